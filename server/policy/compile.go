@@ -1,0 +1,483 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"go4.org/netipx"
+)
+
+// PrefixSet is a set of addresses as minimal sorted CIDR lists per family.
+type PrefixSet struct {
+	V4 []netip.Prefix `json:"v4"`
+	V6 []netip.Prefix `json:"v6"`
+}
+
+// CompiledRule is a rule with the exact set of addresses it decides.
+type CompiledRule struct {
+	Rule Rule
+	// Set holds the addresses whose first matching rule is this one. For a log
+	// rule: the addresses it matches that no earlier non-log rule matched.
+	Set PrefixSet
+}
+
+// Compiled is a ruleset turned into prefix sets.
+type Compiled struct {
+	Name    string
+	Default Action
+	Rules   []CompiledRule
+	// Unmatched holds the addresses no block, allow or throttle rule matches:
+	// the default action decides them.
+	Unmatched PrefixSet
+}
+
+// condProg is a condition compiled against the bit layout of one compilation.
+type condProg struct {
+	kind      string
+	not       bool
+	values    []string
+	tagBits   []int         // tag: bits of the values that some entry carries
+	srcBits   []int         // source: bits of the patterns
+	cidrBit   int           // cidr: this condition's bit
+	classMask uint8         // classification: bit per severity
+	lists     [][]*condProg // list: per named list its conditions, all of which must hold
+}
+
+// compiler holds the state of one Compile call.
+type compiler struct {
+	facts    *Facts
+	tagBit   map[string]int
+	srcBit   map[string]int
+	srcPats  []string
+	cidrBits map[netip.Prefix][]int
+	nCidr    int
+	lists    map[string][]*condProg
+	rules    [][]*condProg
+}
+
+// Compile turns rs into per-rule prefix sets over the facts f. It partitions
+// the address space into atoms (the regions between all entry, geo and cidr
+// prefixes, which nest or are disjoint), evaluates each atom once and emits
+// its range to the rule that decides it, so its cost grows with the number of
+// prefixes, never with the number of addresses.
+func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
+	c := &compiler{facts: f, tagBit: map[string]int{}, srcBit: map[string]int{}, cidrBits: map[netip.Prefix][]int{}, lists: map[string][]*condProg{}}
+	for i, r := range rs.Rules {
+		conds, err := c.compileConds(r.Conds, nil)
+		if err != nil {
+			return nil, fmt.Errorf("policy: compile %s: rule %d: %w", rs.Name, i+1, err)
+		}
+		c.rules = append(c.rules, conds)
+	}
+	out := &Compiled{Name: rs.Name, Default: rs.Default, Rules: make([]CompiledRule, len(rs.Rules))}
+	for i, r := range rs.Rules {
+		out.Rules[i].Rule = r
+	}
+	for _, v6 := range []bool{false, true} {
+		sets, err := c.sweep(rs, v6)
+		if err != nil {
+			return nil, fmt.Errorf("policy: compile %s: %w", rs.Name, err)
+		}
+		for i := range sets {
+			var ps *PrefixSet
+			if i == len(rs.Rules) {
+				ps = &out.Unmatched
+			} else {
+				ps = &out.Rules[i].Set
+			}
+			var prefixes []netip.Prefix
+			for _, r := range sets[i] {
+				prefixes = netipx.IPRangeFrom(r.from, r.to).AppendPrefixes(prefixes)
+			}
+			if v6 {
+				ps.V6 = prefixes
+			} else {
+				ps.V4 = prefixes
+			}
+		}
+	}
+	return out, nil
+}
+
+// compileConds compiles conditions; stack holds the lists being expanded, to detect cycles.
+func (c *compiler) compileConds(conds []Cond, stack []string) ([]*condProg, error) {
+	var out []*condProg
+	for _, cd := range conds {
+		p := &condProg{kind: cd.Kind, not: cd.Not, values: cd.Values}
+		switch cd.Kind {
+		case KindTag:
+			for _, v := range cd.Values {
+				p.tagBits = append(p.tagBits, c.bit(c.tagBit, v, nil))
+			}
+		case KindSource:
+			for _, v := range cd.Values {
+				p.srcBits = append(p.srcBits, c.bit(c.srcBit, v, &c.srcPats))
+			}
+		case KindClassification:
+			for _, v := range cd.Values {
+				s, err := classSeverity(strings.ToLower(v))
+				if err != nil {
+					return nil, err
+				}
+				p.classMask |= 1 << s
+			}
+		case KindCIDR:
+			p.cidrBit = c.nCidr
+			c.nCidr++
+			for _, v := range cd.Values {
+				pfx, err := parseCIDR(v)
+				if err != nil {
+					return nil, err
+				}
+				c.cidrBits[pfx] = append(c.cidrBits[pfx], p.cidrBit)
+			}
+		case KindList:
+			for _, name := range cd.Values {
+				sub, err := c.list(name, stack)
+				if err != nil {
+					return nil, err
+				}
+				p.lists = append(p.lists, sub)
+			}
+		case KindCountry, KindContinent, KindASN, KindOrg:
+		default:
+			return nil, fmt.Errorf("unknown condition kind %q", cd.Kind)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// list compiles a named list once, detecting reference cycles.
+func (c *compiler) list(name string, stack []string) ([]*condProg, error) {
+	if slices.Contains(stack, name) {
+		return nil, fmt.Errorf("list cycle: %s -> %s", strings.Join(stack, " -> "), name)
+	}
+	if p, ok := c.lists[name]; ok {
+		return p, nil
+	}
+	conds, ok := c.facts.Lists[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown list %q", name)
+	}
+	if len(conds) == 0 {
+		return nil, fmt.Errorf("list %q has no conditions", name)
+	}
+	p, err := c.compileConds(conds, append(stack, name))
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", name, err)
+	}
+	c.lists[name] = p
+	return p, nil
+}
+
+// bit returns the bit of key in m, assigning the next one if new.
+func (c *compiler) bit(m map[string]int, key string, keys *[]string) int {
+	if b, ok := m[key]; ok {
+		return b
+	}
+	b := len(m)
+	m[key] = b
+	if keys != nil {
+		*keys = append(*keys, key)
+	}
+	return b
+}
+
+// state is the resolved view of one atom, in the bit layout of the compiler.
+type state struct {
+	tags   []uint64
+	srcs   []uint64
+	cidrs  []uint64
+	manual uint8 // severity of the nearest manual classification, 0 if none
+	auto   uint8 // most severe automatic classification
+	geo    *GeoNet
+	org    string // lower-cased geo.Org
+}
+
+func hasBit(w []uint64, b int) bool { return w[b>>6]&(1<<(b&63)) != 0 }
+func setBit(w []uint64, b int)      { w[b>>6] |= 1 << (b & 63) }
+func clearBit(w []uint64, b int)    { w[b>>6] &^= 1 << (b & 63) }
+
+// eval evaluates compiled conditions (joined by and) on s.
+func eval(conds []*condProg, s *state) bool {
+	for _, p := range conds {
+		if evalOne(p, s) == p.not {
+			return false
+		}
+	}
+	return true
+}
+
+func evalOne(p *condProg, s *state) bool {
+	switch p.kind {
+	case KindTag:
+		for _, b := range p.tagBits {
+			if hasBit(s.tags, b) {
+				return true
+			}
+		}
+		return false
+	case KindSource:
+		for _, b := range p.srcBits {
+			if hasBit(s.srcs, b) {
+				return true
+			}
+		}
+		return false
+	case KindClassification:
+		cl := s.auto
+		if s.manual != 0 {
+			cl = s.manual
+		}
+		return cl != 0 && p.classMask&(1<<cl) != 0
+	case KindCIDR:
+		return hasBit(s.cidrs, p.cidrBit)
+	case KindList:
+		for _, l := range p.lists {
+			if eval(l, s) {
+				return true
+			}
+		}
+		return false
+	}
+	return geoMatches(p.kind, p.values, s.geo, s.org)
+}
+
+// item is one prefix the partition is built from.
+type item struct {
+	p     netip.Prefix
+	entry int32 // index into Facts.Entries or -1
+	geo   int32 // index into Facts.Geo or -1
+}
+
+// addrRange is an inclusive address range.
+type addrRange struct{ from, to netip.Addr }
+
+// frame is one open prefix during the sweep.
+type frame struct {
+	p      netip.Prefix
+	last   netip.Addr
+	cursor netip.Addr // first address of p not yet emitted; invalid when done
+	st     state
+	outs   []int // rule indices (len(rules) = unmatched) the atom belongs to
+}
+
+// sweep walks the prefixes of one family in address order and returns, per
+// rule index (and len(rules) for unmatched), the maximal ranges it decides.
+func (c *compiler) sweep(rs *Ruleset, v6 bool) ([][]addrRange, error) {
+	items, err := c.items(v6)
+	if err != nil {
+		return nil, err
+	}
+	nRules := len(rs.Rules)
+	out := make([][]addrRange, nRules+1)
+	emit := func(from, to netip.Addr, outs []int) {
+		for _, o := range outs {
+			rr := out[o]
+			if n := len(rr); n > 0 && rr[n-1].to.Next() == from {
+				rr[n-1].to = to
+				continue
+			}
+			out[o] = append(rr, addrRange{from, to})
+		}
+	}
+	tagW, srcW, cidrW := words(len(c.tagBit)), words(len(c.srcBit)), words(c.nCidr)
+	bitLen := 32
+	root := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	if v6 {
+		bitLen = 128
+		root = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	frames := make([]frame, bitLen+2)
+	for i := range frames {
+		frames[i].st = state{tags: make([]uint64, tagW), srcs: make([]uint64, srcW), cidrs: make([]uint64, cidrW)}
+	}
+	frames[0].p, frames[0].last, frames[0].cursor = root, netipx.PrefixLastIP(root), root.Addr()
+	frames[0].outs = c.decide(&frames[0].st, rs, frames[0].outs[:0])
+	depth := 0
+	closeTop := func() {
+		f := &frames[depth]
+		if f.cursor.IsValid() {
+			emit(f.cursor, f.last, f.outs)
+		}
+		depth--
+	}
+	for i := 0; i < len(items); {
+		p := items[i].p
+		j := i + 1
+		for j < len(items) && items[j].p == p {
+			j++
+		}
+		for !frames[depth].p.Contains(p.Addr()) {
+			closeTop()
+		}
+		top := &frames[depth]
+		if top.cursor.IsValid() && top.cursor.Less(p.Addr()) {
+			emit(top.cursor, p.Addr().Prev(), top.outs)
+		}
+		last := netipx.PrefixLastIP(p)
+		top.cursor = last.Next()
+		depth++
+		f := &frames[depth]
+		f.p, f.last, f.cursor = p, last, p.Addr()
+		if err := c.inherit(&f.st, &top.st, items[i:j], p); err != nil {
+			return nil, err
+		}
+		f.outs = c.decide(&f.st, rs, f.outs[:0])
+		i = j
+	}
+	for depth >= 0 {
+		closeTop()
+	}
+	return out, nil
+}
+
+func words(n int) int { return (n + 63) / 64 }
+
+// items collects the entry, geo and cidr-condition prefixes of one family in
+// address order, shorter prefixes first.
+func (c *compiler) items(v6 bool) ([]item, error) {
+	f := c.facts
+	items := make([]item, 0, len(f.Entries)+len(f.Geo)+len(c.cidrBits))
+	add := func(p netip.Prefix, entry, geo int32) error {
+		if !p.IsValid() {
+			return fmt.Errorf("invalid prefix %v", p)
+		}
+		p = CanonicalPrefix(p)
+		if p.Addr().Is6() == v6 {
+			items = append(items, item{p: p, entry: entry, geo: geo})
+		}
+		return nil
+	}
+	for i := range f.Entries {
+		if err := add(f.Entries[i].Prefix, int32(i), -1); err != nil {
+			return nil, fmt.Errorf("entry %d: %w", i, err)
+		}
+	}
+	for i := range f.Geo {
+		if err := add(f.Geo[i].Prefix, -1, int32(i)); err != nil {
+			return nil, fmt.Errorf("geo net %d: %w", i, err)
+		}
+	}
+	for p := range c.cidrBits {
+		if err := add(p, -1, -1); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(items, func(a, b item) int {
+		if r := a.p.Addr().Compare(b.p.Addr()); r != 0 {
+			return r
+		}
+		return cmp.Compare(a.p.Bits(), b.p.Bits())
+	})
+	return items, nil
+}
+
+// inherit computes the state of prefix p from its parent's state and the
+// items (entries, geo nets, cidr marks) stored on exactly p.
+func (c *compiler) inherit(dst, parent *state, items []item, p netip.Prefix) error {
+	copy(dst.tags, parent.tags)
+	copy(dst.srcs, parent.srcs)
+	copy(dst.cidrs, parent.cidrs)
+	dst.manual, dst.auto, dst.geo, dst.org = parent.manual, parent.auto, parent.geo, parent.org
+	// Suppressions apply to inherited tags before this prefix's own tags are added.
+	for _, it := range items {
+		if it.entry < 0 {
+			continue
+		}
+		for _, t := range c.facts.Entries[it.entry].Suppressed {
+			if b, ok := c.tagBit[t]; ok {
+				clearBit(dst.tags, b)
+			}
+		}
+	}
+	for _, it := range items {
+		switch {
+		case it.entry >= 0:
+			e := &c.facts.Entries[it.entry]
+			for _, t := range e.Tags {
+				if b, ok := c.tagBit[t]; ok {
+					setBit(dst.tags, b)
+				}
+			}
+			for _, s := range e.Sources {
+				for b, pat := range c.srcPats {
+					if sourceMatches(pat, s) {
+						setBit(dst.srcs, b)
+					}
+				}
+			}
+			a, err := classSeverity(e.Classification)
+			if err != nil {
+				return fmt.Errorf("entry %s: %w", p, err)
+			}
+			dst.auto = max(dst.auto, a)
+			if e.ManualClassification != "" {
+				m, err := classSeverity(e.ManualClassification)
+				if err != nil {
+					return fmt.Errorf("entry %s: manual %w", p, err)
+				}
+				dst.manual = m
+			}
+		case it.geo >= 0:
+			dst.geo = &c.facts.Geo[it.geo]
+			dst.org = strings.ToLower(dst.geo.Org)
+		}
+	}
+	for _, b := range c.cidrBits[p] {
+		setBit(dst.cidrs, b)
+	}
+	return nil
+}
+
+// decide appends to outs the rule indices an atom with state s belongs to:
+// matching log rules before the first matching non-log rule, then that rule
+// (or len(rules) when none matches).
+func (c *compiler) decide(s *state, rs *Ruleset, outs []int) []int {
+	for i, conds := range c.rules {
+		if !eval(conds, s) {
+			continue
+		}
+		outs = append(outs, i)
+		if rs.Rules[i].Action != ActionLog {
+			return outs
+		}
+	}
+	return append(outs, len(c.rules))
+}
+
+// DenyList returns every address whose decision is block: the union of the
+// block rules' sets and, when the default is block, the unmatched addresses.
+func DenyList(c *Compiled) (v4, v6 []netip.Prefix) {
+	var b netipx.IPSetBuilder
+	add := func(ps PrefixSet) {
+		for _, p := range ps.V4 {
+			b.AddPrefix(p)
+		}
+		for _, p := range ps.V6 {
+			b.AddPrefix(p)
+		}
+	}
+	for _, r := range c.Rules {
+		if r.Rule.Action == ActionBlock {
+			add(r.Set)
+		}
+	}
+	if c.Default == ActionBlock {
+		add(c.Unmatched)
+	}
+	// The builder only fails on invalid input; compiled sets are always valid.
+	set, _ := b.IPSet()
+	for _, p := range set.Prefixes() {
+		if p.Addr().Is4() {
+			v4 = append(v4, p)
+		} else {
+			v6 = append(v6, p)
+		}
+	}
+	return v4, v6
+}
