@@ -301,7 +301,8 @@ func (c *compiler) sweep(rs *Ruleset, v6 bool) ([][]addrRange, error) {
 	depth := 0
 	closeTop := func() {
 		f := &frames[depth]
-		if f.cursor.IsValid() {
+		// The cursor is past the end when the last child ended where f ends.
+		if f.cursor.IsValid() && !f.last.Less(f.cursor) {
 			emit(f.cursor, f.last, f.outs)
 		}
 		depth--
@@ -372,7 +373,12 @@ func (c *compiler) items(v6 bool) ([]item, error) {
 		if r := a.p.Addr().Compare(b.p.Addr()); r != 0 {
 			return r
 		}
-		return cmp.Compare(a.p.Bits(), b.p.Bits())
+		if r := cmp.Compare(a.p.Bits(), b.p.Bits()); r != 0 {
+			return r
+		}
+		// Equal prefixes keep input order: the last manual classification and
+		// the last geo net on a prefix win, as in Explain.
+		return cmp.Or(cmp.Compare(a.entry, b.entry), cmp.Compare(a.geo, b.geo))
 	})
 	return items, nil
 }
