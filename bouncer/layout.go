@@ -1,0 +1,254 @@
+package bouncer
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"go4.org/netipx"
+)
+
+// HoneypotTimeout is how long a honeypot source stays in the kernel's dynamic set
+// after its last packet.
+const HoneypotTimeout = time.Hour
+
+// MarkerCounter is the named counter whose byte count holds the generation of the
+// applied table: reading one small object tells whether the table is still ours.
+const MarkerCounter = "muninn_generation"
+
+// Layout is the nftables table the bouncer wants, independent of how it is written:
+// bouncer/nft turns it into netlink messages and DryRun into an nft script, so both
+// always describe the same table.
+type Layout struct {
+	Table      string
+	Priority   int32
+	Generation uint64
+	Counters   []CounterSpec
+	PortSets   []PortSetSpec
+	IfaceSets  []IfaceSetSpec
+	HPSets     []HoneypotSetSpec
+	AddrSets   []AddrSetSpec
+	// Chains holds the base chains first (Hook set), then one chain per ruleset.
+	Chains []ChainSpec
+}
+
+// CounterSpec is a named counter for one rule (RuleID 0: the ruleset default).
+type CounterSpec struct {
+	Name    string
+	Ruleset string
+	RuleID  int64
+}
+
+// PortSetSpec is a named set of inet_service.
+type PortSetSpec struct {
+	Name  string
+	Ports []uint16
+}
+
+// IfaceSetSpec is a named set of interface names.
+type IfaceSetSpec struct {
+	Name   string
+	Ifaces []string
+}
+
+// HoneypotSetSpec is a dynamic set of source . l4proto . dport with timeouts.
+type HoneypotSetSpec struct {
+	Name    string
+	Ruleset string
+	V6      bool
+}
+
+// AddrSetSpec is one rule's address set for one family: a hash set of single
+// addresses or an interval set of ranges.
+type AddrSetSpec struct {
+	Name     string
+	V6       bool
+	Interval bool
+	Hash     []netip.Addr
+	Ranges   []netipx.IPRange
+}
+
+// Len is the number of elements of the set.
+func (s AddrSetSpec) Len() int { return len(s.Hash) + len(s.Ranges) }
+
+// ChainSpec is a chain: a base chain when Hook is set, else a regular chain.
+type ChainSpec struct {
+	Name  string
+	Hook  string
+	Rules []Stmt
+}
+
+// Stmt is one nftables rule: the matches in field order, then counter, limit, log
+// and the verdict.
+type Stmt struct {
+	NFProto   string // "ipv4" or "ipv6"
+	L4Proto   string // "tcp" or "udp"
+	DPortSet  string // th dport @set
+	IIFSet    string // iifname @set
+	SAddrSet  string // ip saddr @set / ip6 saddr @set (needs NFProto)
+	Honeypot  string // update @set { saddr . l4proto . th dport } (needs NFProto, L4Proto)
+	Counter   string // counter name
+	Limit     *Rate  // limit rate over
+	LogPrefix string
+	Verdict   string // "drop", "return", "jump" or "" (continue)
+	Jump      string
+}
+
+// ChainName is the regular chain of a ruleset.
+func ChainName(ruleset string) string { return "rs_" + ruleset }
+
+// AddrSetName is the set of rule id for a family; kind is 'h' (hash) or 'i' (interval).
+func AddrSetName(ruleset string, id int64, v6 bool, interval bool) string {
+	fam, kind := "v4", "h"
+	if v6 {
+		fam = "v6"
+	}
+	if interval {
+		kind = "i"
+	}
+	return "rs_" + ruleset + "_r" + strconv.FormatInt(id, 10) + "_" + fam + kind
+}
+
+// CounterName is the named counter of a rule; id 0 is the ruleset's default action.
+func CounterName(ruleset string, id int64) string {
+	if id == 0 {
+		return "rs_" + ruleset + "_default"
+	}
+	return "rs_" + ruleset + "_r" + strconv.FormatInt(id, 10)
+}
+
+// BuildLayout is the pure description of the table enforcing st.
+func BuildLayout(table string, priority int32, generation uint64, st *State) (*Layout, error) {
+	l := &Layout{Table: table, Priority: priority, Generation: generation}
+	base := map[string]*ChainSpec{}
+	var bases []*ChainSpec
+	var rulesetChains []ChainSpec
+	for _, rs := range st.Rulesets {
+		if err := validateMeta(&rs); err != nil {
+			return nil, fmt.Errorf("layout: %w", err)
+		}
+		bc := base[rs.Hook]
+		if bc == nil {
+			bc = &ChainSpec{Name: rs.Hook, Hook: rs.Hook}
+			base[rs.Hook] = bc
+			bases = append(bases, bc)
+		}
+		prefix := "rs_" + rs.Name
+		iif := ""
+		if len(rs.Scope.IIFNames) > 0 {
+			iif = prefix + "_iif"
+			l.IfaceSets = append(l.IfaceSets, IfaceSetSpec{Name: iif, Ifaces: rs.Scope.IIFNames})
+		}
+		// Honeypot ports come before the scope: a packet to one of them is only ever
+		// dropped and its source recorded, whatever the rules say.
+		hpPorts := []struct {
+			proto string
+			ports []uint16
+		}{{"tcp", rs.Honeypot.TCP}, {"udp", rs.Honeypot.UDP}}
+		if len(rs.Honeypot.TCP)+len(rs.Honeypot.UDP) > 0 {
+			l.HPSets = append(l.HPSets,
+				HoneypotSetSpec{Name: prefix + "_hp_v4", Ruleset: rs.Name},
+				HoneypotSetSpec{Name: prefix + "_hp_v6", Ruleset: rs.Name, V6: true})
+		}
+		for _, hp := range hpPorts {
+			if len(hp.ports) == 0 {
+				continue
+			}
+			ps := prefix + "_hp_" + hp.proto
+			l.PortSets = append(l.PortSets, PortSetSpec{Name: ps, Ports: hp.ports})
+			for _, fam := range []string{"ipv4", "ipv6"} {
+				set := prefix + "_hp_v4"
+				if fam == "ipv6" {
+					set = prefix + "_hp_v6"
+				}
+				bc.Rules = append(bc.Rules, Stmt{NFProto: fam, L4Proto: hp.proto, DPortSet: ps, IIFSet: iif, Honeypot: set, Verdict: "drop"})
+			}
+		}
+		chain := ChainName(rs.Name)
+		var protos []string
+		switch rs.Scope.Protocol {
+		case "tcp", "udp":
+			protos = []string{rs.Scope.Protocol}
+		default:
+			if len(rs.Scope.DPorts) > 0 {
+				protos = []string{"tcp", "udp"}
+			} else {
+				protos = []string{""}
+			}
+		}
+		dports := ""
+		if len(rs.Scope.DPorts) > 0 {
+			dports = prefix + "_dports"
+			l.PortSets = append(l.PortSets, PortSetSpec{Name: dports, Ports: rs.Scope.DPorts})
+		}
+		for _, p := range protos {
+			bc.Rules = append(bc.Rules, Stmt{L4Proto: p, DPortSet: dports, IIFSet: iif, Verdict: "jump", Jump: chain})
+		}
+
+		cs := ChainSpec{Name: chain}
+		for _, r := range rs.Rules {
+			counter := CounterName(rs.Name, r.ID)
+			l.Counters = append(l.Counters, CounterSpec{Name: counter, Ruleset: rs.Name, RuleID: r.ID})
+			for _, fam := range []struct {
+				v6   bool
+				name string
+				set  AddrSet
+			}{{false, "ipv4", r.V4}, {true, "ipv6", r.V6}} {
+				// Every set exists even when empty, so any later delta is only element
+				// adds and deletes.
+				for _, interval := range []bool{false, true} {
+					spec := AddrSetSpec{Name: AddrSetName(rs.Name, r.ID, fam.v6, interval), V6: fam.v6, Interval: interval}
+					if interval {
+						spec.Ranges = fam.set.Ranges
+					} else {
+						spec.Hash = fam.set.Hash
+					}
+					l.AddrSets = append(l.AddrSets, spec)
+					m := Stmt{NFProto: fam.name, SAddrSet: spec.Name, Counter: counter}
+					switch r.Action {
+					case ActionBlock:
+						m.Verdict = "drop"
+						cs.Rules = append(cs.Rules, m)
+					case ActionAllow:
+						// The table only ever drops: "allow" ends this ruleset (return)
+						// instead of accepting, so it never overrides another ruleset.
+						m.Verdict = "return"
+						cs.Rules = append(cs.Rules, m)
+					case ActionLog:
+						m.LogPrefix = logPrefix(rs.Name, r.ID)
+						cs.Rules = append(cs.Rules, m)
+					case ActionThrottle:
+						rate := r.Rate
+						m.Limit, m.Verdict = &rate, "drop"
+						cs.Rules = append(cs.Rules, m,
+							Stmt{NFProto: fam.name, SAddrSet: spec.Name, Verdict: "return"})
+					default:
+						return nil, fmt.Errorf("layout: ruleset %q rule %d: unsupported action %q", rs.Name, r.ID, r.Action)
+					}
+				}
+			}
+		}
+		def := CounterName(rs.Name, 0)
+		l.Counters = append(l.Counters, CounterSpec{Name: def, Ruleset: rs.Name})
+		v := "return"
+		if rs.Default == ActionBlock {
+			v = "drop"
+		}
+		cs.Rules = append(cs.Rules, Stmt{Counter: def, Verdict: v})
+		rulesetChains = append(rulesetChains, cs)
+	}
+	for _, bc := range bases {
+		l.Chains = append(l.Chains, *bc)
+	}
+	l.Chains = append(l.Chains, rulesetChains...)
+	return l, nil
+}
+
+func logPrefix(ruleset string, id int64) string {
+	p := fmt.Sprintf("muninn %s r%d: ", ruleset, id)
+	if len(p) > 127 {
+		p = p[:127]
+	}
+	return p
+}
