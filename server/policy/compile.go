@@ -30,7 +30,8 @@ type Compiled struct {
 	Default Action
 	Rules   []CompiledRule
 	// Unmatched holds the addresses no block, allow or throttle rule matches:
-	// the default action decides them.
+	// the default action decides them. It is computed only when Default is
+	// block (otherwise nothing enforces it) and is nil otherwise.
 	Unmatched PrefixSet
 }
 
@@ -52,6 +53,7 @@ type compiler struct {
 	tagBit   map[string]int
 	srcBit   map[string]int
 	srcPats  []string
+	srcMemo  map[string][]int
 	cidrBits map[netip.Prefix][]int
 	nCidr    int
 	lists    map[string][]*condProg
@@ -64,7 +66,7 @@ type compiler struct {
 // its range to the rule that decides it, so its cost grows with the number of
 // prefixes, never with the number of addresses.
 func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
-	c := &compiler{facts: f, tagBit: map[string]int{}, srcBit: map[string]int{}, cidrBits: map[netip.Prefix][]int{}, lists: map[string][]*condProg{}}
+	c := &compiler{facts: f, tagBit: map[string]int{}, srcBit: map[string]int{}, srcMemo: map[string][]int{}, cidrBits: map[netip.Prefix][]int{}, lists: map[string][]*condProg{}}
 	for i, r := range rs.Rules {
 		conds, err := c.compileConds(r.Conds, nil)
 		if err != nil {
@@ -84,6 +86,11 @@ func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
 		for i := range sets {
 			var ps *PrefixSet
 			if i == len(rs.Rules) {
+				if rs.Default != ActionBlock {
+					// Nothing enforces the unmatched set then, and around many
+					// /32s it is the costliest set to decompose into CIDRs.
+					continue
+				}
 				ps = &out.Unmatched
 			} else {
 				ps = &out.Rules[i].Set
@@ -411,10 +418,8 @@ func (c *compiler) inherit(dst, parent *state, items []item, p netip.Prefix) err
 				}
 			}
 			for _, s := range e.Sources {
-				for b, pat := range c.srcPats {
-					if sourceMatches(pat, s) {
-						setBit(dst.srcs, b)
-					}
+				for _, b := range c.sourceBits(s) {
+					setBit(dst.srcs, b)
 				}
 			}
 			a, err := classSeverity(e.Classification)
@@ -438,6 +443,22 @@ func (c *compiler) inherit(dst, parent *state, items []item, p netip.Prefix) err
 		setBit(dst.cidrs, b)
 	}
 	return nil
+}
+
+// sourceBits returns the bits of the source patterns matching source s,
+// memoised because a million entries share a handful of sources.
+func (c *compiler) sourceBits(s string) []int {
+	if b, ok := c.srcMemo[s]; ok {
+		return b
+	}
+	var bits []int
+	for b, pat := range c.srcPats {
+		if sourceMatches(pat, s) {
+			bits = append(bits, b)
+		}
+	}
+	c.srcMemo[s] = bits
+	return bits
 }
 
 // decide appends to outs the rule indices an atom with state s belongs to:

@@ -302,6 +302,30 @@ func checkCompiled(t *testing.T, it int, u universe, rs *Ruleset, f *Facts, c *C
 	total := 0
 	for i := range sets {
 		ps := c.Unmatched
+		if i == len(rs.Rules) && rs.Default != ActionBlock {
+			require.Empty(t, ps.V4)
+			require.Empty(t, ps.V6)
+			// Rebuild the unmatched set as the complement of the deciding rules
+			// so the partition and membership checks below still cover it.
+			var b netipx.IPSetBuilder
+			b.AddPrefix(netip.MustParsePrefix("0.0.0.0/0"))
+			b.AddPrefix(netip.MustParsePrefix("::/0"))
+			for j, r := range c.Rules {
+				if r.Rule.Action != ActionLog {
+					b.RemoveSet(sets[j])
+				}
+			}
+			s, err := b.IPSet()
+			require.NoError(t, err)
+			ps = PrefixSet{}
+			for _, p := range s.Prefixes() {
+				if p.Addr().Is4() {
+					ps.V4 = append(ps.V4, p)
+				} else {
+					ps.V6 = append(ps.V6, p)
+				}
+			}
+		}
 		if i < len(rs.Rules) {
 			ps = c.Rules[i].Set
 		}
