@@ -1,0 +1,231 @@
+//go:build linux
+
+package nft
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go4.org/netipx"
+	"golang.org/x/sys/unix"
+)
+
+var nsSeq atomic.Int64
+
+func requireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root for network namespaces and nftables")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		tb.Skip("needs the ip command")
+	}
+}
+
+func run(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	require.NoError(tb, err, "%v: %s", args, out)
+	return string(out)
+}
+
+// netNS is a network namespace the test created; it is deleted at cleanup.
+type netNS struct {
+	name string
+	fd   int
+}
+
+func newNS(tb testing.TB) *netNS {
+	tb.Helper()
+	name := fmt.Sprintf("mnb%d-%d", os.Getpid(), nsSeq.Add(1))
+	run(tb, "ip", "netns", "add", name)
+	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { unix.Close(fd) })
+	ns := &netNS{name: name, fd: fd}
+	ns.exec(tb, "ip", "link", "set", "lo", "up")
+	return ns
+}
+
+func (ns *netNS) exec(tb testing.TB, args ...string) string {
+	tb.Helper()
+	return run(tb, append([]string{"ip", "netns", "exec", ns.name}, args...)...)
+}
+
+// do runs f with the calling OS thread in ns; sockets created in f stay in ns.
+func (ns *netNS) do(tb testing.TB, f func()) {
+	tb.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	require.NoError(tb, err)
+	defer unix.Close(orig)
+	require.NoError(tb, unix.Setns(ns.fd, unix.CLONE_NEWNET))
+	defer func() {
+		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
+			panic(err) // never leave a thread in a test namespace
+		}
+	}()
+	f()
+}
+
+// pair is a server and a client namespace joined by a veth pair.
+type pair struct {
+	srv, cli *netNS
+}
+
+const (
+	srvV4 = "192.0.2.1"
+	srvV6 = "2001:db8::1"
+)
+
+func newPair(tb testing.TB) *pair {
+	tb.Helper()
+	p := &pair{srv: newNS(tb), cli: newNS(tb)}
+	run(tb, "ip", "link", "add", "vs", "netns", p.srv.name, "type", "veth", "peer", "name", "vc", "netns", p.cli.name)
+	p.srv.exec(tb, "ip", "addr", "add", srvV4+"/24", "dev", "vs")
+	p.srv.exec(tb, "ip", "addr", "add", srvV6+"/64", "dev", "vs", "nodad")
+	p.srv.exec(tb, "ip", "link", "set", "vs", "up")
+	p.cli.exec(tb, "ip", "link", "set", "vc", "up")
+	// Client sources live in other documentation ranges: routes on the link.
+	for _, r := range []string{"198.51.100.0/24", "203.0.113.0/24"} {
+		p.srv.exec(tb, "ip", "route", "add", r, "dev", "vs")
+	}
+	p.srv.exec(tb, "ip", "-6", "route", "add", "2001:db8:1000::/36", "dev", "vs")
+	p.cli.exec(tb, "ip", "route", "add", "192.0.2.0/24", "dev", "vc")
+	p.cli.exec(tb, "ip", "-6", "route", "add", "2001:db8::/64", "dev", "vc")
+	return p
+}
+
+// addClientAddr adds a source address to the client.
+func (p *pair) addClientAddr(tb testing.TB, a string) {
+	tb.Helper()
+	bits := 32
+	args := []string{"ip", "addr", "add"}
+	if strings.Contains(a, ":") {
+		bits = 128
+		args = []string{"ip", "-6", "addr", "add"}
+	}
+	p.cli.exec(tb, append(args, fmt.Sprintf("%s/%d", a, bits), "dev", "vc", "nodad")...)
+}
+
+// listen opens TCP listeners on the server for ports (v4 and v6).
+func (p *pair) listen(tb testing.TB, ports ...int) {
+	tb.Helper()
+	p.srv.do(tb, func() {
+		for _, port := range ports {
+			for _, addr := range []string{srvV4, srvV6} {
+				l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
+				require.NoError(tb, err)
+				tb.Cleanup(func() { l.Close() })
+			}
+		}
+	})
+}
+
+// connect dials the server from src; it reports whether the handshake completed.
+// The handshake needs no Accept: the kernel completes it into the backlog.
+func (p *pair) connect(tb testing.TB, src string, port int, timeout time.Duration) bool {
+	tb.Helper()
+	dst := srvV4
+	if strings.Contains(src, ":") {
+		dst = srvV6
+	}
+	var err error
+	p.cli.do(tb, func() {
+		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		var c net.Conn
+		c, err = d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
+		if err == nil {
+			c.Close()
+		}
+	})
+	return err == nil
+}
+
+// kernelSet reads a set back with nft -j in ns as an IPSet (small or test-sized sets only).
+func kernelSet(tb testing.TB, ns *netNS, table, set string) *netipx.IPSet {
+	tb.Helper()
+	out := ns.exec(tb, "nft", "-j", "list", "set", "inet", table, set)
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	require.NoError(tb, json.Unmarshal([]byte(out), &doc))
+	var b netipx.IPSetBuilder
+	for _, obj := range doc.Nftables {
+		raw, ok := obj["set"]
+		if !ok {
+			continue
+		}
+		var s struct {
+			Elem []json.RawMessage `json:"elem"`
+		}
+		require.NoError(tb, json.Unmarshal(raw, &s))
+		for _, e := range s.Elem {
+			addJSONElem(tb, &b, e)
+		}
+	}
+	ips, err := b.IPSet()
+	require.NoError(tb, err)
+	return ips
+}
+
+func addJSONElem(tb testing.TB, b *netipx.IPSetBuilder, e json.RawMessage) {
+	var str string
+	if json.Unmarshal(e, &str) == nil {
+		b.Add(netip.MustParseAddr(str))
+		return
+	}
+	var obj struct {
+		Prefix *struct {
+			Addr string `json:"addr"`
+			Len  int    `json:"len"`
+		} `json:"prefix"`
+		Range []string          `json:"range"`
+		Elem  json.RawMessage   `json:"elem"`
+		Val   json.RawMessage   `json:"val"`
+		Other map[string]string `json:"-"`
+	}
+	require.NoError(tb, json.Unmarshal(e, &obj), "%s", e)
+	switch {
+	case obj.Prefix != nil:
+		b.AddPrefix(netip.PrefixFrom(netip.MustParseAddr(obj.Prefix.Addr), obj.Prefix.Len))
+	case len(obj.Range) == 2:
+		b.AddRange(netipx.IPRangeFrom(netip.MustParseAddr(obj.Range[0]), netip.MustParseAddr(obj.Range[1])))
+	case obj.Elem != nil:
+		var inner struct {
+			Val json.RawMessage `json:"val"`
+		}
+		require.NoError(tb, json.Unmarshal(obj.Elem, &inner))
+		addJSONElem(tb, b, inner.Val)
+	default:
+		tb.Fatalf("unknown set element %s", e)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes (kernel state only).
+func eventually(tb testing.TB, d time.Duration, cond func() bool, msg string) {
+	tb.Helper()
+	deadline := time.After(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-deadline:
+			tb.Fatal(msg)
+		case <-tick.C:
+		}
+	}
+}
