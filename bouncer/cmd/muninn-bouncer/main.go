@@ -1,0 +1,208 @@
+//go:build linux
+
+// Command muninn-bouncer enforces muninn rulesets with nftables.
+//
+// Configuration comes from a YAML file (--config), then the environment
+// (MUNINN_BOUNCER_*), then flags, each overriding the previous.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/muninn/muninn/bouncer"
+	"github.com/muninn/muninn/bouncer/nft"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// config is the whole configuration of the bouncer.
+type config struct {
+	Server    string        `yaml:"server"`
+	Key       string        `yaml:"key"`
+	KeyFile   string        `yaml:"key_file"`
+	Table     string        `yaml:"table"`
+	Priority  int           `yaml:"priority"`
+	StateDir  string        `yaml:"state_dir"`
+	Wait      time.Duration `yaml:"wait"`
+	Heartbeat time.Duration `yaml:"heartbeat"`
+	Check     time.Duration `yaml:"check"`
+	LogLevel  string        `yaml:"log_level"`
+	LogFormat string        `yaml:"log_format"`
+}
+
+func defaults() config {
+	return config{
+		Table: nft.DefaultTable, Priority: nft.DefaultPriority, StateDir: "/var/lib/muninn-bouncer",
+		Wait: 30 * time.Second, Heartbeat: 30 * time.Second, Check: 5 * time.Second,
+		LogLevel: "info", LogFormat: "text",
+	}
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "muninn-bouncer:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("muninn-bouncer", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML configuration file")
+	dryRun := fs.Bool("dry-run", false, "print the nft script instead of applying it")
+	once := fs.Bool("once", false, "apply the saved and current renders, then exit")
+	remove := fs.Bool("remove", false, "delete the bouncer's table and exit")
+	server := fs.String("server", "", "server URL (MUNINN_BOUNCER_SERVER)")
+	keyFile := fs.String("key-file", "", "file holding the bouncer key (MUNINN_BOUNCER_KEY_FILE)")
+	table := fs.String("table", "", "nftables table, family inet (MUNINN_BOUNCER_TABLE)")
+	priority := fs.String("priority", "", "base chain priority (MUNINN_BOUNCER_PRIORITY)")
+	stateDir := fs.String("state-dir", "", "state directory (MUNINN_BOUNCER_STATE_DIR)")
+	wait := fs.Duration("wait", 0, "long-poll wait (MUNINN_BOUNCER_WAIT)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (MUNINN_BOUNCER_LOG_LEVEL)")
+	logFormat := fs.String("log-format", "", "text or json (MUNINN_BOUNCER_LOG_FORMAT)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+
+	cfg := defaults()
+	if *configPath != "" {
+		b, err := os.ReadFile(*configPath)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		if err := yaml.Unmarshal(b, &cfg); err != nil {
+			return fmt.Errorf("config: %s: %w", *configPath, err)
+		}
+	}
+	if err := fromEnv(&cfg); err != nil {
+		return err
+	}
+	set := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	set(&cfg.Server, *server)
+	set(&cfg.KeyFile, *keyFile)
+	set(&cfg.Table, *table)
+	set(&cfg.StateDir, *stateDir)
+	set(&cfg.LogLevel, *logLevel)
+	set(&cfg.LogFormat, *logFormat)
+	if *priority != "" {
+		p, err := strconv.Atoi(*priority)
+		if err != nil {
+			return fmt.Errorf("config: priority: %w", err)
+		}
+		cfg.Priority = p
+	}
+	if *wait > 0 {
+		cfg.Wait = *wait
+	}
+	if cfg.KeyFile != "" && cfg.Key == "" {
+		b, err := os.ReadFile(cfg.KeyFile)
+		if err != nil {
+			return fmt.Errorf("config: key file: %w", err)
+		}
+		cfg.Key = strings.TrimSpace(string(b))
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var fw bouncer.Firewall = nft.New(nft.Options{Table: cfg.Table, Priority: int32(cfg.Priority), Logger: log})
+	if *dryRun {
+		fw = bouncer.NewDryRun(os.Stdout, cfg.Table, int32(cfg.Priority))
+	}
+	if *remove {
+		if err := fw.Remove(ctx); err != nil {
+			return err
+		}
+		log.Info("Removed the table.", "table", cfg.Table)
+		return nil
+	}
+	if cfg.Server == "" || cfg.Key == "" {
+		return errors.New("config: the server URL and the bouncer key are required")
+	}
+	hostname, _ := os.Hostname()
+	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, nil), fw, bouncer.Config{
+		StateDir: cfg.StateDir, Wait: cfg.Wait, HeartbeatEvery: cfg.Heartbeat, CheckEvery: cfg.Check,
+		Hostname: hostname, Version: version,
+	}, log)
+	if *once || *dryRun {
+		if err := s.Restore(ctx); err != nil {
+			log.Error("Could not restore the saved renders.", "error", err)
+		}
+		if _, err := s.Poll(ctx, 0); err != nil {
+			return err
+		}
+		return nil
+	}
+	log.Info("Starting.", "server", cfg.Server, "table", cfg.Table, "state_dir", cfg.StateDir, "version", version)
+	if err := s.Run(ctx); err != nil {
+		return err
+	}
+	// A clean stop leaves the rules in place: the host stays protected.
+	log.Info("Stopped; the rules stay in place.")
+	return nil
+}
+
+func fromEnv(cfg *config) error {
+	env := func(name string, dst *string) {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	env("MUNINN_BOUNCER_SERVER", &cfg.Server)
+	env("MUNINN_BOUNCER_KEY", &cfg.Key)
+	env("MUNINN_BOUNCER_KEY_FILE", &cfg.KeyFile)
+	env("MUNINN_BOUNCER_TABLE", &cfg.Table)
+	env("MUNINN_BOUNCER_STATE_DIR", &cfg.StateDir)
+	env("MUNINN_BOUNCER_LOG_LEVEL", &cfg.LogLevel)
+	env("MUNINN_BOUNCER_LOG_FORMAT", &cfg.LogFormat)
+	if v := os.Getenv("MUNINN_BOUNCER_PRIORITY"); v != "" {
+		p, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("config: MUNINN_BOUNCER_PRIORITY: %w", err)
+		}
+		cfg.Priority = p
+	}
+	if v := os.Getenv("MUNINN_BOUNCER_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("config: MUNINN_BOUNCER_WAIT: %w", err)
+		}
+		cfg.Wait = d
+	}
+	return nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("config: log level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("config: log format %q: want text or json", format)
+}
