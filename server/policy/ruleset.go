@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Action is what a rule (or the default) does with a matching packet.
@@ -172,6 +173,10 @@ var (
 func canonicalValue(kind, v string) (string, error) {
 	if v == "" {
 		return "", fmt.Errorf("empty %s value", kind)
+	}
+	if !utf8.ValidString(v) {
+		// JSON cannot carry it, so the two forms could not round-trip.
+		return "", fmt.Errorf("%s value %q is not valid UTF-8", kind, v)
 	}
 	switch kind {
 	case KindTag, KindOrg, KindSource:
