@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -530,4 +531,21 @@ func (c *Cluster) removeTempSocketDir() {
 			c.logger.Warn("Could not remove the temporary socket dir.", "socket_dir", c.socketDir, "error", err)
 		}
 	}
+}
+
+// RunningURL returns the URL of a cluster under dir that another process (a
+// running `muninn serve`) owns, when its socket answers; admin commands use it
+// so they never restart a cluster out from under the server.
+func RunningURL(dir string) (string, bool) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", false
+	}
+	c := &Cluster{socketDir: filepath.Join(abs, "pg", "run"), port: DefaultPort}
+	conn, err := net.DialTimeout("unix", socketPath(c.socketDir, c.port), time.Second)
+	if err != nil {
+		return "", false
+	}
+	_ = conn.Close()
+	return c.URL(), true
 }

@@ -1,0 +1,140 @@
+// Package api implements the strict OpenAPI server of /api/v1: one file per
+// OpenAPI tag. Handlers return typed responses for outcomes callers expect
+// (problem+json naming the field and the reason) and error only for faults.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/store"
+)
+
+// Options are the API's tunables.
+type Options struct {
+	// MaxIngestBytes bounds one ingest body.
+	MaxIngestBytes int64
+	// IngestBatch is how many observations go to the database at once.
+	IngestBatch int
+}
+
+// Server implements apigen.StrictServerInterface.
+type Server struct {
+	store *store.Store
+	log   *slog.Logger
+	now   func() time.Time
+	opts  Options
+	auth  *Authenticator
+}
+
+var _ apigen.StrictServerInterface = (*Server)(nil)
+
+// New returns the API server.
+func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time.Time, opts Options) *Server {
+	if opts.MaxIngestBytes <= 0 {
+		opts.MaxIngestBytes = 100 << 20
+	}
+	if opts.IngestBatch <= 0 {
+		opts.IngestBatch = 20000
+	}
+	return &Server{store: st, log: log, now: now, opts: opts, auth: auth}
+}
+
+// problem builds a problem+json body.
+func problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
+	p := apigen.Problem{Title: http.StatusText(status), Status: status, Type: ptr("about:blank")}
+	if detail != "" {
+		p.Detail = &detail
+	}
+	if len(fields) > 0 {
+		p.Errors = &fields
+	}
+	return p
+}
+
+func fieldErr(field, reason string) apigen.FieldError {
+	return apigen.FieldError{Field: field, Reason: reason}
+}
+
+// WriteProblem writes a problem+json answer; the HTTP layer uses it for errors
+// raised before a handler runs.
+func WriteProblem(w http.ResponseWriter, status int, detail string, fields ...apigen.FieldError) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(problem(status, detail, fields...))
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// ParseAddr parses an address the way the API accepts it: IPv4-mapped IPv6 is
+// unmapped, zones are refused.
+func ParseAddr(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%q is not an IP address", s)
+	}
+	if a.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("%q has a zone; zones are not allowed", s)
+	}
+	return a.Unmap(), nil
+}
+
+// ParsePrefix parses an address or CIDR into its canonical prefix: host bits
+// zeroed, IPv4-mapped IPv6 unmapped (::ffff:192.0.2.0/120 becomes 192.0.2.0/24),
+// a bare address as /32 or /128.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q has a zone; zones are not allowed", s)
+	}
+	return CanonicalPrefix(p)
+}
+
+// CanonicalPrefix zeroes host bits and unmaps IPv4-mapped IPv6 prefixes.
+func CanonicalPrefix(p netip.Prefix) (netip.Prefix, error) {
+	a := p.Addr()
+	if a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("%s mixes IPv4-mapped and plain IPv6 space", p)
+		}
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked(), nil
+	}
+	return p.Masked(), nil
+}
+
+// actorOf names the caller for sources and the audit log.
+func actorOf(ctx context.Context) string {
+	if p, ok := PrincipalFrom(ctx); ok {
+		return p.Name
+	}
+	return "anonymous"
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -1,0 +1,191 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/muninn/muninn/server/store"
+)
+
+// Roles, least to most privileged.
+const (
+	RoleReader = "reader"
+	RoleWriter = "writer"
+	RoleAdmin  = "admin"
+)
+
+// RoleRank orders roles; an unknown role ranks below reader.
+func RoleRank(role string) int {
+	switch role {
+	case RoleReader:
+		return 1
+	case RoleWriter:
+		return 2
+	case RoleAdmin:
+		return 3
+	}
+	return 0
+}
+
+// Principal is who is calling.
+type Principal struct {
+	// Kind is "token" or "user".
+	Kind string
+	Name string
+	Role string
+	ID   int64
+}
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller stored in ctx.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(Principal)
+	return p, ok
+}
+
+// NewSecret returns a fresh random secret with a readable prefix, e.g. "mnn_…".
+func NewSecret(prefix string) string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return prefix + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// TokenPrefix starts every API token.
+const TokenPrefix = "mnn_"
+
+// Authenticator checks bearer tokens. Lookups are cached for a few seconds so a
+// busy client costs one query per cache period; revocation through this process
+// drops the cache at once, other processes within cacheTTL.
+type Authenticator struct {
+	store *store.Store
+	now   func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedToken
+}
+
+type cachedToken struct {
+	tok     store.Token
+	err     error
+	fetched time.Time
+	touched time.Time
+}
+
+const cacheTTL = 5 * time.Second
+
+// NewAuthenticator returns an Authenticator over st.
+func NewAuthenticator(st *store.Store, now func() time.Time) *Authenticator {
+	return &Authenticator{store: st, now: now, cache: map[string]cachedToken{}}
+}
+
+// Errors of Authenticate, shown to the caller as the reason.
+var (
+	ErrNoCredential = errors.New("no credential: send Authorization: Bearer <token>")
+	ErrBadToken     = errors.New("the token is not valid")
+	ErrExpiredToken = errors.New("the token has expired")
+)
+
+// Authenticate resolves a bearer token to its principal.
+func (a *Authenticator) Authenticate(ctx context.Context, secret string) (Principal, error) {
+	if secret == "" {
+		return Principal{}, ErrNoCredential
+	}
+	key := string(store.HashSecret(secret))
+	now := a.now()
+	a.mu.Lock()
+	c, ok := a.cache[key]
+	a.mu.Unlock()
+	if !ok || now.Sub(c.fetched) > cacheTTL {
+		tok, err := a.store.TokenByHash(ctx, []byte(key))
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return Principal{}, err
+		}
+		c = cachedToken{tok: tok, err: err, fetched: now, touched: c.touched}
+		if len(a.cache) > 10000 {
+			a.mu.Lock()
+			clear(a.cache)
+			a.mu.Unlock()
+		}
+	}
+	if c.err != nil {
+		a.store_(key, c)
+		return Principal{}, ErrBadToken
+	}
+	if c.tok.ExpiresAt != nil && !c.tok.ExpiresAt.After(now) {
+		a.store_(key, c)
+		return Principal{}, ErrExpiredToken
+	}
+	if now.Sub(c.touched) > time.Minute {
+		c.touched = now
+		if err := a.store.TouchToken(ctx, c.tok.ID, now); err != nil {
+			return Principal{}, err
+		}
+	}
+	a.store_(key, c)
+	return Principal{Kind: "token", Name: c.tok.Name, Role: c.tok.Role, ID: c.tok.ID}, nil
+}
+
+func (a *Authenticator) store_(key string, c cachedToken) {
+	a.mu.Lock()
+	a.cache[key] = c
+	a.mu.Unlock()
+}
+
+// Forget drops every cached lookup (after a revocation).
+func (a *Authenticator) Forget() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
+// Middleware authenticates every request with a bearer token and answers 401
+// with problem+json when it cannot. A principal already in the context (a UI
+// session) is kept.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := PrincipalFrom(r.Context()); ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		h := r.Header.Get("Authorization")
+		secret, found := strings.CutPrefix(h, "Bearer ")
+		if h != "" && !found {
+			WriteProblem(w, http.StatusUnauthorized, "the Authorization header must be \"Bearer <token>\"")
+			return
+		}
+		p, err := a.Authenticate(r.Context(), strings.TrimSpace(secret))
+		switch {
+		case errors.Is(err, ErrNoCredential), errors.Is(err, ErrBadToken), errors.Is(err, ErrExpiredToken):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="muninn"`)
+			WriteProblem(w, http.StatusUnauthorized, err.Error())
+			return
+		case err != nil:
+			WriteProblem(w, http.StatusServiceUnavailable, "cannot check the credential now")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+	})
+}
+
+// CreateToken makes a token with a fresh secret and returns both; the secret is
+// never stored, only its hash.
+func CreateToken(ctx context.Context, st *store.Store, name, role string, expiresAt *time.Time, actor string) (store.Token, string, error) {
+	secret := NewSecret(TokenPrefix)
+	t, err := st.CreateToken(ctx, name, role, expiresAt, store.HashSecret(secret), actor)
+	if err != nil {
+		return store.Token{}, "", err
+	}
+	return t, secret, nil
+}

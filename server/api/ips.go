@@ -1,0 +1,253 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
+)
+
+// lookup builds the effective view of p; found is false when nothing is stored
+// that contains p.
+func (s *Server) lookup(ctx context.Context, p netip.Prefix) (apigen.View, bool, error) {
+	prefixes, err := s.store.Containing(ctx, p)
+	if err != nil {
+		return apigen.View{}, false, err
+	}
+	if len(prefixes) == 0 {
+		return apigen.View{}, false, nil
+	}
+	en, err := s.store.EnrichmentOf(ctx, p)
+	if err != nil {
+		return apigen.View{}, false, err
+	}
+	return toView(p, prefixes, en, resolve.Resolve(p, prefixes, s.now())), true, nil
+}
+
+func toView(p netip.Prefix, prefixes []resolve.Prefix, en store.Enrichment, r resolve.View) apigen.View {
+	v := apigen.View{
+		Classification: apigen.Classification(r.Classification),
+		Tags:           tagFacts(r.Tags),
+		SuppressedTags: tagFacts(r.Suppressed),
+		Sources:        r.Sources,
+		Sightings:      r.Sightings,
+		Prefixes:       make([]apigen.StoredPrefix, 0, len(prefixes)),
+		Hostnames:      []apigen.Hostname{},
+	}
+	if v.Sources == nil {
+		v.Sources = []string{}
+	}
+	if p.IsSingleIP() {
+		v.Address = ptr(p.Addr().String())
+	} else {
+		v.Network = ptr(p.String())
+	}
+	if r.ClassificationSource != "" {
+		v.ClassificationSource = ptr(r.ClassificationSource)
+		v.ClassificationPrefix = ptr(r.ClassificationPrefix.String())
+	}
+	if r.Note != "" {
+		v.Note = ptr(r.Note)
+	}
+	if !r.FirstSeen.IsZero() {
+		v.FirstSeen, v.LastSeen = ptr(r.FirstSeen), ptr(r.LastSeen)
+	}
+	for _, sp := range prefixes {
+		out := apigen.StoredPrefix{Prefix: sp.Prefix.String(), FirstSeen: sp.FirstSeen, LastSeen: sp.LastSeen, Sightings: sp.Sightings, Assertions: []apigen.Assertion{}}
+		for _, a := range sp.Assertions {
+			out.Assertions = append(out.Assertions, apigen.Assertion{Kind: apigen.AssertionKind(a.Kind), Value: a.Value, Source: a.Source, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ExpiresAt: a.ExpiresAt})
+		}
+		v.Prefixes = append(v.Prefixes, out)
+	}
+	if g := en.Geo; g != nil {
+		v.Geo = apigen.Geo{Country: ptr(g.Country), Continent: ptr(g.Continent), Network: ptr(g.Network.String()), Source: ptr(g.Source)}
+		if g.City != "" {
+			v.Geo.City = ptr(g.City)
+		}
+		if g.ASN != 0 {
+			v.Asn = apigen.ASN{Number: ptr(g.ASN), Organization: ptr(g.ASOrg), Network: ptr(g.Network.String()), Source: ptr(g.Source)}
+		}
+	}
+	if rd := en.RDAP; rd != nil {
+		v.Rdap = apigen.RDAP{Network: ptr(rd.Network.String()), Handle: ptr(rd.Handle), Name: ptr(rd.Name), Org: ptr(rd.Org),
+			Country: ptr(rd.Country), AbuseEmail: ptr(rd.AbuseEmail), Registry: ptr(rd.Registry), FetchedAt: ptr(rd.FetchedAt)}
+	}
+	for _, h := range en.Hostnames {
+		v.Hostnames = append(v.Hostnames, apigen.Hostname{Name: h.Name, Source: h.Source, LastSeen: h.LastSeen})
+	}
+	return v
+}
+
+func tagFacts(ts []resolve.TagFact) []apigen.TagFact {
+	out := make([]apigen.TagFact, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, apigen.TagFact{Name: t.Name, Source: t.Source, Prefix: t.Prefix.String(), FirstSeen: t.FirstSeen, LastSeen: t.LastSeen, ExpiresAt: t.ExpiresAt})
+	}
+	return out
+}
+
+func addrPrefix(s string) (netip.Prefix, *apigen.Problem) {
+	a, err := ParseAddr(s)
+	if err != nil {
+		p := problem(400, "the address is malformed", fieldErr("address", err.Error()))
+		return netip.Prefix{}, &p
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func netPrefix(addr string, bits int) (netip.Prefix, *apigen.Problem) {
+	a, err := ParseAddr(addr)
+	if err != nil {
+		p := problem(400, "the address is malformed", fieldErr("address", err.Error()))
+		return netip.Prefix{}, &p
+	}
+	if bits < 0 || bits > a.BitLen() {
+		p := problem(400, "the prefix length is out of range", fieldErr("bits", fmt.Sprintf("must be between 0 and %d for %s", a.BitLen(), a)))
+		return netip.Prefix{}, &p
+	}
+	pp := netip.PrefixFrom(a, bits)
+	if pp.Masked() != pp {
+		p := problem(400, "the network has host bits set", fieldErr("address", fmt.Sprintf("%s has host bits set; did you mean %s?", pp, pp.Masked())))
+		return netip.Prefix{}, &p
+	}
+	return pp, nil
+}
+
+// GetIP implements GET /ips/{address}.
+func (s *Server) GetIP(ctx context.Context, req apigen.GetIPRequestObject) (apigen.GetIPResponseObject, error) {
+	p, bad := addrPrefix(req.Address)
+	if bad != nil {
+		return apigen.GetIP400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	v, found, err := s.lookup(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return apigen.GetIP404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.Addr().String()))}, nil
+	}
+	return apigen.GetIP200JSONResponse(v), nil
+}
+
+// GetNetwork implements GET /networks/{address}/{bits}.
+func (s *Server) GetNetwork(ctx context.Context, req apigen.GetNetworkRequestObject) (apigen.GetNetworkResponseObject, error) {
+	p, bad := netPrefix(req.Address, req.Bits)
+	if bad != nil {
+		return apigen.GetNetwork400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	v, found, err := s.lookup(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return apigen.GetNetwork404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.String()))}, nil
+	}
+	return apigen.GetNetwork200JSONResponse(v), nil
+}
+
+// validateOverride checks an override body.
+func validateOverride(o apigen.Override) (store.Override, []apigen.FieldError) {
+	var errs []apigen.FieldError
+	out := store.Override{AddTags: deref(o.AddTags), SuppressTags: deref(o.SuppressTags), Note: deref(o.Note), ExpiresAt: o.ExpiresAt}
+	if o.Classification != nil {
+		out.Classification = string(*o.Classification)
+		if !resolve.ValidClassification(out.Classification) {
+			errs = append(errs, fieldErr("classification", "must be one of malicious, suspicious, benign, unknown"))
+		}
+	}
+	for i, t := range out.AddTags {
+		if reason := tagNameProblem(t); reason != "" {
+			errs = append(errs, fieldErr("add_tags["+strconv.Itoa(i)+"]", reason))
+		}
+	}
+	for i, t := range out.SuppressTags {
+		if reason := tagNameProblem(t); reason != "" {
+			errs = append(errs, fieldErr("suppress_tags["+strconv.Itoa(i)+"]", reason))
+		}
+	}
+	return out, errs
+}
+
+func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.Override) (apigen.View, []apigen.FieldError, error) {
+	if body == nil {
+		return apigen.View{}, []apigen.FieldError{fieldErr("body", "a JSON object is required")}, nil
+	}
+	o, errs := validateOverride(*body)
+	if o.ExpiresAt != nil && !o.ExpiresAt.After(s.now()) {
+		errs = append(errs, fieldErr("expires_at", "must be in the future"))
+	}
+	if len(errs) > 0 {
+		return apigen.View{}, errs, nil
+	}
+	if err := s.store.PutOverride(ctx, p, o, actorOf(ctx), s.now()); err != nil {
+		return apigen.View{}, nil, err
+	}
+	v, _, err := s.lookup(ctx, p)
+	return v, nil, err
+}
+
+// PutIPOverride implements PUT /ips/{address}/override.
+func (s *Server) PutIPOverride(ctx context.Context, req apigen.PutIPOverrideRequestObject) (apigen.PutIPOverrideResponseObject, error) {
+	p, bad := addrPrefix(req.Address)
+	if bad != nil {
+		return apigen.PutIPOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	v, errs, err := s.putOverride(ctx, p, req.Body)
+	if err != nil {
+		return nil, err
+	}
+	if errs != nil {
+		return apigen.PutIPOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the override is invalid", errs...))}, nil
+	}
+	return apigen.PutIPOverride200JSONResponse(v), nil
+}
+
+// PutNetworkOverride implements PUT /networks/{address}/{bits}/override.
+func (s *Server) PutNetworkOverride(ctx context.Context, req apigen.PutNetworkOverrideRequestObject) (apigen.PutNetworkOverrideResponseObject, error) {
+	p, bad := netPrefix(req.Address, req.Bits)
+	if bad != nil {
+		return apigen.PutNetworkOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	v, errs, err := s.putOverride(ctx, p, req.Body)
+	if err != nil {
+		return nil, err
+	}
+	if errs != nil {
+		return apigen.PutNetworkOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the override is invalid", errs...))}, nil
+	}
+	return apigen.PutNetworkOverride200JSONResponse(v), nil
+}
+
+// DeleteIPOverride implements DELETE /ips/{address}/override.
+func (s *Server) DeleteIPOverride(ctx context.Context, req apigen.DeleteIPOverrideRequestObject) (apigen.DeleteIPOverrideResponseObject, error) {
+	p, bad := addrPrefix(req.Address)
+	if bad != nil {
+		return apigen.DeleteIPOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	if err := s.store.DeleteOverride(ctx, p, actorOf(ctx)); err != nil {
+		if isNotFound(err) {
+			return apigen.DeleteIPOverride404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, p.Addr().String()+" has no manual override"))}, nil
+		}
+		return nil, err
+	}
+	return apigen.DeleteIPOverride204Response{}, nil
+}
+
+// DeleteNetworkOverride implements DELETE /networks/{address}/{bits}/override.
+func (s *Server) DeleteNetworkOverride(ctx context.Context, req apigen.DeleteNetworkOverrideRequestObject) (apigen.DeleteNetworkOverrideResponseObject, error) {
+	p, bad := netPrefix(req.Address, req.Bits)
+	if bad != nil {
+		return apigen.DeleteNetworkOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
+	}
+	if err := s.store.DeleteOverride(ctx, p, actorOf(ctx)); err != nil {
+		if isNotFound(err) {
+			return apigen.DeleteNetworkOverride404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, p.String()+" has no manual override"))}, nil
+		}
+		return nil, err
+	}
+	return apigen.DeleteNetworkOverride204Response{}, nil
+}

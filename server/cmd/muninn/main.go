@@ -1,0 +1,295 @@
+// Command muninn is the server: serve | worker | migrate | token | user.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/config"
+	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker"
+)
+
+const usage = `muninn — IP intelligence and enforcement
+
+Usage:
+  muninn serve                      API, UI and workers (embedded PostgreSQL unless MUNINN_DATABASE_URL is set)
+  muninn worker                     River workers only
+  muninn migrate [up|down]          apply (or revert the newest) schema migration
+  muninn token create NAME --role reader|writer|admin [--expires 720h]
+  muninn token list
+
+Configuration is read from MUNINN_* variables; see README.md.
+`
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "muninn:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch args[0] {
+	case "serve":
+		return serve(ctx, cfg, log, stdout, true)
+	case "worker":
+		return serve(ctx, cfg, log, stdout, false)
+	case "migrate":
+		return migrate(ctx, cfg, log, args[1:], stdout)
+	case "token":
+		return token(ctx, cfg, log, args[1:], stdout)
+	}
+	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// database opens the store: MUNINN_DATABASE_URL, else the embedded cluster (a
+// running one another muninn owns, or one this process starts and must stop).
+func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool) (*store.Store, func(), error) {
+	url := cfg.DatabaseURL
+	cleanup := func() {}
+	if url == "" {
+		if running, ok := pgembed.RunningURL(cfg.DataDir); ok && !own {
+			url = running
+		} else {
+			log.Info("No MUNINN_DATABASE_URL: starting the embedded PostgreSQL.", "data_dir", cfg.DataDir)
+			cl, err := pgembed.Start(ctx, pgembed.Options{Dir: cfg.DataDir, Logger: log})
+			if err != nil {
+				return nil, nil, err
+			}
+			url = cl.URL()
+			cleanup = func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := cl.Stop(sctx); err != nil {
+					log.Error("Could not stop the embedded PostgreSQL.", "error", err)
+				}
+			}
+		}
+	}
+	st, err := store.Open(ctx, url, cfg.DBMaxConns, log)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); cleanup() }, nil
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer, withHTTP bool) error {
+	st, closeDB, err := database(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if applied, err := st.Migrate(ctx); err != nil {
+		return err
+	} else if len(applied) > 0 {
+		log.Info("Applied schema migrations.", "versions", applied)
+	}
+	now := time.Now
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: now,
+		SightingRetention: cfg.SightingRetention, ExpiredRetention: cfg.ExpiredRetention}, cfg.Workers || !withHTTP)
+	if err != nil {
+		return err
+	}
+	if cfg.Workers || !withHTTP {
+		if err := rc.Start(ctx); err != nil {
+			return fmt.Errorf("start workers: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := rc.Stop(sctx); err != nil {
+				log.Warn("Workers did not stop in time; cancelling them.", "error", err)
+				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer ccancel()
+				_ = rc.StopAndCancel(cctx)
+			}
+		}()
+	}
+	if !withHTTP {
+		log.Info("Workers are running.")
+		<-ctx.Done()
+		return nil
+	}
+	tokenHint, err := bootstrapToken(ctx, st, cfg)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
+		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("Shutting down.")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+// bootstrapToken creates the first admin token when there is none, so a new
+// operator can use the API at once; the secret goes to a 0600 file in the data
+// dir, never to the log.
+func bootstrapToken(ctx context.Context, st *store.Store, cfg config.Config) (string, error) {
+	n, err := st.CountTokens(ctx, "")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(cfg.DataDir, "admin-token")
+	if n > 0 {
+		if _, err := os.Stat(path); err == nil {
+			return fmt.Sprintf("  Token:    export MUNINN_TOKEN=$(cat %s)\n", path), nil
+		}
+		return "", nil
+	}
+	_, secret, err := api.CreateToken(ctx, st, "admin", api.RoleAdmin, nil, "bootstrap")
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write admin token: %w", err)
+	}
+	return fmt.Sprintf("  Token:    export MUNINN_TOKEN=$(cat %s)   (first admin token, created now)\n", path), nil
+}
+
+func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
+	dir := "up"
+	if len(args) > 0 {
+		dir = args[0]
+	}
+	st, closeDB, err := database(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	switch dir {
+	case "up":
+		applied, err := st.Migrate(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "applied %d migrations %v\n", len(applied), applied)
+	case "down":
+		v, err := st.MigrateDown(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "reverted migration %d\n", v)
+	default:
+		return fmt.Errorf("migrate: %q is not up or down", dir)
+	}
+	return nil
+}
+
+func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("token: say create or list")
+	}
+	st, closeDB, err := database(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "list":
+		ts, err := st.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			fmt.Fprintf(stdout, "%d\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.CreatedAt.Format(time.RFC3339))
+		}
+		return nil
+	case "create":
+		fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+		role := fs.String("role", "", "reader, writer or admin")
+		expires := fs.Duration("expires", 0, "lifetime, e.g. 720h (default: never)")
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			return errors.New("token create: usage: muninn token create NAME --role reader|writer|admin [--expires 720h]")
+		}
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if api.RoleRank(*role) == 0 {
+			return fmt.Errorf("token create: --role must be reader, writer or admin, not %q", *role)
+		}
+		var exp *time.Time
+		if *expires > 0 {
+			t := time.Now().Add(*expires)
+			exp = &t
+		}
+		_, secret, err := api.CreateToken(ctx, st, args[1], *role, exp, "cli")
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("token create: a token named %q exists already", args[1])
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, secret)
+		return nil
+	}
+	return fmt.Errorf("token: unknown subcommand %q", args[0])
+}

@@ -1,0 +1,135 @@
+// Package config reads muninn's one Config struct from MUNINN_* environment
+// variables; a secret may come from the file named by its *_FILE twin.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is everything muninn serve and muninn worker are told.
+type Config struct {
+	// DatabaseURL is a PostgreSQL URL; empty means the embedded cluster under DataDir.
+	DatabaseURL string
+	// DataDir holds the embedded cluster and geo data.
+	DataDir string
+	// Listen is the HTTP address.
+	Listen string
+	// BaseURL is how people reach the server (printed, used in links).
+	BaseURL string
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string
+	LogFormat string
+	// MaxIngestBytes bounds one ingest body.
+	MaxIngestBytes int64
+	// SightingRetention is how long raw sighting events are kept.
+	SightingRetention time.Duration
+	// ExpiredRetention is how long expired assertions are kept before pruning.
+	ExpiredRetention time.Duration
+	// DBMaxConns bounds the connection pool.
+	DBMaxConns int32
+	// Workers runs River workers inside serve.
+	Workers bool
+}
+
+// FromEnv reads the configuration from getenv (os.Getenv in main).
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Config{
+		DataDir:           "./data",
+		Listen:            "127.0.0.1:8080",
+		LogLevel:          "info",
+		LogFormat:         "text",
+		MaxIngestBytes:    100 << 20,
+		SightingRetention: 30 * 24 * time.Hour,
+		ExpiredRetention:  7 * 24 * time.Hour,
+		DBMaxConns:        20,
+		Workers:           true,
+	}
+	var errs []error
+	str := func(name string, dst *string) {
+		v := getenv(name)
+		if f := getenv(name + "_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return
+			}
+			v = strings.TrimSpace(string(b))
+		}
+		if v != "" {
+			*dst = v
+		}
+	}
+	dur := func(name string, dst *time.Duration) {
+		if v := getenv(name); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive duration such as 720h", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	str("MUNINN_DATABASE_URL", &c.DatabaseURL)
+	str("MUNINN_DATA_DIR", &c.DataDir)
+	str("MUNINN_LISTEN", &c.Listen)
+	str("MUNINN_BASE_URL", &c.BaseURL)
+	str("MUNINN_LOG_LEVEL", &c.LogLevel)
+	str("MUNINN_LOG_FORMAT", &c.LogFormat)
+	dur("MUNINN_SIGHTING_RETENTION", &c.SightingRetention)
+	dur("MUNINN_EXPIRED_RETENTION", &c.ExpiredRetention)
+	if v := getenv("MUNINN_MAX_INGEST_BYTES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("MUNINN_MAX_INGEST_BYTES: %q is not a positive number of bytes", v))
+		}
+		c.MaxIngestBytes = n
+	}
+	if v := getenv("MUNINN_DB_MAX_CONNS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 2 {
+			errs = append(errs, fmt.Errorf("MUNINN_DB_MAX_CONNS: %q must be a number of at least 2", v))
+		}
+		c.DBMaxConns = int32(n)
+	}
+	if v := getenv("MUNINN_WORKERS"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("MUNINN_WORKERS: %q is not true or false", v))
+		}
+		c.Workers = b
+	}
+	if c.BaseURL == "" {
+		c.BaseURL = "http://" + c.Listen
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that do not depend on the environment's syntax.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("MUNINN_LOG_LEVEL: %q is not debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("MUNINN_LOG_FORMAT: %q is not text or json", c.LogFormat))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("MUNINN_DATA_DIR: must not be empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+// Package httpserver assembles muninn's HTTP surface: /api/v1 (the strict
+// OpenAPI server behind authentication, role checks and request validation),
+// /healthz, /readyz and /metrics.
+package httpserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/muninn/muninn/openapi"
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/store"
+)
+
+// Deps is what the HTTP surface needs.
+type Deps struct {
+	Store          *store.Store
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Registry       *prometheus.Registry
+	MaxIngestBytes int64
+	// Mount adds further routes (the UI, render endpoints) to the root router.
+	Mount []func(r chi.Router)
+	// APIRoutes adds routes under /api/v1 behind authentication.
+	APIRoutes []func(r chi.Router)
+}
+
+// New returns the root handler.
+func New(d Deps) (http.Handler, error) {
+	spec, err := apigen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("httpserver: load spec: %w", err)
+	}
+	spec.Servers = nil // matched by prefix below
+	auth := api.NewAuthenticator(d.Store, d.Now)
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{MaxIngestBytes: d.MaxIngestBytes})
+	m := newMetrics(d.Registry)
+
+	r := chi.NewRouter()
+	r.Use(middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))
+	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	r.Get("/readyz", readyz(d.Store))
+	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	r.Get("/api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		_, _ = w.Write(openapi.Spec)
+	})
+	strict := apigen.NewStrictHandlerWithOptions(srv, []apigen.StrictMiddlewareFunc{api.RequireRole}, apigen.StrictHTTPServerOptions{
+		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+			api.WriteProblem(w, http.StatusBadRequest, err.Error())
+		},
+		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			d.Logger.ErrorContext(r.Context(), "Request failed.", "path", r.URL.Path, "error", err)
+			api.WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
+		},
+	})
+	validator := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
+		Options: openapi3filter.Options{
+			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
+			MultiError:         true,
+		},
+		Prefix:                "/api/v1",
+		SilenceServersWarning: true,
+		// Ingest bodies are streams of up to 100 MB; the validator would read them
+		// whole, so ingest validates each line itself.
+		Skipper: func(r *http.Request) bool {
+			return r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest"
+		},
+		ErrorHandlerWithOpts: validationError,
+	})
+	r.Route("/api/v1", func(ar chi.Router) {
+		ar.Use(auth.Middleware)
+		for _, f := range d.APIRoutes {
+			f(ar)
+		}
+		ar.Group(func(g chi.Router) {
+			g.Use(api.NormalizeIngestContentType(d.MaxIngestBytes), validator, maxBody(1<<20))
+			apigen.HandlerWithOptions(strict, apigen.ChiServerOptions{BaseRouter: g,
+				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+					api.WriteProblem(w, http.StatusBadRequest, err.Error())
+				}})
+		})
+	})
+	for _, f := range d.Mount {
+		f(r)
+	}
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteProblem(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		api.WriteProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
+	})
+	return r, nil
+}
+
+// maxBody bounds every request body except ingest's, which has its own limit.
+func maxBody(limit int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !strings.HasSuffix(r.URL.Path, "/ingest") && r.Body != nil {
+				if r.ContentLength > limit {
+					api.WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", limit))
+					return
+				}
+				r.Body = http.MaxBytesReader(w, r.Body, limit)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// validationError turns kin-openapi's findings into problem+json naming each
+// field and the reason.
+func validationError(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, opts nethttpmiddleware.ErrorHandlerOpts) {
+	status := opts.StatusCode
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	var fields []apigen.FieldError
+	var walk func(error)
+	walk = func(e error) {
+		var re *openapi3filter.RequestError
+		if errors.As(e, &re) {
+			field := "body"
+			if re.Parameter != nil {
+				field = re.Parameter.Name
+			}
+			var inner openapi3.MultiError
+			if errors.As(re.Err, &inner) {
+				for _, x := range inner {
+					fields = append(fields, schemaField(field, x))
+				}
+				return
+			}
+			fields = append(fields, schemaField(field, re))
+			return
+		}
+		var me openapi3.MultiError
+		if errors.As(e, &me) {
+			for _, x := range me {
+				walk(x)
+			}
+			return
+		}
+		var mb *http.MaxBytesError
+		if errors.As(e, &mb) {
+			status = http.StatusRequestEntityTooLarge
+			fields = append(fields, apigen.FieldError{Field: "body", Reason: fmt.Sprintf("over %d bytes", mb.Limit)})
+			return
+		}
+		fields = append(fields, schemaField("request", e))
+	}
+	walk(err)
+	detail := "the request does not match the API contract"
+	if opts.MatchedRoute == nil {
+		status = http.StatusNotFound
+		detail = "no such endpoint"
+	}
+	api.WriteProblem(w, status, detail, fields...)
+}
+
+func schemaField(field string, e error) apigen.FieldError {
+	var se *openapi3.SchemaError
+	if errors.As(e, &se) {
+		if ptr := se.JSONPointer(); len(ptr) > 0 && field == "body" {
+			field = strings.Join(ptr, ".")
+		}
+		reason := se.Reason
+		if name, ok := strings.CutPrefix(reason, "property \""); ok && strings.HasSuffix(reason, "\" is unsupported") {
+			field = strings.TrimPrefix(field+"."+strings.TrimSuffix(name, "\" is unsupported"), "body.")
+			reason = "unknown field"
+		}
+		return apigen.FieldError{Field: field, Reason: reason}
+	}
+	var re *openapi3filter.RequestError
+	if errors.As(e, &re) && re.Err != nil {
+		if errors.As(re.Err, &se) {
+			return schemaField(field, se)
+		}
+		return apigen.FieldError{Field: field, Reason: firstLine(re.Err.Error())}
+	}
+	return apigen.FieldError{Field: field, Reason: firstLine(e.Error())}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func readyz(st *store.Store) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		status := map[string]string{"database": "ok", "schema": "ok"}
+		code := http.StatusOK
+		if err := st.Ping(ctx); err != nil {
+			status["database"], code = err.Error(), http.StatusServiceUnavailable
+		} else if have, err := st.SchemaVersion(ctx); err != nil {
+			status["schema"], code = err.Error(), http.StatusServiceUnavailable
+		} else if want, _ := store.LatestVersion(); have != want {
+			status["schema"], code = fmt.Sprintf("at version %d, want %d: run muninn migrate", have, want), http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(status)
+	}
+}
+
+func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			start := time.Now()
+			next.ServeHTTP(ww, r)
+			log.DebugContext(r.Context(), "Served a request.", "method", r.Method, "path", r.URL.Path,
+				"status", ww.Status(), "bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds())
+		})
+	}
+}
+
+func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				if v := recover(); v != nil {
+					if v == http.ErrAbortHandler {
+						panic(v)
+					}
+					log.ErrorContext(r.Context(), "A handler panicked.", "path", r.URL.Path, "panic", fmt.Sprint(v))
+					api.WriteProblem(w, http.StatusInternalServerError, "internal error")
+				}
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}

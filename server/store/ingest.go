@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Observation is one validated ingest line.
+type Observation struct {
+	Prefix         netip.Prefix
+	Source         string // full assertion source, e.g. "ingest:cowrie"
+	Tags           []string
+	Classification string
+	SeenAt         time.Time
+	// ExpiresAt is seen_at + ttl; nil means the tag's default TTL, or never.
+	ExpiresAt *time.Time
+	Note      string
+}
+
+var ingestColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note"}
+
+// The batch is COPYed into a temporary table and merged with set-based
+// statements; every statement orders by prefix so concurrent batches take row
+// locks in the same order and do not deadlock each other.
+const (
+	ingestTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_batch (
+		prefix cidr NOT NULL, source text NOT NULL, tags text[] NOT NULL, classification text NOT NULL,
+		seen_at timestamptz NOT NULL, expires_at timestamptz, note text NOT NULL) ON COMMIT DELETE ROWS`
+	ingestTagNames = `INSERT INTO tags (name)
+		SELECT DISTINCT t FROM ingest_batch, unnest(tags) t ORDER BY t ON CONFLICT DO NOTHING`
+	ingestPrefixes = `INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
+		SELECT prefix, min(seen_at), max(seen_at), count(*) FROM ingest_batch GROUP BY prefix ORDER BY prefix
+		ON CONFLICT (prefix) DO UPDATE SET
+		  first_seen = least(prefixes.first_seen, excluded.first_seen),
+		  last_seen = greatest(prefixes.last_seen, excluded.last_seen),
+		  sightings = prefixes.sightings + excluded.sightings,
+		  updated_at = now()`
+	// A NULL expiry means never; re-asserting keeps the later of the two expiries.
+	ingestTags = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		SELECT p.id, b.source, 'tag', t.tag, min(b.seen_at), max(b.seen_at),
+		       CASE WHEN bool_or(b.expires_at IS NULL AND tg.default_ttl IS NULL) THEN NULL
+		            ELSE max(coalesce(b.expires_at, b.seen_at + tg.default_ttl)) END,
+		       $1
+		FROM ingest_batch b
+		CROSS JOIN LATERAL unnest(b.tags) t(tag)
+		JOIN prefixes p ON p.prefix = b.prefix
+		LEFT JOIN tags tg ON tg.name = t.tag
+		GROUP BY p.id, b.source, t.tag
+		ORDER BY p.id, b.source, t.tag
+		ON CONFLICT (prefix_id, source, kind, value) WHERE kind IN ('tag', 'suppress') DO UPDATE SET
+		  first_seen = least(assertions.first_seen, excluded.first_seen),
+		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
+		  expires_at = CASE WHEN assertions.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
+		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END`
+	// The newest observation of a source decides its classification (and note).
+	ingestSingle = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		SELECT * FROM (
+		  SELECT DISTINCT ON (p.id, b.source) p.id, b.source, $2::text, %[1]s, b.seen_at, b.seen_at, b.expires_at, $1::text
+		  FROM ingest_batch b JOIN prefixes p ON p.prefix = b.prefix
+		  WHERE %[1]s <> ''
+		  ORDER BY p.id, b.source, b.seen_at DESC) s
+		ON CONFLICT (prefix_id, source, kind) WHERE kind IN ('classification', 'note') DO UPDATE SET
+		  value = CASE WHEN excluded.last_seen >= assertions.last_seen THEN excluded.value ELSE assertions.value END,
+		  first_seen = least(assertions.first_seen, excluded.first_seen),
+		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
+		  expires_at = CASE WHEN assertions.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
+		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END`
+	ingestSightings = `INSERT INTO sightings (prefix_id, source, seen_at)
+		SELECT p.id, b.source, b.seen_at FROM ingest_batch b JOIN prefixes p ON p.prefix = b.prefix`
+)
+
+// Ingest stores a batch of observations made through actor in one transaction
+// and announces the change. It retries a batch that lost a deadlock.
+func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) error {
+	if len(obs) == 0 {
+		return nil
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		err = s.ingestOnce(ctx, obs, actor)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			break
+		}
+	}
+	if err != nil {
+		return mapErr("ingest", err)
+	}
+	return nil
+}
+
+func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, ingestTemp); err != nil {
+			return fmt.Errorf("create batch table: %w", err)
+		}
+		src := pgx.CopyFromSlice(len(obs), func(i int) ([]any, error) {
+			o := obs[i]
+			tags := o.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note}, nil
+		})
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_batch"}, ingestColumns, src); err != nil {
+			return fmt.Errorf("copy batch: %w", err)
+		}
+		steps := []struct {
+			name string
+			sql  string
+			args []any
+		}{
+			{"tag names", ingestTagNames, nil},
+			{"prefixes", ingestPrefixes, nil},
+			{"tags", ingestTags, []any{actor}},
+			{"classifications", fmt.Sprintf(ingestSingle, "b.classification"), []any{actor, "classification"}},
+			{"notes", fmt.Sprintf(ingestSingle, "b.note"), []any{actor, "note"}},
+			{"sightings", ingestSightings, nil},
+		}
+		for _, st := range steps {
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("merge %s: %w", st.name, err)
+			}
+		}
+		return notifyChange(ctx, tx, "ingest")
+	})
+}

@@ -1,0 +1,323 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/muninn/muninn/server/resolve"
+)
+
+// Containing returns every stored prefix that contains p (p itself included),
+// with all its assertions, expired ones too (resolve decides what is live).
+func (s *Store) Containing(ctx context.Context, p netip.Prefix) ([]resolve.Prefix, error) {
+	return containing(ctx, s.pool, p)
+}
+
+
+func containing(ctx context.Context, q interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, p netip.Prefix) ([]resolve.Prefix, error) {
+	rows, err := q.Query(ctx, `
+		SELECT p.prefix, p.first_seen, p.last_seen, p.sightings,
+		       a.kind, a.value, a.source, a.first_seen, a.last_seen, a.expires_at
+		FROM prefixes p
+		LEFT JOIN assertions a ON a.prefix_id = p.id
+		WHERE p.prefix >>= $1::cidr
+		ORDER BY masklen(p.prefix) DESC, a.id`, p)
+	if err != nil {
+		return nil, mapErr("containing prefixes", err)
+	}
+	defer rows.Close()
+	var out []resolve.Prefix
+	for rows.Next() {
+		var (
+			pp                 netip.Prefix
+			first, last        time.Time
+			sightings          int64
+			kind, value, src   *string
+			aFirst, aLast, exp *time.Time
+		)
+		if err := rows.Scan(&pp, &first, &last, &sightings, &kind, &value, &src, &aFirst, &aLast, &exp); err != nil {
+			return nil, mapErr("scan containing prefix", err)
+		}
+		if len(out) == 0 || out[len(out)-1].Prefix != pp {
+			out = append(out, resolve.Prefix{Prefix: pp, FirstSeen: first, LastSeen: last, Sightings: sightings})
+		}
+		if kind != nil {
+			cur := &out[len(out)-1]
+			cur.Assertions = append(cur.Assertions, resolve.Assertion{
+				Kind: *kind, Value: *value, Source: *src, FirstSeen: *aFirst, LastSeen: *aLast, ExpiresAt: exp,
+			})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, mapErr("read containing prefixes", err)
+	}
+	return out, nil
+}
+
+// Enrichment is what enrichment learned about an address or network.
+type Enrichment struct {
+	Geo       *GeoFacts
+	RDAP      *RDAPFacts
+	Hostnames []Hostname
+}
+
+// GeoFacts is the most specific geo network containing a prefix.
+type GeoFacts struct {
+	Network   netip.Prefix
+	Country   string
+	Continent string
+	City      string
+	ASN       int64
+	ASOrg     string
+	Source    string
+}
+
+// RDAPFacts is the most specific cached RDAP/whois network containing a prefix.
+type RDAPFacts struct {
+	Network    netip.Prefix
+	Handle     string
+	Name       string
+	Org        string
+	Country    string
+	AbuseEmail string
+	Registry   string
+	FetchedAt  time.Time
+}
+
+// Hostname is a name of an address.
+type Hostname struct {
+	Name     string
+	Source   string
+	LastSeen time.Time
+}
+
+// EnrichmentOf returns the enrichment facts for p.
+func (s *Store) EnrichmentOf(ctx context.Context, p netip.Prefix) (Enrichment, error) {
+	var e Enrichment
+	var g GeoFacts
+	err := s.pool.QueryRow(ctx, `
+		SELECT network, country, continent, city, asn, as_org, source FROM geo_networks
+		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`, p).
+		Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
+	switch {
+	case err == nil:
+		e.Geo = &g
+	case err != pgx.ErrNoRows:
+		return e, mapErr("geo of prefix", err)
+	}
+	var r RDAPFacts
+	err = s.pool.QueryRow(ctx, `
+		SELECT network, handle, name, org, country, abuse_email, registry, fetched_at FROM rdap_networks
+		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`, p).
+		Scan(&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt)
+	switch {
+	case err == nil:
+		e.RDAP = &r
+	case err != pgx.ErrNoRows:
+		return e, mapErr("rdap of prefix", err)
+	}
+	if p.IsSingleIP() {
+		rows, err := s.pool.Query(ctx, `SELECT name, source, last_seen FROM hostnames WHERE address = $1::inet ORDER BY last_seen DESC, name LIMIT 100`, p.Addr())
+		if err != nil {
+			return e, mapErr("hostnames of address", err)
+		}
+		e.Hostnames, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hostname, error) {
+			var h Hostname
+			return h, r.Scan(&h.Name, &h.Source, &h.LastSeen)
+		})
+		if err != nil {
+			return e, mapErr("hostnames of address", err)
+		}
+	}
+	return e, nil
+}
+
+// Override is a person's correction of one prefix. PutOverride replaces every
+// manual assertion on the prefix with it.
+type Override struct {
+	Classification string     `json:"classification,omitempty"`
+	AddTags        []string   `json:"add_tags,omitempty"`
+	SuppressTags   []string   `json:"suppress_tags,omitempty"`
+	Note           string     `json:"note,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+}
+
+func (o Override) empty() bool {
+	return o.Classification == "" && len(o.AddTags) == 0 && len(o.SuppressTags) == 0 && o.Note == ""
+}
+
+// manualOverride reads the current manual assertions of prefix id as an Override.
+func manualOverride(ctx context.Context, tx pgx.Tx, id int64) (*Override, error) {
+	rows, err := tx.Query(ctx, `SELECT kind, value, expires_at FROM assertions
+		WHERE prefix_id = $1 AND source LIKE 'manual:%' ORDER BY kind, value`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var o Override
+	found := false
+	for rows.Next() {
+		var kind, value string
+		var exp *time.Time
+		if err := rows.Scan(&kind, &value, &exp); err != nil {
+			return nil, err
+		}
+		found = true
+		o.ExpiresAt = exp
+		switch kind {
+		case resolve.KindClassification:
+			o.Classification = value
+		case resolve.KindTag:
+			o.AddTags = append(o.AddTags, value)
+		case resolve.KindSuppress:
+			o.SuppressTags = append(o.SuppressTags, value)
+		case resolve.KindNote:
+			o.Note = value
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, nil
+	}
+	return &o, nil
+}
+
+// PutOverride stores o as the manual override of p made by actor (a source
+// name without the "manual:" prefix), replacing any earlier one, and writes the
+// change to the audit log in the same transaction.
+func (s *Store) PutOverride(ctx context.Context, p netip.Prefix, o Override, actor string, now time.Time) error {
+	return s.inTx(ctx, "put override", func(tx pgx.Tx) error {
+		var id int64
+		err := tx.QueryRow(ctx, `
+			INSERT INTO prefixes (prefix, first_seen, last_seen) VALUES ($1, $2, $2)
+			ON CONFLICT (prefix) DO UPDATE SET updated_at = now()
+			RETURNING id`, p, now).Scan(&id)
+		if err != nil {
+			return err
+		}
+		before, err := manualOverride(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE prefix_id = $1 AND source LIKE 'manual:%'`, id); err != nil {
+			return err
+		}
+		source := resolve.ManualPrefix + actor
+		insert := func(kind, value string) error {
+			_, err := tx.Exec(ctx, `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+				VALUES ($1, $2, $3, $4, $5, $5, $6, $7) ON CONFLICT DO NOTHING`, id, source, kind, value, now, o.ExpiresAt, actor)
+			return err
+		}
+		if o.Classification != "" {
+			if err := insert(resolve.KindClassification, o.Classification); err != nil {
+				return err
+			}
+		}
+		for _, t := range o.AddTags {
+			if err := insert(resolve.KindTag, t); err != nil {
+				return err
+			}
+		}
+		for _, t := range o.SuppressTags {
+			if err := insert(resolve.KindSuppress, t); err != nil {
+				return err
+			}
+		}
+		if o.Note != "" {
+			if err := insert(resolve.KindNote, o.Note); err != nil {
+				return err
+			}
+		}
+		if err := ensureTags(ctx, tx, o.AddTags); err != nil {
+			return err
+		}
+		var after *Override
+		if !o.empty() {
+			after = &o
+		}
+		if err := audit(ctx, tx, actor, "override.put", "prefix/"+p.String(), before, after); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx, "override")
+	})
+}
+
+// DeleteOverride removes every manual assertion on p. ErrNotFound when there is none.
+func (s *Store) DeleteOverride(ctx context.Context, p netip.Prefix, actor string) error {
+	return s.inTx(ctx, "delete override", func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, `SELECT id FROM prefixes WHERE prefix = $1`, p).Scan(&id); err != nil {
+			if err == pgx.ErrNoRows {
+				return fmt.Errorf("store: delete override: %w", ErrNotFound)
+			}
+			return err
+		}
+		before, err := manualOverride(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if before == nil {
+			return fmt.Errorf("store: delete override: %w", ErrNotFound)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE prefix_id = $1 AND source LIKE 'manual:%'`, id); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, actor, "override.delete", "prefix/"+p.String(), before, nil); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx, "override")
+	})
+}
+
+// ChangeChannel is the LISTEN/NOTIFY channel on which every change that can alter
+// a render is announced; the payload names what changed.
+const ChangeChannel = "muninn_changes"
+
+func notifyChange(ctx context.Context, tx pgx.Tx, what string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ChangeChannel, what)
+	return err
+}
+
+func audit(ctx context.Context, tx pgx.Tx, actor, action, object string, before, after any) error {
+	b, err := jsonOrNil(before)
+	if err != nil {
+		return err
+	}
+	a, err := jsonOrNil(after)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit (actor, action, object, before, after) VALUES ($1, $2, $3, $4, $5)`, actor, action, object, b, a)
+	return err
+}
+
+func jsonOrNil(v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("marshal audit value: %w", err)
+	}
+	if string(b) == "null" {
+		return nil, nil
+	}
+	return b, nil
+}
+
+func ensureTags(ctx context.Context, tx pgx.Tx, names []string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO tags (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+	return err
+}
