@@ -18,7 +18,6 @@ func (s *Store) Containing(ctx context.Context, p netip.Prefix) ([]resolve.Prefi
 	return containing(ctx, s.pool, p)
 }
 
-
 func containing(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, p netip.Prefix) ([]resolve.Prefix, error) {

@@ -1,0 +1,195 @@
+// Package storetest gives each test its own freshly migrated PostgreSQL
+// database, cloned from a template that is migrated once per schema version.
+//
+// The server is MUNINN_TEST_DATABASE_URL, else PostgreSQL on 127.0.0.1:5432 as
+// postgres with trust auth, else a throwaway cluster started with the machine's
+// PostgreSQL binaries under the temp dir (shared by test processes and left
+// running for the next run).
+package storetest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/migrations"
+	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/store"
+)
+
+var (
+	adminOnce sync.Once
+	adminURL  string
+	adminErr  error
+)
+
+// serverURL finds the PostgreSQL server tests use, as a URL to its maintenance database.
+func serverURL() (string, error) {
+	adminOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		candidates := []string{os.Getenv("MUNINN_TEST_DATABASE_URL")}
+		if candidates[0] == "" {
+			candidates = []string{"postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable&connect_timeout=3"}
+		}
+		for _, u := range candidates {
+			if c, err := pgx.Connect(ctx, u); err == nil {
+				_ = c.Close(ctx)
+				adminURL = u
+				return
+			} else if os.Getenv("MUNINN_TEST_DATABASE_URL") != "" {
+				adminErr = fmt.Errorf("storetest: MUNINN_TEST_DATABASE_URL: %w", err)
+				return
+			}
+		}
+		dir := filepath.Join(os.TempDir(), "muninn-test-pg")
+		if u, ok := pgembed.RunningURL(dir); ok {
+			adminURL = u
+			return
+		}
+		cl, err := pgembed.Start(ctx, pgembed.Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			adminErr = fmt.Errorf("storetest: no PostgreSQL at 127.0.0.1:5432 and none could be started: %w", err)
+			return
+		}
+		adminURL = cl.URL()
+	})
+	return adminURL, adminErr
+}
+
+// schemaHash names the template after the migrations' content, so a changed
+// migration gets a fresh template.
+func schemaHash() string {
+	h := sha256.New()
+	_ = fs.WalkDir(migrations.FS, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		f, err := migrations.FS.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, _ = io.WriteString(h, path)
+		_, err = io.Copy(h, f)
+		return err
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// urlFor rewrites the database name of a URL.
+func urlFor(u, db string) (string, error) {
+	cfg, err := pgxpool.ParseConfig(u)
+	if err != nil {
+		return "", err
+	}
+	cfg.ConnConfig.Database = db
+	host := cfg.ConnConfig.Host
+	return fmt.Sprintf("postgres://%s@/%s?host=%s&port=%d&sslmode=disable", cfg.ConnConfig.User, db, host, cfg.ConnConfig.Port), nil
+}
+
+const templateLock = 0x6d756e74 // "munt"
+
+func ensureTemplate(ctx context.Context, admin *pgx.Conn, base, name string) error {
+	if _, err := admin.Exec(ctx, `SELECT pg_advisory_lock($1)`, templateLock); err != nil {
+		return err
+	}
+	defer admin.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, templateLock) //nolint:errcheck // the session ends soon
+	var exists bool
+	if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	building := name + "_building"
+	if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+building+` WITH (FORCE)`); err != nil {
+		return err
+	}
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+building); err != nil {
+		return err
+	}
+	u, err := urlFor(base, building)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, u, 4, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	_, err = st.Migrate(ctx)
+	st.Close()
+	if err != nil {
+		return err
+	}
+	_, err = admin.Exec(ctx, `ALTER DATABASE `+building+` RENAME TO `+name)
+	return err
+}
+
+// URL creates a database for t, migrated to the current schema, drops it when t
+// ends, and returns its URL.
+func URL(t testing.TB) string {
+	t.Helper()
+	base, err := serverURL()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, base)
+	require.NoError(t, err)
+	defer admin.Close(context.WithoutCancel(ctx))
+	tmpl := "muninn_tmpl_" + schemaHash()
+	require.NoError(t, ensureTemplate(ctx, admin, base, tmpl), "storetest: build template")
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	name := "muninn_test_" + hex.EncodeToString(b)
+	_, err = admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tmpl)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Logf("storetest: drop %s: %v", name, err)
+			return
+		}
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
+			t.Logf("storetest: drop %s: %v", name, err)
+		}
+	})
+	u, err := urlFor(base, name)
+	require.NoError(t, err)
+	return u
+}
+
+// Store opens a store on a fresh database for t.
+func Store(t testing.TB) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.Open(ctx, URL(t), 10, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	return st
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
