@@ -33,7 +33,9 @@ type GeoNet struct {
 	Org       string
 }
 
-// Facts is everything Compile and Explain need besides the ruleset.
+// Facts is everything Compile and Explain need besides the ruleset. Several
+// entries or geo nets may share a prefix: their tags and sources are merged,
+// and the last one given wins for the manual classification and geo facts.
 type Facts struct {
 	Entries []Entry
 	Geo     []GeoNet
