@@ -27,11 +27,17 @@ type fakeDNS struct {
 	queries atomic.Int32
 }
 
-func newFakeDNS(t *testing.T, ptr map[string][]string) *fakeDNS {
+func newFakeDNS(t *testing.T, ptr map[string][]string, fail, drop []string) *fakeDNS {
 	t.Helper()
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	require.NoError(t, err)
 	f := &fakeDNS{conn: conn, ptr: ptr, drop: map[string]bool{}, fail: map[string]bool{}}
+	for _, n := range fail {
+		f.fail[n] = true
+	}
+	for _, n := range drop {
+		f.drop[n] = true
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -144,7 +150,7 @@ func setup(t *testing.T) testBundle {
 	dns := newFakeDNS(t, map[string][]string{
 		"7.2.0.192.in-addr.arpa.": {"scanner.example.net."},
 		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.": {"v6.example.org."},
-	})
+	}, []string{"9.2.0.192.in-addr.arpa."}, nil)
 	clk := &clock{now: time.Date(2026, 8, 22, 12, 0, 0, 0, time.UTC)}
 	res := rdns.New(rdns.Config{Server: dns.addr(), Timeout: 2 * time.Second, TTL: time.Hour, NegativeTTL: time.Minute, Now: clk.Now})
 	return testBundle{dns: dns, clock: clk, res: res}
@@ -194,7 +200,6 @@ func TestLookupNegativeCache(t *testing.T) {
 func TestLookupFailuresNotCached(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	b.dns.fail["9.2.0.192.in-addr.arpa."] = true
 	ctx := t.Context()
 	_, err := b.res.Lookup(ctx, netip.MustParseAddr("192.0.2.9"))
 	require.Error(t, err)
@@ -207,8 +212,7 @@ func TestLookupFailuresNotCached(t *testing.T) {
 
 func TestLookupTimeout(t *testing.T) {
 	t.Parallel()
-	dns := newFakeDNS(t, nil)
-	dns.drop["10.2.0.192.in-addr.arpa."] = true
+	dns := newFakeDNS(t, nil, nil, []string{"10.2.0.192.in-addr.arpa."})
 	res := rdns.New(rdns.Config{Server: dns.addr(), Timeout: 50 * time.Millisecond})
 	_, err := res.Lookup(t.Context(), netip.MustParseAddr("192.0.2.10"))
 	require.Error(t, err)
@@ -218,7 +222,7 @@ func TestLookupTimeout(t *testing.T) {
 
 func TestLookupCacheBounded(t *testing.T) {
 	t.Parallel()
-	dns := newFakeDNS(t, nil)
+	dns := newFakeDNS(t, nil, nil, nil)
 	res := rdns.New(rdns.Config{Server: dns.addr(), MaxEntries: 2})
 	ctx := t.Context()
 	for i := range 5 {
