@@ -1,0 +1,65 @@
+# muninn — run `make` for the list of targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+GO ?= go
+export MUNINN_DATA_DIR ?= ./data
+BIN := bin
+# Tests as root also exercise nftables inside network namespaces they create.
+TEST_FLAGS ?= -count=1 -timeout 30m
+
+.PHONY: help generate verify lint test test/nft bench build run docker deps clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z\/_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+include Makefile.geodata
+
+deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel tests)
+	@missing=""; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	if [ "$$(id -u)" = 0 ]; then command -v nft >/dev/null || missing="$$missing nftables"; \
+	  command -v ip >/dev/null || missing="$$missing iproute2"; fi; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "deps: installing$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "deps: please install:$$missing"; exit 1; fi; \
+	fi
+
+generate: ## Regenerate code from openapi/*.yaml
+	$(GO) generate ./server/api/...
+
+verify: generate ## Fail when generated code is stale
+	@git diff --exit-code -- server/api || { echo "verify: generated code is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- server/api)" || { echo "verify: untracked generated files"; exit 1; }
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+
+test: deps ## Run every test (kernel tests need root; CI is root)
+	$(MAKE) --no-print-directory verify lint
+	$(GO) test $(TEST_FLAGS) ./...
+
+test/nft: deps ## Only the nftables tests (root)
+	$(GO) test $(TEST_FLAGS) -v ./bouncer/...
+
+bench: deps build ## Benchmarks: Go benchmarks, then the HTTP load harness
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./server/... ./worker/... ./bouncer/... | tee $(BIN)/bench.txt
+	$(GO) run ./server/cmd/muninn-load -duration 20s | tee -a $(BIN)/bench.txt
+
+build: ## Build bin/muninn and bin/muninn-bouncer (static)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/muninn ./server/cmd/muninn
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/muninn-bouncer ./bouncer/cmd/muninn-bouncer
+
+run: deps build ## Start muninn on the embedded defaults (PostgreSQL under ./data)
+	@if [ ! -f "$(MUNINN_DATA_DIR)/geo/geo-whois-asn-country.mmdb" ]; then \
+	  echo "run: no geo data yet; 'make geodata' fetches it (optional)"; fi
+	$(BIN)/muninn serve
+
+docker: ## Build the images (needs a Docker engine)
+	docker build -f docker/muninn.Dockerfile -t muninn .
+	docker build -f docker/bouncer.Dockerfile -t muninn-bouncer .
+
+clean: ## Remove build output (not ./data)
+	rm -rf $(BIN)

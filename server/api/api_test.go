@@ -1,0 +1,486 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+)
+
+type testBundle struct {
+	srv                   *httptest.Server
+	store                 *store.Store
+	admin, writer, reader string
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	st := storetest.Store(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	b := &testBundle{srv: srv, store: st}
+	for role, dst := range map[string]*string{api.RoleAdmin: &b.admin, api.RoleWriter: &b.writer, api.RoleReader: &b.reader} {
+		_, secret, err := api.CreateToken(context.Background(), st, "t-"+role, role, nil, "test")
+		require.NoError(t, err)
+		*dst = secret
+	}
+	return b
+}
+
+// do sends a request and returns the status and body.
+func (b *testBundle) do(t *testing.T, token, method, path, contentType string, body io.Reader) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, b.srv.URL+path, body)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, out
+}
+
+func (b *testBundle) json(t *testing.T, token, method, path string, in any, wantStatus int, out any) []byte {
+	t.Helper()
+	var body io.Reader
+	ct := ""
+	if in != nil {
+		raw, err := json.Marshal(in)
+		require.NoError(t, err)
+		body, ct = bytes.NewReader(raw), "application/json"
+	}
+	status, raw := b.do(t, token, method, path, ct, body)
+	require.Equal(t, wantStatus, status, "body: %s", raw)
+	if out != nil {
+		require.NoError(t, json.Unmarshal(raw, out), "body: %s", raw)
+	}
+	return raw
+}
+
+type ingestResult struct {
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+	Errors   []struct {
+		Line   int64  `json:"line"`
+		Field  string `json:"field"`
+		Reason string `json:"reason"`
+	} `json:"errors"`
+}
+
+func (b *testBundle) ingest(t *testing.T, ndjson string) ingestResult {
+	t.Helper()
+	status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(ndjson))
+	require.Equal(t, http.StatusOK, status, "body: %s", raw)
+	var res ingestResult
+	require.NoError(t, json.Unmarshal(raw, &res))
+	return res
+}
+
+type view struct {
+	Address        string   `json:"address"`
+	Network        string   `json:"network"`
+	Classification string   `json:"classification"`
+	ClsSource      string   `json:"classification_source"`
+	Sources        []string `json:"sources"`
+	Note           string   `json:"note"`
+	Sightings      int64    `json:"sightings"`
+	Tags           []struct {
+		Name, Source, Prefix string
+	} `json:"tags"`
+	Suppressed []struct{ Name string } `json:"suppressed_tags"`
+	Prefixes   []struct {
+		Prefix string `json:"prefix"`
+	} `json:"prefixes"`
+}
+
+func (v view) tagNames() []string {
+	var out []string
+	for _, t := range v.Tags {
+		out = append(out, t.Name)
+	}
+	return out
+}
+
+type problem struct {
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field, Reason string
+	} `json:"errors"`
+}
+
+func TestIngestNDJSONReportsBadLinesAndStoresGoodOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	res := b.ingest(t, strings.Join([]string{
+		`{"ip":"198.51.100.7","source":"cowrie","tags":["ssh-bruteforce"],"classification":"malicious","note":"from the honeypot"}`,
+		``,
+		`{"ip":"203.0.113.77/24","source":"netflow","tags":["scanner"],"ttl":"24h"}`,
+		`{"ip":"198.51.100.300"}`,
+		`{"ip":"198.51.100.8","colour":"red"}`,
+		`not json`,
+		`{"ip":"::ffff:198.51.100.9","classification":"evil"}`,
+		`{"ip":"::ffff:198.51.100.9","tags":["x"],"ttl":-5}`,
+		`{"ip":"2001:db8::1","source":"zeek","tags":["dns-tunnel"],"seen_at":"2026-01-02T03:04:05Z"}`,
+		`{"ip":"::ffff:198.51.100.10"}`,
+	}, "\n"))
+	require.EqualValues(t, 4, res.Accepted)
+	require.EqualValues(t, 5, res.Rejected)
+	lines := map[int64]string{}
+	for _, e := range res.Errors {
+		lines[e.Line] = e.Field + ": " + e.Reason
+	}
+	require.Contains(t, lines[4], "ip: ")
+	require.Contains(t, lines[5], `unknown field "colour"`)
+	require.Contains(t, lines[6], "malformed JSON")
+	require.Contains(t, lines[7], "classification")
+	require.Contains(t, lines[8], "ttl")
+
+	var v view
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.7", nil, 200, &v)
+	require.Equal(t, "malicious", v.Classification)
+	require.Equal(t, "ingest:cowrie", v.ClsSource)
+	require.Equal(t, []string{"ssh-bruteforce"}, v.tagNames())
+	require.Equal(t, "from the honeypot", v.Note)
+	require.EqualValues(t, 1, v.Sightings)
+
+	// An address inside the /24 inherits its tag; the /24 was stored canonical.
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/203.0.113.5", nil, 200, &v)
+	require.Equal(t, []string{"scanner"}, v.tagNames())
+	require.Equal(t, "203.0.113.0/24", v.Prefixes[0].Prefix)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/networks/203.0.113.0/24", nil, 200, &v)
+	require.Equal(t, "203.0.113.0/24", v.Network)
+
+	// IPv4-mapped IPv6 is unmapped on the way in and on lookup.
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.10", nil, 200, &v)
+	require.Equal(t, "198.51.100.10", v.Address)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/::ffff:198.51.100.10", nil, 200, &v)
+	require.Equal(t, "198.51.100.10", v.Address)
+
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/2001:db8::1", nil, 200, &v)
+	require.Equal(t, []string{"dns-tunnel"}, v.tagNames())
+
+	var p problem
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/192.0.2.200", nil, 404, &p)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/192.0.2.256", nil, 400, &p)
+	require.Equal(t, "address", p.Errors[0].Field)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/networks/203.0.113.1/24", nil, 400, &p)
+	require.Contains(t, p.Errors[0].Reason, "host bits")
+	b.json(t, b.reader, http.MethodGet, "/api/v1/networks/203.0.113.0/33", nil, 400, &p)
+	require.Equal(t, "bits", p.Errors[0].Field)
+}
+
+func TestIngestJSONArray(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/json",
+		strings.NewReader(`[{"ip":"198.51.100.1","tags":["a"]}, {"ip":"nope"}, {"ip":"198.51.100.2","tags":["a"]}]`))
+	require.Equal(t, 200, status, "%s", raw)
+	var res ingestResult
+	require.NoError(t, json.Unmarshal(raw, &res))
+	require.EqualValues(t, 2, res.Accepted)
+	require.EqualValues(t, 1, res.Rejected)
+	require.EqualValues(t, 2, res.Errors[0].Line)
+
+	// A broken array keeps what came before the break.
+	status, raw = b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/json",
+		strings.NewReader(`[{"ip":"198.51.100.3"}, {"ip": ]`))
+	require.Equal(t, 200, status, "%s", raw)
+	require.NoError(t, json.Unmarshal(raw, &res))
+	require.EqualValues(t, 1, res.Accepted)
+	require.EqualValues(t, 1, res.Rejected)
+
+	status, raw = b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "text/plain", strings.NewReader(`198.51.100.4`))
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", raw)
+	for _, empty := range []string{"", "  \n"} {
+		status, raw = b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(empty))
+		require.Equal(t, 400, status, "%s", raw)
+		require.Contains(t, string(raw), "empty")
+	}
+}
+
+func TestIngestBodyLimit(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	line := `{"ip":"198.51.100.1","tags":["a"]}` + "\n"
+	big := strings.Repeat(line, (1<<20)/len(line)+10)
+	// With a Content-Length over the limit nothing is read or stored.
+	status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(big))
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", raw)
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.1", "", nil)
+	require.Equal(t, 404, status)
+	// A chunked body over the limit stops at the limit and says so.
+	status, raw = b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", io.MultiReader(strings.NewReader(big)))
+	require.Equal(t, http.StatusRequestEntityTooLarge, status, "%s", raw)
+	require.Contains(t, string(raw), "before the limit were stored")
+}
+
+func TestOverrides(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ingest(t, `{"ip":"203.0.113.0/24","source":"feedish","tags":["scanner"],"classification":"malicious"}`)
+
+	var v view
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/203.0.113.7/override",
+		map[string]any{"classification": "benign", "suppress_tags": []string{"scanner"}, "add_tags": []string{"friend"}, "note": "our monitor"}, 200, &v)
+	require.Equal(t, "benign", v.Classification, "a manual classification beats every automatic one")
+	require.Equal(t, "manual:t-writer", v.ClsSource)
+	require.Equal(t, []string{"friend"}, v.tagNames())
+	require.Len(t, v.Suppressed, 1)
+	require.Equal(t, "our monitor", v.Note)
+
+	// The neighbour is untouched.
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/203.0.113.8", nil, 200, &v)
+	require.Equal(t, "malicious", v.Classification)
+	require.Equal(t, []string{"scanner"}, v.tagNames())
+
+	// A network override, and PUT replaces rather than merges.
+	b.json(t, b.writer, http.MethodPut, "/api/v1/networks/203.0.113.0/24/override", map[string]any{"classification": "suspicious"}, 200, &v)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/networks/203.0.113.0/24/override", map[string]any{"add_tags": []string{"reviewed"}}, 200, &v)
+	require.Equal(t, "malicious", v.Classification, "the second PUT dropped the manual classification")
+
+	var p problem
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/203.0.113.7/override", map[string]any{"classification": "evil"}, 400, &p)
+	require.Equal(t, "classification", p.Errors[0].Field)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/203.0.113.7/override", map[string]any{"add_tags": []string{"a,b"}}, 400, &p)
+	require.Equal(t, "add_tags[0]", p.Errors[0].Field)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/203.0.113.7/override", map[string]any{"expires_at": "2001-01-01T00:00:00Z"}, 400, &p)
+	require.Equal(t, "expires_at", p.Errors[0].Field)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/203.0.113.7/override", map[string]any{"surprise": 1}, 400, &p)
+	require.Equal(t, "surprise", p.Errors[0].Field)
+	b.json(t, b.reader, http.MethodPut, "/api/v1/ips/203.0.113.7/override", map[string]any{"classification": "benign"}, 403, &p)
+
+	b.json(t, b.writer, http.MethodDelete, "/api/v1/ips/203.0.113.7/override", nil, 204, nil)
+	b.json(t, b.writer, http.MethodDelete, "/api/v1/ips/203.0.113.7/override", nil, 404, &p)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/203.0.113.7", nil, 200, &v)
+	require.Equal(t, "malicious", v.Classification)
+	require.ElementsMatch(t, []string{"scanner", "reviewed"}, v.tagNames())
+
+	// Every change is in the audit log, newest first, with before and after.
+	var audit struct {
+		Items []struct {
+			Actor, Action, Object string
+			Before, After         map[string]any
+		} `json:"items"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/audit?object=prefix/203.0.113.7/32", nil, 200, &audit)
+	require.Len(t, audit.Items, 2)
+	require.Equal(t, "override.delete", audit.Items[0].Action)
+	require.Equal(t, "benign", audit.Items[0].Before["classification"])
+	require.Nil(t, audit.Items[0].After)
+	require.Equal(t, "override.put", audit.Items[1].Action)
+	require.Equal(t, "t-writer", audit.Items[1].Actor)
+}
+
+func TestOverrideExpires(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ingest(t, `{"ip":"198.51.100.20","tags":["scanner"],"classification":"malicious"}`)
+	ctx := context.Background()
+	past := time.Now().Add(-time.Minute)
+	require.NoError(t, b.store.PutOverride(ctx, mustPrefix("198.51.100.20/32"), store.Override{Classification: "benign", ExpiresAt: &past}, "test", time.Now().Add(-time.Hour)))
+	var v view
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.20", nil, 200, &v)
+	require.Equal(t, "malicious", v.Classification, "an expired override no longer counts")
+}
+
+func TestSearchPaginatesWhileIngestRuns(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var sb strings.Builder
+	for i := 0; i < 250; i++ {
+		fmt.Fprintf(&sb, `{"ip":"198.51.%d.%d","tags":["bulk"],"classification":"suspicious"}`+"\n", 100+i/200, i%200)
+	}
+	b.ingest(t, sb.String())
+	b.ingest(t, `{"ip":"192.0.2.1","tags":["other"]}`)
+
+	seen := map[string]bool{}
+	cursor := ""
+	for page := 0; ; page++ {
+		var res struct {
+			Items []struct {
+				Prefix         string   `json:"prefix"`
+				Tags           []string `json:"tags"`
+				Classification string   `json:"classification"`
+			} `json:"items"`
+			NextCursor string `json:"next_cursor"`
+		}
+		b.json(t, b.reader, http.MethodGet, "/api/v1/ips?tag=bulk&limit=100&cursor="+cursor, nil, 200, &res)
+		for _, it := range res.Items {
+			require.False(t, seen[it.Prefix], "duplicate %s", it.Prefix)
+			require.Equal(t, "suspicious", it.Classification)
+			seen[it.Prefix] = true
+		}
+		if page == 0 {
+			// New matching rows arrive mid-pagination: they come after the cursor.
+			b.ingest(t, `{"ip":"198.51.102.1","tags":["bulk"],"classification":"suspicious"}`)
+		}
+		if res.NextCursor == "" {
+			break
+		}
+		cursor = res.NextCursor
+	}
+	require.Len(t, seen, 251)
+
+	var res struct {
+		Items []struct{ Prefix string } `json:"items"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips?within=192.0.2.0/24", nil, 200, &res)
+	require.Len(t, res.Items, 1)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips?source=ingest:t-*&classification=suspicious&limit=1000", nil, 200, &res)
+	require.Len(t, res.Items, 251)
+	var p problem
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips?within=300.0.0.0/8", nil, 400, &p)
+	require.Equal(t, "within", p.Errors[0].Field)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips?limit=1001", nil, 400, &p)
+	require.Equal(t, "limit", p.Errors[0].Field)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips?cursor=abc", nil, 400, &p)
+	require.Equal(t, "cursor", p.Errors[0].Field)
+}
+
+func TestAuthAndRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var p problem
+	b.json(t, "", http.MethodGet, "/api/v1/tags", nil, 401, &p)
+	require.Contains(t, p.Detail, "Bearer")
+	b.json(t, "mnn_wrong", http.MethodGet, "/api/v1/tags", nil, 401, &p)
+	status, _ := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(`{"ip":"192.0.2.1"}`))
+	require.Equal(t, 200, status)
+	status, _ = b.do(t, b.reader, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(`{"ip":"192.0.2.1"}`))
+	require.Equal(t, 403, status)
+	b.json(t, b.writer, http.MethodGet, "/api/v1/tokens", nil, 403, &p)
+	require.Contains(t, p.Detail, "admin")
+
+	var created struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+		Role  string `json:"role"`
+	}
+	b.json(t, b.admin, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "pipeline", "role": "writer"}, 201, &created)
+	require.True(t, strings.HasPrefix(created.Token, api.TokenPrefix))
+	b.json(t, created.Token, http.MethodGet, "/api/v1/tags", nil, 200, nil)
+	raw := b.json(t, b.admin, http.MethodGet, "/api/v1/tokens", nil, 200, nil)
+	require.NotContains(t, string(raw), created.Token, "secrets are shown once")
+	b.json(t, b.admin, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "pipeline", "role": "writer"}, 409, &p)
+	b.json(t, b.admin, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "x", "role": "root"}, 400, &p)
+	require.Equal(t, "role", p.Errors[0].Field)
+	b.json(t, b.admin, http.MethodPost, "/api/v1/tokens", map[string]any{"name": "x y", "role": "reader"}, 400, &p)
+	b.json(t, b.admin, http.MethodDelete, fmt.Sprintf("/api/v1/tokens/%d", created.ID), nil, 204, nil)
+	b.json(t, created.Token, http.MethodGet, "/api/v1/tags", nil, 401, &p)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/tokens/999999", nil, 404, &p)
+
+	// An expired token is refused with a reason.
+	past := time.Now().Add(-time.Second)
+	_, err := b.store.CreateToken(context.Background(), "old", "admin", &past, store.HashSecret("mnn_expired"), "test")
+	require.NoError(t, err)
+	b.json(t, "mnn_expired", http.MethodGet, "/api/v1/tags", nil, 401, &p)
+	require.Contains(t, p.Detail, "expired")
+}
+
+func TestTagsAndDefaultTTL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var tag struct {
+		Name       string `json:"name"`
+		DefaultTTL string `json:"default_ttl"`
+		Prefixes   int64  `json:"prefixes"`
+	}
+	b.json(t, b.writer, http.MethodPut, "/api/v1/tags/honeypot", map[string]any{"description": "hit a honeypot", "color": "#c0392b", "default_ttl": "1h"}, 200, &tag)
+	require.Equal(t, "1h0m0s", tag.DefaultTTL)
+	b.ingest(t, `{"ip":"198.51.100.1","tags":["honeypot"],"seen_at":"`+time.Now().Add(-2*time.Hour).UTC().Format(time.RFC3339)+`"}`+"\n"+`{"ip":"198.51.100.2","tags":["honeypot"]}`)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/tags/honeypot", nil, 200, &tag)
+	require.EqualValues(t, 1, tag.Prefixes, "the observation two hours old expired after the tag's default TTL")
+	var p problem
+	b.json(t, b.writer, http.MethodPut, "/api/v1/tags/honeypot", map[string]any{"color": "red"}, 400, &p)
+	require.Equal(t, "color", p.Errors[0].Field)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/tags/honeypot", map[string]any{"default_ttl": "soon"}, 400, &p)
+	require.Equal(t, "default_ttl", p.Errors[0].Field)
+	b.json(t, b.writer, http.MethodDelete, "/api/v1/tags/honeypot", nil, 204, nil)
+	b.json(t, b.writer, http.MethodDelete, "/api/v1/tags/honeypot", nil, 404, &p)
+	var all []struct{ Name string }
+	b.json(t, b.reader, http.MethodGet, "/api/v1/tags", nil, 200, &all)
+	require.Empty(t, all)
+}
+
+func TestExports(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ingest(t, `{"ip":"198.51.100.7","source":"cowrie","tags":["ssh","brute"],"classification":"malicious","note":"tab\there"}`+"\n"+
+		`{"ip":"2001:db8::/48","tags":["v6"]}`)
+
+	status, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/export/ips.csv", "", nil)
+	require.Equal(t, 200, status)
+	rows, err := csv.NewReader(bytes.NewReader(raw)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, rows, 3)
+	require.Equal(t, "prefix", rows[0][0])
+	require.Equal(t, []string{"198.51.100.7/32", "malicious", "brute,ssh"}, rows[1][:3])
+
+	status, raw = b.do(t, b.reader, http.MethodGet, "/api/v1/export/ips.json?tag=v6", "", nil)
+	require.Equal(t, 200, status)
+	var items []map[string]any
+	require.NoError(t, json.Unmarshal(raw, &items))
+	require.Len(t, items, 1)
+	require.Equal(t, "2001:db8::/48", items[0]["prefix"])
+
+	status, raw = b.do(t, b.reader, http.MethodGet, "/api/v1/export/ips.ndjson", "", nil)
+	require.Equal(t, 200, status)
+	require.Len(t, strings.Split(strings.TrimSpace(string(raw)), "\n"), 2)
+
+	status, raw = b.do(t, b.reader, http.MethodGet, "/api/v1/export/clickhouse.tsv?classification=malicious", "", nil)
+	require.Equal(t, 200, status)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	require.Equal(t, strings.Join(api.ClickHouseColumns, "\t"), lines[0])
+	require.Len(t, lines, 2)
+	fields := strings.Split(lines[1], "\t")
+	require.Len(t, fields, len(api.ClickHouseColumns))
+	require.Equal(t, []string{"198.51.100.7/32", "malicious", "100", "brute,ssh", "0"}, fields[:5])
+	require.Regexp(t, `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$`, fields[8])
+
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/export/ips.csv?within=nope", "", nil)
+	require.Equal(t, 400, status)
+}
+
+func TestOpenAPIAndHealth(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	status, raw := b.do(t, "", http.MethodGet, "/api/v1/openapi.yaml", "", nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, string(raw), "openapi: 3.0.3")
+	status, raw = b.do(t, "", http.MethodGet, "/readyz", "", nil)
+	require.Equal(t, 200, status, "%s", raw)
+	status, _ = b.do(t, "", http.MethodGet, "/healthz", "", nil)
+	require.Equal(t, 200, status)
+	status, raw = b.do(t, "", http.MethodGet, "/metrics", "", nil)
+	require.Equal(t, 200, status)
+	require.Contains(t, string(raw), "muninn_http_request_duration_seconds")
+	status, raw = b.do(t, b.reader, http.MethodGet, "/api/v1/nothing-here", "", nil)
+	require.Equal(t, 404, status, "%s", raw)
+	require.Contains(t, string(raw), `"status":404`)
+}

@@ -1,0 +1,164 @@
+package resolve_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/resolve"
+)
+
+var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func at(h int) *time.Time {
+	t := now.Add(time.Duration(h) * time.Hour)
+	return &t
+}
+
+func pfx(s string, as ...resolve.Assertion) resolve.Prefix {
+	return resolve.Prefix{Prefix: netip.MustParsePrefix(s), FirstSeen: now.Add(-time.Hour), LastSeen: now, Assertions: as}
+}
+
+func tag(src, v string) resolve.Assertion {
+	return resolve.Assertion{Kind: resolve.KindTag, Value: v, Source: src, FirstSeen: now, LastSeen: now}
+}
+
+func cls(src, v string) resolve.Assertion {
+	return resolve.Assertion{Kind: resolve.KindClassification, Value: v, Source: src, FirstSeen: now, LastSeen: now}
+}
+
+func expiring(a resolve.Assertion, h int) resolve.Assertion {
+	a.ExpiresAt = at(h)
+	return a
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		target     string
+		prefixes   []resolve.Prefix
+		wantCls    string
+		wantClsSrc string
+		wantTags   []string
+		wantHidden int
+	}{
+		{name: "nothing", target: "198.51.100.7/32", wantCls: "unknown"},
+		{
+			name: "nested prefixes union their tags", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.100.0/24", tag("feed:a", "scanner")), pfx("198.51.100.7/32", tag("ingest:cowrie", "ssh")), pfx("198.51.0.0/16", tag("feed:b", "hosting"))},
+			wantCls:  "unknown", wantTags: []string{"hosting", "scanner", "ssh"},
+		},
+		{
+			name: "a prefix that does not contain the target is ignored", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.101.0/24", tag("feed:a", "scanner"), cls("feed:a", "malicious"))},
+			wantCls:  "unknown",
+		},
+		{
+			name: "most severe automatic classification wins", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.100.7/32", cls("ingest:x", "suspicious")), pfx("198.51.100.0/24", cls("feed:a", "malicious"), cls("feed:b", "benign"))},
+			wantCls:  "malicious", wantClsSrc: "feed:a",
+		},
+		{
+			name: "manual beats automatic even on a broader prefix", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.100.7/32", cls("feed:a", "malicious")), pfx("198.51.100.0/24", cls("manual:alice", "benign"))},
+			wantCls:  "benign", wantClsSrc: "manual:alice",
+		},
+		{
+			name: "the most specific manual classification wins", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.100.0/24", cls("manual:alice", "benign")), pfx("198.51.100.7/32", cls("manual:bob", "suspicious"))},
+			wantCls:  "suspicious", wantClsSrc: "manual:bob",
+		},
+		{
+			name: "manual suppress hides automatic tags from broader prefixes", target: "203.0.113.7/32",
+			prefixes: []resolve.Prefix{
+				pfx("203.0.113.0/24", tag("feed:a", "X"), tag("feed:a", "Y")),
+				pfx("203.0.113.7/32", resolve.Assertion{Kind: resolve.KindSuppress, Value: "X", Source: "manual:alice", FirstSeen: now, LastSeen: now}),
+			},
+			wantCls: "unknown", wantTags: []string{"Y"}, wantHidden: 1,
+		},
+		{
+			name: "suppress never hides a manual tag", target: "203.0.113.7/32",
+			prefixes: []resolve.Prefix{pfx("203.0.113.7/32", tag("manual:bob", "X"), resolve.Assertion{Kind: resolve.KindSuppress, Value: "X", Source: "manual:alice", FirstSeen: now, LastSeen: now})},
+			wantCls:  "unknown", wantTags: []string{"X"},
+		},
+		{
+			name: "an automatic suppress does nothing", target: "203.0.113.7/32",
+			prefixes: []resolve.Prefix{pfx("203.0.113.0/24", tag("feed:a", "X")), pfx("203.0.113.7/32", resolve.Assertion{Kind: resolve.KindSuppress, Value: "X", Source: "feed:b", FirstSeen: now, LastSeen: now})},
+			wantCls:  "unknown", wantTags: []string{"X"},
+		},
+		{
+			name: "expired assertions do not count", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("198.51.100.7/32", expiring(cls("manual:alice", "benign"), -1), expiring(tag("feed:a", "old"), -2), expiring(tag("feed:a", "fresh"), 2), cls("feed:a", "suspicious"))},
+			wantCls:  "suspicious", wantClsSrc: "feed:a", wantTags: []string{"fresh"},
+		},
+		{
+			name: "an expired suppress stops hiding", target: "203.0.113.7/32",
+			prefixes: []resolve.Prefix{pfx("203.0.113.0/24", tag("feed:a", "X")), pfx("203.0.113.7/32", expiring(resolve.Assertion{Kind: resolve.KindSuppress, Value: "X", Source: "manual:alice"}, -1))},
+			wantCls:  "unknown", wantTags: []string{"X"},
+		},
+		{
+			name: "IPv6 nesting", target: "2001:db8::1/128",
+			prefixes: []resolve.Prefix{pfx("2001:db8::/32", tag("feed:a", "doc")), pfx("2001:db8::/64", cls("feed:b", "malicious"))},
+			wantCls:  "malicious", wantClsSrc: "feed:b", wantTags: []string{"doc"},
+		},
+		{
+			name: "IPv4 never matches IPv6 prefixes", target: "198.51.100.7/32",
+			prefixes: []resolve.Prefix{pfx("::/0", tag("feed:a", "everything6"))},
+			wantCls:  "unknown",
+		},
+		{
+			name: "a network view ignores more specific prefixes", target: "198.51.100.0/24",
+			prefixes: []resolve.Prefix{pfx("198.51.100.0/24", tag("feed:a", "net")), pfx("198.51.100.7/32", tag("feed:a", "host"))},
+			wantCls:  "unknown", wantTags: []string{"net"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := resolve.Resolve(netip.MustParsePrefix(tt.target), tt.prefixes, now)
+			require.Equal(t, tt.wantCls, v.Classification)
+			require.Equal(t, tt.wantClsSrc, v.ClassificationSource)
+			if tt.wantTags == nil {
+				require.Empty(t, v.TagNames())
+			} else {
+				require.Equal(t, tt.wantTags, v.TagNames())
+			}
+			require.Len(t, v.Suppressed, tt.wantHidden)
+			require.NotEmpty(t, v.Steps, "explain steps are always given")
+		})
+	}
+}
+
+func TestResolveNoteAndSeen(t *testing.T) {
+	t.Parallel()
+	note := func(src, v string) resolve.Assertion {
+		return resolve.Assertion{Kind: resolve.KindNote, Value: v, Source: src, FirstSeen: now, LastSeen: now}
+	}
+	p1 := pfx("198.51.100.0/24", note("manual:alice", "our range"))
+	p1.FirstSeen = now.Add(-48 * time.Hour)
+	p2 := pfx("198.51.100.7/32", note("ingest:x", "scanner note"))
+	p2.Sightings = 7
+	v := resolve.Resolve(netip.MustParsePrefix("198.51.100.7/32"), []resolve.Prefix{p2, p1}, now)
+	require.Equal(t, "our range", v.Note, "a manual note beats a more specific automatic one")
+	require.Equal(t, now.Add(-48*time.Hour), v.FirstSeen)
+	require.EqualValues(t, 7, v.Sightings)
+	require.Equal(t, []string{"ingest:x", "manual:alice"}, v.Sources)
+}
+
+func ExampleResolve() {
+	feed := resolve.Prefix{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Assertions: []resolve.Assertion{
+		{Kind: resolve.KindTag, Value: "scanner", Source: "feed:blocklist"},
+		{Kind: resolve.KindClassification, Value: "malicious", Source: "feed:blocklist"},
+	}}
+	manual := resolve.Prefix{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Assertions: []resolve.Assertion{
+		{Kind: resolve.KindClassification, Value: "benign", Source: "manual:alice"},
+		{Kind: resolve.KindSuppress, Value: "scanner", Source: "manual:alice"},
+	}}
+	v := resolve.Resolve(netip.MustParsePrefix("203.0.113.7/32"), []resolve.Prefix{feed, manual}, now)
+	fmt.Println(v.Classification, v.TagNames())
+	// Output: benign []
+}
