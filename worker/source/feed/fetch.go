@@ -83,8 +83,10 @@ func fetchFile(u *url.URL, etag, lastModified string, maxBytes int64) (io.ReadCl
 	if u.Host != "" && u.Host != "localhost" {
 		return nil, "", "", false, fmt.Errorf("feed: fetch %s: remote file host %q not supported", u, u.Host)
 	}
-	path := u.Path
-	f, err := os.Open(path)
+	if u.Path == "" {
+		return nil, "", "", false, fmt.Errorf("feed: fetch %s: file URL needs an absolute path (file:///...)", u)
+	}
+	f, err := os.Open(u.Path)
 	if err != nil {
 		return nil, "", "", false, fmt.Errorf("feed: fetch %s: %w", u, err)
 	}

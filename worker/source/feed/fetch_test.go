@@ -145,6 +145,8 @@ func TestFetchFile(t *testing.T) {
 
 	_, _, _, _, err = feed.Fetch(ctx, nil, u, "", "", 5)
 	require.ErrorIs(t, err, feed.ErrTooLarge)
+	_, _, _, _, err = feed.Fetch(ctx, nil, "file:relative.txt", "", "", 0)
+	require.ErrorContains(t, err, "absolute path")
 	_, _, _, _, err = feed.Fetch(ctx, nil, "file://"+filepath.Join(dir, "nope"), "", "", 0)
 	require.ErrorIs(t, err, os.ErrNotExist)
 }

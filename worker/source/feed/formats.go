@@ -70,12 +70,12 @@ func parseSpamhausLine(c *collector, n int, line string) {
 	}
 	prefix, _, _ := strings.Cut(s, ";")
 	prefix = strings.TrimSpace(prefix)
-	if field, rest := cutField(prefix); rest != "" {
+	field, rest := cutField(prefix)
+	if rest != "" {
 		c.reject(n, line, fmt.Sprintf("unexpected text %q after prefix", rest))
 		return
-	} else {
-		c.addText(n, line, field)
 	}
+	c.addText(n, line, field)
 }
 
 // parseDShieldLine handles feeds.dshield.org/block.txt: tab-separated start,
