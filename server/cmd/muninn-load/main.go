@@ -1,0 +1,188 @@
+// Command muninn-load is the load harness behind `make bench`: it starts the
+// real HTTP server in-process on a fresh database, ingests observations over
+// HTTP as NDJSON and reports the rate, then looks addresses up at a fixed
+// request rate and reports latency percentiles (DESIGN.md §8 targets).
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/store"
+)
+
+func main() {
+	n := flag.Int("prefixes", 1_000_000, "observations to ingest (distinct /32s, 1% of them /24s)")
+	rate := flag.Int("rate", 2000, "lookups per second")
+	duration := flag.Duration("duration", 20*time.Second, "how long to look up")
+	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
+	flag.Parse()
+	if err := run(*n, *rate, *duration, *dbURL); err != nil {
+		fmt.Fprintln(os.Stderr, "muninn-load:", err)
+		os.Exit(1)
+	}
+}
+
+func database(ctx context.Context, admin string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		dir := filepath.Join(os.TempDir(), "muninn-load-pg")
+		cl, err := pgembed.Start(ctx, pgembed.Options{Dir: dir})
+		if err != nil {
+			return "", nil, err
+		}
+		return cl.URL(), func() { _ = cl.Stop(context.Background()) }, nil
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{`DROP DATABASE IF EXISTS muninn_load WITH (FORCE)`, `CREATE DATABASE muninn_load`} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return "", nil, err
+		}
+	}
+	cfg, err := pgx.ParseConfig(admin)
+	if err != nil {
+		return "", nil, err
+	}
+	u := fmt.Sprintf("postgres://%s@%s:%d/muninn_load?sslmode=disable", cfg.User, cfg.Host, cfg.Port)
+	return u, func() {
+		c, err := pgx.Connect(context.Background(), admin)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS muninn_load WITH (FORCE)`)
+			_ = c.Close(context.Background())
+		}
+	}, nil
+}
+
+func run(n, rate int, duration time.Duration, admin string) error {
+	ctx := context.Background()
+	url, cleanup, err := database(ctx, admin)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(ctx, url, 20, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	_, token, err := api.CreateToken(ctx, st, "load", api.RoleWriter, nil, "load")
+	if err != nil {
+		return err
+	}
+	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 30})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	base := "http://" + ln.Addr().String()
+
+	addr := func(i int) string { return fmt.Sprintf("%d.%d.%d.%d", 11+i>>24&0x3f, i>>16&0xff, i>>8&0xff, i&0xff) }
+	// Ingest in requests of 100k lines, two at a time, as a pipeline would.
+	const perReq = 100_000
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n/perReq+1)
+	sem := make(chan struct{}, 2)
+	for off := 0; off < n; off += perReq {
+		var body bytes.Buffer
+		for i := off; i < min(off+perReq, n); i++ {
+			ip := addr(i)
+			if i%100 == 0 {
+				ip += "/24"
+			}
+			fmt.Fprintf(&body, `{"ip":"%s","source":"load","tags":["scanner"],"classification":"suspicious"}`+"\n", ip)
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(b []byte) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/ingest", bytes.NewReader(b))
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Content-Type", "application/x-ndjson")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				errs <- fmt.Errorf("ingest: HTTP %d", resp.StatusCode)
+			}
+		}(body.Bytes())
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	el := time.Since(start)
+	fmt.Printf("ingest: %d observations over HTTP in %s = %.0f obs/s (target >= 100000)\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+
+	// Lookups at a fixed rate, open loop: a slow answer does not slow the schedule.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	total := int(duration.Seconds() * float64(rate))
+	lat := make([]time.Duration, total)
+	var failed sync.Map
+	interval := time.Second / time.Duration(rate)
+	t0 := time.Now()
+	var lwg sync.WaitGroup
+	for i := 0; i < total; i++ {
+		due := t0.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(due))
+		lwg.Add(1)
+		go func(i int) {
+			defer lwg.Done()
+			req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/ips/"+addr((i*7919)%n), nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			s := time.Now()
+			resp, err := client.Do(req)
+			if err != nil {
+				failed.Store(i, err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			lat[i] = time.Since(s)
+			if resp.StatusCode != 200 {
+				failed.Store(i, resp.StatusCode)
+			}
+		}(i)
+	}
+	lwg.Wait()
+	bad := 0
+	failed.Range(func(_, _ any) bool { bad++; return true })
+	slices.Sort(lat)
+	q := func(p float64) time.Duration { return lat[int(float64(len(lat)-1)*p)].Round(10 * time.Microsecond) }
+	fmt.Printf("lookup: %d GET /api/v1/ips/{ip} at %d/s over %d stored prefixes: p50 %s p90 %s p99 %s max %s, %d failed (target p99 <= 10ms)\n",
+		total, rate, n+n/100, q(.5), q(.9), q(.99), lat[len(lat)-1].Round(10*time.Microsecond), bad)
+	return nil
+}
