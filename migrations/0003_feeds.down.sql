@@ -1,0 +1,3 @@
+DROP TABLE enrich_attempts;
+DROP TABLE feed_runs;
+DROP TABLE feeds;

@@ -1,0 +1,386 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// ErrDropGuard is returned (wrapped) by ApplyFeed when a refresh would remove
+// more than the feed's MaxDropShare of its entries and was not forced.
+var ErrDropGuard = errors.New("refresh would drop too many entries")
+
+// Feed run statuses.
+const (
+	RunOK          = "ok"
+	RunNotModified = "not_modified"
+	RunFailed      = "failed"
+	RunRefused     = "refused"
+)
+
+// Feed is a list refreshed on a schedule; its entries become assertions with
+// source "feed:<name>".
+type Feed struct {
+	Name           string          `json:"name"`
+	URL            string          `json:"url"`
+	Format         string          `json:"format"`
+	Options        json.RawMessage `json:"options,omitempty"`
+	Tag            string          `json:"tag"`
+	Classification string          `json:"classification"`
+	// TTL, when positive, makes each assertion expire TTL after the refresh
+	// that last listed it.
+	TTL            time.Duration `json:"ttl"`
+	Schedule       time.Duration `json:"schedule"`
+	Enabled        bool          `json:"enabled"`
+	MaxPrefixLenV4 int           `json:"max_prefix_len_v4"`
+	MaxPrefixLenV6 int           `json:"max_prefix_len_v6"`
+	MaxDropShare   float64       `json:"max_drop_share"`
+
+	// Status, written by refreshes only.
+	ETag         string     `json:"-"`
+	LastModified string     `json:"-"`
+	LastRun      *time.Time `json:"last_run,omitempty"`
+	LastSuccess  *time.Time `json:"last_success,omitempty"`
+	Entries      int64      `json:"entries"`
+	Rejected     int64      `json:"rejected"`
+	LastError    string     `json:"last_error,omitempty"`
+}
+
+// Source is the assertion source of the feed's entries.
+func (f Feed) Source() string { return FeedSource(f.Name) }
+
+// FeedSource is the assertion source of feed name's entries.
+func FeedSource(name string) string { return "feed:" + name }
+
+// FeedRun is one refresh attempt.
+type FeedRun struct {
+	ID         int64     `json:"id"`
+	Feed       string    `json:"feed"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Status     string    `json:"status"`
+	Forced     bool      `json:"forced"`
+	Lines      int64     `json:"lines"`
+	Entries    int64     `json:"entries"`
+	Added      int64     `json:"added"`
+	Removed    int64     `json:"removed"`
+	Rejected   int64     `json:"rejected"`
+	Duplicates int64     `json:"duplicates"`
+	Error      string    `json:"error"`
+}
+
+const feedColumns = `name, url, format, options, tag, classification,
+	coalesce(extract(epoch FROM ttl), 0)::float8, extract(epoch FROM schedule)::float8, enabled,
+	max_prefix_len_v4, max_prefix_len_v6, max_drop_share, etag, last_modified,
+	last_run, last_success, entries, rejected, last_error`
+
+func scanFeed(r pgx.CollectableRow) (Feed, error) {
+	var f Feed
+	var ttl, sched float64
+	var opts []byte
+	err := r.Scan(&f.Name, &f.URL, &f.Format, &opts, &f.Tag, &f.Classification, &ttl, &sched, &f.Enabled,
+		&f.MaxPrefixLenV4, &f.MaxPrefixLenV6, &f.MaxDropShare, &f.ETag, &f.LastModified,
+		&f.LastRun, &f.LastSuccess, &f.Entries, &f.Rejected, &f.LastError)
+	f.Options = opts
+	f.TTL = time.Duration(ttl * float64(time.Second))
+	f.Schedule = time.Duration(sched * float64(time.Second))
+	return f, err
+}
+
+// Feeds lists every feed by name.
+func (s *Store) Feeds(ctx context.Context) ([]Feed, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+feedColumns+` FROM feeds ORDER BY name`)
+	fs, err := pgx.CollectRows(rows, scanFeed)
+	if err != nil {
+		return nil, mapErr("list feeds", err)
+	}
+	return fs, nil
+}
+
+// FeedByName returns one feed or ErrNotFound.
+func (s *Store) FeedByName(ctx context.Context, name string) (Feed, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT `+feedColumns+` FROM feeds WHERE name = $1`, name)
+	f, err := pgx.CollectExactlyOneRow(rows, scanFeed)
+	if err != nil {
+		return Feed{}, mapErr("get feed", err)
+	}
+	return f, nil
+}
+
+// PutFeed creates or replaces a feed's definition (its status is kept) and
+// reports whether it was created. Changing the URL or format forgets the
+// conditional-GET validators so the next refresh fetches in full.
+func (s *Store) PutFeed(ctx context.Context, f Feed, actor string) (created bool, err error) {
+	if f.MaxDropShare == 0 {
+		f.MaxDropShare = 0.5
+	}
+	if f.Schedule <= 0 {
+		f.Schedule = time.Hour
+	}
+	if len(f.Options) == 0 {
+		f.Options = json.RawMessage(`{}`)
+	}
+	err = s.inTx(ctx, "put feed", func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `SELECT `+feedColumns+` FROM feeds WHERE name = $1 FOR UPDATE`, f.Name)
+		old, err := pgx.CollectExactlyOneRow(rows, scanFeed)
+		var before any
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			created = true
+		case err != nil:
+			return err
+		default:
+			before = old
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO feeds (name, url, format, options, tag, classification, ttl, schedule,
+			  enabled, max_prefix_len_v4, max_prefix_len_v6, max_drop_share)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, make_interval(secs => $8), $9, $10, $11, $12)
+			ON CONFLICT (name) DO UPDATE SET url = excluded.url, format = excluded.format, options = excluded.options,
+			  tag = excluded.tag, classification = excluded.classification, ttl = excluded.ttl,
+			  schedule = excluded.schedule, enabled = excluded.enabled,
+			  max_prefix_len_v4 = excluded.max_prefix_len_v4, max_prefix_len_v6 = excluded.max_prefix_len_v6,
+			  max_drop_share = excluded.max_drop_share, updated_at = now(),
+			  etag = CASE WHEN feeds.url = excluded.url AND feeds.format = excluded.format AND feeds.options = excluded.options
+			              THEN feeds.etag ELSE '' END,
+			  last_modified = CASE WHEN feeds.url = excluded.url AND feeds.format = excluded.format AND feeds.options = excluded.options
+			              THEN feeds.last_modified ELSE '' END`,
+			f.Name, f.URL, f.Format, []byte(f.Options), f.Tag, f.Classification, ttlInterval(f.TTL), f.Schedule.Seconds(),
+			f.Enabled, f.MaxPrefixLenV4, f.MaxPrefixLenV6, f.MaxDropShare)
+		if err != nil {
+			return err
+		}
+		if f.Tag != "" {
+			if err := ensureTags(ctx, tx, []string{f.Tag}); err != nil {
+				return err
+			}
+		}
+		return audit(ctx, tx, actor, "feed.put", "feed/"+f.Name, before, f)
+	})
+	return created, err
+}
+
+// DeleteFeed removes a feed, its history and every assertion it made, and
+// announces the change.
+func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
+	return s.inTx(ctx, "delete feed", func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, `DELETE FROM feeds WHERE name = $1 RETURNING `+feedColumns, name)
+		old, err := pgx.CollectExactlyOneRow(rows, scanFeed)
+		if err != nil {
+			return mapErr("delete feed", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE source = $1`, FeedSource(name)); err != nil {
+			return err
+		}
+		if err := audit(ctx, tx, actor, "feed.delete", "feed/"+name, old, nil); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx, "feed")
+	})
+}
+
+// DueFeeds names the enabled feeds whose schedule has come round at now.
+func (s *Store) DueFeeds(ctx context.Context, now time.Time) ([]string, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT name FROM feeds
+		WHERE enabled AND (last_run IS NULL OR last_run + schedule <= $1) ORDER BY name`, now)
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, mapErr("due feeds", err)
+	}
+	return names, nil
+}
+
+// FeedRuns returns a feed's newest runs first, at most limit.
+func (s *Store) FeedRuns(ctx context.Context, name string, limit int) ([]FeedRun, error) {
+	if _, err := s.FeedByName(ctx, name); err != nil {
+		return nil, err
+	}
+	rows, _ := s.pool.Query(ctx, `SELECT id, feed, started_at, finished_at, status, forced, lines, entries,
+		added, removed, rejected, duplicates, error FROM feed_runs WHERE feed = $1 ORDER BY id DESC LIMIT $2`, name, limit)
+	runs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[FeedRun])
+	if err != nil {
+		return nil, mapErr("feed runs", err)
+	}
+	return runs, nil
+}
+
+// RecordFeedRun stores a run that changed no assertions (not modified,
+// failed, refused) and the feed's status that follows from it.
+func (s *Store) RecordFeedRun(ctx context.Context, run FeedRun) (FeedRun, error) {
+	err := s.inTx(ctx, "record feed run", func(tx pgx.Tx) error {
+		var err error
+		run, err = recordRun(ctx, tx, run)
+		if err != nil {
+			return err
+		}
+		lastErr := run.Error
+		_, err = tx.Exec(ctx, `UPDATE feeds SET last_run = $2, last_error = $3,
+			last_success = CASE WHEN $4 THEN $2 ELSE last_success END WHERE name = $1`,
+			run.Feed, run.FinishedAt, lastErr, run.Status == RunNotModified)
+		return err
+	})
+	return run, err
+}
+
+func recordRun(ctx context.Context, tx pgx.Tx, r FeedRun) (FeedRun, error) {
+	err := tx.QueryRow(ctx, `INSERT INTO feed_runs (feed, started_at, finished_at, status, forced, lines, entries,
+		  added, removed, rejected, duplicates, error)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
+		r.Feed, r.StartedAt, r.FinishedAt, r.Status, r.Forced, r.Lines, r.Entries, r.Added, r.Removed,
+		r.Rejected, r.Duplicates, r.Error).Scan(&r.ID)
+	if err != nil {
+		return r, fmt.Errorf("insert run: %w", err)
+	}
+	return r, nil
+}
+
+// FeedUpdate is one parsed refresh to apply.
+type FeedUpdate struct {
+	// Prefixes are the canonical prefixes the feed lists now.
+	Prefixes []netip.Prefix
+	// ETag and LastModified are the new conditional-GET validators.
+	ETag, LastModified string
+	// Force applies the update even when it trips the drop guard.
+	Force bool
+	// StartedAt is when the refresh began; Now is the time the assertions get.
+	StartedAt, Now time.Time
+	// Lines, Rejected and Duplicates are the parser's counts, kept in the run.
+	Lines, Rejected, Duplicates int64
+}
+
+// The new prefix set is COPYed into a temp table and merged with set-based
+// statements in one transaction, so a crash leaves the old or the new state.
+// Statements order by prefix id, like ingest, so concurrent writers lock rows
+// in the same order.
+const (
+	feedTemp = `CREATE TEMP TABLE feed_batch (prefix cidr NOT NULL) ON COMMIT DROP`
+	// Temp tables are never analysed by autovacuum; without statistics the
+	// planner picks nested loops over 100k rows.
+	feedAnalyze = `ANALYZE feed_batch`
+	feedCounts  = `SELECT
+		  (SELECT count(DISTINCT prefix_id) FROM assertions WHERE source = $1),
+		  (SELECT count(*) FROM (SELECT DISTINCT prefix FROM feed_batch) b JOIN prefixes p ON p.prefix = b.prefix
+		    WHERE EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id AND a.source = $1)),
+		  (SELECT count(DISTINCT prefix) FROM feed_batch)`
+	feedPrefixes = `INSERT INTO prefixes (prefix, first_seen, last_seen)
+		SELECT DISTINCT prefix, $1::timestamptz, $1::timestamptz FROM feed_batch ORDER BY prefix
+		ON CONFLICT (prefix) DO NOTHING`
+	// Unchanged assertions only get last_seen (and expiry) bumped.
+	feedTags = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		SELECT DISTINCT p.id, $1::text, 'tag', $2::text, $3::timestamptz, $3::timestamptz, $4::timestamptz, $1::text
+		FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix ORDER BY p.id
+		ON CONFLICT (prefix_id, source, kind, value) WHERE kind IN ('tag', 'suppress') DO UPDATE SET
+		  last_seen = excluded.last_seen, expires_at = excluded.expires_at`
+	feedClassifications = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		SELECT DISTINCT p.id, $1::text, 'classification', $2::text, $3::timestamptz, $3::timestamptz, $4::timestamptz, $1::text
+		FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix ORDER BY p.id
+		ON CONFLICT (prefix_id, source, kind) WHERE kind IN ('classification', 'note') DO UPDATE SET
+		  value = excluded.value, last_seen = excluded.last_seen, expires_at = excluded.expires_at`
+	// Removes what the feed no longer lists, and what it said under a tag or
+	// classification it has since been reconfigured away from.
+	feedRemove = `DELETE FROM assertions a WHERE a.source = $1 AND (
+		  NOT EXISTS (SELECT 1 FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix WHERE p.id = a.prefix_id)
+		  OR (a.kind = 'tag' AND a.value <> $2)
+		  OR (a.kind = 'classification' AND $3 = '')
+		  OR a.kind NOT IN ('tag', 'classification'))`
+	feedStatus = `UPDATE feeds SET last_run = $2, last_success = $2, entries = $3, rejected = $4, last_error = '',
+		  etag = $5, last_modified = $6 WHERE name = $1`
+)
+
+// ApplyFeed replaces feed name's assertions with u.Prefixes in one
+// transaction: new prefixes are added, unlisted ones removed, unchanged ones
+// bumped. Applying the same update twice changes nothing but last_seen, so a
+// retried job is harmless. When the update would remove more than the feed's
+// MaxDropShare of its entries and is not forced, nothing changes, a refused
+// run is recorded and the error wraps ErrDropGuard.
+func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedRun, error) {
+	run := FeedRun{Feed: name, StartedAt: u.StartedAt, Forced: u.Force, Lines: u.Lines,
+		Rejected: u.Rejected, Duplicates: u.Duplicates, Status: RunOK}
+	var refused error
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The row lock serialises refreshes of one feed across processes.
+		rows, _ := tx.Query(ctx, `SELECT `+feedColumns+` FROM feeds WHERE name = $1 FOR UPDATE`, name)
+		f, err := pgx.CollectExactlyOneRow(rows, scanFeed)
+		if err != nil {
+			return mapErr("apply feed", err)
+		}
+		if _, err := tx.Exec(ctx, feedTemp); err != nil {
+			return fmt.Errorf("create batch table: %w", err)
+		}
+		src := pgx.CopyFromSlice(len(u.Prefixes), func(i int) ([]any, error) { return []any{u.Prefixes[i]}, nil })
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"feed_batch"}, []string{"prefix"}, src); err != nil {
+			return fmt.Errorf("copy batch: %w", err)
+		}
+		if _, err := tx.Exec(ctx, feedAnalyze); err != nil {
+			return fmt.Errorf("analyze batch: %w", err)
+		}
+		var existing, kept int64
+		if err := tx.QueryRow(ctx, feedCounts, f.Source()).Scan(&existing, &kept, &run.Entries); err != nil {
+			return fmt.Errorf("count entries: %w", err)
+		}
+		run.Added, run.Removed = run.Entries-kept, existing-kept
+		if !u.Force && existing > 0 && float64(run.Removed) > f.MaxDropShare*float64(existing) {
+			refused = fmt.Errorf("store: apply feed %s: %w: %d of %d entries (%.0f%%, limit %.0f%%); refresh with force to apply",
+				name, ErrDropGuard, run.Removed, existing, 100*float64(run.Removed)/float64(existing), 100*f.MaxDropShare)
+			return refused
+		}
+		var expires *time.Time
+		if f.TTL > 0 {
+			e := u.Now.Add(f.TTL)
+			expires = &e
+		}
+		steps := []struct {
+			name string
+			sql  string
+			args []any
+			skip bool
+		}{
+			{"prefixes", feedPrefixes, []any{u.Now}, false},
+			{"tags", feedTags, []any{f.Source(), f.Tag, u.Now, expires}, f.Tag == ""},
+			{"classifications", feedClassifications, []any{f.Source(), f.Classification, u.Now, expires}, f.Classification == ""},
+			{"removals", feedRemove, []any{f.Source(), f.Tag, f.Classification}, false},
+		}
+		for _, st := range steps {
+			if st.skip {
+				continue
+			}
+			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+				return fmt.Errorf("merge %s: %w", st.name, err)
+			}
+		}
+		if f.Tag != "" {
+			if err := ensureTags(ctx, tx, []string{f.Tag}); err != nil {
+				return fmt.Errorf("tag name: %w", err)
+			}
+		}
+		run.FinishedAt = u.Now
+		if run.FinishedAt.Before(run.StartedAt) {
+			run.FinishedAt = run.StartedAt
+		}
+		if _, err := tx.Exec(ctx, feedStatus, name, run.FinishedAt, run.Entries, run.Rejected, u.ETag, u.LastModified); err != nil {
+			return fmt.Errorf("feed status: %w", err)
+		}
+		if run, err = recordRun(ctx, tx, run); err != nil {
+			return err
+		}
+		return notifyChange(ctx, tx, "feed")
+	})
+	if refused != nil {
+		run.Status, run.Error, run.FinishedAt = RunRefused, refused.Error(), u.Now
+		if _, err := s.RecordFeedRun(ctx, run); err != nil {
+			return run, errors.Join(refused, err)
+		}
+		return run, refused
+	}
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return run, err
+		}
+		return run, mapErr("apply feed "+name, err)
+	}
+	return run, nil
+}

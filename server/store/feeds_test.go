@@ -1,0 +1,238 @@
+package store_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+)
+
+type feedBundle struct {
+	st  *store.Store
+	ctx context.Context
+	now time.Time
+}
+
+func setupFeed(t *testing.T, f store.Feed) feedBundle {
+	t.Helper()
+	b := feedBundle{st: storetest.Store(t), ctx: context.Background(), now: time.Date(2026, 8, 22, 12, 0, 0, 0, time.UTC)}
+	if f.Name == "" {
+		f = store.Feed{Name: "test", URL: "http://example.invalid/list", Format: "list", Tag: "bad", Classification: "malicious", Enabled: true}
+	}
+	created, err := b.st.PutFeed(b.ctx, f, "test")
+	require.NoError(t, err)
+	require.True(t, created)
+	return b
+}
+
+func prefixes(t *testing.T, ss ...string) []netip.Prefix {
+	t.Helper()
+	out := make([]netip.Prefix, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParsePrefix(s)
+	}
+	return out
+}
+
+func hosts(n int, base string) []netip.Prefix {
+	a := netip.MustParseAddr(base)
+	out := make([]netip.Prefix, n)
+	for i := range out {
+		out[i] = netip.PrefixFrom(a, 32)
+		a = a.Next()
+	}
+	return out
+}
+
+// feedState returns prefix -> sorted "kind=value" of the feed's assertions.
+func feedState(t *testing.T, b feedBundle, name string) map[string][]string {
+	t.Helper()
+	rows, err := b.st.Pool().Query(b.ctx, `SELECT p.prefix::text, a.kind || '=' || a.value FROM assertions a
+		JOIN prefixes p ON p.id = a.prefix_id WHERE a.source = $1 ORDER BY 1, 2`, store.FeedSource(name))
+	require.NoError(t, err)
+	defer rows.Close()
+	out := map[string][]string{}
+	for rows.Next() {
+		var p, kv string
+		require.NoError(t, rows.Scan(&p, &kv))
+		out[p] = append(out[p], kv)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func (b feedBundle) apply(t *testing.T, ps []netip.Prefix, force bool) (store.FeedRun, error) {
+	t.Helper()
+	b.now = b.now.Add(time.Minute)
+	return b.st.ApplyFeed(b.ctx, "test", store.FeedUpdate{Prefixes: ps, Force: force, StartedAt: b.now, Now: b.now, ETag: `"v1"`})
+}
+
+func TestApplyFeedDiff(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	run, err := b.apply(t, prefixes(t, "192.0.2.1/32", "192.0.2.2/32", "198.51.100.0/24", "2001:db8::/48"), false)
+	require.NoError(t, err)
+	require.Equal(t, store.RunOK, run.Status)
+	require.EqualValues(t, 4, run.Entries)
+	require.EqualValues(t, 4, run.Added)
+	st := feedState(t, b, "test")
+	require.Len(t, st, 4)
+	require.Equal(t, []string{"classification=malicious", "tag=bad"}, st["198.51.100.0/24"])
+
+	// One removed, one added, three unchanged.
+	run, err = b.apply(t, prefixes(t, "192.0.2.1/32", "198.51.100.0/24", "2001:db8::/48", "203.0.113.9/32"), false)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, run.Added)
+	require.EqualValues(t, 1, run.Removed)
+	st = feedState(t, b, "test")
+	require.Len(t, st, 4)
+	require.NotContains(t, st, "192.0.2.2/32")
+	require.Contains(t, st, "203.0.113.9/32")
+
+	// Idempotent: the same update again changes nothing.
+	run, err = b.apply(t, prefixes(t, "192.0.2.1/32", "198.51.100.0/24", "2001:db8::/48", "203.0.113.9/32"), false)
+	require.NoError(t, err)
+	require.Zero(t, run.Added)
+	require.Zero(t, run.Removed)
+	require.Equal(t, st, feedState(t, b, "test"))
+
+	f, err := b.st.FeedByName(b.ctx, "test")
+	require.NoError(t, err)
+	require.EqualValues(t, 4, f.Entries)
+	require.Equal(t, `"v1"`, f.ETag)
+	require.NotNil(t, f.LastSuccess)
+	runs, err := b.st.FeedRuns(b.ctx, "test", 10)
+	require.NoError(t, err)
+	require.Len(t, runs, 3)
+}
+
+func TestApplyFeedLeavesOtherSources(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	p := netip.MustParsePrefix("192.0.2.1/32")
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{{Prefix: p, Source: "ingest:x", Tags: []string{"seen"}, SeenAt: b.now}}, "tok"))
+	_, err := b.apply(t, []netip.Prefix{p}, false)
+	require.NoError(t, err)
+	_, err = b.apply(t, nil, true)
+	require.NoError(t, err)
+	require.Empty(t, feedState(t, b, "test"))
+	var n int
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM assertions WHERE source = 'ingest:x'`).Scan(&n))
+	require.Equal(t, 1, n)
+}
+
+func TestApplyFeedDropGuard(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	all := hosts(100, "198.51.100.1")
+	_, err := b.apply(t, all, false)
+	require.NoError(t, err)
+
+	// Keeping 40 of 100 removes 60%: refused, recorded, nothing changed.
+	run, err := b.apply(t, all[:40], false)
+	require.ErrorIs(t, err, store.ErrDropGuard)
+	require.Equal(t, store.RunRefused, run.Status)
+	require.Len(t, feedState(t, b, "test"), 100)
+	f, err := b.st.FeedByName(b.ctx, "test")
+	require.NoError(t, err)
+	require.Contains(t, f.LastError, "60 of 100")
+	runs, err := b.st.FeedRuns(b.ctx, "test", 1)
+	require.NoError(t, err)
+	require.Equal(t, store.RunRefused, runs[0].Status)
+
+	// Exactly the limit (50%) passes; force passes anything.
+	_, err = b.apply(t, all[:50], false)
+	require.NoError(t, err)
+	run, err = b.apply(t, all[:1], true)
+	require.NoError(t, err)
+	require.EqualValues(t, 49, run.Removed)
+	require.Len(t, feedState(t, b, "test"), 1)
+}
+
+// A statement failing in the middle of the merge (after prefixes and tags were
+// written) must leave the previous state untouched.
+func TestApplyFeedFailureKeepsOldState(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	old := hosts(50, "198.51.100.1")
+	_, err := b.apply(t, old, false)
+	require.NoError(t, err)
+	before := feedState(t, b, "test")
+
+	_, err = b.st.Pool().Exec(b.ctx, `
+		CREATE FUNCTION fail_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		  IF NEW.kind = 'classification' AND (SELECT prefix FROM prefixes WHERE id = NEW.prefix_id) = '203.0.113.66/32' THEN
+		    RAISE EXCEPTION 'injected failure';
+		  END IF;
+		  RETURN NEW;
+		END $$;
+		CREATE TRIGGER fail_poison BEFORE INSERT ON assertions FOR EACH ROW EXECUTE FUNCTION fail_poison();`)
+	require.NoError(t, err)
+	next := append(hosts(40, "198.51.100.1"), prefixes(t, "203.0.113.65/32", "203.0.113.66/32")...)
+	_, err = b.apply(t, next, false)
+	require.ErrorContains(t, err, "injected failure")
+	require.Equal(t, before, feedState(t, b, "test"))
+	var n int
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM prefixes WHERE prefix << '203.0.113.0/24'`).Scan(&n))
+	require.Zero(t, n, "prefixes of the failed refresh must not persist")
+
+	// A cancelled context mid-transaction also leaves the old state.
+	ctx, cancel := context.WithCancel(b.ctx)
+	cancel()
+	_, err = b.st.ApplyFeed(ctx, "test", store.FeedUpdate{Prefixes: hosts(10, "192.0.2.1"), StartedAt: b.now, Now: b.now})
+	require.Error(t, err)
+	require.Equal(t, before, feedState(t, b, "test"))
+}
+
+func TestFeedReconfigureAndDelete(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	ps := hosts(3, "192.0.2.1")
+	_, err := b.apply(t, ps, false)
+	require.NoError(t, err)
+
+	// Another tag and no classification: the next refresh rewrites the assertions.
+	f, err := b.st.FeedByName(b.ctx, "test")
+	require.NoError(t, err)
+	f.Tag, f.Classification, f.TTL = "other", "", time.Hour
+	created, err := b.st.PutFeed(b.ctx, f, "test")
+	require.NoError(t, err)
+	require.False(t, created)
+	_, err = b.apply(t, ps, false)
+	require.NoError(t, err)
+	st := feedState(t, b, "test")
+	require.Equal(t, []string{"tag=other"}, st["192.0.2.1/32"])
+	var exp *time.Time
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT max(expires_at) FROM assertions WHERE source = 'feed:test'`).Scan(&exp))
+	require.NotNil(t, exp)
+
+	require.NoError(t, b.st.DeleteFeed(b.ctx, "test", "test"))
+	require.Empty(t, feedState(t, b, "test"))
+	_, err = b.st.FeedByName(b.ctx, "test")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	require.ErrorIs(t, b.st.DeleteFeed(b.ctx, "test", "test"), store.ErrNotFound)
+}
+
+func TestDueFeeds(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	_, err := b.st.PutFeed(b.ctx, store.Feed{Name: "off", URL: "http://x.invalid", Format: "list"}, "test")
+	require.NoError(t, err)
+	due, err := b.st.DueFeeds(b.ctx, b.now)
+	require.NoError(t, err)
+	require.Equal(t, []string{"test"}, due)
+	_, err = b.apply(t, hosts(1, "192.0.2.1"), false)
+	require.NoError(t, err)
+	due, err = b.st.DueFeeds(b.ctx, b.now.Add(30*time.Minute))
+	require.NoError(t, err)
+	require.Empty(t, due)
+	due, err = b.st.DueFeeds(b.ctx, b.now.Add(2*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, []string{"test"}, due)
+}
