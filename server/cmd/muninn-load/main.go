@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"time"
@@ -33,12 +34,16 @@ func main() {
 	rate := flag.Int("rate", 2000, "lookups per second")
 	duration := flag.Duration("duration", 20*time.Second, "how long to look up")
 	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase to this file")
 	flag.Parse()
+	profile = *cpuprofile
 	if err := run(*n, *rate, *duration, *dbURL); err != nil {
 		fmt.Fprintln(os.Stderr, "muninn-load:", err)
 		os.Exit(1)
 	}
 }
+
+var profile string
 
 func database(ctx context.Context, admin string) (string, func(), error) {
 	conn, err := pgx.Connect(ctx, admin)
@@ -147,6 +152,17 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	el := time.Since(start)
 	fmt.Printf("ingest: %d observations over HTTP in %s = %.0f obs/s (target >= 100000)\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
 
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	// Lookups at a fixed rate, open loop: a slow answer does not slow the schedule.
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
 	total := int(duration.Seconds() * float64(rate))
