@@ -7,14 +7,26 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker/source/geo"
+	"github.com/muninn/muninn/worker/source/rdap"
+	"github.com/muninn/muninn/worker/source/rdns"
 )
+
+// pgxTx is the transaction type of muninn's River client.
+type pgxTx = pgx.Tx
+
+// QueueEnrich runs the rate-limited outside lookups (RDAP/whois, PTR) apart
+// from the default queue, so a slow registry never delays a feed refresh.
+const QueueEnrich = "enrich"
 
 // Deps is what the workers need.
 type Deps struct {
@@ -26,6 +38,47 @@ type Deps struct {
 	ExpiredRetention  time.Duration
 	// MaxWorkers bounds the default queue's concurrency.
 	MaxWorkers int
+	// EnrichWorkers bounds the enrich queue's concurrency (default 4).
+	EnrichWorkers int
+
+	// HTTPClient fetches feeds; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// FeedMaxBytes bounds one feed body; 0 means DefaultFeedMaxBytes.
+	FeedMaxBytes int64
+	// FeedSchedulePeriod is how often due feeds are looked for (default 1m).
+	FeedSchedulePeriod time.Duration
+
+	// Geo, when set, is loaded into geo_networks at start and whenever its
+	// files change (checked every GeoCheckPeriod, default 10m).
+	Geo            *geo.Watcher
+	GeoCheckPeriod time.Duration
+
+	// RDAP and RDNS, when set, enrich stored host prefixes: a scan every
+	// EnrichScanPeriod (default 1m) enqueues up to EnrichBatch (default 500)
+	// lookups of each kind; failures are retried after EnrichRetry (24h).
+	RDAP             *rdap.Client
+	RDNS             *rdns.Resolver
+	EnrichScanPeriod time.Duration
+	EnrichBatch      int
+	EnrichRetry      time.Duration
+
+	// Metrics receives job and feed counters; nil records nothing.
+	Metrics *Metrics
+}
+
+func (d Deps) now() time.Time {
+	if d.Now == nil {
+		return time.Now()
+	}
+	return d.Now()
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
 
 // PruneArgs prunes old sighting events and long-expired assertions.
@@ -61,16 +114,36 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 func NewClient(d Deps, work bool) (*river.Client[pgx.Tx], error) {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &PruneWorker{deps: d})
-	cfg := &river.Config{Workers: workers, Logger: d.Logger}
+	river.AddWorker(workers, &FeedRefreshWorker{deps: d})
+	river.AddWorker(workers, &FeedScheduleWorker{deps: d})
+	river.AddWorker(workers, &GeoSyncWorker{deps: d})
+	river.AddWorker(workers, &EnrichScanWorker{deps: d})
+	river.AddWorker(workers, &RDAPLookupWorker{deps: d})
+	river.AddWorker(workers, &PTRLookupWorker{deps: d})
+	cfg := &river.Config{Workers: workers, Logger: d.Logger,
+		Middleware: []rivertype.Middleware{d.Metrics.middleware()}}
 	if work {
 		if d.MaxWorkers <= 0 {
 			d.MaxWorkers = 10
 		}
-		cfg.Queues = map[string]river.QueueConfig{river.QueueDefault: {MaxWorkers: d.MaxWorkers}}
+		cfg.Queues = map[string]river.QueueConfig{
+			river.QueueDefault: {MaxWorkers: d.MaxWorkers},
+			QueueEnrich:        {MaxWorkers: orDefault(d.EnrichWorkers, 4)},
+		}
+		every := func(p time.Duration, args river.JobArgs) *river.PeriodicJob {
+			return river.NewPeriodicJob(river.PeriodicInterval(p), func() (river.JobArgs, *river.InsertOpts) {
+				return args, nil
+			}, &river.PeriodicJobOpts{RunOnStart: true})
+		}
 		cfg.PeriodicJobs = []*river.PeriodicJob{
-			river.NewPeriodicJob(river.PeriodicInterval(time.Hour), func() (river.JobArgs, *river.InsertOpts) {
-				return PruneArgs{}, nil
-			}, &river.PeriodicJobOpts{RunOnStart: true}),
+			every(time.Hour, PruneArgs{}),
+			every(orDefault(d.FeedSchedulePeriod, time.Minute), FeedScheduleArgs{}),
+		}
+		if d.Geo != nil {
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.GeoCheckPeriod, 10*time.Minute), GeoSyncArgs{}))
+		}
+		if d.RDAP != nil || d.RDNS != nil {
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.EnrichScanPeriod, time.Minute), EnrichScanArgs{}))
 		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(d.Store.Pool()), cfg)

@@ -1,0 +1,206 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"iter"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// GeoNetwork is one network of the geo databases with its country and ASN.
+type GeoNetwork struct {
+	Network   netip.Prefix
+	Country   string
+	Continent string
+	City      string
+	ASN       int64
+	ASOrg     string
+}
+
+// ReplaceGeoNetworks replaces the whole of geo_networks with nets in one
+// transaction: the rows are COPYed into a temp table, then the old rows are
+// deleted and the new ones inserted. Readers see the old set until commit and
+// never block (DELETE, not TRUNCATE, which would lock them out). It returns
+// the number of networks stored and announces the change, since ruleset
+// conditions on country, continent, asn and org read this table.
+func (s *Store) ReplaceGeoNetworks(ctx context.Context, source string, nets iter.Seq2[GeoNetwork, error]) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, "replace geo networks", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE geo_batch (network cidr NOT NULL, country text NOT NULL,
+			continent text NOT NULL, city text NOT NULL, asn bigint NOT NULL, as_org text NOT NULL) ON COMMIT DROP`); err != nil {
+			return fmt.Errorf("create batch table: %w", err)
+		}
+		next, stop := iter.Pull2(nets)
+		defer stop()
+		src := pgx.CopyFromFunc(func() ([]any, error) {
+			g, err, ok := next()
+			if !ok {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return []any{g.Network, g.Country, g.Continent, g.City, g.ASN, g.ASOrg}, nil
+		})
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"geo_batch"},
+			[]string{"network", "country", "continent", "city", "asn", "as_org"}, src); err != nil {
+			return fmt.Errorf("copy batch: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM geo_networks`); err != nil {
+			return fmt.Errorf("delete old networks: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO geo_networks (network, country, continent, city, asn, as_org, source)
+			SELECT DISTINCT ON (network) network, country, continent, city, asn, as_org, $1 FROM geo_batch ORDER BY network`, source)
+		if err != nil {
+			return fmt.Errorf("insert networks: %w", err)
+		}
+		n = tag.RowsAffected()
+		return notifyChange(ctx, tx, "geo")
+	})
+	return n, err
+}
+
+// RDAPNetwork is what a registry said about one network.
+type RDAPNetwork struct {
+	Network    netip.Prefix
+	Handle     string
+	Name       string
+	Org        string
+	Country    string
+	AbuseEmail string
+	Registry   string
+	Raw        json.RawMessage
+	FetchedAt  time.Time
+}
+
+// PutRDAPNetwork stores (or refreshes) one network's registry answer.
+func (s *Store) PutRDAPNetwork(ctx context.Context, n RDAPNetwork) error {
+	var raw any
+	if len(n.Raw) > 0 && json.Valid(n.Raw) {
+		raw = []byte(n.Raw)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO rdap_networks (network, handle, name, org, country, abuse_email, registry, raw, fetched_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (network) DO UPDATE SET handle = excluded.handle, name = excluded.name, org = excluded.org,
+		  country = excluded.country, abuse_email = excluded.abuse_email, registry = excluded.registry,
+		  raw = excluded.raw, fetched_at = excluded.fetched_at`,
+		n.Network, n.Handle, n.Name, n.Org, n.Country, n.AbuseEmail, n.Registry, raw, n.FetchedAt)
+	return mapErr("put rdap network", err)
+}
+
+// RDAPCovers reports whether a stored RDAP network contains addr.
+func (s *Store) RDAPCovers(ctx context.Context, addr netip.Addr) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM rdap_networks WHERE network >>= $1::inet)`, addr).Scan(&ok)
+	return ok, mapErr("rdap covers", err)
+}
+
+// Enrichment lookup kinds, as kept in enrich_attempts.
+const (
+	EnrichRDAP = "rdap"
+	EnrichPTR  = "ptr"
+)
+
+// Both scans walk host prefixes newest first, so fresh sightings are
+// enriched before the backlog; an address tried since retryAfter is skipped.
+const (
+	lackingRDAP = `SELECT host(p.prefix)::inet FROM prefixes p
+		WHERE masklen(p.prefix) = CASE family(p.prefix) WHEN 4 THEN 32 ELSE 128 END
+		  AND NOT EXISTS (SELECT 1 FROM rdap_networks r WHERE r.network >>= p.prefix)
+		  AND NOT EXISTS (SELECT 1 FROM enrich_attempts e WHERE e.address = p.prefix AND e.kind = 'rdap' AND e.attempted_at > $1)
+		ORDER BY p.id DESC LIMIT $2`
+	lackingPTR = `SELECT host(p.prefix)::inet FROM prefixes p
+		WHERE masklen(p.prefix) = CASE family(p.prefix) WHEN 4 THEN 32 ELSE 128 END
+		  AND NOT EXISTS (SELECT 1 FROM hostnames h WHERE h.address = p.prefix AND h.source = 'ptr')
+		  AND NOT EXISTS (SELECT 1 FROM enrich_attempts e WHERE e.address = p.prefix AND e.kind = 'ptr' AND e.attempted_at > $1)
+		ORDER BY p.id DESC LIMIT $2`
+)
+
+// AddrsLacking returns up to limit stored single addresses that have no
+// enrichment of kind (EnrichRDAP: no RDAP network contains them; EnrichPTR:
+// no PTR names) and were not tried after triedBefore.
+func (s *Store) AddrsLacking(ctx context.Context, kind string, triedBefore time.Time, limit int) ([]netip.Addr, error) {
+	q := lackingRDAP
+	if kind == EnrichPTR {
+		q = lackingPTR
+	}
+	rows, _ := s.pool.Query(ctx, q, triedBefore, limit)
+	addrs, err := pgx.CollectRows(rows, pgx.RowTo[netip.Addr])
+	if err != nil {
+		return nil, mapErr("addresses lacking "+kind, err)
+	}
+	return addrs, nil
+}
+
+// RecordEnrichAttempt notes that a lookup of kind for addr ran at `at`, with
+// errText empty on success.
+func (s *Store) RecordEnrichAttempt(ctx context.Context, kind string, addr netip.Addr, at time.Time, errText string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO enrich_attempts (address, kind, attempted_at, error) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (address, kind) DO UPDATE SET attempted_at = excluded.attempted_at, error = excluded.error`,
+		addr, kind, at, errText)
+	return mapErr("record enrich attempt", err)
+}
+
+// PutHostnames stores names of addr learned from source (e.g. "ptr") at `at`.
+func (s *Store) PutHostnames(ctx context.Context, addr netip.Addr, source string, names []string, at time.Time) error {
+	if len(names) == 0 {
+		return nil
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO hostnames (address, name, source, first_seen, last_seen)
+		SELECT $1, n, $2, $3, $3 FROM unnest($4::text[]) n ORDER BY n
+		ON CONFLICT (address, name, source) DO UPDATE SET last_seen = excluded.last_seen`, addr, source, at, names)
+	return mapErr("put hostnames", err)
+}
+
+// JobCount is how many jobs of a kind are in a state.
+type JobCount struct {
+	Kind  string
+	State string
+	Count int64
+}
+
+// JobFailure is a job whose latest attempt failed.
+type JobFailure struct {
+	ID      int64
+	Kind    string
+	State   string
+	Attempt int
+	Error   string
+	At      time.Time
+	Args    json.RawMessage
+}
+
+// JobSummary is the queue at a glance.
+type JobSummary struct {
+	Counts   []JobCount
+	Failures []JobFailure
+}
+
+// JobSummary counts River's jobs by kind and state and lists the newest
+// failures (at most failures of them; 0 lists none).
+func (s *Store) JobSummary(ctx context.Context, failures int) (JobSummary, error) {
+	var sum JobSummary
+	rows, _ := s.pool.Query(ctx, `SELECT kind, state::text, count(*) FROM river_job GROUP BY 1, 2 ORDER BY 1, 2`)
+	counts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[JobCount])
+	if err != nil {
+		return sum, mapErr("job counts", err)
+	}
+	sum.Counts = counts
+	if failures <= 0 {
+		return sum, nil
+	}
+	rows, _ = s.pool.Query(ctx, `SELECT id, kind, state::text, attempt,
+		  coalesce(errors[cardinality(errors)]->>'error', ''),
+		  coalesce((errors[cardinality(errors)]->>'at')::timestamptz, attempted_at, created_at), args
+		FROM river_job WHERE cardinality(errors) > 0 ORDER BY id DESC LIMIT $1`, failures)
+	fs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[JobFailure])
+	if err != nil {
+		return sum, mapErr("job failures", err)
+	}
+	sum.Failures = fs
+	return sum, nil
+}
