@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/store"
@@ -294,3 +295,5 @@ func TestRefreshGuardsAndFailures(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, f.LastError, "404")
 }
+
+type pgxTx = pgx.Tx
