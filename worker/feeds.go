@@ -77,7 +77,9 @@ type FeedRefreshWorker struct {
 }
 
 // Timeout bounds one refresh, download included.
-func (w *FeedRefreshWorker) Timeout(*river.Job[FeedRefreshArgs]) time.Duration { return 10 * time.Minute }
+func (w *FeedRefreshWorker) Timeout(*river.Job[FeedRefreshArgs]) time.Duration {
+	return 10 * time.Minute
+}
 
 // Work refreshes the feed. A refused update (drop guard) is recorded and not
 // retried; fetch and parse failures are recorded and retried.
