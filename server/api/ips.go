@@ -14,16 +14,12 @@ import (
 // lookup builds the effective view of p; found is false when nothing is stored
 // that contains p.
 func (s *Server) lookup(ctx context.Context, p netip.Prefix) (apigen.View, bool, error) {
-	prefixes, err := s.store.Containing(ctx, p)
+	prefixes, en, err := s.store.Lookup(ctx, p)
 	if err != nil {
 		return apigen.View{}, false, err
 	}
 	if len(prefixes) == 0 {
 		return apigen.View{}, false, nil
-	}
-	en, err := s.store.EnrichmentOf(ctx, p)
-	if err != nil {
-		return apigen.View{}, false, err
 	}
 	return toView(p, prefixes, en, resolve.Resolve(p, prefixes, s.now())), true, nil
 }

@@ -21,16 +21,16 @@ func (s *Store) Containing(ctx context.Context, p netip.Prefix) ([]resolve.Prefi
 func containing(ctx context.Context, q interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }, p netip.Prefix) ([]resolve.Prefix, error) {
-	rows, err := q.Query(ctx, `
-		SELECT p.prefix, p.first_seen, p.last_seen, p.sightings,
-		       a.kind, a.value, a.source, a.first_seen, a.last_seen, a.expires_at
-		FROM prefixes p
-		LEFT JOIN assertions a ON a.prefix_id = p.id
-		WHERE p.prefix >>= $1::cidr
-		ORDER BY masklen(p.prefix) DESC, a.id`, p)
+	rows, err := q.Query(ctx, containingSQL, p)
 	if err != nil {
 		return nil, mapErr("containing prefixes", err)
 	}
+	out, err := scanContaining(rows)
+	return out, mapErr("containing prefixes", err)
+}
+
+// scanContaining folds prefix x assertion rows into prefixes.
+func scanContaining(rows pgx.Rows) ([]resolve.Prefix, error) {
 	defer rows.Close()
 	var out []resolve.Prefix
 	for rows.Next() {
@@ -42,7 +42,7 @@ func containing(ctx context.Context, q interface {
 			aFirst, aLast, exp *time.Time
 		)
 		if err := rows.Scan(&pp, &first, &last, &sightings, &kind, &value, &src, &aFirst, &aLast, &exp); err != nil {
-			return nil, mapErr("scan containing prefix", err)
+			return nil, err
 		}
 		if len(out) == 0 || out[len(out)-1].Prefix != pp {
 			out = append(out, resolve.Prefix{Prefix: pp, FirstSeen: first, LastSeen: last, Sightings: sightings})
@@ -54,10 +54,7 @@ func containing(ctx context.Context, q interface {
 			})
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, mapErr("read containing prefixes", err)
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Enrichment is what enrichment learned about an address or network.
@@ -97,45 +94,73 @@ type Hostname struct {
 	LastSeen time.Time
 }
 
-// EnrichmentOf returns the enrichment facts for p.
-func (s *Store) EnrichmentOf(ctx context.Context, p netip.Prefix) (Enrichment, error) {
-	var e Enrichment
-	var g GeoFacts
-	err := s.pool.QueryRow(ctx, `
+const (
+	containingSQL = `
+		SELECT p.prefix, p.first_seen, p.last_seen, p.sightings,
+		       a.kind, a.value, a.source, a.first_seen, a.last_seen, a.expires_at
+		FROM prefixes p
+		LEFT JOIN assertions a ON a.prefix_id = p.id
+		WHERE p.prefix >>= $1::cidr
+		ORDER BY masklen(p.prefix) DESC, a.id`
+	geoOfSQL = `
 		SELECT network, country, continent, city, asn, as_org, source FROM geo_networks
-		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`, p).
-		Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
-	switch {
-	case err == nil:
-		e.Geo = &g
-	case err != pgx.ErrNoRows:
-		return e, mapErr("geo of prefix", err)
-	}
-	var r RDAPFacts
-	err = s.pool.QueryRow(ctx, `
+		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`
+	rdapOfSQL = `
 		SELECT network, handle, name, org, country, abuse_email, registry, fetched_at FROM rdap_networks
-		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`, p).
-		Scan(&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt)
-	switch {
-	case err == nil:
-		e.RDAP = &r
-	case err != pgx.ErrNoRows:
-		return e, mapErr("rdap of prefix", err)
-	}
+		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`
+	hostnamesOfSQL = `SELECT name, source, last_seen FROM hostnames WHERE address = $1::inet ORDER BY last_seen DESC, name LIMIT 100`
+)
+
+// Lookup returns what is stored about p, the prefixes containing it and its
+// enrichment, in one round trip (a pipelined batch on one connection): this is
+// the hot path of GET /ips/{address}.
+func (s *Store) Lookup(ctx context.Context, p netip.Prefix) ([]resolve.Prefix, Enrichment, error) {
+	var (
+		prefixes []resolve.Prefix
+		e        Enrichment
+		g        GeoFacts
+		r        RDAPFacts
+	)
+	b := &pgx.Batch{}
+	b.Queue(containingSQL, p).Query(func(rows pgx.Rows) error {
+		var err error
+		prefixes, err = scanContaining(rows)
+		return err
+	})
+	b.Queue(geoOfSQL, p).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
+		if err == nil {
+			e.Geo = &g
+		}
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		return err
+	})
+	b.Queue(rdapOfSQL, p).QueryRow(func(row pgx.Row) error {
+		err := row.Scan(&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt)
+		if err == nil {
+			e.RDAP = &r
+		}
+		if err == pgx.ErrNoRows {
+			return nil
+		}
+		return err
+	})
 	if p.IsSingleIP() {
-		rows, err := s.pool.Query(ctx, `SELECT name, source, last_seen FROM hostnames WHERE address = $1::inet ORDER BY last_seen DESC, name LIMIT 100`, p.Addr())
-		if err != nil {
-			return e, mapErr("hostnames of address", err)
-		}
-		e.Hostnames, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hostname, error) {
-			var h Hostname
-			return h, r.Scan(&h.Name, &h.Source, &h.LastSeen)
+		b.Queue(hostnamesOfSQL, p.Addr()).Query(func(rows pgx.Rows) error {
+			var err error
+			e.Hostnames, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hostname, error) {
+				var h Hostname
+				return h, r.Scan(&h.Name, &h.Source, &h.LastSeen)
+			})
+			return err
 		})
-		if err != nil {
-			return e, mapErr("hostnames of address", err)
-		}
 	}
-	return e, nil
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, Enrichment{}, mapErr("lookup", err)
+	}
+	return prefixes, e, nil
 }
 
 // Override is a person's correction of one prefix. PutOverride replaces every
