@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -24,6 +25,10 @@ type Options struct {
 	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database at once.
 	IngestBatch int
+	// Render is the render hub behind the ruleset, bouncer and CrowdSec endpoints.
+	Render *render.Hub
+	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
+	HoneypotTTL time.Duration
 }
 
 // Server implements apigen.StrictServerInterface.
@@ -44,6 +49,9 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	}
 	if opts.IngestBatch <= 0 {
 		opts.IngestBatch = 20000
+	}
+	if opts.HoneypotTTL <= 0 {
+		opts.HoneypotTTL = 24 * time.Hour
 	}
 	return &Server{store: st, log: log, now: now, opts: opts, auth: auth}
 }

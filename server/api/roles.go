@@ -18,6 +18,11 @@ var requiredRole = map[string]string{
 	"PutNetworkOverride": RoleWriter, "DeleteNetworkOverride": RoleWriter,
 	"PutTag": RoleWriter, "DeleteTag": RoleWriter,
 	"ListTokens": RoleAdmin, "CreateToken": RoleAdmin, "DeleteToken": RoleAdmin,
+	"ListRulesets": RoleReader, "GetRuleset": RoleReader, "ExplainRuleset": RoleReader,
+	"PutRuleset": RoleAdmin, "DeleteRuleset": RoleAdmin,
+	"GetList": RoleReader, "PutList": RoleAdmin, "DeleteList": RoleAdmin,
+	"GetGuard": RoleReader, "PutGuard": RoleAdmin,
+	"ListBouncers": RoleReader, "CreateBouncer": RoleAdmin, "DeleteBouncer": RoleAdmin,
 }
 
 // RequireRole is the strict middleware that answers 403 when the caller's role

@@ -34,6 +34,8 @@ type Config struct {
 	DBMaxConns int32
 	// Workers runs River workers inside serve.
 	Workers bool
+	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
+	HoneypotTTL time.Duration
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in main).
@@ -48,6 +50,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		ExpiredRetention:  7 * 24 * time.Hour,
 		DBMaxConns:        20,
 		Workers:           true,
+		HoneypotTTL:       24 * time.Hour,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -82,6 +85,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str("MUNINN_LOG_FORMAT", &c.LogFormat)
 	dur("MUNINN_SIGHTING_RETENTION", &c.SightingRetention)
 	dur("MUNINN_EXPIRED_RETENTION", &c.ExpiredRetention)
+	dur("MUNINN_HONEYPOT_TTL", &c.HoneypotTTL)
 	if v := getenv("MUNINN_MAX_INGEST_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {

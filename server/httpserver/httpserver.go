@@ -24,6 +24,7 @@ import (
 	"github.com/muninn/muninn/openapi"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -34,6 +35,11 @@ type Deps struct {
 	Now            func() time.Time
 	Registry       *prometheus.Registry
 	MaxIngestBytes int64
+	// Render is the render hub behind the ruleset, bouncer and CrowdSec
+	// endpoints; New makes one (not running) when nil.
+	Render *render.Hub
+	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
+	HoneypotTTL time.Duration
 	// Mount adds further routes (the UI, render endpoints) to the root router.
 	Mount []func(r chi.Router)
 	// APIRoutes adds routes under /api/v1 behind authentication.
@@ -48,7 +54,10 @@ func New(d Deps) (http.Handler, error) {
 	}
 	spec.Servers = nil // matched by prefix below
 	auth := api.NewAuthenticator(d.Store, d.Now)
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{MaxIngestBytes: d.MaxIngestBytes})
+	if d.Render == nil {
+		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{})
+	}
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
 	m := newMetrics(d.Registry)
 
 	r := chi.NewRouter()
@@ -89,8 +98,12 @@ func New(d Deps) (http.Handler, error) {
 		},
 		ErrorHandlerWithOpts: validationError,
 	})
+	// Bouncer keys (X-Api-Key) reach only these routes; bearer tokens none of them.
+	r.Route("/api/v1/bouncer", srv.BouncerRoutes)
+	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
 	r.Route("/api/v1", func(ar chi.Router) {
 		ar.Use(auth.Middleware)
+		srv.RenderRoutes(ar)
 		for _, f := range d.APIRoutes {
 			f(ar)
 		}

@@ -131,12 +131,58 @@ type AuditPage struct {
 	NextCursor *string      `json:"next_cursor,omitempty"`
 }
 
+// Bouncer defines model for Bouncer.
+type Bouncer struct {
+	CreatedAt time.Time        `json:"created_at"`
+	Hostname  *string          `json:"hostname,omitempty"`
+	Id        int64            `json:"id"`
+	LastError *string          `json:"last_error,omitempty"`
+	LastSeen  *time.Time       `json:"last_seen,omitempty"`
+	Name      string           `json:"name"`
+	Rulesets  []BouncerRuleset `json:"rulesets"`
+	Version   *string          `json:"version,omitempty"`
+}
+
+// BouncerCreated defines model for BouncerCreated.
+type BouncerCreated struct {
+	Id int64 `json:"id"`
+
+	// Key The key for X-Api-Key; shown only now.
+	Key      string   `json:"key"`
+	Name     string   `json:"name"`
+	Rulesets []string `json:"rulesets"`
+}
+
+// BouncerInput defines model for BouncerInput.
+type BouncerInput struct {
+	Name     string   `json:"name"`
+	Rulesets []string `json:"rulesets"`
+}
+
+// BouncerRuleset defines model for BouncerRuleset.
+type BouncerRuleset struct {
+	Applied int64 `json:"applied"`
+	Current int64 `json:"current"`
+
+	// LagSeconds Seconds since the first render the bouncer has not applied; 0 when current.
+	LagSeconds *float32 `json:"lag_seconds,omitempty"`
+	Ruleset    string   `json:"ruleset"`
+}
+
 // Classification defines model for Classification.
 type Classification string
 
+// Explanation policy.Explanation plus `guarded` (the never-block guard keeps the address out of block sets).
+type Explanation map[string]interface{}
+
 // FieldError defines model for FieldError.
 type FieldError struct {
+	// Column 1-based column of a syntax error.
+	Column *int   `json:"column,omitempty"`
 	Field  string `json:"field"`
+
+	// Line 1-based line of a syntax error in ruleset or selector text.
+	Line   *int   `json:"line,omitempty"`
 	Reason string `json:"reason"`
 }
 
@@ -147,6 +193,24 @@ type Geo struct {
 	Country   *string `json:"country,omitempty"`
 	Network   *string `json:"network,omitempty"`
 	Source    *string `json:"source,omitempty"`
+}
+
+// Guard defines model for Guard.
+type Guard struct {
+	// Builtin Number of built-in never-block entries.
+	Builtin int          `json:"builtin"`
+	Entries []GuardEntry `json:"entries"`
+}
+
+// GuardEntry defines model for GuardEntry.
+type GuardEntry struct {
+	Prefix string  `json:"prefix"`
+	Reason *string `json:"reason,omitempty"`
+}
+
+// GuardInput defines model for GuardInput.
+type GuardInput struct {
+	Entries []GuardEntry `json:"entries"`
 }
 
 // Hostname defines model for Hostname.
@@ -172,6 +236,19 @@ type IngestResult struct {
 	Rejected int64         `json:"rejected"`
 }
 
+// NamedList defines model for NamedList.
+type NamedList struct {
+	Name      string     `json:"name"`
+	Selector  string     `json:"selector"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	UpdatedBy *string    `json:"updated_by,omitempty"`
+}
+
+// NamedListInput defines model for NamedListInput.
+type NamedListInput struct {
+	Selector string `json:"selector"`
+}
+
 // Override defines model for Override.
 type Override struct {
 	AddTags        *[]string       `json:"add_tags,omitempty"`
@@ -180,6 +257,9 @@ type Override struct {
 	Note           *string         `json:"note,omitempty"`
 	SuppressTags   *[]string       `json:"suppress_tags,omitempty"`
 }
+
+// Policy The JSON form of a ruleset (round-trips with the text form).
+type Policy map[string]interface{}
 
 // Problem defines model for Problem.
 type Problem struct {
@@ -204,6 +284,26 @@ type RDAP struct {
 
 // Role defines model for Role.
 type Role string
+
+// Ruleset defines model for Ruleset.
+type Ruleset struct {
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Name      string     `json:"name"`
+
+	// Policy The JSON form of a ruleset (round-trips with the text form).
+	Policy Policy `json:"policy"`
+
+	// RenderVersion Version of the latest render; 0 before the first.
+	RenderVersion *int64 `json:"render_version,omitempty"`
+
+	// Text Canonical text form.
+	Text      string    `json:"text"`
+	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedBy *string   `json:"updated_by,omitempty"`
+
+	// Version Bumped on every change of the ruleset itself.
+	Version int64 `json:"version"`
+}
 
 // SearchItem defines model for SearchItem.
 type SearchItem struct {
@@ -329,6 +429,9 @@ type Address = string
 
 // Bits defines model for Bits.
 type Bits = int
+
+// ObjectName defines model for ObjectName.
+type ObjectName = string
 
 // QClassification defines model for QClassification.
 type QClassification = Classification
@@ -457,14 +560,37 @@ type SearchIPsParams struct {
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// PutRulesetTextBody defines parameters for PutRuleset.
+type PutRulesetTextBody = string
+
+// ExplainRulesetParams defines parameters for ExplainRuleset.
+type ExplainRulesetParams struct {
+	Ip string `form:"ip" json:"ip"`
+}
+
+// CreateBouncerJSONRequestBody defines body for CreateBouncer for application/json ContentType.
+type CreateBouncerJSONRequestBody = BouncerInput
+
+// PutGuardJSONRequestBody defines body for PutGuard for application/json ContentType.
+type PutGuardJSONRequestBody = GuardInput
+
 // IngestJSONRequestBody defines body for Ingest for application/json ContentType.
 type IngestJSONRequestBody = IngestJSONBody
 
 // PutIPOverrideJSONRequestBody defines body for PutIPOverride for application/json ContentType.
 type PutIPOverrideJSONRequestBody = Override
 
+// PutListJSONRequestBody defines body for PutList for application/json ContentType.
+type PutListJSONRequestBody = NamedListInput
+
 // PutNetworkOverrideJSONRequestBody defines body for PutNetworkOverride for application/json ContentType.
 type PutNetworkOverrideJSONRequestBody = Override
+
+// PutRulesetJSONRequestBody defines body for PutRuleset for application/json ContentType.
+type PutRulesetJSONRequestBody = Policy
+
+// PutRulesetTextRequestBody defines body for PutRuleset for text/plain ContentType.
+type PutRulesetTextRequestBody = PutRulesetTextBody
 
 // PutTagJSONRequestBody defines body for PutTag for application/json ContentType.
 type PutTagJSONRequestBody = TagInput
@@ -477,6 +603,15 @@ type ServerInterface interface {
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams)
+	// ListBouncers Bouncers, what they applied and how far behind they are
+	// (GET /bouncers)
+	ListBouncers(w http.ResponseWriter, r *http.Request)
+	// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+	// (POST /bouncers)
+	CreateBouncer(w http.ResponseWriter, r *http.Request)
+	// DeleteBouncer Remove a bouncer; its key stops working (admin)
+	// (DELETE /bouncers/{name})
+	DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -489,6 +624,12 @@ type ServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams)
+	// GetGuard The never-block guard
+	// (GET /guard)
+	GetGuard(w http.ResponseWriter, r *http.Request)
+	// PutGuard Replace the operator's never-block entries (admin)
+	// (PUT /guard)
+	PutGuard(w http.ResponseWriter, r *http.Request)
 	// Ingest Store observations in bulk
 	// (POST /ingest)
 	Ingest(w http.ResponseWriter, r *http.Request)
@@ -504,6 +645,15 @@ type ServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(w http.ResponseWriter, r *http.Request, address Address)
+	// DeleteList Delete a named list (admin)
+	// (DELETE /lists/{name})
+	DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName)
+
+	// (GET /lists/{name})
+	GetList(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// PutList Create or replace a named list (admin)
+	// (PUT /lists/{name})
+	PutList(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// GetNetwork Effective view of one network
 	// (GET /networks/{address}/{bits})
 	GetNetwork(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
@@ -513,6 +663,21 @@ type ServerInterface interface {
 	// PutNetworkOverride Set the manual override of one network
 	// (PUT /networks/{address}/{bits}/override)
 	PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
+	// ListRulesets List rulesets
+	// (GET /rulesets)
+	ListRulesets(w http.ResponseWriter, r *http.Request)
+	// DeleteRuleset Delete a ruleset (admin)
+	// (DELETE /rulesets/{name})
+	DeleteRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
+
+	// (GET /rulesets/{name})
+	GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// PutRuleset Create or replace a ruleset (admin)
+	// (PUT /rulesets/{name})
+	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// ExplainRuleset Which rule decides an address, and why
+	// (GET /rulesets/{name}/explain)
+	ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams)
 	// ListTags List tags
 	// (GET /tags)
 	ListTags(w http.ResponseWriter, r *http.Request)
@@ -546,6 +711,24 @@ func (_ Unimplemented) ListAudit(w http.ResponseWriter, r *http.Request, params 
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// ListBouncers Bouncers, what they applied and how far behind they are
+// (GET /bouncers)
+func (_ Unimplemented) ListBouncers(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+// (POST /bouncers)
+func (_ Unimplemented) CreateBouncer(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteBouncer Remove a bouncer; its key stops working (admin)
+// (DELETE /bouncers/{name})
+func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 // (GET /export/clickhouse.tsv)
 func (_ Unimplemented) ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams) {
@@ -567,6 +750,18 @@ func (_ Unimplemented) ExportJSON(w http.ResponseWriter, r *http.Request, params
 // ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 // (GET /export/ips.ndjson)
 func (_ Unimplemented) ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetGuard The never-block guard
+// (GET /guard)
+func (_ Unimplemented) GetGuard(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutGuard Replace the operator's never-block entries (admin)
+// (PUT /guard)
+func (_ Unimplemented) PutGuard(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -600,6 +795,23 @@ func (_ Unimplemented) PutIPOverride(w http.ResponseWriter, r *http.Request, add
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// DeleteList Delete a named list (admin)
+// (DELETE /lists/{name})
+func (_ Unimplemented) DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// (GET /lists/{name})
+func (_ Unimplemented) GetList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutList Create or replace a named list (admin)
+// (PUT /lists/{name})
+func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // GetNetwork Effective view of one network
 // (GET /networks/{address}/{bits})
 func (_ Unimplemented) GetNetwork(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
@@ -615,6 +827,35 @@ func (_ Unimplemented) DeleteNetworkOverride(w http.ResponseWriter, r *http.Requ
 // PutNetworkOverride Set the manual override of one network
 // (PUT /networks/{address}/{bits}/override)
 func (_ Unimplemented) PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListRulesets List rulesets
+// (GET /rulesets)
+func (_ Unimplemented) ListRulesets(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteRuleset Delete a ruleset (admin)
+// (DELETE /rulesets/{name})
+func (_ Unimplemented) DeleteRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// (GET /rulesets/{name})
+func (_ Unimplemented) GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutRuleset Create or replace a ruleset (admin)
+// (PUT /rulesets/{name})
+func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExplainRuleset Which rule decides an address, and why
+// (GET /rulesets/{name}/explain)
+func (_ Unimplemented) ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -744,6 +985,60 @@ func (siw *ServerInterfaceWrapper) ListAudit(w http.ResponseWriter, r *http.Requ
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListAudit(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListBouncers operation middleware
+func (siw *ServerInterfaceWrapper) ListBouncers(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListBouncers(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// CreateBouncer operation middleware
+func (siw *ServerInterfaceWrapper) CreateBouncer(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.CreateBouncer(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteBouncer operation middleware
+func (siw *ServerInterfaceWrapper) DeleteBouncer(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteBouncer(w, r, name)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1093,6 +1388,34 @@ func (siw *ServerInterfaceWrapper) ExportNDJSON(w http.ResponseWriter, r *http.R
 	handler.ServeHTTP(w, r)
 }
 
+// GetGuard operation middleware
+func (siw *ServerInterfaceWrapper) GetGuard(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetGuard(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutGuard operation middleware
+func (siw *ServerInterfaceWrapper) PutGuard(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutGuard(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // Ingest operation middleware
 func (siw *ServerInterfaceWrapper) Ingest(w http.ResponseWriter, r *http.Request) {
 
@@ -1296,6 +1619,84 @@ func (siw *ServerInterfaceWrapper) PutIPOverride(w http.ResponseWriter, r *http.
 	handler.ServeHTTP(w, r)
 }
 
+// DeleteList operation middleware
+func (siw *ServerInterfaceWrapper) DeleteList(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteList(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetList operation middleware
+func (siw *ServerInterfaceWrapper) GetList(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetList(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutList operation middleware
+func (siw *ServerInterfaceWrapper) PutList(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutList(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetNetwork operation middleware
 func (siw *ServerInterfaceWrapper) GetNetwork(w http.ResponseWriter, r *http.Request) {
 
@@ -1392,6 +1793,140 @@ func (siw *ServerInterfaceWrapper) PutNetworkOverride(w http.ResponseWriter, r *
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.PutNetworkOverride(w, r, address, bits)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListRulesets operation middleware
+func (siw *ServerInterfaceWrapper) ListRulesets(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListRulesets(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteRuleset operation middleware
+func (siw *ServerInterfaceWrapper) DeleteRuleset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteRuleset(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetRuleset operation middleware
+func (siw *ServerInterfaceWrapper) GetRuleset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetRuleset(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutRuleset operation middleware
+func (siw *ServerInterfaceWrapper) PutRuleset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutRuleset(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExplainRuleset operation middleware
+func (siw *ServerInterfaceWrapper) ExplainRuleset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExplainRulesetParams
+
+	// ------------- Required query parameter "ip" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, true, "ip", r.URL.Query(), &params.Ip, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "ip"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "ip", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExplainRuleset(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1720,6 +2255,45 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/export/clickhouse.tsv", wrapper.ExportClickHouse)
 	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets", wrapper.ListRulesets)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/rulesets/{name}", wrapper.DeleteRuleset)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}", wrapper.GetRuleset)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/rulesets/{name}", wrapper.PutRuleset)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}/explain", wrapper.ExplainRuleset)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/lists/{name}", wrapper.DeleteList)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/lists/{name}", wrapper.GetList)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/lists/{name}", wrapper.PutList)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/guard", wrapper.GetGuard)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/guard", wrapper.PutGuard)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/bouncers", wrapper.ListBouncers)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/bouncers", wrapper.CreateBouncer)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/bouncers/{name}", wrapper.DeleteBouncer)
+	})
 
 	return r
 }
@@ -1786,6 +2360,193 @@ func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBouncersRequestObject struct {
+}
+
+type ListBouncersResponseObject interface {
+	VisitListBouncersResponse(w http.ResponseWriter) error
+}
+
+type ListBouncers200JSONResponse []Bouncer
+
+func (response ListBouncers200JSONResponse) VisitListBouncersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBouncers401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListBouncers401ApplicationProblemPlusJSONResponse) VisitListBouncersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncerRequestObject struct {
+	Body *CreateBouncerJSONRequestBody
+}
+
+type CreateBouncerResponseObject interface {
+	VisitCreateBouncerResponse(w http.ResponseWriter) error
+}
+
+type CreateBouncer201JSONResponse BouncerCreated
+
+func (response CreateBouncer201JSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer400ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer401ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer403ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer409ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncerRequestObject struct {
+	Name ObjectName `json:"name"`
+}
+
+type DeleteBouncerResponseObject interface {
+	VisitDeleteBouncerResponse(w http.ResponseWriter) error
+}
+
+type DeleteBouncer204Response struct {
+}
+
+func (response DeleteBouncer204Response) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteBouncer401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer401ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer403ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncer404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer404ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2043,6 +2804,113 @@ func (response ExportNDJSON401ApplicationProblemPlusJSONResponse) VisitExportNDJ
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetGuardRequestObject struct {
+}
+
+type GetGuardResponseObject interface {
+	VisitGetGuardResponse(w http.ResponseWriter) error
+}
+
+type GetGuard200JSONResponse Guard
+
+func (response GetGuard200JSONResponse) VisitGetGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetGuard401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetGuard401ApplicationProblemPlusJSONResponse) VisitGetGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuardRequestObject struct {
+	Body *PutGuardJSONRequestBody
+}
+
+type PutGuardResponseObject interface {
+	VisitPutGuardResponse(w http.ResponseWriter) error
+}
+
+type PutGuard200JSONResponse Guard
+
+func (response PutGuard200JSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard400ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard401ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard403ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2423,6 +3291,211 @@ func (response PutIPOverride403ApplicationProblemPlusJSONResponse) VisitPutIPOve
 	return err
 }
 
+type DeleteListRequestObject struct {
+	Name ObjectName `json:"name"`
+}
+
+type DeleteListResponseObject interface {
+	VisitDeleteListResponse(w http.ResponseWriter) error
+}
+
+type DeleteList204Response struct {
+}
+
+func (response DeleteList204Response) VisitDeleteListResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteList401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList401ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteList403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList403ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteList404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList404ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteList409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList409ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListRequestObject struct {
+	Name ObjectName `json:"name"`
+}
+
+type GetListResponseObject interface {
+	VisitGetListResponse(w http.ResponseWriter) error
+}
+
+type GetList200JSONResponse NamedList
+
+func (response GetList200JSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetList401ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetList404ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutListRequestObject struct {
+	Name ObjectName `json:"name"`
+	Body *PutListJSONRequestBody
+}
+
+type PutListResponseObject interface {
+	VisitPutListResponse(w http.ResponseWriter) error
+}
+
+type PutList200JSONResponse NamedList
+
+func (response PutList200JSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutList400ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutList401ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutList403ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetNetworkRequestObject struct {
 	Address Address `json:"address"`
 	Bits    Bits    `json:"bits"`
@@ -2643,6 +3716,334 @@ func (response PutNetworkOverride403ApplicationProblemPlusJSONResponse) VisitPut
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRulesetsRequestObject struct {
+}
+
+type ListRulesetsResponseObject interface {
+	VisitListRulesetsResponse(w http.ResponseWriter) error
+}
+
+type ListRulesets200JSONResponse []Ruleset
+
+func (response ListRulesets200JSONResponse) VisitListRulesetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRulesets401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListRulesets401ApplicationProblemPlusJSONResponse) VisitListRulesetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRulesetRequestObject struct {
+	Name ObjectName `json:"name"`
+}
+
+type DeleteRulesetResponseObject interface {
+	VisitDeleteRulesetResponse(w http.ResponseWriter) error
+}
+
+type DeleteRuleset204Response struct {
+}
+
+func (response DeleteRuleset204Response) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteRuleset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset401ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRuleset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset403ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRuleset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset404ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRequestObject struct {
+	Name ObjectName `json:"name"`
+}
+
+type GetRulesetResponseObject interface {
+	VisitGetRulesetResponse(w http.ResponseWriter) error
+}
+
+type GetRuleset200JSONResponse Ruleset
+
+func (response GetRuleset200JSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset401ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset404ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRulesetRequestObject struct {
+	Name     ObjectName `json:"name"`
+	JSONBody *PutRulesetJSONRequestBody
+	TextBody *PutRulesetTextRequestBody
+}
+
+type PutRulesetResponseObject interface {
+	VisitPutRulesetResponse(w http.ResponseWriter) error
+}
+
+type PutRuleset200JSONResponse Ruleset
+
+func (response PutRuleset200JSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset201JSONResponse Ruleset
+
+func (response PutRuleset201JSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset400ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset401ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset403ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset413ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExplainRulesetRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params ExplainRulesetParams
+}
+
+type ExplainRulesetResponseObject interface {
+	VisitExplainRulesetResponse(w http.ResponseWriter) error
+}
+
+type ExplainRuleset200JSONResponse Explanation
+
+func (response ExplainRuleset200JSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExplainRuleset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset400ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExplainRuleset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset401ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExplainRuleset404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset404ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3129,6 +4530,15 @@ type StrictServerInterface interface {
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
+	// ListBouncers Bouncers, what they applied and how far behind they are
+	// (GET /bouncers)
+	ListBouncers(ctx context.Context, request ListBouncersRequestObject) (ListBouncersResponseObject, error)
+	// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+	// (POST /bouncers)
+	CreateBouncer(ctx context.Context, request CreateBouncerRequestObject) (CreateBouncerResponseObject, error)
+	// DeleteBouncer Remove a bouncer; its key stops working (admin)
+	// (DELETE /bouncers/{name})
+	DeleteBouncer(ctx context.Context, request DeleteBouncerRequestObject) (DeleteBouncerResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -3141,6 +4551,12 @@ type StrictServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(ctx context.Context, request ExportNDJSONRequestObject) (ExportNDJSONResponseObject, error)
+	// GetGuard The never-block guard
+	// (GET /guard)
+	GetGuard(ctx context.Context, request GetGuardRequestObject) (GetGuardResponseObject, error)
+	// PutGuard Replace the operator's never-block entries (admin)
+	// (PUT /guard)
+	PutGuard(ctx context.Context, request PutGuardRequestObject) (PutGuardResponseObject, error)
 	// Ingest Store observations in bulk
 	// (POST /ingest)
 	Ingest(ctx context.Context, request IngestRequestObject) (IngestResponseObject, error)
@@ -3156,6 +4572,15 @@ type StrictServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(ctx context.Context, request PutIPOverrideRequestObject) (PutIPOverrideResponseObject, error)
+	// DeleteList Delete a named list (admin)
+	// (DELETE /lists/{name})
+	DeleteList(ctx context.Context, request DeleteListRequestObject) (DeleteListResponseObject, error)
+
+	// (GET /lists/{name})
+	GetList(ctx context.Context, request GetListRequestObject) (GetListResponseObject, error)
+	// PutList Create or replace a named list (admin)
+	// (PUT /lists/{name})
+	PutList(ctx context.Context, request PutListRequestObject) (PutListResponseObject, error)
 	// GetNetwork Effective view of one network
 	// (GET /networks/{address}/{bits})
 	GetNetwork(ctx context.Context, request GetNetworkRequestObject) (GetNetworkResponseObject, error)
@@ -3165,6 +4590,21 @@ type StrictServerInterface interface {
 	// PutNetworkOverride Set the manual override of one network
 	// (PUT /networks/{address}/{bits}/override)
 	PutNetworkOverride(ctx context.Context, request PutNetworkOverrideRequestObject) (PutNetworkOverrideResponseObject, error)
+	// ListRulesets List rulesets
+	// (GET /rulesets)
+	ListRulesets(ctx context.Context, request ListRulesetsRequestObject) (ListRulesetsResponseObject, error)
+	// DeleteRuleset Delete a ruleset (admin)
+	// (DELETE /rulesets/{name})
+	DeleteRuleset(ctx context.Context, request DeleteRulesetRequestObject) (DeleteRulesetResponseObject, error)
+
+	// (GET /rulesets/{name})
+	GetRuleset(ctx context.Context, request GetRulesetRequestObject) (GetRulesetResponseObject, error)
+	// PutRuleset Create or replace a ruleset (admin)
+	// (PUT /rulesets/{name})
+	PutRuleset(ctx context.Context, request PutRulesetRequestObject) (PutRulesetResponseObject, error)
+	// ExplainRuleset Which rule decides an address, and why
+	// (GET /rulesets/{name}/explain)
+	ExplainRuleset(ctx context.Context, request ExplainRulesetRequestObject) (ExplainRulesetResponseObject, error)
 	// ListTags List tags
 	// (GET /tags)
 	ListTags(ctx context.Context, request ListTagsRequestObject) (ListTagsResponseObject, error)
@@ -3246,6 +4686,87 @@ func (sh *strictHandler) ListAudit(w http.ResponseWriter, r *http.Request, param
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
 		if err := validResponse.VisitListAuditResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListBouncers operation middleware
+func (sh *strictHandler) ListBouncers(w http.ResponseWriter, r *http.Request) {
+	var request ListBouncersRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListBouncers(ctx, request.(ListBouncersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListBouncers")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListBouncersResponseObject); ok {
+		if err := validResponse.VisitListBouncersResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// CreateBouncer operation middleware
+func (sh *strictHandler) CreateBouncer(w http.ResponseWriter, r *http.Request) {
+	var request CreateBouncerRequestObject
+
+	var body CreateBouncerJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateBouncer(ctx, request.(CreateBouncerRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateBouncer")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(CreateBouncerResponseObject); ok {
+		if err := validResponse.VisitCreateBouncerResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteBouncer operation middleware
+func (sh *strictHandler) DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request DeleteBouncerRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteBouncer(ctx, request.(DeleteBouncerRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteBouncer")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteBouncerResponseObject); ok {
+		if err := validResponse.VisitDeleteBouncerResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3350,6 +4871,61 @@ func (sh *strictHandler) ExportNDJSON(w http.ResponseWriter, r *http.Request, pa
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ExportNDJSONResponseObject); ok {
 		if err := validResponse.VisitExportNDJSONResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetGuard operation middleware
+func (sh *strictHandler) GetGuard(w http.ResponseWriter, r *http.Request) {
+	var request GetGuardRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetGuard(ctx, request.(GetGuardRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetGuard")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetGuardResponseObject); ok {
+		if err := validResponse.VisitGetGuardResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutGuard operation middleware
+func (sh *strictHandler) PutGuard(w http.ResponseWriter, r *http.Request) {
+	var request PutGuardRequestObject
+
+	var body PutGuardJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutGuard(ctx, request.(PutGuardRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutGuard")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutGuardResponseObject); ok {
+		if err := validResponse.VisitPutGuardResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3506,6 +5082,91 @@ func (sh *strictHandler) PutIPOverride(w http.ResponseWriter, r *http.Request, a
 	}
 }
 
+// DeleteList operation middleware
+func (sh *strictHandler) DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request DeleteListRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteList(ctx, request.(DeleteListRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteList")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteListResponseObject); ok {
+		if err := validResponse.VisitDeleteListResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetList operation middleware
+func (sh *strictHandler) GetList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request GetListRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetList(ctx, request.(GetListRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetList")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetListResponseObject); ok {
+		if err := validResponse.VisitGetListResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutList operation middleware
+func (sh *strictHandler) PutList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request PutListRequestObject
+
+	request.Name = name
+
+	var body PutListJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutList(ctx, request.(PutListRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutList")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutListResponseObject); ok {
+		if err := validResponse.VisitPutListResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetNetwork operation middleware
 func (sh *strictHandler) GetNetwork(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
 	var request GetNetworkRequestObject
@@ -3587,6 +5248,154 @@ func (sh *strictHandler) PutNetworkOverride(w http.ResponseWriter, r *http.Reque
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutNetworkOverrideResponseObject); ok {
 		if err := validResponse.VisitPutNetworkOverrideResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListRulesets operation middleware
+func (sh *strictHandler) ListRulesets(w http.ResponseWriter, r *http.Request) {
+	var request ListRulesetsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListRulesets(ctx, request.(ListRulesetsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListRulesets")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListRulesetsResponseObject); ok {
+		if err := validResponse.VisitListRulesetsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteRuleset operation middleware
+func (sh *strictHandler) DeleteRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request DeleteRulesetRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteRuleset(ctx, request.(DeleteRulesetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteRuleset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteRulesetResponseObject); ok {
+		if err := validResponse.VisitDeleteRulesetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetRuleset operation middleware
+func (sh *strictHandler) GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request GetRulesetRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRuleset(ctx, request.(GetRulesetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRuleset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetRulesetResponseObject); ok {
+		if err := validResponse.VisitGetRulesetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutRuleset operation middleware
+func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request PutRulesetRequestObject
+
+	request.Name = name
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+
+		var body PutRulesetJSONRequestBody
+		if err := runtime.BindJSONBody(r, &body); err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+			return
+		}
+		request.JSONBody = &body
+
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't read body: %w", err))
+			return
+		}
+		body := PutRulesetTextRequestBody(data)
+		request.TextBody = &body
+	}
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutRuleset(ctx, request.(PutRulesetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutRuleset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutRulesetResponseObject); ok {
+		if err := validResponse.VisitPutRulesetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExplainRuleset operation middleware
+func (sh *strictHandler) ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams) {
+	var request ExplainRulesetRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExplainRuleset(ctx, request.(ExplainRulesetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExplainRuleset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExplainRulesetResponseObject); ok {
+		if err := validResponse.VisitExplainRulesetResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3789,75 +5598,100 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7Fx7c9s2tv8qZ9idqdNLvWw32yh/OU7S+k7reGNvd7qWrw2RRyLWJMACoGU14+9+BwCfIilRsutkdzOT",
-	"ifUggIPz+J0HDvTJ8XgUc4ZMSWf8yYmJIBEqFObdke8LlOalj9ITNFaUM2fsHDE4Obs7BC7035dA7IOw",
-	"pz/tRSSO0bffUAkJsx+86Duug/ckikN0xs7o1Q/970f90XDY/6vjOlTPGxMVOK7DSKSfSGd1XEfg7wkV",
-	"6DtjJRJ0HekFGBFNV0Tuf0Y2V4EzfnnoOmoZ65FSCcrmzsOD67yhdmcN80/1Vxsmp1ESOePR/g+uE1Fm",
-	"3w3zdShTOEdhFvrbcUikpDPqEculdM3fExTLYlGv+lR5ub8InDlj55tBIZOB/VYOVia3CyZCclGXzkWA",
-	"cMPwXl175okb4DNQAUIs8I7yREJM5tjPmL5KoJ11Kyb/7WcaUdW25dB8WZ7QxxlJQuWMR8OhW2Lz0LzN",
-	"+Dxq5vM5IjunzMO29SQiu5bmifKiMy4iopyx4xOFPUUj/XXDXs55IuzkK0ovJQr9GqR5wgXsz/twQ9kc",
-	"pRp7fCEo3rwGAkoQGlI2h5vvbiAiygtQAtHsn9F72LuZIfrj725etInAzt8mgv3hsJHuCzJv44gi87bZ",
-	"Ri2z/YOqgLI6Fz6wcJnuBCVQJqmPoAIq4fjk7cdWEx8O9g9bdruwK22lcBdkfmpGNxq2+dMRNUapyuXv",
-	"68s96KlkzJlEAyVviP8Rf09QGo33OFPIzEsSx2FqoYNY8GmI0f/8S1os6GbmZ3aUXbRu1cIuq1E1IqFW",
-	"aPRfww0KwYW8Ab1vCUi8AGYUQx8I843hCySSs77z4DrHnM1C6j0r6ScK8J5KJYGEAom/NJS852JKfR/Z",
-	"c3PRE+gjU5SE30oQPETwOUpgXAEJQ74w6mxIPOXqPU+Y/5wUnnJtDnMt41vGFwzIlCcKqDIUXXD+MxFz",
-	"fG6eTbm/1CTxOxRGpQyoG5L+zkiiAi7oH/jMjII7ElK/JM++AYd0rIlgzk9NWCN4rLHb2i9DteDiVr9c",
-	"MXXXYUk0RVFxF5Spl4dO3Re5Dhdzwugfub+vzSZzV1KHsPQTPv0Xeko/nPuXOsV4H1OB8pqoro7MdWZU",
-	"SHWtfWH3MbfU6joy7X8vU79RC1kYV8Y7JXFsArSrhqlCsvXqrdxynTsSJi18LFD+0tKfPe0WfrTEizJl",
-	"V01SSHyq3jEllnUxEK9V0sRTNhSrfzNTVqGI71M9noRnpVmta2JJGJKpdpr2fY2sbSQ/xRkX+Oglqd/V",
-	"DOyQjdKhWjZER4KWW27G0HyKVoGcEQt5VXlQhVH1xTooKUm2MD8iBDHvS/Fyh52Y9ZqorScBmS1FJKSe",
-	"jr6N5cg4fzNFRueaCQkzgN9oTu+1P3+n/XydDcbXN+qe9fub92NnyJ9v2tiPyOsre1QtGxfWPoCy1As0",
-	"fJtkBlYH4DXgvBWc/sSlYmmMWKV6B2jKJtqKpDKH05A0R6T1IHRiUoqtxR1Shh1ttqtmmCnXKoal9SNK",
-	"k9DVIdPDWGFXKLGRbHNKa0AcdI4IAvXq6IMmT5o0qgsClNnaAAHZrJ1oXeFTvs/SNPl2mtj24Q6FoP4a",
-	"mJ6RUKK7yk/fv1ZkXkW9rdIZk2+f2KHl5C9ng1eDsG0KE+5OwYqJKKo7ORw2ZKZF0PHncqEJULJQtKbj",
-	"PipCw0aLLPS5k4KWUL5BP6UiKpGldUqGo6gKmxHKfrDJzu34fI0mjf349uiswcCnicRrjNo4sA7rZ6i8",
-	"AP2tNCUgzG/ZaStIr/MpXMxbXOecymbCm5TjI7dEZd5ep7moQ5yFoMq8IH5Em337ORLhBVoZGzzsI41x",
-	"lyxgF/+Y2m/tC1spanaddB4oyqwVd/AN1ndWjalF2wubqaHEhhErZpGS35ADmYkLolpzjPI+m6zKCv8p",
-	"4tuSGv158e254gL9s1yqK2CQpbBbROV51ttA9DNp75MpaZv2dNANt8y8Js6n5d0VeOBhS9rpCSRqS2xN",
-	"y/LXSjVjeSUm2waAs3pxPbCz+lQUlD0ixNKUvxTshfQOoWCLqZd3AIok9rfcenOwXqbUTVld2kuLkN4T",
-	"T32+Cs5T5jaFWdSDcVmWG6iAKCM6itJUKt2ny5Q2GVGLGE5YnKgtg+vcmmKiFAq91//75nLYe0V6s6Pe",
-	"+6tPLx/+0sFuVo6N4EcOfiKIPTpKvACIhImzfxhMHOACJs7o5Q/BxNFcK8WwB/vuRgushryNBzl13vBb",
-	"bCgx7oIXuyh156qSkXAitySpVZlFGqCt80UmiGusWmUnStwEySVeXbVx+Ng+YzQwDD/MnPHl+sWtXB7c",
-	"VcGoTF4NRoieQPUaZMAXDDgLl8D4or8R3+yUddKvMuJ3MZ6d0r5UWutTt5I1Xh71/kl6fwx7r66Kl/3r",
-	"3tV3jYa5s9DL8m4S8a8UFw3hT1u/xDkqmHEBAxpLCDm/TWLZCJJEbozxj85PnyJLr46/XhMCrTwpW47H",
-	"jUKa72ARcFly3OCjR320R5HV2fpP5ffmtjy5jgc/IjcJZFoX7B6i5pXEhgh1F39bZKMtWpI+sV5VNqRc",
-	"XYIt67Y5U4QyoMqFiEsFMkZPC8gW3DoX1yqZQVN1zSfxRlt8e3T2bKlhVknChoraWqBOY7wu2eZO86xg",
-	"UWvquUJ/ORnNdaCaYmgrsSCTyqNsDnWc00xCLxFULc810ZbDUyQCxVGi0Tk9xjXdVObjQjyBUrE9tqVs",
-	"xuvKGCWMMgYCI4ymKCTgHYolnJzl3WSE+ZCaAlAlgS8YCgiIBG1wOnSa6r+Kh/6EmVNyF0IkgklYaM2m",
-	"OibNzs+ReIH+WplOHBSSM/C4EOgpo/qmVSLRY7VVTMxRTIj+HIEyxUEkIUo92NjMlCfMMzSzGdeIRxmw",
-	"mSLTEGV/wibsndmLqf4B1TuBj++P4dXh93+F8jm4OVZ/bY+xbXxoC4amk8PApSn2T1i1kUMvlzV99Ccm",
-	"HKYeMmnwIO2BOYqJF2Bvvz8slQdTpjuuc4dCWjmM+kP7DI+RkZg6Y+egP+wfOMbxBkbkA5L4tr9rjuaP",
-	"9nqG4BPfGTs/U6nM6ZoZU3QQXjZ3I2Wnf1t0N9W6kIyGgn7O1YqgXwyoD3u2Jcuq/6DcYjg42L9x4caE",
-	"Pu2dV6nmt9B20EJbYw/Xjv1nzZhRcHWQtf11edS25T1crTQw7Q+Haxo1tmvQKI5nG1o0PjA0vYbAZ2BU",
-	"CJApnSSaxpFDS0bT7Dm5g1KzlRky2jyk0pBiQCyJIiKWaZBiCQn53AWGC5TKOroMWMeXjtX2Kz10gPcx",
-	"F2rghdS7DXgisa/kXckSqhs+5mESMelqCzVNcVz4KMapy3VXoh8XpMcFuqAXdoFIpv+75mLuTlhaOHdB",
-	"+HrCIihyIQ863DTikn2wiGM6HzTiaM+ATMHeELiYMIxitYRFgAzSU+YXr0GroAQiEG5+++2333q//NJ7",
-	"+xaCYBxFYylv4O8XxxZdqtb+znDkWDPkJ82QutFvUssLMu+kvrWodfOQtHmzy6Nph2OnWfOW0w62pPBe",
-	"DRSZ9iTqORT6PSMWWTWqHA6mlBGDHA19hysh9vmvmuhT7a4/lwUVcgcaX2tjBp+aNg4illkCsFem9EXJ",
-	"sqw1VU2LxrLvVWyqUd/Of/2qaA2KlnLuUXr1kzmsAsEXro4yGHCG+p2Ok1Lo+lzqtpqyEAnH57/CnjSH",
-	"HTCjoWYcaP+17KJomXNbo2n/e/7h9KuqbRMf7KByR6DZDCbj0dFBKk+TOH1BuqYNoUTozmrH/A6Kd/r2",
-	"q+qtV737XsHIR6mfDkxLKmeALqQMvyDVs9qwpcrZuyimMsmlajqMKJudyBaRSiCJtB3yqURxZ7gtXUhi",
-	"UBxGwyH88sZNn0K/D++IF8CU+BOmmQZ7dpoXekYMMTKBp1nDBdtQjT7MBI9g9EIHpwI1yejDgqrApPb2",
-	"KZvn2hz3tcl355z72ghtmGoPnZpiUtvZld75QKnecH/5xBDmtmpiceHl08Sh8cQZTyq32yaOO0lrM+Y7",
-	"e1PIfKqFOHHGlxNHyqA3FYlCU1CYOFfuZKXyY8bmXaQT52HCivX2hzppH40OzE2b1RUZqlnIF6tLeoQx",
-	"FHYtpUI70WFgpm5OXddZWPW6zcOfmHNWWg4brPsfAVGwIDI7pdRatcg+y9rzntHU9aCDzYOKCzF6xKjD",
-	"iPw2iBnw/XZbqQNQxfp1CjtNwtsS1KTokkJNLFvT4PdlsNIQYu4kVc6MvzX1PFg54u/DGZmn1m5SZ/Rh",
-	"upwwjQXmfQGRCxRZT6idWCfDQMD2uIBUZCnzCt8ioCGCpR9EwmQTiKQNNGfyv8sF/9uVnEotUxtqTsJA",
-	"xOcLKK3rllXnXjaoWBbWNPiUFr4fWuPEH1GdnG2tndk17j9VKOZEtA2L01r/LeMLmdbjtUWn+31mJD7c",
-	"PCi/91eV57vZDD2lEeuO4sKESyzfxWaxDnip59vHEO0BXlXEb83nJ2d5f/gTSvuwjtQfMeJ3X74zfITQ",
-	"7A6NvkWEJSSETAybBOg6aRfEKsvikHiYHVilkxan3ZyVlftbCYODfR0ZD0b7P9iIV6UXKr81J7tV+Z8l",
-	"6smEv00onAex5TsGlythqXNVbzyoXGwqN4HomHTYG456w9HFcDg2//6Z3R60t/Q1r6ZEZr+EUG3tv7x6",
-	"6PrrCDm/njkQbQO9iwCB4QKwAhhftJGtOC61i8FoxMt6F0qw92lK1Xqndpq2ROys7psDE/M7IF+cB0y5",
-	"9W/uAVkuvi30YQtvmKrH41FxdzX56jobkaBN8rnrrDm3zyPL3YpCX13OF+Ny1kFM1nXV2ptyYdujHiWT",
-	"ri1dDe1cNVnZs3pF5i746IVEZ4dcmK6m/lPknXrPkPaEZewyfwt+DT4xEuHDZuy9MD8BsRkN7dP/yWho",
-	"dwhEc/ZbCT7OKDPN0bBXFLBsf1giLWqaNi6pSKVgn0rCbY2GGln+dAhilLQZQBSZf+GhSI2J23mP7Hej",
-	"tFdo81AZ+3fMntJLJM433vDg1f7UWbkeYi57OLUTeC6z3sKAWiA8P/8JAs5wGXPD4M7Ctc37z+yW1ihV",
-	"Wv56ft16hDeytzc0KNvLZNbqW+CU3yLb4IDsI8/igtJrJBudkKXJNRWJNB2hIr1SIvufh+3GcR2dnYDl",
-	"KeyZS9MV8LScNJafnnBW2W0lZ7nwCCvOfgzRHNX1Yhpj9ksY5kpJdq27u10W12o6Webo6SyzfBupDff1",
-	"M8VprFWCL96Vv9o8Iv+1u0bzJqxQtkzX7Lmz5QBQmd+tMs28NS0s7H/wifpdwqlUMZvapKs/Ykj9tT9h",
-	"WLsVsfZnMzsmtHf89j88odU7bJR7o3RLFyCMmMpXHy6vNFclirtMiInQ/n1AYjq4G5kQI51xldHVKop0",
-	"82zH3nlIOz74LCu0YeUuhCkaZ0oS20y4Ov+bJLytnOWWR9gzXD2o+HFQWXlvt1/6xPZDlz5Ie04erh7+",
-	"PwAA//8=",
+	"7D1rc9u2ln8Fw3Ymdpd6OW5uo3xyXm3utokbp+32Rl4bIo8kXFMAC4CW1Vz/9x08SIIiKFGy4qTZznQa",
+	"SyTBg4PzfulDELF5yihQKYLhhyDFHM9BAtefTuKYg9B/xiAiTlJJGA2GwQlFr06vjxHj6t9HCJsb0YH6",
+	"tjPHaQqxuUIEyqj54rAbhAHc4HmaQDAMBo+/63476A76/e4/gjAgat0Uy1kQBhTP1R121SAMOPyREQ5x",
+	"MJQ8gzAQ0QzmWME1xzc/Ap3KWTB8dBwGcpmqJ4XkhE6D29sweErMzjzrj9WlDYuTeTYPhoOj78JgTqj5",
+	"1C/eQ6iEKXD9ojfjf0MkX+ula/hCPEtAgAxRQoRUeBuzjEbAkYKl69+//meLzc8JzT8OQrWWBK5W/d/3",
+	"J51/4c6f/c7j8/LPi875N18HPpT9/CzBQpAJibCB32Lvjwz4sgQvqt7lAvY1h0kwDL7qldTVM1dFb2Vx",
+	"88KMC8breHs3A3RJ4UZeRPqOS8QmSM4ApRyuCcsESvG0RN8qgGbVrcjl5x/JnMimLSf6ortgDBOcJTIY",
+	"Dvr90CGYvv6YU8zASzE/nwHQM0IjaHqfAKAXQt/hvnTC+BzLYBjEWEJHEk0mnr2csYxHPnIUArj6Gwl9",
+	"R4igO+2iS0KnIOQwYgtO4PIJwkhyTBJCp+jym0s0xzKagUBYoX9CbtDB5QQgHn5zedh0BGb9piM46ve9",
+	"cL/D0yaMSDxtWm3QsNpvRM4IrWPhDU2WdicgEKGCxIDkjAj07NXzt43Cqt87Om7Y7cK8aSuCe4enucy4",
+	"owgYWJJzZMDq627VUiJlVIAWik9x/Bb+yEBoio8YlUD1nzhNE8uhvZSzcQLz//q3MLKgHZufmqfMS+tc",
+	"zc1rlX6Y40QRNMRP0CVwzri41FJRIMDRDE0IJDHCNNaMzwELRrvBbRg8Y3SSkOheQX8lEdwQIQXCCQcc",
+	"LzUkLxkfkzgGet9YjDjEQCXByQOBOEsAxQwEokwinCRsoclZg/iayZcso/F9QviaKXaYqjO+omxBER6z",
+	"TCIiNUTvGPsR8yncN87GLF4qkNg1cE1SWqhrkH6hOJMzxsmfcM+IQtc4IbFznl0tHOyz2hY7e60NNM5S",
+	"JbsN/1KQC8av1J8rrB4GNJuPgVfUBaHy0XFQ10VhwPgUU/Jnoe9rq4lCldRFmP2GaQNI3VzolzrEcJMS",
+	"DuICy7aKLAwmhAt5oXRh+2euiKF1oEr/vrd6o2ayUCa1dsrSVJua556lErz12xuxFQbXOMka8FhK+fcG",
+	"/vzusNSjDi5cyM59p5DFRL6gki/rx4CjxpPGkTSmWP3KRBqCwnFM1PM4OXVWNaqJZkmCx0ppms81sLY5",
+	"+TFMGIc7v5LEbdnAPLLxdIg6G6wsQYOtMEdosUTjgZxiI/Kq50EkzKt/rBMlzsmW7Ic5x/qzYy+32Il+",
+	"nw/ap8ZBqcMaccAS4q1YeMaEpNbMqV1sfTya3rWJ4F1nB0ZthMn6a+3PxKLrrXnOdy7XwIWf6XzUlVt+",
+	"ORyhi/c15/XM3OUhsbZYvoKl3xO7giWaMI7+p3OSks5/w/IJEjOl15mypClbdO+O4tpdVSy2w5TawRoU",
+	"vaJpJpuFygQnAsJVTWt38TFc7gZUrH1VbYk5vnllnnT9ID/aVjG2Blc5Pdc1iDKIoC1NRRnn1pJqxefT",
+	"CwERo7En9nRmLiDtFmsDTutExIHG1qLLYyszbG1hA+sT1EeLGVBkoXHI1RpL5VFs5tL8xrBARblNH0Lr",
+	"QZXcNpnjhESEZUJbIiItPoyBkqlSKhnVBrTXPHlxkyaYFouuU5RVRKYsIdGy6zyP0iQT6HKaYR5DfIkO",
+	"FDIpXAPvjBMWXSF9BV0BpEIjOo/7KbOeTZC5SZHUoYPbEgUvlSv3IpffK1qFJdnc46UPOmMsIEbmunoL",
+	"RmJJJb5BWhN0vRSknUa/kiAUmt+irtbfgQjNA3iIcSQgAaX2kYQb6X+/cVM3E5GBs7jfRzffA/Ngi8il",
+	"d3vKZSHUsprnapbbg3U5vcaX2Mr6/14RSR3kcUYS6YvDvNa8p+lH3dIhtEJzQCUnIPx4thdba2kNW4Pl",
+	"tHI0+dJhAfl502YLI3sLhWICT5tDRC4tbQ6duRuwb2iEehc1eDd8V3TURi2Vv8u3gR8ce7IK4T6NwHVk",
+	"79GnhZO23i97paOsDWJws+BqoT/bSh+95FrhY2B9C0LHuOteZASpbG0EmOCe37Y0OlyRBeKg3m6Fseb7",
+	"VqTmotVjfeertoJ1BU/FPp1liu340PYazyH+kQgPzpqJzWoV78Usjbf2ufJnxsv2FJzDsHZTuwgOd3eu",
+	"GHt0NDjeZNyuwLoWyDfXwDmJYUvwcBxfSDxtNMA3x9Y3WOC12NOWWbJwp8iZDm9Vd3Lc92iOMgL2cbHg",
+	"MxdOtRm6nemqJMY/z968Vu7o3NhruX12wFlG447kJBVoQeRMG6rKUtM3+w3TPDZb49YYJCaJlyVLadZK",
+	"PDm2r0c6CYll5jrAjtiURCawxjfexNvm+eIdPq55+/zk1CPex5mAC5g3YWCdNTkBGc22DRJhGjfstFFq",
+	"rrNaGZ/6Aw8wJcIPuI9A3zIDVO6uccAx8CAMFpxI/QeO58TvnDW6z7sE0RqRkBYstDYBYe7SCFCu8oUT",
+	"kKqy16/mQp5sT7CEwsFWTrQJy5a+t+KpFvpfMWH9Zc8wZZREOCmZtLtOne1NBVYiclWYnmbzFGLEKFKO",
+	"yBJFM0ynkOMjFzVECkgmrTbvV7caIcXxlfBUNuvj1zPAPJopOeuhrDvqmV2yLbsY3VY11Ym5cIzqSopM",
+	"Z5JQo6BaEJwxyLcKMIZBTQFuF5K04HtyTXrhEqjGXI67z+bD30cewSGjj5dHOJOMQ3xanOqKjslThVtk",
+	"P4rsogfoe6LevRFpE/W0oI3QRZ4P87aMphZna/AxdlFJtvzpQkq/iVARq9vo9bwuxxP/1fRUFu5EmPOl",
+	"LjOQ6CAh14BKtBy21Ezb6xa/QHchDS2qnb00HNJLHMlPlynfZ8CkZIu6vS7cc0NyhqU+OgJCV4SE+wu/",
+	"bGKihmPYxa0tuMlJ/Xz1vt95jDuTk87L8w+Pbr9uwTer1aLfMxRn3MTkRRbNEBZoFBwdz0YBYhyNgsGj",
+	"72ajQGHNcc8eHoUbObDqzXljiHXcsCug+zFhdyHq7dLDmdiXVc2t3b9OF2nfYG1Wkmnfa0PuVmPYydzi",
+	"JHkzCYbv17/cnMttuHowMj8vDxNCxEG2yNuu+pB6yTro5znwOwWTd4lo1POwnqjEpkRstzkTu+uhu+ft",
+	"O+JfCSw85k9Thf0ZaFcI9UgqUMLYVZYKr5DEYqONf3L2eh8BqOrzF2tMoJU7RUMZsiZIfQ0tZkw4ihvF",
+	"EJEYTMlndbXuvvTe1OTV1mYvgLnFK+1N1CI94bFQd9G3ZZCjgUrsHetJZYPL1cbYMmqbUYkJRUSGaM6E",
+	"RCKFSB1QGQ1o5364noEvZB/jdCMvPj85vTfXMA+SgidYvFZQWxuvjbe50zorsqjR9VyB33VGCxqouhiK",
+	"S4yQsefhskNdzuk8RpRxIpdnCmib+gXMgZ9kSjrbclndf6O/Lo9nJmVqymMJnbA6Mc4zSihFHOYwHwMX",
+	"Njjz6rSoQ8A0RpYVEJECsQW1ZSCK4XTbjfpXsiQeUV2NHKIEMKcCLRRlE2WT5nXKgKOZuix1xwNwwSiK",
+	"GOcQSU36uiQ9U88qrhjpEo0E4ikgQiXLo0SWZ2xJikBAJ0xJPEIRnUg8TkB0R3REX+i92HIDtRP09uUz",
+	"9Pj4238gt95Yly8/MeXCxj40cWhdMW8jcqB3VymYV6/Li+u7I20OkwiogDIlFZykOJpB56jbd6LOFulO",
+	"cGoYDLp9cw9LgeKUBMPgYbfffRhoxTvTR97DWWz6aKYm/Km0ngb4VRwMgx+JkLqKUT9T9py993d95FWW",
+	"W3SR1Lo9NIUidV+oCEH90SMxOjCtL4b8e25TWu/h0WWILrXp09zhYim/AbaHDbB5e2V27PPxy4wSq728",
+	"varNrab96fZ8pVHkqN9fUxC/XSF8WQbrKYV/Q0H3dOmkjrqxrP+4DYNjA4Zv9QLcntPUoh8ZbH6kUviv",
+	"hVg2n2O+tEaKASRh0xBRWICQRtHlgnX4PjDUfq4e7eWsvpb4n+Y33RHR29SmevRGDf9GDNktdPeBwHyn",
+	"oRGxcgbLvCBPi9AZW6AJVpJ5RozMWiLMwUFugdBznesQHpQa3ynfp9GGoLAcL/dGt5Xq0duqzpU8g9va",
+	"UQ72/e7cRWxsbTF1jwqtSv1dwfIe2UY99HDzQ2WzlH7i8eYnikavKmG91Wk8td1i4wc6E3f4JN+90qSO",
+	"q0uo6e/DVCyM4VGnMJeDex+UaL41lkgCxnquEt5z/b1LeBUKOK5bMeaJuHuvWD7e/ETRIbaK5Tm7hhLH",
+	"JW6FZKlAytYidJqjvpFtq0p+gxpyeql1iKEHNynjshclJLqasUxAV4prR8CupBR1ragIiwNnPAY+tG5M",
+	"uOJRhkhEjEOIFOAhwoKq/10wPg1H1Oa4Q8RjtWDpaIaocORC68WKLjLiU3ftKNpT1jZQiQ76iPERhXkq",
+	"l6YE2Vb0Hj5BSq0LJfHQ5e+///5756efOs+fo9lsOJ8PhbhEv7x7Ziy2KuG90Bh5phDyg0JIsC2OdZdt",
+	"K+thNRKw+RHbeNzmVtud22rVol26hX0i4Ub2JB53BKg1JMQdfSyiKnQLE2tMKNbWmKdndkXSnv2qgFbU",
+	"+cmskvLcEUkvlIGEYqJbkDBf5kGVAxdSlzMNN1lhZ1mLpKIbVXjKS29nv/5NaB5Cs5i7E139oOtKEGeL",
+	"UFlBSmeB+qR8Tyu6PhW5rYaBsEDPzn5FB0InkNGEJApx2qxbtiG03PhZQ2n/PHvz+m9S28Z+3IHkTkwV",
+	"nfYGlMdlz1M7FZ8RrSlGcADdmexo3ILwXj//m/TWk95Np0TknchPOfsOyWlBlxAKnxHpGWrYkuSmeQeM",
+	"l8y+B2laZD5ijMW8oMFNNOAw/kDkwZVivAat9+IwWpg5d4+k1JrJHBSaz9pZyDxoO80ctO3fu3daYlr5",
+	"9vd0VqbjTudoP2NHfsVjTBNsWzMdUvP0dHmcxpwIFBuZcUQ6aWqDPuu0F895VUgOWFeFs7EAfq3PRIQo",
+	"S5FkaNDvo5+ehvYuiLvoBY5maIzjEdXdfwdmmUO1IiQw1/6bfkdo2QNiNOFsjgaHysfjoDgfYlNsrpxj",
+	"c5cJwZvw+xONjCljsWYn7e2Zehifa2c6We5A55tFcdgo0MuZRx9GAUlHwXBUGdU2CsKRTRvpa2ZYlP5W",
+	"neEoGL4fBULMOmOeSdC5jlFwHo5WklL62aLxdRTcjmj5vqP+w26/Oxg81MOWVt9IQU4Stlh9ZYQpBW7e",
+	"JWViFjqe6aX9UfV1iur+2L/SYuWRAr/NsEQLLPICKkVVi/y7vB3pcw/zDVo8UQwE0g98u91W6nq8wv2I",
+	"UDTOkitH0ljpYkVNKhqjSS9dna9EiB5LVSlne6BTjWil+rCLTvHUcruOQEGMxssR1YJRfS4tjQXwvAfO",
+	"LBwiwRBGpvwWCYmXokg+LmYkAWTgRzyjwidEbG3vqfj/Zcn+5bJhTjX3hnQY1yLi0/llxgIWVRvZZahU",
+	"lNzU+2Bz8rfr7OBXp1tTZz6T9KMeii7WapLFtgzhirKFsKUCziyEe5bEuwf2X0wmEEklsa4JLLS5RItd",
+	"bD7WHnM6LddnR16dFl2ZezxtT2rF5Co+e2V492yMorc5phlOUH4Mmw6w8KpWUaaN9byWxi5aFuIx6hL3",
+	"A4F6D4+UZdwbHH1XtleOWbx8oIvOaj7b3g5/G1O4MGLdzt73K2ZpcF6viazMYnHrU5VN2u/0B53+4F2/",
+	"P9T//SsfIGcGtSpcjbHIh+FWG2rfn9+2HZBb4OueDdEmoWf89gWCisD46/ijZyB3YRgl8RIiZPsssG74",
+	"/zJSwHfLzJv9IayL0mIz8rru6mvkasnUZB74Ebo/ii/HNDSQvQLxgSgG/nTvUVHXsXSHFHpzSK1A8Y7i",
+	"tZzroCBGJBXZ3JRhMols8hz9cha0ln4rUybuWQZupAhr/qpT+etIQFM2pNQ2t7G5lqypZGBeWu6Yfh/G",
+	"RK437F/bivWdVf5m50wP9v/svACLrb+4F0CL46vrxEZ62MIjsORxd8twdzL5233wWkNNJ9+sQT7NWe4/",
+	"AfS32X2vZvc6EeOOQ22soH5bznv9+BXUjWN9myqo7Rb2kjhVu0XOeNscYeX81grWWvsrb4sJpl9c1Wrh",
+	"gRRjoWo2joO9Zg+kEUX74/+CtBp+KCMfNkPNfBxlWxejrz6FQ1LB2z58kuafaHCH7ejNH1zqars0wYRe",
+	"6gwtkaJEx4geXK4exOWhSb7q/ihCy2lg80xIBH8o2aR/UQjL2QPRRWd67uuIrrZV6dywQr4ZROtLuZxm",
+	"FXrZv4rKJzjZWUoGD9WkbYEujmFCrkYUoRljV4gob0p9EhFLAckoRXHKuETf9cPj44fqiknNVyNiqEzR",
+	"VpOonzRluoFlrI/miuB99mJseLtt9V/RAF9IZnajW9lK3nq0VQ9uCmpuKs5T10sGa9E2SNK7/Hbcx3Qt",
+	"3aHda20IBNc4yTRBTRh3Y/Gh6fbEkRR571TRlZoXDv1l3NDfZiSamQ2b1n/dAVvs1NQ8LIP9ayFFinkP",
+	"dqOp+c40S398M9Nk3luamBJPQ4WtBCtpp+eSA92fwWk7xHOE638N66o/WxuZ7/QP72xrYH6Jzndhk0o8",
+	"fSBQDBNC9agUdFDWjJhu8UxAabQIiSulpvYkmo1WL8r3J7s0kfp1n8TTz1zk1JC4nezIf61vXUg9R/+O",
+	"EXU7Uir4Kuo/fHw0DlaGRenRT0Gtd4SJfNLAjBi/++zsBzRjFJYpk+3D78UcrHs26dYQlTXn7p+29hJx",
+	"N6PlDNc3iFN2BXSDAjK33IsKskOlNiohA1OoiwBs9JtwO2BKdD8N2rXiOjl9hQxOPVaoRfamTnKDhTtw",
+	"cf4TtLo6tpOSFPJh+3rAVD47uD1flkO27rn1vDKbrEnuq3vKAmhDBF9w67llb0xLYit7z2UxZ81tP4/A",
+	"R4Ul//c+kLiNOWUJ0+f9VH86lsRrnZ/ajKS1P1bcMn9yza6+8PyJ2qH33L2n64xD0sfkDkJ6f66wKoBf",
+	"54eYcaXfezglveuBNjHsiquIribtRFgE100jj+1VYpPcgYLKZCRdp1V4yCbxsjr+OrmqlE+7T5iyafVQ",
+	"+ZPMovLZbN/5xkxHcb6w3VL1N+dB/bLKXc8DyX/bi3XRSSIY0liL0QHLZPmrzUracRzJB2JEp0BBN30j",
+	"M1Sei8Mh+v7FO1SLO9ilDxJGpyhlSWLEmB7GE6IFJvIwHFHvozHQpQZUX3VrhXpFYfeB4TMkb+R/lNz9",
+	"TySu1YLuz5QBjVNGqBQo07D0inEWxS/tHer39CLOFrGAqHc9MAFIi8/CG3ZwbHL4zhemtcb5ohjQcHt+",
+	"+38BAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -24,6 +24,7 @@ import (
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
 )
@@ -157,10 +158,21 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes})
+	hub := render.NewHub(st, log, now, render.Options{})
+	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL})
 	if err != nil {
 		return err
 	}
+	// The hub's goroutine is owned here: cancelled and waited for on the way out,
+	// after the HTTP server has drained (deferred calls run last-in first-out).
+	hubCtx, stopHub := context.WithCancel(ctx)
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		_ = hub.Run(hubCtx)
+	}()
+	defer func() { stopHub(); <-hubDone }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

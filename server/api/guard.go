@@ -1,0 +1,59 @@
+package api
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/store"
+)
+
+func (s *Server) guardAnswer(ctx context.Context) (apigen.Guard, error) {
+	es, err := s.store.GuardEntries(ctx)
+	if err != nil {
+		return apigen.Guard{}, err
+	}
+	out := apigen.Guard{Entries: make([]apigen.GuardEntry, 0, len(es)), Builtin: len(s.opts.Render.DefaultGuard())}
+	for _, e := range es {
+		out.Entries = append(out.Entries, apigen.GuardEntry{Prefix: e.Prefix.String(), Reason: ptr(e.Reason)})
+	}
+	return out, nil
+}
+
+// GetGuard implements GET /guard: the operator's entries; the effective guard
+// is the built-in tier plus these.
+func (s *Server) GetGuard(ctx context.Context, _ apigen.GetGuardRequestObject) (apigen.GetGuardResponseObject, error) {
+	g, err := s.guardAnswer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return apigen.GetGuard200JSONResponse(g), nil
+}
+
+// PutGuard implements PUT /guard: it replaces the operator's entries.
+func (s *Server) PutGuard(ctx context.Context, req apigen.PutGuardRequestObject) (apigen.PutGuardResponseObject, error) {
+	if req.Body == nil {
+		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", fieldErr("body", "a JSON object is required"))}, nil
+	}
+	var errs []apigen.FieldError
+	entries := make([]store.GuardEntry, 0, len(req.Body.Entries))
+	for i, e := range req.Body.Entries {
+		p, err := ParsePrefix(e.Prefix)
+		if err != nil {
+			errs = append(errs, fieldErr(fmt.Sprintf("entries.%d.prefix", i), err.Error()))
+			continue
+		}
+		entries = append(entries, store.GuardEntry{Prefix: p, Reason: deref(e.Reason)})
+	}
+	if len(errs) > 0 {
+		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", errs...)}, nil
+	}
+	if err := s.store.PutGuardEntries(ctx, entries, actorOf(ctx)); err != nil {
+		return nil, err
+	}
+	g, err := s.guardAnswer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return apigen.PutGuard200JSONResponse(g), nil
+}

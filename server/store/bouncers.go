@@ -1,0 +1,152 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Bouncer is an enforcement host with a key and the rulesets it enforces.
+type Bouncer struct {
+	ID        int64            `json:"id"`
+	Name      string           `json:"name"`
+	Rulesets  []string         `json:"rulesets"`
+	CreatedAt time.Time        `json:"created_at"`
+	LastSeen  *time.Time       `json:"last_seen"`
+	Applied   map[string]int64 `json:"applied"`
+	Hostname  string           `json:"hostname"`
+	Version   string           `json:"version"`
+	LastError string           `json:"last_error"`
+	Counters  json.RawMessage  `json:"counters"`
+}
+
+const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters`
+
+func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
+	var b Bouncer
+	var applied, counters []byte
+	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters); err != nil {
+		return b, err
+	}
+	b.Counters = counters
+	if err := json.Unmarshal(applied, &b.Applied); err != nil {
+		return b, fmt.Errorf("decode applied versions: %w", err)
+	}
+	return b, nil
+}
+
+// CreateBouncer stores a bouncer with the hash of its key; ErrConflict when the
+// name is taken.
+func (s *Store) CreateBouncer(ctx context.Context, name string, rulesets []string, keyHash []byte, actor string) (Bouncer, error) {
+	var out Bouncer
+	err := s.inTx(ctx, "create bouncer", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `INSERT INTO bouncers (name, rulesets, key_hash) VALUES ($1, $2, $3) RETURNING `+bouncerCols,
+			name, rulesets, keyHash)
+		if err != nil {
+			return err
+		}
+		if out, err = pgx.CollectExactlyOneRow(rows, scanBouncer); err != nil {
+			return mapErr("create bouncer", err)
+		}
+		return audit(ctx, tx, actor, "bouncer.create", "bouncer/"+name, nil, out)
+	})
+	return out, err
+}
+
+// Bouncers returns every bouncer by name.
+func (s *Store) Bouncers(ctx context.Context) ([]Bouncer, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+bouncerCols+` FROM bouncers ORDER BY name`)
+	if err != nil {
+		return nil, mapErr("list bouncers", err)
+	}
+	out, err := pgx.CollectRows(rows, scanBouncer)
+	return out, mapErr("list bouncers", err)
+}
+
+// BouncerByKeyHash returns the bouncer whose key hashes to hash, or ErrNotFound.
+func (s *Store) BouncerByKeyHash(ctx context.Context, hash []byte) (Bouncer, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE key_hash = $1`, hash)
+	if err != nil {
+		return Bouncer{}, mapErr("bouncer by key", err)
+	}
+	b, err := pgx.CollectExactlyOneRow(rows, scanBouncer)
+	return b, mapErr("bouncer by key", err)
+}
+
+// DeleteBouncer removes a bouncer (its key stops working); ErrNotFound when there is none.
+func (s *Store) DeleteBouncer(ctx context.Context, name, actor string) error {
+	return s.inTx(ctx, "delete bouncer", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `DELETE FROM bouncers WHERE name = $1 RETURNING `+bouncerCols, name)
+		if err != nil {
+			return err
+		}
+		old, err := pgx.CollectExactlyOneRow(rows, scanBouncer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: delete bouncer: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "bouncer.delete", "bouncer/"+name, old, nil)
+	})
+}
+
+// BouncerHeartbeat is what a bouncer reports about itself.
+type BouncerHeartbeat struct {
+	Hostname  string
+	Version   string
+	Applied   map[string]int64
+	Counters  json.RawMessage
+	LastError string
+}
+
+// TouchBouncer records a heartbeat of bouncer id at now.
+func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat, now time.Time) error {
+	applied, err := json.Marshal(hb.Applied)
+	if err != nil {
+		return fmt.Errorf("store: bouncer heartbeat: %w", err)
+	}
+	if hb.Applied == nil {
+		applied = []byte("{}")
+	}
+	counters := hb.Counters
+	if len(counters) == 0 || string(counters) == "null" {
+		counters = json.RawMessage("[]")
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
+		counters = $6, last_error = $7 WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError)
+	return mapErr("bouncer heartbeat", err)
+}
+
+// CrowdSecCursor returns what the CrowdSec stream last sent bouncer id
+// (value -> decision JSON); empty when nothing was sent yet.
+func (s *Store) CrowdSecCursor(ctx context.Context, id int64) (map[string]json.RawMessage, error) {
+	var b []byte
+	err := s.pool.QueryRow(ctx, `SELECT sent FROM crowdsec_cursors WHERE bouncer_id = $1`, id).Scan(&b)
+	out := map[string]json.RawMessage{}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, mapErr("crowdsec cursor", err)
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("store: crowdsec cursor: %w", err)
+	}
+	return out, nil
+}
+
+// SetCrowdSecCursor records what the CrowdSec stream has now sent bouncer id.
+func (s *Store) SetCrowdSecCursor(ctx context.Context, id int64, sent map[string]json.RawMessage) error {
+	b, err := json.Marshal(sent)
+	if err != nil {
+		return fmt.Errorf("store: set crowdsec cursor: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO crowdsec_cursors (bouncer_id, sent) VALUES ($1, $2)
+		ON CONFLICT (bouncer_id) DO UPDATE SET sent = excluded.sent, updated_at = now()`, id, b)
+	return mapErr("set crowdsec cursor", err)
+}
