@@ -1,0 +1,425 @@
+// Package feeds implements the feeds and jobs endpoints of openapi/feeds.yaml
+// (generated into feedsgen): feed definitions, the catalogue, refreshes (River
+// jobs), run history and the job queue summary.
+package feeds
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/go-chi/chi/v5"
+	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/api/feedsgen"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/feed"
+)
+
+// Inserter enqueues jobs; *river.Client[pgx.Tx] is one.
+type Inserter interface {
+	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+}
+
+// Server implements feedsgen.StrictServerInterface.
+type Server struct {
+	store *store.Store
+	jobs  Inserter
+	log   *slog.Logger
+}
+
+var _ feedsgen.StrictServerInterface = (*Server)(nil)
+
+// New returns the feeds server.
+func New(st *store.Store, jobs Inserter, log *slog.Logger) *Server {
+	return &Server{store: st, jobs: jobs, log: log}
+}
+
+// Routes mounts the feeds and jobs endpoints on r, which is the /api/v1
+// router behind authentication (httpserver.Deps.APIRoutes): requests are
+// validated against feeds.yaml, GETs need reader and the rest admin.
+func (s *Server) Routes() (func(r chi.Router), error) {
+	spec, err := feedsgen.GetSwagger()
+	if err != nil {
+		return nil, fmt.Errorf("feeds: load spec: %w", err)
+	}
+	spec.Servers = nil
+	strict := feedsgen.NewStrictHandlerWithOptions(s, []feedsgen.StrictMiddlewareFunc{requireRole}, feedsgen.StrictHTTPServerOptions{
+		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+			api.WriteProblem(w, http.StatusBadRequest, err.Error())
+		},
+		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) {
+				return
+			}
+			s.log.ErrorContext(r.Context(), "Request failed.", "path", r.URL.Path, "error", err)
+			api.WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
+		},
+	})
+	validator := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
+		Options:               openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
+		Prefix:                "/api/v1",
+		SilenceServersWarning: true,
+		ErrorHandlerWithOpts:  validationError,
+	})
+	return func(r chi.Router) {
+		r.Group(func(g chi.Router) {
+			g.Use(maxBody(64<<10), validator)
+			feedsgen.HandlerWithOptions(strict, feedsgen.ChiServerOptions{BaseRouter: g,
+				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+					api.WriteProblem(w, http.StatusBadRequest, err.Error())
+				}})
+		})
+	}, nil
+}
+
+// requireRole answers 403 unless the caller is a reader (GET) or admin.
+func requireRole(f feedsgen.StrictHandlerFunc, _ string) feedsgen.StrictHandlerFunc {
+	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, req any) (any, error) {
+		need := api.RoleAdmin
+		if r.Method == http.MethodGet {
+			need = api.RoleReader
+		}
+		p, _ := api.PrincipalFrom(ctx)
+		if api.RoleRank(p.Role) < api.RoleRank(need) {
+			api.WriteProblem(w, http.StatusForbidden, "this needs the "+need+" role; "+p.Name+" has "+p.Role)
+			return nil, nil
+		}
+		return f(ctx, w, r, req)
+	}
+}
+
+func maxBody(limit int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(w, r.Body, limit)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// validationError names each field kin-openapi found wrong.
+func validationError(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, opts nethttpmiddleware.ErrorHandlerOpts) {
+	if opts.MatchedRoute == nil {
+		api.WriteProblem(w, http.StatusNotFound, "no such endpoint")
+		return
+	}
+	var fields []apigen.FieldError
+	var walk func(field string, e error)
+	walk = func(field string, e error) {
+		var me openapi3.MultiError
+		var re *openapi3filter.RequestError
+		var se *openapi3.SchemaError
+		switch {
+		case errors.As(e, &me):
+			for _, x := range me {
+				walk(field, x)
+			}
+		case errors.As(e, &re):
+			if re.Parameter != nil {
+				field = re.Parameter.Name
+			}
+			if re.Err == nil {
+				fields = append(fields, apigen.FieldError{Field: field, Reason: re.Reason})
+				return
+			}
+			walk(field, re.Err)
+		case errors.As(e, &se):
+			if ptr := se.JSONPointer(); len(ptr) > 0 && field == "body" {
+				field = strings.Join(ptr, ".")
+			}
+			fields = append(fields, apigen.FieldError{Field: field, Reason: se.Reason})
+		default:
+			msg, _, _ := strings.Cut(e.Error(), "\n")
+			fields = append(fields, apigen.FieldError{Field: field, Reason: msg})
+		}
+	}
+	walk("body", err)
+	api.WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fields...)
+}
+
+func problem(status int, detail string, fields ...feedsgen.FieldError) feedsgen.Problem {
+	p := feedsgen.Problem{Title: http.StatusText(status), Status: status, Detail: &detail}
+	if len(fields) > 0 {
+		p.Errors = &fields
+	}
+	return p
+}
+
+func notFound(name string) feedsgen.ProblemApplicationProblemPlusJSONResponse {
+	return feedsgen.ProblemApplicationProblemPlusJSONResponse(problem(http.StatusNotFound, "no feed named "+name))
+}
+
+func actorOf(ctx context.Context) string {
+	if p, ok := api.PrincipalFrom(ctx); ok {
+		return p.Name
+	}
+	return "anonymous"
+}
+
+// redactURL hides a password in the URL's user info.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+func durationText(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+func toAPI(f store.Feed) feedsgen.Feed {
+	var o worker.FeedOptions
+	_ = json.Unmarshal(f.Options, &o) // validated on the way in
+	opts := feedsgen.FeedOptions{}
+	if o.MinCount != 0 {
+		opts.MinCount = &o.MinCount
+	}
+	if o.Column != 0 {
+		opts.Column = &o.Column
+	}
+	if o.ColumnName != "" {
+		opts.ColumnName = &o.ColumnName
+	}
+	if o.Comma != "" {
+		opts.Comma = &o.Comma
+	}
+	if o.Header {
+		opts.Header = &o.Header
+	}
+	return feedsgen.Feed{Name: f.Name, Url: redactURL(f.URL), Format: feedsgen.Format(f.Format), Options: opts,
+		Tag: f.Tag, Classification: f.Classification, Ttl: durationText(f.TTL), Schedule: durationText(f.Schedule),
+		Enabled: f.Enabled, MaxPrefixLenV4: f.MaxPrefixLenV4, MaxPrefixLenV6: f.MaxPrefixLenV6,
+		MaxDropShare: f.MaxDropShare, LastRun: f.LastRun, LastSuccess: f.LastSuccess, Entries: f.Entries,
+		Rejected: f.Rejected, LastError: f.LastError}
+}
+
+// ListFeeds lists every feed.
+func (s *Server) ListFeeds(ctx context.Context, _ feedsgen.ListFeedsRequestObject) (feedsgen.ListFeedsResponseObject, error) {
+	fs, err := s.store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := feedsgen.FeedList{Feeds: make([]feedsgen.Feed, len(fs))}
+	for i, f := range fs {
+		out.Feeds[i] = toAPI(f)
+	}
+	return feedsgen.ListFeeds200JSONResponse(out), nil
+}
+
+// ListFeedCatalog lists the built-in catalogue and which entries exist.
+func (s *Server) ListFeedCatalog(ctx context.Context, _ feedsgen.ListFeedCatalogRequestObject) (feedsgen.ListFeedCatalogResponseObject, error) {
+	fs, err := s.store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	have := map[string]bool{}
+	for _, f := range fs {
+		have[f.Name] = true
+	}
+	cat := feed.Catalog()
+	out := feedsgen.CatalogList{Feeds: make([]feedsgen.CatalogFeed, len(cat))}
+	for i, c := range cat {
+		added := have[c.Name]
+		out.Feeds[i] = feedsgen.CatalogFeed{Name: c.Name, Url: c.URL, Format: feedsgen.Format(c.Format), Tag: c.Tag,
+			Classification: c.Classification, Schedule: c.Schedule, Description: c.Description, Added: &added}
+	}
+	return feedsgen.ListFeedCatalog200JSONResponse(out), nil
+}
+
+// GetFeed returns one feed.
+func (s *Server) GetFeed(ctx context.Context, req feedsgen.GetFeedRequestObject) (feedsgen.GetFeedResponseObject, error) {
+	f, err := s.store.FeedByName(ctx, req.Name)
+	if errors.Is(err, store.ErrNotFound) {
+		return feedsgen.GetFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return feedsgen.GetFeed200JSONResponse(toAPI(f)), nil
+}
+
+// fromInput checks what the schema cannot and builds the stored definition.
+func fromInput(name string, in feedsgen.FeedInput) (store.Feed, []feedsgen.FieldError) {
+	var errs []feedsgen.FieldError
+	bad := func(field, reason string) { errs = append(errs, feedsgen.FieldError{Field: field, Reason: reason}) }
+	f := store.Feed{Name: name, URL: in.Url, Format: string(in.Format), Schedule: time.Hour, MaxDropShare: 0.5}
+	if name == "catalog" {
+		bad("name", `"catalog" is reserved`)
+	}
+	if u, err := url.Parse(in.Url); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
+		bad("url", "must be an http, https or file URL")
+	}
+	if in.Tag != nil {
+		f.Tag = strings.TrimSpace(*in.Tag)
+	}
+	if in.Classification != nil {
+		f.Classification = string(*in.Classification)
+	}
+	if f.Tag == "" && f.Classification == "" {
+		bad("tag", "a feed needs a tag or a classification, or it asserts nothing")
+	}
+	if in.Schedule != nil && *in.Schedule != "" {
+		d, err := time.ParseDuration(*in.Schedule)
+		if err != nil || d < time.Minute {
+			bad("schedule", "must be a duration of at least 1m, such as 1h")
+		}
+		f.Schedule = d
+	}
+	if in.Ttl != nil && *in.Ttl != "" {
+		d, err := time.ParseDuration(*in.Ttl)
+		if err != nil || d <= 0 {
+			bad("ttl", "must be a positive duration such as 48h, or empty for never")
+		}
+		f.TTL = d
+	}
+	if in.Enabled != nil {
+		f.Enabled = *in.Enabled
+	}
+	if in.MaxPrefixLenV4 != nil {
+		f.MaxPrefixLenV4 = *in.MaxPrefixLenV4
+	}
+	if in.MaxPrefixLenV6 != nil {
+		f.MaxPrefixLenV6 = *in.MaxPrefixLenV6
+	}
+	if in.MaxDropShare != nil {
+		f.MaxDropShare = *in.MaxDropShare
+	}
+	var o worker.FeedOptions
+	if in.Options != nil {
+		o = worker.FeedOptions{MinCount: deref(in.Options.MinCount), Column: deref(in.Options.Column),
+			ColumnName: deref(in.Options.ColumnName), Comma: deref(in.Options.Comma), Header: deref(in.Options.Header)}
+	}
+	raw, err := json.Marshal(o)
+	if err != nil {
+		bad("options", err.Error())
+	}
+	f.Options = raw
+	if _, err := worker.ParserOptions(f); err != nil {
+		bad("options", strings.TrimPrefix(strings.TrimPrefix(err.Error(), "worker: feed "+name+" options: "), "feed: "))
+	}
+	return f, errs
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// PutFeed creates or replaces a feed definition.
+func (s *Server) PutFeed(ctx context.Context, req feedsgen.PutFeedRequestObject) (feedsgen.PutFeedResponseObject, error) {
+	f, errs := fromInput(req.Name, *req.Body)
+	if len(errs) > 0 {
+		return feedsgen.PutFeed422ApplicationProblemPlusJSONResponse(problem(http.StatusUnprocessableEntity, "the feed is not valid", errs...)), nil
+	}
+	created, err := s.store.PutFeed(ctx, f, actorOf(ctx))
+	if err != nil {
+		return nil, err
+	}
+	stored, err := s.store.FeedByName(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		return feedsgen.PutFeed201JSONResponse(toAPI(stored)), nil
+	}
+	return feedsgen.PutFeed200JSONResponse(toAPI(stored)), nil
+}
+
+// DeleteFeed removes a feed and its assertions.
+func (s *Server) DeleteFeed(ctx context.Context, req feedsgen.DeleteFeedRequestObject) (feedsgen.DeleteFeedResponseObject, error) {
+	err := s.store.DeleteFeed(ctx, req.Name, actorOf(ctx))
+	if errors.Is(err, store.ErrNotFound) {
+		return feedsgen.DeleteFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return feedsgen.DeleteFeed204Response{}, nil
+}
+
+// RefreshFeed enqueues a refresh job; a second request while one is queued
+// or running is answered with the existing job and duplicate true.
+func (s *Server) RefreshFeed(ctx context.Context, req feedsgen.RefreshFeedRequestObject) (feedsgen.RefreshFeedResponseObject, error) {
+	if _, err := s.store.FeedByName(ctx, req.Name); errors.Is(err, store.ErrNotFound) {
+		return feedsgen.RefreshFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+	} else if err != nil {
+		return nil, err
+	}
+	force := deref(req.Params.Force)
+	res, err := s.jobs.Insert(ctx, worker.FeedRefreshArgs{Name: req.Name, Force: force}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("feeds: enqueue refresh: %w", err)
+	}
+	return feedsgen.RefreshFeed202JSONResponse{JobId: res.Job.ID, Duplicate: res.UniqueSkippedAsDuplicate, Force: force}, nil
+}
+
+// ListFeedRuns returns a feed's newest runs.
+func (s *Server) ListFeedRuns(ctx context.Context, req feedsgen.ListFeedRunsRequestObject) (feedsgen.ListFeedRunsResponseObject, error) {
+	limit := 50
+	if req.Params.Limit != nil {
+		limit = *req.Params.Limit
+	}
+	runs, err := s.store.FeedRuns(ctx, req.Name, limit)
+	if errors.Is(err, store.ErrNotFound) {
+		return feedsgen.ListFeedRuns404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := feedsgen.FeedRunList{Runs: make([]feedsgen.FeedRun, len(runs))}
+	for i, r := range runs {
+		out.Runs[i] = feedsgen.FeedRun{Id: r.ID, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+			Status: feedsgen.FeedRunStatus(r.Status), Forced: r.Forced, Lines: r.Lines, Entries: r.Entries,
+			Added: r.Added, Removed: r.Removed, Rejected: r.Rejected, Duplicates: r.Duplicates, Error: r.Error}
+	}
+	return feedsgen.ListFeedRuns200JSONResponse(out), nil
+}
+
+// GetJobs summarises the job queue.
+func (s *Server) GetJobs(ctx context.Context, req feedsgen.GetJobsRequestObject) (feedsgen.GetJobsResponseObject, error) {
+	n := 20
+	if req.Params.Failures != nil {
+		n = *req.Params.Failures
+	}
+	sum, err := s.store.JobSummary(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	out := feedsgen.JobSummary{Counts: make([]feedsgen.JobCount, len(sum.Counts)), Failures: make([]feedsgen.JobFailure, len(sum.Failures))}
+	for i, c := range sum.Counts {
+		out.Counts[i] = feedsgen.JobCount{Kind: c.Kind, State: c.State, Count: c.Count}
+	}
+	for i, f := range sum.Failures {
+		jf := feedsgen.JobFailure{Id: f.ID, Kind: f.Kind, State: f.State, Attempt: f.Attempt, Error: f.Error, At: f.At}
+		var args map[string]any
+		if json.Unmarshal(f.Args, &args) == nil {
+			jf.Args = &args
+		}
+		out.Failures[i] = jf
+	}
+	return feedsgen.GetJobs200JSONResponse(out), nil
+}

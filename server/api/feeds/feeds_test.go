@@ -1,0 +1,164 @@
+package feeds_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/feeds"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/worker"
+)
+
+type testBundle struct {
+	st  *store.Store
+	srv *httptest.Server
+}
+
+func setup(t *testing.T) testBundle {
+	t.Helper()
+	st := storetest.Store(t)
+	log := slog.New(slog.DiscardHandler)
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log}, false)
+	require.NoError(t, err)
+	routes, err := feeds.New(st, rc, log).Routes()
+	require.NoError(t, err)
+	r := chi.NewRouter()
+	r.Route("/api/v1", func(ar chi.Router) {
+		// Stands in for the bearer-token middleware: the role comes from a header.
+		ar.Use(func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				role := r.Header.Get("X-Role")
+				next.ServeHTTP(w, r.WithContext(api.WithPrincipal(r.Context(), api.Principal{Kind: "token", Name: role + "-token", Role: role})))
+			})
+		})
+		routes(ar)
+	})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return testBundle{st: st, srv: srv}
+}
+
+func (b testBundle) do(t *testing.T, role, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, b.srv.URL+"/api/v1"+path, strings.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("X-Role", role)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := b.srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	var out map[string]any
+	if len(raw) > 0 {
+		require.NoError(t, json.Unmarshal(raw, &out), string(raw))
+	}
+	return resp.StatusCode, out
+}
+
+func TestFeedsCRUD(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := `{"url":"https://example.org/list.txt","format":"ipsum","options":{"min_count":3},"tag":"ipsum",
+		"classification":"suspicious","schedule":"6h","ttl":"48h","enabled":true,"max_drop_share":0.3}`
+	code, out := b.do(t, "admin", http.MethodPut, "/feeds/ipsum", body)
+	require.Equal(t, http.StatusCreated, code, out)
+	require.Equal(t, "6h0m0s", out["schedule"])
+	require.Equal(t, "48h0m0s", out["ttl"])
+	require.EqualValues(t, 3, out["options"].(map[string]any)["min_count"])
+	code, _ = b.do(t, "admin", http.MethodPut, "/feeds/ipsum", body)
+	require.Equal(t, http.StatusOK, code)
+
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Len(t, out["feeds"], 1)
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds/ipsum", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, 0.3, out["max_drop_share"])
+
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds/catalog", "")
+	require.Equal(t, http.StatusOK, code)
+	cat := out["feeds"].([]any)
+	require.NotEmpty(t, cat)
+	added := 0
+	for _, c := range cat {
+		if c.(map[string]any)["added"] == true {
+			added++
+		}
+	}
+	require.Equal(t, 1, added, "ipsum is in the catalogue and was added")
+
+	code, out = b.do(t, "admin", http.MethodPost, "/feeds/ipsum/refresh?force=true", "")
+	require.Equal(t, http.StatusAccepted, code, out)
+	require.Equal(t, false, out["duplicate"])
+	require.Equal(t, true, out["force"])
+	code, out = b.do(t, "admin", http.MethodPost, "/feeds/ipsum/refresh", "")
+	require.Equal(t, http.StatusAccepted, code)
+	require.Equal(t, true, out["duplicate"])
+
+	code, out = b.do(t, "reader", http.MethodGet, "/jobs", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, []any{map[string]any{"kind": "feed_refresh", "state": "available", "count": float64(1)}}, out["counts"])
+
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds/ipsum/runs?limit=5", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Empty(t, out["runs"])
+
+	code, _ = b.do(t, "admin", http.MethodDelete, "/feeds/ipsum", "")
+	require.Equal(t, http.StatusNoContent, code)
+	for _, p := range []string{"/feeds/ipsum", "/feeds/ipsum/runs"} {
+		code, out = b.do(t, "reader", http.MethodGet, p, "")
+		require.Equal(t, http.StatusNotFound, code, p)
+		require.Equal(t, "no feed named ipsum", out["detail"])
+	}
+	code, _ = b.do(t, "admin", http.MethodDelete, "/feeds/ipsum", "")
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = b.do(t, "admin", http.MethodPost, "/feeds/ipsum/refresh", "")
+	require.Equal(t, http.StatusNotFound, code)
+}
+
+func TestFeedsValidationAndRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	fields := func(out map[string]any) []string {
+		var fs []string
+		for _, e := range out["errors"].([]any) {
+			fs = append(fs, e.(map[string]any)["field"].(string))
+		}
+		return fs
+	}
+	// Schema: unknown field, bad enum.
+	code, out := b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"list","tag":"x","colour":"red"}`)
+	require.Equal(t, http.StatusBadRequest, code, out)
+	code, out = b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"xml","tag":"x"}`)
+	require.Equal(t, http.StatusBadRequest, code, out)
+	require.Contains(t, fields(out), "format")
+	// Semantics: durations, options for the wrong format, no tag, bad scheme.
+	code, out = b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"ftp://e.org/","format":"list","schedule":"10s","ttl":"soon","options":{"min_count":2}}`)
+	require.Equal(t, http.StatusUnprocessableEntity, code, out)
+	require.ElementsMatch(t, []string{"url", "tag", "schedule", "ttl", "options"}, fields(out))
+	code, _ = b.do(t, "admin", http.MethodPut, "/feeds/Bad%20Name", `{"url":"https://e.org/","format":"list","tag":"x"}`)
+	require.Equal(t, http.StatusBadRequest, code)
+
+	// Roles: readers read, only admins write.
+	code, out = b.do(t, "writer", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"list","tag":"x"}`)
+	require.Equal(t, http.StatusForbidden, code)
+	require.Contains(t, out["detail"], "admin")
+	code, _ = b.do(t, "", http.MethodGet, "/feeds", "")
+	require.Equal(t, http.StatusForbidden, code)
+	code, _ = b.do(t, "reader", http.MethodPost, "/feeds/x/refresh", "")
+	require.Equal(t, http.StatusForbidden, code)
+}
