@@ -231,10 +231,10 @@ func readyz(st *store.Store) http.HandlerFunc {
 		code := http.StatusOK
 		if err := st.Ping(ctx); err != nil {
 			status["database"], code = err.Error(), http.StatusServiceUnavailable
-		} else if have, err := st.SchemaVersion(ctx); err != nil {
+		} else if pending, err := st.PendingMigrations(ctx); err != nil {
 			status["schema"], code = err.Error(), http.StatusServiceUnavailable
-		} else if want, _ := store.LatestVersion(); have != want {
-			status["schema"], code = fmt.Sprintf("at version %d, want %d: run muninn migrate", have, want), http.StatusServiceUnavailable
+		} else if len(pending) > 0 {
+			status["schema"], code = fmt.Sprintf("migrations %v are not applied: run muninn migrate", pending), http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -94,13 +95,19 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return nil, fmt.Errorf("store: migrate: create schema_migrations: %w", err)
 	}
-	var current int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return nil, fmt.Errorf("store: migrate: read version: %w", err)
+	// Track every applied version, not just the highest: migrations written on
+	// parallel branches land out of order and each must still run once.
+	rows, err := conn.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: read versions: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("store: migrate: read versions: %w", err)
 	}
 	var applied []int
 	for _, m := range ms {
-		if m.version <= current {
+		if slices.Contains(done, m.version) {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
@@ -163,4 +170,27 @@ func (s *Store) SchemaVersion(ctx context.Context) (int, error) {
 		return 0, mapErr("schema version", err)
 	}
 	return v, nil
+}
+
+// PendingMigrations lists embedded migrations not applied yet.
+func (s *Store) PendingMigrations(ctx context.Context) ([]int, error) {
+	ms, err := loadMigrations()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, mapErr("pending migrations", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, mapErr("pending migrations", err)
+	}
+	var pending []int
+	for _, m := range ms {
+		if !slices.Contains(done, m.version) {
+			pending = append(pending, m.version)
+		}
+	}
+	return pending, nil
 }
