@@ -121,7 +121,9 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		next[v] = raw
-		if old, ok := sent[v]; !ok || string(old) != string(raw) {
+		// Compare decoded: the cursor is jsonb, which reorders keys.
+		var prev decision
+		if old, ok := sent[v]; !ok || json.Unmarshal(old, &prev) != nil || prev != d {
 			resp.New = append(resp.New, d)
 		}
 	}

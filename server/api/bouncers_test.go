@@ -1,0 +1,202 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/bouncer"
+)
+
+func (b *renderBundle) createBouncer(t *testing.T, name string, rulesets ...string) string {
+	t.Helper()
+	var out struct {
+		Key      string   `json:"key"`
+		Rulesets []string `json:"rulesets"`
+	}
+	b.json(t, b.admin, http.MethodPost, "/api/v1/bouncers", map[string]any{"name": name, "rulesets": rulesets}, http.StatusCreated, &out)
+	require.True(t, strings.HasPrefix(out.Key, "mnb_"))
+	return out.Key
+}
+
+// TestBouncerRoundTrip drives the bouncer endpoints with the bouncer daemon's
+// own client, so the wire formats are the ones it expects.
+func TestBouncerRoundTrip(t *testing.T) {
+	t.Parallel()
+	b := setupRender(t)
+	ctx := context.Background()
+	b.putRuleset(t, "ruleset edge\n  hook input\n  scope tcp dport 22\n  honeypot tcp 23\n  block tag honeypot\n", http.StatusCreated)
+	key := b.createBouncer(t, "fw1", "edge")
+	b.json(t, b.admin, http.MethodPost, "/api/v1/bouncers", map[string]any{"name": "fw1", "rulesets": []string{"edge"}}, http.StatusConflict, nil)
+	b.json(t, b.admin, http.MethodPost, "/api/v1/bouncers", map[string]any{"name": "fw2", "rulesets": []string{"nope"}}, http.StatusBadRequest, nil)
+	b.json(t, b.writer, http.MethodPost, "/api/v1/bouncers", map[string]any{"name": "fw3", "rulesets": []string{"edge"}}, http.StatusForbidden, nil)
+
+	// Keys and tokens do not cross over.
+	var se *bouncer.StatusError
+	_, _, err := bouncer.NewClient(b.srv.URL, "mnb_wrong", nil).Render(ctx, nil, 0)
+	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
+	_, _, err = bouncer.NewClient(b.srv.URL, b.admin, nil).Render(ctx, nil, 0)
+	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
+	status, _ := b.do(t, key, http.MethodGet, "/api/v1/rulesets", "", nil)
+	require.Equal(t, http.StatusUnauthorized, status)
+
+	c := bouncer.NewClient(b.srv.URL, key, nil)
+	b.getRender(t, "edge", "") // waits for the first render
+	resp, notModified, err := c.Render(ctx, nil, time.Second)
+	require.NoError(t, err)
+	require.False(t, notModified)
+	require.Len(t, resp.Rulesets, 1)
+	full := resp.Rulesets[0]
+	require.Equal(t, "edge", full.Ruleset)
+	require.False(t, full.Delta)
+	require.Equal(t, []uint16{22}, full.Scope.DPorts)
+	require.Equal(t, []uint16{23}, full.Honeypot.TCP)
+	require.Equal(t, int64(1), full.Rules[0].ID)
+	require.Empty(t, full.Rules[0].V4)
+
+	since := map[string]int64{"edge": full.Version}
+	_, notModified, err = c.Render(ctx, since, 50*time.Millisecond)
+	require.NoError(t, err)
+	require.True(t, notModified)
+
+	// A honeypot report tags the source; the next render blocks it, as a delta.
+	require.NoError(t, c.Report(ctx, bouncer.Report{Honeypot: []bouncer.HoneypotHit{{IP: "192.0.2.50", Ruleset: "edge", Port: 23, Protocol: "tcp", SeenAt: time.Now()}}}))
+	resp, notModified, err = c.Render(ctx, since, 20*time.Second)
+	require.NoError(t, err)
+	require.False(t, notModified)
+	d := resp.Rulesets[0]
+	require.True(t, d.Delta)
+	require.Equal(t, full.Version, d.BaseVersion)
+	require.Equal(t, []string{"192.0.2.50/32"}, d.Rules[0].AddV4)
+
+	var v view
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/192.0.2.50", nil, http.StatusOK, &v)
+	require.Equal(t, []string{"honeypot"}, v.tagNames())
+	require.Equal(t, "bouncer:fw1", v.Tags[0].Source)
+
+	req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/api/v1/bouncer/reports", strings.NewReader(`{"honeypot":[{"ip":"nope"}]}`))
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", key)
+	bad, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	bad.Body.Close()
+	require.Equal(t, http.StatusBadRequest, bad.StatusCode)
+
+	// Heartbeats show up in the bouncer list with the lag.
+	require.NoError(t, c.Heartbeat(ctx, bouncer.Heartbeat{Hostname: "fw1.example", Version: "test", Applied: map[string]int64{"edge": d.Version},
+		Counters: []bouncer.RuleCounter{{Ruleset: "edge", RuleID: 1, Packets: 3, Bytes: 180}}}))
+	var list []struct {
+		Name     string `json:"name"`
+		Hostname string `json:"hostname"`
+		Rulesets []struct {
+			Ruleset    string  `json:"ruleset"`
+			Applied    int64   `json:"applied"`
+			Current    int64   `json:"current"`
+			LagSeconds float64 `json:"lag_seconds"`
+		} `json:"rulesets"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/bouncers", nil, http.StatusOK, &list)
+	require.Len(t, list, 1)
+	require.Equal(t, "fw1.example", list[0].Hostname)
+	require.Equal(t, d.Version, list[0].Rulesets[0].Applied)
+	require.Equal(t, d.Version, list[0].Rulesets[0].Current)
+	require.Zero(t, list[0].Rulesets[0].LagSeconds)
+
+	// A ruleset the bouncer no longer enforces is listed as removed.
+	resp, _, err = c.Render(ctx, map[string]int64{"edge": d.Version, "gone": 4}, time.Second)
+	require.NoError(t, err)
+	require.Empty(t, resp.Rulesets)
+	require.Equal(t, []string{"gone"}, resp.Removed)
+
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNoContent, nil)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNotFound, nil)
+	err = c.Heartbeat(ctx, bouncer.Heartbeat{})
+	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
+}
+
+type csDecision struct {
+	ID       int64  `json:"id"`
+	UUID     string `json:"uuid"`
+	Origin   string `json:"origin"`
+	Type     string `json:"type"`
+	Scope    string `json:"scope"`
+	Value    string `json:"value"`
+	Scenario string `json:"scenario"`
+	Duration string `json:"duration"`
+}
+
+func (b *renderBundle) crowdsec(t *testing.T, key, path string, out any) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
+	require.NoError(t, err)
+	req.Header.Set("X-Api-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
+}
+
+func TestCrowdSecStream(t *testing.T) {
+	t.Parallel()
+	b := setupRender(t)
+	b.ingest(t, `{"ip":"198.51.100.0/24","source":"feed","tags":["bad"]}
+{"ip":"192.0.2.7","source":"feed","tags":["bad"]}
+`)
+	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
+	key := b.createBouncer(t, "cs", "edge")
+	_, first, _ := b.getRender(t, "edge", "")
+
+	type stream struct {
+		New     []csDecision `json:"new"`
+		Deleted []csDecision `json:"deleted"`
+	}
+	var s stream
+	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream?startup=true", &s)
+	require.Len(t, s.New, 2)
+	require.Empty(t, s.Deleted)
+	byValue := map[string]csDecision{}
+	for _, d := range s.New {
+		byValue[d.Value] = d
+	}
+	ip := byValue["192.0.2.7"]
+	require.Equal(t, "Ip", ip.Scope)
+	require.Equal(t, "ban", ip.Type)
+	require.Equal(t, "muninn", ip.Origin)
+	require.Equal(t, "muninn/edge/rule-1", ip.Scenario)
+	require.Equal(t, "Range", byValue["198.51.100.0/24"].Scope)
+
+	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream", &s)
+	require.Empty(t, s.New)
+	require.Empty(t, s.Deleted)
+
+	var ds []csDecision
+	b.crowdsec(t, key, "/crowdsec/v1/decisions?ip=198.51.100.9", &ds)
+	require.Len(t, ds, 1)
+	require.Equal(t, "198.51.100.0/24", ds[0].Value)
+
+	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/192.0.2.7/override", map[string]any{"suppress_tags": []string{"bad"}}, http.StatusOK, nil)
+	b.waitVersion(t, "edge", first.Version)
+	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream?startup=false", &s)
+	require.Empty(t, s.New)
+	require.Len(t, s.Deleted, 1)
+	require.Equal(t, ip, s.Deleted[0])
+
+	ds = []csDecision{{}}
+	b.crowdsec(t, key, "/crowdsec/v1/decisions?ip=192.0.2.7", &ds)
+	require.Nil(t, ds)
+
+	req, _ := http.NewRequest(http.MethodGet, b.srv.URL+"/crowdsec/v1/decisions/stream", nil)
+	req.Header.Set("X-Api-Key", "bad")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
+}
