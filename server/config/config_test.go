@@ -1,0 +1,49 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/config"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, "./data", c.DataDir)
+	require.Equal(t, "127.0.0.1:8080", c.Listen)
+	require.Equal(t, "http://127.0.0.1:8080", c.BaseURL)
+	require.Empty(t, c.DatabaseURL, "no URL means the embedded cluster")
+	require.EqualValues(t, 100<<20, c.MaxIngestBytes)
+}
+
+func TestSecretFromFile(t *testing.T) {
+	t.Parallel()
+	f := filepath.Join(t.TempDir(), "url")
+	require.NoError(t, os.WriteFile(f, []byte("postgres://u@db/muninn\n"), 0o600))
+	c, err := config.FromEnv(env(map[string]string{"MUNINN_DATABASE_URL_FILE": f, "MUNINN_SIGHTING_RETENTION": "48h"}))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://u@db/muninn", c.DatabaseURL)
+	require.Equal(t, 48*time.Hour, c.SightingRetention)
+}
+
+func TestErrorsNameTheVariable(t *testing.T) {
+	t.Parallel()
+	_, err := config.FromEnv(env(map[string]string{
+		"MUNINN_LOG_LEVEL": "loud", "MUNINN_SIGHTING_RETENTION": "forever", "MUNINN_MAX_INGEST_BYTES": "-1",
+		"MUNINN_DATABASE_URL_FILE": "/nonexistent/x",
+	}))
+	require.Error(t, err)
+	for _, name := range []string{"MUNINN_SIGHTING_RETENTION", "MUNINN_MAX_INGEST_BYTES", "MUNINN_DATABASE_URL_FILE"} {
+		require.Contains(t, err.Error(), name)
+	}
+	_, err = config.FromEnv(env(map[string]string{"MUNINN_LOG_LEVEL": "loud"}))
+	require.ErrorContains(t, err, "MUNINN_LOG_LEVEL")
+}
