@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,24 @@ type Config struct {
 	Workers bool
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+
+	// GeoDir holds the geo databases (`make geodata`); default DataDir/geo.
+	GeoDir string
+	// RDAP enables RDAP lookups of stored addresses; RDAPRate is queries per
+	// second per registry; RDAPWhois enables the port-43 fallback; RDAPBaseURL
+	// sends every query to one RDAP server (a mirror) instead of the registries.
+	RDAP        bool
+	RDAPRate    float64
+	RDAPWhois   bool
+	RDAPBaseURL string
+	// RDNS enables PTR lookups of stored addresses through Resolver
+	// (host:port; empty means /etc/resolv.conf).
+	RDNS     bool
+	Resolver string
+	// QueueConcurrency bounds the default job queue; EnrichConcurrency the
+	// queue of outside lookups (RDAP, PTR).
+	QueueConcurrency  int
+	EnrichConcurrency int
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in main).
@@ -51,6 +70,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DBMaxConns:        20,
 		Workers:           true,
 		HoneypotTTL:       24 * time.Hour,
+		RDAP:              true,
+		RDAPRate:          1,
+		RDAPWhois:         true,
+		RDNS:              true,
+		QueueConcurrency:  10,
+		EnrichConcurrency: 4,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -86,6 +111,42 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_SIGHTING_RETENTION", &c.SightingRetention)
 	dur("MUNINN_EXPIRED_RETENTION", &c.ExpiredRetention)
 	dur("MUNINN_HONEYPOT_TTL", &c.HoneypotTTL)
+	str("MUNINN_GEO_DIR", &c.GeoDir)
+	str("MUNINN_RDAP_BASE_URL", &c.RDAPBaseURL)
+	str("MUNINN_RESOLVER", &c.Resolver)
+	boolean := func(name string, dst *bool) {
+		if v := getenv(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not true or false", name, v))
+				return
+			}
+			*dst = b
+		}
+	}
+	positive := func(name string, dst *int) {
+		if v := getenv(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				errs = append(errs, fmt.Errorf("%s: %q is not a positive number", name, v))
+				return
+			}
+			*dst = n
+		}
+	}
+	boolean("MUNINN_RDAP", &c.RDAP)
+	boolean("MUNINN_RDAP_WHOIS", &c.RDAPWhois)
+	boolean("MUNINN_RDNS", &c.RDNS)
+	positive("MUNINN_QUEUE_CONCURRENCY", &c.QueueConcurrency)
+	positive("MUNINN_ENRICH_CONCURRENCY", &c.EnrichConcurrency)
+	if v := getenv("MUNINN_RDAP_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 {
+			errs = append(errs, fmt.Errorf("MUNINN_RDAP_RATE: %q is not a positive number of queries per second", v))
+		} else {
+			c.RDAPRate = r
+		}
+	}
 	if v := getenv("MUNINN_MAX_INGEST_BYTES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
@@ -109,6 +170,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.BaseURL == "" {
 		c.BaseURL = "http://" + c.Listen
+	}
+	if c.GeoDir == "" {
+		c.GeoDir = filepath.Join(c.DataDir, "geo")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("config: %w", err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,16 +18,21 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/feeds"
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/pgembed"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/geo"
+	"github.com/muninn/muninn/worker/source/rdap"
+	"github.com/muninn/muninn/worker/source/rdns"
 )
 
 const usage = `muninn — IP intelligence and enforcement
@@ -127,8 +133,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		log.Info("Applied schema migrations.", "versions", applied)
 	}
 	now := time.Now
-	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: now,
-		SightingRetention: cfg.SightingRetention, ExpiredRetention: cfg.ExpiredRetention}, cfg.Workers || !withHTTP)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	wd, err := workerDeps(cfg, log)
+	if err != nil {
+		return err
+	}
+	wd.Store, wd.Logger, wd.Now, wd.Metrics = st, log, now, worker.NewMetrics(reg, st)
+	wd.SightingRetention, wd.ExpiredRetention = cfg.SightingRetention, cfg.ExpiredRetention
+	rc, err := worker.NewClient(wd, cfg.Workers || !withHTTP)
 	if err != nil {
 		return err
 	}
@@ -156,11 +169,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	feedRoutes, err := feeds.New(st, rc, log).Routes()
+	if err != nil {
+		return err
+	}
 	hub := render.NewHub(st, log, now, render.Options{})
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL})
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, APIRoutes: []func(chi.Router){feedRoutes}})
 	if err != nil {
 		return err
 	}
@@ -194,6 +209,43 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return fmt.Errorf("http shutdown: %w", err)
 	}
 	return nil
+}
+
+// workerDeps builds the outside sources the workers use from cfg: the geo
+// databases when GeoDir holds them, the RDAP client and the PTR resolver.
+func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
+	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency,
+		HTTPClient: &http.Client{Timeout: 5 * time.Minute}}
+	paths := geo.Paths{Country: filepath.Join(cfg.GeoDir, "geo-whois-asn-country.mmdb"),
+		ASNCSV: []string{filepath.Join(cfg.GeoDir, "asn-ipv4.csv"), filepath.Join(cfg.GeoDir, "asn-ipv6.csv")}}
+	if _, err := os.Stat(paths.Country); err != nil {
+		log.Info("No geo databases: country, continent, asn and org conditions match nothing until `make geodata` fills MUNINN_GEO_DIR.", "geo_dir", cfg.GeoDir)
+	} else {
+		w, err := geo.NewWatcher(paths)
+		if err != nil {
+			return d, fmt.Errorf("geo databases in %s: %w", cfg.GeoDir, err)
+		}
+		d.Geo = w
+	}
+	if cfg.RDAP {
+		rcfg := rdap.Config{Rate: cfg.RDAPRate, Whois: cfg.RDAPWhois}
+		if cfg.RDAPBaseURL != "" {
+			u, err := url.Parse(cfg.RDAPBaseURL)
+			if err != nil {
+				return d, fmt.Errorf("MUNINN_RDAP_BASE_URL: %w", err)
+			}
+			rcfg.BaseURL = u
+		}
+		c, err := rdap.New(rcfg)
+		if err != nil {
+			return d, err
+		}
+		d.RDAP = c
+	}
+	if cfg.RDNS {
+		d.RDNS = rdns.New(rdns.Config{Server: cfg.Resolver})
+	}
+	return d, nil
 }
 
 // bootstrapToken creates the first admin token when there is none, so a new
