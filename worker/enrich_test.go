@@ -1,0 +1,146 @@
+package worker_test
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/maxmind/mmdbwriter"
+	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"github.com/riverqueue/river"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/geo"
+	"github.com/muninn/muninn/worker/source/rdap"
+)
+
+// writeCountryMMDB writes an ip-location-db shaped country database.
+func writeCountryMMDB(t *testing.T, path string, records map[string]string) {
+	t.Helper()
+	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: "country", IncludeReservedNetworks: true, RecordSize: 28})
+	require.NoError(t, err)
+	for cidr, cc := range records {
+		_, n, err := net.ParseCIDR(cidr)
+		require.NoError(t, err)
+		require.NoError(t, tree.Insert(n, mmdbtype.Map{"country_code": mmdbtype.String(cc)}))
+	}
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	_, err = tree.WriteTo(f)
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+}
+
+type geoRow struct {
+	Network   string
+	Country   string
+	Continent string
+	ASN       int64
+	Org       string
+}
+
+func geoRows(t *testing.T, b testBundle) []geoRow {
+	t.Helper()
+	rows, err := b.st.Pool().Query(b.ctx, `SELECT network::text, country, continent, asn, as_org FROM geo_networks ORDER BY network`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []geoRow
+	for rows.Next() {
+		var r geoRow
+		require.NoError(t, rows.Scan(&r.Network, &r.Country, &r.Continent, &r.ASN, &r.Org))
+		out = append(out, r)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func TestGeoSyncLoadsAndReloads(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	dir := t.TempDir()
+	country := filepath.Join(dir, "country.mmdb")
+	writeCountryMMDB(t, country, map[string]string{"192.0.2.0/24": "DE", "2001:db8::/32": "JP"})
+	asn4 := filepath.Join(dir, "asn-ipv4.csv")
+	require.NoError(t, os.WriteFile(asn4, []byte("192.0.2.0,192.0.2.127,64500,\"Example, Inc.\"\n"), 0o600))
+	w, err := geo.NewWatcher(geo.Paths{Country: country, ASNCSV: []string{asn4}})
+	require.NoError(t, err)
+	b.deps.Geo = w
+	rc, events := startClient(t, b)
+
+	// Loaded on start, split where the ASN data changes.
+	waitFor(t, events, worker.GeoSyncArgs{}.Kind())
+	require.Equal(t, []geoRow{
+		{"192.0.2.0/25", "DE", "EU", 64500, "Example, Inc."},
+		{"192.0.2.128/25", "DE", "EU", 0, ""},
+		{"2001:db8::/32", "JP", "AS", 0, ""},
+	}, geoRows(t, b))
+
+	// A new release of the file is picked up by the next sync.
+	writeCountryMMDB(t, country, map[string]string{"198.51.100.0/24": "US"})
+	later := time.Now().Add(time.Minute)
+	require.NoError(t, os.Chtimes(country, later, later))
+	_, err = rc.Insert(b.ctx, worker.GeoSyncArgs{}, nil)
+	require.NoError(t, err)
+	ev := waitFor(t, events, worker.GeoSyncArgs{}.Kind())
+	require.Equal(t, river.EventKindJobCompleted, ev.Kind)
+	require.Equal(t, []geoRow{{"198.51.100.0/24", "US", "NA", 0, ""}}, geoRows(t, b))
+}
+
+func TestRDAPLookupsServeWholeNetworks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var requests atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		addr, err := netip.ParseAddr(strings.TrimPrefix(r.URL.Path, "/ip/"))
+		w.Header().Set("Content-Type", "application/rdap+json")
+		if err == nil && netip.MustParsePrefix("192.0.2.0/24").Contains(addr) {
+			fmt.Fprint(w, `{"objectClassName":"ip network","handle":"NET-192-0-2-0-1","startAddress":"192.0.2.0",
+				"endAddress":"192.0.2.255","ipVersion":"v4","name":"EXAMPLE-NET","country":"US",
+				"entities":[{"objectClassName":"entity","roles":["registrant"],"vcardArray":["vcard",[["version",{},"text","4.0"],["fn",{},"text","Example Org"]]]},
+				            {"objectClassName":"entity","roles":["abuse"],"vcardArray":["vcard",[["version",{},"text","4.0"],["email",{},"text","abuse@example.org"]]]}]}`)
+			return
+		}
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprint(w, `{"errorCode":404,"title":"Not Found"}`)
+	}))
+	t.Cleanup(srv.Close)
+	base, err := url.Parse(srv.URL + "/")
+	require.NoError(t, err)
+	client, err := rdap.New(rdap.Config{HTTP: srv.Client(), BaseURL: base, Rate: 1000, Burst: 100})
+	require.NoError(t, err)
+	b.deps.RDAP = client
+	b.deps.EnrichWorkers = 1 // one at a time, so the second address finds the network stored
+
+	now := time.Now()
+	var obs []store.Observation
+	for _, a := range []string{"192.0.2.10/32", "192.0.2.20/32", "198.51.100.1/32", "203.0.113.0/24"} {
+		obs = append(obs, store.Observation{Prefix: netip.MustParsePrefix(a), Source: "ingest:test", SeenAt: now})
+	}
+	require.NoError(t, b.st.Ingest(b.ctx, obs, "test"))
+	_, events := startClient(t, b)
+	for range 3 { // the /24 is not a single address and is not looked up
+		ev := waitFor(t, events, worker.RDAPLookupArgs{}.Kind())
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind)
+	}
+	require.EqualValues(t, 2, requests.Load(), "192.0.2.20 is served by the network 192.0.2.10 fetched")
+
+	var name, org, abuse string
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT name, org, abuse_email FROM rdap_networks WHERE network = '192.0.2.0/24'`).Scan(&name, &org, &abuse))
+	require.Equal(t, []string{"EXAMPLE-NET", "Example Org", "abuse@example.org"}, []string{name, org, abuse})
+	// Not found is remembered, so the next scan asks for nothing.
+	lacking, err := b.st.AddrsLacking(b.ctx, store.EnrichRDAP, time.Date(2026, 8, 22, 11, 0, 0, 0, time.UTC), 10)
+	require.NoError(t, err)
+	require.Empty(t, lacking)
+}
