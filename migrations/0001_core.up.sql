@@ -35,7 +35,6 @@ CREATE UNIQUE INDEX assertions_multi ON assertions (prefix_id, source, kind, val
 CREATE UNIQUE INDEX assertions_single ON assertions (prefix_id, source, kind)
   WHERE kind IN ('classification', 'note');
 CREATE INDEX assertions_kind_value ON assertions (kind, value);
-CREATE INDEX assertions_source ON assertions (source text_pattern_ops);
 CREATE INDEX assertions_expires ON assertions (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Raw sighting events, kept for MUNINN_SIGHTING_RETENTION; counts live on prefixes.
