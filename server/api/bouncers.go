@@ -155,12 +155,15 @@ func (s *Server) bouncerRender(w http.ResponseWriter, r *http.Request) {
 		WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("wait", err.Error()))
 		return
 	}
+	if !s.renderReady(w, r) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	hub := s.opts.Render
 	for {
 		changed := hub.Changed()
-		body, ok, err := s.bouncerAnswer(b, since)
+		body, ok, err := s.bouncerAnswer(r.Context(), b, since)
 		if err != nil {
 			s.log.ErrorContext(r.Context(), "Could not answer a bouncer.", "bouncer", b.Name, "error", err)
 			WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
@@ -181,13 +184,23 @@ func (s *Server) bouncerRender(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) bouncerAnswer(b store.Bouncer, since map[string]int64) ([]byte, bool, error) {
+func (s *Server) bouncerAnswer(ctx context.Context, b store.Bouncer, since map[string]int64) ([]byte, bool, error) {
 	hub := s.opts.Render
 	var parts []json.RawMessage
 	removed := []string{}
 	for name := range since {
-		if !slices.Contains(b.Rulesets, name) || hub.Latest(name) == nil {
+		if !slices.Contains(b.Rulesets, name) {
 			removed = append(removed, name)
+			continue
+		}
+		if hub.Latest(name) != nil {
+			continue
+		}
+		// No render: removed only if the ruleset is gone, not merely unrendered.
+		if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
+			removed = append(removed, name)
+		} else if err != nil {
+			return nil, false, err
 		}
 	}
 	slices.Sort(removed)
@@ -228,6 +241,22 @@ func (s *Server) bouncerAnswer(b store.Bouncer, since map[string]int64) ([]byte,
 		return nil, false, fmt.Errorf("api: encode bouncer render: %w", err)
 	}
 	return body, true, nil
+}
+
+// renderReady waits (bounded by the request) until the render hub has loaded
+// the stored renders, so a restart never answers "removed" or "deleted" for
+// rulesets it merely has not loaded yet; it answers 503 when it gives up.
+func (s *Server) renderReady(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if s.opts.Render.WaitReady(ctx) {
+		return true
+	}
+	if r.Context().Err() == nil {
+		w.Header().Set("Retry-After", "5")
+		WriteProblem(w, http.StatusServiceUnavailable, "the renders are still loading; try again")
+	}
+	return false
 }
 
 // decodeBody reads one JSON body of at most 1 MiB, rejecting unknown fields.

@@ -99,6 +99,9 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !s.renderReady(w, r) {
+		return
+	}
 	cur, order := s.currentDecisions(b.Rulesets)
 	sent := map[string]json.RawMessage{}
 	if !startup {
@@ -166,6 +169,9 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		addr = a
+	}
+	if !s.renderReady(w, r) {
+		return
 	}
 	cur, order := s.currentDecisions(b.Rulesets)
 	var out []decision

@@ -38,6 +38,11 @@ type Hub struct {
 	// recompute serialises recomputations (Run's and explicit Recompute calls).
 	recompute sync.Mutex
 
+	// ready is closed once Run has loaded the stored renders: before that an
+	// absent render says nothing about whether the ruleset exists.
+	ready     chan struct{}
+	readyOnce sync.Once
+
 	mu      sync.RWMutex
 	latest  map[string]*Snapshot
 	history map[string][]*Render // oldest first, latest included
@@ -50,7 +55,18 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 		opts.Debounce = 250 * time.Millisecond
 	}
 	return &Hub{store: st, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
-		latest: map[string]*Snapshot{}, history: map[string][]*Render{}, changed: make(chan struct{})}
+		latest: map[string]*Snapshot{}, history: map[string][]*Render{}, changed: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// WaitReady blocks until the hub has loaded the stored renders (or ctx ends,
+// returning false).
+func (h *Hub) WaitReady(ctx context.Context) bool {
+	select {
+	case <-h.ready:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Guard returns the effective never-block guard: the built-in entries plus the
@@ -296,6 +312,7 @@ func (h *Hub) Run(ctx context.Context) error {
 			}
 		}
 	}
+	h.readyOnce.Do(func() { close(h.ready) })
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := h.listen(ctx)
@@ -347,9 +364,25 @@ func (h *Hub) listen(ctx context.Context) error {
 	}()
 	defer func() { cancel(); <-done }()
 
-	if err := h.Recompute(ctx); err != nil && ctx.Err() == nil {
-		h.log.ErrorContext(ctx, "Recompute failed.", "error", err)
+	// Expiring assertions announce nothing, so the hub also recomputes when
+	// the next one expires.
+	expiry := time.NewTimer(time.Hour)
+	defer expiry.Stop()
+	recompute := func() {
+		if err := h.Recompute(ctx); err != nil && ctx.Err() == nil {
+			h.log.ErrorContext(ctx, "Recompute failed.", "error", err)
+		}
+		wait := time.Hour
+		if next, err := h.store.NextExpiry(ctx, h.now()); err != nil {
+			if ctx.Err() == nil {
+				h.log.ErrorContext(ctx, "Could not read the next expiry.", "error", err)
+			}
+		} else if next != nil {
+			wait = min(wait, max(next.Sub(h.now())+time.Second, h.debounce))
+		}
+		expiry.Reset(wait)
 	}
+	recompute()
 	var timer *time.Timer
 	var fire <-chan time.Time
 	for {
@@ -359,6 +392,8 @@ func (h *Hub) listen(ctx context.Context) error {
 				timer.Stop()
 			}
 			return ctx.Err()
+		case <-expiry.C:
+			recompute()
 		case n := <-notes:
 			if n.err != nil {
 				return n.err
@@ -375,9 +410,7 @@ func (h *Hub) listen(ctx context.Context) error {
 			}
 		case <-fire:
 			fire, timer = nil, nil
-			if err := h.Recompute(ctx); err != nil && ctx.Err() == nil {
-				h.log.ErrorContext(ctx, "Recompute failed.", "error", err)
-			}
+			recompute()
 		}
 	}
 }

@@ -435,3 +435,13 @@ func (l *Listener) Close() error {
 	defer cancel()
 	return l.conn.Close(ctx)
 }
+
+// NextExpiry returns the earliest expiry after now of any assertion, or nil.
+func (s *Store) NextExpiry(ctx context.Context, now time.Time) (*time.Time, error) {
+	var t *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(expires_at) FROM assertions WHERE expires_at > $1`, now).Scan(&t)
+	if err != nil {
+		return nil, mapErr("next expiry", err)
+	}
+	return t, nil
+}
