@@ -36,7 +36,7 @@ const (
 		SELECT DISTINCT t FROM ingest_batch, unnest(tags) t ORDER BY t ON CONFLICT DO NOTHING`
 	// The ids of the batch's prefixes go to a second temporary table, so the
 	// later statements hash-join 20k rows instead of probing prefixes' index.
-	ingestIDsTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
+	ingestIDsTemp  = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
 	ingestPrefixes = `WITH up AS (
 		INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
 		SELECT prefix, min(seen_at), max(seen_at), count(*) FROM ingest_batch GROUP BY prefix ORDER BY prefix
