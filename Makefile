@@ -27,11 +27,11 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel
 	fi
 
 generate: ## Regenerate code from openapi/*.yaml
-	$(GO) generate ./server/api/...
+	$(GO) generate ./server/api/... ./bouncer/apiclient/...
 
 verify: generate ## Fail when generated code is stale
-	@git diff --exit-code -- server/api || { echo "verify: generated code is stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- server/api)" || { echo "verify: untracked generated files"; exit 1; }
+	@git diff --exit-code -- server/api bouncer/apiclient || { echo "verify: generated code is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- server/api bouncer/apiclient)" || { echo "verify: untracked generated files"; exit 1; }
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }

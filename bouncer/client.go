@@ -1,7 +1,6 @@
 package bouncer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,10 +9,12 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/muninn/muninn/bouncer/apiclient"
 )
 
-// API is the server side the bouncer talks to. The hand-written Client implements it;
-// a generated client can replace it behind the same interface.
+// API is the server side the bouncer talks to. Client implements it over the generated
+// client of bouncer/apiclient; tests replace it.
 type API interface {
 	// Render long-polls for renders newer than since (ruleset -> version). It returns
 	// notModified when nothing changed within wait.
@@ -24,22 +25,36 @@ type API interface {
 	Report(ctx context.Context, r Report) error
 }
 
-// Client is a small net/http client for the bouncer endpoints.
+// Client implements API with the client generated from openapi/bouncer.yaml.
 type Client struct {
-	base string
-	key  string
-	http *http.Client
+	gen *apiclient.Client
+	// err is a configuration error (a bad base URL), returned by every call.
+	err error
 }
 
 var _ API = (*Client)(nil)
 
 // NewClient returns a Client for the server at base (e.g. https://muninn:8080) using
-// the bouncer key. hc may be nil; requests are bounded by their contexts.
+// the bouncer key. hc may be nil; requests are bounded by their contexts. A malformed
+// base makes every call fail with the reason.
 func NewClient(base, key string, hc *http.Client) *Client {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	return &Client{base: strings.TrimRight(base, "/"), key: key, http: hc}
+	setKey := func(_ context.Context, req *http.Request) error {
+		req.Header.Set("X-Api-Key", key)
+		return nil
+	}
+	server := strings.TrimRight(base, "/") + "/api/v1/"
+	if _, err := url.Parse(server); err != nil {
+		return &Client{err: fmt.Errorf("api: server %q: %w", base, err)}
+	}
+	gen, err := apiclient.NewClient(server,
+		apiclient.WithHTTPClient(hc), apiclient.WithRequestEditorFn(setKey))
+	if err != nil {
+		return &Client{err: fmt.Errorf("api: server %q: %w", base, err)}
+	}
+	return &Client{gen: gen}
 }
 
 // StatusError is a response with an unexpected status.
@@ -53,28 +68,29 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("api: %s: status %d: %s", e.Op, e.Status, e.Body)
 }
 
-// Render implements API.
+// Render implements API. The body is decoded straight into the wire types: a full
+// render can hold a million prefixes, too many to decode twice.
 func (c *Client) Render(ctx context.Context, since map[string]int64, wait time.Duration) (*RenderResponse, bool, error) {
-	q := url.Values{}
+	if c.err != nil {
+		return nil, false, c.err
+	}
+	var params apiclient.GetBouncerRenderParams
 	if len(since) > 0 {
 		b, err := json.Marshal(since)
 		if err != nil {
 			return nil, false, fmt.Errorf("api: render: encode since: %w", err)
 		}
-		q.Set("since", string(b))
-	} else {
-		q.Set("since", "")
+		s := string(b)
+		params.Since = &s
 	}
 	if wait > 0 {
-		q.Set("wait", wait.String())
+		w := wait.String()
+		params.Wait = &w
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/api/v1/bouncer/render?"+q.Encode(), nil)
-	if err != nil {
-		return nil, false, fmt.Errorf("api: render: %w", err)
-	}
-	req.Header.Set("X-Api-Key", c.key)
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.http.Do(req)
+	resp, err := c.gen.GetBouncerRender(ctx, &params, func(_ context.Context, req *http.Request) error {
+		req.Header.Set("Accept", "application/json")
+		return nil
+	})
 	if err != nil {
 		return nil, false, fmt.Errorf("api: render: %w", err)
 	}
@@ -95,31 +111,42 @@ func (c *Client) Render(ctx context.Context, since map[string]int64, wait time.D
 
 // Heartbeat implements API.
 func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) error {
-	return c.post(ctx, "heartbeat", "/api/v1/bouncer/heartbeat", hb, http.StatusNoContent)
+	if c.err != nil {
+		return c.err
+	}
+	body := apiclient.Heartbeat{Hostname: hb.Hostname, Version: hb.Version, Applied: hb.Applied,
+		Counters: make([]apiclient.RuleCounter, len(hb.Counters)), LastError: hb.LastError}
+	if body.Applied == nil {
+		body.Applied = map[string]int64{}
+	}
+	for i, rc := range hb.Counters {
+		body.Counters[i] = apiclient.RuleCounter{Ruleset: rc.Ruleset, RuleId: rc.RuleID, Packets: rc.Packets, Bytes: rc.Bytes}
+	}
+	resp, err := c.gen.PostBouncerHeartbeat(ctx, body)
+	return done("heartbeat", resp, err)
 }
 
 // Report implements API.
 func (c *Client) Report(ctx context.Context, r Report) error {
-	return c.post(ctx, "report", "/api/v1/bouncer/reports", r, http.StatusAccepted)
+	if c.err != nil {
+		return c.err
+	}
+	body := apiclient.Report{Honeypot: make([]apiclient.HoneypotHit, len(r.Honeypot))}
+	for i, h := range r.Honeypot {
+		body.Honeypot[i] = apiclient.HoneypotHit{Ip: h.IP, Ruleset: h.Ruleset, Port: h.Port,
+			Protocol: apiclient.HoneypotHitProtocol(h.Protocol), SeenAt: h.SeenAt}
+	}
+	resp, err := c.gen.PostBouncerReports(ctx, body)
+	return done("report", resp, err)
 }
 
-func (c *Client) post(ctx context.Context, op, path string, body any, want int) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("api: %s: encode: %w", op, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("api: %s: %w", op, err)
-	}
-	req.Header.Set("X-Api-Key", c.key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.http.Do(req)
+// done turns the outcome of a POST into an error: any 2xx is success.
+func done(op string, resp *http.Response, err error) error {
 	if err != nil {
 		return fmt.Errorf("api: %s: %w", op, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != want && resp.StatusCode/100 != 2 {
+	if resp.StatusCode/100 != 2 {
 		return statusError(op, resp)
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
