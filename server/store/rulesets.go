@@ -324,22 +324,34 @@ func (s *Store) FactsContaining(ctx context.Context, now time.Time, addr netip.A
 }
 
 // factEntries resolves each prefix on its own: tags minus the ones a manual
-// assertion on the same prefix suppresses (a manual tag is never suppressed),
-// the most severe automatic classification and the newest manual one.
+// assertion on the same prefix suppresses (a manual tag is never suppressed)
+// and the most severe automatic classification. It avoids DISTINCT and
+// ORDER BY inside the aggregates: each would start a sort per prefix, which
+// at a million prefixes costs more than the rest of the query; duplicates
+// (the same tag from two sources) are dropped in Go.
 const factEntries = `
-	SELECT p.prefix,
-	       coalesce(array_agg(DISTINCT a.value) FILTER (WHERE a.kind = 'tag'), '{}'),
-	       coalesce(array_agg(DISTINCT a.value) FILTER (WHERE a.kind = 'tag' AND a.source LIKE 'manual:%'), '{}'),
-	       coalesce(array_agg(DISTINCT a.value) FILTER (WHERE a.kind = 'suppress' AND a.source LIKE 'manual:%'), '{}'),
-	       coalesce((array_agg(a.value ORDER BY muninn_severity(a.value) DESC)
-	                 FILTER (WHERE a.kind = 'classification' AND a.source NOT LIKE 'manual:%'))[1], ''),
-	       coalesce((array_agg(a.value ORDER BY a.last_seen DESC)
-	                 FILTER (WHERE a.kind = 'classification' AND a.source LIKE 'manual:%'))[1], ''),
-	       array_agg(DISTINCT a.source)
+	SELECT p.id, p.prefix,
+	       array_agg(a.value) FILTER (WHERE a.kind = 'tag' AND a.source NOT LIKE 'manual:%'),
+	       array_agg(a.value) FILTER (WHERE a.kind = 'tag' AND a.source LIKE 'manual:%'),
+	       array_agg(a.value) FILTER (WHERE a.kind = 'suppress' AND a.source LIKE 'manual:%'),
+	       coalesce(max(muninn_severity(a.value)) FILTER (WHERE a.kind = 'classification' AND a.source NOT LIKE 'manual:%'), -1),
+	       array_agg(a.source)
 	FROM prefixes p JOIN assertions a ON a.prefix_id = p.id
 	WHERE (a.expires_at IS NULL OR a.expires_at > $1)
 	  AND ($2::cidr IS NULL OR p.prefix >>= $2::cidr)
 	GROUP BY p.id`
+
+// factManual is the newest live manual classification per prefix.
+const factManual = `
+	SELECT DISTINCT ON (a.prefix_id) a.prefix_id, a.value
+	FROM assertions a JOIN prefixes p ON p.id = a.prefix_id
+	WHERE a.kind = 'classification' AND a.source LIKE 'manual:%'
+	  AND (a.expires_at IS NULL OR a.expires_at > $1)
+	  AND ($2::cidr IS NULL OR p.prefix >>= $2::cidr)
+	ORDER BY a.prefix_id, a.last_seen DESC`
+
+// severityName inverts muninn_severity.
+var severityName = map[int]string{3: "malicious", 2: "suspicious", 1: "benign", 0: "unknown"}
 
 func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (*policy.Facts, error) {
 	var arg any
@@ -352,26 +364,44 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (
 		return nil, mapErr("load fact entries", err)
 	}
 	var (
-		p                        netip.Prefix
-		tags, manual, suppressed []string
-		cls, manualCls           string
-		sources                  []string
+		id                           int64
+		p                            netip.Prefix
+		autoTags, manual, suppressed []string
+		severity                     int
+		sources                      []string
 	)
-	_, err = pgx.ForEachRow(rows, []any{&p, &tags, &manual, &suppressed, &cls, &manualCls, &sources}, func() error {
-		e := policy.Entry{Prefix: p, Classification: cls, ManualClassification: manualCls, Sources: sources}
+	index := map[int64]int{}
+	_, err = pgx.ForEachRow(rows, []any{&id, &p, &autoTags, &manual, &suppressed, &severity, &sources}, func() error {
+		e := policy.Entry{Prefix: p, Classification: severityName[severity], Sources: dedupe(sources)}
 		if len(suppressed) > 0 {
-			e.Suppressed = suppressed
+			e.Suppressed = dedupe(suppressed)
 		}
-		for _, t := range tags {
-			if !contains(suppressed, t) || contains(manual, t) {
+		e.Tags = dedupe(manual)
+		for _, t := range dedupe(autoTags) {
+			if !contains(suppressed, t) && !contains(e.Tags, t) {
 				e.Tags = append(e.Tags, t)
 			}
 		}
+		index[id] = len(f.Entries)
 		f.Entries = append(f.Entries, e)
 		return nil
 	})
 	if err != nil {
 		return nil, mapErr("load fact entries", err)
+	}
+	rows, err = s.pool.Query(ctx, factManual, now, arg)
+	if err != nil {
+		return nil, mapErr("load manual classifications", err)
+	}
+	var value string
+	_, err = pgx.ForEachRow(rows, []any{&id, &value}, func() error {
+		if i, ok := index[id]; ok {
+			f.Entries[i].ManualClassification = value
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, mapErr("load manual classifications", err)
 	}
 	rows, err = s.pool.Query(ctx, `SELECT network, country, continent, asn, as_org FROM geo_networks
 		WHERE $1::cidr IS NULL OR network >>= $1::cidr`, arg)
@@ -389,6 +419,20 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (
 		return nil, mapErr("load geo networks", err)
 	}
 	return f, nil
+}
+
+// dedupe drops repeated values in place; the lists are short.
+func dedupe(s []string) []string {
+	out := s[:0]
+	for _, v := range s {
+		if !contains(out, v) {
+			out = append(out, v)
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 func contains(s []string, v string) bool {
