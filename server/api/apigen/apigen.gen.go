@@ -72,6 +72,48 @@ func (e Classification) Valid() bool {
 	}
 }
 
+// Defines values for RenderHook.
+const (
+	Forward RenderHook = "forward"
+	Input   RenderHook = "input"
+)
+
+// Valid indicates whether the value is a known member of the RenderHook enum.
+func (e RenderHook) Valid() bool {
+	switch e {
+	case Forward:
+		return true
+	case Input:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for RenderRuleAction.
+const (
+	Allow    RenderRuleAction = "allow"
+	Block    RenderRuleAction = "block"
+	Log      RenderRuleAction = "log"
+	Throttle RenderRuleAction = "throttle"
+)
+
+// Valid indicates whether the value is a known member of the RenderRuleAction enum.
+func (e RenderRuleAction) Valid() bool {
+	switch e {
+	case Allow:
+		return true
+	case Block:
+		return true
+	case Log:
+		return true
+	case Throttle:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Role.
 const (
 	Admin  Role = "admin"
@@ -159,6 +201,12 @@ type BouncerInput struct {
 	Rulesets []string `json:"rulesets"`
 }
 
+// BouncerRenderResponse defines model for BouncerRenderResponse.
+type BouncerRenderResponse struct {
+	Removed  *[]string `json:"removed,omitempty"`
+	Rulesets []Render  `json:"rulesets"`
+}
+
 // BouncerRuleset defines model for BouncerRuleset.
 type BouncerRuleset struct {
 	Applied int64 `json:"applied"`
@@ -213,6 +261,20 @@ type GuardInput struct {
 	Entries []GuardEntry `json:"entries"`
 }
 
+// Heartbeat defines model for Heartbeat.
+type Heartbeat struct {
+	Applied  *map[string]int64 `json:"applied,omitempty"`
+	Counters *[]struct {
+		Bytes   *int64  `json:"bytes,omitempty"`
+		Packets *int64  `json:"packets,omitempty"`
+		RuleId  *int64  `json:"rule_id,omitempty"`
+		Ruleset *string `json:"ruleset,omitempty"`
+	} `json:"counters,omitempty"`
+	Hostname  *string `json:"hostname,omitempty"`
+	LastError *string `json:"last_error,omitempty"`
+	Version   *string `json:"version,omitempty"`
+}
+
 // Hostname defines model for Hostname.
 type Hostname struct {
 	LastSeen time.Time `json:"last_seen"`
@@ -261,6 +323,13 @@ type Override struct {
 // Policy The JSON form of a ruleset (round-trips with the text form).
 type Policy map[string]interface{}
 
+// PrefixList defines model for PrefixList.
+type PrefixList struct {
+	Name string   `json:"name"`
+	V4   []string `json:"v4"`
+	V6   []string `json:"v6"`
+}
+
 // Problem defines model for Problem.
 type Problem struct {
 	Detail *string       `json:"detail,omitempty"`
@@ -280,6 +349,68 @@ type RDAP struct {
 	Network    *string    `json:"network,omitempty"`
 	Org        *string    `json:"org,omitempty"`
 	Registry   *string    `json:"registry,omitempty"`
+}
+
+// Render defines model for Render.
+type Render struct {
+	BaseVersion  *int64    `json:"base_version,omitempty"`
+	Default      string    `json:"default"`
+	Delta        *bool     `json:"delta,omitempty"`
+	GeneratedAt  time.Time `json:"generated_at"`
+	GuardRemoved *[]struct {
+		Prefix *string `json:"prefix,omitempty"`
+		Reason *string `json:"reason,omitempty"`
+		Rule   *int    `json:"rule,omitempty"`
+	} `json:"guard_removed,omitempty"`
+
+	// Hash Example: sha256:...
+	Hash     string `json:"hash"`
+	Honeypot struct {
+		Tcp *[]int `json:"tcp,omitempty"`
+		Udp *[]int `json:"udp,omitempty"`
+	} `json:"honeypot"`
+	Hook    RenderHook   `json:"hook"`
+	Rules   []RenderRule `json:"rules"`
+	Ruleset string       `json:"ruleset"`
+	Scope   struct {
+		Dports   *[]int    `json:"dports,omitempty"`
+		Iifnames *[]string `json:"iifnames,omitempty"`
+		Protocol *string   `json:"protocol,omitempty"`
+	} `json:"scope"`
+	Version int64 `json:"version"`
+}
+
+// RenderHook defines model for Render.Hook.
+type RenderHook string
+
+// RenderRule defines model for RenderRule.
+type RenderRule struct {
+	Action RenderRuleAction `json:"action"`
+	AddV4  *[]string        `json:"add_v4,omitempty"`
+	AddV6  *[]string        `json:"add_v6,omitempty"`
+	DelV4  *[]string        `json:"del_v4,omitempty"`
+	DelV6  *[]string        `json:"del_v6,omitempty"`
+
+	// Id 1-based position in the ruleset.
+	Id   int       `json:"id"`
+	Rate *string   `json:"rate,omitempty"`
+	Text string    `json:"text"`
+	V4   *[]string `json:"v4,omitempty"`
+	V6   *[]string `json:"v6,omitempty"`
+}
+
+// RenderRuleAction defines model for RenderRule.Action.
+type RenderRuleAction string
+
+// Report defines model for Report.
+type Report struct {
+	Honeypot *[]struct {
+		Ip       *string    `json:"ip,omitempty"`
+		Port     *int       `json:"port,omitempty"`
+		Protocol *string    `json:"protocol,omitempty"`
+		Ruleset  *string    `json:"ruleset,omitempty"`
+		SeenAt   *time.Time `json:"seen_at,omitempty"`
+	} `json:"honeypot,omitempty"`
 }
 
 // Role defines model for Role.
@@ -5598,100 +5729,110 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7D1rc9u2ln8Fw3Ymdpd6OW5uo3xyXm3utokbp+32Rl4bIo8kXFMAC4CW1Vz/9x08SIIiKFGy4qTZznQa",
-	"SyTBg4PzfulDELF5yihQKYLhhyDFHM9BAtefTuKYg9B/xiAiTlJJGA2GwQlFr06vjxHj6t9HCJsb0YH6",
-	"tjPHaQqxuUIEyqj54rAbhAHc4HmaQDAMBo+/63476A76/e4/gjAgat0Uy1kQBhTP1R121SAMOPyREQ5x",
-	"MJQ8gzAQ0QzmWME1xzc/Ap3KWTB8dBwGcpmqJ4XkhE6D29sweErMzjzrj9WlDYuTeTYPhoOj78JgTqj5",
-	"1C/eQ6iEKXD9ojfjf0MkX+ula/hCPEtAgAxRQoRUeBuzjEbAkYKl69+//meLzc8JzT8OQrWWBK5W/d/3",
-	"J51/4c6f/c7j8/LPi875N18HPpT9/CzBQpAJibCB32Lvjwz4sgQvqt7lAvY1h0kwDL7qldTVM1dFb2Vx",
-	"88KMC8breHs3A3RJ4UZeRPqOS8QmSM4ApRyuCcsESvG0RN8qgGbVrcjl5x/JnMimLSf6ortgDBOcJTIY",
-	"Dvr90CGYvv6YU8zASzE/nwHQM0IjaHqfAKAXQt/hvnTC+BzLYBjEWEJHEk0mnr2csYxHPnIUArj6Gwl9",
-	"R4igO+2iS0KnIOQwYgtO4PIJwkhyTBJCp+jym0s0xzKagUBYoX9CbtDB5QQgHn5zedh0BGb9piM46ve9",
-	"cL/D0yaMSDxtWm3QsNpvRM4IrWPhDU2WdicgEKGCxIDkjAj07NXzt43Cqt87Om7Y7cK8aSuCe4enucy4",
-	"owgYWJJzZMDq627VUiJlVIAWik9x/Bb+yEBoio8YlUD1nzhNE8uhvZSzcQLz//q3MLKgHZufmqfMS+tc",
-	"zc1rlX6Y40QRNMRP0CVwzri41FJRIMDRDE0IJDHCNNaMzwELRrvBbRg8Y3SSkOheQX8lEdwQIQXCCQcc",
-	"LzUkLxkfkzgGet9YjDjEQCXByQOBOEsAxQwEokwinCRsoclZg/iayZcso/F9QviaKXaYqjO+omxBER6z",
-	"TCIiNUTvGPsR8yncN87GLF4qkNg1cE1SWqhrkH6hOJMzxsmfcM+IQtc4IbFznl0tHOyz2hY7e60NNM5S",
-	"JbsN/1KQC8av1J8rrB4GNJuPgVfUBaHy0XFQ10VhwPgUU/Jnoe9rq4lCldRFmP2GaQNI3VzolzrEcJMS",
-	"DuICy7aKLAwmhAt5oXRh+2euiKF1oEr/vrd6o2ayUCa1dsrSVJua556lErz12xuxFQbXOMka8FhK+fcG",
-	"/vzusNSjDi5cyM59p5DFRL6gki/rx4CjxpPGkTSmWP3KRBqCwnFM1PM4OXVWNaqJZkmCx0ppms81sLY5",
-	"+TFMGIc7v5LEbdnAPLLxdIg6G6wsQYOtMEdosUTjgZxiI/Kq50EkzKt/rBMlzsmW7Ic5x/qzYy+32Il+",
-	"nw/ap8ZBqcMaccAS4q1YeMaEpNbMqV1sfTya3rWJ4F1nB0ZthMn6a+3PxKLrrXnOdy7XwIWf6XzUlVt+",
-	"ORyhi/c15/XM3OUhsbZYvoKl3xO7giWaMI7+p3OSks5/w/IJEjOl15mypClbdO+O4tpdVSy2w5TawRoU",
-	"vaJpJpuFygQnAsJVTWt38TFc7gZUrH1VbYk5vnllnnT9ID/aVjG2Blc5Pdc1iDKIoC1NRRnn1pJqxefT",
-	"CwERo7En9nRmLiDtFmsDTutExIHG1qLLYyszbG1hA+sT1EeLGVBkoXHI1RpL5VFs5tL8xrBARblNH0Lr",
-	"QZXcNpnjhESEZUJbIiItPoyBkqlSKhnVBrTXPHlxkyaYFouuU5RVRKYsIdGy6zyP0iQT6HKaYR5DfIkO",
-	"FDIpXAPvjBMWXSF9BV0BpEIjOo/7KbOeTZC5SZHUoYPbEgUvlSv3IpffK1qFJdnc46UPOmMsIEbmunoL",
-	"RmJJJb5BWhN0vRSknUa/kiAUmt+irtbfgQjNA3iIcSQgAaX2kYQb6X+/cVM3E5GBs7jfRzffA/Ngi8il",
-	"d3vKZSHUsprnapbbg3U5vcaX2Mr6/14RSR3kcUYS6YvDvNa8p+lH3dIhtEJzQCUnIPx4thdba2kNW4Pl",
-	"tHI0+dJhAfl502YLI3sLhWICT5tDRC4tbQ6duRuwb2iEehc1eDd8V3TURi2Vv8u3gR8ce7IK4T6NwHVk",
-	"79GnhZO23i97paOsDWJws+BqoT/bSh+95FrhY2B9C0LHuOteZASpbG0EmOCe37Y0OlyRBeKg3m6Fseb7",
-	"VqTmotVjfeertoJ1BU/FPp1liu340PYazyH+kQgPzpqJzWoV78Usjbf2ufJnxsv2FJzDsHZTuwgOd3eu",
-	"GHt0NDjeZNyuwLoWyDfXwDmJYUvwcBxfSDxtNMA3x9Y3WOC12NOWWbJwp8iZDm9Vd3Lc92iOMgL2cbHg",
-	"MxdOtRm6nemqJMY/z968Vu7o3NhruX12wFlG447kJBVoQeRMG6rKUtM3+w3TPDZb49YYJCaJlyVLadZK",
-	"PDm2r0c6CYll5jrAjtiURCawxjfexNvm+eIdPq55+/zk1CPex5mAC5g3YWCdNTkBGc22DRJhGjfstFFq",
-	"rrNaGZ/6Aw8wJcIPuI9A3zIDVO6uccAx8CAMFpxI/QeO58TvnDW6z7sE0RqRkBYstDYBYe7SCFCu8oUT",
-	"kKqy16/mQp5sT7CEwsFWTrQJy5a+t+KpFvpfMWH9Zc8wZZREOCmZtLtOne1NBVYiclWYnmbzFGLEKFKO",
-	"yBJFM0ynkOMjFzVECkgmrTbvV7caIcXxlfBUNuvj1zPAPJopOeuhrDvqmV2yLbsY3VY11Ym5cIzqSopM",
-	"Z5JQo6BaEJwxyLcKMIZBTQFuF5K04HtyTXrhEqjGXI67z+bD30cewSGjj5dHOJOMQ3xanOqKjslThVtk",
-	"P4rsogfoe6LevRFpE/W0oI3QRZ4P87aMphZna/AxdlFJtvzpQkq/iVARq9vo9bwuxxP/1fRUFu5EmPOl",
-	"LjOQ6CAh14BKtBy21Ezb6xa/QHchDS2qnb00HNJLHMlPlynfZ8CkZIu6vS7cc0NyhqU+OgJCV4SE+wu/",
-	"bGKihmPYxa0tuMlJ/Xz1vt95jDuTk87L8w+Pbr9uwTer1aLfMxRn3MTkRRbNEBZoFBwdz0YBYhyNgsGj",
-	"72ajQGHNcc8eHoUbObDqzXljiHXcsCug+zFhdyHq7dLDmdiXVc2t3b9OF2nfYG1Wkmnfa0PuVmPYydzi",
-	"JHkzCYbv17/cnMttuHowMj8vDxNCxEG2yNuu+pB6yTro5znwOwWTd4lo1POwnqjEpkRstzkTu+uhu+ft",
-	"O+JfCSw85k9Thf0ZaFcI9UgqUMLYVZYKr5DEYqONf3L2eh8BqOrzF2tMoJU7RUMZsiZIfQ0tZkw4ihvF",
-	"EJEYTMlndbXuvvTe1OTV1mYvgLnFK+1N1CI94bFQd9G3ZZCjgUrsHetJZYPL1cbYMmqbUYkJRUSGaM6E",
-	"RCKFSB1QGQ1o5364noEvZB/jdCMvPj85vTfXMA+SgidYvFZQWxuvjbe50zorsqjR9VyB33VGCxqouhiK",
-	"S4yQsefhskNdzuk8RpRxIpdnCmib+gXMgZ9kSjrbclndf6O/Lo9nJmVqymMJnbA6Mc4zSihFHOYwHwMX",
-	"Njjz6rSoQ8A0RpYVEJECsQW1ZSCK4XTbjfpXsiQeUV2NHKIEMKcCLRRlE2WT5nXKgKOZuix1xwNwwSiK",
-	"GOcQSU36uiQ9U88qrhjpEo0E4ikgQiXLo0SWZ2xJikBAJ0xJPEIRnUg8TkB0R3REX+i92HIDtRP09uUz",
-	"9Pj4238gt95Yly8/MeXCxj40cWhdMW8jcqB3VymYV6/Li+u7I20OkwiogDIlFZykOJpB56jbd6LOFulO",
-	"cGoYDLp9cw9LgeKUBMPgYbfffRhoxTvTR97DWWz6aKYm/Km0ngb4VRwMgx+JkLqKUT9T9py993d95FWW",
-	"W3SR1Lo9NIUidV+oCEH90SMxOjCtL4b8e25TWu/h0WWILrXp09zhYim/AbaHDbB5e2V27PPxy4wSq728",
-	"varNrab96fZ8pVHkqN9fUxC/XSF8WQbrKYV/Q0H3dOmkjrqxrP+4DYNjA4Zv9QLcntPUoh8ZbH6kUviv",
-	"hVg2n2O+tEaKASRh0xBRWICQRtHlgnX4PjDUfq4e7eWsvpb4n+Y33RHR29SmevRGDf9GDNktdPeBwHyn",
-	"oRGxcgbLvCBPi9AZW6AJVpJ5RozMWiLMwUFugdBznesQHpQa3ynfp9GGoLAcL/dGt5Xq0duqzpU8g9va",
-	"UQ72/e7cRWxsbTF1jwqtSv1dwfIe2UY99HDzQ2WzlH7i8eYnikavKmG91Wk8td1i4wc6E3f4JN+90qSO",
-	"q0uo6e/DVCyM4VGnMJeDex+UaL41lkgCxnquEt5z/b1LeBUKOK5bMeaJuHuvWD7e/ETRIbaK5Tm7hhLH",
-	"JW6FZKlAytYidJqjvpFtq0p+gxpyeql1iKEHNynjshclJLqasUxAV4prR8CupBR1ragIiwNnPAY+tG5M",
-	"uOJRhkhEjEOIFOAhwoKq/10wPg1H1Oa4Q8RjtWDpaIaocORC68WKLjLiU3ftKNpT1jZQiQ76iPERhXkq",
-	"l6YE2Vb0Hj5BSq0LJfHQ5e+///5756efOs+fo9lsOJ8PhbhEv7x7Ziy2KuG90Bh5phDyg0JIsC2OdZdt",
-	"K+thNRKw+RHbeNzmVtud22rVol26hX0i4Ub2JB53BKg1JMQdfSyiKnQLE2tMKNbWmKdndkXSnv2qgFbU",
-	"+cmskvLcEUkvlIGEYqJbkDBf5kGVAxdSlzMNN1lhZ1mLpKIbVXjKS29nv/5NaB5Cs5i7E139oOtKEGeL",
-	"UFlBSmeB+qR8Tyu6PhW5rYaBsEDPzn5FB0InkNGEJApx2qxbtiG03PhZQ2n/PHvz+m9S28Z+3IHkTkwV",
-	"nfYGlMdlz1M7FZ8RrSlGcADdmexo3ILwXj//m/TWk95Np0TknchPOfsOyWlBlxAKnxHpGWrYkuSmeQeM",
-	"l8y+B2laZD5ijMW8oMFNNOAw/kDkwZVivAat9+IwWpg5d4+k1JrJHBSaz9pZyDxoO80ctO3fu3daYlr5",
-	"9vd0VqbjTudoP2NHfsVjTBNsWzMdUvP0dHmcxpwIFBuZcUQ6aWqDPuu0F895VUgOWFeFs7EAfq3PRIQo",
-	"S5FkaNDvo5+ehvYuiLvoBY5maIzjEdXdfwdmmUO1IiQw1/6bfkdo2QNiNOFsjgaHysfjoDgfYlNsrpxj",
-	"c5cJwZvw+xONjCljsWYn7e2Zehifa2c6We5A55tFcdgo0MuZRx9GAUlHwXBUGdU2CsKRTRvpa2ZYlP5W",
-	"neEoGL4fBULMOmOeSdC5jlFwHo5WklL62aLxdRTcjmj5vqP+w26/Oxg81MOWVt9IQU4Stlh9ZYQpBW7e",
-	"JWViFjqe6aX9UfV1iur+2L/SYuWRAr/NsEQLLPICKkVVi/y7vB3pcw/zDVo8UQwE0g98u91W6nq8wv2I",
-	"UDTOkitH0ljpYkVNKhqjSS9dna9EiB5LVSlne6BTjWil+rCLTvHUcruOQEGMxssR1YJRfS4tjQXwvAfO",
-	"LBwiwRBGpvwWCYmXokg+LmYkAWTgRzyjwidEbG3vqfj/Zcn+5bJhTjX3hnQY1yLi0/llxgIWVRvZZahU",
-	"lNzU+2Bz8rfr7OBXp1tTZz6T9KMeii7WapLFtgzhirKFsKUCziyEe5bEuwf2X0wmEEklsa4JLLS5RItd",
-	"bD7WHnM6LddnR16dFl2ZezxtT2rF5Co+e2V492yMorc5phlOUH4Mmw6w8KpWUaaN9byWxi5aFuIx6hL3",
-	"A4F6D4+UZdwbHH1XtleOWbx8oIvOaj7b3g5/G1O4MGLdzt73K2ZpcF6viazMYnHrU5VN2u/0B53+4F2/",
-	"P9T//SsfIGcGtSpcjbHIh+FWG2rfn9+2HZBb4OueDdEmoWf89gWCisD46/ijZyB3YRgl8RIiZPsssG74",
-	"/zJSwHfLzJv9IayL0mIz8rru6mvkasnUZB74Ebo/ii/HNDSQvQLxgSgG/nTvUVHXsXSHFHpzSK1A8Y7i",
-	"tZzroCBGJBXZ3JRhMols8hz9cha0ln4rUybuWQZupAhr/qpT+etIQFM2pNQ2t7G5lqypZGBeWu6Yfh/G",
-	"RK437F/bivWdVf5m50wP9v/svACLrb+4F0CL46vrxEZ62MIjsORxd8twdzL5233wWkNNJ9+sQT7NWe4/",
-	"AfS32X2vZvc6EeOOQ22soH5bznv9+BXUjWN9myqo7Rb2kjhVu0XOeNscYeX81grWWvsrb4sJpl9c1Wrh",
-	"gRRjoWo2joO9Zg+kEUX74/+CtBp+KCMfNkPNfBxlWxejrz6FQ1LB2z58kuafaHCH7ejNH1zqars0wYRe",
-	"6gwtkaJEx4geXK4exOWhSb7q/ihCy2lg80xIBH8o2aR/UQjL2QPRRWd67uuIrrZV6dywQr4ZROtLuZxm",
-	"FXrZv4rKJzjZWUoGD9WkbYEujmFCrkYUoRljV4gob0p9EhFLAckoRXHKuETf9cPj44fqiknNVyNiqEzR",
-	"VpOonzRluoFlrI/miuB99mJseLtt9V/RAF9IZnajW9lK3nq0VQ9uCmpuKs5T10sGa9E2SNK7/Hbcx3Qt",
-	"3aHda20IBNc4yTRBTRh3Y/Gh6fbEkRR571TRlZoXDv1l3NDfZiSamQ2b1n/dAVvs1NQ8LIP9ayFFinkP",
-	"dqOp+c40S398M9Nk3luamBJPQ4WtBCtpp+eSA92fwWk7xHOE638N66o/WxuZ7/QP72xrYH6Jzndhk0o8",
-	"fSBQDBNC9agUdFDWjJhu8UxAabQIiSulpvYkmo1WL8r3J7s0kfp1n8TTz1zk1JC4nezIf61vXUg9R/+O",
-	"EXU7Uir4Kuo/fHw0DlaGRenRT0Gtd4SJfNLAjBi/++zsBzRjFJYpk+3D78UcrHs26dYQlTXn7p+29hJx",
-	"N6PlDNc3iFN2BXSDAjK33IsKskOlNiohA1OoiwBs9JtwO2BKdD8N2rXiOjl9hQxOPVaoRfamTnKDhTtw",
-	"cf4TtLo6tpOSFPJh+3rAVD47uD1flkO27rn1vDKbrEnuq3vKAmhDBF9w67llb0xLYit7z2UxZ81tP4/A",
-	"R4Ul//c+kLiNOWUJ0+f9VH86lsRrnZ/ajKS1P1bcMn9yza6+8PyJ2qH33L2n64xD0sfkDkJ6f66wKoBf",
-	"54eYcaXfezglveuBNjHsiquIribtRFgE100jj+1VYpPcgYLKZCRdp1V4yCbxsjr+OrmqlE+7T5iyafVQ",
-	"+ZPMovLZbN/5xkxHcb6w3VL1N+dB/bLKXc8DyX/bi3XRSSIY0liL0QHLZPmrzUracRzJB2JEp0BBN30j",
-	"M1Sei8Mh+v7FO1SLO9ilDxJGpyhlSWLEmB7GE6IFJvIwHFHvozHQpQZUX3VrhXpFYfeB4TMkb+R/lNz9",
-	"TySu1YLuz5QBjVNGqBQo07D0inEWxS/tHer39CLOFrGAqHc9MAFIi8/CG3ZwbHL4zhemtcb5ohjQcHt+",
-	"+38BAAD//w==",
+	"7H2Jc9vGufi/soN2xnJ/4CUrbiJP5zeKj8RtaquWm77U1JOWwEdiK3AX2V2QYvz0v7/ZA8CCWJAgRctO",
+	"XmYysYhjj2+/+8LHIGLzjFGgUgSnH4MMczwHCVz/OotjDkL/GYOIOMkkYTQ4Dc4oen2+OEGMq3+fImwe",
+	"REfqam+Oswxic4cIlFNz4XE/CAO4xfMsheA0GH3zdf+rUX80HPb/HIQBUeNmWCZBGFA8V0/YUYMw4PBz",
+	"TjjEwankOYSBiBKYY7WuOb79AehMJsHp05MwkKtMvSkkJ3QW3N2FwbfE7Mwz/kTd2jI4mefz4HR0/HUY",
+	"zAk1v4blPIRKmAHXE72d/Aci+UYP3YAX4nkKAmSIUiKkgtuE5TQCjtRa+v7963922Pyc0OLnKFRjSeBq",
+	"1P/+cNb7N+79Mux9c1n9edW7/NMfAx/I/vE8xUKQKYmwWb+F3s858FW1vKj+lLuwP3KYBqfBHwYVdg3M",
+	"XTFYG9xMmHPBeBNu7xNA1xRu5VWkn7hGbIpkAijjsCAsFyjDswp86ws0o+6ELv/4gcyJbNtyqm+6A8Yw",
+	"xXkqg9PRcBg6CDPUPwuMGXkx5h8XAPSC0Aja5hMA9EroJ9xJp4zPsQxOgxhL6Emi0cSzlwuW88iHjkIA",
+	"V38joZ8IEfRnfXRN6AyEPI3YkhO4foYwkhyTlNAZuv7TNZpjGSUgEFbgn5JbdHQ9BYhP/3T9uO0IzPht",
+	"R3A8HHrX/R7P2iAi8axttFHLaP8iMiG0CYW3NF3ZnYBAhAoSA5IJEej56xfvWpnVcHB80rLbpZlpJ4R7",
+	"j2cFz7gnCxhZlHN4wPp0d2ookTEqQDPFb3H8Dn7OQWiMjxiVQPWfOMtSS6GDjLNJCvP/9x9heEE3Mj83",
+	"b5lJm1TNzbRKPsxxqhAa4mfoGjhnXFxrrigQ4ChBUwJpjDCNNeFzwILRfnAXBs8ZnaYketClv5YIbomQ",
+	"AuGUA45XeiWvGJ+QOAb60FCMOMRAJcHpI4E4SwHFDASiTCKcpmyp0Vkv8Q2Tr1hO44dc4RumyGGmzviG",
+	"siVFeMJyiYjUK3rP2A+Yz+ChYTZh8UotiS2Aa5TSTF0v6Z8U5zJhnPwCDwwotMApiZ3z7GvmYN/VutjF",
+	"G62gcZYp3m3ol4JcMn6j/lwj9TCg+XwCvCYuCJVPT4KmLAoDxmeYkl9Ked8YTZSipMnC7BWmFSD1cClf",
+	"miuG24xwEFdYdhVkYTAlXMgrJQu7v3NDDK4DVfL3g5UbDZWFMqmlU55lWtW89AyV4p1nb4VWGCxwmrfA",
+	"seLyH8z6i6fDSo46sHBXduk7hTwm8iWVfNU8Bhy1njSOpFHFmnem0iAUjmOi3sfpuTOqEU00T1M8UULT",
+	"/G4sa5eTn8CUcbj3lCTuSgbmla2nQ9TZYKUJGmiFBUDLIVoP5Bwbllc/DyJhXv9jEytxTrYiP8w51r8d",
+	"fbnDTvR8vtV+awyU5lojDlhCvBMJJ0xIatWcxs3Ox6PxXasI3nH2INTWNVl7rfuZWHC9M+/5zmUBXPiJ",
+	"zoddheZXrCN04b7hvJ6bpzwo1hXKN7DyW2I3sEJTxtF/9c4y0vsbrJ4hkSi5zpQmTdmyf38QN56qQ7Eb",
+	"pNQONoDoNc1y2c5UpjgVEK5LWruLT2Fyt4Bi41SNIeb49rV507WD/GBbh9gGWL0DGqv/G6OhiVUc5mxh",
+	"0K3rGe5BXGYVW9Gh04YsgTZFotLwoCuRRDnnVjXsxLhmVwIiRmOPM+3C3EDaztcaqRbyiOtN6wuFsyjB",
+	"Vrk3a32GhmiZAEV2NQ79We2vAvZ2tlM8GJagqLbpA2jTS1QoW3OckoiwXGjVSmTljwlQMlNSMqfaIvDq",
+	"Wy9vsxTTctBNkr8OyIylJFr1nfdRluYCXc9yzGOIr9GRAiaFBfDeJGXRDdJ30A1AJjSgC0emslPYFJmH",
+	"FEo9dmBbgeCVsk1fFgJpTUyyNJ973A6j3gQLiJG5r2bBSKyoxLdIi7a+F4O0FeyXeoRC+yzqbnMORGjh",
+	"kUSMIwEpKD0GSbiV/vmN3b0dicw6y+d9ePMdMA+0iFx5t6dsMEItqXnu5oWC2xQ8G4yjncyZ7xSSNJc8",
+	"yUkqfY6lN5r2NP6oR3qE1nAOqOQEhB/O9mZnzqjX1qIKrh1NMXRYrvyybbOl1bCDhDSetO0+LxeXtvsC",
+	"3Q3YGVpXvY9cvx+8a0J3q9gt5vJt4HvAXE4A77p+R2r53+oknxrL0XRlo0AlXNbQfyU7j5/h6MbK+w5P",
+	"K8501Vld3SjfGhtbV0U2GiZb7I2NCn3zhJ2Z6pA8pN2yibF5VMDSr7DZlfBaBwZaBN120dTlFDvKFz3k",
+	"RvFi1voOhA7LNB0fEWSys5pn/NF+c8hoaYrwEQc1uxW3mrN3YiYuWH1qsh2101rX4FTu0xmm3I4PbG/w",
+	"HOIfiPDArB3ZrN7gvZln8c5uguKdyao7Bhdr2LipfUSDuztXUD09Hp1ss8fW1rpxkW8XwDmJYVfOH8dX",
+	"Es9abcbt4aAtRmPDXbpjYDfcy9mrPbL1nZwMPbpB5bT9tFDwsfJzbWjsZpwojvHXi7dvkAKD0cgLDfyI",
+	"s5zGPclJJtCSyESbIkoX1w/7TY9zrQztSLCLk90M9cXTezhnLIEuFLdaPPWifhETaewgBolJ6p2zYsmd",
+	"eKxjonk2KCSWubs3VykiMoUN297GoMz75Ry+/b97cXbukVGTXMAVzNsgsMnomYKMkl2ds5jGLTttxaRN",
+	"xhXjM7/DD2ZE+BfuozLr9GkqnljAlaN7dRDjZZaGZ1UxpBI7dyaMpYA1/5oBBb6zENM+hSufY6zNYNpg",
+	"IXldhT587aTsYpGYIFyR1yASfPzV09N+v+/32lNYZczDYWSU+ThD06Qo587j3d7w7Sdh7Mb1MxEt1UN1",
+	"Lktlol+2uVZ3dDS+UzBu91v6daGIZR7dPs4Y97u4N8CKkKlOgNiNWWecSRaxtCN57UJBrZ7CYhCLW2sk",
+	"Y0+sAE5Fhw5qFSd02coB3lmMb4tgFtigvStBGOjMB2XSsJnaSsKZVIzYhxxKh9pVJup3nu72TgzpzvPo",
+	"d3acxxjNfk9gxoRWVRChJpPGHGKLuw/LFtEHt/LzqxYm/lqEXPWa/PijqG9Hvdplei2cm2TeJReTefwf",
+	"7aS5hasA0B2Ez3Yh4BW0zBBYQUgcsBK8YbDkROo/cDwnfmd9azhlnyhxq7aRlQr3xgwb85TGFcU4XCWh",
+	"ThM/mhtFNmmKJZQBl2doiEzeQRWL6Rshs9WNZomjPtlzTBklEU4rlb6/yfg9mMFc4/H1NX2bzzOIEaMI",
+	"FsBXKEownUEBj8IwIVJAOu20eb/urwFSHp8rLpzN+ij3AjCPEmWVeTDrnlbpPulE+7joWAsL3aD3CTJL",
+	"JKGzrp5S477bUU9omMu78V67fE8ylR64WlRrspK7z/bDP0SijINGny5R5kIyDvF5eaprekqRC7dDek+Z",
+	"PudZ9ANh78GQtA17OuBG6ALPB3mbJ96Iu7Z4JPcRSVZjvZIybbEeHba6iwFdJJ578gE0PlWZ6RHmfKXz",
+	"aCU6SskCUAWWxx0l0+6yxc/Q3ZWGFtTOXloO6RWO5OdLBT1keKUii6Z3T7jnhmSCpT46AkKnPIeHC9Zs",
+	"I6KWY9jHCV5Sk5Pb9IcPw943uDc96726/Pj07o8d6Ga9HOo7huKcmxwNkUcJwgKNg+OTZBwgxtE4GD39",
+	"OhkHCmqOM/fJcbiVAuu+32EnFfk9uwF6GBV2H6TeLf8xF4fSqrnV+zc6RNQzG9PumHZybklO1BB2UhNx",
+	"mr6dBqcfNk9uzuUubHifivPyECFEHGSHxMR1Z60esrn0y2LxeyUX7BP/aCYaemIY2zIN++2phvseunve",
+	"viP+kcDSo/60lZBegDaF0IBkAqWM3eSZ8DJJLLbq+GcXbw4Rrqq/f7VBBVp7UrTU2WmE1PfQMmHCEdwo",
+	"hojEYGqa6qP1DyX3ZibPamM2CzA3CaK7ilomM3g01H3kbRVNaMES+8RmVNlicnVRtozYZlRiQhGRIZoz",
+	"IZHIIFIHVHkDupkfrmXg8yfHONtKiy/Ozh/MNCxCquAJLW9k1FbH62Jt7jXOGi9qNT3X1u8aoyUO1E0M",
+	"RSWGydjzcMmhyee0Ty7KOZGrC7VoG5ICzIGf5TIp68F0KElfro4nkTLTZS0mnfdvvkT7szLZ9wZWz5TO",
+	"zwHrslstzBS/GBRPAI0zRqgUujxyEHG2jAVEg8WorMdNCl+eLSgtc/erVeGMqN+6Lo3QKWuuaZ5TQini",
+	"MIf5BLiwTqPX52W+rJrfkigiUiC2pDZdWTECXe+u/pUsjcdUlwGGKAXMqUBLRXFE6cpFgaDar7otdakx",
+	"cMEoihjnEElNkroWNFfvKmod61TiFOIZIEIlK7xXlpYtrAQCOmWKExOK6FTiSQqiP6Zj+lLvxabFqp2g",
+	"d6+eo29Ovvozcgv9dN3gM1OnZ/RWE4jWparWUwh6d7VKVTVdUdXaH2s1nURgU+ntmZxl6oB7x/2hE3a2",
+	"QHecZqfBqD80z7AMKM5IcBo86Q/7TwKtECQaFQc4j00B+8y4ZZU01gt+HQenwQ9ESF0+pN+pmj188Jdb",
+	"F+VNO5RvN8qsNeUg9VyoEEH9MSAxOjI154YsB243iMGT4+sQXWuVrL203FJky9qetKzNW6S+Z4G9n5dV",
+	"UB0UfQ26PGr6DtxdrlVoHw+HGypRd6tArerPPDWobynoZgo6NUU9WOUp34XBiVmGb/RyuQOnmly/Mtr+",
+	"Sq3iVjPXfD7HfGWVJ7OQlM1CRGEJQhoBXDD80w+BwfZL9WrBFgeJk0vrXudFQkH9YhGhda6KjfTzbfHQ",
+	"Pc9ql7oyj0hsHKHhZHYL/UOcQbHT0HBpmcCqqD3RXDhhSzTFirknxLC9FcIcnPMpAXqpwzjCA1JjFhb7",
+	"NIIeFJTj1cFQv1b5dVdXJyTP4a5xlKNDz11Yv61l6UamK7AqCXoDqwekPPXSk+0vVY0O9BvfbH+jbNJQ",
+	"R6x3OhVIbbfc+JEOMj5+VuxeCWPHitdRay2fxdLoVE0Mcyl48FFx9zujzKRgDIM64r3Q113Eq2HASVMR",
+	"Mm/E/QeF8sn2N8ruDutQnrMFVDCuYCskywRS6hqhswL0rWRb1xO2SDKnD5L2ngzgVnHYQZSS6CZhuYC+",
+	"FAuHwa5FS3VZlAjLA2c8Bn5qLbRwzVgOkYgYhxCphYcIC6r+d8X4LBxTmycXIh6rASsbOkSljRpaA130",
+	"kWGfuuJe4Z4yJIBKdDREjI8pzDO5MtV2tnjt8TOkNAOhOB66/umnn37q/f3vvRcvUJKczuenQlyjf75/",
+	"bpS+OuK91BB5rgDyvQJIsCuMdYecTgrIupNj+yu2aVCXR21nnU6jlq2OOqg4Em7lQOJJT4AaQ0Lc08ci",
+	"6ky31NImhGK+Crz9btY47cWPatEKOz+bYlOdOyLZldKxUEx0Lgvmq8JfdOSu1KVMQ02W2VnSIpnoRzWa",
+	"8uLbxY+/I5oH0Szk7oVX32szG3G2DJUWpGQWqF/KfLWs63Oh27qHCwv0/OJHdCR0bBxNSaoAp9W6VRdE",
+	"K5SfDZj214u3b35HtV30xz1Q7syUE2hrQBlt9jy1UfEF4ZoiBGehe6MdjTsg3psXv6PeZtS77VWAvBf6",
+	"vaXgopxmdCmh8AWhnsGGHVFuVhR7e9HsO5CmGvwTumnMBC1molkO449E4Z8pW+PRZtk5o6Wac39nTKNv",
+	"ggNC81sbC7kHbOe5A7bDW/dO9Xcn2/6Bzso0l9Dh5y/YkF+zGLMU2y4kDqp52hd4jMYCCRQZmVaiOh5s",
+	"nT6bpBcvaFVIDliXx7GJAL7QZyJClGdIMjQaDtHfvw3tUxD30UscJWiC4zHVjS6OzDCP1YiQwlzbb3qO",
+	"0JIHxGjK2RyNHisbzzj/IDZVd8o4Nk8ZL77x4D/TwJgxFmty0taeSfXxmXampPceeL6dFYetDL2q6/k4",
+	"Dkg2Dk7HtTbL4yAc24iYvmcaveqr6gzHwemHcSBE0pvwXIIOl4yDy3C8Fm/T75Y9XsbB3ZhW8x0Pn/SH",
+	"/dHoiW6Uuj4jBTlN2XJ9yghTCtzMJWVqBjpJ9NB+x/wmQfVw5F+rNfdwgX8lWKIlFkVumMKqZXGtqMv+",
+	"0t18ow5vlM089Qtf7baVphyvUT8iFE3y9MbhNJa7WFaTiVZv0itX5isWolvK1jL1HuloJVpLrOyjczyz",
+	"1K49UBCjyWpMNWNUvytNYwm8aAZgBg6RYAgjk1mMhMQrUcYvlwlJAZn1I55T4WMiNm35XPzf0mR/dQE1",
+	"J1F9S0SNaxbx+ewyowGLuo7sElQmKmoafLRh/btNevDr852xs/iewCc9FJ2H1saLbSbDDWVLYbMNnLZf",
+	"D8yJ93fsv5xOIZKKYy0ILLW6RMtdbD/WAXNaTmyOjrw+L9tTHPC0PaEVE6v44oXh/aMxCt/mmOY4RcUx",
+	"bDvA0qpaB5lW1ot0HDtolWPIqIvcjwQaPDlWmvFgdPx11WdiwuLVI51P17DZDnb4u6jCpRLrtjj5sKaW",
+	"BpfNdM9a20E39VbppMPecNQbjt4Ph6f6v38XzZ/NRxYUrCZYFB+yqHcW+XB51/XjFiW8HlgRbWN6xm5f",
+	"IqgxjF+PPXoBch+CURwvJUJ2jwLrRiq/jRDw/SLzZn8I67y22Hyupmnqa+BqztSmHvgBejiMr/pVtaC9",
+	"WuIjUfa27D+goG5C6R4h9HaXWgniPdlr1eBKrRiRTORzk8nJJLLBc/TPi6Az91trt/XAPHArRlj1V53K",
+	"r4cDmrQhJba59c11JM11Hjhwk+DvmdJRZOM7KuXHCZGbDYY3Nsl/b1Viu9GnP/b1xVkXFlq/cuuClsfX",
+	"lLWt+LCDpWHR4/4a5/5o8rtZ4tWy2k6+XTJ9nrM8fGDpd3X+QdX5TSzG/WZAa2b2u+obEJ8+M7v1Ux9t",
+	"mdllx6UDePTUbpHzyYsCYNUnEGpQ62wHvStbe/3msmFLy6bsu9nQnRzotVs2rSA6HP2XqNXy8byiPw81",
+	"LYWUzl72Fv0chk4Nboewddo/2+b2J9KbP7rWWXxZigm91pFfIkUFjjE9ul4/iOvHJqirS7dsOzQ91jwX",
+	"EsHPijfpr4ximTwSfXShP50wpusVXzrmrIBvvuXgC+Wc5zV8ObyIKppe2fZTBg71YHAJLo5hSm7GFKGE",
+	"sRuk2yeqX7o9H5JRhnS7QvT1MDw5eaLumJB/3dOGqtBvPTj7WUOxW0jG2n4uCz5kjceW2W13hDUJ8BuJ",
+	"+G41VzvxW4+0GsRAVwewVteHhduSSNpyCdX9im47FEqS7D6fqf6UFqv7OZ2NqgmCBU5zjadTxt3QQWjq",
+	"W3EkRVHqVdbhFnlOvxrr9l8JiRKzYdOEQdf8ljs1KRqr4PDCzYeKvOpxfL+BizL7VtX4vamH//RqsclA",
+	"6KgSSzwL1TGkWHFn/SkioIdTkG0TgOIk9b+G1ag/OyvF7/XHQ3dViH+LzoJSh5Z49kigGKaEmq6yR1Xu",
+	"jCm8zwVUSpaQuJZya0+iXcn2gvxwTFEjqV9WSzz7wnlZA4i78Y7ii+ObQgsF+PeMLNiuYcEfouGTb44n",
+	"wVo/MN3dK2jU0DBRNG1IiPETXFx8j8p+vJ3DEGWrswdWQTcglVU/Hx63DhJ5MN0DDdW3sFN2A3SLADKP",
+	"PIgIsn3Dtgohs6ZQJ0NYbz3htoeY6H8esGvBdXb+GhmYerRmC+xtFfUGCvegYqvamizhXkYyKL6+pHuI",
+	"Fe2hu9Nl1UftgUvwa+3n2vi+eqZKBDdI8BsuwbfkjWmFbFUNvixb6bll+BH4sLCi/8FHEndRpyxi+syq",
+	"DMvEsarijVZVow3WnFAyz+fuZ36qRrQd4z0LdvMbj/eoHXrP3Xu6TscrfUxur6sPlwqqAviiOMScK/k+",
+	"wBkZLEZaxbAjrgO6HmQUYRkMMAVNtmaLTQvLDGpNpnS+Wml6m0DReofz9KaWRu6+YdLH1Uv2il6k+9ts",
+	"37liGs04F2zVWHPmIghRZfvrvijF53xZH2kfrv6pjB+6Ck0s33aOxTQe02aLLw1lFOEo0ano0gIkZXSG",
+	"Mpam4pkVX+ZzPlznro+pYtISKJqs9A10ZE6rH01n/RWepwhuozSPdes7mJviGPsRD8LoY+PTtFsuLWEH",
+	"DCbdwLlgqoCcC2UviSaoXpa7s53ni23HGOaMhkgRClCpuL7edfXtcQNFoYyLG1iNKU4FK1ulqaGec7aM",
+	"LyDqKeLAkkxSQN+9fF9rkzaIISJCYcfA1BSN6ZGQmMs8+4tiNv+j23o+1oBuf/f/k+wv6IjlUpAYkMX9",
+	"OuQmRRefy7v/DQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
