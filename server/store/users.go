@@ -1,0 +1,120 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// User is a person who logs in to the web UI.
+type User struct {
+	ID           int64      `json:"id"`
+	Name         string     `json:"name"`
+	Role         string     `json:"role"`
+	PasswordHash string     `json:"-"`
+	CreatedAt    time.Time  `json:"created_at"`
+	LastLoginAt  *time.Time `json:"-"`
+}
+
+// Session is a logged-in browser: its user and its CSRF token.
+type Session struct {
+	User      User
+	CSRF      string
+	ExpiresAt time.Time
+}
+
+const userColumns = `u.id, u.name, u.role, u.password_hash, u.created_at, u.last_login_at`
+
+func scanUser(row pgx.Row, extra ...any) (User, error) {
+	var u User
+	dst := append([]any{&u.ID, &u.Name, &u.Role, &u.PasswordHash, &u.CreatedAt, &u.LastLoginAt}, extra...)
+	return u, row.Scan(dst...)
+}
+
+// CreateUser stores a user whose password hashes to passwordHash (an argon2id
+// PHC string). ErrConflict when the name is taken.
+func (s *Store) CreateUser(ctx context.Context, name, role, passwordHash, actor string) (User, error) {
+	var u User
+	err := s.inTx(ctx, "create user", func(tx pgx.Tx) error {
+		var err error
+		u, err = scanUser(tx.QueryRow(ctx, `INSERT INTO users AS u (name, role, password_hash) VALUES ($1, $2, $3)
+			RETURNING `+userColumns, name, role, passwordHash))
+		if err != nil {
+			return mapErr("create user", err)
+		}
+		return audit(ctx, tx, actor, "user.create", fmt.Sprintf("user/%d", u.ID), nil, u)
+	})
+	return u, err
+}
+
+// UserByName returns one user.
+func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.name = $1`, name))
+	return u, mapErr("user by name", err)
+}
+
+// CreateSession stores a session of user whose secret hashes to hash, and
+// records the login time.
+func (s *Store) CreateSession(ctx context.Context, hash []byte, userID int64, csrf string, now, expiresAt time.Time, ip, userAgent string) error {
+	return s.inTx(ctx, "create session", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO sessions (hash, user_id, csrf, created_at, expires_at, ip, user_agent)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`, hash, userID, csrf, now, expiresAt, ip, userAgent); err != nil {
+			return err
+		}
+		// Expired sessions of this user go on each login, so the table stays small
+		// without a sweeper.
+		if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1 AND expires_at < $2`, userID, now); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE users SET last_login_at = $2 WHERE id = $1`, userID, now)
+		return err
+	})
+}
+
+// SessionByHash returns the live session whose secret hashes to hash, with its
+// user; ErrNotFound when there is none or it expired.
+func (s *Store) SessionByHash(ctx context.Context, hash []byte, now time.Time) (Session, error) {
+	var sess Session
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+`, s.csrf, s.expires_at
+		FROM sessions s JOIN users u ON u.id = s.user_id
+		WHERE s.hash = $1 AND s.expires_at > $2`, hash, now), &sess.CSRF, &sess.ExpiresAt)
+	if err != nil {
+		return Session{}, mapErr("session by hash", err)
+	}
+	sess.User = u
+	return sess, nil
+}
+
+// DeleteSession ends a session (logout). Deleting a missing one is not an error.
+func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM sessions WHERE hash = $1`, hash)
+	return mapErr("delete session", err)
+}
+
+// LoginFailures counts failed logins of username from ip since since.
+func (s *Store) LoginFailures(ctx context.Context, username, ip string, since time.Time) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM login_failures WHERE username = $1 AND ip = $2 AND at >= $3`,
+		username, ip, since).Scan(&n)
+	return n, mapErr("count login failures", err)
+}
+
+// RecordLoginFailure notes a failed login, and drops failures older than
+// forgetBefore so the table does not grow.
+func (s *Store) RecordLoginFailure(ctx context.Context, username, ip string, at, forgetBefore time.Time) error {
+	return s.inTx(ctx, "record login failure", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)`, username, ip, at); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND ip = $2 AND at < $3`, username, ip, forgetBefore)
+		return err
+	})
+}
+
+// ClearLoginFailures forgets the failures of username from ip (after a good login).
+func (s *Store) ClearLoginFailures(ctx context.Context, username, ip string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND ip = $2`, username, ip)
+	return mapErr("clear login failures", err)
+}

@@ -1,0 +1,45 @@
+package ui
+
+import (
+	"html/template"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/muninn/muninn/server/resolve"
+)
+
+// funcs are the helpers templates use.
+var funcs = template.FuncMap{
+	"time": func(t any) string {
+		switch v := t.(type) {
+		case time.Time:
+			if v.IsZero() {
+				return "—"
+			}
+			return v.UTC().Format("2006-01-02 15:04 UTC")
+		case *time.Time:
+			if v == nil {
+				return "never"
+			}
+			return v.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		return ""
+	},
+	"prefixURL": prefixURL,
+	"prefixString": func(p netip.Prefix) string {
+		if p.IsSingleIP() {
+			return p.Addr().String()
+		}
+		return p.String()
+	},
+	"join":   strings.Join,
+	"manual": resolve.IsManual,
+	"severityClass": func(c string) string {
+		switch c {
+		case resolve.Malicious, resolve.Suspicious, resolve.Benign:
+			return "cls-" + c
+		}
+		return "cls-unknown"
+	},
+}

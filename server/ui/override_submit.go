@@ -1,0 +1,149 @@
+package ui
+
+import (
+	"net/http"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
+)
+
+// confirmPage is the data of confirm.html: what an override will change.
+type confirmPage struct {
+	Target      netip.Prefix
+	Form        overrideForm
+	Before      resolve.View
+	After       resolve.View
+	AddedTags   []string
+	RemovedTags []string
+	// Inside counts stored prefixes within a network target (InsideMore: more than that).
+	Inside     int
+	InsideMore bool
+}
+
+// ClassificationChanges reports whether the classification will change.
+func (c confirmPage) ClassificationChanges() bool {
+	return c.Before.Classification != c.After.Classification
+}
+
+// submitOverride serves POST /ui/override. Without confirm=yes it shows what
+// the override will change; with it, it stores the override.
+func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
+	ctx, now := r.Context(), h.now()
+	f, target, o := readOverrideForm(r, now)
+	if len(f.Errors) > 0 {
+		h.rerenderForm(w, r, f)
+		return
+	}
+	actor := ""
+	if s, ok := sessionFrom(ctx); ok {
+		actor = s.User.Name
+	}
+	if r.PostFormValue("confirm") == "yes" {
+		if err := h.store.PutOverride(ctx, target, o, actor, now); err != nil {
+			h.fault(w, r, "save the override", err)
+			return
+		}
+		h.log.InfoContext(ctx, "Saved an override.", "prefix", target.String(), "actor", actor)
+		h.redirect(w, r, prefixURL(target), "Override saved for "+prefixTitle(target)+".")
+		return
+	}
+	prefixes, _, err := h.store.Lookup(ctx, target)
+	if err != nil {
+		h.fault(w, r, "look up "+target.String(), err)
+		return
+	}
+	c := confirmPage{Target: target, Form: f,
+		Before: resolve.Resolve(target, prefixes, now),
+		After:  resolve.Resolve(target, withOverride(prefixes, target, o, actor, now), now)}
+	before, after := c.Before.TagNames(), c.After.TagNames()
+	for _, t := range after {
+		if !slices.Contains(before, t) {
+			c.AddedTags = append(c.AddedTags, t)
+		}
+	}
+	for _, t := range before {
+		if !slices.Contains(after, t) {
+			c.RemovedTags = append(c.RemovedTags, t)
+		}
+	}
+	if !target.IsSingleIP() {
+		items, err := h.store.Search(ctx, store.Filter{Within: &target}, 0, 1001, now)
+		if err != nil {
+			h.fault(w, r, "count the prefixes in "+target.String(), err)
+			return
+		}
+		c.Inside, c.InsideMore = min(len(items), 1000), len(items) > 1000
+	}
+	h.render(w, r, http.StatusOK, "confirm", "Confirm override of "+prefixTitle(target), "search", c)
+}
+
+// rerenderForm shows the page the form came from again, with the typed values
+// and an error next to each bad field.
+func (h *Handler) rerenderForm(w http.ResponseWriter, r *http.Request, f overrideForm) {
+	page, err := parseTarget(f.Page)
+	if err != nil {
+		page, err = parseTarget(f.Prefix)
+	}
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, "The form does not say which address or network it is about.")
+		return
+	}
+	pp, err := h.loadPrefix(r.Context(), page)
+	if err != nil {
+		h.fault(w, r, "look up "+page.String(), err)
+		return
+	}
+	pp.currentForm() // sets HasOverride
+	pp.Form = f
+	h.render(w, r, http.StatusUnprocessableEntity, "prefix", prefixTitle(page), "search", pp)
+}
+
+// withOverride returns prefixes as they will be once o replaces the manual
+// assertions on target, for the confirmation's preview. prefixes is not changed.
+func withOverride(prefixes []resolve.Prefix, target netip.Prefix, o store.Override, actor string, now time.Time) []resolve.Prefix {
+	out := make([]resolve.Prefix, 0, len(prefixes)+1)
+	found := false
+	for _, p := range prefixes {
+		if p.Prefix == target {
+			found = true
+			var kept []resolve.Assertion
+			for _, a := range p.Assertions {
+				if !resolve.IsManual(a.Source) {
+					kept = append(kept, a)
+				}
+			}
+			p.Assertions = append(kept, overrideAssertions(o, actor, now)...)
+		}
+		out = append(out, p)
+	}
+	if !found {
+		out = append(out, resolve.Prefix{Prefix: target, FirstSeen: now, LastSeen: now, Assertions: overrideAssertions(o, actor, now)})
+		// Most specific first, as the store returns them.
+		slices.SortStableFunc(out, func(a, b resolve.Prefix) int { return b.Prefix.Bits() - a.Prefix.Bits() })
+	}
+	return out
+}
+
+func overrideAssertions(o store.Override, actor string, now time.Time) []resolve.Assertion {
+	src := resolve.ManualPrefix + actor
+	mk := func(kind, v string) resolve.Assertion {
+		return resolve.Assertion{Kind: kind, Value: v, Source: src, FirstSeen: now, LastSeen: now, ExpiresAt: o.ExpiresAt}
+	}
+	var as []resolve.Assertion
+	if o.Classification != "" {
+		as = append(as, mk(resolve.KindClassification, o.Classification))
+	}
+	for _, t := range o.AddTags {
+		as = append(as, mk(resolve.KindTag, t))
+	}
+	for _, t := range o.SuppressTags {
+		as = append(as, mk(resolve.KindSuppress, t))
+	}
+	if o.Note != "" {
+		as = append(as, mk(resolve.KindNote, o.Note))
+	}
+	return as
+}

@@ -1,0 +1,229 @@
+// Package ui is muninn's web UI, in the miniflux manner: server-rendered Go
+// templates, one file per page action, POST/redirect/GET, forms that work
+// without JavaScript, a session cookie and a per-session CSRF token.
+package ui
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/web"
+)
+
+// Deps is what the UI needs.
+type Deps struct {
+	Store  *store.Store
+	Logger *slog.Logger
+	Now    func() time.Time
+	// BaseURL is how people reach muninn; an https URL makes cookies Secure
+	// even behind a TLS-terminating proxy.
+	BaseURL string
+	// SessionTTL is how long a login lasts (default 12h).
+	SessionTTL time.Duration
+}
+
+// Handler serves /ui.
+type Handler struct {
+	store      *store.Store
+	log        *slog.Logger
+	now        func() time.Time
+	secureBase bool
+	sessionTTL time.Duration
+	pages      map[string]*template.Template
+	static     http.Handler
+}
+
+// Login rate limit: this many failures per username and client address within
+// the window lock that pair out until the oldest failure leaves the window.
+const (
+	maxLoginFailures = 5
+	loginWindow      = 15 * time.Minute
+)
+
+// pageNames are the templates in web/templates, each rendered inside layout.html.
+var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error"}
+
+// New parses the templates and returns the UI handler.
+func New(d Deps) (*Handler, error) {
+	if d.SessionTTL <= 0 {
+		d.SessionTTL = 12 * time.Hour
+	}
+	h := &Handler{store: d.Store, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL,
+		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{}}
+	for _, name := range pageNames {
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(web.FS, "templates/layout.html", "templates/"+name+".html")
+		if err != nil {
+			return nil, fmt.Errorf("ui: parse template %s: %w", name, err)
+		}
+		h.pages[name] = t
+	}
+	static, err := fs.Sub(web.FS, "static")
+	if err != nil {
+		return nil, fmt.Errorf("ui: static files: %w", err)
+	}
+	h.static = http.StripPrefix("/ui/static/", http.FileServerFS(static))
+	return h, nil
+}
+
+// Mount adds /ui to r.
+func (h *Handler) Mount(r chi.Router) {
+	r.Get("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently).ServeHTTP)
+	r.Route("/ui", func(r chi.Router) {
+		r.Use(securityHeaders, limitForm)
+		r.Get("/static/*", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "public, max-age=3600")
+			h.static.ServeHTTP(w, r)
+		})
+		r.Get("/login", h.showLogin)
+		r.Post("/login", h.submitLogin)
+		r.Group(func(r chi.Router) {
+			r.Use(h.requireSession)
+			r.Post("/logout", h.logout)
+			r.Get("/", h.showDashboard)
+			r.Get("/search", h.showSearch)
+			r.Get("/ips/{address}", h.showIP)
+			r.Get("/networks/{address}/{bits}", h.showNetwork)
+			r.Get("/tags", h.listTags)
+			r.Get("/audit", h.listAudit)
+			r.Get("/feeds", h.listFeeds)
+			r.Get("/feeds/{name}", h.showFeed)
+			r.Group(func(r chi.Router) {
+				r.Use(h.requireRole(api.RoleWriter))
+				r.Post("/override", h.submitOverride)
+				r.Post("/override/delete", h.deleteOverride)
+			})
+			r.Group(func(r chi.Router) {
+				r.Use(h.requireRole(api.RoleAdmin))
+				r.Get("/tokens", h.listTokens)
+				r.Post("/tokens", h.createToken)
+				r.Post("/tokens/{id}/revoke", h.revokeToken)
+			})
+		})
+	})
+}
+
+// securityHeaders keeps pages out of frames and caches and allows no script or
+// style from anywhere else.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'")
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("Referrer-Policy", "same-origin")
+		if !strings.HasPrefix(r.URL.Path, "/ui/static/") {
+			hd.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitForm bounds form bodies; the UI's largest form is a few kilobytes.
+func limitForm(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// page is what every template gets.
+type page struct {
+	Title  string
+	Nav    string
+	User   *store.User
+	CSRF   string
+	Flash  string
+	Status int
+	Data   any
+}
+
+// CanWrite reports whether the user may change overrides.
+func (p page) CanWrite() bool {
+	return p.User != nil && api.RoleRank(p.User.Role) >= api.RoleRank(api.RoleWriter)
+}
+
+// IsAdmin reports whether the user may manage tokens.
+func (p page) IsAdmin() bool {
+	return p.User != nil && api.RoleRank(p.User.Role) >= api.RoleRank(api.RoleAdmin)
+}
+
+// render writes template name with data, status and the session's user, CSRF
+// token and pending flash message.
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name, title, nav string, data any) {
+	p := page{Title: title, Nav: nav, Data: data, Status: status}
+	if s, ok := sessionFrom(r.Context()); ok {
+		p.User, p.CSRF = &s.User, s.CSRF
+	}
+	if c, err := r.Cookie(flashCookie); err == nil {
+		if v, err := url.QueryUnescape(c.Value); err == nil {
+			p.Flash = v
+		}
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Path: "/ui/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: h.secure(r)})
+	}
+	h.renderPage(w, r, status, name, p)
+}
+
+func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	var buf bytes.Buffer
+	if err := h.pages[name].ExecuteTemplate(&buf, "layout.html", p); err != nil {
+		h.log.ErrorContext(r.Context(), "A UI template failed.", "template", name, "error", err)
+		http.Error(w, "internal error; the server log has the details", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// errorPage is the data of error.html.
+type errorPage struct {
+	Message string
+	Back    string
+}
+
+// fail renders an error page with status and a sentence saying what went wrong.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	h.render(w, r, status, "error", http.StatusText(status), "", errorPage{Message: msg, Back: "/ui/"})
+}
+
+// fault logs err and renders a 500 page.
+func (h *Handler) fault(w http.ResponseWriter, r *http.Request, op string, err error) {
+	h.log.ErrorContext(r.Context(), "A UI request failed.", "op", op, "path", r.URL.Path, "error", err)
+	h.fail(w, r, http.StatusInternalServerError, "Something went wrong on the server while trying to "+op+". The server log has the details.")
+}
+
+const flashCookie = "muninn_flash"
+
+// redirect answers a successful POST with 303 to target, carrying a one-time
+// message shown on the next page.
+func (h *Handler) redirect(w http.ResponseWriter, r *http.Request, target, flash string) {
+	if flash != "" {
+		http.SetCookie(w, &http.Cookie{Name: flashCookie, Value: url.QueryEscape(flash), Path: "/ui/", MaxAge: 60,
+			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: h.secure(r)})
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// secure reports whether cookies must be Secure for r.
+func (h *Handler) secure(r *http.Request) bool { return r.TLS != nil || h.secureBase }
+
+// prefixURL is the UI page of p: /ui/ips/A for one address, else /ui/networks/A/B.
+func prefixURL(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return "/ui/ips/" + url.PathEscape(p.Addr().String())
+	}
+	return fmt.Sprintf("/ui/networks/%s/%d", url.PathEscape(p.Addr().String()), p.Bits())
+}

@@ -1,0 +1,398 @@
+package ui_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/server/ui"
+)
+
+type testBundle struct {
+	srv   *httptest.Server
+	store *store.Store
+}
+
+type testOpts struct{ baseURL string }
+
+func setup(t *testing.T, opts ...testOpts) *testBundle {
+	t.Helper()
+	var o testOpts
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	st := storetest.Store(t)
+	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	h, err := ui.New(ui.Deps{Store: st, Logger: log, Now: time.Now, BaseURL: o.baseURL})
+	require.NoError(t, err)
+	r := chi.NewRouter()
+	h.Mount(r)
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+	for _, role := range []string{"reader", "writer", "admin"} {
+		hash, err := ui.HashPassword(role + "-password")
+		require.NoError(t, err)
+		_, err = st.CreateUser(ctx, role, role, hash, "test")
+		require.NoError(t, err)
+	}
+	return &testBundle{srv: srv, store: st}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// client is a browser: a cookie jar, redirects not followed.
+type client struct {
+	t    *testing.T
+	b    *testBundle
+	http *http.Client
+}
+
+func (b *testBundle) client(t *testing.T) *client {
+	jar, err := cookiejar.New(nil)
+	require.NoError(t, err)
+	return &client{t: t, b: b, http: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}}
+}
+
+func (c *client) get(path string) (*http.Response, string) {
+	c.t.Helper()
+	resp, err := c.http.Get(c.b.srv.URL + path)
+	require.NoError(c.t, err)
+	return resp, readBody(c.t, resp)
+}
+
+func (c *client) post(path string, form url.Values) (*http.Response, string) {
+	c.t.Helper()
+	resp, err := c.http.PostForm(c.b.srv.URL+path, form)
+	require.NoError(c.t, err)
+	return resp, readBody(c.t, resp)
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, body string) string {
+	t.Helper()
+	m := csrfRe.FindStringSubmatch(body)
+	require.NotNil(t, m, "no CSRF field in the page")
+	return m[1]
+}
+
+// login logs in as user and returns the answer to the POST.
+func (c *client) login(user, password string) (*http.Response, string) {
+	c.t.Helper()
+	_, page := c.get("/ui/login")
+	return c.post("/ui/login", url.Values{"csrf": {csrfOf(c.t, page)}, "username": {user}, "password": {password}})
+}
+
+func (c *client) mustLogin(user string) {
+	c.t.Helper()
+	resp, body := c.login(user, user+"-password")
+	require.Equal(c.t, http.StatusSeeOther, resp.StatusCode, body)
+}
+
+func TestLoginOK(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	resp, _ := c.get("/ui/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/login?next=%2Fui%2F", resp.Header.Get("Location"))
+
+	resp, _ = c.login("reader", "reader-password")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/", resp.Header.Get("Location"))
+	var session *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "muninn_session" {
+			session = ck
+		}
+	}
+	require.NotNil(t, session)
+	require.True(t, session.HttpOnly)
+	require.Equal(t, http.SameSiteLaxMode, session.SameSite)
+	require.False(t, session.Secure, "plain HTTP without an https base URL")
+
+	resp, body := c.get("/ui/")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "<h1>Dashboard</h1>")
+	require.Contains(t, body, "reader <small>(reader)</small>")
+}
+
+func TestLoginSecureCookieBehindHTTPS(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testOpts{baseURL: "https://muninn.example"})
+	resp, _ := b.client(t).login("admin", "admin-password")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	found := false
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "muninn_session" {
+			found = true
+			require.True(t, ck.Secure)
+		}
+	}
+	require.True(t, found)
+}
+
+func TestLoginBad(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	resp, body := c.login("reader", "wrong")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, "Wrong username or password.")
+	resp, body = c.login("nobody", "wrong")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Contains(t, body, "Wrong username or password.")
+	resp, _ = c.get("/ui/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "no session after a failed login")
+}
+
+func TestLoginRateLimited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	for range 5 {
+		resp, _ := c.login("writer", "guess")
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
+	resp, body := c.login("writer", "writer-password")
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Contains(t, body, "Too many failed logins")
+	// Another user from the same address is not locked out.
+	c2 := b.client(t)
+	c2.mustLogin("reader")
+}
+
+func TestLoginWithoutCSRFRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	resp, body := c.post("/ui/login", url.Values{"username": {"admin"}, "password": {"admin-password"}})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "security token (CSRF)")
+}
+
+func TestLogout(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("reader")
+	_, page := c.get("/ui/")
+	resp, _ := c.post("/ui/logout", url.Values{"csrf": {csrfOf(t, page)}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	resp, _ = c.get("/ui/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+}
+
+func overrideForm(csrf, prefix string) url.Values {
+	return url.Values{"csrf": {csrf}, "page": {prefix}, "prefix": {prefix}, "classification": {"malicious"},
+		"add_tags": {"scanner, ssh"}, "suppress_tags": {""}, "note": {"seen on the honeypot"}, "expires": {"7d"}}
+}
+
+func TestOverrideWithoutCSRFRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("writer")
+	form := overrideForm("", "192.0.2.7")
+	form.Set("confirm", "yes")
+	resp, body := c.post("/ui/override", form)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "security token (CSRF)")
+	form.Set("csrf", "forged")
+	resp, _ = c.post("/ui/override", form)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
+	require.NoError(t, err)
+	require.Empty(t, ps, "nothing stored")
+}
+
+func TestRoles(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	reader := b.client(t)
+	reader.mustLogin("reader")
+	_, page := reader.get("/ui/ips/192.0.2.7")
+	require.NotContains(t, page, `action="/ui/override"`, "readers get no override form")
+	form := overrideForm(csrfOf(t, page), "192.0.2.7")
+	form.Set("confirm", "yes")
+	resp, body := reader.post("/ui/override", form)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "needs the writer role")
+	resp, _ = reader.get("/ui/tokens")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	writer := b.client(t)
+	writer.mustLogin("writer")
+	resp, _ = writer.get("/ui/tokens")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	admin := b.client(t)
+	admin.mustLogin("admin")
+	resp, page = admin.get("/ui/tokens")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, body = admin.post("/ui/tokens", url.Values{"csrf": {csrfOf(t, page)}, "name": {"cowrie"}, "role": {"writer"}, "expires": {""}})
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Regexp(t, `value="mnn_[a-z0-9]+"`, body, "the secret is shown once")
+	ts, err := b.store.Tokens(context.Background())
+	require.NoError(t, err)
+	require.Len(t, ts, 1)
+	resp, _ = admin.post("/ui/tokens/"+strconv.FormatInt(ts[0].ID, 10)+"/revoke", url.Values{"csrf": {csrfOf(t, body)}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, body = admin.get("/ui/tokens")
+	require.Contains(t, body, "Token revoked.")
+	require.NotContains(t, body, "<td>cowrie</td>")
+}
+
+func TestOverrideThroughTheForm(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("writer")
+	_, page := c.get("/ui/ips/192.0.2.7")
+	require.Contains(t, page, `id="classification">unknown<`)
+	csrf := csrfOf(t, page)
+
+	// The first POST only shows what will change.
+	resp, body := c.post("/ui/override", overrideForm(csrf, "192.0.2.7"))
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "Confirm override of")
+	require.Contains(t, body, `id="new-classification">malicious<`)
+	require.Contains(t, body, `<span class="tag">scanner</span>`)
+	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
+	require.NoError(t, err)
+	require.Empty(t, ps, "nothing stored before confirmation")
+
+	form := overrideForm(csrf, "192.0.2.7")
+	form.Set("confirm", "yes")
+	resp, _ = c.post("/ui/override", form)
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/ips/192.0.2.7", resp.Header.Get("Location"))
+
+	ps, err = b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
+	require.NoError(t, err)
+	v := resolve.Resolve(netip.MustParsePrefix("192.0.2.7/32"), ps, time.Now())
+	require.Equal(t, "malicious", v.Classification)
+	require.Equal(t, "manual:writer", v.ClassificationSource)
+	require.Equal(t, []string{"scanner", "ssh"}, v.TagNames())
+
+	_, page = c.get("/ui/ips/192.0.2.7")
+	require.Contains(t, page, "Override saved for 192.0.2.7.")
+	require.Contains(t, page, `id="classification">malicious<`)
+	require.Contains(t, page, "override.put")
+
+	// A whole network, then its delete.
+	form = overrideForm(csrfOf(t, page), "198.51.100.0/24")
+	form.Set("page", "192.0.2.7/32")
+	resp, body = c.post("/ui/override", form)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "every address in 198.51.100.0/24")
+	form.Set("confirm", "yes")
+	resp, _ = c.post("/ui/override", form)
+	require.Equal(t, "/ui/networks/198.51.100.0/24", resp.Header.Get("Location"))
+	_, page = c.get("/ui/ips/198.51.100.9")
+	require.Contains(t, page, `id="classification">malicious<`)
+	resp, _ = c.post("/ui/override/delete", url.Values{"csrf": {csrfOf(t, page)}, "prefix": {"198.51.100.0/24"}})
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	_, page = c.get("/ui/ips/198.51.100.9")
+	require.Contains(t, page, `id="classification">unknown<`)
+}
+
+func TestOverrideBadInputShowsItsError(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("writer")
+	_, page := c.get("/ui/ips/192.0.2.7")
+	form := overrideForm(csrfOf(t, page), "192.0.2.7")
+	form.Set("expires", "soon")
+	form.Set("confirm", "yes")
+	resp, body := c.post("/ui/override", form)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	require.Contains(t, body, `<p class="field-error" id="expires-error">Use a lifetime such as 90m, 24h or 7d`)
+	require.Contains(t, body, `value="soon"`, "the typed value is kept")
+	require.Contains(t, body, `value="scanner, ssh"`)
+
+	form = overrideForm(csrfOf(t, page), "198.51.100.1/24")
+	form.Set("page", "192.0.2.7/32")
+	resp, body = c.post("/ui/override", form)
+	require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
+	require.Contains(t, body, `id="prefix-error">`)
+	require.Contains(t, body, "did you mean 198.51.100.0/24?")
+
+	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
+	require.NoError(t, err)
+	require.Empty(t, ps)
+}
+
+func TestPagesRender(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	now := time.Now()
+	require.NoError(t, b.store.Ingest(ctx, []store.Observation{
+		{Prefix: netip.MustParsePrefix("203.0.113.5/32"), Source: "ingest:cowrie", Tags: []string{"honeypot"}, Classification: "suspicious", SeenAt: now},
+		{Prefix: netip.MustParsePrefix("203.0.113.9/32"), Source: "ingest:cowrie", Tags: []string{"honeypot"}, SeenAt: now},
+	}, "test"))
+	c := b.client(t)
+	c.mustLogin("admin")
+	for path, want := range map[string]string{
+		"/ui/":                        "Sightings per day",
+		"/ui/search?q=203.0.113.0/24": "203.0.113.9",
+		"/ui/search?q=honeypot":       "203.0.113.5",
+		"/ui/search?q=suspicious":     "203.0.113.5",
+		"/ui/networks/203.0.113.0/24": "Stored prefixes inside 203.0.113.0/24",
+		"/ui/tags":                    "honeypot",
+		"/ui/audit?actor=test":        "user.create",
+		"/ui/audit?actor=nobody":      "No entries.",
+		"/ui/feeds":                   "No feeds.",
+		"/ui/tokens":                  "New token",
+		"/ui/ips/203.0.113.5":         "ingest:cowrie",
+	} {
+		resp, body := c.get(path)
+		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Contains(t, body, want, path)
+	}
+	resp, _ := c.get("/ui/search?q=203.0.113.5")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+	require.Equal(t, "/ui/ips/203.0.113.5", resp.Header.Get("Location"))
+	resp, body := c.get("/ui/search?q=203.0.113.1/24")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body, "host bits set")
+	resp, _ = c.get("/ui/ips/not-an-ip")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	resp, body = c.get("/ui/audit?since=yesterday")
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body, "Since must be a date")
+}
