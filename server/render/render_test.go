@@ -132,3 +132,24 @@ func TestHubsConverge(t *testing.T) {
 		}
 	}
 }
+
+// TestHubRecomputesAtExpiry: an expiring tag announces nothing, yet the render
+// drops the prefix once it expires.
+func TestHubRecomputesAtExpiry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Store(t)
+	h := runHub(t, st)
+	_, _, err := st.PutRuleset(ctx, "edge", "ruleset edge\n  block tag bad\n", []byte(`{}`), "test")
+	require.NoError(t, err)
+	exp := time.Now().Add(300 * time.Millisecond)
+	require.NoError(t, st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Source: "ingest:t", Tags: []string{"bad"}, SeenAt: time.Now(), ExpiresAt: &exp}}, "test"))
+	s := waitFor(t, h, "edge", 0)
+	for len(s.Render.Rules[0].V4) == 0 {
+		s = waitFor(t, h, "edge", s.Render.Version)
+	}
+	require.Equal(t, []string{"192.0.2.1/32"}, s.Render.Rules[0].V4)
+	s = waitFor(t, h, "edge", s.Render.Version)
+	require.Empty(t, s.Render.Rules[0].V4)
+	require.False(t, time.Now().Before(exp))
+}

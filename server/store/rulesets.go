@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -378,7 +379,7 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (
 		}
 		e.Tags = dedupe(manual)
 		for _, t := range dedupe(autoTags) {
-			if !contains(suppressed, t) && !contains(e.Tags, t) {
+			if !slices.Contains(suppressed, t) && !slices.Contains(e.Tags, t) {
 				e.Tags = append(e.Tags, t)
 			}
 		}
@@ -425,7 +426,7 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (
 func dedupe(s []string) []string {
 	out := s[:0]
 	for _, v := range s {
-		if !contains(out, v) {
+		if !slices.Contains(out, v) {
 			out = append(out, v)
 		}
 	}
@@ -433,15 +434,6 @@ func dedupe(s []string) []string {
 		return nil
 	}
 	return out
-}
-
-func contains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Listener is a dedicated connection LISTENing on ChangeChannel.
