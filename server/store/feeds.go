@@ -254,8 +254,10 @@ type FeedUpdate struct {
 
 // The new prefix set is COPYed into a temp table and merged with set-based
 // statements in one transaction, so a crash leaves the old or the new state.
-// Statements order by prefix id, like ingest, so concurrent writers lock rows
-// in the same order.
+// Inserts order by prefix, like ingest, so concurrent writers take index
+// locks in the same order; the assertions touched all carry this feed's
+// source, which no other writer changes (the feed row lock serialises
+// refreshes of one feed).
 const (
 	feedTemp = `CREATE TEMP TABLE feed_batch (prefix cidr NOT NULL) ON COMMIT DROP`
 	// Temp tables are never analysed by autovacuum; without statistics the
@@ -266,27 +268,33 @@ const (
 		  (SELECT count(*) FROM (SELECT DISTINCT prefix FROM feed_batch) b JOIN prefixes p ON p.prefix = b.prefix
 		    WHERE EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id AND a.source = $1)),
 		  (SELECT count(DISTINCT prefix) FROM feed_batch)`
+	// Only prefixes not stored yet are inserted: an anti-join is cheaper than
+	// a speculative insertion per row when most already exist (a refresh).
 	feedPrefixes = `INSERT INTO prefixes (prefix, first_seen, last_seen)
-		SELECT DISTINCT prefix, $1::timestamptz, $1::timestamptz FROM feed_batch ORDER BY prefix
+		SELECT DISTINCT b.prefix, $1::timestamptz, $1::timestamptz FROM feed_batch b
+		WHERE NOT EXISTS (SELECT 1 FROM prefixes p WHERE p.prefix = b.prefix) ORDER BY 1
 		ON CONFLICT (prefix) DO NOTHING`
-	// Unchanged assertions only get last_seen (and expiry) bumped.
-	feedTags = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
-		SELECT DISTINCT p.id, $1::text, 'tag', $2::text, $3::timestamptz, $3::timestamptz, $4::timestamptz, $1::text
-		FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix ORDER BY p.id
-		ON CONFLICT (prefix_id, source, kind, value) WHERE kind IN ('tag', 'suppress') DO UPDATE SET
-		  last_seen = excluded.last_seen, expires_at = excluded.expires_at`
-	feedClassifications = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
-		SELECT DISTINCT p.id, $1::text, 'classification', $2::text, $3::timestamptz, $3::timestamptz, $4::timestamptz, $1::text
-		FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix ORDER BY p.id
-		ON CONFLICT (prefix_id, source, kind) WHERE kind IN ('classification', 'note') DO UPDATE SET
-		  value = excluded.value, last_seen = excluded.last_seen, expires_at = excluded.expires_at`
-	// Removes what the feed no longer lists, and what it said under a tag or
-	// classification it has since been reconfigured away from.
+	// Removes what the feed no longer lists, and what it said under a tag it
+	// has since been reconfigured away from (or a classification it dropped).
 	feedRemove = `DELETE FROM assertions a WHERE a.source = $1 AND (
 		  NOT EXISTS (SELECT 1 FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix WHERE p.id = a.prefix_id)
 		  OR (a.kind = 'tag' AND a.value <> $2)
 		  OR (a.kind = 'classification' AND $3 = '')
 		  OR a.kind NOT IN ('tag', 'classification'))`
+	// Every assertion left is still listed: bump it in one pass (a plain
+	// UPDATE costs less than an upsert per row).
+	feedBump = `UPDATE assertions SET last_seen = $2, expires_at = $3,
+		  value = CASE WHEN kind = 'classification' THEN $4 ELSE value END
+		WHERE source = $1`
+	// Then add what is new: one row per listed prefix and kind it lacks.
+	feedAdd = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		SELECT p.id, $1::text, k.kind, k.value, $4::timestamptz, $4::timestamptz, $5::timestamptz, $1::text
+		FROM (SELECT DISTINCT prefix FROM feed_batch) b JOIN prefixes p ON p.prefix = b.prefix
+		CROSS JOIN (VALUES ('tag', $2::text), ('classification', $3::text)) k(kind, value)
+		WHERE k.value <> ''
+		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id AND a.source = $1 AND a.kind = k.kind)
+		ORDER BY p.id, k.kind
+		ON CONFLICT DO NOTHING`
 	feedStatus = `UPDATE feeds SET last_run = $2, last_success = $2, entries = $3, rejected = $4, last_error = '',
 		  etag = $5, last_modified = $6 WHERE name = $1`
 )
@@ -340,9 +348,9 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 			skip bool
 		}{
 			{"prefixes", feedPrefixes, []any{u.Now}, false},
-			{"tags", feedTags, []any{f.Source(), f.Tag, u.Now, expires}, f.Tag == ""},
-			{"classifications", feedClassifications, []any{f.Source(), f.Classification, u.Now, expires}, f.Classification == ""},
 			{"removals", feedRemove, []any{f.Source(), f.Tag, f.Classification}, false},
+			{"bump", feedBump, []any{f.Source(), u.Now, expires, f.Classification}, false},
+			{"additions", feedAdd, []any{f.Source(), f.Tag, f.Classification, u.Now, expires}, false},
 		}
 		for _, st := range steps {
 			if st.skip {
