@@ -2,6 +2,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -29,6 +30,7 @@ import (
 	"github.com/muninn/muninn/server/pgembed"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/ui"
 	"github.com/muninn/muninn/worker"
 	"github.com/muninn/muninn/worker/source/geo"
 	"github.com/muninn/muninn/worker/source/rdap"
@@ -43,6 +45,7 @@ Usage:
   muninn migrate [up|down]          apply (or revert the newest) schema migration
   muninn token create NAME --role reader|writer|admin [--expires 720h]
   muninn token list
+  muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
 
 Configuration is read from MUNINN_* variables; see README.md.
 `
@@ -75,6 +78,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return migrate(ctx, cfg, log, args[1:], stdout)
 	case "token":
 		return token(ctx, cfg, log, args[1:], stdout)
+	case "user":
+		return user(ctx, cfg, log, args[1:], os.Stdin, stdout)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
 }
@@ -174,8 +179,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	hub := render.NewHub(st, log, now, render.Options{})
+	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: now, BaseURL: cfg.BaseURL})
+	if err != nil {
+		return err
+	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, APIRoutes: []func(chi.Router){feedRoutes}})
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, APIRoutes: []func(chi.Router){feedRoutes},
+		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err
 	}
@@ -195,8 +205,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
-		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
+	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
+		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
@@ -356,4 +366,59 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 		return nil
 	}
 	return fmt.Errorf("token: unknown subcommand %q", args[0])
+}
+
+// user manages web UI users. The password is read from stdin (one line), never
+// from an argument, so it stays out of shell history and process listings.
+func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdin io.Reader, stdout io.Writer) error {
+	const usage = "user create: usage: muninn user create NAME --role reader|writer|admin  (password on stdin)"
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New(usage)
+	}
+	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+		return errors.New(usage)
+	}
+	name := args[1]
+	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
+	role := fs.String("role", "", "reader, writer or admin")
+	if err := fs.Parse(args[2:]); err != nil {
+		return err
+	}
+	if api.RoleRank(*role) == 0 {
+		return fmt.Errorf("user create: --role must be reader, writer or admin, not %q", *role)
+	}
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(stdout, "Password for %s: ", name)
+		}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("user create: read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if len(password) < 8 {
+		return errors.New("user create: the password on stdin must be at least 8 characters")
+	}
+	hash, err := ui.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	st, closeDB, err := database(ctx, cfg, log, false)
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	u, err := st.CreateUser(ctx, name, *role, hash, "cli")
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("user create: a user named %q exists already", name)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created user %s (%s); log in at %s/ui/\n", u.Name, u.Role, cfg.BaseURL)
+	return nil
 }
