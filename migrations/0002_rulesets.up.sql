@@ -51,10 +51,12 @@ CREATE TABLE bouncers (
   counters   jsonb       NOT NULL DEFAULT '[]'
 );
 
--- What the CrowdSec stream last sent a bouncer: value -> decision, so the next
--- pull can answer with only what is new and what was deleted.
+-- What the CrowdSec stream last sent a bouncer: the render versions it was
+-- built from (an unchanged pull compares only these) and value -> scenario of
+-- every decision, so the next pull can answer with what is new and deleted.
 CREATE TABLE crowdsec_cursors (
   bouncer_id bigint      PRIMARY KEY REFERENCES bouncers (id) ON DELETE CASCADE,
+  versions   jsonb       NOT NULL DEFAULT '{}',
   sent       jsonb       NOT NULL DEFAULT '{}',
   updated_at timestamptz NOT NULL DEFAULT now()
 );

@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/muninn/muninn/server/store"
 )
 
 // CrowdSecRoutes adds the CrowdSec-compatible bouncer API (mount at
@@ -89,6 +92,7 @@ func (s *Server) currentDecisions(rulesets []string) (map[string]decision, []str
 // crowdSecStream implements GET /crowdsec/v1/decisions/stream: with
 // startup=true every decision, otherwise what is new and what was deleted
 // since the previous pull of this bouncer (the cursor is kept server side).
+// A pull when no bound render changed costs one small query.
 func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 	b := bouncerFrom(r.Context())
 	startup := false
@@ -102,54 +106,65 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 	if !s.renderReady(w, r) {
 		return
 	}
-	cur, order := s.currentDecisions(b.Rulesets)
-	sent := map[string]json.RawMessage{}
-	if !startup {
-		var err error
-		if sent, err = s.store.CrowdSecCursor(r.Context(), b.ID); err != nil {
-			s.fault(w, r, err)
-			return
+	versions := map[string]int64{}
+	for _, name := range b.Rulesets {
+		if snap := s.opts.Render.Latest(name); snap != nil {
+			versions[name] = snap.Render.Version
 		}
 	}
 	resp := struct {
 		New     []decision `json:"new"`
 		Deleted []decision `json:"deleted"`
 	}{New: []decision{}, Deleted: []decision{}}
-	next := make(map[string]json.RawMessage, len(cur))
-	for _, v := range order {
-		d := cur[v]
-		raw, err := json.Marshal(d)
+	prev := store.CrowdSecCursor{Sent: map[string]string{}}
+	if !startup {
+		c, err := s.store.CrowdSecCursor(r.Context(), b.ID, false)
 		if err != nil {
-			s.fault(w, r, fmt.Errorf("api: encode decision: %w", err))
+			s.fault(w, r, err)
 			return
 		}
-		next[v] = raw
-		// Compare decoded: the cursor is jsonb, which reorders keys.
-		var prev decision
-		if old, ok := sent[v]; !ok || json.Unmarshal(old, &prev) != nil || prev != d {
+		if maps.Equal(c.Versions, versions) && len(c.Versions) > 0 {
+			s.writeDecisions(w, r, resp)
+			return
+		}
+		if prev, err = s.store.CrowdSecCursor(r.Context(), b.ID, true); err != nil {
+			s.fault(w, r, err)
+			return
+		}
+	}
+	cur, order := s.currentDecisions(b.Rulesets)
+	next := store.CrowdSecCursor{Versions: versions, Sent: make(map[string]string, len(cur))}
+	for _, v := range order {
+		d := cur[v]
+		next.Sent[v] = d.Scenario
+		if scenario, ok := prev.Sent[v]; !ok || scenario != d.Scenario {
 			resp.New = append(resp.New, d)
 		}
 	}
 	var gone []string
-	for v := range sent {
+	for v := range prev.Sent {
 		if _, ok := cur[v]; !ok {
 			gone = append(gone, v)
 		}
 	}
 	slices.Sort(gone)
 	for _, v := range gone {
-		var d decision
-		if err := json.Unmarshal(sent[v], &d); err != nil {
-			s.fault(w, r, fmt.Errorf("api: decode sent decision: %w", err))
+		p, err := ParsePrefix(v)
+		if err != nil {
+			s.fault(w, r, fmt.Errorf("api: sent decision %q: %w", v, err))
 			return
 		}
-		resp.Deleted = append(resp.Deleted, d)
+		resp.Deleted = append(resp.Deleted, newDecision(p, prev.Sent[v]))
 	}
 	if err := s.store.SetCrowdSecCursor(r.Context(), b.ID, next); err != nil {
 		s.fault(w, r, err)
 		return
 	}
-	body, err := json.Marshal(resp)
+	s.writeDecisions(w, r, resp)
+}
+
+func (s *Server) writeDecisions(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		s.fault(w, r, fmt.Errorf("api: encode decisions: %w", err))
 		return
@@ -185,10 +200,5 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, d)
 	}
-	body, err := json.Marshal(out) // nil marshals as null
-	if err != nil {
-		s.fault(w, r, fmt.Errorf("api: encode decisions: %w", err))
-		return
-	}
-	writeJSON(w, r, body, nil, "")
+	s.writeDecisions(w, r, out) // nil encodes as null, as CrowdSec answers
 }

@@ -122,31 +122,49 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	return mapErr("bouncer heartbeat", err)
 }
 
-// CrowdSecCursor returns what the CrowdSec stream last sent bouncer id
-// (value -> decision JSON); empty when nothing was sent yet.
-func (s *Store) CrowdSecCursor(ctx context.Context, id int64) (map[string]json.RawMessage, error) {
-	var b []byte
-	err := s.pool.QueryRow(ctx, `SELECT sent FROM crowdsec_cursors WHERE bouncer_id = $1`, id).Scan(&b)
-	out := map[string]json.RawMessage{}
+// CrowdSecCursor is what the CrowdSec stream last sent one bouncer.
+type CrowdSecCursor struct {
+	// Versions are the render versions the decisions were built from.
+	Versions map[string]int64
+	// Sent maps each decision's value to its scenario; nil unless asked for.
+	Sent map[string]string
+}
+
+// CrowdSecCursor returns the cursor of bouncer id (empty when nothing was sent
+// yet); the sent decisions are read only when withSent is set, since an
+// unchanged pull needs just the versions.
+func (s *Store) CrowdSecCursor(ctx context.Context, id int64, withSent bool) (CrowdSecCursor, error) {
+	c := CrowdSecCursor{Versions: map[string]int64{}, Sent: map[string]string{}}
+	var versions, sent []byte
+	err := s.pool.QueryRow(ctx, `SELECT versions, CASE WHEN $2 THEN sent END FROM crowdsec_cursors WHERE bouncer_id = $1`, id, withSent).Scan(&versions, &sent)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return out, nil
+		return c, nil
 	}
 	if err != nil {
-		return nil, mapErr("crowdsec cursor", err)
+		return c, mapErr("crowdsec cursor", err)
 	}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("store: crowdsec cursor: %w", err)
+	if err := json.Unmarshal(versions, &c.Versions); err != nil {
+		return c, fmt.Errorf("store: crowdsec cursor: %w", err)
 	}
-	return out, nil
+	if sent != nil {
+		if err := json.Unmarshal(sent, &c.Sent); err != nil {
+			return c, fmt.Errorf("store: crowdsec cursor: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // SetCrowdSecCursor records what the CrowdSec stream has now sent bouncer id.
-func (s *Store) SetCrowdSecCursor(ctx context.Context, id int64, sent map[string]json.RawMessage) error {
-	b, err := json.Marshal(sent)
+func (s *Store) SetCrowdSecCursor(ctx context.Context, id int64, c CrowdSecCursor) error {
+	versions, err := json.Marshal(c.Versions)
 	if err != nil {
 		return fmt.Errorf("store: set crowdsec cursor: %w", err)
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO crowdsec_cursors (bouncer_id, sent) VALUES ($1, $2)
-		ON CONFLICT (bouncer_id) DO UPDATE SET sent = excluded.sent, updated_at = now()`, id, b)
+	sent, err := json.Marshal(c.Sent)
+	if err != nil {
+		return fmt.Errorf("store: set crowdsec cursor: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO crowdsec_cursors (bouncer_id, versions, sent) VALUES ($1, $2, $3)
+		ON CONFLICT (bouncer_id) DO UPDATE SET versions = excluded.versions, sent = excluded.sent, updated_at = now()`, id, versions, sent)
 	return mapErr("set crowdsec cursor", err)
 }
