@@ -215,6 +215,11 @@ func validateAction(a string, isDefault bool) error {
 	switch a {
 	case ActionBlock, ActionAllow:
 		return nil
+	case "":
+		// A ruleset without a default: unmatched packets pass untouched (DESIGN §4).
+		if isDefault {
+			return nil
+		}
 	case ActionLog, ActionThrottle:
 		if !isDefault {
 			return nil

@@ -35,30 +35,6 @@ func (e HoneypotHitProtocol) Valid() bool {
 	}
 }
 
-// Defines values for RenderDefault.
-const (
-	RenderDefaultAllow    RenderDefault = "allow"
-	RenderDefaultBlock    RenderDefault = "block"
-	RenderDefaultLog      RenderDefault = "log"
-	RenderDefaultThrottle RenderDefault = "throttle"
-)
-
-// Valid indicates whether the value is a known member of the RenderDefault enum.
-func (e RenderDefault) Valid() bool {
-	switch e {
-	case RenderDefaultAllow:
-		return true
-	case RenderDefaultBlock:
-		return true
-	case RenderDefaultLog:
-		return true
-	case RenderDefaultThrottle:
-		return true
-	default:
-		return false
-	}
-}
-
 // Defines values for RenderHook.
 const (
 	Forward RenderHook = "forward"
@@ -79,22 +55,22 @@ func (e RenderHook) Valid() bool {
 
 // Defines values for RenderRuleAction.
 const (
-	RenderRuleActionAllow    RenderRuleAction = "allow"
-	RenderRuleActionBlock    RenderRuleAction = "block"
-	RenderRuleActionLog      RenderRuleAction = "log"
-	RenderRuleActionThrottle RenderRuleAction = "throttle"
+	Allow    RenderRuleAction = "allow"
+	Block    RenderRuleAction = "block"
+	Log      RenderRuleAction = "log"
+	Throttle RenderRuleAction = "throttle"
 )
 
 // Valid indicates whether the value is a known member of the RenderRuleAction enum.
 func (e RenderRuleAction) Valid() bool {
 	switch e {
-	case RenderRuleActionAllow:
+	case Allow:
 		return true
-	case RenderRuleActionBlock:
+	case Block:
 		return true
-	case RenderRuleActionLog:
+	case Log:
 		return true
-	case RenderRuleActionThrottle:
+	case Throttle:
 		return true
 	default:
 		return false
@@ -145,8 +121,10 @@ type Problem struct {
 
 // Render defines model for Render.
 type Render struct {
-	BaseVersion  *int64          `json:"base_version,omitempty"`
-	Default      RenderDefault   `json:"default"`
+	BaseVersion *int64 `json:"base_version,omitempty"`
+
+	// Default block or allow; empty when the ruleset has none: unmatched packets pass.
+	Default      string          `json:"default"`
 	Delta        *bool           `json:"delta,omitempty"`
 	GeneratedAt  time.Time       `json:"generated_at"`
 	GuardRemoved *[]GuardRemoved `json:"guard_removed,omitempty"`
@@ -158,9 +136,6 @@ type Render struct {
 	Scope        Scope           `json:"scope"`
 	Version      int64           `json:"version"`
 }
-
-// RenderDefault defines model for Render.Default.
-type RenderDefault string
 
 // RenderHook defines model for Render.Hook.
 type RenderHook string
