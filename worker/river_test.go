@@ -83,3 +83,25 @@ func TestRiverRefreshIsUniquePerFeed(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []store.JobCount{{Kind: "feed_refresh", State: "available", Count: 2}}, sum.Counts)
 }
+
+func TestRiverFailedRefreshShowsInJobSummary(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.putFeed(t, store.Feed{Name: "gone", Format: "list", Tag: "gone"}) // the server has no such file: 404
+	rc, events := startClient(t, b)
+	_, err := rc.Insert(b.ctx, worker.FeedRefreshArgs{Name: "gone"}, &river.InsertOpts{MaxAttempts: 1})
+	require.NoError(t, err)
+	ev := waitFor(t, events, worker.FeedRefreshArgs{}.Kind())
+	require.Equal(t, river.EventKindJobFailed, ev.Kind)
+
+	sum, err := b.st.JobSummary(b.ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, sum.Failures, 1)
+	require.Equal(t, "feed_refresh", sum.Failures[0].Kind)
+	require.Equal(t, "discarded", sum.Failures[0].State)
+	require.Contains(t, sum.Failures[0].Error, "404")
+	require.JSONEq(t, `{"name":"gone"}`, string(sum.Failures[0].Args))
+	runs, err := b.st.FeedRuns(b.ctx, "gone", 5)
+	require.NoError(t, err)
+	require.Equal(t, store.RunFailed, runs[0].Status)
+}
