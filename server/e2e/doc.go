@@ -1,0 +1,5 @@
+// Package e2e holds end-to-end tests of muninn: a real server (HTTP API, render hub,
+// PostgreSQL) and real bouncers enforcing its rulesets with nftables inside network
+// namespaces the tests create, probed by TCP connects from a client namespace. They
+// need root (CI is root) and skip otherwise. The package has no code of its own.
+package e2e
