@@ -85,8 +85,8 @@ func TestTagIsEnforced(t *testing.T) {
 		bad4, good4 = "198.51.100.10", "198.51.100.20"
 		bad6, good6 = "2001:db8:1000::10", "2001:db8:1000::20"
 	)
-	cidr4 := []string{"203.0.113.16", "203.0.113.17", "203.0.113.24", "203.0.113.31"} // 203.0.113.16/28
-	cidr6 := []string{"2001:db8:1000::1:0", "2001:db8:1000::1:7", "2001:db8:1000::1:f"}   // 2001:db8:1000::1:0/124
+	cidr4 := []string{"203.0.113.16", "203.0.113.17", "203.0.113.24", "203.0.113.31"}   // 203.0.113.16/28
+	cidr6 := []string{"2001:db8:1000::1:0", "2001:db8:1000::1:7", "2001:db8:1000::1:f"} // 2001:db8:1000::1:0/124
 	w := setupWeb(t, append(append([]string{bad4, good4, bad6, good6, "203.0.113.32", "2001:db8:1000::1:10"}, cidr4...), cidr6...)...)
 	for _, src := range []string{bad4, good4, bad6, good6} {
 		require.False(t, w.blocked(t, src, 80), "%s before any tag", src)
