@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -398,7 +399,14 @@ func (h *Hub) listen(ctx context.Context) error {
 			if n.err != nil {
 				return n.err
 			}
-			if name, ok := strings.CutPrefix(n.payload, store.RenderPrefix); ok {
+			if rest, ok := strings.CutPrefix(n.payload, store.RenderPrefix); ok {
+				// A render this process stored (or has already) needs no reload.
+				name, v, _ := strings.Cut(rest, ":")
+				if version, err := strconv.ParseInt(v, 10, 64); err == nil {
+					if cur := h.Latest(name); cur != nil && cur.Render.Version >= version {
+						continue
+					}
+				}
 				if err := h.reload(ctx, name); err != nil {
 					h.log.ErrorContext(ctx, "Could not reload a render.", "ruleset", name, "error", err)
 				}

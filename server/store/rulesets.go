@@ -256,8 +256,8 @@ type StoredRender struct {
 }
 
 // RenderPrefix starts the NOTIFY payload announcing a new stored render; the
-// rest of the payload is the ruleset name. Render hubs of other processes
-// reload it instead of recomputing.
+// rest of the payload is "<ruleset>:<version>" (ruleset names have no colon).
+// Render hubs of other processes reload it instead of recomputing.
 const RenderPrefix = "render:"
 
 // LatestRender returns the newest stored render of a ruleset or ErrNotFound.
@@ -306,7 +306,7 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 			return err
 		}
 		out = next
-		return notifyChange(ctx, tx, RenderPrefix+ruleset)
+		return notifyChange(ctx, tx, fmt.Sprintf("%s%s:%d", RenderPrefix, ruleset, next.Version))
 	})
 	return out, err
 }
