@@ -236,3 +236,31 @@ func TestDueFeeds(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"test"}, due)
 }
+
+func TestApplyFeedNotifies(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{})
+	conn, err := b.st.Pool().Acquire(b.ctx)
+	require.NoError(t, err)
+	defer conn.Release()
+	_, err = conn.Exec(b.ctx, "LISTEN "+store.ChangeChannel)
+	require.NoError(t, err)
+
+	_, err = b.apply(t, hosts(2, "192.0.2.1"), false)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	n, err := conn.Conn().WaitForNotification(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "feed", n.Payload)
+
+	// A refused update changes nothing and announces nothing.
+	_, err = b.apply(t, nil, false)
+	require.ErrorIs(t, err, store.ErrDropGuard)
+	require.NoError(t, b.st.DeleteFeed(b.ctx, "test", "test"))
+	n, err = conn.Conn().WaitForNotification(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "feed", n.Payload)
+	_, err = conn.Exec(b.ctx, "UNLISTEN *")
+	require.NoError(t, err)
+}
