@@ -22,6 +22,12 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "http://127.0.0.1:8080", c.BaseURL)
 	require.Empty(t, c.DatabaseURL, "no URL means the embedded cluster")
 	require.EqualValues(t, 100<<20, c.MaxIngestBytes)
+	require.Equal(t, 24*time.Hour, c.HoneypotTTL)
+	c, err = config.FromEnv(env(map[string]string{"MUNINN_HONEYPOT_TTL": "2h"}))
+	require.NoError(t, err)
+	require.Equal(t, 2*time.Hour, c.HoneypotTTL)
+	_, err = config.FromEnv(env(map[string]string{"MUNINN_HONEYPOT_TTL": "0s"}))
+	require.ErrorContains(t, err, "MUNINN_HONEYPOT_TTL")
 }
 
 func TestSecretFromFile(t *testing.T) {
