@@ -15,6 +15,19 @@ func toList(l store.List) apigen.NamedList {
 	return apigen.NamedList{Name: l.Name, Selector: l.Selector, UpdatedAt: ptr(l.UpdatedAt), UpdatedBy: ptr(l.UpdatedBy)}
 }
 
+// ListLists implements GET /lists.
+func (s *Server) ListLists(ctx context.Context, _ apigen.ListListsRequestObject) (apigen.ListListsResponseObject, error) {
+	ls, err := s.store.Lists(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]apigen.NamedList, 0, len(ls))
+	for _, l := range ls {
+		out = append(out, toList(l))
+	}
+	return apigen.ListLists200JSONResponse(out), nil
+}
+
 // GetList implements GET /lists/{name}.
 func (s *Server) GetList(ctx context.Context, req apigen.GetListRequestObject) (apigen.GetListResponseObject, error) {
 	l, err := s.store.ListByName(ctx, req.Name)

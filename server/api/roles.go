@@ -20,7 +20,7 @@ var requiredRole = map[string]string{
 	"ListTokens": RoleAdmin, "CreateToken": RoleAdmin, "DeleteToken": RoleAdmin,
 	"ListRulesets": RoleReader, "GetRuleset": RoleReader, "ExplainRuleset": RoleReader,
 	"PutRuleset": RoleAdmin, "DeleteRuleset": RoleAdmin,
-	"GetList": RoleReader, "PutList": RoleAdmin, "DeleteList": RoleAdmin,
+	"ListLists": RoleReader, "GetList": RoleReader, "PutList": RoleAdmin, "DeleteList": RoleAdmin,
 	"GetGuard": RoleReader, "PutGuard": RoleAdmin,
 	"ListBouncers": RoleReader, "CreateBouncer": RoleAdmin, "DeleteBouncer": RoleAdmin,
 }

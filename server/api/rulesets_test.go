@@ -251,6 +251,33 @@ func TestListsAndGuard(t *testing.T) {
 	status, body := b.do(t, b.reader, http.MethodGet, "/api/v1/rulesets/edge/deny?format=txt", "", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "198.51.100.0/25\n", string(body))
+
+	// Explain says the rule matched but the guard keeps the address unblocked.
+	var ex struct {
+		Rule    int     `json:"rule"`
+		Action  string  `json:"action"`
+		Guarded *string `json:"guarded"`
+		Blocked bool    `json:"blocked"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/rulesets/edge/explain?ip=198.51.100.200", nil, http.StatusOK, &ex)
+	require.Equal(t, 1, ex.Rule)
+	require.Equal(t, "block", ex.Action)
+	require.False(t, ex.Blocked)
+	require.NotNil(t, ex.Guarded)
+	require.Contains(t, *ex.Guarded, "office")
+
+	var all []struct{ Name string }
+	b.json(t, b.reader, http.MethodGet, "/api/v1/lists", nil, http.StatusOK, &all)
+	require.Len(t, all, 2)
+
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/rulesets/none/render", "", nil)
+	require.Equal(t, http.StatusNotFound, status)
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/rulesets/edge/render?since=x", "", nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/rulesets/edge/render?since=1&wait=1h", "", nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/lists/none/prefixes", "", nil)
+	require.Equal(t, http.StatusNotFound, status)
 }
 
 // TestRenderEndToEnd is DESIGN §5's example: a /24 tagged by a feed, one /32

@@ -776,6 +776,9 @@ type ServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(w http.ResponseWriter, r *http.Request, address Address)
+	// ListLists List named lists
+	// (GET /lists)
+	ListLists(w http.ResponseWriter, r *http.Request)
 	// DeleteList Delete a named list (admin)
 	// (DELETE /lists/{name})
 	DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName)
@@ -923,6 +926,12 @@ func (_ Unimplemented) DeleteIPOverride(w http.ResponseWriter, r *http.Request, 
 // PutIPOverride Set the manual override of one address
 // (PUT /ips/{address}/override)
 func (_ Unimplemented) PutIPOverride(w http.ResponseWriter, r *http.Request, address Address) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListLists List named lists
+// (GET /lists)
+func (_ Unimplemented) ListLists(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1750,6 +1759,20 @@ func (siw *ServerInterfaceWrapper) PutIPOverride(w http.ResponseWriter, r *http.
 	handler.ServeHTTP(w, r)
 }
 
+// ListLists operation middleware
+func (siw *ServerInterfaceWrapper) ListLists(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListLists(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // DeleteList operation middleware
 func (siw *ServerInterfaceWrapper) DeleteList(w http.ResponseWriter, r *http.Request) {
 
@@ -2400,6 +2423,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/rulesets/{name}/explain", wrapper.ExplainRuleset)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/lists", wrapper.ListLists)
 	})
 	r.Group(func(r chi.Router) {
 		r.Delete(options.BaseURL+"/lists/{name}", wrapper.DeleteList)
@@ -3418,6 +3444,43 @@ func (response PutIPOverride403ApplicationProblemPlusJSONResponse) VisitPutIPOve
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListListsRequestObject struct {
+}
+
+type ListListsResponseObject interface {
+	VisitListListsResponse(w http.ResponseWriter) error
+}
+
+type ListLists200JSONResponse []NamedList
+
+func (response ListLists200JSONResponse) VisitListListsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLists401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListLists401ApplicationProblemPlusJSONResponse) VisitListListsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4703,6 +4766,9 @@ type StrictServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(ctx context.Context, request PutIPOverrideRequestObject) (PutIPOverrideResponseObject, error)
+	// ListLists List named lists
+	// (GET /lists)
+	ListLists(ctx context.Context, request ListListsRequestObject) (ListListsResponseObject, error)
 	// DeleteList Delete a named list (admin)
 	// (DELETE /lists/{name})
 	DeleteList(ctx context.Context, request DeleteListRequestObject) (DeleteListResponseObject, error)
@@ -5206,6 +5272,30 @@ func (sh *strictHandler) PutIPOverride(w http.ResponseWriter, r *http.Request, a
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutIPOverrideResponseObject); ok {
 		if err := validResponse.VisitPutIPOverrideResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListLists operation middleware
+func (sh *strictHandler) ListLists(w http.ResponseWriter, r *http.Request) {
+	var request ListListsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListLists(ctx, request.(ListListsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListLists")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListListsResponseObject); ok {
+		if err := validResponse.VisitListListsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -5729,110 +5819,110 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Jc9vGufi/soN2xnJ/4CUrbiJP5zeKj8RtaquWm77U1JOWwEdiK3AX2V2QYvz0v7/ZA8CCWJAgRctO",
-	"XmYysYhjj2+/+8LHIGLzjFGgUgSnH4MMczwHCVz/OotjDkL/GYOIOMkkYTQ4Dc4oen2+OEGMq3+fImwe",
-	"REfqam+Oswxic4cIlFNz4XE/CAO4xfMsheA0GH3zdf+rUX80HPb/HIQBUeNmWCZBGFA8V0/YUYMw4PBz",
-	"TjjEwankOYSBiBKYY7WuOb79AehMJsHp05MwkKtMvSkkJ3QW3N2FwbfE7Mwz/kTd2jI4mefz4HR0/HUY",
-	"zAk1v4blPIRKmAHXE72d/Aci+UYP3YAX4nkKAmSIUiKkgtuE5TQCjtRa+v7963922Pyc0OLnKFRjSeBq",
-	"1P/+cNb7N+79Mux9c1n9edW7/NMfAx/I/vE8xUKQKYmwWb+F3s858FW1vKj+lLuwP3KYBqfBHwYVdg3M",
-	"XTFYG9xMmHPBeBNu7xNA1xRu5VWkn7hGbIpkAijjsCAsFyjDswp86ws0o+6ELv/4gcyJbNtyqm+6A8Yw",
-	"xXkqg9PRcBg6CDPUPwuMGXkx5h8XAPSC0Aja5hMA9EroJ9xJp4zPsQxOgxhL6Emi0cSzlwuW88iHjkIA",
-	"V38joZ8IEfRnfXRN6AyEPI3YkhO4foYwkhyTlNAZuv7TNZpjGSUgEFbgn5JbdHQ9BYhP/3T9uO0IzPht",
-	"R3A8HHrX/R7P2iAi8axttFHLaP8iMiG0CYW3NF3ZnYBAhAoSA5IJEej56xfvWpnVcHB80rLbpZlpJ4R7",
-	"j2cFz7gnCxhZlHN4wPp0d2ookTEqQDPFb3H8Dn7OQWiMjxiVQPWfOMtSS6GDjLNJCvP/9x9heEE3Mj83",
-	"b5lJm1TNzbRKPsxxqhAa4mfoGjhnXFxrrigQ4ChBUwJpjDCNNeFzwILRfnAXBs8ZnaYketClv5YIbomQ",
-	"AuGUA45XeiWvGJ+QOAb60FCMOMRAJcHpI4E4SwHFDASiTCKcpmyp0Vkv8Q2Tr1hO44dc4RumyGGmzviG",
-	"siVFeMJyiYjUK3rP2A+Yz+ChYTZh8UotiS2Aa5TSTF0v6Z8U5zJhnPwCDwwotMApiZ3z7GvmYN/VutjF",
-	"G62gcZYp3m3ol4JcMn6j/lwj9TCg+XwCvCYuCJVPT4KmLAoDxmeYkl9Ked8YTZSipMnC7BWmFSD1cClf",
-	"miuG24xwEFdYdhVkYTAlXMgrJQu7v3NDDK4DVfL3g5UbDZWFMqmlU55lWtW89AyV4p1nb4VWGCxwmrfA",
-	"seLyH8z6i6fDSo46sHBXduk7hTwm8iWVfNU8Bhy1njSOpFHFmnem0iAUjmOi3sfpuTOqEU00T1M8UULT",
-	"/G4sa5eTn8CUcbj3lCTuSgbmla2nQ9TZYKUJGmiFBUDLIVoP5Bwbllc/DyJhXv9jEytxTrYiP8w51r8d",
-	"fbnDTvR8vtV+awyU5lojDlhCvBMJJ0xIatWcxs3Ox6PxXasI3nH2INTWNVl7rfuZWHC9M+/5zmUBXPiJ",
-	"zoddheZXrCN04b7hvJ6bpzwo1hXKN7DyW2I3sEJTxtF/9c4y0vsbrJ4hkSi5zpQmTdmyf38QN56qQ7Eb",
-	"pNQONoDoNc1y2c5UpjgVEK5LWruLT2Fyt4Bi41SNIeb49rV507WD/GBbh9gGWL0DGqv/G6OhiVUc5mxh",
-	"0K3rGe5BXGYVW9Gh04YsgTZFotLwoCuRRDnnVjXsxLhmVwIiRmOPM+3C3EDaztcaqRbyiOtN6wuFsyjB",
-	"Vrk3a32GhmiZAEV2NQ79We2vAvZ2tlM8GJagqLbpA2jTS1QoW3OckoiwXGjVSmTljwlQMlNSMqfaIvDq",
-	"Wy9vsxTTctBNkr8OyIylJFr1nfdRluYCXc9yzGOIr9GRAiaFBfDeJGXRDdJ30A1AJjSgC0emslPYFJmH",
-	"FEo9dmBbgeCVsk1fFgJpTUyyNJ973A6j3gQLiJG5r2bBSKyoxLdIi7a+F4O0FeyXeoRC+yzqbnMORGjh",
-	"kUSMIwEpKD0GSbiV/vmN3b0dicw6y+d9ePMdMA+0iFx5t6dsMEItqXnu5oWC2xQ8G4yjncyZ7xSSNJc8",
-	"yUkqfY6lN5r2NP6oR3qE1nAOqOQEhB/O9mZnzqjX1qIKrh1NMXRYrvyybbOl1bCDhDSetO0+LxeXtvsC",
-	"3Q3YGVpXvY9cvx+8a0J3q9gt5vJt4HvAXE4A77p+R2r53+oknxrL0XRlo0AlXNbQfyU7j5/h6MbK+w5P",
-	"K8501Vld3SjfGhtbV0U2GiZb7I2NCn3zhJ2Z6pA8pN2yibF5VMDSr7DZlfBaBwZaBN120dTlFDvKFz3k",
-	"RvFi1voOhA7LNB0fEWSys5pn/NF+c8hoaYrwEQc1uxW3mrN3YiYuWH1qsh2101rX4FTu0xmm3I4PbG/w",
-	"HOIfiPDArB3ZrN7gvZln8c5uguKdyao7Bhdr2LipfUSDuztXUD09Hp1ss8fW1rpxkW8XwDmJYVfOH8dX",
-	"Es9abcbt4aAtRmPDXbpjYDfcy9mrPbL1nZwMPbpB5bT9tFDwsfJzbWjsZpwojvHXi7dvkAKD0cgLDfyI",
-	"s5zGPclJJtCSyESbIkoX1w/7TY9zrQztSLCLk90M9cXTezhnLIEuFLdaPPWifhETaewgBolJ6p2zYsmd",
-	"eKxjonk2KCSWubs3VykiMoUN297GoMz75Ry+/b97cXbukVGTXMAVzNsgsMnomYKMkl2ds5jGLTttxaRN",
-	"xhXjM7/DD2ZE+BfuozLr9GkqnljAlaN7dRDjZZaGZ1UxpBI7dyaMpYA1/5oBBb6zENM+hSufY6zNYNpg",
-	"IXldhT587aTsYpGYIFyR1yASfPzV09N+v+/32lNYZczDYWSU+ThD06Qo587j3d7w7Sdh7Mb1MxEt1UN1",
-	"Lktlol+2uVZ3dDS+UzBu91v6daGIZR7dPs4Y97u4N8CKkKlOgNiNWWecSRaxtCN57UJBrZ7CYhCLW2sk",
-	"Y0+sAE5Fhw5qFSd02coB3lmMb4tgFtigvStBGOjMB2XSsJnaSsKZVIzYhxxKh9pVJup3nu72TgzpzvPo",
-	"d3acxxjNfk9gxoRWVRChJpPGHGKLuw/LFtEHt/LzqxYm/lqEXPWa/PijqG9Hvdplei2cm2TeJReTefwf",
-	"7aS5hasA0B2Ez3Yh4BW0zBBYQUgcsBK8YbDkROo/cDwnfmd9azhlnyhxq7aRlQr3xgwb85TGFcU4XCWh",
-	"ThM/mhtFNmmKJZQBl2doiEzeQRWL6Rshs9WNZomjPtlzTBklEU4rlb6/yfg9mMFc4/H1NX2bzzOIEaMI",
-	"FsBXKEownUEBj8IwIVJAOu20eb/urwFSHp8rLpzN+ij3AjCPEmWVeTDrnlbpPulE+7joWAsL3aD3CTJL",
-	"JKGzrp5S477bUU9omMu78V67fE8ylR64WlRrspK7z/bDP0SijINGny5R5kIyDvF5eaprekqRC7dDek+Z",
-	"PudZ9ANh78GQtA17OuBG6ALPB3mbJ96Iu7Z4JPcRSVZjvZIybbEeHba6iwFdJJ578gE0PlWZ6RHmfKXz",
-	"aCU6SskCUAWWxx0l0+6yxc/Q3ZWGFtTOXloO6RWO5OdLBT1keKUii6Z3T7jnhmSCpT46AkKnPIeHC9Zs",
-	"I6KWY9jHCV5Sk5Pb9IcPw943uDc96726/Pj07o8d6Ga9HOo7huKcmxwNkUcJwgKNg+OTZBwgxtE4GD39",
-	"OhkHCmqOM/fJcbiVAuu+32EnFfk9uwF6GBV2H6TeLf8xF4fSqrnV+zc6RNQzG9PumHZybklO1BB2UhNx",
-	"mr6dBqcfNk9uzuUubHifivPyECFEHGSHxMR1Z60esrn0y2LxeyUX7BP/aCYaemIY2zIN++2phvseunve",
-	"viP+kcDSo/60lZBegDaF0IBkAqWM3eSZ8DJJLLbq+GcXbw4Rrqq/f7VBBVp7UrTU2WmE1PfQMmHCEdwo",
-	"hojEYGqa6qP1DyX3ZibPamM2CzA3CaK7ilomM3g01H3kbRVNaMES+8RmVNlicnVRtozYZlRiQhGRIZoz",
-	"IZHIIFIHVHkDupkfrmXg8yfHONtKiy/Ozh/MNCxCquAJLW9k1FbH62Jt7jXOGi9qNT3X1u8aoyUO1E0M",
-	"RSWGydjzcMmhyee0Ty7KOZGrC7VoG5ICzIGf5TIp68F0KElfro4nkTLTZS0mnfdvvkT7szLZ9wZWz5TO",
-	"zwHrslstzBS/GBRPAI0zRqgUujxyEHG2jAVEg8WorMdNCl+eLSgtc/erVeGMqN+6Lo3QKWuuaZ5TQini",
-	"MIf5BLiwTqPX52W+rJrfkigiUiC2pDZdWTECXe+u/pUsjcdUlwGGKAXMqUBLRXFE6cpFgaDar7otdakx",
-	"cMEoihjnEElNkroWNFfvKmod61TiFOIZIEIlK7xXlpYtrAQCOmWKExOK6FTiSQqiP6Zj+lLvxabFqp2g",
-	"d6+eo29Ovvozcgv9dN3gM1OnZ/RWE4jWparWUwh6d7VKVTVdUdXaH2s1nURgU+ntmZxl6oB7x/2hE3a2",
-	"QHecZqfBqD80z7AMKM5IcBo86Q/7TwKtECQaFQc4j00B+8y4ZZU01gt+HQenwQ9ESF0+pN+pmj188Jdb",
-	"F+VNO5RvN8qsNeUg9VyoEEH9MSAxOjI154YsB243iMGT4+sQXWuVrL203FJky9qetKzNW6S+Z4G9n5dV",
-	"UB0UfQ26PGr6DtxdrlVoHw+HGypRd6tArerPPDWobynoZgo6NUU9WOUp34XBiVmGb/RyuQOnmly/Mtr+",
-	"Sq3iVjPXfD7HfGWVJ7OQlM1CRGEJQhoBXDD80w+BwfZL9WrBFgeJk0vrXudFQkH9YhGhda6KjfTzbfHQ",
-	"Pc9ql7oyj0hsHKHhZHYL/UOcQbHT0HBpmcCqqD3RXDhhSzTFirknxLC9FcIcnPMpAXqpwzjCA1JjFhb7",
-	"NIIeFJTj1cFQv1b5dVdXJyTP4a5xlKNDz11Yv61l6UamK7AqCXoDqwekPPXSk+0vVY0O9BvfbH+jbNJQ",
-	"R6x3OhVIbbfc+JEOMj5+VuxeCWPHitdRay2fxdLoVE0Mcyl48FFx9zujzKRgDIM64r3Q113Eq2HASVMR",
-	"Mm/E/QeF8sn2N8ruDutQnrMFVDCuYCskywRS6hqhswL0rWRb1xO2SDKnD5L2ngzgVnHYQZSS6CZhuYC+",
-	"FAuHwa5FS3VZlAjLA2c8Bn5qLbRwzVgOkYgYhxCphYcIC6r+d8X4LBxTmycXIh6rASsbOkSljRpaA130",
-	"kWGfuuJe4Z4yJIBKdDREjI8pzDO5MtV2tnjt8TOkNAOhOB66/umnn37q/f3vvRcvUJKczuenQlyjf75/",
-	"bpS+OuK91BB5rgDyvQJIsCuMdYecTgrIupNj+yu2aVCXR21nnU6jlq2OOqg4Em7lQOJJT4AaQ0Lc08ci",
-	"6ky31NImhGK+Crz9btY47cWPatEKOz+bYlOdOyLZldKxUEx0Lgvmq8JfdOSu1KVMQ02W2VnSIpnoRzWa",
-	"8uLbxY+/I5oH0Szk7oVX32szG3G2DJUWpGQWqF/KfLWs63Oh27qHCwv0/OJHdCR0bBxNSaoAp9W6VRdE",
-	"K5SfDZj214u3b35HtV30xz1Q7syUE2hrQBlt9jy1UfEF4ZoiBGehe6MdjTsg3psXv6PeZtS77VWAvBf6",
-	"vaXgopxmdCmh8AWhnsGGHVFuVhR7e9HsO5CmGvwTumnMBC1molkO449E4Z8pW+PRZtk5o6Wac39nTKNv",
-	"ggNC81sbC7kHbOe5A7bDW/dO9Xcn2/6Bzso0l9Dh5y/YkF+zGLMU2y4kDqp52hd4jMYCCRQZmVaiOh5s",
-	"nT6bpBcvaFVIDliXx7GJAL7QZyJClGdIMjQaDtHfvw3tUxD30UscJWiC4zHVjS6OzDCP1YiQwlzbb3qO",
-	"0JIHxGjK2RyNHisbzzj/IDZVd8o4Nk8ZL77x4D/TwJgxFmty0taeSfXxmXampPceeL6dFYetDL2q6/k4",
-	"Dkg2Dk7HtTbL4yAc24iYvmcaveqr6gzHwemHcSBE0pvwXIIOl4yDy3C8Fm/T75Y9XsbB3ZhW8x0Pn/SH",
-	"/dHoiW6Uuj4jBTlN2XJ9yghTCtzMJWVqBjpJ9NB+x/wmQfVw5F+rNfdwgX8lWKIlFkVumMKqZXGtqMv+",
-	"0t18ow5vlM089Qtf7baVphyvUT8iFE3y9MbhNJa7WFaTiVZv0itX5isWolvK1jL1HuloJVpLrOyjczyz",
-	"1K49UBCjyWpMNWNUvytNYwm8aAZgBg6RYAgjk1mMhMQrUcYvlwlJAZn1I55T4WMiNm35XPzf0mR/dQE1",
-	"J1F9S0SNaxbx+ewyowGLuo7sElQmKmoafLRh/btNevDr852xs/iewCc9FJ2H1saLbSbDDWVLYbMNnLZf",
-	"D8yJ93fsv5xOIZKKYy0ILLW6RMtdbD/WAXNaTmyOjrw+L9tTHPC0PaEVE6v44oXh/aMxCt/mmOY4RcUx",
-	"bDvA0qpaB5lW1ot0HDtolWPIqIvcjwQaPDlWmvFgdPx11WdiwuLVI51P17DZDnb4u6jCpRLrtjj5sKaW",
-	"BpfNdM9a20E39VbppMPecNQbjt4Ph6f6v38XzZ/NRxYUrCZYFB+yqHcW+XB51/XjFiW8HlgRbWN6xm5f",
-	"IqgxjF+PPXoBch+CURwvJUJ2jwLrRiq/jRDw/SLzZn8I67y22Hyupmnqa+BqztSmHvgBejiMr/pVtaC9",
-	"WuIjUfa27D+goG5C6R4h9HaXWgniPdlr1eBKrRiRTORzk8nJJLLBc/TPi6Az91trt/XAPHArRlj1V53K",
-	"r4cDmrQhJba59c11JM11Hjhwk+DvmdJRZOM7KuXHCZGbDYY3Nsl/b1Viu9GnP/b1xVkXFlq/cuuClsfX",
-	"lLWt+LCDpWHR4/4a5/5o8rtZ4tWy2k6+XTJ9nrM8fGDpd3X+QdX5TSzG/WZAa2b2u+obEJ8+M7v1Ux9t",
-	"mdllx6UDePTUbpHzyYsCYNUnEGpQ62wHvStbe/3msmFLy6bsu9nQnRzotVs2rSA6HP2XqNXy8byiPw81",
-	"LYWUzl72Fv0chk4Nboewddo/2+b2J9KbP7rWWXxZigm91pFfIkUFjjE9ul4/iOvHJqirS7dsOzQ91jwX",
-	"EsHPijfpr4ximTwSfXShP50wpusVXzrmrIBvvuXgC+Wc5zV8ObyIKppe2fZTBg71YHAJLo5hSm7GFKGE",
-	"sRuk2yeqX7o9H5JRhnS7QvT1MDw5eaLumJB/3dOGqtBvPTj7WUOxW0jG2n4uCz5kjceW2W13hDUJ8BuJ",
-	"+G41VzvxW4+0GsRAVwewVteHhduSSNpyCdX9im47FEqS7D6fqf6UFqv7OZ2NqgmCBU5zjadTxt3QQWjq",
-	"W3EkRVHqVdbhFnlOvxrr9l8JiRKzYdOEQdf8ljs1KRqr4PDCzYeKvOpxfL+BizL7VtX4vamH//RqsclA",
-	"6KgSSzwL1TGkWHFn/SkioIdTkG0TgOIk9b+G1ag/OyvF7/XHQ3dViH+LzoJSh5Z49kigGKaEmq6yR1Xu",
-	"jCm8zwVUSpaQuJZya0+iXcn2gvxwTFEjqV9WSzz7wnlZA4i78Y7ii+ObQgsF+PeMLNiuYcEfouGTb44n",
-	"wVo/MN3dK2jU0DBRNG1IiPETXFx8j8p+vJ3DEGWrswdWQTcglVU/Hx63DhJ5MN0DDdW3sFN2A3SLADKP",
-	"PIgIsn3Dtgohs6ZQJ0NYbz3htoeY6H8esGvBdXb+GhmYerRmC+xtFfUGCvegYqvamizhXkYyKL6+pHuI",
-	"Fe2hu9Nl1UftgUvwa+3n2vi+eqZKBDdI8BsuwbfkjWmFbFUNvixb6bll+BH4sLCi/8FHEndRpyxi+syq",
-	"DMvEsarijVZVow3WnFAyz+fuZ36qRrQd4z0LdvMbj/eoHXrP3Xu6TscrfUxur6sPlwqqAviiOMScK/k+",
-	"wBkZLEZaxbAjrgO6HmQUYRkMMAVNtmaLTQvLDGpNpnS+Wml6m0DReofz9KaWRu6+YdLH1Uv2il6k+9ts",
-	"37liGs04F2zVWHPmIghRZfvrvijF53xZH2kfrv6pjB+6Ck0s33aOxTQe02aLLw1lFOEo0ano0gIkZXSG",
-	"Mpam4pkVX+ZzPlznro+pYtISKJqs9A10ZE6rH01n/RWepwhuozSPdes7mJviGPsRD8LoY+PTtFsuLWEH",
-	"DCbdwLlgqoCcC2UviSaoXpa7s53ni23HGOaMhkgRClCpuL7edfXtcQNFoYyLG1iNKU4FK1ulqaGec7aM",
-	"LyDqKeLAkkxSQN+9fF9rkzaIISJCYcfA1BSN6ZGQmMs8+4tiNv+j23o+1oBuf/f/k+wv6IjlUpAYkMX9",
-	"OuQmRRefy7v/DQAA//8=",
+	"7H0Lc9vGtfBf2UE7Y7kf+JIVN5Gn843iR+I2tVXLTW9q6kpL4JDYCtxFdhekGF/99zv7ALAgFiRI0bKT",
+	"m5lMLOKxj/M+Z885+BhEbJ4xClSK4PRjkGGO5yCB619nccxB6D9jEBEnmSSMBqfBGUWvzxcniHH171OE",
+	"zYPoSF3tzXGWQWzuEIFyai487gdhALd4nqUQnAajb77ufzXqj4bD/p+DMCBq3AzLJAgDiufqCTtqEAYc",
+	"fs4Jhzg4lTyHMBBRAnOs1jXHtz8AnckkOH16EgZylak3heSEzoK7uzD4lpidecafqFtbBifzfB6cjo6/",
+	"DoM5oebXsJyHUAkz4Hqit5P/QCTf6KEb8EI8T0GADFFKhFRwm7CcRsCRWkvfv3/9zw6bnxNa/ByFaiwJ",
+	"XI363x/Oev/GvV+GvW8uqz+vepd/+mPgA9k/nqdYCDIlETbrt9D7OQe+qpYX1Z9yF/ZHDtPgNPjDoKKu",
+	"gbkrBmuDmwlzLhhvwu19Auiawq28ivQT14hNkUwAZRwWhOUCZXhWgW99gWbUncjlHz+QOZFtW071TXfA",
+	"GKY4T2VwOhoOQ4dghvpnQTEjL8X84wKAXhAaQdt8AoBeCf2EO+mU8TmWwWkQYwk9STSZePZywXIe+chR",
+	"CODqbyT0EyGC/qyPrgmdgZCnEVtyAtfPEEaSY5ISOkPXf7pGcyyjBATCCvxTcouOrqcA8emfrh+3ocCM",
+	"34aC4+HQu+73eNYGEYlnbaONWkb7F5EJoU0ovKXpyu4EBCJUkBiQTIhAz1+/eNcqrIaD45OW3S7NTDsR",
+	"3Hs8K2TGPUXAyJKcIwPWp7tTQ4mMUQFaKH6L43fwcw5CU3zEqASq/8RZlloOHWScTVKY/7//CCMLurH5",
+	"uXnLTNrkam6mVfphjlNF0BA/Q9fAOePiWktFgQBHCZoSSGOEaawZnwMWjPaDuzB4zug0JdGDLv21RHBL",
+	"hBQIpxxwvNIrecX4hMQx0IeGYsQhBioJTh8JxFkKKGYgEGUS4TRlS03OeolvmHzFcho/5ArfMMUOM4Xj",
+	"G8qWFOEJyyUiUq/oPWM/YD6Dh4bZhMUrtSS2AK5JSgt1vaR/UpzLhHHyCzwwoNACpyR28NnXwsG+q22x",
+	"izfaQOMsU7Lb8C8FuWT8Rv25xuphQPP5BHhNXRAqn54ETV0UBozPMCW/lPq+MZooVUlThNkrTBtA6uFS",
+	"vzRXDLcZ4SCusOyqyMJgSriQV0oXdn/nhhhaB6r07werNxomC2VSa6c8y7SpeekZKsU7z94KrTBY4DRv",
+	"gWMl5T+Y9RdPh5UedWDhruzSh4U8JvIllXzVRAOOWjGNI2lMseadqTQEheOYqPdxeu6MalQTzdMUT5TS",
+	"NL8by9oF8xOYMg73npLEXdnAvLIVO0ThBitL0EArLABaDtGKkHNsRF4dH0TCvP7HJlHiYLZiP8w51r8d",
+	"e7nDTvR8vtV+axyU5lojDlhCvBMLJ0xIas2cxs3O6NH0rk0E7zh7MGrrmqy/1h0nFlzvzHs+vCyACz/T",
+	"+airsPyKdYQu3Dfg67l5ykNiXaF8Ayu/J3YDKzRlHP1X7ywjvb/B6hkSidLrTFnSlC379wdx46k6FLtB",
+	"Su1gA4he0yyX7UJlilMB4bqmtbv4FC53Cyg2TtUYYo5vX5s3XT/ID7Z1iG2A1Tugsfq/cRqaVMVhzhaG",
+	"3LricA/mMqvYSg6dNmQZtKkSlYUHXZkkyjm3pmEnwTW7EhAxGnuCaRfmBtJ+vrZItZJHXG9aXyiCRQm2",
+	"xr1Z6zM0RMsEKLKrcfjPWn8VsLeLneLBsARFtU0fQJtRosLYmuOURITlQptWIit/TICSmdKSOdUegdfe",
+	"enmbpZiWg27S/HVAZiwl0arvvI+yNBfoepZjHkN8jY4UMCksgPcmKYtukL6DbgAyoQFdBDKVn8KmyDyk",
+	"SOqxA9sKBK+Ub/qyUEhrapKl+dwTdhj1JlhAjMx9NQtGYkUlvkVatfW9FKS9YL/WIxTaZ1F3m3MgQouI",
+	"JGIcCUhB2TFIwq30z2/87u1EZNZZPu+jm++AeaBF5Mq7PeWDEWpZzXM3LwzcpuLZ4Bzt5M58p4ikueRJ",
+	"TlLpCyy90byn6Uc90iO0RnNAJScg/HC2NztLRr22FlNwDTXF0GG58su2zZZeww4a0kTStse8XFraHgt0",
+	"N2BnaF31Pnr9fvCuKd2tareYy7eB7wFzOQG86/odreV/q5N+aixH85U9BSrhskb+K9l5/AxHN1bfd3ha",
+	"SaarzubqRv3W2Ni6KbLRMdnib2w06JsYdmaqQ/KQfssmweYxAcu4wuZQwmt9MNCi6Larpi5Y7Khf9JAb",
+	"1YtZ6zsQ+limGfiIIJOdzTwTj/a7Q8ZKU4yPOKjZrbrVkr2TMHHB6jOT7aid1roGp3KfzjDldnxge4Pn",
+	"EP9AhAdm7cRm7QbvzTyLdw4TFO9MVt0puFjDxk3toxrc3bmK6unx6GSbP7a21o2LfLsAzkkMu0r+OL6S",
+	"eNbqM24/DtriNDbCpTse7IZ7BXt1RLa+k5OhxzaografFgo+UX6uHY3dnBMlMf568fYNUmAwFnlhgR9x",
+	"ltO4JznJBFoSmWhXRNni+mG/63GujaEdGXZxspujvnh6j+CMZdCFklaLp17SL85EGjuIQWKSeuesRHIn",
+	"Geu4aJ4NColl7u7NNYqITGHDtrcJKPN+OYdv/+9enJ17dNQkF3AF8zYIbHJ6piCjZNfgLKZxy05bKWmT",
+	"c8X4zB/wgxkR/oX7uMwGfZqGJxZw5dheHdR4maXhWVUMqcTOnQljKWAtv2ZAge+sxHRM4coXGGtzmDZ4",
+	"SN5QoY9eOxm7WCTmEK7IaxAJPv7q6Wm/3/dH7SmsMuaRMDLKfJKh6VKUc+fxbm/49pMwduPGmYjW6qHC",
+	"y1K56JdtodUdA43vFIzb45Z+Wyhimce2jzPG/SHuDbAiZKoTIHYT1hlnkkUs7cheu3BQa6SwGMTS1hrL",
+	"WIwVwKn40CGtAkOXrRLgnaX4thPMghp0dCUIA535oFwaNlNbSTiTShD7iEPZULvqRP3O093eiSHdeR79",
+	"zo7zGKfZHwnMmNCmCiLUZNIYJLaE+7BsUX1wKz+/aWHOX4sjV70mP/0o7tvRrnaFXovkJpl3ycVknvhH",
+	"O2tukSoAdAfls10JeBUtMwxWMBIHrBRvGCw5kfoPHM+JP1jfepyyzylxq7WRlQb3xgwb85SmFSU4XCOh",
+	"zhM/mhtFNmmKJZQHLs/QEJm8g+ospm+UzNYwmmWO+mTPMWWURDitTPr+Juf3YA5zTcbX1/RtPs8gRowi",
+	"WABfoSjBdAYFPArHhEgB6bTT5v22vwZIiT5XXTib9XHuBWAeJcor81DWPb3SfdKJ9gnRsRYRusHuE2SW",
+	"SEJnXSOlJny3o53QcJd3k712+Z5kKj1wtajWZCV3n+3IP0SijENGny5R5kIyDvF5idU1O6XIhdshvadM",
+	"n/Ms+oGo92BE2kY9HWgjdIHng7zNE2+cu7ZEJPdRSdZivZIybfEeHbG6iwNdJJ578gE0PVWZ6RHmfKXz",
+	"aCU6SskCUAWWxx010+66xS/Q3ZWGFtTOXlqQ9ApH8vOlgh7yeKVii2Z0T7h4QzLBUqOOgNApz+HhDmu2",
+	"MVELGvYJgpfc5OQ2/eHDsPcN7k3Peq8uPz69+2MHvlkvh/qOoTjnJkdD5FGCsEDj4PgkGQeIcTQORk+/",
+	"TsaBgpoTzH1yHG7lwHrsd9jJRH7PboAexoTdh6h3y3/MxaGsam7t/o0BEfXMxrQ7poOcW5ITNYSd1ESc",
+	"pm+nwemHzZMbvNyFjehTgS8PE0LEQXZITFwP1uohm0u/LBa/V3LBPucfzURDzxnGtkzDfnuq4b5Id/Ht",
+	"Q/GPBJYe86ethPQCtCuEBiQTKGXsJs+EV0hisdXGP7t4c4jjqvr7VxtMoLUnRUudnSZIfQ8tEyYcxY1i",
+	"iEgMpqapPlr/UHpvZvKsNmazAHOTILqbqGUyg8dC3UffVqcJLVRin9hMKltcri7GllHbjEpMKCIyRHMm",
+	"JBIZRApBVTSgm/vhega+eHKMs628+OLs/MFcw+JIFTxHyxsFtbXxunibe42zJotaXc+19bvOaEkDdRdD",
+	"cYkRMhYfLjs05ZyOyUU5J3J1oRZtj6QAc+BnuUzKejB9lKQvV+hJpMx0WYtJ5/2bL9H+rEz2vYHVM2Xz",
+	"c8C67FYrMyUvBsUTQOOMESqFLo8cRJwtYwHRYDEq63GTIpZnC0rL3P1qVTgj6reuSyN0ypprmueUUIo4",
+	"zGE+AS5s0Oj1eZkvq+a3LIqIFIgtqU1XVoJA17urfyVL4zHVZYAhSgFzKtBScRxRtnJRIKj2q25LXWoM",
+	"XDCKIsY5RFKzpK4FzdW7ilvHOpU4hXgGiFDJiuiV5WULK4GATpmSxIQiOpV4koLoj+mYvtR7sWmxaifo",
+	"3avn6JuTr/6M3EI/XTf4zNTpGbvVHETrUlUbKQS9u1qlqpquqGrtj7WZTiKwqfQWJ2eZQnDvuD90jp0t",
+	"0J2g2Wkw6g/NMywDijMSnAZP+sP+k0AbBIkmxQHOY1PAPjNhWaWN9YJfx8Fp8AMRUpcP6XeqZg8f/OXW",
+	"RXnTDuXbjTJrzTlIPRcqQlB/DEiMjkzNuWHLgdsNYvDk+DpE19okay8ttxzZsrYnLWvzFqnvWWDvl2UV",
+	"VAdFX4Muj5q+A3eXaxXax8PhhkrU3SpQq/ozTw3qWwq6mYJOTVEPVnnKd2FwYpbhG71c7sCpJtevjLa/",
+	"Uqu41cI1n88xX1njySwkZbMQUViCkEYBFwL/9ENgqP1SvVqIxUHi5NK613mRUFC/WJzQOlfFRv75tnjo",
+	"nrjapa7MoxIbKDSSzG6hfwgcFDsNjZSWCayK2hMthRO2RFOshHtCjNhbIczBwU8J0Et9jCM8IDVuYbFP",
+	"o+hBQTleHYz0a5Vfd3VzQvIc7hqoHB167sL7bS1LNzpdgVVp0BtYPSDnqZeebH+panSg3/hm+xtlk4Y6",
+	"Yb3TqUBqu+XGj/Qh4+Nnxe6VMna8eH1qrfWzWBqbqklhLgcPPirpfmeMmRSMY1AnvBf6ukt4NQo4aRpC",
+	"5o24/6BQPtn+RtndYR3Kc7aACsYVbIVkmUDKXCN0VoC+lW3rdsIWTeb0QdLRkwHcKgk7iFIS3SQsF9CX",
+	"YuEI2LXTUl0WJcIS4YzHwE+thxauOcshEhHjECK18BBhQdX/rhifhWNq8+RCxGM1YOVDh6j0UUProIs+",
+	"MuJTV9wr2lOOBFCJjoaI8TGFeSZXptrOFq89foaUZSCUxEPXP/3000+9v/+99+IFSpLT+fxUiGv0z/fP",
+	"jdFXJ7yXGiLPFUC+VwAJdoWx7pDTyQBZD3Jsf8U2DeryqO2s02nUstVRBxNHwq0cSDzpCVBjSIh7Gi2i",
+	"LnRLK21CKOarwNvvZk3SXvyoFq2o87MZNhXeEcmulI2FYqJzWTBfFfGiI3elLmcabrLCzrIWyUQ/qvGU",
+	"l94ufvyd0DyEZiF3L7r6XrvZiLNlqKwgpbNA/VLuqxVdn4vc1iNcWKDnFz+iI6HPxtGUpApw2qxbdSG0",
+	"wvjZQGl/vXj75ndS28V+3IPkzkw5gfYGlNNm8amdii+I1hQjOAvdm+xo3IHw3rz4nfQ2k95trwLkvcjv",
+	"LQWX5LSgSwmFL4j0DDXsSHKzotjbS2bfgTTV4J8wTGMmaHETzXIYfySK+EzZGo82y84ZLc2c+wdjGn0T",
+	"HBCa39pZyD1gO88dsB3eu3eqvzv59g+EK9NcQh8/f8GO/JrHmKXYdiFxSM3TvsDjNBZEoNjItBLV58E2",
+	"6LNJe/GCV4XkgHV5HJsI4AuNExGiPEOSodFwiP7+bWifgriPXuIoQRMcj6ludHFkhnmsRoQU5tp/03OE",
+	"lj0gRlPO5mj0WPl4JvgHsam6U86xecpE8U0E/5kGxoyxWLOT9vZMqo/PtTMlvfeg8+2iOGwV6FVdz8dx",
+	"QLJxcDqutVkeB+HYnojpe6bRq76qcDgOTj+MAyGS3oTnEvRxyTi4DMdr52363bLHyzi4G9NqvuPhk/6w",
+	"Pxo90Y1S12ekIKcpW65PGWFKgZu5pEzNQCeJHtofmN+kqB6O/Wu15h4p8K8ES7TEosgNU1S1LK4Vddlf",
+	"ephv1OGNspmnfuGr3bbS1OM17keEokme3jiSxkoXK2oy0RpNeuXqfCVCdEvZWqbeI31aidYSK/voHM8s",
+	"t+sIFMRoshpTLRjV78rSWAIvmgGYgUMkGMLIZBYjIfFKlOeXy4SkgMz6Ec+p8AkRm7Z8Lv5vWbK/ugM1",
+	"J1F9y4ka1yLi8/llxgIWdRvZZahMVNw0+GiP9e822cGvz3emzuJ7Ap8UKToPrU0W20yGG8qWwmYbOG2/",
+	"HlgS7x/YfzmdQiSVxFoQWGpziZa72I7WAXNaTmw+HXl9XranOCC2PUcr5qzii1eG9z+NUfQ2xzTHKSrQ",
+	"sA2BpVe1DjJtrBfpOHbQKseQUZe4Hwk0eHKsLOPB6Pjrqs/EhMWrRzqfruGzHQz5u5jCpRHrtjj5sGaW",
+	"BpfNdM9a20E39VbZpMPecNQbjt4Ph6f6v38XzZ/NRxYUrCZYFB+yqHcW+XB51/XjFiW8HtgQbRN6xm9f",
+	"IqgJjF+PP3oBch+GURIvJUJuzuP4QT/xEEkcVXOlzmkcVL2ivxZzkACOmtwZ0wWZ+e0ArfPRud7Rb+Pc",
+	"/H7pDGZ/CDsQ9sRHCkCHrTaVH6CHExMOHfplhVriI1E2BO0/oHXThNI98g7a45AliPfUSVVXMLViRDKR",
+	"z036K5PIZhygf14EnVXGWo+yB1YcWynC+gyOIPoVqA2Ta6VsHW4Dmh1Zc10GDtzKgXvmwRQlDI4d/nFC",
+	"5GYv642tjNjb/truKesvpH1xLpmF1q/cJaMl+poGSis97OCeWfK4v5m+P5n87st5TdM2zLdrps+Dy8Of",
+	"xv3uAz2oD7RJxLgfWmh1g95VH8749J5Q6/dR2vygsk3VoZwg5zshBcCq70bUoNbZD3pX9kP7zaUQl55N",
+	"2ay0YTs50Gv3bFpBdDj+L0mr5YuDRVMjavowKZu9bMj6ORydGtwO4eu0f+vObeqkN390rVMfsxQTeq2P",
+	"y4kUFTjG9Oh6HRHXj81JuK53sz3k9FjzXEgEPyvZpD/NimXySPTRhf7exJiul8npg3oFfPMBDN/513le",
+	"o5fDq6iiU5jt2WXgUD9BL8HFMUzJzZgilDB2g3TPSfVL9zREMsqQ7vGIvh6GJydP1B2TJ1EPT6LqvLx+",
+	"ov1Zz6+3sIz1/VwRfMjCmC2z25YSaxrgN3JMvtVd7SRvPdpqEANdHcBbXR8WbksmaUvAVPcrvu1QXUqy",
+	"+3zb+1N6rO43iDaaJggWOM01nU4Zd89bQlMUjCMpivq4sni5SA771Xi3/0pIlJgNm84VulC63KnJa1kF",
+	"h1duPlLkVWPo+w1c9CZoNY3fmyYCn94sNmkbHU1iiWehQkOKlXTW328CejgD2XZOKDCp/zWiRv3Z2Sh+",
+	"r7+4uqtB/FsMFpQ2tMSzRwLFMCXUtOI9qhKOTLeCXEBlZAmJa3nKFhPtRrYX5IcTippI/bpa4tkXLssa",
+	"QNxNdhSfad90tFCAf8+TBdtqLfhDNHzyzfEkWGuipluiBY3CIyaKThcJMXGCi4vvUdnEuPMxRNkf7oFN",
+	"0A1EZc3Ph6etg5w8mJaLhutbxCm7AbpFAZlHHkQF2WZrW5WQWVOoM0hstJ5w23hN9D8P2LXiOjt/jQxM",
+	"PVazBfa2NgQGCvfgYmvamtTqXkYyKD5ZpRuvFT21u/Nl1XzugfsW1Hr2tcl99UyVPW+I4Dfct8CyN6YV",
+	"sVWNC2TZf9DtXRCBjwor/h98JHEXc8oSps+tyrBMHK8q3uhVNXqHzQkl83zufhup6t7b8bxnwW5+4+c9",
+	"aodevHux67QJ02hyG4R9uFRQFcAXBRJzrvT7AGdksBhpE8OOuA7o+iGjCMvDAFMFZgvd2LTwzKDWmUsn",
+	"+ZWutzkoWm8Ln97Ucu/dN0zOvXrJXtGLdH+b7TtXTHce54IttWvOXBxCVCUSuplM8Q1k1kc6hqt/KueH",
+	"rkJzlm/b7WIaj2mzL5qGMopwlOj8fWkBkjI6QxlLU/HMqi/zDSSuE/7HVAlpCRRNVvoGOjLY6kfTWX+F",
+	"5ymC2yjNY90vEOamosh++YQw+tjENO2WS0/YAYNJN3AumNIp50LZgKMJqpfl7my7/mLbMYY5oyFSjAJU",
+	"Kqmvd119sN1AUSjn4gZWY4pTwcr+cmqo55wt4wuIeoo5sCSTFNB3L9/XessNYoiIUNQxMIVYY3okJOYy",
+	"z/6ihM3/6F6ojzWg29/9/yT7CzpiuRQkBmRpvw65SdH66PLufwMAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
