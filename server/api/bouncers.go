@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
-	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -214,15 +213,13 @@ func (s *Server) bouncerAnswer(ctx context.Context, b store.Bouncer, since map[s
 			continue
 		}
 		if known && have > 0 {
-			if base := hub.Base(name, have); base != nil {
-				if d, ok := render.Delta(base, snap.Render); ok {
-					raw, err := json.Marshal(d)
-					if err != nil {
-						return nil, false, fmt.Errorf("api: encode delta: %w", err)
-					}
-					parts = append(parts, raw)
-					continue
-				}
+			d, ok, err := hub.DeltaSince(name, have)
+			if err != nil {
+				return nil, false, err
+			}
+			if ok {
+				parts = append(parts, d)
+				continue
 			}
 		}
 		parts = append(parts, snap.Body)

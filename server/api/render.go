@@ -104,16 +104,12 @@ func (s *Server) serveRender(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if base := hub.Base(name, since); base != nil {
-		if d, ok := render.Delta(base, snap.Render); ok {
-			b, err := json.Marshal(d)
-			if err != nil {
-				s.fault(w, r, fmt.Errorf("api: encode delta: %w", err))
-				return
-			}
-			writeJSON(w, r, b, nil, "")
-			return
-		}
+	if d, ok, err := hub.DeltaSince(name, since); err != nil {
+		s.fault(w, r, err)
+		return
+	} else if ok {
+		writeJSON(w, r, d, nil, "")
+		return
 	}
 	writeJSON(w, r, snap.Body, snap.Gzip, `"`+snap.Render.Hash+`"`)
 }

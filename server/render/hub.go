@@ -48,6 +48,9 @@ type Hub struct {
 	latest  map[string]*Snapshot
 	history map[string][]*Render // oldest first, latest included
 	changed chan struct{}        // closed and replaced on every update
+	// deltas caches encoded deltas to the latest render by ruleset and base
+	// version: every bouncer on the same base gets the same bytes.
+	deltas map[string]map[int64][]byte
 }
 
 // NewHub returns a hub over st; call Run to start it.
@@ -56,7 +59,8 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 		opts.Debounce = 250 * time.Millisecond
 	}
 	return &Hub{store: st, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
-		latest: map[string]*Snapshot{}, history: map[string][]*Render{}, changed: make(chan struct{}), ready: make(chan struct{})}
+		latest: map[string]*Snapshot{}, history: map[string][]*Render{}, changed: make(chan struct{}), ready: make(chan struct{}),
+		deltas: map[string]map[int64][]byte{}}
 }
 
 // WaitReady blocks until the hub has loaded the stored renders (or ctx ends,
@@ -143,6 +147,7 @@ func (h *Hub) Recompute(ctx context.Context) error {
 		if !names[name] {
 			delete(h.latest, name)
 			delete(h.history, name)
+			delete(h.deltas, name)
 			gone = true
 		}
 	}
@@ -220,6 +225,7 @@ func (h *Hub) install(s *Snapshot) {
 		return
 	}
 	h.latest[name] = s
+	delete(h.deltas, name)
 	hist := append(h.history[name], s.Render)
 	if len(hist) > keepVersions {
 		hist = append([]*Render(nil), hist[len(hist)-keepVersions:]...)
@@ -281,6 +287,43 @@ func (h *Hub) Base(name string, version int64) *Render {
 		}
 	}
 	return nil
+}
+
+// DeltaSince returns the encoded delta from version base to the latest
+// render of name, or false when base is no longer in memory or more than set
+// contents changed (then only the full render will do).
+func (h *Hub) DeltaSince(name string, base int64) ([]byte, bool, error) {
+	h.mu.RLock()
+	cur := h.latest[name]
+	b, ok := h.deltas[name][base]
+	h.mu.RUnlock()
+	if cur == nil || base >= cur.Render.Version {
+		return nil, false, nil
+	}
+	if ok {
+		return b, b != nil, nil
+	}
+	from := h.Base(name, base)
+	if from == nil {
+		return nil, false, nil
+	}
+	d, fits := Delta(from, cur.Render)
+	if fits {
+		var err error
+		if b, err = json.Marshal(d); err != nil {
+			return nil, false, fmt.Errorf("render: encode delta of %s: %w", name, err)
+		}
+	}
+	h.mu.Lock()
+	// Cache only if the latest render is still the one the delta leads to.
+	if h.latest[name] == cur {
+		if h.deltas[name] == nil {
+			h.deltas[name] = map[int64][]byte{}
+		}
+		h.deltas[name][base] = b // nil records "does not fit"
+	}
+	h.mu.Unlock()
+	return b, fits, nil
 }
 
 // Wait returns the render of name once its version is above since, or nil
