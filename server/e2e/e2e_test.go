@@ -130,18 +130,41 @@ func TestServerDownRulesStay(t *testing.T) {
 	w.requireEnforced(t, bad, good)
 }
 
-// probeAPI is the API of a restarted bouncer: before passing on its first call it
-// records whether the rules were already in force.
-type probeAPI struct {
+// heldAPI is the API of a restarted bouncer: its first call, whichever it is, waits
+// until the test has looked at the kernel, so the test sees the state before any API
+// call.
+type heldAPI struct {
 	bouncer.API
-	once  sync.Once
-	probe func() bool
-	first chan bool
+	once    sync.Once
+	called  chan struct{}
+	proceed chan struct{}
 }
 
-func (p *probeAPI) Render(ctx context.Context, since map[string]int64, wait time.Duration) (*bouncer.RenderResponse, bool, error) {
-	p.once.Do(func() { p.first <- p.probe() })
-	return p.API.Render(ctx, since, wait)
+func newHeldAPI(api bouncer.API) *heldAPI {
+	return &heldAPI{API: api, called: make(chan struct{}), proceed: make(chan struct{})}
+}
+
+func (h *heldAPI) hold(ctx context.Context) {
+	h.once.Do(func() { close(h.called) })
+	select {
+	case <-h.proceed:
+	case <-ctx.Done():
+	}
+}
+
+func (h *heldAPI) Render(ctx context.Context, since map[string]int64, wait time.Duration) (*bouncer.RenderResponse, bool, error) {
+	h.hold(ctx)
+	return h.API.Render(ctx, since, wait)
+}
+
+func (h *heldAPI) Heartbeat(ctx context.Context, hb bouncer.Heartbeat) error {
+	h.hold(ctx)
+	return h.API.Heartbeat(ctx, hb)
+}
+
+func (h *heldAPI) Report(ctx context.Context, r bouncer.Report) error {
+	h.hold(ctx)
+	return h.API.Report(ctx, r)
 }
 
 // TestRestartServerDown: a bouncer killed without cleanup restarts while the server
@@ -158,15 +181,15 @@ func TestRestartServerDown(t *testing.T) {
 	w.h.exec(t, "nft", "flush", "ruleset")
 	require.False(t, w.blocked(t, bad, 80), "no table survives the reboot")
 
-	p := &probeAPI{API: bouncer.NewClient(w.srv.url, w.key, nil), first: make(chan bool, 1),
-		probe: func() bool { return w.blocked(t, bad, 80) }}
-	startBouncer(t, w.h, p, w.dir, testLogger(t))
+	api := newHeldAPI(bouncer.NewClient(w.srv.url, w.key, nil))
+	startBouncer(t, w.h, api, w.dir, testLogger(t))
 	select {
-	case inForce := <-p.first:
-		require.True(t, inForce, "the saved rules are in force before the first API call")
+	case <-api.called:
 	case <-time.After(settle):
 		t.Fatal("the restarted bouncer never called the API")
 	}
+	require.True(t, w.blocked(t, bad, 80), "the saved rules are in force before the first API call")
+	close(api.proceed)
 	w.requireEnforced(t, bad, good)
 }
 
