@@ -15,7 +15,7 @@ import (
 
 // columnChart draws one vertical bar per bucket (a time series).
 func columnChart(title string, bs []store.Bucket) template.HTML {
-	const w, h, pad, bottom = 600.0, 160.0, 4.0, 20.0
+	const w, h, top, bottom = 720.0, 190.0, 22.0, 22.0
 	var max int64
 	var total int64
 	for _, b := range bs {
@@ -23,7 +23,7 @@ func columnChart(title string, bs []store.Bucket) template.HTML {
 		total += b.Count
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %g %g" role="img" aria-label="%s: %d in total" preserveAspectRatio="none">`,
+	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %g %g" role="img" aria-label="%s: %d in total">`,
 		w, h, html.EscapeString(title), total)
 	fmt.Fprintf(&sb, `<title>%s</title>`, html.EscapeString(title))
 	if len(bs) > 0 {
@@ -31,17 +31,21 @@ func columnChart(title string, bs []store.Bucket) template.HTML {
 		for i, b := range bs {
 			bh := 0.0
 			if max > 0 {
-				bh = float64(b.Count) / float64(max) * (h - bottom - pad)
+				bh = float64(b.Count) / float64(max) * (h - bottom - top)
 			}
 			x := float64(i) * bw
 			fmt.Fprintf(&sb, `<rect class="bar" x="%.1f" y="%.1f" width="%.1f" height="%.1f"><title>%s: %d</title></rect>`,
 				x+1, h-bottom-bh, bw-2, bh, html.EscapeString(b.Label), b.Count)
-			if i%5 == 0 || i == len(bs)-1 {
+			switch {
+			case i == len(bs)-1:
+				fmt.Fprintf(&sb, `<text class="axis" x="%g" y="%g" text-anchor="end">%s</text>`, w, h-5, html.EscapeString(b.Label))
+			case i%5 == 0 && i < len(bs)-3:
 				fmt.Fprintf(&sb, `<text class="axis" x="%.1f" y="%g">%s</text>`, x+1, h-5, html.EscapeString(b.Label))
 			}
 		}
 	}
-	fmt.Fprintf(&sb, `<text class="axis" x="%g" y="12" text-anchor="end">max %s/day</text></svg>`, w-2, strconv.FormatInt(max, 10))
+	fmt.Fprintf(&sb, `<line class="gridline" x1="0" x2="%g" y1="%g" y2="%g"/>`, w, top, top)
+	fmt.Fprintf(&sb, `<text class="axis" x="0" y="14">%s per day at most</text></svg>`, strconv.FormatInt(max, 10))
 	return template.HTML(sb.String())
 }
 
@@ -50,7 +54,7 @@ func barChart(title string, bs []store.Bucket) template.HTML {
 	if len(bs) == 0 {
 		return template.HTML(`<p class="muted">No data yet.</p>`)
 	}
-	const w, row, labelW = 400.0, 22.0, 170.0
+	const w, row, labelW = 330.0, 22.0, 150.0
 	h := row * float64(len(bs))
 	var max int64
 	for _, b := range bs {
@@ -61,10 +65,10 @@ func barChart(title string, bs []store.Bucket) template.HTML {
 	fmt.Fprintf(&sb, `<title>%s</title>`, html.EscapeString(title))
 	for i, b := range bs {
 		y := float64(i) * row
-		bw := float64(b.Count) / float64(max) * (w - labelW - 50)
+		bw := float64(b.Count) / float64(max) * (w - labelW - 45)
 		label := b.Label
-		if len(label) > 26 {
-			label = label[:25] + "…"
+		if r := []rune(label); len(r) > 21 {
+			label = string(r[:20]) + "…"
 		}
 		fmt.Fprintf(&sb, `<text class="label" x="0" y="%.1f">%s</text>`, y+15, html.EscapeString(label))
 		fmt.Fprintf(&sb, `<rect class="bar" x="%g" y="%.1f" width="%.1f" height="%g"><title>%s: %d</title></rect>`,
