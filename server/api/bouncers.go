@@ -27,28 +27,69 @@ func (s *Server) ListBouncers(ctx context.Context, _ apigen.ListBouncersRequestO
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
 	out := make([]apigen.Bouncer, 0, len(bs))
 	for _, b := range bs {
-		a := apigen.Bouncer{Id: b.ID, Name: b.Name, CreatedAt: b.CreatedAt, LastSeen: b.LastSeen,
-			Hostname: ptr(b.Hostname), Version: ptr(b.Version), LastError: ptr(b.LastError), Rulesets: []apigen.BouncerRuleset{}}
-		for _, name := range b.Rulesets {
-			br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
-			if snap := s.opts.Render.Latest(name); snap != nil {
-				br.Current = snap.Render.Version
-				if br.Applied < br.Current {
-					since := snap.Render.GeneratedAt
-					if first := s.opts.Render.Base(name, br.Applied+1); first != nil {
-						since = first.GeneratedAt
-					}
-					br.LagSeconds = ptr(float32(now.Sub(since).Seconds()))
-				}
-			}
-			a.Rulesets = append(a.Rulesets, br)
-		}
-		out = append(out, a)
+		out = append(out, s.toBouncer(b))
 	}
 	return apigen.ListBouncers200JSONResponse(out), nil
+}
+
+// toBouncer reports a bouncer with its applied and current version per ruleset.
+func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
+	now := s.now()
+	a := apigen.Bouncer{Id: b.ID, Name: b.Name, CreatedAt: b.CreatedAt, LastSeen: b.LastSeen,
+		Hostname: ptr(b.Hostname), Version: ptr(b.Version), LastError: ptr(b.LastError), Rulesets: []apigen.BouncerRuleset{}}
+	for _, name := range b.Rulesets {
+		br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
+		if snap := s.opts.Render.Latest(name); snap != nil {
+			br.Current = snap.Render.Version
+			if br.Applied < br.Current {
+				since := snap.Render.GeneratedAt
+				if first := s.opts.Render.Base(name, br.Applied+1); first != nil {
+					since = first.GeneratedAt
+				}
+				br.LagSeconds = ptr(float32(now.Sub(since).Seconds()))
+			}
+		}
+		a.Rulesets = append(a.Rulesets, br)
+	}
+	return a
+}
+
+// unknownRulesets names the rulesets in names that do not exist.
+func (s *Server) unknownRulesets(ctx context.Context, names []string) ([]apigen.FieldError, error) {
+	var errs []apigen.FieldError
+	for i, name := range names {
+		if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
+			errs = append(errs, fieldErr(fmt.Sprintf("rulesets.%d", i), "no ruleset named "+name))
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	return errs, nil
+}
+
+// PutBouncer implements PUT /bouncers/{name}: it changes the bound rulesets;
+// the bouncer learns of them at its next poll.
+func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObject) (apigen.PutBouncerResponseObject, error) {
+	if req.Body == nil {
+		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
+	}
+	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
+	if err != nil {
+		return nil, err
+	}
+	if len(errs) > 0 {
+		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", errs...)}, nil
+	}
+	b, err := s.store.SetBouncerRulesets(ctx, req.Name, slices.Compact(slices.Clone(req.Body.Rulesets)), actorOf(ctx))
+	if isNotFound(err) {
+		return apigen.PutBouncer404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no bouncer named " + req.Name)}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return apigen.PutBouncer200JSONResponse(s.toBouncer(b)), nil
 }
 
 // CreateBouncer implements POST /bouncers; the key is returned once and only
@@ -57,13 +98,9 @@ func (s *Server) CreateBouncer(ctx context.Context, req apigen.CreateBouncerRequ
 	if req.Body == nil {
 		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
 	}
-	var errs []apigen.FieldError
-	for i, name := range req.Body.Rulesets {
-		if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
-			errs = append(errs, fieldErr(fmt.Sprintf("rulesets.%d", i), "no ruleset named "+name))
-		} else if err != nil {
-			return nil, err
-		}
+	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
+	if err != nil {
+		return nil, err
 	}
 	if len(errs) > 0 {
 		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", errs...)}, nil

@@ -113,6 +113,12 @@ func TestBouncerRoundTrip(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, resp.Rulesets)
 	require.Equal(t, []string{"gone"}, resp.Removed)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/bouncers/fw1", map[string]any{"rulesets": []string{}}, http.StatusOK, nil)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/bouncers/fw1", map[string]any{"rulesets": []string{"nope"}}, http.StatusBadRequest, nil)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/bouncers/none", map[string]any{"rulesets": []string{}}, http.StatusNotFound, nil)
+	resp, _, err = c.Render(ctx, map[string]int64{"edge": d.Version}, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, []string{"edge"}, resp.Removed)
 
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNoContent, nil)
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNotFound, nil)

@@ -22,7 +22,7 @@ var requiredRole = map[string]string{
 	"PutRuleset": RoleAdmin, "DeleteRuleset": RoleAdmin,
 	"ListLists": RoleReader, "GetList": RoleReader, "PutList": RoleAdmin, "DeleteList": RoleAdmin,
 	"GetGuard": RoleReader, "PutGuard": RoleAdmin,
-	"ListBouncers": RoleReader, "CreateBouncer": RoleAdmin, "DeleteBouncer": RoleAdmin,
+	"ListBouncers": RoleReader, "CreateBouncer": RoleAdmin, "PutBouncer": RoleAdmin, "DeleteBouncer": RoleAdmin,
 }
 
 // RequireRole is the strict middleware that answers 403 when the caller's role

@@ -77,6 +77,34 @@ func (s *Store) BouncerByKeyHash(ctx context.Context, hash []byte) (Bouncer, err
 	return b, mapErr("bouncer by key", err)
 }
 
+// SetBouncerRulesets changes the rulesets bouncer name enforces; ErrNotFound
+// when there is no such bouncer.
+func (s *Store) SetBouncerRulesets(ctx context.Context, name string, rulesets []string, actor string) (Bouncer, error) {
+	var out Bouncer
+	err := s.inTx(ctx, "set bouncer rulesets", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE name = $1 FOR UPDATE`, name)
+		if err != nil {
+			return err
+		}
+		before, err := pgx.CollectExactlyOneRow(rows, scanBouncer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: set bouncer rulesets: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `UPDATE bouncers SET rulesets = $2 WHERE name = $1 RETURNING `+bouncerCols, name, rulesets)
+		if err != nil {
+			return err
+		}
+		if out, err = pgx.CollectExactlyOneRow(rows, scanBouncer); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "bouncer.rulesets", "bouncer/"+name, before.Rulesets, out.Rulesets)
+	})
+	return out, err
+}
+
 // DeleteBouncer removes a bouncer (its key stops working); ErrNotFound when there is none.
 func (s *Store) DeleteBouncer(ctx context.Context, name, actor string) error {
 	return s.inTx(ctx, "delete bouncer", func(tx pgx.Tx) error {

@@ -217,6 +217,11 @@ type BouncerRuleset struct {
 	Ruleset    string   `json:"ruleset"`
 }
 
+// BouncerUpdate defines model for BouncerUpdate.
+type BouncerUpdate struct {
+	Rulesets []string `json:"rulesets"`
+}
+
 // Classification defines model for Classification.
 type Classification string
 
@@ -702,6 +707,9 @@ type ExplainRulesetParams struct {
 // CreateBouncerJSONRequestBody defines body for CreateBouncer for application/json ContentType.
 type CreateBouncerJSONRequestBody = BouncerInput
 
+// PutBouncerJSONRequestBody defines body for PutBouncer for application/json ContentType.
+type PutBouncerJSONRequestBody = BouncerUpdate
+
 // PutGuardJSONRequestBody defines body for PutGuard for application/json ContentType.
 type PutGuardJSONRequestBody = GuardInput
 
@@ -743,6 +751,9 @@ type ServerInterface interface {
 	// DeleteBouncer Remove a bouncer; its key stops working (admin)
 	// (DELETE /bouncers/{name})
 	DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+	// (PUT /bouncers/{name})
+	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -860,6 +871,12 @@ func (_ Unimplemented) CreateBouncer(w http.ResponseWriter, r *http.Request) {
 // DeleteBouncer Remove a bouncer; its key stops working (admin)
 // (DELETE /bouncers/{name})
 func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+// (PUT /bouncers/{name})
+func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1179,6 +1196,32 @@ func (siw *ServerInterfaceWrapper) DeleteBouncer(w http.ResponseWriter, r *http.
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.DeleteBouncer(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutBouncer operation middleware
+func (siw *ServerInterfaceWrapper) PutBouncer(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutBouncer(w, r, name)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2451,6 +2494,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Delete(options.BaseURL+"/bouncers/{name}", wrapper.DeleteBouncer)
 	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/bouncers/{name}", wrapper.PutBouncer)
+	})
 
 	return r
 }
@@ -2697,6 +2743,93 @@ type DeleteBouncer404ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response DeleteBouncer404ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncerRequestObject struct {
+	Name ObjectName `json:"name"`
+	Body *PutBouncerJSONRequestBody
+}
+
+type PutBouncerResponseObject interface {
+	VisitPutBouncerResponse(w http.ResponseWriter) error
+}
+
+type PutBouncer200JSONResponse Bouncer
+
+func (response PutBouncer200JSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer400ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer401ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer403ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer404ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response); err != nil {
@@ -4733,6 +4866,9 @@ type StrictServerInterface interface {
 	// DeleteBouncer Remove a bouncer; its key stops working (admin)
 	// (DELETE /bouncers/{name})
 	DeleteBouncer(ctx context.Context, request DeleteBouncerRequestObject) (DeleteBouncerResponseObject, error)
+	// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+	// (PUT /bouncers/{name})
+	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -4964,6 +5100,39 @@ func (sh *strictHandler) DeleteBouncer(w http.ResponseWriter, r *http.Request, n
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(DeleteBouncerResponseObject); ok {
 		if err := validResponse.VisitDeleteBouncerResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutBouncer operation middleware
+func (sh *strictHandler) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	var request PutBouncerRequestObject
+
+	request.Name = name
+
+	var body PutBouncerJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutBouncer(ctx, request.(PutBouncerRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutBouncer")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutBouncerResponseObject); ok {
+		if err := validResponse.VisitPutBouncerResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -5819,110 +5988,111 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9vGtfBf2UE7Y7kf+JIVN5Gn843iR+I2tVXLTW9q6kpL4JDYCtxFdhekGF/99zv7ALAgFiRI0bKT",
-	"m5lMLOKxj/M+Z885+BhEbJ4xClSK4PRjkGGO5yCB619nccxB6D9jEBEnmSSMBqfBGUWvzxcniHH171OE",
-	"zYPoSF3tzXGWQWzuEIFyai487gdhALd4nqUQnAajb77ufzXqj4bD/p+DMCBq3AzLJAgDiufqCTtqEAYc",
-	"fs4Jhzg4lTyHMBBRAnOs1jXHtz8AnckkOH16EgZylak3heSEzoK7uzD4lpidecafqFtbBifzfB6cjo6/",
-	"DoM5oebXsJyHUAkz4Hqit5P/QCTf6KEb8EI8T0GADFFKhFRwm7CcRsCRWkvfv3/9zw6bnxNa/ByFaiwJ",
-	"XI363x/Oev/GvV+GvW8uqz+vepd/+mPgA9k/nqdYCDIlETbrt9D7OQe+qpYX1Z9yF/ZHDtPgNPjDoKKu",
-	"gbkrBmuDmwlzLhhvwu19Auiawq28ivQT14hNkUwAZRwWhOUCZXhWgW99gWbUncjlHz+QOZFtW071TXfA",
-	"GKY4T2VwOhoOQ4dghvpnQTEjL8X84wKAXhAaQdt8AoBeCf2EO+mU8TmWwWkQYwk9STSZePZywXIe+chR",
-	"CODqbyT0EyGC/qyPrgmdgZCnEVtyAtfPEEaSY5ISOkPXf7pGcyyjBATCCvxTcouOrqcA8emfrh+3ocCM",
-	"34aC4+HQu+73eNYGEYlnbaONWkb7F5EJoU0ovKXpyu4EBCJUkBiQTIhAz1+/eNcqrIaD45OW3S7NTDsR",
-	"3Hs8K2TGPUXAyJKcIwPWp7tTQ4mMUQFaKH6L43fwcw5CU3zEqASq/8RZlloOHWScTVKY/7//CCMLurH5",
-	"uXnLTNrkam6mVfphjlNF0BA/Q9fAOePiWktFgQBHCZoSSGOEaawZnwMWjPaDuzB4zug0JdGDLv21RHBL",
-	"hBQIpxxwvNIrecX4hMQx0IeGYsQhBioJTh8JxFkKKGYgEGUS4TRlS03OeolvmHzFcho/5ArfMMUOM4Xj",
-	"G8qWFOEJyyUiUq/oPWM/YD6Dh4bZhMUrtSS2AK5JSgt1vaR/UpzLhHHyCzwwoNACpyR28NnXwsG+q22x",
-	"izfaQOMsU7Lb8C8FuWT8Rv25xuphQPP5BHhNXRAqn54ETV0UBozPMCW/lPq+MZooVUlThNkrTBtA6uFS",
-	"vzRXDLcZ4SCusOyqyMJgSriQV0oXdn/nhhhaB6r07werNxomC2VSa6c8y7SpeekZKsU7z94KrTBY4DRv",
-	"gWMl5T+Y9RdPh5UedWDhruzSh4U8JvIllXzVRAOOWjGNI2lMseadqTQEheOYqPdxeu6MalQTzdMUT5TS",
-	"NL8by9oF8xOYMg73npLEXdnAvLIVO0ThBitL0EArLABaDtGKkHNsRF4dH0TCvP7HJlHiYLZiP8w51r8d",
-	"e7nDTvR8vtV+axyU5lojDlhCvBMLJ0xIas2cxs3O6NH0rk0E7zh7MGrrmqy/1h0nFlzvzHs+vCyACz/T",
-	"+airsPyKdYQu3Dfg67l5ykNiXaF8Ayu/J3YDKzRlHP1X7ywjvb/B6hkSidLrTFnSlC379wdx46k6FLtB",
-	"Su1gA4he0yyX7UJlilMB4bqmtbv4FC53Cyg2TtUYYo5vX5s3XT/ID7Z1iG2A1Tugsfq/cRqaVMVhzhaG",
-	"3LricA/mMqvYSg6dNmQZtKkSlYUHXZkkyjm3pmEnwTW7EhAxGnuCaRfmBtJ+vrZItZJHXG9aXyiCRQm2",
-	"xr1Z6zM0RMsEKLKrcfjPWn8VsLeLneLBsARFtU0fQJtRosLYmuOURITlQptWIit/TICSmdKSOdUegdfe",
-	"enmbpZiWg27S/HVAZiwl0arvvI+yNBfoepZjHkN8jY4UMCksgPcmKYtukL6DbgAyoQFdBDKVn8KmyDyk",
-	"SOqxA9sKBK+Ub/qyUEhrapKl+dwTdhj1JlhAjMx9NQtGYkUlvkVatfW9FKS9YL/WIxTaZ1F3m3MgQouI",
-	"JGIcCUhB2TFIwq30z2/87u1EZNZZPu+jm++AeaBF5Mq7PeWDEWpZzXM3LwzcpuLZ4Bzt5M58p4ikueRJ",
-	"TlLpCyy90byn6Uc90iO0RnNAJScg/HC2NztLRr22FlNwDTXF0GG58su2zZZeww4a0kTStse8XFraHgt0",
-	"N2BnaF31Pnr9fvCuKd2tareYy7eB7wFzOQG86/odreV/q5N+aixH85U9BSrhskb+K9l5/AxHN1bfd3ha",
-	"SaarzubqRv3W2Ni6KbLRMdnib2w06JsYdmaqQ/KQfssmweYxAcu4wuZQwmt9MNCi6Larpi5Y7Khf9JAb",
-	"1YtZ6zsQ+limGfiIIJOdzTwTj/a7Q8ZKU4yPOKjZrbrVkr2TMHHB6jOT7aid1roGp3KfzjDldnxge4Pn",
-	"EP9AhAdm7cRm7QbvzTyLdw4TFO9MVt0puFjDxk3toxrc3bmK6unx6GSbP7a21o2LfLsAzkkMu0r+OL6S",
-	"eNbqM24/DtriNDbCpTse7IZ7BXt1RLa+k5OhxzaografFgo+UX6uHY3dnBMlMf568fYNUmAwFnlhgR9x",
-	"ltO4JznJBFoSmWhXRNni+mG/63GujaEdGXZxspujvnh6j+CMZdCFklaLp17SL85EGjuIQWKSeuesRHIn",
-	"Geu4aJ4NColl7u7NNYqITGHDtrcJKPN+OYdv/+9enJ17dNQkF3AF8zYIbHJ6piCjZNfgLKZxy05bKWmT",
-	"c8X4zB/wgxkR/oX7uMwGfZqGJxZw5dheHdR4maXhWVUMqcTOnQljKWAtv2ZAge+sxHRM4coXGGtzmDZ4",
-	"SN5QoY9eOxm7WCTmEK7IaxAJPv7q6Wm/3/dH7SmsMuaRMDLKfJKh6VKUc+fxbm/49pMwduPGmYjW6qHC",
-	"y1K56JdtodUdA43vFIzb45Z+Wyhimce2jzPG/SHuDbAiZKoTIHYT1hlnkkUs7cheu3BQa6SwGMTS1hrL",
-	"WIwVwKn40CGtAkOXrRLgnaX4thPMghp0dCUIA535oFwaNlNbSTiTShD7iEPZULvqRP3O093eiSHdeR79",
-	"zo7zGKfZHwnMmNCmCiLUZNIYJLaE+7BsUX1wKz+/aWHOX4sjV70mP/0o7tvRrnaFXovkJpl3ycVknvhH",
-	"O2tukSoAdAfls10JeBUtMwxWMBIHrBRvGCw5kfoPHM+JP1jfepyyzylxq7WRlQb3xgwb85SmFSU4XCOh",
-	"zhM/mhtFNmmKJZQHLs/QEJm8g+ospm+UzNYwmmWO+mTPMWWURDitTPr+Juf3YA5zTcbX1/RtPs8gRowi",
-	"WABfoSjBdAYFPArHhEgB6bTT5v22vwZIiT5XXTib9XHuBWAeJcor81DWPb3SfdKJ9gnRsRYRusHuE2SW",
-	"SEJnXSOlJny3o53QcJd3k712+Z5kKj1wtajWZCV3n+3IP0SijENGny5R5kIyDvF5idU1O6XIhdshvadM",
-	"n/Ms+oGo92BE2kY9HWgjdIHng7zNE2+cu7ZEJPdRSdZivZIybfEeHbG6iwNdJJ578gE0PVWZ6RHmfKXz",
-	"aCU6SskCUAWWxx010+66xS/Q3ZWGFtTOXlqQ9ApH8vOlgh7yeKVii2Z0T7h4QzLBUqOOgNApz+HhDmu2",
-	"MVELGvYJgpfc5OQ2/eHDsPcN7k3Peq8uPz69+2MHvlkvh/qOoTjnJkdD5FGCsEDj4PgkGQeIcTQORk+/",
-	"TsaBgpoTzH1yHG7lwHrsd9jJRH7PboAexoTdh6h3y3/MxaGsam7t/o0BEfXMxrQ7poOcW5ITNYSd1ESc",
-	"pm+nwemHzZMbvNyFjehTgS8PE0LEQXZITFwP1uohm0u/LBa/V3LBPucfzURDzxnGtkzDfnuq4b5Id/Ht",
-	"Q/GPBJYe86ethPQCtCuEBiQTKGXsJs+EV0hisdXGP7t4c4jjqvr7VxtMoLUnRUudnSZIfQ8tEyYcxY1i",
-	"iEgMpqapPlr/UHpvZvKsNmazAHOTILqbqGUyg8dC3UffVqcJLVRin9hMKltcri7GllHbjEpMKCIyRHMm",
-	"JBIZRApBVTSgm/vhega+eHKMs628+OLs/MFcw+JIFTxHyxsFtbXxunibe42zJotaXc+19bvOaEkDdRdD",
-	"cYkRMhYfLjs05ZyOyUU5J3J1oRZtj6QAc+BnuUzKejB9lKQvV+hJpMx0WYtJ5/2bL9H+rEz2vYHVM2Xz",
-	"c8C67FYrMyUvBsUTQOOMESqFLo8cRJwtYwHRYDEq63GTIpZnC0rL3P1qVTgj6reuSyN0ypprmueUUIo4",
-	"zGE+AS5s0Oj1eZkvq+a3LIqIFIgtqU1XVoJA17urfyVL4zHVZYAhSgFzKtBScRxRtnJRIKj2q25LXWoM",
-	"XDCKIsY5RFKzpK4FzdW7ilvHOpU4hXgGiFDJiuiV5WULK4GATpmSxIQiOpV4koLoj+mYvtR7sWmxaifo",
-	"3avn6JuTr/6M3EI/XTf4zNTpGbvVHETrUlUbKQS9u1qlqpquqGrtj7WZTiKwqfQWJ2eZQnDvuD90jp0t",
-	"0J2g2Wkw6g/NMywDijMSnAZP+sP+k0AbBIkmxQHOY1PAPjNhWaWN9YJfx8Fp8AMRUpcP6XeqZg8f/OXW",
-	"RXnTDuXbjTJrzTlIPRcqQlB/DEiMjkzNuWHLgdsNYvDk+DpE19okay8ttxzZsrYnLWvzFqnvWWDvl2UV",
-	"VAdFX4Muj5q+A3eXaxXax8PhhkrU3SpQq/ozTw3qWwq6mYJOTVEPVnnKd2FwYpbhG71c7sCpJtevjLa/",
-	"Uqu41cI1n88xX1njySwkZbMQUViCkEYBFwL/9ENgqP1SvVqIxUHi5NK613mRUFC/WJzQOlfFRv75tnjo",
-	"nrjapa7MoxIbKDSSzG6hfwgcFDsNjZSWCayK2hMthRO2RFOshHtCjNhbIczBwU8J0Et9jCM8IDVuYbFP",
-	"o+hBQTleHYz0a5Vfd3VzQvIc7hqoHB167sL7bS1LNzpdgVVp0BtYPSDnqZeebH+panSg3/hm+xtlk4Y6",
-	"Yb3TqUBqu+XGj/Qh4+Nnxe6VMna8eH1qrfWzWBqbqklhLgcPPirpfmeMmRSMY1AnvBf6ukt4NQo4aRpC",
-	"5o24/6BQPtn+RtndYR3Kc7aACsYVbIVkmUDKXCN0VoC+lW3rdsIWTeb0QdLRkwHcKgk7iFIS3SQsF9CX",
-	"YuEI2LXTUl0WJcIS4YzHwE+thxauOcshEhHjECK18BBhQdX/rhifhWNq8+RCxGM1YOVDh6j0UUProIs+",
-	"MuJTV9wr2lOOBFCJjoaI8TGFeSZXptrOFq89foaUZSCUxEPXP/3000+9v/+99+IFSpLT+fxUiGv0z/fP",
-	"jdFXJ7yXGiLPFUC+VwAJdoWx7pDTyQBZD3Jsf8U2DeryqO2s02nUstVRBxNHwq0cSDzpCVBjSIh7Gi2i",
-	"LnRLK21CKOarwNvvZk3SXvyoFq2o87MZNhXeEcmulI2FYqJzWTBfFfGiI3elLmcabrLCzrIWyUQ/qvGU",
-	"l94ufvyd0DyEZiF3L7r6XrvZiLNlqKwgpbNA/VLuqxVdn4vc1iNcWKDnFz+iI6HPxtGUpApw2qxbdSG0",
-	"wvjZQGl/vXj75ndS28V+3IPkzkw5gfYGlNNm8amdii+I1hQjOAvdm+xo3IHw3rz4nfQ2k95trwLkvcjv",
-	"LQWX5LSgSwmFL4j0DDXsSHKzotjbS2bfgTTV4J8wTGMmaHETzXIYfySK+EzZGo82y84ZLc2c+wdjGn0T",
-	"HBCa39pZyD1gO88dsB3eu3eqvzv59g+EK9NcQh8/f8GO/JrHmKXYdiFxSM3TvsDjNBZEoNjItBLV58E2",
-	"6LNJe/GCV4XkgHV5HJsI4AuNExGiPEOSodFwiP7+bWifgriPXuIoQRMcj6ludHFkhnmsRoQU5tp/03OE",
-	"lj0gRlPO5mj0WPl4JvgHsam6U86xecpE8U0E/5kGxoyxWLOT9vZMqo/PtTMlvfeg8+2iOGwV6FVdz8dx",
-	"QLJxcDqutVkeB+HYnojpe6bRq76qcDgOTj+MAyGS3oTnEvRxyTi4DMdr52363bLHyzi4G9NqvuPhk/6w",
-	"Pxo90Y1S12ekIKcpW65PGWFKgZu5pEzNQCeJHtofmN+kqB6O/Wu15h4p8K8ES7TEosgNU1S1LK4Vddlf",
-	"ephv1OGNspmnfuGr3bbS1OM17keEokme3jiSxkoXK2oy0RpNeuXqfCVCdEvZWqbeI31aidYSK/voHM8s",
-	"t+sIFMRoshpTLRjV78rSWAIvmgGYgUMkGMLIZBYjIfFKlOeXy4SkgMz6Ec+p8AkRm7Z8Lv5vWbK/ugM1",
-	"J1F9y4ka1yLi8/llxgIWdRvZZahMVNw0+GiP9e822cGvz3emzuJ7Ap8UKToPrU0W20yGG8qWwmYbOG2/",
-	"HlgS7x/YfzmdQiSVxFoQWGpziZa72I7WAXNaTmw+HXl9XranOCC2PUcr5qzii1eG9z+NUfQ2xzTHKSrQ",
-	"sA2BpVe1DjJtrBfpOHbQKseQUZe4Hwk0eHKsLOPB6Pjrqs/EhMWrRzqfruGzHQz5u5jCpRHrtjj5sGaW",
-	"BpfNdM9a20E39VbZpMPecNQbjt4Ph6f6v38XzZ/NRxYUrCZYFB+yqHcW+XB51/XjFiW8HtgQbRN6xm9f",
-	"IqgJjF+PP3oBch+GURIvJUJuzuP4QT/xEEkcVXOlzmkcVL2ivxZzkACOmtwZ0wWZ+e0ArfPRud7Rb+Pc",
-	"/H7pDGZ/CDsQ9sRHCkCHrTaVH6CHExMOHfplhVriI1E2BO0/oHXThNI98g7a45AliPfUSVVXMLViRDKR",
-	"z036K5PIZhygf14EnVXGWo+yB1YcWynC+gyOIPoVqA2Ta6VsHW4Dmh1Zc10GDtzKgXvmwRQlDI4d/nFC",
-	"5GYv642tjNjb/truKesvpH1xLpmF1q/cJaMl+poGSis97OCeWfK4v5m+P5n87st5TdM2zLdrps+Dy8Of",
-	"xv3uAz2oD7RJxLgfWmh1g95VH8749J5Q6/dR2vygsk3VoZwg5zshBcCq70bUoNbZD3pX9kP7zaUQl55N",
-	"2ay0YTs50Gv3bFpBdDj+L0mr5YuDRVMjavowKZu9bMj6ORydGtwO4eu0f+vObeqkN390rVMfsxQTeq2P",
-	"y4kUFTjG9Oh6HRHXj81JuK53sz3k9FjzXEgEPyvZpD/NimXySPTRhf7exJiul8npg3oFfPMBDN/513le",
-	"o5fDq6iiU5jt2WXgUD9BL8HFMUzJzZgilDB2g3TPSfVL9zREMsqQ7vGIvh6GJydP1B2TJ1EPT6LqvLx+",
-	"ov1Zz6+3sIz1/VwRfMjCmC2z25YSaxrgN3JMvtVd7SRvPdpqEANdHcBbXR8WbksmaUvAVPcrvu1QXUqy",
-	"+3zb+1N6rO43iDaaJggWOM01nU4Zd89bQlMUjCMpivq4sni5SA771Xi3/0pIlJgNm84VulC63KnJa1kF",
-	"h1duPlLkVWPo+w1c9CZoNY3fmyYCn94sNmkbHU1iiWehQkOKlXTW328CejgD2XZOKDCp/zWiRv3Z2Sh+",
-	"r7+4uqtB/FsMFpQ2tMSzRwLFMCXUtOI9qhKOTLeCXEBlZAmJa3nKFhPtRrYX5IcTippI/bpa4tkXLssa",
-	"QNxNdhSfad90tFCAf8+TBdtqLfhDNHzyzfEkWGuipluiBY3CIyaKThcJMXGCi4vvUdnEuPMxRNkf7oFN",
-	"0A1EZc3Ph6etg5w8mJaLhutbxCm7AbpFAZlHHkQF2WZrW5WQWVOoM0hstJ5w23hN9D8P2LXiOjt/jQxM",
-	"PVazBfa2NgQGCvfgYmvamtTqXkYyKD5ZpRuvFT21u/Nl1XzugfsW1Hr2tcl99UyVPW+I4Dfct8CyN6YV",
-	"sVWNC2TZf9DtXRCBjwor/h98JHEXc8oSps+tyrBMHK8q3uhVNXqHzQkl83zufhup6t7b8bxnwW5+4+c9",
-	"aodevHux67QJ02hyG4R9uFRQFcAXBRJzrvT7AGdksBhpE8OOuA7o+iGjCMvDAFMFZgvd2LTwzKDWmUsn",
-	"+ZWutzkoWm8Ln97Ucu/dN0zOvXrJXtGLdH+b7TtXTHce54IttWvOXBxCVCUSuplM8Q1k1kc6hqt/KueH",
-	"rkJzlm/b7WIaj2mzL5qGMopwlOj8fWkBkjI6QxlLU/HMqi/zDSSuE/7HVAlpCRRNVvoGOjLY6kfTWX+F",
-	"5ymC2yjNY90vEOamosh++YQw+tjENO2WS0/YAYNJN3AumNIp50LZgKMJqpfl7my7/mLbMYY5oyFSjAJU",
-	"Kqmvd119sN1AUSjn4gZWY4pTwcr+cmqo55wt4wuIeoo5sCSTFNB3L9/XessNYoiIUNQxMIVYY3okJOYy",
-	"z/6ihM3/6F6ojzWg29/9/yT7CzpiuRQkBmRpvw65SdH66PLufwMAAP//",
+	"7H0Lc9vGtfBf2UE7Y7kf+JIVN5Gn843iR+LWtVXJSW9q6kpL4JDYCtxFdheiWF/99zv7ALAgFiRI0bLj",
+	"m5lMLOKxj/M+Z885+BhEbJ4xClSK4PhjkGGO5yCB618nccxB6D9jEBEnmSSMBsfBCUWvT2+OEOPq36cI",
+	"mwfRgbram+Msg9jcIQLl1Fx43A/CAG7xPEshOA5G333b/2bUHw2H/T8HYUDUuBmWSRAGFM/VE3bUIAw4",
+	"/JoTDnFwLHkOYSCiBOZYrWuOb98AnckkOH56FAZymak3heSEzoK7uzD4npidecafqFsbBifzfB4cjw6/",
+	"DYM5oebXsJyHUAkz4Hqid5N/QyTf6qEb8EI8T0GADFFKhFRwm7CcRsCRWkvfv3/9zxabnxNa/ByFaiwJ",
+	"XI363x9Oev/Cvf8Me99dVH9e9i7+9MfAB7J/PE+xEGRKImzWb6H3aw58WS0vqj/lLuyPHKbBcfCHQUVd",
+	"A3NXDFYGNxPmXDDehNv7BNAVhVt5GeknrhCbIpkAyjjcEJYLlOFZBb7VBZpRtyKXf7whcyLbtpzqm+6A",
+	"MUxxnsrgeDQchg7BDPXPgmJGXor5xzkAPSc0grb5BAC9FPoJd9Ip43Msg+MgxhJ6kmgy8ezlnOU88pGj",
+	"EMDV30joJ0IE/VkfXRE6AyGPI7bgBK6eIYwkxyQldIau/nSF5lhGCQiEFfin5BYdXE0B4uM/XT1uQ4EZ",
+	"vw0Fh8Ohd93v8awNIhLP2kYbtYz2TyITQptQeEfTpd0JCESoIDEgmRCBnr9+cdYqrIaDw6OW3S7MTFsR",
+	"3Hs8K2TGPUXAyJKcIwNWp7tTQ4mMUQFaKH6P4zP4NQehKT5iVALVf+IsSy2HDjLOJinM/9+/hZEF3dj8",
+	"1LxlJm1yNTfTKv0wx6kiaIifoSvgnHFxpaWiQICjBE0JpDHCNNaMzwELRvvBXRg8Z3SakuhBl/5aIrgl",
+	"QgqEUw44XuqVvGJ8QuIY6ENDMeIQA5UEp48E4iwFFDMQiDKJcJqyhSZnvcS3TL5iOY0fcoVvmWKHmcLx",
+	"NWULivCE5RIRqVf0nrE3mM/goWE2YfFSLYndANckpYW6XtJPFOcyYZz8Bx4YUOgGpyR28NnXwsG+q22x",
+	"87faQOMsU7Lb8C8FuWD8Wv25wuphQPP5BHhNXRAqnx4FTV0UBozPMCX/KfV9YzRRqpKmCLNXmDaA1MOl",
+	"fmmuGG4zwkFcYtlVkYXBlHAhL5Uu7P7ONTG0DlTp3w9WbzRMFsqk1k55lmlT88IzVIq3nr0VWmFwg9O8",
+	"BY6VlP9g1l88HVZ61IGFu7ILHxbymMiXVPJlEw04asU0jqQxxZp3ptIQFI5jot7H6akzqlFNNE9TPFFK",
+	"0/xuLGsbzE9gyjjce0oSd2UD88pG7BCFG6wsQQOtsABoOUQrQk6xEXl1fBAJ8/of60SJg9mK/TDnWP92",
+	"7OUOO9Hz+Vb7vXFQmmuNOGAJ8VYsnDAhqTVzGjc7o0fTuzYRvOPswKita7L+WnecWHCdmfd8eLkBLvxM",
+	"56OuwvIr1hG6cF+Dr+fmKQ+JdYXyNSz9ntg1LNGUcfRfvZOM9P4Gy2dIJEqvM2VJU7bo3x/EjafqUOwG",
+	"KbWDNSB6TbNctguVKU4FhKua1u7iU7jcLaBYO1VjiDm+fW3edP0gP9hWIbYGVmdAY/V/4zQ0qYrDnN0Y",
+	"cuuKwx2Yy6xiIzl02pBl0KZKVBYedGWSKOfcmoadBNfsUkDEaOwJpp2bG0j7+doi1Uoecb1pfaEIFiXY",
+	"Gvdmrc/QEC0SoMiuxuE/a/1VwN4sdooHwxIU1TbXAPSnTEnYLdnpgQl+LWE0o12F0TjHKYkIy4U2EUVW",
+	"/pgAJTOl7XOqPRuv3fjyNksxLQddZ8HUCSJjKYmWfed9lKW5QFezHPMY4it0oIiCwg3w3iRl0TXSd9A1",
+	"QCY0wRQBWeVvsSkyDykIPHZopALBK+VjvywU64q6Z2k+94RPRr0JFhAjc1/NgpFYUolvkVbRfS8naG/e",
+	"r70JhfZZ1N3mHIjQIrKKGEcCUlD2GJJwK/3zm/jBZmYw6yyf99HND8A80CJy6d2e8iUJtSLDczcvDPWm",
+	"Al3j5G3llv2giKS55ElOUukLkL3VMkTTj3qkR2iN5oBKTkD44Wxvdpbwem0tJu0Kaoqhw3LlF22bLb2f",
+	"LUSTiQhujt25tLQ5puluwM7Quupd7JP7wbsmSzdK02Iu3wZ+BMzlBPC263e0r/+tTnq2sRzNV/Y0q4TL",
+	"CvkvZefxMxxdW63V4WklmS47m91r9XRjY6sm1VoHa4PftNYxaWLYmakOyX36X+sEm8eULeMj60Mir/UB",
+	"R4ui26yaumCxo37RQ65VL2atZyD08VIzgBNBJjubqyau7nfrjLWpGB9xULNbdasleydh4oLVZ+7bUTut",
+	"dQVO5T6dYcrt+MD2Fs8hfkOEB2btxGbtBu/NXNu324U7incmy+4UXKxh7aZ2UQ3u7lxF9fRwdLTJzF5Z",
+	"69pFvrsBzkm8rSuA4/hS4lmrK7D5WGuDL9AI+255QB3uFLTWkeX6To6GHtugCj5/Wij4RPmpdjS2c06U",
+	"xPjr+bu3SIHBWOSFBX7AWU7jnuQkE2hBZKJdEWWL64f9rsepNoa2ZNibo+0CDjdP7xFksgx6o6TVzVMv",
+	"6RdnO40dxCAxSb1zViK5k4x1XDTPBoXEMnf35hpFRKawZtubBJR5v5zDt/+zFyenHh01yQVcwrwNAuuc",
+	"ninIKNk2yIxp3LLTVkpa51wxPvMHLmFGhH/hPi6zwaum4YkFXDq2Vwc1XmabeFYVQyqxc2fCWApYy68Z",
+	"UOBbKzEdU7j0BfjaHKY1HpI35Omj107GLhaJOUws8jNEgg+/eXrc7/f9pw8UlhnzSBgZZT7J0HQpyrnz",
+	"eLs3fPtJGLt240xEa/VQ4WWhXPSLthDxlgHTMwXj9vir3xaKWOax7eOMcX+ofg2sCJnqRI7thHXGmWQR",
+	"Szuy1zYc1BrxLAaxtLXCMhZjBXAqPnRIq8DQRasEOLMU33YSW1CDjq4EYaAzOJRLw2ZqKwlnUgliH3Eo",
+	"G2pbnajfebrdOzGkW8+j39lyHuM0+yOBGRPaVEGEmowgg8SWcJ8NTTdnhFv5+U0Lc45cHB3rNfnpR3Hf",
+	"lna1K/RaJDfJvEsuJvPEP9pZc4NUAaBbKJ/NSsCraJlhsIKROGCleMNgwYnUf+B4TvzB+tZjoV1Ou1ut",
+	"jaw0uNdmCpmnNK0oweEaCXWe+NncKLJiUyyhPDh6hobI5E9UZ0p9o2Q2htEsc9Qne44poyTCaWXS99c5",
+	"v3tzmGsyvr6m7/N5BjFiFMEN8CWKEkxnUMCjcEyIFJBOO23eb/trgJToc9WFs1kf554D5lGivDIPZd3T",
+	"K90lLWqXEB1rEaFr7D5BZokkdNY1UmrCd1vaCQ13eTvZa5fvSQrTA1eLak26cvfZjvx9JPw4ZPTpEn7O",
+	"JeMQn5ZYXbFTipy+LdKUyjRAz6IfiHr3RqRt1NOBNkIXeD7I23z3xrlrS0RyF5VkLdZLKdMW79ERq9s4",
+	"0EUCvSevQdNTlWEfYc6XOh9YooOU3ACqwPK4o2baXrf4Bbq70tCC2tlLC5Je4Uh+vpTWfR6vVGzRjO4J",
+	"F29IJlhq1BEQOnU73N9hzSYmakHDLkHwkpucHK0/fBj2vsO96Unv1cXHp3d/7MA3q2VdPzAU59zkaIg8",
+	"ShAWaBwcHiXjADGOxsHo6bfJOFBQc4K5Tw7DjRxYj/0OO5nI79k10P2YsLsQ9XZ5nLnYl1XNrd2/NiCi",
+	"nlmbPsh0kHNDkqWGsJNiidP03TQ4/rB+coOXu7ARfSrw5WFCiDjIDgmWq8FaPWRz6RfF4ndKLtjl/KOZ",
+	"MOk5w9iUMdlvT5ncFekuvn0o/pnAwmP+tJXCnoN2hdCAZAKljF3nmfAKSSw22vgn52/3cVxVf/9yjQm0",
+	"8qRoqRfUBKnvoUXChKO4UQwRicHUZtVH6+9L781MntXabBZgbhJEdxO1TGbwWKi76NvqNKGFSuwT60ll",
+	"g8vVxdgyaptRiQlFRIZozoREIoNIIaiKBnRzP1zPwBdPjnG2kRdfnJw+mGtYHKmC52h5raC2Nl4Xb3On",
+	"cVZkUavrubJ+1xktaaDuYiguMULG4sNlh6ac0zG5KOdELs/Vou2RFGAO/CSXSVnXpo+S9OUKPYmUmS7P",
+	"MRnAf/MVDJyUScvXsHymbH4OWJcPa2Wm5MWgeAJonDFCpdBlnoOIs0UsIBrcjMq64qSI5dnC2LIGoVoV",
+	"zoj6revrCJ2y5prmOSWUIg5zmE+ACxs0en1a5suq+S2LIiIFYgtq066VINB1++pfydJ4THU5Y4hSwJwK",
+	"tFAcR5StXBQ6qv2q21KXTAMXjKKIcQ6R1Cypa1pz9a7i1rFOJU4hngEiVLIiemV52cJKIKBTpiQxoYhO",
+	"JZ6kIPpjOqYv9V5sWqzaCTp79Rx9d/TNn5FbsKjrH5+ZekNjt5qDaF1yayOFoHdXq7hV0xXVuf2xNtNJ",
+	"BLYkwOLkJFMI7h32h86xswW6EzQ7Dkb9oXmGZUBxRoLj4El/2H8SaIMg0aQ4wHlsCvFnJiyrtLFe8Os4",
+	"OA7eECF1GZR+p2pa8cFfNl6UaW1Rht4oF9ecg9RzoSIE9ceAxOjA1M4bthy4XS0GTw6vQnSlTbL2EnnL",
+	"kS1re9KyNm+x/Y6NAvyyrILqoOjP0OVR0z/h7mKl0vxwOFxTUbtdJW1VR+eppX1HQTeF0Kkp6sEqT/ku",
+	"DI7MMnyjl8sdOFXx+pXR5ldqlcNauObzOeZLazyZhaRsFiIKCxDSKOBC4B9/CAy1X6hXC7E4SJxcWvc6",
+	"LxIK6heLE1rnqljLP98XD90TV9vUx3lUYgOFRpLZLfT3gYNip6GR0jKBZVFDo6VwwhZoipVwT4gRe0uE",
+	"OTj4KQF6oY9xhAekxi0s9mkUPSgox8u9kX6tgu2ubk5InsNdA5Wjfc9deL+t5fVGpyuwKg16DcsH5Dz1",
+	"0pPNL1UNG/Qb321+o2w2USesM50KpLZbbvxAHzI+flbsXiljx4vXp9ZaP4uFsamaFOZy8OCjku53xphJ",
+	"wTgGdcJ7oa+7hFejgKOmIWTeiPsPCuWjzW+UXSpWoTxnN1DBuIKtkCwTSJlrhM4K0Leybd1O2KDJnH5O",
+	"SpvZqEkd8qe5fBB+tzV2nRh+uO/JN3D6F8/du9Pdc3Oa7BwlC4fRrSEumhwvJF6KdtaGW6WqB1FKouuE",
+	"5QL6Utw4mnrl2F3X14mwlByMx8CPrasfrkRdQiQixiFEau4QYUHV/y4Zn4VjahMuQ8RjNWAVjAlRGewI",
+	"baRH9JHRw7oFhRJiyiMFKtHBEDE+pjDP5NKUn9oqyMfPkDIxhVKd6OqXX375pff3v/devEBJcjyfHwtx",
+	"hX56/9x4D3U+eqkh8lwB5EcFkGBbZtUtozpZsqvRss2v2C5aXR61raY6jVr2/upgK0u4lQOJJz0BagwJ",
+	"cU+jRdSZuTT3J4Rivgy8DaBWGPn8Z7VoJeY+m4Vc4R2R7FIZ6ygmOikK82UReDxwV+qKeMNNddYimehH",
+	"NZ7y0tv5z78TmofQLOTuRVc/6ngN4mwRKvmpjB9Qv1AG3Iquz0Vuq6FSLNDz85/RgdBJFmhKUgU47R8s",
+	"uxBaoVTXUNpfz9+9/Z3UtrFLdiC5E1OXot1K5f1bfGrv9AuiNcUIzkJ3JjsadyC8ty9+J731pHfbqwB5",
+	"L/J7R8ElOS3oUkLhCyI9Qw1bktys6BrgJbMfQJq2Ap/QDzETtHghZjmMPxJFoK/sFUmb/QsYLc2c+0f1",
+	"Gg04HBCa39rrbHEcK7Dt32102gg8sM+4FlemS4nOY/iCfcaV0EOWYtuWxyE1Tx8MT/ShIALFRqa3rk4s",
+	"sNHDddqLF7wqJAes6yzZRAC/0TgRIcozJBkaDYfo79+H9imI++gljhI0wfGY6o4pB2aYx2pESGGu/Tc9",
+	"R2jZA2I05WyORo+Vj2eiyBCb8k3lz5qnzHGQOQp6poExYyzW7KS9PZMz5nPtTG34Peh8sygOWwV6VSD2",
+	"cRyQbBwcj2t9x8dBOLZHq/qe6XysryocjoPjD+NAiKQ34bkE7e6Pg4twvHJwq98tmwWNg7sxreY7HD7p",
+	"D/uj0RPdOXh1RgpymrLF6pQRphS4mUvK1Ax0lOih/Sc86xTVw7F/rWmBRwr8M8ESLbAokgwVVS2Ka0WB",
+	"/5ceURp1eKPsbqtf+Ga7rTT1eI37EaFokqfXjqSx0sWKmky0RpNeuTpfiRDdY7mW8vlIH3ujlQzdPjrF",
+	"M8vtOgIFMZosx1QLRvW7sjQWwIuuEmbgEAmGMDIp6iY6Vh6ELxKSAjLrRzynwidEbP77qfi/Zcn+5k5m",
+	"nYqHDUezXIuIz+eXGQtY1G1kl6EyUXHT4KPND7lbZwe/Pt2aOosPbHxSpOiExjZZbFNirilbCJu24vSP",
+	"e2BJvHuk/uV0CpFUEuuGwEKbS7TcxWa0DpjTu2T9Mdvr07LPyR6x7TmjM4de8Vd8vGKP9RS9zTHNcYoK",
+	"NGxCYOlVrYJMG+tFXpcdtEpWZdQl7kcCDZ4cKst4MDr8tmpYMmHx8pFOzGz4bHtD/jamcGnEur1yPqyY",
+	"pcFFM2+41r/SzeFWNumwNxz1hqP3w+Gx/u9fRTd089URBasJFsWXXeotaj5c3HX92ksJrwc2RNuEnvHb",
+	"FwhqAuO344+eg9yFYZTES4mQ6xOC3ugnHiIbqOrS1TkfiKpX9OeT9hLAUZM7Y7ogM78doHXOwdA7+joS",
+	"MO6XF2P2h7ADYU98pAB02GpT+QG6PzHh0KFfVqglPhJlZ9n+A1o3TSh9kgSWEsQ76qSqvZxaMSKZyOcm",
+	"j5pJZDMO0E/nQWeVsdLs7oEVx0aKsD6DI4h+A2rDJO0pW4fbgGZH1lyVgQO3BOUe9KjGLWphHDv844TI",
+	"9V7WW1tis7P9tdlT1p8M/OJcMgut37hLRkv0NQ2UVnrYwj2z5HF/M313Mvndl/Oapm2Yb9dMnweX+z+N",
+	"+90HelAfaJ2Icb870eoGnVVfkvn0nlDrB4Pa/KCy39m+nCDnwzkFwKrvZdSg1tkPOisb6311ueilZ1N2",
+	"vW3YTg702j2bVhDtj/9L0mr5BGfRHYuahl7KZi87+34OR6cGt334Ou0ff3S7g+nNH1zp1McsxYRe6eNy",
+	"IkUFjjE9uFpFxNVjcxKuCydtM0I91jwXEsGvSjbpbxVjmTwSfXSuP1wypqv1lvqgXgHffEnFd/51mtfo",
+	"Zf8qqmg5Z5u/GTjUT9BLcHEMU3I9pggljF0j3bxU/dLNMZGMMqSbhaJvh+HR0RN1x+RJ1MOTqDovr59o",
+	"f9bz6w0sY30/VwTvs8Jqw+y2N8mKBvhKjsk3uqud5K1HWw1ioMs9eKurw8JtySRtCZjqfsW3HcqUSXaf",
+	"j91/So/V/ZjVWtMEwQ1Oc02nU8bd85bQVJfjSIqi0LKsgi+Sw34z3u0/ExIlZsOmBYquuC93avJalsH+",
+	"lZuPFHnVYfx+AxdNLlpN4/emG8WnN4tN2kZHk1jiWajQkGIlnfWHwIDuz0C2LTgKTOp/jahRf3Y2it/r",
+	"TxBvaxB/jcGC0oaWePZIoBimhJqezgdVwpFpe5ELqIwsIXEtT9liot3I9oJ8f0JRE6lfV0s8+8JlWQOI",
+	"28mO93i28WihAP+OJwu2Z1/wh2j45LvDSbDSjU/31gsahUdMFC1TEmLiBOfnP6KyG3bnY4iy0eADm6Br",
+	"iMqanw9PW3s5eTC9Ow3Xt4hTdg10gwIyjzyICrJd+zYqIbOmUGeQ2Gg94baDn+h/HrBrxXVy+hoZmHqs",
+	"ZgvsTf0sDBTuwcXWtDWp1b2MZFB8+0x38Cuas3fny6qL4QM3wKg1f2yT++qZKnveEMFX3ADDsjemFbFV",
+	"9fCybGTpNsGIwEeFFf8PPpK4izllCdPnVmVYJo5XFa/1qhpN6OaEknk+dz+yVbWB7njec8Ouv/LzHrVD",
+	"L9692HX6zWk0uZ3mPlwoqArgNwUSc670+wBnZHAz0iaGHXEV0PVDRhGWhwGmCswWurFp4ZlBrcWbTvIr",
+	"XW9zULT6fYH0upZ7775hcu7VS/aKXqT722zfuWLaPDkXbKldc+azsuFEUSKhuxIVHwVnfaRjuPqncn7o",
+	"MjRn+bZvM6bxmDYb7GkoowhHic7flxYgKaMzlLE0Fc+s+jIf0+I64X9MlZCWQNFkqW+gA4OtfjSd9Zd4",
+	"niK4jdI81o0nYW4qiuwndAijj01M02659IQdMJh0A+eCKZ1yLpQ9NJqgelnuzn73odh2jGHOaIgUowCV",
+	"SurrXaOye6CBolDOxTUsxxSngpWNCtVQzzlbxOcQ9RRzYEkmKaAfXr6vNSkcxBARoahjYAqxxvRASMxl",
+	"nv1FCZv/0U11H2tAt7/7/0n2F3TAcilIDMjSfh1yk6Ihy8Xd/wYAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
