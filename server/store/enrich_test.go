@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -62,4 +63,39 @@ func TestFeedsMigrationDownAndUp(t *testing.T) {
 	applied, err := st.Migrate(ctx)
 	require.NoError(t, err)
 	require.Contains(t, applied, 3)
+}
+
+func TestReplaceGeoNetworksIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	st, ctx := storetest.Store(t), context.Background()
+	seq := func(nets []store.GeoNetwork, fail error) func(yield func(store.GeoNetwork, error) bool) {
+		return func(yield func(store.GeoNetwork, error) bool) {
+			for _, n := range nets {
+				if !yield(n, nil) {
+					return
+				}
+			}
+			if fail != nil {
+				yield(store.GeoNetwork{}, fail)
+			}
+		}
+	}
+	de := store.GeoNetwork{Network: netip.MustParsePrefix("192.0.2.0/24"), Country: "DE", Continent: "EU", ASN: 64500, ASOrg: "Example"}
+	us := store.GeoNetwork{Network: netip.MustParsePrefix("198.51.100.0/24"), Country: "US", Continent: "NA"}
+	n, err := st.ReplaceGeoNetworks(ctx, "test", seq([]store.GeoNetwork{de, de}, nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "duplicates collapse")
+
+	// A database that fails half-way leaves the old rows in place.
+	_, err = st.ReplaceGeoNetworks(ctx, "test", seq([]store.GeoNetwork{us}, errors.New("corrupt file")))
+	require.ErrorContains(t, err, "corrupt file")
+	var country string
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT string_agg(country, ',') FROM geo_networks`).Scan(&country))
+	require.Equal(t, "DE", country)
+
+	n, err = st.ReplaceGeoNetworks(ctx, "test", seq([]store.GeoNetwork{us}, nil))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT string_agg(country, ',') FROM geo_networks`).Scan(&country))
+	require.Equal(t, "US", country)
 }
