@@ -18,11 +18,13 @@ import (
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
 	"github.com/muninn/muninn/worker/source/geo"
 	"github.com/muninn/muninn/worker/source/rdap"
+	"github.com/muninn/muninn/worker/source/rdns"
 )
 
 // writeCountryMMDB writes an ip-location-db shaped country database.
@@ -141,6 +143,78 @@ func TestRDAPLookupsServeWholeNetworks(t *testing.T) {
 	require.Equal(t, []string{"EXAMPLE-NET", "Example Org", "abuse@example.org"}, []string{name, org, abuse})
 	// Not found is remembered, so the next scan asks for nothing.
 	lacking, err := b.st.AddrsLacking(b.ctx, store.EnrichRDAP, time.Date(2026, 8, 22, 11, 0, 0, 0, time.UTC), 10)
+	require.NoError(t, err)
+	require.Empty(t, lacking)
+}
+
+// servePTR answers PTR queries on a UDP socket from names (reverse name ->
+// PTR targets) with dnsmessage; other names get NXDOMAIN.
+func servePTR(t *testing.T, names map[string]string) string {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := conn.ReadFrom(buf)
+			if err != nil {
+				return // closed at cleanup
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			rh := dnsmessage.Header{ID: h.ID, Response: true, RecursionDesired: h.RecursionDesired, RecursionAvailable: true}
+			target, ok := names[q.Name.String()]
+			if !ok {
+				rh.RCode = dnsmessage.RCodeNameError
+			}
+			bld := dnsmessage.NewBuilder(nil, rh)
+			_ = bld.StartQuestions()
+			_ = bld.Question(q)
+			if ok && q.Type == dnsmessage.TypePTR {
+				_ = bld.StartAnswers()
+				_ = bld.PTRResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 300},
+					dnsmessage.PTRResource{PTR: dnsmessage.MustNewName(target)})
+			}
+			if msg, err := bld.Finish(); err == nil {
+				_, _ = conn.WriteTo(msg, from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+	})
+	return conn.LocalAddr().String()
+}
+
+func TestPTRLookupsStoreHostnames(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.deps.RDNS = rdns.New(rdns.Config{Server: servePTR(t, map[string]string{"1.2.0.192.in-addr.arpa.": "host.example."}), Timeout: 5 * time.Second})
+	now := time.Now()
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{
+		{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Source: "ingest:test", SeenAt: now},
+		{Prefix: netip.MustParsePrefix("192.0.2.2/32"), Source: "ingest:test", SeenAt: now},
+	}, "test"))
+	_, events := startClient(t, b)
+	for range 2 {
+		ev := waitFor(t, events, worker.PTRLookupArgs{}.Kind())
+		require.Equal(t, river.EventKindJobCompleted, ev.Kind, "no PTR record is an answer, not a failure")
+	}
+	var name, source string
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT name, source FROM hostnames WHERE address = '192.0.2.1'`).Scan(&name, &source))
+	require.Equal(t, "host.example", strings.TrimSuffix(name, "."))
+	require.Equal(t, "ptr", source)
+	lacking, err := b.st.AddrsLacking(b.ctx, store.EnrichPTR, time.Date(2026, 8, 22, 11, 0, 0, 0, time.UTC), 10)
 	require.NoError(t, err)
 	require.Empty(t, lacking)
 }
