@@ -15,6 +15,7 @@ type dashboardPage struct {
 	Countries template.HTML
 	ASNs      template.HTML
 	Feeds     []store.Feed
+	Bouncers  []store.Bouncer
 }
 
 // showDashboard serves GET /ui/: counts, charts and feed health.
@@ -48,6 +49,10 @@ func (h *Handler) showDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Feeds, err = h.store.Feeds(ctx); err != nil {
 		h.fault(w, r, "list feeds", err)
+		return
+	}
+	if d.Bouncers, err = h.store.Bouncers(ctx); err != nil {
+		h.fault(w, r, "list bouncers", err)
 		return
 	}
 	d.Sightings = columnChart("Sightings per day, last 30 days", sightings)

@@ -136,6 +136,10 @@ func seed(t *testing.T, st *store.Store) {
 	require.NoError(t, st.PutRDAPNetwork(ctx, store.RDAPNetwork{Network: netip.MustParsePrefix("192.0.2.0/24"), Handle: "NET-192-0-2-0-1",
 		Name: "TEST-NET-1", Org: "Internet Assigned Numbers Authority", Country: "US", AbuseEmail: "abuse@example.net", Registry: "arin", FetchedAt: now}))
 	require.NoError(t, st.PutHostnames(ctx, netip.MustParseAddr("192.0.2.7"), "ptr", []string{"scanner7.example.net"}, now))
+	_, _, err = st.PutRuleset(ctx, "ssh", "ruleset ssh\n  hook input\n  scope tcp dport 22\n  block classification malicious\n  block tag ssh-bruteforce and not country US\n  allow cidr 192.0.2.0/24\n", []byte(`{}`), "test")
+	require.NoError(t, err)
+	_, err = st.CreateBouncer(ctx, "gw1", []string{"ssh"}, store.HashSecret("gw1-key"), "test")
+	require.NoError(t, err)
 }
 
 // TestBrowser drives the UI in headless Chromium: log in, search an address,
@@ -212,11 +216,14 @@ func TestBrowser(t *testing.T) {
 	require.Contains(t, text(t, ctx, "main"), "security token (CSRF)")
 
 	for name, path := range map[string]string{
-		"network": "/ui/networks/203.0.113.0/26",
-		"search":  "/ui/search?q=honeypot",
-		"tags":    "/ui/tags",
-		"audit":   "/ui/audit",
-		"feeds":   "/ui/feeds",
+		"network":  "/ui/networks/203.0.113.0/26",
+		"search":   "/ui/search?q=honeypot",
+		"tags":     "/ui/tags",
+		"audit":    "/ui/audit",
+		"feeds":    "/ui/feeds",
+		"rulesets": "/ui/rulesets",
+		"ruleset":  "/ui/rulesets/ssh?ip=203.0.113.4",
+		"bouncers": "/ui/bouncers",
 	} {
 		run(name, chromedp.Navigate(u+path), chromedp.WaitVisible(chromedp.CSS(`h1`)), screenshot(shots, name))
 		require.NotContains(t, strings.ToLower(text(t, ctx, "h1")), "error", path)
@@ -245,6 +252,12 @@ func TestBrowserPhone(t *testing.T) {
 		chromedp.Navigate(u+"/ui/tokens"),
 		chromedp.WaitVisible(chromedp.CSS(`#name`)),
 		screenshot(shots, "phone-tokens"),
+		chromedp.Navigate(u+"/ui/rulesets/ssh/edit"),
+		chromedp.WaitVisible(chromedp.CSS(`#text`)),
+		chromedp.SetValue(chromedp.CSS(`#text`), "ruleset ssh\n  hook input\n  block country\n"),
+		chromedp.Click(chromedp.CSS(`button[value=preview]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#text-error`)),
+		screenshot(shots, "phone-ruleset-error"),
 	))
 	width, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 	require.NoError(t, err)

@@ -34,6 +34,7 @@ var funcs = template.FuncMap{
 		return p.String()
 	},
 	"join":   strings.Join,
+	"inc":    func(i int) int { return i + 1 },
 	"manual": resolve.IsManual,
 	"severityClass": func(c string) string {
 		switch c {

@@ -21,6 +21,9 @@ type confirmPage struct {
 	// Inside counts stored prefixes within a network target (InsideMore: more than that).
 	Inside     int
 	InsideMore bool
+	// Rulesets are the rulesets whose decision for the address (a network's
+	// first address) changes, with the bouncers enforcing them.
+	Rulesets []rulesetChange
 }
 
 // ClassificationChanges reports whether the classification will change.
@@ -55,17 +58,22 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 		h.fault(w, r, "look up "+target.String(), err)
 		return
 	}
+	after := withOverride(prefixes, target, o, actor, now)
 	c := confirmPage{Target: target, Form: f,
 		Before: resolve.Resolve(target, prefixes, now),
-		After:  resolve.Resolve(target, withOverride(prefixes, target, o, actor, now), now)}
-	before, after := c.Before.TagNames(), c.After.TagNames()
-	for _, t := range after {
-		if !slices.Contains(before, t) {
+		After:  resolve.Resolve(target, after, now)}
+	if c.Rulesets, err = h.rulesetChanges(ctx, target.Addr(), prefixes, after, now); err != nil {
+		h.fault(w, r, "work out which rulesets change", err)
+		return
+	}
+	tagsBefore, tagsAfter := c.Before.TagNames(), c.After.TagNames()
+	for _, t := range tagsAfter {
+		if !slices.Contains(tagsBefore, t) {
 			c.AddedTags = append(c.AddedTags, t)
 		}
 	}
-	for _, t := range before {
-		if !slices.Contains(after, t) {
+	for _, t := range tagsBefore {
+		if !slices.Contains(tagsAfter, t) {
 			c.RemovedTags = append(c.RemovedTags, t)
 		}
 	}

@@ -53,7 +53,7 @@ const (
 )
 
 // pageNames are the templates in web/templates, each rendered inside layout.html.
-var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error"}
+var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers"}
 
 // New parses the templates and returns the UI handler.
 func New(d Deps) (*Handler, error) {
@@ -99,6 +99,9 @@ func (h *Handler) Mount(r chi.Router) {
 			r.Get("/audit", h.listAudit)
 			r.Get("/feeds", h.listFeeds)
 			r.Get("/feeds/{name}", h.showFeed)
+			r.Get("/rulesets", h.listRulesets)
+			r.Get("/rulesets/{name}", h.showRuleset)
+			r.Get("/bouncers", h.listBouncers)
 			r.Group(func(r chi.Router) {
 				r.Use(h.requireRole(api.RoleWriter))
 				r.Post("/override", h.submitOverride)
@@ -109,6 +112,9 @@ func (h *Handler) Mount(r chi.Router) {
 				r.Get("/tokens", h.listTokens)
 				r.Post("/tokens", h.createToken)
 				r.Post("/tokens/{id}/revoke", h.revokeToken)
+				r.Get("/rulesets/new", h.editRuleset)
+				r.Get("/rulesets/{name}/edit", h.editRuleset)
+				r.Post("/rulesets", h.submitRuleset)
 			})
 		})
 	})
