@@ -39,7 +39,9 @@ type Feed struct {
 	Enabled        bool          `json:"enabled"`
 	MaxPrefixLenV4 int           `json:"max_prefix_len_v4"`
 	MaxPrefixLenV6 int           `json:"max_prefix_len_v6"`
-	MaxDropShare   float64       `json:"max_drop_share"`
+	// MaxDropShare is the largest share of entries one refresh may remove
+	// without force; zero selects the default, 0.5.
+	MaxDropShare float64 `json:"max_drop_share"`
 
 	// Status, written by refreshes only.
 	ETag         string     `json:"-"`

@@ -162,3 +162,15 @@ func TestFeedsValidationAndRoles(t *testing.T) {
 	code, _ = b.do(t, "reader", http.MethodPost, "/feeds/x/refresh", "")
 	require.Equal(t, http.StatusForbidden, code)
 }
+
+func TestFeedsDropShareBounds(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, share := range []string{"0", "1.5", "-0.1"} {
+		code, out := b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"list","tag":"x","max_drop_share":`+share+`}`)
+		require.Equal(t, http.StatusBadRequest, code, out)
+	}
+	code, out := b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"list","tag":"x","max_drop_share":1}`)
+	require.Equal(t, http.StatusCreated, code, out)
+	require.InDelta(t, 1.0, out["max_drop_share"], 0)
+}
