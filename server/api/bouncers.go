@@ -246,7 +246,9 @@ func (s *Server) bouncerAnswer(ctx context.Context, b store.Bouncer, since map[s
 			continue
 		}
 		have, known := since[name]
-		if snap.Render.Version <= have {
+		// A bouncer ahead of the server (a restored or reset database) gets
+		// the full render at once rather than waiting for versions to catch up.
+		if snap.Render.Version == have {
 			continue
 		}
 		if known && have > 0 {

@@ -97,6 +97,11 @@ func (s *Server) serveRender(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	// A client ahead of the server (a restored or reset database) gets the
+	// current render at once.
+	if cur := hub.Latest(name); cur != nil && cur.Render.Version < since {
+		since = 0
+	}
 	snap := hub.Wait(ctx, name, since)
 	if snap == nil {
 		if r.Context().Err() == nil {

@@ -301,6 +301,16 @@ func TestRenderEndToEnd(t *testing.T) {
 	require.Equal(t, first.Version, doc.Version)
 	status, _, _ = b.getRender(t, "edge", fmt.Sprintf("?since=%d&wait=50ms", first.Version))
 	require.Equal(t, http.StatusNotModified, status)
+	status, doc, _ = b.getRender(t, "edge", fmt.Sprintf("?since=%d&wait=10s", first.Version+100))
+	require.Equal(t, http.StatusOK, status, "a client ahead of the server gets the render at once")
+	require.False(t, doc.Delta)
+	req, _ := http.NewRequest(http.MethodGet, b.srv.URL+"/api/v1/rulesets/edge/render", nil)
+	req.Header.Set("Authorization", "Bearer "+b.reader)
+	req.Header.Set("If-None-Match", hdr.Get("ETag"))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNotModified, resp.StatusCode)
 
 	// A waiting poll wakes on the override and gets a delta.
 	type result struct {
@@ -338,10 +348,10 @@ func TestRenderEndToEnd(t *testing.T) {
 	require.NotEqual(t, first.Hash, full.Hash)
 
 	// gzip when accepted.
-	req, _ := http.NewRequest(http.MethodGet, b.srv.URL+"/api/v1/rulesets/edge/render", nil)
+	req, _ = http.NewRequest(http.MethodGet, b.srv.URL+"/api/v1/rulesets/edge/render", nil)
 	req.Header.Set("Authorization", "Bearer "+b.reader)
 	req.Header.Set("Accept-Encoding", "gzip")
-	resp, err := http.DefaultTransport.RoundTrip(req)
+	resp, err = http.DefaultTransport.RoundTrip(req)
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"))
