@@ -108,6 +108,32 @@ func ListSelectors(ctx context.Context, st *store.Store) (map[string][]policy.Co
 	return out, nil
 }
 
+// NeedsGeo reports whether conditions (following named lists) use geo facts:
+// country, continent, asn or org.
+func NeedsGeo(conds []policy.Cond, lists map[string][]policy.Cond) bool {
+	seen := map[string]bool{}
+	var walk func([]policy.Cond) bool
+	walk = func(cs []policy.Cond) bool {
+		for _, c := range cs {
+			switch c.Kind {
+			case policy.KindCountry, policy.KindContinent, policy.KindASN, policy.KindOrg:
+				return true
+			case policy.KindList:
+				for _, name := range c.Values {
+					if !seen[name] {
+						seen[name] = true
+						if walk(lists[name]) {
+							return true
+						}
+					}
+				}
+			}
+		}
+		return false
+	}
+	return walk(conds)
+}
+
 // Recompute renders every ruleset now, stores the renders whose content
 // changed and updates the cache. A ruleset that fails to compile keeps its
 // previous render; the error is logged and returned with the others.
@@ -126,8 +152,25 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	parsed := make(map[string]*policy.Ruleset, len(rss))
+	geo := false
+	for _, stored := range rss {
+		rs, err := policy.Parse(stored.Text)
+		if err != nil {
+			h.log.ErrorContext(ctx, "A stored ruleset does not parse.", "ruleset", stored.Name, "error", err)
+			continue
+		}
+		parsed[stored.Name] = rs
+		for _, r := range rs.Rules {
+			geo = geo || NeedsGeo(r.Conds, lists)
+		}
+	}
 	now := h.now()
-	facts, err := h.store.Facts(ctx, now)
+	load := h.store.FactsWithoutGeo
+	if geo {
+		load = h.store.Facts
+	}
+	facts, err := load(ctx, now)
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
@@ -136,7 +179,11 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	names := map[string]bool{}
 	for _, stored := range rss {
 		names[stored.Name] = true
-		if err := h.renderOne(ctx, stored, facts, g, now); err != nil {
+		rs, ok := parsed[stored.Name]
+		if !ok {
+			continue
+		}
+		if err := h.renderOne(ctx, stored.Name, rs, facts, g, now); err != nil {
 			h.log.ErrorContext(ctx, "Could not render a ruleset.", "ruleset", stored.Name, "error", err)
 			errs = append(errs, err)
 		}
@@ -158,32 +205,28 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (h *Hub) renderOne(ctx context.Context, stored store.Ruleset, facts *policy.Facts, g *guard.Guard, now time.Time) error {
-	rs, err := policy.Parse(stored.Text)
-	if err != nil {
-		return fmt.Errorf("render: %s: %w", stored.Name, err)
-	}
+func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, facts *policy.Facts, g *guard.Guard, now time.Time) error {
 	r, err := Build(rs, facts, g)
 	if err != nil {
 		return err
 	}
 	h.mu.RLock()
-	cur := h.latest[stored.Name]
+	cur := h.latest[name]
 	h.mu.RUnlock()
 	if cur != nil && cur.Render.Hash == r.Hash {
 		return nil
 	}
 	var wrote bool
-	saved, err := h.store.SaveRender(ctx, stored.Name, r.Hash, now, func(version int64, at time.Time) ([]byte, error) {
+	saved, err := h.store.SaveRender(ctx, name, r.Hash, now, func(version int64, at time.Time) ([]byte, error) {
 		r.Version, r.GeneratedAt, wrote = version, at, true
 		b, err := json.Marshal(r)
 		if err != nil {
-			return nil, fmt.Errorf("render: encode %s: %w", stored.Name, err)
+			return nil, fmt.Errorf("render: encode %s: %w", name, err)
 		}
 		return b, nil
 	})
 	if err != nil {
-		return fmt.Errorf("render: %s: %w", stored.Name, err)
+		return fmt.Errorf("render: %s: %w", name, err)
 	}
 	if !wrote {
 		// Another process stored this content first; serve its bytes and version.

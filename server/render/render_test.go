@@ -153,3 +153,28 @@ func TestHubRecomputesAtExpiry(t *testing.T) {
 	require.Empty(t, s.Render.Rules[0].V4)
 	require.False(t, time.Now().Before(exp))
 }
+
+// TestHubGeoOnlyWhenNeeded: a country condition sees the geo networks; a
+// geo-free ruleset renders without loading them.
+func TestHubGeoOnlyWhenNeeded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Store(t)
+	nets := func(yield func(store.GeoNetwork, error) bool) {
+		yield(store.GeoNetwork{Network: netip.MustParsePrefix("192.0.2.0/25"), Country: "NL", Continent: "EU"}, nil)
+	}
+	_, err := st.ReplaceGeoNetworks(ctx, "test", nets)
+	require.NoError(t, err)
+	require.NoError(t, st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Source: "ingest:t", Tags: []string{"bad"}, SeenAt: time.Now()}}, "t"))
+	_, err = st.PutList(ctx, "dutch", "country NL", "t")
+	require.NoError(t, err)
+	_, _, err = st.PutRuleset(ctx, "geo", "ruleset geo\n  block tag bad and list dutch\n", []byte(`{}`), "t")
+	require.NoError(t, err)
+	_, _, err = st.PutRuleset(ctx, "plain", "ruleset plain\n  block tag bad\n", []byte(`{}`), "t")
+	require.NoError(t, err)
+	h := runHub(t, st)
+	require.Equal(t, []string{"192.0.2.0/25"}, waitFor(t, h, "geo", 0).Render.Rules[0].V4)
+	require.Equal(t, []string{"192.0.2.0/24"}, waitFor(t, h, "plain", 0).Render.Rules[0].V4)
+	require.True(t, render.NeedsGeo([]policy.Cond{{Kind: policy.KindList, Values: []string{"dutch"}}}, map[string][]policy.Cond{"dutch": {{Kind: policy.KindCountry, Values: []string{"NL"}}}}))
+	require.False(t, render.NeedsGeo([]policy.Cond{{Kind: policy.KindTag, Values: []string{"x"}}}, nil))
+}

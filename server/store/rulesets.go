@@ -315,13 +315,20 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 // assertions resolved per prefix (one set-based query), and every geo network.
 // Lists are not loaded here; see Lists.
 func (s *Store) Facts(ctx context.Context, now time.Time) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.Prefix{})
+	return s.facts(ctx, now, netip.Prefix{}, true)
+}
+
+// FactsWithoutGeo is Facts without the geo networks, for compilations whose
+// rulesets have no geo condition: geo data adds up to millions of networks
+// the compiler would otherwise sweep for nothing.
+func (s *Store) FactsWithoutGeo(ctx context.Context, now time.Time) (*policy.Facts, error) {
+	return s.facts(ctx, now, netip.Prefix{}, false)
 }
 
 // FactsContaining is Facts restricted to the stored prefixes and geo networks
 // that contain addr, for explaining one address cheaply.
 func (s *Store) FactsContaining(ctx context.Context, now time.Time, addr netip.Addr) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()))
+	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()), true)
 }
 
 // factEntries resolves each prefix on its own: tags minus the ones a manual
@@ -354,7 +361,7 @@ const factManual = `
 // severityName inverts muninn_severity.
 var severityName = map[int]string{3: "malicious", 2: "suspicious", 1: "benign", 0: "unknown"}
 
-func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (*policy.Facts, error) {
+func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix, geo bool) (*policy.Facts, error) {
 	var arg any
 	if within.IsValid() {
 		arg = within
@@ -403,6 +410,9 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (
 	})
 	if err != nil {
 		return nil, mapErr("load manual classifications", err)
+	}
+	if !geo {
+		return f, nil
 	}
 	rows, err = s.pool.Query(ctx, `SELECT network, country, continent, asn, as_org FROM geo_networks
 		WHERE $1::cidr IS NULL OR network >>= $1::cidr`, arg)
