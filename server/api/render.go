@@ -126,13 +126,21 @@ func (s *Server) fault(w http.ResponseWriter, r *http.Request, err error) {
 
 // compileNow compiles rs over the current facts and lists.
 func (s *Server) compileNow(ctx context.Context, rs *policy.Ruleset) (*policy.Compiled, error) {
-	facts, err := s.store.Facts(ctx, s.now())
+	lists, err := render.ListSelectors(ctx, s.store)
 	if err != nil {
 		return nil, err
 	}
-	if facts.Lists, err = render.ListSelectors(ctx, s.store); err != nil {
+	load := s.store.FactsWithoutGeo
+	for _, r := range rs.Rules {
+		if render.NeedsGeo(r.Conds, lists) {
+			load = s.store.Facts
+		}
+	}
+	facts, err := load(ctx, s.now())
+	if err != nil {
 		return nil, err
 	}
+	facts.Lists = lists
 	return policy.Compile(rs, facts)
 }
 
