@@ -301,17 +301,6 @@ func (h *Hub) Latest(name string) *Snapshot {
 	return h.latest[name]
 }
 
-// Names returns the rulesets with a cached render.
-func (h *Hub) Names() []string {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	out := make([]string, 0, len(h.latest))
-	for n := range h.latest {
-		out = append(out, n)
-	}
-	return out
-}
-
 // Changed returns a channel closed at the next update of any render.
 func (h *Hub) Changed() <-chan struct{} {
 	h.mu.RLock()
