@@ -183,12 +183,38 @@ func TestApplyFeedFailureKeepsOldState(t *testing.T) {
 	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM prefixes WHERE prefix << '203.0.113.0/24'`).Scan(&n))
 	require.Zero(t, n, "prefixes of the failed refresh must not persist")
 
-	// A cancelled context mid-transaction also leaves the old state.
+	// A context cancelled while the transaction is in the middle of its
+	// merge (held there by an advisory lock the test owns) leaves the old
+	// state too.
+	_, err = b.st.Pool().Exec(b.ctx, `DROP TRIGGER fail_poison ON assertions;
+		CREATE FUNCTION hold() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+		CREATE TRIGGER hold BEFORE INSERT ON assertions FOR EACH ROW EXECUTE FUNCTION hold();`)
+	require.NoError(t, err)
+	lock, err := b.st.Pool().Acquire(b.ctx)
+	require.NoError(t, err)
+	defer lock.Release()
+	_, err = lock.Exec(b.ctx, `SELECT pg_advisory_lock(4242)`)
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.st.ApplyFeed(ctx, "test", store.FeedUpdate{Prefixes: hosts(10, "192.0.2.1"), Force: true, StartedAt: b.now, Now: b.now})
+		done <- err
+	}()
+	require.Eventually(t, func() bool {
+		var waiting bool
+		err := b.st.Pool().QueryRow(b.ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)`).Scan(&waiting)
+		return err == nil && waiting
+	}, 30*time.Second, 10*time.Millisecond, "the apply never reached the held trigger")
 	cancel()
-	_, err = b.st.ApplyFeed(ctx, "test", store.FeedUpdate{Prefixes: hosts(10, "192.0.2.1"), StartedAt: b.now, Now: b.now})
-	require.Error(t, err)
+	require.Error(t, <-done)
+	_, err = lock.Exec(b.ctx, `SELECT pg_advisory_unlock(4242)`)
+	require.NoError(t, err)
 	require.Equal(t, before, feedState(t, b, "test"))
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM prefixes WHERE prefix << '192.0.2.0/24'`).Scan(&n))
+	require.Zero(t, n)
 }
 
 func TestFeedReconfigureAndDelete(t *testing.T) {
