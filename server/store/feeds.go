@@ -318,6 +318,11 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if err != nil {
 			return mapErr("apply feed", err)
 		}
+		// The anti-joins and sorts over 100k+ rows spill to disk at the
+		// default 4MB; this transaction is one per feed at a time.
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+			return fmt.Errorf("work_mem: %w", err)
+		}
 		if _, err := tx.Exec(ctx, feedTemp); err != nil {
 			return fmt.Errorf("create batch table: %w", err)
 		}
