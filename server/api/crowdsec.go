@@ -110,6 +110,17 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 	for _, name := range b.Rulesets {
 		if snap := s.opts.Render.Latest(name); snap != nil {
 			versions[name] = snap.Render.Version
+			continue
+		}
+		// Without a render the decisions of an existing ruleset are unknown,
+		// not empty: answering would delete them from the bouncer.
+		if _, err := s.store.RulesetByName(r.Context(), name); err == nil {
+			w.Header().Set("Retry-After", "5")
+			WriteProblem(w, http.StatusServiceUnavailable, "ruleset "+name+" has not been rendered yet; try again")
+			return
+		} else if !isNotFound(err) {
+			s.fault(w, r, err)
+			return
 		}
 	}
 	resp := struct {
