@@ -39,6 +39,11 @@ func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
 	now := s.now()
 	a := apigen.Bouncer{Id: b.ID, Name: b.Name, CreatedAt: b.CreatedAt, LastSeen: b.LastSeen,
 		Hostname: ptr(b.Hostname), Version: ptr(b.Version), LastError: ptr(b.LastError), Rulesets: []apigen.BouncerRuleset{}}
+	// Stored as the bouncer sent it; a body that does not decode is left out.
+	var counters []apigen.RuleCounter
+	if json.Unmarshal(b.Counters, &counters) == nil && counters != nil {
+		a.Counters = &counters
+	}
 	for _, name := range b.Rulesets {
 		br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
 		if snap := s.opts.Render.Latest(name); snap != nil {

@@ -92,8 +92,9 @@ func TestBouncerRoundTrip(t *testing.T) {
 	require.NoError(t, c.Heartbeat(ctx, bouncer.Heartbeat{Hostname: "fw1.example", Version: "test", Applied: map[string]int64{"edge": d.Version},
 		Counters: []bouncer.RuleCounter{{Ruleset: "edge", RuleID: 1, Packets: 3, Bytes: 180}}}))
 	var list []struct {
-		Name     string `json:"name"`
-		Hostname string `json:"hostname"`
+		Name     string           `json:"name"`
+		Hostname string           `json:"hostname"`
+		Counters []map[string]any `json:"counters"`
 		Rulesets []struct {
 			Ruleset    string  `json:"ruleset"`
 			Applied    int64   `json:"applied"`
@@ -107,6 +108,7 @@ func TestBouncerRoundTrip(t *testing.T) {
 	require.Equal(t, d.Version, list[0].Rulesets[0].Applied)
 	require.Equal(t, d.Version, list[0].Rulesets[0].Current)
 	require.Zero(t, list[0].Rulesets[0].LagSeconds)
+	require.Equal(t, []map[string]any{{"ruleset": "edge", "rule_id": float64(1), "packets": float64(3), "bytes": float64(180)}}, list[0].Counters)
 
 	// A ruleset the bouncer no longer enforces is listed as removed.
 	resp, _, err = c.Render(ctx, map[string]int64{"edge": d.Version, "gone": 4}, time.Second)
