@@ -39,7 +39,7 @@ type Honeypot struct {
 type Rule struct {
 	ID     int      `json:"id"`
 	Action string   `json:"action"`
-	Rate   string   `json:"rate,omitempty"`
+	Rate   string   `json:"rate"`
 	Text   string   `json:"text"`
 	V4     []string `json:"v4,omitempty"`
 	V6     []string `json:"v6,omitempty"`
