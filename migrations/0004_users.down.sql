@@ -1,3 +1,4 @@
+DROP INDEX assertions_prefix;
 DROP TABLE login_failures;
 DROP TABLE sessions;
 DROP TABLE users;

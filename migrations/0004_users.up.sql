@@ -32,3 +32,9 @@ CREATE TABLE login_failures (
   at       timestamptz NOT NULL
 );
 CREATE INDEX login_failures_key ON login_failures (username, ip, at);
+
+-- Every per-prefix read of assertions (GET /ips containing query, the UI's
+-- pages, search projections) joins on prefix_id across all kinds; the two
+-- partial unique indexes cannot serve that, so without this index each such
+-- read scans the whole table (100 ms at 600k assertions, growing linearly).
+CREATE INDEX assertions_prefix ON assertions (prefix_id);

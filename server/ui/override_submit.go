@@ -78,12 +78,12 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !target.IsSingleIP() {
-		items, err := h.store.Search(ctx, store.Filter{Within: &target}, 0, 1001, now)
+		n, err := h.store.CountWithin(ctx, target, 1001)
 		if err != nil {
 			h.fault(w, r, "count the prefixes in "+target.String(), err)
 			return
 		}
-		c.Inside, c.InsideMore = min(len(items), 1000), len(items) > 1000
+		c.Inside, c.InsideMore = min(n, 1000), n > 1000
 	}
 	h.render(w, r, http.StatusOK, "confirm", "Confirm override of "+prefixTitle(target), "search", c)
 }

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -43,6 +44,11 @@ type Handler struct {
 	sessionTTL time.Duration
 	pages      map[string]*template.Template
 	static     http.Handler
+
+	// refreshMu serialises dashboard computations; statsMu guards stats.
+	refreshMu sync.Mutex
+	statsMu   sync.Mutex
+	stats     *dashboardStats
 }
 
 // Login rate limit: this many failures per username and client address within

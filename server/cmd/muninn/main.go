@@ -198,6 +198,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = hub.Run(hubCtx)
 	}()
 	defer func() { stopHub(); <-hubDone }()
+	// The UI's dashboard refresher is owned the same way.
+	uiCtx, stopUI := context.WithCancel(ctx)
+	uiDone := make(chan struct{})
+	go func() {
+		defer close(uiDone)
+		_ = webUI.Run(uiCtx)
+	}()
+	defer func() { stopUI(); <-uiDone }()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
