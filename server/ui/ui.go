@@ -5,6 +5,7 @@ package ui
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -87,7 +88,7 @@ func New(d Deps) (*Handler, error) {
 func (h *Handler) Mount(r chi.Router) {
 	r.Get("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently).ServeHTTP)
 	r.Route("/ui", func(r chi.Router) {
-		r.Use(securityHeaders, limitForm)
+		r.Use(startTimer, securityHeaders, limitForm)
 		r.Get("/static/*", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "public, max-age=3600")
 			h.static.ServeHTTP(w, r)
@@ -123,6 +124,15 @@ func (h *Handler) Mount(r chi.Router) {
 				r.Post("/rulesets", h.submitRuleset)
 			})
 		})
+	})
+}
+
+type startKey struct{}
+
+// startTimer notes when the request arrived, for the Server-Timing header.
+func startTimer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), startKey{}, time.Now())))
 	})
 }
 
@@ -196,6 +206,10 @@ func (h *Handler) renderPage(w http.ResponseWriter, r *http.Request, status int,
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if start, ok := r.Context().Value(startKey{}).(time.Time); ok {
+		// Server-Timing shows the page's server time in the browser's devtools.
+		w.Header().Set("Server-Timing", fmt.Sprintf("app;dur=%.1f", float64(time.Since(start).Microseconds())/1000))
+	}
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

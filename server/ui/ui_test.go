@@ -382,6 +382,7 @@ func TestPagesRender(t *testing.T) {
 	} {
 		resp, body := c.get(path)
 		require.Equal(t, http.StatusOK, resp.StatusCode, path)
+		require.Regexp(t, `^app;dur=\d+\.\d$`, resp.Header.Get("Server-Timing"), path)
 		require.Contains(t, body, want, path)
 	}
 	resp, _ := c.get("/ui/search?q=203.0.113.5")
