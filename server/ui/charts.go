@@ -15,7 +15,7 @@ import (
 
 // columnChart draws one vertical bar per bucket (a time series).
 func columnChart(title string, bs []store.Bucket) template.HTML {
-	const w, h, top, bottom = 720.0, 190.0, 22.0, 22.0
+	const w, h, top, bottom = 720.0, 180.0, 6.0, 26.0
 	var max int64
 	var total int64
 	for _, b := range bs {
@@ -23,7 +23,7 @@ func columnChart(title string, bs []store.Bucket) template.HTML {
 		total += b.Count
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, `<svg class="chart" viewBox="0 0 %g %g" role="img" aria-label="%s: %d in total">`,
+	fmt.Fprintf(&sb, `<svg class="chart columns" viewBox="0 0 %g %g" role="img" aria-label="%s: %d in total">`,
 		w, h, html.EscapeString(title), total)
 	fmt.Fprintf(&sb, `<title>%s</title>`, html.EscapeString(title))
 	if len(bs) > 0 {
@@ -39,13 +39,13 @@ func columnChart(title string, bs []store.Bucket) template.HTML {
 			switch {
 			case i == len(bs)-1:
 				fmt.Fprintf(&sb, `<text class="axis" x="%g" y="%g" text-anchor="end">%s</text>`, w, h-5, html.EscapeString(b.Label))
-			case i%5 == 0 && i < len(bs)-3:
+			case i%5 == 0 && i < len(bs)-5:
 				fmt.Fprintf(&sb, `<text class="axis" x="%.1f" y="%g">%s</text>`, x+1, h-5, html.EscapeString(b.Label))
 			}
 		}
 	}
 	fmt.Fprintf(&sb, `<line class="gridline" x1="0" x2="%g" y1="%g" y2="%g"/>`, w, top, top)
-	fmt.Fprintf(&sb, `<text class="axis" x="0" y="14">%s per day at most</text></svg>`, strconv.FormatInt(max, 10))
+	fmt.Fprintf(&sb, `</svg><p class="muted small">%d in total; the dashed line is the busiest day, %s.</p>`, total, strconv.FormatInt(max, 10))
 	return template.HTML(sb.String())
 }
 
