@@ -50,6 +50,9 @@ func TestRulesetPages(t *testing.T) {
 
 	admin := b.client(t)
 	admin.mustLogin("admin")
+	resp, body = admin.get("/ui/rulesets/new")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "ruleset NAME")
 	_, page = admin.get("/ui/rulesets/edge/edit")
 	csrf := csrfOf(t, page)
 	resp, body = admin.post("/ui/rulesets", url.Values{"csrf": {csrf}, "name": {"edge"}, "action": {"save"},
