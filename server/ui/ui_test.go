@@ -397,3 +397,26 @@ func TestPagesRender(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	require.Contains(t, body, "Since must be a date")
 }
+
+func TestSearchPagination(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var obs []store.Observation
+	for i := range 60 {
+		obs = append(obs, store.Observation{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}), 32),
+			Source: "ingest:scan", Tags: []string{"scanner"}, SeenAt: time.Now()})
+	}
+	require.NoError(t, b.store.Ingest(context.Background(), obs, "test"))
+	c := b.client(t)
+	c.mustLogin("reader")
+	_, body := c.get("/ui/search?q=scanner")
+	require.Equal(t, 50, strings.Count(body, `<td><a href="/ui/ips/`))
+	next := regexp.MustCompile(`<a href="([^"]+)" rel="next">`).FindStringSubmatch(body)
+	require.NotNil(t, next)
+	require.NotContains(t, body, "First page")
+	_, body = c.get(strings.ReplaceAll(next[1], "&amp;", "&"))
+	require.Equal(t, 10, strings.Count(body, `<td><a href="/ui/ips/`))
+	require.Contains(t, body, "198.18.0.59")
+	require.NotContains(t, body, `rel="next"`)
+	require.Contains(t, body, "First page")
+}
