@@ -27,6 +27,14 @@ var funcs = template.FuncMap{
 		return ""
 	},
 	"prefixURL": prefixURL,
+	// fieldLabel and fieldID name an override form field in an error summary.
+	"fieldLabel": func(f string) string { return overrideLabels[f] },
+	"fieldID": func(f string) string {
+		if f == "classification" {
+			return "classification-field"
+		}
+		return f
+	},
 	"prefixString": func(p netip.Prefix) string {
 		if p.IsSingleIP() {
 			return p.Addr().String()
@@ -43,4 +51,10 @@ var funcs = template.FuncMap{
 		}
 		return "cls-unknown"
 	},
+}
+
+// overrideLabels are the override form's field labels.
+var overrideLabels = map[string]string{
+	"prefix": "Address or network (CIDR)", "classification": "Classification", "add_tags": "Tags to add",
+	"suppress_tags": "Tags to suppress", "note": "Note", "expires": "Expires after",
 }
