@@ -13,6 +13,7 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z\/_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 include Makefile.geodata
+include Makefile.ui
 
 deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel tests)
 	@missing=""; \
@@ -37,7 +38,8 @@ lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }
 	$(GO) vet ./...
 
-test: deps ## Run every test (kernel tests need root; CI is root)
+test: deps ## Run every test (kernel tests need root; CI is root; UI tests drive headless Chromium)
+	@./.ci/install-chromium
 	$(MAKE) --no-print-directory verify lint
 	$(GO) test $(TEST_FLAGS) ./...
 
