@@ -1,10 +1,11 @@
-// Package openapi embeds the API contract, openapi.yaml, so the server can serve
-// the very text it was generated from.
+// Package openapi embeds the API contracts so the server can serve the very text
+// its code was generated from: openapi.yaml (the core API), feeds.yaml (feeds and
+// jobs) and bouncer.yaml (the bouncer protocol).
 package openapi
 
-import _ "embed"
+import "embed"
 
-// Spec is openapi.yaml.
+// Files holds openapi.yaml, feeds.yaml and bouncer.yaml.
 //
-//go:embed openapi.yaml
-var Spec []byte
+//go:embed openapi.yaml feeds.yaml bouncer.yaml
+var Files embed.FS

@@ -473,6 +473,11 @@ func TestOpenAPIAndHealth(t *testing.T) {
 	status, raw := b.do(t, "", http.MethodGet, "/api/v1/openapi.yaml", "", nil)
 	require.Equal(t, 200, status)
 	require.Contains(t, string(raw), "openapi: 3.0.3")
+	for _, name := range []string{"feeds.yaml", "bouncer.yaml"} {
+		status, raw = b.do(t, "", http.MethodGet, "/api/v1/"+name, "", nil)
+		require.Equal(t, 200, status)
+		require.Contains(t, string(raw), "openapi:")
+	}
 	status, raw = b.do(t, "", http.MethodGet, "/readyz", "", nil)
 	require.Equal(t, 200, status, "%s", raw)
 	status, _ = b.do(t, "", http.MethodGet, "/healthz", "", nil)

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -68,10 +66,17 @@ func New(d Deps) (http.Handler, error) {
 	})
 	r.Get("/readyz", readyz(d.Store))
 	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
-	r.Get("/api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/yaml")
-		_, _ = w.Write(openapi.Spec)
-	})
+	// The contracts are public, like the API's own documentation.
+	for _, name := range []string{"openapi.yaml", "feeds.yaml", "bouncer.yaml"} {
+		body, err := openapi.Files.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("httpserver: read %s: %w", name, err)
+		}
+		r.Get("/api/v1/"+name, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/yaml")
+			_, _ = w.Write(body)
+		})
+	}
 	strict := apigen.NewStrictHandlerWithOptions(srv, []apigen.StrictMiddlewareFunc{api.RequireRole}, apigen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 			api.WriteProblem(w, http.StatusBadRequest, err.Error())
@@ -93,10 +98,8 @@ func New(d Deps) (http.Handler, error) {
 		SilenceServersWarning: true,
 		// Ingest bodies are streams of up to 100 MB; the validator would read them
 		// whole, so ingest validates each line itself.
-		Skipper: func(r *http.Request) bool {
-			return r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest"
-		},
-		ErrorHandlerWithOpts: validationError,
+		Skipper:              isIngest,
+		ErrorHandlerWithOpts: api.ValidationError,
 	})
 	// Bouncer keys (X-Api-Key) reach only these routes; bearer tokens none of them.
 	r.Route("/api/v1/bouncer", srv.BouncerRoutes)
@@ -108,7 +111,8 @@ func New(d Deps) (http.Handler, error) {
 			f(ar)
 		}
 		ar.Group(func(g chi.Router) {
-			g.Use(api.NormalizeIngestContentType(d.MaxIngestBytes), validator, maxBody(1<<20))
+			// The body limit comes before the validator, which reads bodies.
+			g.Use(api.NormalizeIngestContentType(d.MaxIngestBytes), api.MaxBody(1<<20, isIngest), validator)
 			apigen.HandlerWithOptions(strict, apigen.ChiServerOptions{BaseRouter: g,
 				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 					api.WriteProblem(w, http.StatusBadRequest, err.Error())
@@ -125,102 +129,6 @@ func New(d Deps) (http.Handler, error) {
 		api.WriteProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
 	})
 	return r, nil
-}
-
-// maxBody bounds every request body except ingest's, which has its own limit.
-func maxBody(limit int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !strings.HasSuffix(r.URL.Path, "/ingest") && r.Body != nil {
-				if r.ContentLength > limit {
-					api.WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", limit))
-					return
-				}
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// validationError turns kin-openapi's findings into problem+json naming each
-// field and the reason.
-func validationError(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, opts nethttpmiddleware.ErrorHandlerOpts) {
-	status := opts.StatusCode
-	if status == 0 {
-		status = http.StatusBadRequest
-	}
-	var fields []apigen.FieldError
-	var walk func(error)
-	walk = func(e error) {
-		var re *openapi3filter.RequestError
-		if errors.As(e, &re) {
-			field := "body"
-			if re.Parameter != nil {
-				field = re.Parameter.Name
-			}
-			var inner openapi3.MultiError
-			if errors.As(re.Err, &inner) {
-				for _, x := range inner {
-					fields = append(fields, schemaField(field, x))
-				}
-				return
-			}
-			fields = append(fields, schemaField(field, re))
-			return
-		}
-		var me openapi3.MultiError
-		if errors.As(e, &me) {
-			for _, x := range me {
-				walk(x)
-			}
-			return
-		}
-		var mb *http.MaxBytesError
-		if errors.As(e, &mb) {
-			status = http.StatusRequestEntityTooLarge
-			fields = append(fields, apigen.FieldError{Field: "body", Reason: fmt.Sprintf("over %d bytes", mb.Limit)})
-			return
-		}
-		fields = append(fields, schemaField("request", e))
-	}
-	walk(err)
-	detail := "the request does not match the API contract"
-	if opts.MatchedRoute == nil {
-		status = http.StatusNotFound
-		detail = "no such endpoint"
-	}
-	api.WriteProblem(w, status, detail, fields...)
-}
-
-func schemaField(field string, e error) apigen.FieldError {
-	var se *openapi3.SchemaError
-	if errors.As(e, &se) {
-		if ptr := se.JSONPointer(); len(ptr) > 0 && field == "body" {
-			field = strings.Join(ptr, ".")
-		}
-		reason := se.Reason
-		if name, ok := strings.CutPrefix(reason, "property \""); ok && strings.HasSuffix(reason, "\" is unsupported") {
-			field = strings.TrimPrefix(field+"."+strings.TrimSuffix(name, "\" is unsupported"), "body.")
-			reason = "unknown field"
-		}
-		return apigen.FieldError{Field: field, Reason: reason}
-	}
-	var re *openapi3filter.RequestError
-	if errors.As(e, &re) && re.Err != nil {
-		if errors.As(re.Err, &se) {
-			return schemaField(field, se)
-		}
-		return apigen.FieldError{Field: field, Reason: firstLine(re.Err.Error())}
-	}
-	return apigen.FieldError{Field: field, Reason: firstLine(e.Error())}
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 func readyz(st *store.Store) http.HandlerFunc {
@@ -269,4 +177,8 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+func isIngest(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest"
 }

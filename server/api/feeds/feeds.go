@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/go-chi/chi/v5"
 	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
@@ -22,7 +21,6 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/muninn/muninn/server/api"
-	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/api/feedsgen"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
@@ -73,11 +71,11 @@ func (s *Server) Routes() (func(r chi.Router), error) {
 		Options:               openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
 		Prefix:                "/api/v1",
 		SilenceServersWarning: true,
-		ErrorHandlerWithOpts:  validationError,
+		ErrorHandlerWithOpts:  api.ValidationError,
 	})
 	return func(r chi.Router) {
 		r.Group(func(g chi.Router) {
-			g.Use(maxBody(64<<10), validator)
+			g.Use(api.MaxBody(64<<10, nil), validator)
 			feedsgen.HandlerWithOptions(strict, feedsgen.ChiServerOptions{BaseRouter: g,
 				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 					api.WriteProblem(w, http.StatusBadRequest, err.Error())
@@ -100,57 +98,6 @@ func requireRole(f feedsgen.StrictHandlerFunc, _ string) feedsgen.StrictHandlerF
 		}
 		return f(ctx, w, r, req)
 	}
-}
-
-func maxBody(limit int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Body != nil {
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// validationError names each field kin-openapi found wrong.
-func validationError(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, opts nethttpmiddleware.ErrorHandlerOpts) {
-	if opts.MatchedRoute == nil {
-		api.WriteProblem(w, http.StatusNotFound, "no such endpoint")
-		return
-	}
-	var fields []apigen.FieldError
-	var walk func(field string, e error)
-	walk = func(field string, e error) {
-		var me openapi3.MultiError
-		var re *openapi3filter.RequestError
-		var se *openapi3.SchemaError
-		switch {
-		case errors.As(e, &me):
-			for _, x := range me {
-				walk(field, x)
-			}
-		case errors.As(e, &re):
-			if re.Parameter != nil {
-				field = re.Parameter.Name
-			}
-			if re.Err == nil {
-				fields = append(fields, apigen.FieldError{Field: field, Reason: re.Reason})
-				return
-			}
-			walk(field, re.Err)
-		case errors.As(e, &se):
-			if ptr := se.JSONPointer(); len(ptr) > 0 && field == "body" {
-				field = strings.Join(ptr, ".")
-			}
-			fields = append(fields, apigen.FieldError{Field: field, Reason: se.Reason})
-		default:
-			msg, _, _ := strings.Cut(e.Error(), "\n")
-			fields = append(fields, apigen.FieldError{Field: field, Reason: msg})
-		}
-	}
-	walk("body", err)
-	api.WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fields...)
 }
 
 func problem(status int, detail string, fields ...feedsgen.FieldError) feedsgen.Problem {
