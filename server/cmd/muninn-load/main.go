@@ -164,7 +164,9 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		defer pprof.StopCPUProfile()
 	}
 	// Lookups at a fixed rate, open loop: a slow answer does not slow the schedule.
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	// Bounded connections keep the harness within its file limit; a request that
+	// waits for a connection still counts its wait in its latency.
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	total := int(duration.Seconds() * float64(rate))
 	lat := make([]time.Duration, total)
 	var failed sync.Map
