@@ -36,6 +36,12 @@ func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger) (*S
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
 	}
+	// JIT compilation costs ~100 ms and triggers on the inflated cost estimates
+	// of GiST containment queries; muninn's queries are short or bulk, never
+	// long-running analytics, so it only ever hurts.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
