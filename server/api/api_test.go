@@ -489,3 +489,44 @@ func TestOpenAPIAndHealth(t *testing.T) {
 	require.Equal(t, 404, status, "%s", raw)
 	require.Contains(t, string(raw), `"status":404`)
 }
+
+func TestLookupShowsEnrichment(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.ingest(t, `{"ip":"198.51.100.7","tags":["x"]}`)
+	ctx := context.Background()
+	for _, q := range []string{
+		`INSERT INTO geo_networks (network, country, continent, asn, as_org, source) VALUES ('198.51.0.0/16', 'DE', 'EU', 64500, 'Example Hosting', 'test'), ('198.51.100.0/24', 'FR', 'EU', 64501, 'Example Edge', 'test')`,
+		`INSERT INTO rdap_networks (network, handle, name, org, country, abuse_email, registry) VALUES ('198.51.100.0/24', 'NET-1', 'EXAMPLE-NET', 'Example Org', 'FR', 'abuse@example.net', 'ripe')`,
+		`INSERT INTO hostnames (address, name, source, last_seen) VALUES ('198.51.100.7', 'old.example.net', 'ptr', now() - interval '1 day'), ('198.51.100.7', 'scanner.example.net', 'ptr', now())`,
+	} {
+		_, err := b.store.Pool().Exec(ctx, q)
+		require.NoError(t, err)
+	}
+	var v struct {
+		Geo struct {
+			Country, Continent, Network string
+		} `json:"geo"`
+		ASN struct {
+			Number       int64  `json:"number"`
+			Organization string `json:"organization"`
+		} `json:"asn"`
+		RDAP struct {
+			Org        string `json:"org"`
+			AbuseEmail string `json:"abuse_email"`
+		} `json:"rdap"`
+		Hostnames []struct{ Name string } `json:"hostnames"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.7", nil, 200, &v)
+	require.Equal(t, "FR", v.Geo.Country, "the most specific geo network wins")
+	require.Equal(t, "198.51.100.0/24", v.Geo.Network)
+	require.EqualValues(t, 64501, v.ASN.Number)
+	require.Equal(t, "Example Edge", v.ASN.Organization)
+	require.Equal(t, "abuse@example.net", v.RDAP.AbuseEmail)
+	require.Len(t, v.Hostnames, 2)
+	require.Equal(t, "scanner.example.net", v.Hostnames[0].Name, "newest name first")
+	// A network view has geo and RDAP but no names.
+	b.json(t, b.writer, http.MethodPut, "/api/v1/networks/198.51.100.0/24/override", map[string]any{"note": "n"}, 200, nil)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/networks/198.51.100.0/24", nil, 200, &v)
+	require.Equal(t, "FR", v.Geo.Country)
+}

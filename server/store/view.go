@@ -110,13 +110,21 @@ const (
 		  SELECT a.id, a.kind, a.value, a.source, a.first_seen, a.last_seen, a.expires_at
 		  FROM assertions a WHERE a.prefix_id = p.id OFFSET 0) a ON true
 		ORDER BY masklen(p.prefix) DESC, a.id`
-	geoOfSQL = `
-		SELECT network, country, continent, city, asn, as_org, source FROM geo_networks
-		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`
-	rdapOfSQL = `
-		SELECT network, handle, name, org, country, abuse_email, registry, fetched_at FROM rdap_networks
-		WHERE network >>= $1::cidr ORDER BY masklen(network) DESC LIMIT 1`
-	hostnamesOfSQL = `SELECT name, source, last_seen FROM hostnames WHERE address = $1::inet ORDER BY last_seen DESC, name LIMIT 100`
+	// enrichmentSQL answers the most specific geo and RDAP networks and the
+	// names of an address in one row, so a lookup costs two statements.
+	enrichmentSQL = `
+		SELECT g.network, g.country, g.continent, g.city, g.asn, g.as_org, g.source,
+		       r.network, r.handle, r.name, r.org, r.country, r.abuse_email, r.registry, r.fetched_at,
+		       h.names, h.sources, h.seen
+		FROM (SELECT 1) one
+		LEFT JOIN LATERAL (SELECT * FROM geo_networks WHERE network >>= $1::cidr
+		                   ORDER BY masklen(network) DESC LIMIT 1) g ON true
+		LEFT JOIN LATERAL (SELECT * FROM rdap_networks WHERE network >>= $1::cidr
+		                   ORDER BY masklen(network) DESC LIMIT 1) r ON true
+		LEFT JOIN LATERAL (
+		  SELECT array_agg(name) AS names, array_agg(source) AS sources, array_agg(last_seen) AS seen
+		  FROM (SELECT name, source, last_seen FROM hostnames WHERE $2 AND address = $1::inet
+		        ORDER BY last_seen DESC, name LIMIT 100) x) h ON true`
 )
 
 // Lookup returns what is stored about p, the prefixes containing it and its
@@ -126,8 +134,6 @@ func (s *Store) Lookup(ctx context.Context, p netip.Prefix) ([]resolve.Prefix, E
 	var (
 		prefixes []resolve.Prefix
 		e        Enrichment
-		g        GeoFacts
-		r        RDAPFacts
 	)
 	b := &pgx.Batch{}
 	b.Queue(containingSQL, p).Query(func(rows pgx.Rows) error {
@@ -135,36 +141,34 @@ func (s *Store) Lookup(ctx context.Context, p netip.Prefix) ([]resolve.Prefix, E
 		prefixes, err = scanContaining(rows)
 		return err
 	})
-	b.Queue(geoOfSQL, p).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
-		if err == nil {
-			e.Geo = &g
-		}
-		if err == pgx.ErrNoRows {
-			return nil
-		}
-		return err
-	})
-	b.Queue(rdapOfSQL, p).QueryRow(func(row pgx.Row) error {
-		err := row.Scan(&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt)
-		if err == nil {
-			e.RDAP = &r
-		}
-		if err == pgx.ErrNoRows {
-			return nil
-		}
-		return err
-	})
-	if p.IsSingleIP() {
-		b.Queue(hostnamesOfSQL, p.Addr()).Query(func(rows pgx.Rows) error {
-			var err error
-			e.Hostnames, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Hostname, error) {
-				var h Hostname
-				return h, r.Scan(&h.Name, &h.Source, &h.LastSeen)
-			})
+	b.Queue(enrichmentSQL, p, p.IsSingleIP()).QueryRow(func(row pgx.Row) error {
+		var (
+			gNet, rNet                                        *netip.Prefix
+			gCountry, gContinent, gCity, gOrg, gSource        *string
+			gASN                                              *int64
+			rHandle, rName, rOrg, rCountry, rAbuse, rRegistry *string
+			rFetched                                          *time.Time
+			names, sources                                    []string
+			seen                                              []time.Time
+		)
+		err := row.Scan(&gNet, &gCountry, &gContinent, &gCity, &gASN, &gOrg, &gSource,
+			&rNet, &rHandle, &rName, &rOrg, &rCountry, &rAbuse, &rRegistry, &rFetched,
+			&names, &sources, &seen)
+		if err != nil {
 			return err
-		})
-	}
+		}
+		if gNet != nil {
+			e.Geo = &GeoFacts{Network: *gNet, Country: *gCountry, Continent: *gContinent, City: *gCity, ASN: *gASN, ASOrg: *gOrg, Source: *gSource}
+		}
+		if rNet != nil {
+			e.RDAP = &RDAPFacts{Network: *rNet, Handle: *rHandle, Name: *rName, Org: *rOrg, Country: *rCountry,
+				AbuseEmail: *rAbuse, Registry: *rRegistry, FetchedAt: *rFetched}
+		}
+		for i := range names {
+			e.Hostnames = append(e.Hostnames, Hostname{Name: names[i], Source: sources[i], LastSeen: seen[i]})
+		}
+		return nil
+	})
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, Enrichment{}, mapErr("lookup", err)
 	}
