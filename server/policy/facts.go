@@ -9,28 +9,28 @@ import (
 // Entry is one stored prefix with its effective view already resolved by the
 // server: tags after suppression, automatic and manual classification, sources.
 type Entry struct {
-	Prefix netip.Prefix
+	Prefix netip.Prefix `json:"prefix"`
 	// Tags are the tags asserted on this prefix (after its own suppressions).
-	Tags []string
+	Tags []string `json:"tags,omitempty"`
 	// Suppressed hides these tags, inherited from less specific prefixes, for
 	// every address inside Prefix. A more specific entry may tag them again.
-	Suppressed []string
+	Suppressed []string `json:"suppressed,omitempty"`
 	// Classification is the most severe automatic classification on this prefix.
-	Classification string
+	Classification string `json:"classification,omitempty"`
 	// ManualClassification is a person's classification of this prefix; the most
 	// specific one containing an address wins over every automatic one.
-	ManualClassification string
+	ManualClassification string `json:"manual_classification,omitempty"`
 	// Sources are the assertion sources, e.g. "feed:ipsum", "manual:alice".
-	Sources []string
+	Sources []string `json:"sources,omitempty"`
 }
 
 // GeoNet is a network from geo data (country, continent, AS).
 type GeoNet struct {
-	Prefix    netip.Prefix
-	Country   string
-	Continent string
-	ASN       uint32
-	Org       string
+	Prefix    netip.Prefix `json:"prefix"`
+	Country   string       `json:"country,omitempty"`
+	Continent string       `json:"continent,omitempty"`
+	ASN       uint32       `json:"asn,omitempty"`
+	Org       string       `json:"org,omitempty"`
 }
 
 // Facts is everything Compile and Explain need besides the ruleset. Several
