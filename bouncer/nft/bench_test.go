@@ -65,7 +65,7 @@ func TestApplyChild(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t)
 	st := benchState(n)
-	fw := New(Options{NetNSFd: ns.fd, Priority: DefaultPriority})
+	fw := New(Options{NetNSFd: ns.FD, Priority: DefaultPriority})
 	start := time.Now()
 	require.NoError(t, fw.Apply(context.Background(), st))
 	elapsed := time.Since(start)
@@ -131,7 +131,7 @@ func BenchmarkNftFile(b *testing.B) {
 			require.NoError(b, f.Close())
 			b.ResetTimer()
 			for range b.N {
-				ns.exec(b, "nft", "-f", path)
+				ns.Exec(b, "nft", "-f", path)
 			}
 		})
 	}
@@ -141,7 +141,7 @@ func BenchmarkNftFile(b *testing.B) {
 func BenchmarkDeltaHash(b *testing.B) {
 	requireRoot(b)
 	ns := newNS(b)
-	fw := New(Options{NetNSFd: ns.fd, Priority: DefaultPriority})
+	fw := New(Options{NetNSFd: ns.FD, Priority: DefaultPriority})
 	st := hashState(1_000_000)
 	require.NoError(b, fw.Apply(b.Context(), st))
 	rs := st.Ruleset("bench")
@@ -169,7 +169,7 @@ func BenchmarkDeltaHash(b *testing.B) {
 func BenchmarkDeltaInterval(b *testing.B) {
 	requireRoot(b)
 	ns := newNS(b)
-	fw := New(Options{NetNSFd: ns.fd, Priority: DefaultPriority})
+	fw := New(Options{NetNSFd: ns.FD, Priority: DefaultPriority})
 	st := benchState(300_000)
 	require.NoError(b, fw.Apply(b.Context(), st))
 	rs := st.Ruleset("bench")

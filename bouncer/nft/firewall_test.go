@@ -31,7 +31,7 @@ func setup(t *testing.T) *testBundle {
 	requireRoot(t)
 	p := newPair(t)
 	log := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	fw := New(Options{NetNSFd: p.srv.fd, Priority: DefaultPriority, Logger: log})
+	fw := New(Options{NetNSFd: p.srv.FD, Priority: DefaultPriority, Logger: log})
 	return &testBundle{p: p, fw: fw, ctx: t.Context()}
 }
 
@@ -114,7 +114,7 @@ func TestEnforcement(t *testing.T) {
 	require.False(t, b.p.connect(t, "198.51.100.77", 80, blockedTimeout))
 
 	// Someone flushes the ruleset: Check reports drift, a re-apply restores.
-	b.p.srv.exec(t, "nft", "flush", "ruleset")
+	b.p.srv.Exec(t, "nft", "flush", "ruleset")
 	require.ErrorIs(t, b.fw.Check(b.ctx), bouncer.ErrDrift)
 	require.NoError(t, b.fw.Apply(b.ctx, st.With(next)))
 	require.NoError(t, b.fw.Check(b.ctx))
@@ -130,7 +130,7 @@ func TestDriftOnSmallSetFlush(t *testing.T) {
 	b := setup(t)
 	require.NoError(t, b.fw.Apply(b.ctx, mustState(t, webRender())))
 	require.NoError(t, b.fw.Check(b.ctx))
-	b.p.srv.exec(t, "nft", "flush", "set", "inet", "muninn", "rs_web_r2_v4i")
+	b.p.srv.Exec(t, "nft", "flush", "set", "inet", "muninn", "rs_web_r2_v4i")
 	require.ErrorIs(t, b.fw.Check(b.ctx), bouncer.ErrDrift)
 }
 
@@ -213,7 +213,7 @@ func TestDryRunScriptLoads(t *testing.T) {
 		bouncer.RenderRule{ID: 4, Action: "log", V6: []string{"2001:db8:2000::/40"}})
 	var sb strings.Builder
 	require.NoError(t, bouncer.NewDryRun(&sb, "muninn", DefaultPriority).Apply(t.Context(), mustState(t, r)))
-	cmd := exec.Command("ip", "netns", "exec", ns.name, "nft", "-f", "-")
+	cmd := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(sb.String())
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s\n%s", out, sb.String())

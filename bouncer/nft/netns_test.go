@@ -7,79 +7,23 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"go4.org/netipx"
-	"golang.org/x/sys/unix"
+
+	"github.com/muninn/muninn/bouncer/nft/netnstest"
 )
 
-var nsSeq atomic.Int64
+// The namespace helpers live in bouncer/nft/netnstest, shared with the other kernel tests.
+type netNS = netnstest.NS
 
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root for network namespaces and nftables")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		tb.Skip("needs the ip command")
-	}
-}
-
-func run(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	require.NoError(tb, err, "%v: %s", args, out)
-	return string(out)
-}
-
-// netNS is a network namespace the test created; it is deleted at cleanup.
-type netNS struct {
-	name string
-	fd   int
-}
-
-func newNS(tb testing.TB) *netNS {
-	tb.Helper()
-	name := fmt.Sprintf("mnb%d-%d", os.Getpid(), nsSeq.Add(1))
-	run(tb, "ip", "netns", "add", name)
-	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	require.NoError(tb, err)
-	tb.Cleanup(func() { unix.Close(fd) })
-	ns := &netNS{name: name, fd: fd}
-	ns.exec(tb, "ip", "link", "set", "lo", "up")
-	return ns
-}
-
-func (ns *netNS) exec(tb testing.TB, args ...string) string {
-	tb.Helper()
-	return run(tb, append([]string{"ip", "netns", "exec", ns.name}, args...)...)
-}
-
-// do runs f with the calling OS thread in ns; sockets created in f stay in ns.
-func (ns *netNS) do(tb testing.TB, f func()) {
-	tb.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	require.NoError(tb, err)
-	defer unix.Close(orig)
-	require.NoError(tb, unix.Setns(ns.fd, unix.CLONE_NEWNET))
-	defer func() {
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			panic(err) // never leave a thread in a test namespace
-		}
-	}()
-	f()
-}
+func requireRoot(tb testing.TB)                { netnstest.RequireRoot(tb) }
+func run(tb testing.TB, args ...string) string { return netnstest.Run(tb, args...) }
+func newNS(tb testing.TB) *netNS               { return netnstest.New(tb) }
 
 // pair is a server and a client namespace joined by a veth pair.
 type pair struct {
@@ -94,18 +38,18 @@ const (
 func newPair(tb testing.TB) *pair {
 	tb.Helper()
 	p := &pair{srv: newNS(tb), cli: newNS(tb)}
-	run(tb, "ip", "link", "add", "vs", "netns", p.srv.name, "type", "veth", "peer", "name", "vc", "netns", p.cli.name)
-	p.srv.exec(tb, "ip", "addr", "add", srvV4+"/24", "dev", "vs")
-	p.srv.exec(tb, "ip", "addr", "add", srvV6+"/64", "dev", "vs", "nodad")
-	p.srv.exec(tb, "ip", "link", "set", "vs", "up")
-	p.cli.exec(tb, "ip", "link", "set", "vc", "up")
+	run(tb, "ip", "link", "add", "vs", "netns", p.srv.Name, "type", "veth", "peer", "name", "vc", "netns", p.cli.Name)
+	p.srv.Exec(tb, "ip", "addr", "add", srvV4+"/24", "dev", "vs")
+	p.srv.Exec(tb, "ip", "addr", "add", srvV6+"/64", "dev", "vs", "nodad")
+	p.srv.Exec(tb, "ip", "link", "set", "vs", "up")
+	p.cli.Exec(tb, "ip", "link", "set", "vc", "up")
 	// Client sources live in other documentation ranges: routes on the link.
 	for _, r := range []string{"198.51.100.0/24", "203.0.113.0/24"} {
-		p.srv.exec(tb, "ip", "route", "add", r, "dev", "vs")
+		p.srv.Exec(tb, "ip", "route", "add", r, "dev", "vs")
 	}
-	p.srv.exec(tb, "ip", "-6", "route", "add", "2001:db8:1000::/36", "dev", "vs")
-	p.cli.exec(tb, "ip", "route", "add", "192.0.2.0/24", "dev", "vc")
-	p.cli.exec(tb, "ip", "-6", "route", "add", "2001:db8::/64", "dev", "vc")
+	p.srv.Exec(tb, "ip", "-6", "route", "add", "2001:db8:1000::/36", "dev", "vs")
+	p.cli.Exec(tb, "ip", "route", "add", "192.0.2.0/24", "dev", "vc")
+	p.cli.Exec(tb, "ip", "-6", "route", "add", "2001:db8::/64", "dev", "vc")
 	return p
 }
 
@@ -118,13 +62,13 @@ func (p *pair) addClientAddr(tb testing.TB, a string) {
 		bits = 128
 		args = []string{"ip", "-6", "addr", "add"}
 	}
-	p.cli.exec(tb, append(args, fmt.Sprintf("%s/%d", a, bits), "dev", "vc", "nodad")...)
+	p.cli.Exec(tb, append(args, fmt.Sprintf("%s/%d", a, bits), "dev", "vc", "nodad")...)
 }
 
 // listen opens TCP listeners on the server for ports (v4 and v6).
 func (p *pair) listen(tb testing.TB, ports ...int) {
 	tb.Helper()
-	p.srv.do(tb, func() {
+	p.srv.Do(tb, func() {
 		for _, port := range ports {
 			for _, addr := range []string{srvV4, srvV6} {
 				l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
@@ -144,7 +88,7 @@ func (p *pair) connect(tb testing.TB, src string, port int, timeout time.Duratio
 		dst = srvV6
 	}
 	var err error
-	p.cli.do(tb, func() {
+	p.cli.Do(tb, func() {
 		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 		var c net.Conn
 		c, err = d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
@@ -158,7 +102,7 @@ func (p *pair) connect(tb testing.TB, src string, port int, timeout time.Duratio
 // kernelSet reads a set back with nft -j in ns as an IPSet (small or test-sized sets only).
 func kernelSet(tb testing.TB, ns *netNS, table, set string) *netipx.IPSet {
 	tb.Helper()
-	out := ns.exec(tb, "nft", "-j", "list", "set", "inet", table, set)
+	out := ns.Exec(tb, "nft", "-j", "list", "set", "inet", table, set)
 	var doc struct {
 		Nftables []map[string]json.RawMessage `json:"nftables"`
 	}

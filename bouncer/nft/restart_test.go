@@ -47,7 +47,7 @@ func TestRestartWithAPIDown(t *testing.T) {
 	require.True(t, b.p.connect(t, "198.51.100.33", 80, 2*time.Second))
 
 	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
-	fw := New(Options{NetNSFd: b.p.srv.fd, Priority: DefaultPriority, Logger: log})
+	fw := New(Options{NetNSFd: b.p.srv.FD, Priority: DefaultPriority, Logger: log})
 	var blockedAtFirstCall bool
 	api := &downAPI{rendered: make(chan struct{}), atFirst: func() {
 		blockedAtFirstCall = !b.p.connect(t, "198.51.100.33", 80, blockedTimeout)
@@ -78,7 +78,7 @@ func TestRestartWithAPIDown(t *testing.T) {
 	<-backoffs
 
 	// Flushed from outside while the API is down: the drift check restores the table.
-	b.p.srv.exec(t, "nft", "flush", "ruleset")
+	b.p.srv.Exec(t, "nft", "flush", "ruleset")
 	eventually(t, 5*time.Second, func() bool { return fw.Check(b.ctx) == nil && !b.p.connect(t, "198.51.100.33", 80, blockedTimeout) },
 		"table not restored after an outside flush")
 

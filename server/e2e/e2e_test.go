@@ -178,7 +178,7 @@ func TestRestartServerDown(t *testing.T) {
 	w.waitBlocked(t, settle, bad)
 	w.b.kill()
 	w.srv.stop()
-	w.h.exec(t, "nft", "flush", "ruleset")
+	w.h.Exec(t, "nft", "flush", "ruleset")
 	require.False(t, w.blocked(t, bad, 80), "no table survives the reboot")
 
 	api := newHeldAPI(bouncer.NewClient(w.srv.url, w.key, nil))
@@ -203,7 +203,7 @@ func TestFlushRestored(t *testing.T) {
 	addr := netip.MustParseAddr(bad)
 	require.True(t, hashSetHas(t, w.h, "web", 1, addr))
 
-	w.h.exec(t, "nft", "flush", "ruleset")
+	w.h.Exec(t, "nft", "flush", "ruleset")
 	require.False(t, hashSetHas(t, w.h, "web", 1, addr), "flushed")
 	eventually(t, settle, func() bool { return hashSetHas(t, w.h, "web", 1, addr) }, "the table was not restored")
 	w.requireEnforced(t, bad, good)

@@ -184,7 +184,7 @@ func bouncerConfig(dir string) bouncer.Config {
 // cleanup. Like SIGKILL, stopping it removes nothing from the kernel.
 func startBouncer(tb testing.TB, h *host, api bouncer.API, dir string, log *slog.Logger) *runningBouncer {
 	tb.Helper()
-	fw := nft.New(nft.Options{NetNSFd: h.fd, Priority: nft.DefaultPriority, Logger: log})
+	fw := nft.New(nft.Options{NetNSFd: h.FD, Priority: nft.DefaultPriority, Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	b := &runningBouncer{h: h, syncer: bouncer.NewSyncer(api, fw, bouncerConfig(dir), log.With("host", h.v4)), cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(b.done); _ = b.syncer.Run(ctx) }()
@@ -210,7 +210,7 @@ func (b *runningBouncer) waitApplied(tb testing.TB, ruleset string) {
 // reports whether it holds addr. Hash sets hold single addresses and are small here.
 func hashSetHas(tb testing.TB, h *host, ruleset string, id int64, addr netip.Addr) bool {
 	tb.Helper()
-	c, err := nftables.New(nftables.WithNetNSFd(h.fd))
+	c, err := nftables.New(nftables.WithNetNSFd(h.FD))
 	require.NoError(tb, err)
 	t := &nftables.Table{Name: nft.DefaultTable, Family: nftables.TableFamilyINet}
 	set, err := c.GetSetByName(t, bouncer.AddrSetName(ruleset, id, addr.Is6(), false))

@@ -5,83 +5,22 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
+
+	"github.com/muninn/muninn/bouncer/nft/netnstest"
 )
 
-// The namespace helpers follow bouncer/nft/netns_test.go: namespaces made with ip netns,
-// entered per locked OS thread with setns, deleted at cleanup.
+// The namespace helpers live in bouncer/nft/netnstest, shared with the other kernel tests.
+type netNS = netnstest.NS
 
-var nsSeq atomic.Int64
-
-func requireRoot(tb testing.TB) {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root for network namespaces and nftables")
-	}
-	for _, cmd := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			tb.Skipf("needs the %s command", cmd)
-		}
-	}
-}
-
-func run(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	require.NoError(tb, err, "%v: %s", args, out)
-	return string(out)
-}
-
-// netNS is a network namespace the test created; it is deleted at cleanup.
-type netNS struct {
-	name string
-	fd   int
-}
-
-func newNS(tb testing.TB) *netNS {
-	tb.Helper()
-	name := fmt.Sprintf("mne%d-%d", os.Getpid(), nsSeq.Add(1))
-	run(tb, "ip", "netns", "add", name)
-	tb.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	fd, err := unix.Open("/run/netns/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	require.NoError(tb, err)
-	tb.Cleanup(func() { unix.Close(fd) })
-	ns := &netNS{name: name, fd: fd}
-	ns.exec(tb, "ip", "link", "set", "lo", "up")
-	return ns
-}
-
-func (ns *netNS) exec(tb testing.TB, args ...string) string {
-	tb.Helper()
-	return run(tb, append([]string{"ip", "netns", "exec", ns.name}, args...)...)
-}
-
-// do runs f with the calling OS thread in ns; sockets created in f stay in ns.
-func (ns *netNS) do(tb testing.TB, f func()) {
-	tb.Helper()
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	require.NoError(tb, err)
-	defer unix.Close(orig)
-	require.NoError(tb, unix.Setns(ns.fd, unix.CLONE_NEWNET))
-	defer func() {
-		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			panic(err) // never leave a thread in a test namespace
-		}
-	}()
-	f()
-}
+func requireRoot(tb testing.TB)                { netnstest.RequireRoot(tb) }
+func run(tb testing.TB, args ...string) string { return netnstest.Run(tb, args...) }
+func newNS(tb testing.TB) *netNS               { return netnstest.New(tb) }
 
 // host is a namespace a bouncer protects; its addresses are 192.0.2.N and 2001:db8::N.
 type host struct {
@@ -103,17 +42,17 @@ func newNetwork(tb testing.TB, hosts int) *network {
 	for i := range hosts {
 		h := &host{netNS: newNS(tb), v4: fmt.Sprintf("192.0.2.%d", i+1), v6: fmt.Sprintf("2001:db8::%d", i+1)}
 		vc := fmt.Sprintf("vc%d", i)
-		run(tb, "ip", "link", "add", "vs", "netns", h.name, "type", "veth", "peer", "name", vc, "netns", n.cli.name)
-		h.exec(tb, "ip", "addr", "add", h.v4+"/32", "dev", "vs")
-		h.exec(tb, "ip", "addr", "add", h.v6+"/128", "dev", "vs", "nodad")
-		h.exec(tb, "ip", "link", "set", "vs", "up")
+		run(tb, "ip", "link", "add", "vs", "netns", h.Name, "type", "veth", "peer", "name", vc, "netns", n.cli.Name)
+		h.Exec(tb, "ip", "addr", "add", h.v4+"/32", "dev", "vs")
+		h.Exec(tb, "ip", "addr", "add", h.v6+"/128", "dev", "vs", "nodad")
+		h.Exec(tb, "ip", "link", "set", "vs", "up")
 		for _, r := range []string{"198.51.100.0/24", "203.0.113.0/24"} {
-			h.exec(tb, "ip", "route", "add", r, "dev", "vs")
+			h.Exec(tb, "ip", "route", "add", r, "dev", "vs")
 		}
-		h.exec(tb, "ip", "-6", "route", "add", "2001:db8:1000::/36", "dev", "vs")
-		n.cli.exec(tb, "ip", "link", "set", vc, "up")
-		n.cli.exec(tb, "ip", "route", "add", h.v4+"/32", "dev", vc)
-		n.cli.exec(tb, "ip", "-6", "route", "add", h.v6+"/128", "dev", vc)
+		h.Exec(tb, "ip", "-6", "route", "add", "2001:db8:1000::/36", "dev", "vs")
+		n.cli.Exec(tb, "ip", "link", "set", vc, "up")
+		n.cli.Exec(tb, "ip", "route", "add", h.v4+"/32", "dev", vc)
+		n.cli.Exec(tb, "ip", "-6", "route", "add", h.v6+"/128", "dev", vc)
 		n.hosts = append(n.hosts, h)
 	}
 	return n
@@ -126,9 +65,9 @@ func (n *network) addSources(tb testing.TB, addrs ...string) {
 	for _, a := range addrs {
 		for i := range n.hosts {
 			if strings.Contains(a, ":") {
-				n.cli.exec(tb, "ip", "-6", "addr", "add", a+"/128", "dev", fmt.Sprintf("vc%d", i), "nodad")
+				n.cli.Exec(tb, "ip", "-6", "addr", "add", a+"/128", "dev", fmt.Sprintf("vc%d", i), "nodad")
 			} else {
-				n.cli.exec(tb, "ip", "addr", "add", a+"/32", "dev", fmt.Sprintf("vc%d", i))
+				n.cli.Exec(tb, "ip", "addr", "add", a+"/32", "dev", fmt.Sprintf("vc%d", i))
 			}
 		}
 	}
@@ -137,7 +76,7 @@ func (n *network) addSources(tb testing.TB, addrs ...string) {
 // listen opens TCP listeners on h for ports (v4 and v6), closed at cleanup.
 func (h *host) listen(tb testing.TB, ports ...int) {
 	tb.Helper()
-	h.do(tb, func() {
+	h.Do(tb, func() {
 		for _, port := range ports {
 			for _, addr := range []string{h.v4, h.v6} {
 				l, err := net.Listen("tcp", net.JoinHostPort(addr, strconv.Itoa(port)))
@@ -157,7 +96,7 @@ func (n *network) connect(tb testing.TB, h *host, src string, port int, timeout 
 		dst = h.v6
 	}
 	var err error
-	n.cli.do(tb, func() {
+	n.cli.Do(tb, func() {
 		d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 		var c net.Conn
 		c, err = d.Dial("tcp", net.JoinHostPort(dst, strconv.Itoa(port)))
