@@ -1,10 +1,12 @@
 package api
 
 import (
-	"context"
+	"fmt"
 	"net/http"
+	"strings"
 
-	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
 
 // requiredRole maps an operation to the least role that may call it. GETs need
@@ -25,19 +27,41 @@ var requiredRole = map[string]string{
 	"ListBouncers": RoleReader, "CreateBouncer": RoleAdmin, "PutBouncer": RoleAdmin, "DeleteBouncer": RoleAdmin,
 }
 
-// RequireRole is the strict middleware that answers 403 when the caller's role
-// is below the operation's.
-func RequireRole(f apigen.StrictHandlerFunc, operationID string) apigen.StrictHandlerFunc {
-	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, req any) (any, error) {
-		need, ok := requiredRole[operationID]
-		if !ok {
-			need = RoleAdmin
-		}
-		p, _ := PrincipalFrom(ctx)
-		if RoleRank(p.Role) < RoleRank(need) {
-			WriteProblem(w, http.StatusForbidden, "this needs the "+need+" role; "+p.Name+" has "+p.Role)
-			return nil, nil
-		}
-		return f(ctx, w, r, req)
+// RequiredRole is the least role an operation (its Go name, e.g. "GetIP") needs;
+// an operation not listed needs admin.
+func RequiredRole(operationID string) string {
+	if r, ok := requiredRole[operationID]; ok {
+		return r
 	}
+	return RoleAdmin
+}
+
+// RoleGate answers 403 when the caller's role is below the operation's. It
+// finds the operation in spec (whose paths are relative to prefix), so it runs
+// before request validation: a caller without the role learns nothing about
+// what a valid request would be.
+func RoleGate(spec *openapi3.T, prefix string) (func(http.Handler) http.Handler, error) {
+	router, err := gorillamux.NewRouter(spec)
+	if err != nil {
+		return nil, fmt.Errorf("api: role gate: %w", err)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rel := r.Clone(r.Context())
+			rel.URL.Path = strings.TrimPrefix(r.URL.Path, prefix)
+			route, _, err := router.FindRoute(rel)
+			if err != nil {
+				next.ServeHTTP(w, r) // the validator answers 404/405
+				return
+			}
+			op := route.Operation.OperationID
+			need := RequiredRole(strings.ToUpper(op[:1]) + op[1:])
+			p, _ := PrincipalFrom(r.Context())
+			if RoleRank(p.Role) < RoleRank(need) {
+				WriteProblem(w, http.StatusForbidden, "this needs the "+need+" role; "+p.Name+" has "+p.Role)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}, nil
 }

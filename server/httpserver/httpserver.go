@@ -77,7 +77,7 @@ func New(d Deps) (http.Handler, error) {
 			_, _ = w.Write(body)
 		})
 	}
-	strict := apigen.NewStrictHandlerWithOptions(srv, []apigen.StrictMiddlewareFunc{api.RequireRole}, apigen.StrictHTTPServerOptions{
+	strict := apigen.NewStrictHandlerWithOptions(srv, nil, apigen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 			api.WriteProblem(w, http.StatusBadRequest, err.Error())
 		},
@@ -101,6 +101,10 @@ func New(d Deps) (http.Handler, error) {
 		Skipper:              isIngest,
 		ErrorHandlerWithOpts: api.ValidationError,
 	})
+	roleGate, err := api.RoleGate(spec, "/api/v1")
+	if err != nil {
+		return nil, err
+	}
 	// Bouncer keys (X-Api-Key) reach only these routes; bearer tokens none of them.
 	r.Route("/api/v1/bouncer", srv.BouncerRoutes)
 	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
@@ -111,8 +115,9 @@ func New(d Deps) (http.Handler, error) {
 			f(ar)
 		}
 		ar.Group(func(g chi.Router) {
-			// The body limit comes before the validator, which reads bodies.
-			g.Use(api.NormalizeIngestContentType(d.MaxIngestBytes), api.MaxBody(1<<20, isIngest), validator)
+			// Roles are checked first; the body limit comes before the validator,
+			// which reads bodies.
+			g.Use(roleGate, api.NormalizeIngestContentType(d.MaxIngestBytes), api.MaxBody(1<<20, isIngest), validator)
 			apigen.HandlerWithOptions(strict, apigen.ChiServerOptions{BaseRouter: g,
 				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 					api.WriteProblem(w, http.StatusBadRequest, err.Error())
