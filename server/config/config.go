@@ -16,6 +16,8 @@ import (
 type Config struct {
 	// DatabaseURL is a PostgreSQL URL; empty means the embedded cluster under DataDir.
 	DatabaseURL string
+	// AdminToken becomes the first admin token when the database has none.
+	AdminToken string
 	// DataDir holds the embedded cluster and geo data.
 	DataDir string
 	// Listen is the HTTP address.
@@ -103,6 +105,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		}
 	}
 	str("MUNINN_DATABASE_URL", &c.DatabaseURL)
+	str("MUNINN_ADMIN_TOKEN", &c.AdminToken)
 	str("MUNINN_DATA_DIR", &c.DataDir)
 	str("MUNINN_LISTEN", &c.Listen)
 	str("MUNINN_BASE_URL", &c.BaseURL)
@@ -192,6 +195,9 @@ func (c Config) Validate() error {
 	case "text", "json":
 	default:
 		errs = append(errs, fmt.Errorf("MUNINN_LOG_FORMAT: %q is not text or json", c.LogFormat))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 20 {
+		errs = append(errs, errors.New("MUNINN_ADMIN_TOKEN: must be at least 20 characters"))
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("MUNINN_DATA_DIR: must not be empty"))

@@ -15,6 +15,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -45,7 +48,12 @@ Usage:
   muninn migrate [up|down]          apply (or revert the newest) schema migration
   muninn token create NAME --role reader|writer|admin [--expires 720h]
   muninn token list
+  muninn token revoke NAME|ID
   muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
+  muninn version
+
+Every command takes --help. Admin commands work on the embedded database whether
+or not serve is running.
 
 Configuration is read from MUNINN_* variables; see README.md.
 `
@@ -57,9 +65,40 @@ func main() {
 	}
 }
 
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// help is each command's --help text.
+var help = map[string]string{
+	"serve": `muninn serve: the API (/api/v1), the web UI (/ui), /healthz, /readyz, /metrics
+and the River workers. Without MUNINN_DATABASE_URL it starts and owns a private
+PostgreSQL under MUNINN_DATA_DIR. Migrations are applied at start. On the first
+start with no token, MUNINN_ADMIN_TOKEN becomes the admin token, or one is made
+and shown once.
+`,
+	"worker":  "muninn worker: River workers only (feeds, geo, RDAP, reverse DNS, pruning), for scaling out.\n",
+	"migrate": "muninn migrate [up|down]: apply every pending migration (River's too), or revert the newest.\n",
+	"token": `muninn token create NAME --role reader|writer|admin [--expires 720h]   prints the secret once
+muninn token list                                                        id, name, role, created
+muninn token revoke NAME|ID                                              deletes the token
+`,
+	"user":    "muninn user create NAME --role reader|writer|admin: a web UI user; the password is one line on stdin.\n",
+	"version": "muninn version: the build's version and Go version.\n",
+}
+
+func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "help" }
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	if h, ok := help[args[0]]; ok && slices.ContainsFunc(args[1:], isHelp) {
+		fmt.Fprint(stdout, h)
+		return nil
+	}
+	if args[0] == "version" {
+		fmt.Fprintf(stdout, "muninn %s (%s)\n", version, runtime.Version())
 		return nil
 	}
 	cfg, err := config.FromEnv(getenv)
@@ -267,8 +306,9 @@ func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
 }
 
 // bootstrapToken creates the first admin token when there is none, so a new
-// operator can use the API at once; the secret goes to a 0600 file in the data
-// dir, never to the log.
+// operator can use the API at once: MUNINN_ADMIN_TOKEN when set, else a fresh
+// secret that is shown once in the banner and kept in a 0600 file in the data dir
+// (never in the log).
 func bootstrapToken(ctx context.Context, st *store.Store, cfg config.Config) (string, error) {
 	n, err := st.CountTokens(ctx, "")
 	if err != nil {
@@ -281,6 +321,12 @@ func bootstrapToken(ctx context.Context, st *store.Store, cfg config.Config) (st
 		}
 		return "", nil
 	}
+	if cfg.AdminToken != "" {
+		if _, err := st.CreateToken(ctx, "admin", api.RoleAdmin, nil, store.HashSecret(cfg.AdminToken), "bootstrap"); err != nil {
+			return "", err
+		}
+		return "  Token:    the admin token is MUNINN_ADMIN_TOKEN's value\n", nil
+	}
 	_, secret, err := api.CreateToken(ctx, st, "admin", api.RoleAdmin, nil, "bootstrap")
 	if err != nil {
 		return "", err
@@ -291,7 +337,7 @@ func bootstrapToken(ctx context.Context, st *store.Store, cfg config.Config) (st
 	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write admin token: %w", err)
 	}
-	return fmt.Sprintf("  Token:    export MUNINN_TOKEN=$(cat %s)   (first admin token, created now)\n", path), nil
+	return fmt.Sprintf("  Token:    %s   (first admin token, shown once; also in %s)\n            export MUNINN_TOKEN=$(cat %s)\n", secret, path, path), nil
 }
 
 func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
@@ -325,7 +371,7 @@ func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 
 func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("token: say create or list")
+		return errors.New("token: say create, list or revoke")
 	}
 	st, closeDB, err := database(ctx, cfg, log, false)
 	if err != nil {
@@ -372,6 +418,24 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 		}
 		fmt.Fprintln(stdout, secret)
 		return nil
+	case "revoke":
+		if len(args) != 2 {
+			return errors.New("token revoke: usage: muninn token revoke NAME|ID")
+		}
+		ts, err := st.Tokens(ctx)
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			if t.Name == args[1] || strconv.FormatInt(t.ID, 10) == args[1] {
+				if err := st.DeleteToken(ctx, t.ID, "cli"); err != nil {
+					return err
+				}
+				fmt.Fprintf(stdout, "revoked token %d (%s)\n", t.ID, t.Name)
+				return nil
+			}
+		}
+		return fmt.Errorf("token revoke: no token named or numbered %q", args[1])
 	}
 	return fmt.Errorf("token: unknown subcommand %q", args[0])
 }
