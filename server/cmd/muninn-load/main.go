@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -44,6 +45,33 @@ func main() {
 }
 
 var profile string
+
+// rawCopy COPYs the same rows into a bare table (no indexes, no merge): the
+// floor any ingest path on this machine is compared with.
+func rawCopy(ctx context.Context, url string, n int, addr func(int) string) (float64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE raw_copy (prefix cidr, source text, tags text[], classification text, seen_at timestamptz)`); err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	rows := make([][]any, n)
+	for i := range rows {
+		p := netip.MustParsePrefix(addr(i) + "/32")
+		if i%100 == 0 {
+			p = netip.PrefixFrom(p.Addr(), 24).Masked()
+		}
+		rows[i] = []any{p, "ingest:load", []string{"scanner"}, "suspicious", now}
+	}
+	start := time.Now()
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"raw_copy"}, []string{"prefix", "source", "tags", "classification", "seen_at"}, pgx.CopyFromRows(rows)); err != nil {
+		return 0, err
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
+}
 
 func database(ctx context.Context, admin string) (string, func(), error) {
 	conn, err := pgx.Connect(ctx, admin)
@@ -151,6 +179,11 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	}
 	el := time.Since(start)
 	fmt.Printf("ingest: %d observations over HTTP in %s = %.0f obs/s (target >= 100000)\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	copyRate, err := rawCopy(ctx, url, n, addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("raw COPY of the same rows into a bare table: %.0f rows/s; ingest runs at %.2f of it\n", copyRate, float64(n)/el.Seconds()/copyRate)
 
 	if profile != "" {
 		f, err := os.Create(profile)
