@@ -29,7 +29,7 @@ type testBundle struct {
 	admin, writer, reader string
 }
 
-func setup(t *testing.T) *testBundle {
+func setup(t testing.TB) *testBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -47,7 +47,7 @@ func setup(t *testing.T) *testBundle {
 }
 
 // do sends a request and returns the status and body.
-func (b *testBundle) do(t *testing.T, token, method, path, contentType string, body io.Reader) (int, []byte) {
+func (b *testBundle) do(t testing.TB, token, method, path, contentType string, body io.Reader) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, b.srv.URL+path, body)
 	require.NoError(t, err)
@@ -92,7 +92,7 @@ type ingestResult struct {
 	} `json:"errors"`
 }
 
-func (b *testBundle) ingest(t *testing.T, ndjson string) ingestResult {
+func (b *testBundle) ingest(t testing.TB, ndjson string) ingestResult {
 	t.Helper()
 	status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson", strings.NewReader(ndjson))
 	require.Equal(t, http.StatusOK, status, "body: %s", raw)

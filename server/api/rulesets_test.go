@@ -27,7 +27,7 @@ type renderBundle struct {
 	hub *render.Hub
 }
 
-func setupRender(t *testing.T) *renderBundle {
+func setupRender(t testing.TB) *renderBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -50,7 +50,7 @@ func setupRender(t *testing.T) *renderBundle {
 	return &renderBundle{testBundle: b, hub: hub}
 }
 
-func (b *renderBundle) putRuleset(t *testing.T, text string, want int) []byte {
+func (b *renderBundle) putRuleset(t testing.TB, text string, want int) []byte {
 	t.Helper()
 	name := strings.Fields(text)[1]
 	status, body := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/"+name, "text/plain", strings.NewReader(text))
