@@ -47,31 +47,36 @@ const (
 		  updated_at = now()
 		RETURNING prefix, id)
 		INSERT INTO ingest_ids SELECT prefix, id FROM up`
-	// A NULL expiry means never; re-asserting keeps the later of the two expiries.
-	ingestTags = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
-		SELECT p.id, b.source, 'tag', t.tag, min(b.seen_at), max(b.seen_at),
-		       CASE WHEN bool_or(b.expires_at IS NULL AND tg.default_ttl IS NULL) THEN NULL
-		            ELSE max(coalesce(b.expires_at, b.seen_at + tg.default_ttl)) END,
-		       $1
-		FROM ingest_batch b
-		CROSS JOIN LATERAL unnest(b.tags) t(tag)
-		JOIN ingest_ids p ON p.prefix = b.prefix
-		LEFT JOIN tags tg ON tg.name = t.tag
-		GROUP BY p.id, b.source, t.tag
-		ORDER BY p.id, b.source, t.tag
-		ON CONFLICT (prefix_id, source, kind, value) WHERE kind IN ('tag', 'suppress') DO UPDATE SET
-		  first_seen = least(assertions.first_seen, excluded.first_seen),
-		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
-		  expires_at = CASE WHEN assertions.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
-		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END`
-	// The newest observation of a source decides its classification (and note).
-	ingestSingle = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+	// Every kind of assertion merges in one statement against the one key
+	// (prefix_id, kind, source, value_key). Tags aggregate per value; for a
+	// classification or a note the newest observation of a source decides. A
+	// NULL expiry means never; re-asserting keeps the later of the two expiries.
+	ingestAssertions = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
 		SELECT * FROM (
-		  SELECT DISTINCT ON (p.id, b.source) p.id, b.source, $2::text, %[1]s, b.seen_at, b.seen_at, b.expires_at, $1::text
-		  FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
-		  WHERE %[1]s <> ''
-		  ORDER BY p.id, b.source, b.seen_at DESC) s
-		ON CONFLICT (prefix_id, source, kind) WHERE kind IN ('classification', 'note') DO UPDATE SET
+		  SELECT p.id, b.source, 'tag'::text, t.tag, min(b.seen_at), max(b.seen_at),
+		         CASE WHEN bool_or(b.expires_at IS NULL AND tg.default_ttl IS NULL) THEN NULL
+		              ELSE max(coalesce(b.expires_at, b.seen_at + tg.default_ttl)) END,
+		         $1::text
+		  FROM ingest_batch b
+		  CROSS JOIN LATERAL unnest(b.tags) t(tag)
+		  JOIN ingest_ids p ON p.prefix = b.prefix
+		  LEFT JOIN tags tg ON tg.name = t.tag
+		  GROUP BY p.id, b.source, t.tag
+		  UNION ALL
+		  SELECT * FROM (
+		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'classification'::text, b.classification, b.seen_at, b.seen_at, b.expires_at, $1::text
+		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
+		    WHERE b.classification <> ''
+		    ORDER BY p.id, b.source, b.seen_at DESC) c
+		  UNION ALL
+		  SELECT * FROM (
+		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'note'::text, b.note, b.seen_at, b.seen_at, b.expires_at, $1::text
+		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
+		    WHERE b.note <> ''
+		    ORDER BY p.id, b.source, b.seen_at DESC) n
+		) s
+		ORDER BY 1, 3, 2, 4
+		ON CONFLICT (prefix_id, kind, source, value_key) DO UPDATE SET
 		  value = CASE WHEN excluded.last_seen >= assertions.last_seen THEN excluded.value ELSE assertions.value END,
 		  first_seen = least(assertions.first_seen, excluded.first_seen),
 		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
@@ -126,10 +131,7 @@ func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string)
 		}{
 			{"tag names", ingestTagNames, nil},
 			{"prefixes", ingestPrefixes, nil},
-			{"analyze", "ANALYZE ingest_batch, ingest_ids", nil},
-			{"tags", ingestTags, []any{actor}},
-			{"classifications", fmt.Sprintf(ingestSingle, "b.classification"), []any{actor, "classification"}},
-			{"notes", fmt.Sprintf(ingestSingle, "b.note"), []any{actor, "note"}},
+			{"assertions", ingestAssertions, []any{actor}},
 			{"sightings", ingestSightings, nil},
 		}
 		for _, st := range steps {
