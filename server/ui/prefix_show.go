@@ -90,7 +90,7 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 		return pp, err
 	}
 	if !p.IsSingleIP() {
-		items, err := h.store.SearchPage(ctx, store.Filter{Within: &p}, 0, insideLimit+1, h.now())
+		items, err := h.store.Search(ctx, store.Filter{Within: &p}, 0, insideLimit+1, h.now())
 		if err != nil {
 			return pp, err
 		}

@@ -53,7 +53,7 @@ func (h *Handler) showSearch(w http.ResponseWriter, r *http.Request) {
 		f.Tag, sp.What = q, "prefixes tagged "+strconv.Quote(q)
 	}
 	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	items, err := h.store.SearchPage(r.Context(), f, after, searchPageSize+1, h.now())
+	items, err := h.store.Search(r.Context(), f, after, searchPageSize+1, h.now())
 	if err != nil {
 		h.fault(w, r, "search", err)
 		return

@@ -13,8 +13,8 @@ import (
 	"github.com/muninn/muninn/server/store/storetest"
 )
 
-// SearchPage must return exactly what Search returns, page by page.
-func TestSearchPageAgreesWithSearch(t *testing.T) {
+// Search must return exactly what the plain reference statement returns, page by page.
+func TestSearchAgreesWithReference(t *testing.T) {
 	t.Parallel()
 	st := storetest.Store(t)
 	ctx := context.Background()
@@ -37,7 +37,7 @@ func TestSearchPageAgreesWithSearch(t *testing.T) {
 		{Classification: "unknown"}, {Within: &within}, {Tag: "t2", Within: &within}, {Source: "ingest:s1"}, {Source: "ingest:*"}} {
 		var want, got []store.Item
 		for after := int64(0); ; {
-			page, err := st.Search(ctx, f, after, 7, now)
+			page, err := st.ReferenceSearch(ctx, f, after, 7, now)
 			require.NoError(t, err)
 			want = append(want, page...)
 			if len(page) < 7 {
@@ -46,7 +46,7 @@ func TestSearchPageAgreesWithSearch(t *testing.T) {
 			after = page[len(page)-1].ID
 		}
 		for after := int64(0); ; {
-			page, err := st.SearchPage(ctx, f, after, 7, now)
+			page, err := st.Search(ctx, f, after, 7, now)
 			require.NoError(t, err)
 			got = append(got, page...)
 			if len(page) < 7 {

@@ -9,13 +9,15 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// The UI's search pages must answer in well under 200 ms at a million stored
-// prefixes. Search computes every prefix's projection before it filters, which
-// takes minutes for a tag at that size; SearchPage instead starts from the
+// Search (the API's GET /ips and exports, the UI's search pages) must answer in
+// well under 200 ms at a million stored prefixes. Projecting every prefix before
+// filtering takes minutes for a tag at that size; Search instead starts from the
 // narrowest index for the filter (the assertions (kind, value) index for a tag
 // or classification, the GiST index for a network, else the primary key),
 // walks the candidates in id order and projects only until the page is full.
-// The projection and the final filters are Search's, so both agree.
+// Each prefix's projection (its own classification, tags after its own
+// suppressions, sources, note) follows server/resolve's rules; a test compares
+// the result with ReferenceSearch, the plain project-then-filter statement.
 const (
 	uiCandByTag = `WITH cand AS (SELECT DISTINCT prefix_id AS id FROM assertions
 		WHERE kind = 'tag' AND value = $5 AND prefix_id > $2 AND (expires_at IS NULL OR expires_at > $1))`
@@ -57,8 +59,10 @@ LIMIT $9`
 	uiSearchAll     = uiCandAll + uiSearchBody
 )
 
-// SearchPage returns what Search returns, through the index that fits f (see above).
-func (s *Store) SearchPage(ctx context.Context, f Filter, after int64, limit int, now time.Time) ([]Item, error) {
+// Search returns up to limit prefixes matching f whose id is above after, in
+// id order, so a cursor stays valid while new prefixes arrive; it starts from the
+// index that fits f (see above).
+func (s *Store) Search(ctx context.Context, f Filter, after int64, limit int, now time.Time) ([]Item, error) {
 	var within any
 	if f.Within != nil {
 		within = *f.Within
@@ -81,14 +85,14 @@ func (s *Store) SearchPage(ctx context.Context, f Filter, after int64, limit int
 	rows, err := s.pool.Query(ctx, query, now, after, within, f.SeenSince,
 		nullIfEmpty(f.Tag), nullIfEmpty(f.Classification), nullIfEmpty(src), isPrefix, limit)
 	if err != nil {
-		return nil, mapErr("search page", err)
+		return nil, mapErr("search", err)
 	}
 	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Item, error) {
 		var it Item
 		err := r.Scan(&it.ID, &it.Prefix, &it.FirstSeen, &it.LastSeen, &it.Sightings, &it.Classification, &it.Tags, &it.Sources, &it.Note)
 		return it, err
 	})
-	return items, mapErr("search page", err)
+	return items, mapErr("search", err)
 }
 
 // CountWithin counts the stored prefixes inside p, up to max.
