@@ -121,9 +121,10 @@ func loadPrefixes(tb testing.TB, st *store.Store, n int) {
 }
 
 // loadedPrefix is the i-th preloaded prefix: 2001:db8:4000::/34 plus i spread over the
-// 64-bit network part, so neighbours never merge into wider CIDRs.
+// 64-bit network part (one address or /64 per network), so neighbours never merge
+// into wider CIDRs.
 func loadedPrefix(i int) netip.Prefix {
-	a := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::%x", 0x4000+i>>16, i&0xffff, 2*i+1))
+	a := netip.MustParseAddr(fmt.Sprintf("2001:db8:%x:%x::1", 0x4000+i>>16, i&0xffff))
 	if i%10 == 0 {
 		return netip.PrefixFrom(a, 64).Masked()
 	}
