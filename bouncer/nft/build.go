@@ -9,6 +9,7 @@ package nft
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -52,11 +53,19 @@ func addrSet(t *nftables.Table, s bouncer.AddrSetSpec) *nftables.Set {
 	return &nftables.Set{Table: t, Name: s.Name, KeyType: kt, Interval: s.Interval}
 }
 
+// setIDMu serialises set creation across connections (see queueLayout).
+var setIDMu sync.Mutex
+
 // queueLayout queues the whole table of l on c: create-if-missing, delete, create,
 // then counters, sets with their elements, chains and rules. Nothing reaches the
 // kernel before c.Flush, and the kernel applies the batch atomically: the old table
 // stays in force until the new one is complete.
 func queueLayout(c *nftables.Conn, l *bouncer.Layout, carry map[string]*nftables.CounterObj) error {
+	// google/nftables v0.3.0 numbers new sets from a package-level counter that it
+	// increments without synchronisation; two firewalls in one process (the tests,
+	// the end-to-end lab) would race on it.
+	setIDMu.Lock()
+	defer setIDMu.Unlock()
 	t := &nftables.Table{Name: l.Table, Family: nftables.TableFamilyINet}
 	// Adding first makes the delete valid whether or not the table exists; this is
 	// what `nft -f` does with "table x; delete table x; table x {...}".
