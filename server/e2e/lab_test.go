@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -23,14 +24,17 @@ import (
 	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/bouncer/nft"
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/feeds"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/worker"
 )
 
 // server is a muninn server as `muninn serve` assembles it: httpserver.New over a
-// fresh database, with the render hub running (default debounce) and an HTTP server
-// on a loopback port of the test's own namespace.
+// fresh database with the feed and job routes, River workers and the render hub
+// running (default debounce), and an HTTP server on a loopback port of the test's
+// own namespace. Its tokens are named as serve's bootstrap names its first one.
 type server struct {
 	url           string
 	admin, writer string
@@ -41,14 +45,27 @@ type server struct {
 func startServer(tb testing.TB, log *slog.Logger) *server {
 	tb.Helper()
 	st := storetest.Store(tb)
-	hub := render.NewHub(st, log, time.Now, render.Options{})
-	// The hub's goroutine is owned here: cancelled and waited for at cleanup.
+	// The workers and the hub are owned here: stopped and waited for at cleanup.
 	ctx, cancel := context.WithCancel(context.Background())
+	// Feeds are refreshed only when a test asks: the schedule never comes round.
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour}, true)
+	require.NoError(tb, err)
+	require.NoError(tb, rc.Start(ctx))
+	tb.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := rc.Stop(sctx); err != nil {
+			tb.Errorf("e2e: stop workers: %v", err)
+		}
+	})
+	feedRoutes, err := feeds.New(st, rc, log).Routes()
+	require.NoError(tb, err)
+	hub := render.NewHub(st, log, time.Now, render.Options{})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, APIRoutes: []func(chi.Router){feedRoutes}})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
@@ -61,7 +78,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	}()
 	tb.Cleanup(s.stop)
 	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
-		_, secret, err := api.CreateToken(context.Background(), st, "e2e-"+role, role, nil, "e2e")
+		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
 		require.NoError(tb, err)
 		*dst = secret
 	}
