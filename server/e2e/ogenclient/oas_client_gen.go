@@ -22,40 +22,30 @@ func trimTrailingSlashes(u *url.URL) {
 
 // Invoker invokes operations described by OpenAPI v3 specification.
 type Invoker interface {
-	// BouncerHeartbeat invokes bouncerHeartbeat operation.
-	//
-	// POST /bouncer/heartbeat
-	BouncerHeartbeat(ctx context.Context, request *Heartbeat) (BouncerHeartbeatRes, error)
-	// BouncerRender invokes bouncerRender operation.
-	//
-	// Renders of the bouncer's rulesets newer than since (bouncer key).
-	//
-	// GET /bouncer/render
-	BouncerRender(ctx context.Context, params BouncerRenderParams) (BouncerRenderRes, error)
-	// BouncerReports invokes bouncerReports operation.
-	//
-	// Honeypot hits; each tags its source `honeypot` (source bouncer:, MUNINN_HONEYPOT_TTL).
-	//
-	// POST /bouncer/reports
-	BouncerReports(ctx context.Context, request *Report) (BouncerReportsRes, error)
 	// CreateBouncer invokes createBouncer operation.
 	//
-	// Register a bouncer (admin); its key is shown only in this answer.
+	// Register a bouncer; its key is shown only in this answer.
 	//
 	// POST /bouncers
 	CreateBouncer(ctx context.Context, request *BouncerInput) (CreateBouncerRes, error)
 	// CreateToken invokes createToken operation.
 	//
-	// Create an API token (admin); the secret is shown once.
+	// Create an API token; the secret is shown once.
 	//
 	// POST /tokens
 	CreateToken(ctx context.Context, request *TokenInput) (CreateTokenRes, error)
 	// DeleteBouncer invokes deleteBouncer operation.
 	//
-	// Remove a bouncer; its key stops working (admin).
+	// Remove a bouncer; its key stops working.
 	//
 	// DELETE /bouncers/{name}
 	DeleteBouncer(ctx context.Context, params DeleteBouncerParams) (DeleteBouncerRes, error)
+	// DeleteFeed invokes deleteFeed operation.
+	//
+	// Delete a feed, its history and every assertion it made.
+	//
+	// DELETE /feeds/{name}
+	DeleteFeed(ctx context.Context, params DeleteFeedParams) (DeleteFeedRes, error)
 	// DeleteIPOverride invokes deleteIPOverride operation.
 	//
 	// Remove the manual override of one address.
@@ -64,7 +54,7 @@ type Invoker interface {
 	DeleteIPOverride(ctx context.Context, params DeleteIPOverrideParams) (DeleteIPOverrideRes, error)
 	// DeleteList invokes deleteList operation.
 	//
-	// Delete a named list (admin).
+	// Delete a named list.
 	//
 	// DELETE /lists/{name}
 	DeleteList(ctx context.Context, params DeleteListParams) (DeleteListRes, error)
@@ -76,7 +66,7 @@ type Invoker interface {
 	DeleteNetworkOverride(ctx context.Context, params DeleteNetworkOverrideParams) (DeleteNetworkOverrideRes, error)
 	// DeleteRuleset invokes deleteRuleset operation.
 	//
-	// Delete a ruleset (admin).
+	// Delete a ruleset.
 	//
 	// DELETE /rulesets/{name}
 	DeleteRuleset(ctx context.Context, params DeleteRulesetParams) (DeleteRulesetRes, error)
@@ -88,7 +78,7 @@ type Invoker interface {
 	DeleteTag(ctx context.Context, params DeleteTagParams) (DeleteTagRes, error)
 	// DeleteToken invokes deleteToken operation.
 	//
-	// Revoke an API token (admin).
+	// Revoke an API token.
 	//
 	// DELETE /tokens/{id}
 	DeleteToken(ctx context.Context, params DeleteTokenParams) (DeleteTokenRes, error)
@@ -100,15 +90,18 @@ type Invoker interface {
 	ExplainRuleset(ctx context.Context, params ExplainRulesetParams) (ExplainRulesetRes, error)
 	// ExportCSV invokes exportCSV operation.
 	//
-	// Stored prefixes as CSV (search filters apply).
+	// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix: prefix, classification, tags
+	// (comma-joined), sources (comma-joined), note, country, asn, as_org, first_seen, last_seen (RFC 3339,
+	// UTC), sightings. Streamed in constant memory.
 	//
 	// GET /export/ips.csv
 	ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error)
 	// ExportClickHouse invokes exportClickHouse operation.
 	//
-	// Columns, in this order: prefix, classification, score, tags, asn, as_org, country, rdns, first_seen,
-	// last_seen, sources. Every value is present (0 or empty when unknown); times are
-	// `YYYY-MM-DD hh:mm:ss` UTC.
+	// Columns, in this order: prefix, classification, score (malicious 100, suspicious 60, unknown 20,
+	// benign 0), tags, asn, as_org, country, rdns, first_seen, last_seen, sources. Every value is present
+	// (0 or empty when unknown); times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in
+	// values are escaped as TabSeparated reads them.
 	//
 	// GET /export/clickhouse.tsv
 	ExportClickHouse(ctx context.Context, params ExportClickHouseParams) (ExportClickHouseRes, error)
@@ -124,6 +117,21 @@ type Invoker interface {
 	//
 	// GET /export/ips.ndjson
 	ExportNDJSON(ctx context.Context, params ExportNDJSONParams) (ExportNDJSONRes, error)
+	// GetBouncerRender invokes getBouncerRender operation.
+	//
+	// Answers at once with every bound ruleset newer than `since` (a delta when the server still holds the
+	// base version, else a full render) and the rulesets in `since` the bouncer should no longer enforce;
+	// with nothing to say it waits up to `wait` and answers 304. 503 while the server is still loading its
+	// renders after a start.
+	//
+	// GET /bouncer/render
+	GetBouncerRender(ctx context.Context, params GetBouncerRenderParams) (GetBouncerRenderRes, error)
+	// GetFeed invokes getFeed operation.
+	//
+	// One feed with its status.
+	//
+	// GET /feeds/{name}
+	GetFeed(ctx context.Context, params GetFeedParams) (GetFeedRes, error)
 	// GetGuard invokes getGuard operation.
 	//
 	// The never-block guard.
@@ -136,7 +144,15 @@ type Invoker interface {
 	//
 	// GET /ips/{address}
 	GetIP(ctx context.Context, params GetIPParams) (GetIPRes, error)
+	// GetJobs invokes getJobs operation.
+	//
+	// Background jobs by kind and state, and the newest failures.
+	//
+	// GET /jobs
+	GetJobs(ctx context.Context, params GetJobsParams) (GetJobsRes, error)
 	// GetList invokes getList operation.
+	//
+	// One named list.
 	//
 	// GET /lists/{name}
 	GetList(ctx context.Context, params GetListParams) (GetListRes, error)
@@ -152,7 +168,15 @@ type Invoker interface {
 	//
 	// GET /networks/{address}/{bits}
 	GetNetwork(ctx context.Context, params GetNetworkParams) (GetNetworkRes, error)
+	// GetOpenAPI invokes getOpenAPI operation.
+	//
+	// This contract.
+	//
+	// GET /openapi.yaml
+	GetOpenAPI(ctx context.Context) (GetOpenAPIOK, error)
 	// GetRuleset invokes getRuleset operation.
+	//
+	// One ruleset in text and JSON form.
 	//
 	// GET /rulesets/{name}
 	GetRuleset(ctx context.Context, params GetRulesetParams) (GetRulesetRes, error)
@@ -164,20 +188,26 @@ type Invoker interface {
 	GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error)
 	// GetRulesetRender invokes getRulesetRender operation.
 	//
-	// Served from memory (gzip when accepted, `ETag` = the hash). With `since`, answers at once when the
-	// version is above it (a delta when `since` is still in memory and only set contents changed), else
-	// waits up to `wait` and answers 304. Hand-written handler, excluded from code generation.
+	// Served from memory, gzip-compressed when Accept-Encoding allows it, with `ETag` = the render's hash.
+	// Without `since`, the current full render (304 when If-None-Match names it; 503 when the ruleset has
+	// not been rendered within 10 s or `wait`). With `since`, answers as soon as the version is above it:
+	// a delta when `since` is still in memory and only set contents changed, else a full render; 304 when
+	// nothing newer arrives within `wait`.
 	//
 	// GET /rulesets/{name}/render
 	GetRulesetRender(ctx context.Context, params GetRulesetRenderParams) (GetRulesetRenderRes, error)
 	// GetTag invokes getTag operation.
 	//
+	// One tag.
+	//
 	// GET /tags/{name}
 	GetTag(ctx context.Context, params GetTagParams) (GetTagRes, error)
 	// Ingest invokes ingest operation.
 	//
-	// A JSON array or NDJSON stream of observations, up to 100 MB, streamed. Each bad line (NDJSON) or
-	// element (array, numbered from 1) is reported with its number and reason; the good ones are stored.
+	// A JSON array of observations, or an NDJSON stream of them (one `Observation` object per line), up to
+	// MUNINN_MAX_INGEST_BYTES (100 MB by default), read as a stream. Each bad line (NDJSON) or element
+	// (array, numbered from 1) is reported with its number and reason, and the good ones are stored. The
+	// server validates each observation itself while it streams; the schema below is what it checks.
 	//
 	// POST /ingest
 	Ingest(ctx context.Context, request IngestReq) (IngestRes, error)
@@ -193,6 +223,24 @@ type Invoker interface {
 	//
 	// GET /bouncers
 	ListBouncers(ctx context.Context) (ListBouncersRes, error)
+	// ListFeedCatalog invokes listFeedCatalog operation.
+	//
+	// Well-known public feeds that can be added (they ship disabled).
+	//
+	// GET /feeds/catalog
+	ListFeedCatalog(ctx context.Context) (ListFeedCatalogRes, error)
+	// ListFeedRuns invokes listFeedRuns operation.
+	//
+	// The feed's refresh history, newest first.
+	//
+	// GET /feeds/{name}/runs
+	ListFeedRuns(ctx context.Context, params ListFeedRunsParams) (ListFeedRunsRes, error)
+	// ListFeeds invokes listFeeds operation.
+	//
+	// Every feed with its status.
+	//
+	// GET /feeds
+	ListFeeds(ctx context.Context) (ListFeedsRes, error)
 	// ListLists invokes listLists operation.
 	//
 	// List named lists.
@@ -213,19 +261,37 @@ type Invoker interface {
 	ListTags(ctx context.Context) (ListTagsRes, error)
 	// ListTokens invokes listTokens operation.
 	//
-	// List API tokens (admin).
+	// List API tokens.
 	//
 	// GET /tokens
 	ListTokens(ctx context.Context) (ListTokensRes, error)
+	// PostBouncerHeartbeat invokes postBouncerHeartbeat operation.
+	//
+	// Report the applied versions, rule counters and the last error.
+	//
+	// POST /bouncer/heartbeat
+	PostBouncerHeartbeat(ctx context.Context, request *Heartbeat) (PostBouncerHeartbeatRes, error)
+	// PostBouncerReports invokes postBouncerReports operation.
+	//
+	// Report honeypot hits; each source is tagged honeypot (source bouncer:, MUNINN_HONEYPOT_TTL).
+	//
+	// POST /bouncer/reports
+	PostBouncerReports(ctx context.Context, request *Report) (PostBouncerReportsRes, error)
 	// PutBouncer invokes putBouncer operation.
 	//
-	// Change the rulesets a bouncer enforces (admin); its key stays.
+	// Change the rulesets a bouncer enforces; its key stays.
 	//
 	// PUT /bouncers/{name}
 	PutBouncer(ctx context.Context, request *BouncerUpdate, params PutBouncerParams) (PutBouncerRes, error)
+	// PutFeed invokes putFeed operation.
+	//
+	// Create or replace a feed's definition; its status is kept.
+	//
+	// PUT /feeds/{name}
+	PutFeed(ctx context.Context, request *FeedInput, params PutFeedParams) (PutFeedRes, error)
 	// PutGuard invokes putGuard operation.
 	//
-	// Replace the operator's never-block entries (admin).
+	// Replace the operator's never-block entries.
 	//
 	// PUT /guard
 	PutGuard(ctx context.Context, request *GuardInput) (PutGuardRes, error)
@@ -237,7 +303,7 @@ type Invoker interface {
 	PutIPOverride(ctx context.Context, request *Override, params PutIPOverrideParams) (PutIPOverrideRes, error)
 	// PutList invokes putList operation.
 	//
-	// Create or replace a named list (admin).
+	// Create or replace a named list.
 	//
 	// PUT /lists/{name}
 	PutList(ctx context.Context, request *NamedListInput, params PutListParams) (PutListRes, error)
@@ -249,8 +315,9 @@ type Invoker interface {
 	PutNetworkOverride(ctx context.Context, request *Override, params PutNetworkOverrideParams) (PutNetworkOverrideRes, error)
 	// PutRuleset invokes putRuleset operation.
 	//
-	// The body is the ruleset text (`text/plain`) or its JSON form (`application/json`); the name in the
-	// text must equal the path's. Syntax errors name the line and column.
+	// The body is the ruleset text (`text/plain`) or its JSON form (`application/json`, `Policy`); the two
+	// round-trip exactly. The name in the body must equal the path's. Syntax errors in the text name the
+	// line and column.
 	//
 	// PUT /rulesets/{name}
 	PutRuleset(ctx context.Context, request PutRulesetReq, params PutRulesetParams) (PutRulesetRes, error)
@@ -260,6 +327,12 @@ type Invoker interface {
 	//
 	// PUT /tags/{name}
 	PutTag(ctx context.Context, request *TagInput, params PutTagParams) (PutTagRes, error)
+	// RefreshFeed invokes refreshFeed operation.
+	//
+	// Enqueue a refresh now (one per feed at a time).
+	//
+	// POST /feeds/{name}/refresh
+	RefreshFeed(ctx context.Context, params RefreshFeedParams) (RefreshFeedRes, error)
 	// SearchIPs invokes searchIPs operation.
 	//
 	// Filters apply to each stored prefix's own live assertions. Pages are ordered by the order prefixes
@@ -310,278 +383,9 @@ func (c *Client) requestURL(ctx context.Context) *url.URL {
 	return u
 }
 
-// BouncerHeartbeat invokes bouncerHeartbeat operation.
-//
-// POST /bouncer/heartbeat
-func (c *Client) BouncerHeartbeat(ctx context.Context, request *Heartbeat) (BouncerHeartbeatRes, error) {
-	res, err := c.sendBouncerHeartbeat(ctx, request)
-	return res, err
-}
-
-func (c *Client) sendBouncerHeartbeat(ctx context.Context, request *Heartbeat) (res BouncerHeartbeatRes, err error) {
-
-	u := uri.Clone(c.requestURL(ctx))
-	var pathParts [1]string
-	pathParts[0] = "/bouncer/heartbeat"
-	uri.AddPathParts(u, pathParts[:]...)
-
-	r, err := ht.NewRequest(ctx, "POST", u)
-	if err != nil {
-		return res, errors.Wrap(err, "create request")
-	}
-	if err := encodeBouncerHeartbeatRequest(request, r); err != nil {
-		return res, errors.Wrap(err, "encode request")
-	}
-
-	{
-		type bitset = [1]uint8
-		var satisfied bitset
-		{
-
-			switch err := c.securityBouncerKey(ctx, BouncerHeartbeatOperation, r); {
-			case err == nil: // if NO error
-				satisfied[0] |= 1 << 0
-			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
-				// Skip this security.
-			default:
-				return res, errors.Wrap(err, "security \"BouncerKey\"")
-			}
-		}
-
-		if ok := func() bool {
-		nextRequirement:
-			for _, requirement := range []bitset{
-				{0b00000001},
-			} {
-				for i, mask := range requirement {
-					if satisfied[i]&mask != mask {
-						continue nextRequirement
-					}
-				}
-				return true
-			}
-			return false
-		}(); !ok {
-			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
-		}
-	}
-
-	resp, err := c.cfg.Client.Do(r)
-	if err != nil {
-		return res, errors.Wrap(err, "do request")
-	}
-	body := resp.Body
-	defer func() {
-		// Drain the body to EOF before closing, so the underlying
-		// connection can be reused by the Transport regardless of the
-		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
-		_, _ = io.Copy(io.Discard, body)
-		_ = body.Close()
-	}()
-
-	result, err := decodeBouncerHeartbeatResponse(resp)
-	if err != nil {
-		return res, errors.Wrap(err, "decode response")
-	}
-
-	return result, nil
-}
-
-// BouncerRender invokes bouncerRender operation.
-//
-// Renders of the bouncer's rulesets newer than since (bouncer key).
-//
-// GET /bouncer/render
-func (c *Client) BouncerRender(ctx context.Context, params BouncerRenderParams) (BouncerRenderRes, error) {
-	res, err := c.sendBouncerRender(ctx, params)
-	return res, err
-}
-
-func (c *Client) sendBouncerRender(ctx context.Context, params BouncerRenderParams) (res BouncerRenderRes, err error) {
-
-	u := uri.Clone(c.requestURL(ctx))
-	var pathParts [1]string
-	pathParts[0] = "/bouncer/render"
-	uri.AddPathParts(u, pathParts[:]...)
-
-	q := uri.NewQueryEncoder()
-	{
-		// Encode "since" parameter.
-		cfg := uri.QueryParameterEncodingConfig{
-			Name:    "since",
-			Style:   uri.QueryStyleForm,
-			Explode: true,
-		}
-
-		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
-			if val, ok := params.Since.Get(); ok {
-				return e.EncodeValue(conv.StringToString(val))
-			}
-			return nil
-		}); err != nil {
-			return res, errors.Wrap(err, "encode query")
-		}
-	}
-	{
-		// Encode "wait" parameter.
-		cfg := uri.QueryParameterEncodingConfig{
-			Name:    "wait",
-			Style:   uri.QueryStyleForm,
-			Explode: true,
-		}
-
-		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
-			if val, ok := params.Wait.Get(); ok {
-				return e.EncodeValue(conv.StringToString(val))
-			}
-			return nil
-		}); err != nil {
-			return res, errors.Wrap(err, "encode query")
-		}
-	}
-	u.RawQuery = q.Values().Encode()
-
-	r, err := ht.NewRequest(ctx, "GET", u)
-	if err != nil {
-		return res, errors.Wrap(err, "create request")
-	}
-
-	{
-		type bitset = [1]uint8
-		var satisfied bitset
-		{
-
-			switch err := c.securityBouncerKey(ctx, BouncerRenderOperation, r); {
-			case err == nil: // if NO error
-				satisfied[0] |= 1 << 0
-			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
-				// Skip this security.
-			default:
-				return res, errors.Wrap(err, "security \"BouncerKey\"")
-			}
-		}
-
-		if ok := func() bool {
-		nextRequirement:
-			for _, requirement := range []bitset{
-				{0b00000001},
-			} {
-				for i, mask := range requirement {
-					if satisfied[i]&mask != mask {
-						continue nextRequirement
-					}
-				}
-				return true
-			}
-			return false
-		}(); !ok {
-			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
-		}
-	}
-
-	resp, err := c.cfg.Client.Do(r)
-	if err != nil {
-		return res, errors.Wrap(err, "do request")
-	}
-	body := resp.Body
-	defer func() {
-		// Drain the body to EOF before closing, so the underlying
-		// connection can be reused by the Transport regardless of the
-		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
-		_, _ = io.Copy(io.Discard, body)
-		_ = body.Close()
-	}()
-
-	result, err := decodeBouncerRenderResponse(resp)
-	if err != nil {
-		return res, errors.Wrap(err, "decode response")
-	}
-
-	return result, nil
-}
-
-// BouncerReports invokes bouncerReports operation.
-//
-// Honeypot hits; each tags its source `honeypot` (source bouncer:, MUNINN_HONEYPOT_TTL).
-//
-// POST /bouncer/reports
-func (c *Client) BouncerReports(ctx context.Context, request *Report) (BouncerReportsRes, error) {
-	res, err := c.sendBouncerReports(ctx, request)
-	return res, err
-}
-
-func (c *Client) sendBouncerReports(ctx context.Context, request *Report) (res BouncerReportsRes, err error) {
-
-	u := uri.Clone(c.requestURL(ctx))
-	var pathParts [1]string
-	pathParts[0] = "/bouncer/reports"
-	uri.AddPathParts(u, pathParts[:]...)
-
-	r, err := ht.NewRequest(ctx, "POST", u)
-	if err != nil {
-		return res, errors.Wrap(err, "create request")
-	}
-	if err := encodeBouncerReportsRequest(request, r); err != nil {
-		return res, errors.Wrap(err, "encode request")
-	}
-
-	{
-		type bitset = [1]uint8
-		var satisfied bitset
-		{
-
-			switch err := c.securityBouncerKey(ctx, BouncerReportsOperation, r); {
-			case err == nil: // if NO error
-				satisfied[0] |= 1 << 0
-			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
-				// Skip this security.
-			default:
-				return res, errors.Wrap(err, "security \"BouncerKey\"")
-			}
-		}
-
-		if ok := func() bool {
-		nextRequirement:
-			for _, requirement := range []bitset{
-				{0b00000001},
-			} {
-				for i, mask := range requirement {
-					if satisfied[i]&mask != mask {
-						continue nextRequirement
-					}
-				}
-				return true
-			}
-			return false
-		}(); !ok {
-			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
-		}
-	}
-
-	resp, err := c.cfg.Client.Do(r)
-	if err != nil {
-		return res, errors.Wrap(err, "do request")
-	}
-	body := resp.Body
-	defer func() {
-		// Drain the body to EOF before closing, so the underlying
-		// connection can be reused by the Transport regardless of the
-		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
-		_, _ = io.Copy(io.Discard, body)
-		_ = body.Close()
-	}()
-
-	result, err := decodeBouncerReportsResponse(resp)
-	if err != nil {
-		return res, errors.Wrap(err, "decode response")
-	}
-
-	return result, nil
-}
-
 // CreateBouncer invokes createBouncer operation.
 //
-// Register a bouncer (admin); its key is shown only in this answer.
+// Register a bouncer; its key is shown only in this answer.
 //
 // POST /bouncers
 func (c *Client) CreateBouncer(ctx context.Context, request *BouncerInput) (CreateBouncerRes, error) {
@@ -669,7 +473,7 @@ func (c *Client) sendCreateBouncer(ctx context.Context, request *BouncerInput) (
 
 // CreateToken invokes createToken operation.
 //
-// Create an API token (admin); the secret is shown once.
+// Create an API token; the secret is shown once.
 //
 // POST /tokens
 func (c *Client) CreateToken(ctx context.Context, request *TokenInput) (CreateTokenRes, error) {
@@ -757,7 +561,7 @@ func (c *Client) sendCreateToken(ctx context.Context, request *TokenInput) (res 
 
 // DeleteBouncer invokes deleteBouncer operation.
 //
-// Remove a bouncer; its key stops working (admin).
+// Remove a bouncer; its key stops working.
 //
 // DELETE /bouncers/{name}
 func (c *Client) DeleteBouncer(ctx context.Context, params DeleteBouncerParams) (DeleteBouncerRes, error) {
@@ -842,6 +646,100 @@ func (c *Client) sendDeleteBouncer(ctx context.Context, params DeleteBouncerPara
 	}()
 
 	result, err := decodeDeleteBouncerResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// DeleteFeed invokes deleteFeed operation.
+//
+// Delete a feed, its history and every assertion it made.
+//
+// DELETE /feeds/{name}
+func (c *Client) DeleteFeed(ctx context.Context, params DeleteFeedParams) (DeleteFeedRes, error) {
+	res, err := c.sendDeleteFeed(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendDeleteFeed(ctx context.Context, params DeleteFeedParams) (res DeleteFeedRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/feeds/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "DELETE", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, DeleteFeedOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeDeleteFeedResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}
@@ -946,7 +844,7 @@ func (c *Client) sendDeleteIPOverride(ctx context.Context, params DeleteIPOverri
 
 // DeleteList invokes deleteList operation.
 //
-// Delete a named list (admin).
+// Delete a named list.
 //
 // DELETE /lists/{name}
 func (c *Client) DeleteList(ctx context.Context, params DeleteListParams) (DeleteListRes, error) {
@@ -1154,7 +1052,7 @@ func (c *Client) sendDeleteNetworkOverride(ctx context.Context, params DeleteNet
 
 // DeleteRuleset invokes deleteRuleset operation.
 //
-// Delete a ruleset (admin).
+// Delete a ruleset.
 //
 // DELETE /rulesets/{name}
 func (c *Client) DeleteRuleset(ctx context.Context, params DeleteRulesetParams) (DeleteRulesetRes, error) {
@@ -1342,7 +1240,7 @@ func (c *Client) sendDeleteTag(ctx context.Context, params DeleteTagParams) (res
 
 // DeleteToken invokes deleteToken operation.
 //
-// Revoke an API token (admin).
+// Revoke an API token.
 //
 // DELETE /tokens/{id}
 func (c *Client) DeleteToken(ctx context.Context, params DeleteTokenParams) (DeleteTokenRes, error) {
@@ -1548,7 +1446,9 @@ func (c *Client) sendExplainRuleset(ctx context.Context, params ExplainRulesetPa
 
 // ExportCSV invokes exportCSV operation.
 //
-// Stored prefixes as CSV (search filters apply).
+// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix: prefix, classification, tags
+// (comma-joined), sources (comma-joined), note, country, asn, as_org, first_seen, last_seen (RFC 3339,
+// UTC), sightings. Streamed in constant memory.
 //
 // GET /export/ips.csv
 func (c *Client) ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error) {
@@ -1712,9 +1612,10 @@ func (c *Client) sendExportCSV(ctx context.Context, params ExportCSVParams) (res
 
 // ExportClickHouse invokes exportClickHouse operation.
 //
-// Columns, in this order: prefix, classification, score, tags, asn, as_org, country, rdns, first_seen,
-// last_seen, sources. Every value is present (0 or empty when unknown); times are
-// `YYYY-MM-DD hh:mm:ss` UTC.
+// Columns, in this order: prefix, classification, score (malicious 100, suspicious 60, unknown 20,
+// benign 0), tags, asn, as_org, country, rdns, first_seen, last_seen, sources. Every value is present
+// (0 or empty when unknown); times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in
+// values are escaped as TabSeparated reads them.
 //
 // GET /export/clickhouse.tsv
 func (c *Client) ExportClickHouse(ctx context.Context, params ExportClickHouseParams) (ExportClickHouseRes, error) {
@@ -2204,6 +2105,216 @@ func (c *Client) sendExportNDJSON(ctx context.Context, params ExportNDJSONParams
 	return result, nil
 }
 
+// GetBouncerRender invokes getBouncerRender operation.
+//
+// Answers at once with every bound ruleset newer than `since` (a delta when the server still holds the
+// base version, else a full render) and the rulesets in `since` the bouncer should no longer enforce;
+// with nothing to say it waits up to `wait` and answers 304. 503 while the server is still loading its
+// renders after a start.
+//
+// GET /bouncer/render
+func (c *Client) GetBouncerRender(ctx context.Context, params GetBouncerRenderParams) (GetBouncerRenderRes, error) {
+	res, err := c.sendGetBouncerRender(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetBouncerRender(ctx context.Context, params GetBouncerRenderParams) (res GetBouncerRenderRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/bouncer/render"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "since" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "since",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Since.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "wait" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "wait",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Wait.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBouncerKey(ctx, GetBouncerRenderOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BouncerKey\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetBouncerRenderResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// GetFeed invokes getFeed operation.
+//
+// One feed with its status.
+//
+// GET /feeds/{name}
+func (c *Client) GetFeed(ctx context.Context, params GetFeedParams) (GetFeedRes, error) {
+	res, err := c.sendGetFeed(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetFeed(ctx context.Context, params GetFeedParams) (res GetFeedRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/feeds/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetFeedOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetFeedResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // GetGuard invokes getGuard operation.
 //
 // The never-block guard.
@@ -2374,7 +2485,105 @@ func (c *Client) sendGetIP(ctx context.Context, params GetIPParams) (res GetIPRe
 	return result, nil
 }
 
+// GetJobs invokes getJobs operation.
+//
+// Background jobs by kind and state, and the newest failures.
+//
+// GET /jobs
+func (c *Client) GetJobs(ctx context.Context, params GetJobsParams) (GetJobsRes, error) {
+	res, err := c.sendGetJobs(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetJobs(ctx context.Context, params GetJobsParams) (res GetJobsRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/jobs"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "failures" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "failures",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Failures.Get(); ok {
+				return e.EncodeValue(conv.IntToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetJobsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetJobsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // GetList invokes getList operation.
+//
+// One named list.
 //
 // GET /lists/{name}
 func (c *Client) GetList(ctx context.Context, params GetListParams) (GetListRes, error) {
@@ -2694,7 +2903,52 @@ func (c *Client) sendGetNetwork(ctx context.Context, params GetNetworkParams) (r
 	return result, nil
 }
 
+// GetOpenAPI invokes getOpenAPI operation.
+//
+// This contract.
+//
+// GET /openapi.yaml
+func (c *Client) GetOpenAPI(ctx context.Context) (GetOpenAPIOK, error) {
+	res, err := c.sendGetOpenAPI(ctx)
+	return res, err
+}
+
+func (c *Client) sendGetOpenAPI(ctx context.Context) (res GetOpenAPIOK, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/openapi.yaml"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetOpenAPIResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // GetRuleset invokes getRuleset operation.
+//
+// One ruleset in text and JSON form.
 //
 // GET /rulesets/{name}
 func (c *Client) GetRuleset(ctx context.Context, params GetRulesetParams) (GetRulesetRes, error) {
@@ -2903,9 +3157,11 @@ func (c *Client) sendGetRulesetDeny(ctx context.Context, params GetRulesetDenyPa
 
 // GetRulesetRender invokes getRulesetRender operation.
 //
-// Served from memory (gzip when accepted, `ETag` = the hash). With `since`, answers at once when the
-// version is above it (a delta when `since` is still in memory and only set contents changed), else
-// waits up to `wait` and answers 304. Hand-written handler, excluded from code generation.
+// Served from memory, gzip-compressed when Accept-Encoding allows it, with `ETag` = the render's hash.
+// Without `since`, the current full render (304 when If-None-Match names it; 503 when the ruleset has
+// not been rendered within 10 s or `wait`). With `since`, answers as soon as the version is above it:
+// a delta when `since` is still in memory and only set contents changed, else a full render; 304 when
+// nothing newer arrives within `wait`.
 //
 // GET /rulesets/{name}/render
 func (c *Client) GetRulesetRender(ctx context.Context, params GetRulesetRenderParams) (GetRulesetRenderRes, error) {
@@ -2981,6 +3237,36 @@ func (c *Client) sendGetRulesetRender(ctx context.Context, params GetRulesetRend
 		return res, errors.Wrap(err, "create request")
 	}
 
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "Accept-Encoding",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AcceptEncoding.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+
 	{
 		type bitset = [1]uint8
 		var satisfied bitset
@@ -3036,6 +3322,8 @@ func (c *Client) sendGetRulesetRender(ctx context.Context, params GetRulesetRend
 }
 
 // GetTag invokes getTag operation.
+//
+// One tag.
 //
 // GET /tags/{name}
 func (c *Client) GetTag(ctx context.Context, params GetTagParams) (GetTagRes, error) {
@@ -3129,8 +3417,10 @@ func (c *Client) sendGetTag(ctx context.Context, params GetTagParams) (res GetTa
 
 // Ingest invokes ingest operation.
 //
-// A JSON array or NDJSON stream of observations, up to 100 MB, streamed. Each bad line (NDJSON) or
-// element (array, numbered from 1) is reported with its number and reason; the good ones are stored.
+// A JSON array of observations, or an NDJSON stream of them (one `Observation` object per line), up to
+// MUNINN_MAX_INGEST_BYTES (100 MB by default), read as a stream. Each bad line (NDJSON) or element
+// (array, numbered from 1) is reported with its number and reason, and the good ones are stored. The
+// server validates each observation itself while it streams; the schema below is what it checks.
 //
 // POST /ingest
 func (c *Client) Ingest(ctx context.Context, request IngestReq) (IngestRes, error) {
@@ -3142,7 +3432,14 @@ func (c *Client) sendIngest(ctx context.Context, request IngestReq) (res IngestR
 	// Validate request before sending.
 	switch request := request.(type) {
 	case *IngestReqApplicationJSON:
-		// Validation is not required for this type.
+		if err := func() error {
+			if err := request.Validate(); err != nil {
+				return err
+			}
+			return nil
+		}(); err != nil {
+			return res, errors.Wrap(err, "validate")
+		}
 	case *IngestReqApplicationXNdjson:
 		// Validation is not required for this type.
 	default:
@@ -3456,6 +3753,273 @@ func (c *Client) sendListBouncers(ctx context.Context) (res ListBouncersRes, err
 	return result, nil
 }
 
+// ListFeedCatalog invokes listFeedCatalog operation.
+//
+// Well-known public feeds that can be added (they ship disabled).
+//
+// GET /feeds/catalog
+func (c *Client) ListFeedCatalog(ctx context.Context) (ListFeedCatalogRes, error) {
+	res, err := c.sendListFeedCatalog(ctx)
+	return res, err
+}
+
+func (c *Client) sendListFeedCatalog(ctx context.Context) (res ListFeedCatalogRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/feeds/catalog"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ListFeedCatalogOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeListFeedCatalogResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ListFeedRuns invokes listFeedRuns operation.
+//
+// The feed's refresh history, newest first.
+//
+// GET /feeds/{name}/runs
+func (c *Client) ListFeedRuns(ctx context.Context, params ListFeedRunsParams) (ListFeedRunsRes, error) {
+	res, err := c.sendListFeedRuns(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendListFeedRuns(ctx context.Context, params ListFeedRunsParams) (res ListFeedRunsRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [3]string
+	pathParts[0] = "/feeds/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/runs"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "limit" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "limit",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Limit.Get(); ok {
+				return e.EncodeValue(conv.IntToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ListFeedRunsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeListFeedRunsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ListFeeds invokes listFeeds operation.
+//
+// Every feed with its status.
+//
+// GET /feeds
+func (c *Client) ListFeeds(ctx context.Context) (ListFeedsRes, error) {
+	res, err := c.sendListFeeds(ctx)
+	return res, err
+}
+
+func (c *Client) sendListFeeds(ctx context.Context) (res ListFeedsRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/feeds"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ListFeedsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeListFeedsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // ListLists invokes listLists operation.
 //
 // List named lists.
@@ -3686,7 +4250,7 @@ func (c *Client) sendListTags(ctx context.Context) (res ListTagsRes, err error) 
 
 // ListTokens invokes listTokens operation.
 //
-// List API tokens (admin).
+// List API tokens.
 //
 // GET /tokens
 func (c *Client) ListTokens(ctx context.Context) (ListTokensRes, error) {
@@ -3760,9 +4324,185 @@ func (c *Client) sendListTokens(ctx context.Context) (res ListTokensRes, err err
 	return result, nil
 }
 
+// PostBouncerHeartbeat invokes postBouncerHeartbeat operation.
+//
+// Report the applied versions, rule counters and the last error.
+//
+// POST /bouncer/heartbeat
+func (c *Client) PostBouncerHeartbeat(ctx context.Context, request *Heartbeat) (PostBouncerHeartbeatRes, error) {
+	res, err := c.sendPostBouncerHeartbeat(ctx, request)
+	return res, err
+}
+
+func (c *Client) sendPostBouncerHeartbeat(ctx context.Context, request *Heartbeat) (res PostBouncerHeartbeatRes, err error) {
+	// Validate request before sending.
+	if err := func() error {
+		if err := request.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		return res, errors.Wrap(err, "validate")
+	}
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/bouncer/heartbeat"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "POST", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePostBouncerHeartbeatRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBouncerKey(ctx, PostBouncerHeartbeatOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BouncerKey\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePostBouncerHeartbeatResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// PostBouncerReports invokes postBouncerReports operation.
+//
+// Report honeypot hits; each source is tagged honeypot (source bouncer:, MUNINN_HONEYPOT_TTL).
+//
+// POST /bouncer/reports
+func (c *Client) PostBouncerReports(ctx context.Context, request *Report) (PostBouncerReportsRes, error) {
+	res, err := c.sendPostBouncerReports(ctx, request)
+	return res, err
+}
+
+func (c *Client) sendPostBouncerReports(ctx context.Context, request *Report) (res PostBouncerReportsRes, err error) {
+	// Validate request before sending.
+	if err := func() error {
+		if err := request.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		return res, errors.Wrap(err, "validate")
+	}
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/bouncer/reports"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "POST", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePostBouncerReportsRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBouncerKey(ctx, PostBouncerReportsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BouncerKey\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePostBouncerReportsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // PutBouncer invokes putBouncer operation.
 //
-// Change the rulesets a bouncer enforces (admin); its key stays.
+// Change the rulesets a bouncer enforces; its key stays.
 //
 // PUT /bouncers/{name}
 func (c *Client) PutBouncer(ctx context.Context, request *BouncerUpdate, params PutBouncerParams) (PutBouncerRes, error) {
@@ -3866,9 +4606,115 @@ func (c *Client) sendPutBouncer(ctx context.Context, request *BouncerUpdate, par
 	return result, nil
 }
 
+// PutFeed invokes putFeed operation.
+//
+// Create or replace a feed's definition; its status is kept.
+//
+// PUT /feeds/{name}
+func (c *Client) PutFeed(ctx context.Context, request *FeedInput, params PutFeedParams) (PutFeedRes, error) {
+	res, err := c.sendPutFeed(ctx, request, params)
+	return res, err
+}
+
+func (c *Client) sendPutFeed(ctx context.Context, request *FeedInput, params PutFeedParams) (res PutFeedRes, err error) {
+	// Validate request before sending.
+	if err := func() error {
+		if err := request.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		return res, errors.Wrap(err, "validate")
+	}
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/feeds/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "PUT", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePutFeedRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, PutFeedOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePutFeedResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // PutGuard invokes putGuard operation.
 //
-// Replace the operator's never-block entries (admin).
+// Replace the operator's never-block entries.
 //
 // PUT /guard
 func (c *Client) PutGuard(ctx context.Context, request *GuardInput) (PutGuardRes, error) {
@@ -4063,7 +4909,7 @@ func (c *Client) sendPutIPOverride(ctx context.Context, request *Override, param
 
 // PutList invokes putList operation.
 //
-// Create or replace a named list (admin).
+// Create or replace a named list.
 //
 // PUT /lists/{name}
 func (c *Client) PutList(ctx context.Context, request *NamedListInput, params PutListParams) (PutListRes, error) {
@@ -4295,8 +5141,9 @@ func (c *Client) sendPutNetworkOverride(ctx context.Context, request *Override, 
 
 // PutRuleset invokes putRuleset operation.
 //
-// The body is the ruleset text (`text/plain`) or its JSON form (`application/json`); the name in the
-// text must equal the path's. Syntax errors name the line and column.
+// The body is the ruleset text (`text/plain`) or its JSON form (`application/json`, `Policy`); the two
+// round-trip exactly. The name in the body must equal the path's. Syntax errors in the text name the
+// line and column.
 //
 // PUT /rulesets/{name}
 func (c *Client) PutRuleset(ctx context.Context, request PutRulesetReq, params PutRulesetParams) (PutRulesetRes, error) {
@@ -4308,7 +5155,14 @@ func (c *Client) sendPutRuleset(ctx context.Context, request PutRulesetReq, para
 	// Validate request before sending.
 	switch request := request.(type) {
 	case *Policy:
-		// Validation is not required for this type.
+		if err := func() error {
+			if err := request.Validate(); err != nil {
+				return err
+			}
+			return nil
+		}(); err != nil {
+			return res, errors.Wrap(err, "validate")
+		}
 	case *PutRulesetReqTextPlain:
 		// Validation is not required for this type.
 	default:
@@ -4499,6 +5353,121 @@ func (c *Client) sendPutTag(ctx context.Context, request *TagInput, params PutTa
 	}()
 
 	result, err := decodePutTagResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// RefreshFeed invokes refreshFeed operation.
+//
+// Enqueue a refresh now (one per feed at a time).
+//
+// POST /feeds/{name}/refresh
+func (c *Client) RefreshFeed(ctx context.Context, params RefreshFeedParams) (RefreshFeedRes, error) {
+	res, err := c.sendRefreshFeed(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendRefreshFeed(ctx context.Context, params RefreshFeedParams) (res RefreshFeedRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [3]string
+	pathParts[0] = "/feeds/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/refresh"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "force" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "force",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Force.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "POST", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, RefreshFeedOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeRefreshFeedResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}

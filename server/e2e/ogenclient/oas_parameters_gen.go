@@ -2,16 +2,14 @@
 
 package ogenclient
 
-// BouncerRenderParams is parameters of bouncerRender operation.
-type BouncerRenderParams struct {
-	// URL-encoded JSON object, ruleset name -> applied version; empty for everything.
-	Since OptString `json:",omitempty,omitzero"`
-	Wait  OptString `json:",omitempty,omitzero"`
-}
-
 // DeleteBouncerParams is parameters of deleteBouncer operation.
 type DeleteBouncerParams struct {
 	// A ruleset, list or bouncer name.
+	Name string
+}
+
+// DeleteFeedParams is parameters of deleteFeed operation.
+type DeleteFeedParams struct {
 	Name string
 }
 
@@ -101,10 +99,29 @@ type ExportNDJSONParams struct {
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
+// GetBouncerRenderParams is parameters of getBouncerRender operation.
+type GetBouncerRenderParams struct {
+	// A JSON object of ruleset name to the version applied, e.g. {"edge":42}; empty or absent asks for
+	// full renders.
+	Since OptString `json:",omitempty,omitzero"`
+	// How long to wait for a change, a Go duration such as "30s", at most 5m.
+	Wait OptString `json:",omitempty,omitzero"`
+}
+
+// GetFeedParams is parameters of getFeed operation.
+type GetFeedParams struct {
+	Name string
+}
+
 // GetIPParams is parameters of getIP operation.
 type GetIPParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
 	Address string
+}
+
+// GetJobsParams is parameters of getJobs operation.
+type GetJobsParams struct {
+	Failures OptInt `json:",omitempty,omitzero"`
 }
 
 // GetListParams is parameters of getList operation.
@@ -142,9 +159,14 @@ type GetRulesetDenyParams struct {
 
 // GetRulesetRenderParams is parameters of getRulesetRender operation.
 type GetRulesetRenderParams struct {
+	// The version the client has.
 	Since OptInt64 `json:",omitempty,omitzero"`
-	// Go duration, at most 5m.
+	// How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait OptString `json:",omitempty,omitzero"`
+	// The ETag of a render the client has.
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
+	// Gzip makes the server send the cached compressed render.
+	AcceptEncoding OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }
@@ -165,9 +187,20 @@ type ListAuditParams struct {
 	Limit  OptInt    `json:",omitempty,omitzero"`
 }
 
+// ListFeedRunsParams is parameters of listFeedRuns operation.
+type ListFeedRunsParams struct {
+	Limit OptInt `json:",omitempty,omitzero"`
+	Name  string
+}
+
 // PutBouncerParams is parameters of putBouncer operation.
 type PutBouncerParams struct {
 	// A ruleset, list or bouncer name.
+	Name string
+}
+
+// PutFeedParams is parameters of putFeed operation.
+type PutFeedParams struct {
 	Name string
 }
 
@@ -199,6 +232,13 @@ type PutRulesetParams struct {
 // PutTagParams is parameters of putTag operation.
 type PutTagParams struct {
 	Name string
+}
+
+// RefreshFeedParams is parameters of refreshFeed operation.
+type RefreshFeedParams struct {
+	// Apply the update even when it would drop more than max_drop_share of the entries.
+	Force OptBool `json:",omitempty,omitzero"`
+	Name  string
 }
 
 // SearchIPsParams is parameters of searchIPs operation.

@@ -11,34 +11,6 @@ import (
 	ht "github.com/ogen-go/ogen/http"
 )
 
-func encodeBouncerHeartbeatRequest(
-	req *Heartbeat,
-	r *http.Request,
-) error {
-	const contentType = "application/json"
-	e := new(jx.Encoder)
-	{
-		req.Encode(e)
-	}
-	encoded := e.Bytes()
-	ht.SetBody(r, bytes.NewReader(encoded), contentType)
-	return nil
-}
-
-func encodeBouncerReportsRequest(
-	req *Report,
-	r *http.Request,
-) error {
-	const contentType = "application/json"
-	e := new(jx.Encoder)
-	{
-		req.Encode(e)
-	}
-	encoded := e.Bytes()
-	ht.SetBody(r, bytes.NewReader(encoded), contentType)
-	return nil
-}
-
 func encodeCreateBouncerRequest(
 	req *BouncerInput,
 	r *http.Request,
@@ -91,8 +63,50 @@ func encodeIngestRequest(
 	}
 }
 
+func encodePostBouncerHeartbeatRequest(
+	req *Heartbeat,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
+func encodePostBouncerReportsRequest(
+	req *Report,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
 func encodePutBouncerRequest(
 	req *BouncerUpdate,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
+func encodePutFeedRequest(
+	req *FeedInput,
 	r *http.Request,
 ) error {
 	const contentType = "application/json"

@@ -58,6 +58,62 @@ func (s *ASN) SetSource(val OptString) {
 	s.Source = val
 }
 
+// Ref: #/components/schemas/Action
+type Action string
+
+const (
+	ActionBlock    Action = "block"
+	ActionAllow    Action = "allow"
+	ActionLog      Action = "log"
+	ActionThrottle Action = "throttle"
+)
+
+// AllValues returns all Action values.
+func (Action) AllValues() []Action {
+	return []Action{
+		ActionBlock,
+		ActionAllow,
+		ActionLog,
+		ActionThrottle,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Action) MarshalText() ([]byte, error) {
+	switch s {
+	case ActionBlock:
+		return []byte(s), nil
+	case ActionAllow:
+		return []byte(s), nil
+	case ActionLog:
+		return []byte(s), nil
+	case ActionThrottle:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Action) UnmarshalText(data []byte) error {
+	switch Action(data) {
+	case ActionBlock:
+		*s = ActionBlock
+		return nil
+	case ActionAllow:
+		*s = ActionAllow
+		return nil
+	case ActionLog:
+		*s = ActionLog
+		return nil
+	case ActionThrottle:
+		*s = ActionThrottle
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 // Ref: #/components/schemas/Assertion
 type Assertion struct {
 	Kind      AssertionKind `json:"kind"`
@@ -496,19 +552,6 @@ func (s *BouncerCreated) SetKey(val string) {
 
 func (*BouncerCreated) createBouncerRes() {}
 
-type BouncerHeartbeatBadRequest Problem
-
-func (*BouncerHeartbeatBadRequest) bouncerHeartbeatRes() {}
-
-// BouncerHeartbeatNoContent is response for BouncerHeartbeat operation.
-type BouncerHeartbeatNoContent struct{}
-
-func (*BouncerHeartbeatNoContent) bouncerHeartbeatRes() {}
-
-type BouncerHeartbeatUnauthorized Problem
-
-func (*BouncerHeartbeatUnauthorized) bouncerHeartbeatRes() {}
-
 // Ref: #/components/schemas/BouncerInput
 type BouncerInput struct {
 	Name     string   `json:"name"`
@@ -559,60 +602,6 @@ func (s *BouncerKey) SetAPIKey(val string) {
 func (s *BouncerKey) SetRoles(val []string) {
 	s.Roles = val
 }
-
-type BouncerRenderBadRequest Problem
-
-func (*BouncerRenderBadRequest) bouncerRenderRes() {}
-
-// BouncerRenderNotModified is response for BouncerRender operation.
-type BouncerRenderNotModified struct{}
-
-func (*BouncerRenderNotModified) bouncerRenderRes() {}
-
-// Ref: #/components/schemas/BouncerRenderResponse
-type BouncerRenderResponse struct {
-	Rulesets []Render `json:"rulesets"`
-	Removed  []string `json:"removed"`
-}
-
-// GetRulesets returns the value of Rulesets.
-func (s *BouncerRenderResponse) GetRulesets() []Render {
-	return s.Rulesets
-}
-
-// GetRemoved returns the value of Removed.
-func (s *BouncerRenderResponse) GetRemoved() []string {
-	return s.Removed
-}
-
-// SetRulesets sets the value of Rulesets.
-func (s *BouncerRenderResponse) SetRulesets(val []Render) {
-	s.Rulesets = val
-}
-
-// SetRemoved sets the value of Removed.
-func (s *BouncerRenderResponse) SetRemoved(val []string) {
-	s.Removed = val
-}
-
-func (*BouncerRenderResponse) bouncerRenderRes() {}
-
-type BouncerRenderUnauthorized Problem
-
-func (*BouncerRenderUnauthorized) bouncerRenderRes() {}
-
-// BouncerReportsAccepted is response for BouncerReports operation.
-type BouncerReportsAccepted struct{}
-
-func (*BouncerReportsAccepted) bouncerReportsRes() {}
-
-type BouncerReportsBadRequest Problem
-
-func (*BouncerReportsBadRequest) bouncerReportsRes() {}
-
-type BouncerReportsUnauthorized Problem
-
-func (*BouncerReportsUnauthorized) bouncerReportsRes() {}
 
 // Ref: #/components/schemas/BouncerRuleset
 type BouncerRuleset struct {
@@ -678,6 +667,116 @@ func (s *BouncerUpdate) SetRulesets(val []string) {
 	s.Rulesets = val
 }
 
+// Ref: #/components/schemas/CatalogFeed
+type CatalogFeed struct {
+	Name           string     `json:"name"`
+	URL            string     `json:"url"`
+	Format         FeedFormat `json:"format"`
+	Tag            string     `json:"tag"`
+	Classification string     `json:"classification"`
+	Schedule       string     `json:"schedule"`
+	Description    string     `json:"description"`
+	// A feed of this name exists.
+	Added OptBool `json:"added"`
+}
+
+// GetName returns the value of Name.
+func (s *CatalogFeed) GetName() string {
+	return s.Name
+}
+
+// GetURL returns the value of URL.
+func (s *CatalogFeed) GetURL() string {
+	return s.URL
+}
+
+// GetFormat returns the value of Format.
+func (s *CatalogFeed) GetFormat() FeedFormat {
+	return s.Format
+}
+
+// GetTag returns the value of Tag.
+func (s *CatalogFeed) GetTag() string {
+	return s.Tag
+}
+
+// GetClassification returns the value of Classification.
+func (s *CatalogFeed) GetClassification() string {
+	return s.Classification
+}
+
+// GetSchedule returns the value of Schedule.
+func (s *CatalogFeed) GetSchedule() string {
+	return s.Schedule
+}
+
+// GetDescription returns the value of Description.
+func (s *CatalogFeed) GetDescription() string {
+	return s.Description
+}
+
+// GetAdded returns the value of Added.
+func (s *CatalogFeed) GetAdded() OptBool {
+	return s.Added
+}
+
+// SetName sets the value of Name.
+func (s *CatalogFeed) SetName(val string) {
+	s.Name = val
+}
+
+// SetURL sets the value of URL.
+func (s *CatalogFeed) SetURL(val string) {
+	s.URL = val
+}
+
+// SetFormat sets the value of Format.
+func (s *CatalogFeed) SetFormat(val FeedFormat) {
+	s.Format = val
+}
+
+// SetTag sets the value of Tag.
+func (s *CatalogFeed) SetTag(val string) {
+	s.Tag = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *CatalogFeed) SetClassification(val string) {
+	s.Classification = val
+}
+
+// SetSchedule sets the value of Schedule.
+func (s *CatalogFeed) SetSchedule(val string) {
+	s.Schedule = val
+}
+
+// SetDescription sets the value of Description.
+func (s *CatalogFeed) SetDescription(val string) {
+	s.Description = val
+}
+
+// SetAdded sets the value of Added.
+func (s *CatalogFeed) SetAdded(val OptBool) {
+	s.Added = val
+}
+
+// Ref: #/components/schemas/CatalogList
+type CatalogList struct {
+	Feeds []CatalogFeed `json:"feeds"`
+}
+
+// GetFeeds returns the value of Feeds.
+func (s *CatalogList) GetFeeds() []CatalogFeed {
+	return s.Feeds
+}
+
+// SetFeeds sets the value of Feeds.
+func (s *CatalogList) SetFeeds(val []CatalogFeed) {
+	s.Feeds = val
+}
+
+func (*CatalogList) listFeedCatalogRes() {}
+
 // Ref: #/components/schemas/Classification
 type Classification string
 
@@ -734,6 +833,134 @@ func (s *Classification) UnmarshalText(data []byte) error {
 	}
 }
 
+// Matches when any of values matches; negated by not.
+// Ref: #/components/schemas/Condition
+type Condition struct {
+	Kind   ConditionKind `json:"kind"`
+	Not    OptBool       `json:"not"`
+	Values []string      `json:"values"`
+}
+
+// GetKind returns the value of Kind.
+func (s *Condition) GetKind() ConditionKind {
+	return s.Kind
+}
+
+// GetNot returns the value of Not.
+func (s *Condition) GetNot() OptBool {
+	return s.Not
+}
+
+// GetValues returns the value of Values.
+func (s *Condition) GetValues() []string {
+	return s.Values
+}
+
+// SetKind sets the value of Kind.
+func (s *Condition) SetKind(val ConditionKind) {
+	s.Kind = val
+}
+
+// SetNot sets the value of Not.
+func (s *Condition) SetNot(val OptBool) {
+	s.Not = val
+}
+
+// SetValues sets the value of Values.
+func (s *Condition) SetValues(val []string) {
+	s.Values = val
+}
+
+type ConditionKind string
+
+const (
+	ConditionKindTag            ConditionKind = "tag"
+	ConditionKindClassification ConditionKind = "classification"
+	ConditionKindCountry        ConditionKind = "country"
+	ConditionKindContinent      ConditionKind = "continent"
+	ConditionKindAsn            ConditionKind = "asn"
+	ConditionKindOrg            ConditionKind = "org"
+	ConditionKindCidr           ConditionKind = "cidr"
+	ConditionKindList           ConditionKind = "list"
+	ConditionKindSource         ConditionKind = "source"
+)
+
+// AllValues returns all ConditionKind values.
+func (ConditionKind) AllValues() []ConditionKind {
+	return []ConditionKind{
+		ConditionKindTag,
+		ConditionKindClassification,
+		ConditionKindCountry,
+		ConditionKindContinent,
+		ConditionKindAsn,
+		ConditionKindOrg,
+		ConditionKindCidr,
+		ConditionKindList,
+		ConditionKindSource,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s ConditionKind) MarshalText() ([]byte, error) {
+	switch s {
+	case ConditionKindTag:
+		return []byte(s), nil
+	case ConditionKindClassification:
+		return []byte(s), nil
+	case ConditionKindCountry:
+		return []byte(s), nil
+	case ConditionKindContinent:
+		return []byte(s), nil
+	case ConditionKindAsn:
+		return []byte(s), nil
+	case ConditionKindOrg:
+		return []byte(s), nil
+	case ConditionKindCidr:
+		return []byte(s), nil
+	case ConditionKindList:
+		return []byte(s), nil
+	case ConditionKindSource:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ConditionKind) UnmarshalText(data []byte) error {
+	switch ConditionKind(data) {
+	case ConditionKindTag:
+		*s = ConditionKindTag
+		return nil
+	case ConditionKindClassification:
+		*s = ConditionKindClassification
+		return nil
+	case ConditionKindCountry:
+		*s = ConditionKindCountry
+		return nil
+	case ConditionKindContinent:
+		*s = ConditionKindContinent
+		return nil
+	case ConditionKindAsn:
+		*s = ConditionKindAsn
+		return nil
+	case ConditionKindOrg:
+		*s = ConditionKindOrg
+		return nil
+	case ConditionKindCidr:
+		*s = ConditionKindCidr
+		return nil
+	case ConditionKindList:
+		*s = ConditionKindList
+		return nil
+	case ConditionKindSource:
+		*s = ConditionKindSource
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 type CreateBouncerBadRequest Problem
 
 func (*CreateBouncerBadRequest) createBouncerRes() {}
@@ -746,9 +973,17 @@ type CreateBouncerForbidden Problem
 
 func (*CreateBouncerForbidden) createBouncerRes() {}
 
+type CreateBouncerRequestEntityTooLarge Problem
+
+func (*CreateBouncerRequestEntityTooLarge) createBouncerRes() {}
+
 type CreateBouncerUnauthorized Problem
 
 func (*CreateBouncerUnauthorized) createBouncerRes() {}
+
+type CreateBouncerUnsupportedMediaType Problem
+
+func (*CreateBouncerUnsupportedMediaType) createBouncerRes() {}
 
 type CreateTokenBadRequest Problem
 
@@ -762,9 +997,21 @@ type CreateTokenForbidden Problem
 
 func (*CreateTokenForbidden) createTokenRes() {}
 
+type CreateTokenRequestEntityTooLarge Problem
+
+func (*CreateTokenRequestEntityTooLarge) createTokenRes() {}
+
 type CreateTokenUnauthorized Problem
 
 func (*CreateTokenUnauthorized) createTokenRes() {}
+
+type CreateTokenUnsupportedMediaType Problem
+
+func (*CreateTokenUnsupportedMediaType) createTokenRes() {}
+
+type DeleteBouncerBadRequest Problem
+
+func (*DeleteBouncerBadRequest) deleteBouncerRes() {}
 
 type DeleteBouncerForbidden Problem
 
@@ -782,6 +1029,27 @@ func (*DeleteBouncerNotFound) deleteBouncerRes() {}
 type DeleteBouncerUnauthorized Problem
 
 func (*DeleteBouncerUnauthorized) deleteBouncerRes() {}
+
+type DeleteFeedBadRequest Problem
+
+func (*DeleteFeedBadRequest) deleteFeedRes() {}
+
+type DeleteFeedForbidden Problem
+
+func (*DeleteFeedForbidden) deleteFeedRes() {}
+
+// DeleteFeedNoContent is response for DeleteFeed operation.
+type DeleteFeedNoContent struct{}
+
+func (*DeleteFeedNoContent) deleteFeedRes() {}
+
+type DeleteFeedNotFound Problem
+
+func (*DeleteFeedNotFound) deleteFeedRes() {}
+
+type DeleteFeedUnauthorized Problem
+
+func (*DeleteFeedUnauthorized) deleteFeedRes() {}
 
 type DeleteIPOverrideBadRequest Problem
 
@@ -803,6 +1071,10 @@ func (*DeleteIPOverrideNotFound) deleteIPOverrideRes() {}
 type DeleteIPOverrideUnauthorized Problem
 
 func (*DeleteIPOverrideUnauthorized) deleteIPOverrideRes() {}
+
+type DeleteListBadRequest Problem
+
+func (*DeleteListBadRequest) deleteListRes() {}
 
 type DeleteListConflict Problem
 
@@ -845,6 +1117,10 @@ func (*DeleteNetworkOverrideNotFound) deleteNetworkOverrideRes() {}
 type DeleteNetworkOverrideUnauthorized Problem
 
 func (*DeleteNetworkOverrideUnauthorized) deleteNetworkOverrideRes() {}
+
+type DeleteRulesetBadRequest Problem
+
+func (*DeleteRulesetBadRequest) deleteRulesetRes() {}
 
 type DeleteRulesetForbidden Problem
 
@@ -905,6 +1181,316 @@ type DeleteTokenUnauthorized Problem
 
 func (*DeleteTokenUnauthorized) deleteTokenRes() {}
 
+// Ref: #/components/schemas/ExplainCond
+type ExplainCond struct {
+	Text    string `json:"text"`
+	Matched bool   `json:"matched"`
+	Reason  string `json:"reason"`
+}
+
+// GetText returns the value of Text.
+func (s *ExplainCond) GetText() string {
+	return s.Text
+}
+
+// GetMatched returns the value of Matched.
+func (s *ExplainCond) GetMatched() bool {
+	return s.Matched
+}
+
+// GetReason returns the value of Reason.
+func (s *ExplainCond) GetReason() string {
+	return s.Reason
+}
+
+// SetText sets the value of Text.
+func (s *ExplainCond) SetText(val string) {
+	s.Text = val
+}
+
+// SetMatched sets the value of Matched.
+func (s *ExplainCond) SetMatched(val bool) {
+	s.Matched = val
+}
+
+// SetReason sets the value of Reason.
+func (s *ExplainCond) SetReason(val string) {
+	s.Reason = val
+}
+
+// Ref: #/components/schemas/ExplainEntry
+type ExplainEntry struct {
+	Prefix               string    `json:"prefix"`
+	Tags                 []string  `json:"tags"`
+	Suppressed           []string  `json:"suppressed"`
+	Classification       OptString `json:"classification"`
+	ManualClassification OptString `json:"manual_classification"`
+	Sources              []string  `json:"sources"`
+}
+
+// GetPrefix returns the value of Prefix.
+func (s *ExplainEntry) GetPrefix() string {
+	return s.Prefix
+}
+
+// GetTags returns the value of Tags.
+func (s *ExplainEntry) GetTags() []string {
+	return s.Tags
+}
+
+// GetSuppressed returns the value of Suppressed.
+func (s *ExplainEntry) GetSuppressed() []string {
+	return s.Suppressed
+}
+
+// GetClassification returns the value of Classification.
+func (s *ExplainEntry) GetClassification() OptString {
+	return s.Classification
+}
+
+// GetManualClassification returns the value of ManualClassification.
+func (s *ExplainEntry) GetManualClassification() OptString {
+	return s.ManualClassification
+}
+
+// GetSources returns the value of Sources.
+func (s *ExplainEntry) GetSources() []string {
+	return s.Sources
+}
+
+// SetPrefix sets the value of Prefix.
+func (s *ExplainEntry) SetPrefix(val string) {
+	s.Prefix = val
+}
+
+// SetTags sets the value of Tags.
+func (s *ExplainEntry) SetTags(val []string) {
+	s.Tags = val
+}
+
+// SetSuppressed sets the value of Suppressed.
+func (s *ExplainEntry) SetSuppressed(val []string) {
+	s.Suppressed = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *ExplainEntry) SetClassification(val OptString) {
+	s.Classification = val
+}
+
+// SetManualClassification sets the value of ManualClassification.
+func (s *ExplainEntry) SetManualClassification(val OptString) {
+	s.ManualClassification = val
+}
+
+// SetSources sets the value of Sources.
+func (s *ExplainEntry) SetSources(val []string) {
+	s.Sources = val
+}
+
+// Ref: #/components/schemas/ExplainFacts
+type ExplainFacts struct {
+	// Stored prefixes containing the address.
+	Entries    []ExplainEntry `json:"entries"`
+	Tags       []ExplainTag   `json:"tags"`
+	Suppressed []ExplainTag   `json:"suppressed"`
+	// Empty when none.
+	Classification string `json:"classification"`
+	// The prefix the classification comes from; empty when none.
+	ClassificationFrom string           `json:"classification_from"`
+	Manual             bool             `json:"manual"`
+	Sources            []string         `json:"sources"`
+	Geo                OptNilExplainGeo `json:"geo"`
+}
+
+// GetEntries returns the value of Entries.
+func (s *ExplainFacts) GetEntries() []ExplainEntry {
+	return s.Entries
+}
+
+// GetTags returns the value of Tags.
+func (s *ExplainFacts) GetTags() []ExplainTag {
+	return s.Tags
+}
+
+// GetSuppressed returns the value of Suppressed.
+func (s *ExplainFacts) GetSuppressed() []ExplainTag {
+	return s.Suppressed
+}
+
+// GetClassification returns the value of Classification.
+func (s *ExplainFacts) GetClassification() string {
+	return s.Classification
+}
+
+// GetClassificationFrom returns the value of ClassificationFrom.
+func (s *ExplainFacts) GetClassificationFrom() string {
+	return s.ClassificationFrom
+}
+
+// GetManual returns the value of Manual.
+func (s *ExplainFacts) GetManual() bool {
+	return s.Manual
+}
+
+// GetSources returns the value of Sources.
+func (s *ExplainFacts) GetSources() []string {
+	return s.Sources
+}
+
+// GetGeo returns the value of Geo.
+func (s *ExplainFacts) GetGeo() OptNilExplainGeo {
+	return s.Geo
+}
+
+// SetEntries sets the value of Entries.
+func (s *ExplainFacts) SetEntries(val []ExplainEntry) {
+	s.Entries = val
+}
+
+// SetTags sets the value of Tags.
+func (s *ExplainFacts) SetTags(val []ExplainTag) {
+	s.Tags = val
+}
+
+// SetSuppressed sets the value of Suppressed.
+func (s *ExplainFacts) SetSuppressed(val []ExplainTag) {
+	s.Suppressed = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *ExplainFacts) SetClassification(val string) {
+	s.Classification = val
+}
+
+// SetClassificationFrom sets the value of ClassificationFrom.
+func (s *ExplainFacts) SetClassificationFrom(val string) {
+	s.ClassificationFrom = val
+}
+
+// SetManual sets the value of Manual.
+func (s *ExplainFacts) SetManual(val bool) {
+	s.Manual = val
+}
+
+// SetSources sets the value of Sources.
+func (s *ExplainFacts) SetSources(val []string) {
+	s.Sources = val
+}
+
+// SetGeo sets the value of Geo.
+func (s *ExplainFacts) SetGeo(val OptNilExplainGeo) {
+	s.Geo = val
+}
+
+// Ref: #/components/schemas/ExplainGeo
+type ExplainGeo struct {
+	Prefix    string    `json:"prefix"`
+	Country   OptString `json:"country"`
+	Continent OptString `json:"continent"`
+	Asn       OptInt64  `json:"asn"`
+	Org       OptString `json:"org"`
+}
+
+// GetPrefix returns the value of Prefix.
+func (s *ExplainGeo) GetPrefix() string {
+	return s.Prefix
+}
+
+// GetCountry returns the value of Country.
+func (s *ExplainGeo) GetCountry() OptString {
+	return s.Country
+}
+
+// GetContinent returns the value of Continent.
+func (s *ExplainGeo) GetContinent() OptString {
+	return s.Continent
+}
+
+// GetAsn returns the value of Asn.
+func (s *ExplainGeo) GetAsn() OptInt64 {
+	return s.Asn
+}
+
+// GetOrg returns the value of Org.
+func (s *ExplainGeo) GetOrg() OptString {
+	return s.Org
+}
+
+// SetPrefix sets the value of Prefix.
+func (s *ExplainGeo) SetPrefix(val string) {
+	s.Prefix = val
+}
+
+// SetCountry sets the value of Country.
+func (s *ExplainGeo) SetCountry(val OptString) {
+	s.Country = val
+}
+
+// SetContinent sets the value of Continent.
+func (s *ExplainGeo) SetContinent(val OptString) {
+	s.Continent = val
+}
+
+// SetAsn sets the value of Asn.
+func (s *ExplainGeo) SetAsn(val OptInt64) {
+	s.Asn = val
+}
+
+// SetOrg sets the value of Org.
+func (s *ExplainGeo) SetOrg(val OptString) {
+	s.Org = val
+}
+
+// Ref: #/components/schemas/ExplainRule
+type ExplainRule struct {
+	// 0-based position in the ruleset.
+	Index   int           `json:"index"`
+	Text    string        `json:"text"`
+	Matched bool          `json:"matched"`
+	Conds   []ExplainCond `json:"conds"`
+}
+
+// GetIndex returns the value of Index.
+func (s *ExplainRule) GetIndex() int {
+	return s.Index
+}
+
+// GetText returns the value of Text.
+func (s *ExplainRule) GetText() string {
+	return s.Text
+}
+
+// GetMatched returns the value of Matched.
+func (s *ExplainRule) GetMatched() bool {
+	return s.Matched
+}
+
+// GetConds returns the value of Conds.
+func (s *ExplainRule) GetConds() []ExplainCond {
+	return s.Conds
+}
+
+// SetIndex sets the value of Index.
+func (s *ExplainRule) SetIndex(val int) {
+	s.Index = val
+}
+
+// SetText sets the value of Text.
+func (s *ExplainRule) SetText(val string) {
+	s.Text = val
+}
+
+// SetMatched sets the value of Matched.
+func (s *ExplainRule) SetMatched(val bool) {
+	s.Matched = val
+}
+
+// SetConds sets the value of Conds.
+func (s *ExplainRule) SetConds(val []ExplainCond) {
+	s.Conds = val
+}
+
 type ExplainRulesetBadRequest Problem
 
 func (*ExplainRulesetBadRequest) explainRulesetRes() {}
@@ -917,20 +1503,206 @@ type ExplainRulesetUnauthorized Problem
 
 func (*ExplainRulesetUnauthorized) explainRulesetRes() {}
 
-// Policy.Explanation plus `guarded` (the never-block guard keeps the address out of block sets).
-// Ref: #/components/schemas/Explanation
-type Explanation map[string]jx.Raw
+// Ref: #/components/schemas/ExplainTag
+type ExplainTag struct {
+	Tag string `json:"tag"`
+	// The most specific stored prefix carrying it.
+	Prefix string `json:"prefix"`
+}
 
-func (s *Explanation) init() Explanation {
-	m := *s
-	if m == nil {
-		m = map[string]jx.Raw{}
-		*s = m
-	}
-	return m
+// GetTag returns the value of Tag.
+func (s *ExplainTag) GetTag() string {
+	return s.Tag
+}
+
+// GetPrefix returns the value of Prefix.
+func (s *ExplainTag) GetPrefix() string {
+	return s.Prefix
+}
+
+// SetTag sets the value of Tag.
+func (s *ExplainTag) SetTag(val string) {
+	s.Tag = val
+}
+
+// SetPrefix sets the value of Prefix.
+func (s *ExplainTag) SetPrefix(val string) {
+	s.Prefix = val
+}
+
+// Ref: #/components/schemas/Explanation
+type Explanation struct {
+	Addr  string        `json:"addr"`
+	Facts ExplainFacts  `json:"facts"`
+	Rules []ExplainRule `json:"rules"`
+	// 0-based index of the deciding rule; -1 when the default applies.
+	Decided int `json:"decided"`
+	// The decision; empty when the ruleset has no default and no rule decided (the packet passes).
+	Action ExplanationAction `json:"action"`
+	// Indices of matching log rules before the decision.
+	Logged []int `json:"logged"`
+	// 1-based id of the deciding rule as in renders; 0 for the default.
+	Rule int `json:"rule"`
+	// Why the never-block guard keeps the address out of block sets; null when it does not.
+	Guarded NilString `json:"guarded"`
+	// Whether a bouncer enforcing the render blocks the address.
+	Blocked bool `json:"blocked"`
+}
+
+// GetAddr returns the value of Addr.
+func (s *Explanation) GetAddr() string {
+	return s.Addr
+}
+
+// GetFacts returns the value of Facts.
+func (s *Explanation) GetFacts() ExplainFacts {
+	return s.Facts
+}
+
+// GetRules returns the value of Rules.
+func (s *Explanation) GetRules() []ExplainRule {
+	return s.Rules
+}
+
+// GetDecided returns the value of Decided.
+func (s *Explanation) GetDecided() int {
+	return s.Decided
+}
+
+// GetAction returns the value of Action.
+func (s *Explanation) GetAction() ExplanationAction {
+	return s.Action
+}
+
+// GetLogged returns the value of Logged.
+func (s *Explanation) GetLogged() []int {
+	return s.Logged
+}
+
+// GetRule returns the value of Rule.
+func (s *Explanation) GetRule() int {
+	return s.Rule
+}
+
+// GetGuarded returns the value of Guarded.
+func (s *Explanation) GetGuarded() NilString {
+	return s.Guarded
+}
+
+// GetBlocked returns the value of Blocked.
+func (s *Explanation) GetBlocked() bool {
+	return s.Blocked
+}
+
+// SetAddr sets the value of Addr.
+func (s *Explanation) SetAddr(val string) {
+	s.Addr = val
+}
+
+// SetFacts sets the value of Facts.
+func (s *Explanation) SetFacts(val ExplainFacts) {
+	s.Facts = val
+}
+
+// SetRules sets the value of Rules.
+func (s *Explanation) SetRules(val []ExplainRule) {
+	s.Rules = val
+}
+
+// SetDecided sets the value of Decided.
+func (s *Explanation) SetDecided(val int) {
+	s.Decided = val
+}
+
+// SetAction sets the value of Action.
+func (s *Explanation) SetAction(val ExplanationAction) {
+	s.Action = val
+}
+
+// SetLogged sets the value of Logged.
+func (s *Explanation) SetLogged(val []int) {
+	s.Logged = val
+}
+
+// SetRule sets the value of Rule.
+func (s *Explanation) SetRule(val int) {
+	s.Rule = val
+}
+
+// SetGuarded sets the value of Guarded.
+func (s *Explanation) SetGuarded(val NilString) {
+	s.Guarded = val
+}
+
+// SetBlocked sets the value of Blocked.
+func (s *Explanation) SetBlocked(val bool) {
+	s.Blocked = val
 }
 
 func (*Explanation) explainRulesetRes() {}
+
+// The decision; empty when the ruleset has no default and no rule decided (the packet passes).
+type ExplanationAction string
+
+const (
+	ExplanationActionEmpty    ExplanationAction = ""
+	ExplanationActionBlock    ExplanationAction = "block"
+	ExplanationActionAllow    ExplanationAction = "allow"
+	ExplanationActionLog      ExplanationAction = "log"
+	ExplanationActionThrottle ExplanationAction = "throttle"
+)
+
+// AllValues returns all ExplanationAction values.
+func (ExplanationAction) AllValues() []ExplanationAction {
+	return []ExplanationAction{
+		ExplanationActionEmpty,
+		ExplanationActionBlock,
+		ExplanationActionAllow,
+		ExplanationActionLog,
+		ExplanationActionThrottle,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s ExplanationAction) MarshalText() ([]byte, error) {
+	switch s {
+	case ExplanationActionEmpty:
+		return []byte(s), nil
+	case ExplanationActionBlock:
+		return []byte(s), nil
+	case ExplanationActionAllow:
+		return []byte(s), nil
+	case ExplanationActionLog:
+		return []byte(s), nil
+	case ExplanationActionThrottle:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ExplanationAction) UnmarshalText(data []byte) error {
+	switch ExplanationAction(data) {
+	case ExplanationActionEmpty:
+		*s = ExplanationActionEmpty
+		return nil
+	case ExplanationActionBlock:
+		*s = ExplanationActionBlock
+		return nil
+	case ExplanationActionAllow:
+		*s = ExplanationActionAllow
+		return nil
+	case ExplanationActionLog:
+		*s = ExplanationActionLog
+		return nil
+	case ExplanationActionThrottle:
+		*s = ExplanationActionThrottle
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
 
 type ExportCSVBadRequest Problem
 
@@ -984,7 +1756,7 @@ type ExportJSONBadRequest Problem
 
 func (*ExportJSONBadRequest) exportJSONRes() {}
 
-type ExportJSONOKApplicationJSON string
+type ExportJSONOKApplicationJSON []SearchItem
 
 func (*ExportJSONOKApplicationJSON) exportJSONRes() {}
 
@@ -1016,13 +1788,765 @@ type ExportNDJSONUnauthorized Problem
 
 func (*ExportNDJSONUnauthorized) exportNDJSONRes() {}
 
+// Ref: #/components/schemas/Feed
+type Feed struct {
+	Name string `json:"name"`
+	// The URL with any password redacted.
+	URL            string      `json:"url"`
+	Format         FeedFormat  `json:"format"`
+	Options        FeedOptions `json:"options"`
+	Tag            string      `json:"tag"`
+	Classification string      `json:"classification"`
+	TTL            string      `json:"ttl"`
+	Schedule       string      `json:"schedule"`
+	Enabled        bool        `json:"enabled"`
+	MaxPrefixLenV4 int         `json:"max_prefix_len_v4"`
+	MaxPrefixLenV6 int         `json:"max_prefix_len_v6"`
+	MaxDropShare   float64     `json:"max_drop_share"`
+	LastRun        OptDateTime `json:"last_run"`
+	LastSuccess    OptDateTime `json:"last_success"`
+	Entries        int64       `json:"entries"`
+	Rejected       int64       `json:"rejected"`
+	LastError      string      `json:"last_error"`
+}
+
+// GetName returns the value of Name.
+func (s *Feed) GetName() string {
+	return s.Name
+}
+
+// GetURL returns the value of URL.
+func (s *Feed) GetURL() string {
+	return s.URL
+}
+
+// GetFormat returns the value of Format.
+func (s *Feed) GetFormat() FeedFormat {
+	return s.Format
+}
+
+// GetOptions returns the value of Options.
+func (s *Feed) GetOptions() FeedOptions {
+	return s.Options
+}
+
+// GetTag returns the value of Tag.
+func (s *Feed) GetTag() string {
+	return s.Tag
+}
+
+// GetClassification returns the value of Classification.
+func (s *Feed) GetClassification() string {
+	return s.Classification
+}
+
+// GetTTL returns the value of TTL.
+func (s *Feed) GetTTL() string {
+	return s.TTL
+}
+
+// GetSchedule returns the value of Schedule.
+func (s *Feed) GetSchedule() string {
+	return s.Schedule
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *Feed) GetEnabled() bool {
+	return s.Enabled
+}
+
+// GetMaxPrefixLenV4 returns the value of MaxPrefixLenV4.
+func (s *Feed) GetMaxPrefixLenV4() int {
+	return s.MaxPrefixLenV4
+}
+
+// GetMaxPrefixLenV6 returns the value of MaxPrefixLenV6.
+func (s *Feed) GetMaxPrefixLenV6() int {
+	return s.MaxPrefixLenV6
+}
+
+// GetMaxDropShare returns the value of MaxDropShare.
+func (s *Feed) GetMaxDropShare() float64 {
+	return s.MaxDropShare
+}
+
+// GetLastRun returns the value of LastRun.
+func (s *Feed) GetLastRun() OptDateTime {
+	return s.LastRun
+}
+
+// GetLastSuccess returns the value of LastSuccess.
+func (s *Feed) GetLastSuccess() OptDateTime {
+	return s.LastSuccess
+}
+
+// GetEntries returns the value of Entries.
+func (s *Feed) GetEntries() int64 {
+	return s.Entries
+}
+
+// GetRejected returns the value of Rejected.
+func (s *Feed) GetRejected() int64 {
+	return s.Rejected
+}
+
+// GetLastError returns the value of LastError.
+func (s *Feed) GetLastError() string {
+	return s.LastError
+}
+
+// SetName sets the value of Name.
+func (s *Feed) SetName(val string) {
+	s.Name = val
+}
+
+// SetURL sets the value of URL.
+func (s *Feed) SetURL(val string) {
+	s.URL = val
+}
+
+// SetFormat sets the value of Format.
+func (s *Feed) SetFormat(val FeedFormat) {
+	s.Format = val
+}
+
+// SetOptions sets the value of Options.
+func (s *Feed) SetOptions(val FeedOptions) {
+	s.Options = val
+}
+
+// SetTag sets the value of Tag.
+func (s *Feed) SetTag(val string) {
+	s.Tag = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *Feed) SetClassification(val string) {
+	s.Classification = val
+}
+
+// SetTTL sets the value of TTL.
+func (s *Feed) SetTTL(val string) {
+	s.TTL = val
+}
+
+// SetSchedule sets the value of Schedule.
+func (s *Feed) SetSchedule(val string) {
+	s.Schedule = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *Feed) SetEnabled(val bool) {
+	s.Enabled = val
+}
+
+// SetMaxPrefixLenV4 sets the value of MaxPrefixLenV4.
+func (s *Feed) SetMaxPrefixLenV4(val int) {
+	s.MaxPrefixLenV4 = val
+}
+
+// SetMaxPrefixLenV6 sets the value of MaxPrefixLenV6.
+func (s *Feed) SetMaxPrefixLenV6(val int) {
+	s.MaxPrefixLenV6 = val
+}
+
+// SetMaxDropShare sets the value of MaxDropShare.
+func (s *Feed) SetMaxDropShare(val float64) {
+	s.MaxDropShare = val
+}
+
+// SetLastRun sets the value of LastRun.
+func (s *Feed) SetLastRun(val OptDateTime) {
+	s.LastRun = val
+}
+
+// SetLastSuccess sets the value of LastSuccess.
+func (s *Feed) SetLastSuccess(val OptDateTime) {
+	s.LastSuccess = val
+}
+
+// SetEntries sets the value of Entries.
+func (s *Feed) SetEntries(val int64) {
+	s.Entries = val
+}
+
+// SetRejected sets the value of Rejected.
+func (s *Feed) SetRejected(val int64) {
+	s.Rejected = val
+}
+
+// SetLastError sets the value of LastError.
+func (s *Feed) SetLastError(val string) {
+	s.LastError = val
+}
+
+func (*Feed) getFeedRes() {}
+
+// Ref: #/components/schemas/FeedFormat
+type FeedFormat string
+
+const (
+	FeedFormatCsv      FeedFormat = "csv"
+	FeedFormatDshield  FeedFormat = "dshield"
+	FeedFormatIpsum    FeedFormat = "ipsum"
+	FeedFormatJSON     FeedFormat = "json"
+	FeedFormatList     FeedFormat = "list"
+	FeedFormatSpamhaus FeedFormat = "spamhaus"
+)
+
+// AllValues returns all FeedFormat values.
+func (FeedFormat) AllValues() []FeedFormat {
+	return []FeedFormat{
+		FeedFormatCsv,
+		FeedFormatDshield,
+		FeedFormatIpsum,
+		FeedFormatJSON,
+		FeedFormatList,
+		FeedFormatSpamhaus,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s FeedFormat) MarshalText() ([]byte, error) {
+	switch s {
+	case FeedFormatCsv:
+		return []byte(s), nil
+	case FeedFormatDshield:
+		return []byte(s), nil
+	case FeedFormatIpsum:
+		return []byte(s), nil
+	case FeedFormatJSON:
+		return []byte(s), nil
+	case FeedFormatList:
+		return []byte(s), nil
+	case FeedFormatSpamhaus:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *FeedFormat) UnmarshalText(data []byte) error {
+	switch FeedFormat(data) {
+	case FeedFormatCsv:
+		*s = FeedFormatCsv
+		return nil
+	case FeedFormatDshield:
+		*s = FeedFormatDshield
+		return nil
+	case FeedFormatIpsum:
+		*s = FeedFormatIpsum
+		return nil
+	case FeedFormatJSON:
+		*s = FeedFormatJSON
+		return nil
+	case FeedFormatList:
+		*s = FeedFormatList
+		return nil
+	case FeedFormatSpamhaus:
+		*s = FeedFormatSpamhaus
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// Ref: #/components/schemas/FeedInput
+type FeedInput struct {
+	// Http, https or file URL.
+	URL     string         `json:"url"`
+	Format  FeedFormat     `json:"format"`
+	Options OptFeedOptions `json:"options"`
+	// Tag each entry gets; empty for none.
+	Tag            OptString                  `json:"tag"`
+	Classification OptFeedInputClassification `json:"classification"`
+	// Go duration (e.g. 48h): entries expire this long after the refresh that last listed them; empty for
+	// never.
+	TTL OptString `json:"ttl"`
+	// Go duration between refreshes, at least 1m; default 1h.
+	Schedule OptString `json:"schedule"`
+	Enabled  OptBool   `json:"enabled"`
+	// Widest IPv4 prefix accepted (0 = /8, -1 = any).
+	MaxPrefixLenV4 OptInt `json:"max_prefix_len_v4"`
+	// Widest IPv6 prefix accepted (0 = /32, -1 = any).
+	MaxPrefixLenV6 OptInt `json:"max_prefix_len_v6"`
+	// Largest share of entries one refresh may remove without force (0 < share <= 1; 1 turns the guard
+	// off); default 0.5.
+	MaxDropShare OptFloat64 `json:"max_drop_share"`
+}
+
+// GetURL returns the value of URL.
+func (s *FeedInput) GetURL() string {
+	return s.URL
+}
+
+// GetFormat returns the value of Format.
+func (s *FeedInput) GetFormat() FeedFormat {
+	return s.Format
+}
+
+// GetOptions returns the value of Options.
+func (s *FeedInput) GetOptions() OptFeedOptions {
+	return s.Options
+}
+
+// GetTag returns the value of Tag.
+func (s *FeedInput) GetTag() OptString {
+	return s.Tag
+}
+
+// GetClassification returns the value of Classification.
+func (s *FeedInput) GetClassification() OptFeedInputClassification {
+	return s.Classification
+}
+
+// GetTTL returns the value of TTL.
+func (s *FeedInput) GetTTL() OptString {
+	return s.TTL
+}
+
+// GetSchedule returns the value of Schedule.
+func (s *FeedInput) GetSchedule() OptString {
+	return s.Schedule
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *FeedInput) GetEnabled() OptBool {
+	return s.Enabled
+}
+
+// GetMaxPrefixLenV4 returns the value of MaxPrefixLenV4.
+func (s *FeedInput) GetMaxPrefixLenV4() OptInt {
+	return s.MaxPrefixLenV4
+}
+
+// GetMaxPrefixLenV6 returns the value of MaxPrefixLenV6.
+func (s *FeedInput) GetMaxPrefixLenV6() OptInt {
+	return s.MaxPrefixLenV6
+}
+
+// GetMaxDropShare returns the value of MaxDropShare.
+func (s *FeedInput) GetMaxDropShare() OptFloat64 {
+	return s.MaxDropShare
+}
+
+// SetURL sets the value of URL.
+func (s *FeedInput) SetURL(val string) {
+	s.URL = val
+}
+
+// SetFormat sets the value of Format.
+func (s *FeedInput) SetFormat(val FeedFormat) {
+	s.Format = val
+}
+
+// SetOptions sets the value of Options.
+func (s *FeedInput) SetOptions(val OptFeedOptions) {
+	s.Options = val
+}
+
+// SetTag sets the value of Tag.
+func (s *FeedInput) SetTag(val OptString) {
+	s.Tag = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *FeedInput) SetClassification(val OptFeedInputClassification) {
+	s.Classification = val
+}
+
+// SetTTL sets the value of TTL.
+func (s *FeedInput) SetTTL(val OptString) {
+	s.TTL = val
+}
+
+// SetSchedule sets the value of Schedule.
+func (s *FeedInput) SetSchedule(val OptString) {
+	s.Schedule = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *FeedInput) SetEnabled(val OptBool) {
+	s.Enabled = val
+}
+
+// SetMaxPrefixLenV4 sets the value of MaxPrefixLenV4.
+func (s *FeedInput) SetMaxPrefixLenV4(val OptInt) {
+	s.MaxPrefixLenV4 = val
+}
+
+// SetMaxPrefixLenV6 sets the value of MaxPrefixLenV6.
+func (s *FeedInput) SetMaxPrefixLenV6(val OptInt) {
+	s.MaxPrefixLenV6 = val
+}
+
+// SetMaxDropShare sets the value of MaxDropShare.
+func (s *FeedInput) SetMaxDropShare(val OptFloat64) {
+	s.MaxDropShare = val
+}
+
+type FeedInputClassification string
+
+const (
+	FeedInputClassificationEmpty      FeedInputClassification = ""
+	FeedInputClassificationMalicious  FeedInputClassification = "malicious"
+	FeedInputClassificationSuspicious FeedInputClassification = "suspicious"
+	FeedInputClassificationBenign     FeedInputClassification = "benign"
+	FeedInputClassificationUnknown    FeedInputClassification = "unknown"
+)
+
+// AllValues returns all FeedInputClassification values.
+func (FeedInputClassification) AllValues() []FeedInputClassification {
+	return []FeedInputClassification{
+		FeedInputClassificationEmpty,
+		FeedInputClassificationMalicious,
+		FeedInputClassificationSuspicious,
+		FeedInputClassificationBenign,
+		FeedInputClassificationUnknown,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s FeedInputClassification) MarshalText() ([]byte, error) {
+	switch s {
+	case FeedInputClassificationEmpty:
+		return []byte(s), nil
+	case FeedInputClassificationMalicious:
+		return []byte(s), nil
+	case FeedInputClassificationSuspicious:
+		return []byte(s), nil
+	case FeedInputClassificationBenign:
+		return []byte(s), nil
+	case FeedInputClassificationUnknown:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *FeedInputClassification) UnmarshalText(data []byte) error {
+	switch FeedInputClassification(data) {
+	case FeedInputClassificationEmpty:
+		*s = FeedInputClassificationEmpty
+		return nil
+	case FeedInputClassificationMalicious:
+		*s = FeedInputClassificationMalicious
+		return nil
+	case FeedInputClassificationSuspicious:
+		*s = FeedInputClassificationSuspicious
+		return nil
+	case FeedInputClassificationBenign:
+		*s = FeedInputClassificationBenign
+		return nil
+	case FeedInputClassificationUnknown:
+		*s = FeedInputClassificationUnknown
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// Ref: #/components/schemas/FeedList
+type FeedList struct {
+	Feeds []Feed `json:"feeds"`
+}
+
+// GetFeeds returns the value of Feeds.
+func (s *FeedList) GetFeeds() []Feed {
+	return s.Feeds
+}
+
+// SetFeeds sets the value of Feeds.
+func (s *FeedList) SetFeeds(val []Feed) {
+	s.Feeds = val
+}
+
+func (*FeedList) listFeedsRes() {}
+
+// Parser options; each applies to one format only.
+// Ref: #/components/schemas/FeedOptions
+type FeedOptions struct {
+	// Ipsum: drop entries on fewer lists.
+	MinCount OptInt `json:"min_count"`
+	// Csv: zero-based column of the address.
+	Column OptInt `json:"column"`
+	// Csv: column by header name (implies a header).
+	ColumnName OptString `json:"column_name"`
+	// Csv: field separator.
+	Comma OptString `json:"comma"`
+	// Csv: skip the first record.
+	Header OptBool `json:"header"`
+}
+
+// GetMinCount returns the value of MinCount.
+func (s *FeedOptions) GetMinCount() OptInt {
+	return s.MinCount
+}
+
+// GetColumn returns the value of Column.
+func (s *FeedOptions) GetColumn() OptInt {
+	return s.Column
+}
+
+// GetColumnName returns the value of ColumnName.
+func (s *FeedOptions) GetColumnName() OptString {
+	return s.ColumnName
+}
+
+// GetComma returns the value of Comma.
+func (s *FeedOptions) GetComma() OptString {
+	return s.Comma
+}
+
+// GetHeader returns the value of Header.
+func (s *FeedOptions) GetHeader() OptBool {
+	return s.Header
+}
+
+// SetMinCount sets the value of MinCount.
+func (s *FeedOptions) SetMinCount(val OptInt) {
+	s.MinCount = val
+}
+
+// SetColumn sets the value of Column.
+func (s *FeedOptions) SetColumn(val OptInt) {
+	s.Column = val
+}
+
+// SetColumnName sets the value of ColumnName.
+func (s *FeedOptions) SetColumnName(val OptString) {
+	s.ColumnName = val
+}
+
+// SetComma sets the value of Comma.
+func (s *FeedOptions) SetComma(val OptString) {
+	s.Comma = val
+}
+
+// SetHeader sets the value of Header.
+func (s *FeedOptions) SetHeader(val OptBool) {
+	s.Header = val
+}
+
+// Ref: #/components/schemas/FeedRun
+type FeedRun struct {
+	ID         int64         `json:"id"`
+	StartedAt  time.Time     `json:"started_at"`
+	FinishedAt time.Time     `json:"finished_at"`
+	Status     FeedRunStatus `json:"status"`
+	Forced     bool          `json:"forced"`
+	Lines      int64         `json:"lines"`
+	Entries    int64         `json:"entries"`
+	Added      int64         `json:"added"`
+	Removed    int64         `json:"removed"`
+	Rejected   int64         `json:"rejected"`
+	Duplicates int64         `json:"duplicates"`
+	Error      string        `json:"error"`
+}
+
+// GetID returns the value of ID.
+func (s *FeedRun) GetID() int64 {
+	return s.ID
+}
+
+// GetStartedAt returns the value of StartedAt.
+func (s *FeedRun) GetStartedAt() time.Time {
+	return s.StartedAt
+}
+
+// GetFinishedAt returns the value of FinishedAt.
+func (s *FeedRun) GetFinishedAt() time.Time {
+	return s.FinishedAt
+}
+
+// GetStatus returns the value of Status.
+func (s *FeedRun) GetStatus() FeedRunStatus {
+	return s.Status
+}
+
+// GetForced returns the value of Forced.
+func (s *FeedRun) GetForced() bool {
+	return s.Forced
+}
+
+// GetLines returns the value of Lines.
+func (s *FeedRun) GetLines() int64 {
+	return s.Lines
+}
+
+// GetEntries returns the value of Entries.
+func (s *FeedRun) GetEntries() int64 {
+	return s.Entries
+}
+
+// GetAdded returns the value of Added.
+func (s *FeedRun) GetAdded() int64 {
+	return s.Added
+}
+
+// GetRemoved returns the value of Removed.
+func (s *FeedRun) GetRemoved() int64 {
+	return s.Removed
+}
+
+// GetRejected returns the value of Rejected.
+func (s *FeedRun) GetRejected() int64 {
+	return s.Rejected
+}
+
+// GetDuplicates returns the value of Duplicates.
+func (s *FeedRun) GetDuplicates() int64 {
+	return s.Duplicates
+}
+
+// GetError returns the value of Error.
+func (s *FeedRun) GetError() string {
+	return s.Error
+}
+
+// SetID sets the value of ID.
+func (s *FeedRun) SetID(val int64) {
+	s.ID = val
+}
+
+// SetStartedAt sets the value of StartedAt.
+func (s *FeedRun) SetStartedAt(val time.Time) {
+	s.StartedAt = val
+}
+
+// SetFinishedAt sets the value of FinishedAt.
+func (s *FeedRun) SetFinishedAt(val time.Time) {
+	s.FinishedAt = val
+}
+
+// SetStatus sets the value of Status.
+func (s *FeedRun) SetStatus(val FeedRunStatus) {
+	s.Status = val
+}
+
+// SetForced sets the value of Forced.
+func (s *FeedRun) SetForced(val bool) {
+	s.Forced = val
+}
+
+// SetLines sets the value of Lines.
+func (s *FeedRun) SetLines(val int64) {
+	s.Lines = val
+}
+
+// SetEntries sets the value of Entries.
+func (s *FeedRun) SetEntries(val int64) {
+	s.Entries = val
+}
+
+// SetAdded sets the value of Added.
+func (s *FeedRun) SetAdded(val int64) {
+	s.Added = val
+}
+
+// SetRemoved sets the value of Removed.
+func (s *FeedRun) SetRemoved(val int64) {
+	s.Removed = val
+}
+
+// SetRejected sets the value of Rejected.
+func (s *FeedRun) SetRejected(val int64) {
+	s.Rejected = val
+}
+
+// SetDuplicates sets the value of Duplicates.
+func (s *FeedRun) SetDuplicates(val int64) {
+	s.Duplicates = val
+}
+
+// SetError sets the value of Error.
+func (s *FeedRun) SetError(val string) {
+	s.Error = val
+}
+
+// Ref: #/components/schemas/FeedRunList
+type FeedRunList struct {
+	Runs []FeedRun `json:"runs"`
+}
+
+// GetRuns returns the value of Runs.
+func (s *FeedRunList) GetRuns() []FeedRun {
+	return s.Runs
+}
+
+// SetRuns sets the value of Runs.
+func (s *FeedRunList) SetRuns(val []FeedRun) {
+	s.Runs = val
+}
+
+func (*FeedRunList) listFeedRunsRes() {}
+
+type FeedRunStatus string
+
+const (
+	FeedRunStatusOk          FeedRunStatus = "ok"
+	FeedRunStatusNotModified FeedRunStatus = "not_modified"
+	FeedRunStatusFailed      FeedRunStatus = "failed"
+	FeedRunStatusRefused     FeedRunStatus = "refused"
+)
+
+// AllValues returns all FeedRunStatus values.
+func (FeedRunStatus) AllValues() []FeedRunStatus {
+	return []FeedRunStatus{
+		FeedRunStatusOk,
+		FeedRunStatusNotModified,
+		FeedRunStatusFailed,
+		FeedRunStatusRefused,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s FeedRunStatus) MarshalText() ([]byte, error) {
+	switch s {
+	case FeedRunStatusOk:
+		return []byte(s), nil
+	case FeedRunStatusNotModified:
+		return []byte(s), nil
+	case FeedRunStatusFailed:
+		return []byte(s), nil
+	case FeedRunStatusRefused:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *FeedRunStatus) UnmarshalText(data []byte) error {
+	switch FeedRunStatus(data) {
+	case FeedRunStatusOk:
+		*s = FeedRunStatusOk
+		return nil
+	case FeedRunStatusNotModified:
+		*s = FeedRunStatusNotModified
+		return nil
+	case FeedRunStatusFailed:
+		*s = FeedRunStatusFailed
+		return nil
+	case FeedRunStatusRefused:
+		*s = FeedRunStatusRefused
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 // Ref: #/components/schemas/FieldError
 type FieldError struct {
+	// A JSON Pointer into the request body (`/rules/0/conds/1/values`, `/entries/2/prefix`; `` for the
+	// whole body), or the name of a path, query or header parameter (`limit`, `Content-Type`).
 	Field  string `json:"field"`
 	Reason string `json:"reason"`
-	// 1-based line of a syntax error in ruleset or selector text.
+	// 1-based line of an error in parsed text (ruleset text.
 	Line OptInt `json:"line"`
-	// 1-based column of a syntax error.
+	// 1-based column of an error in parsed text.
 	Column OptInt `json:"column"`
 }
 
@@ -1125,6 +2649,31 @@ func (s *Geo) SetSource(val OptString) {
 	s.Source = val
 }
 
+type GetBouncerRenderBadRequest Problem
+
+func (*GetBouncerRenderBadRequest) getBouncerRenderRes() {}
+
+// GetBouncerRenderNotModified is response for GetBouncerRender operation.
+type GetBouncerRenderNotModified struct{}
+
+func (*GetBouncerRenderNotModified) getBouncerRenderRes() {}
+
+type GetBouncerRenderUnauthorized Problem
+
+func (*GetBouncerRenderUnauthorized) getBouncerRenderRes() {}
+
+type GetFeedBadRequest Problem
+
+func (*GetFeedBadRequest) getFeedRes() {}
+
+type GetFeedNotFound Problem
+
+func (*GetFeedNotFound) getFeedRes() {}
+
+type GetFeedUnauthorized Problem
+
+func (*GetFeedUnauthorized) getFeedRes() {}
+
 type GetIPBadRequest Problem
 
 func (*GetIPBadRequest) getIPRes() {}
@@ -1136,6 +2685,18 @@ func (*GetIPNotFound) getIPRes() {}
 type GetIPUnauthorized Problem
 
 func (*GetIPUnauthorized) getIPRes() {}
+
+type GetJobsBadRequest Problem
+
+func (*GetJobsBadRequest) getJobsRes() {}
+
+type GetJobsUnauthorized Problem
+
+func (*GetJobsUnauthorized) getJobsRes() {}
+
+type GetListBadRequest Problem
+
+func (*GetListBadRequest) getListRes() {}
 
 type GetListNotFound Problem
 
@@ -1249,6 +2810,24 @@ type GetNetworkUnauthorized Problem
 
 func (*GetNetworkUnauthorized) getNetworkRes() {}
 
+type GetOpenAPIOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s GetOpenAPIOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+type GetRulesetBadRequest Problem
+
+func (*GetRulesetBadRequest) getRulesetRes() {}
+
 type GetRulesetDenyBadRequest Problem
 
 func (*GetRulesetDenyBadRequest) getRulesetDenyRes() {}
@@ -1334,6 +2913,40 @@ func (*GetRulesetRenderNotFound) getRulesetRenderRes() {}
 type GetRulesetRenderNotModified struct{}
 
 func (*GetRulesetRenderNotModified) getRulesetRenderRes() {}
+
+type GetRulesetRenderOKContentEncoding string
+
+const (
+	GetRulesetRenderOKContentEncodingGzip GetRulesetRenderOKContentEncoding = "gzip"
+)
+
+// AllValues returns all GetRulesetRenderOKContentEncoding values.
+func (GetRulesetRenderOKContentEncoding) AllValues() []GetRulesetRenderOKContentEncoding {
+	return []GetRulesetRenderOKContentEncoding{
+		GetRulesetRenderOKContentEncodingGzip,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s GetRulesetRenderOKContentEncoding) MarshalText() ([]byte, error) {
+	switch s {
+	case GetRulesetRenderOKContentEncodingGzip:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *GetRulesetRenderOKContentEncoding) UnmarshalText(data []byte) error {
+	switch GetRulesetRenderOKContentEncoding(data) {
+	case GetRulesetRenderOKContentEncodingGzip:
+		*s = GetRulesetRenderOKContentEncodingGzip
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
 
 type GetRulesetRenderUnauthorized Problem
 
@@ -1426,65 +3039,104 @@ func (s *GuardInput) SetEntries(val []GuardEntry) {
 	s.Entries = val
 }
 
+// Ref: #/components/schemas/GuardRemoved
+type GuardRemoved struct {
+	Prefix string `json:"prefix"`
+	Rule   int64  `json:"rule"`
+	Reason string `json:"reason"`
+}
+
+// GetPrefix returns the value of Prefix.
+func (s *GuardRemoved) GetPrefix() string {
+	return s.Prefix
+}
+
+// GetRule returns the value of Rule.
+func (s *GuardRemoved) GetRule() int64 {
+	return s.Rule
+}
+
+// GetReason returns the value of Reason.
+func (s *GuardRemoved) GetReason() string {
+	return s.Reason
+}
+
+// SetPrefix sets the value of Prefix.
+func (s *GuardRemoved) SetPrefix(val string) {
+	s.Prefix = val
+}
+
+// SetRule sets the value of Rule.
+func (s *GuardRemoved) SetRule(val int64) {
+	s.Rule = val
+}
+
+// SetReason sets the value of Reason.
+func (s *GuardRemoved) SetReason(val string) {
+	s.Reason = val
+}
+
 // Ref: #/components/schemas/Heartbeat
 type Heartbeat struct {
-	Hostname  OptString               `json:"hostname"`
-	Version   OptString               `json:"version"`
-	Applied   OptHeartbeatApplied     `json:"applied"`
-	Counters  []HeartbeatCountersItem `json:"counters"`
-	LastError OptString               `json:"last_error"`
+	Hostname string `json:"hostname"`
+	Version  string `json:"version"`
+	// Ruleset name to the version applied.
+	Applied   HeartbeatApplied `json:"applied"`
+	Counters  []RuleCounter    `json:"counters"`
+	LastError string           `json:"last_error"`
 }
 
 // GetHostname returns the value of Hostname.
-func (s *Heartbeat) GetHostname() OptString {
+func (s *Heartbeat) GetHostname() string {
 	return s.Hostname
 }
 
 // GetVersion returns the value of Version.
-func (s *Heartbeat) GetVersion() OptString {
+func (s *Heartbeat) GetVersion() string {
 	return s.Version
 }
 
 // GetApplied returns the value of Applied.
-func (s *Heartbeat) GetApplied() OptHeartbeatApplied {
+func (s *Heartbeat) GetApplied() HeartbeatApplied {
 	return s.Applied
 }
 
 // GetCounters returns the value of Counters.
-func (s *Heartbeat) GetCounters() []HeartbeatCountersItem {
+func (s *Heartbeat) GetCounters() []RuleCounter {
 	return s.Counters
 }
 
 // GetLastError returns the value of LastError.
-func (s *Heartbeat) GetLastError() OptString {
+func (s *Heartbeat) GetLastError() string {
 	return s.LastError
 }
 
 // SetHostname sets the value of Hostname.
-func (s *Heartbeat) SetHostname(val OptString) {
+func (s *Heartbeat) SetHostname(val string) {
 	s.Hostname = val
 }
 
 // SetVersion sets the value of Version.
-func (s *Heartbeat) SetVersion(val OptString) {
+func (s *Heartbeat) SetVersion(val string) {
 	s.Version = val
 }
 
 // SetApplied sets the value of Applied.
-func (s *Heartbeat) SetApplied(val OptHeartbeatApplied) {
+func (s *Heartbeat) SetApplied(val HeartbeatApplied) {
 	s.Applied = val
 }
 
 // SetCounters sets the value of Counters.
-func (s *Heartbeat) SetCounters(val []HeartbeatCountersItem) {
+func (s *Heartbeat) SetCounters(val []RuleCounter) {
 	s.Counters = val
 }
 
 // SetLastError sets the value of LastError.
-func (s *Heartbeat) SetLastError(val OptString) {
+func (s *Heartbeat) SetLastError(val string) {
 	s.LastError = val
 }
 
+// Ruleset name to the version applied.
 type HeartbeatApplied map[string]int64
 
 func (s *HeartbeatApplied) init() HeartbeatApplied {
@@ -1496,51 +3148,172 @@ func (s *HeartbeatApplied) init() HeartbeatApplied {
 	return m
 }
 
-type HeartbeatCountersItem struct {
-	Ruleset OptString `json:"ruleset"`
-	RuleID  OptInt64  `json:"rule_id"`
-	Packets OptInt64  `json:"packets"`
-	Bytes   OptInt64  `json:"bytes"`
+// Ref: #/components/schemas/Honeypot
+type Honeypot struct {
+	TCP []uint16 `json:"tcp"`
+	UDP []uint16 `json:"udp"`
+}
+
+// GetTCP returns the value of TCP.
+func (s *Honeypot) GetTCP() []uint16 {
+	return s.TCP
+}
+
+// GetUDP returns the value of UDP.
+func (s *Honeypot) GetUDP() []uint16 {
+	return s.UDP
+}
+
+// SetTCP sets the value of TCP.
+func (s *Honeypot) SetTCP(val []uint16) {
+	s.TCP = val
+}
+
+// SetUDP sets the value of UDP.
+func (s *Honeypot) SetUDP(val []uint16) {
+	s.UDP = val
+}
+
+// Ref: #/components/schemas/HoneypotHit
+type HoneypotHit struct {
+	IP       string              `json:"ip"`
+	Ruleset  string              `json:"ruleset"`
+	Port     uint16              `json:"port"`
+	Protocol HoneypotHitProtocol `json:"protocol"`
+	SeenAt   time.Time           `json:"seen_at"`
+}
+
+// GetIP returns the value of IP.
+func (s *HoneypotHit) GetIP() string {
+	return s.IP
 }
 
 // GetRuleset returns the value of Ruleset.
-func (s *HeartbeatCountersItem) GetRuleset() OptString {
+func (s *HoneypotHit) GetRuleset() string {
 	return s.Ruleset
 }
 
-// GetRuleID returns the value of RuleID.
-func (s *HeartbeatCountersItem) GetRuleID() OptInt64 {
-	return s.RuleID
+// GetPort returns the value of Port.
+func (s *HoneypotHit) GetPort() uint16 {
+	return s.Port
 }
 
-// GetPackets returns the value of Packets.
-func (s *HeartbeatCountersItem) GetPackets() OptInt64 {
-	return s.Packets
+// GetProtocol returns the value of Protocol.
+func (s *HoneypotHit) GetProtocol() HoneypotHitProtocol {
+	return s.Protocol
 }
 
-// GetBytes returns the value of Bytes.
-func (s *HeartbeatCountersItem) GetBytes() OptInt64 {
-	return s.Bytes
+// GetSeenAt returns the value of SeenAt.
+func (s *HoneypotHit) GetSeenAt() time.Time {
+	return s.SeenAt
+}
+
+// SetIP sets the value of IP.
+func (s *HoneypotHit) SetIP(val string) {
+	s.IP = val
 }
 
 // SetRuleset sets the value of Ruleset.
-func (s *HeartbeatCountersItem) SetRuleset(val OptString) {
+func (s *HoneypotHit) SetRuleset(val string) {
 	s.Ruleset = val
 }
 
-// SetRuleID sets the value of RuleID.
-func (s *HeartbeatCountersItem) SetRuleID(val OptInt64) {
-	s.RuleID = val
+// SetPort sets the value of Port.
+func (s *HoneypotHit) SetPort(val uint16) {
+	s.Port = val
 }
 
-// SetPackets sets the value of Packets.
-func (s *HeartbeatCountersItem) SetPackets(val OptInt64) {
-	s.Packets = val
+// SetProtocol sets the value of Protocol.
+func (s *HoneypotHit) SetProtocol(val HoneypotHitProtocol) {
+	s.Protocol = val
 }
 
-// SetBytes sets the value of Bytes.
-func (s *HeartbeatCountersItem) SetBytes(val OptInt64) {
-	s.Bytes = val
+// SetSeenAt sets the value of SeenAt.
+func (s *HoneypotHit) SetSeenAt(val time.Time) {
+	s.SeenAt = val
+}
+
+type HoneypotHitProtocol string
+
+const (
+	HoneypotHitProtocolTCP HoneypotHitProtocol = "tcp"
+	HoneypotHitProtocolUDP HoneypotHitProtocol = "udp"
+)
+
+// AllValues returns all HoneypotHitProtocol values.
+func (HoneypotHitProtocol) AllValues() []HoneypotHitProtocol {
+	return []HoneypotHitProtocol{
+		HoneypotHitProtocolTCP,
+		HoneypotHitProtocolUDP,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s HoneypotHitProtocol) MarshalText() ([]byte, error) {
+	switch s {
+	case HoneypotHitProtocolTCP:
+		return []byte(s), nil
+	case HoneypotHitProtocolUDP:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *HoneypotHitProtocol) UnmarshalText(data []byte) error {
+	switch HoneypotHitProtocol(data) {
+	case HoneypotHitProtocolTCP:
+		*s = HoneypotHitProtocolTCP
+		return nil
+	case HoneypotHitProtocolUDP:
+		*s = HoneypotHitProtocolUDP
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// Ref: #/components/schemas/Hook
+type Hook string
+
+const (
+	HookInput   Hook = "input"
+	HookForward Hook = "forward"
+)
+
+// AllValues returns all Hook values.
+func (Hook) AllValues() []Hook {
+	return []Hook{
+		HookInput,
+		HookForward,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s Hook) MarshalText() ([]byte, error) {
+	switch s {
+	case HookInput:
+		return []byte(s), nil
+	case HookForward:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *Hook) UnmarshalText(data []byte) error {
+	switch Hook(data) {
+	case HookInput:
+		*s = HookInput
+		return nil
+	case HookForward:
+		*s = HookForward
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
 }
 
 // Ref: #/components/schemas/Hostname
@@ -1625,10 +3398,11 @@ type IngestForbidden Problem
 
 func (*IngestForbidden) ingestRes() {}
 
-type IngestReqApplicationJSON string
+type IngestReqApplicationJSON []Observation
 
 func (*IngestReqApplicationJSON) ingestReq() {}
 
+// One `Observation` as a JSON object per line.
 type IngestReqApplicationXNdjson struct {
 	Data io.Reader
 }
@@ -1697,6 +3471,163 @@ type IngestUnsupportedMediaType Problem
 
 func (*IngestUnsupportedMediaType) ingestRes() {}
 
+// Ref: #/components/schemas/JobCount
+type JobCount struct {
+	Kind  string `json:"kind"`
+	State string `json:"state"`
+	Count int64  `json:"count"`
+}
+
+// GetKind returns the value of Kind.
+func (s *JobCount) GetKind() string {
+	return s.Kind
+}
+
+// GetState returns the value of State.
+func (s *JobCount) GetState() string {
+	return s.State
+}
+
+// GetCount returns the value of Count.
+func (s *JobCount) GetCount() int64 {
+	return s.Count
+}
+
+// SetKind sets the value of Kind.
+func (s *JobCount) SetKind(val string) {
+	s.Kind = val
+}
+
+// SetState sets the value of State.
+func (s *JobCount) SetState(val string) {
+	s.State = val
+}
+
+// SetCount sets the value of Count.
+func (s *JobCount) SetCount(val int64) {
+	s.Count = val
+}
+
+// Ref: #/components/schemas/JobFailure
+type JobFailure struct {
+	ID      int64             `json:"id"`
+	Kind    string            `json:"kind"`
+	State   string            `json:"state"`
+	Attempt int               `json:"attempt"`
+	Error   string            `json:"error"`
+	At      time.Time         `json:"at"`
+	Args    OptJobFailureArgs `json:"args"`
+}
+
+// GetID returns the value of ID.
+func (s *JobFailure) GetID() int64 {
+	return s.ID
+}
+
+// GetKind returns the value of Kind.
+func (s *JobFailure) GetKind() string {
+	return s.Kind
+}
+
+// GetState returns the value of State.
+func (s *JobFailure) GetState() string {
+	return s.State
+}
+
+// GetAttempt returns the value of Attempt.
+func (s *JobFailure) GetAttempt() int {
+	return s.Attempt
+}
+
+// GetError returns the value of Error.
+func (s *JobFailure) GetError() string {
+	return s.Error
+}
+
+// GetAt returns the value of At.
+func (s *JobFailure) GetAt() time.Time {
+	return s.At
+}
+
+// GetArgs returns the value of Args.
+func (s *JobFailure) GetArgs() OptJobFailureArgs {
+	return s.Args
+}
+
+// SetID sets the value of ID.
+func (s *JobFailure) SetID(val int64) {
+	s.ID = val
+}
+
+// SetKind sets the value of Kind.
+func (s *JobFailure) SetKind(val string) {
+	s.Kind = val
+}
+
+// SetState sets the value of State.
+func (s *JobFailure) SetState(val string) {
+	s.State = val
+}
+
+// SetAttempt sets the value of Attempt.
+func (s *JobFailure) SetAttempt(val int) {
+	s.Attempt = val
+}
+
+// SetError sets the value of Error.
+func (s *JobFailure) SetError(val string) {
+	s.Error = val
+}
+
+// SetAt sets the value of At.
+func (s *JobFailure) SetAt(val time.Time) {
+	s.At = val
+}
+
+// SetArgs sets the value of Args.
+func (s *JobFailure) SetArgs(val OptJobFailureArgs) {
+	s.Args = val
+}
+
+type JobFailureArgs map[string]jx.Raw
+
+func (s *JobFailureArgs) init() JobFailureArgs {
+	m := *s
+	if m == nil {
+		m = map[string]jx.Raw{}
+		*s = m
+	}
+	return m
+}
+
+// Ref: #/components/schemas/JobSummary
+type JobSummary struct {
+	Counts   []JobCount   `json:"counts"`
+	Failures []JobFailure `json:"failures"`
+}
+
+// GetCounts returns the value of Counts.
+func (s *JobSummary) GetCounts() []JobCount {
+	return s.Counts
+}
+
+// GetFailures returns the value of Failures.
+func (s *JobSummary) GetFailures() []JobFailure {
+	return s.Failures
+}
+
+// SetCounts sets the value of Counts.
+func (s *JobSummary) SetCounts(val []JobCount) {
+	s.Counts = val
+}
+
+// SetFailures sets the value of Failures.
+func (s *JobSummary) SetFailures(val []JobFailure) {
+	s.Failures = val
+}
+
+func (*JobSummary) getJobsRes() {}
+
 type ListAuditBadRequest Problem
 
 func (*ListAuditBadRequest) listAuditRes() {}
@@ -1708,6 +3639,18 @@ func (*ListAuditUnauthorized) listAuditRes() {}
 type ListBouncersOKApplicationJSON []Bouncer
 
 func (*ListBouncersOKApplicationJSON) listBouncersRes() {}
+
+type ListFeedRunsBadRequest Problem
+
+func (*ListFeedRunsBadRequest) listFeedRunsRes() {}
+
+type ListFeedRunsNotFound Problem
+
+func (*ListFeedRunsNotFound) listFeedRunsRes() {}
+
+type ListFeedRunsUnauthorized Problem
+
+func (*ListFeedRunsUnauthorized) listFeedRunsRes() {}
 
 type ListListsOKApplicationJSON []NamedList
 
@@ -1797,6 +3740,205 @@ func (s *NamedListInput) GetSelector() string {
 // SetSelector sets the value of Selector.
 func (s *NamedListInput) SetSelector(val string) {
 	s.Selector = val
+}
+
+// NewNilString returns new NilString with value set to v.
+func NewNilString(v string) NilString {
+	return NilString{
+		Value: v,
+	}
+}
+
+// NilString is nullable string.
+type NilString struct {
+	Value string
+	Null  bool
+}
+
+// SetTo sets value to v.
+func (o *NilString) SetTo(v string) {
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o NilString) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *NilString) SetToNull() {
+	o.Null = true
+	var v string
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o NilString) Get() (v string, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o NilString) Or(d string) string {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// One thing a source says about an address or network.
+// Ref: #/components/schemas/Observation
+type Observation struct {
+	// An address or CIDR (host bits are zeroed).
+	IP string `json:"ip"`
+	// Becomes ingest:; default the token name.
+	Source         OptString         `json:"source"`
+	Tags           []string          `json:"tags"`
+	Classification OptClassification `json:"classification"`
+	// Default now; at most 5 minutes in the future.
+	SeenAt OptDateTime `json:"seen_at"`
+	// Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the
+	// tag's default TTL, else none.
+	TTL  OptObservationTTL `json:"ttl"`
+	Note OptString         `json:"note"`
+}
+
+// GetIP returns the value of IP.
+func (s *Observation) GetIP() string {
+	return s.IP
+}
+
+// GetSource returns the value of Source.
+func (s *Observation) GetSource() OptString {
+	return s.Source
+}
+
+// GetTags returns the value of Tags.
+func (s *Observation) GetTags() []string {
+	return s.Tags
+}
+
+// GetClassification returns the value of Classification.
+func (s *Observation) GetClassification() OptClassification {
+	return s.Classification
+}
+
+// GetSeenAt returns the value of SeenAt.
+func (s *Observation) GetSeenAt() OptDateTime {
+	return s.SeenAt
+}
+
+// GetTTL returns the value of TTL.
+func (s *Observation) GetTTL() OptObservationTTL {
+	return s.TTL
+}
+
+// GetNote returns the value of Note.
+func (s *Observation) GetNote() OptString {
+	return s.Note
+}
+
+// SetIP sets the value of IP.
+func (s *Observation) SetIP(val string) {
+	s.IP = val
+}
+
+// SetSource sets the value of Source.
+func (s *Observation) SetSource(val OptString) {
+	s.Source = val
+}
+
+// SetTags sets the value of Tags.
+func (s *Observation) SetTags(val []string) {
+	s.Tags = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *Observation) SetClassification(val OptClassification) {
+	s.Classification = val
+}
+
+// SetSeenAt sets the value of SeenAt.
+func (s *Observation) SetSeenAt(val OptDateTime) {
+	s.SeenAt = val
+}
+
+// SetTTL sets the value of TTL.
+func (s *Observation) SetTTL(val OptObservationTTL) {
+	s.TTL = val
+}
+
+// SetNote sets the value of Note.
+func (s *Observation) SetNote(val OptString) {
+	s.Note = val
+}
+
+// Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the
+// tag's default TTL, else none.
+// ObservationTTL represents sum type.
+type ObservationTTL struct {
+	// Type selects the active sum variant, switch on this field.
+	Type    ObservationTTLType
+	String  string
+	Float64 float64
+}
+
+// ObservationTTLType is oneOf type of ObservationTTL.
+type ObservationTTLType string
+
+// Possible values for ObservationTTLType.
+const (
+	StringObservationTTL  ObservationTTLType = "string"
+	Float64ObservationTTL ObservationTTLType = "float64"
+)
+
+// IsString reports whether ObservationTTL is string.
+func (s ObservationTTL) IsString() bool { return s.Type == StringObservationTTL }
+
+// IsFloat64 reports whether ObservationTTL is float64.
+func (s ObservationTTL) IsFloat64() bool { return s.Type == Float64ObservationTTL }
+
+// SetString sets ObservationTTL to string.
+func (s *ObservationTTL) SetString(v string) {
+	s.Type = StringObservationTTL
+	s.String = v
+}
+
+// GetString returns string and true boolean if ObservationTTL is string.
+func (s ObservationTTL) GetString() (v string, ok bool) {
+	if !s.IsString() {
+		return v, false
+	}
+	return s.String, true
+}
+
+// NewStringObservationTTL returns new ObservationTTL from string.
+func NewStringObservationTTL(v string) ObservationTTL {
+	var s ObservationTTL
+	s.SetString(v)
+	return s
+}
+
+// SetFloat64 sets ObservationTTL to float64.
+func (s *ObservationTTL) SetFloat64(v float64) {
+	s.Type = Float64ObservationTTL
+	s.Float64 = v
+}
+
+// GetFloat64 returns float64 and true boolean if ObservationTTL is float64.
+func (s ObservationTTL) GetFloat64() (v float64, ok bool) {
+	if !s.IsFloat64() {
+		return v, false
+	}
+	return s.Float64, true
+}
+
+// NewFloat64ObservationTTL returns new ObservationTTL from float64.
+func NewFloat64ObservationTTL(v float64) ObservationTTL {
+	var s ObservationTTL
+	s.SetFloat64(v)
+	return s
 }
 
 // NewOptBool returns new OptBool with value set to v.
@@ -1931,6 +4073,98 @@ func (o OptDateTime) Get() (v time.Time, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptDateTime) Or(d time.Time) time.Time {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptFeedInputClassification returns new OptFeedInputClassification with value set to v.
+func NewOptFeedInputClassification(v FeedInputClassification) OptFeedInputClassification {
+	return OptFeedInputClassification{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptFeedInputClassification is optional FeedInputClassification.
+type OptFeedInputClassification struct {
+	Value FeedInputClassification
+	Set   bool
+}
+
+// IsSet returns true if OptFeedInputClassification was set.
+func (o OptFeedInputClassification) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptFeedInputClassification) Reset() {
+	var v FeedInputClassification
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptFeedInputClassification) SetTo(v FeedInputClassification) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptFeedInputClassification) Get() (v FeedInputClassification, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptFeedInputClassification) Or(d FeedInputClassification) FeedInputClassification {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptFeedOptions returns new OptFeedOptions with value set to v.
+func NewOptFeedOptions(v FeedOptions) OptFeedOptions {
+	return OptFeedOptions{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptFeedOptions is optional FeedOptions.
+type OptFeedOptions struct {
+	Value FeedOptions
+	Set   bool
+}
+
+// IsSet returns true if OptFeedOptions was set.
+func (o OptFeedOptions) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptFeedOptions) Reset() {
+	var v FeedOptions
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptFeedOptions) SetTo(v FeedOptions) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptFeedOptions) Get() (v FeedOptions, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptFeedOptions) Or(d FeedOptions) FeedOptions {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -2075,38 +4309,38 @@ func (o OptGetRulesetDenyFormat) Or(d GetRulesetDenyFormat) GetRulesetDenyFormat
 	return d
 }
 
-// NewOptHeartbeatApplied returns new OptHeartbeatApplied with value set to v.
-func NewOptHeartbeatApplied(v HeartbeatApplied) OptHeartbeatApplied {
-	return OptHeartbeatApplied{
+// NewOptGetRulesetRenderOKContentEncoding returns new OptGetRulesetRenderOKContentEncoding with value set to v.
+func NewOptGetRulesetRenderOKContentEncoding(v GetRulesetRenderOKContentEncoding) OptGetRulesetRenderOKContentEncoding {
+	return OptGetRulesetRenderOKContentEncoding{
 		Value: v,
 		Set:   true,
 	}
 }
 
-// OptHeartbeatApplied is optional HeartbeatApplied.
-type OptHeartbeatApplied struct {
-	Value HeartbeatApplied
+// OptGetRulesetRenderOKContentEncoding is optional GetRulesetRenderOKContentEncoding.
+type OptGetRulesetRenderOKContentEncoding struct {
+	Value GetRulesetRenderOKContentEncoding
 	Set   bool
 }
 
-// IsSet returns true if OptHeartbeatApplied was set.
-func (o OptHeartbeatApplied) IsSet() bool { return o.Set }
+// IsSet returns true if OptGetRulesetRenderOKContentEncoding was set.
+func (o OptGetRulesetRenderOKContentEncoding) IsSet() bool { return o.Set }
 
 // Reset unsets value.
-func (o *OptHeartbeatApplied) Reset() {
-	var v HeartbeatApplied
+func (o *OptGetRulesetRenderOKContentEncoding) Reset() {
+	var v GetRulesetRenderOKContentEncoding
 	o.Value = v
 	o.Set = false
 }
 
 // SetTo sets value to v.
-func (o *OptHeartbeatApplied) SetTo(v HeartbeatApplied) {
+func (o *OptGetRulesetRenderOKContentEncoding) SetTo(v GetRulesetRenderOKContentEncoding) {
 	o.Set = true
 	o.Value = v
 }
 
 // Get returns value and boolean that denotes whether value was set.
-func (o OptHeartbeatApplied) Get() (v HeartbeatApplied, ok bool) {
+func (o OptGetRulesetRenderOKContentEncoding) Get() (v GetRulesetRenderOKContentEncoding, ok bool) {
 	if !o.Set {
 		return v, false
 	}
@@ -2114,7 +4348,7 @@ func (o OptHeartbeatApplied) Get() (v HeartbeatApplied, ok bool) {
 }
 
 // Or returns value if set, or given parameter if does not.
-func (o OptHeartbeatApplied) Or(d HeartbeatApplied) HeartbeatApplied {
+func (o OptGetRulesetRenderOKContentEncoding) Or(d GetRulesetRenderOKContentEncoding) GetRulesetRenderOKContentEncoding {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -2207,6 +4441,52 @@ func (o OptInt64) Get() (v int64, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptInt64) Or(d int64) int64 {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptJobFailureArgs returns new OptJobFailureArgs with value set to v.
+func NewOptJobFailureArgs(v JobFailureArgs) OptJobFailureArgs {
+	return OptJobFailureArgs{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptJobFailureArgs is optional JobFailureArgs.
+type OptJobFailureArgs struct {
+	Value JobFailureArgs
+	Set   bool
+}
+
+// IsSet returns true if OptJobFailureArgs was set.
+func (o OptJobFailureArgs) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptJobFailureArgs) Reset() {
+	var v JobFailureArgs
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptJobFailureArgs) SetTo(v JobFailureArgs) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptJobFailureArgs) Get() (v JobFailureArgs, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptJobFailureArgs) Or(d JobFailureArgs) JobFailureArgs {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -2349,6 +4629,508 @@ func (o OptNilAuditEntryBefore) Or(d AuditEntryBefore) AuditEntryBefore {
 	return d
 }
 
+// NewOptNilExplainGeo returns new OptNilExplainGeo with value set to v.
+func NewOptNilExplainGeo(v ExplainGeo) OptNilExplainGeo {
+	return OptNilExplainGeo{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilExplainGeo is optional nullable ExplainGeo.
+type OptNilExplainGeo struct {
+	Value ExplainGeo
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilExplainGeo was set.
+func (o OptNilExplainGeo) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilExplainGeo) Reset() {
+	var v ExplainGeo
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilExplainGeo) SetTo(v ExplainGeo) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilExplainGeo) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilExplainGeo) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v ExplainGeo
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilExplainGeo) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilExplainGeo) Get() (v ExplainGeo, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilExplainGeo) Or(d ExplainGeo) ExplainGeo {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptNilIntArray returns new OptNilIntArray with value set to v.
+func NewOptNilIntArray(v []int) OptNilIntArray {
+	return OptNilIntArray{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilIntArray is optional nullable []int.
+type OptNilIntArray struct {
+	Value []int
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilIntArray was set.
+func (o OptNilIntArray) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilIntArray) Reset() {
+	var v []int
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilIntArray) SetTo(v []int) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilIntArray) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilIntArray) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v []int
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilIntArray) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilIntArray) Get() (v []int, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilIntArray) Or(d []int) []int {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptNilPortRangeArray returns new OptNilPortRangeArray with value set to v.
+func NewOptNilPortRangeArray(v []PortRange) OptNilPortRangeArray {
+	return OptNilPortRangeArray{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilPortRangeArray is optional nullable []PortRange.
+type OptNilPortRangeArray struct {
+	Value []PortRange
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilPortRangeArray was set.
+func (o OptNilPortRangeArray) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilPortRangeArray) Reset() {
+	var v []PortRange
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilPortRangeArray) SetTo(v []PortRange) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilPortRangeArray) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilPortRangeArray) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v []PortRange
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilPortRangeArray) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilPortRangeArray) Get() (v []PortRange, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilPortRangeArray) Or(d []PortRange) []PortRange {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptNilStringArray returns new OptNilStringArray with value set to v.
+func NewOptNilStringArray(v []string) OptNilStringArray {
+	return OptNilStringArray{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptNilStringArray is optional nullable []string.
+type OptNilStringArray struct {
+	Value []string
+	Set   bool
+	Null  bool
+}
+
+// IsSet returns true if OptNilStringArray was set.
+func (o OptNilStringArray) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptNilStringArray) Reset() {
+	var v []string
+	o.Value = v
+	o.Set = false
+	o.Null = false
+}
+
+// SetTo sets value to v.
+func (o *OptNilStringArray) SetTo(v []string) {
+	o.Set = true
+	o.Null = false
+	o.Value = v
+}
+
+// IsNull returns true if value is Null.
+func (o OptNilStringArray) IsNull() bool { return o.Null }
+
+// SetToNull sets value to null.
+func (o *OptNilStringArray) SetToNull() {
+	o.Set = true
+	o.Null = true
+	var v []string
+	o.Value = v
+}
+
+// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
+func (o OptNilStringArray) IsEmpty() bool {
+	return !o.Set && !o.Null
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptNilStringArray) Get() (v []string, ok bool) {
+	if o.Null {
+		return v, false
+	}
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptNilStringArray) Or(d []string) []string {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptObservationTTL returns new OptObservationTTL with value set to v.
+func NewOptObservationTTL(v ObservationTTL) OptObservationTTL {
+	return OptObservationTTL{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptObservationTTL is optional ObservationTTL.
+type OptObservationTTL struct {
+	Value ObservationTTL
+	Set   bool
+}
+
+// IsSet returns true if OptObservationTTL was set.
+func (o OptObservationTTL) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptObservationTTL) Reset() {
+	var v ObservationTTL
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptObservationTTL) SetTo(v ObservationTTL) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptObservationTTL) Get() (v ObservationTTL, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptObservationTTL) Or(d ObservationTTL) ObservationTTL {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptPolicyDefault returns new OptPolicyDefault with value set to v.
+func NewOptPolicyDefault(v PolicyDefault) OptPolicyDefault {
+	return OptPolicyDefault{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPolicyDefault is optional PolicyDefault.
+type OptPolicyDefault struct {
+	Value PolicyDefault
+	Set   bool
+}
+
+// IsSet returns true if OptPolicyDefault was set.
+func (o OptPolicyDefault) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPolicyDefault) Reset() {
+	var v PolicyDefault
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPolicyDefault) SetTo(v PolicyDefault) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPolicyDefault) Get() (v PolicyDefault, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPolicyDefault) Or(d PolicyDefault) PolicyDefault {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptPolicyHoneypot returns new OptPolicyHoneypot with value set to v.
+func NewOptPolicyHoneypot(v PolicyHoneypot) OptPolicyHoneypot {
+	return OptPolicyHoneypot{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPolicyHoneypot is optional PolicyHoneypot.
+type OptPolicyHoneypot struct {
+	Value PolicyHoneypot
+	Set   bool
+}
+
+// IsSet returns true if OptPolicyHoneypot was set.
+func (o OptPolicyHoneypot) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPolicyHoneypot) Reset() {
+	var v PolicyHoneypot
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPolicyHoneypot) SetTo(v PolicyHoneypot) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPolicyHoneypot) Get() (v PolicyHoneypot, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPolicyHoneypot) Or(d PolicyHoneypot) PolicyHoneypot {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptPolicyScope returns new OptPolicyScope with value set to v.
+func NewOptPolicyScope(v PolicyScope) OptPolicyScope {
+	return OptPolicyScope{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPolicyScope is optional PolicyScope.
+type OptPolicyScope struct {
+	Value PolicyScope
+	Set   bool
+}
+
+// IsSet returns true if OptPolicyScope was set.
+func (o OptPolicyScope) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPolicyScope) Reset() {
+	var v PolicyScope
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPolicyScope) SetTo(v PolicyScope) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPolicyScope) Get() (v PolicyScope, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPolicyScope) Or(d PolicyScope) PolicyScope {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptPolicyScopeProtocol returns new OptPolicyScopeProtocol with value set to v.
+func NewOptPolicyScopeProtocol(v PolicyScopeProtocol) OptPolicyScopeProtocol {
+	return OptPolicyScopeProtocol{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPolicyScopeProtocol is optional PolicyScopeProtocol.
+type OptPolicyScopeProtocol struct {
+	Value PolicyScopeProtocol
+	Set   bool
+}
+
+// IsSet returns true if OptPolicyScopeProtocol was set.
+func (o OptPolicyScopeProtocol) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPolicyScopeProtocol) Reset() {
+	var v PolicyScopeProtocol
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPolicyScopeProtocol) SetTo(v PolicyScopeProtocol) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPolicyScopeProtocol) Get() (v PolicyScopeProtocol, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPolicyScopeProtocol) Or(d PolicyScopeProtocol) PolicyScopeProtocol {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
 // NewOptString returns new OptString with value set to v.
 func NewOptString(v string) OptString {
 	return OptString{
@@ -2454,20 +5236,377 @@ func (s *Override) SetExpiresAt(val OptDateTime) {
 	s.ExpiresAt = val
 }
 
-// The JSON form of a ruleset (round-trips with the text form).
+// The JSON form of a ruleset; it round-trips exactly with the text form.
 // Ref: #/components/schemas/Policy
-type Policy map[string]jx.Raw
+type Policy struct {
+	Name  string         `json:"name"`
+	Hook  Hook           `json:"hook"`
+	Scope OptPolicyScope `json:"scope"`
+	// Absent when unmatched packets pass.
+	Default  OptPolicyDefault  `json:"default"`
+	Honeypot OptPolicyHoneypot `json:"honeypot"`
+	Rules    []PolicyRule      `json:"rules"`
+}
 
-func (s *Policy) init() Policy {
-	m := *s
-	if m == nil {
-		m = map[string]jx.Raw{}
-		*s = m
-	}
-	return m
+// GetName returns the value of Name.
+func (s *Policy) GetName() string {
+	return s.Name
+}
+
+// GetHook returns the value of Hook.
+func (s *Policy) GetHook() Hook {
+	return s.Hook
+}
+
+// GetScope returns the value of Scope.
+func (s *Policy) GetScope() OptPolicyScope {
+	return s.Scope
+}
+
+// GetDefault returns the value of Default.
+func (s *Policy) GetDefault() OptPolicyDefault {
+	return s.Default
+}
+
+// GetHoneypot returns the value of Honeypot.
+func (s *Policy) GetHoneypot() OptPolicyHoneypot {
+	return s.Honeypot
+}
+
+// GetRules returns the value of Rules.
+func (s *Policy) GetRules() []PolicyRule {
+	return s.Rules
+}
+
+// SetName sets the value of Name.
+func (s *Policy) SetName(val string) {
+	s.Name = val
+}
+
+// SetHook sets the value of Hook.
+func (s *Policy) SetHook(val Hook) {
+	s.Hook = val
+}
+
+// SetScope sets the value of Scope.
+func (s *Policy) SetScope(val OptPolicyScope) {
+	s.Scope = val
+}
+
+// SetDefault sets the value of Default.
+func (s *Policy) SetDefault(val OptPolicyDefault) {
+	s.Default = val
+}
+
+// SetHoneypot sets the value of Honeypot.
+func (s *Policy) SetHoneypot(val OptPolicyHoneypot) {
+	s.Honeypot = val
+}
+
+// SetRules sets the value of Rules.
+func (s *Policy) SetRules(val []PolicyRule) {
+	s.Rules = val
 }
 
 func (*Policy) putRulesetReq() {}
+
+// Absent when unmatched packets pass.
+type PolicyDefault string
+
+const (
+	PolicyDefaultBlock PolicyDefault = "block"
+	PolicyDefaultAllow PolicyDefault = "allow"
+)
+
+// AllValues returns all PolicyDefault values.
+func (PolicyDefault) AllValues() []PolicyDefault {
+	return []PolicyDefault{
+		PolicyDefaultBlock,
+		PolicyDefaultAllow,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s PolicyDefault) MarshalText() ([]byte, error) {
+	switch s {
+	case PolicyDefaultBlock:
+		return []byte(s), nil
+	case PolicyDefaultAllow:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *PolicyDefault) UnmarshalText(data []byte) error {
+	switch PolicyDefault(data) {
+	case PolicyDefaultBlock:
+		*s = PolicyDefaultBlock
+		return nil
+	case PolicyDefaultAllow:
+		*s = PolicyDefaultAllow
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// Ref: #/components/schemas/PolicyHoneypot
+type PolicyHoneypot struct {
+	TCP OptNilIntArray `json:"tcp"`
+	UDP OptNilIntArray `json:"udp"`
+}
+
+// GetTCP returns the value of TCP.
+func (s *PolicyHoneypot) GetTCP() OptNilIntArray {
+	return s.TCP
+}
+
+// GetUDP returns the value of UDP.
+func (s *PolicyHoneypot) GetUDP() OptNilIntArray {
+	return s.UDP
+}
+
+// SetTCP sets the value of TCP.
+func (s *PolicyHoneypot) SetTCP(val OptNilIntArray) {
+	s.TCP = val
+}
+
+// SetUDP sets the value of UDP.
+func (s *PolicyHoneypot) SetUDP(val OptNilIntArray) {
+	s.UDP = val
+}
+
+// Ref: #/components/schemas/PolicyRule
+type PolicyRule struct {
+	Action Action `json:"action"`
+	// The nftables limit of a throttle rule, e.g. "10/second"; absent otherwise.
+	Rate OptString `json:"rate"`
+	// Joined by and.
+	Conds []Condition `json:"conds"`
+}
+
+// GetAction returns the value of Action.
+func (s *PolicyRule) GetAction() Action {
+	return s.Action
+}
+
+// GetRate returns the value of Rate.
+func (s *PolicyRule) GetRate() OptString {
+	return s.Rate
+}
+
+// GetConds returns the value of Conds.
+func (s *PolicyRule) GetConds() []Condition {
+	return s.Conds
+}
+
+// SetAction sets the value of Action.
+func (s *PolicyRule) SetAction(val Action) {
+	s.Action = val
+}
+
+// SetRate sets the value of Rate.
+func (s *PolicyRule) SetRate(val OptString) {
+	s.Rate = val
+}
+
+// SetConds sets the value of Conds.
+func (s *PolicyRule) SetConds(val []Condition) {
+	s.Conds = val
+}
+
+// Ref: #/components/schemas/PolicyScope
+type PolicyScope struct {
+	// Empty for any.
+	Protocol OptPolicyScopeProtocol `json:"protocol"`
+	Dports   OptNilPortRangeArray   `json:"dports"`
+	Iifnames OptNilStringArray      `json:"iifnames"`
+}
+
+// GetProtocol returns the value of Protocol.
+func (s *PolicyScope) GetProtocol() OptPolicyScopeProtocol {
+	return s.Protocol
+}
+
+// GetDports returns the value of Dports.
+func (s *PolicyScope) GetDports() OptNilPortRangeArray {
+	return s.Dports
+}
+
+// GetIifnames returns the value of Iifnames.
+func (s *PolicyScope) GetIifnames() OptNilStringArray {
+	return s.Iifnames
+}
+
+// SetProtocol sets the value of Protocol.
+func (s *PolicyScope) SetProtocol(val OptPolicyScopeProtocol) {
+	s.Protocol = val
+}
+
+// SetDports sets the value of Dports.
+func (s *PolicyScope) SetDports(val OptNilPortRangeArray) {
+	s.Dports = val
+}
+
+// SetIifnames sets the value of Iifnames.
+func (s *PolicyScope) SetIifnames(val OptNilStringArray) {
+	s.Iifnames = val
+}
+
+// Empty for any.
+type PolicyScopeProtocol string
+
+const (
+	PolicyScopeProtocolEmpty PolicyScopeProtocol = ""
+	PolicyScopeProtocolTCP   PolicyScopeProtocol = "tcp"
+	PolicyScopeProtocolUDP   PolicyScopeProtocol = "udp"
+)
+
+// AllValues returns all PolicyScopeProtocol values.
+func (PolicyScopeProtocol) AllValues() []PolicyScopeProtocol {
+	return []PolicyScopeProtocol{
+		PolicyScopeProtocolEmpty,
+		PolicyScopeProtocolTCP,
+		PolicyScopeProtocolUDP,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s PolicyScopeProtocol) MarshalText() ([]byte, error) {
+	switch s {
+	case PolicyScopeProtocolEmpty:
+		return []byte(s), nil
+	case PolicyScopeProtocolTCP:
+		return []byte(s), nil
+	case PolicyScopeProtocolUDP:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *PolicyScopeProtocol) UnmarshalText(data []byte) error {
+	switch PolicyScopeProtocol(data) {
+	case PolicyScopeProtocolEmpty:
+		*s = PolicyScopeProtocolEmpty
+		return nil
+	case PolicyScopeProtocolTCP:
+		*s = PolicyScopeProtocolTCP
+		return nil
+	case PolicyScopeProtocolUDP:
+		*s = PolicyScopeProtocolUDP
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// A destination port (a number) or an inclusive range ("1000-2000").
+// Ref: #/components/schemas/PortRange
+// PortRange represents sum type.
+type PortRange struct {
+	// Type selects the active sum variant, switch on this field.
+	Type   PortRangeType
+	Int    int
+	String string
+}
+
+// PortRangeType is oneOf type of PortRange.
+type PortRangeType string
+
+// Possible values for PortRangeType.
+const (
+	IntPortRange    PortRangeType = "int"
+	StringPortRange PortRangeType = "string"
+)
+
+// IsInt reports whether PortRange is int.
+func (s PortRange) IsInt() bool { return s.Type == IntPortRange }
+
+// IsString reports whether PortRange is string.
+func (s PortRange) IsString() bool { return s.Type == StringPortRange }
+
+// SetInt sets PortRange to int.
+func (s *PortRange) SetInt(v int) {
+	s.Type = IntPortRange
+	s.Int = v
+}
+
+// GetInt returns int and true boolean if PortRange is int.
+func (s PortRange) GetInt() (v int, ok bool) {
+	if !s.IsInt() {
+		return v, false
+	}
+	return s.Int, true
+}
+
+// NewIntPortRange returns new PortRange from int.
+func NewIntPortRange(v int) PortRange {
+	var s PortRange
+	s.SetInt(v)
+	return s
+}
+
+// SetString sets PortRange to string.
+func (s *PortRange) SetString(v string) {
+	s.Type = StringPortRange
+	s.String = v
+}
+
+// GetString returns string and true boolean if PortRange is string.
+func (s PortRange) GetString() (v string, ok bool) {
+	if !s.IsString() {
+		return v, false
+	}
+	return s.String, true
+}
+
+// NewStringPortRange returns new PortRange from string.
+func NewStringPortRange(v string) PortRange {
+	var s PortRange
+	s.SetString(v)
+	return s
+}
+
+type PostBouncerHeartbeatBadRequest Problem
+
+func (*PostBouncerHeartbeatBadRequest) postBouncerHeartbeatRes() {}
+
+// PostBouncerHeartbeatNoContent is response for PostBouncerHeartbeat operation.
+type PostBouncerHeartbeatNoContent struct{}
+
+func (*PostBouncerHeartbeatNoContent) postBouncerHeartbeatRes() {}
+
+type PostBouncerHeartbeatRequestEntityTooLarge Problem
+
+func (*PostBouncerHeartbeatRequestEntityTooLarge) postBouncerHeartbeatRes() {}
+
+type PostBouncerHeartbeatUnauthorized Problem
+
+func (*PostBouncerHeartbeatUnauthorized) postBouncerHeartbeatRes() {}
+
+type PostBouncerHeartbeatUnsupportedMediaType Problem
+
+func (*PostBouncerHeartbeatUnsupportedMediaType) postBouncerHeartbeatRes() {}
+
+type PostBouncerReportsBadRequest Problem
+
+func (*PostBouncerReportsBadRequest) postBouncerReportsRes() {}
+
+type PostBouncerReportsRequestEntityTooLarge Problem
+
+func (*PostBouncerReportsRequestEntityTooLarge) postBouncerReportsRes() {}
+
+type PostBouncerReportsUnauthorized Problem
+
+func (*PostBouncerReportsUnauthorized) postBouncerReportsRes() {}
+
+type PostBouncerReportsUnsupportedMediaType Problem
+
+func (*PostBouncerReportsUnsupportedMediaType) postBouncerReportsRes() {}
 
 // Ref: #/components/schemas/PrefixList
 type PrefixList struct {
@@ -2509,11 +5648,16 @@ func (s *PrefixList) SetV6(val []string) {
 func (*PrefixList) getListPrefixesRes() {}
 func (*PrefixList) getRulesetDenyRes()  {}
 
+// An RFC 9457 problem; every error of this API is one.
 // Ref: #/components/schemas/Problem
 type Problem struct {
-	Type   OptString    `json:"type"`
-	Title  string       `json:"title"`
-	Status int          `json:"status"`
+	// About:blank.
+	Type OptString `json:"type"`
+	// The status text.
+	Title string `json:"title"`
+	// The HTTP status.
+	Status int `json:"status"`
+	// What went wrong.
 	Detail OptString    `json:"detail"`
 	Errors []FieldError `json:"errors"`
 }
@@ -2568,11 +5712,13 @@ func (s *Problem) SetErrors(val []FieldError) {
 	s.Errors = val
 }
 
-func (*Problem) getGuardRes()     {}
-func (*Problem) listBouncersRes() {}
-func (*Problem) listListsRes()    {}
-func (*Problem) listRulesetsRes() {}
-func (*Problem) listTagsRes()     {}
+func (*Problem) getGuardRes()        {}
+func (*Problem) listBouncersRes()    {}
+func (*Problem) listFeedCatalogRes() {}
+func (*Problem) listFeedsRes()       {}
+func (*Problem) listListsRes()       {}
+func (*Problem) listRulesetsRes()    {}
+func (*Problem) listTagsRes()        {}
 
 type PutBouncerBadRequest Problem
 
@@ -2586,9 +5732,45 @@ type PutBouncerNotFound Problem
 
 func (*PutBouncerNotFound) putBouncerRes() {}
 
+type PutBouncerRequestEntityTooLarge Problem
+
+func (*PutBouncerRequestEntityTooLarge) putBouncerRes() {}
+
 type PutBouncerUnauthorized Problem
 
 func (*PutBouncerUnauthorized) putBouncerRes() {}
+
+type PutBouncerUnsupportedMediaType Problem
+
+func (*PutBouncerUnsupportedMediaType) putBouncerRes() {}
+
+type PutFeedBadRequest Problem
+
+func (*PutFeedBadRequest) putFeedRes() {}
+
+type PutFeedCreated Feed
+
+func (*PutFeedCreated) putFeedRes() {}
+
+type PutFeedForbidden Problem
+
+func (*PutFeedForbidden) putFeedRes() {}
+
+type PutFeedOK Feed
+
+func (*PutFeedOK) putFeedRes() {}
+
+type PutFeedRequestEntityTooLarge Problem
+
+func (*PutFeedRequestEntityTooLarge) putFeedRes() {}
+
+type PutFeedUnauthorized Problem
+
+func (*PutFeedUnauthorized) putFeedRes() {}
+
+type PutFeedUnsupportedMediaType Problem
+
+func (*PutFeedUnsupportedMediaType) putFeedRes() {}
 
 type PutGuardBadRequest Problem
 
@@ -2598,9 +5780,17 @@ type PutGuardForbidden Problem
 
 func (*PutGuardForbidden) putGuardRes() {}
 
+type PutGuardRequestEntityTooLarge Problem
+
+func (*PutGuardRequestEntityTooLarge) putGuardRes() {}
+
 type PutGuardUnauthorized Problem
 
 func (*PutGuardUnauthorized) putGuardRes() {}
+
+type PutGuardUnsupportedMediaType Problem
+
+func (*PutGuardUnsupportedMediaType) putGuardRes() {}
 
 type PutIPOverrideBadRequest Problem
 
@@ -2610,9 +5800,17 @@ type PutIPOverrideForbidden Problem
 
 func (*PutIPOverrideForbidden) putIPOverrideRes() {}
 
+type PutIPOverrideRequestEntityTooLarge Problem
+
+func (*PutIPOverrideRequestEntityTooLarge) putIPOverrideRes() {}
+
 type PutIPOverrideUnauthorized Problem
 
 func (*PutIPOverrideUnauthorized) putIPOverrideRes() {}
+
+type PutIPOverrideUnsupportedMediaType Problem
+
+func (*PutIPOverrideUnsupportedMediaType) putIPOverrideRes() {}
 
 type PutListBadRequest Problem
 
@@ -2622,9 +5820,17 @@ type PutListForbidden Problem
 
 func (*PutListForbidden) putListRes() {}
 
+type PutListRequestEntityTooLarge Problem
+
+func (*PutListRequestEntityTooLarge) putListRes() {}
+
 type PutListUnauthorized Problem
 
 func (*PutListUnauthorized) putListRes() {}
+
+type PutListUnsupportedMediaType Problem
+
+func (*PutListUnsupportedMediaType) putListRes() {}
 
 type PutNetworkOverrideBadRequest Problem
 
@@ -2634,9 +5840,17 @@ type PutNetworkOverrideForbidden Problem
 
 func (*PutNetworkOverrideForbidden) putNetworkOverrideRes() {}
 
+type PutNetworkOverrideRequestEntityTooLarge Problem
+
+func (*PutNetworkOverrideRequestEntityTooLarge) putNetworkOverrideRes() {}
+
 type PutNetworkOverrideUnauthorized Problem
 
 func (*PutNetworkOverrideUnauthorized) putNetworkOverrideRes() {}
+
+type PutNetworkOverrideUnsupportedMediaType Problem
+
+func (*PutNetworkOverrideUnsupportedMediaType) putNetworkOverrideRes() {}
 
 type PutRulesetBadRequest Problem
 
@@ -2678,6 +5892,10 @@ type PutRulesetUnauthorized Problem
 
 func (*PutRulesetUnauthorized) putRulesetRes() {}
 
+type PutRulesetUnsupportedMediaType Problem
+
+func (*PutRulesetUnsupportedMediaType) putRulesetRes() {}
+
 type PutTagBadRequest Problem
 
 func (*PutTagBadRequest) putTagRes() {}
@@ -2686,9 +5904,17 @@ type PutTagForbidden Problem
 
 func (*PutTagForbidden) putTagRes() {}
 
+type PutTagRequestEntityTooLarge Problem
+
+func (*PutTagRequestEntityTooLarge) putTagRes() {}
+
 type PutTagUnauthorized Problem
 
 func (*PutTagUnauthorized) putTagRes() {}
+
+type PutTagUnsupportedMediaType Problem
+
+func (*PutTagUnsupportedMediaType) putTagRes() {}
 
 // Ref: #/components/schemas/RDAP
 type RDAP struct {
@@ -2782,20 +6008,78 @@ func (s *RDAP) SetFetchedAt(val OptDateTime) {
 	s.FetchedAt = val
 }
 
+// Ref: #/components/schemas/RefreshAccepted
+type RefreshAccepted struct {
+	JobID int64 `json:"job_id"`
+	// A refresh of this feed was already queued or running; no new job.
+	Duplicate bool `json:"duplicate"`
+	Force     bool `json:"force"`
+}
+
+// GetJobID returns the value of JobID.
+func (s *RefreshAccepted) GetJobID() int64 {
+	return s.JobID
+}
+
+// GetDuplicate returns the value of Duplicate.
+func (s *RefreshAccepted) GetDuplicate() bool {
+	return s.Duplicate
+}
+
+// GetForce returns the value of Force.
+func (s *RefreshAccepted) GetForce() bool {
+	return s.Force
+}
+
+// SetJobID sets the value of JobID.
+func (s *RefreshAccepted) SetJobID(val int64) {
+	s.JobID = val
+}
+
+// SetDuplicate sets the value of Duplicate.
+func (s *RefreshAccepted) SetDuplicate(val bool) {
+	s.Duplicate = val
+}
+
+// SetForce sets the value of Force.
+func (s *RefreshAccepted) SetForce(val bool) {
+	s.Force = val
+}
+
+func (*RefreshAccepted) refreshFeedRes() {}
+
+type RefreshFeedBadRequest Problem
+
+func (*RefreshFeedBadRequest) refreshFeedRes() {}
+
+type RefreshFeedForbidden Problem
+
+func (*RefreshFeedForbidden) refreshFeedRes() {}
+
+type RefreshFeedNotFound Problem
+
+func (*RefreshFeedNotFound) refreshFeedRes() {}
+
+type RefreshFeedUnauthorized Problem
+
+func (*RefreshFeedUnauthorized) refreshFeedRes() {}
+
+// A full render or, with delta true, the changes since base_version.
 // Ref: #/components/schemas/Render
 type Render struct {
-	Ruleset      string                   `json:"ruleset"`
-	Version      int64                    `json:"version"`
-	Hash         string                   `json:"hash"`
-	GeneratedAt  time.Time                `json:"generated_at"`
-	Delta        OptBool                  `json:"delta"`
-	BaseVersion  OptInt64                 `json:"base_version"`
-	Hook         RenderHook               `json:"hook"`
-	Scope        RenderScope              `json:"scope"`
-	Default      string                   `json:"default"`
-	Honeypot     RenderHoneypot           `json:"honeypot"`
-	Rules        []RenderRule             `json:"rules"`
-	GuardRemoved []RenderGuardRemovedItem `json:"guard_removed"`
+	Ruleset     string     `json:"ruleset"`
+	Version     int64      `json:"version"`
+	Hash        string     `json:"hash"`
+	GeneratedAt time.Time  `json:"generated_at"`
+	Delta       OptBool    `json:"delta"`
+	BaseVersion OptInt64   `json:"base_version"`
+	Hook        RenderHook `json:"hook"`
+	Scope       Scope      `json:"scope"`
+	// Empty when the ruleset has none (unmatched packets pass).
+	Default      RenderDefault  `json:"default"`
+	Honeypot     Honeypot       `json:"honeypot"`
+	Rules        []RenderRule   `json:"rules"`
+	GuardRemoved []GuardRemoved `json:"guard_removed"`
 }
 
 // GetRuleset returns the value of Ruleset.
@@ -2834,17 +6118,17 @@ func (s *Render) GetHook() RenderHook {
 }
 
 // GetScope returns the value of Scope.
-func (s *Render) GetScope() RenderScope {
+func (s *Render) GetScope() Scope {
 	return s.Scope
 }
 
 // GetDefault returns the value of Default.
-func (s *Render) GetDefault() string {
+func (s *Render) GetDefault() RenderDefault {
 	return s.Default
 }
 
 // GetHoneypot returns the value of Honeypot.
-func (s *Render) GetHoneypot() RenderHoneypot {
+func (s *Render) GetHoneypot() Honeypot {
 	return s.Honeypot
 }
 
@@ -2854,7 +6138,7 @@ func (s *Render) GetRules() []RenderRule {
 }
 
 // GetGuardRemoved returns the value of GuardRemoved.
-func (s *Render) GetGuardRemoved() []RenderGuardRemovedItem {
+func (s *Render) GetGuardRemoved() []GuardRemoved {
 	return s.GuardRemoved
 }
 
@@ -2894,17 +6178,17 @@ func (s *Render) SetHook(val RenderHook) {
 }
 
 // SetScope sets the value of Scope.
-func (s *Render) SetScope(val RenderScope) {
+func (s *Render) SetScope(val Scope) {
 	s.Scope = val
 }
 
 // SetDefault sets the value of Default.
-func (s *Render) SetDefault(val string) {
+func (s *Render) SetDefault(val RenderDefault) {
 	s.Default = val
 }
 
 // SetHoneypot sets the value of Honeypot.
-func (s *Render) SetHoneypot(val RenderHoneypot) {
+func (s *Render) SetHoneypot(val Honeypot) {
 	s.Honeypot = val
 }
 
@@ -2914,72 +6198,97 @@ func (s *Render) SetRules(val []RenderRule) {
 }
 
 // SetGuardRemoved sets the value of GuardRemoved.
-func (s *Render) SetGuardRemoved(val []RenderGuardRemovedItem) {
+func (s *Render) SetGuardRemoved(val []GuardRemoved) {
 	s.GuardRemoved = val
 }
 
-func (*Render) getRulesetRenderRes() {}
+// Empty when the ruleset has none (unmatched packets pass).
+type RenderDefault string
 
-type RenderGuardRemovedItem struct {
-	Prefix OptString `json:"prefix"`
-	Rule   OptInt    `json:"rule"`
-	Reason OptString `json:"reason"`
+const (
+	RenderDefaultEmpty RenderDefault = ""
+	RenderDefaultBlock RenderDefault = "block"
+	RenderDefaultAllow RenderDefault = "allow"
+)
+
+// AllValues returns all RenderDefault values.
+func (RenderDefault) AllValues() []RenderDefault {
+	return []RenderDefault{
+		RenderDefaultEmpty,
+		RenderDefaultBlock,
+		RenderDefaultAllow,
+	}
 }
 
-// GetPrefix returns the value of Prefix.
-func (s *RenderGuardRemovedItem) GetPrefix() OptString {
-	return s.Prefix
+// MarshalText implements encoding.TextMarshaler.
+func (s RenderDefault) MarshalText() ([]byte, error) {
+	switch s {
+	case RenderDefaultEmpty:
+		return []byte(s), nil
+	case RenderDefaultBlock:
+		return []byte(s), nil
+	case RenderDefaultAllow:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
 }
 
-// GetRule returns the value of Rule.
-func (s *RenderGuardRemovedItem) GetRule() OptInt {
-	return s.Rule
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *RenderDefault) UnmarshalText(data []byte) error {
+	switch RenderDefault(data) {
+	case RenderDefaultEmpty:
+		*s = RenderDefaultEmpty
+		return nil
+	case RenderDefaultBlock:
+		*s = RenderDefaultBlock
+		return nil
+	case RenderDefaultAllow:
+		*s = RenderDefaultAllow
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
 }
 
-// GetReason returns the value of Reason.
-func (s *RenderGuardRemovedItem) GetReason() OptString {
-	return s.Reason
+// RenderHeaders wraps Render with response headers.
+type RenderHeaders struct {
+	ContentEncoding OptGetRulesetRenderOKContentEncoding
+	ETag            OptString
+	Response        Render
 }
 
-// SetPrefix sets the value of Prefix.
-func (s *RenderGuardRemovedItem) SetPrefix(val OptString) {
-	s.Prefix = val
+// GetContentEncoding returns the value of ContentEncoding.
+func (s *RenderHeaders) GetContentEncoding() OptGetRulesetRenderOKContentEncoding {
+	return s.ContentEncoding
 }
 
-// SetRule sets the value of Rule.
-func (s *RenderGuardRemovedItem) SetRule(val OptInt) {
-	s.Rule = val
+// GetETag returns the value of ETag.
+func (s *RenderHeaders) GetETag() OptString {
+	return s.ETag
 }
 
-// SetReason sets the value of Reason.
-func (s *RenderGuardRemovedItem) SetReason(val OptString) {
-	s.Reason = val
+// GetResponse returns the value of Response.
+func (s *RenderHeaders) GetResponse() Render {
+	return s.Response
 }
 
-type RenderHoneypot struct {
-	TCP []int `json:"tcp"`
-	UDP []int `json:"udp"`
+// SetContentEncoding sets the value of ContentEncoding.
+func (s *RenderHeaders) SetContentEncoding(val OptGetRulesetRenderOKContentEncoding) {
+	s.ContentEncoding = val
 }
 
-// GetTCP returns the value of TCP.
-func (s *RenderHoneypot) GetTCP() []int {
-	return s.TCP
+// SetETag sets the value of ETag.
+func (s *RenderHeaders) SetETag(val OptString) {
+	s.ETag = val
 }
 
-// GetUDP returns the value of UDP.
-func (s *RenderHoneypot) GetUDP() []int {
-	return s.UDP
+// SetResponse sets the value of Response.
+func (s *RenderHeaders) SetResponse(val Render) {
+	s.Response = val
 }
 
-// SetTCP sets the value of TCP.
-func (s *RenderHoneypot) SetTCP(val []int) {
-	s.TCP = val
-}
-
-// SetUDP sets the value of UDP.
-func (s *RenderHoneypot) SetUDP(val []int) {
-	s.UDP = val
-}
+func (*RenderHeaders) getRulesetRenderRes() {}
 
 type RenderHook string
 
@@ -3022,10 +6331,40 @@ func (s *RenderHook) UnmarshalText(data []byte) error {
 	}
 }
 
+// A ruleset absent from rulesets is unchanged; removed lists rulesets no longer bound.
+// Ref: #/components/schemas/RenderResponse
+type RenderResponse struct {
+	Rulesets []Render `json:"rulesets"`
+	Removed  []string `json:"removed"`
+}
+
+// GetRulesets returns the value of Rulesets.
+func (s *RenderResponse) GetRulesets() []Render {
+	return s.Rulesets
+}
+
+// GetRemoved returns the value of Removed.
+func (s *RenderResponse) GetRemoved() []string {
+	return s.Removed
+}
+
+// SetRulesets sets the value of Rulesets.
+func (s *RenderResponse) SetRulesets(val []Render) {
+	s.Rulesets = val
+}
+
+// SetRemoved sets the value of Removed.
+func (s *RenderResponse) SetRemoved(val []string) {
+	s.Removed = val
+}
+
+func (*RenderResponse) getBouncerRenderRes() {}
+
+// A full render fills v4/v6; a delta fills add_/del_ instead.
 // Ref: #/components/schemas/RenderRule
 type RenderRule struct {
 	// 1-based position in the ruleset.
-	ID     int              `json:"id"`
+	ID     int64            `json:"id"`
 	Action RenderRuleAction `json:"action"`
 	// The throttle rate; empty otherwise.
 	Rate  string   `json:"rate"`
@@ -3039,7 +6378,7 @@ type RenderRule struct {
 }
 
 // GetID returns the value of ID.
-func (s *RenderRule) GetID() int {
+func (s *RenderRule) GetID() int64 {
 	return s.ID
 }
 
@@ -3089,7 +6428,7 @@ func (s *RenderRule) GetDelV6() []string {
 }
 
 // SetID sets the value of ID.
-func (s *RenderRule) SetID(val int) {
+func (s *RenderRule) SetID(val int64) {
 	s.ID = val
 }
 
@@ -3193,114 +6532,38 @@ func (s *RenderRuleAction) UnmarshalText(data []byte) error {
 	}
 }
 
-type RenderScope struct {
-	Protocol OptString `json:"protocol"`
-	Dports   []int     `json:"dports"`
-	Iifnames []string  `json:"iifnames"`
-}
-
-// GetProtocol returns the value of Protocol.
-func (s *RenderScope) GetProtocol() OptString {
-	return s.Protocol
-}
-
-// GetDports returns the value of Dports.
-func (s *RenderScope) GetDports() []int {
-	return s.Dports
-}
-
-// GetIifnames returns the value of Iifnames.
-func (s *RenderScope) GetIifnames() []string {
-	return s.Iifnames
-}
-
-// SetProtocol sets the value of Protocol.
-func (s *RenderScope) SetProtocol(val OptString) {
-	s.Protocol = val
-}
-
-// SetDports sets the value of Dports.
-func (s *RenderScope) SetDports(val []int) {
-	s.Dports = val
-}
-
-// SetIifnames sets the value of Iifnames.
-func (s *RenderScope) SetIifnames(val []string) {
-	s.Iifnames = val
-}
-
 // Ref: #/components/schemas/Report
 type Report struct {
-	Honeypot []ReportHoneypotItem `json:"honeypot"`
+	Honeypot []HoneypotHit `json:"honeypot"`
 }
 
 // GetHoneypot returns the value of Honeypot.
-func (s *Report) GetHoneypot() []ReportHoneypotItem {
+func (s *Report) GetHoneypot() []HoneypotHit {
 	return s.Honeypot
 }
 
 // SetHoneypot sets the value of Honeypot.
-func (s *Report) SetHoneypot(val []ReportHoneypotItem) {
+func (s *Report) SetHoneypot(val []HoneypotHit) {
 	s.Honeypot = val
 }
 
-type ReportHoneypotItem struct {
-	IP       OptString   `json:"ip"`
-	Ruleset  OptString   `json:"ruleset"`
-	Port     OptInt      `json:"port"`
-	Protocol OptString   `json:"protocol"`
-	SeenAt   OptDateTime `json:"seen_at"`
+// Ref: #/components/schemas/ReportAccepted
+type ReportAccepted struct {
+	// Hits stored.
+	Accepted int `json:"accepted"`
 }
 
-// GetIP returns the value of IP.
-func (s *ReportHoneypotItem) GetIP() OptString {
-	return s.IP
+// GetAccepted returns the value of Accepted.
+func (s *ReportAccepted) GetAccepted() int {
+	return s.Accepted
 }
 
-// GetRuleset returns the value of Ruleset.
-func (s *ReportHoneypotItem) GetRuleset() OptString {
-	return s.Ruleset
+// SetAccepted sets the value of Accepted.
+func (s *ReportAccepted) SetAccepted(val int) {
+	s.Accepted = val
 }
 
-// GetPort returns the value of Port.
-func (s *ReportHoneypotItem) GetPort() OptInt {
-	return s.Port
-}
-
-// GetProtocol returns the value of Protocol.
-func (s *ReportHoneypotItem) GetProtocol() OptString {
-	return s.Protocol
-}
-
-// GetSeenAt returns the value of SeenAt.
-func (s *ReportHoneypotItem) GetSeenAt() OptDateTime {
-	return s.SeenAt
-}
-
-// SetIP sets the value of IP.
-func (s *ReportHoneypotItem) SetIP(val OptString) {
-	s.IP = val
-}
-
-// SetRuleset sets the value of Ruleset.
-func (s *ReportHoneypotItem) SetRuleset(val OptString) {
-	s.Ruleset = val
-}
-
-// SetPort sets the value of Port.
-func (s *ReportHoneypotItem) SetPort(val OptInt) {
-	s.Port = val
-}
-
-// SetProtocol sets the value of Protocol.
-func (s *ReportHoneypotItem) SetProtocol(val OptString) {
-	s.Protocol = val
-}
-
-// SetSeenAt sets the value of SeenAt.
-func (s *ReportHoneypotItem) SetSeenAt(val OptDateTime) {
-	s.SeenAt = val
-}
+func (*ReportAccepted) postBouncerReportsRes() {}
 
 // Ref: #/components/schemas/Role
 type Role string
@@ -3354,9 +6617,10 @@ func (s *Role) UnmarshalText(data []byte) error {
 // Ref: #/components/schemas/RuleCounter
 type RuleCounter struct {
 	Ruleset string `json:"ruleset"`
+	// 0 is the ruleset's default action.
 	RuleID  int64  `json:"rule_id"`
-	Packets int64  `json:"packets"`
-	Bytes   int64  `json:"bytes"`
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
 }
 
 // GetRuleset returns the value of Ruleset.
@@ -3370,12 +6634,12 @@ func (s *RuleCounter) GetRuleID() int64 {
 }
 
 // GetPackets returns the value of Packets.
-func (s *RuleCounter) GetPackets() int64 {
+func (s *RuleCounter) GetPackets() uint64 {
 	return s.Packets
 }
 
 // GetBytes returns the value of Bytes.
-func (s *RuleCounter) GetBytes() int64 {
+func (s *RuleCounter) GetBytes() uint64 {
 	return s.Bytes
 }
 
@@ -3390,12 +6654,12 @@ func (s *RuleCounter) SetRuleID(val int64) {
 }
 
 // SetPackets sets the value of Packets.
-func (s *RuleCounter) SetPackets(val int64) {
+func (s *RuleCounter) SetPackets(val uint64) {
 	s.Packets = val
 }
 
 // SetBytes sets the value of Bytes.
-func (s *RuleCounter) SetBytes(val int64) {
+func (s *RuleCounter) SetBytes(val uint64) {
 	s.Bytes = val
 }
 
@@ -3407,7 +6671,7 @@ type Ruleset struct {
 	Policy Policy `json:"policy"`
 	// Bumped on every change of the ruleset itself.
 	Version int64 `json:"version"`
-	// Version of the latest render; 0 before the first.
+	// Version of the latest render; absent before the first.
 	RenderVersion OptInt64    `json:"render_version"`
 	CreatedAt     OptDateTime `json:"created_at"`
 	UpdatedAt     time.Time   `json:"updated_at"`
@@ -3495,6 +6759,93 @@ func (s *Ruleset) SetUpdatedBy(val OptString) {
 }
 
 func (*Ruleset) getRulesetRes() {}
+
+// Ref: #/components/schemas/Scope
+type Scope struct {
+	// Empty matches any.
+	Protocol ScopeProtocol `json:"protocol"`
+	Dports   []uint16      `json:"dports"`
+	Iifnames []string      `json:"iifnames"`
+}
+
+// GetProtocol returns the value of Protocol.
+func (s *Scope) GetProtocol() ScopeProtocol {
+	return s.Protocol
+}
+
+// GetDports returns the value of Dports.
+func (s *Scope) GetDports() []uint16 {
+	return s.Dports
+}
+
+// GetIifnames returns the value of Iifnames.
+func (s *Scope) GetIifnames() []string {
+	return s.Iifnames
+}
+
+// SetProtocol sets the value of Protocol.
+func (s *Scope) SetProtocol(val ScopeProtocol) {
+	s.Protocol = val
+}
+
+// SetDports sets the value of Dports.
+func (s *Scope) SetDports(val []uint16) {
+	s.Dports = val
+}
+
+// SetIifnames sets the value of Iifnames.
+func (s *Scope) SetIifnames(val []string) {
+	s.Iifnames = val
+}
+
+// Empty matches any.
+type ScopeProtocol string
+
+const (
+	ScopeProtocolEmpty ScopeProtocol = ""
+	ScopeProtocolTCP   ScopeProtocol = "tcp"
+	ScopeProtocolUDP   ScopeProtocol = "udp"
+)
+
+// AllValues returns all ScopeProtocol values.
+func (ScopeProtocol) AllValues() []ScopeProtocol {
+	return []ScopeProtocol{
+		ScopeProtocolEmpty,
+		ScopeProtocolTCP,
+		ScopeProtocolUDP,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s ScopeProtocol) MarshalText() ([]byte, error) {
+	switch s {
+	case ScopeProtocolEmpty:
+		return []byte(s), nil
+	case ScopeProtocolTCP:
+		return []byte(s), nil
+	case ScopeProtocolUDP:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ScopeProtocol) UnmarshalText(data []byte) error {
+	switch ScopeProtocol(data) {
+	case ScopeProtocolEmpty:
+		*s = ScopeProtocolEmpty
+		return nil
+	case ScopeProtocolTCP:
+		*s = ScopeProtocolTCP
+		return nil
+	case ScopeProtocolUDP:
+		*s = ScopeProtocolUDP
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
 
 type SearchIPsBadRequest Problem
 
@@ -4068,6 +7419,82 @@ func (s *TokenInput) SetRole(val Role) {
 func (s *TokenInput) SetExpiresAt(val OptDateTime) {
 	s.ExpiresAt = val
 }
+
+// UnavailableHeaders wraps Problem with response headers.
+type UnavailableHeaders struct {
+	RetryAfter OptInt
+	Response   Problem
+}
+
+// GetRetryAfter returns the value of RetryAfter.
+func (s *UnavailableHeaders) GetRetryAfter() OptInt {
+	return s.RetryAfter
+}
+
+// GetResponse returns the value of Response.
+func (s *UnavailableHeaders) GetResponse() Problem {
+	return s.Response
+}
+
+// SetRetryAfter sets the value of RetryAfter.
+func (s *UnavailableHeaders) SetRetryAfter(val OptInt) {
+	s.RetryAfter = val
+}
+
+// SetResponse sets the value of Response.
+func (s *UnavailableHeaders) SetResponse(val Problem) {
+	s.Response = val
+}
+
+func (*UnavailableHeaders) createBouncerRes()         {}
+func (*UnavailableHeaders) createTokenRes()           {}
+func (*UnavailableHeaders) deleteBouncerRes()         {}
+func (*UnavailableHeaders) deleteFeedRes()            {}
+func (*UnavailableHeaders) deleteIPOverrideRes()      {}
+func (*UnavailableHeaders) deleteListRes()            {}
+func (*UnavailableHeaders) deleteNetworkOverrideRes() {}
+func (*UnavailableHeaders) deleteRulesetRes()         {}
+func (*UnavailableHeaders) deleteTagRes()             {}
+func (*UnavailableHeaders) deleteTokenRes()           {}
+func (*UnavailableHeaders) explainRulesetRes()        {}
+func (*UnavailableHeaders) exportCSVRes()             {}
+func (*UnavailableHeaders) exportClickHouseRes()      {}
+func (*UnavailableHeaders) exportJSONRes()            {}
+func (*UnavailableHeaders) exportNDJSONRes()          {}
+func (*UnavailableHeaders) getBouncerRenderRes()      {}
+func (*UnavailableHeaders) getFeedRes()               {}
+func (*UnavailableHeaders) getGuardRes()              {}
+func (*UnavailableHeaders) getIPRes()                 {}
+func (*UnavailableHeaders) getJobsRes()               {}
+func (*UnavailableHeaders) getListPrefixesRes()       {}
+func (*UnavailableHeaders) getListRes()               {}
+func (*UnavailableHeaders) getNetworkRes()            {}
+func (*UnavailableHeaders) getRulesetDenyRes()        {}
+func (*UnavailableHeaders) getRulesetRenderRes()      {}
+func (*UnavailableHeaders) getRulesetRes()            {}
+func (*UnavailableHeaders) getTagRes()                {}
+func (*UnavailableHeaders) ingestRes()                {}
+func (*UnavailableHeaders) listAuditRes()             {}
+func (*UnavailableHeaders) listBouncersRes()          {}
+func (*UnavailableHeaders) listFeedCatalogRes()       {}
+func (*UnavailableHeaders) listFeedRunsRes()          {}
+func (*UnavailableHeaders) listFeedsRes()             {}
+func (*UnavailableHeaders) listListsRes()             {}
+func (*UnavailableHeaders) listRulesetsRes()          {}
+func (*UnavailableHeaders) listTagsRes()              {}
+func (*UnavailableHeaders) listTokensRes()            {}
+func (*UnavailableHeaders) postBouncerHeartbeatRes()  {}
+func (*UnavailableHeaders) postBouncerReportsRes()    {}
+func (*UnavailableHeaders) putBouncerRes()            {}
+func (*UnavailableHeaders) putFeedRes()               {}
+func (*UnavailableHeaders) putGuardRes()              {}
+func (*UnavailableHeaders) putIPOverrideRes()         {}
+func (*UnavailableHeaders) putListRes()               {}
+func (*UnavailableHeaders) putNetworkOverrideRes()    {}
+func (*UnavailableHeaders) putRulesetRes()            {}
+func (*UnavailableHeaders) putTagRes()                {}
+func (*UnavailableHeaders) refreshFeedRes()           {}
+func (*UnavailableHeaders) searchIPsRes()             {}
 
 // Ref: #/components/schemas/View
 type View struct {

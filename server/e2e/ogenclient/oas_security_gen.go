@@ -14,7 +14,7 @@ type SecuritySource interface {
 	// BearerAuth provides bearerAuth security value.
 	BearerAuth(ctx context.Context, operationName OperationName) (BearerAuth, error)
 	// BouncerKey provides bouncerKey security value.
-	// A bouncer key; it reaches only the /bouncer endpoints and /crowdsec/v1.
+	// A bouncer key; it reaches only the bouncer operations and /crowdsec/v1.
 	BouncerKey(ctx context.Context, operationName OperationName) (BouncerKey, error)
 }
 
@@ -23,6 +23,7 @@ var operationRolesBearerAuth = map[string][]string{
 	CreateBouncerOperation:         []string{},
 	CreateTokenOperation:           []string{},
 	DeleteBouncerOperation:         []string{},
+	DeleteFeedOperation:            []string{},
 	DeleteIPOverrideOperation:      []string{},
 	DeleteListOperation:            []string{},
 	DeleteNetworkOverrideOperation: []string{},
@@ -34,8 +35,10 @@ var operationRolesBearerAuth = map[string][]string{
 	ExportClickHouseOperation:      []string{},
 	ExportJSONOperation:            []string{},
 	ExportNDJSONOperation:          []string{},
+	GetFeedOperation:               []string{},
 	GetGuardOperation:              []string{},
 	GetIPOperation:                 []string{},
+	GetJobsOperation:               []string{},
 	GetListOperation:               []string{},
 	GetListPrefixesOperation:       []string{},
 	GetNetworkOperation:            []string{},
@@ -46,17 +49,22 @@ var operationRolesBearerAuth = map[string][]string{
 	IngestOperation:                []string{},
 	ListAuditOperation:             []string{},
 	ListBouncersOperation:          []string{},
+	ListFeedCatalogOperation:       []string{},
+	ListFeedRunsOperation:          []string{},
+	ListFeedsOperation:             []string{},
 	ListListsOperation:             []string{},
 	ListRulesetsOperation:          []string{},
 	ListTagsOperation:              []string{},
 	ListTokensOperation:            []string{},
 	PutBouncerOperation:            []string{},
+	PutFeedOperation:               []string{},
 	PutGuardOperation:              []string{},
 	PutIPOverrideOperation:         []string{},
 	PutListOperation:               []string{},
 	PutNetworkOverrideOperation:    []string{},
 	PutRulesetOperation:            []string{},
 	PutTagOperation:                []string{},
+	RefreshFeedOperation:           []string{},
 	SearchIPsOperation:             []string{},
 }
 
@@ -83,9 +91,9 @@ func GetRolesForBearerAuth(operation string) []string {
 
 // operationRolesBouncerKey is a private map storing roles per operation.
 var operationRolesBouncerKey = map[string][]string{
-	BouncerHeartbeatOperation: []string{},
-	BouncerRenderOperation:    []string{},
-	BouncerReportsOperation:   []string{},
+	GetBouncerRenderOperation:     []string{},
+	PostBouncerHeartbeatOperation: []string{},
+	PostBouncerReportsOperation:   []string{},
 }
 
 // GetRolesForBouncerKey returns the required roles for the given operation.
