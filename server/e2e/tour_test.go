@@ -6,10 +6,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,11 +83,9 @@ func TestTour(t *testing.T) {
 		// The client was generated from this very file.
 		want, err := openapi.Files.ReadFile("openapi.yaml")
 		require.NoError(t, err)
-		resp, err := http.Get(srv.url + "/api/v1/openapi.yaml")
+		served, err := admin.GetOpenAPI(ctx)
 		require.NoError(t, err)
-		defer resp.Body.Close()
-		require.Equal(t, http.StatusOK, resp.StatusCode)
-		require.Equal(t, string(want), readAll(t, resp.Body))
+		require.Equal(t, string(want), readAll(t, served.Data))
 	})
 
 	t.Run("tokens", func(t *testing.T) {
@@ -123,10 +121,13 @@ func TestTour(t *testing.T) {
 	})
 
 	t.Run("ingest JSON array", func(t *testing.T) {
-		body := `[{"ip":"198.51.100.8","source":"cowrie","tags":["ssh-bruteforce"],"classification":"malicious"},` +
-			`{"ip":"2001:db8::7","source":"cowrie","classification":"malicious"},` +
-			`{"ip":"not-an-address","source":"cowrie"}]`
-		req := oc.IngestReqApplicationJSON(body)
+		req := oc.IngestReqApplicationJSON{
+			{IP: "198.51.100.8", Source: oc.NewOptString("cowrie"), Tags: []string{"ssh-bruteforce"},
+				Classification: oc.NewOptClassification(oc.ClassificationMalicious)},
+			{IP: "2001:db8::7", Source: oc.NewOptString("cowrie"), Classification: oc.NewOptClassification(oc.ClassificationMalicious),
+				TTL: oc.NewOptObservationTTL(oc.NewFloat64ObservationTTL(86400))},
+			{IP: "not-an-address", Source: oc.NewOptString("cowrie")},
+		}
 		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &req))
 		require.Equal(t, &oc.IngestResult{Accepted: 2, Rejected: 1, Errors: []oc.IngestError{
 			{Line: 3, Field: oc.NewOptString("ip"), Reason: `"not-an-address" is not an IP address`},
@@ -230,9 +231,12 @@ func TestTour(t *testing.T) {
 		require.Equal(t, []string{"198.51.100.7/32", "198.51.100.8/32", "2001:db8::7/128"}, []string{rows[1][0], rows[2][0], rows[3][0]})
 
 		all := answer[*oc.ExportJSONOKApplicationJSON](t)(admin.ExportJSON(ctx, oc.ExportJSONParams{}))
-		var items []oc.SearchItem
-		require.NoError(t, json.Unmarshal([]byte(*all), &items))
-		require.Len(t, items, 4)
+		var prefixes []string
+		for _, it := range *all {
+			prefixes = append(prefixes, it.Prefix+" "+string(it.Classification)+" "+strings.Join(it.Tags, ","))
+		}
+		require.Equal(t, []string{"198.51.100.7/32 malicious ssh-bruteforce", "203.0.113.0/24 unknown reviewed,scanner",
+			"198.51.100.8/32 malicious ssh-bruteforce", "2001:db8::7/128 malicious "}, prefixes)
 
 		nd := answer[*oc.ExportNDJSONOK](t)(admin.ExportNDJSON(ctx, oc.ExportNDJSONParams{Tag: oc.NewOptString("scanner")}))
 		var lines []string
@@ -249,6 +253,206 @@ func TestTour(t *testing.T) {
 		tsv := strings.Split(strings.TrimSuffix(readAll(t, ch.Data), "\n"), "\n")
 		require.Equal(t, "prefix\tclassification\tscore\ttags\tasn\tas_org\tcountry\trdns\tfirst_seen\tlast_seen\tsources", tsv[0])
 		require.Len(t, tsv, 5)
+	})
+
+	const edge = "ruleset edge\n  hook input\n  scope tcp dport 22,443\n  honeypot tcp 23\n  block tag scanner\n"
+	var rendered oc.Render
+	t.Run("rulesets", func(t *testing.T) {
+		created := answer[*oc.PutRulesetCreated](t)(admin.PutRuleset(ctx, &oc.PutRulesetReqTextPlain{Data: strings.NewReader(edge)},
+			oc.PutRulesetParams{Name: "edge"}))
+		require.Equal(t, "edge", created.Name)
+		require.Equal(t, edge, created.Text)
+		p := created.Policy
+		require.Equal(t, "edge", p.Name)
+		require.Equal(t, oc.HookInput, p.Hook)
+		require.Equal(t, oc.PolicyScopeProtocolTCP, p.Scope.Value.Protocol.Value)
+		require.Equal(t, []oc.PortRange{oc.NewIntPortRange(22), oc.NewIntPortRange(443)}, p.Scope.Value.Dports.Value)
+		require.Equal(t, []int{23}, p.Honeypot.Value.TCP.Value)
+		require.Len(t, p.Rules, 1)
+		require.Equal(t, oc.ActionBlock, p.Rules[0].Action)
+		require.Len(t, p.Rules[0].Conds, 1)
+		cond := p.Rules[0].Conds[0]
+		require.Equal(t, oc.ConditionKindTag, cond.Kind)
+		require.False(t, cond.Not.Value)
+		require.Equal(t, []string{"scanner"}, cond.Values)
+		// The JSON form builds the same ruleset under another name.
+		policy := created.Policy
+		policy.Name = "edge-json"
+		fromJSON := answer[*oc.PutRulesetCreated](t)(admin.PutRuleset(ctx, &policy, oc.PutRulesetParams{Name: "edge-json"}))
+		require.Equal(t, strings.Replace(edge, "edge", "edge-json", 1), fromJSON.Text)
+		got := answer[*oc.Ruleset](t)(admin.GetRuleset(ctx, oc.GetRulesetParams{Name: "edge"}))
+		require.Equal(t, edge, got.Text)
+		answer[*oc.DeleteRulesetNoContent](t)(admin.DeleteRuleset(ctx, oc.DeleteRulesetParams{Name: "edge-json"}))
+		list := answer[*oc.ListRulesetsOKApplicationJSON](t)(admin.ListRulesets(ctx))
+		require.Len(t, *list, 1)
+		require.Equal(t, "edge", (*list)[0].Name)
+	})
+
+	t.Run("render, ETag and long poll", func(t *testing.T) {
+		full := answer[*oc.RenderHeaders](t)(admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "edge"}))
+		rendered = full.Response
+		require.Equal(t, "edge", rendered.Ruleset)
+		require.Equal(t, oc.RenderHookInput, rendered.Hook)
+		require.Equal(t, oc.Scope{Protocol: oc.ScopeProtocolTCP, Dports: []uint16{22, 443}, Iifnames: []string{}}, rendered.Scope)
+		require.Equal(t, oc.Honeypot{TCP: []uint16{23}, UDP: []uint16{}}, rendered.Honeypot)
+		require.Len(t, rendered.Rules, 1)
+		require.Equal(t, []string{"203.0.113.0/24"}, rendered.Rules[0].V4)
+		require.Equal(t, "block tag scanner", rendered.Rules[0].Text)
+		require.Equal(t, `"`+rendered.Hash+`"`, full.ETag.Value)
+		answer[*oc.GetRulesetRenderNotModified](t)(admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "edge", IfNoneMatch: full.ETag}))
+
+		// A long poll from the current version is answered by the next change, as a delta.
+		polled := make(chan *oc.RenderHeaders, 1)
+		go func() {
+			res, err := admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "edge",
+				Since: oc.NewOptInt64(rendered.Version), Wait: oc.NewOptString("30s")})
+			if err != nil {
+				t.Errorf("long poll: %v", err)
+			}
+			r, _ := res.(*oc.RenderHeaders)
+			polled <- r
+		}()
+		answer[*oc.View](t)(admin.PutIPOverride(ctx, &oc.Override{AddTags: []string{"scanner"}}, oc.PutIPOverrideParams{Address: "198.51.100.99"}))
+		delta := <-polled
+		require.NotNil(t, delta, "the long poll answers with a render")
+		require.Greater(t, delta.Response.Version, rendered.Version)
+		require.True(t, delta.Response.Delta.Value)
+		require.Equal(t, rendered.Version, delta.Response.BaseVersion.Value)
+		require.Len(t, delta.Response.Rules, 1)
+		require.Equal(t, []string{"198.51.100.99/32"}, delta.Response.Rules[0].AddV4)
+		require.Empty(t, delta.Response.Rules[0].DelV4)
+		rendered.Version = delta.Response.Version
+	})
+
+	t.Run("explain", func(t *testing.T) {
+		ex := answer[*oc.Explanation](t)(admin.ExplainRuleset(ctx, oc.ExplainRulesetParams{Name: "edge", IP: "203.0.113.7"}))
+		require.Equal(t, "203.0.113.7", ex.Addr)
+		require.True(t, ex.Blocked)
+		require.Equal(t, oc.ExplanationActionBlock, ex.Action)
+		require.Equal(t, 1, ex.Rule)
+		require.Len(t, ex.Rules, 1)
+		require.True(t, ex.Rules[0].Matched)
+		require.Equal(t, "block tag scanner", ex.Rules[0].Text)
+		require.Equal(t, []string{"ingest:netflow", "manual:admin"}, ex.Facts.Sources)
+	})
+
+	t.Run("deny list and named lists", func(t *testing.T) {
+		txt := answer[*oc.GetRulesetDenyOKTextPlain](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge"}))
+		require.Equal(t, "198.51.100.99/32\n203.0.113.0/24\n", readAll(t, txt.Data))
+		js := answer[*oc.PrefixList](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge",
+			Format: oc.NewOptGetRulesetDenyFormat(oc.GetRulesetDenyFormatJSON)}))
+		require.Equal(t, &oc.PrefixList{Name: "edge", V4: []string{"198.51.100.99/32", "203.0.113.0/24"}, V6: []string{}}, js)
+
+		list := answer[*oc.NamedList](t)(admin.PutList(ctx, &oc.NamedListInput{Selector: "classification malicious"}, oc.PutListParams{Name: "bad"}))
+		require.Equal(t, "bad", list.Name)
+		ltxt := answer[*oc.GetListPrefixesOKTextPlain](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad"}))
+		require.Equal(t, "198.51.100.7/31\n2001:db8::7/128\n", readAll(t, ltxt.Data))
+		ljs := answer[*oc.PrefixList](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
+			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatJSON)}))
+		require.Equal(t, &oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/31"}, V6: []string{"2001:db8::7/128"}}, ljs)
+		lcsv := answer[*oc.GetListPrefixesOKTextCsv](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
+			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatCsv)}))
+		require.Equal(t, "prefix,family\n198.51.100.7/31,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Data))
+	})
+
+	t.Run("bouncers and the bouncer protocol", func(t *testing.T) {
+		created := answer[*oc.BouncerCreated](t)(admin.CreateBouncer(ctx, &oc.BouncerInput{Name: "fw1", Rulesets: []string{"edge"}}))
+		require.Equal(t, "fw1", created.Name)
+		require.Equal(t, []string{"edge"}, created.Rulesets)
+		require.True(t, strings.HasPrefix(created.Key, "mnb_"), created.Key)
+		fw1, err := oc.NewClient(srv.url+"/api/v1", credentials{key: created.Key})
+		require.NoError(t, err)
+
+		renders := answer[*oc.RenderResponse](t)(fw1.GetBouncerRender(ctx, oc.GetBouncerRenderParams{}))
+		require.Len(t, renders.Rulesets, 1)
+		require.Equal(t, "edge", renders.Rulesets[0].Ruleset)
+		require.Equal(t, rendered.Version, renders.Rulesets[0].Version)
+		require.Equal(t, []string{"198.51.100.99/32", "203.0.113.0/24"}, renders.Rulesets[0].Rules[0].V4)
+		answer[*oc.GetBouncerRenderNotModified](t)(fw1.GetBouncerRender(ctx, oc.GetBouncerRenderParams{
+			Since: oc.NewOptString(`{"edge":` + strconv.FormatInt(rendered.Version, 10) + `}`), Wait: oc.NewOptString("1ms")}))
+
+		answer[*oc.PostBouncerHeartbeatNoContent](t)(fw1.PostBouncerHeartbeat(ctx, &oc.Heartbeat{Hostname: "fw1.example",
+			Version: "tour", Applied: oc.HeartbeatApplied{"edge": rendered.Version},
+			Counters: []oc.RuleCounter{{Ruleset: "edge", RuleID: 1, Packets: 10, Bytes: 600}}}))
+		accepted := answer[*oc.ReportAccepted](t)(fw1.PostBouncerReports(ctx, &oc.Report{Honeypot: []oc.HoneypotHit{
+			{IP: "198.51.100.23", Ruleset: "edge", Port: 23, Protocol: oc.HoneypotHitProtocolTCP, SeenAt: time.Now().UTC()}}}))
+		require.Equal(t, 1, accepted.Accepted)
+		hit := answer[*oc.View](t)(admin.GetIP(ctx, oc.GetIPParams{Address: "198.51.100.23"}))
+		require.Equal(t, []string{"honeypot bouncer:fw1 198.51.100.23/32"}, tagNames(hit.Tags))
+
+		bouncers := answer[*oc.ListBouncersOKApplicationJSON](t)(admin.ListBouncers(ctx))
+		require.Len(t, *bouncers, 1)
+		b := (*bouncers)[0]
+		require.Equal(t, "fw1", b.Name)
+		require.Equal(t, "fw1.example", b.Hostname.Value)
+		require.Equal(t, "tour", b.Version.Value)
+		require.Equal(t, []oc.RuleCounter{{Ruleset: "edge", RuleID: 1, Packets: 10, Bytes: 600}}, b.Counters)
+		require.Len(t, b.Rulesets, 1)
+		require.Equal(t, rendered.Version, b.Rulesets[0].Applied)
+
+		// The key reaches the bouncer endpoints only.
+		refused := answer[*oc.Problem](t)(fw1.ListTags(ctx))
+		require.Equal(t, http.StatusUnauthorized, refused.Status)
+	})
+
+	t.Run("feeds", func(t *testing.T) {
+		list := "# tour feed\n198.51.100.128/26\n203.0.113.200\n"
+		feedSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			_, _ = io.WriteString(w, list)
+		}))
+		t.Cleanup(feedSrv.Close)
+
+		catalog := answer[*oc.CatalogList](t)(admin.ListFeedCatalog(ctx))
+		var names []string
+		for _, f := range catalog.Feeds {
+			names = append(names, f.Name)
+		}
+		require.Contains(t, names, "firehol_level1")
+
+		// A ruleset on the feed's tag: its next render shows the refresh is applied.
+		watch := answer[*oc.PutRulesetCreated](t)(admin.PutRuleset(ctx, &oc.PutRulesetReqTextPlain{
+			Data: strings.NewReader("ruleset feedwatch\n  hook input\n  block tag tourfeed\n")}, oc.PutRulesetParams{Name: "feedwatch"}))
+		require.Equal(t, "feedwatch", watch.Name)
+		before := answer[*oc.RenderHeaders](t)(admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "feedwatch"}))
+		require.Empty(t, before.Response.Rules[0].V4)
+
+		feed := answer[*oc.PutFeedCreated](t)(admin.PutFeed(ctx, &oc.FeedInput{URL: feedSrv.URL + "/tour.netset", Format: oc.FeedFormatList,
+			Tag: oc.NewOptString("tourfeed"), Classification: oc.NewOptFeedInputClassification(oc.FeedInputClassificationMalicious),
+			Schedule: oc.NewOptString("1h"), Enabled: oc.NewOptBool(true)}, oc.PutFeedParams{Name: "tourfeed"}))
+		require.Equal(t, "tourfeed", feed.Name)
+		require.True(t, feed.Enabled)
+
+		refresh := answer[*oc.RefreshAccepted](t)(admin.RefreshFeed(ctx, oc.RefreshFeedParams{Name: "tourfeed"}))
+		require.False(t, refresh.Duplicate)
+		require.Positive(t, refresh.JobID)
+		after := answer[*oc.RenderHeaders](t)(admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "feedwatch",
+			Since: oc.NewOptInt64(before.Response.Version), Wait: oc.NewOptString("60s")}))
+		require.Equal(t, []string{"198.51.100.128/26", "203.0.113.200/32"}, after.Response.Rules[0].AddV4)
+
+		runs := answer[*oc.FeedRunList](t)(admin.ListFeedRuns(ctx, oc.ListFeedRunsParams{Name: "tourfeed"}))
+		require.Len(t, runs.Runs, 1)
+		run := runs.Runs[0]
+		require.Equal(t, oc.FeedRunStatusOk, run.Status)
+		require.Equal(t, [5]int64{3, 2, 2, 0, 0}, [5]int64{run.Lines, run.Entries, run.Added, run.Removed, run.Rejected})
+		feeds := answer[*oc.FeedList](t)(admin.ListFeeds(ctx))
+		require.Len(t, feeds.Feeds, 1)
+		require.Equal(t, int64(2), feeds.Feeds[0].Entries)
+		v := answer[*oc.View](t)(admin.GetIP(ctx, oc.GetIPParams{Address: "203.0.113.200"}))
+		require.Equal(t, oc.ClassificationMalicious, v.Classification)
+		require.Contains(t, tagNames(v.Tags), "tourfeed feed:tourfeed 203.0.113.200/32")
+	})
+
+	t.Run("jobs", func(t *testing.T) {
+		jobs := answer[*oc.JobSummary](t)(admin.GetJobs(ctx, oc.GetJobsParams{}))
+		var refreshes int64
+		for _, c := range jobs.Counts {
+			if c.Kind == "feed_refresh" {
+				refreshes += c.Count
+			}
+		}
+		require.Equal(t, int64(1), refreshes, "%+v", jobs.Counts)
+		require.Empty(t, jobs.Failures)
 	})
 }
 
@@ -271,5 +475,3 @@ func tagCounts(t *testing.T, c *oc.Client) map[string]int64 {
 	}
 	return out
 }
-
-var _ = httptest.NewServer
