@@ -116,7 +116,7 @@ func TestTour(t *testing.T) {
 		}, "\n") + "\n"
 		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &oc.IngestReqApplicationXNdjson{Data: strings.NewReader(body)}))
 		require.Equal(t, &oc.IngestResult{Accepted: 2, Rejected: 1, Errors: []oc.IngestError{
-			{Line: 3, Field: oc.NewOptString("ip"), Reason: `"198.51.100.300" is not an IP address`},
+			{Line: 3, Field: oc.NewOptString("/ip"), Reason: `"198.51.100.300" is not an IP address`},
 		}}, res)
 	})
 
@@ -130,7 +130,7 @@ func TestTour(t *testing.T) {
 		}
 		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &req))
 		require.Equal(t, &oc.IngestResult{Accepted: 2, Rejected: 1, Errors: []oc.IngestError{
-			{Line: 3, Field: oc.NewOptString("ip"), Reason: `"not-an-address" is not an IP address`},
+			{Line: 3, Field: oc.NewOptString("/ip"), Reason: `"not-an-address" is not an IP address`},
 		}}, res)
 	})
 
@@ -346,13 +346,13 @@ func TestTour(t *testing.T) {
 		list := answer[*oc.NamedList](t)(admin.PutList(ctx, &oc.NamedListInput{Selector: "classification malicious"}, oc.PutListParams{Name: "bad"}))
 		require.Equal(t, "bad", list.Name)
 		ltxt := answer[*oc.GetListPrefixesOKTextPlain](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad"}))
-		require.Equal(t, "198.51.100.7/31\n2001:db8::7/128\n", readAll(t, ltxt.Data))
+		require.Equal(t, "198.51.100.7/32\n198.51.100.8/32\n2001:db8::7/128\n", readAll(t, ltxt.Data))
 		ljs := answer[*oc.PrefixList](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
 			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatJSON)}))
-		require.Equal(t, &oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/31"}, V6: []string{"2001:db8::7/128"}}, ljs)
+		require.Equal(t, &oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/32", "198.51.100.8/32"}, V6: []string{"2001:db8::7/128"}}, ljs)
 		lcsv := answer[*oc.GetListPrefixesOKTextCsv](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
 			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatCsv)}))
-		require.Equal(t, "prefix,family\n198.51.100.7/31,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Data))
+		require.Equal(t, "prefix,family\n198.51.100.7/32,ipv4\n198.51.100.8/32,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Data))
 	})
 
 	t.Run("bouncers and the bouncer protocol", func(t *testing.T) {
@@ -391,7 +391,9 @@ func TestTour(t *testing.T) {
 		require.Equal(t, rendered.Version, b.Rulesets[0].Applied)
 
 		// The key reaches the bouncer endpoints only.
-		refused := answer[*oc.Problem](t)(fw1.ListTags(ctx))
+		asBearer, err := oc.NewClient(srv.url+"/api/v1", credentials{token: created.Key})
+		require.NoError(t, err)
+		refused := answer[*oc.Problem](t)(asBearer.ListTags(ctx))
 		require.Equal(t, http.StatusUnauthorized, refused.Status)
 	})
 
