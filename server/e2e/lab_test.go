@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/nftables"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
@@ -24,7 +23,6 @@ import (
 	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/bouncer/nft"
 	"github.com/muninn/muninn/server/api"
-	"github.com/muninn/muninn/server/api/feeds"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -32,7 +30,7 @@ import (
 )
 
 // server is a muninn server as `muninn serve` assembles it: httpserver.New over a
-// fresh database with the feed and job routes, River workers and the render hub
+// fresh database with River workers (feed refreshes, the jobs summary) and the render hub
 // running (default debounce), and an HTTP server on a loopback port of the test's
 // own namespace. Its tokens are named as serve's bootstrap names its first one.
 type server struct {
@@ -58,14 +56,12 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 			tb.Errorf("e2e: stop workers: %v", err)
 		}
 	})
-	feedRoutes, err := feeds.New(st, rc, log).Routes()
-	require.NoError(tb, err)
 	hub := render.NewHub(st, log, time.Now, render.Options{})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, APIRoutes: []func(chi.Router){feedRoutes}})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
