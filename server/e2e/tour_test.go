@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,18 @@ func (c credentials) BouncerKey(context.Context, oc.OperationName) (oc.BouncerKe
 		return oc.BouncerKey{}, ogenerrors.ErrSkipClientSecurity
 	}
 	return oc.BouncerKey{APIKey: c.key}, nil
+}
+
+// gunzipped records whether the last answer came gzip-compressed: Go's transport
+// asks for gzip and inflates it itself when the caller did not set Accept-Encoding.
+type gunzipped struct {
+	last atomic.Bool
+}
+
+func (g *gunzipped) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	g.last.Store(err == nil && resp.Uncompressed)
+	return resp, err
 }
 
 // answer checks that a call of the ogen client succeeded with an answer of type T
@@ -76,7 +89,8 @@ func TestTour(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t, testLogger(t))
 	ctx := t.Context()
-	admin, err := oc.NewClient(srv.url+"/api/v1", credentials{token: srv.admin})
+	transport := &gunzipped{}
+	admin, err := oc.NewClient(srv.url+"/api/v1", credentials{token: srv.admin}, oc.WithClient(&http.Client{Transport: transport}))
 	require.NoError(t, err)
 
 	t.Run("served contract", func(t *testing.T) {
@@ -228,7 +242,8 @@ func TestTour(t *testing.T) {
 		require.Equal(t, "prefix", rows[0][0])
 		require.Equal(t, []string{"198.51.100.7/32", "198.51.100.8/32", "2001:db8::7/128"}, []string{rows[1][0], rows[2][0], rows[3][0]})
 
-		all := answer[*oc.ExportJSONOKApplicationJSON](t)(admin.ExportJSON(ctx, oc.ExportJSONParams{}))
+		ingested := oc.NewOptString("ingest:*")
+		all := answer[*oc.ExportJSONOKApplicationJSON](t)(admin.ExportJSON(ctx, oc.ExportJSONParams{Source: ingested}))
 		var prefixes []string
 		for _, it := range *all {
 			prefixes = append(prefixes, it.Prefix+" "+string(it.Classification)+" "+strings.Join(it.Tags, ","))
@@ -247,10 +262,18 @@ func TestTour(t *testing.T) {
 		require.NoError(t, sc.Err())
 		require.Equal(t, []string{"203.0.113.0/24"}, lines)
 
-		ch := answer[*oc.ExportClickHouseOK](t)(admin.ExportClickHouse(ctx, oc.ExportClickHouseParams{}))
+		ch := answer[*oc.ExportClickHouseOK](t)(admin.ExportClickHouse(ctx, oc.ExportClickHouseParams{Source: ingested}))
 		tsv := strings.Split(strings.TrimSuffix(readAll(t, ch.Data), "\n"), "\n")
 		require.Equal(t, "prefix\tclassification\tscore\ttags\tasn\tas_org\tcountry\trdns\tfirst_seen\tlast_seen\tsources", tsv[0])
-		require.Len(t, tsv, 5)
+		var chRows []string
+		for _, line := range tsv[1:] {
+			f := strings.Split(line, "\t")
+			require.Len(t, f, 11, line)
+			chRows = append(chRows, strings.Join([]string{f[0], f[1], f[2], f[3], f[10]}, " "))
+		}
+		require.Equal(t, []string{"198.51.100.7/32 malicious 100 ssh-bruteforce ingest:cowrie",
+			"203.0.113.0/24 unknown 20 reviewed,scanner ingest:netflow,manual:admin",
+			"198.51.100.8/32 malicious 100 ssh-bruteforce ingest:cowrie", "2001:db8::7/128 malicious 100  ingest:cowrie"}, chRows)
 	})
 
 	const edge = "ruleset edge\n  hook input\n  scope tcp dport 22,443\n  honeypot tcp 23\n  block tag scanner\n"
@@ -288,6 +311,7 @@ func TestTour(t *testing.T) {
 
 	t.Run("render, ETag and long poll", func(t *testing.T) {
 		full := answer[*oc.RenderHeaders](t)(admin.GetRulesetRender(ctx, oc.GetRulesetRenderParams{Name: "edge"}))
+		require.True(t, transport.last.Load(), "the cached render is served gzip-compressed")
 		rendered = full.Response
 		require.Equal(t, "edge", rendered.Ruleset)
 		require.Equal(t, oc.RenderHookInput, rendered.Hook)
