@@ -72,7 +72,7 @@ func readAll(t *testing.T, r io.Reader) string {
 	return string(b)
 }
 
-// tagNames lists the names of tag facts in order.
+// tagNames lists tag facts in order as "name source prefix".
 func tagNames(tags []oc.TagFact) []string {
 	out := []string{}
 	for _, f := range tags {
