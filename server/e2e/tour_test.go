@@ -238,9 +238,14 @@ func TestTour(t *testing.T) {
 		csvOut := answer[*oc.ExportCSVOK](t)(admin.ExportCSV(ctx, oc.ExportCSVParams{Classification: malicious}))
 		rows, err := csv.NewReader(csvOut.Data).ReadAll()
 		require.NoError(t, err)
-		require.Len(t, rows, 4, "a header and three rows")
-		require.Equal(t, "prefix", rows[0][0])
-		require.Equal(t, []string{"198.51.100.7/32", "198.51.100.8/32", "2001:db8::7/128"}, []string{rows[1][0], rows[2][0], rows[3][0]})
+		require.Equal(t, []string{"prefix", "classification", "tags", "sources", "note", "country", "asn", "as_org",
+			"first_seen", "last_seen", "sightings"}, rows[0], "the columns of ExportRow, in order")
+		var csvRows []string
+		for _, r := range rows[1:] {
+			csvRows = append(csvRows, strings.Join(append(r[:4:4], r[10]), " "))
+		}
+		require.Equal(t, []string{"198.51.100.7/32 malicious ssh-bruteforce ingest:cowrie 1",
+			"198.51.100.8/32 malicious ssh-bruteforce ingest:cowrie 1", "2001:db8::7/128 malicious  ingest:cowrie 1"}, csvRows)
 
 		ingested := oc.NewOptString("ingest:*")
 		all := answer[*oc.ExportJSONOKApplicationJSON](t)(admin.ExportJSON(ctx, oc.ExportJSONParams{Source: ingested}))
@@ -443,9 +448,10 @@ func TestTour(t *testing.T) {
 
 		feed := answer[*oc.PutFeedCreated](t)(admin.PutFeed(ctx, &oc.FeedInput{URL: feedSrv.URL + "/tour.netset", Format: oc.FeedFormatList,
 			Tag: oc.NewOptString("tourfeed"), Classification: oc.NewOptFeedInputClassification(oc.FeedInputClassificationMalicious),
-			Schedule: oc.NewOptString("1h"), Enabled: oc.NewOptBool(true)}, oc.PutFeedParams{Name: "tourfeed"}))
+			Schedule: oc.NewOptString("1h"), Enabled: oc.NewOptBool(false)}, oc.PutFeedParams{Name: "tourfeed"}))
 		require.Equal(t, "tourfeed", feed.Name)
-		require.True(t, feed.Enabled)
+		// Disabled, so only the refresh asked for below runs (the schedule skips it).
+		require.False(t, feed.Enabled)
 
 		refresh := answer[*oc.RefreshAccepted](t)(admin.RefreshFeed(ctx, oc.RefreshFeedParams{Name: "tourfeed"}))
 		require.False(t, refresh.Duplicate)
