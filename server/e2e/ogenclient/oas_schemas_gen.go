@@ -973,6 +973,10 @@ type CreateBouncerForbidden Problem
 
 func (*CreateBouncerForbidden) createBouncerRes() {}
 
+type CreateBouncerInternalServerError Problem
+
+func (*CreateBouncerInternalServerError) createBouncerRes() {}
+
 type CreateBouncerRequestEntityTooLarge Problem
 
 func (*CreateBouncerRequestEntityTooLarge) createBouncerRes() {}
@@ -997,6 +1001,10 @@ type CreateTokenForbidden Problem
 
 func (*CreateTokenForbidden) createTokenRes() {}
 
+type CreateTokenInternalServerError Problem
+
+func (*CreateTokenInternalServerError) createTokenRes() {}
+
 type CreateTokenRequestEntityTooLarge Problem
 
 func (*CreateTokenRequestEntityTooLarge) createTokenRes() {}
@@ -1016,6 +1024,10 @@ func (*DeleteBouncerBadRequest) deleteBouncerRes() {}
 type DeleteBouncerForbidden Problem
 
 func (*DeleteBouncerForbidden) deleteBouncerRes() {}
+
+type DeleteBouncerInternalServerError Problem
+
+func (*DeleteBouncerInternalServerError) deleteBouncerRes() {}
 
 // DeleteBouncerNoContent is response for DeleteBouncer operation.
 type DeleteBouncerNoContent struct{}
@@ -1038,6 +1050,10 @@ type DeleteFeedForbidden Problem
 
 func (*DeleteFeedForbidden) deleteFeedRes() {}
 
+type DeleteFeedInternalServerError Problem
+
+func (*DeleteFeedInternalServerError) deleteFeedRes() {}
+
 // DeleteFeedNoContent is response for DeleteFeed operation.
 type DeleteFeedNoContent struct{}
 
@@ -1058,6 +1074,10 @@ func (*DeleteIPOverrideBadRequest) deleteIPOverrideRes() {}
 type DeleteIPOverrideForbidden Problem
 
 func (*DeleteIPOverrideForbidden) deleteIPOverrideRes() {}
+
+type DeleteIPOverrideInternalServerError Problem
+
+func (*DeleteIPOverrideInternalServerError) deleteIPOverrideRes() {}
 
 // DeleteIPOverrideNoContent is response for DeleteIPOverride operation.
 type DeleteIPOverrideNoContent struct{}
@@ -1084,6 +1104,10 @@ type DeleteListForbidden Problem
 
 func (*DeleteListForbidden) deleteListRes() {}
 
+type DeleteListInternalServerError Problem
+
+func (*DeleteListInternalServerError) deleteListRes() {}
+
 // DeleteListNoContent is response for DeleteList operation.
 type DeleteListNoContent struct{}
 
@@ -1104,6 +1128,10 @@ func (*DeleteNetworkOverrideBadRequest) deleteNetworkOverrideRes() {}
 type DeleteNetworkOverrideForbidden Problem
 
 func (*DeleteNetworkOverrideForbidden) deleteNetworkOverrideRes() {}
+
+type DeleteNetworkOverrideInternalServerError Problem
+
+func (*DeleteNetworkOverrideInternalServerError) deleteNetworkOverrideRes() {}
 
 // DeleteNetworkOverrideNoContent is response for DeleteNetworkOverride operation.
 type DeleteNetworkOverrideNoContent struct{}
@@ -1126,6 +1154,10 @@ type DeleteRulesetForbidden Problem
 
 func (*DeleteRulesetForbidden) deleteRulesetRes() {}
 
+type DeleteRulesetInternalServerError Problem
+
+func (*DeleteRulesetInternalServerError) deleteRulesetRes() {}
+
 // DeleteRulesetNoContent is response for DeleteRuleset operation.
 type DeleteRulesetNoContent struct{}
 
@@ -1147,6 +1179,10 @@ type DeleteTagForbidden Problem
 
 func (*DeleteTagForbidden) deleteTagRes() {}
 
+type DeleteTagInternalServerError Problem
+
+func (*DeleteTagInternalServerError) deleteTagRes() {}
+
 // DeleteTagNoContent is response for DeleteTag operation.
 type DeleteTagNoContent struct{}
 
@@ -1167,6 +1203,10 @@ func (*DeleteTokenBadRequest) deleteTokenRes() {}
 type DeleteTokenForbidden Problem
 
 func (*DeleteTokenForbidden) deleteTokenRes() {}
+
+type DeleteTokenInternalServerError Problem
+
+func (*DeleteTokenInternalServerError) deleteTokenRes() {}
 
 // DeleteTokenNoContent is response for DeleteToken operation.
 type DeleteTokenNoContent struct{}
@@ -1495,6 +1535,10 @@ type ExplainRulesetBadRequest Problem
 
 func (*ExplainRulesetBadRequest) explainRulesetRes() {}
 
+type ExplainRulesetInternalServerError Problem
+
+func (*ExplainRulesetInternalServerError) explainRulesetRes() {}
+
 type ExplainRulesetNotFound Problem
 
 func (*ExplainRulesetNotFound) explainRulesetRes() {}
@@ -1708,6 +1752,10 @@ type ExportCSVBadRequest Problem
 
 func (*ExportCSVBadRequest) exportCSVRes() {}
 
+type ExportCSVInternalServerError Problem
+
+func (*ExportCSVInternalServerError) exportCSVRes() {}
+
 type ExportCSVOK struct {
 	Data io.Reader
 }
@@ -1731,6 +1779,10 @@ func (*ExportCSVUnauthorized) exportCSVRes() {}
 type ExportClickHouseBadRequest Problem
 
 func (*ExportClickHouseBadRequest) exportClickHouseRes() {}
+
+type ExportClickHouseInternalServerError Problem
+
+func (*ExportClickHouseInternalServerError) exportClickHouseRes() {}
 
 type ExportClickHouseOK struct {
 	Data io.Reader
@@ -1756,6 +1808,10 @@ type ExportJSONBadRequest Problem
 
 func (*ExportJSONBadRequest) exportJSONRes() {}
 
+type ExportJSONInternalServerError Problem
+
+func (*ExportJSONInternalServerError) exportJSONRes() {}
+
 type ExportJSONOKApplicationJSON []SearchItem
 
 func (*ExportJSONOKApplicationJSON) exportJSONRes() {}
@@ -1767,6 +1823,10 @@ func (*ExportJSONUnauthorized) exportJSONRes() {}
 type ExportNDJSONBadRequest Problem
 
 func (*ExportNDJSONBadRequest) exportNDJSONRes() {}
+
+type ExportNDJSONInternalServerError Problem
+
+func (*ExportNDJSONInternalServerError) exportNDJSONRes() {}
 
 type ExportNDJSONOK struct {
 	Data io.Reader
@@ -2653,6 +2713,10 @@ type GetBouncerRenderBadRequest Problem
 
 func (*GetBouncerRenderBadRequest) getBouncerRenderRes() {}
 
+type GetBouncerRenderInternalServerError Problem
+
+func (*GetBouncerRenderInternalServerError) getBouncerRenderRes() {}
+
 // GetBouncerRenderNotModified is response for GetBouncerRender operation.
 type GetBouncerRenderNotModified struct{}
 
@@ -2666,6 +2730,10 @@ type GetFeedBadRequest Problem
 
 func (*GetFeedBadRequest) getFeedRes() {}
 
+type GetFeedInternalServerError Problem
+
+func (*GetFeedInternalServerError) getFeedRes() {}
+
 type GetFeedNotFound Problem
 
 func (*GetFeedNotFound) getFeedRes() {}
@@ -2674,9 +2742,21 @@ type GetFeedUnauthorized Problem
 
 func (*GetFeedUnauthorized) getFeedRes() {}
 
+type GetGuardInternalServerError Problem
+
+func (*GetGuardInternalServerError) getGuardRes() {}
+
+type GetGuardUnauthorized Problem
+
+func (*GetGuardUnauthorized) getGuardRes() {}
+
 type GetIPBadRequest Problem
 
 func (*GetIPBadRequest) getIPRes() {}
+
+type GetIPInternalServerError Problem
+
+func (*GetIPInternalServerError) getIPRes() {}
 
 type GetIPNotFound Problem
 
@@ -2690,6 +2770,10 @@ type GetJobsBadRequest Problem
 
 func (*GetJobsBadRequest) getJobsRes() {}
 
+type GetJobsInternalServerError Problem
+
+func (*GetJobsInternalServerError) getJobsRes() {}
+
 type GetJobsUnauthorized Problem
 
 func (*GetJobsUnauthorized) getJobsRes() {}
@@ -2697,6 +2781,10 @@ func (*GetJobsUnauthorized) getJobsRes() {}
 type GetListBadRequest Problem
 
 func (*GetListBadRequest) getListRes() {}
+
+type GetListInternalServerError Problem
+
+func (*GetListInternalServerError) getListRes() {}
 
 type GetListNotFound Problem
 
@@ -2754,6 +2842,10 @@ func (s *GetListPrefixesFormat) UnmarshalText(data []byte) error {
 	}
 }
 
+type GetListPrefixesInternalServerError Problem
+
+func (*GetListPrefixesInternalServerError) getListPrefixesRes() {}
+
 type GetListPrefixesNotFound Problem
 
 func (*GetListPrefixesNotFound) getListPrefixesRes() {}
@@ -2801,6 +2893,10 @@ func (*GetListUnauthorized) getListRes() {}
 type GetNetworkBadRequest Problem
 
 func (*GetNetworkBadRequest) getNetworkRes() {}
+
+type GetNetworkInternalServerError Problem
+
+func (*GetNetworkInternalServerError) getNetworkRes() {}
 
 type GetNetworkNotFound Problem
 
@@ -2873,6 +2969,10 @@ func (s *GetRulesetDenyFormat) UnmarshalText(data []byte) error {
 	}
 }
 
+type GetRulesetDenyInternalServerError Problem
+
+func (*GetRulesetDenyInternalServerError) getRulesetDenyRes() {}
+
 type GetRulesetDenyNotFound Problem
 
 func (*GetRulesetDenyNotFound) getRulesetDenyRes() {}
@@ -2897,6 +2997,10 @@ type GetRulesetDenyUnauthorized Problem
 
 func (*GetRulesetDenyUnauthorized) getRulesetDenyRes() {}
 
+type GetRulesetInternalServerError Problem
+
+func (*GetRulesetInternalServerError) getRulesetRes() {}
+
 type GetRulesetNotFound Problem
 
 func (*GetRulesetNotFound) getRulesetRes() {}
@@ -2905,12 +3009,28 @@ type GetRulesetRenderBadRequest Problem
 
 func (*GetRulesetRenderBadRequest) getRulesetRenderRes() {}
 
+type GetRulesetRenderInternalServerError Problem
+
+func (*GetRulesetRenderInternalServerError) getRulesetRenderRes() {}
+
 type GetRulesetRenderNotFound Problem
 
 func (*GetRulesetRenderNotFound) getRulesetRenderRes() {}
 
 // GetRulesetRenderNotModified is response for GetRulesetRender operation.
-type GetRulesetRenderNotModified struct{}
+type GetRulesetRenderNotModified struct {
+	ETag OptString
+}
+
+// GetETag returns the value of ETag.
+func (s *GetRulesetRenderNotModified) GetETag() OptString {
+	return s.ETag
+}
+
+// SetETag sets the value of ETag.
+func (s *GetRulesetRenderNotModified) SetETag(val OptString) {
+	s.ETag = val
+}
 
 func (*GetRulesetRenderNotModified) getRulesetRenderRes() {}
 
@@ -2959,6 +3079,10 @@ func (*GetRulesetUnauthorized) getRulesetRes() {}
 type GetTagBadRequest Problem
 
 func (*GetTagBadRequest) getTagRes() {}
+
+type GetTagInternalServerError Problem
+
+func (*GetTagInternalServerError) getTagRes() {}
 
 type GetTagNotFound Problem
 
@@ -3398,6 +3522,10 @@ type IngestForbidden Problem
 
 func (*IngestForbidden) ingestRes() {}
 
+type IngestInternalServerError Problem
+
+func (*IngestInternalServerError) ingestRes() {}
+
 type IngestReqApplicationJSON []Observation
 
 func (*IngestReqApplicationJSON) ingestReq() {}
@@ -3632,17 +3760,41 @@ type ListAuditBadRequest Problem
 
 func (*ListAuditBadRequest) listAuditRes() {}
 
+type ListAuditInternalServerError Problem
+
+func (*ListAuditInternalServerError) listAuditRes() {}
+
 type ListAuditUnauthorized Problem
 
 func (*ListAuditUnauthorized) listAuditRes() {}
+
+type ListBouncersInternalServerError Problem
+
+func (*ListBouncersInternalServerError) listBouncersRes() {}
 
 type ListBouncersOKApplicationJSON []Bouncer
 
 func (*ListBouncersOKApplicationJSON) listBouncersRes() {}
 
+type ListBouncersUnauthorized Problem
+
+func (*ListBouncersUnauthorized) listBouncersRes() {}
+
+type ListFeedCatalogInternalServerError Problem
+
+func (*ListFeedCatalogInternalServerError) listFeedCatalogRes() {}
+
+type ListFeedCatalogUnauthorized Problem
+
+func (*ListFeedCatalogUnauthorized) listFeedCatalogRes() {}
+
 type ListFeedRunsBadRequest Problem
 
 func (*ListFeedRunsBadRequest) listFeedRunsRes() {}
+
+type ListFeedRunsInternalServerError Problem
+
+func (*ListFeedRunsInternalServerError) listFeedRunsRes() {}
 
 type ListFeedRunsNotFound Problem
 
@@ -3652,21 +3804,57 @@ type ListFeedRunsUnauthorized Problem
 
 func (*ListFeedRunsUnauthorized) listFeedRunsRes() {}
 
+type ListFeedsInternalServerError Problem
+
+func (*ListFeedsInternalServerError) listFeedsRes() {}
+
+type ListFeedsUnauthorized Problem
+
+func (*ListFeedsUnauthorized) listFeedsRes() {}
+
+type ListListsInternalServerError Problem
+
+func (*ListListsInternalServerError) listListsRes() {}
+
 type ListListsOKApplicationJSON []NamedList
 
 func (*ListListsOKApplicationJSON) listListsRes() {}
+
+type ListListsUnauthorized Problem
+
+func (*ListListsUnauthorized) listListsRes() {}
+
+type ListRulesetsInternalServerError Problem
+
+func (*ListRulesetsInternalServerError) listRulesetsRes() {}
 
 type ListRulesetsOKApplicationJSON []Ruleset
 
 func (*ListRulesetsOKApplicationJSON) listRulesetsRes() {}
 
+type ListRulesetsUnauthorized Problem
+
+func (*ListRulesetsUnauthorized) listRulesetsRes() {}
+
+type ListTagsInternalServerError Problem
+
+func (*ListTagsInternalServerError) listTagsRes() {}
+
 type ListTagsOKApplicationJSON []Tag
 
 func (*ListTagsOKApplicationJSON) listTagsRes() {}
 
+type ListTagsUnauthorized Problem
+
+func (*ListTagsUnauthorized) listTagsRes() {}
+
 type ListTokensForbidden Problem
 
 func (*ListTokensForbidden) listTokensRes() {}
+
+type ListTokensInternalServerError Problem
+
+func (*ListTokensInternalServerError) listTokensRes() {}
 
 type ListTokensOKApplicationJSON []Token
 
@@ -5575,6 +5763,10 @@ type PostBouncerHeartbeatBadRequest Problem
 
 func (*PostBouncerHeartbeatBadRequest) postBouncerHeartbeatRes() {}
 
+type PostBouncerHeartbeatInternalServerError Problem
+
+func (*PostBouncerHeartbeatInternalServerError) postBouncerHeartbeatRes() {}
+
 // PostBouncerHeartbeatNoContent is response for PostBouncerHeartbeat operation.
 type PostBouncerHeartbeatNoContent struct{}
 
@@ -5595,6 +5787,10 @@ func (*PostBouncerHeartbeatUnsupportedMediaType) postBouncerHeartbeatRes() {}
 type PostBouncerReportsBadRequest Problem
 
 func (*PostBouncerReportsBadRequest) postBouncerReportsRes() {}
+
+type PostBouncerReportsInternalServerError Problem
+
+func (*PostBouncerReportsInternalServerError) postBouncerReportsRes() {}
 
 type PostBouncerReportsRequestEntityTooLarge Problem
 
@@ -5712,14 +5908,6 @@ func (s *Problem) SetErrors(val []FieldError) {
 	s.Errors = val
 }
 
-func (*Problem) getGuardRes()        {}
-func (*Problem) listBouncersRes()    {}
-func (*Problem) listFeedCatalogRes() {}
-func (*Problem) listFeedsRes()       {}
-func (*Problem) listListsRes()       {}
-func (*Problem) listRulesetsRes()    {}
-func (*Problem) listTagsRes()        {}
-
 type PutBouncerBadRequest Problem
 
 func (*PutBouncerBadRequest) putBouncerRes() {}
@@ -5727,6 +5915,10 @@ func (*PutBouncerBadRequest) putBouncerRes() {}
 type PutBouncerForbidden Problem
 
 func (*PutBouncerForbidden) putBouncerRes() {}
+
+type PutBouncerInternalServerError Problem
+
+func (*PutBouncerInternalServerError) putBouncerRes() {}
 
 type PutBouncerNotFound Problem
 
@@ -5756,6 +5948,10 @@ type PutFeedForbidden Problem
 
 func (*PutFeedForbidden) putFeedRes() {}
 
+type PutFeedInternalServerError Problem
+
+func (*PutFeedInternalServerError) putFeedRes() {}
+
 type PutFeedOK Feed
 
 func (*PutFeedOK) putFeedRes() {}
@@ -5780,6 +5976,10 @@ type PutGuardForbidden Problem
 
 func (*PutGuardForbidden) putGuardRes() {}
 
+type PutGuardInternalServerError Problem
+
+func (*PutGuardInternalServerError) putGuardRes() {}
+
 type PutGuardRequestEntityTooLarge Problem
 
 func (*PutGuardRequestEntityTooLarge) putGuardRes() {}
@@ -5799,6 +5999,10 @@ func (*PutIPOverrideBadRequest) putIPOverrideRes() {}
 type PutIPOverrideForbidden Problem
 
 func (*PutIPOverrideForbidden) putIPOverrideRes() {}
+
+type PutIPOverrideInternalServerError Problem
+
+func (*PutIPOverrideInternalServerError) putIPOverrideRes() {}
 
 type PutIPOverrideRequestEntityTooLarge Problem
 
@@ -5820,6 +6024,10 @@ type PutListForbidden Problem
 
 func (*PutListForbidden) putListRes() {}
 
+type PutListInternalServerError Problem
+
+func (*PutListInternalServerError) putListRes() {}
+
 type PutListRequestEntityTooLarge Problem
 
 func (*PutListRequestEntityTooLarge) putListRes() {}
@@ -5839,6 +6047,10 @@ func (*PutNetworkOverrideBadRequest) putNetworkOverrideRes() {}
 type PutNetworkOverrideForbidden Problem
 
 func (*PutNetworkOverrideForbidden) putNetworkOverrideRes() {}
+
+type PutNetworkOverrideInternalServerError Problem
+
+func (*PutNetworkOverrideInternalServerError) putNetworkOverrideRes() {}
 
 type PutNetworkOverrideRequestEntityTooLarge Problem
 
@@ -5863,6 +6075,10 @@ func (*PutRulesetCreated) putRulesetRes() {}
 type PutRulesetForbidden Problem
 
 func (*PutRulesetForbidden) putRulesetRes() {}
+
+type PutRulesetInternalServerError Problem
+
+func (*PutRulesetInternalServerError) putRulesetRes() {}
 
 type PutRulesetOK Ruleset
 
@@ -5903,6 +6119,10 @@ func (*PutTagBadRequest) putTagRes() {}
 type PutTagForbidden Problem
 
 func (*PutTagForbidden) putTagRes() {}
+
+type PutTagInternalServerError Problem
+
+func (*PutTagInternalServerError) putTagRes() {}
 
 type PutTagRequestEntityTooLarge Problem
 
@@ -6055,6 +6275,10 @@ func (*RefreshFeedBadRequest) refreshFeedRes() {}
 type RefreshFeedForbidden Problem
 
 func (*RefreshFeedForbidden) refreshFeedRes() {}
+
+type RefreshFeedInternalServerError Problem
+
+func (*RefreshFeedInternalServerError) refreshFeedRes() {}
 
 type RefreshFeedNotFound Problem
 
@@ -6850,6 +7074,10 @@ func (s *ScopeProtocol) UnmarshalText(data []byte) error {
 type SearchIPsBadRequest Problem
 
 func (*SearchIPsBadRequest) searchIPsRes() {}
+
+type SearchIPsInternalServerError Problem
+
+func (*SearchIPsInternalServerError) searchIPsRes() {}
 
 type SearchIPsUnauthorized Problem
 
