@@ -116,7 +116,7 @@ func TestTour(t *testing.T) {
 		require.NoError(t, err)
 		answer[*oc.ListTagsOKApplicationJSON](t)(pipeline.ListTags(ctx))
 		answer[*oc.DeleteTokenNoContent](t)(admin.DeleteToken(ctx, oc.DeleteTokenParams{ID: created.ID}))
-		unauthorized := answer[*oc.Problem](t)(pipeline.ListTags(ctx))
+		unauthorized := answer[*oc.ListTagsUnauthorized](t)(pipeline.ListTags(ctx))
 		require.Equal(t, http.StatusUnauthorized, unauthorized.Status)
 	})
 
@@ -420,7 +420,7 @@ func TestTour(t *testing.T) {
 		// The key reaches the bouncer endpoints only.
 		asBearer, err := oc.NewClient(srv.url+"/api/v1", credentials{token: created.Key})
 		require.NoError(t, err)
-		refused := answer[*oc.Problem](t)(asBearer.ListTags(ctx))
+		refused := answer[*oc.ListTagsUnauthorized](t)(asBearer.ListTags(ctx))
 		require.Equal(t, http.StatusUnauthorized, refused.Status)
 	})
 
