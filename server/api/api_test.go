@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -33,7 +34,8 @@ func setup(t testing.TB) *testBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20})
+	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
+		Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -46,13 +48,22 @@ func setup(t testing.TB) *testBundle {
 	return b
 }
 
-// do sends a request and returns the status and body.
+// do sends a request with a bearer token and returns the status and body.
 func (b *testBundle) do(t testing.TB, token, method, path, contentType string, body io.Reader) (int, []byte) {
+	t.Helper()
+	if token == "" {
+		return b.doWith(t, "", "", method, path, contentType, body)
+	}
+	return b.doWith(t, "Authorization", "Bearer "+token, method, path, contentType, body)
+}
+
+// doWith sends a request with one credential header and returns the status and body.
+func (b *testBundle) doWith(t testing.TB, header, value, method, path, contentType string, body io.Reader) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, b.srv.URL+path, body)
 	require.NoError(t, err)
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if header != "" {
+		req.Header.Set(header, value)
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
@@ -474,9 +485,8 @@ func TestOpenAPIAndHealth(t *testing.T) {
 	require.Equal(t, 200, status)
 	require.Contains(t, string(raw), "openapi: 3.0.3")
 	for _, name := range []string{"feeds.yaml", "bouncer.yaml"} {
-		status, raw = b.do(t, "", http.MethodGet, "/api/v1/"+name, "", nil)
-		require.Equal(t, 200, status)
-		require.Contains(t, string(raw), "openapi:")
+		status, _ = b.do(t, "", http.MethodGet, "/api/v1/"+name, "", nil)
+		require.Equal(t, 404, status, "one contract: %s is gone", name)
 	}
 	status, raw = b.do(t, "", http.MethodGet, "/readyz", "", nil)
 	require.Equal(t, 200, status, "%s", raw)

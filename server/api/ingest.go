@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
@@ -196,8 +195,8 @@ func (in *ingester) finish() error {
 // both over as a stream; the first byte tells which).
 func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (apigen.IngestResponseObject, error) {
 	if req.Body == nil {
-		return apigen.Ingest415ApplicationProblemPlusJSONResponse(
-			problem(http.StatusUnsupportedMediaType, "send application/x-ndjson or application/json", fieldErr("Content-Type", "unsupported media type"))), nil
+		return apigen.Ingest415ApplicationProblemPlusJSONResponse{UnsupportedMediaTypeApplicationProblemPlusJSONResponse: apigen.UnsupportedMediaTypeApplicationProblemPlusJSONResponse(
+			problem(http.StatusUnsupportedMediaType, "send application/x-ndjson or application/json", fieldErr("Content-Type", "unsupported media type")))}, nil
 	}
 	actor := actorOf(ctx)
 	now := s.now()
@@ -348,26 +347,4 @@ func (s *Server) ingestArray(br *bufio.Reader, in *ingester, actor string, now t
 		return &syntaxAt{element: n + 1, err: err}
 	}
 	return nil
-}
-
-// NormalizeIngestContentType lets the generated strict handler pass a JSON
-// array body through as a stream: oapi-codegen would otherwise decode
-// application/json whole into memory before the handler runs, and ingest bodies
-// reach 100 MB. It also bounds the body to limit bytes.
-func NormalizeIngestContentType(limit int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/ingest") {
-				if r.ContentLength > limit {
-					WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; nothing was stored", limit), fieldErr("body", "too large"))
-					return
-				}
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
-				if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-					r.Header.Set("Content-Type", "application/x-ndjson")
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
 }

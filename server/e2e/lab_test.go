@@ -25,7 +25,6 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
-	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 )
 
@@ -33,7 +32,6 @@ import (
 // fresh database, with the render hub running (default debounce) and an HTTP server
 // on a loopback port of the test's own namespace.
 type server struct {
-	st            *store.Store
 	url           string
 	admin, writer string
 	hs            *http.Server
@@ -54,7 +52,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	s := &server{st: st, url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{})}
+	s := &server{url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{})}
 	go func() {
 		defer close(s.served)
 		if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
