@@ -30,7 +30,7 @@ func (b *testBundle) credentials(t *testing.T) []credential {
 	revoked, err := b.store.CreateToken(ctx, "revoked", api.RoleAdmin, nil, store.HashSecret("mnn_matrix_revoked"), "test")
 	require.NoError(t, err)
 	require.NoError(t, b.store.DeleteToken(ctx, revoked.ID, "test"))
-	_, err = b.store.CreateBouncer(ctx, "matrix", nil, store.HashSecret("mnb_matrix_key"), "test")
+	_, err = b.store.CreateBouncer(ctx, "matrix-key-holder", []string{}, store.HashSecret("mnb_matrix_key"), "test")
 	require.NoError(t, err)
 	return []credential{
 		{name: "none"},

@@ -61,7 +61,7 @@ func (s *Server) unknownRulesets(ctx context.Context, names []string) ([]apigen.
 	var errs []apigen.FieldError
 	for i, name := range names {
 		if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
-			errs = append(errs, fieldErr(fmt.Sprintf("rulesets.%d", i), "no ruleset named "+name))
+			errs = append(errs, fieldErr(fmt.Sprintf("/rulesets/%d", i), "no ruleset named "+name))
 		} else if err != nil {
 			return nil, err
 		}
@@ -73,7 +73,7 @@ func (s *Server) unknownRulesets(ctx context.Context, names []string) ([]apigen.
 // the bouncer learns of them at its next poll.
 func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObject) (apigen.PutBouncerResponseObject, error) {
 	if req.Body == nil {
-		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
+		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
 	if err != nil {
@@ -96,7 +96,7 @@ func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObj
 // its hash is stored.
 func (s *Server) CreateBouncer(ctx context.Context, req apigen.CreateBouncerRequestObject) (apigen.CreateBouncerResponseObject, error) {
 	if req.Body == nil {
-		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
+		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
 	if err != nil {

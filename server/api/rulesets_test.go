@@ -151,7 +151,7 @@ func TestRulesetCRUDAndValidation(t *testing.T) {
 	status, raw := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "text/plain", strings.NewReader("ruleset edge\n  block colour red\n"))
 	require.Equal(t, http.StatusBadRequest, status, "%s", raw)
 	errs := problemOf(t, raw)["errors"].([]any)[0].(map[string]any)
-	require.Equal(t, "text", errs["field"])
+	require.Equal(t, "", errs["field"], "the whole text body")
 	require.EqualValues(t, 2, errs["line"])
 	require.EqualValues(t, 9, errs["column"])
 	require.Contains(t, errs["reason"], "colour")
