@@ -174,4 +174,3 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 		})
 	}
 }
-
