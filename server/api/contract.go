@@ -34,7 +34,9 @@ const maxBodyBytes = 1 << 20
 
 // Operation is one operation of the contract as the server enforces it.
 type Operation struct {
-	// Route is the operation in the spec, for request validation.
+	// Route is the operation in the spec, for request and response
+	// validation. Its security is cleared: the contract authenticates first,
+	// and kin-openapi would read a whole body into memory to check security.
 	Route *routers.Route
 	// Role is its x-muninn-role: public, reader, writer, admin or bouncer.
 	Role string
@@ -75,7 +77,9 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
 			}
 			streamed, _ := op.Extensions[streamExtension].(bool)
-			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: op},
+			checked := *op
+			checked.Security = &openapi3.SecurityRequirements{}
+			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
 				Role: role, Streamed: streamed}
 		}
 	}
