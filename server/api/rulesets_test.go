@@ -143,12 +143,21 @@ func TestRulesetCRUDAndValidation(t *testing.T) {
 	require.EqualValues(t, 2, again.Version)
 	require.Contains(t, again.Text, "default block")
 
+	// The JSON form is typed in the contract: a bad condition is named by its JSON Pointer.
+	status, raw := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "application/json", strings.NewReader(
+		`{"name":"edge","hook":"input","rules":[{"action":"block","conds":[{"kind":"tag","values":["x"]},{"kind":"colour","values":["red"]}]}]}`))
+	require.Equal(t, http.StatusBadRequest, status, "%s", raw)
+	bad := problemOf(t, raw)["errors"].([]any)[0].(map[string]any)
+	require.Equal(t, "/rules/0/conds/1/kind", bad["field"], "%s", raw)
+	status, raw = b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "application/xml", strings.NewReader(`<ruleset/>`))
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", raw)
+
 	var list []struct{ Name string }
 	b.json(t, b.reader, http.MethodGet, "/api/v1/rulesets", nil, http.StatusOK, &list)
 	require.Len(t, list, 1)
 
 	// Syntax errors carry line and column.
-	status, raw := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "text/plain", strings.NewReader("ruleset edge\n  block colour red\n"))
+	status, raw = b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "text/plain", strings.NewReader("ruleset edge\n  block colour red\n"))
 	require.Equal(t, http.StatusBadRequest, status, "%s", raw)
 	errs := problemOf(t, raw)["errors"].([]any)[0].(map[string]any)
 	require.Equal(t, "", errs["field"], "the whole text body")

@@ -1217,6 +1217,9 @@ type Conflict = Problem
 // Forbidden An RFC 9457 problem; every error of this API is one.
 type Forbidden = Problem
 
+// InternalError An RFC 9457 problem; every error of this API is one.
+type InternalError = Problem
+
 // NotFound An RFC 9457 problem; every error of this API is one.
 type NotFound = Problem
 
@@ -3991,6 +3994,8 @@ type ConflictApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
 
+type InternalErrorApplicationProblemPlusJSONResponse Problem
+
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
@@ -4058,6 +4063,22 @@ func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit500ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4161,6 +4182,22 @@ func (response PostBouncerHeartbeat415ApplicationProblemPlusJSONResponse) VisitP
 	return err
 }
 
+type PostBouncerHeartbeat500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat500ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PostBouncerHeartbeat503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -4238,6 +4275,22 @@ func (response GetBouncerRender401ApplicationProblemPlusJSONResponse) VisitGetBo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRender500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetBouncerRender500ApplicationProblemPlusJSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4347,6 +4400,22 @@ func (response PostBouncerReports415ApplicationProblemPlusJSONResponse) VisitPos
 	return err
 }
 
+type PostBouncerReports500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports500ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PostBouncerReports503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -4399,6 +4468,22 @@ func (response ListBouncers401ApplicationProblemPlusJSONResponse) VisitListBounc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBouncers500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListBouncers500ApplicationProblemPlusJSONResponse) VisitListBouncersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4540,6 +4625,22 @@ func (response CreateBouncer415ApplicationProblemPlusJSONResponse) VisitCreateBo
 	return err
 }
 
+type CreateBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer500ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateBouncer503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -4635,6 +4736,22 @@ func (response DeleteBouncer404ApplicationProblemPlusJSONResponse) VisitDeleteBo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer500ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4777,6 +4894,22 @@ func (response PutBouncer415ApplicationProblemPlusJSONResponse) VisitPutBouncerR
 	return err
 }
 
+type PutBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer500ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutBouncer503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -4852,6 +4985,22 @@ func (response ExportClickHouse401ApplicationProblemPlusJSONResponse) VisitExpor
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportClickHouse500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportClickHouse500ApplicationProblemPlusJSONResponse) VisitExportClickHouseResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4935,6 +5084,22 @@ func (response ExportCSV401ApplicationProblemPlusJSONResponse) VisitExportCSVRes
 	return err
 }
 
+type ExportCSV500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportCSV500ApplicationProblemPlusJSONResponse) VisitExportCSVResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExportCSV503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5004,6 +5169,22 @@ func (response ExportJSON401ApplicationProblemPlusJSONResponse) VisitExportJSONR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportJSON500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportJSON500ApplicationProblemPlusJSONResponse) VisitExportJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5110,6 +5291,22 @@ func (response ExportNDJSON401ApplicationProblemPlusJSONResponse) VisitExportNDJ
 	return err
 }
 
+type ExportNDJSON500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportNDJSON500ApplicationProblemPlusJSONResponse) VisitExportNDJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExportNDJSON503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5166,6 +5363,22 @@ func (response ListFeeds401ApplicationProblemPlusJSONResponse) VisitListFeedsRes
 	return err
 }
 
+type ListFeeds500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeeds500ApplicationProblemPlusJSONResponse) VisitListFeedsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListFeeds503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5218,6 +5431,22 @@ func (response ListFeedCatalog401ApplicationProblemPlusJSONResponse) VisitListFe
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedCatalog500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedCatalog500ApplicationProblemPlusJSONResponse) VisitListFeedCatalogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5321,6 +5550,22 @@ func (response DeleteFeed404ApplicationProblemPlusJSONResponse) VisitDeleteFeedR
 	return err
 }
 
+type DeleteFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed500ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteFeed503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5406,6 +5651,22 @@ func (response GetFeed404ApplicationProblemPlusJSONResponse) VisitGetFeedRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed500ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5546,6 +5807,22 @@ func (response PutFeed415ApplicationProblemPlusJSONResponse) VisitPutFeedRespons
 	return err
 }
 
+type PutFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed500ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutFeed503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5652,6 +5929,22 @@ func (response RefreshFeed404ApplicationProblemPlusJSONResponse) VisitRefreshFee
 	return err
 }
 
+type RefreshFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed500ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type RefreshFeed503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5742,6 +6035,22 @@ func (response ListFeedRuns404ApplicationProblemPlusJSONResponse) VisitListFeedR
 	return err
 }
 
+type ListFeedRuns500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns500ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListFeedRuns503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -5794,6 +6103,22 @@ func (response GetGuard401ApplicationProblemPlusJSONResponse) VisitGetGuardRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetGuard500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetGuard500ApplicationProblemPlusJSONResponse) VisitGetGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -5915,6 +6240,22 @@ func (response PutGuard415ApplicationProblemPlusJSONResponse) VisitPutGuardRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard500ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6041,6 +6382,22 @@ func (response Ingest415ApplicationProblemPlusJSONResponse) VisitIngestResponse(
 	return err
 }
 
+type Ingest500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response Ingest500ApplicationProblemPlusJSONResponse) VisitIngestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type Ingest503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6110,6 +6467,22 @@ func (response SearchIPs401ApplicationProblemPlusJSONResponse) VisitSearchIPsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SearchIPs500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response SearchIPs500ApplicationProblemPlusJSONResponse) VisitSearchIPsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6199,6 +6572,22 @@ func (response GetIP404ApplicationProblemPlusJSONResponse) VisitGetIPResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIP500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetIP500ApplicationProblemPlusJSONResponse) VisitGetIPResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6298,6 +6687,22 @@ func (response DeleteIPOverride404ApplicationProblemPlusJSONResponse) VisitDelet
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIPOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteIPOverride500ApplicationProblemPlusJSONResponse) VisitDeleteIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6424,6 +6829,22 @@ func (response PutIPOverride415ApplicationProblemPlusJSONResponse) VisitPutIPOve
 	return err
 }
 
+type PutIPOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutIPOverride500ApplicationProblemPlusJSONResponse) VisitPutIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutIPOverride503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6497,6 +6918,22 @@ func (response GetJobs401ApplicationProblemPlusJSONResponse) VisitGetJobsRespons
 	return err
 }
 
+type GetJobs500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetJobs500ApplicationProblemPlusJSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetJobs503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6549,6 +6986,22 @@ func (response ListLists401ApplicationProblemPlusJSONResponse) VisitListListsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLists500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListLists500ApplicationProblemPlusJSONResponse) VisitListListsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6668,6 +7121,22 @@ func (response DeleteList409ApplicationProblemPlusJSONResponse) VisitDeleteListR
 	return err
 }
 
+type DeleteList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList500ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteList503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -6753,6 +7222,22 @@ func (response GetList404ApplicationProblemPlusJSONResponse) VisitGetListRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetList500ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6879,6 +7364,22 @@ func (response PutList415ApplicationProblemPlusJSONResponse) VisitPutListRespons
 	return err
 }
 
+type PutList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutList500ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutList503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7000,6 +7501,22 @@ func (response GetListPrefixes404ApplicationProblemPlusJSONResponse) VisitGetLis
 	return err
 }
 
+type GetListPrefixes500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes500ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetListPrefixes503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7086,6 +7603,22 @@ func (response GetNetwork404ApplicationProblemPlusJSONResponse) VisitGetNetworkR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetNetwork500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetNetwork500ApplicationProblemPlusJSONResponse) VisitGetNetworkResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7186,6 +7719,22 @@ func (response DeleteNetworkOverride404ApplicationProblemPlusJSONResponse) Visit
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteNetworkOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteNetworkOverride500ApplicationProblemPlusJSONResponse) VisitDeleteNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7313,6 +7862,22 @@ func (response PutNetworkOverride415ApplicationProblemPlusJSONResponse) VisitPut
 	return err
 }
 
+type PutNetworkOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutNetworkOverride500ApplicationProblemPlusJSONResponse) VisitPutNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutNetworkOverride503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7392,6 +7957,22 @@ func (response ListRulesets401ApplicationProblemPlusJSONResponse) VisitListRules
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRulesets500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListRulesets500ApplicationProblemPlusJSONResponse) VisitListRulesetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7495,6 +8076,22 @@ func (response DeleteRuleset404ApplicationProblemPlusJSONResponse) VisitDeleteRu
 	return err
 }
 
+type DeleteRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset500ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteRuleset503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7580,6 +8177,22 @@ func (response GetRuleset404ApplicationProblemPlusJSONResponse) VisitGetRulesetR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset500ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -7721,6 +8334,22 @@ func (response PutRuleset415ApplicationProblemPlusJSONResponse) VisitPutRulesetR
 	return err
 }
 
+type PutRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset500ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutRuleset503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7822,6 +8451,22 @@ func (response GetRulesetDeny404ApplicationProblemPlusJSONResponse) VisitGetRule
 	return err
 }
 
+type GetRulesetDeny500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny500ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRulesetDeny503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7912,6 +8557,22 @@ func (response ExplainRuleset404ApplicationProblemPlusJSONResponse) VisitExplain
 	return err
 }
 
+type ExplainRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset500ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExplainRuleset503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -7968,10 +8629,18 @@ func (response GetRulesetRender200JSONResponse) VisitGetRulesetRenderResponse(w 
 	return err
 }
 
+type GetRulesetRender304ResponseHeaders struct {
+	ETag *string
+}
+
 type GetRulesetRender304Response struct {
+	Headers GetRulesetRender304ResponseHeaders
 }
 
 func (response GetRulesetRender304Response) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(304)
 	return nil
 }
@@ -8020,6 +8689,22 @@ func (response GetRulesetRender404ApplicationProblemPlusJSONResponse) VisitGetRu
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender500ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8076,6 +8761,22 @@ func (response ListTags401ApplicationProblemPlusJSONResponse) VisitListTagsRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTags500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListTags500ApplicationProblemPlusJSONResponse) VisitListTagsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8179,6 +8880,22 @@ func (response DeleteTag404ApplicationProblemPlusJSONResponse) VisitDeleteTagRes
 	return err
 }
 
+type DeleteTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteTag500ApplicationProblemPlusJSONResponse) VisitDeleteTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteTag503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -8264,6 +8981,22 @@ func (response GetTag404ApplicationProblemPlusJSONResponse) VisitGetTagResponse(
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetTag500ApplicationProblemPlusJSONResponse) VisitGetTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8390,6 +9123,22 @@ func (response PutTag415ApplicationProblemPlusJSONResponse) VisitPutTagResponse(
 	return err
 }
 
+type PutTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutTag500ApplicationProblemPlusJSONResponse) VisitPutTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutTag503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -8458,6 +9207,22 @@ func (response ListTokens403ApplicationProblemPlusJSONResponse) VisitListTokensR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTokens500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListTokens500ApplicationProblemPlusJSONResponse) VisitListTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -8599,6 +9364,22 @@ func (response CreateToken415ApplicationProblemPlusJSONResponse) VisitCreateToke
 	return err
 }
 
+type CreateToken500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateToken500ApplicationProblemPlusJSONResponse) VisitCreateTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type CreateToken503ApplicationProblemPlusJSONResponse struct {
 	UnavailableApplicationProblemPlusJSONResponse
 }
@@ -8694,6 +9475,22 @@ func (response DeleteToken404ApplicationProblemPlusJSONResponse) VisitDeleteToke
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteToken500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteToken500ApplicationProblemPlusJSONResponse) VisitDeleteTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -10304,217 +11101,219 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9s2tvBfwfDemdj7US/byU3l2ZkvdZI2e9vEG7u7d2+Uz4JISEJNAVwCtKJm/N+/wTkAHxIoUbbj",
-	"bLuZ6TSWROJxXjg4z89BJBepFExoFQw/BynN6IJplsGnF1HEUv1KRDLmYma+iZmKMp5qLkUwDGa/8ZQs",
-	"6DVTRM8ZUSy7YRlRTMTwOaLRnMXEzJAxpVhMMiZilnWDMODm/TmjMcuCMBB0wYKhna9TTBgGKpqzBTUz",
-	"L+inn5iY6XkwPOr3w0CvUvOK0pl58vY2DF7EsZlmc5kvBHlzfnNCZGb+fUYoPkgOzLedBU1TFuMvXJFc",
-	"4BeHZpXsE12kiZln8N3z7tNBd9Dvd//LLT+lel4u3o4ahEHG/pnzjMXBUGc5a9jEsxPfHr7niAfP+BPz",
-	"047B+SJfBMPB0fMwWHCBn0pYcaHZjGUw0WvG4rcwsHcy+GfbZCnVmmXmxf/3gXZ+63e++2j/vep2Pn7u",
-	"h8+Ob/8z8G3xzfStFOxnqqP5Jqou54y8uqQzIqeEWnJBWko4E5rMqWqknjfTjhm5g0PvRzvvJr+ySDuA",
-	"rJEPyfKEKaZDknClDRlNZC4ilhEzc9dPDjshuEYLCy7cx0FYA++Lzv86CBd/XnU+/skP3r+eJVQpPuUR",
-	"xfVb/P4zZ9mqXF5Uf6q6sP/M2DQYBv/RK0VDD39VvbXBccI8UzLz43Is2Cd9FcETY4NUg8s0Yzdc5oqk",
-	"dFaCb32BOOpe3PPXn/iC66YtJ/BjdcCYTWme6GA4MFRR8k8fPjoGGngZ6K8XjIkLLiLWNJ9iTFwpeKI6",
-	"6VRmC6qDYRBTzTqaA5l49nIh8yzykaNSLDN/EwVPhIR1Z10y5mLGlB5GcplxNj4llOiM8oSLGRn/aUwW",
-	"hiuYItSAf8o/kYPxlLF4+KfxYRMKcPw9Oemvl3TWBBFNG2X6oGG0v1NEaB0GP8olSaSYES3JknJNpjIj",
-	"lERzKmYsJJT8IEmcZxTBlEdzQhUZBcd9NQpCQjVZSKXJ00Vdxh/3VQMkzBxNKz8+8i+c6zkXm0t/J5KV",
-	"RQFThAvFY0b0nCty9ubl+8ZDp987OmlaHM60F6dc0tl9pP864urCa326WzOUSqVQDA6372n8nv0zZwow",
-	"G0mhmYA/aZomVrT00kxOErb4P78qFGLt5NM5voWTboqjDKc15/yCJoYTWXxKxizLZKbGIM4VYTSakyln",
-	"SUyo1WQyRpUU3eA2DM6kmCY8etSlv9GEfeJKK0KTjNF4BSt5LbMJj2MmHhuKUcZiJjSnyRNFMpkwEkum",
-	"iJCa0CSRSyBnWOJbqV/LXMSPucK30rDDzOD4WsilIHQic024hhVdSvkTzWbssWE2kfHKLEneWIUGTiNY",
-	"0i+C5nouM/4be2RAkRua8LiCT7eeG8oTOkkeHUr2BhFRAcQk1NIoWXJJDgzIYqrphCqGanpm+NQsMrR6",
-	"oiI0Y0RpniQkkdTcIA5Pic5WhM4oF0a0osoIQug909mq82KqmUd1uWCRFLEqjpcJm8qMmbEMZRXDlXve",
-	"UBBuAZAqT1OZaRb/zGJOL+Ghx4WoTJk9Bgse1fSaWakG0vCJIme4oo5ZYRcOCDs83AIv3oLGn5mxNEcZ",
-	"Lpheyuy6sncn7sNA5IsJQrXQdbjQz06CTUUqDGQ2o4L/ViirG6OpQg/aPMbsNxK0d/Pwi8iNw4TR3T4E",
-	"k0RG10EYgGQKwiCRRgfR80xqnbDgY7g5Y6FhbW6bfUp5xtQV1W1VuTCY8kzpK6MNtn/nmqPQdLtAzWlD",
-	"aRdSg36Wp3DD9u4moXvP3gjyMLihSd6AjFJd+IDrd0+HpSZZgUV1ZR99qMxjrl8Jna020UCjRnKhkcbL",
-	"yOYvjtdpHHPzPk3OK6OijiPyxEo+/LyxrH0wj2Lj3lPyuC0v4Ss7scMNbqjRaBFaoQNoMUQjQs4pnp11",
-	"fHDNFvU/tomsCmZLHqZZRuFz5cbYYicwn2+13+MVfXOtkcyFM3DV5eU5ja6ZBqVvstKMwJOKpCwDCwCZ",
-	"ZnKBZzdVmswZzfSEUU0OzK9XPCZ9czLBSYUXS4JgxQtWG8i8zxN2huvzgSbKGNUs3kv6zKXSwqr6Gz+2",
-	"pixgVVCTvePcQcY0rskaW9qTk8X0e3zPB7cblim/vPAxhrv9uHXU4L6F1M7wKQ93tIXyNVv5zSjXbAVX",
-	"3P/pvEh557/Z6pSoudFtpblNCrns3h/EG0/VodgOUmYHW0D0RqS5bpaHU5ooFq5rGnYXX8Je1gCKrVNt",
-	"DLGgn97gm1Ujhh9s6xDbAitHz5uHn9EZWVuaivIss8pmKz6fXSlUfpu1YrBpgZyD47xqpnWG0Tm190Fc",
-	"6ynpk+WcCWJXUyFXqyyWqNjNpe7BsABFuc0tAP0lNQJpT+p7ZPrYShhnVNNEzl4zn5ChcYxfrxuvp4zF",
-	"aHnlCiwc1pZQwcFEyoRRAeSyYT3e2E9tAs/vjsy2S22zi9f45DZRZR6P88T/o0ZT48b3eZbspiLLiubZ",
-	"Ys1hk6JdLKO+/S1Y+okrD+8aZLQ/2aoI3yWQcWTvgjZQ6m4VC5rwiMtcwR1CpcWHCRN8ZvadC7CheC8W",
-	"Z1IgG+1kqTpJ/mwt0SAQqFgZ4oSLgnJG6lMi2MycpWRiTjcQF3U4trwfgQYHtlJz5+YGukZqKNB0M3iF",
-	"x0b/TQy2inuKb7dC6prLwG5tk4NwK3V5sUNAcOEExA4kV69VfmS/+pQmlAuDm03qQ/DGFd6orBttnH4+",
-	"Y59aiGV4KiwmKUbcssyG610LIbSgIqfJVYsn0da+xbSwlxpUXrYRju3f03R2H4XLbmMLMF/TyDrxdwCz",
-	"zo6vFqleITMKKZhXk6yPcWUuQn5F1fqW0GNbfYdEcsEUXKFOCWsxJRM6sztY00K0zFhculAMZ1MuuJjB",
-	"tKUbvpWIrRGiUYCYuduplEVm6ajgdIOhuaM33tQLFM+YBFmYJO+mwfBDq5l/YDK4/bg+dkHhfl5tRbi7",
-	"VttAyC3WfElbTbBB8Q819BprOFKxM9Z25jsUPMRcgLuE7RZO+wHxvKaAKdFWJS/OIh/a3Jnl+82cWXvJ",
-	"uL2FyHura63bTES8NyrhDGpBJlzE7NMmn/c7E6oMo0sFmgXhAq3WqCJ3vaDdesK1O8ZwOeHmcYZA2AI7",
-	"6/mug65Ezaa0BC90IWtUVbCRiGbobeDaKx/9uu/6kQxq0S6sC+o3dpdW1s2lxyziiktRE+YV9NgbYGkJ",
-	"E7H5CHY0827MYnTqpGh0S6lSTGHQldXpjB66v/HeyH8vj8BYvivS3+dMz1lGaHF7ZWIqs8idKPZ6C++r",
-	"6hnjv0HZ3TUTNBCYi4WBp81MBjKnpDMoIVmADi65yk/wU3fot2BIVBDMOZXTLPaDYgVTC3bDsg7smMDD",
-	"5JqxtLZ5InNtNoEPmTvrKTGcjuvnuvA3mXU3iICKAVHOZr4FvRExj5gyEwEjGkglEqGlCrdchR5rptZN",
-	"cO2SRZkVf/VVDBzmYi/aCFVGOFkv5Cnpg62ugkI/6mAP+wpVkM/7HpDAE45W3MQlpVbM/xYPFhAlpZTs",
-	"45MifotEC92cCbOHBnFd0QBbHKp3sTq0sWpn+R5GbbSD51Fk41DbvbWgn67iTKZXak7RXVS+J/NJwnzW",
-	"MvMSCvarhImrmxM/wa8/9qyBL5rsLxJ4QLWB6zv7KBCfIY3WNso7GXm0TrYZfzaPrF/e/0SWXM/B5mDO",
-	"m6XMYpKxmJqldr1ReLsNRg5AjaYjs86aAckRvQ+HPoRtEEhY0XgLSNeouYlJXxdM4g7ZSN0YSaDmnCVm",
-	"EJ6q3KjDEIRQ2kVSupjT3O9gNgPfxbAfNdqlYMv3MU1V5Mpug81dJMcmy9bpDWKMjHJnfjaHhsUYkcIo",
-	"FNOMqTlZ0BXJ2ELeMKBLc6AavYORgz4Z5f3+cWTfxw9/JoNTMiA6zwSexHgyy+n08LRQFvrdpxhDGCW5",
-	"4jfsZxfFisfEpmApo169MeM7BM6a+sBjs2kItrdqLIWQfqPs9cmfSe95aFScPxsWBF2vmP34qDJ9ZxC2",
-	"FWVNC3jWsIDjo6YV1KPm/Uu4mzSsirf6eqthqhOml4wJRx1MQaAq2iMGixLDg/m2+8Ca2KMzDGc05Lci",
-	"M9DSUGE3KoozvlTDOQ0UmmRt8+IPIAb55Pn8cFiQOsbKoN8BgnUhAMOq1MgBem62aHZoBA2DYMtFbYVG",
-	"EfXu1yvm51qnITH/V0RmZMoTEPtrezzqnzzfFbNaF/01md8kXB/C4n9PU3+V8PYzyp/TTLGMWAI/Raqx",
-	"Nw+iJcgt3D/4nDct8pFM8oXnshipmyH5jWXS6tD4nNOjKzepbQkroR3+SngzNGAOO/BkRTDKD31dB3yB",
-	"e6D260O/gVMuXErAxsAYCqxYSjOqZbZGTLv9fzZPxT+4uuZpzZUaySz2XywXXFyBcWhzKDi1h8ScSJWT",
-	"hkzZkmXAWjshfNtATe9zscXX2EK3i3OMcGytyO+n9jdr71MuuJrvGS0D52/DfaR9sAwXrde/p6aM6kJr",
-	"vVrTbN94IaWpzlVVG5PXGGl4tZAxn6K7fUp5Yn0801zVroXbQmsqC6ojqJi3QIEDY1XZRboroVBTfyuE",
-	"5sjiYzNR+4V1lov9ZLVhj9udPn3RIK2NYHnlCLidOB1siFEqCOyWcEFSI8VjotmnBpsDyDJflMBfLt69",
-	"JefSPGpG0rIaIYzR6wfjHlgOev0emEJ7gx46IsfhSIx7Fk29ox5qXuNTMh4XlpDlXCYYBX8YEvsdCGhI",
-	"9EupnocjAYkt5lcrwYtsVHIwhnj5cUjG1Vjl8WF3JLwXcS622HHMr1tAhwF9imlibcCQ9qdYwiItzQFi",
-	"3UE+9mzwoa6f4Pa2tcVD6vUxRFyvGpwGd3UpbAvk3iv0+gdzG9lc8iTnifYlQr2FmwWYEM0jHS5qZkdL",
-	"Tt1dZ0QrVoW1NUScNjqT3Mo/Nm228F7vcekt3QHbc7SqtLQ76a6ljwdWfZer+v3gXQuA2hkC5eZq3MD7",
-	"8gxsgu0WYHojAFudp344F6bSLbz8owsV3hPslUg//1vtNLAa29mwQhS+Vszb+FgXrVfhuXIP1bDph4hl",
-	"rsYlVwn86dMmu2qh6lW1776HIWoBv7tzTKtILVZVjlGLMnRA2Glt+1EKtkqlR8fQUVqDYYHBnAs9eOZF",
-	"YQ14YfCpM5Mdm6t5eXYO1+H4QUf95eX5pjMxSgOcaNuGf+T7UjlPd4rD+uLewI5Tmem2O00zqWUkk1rI",
-	"mGc79emagoX9ZyVjYg9Fe107Tsuo4MDurbLscng/6OV1dWccJDxo0ktzJvsspD9W2K+OjoeM5d+mQHhM",
-	"60Wa0PbMoDeQ6d6gOBcabqNO2Oqa1U6PgyG3in5c63umwAa96WFH4+Q+l13l926g/cAcsMRdikDPVa2T",
-	"T6pg9QjsvW6q6w5It8/ajc1uxwe2v8jJmTN1eNJ32uZT2ChR7yW3fRYbPm2lf9NyX1Oe5JmHn2g2U7tS",
-	"wO6VZUa1ZotU+x17zfaR9lkp94Qi3PzXQOnW7BYIO26A7EW+WFBvmCjkZ7VWSAqa8hD3FLG312AO47tu",
-	"FHaZlUl8G31LF00m5Gbxaq+kfj8opDvsZ/xx70xW7WW2W8PWTd3l0lHdXVVDfHY0ODnZz36/dZHvJopl",
-	"N/QOkezvBLg3xIxQW4yFKLpStuIAFWWsTEbsPdtjON9wg+5TgCe06tNGxavK1GdvXr4nB0a1JROuMU3+",
-	"N5bJXUWudt1QIfu4lT5eUY7qC31pnVpCLk/LuixkwUWuoTwK2sZznWfgqdo3f7k+2/cMo5BtqRx0q+LD",
-	"8DcrvWxmWi2vmShqPO1KMeteDXv/F0pffffd7X82uOga84h2l1Gp3qOf9j3Rtj4f3U98ygpfi0trV+sV",
-	"cg5GwdHJfBQcEiijIwrLjE0FK1Ez6JMVo5nqkpdVQNHZE1WA7vLyp5CwRLHCvygFswHR2+vmhJ/X3c4f",
-	"PYqyl4dvWJbxeN/sLhrHVw+HFU96V3hv9r5LxYE9GNNGSn9ZKPjMhecy4dFqT4FrFF2wVBs42BpxeGk6",
-	"JVyTTOYi7uiMp4qwTzTSyQojfoBI2SeIr1hsiuAiRmRDjk4UExpDGnNhQ4FtyKqCGKJqwGo9WvWjNxm7",
-	"tApsLeoBwClsCPAm3vG2vQX3wMp17AtmzLbWk3AnLmqxbglskaIQSSyZsnuKC3i0QUkB6Lmlf2ykxqrR",
-	"Zg8psm7RKUJKnj19evx0eyW53TBYt+w85OjNjOnyAPYRplEbCWcrtNyGQUOW8V8kF5j5R0Xc+vJaJiNu",
-	"T6gLg8xeWjYli5hqAyqFtZlQvLhYc5AzttTeKBj0e3g0joJTQlFISD1n2ZIrtjuSsAi3bU4pqBL1fmiI",
-	"U5npfRg00++pmLFWqRp8CjXSGk8Kn/F216BV45wvNQ1q+4nVWmrAFvNdA1m7fXq8nzFTmmMaBDHgIwdO",
-	"C0KVSBAubEAdycwgRmUyIqxz1O/3R8HhhpbTnkXrtVSNEP48CJ/edso/PWL4o9kROCD2vDJi2F77rEWM",
-	"srtjzqKzpJ8EMJCXzm35Kt8V5v3rM/LdydP/IrYy1ilhNyxbWZ+tS2l/cf4GCquhqrl+sGvKE1+eA9Vk",
-	"CUd7JsHgy4W5wzGhmYjYuoe3ElhaWODahQiUHn5fJmkRarEpi368vDwn+IDfBaq5ThrkGL62HgWwjrP1",
-	"N+HSOpwkVFzvFGA4ebEDH2Lfv3xx7jGGTXLFrtjCYmUvT/WUgfq1X/UbKuKGuPJGFtnmEW9KwMvYjCv/",
-	"wn3C6D3GP76omH/XCNcFs3jLEdvoSccBUOFhSYvqkOSfOctZbCRXlgvBxeyUCEkEW5Jf5cQfXAZRN/64",
-	"p1/l5Irfyexr36zE5rj4Hj/JQAKNt4ZFniQuD0tmISr1MUs0JXCmYMIxVH915UkmVLEr68PbFAzVX9vs",
-	"rOIR6qhrnnYwUJImnRRjZoq03ca7xKtteXKCkQP/BWN7Slxr1xUAy4Pf9hubMcGyvS2KEKN+VQlbax8/",
-	"4Pz8DZ7KFkueUzXHqn3OwqXm9Ojps2G32w3ucT3zXcxaO9+2Ohfbe9eBGdy9ypfG1uiobHOnsrepmid9",
-	"X+4v3ZmlKx0wskZLxfUMV1ayUAUh2+5uFhS2wvCW+u1OU4c6bq7SDhYTRdkRn9p8jBiDZsuHhIQQdoal",
-	"3+NNgeKj8O3KUnsy3rsimhWkt/cpNlQhsB0CecqTRJGbk97Ns1NCrVjGL2kcX/2pF7Pk6k+EC6UZ9YCO",
-	"3rtmZxNLmen3Unjb4wSGfvZFhjbg+kKrhqG/zKp53BxvuSWFv+XB6yI/Xm6/wZe3daqZyyPZdjFvLAqw",
-	"502pPZy+CPi99T2dkSFDvQs26ud0F0qzh5WhelS2kknV+KC9YwKL2ZrX36xLV4Ms1toIcK1s2YXuHkEM",
-	"3kVIFJROhGWuOcky4xr+oPGC+7MVq5Fym/Gzq/XUidyxyvaMGatE3uVVW8/UU8LAFTi1HFzx+iC57c/S",
-	"ZvOWrfev/+cWWu42tADz4qipouJd6qo2Xh/TwrGx22iNV0dzilYvI3WY/80GZ1ovXkI1K2ouFsbHSiUE",
-	"W7IobBPa4YRffcYzKqTgEU3qPpMvH2FQUzfXXLf5IjVXWmFtQKiwOaA4BY9rxZJpq837TVU24N/isKq5",
-	"Vjbro63CUrvTGHvPyMyX5zBikzG21XniTtM3r9/CAC2MsEX7mH0MsX69bCOOughytNCqbM0LakazaG5O",
-	"jzY1J/bztt6lVvtdAialZnsXq+OzueZi1jbs+07F7R6mSJ2vCoKtzGUX1VgJvrrPZuQ/RBXyChl9uSrk",
-	"WKzuvMDqeskwF5HRvnZ60ZvAF8X2ONT7YETaRD0taCOsAs8HeW8xrkgmDdFyd1EBrOpz1VSJZFeh3GYV",
-	"wtY2bFH8sKwSRg4SflON8jlsqQTsf4z7z87qSkML6speGpD0mkb66/XZeMhg922V3uq13aDsgUEdZ6qp",
-	"vttdQ+d3MVEDGu5UwMVxU8WB+R8f+p3vaGf6ovP64+dn/ji4Nb5Zty35e7dBgBqRGRkFg2fP56NgLQ/f",
-	"F062zoH1mKZ+K7/xpbxm4mGuDHch6v06NOTqoW4xmb3PbjUzmme2NgaQ4CXc0T4BIFxpntCufCriBdzn",
-	"9WAchy9fd6koY7pF64R1bycMubn0j27xd0qpvEtc32Zglyc2b3egamNo112RXsW3D8V/42zpLSPhb9h7",
-	"wbCjY4+niiRSXuep8gpJW3N1q8J08fYhwjDXisZuUYHWnmyKRQaCxJjx5VyqysFd1MfcrKLcfahzz1Yq",
-	"3uqDY7Kap6n2sPTZ1DKPhnqX87Z0xzdQiX1iO6nsuHK1Ubbw2MZy04TrcK1+a2F4aXf9qN4MfC68mKY7",
-	"efHli/NHuxqWRZWv9irs7HS823sWiG4cZz3dpunqubb+6mW0oIH6FcNwiWsXAPiossOmnINEhyjPuF5d",
-	"mEVbAy6jGcte5HpeNPUDBzx8XaJnrnUKZWqxBu1/+1oBvSgq1F6zFUY8MwpmGTjMqg1Yir5/Ckrv9qJM",
-	"LmPFot7NoLGBdtFdqFwVTbn5DM0FuZjKzTUtcsGFIBlbsMWEZcra596cFxkoUPoXWZRwrYhcCtshxggC",
-	"aKdt/tUyiUcCopBCkjCaCUWWhuO40ZVdG0+zX/Ozhk7GLFNQWj7LWKSBJaFjq62QR/UIagQmLJ4xLGpS",
-	"OHSBly2wlC34a54pgkC7IzESlxBewxPm7N5YxsTIgIxGECLaoynv3QyGdt8F3EPYK3RHpSIeCfwZW1p2",
-	"iZH+ZwYlFyzqGGKnmk8SBsFsOXhVqxgzs7unn6iRKOY3u+XYaQexMmExmbOMwerNUa2GWMqr7APp7h3j",
-	"Tx3EXccscjwk4zSfJDwakwMhKz1BD8ORGKM7YxySMfozzF/g0BiTA6RkzJZxlcNg3xAzGTOEnBRMjYS1",
-	"U3MNcZVji4AxOaBV0jZ4qLS6qk2ARUJG2P7TjKzYOrFXRlLIIQZCkKfFEsUOu+RFZX8jAbTAFVlwpcxD",
-	"UBlP2+aoiDFFTvqDkFDc2IRhl9vKzE/ME8enIzGReg7NDqo2+aKQjSpaCkNJHZoxOLRYTKgGnEGwoBrW",
-	"Ih25eauMhhw3NQ0dw6AjcTC2UZXjwy55J4Beb8xmnfV8aUhkSE76fds429X5KSDhmiOPBFTHQVAcqJXQ",
-	"9BNsQbEFFZpHitCEX7PDkJwMju1osLV6o1vz89ORsG26sYIPMTKmDsV6k9KQnPRPbPgvseU+SSZzzYjM",
-	"RgLFbte1b/7wsQu532OAV0NBIwegpkpGhw21ichaaaKR2KxNdHiK+FJbywmFpFZNSB2OBE2UREsOGSdc",
-	"sDFAeIwlnsZY4SjhEbPRLVZav0iN6O8cdfuVcFArjiuei2Ew6PbxGZkyQVMeDIPjbr97jDltczikejSP",
-	"sXDDDB1kBUrexJBGpjR0bYR3HC3DHc3Xkdx1ldyjb/xGm3RALpAI1otapaxnaBCb3eOB3asmLPaOj4xU",
-	"AinR3NPentVNvdwb1ubtjn/Hzv5+LaeEau+vZ2h2bvPoT4byoH9IrcP6Ub+/pdHwfg2Gy7afnhbDRrqk",
-	"FB1xQEJl3abbMDjBZfhGL5bbq3SDh1cGu1+pdcy+DYOn/eNWLxVtrUFVc2nlcBXDxSdyFhLBlkYWgjrv",
-	"1MfhhwA55GMY1M7NYOhc/WbMnj16evNqxZ9UKg9PnUulbWe6sj4QqrLM/BKvWqCwiGysFQsy+k4wPDmq",
-	"le35UMQSDJ73K+EBxxV//6DihcdRDGmVpXqCJZsM6sVvhoFf2LQjrnLnt3U93oW+1an6pOmS9qjkdjJo",
-	"QW5Fo3l44WmbWTzdwu9M3PYegmivXCk+fDQYLWkfg2cwPxgJyFWDUiE2N3AUVGguUK/XlW1w3GHn8PGH",
-	"+6nGIFkR620PnPXsD9S6oNxshPWxrU4EAZiFx19AiVM9p4KMQSKDLokxiMs5E0a7K/rKY2/4uUxi1Emh",
-	"mbzdrk1ZptXQxkO355Eow0XLiar3LTWXeRJX4kTtleIUl+70Ty1HQtGVudMsqbkg5CnRkozNBzz2nb55",
-	"3D/pkqf9Y7Kcm/tHZRdc4UZGwna5x5uG64EPRZYpgVKbqDvU5c4PzIkdGya6caR7a0PiwWnkfLa7ghgm",
-	"yo3E5xFIkREIoyIeL3NRK1RdK9DvKjBXuOYyZLsyxuC24VTfPIurua9Pnx4/u9NB/Hf6pQ/Xtdjlhib+",
-	"DrdogMJQ5YIdC8q0IcggCo99ovKtJUI3gqFMLoAQfwfHdVuJ9pMUs04qk6TSvEetBQopK0WKWwFKqPuI",
-	"syLQZ+dp/565MJc7n/Vl9OUHrJ8WDL476va7R92nfVc+bHh0XA3rsXE6a8d7pTRHcNQ/etbpDzr9wWW/",
-	"P4T//hedHG1pGeZtdZAfPSAH1aI/PRzkfvumI9xPR3BER+ZcOzuP9WBwRTSdGZlSPHRgf7ID22IrRl5j",
-	"qZWQ/PzL2zdv3179+O7tq3+cv7u8urz86fDuLKi2Xl6/dw/dU5bv05DeY6neoM1XhUoTsaz7tS5ADjoh",
-	"Glz1nK0KbdAcM3O5JFOakQmbczx1wHS1iSy17X4UNohGdP1+X8jgO0vF+h2lzJr5gLKuvSSrdatvJc8G",
-	"DybP7NzOH96gETi1EwzAWpFrtnpc8daG4F7LbMLjGNz0wUn/u91vnEkxTTg6eX4PErQiImdc6WoTwVOH",
-	"F9DXy4gDSIEBi67R81uyEOYO1MRd77Mh91vU8hKGzs06Y72E76uMtesyjW/E//KkdLL7jbdSvzY63oMg",
-	"F3o0eVCrtEwVWcrsGsOd98Dlxq1rx2UEDaJvwa/+MQxswMmakpnrBxCj9xecv0BEYTvJ2X9oyblDZP7R",
-	"aPt3JSbPMGujdhNbb7vKVJW/6ErtLyPZJ7P0XpTw6Houc8W6Wt002prOwM+iwkI0yyxm2dDGfYRrITgh",
-	"UZHMGDkoOtSRQb8fjkTZpY4864eFv+qoHxLsWUf6h6FRk1VIqBLmf1cym4XE1rwISRYLFY5EGc8TkiJe",
-	"JrSqtuoS1BnBYWXOljRjYEw56BOZVbrxjoRdwuEp0XzBsO7j+B//+Mc/Oj//3Hn5ksznw8ViqNSY/HJ5",
-	"dko0nSiwfkPZYPRaT2h0rRKq5liMEb1kMBBTEU2NfqjIJZ1cYHckFhOj7YF1beEzPr0CzJwZxPxoEBPs",
-	"Kwb/ig3CWzhR1kO4dr9ygaFarSxDYDppNypj4gLsUy0sSZp90j1NJx3lANpBmNfLGCBpjnSdNEcaSHOk",
-	"DZGNNFXC/M8Q2UhbIhtpQ2QjXdLYSBc0NtKWxkZizbE20gW1j/Sg3x9ppeadSZZrBiw70s9OnpqvX+ES",
-	"yY9SaS5mI/3y1UiPdGlaIM60UPnyqPKlLc0ZyWXGGRBQKfzXLXibYv7ibwYxkNT0e3JAlfxAeHqlM85I",
-	"zCGfkmYrd8c+qO6uelFGabfLM2VlIk9VN9oiDN+/PiMng+d9cnbxN9st1XXjyeQSCq0IaAY3RlZ+L5dj",
-	"koJtvRIsNxyJJulpVk0OoN9a51co9XZYyLb170dCSM0qErImN71ykhyYHRwfH38XGqlmxigiurrkQmeM",
-	"LqAHN4mkUJoKTRZsIbPVFml18bdvYsojpiwZrUulcA3jcOJZBIeAT4dOg02LzAouyyOvQNyGPAoLcRTW",
-	"BVFYkx9h+PJVCJIpXBNMoc/YWX55VPnyeF8p9KOPXTK5BDZBGP2ehNN6FCxVIBsOFOTPkSlP0DuYpsnq",
-	"XmLJafteIx6y4l8u3r39xosPbrDclgrpsaejQxB+xyLRQAgwU0iUFbG/cxI3PFvZ5sNTu4hb0Pvbl98o",
-	"fjvFf+qUgKz5jK2KHAxHwboyG4SjtShxeKxUcc0DoEMHww+jYE3VDT6GIxc6jg/UdVb4vaJfm6F9pw3M",
-	"UuretceO1h4rT8JgeHy7diAVYWcTbvRFT8yZN2xrXHL9uObiT6FnrGB/GF5GLnooHi4aOjc6m17DE1/Q",
-	"0lV0m24wdcESQzJZ2eYFXwkVaKjA6pTmJoHVdmybVwf0opn1Tpj3IqppImc7YX9mn/uCGLBTbEOCXW3+",
-	"9eD/d5YkHbRCYWg/EoZLPxZkAg24WUwOwKWn5jwlMVdmqPjwbjhq65WARuffXBJ3RS1ChVDAKKaazLm5",
-	"gkPVdBspV2YUck0WNGZtUFq4J7ws9gPTfsw9rHDbJtgemRIeF6/mYL6vwNxXWzQA3+lXKrB+R6fSev5t",
-	"qW1BNSEQOa5AfKHQJFy5UP04xw5Fc4REMDQqFpvL5CphNywZBGGQZ4nNo1PDXi+jy+6M63k+yRXL7EK7",
-	"kVz07Is9qDJppujwVDGteguqNMt69YG7gmnFdPuQZgOpPSIHvjzjvGdpQiPLOA8ZqtA0oY1d+FcX2b8r",
-	"xxmAFCp6Izat6McCfFxA1YHTisAgXJFrluo9RP76Id6zdcaxwsfdJYo36MdWQLdiZXsAstHTwWeIlWrM",
-	"6SawkDbXZAlx13EmU7LAdDsqyIJ+ujJfXak5zYoqcZWW4r4gYixMXmXzopa3reCwXhvdc1d9yMDGeo14",
-	"X/SYwErvkCG1Vvz9oKi5DiXSD78pUPW7CYIOch+xmr6QS3IgBYP7L5zBVBMKrtPDe3FRLnZfF9+bh1rl",
-	"1kGuoZ9Kn/bDsvUIFrjZ1nnkiwa22001XZDMfv/QipzTVp+ogsCsgt6YYPYlFTtDlVCKv5ESf2Aaqu5/",
-	"SdUeJ2jQ7XE5MnuinKAuUhzKhoSTnCe6w8GnorpfM2EQ0tA7oEOSmQWcwyR+3o7JBj27xMEdFW0LO6AP",
-	"V6WmyA7o945Oyn7Vw0DmBqpTHrF9Av1hjV9Fxd1KQAB1rOj0TfF8uMBWVDd1nUOr1O8orgX9V85INJpX",
-	"E2a2e5lk2aVXhbYplzXsopnaankLOMRHYlxp6zteN20fhjbxzuYg/Pzif67evP3h1cXl1ff/uHx1QQ4G",
-	"/T75+XsyWY2EPV8PQ4htIlRBdp2Zskte0WhOJhRbrZMDXBAUEWAJW0BYFuwgHAkUYizG9hODQ6OhY9pQ",
-	"9bpvRZ2RfMilYSEFZ1LGIyGFDcCydcvJZZkZCGUaqGbK1vwoIWArI9tkQq5HAnegTjGzEPjL1rXglbor",
-	"cxZdK19oBDaLv7ug+rDDJGCTmmr9iF0prQA9LRWCq7togo+Qs59CTtNxt98dDI6d6MMyUIFaslRjq7ej",
-	"o+rQgukpNp0oxo6oEJiHAgULg6OTOVxs9nSyVttM+2oYtfJq8XTDo4UOImxibH5zbqidPqztLrBbyN60",
-	"89XBuD6jhdn6lAg3nEvrBAc6mcNjBg3wRQ0RMOuabrvhtqrxNS1KfaxxeK326TbH2EMcXtUs/KLZwFHZ",
-	"Le7D5wBKkwTDoMdTqOYhGGbeu5O4htPjfn8UuMI+VFSKKVn3qNmqmWPQ+sxGfn3PlLkpeA5Q7IhHXTsE",
-	"EDpL952b8NvB+nAHK/gpa6ca4YJM8uS6InvsIek5SYu2EsUPzlnbmYAodn1BejxVjdF+r6uuUHMeYlJf",
-	"1YX6BAp2kbXawl1yTmf2IIJwaejYisn28Ll0wC5ZZpsS2IFDoiShBItrY4h3UcLLnk+wbWJuzr6zxzqu",
-	"z9W/V2DE765yTKVW+47SMRnIpd9VzC5urs4rNSXY8N0OlylPVe+zley3227mb873JvUXtQPjC2EY6ro2",
-	"nSa2MuC1kEtlq/dBmRFc2B/a+vNqOmWRNiLzhrMlXF9EsfN70EhP3rAs4zHb7WB/c/7OPfuApONx0L+v",
-	"lJ34Zl9eyxk0BL+gIqcJcajbmxrsUV8ajbzuPVd4085W+v6lqLLdE0V6x0fmgtobHD3He6crjPcEXCMb",
-	"JqkHo6S7FraKXcXZzYteuMOxXCmybS4x/Y36FuWNEGqRCjKhytaNdQVj3eTtDWQFvB7ZPNYkjtFeuSSs",
-	"Jpa+afMPqM0z/aC8biT/r3KitikFfzG/t/IZTSlP8gzLG2+6jY6qbqOjmteo/8heo7/IyYWFaQMZW5D/",
-	"njTF72l0Pcug3pBBKZmsyDUXeMVWmmpWmvicZ6jEl6MXIIYdqgL0rN3qavwJnniMlIK35iqK3r+2VVAE",
-	"ZGaZTXw1x45ZcGUdVQTg5zYYaB0D+RO3FtR/0xjIvUuCPFTQZInhNgjeGRHpx+PDScUKL/mFoln6E1XU",
-	"FP7DR0juh7+7us9bVtwosH9H9dZhLRiarRCeqnyBNfOldpmv5JeL9gGIBbl8FRftTmK1FpOKnP+mgX6h",
-	"CME7ybn1c6xXbZCyTQSelzawNjopOme8GmmgoQurazKKn4AMwyBSN54myl9UK8WNWZoOtyc/T+mCJ6ta",
-	"wnK/d3QS8vTmZCSO+v3BMJ48Hw57J8/Nd892JBfb2dKE8jVn4NoE+yYpGzF69uble0Kt61p/0ochuNLA",
-	"u76Z/n9Q2+HhH9t+Bwqp7dZX5aPKKeta4j7aEWQY07U6qpgEP0+43m49fms7KN3ZerPbnfA91/+CpmYL",
-	"rX9DU7MoUL6HqbmRuPYwO1tau7/F8O40981G/WA26tZktGGj3lCTvw5hPIDJOWOGsVgcfLP/ftO+72j/",
-	"3ZuPjDi27Xq6K7pIth3v71ImXpy/2c8C4Qbdp7rWnBE7F4lllEN4Y6UvwZIqMmOCYR24aSYX3fU60x/r",
-	"UdRcFa3UKqBZME19sMEcZoRNWaNyi7XzvXvoMQyedrL25k67ha9r68xKEBXyzn21Q1twz7U2dzoIfcv6",
-	"vrcBMytA2QZrOw2YjZh5wEYXjj0aOlzYniJcYMs0KmIM65zKbPGHt2du3f2erPkwVk5f+dx45bpgVvvZ",
-	"kYNxaaLA/nlcq3L5I3EwXiebcUjG5zLh0Wp8iAHoeikJuMg6OuMpYZ9opJMVBrdDnxluO/nAMha50oT9",
-	"05y02F1Rz5+oLrnA9oRlEz4Y2awRW9WApVywkTDwxe56vvDC87zGEHdUIUtjFmRJQOtY17TjMzTjgOMw",
-	"j1MbWjCX8hocrQYFhZlMZ5RN+bWrZw8YpZHFixsZmhjCT9dcmC1s9MB1RUQ/VMIjPt5CnHwxGk0w8H1z",
-	"NDRC14b55SIIg7MXG4M0LknTWW0AsHNjpP7GNMIACWsB1GY0k0HgvUwRxrbpyofn/fDk5PhjGHA+tc2q",
-	"DXDXup/ctlbgkTi32t8KHkAEjQQhBoME8Gc+wSqJjlICyyS4RvMLps3UcUTK0PudlrzHu1DskNrWlF/V",
-	"ZB6yvsCO2SMsM7CmSH27znwhZ8KddA6PotiLmVhtu89YtL80j31BV8K/gBOhjVm/5jK4t5UfQfVnNPbL",
-	"DI9p963Z0L+RXb+qyYBIViFZcJEraztuzu/94nqYj23Yp4JcmipGmt9L1WVt/pLGymyu/2oohQFJSvVj",
-	"pqm53snjshHsUtisjG1Xa8KM6oCmCNvT2Vq1oSovmdJIK9fRqOgc79KI/9Bc8Pc5j+YIpJhFPIZM+xI6",
-	"mPq1+tr0vqND6AXLblwyLVbwDsnsN55CN32zERZjjRgsoNJ5JSIJzTJBzVUG5SMBHs7xq0s6G5M/V/oF",
-	"PlFkTtW8S/7O9Vzm2rX8RNKJ8ixjQkPXypHAN8jBcf8EJ3wz7byVgnV+pjqaw9XDzHZqm3kyURM8cwpZ",
-	"fiMxYUzY2cvWjIM+UdAoH/qDHuJ6ysW4XqFUESWlIFThJcl14+TgDLthhOshqXZFLVqYul6i5raEUMS+",
-	"D9CqyKzPMq1yTSN9bVJPSbF31+cU2rKOBM0yfsOU2w5uo6EpqRVc7ZqSXlZ2CShJuMHInDZW99nSrpsL",
-	"/ewk2BH22rpd6O4H30wNfQB5tHkcCdjR72P0I/VXfa5gHPLvkZ4MvDFCABZzhqso2G2TcQ2TlnxgEYdp",
-	"s4ZPujUcOb3NvOTT2MLAMK/fYlFjZXJQ7TELrbgOu9uVqV1tVLH1cKWJKmhUPu6vCg1cwR++9k1Eozl0",
-	"g0FymZYXiFOjjEoxI9CjFSQw8CaeO5Trxz54cLItfoRL88Bj+BAwO7Wl/0DTWWjO74SaA0NmRDEmvq43",
-	"QSOgHPbg3x1eBPNMaw/CJZ198x7c33ug6axWN5AclIndWBw4V2guBbup0rRWJrsJrWUMQNPN3ou/hzu8",
-	"gH38tiJNZ394LwJaWNsy375i85LOdoZCO/zetUasTCAM+j+i/vF3R5MgdGacKyy8Mnj2fB5sdFuRSluq",
-	"nXP0R19c/Fj0IW4fNn1JZ18lYHoL1Vr76uMT77+JcdPWE6UtWacanKHlNdtR1/ESH3kUxcFM1UZ1wDWF",
-	"oHbZKEluNIcoY/oe9fT2p5iHUDdenL8h2gG5QB5+sbXx6pY21AjJ+zehxipMnZSnDIr9hMHGKdlSPJgF",
-	"fZVO1DDzjj7UAO1KsXIgpG+dqL++dKOiZA9b4w1wU+1GHbF9+KaUer3PPG6jrVtW8nlwUqrnFXNzvNXc",
-	"3GyoaVfV1hsQfCOvv90QNgKCDVRqtLMXhdSD/T4HE0Yzlr3I9RxiHD6an7MbRwhYr79HU967GYBeaWfy",
-	"GXNcnKAtZNgtiQfCBW/D9ZfqcfEqLGIysays7QUkp87ubb93MfDdqjNEecb/Pk+ua+W7qm9g2S7zkgvj",
-	"MDurfkZYVr6hecxrr9huRJszu7DG0J7ezqZ1gDaXkLy6pDM0hoelpeUQthczscLU5spyCytLZXZMZal8",
-	"gT4wDxxs82agAa40igFygLi35/NhZbaih/PmWJU23cTFboTEcBETGmqZx2SyqnSMhvb6gvxP50XKO//N",
-	"bMCQogs2EuY3mihJMmbggla4s0wu4wsWgZeAaj5JGNB6DmaqXmR+Vizq3QzQSl1fsw8ZbCFRmUxkRBOE",
-	"rSv5zGIiBaHENbA4xfpqDFI6JyyS0JVZjERZrQXtYdjxdTxlLB6O8n7/ODILgb/YuLYyLBrdAMpa4QEs",
-	"DF9BBJQUuP14+/8DAAD//w==",
+	"7H0Lcxs3kvBfQc1dlaX9hi9J9jlSbdXnyHaivcTWWsru7Zn+RHAGJLEaArMDjGjGpf/+FbqBeZAYcijJ",
+	"crJRVSoWyRk8Gt2NfveXIJLzVAomtAqOvwQpzeicaZbBp1dRxFL9RkQy5mJqvomZijKeai5FcBxMf+Up",
+	"mdNrpoieMaJYdsMyopiI4XNEoxmLiZkhY0qxmGRMxCzrBmHAzfszRmOWBWEg6JwFx3a+TjFhGKhoxubU",
+	"zDynn39iYqpnwfFBvx8GepmaV5TOzJO3t2HwKo7NNOvLfCXI2fnNEZGZ+fcFofgg2TPfduY0TVmMv3BF",
+	"coFf7JtVss90niZmnsF3L7vPB91Bv9/9L7f8lOpZuXg7ahAGGftXzjMWB8c6y1nDJl4c+fbwPcdz8Iw/",
+	"Nj9tGZzP83lwPDh4GQZzLvBTCSsuNJuyDCZ6y1j8Dgb2Tgb/bJospVqzzLz4/z7Szq/9znef7L9X3c6n",
+	"L/3wxeHtfwa+LZ5N3knBfqY6mq0f1eWMkTeXdErkhFCLLohLCWdCkxlVjdhzNumYkTs49G648378TxZp",
+	"B5AV9CFZnjDFdEgSrrRBo7HMRcQyYmbu+tFhKwRXcGHOhfs4CGvgfdX5Xwfh4s+rzqc/+cH719OEKsUn",
+	"PKK4fnu+/8pZtiyXF9Wfqi7sPzM2CY6D/+iVrKGHv6reyuA4YZ4pmfnPciTYZ30VwRMjc6jmLNOM3XCZ",
+	"K5LSaQm+1QXiqDtRz19/4nOum7acwI/VAWM2oXmig+OBwYqSfvrw0RHQwEtAf71gTFxwEbGm+RRj4krB",
+	"E9VJJzKbUx0cBzHVrKM5oIlnLxcyzyIfOirFMvM3UfBESFh32iUjLqZM6eNILjLORieEEp1RnnAxJaM/",
+	"jcjcUAVThBrwT/hnsjeaMBYf/2m033QEOP6OlPTXSzptgoimjTx90DDa3ykeaB0GP8oFSaSYEi3JgnJN",
+	"JjIjlEQzKqYsJJT8IEmcZxTBlEczQhUZBod9NQxCQjWZS6XJ83mdxx/2VQMkzBxNKz888C+c6xkX60t/",
+	"L5KlPQKmCBeKx4zoGVfk9Oz1h8ZLp987OGpaHM60E6Vc0ul9uP/qwdWZ1+p0t2YolUqhGFxu39P4A/tX",
+	"zhScbCSFZgL+pGmaWNbSSzM5Ttj8//xTIRNrx5/O8S2cdJ0dZTituefnNDGUyOITMmJZJjM1AnauCKPR",
+	"jEw4S2JCrSSTMaqk6Aa3YXAqxSTh0aMu/UwT9pkrrQhNMkbjJazkrczGPI6ZeGwoRhmLmdCcJs8UyWTC",
+	"SCyZIkJqQpNELgCdYYlnwtxiNHljAPyYy3xFgLMTKSqS6TNFDLWdEK4VSeTUSBPwc8w05Qku+Z3Ub2Uu",
+	"4sdc7TtpKHhq0PJayIUgdCxzTbiGFV1K+RPNpuyxj3ks46VZkryxMhhcoLCkXwTN9Uxm/Ff2yIAiNzTh",
+	"cQUF3XpuKE/oOHl0KFmlJ6IC8F+ohZEL5YLsAWZRTcdUMdQsMsNazCJDK9oqQjNGlOZJQhJJjdKzf0J0",
+	"tiR0SrkwtwFKucA3PzCdLTuvJpp5pK0LFkkRq+JGHLOJzJgZy2BWMVy55zWZ5hYAqfI0lZlm8c8s5vQS",
+	"HnpciMqU2Zu7YCuaXjPLiIGBP1PkFFfUMSvswp1mhwfF9eIdKCmZGUtzvHYE0wuZXVf27m6oMBD5fIxQ",
+	"LcQzLvSLo2Bd9gsDmU2p4L8W8vXaaKoQ3dZvXvuNBIXDPPwqcuMwYcTNj8E4kdF1EAbATIMwSKQRm/Qs",
+	"k1onLPgUrs9YCIXr22afU54xdUV1W+kzDCY8U/rKCLDt37nmyDTdLlDYW9MzhNQgUuYpGAW8u0nozrM3",
+	"gjwMbmiSNxxGKeF8xPW7p8NS+K3AorqyT76jzGOu3widLdePgUaN6EIjjbfj+i+O1mkcc/M+Tc4ro6JY",
+	"JvLEcj78vLasXU4e2ca9p+RxW1rCV7aeDjdnQ40QjtAKHUCLIRoP5Jzi3Vk/D67ZvP7HJpZVOdmShmmW",
+	"UfhcUXJb7ATm8632e7QqrK81krlwNrk6vzyn0TXTIKeOl5oReFKRlGVgtCCTTM7x7qZKkxmjmR4zqsme",
+	"+fWKx6RvbiaUgVBiQrCiTtgGMh/yhJ3i+nygiTJGNYt34j4zqbSw2snaj60xC0iVOcHzIXhM45qsfag9",
+	"OtmT/oDv+eB2wzLl5xc+wnAKm1tHDe4bUO0Un/JQR1soX7Ol3/JzzZaglf9P51XKO//NlidEzYxsK40C",
+	"LOSie38Qrz1Vh2I7SJkdbADRmUhz3cwPJzRRLFyVNOwuvoaJrwEUG6daG2JOP5/hm1W7ix9sqxDbACuH",
+	"z+uXn5EZWVucivIss8JmKzqfXikUfpulYjDDAZ+D67xqWXa2XKMMggiPaz0hfbKYMUHsairoaoXF8ii2",
+	"U6l7MCxAUW5zA0B/SQ1D2hH7Hhk/NiLGKdU0kdO3zMdkaBzj12u6O2MxGou5AqOMNX9UzmAsZcKoAHRZ",
+	"M3iv7ac2ged3h2abubbZxVt8chOrMo/HeeL/UaN1dO37PEu2Y5ElRfNsseawSdAullHf/oZT+okrD+2a",
+	"w2h/s1UPfBtDxpG9C1o7UqdVzGnCIy5zBTqESosPYyb41Ow7F2BD8SoWp1IgGW0lqTpK/myN58AQqFga",
+	"5ARFQTm7+gkRbGruUjI2txuwizocW+pHIMGBedfo3NxA13ANBZJuBq/w2Mi/iTmtQk/x7VZIXfNy2K2t",
+	"UxBupc4vtjAILhyD2HLIVbXKf9hvPqcJ5cKczTr2IXjjCm1U1o1mWT+dsc8t2DI8FRaTFCNuWGaDeteC",
+	"Cc2pyGly1eJJdA9sMC3sJAaVyjbCsf17mk7vI3DZbWwA5lsa2biDLcCsk+ObeaqXSIxCCuaVJOtjXBlF",
+	"yC+oWncYOpmr75BIzpkCFeqEsBZTMqEzu4MVKUTLjMWl18dQNuWCiylMW0YOtGKxNUQ0AhAzup1KWWSW",
+	"jgJONzg2Onqjpl4c8ZRJ4IVJ8n4SHH9sNfMPTAa3n1bHLjDcT6utEHfbahsQucWaL2mrCdYw/qGGXiEN",
+	"hyp2xtrOfJeCB5kLcJew3UBpP+A5rwhgSrQVyYu7yHds7s7y/WburJ143M5M5IOVtVZtJiLe+SjhDmqB",
+	"JlzE7PM6nfc7Y6oMoUsFkgXh6H6yInLXC9qNN1y7awyXE65fZwiEDbCzzvo66MqjWeeW4DgveI2qMjYS",
+	"0Qy9DVx7+aNf9l29kkEs2nbqgvqN3aWVdX3pMYu44lLUmHnleKwGWFrCRGw+gh3NvBuzGJ06KRrdUqoU",
+	"UxgnZmU6I4fubrw3/N9LIzCWT0X6+4zpGcsILbRXJiYyi9yNYtVbeF9V7xi/BmV314zQgGAufAeeNjMZ",
+	"yJyQzqCEZAE6UHKVH+En7tJvQZAoIJh7KqdZ7AfFEqYW7IZlHdgxgYfJNWNpbfNE5tpsAh8yOusJMZSO",
+	"6+e68DeZdTewgIoBUU6nvgWdiZhHTJmJgBANpBKJ0FKFW66CjzVT6zq4tvGizLK/+ioG7uRi77ERqgxz",
+	"sl7IE9IHW13lCP1HB3vYlakCf971ggSacLjiJi4xtWL+t+dgAVFiSkk+Pi7it0i0kM2ZMHtoYNcVCbDF",
+	"pXoXq0Mbq3aW72DURjt4HkU2dLbdW3P6+SrOZHqlZhTdReV7Mh8nzGctMy8hY79KmLi6OfIj/OpjLxro",
+	"osn+IoEGVBu4vrePAvIZ1Ghto7yTkUfrZJPxZ/3K+uXDT2TB9QxsDua+WcgsJhmLqVlq1xs4uN1g5ADU",
+	"aDoy66wZkBzS+87Qd2BrCBJWJN4C0jVsbiLStwWRuEs2UjeGE6gZZ4kZhKcqN+IwBCGUdpGUzmc09zuY",
+	"zcB3MexHjXYp2PJ9TFMVvrLdYHMXzrFOsnV8gxgjI9yZn82lYU+MSGEEiknG1IzM6ZJkbC5vGOCluVCN",
+	"3MHIXp8M837/MLLv44c/k8EJGRCdZwJvYryZ5WSyf1IIC/3ucwx7jJJc8Rv2swu8xWtinbGUgbreMPct",
+	"DGdFfOCx2TTkB1gxlkIWghH2+uTPpPcyNCLOnw0JgqxXzH54UJm+MwjbsrKmBbxoWMDhQdMK6oH+/iXc",
+	"jRtW2Vt9vdXI2jHTC8aEww6mILYW7RGDeXnCg9kmfWCF7dEpRmAa9FuSKUhpKLAbEcUZX6oRqAYKTby2",
+	"efF7EDZ99HK2f1ygOsbKoN8B4oshAMOK1EgBema2aHZoGA2D+NB5bYVGEPXu18vmZ1qnITH/V0RmZMIT",
+	"YPsrezzoH73cFmZbZ/01nt/EXB/C4n9PU38V8XYzyp/TTLGMWAQ/QayxmgfREvgW7h98zusW+Ugm+dyj",
+	"LEbq5pj8yjJpZWh8zsnRFU1qU45NaIe/Et6kEpjDDjxeEozyQ1/XHp/jHqj9et9v4JRzl8WwNjBGLyuW",
+	"0oxqma0g03b/n02t8Q+urnlac6VGMov9iuWciyswDq0PBbf2MTE3UuWmIRO2YBmQ1lYI3zZg04dcbPA1",
+	"tpDt4hwjHFsL8ruJ/c3S+4QLrmY7RsvA/dugj7QPluGi9fp3lJRRXGgtV2ua7RovpDTVuapKY/IaIw2v",
+	"5jLmE3S3TyhPrI9nkquaWrgptKayoPoBFfMWR+DAWBV2Ee9KKNTE3wqiObT41IzUfmad5WI3Xm3I43ar",
+	"T180cGvDWIpo/nbsdLDGRqkgsFvCBUkNF4+JZp8bbA7Ay3xRAn+5eP+OnEvzqBlJy2qEMEav7416YDno",
+	"9XtgCu0NeuiIHIVDMerZY+od9FDyGp2Q0aiwhCxmMsEo+P2Q2O+AQUNuYkr1LBwKyMUxv1oOXiTQkr0R",
+	"xMuPQjKqxiqP9rtD4VXEudhgxzG/bgAdBvQppom1AUOmomIJi7Q0F4h1B/nIs8GHunqDW21rg4fU62OI",
+	"uF42OA3u6lLYFMi9U+j1D0YbWV/yOOeJ9uVuvQPNAkyI5pEOFzWzo0Wn7rY7ohWpwtoaIk4bnUlu5Z+a",
+	"Nlt4r3dQekt3wOa0sioubc8TbOnjgVXfRVW/H7xrAVBbQ6DcXI0b+FDegU2w3QBMbwRgq/vUD+fCVLqB",
+	"ln90ocI7gr0S6ed/q50EViM7G1aIzNeyeRsf66L1KjRX7qEaNv0QsczVuOQqgj9/3mRXLUS9qvTd9xBE",
+	"LeB3e1ps9VCLVZVj1KIMHRC2Wtt+lIItU+mRMXSU1mBYnGDOhR688B5hDXhh8LkzlR2bXnp5eg7qcPyg",
+	"o/7y+nzdmRilAU60acM/8l2xnKdb2WF9cWew41Rmuu1O00xqGcmkFjLm2U59uqZgYf9dyZjYQdBelY7T",
+	"Mio4sHurLLsc3g96eV3dGQcOD5L0wtzJPgvpjxXyqx/HQ8bybxIgPKb1Ik1oc2bQGSTnNwjOhYTbKBO2",
+	"UrPayXEw5EbWj2v9wBTYoNc97Gic3EXZVX7vBtoPzAVLnFIEcq5qnXxSBauHYe+kqa46IN0+axqb3Y4P",
+	"bH+R41Nn6vCk77TNp7BRol4lt30WGz5tuX/Tct9SnuSZh55oNlXbUsDulWVGtWbzVPsde832kfZZKfeE",
+	"Imj+K6B0a3YLhB03QPYin8+pN0wU8rNaCyQFTnmQe4Knt9Ng7sS3aRR2mZVJfBt9R+dNJuRm9mpVUr8f",
+	"FNIddjP+uHfGy/Y8261h46buonRUd1eVEF8cDI6OdrPfb1zk+7Fi2Q29QyT7ewHuDTEl1NaPIYoula04",
+	"QEUZK5MRq2d7DOdrbtBdagaFVnxaK9JVmfr07PUHsmdEWzLmGtPkf2WZ3FaXa5uGCtnHreTxinBUX+hr",
+	"69QScnFSlpIhcy5yDRVd0Dae6zwDT9Wu+cv12b5nGIVsq/ugWxUfhr9Z6WUz02p5zURRlmpbiln36rj3",
+	"f6Fa13ff3f5ng4uuMY9oe+WXqh79vO+JtvX56H7iE1b4Wlxau1ot6rM3DA6OZsNgn0DlH1FYZmwqWHk0",
+	"gz5ZMpqpLnldBRSdPlMF6C4vfwoJSxQr/ItSMBsQvbnUT/hl1e38ySMoe2n4hmUZj3fN7qJxfPVwp+JJ",
+	"7wrvTd53qTiwA2HaSOmvCwWfufBcJjxa7shwjaALlmoDB1vWDpWmE8I1yWQu4o7OeKoI+0wjnSwx4geQ",
+	"lH2G+Ir5OgsuYkTW+OhYMaExpDEXNhTYhqwqiCGqBqzWo1U/eZOxS6vAxqIeAJzChgBvoo636S3QAyvq",
+	"2FfMmG0tJ+FOXNRi3RLYIkUhklgyZfsUF/Bog5AC0HNL/9SIjVWjzQ5cZNWiU4SUvHj+/PD55uJ322Gw",
+	"atl5yNGbCdPlAezCTKM2HM5WaLkNg4Ys479ILjDzj4q4tfJaJiNuTqgLg8wqLeucRUy0AZXC2kzIXlys",
+	"OfAZWx1wGAz6Pbwah8EJocgkpJ6xbMEV2x5JWITbNqcUVJF6t2OIU5npXQg00x+omLJWqRp8AmXdGm8K",
+	"n/F226BV45wvNQ3KEYrlSmrABvNdA1q7fXq8nzFTmmMaBDHgI3tOCkKRSBAubEAdycwgRmQyLKxz0O/3",
+	"h8H+mpTTnkTr5V8NE/4yCJ/fdso/PWz4k9kROCB2VBkxbK991iJG2d0xZ9FZ0o8CGMiL57Z8lU+F+fD2",
+	"lHx39Py/iK2MdULYDcuW1mfrUtpfnZ9BYTUUNVcvdk154stzoJos4GrPJBh8uTA6HBOaiYitengrgaWF",
+	"Ba5diEDp4fdlkhahFuu86MfLy3OCD/hdoJrrpIGP4WurUQCrZ7b6Jiitx+OEiuutDAwnL3bgO9gPr1+d",
+	"e4xh41yxKza3p7KTp3rCQPzarfoNFXFDXHkjiWzyiDcl4GVsypV/4T5m9AHjH19VzL8riOuCWbwVlG30",
+	"pKMAqPCwoEVBS/KvnOUsNpwry4XgYnpChCSCLcg/5dgfXAZRN/64p3/K8RW/k9nXvlmJzXHxPX6UgQQa",
+	"bw2LPElcHpbMQhTqY5ZoSuBOwYRjKFjrypOMqWJX1oe3zhiqv7bZWcUj1FHXPO1goCRNOinGzBRpu426",
+	"xJtNeXKCkT2/grE5Ja616wqA5Tnf9hubMsGynS2KEKN+VQlbax8/4Pz8DZ7KFkueUTXDqn3OwqVm9OD5",
+	"i+NutxvcQz3zKWatnW8bnYvtvetADE6v8qWxNToq2+hUVpuqedJ3pf7SnVm60uFEVnCpUM9wZSUJVQ5k",
+	"k+5mQWGLIm8oOe8kdajj5irtYDFR5B3xic3HiDFotnxISAhhZ1itPl5nKD4M3ywstUfjnSuiWUZ6e59i",
+	"QxUE28KQJzxJFLk56t28OCHUsmX8ksbx1Z96MUuu/kS4UJpRD+jovWt2NpGUmX4ngbf9mcDQL77K0AZc",
+	"X2nVMPTXWTWPm+MtN6Twt7x4XeTH680afKmtU81cHskmxbyxKMCOmlJ7OH0V8HvrezojQ4ZyF2zUT+ku",
+	"lGYHK0P1qmzFk6rxQTvHBBazNa+/WZauBlmsdD7gWtmyC90dghi8i5DIKB0Ly1w/lUXGNfxB4zn3ZytW",
+	"I+XW42eXq6kTuSOVzRkzVoi8y6u2nqmnhIErcGopuOL1QXTbnaTN5i1Z717/zy203G1oAeY9o6aKinep",
+	"q9qoPqaFY2O70RpVR3OLVpWROsz/ZoMzrRcvoZoVNRcL42OlEoItWRS2Ce1wzK8+4ykVUvCIJnWfydeP",
+	"MKiJmyuu23yeGpVWWBsQCmwOKE7A41qxZNJq835TlQ34t2dYlVwrm/XhVmGp3WqMvWdk5utzGLHJGNvq",
+	"PnG36dnbdzBACyNs0fFmF0OsXy5bi6MughwttCpb84Ka0SyamdujTc2J3bytd6nVfpeASanZzsXq+HSm",
+	"uZi2Dfu+U3G7hylS56uCYCtz2UU1VoKv7rP58B+iCnkFjb5eFXIsVndenOpqyTAXkdG+dnrRm8AXxfY4",
+	"2PtgSNqEPS1wI6wCzwd5bzGuSCYN0XJ3EQGs6HPVVIlkW6HcZhHC1jZsUfywrBJG9hJ+U43y2W8pBOx+",
+	"jfvvzupKQwvqyl4aDuktjfS367PxkMHumyq91Wu7QdkDc3Scqab6bncNnd9GRA3HcKcCLo6aKg7M//jY",
+	"73xHO5NXnbefvrzwx8Gt0M2qbcnfbg4C1IjMyDAYvHg5GwYrefi+cLJVCqzHNPVb+Y0v5TUTD6My3AWp",
+	"d+vQkKuH0mIyq89uNDOaZzY2BpDgJdzSPgEgXGme0K58Kp4LuM/rwTjuvHzdpaKM6RatE1a9nTDk+tI/",
+	"ucXfKaXyLnF964Fdnti87YGqjaFddz306nn7jvhvnC28ZST8PYYvGDah7PFUkUTK6zxVXiZpa65uFJgu",
+	"3j1EGOZK0dgNItDKk02xyICQGDO+mElVubiL+pjrVZS7D3Xv2UrFG31wTFbzNNUOlj6bWuaRUO9y35bu",
+	"+AYssU9sRpUtKlcbYQuvbSw3TbgOV+q3FoaXdupHVTPwufBimm6lxdevzh9NNSyLKl/tVNjZyXi39ywQ",
+	"3TjOarpNk+q5sv6qMlrgQF3FMFTi2gXAeVTJYZ3PQaJDlGdcLy/Moq0Bl9GMZa9yPSua+oEDHr4uj2em",
+	"dQplarEG7X/7WgG9KirUXrMlRjwzCmYZuMyqDViKvn8KSu/2okwuYsWi3s2gsed30V2oXBVNufkMzQW5",
+	"mMj1Nc1zwYUgGZuz+Zhlytrnzs6LDBQo/YskCs1C5ULYDjGGEUAHcPOvlkk8FBCFFJKE0UwosjAUx42s",
+	"7Np4mv2anzU0X2aZgtLyWcYiDSQJTWZthTyqh1AjMGHxlGFRk8KhC7RsgaVswV/zTBEE2h2KobiE8Bqe",
+	"MGf3xjImhgdkNIIQ0R5Nee9mcGz3XcA9hL1CQ1cq4qHAn7GlZZcY7n9qjuSCRR2D7FTzccIgmC0Hr2r1",
+	"xMzs7ulnaiiK+c1uOXbawVMZs5jMWMZg9eaqVsdYyqvsA+n0jtHnDp5dxyxydExGaT5OeDQie0JWeoLu",
+	"h0MxQnfGKCQj9GeYv8ChMSJ7iMmYLeMqh8G+IWYyZgg5KZgaCmun5hriKkf2AEZkj1ZR25xDpdVVbQIs",
+	"EjLE9p9mZMVWkb0ykkIKMRCCPC2WKLbfJa8q+xsKwAWuyJwrZR6CynjaNkfFE1PkqD8ICcWNjRk25q3M",
+	"/Mw8cXgyFGOpZ9DsoGqTLwrZqKILMpTUoRmDS4vFhGo4MwgWVMe1SEdu3iqjIUdNTUNHMOhQ7I1sVOVo",
+	"v0veC8DXG7NZZz1fGBQ5Jkf9vu317er8FJBw/ZyHAqrjICj21FJo+hm2oNicCs0jRWjCr9l+SI4Gh3Y0",
+	"2Fq90a35+flQ2M7iWMGHGB5Th2K9SWlIjvpHNvyX2HKfJJO5ZkRmQ4Fst+s6Tn/81IXc7xHAq6GgkQNQ",
+	"UyWj/YbaRGSlNNFQrNcm2j/B81IbywmFpFZNSO0PBU2UREsOGSVcsBFAeIQlnkZY4SjhEbPRLZZbv0oN",
+	"6+8cdPuVcFDLjiuei+Ng0O3jMzJlgqY8OA4Ou/3uIea0zeCS6tE8xsINU3SQFUdyFkMamdLQtRHecbgM",
+	"OpqvibrrKrlDq/u1zu5wuIAiWC9qmbKewUHsz48Xdq+asNg7PDBcCbhEcxt+e1c3tZ9vWJu3oT8XK/38",
+	"25nO/FJOCdXeX0/R7Nzm0Z8M5kH/kFpT+IN+f0Oj4d0aDJdtPz0thg13SSk64gCFyrpNt2FwhMvwjV4s",
+	"t1dpYA+vDLa/UuuYfRsGz9vMU2+fDm8dtpqqaIYNAp5LRgcFDrecyGlIBFsYDgpKgBM6jz8GSFefwqB2",
+	"2wbHLkDAjNmzF1ZvVq0TlErlocRzqbTtZ1dWFUIBmJlf4mWLgy/iIWslhoyUFBwfHdSK/XwsIhAGL/uV",
+	"oILDSpTAoOK7x1EMQpYFfoIFGw/qJXOOAz+LaoeS5c5v69K/C5ir08JRk2r3qEh6NGiBbkV7enjheZtZ",
+	"PD3GH5kkrM6DyFJRXz5+MnhQUgwG6mAuMqKdqzylQmyk4PCukJKgNrArEeFoys7hoyr3U42ssiKu3F5u",
+	"q5kmKOFBadsIa3Fb+QuCPYvoAgHlVPWMCjIC7g9yK8Y7LmZMGEmy6GGPfehnMolR/oXG9Xa7Nj2aVsMo",
+	"992eh6IMTS0nqup2aibzJK7EpFr15QSX7mRdLYdC0aXRnxbUKCN5SrQkI/MBRQwn2x72j7rkef+QLGZG",
+	"16nsgivcyFDYjvqo1bh++1DQmRIo64lySp1b/cAcs7IhqWvig7cOJV7S5k7Jtlcrw6S8ofgyBN4zBBZW",
+	"xP5lLkKGqmsFsmQF5grXXIaHV8YY3DZIEOv3fjXP9vnzwxd3uvT/Tr/2Rb4SJ+25zS+LbjfO2IVh0QU5",
+	"Fphpw52BgR76GOw7i4RuBIOZXAAi/tuKBm354E9STDupTJJKeyG1EsqkLO8p9Bbka/dhgkUo0lbJ4gNz",
+	"gTh3livK+NCPWOEtGHx30O13D7rP+67A2fHBYTXwyEYSrYgSleIhwUH/4EWnP+j0B5f9/jH897/ohmlL",
+	"ATBvK6Hh4AHprhaf6qE799uTPPIt5BGHqmTGtbNfWc8MV0TTqeFfxUN79ic7sC0iY+4GLCETkp9/eXf2",
+	"7t3Vj+/fvfnH+fvLq8vLn/bvTrhqo1L+vXvonvfGLo32PRb4NYx+U4hPEcu6vy/FzsE0RPOznrFlIa+a",
+	"i3AmF2RCMzJmM473Ihjy1o9YbdL7wgY2jI7w7wt+f2cOXNe9yhyij8hX23PNWu/+Vrxz8GC8087togMa",
+	"ZBYnGIM5XCtyzZaPy0rbINxbmY15HEPQQnDU/277G6dSTBKOLq9/X25dYcdTrnS1EeOJO03QQ8qoDUgj",
+	"Aqu40V9aEh7mX9RYa++LIZJblF4Thg7iOjm+hu+r5LjNtIBvxL95BDza/sY7qd8aKfQbogR0x/IghNIy",
+	"VWQhs2sMNN8BA9Z00C2qGZqi30FEw6cwsKE+K8Jzrh+AZd+fSf8CsZztuHT/obn0Fvb870YRfwCWfIpZ",
+	"NjW9dLVNLlNVqqRLtTs/Zp/NhntRwqPrmcwV62p102ivOwW/mAqLa0BmMcuObZxOuBIyFRIVyYyRvaKj",
+	"IBn0++FQlF0FyYt+WPgXD/ohwR6DpL8fGvFfhYQqYf53JbNpSGyNkpBksVDhUJTxVyEp4ptCq0KoLkFZ",
+	"GByM5h5LMwYGqb0+kVmle/JQ2CXsnxDN5wzrdI7+8Y9//KPz88+d16/JbHY8nx8rNSK/XJ6eEE3HCvwO",
+	"UOYZowzGNLpWCVUzLJ6JXk0YiKmIpkaCVeSSji+wmxWLiZFHwUI59xnw3sDJnJqD+dEcTLAr8/wrNnRv",
+	"4fRaDbnb/soFhta1sq6B+andqIyJC7DxtbDGafZZ9zQdd5QDaAdhXi87gag51HXUHGpAzaE2SDbUVAnz",
+	"P4NkQ22RbKgNkg11iWNDXeDYUFscG4oVR+hQF9g+1IN+f6iVmnXGWa4ZkOxQvzh6br5+g0skP0qluZgO",
+	"9es3Qz3UpaGFOENL5cuDype2lGokFxlngEDllbFqBV2/HC7+Zg4GktD+/R2GJRURnl7pjDMSc8iapdnS",
+	"WRz2qjCpmg2QR27zJFpOylPVjTaw0A9vT8nR4GWfnF78zfbEdT2XMrmAcjoCWv6NkAF8kIsRScGrUQmJ",
+	"PB6KJp5rVk32oKte559Q0G+/4Iir3w+FkJpV+GqN23q5K9kzOzg8PPwuNLzQjFHE7XXJhc4YnUOndRJJ",
+	"oTQVmszZXGbLDTzu4m9PzM3D3CwarfKycOXE4Z60BxzCebrjNKdpD7NyluVFWRzcGhcLCyYW1tlXWOM6",
+	"Yfj6TQj8LFxhZ6HPYFx+eVD58nBX3vWjj1wyuQAyQRj9+7O01QhpqoCj7CnIrSQTnqA3N02T5b2YmdNH",
+	"vIZQJOC/XLx/90TBD2703ZQm6/FkoAMXfscC4oAIMFNIlGXMf0jCMPyhApyHpxERt6CSd6+f6GQznXzu",
+	"lICsRQZYIT44Hgar4nYQDlfyDuCxUgg3D4CUHxx/HAYrwnjwKRy6ZAR8oC5Vw+8VDcAM7bvZYJZSO6g9",
+	"drDyWHnrBseHtyuXXxHIOOZGNvVEMXoDAUclrxjVAjlS6EIs2B+cAyDtPRTlF43FG52Db+GJr2j3K7qe",
+	"Nxj+YIkhGS9tE43f1QGi2QZrqxoNCWtF2SbF7qiKVuxbT6oXUU0TOd16Yqf2ua94bnaKTUdnV5v/3k7t",
+	"7yxJOmjJw3QWREKXci/IGJrOs5jsgeNWzXhKYq7MUPH+3U62rRcJmvs/uZAeFyEQloQCHmBS1owrLSEZ",
+	"K7ZxnmXuLddkTmPWBhEKd5KXnH9g2n/eD8t+N7HeR8af3wM2GDHlvix9V9nZHNNW72GBK3d0Ha7mt5ey",
+	"J1TrAvbmGjAU4l3ClUuFiXPsADZDSATHRuBkM5lcJeyGJYMgDPIssXmq6rjXy+iiO+V6lo9zxTK70G4k",
+	"5z37Yg+quJopOjxVTKvenCrNsl594K5gWjHdPvjfQGqHWJSvT24fWJrQyJLbQwa/NE1oo2F+69fDH8A9",
+	"CgcBdfYRB+w1g2UxuYBaICcVNkO4Itcs1TtcL6tiRs9W/8e6O3fnQ97gM9uXwDKjzaH6RmsBzzDWjzI3",
+	"qcDy9lyTBWQoxJlMyRyTYKkgc/r5ynx1pWY0K2o3Vhr9+8LtsV1AlTkUFfZtXZXVjgUeff8hg3nrnRt8",
+	"sY8C+y9A3uJKS4a9ohMCNC7YfxLxHkJTQ4BDHjN2xhByQfakYGB5gPueakLBrb5/L9rLxXaV+4N5qFWe",
+	"LOQN+3H7eT8s2whhsapNXYS+auKI3VSTumj2+yRqevND7WXg0NIqHo3Jol9T9DS4DM04GvH3B6ah78bX",
+	"VFlwggadBZcjs2fKXQpF4lHZknSc80R3OPjbVPf3lzIM5Ss6IBuTqQW3O3/8vPn8G/SH8uTuqEBYiANW",
+	"uepWRc5Ov3dwVPa5Pw5kbs5iwiO2S/oNrPGbiO4b0Q6gjpXgngTqbx0CjmK0rnODKs04PG1BNZVbHB0q",
+	"1eS3zX5LWfYEV6FtAWjN9+jCsNLrHMSMoRhVmoiPVt0e+6FNvbWZQT+/+p+rs3c/vLm4vPr+H5dvLsje",
+	"oN8nP39PxsuhsBLAfgiReYQqyK81U3bJGxrNyJjGMCrZwwVByRKWsDkEFcIOwqFAhslibHYz2DeaB6YA",
+	"Vo0flq0aLou0HRYcdyplPBRS2PBB2yWBXJa5wVAUhmqmbIWhEgK2DrtNJ+Z6KHAH6gRzi4EqbRUdXqny",
+	"NGPRtfKF6Jzh8d2ZvX3cYiCxCYq17ueucF+AXrgKwtXdd8EnqBCSQn7iYbffHQwOHcPEonOBWrBUY2PJ",
+	"g4Pq0ILpCba4KcaOqBCYHQblUYODoxkobDu67atN7X0V01p5PHm65u1E5yG2TDe/ORflVv/mZvfoLeRv",
+	"2/nqYFyd0cJsdUqEG86ldYIDHc3gMXMM8EXtIGDWFel7zaVZo2taFBZaofBapeVNTtOHuPKq1TuK1iYH",
+	"ZW/Kj18CKIQUHAc9nkLtIMGwYoe7v2tnetjvDwNXRoyKSuk26zo3WzVzDFrf9EivH5gyuozn2sX+m9Q1",
+	"XwGms3DfuQmfruNvfR2DD7t2FxIuyDhPriscy16tnvu3aH1T/ODc/50xMHDXu6jHU9UYq/q26iY3tygm",
+	"6Fbd68+gqCBZqX/eJed0aq8vSBGArtJYpAM+l875Bcts4xQ7cEiUJJRgAwBMayjKDNpbDbZNMqP8em4s",
+	"Gwpxrv5YoTa/u+pWlX4SW8pbZcDN/gBx6giSOoXVBG5DrVsc4zxVvS/2FrndZHE4O9+ZQF7VLqevhBdQ",
+	"sbrp5rI1T6+FXChblxSKGuHCnmxh6xbayYRF2rDnG84WoGCJAl73wKyevGFZxmO2Pfji7Py9e/YBEc4T",
+	"vPGhUhrnybL/IPm/hrjmVOQ0Ie7Ad8YhK4yUJjSvE9eVL7azlXEhUlRJ/JkivcMDo3j3BgcvUZ925UWf",
+	"gStrzUD3YPh310J/savbva7AhlvCByqtCoxy1l+rwVNqulDRWZAxVbb6tiu77SZvby4s4PXIxsIm1o/W",
+	"2wVhNWb2pKV8cy2F6QflEOaW+accq01iy1/M7618fBPKkzzD0vLrbr6DqpvvoObl6z+yl+8vcnxhYdqA",
+	"/Bbk//4S8Pc0up5mUH/NIAIZL8k1F2imUJpqVppJnSevPGWHZYBCW4QZ6DK+0aH8EzzxGIk+74xijj7e",
+	"tvWdBGRZmk38zhxxZpuV1VePDT+3ObfWcb8/cWu7/oPG/e5c7OjbBgqXeNEGLbZGAftP/+H4doVu/Wzb",
+	"LP2ZKirOP6mn3qjg3U79rgEZLWsJFThzR2HfnXVwbLZCeKryOfZhkdrl2ZNfLtoH3RZI9k3c91tR3Nqq",
+	"KjfRkzz+m4qKvRNPXb1pe9VWXZvY7Xlps2wjoaPjziufBxr6gbt21/gJkDcMInXjaef/VWV03JilhHBz",
+	"gYYJnfNkWSuq0O8dHIU8vTkaioN+f3Acj18eH/eOXprvXmwpgGBnSxPKVxzFKxPsWkjBMN/Ts9cfCLVh",
+	"Dfqz3g/BzQqRF+slSvZqO9x/utAachdtt9kq9VXkANfS/dGuO0POrlVfxYT7Zcz1Zh/BO9sB8M52s+2u",
+	"pu+5/g06FCy0nhC8pUNBFIiyg0OhESV3cC5YDL2/hffumPrkifjGnojWyLfmiVgT/78NOj2AYyFjhhxZ",
+	"HDxZ+Z+0ike18u9MfYb124Z43SWdJ5sEkPcpE6/Oz3az4rhBd6mHOGPEzkViGeUQ0lvpxrOgikyZYFi5",
+	"c5LJeXe148Gner4BV0Wz0gpo5kxTH2ywYgLCpqxFvME6/cE99BgGajtZe/O03cLv0TadlYAteKv7aos8",
+	"455rbZ52cH2qTPGNDM5ZcQBtznqrwbnxPB+wlZQjxYYeUrZrFxfYAJWKGMOmJzKbP2kzXvvzRpjtyAYe",
+	"xirtK+QeL10n7GpPW7I3Ko1D2EOXa1Uufyj2RqvINgrJ6FwmPFqO9jEtRC8kAadrR2c8JewzjXSyxJQT",
+	"6P/GbYc9WMY8V5qwfxlZADss69kz1SUX2KK4bMQLI5s1Ygs58IcINhQGvthh1xe+e57XyOiOonFpRoTc",
+	"JWgf79pifYF2V3Bh53FqA2NmUl6Dw98cQWGg1BllE37turjAidLInosbGRoZw0/XXJgtrPXBd4WpP1aC",
+	"ez7dQvZKMRpNMB1lfTR0GtSG+eUiCIPTV2uDNC5J02ltAPBLYP7M2jTCAAnrldRmNJNBOoxMEca2rdnH",
+	"l/3w6OjwUxhwPsEO/QDclf5it60VE0TOjZbPggbwgIaCEHOCBM7PfIJVEh2lBJZJcI3mF0xmq58RKRNi",
+	"ttpQH09R2sLrreulKms9ZA2ULbNHWAplRdR7UtN+U86fO8k3HlG2FzOx3KSnWWR5bR77iq6f34DTp40b",
+	"pubiubdXBkH1Z3TOyAwvd/et2dCTH2aLH6YqNQH7VyGZc5Era+tvrgvw1WU+H7GxzwWSNdUTNr+XYtLK",
+	"/CVmlvmc/9VQ5AfSFOtXWlOD3aPHJT7YpbAZVpsMDYQZMQUNMzKrBotDfXgyoZFWrmcg15VEa3PYT7Sz",
+	"XslzxqMZgjZmEY+hGkgJU0wZXX5rKtnSW/yCZTcuCR87UIRk+itPO2Y6sxEWY80sLCjVeSMiCW22QRBX",
+	"BlGGArzfozeXdDoif670DH6myIyqWZf8neuZzLVrFo4IF+VZxoSGftdDgW+QvcP+EU54Num8k4J1fqY6",
+	"moFyZGY7sW3AmaixqxmF7OChGDMm7OxlU+dBnyhzJWBn8X1cT7kY12WcKqKkFIQqVONcH28OLs8bRrg+",
+	"JtV+6kXzc9eF3OhzCEXsdgTNAM36LKkr127a12D9hBR7dx3SoaH7UNAs4zdMue3gNhramVt2166d+WVl",
+	"l3AkCTcnMqON1c7Wm4sXaeVc6BdHwZYA8daNxrc/eDYx+AHo0eZxRGCHv4/Rydzff6By4lC3A/HJwBuj",
+	"R2Axp7iKgtzWCdcQaUkH9uAw3d7QSbd2Rk5GNC/5pMMwMMTrt6nUSJnsVbvTQ7PL/e5mwW1bA3bA8Wr7",
+	"dZDefNRfZRq4ghWoNW+i/prbTAOfidfg59vU02W4WjkqotEMGrYhbk9KzerESOlSTAk0lYfrAhgJXpKU",
+	"68e+JXGyDY6jS/PAYziNMJm+pcNI02lohI2EmttNZkQxJn6P7iON4HVnDv9ucRuZZ1q7jC7p9Mld9K3c",
+	"RZpOawVmyV5Z8wLr3OcKLd1g8laa1rpLNCFDGZbSZF7xnvrD3epAqn4zn6bTJw3J6zZCk3pbQt+VsV/S",
+	"6dZcBYcVdy1cLhPIU/iPqH/43cE4CJ0F7grrXw1evJwFa83XpNIW12ccQyQuLn4khXeltZH/kk6/SUbD",
+	"Bly3BvXHR/kna/YGa7Ytck1bElw1ykjLa7albPAlPvIoApGZqo1IhGsKQZy0AcncSERRxvQ9Cq/ujmff",
+	"Tox6dX5GtDua4sjxi4395b3F1RGZEP73YJjWUoCF9zopTxnUdwuDtXu8JSsyC9qBCT6cbw9mts0MGm9+",
+	"80ylWweg329entwx3/WPw0mpKInKFgOFEwUT30wuBJFoAGtNbSWH7X3hcRvdxRKgzz2YUj2reCXijV6J",
+	"ZstcuwLt3oj9G3n9pC89UMS+gWUN43bCq3pc7ZdgzGjGsle5nkGwzifzc3bj0Aeb4/Royns3A5CX7Uxe",
+	"c5kNybV1crslykFk7m24+lI93UWFRfgzVki3DQXlxLlH7PcutaVb9bQpz/jf58l1rc5j9Q2s72hecvFI",
+	"ZmfVzwjLyjc0j3ntFdvScH1mF0EcWvnCmT730NoVkjeXdIo+k7C0ce3D9mImlli/obLcwr5VmR3z2ipf",
+	"oIPVAweZi4hlBHCAK43Mg+zh2VtZYL8y2xhf8MEUA+ZwPBeEFBJDe0xoaAESk/GS0OKha7YkXJD/6bxK",
+	"eee/mY18U3TOhsL8RhMlScYMXNBYe5rJRXzBInAmUc3HCQNcz8FA2IvMz4pFvZsBOjPqa/YdBptLFHcT",
+	"GdEEYeu6F7CYSEEocd2iTrAQJ4Nc8jGL5BywbijKolloicTG9qMJY/HxMO/3DyOzEPiLjWorw/4HDaCs",
+	"1WTBfiqVg4BqK7efbv9/AAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
