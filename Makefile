@@ -27,7 +27,7 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel
 	  else echo "deps: please install:$$missing"; exit 1; fi; \
 	fi
 
-generate: ## Regenerate code from openapi/*.yaml
+generate: ## Regenerate the server (server/api/apigen) and the bouncer client (bouncer/apiclient) from openapi/openapi.yaml
 	$(GO) generate ./server/api/... ./bouncer/apiclient/...
 
 verify: generate ## Fail when generated code is stale
