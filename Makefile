@@ -30,7 +30,7 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel
 # The ogen client (a second, independent generator) is only for the tour test.
 GENERATED := server/api bouncer/apiclient server/e2e/ogenclient
 
-generate: ## Regenerate code from openapi/*.yaml
+generate: ## Regenerate the server (server/api/apigen), the bouncer client (bouncer/apiclient) and the tour's ogen client (server/e2e/ogenclient) from openapi/openapi.yaml
 	$(GO) generate $(addprefix ./,$(addsuffix /...,$(GENERATED)))
 
 verify: generate ## Fail when generated code is stale

@@ -23,6 +23,7 @@ import (
 	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/bouncer/nft"
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -61,7 +62,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc, Wrap: apitest.ValidateResponses(tb)})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
