@@ -26,6 +26,7 @@ import (
 // key, and nothing for the scheme it does not hold.
 type credentials struct{ token, key string }
 
+// BearerAuth gives the token, when there is one.
 func (c credentials) BearerAuth(context.Context, oc.OperationName) (oc.BearerAuth, error) {
 	if c.token == "" {
 		return oc.BearerAuth{}, ogenerrors.ErrSkipClientSecurity
@@ -33,6 +34,7 @@ func (c credentials) BearerAuth(context.Context, oc.OperationName) (oc.BearerAut
 	return oc.BearerAuth{Token: c.token}, nil
 }
 
+// BouncerKey gives the bouncer key, when there is one.
 func (c credentials) BouncerKey(context.Context, oc.OperationName) (oc.BouncerKey, error) {
 	if c.key == "" {
 		return oc.BouncerKey{}, ogenerrors.ErrSkipClientSecurity
@@ -46,6 +48,7 @@ type gunzipped struct {
 	last atomic.Bool
 }
 
+// RoundTrip sends r with the default transport and records how the answer came.
 func (g *gunzipped) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
 	g.last.Store(err == nil && resp.Uncompressed)
