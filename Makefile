@@ -27,12 +27,15 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries, nft for kernel
 	  else echo "deps: please install:$$missing"; exit 1; fi; \
 	fi
 
-generate: ## Regenerate code from openapi/*.yaml
-	$(GO) generate ./server/api/... ./bouncer/apiclient/...
+# The ogen client (a second, independent generator) is only for the tour test.
+GENERATED := server/api bouncer/apiclient server/e2e/ogenclient
+
+generate: ## Regenerate the server (server/api/apigen), the bouncer client (bouncer/apiclient) and the tour's ogen client (server/e2e/ogenclient) from openapi/openapi.yaml
+	$(GO) generate $(addprefix ./,$(addsuffix /...,$(GENERATED)))
 
 verify: generate ## Fail when generated code is stale
-	@git diff --exit-code -- server/api bouncer/apiclient || { echo "verify: generated code is stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- server/api bouncer/apiclient)" || { echo "verify: untracked generated files"; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "verify: generated code is stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { echo "verify: untracked generated files"; exit 1; }
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); test -z "$$out" || { echo "gofmt would change:"; echo "$$out"; exit 1; }

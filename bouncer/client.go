@@ -25,7 +25,7 @@ type API interface {
 	Report(ctx context.Context, r Report) error
 }
 
-// Client implements API with the client generated from openapi/bouncer.yaml.
+// Client implements API with the client generated from openapi/openapi.yaml.
 type Client struct {
 	gen *apiclient.Client
 	// err is a configuration error (a bad base URL), returned by every call.
@@ -114,15 +114,13 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) error {
 	if c.err != nil {
 		return c.err
 	}
-	body := apiclient.Heartbeat{Hostname: hb.Hostname, Version: hb.Version, Applied: hb.Applied,
-		Counters: make([]apiclient.RuleCounter, len(hb.Counters)), LastError: hb.LastError}
-	if body.Applied == nil {
-		body.Applied = map[string]int64{}
+	if hb.Applied == nil {
+		hb.Applied = map[string]int64{}
 	}
-	for i, rc := range hb.Counters {
-		body.Counters[i] = apiclient.RuleCounter{Ruleset: rc.Ruleset, RuleId: rc.RuleID, Packets: rc.Packets, Bytes: rc.Bytes}
+	if hb.Counters == nil {
+		hb.Counters = []RuleCounter{}
 	}
-	resp, err := c.gen.PostBouncerHeartbeat(ctx, body)
+	resp, err := c.gen.PostBouncerHeartbeat(ctx, hb)
 	return done("heartbeat", resp, err)
 }
 
@@ -131,12 +129,10 @@ func (c *Client) Report(ctx context.Context, r Report) error {
 	if c.err != nil {
 		return c.err
 	}
-	body := apiclient.Report{Honeypot: make([]apiclient.HoneypotHit, len(r.Honeypot))}
-	for i, h := range r.Honeypot {
-		body.Honeypot[i] = apiclient.HoneypotHit{Ip: h.IP, Ruleset: h.Ruleset, Port: h.Port,
-			Protocol: apiclient.HoneypotHitProtocol(h.Protocol), SeenAt: h.SeenAt}
+	if r.Honeypot == nil {
+		r.Honeypot = []HoneypotHit{}
 	}
-	resp, err := c.gen.PostBouncerReports(ctx, body)
+	resp, err := c.gen.PostBouncerReports(ctx, r)
 	return done("report", resp, err)
 }
 

@@ -1,11 +1,10 @@
-// Package openapi embeds the API contracts so the server can serve the very text
-// its code was generated from: openapi.yaml (the core API), feeds.yaml (feeds and
-// jobs) and bouncer.yaml (the bouncer protocol).
+// Package openapi embeds the API contract so the server can serve the very text
+// its code was generated from.
 package openapi
 
-import "embed"
+import _ "embed"
 
-// Files holds openapi.yaml, feeds.yaml and bouncer.yaml.
+// Spec is openapi.yaml, the one contract of /api/v1.
 //
-//go:embed openapi.yaml feeds.yaml bouncer.yaml
-var Files embed.FS
+//go:embed openapi.yaml
+var Spec []byte

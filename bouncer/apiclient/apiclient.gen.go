@@ -17,64 +17,19 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
-// Defines values for HoneypotHitProtocol.
-const (
-	Tcp HoneypotHitProtocol = "tcp"
-	Udp HoneypotHitProtocol = "udp"
-)
+// FieldError defines model for FieldError.
+type FieldError struct {
+	// Column 1-based column of an error in parsed text.
+	Column *int `json:"column,omitempty"`
 
-// Valid indicates whether the value is a known member of the HoneypotHitProtocol enum.
-func (e HoneypotHitProtocol) Valid() bool {
-	switch e {
-	case Tcp:
-		return true
-	case Udp:
-		return true
-	default:
-		return false
-	}
-}
+	// Field A JSON Pointer into the request body (`/rules/0/conds/1/values`,
+	// `/entries/2/prefix`; `` for the whole body), or the name of a path,
+	// query or header parameter (`limit`, `Content-Type`).
+	Field string `json:"field"`
 
-// Defines values for RenderHook.
-const (
-	Forward RenderHook = "forward"
-	Input   RenderHook = "input"
-)
-
-// Valid indicates whether the value is a known member of the RenderHook enum.
-func (e RenderHook) Valid() bool {
-	switch e {
-	case Forward:
-		return true
-	case Input:
-		return true
-	default:
-		return false
-	}
-}
-
-// Defines values for RenderRuleAction.
-const (
-	Allow    RenderRuleAction = "allow"
-	Block    RenderRuleAction = "block"
-	Log      RenderRuleAction = "log"
-	Throttle RenderRuleAction = "throttle"
-)
-
-// Valid indicates whether the value is a known member of the RenderRuleAction enum.
-func (e RenderRuleAction) Valid() bool {
-	switch e {
-	case Allow:
-		return true
-	case Block:
-		return true
-	case Log:
-		return true
-	case Throttle:
-		return true
-	default:
-		return false
-	}
+	// Line 1-based line of an error in parsed text (ruleset text
+	Line   *int   `json:"line,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // GuardRemoved defines model for GuardRemoved.
@@ -86,6 +41,7 @@ type GuardRemoved struct {
 
 // Heartbeat defines model for Heartbeat.
 type Heartbeat struct {
+	// Applied Ruleset name to the version applied.
 	Applied   map[string]int64 `json:"applied"`
 	Counters  []RuleCounter    `json:"counters"`
 	Hostname  string           `json:"hostname"`
@@ -95,79 +51,88 @@ type Heartbeat struct {
 
 // Honeypot defines model for Honeypot.
 type Honeypot struct {
-	Tcp []uint16 `json:"tcp"`
-	Udp []uint16 `json:"udp"`
+	TCP []uint16 `json:"tcp"`
+	UDP []uint16 `json:"udp"`
 }
 
 // HoneypotHit defines model for HoneypotHit.
 type HoneypotHit struct {
-	Ip       string              `json:"ip"`
-	Port     uint16              `json:"port"`
-	Protocol HoneypotHitProtocol `json:"protocol"`
-	Ruleset  string              `json:"ruleset"`
-	SeenAt   time.Time           `json:"seen_at"`
+	IP       string    `json:"ip"`
+	Port     uint16    `json:"port"`
+	Protocol string    `json:"protocol"`
+	Ruleset  string    `json:"ruleset"`
+	SeenAt   time.Time `json:"seen_at"`
 }
 
-// HoneypotHitProtocol defines model for HoneypotHit.Protocol.
-type HoneypotHitProtocol string
-
-// Problem defines model for Problem.
+// Problem An RFC 9457 problem; every error of this API is one.
 type Problem struct {
-	Detail *string `json:"detail,omitempty"`
-	Status int     `json:"status"`
-	Title  string  `json:"title"`
-	Type   *string `json:"type,omitempty"`
+	// Detail What went wrong
+	Detail *string       `json:"detail,omitempty"`
+	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Status The HTTP status.
+	Status int `json:"status"`
+
+	// Title The status text.
+	Title string `json:"title"`
+
+	// Type about:blank
+	Type *string `json:"type,omitempty"`
 }
 
-// Render defines model for Render.
+// Render A full render or, with delta true, the changes since base_version.
 type Render struct {
-	BaseVersion *int64 `json:"base_version,omitempty"`
+	BaseVersion int64 `json:"base_version,omitempty"`
 
-	// Default block or allow; empty when the ruleset has none: unmatched packets pass.
-	Default      string          `json:"default"`
-	Delta        *bool           `json:"delta,omitempty"`
-	GeneratedAt  time.Time       `json:"generated_at"`
-	GuardRemoved *[]GuardRemoved `json:"guard_removed,omitempty"`
-	Hash         string          `json:"hash"`
-	Honeypot     Honeypot        `json:"honeypot"`
-	Hook         RenderHook      `json:"hook"`
-	Rules        []RenderRule    `json:"rules"`
-	Ruleset      string          `json:"ruleset"`
-	Scope        Scope           `json:"scope"`
-	Version      int64           `json:"version"`
+	// Default Empty when the ruleset has none (unmatched packets pass).
+	Default      string         `json:"default"`
+	Delta        bool           `json:"delta,omitempty"`
+	GeneratedAt  time.Time      `json:"generated_at"`
+	GuardRemoved []GuardRemoved `json:"guard_removed,omitempty"`
+
+	// Hash Example: sha256:...
+	Hash     string       `json:"hash"`
+	Honeypot Honeypot     `json:"honeypot"`
+	Hook     string       `json:"hook"`
+	Rules    []RenderRule `json:"rules"`
+	Ruleset  string       `json:"ruleset"`
+	Scope    Scope        `json:"scope"`
+	Version  int64        `json:"version"`
 }
 
-// RenderHook defines model for Render.Hook.
-type RenderHook string
-
-// RenderResponse defines model for RenderResponse.
+// RenderResponse A ruleset absent from rulesets is unchanged; removed lists rulesets no longer bound.
 type RenderResponse struct {
-	Removed  *[]string `json:"removed,omitempty"`
-	Rulesets []Render  `json:"rulesets"`
+	Removed  []string `json:"removed,omitempty"`
+	Rulesets []Render `json:"rulesets"`
 }
 
 // RenderRule A full render fills v4/v6; a delta fills add_*/del_* instead.
 type RenderRule struct {
-	Action RenderRuleAction `json:"action"`
-	AddV4  *[]string        `json:"add_v4,omitempty"`
-	AddV6  *[]string        `json:"add_v6,omitempty"`
-	DelV4  *[]string        `json:"del_v4,omitempty"`
-	DelV6  *[]string        `json:"del_v6,omitempty"`
-	Id     int64            `json:"id"`
+	Action string   `json:"action"`
+	AddV4  []string `json:"add_v4,omitempty"`
+	AddV6  []string `json:"add_v6,omitempty"`
+	DelV4  []string `json:"del_v4,omitempty"`
+	DelV6  []string `json:"del_v6,omitempty"`
+
+	// ID 1-based position in the ruleset.
+	ID int64 `json:"id"`
 
 	// Rate The throttle rate; empty otherwise.
-	Rate string    `json:"rate"`
-	Text string    `json:"text"`
-	V4   *[]string `json:"v4,omitempty"`
-	V6   *[]string `json:"v6,omitempty"`
+	Rate string   `json:"rate"`
+	Text string   `json:"text"`
+	V4   []string `json:"v4,omitempty"`
+	V6   []string `json:"v6,omitempty"`
 }
-
-// RenderRuleAction defines model for RenderRule.Action.
-type RenderRuleAction string
 
 // Report defines model for Report.
 type Report struct {
 	Honeypot []HoneypotHit `json:"honeypot"`
+}
+
+// ReportAccepted defines model for ReportAccepted.
+type ReportAccepted struct {
+	// Accepted Hits stored.
+	Accepted int `json:"accepted"`
 }
 
 // RuleCounter defines model for RuleCounter.
@@ -175,28 +140,58 @@ type RuleCounter struct {
 	Bytes   uint64 `json:"bytes"`
 	Packets uint64 `json:"packets"`
 
-	// RuleId 0 is the ruleset's default action.
-	RuleId  int64  `json:"rule_id"`
+	// RuleID 0 is the ruleset's default action.
+	RuleID  int64  `json:"rule_id"`
 	Ruleset string `json:"ruleset"`
 }
 
 // Scope defines model for Scope.
 type Scope struct {
-	Dports   []uint16 `json:"dports"`
-	Iifnames []string `json:"iifnames"`
+	DPorts   []uint16 `json:"dports"`
+	IIFNames []string `json:"iifnames"`
 
-	// Protocol The protocol, tcp or udp; empty matches any.
+	// Protocol Empty matches any.
 	Protocol string `json:"protocol"`
 }
+
+// FeedName defines model for FeedName.
+type FeedName = string
+
+// ObjectName defines model for ObjectName.
+type ObjectName = string
+
+// QWait defines model for QWait.
+type QWait = string
+
+// TagName defines model for TagName.
+type TagName = string
+
+// BadRequest An RFC 9457 problem; every error of this API is one.
+type BadRequest = Problem
+
+// InternalError An RFC 9457 problem; every error of this API is one.
+type InternalError = Problem
+
+// TooLarge An RFC 9457 problem; every error of this API is one.
+type TooLarge = Problem
+
+// Unauthorized An RFC 9457 problem; every error of this API is one.
+type Unauthorized = Problem
+
+// Unavailable An RFC 9457 problem; every error of this API is one.
+type Unavailable = Problem
+
+// UnsupportedMediaType An RFC 9457 problem; every error of this API is one.
+type UnsupportedMediaType = Problem
 
 // GetBouncerRenderParams defines parameters for GetBouncerRender.
 type GetBouncerRenderParams struct {
 	// Since A JSON object of ruleset name to the version applied, e.g.
-	// {"traefik":42}; empty or absent asks for full renders.
+	// {"edge":42}; empty or absent asks for full renders.
 	Since *string `form:"since,omitempty" json:"since,omitempty"`
 
-	// Wait How long to wait for a change, a duration such as "30s", at most 5m.
-	Wait *string `form:"wait,omitempty" json:"wait,omitempty"`
+	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
+	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
 // PostBouncerHeartbeatJSONRequestBody defines body for PostBouncerHeartbeat for application/json ContentType.
@@ -298,19 +293,20 @@ type ClientInterface interface {
 	// Answers at once with every bound ruleset newer than `since` (a delta when
 	// the server still holds the base version, else a full render) and the
 	// rulesets in `since` the bouncer should no longer enforce; with nothing to
-	// say it waits up to `wait` and answers 304.
+	// say it waits up to `wait` and answers 304. 503 while the server is still
+	// loading its renders after a start.
 	//
 	// Corresponds with GET /bouncer/render (the `GetBouncerRender` operationId).
 	GetBouncerRender(ctx context.Context, params *GetBouncerRenderParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+	// PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReportsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+	// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -357,7 +353,8 @@ func (c *Client) PostBouncerHeartbeat(ctx context.Context, body PostBouncerHeart
 // Answers at once with every bound ruleset newer than `since` (a delta when
 // the server still holds the base version, else a full render) and the
 // rulesets in `since` the bouncer should no longer enforce; with nothing to
-// say it waits up to `wait` and answers 304.
+// say it waits up to `wait` and answers 304. 503 while the server is still
+// loading its renders after a start.
 //
 // Corresponds with GET /bouncer/render (the `GetBouncerRender` operationId).
 func (c *Client) GetBouncerRender(ctx context.Context, params *GetBouncerRenderParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -372,7 +369,7 @@ func (c *Client) GetBouncerRender(ctx context.Context, params *GetBouncerRenderP
 	return c.Client.Do(req)
 }
 
-// PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+// PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
 // Takes any type of body and a specified content type.
 //
@@ -389,7 +386,7 @@ func (c *Client) PostBouncerReportsWithBody(ctx context.Context, contentType str
 	return c.Client.Do(req)
 }
 
-// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
 // Takes a body of the `application/json` content type.
 //
@@ -615,21 +612,22 @@ type ClientWithResponsesInterface interface {
 	// Answers at once with every bound ruleset newer than `since` (a delta when
 	// the server still holds the base version, else a full render) and the
 	// rulesets in `since` the bouncer should no longer enforce; with nothing to
-	// say it waits up to `wait` and answers 304.
+	// say it waits up to `wait` and answers 304. 503 while the server is still
+	// loading its renders after a start.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with GET /bouncer/render (the `GetBouncerRender` operationId).
 	GetBouncerRenderWithResponse(ctx context.Context, params *GetBouncerRenderParams, reqEditors ...RequestEditorFn) (*GetBouncerRenderResponse, error)
 
-	// PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+	// PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReportsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostBouncerReportsResponse, error)
 
-	// PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+	// PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -637,23 +635,58 @@ type ClientWithResponsesInterface interface {
 	PostBouncerReportsWithResponse(ctx context.Context, body PostBouncerReportsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostBouncerReportsResponse, error)
 }
 
+// PostBouncerHeartbeatResponse503Headers the declared response headers of an HTTP 503 response for PostBouncerHeartbeat
+type PostBouncerHeartbeatResponse503Headers struct {
+	RetryAfter *int
+}
+
 type PostBouncerHeartbeatResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PostBouncerHeartbeatResponse503Headers
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON400() *Problem {
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON401() *Problem {
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PostBouncerHeartbeatResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -685,17 +718,26 @@ func (r PostBouncerHeartbeatResponse) ContentType() string {
 	return ""
 }
 
+// GetBouncerRenderResponse503Headers the declared response headers of an HTTP 503 response for GetBouncerRender
+type GetBouncerRenderResponse503Headers struct {
+	RetryAfter *int
+}
+
 type GetBouncerRenderResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
 	JSON200 *RenderResponse
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
-	ApplicationproblemJSON503 *Problem
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *GetBouncerRenderResponse503Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -704,17 +746,22 @@ func (r GetBouncerRenderResponse) GetJSON200() *RenderResponse {
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r GetBouncerRenderResponse) GetApplicationproblemJSON400() *Problem {
+func (r GetBouncerRenderResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r GetBouncerRenderResponse) GetApplicationproblemJSON401() *Problem {
+func (r GetBouncerRenderResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r GetBouncerRenderResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
 // GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
-func (r GetBouncerRenderResponse) GetApplicationproblemJSON503() *Problem {
+func (r GetBouncerRenderResponse) GetApplicationproblemJSON503() *Unavailable {
 	return r.ApplicationproblemJSON503
 }
 
@@ -747,34 +794,65 @@ func (r GetBouncerRenderResponse) ContentType() string {
 	return ""
 }
 
+// PostBouncerReportsResponse503Headers the declared response headers of an HTTP 503 response for PostBouncerReports
+type PostBouncerReportsResponse503Headers struct {
+	RetryAfter *int
+}
+
 type PostBouncerReportsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON202 the response for an HTTP 202 `application/json` response
-	JSON202 *struct {
-		Accepted int `json:"accepted"`
-	}
+	JSON202 *ReportAccepted
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
-	ApplicationproblemJSON400 *Problem
+	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
-	ApplicationproblemJSON401 *Problem
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PostBouncerReportsResponse503Headers
 }
 
 // GetJSON202 returns the response for an HTTP 202 `application/json` response
-func (r PostBouncerReportsResponse) GetJSON202() *struct {
-	Accepted int `json:"accepted"`
-} {
+func (r PostBouncerReportsResponse) GetJSON202() *ReportAccepted {
 	return r.JSON202
 }
 
 // GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
-func (r PostBouncerReportsResponse) GetApplicationproblemJSON400() *Problem {
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON400() *BadRequest {
 	return r.ApplicationproblemJSON400
 }
 
 // GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
-func (r PostBouncerReportsResponse) GetApplicationproblemJSON401() *Problem {
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON401() *Unauthorized {
 	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
 }
 
 // GetBody returns the raw response body bytes
@@ -837,7 +915,8 @@ func (c *ClientWithResponses) PostBouncerHeartbeatWithResponse(ctx context.Conte
 // Answers at once with every bound ruleset newer than `since` (a delta when
 // the server still holds the base version, else a full render) and the
 // rulesets in `since` the bouncer should no longer enforce; with nothing to
-// say it waits up to `wait` and answers 304.
+// say it waits up to `wait` and answers 304. 503 while the server is still
+// loading its renders after a start.
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -850,7 +929,7 @@ func (c *ClientWithResponses) GetBouncerRenderWithResponse(ctx context.Context, 
 	return ParseGetBouncerRenderResponse(rsp)
 }
 
-// PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+// PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -863,7 +942,7 @@ func (c *ClientWithResponses) PostBouncerReportsWithBodyWithResponse(ctx context
 	return ParsePostBouncerReportsResponse(rsp)
 }
 
-// PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>)
+// PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -894,19 +973,60 @@ func ParsePostBouncerHeartbeatResponse(rsp *http.Response) (*PostBouncerHeartbea
 		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
+		var dest BadRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers PostBouncerHeartbeatResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -937,26 +1057,46 @@ func ParseGetBouncerRenderResponse(rsp *http.Response) (*GetBouncerRenderRespons
 		break // No content-type
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
+		var dest BadRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
-		var dest Problem
+		var dest Unavailable
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON503 = &dest
 
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers GetBouncerRenderResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil
@@ -977,28 +1117,67 @@ func ParsePostBouncerReportsResponse(rsp *http.Response) (*PostBouncerReportsRes
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 202:
-		var dest struct {
-			Accepted int `json:"accepted"`
-		}
+		var dest ReportAccepted
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.JSON202 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
-		var dest Problem
+		var dest BadRequest
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON400 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
-		var dest Problem
+		var dest Unauthorized
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers PostBouncerReportsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
 	}
 
 	return response, nil

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/muninn/muninn/openapi"
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
@@ -31,7 +33,8 @@ type Options struct {
 	HoneypotTTL time.Duration
 }
 
-// Server implements apigen.StrictServerInterface.
+// Server implements apigen.StrictServerInterface but for the feeds and jobs
+// operations (server/api/feeds); httpserver joins the two.
 type Server struct {
 	store *store.Store
 	log   *slog.Logger
@@ -39,8 +42,6 @@ type Server struct {
 	opts  Options
 	auth  *Authenticator
 }
-
-var _ apigen.StrictServerInterface = (*Server)(nil)
 
 // New returns the API server.
 func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time.Time, opts Options) *Server {
@@ -146,3 +147,9 @@ func actorOf(ctx context.Context) string {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// GetOpenAPI implements GET /openapi.yaml: the contract the server was
+// generated from.
+func (s *Server) GetOpenAPI(context.Context, apigen.GetOpenAPIRequestObject) (apigen.GetOpenAPIResponseObject, error) {
+	return apigen.GetOpenAPI200ApplicationyamlResponse{Body: bytes.NewReader(openapi.Spec), ContentLength: int64(len(openapi.Spec))}, nil
+}

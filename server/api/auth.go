@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"errors"
-	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -148,35 +147,6 @@ func (a *Authenticator) Forget() {
 	a.mu.Lock()
 	clear(a.cache)
 	a.mu.Unlock()
-}
-
-// Middleware authenticates every request with a bearer token and answers 401
-// with problem+json when it cannot. A principal already in the context (a UI
-// session) is kept.
-func (a *Authenticator) Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, ok := PrincipalFrom(r.Context()); ok {
-			next.ServeHTTP(w, r)
-			return
-		}
-		h := r.Header.Get("Authorization")
-		secret, found := strings.CutPrefix(h, "Bearer ")
-		if h != "" && !found {
-			WriteProblem(w, http.StatusUnauthorized, "the Authorization header must be \"Bearer <token>\"")
-			return
-		}
-		p, err := a.Authenticate(r.Context(), strings.TrimSpace(secret))
-		switch {
-		case errors.Is(err, ErrNoCredential), errors.Is(err, ErrBadToken), errors.Is(err, ErrExpiredToken):
-			w.Header().Set("WWW-Authenticate", `Bearer realm="muninn"`)
-			WriteProblem(w, http.StatusUnauthorized, err.Error())
-			return
-		case err != nil:
-			WriteProblem(w, http.StatusServiceUnavailable, "cannot check the credential now")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
-	})
 }
 
 // CreateToken makes a token with a fresh secret and returns both; the secret is

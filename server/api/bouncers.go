@@ -1,16 +1,11 @@
 package api
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
@@ -66,7 +61,7 @@ func (s *Server) unknownRulesets(ctx context.Context, names []string) ([]apigen.
 	var errs []apigen.FieldError
 	for i, name := range names {
 		if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
-			errs = append(errs, fieldErr(fmt.Sprintf("rulesets.%d", i), "no ruleset named "+name))
+			errs = append(errs, fieldErr(fmt.Sprintf("/rulesets/%d", i), "no ruleset named "+name))
 		} else if err != nil {
 			return nil, err
 		}
@@ -78,7 +73,7 @@ func (s *Server) unknownRulesets(ctx context.Context, names []string) ([]apigen.
 // the bouncer learns of them at its next poll.
 func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObject) (apigen.PutBouncerResponseObject, error) {
 	if req.Body == nil {
-		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
+		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
 	if err != nil {
@@ -101,7 +96,7 @@ func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObj
 // its hash is stored.
 func (s *Server) CreateBouncer(ctx context.Context, req apigen.CreateBouncerRequestObject) (apigen.CreateBouncerResponseObject, error) {
 	if req.Body == nil {
-		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("body", "a JSON object is required"))}, nil
+		return apigen.CreateBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	errs, err := s.unknownRulesets(ctx, req.Body.Rulesets)
 	if err != nil {
@@ -134,93 +129,84 @@ func (s *Server) DeleteBouncer(ctx context.Context, req apigen.DeleteBouncerRequ
 	return apigen.DeleteBouncer204Response{}, nil
 }
 
+// BouncerFrom returns the bouncer whose key authenticated the request.
+func BouncerFrom(ctx context.Context) (store.Bouncer, bool) {
+	b, ok := ctx.Value(bouncerKey{}).(store.Bouncer)
+	return b, ok
+}
+
 type bouncerKey struct{}
 
-func bouncerFrom(ctx context.Context) store.Bouncer {
-	b, _ := ctx.Value(bouncerKey{}).(store.Bouncer)
-	return b
+// WithBouncer returns ctx carrying the authenticated bouncer.
+func WithBouncer(ctx context.Context, b store.Bouncer) context.Context {
+	return context.WithValue(ctx, bouncerKey{}, b)
 }
 
-// BouncerAuth authenticates bouncer endpoints by the X-Api-Key header. Bouncer
-// keys reach only the routes behind this middleware, and bearer tokens none of them.
-func (s *Server) BouncerAuth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key := strings.TrimSpace(r.Header.Get("X-Api-Key"))
-		if key == "" {
-			WriteProblem(w, http.StatusUnauthorized, "no credential: send X-Api-Key: <bouncer key>")
-			return
-		}
-		b, err := s.store.BouncerByKeyHash(r.Context(), store.HashSecret(key))
-		if isNotFound(err) {
-			WriteProblem(w, http.StatusUnauthorized, "the bouncer key is not valid")
-			return
-		}
-		if err != nil {
-			s.log.ErrorContext(r.Context(), "Could not check a bouncer key.", "error", err)
-			WriteProblem(w, http.StatusServiceUnavailable, "cannot check the credential now")
-			return
-		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), bouncerKey{}, b)))
-	})
-}
-
-// parseWait reads the wait parameter: a duration up to 5 minutes, 0 when absent.
-func parseWait(r *http.Request) (time.Duration, error) {
-	v := r.URL.Query().Get("wait")
-	if v == "" {
-		return 0, nil
+// AuthenticateBouncer resolves a bouncer key to its bouncer; ErrBadToken when
+// no bouncer has it.
+func (s *Server) AuthenticateBouncer(ctx context.Context, key string) (store.Bouncer, error) {
+	if key == "" {
+		return store.Bouncer{}, errNoBouncerKey
 	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 || d > 5*time.Minute {
-		return 0, errors.New("must be a duration such as \"30s\", at most 5m")
+	b, err := s.store.BouncerByKeyHash(ctx, store.HashSecret(key))
+	if isNotFound(err) {
+		return store.Bouncer{}, errBadBouncerKey
 	}
-	return d, nil
+	return b, err
 }
 
-// bouncerRender implements GET /api/v1/bouncer/render: every ruleset bound to
+var (
+	errNoBouncerKey  = errors.New("no credential: send X-Api-Key: <bouncer key>")
+	errBadBouncerKey = errors.New("the bouncer key is not valid")
+)
+
+// GetBouncerRender implements GET /bouncer/render: every ruleset bound to
 // the bouncer that is newer than since (a JSON object ruleset -> version) as a
 // delta when the base is still in memory, else in full; Removed names the
 // rulesets in since the bouncer should no longer enforce. With nothing to say
 // it waits up to wait and answers 304.
-func (s *Server) bouncerRender(w http.ResponseWriter, r *http.Request) {
-	b := bouncerFrom(r.Context())
+func (s *Server) GetBouncerRender(ctx context.Context, req apigen.GetBouncerRenderRequestObject) (apigen.GetBouncerRenderResponseObject, error) {
+	b, _ := BouncerFrom(ctx)
 	since := map[string]int64{}
-	if v := r.URL.Query().Get("since"); v != "" {
+	if v := deref(req.Params.Since); v != "" {
 		if err := json.Unmarshal([]byte(v), &since); err != nil {
-			WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("since", "must be a JSON object of ruleset name to version"))
-			return
+			return apigen.GetBouncerRender400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the request is invalid", fieldErr("since", "must be a JSON object of ruleset name to version"))}, nil
 		}
 	}
-	wait, err := parseWait(r)
+	wait, err := parseWait(req.Params.Wait)
 	if err != nil {
-		WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("wait", err.Error()))
-		return
+		return apigen.GetBouncerRender400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the request is invalid", fieldErr("wait", err.Error()))}, nil
 	}
-	if !s.renderReady(w, r) {
-		return
+	// Wait (bounded) until the hub has loaded the stored renders, so a restart
+	// never answers "removed" for rulesets it merely has not loaded yet.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ready := s.opts.Render.WaitReady(rctx)
+	cancel()
+	if !ready {
+		if ctx.Err() != nil {
+			return nil, errClientGone
+		}
+		return apigen.GetBouncerRender503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the renders are still loading; try again")}, nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	hub := s.opts.Render
 	for {
 		changed := hub.Changed()
-		body, ok, err := s.bouncerAnswer(r.Context(), b, since)
+		body, ok, err := s.bouncerAnswer(ctx, b, since)
 		if err != nil {
-			s.log.ErrorContext(r.Context(), "Could not answer a bouncer.", "bouncer", b.Name, "error", err)
-			WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
-			return
+			return nil, fmt.Errorf("api: answer bouncer %s: %w", b.Name, err)
 		}
 		if ok {
-			writeJSON(w, r, body, nil, "")
-			return
+			return cachedJSON{body: body}, nil
 		}
 		select {
 		case <-changed:
-		case <-ctx.Done():
-			if r.Context().Err() == nil {
-				w.WriteHeader(http.StatusNotModified)
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return nil, errClientGone
 			}
-			return
+			return apigen.GetBouncerRender304Response{}, nil
 		}
 	}
 }
@@ -284,106 +270,37 @@ func (s *Server) bouncerAnswer(ctx context.Context, b store.Bouncer, since map[s
 	return body, true, nil
 }
 
-// renderReady waits (bounded by the request) until the render hub has loaded
-// the stored renders, so a restart never answers "removed" or "deleted" for
-// rulesets it merely has not loaded yet; it answers 503 when it gives up.
-func (s *Server) renderReady(w http.ResponseWriter, r *http.Request) bool {
-	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	defer cancel()
-	if s.opts.Render.WaitReady(ctx) {
-		return true
-	}
-	if r.Context().Err() == nil {
-		w.Header().Set("Retry-After", "5")
-		WriteProblem(w, http.StatusServiceUnavailable, "the renders are still loading; try again")
-	}
-	return false
-}
-
-// decodeBody reads one JSON body of at most 1 MiB, rejecting unknown fields.
-func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			WriteProblem(w, http.StatusRequestEntityTooLarge, "the body is over 1 MiB")
-			return false
-		}
-		WriteProblem(w, http.StatusBadRequest, "the body is not valid JSON for this endpoint", fieldErr("body", err.Error()))
-		return false
-	}
-	return true
-}
-
-type heartbeat struct {
-	Hostname  string           `json:"hostname"`
-	Version   string           `json:"version"`
-	Applied   map[string]int64 `json:"applied"`
-	Counters  json.RawMessage  `json:"counters"`
-	LastError string           `json:"last_error"`
-}
-
-// bouncerHeartbeat implements POST /api/v1/bouncer/heartbeat.
-func (s *Server) bouncerHeartbeat(w http.ResponseWriter, r *http.Request) {
-	var hb heartbeat
-	if !decodeBody(w, r, &hb) {
-		return
-	}
-	var counters []struct {
-		Ruleset string `json:"ruleset"`
-		RuleID  int64  `json:"rule_id"`
-		Packets uint64 `json:"packets"`
-		Bytes   uint64 `json:"bytes"`
-	}
-	if len(hb.Counters) > 0 {
-		dec := json.NewDecoder(bytes.NewReader(hb.Counters))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&counters); err != nil {
-			WriteProblem(w, http.StatusBadRequest, "the heartbeat is invalid", fieldErr("counters", err.Error()))
-			return
-		}
-	}
-	b := bouncerFrom(r.Context())
-	err := s.store.TouchBouncer(r.Context(), b.ID, store.BouncerHeartbeat{Hostname: hb.Hostname, Version: hb.Version,
-		Applied: hb.Applied, Counters: hb.Counters, LastError: hb.LastError}, s.now())
+// PostBouncerHeartbeat implements POST /bouncer/heartbeat.
+func (s *Server) PostBouncerHeartbeat(ctx context.Context, req apigen.PostBouncerHeartbeatRequestObject) (apigen.PostBouncerHeartbeatResponseObject, error) {
+	hb := req.Body
+	counters, err := json.Marshal(hb.Counters)
 	if err != nil {
-		s.log.ErrorContext(r.Context(), "Could not store a heartbeat.", "bouncer", b.Name, "error", err)
-		WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
-		return
+		return nil, fmt.Errorf("api: heartbeat: encode counters: %w", err)
 	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-type honeypotHit struct {
-	IP       string    `json:"ip"`
-	Ruleset  string    `json:"ruleset"`
-	Port     uint16    `json:"port"`
-	Protocol string    `json:"protocol"`
-	SeenAt   time.Time `json:"seen_at"`
+	b, _ := BouncerFrom(ctx)
+	err = s.store.TouchBouncer(ctx, b.ID, store.BouncerHeartbeat{Hostname: hb.Hostname, Version: hb.Version,
+		Applied: hb.Applied, Counters: counters, LastError: hb.LastError}, s.now())
+	if err != nil {
+		return nil, fmt.Errorf("api: store heartbeat of %s: %w", b.Name, err)
+	}
+	return apigen.PostBouncerHeartbeat204Response{}, nil
 }
 
 // HoneypotTag is the tag a bouncer's honeypot report puts on a source.
 const HoneypotTag = "honeypot"
 
-// bouncerReports implements POST /api/v1/bouncer/reports: each honeypot hit
+// PostBouncerReports implements POST /bouncer/reports: each honeypot hit
 // becomes a honeypot tag from source bouncer:<name> with the honeypot TTL,
 // stored through ingest, which announces the change and so re-renders.
-func (s *Server) bouncerReports(w http.ResponseWriter, r *http.Request) {
-	var rep struct {
-		Honeypot []honeypotHit `json:"honeypot"`
-	}
-	if !decodeBody(w, r, &rep) {
-		return
-	}
-	b := bouncerFrom(r.Context())
+func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerReportsRequestObject) (apigen.PostBouncerReportsResponseObject, error) {
+	b, _ := BouncerFrom(ctx)
 	now := s.now()
 	var errs []apigen.FieldError
-	obs := make([]store.Observation, 0, len(rep.Honeypot))
-	for i, h := range rep.Honeypot {
+	obs := make([]store.Observation, 0, len(req.Body.Honeypot))
+	for i, h := range req.Body.Honeypot {
 		p, err := ParsePrefix(h.IP)
 		if err != nil || !p.IsSingleIP() {
-			errs = append(errs, fieldErr(fmt.Sprintf("honeypot.%d.ip", i), "must be one IP address"))
+			errs = append(errs, fieldErr(fmt.Sprintf("/honeypot/%d/ip", i), "must be one IP address"))
 			continue
 		}
 		seen := h.SeenAt
@@ -394,51 +311,10 @@ func (s *Server) bouncerReports(w http.ResponseWriter, r *http.Request) {
 		obs = append(obs, store.Observation{Prefix: p, Source: "bouncer:" + b.Name, Tags: []string{HoneypotTag}, SeenAt: seen, ExpiresAt: &exp})
 	}
 	if len(errs) > 0 {
-		WriteProblem(w, http.StatusBadRequest, "the report is invalid", errs...)
-		return
+		return apigen.PostBouncerReports400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the report is invalid", errs...)}, nil
 	}
-	if err := s.store.Ingest(r.Context(), obs, "bouncer:"+b.Name); err != nil {
-		s.log.ErrorContext(r.Context(), "Could not store a honeypot report.", "bouncer", b.Name, "error", err)
-		WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
-		return
+	if err := s.store.Ingest(ctx, obs, "bouncer:"+b.Name); err != nil {
+		return nil, fmt.Errorf("api: store honeypot report of %s: %w", b.Name, err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusAccepted)
-	_, _ = fmt.Fprintf(w, "{\"accepted\":%d}\n", len(obs))
-}
-
-// writeJSON writes a JSON body, gzip-compressed when the client accepts it;
-// gz may hold the body already compressed.
-func writeJSON(w http.ResponseWriter, r *http.Request, body, gz []byte, etag string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Vary", "Accept-Encoding")
-	if etag != "" {
-		h.Set("ETag", etag)
-	}
-	if acceptsGzip(r) {
-		if gz == nil {
-			var buf bytes.Buffer
-			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
-			_, _ = zw.Write(body)
-			_ = zw.Close()
-			gz = buf.Bytes()
-		}
-		h.Set("Content-Encoding", "gzip")
-		h.Set("Content-Length", fmt.Sprint(len(gz)))
-		_, _ = w.Write(gz)
-		return
-	}
-	h.Set("Content-Length", fmt.Sprint(len(body)))
-	_, _ = io.Copy(w, bytes.NewReader(body))
-}
-
-func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
-		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(params, " ", "") != "q=0" {
-			return true
-		}
-	}
-	return false
+	return apigen.PostBouncerReports202JSONResponse{Accepted: len(obs)}, nil
 }

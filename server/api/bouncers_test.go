@@ -83,6 +83,7 @@ func TestBouncerRoundTrip(t *testing.T) {
 	req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/api/v1/bouncer/reports", strings.NewReader(`{"honeypot":[{"ip":"nope"}]}`))
 	require.NoError(t, err)
 	req.Header.Set("X-Api-Key", key)
+	req.Header.Set("Content-Type", "application/json")
 	bad, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	bad.Body.Close()

@@ -1,15 +1,19 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/go-chi/chi/v5"
 
@@ -20,7 +24,7 @@ import (
 // /crowdsec/v1): existing CrowdSec bouncers enforce the deny lists of the
 // rulesets bound to their muninn bouncer key.
 func (s *Server) CrowdSecRoutes(r chi.Router) {
-	r.Use(s.BouncerAuth)
+	r.Use(s.crowdSecAuth)
 	r.Get("/decisions/stream", s.crowdSecStream)
 	r.Get("/decisions", s.crowdSecDecisions)
 }
@@ -180,7 +184,7 @@ func (s *Server) writeDecisions(w http.ResponseWriter, r *http.Request, v any) {
 		s.fault(w, r, fmt.Errorf("api: encode decisions: %w", err))
 		return
 	}
-	writeJSON(w, r, body, nil, "")
+	writeJSON(w, r, body)
 }
 
 // crowdSecDecisions implements GET /crowdsec/v1/decisions?ip=A: the decisions
@@ -212,4 +216,52 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 		out = append(out, d)
 	}
 	s.writeDecisions(w, r, out) // nil encodes as null, as CrowdSec answers
+}
+
+// crowdSecAuth authenticates the CrowdSec API by a bouncer key in X-Api-Key,
+// as CrowdSec's LAPI does; only bouncer keys reach it.
+func (s *Server) crowdSecAuth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := s.AuthenticateBouncer(r.Context(), strings.TrimSpace(r.Header.Get("X-Api-Key")))
+		switch {
+		case errors.Is(err, errNoBouncerKey), errors.Is(err, errBadBouncerKey):
+			WriteProblem(w, http.StatusUnauthorized, err.Error())
+			return
+		case err != nil:
+			s.log.ErrorContext(r.Context(), "Could not check a bouncer key.", "error", err)
+			WriteProblem(w, http.StatusServiceUnavailable, "cannot check the credential now")
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithBouncer(r.Context(), b)))
+	})
+}
+
+func bouncerFrom(ctx context.Context) store.Bouncer {
+	b, _ := BouncerFrom(ctx)
+	return b
+}
+
+// renderReady waits (bounded by the request) until the render hub has loaded
+// the stored renders; it answers 503 when it gives up.
+func (s *Server) renderReady(w http.ResponseWriter, r *http.Request) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
+	defer cancel()
+	if s.opts.Render.WaitReady(ctx) {
+		return true
+	}
+	if r.Context().Err() == nil {
+		w.Header().Set("Retry-After", "5")
+		WriteProblem(w, http.StatusServiceUnavailable, "the renders are still loading; try again")
+	}
+	return false
+}
+
+func (s *Server) fault(w http.ResponseWriter, r *http.Request, err error) {
+	s.log.ErrorContext(r.Context(), "Request failed.", "path", r.URL.Path, "error", err)
+	WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
+}
+
+// writeJSON writes a JSON body, gzip-compressed when the client accepts it.
+func writeJSON(w http.ResponseWriter, r *http.Request, body []byte) {
+	_ = cachedJSON{body: body, gzip: acceptsGzip(r.Header.Get("Accept-Encoding"))}.visit(w)
 }

@@ -33,14 +33,14 @@ func (s *Server) GetGuard(ctx context.Context, _ apigen.GetGuardRequestObject) (
 // PutGuard implements PUT /guard: it replaces the operator's entries.
 func (s *Server) PutGuard(ctx context.Context, req apigen.PutGuardRequestObject) (apigen.PutGuardResponseObject, error) {
 	if req.Body == nil {
-		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", fieldErr("body", "a JSON object is required"))}, nil
+		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	var errs []apigen.FieldError
 	entries := make([]store.GuardEntry, 0, len(req.Body.Entries))
 	for i, e := range req.Body.Entries {
 		p, err := ParsePrefix(e.Prefix)
 		if err != nil {
-			errs = append(errs, fieldErr(fmt.Sprintf("entries.%d.prefix", i), err.Error()))
+			errs = append(errs, fieldErr(fmt.Sprintf("/entries/%d/prefix", i), err.Error()))
 			continue
 		}
 		entries = append(entries, store.GuardEntry{Prefix: p, Reason: deref(e.Reason)})

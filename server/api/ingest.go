@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
@@ -75,43 +74,43 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time) (s
 		return &apigen.IngestError{Field: ptr(field), Reason: reason}
 	}
 	if o.IP == "" {
-		return store.Observation{}, bad("ip", "is required")
+		return store.Observation{}, bad("/ip", "is required")
 	}
 	p, err := ParsePrefix(o.IP)
 	if err != nil {
-		return store.Observation{}, bad("ip", err.Error())
+		return store.Observation{}, bad("/ip", err.Error())
 	}
 	src := o.Source
 	if src == "" {
 		src = defaultSource
 	}
 	if !sourceName.MatchString(src) {
-		return store.Observation{}, bad("source", "must be 1–100 letters, digits or ._:/@- starting with a letter or digit")
+		return store.Observation{}, bad("/source", "must be 1–100 letters, digits or ._:/@- starting with a letter or digit")
 	}
 	if len(o.Tags) > maxTags {
-		return store.Observation{}, bad("tags", fmt.Sprintf("at most %d tags", maxTags))
+		return store.Observation{}, bad("/tags", fmt.Sprintf("at most %d tags", maxTags))
 	}
 	for i, t := range o.Tags {
 		if reason := tagNameProblem(t); reason != "" {
-			return store.Observation{}, bad(fmt.Sprintf("tags[%d]", i), reason)
+			return store.Observation{}, bad(fmt.Sprintf("/tags/%d", i), reason)
 		}
 	}
 	if o.Classification != "" && !resolve.ValidClassification(o.Classification) {
-		return store.Observation{}, bad("classification", "must be one of malicious, suspicious, benign, unknown")
+		return store.Observation{}, bad("/classification", "must be one of malicious, suspicious, benign, unknown")
 	}
 	if len(o.Note) > 4000 {
-		return store.Observation{}, bad("note", "must be at most 4000 bytes")
+		return store.Observation{}, bad("/note", "must be at most 4000 bytes")
 	}
 	seen := now
 	if o.SeenAt != nil {
 		seen = *o.SeenAt
 		if seen.After(now.Add(5 * time.Minute)) {
-			return store.Observation{}, bad("seen_at", "is in the future")
+			return store.Observation{}, bad("/seen_at", "is in the future")
 		}
 	}
 	ttl, err := parseTTL(o.TTL)
 	if err != nil {
-		return store.Observation{}, bad("ttl", err.Error())
+		return store.Observation{}, bad("/ttl", err.Error())
 	}
 	out := store.Observation{Prefix: p, Source: "ingest:" + src, Tags: o.Tags, Classification: o.Classification, SeenAt: seen, Note: o.Note}
 	if ttl > 0 {
@@ -196,8 +195,8 @@ func (in *ingester) finish() error {
 // both over as a stream; the first byte tells which).
 func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (apigen.IngestResponseObject, error) {
 	if req.Body == nil {
-		return apigen.Ingest415ApplicationProblemPlusJSONResponse(
-			problem(http.StatusUnsupportedMediaType, "send application/x-ndjson or application/json", fieldErr("Content-Type", "unsupported media type"))), nil
+		return apigen.Ingest415ApplicationProblemPlusJSONResponse{UnsupportedMediaTypeApplicationProblemPlusJSONResponse: apigen.UnsupportedMediaTypeApplicationProblemPlusJSONResponse(
+			problem(http.StatusUnsupportedMediaType, "send application/x-ndjson or application/json", fieldErr("Content-Type", "unsupported media type")))}, nil
 	}
 	actor := actorOf(ctx)
 	now := s.now()
@@ -223,10 +222,10 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	case errors.As(readErr, &tooBig):
 		return apigen.Ingest413ApplicationProblemPlusJSONResponse{TooLargeApplicationProblemPlusJSONResponse: apigen.TooLargeApplicationProblemPlusJSONResponse(
 			problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; the %d observations before the limit were stored", tooBig.Limit, in.result.Accepted),
-				fieldErr("body", "too large")))}, nil
+				fieldErr("", "too large")))}, nil
 	case errors.Is(readErr, errEmptyBody):
 		return apigen.Ingest400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
-			problem(http.StatusBadRequest, "the body is empty", fieldErr("body", "send at least one observation")))}, nil
+			problem(http.StatusBadRequest, "the body is empty", fieldErr("", "send at least one observation")))}, nil
 	case readErr != nil:
 		var se *syntaxAt
 		if errors.As(readErr, &se) {
@@ -348,26 +347,4 @@ func (s *Server) ingestArray(br *bufio.Reader, in *ingester, actor string, now t
 		return &syntaxAt{element: n + 1, err: err}
 	}
 	return nil
-}
-
-// NormalizeIngestContentType lets the generated strict handler pass a JSON
-// array body through as a stream: oapi-codegen would otherwise decode
-// application/json whole into memory before the handler runs, and ingest bodies
-// reach 100 MB. It also bounds the body to limit bytes.
-func NormalizeIngestContentType(limit int64) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/ingest") {
-				if r.ContentLength > limit {
-					WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; nothing was stored", limit), fieldErr("body", "too large"))
-					return
-				}
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
-				if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
-					r.Header.Set("Content-Type", "application/x-ndjson")
-				}
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
 }

@@ -152,17 +152,17 @@ func validateOverride(o apigen.Override) (store.Override, []apigen.FieldError) {
 	if o.Classification != nil {
 		out.Classification = string(*o.Classification)
 		if !resolve.ValidClassification(out.Classification) {
-			errs = append(errs, fieldErr("classification", "must be one of malicious, suspicious, benign, unknown"))
+			errs = append(errs, fieldErr("/classification", "must be one of malicious, suspicious, benign, unknown"))
 		}
 	}
 	for i, t := range out.AddTags {
 		if reason := tagNameProblem(t); reason != "" {
-			errs = append(errs, fieldErr("add_tags["+strconv.Itoa(i)+"]", reason))
+			errs = append(errs, fieldErr("/add_tags/"+strconv.Itoa(i), reason))
 		}
 	}
 	for i, t := range out.SuppressTags {
 		if reason := tagNameProblem(t); reason != "" {
-			errs = append(errs, fieldErr("suppress_tags["+strconv.Itoa(i)+"]", reason))
+			errs = append(errs, fieldErr("/suppress_tags/"+strconv.Itoa(i), reason))
 		}
 	}
 	return out, errs
@@ -170,11 +170,11 @@ func validateOverride(o apigen.Override) (store.Override, []apigen.FieldError) {
 
 func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.Override) (apigen.View, []apigen.FieldError, error) {
 	if body == nil {
-		return apigen.View{}, []apigen.FieldError{fieldErr("body", "a JSON object is required")}, nil
+		return apigen.View{}, []apigen.FieldError{fieldErr("", "a JSON object is required")}, nil
 	}
 	o, errs := validateOverride(*body)
 	if o.ExpiresAt != nil && !o.ExpiresAt.After(s.now()) {
-		errs = append(errs, fieldErr("expires_at", "must be in the future"))
+		errs = append(errs, fieldErr("/expires_at", "must be in the future"))
 	}
 	if len(errs) > 0 {
 		return apigen.View{}, errs, nil

@@ -47,11 +47,11 @@ func (s *Server) PutList(ctx context.Context, req apigen.PutListRequestObject) (
 		return apigen.PutList400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the list is invalid", fe)}, nil
 	}
 	if req.Body == nil {
-		return bad(fieldErr("body", "a JSON object is required"))
+		return bad(fieldErr("", "a JSON object is required"))
 	}
 	conds, err := policy.ParseSelector(req.Body.Selector)
 	if err != nil {
-		return bad(textErr("selector", err))
+		return bad(textErr("/selector", err))
 	}
 	lists, err := render.ListSelectors(ctx, s.store)
 	if err != nil {
@@ -60,7 +60,7 @@ func (s *Server) PutList(ctx context.Context, req apigen.PutListRequestObject) (
 	lists[req.Name] = conds
 	probe := &policy.Ruleset{Name: "probe", Rules: []policy.Rule{{Action: policy.ActionBlock, Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{req.Name}}}}}}
 	if _, err := policy.Compile(probe, &policy.Facts{Lists: lists}); err != nil {
-		return bad(fieldErr("selector", err.Error()))
+		return bad(fieldErr("/selector", err.Error()))
 	}
 	l, err := s.store.PutList(ctx, req.Name, policy.FormatSelector(conds), actorOf(ctx))
 	if err != nil {

@@ -1,127 +1,158 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
+	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/render"
 )
 
-// RenderRoutes adds the hand-written ruleset endpoints that serve cached bytes,
-// long polls and plain lists; r is already behind bearer authentication.
-func (s *Server) RenderRoutes(r chi.Router) {
-	r.With(needRole(RoleReader)).Get("/rulesets/{name}/render", s.serveRender)
-	r.With(needRole(RoleReader)).Get("/rulesets/{name}/deny", s.serveDeny)
-	r.With(needRole(RoleReader)).Get("/lists/{name}/prefixes", s.serveListPrefixes)
+// cachedJSON is a 200 answer whose JSON body is already encoded (a cached
+// render, a delta, a bouncer answer): it is written as is, gzip-compressed when
+// the client accepts it (gz may hold the body compressed already). It
+// implements the generated response interfaces of the operations that serve it.
+type cachedJSON struct {
+	body, gz []byte
+	etag     string
+	gzip     bool
 }
 
-// BouncerRoutes adds the bouncer-key endpoints (mount at /api/v1/bouncer).
-func (s *Server) BouncerRoutes(r chi.Router) {
-	r.Use(s.BouncerAuth)
-	r.Get("/render", s.bouncerRender)
-	r.Post("/heartbeat", s.bouncerHeartbeat)
-	r.Post("/reports", s.bouncerReports)
-}
-
-// needRole answers 403 unless the caller's role is at least role.
-func needRole(role string) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, _ := PrincipalFrom(r.Context())
-			if RoleRank(p.Role) < RoleRank(role) {
-				WriteProblem(w, http.StatusForbidden, "this needs the "+role+" role; "+p.Name+" has "+p.Role)
-				return
-			}
-			next.ServeHTTP(w, r)
-		})
+func (c cachedJSON) visit(w http.ResponseWriter) error {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Vary", "Accept-Encoding")
+	if c.etag != "" {
+		h.Set("ETag", c.etag)
 	}
+	body := c.body
+	if c.gzip {
+		if c.gz == nil {
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
+			_, _ = zw.Write(c.body)
+			_ = zw.Close()
+			c.gz = buf.Bytes()
+		}
+		h.Set("Content-Encoding", "gzip")
+		body = c.gz
+	}
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, err := w.Write(body)
+	return err
 }
 
-// serveRender implements GET /rulesets/{name}/render[?since=V&wait=30s]: the
-// cached render (ETag = hash, gzip when accepted); with since, a long poll
+// VisitGetRulesetRenderResponse writes the cached render.
+func (c cachedJSON) VisitGetRulesetRenderResponse(w http.ResponseWriter) error { return c.visit(w) }
+
+// VisitGetBouncerRenderResponse writes the bouncer's answer.
+func (c cachedJSON) VisitGetBouncerRenderResponse(w http.ResponseWriter) error { return c.visit(w) }
+
+// notModified is a 304 with the render's ETag.
+type notModified struct{ etag string }
+
+// VisitGetRulesetRenderResponse writes the 304.
+func (n notModified) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+	if n.etag != "" {
+		w.Header().Set("ETag", n.etag)
+	}
+	w.WriteHeader(http.StatusNotModified)
+	return nil
+}
+
+// errClientGone ends a long poll whose client went away; the HTTP layer writes nothing.
+var errClientGone = context.Canceled
+
+func unavailable(detail string) apigen.UnavailableApplicationProblemPlusJSONResponse {
+	return apigen.UnavailableApplicationProblemPlusJSONResponse{Body: problem(http.StatusServiceUnavailable, detail), Headers: apigen.UnavailableResponseHeaders{RetryAfter: ptr(5)}}
+}
+
+// parseWait reads the wait parameter: a duration up to 5 minutes, 0 when absent.
+func parseWait(v *string) (time.Duration, error) {
+	if v == nil || *v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(*v)
+	if err != nil || d < 0 || d > 5*time.Minute {
+		return 0, errors.New("must be a duration such as \"30s\", at most 5m")
+	}
+	return d, nil
+}
+
+// GetRulesetRender implements GET /rulesets/{name}/render[?since=V&wait=30s]:
+// the cached render (ETag = hash, gzip when accepted); with since, a long poll
 // that answers as soon as the version is above V (a delta when V is still in
 // memory and only set contents changed) or 304 at the deadline.
-func (s *Server) serveRender(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "name")
-	q := r.URL.Query()
-	var since int64 = -1
-	if v := q.Get("since"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("since", "must be a version number"))
-			return
-		}
-		since = n
-	}
-	wait, err := parseWait(r)
+func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRenderRequestObject) (apigen.GetRulesetRenderResponseObject, error) {
+	name := req.Name
+	wait, err := parseWait(req.Params.Wait)
 	if err != nil {
-		WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("wait", err.Error()))
-		return
+		return apigen.GetRulesetRender400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the request is invalid", fieldErr("wait", err.Error()))}, nil
 	}
-	if _, err := s.store.RulesetByName(r.Context(), name); isNotFound(err) {
-		WriteProblem(w, http.StatusNotFound, "no ruleset named "+name)
-		return
+	if _, err := s.store.RulesetByName(ctx, name); isNotFound(err) {
+		return apigen.GetRulesetRender404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no ruleset named " + name)}, nil
 	} else if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
+	gz := acceptsGzip(deref(req.Params.AcceptEncoding))
 	hub := s.opts.Render
-	if since < 0 {
+	if req.Params.Since == nil {
 		// A ruleset just stored may not be rendered yet: give the hub a moment.
-		ctx, cancel := context.WithTimeout(r.Context(), max(wait, 10*time.Second))
+		wctx, cancel := context.WithTimeout(ctx, max(wait, 10*time.Second))
 		defer cancel()
-		snap := hub.Wait(ctx, name, 0)
+		snap := hub.Wait(wctx, name, 0)
 		if snap == nil {
-			if r.Context().Err() == nil {
-				WriteProblem(w, http.StatusServiceUnavailable, "the ruleset has not been rendered yet; try again")
+			if ctx.Err() != nil {
+				return nil, errClientGone
 			}
-			return
+			return apigen.GetRulesetRender503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
 		}
 		etag := `"` + snap.Render.Hash + `"`
-		if inm := r.Header.Get("If-None-Match"); inm != "" && strings.Contains(inm, etag) {
-			w.Header().Set("ETag", etag)
-			w.WriteHeader(http.StatusNotModified)
-			return
+		if inm := deref(req.Params.IfNoneMatch); inm != "" && strings.Contains(inm, etag) {
+			return notModified{etag: etag}, nil
 		}
-		writeJSON(w, r, snap.Body, snap.Gzip, etag)
-		return
+		return cachedJSON{body: snap.Body, gz: snap.Gzip, etag: etag, gzip: gz}, nil
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	since := *req.Params.Since
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	// A client ahead of the server (a restored or reset database) gets the
 	// current render at once.
 	if cur := hub.Latest(name); cur != nil && cur.Render.Version < since {
 		since = 0
 	}
-	snap := hub.Wait(ctx, name, since)
+	snap := hub.Wait(wctx, name, since)
 	if snap == nil {
-		if r.Context().Err() == nil {
-			w.WriteHeader(http.StatusNotModified)
+		if ctx.Err() != nil {
+			return nil, errClientGone
 		}
-		return
+		return notModified{}, nil
 	}
 	if d, ok, err := hub.DeltaSince(name, since); err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	} else if ok {
-		writeJSON(w, r, d, nil, "")
-		return
+		return cachedJSON{body: d, gzip: gz}, nil
 	}
-	writeJSON(w, r, snap.Body, snap.Gzip, `"`+snap.Render.Hash+`"`)
+	return cachedJSON{body: snap.Body, gz: snap.Gzip, etag: `"` + snap.Render.Hash + `"`, gzip: gz}, nil
 }
 
-func (s *Server) fault(w http.ResponseWriter, r *http.Request, err error) {
-	s.log.ErrorContext(r.Context(), "Request failed.", "path", r.URL.Path, "error", err)
-	WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
+func acceptsGzip(header string) bool {
+	for _, part := range strings.Split(header, ",") {
+		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(enc), "gzip") && strings.ReplaceAll(params, " ", "") != "q=0" {
+			return true
+		}
+	}
+	return false
 }
 
 // compileNow compiles rs over the current facts and lists.
@@ -144,99 +175,56 @@ func (s *Server) compileNow(ctx context.Context, rs *policy.Ruleset) (*policy.Co
 	return policy.Compile(rs, facts)
 }
 
-// serveDeny implements GET /rulesets/{name}/deny?format=txt|json: every
+// GetRulesetDeny implements GET /rulesets/{name}/deny?format=txt|json: every
 // prefix whose decision is block, minus the never-block guard.
-func (s *Server) serveDeny(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "name")
-	format, ok := listFormat(w, r, "txt", "json")
-	if !ok {
-		return
-	}
-	stored, err := s.store.RulesetByName(r.Context(), name)
+func (s *Server) GetRulesetDeny(ctx context.Context, req apigen.GetRulesetDenyRequestObject) (apigen.GetRulesetDenyResponseObject, error) {
+	stored, err := s.store.RulesetByName(ctx, req.Name)
 	if isNotFound(err) {
-		WriteProblem(w, http.StatusNotFound, "no ruleset named "+name)
-		return
+		return apigen.GetRulesetDeny404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no ruleset named " + req.Name)}, nil
 	}
 	if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
 	rs, err := policy.Parse(stored.Text)
 	if err != nil {
-		s.fault(w, r, fmt.Errorf("api: stored ruleset %s: %w", name, err))
-		return
+		return nil, fmt.Errorf("api: stored ruleset %s: %w", req.Name, err)
 	}
-	c, err := s.compileNow(r.Context(), rs)
+	c, err := s.compileNow(ctx, rs)
 	if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
-	g, err := s.opts.Render.Guard(r.Context())
+	g, err := s.opts.Render.Guard(ctx)
 	if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
 	v4, v6 := policy.DenyList(c)
 	v4, v6, _ = g.Filter(v4, v6, 0)
-	writeList(w, r, name, format, v4, v6)
+	if req.Params.Format != nil && *req.Params.Format == apigen.GetRulesetDenyParamsFormatJson {
+		return apigen.GetRulesetDeny200JSONResponse(prefixList(req.Name, v4, v6)), nil
+	}
+	return apigen.GetRulesetDeny200TextResponse(prefixText(v4, v6)), nil
 }
 
-// serveListPrefixes implements GET /lists/{name}/prefixes?format=txt|json|csv:
+// GetListPrefixes implements GET /lists/{name}/prefixes?format=txt|json|csv:
 // every address the list's selector matches, as minimal CIDRs.
-func (s *Server) serveListPrefixes(w http.ResponseWriter, r *http.Request) {
-	name := chi.URLParam(r, "name")
-	format, ok := listFormat(w, r, "txt", "json", "csv")
-	if !ok {
-		return
-	}
-	if _, err := s.store.ListByName(r.Context(), name); isNotFound(err) {
-		WriteProblem(w, http.StatusNotFound, "no list named "+name)
-		return
+func (s *Server) GetListPrefixes(ctx context.Context, req apigen.GetListPrefixesRequestObject) (apigen.GetListPrefixesResponseObject, error) {
+	if _, err := s.store.ListByName(ctx, req.Name); isNotFound(err) {
+		return apigen.GetListPrefixes404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no list named " + req.Name)}, nil
 	} else if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
-	probe := &policy.Ruleset{Name: name, Rules: []policy.Rule{{Action: policy.ActionBlock,
-		Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{name}}}}}}
-	c, err := s.compileNow(r.Context(), probe)
+	probe := &policy.Ruleset{Name: req.Name, Rules: []policy.Rule{{Action: policy.ActionBlock,
+		Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{req.Name}}}}}}
+	c, err := s.compileNow(ctx, probe)
 	if err != nil {
-		s.fault(w, r, err)
-		return
+		return nil, err
 	}
-	writeList(w, r, name, format, c.Rules[0].Set.V4, c.Rules[0].Set.V6)
-}
-
-func listFormat(w http.ResponseWriter, r *http.Request, allowed ...string) (string, bool) {
-	f := r.URL.Query().Get("format")
-	if f == "" {
-		f = allowed[0]
-	}
-	for _, a := range allowed {
-		if f == a {
-			return f, true
-		}
-	}
-	WriteProblem(w, http.StatusBadRequest, "the request is invalid", fieldErr("format", "must be one of "+strings.Join(allowed, ", ")))
-	return "", false
-}
-
-func writeList(w http.ResponseWriter, r *http.Request, name, format string, v4, v6 []netip.Prefix) {
-	var b strings.Builder
-	switch format {
-	case "json":
-		body, err := json.Marshal(struct {
-			Name string         `json:"name"`
-			V4   []netip.Prefix `json:"v4"`
-			V6   []netip.Prefix `json:"v6"`
-		}{name, nonNilPrefixes(v4), nonNilPrefixes(v6)})
-		if err != nil {
-			WriteProblem(w, http.StatusInternalServerError, "internal error")
-			return
-		}
-		writeJSON(w, r, body, nil, "")
-		return
-	case "csv":
-		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	v4, v6 := c.Rules[0].Set.V4, c.Rules[0].Set.V6
+	switch deref(req.Params.Format) {
+	case apigen.GetListPrefixesParamsFormatJson:
+		return apigen.GetListPrefixes200JSONResponse(prefixList(req.Name, v4, v6)), nil
+	case apigen.GetListPrefixesParamsFormatCsv:
+		var b strings.Builder
 		b.WriteString("prefix,family\n")
 		for _, p := range v4 {
 			b.WriteString(p.String() + ",ipv4\n")
@@ -244,21 +232,29 @@ func writeList(w http.ResponseWriter, r *http.Request, name, format string, v4, 
 		for _, p := range v6 {
 			b.WriteString(p.String() + ",ipv6\n")
 		}
-	default:
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		for _, ps := range [][]netip.Prefix{v4, v6} {
-			for _, p := range ps {
-				b.WriteString(p.String())
-				b.WriteByte('\n')
-			}
-		}
+		return apigen.GetListPrefixes200TextcsvResponse{Body: strings.NewReader(b.String()), ContentLength: int64(b.Len())}, nil
 	}
-	_, _ = w.Write([]byte(b.String()))
+	return apigen.GetListPrefixes200TextResponse(prefixText(v4, v6)), nil
 }
 
-func nonNilPrefixes(ps []netip.Prefix) []netip.Prefix {
-	if ps == nil {
-		return []netip.Prefix{}
+func prefixList(name string, v4, v6 []netip.Prefix) apigen.PrefixList {
+	strs := func(ps []netip.Prefix) []string {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = p.String()
+		}
+		return out
 	}
-	return ps
+	return apigen.PrefixList{Name: name, V4: strs(v4), V6: strs(v6)}
+}
+
+func prefixText(v4, v6 []netip.Prefix) string {
+	var b strings.Builder
+	for _, ps := range [][]netip.Prefix{v4, v6} {
+		for _, p := range ps {
+			b.WriteString(p.String())
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
 }

@@ -87,7 +87,7 @@ func (s *Server) parseRulesetBody(ctx context.Context, name string, text *string
 	case text != nil:
 		r, err := policy.Parse(*text)
 		if err != nil {
-			return nil, []apigen.FieldError{textErr("text", err)}, nil
+			return nil, []apigen.FieldError{textErr("", err)}, nil
 		}
 		rs = r
 	case js != nil:
@@ -99,16 +99,16 @@ func (s *Server) parseRulesetBody(ctx context.Context, name string, text *string
 		dec.DisallowUnknownFields()
 		rs = &policy.Ruleset{}
 		if err := dec.Decode(rs); err != nil {
-			return nil, []apigen.FieldError{fieldErr("policy", err.Error())}, nil
+			return nil, []apigen.FieldError{fieldErr("", err.Error())}, nil
 		}
 		if err := rs.Canonicalize(); err != nil {
-			return nil, []apigen.FieldError{fieldErr("policy", err.Error())}, nil
+			return nil, []apigen.FieldError{fieldErr("", err.Error())}, nil
 		}
 	default:
-		return nil, []apigen.FieldError{fieldErr("body", "send the ruleset as text/plain or its JSON form as application/json")}, nil
+		return nil, []apigen.FieldError{fieldErr("", "send the ruleset as text/plain or its JSON form as application/json")}, nil
 	}
 	if rs.Name != name {
-		return nil, []apigen.FieldError{fieldErr("name", fmt.Sprintf("the ruleset is named %q but the path says %q", rs.Name, name))}, nil
+		return nil, []apigen.FieldError{fieldErr("/name", fmt.Sprintf("the ruleset is named %q but the path says %q", rs.Name, name))}, nil
 	}
 	lists, err := render.ListSelectors(ctx, s.store)
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Server) parseRulesetBody(ctx context.Context, name string, text *string
 	}
 	// Compiling over no facts checks every list reference (unknown lists, cycles) cheaply.
 	if _, err := policy.Compile(rs, &policy.Facts{Lists: lists}); err != nil {
-		return nil, []apigen.FieldError{fieldErr("rules", err.Error())}, nil
+		return nil, []apigen.FieldError{fieldErr("/rules", err.Error())}, nil
 	}
 	return rs, nil, nil
 }
@@ -125,7 +125,7 @@ func (s *Server) parseRulesetBody(ctx context.Context, name string, text *string
 func (s *Server) PutRuleset(ctx context.Context, req apigen.PutRulesetRequestObject) (apigen.PutRulesetResponseObject, error) {
 	if req.TextBody != nil && len(*req.TextBody) > policy.MaxTextSize {
 		return apigen.PutRuleset413ApplicationProblemPlusJSONResponse{TooLargeApplicationProblemPlusJSONResponse: apigen.TooLargeApplicationProblemPlusJSONResponse(
-			problem(413, fmt.Sprintf("the ruleset text is %d bytes, at most %d allowed", len(*req.TextBody), policy.MaxTextSize), fieldErr("text", "too large")))}, nil
+			problem(413, fmt.Sprintf("the ruleset text is %d bytes, at most %d allowed", len(*req.TextBody), policy.MaxTextSize), fieldErr("", "too large")))}, nil
 	}
 	rs, errs, err := s.parseRulesetBody(ctx, req.Name, req.TextBody, req.JSONBody)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -37,7 +38,7 @@ func setupRender(t testing.TB) *renderBundle {
 	go func() { defer close(done); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -142,15 +143,24 @@ func TestRulesetCRUDAndValidation(t *testing.T) {
 	require.EqualValues(t, 2, again.Version)
 	require.Contains(t, again.Text, "default block")
 
+	// The JSON form is typed in the contract: a bad condition is named by its JSON Pointer.
+	status, raw := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "application/json", strings.NewReader(
+		`{"name":"edge","hook":"input","rules":[{"action":"block","conds":[{"kind":"tag","values":["x"]},{"kind":"colour","values":["red"]}]}]}`))
+	require.Equal(t, http.StatusBadRequest, status, "%s", raw)
+	bad := problemOf(t, raw)["errors"].([]any)[0].(map[string]any)
+	require.Equal(t, "/rules/0/conds/1/kind", bad["field"], "%s", raw)
+	status, raw = b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "application/xml", strings.NewReader(`<ruleset/>`))
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", raw)
+
 	var list []struct{ Name string }
 	b.json(t, b.reader, http.MethodGet, "/api/v1/rulesets", nil, http.StatusOK, &list)
 	require.Len(t, list, 1)
 
 	// Syntax errors carry line and column.
-	status, raw := b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "text/plain", strings.NewReader("ruleset edge\n  block colour red\n"))
+	status, raw = b.do(t, b.admin, http.MethodPut, "/api/v1/rulesets/edge", "text/plain", strings.NewReader("ruleset edge\n  block colour red\n"))
 	require.Equal(t, http.StatusBadRequest, status, "%s", raw)
 	errs := problemOf(t, raw)["errors"].([]any)[0].(map[string]any)
-	require.Equal(t, "text", errs["field"])
+	require.Equal(t, "", errs["field"], "the whole text body")
 	require.EqualValues(t, 2, errs["line"])
 	require.EqualValues(t, 9, errs["column"])
 	require.Contains(t, errs["reason"], "colour")

@@ -48,7 +48,7 @@ func (s *Server) PutTag(ctx context.Context, req apigen.PutTagRequestObject) (ap
 		errs = append(errs, fieldErr("name", reason))
 	}
 	if req.Body == nil {
-		errs = append(errs, fieldErr("body", "a JSON object is required"))
+		errs = append(errs, fieldErr("", "a JSON object is required"))
 	}
 	t := store.Tag{Name: req.Name}
 	if req.Body != nil {
@@ -56,7 +56,7 @@ func (s *Server) PutTag(ctx context.Context, req apigen.PutTagRequestObject) (ap
 		if req.Body.DefaultTtl != nil && *req.Body.DefaultTtl != "" {
 			d, err := time.ParseDuration(*req.Body.DefaultTtl)
 			if err != nil || d <= 0 || d > maxTTL {
-				errs = append(errs, fieldErr("default_ttl", "must be a positive duration such as \"168h\", at most 10 years"))
+				errs = append(errs, fieldErr("/default_ttl", "must be a positive duration such as \"168h\", at most 10 years"))
 			}
 			t.DefaultTTL = d
 		}

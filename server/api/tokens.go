@@ -28,22 +28,22 @@ func (s *Server) ListTokens(ctx context.Context, _ apigen.ListTokensRequestObjec
 // CreateToken implements POST /tokens.
 func (s *Server) CreateToken(ctx context.Context, req apigen.CreateTokenRequestObject) (apigen.CreateTokenResponseObject, error) {
 	if req.Body == nil {
-		return apigen.CreateToken400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "a JSON object is required", fieldErr("body", "is required")))}, nil
+		return apigen.CreateToken400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "a JSON object is required", fieldErr("", "is required")))}, nil
 	}
 	b := *req.Body
 	var errs []apigen.FieldError
 	if RoleRank(string(b.Role)) == 0 {
-		errs = append(errs, fieldErr("role", "must be reader, writer or admin"))
+		errs = append(errs, fieldErr("/role", "must be reader, writer or admin"))
 	}
 	if b.ExpiresAt != nil && !b.ExpiresAt.After(s.now()) {
-		errs = append(errs, fieldErr("expires_at", "must be in the future"))
+		errs = append(errs, fieldErr("/expires_at", "must be in the future"))
 	}
 	if len(errs) > 0 {
 		return apigen.CreateToken400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the token is invalid", errs...))}, nil
 	}
 	t, secret, err := CreateToken(ctx, s.store, b.Name, string(b.Role), b.ExpiresAt, actorOf(ctx))
 	if errors.Is(err, store.ErrConflict) {
-		return apigen.CreateToken409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: apigen.ConflictApplicationProblemPlusJSONResponse(problem(409, "a token named "+b.Name+" exists already", fieldErr("name", "is taken")))}, nil
+		return apigen.CreateToken409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: apigen.ConflictApplicationProblemPlusJSONResponse(problem(409, "a token named "+b.Name+" exists already", fieldErr("/name", "is taken")))}, nil
 	}
 	if err != nil {
 		return nil, err

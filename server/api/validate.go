@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,99 +8,86 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
-	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
 
 	"github.com/muninn/muninn/server/api/apigen"
 )
 
-// MaxBody bounds every request body to limit bytes, except those skip selects
-// (ingest has its own, larger limit). A body announced as larger is refused at once.
-func MaxBody(limit int64, skip func(*http.Request) bool) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if (skip == nil || !skip(r)) && r.Body != nil {
-				if r.ContentLength > limit {
-					WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", limit))
-					return
-				}
-				r.Body = http.MaxBytesReader(w, r.Body, limit)
-			}
-			next.ServeHTTP(w, r)
-		})
-	}
-}
-
-// ValidationError is the request validator's error handler: it turns kin-openapi's findings into problem+json naming each
-// field and the reason.
-func ValidationError(_ context.Context, err error, w http.ResponseWriter, _ *http.Request, opts nethttpmiddleware.ErrorHandlerOpts) {
-	status := opts.StatusCode
-	if status == 0 {
-		status = http.StatusBadRequest
-	}
+// writeValidationError turns kin-openapi's findings into a 400 problem naming
+// each field (a JSON Pointer into the body, or a parameter's name) and the
+// reason; a body over its limit is 413.
+func writeValidationError(w http.ResponseWriter, err error) {
+	status := http.StatusBadRequest
 	var fields []apigen.FieldError
 	var walk func(error)
 	walk = func(e error) {
-		var re *openapi3filter.RequestError
-		if errors.As(e, &re) {
-			field := "body"
-			if re.Parameter != nil {
-				field = re.Parameter.Name
-			}
-			var inner openapi3.MultiError
-			if errors.As(re.Err, &inner) {
-				for _, x := range inner {
-					fields = append(fields, schemaField(field, x))
-				}
-				return
-			}
-			fields = append(fields, schemaField(field, re))
+		var mb *http.MaxBytesError
+		if errors.As(e, &mb) {
+			status = http.StatusRequestEntityTooLarge
+			fields = append(fields, fieldErr("", fmt.Sprintf("over %d bytes", mb.Limit)))
 			return
 		}
-		var me openapi3.MultiError
-		if errors.As(e, &me) {
+		if me, ok := e.(openapi3.MultiError); ok {
 			for _, x := range me {
 				walk(x)
 			}
 			return
 		}
-		var mb *http.MaxBytesError
-		if errors.As(e, &mb) {
-			status = http.StatusRequestEntityTooLarge
-			fields = append(fields, apigen.FieldError{Field: "body", Reason: fmt.Sprintf("over %d bytes", mb.Limit)})
+		if re, ok := e.(*openapi3filter.RequestError); ok {
+			field := ""
+			if re.Parameter != nil {
+				field = re.Parameter.Name
+			}
+			if inner, ok := re.Err.(openapi3.MultiError); ok {
+				for _, x := range inner {
+					fields = append(fields, schemaField(field, re.Parameter == nil, x))
+				}
+				return
+			}
+			if re.Err == nil {
+				fields = append(fields, fieldErr(field, re.Reason))
+				return
+			}
+			fields = append(fields, schemaField(field, re.Parameter == nil, re.Err))
 			return
 		}
-		fields = append(fields, schemaField("request", e))
+		fields = append(fields, fieldErr("", firstLine(e.Error())))
 	}
 	walk(err)
-	detail := "the request does not match the API contract"
-	if opts.MatchedRoute == nil {
-		status = http.StatusNotFound
-		detail = "no such endpoint"
-	}
-	WriteProblem(w, status, detail, fields...)
+	WriteProblem(w, status, "the request does not match the API contract", fields...)
 }
 
-func schemaField(field string, e error) apigen.FieldError {
+// schemaField names the field a schema error is about: inBody makes it a
+// JSON Pointer into the body.
+func schemaField(field string, inBody bool, e error) apigen.FieldError {
+	var mb *http.MaxBytesError
+	if errors.As(e, &mb) {
+		return fieldErr("", fmt.Sprintf("over %d bytes", mb.Limit))
+	}
 	var se *openapi3.SchemaError
-	if errors.As(e, &se) {
-		if ptr := se.JSONPointer(); len(ptr) > 0 && field == "body" {
-			field = strings.Join(ptr, ".")
-		}
-		reason := se.Reason
+	if !errors.As(e, &se) {
+		return fieldErr(field, firstLine(e.Error()))
+	}
+	reason := se.Reason
+	if inBody {
+		field = jsonPointer(se.JSONPointer())
 		if name, ok := strings.CutPrefix(reason, "property \""); ok && strings.HasSuffix(reason, "\" is unsupported") {
-			field = strings.TrimPrefix(field+"."+strings.TrimSuffix(name, "\" is unsupported"), "body.")
+			field = strings.TrimSuffix(field, "/") + "/" + pointerEscape.Replace(strings.TrimSuffix(name, "\" is unsupported"))
 			reason = "unknown field"
 		}
-		return apigen.FieldError{Field: field, Reason: reason}
 	}
-	var re *openapi3filter.RequestError
-	if errors.As(e, &re) && re.Err != nil {
-		if errors.As(re.Err, &se) {
-			return schemaField(field, se)
-		}
-		return apigen.FieldError{Field: field, Reason: firstLine(re.Err.Error())}
+	return fieldErr(field, reason)
+}
+
+var pointerEscape = strings.NewReplacer("~", "~0", "/", "~1")
+
+// jsonPointer builds an RFC 6901 pointer from its reference tokens.
+func jsonPointer(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(pointerEscape.Replace(t))
 	}
-	return apigen.FieldError{Field: field, Reason: firstLine(e.Error())}
+	return b.String()
 }
 
 func firstLine(s string) string {

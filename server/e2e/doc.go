@@ -2,4 +2,7 @@
 // PostgreSQL) and real bouncers enforcing its rulesets with nftables inside network
 // namespaces the tests create, probed by TCP connects from a client namespace. They
 // need root (CI is root) and skip otherwise. The package has no code of its own.
+//
+// TestTour needs no root: it walks the README's API tour with ogenclient, a client
+// that a second generator (ogen) builds from the same openapi/openapi.yaml.
 package e2e

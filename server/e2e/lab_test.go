@@ -23,17 +23,18 @@ import (
 	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/bouncer/nft"
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/render"
-	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/worker"
 )
 
 // server is a muninn server as `muninn serve` assembles it: httpserver.New over a
-// fresh database, with the render hub running (default debounce) and an HTTP server
-// on a loopback port of the test's own namespace.
+// fresh database with River workers (feed refreshes, the jobs summary) and the render hub
+// running (default debounce), and an HTTP server on a loopback port of the test's
+// own namespace. Its tokens are named as serve's bootstrap names its first one.
 type server struct {
-	st            *store.Store
 	url           string
 	admin, writer string
 	hs            *http.Server
@@ -43,18 +44,29 @@ type server struct {
 func startServer(tb testing.TB, log *slog.Logger) *server {
 	tb.Helper()
 	st := storetest.Store(tb)
-	hub := render.NewHub(st, log, time.Now, render.Options{})
-	// The hub's goroutine is owned here: cancelled and waited for at cleanup.
+	// The workers and the hub are owned here: stopped and waited for at cleanup.
 	ctx, cancel := context.WithCancel(context.Background())
+	// Feeds are refreshed only when a test asks: the schedule never comes round.
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour}, true)
+	require.NoError(tb, err)
+	require.NoError(tb, rc.Start(ctx))
+	tb.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := rc.Stop(sctx); err != nil {
+			tb.Errorf("e2e: stop workers: %v", err)
+		}
+	})
+	hub := render.NewHub(st, log, time.Now, render.Options{})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc, Wrap: apitest.ValidateResponses(tb)})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	s := &server{st: st, url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{})}
+	s := &server{url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{})}
 	go func() {
 		defer close(s.served)
 		if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -63,7 +75,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	}()
 	tb.Cleanup(s.stop)
 	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
-		_, secret, err := api.CreateToken(context.Background(), st, "e2e-"+role, role, nil, "e2e")
+		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
 		require.NoError(tb, err)
 		*dst = secret
 	}

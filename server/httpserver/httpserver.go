@@ -1,6 +1,6 @@
 // Package httpserver assembles muninn's HTTP surface: /api/v1 (the strict
-// OpenAPI server behind authentication, role checks and request validation),
-// /healthz, /readyz and /metrics.
+// OpenAPI server behind the contract: authentication, roles and request
+// validation from openapi.yaml), /crowdsec/v1, /healthz, /readyz and /metrics.
 package httpserver
 
 import (
@@ -12,16 +12,14 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/muninn/muninn/openapi"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/api/feeds"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
@@ -38,11 +36,27 @@ type Deps struct {
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
-	// Mount adds further routes (the UI, render endpoints) to the root router.
+	// Jobs enqueues feed refreshes; nil makes a refresh answer 503.
+	Jobs feeds.Inserter
+	// Mount adds further routes (the UI) to the root router.
 	Mount []func(r chi.Router)
-	// APIRoutes adds routes under /api/v1 behind authentication.
-	APIRoutes []func(r chi.Router)
+	// Wrap, when set, wraps the /api/v1 handler (tests validate every
+	// response against the spec with it).
+	Wrap func(http.Handler) http.Handler
 }
+
+type (
+	coreOps = api.Server
+	feedOps = feeds.Server
+)
+
+// operations joins the two halves of the generated strict server interface.
+type operations struct {
+	*coreOps
+	*feedOps
+}
+
+var _ apigen.StrictServerInterface = operations{}
 
 // New returns the root handler.
 func New(d Deps) (http.Handler, error) {
@@ -50,7 +64,6 @@ func New(d Deps) (http.Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpserver: load spec: %w", err)
 	}
-	spec.Servers = nil // matched by prefix below
 	auth := api.NewAuthenticator(d.Store, d.Now)
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{})
@@ -66,19 +79,15 @@ func New(d Deps) (http.Handler, error) {
 	})
 	r.Get("/readyz", readyz(d.Store))
 	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
-	// The contracts are public, like the API's own documentation.
-	for _, name := range []string{"openapi.yaml", "feeds.yaml", "bouncer.yaml"} {
-		body, err := openapi.Files.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("httpserver: read %s: %w", name, err)
-		}
-		r.Get("/api/v1/"+name, func(w http.ResponseWriter, _ *http.Request) {
-			w.Header().Set("Content-Type", "application/yaml")
-			_, _ = w.Write(body)
-		})
-	}
-	strict := apigen.NewStrictHandlerWithOptions(srv, nil, apigen.StrictHTTPServerOptions{
+	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
+
+	strict := apigen.NewStrictHandlerWithOptions(operations{srv, feeds.New(d.Store, d.Jobs, d.Logger)}, nil, apigen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+			var mb *http.MaxBytesError
+			if errors.As(err, &mb) {
+				api.WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", mb.Limit))
+				return
+			}
 			api.WriteProblem(w, http.StatusBadRequest, err.Error())
 		},
 		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -89,41 +98,23 @@ func New(d Deps) (http.Handler, error) {
 			api.WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
 		},
 	})
-	validator := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
-		Options: openapi3filter.Options{
-			AuthenticationFunc: openapi3filter.NoopAuthenticationFunc,
-			MultiError:         true,
-		},
-		Prefix:                "/api/v1",
-		SilenceServersWarning: true,
-		// Ingest bodies are streams of up to 100 MB; the validator would read them
-		// whole, so ingest validates each line itself.
-		Skipper:              isIngest,
-		ErrorHandlerWithOpts: api.ValidationError,
-	})
-	roleGate, err := api.RoleGate(spec, "/api/v1")
+	// Every /api/v1 operation is generated onto ar; the contract middleware
+	// finds the operation ar matched and enforces its role and schema first.
+	ar := chi.NewRouter()
+	contract, err := api.NewContract(spec, ar, srv, auth)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("httpserver: %w", err)
 	}
-	// Bouncer keys (X-Api-Key) reach only these routes; bearer tokens none of them.
-	r.Route("/api/v1/bouncer", srv.BouncerRoutes)
-	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
-	r.Route("/api/v1", func(ar chi.Router) {
-		ar.Use(auth.Middleware)
-		srv.RenderRoutes(ar)
-		for _, f := range d.APIRoutes {
-			f(ar)
-		}
-		ar.Group(func(g chi.Router) {
-			// Roles are checked first; the body limit comes before the validator,
-			// which reads bodies.
-			g.Use(roleGate, api.NormalizeIngestContentType(d.MaxIngestBytes), api.MaxBody(1<<20, isIngest), validator)
-			apigen.HandlerWithOptions(strict, apigen.ChiServerOptions{BaseRouter: g,
-				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
-					api.WriteProblem(w, http.StatusBadRequest, err.Error())
-				}})
-		})
-	})
+	ar.Use(contract.Middleware)
+	apigen.HandlerWithOptions(strict, apigen.ChiServerOptions{BaseRouter: ar,
+		ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
+			api.WriteProblem(w, http.StatusBadRequest, err.Error())
+		}})
+	var apiHandler http.Handler = ar
+	if d.Wrap != nil {
+		apiHandler = d.Wrap(ar)
+	}
+	r.Mount("/api/v1", apiHandler)
 	for _, f := range d.Mount {
 		f(r)
 	}
@@ -182,8 +173,4 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
-}
-
-func isIngest(r *http.Request) bool {
-	return r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest"
 }

@@ -21,8 +21,31 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/go-chi/chi/v5"
 	"github.com/oapi-codegen/runtime"
-	openapi_types "github.com/oapi-codegen/runtime/types"
 )
+
+// Defines values for Action.
+const (
+	ActionAllow    Action = "allow"
+	ActionBlock    Action = "block"
+	ActionLog      Action = "log"
+	ActionThrottle Action = "throttle"
+)
+
+// Valid indicates whether the value is a known member of the Action enum.
+func (e Action) Valid() bool {
+	switch e {
+	case ActionAllow:
+		return true
+	case ActionBlock:
+		return true
+	case ActionLog:
+		return true
+	case ActionThrottle:
+		return true
+	default:
+		return false
+	}
+}
 
 // Defines values for AssertionKind.
 const (
@@ -50,36 +73,183 @@ func (e AssertionKind) Valid() bool {
 
 // Defines values for Classification.
 const (
-	Benign     Classification = "benign"
-	Malicious  Classification = "malicious"
-	Suspicious Classification = "suspicious"
-	Unknown    Classification = "unknown"
+	ClassificationBenign     Classification = "benign"
+	ClassificationMalicious  Classification = "malicious"
+	ClassificationSuspicious Classification = "suspicious"
+	ClassificationUnknown    Classification = "unknown"
 )
 
 // Valid indicates whether the value is a known member of the Classification enum.
 func (e Classification) Valid() bool {
 	switch e {
-	case Benign:
+	case ClassificationBenign:
 		return true
-	case Malicious:
+	case ClassificationMalicious:
 		return true
-	case Suspicious:
+	case ClassificationSuspicious:
 		return true
-	case Unknown:
+	case ClassificationUnknown:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for RenderHook.
+// Defines values for ConditionKind.
 const (
-	Forward RenderHook = "forward"
-	Input   RenderHook = "input"
+	ConditionKindAsn            ConditionKind = "asn"
+	ConditionKindCidr           ConditionKind = "cidr"
+	ConditionKindClassification ConditionKind = "classification"
+	ConditionKindContinent      ConditionKind = "continent"
+	ConditionKindCountry        ConditionKind = "country"
+	ConditionKindList           ConditionKind = "list"
+	ConditionKindOrg            ConditionKind = "org"
+	ConditionKindSource         ConditionKind = "source"
+	ConditionKindTag            ConditionKind = "tag"
 )
 
-// Valid indicates whether the value is a known member of the RenderHook enum.
-func (e RenderHook) Valid() bool {
+// Valid indicates whether the value is a known member of the ConditionKind enum.
+func (e ConditionKind) Valid() bool {
+	switch e {
+	case ConditionKindAsn:
+		return true
+	case ConditionKindCidr:
+		return true
+	case ConditionKindClassification:
+		return true
+	case ConditionKindContinent:
+		return true
+	case ConditionKindCountry:
+		return true
+	case ConditionKindList:
+		return true
+	case ConditionKindOrg:
+		return true
+	case ConditionKindSource:
+		return true
+	case ConditionKindTag:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for ExplanationAction.
+const (
+	ExplanationActionAllow    ExplanationAction = "allow"
+	ExplanationActionBlock    ExplanationAction = "block"
+	ExplanationActionEmpty    ExplanationAction = ""
+	ExplanationActionLog      ExplanationAction = "log"
+	ExplanationActionThrottle ExplanationAction = "throttle"
+)
+
+// Valid indicates whether the value is a known member of the ExplanationAction enum.
+func (e ExplanationAction) Valid() bool {
+	switch e {
+	case ExplanationActionAllow:
+		return true
+	case ExplanationActionBlock:
+		return true
+	case ExplanationActionEmpty:
+		return true
+	case ExplanationActionLog:
+		return true
+	case ExplanationActionThrottle:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FeedFormat.
+const (
+	FeedFormatCsv      FeedFormat = "csv"
+	FeedFormatDshield  FeedFormat = "dshield"
+	FeedFormatIpsum    FeedFormat = "ipsum"
+	FeedFormatJson     FeedFormat = "json"
+	FeedFormatList     FeedFormat = "list"
+	FeedFormatSpamhaus FeedFormat = "spamhaus"
+)
+
+// Valid indicates whether the value is a known member of the FeedFormat enum.
+func (e FeedFormat) Valid() bool {
+	switch e {
+	case FeedFormatCsv:
+		return true
+	case FeedFormatDshield:
+		return true
+	case FeedFormatIpsum:
+		return true
+	case FeedFormatJson:
+		return true
+	case FeedFormatList:
+		return true
+	case FeedFormatSpamhaus:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FeedInputClassification.
+const (
+	FeedInputClassificationBenign     FeedInputClassification = "benign"
+	FeedInputClassificationEmpty      FeedInputClassification = ""
+	FeedInputClassificationMalicious  FeedInputClassification = "malicious"
+	FeedInputClassificationSuspicious FeedInputClassification = "suspicious"
+	FeedInputClassificationUnknown    FeedInputClassification = "unknown"
+)
+
+// Valid indicates whether the value is a known member of the FeedInputClassification enum.
+func (e FeedInputClassification) Valid() bool {
+	switch e {
+	case FeedInputClassificationBenign:
+		return true
+	case FeedInputClassificationEmpty:
+		return true
+	case FeedInputClassificationMalicious:
+		return true
+	case FeedInputClassificationSuspicious:
+		return true
+	case FeedInputClassificationUnknown:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for FeedRunStatus.
+const (
+	Failed      FeedRunStatus = "failed"
+	NotModified FeedRunStatus = "not_modified"
+	Ok          FeedRunStatus = "ok"
+	Refused     FeedRunStatus = "refused"
+)
+
+// Valid indicates whether the value is a known member of the FeedRunStatus enum.
+func (e FeedRunStatus) Valid() bool {
+	switch e {
+	case Failed:
+		return true
+	case NotModified:
+		return true
+	case Ok:
+		return true
+	case Refused:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for Hook.
+const (
+	Forward Hook = "forward"
+	Input   Hook = "input"
+)
+
+// Valid indicates whether the value is a known member of the Hook enum.
+func (e Hook) Valid() bool {
 	switch e {
 	case Forward:
 		return true
@@ -90,24 +260,39 @@ func (e RenderHook) Valid() bool {
 	}
 }
 
-// Defines values for RenderRuleAction.
+// Defines values for PolicyDefault.
 const (
-	Allow    RenderRuleAction = "allow"
-	Block    RenderRuleAction = "block"
-	Log      RenderRuleAction = "log"
-	Throttle RenderRuleAction = "throttle"
+	PolicyDefaultAllow PolicyDefault = "allow"
+	PolicyDefaultBlock PolicyDefault = "block"
 )
 
-// Valid indicates whether the value is a known member of the RenderRuleAction enum.
-func (e RenderRuleAction) Valid() bool {
+// Valid indicates whether the value is a known member of the PolicyDefault enum.
+func (e PolicyDefault) Valid() bool {
 	switch e {
-	case Allow:
+	case PolicyDefaultAllow:
 		return true
-	case Block:
+	case PolicyDefaultBlock:
 		return true
-	case Log:
+	default:
+		return false
+	}
+}
+
+// Defines values for PolicyScopeProtocol.
+const (
+	PolicyScopeProtocolEmpty PolicyScopeProtocol = ""
+	PolicyScopeProtocolTcp   PolicyScopeProtocol = "tcp"
+	PolicyScopeProtocolUdp   PolicyScopeProtocol = "udp"
+)
+
+// Valid indicates whether the value is a known member of the PolicyScopeProtocol enum.
+func (e PolicyScopeProtocol) Valid() bool {
+	switch e {
+	case PolicyScopeProtocolEmpty:
 		return true
-	case Throttle:
+	case PolicyScopeProtocolTcp:
+		return true
+	case PolicyScopeProtocolUdp:
 		return true
 	default:
 		return false
@@ -135,6 +320,45 @@ func (e Role) Valid() bool {
 	}
 }
 
+// Defines values for GetListPrefixesParamsFormat.
+const (
+	GetListPrefixesParamsFormatCsv  GetListPrefixesParamsFormat = "csv"
+	GetListPrefixesParamsFormatJson GetListPrefixesParamsFormat = "json"
+	GetListPrefixesParamsFormatTxt  GetListPrefixesParamsFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the GetListPrefixesParamsFormat enum.
+func (e GetListPrefixesParamsFormat) Valid() bool {
+	switch e {
+	case GetListPrefixesParamsFormatCsv:
+		return true
+	case GetListPrefixesParamsFormatJson:
+		return true
+	case GetListPrefixesParamsFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRulesetDenyParamsFormat.
+const (
+	GetRulesetDenyParamsFormatJson GetRulesetDenyParamsFormat = "json"
+	GetRulesetDenyParamsFormatTxt  GetRulesetDenyParamsFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the GetRulesetDenyParamsFormat enum.
+func (e GetRulesetDenyParamsFormat) Valid() bool {
+	switch e {
+	case GetRulesetDenyParamsFormatJson:
+		return true
+	case GetRulesetDenyParamsFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
 // ASN defines model for ASN.
 type ASN struct {
 	Network      *string `json:"network,omitempty"`
@@ -142,6 +366,9 @@ type ASN struct {
 	Organization *string `json:"organization,omitempty"`
 	Source       *string `json:"source,omitempty"`
 }
+
+// Action defines model for Action.
+type Action string
 
 // Assertion defines model for Assertion.
 type Assertion struct {
@@ -203,12 +430,6 @@ type BouncerInput struct {
 	Rulesets []string `json:"rulesets"`
 }
 
-// BouncerRenderResponse defines model for BouncerRenderResponse.
-type BouncerRenderResponse struct {
-	Removed  *[]string `json:"removed,omitempty"`
-	Rulesets []Render  `json:"rulesets"`
-}
-
 // BouncerRuleset defines model for BouncerRuleset.
 type BouncerRuleset struct {
 	Applied int64 `json:"applied"`
@@ -224,19 +445,244 @@ type BouncerUpdate struct {
 	Rulesets []string `json:"rulesets"`
 }
 
+// CatalogFeed defines model for CatalogFeed.
+type CatalogFeed struct {
+	// Added A feed of this name exists.
+	Added          *bool      `json:"added,omitempty"`
+	Classification string     `json:"classification"`
+	Description    string     `json:"description"`
+	Format         FeedFormat `json:"format"`
+	Name           string     `json:"name"`
+	Schedule       string     `json:"schedule"`
+	Tag            string     `json:"tag"`
+	Url            string     `json:"url"`
+}
+
+// CatalogList defines model for CatalogList.
+type CatalogList struct {
+	Feeds []CatalogFeed `json:"feeds"`
+}
+
 // Classification defines model for Classification.
 type Classification string
 
-// Explanation policy.Explanation plus `guarded` (the never-block guard keeps the address out of block sets).
-type Explanation map[string]interface{}
+// Condition Matches when any of values matches; negated by not.
+type Condition struct {
+	Kind   ConditionKind `json:"kind"`
+	Not    *bool         `json:"not,omitempty"`
+	Values []string      `json:"values"`
+}
+
+// ConditionKind defines model for Condition.Kind.
+type ConditionKind string
+
+// ExplainCond defines model for ExplainCond.
+type ExplainCond struct {
+	Matched bool   `json:"matched"`
+	Reason  string `json:"reason"`
+	Text    string `json:"text"`
+}
+
+// ExplainEntry defines model for ExplainEntry.
+type ExplainEntry struct {
+	Classification       *string   `json:"classification,omitempty"`
+	ManualClassification *string   `json:"manual_classification,omitempty"`
+	Prefix               string    `json:"prefix"`
+	Sources              *[]string `json:"sources,omitempty"`
+	Suppressed           *[]string `json:"suppressed,omitempty"`
+	Tags                 *[]string `json:"tags,omitempty"`
+}
+
+// ExplainFacts defines model for ExplainFacts.
+type ExplainFacts struct {
+	// Classification Empty when none.
+	Classification string `json:"classification"`
+
+	// ClassificationFrom The prefix the classification comes from; empty when none.
+	ClassificationFrom string `json:"classification_from"`
+
+	// Entries Stored prefixes containing the address
+	Entries    *[]ExplainEntry `json:"entries"`
+	Geo        *ExplainGeo     `json:"geo,omitempty"`
+	Manual     bool            `json:"manual"`
+	Sources    *[]string       `json:"sources"`
+	Suppressed *[]ExplainTag   `json:"suppressed"`
+	Tags       *[]ExplainTag   `json:"tags"`
+}
+
+// ExplainGeo defines model for ExplainGeo.
+type ExplainGeo struct {
+	Asn       *int64  `json:"asn,omitempty"`
+	Continent *string `json:"continent,omitempty"`
+	Country   *string `json:"country,omitempty"`
+	Org       *string `json:"org,omitempty"`
+	Prefix    string  `json:"prefix"`
+}
+
+// ExplainRule defines model for ExplainRule.
+type ExplainRule struct {
+	Conds *[]ExplainCond `json:"conds"`
+
+	// Index 0-based position in the ruleset.
+	Index   int    `json:"index"`
+	Matched bool   `json:"matched"`
+	Text    string `json:"text"`
+}
+
+// ExplainTag defines model for ExplainTag.
+type ExplainTag struct {
+	// Prefix The most specific stored prefix carrying it.
+	Prefix string `json:"prefix"`
+	Tag    string `json:"tag"`
+}
+
+// Explanation defines model for Explanation.
+type Explanation struct {
+	// Action The decision; empty when the ruleset has no default and no rule decided (the packet passes).
+	Action ExplanationAction `json:"action"`
+	Addr   string            `json:"addr"`
+
+	// Blocked Whether a bouncer enforcing the render blocks the address.
+	Blocked bool `json:"blocked"`
+
+	// Decided 0-based index of the deciding rule; -1 when the default applies.
+	Decided int          `json:"decided"`
+	Facts   ExplainFacts `json:"facts"`
+
+	// Guarded Why the never-block guard keeps the address out of block sets; null when it does not.
+	Guarded *string `json:"guarded"`
+
+	// Logged Indices of matching log rules before the decision.
+	Logged *[]int `json:"logged"`
+
+	// Rule 1-based id of the deciding rule as in renders; 0 for the default.
+	Rule  int            `json:"rule"`
+	Rules *[]ExplainRule `json:"rules"`
+}
+
+// ExplanationAction The decision; empty when the ruleset has no default and no rule decided (the packet passes).
+type ExplanationAction string
+
+// Feed defines model for Feed.
+type Feed struct {
+	Classification string     `json:"classification"`
+	Enabled        bool       `json:"enabled"`
+	Entries        int64      `json:"entries"`
+	Format         FeedFormat `json:"format"`
+	LastError      string     `json:"last_error"`
+	LastRun        *time.Time `json:"last_run,omitempty"`
+	LastSuccess    *time.Time `json:"last_success,omitempty"`
+	MaxDropShare   float64    `json:"max_drop_share"`
+	MaxPrefixLenV4 int        `json:"max_prefix_len_v4"`
+	MaxPrefixLenV6 int        `json:"max_prefix_len_v6"`
+	Name           string     `json:"name"`
+
+	// Options Parser options; each applies to one format only.
+	Options  FeedOptions `json:"options"`
+	Rejected int64       `json:"rejected"`
+	Schedule string      `json:"schedule"`
+	Tag      string      `json:"tag"`
+	Ttl      string      `json:"ttl"`
+
+	// Url The URL with any password redacted.
+	Url string `json:"url"`
+}
+
+// FeedFormat defines model for FeedFormat.
+type FeedFormat string
+
+// FeedInput defines model for FeedInput.
+type FeedInput struct {
+	Classification *FeedInputClassification `json:"classification,omitempty"`
+	Enabled        *bool                    `json:"enabled,omitempty"`
+	Format         FeedFormat               `json:"format"`
+
+	// MaxDropShare Largest share of entries one refresh may remove without force (0 < share <= 1; 1 turns the guard off); default 0.5.
+	MaxDropShare *float64 `json:"max_drop_share,omitempty"`
+
+	// MaxPrefixLenV4 Widest IPv4 prefix accepted (0 = /8, -1 = any).
+	MaxPrefixLenV4 *int `json:"max_prefix_len_v4,omitempty"`
+
+	// MaxPrefixLenV6 Widest IPv6 prefix accepted (0 = /32, -1 = any).
+	MaxPrefixLenV6 *int `json:"max_prefix_len_v6,omitempty"`
+
+	// Options Parser options; each applies to one format only.
+	Options *FeedOptions `json:"options,omitempty"`
+
+	// Schedule Go duration between refreshes, at least 1m; default 1h.
+	Schedule *string `json:"schedule,omitempty"`
+
+	// Tag Tag each entry gets; empty for none.
+	Tag *string `json:"tag,omitempty"`
+
+	// Ttl Go duration (e.g. 48h): entries expire this long after the refresh that last listed them; empty for never.
+	Ttl *string `json:"ttl,omitempty"`
+
+	// Url http, https or file URL.
+	Url string `json:"url"`
+}
+
+// FeedInputClassification defines model for FeedInput.Classification.
+type FeedInputClassification string
+
+// FeedList defines model for FeedList.
+type FeedList struct {
+	Feeds []Feed `json:"feeds"`
+}
+
+// FeedOptions Parser options; each applies to one format only.
+type FeedOptions struct {
+	// Column csv: zero-based column of the address.
+	Column *int `json:"column,omitempty"`
+
+	// ColumnName csv: column by header name (implies a header).
+	ColumnName *string `json:"column_name,omitempty"`
+
+	// Comma csv: field separator.
+	Comma *string `json:"comma,omitempty"`
+
+	// Header csv: skip the first record.
+	Header *bool `json:"header,omitempty"`
+
+	// MinCount ipsum: drop entries on fewer lists.
+	MinCount *int `json:"min_count,omitempty"`
+}
+
+// FeedRun defines model for FeedRun.
+type FeedRun struct {
+	Added      int64         `json:"added"`
+	Duplicates int64         `json:"duplicates"`
+	Entries    int64         `json:"entries"`
+	Error      string        `json:"error"`
+	FinishedAt time.Time     `json:"finished_at"`
+	Forced     bool          `json:"forced"`
+	Id         int64         `json:"id"`
+	Lines      int64         `json:"lines"`
+	Rejected   int64         `json:"rejected"`
+	Removed    int64         `json:"removed"`
+	StartedAt  time.Time     `json:"started_at"`
+	Status     FeedRunStatus `json:"status"`
+}
+
+// FeedRunStatus defines model for FeedRun.Status.
+type FeedRunStatus string
+
+// FeedRunList defines model for FeedRunList.
+type FeedRunList struct {
+	Runs []FeedRun `json:"runs"`
+}
 
 // FieldError defines model for FieldError.
 type FieldError struct {
-	// Column 1-based column of a syntax error.
-	Column *int   `json:"column,omitempty"`
-	Field  string `json:"field"`
+	// Column 1-based column of an error in parsed text.
+	Column *int `json:"column,omitempty"`
 
-	// Line 1-based line of a syntax error in ruleset or selector text.
+	// Field A JSON Pointer into the request body (`/rules/0/conds/1/values`,
+	// `/entries/2/prefix`; `` for the whole body), or the name of a path,
+	// query or header parameter (`limit`, `Content-Type`).
+	Field string `json:"field"`
+
+	// Line 1-based line of an error in parsed text (ruleset text
 	Line   *int   `json:"line,omitempty"`
 	Reason string `json:"reason"`
 }
@@ -268,19 +714,40 @@ type GuardInput struct {
 	Entries []GuardEntry `json:"entries"`
 }
 
+// GuardRemoved defines model for GuardRemoved.
+type GuardRemoved struct {
+	Prefix string `json:"prefix"`
+	Reason string `json:"reason"`
+	Rule   int64  `json:"rule"`
+}
+
 // Heartbeat defines model for Heartbeat.
 type Heartbeat struct {
-	Applied  *map[string]int64 `json:"applied,omitempty"`
-	Counters *[]struct {
-		Bytes   *int64  `json:"bytes,omitempty"`
-		Packets *int64  `json:"packets,omitempty"`
-		RuleId  *int64  `json:"rule_id,omitempty"`
-		Ruleset *string `json:"ruleset,omitempty"`
-	} `json:"counters,omitempty"`
-	Hostname  *string `json:"hostname,omitempty"`
-	LastError *string `json:"last_error,omitempty"`
-	Version   *string `json:"version,omitempty"`
+	// Applied Ruleset name to the version applied.
+	Applied   map[string]int64 `json:"applied"`
+	Counters  []RuleCounter    `json:"counters"`
+	Hostname  string           `json:"hostname"`
+	LastError string           `json:"last_error"`
+	Version   string           `json:"version"`
 }
+
+// Honeypot defines model for Honeypot.
+type Honeypot struct {
+	TCP []uint16 `json:"tcp"`
+	UDP []uint16 `json:"udp"`
+}
+
+// HoneypotHit defines model for HoneypotHit.
+type HoneypotHit struct {
+	IP       string    `json:"ip"`
+	Port     uint16    `json:"port"`
+	Protocol string    `json:"protocol"`
+	Ruleset  string    `json:"ruleset"`
+	SeenAt   time.Time `json:"seen_at"`
+}
+
+// Hook defines model for Hook.
+type Hook string
 
 // Hostname defines model for Hostname.
 type Hostname struct {
@@ -305,6 +772,30 @@ type IngestResult struct {
 	Rejected int64         `json:"rejected"`
 }
 
+// JobCount defines model for JobCount.
+type JobCount struct {
+	Count int64  `json:"count"`
+	Kind  string `json:"kind"`
+	State string `json:"state"`
+}
+
+// JobFailure defines model for JobFailure.
+type JobFailure struct {
+	Args    *map[string]interface{} `json:"args,omitempty"`
+	At      time.Time               `json:"at"`
+	Attempt int                     `json:"attempt"`
+	Error   string                  `json:"error"`
+	Id      int64                   `json:"id"`
+	Kind    string                  `json:"kind"`
+	State   string                  `json:"state"`
+}
+
+// JobSummary defines model for JobSummary.
+type JobSummary struct {
+	Counts   []JobCount   `json:"counts"`
+	Failures []JobFailure `json:"failures"`
+}
+
 // NamedList defines model for NamedList.
 type NamedList struct {
 	Name      string     `json:"name"`
@@ -318,6 +809,38 @@ type NamedListInput struct {
 	Selector string `json:"selector"`
 }
 
+// Observation One thing a source says about an address or network.
+type Observation struct {
+	Classification *Classification `json:"classification,omitempty"`
+
+	// Ip An address or CIDR (host bits are zeroed).
+	//
+	// Example: 198.51.100.7
+	Ip   string  `json:"ip"`
+	Note *string `json:"note,omitempty"`
+
+	// SeenAt Default now; at most 5 minutes in the future.
+	SeenAt *time.Time `json:"seen_at,omitempty"`
+
+	// Source Becomes ingest:<source>; default the token name.
+	Source *string   `json:"source,omitempty"`
+	Tags   *[]string `json:"tags,omitempty"`
+
+	// Ttl Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the tag's default TTL, else none.
+	Ttl *Observation_Ttl `json:"ttl,omitempty"`
+}
+
+// ObservationTtl0 defines model for Observation.Ttl.0.
+type ObservationTtl0 = string
+
+// ObservationTtl1 defines model for Observation.Ttl.1.
+type ObservationTtl1 = float32
+
+// Observation_Ttl Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the tag's default TTL, else none.
+type Observation_Ttl struct {
+	union json.RawMessage
+}
+
 // Override defines model for Override.
 type Override struct {
 	AddTags        *[]string       `json:"add_tags,omitempty"`
@@ -327,8 +850,59 @@ type Override struct {
 	SuppressTags   *[]string       `json:"suppress_tags,omitempty"`
 }
 
-// Policy The JSON form of a ruleset (round-trips with the text form).
-type Policy map[string]interface{}
+// Policy The JSON form of a ruleset; it round-trips exactly with the text form.
+type Policy struct {
+	// Default Absent when unmatched packets pass.
+	Default  *PolicyDefault  `json:"default,omitempty"`
+	Honeypot *PolicyHoneypot `json:"honeypot,omitempty"`
+	Hook     Hook            `json:"hook"`
+	Name     string          `json:"name"`
+	Rules    *[]PolicyRule   `json:"rules"`
+	Scope    *PolicyScope    `json:"scope,omitempty"`
+}
+
+// PolicyDefault Absent when unmatched packets pass.
+type PolicyDefault string
+
+// PolicyHoneypot defines model for PolicyHoneypot.
+type PolicyHoneypot struct {
+	Tcp *[]int `json:"tcp,omitempty"`
+	Udp *[]int `json:"udp,omitempty"`
+}
+
+// PolicyRule defines model for PolicyRule.
+type PolicyRule struct {
+	Action Action `json:"action"`
+
+	// Conds Joined by and.
+	Conds []Condition `json:"conds"`
+
+	// Rate The nftables limit of a throttle rule, e.g. "10/second"; absent otherwise.
+	Rate *string `json:"rate,omitempty"`
+}
+
+// PolicyScope defines model for PolicyScope.
+type PolicyScope struct {
+	Dports   *[]PortRange `json:"dports,omitempty"`
+	Iifnames *[]string    `json:"iifnames,omitempty"`
+
+	// Protocol Empty for any.
+	Protocol *PolicyScopeProtocol `json:"protocol,omitempty"`
+}
+
+// PolicyScopeProtocol Empty for any.
+type PolicyScopeProtocol string
+
+// PortRange A destination port (a number) or an inclusive range ("1000-2000").
+type PortRange struct {
+	union json.RawMessage
+}
+
+// PortRange0 defines model for PortRange.0.
+type PortRange0 = int
+
+// PortRange1 defines model for PortRange.1.
+type PortRange1 = string
 
 // PrefixList defines model for PrefixList.
 type PrefixList struct {
@@ -337,13 +911,20 @@ type PrefixList struct {
 	V6   []string `json:"v6"`
 }
 
-// Problem defines model for Problem.
+// Problem An RFC 9457 problem; every error of this API is one.
 type Problem struct {
+	// Detail What went wrong
 	Detail *string       `json:"detail,omitempty"`
 	Errors *[]FieldError `json:"errors,omitempty"`
-	Status int           `json:"status"`
-	Title  string        `json:"title"`
-	Type   *string       `json:"type,omitempty"`
+
+	// Status The HTTP status.
+	Status int `json:"status"`
+
+	// Title The status text.
+	Title string `json:"title"`
+
+	// Type about:blank
+	Type *string `json:"type,omitempty"`
 }
 
 // RDAP defines model for RDAP.
@@ -358,68 +939,67 @@ type RDAP struct {
 	Registry   *string    `json:"registry,omitempty"`
 }
 
-// Render defines model for Render.
+// RefreshAccepted defines model for RefreshAccepted.
+type RefreshAccepted struct {
+	// Duplicate A refresh of this feed was already queued or running; no new job.
+	Duplicate bool  `json:"duplicate"`
+	Force     bool  `json:"force"`
+	JobId     int64 `json:"job_id"`
+}
+
+// Render A full render or, with delta true, the changes since base_version.
 type Render struct {
-	BaseVersion  *int64    `json:"base_version,omitempty"`
-	Default      string    `json:"default"`
-	Delta        *bool     `json:"delta,omitempty"`
-	GeneratedAt  time.Time `json:"generated_at"`
-	GuardRemoved *[]struct {
-		Prefix *string `json:"prefix,omitempty"`
-		Reason *string `json:"reason,omitempty"`
-		Rule   *int    `json:"rule,omitempty"`
-	} `json:"guard_removed,omitempty"`
+	BaseVersion int64 `json:"base_version,omitempty"`
+
+	// Default Empty when the ruleset has none (unmatched packets pass).
+	Default      string         `json:"default"`
+	Delta        bool           `json:"delta,omitempty"`
+	GeneratedAt  time.Time      `json:"generated_at"`
+	GuardRemoved []GuardRemoved `json:"guard_removed,omitempty"`
 
 	// Hash Example: sha256:...
-	Hash     string `json:"hash"`
-	Honeypot struct {
-		Tcp *[]int `json:"tcp,omitempty"`
-		Udp *[]int `json:"udp,omitempty"`
-	} `json:"honeypot"`
-	Hook    RenderHook   `json:"hook"`
-	Rules   []RenderRule `json:"rules"`
-	Ruleset string       `json:"ruleset"`
-	Scope   struct {
-		Dports   *[]int    `json:"dports,omitempty"`
-		Iifnames *[]string `json:"iifnames,omitempty"`
-		Protocol *string   `json:"protocol,omitempty"`
-	} `json:"scope"`
-	Version int64 `json:"version"`
+	Hash     string       `json:"hash"`
+	Honeypot Honeypot     `json:"honeypot"`
+	Hook     string       `json:"hook"`
+	Rules    []RenderRule `json:"rules"`
+	Ruleset  string       `json:"ruleset"`
+	Scope    Scope        `json:"scope"`
+	Version  int64        `json:"version"`
 }
 
-// RenderHook defines model for Render.Hook.
-type RenderHook string
+// RenderResponse A ruleset absent from rulesets is unchanged; removed lists rulesets no longer bound.
+type RenderResponse struct {
+	Removed  []string `json:"removed,omitempty"`
+	Rulesets []Render `json:"rulesets"`
+}
 
-// RenderRule defines model for RenderRule.
+// RenderRule A full render fills v4/v6; a delta fills add_*/del_* instead.
 type RenderRule struct {
-	Action RenderRuleAction `json:"action"`
-	AddV4  *[]string        `json:"add_v4,omitempty"`
-	AddV6  *[]string        `json:"add_v6,omitempty"`
-	DelV4  *[]string        `json:"del_v4,omitempty"`
-	DelV6  *[]string        `json:"del_v6,omitempty"`
+	Action string   `json:"action"`
+	AddV4  []string `json:"add_v4,omitempty"`
+	AddV6  []string `json:"add_v6,omitempty"`
+	DelV4  []string `json:"del_v4,omitempty"`
+	DelV6  []string `json:"del_v6,omitempty"`
 
-	// Id 1-based position in the ruleset.
-	Id int `json:"id"`
+	// ID 1-based position in the ruleset.
+	ID int64 `json:"id"`
 
 	// Rate The throttle rate; empty otherwise.
-	Rate string    `json:"rate"`
-	Text string    `json:"text"`
-	V4   *[]string `json:"v4,omitempty"`
-	V6   *[]string `json:"v6,omitempty"`
+	Rate string   `json:"rate"`
+	Text string   `json:"text"`
+	V4   []string `json:"v4,omitempty"`
+	V6   []string `json:"v6,omitempty"`
 }
-
-// RenderRuleAction defines model for RenderRule.Action.
-type RenderRuleAction string
 
 // Report defines model for Report.
 type Report struct {
-	Honeypot *[]struct {
-		Ip       *string    `json:"ip,omitempty"`
-		Port     *int       `json:"port,omitempty"`
-		Protocol *string    `json:"protocol,omitempty"`
-		Ruleset  *string    `json:"ruleset,omitempty"`
-		SeenAt   *time.Time `json:"seen_at,omitempty"`
-	} `json:"honeypot,omitempty"`
+	Honeypot []HoneypotHit `json:"honeypot"`
+}
+
+// ReportAccepted defines model for ReportAccepted.
+type ReportAccepted struct {
+	// Accepted Hits stored.
+	Accepted int `json:"accepted"`
 }
 
 // Role defines model for Role.
@@ -427,9 +1007,11 @@ type Role string
 
 // RuleCounter defines model for RuleCounter.
 type RuleCounter struct {
-	Bytes   int64  `json:"bytes"`
-	Packets int64  `json:"packets"`
-	RuleId  int64  `json:"rule_id"`
+	Bytes   uint64 `json:"bytes"`
+	Packets uint64 `json:"packets"`
+
+	// RuleID 0 is the ruleset's default action.
+	RuleID  int64  `json:"rule_id"`
 	Ruleset string `json:"ruleset"`
 }
 
@@ -438,10 +1020,10 @@ type Ruleset struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 	Name      string     `json:"name"`
 
-	// Policy The JSON form of a ruleset (round-trips with the text form).
+	// Policy The JSON form of a ruleset; it round-trips exactly with the text form.
 	Policy Policy `json:"policy"`
 
-	// RenderVersion Version of the latest render; 0 before the first.
+	// RenderVersion Version of the latest render; absent before the first.
 	RenderVersion *int64 `json:"render_version,omitempty"`
 
 	// Text Canonical text form.
@@ -451,6 +1033,15 @@ type Ruleset struct {
 
 	// Version Bumped on every change of the ruleset itself.
 	Version int64 `json:"version"`
+}
+
+// Scope defines model for Scope.
+type Scope struct {
+	DPorts   []uint16 `json:"dports"`
+	IIFNames []string `json:"iifnames"`
+
+	// Protocol Empty matches any.
+	Protocol string `json:"protocol"`
 }
 
 // SearchItem defines model for SearchItem.
@@ -572,11 +1163,20 @@ type View struct {
 	Tags           []TagFact      `json:"tags"`
 }
 
+// AcceptEncoding defines model for AcceptEncoding.
+type AcceptEncoding = string
+
 // Address defines model for Address.
 type Address = string
 
 // Bits defines model for Bits.
 type Bits = int
+
+// FeedName defines model for FeedName.
+type FeedName = string
+
+// IfNoneMatch defines model for IfNoneMatch.
+type IfNoneMatch = string
 
 // ObjectName defines model for ObjectName.
 type ObjectName = string
@@ -599,29 +1199,41 @@ type QSource = string
 // QTag defines model for QTag.
 type QTag = string
 
+// QWait defines model for QWait.
+type QWait = string
+
 // QWithin defines model for QWithin.
 type QWithin = string
 
 // TagName defines model for TagName.
 type TagName = string
 
-// BadRequest defines model for BadRequest.
+// BadRequest An RFC 9457 problem; every error of this API is one.
 type BadRequest = Problem
 
-// Conflict defines model for Conflict.
+// Conflict An RFC 9457 problem; every error of this API is one.
 type Conflict = Problem
 
-// Forbidden defines model for Forbidden.
+// Forbidden An RFC 9457 problem; every error of this API is one.
 type Forbidden = Problem
 
-// NotFound defines model for NotFound.
+// InternalError An RFC 9457 problem; every error of this API is one.
+type InternalError = Problem
+
+// NotFound An RFC 9457 problem; every error of this API is one.
 type NotFound = Problem
 
-// TooLarge defines model for TooLarge.
+// TooLarge An RFC 9457 problem; every error of this API is one.
 type TooLarge = Problem
 
-// Unauthorized defines model for Unauthorized.
+// Unauthorized An RFC 9457 problem; every error of this API is one.
 type Unauthorized = Problem
+
+// Unavailable An RFC 9457 problem; every error of this API is one.
+type Unavailable = Problem
+
+// UnsupportedMediaType An RFC 9457 problem; every error of this API is one.
+type UnsupportedMediaType = Problem
 
 // ListAuditParams defines parameters for ListAudit.
 type ListAuditParams struct {
@@ -634,6 +1246,16 @@ type ListAuditParams struct {
 	// Cursor The `next_cursor` of the previous page.
 	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetBouncerRenderParams defines parameters for GetBouncerRender.
+type GetBouncerRenderParams struct {
+	// Since A JSON object of ruleset name to the version applied, e.g.
+	// {"edge":42}; empty or absent asks for full renders.
+	Since *string `form:"since,omitempty" json:"since,omitempty"`
+
+	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
+	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
 // ExportClickHouseParams defines parameters for ExportClickHouse.
@@ -688,8 +1310,19 @@ type ExportNDJSONParams struct {
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
+// RefreshFeedParams defines parameters for RefreshFeed.
+type RefreshFeedParams struct {
+	// Force Apply the update even when it would drop more than max_drop_share of the entries.
+	Force *bool `form:"force,omitempty" json:"force,omitempty"`
+}
+
+// ListFeedRunsParams defines parameters for ListFeedRuns.
+type ListFeedRunsParams struct {
+	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // IngestJSONBody defines parameters for Ingest.
-type IngestJSONBody = openapi_types.File
+type IngestJSONBody = []Observation
 
 // SearchIPsParams defines parameters for SearchIPs.
 type SearchIPsParams struct {
@@ -708,19 +1341,64 @@ type SearchIPsParams struct {
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// GetJobsParams defines parameters for GetJobs.
+type GetJobsParams struct {
+	Failures *int `form:"failures,omitempty" json:"failures,omitempty"`
+}
+
+// GetListPrefixesParams defines parameters for GetListPrefixes.
+type GetListPrefixesParams struct {
+	Format *GetListPrefixesParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetListPrefixesParamsFormat defines parameters for GetListPrefixes.
+type GetListPrefixesParamsFormat string
+
 // PutRulesetTextBody defines parameters for PutRuleset.
 type PutRulesetTextBody = string
+
+// GetRulesetDenyParams defines parameters for GetRulesetDeny.
+type GetRulesetDenyParams struct {
+	Format *GetRulesetDenyParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+}
+
+// GetRulesetDenyParamsFormat defines parameters for GetRulesetDeny.
+type GetRulesetDenyParamsFormat string
 
 // ExplainRulesetParams defines parameters for ExplainRuleset.
 type ExplainRulesetParams struct {
 	Ip string `form:"ip" json:"ip"`
 }
 
+// GetRulesetRenderParams defines parameters for GetRulesetRender.
+type GetRulesetRenderParams struct {
+	// Since The version the client has.
+	Since *int64 `form:"since,omitempty" json:"since,omitempty"`
+
+	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
+	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
+
+	// IfNoneMatch The ETag of a render the client has.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+
+	// AcceptEncoding gzip makes the server send the cached compressed render.
+	AcceptEncoding *AcceptEncoding `json:"Accept-Encoding,omitempty"`
+}
+
+// PostBouncerHeartbeatJSONRequestBody defines body for PostBouncerHeartbeat for application/json ContentType.
+type PostBouncerHeartbeatJSONRequestBody = Heartbeat
+
+// PostBouncerReportsJSONRequestBody defines body for PostBouncerReports for application/json ContentType.
+type PostBouncerReportsJSONRequestBody = Report
+
 // CreateBouncerJSONRequestBody defines body for CreateBouncer for application/json ContentType.
 type CreateBouncerJSONRequestBody = BouncerInput
 
 // PutBouncerJSONRequestBody defines body for PutBouncer for application/json ContentType.
 type PutBouncerJSONRequestBody = BouncerUpdate
+
+// PutFeedJSONRequestBody defines body for PutFeed for application/json ContentType.
+type PutFeedJSONRequestBody = FeedInput
 
 // PutGuardJSONRequestBody defines body for PutGuard for application/json ContentType.
 type PutGuardJSONRequestBody = GuardInput
@@ -749,21 +1427,154 @@ type PutTagJSONRequestBody = TagInput
 // CreateTokenJSONRequestBody defines body for CreateToken for application/json ContentType.
 type CreateTokenJSONRequestBody = TokenInput
 
+// AsObservationTtl0 returns the union data inside the Observation_Ttl as a ObservationTtl0
+func (t Observation_Ttl) AsObservationTtl0() (ObservationTtl0, error) {
+	var body ObservationTtl0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromObservationTtl0 overwrites any union data inside the Observation_Ttl as the provided ObservationTtl0
+func (t *Observation_Ttl) FromObservationTtl0(v ObservationTtl0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeObservationTtl0 performs a merge with any union data inside the Observation_Ttl, using the provided ObservationTtl0
+func (t *Observation_Ttl) MergeObservationTtl0(v ObservationTtl0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsObservationTtl1 returns the union data inside the Observation_Ttl as a ObservationTtl1
+func (t Observation_Ttl) AsObservationTtl1() (ObservationTtl1, error) {
+	var body ObservationTtl1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromObservationTtl1 overwrites any union data inside the Observation_Ttl as the provided ObservationTtl1
+func (t *Observation_Ttl) FromObservationTtl1(v ObservationTtl1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergeObservationTtl1 performs a merge with any union data inside the Observation_Ttl, using the provided ObservationTtl1
+func (t *Observation_Ttl) MergeObservationTtl1(v ObservationTtl1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t Observation_Ttl) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *Observation_Ttl) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
+// AsPortRange0 returns the union data inside the PortRange as a PortRange0
+func (t PortRange) AsPortRange0() (PortRange0, error) {
+	var body PortRange0
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPortRange0 overwrites any union data inside the PortRange as the provided PortRange0
+func (t *PortRange) FromPortRange0(v PortRange0) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePortRange0 performs a merge with any union data inside the PortRange, using the provided PortRange0
+func (t *PortRange) MergePortRange0(v PortRange0) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+// AsPortRange1 returns the union data inside the PortRange as a PortRange1
+func (t PortRange) AsPortRange1() (PortRange1, error) {
+	var body PortRange1
+	err := json.Unmarshal(t.union, &body)
+	return body, err
+}
+
+// FromPortRange1 overwrites any union data inside the PortRange as the provided PortRange1
+func (t *PortRange) FromPortRange1(v PortRange1) error {
+	b, err := json.Marshal(v)
+	t.union = b
+	return err
+}
+
+// MergePortRange1 performs a merge with any union data inside the PortRange, using the provided PortRange1
+func (t *PortRange) MergePortRange1(v PortRange1) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+
+	merged, err := runtime.JSONMerge(t.union, b)
+	t.union = merged
+	return err
+}
+
+func (t PortRange) MarshalJSON() ([]byte, error) {
+	b, err := t.union.MarshalJSON()
+	return b, err
+}
+
+func (t *PortRange) UnmarshalJSON(b []byte) error {
+	err := t.union.UnmarshalJSON(b)
+	return err
+}
+
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams)
+	// PostBouncerHeartbeat Report the applied versions, rule counters and the last error
+	// (POST /bouncer/heartbeat)
+	PostBouncerHeartbeat(w http.ResponseWriter, r *http.Request)
+	// GetBouncerRender Long-poll the renders of the rulesets bound to the bouncer
+	// (GET /bouncer/render)
+	GetBouncerRender(w http.ResponseWriter, r *http.Request, params GetBouncerRenderParams)
+	// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+	// (POST /bouncer/reports)
+	PostBouncerReports(w http.ResponseWriter, r *http.Request)
 	// ListBouncers Bouncers, what they applied and how far behind they are
 	// (GET /bouncers)
 	ListBouncers(w http.ResponseWriter, r *http.Request)
-	// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+	// CreateBouncer Register a bouncer; its key is shown only in this answer
 	// (POST /bouncers)
 	CreateBouncer(w http.ResponseWriter, r *http.Request)
-	// DeleteBouncer Remove a bouncer; its key stops working (admin)
+	// DeleteBouncer Remove a bouncer; its key stops working
 	// (DELETE /bouncers/{name})
 	DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
-	// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
@@ -778,10 +1589,31 @@ type ServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams)
+	// ListFeeds Every feed with its status
+	// (GET /feeds)
+	ListFeeds(w http.ResponseWriter, r *http.Request)
+	// ListFeedCatalog Well-known public feeds that can be added (they ship disabled)
+	// (GET /feeds/catalog)
+	ListFeedCatalog(w http.ResponseWriter, r *http.Request)
+	// DeleteFeed Delete a feed, its history and every assertion it made
+	// (DELETE /feeds/{name})
+	DeleteFeed(w http.ResponseWriter, r *http.Request, name FeedName)
+	// GetFeed One feed with its status
+	// (GET /feeds/{name})
+	GetFeed(w http.ResponseWriter, r *http.Request, name FeedName)
+	// PutFeed Create or replace a feed's definition; its status is kept
+	// (PUT /feeds/{name})
+	PutFeed(w http.ResponseWriter, r *http.Request, name FeedName)
+	// RefreshFeed Enqueue a refresh now (one per feed at a time)
+	// (POST /feeds/{name}/refresh)
+	RefreshFeed(w http.ResponseWriter, r *http.Request, name FeedName, params RefreshFeedParams)
+	// ListFeedRuns The feed's refresh history, newest first
+	// (GET /feeds/{name}/runs)
+	ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(w http.ResponseWriter, r *http.Request)
-	// PutGuard Replace the operator's never-block entries (admin)
+	// PutGuard Replace the operator's never-block entries
 	// (PUT /guard)
 	PutGuard(w http.ResponseWriter, r *http.Request)
 	// Ingest Store observations in bulk
@@ -799,18 +1631,24 @@ type ServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(w http.ResponseWriter, r *http.Request, address Address)
+	// GetJobs Background jobs by kind and state, and the newest failures
+	// (GET /jobs)
+	GetJobs(w http.ResponseWriter, r *http.Request, params GetJobsParams)
 	// ListLists List named lists
 	// (GET /lists)
 	ListLists(w http.ResponseWriter, r *http.Request)
-	// DeleteList Delete a named list (admin)
+	// DeleteList Delete a named list
 	// (DELETE /lists/{name})
 	DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName)
-
+	// GetList One named list
 	// (GET /lists/{name})
 	GetList(w http.ResponseWriter, r *http.Request, name ObjectName)
-	// PutList Create or replace a named list (admin)
+	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// GetListPrefixes Every prefix a named list's selector matches
+	// (GET /lists/{name}/prefixes)
+	GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams)
 	// GetNetwork Effective view of one network
 	// (GET /networks/{address}/{bits})
 	GetNetwork(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
@@ -820,40 +1658,49 @@ type ServerInterface interface {
 	// PutNetworkOverride Set the manual override of one network
 	// (PUT /networks/{address}/{bits}/override)
 	PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
+	// GetOpenAPI This contract
+	// (GET /openapi.yaml)
+	GetOpenAPI(w http.ResponseWriter, r *http.Request)
 	// ListRulesets List rulesets
 	// (GET /rulesets)
 	ListRulesets(w http.ResponseWriter, r *http.Request)
-	// DeleteRuleset Delete a ruleset (admin)
+	// DeleteRuleset Delete a ruleset
 	// (DELETE /rulesets/{name})
 	DeleteRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
-
+	// GetRuleset One ruleset in text and JSON form
 	// (GET /rulesets/{name})
 	GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
-	// PutRuleset Create or replace a ruleset (admin)
+	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
+	// (GET /rulesets/{name}/deny)
+	GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams)
 	// ExplainRuleset Which rule decides an address, and why
 	// (GET /rulesets/{name}/explain)
 	ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams)
+	// GetRulesetRender The cached render of a ruleset; a long poll with since and wait
+	// (GET /rulesets/{name}/render)
+	GetRulesetRender(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetRenderParams)
 	// ListTags List tags
 	// (GET /tags)
 	ListTags(w http.ResponseWriter, r *http.Request)
 	// DeleteTag Delete a tag's definition (assertions that use the name stay)
 	// (DELETE /tags/{name})
 	DeleteTag(w http.ResponseWriter, r *http.Request, name TagName)
-
+	// GetTag One tag
 	// (GET /tags/{name})
 	GetTag(w http.ResponseWriter, r *http.Request, name TagName)
 	// PutTag Create or update a tag
 	// (PUT /tags/{name})
 	PutTag(w http.ResponseWriter, r *http.Request, name TagName)
-	// ListTokens List API tokens (admin)
+	// ListTokens List API tokens
 	// (GET /tokens)
 	ListTokens(w http.ResponseWriter, r *http.Request)
-	// CreateToken Create an API token (admin); the secret is shown once
+	// CreateToken Create an API token; the secret is shown once
 	// (POST /tokens)
 	CreateToken(w http.ResponseWriter, r *http.Request)
-	// DeleteToken Revoke an API token (admin)
+	// DeleteToken Revoke an API token
 	// (DELETE /tokens/{id})
 	DeleteToken(w http.ResponseWriter, r *http.Request, id int64)
 }
@@ -868,25 +1715,43 @@ func (_ Unimplemented) ListAudit(w http.ResponseWriter, r *http.Request, params 
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// PostBouncerHeartbeat Report the applied versions, rule counters and the last error
+// (POST /bouncer/heartbeat)
+func (_ Unimplemented) PostBouncerHeartbeat(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetBouncerRender Long-poll the renders of the rulesets bound to the bouncer
+// (GET /bouncer/render)
+func (_ Unimplemented) GetBouncerRender(w http.ResponseWriter, r *http.Request, params GetBouncerRenderParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+// (POST /bouncer/reports)
+func (_ Unimplemented) PostBouncerReports(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListBouncers Bouncers, what they applied and how far behind they are
 // (GET /bouncers)
 func (_ Unimplemented) ListBouncers(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+// CreateBouncer Register a bouncer; its key is shown only in this answer
 // (POST /bouncers)
 func (_ Unimplemented) CreateBouncer(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// DeleteBouncer Remove a bouncer; its key stops working (admin)
+// DeleteBouncer Remove a bouncer; its key stops working
 // (DELETE /bouncers/{name})
 func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+// PutBouncer Change the rulesets a bouncer enforces; its key stays
 // (PUT /bouncers/{name})
 func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -916,13 +1781,55 @@ func (_ Unimplemented) ExportNDJSON(w http.ResponseWriter, r *http.Request, para
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// ListFeeds Every feed with its status
+// (GET /feeds)
+func (_ Unimplemented) ListFeeds(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFeedCatalog Well-known public feeds that can be added (they ship disabled)
+// (GET /feeds/catalog)
+func (_ Unimplemented) ListFeedCatalog(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteFeed Delete a feed, its history and every assertion it made
+// (DELETE /feeds/{name})
+func (_ Unimplemented) DeleteFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFeed One feed with its status
+// (GET /feeds/{name})
+func (_ Unimplemented) GetFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutFeed Create or replace a feed's definition; its status is kept
+// (PUT /feeds/{name})
+func (_ Unimplemented) PutFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// RefreshFeed Enqueue a refresh now (one per feed at a time)
+// (POST /feeds/{name}/refresh)
+func (_ Unimplemented) RefreshFeed(w http.ResponseWriter, r *http.Request, name FeedName, params RefreshFeedParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFeedRuns The feed's refresh history, newest first
+// (GET /feeds/{name}/runs)
+func (_ Unimplemented) ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // GetGuard The never-block guard
 // (GET /guard)
 func (_ Unimplemented) GetGuard(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// PutGuard Replace the operator's never-block entries (admin)
+// PutGuard Replace the operator's never-block entries
 // (PUT /guard)
 func (_ Unimplemented) PutGuard(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -958,26 +1865,39 @@ func (_ Unimplemented) PutIPOverride(w http.ResponseWriter, r *http.Request, add
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// GetJobs Background jobs by kind and state, and the newest failures
+// (GET /jobs)
+func (_ Unimplemented) GetJobs(w http.ResponseWriter, r *http.Request, params GetJobsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListLists List named lists
 // (GET /lists)
 func (_ Unimplemented) ListLists(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// DeleteList Delete a named list (admin)
+// DeleteList Delete a named list
 // (DELETE /lists/{name})
 func (_ Unimplemented) DeleteList(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// GetList One named list
 // (GET /lists/{name})
 func (_ Unimplemented) GetList(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// PutList Create or replace a named list (admin)
+// PutList Create or replace a named list
 // (PUT /lists/{name})
 func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetListPrefixes Every prefix a named list's selector matches
+// (GET /lists/{name}/prefixes)
+func (_ Unimplemented) GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -999,32 +1919,51 @@ func (_ Unimplemented) PutNetworkOverride(w http.ResponseWriter, r *http.Request
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// GetOpenAPI This contract
+// (GET /openapi.yaml)
+func (_ Unimplemented) GetOpenAPI(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListRulesets List rulesets
 // (GET /rulesets)
 func (_ Unimplemented) ListRulesets(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// DeleteRuleset Delete a ruleset (admin)
+// DeleteRuleset Delete a ruleset
 // (DELETE /rulesets/{name})
 func (_ Unimplemented) DeleteRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// GetRuleset One ruleset in text and JSON form
 // (GET /rulesets/{name})
 func (_ Unimplemented) GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// PutRuleset Create or replace a ruleset (admin)
+// PutRuleset Create or replace a ruleset
 // (PUT /rulesets/{name})
 func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
+// (GET /rulesets/{name}/deny)
+func (_ Unimplemented) GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
 // ExplainRuleset Which rule decides an address, and why
 // (GET /rulesets/{name}/explain)
 func (_ Unimplemented) ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetRulesetRender The cached render of a ruleset; a long poll with since and wait
+// (GET /rulesets/{name}/render)
+func (_ Unimplemented) GetRulesetRender(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetRenderParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1040,6 +1979,7 @@ func (_ Unimplemented) DeleteTag(w http.ResponseWriter, r *http.Request, name Ta
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// GetTag One tag
 // (GET /tags/{name})
 func (_ Unimplemented) GetTag(w http.ResponseWriter, r *http.Request, name TagName) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -1051,19 +1991,19 @@ func (_ Unimplemented) PutTag(w http.ResponseWriter, r *http.Request, name TagNa
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// ListTokens List API tokens (admin)
+// ListTokens List API tokens
 // (GET /tokens)
 func (_ Unimplemented) ListTokens(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// CreateToken Create an API token (admin); the secret is shown once
+// CreateToken Create an API token; the secret is shown once
 // (POST /tokens)
 func (_ Unimplemented) CreateToken(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// DeleteToken Revoke an API token (admin)
+// DeleteToken Revoke an API token
 // (DELETE /tokens/{id})
 func (_ Unimplemented) DeleteToken(w http.ResponseWriter, r *http.Request, id int64) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -1154,6 +2094,80 @@ func (siw *ServerInterfaceWrapper) ListAudit(w http.ResponseWriter, r *http.Requ
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListAudit(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PostBouncerHeartbeat operation middleware
+func (siw *ServerInterfaceWrapper) PostBouncerHeartbeat(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PostBouncerHeartbeat(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetBouncerRender operation middleware
+func (siw *ServerInterfaceWrapper) GetBouncerRender(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetBouncerRenderParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", r.URL.Query(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "wait"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "wait", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetBouncerRender(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PostBouncerReports operation middleware
+func (siw *ServerInterfaceWrapper) PostBouncerReports(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PostBouncerReports(w, r)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1583,6 +2597,196 @@ func (siw *ServerInterfaceWrapper) ExportNDJSON(w http.ResponseWriter, r *http.R
 	handler.ServeHTTP(w, r)
 }
 
+// ListFeeds operation middleware
+func (siw *ServerInterfaceWrapper) ListFeeds(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFeeds(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListFeedCatalog operation middleware
+func (siw *ServerInterfaceWrapper) ListFeedCatalog(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFeedCatalog(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteFeed operation middleware
+func (siw *ServerInterfaceWrapper) DeleteFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FeedName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteFeed(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFeed operation middleware
+func (siw *ServerInterfaceWrapper) GetFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FeedName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFeed(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutFeed operation middleware
+func (siw *ServerInterfaceWrapper) PutFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FeedName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutFeed(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// RefreshFeed operation middleware
+func (siw *ServerInterfaceWrapper) RefreshFeed(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FeedName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params RefreshFeedParams
+
+	// ------------- Optional query parameter "force" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "force", r.URL.Query(), &params.Force, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "force"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "force", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.RefreshFeed(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListFeedRuns operation middleware
+func (siw *ServerInterfaceWrapper) ListFeedRuns(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FeedName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFeedRunsParams
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFeedRuns(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetGuard operation middleware
 func (siw *ServerInterfaceWrapper) GetGuard(w http.ResponseWriter, r *http.Request) {
 
@@ -1814,6 +3018,39 @@ func (siw *ServerInterfaceWrapper) PutIPOverride(w http.ResponseWriter, r *http.
 	handler.ServeHTTP(w, r)
 }
 
+// GetJobs operation middleware
+func (siw *ServerInterfaceWrapper) GetJobs(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetJobsParams
+
+	// ------------- Optional query parameter "failures" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "failures", r.URL.Query(), &params.Failures, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "failures"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "failures", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetJobs(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListLists operation middleware
 func (siw *ServerInterfaceWrapper) ListLists(w http.ResponseWriter, r *http.Request) {
 
@@ -1897,6 +3134,48 @@ func (siw *ServerInterfaceWrapper) PutList(w http.ResponseWriter, r *http.Reques
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.PutList(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetListPrefixes operation middleware
+func (siw *ServerInterfaceWrapper) GetListPrefixes(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetListPrefixesParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetListPrefixes(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2011,6 +3290,20 @@ func (siw *ServerInterfaceWrapper) PutNetworkOverride(w http.ResponseWriter, r *
 	handler.ServeHTTP(w, r)
 }
 
+// GetOpenAPI operation middleware
+func (siw *ServerInterfaceWrapper) GetOpenAPI(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetOpenAPI(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListRulesets operation middleware
 func (siw *ServerInterfaceWrapper) ListRulesets(w http.ResponseWriter, r *http.Request) {
 
@@ -2103,6 +3396,48 @@ func (siw *ServerInterfaceWrapper) PutRuleset(w http.ResponseWriter, r *http.Req
 	handler.ServeHTTP(w, r)
 }
 
+// GetRulesetDeny operation middleware
+func (siw *ServerInterfaceWrapper) GetRulesetDeny(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRulesetDenyParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetRulesetDeny(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ExplainRuleset operation middleware
 func (siw *ServerInterfaceWrapper) ExplainRuleset(w http.ResponseWriter, r *http.Request) {
 
@@ -2136,6 +3471,101 @@ func (siw *ServerInterfaceWrapper) ExplainRuleset(w http.ResponseWriter, r *http
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ExplainRuleset(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetRulesetRender operation middleware
+func (siw *ServerInterfaceWrapper) GetRulesetRender(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRulesetRenderParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "integer", Format: "int64"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "wait" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "wait", r.URL.Query(), &params.Wait, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "wait"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "wait", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
+	// ------------- Optional header parameter "Accept-Encoding" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("Accept-Encoding")]; found {
+		var AcceptEncoding AcceptEncoding
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "Accept-Encoding", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "Accept-Encoding", valueList[0], &AcceptEncoding, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "Accept-Encoding", Err: err})
+			return
+		}
+
+		params.AcceptEncoding = &AcceptEncoding
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetRulesetRender(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2405,6 +3835,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	}
 
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/openapi.yaml", wrapper.GetOpenAPI)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/ips/{address}", wrapper.GetIP)
 	})
 	r.Group(func(r chi.Router) {
@@ -2480,6 +3913,12 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/rulesets/{name}/explain", wrapper.ExplainRuleset)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}/render", wrapper.GetRulesetRender)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}/deny", wrapper.GetRulesetDeny)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/lists", wrapper.ListLists)
 	})
 	r.Group(func(r chi.Router) {
@@ -2490,6 +3929,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/lists/{name}", wrapper.PutList)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/lists/{name}/prefixes", wrapper.GetListPrefixes)
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/guard", wrapper.GetGuard)
@@ -2509,6 +3951,39 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/bouncers/{name}", wrapper.PutBouncer)
 	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/bouncer/render", wrapper.GetBouncerRender)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/bouncer/heartbeat", wrapper.PostBouncerHeartbeat)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/bouncer/reports", wrapper.PostBouncerReports)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/feeds", wrapper.ListFeeds)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/feeds/catalog", wrapper.ListFeedCatalog)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/feeds/{name}", wrapper.DeleteFeed)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/feeds/{name}", wrapper.GetFeed)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/feeds/{name}", wrapper.PutFeed)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/feeds/{name}/refresh", wrapper.RefreshFeed)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/feeds/{name}/runs", wrapper.ListFeedRuns)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/jobs", wrapper.GetJobs)
+	})
 
 	return r
 }
@@ -2519,11 +3994,24 @@ type ConflictApplicationProblemPlusJSONResponse Problem
 
 type ForbiddenApplicationProblemPlusJSONResponse Problem
 
+type InternalErrorApplicationProblemPlusJSONResponse Problem
+
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
 
 type UnauthorizedApplicationProblemPlusJSONResponse Problem
+
+type UnavailableResponseHeaders struct {
+	RetryAfter *int
+}
+type UnavailableApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers UnavailableResponseHeaders
+}
+
+type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -2579,6 +4067,374 @@ func (response ListAudit401ApplicationProblemPlusJSONResponse) VisitListAuditRes
 	return err
 }
 
+type ListAudit500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit500ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAudit503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAudit503ApplicationProblemPlusJSONResponse) VisitListAuditResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeatRequestObject struct {
+	Body *PostBouncerHeartbeatJSONRequestBody
+}
+
+type PostBouncerHeartbeatResponseObject interface {
+	VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error
+}
+
+type PostBouncerHeartbeat204Response struct {
+}
+
+func (response PostBouncerHeartbeat204Response) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type PostBouncerHeartbeat400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat400ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeat401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat401ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeat413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat413ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeat415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat415ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeat500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat500ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerHeartbeat503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerHeartbeat503ApplicationProblemPlusJSONResponse) VisitPostBouncerHeartbeatResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRenderRequestObject struct {
+	Params GetBouncerRenderParams
+}
+
+type GetBouncerRenderResponseObject interface {
+	VisitGetBouncerRenderResponse(w http.ResponseWriter) error
+}
+
+type GetBouncerRender200JSONResponse RenderResponse
+
+func (response GetBouncerRender200JSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRender304Response struct {
+}
+
+func (response GetBouncerRender304Response) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+	w.WriteHeader(304)
+	return nil
+}
+
+type GetBouncerRender400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetBouncerRender400ApplicationProblemPlusJSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRender401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetBouncerRender401ApplicationProblemPlusJSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRender500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetBouncerRender500ApplicationProblemPlusJSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetBouncerRender503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetBouncerRender503ApplicationProblemPlusJSONResponse) VisitGetBouncerRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReportsRequestObject struct {
+	Body *PostBouncerReportsJSONRequestBody
+}
+
+type PostBouncerReportsResponseObject interface {
+	VisitPostBouncerReportsResponse(w http.ResponseWriter) error
+}
+
+type PostBouncerReports202JSONResponse ReportAccepted
+
+func (response PostBouncerReports202JSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports400ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports401ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports413ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports415ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports500ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports503ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListBouncersRequestObject struct {
 }
 
@@ -2612,6 +4468,41 @@ func (response ListBouncers401ApplicationProblemPlusJSONResponse) VisitListBounc
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBouncers500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListBouncers500ApplicationProblemPlusJSONResponse) VisitListBouncersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListBouncers503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListBouncers503ApplicationProblemPlusJSONResponse) VisitListBouncersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2702,6 +4593,73 @@ func (response CreateBouncer409ApplicationProblemPlusJSONResponse) VisitCreateBo
 	return err
 }
 
+type CreateBouncer413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer413ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer415ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer500ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateBouncer503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateBouncer503ApplicationProblemPlusJSONResponse) VisitCreateBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteBouncerRequestObject struct {
 	Name ObjectName `json:"name"`
 }
@@ -2716,6 +4674,22 @@ type DeleteBouncer204Response struct {
 func (response DeleteBouncer204Response) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
 	w.WriteHeader(204)
 	return nil
+}
+
+type DeleteBouncer400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer400ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type DeleteBouncer401ApplicationProblemPlusJSONResponse struct {
@@ -2762,6 +4736,41 @@ func (response DeleteBouncer404ApplicationProblemPlusJSONResponse) VisitDeleteBo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer500ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteBouncer503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteBouncer503ApplicationProblemPlusJSONResponse) VisitDeleteBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2853,6 +4862,73 @@ func (response PutBouncer404ApplicationProblemPlusJSONResponse) VisitPutBouncerR
 	return err
 }
 
+type PutBouncer413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer413ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer415ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer500ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutBouncer503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutBouncer503ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExportClickHouseRequestObject struct {
 	Params ExportClickHouseParams
 }
@@ -2909,6 +4985,41 @@ func (response ExportClickHouse401ApplicationProblemPlusJSONResponse) VisitExpor
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportClickHouse500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportClickHouse500ApplicationProblemPlusJSONResponse) VisitExportClickHouseResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportClickHouse503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportClickHouse503ApplicationProblemPlusJSONResponse) VisitExportClickHouseResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2973,6 +5084,41 @@ func (response ExportCSV401ApplicationProblemPlusJSONResponse) VisitExportCSVRes
 	return err
 }
 
+type ExportCSV500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportCSV500ApplicationProblemPlusJSONResponse) VisitExportCSVResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportCSV503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportCSV503ApplicationProblemPlusJSONResponse) VisitExportCSVResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExportJSONRequestObject struct {
 	Params ExportJSONParams
 }
@@ -2981,7 +5127,7 @@ type ExportJSONResponseObject interface {
 	VisitExportJSONResponse(w http.ResponseWriter) error
 }
 
-type ExportJSON200JSONResponse openapi_types.File
+type ExportJSON200JSONResponse []SearchItem
 
 func (response ExportJSON200JSONResponse) VisitExportJSONResponse(w http.ResponseWriter) error {
 
@@ -3023,6 +5169,41 @@ func (response ExportJSON401ApplicationProblemPlusJSONResponse) VisitExportJSONR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportJSON500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportJSON500ApplicationProblemPlusJSONResponse) VisitExportJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportJSON503ApplicationProblemPlusJSONResponse) VisitExportJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3110,6 +5291,785 @@ func (response ExportNDJSON401ApplicationProblemPlusJSONResponse) VisitExportNDJ
 	return err
 }
 
+type ExportNDJSON500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportNDJSON500ApplicationProblemPlusJSONResponse) VisitExportNDJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportNDJSON503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportNDJSON503ApplicationProblemPlusJSONResponse) VisitExportNDJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedsRequestObject struct {
+}
+
+type ListFeedsResponseObject interface {
+	VisitListFeedsResponse(w http.ResponseWriter) error
+}
+
+type ListFeeds200JSONResponse FeedList
+
+func (response ListFeeds200JSONResponse) VisitListFeedsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeeds401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeeds401ApplicationProblemPlusJSONResponse) VisitListFeedsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeeds500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeeds500ApplicationProblemPlusJSONResponse) VisitListFeedsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeeds503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeeds503ApplicationProblemPlusJSONResponse) VisitListFeedsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedCatalogRequestObject struct {
+}
+
+type ListFeedCatalogResponseObject interface {
+	VisitListFeedCatalogResponse(w http.ResponseWriter) error
+}
+
+type ListFeedCatalog200JSONResponse CatalogList
+
+func (response ListFeedCatalog200JSONResponse) VisitListFeedCatalogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedCatalog401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedCatalog401ApplicationProblemPlusJSONResponse) VisitListFeedCatalogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedCatalog500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedCatalog500ApplicationProblemPlusJSONResponse) VisitListFeedCatalogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedCatalog503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedCatalog503ApplicationProblemPlusJSONResponse) VisitListFeedCatalogResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeedRequestObject struct {
+	Name FeedName `json:"name"`
+}
+
+type DeleteFeedResponseObject interface {
+	VisitDeleteFeedResponse(w http.ResponseWriter) error
+}
+
+type DeleteFeed204Response struct {
+}
+
+func (response DeleteFeed204Response) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteFeed400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed400ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed401ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeed403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed403ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeed404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed404ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed500ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFeed503ApplicationProblemPlusJSONResponse) VisitDeleteFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeedRequestObject struct {
+	Name FeedName `json:"name"`
+}
+
+type GetFeedResponseObject interface {
+	VisitGetFeedResponse(w http.ResponseWriter) error
+}
+
+type GetFeed200JSONResponse Feed
+
+func (response GetFeed200JSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed400ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed401ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed404ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed500ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFeed503ApplicationProblemPlusJSONResponse) VisitGetFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeedRequestObject struct {
+	Name FeedName `json:"name"`
+	Body *PutFeedJSONRequestBody
+}
+
+type PutFeedResponseObject interface {
+	VisitPutFeedResponse(w http.ResponseWriter) error
+}
+
+type PutFeed200JSONResponse Feed
+
+func (response PutFeed200JSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed201JSONResponse Feed
+
+func (response PutFeed201JSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed400ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed401ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed403ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed413ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed415ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed500ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutFeed503ApplicationProblemPlusJSONResponse) VisitPutFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeedRequestObject struct {
+	Name   FeedName `json:"name"`
+	Params RefreshFeedParams
+}
+
+type RefreshFeedResponseObject interface {
+	VisitRefreshFeedResponse(w http.ResponseWriter) error
+}
+
+type RefreshFeed202JSONResponse RefreshAccepted
+
+func (response RefreshFeed202JSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(202)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed400ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed401ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed403ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed404ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed500ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type RefreshFeed503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response RefreshFeed503ApplicationProblemPlusJSONResponse) VisitRefreshFeedResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRunsRequestObject struct {
+	Name   FeedName `json:"name"`
+	Params ListFeedRunsParams
+}
+
+type ListFeedRunsResponseObject interface {
+	VisitListFeedRunsResponse(w http.ResponseWriter) error
+}
+
+type ListFeedRuns200JSONResponse FeedRunList
+
+func (response ListFeedRuns200JSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRuns400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns400ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRuns401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns401ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRuns404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns404ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRuns500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns500ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFeedRuns503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFeedRuns503ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetGuardRequestObject struct {
 }
 
@@ -3143,6 +6103,41 @@ func (response GetGuard401ApplicationProblemPlusJSONResponse) VisitGetGuardRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetGuard500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetGuard500ApplicationProblemPlusJSONResponse) VisitGetGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetGuard503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetGuard503ApplicationProblemPlusJSONResponse) VisitGetGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3213,6 +6208,73 @@ func (response PutGuard403ApplicationProblemPlusJSONResponse) VisitPutGuardRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard413ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard415ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard500ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutGuard503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutGuard503ApplicationProblemPlusJSONResponse) VisitPutGuardResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3304,7 +6366,9 @@ func (response Ingest413ApplicationProblemPlusJSONResponse) VisitIngestResponse(
 	return err
 }
 
-type Ingest415ApplicationProblemPlusJSONResponse Problem
+type Ingest415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
 
 func (response Ingest415ApplicationProblemPlusJSONResponse) VisitIngestResponse(w http.ResponseWriter) error {
 
@@ -3314,6 +6378,41 @@ func (response Ingest415ApplicationProblemPlusJSONResponse) VisitIngestResponse(
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Ingest500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response Ingest500ApplicationProblemPlusJSONResponse) VisitIngestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type Ingest503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response Ingest503ApplicationProblemPlusJSONResponse) VisitIngestResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3368,6 +6467,41 @@ func (response SearchIPs401ApplicationProblemPlusJSONResponse) VisitSearchIPsRes
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SearchIPs500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response SearchIPs500ApplicationProblemPlusJSONResponse) VisitSearchIPsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type SearchIPs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response SearchIPs503ApplicationProblemPlusJSONResponse) VisitSearchIPsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3438,6 +6572,41 @@ func (response GetIP404ApplicationProblemPlusJSONResponse) VisitGetIPResponse(w 
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIP500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetIP500ApplicationProblemPlusJSONResponse) VisitGetIPResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetIP503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetIP503ApplicationProblemPlusJSONResponse) VisitGetIPResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3522,6 +6691,41 @@ func (response DeleteIPOverride404ApplicationProblemPlusJSONResponse) VisitDelet
 	return err
 }
 
+type DeleteIPOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteIPOverride500ApplicationProblemPlusJSONResponse) VisitDeleteIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteIPOverride503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteIPOverride503ApplicationProblemPlusJSONResponse) VisitDeleteIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutIPOverrideRequestObject struct {
 	Address Address `json:"address"`
 	Body    *PutIPOverrideJSONRequestBody
@@ -3593,6 +6797,162 @@ func (response PutIPOverride403ApplicationProblemPlusJSONResponse) VisitPutIPOve
 	return err
 }
 
+type PutIPOverride413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutIPOverride413ApplicationProblemPlusJSONResponse) VisitPutIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutIPOverride415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutIPOverride415ApplicationProblemPlusJSONResponse) VisitPutIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutIPOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutIPOverride500ApplicationProblemPlusJSONResponse) VisitPutIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutIPOverride503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutIPOverride503ApplicationProblemPlusJSONResponse) VisitPutIPOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobsRequestObject struct {
+	Params GetJobsParams
+}
+
+type GetJobsResponseObject interface {
+	VisitGetJobsResponse(w http.ResponseWriter) error
+}
+
+type GetJobs200JSONResponse JobSummary
+
+func (response GetJobs200JSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobs400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetJobs400ApplicationProblemPlusJSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobs401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetJobs401ApplicationProblemPlusJSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobs500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetJobs500ApplicationProblemPlusJSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetJobs503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetJobs503ApplicationProblemPlusJSONResponse) VisitGetJobsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListListsRequestObject struct {
 }
 
@@ -3630,6 +6990,41 @@ func (response ListLists401ApplicationProblemPlusJSONResponse) VisitListListsRes
 	return err
 }
 
+type ListLists500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListLists500ApplicationProblemPlusJSONResponse) VisitListListsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListLists503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListLists503ApplicationProblemPlusJSONResponse) VisitListListsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteListRequestObject struct {
 	Name ObjectName `json:"name"`
 }
@@ -3644,6 +7039,22 @@ type DeleteList204Response struct {
 func (response DeleteList204Response) VisitDeleteListResponse(w http.ResponseWriter) error {
 	w.WriteHeader(204)
 	return nil
+}
+
+type DeleteList400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList400ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type DeleteList401ApplicationProblemPlusJSONResponse struct {
@@ -3710,6 +7121,41 @@ func (response DeleteList409ApplicationProblemPlusJSONResponse) VisitDeleteListR
 	return err
 }
 
+type DeleteList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList500ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteList503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteList503ApplicationProblemPlusJSONResponse) VisitDeleteListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetListRequestObject struct {
 	Name ObjectName `json:"name"`
 }
@@ -3728,6 +7174,22 @@ func (response GetList200JSONResponse) VisitGetListResponse(w http.ResponseWrite
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetList400ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3760,6 +7222,41 @@ func (response GetList404ApplicationProblemPlusJSONResponse) VisitGetListRespons
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetList500ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetList503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetList503ApplicationProblemPlusJSONResponse) VisitGetListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3835,6 +7332,210 @@ func (response PutList403ApplicationProblemPlusJSONResponse) VisitPutListRespons
 	return err
 }
 
+type PutList413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutList413ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutList415ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutList500ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutList503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutList503ApplicationProblemPlusJSONResponse) VisitPutListResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixesRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params GetListPrefixesParams
+}
+
+type GetListPrefixesResponseObject interface {
+	VisitGetListPrefixesResponse(w http.ResponseWriter) error
+}
+
+type GetListPrefixes200JSONResponse PrefixList
+
+func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixes200TextcsvResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/csv")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type GetListPrefixes200TextResponse string
+
+func (response GetListPrefixes200TextResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type GetListPrefixes400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes400ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixes401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes401ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixes404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes404ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixes500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes500ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetListPrefixes503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetListPrefixes503ApplicationProblemPlusJSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetNetworkRequestObject struct {
 	Address Address `json:"address"`
 	Bits    Bits    `json:"bits"`
@@ -3902,6 +7603,41 @@ func (response GetNetwork404ApplicationProblemPlusJSONResponse) VisitGetNetworkR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetNetwork500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetNetwork500ApplicationProblemPlusJSONResponse) VisitGetNetworkResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetNetwork503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetNetwork503ApplicationProblemPlusJSONResponse) VisitGetNetworkResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -3987,6 +7723,41 @@ func (response DeleteNetworkOverride404ApplicationProblemPlusJSONResponse) Visit
 	return err
 }
 
+type DeleteNetworkOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteNetworkOverride500ApplicationProblemPlusJSONResponse) VisitDeleteNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteNetworkOverride503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteNetworkOverride503ApplicationProblemPlusJSONResponse) VisitDeleteNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PutNetworkOverrideRequestObject struct {
 	Address Address `json:"address"`
 	Bits    Bits    `json:"bits"`
@@ -4059,6 +7830,100 @@ func (response PutNetworkOverride403ApplicationProblemPlusJSONResponse) VisitPut
 	return err
 }
 
+type PutNetworkOverride413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutNetworkOverride413ApplicationProblemPlusJSONResponse) VisitPutNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutNetworkOverride415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutNetworkOverride415ApplicationProblemPlusJSONResponse) VisitPutNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutNetworkOverride500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutNetworkOverride500ApplicationProblemPlusJSONResponse) VisitPutNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutNetworkOverride503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutNetworkOverride503ApplicationProblemPlusJSONResponse) VisitPutNetworkOverrideResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetOpenAPIRequestObject struct {
+}
+
+type GetOpenAPIResponseObject interface {
+	VisitGetOpenAPIResponse(w http.ResponseWriter) error
+}
+
+type GetOpenAPI200ApplicationyamlResponse struct {
+	Body          io.Reader
+	ContentLength int64
+}
+
+func (response GetOpenAPI200ApplicationyamlResponse) VisitGetOpenAPIResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/yaml")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
 type ListRulesetsRequestObject struct {
 }
 
@@ -4096,6 +7961,41 @@ func (response ListRulesets401ApplicationProblemPlusJSONResponse) VisitListRules
 	return err
 }
 
+type ListRulesets500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListRulesets500ApplicationProblemPlusJSONResponse) VisitListRulesetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListRulesets503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListRulesets503ApplicationProblemPlusJSONResponse) VisitListRulesetsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteRulesetRequestObject struct {
 	Name ObjectName `json:"name"`
 }
@@ -4110,6 +8010,22 @@ type DeleteRuleset204Response struct {
 func (response DeleteRuleset204Response) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
 	w.WriteHeader(204)
 	return nil
+}
+
+type DeleteRuleset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset400ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
 }
 
 type DeleteRuleset401ApplicationProblemPlusJSONResponse struct {
@@ -4160,6 +8076,41 @@ func (response DeleteRuleset404ApplicationProblemPlusJSONResponse) VisitDeleteRu
 	return err
 }
 
+type DeleteRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset500ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteRuleset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteRuleset503ApplicationProblemPlusJSONResponse) VisitDeleteRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRulesetRequestObject struct {
 	Name ObjectName `json:"name"`
 }
@@ -4178,6 +8129,22 @@ func (response GetRuleset200JSONResponse) VisitGetRulesetResponse(w http.Respons
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset400ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4210,6 +8177,41 @@ func (response GetRuleset404ApplicationProblemPlusJSONResponse) VisitGetRulesetR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset500ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRuleset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRuleset503ApplicationProblemPlusJSONResponse) VisitGetRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4316,6 +8318,174 @@ func (response PutRuleset413ApplicationProblemPlusJSONResponse) VisitPutRulesetR
 	return err
 }
 
+type PutRuleset415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset415ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset500ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutRuleset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutRuleset503ApplicationProblemPlusJSONResponse) VisitPutRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDenyRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params GetRulesetDenyParams
+}
+
+type GetRulesetDenyResponseObject interface {
+	VisitGetRulesetDenyResponse(w http.ResponseWriter) error
+}
+
+type GetRulesetDeny200JSONResponse PrefixList
+
+func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDeny200TextResponse string
+
+func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type GetRulesetDeny400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny400ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDeny401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny401ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDeny404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny404ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDeny500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny500ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetDeny503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetDeny503ApplicationProblemPlusJSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ExplainRulesetRequestObject struct {
 	Name   ObjectName `json:"name"`
 	Params ExplainRulesetParams
@@ -4387,6 +8557,177 @@ func (response ExplainRuleset404ApplicationProblemPlusJSONResponse) VisitExplain
 	return err
 }
 
+type ExplainRuleset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset500ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExplainRuleset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExplainRuleset503ApplicationProblemPlusJSONResponse) VisitExplainRulesetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRenderRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params GetRulesetRenderParams
+}
+
+type GetRulesetRenderResponseObject interface {
+	VisitGetRulesetRenderResponse(w http.ResponseWriter) error
+}
+
+type GetRulesetRender200ResponseHeaders struct {
+	ContentEncoding *string
+	ETag            *string
+}
+
+type GetRulesetRender200JSONResponse struct {
+	Body    Render
+	Headers GetRulesetRender200ResponseHeaders
+}
+
+func (response GetRulesetRender200JSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ContentEncoding != nil {
+		w.Header().Set("Content-Encoding", fmt.Sprint(*response.Headers.ContentEncoding))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender304ResponseHeaders struct {
+	ETag *string
+}
+
+type GetRulesetRender304Response struct {
+	Headers GetRulesetRender304ResponseHeaders
+}
+
+func (response GetRulesetRender304Response) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type GetRulesetRender400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender400ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender401ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender404ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender500ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetRender503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetRender503ApplicationProblemPlusJSONResponse) VisitGetRulesetRenderResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListTagsRequestObject struct {
 }
 
@@ -4420,6 +8761,41 @@ func (response ListTags401ApplicationProblemPlusJSONResponse) VisitListTagsRespo
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTags500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListTags500ApplicationProblemPlusJSONResponse) VisitListTagsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTags503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListTags503ApplicationProblemPlusJSONResponse) VisitListTagsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4504,6 +8880,41 @@ func (response DeleteTag404ApplicationProblemPlusJSONResponse) VisitDeleteTagRes
 	return err
 }
 
+type DeleteTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteTag500ApplicationProblemPlusJSONResponse) VisitDeleteTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteTag503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteTag503ApplicationProblemPlusJSONResponse) VisitDeleteTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetTagRequestObject struct {
 	Name TagName `json:"name"`
 }
@@ -4570,6 +8981,41 @@ func (response GetTag404ApplicationProblemPlusJSONResponse) VisitGetTagResponse(
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetTag500ApplicationProblemPlusJSONResponse) VisitGetTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetTag503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetTag503ApplicationProblemPlusJSONResponse) VisitGetTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4645,6 +9091,73 @@ func (response PutTag403ApplicationProblemPlusJSONResponse) VisitPutTagResponse(
 	return err
 }
 
+type PutTag413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutTag413ApplicationProblemPlusJSONResponse) VisitPutTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutTag415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutTag415ApplicationProblemPlusJSONResponse) VisitPutTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutTag500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutTag500ApplicationProblemPlusJSONResponse) VisitPutTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutTag503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutTag503ApplicationProblemPlusJSONResponse) VisitPutTagResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListTokensRequestObject struct {
 }
 
@@ -4694,6 +9207,41 @@ func (response ListTokens403ApplicationProblemPlusJSONResponse) VisitListTokensR
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTokens500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListTokens500ApplicationProblemPlusJSONResponse) VisitListTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListTokens503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListTokens503ApplicationProblemPlusJSONResponse) VisitListTokensResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -4784,6 +9332,73 @@ func (response CreateToken409ApplicationProblemPlusJSONResponse) VisitCreateToke
 	return err
 }
 
+type CreateToken413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateToken413ApplicationProblemPlusJSONResponse) VisitCreateTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateToken415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateToken415ApplicationProblemPlusJSONResponse) VisitCreateTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateToken500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateToken500ApplicationProblemPlusJSONResponse) VisitCreateTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response CreateToken503ApplicationProblemPlusJSONResponse) VisitCreateTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type DeleteTokenRequestObject struct {
 	Id int64 `json:"id"`
 }
@@ -4864,21 +9479,65 @@ func (response DeleteToken404ApplicationProblemPlusJSONResponse) VisitDeleteToke
 	return err
 }
 
+type DeleteToken500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteToken500ApplicationProblemPlusJSONResponse) VisitDeleteTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteToken503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteToken503ApplicationProblemPlusJSONResponse) VisitDeleteTokenResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
+	// PostBouncerHeartbeat Report the applied versions, rule counters and the last error
+	// (POST /bouncer/heartbeat)
+	PostBouncerHeartbeat(ctx context.Context, request PostBouncerHeartbeatRequestObject) (PostBouncerHeartbeatResponseObject, error)
+	// GetBouncerRender Long-poll the renders of the rulesets bound to the bouncer
+	// (GET /bouncer/render)
+	GetBouncerRender(ctx context.Context, request GetBouncerRenderRequestObject) (GetBouncerRenderResponseObject, error)
+	// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+	// (POST /bouncer/reports)
+	PostBouncerReports(ctx context.Context, request PostBouncerReportsRequestObject) (PostBouncerReportsResponseObject, error)
 	// ListBouncers Bouncers, what they applied and how far behind they are
 	// (GET /bouncers)
 	ListBouncers(ctx context.Context, request ListBouncersRequestObject) (ListBouncersResponseObject, error)
-	// CreateBouncer Register a bouncer (admin); its key is shown only in this answer
+	// CreateBouncer Register a bouncer; its key is shown only in this answer
 	// (POST /bouncers)
 	CreateBouncer(ctx context.Context, request CreateBouncerRequestObject) (CreateBouncerResponseObject, error)
-	// DeleteBouncer Remove a bouncer; its key stops working (admin)
+	// DeleteBouncer Remove a bouncer; its key stops working
 	// (DELETE /bouncers/{name})
 	DeleteBouncer(ctx context.Context, request DeleteBouncerRequestObject) (DeleteBouncerResponseObject, error)
-	// PutBouncer Change the rulesets a bouncer enforces (admin); its key stays
+	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
@@ -4893,10 +9552,31 @@ type StrictServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(ctx context.Context, request ExportNDJSONRequestObject) (ExportNDJSONResponseObject, error)
+	// ListFeeds Every feed with its status
+	// (GET /feeds)
+	ListFeeds(ctx context.Context, request ListFeedsRequestObject) (ListFeedsResponseObject, error)
+	// ListFeedCatalog Well-known public feeds that can be added (they ship disabled)
+	// (GET /feeds/catalog)
+	ListFeedCatalog(ctx context.Context, request ListFeedCatalogRequestObject) (ListFeedCatalogResponseObject, error)
+	// DeleteFeed Delete a feed, its history and every assertion it made
+	// (DELETE /feeds/{name})
+	DeleteFeed(ctx context.Context, request DeleteFeedRequestObject) (DeleteFeedResponseObject, error)
+	// GetFeed One feed with its status
+	// (GET /feeds/{name})
+	GetFeed(ctx context.Context, request GetFeedRequestObject) (GetFeedResponseObject, error)
+	// PutFeed Create or replace a feed's definition; its status is kept
+	// (PUT /feeds/{name})
+	PutFeed(ctx context.Context, request PutFeedRequestObject) (PutFeedResponseObject, error)
+	// RefreshFeed Enqueue a refresh now (one per feed at a time)
+	// (POST /feeds/{name}/refresh)
+	RefreshFeed(ctx context.Context, request RefreshFeedRequestObject) (RefreshFeedResponseObject, error)
+	// ListFeedRuns The feed's refresh history, newest first
+	// (GET /feeds/{name}/runs)
+	ListFeedRuns(ctx context.Context, request ListFeedRunsRequestObject) (ListFeedRunsResponseObject, error)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(ctx context.Context, request GetGuardRequestObject) (GetGuardResponseObject, error)
-	// PutGuard Replace the operator's never-block entries (admin)
+	// PutGuard Replace the operator's never-block entries
 	// (PUT /guard)
 	PutGuard(ctx context.Context, request PutGuardRequestObject) (PutGuardResponseObject, error)
 	// Ingest Store observations in bulk
@@ -4914,18 +9594,24 @@ type StrictServerInterface interface {
 	// PutIPOverride Set the manual override of one address
 	// (PUT /ips/{address}/override)
 	PutIPOverride(ctx context.Context, request PutIPOverrideRequestObject) (PutIPOverrideResponseObject, error)
+	// GetJobs Background jobs by kind and state, and the newest failures
+	// (GET /jobs)
+	GetJobs(ctx context.Context, request GetJobsRequestObject) (GetJobsResponseObject, error)
 	// ListLists List named lists
 	// (GET /lists)
 	ListLists(ctx context.Context, request ListListsRequestObject) (ListListsResponseObject, error)
-	// DeleteList Delete a named list (admin)
+	// DeleteList Delete a named list
 	// (DELETE /lists/{name})
 	DeleteList(ctx context.Context, request DeleteListRequestObject) (DeleteListResponseObject, error)
-
+	// GetList One named list
 	// (GET /lists/{name})
 	GetList(ctx context.Context, request GetListRequestObject) (GetListResponseObject, error)
-	// PutList Create or replace a named list (admin)
+	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(ctx context.Context, request PutListRequestObject) (PutListResponseObject, error)
+	// GetListPrefixes Every prefix a named list's selector matches
+	// (GET /lists/{name}/prefixes)
+	GetListPrefixes(ctx context.Context, request GetListPrefixesRequestObject) (GetListPrefixesResponseObject, error)
 	// GetNetwork Effective view of one network
 	// (GET /networks/{address}/{bits})
 	GetNetwork(ctx context.Context, request GetNetworkRequestObject) (GetNetworkResponseObject, error)
@@ -4935,40 +9621,49 @@ type StrictServerInterface interface {
 	// PutNetworkOverride Set the manual override of one network
 	// (PUT /networks/{address}/{bits}/override)
 	PutNetworkOverride(ctx context.Context, request PutNetworkOverrideRequestObject) (PutNetworkOverrideResponseObject, error)
+	// GetOpenAPI This contract
+	// (GET /openapi.yaml)
+	GetOpenAPI(ctx context.Context, request GetOpenAPIRequestObject) (GetOpenAPIResponseObject, error)
 	// ListRulesets List rulesets
 	// (GET /rulesets)
 	ListRulesets(ctx context.Context, request ListRulesetsRequestObject) (ListRulesetsResponseObject, error)
-	// DeleteRuleset Delete a ruleset (admin)
+	// DeleteRuleset Delete a ruleset
 	// (DELETE /rulesets/{name})
 	DeleteRuleset(ctx context.Context, request DeleteRulesetRequestObject) (DeleteRulesetResponseObject, error)
-
+	// GetRuleset One ruleset in text and JSON form
 	// (GET /rulesets/{name})
 	GetRuleset(ctx context.Context, request GetRulesetRequestObject) (GetRulesetResponseObject, error)
-	// PutRuleset Create or replace a ruleset (admin)
+	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(ctx context.Context, request PutRulesetRequestObject) (PutRulesetResponseObject, error)
+	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
+	// (GET /rulesets/{name}/deny)
+	GetRulesetDeny(ctx context.Context, request GetRulesetDenyRequestObject) (GetRulesetDenyResponseObject, error)
 	// ExplainRuleset Which rule decides an address, and why
 	// (GET /rulesets/{name}/explain)
 	ExplainRuleset(ctx context.Context, request ExplainRulesetRequestObject) (ExplainRulesetResponseObject, error)
+	// GetRulesetRender The cached render of a ruleset; a long poll with since and wait
+	// (GET /rulesets/{name}/render)
+	GetRulesetRender(ctx context.Context, request GetRulesetRenderRequestObject) (GetRulesetRenderResponseObject, error)
 	// ListTags List tags
 	// (GET /tags)
 	ListTags(ctx context.Context, request ListTagsRequestObject) (ListTagsResponseObject, error)
 	// DeleteTag Delete a tag's definition (assertions that use the name stay)
 	// (DELETE /tags/{name})
 	DeleteTag(ctx context.Context, request DeleteTagRequestObject) (DeleteTagResponseObject, error)
-
+	// GetTag One tag
 	// (GET /tags/{name})
 	GetTag(ctx context.Context, request GetTagRequestObject) (GetTagResponseObject, error)
 	// PutTag Create or update a tag
 	// (PUT /tags/{name})
 	PutTag(ctx context.Context, request PutTagRequestObject) (PutTagResponseObject, error)
-	// ListTokens List API tokens (admin)
+	// ListTokens List API tokens
 	// (GET /tokens)
 	ListTokens(ctx context.Context, request ListTokensRequestObject) (ListTokensResponseObject, error)
-	// CreateToken Create an API token (admin); the secret is shown once
+	// CreateToken Create an API token; the secret is shown once
 	// (POST /tokens)
 	CreateToken(ctx context.Context, request CreateTokenRequestObject) (CreateTokenResponseObject, error)
-	// DeleteToken Revoke an API token (admin)
+	// DeleteToken Revoke an API token
 	// (DELETE /tokens/{id})
 	DeleteToken(ctx context.Context, request DeleteTokenRequestObject) (DeleteTokenResponseObject, error)
 }
@@ -5031,6 +9726,94 @@ func (sh *strictHandler) ListAudit(w http.ResponseWriter, r *http.Request, param
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListAuditResponseObject); ok {
 		if err := validResponse.VisitListAuditResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PostBouncerHeartbeat operation middleware
+func (sh *strictHandler) PostBouncerHeartbeat(w http.ResponseWriter, r *http.Request) {
+	var request PostBouncerHeartbeatRequestObject
+
+	var body PostBouncerHeartbeatJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PostBouncerHeartbeat(ctx, request.(PostBouncerHeartbeatRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostBouncerHeartbeat")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PostBouncerHeartbeatResponseObject); ok {
+		if err := validResponse.VisitPostBouncerHeartbeatResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetBouncerRender operation middleware
+func (sh *strictHandler) GetBouncerRender(w http.ResponseWriter, r *http.Request, params GetBouncerRenderParams) {
+	var request GetBouncerRenderRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetBouncerRender(ctx, request.(GetBouncerRenderRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetBouncerRender")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetBouncerRenderResponseObject); ok {
+		if err := validResponse.VisitGetBouncerRenderResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PostBouncerReports operation middleware
+func (sh *strictHandler) PostBouncerReports(w http.ResponseWriter, r *http.Request) {
+	var request PostBouncerReportsRequestObject
+
+	var body PostBouncerReportsJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PostBouncerReports(ctx, request.(PostBouncerReportsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostBouncerReports")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PostBouncerReportsResponseObject); ok {
+		if err := validResponse.VisitPostBouncerReportsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -5256,6 +10039,193 @@ func (sh *strictHandler) ExportNDJSON(w http.ResponseWriter, r *http.Request, pa
 	}
 }
 
+// ListFeeds operation middleware
+func (sh *strictHandler) ListFeeds(w http.ResponseWriter, r *http.Request) {
+	var request ListFeedsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFeeds(ctx, request.(ListFeedsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFeeds")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFeedsResponseObject); ok {
+		if err := validResponse.VisitListFeedsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListFeedCatalog operation middleware
+func (sh *strictHandler) ListFeedCatalog(w http.ResponseWriter, r *http.Request) {
+	var request ListFeedCatalogRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFeedCatalog(ctx, request.(ListFeedCatalogRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFeedCatalog")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFeedCatalogResponseObject); ok {
+		if err := validResponse.VisitListFeedCatalogResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteFeed operation middleware
+func (sh *strictHandler) DeleteFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	var request DeleteFeedRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteFeed(ctx, request.(DeleteFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteFeedResponseObject); ok {
+		if err := validResponse.VisitDeleteFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFeed operation middleware
+func (sh *strictHandler) GetFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	var request GetFeedRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFeed(ctx, request.(GetFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFeedResponseObject); ok {
+		if err := validResponse.VisitGetFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutFeed operation middleware
+func (sh *strictHandler) PutFeed(w http.ResponseWriter, r *http.Request, name FeedName) {
+	var request PutFeedRequestObject
+
+	request.Name = name
+
+	var body PutFeedJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutFeed(ctx, request.(PutFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutFeedResponseObject); ok {
+		if err := validResponse.VisitPutFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// RefreshFeed operation middleware
+func (sh *strictHandler) RefreshFeed(w http.ResponseWriter, r *http.Request, name FeedName, params RefreshFeedParams) {
+	var request RefreshFeedRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.RefreshFeed(ctx, request.(RefreshFeedRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "RefreshFeed")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(RefreshFeedResponseObject); ok {
+		if err := validResponse.VisitRefreshFeedResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListFeedRuns operation middleware
+func (sh *strictHandler) ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams) {
+	var request ListFeedRunsRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFeedRuns(ctx, request.(ListFeedRunsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFeedRuns")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFeedRunsResponseObject); ok {
+		if err := validResponse.VisitListFeedRunsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetGuard operation middleware
 func (sh *strictHandler) GetGuard(w http.ResponseWriter, r *http.Request) {
 	var request GetGuardRequestObject
@@ -5460,6 +10430,32 @@ func (sh *strictHandler) PutIPOverride(w http.ResponseWriter, r *http.Request, a
 	}
 }
 
+// GetJobs operation middleware
+func (sh *strictHandler) GetJobs(w http.ResponseWriter, r *http.Request, params GetJobsParams) {
+	var request GetJobsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetJobs(ctx, request.(GetJobsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetJobs")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetJobsResponseObject); ok {
+		if err := validResponse.VisitGetJobsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ListLists operation middleware
 func (sh *strictHandler) ListLists(w http.ResponseWriter, r *http.Request) {
 	var request ListListsRequestObject
@@ -5569,6 +10565,33 @@ func (sh *strictHandler) PutList(w http.ResponseWriter, r *http.Request, name Ob
 	}
 }
 
+// GetListPrefixes operation middleware
+func (sh *strictHandler) GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams) {
+	var request GetListPrefixesRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetListPrefixes(ctx, request.(GetListPrefixesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetListPrefixes")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetListPrefixesResponseObject); ok {
+		if err := validResponse.VisitGetListPrefixesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetNetwork operation middleware
 func (sh *strictHandler) GetNetwork(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
 	var request GetNetworkRequestObject
@@ -5650,6 +10673,30 @@ func (sh *strictHandler) PutNetworkOverride(w http.ResponseWriter, r *http.Reque
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutNetworkOverrideResponseObject); ok {
 		if err := validResponse.VisitPutNetworkOverrideResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetOpenAPI operation middleware
+func (sh *strictHandler) GetOpenAPI(w http.ResponseWriter, r *http.Request) {
+	var request GetOpenAPIRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetOpenAPI(ctx, request.(GetOpenAPIRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetOpenAPI")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetOpenAPIResponseObject); ok {
+		if err := validResponse.VisitGetOpenAPIResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -5778,6 +10825,33 @@ func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name
 	}
 }
 
+// GetRulesetDeny operation middleware
+func (sh *strictHandler) GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams) {
+	var request GetRulesetDenyRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRulesetDeny(ctx, request.(GetRulesetDenyRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRulesetDeny")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetRulesetDenyResponseObject); ok {
+		if err := validResponse.VisitGetRulesetDenyResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ExplainRuleset operation middleware
 func (sh *strictHandler) ExplainRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params ExplainRulesetParams) {
 	var request ExplainRulesetRequestObject
@@ -5798,6 +10872,33 @@ func (sh *strictHandler) ExplainRuleset(w http.ResponseWriter, r *http.Request, 
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ExplainRulesetResponseObject); ok {
 		if err := validResponse.VisitExplainRulesetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetRulesetRender operation middleware
+func (sh *strictHandler) GetRulesetRender(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetRenderParams) {
+	var request GetRulesetRenderRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRulesetRender(ctx, request.(GetRulesetRenderRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRulesetRender")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetRulesetRenderResponseObject); ok {
+		if err := validResponse.VisitGetRulesetRenderResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -6000,113 +11101,219 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lc9s2tvBfwXB3Js5+1Mtxs60zO9+4ebTZ7SZeO+3ebuRrQ+SRiDUFsABoWZvr/34HD5KgCEqUrDiP",
-	"25lOY5F4Hpz3OTj8EERsnjEKVIrg+EOQYY7nIIHrXydxzEHoP2MQESeZJIwGx8EJRa9Pb44Q4+rfpwib",
-	"huhAPe3NcZZBbN4QgXJqHjzuB2EAt3iepRAcB6Pvvu1/M+qPhsP+n4MwIGrcDMskCAOK56qFHTUIAw6/",
-	"5YRDHBxLnkMYiCiBOVbrmuPbn4DOZBIcPz0KA7nMVE8hOaGz4O4uDL4nZmee8Sfq1YbByTyfB8ejw2/D",
-	"YE6o+TUs5yFUwgy4nujt5N8QyTd66Aa8EM9TECBDlBIhFdwmLKcRcKTW0vfvX/+zxebnhBY/R6EaSwJX",
-	"o/73+5Pev3DvP8PedxfVn5e9iz/9MfCB7B/PUywEmZIIm/Vb6P2WA19Wy4vqrdyF/ZHDNDgO/jCosGtg",
-	"3orByuBmwpwLxptwe5cAuqJwKy8j3eIKsSmSCaCMww1huUAZnlXgW12gGXUrdPnHT2ROZNuWU/3SHTCG",
-	"Kc5TGRyPhsPQQZih/llgzMiLMf84B6DnhEbQNp8AoJdCt3AnnTI+xzI4DmIsoSeJRhPPXs5ZziMfOgoB",
-	"XP2NhG4RIujP+uiK0BkIeRyxBSdw9QxhJDkmKaEzdPWnKzTHMkpAIKzAPyW36OBqChAf/+nqcdsRmPHb",
-	"juBwOPSu+x2etUFE4lnbaKOW0f5JZEJoEwpvabq0OwGBCBUkBiQTItDz1y/OWpnVcHB41LLbhZlpK4R7",
-	"h2cFz7gnCxhZlHN4wOp0d2ookTEqQDPF73F8Br/lIDTGR4xKoPpPnGWppdBBxtkkhfn/+7cwvKAbmZ+a",
-	"XmbSJlVzM62SD3OcKoSG+Bm6As4ZF1eaKwoEOErQlEAaI0xjTfgcsGC0H9yFwXNGpymJHnTpryWCWyKk",
-	"QDjlgOOlXskrxickjoE+NBQjDjFQSXD6SCDOUkAxA4EokwinKVtodNZLfMPkK5bT+CFX+IYpcpipM76m",
-	"bEERnrBcIiL1it4x9hPmM3homE1YvFRLYjfANUpppq6X9DPFuUwYJ/+BBwYUusEpiZ3z7GvmYPtqXez8",
-	"jVbQOMsU7zb0S0EuGL9Wf66QehjQfD4BXhMXhMqnR0FTFoUB4zNMyX9Ked8YTZSipMnC7BOmFSDVuJQv",
-	"zRXDbUY4iEssuwqyMJgSLuSlkoXd+1wTg+tAlfx9b+VGQ2WhTGrplGeZVjUvPEOleOvZW6EVBjc4zVvg",
-	"WHH592b9ReuwkqMOLNyVXfhOIY+JfEklXzaPAUetJ40jaVSx5pupNAiF45io/jg9dUY1oonmaYonSmia",
-	"341lbXPyE5gyDveeksRdycB02Xg6RJ0NVpqggVZYALQcovVATrFhefXzIBLm9T/WsRLnZCvyw5xj/dvR",
-	"lzvsRM/nW+33xkBprjViOS0sxDofO8XRNUgtqydLCUi3FCgDru0fNOVsblguFhIlgLmcAJboQL29JDEa",
-	"KsasGli1GhmwGvWyC2TO8hSem/X5QBNxwBLirbhPwoSkVkNrvOyMWZpUtXbjHWcHHtO6Jmtqdkcne9Jn",
-	"pp8PbjfAhZ9f+AijUFqLddTgvgbVnptWHuroCuVrWPqNyGtYoinj6L96Jxnp/Q2Wz5BIlErClBFA2aJ/",
-	"fxA3WtWh2A1SagdrQPSaZrls54dTnAoIV5UEu4uP4S1oAcXaqRpDzPHta9PTNeH8YFuF2BpYnQGN1f+N",
-	"vdPEKg5zdmPQresZ7kBcZhUb0aHThiyBNqW5Uk6hK5FEOedWq+3EuGaXAiJGYw/DPzcvkHZRaMat9RPE",
-	"9ab1g8LPlWBrl5i1PkNDtEiAIrsah/6s4loBezPbKRqGJSiqba4B6M+Z4rBbktMDI/xaxGg66gp9d45T",
-	"EhGWC63diqz8MQFKZkpRyak2yrwq78vbLMW0HHSd8lVHiIylJFr2nf4oS3OBrmY55jHEV+hAIQWFG+C9",
-	"Scqia6TfoGuAzIj+wpesTEU2RaaRgsBjB0cqELwikMYvC8G6qqmk+dzj+Rn1JlhAjMx7NQtGYkklvkVa",
-	"RPe9lKAdEX7pTSi0z6LeNudAhBZOYcQ4EpCCUiWRhFvpn9+4PjYTg1ln2d6HNz8A80CLyKV3e8oMJtSy",
-	"DM/bvLAxmgJ0jX26lUX5g0KS5pInOUmlz7f3RvMQjT+qSY/QGs4BlZyA8MPZvuzM4fXaWrTxlaMphg7L",
-	"lV+0bbY03LZgTcaZudnt6OLSZnesuwE7Q+uqd9FP7gfvGi/dyE2LuXwb+LGwR7ZcvyN9/b06ydnGclwz",
-	"q4TLCvovZefxM22bdW1tDbItWrfK6cbGVlWqtQbWBrtprWHSPGFnpjok92l/rWNsHlW2dO2s9+a81rGZ",
-	"FkG3WTR1OcWO8kUPuVa8mLWegdCRsabvKYJMdlZXTUjAb9YZbVMRPuKgZrfiVnR2GLhg9an7dtROa12B",
-	"U7lPZ5hyOz6wvcFziH8iwgOzdmSzeoP3Za712+3cHUWfybI7BhdrWLupXUSDuztXUD09HB1tUrNX1rp2",
-	"kW9vgHMSb2sK4Di+lHjWagpsjshtsAUaHustY+vhTv527RSv7+Ro6NENKr/5x4WCj5WfakNjO+NEcYy/",
-	"nr99gxQYjEZeaOAHnOU07klOMoEWRCbaFFG6uG7sNz1OtTK0JcHeHG3ncLh5eg8nkyXQG8Wtbp56Ub8I",
-	"SzV2EIPEJPXOWbHkTjzWMdE8GxQSy9zdm6sUEZnCmm1vYlCmfzmHb/9nL05OPTJqkgu4hHkbBNYZPVOQ",
-	"UbKtkxnTuGWnrZi0zrhifOZ3XMKMCP/CfVRmnVdNxRMLuHR0rw5ivEyU8awqhlRi582EsRSw5l8zoMC3",
-	"FmLap3Dpc/C1GUxrLCSvy9OHr52UXSwSEwctUktEgg+/eXrc7/f90QcKy4x5OIyMMh9naJoU5dx5vF0P",
-	"334Sxq5dPxPRUj1U57JQJvpFm4t4S4fpmYJxu//VrwtFLPPo9nHGuN9VvwZWhEx1Dsp2zDrjTLKIpR3J",
-	"axsKavV4FoNY3FohGXtiBXAqOnRQqzihi1YOcGYxvi2IXGCD9q4EYaCTT5RJw2ZqKwlnUjFiH3IoHWpb",
-	"maj7PN2uTwzp1vPoPlvOY4xmvycwY0KrKohQk8xkDrHF3Wdd000dpoAnUk2eIZhncomYTIAviAAvG1Ga",
-	"zKdXR0zYvIiU6w3apflRTxHuliq5yy9bmD7JvCsvJvO4TtqpegNDAqBbyK3N8sMro5mhzYIGOWAls8Ng",
-	"wYnUf+B4Tvx+fjdc/mV6l/w8sZigWlhot+NFtLa42i7pAq3qWlZaLGuzxEwrvTPFeV0tq84JfjEviozo",
-	"FEsoI2/P0BCZ3JkqKNc3UnqjH9JyivpkzzFllEQ4rWyi/jrvwd48DjUhWV/T9/k8gxgxiuAG+BJFCaYz",
-	"KOBRWHZECkinnTbvN540QMrjc+Wts1kfWp0D5lGizFoPZt3TrN8lJW4XH6f1BDSRuV1xFmSWSEJnXZmB",
-	"8X9uqWg1/A3bCSK7fE9CoB64WlRrwp27z/bD30eyl4NGHy/Z61wyDvFpeaoril6Rz7lFilqZAupZ9ANh",
-	"796QtA17OuBG6ALPB3l716ERuG5x6e4ikqzKfyll2mJ+O2x1Gw9EcXnCkxii8am6XRFhzpc6F1yig5Tc",
-	"AKrA8rijZNpetvgZurvS0ILa2UvLIb3Ckfx06cz7jE9VZNE0LYR7bkgmWOqjIyB02n64v2jXJiJqOYZd",
-	"ogglNTlJbn94P+x9h3vTk96riw9P7/7YgW5Wr/T9wFCcc5PkIvIoQVigcXB4lIwDxDgaB6On3ybjQEHN",
-	"8YY/OQw3UmDdeT7sZCi8Y9dA96PC7oLU2yXC5mJfWjW31s9aj5Jqszb/kmkv8YYsVQ1hJ0cVp+nbaXD8",
-	"fv3k5lzuwob7rjgvDxFCxEF2yFBd9XbrIZtLvygWv1N2xi4BpGbGqScItCnltN+ec7rrobvn7TviXwgs",
-	"POpP2zXoc9CmEBqQTKCUses8E14micVGHf/k/M0+4n31/pdrVKCVlqLlrqhGSP0OLRImHMGNYohIDOZe",
-	"Xn20/r7k3swkqq1NBwLmZpF0V1HLbBCPhrqLvK3CMS1YYlusR5UNJlcXZcuIbUYlJhQRGaI5ExKJDCJ1",
-	"QJU3oJv54VoGPod8jLONtPji5PTBTMMiJg2e2PxaRm11vC7W5k7jrPCiVtNzZf2uMVriQN3EUFRimIw9",
-	"D5ccmnxOeyajnBO5PFeLtu4+wBz4SS6T8k6jjsXpx9XxJFJm+mqWSaH+m+/GxUmZ9X0Ny2dK5+eA9dVx",
-	"LcwUvxgULYDGGSNUCn1taBBxtogFRIObUXmnPCk8mvZSdHmJo1oVzoj6re9WEjplzTXNc0ooRRzmMJ8A",
-	"F9Zp9Pq0TDhW81sSRUQKxBbU5q0rRqBrNqh/JUvjMdVXWUOUAuZUoIWiOKJ05eKSq9qvei31dXngglEU",
-	"Mc4hkpok9X3mXPVV1DrWudgpxDNAhEpWeK8sLVtYCQR0yhQnJhTRqcSTFER/TMf0pd6LzStWO0Fnr56j",
-	"746++TNyL6vqu6/PzF1To7eaSL6+bm09haB3V7ttraYrbmb3x1pNJxHYOxX2TE4ydcC9w/7QidtboDtO",
-	"s+Ng1B+aNiwDijMSHAdP+sP+E+2rlYlGxQHOY1OEYWbcskoa6wW/joPj4CcipL4Cp/tUBUve+0sGFFf0",
-	"tihB0CgVoCkHqXahQgT1x4DE6MDUTTBkOXArmgyeHF6F6EqrZO3lESxFtqztScvavIUWdiwS4edlFVQH",
-	"RW2OLk1N7Yy7i5UqA4fD4Zrb1Nvdoq7uUHruUb+loAuC6Nwe1bBK9L4LgyOzDN/o5XIHTkUE3WW0uUvt",
-	"1rhmrvl8jvnSKk9mISmbhYjCAoQ0Arhg+MfvA4PtF6prwRYHiZOM7D7nRUZG/WER4naeirX0833R6J5n",
-	"tc0FQ49IbByh4WR2C/19nEGx09BwaZnAsriEpLlwwhZoihVzT4hhe0uEOTjnUwL0QodxhAekxiws9mkE",
-	"PSgox8u9oX7tCuBdXZ2QPIe7xlGO9j13Yf22llYwMl2BVUnQa1g+IOWpTk82d6qKdege323uURYaqSPW",
-	"mc6lUtstN36gQ62PnxW7V8LYseJ12F/LZ7EwOlUTw1wKHnxQ3P3OKDMpGMOgjngv9HMX8WoYcNRUhEyP",
-	"uP+gUD7a3KOsULIK5Tm7gQrGFWyFZJlASl0jdFaAvpVs63rCBknm1PJS0sx6TeqQP83lg9C7vaTYieCH",
-	"+558A6V/9tS9O949N9FkJ5QsHEK3irhoUryQeCnaSRtulageRCmJrhOWC+hLceNI6pWwu76gKMKSczAe",
-	"Az+2pn644nUJkYgYhxCpuUOEBVX/u2R8Fo6pzVgNEY/VgJUzJkSlsyO0nh7RR0YO6/IjiokpixSoRAdD",
-	"xPiYmpQjfX/XXiN9/AwpFVMo0Ymufv311197f/9778ULlCTH8/mxEFfo53fPjfVQp6OXGiLPFUB+VAAJ",
-	"tiVWXS6skya76i3b3MVWUOvS1JYZ6zRqWfetg64s4VYOJJ70BKgxJMQ9fSyiTsyluj8hFPNl4C3+tULI",
-	"57+oRSs298k05OrcEckulbKOYqIzxDBfFo7HA3elLos31FQnLZKJflSjKS++nf/yO6J5EM1C7l549aP2",
-	"1yDOFqHin0r5AfVLF4IxrOtToduqqxQL9Pz8F3QgdJIFmpJUAU7bB8suiFYI1TWY9tfzt29+R7Vt9JId",
-	"UO7EXOzRZqWy/u15auv0M8I1RQjOQndGOxp3QLw3L35HvfWod9urAHkv9HtLwUU5zehSQuEzQj2DDVui",
-	"3Kwou+BFsx9AmroMH9EOMRO0WCFmOYw/EoWjr6wTSpsFIBgt1Zz7e/UaFUwcEJrf2upsMRwrsO3fbHTq",
-	"MDywzbj2rEyZF53H8BnbjCuuhyzFtq6Rg2qeQiIe70OBBIqMTF1lnVhgvYfrpBcvaFVIDlhfVGUTAfxG",
-	"n4kIUZ4hydBoOER//z60rSDuo5c4StAEx2OqS84cmGEeqxEhhbm23/QcoSUPiE1JvtFjZeMZLzLE5v6r",
-	"smdNKxMOMqGgZxoYM8ZiTU7a2jM5Yz7Tzlyuvweeb2bFYStDr27YfRgHJBsHx+NazflxEI5taFW/M1Wv",
-	"9VN1huPg+P04ECLpTXguQZv74+AiHK8EbnXfstrSOLgb02q+w+GT/rA/Gj3RVaNXZ6QgpylbrE4ZYUqB",
-	"m7mkTM1AR4ke2h/hWSeoHo78a1UfPFzgnwmWaIFFkWSosGpRPCsqJHzuHqVRhx5lZWPd4ZvtttKU4zXq",
-	"R4SiSZ5eO5zGchfLajLR6k165cp8xUJ0fe1ayucjHfZGKxm6fXSKZ5batQcKYjRZjqlmjOp3pWksgBdl",
-	"OczAIRIMYWRS1I13rAyELxKSAjLrRzynwsdEbP77qfi/pcl+cZFZ58bDhtAs1yzi09llRgMWdR3ZJahM",
-	"VNQ0+GDzQ+7W6cGvT7fGzuLjKh/1UHRCYxsvtikx15QthE1bcQrwPTAn3t1T/3I6hUgqjnVDYKHVJVru",
-	"YvOxDphT/GV9mO31aVkoZo+n7YnRmaBX/BWHV2xYT+HbHNMcp6g4hk0HWFpVqyDTynqR12UHrZJVGXWR",
-	"+5FAgyeHSjMejA6/rSq+TFi8fKQTMxs2294OfxtVuFRi3WJD71fU0uCimTdcKwDq5nArnXTYG456w9G7",
-	"4fBY//evohK++eKMgtUEi+KrPvUaP+8v7rp+6aeE1wMrom1Mz9jtCwQ1hvHl2KPnIHchGMXxUiLk+oSg",
-	"n3SLh8gGqsqcdc4HoqqL/nTWXhw4anJnTBdk5rcDtM45GHpHX0cCxv3yYsz+EHYg7PGPFIAOW3UqP0D3",
-	"xyYcPPTzCrXER6Iszdt/QO2mCaWPksBSgnhHmVTV51MrRiQT+dzkUTOJbMYB+vk86CwyVqoFPrDg2IgR",
-	"1mZwGNEXIDZM0p7Sdbh1aHYkzVUeOHCvoNwDH9W4xV0YRw//MCFyvZX1xl6x2Vn/2mwp689FfnYmmYXW",
-	"F26S0fL4mgpKKz5sYZ5Z9Li/mr47mvxuy3lV07aTb5dMn+Ys9x+N+90GelAbaB2LcT/c0WoGnVWf4vn4",
-	"llDrF5fa7KCyYNy+jCDny0MFwKoPjtSg1tkOOquqcH1tueilZVOWDW7oTg702i2bVhDtj/5L1Gr5/GpR",
-	"HYuagl5KZy9LI38KQ6cGt33YOu0f/nSrg+nNH1zp1McsxYRe6XA5kaICx5geXK0exNVjEwnXFydtNUc9",
-	"1jwXEsFvijfp71RjmTwSfXSuv/wypqv3LXWgXgHffIrGF/86zWv4sn8RVZScs8XfDBzqEfQSXBzDlFyP",
-	"KUIJY9dIV39Vv3R1USSjDOlqq+jbYXh09ES9MXkSdfckquLl9Yj2J41fbyAZa/u5LHifN6w2zG5rk6xI",
-	"gK8kTL7RXO3Ebz3SahADXe7BWl0dFm5LImlLwFTvK7rtcE2ZZNt863+VUj6mxep+DWytaoLgBqe5xtMp",
-	"4268JTS3y3EkRXHRsrwFXySHfTHW7T8TEiVmw6YEir5xX+7U5LUsg/0LNx8q8qpE+/0GLopctKrG70w1",
-	"io+vFpu0jY4qscSzUB1DihV31l9SA7o/BdmW4ChOUv9rWI36s7NS/E5/fnpbhfhrdBaUOrTEs0cCxTAl",
-	"1BTFPqgSjkzZi1xApWQJiWt5yvYk2pVsL8j3xxQ1kvpltcSzz5yXNYC4He94h2cbQwsF+HeMLNiafcEf",
-	"ouGT7w4nwUo1Pl1bL2hcPGKiKJmSEOMnOD//EZU1wTuHIcpCgw+sgq5BKqt+Pjxu7SXyYGp3GqpvYafs",
-	"GugGAWSaPIgIslX7Ngohs6ZQZ5BYbz3htoKf6H8asGvBdXL6GhmYerRmC+xN9SwMFO5BxVa1NanVvYxk",
-	"UHw8TlfwK0rUd6fLqorhAxfAqBV/bOP7qk2VPW+Q4CsugGHJG9MK2ar78LIsZOkWwYjAh4UV/Q8+kLiL",
-	"OmUR02dWZVgmjlUVr7WqGkXo5oSSeT53v1JWlYHuGO+5YddfebxH7dB77t7TderN6WNyK829v1BQFcBv",
-	"ikPMuZLvA5yRwc1Iqxh2xFVA14OMIiyDAeYWmL3oxqaFZQa1Em86ya80vU2gaPX7Aul1Lffe7WFy7lUn",
-	"+0Qv0v1ttu88MWWenAf2ql1z5rOy4ERxRUJXJSq+qs76SPtw9U9l/NBlaGL5tm4zpvGYNgvsaSijCEeJ",
-	"zt+XFiApozOUsTQVz6z4Ml8j4zrhf0wVk5ZA0WSpX6ADc1r9aDrrL/E8RXAbpXmsC0/C3Nwost8gIow+",
-	"Nj5Nu+XSEnbAYNINnAfm6pTzoKyh0QTVy3J39rsPxbZjDHNGQ6QIBahUXF/vGpXVAw0UhTIurmE5pjgV",
-	"rCxUqIZ6ztkiPoeop4gDSzJJAf3w8l2tSOEghogIhR0DcxFrTA+ExFzm2V8Us/kfXVT3sQZ0e9//T7K/",
-	"oAOWS0FiQBb365CbFAVZLu7+NwAA//8=",
+	"7H0Lcxs3kvBfQc1dlaX9hi9J9jlSbdXnyHaivcTWWsru7Zn+RHAGJLEaArMDjGjGpf/+FbqBeZAYcijJ",
+	"crJRVSoWyRk8Gt2NfveXIJLzVAomtAqOvwQpzeicaZbBp1dRxFL9RkQy5mJqvomZijKeai5FcBxMf+Up",
+	"mdNrpoieMaJYdsMyopiI4XNEoxmLiZkhY0qxmGRMxCzrBmHAzfszRmOWBWEg6JwFx3a+TjFhGKhoxubU",
+	"zDynn39iYqpnwfFBvx8GepmaV5TOzJO3t2HwKo7NNOvLfCXI2fnNEZGZ+fcFofgg2TPfduY0TVmMv3BF",
+	"coFf7JtVss90niZmnsF3L7vPB91Bv9/9L7f8lOpZuXg7ahAGGftXzjMWB8c6y1nDJl4c+fbwPcdz8Iw/",
+	"Nj9tGZzP83lwPDh4GQZzLvBTCSsuNJuyDCZ6y1j8Dgb2Tgb/bJospVqzzLz4/z7Szq/9znef7L9X3c6n",
+	"L/3wxeHtfwa+LZ5N3knBfqY6mq0f1eWMkTeXdErkhFCLLohLCWdCkxlVjdhzNumYkTs49G648378TxZp",
+	"B5AV9CFZnjDFdEgSrrRBo7HMRcQyYmbu+tFhKwRXcGHOhfs4CGvgfdX5Xwfh4s+rzqc/+cH719OEKsUn",
+	"PKK4fnu+/8pZtiyXF9Wfqi7sPzM2CY6D/+iVrKGHv6reyuA4YZ4pmfnPciTYZ30VwRMjc6jmLNOM3XCZ",
+	"K5LSaQm+1QXiqDtRz19/4nOum7acwI/VAWM2oXmig+OBwYqSfvrw0RHQwEtAf71gTFxwEbGm+RRj4krB",
+	"E9VJJzKbUx0cBzHVrKM5oIlnLxcyzyIfOirFMvM3UfBESFh32iUjLqZM6eNILjLORieEEp1RnnAxJaM/",
+	"jcjcUAVThBrwT/hnsjeaMBYf/2m033QEOP6OlPTXSzptgoimjTx90DDa3ykeaB0GP8oFSaSYEi3JgnJN",
+	"JjIjlEQzKqYsJJT8IEmcZxTBlEczQhUZBod9NQxCQjWZS6XJ83mdxx/2VQMkzBxNKz888C+c6xkX60t/",
+	"L5KlPQKmCBeKx4zoGVfk9Oz1h8ZLp987OGpaHM60E6Vc0ul9uP/qwdWZ1+p0t2YolUqhGFxu39P4A/tX",
+	"zhScbCSFZgL+pGmaWNbSSzM5Ttj8//xTIRNrx5/O8S2cdJ0dZTituefnNDGUyOITMmJZJjM1AnauCKPR",
+	"jEw4S2JCrSSTMaqk6Aa3YXAqxSTh0aMu/UwT9pkrrQhNMkbjJazkrczGPI6ZeGwoRhmLmdCcJs8UyWTC",
+	"SCyZIkJqQpNELgCdYYlnwtxiNHljAPyYy3xFgLMTKSqS6TNFDLWdEK4VSeTUSBPwc8w05Qku+Z3Ub2Uu",
+	"4sdc7TtpKHhq0PJayIUgdCxzTbiGFV1K+RPNpuyxj3ks46VZkryxMhhcoLCkXwTN9Uxm/Ff2yIAiNzTh",
+	"cQUF3XpuKE/oOHl0KFmlJ6IC8F+ohZEL5YLsAWZRTcdUMdQsMsNazCJDK9oqQjNGlOZJQhJJjdKzf0J0",
+	"tiR0SrkwtwFKucA3PzCdLTuvJpp5pK0LFkkRq+JGHLOJzJgZy2BWMVy55zWZ5hYAqfI0lZlm8c8s5vQS",
+	"HnpciMqU2Zu7YCuaXjPLiIGBP1PkFFfUMSvswp1mhwfF9eIdKCmZGUtzvHYE0wuZXVf27m6oMBD5fIxQ",
+	"LcQzLvSLo2Bd9gsDmU2p4L8W8vXaaKoQ3dZvXvuNBIXDPPwqcuMwYcTNj8E4kdF1EAbATIMwSKQRm/Qs",
+	"k1onLPgUrs9YCIXr22afU54xdUV1W+kzDCY8U/rKCLDt37nmyDTdLlDYW9MzhNQgUuYpGAW8u0nozrM3",
+	"gjwMbmiSNxxGKeF8xPW7p8NS+K3AorqyT76jzGOu3widLdePgUaN6EIjjbfj+i+O1mkcc/M+Tc4ro6JY",
+	"JvLEcj78vLasXU4e2ca9p+RxW1rCV7aeDjdnQ40QjtAKHUCLIRoP5Jzi3Vk/D67ZvP7HJpZVOdmShmmW",
+	"UfhcUXJb7ATm8632e7QqrK81krlwNrk6vzyn0TXTIKeOl5oReFKRlGVgtCCTTM7x7qZKkxmjmR4zqsme",
+	"+fWKx6RvbiaUgVBiQrCiTtgGMh/yhJ3i+nygiTJGNYt34j4zqbSw2snaj60xC0iVOcHzIXhM45qsfag9",
+	"OtmT/oDv+eB2wzLl5xc+wnAKm1tHDe4bUO0Un/JQR1soX7Ol3/JzzZaglf9P51XKO//NlidEzYxsK40C",
+	"LOSie38Qrz1Vh2I7SJkdbADRmUhz3cwPJzRRLFyVNOwuvoaJrwEUG6daG2JOP5/hm1W7ix9sqxDbACuH",
+	"z+uXn5EZWVucivIss8JmKzqfXikUfpulYjDDAZ+D67xqWXa2XKMMggiPaz0hfbKYMUHsairoaoXF8ii2",
+	"U6l7MCxAUW5zA0B/SQ1D2hH7Hhk/NiLGKdU0kdO3zMdkaBzj12u6O2MxGou5AqOMNX9UzmAsZcKoAHRZ",
+	"M3iv7ac2ged3h2abubbZxVt8chOrMo/HeeL/UaN1dO37PEu2Y5ElRfNsseawSdAullHf/oZT+okrD+2a",
+	"w2h/s1UPfBtDxpG9C1o7UqdVzGnCIy5zBTqESosPYyb41Ow7F2BD8SoWp1IgGW0lqTpK/myN58AQqFga",
+	"5ARFQTm7+gkRbGruUjI2txuwizocW+pHIMGBedfo3NxA13ANBZJuBq/w2Mi/iTmtQk/x7VZIXfNy2K2t",
+	"UxBupc4vtjAILhyD2HLIVbXKf9hvPqcJ5cKczTr2IXjjCm1U1o1mWT+dsc8t2DI8FRaTFCNuWGaDeteC",
+	"Cc2pyGly1eJJdA9sMC3sJAaVyjbCsf17mk7vI3DZbWwA5lsa2biDLcCsk+ObeaqXSIxCCuaVJOtjXBlF",
+	"yC+oWncYOpmr75BIzpkCFeqEsBZTMqEzu4MVKUTLjMWl18dQNuWCiylMW0YOtGKxNUQ0AhAzup1KWWSW",
+	"jgJONzg2Onqjpl4c8ZRJ4IVJ8n4SHH9sNfMPTAa3n1bHLjDcT6utEHfbahsQucWaL2mrCdYw/qGGXiEN",
+	"hyp2xtrOfJeCB5kLcJew3UBpP+A5rwhgSrQVyYu7yHds7s7y/WburJ143M5M5IOVtVZtJiLe+SjhDmqB",
+	"JlzE7PM6nfc7Y6oMoUsFkgXh6H6yInLXC9qNN1y7awyXE65fZwiEDbCzzvo66MqjWeeW4DgveI2qMjYS",
+	"0Qy9DVx7+aNf9l29kkEs2nbqgvqN3aWVdX3pMYu44lLUmHnleKwGWFrCRGw+gh3NvBuzGJ06KRrdUqoU",
+	"UxgnZmU6I4fubrw3/N9LIzCWT0X6+4zpGcsILbRXJiYyi9yNYtVbeF9V7xi/BmV314zQgGAufAeeNjMZ",
+	"yJyQzqCEZAE6UHKVH+En7tJvQZAoIJh7KqdZ7AfFEqYW7IZlHdgxgYfJNWNpbfNE5tpsAh8yOusJMZSO",
+	"6+e68DeZdTewgIoBUU6nvgWdiZhHTJmJgBANpBKJ0FKFW66CjzVT6zq4tvGizLK/+ioG7uRi77ERqgxz",
+	"sl7IE9IHW13lCP1HB3vYlakCf971ggSacLjiJi4xtWL+t+dgAVFiSkk+Pi7it0i0kM2ZMHtoYNcVCbDF",
+	"pXoXq0Mbq3aW72DURjt4HkU2dLbdW3P6+SrOZHqlZhTdReV7Mh8nzGctMy8hY79KmLi6OfIj/OpjLxro",
+	"osn+IoEGVBu4vrePAvIZ1Ghto7yTkUfrZJPxZ/3K+uXDT2TB9QxsDua+WcgsJhmLqVlq1xs4uN1g5ADU",
+	"aDoy66wZkBzS+87Qd2BrCBJWJN4C0jVsbiLStwWRuEs2UjeGE6gZZ4kZhKcqN+IwBCGUdpGUzmc09zuY",
+	"zcB3MexHjXYp2PJ9TFMVvrLdYHMXzrFOsnV8gxgjI9yZn82lYU+MSGEEiknG1IzM6ZJkbC5vGOCluVCN",
+	"3MHIXp8M837/MLLv44c/k8EJGRCdZwJvYryZ5WSyf1IIC/3ucwx7jJJc8Rv2swu8xWtinbGUgbreMPct",
+	"DGdFfOCx2TTkB1gxlkIWghH2+uTPpPcyNCLOnw0JgqxXzH54UJm+MwjbsrKmBbxoWMDhQdMK6oH+/iXc",
+	"jRtW2Vt9vdXI2jHTC8aEww6mILYW7RGDeXnCg9kmfWCF7dEpRmAa9FuSKUhpKLAbEcUZX6oRqAYKTby2",
+	"efF7EDZ99HK2f1ygOsbKoN8B4oshAMOK1EgBema2aHZoGA2D+NB5bYVGEPXu18vmZ1qnITH/V0RmZMIT",
+	"YPsrezzoH73cFmZbZ/01nt/EXB/C4n9PU38V8XYzyp/TTLGMWAQ/QayxmgfREvgW7h98zusW+Ugm+dyj",
+	"LEbq5pj8yjJpZWh8zsnRFU1qU45NaIe/Et6kEpjDDjxeEozyQ1/XHp/jHqj9et9v4JRzl8WwNjBGLyuW",
+	"0oxqma0g03b/n02t8Q+urnlac6VGMov9iuWciyswDq0PBbf2MTE3UuWmIRO2YBmQ1lYI3zZg04dcbPA1",
+	"tpDt4hwjHFsL8ruJ/c3S+4QLrmY7RsvA/dugj7QPluGi9fp3lJRRXGgtV2ua7RovpDTVuapKY/IaIw2v",
+	"5jLmE3S3TyhPrI9nkquaWrgptKayoPoBFfMWR+DAWBV2Ee9KKNTE3wqiObT41IzUfmad5WI3Xm3I43ar",
+	"T180cGvDWIpo/nbsdLDGRqkgsFvCBUkNF4+JZp8bbA7Ay3xRAn+5eP+OnEvzqBlJy2qEMEav7416YDno",
+	"9XtgCu0NeuiIHIVDMerZY+od9FDyGp2Q0aiwhCxmMsEo+P2Q2O+AQUNuYkr1LBwKyMUxv1oOXiTQkr0R",
+	"xMuPQjKqxiqP9rtD4VXEudhgxzG/bgAdBvQppom1AUOmomIJi7Q0F4h1B/nIs8GHunqDW21rg4fU62OI",
+	"uF42OA3u6lLYFMi9U+j1D0YbWV/yOOeJ9uVuvQPNAkyI5pEOFzWzo0Wn7rY7ohWpwtoaIk4bnUlu5Z+a",
+	"Nlt4r3dQekt3wOa0sioubc8TbOnjgVXfRVW/H7xrAVBbQ6DcXI0b+FDegU2w3QBMbwRgq/vUD+fCVLqB",
+	"ln90ocI7gr0S6ed/q50EViM7G1aIzNeyeRsf66L1KjRX7qEaNv0QsczVuOQqgj9/3mRXLUS9qvTd9xBE",
+	"LeB3e1ps9VCLVZVj1KIMHRC2Wtt+lIItU+mRMXSU1mBYnGDOhR688B5hDXhh8LkzlR2bXnp5eg7qcPyg",
+	"o/7y+nzdmRilAU60acM/8l2xnKdb2WF9cWew41Rmuu1O00xqGcmkFjLm2U59uqZgYf9dyZjYQdBelY7T",
+	"Mio4sHurLLsc3g96eV3dGQcOD5L0wtzJPgvpjxXyqx/HQ8bybxIgPKb1Ik1oc2bQGSTnNwjOhYTbKBO2",
+	"UrPayXEw5EbWj2v9wBTYoNc97Gic3EXZVX7vBtoPzAVLnFIEcq5qnXxSBauHYe+kqa46IN0+axqb3Y4P",
+	"bH+R41Nn6vCk77TNp7BRol4lt30WGz5tuX/Tct9SnuSZh55oNlXbUsDulWVGtWbzVPsde832kfZZKfeE",
+	"Imj+K6B0a3YLhB03QPYin8+pN0wU8rNaCyQFTnmQe4Knt9Ng7sS3aRR2mZVJfBt9R+dNJuRm9mpVUr8f",
+	"FNIddjP+uHfGy/Y8261h46buonRUd1eVEF8cDI6OdrPfb1zk+7Fi2Q29QyT7ewHuDTEl1NaPIYoula04",
+	"QEUZK5MRq2d7DOdrbtBdagaFVnxaK9JVmfr07PUHsmdEWzLmGtPkf2WZ3FaXa5uGCtnHreTxinBUX+hr",
+	"69QScnFSlpIhcy5yDRVd0Dae6zwDT9Wu+cv12b5nGIVsq/ugWxUfhr9Z6WUz02p5zURRlmpbiln36rj3",
+	"f6Fa13ff3f5ng4uuMY9oe+WXqh79vO+JtvX56H7iE1b4Wlxau1ot6rM3DA6OZsNgn0DlH1FYZmwqWHk0",
+	"gz5ZMpqpLnldBRSdPlMF6C4vfwoJSxQr/ItSMBsQvbnUT/hl1e38ySMoe2n4hmUZj3fN7qJxfPVwp+JJ",
+	"7wrvTd53qTiwA2HaSOmvCwWfufBcJjxa7shwjaALlmoDB1vWDpWmE8I1yWQu4o7OeKoI+0wjnSwx4geQ",
+	"lH2G+Ir5OgsuYkTW+OhYMaExpDEXNhTYhqwqiCGqBqzWo1U/eZOxS6vAxqIeAJzChgBvoo636S3QAyvq",
+	"2FfMmG0tJ+FOXNRi3RLYIkUhklgyZfsUF/Bog5AC0HNL/9SIjVWjzQ5cZNWiU4SUvHj+/PD55uJ322Gw",
+	"atl5yNGbCdPlAezCTKM2HM5WaLkNg4Ys479ILjDzj4q4tfJaJiNuTqgLg8wqLeucRUy0AZXC2kzIXlys",
+	"OfAZWx1wGAz6Pbwah8EJocgkpJ6xbMEV2x5JWITbNqcUVJF6t2OIU5npXQg00x+omLJWqRp8AmXdGm8K",
+	"n/F226BV45wvNQ3KEYrlSmrABvNdA1q7fXq8nzFTmmMaBDHgI3tOCkKRSBAubEAdycwgRmQyLKxz0O/3",
+	"h8H+mpTTnkTr5V8NE/4yCJ/fdso/PWz4k9kROCB2VBkxbK991iJG2d0xZ9FZ0o8CGMiL57Z8lU+F+fD2",
+	"lHx39Py/iK2MdULYDcuW1mfrUtpfnZ9BYTUUNVcvdk154stzoJos4GrPJBh8uTA6HBOaiYitengrgaWF",
+	"Ba5diEDp4fdlkhahFuu86MfLy3OCD/hdoJrrpIGP4WurUQCrZ7b6Jiitx+OEiuutDAwnL3bgO9gPr1+d",
+	"e4xh41yxKza3p7KTp3rCQPzarfoNFXFDXHkjiWzyiDcl4GVsypV/4T5m9AHjH19VzL8riOuCWbwVlG30",
+	"pKMAqPCwoEVBS/KvnOUsNpwry4XgYnpChCSCLcg/5dgfXAZRN/64p3/K8RW/k9nXvlmJzXHxPX6UgQQa",
+	"bw2LPElcHpbMQhTqY5ZoSuBOwYRjKFjrypOMqWJX1oe3zhiqv7bZWcUj1FHXPO1goCRNOinGzBRpu426",
+	"xJtNeXKCkT2/grE5Ja616wqA5Tnf9hubMsGynS2KEKN+VQlbax8/4Pz8DZ7KFkueUTXDqn3OwqVm9OD5",
+	"i+NutxvcQz3zKWatnW8bnYvtvetADE6v8qWxNToq2+hUVpuqedJ3pf7SnVm60uFEVnCpUM9wZSUJVQ5k",
+	"k+5mQWGLIm8oOe8kdajj5irtYDFR5B3xic3HiDFotnxISAhhZ1itPl5nKD4M3ywstUfjnSuiWUZ6e59i",
+	"QxUE28KQJzxJFLk56t28OCHUsmX8ksbx1Z96MUuu/kS4UJpRD+jovWt2NpGUmX4ngbf9mcDQL77K0AZc",
+	"X2nVMPTXWTWPm+MtN6Twt7x4XeTH680afKmtU81cHskmxbyxKMCOmlJ7OH0V8HvrezojQ4ZyF2zUT+ku",
+	"lGYHK0P1qmzFk6rxQTvHBBazNa+/WZauBlmsdD7gWtmyC90dghi8i5DIKB0Ly1w/lUXGNfxB4zn3ZytW",
+	"I+XW42eXq6kTuSOVzRkzVoi8y6u2nqmnhIErcGopuOL1QXTbnaTN5i1Z717/zy203G1oAeY9o6aKinep",
+	"q9qoPqaFY2O70RpVR3OLVpWROsz/ZoMzrRcvoZoVNRcL42OlEoItWRS2Ce1wzK8+4ykVUvCIJnWfydeP",
+	"MKiJmyuu23yeGpVWWBsQCmwOKE7A41qxZNJq835TlQ34t2dYlVwrm/XhVmGp3WqMvWdk5utzGLHJGNvq",
+	"PnG36dnbdzBACyNs0fFmF0OsXy5bi6MughwttCpb84Ka0SyamdujTc2J3bytd6nVfpeASanZzsXq+HSm",
+	"uZi2Dfu+U3G7hylS56uCYCtz2UU1VoKv7rP58B+iCnkFjb5eFXIsVndenOpqyTAXkdG+dnrRm8AXxfY4",
+	"2PtgSNqEPS1wI6wCzwd5bzGuSCYN0XJ3EQGs6HPVVIlkW6HcZhHC1jZsUfywrBJG9hJ+U43y2W8pBOx+",
+	"jfvvzupKQwvqyl4aDuktjfS367PxkMHumyq91Wu7QdkDc3Scqab6bncNnd9GRA3HcKcCLo6aKg7M//jY",
+	"73xHO5NXnbefvrzwx8Gt0M2qbcnfbg4C1IjMyDAYvHg5GwYrefi+cLJVCqzHNPVb+Y0v5TUTD6My3AWp",
+	"d+vQkKuH0mIyq89uNDOaZzY2BpDgJdzSPgEgXGme0K58Kp4LuM/rwTjuvHzdpaKM6RatE1a9nTDk+tI/",
+	"ucXfKaXyLnF964Fdnti87YGqjaFddz306nn7jvhvnC28ZST8PYYvGDah7PFUkUTK6zxVXiZpa65uFJgu",
+	"3j1EGOZK0dgNItDKk02xyICQGDO+mElVubiL+pjrVZS7D3Xv2UrFG31wTFbzNNUOlj6bWuaRUO9y35bu",
+	"+AYssU9sRpUtKlcbYQuvbSw3TbgOV+q3FoaXdupHVTPwufBimm6lxdevzh9NNSyLKl/tVNjZyXi39ywQ",
+	"3TjOarpNk+q5sv6qMlrgQF3FMFTi2gXAeVTJYZ3PQaJDlGdcLy/Moq0Bl9GMZa9yPSua+oEDHr4uj2em",
+	"dQplarEG7X/7WgG9KirUXrMlRjwzCmYZuMyqDViKvn8KSu/2okwuYsWi3s2gsed30V2oXBVNufkMzQW5",
+	"mMj1Nc1zwYUgGZuz+Zhlytrnzs6LDBQo/YskCs1C5ULYDjGGEUAHcPOvlkk8FBCFFJKE0UwosjAUx42s",
+	"7Np4mv2anzU0X2aZgtLyWcYiDSQJTWZthTyqh1AjMGHxlGFRk8KhC7RsgaVswV/zTBEE2h2KobiE8Bqe",
+	"MGf3xjImhgdkNIIQ0R5Nee9mcGz3XcA9hL1CQ1cq4qHAn7GlZZcY7n9qjuSCRR2D7FTzccIgmC0Hr2r1",
+	"xMzs7ulnaiiK+c1uOXbawVMZs5jMWMZg9eaqVsdYyqvsA+n0jtHnDp5dxyxydExGaT5OeDQie0JWeoLu",
+	"h0MxQnfGKCQj9GeYv8ChMSJ7iMmYLeMqh8G+IWYyZgg5KZgaCmun5hriKkf2AEZkj1ZR25xDpdVVbQIs",
+	"EjLE9p9mZMVWkb0ykkIKMRCCPC2WKLbfJa8q+xsKwAWuyJwrZR6CynjaNkfFE1PkqD8ICcWNjRk25q3M",
+	"/Mw8cXgyFGOpZ9DsoGqTLwrZqKILMpTUoRmDS4vFhGo4MwgWVMe1SEdu3iqjIUdNTUNHMOhQ7I1sVOVo",
+	"v0veC8DXG7NZZz1fGBQ5Jkf9vu317er8FJBw/ZyHAqrjICj21FJo+hm2oNicCs0jRWjCr9l+SI4Gh3Y0",
+	"2Fq90a35+flQ2M7iWMGHGB5Th2K9SWlIjvpHNvyX2HKfJJO5ZkRmQ4Fst+s6Tn/81IXc7xHAq6GgkQNQ",
+	"UyWj/YbaRGSlNNFQrNcm2j/B81IbywmFpFZNSO0PBU2UREsOGSVcsBFAeIQlnkZY4SjhEbPRLZZbv0oN",
+	"6+8cdPuVcFDLjiuei+Ng0O3jMzJlgqY8OA4Ou/3uIea0zeCS6tE8xsINU3SQFUdyFkMamdLQtRHecbgM",
+	"OpqvibrrKrlDq/u1zu5wuIAiWC9qmbKewUHsz48Xdq+asNg7PDBcCbhEcxt+e1c3tZ9vWJu3oT8XK/38",
+	"25nO/FJOCdXeX0/R7Nzm0Z8M5kH/kFpT+IN+f0Oj4d0aDJdtPz0thg13SSk64gCFyrpNt2FwhMvwjV4s",
+	"t1dpYA+vDLa/UuuYfRsGz9vMU2+fDm8dtpqqaIYNAp5LRgcFDrecyGlIBFsYDgpKgBM6jz8GSFefwqB2",
+	"2wbHLkDAjNmzF1ZvVq0TlErlocRzqbTtZ1dWFUIBmJlf4mWLgy/iIWslhoyUFBwfHdSK/XwsIhAGL/uV",
+	"oILDSpTAoOK7x1EMQpYFfoIFGw/qJXOOAz+LaoeS5c5v69K/C5ir08JRk2r3qEh6NGiBbkV7enjheZtZ",
+	"PD3GH5kkrM6DyFJRXz5+MnhQUgwG6mAuMqKdqzylQmyk4PCukJKgNrArEeFoys7hoyr3U42ssiKu3F5u",
+	"q5kmKOFBadsIa3Fb+QuCPYvoAgHlVPWMCjIC7g9yK8Y7LmZMGEmy6GGPfehnMolR/oXG9Xa7Nj2aVsMo",
+	"992eh6IMTS0nqup2aibzJK7EpFr15QSX7mRdLYdC0aXRnxbUKCN5SrQkI/MBRQwn2x72j7rkef+QLGZG",
+	"16nsgivcyFDYjvqo1bh++1DQmRIo64lySp1b/cAcs7IhqWvig7cOJV7S5k7Jtlcrw6S8ofgyBN4zBBZW",
+	"xP5lLkKGqmsFsmQF5grXXIaHV8YY3DZIEOv3fjXP9vnzwxd3uvT/Tr/2Rb4SJ+25zS+LbjfO2IVh0QU5",
+	"Fphpw52BgR76GOw7i4RuBIOZXAAi/tuKBm354E9STDupTJJKeyG1EsqkLO8p9Bbka/dhgkUo0lbJ4gNz",
+	"gTh3livK+NCPWOEtGHx30O13D7rP+67A2fHBYTXwyEYSrYgSleIhwUH/4EWnP+j0B5f9/jH897/ohmlL",
+	"ATBvK6Hh4AHprhaf6qE799uTPPIt5BGHqmTGtbNfWc8MV0TTqeFfxUN79ic7sC0iY+4GLCETkp9/eXf2",
+	"7t3Vj+/fvfnH+fvLq8vLn/bvTrhqo1L+vXvonvfGLo32PRb4NYx+U4hPEcu6vy/FzsE0RPOznrFlIa+a",
+	"i3AmF2RCMzJmM473Ihjy1o9YbdL7wgY2jI7w7wt+f2cOXNe9yhyij8hX23PNWu/+Vrxz8GC8087togMa",
+	"ZBYnGIM5XCtyzZaPy0rbINxbmY15HEPQQnDU/277G6dSTBKOLq9/X25dYcdTrnS1EeOJO03QQ8qoDUgj",
+	"Aqu40V9aEh7mX9RYa++LIZJblF4Thg7iOjm+hu+r5LjNtIBvxL95BDza/sY7qd8aKfQbogR0x/IghNIy",
+	"VWQhs2sMNN8BA9Z00C2qGZqi30FEw6cwsKE+K8Jzrh+AZd+fSf8CsZztuHT/obn0Fvb870YRfwCWfIpZ",
+	"NjW9dLVNLlNVqqRLtTs/Zp/NhntRwqPrmcwV62p102ivOwW/mAqLa0BmMcuObZxOuBIyFRIVyYyRvaKj",
+	"IBn0++FQlF0FyYt+WPgXD/ohwR6DpL8fGvFfhYQqYf53JbNpSGyNkpBksVDhUJTxVyEp4ptCq0KoLkFZ",
+	"GByM5h5LMwYGqb0+kVmle/JQ2CXsnxDN5wzrdI7+8Y9//KPz88+d16/JbHY8nx8rNSK/XJ6eEE3HCvwO",
+	"UOYZowzGNLpWCVUzLJ6JXk0YiKmIpkaCVeSSji+wmxWLiZFHwUI59xnw3sDJnJqD+dEcTLAr8/wrNnRv",
+	"4fRaDbnb/soFhta1sq6B+andqIyJC7DxtbDGafZZ9zQdd5QDaAdhXi87gag51HXUHGpAzaE2SDbUVAnz",
+	"P4NkQ22RbKgNkg11iWNDXeDYUFscG4oVR+hQF9g+1IN+f6iVmnXGWa4ZkOxQvzh6br5+g0skP0qluZgO",
+	"9es3Qz3UpaGFOENL5cuDype2lGokFxlngEAef+iYC5otPc7Q9evi4m/mqCAt7d/fhVjSFeHplc44IzGH",
+	"PFqaLZ0NYq8Kk6ohAbnmNt+i5a08Vd1oA1P98PaUHA1e9snpxd9sl1zXhSmTCyiwI6AJ4AhZwge5GJEU",
+	"/ByVIMnjoWjiwmbVZA/67HX+CSX+9gseufr9UAipWYXT1vivl9+SPbODw8PD70LDHc0YRSRfl1zojNE5",
+	"9F4nkRRKU6HJnM1lttzA9S7+9sTuPOzOotEqdwtXThxuTnvAIZynO05zmvYwK2dZXp3Fwa3xtbBga2Gd",
+	"oYU1PhSGr9+EwOHCFQYX+kzI5ZcHlS8P78/NfvQRUCYXQDgItX9/JrcaRU0V8Jg9BfmXZMIT9PimabK8",
+	"F3tzOovXWIok/ZeL9++eaPrBDcObUmk93g508sLvWGQcEAFmComyrPoPSRiGP1SA8/A0IuIWVPLu9ROd",
+	"bKaTz50SkLXoASvoB8fDYFUkD8LhSm4CPFYK6uYB0ASC44/DYEVgDz6FQ5ewgA/UJW/4vaIlmKF9dx3M",
+	"UmoQtccOVh4r7+Hg+PD2/tfheyM+lrxiVAv2SKFTsWB/cA6AtPdQlF80H290IL6FJ76ibbDojN5gHIQl",
+	"hmS8tI02flcHiKYdrL9qdCasJ2UbGbujKtq1bz2pXkQ1TeR064md2ue+4rnZKTYdnV1t/ns7tb+zJOmg",
+	"tQ9TXhAJXVq+IGNoTM9isgfOXTXjKYm5MkPF+3c72baeJnO6T26mR0YIhCWhgAeYuDXjSktI2IptLGiZ",
+	"n8s1mdOYtUGEwuXkJecfmPaf98Oy302s95Hx5/eADUZMuS9L31V2Nse01cNY4Mod3YurOfCl7AkVvYC9",
+	"uSYNhXiXcOXSZeIcu4TNEBLBsRE42UwmVwm7YckgCIM8S2wuqzru9TK66E65nuXjXLHMLrQbyXnPvtiD",
+	"Sq9mig5PFdOqN6dKs6xXH7grmFZMt08QMJDaIV7l65PbB5YmNLLk9pABMk0T2oiZ3/r18AdwocJBQC1+",
+	"xAF7zWDpTC6gXshJhc0Qrsg1S/UO18uqmNGzHQKwNs/d+ZA3QM32LrDMaHM4v9FawHuMNabMTSqwBD7X",
+	"ZAFZDHEmUzLHRFkqyJx+vjJfXakZzYr6jkVSmT8kH1sKVJlDUYXf1l5Z7Wrg0fcfMuC33t3BFx8psEcD",
+	"5DautG3YK7olQHOD/ScR7yE0NQQ45Dpj9wwhF2RPCgaWB7jvqSYUXO/796K9XGxXuT+Yh1rl0kJusR+3",
+	"n/fDstUQFrTa1GnoqyaX2E01qYtmv0+ipjeH1F4GDi2t4tGYUPo1RU+Dy9CwoxF/f2AaenN8TZUFJ2jQ",
+	"WXA5Mnum3KVQJCeVbUvHOU90h4O/TXV/f2nFUOKiA7IxmVpwu/PHz5vPv0F/KE/ujgqEhThglauAVeT1",
+	"9HsHR2Uv/ONA5uYsJjxiu6TowBq/iei+Ee0A6lgt7kmg/tZh4ihG6zo3qNKMw9MWVFO5xdGhUk2Q2+y3",
+	"lGXfcBXaNoHWfI8uDCu9zkHMGIpRpdH4aNXtsR/a9FybPfTzq/+5Onv3w5uLy6vv/3H55oLsDfp98vP3",
+	"ZLwcCisB7IcQvUeoghxcM2WXvKHRjIxpDKOSPVwQlDVhCZtD4CHsIBwKZJgsxoY4g32jeWCaYNX4Ydmq",
+	"4bJI22HBcadSxkMhhQ0xtJ0UyGWZPwyFY6hmylYhKiFga7XblGOuhwJ3oE4w/xio0lba4ZVKUDMWXStf",
+	"0M4ZHt+d2dvHLQYSm8RY65DuivsF6IWrIFzdfRd8gioiKeQwHnb73cHg0DFMLEwXqAVLNTafPDioDi2Y",
+	"nmAbnGLsiAqBGWRQQjU4OJqBwraj277a+N5XVa2Vx5Ona95OdB5iW3Xzm3NRbvVvbnaP3kKOt52vDsbV",
+	"GS3MVqdEuOFcWic40NEMHjPHAF/UDgJmXZG+11yaNbqmRfGhFQqvVWPe5DR9iCuvWuGjaH9yUPav/Pgl",
+	"gGJJwXHQ4ynUFxIMq3q4+7t2pof9/jBwpcaoqJR3s65zs1Uzx6D1TY/0+oEpo8t4rl3s0UldgxZgOgv3",
+	"nZvw6Tr+1tcx+LBrdyHhgozz5LrCsezV6rl/i/Y4xQ/O/d8ZAwN3/Y16PFWN0atvq25yc4tiEm/Vvf4M",
+	"Cg+SlRrpXXJOp/b6gjQC6DyNhTzgc+mcX7DMNlexA4dESUIJNgnA1IeiFKG91WDbJDPKr+fGsqEQ5+qP",
+	"FWrzu6uAVek5saUEVgbc7A8QuY4gqVNYTeA21LrFMc5T1ftib5HbTRaHs/OdCeRV7XL6SngBVa2bbi5b",
+	"F/VayIWytUuh8BEu7MkWtm6hnUxYpA17vuFsAQqWKOB1D8zqyRuWZTxm24Mvzs7fu2cfEOE8wRsfKuVz",
+	"niz7D5IjbIhrTkVOE+IOfGccssJIaULzOnFdiWM7WxkXIkWVxJ8p0js8MIp3b3DwEvVpV4L0Gbiy1gx0",
+	"D4Z/dy0GGLva3usKbLglfKDSzsAoZ/21Oj2lpgtVnwUZU2UrdLvS3G7y9ubCAl6PbCxsYv1ovV0QVmNm",
+	"T1rKN9dSmH5QDmFumX/KsdoktvzF/N7KxzehPMkzLD+/7uY7qLr5Dmpevv4je/n+IscXFqYNyG9B/u8v",
+	"AX9Po+tpBjXaDCKQ8ZJcc4FmCqWpZqWZ1HnyylN2WAYotEWYgU7kGx3KP8ETj5Ho884o5ujjbVsDSkDe",
+	"pdnE78wRZ7ZZWX312PBzm3NrHff7E7e26z9o3O/OBZG+baBwiRdt0GJrFLD/9B+Ob1fo1s+2zdKfqaIq",
+	"/ZN66o0K3u3U7xqQ0bLeUIEzdxT23VkHx2YrhKcqn2OvFqld5j355aJ90G2BZN/Efb8Vxa2tqnITPcnj",
+	"v6mo2Dvx1NWbtldt57WJ3Z6XNss2Ejo67rzyeaChZ7hriY2fAHnDIFI3npb/X1VGx41ZSgg3l2yY0DlP",
+	"lrUyC/3ewVHI05ujoTjo9wfH8fjl8XHv6KX57sXOOaB2/jShfMV1vDLlysitcklPz15/INQGOujPej8E",
+	"xyvEYqyXMdmr7Xn/6YpryGa0PWqr9FiRDFwj+Ee7AA2BuwZ/FaPulzHXm70G72zfwDtb0rY7n77n+jfo",
+	"YrDQekLwli4GUSDKDi6GRpTcwd1gMfT+Nt+7Y+qTb+Ib+yZaI9+ab2JNIfg26PQAroaMGXJkcfBk93/S",
+	"Mx7V7r8z9RnWb9vodZd0nmwSQN6nTLw6P9vNruMGvV8VxRkjdnYSyyiHsN9KV58FVWTKBMMKoJNMzrur",
+	"nRM+1XMSuCqanlaANWea+qCFVRUQWmVN4w0W7A/uoccwYtvJ2puw7RZ+j/brrARswW3dV1skHPdcaxO2",
+	"g+tT9YpvZJTOigNoc9ZbjdKN5/mALakcKTb0orLdv7jARqpUxBhabXjik37jtVFvhNmObOBhLNe+gvDx",
+	"0nXUrvbGJXuj0lyEvXi5VuXyh2JvtIpso5CMzmXCo+VoH1NH9EIScMx2dMZTwj7TSCdLTEuBPnLcduqD",
+	"ZcxzpQn7l5EOsFOznj1TXXKBrY7Lhr4wslkjtqIDn4lgQ2Hgi516fSG+53mNjO4oLJemRshvgjb0rr3W",
+	"F2ibBRd2Hqc2eGYm5TUEBZgjKIyYOqNswq9dNxg4URrZc3EjQ0Nk+OmaC7OFtX76rsD1x0oA0KdbyHAp",
+	"RqMJpqysj4aOhdowv1wEYXD6am2QxiVpOq0NAL4LzLFZm0YYIGFNk9qMZjJImZEpwti2R/v4sh8eHR1+",
+	"CgPOJ9jpH4C70qfstrWqgsi50RZa0AAe0FAQYk6QwPmZT7BKoqOUwDIJrtH8gglv9TMiZdLMVqvq46lO",
+	"W3i9dc9UZa2HrJOyZfYIy6WsiHpPittvykF0J/nGI8r2YiaWmzQ3iyyvzWNf0T30G3AMtXHM1NxA9/bT",
+	"IKj+jO4ameHl7r41G3ryzGzxzFSlJmD/KiRzLnJlrf/NtQO+usznIzb2uUCypprD5vdSTFqZv8TMMufz",
+	"vxoKAUEqY/1Ka2rUe/S4xAe7FDYLa5OhgTAjpqBhRmbVgHKoIU8mNNLK9R7kupKMbQ77iXbWq33OeDRD",
+	"0MYs4jFUDClhimmly29NJVt6lF+w7MYl6mPfipBMf+Vpx0xnNsJirKuFRac6b0QkoV03COLKIMpQgD98",
+	"9OaSTkfkz5Xew88UmVE165K/cz2TuXZNxxHhojzLmNDQN3so8A2yd9g/wgnPJp13UrDOz1RHM1COzGwn",
+	"tp04EzV2NaOQQTwUY8aEnb1sDj3oE2WuBOxQvo/rKRfjupVTRZSUglCFapzrB87BCXrDCNfHpNqXvWii",
+	"7rqZG30OoYhdk6CpoFmfJXXl2lb7GrWfkGLvrtM6NIYfCppl/IYptx3cRkNbdMvu2rVFv6zsEo4k4eZE",
+	"ZrSxItp6k/LCjMyFfnEUbAkib92wfPuDZxODH4AebR5HBHb4+xgd0f09CionDrU9EJ8MvDGeBBZziqso",
+	"yG2dcA2RlnRgDw5T8g2ddGtn5GRE85JPOgwDQ7x+m0qNlMletcs9NM3c724W3LY1cgccr7ZxB+nNR/1V",
+	"poErWIFa8ybqr7nNNPCZeA1+vk09XYar1aUiGs2g8Rvi9qTUrE6MlC7FlEBzergugJHgJUm5fuxbEifb",
+	"4Di6NA88htMIE+5bOow0nYZG2Eioud1kRhRj4vfoPtIIXnfm8O8Wt5F5prXL6JJOn9xF38pdpOm0VoSW",
+	"7JV1MbAWfq7Q0g0mb6VprQNFEzKUgSpN5hXvqT/crQ6k6jfzaTp90pC8biM0qbcl9F0Z+yWdbs1ncFhx",
+	"1+LmMoFchv+I+offHYyD0FngrrBG1uDFy1mw1qBNKm1xfcYxROLi4kdSeFdaG/kv6fSbZD1swHVrUH98",
+	"lH+yZm+wZttC2LQlwVXjjrS8ZltKC1/iI48iEJmp2ohEuKYQxEkbosyNRBRlTN+jOOvuePbtxKhX52dE",
+	"u6Mpjhy/2Nin3luAHZEJ4X8PhmktBVicr5PylEENuDBYu8dbsiKzoB2Y4MP59mBm2/Cg8eY3z1Q6egD6",
+	"/eblyR1zYv84nJSKkqhswVA4UTDxzeRCEIkGsNbUVnLY3hcet9FdLAH63IMp1bOKVyLe6JVotsy1K+Lu",
+	"jeG/kddP+tIDxfAbWNYwbie8qsfVfgnGjGYse5XrGQTrfDI/ZzcOfbCBTo+mvHczAHnZzuQ1l9mQXFtL",
+	"t1uiHETm3oarL9UTYFRYBERjFXXbdFBOnHvEfu+SXbpVT5vyjP99nlzXakFW38AakOYlF49kdlb9jLCs",
+	"fEPzmNdesW0P12d2EcShlS+c6XMPrV0heXNJp+gzCUsb1z5sL2ZiiTUeKsst7FuV2THTrfIFOlg9cJC5",
+	"iFhGAAe40sg8yB6evZUF9iuzjfEFH0wxYA7Hc0FIITG0x4SGNiExGS8JLR66ZkvCBfmfzquUd/6b2cg3",
+	"RedsKMxvNFGSZMzABY21p5lcxBcsAmcS1XycMMD1HAyEvcj8rFjUuxmgM6O+Zt9hsLlEcTeREU0Qtq7D",
+	"AYuJFIQS11HqBIt1Msg3H7NIzgHrhqIsrIWWSGyHP5owFh8P837/MDILgb/YqLYy7JHQAMpa3RbsuVI5",
+	"CKjIcvvp9v8HAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -1,5 +1,5 @@
-// Package feeds implements the feeds and jobs endpoints of openapi/feeds.yaml
-// (generated into feedsgen): feed definitions, the catalogue, refreshes (River
+// Package feeds implements the feeds and jobs operations of openapi/openapi.yaml
+// (tags feeds and jobs): feed definitions, the catalogue, refreshes (River
 // jobs), run history and the job queue summary.
 package feeds
 
@@ -14,14 +14,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/go-chi/chi/v5"
-	nethttpmiddleware "github.com/oapi-codegen/nethttp-middleware"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/muninn/muninn/server/api"
-	"github.com/muninn/muninn/server/api/feedsgen"
+	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
 	"github.com/muninn/muninn/worker/source/feed"
@@ -32,84 +29,28 @@ type Inserter interface {
 	Insert(ctx context.Context, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 }
 
-// Server implements feedsgen.StrictServerInterface.
+// Server implements the feeds and jobs methods of apigen.StrictServerInterface.
 type Server struct {
 	store *store.Store
 	jobs  Inserter
 	log   *slog.Logger
 }
 
-var _ feedsgen.StrictServerInterface = (*Server)(nil)
-
-// New returns the feeds server.
+// New returns the feeds server; with jobs nil a refresh answers 503.
 func New(st *store.Store, jobs Inserter, log *slog.Logger) *Server {
 	return &Server{store: st, jobs: jobs, log: log}
 }
 
-// Routes mounts the feeds and jobs endpoints on r, which is the /api/v1
-// router behind authentication (httpserver.Deps.APIRoutes): requests are
-// validated against feeds.yaml, GETs need reader and the rest admin.
-func (s *Server) Routes() (func(r chi.Router), error) {
-	spec, err := feedsgen.GetSwagger()
-	if err != nil {
-		return nil, fmt.Errorf("feeds: load spec: %w", err)
-	}
-	spec.Servers = nil
-	strict := feedsgen.NewStrictHandlerWithOptions(s, []feedsgen.StrictMiddlewareFunc{requireRole}, feedsgen.StrictHTTPServerOptions{
-		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
-			api.WriteProblem(w, http.StatusBadRequest, err.Error())
-		},
-		ResponseErrorHandlerFunc: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			s.log.ErrorContext(r.Context(), "Request failed.", "path", r.URL.Path, "error", err)
-			api.WriteProblem(w, http.StatusInternalServerError, "internal error; the server log has the details")
-		},
-	})
-	validator := nethttpmiddleware.OapiRequestValidatorWithOptions(spec, &nethttpmiddleware.Options{
-		Options:               openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true},
-		Prefix:                "/api/v1",
-		SilenceServersWarning: true,
-		ErrorHandlerWithOpts:  api.ValidationError,
-	})
-	return func(r chi.Router) {
-		r.Group(func(g chi.Router) {
-			g.Use(api.MaxBody(64<<10, nil), validator)
-			feedsgen.HandlerWithOptions(strict, feedsgen.ChiServerOptions{BaseRouter: g,
-				ErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
-					api.WriteProblem(w, http.StatusBadRequest, err.Error())
-				}})
-		})
-	}, nil
-}
-
-// requireRole answers 403 unless the caller is a reader (GET) or admin.
-func requireRole(f feedsgen.StrictHandlerFunc, _ string) feedsgen.StrictHandlerFunc {
-	return func(ctx context.Context, w http.ResponseWriter, r *http.Request, req any) (any, error) {
-		need := api.RoleAdmin
-		if r.Method == http.MethodGet {
-			need = api.RoleReader
-		}
-		p, _ := api.PrincipalFrom(ctx)
-		if api.RoleRank(p.Role) < api.RoleRank(need) {
-			api.WriteProblem(w, http.StatusForbidden, "this needs the "+need+" role; "+p.Name+" has "+p.Role)
-			return nil, nil
-		}
-		return f(ctx, w, r, req)
-	}
-}
-
-func problem(status int, detail string, fields ...feedsgen.FieldError) feedsgen.Problem {
-	p := feedsgen.Problem{Title: http.StatusText(status), Status: status, Detail: &detail}
+func problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
+	p := apigen.Problem{Title: http.StatusText(status), Status: status, Detail: &detail}
 	if len(fields) > 0 {
 		p.Errors = &fields
 	}
 	return p
 }
 
-func notFound(name string) feedsgen.ProblemApplicationProblemPlusJSONResponse {
-	return feedsgen.ProblemApplicationProblemPlusJSONResponse(problem(http.StatusNotFound, "no feed named "+name))
+func notFound(name string) apigen.NotFoundApplicationProblemPlusJSONResponse {
+	return apigen.NotFoundApplicationProblemPlusJSONResponse(problem(http.StatusNotFound, "no feed named "+name))
 }
 
 func actorOf(ctx context.Context) string {
@@ -135,10 +76,10 @@ func durationText(d time.Duration) string {
 	return d.String()
 }
 
-func toAPI(f store.Feed) feedsgen.Feed {
+func toAPI(f store.Feed) apigen.Feed {
 	var o worker.FeedOptions
 	_ = json.Unmarshal(f.Options, &o) // validated on the way in
-	opts := feedsgen.FeedOptions{}
+	opts := apigen.FeedOptions{}
 	if o.MinCount != 0 {
 		opts.MinCount = &o.MinCount
 	}
@@ -154,7 +95,7 @@ func toAPI(f store.Feed) feedsgen.Feed {
 	if o.Header {
 		opts.Header = &o.Header
 	}
-	return feedsgen.Feed{Name: f.Name, Url: redactURL(f.URL), Format: feedsgen.Format(f.Format), Options: opts,
+	return apigen.Feed{Name: f.Name, Url: redactURL(f.URL), Format: apigen.FeedFormat(f.Format), Options: opts,
 		Tag: f.Tag, Classification: f.Classification, Ttl: durationText(f.TTL), Schedule: durationText(f.Schedule),
 		Enabled: f.Enabled, MaxPrefixLenV4: f.MaxPrefixLenV4, MaxPrefixLenV6: f.MaxPrefixLenV6,
 		MaxDropShare: f.MaxDropShare, LastRun: f.LastRun, LastSuccess: f.LastSuccess, Entries: f.Entries,
@@ -162,20 +103,20 @@ func toAPI(f store.Feed) feedsgen.Feed {
 }
 
 // ListFeeds lists every feed.
-func (s *Server) ListFeeds(ctx context.Context, _ feedsgen.ListFeedsRequestObject) (feedsgen.ListFeedsResponseObject, error) {
+func (s *Server) ListFeeds(ctx context.Context, _ apigen.ListFeedsRequestObject) (apigen.ListFeedsResponseObject, error) {
 	fs, err := s.store.Feeds(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := feedsgen.FeedList{Feeds: make([]feedsgen.Feed, len(fs))}
+	out := apigen.FeedList{Feeds: make([]apigen.Feed, len(fs))}
 	for i, f := range fs {
 		out.Feeds[i] = toAPI(f)
 	}
-	return feedsgen.ListFeeds200JSONResponse(out), nil
+	return apigen.ListFeeds200JSONResponse(out), nil
 }
 
 // ListFeedCatalog lists the built-in catalogue and which entries exist.
-func (s *Server) ListFeedCatalog(ctx context.Context, _ feedsgen.ListFeedCatalogRequestObject) (feedsgen.ListFeedCatalogResponseObject, error) {
+func (s *Server) ListFeedCatalog(ctx context.Context, _ apigen.ListFeedCatalogRequestObject) (apigen.ListFeedCatalogResponseObject, error) {
 	fs, err := s.store.Feeds(ctx)
 	if err != nil {
 		return nil, err
@@ -185,34 +126,34 @@ func (s *Server) ListFeedCatalog(ctx context.Context, _ feedsgen.ListFeedCatalog
 		have[f.Name] = true
 	}
 	cat := feed.Catalog()
-	out := feedsgen.CatalogList{Feeds: make([]feedsgen.CatalogFeed, len(cat))}
+	out := apigen.CatalogList{Feeds: make([]apigen.CatalogFeed, len(cat))}
 	for i, c := range cat {
 		added := have[c.Name]
-		out.Feeds[i] = feedsgen.CatalogFeed{Name: c.Name, Url: c.URL, Format: feedsgen.Format(c.Format), Tag: c.Tag,
+		out.Feeds[i] = apigen.CatalogFeed{Name: c.Name, Url: c.URL, Format: apigen.FeedFormat(c.Format), Tag: c.Tag,
 			Classification: c.Classification, Schedule: c.Schedule, Description: c.Description, Added: &added}
 	}
-	return feedsgen.ListFeedCatalog200JSONResponse(out), nil
+	return apigen.ListFeedCatalog200JSONResponse(out), nil
 }
 
 // GetFeed returns one feed.
-func (s *Server) GetFeed(ctx context.Context, req feedsgen.GetFeedRequestObject) (feedsgen.GetFeedResponseObject, error) {
+func (s *Server) GetFeed(ctx context.Context, req apigen.GetFeedRequestObject) (apigen.GetFeedResponseObject, error) {
 	f, err := s.store.FeedByName(ctx, req.Name)
 	if errors.Is(err, store.ErrNotFound) {
-		return feedsgen.GetFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+		return apigen.GetFeed404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return feedsgen.GetFeed200JSONResponse(toAPI(f)), nil
+	return apigen.GetFeed200JSONResponse(toAPI(f)), nil
 }
 
 // fromInput checks what the schema cannot and builds the stored definition.
-func fromInput(name string, in feedsgen.FeedInput) (store.Feed, []feedsgen.FieldError) {
-	var errs []feedsgen.FieldError
-	bad := func(field, reason string) { errs = append(errs, feedsgen.FieldError{Field: field, Reason: reason}) }
+func fromInput(name string, in apigen.FeedInput) (store.Feed, []apigen.FieldError) {
+	var errs []apigen.FieldError
+	bad := func(field, reason string) { errs = append(errs, apigen.FieldError{Field: "/" + field, Reason: reason}) }
 	f := store.Feed{Name: name, URL: in.Url, Format: string(in.Format), Schedule: time.Hour, MaxDropShare: 0.5}
 	if name == "catalog" {
-		bad("name", `"catalog" is reserved`)
+		errs = append(errs, apigen.FieldError{Field: "name", Reason: `"catalog" is reserved`})
 	}
 	if u, err := url.Parse(in.Url); err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 		bad("url", "must be an http, https or file URL")
@@ -277,10 +218,10 @@ func deref[T any](p *T) T {
 }
 
 // PutFeed creates or replaces a feed definition.
-func (s *Server) PutFeed(ctx context.Context, req feedsgen.PutFeedRequestObject) (feedsgen.PutFeedResponseObject, error) {
+func (s *Server) PutFeed(ctx context.Context, req apigen.PutFeedRequestObject) (apigen.PutFeedResponseObject, error) {
 	f, errs := fromInput(req.Name, *req.Body)
 	if len(errs) > 0 {
-		return feedsgen.PutFeed422ApplicationProblemPlusJSONResponse(problem(http.StatusUnprocessableEntity, "the feed is not valid", errs...)), nil
+		return apigen.PutFeed400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(http.StatusBadRequest, "the feed is not valid", errs...))}, nil
 	}
 	created, err := s.store.PutFeed(ctx, f, actorOf(ctx))
 	if err != nil {
@@ -291,63 +232,67 @@ func (s *Server) PutFeed(ctx context.Context, req feedsgen.PutFeedRequestObject)
 		return nil, err
 	}
 	if created {
-		return feedsgen.PutFeed201JSONResponse(toAPI(stored)), nil
+		return apigen.PutFeed201JSONResponse(toAPI(stored)), nil
 	}
-	return feedsgen.PutFeed200JSONResponse(toAPI(stored)), nil
+	return apigen.PutFeed200JSONResponse(toAPI(stored)), nil
 }
 
 // DeleteFeed removes a feed and its assertions.
-func (s *Server) DeleteFeed(ctx context.Context, req feedsgen.DeleteFeedRequestObject) (feedsgen.DeleteFeedResponseObject, error) {
+func (s *Server) DeleteFeed(ctx context.Context, req apigen.DeleteFeedRequestObject) (apigen.DeleteFeedResponseObject, error) {
 	err := s.store.DeleteFeed(ctx, req.Name, actorOf(ctx))
 	if errors.Is(err, store.ErrNotFound) {
-		return feedsgen.DeleteFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+		return apigen.DeleteFeed404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return feedsgen.DeleteFeed204Response{}, nil
+	return apigen.DeleteFeed204Response{}, nil
 }
 
 // RefreshFeed enqueues a refresh job; a second request while one is queued
 // or running is answered with the existing job and duplicate true.
-func (s *Server) RefreshFeed(ctx context.Context, req feedsgen.RefreshFeedRequestObject) (feedsgen.RefreshFeedResponseObject, error) {
+func (s *Server) RefreshFeed(ctx context.Context, req apigen.RefreshFeedRequestObject) (apigen.RefreshFeedResponseObject, error) {
 	if _, err := s.store.FeedByName(ctx, req.Name); errors.Is(err, store.ErrNotFound) {
-		return feedsgen.RefreshFeed404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+		return apigen.RefreshFeed404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
 	} else if err != nil {
 		return nil, err
+	}
+	if s.jobs == nil {
+		return apigen.RefreshFeed503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: apigen.UnavailableApplicationProblemPlusJSONResponse{
+			Body: problem(http.StatusServiceUnavailable, "this server has no job queue; refresh through one that runs workers")}}, nil
 	}
 	force := deref(req.Params.Force)
 	res, err := s.jobs.Insert(ctx, worker.FeedRefreshArgs{Name: req.Name, Force: force}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("feeds: enqueue refresh: %w", err)
 	}
-	return feedsgen.RefreshFeed202JSONResponse{JobId: res.Job.ID, Duplicate: res.UniqueSkippedAsDuplicate, Force: force}, nil
+	return apigen.RefreshFeed202JSONResponse{JobId: res.Job.ID, Duplicate: res.UniqueSkippedAsDuplicate, Force: force}, nil
 }
 
 // ListFeedRuns returns a feed's newest runs.
-func (s *Server) ListFeedRuns(ctx context.Context, req feedsgen.ListFeedRunsRequestObject) (feedsgen.ListFeedRunsResponseObject, error) {
+func (s *Server) ListFeedRuns(ctx context.Context, req apigen.ListFeedRunsRequestObject) (apigen.ListFeedRunsResponseObject, error) {
 	limit := 50
 	if req.Params.Limit != nil {
 		limit = *req.Params.Limit
 	}
 	runs, err := s.store.FeedRuns(ctx, req.Name, limit)
 	if errors.Is(err, store.ErrNotFound) {
-		return feedsgen.ListFeedRuns404ApplicationProblemPlusJSONResponse{ProblemApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
+		return apigen.ListFeedRuns404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound(req.Name)}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := feedsgen.FeedRunList{Runs: make([]feedsgen.FeedRun, len(runs))}
+	out := apigen.FeedRunList{Runs: make([]apigen.FeedRun, len(runs))}
 	for i, r := range runs {
-		out.Runs[i] = feedsgen.FeedRun{Id: r.ID, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
-			Status: feedsgen.FeedRunStatus(r.Status), Forced: r.Forced, Lines: r.Lines, Entries: r.Entries,
+		out.Runs[i] = apigen.FeedRun{Id: r.ID, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
+			Status: apigen.FeedRunStatus(r.Status), Forced: r.Forced, Lines: r.Lines, Entries: r.Entries,
 			Added: r.Added, Removed: r.Removed, Rejected: r.Rejected, Duplicates: r.Duplicates, Error: r.Error}
 	}
-	return feedsgen.ListFeedRuns200JSONResponse(out), nil
+	return apigen.ListFeedRuns200JSONResponse(out), nil
 }
 
 // GetJobs summarises the job queue.
-func (s *Server) GetJobs(ctx context.Context, req feedsgen.GetJobsRequestObject) (feedsgen.GetJobsResponseObject, error) {
+func (s *Server) GetJobs(ctx context.Context, req apigen.GetJobsRequestObject) (apigen.GetJobsResponseObject, error) {
 	n := 20
 	if req.Params.Failures != nil {
 		n = *req.Params.Failures
@@ -356,17 +301,17 @@ func (s *Server) GetJobs(ctx context.Context, req feedsgen.GetJobsRequestObject)
 	if err != nil {
 		return nil, err
 	}
-	out := feedsgen.JobSummary{Counts: make([]feedsgen.JobCount, len(sum.Counts)), Failures: make([]feedsgen.JobFailure, len(sum.Failures))}
+	out := apigen.JobSummary{Counts: make([]apigen.JobCount, len(sum.Counts)), Failures: make([]apigen.JobFailure, len(sum.Failures))}
 	for i, c := range sum.Counts {
-		out.Counts[i] = feedsgen.JobCount{Kind: c.Kind, State: c.State, Count: c.Count}
+		out.Counts[i] = apigen.JobCount{Kind: c.Kind, State: c.State, Count: c.Count}
 	}
 	for i, f := range sum.Failures {
-		jf := feedsgen.JobFailure{Id: f.ID, Kind: f.Kind, State: f.State, Attempt: f.Attempt, Error: f.Error, At: f.At}
+		jf := apigen.JobFailure{Id: f.ID, Kind: f.Kind, State: f.State, Attempt: f.Attempt, Error: f.Error, At: f.At}
 		var args map[string]any
 		if json.Unmarshal(f.Args, &args) == nil {
 			jf.Args = &args
 		}
 		out.Failures[i] = jf
 	}
-	return feedsgen.GetJobs200JSONResponse(out), nil
+	return apigen.GetJobs200JSONResponse(out), nil
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/muninn/muninn/server/api"
-	"github.com/muninn/muninn/server/api/feeds"
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/pgembed"
@@ -213,17 +212,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	feedRoutes, err := feeds.New(st, rc, log).Routes()
-	if err != nil {
-		return err
-	}
 	hub := render.NewHub(st, log, now, render.Options{})
 	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: now, BaseURL: cfg.BaseURL})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, APIRoutes: []func(chi.Router){feedRoutes},
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err

@@ -1,0 +1,237 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/go-chi/chi/v5"
+)
+
+// RolePublic and RoleBouncer are the roles of x-muninn-role besides the token
+// roles: an operation anyone may call, and one only bouncer keys reach.
+const (
+	RolePublic  = "public"
+	RoleBouncer = "bouncer"
+)
+
+// RoleExtension is the OpenAPI extension that names an operation's role.
+const RoleExtension = "x-muninn-role"
+
+// streamExtension marks an operation whose body the handler reads as a stream
+// and validates itself, element by element (ingest: up to 100 MB).
+const streamExtension = "x-muninn-streamed-body"
+
+// maxBodyBytes bounds every request body but a streamed one.
+const maxBodyBytes = 1 << 20
+
+// Operation is one operation of the contract as the server enforces it.
+type Operation struct {
+	// Route is the operation in the spec, for request and response
+	// validation. Its security is cleared: the contract authenticates first,
+	// and kin-openapi would read a whole body into memory to check security.
+	Route *routers.Route
+	// Role is its x-muninn-role: public, reader, writer, admin or bouncer.
+	Role string
+	// Streamed says the handler reads and validates the body itself.
+	Streamed bool
+}
+
+// Operations reads every operation of spec, keyed "METHOD /path" with the
+// spec's path template (which is the chi route pattern the generated server
+// registers). It fails when an operation's role is missing, unknown, or
+// disagrees with its security (public ⇔ no security, bouncer ⇔ bouncerKey).
+func Operations(spec *openapi3.T) (map[string]Operation, error) {
+	out := map[string]Operation{}
+	for path, item := range spec.Paths.Map() {
+		for method, op := range item.Operations() {
+			role, _ := op.Extensions[RoleExtension].(string)
+			sec := spec.Security
+			if op.Security != nil {
+				sec = *op.Security
+			}
+			var schemes []string
+			for _, req := range sec {
+				for name := range req {
+					schemes = append(schemes, name)
+				}
+			}
+			want := "bearerAuth"
+			switch role {
+			case RolePublic:
+				want = ""
+			case RoleBouncer:
+				want = "bouncerKey"
+			case RoleReader, RoleWriter, RoleAdmin:
+			default:
+				return nil, fmt.Errorf("api: %s %s: %s %q is not public, reader, writer, admin or bouncer", method, path, RoleExtension, role)
+			}
+			if (want == "" && len(schemes) != 0) || (want != "" && !slices.Equal(schemes, []string{want})) {
+				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
+			}
+			streamed, _ := op.Extensions[streamExtension].(bool)
+			checked := *op
+			checked.Security = &openapi3.SecurityRequirements{}
+			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
+				Role: role, Streamed: streamed}
+		}
+	}
+	return out, nil
+}
+
+// Contract is the one place the API's contract is enforced before a handler
+// runs: it finds the operation the router itself matched, authenticates the
+// credential the operation's security names, checks the operation's role, and
+// validates the parameters and the body against the spec, in that order.
+type Contract struct {
+	ops       map[string]Operation
+	routes    chi.Routes
+	srv       *Server
+	auth      *Authenticator
+	maxIngest int64
+}
+
+// NewContract returns the contract of spec over routes, the chi router the
+// generated server registers its operations on.
+func NewContract(spec *openapi3.T, routes chi.Routes, srv *Server, auth *Authenticator) (*Contract, error) {
+	ops, err := Operations(spec)
+	if err != nil {
+		return nil, err
+	}
+	return &Contract{ops: ops, routes: routes, srv: srv, auth: auth, maxIngest: srv.opts.MaxIngestBytes}, nil
+}
+
+var allMethods = []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions}
+
+// Middleware enforces the contract; install it with Use on the router the
+// operations are registered on. chi matches the escaped path (RawPath), so a
+// %2F inside a path parameter stays inside it.
+func (c *Contract) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.EscapedPath()
+		if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePath != "" {
+			path = rctx.RoutePath
+		}
+		match := chi.NewRouteContext()
+		pattern := c.routes.Find(match, r.Method, path)
+		op, ok := c.ops[r.Method+" "+pattern]
+		if pattern == "" || !ok {
+			var allowed []string
+			for _, m := range allMethods {
+				if c.routes.Find(chi.NewRouteContext(), m, path) != "" {
+					allowed = append(allowed, m)
+				}
+			}
+			if len(allowed) > 0 {
+				w.Header().Set("Allow", strings.Join(allowed, ", "))
+				WriteProblem(w, http.StatusMethodNotAllowed, r.Method+" is not allowed here; allowed: "+strings.Join(allowed, ", "))
+				return
+			}
+			WriteProblem(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+			return
+		}
+		ctx := r.Context()
+		switch op.Role {
+		case RolePublic:
+		case RoleBouncer:
+			b, err := c.srv.AuthenticateBouncer(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key")))
+			switch {
+			case errors.Is(err, errNoBouncerKey), errors.Is(err, errBadBouncerKey):
+				WriteProblem(w, http.StatusUnauthorized, err.Error())
+				return
+			case err != nil:
+				c.srv.log.ErrorContext(ctx, "Could not check a bouncer key.", "error", err)
+				writeUnavailable(w, "cannot check the credential now")
+				return
+			}
+			ctx = WithBouncer(ctx, b)
+		default:
+			h := r.Header.Get("Authorization")
+			secret, found := strings.CutPrefix(h, "Bearer ")
+			if h != "" && !found {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="muninn"`)
+				WriteProblem(w, http.StatusUnauthorized, "the Authorization header must be \"Bearer <token>\"")
+				return
+			}
+			p, err := c.auth.Authenticate(ctx, strings.TrimSpace(secret))
+			switch {
+			case errors.Is(err, ErrNoCredential), errors.Is(err, ErrBadToken), errors.Is(err, ErrExpiredToken):
+				w.Header().Set("WWW-Authenticate", `Bearer realm="muninn"`)
+				WriteProblem(w, http.StatusUnauthorized, err.Error())
+				return
+			case err != nil:
+				c.srv.log.ErrorContext(ctx, "Could not check a token.", "error", err)
+				writeUnavailable(w, "cannot check the credential now")
+				return
+			}
+			if RoleRank(p.Role) < RoleRank(op.Role) {
+				WriteProblem(w, http.StatusForbidden, "this needs the "+op.Role+" role; "+p.Name+" has "+p.Role)
+				return
+			}
+			ctx = WithPrincipal(ctx, p)
+		}
+		r = r.WithContext(ctx)
+		if rb := op.Route.Operation.RequestBody; rb != nil && rb.Value != nil && r.ContentLength != 0 {
+			ct := r.Header.Get("Content-Type")
+			mt, _, err := mime.ParseMediaType(ct)
+			if err != nil || rb.Value.Content.Get(mt) == nil {
+				WriteProblem(w, http.StatusUnsupportedMediaType, fmt.Sprintf("this operation takes %s, not %q", strings.Join(mediaTypes(rb.Value.Content), " or "), ct),
+					fieldErr("Content-Type", "unsupported media type"))
+				return
+			}
+			limit := int64(maxBodyBytes)
+			if op.Streamed {
+				limit = c.maxIngest
+			}
+			if r.ContentLength > limit {
+				WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; nothing was read", limit), fieldErr("", "too large"))
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+			if op.Streamed && mt == "application/json" {
+				// The generated handler would decode a JSON body whole before the
+				// handler runs; a streamed one goes to the handler as a stream.
+				r.Header.Set("Content-Type", "application/x-ndjson")
+			}
+		}
+		params := make(map[string]string, len(match.URLParams.Keys))
+		for i, k := range match.URLParams.Keys {
+			v, err := url.PathUnescape(match.URLParams.Values[i])
+			if err != nil {
+				WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(k, "is not a valid escaped path segment"))
+				return
+			}
+			params[k] = v
+		}
+		err := openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
+			Request: r, PathParams: params, Route: op.Route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true, ExcludeRequestBody: op.Streamed},
+		})
+		if err != nil {
+			writeValidationError(w, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func mediaTypes(c openapi3.Content) []string {
+	out := make([]string, 0, len(c))
+	for mt := range c {
+		out = append(out, mt)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func writeUnavailable(w http.ResponseWriter, detail string) {
+	w.Header().Set("Retry-After", "5")
+	WriteProblem(w, http.StatusServiceUnavailable, detail)
+}
