@@ -92,7 +92,7 @@ func (s *Server) serveRender(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
-		writeJSON(w, r, snap.Body, snap.Gzip, etag)
+		writeJSON(w, r, snap.Body(), snap.Gzip(), etag)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
@@ -116,7 +116,7 @@ func (s *Server) serveRender(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, r, d, nil, "")
 		return
 	}
-	writeJSON(w, r, snap.Body, snap.Gzip, `"`+snap.Render.Hash+`"`)
+	writeJSON(w, r, snap.Body(), snap.Gzip(), `"`+snap.Render.Hash+`"`)
 }
 
 func (s *Server) fault(w http.ResponseWriter, r *http.Request, err error) {

@@ -112,7 +112,7 @@ func TestHubsConverge(t *testing.T) {
 	nb := waitFor(t, b, "edge", sb.Render.Version)
 	require.Equal(t, na.Render.Version, nb.Render.Version)
 	require.Equal(t, na.Render.Hash, nb.Render.Hash)
-	require.Equal(t, string(na.Body), string(nb.Body))
+	require.Equal(t, string(na.Body()), string(nb.Body()))
 	require.Equal(t, []string{"192.0.2.0/24"}, na.Render.Rules[0].V4)
 
 	stored, err := stA.LatestRender(ctx, "edge")
