@@ -93,8 +93,9 @@ func (st *state) serve(i int, pre []netipx.IPRange) ([]netip.Prefix, []guard.Rem
 // The state is changed in place (its string slices are replaced, never
 // written), so renders published earlier stay valid.
 func (st *state) update(snap FactSnapshot, spans []netip.Prefix) (delta, error) {
-	d := make(delta, len(st.rules))
+	d := delta{}
 	for _, span := range normalizeSpans(spans) {
+		sd := make(delta, len(st.rules))
 		f := *snap.SpanFacts(span, st.withGeo)
 		f.Lists = st.lists
 		c, err := policy.CompileSpan(st.rs, &f, span)
@@ -110,10 +111,10 @@ func (st *state) update(snap FactSnapshot, spans []netip.Prefix) (delta, error) 
 			if fam == 1 {
 				set = cr.Set.V6
 			}
-			add, del := st.splice(i, &st.rules[i][fam], netipx.RangeOfPrefix(span), guard.Ranges(set))
-			d[i][fam].add = append(d[i][fam].add, add...)
-			d[i][fam].del = append(d[i][fam].del, del...)
+			sd[i][fam].add, sd[i][fam].del = st.splice(i, &st.rules[i][fam], netipx.RangeOfPrefix(span), guard.Ranges(set))
 		}
+		// The areas of two spans may share compiled ranges: compose, not append.
+		d = compose(d, sd)
 	}
 	st.gen = snap.Gen()
 	return d, nil

@@ -142,7 +142,8 @@ func TestHubRecomputesAtExpiry(t *testing.T) {
 	h := runHub(t, st)
 	_, _, err := st.PutRuleset(ctx, "edge", "ruleset edge\n  block tag bad\n", []byte(`{}`), "test")
 	require.NoError(t, err)
-	exp := time.Now().Add(300 * time.Millisecond)
+	// Far enough ahead that a loaded machine renders the tag before it expires.
+	exp := time.Now().Add(2 * time.Second)
 	require.NoError(t, st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Source: "ingest:t", Tags: []string{"bad"}, SeenAt: time.Now(), ExpiresAt: &exp}}, "test"))
 	s := waitFor(t, h, "edge", 0)
 	for len(s.Render.Rules[0].V4) == 0 {
