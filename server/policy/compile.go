@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -71,20 +72,31 @@ func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
 	return compileRoots(rs, f, []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)})
 }
 
-// CompileSpan is Compile restricted to the addresses of span: every set of
-// the result lies inside span and equals the part of Compile's set inside
-// span. f must hold every entry and geo net inside span and, for each of
-// the two, at least the most specific one containing span (SpanFacts of a
-// render source); anything else in f is ignored. Its cost grows with the
-// number of prefixes inside span.
-func CompileSpan(rs *Ruleset, f *Facts, span netip.Prefix) (*Compiled, error) {
+// CompileRanges is Compile restricted to the addresses of span, with every
+// set as sorted, disjoint, maximal inclusive ranges (what a caller that
+// splices sets needs, without a round trip through CIDRs). The result has one
+// set per rule and, at index len(rs.Rules), the unmatched set (empty unless
+// the default is block); each set lies inside span and equals the part of
+// Compile's set inside span. f must hold every entry and geo net inside span
+// and, for each of the two, at least the most specific one containing span
+// (span itself included); anything else in f is ignored. Its cost grows with
+// the number of prefixes inside span.
+func CompileRanges(rs *Ruleset, f *Facts, span netip.Prefix) ([][]netipx.IPRange, error) {
 	if !span.IsValid() {
 		return nil, fmt.Errorf("policy: compile %s: invalid span %v", rs.Name, span)
 	}
-	return compileRoots(rs, f, []netip.Prefix{CanonicalPrefix(span)})
+	c, err := newCompiler(rs, f)
+	if err != nil {
+		return nil, err
+	}
+	sets, err := c.sweep(rs, CanonicalPrefix(span))
+	if err != nil {
+		return nil, fmt.Errorf("policy: compile %s: %w", rs.Name, err)
+	}
+	return sets, nil
 }
 
-func compileRoots(rs *Ruleset, f *Facts, roots []netip.Prefix) (*Compiled, error) {
+func newCompiler(rs *Ruleset, f *Facts) (*compiler, error) {
 	c := &compiler{facts: f, tagBit: map[string]int{}, srcBit: map[string]int{}, srcMemo: map[string][]int{}, cidrBits: map[netip.Prefix][]int{}, lists: map[string][]*condProg{}}
 	for i, r := range rs.Rules {
 		conds, err := c.compileConds(r.Conds, nil)
@@ -92,6 +104,14 @@ func compileRoots(rs *Ruleset, f *Facts, roots []netip.Prefix) (*Compiled, error
 			return nil, fmt.Errorf("policy: compile %s: rule %d: %w", rs.Name, i+1, err)
 		}
 		c.rules = append(c.rules, conds)
+	}
+	return c, nil
+}
+
+func compileRoots(rs *Ruleset, f *Facts, roots []netip.Prefix) (*Compiled, error) {
+	c, err := newCompiler(rs, f)
+	if err != nil {
+		return nil, err
 	}
 	out := &Compiled{Name: rs.Name, Default: rs.Default, Rules: make([]CompiledRule, len(rs.Rules))}
 	for i, r := range rs.Rules {
@@ -104,20 +124,13 @@ func compileRoots(rs *Ruleset, f *Facts, roots []netip.Prefix) (*Compiled, error
 			return nil, fmt.Errorf("policy: compile %s: %w", rs.Name, err)
 		}
 		for i := range sets {
-			var ps *PrefixSet
-			if i == len(rs.Rules) {
-				if rs.Default != ActionBlock {
-					// Nothing enforces the unmatched set then, and around many
-					// /32s it is the costliest set to decompose into CIDRs.
-					continue
-				}
-				ps = &out.Unmatched
-			} else {
+			ps := &out.Unmatched
+			if i < len(rs.Rules) {
 				ps = &out.Rules[i].Set
 			}
 			var prefixes []netip.Prefix
 			for _, r := range sets[i] {
-				prefixes = netipx.IPRangeFrom(r.from, r.to).AppendPrefixes(prefixes)
+				prefixes = r.AppendPrefixes(prefixes)
 			}
 			if v6 {
 				ps.V6 = prefixes
@@ -275,9 +288,6 @@ type item struct {
 	geo   int32 // index into Facts.Geo or -1
 }
 
-// addrRange is an inclusive address range.
-type addrRange struct{ from, to netip.Addr }
-
 // frame is one open prefix during the sweep.
 type frame struct {
 	p      netip.Prefix
@@ -290,21 +300,30 @@ type frame struct {
 // sweep walks the prefixes inside root in address order and returns, per
 // rule index (and len(rules) for unmatched), the maximal ranges inside root
 // it decides. The state of root itself comes from the items containing it.
-func (c *compiler) sweep(rs *Ruleset, root netip.Prefix) ([][]addrRange, error) {
+// The unmatched set is left empty unless the default is block: nothing
+// enforces it then, and around many /32s it is the largest set.
+func (c *compiler) sweep(rs *Ruleset, root netip.Prefix) ([][]netipx.IPRange, error) {
 	outer, items, err := c.items(root)
 	if err != nil {
 		return nil, err
 	}
 	nRules := len(rs.Rules)
-	out := make([][]addrRange, nRules+1)
-	emit := func(from, to netip.Addr, outs []int) {
+	// The sets grow as pointer-free integer ranges (netip.Addr holds a
+	// pointer, which would make the garbage collector scan and write-barrier
+	// millions of ranges) and are converted once at the end.
+	acc := make([][]span128, nRules+1)
+	emit := func(fromA, toA netip.Addr, outs []int) {
+		from, to := u128(fromA), u128(toA)
 		for _, o := range outs {
-			rr := out[o]
-			if n := len(rr); n > 0 && rr[n-1].to.Next() == from {
+			if o == nRules && rs.Default != ActionBlock {
+				continue
+			}
+			rr := acc[o]
+			if n := len(rr); n > 0 && rr[n-1].to.next() == from {
 				rr[n-1].to = to
 				continue
 			}
-			out[o] = append(rr, addrRange{from, to})
+			acc[o] = append(rr, span128{from, to})
 		}
 	}
 	tagW, srcW, cidrW := words(len(c.tagBit)), words(len(c.srcBit)), words(c.nCidr)
@@ -361,7 +380,46 @@ func (c *compiler) sweep(rs *Ruleset, root netip.Prefix) ([][]addrRange, error) 
 	for depth >= 0 {
 		closeTop()
 	}
+	out := make([][]netipx.IPRange, nRules+1)
+	v4 := root.Addr().Is4()
+	for i, rr := range acc {
+		if len(rr) == 0 {
+			continue
+		}
+		out[i] = make([]netipx.IPRange, len(rr))
+		for j, r := range rr {
+			out[i][j] = netipx.IPRangeFrom(r.from.addr(v4), r.to.addr(v4))
+		}
+	}
 	return out, nil
+}
+
+// uint128 is an address as an integer (IPv4 in the low 32 bits).
+type uint128 struct{ hi, lo uint64 }
+
+// span128 is an inclusive range of uint128 addresses.
+type span128 struct{ from, to uint128 }
+
+func u128(a netip.Addr) uint128 {
+	b := a.As16()
+	return uint128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func (u uint128) next() uint128 {
+	if u.lo == ^uint64(0) {
+		return uint128{u.hi + 1, 0}
+	}
+	return uint128{u.hi, u.lo + 1}
+}
+
+func (u uint128) addr(v4 bool) netip.Addr {
+	if v4 {
+		return netip.AddrFrom4([4]byte{byte(u.lo >> 24), byte(u.lo >> 16), byte(u.lo >> 8), byte(u.lo)})
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], u.hi)
+	binary.BigEndian.PutUint64(b[8:], u.lo)
+	return netip.AddrFrom16(b)
 }
 
 // groupEnd returns the end of the run of items on the same prefix as items[i].

@@ -439,11 +439,11 @@ func TestCompileSuppressionHidesContainedTags(t *testing.T) {
 	}, ex.Facts.Suppressed)
 }
 
-// TestCompileSpanMatchesCompile checks CompileSpan against the part of
+// TestCompileRangesMatchesCompile checks CompileRanges against the part of
 // Compile inside random spans, given only the facts a render source hands
 // it: everything inside the span plus the most specific entry and geo net
 // containing it.
-func TestCompileSpanMatchesCompile(t *testing.T) {
+func TestCompileRangesMatchesCompile(t *testing.T) {
 	t.Parallel()
 	for _, u := range []universe{uni4, uni6} {
 		t.Run(u.base.String(), func(t *testing.T) {
@@ -483,8 +483,25 @@ func TestCompileSpanMatchesCompile(t *testing.T) {
 				if outerG != nil {
 					sf.Geo = append(sf.Geo, *outerG)
 				}
-				part, err := CompileSpan(rs, sf, span)
+				ranges, err := CompileRanges(rs, sf, span)
 				require.NoError(t, err)
+				require.Len(t, ranges, len(rs.Rules)+1)
+				part := &Compiled{Rules: make([]CompiledRule, len(rs.Rules))}
+				for i, set := range ranges {
+					ps := &part.Unmatched
+					if i < len(rs.Rules) {
+						ps = &part.Rules[i].Set
+					}
+					for j, r := range set {
+						require.True(t, j == 0 || set[j-1].To().Next().Less(r.From()), "ranges sorted, disjoint and maximal")
+						require.True(t, span.Contains(r.From()) && span.Contains(r.To()))
+						if span.Addr().Is4() {
+							ps.V4 = r.AppendPrefixes(ps.V4)
+						} else {
+							ps.V6 = r.AppendPrefixes(ps.V6)
+						}
+					}
+				}
 				in := ipset(t, []netip.Prefix{span})
 				clip := func(ps PrefixSet) []netip.Prefix {
 					var b netipx.IPSetBuilder

@@ -55,15 +55,15 @@ type state struct {
 func newState(rs *policy.Ruleset, lists map[string][]policy.Cond, g *guard.Guard, withGeo bool, f *policy.Facts, gen uint64) (*state, error) {
 	withLists := *f
 	withLists.Lists = lists
-	c, err := policy.Compile(rs, &withLists)
-	if err != nil {
-		return nil, fmt.Errorf("render: %w", err)
-	}
 	st := &state{rs: rs, lists: lists, guard: g, withGeo: withGeo, gen: gen, rules: make([][2]famSet, len(rs.Rules))}
-	for i, cr := range c.Rules {
-		for fam, set := range [2][]netip.Prefix{cr.Set.V4, cr.Set.V6} {
+	for fam, root := range [2]netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)} {
+		sets, err := policy.CompileRanges(rs, &withLists, root)
+		if err != nil {
+			return nil, fmt.Errorf("render: %w", err)
+		}
+		for i := range rs.Rules {
 			fs := &st.rules[i][fam]
-			fs.pre = guard.Ranges(set)
+			fs.pre = sets[i]
 			fs.served, fs.removed = st.serve(i, fs.pre)
 			fs.strs = make([]string, len(fs.served))
 			for j, p := range fs.served {
@@ -98,7 +98,7 @@ func (st *state) update(snap FactSnapshot, spans []netip.Prefix) (delta, error) 
 		sd := make(delta, len(st.rules))
 		f := *snap.SpanFacts(span, st.withGeo)
 		f.Lists = st.lists
-		c, err := policy.CompileSpan(st.rs, &f, span)
+		sets, err := policy.CompileRanges(st.rs, &f, span)
 		if err != nil {
 			return nil, fmt.Errorf("render: %w", err)
 		}
@@ -106,12 +106,8 @@ func (st *state) update(snap FactSnapshot, spans []netip.Prefix) (delta, error) 
 		if span.Addr().Is6() {
 			fam = 1
 		}
-		for i, cr := range c.Rules {
-			set := cr.Set.V4
-			if fam == 1 {
-				set = cr.Set.V6
-			}
-			sd[i][fam].add, sd[i][fam].del = st.splice(i, &st.rules[i][fam], netipx.RangeOfPrefix(span), guard.Ranges(set))
+		for i := range st.rules {
+			sd[i][fam].add, sd[i][fam].del = st.splice(i, &st.rules[i][fam], netipx.RangeOfPrefix(span), sets[i])
 		}
 		// The areas of two spans may share compiled ranges: compose, not append.
 		d = compose(d, sd)

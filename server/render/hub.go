@@ -60,6 +60,12 @@ type Hub struct {
 	recompute sync.Mutex
 	states    map[string]*rulesetState
 
+	// guardCache is the guard built for the operator's entries guardKey
+	// (building it from the thousands of built-in entries costs milliseconds).
+	guardMu    sync.Mutex
+	guardCache *guard.Guard
+	guardKey   string
+
 	// ready is closed after the first recompute: before that an absent
 	// render says nothing about whether the ruleset exists.
 	ready     chan struct{}
@@ -133,13 +139,21 @@ func (h *Hub) guard(ctx context.Context) (*guard.Guard, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("render: guard: %w", err)
 	}
-	entries := append([]guard.Entry(nil), h.defaults...)
 	var key strings.Builder
 	for _, e := range ops {
-		entries = append(entries, guard.Entry{Prefix: e.Prefix, Reason: "operator: " + e.Reason})
 		fmt.Fprintf(&key, "%s %q\n", e.Prefix, e.Reason)
 	}
-	return guard.New(entries), key.String(), nil
+	h.guardMu.Lock()
+	defer h.guardMu.Unlock()
+	if h.guardCache != nil && h.guardKey == key.String() {
+		return h.guardCache, h.guardKey, nil
+	}
+	entries := append([]guard.Entry(nil), h.defaults...)
+	for _, e := range ops {
+		entries = append(entries, guard.Entry{Prefix: e.Prefix, Reason: "operator: " + e.Reason})
+	}
+	h.guardCache, h.guardKey = guard.New(entries), key.String()
+	return h.guardCache, h.guardKey, nil
 }
 
 // DefaultGuard returns the built-in never-block entries.

@@ -76,6 +76,18 @@ func (m *memSource) setEntry(p netip.Prefix, e *policy.Entry) {
 	m.mu.Lock()
 	old := m.snap
 	entries := slices.Clone(old.entries)
+	if i, ok := old.byPfx[p]; ok && e != nil && e.Prefix == p {
+		// Same prefix, same position: the new snapshot shares the indexes.
+		entries[i] = *e
+		next := *old
+		next.gen, next.entries = old.gen+1, entries
+		next.log = append(slices.Clone(old.log), memChange{gen: old.gen + 1, spans: []netip.Prefix{p}})
+		m.snap = &next
+		close(m.changed)
+		m.changed = make(chan struct{})
+		m.mu.Unlock()
+		return
+	}
 	m.mu.Unlock()
 	if i, ok := old.byPfx[p]; ok {
 		if e == nil {
