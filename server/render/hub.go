@@ -165,6 +165,11 @@ func ListSelectors(ctx context.Context, st *store.Store) (map[string][]policy.Co
 	if err != nil {
 		return nil, fmt.Errorf("render: lists: %w", err)
 	}
+	return parseLists(ls)
+}
+
+// parseLists parses the selectors of stored lists.
+func parseLists(ls []store.List) (map[string][]policy.Cond, error) {
 	out := make(map[string][]policy.Cond, len(ls))
 	for _, l := range ls {
 		conds, err := policy.ParseSelector(l.Selector)
@@ -217,7 +222,7 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
-	lists, err := ListSelectors(ctx, h.store)
+	lists, err := parseLists(ls)
 	if err != nil {
 		return err
 	}
