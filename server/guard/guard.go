@@ -316,15 +316,15 @@ func (g *Guard) Prefixes() []netip.Prefix {
 // address order).
 func (g *Guard) Filter(v4, v6 []netip.Prefix, rule int) (keptV4, keptV6 []netip.Prefix, removed []Removed) {
 	var k4, k6 []netipx.IPRange
-	k4, removed = g.FilterRanges(Ranges(v4), rule, removed)
-	k6, removed = g.FilterRanges(Ranges(v6), rule, removed)
+	k4, removed = g.FilterRanges(ranges(v4), rule, removed)
+	k6, removed = g.FilterRanges(ranges(v6), rule, removed)
 	return appendPrefixes(nil, k4), appendPrefixes(nil, k6), removed
 }
 
-// Ranges turns prefixes into the sorted, disjoint, maximal ranges covering
+// ranges turns prefixes into the sorted, disjoint, maximal ranges covering
 // them: a linear merge when the prefixes come in address order (as a
 // compiled set does), after a sort otherwise.
-func Ranges(ps []netip.Prefix) []netipx.IPRange {
+func ranges(ps []netip.Prefix) []netipx.IPRange {
 	if len(ps) == 0 {
 		return nil
 	}
