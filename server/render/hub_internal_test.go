@@ -93,3 +93,56 @@ func mustParseRuleset(t testing.TB, text string) *policy.Ruleset {
 	require.NoError(t, err)
 	return rs
 }
+
+// TestHubsConvergeFromOwnSources runs two hubs on one database, each over
+// its own in-memory source as two serve processes each hold their own index:
+// a process whose facts lag keeps its version until it catches up, then
+// takes the version the other stored for the same content, with the same
+// bytes.
+func TestHubsConvergeFromOwnSources(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	url := storetest.URL(t)
+	open := func() *store.Store {
+		st, err := store.Open(ctx, url, 5, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		return st
+	}
+	e := policy.Entry{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Tags: []string{"bad"}}
+	srcA, srcB := newMemSource([]policy.Entry{e}, nil), newMemSource([]policy.Entry{e}, nil)
+	now := func() time.Time { return time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC) }
+	a := NewHub(open(), slog.New(slog.DiscardHandler), now, Options{Source: srcA})
+	b := NewHub(open(), slog.New(slog.DiscardHandler), now, Options{Source: srcB})
+	_, _, err := a.store.PutRuleset(ctx, "edge", "ruleset edge\n  block tag bad\n", []byte(`{}`), "test")
+	require.NoError(t, err)
+	require.NoError(t, a.Recompute(ctx))
+	require.NoError(t, b.Recompute(ctx))
+	va, vb := a.Latest("edge"), b.Latest("edge")
+	require.Equal(t, va.Render.Version, vb.Render.Version)
+	require.Equal(t, string(va.Body()), string(vb.Body()))
+
+	host := netip.MustParsePrefix("192.0.2.9/32")
+	srcA.setEntry(host, &policy.Entry{Prefix: host})
+	require.NoError(t, a.Recompute(ctx))
+	require.NoError(t, b.Recompute(ctx))
+	require.Equal(t, va.Render.Version+1, a.Latest("edge").Render.Version)
+	require.Same(t, vb, b.Latest("edge"), "b's facts lag: it keeps its render")
+
+	srcB.setEntry(host, &policy.Entry{Prefix: host})
+	require.NoError(t, b.Recompute(ctx))
+	na, nb := a.Latest("edge"), b.Latest("edge")
+	require.Equal(t, na.Render.Version, nb.Render.Version, "the same content takes the stored version")
+	require.Equal(t, na.Render.Hash, nb.Render.Hash)
+	require.Equal(t, string(na.Body()), string(nb.Body()))
+	stored, err := b.store.LatestRender(ctx, "edge")
+	require.NoError(t, err)
+	require.Equal(t, na.Render.Version, stored.Version, "one change, one version")
+	d, ok, err := b.DeltaSince("edge", vb.Render.Version)
+	require.NoError(t, err)
+	require.True(t, ok)
+	var dr Render
+	require.NoError(t, json.Unmarshal(d, &dr))
+	require.Equal(t, []string{"192.0.2.0/24"}, dr.Rules[0].DelV4)
+	require.Len(t, dr.Rules[0].AddV4, 8)
+}
