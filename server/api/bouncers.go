@@ -252,7 +252,7 @@ func (s *Server) bouncerAnswer(ctx context.Context, b store.Bouncer, since map[s
 				continue
 			}
 		}
-		parts = append(parts, snap.Body)
+		parts = append(parts, snap.Body())
 	}
 	if len(parts) == 0 && len(removed) == 0 {
 		return nil, false, nil

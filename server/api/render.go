@@ -120,7 +120,7 @@ func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRend
 		if inm := deref(req.Params.IfNoneMatch); inm != "" && strings.Contains(inm, etag) {
 			return notModified{etag: etag}, nil
 		}
-		return cachedJSON{body: snap.Body, gz: snap.Gzip, etag: etag, gzip: gz}, nil
+		return snapJSON(snap, etag, gz), nil
 	}
 	since := *req.Params.Since
 	wctx, cancel := context.WithTimeout(ctx, wait)
@@ -142,7 +142,17 @@ func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRend
 	} else if ok {
 		return cachedJSON{body: d, gzip: gz}, nil
 	}
-	return cachedJSON{body: snap.Body, gz: snap.Gzip, etag: `"` + snap.Render.Hash + `"`, gzip: gz}, nil
+	return snapJSON(snap, `"`+snap.Render.Hash+`"`, gz), nil
+}
+
+// snapJSON answers a cached render: its body, compressed (once per render, by the
+// snapshot) when the client takes gzip.
+func snapJSON(snap *render.Snapshot, etag string, gz bool) cachedJSON {
+	c := cachedJSON{body: snap.Body(), etag: etag, gzip: gz}
+	if gz {
+		c.gz = snap.Gzip()
+	}
+	return c
 }
 
 func acceptsGzip(header string) bool {

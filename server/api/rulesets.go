@@ -183,14 +183,7 @@ func (s *Server) ExplainRuleset(ctx context.Context, req apigen.ExplainRulesetRe
 	if err != nil {
 		return nil, fmt.Errorf("api: stored ruleset %s: %w", req.Name, err)
 	}
-	facts, err := s.store.FactsContaining(ctx, s.now(), addr)
-	if err != nil {
-		return nil, err
-	}
-	if facts.Lists, err = render.ListSelectors(ctx, s.store); err != nil {
-		return nil, err
-	}
-	ex, err := policy.Explain(rs, facts, addr)
+	ex, err := render.Explain(ctx, s.store, rs, addr, s.now())
 	if err != nil {
 		return nil, err
 	}

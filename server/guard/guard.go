@@ -311,26 +311,82 @@ func (g *Guard) Prefixes() []netip.Prefix {
 // Filter returns the block sets v4 and v6 of rule number rule without the
 // guarded addresses, as minimal CIDR lists, and every removed piece with the
 // reason it is guarded. A wide prefix containing a guarded /32 is split
-// around it and the /32 is reported.
+// around it and the /32 is reported. Its cost is linear in the number of
+// input prefixes and guarded segments (plus a sort when the input is not in
+// address order).
 func (g *Guard) Filter(v4, v6 []netip.Prefix, rule int) (keptV4, keptV6 []netip.Prefix, removed []Removed) {
-	keptV4, removed = g.filter(v4, rule, removed)
-	keptV6, removed = g.filter(v6, rule, removed)
-	return keptV4, keptV6, removed
+	var k4, k6 []netipx.IPRange
+	k4, removed = g.FilterRanges(ranges(v4), rule, removed)
+	k6, removed = g.FilterRanges(ranges(v6), rule, removed)
+	return appendPrefixes(nil, k4), appendPrefixes(nil, k6), removed
 }
 
-func (g *Guard) filter(in []netip.Prefix, rule int, removed []Removed) ([]netip.Prefix, []Removed) {
-	var b netipx.IPSetBuilder
-	for _, p := range in {
-		b.AddPrefix(canonical(p))
+// ranges turns prefixes into the sorted, disjoint, maximal ranges covering
+// them: a linear merge when the prefixes come in address order (as a
+// compiled set does), after a sort otherwise.
+func ranges(ps []netip.Prefix) []netipx.IPRange {
+	if len(ps) == 0 {
+		return nil
 	}
-	s, _ := b.IPSet() // only invalid prefixes fail; AddPrefix ignores them
-	if !g.set.Overlaps(s) {
-		return s.Prefixes(), removed
+	ps = slices.Clone(ps)
+	for i := range ps {
+		ps[i] = canonical(ps[i])
 	}
-	var kept []netip.Prefix
-	// Both lists are sorted and disjoint: walk them together.
-	j := 0
-	for _, r := range s.Ranges() {
+	if !slices.IsSortedFunc(ps, comparePrefix) {
+		slices.SortFunc(ps, comparePrefix)
+	}
+	out := make([]netipx.IPRange, 0, len(ps))
+	for _, p := range ps {
+		if !p.IsValid() {
+			continue
+		}
+		r := netipx.RangeOfPrefix(p)
+		if n := len(out); n > 0 {
+			last := out[n-1]
+			// Merge when r overlaps or touches the previous range of the same family.
+			if last.From().BitLen() == r.From().BitLen() && (last.To().Next() == r.From() || !last.To().Less(r.From())) {
+				if last.To().Less(r.To()) {
+					out[n-1] = netipx.IPRangeFrom(last.From(), r.To())
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), cmp.Compare(a.Bits(), b.Bits()))
+}
+
+func appendPrefixes(dst []netip.Prefix, rs []netipx.IPRange) []netip.Prefix {
+	for _, r := range rs {
+		dst = r.AppendPrefixes(dst)
+	}
+	return dst
+}
+
+// FilterRanges is Filter on sorted, disjoint ranges of one family (e.g. the
+// ranges a render delta touches): it returns the parts of in that are not
+// guarded, as sorted ranges, and appends the removed pieces to removed. One
+// merge walk over in and the guarded segments.
+func (g *Guard) FilterRanges(in []netipx.IPRange, rule int, removed []Removed) ([]netipx.IPRange, []Removed) {
+	if len(in) == 0 {
+		return nil, removed
+	}
+	// Find the first segment that could overlap, by binary search.
+	j, _ := slices.BinarySearchFunc(g.segs, in[0].From(), func(s segment, a netip.Addr) int {
+		if s.r.To().Less(a) {
+			return -1
+		}
+		return 1
+	})
+	if j == len(g.segs) || in[len(in)-1].To().Less(g.segs[j].r.From()) {
+		return in, removed
+	}
+	kept := make([]netipx.IPRange, 0, len(in))
+	for _, r := range in {
 		from := r.From()
 		for j < len(g.segs) && g.segs[j].r.To().Less(from) {
 			j++
@@ -339,7 +395,7 @@ func (g *Guard) filter(in []netip.Prefix, rule int, removed []Removed) ([]netip.
 		for ; k < len(g.segs) && !r.To().Less(g.segs[k].r.From()); k++ {
 			seg := g.segs[k]
 			if from.Less(seg.r.From()) {
-				kept = netipx.IPRangeFrom(from, seg.r.From().Prev()).AppendPrefixes(kept)
+				kept = append(kept, netipx.IPRangeFrom(from, seg.r.From().Prev()))
 			}
 			lo, hi := maxAddr(from, seg.r.From()), minAddr(r.To(), seg.r.To())
 			for _, p := range netipx.IPRangeFrom(lo, hi).Prefixes() {
@@ -351,7 +407,7 @@ func (g *Guard) filter(in []netip.Prefix, rule int, removed []Removed) ([]netip.
 			}
 		}
 		if from.IsValid() && !r.To().Less(from) {
-			kept = netipx.IPRangeFrom(from, r.To()).AppendPrefixes(kept)
+			kept = append(kept, netipx.IPRangeFrom(from, r.To()))
 		}
 	}
 	return kept, removed

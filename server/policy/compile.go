@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -37,14 +38,14 @@ type Compiled struct {
 
 // condProg is a condition compiled against the bit layout of one compilation.
 type condProg struct {
-	kind      string
-	not       bool
-	values    []string
-	tagBits   []int         // tag: bits of the values that some entry carries
-	srcBits   []int         // source: bits of the patterns
-	cidrBit   int           // cidr: this condition's bit
-	classMask uint8         // classification: bit per severity
-	lists     [][]*condProg // list: per named list its conditions, all of which must hold
+	kind    string
+	not     bool
+	values  []string
+	tagBits []int         // tag: bits of the values that some entry carries
+	srcBits []int         // source: bits of the patterns
+	cidrBit int           // cidr: this condition's bit
+	classes []string      // classification: the lower-cased values
+	lists   [][]*condProg // list: per named list its conditions, all of which must hold
 }
 
 // compiler holds the state of one Compile call.
@@ -64,8 +65,38 @@ type compiler struct {
 // the address space into atoms (the regions between all entry, geo and cidr
 // prefixes, which nest or are disjoint), evaluates each atom once and emits
 // its range to the rule that decides it, so its cost grows with the number of
-// prefixes, never with the number of addresses.
+// prefixes, never with the number of addresses. An atom's facts are the Entry
+// of the most specific stored prefix containing it and the most specific geo
+// net containing it.
 func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
+	return compileRoots(rs, f, []netip.Prefix{netip.PrefixFrom(netip.IPv4Unspecified(), 0), netip.PrefixFrom(netip.IPv6Unspecified(), 0)})
+}
+
+// CompileRanges is Compile restricted to the addresses of span, with every
+// set as sorted, disjoint, maximal inclusive ranges (what a caller that
+// splices sets needs, without a round trip through CIDRs). The result has one
+// set per rule and, at index len(rs.Rules), the unmatched set (empty unless
+// the default is block); each set lies inside span and equals the part of
+// Compile's set inside span. f must hold every entry and geo net inside span
+// and, for each of the two, at least the most specific one containing span
+// (span itself included); anything else in f is ignored. Its cost grows with
+// the number of prefixes inside span.
+func CompileRanges(rs *Ruleset, f *Facts, span netip.Prefix) ([][]netipx.IPRange, error) {
+	if !span.IsValid() {
+		return nil, fmt.Errorf("policy: compile %s: invalid span %v", rs.Name, span)
+	}
+	c, err := newCompiler(rs, f)
+	if err != nil {
+		return nil, err
+	}
+	sets, err := c.sweep(rs, CanonicalPrefix(span))
+	if err != nil {
+		return nil, fmt.Errorf("policy: compile %s: %w", rs.Name, err)
+	}
+	return sets, nil
+}
+
+func newCompiler(rs *Ruleset, f *Facts) (*compiler, error) {
 	c := &compiler{facts: f, tagBit: map[string]int{}, srcBit: map[string]int{}, srcMemo: map[string][]int{}, cidrBits: map[netip.Prefix][]int{}, lists: map[string][]*condProg{}}
 	for i, r := range rs.Rules {
 		conds, err := c.compileConds(r.Conds, nil)
@@ -74,30 +105,32 @@ func Compile(rs *Ruleset, f *Facts) (*Compiled, error) {
 		}
 		c.rules = append(c.rules, conds)
 	}
+	return c, nil
+}
+
+func compileRoots(rs *Ruleset, f *Facts, roots []netip.Prefix) (*Compiled, error) {
+	c, err := newCompiler(rs, f)
+	if err != nil {
+		return nil, err
+	}
 	out := &Compiled{Name: rs.Name, Default: rs.Default, Rules: make([]CompiledRule, len(rs.Rules))}
 	for i, r := range rs.Rules {
 		out.Rules[i].Rule = r
 	}
-	for _, v6 := range []bool{false, true} {
-		sets, err := c.sweep(rs, v6)
+	for _, root := range roots {
+		v6 := root.Addr().Is6()
+		sets, err := c.sweep(rs, root)
 		if err != nil {
 			return nil, fmt.Errorf("policy: compile %s: %w", rs.Name, err)
 		}
 		for i := range sets {
-			var ps *PrefixSet
-			if i == len(rs.Rules) {
-				if rs.Default != ActionBlock {
-					// Nothing enforces the unmatched set then, and around many
-					// /32s it is the costliest set to decompose into CIDRs.
-					continue
-				}
-				ps = &out.Unmatched
-			} else {
+			ps := &out.Unmatched
+			if i < len(rs.Rules) {
 				ps = &out.Rules[i].Set
 			}
 			var prefixes []netip.Prefix
 			for _, r := range sets[i] {
-				prefixes = netipx.IPRangeFrom(r.from, r.to).AppendPrefixes(prefixes)
+				prefixes = r.AppendPrefixes(prefixes)
 			}
 			if v6 {
 				ps.V6 = prefixes
@@ -125,11 +158,11 @@ func (c *compiler) compileConds(conds []Cond, stack []string) ([]*condProg, erro
 			}
 		case KindClassification:
 			for _, v := range cd.Values {
-				s, err := classSeverity(strings.ToLower(v))
-				if err != nil {
+				cl := strings.ToLower(v)
+				if err := checkClass(cl); err != nil {
 					return nil, err
 				}
-				p.classMask |= 1 << s
+				p.classes = append(p.classes, cl)
 			}
 		case KindCIDR:
 			p.cidrBit = c.nCidr
@@ -196,18 +229,16 @@ func (c *compiler) bit(m map[string]int, key string, keys *[]string) int {
 
 // state is the resolved view of one atom, in the bit layout of the compiler.
 type state struct {
-	tags   []uint64
-	srcs   []uint64
-	cidrs  []uint64
-	manual uint8 // severity of the nearest manual classification, 0 if none
-	auto   uint8 // most severe automatic classification
-	geo    *GeoNet
-	org    string // lower-cased geo.Org
+	tags  []uint64
+	srcs  []uint64
+	cidrs []uint64
+	class string // effective classification, "" when none
+	geo   *GeoNet
+	org   string // lower-cased geo.Org
 }
 
 func hasBit(w []uint64, b int) bool { return w[b>>6]&(1<<(b&63)) != 0 }
 func setBit(w []uint64, b int)      { w[b>>6] |= 1 << (b & 63) }
-func clearBit(w []uint64, b int)    { w[b>>6] &^= 1 << (b & 63) }
 
 // eval evaluates compiled conditions (joined by and) on s.
 func eval(conds []*condProg, s *state) bool {
@@ -236,11 +267,7 @@ func evalOne(p *condProg, s *state) bool {
 		}
 		return false
 	case KindClassification:
-		cl := s.auto
-		if s.manual != 0 {
-			cl = s.manual
-		}
-		return cl != 0 && p.classMask&(1<<cl) != 0
+		return s.class != "" && slices.Contains(p.classes, s.class)
 	case KindCIDR:
 		return hasBit(s.cidrs, p.cidrBit)
 	case KindList:
@@ -261,9 +288,6 @@ type item struct {
 	geo   int32 // index into Facts.Geo or -1
 }
 
-// addrRange is an inclusive address range.
-type addrRange struct{ from, to netip.Addr }
-
 // frame is one open prefix during the sweep.
 type frame struct {
 	p      netip.Prefix
@@ -273,35 +297,53 @@ type frame struct {
 	outs   []int // rule indices (len(rules) = unmatched) the atom belongs to
 }
 
-// sweep walks the prefixes of one family in address order and returns, per
-// rule index (and len(rules) for unmatched), the maximal ranges it decides.
-func (c *compiler) sweep(rs *Ruleset, v6 bool) ([][]addrRange, error) {
-	items, err := c.items(v6)
+// sweep walks the prefixes inside root in address order and returns, per
+// rule index (and len(rules) for unmatched), the maximal ranges inside root
+// it decides. The state of root itself comes from the items containing it.
+// The unmatched set is left empty unless the default is block: nothing
+// enforces it then, and around many /32s it is the largest set.
+func (c *compiler) sweep(rs *Ruleset, root netip.Prefix) ([][]netipx.IPRange, error) {
+	outer, items, err := c.items(root)
 	if err != nil {
 		return nil, err
 	}
 	nRules := len(rs.Rules)
-	out := make([][]addrRange, nRules+1)
-	emit := func(from, to netip.Addr, outs []int) {
+	// The sets grow as pointer-free integer ranges (netip.Addr holds a
+	// pointer, which would make the garbage collector scan and write-barrier
+	// millions of ranges) and are converted once at the end.
+	acc := make([][]span128, nRules+1)
+	emit := func(fromA, toA netip.Addr, outs []int) {
+		from, to := u128(fromA), u128(toA)
 		for _, o := range outs {
-			rr := out[o]
-			if n := len(rr); n > 0 && rr[n-1].to.Next() == from {
+			if o == nRules && rs.Default != ActionBlock {
+				continue
+			}
+			rr := acc[o]
+			if n := len(rr); n > 0 && rr[n-1].to.next() == from {
 				rr[n-1].to = to
 				continue
 			}
-			out[o] = append(rr, addrRange{from, to})
+			acc[o] = append(rr, span128{from, to})
 		}
 	}
 	tagW, srcW, cidrW := words(len(c.tagBit)), words(len(c.srcBit)), words(c.nCidr)
-	bitLen := 32
-	root := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-	if v6 {
-		bitLen = 128
-		root = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
-	}
-	frames := make([]frame, bitLen+2)
+	frames := make([]frame, root.Addr().BitLen()-root.Bits()+2)
 	for i := range frames {
 		frames[i].st = state{tags: make([]uint64, tagW), srcs: make([]uint64, srcW), cidrs: make([]uint64, cidrW)}
+	}
+	// The root's state: the items containing it applied least specific first.
+	scratch := state{tags: make([]uint64, tagW), srcs: make([]uint64, srcW), cidrs: make([]uint64, cidrW)}
+	cur, next := &scratch, &frames[0].st
+	for i := 0; i < len(outer); {
+		j := groupEnd(outer, i)
+		if err := c.inherit(next, cur, outer[i:j], outer[i].p); err != nil {
+			return nil, err
+		}
+		cur, next = next, cur
+		i = j
+	}
+	if cur != &frames[0].st {
+		frames[0].st.copyFrom(cur)
 	}
 	frames[0].p, frames[0].last, frames[0].cursor = root, netipx.PrefixLastIP(root), root.Addr()
 	frames[0].outs = c.decide(&frames[0].st, rs, frames[0].outs[:0])
@@ -316,10 +358,7 @@ func (c *compiler) sweep(rs *Ruleset, v6 bool) ([][]addrRange, error) {
 	}
 	for i := 0; i < len(items); {
 		p := items[i].p
-		j := i + 1
-		for j < len(items) && items[j].p == p {
-			j++
-		}
+		j := groupEnd(items, i)
 		for !frames[depth].p.Contains(p.Addr()) {
 			closeTop()
 		}
@@ -341,77 +380,136 @@ func (c *compiler) sweep(rs *Ruleset, v6 bool) ([][]addrRange, error) {
 	for depth >= 0 {
 		closeTop()
 	}
+	out := make([][]netipx.IPRange, nRules+1)
+	v4 := root.Addr().Is4()
+	for i, rr := range acc {
+		if len(rr) == 0 {
+			continue
+		}
+		out[i] = make([]netipx.IPRange, len(rr))
+		for j, r := range rr {
+			out[i][j] = netipx.IPRangeFrom(r.from.addr(v4), r.to.addr(v4))
+		}
+	}
 	return out, nil
+}
+
+// uint128 is an address as an integer (IPv4 in the low 32 bits).
+type uint128 struct{ hi, lo uint64 }
+
+// span128 is an inclusive range of uint128 addresses.
+type span128 struct{ from, to uint128 }
+
+func u128(a netip.Addr) uint128 {
+	b := a.As16()
+	return uint128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+}
+
+func (u uint128) next() uint128 {
+	if u.lo == ^uint64(0) {
+		return uint128{u.hi + 1, 0}
+	}
+	return uint128{u.hi, u.lo + 1}
+}
+
+func (u uint128) addr(v4 bool) netip.Addr {
+	if v4 {
+		return netip.AddrFrom4([4]byte{byte(u.lo >> 24), byte(u.lo >> 16), byte(u.lo >> 8), byte(u.lo)})
+	}
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], u.hi)
+	binary.BigEndian.PutUint64(b[8:], u.lo)
+	return netip.AddrFrom16(b)
+}
+
+// groupEnd returns the end of the run of items on the same prefix as items[i].
+func groupEnd(items []item, i int) int {
+	j := i + 1
+	for j < len(items) && items[j].p == items[i].p {
+		j++
+	}
+	return j
+}
+
+func (s *state) copyFrom(o *state) {
+	copy(s.tags, o.tags)
+	copy(s.srcs, o.srcs)
+	copy(s.cidrs, o.cidrs)
+	s.class, s.geo, s.org = o.class, o.geo, o.org
 }
 
 func words(n int) int { return (n + 63) / 64 }
 
-// items collects the entry, geo and cidr-condition prefixes of one family in
-// address order, shorter prefixes first.
-func (c *compiler) items(v6 bool) ([]item, error) {
+// items collects the entry, geo and cidr-condition prefixes of root's family
+// in address order, shorter prefixes first: outer holds those containing
+// root (root itself included), inner those strictly inside it.
+func (c *compiler) items(root netip.Prefix) (outer, inner []item, err error) {
 	f := c.facts
-	items := make([]item, 0, len(f.Entries)+len(f.Geo)+len(c.cidrBits))
+	inner = make([]item, 0, len(f.Entries)+len(f.Geo)+len(c.cidrBits))
 	add := func(p netip.Prefix, entry, geo int32) error {
 		if !p.IsValid() {
 			return fmt.Errorf("invalid prefix %v", p)
 		}
 		p = CanonicalPrefix(p)
-		if p.Addr().Is6() == v6 {
-			items = append(items, item{p: p, entry: entry, geo: geo})
+		switch {
+		case p.Bits() <= root.Bits() && p.Contains(root.Addr()):
+			outer = append(outer, item{p: p, entry: entry, geo: geo})
+		case root.Contains(p.Addr()):
+			inner = append(inner, item{p: p, entry: entry, geo: geo})
 		}
 		return nil
 	}
 	for i := range f.Entries {
 		if err := add(f.Entries[i].Prefix, int32(i), -1); err != nil {
-			return nil, fmt.Errorf("entry %d: %w", i, err)
+			return nil, nil, fmt.Errorf("entry %d: %w", i, err)
 		}
 	}
 	for i := range f.Geo {
 		if err := add(f.Geo[i].Prefix, -1, int32(i)); err != nil {
-			return nil, fmt.Errorf("geo net %d: %w", i, err)
+			return nil, nil, fmt.Errorf("geo net %d: %w", i, err)
 		}
 	}
 	for p := range c.cidrBits {
 		if err := add(p, -1, -1); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	slices.SortFunc(items, func(a, b item) int {
+	order := func(a, b item) int {
 		if r := a.p.Addr().Compare(b.p.Addr()); r != 0 {
 			return r
 		}
 		if r := cmp.Compare(a.p.Bits(), b.p.Bits()); r != 0 {
 			return r
 		}
-		// Equal prefixes keep input order: the last manual classification and
-		// the last geo net on a prefix win, as in Explain.
+		// Equal prefixes keep input order: the last classification and the
+		// last geo net on a prefix win.
 		return cmp.Or(cmp.Compare(a.entry, b.entry), cmp.Compare(a.geo, b.geo))
-	})
-	return items, nil
+	}
+	slices.SortFunc(outer, order)
+	slices.SortFunc(inner, order)
+	return outer, inner, nil
 }
 
 // inherit computes the state of prefix p from its parent's state and the
-// items (entries, geo nets, cidr marks) stored on exactly p.
+// items (entries, geo nets, cidr marks) stored on exactly p: the entries on p
+// replace the parent's tags, sources and classification (each entry is
+// already the effective view), a geo net on p replaces the parent's, and cidr
+// marks accumulate.
 func (c *compiler) inherit(dst, parent *state, items []item, p netip.Prefix) error {
-	copy(dst.tags, parent.tags)
-	copy(dst.srcs, parent.srcs)
-	copy(dst.cidrs, parent.cidrs)
-	dst.manual, dst.auto, dst.geo, dst.org = parent.manual, parent.auto, parent.geo, parent.org
-	// Suppressions apply to inherited tags before this prefix's own tags are added.
-	for _, it := range items {
-		if it.entry < 0 {
-			continue
-		}
-		for _, t := range c.facts.Entries[it.entry].Suppressed {
-			if b, ok := c.tagBit[t]; ok {
-				clearBit(dst.tags, b)
-			}
-		}
-	}
+	dst.copyFrom(parent)
+	first := true
 	for _, it := range items {
 		switch {
 		case it.entry >= 0:
 			e := &c.facts.Entries[it.entry]
+			if err := checkClass(e.Classification); err != nil {
+				return fmt.Errorf("entry %s: %w", p, err)
+			}
+			if first {
+				clear(dst.tags)
+				clear(dst.srcs)
+				dst.class, first = "", false
+			}
 			for _, t := range e.Tags {
 				if b, ok := c.tagBit[t]; ok {
 					setBit(dst.tags, b)
@@ -422,17 +520,8 @@ func (c *compiler) inherit(dst, parent *state, items []item, p netip.Prefix) err
 					setBit(dst.srcs, b)
 				}
 			}
-			a, err := classSeverity(e.Classification)
-			if err != nil {
-				return fmt.Errorf("entry %s: %w", p, err)
-			}
-			dst.auto = max(dst.auto, a)
-			if e.ManualClassification != "" {
-				m, err := classSeverity(e.ManualClassification)
-				if err != nil {
-					return fmt.Errorf("entry %s: manual %w", p, err)
-				}
-				dst.manual = m
+			if e.Classification != "" {
+				dst.class = e.Classification
 			}
 		case it.geo >= 0:
 			dst.geo = &c.facts.Geo[it.geo]

@@ -7,57 +7,37 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go4.org/netipx"
+
+	"github.com/muninn/muninn/server/resolve"
 )
 
+// testNow is the clock of the random universes.
+var testNow = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
 // naiveDecide evaluates rs for one address straight from the definitions in
-// DESIGN.md §3, independently of Compile and Explain. It returns the indices of
-// the sets the address belongs to: matching log rules before the decision,
+// DESIGN.md §3, independently of Compile and Explain: the address's view is
+// resolved from every stored prefix containing it by the one resolver, not
+// taken from the most specific entry as Compile does. It returns the indices
+// of the sets the address belongs to: matching log rules before the decision,
 // then the deciding rule or len(rules) for "unmatched".
-func naiveDecide(t *testing.T, rs *Ruleset, f *Facts, a netip.Addr) []int {
+func naiveDecide(t *testing.T, rs *Ruleset, f *Facts, stored []resolve.Prefix, a netip.Addr) []int {
 	t.Helper()
-	var containing []Entry
-	for _, e := range f.Entries {
-		if e.Prefix.Contains(a) {
-			containing = append(containing, e)
-		}
-	}
-	slices.SortStableFunc(containing, func(x, y Entry) int { return x.Prefix.Bits() - y.Prefix.Bits() })
+	v := resolve.Resolve(netip.PrefixFrom(a, a.BitLen()), stored, testNow)
 	tags := map[string]bool{}
-	sources := map[string]bool{}
-	manual, auto := "", ""
-	rank := map[string]int{"": 0, "unknown": 1, "benign": 2, "suspicious": 3, "malicious": 4}
-	for i := 0; i < len(containing); {
-		j := i
-		for j < len(containing) && containing[j].Prefix == containing[i].Prefix {
-			j++
-		}
-		for _, e := range containing[i:j] {
-			for _, s := range e.Suppressed {
-				delete(tags, s)
-			}
-		}
-		for _, e := range containing[i:j] {
-			for _, s := range e.Tags {
-				tags[s] = true
-			}
-			for _, s := range e.Sources {
-				sources[s] = true
-			}
-			if rank[e.Classification] > rank[auto] {
-				auto = e.Classification
-			}
-			if e.ManualClassification != "" {
-				manual = e.ManualClassification
-			}
-		}
-		i = j
+	for _, tf := range v.Tags {
+		tags[tf.Name] = true
 	}
-	class := auto
-	if manual != "" {
-		class = manual
+	sources := map[string]bool{}
+	for _, s := range v.Sources {
+		sources[s] = true
+	}
+	class := ""
+	if v.ClassificationSource != "" {
+		class = v.Classification
 	}
 	var geo *GeoNet
 	for i := range f.Geo {
@@ -212,20 +192,41 @@ func randConds(r *rand.Rand, u universe, lists []string) []Cond {
 	return conds
 }
 
-func randFacts(r *rand.Rand, u universe) *Facts {
+// randFacts returns random stored prefixes with random assertions (tags,
+// classifications, manual suppressions and overrides, expired ones) and the
+// facts Compile gets from them: per stored prefix its resolved view.
+func randFacts(r *rand.Rand, u universe) (*Facts, []resolve.Prefix) {
 	f := &Facts{Lists: map[string][]Cond{}}
+	var stored []resolve.Prefix
+	seen := map[netip.Prefix]bool{}
+	past := testNow.Add(-time.Hour)
 	for i := r.IntN(30); i > 0; i-- {
-		e := Entry{Prefix: u.randPrefix(r), Tags: subset(r, poolTags), Sources: subset(r, poolSources)}
-		if r.IntN(3) == 0 {
-			e.Suppressed = subset(r, poolTags)
+		p := resolve.Prefix{Prefix: u.randPrefix(r)}
+		if seen[p.Prefix] {
+			continue
 		}
-		if r.IntN(4) > 0 {
-			e.Classification = pick(r, poolClass)
+		seen[p.Prefix] = true
+		for j := r.IntN(5); j > 0; j-- {
+			a := resolve.Assertion{Source: pick(r, poolSources)}
+			switch r.IntN(6) {
+			case 0, 1, 2:
+				a.Kind, a.Value = resolve.KindTag, pick(r, poolTags)
+			case 3:
+				a.Kind, a.Value = resolve.KindClassification, pick(r, poolClass)
+			case 4:
+				a.Kind, a.Value, a.Source = resolve.KindSuppress, pick(r, poolTags), "manual:alice"
+			case 5:
+				a.Kind, a.Value = resolve.KindNote, "n"
+			}
+			if r.IntN(8) == 0 {
+				a.ExpiresAt = &past
+			}
+			p.Assertions = append(p.Assertions, a)
 		}
-		if r.IntN(5) == 0 {
-			e.ManualClassification = pick(r, poolClass)
-		}
-		f.Entries = append(f.Entries, e)
+		stored = append(stored, p)
+	}
+	for _, p := range stored {
+		f.Entries = append(f.Entries, EntryOf(p.Prefix, resolve.Resolve(p.Prefix, stored, testNow)))
 	}
 	for i := r.IntN(7); i > 0; i-- {
 		f.Geo = append(f.Geo, GeoNet{Prefix: u.randPrefix(r), Country: pick(r, poolCountry), Continent: pick(r, poolCont), ASN: uint32(r.IntN(4)), Org: pick(r, poolOrgs)})
@@ -237,7 +238,7 @@ func randFacts(r *rand.Rand, u universe) *Facts {
 		f.Lists[name] = randConds(r, u, names)
 		names = append(names, name)
 	}
-	return f
+	return f, stored
 }
 
 func randRuleset(r *rand.Rand, u universe) *Ruleset {
@@ -286,17 +287,17 @@ func TestCompileMatchesNaive(t *testing.T) {
 				iterations = 40
 			}
 			for it := range iterations {
-				f := randFacts(r, u)
+				f, stored := randFacts(r, u)
 				rs := randRuleset(r, u)
 				c, err := Compile(rs, f)
 				require.NoError(t, err)
-				checkCompiled(t, it, u, rs, f, c, r)
+				checkCompiled(t, it, u, rs, f, stored, c, r)
 			}
 		})
 	}
 }
 
-func checkCompiled(t *testing.T, it int, u universe, rs *Ruleset, f *Facts, c *Compiled, r *rand.Rand) {
+func checkCompiled(t *testing.T, it int, u universe, rs *Ruleset, f *Facts, stored []resolve.Prefix, c *Compiled, r *rand.Rand) {
 	sets := make([]*netipx.IPSet, len(rs.Rules)+1)
 	var all netipx.IPSetBuilder
 	total := 0
@@ -358,7 +359,7 @@ func checkCompiled(t *testing.T, it int, u universe, rs *Ruleset, f *Facts, c *C
 		addrs = append(addrs, a)
 	}
 	for _, a := range addrs {
-		want := naiveDecide(t, rs, f, a)
+		want := naiveDecide(t, rs, f, stored, a)
 		for i, s := range sets {
 			require.Equal(t, slices.Contains(want, i), s.Contains(a), "iteration %d: address %s set %d (want %v)\nruleset:\n%s\nfacts: %+v", it, a, i, want, Format(rs), f)
 		}
@@ -369,7 +370,7 @@ func checkCompiled(t *testing.T, it int, u universe, rs *Ruleset, f *Facts, c *C
 		}
 		require.Equal(t, action == ActionBlock, deny.Contains(a), "iteration %d: address %s deny list", it, a)
 		if r.IntN(8) == 0 {
-			ex, err := Explain(rs, f, a)
+			ex, err := Explain(rs, f.Lists, a, resolve.Resolve(netip.PrefixFrom(a, a.BitLen()), stored, testNow), f.Geo)
 			require.NoError(t, err)
 			wantDecided := decided
 			if decided == len(rs.Rules) {
@@ -388,13 +389,137 @@ func TestCompileSuppressionSplitsPrefix(t *testing.T) {
 	require.NoError(t, err)
 	f := &Facts{Entries: []Entry{
 		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Tags: []string{"X"}},
-		{Prefix: netip.MustParsePrefix("198.51.100.77/32"), Suppressed: []string{"X"}},
+		{Prefix: netip.MustParsePrefix("198.51.100.77/32"), Sources: []string{"manual:alice"}},
 	}}
 	c, err := Compile(rs, f)
 	require.NoError(t, err)
 	require.Len(t, c.Rules[0].Set.V4, 8)
 	require.NotContains(t, c.Rules[0].Set.V4, netip.MustParsePrefix("198.51.100.77/32"))
 	require.Empty(t, c.Rules[0].Set.V6)
+}
+
+// TestCompileSuppressionHidesContainedTags is issue 10's suppression case:
+// 192.0.2.0/24 (source a), 192.0.2.64/26 (source b) and 192.0.2.5/32
+// (source c) all tagged supx, then a manual suppress of supx on the /24. The
+// resolver hides supx on all three; the render of "block tag supx" is empty.
+func TestCompileSuppressionHidesContainedTags(t *testing.T) {
+	t.Parallel()
+	rs, err := Parse("ruleset s\n  block tag supx\n")
+	require.NoError(t, err)
+	tag := func(src string) resolve.Assertion {
+		return resolve.Assertion{Kind: resolve.KindTag, Value: "supx", Source: src}
+	}
+	stored := []resolve.Prefix{
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Assertions: []resolve.Assertion{tag("feed:a"), {Kind: resolve.KindSuppress, Value: "supx", Source: "manual:alice"}}},
+		{Prefix: netip.MustParsePrefix("192.0.2.64/26"), Assertions: []resolve.Assertion{tag("feed:b")}},
+		{Prefix: netip.MustParsePrefix("192.0.2.5/32"), Assertions: []resolve.Assertion{tag("feed:c")}},
+	}
+	f := &Facts{}
+	for _, p := range stored {
+		f.Entries = append(f.Entries, EntryOf(p.Prefix, resolve.Resolve(p.Prefix, stored, testNow)))
+	}
+	require.Equal(t, []Entry{
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Sources: []string{"feed:a", "manual:alice"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.64/26"), Sources: []string{"feed:a", "feed:b", "manual:alice"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.5/32"), Sources: []string{"feed:a", "feed:c", "manual:alice"}},
+	}, f.Entries)
+	c, err := Compile(rs, f)
+	require.NoError(t, err)
+	require.Empty(t, c.Rules[0].Set.V4)
+	require.Empty(t, c.Rules[0].Set.V6)
+
+	addr := netip.MustParseAddr("192.0.2.70")
+	ex, err := Explain(rs, nil, addr, resolve.Resolve(netip.PrefixFrom(addr, 32), stored, testNow), nil)
+	require.NoError(t, err)
+	require.Equal(t, -1, ex.Decided)
+	require.Empty(t, ex.Facts.Tags)
+	require.Equal(t, []TagFact{
+		{Tag: "supx", Source: "feed:b", Prefix: netip.MustParsePrefix("192.0.2.64/26")},
+		{Tag: "supx", Source: "feed:a", Prefix: netip.MustParsePrefix("192.0.2.0/24")},
+	}, ex.Facts.Suppressed)
+}
+
+// TestCompileRangesMatchesCompile checks CompileRanges against the part of
+// Compile inside random spans, given only the facts a render source hands
+// it: everything inside the span plus the most specific entry and geo net
+// containing it.
+func TestCompileRangesMatchesCompile(t *testing.T) {
+	t.Parallel()
+	for _, u := range []universe{uni4, uni6} {
+		t.Run(u.base.String(), func(t *testing.T) {
+			t.Parallel()
+			r := rand.New(rand.NewPCG(3, uint64(u.base.Addr().BitLen())))
+			for it := range 300 {
+				f, _ := randFacts(r, u)
+				rs := randRuleset(r, u)
+				full, err := Compile(rs, f)
+				require.NoError(t, err)
+				span := u.randPrefix(r)
+				if r.IntN(4) == 0 && len(f.Entries) > 0 {
+					span = pick(r, f.Entries).Prefix
+				}
+				sf := &Facts{Lists: f.Lists}
+				var outerE *Entry
+				for i, e := range f.Entries {
+					switch {
+					case span.Contains(e.Prefix.Addr()) && e.Prefix.Bits() > span.Bits():
+						sf.Entries = append(sf.Entries, e)
+					case e.Prefix.Contains(span.Addr()) && e.Prefix.Bits() <= span.Bits() && (outerE == nil || e.Prefix.Bits() > outerE.Prefix.Bits()):
+						outerE = &f.Entries[i]
+					}
+				}
+				if outerE != nil {
+					sf.Entries = append(sf.Entries, *outerE)
+				}
+				var outerG *GeoNet
+				for i, g := range f.Geo {
+					switch {
+					case span.Contains(g.Prefix.Addr()) && g.Prefix.Bits() > span.Bits():
+						sf.Geo = append(sf.Geo, g)
+					case g.Prefix.Contains(span.Addr()) && g.Prefix.Bits() <= span.Bits() && (outerG == nil || g.Prefix.Bits() >= outerG.Prefix.Bits()):
+						outerG = &f.Geo[i]
+					}
+				}
+				if outerG != nil {
+					sf.Geo = append(sf.Geo, *outerG)
+				}
+				ranges, err := CompileRanges(rs, sf, span)
+				require.NoError(t, err)
+				require.Len(t, ranges, len(rs.Rules)+1)
+				part := &Compiled{Rules: make([]CompiledRule, len(rs.Rules))}
+				for i, set := range ranges {
+					ps := &part.Unmatched
+					if i < len(rs.Rules) {
+						ps = &part.Rules[i].Set
+					}
+					for j, r := range set {
+						require.True(t, j == 0 || set[j-1].To().Next().Less(r.From()), "ranges sorted, disjoint and maximal")
+						require.True(t, span.Contains(r.From()) && span.Contains(r.To()))
+						if span.Addr().Is4() {
+							ps.V4 = r.AppendPrefixes(ps.V4)
+						} else {
+							ps.V6 = r.AppendPrefixes(ps.V6)
+						}
+					}
+				}
+				in := ipset(t, []netip.Prefix{span})
+				clip := func(ps PrefixSet) []netip.Prefix {
+					var b netipx.IPSetBuilder
+					for _, p := range append(slices.Clone(ps.V4), ps.V6...) {
+						b.AddPrefix(p)
+					}
+					b.Intersect(in)
+					s, err := b.IPSet()
+					require.NoError(t, err)
+					return nilIfEmpty(s.Prefixes())
+				}
+				for i := range rs.Rules {
+					require.Equal(t, clip(full.Rules[i].Set), nilIfEmpty(append(slices.Clone(part.Rules[i].Set.V4), part.Rules[i].Set.V6...)), "iteration %d rule %d span %s", it, i, span)
+				}
+				require.Equal(t, clip(full.Unmatched), nilIfEmpty(append(slices.Clone(part.Unmatched.V4), part.Unmatched.V6...)), "iteration %d unmatched", it)
+			}
+		})
+	}
 }
 
 func TestCompileNotCoversEverything(t *testing.T) {
@@ -425,7 +550,7 @@ func TestCompileListErrors(t *testing.T) {
 	} {
 		_, err := Compile(rs, &Facts{Lists: lists})
 		require.Error(t, err, name)
-		_, err = Explain(rs, &Facts{Lists: lists}, netip.MustParseAddr("192.0.2.1"))
+		_, err = Explain(rs, lists, netip.MustParseAddr("192.0.2.1"), resolve.View{}, nil)
 		require.Error(t, err, name)
 	}
 }
@@ -447,29 +572,47 @@ func TestExplainShowsFacts(t *testing.T) {
   allow org "example"
 `)
 	require.NoError(t, err)
-	f := &Facts{
-		Entries: []Entry{
-			{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Tags: []string{"ipsum"}, Classification: "suspicious", Sources: []string{"feed:ipsum"}},
-			{Prefix: netip.MustParsePrefix("192.0.2.7/32"), ManualClassification: "benign", Sources: []string{"manual:alice"}},
-		},
-		Geo: []GeoNet{{Prefix: netip.MustParsePrefix("192.0.2.0/25"), Country: "DE", Continent: "EU", ASN: 64500, Org: "Example GmbH"}},
+	stored := []resolve.Prefix{
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Assertions: []resolve.Assertion{
+			{Kind: resolve.KindTag, Value: "ipsum", Source: "feed:ipsum"},
+			{Kind: resolve.KindClassification, Value: "suspicious", Source: "feed:ipsum"},
+		}},
+		{Prefix: netip.MustParsePrefix("192.0.2.7/32"), Assertions: []resolve.Assertion{{Kind: resolve.KindClassification, Value: "benign", Source: "manual:alice"}}},
 	}
-	ex, err := Explain(rs, f, netip.MustParseAddr("192.0.2.7"))
+	geo := []GeoNet{{Prefix: netip.MustParsePrefix("192.0.2.0/25"), Country: "DE", Continent: "EU", ASN: 64500, Org: "Example GmbH"}}
+	addr := netip.MustParseAddr("192.0.2.7")
+	ex, err := Explain(rs, nil, addr, resolve.Resolve(netip.PrefixFrom(addr, 32), stored, testNow), geo)
 	require.NoError(t, err)
 	require.Equal(t, 1, ex.Decided)
 	require.Equal(t, ActionBlock, ex.Action)
 	require.Equal(t, []int{0}, ex.Logged)
-	require.Equal(t, []TagFact{{Tag: "ipsum", Prefix: netip.MustParsePrefix("192.0.2.0/24")}}, ex.Facts.Tags)
+	require.Equal(t, []TagFact{{Tag: "ipsum", Source: "feed:ipsum", Prefix: netip.MustParsePrefix("192.0.2.0/24")}}, ex.Facts.Tags)
 	require.Equal(t, "benign", ex.Facts.Classification)
+	require.Equal(t, "manual:alice", ex.Facts.ClassificationSource)
+	require.Equal(t, netip.MustParsePrefix("192.0.2.7/32"), ex.Facts.ClassificationFrom)
 	require.True(t, ex.Facts.Manual)
+	require.Equal(t, []string{"feed:ipsum", "manual:alice"}, ex.Facts.Sources)
 	require.Equal(t, "DE", ex.Facts.Geo.Country)
-	require.Contains(t, ex.Rules[1].Conds[0].Reason, "192.0.2.0/24")
+	require.Equal(t, `has tag "ipsum" from feed:ipsum on 192.0.2.0/24`, ex.Rules[1].Conds[0].Reason)
+	require.Equal(t, `classification is "benign" (manual, from manual:alice on 192.0.2.7/32)`, mustExplainCond(t, "classification benign", addr, ex.Facts).Reason)
 	require.True(t, ex.Rules[2].Matched)
 
-	ex, err = Explain(rs, f, netip.MustParseAddr("2001:db8::1"))
+	v6 := netip.MustParseAddr("2001:db8::1")
+	ex, err = Explain(rs, nil, v6, resolve.Resolve(netip.PrefixFrom(v6, 128), stored, testNow), geo)
 	require.NoError(t, err)
 	require.Equal(t, -1, ex.Decided)
 	require.Equal(t, ActionBlock, ex.Action)
+	require.Empty(t, ex.Facts.Classification, "no classification asserted")
+	require.Nil(t, ex.Facts.Geo)
+}
+
+func mustExplainCond(t *testing.T, selector string, addr netip.Addr, af AddrFacts) CondExplanation {
+	t.Helper()
+	conds, err := ParseSelector(selector)
+	require.NoError(t, err)
+	ce, err := explainCond(conds[0], &Facts{}, addr, &af, nil)
+	require.NoError(t, err)
+	return ce
 }
 
 // BenchmarkCompile1M compiles 3 rules over 1M random /32 entries (mostly

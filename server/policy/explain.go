@@ -1,34 +1,41 @@
 package policy
 
 import (
-	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+
+	"github.com/muninn/muninn/server/resolve"
 )
 
-// TagFact is one effective tag of an address and the prefix that carries it.
+// TagFact is one tag assertion in an address's view: the tag, the source
+// that asserted it and the prefix it is asserted on.
 type TagFact struct {
 	Tag    string       `json:"tag"`
+	Source string       `json:"source"`
 	Prefix netip.Prefix `json:"prefix"`
 }
 
-// AddrFacts is the effective view of one address (DESIGN.md §3).
+// AddrFacts is the effective view of one address (DESIGN.md §3) as Explain
+// shows it: the resolver's view with its provenance and the geo facts.
 type AddrFacts struct {
-	// Entries are the stored prefixes containing the address, least specific first.
-	Entries []Entry `json:"entries"`
-	// Tags are the effective tags, each with the most specific prefix adding it.
+	// Tags are the effective tag assertions, each with its source and prefix.
 	Tags []TagFact `json:"tags"`
-	// Suppressed are inherited tags hidden by a suppression on Prefix.
+	// Suppressed are the tag assertions a manual suppress hides.
 	Suppressed []TagFact `json:"suppressed"`
-	// Classification is the effective classification ("" when none).
+	// Classification is the classification conditions match: "" when no
+	// live classification assertion applies.
 	Classification string `json:"classification"`
-	// ClassificationFrom is the prefix the classification comes from.
-	ClassificationFrom netip.Prefix `json:"classification_from"`
+	// ClassificationFrom is the prefix the classification is asserted on and
+	// ClassificationSource the source asserting it.
+	ClassificationFrom   netip.Prefix `json:"classification_from"`
+	ClassificationSource string       `json:"classification_source"`
 	// Manual says the classification is a person's, not an automatic one.
 	Manual  bool     `json:"manual"`
 	Sources []string `json:"sources"`
+	// Steps are the resolver's steps, one sentence each.
+	Steps []string `json:"steps"`
 	// Geo is the most specific geo net containing the address, nil if none.
 	Geo *GeoNet `json:"geo"`
 }
@@ -63,17 +70,32 @@ type Explanation struct {
 	Logged []int `json:"logged"`
 }
 
-// Explain evaluates rs for one address over the facts f, showing every step.
-// It agrees with Compile: the address is in the set of rule Decided (and of
-// each rule in Logged), or in Unmatched when Decided is -1.
-func Explain(rs *Ruleset, f *Facts, addr netip.Addr) (Explanation, error) {
+// Explain evaluates rs for one address, showing every step. v is the
+// address's effective view from the one resolver (server/resolve), lists the
+// named lists' selectors and geo the geo nets (those not containing addr are
+// ignored; the most specific containing one is used). It agrees with Compile
+// over the Entry of the most specific stored prefix containing addr (EntryOf
+// of the same view): the address is in the set of rule Decided (and of each
+// rule in Logged), or in Unmatched when Decided is -1.
+func Explain(rs *Ruleset, lists map[string][]Cond, addr netip.Addr, v resolve.View, geo []GeoNet) (Explanation, error) {
 	addr = addr.Unmap()
 	ex := Explanation{Addr: addr, Decided: -1, Action: rs.Default}
-	facts, err := addrFacts(f, addr)
-	if err != nil {
+	facts := AddrFacts{Classification: viewClass(v), Sources: v.Sources, Steps: v.Steps, Geo: mostSpecificGeo(geo, addr)}
+	if facts.Classification != "" {
+		facts.ClassificationFrom, facts.ClassificationSource = v.ClassificationPrefix, v.ClassificationSource
+		facts.Manual = resolve.IsManual(v.ClassificationSource)
+	}
+	if err := checkClass(facts.Classification); err != nil {
 		return ex, fmt.Errorf("policy: explain %s: %w", addr, err)
 	}
+	for _, t := range v.Tags {
+		facts.Tags = append(facts.Tags, TagFact{Tag: t.Name, Source: t.Source, Prefix: t.Prefix})
+	}
+	for _, t := range v.Suppressed {
+		facts.Suppressed = append(facts.Suppressed, TagFact{Tag: t.Name, Source: t.Source, Prefix: t.Prefix})
+	}
 	ex.Facts = facts
+	f := &Facts{Lists: lists}
 	for i, r := range rs.Rules {
 		re := RuleExplanation{Index: i, Text: FormatRule(r), Matched: true}
 		for _, c := range r.Conds {
@@ -96,76 +118,6 @@ func Explain(rs *Ruleset, f *Facts, addr netip.Addr) (Explanation, error) {
 	return ex, nil
 }
 
-// addrFacts resolves the effective view of addr from every containing entry
-// (least specific first: suppressions hide inherited tags, then the prefix's
-// own tags are added) and the most specific containing geo net.
-func addrFacts(f *Facts, addr netip.Addr) (AddrFacts, error) {
-	var af AddrFacts
-	for _, e := range f.Entries {
-		if CanonicalPrefix(e.Prefix).Contains(addr) {
-			af.Entries = append(af.Entries, e)
-		}
-	}
-	slices.SortStableFunc(af.Entries, func(a, b Entry) int { return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()) })
-	tags := map[string]netip.Prefix{}
-	var auto uint8
-	var autoFrom netip.Prefix
-	for i := 0; i < len(af.Entries); {
-		p := CanonicalPrefix(af.Entries[i].Prefix)
-		j := i
-		for j < len(af.Entries) && CanonicalPrefix(af.Entries[j].Prefix) == p {
-			j++
-		}
-		for _, e := range af.Entries[i:j] {
-			for _, t := range e.Suppressed {
-				if _, ok := tags[t]; ok {
-					delete(tags, t)
-					af.Suppressed = append(af.Suppressed, TagFact{Tag: t, Prefix: p})
-				}
-			}
-		}
-		for _, e := range af.Entries[i:j] {
-			for _, t := range e.Tags {
-				tags[t] = p
-			}
-			for _, s := range e.Sources {
-				if !slices.Contains(af.Sources, s) {
-					af.Sources = append(af.Sources, s)
-				}
-			}
-			a, err := classSeverity(e.Classification)
-			if err != nil {
-				return af, fmt.Errorf("entry %s: %w", p, err)
-			}
-			if a > auto {
-				auto, autoFrom = a, p
-			}
-			if e.ManualClassification != "" {
-				if _, err := classSeverity(e.ManualClassification); err != nil {
-					return af, fmt.Errorf("entry %s: manual %w", p, err)
-				}
-				af.Classification, af.ClassificationFrom, af.Manual = e.ManualClassification, p, true
-			}
-		}
-		i = j
-	}
-	if !af.Manual {
-		af.Classification, af.ClassificationFrom = severityNames[auto], autoFrom
-	}
-	for t, p := range tags {
-		af.Tags = append(af.Tags, TagFact{Tag: t, Prefix: p})
-	}
-	slices.SortFunc(af.Tags, func(a, b TagFact) int { return strings.Compare(a.Tag, b.Tag) })
-	for i := range f.Geo {
-		g := &f.Geo[i]
-		p := CanonicalPrefix(g.Prefix)
-		if p.Contains(addr) && (af.Geo == nil || p.Bits() >= CanonicalPrefix(af.Geo.Prefix).Bits()) {
-			af.Geo = g
-		}
-	}
-	return af, nil
-}
-
 // explainCond evaluates one condition on the facts of addr; stack holds the
 // lists being expanded.
 func explainCond(c Cond, f *Facts, addr netip.Addr, af *AddrFacts, stack []string) (CondExplanation, error) {
@@ -177,7 +129,7 @@ func explainCond(c Cond, f *Facts, addr netip.Addr, af *AddrFacts, stack []strin
 		var have []string
 		for _, t := range af.Tags {
 			if slices.Contains(c.Values, t.Tag) {
-				have = append(have, fmt.Sprintf("%q from %s", t.Tag, t.Prefix))
+				have = append(have, fmt.Sprintf("%q from %s on %s", t.Tag, t.Source, t.Prefix))
 			}
 		}
 		hit = len(have) > 0
@@ -193,7 +145,7 @@ func explainCond(c Cond, f *Facts, addr netip.Addr, af *AddrFacts, stack []strin
 			if af.Manual {
 				kind = "manual"
 			}
-			why += fmt.Sprintf(" (%s, from %s)", kind, af.ClassificationFrom)
+			why += fmt.Sprintf(" (%s, from %s on %s)", kind, af.ClassificationSource, af.ClassificationFrom)
 		}
 	case KindCountry, KindContinent, KindASN, KindOrg:
 		org := ""

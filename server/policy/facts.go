@@ -4,24 +4,46 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/muninn/muninn/server/resolve"
 )
 
-// Entry is one stored prefix with its effective view already resolved by the
-// server: tags after suppression, automatic and manual classification, sources.
+// Entry is the effective view of one stored prefix, already resolved by the
+// one resolver (server/resolve) over every stored prefix containing it.
+// Because stored prefixes nest or are disjoint, the effective view of an
+// address is the Entry of the most specific stored prefix containing it: the
+// compiler never merges entries down the prefix chain (suppression, the
+// classification order and the source union are the resolver's business).
 type Entry struct {
 	Prefix netip.Prefix `json:"prefix"`
-	// Tags are the tags asserted on this prefix (after its own suppressions).
+	// Tags are the effective tag names (after suppression), without duplicates.
 	Tags []string `json:"tags,omitempty"`
-	// Suppressed hides these tags, inherited from less specific prefixes, for
-	// every address inside Prefix. A more specific entry may tag them again.
-	Suppressed []string `json:"suppressed,omitempty"`
-	// Classification is the most severe automatic classification on this prefix.
+	// Classification is the effective classification, or "" when no live
+	// classification assertion applies (the resolver then reports "unknown",
+	// but a classification condition only matches an asserted one).
 	Classification string `json:"classification,omitempty"`
-	// ManualClassification is a person's classification of this prefix; the most
-	// specific one containing an address wins over every automatic one.
-	ManualClassification string `json:"manual_classification,omitempty"`
-	// Sources are the assertion sources, e.g. "feed:ipsum", "manual:alice".
+	// Sources are the live sources behind the view, e.g. "feed:ipsum", "manual:alice".
 	Sources []string `json:"sources,omitempty"`
+}
+
+// EntryOf projects the resolver's view of the stored prefix p onto an Entry.
+// It is the one place the projection is defined: every producer of Facts
+// (the in-memory index, the store adapter) uses it.
+func EntryOf(p netip.Prefix, v resolve.View) Entry {
+	e := Entry{Prefix: p, Classification: viewClass(v), Sources: v.Sources}
+	if len(v.Tags) > 0 {
+		e.Tags = v.TagNames()
+	}
+	return e
+}
+
+// viewClass is the classification conditions match for a view: "" when no
+// live classification assertion decided it.
+func viewClass(v resolve.View) string {
+	if v.ClassificationSource == "" {
+		return ""
+	}
+	return v.Classification
 }
 
 // GeoNet is a network from geo data (country, continent, AS).
@@ -33,9 +55,10 @@ type GeoNet struct {
 	Org       string       `json:"org,omitempty"`
 }
 
-// Facts is everything Compile and Explain need besides the ruleset. Several
-// entries or geo nets may share a prefix: their tags and sources are merged,
-// and the last one given wins for the manual classification and geo facts.
+// Facts is everything Compile needs besides the ruleset. Entries and Geo may
+// come in any order. Entries on the same prefix are merged (tags and sources
+// united, the last non-empty classification wins); of geo nets on the same
+// prefix the last one wins.
 type Facts struct {
 	Entries []Entry
 	Geo     []GeoNet
@@ -43,19 +66,13 @@ type Facts struct {
 	Lists map[string][]Cond
 }
 
-// severity orders classifications: malicious > suspicious > benign > unknown > none.
-var severity = map[string]uint8{"": 0, "unknown": 1, "benign": 2, "suspicious": 3, "malicious": 4}
-
-// severityNames is the inverse of severity.
-var severityNames = [...]string{"", "unknown", "benign", "suspicious", "malicious"}
-
-// classSeverity returns the severity of a classification or an error for an unknown one.
-func classSeverity(c string) (uint8, error) {
-	s, ok := severity[c]
-	if !ok {
-		return 0, fmt.Errorf("classification %q is not one of malicious, suspicious, benign, unknown", c)
+// checkClass returns an error unless c is "" or one of the resolver's
+// classifications.
+func checkClass(c string) error {
+	if c != "" && !resolve.ValidClassification(c) {
+		return fmt.Errorf("classification %q is not one of malicious, suspicious, benign, unknown", c)
 	}
-	return s, nil
+	return nil
 }
 
 // sourceMatches reports whether source s matches pattern p ("feed:*" matches
@@ -93,4 +110,18 @@ func geoMatches(kind string, values []string, g *GeoNet, orgLower string) bool {
 		}
 	}
 	return false
+}
+
+// mostSpecificGeo returns the most specific geo net containing addr (the last
+// one given on equal prefixes), nil if none.
+func mostSpecificGeo(geo []GeoNet, addr netip.Addr) *GeoNet {
+	var best *GeoNet
+	for i := range geo {
+		g := &geo[i]
+		p := CanonicalPrefix(g.Prefix)
+		if p.Contains(addr) && (best == nil || p.Bits() >= CanonicalPrefix(best.Prefix).Bits()) {
+			best = g
+		}
+	}
+	return best
 }

@@ -164,9 +164,8 @@ func parsePort(s string) (uint16, error) {
 }
 
 var (
-	classifications = map[string]bool{"malicious": true, "suspicious": true, "benign": true, "unknown": true}
-	continents      = map[string]bool{"AF": true, "AN": true, "AS": true, "EU": true, "NA": true, "OC": true, "SA": true}
-	rateUnits       = map[string]bool{"second": true, "minute": true, "hour": true, "day": true}
+	continents = map[string]bool{"AF": true, "AN": true, "AS": true, "EU": true, "NA": true, "OC": true, "SA": true}
+	rateUnits  = map[string]bool{"second": true, "minute": true, "hour": true, "day": true}
 )
 
 // canonicalValue checks one condition value and returns its canonical form.
@@ -188,7 +187,7 @@ func canonicalValue(kind, v string) (string, error) {
 		return v, nil
 	case KindClassification:
 		c := strings.ToLower(v)
-		if !classifications[c] {
+		if err := checkClass(c); err != nil {
 			return "", fmt.Errorf("classification %q is not one of malicious, suspicious, benign, unknown", v)
 		}
 		return c, nil

@@ -142,7 +142,7 @@ func BenchmarkRender1M(b *testing.B) {
 	})
 	snap := hub.Latest("bench")
 	require.NotNil(b, snap)
-	b.Logf("render: %d rules, body %d bytes, gzip %d bytes", len(snap.Render.Rules), len(snap.Body), len(snap.Gzip))
+	b.Logf("render: %d rules, body %d bytes, gzip %d bytes", len(snap.Render.Rules), len(snap.Body()), len(snap.Gzip()))
 
 	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), Render: hub})
 	require.NoError(b, err)

@@ -18,7 +18,7 @@ func ExampleDelta() {
 	facts := &policy.Facts{Entries: []policy.Entry{{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Tags: []string{"scanner"}}}}
 	before, _ := render.Build(rs, facts, g)
 	before.Version = 1
-	facts.Entries = append(facts.Entries, policy.Entry{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Suppressed: []string{"scanner"}})
+	facts.Entries = append(facts.Entries, policy.Entry{Prefix: netip.MustParsePrefix("203.0.113.7/32"), Sources: []string{"feed:x", "manual:alice"}})
 	after, _ := render.Build(rs, facts, g)
 	after.Version = 2
 	d, ok := render.Delta(before, after)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,41 +18,88 @@ import (
 	"github.com/muninn/muninn/server/store"
 )
 
-// keepVersions is how many recent renders per ruleset stay in memory as delta bases.
-const keepVersions = 4
+// keepVersions is how many recent versions per ruleset stay in memory as
+// delta bases (each holds only its delta from the one before).
+const keepVersions = 8
 
 // Options tune a Hub.
 type Options struct {
 	// Debounce is how long the hub waits after a change for more before it
 	// recomputes (default 250 ms).
 	Debounce time.Duration
+	// Source is where the facts come from (default: NewStoreSource).
+	Source Source
 }
 
 // Hub owns the render cache. Run is its single goroutine: it listens for
-// changes, recomputes debounced and picks up renders other processes stored.
-// The read methods are safe for concurrent use.
+// changes and recomputes debounced. The read methods are safe for
+// concurrent use.
+//
+// Each process computes its renders from its own Source. A change of the
+// facts recompiles only the spans the source reports as changed and yields
+// the delta directly; a change of a ruleset, a list, the guard or (for
+// rulesets with geo conditions) the geo data compiles in full. Versions agree
+// across processes because they are assigned by content: the store keeps,
+// per ruleset, the latest (version, hash) and SaveRender returns the stored
+// version when the hash is the latest one, else stores version+1. A process
+// whose facts lag may briefly store an older content as a newer version; the
+// others then store the current content again as the next one, and all
+// converge on one version once their facts agree. The stored row holds only
+// the version, hash and time (a million-prefix body would cost more to write
+// than to compute); every process serves the bytes it computed.
 type Hub struct {
 	store    *store.Store
+	src      Source
 	log      *slog.Logger
 	now      func() time.Time
 	debounce time.Duration
 	defaults []guard.Entry
 
-	// recompute serialises recomputations (Run's and explicit Recompute calls).
+	// recompute serialises recomputations (Run's and explicit Recompute
+	// calls) and guards states.
 	recompute sync.Mutex
+	states    map[string]*rulesetState
 
-	// ready is closed once Run has loaded the stored renders: before that an
-	// absent render says nothing about whether the ruleset exists.
+	// guardCache is the guard built for the operator's entries guardKey
+	// (building it from the thousands of built-in entries costs milliseconds).
+	guardMu    sync.Mutex
+	guardCache *guard.Guard
+	guardKey   string
+
+	// ready is closed after the first recompute: before that an absent
+	// render says nothing about whether the ruleset exists.
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	mu      sync.RWMutex
-	latest  map[string]*Snapshot
-	history map[string][]*Render // oldest first, latest included
+	mu     sync.RWMutex
+	latest map[string]*Snapshot
+	// behind names the rulesets of which another process stored a newer
+	// version than the one served: the next publish asks the store even if
+	// the content did not change here.
+	behind  map[string]bool
+	history map[string][]version // oldest first, latest included
 	changed chan struct{}        // closed and replaced on every update
 	// deltas caches encoded deltas to the latest render by ruleset and base
 	// version: every bouncer on the same base gets the same bytes.
 	deltas map[string]map[int64][]byte
+}
+
+// rulesetState is the compiled state of one ruleset and what it was built from.
+type rulesetState struct {
+	// key identifies the inputs besides the facts: text, lists, guard, geo.
+	key string
+	st  *state
+	// pending is the change since the last published render (nil when it
+	// cannot be expressed as a delta).
+	pending delta
+}
+
+// version is one published render kept as a delta base.
+type version struct {
+	header *Render // without sets
+	// delta leads from the previous kept version to this one; nil when only
+	// a full render can (the first, or one whose rules changed).
+	delta delta
 }
 
 // NewHub returns a hub over st; call Run to start it.
@@ -58,9 +107,12 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 	if opts.Debounce <= 0 {
 		opts.Debounce = 250 * time.Millisecond
 	}
-	return &Hub{store: st, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
-		latest: map[string]*Snapshot{}, history: map[string][]*Render{}, changed: make(chan struct{}), ready: make(chan struct{}),
-		deltas: map[string]map[int64][]byte{}}
+	if opts.Source == nil {
+		opts.Source = NewStoreSource(st, now)
+	}
+	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
+		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},
+		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{}}
 }
 
 // WaitReady blocks until the hub has loaded the stored renders (or ctx ends,
@@ -77,15 +129,31 @@ func (h *Hub) WaitReady(ctx context.Context) bool {
 // Guard returns the effective never-block guard: the built-in entries plus the
 // operator's.
 func (h *Hub) Guard(ctx context.Context) (*guard.Guard, error) {
+	g, _, err := h.guard(ctx)
+	return g, err
+}
+
+// guard returns the guard and a key that changes with the operator's entries.
+func (h *Hub) guard(ctx context.Context) (*guard.Guard, string, error) {
 	ops, err := h.store.GuardEntries(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("render: guard: %w", err)
+		return nil, "", fmt.Errorf("render: guard: %w", err)
+	}
+	var key strings.Builder
+	for _, e := range ops {
+		fmt.Fprintf(&key, "%s %q\n", e.Prefix, e.Reason)
+	}
+	h.guardMu.Lock()
+	defer h.guardMu.Unlock()
+	if h.guardCache != nil && h.guardKey == key.String() {
+		return h.guardCache, h.guardKey, nil
 	}
 	entries := append([]guard.Entry(nil), h.defaults...)
 	for _, e := range ops {
 		entries = append(entries, guard.Entry{Prefix: e.Prefix, Reason: "operator: " + e.Reason})
 	}
-	return guard.New(entries), nil
+	h.guardCache, h.guardKey = guard.New(entries), key.String()
+	return h.guardCache, h.guardKey, nil
 }
 
 // DefaultGuard returns the built-in never-block entries.
@@ -97,6 +165,11 @@ func ListSelectors(ctx context.Context, st *store.Store) (map[string][]policy.Co
 	if err != nil {
 		return nil, fmt.Errorf("render: lists: %w", err)
 	}
+	return parseLists(ls)
+}
+
+// parseLists parses the selectors of stored lists.
+func parseLists(ls []store.List) (map[string][]policy.Cond, error) {
 	out := make(map[string][]policy.Cond, len(ls))
 	for _, l := range ls {
 		conds, err := policy.ParseSelector(l.Selector)
@@ -134,9 +207,10 @@ func NeedsGeo(conds []policy.Cond, lists map[string][]policy.Cond) bool {
 	return walk(conds)
 }
 
-// Recompute renders every ruleset now, stores the renders whose content
-// changed and updates the cache. A ruleset that fails to compile keeps its
-// previous render; the error is logged and returned with the others.
+// Recompute renders every ruleset now, stores the versions of the renders
+// whose content changed and updates the cache. A ruleset that fails to
+// compile keeps its previous render; the error is logged and returned with
+// the others.
 func (h *Hub) Recompute(ctx context.Context) error {
 	h.recompute.Lock()
 	defer h.recompute.Unlock()
@@ -144,16 +218,25 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
-	lists, err := ListSelectors(ctx, h.store)
+	ls, err := h.store.Lists(ctx)
+	if err != nil {
+		return fmt.Errorf("render: recompute: %w", err)
+	}
+	lists, err := parseLists(ls)
 	if err != nil {
 		return err
 	}
-	g, err := h.Guard(ctx)
+	var listsKey strings.Builder
+	for _, l := range ls {
+		fmt.Fprintf(&listsKey, "%s %q\n", l.Name, l.Selector)
+	}
+	g, guardKey, err := h.guard(ctx)
 	if err != nil {
 		return err
 	}
 	parsed := make(map[string]*policy.Ruleset, len(rss))
-	geo := false
+	geo := map[string]bool{}
+	anyGeo := false
 	for _, stored := range rss {
 		rs, err := policy.Parse(stored.Text)
 		if err != nil {
@@ -162,19 +245,15 @@ func (h *Hub) Recompute(ctx context.Context) error {
 		}
 		parsed[stored.Name] = rs
 		for _, r := range rs.Rules {
-			geo = geo || NeedsGeo(r.Conds, lists)
+			geo[stored.Name] = geo[stored.Name] || NeedsGeo(r.Conds, lists)
 		}
+		anyGeo = anyGeo || geo[stored.Name]
 	}
-	now := h.now()
-	load := h.store.FactsWithoutGeo
-	if geo {
-		load = h.store.Facts
-	}
-	facts, err := load(ctx, now)
+	snap, err := h.src.Snapshot(ctx, anyGeo)
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
-	facts.Lists = lists
+	now := h.now()
 	var errs []error
 	names := map[string]bool{}
 	for _, stored := range rss {
@@ -183,9 +262,15 @@ func (h *Hub) Recompute(ctx context.Context) error {
 		if !ok {
 			continue
 		}
-		if err := h.renderOne(ctx, stored.Name, rs, facts, g, now); err != nil {
+		key := fmt.Sprintf("%s\x00%s\x00%s\x00%t", stored.Text, listsKey.String(), guardKey, geo[stored.Name])
+		if err := h.renderOne(ctx, stored.Name, rs, key, lists, g, geo[stored.Name], snap, now); err != nil {
 			h.log.ErrorContext(ctx, "Could not render a ruleset.", "ruleset", stored.Name, "error", err)
 			errs = append(errs, err)
+		}
+	}
+	for name := range h.states {
+		if !names[name] {
+			delete(h.states, name)
 		}
 	}
 	h.mu.Lock()
@@ -205,21 +290,57 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, facts *policy.Facts, g *guard.Guard, now time.Time) error {
-	r, err := Build(rs, facts, g)
+// renderOne brings the state of one ruleset up to snap (incrementally when
+// only facts changed and the source can say where) and publishes the render
+// if its content changed.
+func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, key string, lists map[string][]policy.Cond, g *guard.Guard, withGeo bool, snap FactSnapshot, now time.Time) error {
+	prev := h.states[name]
+	if prev != nil && prev.key == key {
+		spans, geoChanged, ok := snap.ChangedSince(prev.st.gen)
+		if ok && !(geoChanged && withGeo) {
+			d, err := prev.st.update(snap, spans)
+			if err != nil {
+				delete(h.states, name) // the state is half updated: compile in full next time
+				return err
+			}
+			prev.pending = compose(prev.pending, d)
+			return h.publish(ctx, name, prev, now)
+		}
+	}
+	st, err := newState(rs, lists, g, withGeo, snap.Facts(withGeo), snap.Gen())
 	if err != nil {
 		return err
 	}
-	h.mu.RLock()
-	cur := h.latest[name]
-	h.mu.RUnlock()
-	if cur != nil && cur.Render.Hash == r.Hash {
+	next := &rulesetState{key: key, st: st}
+	if prev != nil && prev.pending != nil && sameRules(prev.st.rs, rs) {
+		next.pending = compose(prev.pending, diffStates(prev.st, st))
+	}
+	h.states[name] = next
+	return h.publish(ctx, name, next, now)
+}
+
+// publish stores and installs the render of rst when its content differs
+// from the one served.
+func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now time.Time) error {
+	r, err := rst.st.render()
+	if err != nil {
+		return err
+	}
+	h.mu.Lock()
+	cur, behind := h.latest[name], h.behind[name]
+	delete(h.behind, name)
+	h.mu.Unlock()
+	if cur != nil && cur.Render.Hash == r.Hash && !behind {
+		rst.pending = delta{}
 		return nil
 	}
-	var wrote bool
 	saved, err := h.store.SaveRender(ctx, name, r.Hash, now, func(version int64, at time.Time) ([]byte, error) {
-		r.Version, r.GeneratedAt, wrote = version, at, true
-		b, err := json.Marshal(r)
+		b, err := json.Marshal(struct {
+			Ruleset     string    `json:"ruleset"`
+			Version     int64     `json:"version"`
+			Hash        string    `json:"hash"`
+			GeneratedAt time.Time `json:"generated_at"`
+		}{name, version, r.Hash, at})
 		if err != nil {
 			return nil, fmt.Errorf("render: encode %s: %w", name, err)
 		}
@@ -228,39 +349,97 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, fa
 	if err != nil {
 		return fmt.Errorf("render: %s: %w", name, err)
 	}
-	if !wrote {
-		// Another process stored this content first; serve its bytes and version.
-		return h.adopt(saved)
+	r.Version, r.GeneratedAt = saved.Version, saved.GeneratedAt
+	d := rst.pending
+	switch {
+	case cur == nil:
+		d = nil
+	case cur.Render.Hash == r.Hash:
+		d = delta{} // the same content under the newer version
 	}
-	snap, err := newSnapshot(r, saved.Body)
-	if err != nil {
-		return err
-	}
-	h.install(snap)
+	h.install(newSnapshot(r), d)
+	rst.pending = delta{}
 	return nil
 }
 
-// adopt installs a render read from the database if it is newer than the cached one.
-func (h *Hub) adopt(saved store.StoredRender) error {
-	h.mu.RLock()
-	cur := h.latest[saved.Ruleset]
-	h.mu.RUnlock()
-	if cur != nil && cur.Render.Version >= saved.Version {
+// sameRules reports whether two rulesets render to the same rule list and
+// settings, so that a delta between their renders is meaningful.
+func sameRules(a, b *policy.Ruleset) bool {
+	return policy.Format(a) == policy.Format(b)
+}
+
+// diffStates returns the delta from a's served sets to b's.
+func diffStates(a, b *state) delta {
+	d := make(delta, len(a.rules))
+	for i := range a.rules {
+		for fam := range 2 {
+			x, y := a.rules[i][fam].served, b.rules[i][fam].served
+			var sd setDelta
+			k, l := 0, 0
+			for k < len(x) || l < len(y) {
+				switch c := cmpPrefix(x, y, k, l); {
+				case c == 0:
+					k++
+					l++
+				case c < 0:
+					sd.del = append(sd.del, x[k])
+					k++
+				default:
+					sd.add = append(sd.add, y[l])
+					l++
+				}
+			}
+			d[i][fam] = sd
+		}
+	}
+	return d
+}
+
+// compose returns the delta of applying a then b. A nil delta stands for
+// "not expressible", which a composition keeps; an empty non-nil delta is
+// no change.
+func compose(a, b delta) delta {
+	if a == nil || b == nil {
 		return nil
 	}
-	var r Render
-	if err := json.Unmarshal(saved.Body, &r); err != nil {
-		return fmt.Errorf("render: decode stored %s v%d: %w", saved.Ruleset, saved.Version, err)
+	if len(a) == 0 {
+		return b
 	}
-	snap, err := newSnapshot(&r, saved.Body)
-	if err != nil {
-		return err
+	if len(b) == 0 {
+		return a
 	}
-	h.install(snap)
-	return nil
+	out := make(delta, len(a))
+	for i := range a {
+		for fam := range 2 {
+			net := map[netip.Prefix]int8{}
+			for _, sd := range []setDelta{a[i][fam], b[i][fam]} {
+				for _, p := range sd.add {
+					net[p]++
+				}
+				for _, p := range sd.del {
+					net[p]--
+				}
+			}
+			var sd setDelta
+			for p, n := range net {
+				switch {
+				case n > 0:
+					sd.add = append(sd.add, p)
+				case n < 0:
+					sd.del = append(sd.del, p)
+				}
+			}
+			slices.SortFunc(sd.add, comparePrefix)
+			slices.SortFunc(sd.del, comparePrefix)
+			out[i][fam] = sd
+		}
+	}
+	return out
 }
 
-func (h *Hub) install(s *Snapshot) {
+// install makes s the latest render of its ruleset; d leads from the
+// previous latest to it (nil when only a full render can).
+func (h *Hub) install(s *Snapshot, d delta) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	name := s.Render.Ruleset
@@ -269,9 +448,11 @@ func (h *Hub) install(s *Snapshot) {
 	}
 	h.latest[name] = s
 	delete(h.deltas, name)
-	hist := append(h.history[name], s.Render)
+	head := *s.Render
+	head.Rules, head.GuardRemoved = nil, nil
+	hist := append(h.history[name], version{header: &head, delta: d})
 	if len(hist) > keepVersions {
-		hist = append([]*Render(nil), hist[len(hist)-keepVersions:]...)
+		hist = append([]version(nil), hist[len(hist)-keepVersions:]...)
 	}
 	h.history[name] = hist
 	h.broadcastLocked()
@@ -280,18 +461,6 @@ func (h *Hub) install(s *Snapshot) {
 func (h *Hub) broadcastLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
-}
-
-// reload adopts the newest stored render of one ruleset (written by any process).
-func (h *Hub) reload(ctx context.Context, name string) error {
-	saved, err := h.store.LatestRender(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("render: reload %s: %w", name, err)
-	}
-	return h.adopt(saved)
 }
 
 // Latest returns the cached render of a ruleset, or nil when there is none yet.
@@ -308,14 +477,14 @@ func (h *Hub) Changed() <-chan struct{} {
 	return h.changed
 }
 
-// Base returns the in-memory render of name at version, or nil when it is
-// no longer kept.
+// Base returns the header (version, hash, time; no sets) of the render of
+// name at version, or nil when it is no longer kept.
 func (h *Hub) Base(name string, version int64) *Render {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for _, r := range h.history[name] {
-		if r.Version == version {
-			return r
+	for _, v := range h.history[name] {
+		if v.header.Version == version {
+			return v.header
 		}
 	}
 	return nil
@@ -327,22 +496,26 @@ func (h *Hub) Base(name string, version int64) *Render {
 func (h *Hub) DeltaSince(name string, base int64) ([]byte, bool, error) {
 	h.mu.RLock()
 	cur := h.latest[name]
-	b, ok := h.deltas[name][base]
+	b, cached := h.deltas[name][base]
+	hist := h.history[name]
 	h.mu.RUnlock()
 	if cur == nil || base >= cur.Render.Version {
 		return nil, false, nil
 	}
-	if ok {
+	if cached {
 		return b, b != nil, nil
 	}
-	from := h.Base(name, base)
-	if from == nil {
+	i := slices.IndexFunc(hist, func(v version) bool { return v.header.Version == base })
+	if i < 0 {
 		return nil, false, nil
 	}
-	d, fits := Delta(from, cur.Render)
-	if fits {
+	d := delta{}
+	for _, v := range hist[i+1:] {
+		d = compose(d, v.delta)
+	}
+	if d != nil {
 		var err error
-		if b, err = json.Marshal(d); err != nil {
+		if b, err = json.Marshal(deltaRender(cur.Render, base, d)); err != nil {
 			return nil, false, fmt.Errorf("render: encode delta of %s: %w", name, err)
 		}
 	}
@@ -355,7 +528,23 @@ func (h *Hub) DeltaSince(name string, base int64) ([]byte, bool, error) {
 		h.deltas[name][base] = b // nil records "does not fit"
 	}
 	h.mu.Unlock()
-	return b, fits, nil
+	return b, d != nil, nil
+}
+
+// deltaRender is cur as a delta from version base.
+func deltaRender(cur *Render, base int64, d delta) *Render {
+	out := *cur
+	out.Delta, out.BaseVersion = true, base
+	out.Rules = make([]Rule, len(cur.Rules))
+	for i, r := range cur.Rules {
+		out.Rules[i] = Rule{ID: r.ID, Action: r.Action, Rate: r.Rate, Text: r.Text}
+		if len(d) == 0 {
+			continue
+		}
+		out.Rules[i].AddV4, out.Rules[i].DelV4 = strs(d[i][0].add), strs(d[i][0].del)
+		out.Rules[i].AddV6, out.Rules[i].DelV6 = strs(d[i][1].add), strs(d[i][1].del)
+	}
+	return &out
 }
 
 // Wait returns the render of name once its version is above since, or nil
@@ -376,22 +565,17 @@ func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 	}
 }
 
-// Run loads the stored renders, recomputes, then listens for changes until
-// ctx ends: a change to the facts, rulesets, lists or guard recomputes after
-// the debounce; a render stored by another process is reloaded. A lost
-// listening connection is reopened with backoff, followed by a recompute.
+// Run recomputes, then listens for changes until ctx ends: a change to the
+// facts (announced by the source or the store), rulesets, lists or guard, or
+// a newer render stored by another process, recomputes after the debounce. A
+// lost listening connection is reopened with backoff, followed by a
+// recompute. The hub is ready after its first recompute (or its first
+// failure to listen).
 func (h *Hub) Run(ctx context.Context) error {
-	if rss, err := h.store.Rulesets(ctx); err == nil {
-		for _, rs := range rss {
-			if err := h.reload(ctx, rs.Name); err != nil {
-				h.log.WarnContext(ctx, "Could not load a stored render.", "ruleset", rs.Name, "error", err)
-			}
-		}
-	}
-	h.readyOnce.Do(func() { close(h.ready) })
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := h.listen(ctx)
+		h.readyOnce.Do(func() { close(h.ready) })
 		if ctx.Err() != nil {
 			break
 		}
@@ -448,6 +632,7 @@ func (h *Hub) listen(ctx context.Context) error {
 		if err := h.Recompute(ctx); err != nil && ctx.Err() == nil {
 			h.log.ErrorContext(ctx, "Recompute failed.", "error", err)
 		}
+		h.readyOnce.Do(func() { close(h.ready) })
 		wait := time.Hour
 		if next, err := h.store.NextExpiry(ctx, h.now()); err != nil {
 			if ctx.Err() == nil {
@@ -458,6 +643,7 @@ func (h *Hub) listen(ctx context.Context) error {
 		}
 		expiry.Reset(wait)
 	}
+	srcChanged := h.src.Changed()
 	recompute()
 	var timer *time.Timer
 	var fire <-chan time.Time
@@ -482,11 +668,18 @@ func (h *Hub) listen(ctx context.Context) error {
 						continue
 					}
 				}
-				if err := h.reload(ctx, name); err != nil {
-					h.log.ErrorContext(ctx, "Could not reload a render.", "ruleset", name, "error", err)
-				}
-				continue
+				// Another process stored a newer version: recompute, and
+				// take its version if the content is ours.
+				h.mu.Lock()
+				h.behind[name] = true
+				h.mu.Unlock()
 			}
+			if fire == nil {
+				timer = time.NewTimer(h.debounce)
+				fire = timer.C
+			}
+		case <-srcChanged:
+			srcChanged = h.src.Changed()
 			if fire == nil {
 				timer = time.NewTimer(h.debounce)
 				fire = timer.C

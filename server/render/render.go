@@ -8,12 +8,11 @@ package render
 import (
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/muninn/muninn/server/guard"
@@ -65,56 +64,15 @@ type Render struct {
 	GuardRemoved []guard.Removed `json:"guard_removed"`
 }
 
-// content is what the hash covers: everything but version, hash and time.
-type content struct {
-	Ruleset      string          `json:"ruleset"`
-	Hook         string          `json:"hook"`
-	Scope        Scope           `json:"scope"`
-	Default      string          `json:"default"`
-	Honeypot     Honeypot        `json:"honeypot"`
-	Rules        []Rule          `json:"rules"`
-	GuardRemoved []guard.Removed `json:"guard_removed"`
-}
-
-// Build compiles rs over facts f, removes the guarded addresses from block
-// rules and returns the render without version and time, with its hash.
+// Build compiles rs over facts f (f.Lists included), removes the guarded
+// addresses from block rules and returns the render without version and
+// time, with its hash.
 func Build(rs *policy.Ruleset, f *policy.Facts, g *guard.Guard) (*Render, error) {
-	c, err := policy.Compile(rs, f)
-	if err != nil {
-		return nil, fmt.Errorf("render: %w", err)
-	}
-	r := &Render{
-		Ruleset: rs.Name, Hook: rs.Hook, Default: string(rs.Default),
-		Scope:        Scope{Protocol: rs.Scope.Protocol, DPorts: expandPorts(rs.Scope.DPorts), IIfNames: nonNil(rs.Scope.IIfNames)},
-		Honeypot:     Honeypot{TCP: nonNil(rs.Honeypot.TCP), UDP: nonNil(rs.Honeypot.UDP)},
-		Rules:        make([]Rule, len(c.Rules)),
-		GuardRemoved: []guard.Removed{},
-	}
-	for i, cr := range c.Rules {
-		v4, v6 := cr.Set.V4, cr.Set.V6
-		if cr.Rule.Action == policy.ActionBlock && g != nil {
-			var removed []guard.Removed
-			v4, v6, removed = g.Filter(v4, v6, i+1)
-			r.GuardRemoved = append(r.GuardRemoved, removed...)
-		}
-		r.Rules[i] = Rule{ID: i + 1, Action: string(cr.Rule.Action), Rate: cr.Rule.Rate, Text: policy.FormatRule(cr.Rule),
-			V4: strs(v4), V6: strs(v6)}
-	}
-	h, err := hashOf(r)
+	st, err := newState(rs, f.Lists, g, true, f, 0)
 	if err != nil {
 		return nil, err
 	}
-	r.Hash = h
-	return r, nil
-}
-
-func hashOf(r *Render) (string, error) {
-	b, err := json.Marshal(content{r.Ruleset, r.Hook, r.Scope, r.Default, r.Honeypot, r.Rules, r.GuardRemoved})
-	if err != nil {
-		return "", fmt.Errorf("render: hash: %w", err)
-	}
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:]), nil
+	return st.render()
 }
 
 func expandPorts(prs []policy.PortRange) []uint16 {
@@ -195,29 +153,45 @@ func equalJSON(a, b any) bool {
 }
 
 // Snapshot is a served render: the parsed form (for deltas and decisions) and
-// its cached bytes.
+// its bytes, encoded on first use and then cached for every reader.
 type Snapshot struct {
 	Render *Render
-	// Body is the JSON body and Gzip the same gzip-compressed.
-	Body []byte
-	Gzip []byte
+
+	once       sync.Once
+	body, gzip []byte
 }
 
-// newSnapshot encodes r once for all readers.
-func newSnapshot(r *Render, body []byte) (*Snapshot, error) {
-	if body == nil {
-		var err error
-		if body, err = json.Marshal(r); err != nil {
-			return nil, fmt.Errorf("render: encode %s: %w", r.Ruleset, err)
+func newSnapshot(r *Render) *Snapshot { return &Snapshot{Render: r} }
+
+// Body returns the JSON body of the render.
+func (s *Snapshot) Body() []byte {
+	s.encode()
+	return s.body
+}
+
+// Gzip returns Body gzip-compressed.
+func (s *Snapshot) Gzip() []byte {
+	s.encode()
+	return s.gzip
+}
+
+// encode fills body and gzip once. A Render holds only strings, numbers and
+// netip values, whose encoding cannot fail, and compressing into memory
+// cannot fail either: a failure is a bug, hence the panic.
+func (s *Snapshot) encode() {
+	s.once.Do(func() {
+		body, err := json.Marshal(s.Render)
+		if err != nil {
+			panic(fmt.Sprintf("render: encode %s: %v", s.Render.Ruleset, err))
 		}
-	}
-	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
-	if _, err := zw.Write(body); err != nil {
-		return nil, fmt.Errorf("render: gzip %s: %w", r.Ruleset, err)
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("render: gzip %s: %w", r.Ruleset, err)
-	}
-	return &Snapshot{Render: r, Body: body, Gzip: buf.Bytes()}, nil
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
+		if _, err := zw.Write(body); err != nil {
+			panic(fmt.Sprintf("render: gzip %s: %v", s.Render.Ruleset, err))
+		}
+		if err := zw.Close(); err != nil {
+			panic(fmt.Sprintf("render: gzip %s: %v", s.Render.Ruleset, err))
+		}
+		s.body, s.gzip = body, buf.Bytes()
+	})
 }

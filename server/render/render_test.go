@@ -112,7 +112,7 @@ func TestHubsConverge(t *testing.T) {
 	nb := waitFor(t, b, "edge", sb.Render.Version)
 	require.Equal(t, na.Render.Version, nb.Render.Version)
 	require.Equal(t, na.Render.Hash, nb.Render.Hash)
-	require.Equal(t, string(na.Body), string(nb.Body))
+	require.Equal(t, string(na.Body()), string(nb.Body()))
 	require.Equal(t, []string{"192.0.2.0/24"}, na.Render.Rules[0].V4)
 
 	stored, err := stA.LatestRender(ctx, "edge")
@@ -142,7 +142,8 @@ func TestHubRecomputesAtExpiry(t *testing.T) {
 	h := runHub(t, st)
 	_, _, err := st.PutRuleset(ctx, "edge", "ruleset edge\n  block tag bad\n", []byte(`{}`), "test")
 	require.NoError(t, err)
-	exp := time.Now().Add(300 * time.Millisecond)
+	// Far enough ahead that a loaded machine renders the tag before it expires.
+	exp := time.Now().Add(2 * time.Second)
 	require.NoError(t, st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("192.0.2.1/32"), Source: "ingest:t", Tags: []string{"bad"}, SeenAt: time.Now(), ExpiresAt: &exp}}, "test"))
 	s := waitFor(t, h, "edge", 0)
 	for len(s.Render.Rules[0].V4) == 0 {
@@ -177,4 +178,30 @@ func TestHubGeoOnlyWhenNeeded(t *testing.T) {
 	require.Equal(t, []string{"192.0.2.0/24"}, waitFor(t, h, "plain", 0).Render.Rules[0].V4)
 	require.True(t, render.NeedsGeo([]policy.Cond{{Kind: policy.KindList, Values: []string{"dutch"}}}, map[string][]policy.Cond{"dutch": {{Kind: policy.KindCountry, Values: []string{"NL"}}}}))
 	require.False(t, render.NeedsGeo([]policy.Cond{{Kind: policy.KindTag, Values: []string{"x"}}}, nil))
+}
+
+// TestSuppressionRendersEmpty is issue 10's suppression case as the render
+// sees it: 192.0.2.0/24, 192.0.2.64/26 and 192.0.2.5/32, all tagged supx by
+// three sources, after a manual suppress of supx on the /24 — each entry is
+// its prefix's effective view, with no tags left. "block tag supx" renders
+// nothing; before the suppression it rendered the /24.
+func TestSuppressionRendersEmpty(t *testing.T) {
+	t.Parallel()
+	rs := mustParse(t, "ruleset s\n  block tag supx\n")
+	entry := func(p string, tags []string, sources ...string) policy.Entry {
+		return policy.Entry{Prefix: netip.MustParsePrefix(p), Tags: tags, Sources: sources}
+	}
+	supx := []string{"supx"}
+	before, err := render.Build(rs, &policy.Facts{Entries: []policy.Entry{
+		entry("192.0.2.0/24", supx, "feed:a"), entry("192.0.2.64/26", supx, "feed:a", "feed:b"), entry("192.0.2.5/32", supx, "feed:a", "feed:c"),
+	}}, nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"192.0.2.0/24"}, before.Rules[0].V4)
+	after, err := render.Build(rs, &policy.Facts{Entries: []policy.Entry{
+		entry("192.0.2.0/24", nil, "feed:a", "manual:alice"), entry("192.0.2.64/26", nil, "feed:a", "feed:b", "manual:alice"), entry("192.0.2.5/32", nil, "feed:a", "feed:c", "manual:alice"),
+	}}, nil)
+	require.NoError(t, err)
+	require.Empty(t, after.Rules[0].V4)
+	require.Empty(t, after.Rules[0].V6)
+	require.Empty(t, after.GuardRemoved)
 }

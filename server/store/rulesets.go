@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/muninn/muninn/server/policy"
+	"github.com/muninn/muninn/server/resolve"
 )
 
 // Ruleset is a stored ruleset: its canonical text and JSON forms.
@@ -331,86 +331,57 @@ func (s *Store) FactsContaining(ctx context.Context, now time.Time, addr netip.A
 	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()), true)
 }
 
-// factEntries resolves each prefix on its own: tags minus the ones a manual
-// assertion on the same prefix suppresses (a manual tag is never suppressed)
-// and the most severe automatic classification. It avoids DISTINCT and
-// ORDER BY inside the aggregates: each would start a sort per prefix, which
-// at a million prefixes costs more than the rest of the query; duplicates
-// (the same tag from two sources) are dropped in Go.
-const factEntries = `
-	SELECT p.id, p.prefix,
-	       array_agg(a.value) FILTER (WHERE a.kind = 'tag' AND a.source NOT LIKE 'manual:%'),
-	       array_agg(a.value) FILTER (WHERE a.kind = 'tag' AND a.source LIKE 'manual:%'),
-	       array_agg(a.value) FILTER (WHERE a.kind = 'suppress' AND a.source LIKE 'manual:%'),
-	       coalesce(max(muninn_severity(a.value)) FILTER (WHERE a.kind = 'classification' AND a.source NOT LIKE 'manual:%'), -1),
-	       array_agg(a.source)
+// factAssertions lists every live assertion with its prefix, prefixes in
+// address order, less specific first, so the prefixes containing each one
+// come before it.
+const factAssertions = `
+	SELECT p.prefix, a.kind, a.value, a.source
 	FROM prefixes p JOIN assertions a ON a.prefix_id = p.id
 	WHERE (a.expires_at IS NULL OR a.expires_at > $1)
 	  AND ($2::cidr IS NULL OR p.prefix >>= $2::cidr)
-	GROUP BY p.id`
+	ORDER BY p.prefix, a.id`
 
-// factManual is the newest live manual classification per prefix.
-const factManual = `
-	SELECT DISTINCT ON (a.prefix_id) a.prefix_id, a.value
-	FROM assertions a JOIN prefixes p ON p.id = a.prefix_id
-	WHERE a.kind = 'classification' AND a.source LIKE 'manual:%'
-	  AND (a.expires_at IS NULL OR a.expires_at > $1)
-	  AND ($2::cidr IS NULL OR p.prefix >>= $2::cidr)
-	ORDER BY a.prefix_id, a.last_seen DESC`
-
-// severityName inverts muninn_severity.
-var severityName = map[int]string{3: "malicious", 2: "suspicious", 1: "benign", 0: "unknown"}
-
+// facts loads the live assertions and gives each stored prefix its effective
+// view: the one resolver over the prefix and every stored prefix containing
+// it (a stack walk over the prefixes in address order), projected by
+// policy.EntryOf. A prefix with no live assertion has no entry.
 func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix, geo bool) (*policy.Facts, error) {
 	var arg any
 	if within.IsValid() {
 		arg = within
 	}
 	f := &policy.Facts{}
-	rows, err := s.pool.Query(ctx, factEntries, now, arg)
+	rows, err := s.pool.Query(ctx, factAssertions, now, arg)
 	if err != nil {
-		return nil, mapErr("load fact entries", err)
+		return nil, mapErr("load fact assertions", err)
 	}
 	var (
-		id                           int64
-		p                            netip.Prefix
-		autoTags, manual, suppressed []string
-		severity                     int
-		sources                      []string
+		p                   netip.Prefix
+		kind, value, source string
+		chain               []resolve.Prefix // the current prefix and the stored ones containing it
 	)
-	index := map[int64]int{}
-	_, err = pgx.ForEachRow(rows, []any{&id, &p, &autoTags, &manual, &suppressed, &severity, &sources}, func() error {
-		e := policy.Entry{Prefix: p, Classification: severityName[severity], Sources: dedupe(sources)}
-		if len(suppressed) > 0 {
-			e.Suppressed = dedupe(suppressed)
+	flush := func() {
+		if n := len(chain); n > 0 {
+			top := chain[n-1].Prefix
+			f.Entries = append(f.Entries, policy.EntryOf(top, resolve.Resolve(top, chain, now)))
 		}
-		e.Tags = dedupe(manual)
-		for _, t := range dedupe(autoTags) {
-			if !slices.Contains(suppressed, t) && !slices.Contains(e.Tags, t) {
-				e.Tags = append(e.Tags, t)
+	}
+	_, err = pgx.ForEachRow(rows, []any{&p, &kind, &value, &source}, func() error {
+		if n := len(chain); n == 0 || chain[n-1].Prefix != p {
+			flush()
+			for len(chain) > 0 && !(chain[len(chain)-1].Prefix.Bits() < p.Bits() && chain[len(chain)-1].Prefix.Contains(p.Addr())) {
+				chain = chain[:len(chain)-1]
 			}
+			chain = append(chain, resolve.Prefix{Prefix: p})
 		}
-		index[id] = len(f.Entries)
-		f.Entries = append(f.Entries, e)
+		top := &chain[len(chain)-1]
+		top.Assertions = append(top.Assertions, resolve.Assertion{Kind: kind, Value: value, Source: source})
 		return nil
 	})
 	if err != nil {
-		return nil, mapErr("load fact entries", err)
+		return nil, mapErr("load fact assertions", err)
 	}
-	rows, err = s.pool.Query(ctx, factManual, now, arg)
-	if err != nil {
-		return nil, mapErr("load manual classifications", err)
-	}
-	var value string
-	_, err = pgx.ForEachRow(rows, []any{&id, &value}, func() error {
-		if i, ok := index[id]; ok {
-			f.Entries[i].ManualClassification = value
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, mapErr("load manual classifications", err)
-	}
+	flush()
 	if !geo {
 		return f, nil
 	}
@@ -430,20 +401,6 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix, g
 		return nil, mapErr("load geo networks", err)
 	}
 	return f, nil
-}
-
-// dedupe drops repeated values in place; the lists are short.
-func dedupe(s []string) []string {
-	out := s[:0]
-	for _, v := range s {
-		if !slices.Contains(out, v) {
-			out = append(out, v)
-		}
-	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
 }
 
 // Listener is a dedicated connection LISTENing on ChangeChannel.

@@ -20,12 +20,11 @@ func entryOf(t *testing.T, f *policy.Facts, p string) policy.Entry {
 	require.GreaterOrEqual(t, i, 0, "no entry for %s", p)
 	e := f.Entries[i]
 	slices.Sort(e.Tags)
-	slices.Sort(e.Suppressed)
 	slices.Sort(e.Sources)
 	return e
 }
 
-func TestFactsResolvePerPrefix(t *testing.T) {
+func TestFactsAreEffectiveViews(t *testing.T) {
 	t.Parallel()
 	st, ctx := storetest.Store(t), context.Background()
 	now := time.Now()
@@ -47,10 +46,9 @@ func TestFactsResolvePerPrefix(t *testing.T) {
 	require.Equal(t, "malicious", w.Classification, "the most severe automatic one")
 	require.Equal(t, []string{"feed:a", "feed:b"}, w.Sources)
 	n := entryOf(t, f, "198.51.100.7/32")
-	require.Equal(t, []string{"m", "w"}, n.Tags, "z suppressed on the prefix itself; the expired tag is gone")
-	require.Equal(t, []string{"x", "z"}, n.Suppressed)
-	require.Equal(t, "benign", n.ManualClassification)
-	require.Empty(t, n.Classification)
+	require.Equal(t, []string{"m", "w", "y"}, n.Tags, "x and z suppressed, y inherited from the /24; the expired tag is gone")
+	require.Equal(t, "benign", n.Classification, "the manual one beats the /24's automatic one")
+	require.Equal(t, []string{"feed:a", "feed:b", "manual:alice"}, n.Sources)
 
 	f, err = st.FactsContaining(ctx, now, netip.MustParseAddr("198.51.100.9"))
 	require.NoError(t, err)

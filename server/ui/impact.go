@@ -29,16 +29,8 @@ func (h *Handler) rulesetChanges(ctx context.Context, addr netip.Addr, before, a
 	if err != nil || len(rulesets) == 0 {
 		return nil, err
 	}
-	stored, err := h.store.FactsContaining(ctx, now, addr)
-	if err != nil {
-		return nil, err
-	}
-	lists, err := render.ListSelectors(ctx, h.store)
-	if err != nil {
-		return nil, err
-	}
-	fb := &policy.Facts{Entries: factEntries(before, now), Geo: stored.Geo, Lists: lists}
-	fa := &policy.Facts{Entries: factEntries(after, now), Geo: stored.Geo, Lists: lists}
+	target := netip.PrefixFrom(addr, addr.BitLen())
+	vb, va := resolve.Resolve(target, before, now), resolve.Resolve(target, after, now)
 	bouncers, err := h.store.Bouncers(ctx)
 	if err != nil {
 		return nil, err
@@ -49,11 +41,11 @@ func (h *Handler) rulesetChanges(ctx context.Context, addr netip.Addr, before, a
 		if err != nil {
 			return nil, fmt.Errorf("ui: stored ruleset %s: %w", r.Name, err)
 		}
-		eb, err := policy.Explain(rs, fb, addr)
+		eb, err := render.ExplainView(ctx, h.store, rs, addr, vb, now)
 		if err != nil {
 			return nil, fmt.Errorf("ui: explain %s: %w", r.Name, err)
 		}
-		ea, err := policy.Explain(rs, fa, addr)
+		ea, err := render.ExplainView(ctx, h.store, rs, addr, va, now)
 		if err != nil {
 			return nil, fmt.Errorf("ui: explain %s: %w", r.Name, err)
 		}
@@ -81,63 +73,4 @@ func decision(rs *policy.Ruleset, e policy.Explanation) string {
 		return action + " (default)"
 	}
 	return fmt.Sprintf("%s (rule %d: %s)", action, e.Decided+1, policy.FormatRule(rs.Rules[e.Decided]))
-}
-
-// factEntries projects stored prefixes onto the policy's per-prefix facts, by
-// the same rules as the store's facts query: live assertions only; tags are the
-// manual ones plus the automatic ones a manual suppress on the prefix does not
-// hide; the automatic classification is the most severe; the manual one the newest.
-func factEntries(prefixes []resolve.Prefix, now time.Time) []policy.Entry {
-	var out []policy.Entry
-	for _, p := range prefixes {
-		var auto, manual, suppressed, sources []string
-		e := policy.Entry{Prefix: p.Prefix}
-		autoSeverity, manualSeen := -1, time.Time{}
-		live := false
-		for _, a := range p.Assertions {
-			if !a.Live(now) {
-				continue
-			}
-			live = true
-			isManual := resolve.IsManual(a.Source)
-			sources = append(sources, a.Source)
-			switch {
-			case a.Kind == resolve.KindTag && isManual:
-				manual = append(manual, a.Value)
-			case a.Kind == resolve.KindTag:
-				auto = append(auto, a.Value)
-			case a.Kind == resolve.KindSuppress && isManual:
-				suppressed = append(suppressed, a.Value)
-			case a.Kind == resolve.KindClassification && isManual:
-				if !a.LastSeen.Before(manualSeen) {
-					e.ManualClassification, manualSeen = a.Value, a.LastSeen
-				}
-			case a.Kind == resolve.KindClassification:
-				if s := resolve.Severity(a.Value); s > autoSeverity {
-					autoSeverity, e.Classification = s, a.Value
-				}
-			}
-		}
-		if !live {
-			continue
-		}
-		e.Tags = compact(manual)
-		for _, t := range compact(auto) {
-			if !slices.Contains(suppressed, t) && !slices.Contains(e.Tags, t) {
-				e.Tags = append(e.Tags, t)
-			}
-		}
-		if len(suppressed) > 0 {
-			e.Suppressed = compact(suppressed)
-		}
-		e.Sources = compact(sources)
-		out = append(out, e)
-	}
-	return out
-}
-
-func compact(s []string) []string {
-	s = slices.Clone(s)
-	slices.Sort(s)
-	return slices.Compact(s)
 }

@@ -108,12 +108,5 @@ func (h *Handler) explain(r *http.Request, stored store.Ruleset, addr netip.Addr
 	if err != nil {
 		return policy.Explanation{}, err
 	}
-	facts, err := h.store.FactsContaining(r.Context(), h.now(), addr)
-	if err != nil {
-		return policy.Explanation{}, err
-	}
-	if facts.Lists, err = render.ListSelectors(r.Context(), h.store); err != nil {
-		return policy.Explanation{}, err
-	}
-	return policy.Explain(rs, facts, addr)
+	return render.Explain(r.Context(), h.store, rs, addr, h.now())
 }
