@@ -193,3 +193,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
 }
+
+// ForgetChanges prunes every recorded change from st's change feed, as if
+// they had all aged past the retention: a reader that has not applied them
+// gets store.ErrChangesPruned.
+func ForgetChanges(tb testing.TB, st *store.Store) {
+	tb.Helper()
+	_, err := st.Pool().Exec(context.Background(), `WITH gone AS (DELETE FROM changes RETURNING seq)
+		UPDATE change_horizon SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM gone))
+		WHERE EXISTS (SELECT 1 FROM gone)`)
+	require.NoError(tb, err)
+}
