@@ -204,3 +204,15 @@ func ForgetChanges(tb testing.TB, st *store.Store) {
 		WHERE EXISTS (SELECT 1 FROM gone)`)
 	require.NoError(tb, err)
 }
+
+// KillListeners terminates every connection of st's database that is
+// LISTENing (its last statement a LISTEN), as a network failure would, and
+// returns how many it terminated.
+func KillListeners(tb testing.TB, st *store.Store) int {
+	tb.Helper()
+	var n int
+	err := st.Pool().QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`).Scan(&n)
+	require.NoError(tb, err)
+	return n
+}
