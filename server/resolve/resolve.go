@@ -128,9 +128,11 @@ type View struct {
 	// when no classification was asserted.
 	ClassificationPrefix netip.Prefix
 	// Tags are the live, not suppressed tag assertions, most specific prefix
-	// first; a tag asserted by several sources appears once per source.
+	// first, then by name and source; a tag asserted by several sources
+	// appears once per source.
 	Tags []TagFact
-	// Suppressed are the automatic tag assertions a manual suppress hides.
+	// Suppressed are the automatic tag assertions a manual suppress hides,
+	// in the order of Tags.
 	Suppressed []TagFact
 	// Sources are the sources of every live assertion, sorted.
 	Sources    []string
@@ -323,7 +325,21 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 		step("note from %s: the newest automatic one", autoNote.Source)
 	}
 	slices.Sort(v.Sources)
+	// Whatever order the assertions came in: most specific prefix first, then
+	// by name and source.
+	slices.SortStableFunc(v.Tags, compareFacts)
+	slices.SortStableFunc(v.Suppressed, compareFacts)
 	return v
+}
+
+func compareFacts(a, b TagFact) int {
+	if c := cmp.Compare(b.Prefix.Bits(), a.Prefix.Bits()); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Name, b.Name); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Source, b.Source)
 }
 
 // newer orders two assertions on one prefix: the later last seen first, then
