@@ -136,12 +136,16 @@ func expand(strs []string, p netip.Prefix, r *rec) resolve.Prefix {
 		return out
 	}
 	out.Assertions = make([]resolve.Assertion, len(r.facts))
+	var expiries []time.Time // one allocation for every expiry of the prefix
 	for i, f := range r.facts {
 		a := resolve.Assertion{Kind: kinds[f.kind], Source: strs[f.source], Value: strs[f.value],
 			FirstSeen: fromMicros(f.first), LastSeen: fromMicros(f.last)}
 		if f.expires != 0 {
-			e := fromMicros(f.expires)
-			a.ExpiresAt = &e
+			if expiries == nil {
+				expiries = make([]time.Time, 0, len(r.facts)-i)
+			}
+			expiries = append(expiries, fromMicros(f.expires))
+			a.ExpiresAt = &expiries[len(expiries)-1]
 		}
 		out.Assertions[i] = a
 	}

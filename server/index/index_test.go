@@ -144,7 +144,10 @@ func TestIndexSuppressionCase(t *testing.T) {
 		require.Empty(t, v.TagNames(), a)
 		require.Equal(t, []string{"supx"}, v.SuppressedNames(), a)
 	}
-	v, ok := s.Network(prefix("192.0.2.64/26"))
+	v, ok := s.Explain(prefix("192.0.2.70/32"))
+	require.True(t, ok)
+	require.Contains(t, v.Steps, `192.0.2.64/26: tag "supx" from ingest:b is suppressed by manual:alice on 192.0.2.0/24`)
+	v, ok = s.Network(prefix("192.0.2.64/26"))
 	require.True(t, ok)
 	require.Empty(t, v.TagNames())
 	require.Equal(t, []string{"ingest:a", "ingest:b", "manual:alice"}, v.Sources)

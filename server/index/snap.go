@@ -59,10 +59,10 @@ func (s *Snap) Len() int { return s.pfx.Size() }
 // GeoLen is the number of geo networks held.
 func (s *Snap) GeoLen() int { return s.geo.Size() }
 
-// Lookup returns the effective view of addr, with the explanation steps and
-// full provenance (tag facts with source, prefix and times, suppressed tags,
-// containing prefixes): GET /ips/{ip}. False when no existing stored prefix
-// contains addr. An IPv4-mapped IPv6 address is looked up as IPv4.
+// Lookup returns the effective view of addr with full provenance (tag facts
+// with source, prefix and times, suppressed tags, the containing prefixes),
+// without explanation steps: GET /ips/{ip}. False when no existing stored
+// prefix contains addr. An IPv4-mapped IPv6 address is looked up as IPv4.
 func (s *Snap) Lookup(addr netip.Addr) (resolve.View, bool) {
 	addr = addr.Unmap()
 	return s.Network(netip.PrefixFrom(addr, addr.BitLen()))
@@ -71,15 +71,25 @@ func (s *Snap) Lookup(addr netip.Addr) (resolve.View, bool) {
 // Network returns the effective view of p (masked to its bits) like Lookup:
 // GET /networks/{cidr}. False when no existing stored prefix contains p.
 func (s *Snap) Network(p netip.Prefix) (resolve.View, bool) {
+	return s.resolve(p, resolve.Effective)
+}
+
+// Explain is Network with the resolver's explanation steps (resolve.Resolve).
+func (s *Snap) Explain(p netip.Prefix) (resolve.View, bool) {
+	return s.resolve(p, resolve.Resolve)
+}
+
+func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, time.Time) resolve.View) (resolve.View, bool) {
 	if !p.IsValid() {
 		return resolve.View{Classification: resolve.Unknown}, false
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
-	var chain []resolve.Prefix
+	var buf [8]resolve.Prefix
+	chain := buf[:0]
 	for q, r := range s.pfx.Supernets(p) {
 		chain = append(chain, expand(s.strs, q, r))
 	}
-	v := resolve.Resolve(p, chain, s.at)
+	v := fn(p, chain, s.at)
 	return v, v.Exists()
 }
 

@@ -215,7 +215,8 @@ func Effective(target netip.Prefix, prefixes []Prefix, now time.Time) View {
 }
 
 func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool) View {
-	ps := make([]*Prefix, 0, len(prefixes))
+	var buf [8]*Prefix
+	ps := buf[:0]
 	for i := range prefixes {
 		p := &prefixes[i]
 		if p.Prefix.Bits() <= target.Bits() && p.Prefix.Contains(target.Addr()) && p.Exists(now) {
@@ -224,10 +225,15 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	}
 	// Most specific first; stored prefixes are unique, so the order is total
 	// and the result deterministic.
-	slices.SortFunc(ps, func(a, b *Prefix) int { return cmp.Compare(b.Prefix.Bits(), a.Prefix.Bits()) })
+	if !slices.IsSortedFunc(ps, moreSpecificFirst) {
+		slices.SortFunc(ps, moreSpecificFirst)
+	}
 
 	v := View{Classification: Unknown}
-	var suppressed map[string]string // tag -> "source on prefix" that hides it
+	if len(ps) > 0 {
+		v.Prefixes = make([]netip.Prefix, 0, len(ps))
+	}
+	var suppressed []suppression
 	for _, p := range ps {
 		v.Prefixes = append(v.Prefixes, p.Prefix)
 		if v.FirstSeen.IsZero() || (!p.FirstSeen.IsZero() && p.FirstSeen.Before(v.FirstSeen)) {
@@ -239,14 +245,11 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 		if p.Prefix == target {
 			v.Sightings = p.Sightings
 		}
-		for _, a := range p.Assertions {
-			if a.Kind == KindSuppress && IsManual(a.Source) && a.Live(now) {
-				if suppressed == nil {
-					suppressed = map[string]string{}
-				}
-				if _, ok := suppressed[a.Value]; !ok {
-					suppressed[a.Value] = a.Source + " on " + p.Prefix.String()
-				}
+		for i := range p.Assertions {
+			a := &p.Assertions[i]
+			if a.Kind == KindSuppress && IsManual(a.Source) && a.Live(now) &&
+				!slices.ContainsFunc(suppressed, func(s suppression) bool { return s.tag == a.Value }) {
+				suppressed = append(suppressed, suppression{tag: a.Value, by: a, on: p.Prefix})
 			}
 		}
 	}
@@ -256,16 +259,13 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 		manualClsPrefix, autoClsPrefix           netip.Prefix
 		manualNotePrefix, autoNotePrefix         netip.Prefix
 	)
-	step := func(format string, args ...any) {
-		if explain {
-			v.Steps = append(v.Steps, fmt.Sprintf(format, args...))
-		}
-	}
 	for _, p := range ps {
 		for i := range p.Assertions {
 			a := &p.Assertions[i]
 			if !a.Live(now) {
-				step("%s: %s %s %q expired at %s; ignored", p.Prefix, a.Source, a.Kind, a.Value, a.ExpiresAt.UTC().Format(time.RFC3339))
+				if explain {
+					v.Steps = append(v.Steps, fmt.Sprintf("%s: %s %s %q expired at %s; ignored", p.Prefix, a.Source, a.Kind, a.Value, a.ExpiresAt.UTC().Format(time.RFC3339)))
+				}
 				continue
 			}
 			if !slices.Contains(v.Sources, a.Source) {
@@ -275,13 +275,17 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 			switch a.Kind {
 			case KindTag:
 				fact := TagFact{Name: a.Value, Source: a.Source, Prefix: p.Prefix, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ExpiresAt: a.ExpiresAt}
-				if by, ok := suppressed[a.Value]; ok && !manual {
+				if i := slices.IndexFunc(suppressed, func(s suppression) bool { return s.tag == a.Value }); i >= 0 && !manual {
 					v.Suppressed = append(v.Suppressed, fact)
-					step("%s: tag %q from %s is suppressed by %s", p.Prefix, a.Value, a.Source, by)
+					if explain {
+						v.Steps = append(v.Steps, fmt.Sprintf("%s: tag %q from %s is suppressed by %s on %s", p.Prefix, a.Value, a.Source, suppressed[i].by.Source, suppressed[i].on))
+					}
 					continue
 				}
 				v.Tags = append(v.Tags, fact)
-				step("%s: tag %q from %s", p.Prefix, a.Value, a.Source)
+				if explain {
+					v.Steps = append(v.Steps, fmt.Sprintf("%s: tag %q from %s", p.Prefix, a.Value, a.Source))
+				}
 			case KindClassification:
 				if manual {
 					// The most specific prefix first; on one prefix the newest.
@@ -309,20 +313,28 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	switch {
 	case manualCls != nil:
 		v.Classification, v.ClassificationSource, v.ClassificationPrefix = manualCls.Value, manualCls.Source, manualClsPrefix
-		step("classification %s: manual assertion by %s on %s, the most specific manual one, beats every automatic one", manualCls.Value, manualCls.Source, manualClsPrefix)
+		if explain {
+			v.Steps = append(v.Steps, fmt.Sprintf("classification %s: manual assertion by %s on %s, the most specific manual one, beats every automatic one", manualCls.Value, manualCls.Source, manualClsPrefix))
+		}
 	case autoCls != nil:
 		v.Classification, v.ClassificationSource, v.ClassificationPrefix = autoCls.Value, autoCls.Source, autoClsPrefix
-		step("classification %s: the most severe automatic one, from %s on %s", autoCls.Value, autoCls.Source, autoClsPrefix)
-	default:
-		step("classification unknown: no live classification on any containing prefix")
+		if explain {
+			v.Steps = append(v.Steps, fmt.Sprintf("classification %s: the most severe automatic one, from %s on %s", autoCls.Value, autoCls.Source, autoClsPrefix))
+		}
+	case explain:
+		v.Steps = append(v.Steps, "classification unknown: no live classification on any containing prefix")
 	}
 	switch {
 	case manualNote != nil:
 		v.Note, v.NoteSource = manualNote.Value, manualNote.Source
-		step("note from %s: the manual one on the most specific prefix", manualNote.Source)
+		if explain {
+			v.Steps = append(v.Steps, fmt.Sprintf("note from %s: the manual one on the most specific prefix", manualNote.Source))
+		}
 	case autoNote != nil:
 		v.Note, v.NoteSource = autoNote.Value, autoNote.Source
-		step("note from %s: the newest automatic one", autoNote.Source)
+		if explain {
+			v.Steps = append(v.Steps, fmt.Sprintf("note from %s: the newest automatic one", autoNote.Source))
+		}
 	}
 	slices.Sort(v.Sources)
 	// Whatever order the assertions came in: most specific prefix first, then
@@ -331,6 +343,16 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	slices.SortStableFunc(v.Suppressed, compareFacts)
 	return v
 }
+
+// suppression is a live manual suppress of tag, the first (most specific)
+// one found.
+type suppression struct {
+	tag string
+	by  *Assertion
+	on  netip.Prefix
+}
+
+func moreSpecificFirst(a, b *Prefix) int { return cmp.Compare(b.Prefix.Bits(), a.Prefix.Bits()) }
 
 func compareFacts(a, b TagFact) int {
 	if c := cmp.Compare(b.Prefix.Bits(), a.Prefix.Bits()); c != 0 {

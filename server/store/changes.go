@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -182,45 +183,95 @@ func loadPrefixes(ctx context.Context, tx pgx.Tx, now time.Time, ps []netip.Pref
 	if ps != nil {
 		arg = ps
 	}
-	rows, err := tx.Query(ctx, loadPrefixesSQL, now, arg)
+	// Millions of rows: the binary columns are decoded here, without pgx's
+	// per-value scan plans, and the few distinct kinds, sources and values
+	// are allocated once each.
+	rows, err := tx.Query(ctx, loadPrefixesSQL, pgx.QueryResultFormats{pgx.BinaryFormatCode}, now, arg)
 	if err != nil {
 		return fmt.Errorf("query prefixes: %w", err)
 	}
+	defer rows.Close()
 	var (
-		cur, next             resolve.Prefix
-		kind, source, value   *string
-		aFirst, aLast, expiry *time.Time
-		started               bool
+		cur     resolve.Prefix
+		started bool
+		strs    = map[string]string{}
 	)
-	_, err = pgx.ForEachRow(rows, []any{&next.Prefix, &next.FirstSeen, &next.LastSeen, &next.Sightings,
-		&kind, &source, &value, &aFirst, &aLast, &expiry}, func() error {
-		if !started || next.Prefix != cur.Prefix {
+	intern := func(b []byte) string {
+		if s, ok := strs[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		if len(strs) < 1<<16 {
+			strs[s] = s
+		}
+		return s
+	}
+	for rows.Next() {
+		raw := rows.RawValues()
+		if len(raw) != 10 {
+			return fmt.Errorf("read prefixes: %d columns", len(raw))
+		}
+		p, err := decodeCIDR(raw[0])
+		if err != nil {
+			return fmt.Errorf("read prefixes: %w", err)
+		}
+		if !started || p != cur.Prefix {
 			if started {
 				if err := fn(cur); err != nil {
 					return err
 				}
 			}
 			started = true
-			cur.Prefix, cur.FirstSeen, cur.LastSeen, cur.Sightings = next.Prefix, next.FirstSeen, next.LastSeen, next.Sightings
+			cur.Prefix, cur.FirstSeen, cur.LastSeen = p, decodeTime(raw[1]), decodeTime(raw[2])
+			cur.Sightings = decodeInt8(raw[3])
 			cur.Assertions = cur.Assertions[:0]
 		}
-		if kind != nil {
-			a := resolve.Assertion{Kind: *kind, Source: *source, Value: *value, FirstSeen: *aFirst, LastSeen: *aLast}
-			if expiry != nil {
-				e := *expiry
-				a.ExpiresAt = &e
-			}
-			cur.Assertions = append(cur.Assertions, a)
+		if raw[4] == nil {
+			continue
 		}
-		return nil
-	})
-	if err != nil {
+		a := resolve.Assertion{Kind: intern(raw[4]), Source: intern(raw[5]), Value: intern(raw[6]),
+			FirstSeen: decodeTime(raw[7]), LastSeen: decodeTime(raw[8])}
+		if raw[9] != nil {
+			e := decodeTime(raw[9])
+			a.ExpiresAt = &e
+		}
+		cur.Assertions = append(cur.Assertions, a)
+	}
+	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read prefixes: %w", err)
 	}
 	if started {
 		return fn(cur)
 	}
 	return nil
+}
+
+// decodeCIDR decodes PostgreSQL's binary cidr: family (2: IPv4, 3: IPv6),
+// bits, is_cidr, address length, address.
+func decodeCIDR(b []byte) (netip.Prefix, error) {
+	if len(b) < 4 || len(b) != 4+int(b[3]) {
+		return netip.Prefix{}, fmt.Errorf("bad cidr of %d bytes", len(b))
+	}
+	a, ok := netip.AddrFromSlice(b[4:])
+	if !ok {
+		return netip.Prefix{}, fmt.Errorf("bad cidr address of %d bytes", len(b)-4)
+	}
+	return netip.PrefixFrom(a, int(b[1])), nil
+}
+
+// pgEpoch is PostgreSQL's binary timestamp origin, in Unix microseconds.
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// decodeTime decodes a binary timestamptz (microseconds since 2000-01-01 UTC).
+func decodeTime(b []byte) time.Time {
+	return time.UnixMicro(pgEpoch + decodeInt8(b)).UTC()
+}
+
+func decodeInt8(b []byte) int64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return int64(binary.BigEndian.Uint64(b))
 }
 
 func geoNetworks(ctx context.Context, tx pgx.Tx, fn func(GeoNetwork) error) error {
