@@ -84,8 +84,7 @@ func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, t
 		return resolve.View{Classification: resolve.Unknown}, false
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
-	var buf [8]resolve.Prefix
-	chain := buf[:0]
+	var chain []resolve.Prefix
 	for q, r := range s.pfx.Supernets(p) {
 		chain = append(chain, expand(s.strs, q, r))
 	}
