@@ -232,6 +232,22 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	v := View{Classification: Unknown}
 	if len(ps) > 0 {
 		v.Prefixes = make([]netip.Prefix, 0, len(ps))
+		// Sized once: growing these slices was most of a bulk walk's cost.
+		tags, all := 0, 0
+		for _, p := range ps {
+			all += len(p.Assertions)
+			for i := range p.Assertions {
+				if p.Assertions[i].Kind == KindTag {
+					tags++
+				}
+			}
+		}
+		if tags > 0 {
+			v.Tags = make([]TagFact, 0, tags)
+		}
+		if all > 0 {
+			v.Sources = make([]string, 0, min(all, 8))
+		}
 	}
 	var suppressed []suppression
 	for _, p := range ps {
@@ -335,6 +351,13 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 		if explain {
 			v.Steps = append(v.Steps, fmt.Sprintf("note from %s: the newest automatic one", autoNote.Source))
 		}
+	}
+	// Empty is nil, however the slices were sized.
+	if len(v.Sources) == 0 {
+		v.Sources = nil
+	}
+	if len(v.Tags) == 0 {
+		v.Tags = nil
 	}
 	slices.Sort(v.Sources)
 	// Whatever order the assertions came in: most specific prefix first, then

@@ -126,7 +126,21 @@ const loadPrefixesSQL = `
 	       a.kind, a.source, a.value, a.first_seen, a.last_seen, a.expires_at
 	FROM prefixes p
 	LEFT JOIN assertions a ON a.prefix_id = p.id AND (a.expires_at IS NULL OR a.expires_at > $1)
-	WHERE $2::cidr[] IS NULL OR p.prefix = ANY ($2::cidr[])
+	ORDER BY p.id`
+
+// loadSomePrefixesSQL is loadPrefixesSQL for a set of prefixes: a probe of
+// prefixes' unique index per prefix and of assertions' key per prefix found
+// (the LATERAL with OFFSET 0 keeps the plan a nested loop whatever the
+// statistics say), so applying one change costs two index probes, not a
+// scan of every assertion.
+const loadSomePrefixesSQL = `
+	SELECT p.prefix, p.first_seen, p.last_seen, p.sightings,
+	       a.kind, a.source, a.value, a.first_seen, a.last_seen, a.expires_at
+	FROM prefixes p
+	LEFT JOIN LATERAL (
+	  SELECT a.kind, a.source, a.value, a.first_seen, a.last_seen, a.expires_at FROM assertions a
+	  WHERE a.prefix_id = p.id AND (a.expires_at IS NULL OR a.expires_at > $1) OFFSET 0) a ON true
+	WHERE p.prefix = ANY ($2::cidr[])
 	ORDER BY p.id`
 
 // LoadAll reads, in one consistent snapshot, every stored prefix with its
@@ -174,19 +188,19 @@ func (s *Store) GeoNetworks(ctx context.Context, fn func(GeoNetwork) error) erro
 }
 
 func loadPrefixes(ctx context.Context, tx pgx.Tx, now time.Time, ps []netip.Prefix, fn func(resolve.Prefix) error) error {
-	// A merge join over both primary orders; hash joins would build a table of
-	// every assertion first.
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off`); err != nil {
-		return fmt.Errorf("plan: %w", err)
-	}
-	var arg any
-	if ps != nil {
-		arg = ps
+	query, args := loadSomePrefixesSQL, []any{pgx.QueryResultFormats{pgx.BinaryFormatCode}, now, ps}
+	if ps == nil {
+		// A merge join over both primary orders; hash joins would build a
+		// table of every assertion first.
+		if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off`); err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
+		query, args = loadPrefixesSQL, args[:2]
 	}
 	// Millions of rows: the binary columns are decoded here, without pgx's
 	// per-value scan plans, and the few distinct kinds, sources and values
 	// are allocated once each.
-	rows, err := tx.Query(ctx, loadPrefixesSQL, pgx.QueryResultFormats{pgx.BinaryFormatCode}, now, arg)
+	rows, err := tx.Query(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("query prefixes: %w", err)
 	}
