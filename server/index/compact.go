@@ -154,7 +154,7 @@ func expand(strs []string, p netip.Prefix, r *rec) resolve.Prefix {
 
 // geoRec is one geo network.
 type geoRec struct {
-	asn                            uint32
+	asn                           uint32
 	country, continent, city, org uint32
 }
 

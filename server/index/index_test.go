@@ -89,8 +89,8 @@ func ob(p, src string, seen time.Time, tags ...string) store.Observation {
 	return store.Observation{Prefix: netip.MustParsePrefix(p), Source: src, Tags: tags, SeenAt: seen}
 }
 
-func addr(s string) netip.Addr      { return netip.MustParseAddr(s) }
-func prefix(s string) netip.Prefix  { return netip.MustParsePrefix(s) }
+func addr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func prefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func prefixes(ss ...string) []netip.Prefix {
 	out := make([]netip.Prefix, len(ss))
 	for i, s := range ss {

@@ -4,7 +4,6 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -234,19 +233,10 @@ func (f Filter) match(v resolve.View) bool {
 	if f.Classification != "" && v.Classification != f.Classification {
 		return false
 	}
-	if f.Source != "" && !slices.ContainsFunc(v.Sources, func(s string) bool { return sourceMatches(f.Source, s) }) {
+	if f.Source != "" && !slices.ContainsFunc(v.Sources, func(s string) bool { return resolve.SourceMatches(f.Source, s) }) {
 		return false
 	}
 	return f.SeenSince.IsZero() || !v.LastSeen.Before(f.SeenSince)
-}
-
-// sourceMatches reports whether source s matches pattern p ("feed:*"
-// matches every source starting with "feed:").
-func sourceMatches(p, s string) bool {
-	if prefix, ok := strings.CutSuffix(p, "*"); ok {
-		return strings.HasPrefix(s, prefix)
-	}
-	return p == s
 }
 
 // Row is one stored prefix with its effective view.

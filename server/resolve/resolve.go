@@ -179,6 +179,17 @@ func (v View) HasTag(name string) bool {
 // Exists reports whether the view rests on at least one existing stored prefix.
 func (v View) Exists() bool { return len(v.Prefixes) > 0 }
 
+// SourceMatches reports whether source matches pattern: equal to it, or,
+// for a pattern ending in "*", starting with what precedes the "*"
+// ("feed:*" matches every feed). This is the one definition of source
+// patterns (ruleset "source" conditions, search filters).
+func SourceMatches(pattern, source string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(source, prefix)
+	}
+	return pattern == source
+}
+
 // IsManual reports whether source names a person.
 func IsManual(source string) bool { return strings.HasPrefix(source, ManualPrefix) }
 

@@ -283,3 +283,21 @@ func BenchmarkEffective(b *testing.B) {
 		resolve.Effective(target, chain, now)
 	}
 }
+
+func TestSourceMatches(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		pattern, source string
+		want            bool
+	}{
+		{"feed:*", "feed:ipsum", true},
+		{"feed:*", "feed:", true},
+		{"feed:*", "ingest:feed:x", false},
+		{"feed:ipsum", "feed:ipsum", true},
+		{"feed:ipsum", "feed:ipsum2", false},
+		{"*", "manual:alice", true},
+		{"manual:alice", "manual:*", false},
+	} {
+		require.Equal(t, tt.want, resolve.SourceMatches(tt.pattern, tt.source), "%s ~ %s", tt.pattern, tt.source)
+	}
+}
