@@ -299,6 +299,9 @@ func (u *universe) check(s *index.Snap) {
 		wantEntries = append(wantEntries, index.Entry(p, wantViews[p]))
 	}
 	require.Equal(t, wantEntries, s.Entries(false).Entries)
+	for _, workers := range []int{2, 3, 7} {
+		require.Equal(t, wantEntries, index.EntriesWith(s, netip.Prefix{}, workers), "%d workers", workers)
+	}
 	for range 30 {
 		span := randPrefix(r)
 		var want []policy.Entry

@@ -37,8 +37,10 @@ import (
 // historyLen is how many generations ChangedSince can look back.
 const historyLen = 1024
 
-// pageSize is how many changes one catch-up step reads.
-const pageSize = 500
+// pageSize is how many changes one catch-up step reads and applies as one
+// snapshot: a change lists up to 100,000 prefixes, so this bounds a step's
+// memory while still coalescing a burst of small writes.
+const pageSize = 64
 
 // Index is the in-memory index of one process. Create it with New, run it
 // with Run; read it through Snapshot.

@@ -157,9 +157,9 @@ func TestIndexSuppressionCase(t *testing.T) {
 	require.Equal(t, prefixes("192.0.2.5/32"), searchAll(s, index.Filter{Within: prefix("192.0.2.0/28")}))
 	f := s.Entries(false)
 	require.Equal(t, []policy.Entry{
-		{Prefix: prefix("192.0.2.0/24"), Tags: []string{}, Classification: "unknown", Sources: []string{"ingest:a", "manual:alice"}},
-		{Prefix: prefix("192.0.2.5/32"), Tags: []string{}, Classification: "unknown", Sources: []string{"ingest:a", "ingest:c", "manual:alice"}},
-		{Prefix: prefix("192.0.2.64/26"), Tags: []string{}, Classification: "unknown", Sources: []string{"ingest:a", "ingest:b", "manual:alice"}},
+		{Prefix: prefix("192.0.2.0/24"), Classification: "unknown", Sources: []string{"ingest:a", "manual:alice"}},
+		{Prefix: prefix("192.0.2.5/32"), Classification: "unknown", Sources: []string{"ingest:a", "ingest:c", "manual:alice"}},
+		{Prefix: prefix("192.0.2.64/26"), Classification: "unknown", Sources: []string{"ingest:a", "ingest:b", "manual:alice"}},
 	}, f.Entries)
 	span := s.SpanFacts(prefix("192.0.2.64/27"), false)
 	require.Equal(t, []netip.Prefix{prefix("192.0.2.64/26")}, entryPrefixes(span), "the containing prefix, nothing inside")

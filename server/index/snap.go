@@ -3,7 +3,9 @@ package index
 import (
 	"iter"
 	"net/netip"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -118,6 +120,23 @@ func contains(a, b netip.Prefix) bool { return a.Bits() <= b.Bits() && a.Contain
 // visit returns the effective view of stored prefix p; false when p does not
 // exist (it still joins the chain: the resolver skips it).
 func (w *walker) visit(p netip.Prefix, r *rec) (resolve.View, bool) {
+	if !w.push(p, r) {
+		return resolve.View{}, false
+	}
+	return resolve.Effective(p, w.stack, w.s.at), true
+}
+
+// entry is visit for the compiler: the entry of stored prefix p.
+func (w *walker) entry(p netip.Prefix, r *rec) (policy.Entry, bool) {
+	if !w.push(p, r) {
+		return policy.Entry{}, false
+	}
+	sum := resolve.Summarize(p, w.stack, w.s.at)
+	return policy.Entry{Prefix: p, Tags: sum.Tags, Classification: sum.Classification, Sources: sum.Sources}, true
+}
+
+// push makes the chain that of p and reports whether p exists.
+func (w *walker) push(p netip.Prefix, r *rec) bool {
 	for len(w.stack) > 0 && !contains(w.stack[len(w.stack)-1].Prefix, p) {
 		w.stack = w.stack[:len(w.stack)-1]
 	}
@@ -132,10 +151,7 @@ func (w *walker) visit(p netip.Prefix, r *rec) (resolve.View, bool) {
 		slices.Reverse(w.stack)
 	}
 	w.stack = append(w.stack, expand(w.s.strs, p, r))
-	if !r.exists(w.s.atUS) {
-		return resolve.View{}, false
-	}
-	return resolve.Effective(p, w.stack, w.s.at), true
+	return r.exists(w.s.atUS)
 }
 
 // ordered yields the stored prefixes after the cursor after (all when
@@ -268,21 +284,21 @@ func (s *Snap) Search(f Filter, after netip.Prefix, limit int) (rows []Row, next
 }
 
 // Entry is the compiler's form of a view: policy.Entry built from the
-// effective view of one stored prefix (tags after suppression, sorted; the
-// final classification; the sorted union of live sources).
+// effective view of one stored prefix (tags after suppression, sorted, nil
+// when none; the final classification; the sorted union of live sources).
 func Entry(p netip.Prefix, v resolve.View) policy.Entry {
-	return policy.Entry{Prefix: p, Tags: v.TagNames(), Classification: v.Classification, Sources: v.Sources}
+	tags := v.TagNames()
+	if len(tags) == 0 {
+		tags = nil
+	}
+	return policy.Entry{Prefix: p, Tags: tags, Classification: v.Classification, Sources: v.Sources}
 }
 
 // Entries returns the facts of a full compilation: the entry of every
 // existing stored prefix (its effective view, see Entry), sorted by address
 // then bits, and, with withGeo, every geo network in the same order.
 func (s *Snap) Entries(withGeo bool) *policy.Facts {
-	f := &policy.Facts{Entries: make([]policy.Entry, 0, s.pfx.Size())}
-	s.Walk(func(p netip.Prefix, v resolve.View) bool {
-		f.Entries = append(f.Entries, Entry(p, v))
-		return true
-	})
+	f := &policy.Facts{Entries: s.entries(netip.Prefix{}, 0)}
 	if withGeo {
 		f.Geo = make([]policy.GeoNet, 0, s.geo.Size())
 		for p, g := range s.geo.AllSorted() {
@@ -308,10 +324,7 @@ func (s *Snap) SpanFacts(span netip.Prefix, withGeo bool) *policy.Facts {
 			break
 		}
 	}
-	s.walk(netip.Prefix{}, span, func(p netip.Prefix, v resolve.View) bool {
-		f.Entries = append(f.Entries, Entry(p, v))
-		return true
-	})
+	f.Entries = append(f.Entries, s.entries(span, 0)...)
 	if withGeo {
 		for q, g := range s.geo.Supernets(span) {
 			if q != span {
@@ -382,4 +395,56 @@ func comparePrefixes(a, b netip.Prefix) int {
 		return c
 	}
 	return a.Bits() - b.Bits()
+}
+
+// parallelMin is the fewest prefixes worth resolving on several cores.
+const parallelMin = 8192
+
+// entries returns the entries of the existing stored prefixes inside within
+// (all when invalid), in address order. The prefixes are listed first (cheap),
+// then resolved in contiguous chunks by workers goroutines (0: one per core
+// from parallelMin prefixes on): a walker started anywhere in the order
+// builds its chain from the table.
+func (s *Snap) entries(within netip.Prefix, workers int) []policy.Entry {
+	var (
+		ps []netip.Prefix
+		rs []*rec
+	)
+	if !within.IsValid() {
+		ps, rs = make([]netip.Prefix, 0, s.pfx.Size()), make([]*rec, 0, s.pfx.Size())
+	}
+	for p, r := range s.ordered(netip.Prefix{}, within) {
+		ps, rs = append(ps, p), append(rs, r)
+	}
+	out := make([]policy.Entry, len(ps))
+	exists := make([]bool, len(ps))
+	if workers <= 0 {
+		workers = 1
+		if len(ps) >= parallelMin {
+			workers = runtime.GOMAXPROCS(0)
+		}
+	}
+	chunk := (len(ps) + workers - 1) / max(workers, 1)
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(ps); lo += chunk {
+		hi := min(lo+chunk, len(ps))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := walker{s: s}
+			for i := lo; i < hi; i++ {
+				out[i], exists[i] = w.entry(ps[i], rs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	n := 0
+	for i := range out {
+		if exists[i] {
+			out[n] = out[i]
+			n++
+		}
+	}
+	clear(out[n:])
+	return out[:n]
 }

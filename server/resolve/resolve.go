@@ -217,15 +217,51 @@ func ValidClassification(c string) bool {
 // steps. Use it for one answer (a lookup, explain); for bulk outputs use
 // [Effective], which applies the same rules without writing the steps.
 func Resolve(target netip.Prefix, prefixes []Prefix, now time.Time) View {
-	return resolve(target, prefixes, now, true)
+	v, _ := resolve(target, prefixes, now, modeExplain)
+	return v
 }
 
 // Effective is [Resolve] without the explanation steps.
 func Effective(target netip.Prefix, prefixes []Prefix, now time.Time) View {
-	return resolve(target, prefixes, now, false)
+	v, _ := resolve(target, prefixes, now, modeView)
+	return v
 }
 
-func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool) View {
+// Summary is the compact form of an effective view that compilers and bulk
+// outputs need: what [Effective] gives, without provenance.
+type Summary struct {
+	// Tags are the distinct effective tag names, sorted; nil when none.
+	Tags []string
+	// Classification is the effective classification.
+	Classification string
+	// Sources are the sources of every live assertion, sorted.
+	Sources []string
+}
+
+// Summarize is [Effective] reduced to a [Summary], by the same rules at a
+// fraction of the cost (no tag facts, no containing prefixes).
+func Summarize(target netip.Prefix, prefixes []Prefix, now time.Time) Summary {
+	v, names := resolve(target, prefixes, now, modeSummary)
+	if len(names) == 0 {
+		names = nil
+	}
+	slices.Sort(names)
+	return Summary{Tags: slices.Compact(names), Classification: v.Classification, Sources: v.Sources}
+}
+
+// How much resolve writes down.
+const (
+	modeSummary = iota // tag names only, no facts, no prefixes
+	modeView           // the full view
+	modeExplain        // the full view and the explanation steps
+)
+
+// resolve applies the rules. In modeSummary it returns the effective tag
+// names (unsorted, with repeats) instead of filling the view's tag facts,
+// suppressed facts and prefixes.
+func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, mode int) (View, []string) {
+	explain, summary := mode == modeExplain, mode == modeSummary
+	var names []string
 	var buf [8]*Prefix
 	ps := buf[:0]
 	for i := range prefixes {
@@ -242,7 +278,9 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 
 	v := View{Classification: Unknown}
 	if len(ps) > 0 {
-		v.Prefixes = make([]netip.Prefix, 0, len(ps))
+		if !summary {
+			v.Prefixes = make([]netip.Prefix, 0, len(ps))
+		}
 		// Sized once: growing these slices was most of a bulk walk's cost.
 		tags, all := 0, 0
 		for _, p := range ps {
@@ -253,7 +291,10 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 				}
 			}
 		}
-		if tags > 0 {
+		switch {
+		case tags > 0 && summary:
+			names = make([]string, 0, tags)
+		case tags > 0:
 			v.Tags = make([]TagFact, 0, tags)
 		}
 		if all > 0 {
@@ -262,7 +303,9 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	}
 	var suppressed []suppression
 	for _, p := range ps {
-		v.Prefixes = append(v.Prefixes, p.Prefix)
+		if !summary {
+			v.Prefixes = append(v.Prefixes, p.Prefix)
+		}
 		if v.FirstSeen.IsZero() || (!p.FirstSeen.IsZero() && p.FirstSeen.Before(v.FirstSeen)) {
 			v.FirstSeen = p.FirstSeen
 		}
@@ -301,6 +344,12 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 			manual := IsManual(a.Source)
 			switch a.Kind {
 			case KindTag:
+				if summary {
+					if manual || !slices.ContainsFunc(suppressed, func(s suppression) bool { return s.tag == a.Value }) {
+						names = append(names, a.Value)
+					}
+					continue
+				}
 				fact := TagFact{Name: a.Value, Source: a.Source, Prefix: p.Prefix, FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, ExpiresAt: a.ExpiresAt}
 				if i := slices.IndexFunc(suppressed, func(s suppression) bool { return s.tag == a.Value }); i >= 0 && !manual {
 					v.Suppressed = append(v.Suppressed, fact)
@@ -375,7 +424,7 @@ func resolve(target netip.Prefix, prefixes []Prefix, now time.Time, explain bool
 	// by name and source.
 	slices.SortStableFunc(v.Tags, compareFacts)
 	slices.SortStableFunc(v.Suppressed, compareFacts)
-	return v
+	return v, names
 }
 
 // suppression is a live manual suppress of tag, the first (most specific)

@@ -301,3 +301,43 @@ func TestSourceMatches(t *testing.T) {
 		require.Equal(t, tt.want, resolve.SourceMatches(tt.pattern, tt.source), "%s ~ %s", tt.pattern, tt.source)
 	}
 }
+
+// Summarize applies the same rules as Effective: checked on every case of
+// TestResolve's kind of input, by comparing with the full view.
+func TestSummarizeAgreesWithEffective(t *testing.T) {
+	t.Parallel()
+	universe := []resolve.Prefix{
+		pfx("192.0.2.0/24", tag("ingest:a", "supx"), suppress("manual:alice", "supx"), cls("feed:a", "malicious"), tag("manual:bob", "supx")),
+		pfx("192.0.2.64/26", tag("ingest:b", "supx"), tag("ingest:b", "other"), cls("manual:carol", "benign")),
+		pfx("192.0.2.5/32", tag("ingest:c", "supx"), expiring(tag("ingest:c", "gone"), -1), cls("ingest:c", "suspicious")),
+		pfx("192.0.2.0/23", tag("feed:z", "wide"), tag("feed:y", "wide")),
+	}
+	for _, target := range []string{"192.0.2.70/32", "192.0.2.5/32", "192.0.2.64/26", "192.0.2.0/24", "192.0.3.1/32", "198.51.100.1/32"} {
+		p := netip.MustParsePrefix(target)
+		v := resolve.Effective(p, universe, now)
+		sum := resolve.Summarize(p, universe, now)
+		if len(sum.Tags) == 0 {
+			require.Nil(t, sum.Tags, target)
+			require.Empty(t, v.TagNames(), target)
+		} else {
+			require.Equal(t, v.TagNames(), sum.Tags, target)
+		}
+		require.Equal(t, v.Classification, sum.Classification, target)
+		require.Equal(t, v.Sources, sum.Sources, target)
+	}
+	require.Equal(t, []string{"other", "supx", "wide"}, resolve.Summarize(netip.MustParsePrefix("192.0.2.70/32"), universe, now).Tags,
+		"the manual supx survives its own suppress")
+}
+
+func BenchmarkSummarize(b *testing.B) {
+	chain := []resolve.Prefix{
+		pfx("10.0.0.0/16", tag("feed:a", "listed"), cls("feed:a", "malicious"), tag("ingest:x", "scan")),
+		pfx("10.0.1.0/24", tag("feed:b", "listed"), cls("feed:b", "suspicious"), suppress("manual:alice", "scan")),
+		pfx("10.0.1.7/32", tag("ingest:x", "ssh"), cls("ingest:x", "malicious"), note("ingest:x", "seen", now)),
+	}
+	target := netip.MustParsePrefix("10.0.1.7/32")
+	b.ReportAllocs()
+	for b.Loop() {
+		resolve.Summarize(target, chain, now)
+	}
+}
