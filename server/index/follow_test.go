@@ -142,3 +142,45 @@ func TestIndexFollowsAfterReconnect(t *testing.T) {
 	s = caughtUp(t, b, ix)
 	require.Len(t, searchAll(s, index.Filter{Tag: "t"}), 6)
 }
+
+// A change of everything (a bulk write over more prefixes than the feed
+// lists) reloads, and ChangedSince cannot see across the reload.
+func TestIndexApplyAll(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	ix := index.New(b.st, logger(t), time.Now)
+	require.NoError(t, ix.Reload(b.ctx))
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{ob("192.0.2.1/32", "ingest:a", now, "x")}, "test"))
+	require.NoError(t, ix.CatchUp(b.ctx))
+	gen := ix.Snapshot().Gen()
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{ob("192.0.2.2/32", "ingest:a", now, "y")}, "test"))
+	require.NoError(t, ix.Apply(b.ctx, []store.Change{{Seq: 2, Scope: store.ChangeAll}}))
+	s := ix.Snapshot()
+	require.Equal(t, prefixes("192.0.2.1/32", "192.0.2.2/32"), searchAll(s, index.Filter{}))
+	require.EqualValues(t, 2, s.Seq())
+	_, _, ok := s.ChangedSince(gen)
+	require.False(t, ok)
+}
+
+// The history is bounded: a generation too old to reach answers not ok, a
+// recent one the union of what changed since.
+func TestIndexHistoryBound(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ix := index.New(b.st, logger(t), time.Now)
+	require.NoError(t, ix.Reload(b.ctx))
+	first := ix.Snapshot().Gen()
+	for i := range 2100 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i % 7)}), 32)
+		require.NoError(t, ix.Apply(b.ctx, []store.Change{{Seq: int64(i + 1), Scope: store.ChangePrefixes, Prefixes: []netip.Prefix{p}}}))
+	}
+	s := ix.Snapshot()
+	require.Equal(t, first+2100, s.Gen())
+	_, _, ok := s.ChangedSince(first)
+	require.False(t, ok, "beyond the history kept")
+	spans, geo, ok := s.ChangedSince(s.Gen() - 3)
+	require.True(t, ok)
+	require.False(t, geo)
+	require.Len(t, spans, 3)
+}
