@@ -131,25 +131,39 @@ func compact(in *interner, p resolve.Prefix) *rec {
 
 // expand turns a rec back into the resolver's input.
 func expand(strs []string, p netip.Prefix, r *rec) resolve.Prefix {
+	out, _ := expandInto(strs, p, r, nil, nil)
+	return out
+}
+
+// expandInto is expand into the given buffers (grown when too small), for
+// walkers that recycle them: it returns the expiry buffer the assertions'
+// ExpiresAt point into.
+func expandInto(strs []string, p netip.Prefix, r *rec, as []resolve.Assertion, exps []time.Time) (resolve.Prefix, []time.Time) {
 	out := resolve.Prefix{Prefix: p, FirstSeen: fromMicros(r.first), LastSeen: fromMicros(r.last), Sightings: r.sightings}
 	if len(r.facts) == 0 {
-		return out
+		return out, exps
 	}
-	out.Assertions = make([]resolve.Assertion, len(r.facts))
-	var expiries []time.Time // one allocation for every expiry of the prefix
-	for i, f := range r.facts {
+	if cap(as) < len(r.facts) {
+		as = make([]resolve.Assertion, 0, len(r.facts))
+	}
+	as = as[:0]
+	exps = exps[:0]
+	for _, f := range r.facts {
 		a := resolve.Assertion{Kind: kinds[f.kind], Source: strs[f.source], Value: strs[f.value],
 			FirstSeen: fromMicros(f.first), LastSeen: fromMicros(f.last)}
 		if f.expires != 0 {
-			if expiries == nil {
-				expiries = make([]time.Time, 0, len(r.facts)-i)
+			if cap(exps) < len(r.facts) {
+				// Sized for every fact at once, so that no append moves
+				// the times the assertions point to.
+				exps = make([]time.Time, 0, len(r.facts))
 			}
-			expiries = append(expiries, fromMicros(f.expires))
-			a.ExpiresAt = &expiries[len(expiries)-1]
+			exps = append(exps, fromMicros(f.expires))
+			a.ExpiresAt = &exps[len(exps)-1]
 		}
-		out.Assertions[i] = a
+		as = append(as, a)
 	}
-	return out
+	out.Assertions = as
+	return out, exps
 }
 
 // geoRec is one geo network.

@@ -113,6 +113,17 @@ func (s *Snap) Stored(p netip.Prefix) bool {
 type walker struct {
 	s     *Snap
 	stack []resolve.Prefix
+	// With recycle, the buffers of popped prefixes are reused: only for
+	// walks whose results keep no pointer into them (entries keep strings,
+	// which the snapshot owns).
+	recycle bool
+	exps    [][]time.Time // the expiry buffer of each stack entry
+	free    []buffers
+}
+
+type buffers struct {
+	as   []resolve.Assertion
+	exps []time.Time
 }
 
 func contains(a, b netip.Prefix) bool { return a.Bits() <= b.Bits() && a.Contains(b.Addr()) }
@@ -138,20 +149,41 @@ func (w *walker) entry(p netip.Prefix, r *rec) (policy.Entry, bool) {
 // push makes the chain that of p and reports whether p exists.
 func (w *walker) push(p netip.Prefix, r *rec) bool {
 	for len(w.stack) > 0 && !contains(w.stack[len(w.stack)-1].Prefix, p) {
-		w.stack = w.stack[:len(w.stack)-1]
+		top := len(w.stack) - 1
+		if w.recycle {
+			w.free = append(w.free, buffers{w.stack[top].Assertions, w.exps[top]})
+			w.exps = w.exps[:top]
+		}
+		w.stack = w.stack[:top]
 	}
 	if len(w.stack) == 0 {
 		// The first prefix visited, or one no visited prefix contains: the
 		// chain comes from the table (least specific first).
 		for q, qr := range w.s.pfx.Supernets(p) {
 			if q != p {
-				w.stack = append(w.stack, expand(w.s.strs, q, qr))
+				w.add(q, qr)
 			}
 		}
 		slices.Reverse(w.stack)
+		slices.Reverse(w.exps)
 	}
-	w.stack = append(w.stack, expand(w.s.strs, p, r))
+	w.add(p, r)
 	return r.exists(w.s.atUS)
+}
+
+// add pushes stored prefix p on the chain.
+func (w *walker) add(p netip.Prefix, r *rec) {
+	if !w.recycle {
+		w.stack = append(w.stack, expand(w.s.strs, p, r))
+		return
+	}
+	var b buffers
+	if n := len(w.free); n > 0 {
+		b, w.free = w.free[n-1], w.free[:n-1]
+	}
+	e, exps := expandInto(w.s.strs, p, r, b.as, b.exps)
+	w.stack = append(w.stack, e)
+	w.exps = append(w.exps, exps)
 }
 
 // ordered yields the stored prefixes after the cursor after (all when
@@ -431,7 +463,7 @@ func (s *Snap) entries(within netip.Prefix, workers int) []policy.Entry {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := walker{s: s}
+			w := walker{s: s, recycle: true}
 			for i := lo; i < hi; i++ {
 				out[i], exists[i] = w.entry(ps[i], rs[i])
 			}
