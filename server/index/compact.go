@@ -109,11 +109,49 @@ func fromMicros(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// compact turns a loaded prefix into a rec.
-func compact(in *interner, p resolve.Prefix) *rec {
-	r := &rec{first: micros(p.FirstSeen), last: micros(p.LastSeen), sightings: p.Sightings}
+// slab hands out recs and fact slices carved from large blocks, so that a
+// full load makes a few hundred allocations instead of two a prefix. A nil
+// slab allocates each one on its own (applied changes): a block lives while
+// any rec carved from it does, so the room of recs replaced by changes comes
+// back at the next full load.
+type slab struct {
+	recs  []rec
+	facts []fact
+}
+
+const slabSize = 4096
+
+func (s *slab) rec() *rec {
+	if s == nil {
+		return &rec{}
+	}
+	if len(s.recs) == cap(s.recs) {
+		s.recs = make([]rec, 0, slabSize)
+	}
+	s.recs = s.recs[:len(s.recs)+1]
+	return &s.recs[len(s.recs)-1]
+}
+
+// factSlice returns an empty slice with capacity n; appending beyond n
+// would reallocate, never overwrite a neighbour.
+func (s *slab) factSlice(n int) []fact {
+	if s == nil || n > slabSize/4 {
+		return make([]fact, 0, n)
+	}
+	if cap(s.facts)-len(s.facts) < n {
+		s.facts = make([]fact, 0, slabSize)
+	}
+	start := len(s.facts)
+	s.facts = s.facts[:start+n]
+	return s.facts[start : start : start+n]
+}
+
+// compact turns a loaded prefix into a rec, from sl when not nil.
+func compact(in *interner, sl *slab, p resolve.Prefix) *rec {
+	r := sl.rec()
+	r.first, r.last, r.sightings = micros(p.FirstSeen), micros(p.LastSeen), p.Sightings
 	if len(p.Assertions) > 0 {
-		r.facts = make([]fact, 0, len(p.Assertions))
+		r.facts = sl.factSlice(len(p.Assertions))
 	}
 	for _, a := range p.Assertions {
 		k, ok := kindByte(a.Kind)

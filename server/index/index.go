@@ -221,8 +221,9 @@ func (ix *Index) Reload(ctx context.Context) error {
 	pfx := new(bart.Table[*rec])
 	geo := new(bart.Table[*geoRec])
 	var exps expiryHeap
+	sl := &slab{}
 	seq, err := ix.st.LoadAll(ctx, at, func(p resolve.Prefix) error {
-		r := compact(strs, p)
+		r := compact(strs, sl, p)
 		if next := r.nextExpiry(atUS); next != 0 {
 			r.exp = &expiry{at: next, p: p.Prefix}
 			exps = append(exps, r.exp)
@@ -300,7 +301,7 @@ func (ix *Index) Apply(ctx context.Context, changes []store.Change) error {
 	atUS := micros(at)
 	fresh := map[netip.Prefix]*rec{}
 	err := ix.st.LoadPrefixes(ctx, at, spans, func(p resolve.Prefix) error {
-		fresh[p.Prefix] = compact(ix.strs, p)
+		fresh[p.Prefix] = compact(ix.strs, nil, p)
 		return nil
 	})
 	if err != nil {
