@@ -60,6 +60,8 @@ type Index struct {
 	// writer methods) touches it, under mu.
 	mu   sync.Mutex
 	strs *interner
+	// loadedStrs is how many strings the last full load interned.
+	loadedStrs int
 	exps expiryHeap
 }
 
@@ -241,7 +243,7 @@ func (ix *Index) Reload(ctx context.Context) error {
 		e.idx = i
 	}
 	heap.Init(&exps)
-	ix.strs, ix.exps = strs, exps
+	ix.strs, ix.exps, ix.loadedStrs = strs, exps, len(strs.strs)
 	ix.commit(ix.Snapshot(), seq, at, pfx, geo, nil, false, true)
 	ix.readyOnce.Do(func() { close(ix.ready) })
 	return nil
@@ -265,6 +267,13 @@ func (ix *Index) CatchUp(ctx context.Context) error {
 		}
 		if err := ix.Apply(ctx, changes); err != nil {
 			return err
+		}
+		// Interned strings are never freed (old snapshots may use them):
+		// when changes have doubled them (new notes, say), a full load
+		// starts afresh, which also frees the load's slabs.
+		if ix.stale() {
+			ix.log.InfoContext(ctx, "Reloading the index to drop unused strings.")
+			return ix.Reload(ctx)
 		}
 		if len(changes) < pageSize {
 			return nil
@@ -363,6 +372,12 @@ func (ix *Index) Expire() {
 	}
 	prev := ix.Snapshot()
 	ix.commit(prev, prev.seq, at, prev.pfx, prev.geo, nil, false, false)
+}
+
+func (ix *Index) stale() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.strs.strs) > 2*ix.loadedStrs+100_000
 }
 
 func (ix *Index) nextExpiry() (time.Time, bool) {
