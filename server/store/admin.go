@@ -237,8 +237,10 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter, before int64, limit in
 	return es, mapErr("list audit", err)
 }
 
-// Prune deletes sighting events older than keepSightings and assertions that
-// expired more than keepExpired ago. It returns how many rows went.
+// Prune deletes sighting events older than keepSightings, assertions that
+// expired more than keepExpired ago, and the prefixes left with no assertion
+// and no sighting (recorded in the change feed). It returns how many sighting
+// events and assertions went.
 func (s *Store) Prune(ctx context.Context, now time.Time, keepSightings, keepExpired time.Duration) (sightings, assertions int64, err error) {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM sightings WHERE seen_at < $1`, now.Add(-keepSightings))
 	if err != nil {
@@ -249,5 +251,13 @@ func (s *Store) Prune(ctx context.Context, now time.Time, keepSightings, keepExp
 	if err != nil {
 		return sightings, 0, mapErr("prune assertions", err)
 	}
-	return sightings, tag.RowsAffected(), nil
+	assertions = tag.RowsAffected()
+	err = s.inTx(ctx, "prune ghost prefixes", func(tx pgx.Tx) error {
+		gone, err := deleteGhostPrefixes(ctx, tx, nil)
+		if err != nil || len(gone) == 0 {
+			return err
+		}
+		return recordChange(ctx, tx, ChangePrefixes, gone)
+	})
+	return sightings, assertions, err
 }

@@ -59,7 +59,7 @@ func (s *Store) ReplaceGeoNetworks(ctx context.Context, source string, nets iter
 			return fmt.Errorf("insert networks: %w", err)
 		}
 		n = tag.RowsAffected()
-		return notifyChange(ctx, tx, "geo")
+		return recordChange(ctx, tx, ChangeGeo, nil)
 	})
 	return n, err
 }

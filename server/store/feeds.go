@@ -166,8 +166,8 @@ func (s *Store) PutFeed(ctx context.Context, f Feed, actor string) (created bool
 	return created, err
 }
 
-// DeleteFeed removes a feed, its history and every assertion it made, and
-// announces the change.
+// DeleteFeed removes a feed, its history and every assertion it made (and the
+// prefixes left with nothing stored about them), and records the change.
 func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
 	return s.inTx(ctx, "delete feed", func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM feeds WHERE name = $1 RETURNING `+feedColumns, name)
@@ -175,13 +175,15 @@ func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
 		if err != nil {
 			return mapErr("delete feed", err)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE source = $1`, FeedSource(name)); err != nil {
+		var ids []int64
+		if err := tx.QueryRow(ctx, `WITH d AS (DELETE FROM assertions WHERE source = $1 RETURNING prefix_id)
+			SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM d`, FeedSource(name)).Scan(&ids); err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, actor, "feed.delete", "feed/"+name, old, nil); err != nil {
 			return err
 		}
-		return notifyChange(ctx, tx, "feed")
+		return recordFeedChange(ctx, tx, ids)
 	})
 }
 
@@ -278,11 +280,14 @@ const (
 		ON CONFLICT (prefix) DO NOTHING`
 	// Removes what the feed no longer lists, and what it said under a tag it
 	// has since been reconfigured away from (or a classification it dropped).
-	feedRemove = `DELETE FROM assertions a WHERE a.source = $1 AND (
+	// It returns the ids of the prefixes it removed something from, for the
+	// change feed and the ghost clean-up.
+	feedRemove = `WITH d AS (DELETE FROM assertions a WHERE a.source = $1 AND (
 		  NOT EXISTS (SELECT 1 FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix WHERE p.id = a.prefix_id)
 		  OR (a.kind = 'tag' AND a.value <> $2)
 		  OR (a.kind = 'classification' AND $3 = '')
-		  OR a.kind NOT IN ('tag', 'classification'))`
+		  OR a.kind NOT IN ('tag', 'classification')) RETURNING a.prefix_id)
+		SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM d`
 	// Every assertion left is still listed: bump it in one pass (a plain
 	// UPDATE costs less than an upsert per row).
 	feedBump = `UPDATE assertions SET last_seen = $2, expires_at = $3,
@@ -348,24 +353,18 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 			e := u.Now.Add(f.TTL)
 			expires = &e
 		}
-		steps := []struct {
-			name string
-			sql  string
-			args []any
-			skip bool
-		}{
-			{"prefixes", feedPrefixes, []any{u.Now}, false},
-			{"removals", feedRemove, []any{f.Source(), f.Tag, f.Classification}, false},
-			{"bump", feedBump, []any{f.Source(), u.Now, expires, f.Classification}, false},
-			{"additions", feedAdd, []any{f.Source(), f.Tag, f.Classification, u.Now, expires}, false},
+		if _, err := tx.Exec(ctx, feedPrefixes, u.Now); err != nil {
+			return fmt.Errorf("merge prefixes: %w", err)
 		}
-		for _, st := range steps {
-			if st.skip {
-				continue
-			}
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
-				return fmt.Errorf("merge %s: %w", st.name, err)
-			}
+		var removedFrom []int64
+		if err := tx.QueryRow(ctx, feedRemove, f.Source(), f.Tag, f.Classification).Scan(&removedFrom); err != nil {
+			return fmt.Errorf("merge removals: %w", err)
+		}
+		if _, err := tx.Exec(ctx, feedBump, f.Source(), u.Now, expires, f.Classification); err != nil {
+			return fmt.Errorf("merge bump: %w", err)
+		}
+		if _, err := tx.Exec(ctx, feedAdd, f.Source(), f.Tag, f.Classification, u.Now, expires); err != nil {
+			return fmt.Errorf("merge additions: %w", err)
 		}
 		if f.Tag != "" {
 			if err := ensureTags(ctx, tx, []string{f.Tag}); err != nil {
@@ -382,7 +381,7 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if run, err = recordRun(ctx, tx, run); err != nil {
 			return err
 		}
-		return notifyChange(ctx, tx, "feed")
+		return recordFeedChange(ctx, tx, removedFrom, u.Prefixes...)
 	})
 	if refused != nil {
 		run.Status, run.Error, run.FinishedAt = RunRefused, refused.Error(), u.Now
@@ -398,4 +397,27 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		return run, mapErr("apply feed "+name, err)
 	}
 	return run, nil
+}
+
+// recordFeedChange deletes the prefixes among removedFrom left with nothing
+// stored about them, and records as changed those and every prefix of listed
+// (whose assertions the refresh added or bumped); more than the change feed
+// lists (see migration 0006) is recorded as a change of everything without
+// building the array.
+func recordFeedChange(ctx context.Context, tx pgx.Tx, removedFrom []int64, listed ...netip.Prefix) error {
+	if len(removedFrom)+len(listed) > maxListedChange {
+		if _, err := deleteGhostPrefixes(ctx, tx, removedFrom); err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, ChangeAll, nil)
+	}
+	var removed []netip.Prefix
+	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(prefix), '{}') FROM prefixes WHERE id = ANY ($1::bigint[])`,
+		removedFrom).Scan(&removed); err != nil {
+		return fmt.Errorf("removed prefixes: %w", err)
+	}
+	if _, err := deleteGhostPrefixes(ctx, tx, removedFrom); err != nil {
+		return err
+	}
+	return recordChange(ctx, tx, ChangePrefixes, append(removed, listed...))
 }

@@ -279,7 +279,7 @@ func TestApplyFeedNotifies(t *testing.T) {
 	defer cancel()
 	n, err := conn.Conn().WaitForNotification(ctx)
 	require.NoError(t, err)
-	require.Equal(t, "feed", n.Payload)
+	require.Equal(t, store.ChangePayloadPrefix+"1", n.Payload)
 
 	// A refused update changes nothing and announces nothing.
 	_, err = b.apply(t, nil, false)
@@ -287,7 +287,7 @@ func TestApplyFeedNotifies(t *testing.T) {
 	require.NoError(t, b.st.DeleteFeed(b.ctx, "test", "test"))
 	n, err = conn.Conn().WaitForNotification(ctx)
 	require.NoError(t, err)
-	require.Equal(t, "feed", n.Payload)
+	require.Equal(t, store.ChangePayloadPrefix+"2", n.Payload, "the refused update recorded no change")
 	_, err = conn.Exec(b.ctx, "UNLISTEN *")
 	require.NoError(t, err)
 }

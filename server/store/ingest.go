@@ -87,7 +87,7 @@ const (
 )
 
 // Ingest stores a batch of observations made through actor in one transaction
-// and announces the change. It retries a batch that lost a deadlock.
+// and records the changed prefixes in the change feed. It retries a batch that lost a deadlock.
 func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) error {
 	if len(obs) == 0 {
 		return nil
@@ -139,6 +139,6 @@ func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string)
 				return fmt.Errorf("merge %s: %w", st.name, err)
 			}
 		}
-		return notifyChange(ctx, tx, "ingest")
+		return recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
 	})
 }

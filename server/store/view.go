@@ -279,15 +279,52 @@ func (s *Store) PutOverride(ctx context.Context, p netip.Prefix, o Override, act
 		var after *Override
 		if !o.empty() {
 			after = &o
+		} else if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}); err != nil {
+			return err
 		}
 		if err := audit(ctx, tx, actor, "override.put", "prefix/"+p.String(), before, after); err != nil {
 			return err
 		}
-		return notifyChange(ctx, tx, "override")
+		return recordChange(ctx, tx, ChangePrefixes, []netip.Prefix{p})
 	})
 }
 
-// DeleteOverride removes every manual assertion on p. ErrNotFound when there is none.
+// A ghost is a stored prefix with no assertion and no sighting: it does not
+// exist for any output (DESIGN.md §3), so it is not kept either. Deleting one
+// takes two statements: the first locks the candidates (in prefix order, like
+// every writer), which blocks a concurrent writer from adding an assertion to
+// them (its foreign key check needs a share lock); the second, with a fresh
+// snapshot, deletes those still without any. A single DELETE could remove a
+// prefix, and by cascade the assertion, that a writer added while it waited.
+const (
+	lockGhosts = `SELECT coalesce(array_agg(id), '{}') FROM (
+		SELECT p.id FROM prefixes p WHERE ($1::bigint[] IS NULL OR p.id = ANY ($1::bigint[])) AND p.sightings = 0
+		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id)
+		ORDER BY p.prefix FOR UPDATE) g`
+	deleteGhosts = `WITH g AS (DELETE FROM prefixes p WHERE p.id = ANY ($1::bigint[]) AND p.sightings = 0
+		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id) RETURNING p.prefix)
+		SELECT coalesce(array_agg(prefix), '{}') FROM g`
+)
+
+// deleteGhostPrefixes deletes the ghosts among the prefixes with the given
+// ids (nil: among every stored prefix) and returns the prefixes deleted.
+func deleteGhostPrefixes(ctx context.Context, tx pgx.Tx, ids []int64) ([]netip.Prefix, error) {
+	var locked []int64
+	if err := tx.QueryRow(ctx, lockGhosts, ids).Scan(&locked); err != nil {
+		return nil, fmt.Errorf("lock ghost prefixes: %w", err)
+	}
+	if len(locked) == 0 {
+		return nil, nil
+	}
+	var gone []netip.Prefix
+	if err := tx.QueryRow(ctx, deleteGhosts, locked).Scan(&gone); err != nil {
+		return nil, fmt.Errorf("delete ghost prefixes: %w", err)
+	}
+	return gone, nil
+}
+
+// DeleteOverride removes every manual assertion on p, and p itself when
+// nothing else is stored about it. ErrNotFound when there is none.
 func (s *Store) DeleteOverride(ctx context.Context, p netip.Prefix, actor string) error {
 	return s.inTx(ctx, "delete override", func(tx pgx.Tx) error {
 		var id int64
@@ -307,10 +344,13 @@ func (s *Store) DeleteOverride(ctx context.Context, p netip.Prefix, actor string
 		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE prefix_id = $1 AND source LIKE 'manual:%'`, id); err != nil {
 			return err
 		}
+		if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}); err != nil {
+			return err
+		}
 		if err := audit(ctx, tx, actor, "override.delete", "prefix/"+p.String(), before, nil); err != nil {
 			return err
 		}
-		return notifyChange(ctx, tx, "override")
+		return recordChange(ctx, tx, ChangePrefixes, []netip.Prefix{p})
 	})
 }
 

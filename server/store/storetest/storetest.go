@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -192,4 +193,61 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
 	return len(p), nil
+}
+
+// ForgetChanges prunes every recorded change from st's change feed, as if
+// they had all aged past the retention: a reader that has not applied them
+// gets store.ErrChangesPruned.
+func ForgetChanges(tb testing.TB, st *store.Store) {
+	tb.Helper()
+	_, err := st.Pool().Exec(context.Background(), `WITH gone AS (DELETE FROM changes RETURNING seq)
+		UPDATE change_horizon SET pruned_through = greatest(pruned_through, (SELECT max(seq) FROM gone))
+		WHERE EXISTS (SELECT 1 FROM gone)`)
+	require.NoError(tb, err)
+}
+
+// KillListeners terminates every connection of st's database that is
+// LISTENing (its last statement a LISTEN), as a network failure would, and
+// returns how many it terminated.
+func KillListeners(tb testing.TB, st *store.Store) int {
+	tb.Helper()
+	var n int
+	err := st.Pool().QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+		FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'LISTEN%'`).Scan(&n)
+	require.NoError(tb, err)
+	return n
+}
+
+// Seed stores n synthetic prefixes for benchmarks, with three assertions
+// each (two tags and a classification, from a handful of sources and tags):
+// n/100 networks (/24s from 10.0.0.0, each tagged) and, inside and after
+// them, host addresses (/32s). It writes with set-based statements in the
+// database, bypassing the change feed: open indexes after seeding.
+func Seed(tb testing.TB, st *store.Store, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	nets := n / 100
+	for _, q := range []string{
+		`INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
+		 SELECT set_masklen('10.0.0.0'::inet + (i::bigint << 8), 24)::cidr, now() - interval '1 day', now(), 0
+		 FROM generate_series(0, $1::int - 1) i`,
+		`INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
+		 SELECT set_masklen('10.0.0.0'::inet + (i::bigint * 3 + 1), 32)::cidr, now() - interval '1 hour', now(), 1 + i % 5
+		 FROM generate_series(0, $2::int - $1::int - 1) i`,
+		`INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		 SELECT id, s.source, s.kind, CASE WHEN s.spread = 1 THEN s.value ELSE s.value || (id % s.spread) END, now() - interval '1 hour', now(),
+		        CASE WHEN id % 7 = 0 THEN now() + interval '1 day' END, 'seed'
+		 FROM prefixes, (VALUES ('feed:seed', 'tag', 'listed-', 5), ('ingest:sensor', 'tag', 'scan-', 20),
+		                        ('ingest:sensor', 'classification', 'malicious', 1)) s(source, kind, value, spread)`,
+		`ANALYZE prefixes`, `ANALYZE assertions`,
+	} {
+		args := []any{nets, n}
+		if !strings.Contains(q, "$1") {
+			args = nil
+		} else if !strings.Contains(q, "$2") {
+			args = args[:1]
+		}
+		_, err := st.Pool().Exec(ctx, q, args...)
+		require.NoError(tb, err, "storetest: seed")
+	}
 }

@@ -1,0 +1,447 @@
+// Package index holds, in each muninn serve process, every stored prefix
+// with its live assertions and every geo network in memory, in tables made
+// for longest-prefix match and containment (github.com/gaissmai/bart), and
+// answers from them through the one resolver (server/resolve).
+//
+// PostgreSQL stays the source of truth. [Index.Run] loads everything at
+// start, then follows the change feed (store.ChangesSince, announced by
+// NOTIFY): each change names the stored prefixes it touched, and the index
+// re-reads exactly those. After a lost connection it catches up from the
+// change table, and reloads in full when the changes it missed were pruned,
+// so several processes on one database converge.
+//
+// Readers take an immutable snapshot ([Index.Snapshot]) and query it
+// (lookups, search, walks for exports, facts for the compiler). Each applied
+// change, and each instant at which an assertion expires, makes a new
+// snapshot with the next generation; [Snap.ChangedSince] tells an
+// incremental compiler which prefixes changed between two generations.
+package index
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gaissmai/bart"
+
+	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
+)
+
+// historyLen is how many generations ChangedSince can look back.
+const historyLen = 1024
+
+// pageSize is how many changes one catch-up step reads and applies as one
+// snapshot: a change lists up to 100,000 prefixes, so this bounds a step's
+// memory while still coalescing a burst of small writes.
+const pageSize = 64
+
+// Index is the in-memory index of one process. Create it with New, run it
+// with Run; read it through Snapshot.
+type Index struct {
+	st  *store.Store
+	log *slog.Logger
+	now func() time.Time
+
+	cur       atomic.Pointer[Snap]
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	chMu    sync.Mutex
+	changed chan struct{}
+
+	// Writer state: only the goroutine in Run (or a test driving the
+	// writer methods) touches it, under mu.
+	mu   sync.Mutex
+	strs *interner
+	// loadedStrs is how many strings the last full load interned.
+	loadedStrs int
+	exps expiryHeap
+}
+
+// New returns an index over st that has loaded nothing yet: its snapshot is
+// empty (generation 0) until Run has loaded everything. now is the clock
+// that decides which assertions are live.
+func New(st *store.Store, log *slog.Logger, now func() time.Time) *Index {
+	ix := &Index{st: st, log: log, now: now, ready: make(chan struct{}), changed: make(chan struct{}), strs: newInterner()}
+	at := now()
+	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[*rec]), geo: new(bart.Table[*geoRec])})
+	return ix
+}
+
+// Snapshot returns the current snapshot. It never blocks.
+func (ix *Index) Snapshot() *Snap { return ix.cur.Load() }
+
+// Ready is closed once the first full load is in place.
+func (ix *Index) Ready() <-chan struct{} { return ix.ready }
+
+// Changed returns a channel that is closed when the next snapshot is
+// published. To miss nothing, take the channel before the snapshot:
+//
+//	ch := ix.Changed()
+//	snap := ix.Snapshot()
+//	… use snap …
+//	<-ch // a newer snapshot exists
+func (ix *Index) Changed() <-chan struct{} {
+	ix.chMu.Lock()
+	defer ix.chMu.Unlock()
+	return ix.changed
+}
+
+func (ix *Index) publish(s *Snap) {
+	ix.cur.Store(s)
+	ix.chMu.Lock()
+	close(ix.changed)
+	ix.changed = make(chan struct{})
+	ix.chMu.Unlock()
+}
+
+// Run loads everything, reports ready, then follows the change feed and
+// applies expiries until ctx ends. It retries failures with backoff and
+// returns nil when ctx ends.
+func (ix *Index) Run(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	wait := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, 30*time.Second)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	for {
+		start := time.Now()
+		err := ix.Reload(ctx)
+		if err == nil {
+			s := ix.Snapshot()
+			ix.log.InfoContext(ctx, "Index ready.", "prefixes", s.Len(), "geo_networks", s.GeoLen(),
+				"seq", s.Seq(), "duration", time.Since(start).String())
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		ix.log.ErrorContext(ctx, "Could not load the index.", "error", err)
+		if !wait() {
+			return nil
+		}
+	}
+	for {
+		err := ix.follow(ctx, func() { backoff = 100 * time.Millisecond })
+		if ctx.Err() != nil {
+			return nil
+		}
+		ix.log.ErrorContext(ctx, "The index lost the change feed; catching up after a pause.", "error", err)
+		if !wait() {
+			return nil
+		}
+	}
+}
+
+// follow runs one listening session: LISTEN first, then catch up, so no
+// change between the two is missed; then apply what is announced and what
+// expires.
+func (ix *Index) follow(ctx context.Context, connected func()) error {
+	l, err := ix.st.Listen(ctx)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type note struct {
+		payload string
+		err     error
+	}
+	notes := make(chan note)
+	done := make(chan struct{})
+	// The reader is owned by this session: cancel stops it and done is waited on.
+	go func() {
+		defer close(done)
+		for {
+			p, err := l.Wait(ctx)
+			select {
+			case notes <- note{p, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { cancel(); <-done }()
+
+	if err := ix.CatchUp(ctx); err != nil {
+		return err
+	}
+	connected()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		var expire <-chan time.Time
+		if next, ok := ix.nextExpiry(); ok {
+			timer.Reset(max(next.Sub(ix.now()), 0))
+			expire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case n := <-notes:
+			if n.err != nil {
+				return n.err
+			}
+			if seq, ok := store.ParseChangePayload(n.payload); ok && seq > ix.Snapshot().Seq() {
+				if err := ix.CatchUp(ctx); err != nil {
+					return err
+				}
+			}
+		case <-expire:
+			ix.Expire()
+		}
+		timer.Stop()
+	}
+}
+
+// Reload loads everything from the store and publishes it as a new snapshot
+// that ChangedSince cannot see across.
+func (ix *Index) Reload(ctx context.Context) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	at := ix.now()
+	atUS := micros(at)
+	strs := newInterner()
+	pfx := new(bart.Table[*rec])
+	geo := new(bart.Table[*geoRec])
+	var exps expiryHeap
+	sl := &slab{}
+	seq, err := ix.st.LoadAll(ctx, at, func(p resolve.Prefix) error {
+		r := compact(strs, sl, p)
+		if next := r.nextExpiry(atUS); next != 0 {
+			r.exp = &expiry{at: next, p: p.Prefix}
+			exps = append(exps, r.exp)
+		}
+		pfx.Insert(p.Prefix, r)
+		return nil
+	}, func(g store.GeoNetwork) error {
+		geo.Insert(g.Network, compactGeo(strs, g))
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: load: %w", err)
+	}
+	for i, e := range exps {
+		e.idx = i
+	}
+	heap.Init(&exps)
+	ix.strs, ix.exps, ix.loadedStrs = strs, exps, len(strs.strs)
+	ix.commit(ix.Snapshot(), seq, at, pfx, geo, nil, false, true)
+	ix.readyOnce.Do(func() { close(ix.ready) })
+	return nil
+}
+
+// CatchUp applies every change recorded after the current snapshot's
+// sequence, reloading in full when some were pruned or one asks for it.
+func (ix *Index) CatchUp(ctx context.Context) error {
+	for {
+		seq := ix.Snapshot().Seq()
+		changes, err := ix.st.ChangesSince(ctx, seq, pageSize)
+		if errors.Is(err, store.ErrChangesPruned) {
+			ix.log.WarnContext(ctx, "Changes the index missed were pruned; reloading.", "seq", seq)
+			return ix.Reload(ctx)
+		}
+		if err != nil {
+			return fmt.Errorf("index: catch up: %w", err)
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		if err := ix.Apply(ctx, changes); err != nil {
+			return err
+		}
+		// Interned strings are never freed (old snapshots may use them):
+		// when changes have doubled them (new notes, say), a full load
+		// starts afresh, which also frees the load's slabs.
+		if ix.stale() {
+			ix.log.InfoContext(ctx, "Reloading the index to drop unused strings.")
+			return ix.Reload(ctx)
+		}
+		if len(changes) < pageSize {
+			return nil
+		}
+	}
+}
+
+// Apply applies recorded changes, in sequence order, as one new snapshot: it
+// re-reads the prefixes they name (and the geo networks when they changed).
+// A change of everything reloads in full.
+func (ix *Index) Apply(ctx context.Context, changes []store.Change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	var (
+		spans []netip.Prefix
+		geo   bool
+	)
+	for _, c := range changes {
+		switch c.Scope {
+		case store.ChangeAll:
+			return ix.Reload(ctx)
+		case store.ChangeGeo:
+			geo = true
+		default:
+			spans = append(spans, c.Prefixes...)
+		}
+	}
+	spans = sortPrefixes(spans)
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	prev := ix.Snapshot()
+	at := ix.now()
+	atUS := micros(at)
+	fresh := map[netip.Prefix]*rec{}
+	err := ix.st.LoadPrefixes(ctx, at, spans, func(p resolve.Prefix) error {
+		fresh[p.Prefix] = compact(ix.strs, nil, p)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("index: apply changes: %w", err)
+	}
+	geoTable := prev.geo
+	if geo {
+		geoTable = new(bart.Table[*geoRec])
+		if err := ix.st.GeoNetworks(ctx, func(g store.GeoNetwork) error {
+			geoTable.Insert(g.Network, compactGeo(ix.strs, g))
+			return nil
+		}); err != nil {
+			return fmt.Errorf("index: apply geo change: %w", err)
+		}
+	}
+	// Persistent updates share every untouched node with the previous
+	// table; a big batch is cheaper on one private copy.
+	pfx := prev.pfx
+	inPlace := len(spans) > 20_000
+	if inPlace {
+		pfx = pfx.Clone()
+	}
+	for _, p := range spans {
+		if old, ok := pfx.Get(p); ok && old.exp != nil {
+			heap.Remove(&ix.exps, old.exp.idx)
+			old.exp = nil
+		}
+		r, ok := fresh[p]
+		switch {
+		case ok && inPlace:
+			pfx.Insert(p, r)
+		case ok:
+			pfx = pfx.InsertPersist(p, r)
+		case inPlace:
+			pfx.Delete(p)
+		default:
+			pfx = pfx.DeletePersist(p)
+		}
+		if ok {
+			if next := r.nextExpiry(atUS); next != 0 {
+				r.exp = &expiry{at: next, p: p}
+				heap.Push(&ix.exps, r.exp)
+			}
+		}
+	}
+	ix.commit(prev, changes[len(changes)-1].Seq, at, pfx, geoTable, spans, geo, false)
+	return nil
+}
+
+// Expire publishes a new snapshot at the current time when an assertion has
+// expired since the current one; the prefixes it expired on are its
+// changes. Run calls it when the next expiry comes.
+func (ix *Index) Expire() {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	at := ix.now()
+	if len(ix.exps) == 0 || ix.exps[0].at > micros(at) {
+		return
+	}
+	prev := ix.Snapshot()
+	ix.commit(prev, prev.seq, at, prev.pfx, prev.geo, nil, false, false)
+}
+
+func (ix *Index) stale() bool {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return len(ix.strs.strs) > 2*ix.loadedStrs+100_000
+}
+
+func (ix *Index) nextExpiry() (time.Time, bool) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if len(ix.exps) == 0 {
+		return time.Time{}, false
+	}
+	return fromMicros(ix.exps[0].at), true
+}
+
+// commit publishes the next snapshot. Every assertion that expired by at
+// joins the changes (its prefix's next expiry is scheduled), so a snapshot's
+// history accounts for every view that differs from the previous one.
+func (ix *Index) commit(prev *Snap, seq int64, at time.Time, pfx *bart.Table[*rec], geo *bart.Table[*geoRec], spans []netip.Prefix, geoChanged, full bool) {
+	atUS := micros(at)
+	for len(ix.exps) > 0 && ix.exps[0].at <= atUS {
+		e := heap.Pop(&ix.exps).(*expiry)
+		spans = append(spans, e.p)
+		if r, ok := pfx.Get(e.p); ok && r.exp == e {
+			r.exp = nil
+			if next := r.nextExpiry(atUS); next != 0 {
+				r.exp = &expiry{at: next, p: e.p}
+				heap.Push(&ix.exps, r.exp)
+			}
+		}
+	}
+	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: geo, strs: ix.strs.strs, histFloor: prev.histFloor}
+	h := histEntry{gen: s.gen, spans: sortPrefixes(spans), geo: geoChanged, full: full}
+	s.hist = append(prev.hist, h)
+	if len(s.hist) > 2*historyLen {
+		s.hist = append([]histEntry(nil), s.hist[len(s.hist)-historyLen:]...)
+	}
+	if len(s.hist) > 0 {
+		s.histFloor = max(s.histFloor, s.hist[0].gen-1)
+	}
+	ix.publish(s)
+}
+
+// expiry is the next expiry of one stored prefix's assertions.
+type expiry struct {
+	at  int64 // Unix microseconds
+	p   netip.Prefix
+	idx int
+}
+
+// expiryHeap orders expiries, the earliest first (container/heap).
+type expiryHeap []*expiry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	e := x.(*expiry)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
