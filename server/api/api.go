@@ -17,12 +17,16 @@ import (
 
 	"github.com/muninn/muninn/openapi"
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
 
 // Options are the API's tunables.
 type Options struct {
+	// Index is the in-memory index lookups, search, exports and explain read
+	// from.
+	Index *index.Index
 	// MaxIngestBytes bounds one ingest body.
 	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database at once.

@@ -20,6 +20,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/api/feeds"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
@@ -31,8 +32,11 @@ type Deps struct {
 	Now            func() time.Time
 	Registry       *prometheus.Registry
 	MaxIngestBytes int64
+	// Index is the in-memory index every answer reads from (required; its
+	// owner runs it).
+	Index *index.Index
 	// Render is the render hub behind the ruleset, bouncer and CrowdSec
-	// endpoints; New makes one (not running) when nil.
+	// endpoints; New makes one (not running) over Index when nil.
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
@@ -66,9 +70,9 @@ func New(d Deps) (http.Handler, error) {
 	}
 	auth := api.NewAuthenticator(d.Store, d.Now)
 	if d.Render == nil {
-		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{})
+		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
 	m := newMetrics(d.Registry)
 
 	r := chi.NewRouter()

@@ -296,7 +296,7 @@ func (u *universe) check(s *index.Snap) {
 	// The compiler's entries, in full and per span.
 	var wantEntries []policy.Entry
 	for _, p := range wantPrefixes {
-		wantEntries = append(wantEntries, index.Entry(p, wantViews[p]))
+		wantEntries = append(wantEntries, policy.EntryOf(p, wantViews[p]))
 	}
 	require.Equal(t, wantEntries, s.Entries(false).Entries)
 	for _, workers := range []int{2, 3, 7} {
@@ -312,11 +312,11 @@ func (u *universe) check(s *index.Snap) {
 			}
 		}
 		if outer.IsValid() {
-			want = append(want, index.Entry(outer, wantViews[outer]))
+			want = append(want, policy.EntryOf(outer, wantViews[outer]))
 		}
 		for _, p := range wantPrefixes {
 			if span.Bits() <= p.Bits() && span.Contains(p.Addr()) {
-				want = append(want, index.Entry(p, wantViews[p]))
+				want = append(want, policy.EntryOf(p, wantViews[p]))
 			}
 		}
 		require.Equal(t, want, s.SpanFacts(span, false).Entries, "span %s", span)

@@ -315,17 +315,6 @@ func (s *Snap) Search(f Filter, after netip.Prefix, limit int) (rows []Row, next
 	return rows, next
 }
 
-// Entry is the compiler's form of a view: policy.Entry built from the
-// effective view of one stored prefix (tags after suppression, sorted, nil
-// when none; the final classification; the sorted union of live sources).
-func Entry(p netip.Prefix, v resolve.View) policy.Entry {
-	tags := v.TagNames()
-	if len(tags) == 0 {
-		tags = nil
-	}
-	return policy.Entry{Prefix: p, Tags: tags, Classification: v.Classification, Sources: v.Sources}
-}
-
 // Entries returns the facts of a full compilation: the entry of every
 // existing stored prefix (its effective view, see Entry), sorted by address
 // then bits, and, with withGeo, every geo network in the same order.
@@ -351,7 +340,7 @@ func (s *Snap) SpanFacts(span netip.Prefix, withGeo bool) *policy.Facts {
 	for q, r := range s.pfx.Supernets(span) {
 		if q != span && r.exists(s.atUS) {
 			if v, ok := s.Network(q); ok {
-				f.Entries = append(f.Entries, Entry(q, v))
+				f.Entries = append(f.Entries, policy.EntryOf(q, v))
 			}
 			break
 		}

@@ -35,10 +35,7 @@ func naiveDecide(t *testing.T, rs *Ruleset, f *Facts, stored []resolve.Prefix, a
 	for _, s := range v.Sources {
 		sources[s] = true
 	}
-	class := ""
-	if v.ClassificationSource != "" {
-		class = v.Classification
-	}
+	class := v.Classification
 	var geo *GeoNet
 	for i := range f.Geo {
 		if f.Geo[i].Prefix.Contains(a) && (geo == nil || f.Geo[i].Prefix.Bits() >= geo.Prefix.Bits()) {

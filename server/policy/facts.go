@@ -18,9 +18,8 @@ type Entry struct {
 	Prefix netip.Prefix `json:"prefix"`
 	// Tags are the effective tag names (after suppression), without duplicates.
 	Tags []string `json:"tags,omitempty"`
-	// Classification is the effective classification, or "" when no live
-	// classification assertion applies (the resolver then reports "unknown",
-	// but a classification condition only matches an asserted one).
+	// Classification is the effective classification, as GET /ips reports it:
+	// "unknown" for a stored prefix no live classification assertion covers.
 	Classification string `json:"classification,omitempty"`
 	// Sources are the live sources behind the view, e.g. "feed:ipsum", "manual:alice".
 	Sources []string `json:"sources,omitempty"`
@@ -30,20 +29,11 @@ type Entry struct {
 // It is the one place the projection is defined: every producer of Facts
 // (the in-memory index, the store adapter) uses it.
 func EntryOf(p netip.Prefix, v resolve.View) Entry {
-	e := Entry{Prefix: p, Classification: viewClass(v), Sources: v.Sources}
+	e := Entry{Prefix: p, Classification: v.Classification, Sources: v.Sources}
 	if len(v.Tags) > 0 {
 		e.Tags = v.TagNames()
 	}
 	return e
-}
-
-// viewClass is the classification conditions match for a view: "" when no
-// live classification assertion decided it.
-func viewClass(v resolve.View) string {
-	if v.ClassificationSource == "" {
-		return ""
-	}
-	return v.Classification
 }
 
 // GeoNet is a network from geo data (country, continent, AS).

@@ -30,6 +30,7 @@ import (
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/ui"
@@ -212,12 +213,32 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	hub := render.NewHub(st, log, now, render.Options{})
+	// The in-memory index every answer reads from: its goroutine is owned here,
+	// cancelled and waited for after the HTTP server and the hub have stopped.
+	ix := index.New(st, log, now)
+	ixCtx, stopIndex := context.WithCancel(ctx)
+	ixDone := make(chan struct{})
+	go func() {
+		defer close(ixDone)
+		if err := ix.Run(ixCtx); err != nil {
+			log.Error("The index stopped.", "error", err)
+		}
+	}()
+	defer func() { stopIndex(); <-ixDone }()
+	loadStart := time.Now()
+	select {
+	case <-ix.Ready():
+		log.Info("Loaded the index.", "prefixes", ix.Snapshot().Len(), "geo_networks", ix.Snapshot().GeoLen(),
+			"duration_ms", time.Since(loadStart).Milliseconds())
+	case <-ctx.Done():
+		return nil
+	}
+	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
 	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: now, BaseURL: cfg.BaseURL})
 	if err != nil {
 		return err
 	}
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
