@@ -116,7 +116,9 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	require.Equal(t, mp("192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"), sortedPrefixes(changes[1].Prefixes),
 		"the removed prefix and the listed ones")
 	all, _, _ := stored(t, b.st, b.now)
-	require.Len(t, all, 2, "192.0.2.1 had only the feed's assertions: deleted with them")
+	require.Len(t, all, 3)
+	require.False(t, all[netip.MustParsePrefix("192.0.2.1/32")].Exists(b.now),
+		"192.0.2.1 had only the feed's assertions: a ghost until Prune")
 
 	// An ingested prefix stays when the feed is deleted; the feed-only one goes.
 	require.NoError(t, b.st.Ingest(ctx, []store.Observation{obs("192.0.2.2/32", "ingest:x", b.now)}, "test"))
@@ -126,8 +128,9 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	require.Len(t, changes, 1)
 	require.Equal(t, mp("192.0.2.2/32", "192.0.2.3/32"), sortedPrefixes(changes[0].Prefixes))
 	all, _, _ = stored(t, b.st, b.now)
-	require.Len(t, all, 1)
+	require.Len(t, all, 3)
 	require.Empty(t, all[netip.MustParsePrefix("192.0.2.2/32")].Assertions)
+	require.True(t, all[netip.MustParsePrefix("192.0.2.2/32")].Exists(b.now), "sighted")
 
 	// Prune removes what expired long ago and the ghosts it leaves.
 	exp := b.now.Add(-48 * time.Hour)
@@ -141,7 +144,10 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	changes, err = b.st.ChangesSince(ctx, 6, 100)
 	require.NoError(t, err)
 	require.Len(t, changes, 1)
-	require.Equal(t, mp("198.51.100.2/32"), changes[0].Prefixes, "the sighted prefix stays")
+	require.Equal(t, mp("192.0.2.1/32", "192.0.2.3/32", "198.51.100.2/32"), sortedPrefixes(changes[0].Prefixes),
+		"the feed's ghosts and the expired override's; the sighted prefix stays")
+	all, _, _ = stored(t, b.st, b.now)
+	require.Len(t, all, 2)
 	seq, err := b.st.ChangeSeq(ctx)
 	require.NoError(t, err)
 	require.EqualValues(t, 7, seq)

@@ -166,8 +166,8 @@ func (s *Store) PutFeed(ctx context.Context, f Feed, actor string) (created bool
 	return created, err
 }
 
-// DeleteFeed removes a feed, its history and every assertion it made (and the
-// prefixes left with nothing stored about them), and records the change.
+// DeleteFeed removes a feed, its history and every assertion it made, and
+// records the change.
 func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
 	return s.inTx(ctx, "delete feed", func(tx pgx.Tx) error {
 		rows, _ := tx.Query(ctx, `DELETE FROM feeds WHERE name = $1 RETURNING `+feedColumns, name)
@@ -399,25 +399,22 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 	return run, nil
 }
 
-// recordFeedChange deletes the prefixes among removedFrom left with nothing
-// stored about them, and records as changed those and every prefix of listed
-// (whose assertions the refresh added or bumped); more than the change feed
-// lists (see migration 0006) is recorded as a change of everything without
-// building the array.
+// recordFeedChange records as changed the prefixes the feed removed
+// assertions from (removedFrom, ids) and every prefix it lists (whose
+// assertions it added or bumped); more than the change feed lists (see
+// migration 0006) is recorded as a change of everything without building the
+// array. A prefix left with nothing stored about it is a ghost that every
+// output ignores (resolve.Prefix.Exists) until Prune deletes it: deleting it
+// here would lock prefixes a second time, out of the order concurrent ingest
+// takes them in, and deadlock with it.
 func recordFeedChange(ctx context.Context, tx pgx.Tx, removedFrom []int64, listed ...netip.Prefix) error {
 	if len(removedFrom)+len(listed) > maxListedChange {
-		if _, err := deleteGhostPrefixes(ctx, tx, removedFrom); err != nil {
-			return err
-		}
 		return recordChange(ctx, tx, ChangeAll, nil)
 	}
 	var removed []netip.Prefix
 	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(prefix), '{}') FROM prefixes WHERE id = ANY ($1::bigint[])`,
 		removedFrom).Scan(&removed); err != nil {
 		return fmt.Errorf("removed prefixes: %w", err)
-	}
-	if _, err := deleteGhostPrefixes(ctx, tx, removedFrom); err != nil {
-		return err
 	}
 	return recordChange(ctx, tx, ChangePrefixes, append(removed, listed...))
 }
