@@ -20,6 +20,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 )
@@ -34,7 +35,7 @@ func setup(t testing.TB) *testBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: indextest.Start(t, st, log, nil), Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
 		Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

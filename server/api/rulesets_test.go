@@ -18,6 +18,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
 )
@@ -32,12 +33,13 @@ func setupRender(t testing.TB) *renderBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	hub := render.NewHub(st, log, time.Now, render.Options{Debounce: 20 * time.Millisecond})
+	ix := indextest.Start(t, st, log, nil)
+	hub := render.NewHub(st, log, time.Now, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

@@ -25,6 +25,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/worker"
@@ -57,11 +58,12 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 			tb.Errorf("e2e: stop workers: %v", err)
 		}
 	})
-	hub := render.NewHub(st, log, time.Now, render.Options{})
+	ix := indextest.Start(tb, st, log, nil)
+	hub := render.NewHub(st, log, time.Now, render.Options{Source: ix.RenderSource()})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc, Wrap: apitest.ValidateResponses(tb)})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

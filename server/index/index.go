@@ -62,7 +62,7 @@ type Index struct {
 	strs *interner
 	// loadedStrs is how many strings the last full load interned.
 	loadedStrs int
-	exps expiryHeap
+	exps       expiryHeap
 }
 
 // New returns an index over st that has loaded nothing yet: its snapshot is

@@ -17,6 +17,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/worker"
@@ -36,7 +37,7 @@ func setup(t *testing.T) testBundle {
 	log := slog.New(slog.DiscardHandler)
 	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log}, false)
 	require.NoError(t, err)
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: indextest.Start(t, st, log, nil), Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
 		Jobs: rc, Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

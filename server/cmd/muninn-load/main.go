@@ -26,6 +26,7 @@ import (
 
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/pgembed"
 	"github.com/muninn/muninn/server/store"
 )
@@ -123,7 +124,18 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	if err != nil {
 		return err
 	}
-	h, err := httpserver.New(httpserver.Deps{Store: st, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 30})
+	// The server answers from its in-memory index, as muninn serve does.
+	ix := index.New(st, log, time.Now)
+	ixCtx, stopIndex := context.WithCancel(ctx)
+	ixDone := make(chan struct{})
+	go func() { defer close(ixDone); _ = ix.Run(ixCtx) }()
+	defer func() { stopIndex(); <-ixDone }()
+	select {
+	case <-ix.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 30})
 	if err != nil {
 		return err
 	}
