@@ -25,6 +25,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -40,6 +41,10 @@ type server struct {
 	admin, writer string
 	hs            *http.Server
 	served        chan struct{}
+	// ix and hub are the server's index and render hub, for tests that need a
+	// render of everything written so far (see settleRender).
+	ix  *index.Index
+	hub *render.Hub
 }
 
 func startServer(tb testing.TB, log *slog.Logger) *server {
@@ -68,7 +73,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	s := &server{url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{})}
+	s := &server{url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{}), ix: ix, hub: hub}
 	go func() {
 		defer close(s.served)
 		if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
