@@ -3,10 +3,8 @@
 package nft
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
-	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -99,64 +97,13 @@ func (p *pair) connect(tb testing.TB, src string, port int, timeout time.Duratio
 	return err == nil
 }
 
-// kernelSet reads a set back with nft -j in ns as an IPSet (small or test-sized sets only).
+// kernelSet reads a set of addresses back with nft -j in ns as an IPSet (small or
+// test-sized sets only).
 func kernelSet(tb testing.TB, ns *netNS, table, set string) *netipx.IPSet {
 	tb.Helper()
-	out := ns.Exec(tb, "nft", "-j", "list", "set", "inet", table, set)
-	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
-	}
-	require.NoError(tb, json.Unmarshal([]byte(out), &doc))
-	var b netipx.IPSetBuilder
-	for _, obj := range doc.Nftables {
-		raw, ok := obj["set"]
-		if !ok {
-			continue
-		}
-		var s struct {
-			Elem []json.RawMessage `json:"elem"`
-		}
-		require.NoError(tb, json.Unmarshal(raw, &s))
-		for _, e := range s.Elem {
-			addJSONElem(tb, &b, e)
-		}
-	}
-	ips, err := b.IPSet()
-	require.NoError(tb, err)
-	return ips
-}
-
-func addJSONElem(tb testing.TB, b *netipx.IPSetBuilder, e json.RawMessage) {
-	var str string
-	if json.Unmarshal(e, &str) == nil {
-		b.Add(netip.MustParseAddr(str))
-		return
-	}
-	var obj struct {
-		Prefix *struct {
-			Addr string `json:"addr"`
-			Len  int    `json:"len"`
-		} `json:"prefix"`
-		Range []string          `json:"range"`
-		Elem  json.RawMessage   `json:"elem"`
-		Val   json.RawMessage   `json:"val"`
-		Other map[string]string `json:"-"`
-	}
-	require.NoError(tb, json.Unmarshal(e, &obj), "%s", e)
-	switch {
-	case obj.Prefix != nil:
-		b.AddPrefix(netip.PrefixFrom(netip.MustParseAddr(obj.Prefix.Addr), obj.Prefix.Len))
-	case len(obj.Range) == 2:
-		b.AddRange(netipx.IPRangeFrom(netip.MustParseAddr(obj.Range[0]), netip.MustParseAddr(obj.Range[1])))
-	case obj.Elem != nil:
-		var inner struct {
-			Val json.RawMessage `json:"val"`
-		}
-		require.NoError(tb, json.Unmarshal(obj.Elem, &inner))
-		addJSONElem(tb, b, inner.Val)
-	default:
-		tb.Fatalf("unknown set element %s", e)
-	}
+	s, ok := ns.AddrSets(tb, "set", "inet", table, set)[set]
+	require.True(tb, ok, "no set of addresses %s in table %s", set, table)
+	return s
 }
 
 // eventually polls cond until it holds or the deadline passes (kernel state only).

@@ -224,7 +224,7 @@ func requireKernelEqualsRender(t *testing.T, b *runningBouncer, r *render.Render
 	t.Helper()
 	eventually(t, settle, func() bool { return b.syncer.State().Applied()[r.Ruleset] == r.Version },
 		"round %d: the bouncer never applied version %d of %s (applied %v)", round, r.Version, r.Ruleset, b.syncer.State().Applied())
-	sets := kernelAddrSets(t, b.h)
+	sets := b.h.AddrSets(t, "table", "inet", nft.DefaultTable)
 	require.Equal(t, r.Version, b.syncer.State().Applied()[r.Ruleset], "round %d: the bouncer moved on while the kernel was read", round)
 	elems := 0
 	for _, rule := range r.Rules {
@@ -272,81 +272,4 @@ func cidrs(s *netipx.IPSet) []string {
 		out = append(out, p.String())
 	}
 	return out
-}
-
-// kernelAddrSets reads the bouncer's table in h with `nft -j list table` and
-// returns every set of addresses (type ipv4_addr or ipv6_addr) by name; port,
-// interface and honeypot sets are left out.
-func kernelAddrSets(tb testing.TB, h *host) map[string]*netipx.IPSet {
-	tb.Helper()
-	out := h.Exec(tb, "nft", "-j", "list", "table", "inet", nft.DefaultTable)
-	var doc struct {
-		Nftables []map[string]json.RawMessage `json:"nftables"`
-	}
-	require.NoError(tb, json.Unmarshal([]byte(out), &doc))
-	sets := map[string]*netipx.IPSet{}
-	for _, obj := range doc.Nftables {
-		raw, ok := obj["set"]
-		if !ok {
-			continue
-		}
-		var s struct {
-			Name string            `json:"name"`
-			Type json.RawMessage   `json:"type"`
-			Elem []json.RawMessage `json:"elem"`
-		}
-		require.NoError(tb, json.Unmarshal(raw, &s))
-		var typ string
-		if json.Unmarshal(s.Type, &typ) != nil || (typ != "ipv4_addr" && typ != "ipv6_addr") {
-			continue // a concatenation (honeypot) or another type
-		}
-		var b netipx.IPSetBuilder
-		for _, e := range s.Elem {
-			addNftElem(tb, &b, e)
-		}
-		ips, err := b.IPSet()
-		require.NoError(tb, err)
-		sets[s.Name] = ips
-	}
-	return sets
-}
-
-// addNftElem adds one element of nft's JSON to b: an address, a prefix, a range,
-// or any of them wrapped with element options.
-func addNftElem(tb testing.TB, b *netipx.IPSetBuilder, e json.RawMessage) {
-	tb.Helper()
-	var str string
-	if json.Unmarshal(e, &str) == nil {
-		a, err := netip.ParseAddr(str)
-		require.NoError(tb, err)
-		b.Add(a)
-		return
-	}
-	var obj struct {
-		Prefix *struct {
-			Addr string `json:"addr"`
-			Len  int    `json:"len"`
-		} `json:"prefix"`
-		Range []string `json:"range"`
-		Elem  *struct {
-			Val json.RawMessage `json:"val"`
-		} `json:"elem"`
-	}
-	require.NoError(tb, json.Unmarshal(e, &obj), "%s", e)
-	switch {
-	case obj.Prefix != nil:
-		a, err := netip.ParseAddr(obj.Prefix.Addr)
-		require.NoError(tb, err)
-		b.AddPrefix(netip.PrefixFrom(a, obj.Prefix.Len))
-	case len(obj.Range) == 2:
-		lo, err := netip.ParseAddr(obj.Range[0])
-		require.NoError(tb, err)
-		hi, err := netip.ParseAddr(obj.Range[1])
-		require.NoError(tb, err)
-		b.AddRange(netipx.IPRangeFrom(lo, hi))
-	case obj.Elem != nil:
-		addNftElem(tb, b, obj.Elem.Val)
-	default:
-		tb.Fatalf("unknown set element %s", e)
-	}
 }

@@ -6,7 +6,9 @@
 package netnstest
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -14,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go4.org/netipx"
 	"golang.org/x/sys/unix"
 )
 
@@ -83,4 +86,83 @@ func (ns *NS) Do(tb testing.TB, f func()) {
 		}
 	}()
 	f()
+}
+
+// AddrSets runs `nft -j list` with what inside the namespace (e.g. "table", "inet",
+// "muninn", or "set", "inet", "muninn", name) and returns every set of addresses
+// (type ipv4_addr or ipv6_addr) the listing holds, by name, as an IPSet; sets of
+// other types (ports, interfaces, honeypot concatenations) are left out. For
+// test-sized sets: the listing is parsed in memory.
+func (ns *NS) AddrSets(tb testing.TB, what ...string) map[string]*netipx.IPSet {
+	tb.Helper()
+	out := ns.Exec(tb, append([]string{"nft", "-j", "list"}, what...)...)
+	var doc struct {
+		Nftables []map[string]json.RawMessage `json:"nftables"`
+	}
+	require.NoError(tb, json.Unmarshal([]byte(out), &doc))
+	sets := map[string]*netipx.IPSet{}
+	for _, obj := range doc.Nftables {
+		raw, ok := obj["set"]
+		if !ok {
+			continue
+		}
+		var s struct {
+			Name string            `json:"name"`
+			Type json.RawMessage   `json:"type"`
+			Elem []json.RawMessage `json:"elem"`
+		}
+		require.NoError(tb, json.Unmarshal(raw, &s))
+		var typ string
+		if json.Unmarshal(s.Type, &typ) != nil || (typ != "ipv4_addr" && typ != "ipv6_addr") {
+			continue // a concatenation (an array of types) or another type
+		}
+		var b netipx.IPSetBuilder
+		for _, e := range s.Elem {
+			addElem(tb, &b, e)
+		}
+		ips, err := b.IPSet()
+		require.NoError(tb, err)
+		sets[s.Name] = ips
+	}
+	return sets
+}
+
+// addElem adds one set element of nft's JSON to b: an address, a prefix, a range,
+// or any of them wrapped with element options ({"elem": {"val": ...}}).
+func addElem(tb testing.TB, b *netipx.IPSetBuilder, e json.RawMessage) {
+	tb.Helper()
+	var str string
+	if json.Unmarshal(e, &str) == nil {
+		a, err := netip.ParseAddr(str)
+		require.NoError(tb, err)
+		b.Add(a)
+		return
+	}
+	var obj struct {
+		Prefix *struct {
+			Addr string `json:"addr"`
+			Len  int    `json:"len"`
+		} `json:"prefix"`
+		Range []string `json:"range"`
+		Elem  *struct {
+			Val json.RawMessage `json:"val"`
+		} `json:"elem"`
+	}
+	require.NoError(tb, json.Unmarshal(e, &obj), "%s", e)
+	switch {
+	case obj.Prefix != nil:
+		a, err := netip.ParseAddr(obj.Prefix.Addr)
+		require.NoError(tb, err)
+		b.AddPrefix(netip.PrefixFrom(a, obj.Prefix.Len))
+	case len(obj.Range) == 2:
+		lo, err := netip.ParseAddr(obj.Range[0])
+		require.NoError(tb, err)
+		hi, err := netip.ParseAddr(obj.Range[1])
+		require.NoError(tb, err)
+		b.AddRange(netipx.IPRangeFrom(lo, hi))
+	case obj.Elem != nil:
+		addElem(tb, b, obj.Elem.Val)
+	default:
+		tb.Fatalf("netnstest: unknown set element %s", e)
+	}
 }
