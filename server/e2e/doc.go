@@ -5,4 +5,8 @@
 //
 // TestTour needs no root: it walks the README's API tour with ogenclient, a client
 // that a second generator (ogen) builds from the same openapi/openapi.yaml.
+//
+// TestKernelEqualsRenderRandom makes random changes through the API and reads the
+// bouncer's kernel sets back after each round: they equal the render it applied. Its
+// log names the seed; -e2e.seed replays a run.
 package e2e
