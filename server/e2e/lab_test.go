@@ -28,6 +28,7 @@ import (
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/render"
+	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/worker"
 )
@@ -37,6 +38,8 @@ import (
 // running (default debounce), and an HTTP server on a loopback port of the test's
 // own namespace. Its tokens are named as serve's bootstrap names its first one.
 type server struct {
+	// st is the server's store, for benchmarks that load data behind the API.
+	st            *store.Store
 	url           string
 	admin, writer string
 	hs            *http.Server
@@ -73,7 +76,7 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(tb, err)
-	s := &server{url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{}), ix: ix, hub: hub}
+	s := &server{st: st, url: "http://" + ln.Addr().String(), hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, served: make(chan struct{}), ix: ix, hub: hub}
 	go func() {
 		defer close(s.served)
 		if err := s.hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
