@@ -13,6 +13,7 @@ import (
 
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
 )
 
 // Snap is an immutable, consistent snapshot of the index: every stored prefix
@@ -21,13 +22,15 @@ import (
 // it as long as they like and share it between goroutines; no reader ever sees
 // a half-applied batch.
 type Snap struct {
-	gen  uint64
-	seq  int64
-	at   time.Time
-	atUS int64
-	pfx  *bart.Table[*rec]
-	geo  *bart.Table[*geoRec]
-	strs []string
+	gen   uint64
+	seq   int64
+	at    time.Time
+	atUS  int64
+	pfx   *bart.Table[*rec]
+	geo   *bart.Table[*geoRec]
+	rdap  *bart.Table[*store.RDAPFacts]
+	hosts *bart.Table[[]store.Hostname]
+	strs  []string
 	// hist holds the changes that led to this snapshot, one per generation,
 	// the last one for gen; the history reaches back to histFloor.
 	hist      []histEntry
@@ -81,8 +84,15 @@ func (s *Snap) Explain(p netip.Prefix) (resolve.View, bool) {
 }
 
 func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, time.Time) resolve.View) (resolve.View, bool) {
+	v, _, ok := s.resolveChain(p, fn)
+	return v, ok
+}
+
+// resolveChain is resolve that also returns the chain of stored prefixes
+// containing p, most specific first.
+func (s *Snap) resolveChain(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, time.Time) resolve.View) (resolve.View, []resolve.Prefix, bool) {
 	if !p.IsValid() {
-		return resolve.View{Classification: resolve.Unknown}, false
+		return resolve.View{Classification: resolve.Unknown}, nil, false
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
 	var chain []resolve.Prefix
@@ -90,7 +100,26 @@ func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, t
 		chain = append(chain, expand(s.strs, q, r))
 	}
 	v := fn(p, chain, s.at)
-	return v, v.Exists()
+	return v, chain, v.Exists()
+}
+
+// NetworkWithPrefixes is Network that also returns what Containing returns,
+// from the same walk of the table (GET /ips needs both).
+func (s *Snap) NetworkWithPrefixes(p netip.Prefix) (resolve.View, []resolve.Prefix, bool) {
+	v, chain, ok := s.resolveChain(p, resolve.Effective)
+	return v, s.existing(chain), ok
+}
+
+// existing keeps the prefixes of chain that exist at At, each with only its
+// assertions live at At (in place).
+func (s *Snap) existing(chain []resolve.Prefix) []resolve.Prefix {
+	chain = slices.DeleteFunc(chain, func(e resolve.Prefix) bool { return !e.Exists(s.at) })
+	for i := range chain {
+		chain[i].Assertions = slices.DeleteFunc(chain[i].Assertions, func(a resolve.Assertion) bool {
+			return a.ExpiresAt != nil && !a.ExpiresAt.After(s.at)
+		})
+	}
+	return chain
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -98,6 +127,42 @@ func unmapBits(p netip.Prefix) int {
 		return 96
 	}
 	return 0
+}
+
+// RDAP returns the most specific stored RDAP network containing p.
+func (s *Snap) RDAP(p netip.Prefix) (store.RDAPFacts, bool) {
+	if !p.IsValid() {
+		return store.RDAPFacts{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	_, r, ok := s.rdap.LookupPrefixLPM(p)
+	if !ok {
+		return store.RDAPFacts{}, false
+	}
+	return *r, true
+}
+
+// Hostnames returns the names of addr, newest first then by name, at most
+// 100. The slice is shared: callers must not modify it.
+func (s *Snap) Hostnames(addr netip.Addr) []store.Hostname {
+	addr = addr.Unmap()
+	hs, _ := s.hosts.Get(netip.PrefixFrom(addr, addr.BitLen()))
+	return hs
+}
+
+// RDNS returns the name exports show for addr: the newest PTR name, else
+// the newest name of any source; "" when it has none.
+func (s *Snap) RDNS(addr netip.Addr) string {
+	hs := s.Hostnames(addr)
+	for _, h := range hs {
+		if h.Source == "ptr" {
+			return h.Name
+		}
+	}
+	if len(hs) > 0 {
+		return hs[0].Name
+	}
+	return ""
 }
 
 // Stored reports whether p is a stored prefix that exists (has a live
@@ -366,17 +431,28 @@ func (s *Snap) geoNet(p netip.Prefix, g *geoRec) policy.GeoNet {
 
 // Geo returns the most specific geo network containing addr, with its city.
 func (s *Snap) Geo(addr netip.Addr) (GeoNet, bool) {
-	p, g, ok := s.geo.LookupPrefixLPM(netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	return s.GeoNetwork(netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+}
+
+// GeoNetwork returns the most specific geo network containing p (p itself
+// included), with its city.
+func (s *Snap) GeoNetwork(p netip.Prefix) (GeoNet, bool) {
+	if !p.IsValid() {
+		return GeoNet{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	p, g, ok := s.geo.LookupPrefixLPM(p)
 	if !ok {
 		return GeoNet{}, false
 	}
-	return GeoNet{GeoNet: s.geoNet(p, g), City: s.strs[g.city]}, true
+	return GeoNet{GeoNet: s.geoNet(p, g), City: s.strs[g.city], Source: s.strs[g.source]}, true
 }
 
-// GeoNet is a geo network with its city.
+// GeoNet is a geo network with its city and the database it came from.
 type GeoNet struct {
 	policy.GeoNet
-	City string
+	City   string
+	Source string
 }
 
 // ChangedSince returns what changed between generation gen and this

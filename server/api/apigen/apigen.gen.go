@@ -1044,7 +1044,7 @@ type Scope struct {
 	Protocol string `json:"protocol"`
 }
 
-// SearchItem defines model for SearchItem.
+// SearchItem One stored prefix with its effective view: tags after suppression, the effective classification and note, the sources of every live assertion in the view, first/last seen over the containing stored prefixes, and the sightings of the prefix itself.
 type SearchItem struct {
 	Classification Classification `json:"classification"`
 	FirstSeen      time.Time      `json:"first_seen"`
@@ -1062,7 +1062,7 @@ type SearchPage struct {
 	NextCursor *string      `json:"next_cursor,omitempty"`
 }
 
-// StoredPrefix defines model for StoredPrefix.
+// StoredPrefix A stored prefix containing the target, with its own live assertions.
 type StoredPrefix struct {
 	Assertions []Assertion `json:"assertions"`
 	FirstSeen  time.Time   `json:"first_seen"`
@@ -1243,7 +1243,7 @@ type ListAuditParams struct {
 	Object *string    `form:"object,omitempty" json:"object,omitempty"`
 	Since  *time.Time `form:"since,omitempty" json:"since,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
@@ -1260,53 +1260,73 @@ type GetBouncerRenderParams struct {
 
 // ExportClickHouseParams defines parameters for ExportClickHouse.
 type ExportClickHouseParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
-	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
 // ExportCSVParams defines parameters for ExportCSV.
 type ExportCSVParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
-	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
 // ExportJSONParams defines parameters for ExportJSON.
 type ExportJSONParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
-	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
 // ExportNDJSONParams defines parameters for ExportNDJSON.
 type ExportNDJSONParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
-	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
@@ -1326,17 +1346,22 @@ type IngestJSONBody = []Observation
 
 // SearchIPsParams defines parameters for SearchIPs.
 type SearchIPsParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
-	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
@@ -7408,15 +7433,25 @@ type GetListPrefixesResponseObject interface {
 	VisitGetListPrefixesResponse(w http.ResponseWriter) error
 }
 
-type GetListPrefixes200JSONResponse PrefixList
+type GetListPrefixes200ResponseHeaders struct {
+	ETag *string
+}
+
+type GetListPrefixes200JSONResponse struct {
+	Body    PrefixList
+	Headers GetListPrefixes200ResponseHeaders
+}
 
 func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7424,6 +7459,7 @@ func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w ht
 
 type GetListPrefixes200TextcsvResponse struct {
 	Body          io.Reader
+	Headers       GetListPrefixes200ResponseHeaders
 	ContentLength int64
 }
 
@@ -7432,6 +7468,9 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	w.Header().Set("Content-Type", "text/csv")
 	if response.ContentLength != 0 {
 		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
 	w.WriteHeader(200)
 
@@ -7442,14 +7481,20 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	return err
 }
 
-type GetListPrefixes200TextResponse string
+type GetListPrefixes200TextResponse struct {
+	Body    string
+	Headers GetListPrefixes200ResponseHeaders
+}
 
 func (response GetListPrefixes200TextResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
 
 	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 
-	_, err := w.Write([]byte(fmt.Sprint(response)))
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
 }
 
@@ -8378,28 +8423,44 @@ type GetRulesetDenyResponseObject interface {
 	VisitGetRulesetDenyResponse(w http.ResponseWriter) error
 }
 
-type GetRulesetDeny200JSONResponse PrefixList
+type GetRulesetDeny200ResponseHeaders struct {
+	ETag *string
+}
+
+type GetRulesetDeny200JSONResponse struct {
+	Body    PrefixList
+	Headers GetRulesetDeny200ResponseHeaders
+}
 
 func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type GetRulesetDeny200TextResponse string
+type GetRulesetDeny200TextResponse struct {
+	Body    string
+	Headers GetRulesetDeny200ResponseHeaders
+}
 
 func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
 	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 
-	_, err := w.Write([]byte(fmt.Sprint(response)))
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
 }
 
@@ -11101,219 +11162,226 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lcxs3kvBfQc1dlaX9hi9J9jlSbdXnyHaivcTWWsru7Zn+RHAGJLEaArMDjGjGpf/+FbqBeZAYcijJ",
-	"crJRVSoWyRk8Gt2NfveXIJLzVAomtAqOvwQpzeicaZbBp1dRxFL9RkQy5mJqvomZijKeai5FcBxMf+Up",
-	"mdNrpoieMaJYdsMyopiI4XNEoxmLiZkhY0qxmGRMxCzrBmHAzfszRmOWBWEg6JwFx3a+TjFhGKhoxubU",
-	"zDynn39iYqpnwfFBvx8GepmaV5TOzJO3t2HwKo7NNOvLfCXI2fnNEZGZ+fcFofgg2TPfduY0TVmMv3BF",
-	"coFf7JtVss90niZmnsF3L7vPB91Bv9/9L7f8lOpZuXg7ahAGGftXzjMWB8c6y1nDJl4c+fbwPcdz8Iw/",
-	"Nj9tGZzP83lwPDh4GQZzLvBTCSsuNJuyDCZ6y1j8Dgb2Tgb/bJospVqzzLz4/z7Szq/9znef7L9X3c6n",
-	"L/3wxeHtfwa+LZ5N3knBfqY6mq0f1eWMkTeXdErkhFCLLohLCWdCkxlVjdhzNumYkTs49G648378TxZp",
-	"B5AV9CFZnjDFdEgSrrRBo7HMRcQyYmbu+tFhKwRXcGHOhfs4CGvgfdX5Xwfh4s+rzqc/+cH719OEKsUn",
-	"PKK4fnu+/8pZtiyXF9Wfqi7sPzM2CY6D/+iVrKGHv6reyuA4YZ4pmfnPciTYZ30VwRMjc6jmLNOM3XCZ",
-	"K5LSaQm+1QXiqDtRz19/4nOum7acwI/VAWM2oXmig+OBwYqSfvrw0RHQwEtAf71gTFxwEbGm+RRj4krB",
-	"E9VJJzKbUx0cBzHVrKM5oIlnLxcyzyIfOirFMvM3UfBESFh32iUjLqZM6eNILjLORieEEp1RnnAxJaM/",
-	"jcjcUAVThBrwT/hnsjeaMBYf/2m033QEOP6OlPTXSzptgoimjTx90DDa3ykeaB0GP8oFSaSYEi3JgnJN",
-	"JjIjlEQzKqYsJJT8IEmcZxTBlEczQhUZBod9NQxCQjWZS6XJ83mdxx/2VQMkzBxNKz888C+c6xkX60t/",
-	"L5KlPQKmCBeKx4zoGVfk9Oz1h8ZLp987OGpaHM60E6Vc0ul9uP/qwdWZ1+p0t2YolUqhGFxu39P4A/tX",
-	"zhScbCSFZgL+pGmaWNbSSzM5Ttj8//xTIRNrx5/O8S2cdJ0dZTituefnNDGUyOITMmJZJjM1AnauCKPR",
-	"jEw4S2JCrSSTMaqk6Aa3YXAqxSTh0aMu/UwT9pkrrQhNMkbjJazkrczGPI6ZeGwoRhmLmdCcJs8UyWTC",
-	"SCyZIkJqQpNELgCdYYlnwtxiNHljAPyYy3xFgLMTKSqS6TNFDLWdEK4VSeTUSBPwc8w05Qku+Z3Ub2Uu",
-	"4sdc7TtpKHhq0PJayIUgdCxzTbiGFV1K+RPNpuyxj3ks46VZkryxMhhcoLCkXwTN9Uxm/Ff2yIAiNzTh",
-	"cQUF3XpuKE/oOHl0KFmlJ6IC8F+ohZEL5YLsAWZRTcdUMdQsMsNazCJDK9oqQjNGlOZJQhJJjdKzf0J0",
-	"tiR0SrkwtwFKucA3PzCdLTuvJpp5pK0LFkkRq+JGHLOJzJgZy2BWMVy55zWZ5hYAqfI0lZlm8c8s5vQS",
-	"HnpciMqU2Zu7YCuaXjPLiIGBP1PkFFfUMSvswp1mhwfF9eIdKCmZGUtzvHYE0wuZXVf27m6oMBD5fIxQ",
-	"LcQzLvSLo2Bd9gsDmU2p4L8W8vXaaKoQ3dZvXvuNBIXDPPwqcuMwYcTNj8E4kdF1EAbATIMwSKQRm/Qs",
-	"k1onLPgUrs9YCIXr22afU54xdUV1W+kzDCY8U/rKCLDt37nmyDTdLlDYW9MzhNQgUuYpGAW8u0nozrM3",
-	"gjwMbmiSNxxGKeF8xPW7p8NS+K3AorqyT76jzGOu3widLdePgUaN6EIjjbfj+i+O1mkcc/M+Tc4ro6JY",
-	"JvLEcj78vLasXU4e2ca9p+RxW1rCV7aeDjdnQ40QjtAKHUCLIRoP5Jzi3Vk/D67ZvP7HJpZVOdmShmmW",
-	"UfhcUXJb7ATm8632e7QqrK81krlwNrk6vzyn0TXTIKeOl5oReFKRlGVgtCCTTM7x7qZKkxmjmR4zqsme",
-	"+fWKx6RvbiaUgVBiQrCiTtgGMh/yhJ3i+nygiTJGNYt34j4zqbSw2snaj60xC0iVOcHzIXhM45qsfag9",
-	"OtmT/oDv+eB2wzLl5xc+wnAKm1tHDe4bUO0Un/JQR1soX7Ol3/JzzZaglf9P51XKO//NlidEzYxsK40C",
-	"LOSie38Qrz1Vh2I7SJkdbADRmUhz3cwPJzRRLFyVNOwuvoaJrwEUG6daG2JOP5/hm1W7ix9sqxDbACuH",
-	"z+uXn5EZWVucivIss8JmKzqfXikUfpulYjDDAZ+D67xqWXa2XKMMggiPaz0hfbKYMUHsairoaoXF8ii2",
-	"U6l7MCxAUW5zA0B/SQ1D2hH7Hhk/NiLGKdU0kdO3zMdkaBzj12u6O2MxGou5AqOMNX9UzmAsZcKoAHRZ",
-	"M3iv7ac2ged3h2abubbZxVt8chOrMo/HeeL/UaN1dO37PEu2Y5ElRfNsseawSdAullHf/oZT+okrD+2a",
-	"w2h/s1UPfBtDxpG9C1o7UqdVzGnCIy5zBTqESosPYyb41Ow7F2BD8SoWp1IgGW0lqTpK/myN58AQqFga",
-	"5ARFQTm7+gkRbGruUjI2txuwizocW+pHIMGBedfo3NxA13ANBZJuBq/w2Mi/iTmtQk/x7VZIXfNy2K2t",
-	"UxBupc4vtjAILhyD2HLIVbXKf9hvPqcJ5cKczTr2IXjjCm1U1o1mWT+dsc8t2DI8FRaTFCNuWGaDeteC",
-	"Cc2pyGly1eJJdA9sMC3sJAaVyjbCsf17mk7vI3DZbWwA5lsa2biDLcCsk+ObeaqXSIxCCuaVJOtjXBlF",
-	"yC+oWncYOpmr75BIzpkCFeqEsBZTMqEzu4MVKUTLjMWl18dQNuWCiylMW0YOtGKxNUQ0AhAzup1KWWSW",
-	"jgJONzg2Onqjpl4c8ZRJ4IVJ8n4SHH9sNfMPTAa3n1bHLjDcT6utEHfbahsQucWaL2mrCdYw/qGGXiEN",
-	"hyp2xtrOfJeCB5kLcJew3UBpP+A5rwhgSrQVyYu7yHds7s7y/WburJ143M5M5IOVtVZtJiLe+SjhDmqB",
-	"JlzE7PM6nfc7Y6oMoUsFkgXh6H6yInLXC9qNN1y7awyXE65fZwiEDbCzzvo66MqjWeeW4DgveI2qMjYS",
-	"0Qy9DVx7+aNf9l29kkEs2nbqgvqN3aWVdX3pMYu44lLUmHnleKwGWFrCRGw+gh3NvBuzGJ06KRrdUqoU",
-	"UxgnZmU6I4fubrw3/N9LIzCWT0X6+4zpGcsILbRXJiYyi9yNYtVbeF9V7xi/BmV314zQgGAufAeeNjMZ",
-	"yJyQzqCEZAE6UHKVH+En7tJvQZAoIJh7KqdZ7AfFEqYW7IZlHdgxgYfJNWNpbfNE5tpsAh8yOusJMZSO",
-	"6+e68DeZdTewgIoBUU6nvgWdiZhHTJmJgBANpBKJ0FKFW66CjzVT6zq4tvGizLK/+ioG7uRi77ERqgxz",
-	"sl7IE9IHW13lCP1HB3vYlakCf971ggSacLjiJi4xtWL+t+dgAVFiSkk+Pi7it0i0kM2ZMHtoYNcVCbDF",
-	"pXoXq0Mbq3aW72DURjt4HkU2dLbdW3P6+SrOZHqlZhTdReV7Mh8nzGctMy8hY79KmLi6OfIj/OpjLxro",
-	"osn+IoEGVBu4vrePAvIZ1Ghto7yTkUfrZJPxZ/3K+uXDT2TB9QxsDua+WcgsJhmLqVlq1xs4uN1g5ADU",
-	"aDoy66wZkBzS+87Qd2BrCBJWJN4C0jVsbiLStwWRuEs2UjeGE6gZZ4kZhKcqN+IwBCGUdpGUzmc09zuY",
-	"zcB3MexHjXYp2PJ9TFMVvrLdYHMXzrFOsnV8gxgjI9yZn82lYU+MSGEEiknG1IzM6ZJkbC5vGOCluVCN",
-	"3MHIXp8M837/MLLv44c/k8EJGRCdZwJvYryZ5WSyf1IIC/3ucwx7jJJc8Rv2swu8xWtinbGUgbreMPct",
-	"DGdFfOCx2TTkB1gxlkIWghH2+uTPpPcyNCLOnw0JgqxXzH54UJm+MwjbsrKmBbxoWMDhQdMK6oH+/iXc",
-	"jRtW2Vt9vdXI2jHTC8aEww6mILYW7RGDeXnCg9kmfWCF7dEpRmAa9FuSKUhpKLAbEcUZX6oRqAYKTby2",
-	"efF7EDZ99HK2f1ygOsbKoN8B4oshAMOK1EgBema2aHZoGA2D+NB5bYVGEPXu18vmZ1qnITH/V0RmZMIT",
-	"YPsrezzoH73cFmZbZ/01nt/EXB/C4n9PU38V8XYzyp/TTLGMWAQ/QayxmgfREvgW7h98zusW+Ugm+dyj",
-	"LEbq5pj8yjJpZWh8zsnRFU1qU45NaIe/Et6kEpjDDjxeEozyQ1/XHp/jHqj9et9v4JRzl8WwNjBGLyuW",
-	"0oxqma0g03b/n02t8Q+urnlac6VGMov9iuWciyswDq0PBbf2MTE3UuWmIRO2YBmQ1lYI3zZg04dcbPA1",
-	"tpDt4hwjHFsL8ruJ/c3S+4QLrmY7RsvA/dugj7QPluGi9fp3lJRRXGgtV2ua7RovpDTVuapKY/IaIw2v",
-	"5jLmE3S3TyhPrI9nkquaWrgptKayoPoBFfMWR+DAWBV2Ee9KKNTE3wqiObT41IzUfmad5WI3Xm3I43ar",
-	"T180cGvDWIpo/nbsdLDGRqkgsFvCBUkNF4+JZp8bbA7Ay3xRAn+5eP+OnEvzqBlJy2qEMEav7416YDno",
-	"9XtgCu0NeuiIHIVDMerZY+od9FDyGp2Q0aiwhCxmMsEo+P2Q2O+AQUNuYkr1LBwKyMUxv1oOXiTQkr0R",
-	"xMuPQjKqxiqP9rtD4VXEudhgxzG/bgAdBvQppom1AUOmomIJi7Q0F4h1B/nIs8GHunqDW21rg4fU62OI",
-	"uF42OA3u6lLYFMi9U+j1D0YbWV/yOOeJ9uVuvQPNAkyI5pEOFzWzo0Wn7rY7ohWpwtoaIk4bnUlu5Z+a",
-	"Nlt4r3dQekt3wOa0sioubc8TbOnjgVXfRVW/H7xrAVBbQ6DcXI0b+FDegU2w3QBMbwRgq/vUD+fCVLqB",
-	"ln90ocI7gr0S6ed/q50EViM7G1aIzNeyeRsf66L1KjRX7qEaNv0QsczVuOQqgj9/3mRXLUS9qvTd9xBE",
-	"LeB3e1ps9VCLVZVj1KIMHRC2Wtt+lIItU+mRMXSU1mBYnGDOhR688B5hDXhh8LkzlR2bXnp5eg7qcPyg",
-	"o/7y+nzdmRilAU60acM/8l2xnKdb2WF9cWew41Rmuu1O00xqGcmkFjLm2U59uqZgYf9dyZjYQdBelY7T",
-	"Mio4sHurLLsc3g96eV3dGQcOD5L0wtzJPgvpjxXyqx/HQ8bybxIgPKb1Ik1oc2bQGSTnNwjOhYTbKBO2",
-	"UrPayXEw5EbWj2v9wBTYoNc97Gic3EXZVX7vBtoPzAVLnFIEcq5qnXxSBauHYe+kqa46IN0+axqb3Y4P",
-	"bH+R41Nn6vCk77TNp7BRol4lt30WGz5tuX/Tct9SnuSZh55oNlXbUsDulWVGtWbzVPsde832kfZZKfeE",
-	"Imj+K6B0a3YLhB03QPYin8+pN0wU8rNaCyQFTnmQe4Knt9Ng7sS3aRR2mZVJfBt9R+dNJuRm9mpVUr8f",
-	"FNIddjP+uHfGy/Y8261h46buonRUd1eVEF8cDI6OdrPfb1zk+7Fi2Q29QyT7ewHuDTEl1NaPIYoula04",
-	"QEUZK5MRq2d7DOdrbtBdagaFVnxaK9JVmfr07PUHsmdEWzLmGtPkf2WZ3FaXa5uGCtnHreTxinBUX+hr",
-	"69QScnFSlpIhcy5yDRVd0Dae6zwDT9Wu+cv12b5nGIVsq/ugWxUfhr9Z6WUz02p5zURRlmpbiln36rj3",
-	"f6Fa13ff3f5ng4uuMY9oe+WXqh79vO+JtvX56H7iE1b4Wlxau1ot6rM3DA6OZsNgn0DlH1FYZmwqWHk0",
-	"gz5ZMpqpLnldBRSdPlMF6C4vfwoJSxQr/ItSMBsQvbnUT/hl1e38ySMoe2n4hmUZj3fN7qJxfPVwp+JJ",
-	"7wrvTd53qTiwA2HaSOmvCwWfufBcJjxa7shwjaALlmoDB1vWDpWmE8I1yWQu4o7OeKoI+0wjnSwx4geQ",
-	"lH2G+Ir5OgsuYkTW+OhYMaExpDEXNhTYhqwqiCGqBqzWo1U/eZOxS6vAxqIeAJzChgBvoo636S3QAyvq",
-	"2FfMmG0tJ+FOXNRi3RLYIkUhklgyZfsUF/Bog5AC0HNL/9SIjVWjzQ5cZNWiU4SUvHj+/PD55uJ322Gw",
-	"atl5yNGbCdPlAezCTKM2HM5WaLkNg4Ys479ILjDzj4q4tfJaJiNuTqgLg8wqLeucRUy0AZXC2kzIXlys",
-	"OfAZWx1wGAz6Pbwah8EJocgkpJ6xbMEV2x5JWITbNqcUVJF6t2OIU5npXQg00x+omLJWqRp8AmXdGm8K",
-	"n/F226BV45wvNQ3KEYrlSmrABvNdA1q7fXq8nzFTmmMaBDHgI3tOCkKRSBAubEAdycwgRmQyLKxz0O/3",
-	"h8H+mpTTnkTr5V8NE/4yCJ/fdso/PWz4k9kROCB2VBkxbK991iJG2d0xZ9FZ0o8CGMiL57Z8lU+F+fD2",
-	"lHx39Py/iK2MdULYDcuW1mfrUtpfnZ9BYTUUNVcvdk154stzoJos4GrPJBh8uTA6HBOaiYitengrgaWF",
-	"Ba5diEDp4fdlkhahFuu86MfLy3OCD/hdoJrrpIGP4WurUQCrZ7b6Jiitx+OEiuutDAwnL3bgO9gPr1+d",
-	"e4xh41yxKza3p7KTp3rCQPzarfoNFXFDXHkjiWzyiDcl4GVsypV/4T5m9AHjH19VzL8riOuCWbwVlG30",
-	"pKMAqPCwoEVBS/KvnOUsNpwry4XgYnpChCSCLcg/5dgfXAZRN/64p3/K8RW/k9nXvlmJzXHxPX6UgQQa",
-	"bw2LPElcHpbMQhTqY5ZoSuBOwYRjKFjrypOMqWJX1oe3zhiqv7bZWcUj1FHXPO1goCRNOinGzBRpu426",
-	"xJtNeXKCkT2/grE5Ja616wqA5Tnf9hubMsGynS2KEKN+VQlbax8/4Pz8DZ7KFkueUTXDqn3OwqVm9OD5",
-	"i+NutxvcQz3zKWatnW8bnYvtvetADE6v8qWxNToq2+hUVpuqedJ3pf7SnVm60uFEVnCpUM9wZSUJVQ5k",
-	"k+5mQWGLIm8oOe8kdajj5irtYDFR5B3xic3HiDFotnxISAhhZ1itPl5nKD4M3ywstUfjnSuiWUZ6e59i",
-	"QxUE28KQJzxJFLk56t28OCHUsmX8ksbx1Z96MUuu/kS4UJpRD+jovWt2NpGUmX4ngbf9mcDQL77K0AZc",
-	"X2nVMPTXWTWPm+MtN6Twt7x4XeTH680afKmtU81cHskmxbyxKMCOmlJ7OH0V8HvrezojQ4ZyF2zUT+ku",
-	"lGYHK0P1qmzFk6rxQTvHBBazNa+/WZauBlmsdD7gWtmyC90dghi8i5DIKB0Ly1w/lUXGNfxB4zn3ZytW",
-	"I+XW42eXq6kTuSOVzRkzVoi8y6u2nqmnhIErcGopuOL1QXTbnaTN5i1Z717/zy203G1oAeY9o6aKinep",
-	"q9qoPqaFY2O70RpVR3OLVpWROsz/ZoMzrRcvoZoVNRcL42OlEoItWRS2Ce1wzK8+4ykVUvCIJnWfydeP",
-	"MKiJmyuu23yeGpVWWBsQCmwOKE7A41qxZNJq835TlQ34t2dYlVwrm/XhVmGp3WqMvWdk5utzGLHJGNvq",
-	"PnG36dnbdzBACyNs0fFmF0OsXy5bi6MughwttCpb84Ka0SyamdujTc2J3bytd6nVfpeASanZzsXq+HSm",
-	"uZi2Dfu+U3G7hylS56uCYCtz2UU1VoKv7rP58B+iCnkFjb5eFXIsVndenOpqyTAXkdG+dnrRm8AXxfY4",
-	"2PtgSNqEPS1wI6wCzwd5bzGuSCYN0XJ3EQGs6HPVVIlkW6HcZhHC1jZsUfywrBJG9hJ+U43y2W8pBOx+",
-	"jfvvzupKQwvqyl4aDuktjfS367PxkMHumyq91Wu7QdkDc3Scqab6bncNnd9GRA3HcKcCLo6aKg7M//jY",
-	"73xHO5NXnbefvrzwx8Gt0M2qbcnfbg4C1IjMyDAYvHg5GwYrefi+cLJVCqzHNPVb+Y0v5TUTD6My3AWp",
-	"d+vQkKuH0mIyq89uNDOaZzY2BpDgJdzSPgEgXGme0K58Kp4LuM/rwTjuvHzdpaKM6RatE1a9nTDk+tI/",
-	"ucXfKaXyLnF964Fdnti87YGqjaFddz306nn7jvhvnC28ZST8PYYvGDah7PFUkUTK6zxVXiZpa65uFJgu",
-	"3j1EGOZK0dgNItDKk02xyICQGDO+mElVubiL+pjrVZS7D3Xv2UrFG31wTFbzNNUOlj6bWuaRUO9y35bu",
-	"+AYssU9sRpUtKlcbYQuvbSw3TbgOV+q3FoaXdupHVTPwufBimm6lxdevzh9NNSyLKl/tVNjZyXi39ywQ",
-	"3TjOarpNk+q5sv6qMlrgQF3FMFTi2gXAeVTJYZ3PQaJDlGdcLy/Moq0Bl9GMZa9yPSua+oEDHr4uj2em",
-	"dQplarEG7X/7WgG9KirUXrMlRjwzCmYZuMyqDViKvn8KSu/2okwuYsWi3s2gsed30V2oXBVNufkMzQW5",
-	"mMj1Nc1zwYUgGZuz+Zhlytrnzs6LDBQo/YskCs1C5ULYDjGGEUAHcPOvlkk8FBCFFJKE0UwosjAUx42s",
-	"7Np4mv2anzU0X2aZgtLyWcYiDSQJTWZthTyqh1AjMGHxlGFRk8KhC7RsgaVswV/zTBEE2h2KobiE8Bqe",
-	"MGf3xjImhgdkNIIQ0R5Nee9mcGz3XcA9hL1CQ1cq4qHAn7GlZZcY7n9qjuSCRR2D7FTzccIgmC0Hr2r1",
-	"xMzs7ulnaiiK+c1uOXbawVMZs5jMWMZg9eaqVsdYyqvsA+n0jtHnDp5dxyxydExGaT5OeDQie0JWeoLu",
-	"h0MxQnfGKCQj9GeYv8ChMSJ7iMmYLeMqh8G+IWYyZgg5KZgaCmun5hriKkf2AEZkj1ZR25xDpdVVbQIs",
-	"EjLE9p9mZMVWkb0ykkIKMRCCPC2WKLbfJa8q+xsKwAWuyJwrZR6CynjaNkfFE1PkqD8ICcWNjRk25q3M",
-	"/Mw8cXgyFGOpZ9DsoGqTLwrZqKILMpTUoRmDS4vFhGo4MwgWVMe1SEdu3iqjIUdNTUNHMOhQ7I1sVOVo",
-	"v0veC8DXG7NZZz1fGBQ5Jkf9vu317er8FJBw/ZyHAqrjICj21FJo+hm2oNicCs0jRWjCr9l+SI4Gh3Y0",
-	"2Fq90a35+flQ2M7iWMGHGB5Th2K9SWlIjvpHNvyX2HKfJJO5ZkRmQ4Fst+s6Tn/81IXc7xHAq6GgkQNQ",
-	"UyWj/YbaRGSlNNFQrNcm2j/B81IbywmFpFZNSO0PBU2UREsOGSVcsBFAeIQlnkZY4SjhEbPRLZZbv0oN",
-	"6+8cdPuVcFDLjiuei+Ng0O3jMzJlgqY8OA4Ou/3uIea0zeCS6tE8xsINU3SQFUdyFkMamdLQtRHecbgM",
-	"OpqvibrrKrlDq/u1zu5wuIAiWC9qmbKewUHsz48Xdq+asNg7PDBcCbhEcxt+e1c3tZ9vWJu3oT8XK/38",
-	"25nO/FJOCdXeX0/R7Nzm0Z8M5kH/kFpT+IN+f0Oj4d0aDJdtPz0thg13SSk64gCFyrpNt2FwhMvwjV4s",
-	"t1dpYA+vDLa/UuuYfRsGz9vMU2+fDm8dtpqqaIYNAp5LRgcFDrecyGlIBFsYDgpKgBM6jz8GSFefwqB2",
-	"2wbHLkDAjNmzF1ZvVq0TlErlocRzqbTtZ1dWFUIBmJlf4mWLgy/iIWslhoyUFBwfHdSK/XwsIhAGL/uV",
-	"oILDSpTAoOK7x1EMQpYFfoIFGw/qJXOOAz+LaoeS5c5v69K/C5ir08JRk2r3qEh6NGiBbkV7enjheZtZ",
-	"PD3GH5kkrM6DyFJRXz5+MnhQUgwG6mAuMqKdqzylQmyk4PCukJKgNrArEeFoys7hoyr3U42ssiKu3F5u",
-	"q5kmKOFBadsIa3Fb+QuCPYvoAgHlVPWMCjIC7g9yK8Y7LmZMGEmy6GGPfehnMolR/oXG9Xa7Nj2aVsMo",
-	"992eh6IMTS0nqup2aibzJK7EpFr15QSX7mRdLYdC0aXRnxbUKCN5SrQkI/MBRQwn2x72j7rkef+QLGZG",
-	"16nsgivcyFDYjvqo1bh++1DQmRIo64lySp1b/cAcs7IhqWvig7cOJV7S5k7Jtlcrw6S8ofgyBN4zBBZW",
-	"xP5lLkKGqmsFsmQF5grXXIaHV8YY3DZIEOv3fjXP9vnzwxd3uvT/Tr/2Rb4SJ+25zS+LbjfO2IVh0QU5",
-	"Fphpw52BgR76GOw7i4RuBIOZXAAi/tuKBm354E9STDupTJJKeyG1EsqkLO8p9Bbka/dhgkUo0lbJ4gNz",
-	"gTh3livK+NCPWOEtGHx30O13D7rP+67A2fHBYTXwyEYSrYgSleIhwUH/4EWnP+j0B5f9/jH897/ohmlL",
-	"ATBvK6Hh4AHprhaf6qE799uTPPIt5BGHqmTGtbNfWc8MV0TTqeFfxUN79ic7sC0iY+4GLCETkp9/eXf2",
-	"7t3Vj+/fvfnH+fvLq8vLn/bvTrhqo1L+vXvonvfGLo32PRb4NYx+U4hPEcu6vy/FzsE0RPOznrFlIa+a",
-	"i3AmF2RCMzJmM473Ihjy1o9YbdL7wgY2jI7w7wt+f2cOXNe9yhyij8hX23PNWu/+Vrxz8GC8087togMa",
-	"ZBYnGIM5XCtyzZaPy0rbINxbmY15HEPQQnDU/277G6dSTBKOLq9/X25dYcdTrnS1EeOJO03QQ8qoDUgj",
-	"Aqu40V9aEh7mX9RYa++LIZJblF4Thg7iOjm+hu+r5LjNtIBvxL95BDza/sY7qd8aKfQbogR0x/IghNIy",
-	"VWQhs2sMNN8BA9Z00C2qGZqi30FEw6cwsKE+K8Jzrh+AZd+fSf8CsZztuHT/obn0Fvb870YRfwCWfIpZ",
-	"NjW9dLVNLlNVqqRLtTs/Zp/NhntRwqPrmcwV62p102ivOwW/mAqLa0BmMcuObZxOuBIyFRIVyYyRvaKj",
-	"IBn0++FQlF0FyYt+WPgXD/ohwR6DpL8fGvFfhYQqYf53JbNpSGyNkpBksVDhUJTxVyEp4ptCq0KoLkFZ",
-	"GByM5h5LMwYGqb0+kVmle/JQ2CXsnxDN5wzrdI7+8Y9//KPz88+d16/JbHY8nx8rNSK/XJ6eEE3HCvwO",
-	"UOYZowzGNLpWCVUzLJ6JXk0YiKmIpkaCVeSSji+wmxWLiZFHwUI59xnw3sDJnJqD+dEcTLAr8/wrNnRv",
-	"4fRaDbnb/soFhta1sq6B+andqIyJC7DxtbDGafZZ9zQdd5QDaAdhXi87gag51HXUHGpAzaE2SDbUVAnz",
-	"P4NkQ22RbKgNkg11iWNDXeDYUFscG4oVR+hQF9g+1IN+f6iVmnXGWa4ZkOxQvzh6br5+g0skP0qluZgO",
-	"9es3Qz3UpaGFOENL5cuDype2lGokFxlngEAef+iYC5otPc7Q9evi4m/mqCAt7d/fhVjSFeHplc44IzGH",
-	"PFqaLZ0NYq8Kk6ohAbnmNt+i5a08Vd1oA1P98PaUHA1e9snpxd9sl1zXhSmTCyiwI6AJ4AhZwge5GJEU",
-	"/ByVIMnjoWjiwmbVZA/67HX+CSX+9gseufr9UAipWYXT1vivl9+SPbODw8PD70LDHc0YRSRfl1zojNE5",
-	"9F4nkRRKU6HJnM1lttzA9S7+9sTuPOzOotEqdwtXThxuTnvAIZynO05zmvYwK2dZXp3Fwa3xtbBga2Gd",
-	"oYU1PhSGr9+EwOHCFQYX+kzI5ZcHlS8P78/NfvQRUCYXQDgItX9/JrcaRU0V8Jg9BfmXZMIT9PimabK8",
-	"F3tzOovXWIok/ZeL9++eaPrBDcObUmk93g508sLvWGQcEAFmComyrPoPSRiGP1SA8/A0IuIWVPLu9ROd",
-	"bKaTz50SkLXoASvoB8fDYFUkD8LhSm4CPFYK6uYB0ASC44/DYEVgDz6FQ5ewgA/UJW/4vaIlmKF9dx3M",
-	"UmoQtccOVh4r7+Hg+PD2/tfheyM+lrxiVAv2SKFTsWB/cA6AtPdQlF80H290IL6FJ76ibbDojN5gHIQl",
-	"hmS8tI02flcHiKYdrL9qdCasJ2UbGbujKtq1bz2pXkQ1TeR064md2ue+4rnZKTYdnV1t/ns7tb+zJOmg",
-	"tQ9TXhAJXVq+IGNoTM9isgfOXTXjKYm5MkPF+3c72baeJnO6T26mR0YIhCWhgAeYuDXjSktI2IptLGiZ",
-	"n8s1mdOYtUGEwuXkJecfmPaf98Oy302s95Hx5/eADUZMuS9L31V2Nse01cNY4Mod3YurOfCl7AkVvYC9",
-	"uSYNhXiXcOXSZeIcu4TNEBLBsRE42UwmVwm7YckgCIM8S2wuqzru9TK66E65nuXjXLHMLrQbyXnPvtiD",
-	"Sq9mig5PFdOqN6dKs6xXH7grmFZMt08QMJDaIV7l65PbB5YmNLLk9pABMk0T2oiZ3/r18AdwocJBQC1+",
-	"xAF7zWDpTC6gXshJhc0Qrsg1S/UO18uqmNGzHQKwNs/d+ZA3QM32LrDMaHM4v9FawHuMNabMTSqwBD7X",
-	"ZAFZDHEmUzLHRFkqyJx+vjJfXakZzYr6jkVSmT8kH1sKVJlDUYXf1l5Z7Wrg0fcfMuC33t3BFx8psEcD",
-	"5DautG3YK7olQHOD/ScR7yE0NQQ45Dpj9wwhF2RPCgaWB7jvqSYUXO/796K9XGxXuT+Yh1rl0kJusR+3",
-	"n/fDstUQFrTa1GnoqyaX2E01qYtmv0+ipjeH1F4GDi2t4tGYUPo1RU+Dy9CwoxF/f2AaenN8TZUFJ2jQ",
-	"WXA5Mnum3KVQJCeVbUvHOU90h4O/TXV/f2nFUOKiA7IxmVpwu/PHz5vPv0F/KE/ujgqEhThglauAVeT1",
-	"9HsHR2Uv/ONA5uYsJjxiu6TowBq/iei+Ee0A6lgt7kmg/tZh4ihG6zo3qNKMw9MWVFO5xdGhUk2Q2+y3",
-	"lGXfcBXaNoHWfI8uDCu9zkHMGIpRpdH4aNXtsR/a9FybPfTzq/+5Onv3w5uLy6vv/3H55oLsDfp98vP3",
-	"ZLwcCisB7IcQvUeoghxcM2WXvKHRjIxpDKOSPVwQlDVhCZtD4CHsIBwKZJgsxoY4g32jeWCaYNX4Ydmq",
-	"4bJI22HBcadSxkMhhQ0xtJ0UyGWZPwyFY6hmylYhKiFga7XblGOuhwJ3oE4w/xio0lba4ZVKUDMWXStf",
-	"0M4ZHt+d2dvHLQYSm8RY65DuivsF6IWrIFzdfRd8gioiKeQwHnb73cHg0DFMLEwXqAVLNTafPDioDi2Y",
-	"nmAbnGLsiAqBGWRQQjU4OJqBwraj277a+N5XVa2Vx5Ona95OdB5iW3Xzm3NRbvVvbnaP3kKOt52vDsbV",
-	"GS3MVqdEuOFcWic40NEMHjPHAF/UDgJmXZG+11yaNbqmRfGhFQqvVWPe5DR9iCuvWuGjaH9yUPav/Pgl",
-	"gGJJwXHQ4ynUFxIMq3q4+7t2pof9/jBwpcaoqJR3s65zs1Uzx6D1TY/0+oEpo8t4rl3s0UldgxZgOgv3",
-	"nZvw6Tr+1tcx+LBrdyHhgozz5LrCsezV6rl/i/Y4xQ/O/d8ZAwN3/Y16PFWN0atvq25yc4tiEm/Vvf4M",
-	"Cg+SlRrpXXJOp/b6gjQC6DyNhTzgc+mcX7DMNlexA4dESUIJNgnA1IeiFKG91WDbJDPKr+fGsqEQ5+qP",
-	"FWrzu6uAVek5saUEVgbc7A8QuY4gqVNYTeA21LrFMc5T1ftib5HbTRaHs/OdCeRV7XL6SngBVa2bbi5b",
-	"F/VayIWytUuh8BEu7MkWtm6hnUxYpA17vuFsAQqWKOB1D8zqyRuWZTxm24Mvzs7fu2cfEOE8wRsfKuVz",
-	"niz7D5IjbIhrTkVOE+IOfGccssJIaULzOnFdiWM7WxkXIkWVxJ8p0js8MIp3b3DwEvVpV4L0Gbiy1gx0",
-	"D4Z/dy0GGLva3usKbLglfKDSzsAoZ/21Oj2lpgtVnwUZU2UrdLvS3G7y9ubCAl6PbCxsYv1ovV0QVmNm",
-	"T1rKN9dSmH5QDmFumX/KsdoktvzF/N7KxzehPMkzLD+/7uY7qLr5Dmpevv4je/n+IscXFqYNyG9B/u8v",
-	"AX9Po+tpBjXaDCKQ8ZJcc4FmCqWpZqWZ1HnyylN2WAYotEWYgU7kGx3KP8ETj5Ho884o5ujjbVsDSkDe",
-	"pdnE78wRZ7ZZWX312PBzm3NrHff7E7e26z9o3O/OBZG+baBwiRdt0GJrFLD/9B+Ob1fo1s+2zdKfqaIq",
-	"/ZN66o0K3u3U7xqQ0bLeUIEzdxT23VkHx2YrhKcqn2OvFqld5j355aJ90G2BZN/Efb8Vxa2tqnITPcnj",
-	"v6mo2Dvx1NWbtldt57WJ3Z6XNss2Ejo67rzyeaChZ7hriY2fAHnDIFI3npb/X1VGx41ZSgg3l2yY0DlP",
-	"lrUyC/3ewVHI05ujoTjo9wfH8fjl8XHv6KX57sXOOaB2/jShfMV1vDLlysitcklPz15/INQGOujPej8E",
-	"xyvEYqyXMdmr7Xn/6YpryGa0PWqr9FiRDFwj+Ee7AA2BuwZ/FaPulzHXm70G72zfwDtb0rY7n77n+jfo",
-	"YrDQekLwli4GUSDKDi6GRpTcwd1gMfT+Nt+7Y+qTb+Ib+yZaI9+ab2JNIfg26PQAroaMGXJkcfBk93/S",
-	"Mx7V7r8z9RnWb9vodZd0nmwSQN6nTLw6P9vNruMGvV8VxRkjdnYSyyiHsN9KV58FVWTKBMMKoJNMzrur",
-	"nRM+1XMSuCqanlaANWea+qCFVRUQWmVN4w0W7A/uoccwYtvJ2puw7RZ+j/brrARswW3dV1skHPdcaxO2",
-	"g+tT9YpvZJTOigNoc9ZbjdKN5/mALakcKTb0orLdv7jARqpUxBhabXjik37jtVFvhNmObOBhLNe+gvDx",
-	"0nXUrvbGJXuj0lyEvXi5VuXyh2JvtIpso5CMzmXCo+VoH1NH9EIScMx2dMZTwj7TSCdLTEuBPnLcduqD",
-	"ZcxzpQn7l5EOsFOznj1TXXKBrY7Lhr4wslkjtqIDn4lgQ2Hgi516fSG+53mNjO4oLJemRshvgjb0rr3W",
-	"F2ibBRd2Hqc2eGYm5TUEBZgjKIyYOqNswq9dNxg4URrZc3EjQ0Nk+OmaC7OFtX76rsD1x0oA0KdbyHAp",
-	"RqMJpqysj4aOhdowv1wEYXD6am2QxiVpOq0NAL4LzLFZm0YYIGFNk9qMZjJImZEpwti2R/v4sh8eHR1+",
-	"CgPOJ9jpH4C70qfstrWqgsi50RZa0AAe0FAQYk6QwPmZT7BKoqOUwDIJrtH8gglv9TMiZdLMVqvq46lO",
-	"W3i9dc9UZa2HrJOyZfYIy6WsiHpPittvykF0J/nGI8r2YiaWmzQ3iyyvzWNf0T30G3AMtXHM1NxA9/bT",
-	"IKj+jO4ameHl7r41G3ryzGzxzFSlJmD/KiRzLnJlrf/NtQO+usznIzb2uUCypprD5vdSTFqZv8TMMufz",
-	"vxoKAUEqY/1Ka2rUe/S4xAe7FDYLa5OhgTAjpqBhRmbVgHKoIU8mNNLK9R7kupKMbQ77iXbWq33OeDRD",
-	"0MYs4jFUDClhimmly29NJVt6lF+w7MYl6mPfipBMf+Vpx0xnNsJirKuFRac6b0QkoV03COLKIMpQgD98",
-	"9OaSTkfkz5Xew88UmVE165K/cz2TuXZNxxHhojzLmNDQN3so8A2yd9g/wgnPJp13UrDOz1RHM1COzGwn",
-	"tp04EzV2NaOQQTwUY8aEnb1sDj3oE2WuBOxQvo/rKRfjupVTRZSUglCFapzrB87BCXrDCNfHpNqXvWii",
-	"7rqZG30OoYhdk6CpoFmfJXXl2lb7GrWfkGLvrtM6NIYfCppl/IYptx3cRkNbdMvu2rVFv6zsEo4k4eZE",
-	"ZrSxItp6k/LCjMyFfnEUbAkib92wfPuDZxODH4AebR5HBHb4+xgd0f09CionDrU9EJ8MvDGeBBZziqso",
-	"yG2dcA2RlnRgDw5T8g2ddGtn5GRE85JPOgwDQ7x+m0qNlMletcs9NM3c724W3LY1cgccr7ZxB+nNR/1V",
-	"poErWIFa8ybqr7nNNPCZeA1+vk09XYar1aUiGs2g8Rvi9qTUrE6MlC7FlEBzergugJHgJUm5fuxbEifb",
-	"4Di6NA88htMIE+5bOow0nYZG2Eioud1kRhRj4vfoPtIIXnfm8O8Wt5F5prXL6JJOn9xF38pdpOm0VoSW",
-	"7JV1MbAWfq7Q0g0mb6VprQNFEzKUgSpN5hXvqT/crQ6k6jfzaTp90pC8biM0qbcl9F0Z+yWdbs1ncFhx",
-	"1+LmMoFchv+I+offHYyD0FngrrBG1uDFy1mw1qBNKm1xfcYxROLi4kdSeFdaG/kv6fSbZD1swHVrUH98",
-	"lH+yZm+wZttC2LQlwVXjjrS8ZltKC1/iI48iEJmp2ohEuKYQxEkbosyNRBRlTN+jOOvuePbtxKhX52dE",
-	"u6Mpjhy/2Nin3luAHZEJ4X8PhmktBVicr5PylEENuDBYu8dbsiKzoB2Y4MP59mBm2/Cg8eY3z1Q6egD6",
-	"/eblyR1zYv84nJSKkqhswVA4UTDxzeRCEIkGsNbUVnLY3hcet9FdLAH63IMp1bOKVyLe6JVotsy1K+Lu",
-	"jeG/kddP+tIDxfAbWNYwbie8qsfVfgnGjGYse5XrGQTrfDI/ZzcOfbCBTo+mvHczAHnZzuQ1l9mQXFtL",
-	"t1uiHETm3oarL9UTYFRYBERjFXXbdFBOnHvEfu+SXbpVT5vyjP99nlzXakFW38AakOYlF49kdlb9jLCs",
-	"fEPzmNdesW0P12d2EcShlS+c6XMPrV0heXNJp+gzCUsb1z5sL2ZiiTUeKsst7FuV2THTrfIFOlg9cJC5",
-	"iFhGAAe40sg8yB6evZUF9iuzjfEFH0wxYA7Hc0FIITG0x4SGNiExGS8JLR66ZkvCBfmfzquUd/6b2cg3",
-	"RedsKMxvNFGSZMzABY21p5lcxBcsAmcS1XycMMD1HAyEvcj8rFjUuxmgM6O+Zt9hsLlEcTeREU0Qtq7D",
-	"AYuJFIQS11HqBIt1Msg3H7NIzgHrhqIsrIWWSGyHP5owFh8P837/MDILgb/YqLYy7JHQAMpa3RbsuVI5",
-	"CKjIcvvp9v8HAAD//w==",
+	"7H0Lc9s4kvBfQfGuKvZ+1Mt2cjN2bdWXOMmM92YSb+zZvb0onwWRkIQ1BWgJ0Iom5f/+FboBvgRKlO04",
+	"Mzuu2tqJRRKPRnej3/0liOR8IQUTWgXHX4IFTemcaZbCXy+jiC30GxHJmIup+SVmKkr5QnMpguNg+itf",
+	"kDm9ZoroGSOKpTcsJYqJGP6OaDRjMTEzpEwpFpOUiZil3SAMuPl+xmjM0iAMBJ2z4NjO18knDAMVzdic",
+	"mpnn9PNPTEz1LDg+6PfDQK8W5hOlU/Pm7W0YvIxjM836Ml8KcnZ+c0Rkav77glB8keyZXztzuliwGJ9w",
+	"RTKBP+ybVbLPdL5IzDyD77/rPh90B/1+97/c8hdUz4rF21GDMEjZvzKesjg41mnGGjbx4si3h1ccz8Ez",
+	"/tg82jI4n2fz4Hhw8F0YzLnAvwpYcaHZlKUw0VvG4ncwsHcy+M+myRZUa5aaD//fR9r5td/5/pP971W3",
+	"8+lLP3xxePufgW+LZ5N3UrCfqY5m60d1OWPkzSWdEjkh1KIL4lLCmdBkRlUj9pxNOmbkDg69G+68H/+T",
+	"RdoBpIY+JM0SppgOScKVNmg0lpmIWErMzF0/OmyFYA0X5ly4PwdhBbwvO//rIJz/86rz6U9+8P71NKFK",
+	"8QmPKK7fB2I2mbBI8xsD1/LbBuwG2jecLfN9/Stj6arYWPWLCpz/M2WT4Dj4j17BVHr4VPVqy8KlZqmS",
+	"qX+JI8E+66sI3hi5dS1SdsNlpsiCThnZMz8lVGnz+4R/JlzDCVni9S4eZ9yJJv/6E59znRNKbcQEHpYH",
+	"jNmEZokOjgcG1wqq7MOfjiwHXrL86wVj4oKLyIOH70WygpNRuGnFmCAU8JFONNAJV0TzEkrW1mq+uFIw",
+	"ennBE5nOqQ6Og5hq1jED+DHrQmZp5CUQBU/K2EP2gIITg2NUKZYiegl3jOa4zMLdvyMpNOWCiynhej8k",
+	"rDvtkhEXU6b0cSSXKWejE0KJTilPzFujP43I3FA6U8Uoe6MJY/Hxn0aNCIAr3ZE7/PWSTn3b1siodIWi",
+	"cPd4IipbwNXHpWhckaaNF92gYTl/p4iP1fX8KJckkWJKtCRLyjWZAICjGRVTFhJKfpAkzlIkdJVFM0IV",
+	"GQaHfTUMQoNIc6k0eT6vXnyHfdWwcDNH08oPD/wL53rGRQNq4xkyRbhQPGaIzqdnrz803sT93sFR0+Jw",
+	"pp0I/ZJO73Ml1g+uytHr092aodRCCsXgxn9F4w/sXxlTcLKGHJiAf9LFIrFcs7dI5Thh8//zT4WcvR3r",
+	"PcevcNJ1TpvitEb4mdPEMAMWn5ARS1OZqhHccYowGs3IhLMkJtSKdymjSopucBsGp1JMEh496tLPNGGf",
+	"udKK0CRlNF7BSt7KdMzjmInHhmKUspgJzWnyTJFUJozEkikipCY0SeQS0BmWeCbM1U6TNwbAj7nMlwQu",
+	"JseFUVx/poihthPCtSKJnBoRCx7HTFOe4JLfSf1WZiJ+zNW+k4aCpwYtr4VcCkLHMtOEa1jRpZQ/0XTK",
+	"HvuYxzJemSXJGyuYwv0PS/pF0EzPZMp/ZY8MKHJDEx6XUNCt54byhI6TR4eS1QQjKgD/hVoaYVkuUWSL",
+	"qaZjqhiqW6lhLWaRoZX3FaEpI0rzJCGJpEYT3D8hOl0ROqVcmNsARX/gmx+YTledl+a6Xb9XLlgkRazy",
+	"G3HMJjJlZiyDWflwxZ7XRLJbAKS5x2WqWfwzizm9hJceF6JywezNnbMVTa+ZZcTAwJ8pcoor6pgVduFO",
+	"s8ODNn/xDjS31IylOV47gumlTK9Le3c3VBiIbD5GqOYSIhf6xVGwLrqGgUynVPBfc6VjbTSVS4/rN6/9",
+	"RYIWZl5+GblxmDDS8sdgnMjoOggDYKZBGCTSiE16lkqtExZ8CtdnfOnkzvVts88LnjJ1RXVbATgMJjxV",
+	"+srI0O2/uebINN0uUNhbU6GE1CCTWnHRuxsj8+84eyPIw+CGJlnDYRQSzkdcv3s7LKTnEizKK/vkO8os",
+	"5vqN0Olq/Rho1IguNNJ4O64/cbRO45ib72lyXhoVxTKRJZbz4d9ry9rl5JFt3HtKHrelJfxk6+lwczbU",
+	"COEIrdABNB+i8UDOKd6d1fPgms2r/9jEskonW9AwTVMKf5f09xY7gfl8q32Fppb1tUYyE85QWeWX5zS6",
+	"Zhrk1PFKMwJvKrJgKVhyyCSVc5LbDmaMpnrMqCZ75ukVj0nf3EwoA6HEhGBFFa4NZD5kCTvF9flAE6WM",
+	"ahbvxH1mUmlhtZO1h60xC0iVOcHzIXhM45qs0aw9OtmT/oDf+eB2w1Ll5xc+wnAKm1tHBe4bUO0U3/JQ",
+	"R1soX7OV36h1zVaglf9P5+WCd/6brU6ImhnZVhoFWEgwut0TxGtvVaHYDlJmBxtAdCYWmW7mhxOaKBbW",
+	"JQ27i69h92wAxcap1oaY089n+GXZ7uIHWx1iG2Dl8Hn98jMyI2uLU1GWplbYbEXn0yuFwm+zVAyWQOBz",
+	"cJ2Xze3OwG2UQRDhca0npE+WMyaIXU0JXa2wWBzFdip1L4Y5KIptbgDoLwvDkHbEvkfGj42IcUo1TeT0",
+	"LfMxGRrH+POa7s5YjNZGrsAoY80fpTMYS5kwKgBd1rwAa/upTOB57tBsM9c2u3iLb25iVeb1OEv8DzWa",
+	"V9d+z9JkOxZZUjTv5msOmwTtfBnV7W84pZ+48tCuOYz2N1v5wLcxZBzZu6C1I3VaxZwmPOIyU6BDqEX+",
+	"x5gJPjX7zgTYULyKxakUSEZbSaqKkj9b6zswBCpWBjlBUVDOMH9CBJuau5SMze0G7KIKx5b6EUhwYN41",
+	"Ojc30DVcQ4Gkm8InPDbyb2JOK9dTfLsVUlecNHZr6xSEW6nyiy0MggvHILYcclmt8h/2m8+LhHJhzmYd",
+	"+xC8cYk2SutGs6yfztjnFmwZ3grzSfIRNyyzQb1rwYTmVGQ0uWrxJroHNpgWdhKDCmUb4dj+O02n9xG4",
+	"7DY2APMtjWwwxhZgVsnxzXyhV0iMQgrmlSSrY1wZRcgvqFp/GnreKx7iSM6ZAhXqhLAWUzKhU7uDmhSi",
+	"ZcriwutT8gCaaYtwilYstoKIRgBi4CJdsMgsHQWcbnBsdPRGTT0/4imTwAuT5P0kOP7YauYfmAxuP9XH",
+	"zjHcT6utEHfbahsQucWaL2mrCdYw/qGGrpGGQxU7Y2VnvkvBg8w5uAvYbqC0H/CcawKYEm1F8vwu8h2b",
+	"u7N8z8ydtROP25mJfLCyVt1mIuKdjxLuoBZowkXMPq/Teb8zpsoQulQgWRCO7icrIne9oN14w7W7xnA5",
+	"4fp1hkDYADvr7a+CrjiadW4JjvOc16gyYyMRTdHbwLWXP/pl3/qVDGLRtlMX1G/sLqys60uPWcQVl6LC",
+	"zEvHYzXAwhImYvMn2NHMtzGL0amzQKPbgirFFAbPWZnOyKG7G+8N//fSCIzlU5H+PmN6xlJCc+2ViYlM",
+	"I3ejWPUWvlflO8avQdndNSM0IJiL/4C3zUwGMiekMyggmYMOlFzlR/iJu/RbECQKCOaeymga+0GxgqkF",
+	"u2FpB3ZM4GVyzdiisnkiM202gS8ZnfWEGErH9XOd+5vMuhtYQMmAKKdT34LORMwjpsxEQIgGUolEaKnc",
+	"LVfCx4qpdR1c23hRatlfdRUDd3Kx99gIVYY5WS/kCemDra50hP6jgz3sylSBP+96QQJNOFxxExeYWjL/",
+	"23OwgCgwpSAfHxfxWyRayOZMmD00sOuSBNjiUr2L1aGNVTvNdjBqox08iyIbT9zuqzn9fBWncnGlZhTd",
+	"RcV3MhsnzGctMx8hY79KmLi6OfIjfP21Fw100WR/kUADqg1c39tXAfkMarS2Ud7JyKN1ssn4s35l/fLh",
+	"J7LkegY2B3PfLGUak5TF1Cy1641d3G4wcgBqNB2ZdVYMSA7pfWfoO7A1BAlLEm8O6Qo2NxHp25xI3CUb",
+	"qRvDCdSMs8QMwhcqM+IwBCEUdpEFnc9o5ncwm4HvYtiPGu1SsOX7mKZKfGW7weYunGOdZKv4BjFGRrgz",
+	"j82lYU+MSGEEiknK1IzM6YqkbC5vGOCluVCN3MHIXp8Ms37/MLLf4x9/JoMTMiA6SwXexHgzy8lk/yQX",
+	"Fvrd5xj2GCWZ4jfsZxc3jNfEOmMp4oy9sf9bGE5NfOCx2TQkTVgxlkJqhhH2+uTPpPddaEScPxsSBFkv",
+	"n/3woDR9ZxC2ZWVNC3jRsIDDg6YVVLMf/Eu4Gzcss7fqesuRtWOml4wJhx1MQWwt2iMG8+KEB7NN+kCN",
+	"7dEpRmAa9FuRKUhpKLAbEcUZX8oRqAYKTby2efF7EHd99N1s/zhHdYyVQb8DxBe7aPOCAvTMbNHsEOPv",
+	"zcN5ZYVGEPXu18vmZ1ovQmL+XxGZkglPgO3X9njQP/puW5htlfVXeH4Tc30Ii/89Tf1lxNvNKH9OU8VS",
+	"YhH8BLHGah5ES+BbuH/wOa9b5COZZHOPshipm2PyK0ullaHxPSdHlzSpTYlHoR3+SngzbWAOO/B4RTDK",
+	"D31de3yOe6D2532/gVPOXRLG2sAYvazYgqZUy7SGTNv9fzbfyD+4uuaLiis1kmnsVyznXFyBcWh9KLi1",
+	"j4m5kUo3DZmwJUuBtLZC+LYBmz5kYoOvsYVsF2cY4dhakN9N7G+W3idccDXbMVoG7t8GfaR9sAwXrde/",
+	"o6SM4kJruVrTdNd4IaWpzlRZGpPXGGl4NZcxn6C7fUJ5Yn08k0xV1MJNoTWlBVUPKJ83PwIHxrKwi3hX",
+	"QKEi/pYQzaHFp2ak9jPrNBO78WpDHrdbffqigVsbxpJH87djp4M1NkoFgd0SLsjCcPGYaPa5weYAvMwX",
+	"JfCXi/fvyLk0r5qRtCxHCGP0+t6oB5aDXr8HptDeoIeOyFE4FKOePabeQQ8lr9EJGY1yS8hyJhOMgt8P",
+	"if0NGDSkey2onoVDAbk45qnl4HlWMdkbQbz8KCSjcqzyaL87FF5FnIsNdhzzdAPoMKBPMU2sDRjSNxVL",
+	"WKSluUCsO8hHng0+1PoNbrWtDR5Sr48h4nrV4DS4q0thUyD3TqHXPxhtZH3J44wn2pe79Q40CzAhmlc6",
+	"XFTMjhadutvuiFakCmtriDhtdCa5lX9q2mzuvd5B6S3cAZvTysq4tD3RsKWPB1Z9F1X9fvCuBEBtDYFy",
+	"czVu4ENxBzbBdgMwvRGAre5TP5xzU+kGWv7RhQrvCPZSpJ//q3YSWIXsbFghMl/L5m18rIvWK9FcsYdy",
+	"2PRDxDKX45LLCP78eZNdNRf1ytJ330MQlYDf7Wmx5UPNV1WMUYkydEDYam37UQq2WkiPjKGjRQWG+Qlm",
+	"XOjBC+8RVoAXBp87U9mx6aWXp+egDscPOuovr8/XnYnRIsCJNm34R74rlvPFVnZYXdwZ7HghU912p4tU",
+	"ahnJpBIy5tlOdbqmYGH/XcmY2EHQrkvHiyIqOLB7Ky27GN4Penld3hkHDg+S9NLcyT4L6Y8l8qsex0PG",
+	"8m8SIDym9TxNaHNm0Blk9zcIzrmE2ygTtlKz2slxMORG1o9r/cAU2KDXPexonNxF2VV+7wbaD8wFS5xS",
+	"BHKuap18Ugarh2HvpKnWHZBunxWNzW7HB7a/yPGpM3V40nfa5lPYKFGvkts+iw3ftty/ablvKU+y1ENP",
+	"NJ2qbSlg98oyo1qz+UL7HXvN9pH2WSn3hCJo/jVQujW7BcKOGyB7kc3n1BsmCvlZrQWSHKc8yD3B09tp",
+	"MHfi2zQKu8zSJL6NvqPzJhNyM3u1KqnfDwrpDrsZf9w341V7nu3WsHFTd1E6yrsrS4gvDgZHR7vZ7zcu",
+	"8v1YsfSG3iGS/b0A94aYEupK2Si6UrbiABVFrExKrJ7tMZyvuUF3KYcUWvFprXJZaerTs9cfyJ4RbcmY",
+	"a0yT/5Wlcluxsm0aKmQft5LHS8JRdaGvrVNLyOVJUUqGzLnINFR0Qdt4prMUPFW75i9XZ3vFMArZlgdC",
+	"tyq+DP9mhZfNTKvlNRN5ra5tKWbdq+Pe/4USZt9/f/ufDS66xjyi7ZVfynr0874n2tbno/uJT/LySnk5",
+	"JVUv6rM3DA6OZsNgH0sridwyY1PBiqMZ9MmK0VR1yesyoOj0mcpBd3n5U0hYoljuX5SC2YDozaV+wi91",
+	"t/Mnj6DspeEblqY83jW7i8bx1cOdiie9K7w3ed+l4sAOhGkjpb8uFHzmwnOZ8Gi1I8M1gi5Yqg0cbK0/",
+	"VJpOCNcklZmIOzrlC0XYZxrpZIURP4Ck7DPEV8zXWXAeI7LGR8eKCY0hjZmwocA2ZFVBDFE5YLUarfrJ",
+	"m4xdWAU2FvUA4OQ2BPgSdbxNX4EeWFLHvmLGbGs5CXfioharlsAWKQqRxJIp26e4gFcbhBSAnlv6p0Zs",
+	"LBttduAidYtOHlLy4vnzw+eba/dth0HdsvOQozcTpssD2IWZRm04nK3QchsGDVnGf5FcYOYfFXFr5bVI",
+	"RtycUBcGqVVa1jmLmGgDKoW1mZC9uFhz4DO2vOAwGPR7eDUOgxNCkUlIPWPpkiu2PZIwD7dtTikoI/Vu",
+	"xxAvZKp3IdBUf6BiylqlavAJlHVrvCl8xtttg5aNc77UNChHKFa11IAN5rsGtHb79Hg/Y6Y0xzQIYsBH",
+	"9pwUhCKRIFzYgDqSmkGMyGRYWOeg3+8Pg/01Kac9iVZr4hom/GUQPr/tFP/0sOFPZkfggNhRZcSwvfZZ",
+	"ixhld8ecRWdJPwpgIC+e2/JVPhXmw9tT8v3R8/8itjLWCWE3LF1Zn61LaX95fgaF1VDUrF/smvLEl+dA",
+	"NVnC1Z5KMPhyYXQ4JjQTEat7eEuBpbkFrl2IQOHh92WS5qEW67zox8vLc4Iv+F2gmuukgY/hZ/UogPqZ",
+	"1b8EpfV4nFBxvZWB4eT5DnwH++H1y3OPMWycKXbF5vZUdvJUTxiIX7tVv6EibogrbySRTR7xpgS8lE25",
+	"8i/cx4w+YPzjy5L5t4a4LpjFW1baRk86CoAKD0uaF7Qk/8pYxmLDudJMCC6mJ0RIItiS/FOO/cFlEHXj",
+	"j3v6pxxf8TuZfe2XpdgcF9/jRxlIoPHWsMiSxOVhyTREoT5miaYE7hRMOIaCta48yZgqdmV9eOuMofy0",
+	"zc5KHqGOuuaLDgZK0qSzwJiZPG23UZd4sylPTjCy51cwNqfEtXZdAbA859t+Y1MmWLqzRRFi1K9KYWvt",
+	"4wecn7/BU9liyTOqZli1z1m41IwePH9x3O12g3uoZz7FrLXzbaNzsb13HYjB6VW+NLZGR2UbncpqUxVP",
+	"+q7UX7gzC1c6nEgNl3L1DFdWkFDpQDbpbhYUtijyhjr8TlKHOm6u0g4WE0XeEZ/YfIwYg2aLl4SEEHaG",
+	"JfzjdYbiw/DNwlJ7NN65IpplpLf3KTZUQrAtDHnCk0SRm6PezYsTQi1bxh9pHF/9qRez5OpPhAulGfWA",
+	"jt67ZmcTSZnpdxJ4258JDP3iqwxtwPWVVg1Df51V87g53nJDCn/Li9dFfrzerMEX2jrVzOWRbFLMG4sC",
+	"7KgptYfTVwG/t76nMzKkKHfBRv2U7kJpdrAylK/KVjypHB+0c0xgPlvz+ptl6XKQRa3zAdfKll3o7hDE",
+	"4F2EREbpWFjqmswsU67hHzSec3+2YjlSbj1+dlVPncgcqWzOmLFC5F0+tfVMPSUMXIFTS8Elrw+i2+4k",
+	"bTZvyXr3+n9uocVuQwsw7xk1VVS8S13VRvVxkTs2thutUXU0t2hZGanC/G82ONN68RKqWV5zMTc+lioh",
+	"2JJFYZvQDsf8qjOeUiEFj2hS9Zl8/QiDirhZc91m84VRaYW1AaHA5oDiBDyuFUsmrTbvN1XZgH97hmXJ",
+	"tbRZH27lltqtxth7Rma+PocRm4yxre4Td5uevX0HA7QwwuYtc3YxxPrlsrU46jzI0UKrtDUvqBlNo5m5",
+	"PXwNYVitjg6YCgyfr3baOSaaThVZa7cT1rry1KqYYRkbbS0OtlQU5HcDVtbaFllxx8wXIl32ig5MeSeI",
+	"UgEzVa1tFuY9UxSfzjQXU1XqaIWdqxzCP2xQyV1q1t8lcFRqtnPRPgeKtklwdyny9zDF+nzVIGyFMruo",
+	"xor45X02E8FDVGMvkdPXq8aORfvOG2phvazXvqqW9NM0nTIdFqQsl6JGasqjVubP2hemzxs/+EIEH4ck",
+	"Hgzzm1CyBcKFZeD5jtNb6SySSUMo4l3kKytXXjWVedlWhbhZPrPMtUVlyaIEG9mr4dt+SwlrdxnJL5iU",
+	"VxpaUJf20nBIb2mkv10Tk4fMJNhURq/KPKCmhDk6zlRT8by75iVsI6KGY7hTdRxHTSXv8H987He+p53J",
+	"y87bT19e+IMMa3RTZ7T+Xn4Q/UdkSobB4MV3s2FQK3Lgi9WrU2A1YKzfyil/Ka+ZeBh97C5IvVv7i0w9",
+	"lIqYWmPBRhuueWdj1wUJLtgtvSkAwqXOFO1q0+K5QGxCNdLJnZevdVeUMt2iL0XdlQxDri/9k1v8nfJV",
+	"7xI0uR415wl83B4F3Bg3d9dDL5+374j/xtnSW6PD39X6gmGHzx5fKJJIeZ0tlJdJ2oK2GwWmi3cPEeNa",
+	"q8i7QQSqvdkU6H2ZK2dkOZOqrJO54qPrJaq7D3Xv2TLQGx2cTJaTYNUOZlSbt+eRUO9y3xaxDg1YYt/Y",
+	"jCpb9Lg2whZe2yj4E67DWnHc3KrVTqcpqxs+/2hMF1tp8fXL80fTN4uK1Vc7Vc12Mt7tPatvN45Tz2Vq",
+	"0mdr6y9ruDkOVFUMQyWuFwOcR5kc1vkcZJFEWcr16sIs2lrHGU1Z+jLTs7xjIkQ3wM/F8cy0XkANYCzw",
+	"+9++Pksv8/K/12yF4eSMgs0LLrNyd5u8qaICA00vSuUyVizq3Qwau8znrZuKVdEFN39D50YuJnJ9TfNM",
+	"cCFIyuZsPmapsmams/M8vQcMUkiiTjW27XfQyJSSsfmvlkk8FBDiFZKE0VQosjQUx42s7Hqkmv2axxpa",
+	"Y7NUQd3+NGWRBpIEa5QtP0j1EAowJiyeMqwYk3vLgZYtsJStpmzeySNsu0MxFJcQu8QT5pwKWCPG8ICU",
+	"RhB/26ML3rsZHNt953APYa/QLZeKeCjwMfYL7RLD/U/NkVywqGOQnWo+ThhECmbgsi6fmJndvf1MDUU+",
+	"v9ktxzZGeCpjFpMZSxms3lzV6hjrpBVNNp3eMfrcwbPrmEWOjslokY0THo3InpClhqv74VCM0Fc0CskI",
+	"nUXmX+AtGpE9xGRMRXJl2WDfEJAaM4ScFEwNhXUCcA1BqyN7ACOyR8uobc6h1EesMgFWYBlib1UzsmJ1",
+	"ZC+NpJBCDIQgCY4liu13ycvS/oYCcIErMudKmZeg7KC2nWfxxBQ56g9CQnFjY4Zdj0szPzNvHJ4MxVjq",
+	"GXSSKDs88ipBKjeXQr0imjK4tFhMqIYzg0hMdVwJI+XmqyLUdNTUkXUEgw7F3siGrI72u+S9AHy9MZt1",
+	"romlQZFjctTv20bqrohSDgnXLHsooPQQgmJPrYSmn2ELis2p0DxShCb8mu2H5GhwaEeDrVW7CJvHz4fC",
+	"tm3H8kjE8JgqFKsdYENy1D+ysdXE1lIlqcw0IzIdCmS7XdfO++OnLiTWjwBeDdWiHICaykTtNxR+IrW6",
+	"T0OxXvhp/wTPS22s1RSSSqkmtT8UNFESLTlklHDBRgDhEdbPGmH5qIRHzIYOWW79cmFYf+eg2y/F2lp2",
+	"XHILHQeDbh/fkQsm6IIHx8Fht989xITBGVxSPZrFWBVjit7H/EjOYsjRUxpaYsI3DpdBR/N1qHctO70N",
+	"5P31gda8JHC4gCJYjGu1YD2Dg5DeMMILu1fOBu0dHhiuBFxitN9taJ5v7+qm3v4Na/ONBDGclYHamc78",
+	"Uk4B1d5fT9GW3ebVnwzmQXOWSsf9g35/Qxfn3bo3Fz1VPf2bDXdZUPRyAgoVRbFuw+AIl+EbPV9u7xWN",
+	"PyD7wU8G2z+ptCO/DYPnbeap9qaHrw5bTZV3GgcBz2X6gwKHW07kNCSCLQ0HBSXACZ3HHwOkq09hULlt",
+	"g2MXfWHG7NkLqzcrF2FaSOWhxHOptG0WWJRsQgGYmSfxqsXB58GmlfpNRkoKjo8OKpWUPubhHYPv+qWI",
+	"jcNSCMagFBiBoxiELKonBUs2HlTrER0HfhbVDiWLnd9WpX8XjVilhaMm1e5RkfRo0ALd8t7/8MHzNrN4",
+	"Grg/MklYnQeRpaS+fPxk8KCgGIyCwkRvRDtX1kuF2KXC4V0uJYEv2tXfcDRl5/BRlXtUIas0D9q3l1s9",
+	"jQclPKgbHGGhcyt/QSRtHrohoFatnlFBRsD9QW7FYNLljAkjSTKiWGpEH2zyP5NJjPLvmKq8ipnNPafl",
+	"GNV9t+ehKOJ+i4nKup2aySyJSwG/Vn05waU7WVfLoVB0ZfSnJTXKSLYgWpKR+QNFDCfbHvaPuuR5/5As",
+	"Z0bXKe2CK9zIUCSSxuhoUq6NiA1NoARqpqKcUuVWPzDHrGy875r44C3yiZe0uVPS7aXgMONxKL4MgfcM",
+	"gYXlgZWpCz+i6lqBLFmCucI1F7H3pTEGtw0SxPq9X05ifv788MWdLv2/0699kdeC0D23+WXeSsgZuzDm",
+	"PCfHHDNtLDkw0EMfg31nkdCNYDCTC0DEf1vRoC0f/EmKaWchk6TUu0nV4sSU5T253oJ87T5MMI/z2ipZ",
+	"fGAuyunOckURfPsRy+cFg+8Puv3uQfd531WPOz44LEd12TCtmihRqswSHPQPXnT6g05/cNnvH8P//hfd",
+	"MG0pAOZtJTQcPCDdVYJ/PXTnnj3JI99CHnGoSmZcO/uV9cxwRTSdGv6Vv7RnH9mBbYUeczdgfZ6Q/PzL",
+	"u7N3765+fP/uzT/O319eXV7+tH93wlUblfJX7qV73hutLPCv3PLWLPBrGP0mF58ilnZ/X4qdg2mI5mc9",
+	"Y6tcXjUX4UwuyYSmZMxmHO9FMOStH7HapPeFDWwYHeGvcn5/Zw5c1b2KBK2PyFfbc027FnRyt+Kdgwfj",
+	"nXZuFx3QILM4wRjM4VqRa7Z6XFbaBuHeynTM4xiCFoKj/vfbvziVYpJwdHn9+3LrEjuecqXLXS5P3GmC",
+	"HlJEbUDQMljFjf7SkvAwuaXCWntfDJHcovSaMHQQV8nxNfxeJsdtpgX8Iv7NI+DR9i/eSf3WSKHfECWg",
+	"9ZgHIZSWC0WWMr3GKP4dMGBNB92imqEp+h1ENHwKAxvqUxOeM/0ALPv+TPoXiOVsx6X7D82lt7DnfzeK",
+	"+AOw5FNMYaropfUexEyVqZKu1O78mH02G+5FCY+uZzJTrKvVTaO97r1gJJVLsgArW4tEGrKH3W9HP7y5",
+	"hJiy0X5IlERzXcwhK5Cmq2fYA44p3bHjQUZRbiUDaTAfo/fFxjfcjobCvtIlp+CzU2F+Rck0ZumxXWBY",
+	"C+cKiYpkyshe3kqSDPr9cCiKdpLkRT/MfZ8H/ZBgc0nS3w8hPSgkVAnzf1cynYbEFqcJSRoLFQ5FERsW",
+	"kjz2KnRZQV2Ccjo4P80du0gZGMv2+kSmpbbZQ2GXsH9CNJ8zLNA6+sc//vGPzs8/d16/JrPZ8Xx+rNSI",
+	"/HJ5ekI0HSvwiUB9b4yAGNPoWiVUzbBqKnpcYSCmIrow0rUil3R8gW3MWEyMrAzW07nPuPgGsObUIM2P",
+	"BmmCXRn7X7GTfwuHXD0ccPsnFxj218ryB6axdqMyJi7A/tjCUqjZZ93TdNxRDqAdhHm13gii5lBXUXOo",
+	"ATWH2iDZUFMlzP8ZJBtqi2RDbZBsqAscG+ocx4ba4thQ1Jy0Q51j+1AP+v2hVmrWGaeZZsBOhvrF0XPz",
+	"8xtcIvlRKs3FdKhfvxnqoS6MQMQZgUo/HpR+tDV0I7lMOQME8vhqx9zQvsdRu36VXfzNHBXkI/77uzcL",
+	"uiJ8caVTXmaVzj6yV4ZJ2ciBHH2b39Pyfb5Q3WgDw//w9pQcDb7rk9OLv9n2yK79ViqXkOcooPvjCFnC",
+	"B7kceW6HPa7VUFSvhpCsXQ3HQ9HErSEfcw8aMXb+CTUg93NeWv99KDAJM+fIFT7t5ctkz+z08PDw+9Bw",
+	"UTNGHo3YJRc6ZXQOzflJJIXSVGgyZ3OZrjZwx4u/PbFFD1u06FbngmHtxOGGtQccwnm64zSnaQ+zdJbF",
+	"FZsf3Br/C3P2F1YZX1jhV2H4+k0InDCsMcLQZwYvfjwo/Xh4f673o4/QnPiFUPv3Z4b1SHCqgBftKUhM",
+	"JROeoNd6sUhW92KDTu/yGnyRpP9y8f7dE00/uHF7U46xx2ODjmp4jlXoARFgppAoy6r/kIRh+EMJOA9P",
+	"IyJuQSXvXj/RyWY6+dwpAFmJgLAKQXA8DOqiexAOa/kV8Foh0JsXQGMIjj8Og5pgH3wKhy7pAl+oSujw",
+	"vKRNmKF9dx3MUmgaldcOaq8V93BwfHh7/+vwvREzC14xqgSsLKCVtWB/cA6AtPdQlJ93p290gr6FN76i",
+	"fTNvnd9g4IQlhmS8sp1YflcHiCYgLNDr7Gd5p2t3VHk//60n1Yuopomcbj2xU/veVzw3O8Wmo7OrzX5v",
+	"p/Z3liQdtApi2g4ioSstIMiYEehFTvbAQa1mfEFirsxQ8f7dTratt8yc7pOr7JERAmFJKOABJp/NuNIS",
+	"ks5iG89aqvukyZzGrA0i5G4zLzn/wLT/vB+W/W5ivY+MP78HbDBiyn1Z+q6yszmmrV7SHFfu6CKt5/EX",
+	"sieUfAP25rp45OJdwpVL+YkzbCM3Q0gEx0bgZDOZXCXshiWDIAyyNLH5uOq410vpsjvlepaNM8VSu9Bu",
+	"JOc9+2EPSgGbKTp8oZhWvTlVmqW96sBdwbRiun2Sg4HUDjE3X5/cPrBFQiNLbg8Z5NM0oY36+a1fD38A",
+	"NzAcBDRrQByw1wzWVuUCap6clNgM4Ypcs4Xe4Xqpixk920IC6wvdnQ95g+xscwvLjDanJBitBTzgWCfL",
+	"3KQCeyRwTZaQiRGnckHmmOxLBZnTz1fmpys1o2leADRPjPOnFWDPiTJzyNs02Pox9bYXHn3/IYOWq+0/",
+	"fDGeApt4QH5mra/HXt5OA7pf7D+JeA+hqSHAIV8b26sIuSR7UjCwPMB9TzWh4KLfvxftZWK7yv3BvNQq",
+	"Hxjyo/24/bwfFr2osCjXplZUXzVBxm6qSV00+30SNb15sPYycGhpFY/GpNivKXoaXIaOLo34+wPT0Lzl",
+	"a6osOEGDzoLLkekz5S6FPMGq6Gs7zniiOxz8bar7+0uNhjIdHZCNydSC250//r35/Bv0h+Lk7qhAWIgD",
+	"VrkqXnluUr93cASDU/gwkJk5iwmP2C5pRrDGbyK6b0Q7gDpWvHsSqL91qDuK0brKDco04/C0BdWUbnF0",
+	"qJST/Db7LWXRWF6Fto+kNd+jC8NKr3MQM4ZiVOpEP6q7PfZDm2JsM6B+fvk/V2fvfnhzcXn16h+Xby7I",
+	"3qDfJz+/IuPVUFgJYD+EKD9CFeQRmym75A2NZmRMYxiV7OGCoDQLS9gcAhRhB+FQIMNkMXZMGuwbzQNT",
+	"HcvGD8tWDZdF2i7Klk+ljIdCChuKaFttkMsiBxqK31DNlK2kVEDA1ja3adNcDwXuQJ1gDjVQpa0WxEvV",
+	"rGYsula+oJ0zPL47s7ePWwwkNhGz0kLfFSgM0AtXQriq+y74BJVQFpCHedjtdweDQ8cwsbheoJZsobE7",
+	"6cFBeWjB9AT7JOVjR1QIzIKDMrDBwdEMFLYd3fYlfPRWhmvl8eSLNW8nOg+x77555lyUW/2bm92jt5Cn",
+	"buergrE+o4VZfUqEG86ldYIDHc3gNXMM8EPlIGDWmvS95tKs0DXNCyjVKLxSUXqT0/QhrrxylZK8P85B",
+	"0eD045cACj4Fx0GPL6BGkmBYmcTd35UzPez3h4Erl0ZFqUSddZ2brZo5Bq1veqTXD0wZXcZz7WITV+o6",
+	"+ADTWbrf3IRP1/G3vo7Bh125CwkXZJwl1yWOZa9Wz/2b90/KHzj3f2cMDNw1wOrxhWqV1sA+cwj1q0ew",
+	"GlXfBsDW+nhAYTUX7LB/PBSeNAiqbJyrK5ha5DD0voy5Vrcje3cqqCdftB8ZigftPzIUpYVXmoW4W7ko",
+	"cF/0WeDa36EE8jjmEIlr4OJL4ciL0aVyqXZK6HhbDl7AagxUAzi75JxOrdTARV7tEhI+yJ79E2MmXUQx",
+	"SaBMSEjOzm+OcC/7KCpg+wpXZRL2Zz8p4HMD+SALOmXhUChpjgjybfL6l1YMgf2TNBNeEcPGrpyrP1Zs",
+	"1O+u7Fqpe8qWumspXD9/gJQEBEm9A1GZRS+2RjJUCH2TiejsfGcCeVmRJr4SXkAp9SZRwxbjvRbA5qBg",
+	"LlTbwoU9GS/XTerVG9JoxCKH1z0wq2dunJTHbHu0zNn5e/fuAyKcJ9rmQ6lm05Mr5kES0w1xzanIaELc",
+	"ge+MQ1Z6LGyeXq+7q6ttZyvJT6JM4s8U6R0eGGmwNzj4DmVFV/f2Gfge1yyqD4Z/d61AGbuC8usWh3BL",
+	"vEeph4bRpvtrxaEK0wRIi4KMqbJl4Z1E6yZvb9/N4fXI1t0m1o/m9mVN3H9SK7+5Wsn0g3IIc8v8U47V",
+	"JrHlL+Z5K6fshPIkS7Hnwbpf9qDslz2ouGX7j+yW/YscX1iYNiC/Bfm/vwT8ikbX0xQKAxpEIOMVueYC",
+	"7UpKU6N0555E63otTtlhGaDQFmEm4UpvjgD4Cd54jMysd3Tuwu/bFh4TkChrNvE785yabZZWXz42/LvN",
+	"ubUO1P6JW2fDHzRQe+cqXN82srvAizZosTVs23/6D8e3S3TrZ9tm6c9U3grhST31hnHvdup3jaBpWeQq",
+	"x5k7CvvurINjsxXCFyqbO4uxK5VAfrloHyWdI9k3ibfYiuLWVlW6iZ7k8d9UGPOdeGr9pu2Ve8htYrfn",
+	"hc2yjYSOnlavfB7oz7rU5B7/AuQNg0jdrDe6/7oyOm7MUkK4ucbGhM55sqrUxej3Do5Cvrg5GoqDfn9w",
+	"HI+/Oz7uHX1nfnuxc9KunX+RUF7z9demrI3cKvn39Oz1B3C/CUb29Ge9H4KnHIJn1uvT7FX2vB8SAzue",
+	"sLhwSVW19rwOeM3K3Q1C268Nzu6NbW9dj+6ZUTWrutSYCsm/MqlZfIKxJ1RMmcIAdsgMjGV3MxSebmVv",
+	"xqzzWJZYSEmYQccjU492Zxue1OjX3cSX3tn+mnc2/m33l73i+jfoFbHQehI7W3pFRI4oO3hFGlFyBw+J",
+	"xdD7m6nvjqlP7pRv7E5pjXxr7pQ1HebboNMDeEdSZsiRxcGTq+JJNXpUV8XO1GdYv2032V3RebJJAHm/",
+	"YOLl+dlupig36P0qes4YsbOTWEYZhJaXul8tqSJTJhhWo52kct6tdxj5VM174SpvDlwC1pxp6oMWVu5A",
+	"aBW1vzcY3T+4lx7D7m4na291t1v4PZrc0wKwObd1P22RcNx7ra3uDq5PFVK+kR09zQ+gzVlvtaM3nucD",
+	"tm5zpNjQs812yeMCGw5TEWP4vuGJT/qN16y+EWY7soGHMbb7GifEKxcTXO4hTfZGhYULe1ZzrYrlD8Xe",
+	"qI5so5CMzmXCo9XIxhzrpSTgS+7olC8I+0wjnaww9Qn6LXLb0RKWMc+UJuxfRjrAjuZ69kx1yQW2BC8a",
+	"X8PIZo3YshHcPIINhYEvdrT2RSWfZxUyuqOwXFhHIYcuCEtt6L5Aezm4sLN4YeN9ZlJeQxyDOYLc7qpT",
+	"yib82nVNghOlkT0XNzI0DodH11yYLdQilcLAFVv/WIpZ+nQLWVT5aDTBtKj10dAXUhnml4sgDE5frg3S",
+	"uCRNp5UBwN2CeVxr0wgDJKybU5nRTAZpWXKBMLZtBD9+1w+Pjg4/hQHnEwM4hcCt9fO7ba2qIHJuNN/m",
+	"NIAHNBSEmBMkcH7mL1gl0dGCwDIJrtE8waTKWqpCkZi11RD8eKrTFl5v7cJlWesha/FsmT3Ckjw1Ue9J",
+	"cftN+bTuJN94RNlezMRqk+ZmkeW1ee0rerR+A76sNr6kiufq3q4lBNWf0cMkU7zc3a9mQ/shiVnKb1zu",
+	"c0lIeKZIlKWp0Waxu2wr79Flqbeya0YLX9tbXGHaYnlS51p68iDdw4NUlu7gmlIhmXORKeulaK6j8dVl",
+	"Ux9TYJ9zYmiqv22eF+Jcbf6Cgor85/9qKIoFab3Vq7ep8fbR4zIJ2KWwCW6bDCKEGXEKDUgyLcfqY4Lk",
+	"hEZauV6iXJcKE5jDflLe1ivfzng0Q9DGLOIxVM8pYIop1qtvTSXIORuTfS9YmjNu7OESkumvfNEx05mN",
+	"sBhd9FiArfNGRBLa74PCoAyiDAWEGowMMx+RP5f49TMFcQBd8neuZzLTZAQ960ehSzWFm2GSJclQWA6/",
+	"d9g/wgnPJp13UrDOz5A4C4I94fqEPO8f5kEDObuaUcimH4oxY8LOXjR7H/SJMlfXaEm5Hu3jeorFuDRc",
+	"qoiSUhCqUN10dxAHZ+0NI1wfE0pilmiKS7BDQFdQzZPE6J0IRew0Bk1CzfosqSvXhj4kLFFQvTBLErve",
+	"E5LvXdim9YItWToUNDU3nXLbwW34tNdCFMIe+9tqCpZvWjiShJsTmdHG6oCwYX8YDBf6xVGwJT6/TV4t",
+	"5bqNT+tsYvAD0KPN64jADn+/bhSAhb63X0fpxDFZHvCpJhid4ipyclsnXEOkBR3Yg8PyFIZOqoKQk2XN",
+	"Rz4pNtwgiVVImeyVlq+gCe7+dpnr0GdRflfGcYfaBrNByvRRf5lp7ChOVj9zm2ngM/Ea/J4EyTaV1iIa",
+	"zaBZIuL2pNAAT2w9BLKQSYKRacBI8JKkXD/2LYmTbXBwXZoXHsO5hbUMWjq2NJ0aZStKqLndZAq1J36P",
+	"bi6N4HVnDv/d4t4y77R2bV3S6ZNb61u5tTSdVgoyk708S9j2hcgUWuTBNK80rXRjaUKGIqCmyQzkPfWH",
+	"u9WBVP3mSE2nTxqS172Fpv+2hL4rY7+k062pIg4r7lroXyaQJvIfUf/w+4NxEDpL4RXWixu8+G4WrDUr",
+	"lEpbXJ9xDOW4uPiR5F6g1s6ISzr9JgklG3DdGv4fH+WfrO4brO62KDxtSXDl+Cgtr9mWMtuX+MqjCERm",
+	"qjYiEa4pBHHShlJzIxFFKdP3KFS8O559OzHq5fkZ0e5o8iPHHzZFkPibESAyIfzvwTCtpQALVXYWfMGg",
+	"HmIYrN3jLVmRWdAOTPDhfJAws23+0Xjzm3dK3W0A/X7z8uSO6cZ/HE5KRUFUtngunCiY+GZyKYhEA1hr",
+	"ais4bO8Lj9voLpYAfW7MBdWzklci3uiVaLbMtWto4M01uJHXT/rSA+UaGFhWMG4nvKrG/34JxoymLH2Z",
+	"6RkEFX0yj9Mbhz7YTKpHF7x3MwB52c7kNZfZ0GFbV7pboBxEEN+G9Y+qiToqzAO3saOAbcApJ849Yn93",
+	"STndsqdNecZ/lSXXlbqo5S+wHqr5yMVNmZ2V/0ZYln6hWcwrn9gWoOszu0jn0MoXzvS5h9aukLy5pFP0",
+	"mYSFjWsfthczscLyGaXl5vat0uyYkVf6AR2sHjjITEQsJYADXGlkHmQPz97KAvul2cb4gQ+mGNiH47lg",
+	"qZAY2mNCQ8ucmIxXhOYvXbMV4YL8T+flgnf+m9kIPUXnbCjMM5ooSVJm4ILG2tNULuMLFoEziWo+Thjg",
+	"egYGwl5kHisW9W4G6Myortl3GGwuUdxNZEQThK3r9sFiIgWhxHVXO8Ey6QxS+ccsknPAunLNV7REQslP",
+	"MpowFh8Ps37/MDILgX+xUWVl2C+kAZSVkjjYf6h0EFDs5vbT7f8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
