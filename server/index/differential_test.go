@@ -145,11 +145,21 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 	return slices.Compact(ps)
 }
 
-// naive is the model: the resolver applied directly to what PostgreSQL says
-// contains a target (every assertion, expired ones included).
+// naive is the model: the resolver applied directly to what PostgreSQL holds
+// on every prefix the universe wrote that contains a target.
 func (u *universe) naive(p netip.Prefix) resolve.View {
-	containing, err := u.b.st.Containing(u.b.ctx, p)
-	require.NoError(u.t, err)
+	var candidates []netip.Prefix
+	for _, q := range append(slices.Clone(u.prefixes), u.manual...) {
+		if q.Bits() <= p.Bits() && q.Contains(p.Addr()) {
+			candidates = append(candidates, q)
+		}
+	}
+	var containing []resolve.Prefix
+	require.NoError(u.t, u.b.st.LoadPrefixes(u.b.ctx, u.now, sortPrefixes(candidates), func(q resolve.Prefix) error {
+		q.Assertions = slices.Clone(q.Assertions)
+		containing = append(containing, q)
+		return nil
+	}))
 	return resolve.Resolve(p, containing, u.now)
 }
 

@@ -1,6 +1,7 @@
 package index
 
 import (
+	"cmp"
 	"iter"
 	"net/netip"
 	"runtime"
@@ -544,4 +545,25 @@ func (s *Snap) entries(within netip.Prefix, workers int) []policy.Entry {
 	}
 	clear(out[n:])
 	return out[:n]
+}
+
+// Prefixes returns the stored prefixes among ps that exist at At, each with its
+// assertions live at At, most specific first (then in address order): the
+// resolver's own input, for pages that list the provenance of a view and for
+// previews that change it. Prefixes of ps that are not stored are left out.
+func (s *Snap) Prefixes(ps []netip.Prefix) []resolve.Prefix {
+	out := make([]resolve.Prefix, 0, len(ps))
+	for _, p := range ps {
+		if r, ok := s.pfx.Get(p); ok {
+			out = append(out, expand(s.strs, p, r))
+		}
+	}
+	out = s.existing(out)
+	slices.SortFunc(out, func(a, b resolve.Prefix) int {
+		if c := cmp.Compare(b.Prefix.Bits(), a.Prefix.Bits()); c != 0 {
+			return c
+		}
+		return a.Prefix.Addr().Compare(b.Prefix.Addr())
+	})
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,8 +34,12 @@ func TestIngestMergesRepeatsAndKeepsLatestClassification(t *testing.T) {
 	c.Classification = "suspicious" // older than b: must not win
 	require.NoError(t, st.Ingest(ctx, []store.Observation{a, b, c}, "test"))
 
-	ps, err := st.Containing(ctx, netip.MustParsePrefix("198.51.100.7/32"))
-	require.NoError(t, err)
+	var ps []resolve.Prefix
+	require.NoError(t, st.LoadPrefixes(ctx, t0, []netip.Prefix{netip.MustParsePrefix("198.51.100.7/32")}, func(p resolve.Prefix) error {
+		p.Assertions = slices.Clone(p.Assertions)
+		ps = append(ps, p)
+		return nil
+	}))
 	require.Len(t, ps, 1)
 	require.EqualValues(t, 3, ps[0].Sightings)
 	require.Equal(t, t0.Add(-time.Minute), ps[0].FirstSeen.UTC())
@@ -84,12 +89,18 @@ func TestIngestConcurrentOverlappingBatches(t *testing.T) {
 	for err := range errs {
 		require.NoError(t, err)
 	}
-	items, err := st.Search(ctx, store.Filter{Tag: "t"}, 0, 5000, now)
-	require.NoError(t, err)
-	require.Len(t, items, 2000)
-	for _, it := range items {
-		require.EqualValues(t, 4, it.Sightings)
+	var ps []netip.Prefix
+	for _, o := range batch(false) {
+		ps = append(ps, o.Prefix)
 	}
+	n := 0
+	require.NoError(t, st.LoadPrefixes(ctx, now, ps, func(p resolve.Prefix) error {
+		n++
+		require.EqualValues(t, 4, p.Sightings, "%s", p.Prefix)
+		require.Len(t, p.Assertions, 1, "%s", p.Prefix)
+		return nil
+	}))
+	require.Equal(t, 2000, n)
 }
 
 func BenchmarkIngest(b *testing.B) {

@@ -8,9 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-
-	"github.com/muninn/muninn/server/policy"
-	"github.com/muninn/muninn/server/resolve"
 )
 
 // Ruleset is a stored ruleset: its canonical text and JSON forms.
@@ -309,88 +306,6 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 		return notifyChange(ctx, tx, fmt.Sprintf("%s%s:%d", RenderPrefix, ruleset, next.Version))
 	})
 	return out, err
-}
-
-// Facts loads the facts of a compilation: every stored prefix with its live
-// assertions resolved per prefix (one set-based query), and every geo network.
-// Lists are not loaded here; see Lists.
-func (s *Store) Facts(ctx context.Context, now time.Time) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.Prefix{})
-}
-
-// FactsContaining is Facts restricted to the stored prefixes and geo networks
-// that contain addr, for explaining one address cheaply.
-func (s *Store) FactsContaining(ctx context.Context, now time.Time, addr netip.Addr) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()))
-}
-
-// factAssertions lists every live assertion with its prefix, prefixes in
-// address order, less specific first, so the prefixes containing each one
-// come before it.
-const factAssertions = `
-	SELECT p.prefix, a.kind, a.value, a.source
-	FROM prefixes p JOIN assertions a ON a.prefix_id = p.id
-	WHERE (a.expires_at IS NULL OR a.expires_at > $1)
-	  AND ($2::cidr IS NULL OR p.prefix >>= $2::cidr)
-	ORDER BY p.prefix, a.id`
-
-// facts loads the live assertions and gives each stored prefix its effective
-// view: the one resolver over the prefix and every stored prefix containing
-// it (a stack walk over the prefixes in address order), projected by
-// policy.EntryOf. A prefix with no live assertion has no entry.
-func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (*policy.Facts, error) {
-	var arg any
-	if within.IsValid() {
-		arg = within
-	}
-	f := &policy.Facts{}
-	rows, err := s.pool.Query(ctx, factAssertions, now, arg)
-	if err != nil {
-		return nil, mapErr("load fact assertions", err)
-	}
-	var (
-		p                   netip.Prefix
-		kind, value, source string
-		chain               []resolve.Prefix // the current prefix and the stored ones containing it
-	)
-	flush := func() {
-		if n := len(chain); n > 0 {
-			top := chain[n-1].Prefix
-			f.Entries = append(f.Entries, policy.EntryOf(top, resolve.Resolve(top, chain, now)))
-		}
-	}
-	_, err = pgx.ForEachRow(rows, []any{&p, &kind, &value, &source}, func() error {
-		if n := len(chain); n == 0 || chain[n-1].Prefix != p {
-			flush()
-			for len(chain) > 0 && !(chain[len(chain)-1].Prefix.Bits() < p.Bits() && chain[len(chain)-1].Prefix.Contains(p.Addr())) {
-				chain = chain[:len(chain)-1]
-			}
-			chain = append(chain, resolve.Prefix{Prefix: p})
-		}
-		top := &chain[len(chain)-1]
-		top.Assertions = append(top.Assertions, resolve.Assertion{Kind: kind, Value: value, Source: source})
-		return nil
-	})
-	if err != nil {
-		return nil, mapErr("load fact assertions", err)
-	}
-	flush()
-	rows, err = s.pool.Query(ctx, `SELECT network, country, continent, asn, as_org FROM geo_networks
-		WHERE $1::cidr IS NULL OR network >>= $1::cidr`, arg)
-	if err != nil {
-		return nil, mapErr("load geo networks", err)
-	}
-	var g policy.GeoNet
-	var asn int64
-	_, err = pgx.ForEachRow(rows, []any{&g.Prefix, &g.Country, &g.Continent, &asn, &g.Org}, func() error {
-		g.ASN = uint32(asn)
-		f.Geo = append(f.Geo, g)
-		return nil
-	})
-	if err != nil {
-		return nil, mapErr("load geo networks", err)
-	}
-	return f, nil
 }
 
 // Listener is a dedicated connection LISTENing on ChangeChannel.

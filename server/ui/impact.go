@@ -80,16 +80,14 @@ func (h *Handler) previewOverride(ctx context.Context, target netip.Prefix, o st
 	for _, r := range affected {
 		load = append(load, r.Prefix)
 	}
-	stored, err := h.storedPrefixes(ctx, snap, load)
-	if err != nil {
-		return impact{}, err
-	}
+	stored := storedPrefixes(snap, load)
 	changed := withOverride(stored, target, o, actor, at)
 	afterViews := make([]resolve.View, len(affected))
 	for i, r := range affected {
 		afterViews[i] = resolve.Effective(r.Prefix, changed, at)
 	}
 	im.After = afterViews[0]
+	var err error
 	if im.Rulesets, err = h.rulesetChanges(ctx, snap, affected, afterViews); err != nil {
 		return impact{}, err
 	}

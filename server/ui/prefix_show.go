@@ -96,19 +96,16 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 	pp := prefixPage{Prefix: p}
 	pp.View, pp.Found = snap.Explain(p)
 	var err error
-	if pp.Stored, err = h.storedPrefixes(ctx, snap, pp.View.Prefixes); err != nil {
-		return pp, err
-	}
+	pp.Stored = storedPrefixes(snap, pp.View.Prefixes)
 	if g, ok := geoOf(snap, p); ok {
 		pp.Enrichment.Geo = &g
 	}
-	// RDAP networks and host names are not in the index: the store's lookup
-	// answers them (its containing prefixes are not used).
-	_, en, err := h.store.Lookup(ctx, p)
-	if err != nil {
-		return pp, err
+	if rd, ok := snap.RDAP(p); ok {
+		pp.Enrichment.RDAP = &rd
 	}
-	pp.Enrichment.RDAP, pp.Enrichment.Hostnames = en.RDAP, en.Hostnames
+	if p.IsSingleIP() {
+		pp.Enrichment.Hostnames = snap.Hostnames(p.Addr())
+	}
 	if pp.History, err = h.store.Audit(ctx, store.AuditFilter{Object: "prefix/" + p.String()}, 0, 20); err != nil {
 		return pp, err
 	}
