@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/server/ui"
 )
 
 // server is a muninn serve assembled in process: store, index, running render
@@ -50,8 +52,11 @@ func startServer(t *testing.T) *server {
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-hubDone })
+	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: time.Now})
+	require.NoError(t, err)
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)})
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t),
+		Mount: []func(chi.Router){webUI.Mount}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -61,6 +66,11 @@ func startServer(t *testing.T) *server {
 		require.NoError(t, err)
 		*dst = secret
 	}
+	// The UI's writer has the writer token's name, so both write as manual:writer.
+	hash, err := ui.HashPassword(uiPassword)
+	require.NoError(t, err)
+	_, err = st.CreateUser(context.Background(), "writer", "writer", hash, "bootstrap")
+	require.NoError(t, err)
 	return s
 }
 

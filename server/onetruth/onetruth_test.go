@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +47,7 @@ func TestOneTruth(t *testing.T) {
 
 	s.send(t, s.admin, http.MethodPut, "/api/v1/lists/"+listName, "application/json",
 		jsonOf(t, map[string]string{"selector": condText(listConds)}), http.StatusOK)
+	rulesets := testRulesets()
 	var names []string
 	for _, rs := range rulesets {
 		s.send(t, s.admin, http.MethodPut, "/api/v1/rulesets/"+rs.name, "text/plain", []byte(rs.text()), http.StatusCreated)
@@ -58,15 +60,24 @@ func TestOneTruth(t *testing.T) {
 		jsonOf(t, map[string]any{"name": "onetruth", "rulesets": names}), http.StatusCreated)
 	require.NoError(t, json.Unmarshal(out, &bouncer))
 
-	for round := range 4 {
+	b := s.browser(t)
+	for round := range 5 {
 		now := time.Now()
 		s.ingest(t, u.observations(30+u.r.IntN(30), now))
 		u.overrides(t, s, 3+u.r.IntN(6), now)
+		if round > 0 && u.r.IntN(2) == 0 {
+			// A changed ruleset: its next render is compiled in full.
+			rs := &rulesets[u.r.IntN(len(rulesets))]
+			k := 1 + u.r.IntN(len(rs.rules)-1)
+			rs.rules = slices.Concat(rs.rules[k:], rs.rules[:k])
+			s.send(t, s.admin, http.MethodPut, "/api/v1/rulesets/"+rs.name, "text/plain", []byte(rs.text()), http.StatusOK)
+			t.Logf("round %d: ruleset %s is now:\n%s", round, rs.name, rs.text())
+		}
 		s.settle(t)
 		m := loadModel(t, s.st, time.Now())
 		addrs := u.addresses(40)
 		t.Logf("round %d: %d stored prefixes (%d exist), %d addresses", round, len(m.prefixes), len(m.existing()), len(addrs))
-		c := &checker{t: t, s: s, m: m, round: round}
+		c := &checker{t: t, s: s, m: m, round: round, rulesets: slices.Clone(rulesets)}
 		t.Run(fmt.Sprintf("round%d/ips", round), func(t *testing.T) { c.with(t).ips(addrs) })
 		t.Run(fmt.Sprintf("round%d/networks", round), func(t *testing.T) { c.with(t).networks() })
 		t.Run(fmt.Sprintf("round%d/search", round), func(t *testing.T) { c.with(t).search() })
@@ -75,23 +86,26 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/render", round), func(t *testing.T) { c.with(t).renders(addrs) })
 		t.Run(fmt.Sprintf("round%d/lists", round), func(t *testing.T) { c.with(t).list() })
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
+		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
+		t.Run(fmt.Sprintf("round%d/ui-impact", round), func(t *testing.T) { c.with(t).uiImpact(b, u.r, addrs[:10]) })
 	}
 }
 
 // checker compares the outputs with the model of one round.
 type checker struct {
-	t      *testing.T
-	s      *server
-	m      *model
-	round  int
-	failed int
+	t        *testing.T
+	s        *server
+	m        *model
+	round    int
+	rulesets []ruleset
+	failed   int
 }
 
 // maxPrinted bounds the disagreements one check prints; the rest are counted.
 const maxPrinted = 6
 
 func (c *checker) with(t *testing.T) *checker {
-	cc := &checker{t: t, s: c.s, m: c.m, round: c.round}
+	cc := &checker{t: t, s: c.s, m: c.m, round: c.round, rulesets: c.rulesets}
 	t.Cleanup(func() {
 		if cc.failed > maxPrinted {
 			t.Logf("%d disagreements in all, the first %d printed", cc.failed, maxPrinted)
@@ -350,7 +364,7 @@ type explanation struct {
 
 // explain checks that explain decides by the first rule the model's view matches.
 func (c *checker) explain(addrs []netip.Addr) {
-	for _, rs := range rulesets {
+	for _, rs := range c.rulesets {
 		for _, a := range addrs {
 			v := c.m.view(addrPrefix(a))
 			want := rs.decide(v)
@@ -484,7 +498,7 @@ func (s *server) waitRender(t *testing.T, name string, done func([]*netipx.IPSet
 // poll on its version, up to a deadline) and checks every rule's set, the deny
 // list, and the block decision of each address.
 func (c *checker) renders(addrs []netip.Addr) {
-	for _, rs := range rulesets {
+	for _, rs := range c.rulesets {
 		want := c.expectedSets(rs)
 		doc, got := c.s.waitRender(c.t, rs.name, func(sets []*netipx.IPSet) bool {
 			if len(sets) != len(want) {
@@ -582,7 +596,7 @@ func (c *checker) crowdsec(key string) {
 	got, err := gb.IPSet()
 	require.NoError(c.t, err)
 	var wb netipx.IPSetBuilder
-	for _, rs := range rulesets {
+	for _, rs := range c.rulesets {
 		wb.AddSet(blockSet(c.t, rs, c.expectedSets(rs)))
 	}
 	want, err := wb.IPSet()

@@ -234,11 +234,16 @@ func condText(cs []cond) string {
 	return strings.Join(parts, " and ")
 }
 
-// The named list and the rulesets of the test.
+// The named list of the test.
 var (
 	listName  = "otl"
 	listConds = []cond{{"tag", []string{"t5"}}, {"classification", []string{"unknown", "suspicious"}}}
-	rulesets  = []ruleset{
+)
+
+// testRulesets returns the rulesets of the test: tags, classifications and
+// the named list, with and without a default.
+func testRulesets() []ruleset {
+	return []ruleset{
 		{name: "ot1", rules: []rule{
 			{"allow", []cond{{"tag", []string{"t0"}}}},
 			{"block", []cond{{"tag", []string{"t1", "t2"}}}},
@@ -251,7 +256,7 @@ var (
 			{"block", []cond{{"tag", []string{"t4"}}}},
 		}},
 	}
-)
+}
 
 // matches reports whether a view matches every condition. An address no
 // existing stored prefix contains has no tags and no classification.
