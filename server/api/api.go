@@ -45,6 +45,7 @@ type Server struct {
 	now   func() time.Time
 	opts  Options
 	auth  *Authenticator
+	lists listCache
 }
 
 // New returns the API server.
@@ -148,6 +149,16 @@ func actorOf(ctx context.Context) string {
 		return p.Name
 	}
 	return "anonymous"
+}
+
+// catchUp brings the index up to every committed write: a handler that
+// wrote something views depend on calls it before answering, so its answer
+// and the caller's next read agree (read-your-writes).
+func (s *Server) catchUp(ctx context.Context) error {
+	if err := s.opts.Index.CatchUp(ctx); err != nil {
+		return fmt.Errorf("api: catch up the index: %w", err)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -12,7 +12,7 @@ import (
 func (s *Server) ListAudit(ctx context.Context, req apigen.ListAuditRequestObject) (apigen.ListAuditResponseObject, error) {
 	p := req.Params
 	var errs []apigen.FieldError
-	before, ce := parseCursor(p.Cursor)
+	before, ce := parseIDCursor(p.Cursor)
 	if ce != nil {
 		errs = append(errs, *ce)
 	}
@@ -46,4 +46,18 @@ func (s *Server) ListAudit(ctx context.Context, req apigen.ListAuditRequestObjec
 		page.Items = append(page.Items, item)
 	}
 	return apigen.ListAudit200JSONResponse(page), nil
+}
+
+// parseIDCursor reads an audit cursor: the id of the last entry of the
+// previous page (0 for the first page).
+func parseIDCursor(c *string) (int64, *apigen.FieldError) {
+	if c == nil || *c == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(*c, 10, 64)
+	if err != nil || n < 0 {
+		fe := fieldErr("cursor", "must be the next_cursor of an earlier page")
+		return 0, &fe
+	}
+	return n, nil
 }

@@ -316,5 +316,8 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 	if err := s.store.Ingest(ctx, obs, "bouncer:"+b.Name); err != nil {
 		return nil, fmt.Errorf("api: store honeypot report of %s: %w", b.Name, err)
 	}
+	if err := s.catchUp(ctx); err != nil {
+		return nil, err
+	}
 	return apigen.PostBouncerReports202JSONResponse{Accepted: len(obs)}, nil
 }

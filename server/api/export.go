@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
-	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/index"
 )
 
 // stream is a response written straight to the client, page by page. It
@@ -63,10 +63,11 @@ func (s *Server) ExportCSV(ctx context.Context, req apigen.ExportCSVRequestObjec
 		if err := cw.Write([]string{"prefix", "classification", "tags", "sources", "note", "country", "asn", "as_org", "first_seen", "last_seen", "sightings"}); err != nil {
 			return err
 		}
-		err := s.eachEnriched(ctx, f, func(it store.Item, e store.PageEnrichment) error {
-			return cw.Write([]string{it.Prefix.String(), it.Classification, strings.Join(it.Tags, ","), strings.Join(it.Sources, ","), it.Note,
-				e.Country, strconv.FormatInt(e.ASN, 10), e.ASOrg, it.FirstSeen.UTC().Format(time.RFC3339), it.LastSeen.UTC().Format(time.RFC3339),
-				strconv.FormatInt(it.Sightings, 10)})
+		err := s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error {
+			v, e := r.View, enrichOf(snap, r.Prefix)
+			return cw.Write([]string{r.Prefix.String(), v.Classification, strings.Join(v.TagNames(), ","), strings.Join(v.Sources, ","), v.Note,
+				e.country, strconv.FormatInt(e.asn, 10), e.asOrg, v.FirstSeen.UTC().Format(time.RFC3339), v.LastSeen.UTC().Format(time.RFC3339),
+				strconv.FormatInt(v.Sightings, 10)})
 		})
 		if err != nil {
 			return err
@@ -88,23 +89,19 @@ func (s *Server) ExportJSON(ctx context.Context, req apigen.ExportJSONRequestObj
 			return err
 		}
 		first := true
-		err := s.eachItem(ctx, f, func(items []store.Item) error {
-			for _, it := range items {
-				b, err := json.Marshal(toItem(it))
-				if err != nil {
-					return err
-				}
-				if !first {
-					if _, err := io.WriteString(w, ",\n"); err != nil {
-						return err
-					}
-				}
-				first = false
-				if _, err := w.Write(b); err != nil {
+		err := s.eachRow(ctx, f, func(_ *index.Snap, r index.Row) error {
+			b, err := json.Marshal(toItem(r.Prefix, r.View))
+			if err != nil {
+				return err
+			}
+			if !first {
+				if _, err := io.WriteString(w, ",\n"); err != nil {
 					return err
 				}
 			}
-			return nil
+			first = false
+			_, err = w.Write(b)
+			return err
 		})
 		if err != nil {
 			return err
@@ -123,13 +120,8 @@ func (s *Server) ExportNDJSON(ctx context.Context, req apigen.ExportNDJSONReques
 	}
 	return stream{contentType: "application/x-ndjson", write: func(w io.Writer) error {
 		enc := json.NewEncoder(w)
-		return s.eachItem(ctx, f, func(items []store.Item) error {
-			for _, it := range items {
-				if err := enc.Encode(toItem(it)); err != nil {
-					return err
-				}
-			}
-			return nil
+		return s.eachRow(ctx, f, func(_ *index.Snap, r index.Row) error {
+			return enc.Encode(toItem(r.Prefix, r.View))
 		})
 	}}, nil
 }
@@ -165,10 +157,11 @@ func (s *Server) ExportClickHouse(ctx context.Context, req apigen.ExportClickHou
 		if _, err := io.WriteString(w, strings.Join(ClickHouseColumns, "\t")+"\n"); err != nil {
 			return err
 		}
-		return s.eachEnriched(ctx, f, func(it store.Item, e store.PageEnrichment) error {
-			row := []string{it.Prefix.String(), it.Classification, strconv.Itoa(Score(it.Classification)), strings.Join(it.Tags, ","),
-				strconv.FormatInt(e.ASN, 10), e.ASOrg, e.Country, e.RDNS, it.FirstSeen.UTC().Format(chTime), it.LastSeen.UTC().Format(chTime),
-				strings.Join(it.Sources, ",")}
+		return s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error {
+			v, e := r.View, enrichOf(snap, r.Prefix)
+			row := []string{r.Prefix.String(), v.Classification, strconv.Itoa(Score(v.Classification)), strings.Join(v.TagNames(), ","),
+				strconv.FormatInt(e.asn, 10), e.asOrg, e.country, e.rdns, v.FirstSeen.UTC().Format(chTime), v.LastSeen.UTC().Format(chTime),
+				strings.Join(v.Sources, ",")}
 			for i := range row {
 				row[i] = tsvEscape.Replace(row[i])
 			}
@@ -178,22 +171,21 @@ func (s *Server) ExportClickHouse(ctx context.Context, req apigen.ExportClickHou
 	}}, nil
 }
 
-// eachEnriched is eachItem with each page's geo and names joined in.
-func (s *Server) eachEnriched(ctx context.Context, f store.Filter, fn func(store.Item, store.PageEnrichment) error) error {
-	return s.eachItem(ctx, f, func(items []store.Item) error {
-		ps := make([]netip.Prefix, len(items))
-		for i, it := range items {
-			ps[i] = it.Prefix
-		}
-		en, err := s.store.EnrichPage(ctx, ps)
-		if err != nil {
-			return err
-		}
-		for _, it := range items {
-			if err := fn(it, en[it.Prefix]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+// enrichment is the geo and name data exports add to a row.
+type enrichment struct {
+	country, asOrg, rdns string
+	asn                  int64
+}
+
+// enrichOf returns, from snapshot snap, the most specific geo network
+// containing p and, for a single address, its reverse-DNS name.
+func enrichOf(snap *index.Snap, p netip.Prefix) enrichment {
+	var e enrichment
+	if g, ok := snap.GeoNetwork(p); ok {
+		e.country, e.asn, e.asOrg = g.Country, int64(g.ASN), g.Org
+	}
+	if p.IsSingleIP() {
+		e.rdns = snap.RDNS(p.Addr())
+	}
+	return e
 }

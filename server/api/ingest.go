@@ -217,6 +217,11 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	if err := in.finish(); err != nil {
 		return nil, err
 	}
+	if in.result.Accepted > 0 {
+		if err := s.catchUp(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(readErr, &tooBig):

@@ -7,24 +7,26 @@ import (
 	"strconv"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
 
-// lookup builds the effective view of p; found is false when nothing is stored
-// that contains p.
-func (s *Server) lookup(ctx context.Context, p netip.Prefix) (apigen.View, bool, error) {
-	prefixes, en, err := s.store.Lookup(ctx, p)
-	if err != nil {
-		return apigen.View{}, false, err
+// lookup builds the effective view of p from the index's current snapshot
+// (no SQL); found is false when no existing stored prefix contains p.
+func (s *Server) lookup(p netip.Prefix) (apigen.View, bool) {
+	snap := s.opts.Index.Snapshot()
+	r, ok := snap.Network(p)
+	if !ok {
+		return apigen.View{}, false
 	}
-	if len(prefixes) == 0 {
-		return apigen.View{}, false, nil
-	}
-	return toView(p, prefixes, en, resolve.Resolve(p, prefixes, s.now())), true, nil
+	return toView(snap, p, r), true
 }
 
-func toView(p netip.Prefix, prefixes []resolve.Prefix, en store.Enrichment, r resolve.View) apigen.View {
+// toView is the JSON of view r of p, with the stored prefixes containing p
+// and their enrichment from snapshot snap.
+func toView(snap *index.Snap, p netip.Prefix, r resolve.View) apigen.View {
+	prefixes := snap.Containing(p)
 	v := apigen.View{
 		Classification: apigen.Classification(r.Classification),
 		Tags:           tagFacts(r.Tags),
@@ -59,25 +61,26 @@ func toView(p netip.Prefix, prefixes []resolve.Prefix, en store.Enrichment, r re
 		}
 		v.Prefixes = append(v.Prefixes, out)
 	}
-	if g := en.Geo; g != nil {
-		v.Geo = apigen.Geo{Country: ptr(g.Country), Continent: ptr(g.Continent), Network: ptr(g.Network.String()), Source: ptr(g.Source)}
+	if g, ok := snap.GeoNetwork(p); ok {
+		v.Geo = apigen.Geo{Country: ptr(g.Country), Continent: ptr(g.Continent), Network: ptr(g.Prefix.String()), Source: ptr(g.Source)}
 		if g.City != "" {
 			v.Geo.City = ptr(g.City)
 		}
 		if g.ASN != 0 {
-			v.Asn = apigen.ASN{Number: ptr(g.ASN), Organization: ptr(g.ASOrg), Network: ptr(g.Network.String()), Source: ptr(g.Source)}
+			v.Asn = apigen.ASN{Number: ptr(int64(g.ASN)), Organization: ptr(g.Org), Network: ptr(g.Prefix.String()), Source: ptr(g.Source)}
 		}
 	}
-	if rd := en.RDAP; rd != nil {
+	if rd, ok := snap.RDAP(p); ok {
 		v.Rdap = apigen.RDAP{Network: ptr(rd.Network.String()), Handle: ptr(rd.Handle), Name: ptr(rd.Name), Org: ptr(rd.Org),
 			Country: ptr(rd.Country), AbuseEmail: ptr(rd.AbuseEmail), Registry: ptr(rd.Registry), FetchedAt: ptr(rd.FetchedAt)}
 	}
-	for _, h := range en.Hostnames {
-		v.Hostnames = append(v.Hostnames, apigen.Hostname{Name: h.Name, Source: h.Source, LastSeen: h.LastSeen})
+	if p.IsSingleIP() {
+		for _, h := range snap.Hostnames(p.Addr()) {
+			v.Hostnames = append(v.Hostnames, apigen.Hostname{Name: h.Name, Source: h.Source, LastSeen: h.LastSeen})
+		}
 	}
 	return v
 }
-
 func tagFacts(ts []resolve.TagFact) []apigen.TagFact {
 	out := make([]apigen.TagFact, 0, len(ts))
 	for _, t := range ts {
@@ -119,10 +122,7 @@ func (s *Server) GetIP(ctx context.Context, req apigen.GetIPRequestObject) (apig
 	if bad != nil {
 		return apigen.GetIP400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
 	}
-	v, found, err := s.lookup(ctx, p)
-	if err != nil {
-		return nil, err
-	}
+	v, found := s.lookup(p)
 	if !found {
 		return apigen.GetIP404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.Addr().String()))}, nil
 	}
@@ -135,10 +135,7 @@ func (s *Server) GetNetwork(ctx context.Context, req apigen.GetNetworkRequestObj
 	if bad != nil {
 		return apigen.GetNetwork400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
 	}
-	v, found, err := s.lookup(ctx, p)
-	if err != nil {
-		return nil, err
-	}
+	v, found := s.lookup(p)
 	if !found {
 		return apigen.GetNetwork404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.String()))}, nil
 	}
@@ -182,8 +179,11 @@ func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.O
 	if err := s.store.PutOverride(ctx, p, o, actorOf(ctx), s.now()); err != nil {
 		return apigen.View{}, nil, err
 	}
-	v, _, err := s.lookup(ctx, p)
-	return v, nil, err
+	if err := s.catchUp(ctx); err != nil {
+		return apigen.View{}, nil, err
+	}
+	v, _ := s.lookup(p)
+	return v, nil, nil
 }
 
 // PutIPOverride implements PUT /ips/{address}/override.
@@ -230,6 +230,9 @@ func (s *Server) DeleteIPOverride(ctx context.Context, req apigen.DeleteIPOverri
 		}
 		return nil, err
 	}
+	if err := s.catchUp(ctx); err != nil {
+		return nil, err
+	}
 	return apigen.DeleteIPOverride204Response{}, nil
 }
 
@@ -243,6 +246,9 @@ func (s *Server) DeleteNetworkOverride(ctx context.Context, req apigen.DeleteNet
 		if isNotFound(err) {
 			return apigen.DeleteNetworkOverride404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, p.String()+" has no manual override"))}, nil
 		}
+		return nil, err
+	}
+	if err := s.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	return apigen.DeleteNetworkOverride204Response{}, nil

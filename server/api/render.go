@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
@@ -165,74 +168,113 @@ func acceptsGzip(header string) bool {
 	return false
 }
 
-// compileNow compiles rs over the current facts and lists.
-func (s *Server) compileNow(ctx context.Context, rs *policy.Ruleset) (*policy.Compiled, error) {
-	lists, err := render.ListSelectors(ctx, s.store)
-	if err != nil {
+// GetRulesetDeny implements GET /rulesets/{name}/deny?format=txt|json: every
+// prefix whose decision is block, minus the never-block guard, from the
+// hub's current render (ETag: the render version).
+func (s *Server) GetRulesetDeny(ctx context.Context, req apigen.GetRulesetDenyRequestObject) (apigen.GetRulesetDenyResponseObject, error) {
+	if _, err := s.store.RulesetByName(ctx, req.Name); isNotFound(err) {
+		return apigen.GetRulesetDeny404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no ruleset named " + req.Name)}, nil
+	} else if err != nil {
 		return nil, err
 	}
-	load := s.store.FactsWithoutGeo
-	for _, r := range rs.Rules {
-		if render.NeedsGeo(r.Conds, lists) {
-			load = s.store.Facts
+	// A ruleset just stored may not be rendered yet: give the hub a moment.
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if s.opts.Render.Wait(wctx, req.Name, 0) == nil {
+		if ctx.Err() != nil {
+			return nil, errClientGone
 		}
+		return apigen.GetRulesetDeny503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
 	}
-	facts, err := load(ctx, s.now())
+	d, ok, err := s.opts.Render.Deny(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
-	facts.Lists = lists
-	return policy.Compile(rs, facts)
+	if !ok {
+		return apigen.GetRulesetDeny503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
+	}
+	etag := fmt.Sprintf(`"%d"`, d.Version)
+	if req.Params.Format != nil && *req.Params.Format == apigen.GetRulesetDenyParamsFormatJson {
+		return apigen.GetRulesetDeny200JSONResponse{Body: prefixList(req.Name, d.V4, d.V6), Headers: apigen.GetRulesetDeny200ResponseHeaders{ETag: ptr(etag)}}, nil
+	}
+	return apigen.GetRulesetDeny200TextResponse{Body: prefixText(d.V4, d.V6), Headers: apigen.GetRulesetDeny200ResponseHeaders{ETag: ptr(etag)}}, nil
 }
 
-// GetRulesetDeny implements GET /rulesets/{name}/deny?format=txt|json: every
-// prefix whose decision is block, minus the never-block guard.
-func (s *Server) GetRulesetDeny(ctx context.Context, req apigen.GetRulesetDenyRequestObject) (apigen.GetRulesetDenyResponseObject, error) {
-	stored, err := s.store.RulesetByName(ctx, req.Name)
-	if isNotFound(err) {
-		return apigen.GetRulesetDeny404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no ruleset named " + req.Name)}, nil
-	}
+// listCache keeps the compiled prefixes of named lists per index snapshot
+// and list definitions.
+type listCache struct {
+	mu      sync.Mutex
+	entries map[string]listEntry
+}
+
+type listEntry struct {
+	gen    uint64
+	key    string
+	v4, v6 []netip.Prefix
+	etag   string
+}
+
+// listPrefixes compiles named list name over the index's current snapshot
+// (the list's selector alone over every entry), once per snapshot
+// generation and list definitions.
+func (s *Server) listPrefixes(ctx context.Context, name string) (listEntry, error) {
+	ls, err := s.store.Lists(ctx)
 	if err != nil {
-		return nil, err
+		return listEntry{}, err
 	}
-	rs, err := policy.Parse(stored.Text)
+	var key strings.Builder
+	for _, l := range ls {
+		fmt.Fprintf(&key, "%s %q\n", l.Name, l.Selector)
+	}
+	snap := s.opts.Index.Snapshot()
+	s.lists.mu.Lock()
+	e, ok := s.lists.entries[name]
+	s.lists.mu.Unlock()
+	if ok && e.gen == snap.Gen() && e.key == key.String() {
+		return e, nil
+	}
+	lists, err := render.ListSelectors(ctx, s.store)
 	if err != nil {
-		return nil, fmt.Errorf("api: stored ruleset %s: %w", req.Name, err)
+		return listEntry{}, err
 	}
-	c, err := s.compileNow(ctx, rs)
+	probe := &policy.Ruleset{Name: name, Rules: []policy.Rule{{Action: policy.ActionBlock,
+		Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{name}}}}}}
+	facts := snap.Entries(render.NeedsGeo(probe.Rules[0].Conds, lists))
+	facts.Lists = lists
+	c, err := policy.Compile(probe, facts)
 	if err != nil {
-		return nil, err
+		return listEntry{}, fmt.Errorf("api: compile list %s: %w", name, err)
 	}
-	g, err := s.opts.Render.Guard(ctx)
-	if err != nil {
-		return nil, err
+	e = listEntry{gen: snap.Gen(), key: key.String(), v4: c.Rules[0].Set.V4, v6: c.Rules[0].Set.V6}
+	sum := sha256.Sum256([]byte(prefixText(e.v4, e.v6)))
+	e.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
+	s.lists.mu.Lock()
+	if s.lists.entries == nil {
+		s.lists.entries = map[string]listEntry{}
 	}
-	v4, v6 := policy.DenyList(c)
-	v4, v6, _ = g.Filter(v4, v6, 0)
-	if req.Params.Format != nil && *req.Params.Format == apigen.GetRulesetDenyParamsFormatJson {
-		return apigen.GetRulesetDeny200JSONResponse(prefixList(req.Name, v4, v6)), nil
-	}
-	return apigen.GetRulesetDeny200TextResponse(prefixText(v4, v6)), nil
+	s.lists.entries[name] = e
+	s.lists.mu.Unlock()
+	return e, nil
 }
 
 // GetListPrefixes implements GET /lists/{name}/prefixes?format=txt|json|csv:
-// every address the list's selector matches, as minimal CIDRs.
+// every address the list's selector matches, as minimal CIDRs (ETag: a hash
+// of the prefixes).
 func (s *Server) GetListPrefixes(ctx context.Context, req apigen.GetListPrefixesRequestObject) (apigen.GetListPrefixesResponseObject, error) {
 	if _, err := s.store.ListByName(ctx, req.Name); isNotFound(err) {
 		return apigen.GetListPrefixes404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no list named " + req.Name)}, nil
 	} else if err != nil {
 		return nil, err
 	}
-	probe := &policy.Ruleset{Name: req.Name, Rules: []policy.Rule{{Action: policy.ActionBlock,
-		Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{req.Name}}}}}}
-	c, err := s.compileNow(ctx, probe)
+	e, err := s.listPrefixes(ctx, req.Name)
 	if err != nil {
 		return nil, err
 	}
-	v4, v6 := c.Rules[0].Set.V4, c.Rules[0].Set.V6
+	v4, v6 := e.v4, e.v6
+	hdr := apigen.GetListPrefixes200ResponseHeaders{ETag: ptr(e.etag)}
 	switch deref(req.Params.Format) {
 	case apigen.GetListPrefixesParamsFormatJson:
-		return apigen.GetListPrefixes200JSONResponse(prefixList(req.Name, v4, v6)), nil
+		return apigen.GetListPrefixes200JSONResponse{Body: prefixList(req.Name, v4, v6), Headers: hdr}, nil
 	case apigen.GetListPrefixesParamsFormatCsv:
 		var b strings.Builder
 		b.WriteString("prefix,family\n")
@@ -242,9 +284,9 @@ func (s *Server) GetListPrefixes(ctx context.Context, req apigen.GetListPrefixes
 		for _, p := range v6 {
 			b.WriteString(p.String() + ",ipv6\n")
 		}
-		return apigen.GetListPrefixes200TextcsvResponse{Body: strings.NewReader(b.String()), ContentLength: int64(b.Len())}, nil
+		return apigen.GetListPrefixes200TextcsvResponse{Body: strings.NewReader(b.String()), ContentLength: int64(b.Len()), Headers: hdr}, nil
 	}
-	return apigen.GetListPrefixes200TextResponse(prefixText(v4, v6)), nil
+	return apigen.GetListPrefixes200TextResponse{Body: prefixText(v4, v6), Headers: hdr}, nil
 }
 
 func prefixList(name string, v4, v6 []netip.Prefix) apigen.PrefixList {

@@ -165,8 +165,7 @@ func (s *Server) DeleteRuleset(ctx context.Context, req apigen.DeleteRulesetRequ
 }
 
 // ExplainRuleset implements GET /rulesets/{name}/explain: the ruleset is
-// evaluated over only the stored prefixes and geo networks containing the
-// address, which is all Explain looks at.
+// evaluated over the address's view and geo network from the index.
 func (s *Server) ExplainRuleset(ctx context.Context, req apigen.ExplainRulesetRequestObject) (apigen.ExplainRulesetResponseObject, error) {
 	addr, err := ParseAddr(req.Params.Ip)
 	if err != nil {
@@ -183,7 +182,7 @@ func (s *Server) ExplainRuleset(ctx context.Context, req apigen.ExplainRulesetRe
 	if err != nil {
 		return nil, fmt.Errorf("api: stored ruleset %s: %w", req.Name, err)
 	}
-	ex, err := render.Explain(ctx, s.store, rs, addr, s.now())
+	ex, err := s.explain(ctx, rs, addr)
 	if err != nil {
 		return nil, err
 	}
@@ -207,6 +206,28 @@ func (s *Server) ExplainRuleset(ctx context.Context, req apigen.ExplainRulesetRe
 		return nil, fmt.Errorf("api: encode explanation: %w", err)
 	}
 	return apigen.ExplainRuleset200JSONResponse(out), nil
+}
+
+// explain evaluates rs for addr over the index's current snapshot: the
+// address's view with the resolver's steps, its most specific geo network
+// and the named lists.
+func (s *Server) explain(ctx context.Context, rs *policy.Ruleset, addr netip.Addr) (policy.Explanation, error) {
+	lists, err := render.ListSelectors(ctx, s.store)
+	if err != nil {
+		return policy.Explanation{}, err
+	}
+	addr = addr.Unmap()
+	snap := s.opts.Index.Snapshot()
+	v, _ := snap.Explain(netip.PrefixFrom(addr, addr.BitLen()))
+	var geo []policy.GeoNet
+	if g, ok := snap.Geo(addr); ok {
+		geo = []policy.GeoNet{g.GeoNet}
+	}
+	ex, err := policy.Explain(rs, lists, addr, v, geo)
+	if err != nil {
+		return ex, fmt.Errorf("api: explain: %w", err)
+	}
+	return ex, nil
 }
 
 // guarded returns why the never-block guard keeps addr out of block sets, or nil.

@@ -2,14 +2,13 @@ package api
 
 import (
 	"context"
-	"fmt"
-	"strconv"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
-	"github.com/muninn/muninn/server/store"
 )
 
 // filterParams are the search filters shared by search and exports.
@@ -21,9 +20,9 @@ type filterParams struct {
 	SeenSince      *time.Time
 }
 
-func parseFilter(fp filterParams) (store.Filter, []apigen.FieldError) {
+func parseFilter(fp filterParams) (index.Filter, []apigen.FieldError) {
 	var errs []apigen.FieldError
-	f := store.Filter{Tag: deref(fp.Tag), Source: deref(fp.Source), SeenSince: fp.SeenSince}
+	f := index.Filter{Tag: deref(fp.Tag), Source: deref(fp.Source), SeenSince: deref(fp.SeenSince)}
 	if fp.Classification != nil {
 		f.Classification = string(*fp.Classification)
 		if !resolve.ValidClassification(f.Classification) {
@@ -35,7 +34,7 @@ func parseFilter(fp filterParams) (store.Filter, []apigen.FieldError) {
 		if err != nil {
 			errs = append(errs, fieldErr("within", err.Error()))
 		} else {
-			f.Within = &p
+			f.Within = p
 		}
 	}
 	if f.Tag != "" {
@@ -46,23 +45,32 @@ func parseFilter(fp filterParams) (store.Filter, []apigen.FieldError) {
 	return f, errs
 }
 
-func parseCursor(c *string) (int64, *apigen.FieldError) {
+// parseCursor reads a search cursor: the prefix of the last row of the
+// previous page (invalid for the first page).
+func parseCursor(c *string) (netip.Prefix, *apigen.FieldError) {
 	if c == nil || *c == "" {
-		return 0, nil
+		return netip.Prefix{}, nil
 	}
-	n, err := strconv.ParseInt(*c, 10, 64)
-	if err != nil || n < 0 {
+	p, err := netip.ParsePrefix(*c)
+	if err != nil || p.Masked() != p || p.Addr().Is4In6() || p.Addr().Zone() != "" {
 		fe := fieldErr("cursor", "must be the next_cursor of an earlier page")
-		return 0, &fe
+		return netip.Prefix{}, &fe
 	}
-	return n, nil
+	return p, nil
 }
 
-func toItem(it store.Item) apigen.SearchItem {
-	out := apigen.SearchItem{Prefix: it.Prefix.String(), Classification: apigen.Classification(it.Classification),
-		Tags: it.Tags, Sources: it.Sources, FirstSeen: it.FirstSeen, LastSeen: it.LastSeen, Sightings: it.Sightings}
-	if it.Note != "" {
-		out.Note = ptr(it.Note)
+// toItem is the search row of stored prefix p with effective view v.
+func toItem(p netip.Prefix, v resolve.View) apigen.SearchItem {
+	out := apigen.SearchItem{Prefix: p.String(), Classification: apigen.Classification(v.Classification),
+		Tags: v.TagNames(), Sources: v.Sources, FirstSeen: v.FirstSeen, LastSeen: v.LastSeen, Sightings: v.Sightings}
+	if out.Tags == nil {
+		out.Tags = []string{}
+	}
+	if out.Sources == nil {
+		out.Sources = []string{}
+	}
+	if v.Note != "" {
+		out.Note = ptr(v.Note)
 	}
 	return out
 }
@@ -85,17 +93,13 @@ func (s *Server) SearchIPs(ctx context.Context, req apigen.SearchIPsRequestObjec
 	if len(errs) > 0 {
 		return apigen.SearchIPs400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the search is invalid", errs...))}, nil
 	}
-	items, err := s.store.Search(ctx, f, after, limit+1, s.now())
-	if err != nil {
-		return nil, err
+	rows, next := s.opts.Index.Snapshot().Search(f, after, limit)
+	page := apigen.SearchPage{Items: make([]apigen.SearchItem, 0, len(rows))}
+	if next.IsValid() {
+		page.NextCursor = ptr(next.String())
 	}
-	page := apigen.SearchPage{Items: make([]apigen.SearchItem, 0, len(items))}
-	if len(items) > limit {
-		items = items[:limit]
-		page.NextCursor = ptr(strconv.FormatInt(items[len(items)-1].ID, 10))
-	}
-	for _, it := range items {
-		page.Items = append(page.Items, toItem(it))
+	for _, r := range rows {
+		page.Items = append(page.Items, toItem(r.Prefix, r.View))
 	}
 	return apigen.SearchIPs200JSONResponse(page), nil
 }
@@ -115,22 +119,25 @@ func tagNameProblem(name string) string {
 	return ""
 }
 
-// eachItem calls fn for every item matching f, a page at a time, so exports run
-// in constant memory however many prefixes match.
-func (s *Server) eachItem(ctx context.Context, f store.Filter, fn func(items []store.Item) error) error {
-	var after int64
-	now := s.now()
+// eachRow calls fn for every row matching f, in address order, from one
+// snapshot of the index, a page at a time, so exports run in constant memory
+// however many prefixes match and stop when the client goes away.
+func (s *Server) eachRow(ctx context.Context, f index.Filter, fn func(snap *index.Snap, r index.Row) error) error {
+	snap := s.opts.Index.Snapshot()
+	var after netip.Prefix
 	for {
-		items, err := s.store.Search(ctx, f, after, 1000, now)
-		if err != nil {
-			return fmt.Errorf("export: %w", err)
-		}
-		if len(items) == 0 {
-			return nil
-		}
-		if err := fn(items); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		after = items[len(items)-1].ID
+		rows, next := snap.Search(f, after, 1000)
+		for _, r := range rows {
+			if err := fn(snap, r); err != nil {
+				return err
+			}
+		}
+		if !next.IsValid() {
+			return nil
+		}
+		after = next
 	}
 }

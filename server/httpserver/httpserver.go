@@ -85,7 +85,7 @@ func New(d Deps) (http.Handler, error) {
 	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
 	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
 
-	strict := apigen.NewStrictHandlerWithOptions(operations{srv, feeds.New(d.Store, d.Jobs, d.Logger)}, nil, apigen.StrictHTTPServerOptions{
+	strict := apigen.NewStrictHandlerWithOptions(operations{srv, feeds.New(d.Store, d.Jobs, d.Logger, d.Index)}, nil, apigen.StrictHTTPServerOptions{
 		RequestErrorHandlerFunc: func(w http.ResponseWriter, _ *http.Request, err error) {
 			var mb *http.MaxBytesError
 			if errors.As(err, &mb) {

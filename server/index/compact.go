@@ -208,8 +208,9 @@ func expandInto(strs []string, p netip.Prefix, r *rec, as []resolve.Assertion, e
 type geoRec struct {
 	asn                           uint32
 	country, continent, city, org uint32
+	source                        uint32
 }
 
 func compactGeo(in *interner, g store.GeoNetwork) *geoRec {
-	return &geoRec{asn: uint32(g.ASN), country: in.id(g.Country), continent: in.id(g.Continent), city: in.id(g.City), org: in.id(g.ASOrg)}
+	return &geoRec{asn: uint32(g.ASN), country: in.id(g.Country), continent: in.id(g.Continent), city: in.id(g.City), org: in.id(g.ASOrg), source: in.id(g.Source)}
 }

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,7 +72,8 @@ type Index struct {
 func New(st *store.Store, log *slog.Logger, now func() time.Time) *Index {
 	ix := &Index{st: st, log: log, now: now, ready: make(chan struct{}), changed: make(chan struct{}), strs: newInterner()}
 	at := now()
-	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[*rec]), geo: new(bart.Table[*geoRec])})
+	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[*rec]), geo: new(bart.Table[*geoRec]),
+		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname])})
 	return ix
 }
 
@@ -217,6 +219,11 @@ func (ix *Index) follow(ctx context.Context, connected func()) error {
 func (ix *Index) Reload(ctx context.Context) error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
+	return ix.reload(ctx)
+}
+
+// reload is Reload under ix.mu.
+func (ix *Index) reload(ctx context.Context) error {
 	at := ix.now()
 	atUS := micros(at)
 	strs := newInterner()
@@ -239,12 +246,25 @@ func (ix *Index) Reload(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("index: load: %w", err)
 	}
+	// Enrichment is read after the load: any change of it recorded after
+	// seq is re-read when applied, so the tables converge.
+	rdap := new(bart.Table[*store.RDAPFacts])
+	hosts := new(bart.Table[[]store.Hostname])
+	if err := ix.st.Enrichments(ctx, func(r store.RDAPFacts) error {
+		rdap.Insert(r.Network.Masked(), &r)
+		return nil
+	}, func(a netip.Addr, hs []store.Hostname) error {
+		hosts.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), capHostnames(hs))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index: load enrichment: %w", err)
+	}
 	for i, e := range exps {
 		e.idx = i
 	}
 	heap.Init(&exps)
 	ix.strs, ix.exps, ix.loadedStrs = strs, exps, len(strs.strs)
-	ix.commit(ix.Snapshot(), seq, at, pfx, geo, nil, false, true)
+	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts}, nil, false, true)
 	ix.readyOnce.Do(func() { close(ix.ready) })
 	return nil
 }
@@ -282,30 +302,40 @@ func (ix *Index) CatchUp(ctx context.Context) error {
 }
 
 // Apply applies recorded changes, in sequence order, as one new snapshot: it
-// re-reads the prefixes they name (and the geo networks when they changed).
-// A change of everything reloads in full.
+// re-reads the prefixes they name (the geo networks when they changed, the
+// RDAP networks and hostnames they name). A change of everything reloads in
+// full. Changes the snapshot already includes (a concurrent CatchUp applied
+// them) are skipped, so the snapshot's sequence never goes backwards.
 func (ix *Index) Apply(ctx context.Context, changes []store.Change) error {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return ix.apply(ctx, changes)
+}
+
+// apply is Apply under ix.mu.
+func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
+	prev := ix.Snapshot()
+	changes = slices.DeleteFunc(slices.Clone(changes), func(c store.Change) bool { return c.Seq <= prev.seq })
 	if len(changes) == 0 {
 		return nil
 	}
 	var (
-		spans []netip.Prefix
-		geo   bool
+		spans, enrich []netip.Prefix
+		geo           bool
 	)
 	for _, c := range changes {
 		switch c.Scope {
 		case store.ChangeAll:
-			return ix.Reload(ctx)
+			return ix.reload(ctx)
 		case store.ChangeGeo:
 			geo = true
+		case store.ChangeEnrich:
+			enrich = append(enrich, c.Prefixes...)
 		default:
 			spans = append(spans, c.Prefixes...)
 		}
 	}
 	spans = sortPrefixes(spans)
-	ix.mu.Lock()
-	defer ix.mu.Unlock()
-	prev := ix.Snapshot()
 	at := ix.now()
 	atUS := micros(at)
 	fresh := map[netip.Prefix]*rec{}
@@ -325,6 +355,10 @@ func (ix *Index) Apply(ctx context.Context, changes []store.Change) error {
 		}); err != nil {
 			return fmt.Errorf("index: apply geo change: %w", err)
 		}
+	}
+	rdap, hosts, err := ix.applyEnrich(ctx, prev, sortPrefixes(enrich))
+	if err != nil {
+		return err
 	}
 	// Persistent updates share every untouched node with the previous
 	// table; a big batch is cheaper on one private copy.
@@ -356,8 +390,52 @@ func (ix *Index) Apply(ctx context.Context, changes []store.Change) error {
 			}
 		}
 	}
-	ix.commit(prev, changes[len(changes)-1].Seq, at, pfx, geoTable, spans, geo, false)
+	ix.commit(prev, changes[len(changes)-1].Seq, at, tables{pfx, geoTable, rdap, hosts}, spans, geo, false)
 	return nil
+}
+
+// maxHostnames is how many names of one address the index keeps (the
+// newest).
+const maxHostnames = 100
+
+func capHostnames(hs []store.Hostname) []store.Hostname {
+	if len(hs) > maxHostnames {
+		hs = hs[:maxHostnames:maxHostnames]
+	}
+	return hs
+}
+
+// applyEnrich re-reads the RDAP networks and hostnames of enrichment changes
+// (sorted prefixes) into persistent copies of prev's tables.
+func (ix *Index) applyEnrich(ctx context.Context, prev *Snap, ps []netip.Prefix) (*bart.Table[*store.RDAPFacts], *bart.Table[[]store.Hostname], error) {
+	rdap, hosts := prev.rdap, prev.hosts
+	if len(ps) == 0 {
+		return rdap, hosts, nil
+	}
+	gotRDAP := map[netip.Prefix]bool{}
+	err := ix.st.EnrichmentOf(ctx, ps, func(r store.RDAPFacts) error {
+		p := r.Network.Masked()
+		gotRDAP[p] = true
+		rdap = rdap.InsertPersist(p, &r)
+		return nil
+	}, func(a netip.Addr, hs []store.Hostname) error {
+		p := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		if len(hs) == 0 {
+			hosts = hosts.DeletePersist(p)
+		} else {
+			hosts = hosts.InsertPersist(p, capHostnames(hs))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("index: apply enrichment change: %w", err)
+	}
+	for _, p := range ps {
+		if !gotRDAP[p] {
+			rdap = rdap.DeletePersist(p)
+		}
+	}
+	return rdap, hosts, nil
 }
 
 // Expire publishes a new snapshot at the current time when an assertion has
@@ -371,7 +449,7 @@ func (ix *Index) Expire() {
 		return
 	}
 	prev := ix.Snapshot()
-	ix.commit(prev, prev.seq, at, prev.pfx, prev.geo, nil, false, false)
+	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts}, nil, false, false)
 }
 
 func (ix *Index) stale() bool {
@@ -392,7 +470,16 @@ func (ix *Index) nextExpiry() (time.Time, bool) {
 // commit publishes the next snapshot. Every assertion that expired by at
 // joins the changes (its prefix's next expiry is scheduled), so a snapshot's
 // history accounts for every view that differs from the previous one.
-func (ix *Index) commit(prev *Snap, seq int64, at time.Time, pfx *bart.Table[*rec], geo *bart.Table[*geoRec], spans []netip.Prefix, geoChanged, full bool) {
+// tables are the tables of one snapshot.
+type tables struct {
+	pfx   *bart.Table[*rec]
+	geo   *bart.Table[*geoRec]
+	rdap  *bart.Table[*store.RDAPFacts]
+	hosts *bart.Table[[]store.Hostname]
+}
+
+func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []netip.Prefix, geoChanged, full bool) {
+	pfx := t.pfx
 	atUS := micros(at)
 	for len(ix.exps) > 0 && ix.exps[0].at <= atUS {
 		e := heap.Pop(&ix.exps).(*expiry)
@@ -405,7 +492,7 @@ func (ix *Index) commit(prev *Snap, seq int64, at time.Time, pfx *bart.Table[*re
 			}
 		}
 	}
-	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: geo, strs: ix.strs.strs, histFloor: prev.histFloor}
+	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, strs: ix.strs.strs, histFloor: prev.histFloor}
 	h := histEntry{gen: s.gen, spans: sortPrefixes(spans), geo: geoChanged, full: full}
 	s.hist = append(prev.hist, h)
 	if len(s.hist) > 2*historyLen {

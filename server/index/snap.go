@@ -13,6 +13,7 @@ import (
 
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/store"
 )
 
 // Snap is an immutable, consistent snapshot of the index: every stored prefix
@@ -21,13 +22,15 @@ import (
 // it as long as they like and share it between goroutines; no reader ever sees
 // a half-applied batch.
 type Snap struct {
-	gen  uint64
-	seq  int64
-	at   time.Time
-	atUS int64
-	pfx  *bart.Table[*rec]
-	geo  *bart.Table[*geoRec]
-	strs []string
+	gen   uint64
+	seq   int64
+	at    time.Time
+	atUS  int64
+	pfx   *bart.Table[*rec]
+	geo   *bart.Table[*geoRec]
+	rdap  *bart.Table[*store.RDAPFacts]
+	hosts *bart.Table[[]store.Hostname]
+	strs  []string
 	// hist holds the changes that led to this snapshot, one per generation,
 	// the last one for gen; the history reaches back to histFloor.
 	hist      []histEntry
@@ -98,6 +101,64 @@ func unmapBits(p netip.Prefix) int {
 		return 96
 	}
 	return 0
+}
+
+// Containing returns the existing stored prefixes containing p (p itself
+// included), most specific first, each with its assertions live at At:
+// the prefixes of Network's view with their own facts (GET /ips lists them).
+func (s *Snap) Containing(p netip.Prefix) []resolve.Prefix {
+	if !p.IsValid() {
+		return nil
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	var out []resolve.Prefix
+	for q, r := range s.pfx.Supernets(p) {
+		if !r.exists(s.atUS) {
+			continue
+		}
+		e := expand(s.strs, q, r)
+		e.Assertions = slices.DeleteFunc(e.Assertions, func(a resolve.Assertion) bool {
+			return a.ExpiresAt != nil && !a.ExpiresAt.After(s.at)
+		})
+		out = append(out, e)
+	}
+	return out
+}
+
+// RDAP returns the most specific stored RDAP network containing p.
+func (s *Snap) RDAP(p netip.Prefix) (store.RDAPFacts, bool) {
+	if !p.IsValid() {
+		return store.RDAPFacts{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	_, r, ok := s.rdap.LookupPrefixLPM(p)
+	if !ok {
+		return store.RDAPFacts{}, false
+	}
+	return *r, true
+}
+
+// Hostnames returns the names of addr, newest first then by name, at most
+// 100. The slice is shared: callers must not modify it.
+func (s *Snap) Hostnames(addr netip.Addr) []store.Hostname {
+	addr = addr.Unmap()
+	hs, _ := s.hosts.Get(netip.PrefixFrom(addr, addr.BitLen()))
+	return hs
+}
+
+// RDNS returns the name exports show for addr: the newest PTR name, else
+// the newest name of any source; "" when it has none.
+func (s *Snap) RDNS(addr netip.Addr) string {
+	hs := s.Hostnames(addr)
+	for _, h := range hs {
+		if h.Source == "ptr" {
+			return h.Name
+		}
+	}
+	if len(hs) > 0 {
+		return hs[0].Name
+	}
+	return ""
 }
 
 // Stored reports whether p is a stored prefix that exists (has a live
@@ -366,17 +427,28 @@ func (s *Snap) geoNet(p netip.Prefix, g *geoRec) policy.GeoNet {
 
 // Geo returns the most specific geo network containing addr, with its city.
 func (s *Snap) Geo(addr netip.Addr) (GeoNet, bool) {
-	p, g, ok := s.geo.LookupPrefixLPM(netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	return s.GeoNetwork(netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+}
+
+// GeoNetwork returns the most specific geo network containing p (p itself
+// included), with its city.
+func (s *Snap) GeoNetwork(p netip.Prefix) (GeoNet, bool) {
+	if !p.IsValid() {
+		return GeoNet{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	p, g, ok := s.geo.LookupPrefixLPM(p)
 	if !ok {
 		return GeoNet{}, false
 	}
-	return GeoNet{GeoNet: s.geoNet(p, g), City: s.strs[g.city]}, true
+	return GeoNet{GeoNet: s.geoNet(p, g), City: s.strs[g.city], Source: s.strs[g.source]}, true
 }
 
-// GeoNet is a geo network with its city.
+// GeoNet is a geo network with its city and the database it came from.
 type GeoNet struct {
 	policy.GeoNet
-	City string
+	City   string
+	Source string
 }
 
 // ChangedSince returns what changed between generation gen and this

@@ -82,6 +82,9 @@ type Hub struct {
 	// deltas caches encoded deltas to the latest render by ruleset and base
 	// version: every bouncer on the same base gets the same bytes.
 	deltas map[string]map[int64][]byte
+
+	// denies caches the deny list of each latest render.
+	denies denyCache
 }
 
 // rulesetState is the compiled state of one ruleset and what it was built from.

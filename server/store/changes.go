@@ -24,6 +24,10 @@ const (
 	ChangeAll = "all"
 	// ChangeGeo means the geo networks were replaced.
 	ChangeGeo = "geo"
+	// ChangeEnrich lists, in Change.Prefixes, the RDAP networks stored or
+	// refreshed and the host prefixes (/32, /128) of the addresses whose
+	// hostnames changed (migration 0007): re-read them with EnrichmentOf.
+	ChangeEnrich = "enrich"
 )
 
 // maxListedChange is the most prefixes one change lists; the database records
@@ -289,12 +293,12 @@ func decodeInt8(b []byte) int64 {
 }
 
 func geoNetworks(ctx context.Context, tx pgx.Tx, fn func(GeoNetwork) error) error {
-	rows, err := tx.Query(ctx, `SELECT network, country, continent, city, asn, as_org FROM geo_networks`)
+	rows, err := tx.Query(ctx, `SELECT network, country, continent, city, asn, as_org, source FROM geo_networks`)
 	if err != nil {
 		return fmt.Errorf("query geo networks: %w", err)
 	}
 	var g GeoNetwork
-	_, err = pgx.ForEachRow(rows, []any{&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg}, func() error { return fn(g) })
+	_, err = pgx.ForEachRow(rows, []any{&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source}, func() error { return fn(g) })
 	if err != nil {
 		return fmt.Errorf("read geo networks: %w", err)
 	}

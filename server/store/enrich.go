@@ -19,6 +19,9 @@ type GeoNetwork struct {
 	City      string
 	ASN       int64
 	ASOrg     string
+	// Source names the database the network came from; the readers fill
+	// it, ReplaceGeoNetworks takes it as its argument instead.
+	Source string
 }
 
 // ReplaceGeoNetworks replaces the whole of geo_networks with nets in one
@@ -77,19 +80,24 @@ type RDAPNetwork struct {
 	FetchedAt  time.Time
 }
 
-// PutRDAPNetwork stores (or refreshes) one network's registry answer.
+// PutRDAPNetwork stores (or refreshes) one network's registry answer and
+// records it in the change feed (ChangeEnrich).
 func (s *Store) PutRDAPNetwork(ctx context.Context, n RDAPNetwork) error {
 	var raw any
 	if len(n.Raw) > 0 && json.Valid(n.Raw) {
 		raw = []byte(n.Raw)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO rdap_networks (network, handle, name, org, country, abuse_email, registry, raw, fetched_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-		ON CONFLICT (network) DO UPDATE SET handle = excluded.handle, name = excluded.name, org = excluded.org,
-		  country = excluded.country, abuse_email = excluded.abuse_email, registry = excluded.registry,
-		  raw = excluded.raw, fetched_at = excluded.fetched_at`,
-		n.Network, n.Handle, n.Name, n.Org, n.Country, n.AbuseEmail, n.Registry, raw, n.FetchedAt)
-	return mapErr("put rdap network", err)
+	return s.inTx(ctx, "put rdap network", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO rdap_networks (network, handle, name, org, country, abuse_email, registry, raw, fetched_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (network) DO UPDATE SET handle = excluded.handle, name = excluded.name, org = excluded.org,
+			  country = excluded.country, abuse_email = excluded.abuse_email, registry = excluded.registry,
+			  raw = excluded.raw, fetched_at = excluded.fetched_at`,
+			n.Network, n.Handle, n.Name, n.Org, n.Country, n.AbuseEmail, n.Registry, raw, n.FetchedAt); err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, ChangeEnrich, []netip.Prefix{n.Network.Masked()})
+	})
 }
 
 // RDAPCovers reports whether a stored RDAP network contains addr.
@@ -145,15 +153,21 @@ func (s *Store) RecordEnrichAttempt(ctx context.Context, kind string, addr netip
 	return mapErr("record enrich attempt", err)
 }
 
-// PutHostnames stores names of addr learned from source (e.g. "ptr") at `at`.
+// PutHostnames stores names of addr learned from source (e.g. "ptr") at `at`
+// and records the address's host prefix in the change feed (ChangeEnrich).
 func (s *Store) PutHostnames(ctx context.Context, addr netip.Addr, source string, names []string, at time.Time) error {
 	if len(names) == 0 {
 		return nil
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO hostnames (address, name, source, first_seen, last_seen)
-		SELECT $1, n, $2, $3, $3 FROM unnest($4::text[]) n ORDER BY n
-		ON CONFLICT (address, name, source) DO UPDATE SET last_seen = excluded.last_seen`, addr, source, at, names)
-	return mapErr("put hostnames", err)
+	addr = addr.Unmap()
+	return s.inTx(ctx, "put hostnames", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO hostnames (address, name, source, first_seen, last_seen)
+			SELECT $1, n, $2, $3, $3 FROM unnest($4::text[]) n ORDER BY n
+			ON CONFLICT (address, name, source) DO UPDATE SET last_seen = excluded.last_seen`, addr, source, at, names); err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, ChangeEnrich, []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())})
+	})
 }
 
 // JobCount is how many jobs of a kind are in a state.
@@ -203,4 +217,96 @@ func (s *Store) JobSummary(ctx context.Context, failures int) (JobSummary, error
 	}
 	sum.Failures = fs
 	return sum, nil
+}
+
+// Enrichments calls rdap with every stored RDAP network and host with every
+// address's hostnames (newest first, then by name), in no particular order
+// of networks or addresses. Callers that follow the change feed call it
+// after LoadAll: every enrichment change after LoadAll's sequence is then
+// re-read with EnrichmentOf, which converges.
+func (s *Store) Enrichments(ctx context.Context, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
+	return s.enrichments(ctx, nil, rdap, host)
+}
+
+// EnrichmentOf is Enrichments restricted to the prefixes of ChangeEnrich
+// changes: the RDAP networks equal to one of ps and the hostnames of the
+// addresses whose host prefix is one of ps. An address in ps without names
+// is reported with none, so the caller can forget it; an RDAP network in ps
+// that is not stored is not reported.
+func (s *Store) EnrichmentOf(ctx context.Context, ps []netip.Prefix, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	return s.enrichments(ctx, ps, rdap, host)
+}
+
+func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		rq, hq := `SELECT network, handle, name, org, country, abuse_email, registry, fetched_at FROM rdap_networks WHERE $1::cidr[] IS NULL OR network = ANY ($1)`,
+			`SELECT address, name, source, last_seen FROM hostnames WHERE $1::inet[] IS NULL OR address = ANY ($1) ORDER BY address, last_seen DESC, name`
+		var arg, addrs any
+		var seen map[netip.Addr]bool
+		if ps != nil {
+			seen = map[netip.Addr]bool{}
+			arg = ps
+			as := make([]netip.Addr, 0, len(ps))
+			for _, p := range ps {
+				if p.IsSingleIP() {
+					as = append(as, p.Addr())
+				}
+			}
+			addrs = as
+		}
+		rows, err := tx.Query(ctx, rq, arg)
+		if err != nil {
+			return fmt.Errorf("query rdap networks: %w", err)
+		}
+		var r RDAPFacts
+		if _, err := pgx.ForEachRow(rows, []any{&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt},
+			func() error { return rdap(r) }); err != nil {
+			return fmt.Errorf("read rdap networks: %w", err)
+		}
+		rows, err = tx.Query(ctx, hq, addrs)
+		if err != nil {
+			return fmt.Errorf("query hostnames: %w", err)
+		}
+		var (
+			a     netip.Addr
+			h     Hostname
+			cur   netip.Addr
+			names []Hostname
+		)
+		if _, err := pgx.ForEachRow(rows, []any{&a, &h.Name, &h.Source, &h.LastSeen}, func() error {
+			if a != cur && cur.IsValid() {
+				if err := host(cur, names); err != nil {
+					return err
+				}
+				names = nil
+			}
+			cur = a
+			if seen != nil {
+				seen[a] = true
+			}
+			names = append(names, h)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("read hostnames: %w", err)
+		}
+		if cur.IsValid() {
+			if err := host(cur, names); err != nil {
+				return err
+			}
+		}
+		if ps != nil {
+			for _, a := range addrs.([]netip.Addr) {
+				if !seen[a] {
+					if err := host(a, nil); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	return mapErr("enrichments", err)
 }

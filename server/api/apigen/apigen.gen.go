@@ -1044,7 +1044,7 @@ type Scope struct {
 	Protocol string `json:"protocol"`
 }
 
-// SearchItem defines model for SearchItem.
+// SearchItem One stored prefix with its effective view: tags after suppression, the effective classification and note, the sources of every live assertion in the view, first/last seen over the containing stored prefixes, and the sightings of the prefix itself.
 type SearchItem struct {
 	Classification Classification `json:"classification"`
 	FirstSeen      time.Time      `json:"first_seen"`
@@ -1062,7 +1062,7 @@ type SearchPage struct {
 	NextCursor *string      `json:"next_cursor,omitempty"`
 }
 
-// StoredPrefix defines model for StoredPrefix.
+// StoredPrefix A stored prefix containing the target, with its own live assertions.
 type StoredPrefix struct {
 	Assertions []Assertion `json:"assertions"`
 	FirstSeen  time.Time   `json:"first_seen"`
@@ -1243,7 +1243,7 @@ type ListAuditParams struct {
 	Object *string    `form:"object,omitempty" json:"object,omitempty"`
 	Since  *time.Time `form:"since,omitempty" json:"since,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
@@ -1260,10 +1260,13 @@ type GetBouncerRenderParams struct {
 
 // ExportClickHouseParams defines parameters for ExportClickHouse.
 type ExportClickHouseParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
@@ -1273,10 +1276,13 @@ type ExportClickHouseParams struct {
 
 // ExportCSVParams defines parameters for ExportCSV.
 type ExportCSVParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
@@ -1286,10 +1292,13 @@ type ExportCSVParams struct {
 
 // ExportJSONParams defines parameters for ExportJSON.
 type ExportJSONParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
@@ -1299,10 +1308,13 @@ type ExportJSONParams struct {
 
 // ExportNDJSONParams defines parameters for ExportNDJSON.
 type ExportNDJSONParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
@@ -1326,17 +1338,20 @@ type IngestJSONBody = []Observation
 
 // SearchIPsParams defines parameters for SearchIPs.
 type SearchIPsParams struct {
-	Tag            *QTag            `form:"tag,omitempty" json:"tag,omitempty"`
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
 	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
 
-	// Source Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
 
 	// Within Only prefixes inside this CIDR.
 	Within    *QWithin    `form:"within,omitempty" json:"within,omitempty"`
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 
-	// Cursor The `next_cursor` of the previous page.
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
@@ -7408,15 +7423,25 @@ type GetListPrefixesResponseObject interface {
 	VisitGetListPrefixesResponse(w http.ResponseWriter) error
 }
 
-type GetListPrefixes200JSONResponse PrefixList
+type GetListPrefixes200ResponseHeaders struct {
+	ETag *string
+}
+
+type GetListPrefixes200JSONResponse struct {
+	Body    PrefixList
+	Headers GetListPrefixes200ResponseHeaders
+}
 
 func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
@@ -7424,6 +7449,7 @@ func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w ht
 
 type GetListPrefixes200TextcsvResponse struct {
 	Body          io.Reader
+	Headers       GetListPrefixes200ResponseHeaders
 	ContentLength int64
 }
 
@@ -7432,6 +7458,9 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	w.Header().Set("Content-Type", "text/csv")
 	if response.ContentLength != 0 {
 		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
 	w.WriteHeader(200)
 
@@ -7442,14 +7471,20 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	return err
 }
 
-type GetListPrefixes200TextResponse string
+type GetListPrefixes200TextResponse struct {
+	Body    string
+	Headers GetListPrefixes200ResponseHeaders
+}
 
 func (response GetListPrefixes200TextResponse) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
 
 	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 
-	_, err := w.Write([]byte(fmt.Sprint(response)))
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
 }
 
@@ -8378,28 +8413,44 @@ type GetRulesetDenyResponseObject interface {
 	VisitGetRulesetDenyResponse(w http.ResponseWriter) error
 }
 
-type GetRulesetDeny200JSONResponse PrefixList
+type GetRulesetDeny200ResponseHeaders struct {
+	ETag *string
+}
+
+type GetRulesetDeny200JSONResponse struct {
+	Body    PrefixList
+	Headers GetRulesetDeny200ResponseHeaders
+}
 
 func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type GetRulesetDeny200TextResponse string
+type GetRulesetDeny200TextResponse struct {
+	Body    string
+	Headers GetRulesetDeny200ResponseHeaders
+}
 
 func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
 	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
 	w.WriteHeader(200)
 
-	_, err := w.Write([]byte(fmt.Sprint(response)))
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
 }
 
@@ -11101,219 +11152,226 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H0Lcxs3kvBfQc1dlaX9hi9J9jlSbdXnyHaivcTWWsru7Zn+RHAGJLEaArMDjGjGpf/+FbqBeZAYcijJ",
-	"crJRVSoWyRk8Gt2NfveXIJLzVAomtAqOvwQpzeicaZbBp1dRxFL9RkQy5mJqvomZijKeai5FcBxMf+Up",
-	"mdNrpoieMaJYdsMyopiI4XNEoxmLiZkhY0qxmGRMxCzrBmHAzfszRmOWBWEg6JwFx3a+TjFhGKhoxubU",
-	"zDynn39iYqpnwfFBvx8GepmaV5TOzJO3t2HwKo7NNOvLfCXI2fnNEZGZ+fcFofgg2TPfduY0TVmMv3BF",
-	"coFf7JtVss90niZmnsF3L7vPB91Bv9/9L7f8lOpZuXg7ahAGGftXzjMWB8c6y1nDJl4c+fbwPcdz8Iw/",
-	"Nj9tGZzP83lwPDh4GQZzLvBTCSsuNJuyDCZ6y1j8Dgb2Tgb/bJospVqzzLz4/z7Szq/9znef7L9X3c6n",
-	"L/3wxeHtfwa+LZ5N3knBfqY6mq0f1eWMkTeXdErkhFCLLohLCWdCkxlVjdhzNumYkTs49G648378TxZp",
-	"B5AV9CFZnjDFdEgSrrRBo7HMRcQyYmbu+tFhKwRXcGHOhfs4CGvgfdX5Xwfh4s+rzqc/+cH719OEKsUn",
-	"PKK4fnu+/8pZtiyXF9Wfqi7sPzM2CY6D/+iVrKGHv6reyuA4YZ4pmfnPciTYZ30VwRMjc6jmLNOM3XCZ",
-	"K5LSaQm+1QXiqDtRz19/4nOum7acwI/VAWM2oXmig+OBwYqSfvrw0RHQwEtAf71gTFxwEbGm+RRj4krB",
-	"E9VJJzKbUx0cBzHVrKM5oIlnLxcyzyIfOirFMvM3UfBESFh32iUjLqZM6eNILjLORieEEp1RnnAxJaM/",
-	"jcjcUAVThBrwT/hnsjeaMBYf/2m033QEOP6OlPTXSzptgoimjTx90DDa3ykeaB0GP8oFSaSYEi3JgnJN",
-	"JjIjlEQzKqYsJJT8IEmcZxTBlEczQhUZBod9NQxCQjWZS6XJ83mdxx/2VQMkzBxNKz888C+c6xkX60t/",
-	"L5KlPQKmCBeKx4zoGVfk9Oz1h8ZLp987OGpaHM60E6Vc0ul9uP/qwdWZ1+p0t2YolUqhGFxu39P4A/tX",
-	"zhScbCSFZgL+pGmaWNbSSzM5Ttj8//xTIRNrx5/O8S2cdJ0dZTituefnNDGUyOITMmJZJjM1AnauCKPR",
-	"jEw4S2JCrSSTMaqk6Aa3YXAqxSTh0aMu/UwT9pkrrQhNMkbjJazkrczGPI6ZeGwoRhmLmdCcJs8UyWTC",
-	"SCyZIkJqQpNELgCdYYlnwtxiNHljAPyYy3xFgLMTKSqS6TNFDLWdEK4VSeTUSBPwc8w05Qku+Z3Ub2Uu",
-	"4sdc7TtpKHhq0PJayIUgdCxzTbiGFV1K+RPNpuyxj3ks46VZkryxMhhcoLCkXwTN9Uxm/Ff2yIAiNzTh",
-	"cQUF3XpuKE/oOHl0KFmlJ6IC8F+ohZEL5YLsAWZRTcdUMdQsMsNazCJDK9oqQjNGlOZJQhJJjdKzf0J0",
-	"tiR0SrkwtwFKucA3PzCdLTuvJpp5pK0LFkkRq+JGHLOJzJgZy2BWMVy55zWZ5hYAqfI0lZlm8c8s5vQS",
-	"HnpciMqU2Zu7YCuaXjPLiIGBP1PkFFfUMSvswp1mhwfF9eIdKCmZGUtzvHYE0wuZXVf27m6oMBD5fIxQ",
-	"LcQzLvSLo2Bd9gsDmU2p4L8W8vXaaKoQ3dZvXvuNBIXDPPwqcuMwYcTNj8E4kdF1EAbATIMwSKQRm/Qs",
-	"k1onLPgUrs9YCIXr22afU54xdUV1W+kzDCY8U/rKCLDt37nmyDTdLlDYW9MzhNQgUuYpGAW8u0nozrM3",
-	"gjwMbmiSNxxGKeF8xPW7p8NS+K3AorqyT76jzGOu3widLdePgUaN6EIjjbfj+i+O1mkcc/M+Tc4ro6JY",
-	"JvLEcj78vLasXU4e2ca9p+RxW1rCV7aeDjdnQ40QjtAKHUCLIRoP5Jzi3Vk/D67ZvP7HJpZVOdmShmmW",
-	"UfhcUXJb7ATm8632e7QqrK81krlwNrk6vzyn0TXTIKeOl5oReFKRlGVgtCCTTM7x7qZKkxmjmR4zqsme",
-	"+fWKx6RvbiaUgVBiQrCiTtgGMh/yhJ3i+nygiTJGNYt34j4zqbSw2snaj60xC0iVOcHzIXhM45qsfag9",
-	"OtmT/oDv+eB2wzLl5xc+wnAKm1tHDe4bUO0Un/JQR1soX7Ol3/JzzZaglf9P51XKO//NlidEzYxsK40C",
-	"LOSie38Qrz1Vh2I7SJkdbADRmUhz3cwPJzRRLFyVNOwuvoaJrwEUG6daG2JOP5/hm1W7ix9sqxDbACuH",
-	"z+uXn5EZWVucivIss8JmKzqfXikUfpulYjDDAZ+D67xqWXa2XKMMggiPaz0hfbKYMUHsairoaoXF8ii2",
-	"U6l7MCxAUW5zA0B/SQ1D2hH7Hhk/NiLGKdU0kdO3zMdkaBzj12u6O2MxGou5AqOMNX9UzmAsZcKoAHRZ",
-	"M3iv7ac2ged3h2abubbZxVt8chOrMo/HeeL/UaN1dO37PEu2Y5ElRfNsseawSdAullHf/oZT+okrD+2a",
-	"w2h/s1UPfBtDxpG9C1o7UqdVzGnCIy5zBTqESosPYyb41Ow7F2BD8SoWp1IgGW0lqTpK/myN58AQqFga",
-	"5ARFQTm7+gkRbGruUjI2txuwizocW+pHIMGBedfo3NxA13ANBZJuBq/w2Mi/iTmtQk/x7VZIXfNy2K2t",
-	"UxBupc4vtjAILhyD2HLIVbXKf9hvPqcJ5cKczTr2IXjjCm1U1o1mWT+dsc8t2DI8FRaTFCNuWGaDeteC",
-	"Cc2pyGly1eJJdA9sMC3sJAaVyjbCsf17mk7vI3DZbWwA5lsa2biDLcCsk+ObeaqXSIxCCuaVJOtjXBlF",
-	"yC+oWncYOpmr75BIzpkCFeqEsBZTMqEzu4MVKUTLjMWl18dQNuWCiylMW0YOtGKxNUQ0AhAzup1KWWSW",
-	"jgJONzg2Onqjpl4c8ZRJ4IVJ8n4SHH9sNfMPTAa3n1bHLjDcT6utEHfbahsQucWaL2mrCdYw/qGGXiEN",
-	"hyp2xtrOfJeCB5kLcJew3UBpP+A5rwhgSrQVyYu7yHds7s7y/WburJ143M5M5IOVtVZtJiLe+SjhDmqB",
-	"JlzE7PM6nfc7Y6oMoUsFkgXh6H6yInLXC9qNN1y7awyXE65fZwiEDbCzzvo66MqjWeeW4DgveI2qMjYS",
-	"0Qy9DVx7+aNf9l29kkEs2nbqgvqN3aWVdX3pMYu44lLUmHnleKwGWFrCRGw+gh3NvBuzGJ06KRrdUqoU",
-	"UxgnZmU6I4fubrw3/N9LIzCWT0X6+4zpGcsILbRXJiYyi9yNYtVbeF9V7xi/BmV314zQgGAufAeeNjMZ",
-	"yJyQzqCEZAE6UHKVH+En7tJvQZAoIJh7KqdZ7AfFEqYW7IZlHdgxgYfJNWNpbfNE5tpsAh8yOusJMZSO",
-	"6+e68DeZdTewgIoBUU6nvgWdiZhHTJmJgBANpBKJ0FKFW66CjzVT6zq4tvGizLK/+ioG7uRi77ERqgxz",
-	"sl7IE9IHW13lCP1HB3vYlakCf971ggSacLjiJi4xtWL+t+dgAVFiSkk+Pi7it0i0kM2ZMHtoYNcVCbDF",
-	"pXoXq0Mbq3aW72DURjt4HkU2dLbdW3P6+SrOZHqlZhTdReV7Mh8nzGctMy8hY79KmLi6OfIj/OpjLxro",
-	"osn+IoEGVBu4vrePAvIZ1Ghto7yTkUfrZJPxZ/3K+uXDT2TB9QxsDua+WcgsJhmLqVlq1xs4uN1g5ADU",
-	"aDoy66wZkBzS+87Qd2BrCBJWJN4C0jVsbiLStwWRuEs2UjeGE6gZZ4kZhKcqN+IwBCGUdpGUzmc09zuY",
-	"zcB3MexHjXYp2PJ9TFMVvrLdYHMXzrFOsnV8gxgjI9yZn82lYU+MSGEEiknG1IzM6ZJkbC5vGOCluVCN",
-	"3MHIXp8M837/MLLv44c/k8EJGRCdZwJvYryZ5WSyf1IIC/3ucwx7jJJc8Rv2swu8xWtinbGUgbreMPct",
-	"DGdFfOCx2TTkB1gxlkIWghH2+uTPpPcyNCLOnw0JgqxXzH54UJm+MwjbsrKmBbxoWMDhQdMK6oH+/iXc",
-	"jRtW2Vt9vdXI2jHTC8aEww6mILYW7RGDeXnCg9kmfWCF7dEpRmAa9FuSKUhpKLAbEcUZX6oRqAYKTby2",
-	"efF7EDZ99HK2f1ygOsbKoN8B4oshAMOK1EgBema2aHZoGA2D+NB5bYVGEPXu18vmZ1qnITH/V0RmZMIT",
-	"YPsrezzoH73cFmZbZ/01nt/EXB/C4n9PU38V8XYzyp/TTLGMWAQ/QayxmgfREvgW7h98zusW+Ugm+dyj",
-	"LEbq5pj8yjJpZWh8zsnRFU1qU45NaIe/Et6kEpjDDjxeEozyQ1/XHp/jHqj9et9v4JRzl8WwNjBGLyuW",
-	"0oxqma0g03b/n02t8Q+urnlac6VGMov9iuWciyswDq0PBbf2MTE3UuWmIRO2YBmQ1lYI3zZg04dcbPA1",
-	"tpDt4hwjHFsL8ruJ/c3S+4QLrmY7RsvA/dugj7QPluGi9fp3lJRRXGgtV2ua7RovpDTVuapKY/IaIw2v",
-	"5jLmE3S3TyhPrI9nkquaWrgptKayoPoBFfMWR+DAWBV2Ee9KKNTE3wqiObT41IzUfmad5WI3Xm3I43ar",
-	"T180cGvDWIpo/nbsdLDGRqkgsFvCBUkNF4+JZp8bbA7Ay3xRAn+5eP+OnEvzqBlJy2qEMEav7416YDno",
-	"9XtgCu0NeuiIHIVDMerZY+od9FDyGp2Q0aiwhCxmMsEo+P2Q2O+AQUNuYkr1LBwKyMUxv1oOXiTQkr0R",
-	"xMuPQjKqxiqP9rtD4VXEudhgxzG/bgAdBvQppom1AUOmomIJi7Q0F4h1B/nIs8GHunqDW21rg4fU62OI",
-	"uF42OA3u6lLYFMi9U+j1D0YbWV/yOOeJ9uVuvQPNAkyI5pEOFzWzo0Wn7rY7ohWpwtoaIk4bnUlu5Z+a",
-	"Nlt4r3dQekt3wOa0sioubc8TbOnjgVXfRVW/H7xrAVBbQ6DcXI0b+FDegU2w3QBMbwRgq/vUD+fCVLqB",
-	"ln90ocI7gr0S6ed/q50EViM7G1aIzNeyeRsf66L1KjRX7qEaNv0QsczVuOQqgj9/3mRXLUS9qvTd9xBE",
-	"LeB3e1ps9VCLVZVj1KIMHRC2Wtt+lIItU+mRMXSU1mBYnGDOhR688B5hDXhh8LkzlR2bXnp5eg7qcPyg",
-	"o/7y+nzdmRilAU60acM/8l2xnKdb2WF9cWew41Rmuu1O00xqGcmkFjLm2U59uqZgYf9dyZjYQdBelY7T",
-	"Mio4sHurLLsc3g96eV3dGQcOD5L0wtzJPgvpjxXyqx/HQ8bybxIgPKb1Ik1oc2bQGSTnNwjOhYTbKBO2",
-	"UrPayXEw5EbWj2v9wBTYoNc97Gic3EXZVX7vBtoPzAVLnFIEcq5qnXxSBauHYe+kqa46IN0+axqb3Y4P",
-	"bH+R41Nn6vCk77TNp7BRol4lt30WGz5tuX/Tct9SnuSZh55oNlXbUsDulWVGtWbzVPsde832kfZZKfeE",
-	"Imj+K6B0a3YLhB03QPYin8+pN0wU8rNaCyQFTnmQe4Knt9Ng7sS3aRR2mZVJfBt9R+dNJuRm9mpVUr8f",
-	"FNIddjP+uHfGy/Y8261h46buonRUd1eVEF8cDI6OdrPfb1zk+7Fi2Q29QyT7ewHuDTEl1NaPIYoula04",
-	"QEUZK5MRq2d7DOdrbtBdagaFVnxaK9JVmfr07PUHsmdEWzLmGtPkf2WZ3FaXa5uGCtnHreTxinBUX+hr",
-	"69QScnFSlpIhcy5yDRVd0Dae6zwDT9Wu+cv12b5nGIVsq/ugWxUfhr9Z6WUz02p5zURRlmpbiln36rj3",
-	"f6Fa13ff3f5ng4uuMY9oe+WXqh79vO+JtvX56H7iE1b4Wlxau1ot6rM3DA6OZsNgn0DlH1FYZmwqWHk0",
-	"gz5ZMpqpLnldBRSdPlMF6C4vfwoJSxQr/ItSMBsQvbnUT/hl1e38ySMoe2n4hmUZj3fN7qJxfPVwp+JJ",
-	"7wrvTd53qTiwA2HaSOmvCwWfufBcJjxa7shwjaALlmoDB1vWDpWmE8I1yWQu4o7OeKoI+0wjnSwx4geQ",
-	"lH2G+Ir5OgsuYkTW+OhYMaExpDEXNhTYhqwqiCGqBqzWo1U/eZOxS6vAxqIeAJzChgBvoo636S3QAyvq",
-	"2FfMmG0tJ+FOXNRi3RLYIkUhklgyZfsUF/Bog5AC0HNL/9SIjVWjzQ5cZNWiU4SUvHj+/PD55uJ322Gw",
-	"atl5yNGbCdPlAezCTKM2HM5WaLkNg4Ys479ILjDzj4q4tfJaJiNuTqgLg8wqLeucRUy0AZXC2kzIXlys",
-	"OfAZWx1wGAz6Pbwah8EJocgkpJ6xbMEV2x5JWITbNqcUVJF6t2OIU5npXQg00x+omLJWqRp8AmXdGm8K",
-	"n/F226BV45wvNQ3KEYrlSmrABvNdA1q7fXq8nzFTmmMaBDHgI3tOCkKRSBAubEAdycwgRmQyLKxz0O/3",
-	"h8H+mpTTnkTr5V8NE/4yCJ/fdso/PWz4k9kROCB2VBkxbK991iJG2d0xZ9FZ0o8CGMiL57Z8lU+F+fD2",
-	"lHx39Py/iK2MdULYDcuW1mfrUtpfnZ9BYTUUNVcvdk154stzoJos4GrPJBh8uTA6HBOaiYitengrgaWF",
-	"Ba5diEDp4fdlkhahFuu86MfLy3OCD/hdoJrrpIGP4WurUQCrZ7b6Jiitx+OEiuutDAwnL3bgO9gPr1+d",
-	"e4xh41yxKza3p7KTp3rCQPzarfoNFXFDXHkjiWzyiDcl4GVsypV/4T5m9AHjH19VzL8riOuCWbwVlG30",
-	"pKMAqPCwoEVBS/KvnOUsNpwry4XgYnpChCSCLcg/5dgfXAZRN/64p3/K8RW/k9nXvlmJzXHxPX6UgQQa",
-	"bw2LPElcHpbMQhTqY5ZoSuBOwYRjKFjrypOMqWJX1oe3zhiqv7bZWcUj1FHXPO1goCRNOinGzBRpu426",
-	"xJtNeXKCkT2/grE5Ja616wqA5Tnf9hubMsGynS2KEKN+VQlbax8/4Pz8DZ7KFkueUTXDqn3OwqVm9OD5",
-	"i+NutxvcQz3zKWatnW8bnYvtvetADE6v8qWxNToq2+hUVpuqedJ3pf7SnVm60uFEVnCpUM9wZSUJVQ5k",
-	"k+5mQWGLIm8oOe8kdajj5irtYDFR5B3xic3HiDFotnxISAhhZ1itPl5nKD4M3ywstUfjnSuiWUZ6e59i",
-	"QxUE28KQJzxJFLk56t28OCHUsmX8ksbx1Z96MUuu/kS4UJpRD+jovWt2NpGUmX4ngbf9mcDQL77K0AZc",
-	"X2nVMPTXWTWPm+MtN6Twt7x4XeTH680afKmtU81cHskmxbyxKMCOmlJ7OH0V8HvrezojQ4ZyF2zUT+ku",
-	"lGYHK0P1qmzFk6rxQTvHBBazNa+/WZauBlmsdD7gWtmyC90dghi8i5DIKB0Ly1w/lUXGNfxB4zn3ZytW",
-	"I+XW42eXq6kTuSOVzRkzVoi8y6u2nqmnhIErcGopuOL1QXTbnaTN5i1Z717/zy203G1oAeY9o6aKinep",
-	"q9qoPqaFY2O70RpVR3OLVpWROsz/ZoMzrRcvoZoVNRcL42OlEoItWRS2Ce1wzK8+4ykVUvCIJnWfydeP",
-	"MKiJmyuu23yeGpVWWBsQCmwOKE7A41qxZNJq835TlQ34t2dYlVwrm/XhVmGp3WqMvWdk5utzGLHJGNvq",
-	"PnG36dnbdzBACyNs0fFmF0OsXy5bi6MughwttCpb84Ka0SyamdujTc2J3bytd6nVfpeASanZzsXq+HSm",
-	"uZi2Dfu+U3G7hylS56uCYCtz2UU1VoKv7rP58B+iCnkFjb5eFXIsVndenOpqyTAXkdG+dnrRm8AXxfY4",
-	"2PtgSNqEPS1wI6wCzwd5bzGuSCYN0XJ3EQGs6HPVVIlkW6HcZhHC1jZsUfywrBJG9hJ+U43y2W8pBOx+",
-	"jfvvzupKQwvqyl4aDuktjfS367PxkMHumyq91Wu7QdkDc3Scqab6bncNnd9GRA3HcKcCLo6aKg7M//jY",
-	"73xHO5NXnbefvrzwx8Gt0M2qbcnfbg4C1IjMyDAYvHg5GwYrefi+cLJVCqzHNPVb+Y0v5TUTD6My3AWp",
-	"d+vQkKuH0mIyq89uNDOaZzY2BpDgJdzSPgEgXGme0K58Kp4LuM/rwTjuvHzdpaKM6RatE1a9nTDk+tI/",
-	"ucXfKaXyLnF964Fdnti87YGqjaFddz306nn7jvhvnC28ZST8PYYvGDah7PFUkUTK6zxVXiZpa65uFJgu",
-	"3j1EGOZK0dgNItDKk02xyICQGDO+mElVubiL+pjrVZS7D3Xv2UrFG31wTFbzNNUOlj6bWuaRUO9y35bu",
-	"+AYssU9sRpUtKlcbYQuvbSw3TbgOV+q3FoaXdupHVTPwufBimm6lxdevzh9NNSyLKl/tVNjZyXi39ywQ",
-	"3TjOarpNk+q5sv6qMlrgQF3FMFTi2gXAeVTJYZ3PQaJDlGdcLy/Moq0Bl9GMZa9yPSua+oEDHr4uj2em",
-	"dQplarEG7X/7WgG9KirUXrMlRjwzCmYZuMyqDViKvn8KSu/2okwuYsWi3s2gsed30V2oXBVNufkMzQW5",
-	"mMj1Nc1zwYUgGZuz+Zhlytrnzs6LDBQo/YskCs1C5ULYDjGGEUAHcPOvlkk8FBCFFJKE0UwosjAUx42s",
-	"7Np4mv2anzU0X2aZgtLyWcYiDSQJTWZthTyqh1AjMGHxlGFRk8KhC7RsgaVswV/zTBEE2h2KobiE8Bqe",
-	"MGf3xjImhgdkNIIQ0R5Nee9mcGz3XcA9hL1CQ1cq4qHAn7GlZZcY7n9qjuSCRR2D7FTzccIgmC0Hr2r1",
-	"xMzs7ulnaiiK+c1uOXbawVMZs5jMWMZg9eaqVsdYyqvsA+n0jtHnDp5dxyxydExGaT5OeDQie0JWeoLu",
-	"h0MxQnfGKCQj9GeYv8ChMSJ7iMmYLeMqh8G+IWYyZgg5KZgaCmun5hriKkf2AEZkj1ZR25xDpdVVbQIs",
-	"EjLE9p9mZMVWkb0ykkIKMRCCPC2WKLbfJa8q+xsKwAWuyJwrZR6CynjaNkfFE1PkqD8ICcWNjRk25q3M",
-	"/Mw8cXgyFGOpZ9DsoGqTLwrZqKILMpTUoRmDS4vFhGo4MwgWVMe1SEdu3iqjIUdNTUNHMOhQ7I1sVOVo",
-	"v0veC8DXG7NZZz1fGBQ5Jkf9vu317er8FJBw/ZyHAqrjICj21FJo+hm2oNicCs0jRWjCr9l+SI4Gh3Y0",
-	"2Fq90a35+flQ2M7iWMGHGB5Th2K9SWlIjvpHNvyX2HKfJJO5ZkRmQ4Fst+s6Tn/81IXc7xHAq6GgkQNQ",
-	"UyWj/YbaRGSlNNFQrNcm2j/B81IbywmFpFZNSO0PBU2UREsOGSVcsBFAeIQlnkZY4SjhEbPRLZZbv0oN",
-	"6+8cdPuVcFDLjiuei+Ng0O3jMzJlgqY8OA4Ou/3uIea0zeCS6tE8xsINU3SQFUdyFkMamdLQtRHecbgM",
-	"OpqvibrrKrlDq/u1zu5wuIAiWC9qmbKewUHsz48Xdq+asNg7PDBcCbhEcxt+e1c3tZ9vWJu3oT8XK/38",
-	"25nO/FJOCdXeX0/R7Nzm0Z8M5kH/kFpT+IN+f0Oj4d0aDJdtPz0thg13SSk64gCFyrpNt2FwhMvwjV4s",
-	"t1dpYA+vDLa/UuuYfRsGz9vMU2+fDm8dtpqqaIYNAp5LRgcFDrecyGlIBFsYDgpKgBM6jz8GSFefwqB2",
-	"2wbHLkDAjNmzF1ZvVq0TlErlocRzqbTtZ1dWFUIBmJlf4mWLgy/iIWslhoyUFBwfHdSK/XwsIhAGL/uV",
-	"oILDSpTAoOK7x1EMQpYFfoIFGw/qJXOOAz+LaoeS5c5v69K/C5ir08JRk2r3qEh6NGiBbkV7enjheZtZ",
-	"PD3GH5kkrM6DyFJRXz5+MnhQUgwG6mAuMqKdqzylQmyk4PCukJKgNrArEeFoys7hoyr3U42ssiKu3F5u",
-	"q5kmKOFBadsIa3Fb+QuCPYvoAgHlVPWMCjIC7g9yK8Y7LmZMGEmy6GGPfehnMolR/oXG9Xa7Nj2aVsMo",
-	"992eh6IMTS0nqup2aibzJK7EpFr15QSX7mRdLYdC0aXRnxbUKCN5SrQkI/MBRQwn2x72j7rkef+QLGZG",
-	"16nsgivcyFDYjvqo1bh++1DQmRIo64lySp1b/cAcs7IhqWvig7cOJV7S5k7Jtlcrw6S8ofgyBN4zBBZW",
-	"xP5lLkKGqmsFsmQF5grXXIaHV8YY3DZIEOv3fjXP9vnzwxd3uvT/Tr/2Rb4SJ+25zS+LbjfO2IVh0QU5",
-	"Fphpw52BgR76GOw7i4RuBIOZXAAi/tuKBm354E9STDupTJJKeyG1EsqkLO8p9Bbka/dhgkUo0lbJ4gNz",
-	"gTh3livK+NCPWOEtGHx30O13D7rP+67A2fHBYTXwyEYSrYgSleIhwUH/4EWnP+j0B5f9/jH897/ohmlL",
-	"ATBvK6Hh4AHprhaf6qE799uTPPIt5BGHqmTGtbNfWc8MV0TTqeFfxUN79ic7sC0iY+4GLCETkp9/eXf2",
-	"7t3Vj+/fvfnH+fvLq8vLn/bvTrhqo1L+vXvonvfGLo32PRb4NYx+U4hPEcu6vy/FzsE0RPOznrFlIa+a",
-	"i3AmF2RCMzJmM473Ihjy1o9YbdL7wgY2jI7w7wt+f2cOXNe9yhyij8hX23PNWu/+Vrxz8GC8087togMa",
-	"ZBYnGIM5XCtyzZaPy0rbINxbmY15HEPQQnDU/277G6dSTBKOLq9/X25dYcdTrnS1EeOJO03QQ8qoDUgj",
-	"Aqu40V9aEh7mX9RYa++LIZJblF4Thg7iOjm+hu+r5LjNtIBvxL95BDza/sY7qd8aKfQbogR0x/IghNIy",
-	"VWQhs2sMNN8BA9Z00C2qGZqi30FEw6cwsKE+K8Jzrh+AZd+fSf8CsZztuHT/obn0Fvb870YRfwCWfIpZ",
-	"NjW9dLVNLlNVqqRLtTs/Zp/NhntRwqPrmcwV62p102ivOwW/mAqLa0BmMcuObZxOuBIyFRIVyYyRvaKj",
-	"IBn0++FQlF0FyYt+WPgXD/ohwR6DpL8fGvFfhYQqYf53JbNpSGyNkpBksVDhUJTxVyEp4ptCq0KoLkFZ",
-	"GByM5h5LMwYGqb0+kVmle/JQ2CXsnxDN5wzrdI7+8Y9//KPz88+d16/JbHY8nx8rNSK/XJ6eEE3HCvwO",
-	"UOYZowzGNLpWCVUzLJ6JXk0YiKmIpkaCVeSSji+wmxWLiZFHwUI59xnw3sDJnJqD+dEcTLAr8/wrNnRv",
-	"4fRaDbnb/soFhta1sq6B+andqIyJC7DxtbDGafZZ9zQdd5QDaAdhXi87gag51HXUHGpAzaE2SDbUVAnz",
-	"P4NkQ22RbKgNkg11iWNDXeDYUFscG4oVR+hQF9g+1IN+f6iVmnXGWa4ZkOxQvzh6br5+g0skP0qluZgO",
-	"9es3Qz3UpaGFOENL5cuDype2lGokFxlngEAef+iYC5otPc7Q9evi4m/mqCAt7d/fhVjSFeHplc44IzGH",
-	"PFqaLZ0NYq8Kk6ohAbnmNt+i5a08Vd1oA1P98PaUHA1e9snpxd9sl1zXhSmTCyiwI6AJ4AhZwge5GJEU",
-	"/ByVIMnjoWjiwmbVZA/67HX+CSX+9gseufr9UAipWYXT1vivl9+SPbODw8PD70LDHc0YRSRfl1zojNE5",
-	"9F4nkRRKU6HJnM1lttzA9S7+9sTuPOzOotEqdwtXThxuTnvAIZynO05zmvYwK2dZXp3Fwa3xtbBga2Gd",
-	"oYU1PhSGr9+EwOHCFQYX+kzI5ZcHlS8P78/NfvQRUCYXQDgItX9/JrcaRU0V8Jg9BfmXZMIT9PimabK8",
-	"F3tzOovXWIok/ZeL9++eaPrBDcObUmk93g508sLvWGQcEAFmComyrPoPSRiGP1SA8/A0IuIWVPLu9ROd",
-	"bKaTz50SkLXoASvoB8fDYFUkD8LhSm4CPFYK6uYB0ASC44/DYEVgDz6FQ5ewgA/UJW/4vaIlmKF9dx3M",
-	"UmoQtccOVh4r7+Hg+PD2/tfheyM+lrxiVAv2SKFTsWB/cA6AtPdQlF80H290IL6FJ76ibbDojN5gHIQl",
-	"hmS8tI02flcHiKYdrL9qdCasJ2UbGbujKtq1bz2pXkQ1TeR064md2ue+4rnZKTYdnV1t/ns7tb+zJOmg",
-	"tQ9TXhAJXVq+IGNoTM9isgfOXTXjKYm5MkPF+3c72baeJnO6T26mR0YIhCWhgAeYuDXjSktI2IptLGiZ",
-	"n8s1mdOYtUGEwuXkJecfmPaf98Oy302s95Hx5/eADUZMuS9L31V2Nse01cNY4Mod3YurOfCl7AkVvYC9",
-	"uSYNhXiXcOXSZeIcu4TNEBLBsRE42UwmVwm7YckgCIM8S2wuqzru9TK66E65nuXjXLHMLrQbyXnPvtiD",
-	"Sq9mig5PFdOqN6dKs6xXH7grmFZMt08QMJDaIV7l65PbB5YmNLLk9pABMk0T2oiZ3/r18AdwocJBQC1+",
-	"xAF7zWDpTC6gXshJhc0Qrsg1S/UO18uqmNGzHQKwNs/d+ZA3QM32LrDMaHM4v9FawHuMNabMTSqwBD7X",
-	"ZAFZDHEmUzLHRFkqyJx+vjJfXakZzYr6jkVSmT8kH1sKVJlDUYXf1l5Z7Wrg0fcfMuC33t3BFx8psEcD",
-	"5DautG3YK7olQHOD/ScR7yE0NQQ45Dpj9wwhF2RPCgaWB7jvqSYUXO/796K9XGxXuT+Yh1rl0kJusR+3",
-	"n/fDstUQFrTa1GnoqyaX2E01qYtmv0+ipjeH1F4GDi2t4tGYUPo1RU+Dy9CwoxF/f2AaenN8TZUFJ2jQ",
-	"WXA5Mnum3KVQJCeVbUvHOU90h4O/TXV/f2nFUOKiA7IxmVpwu/PHz5vPv0F/KE/ujgqEhThglauAVeT1",
-	"9HsHR2Uv/ONA5uYsJjxiu6TowBq/iei+Ee0A6lgt7kmg/tZh4ihG6zo3qNKMw9MWVFO5xdGhUk2Q2+y3",
-	"lGXfcBXaNoHWfI8uDCu9zkHMGIpRpdH4aNXtsR/a9FybPfTzq/+5Onv3w5uLy6vv/3H55oLsDfp98vP3",
-	"ZLwcCisB7IcQvUeoghxcM2WXvKHRjIxpDKOSPVwQlDVhCZtD4CHsIBwKZJgsxoY4g32jeWCaYNX4Ydmq",
-	"4bJI22HBcadSxkMhhQ0xtJ0UyGWZPwyFY6hmylYhKiFga7XblGOuhwJ3oE4w/xio0lba4ZVKUDMWXStf",
-	"0M4ZHt+d2dvHLQYSm8RY65DuivsF6IWrIFzdfRd8gioiKeQwHnb73cHg0DFMLEwXqAVLNTafPDioDi2Y",
-	"nmAbnGLsiAqBGWRQQjU4OJqBwraj277a+N5XVa2Vx5Ona95OdB5iW3Xzm3NRbvVvbnaP3kKOt52vDsbV",
-	"GS3MVqdEuOFcWic40NEMHjPHAF/UDgJmXZG+11yaNbqmRfGhFQqvVWPe5DR9iCuvWuGjaH9yUPav/Pgl",
-	"gGJJwXHQ4ynUFxIMq3q4+7t2pof9/jBwpcaoqJR3s65zs1Uzx6D1TY/0+oEpo8t4rl3s0UldgxZgOgv3",
-	"nZvw6Tr+1tcx+LBrdyHhgozz5LrCsezV6rl/i/Y4xQ/O/d8ZAwN3/Y16PFWN0atvq25yc4tiEm/Vvf4M",
-	"Cg+SlRrpXXJOp/b6gjQC6DyNhTzgc+mcX7DMNlexA4dESUIJNgnA1IeiFKG91WDbJDPKr+fGsqEQ5+qP",
-	"FWrzu6uAVek5saUEVgbc7A8QuY4gqVNYTeA21LrFMc5T1ftib5HbTRaHs/OdCeRV7XL6SngBVa2bbi5b",
-	"F/VayIWytUuh8BEu7MkWtm6hnUxYpA17vuFsAQqWKOB1D8zqyRuWZTxm24Mvzs7fu2cfEOE8wRsfKuVz",
-	"niz7D5IjbIhrTkVOE+IOfGccssJIaULzOnFdiWM7WxkXIkWVxJ8p0js8MIp3b3DwEvVpV4L0Gbiy1gx0",
-	"D4Z/dy0GGLva3usKbLglfKDSzsAoZ/21Oj2lpgtVnwUZU2UrdLvS3G7y9ubCAl6PbCxsYv1ovV0QVmNm",
-	"T1rKN9dSmH5QDmFumX/KsdoktvzF/N7KxzehPMkzLD+/7uY7qLr5Dmpevv4je/n+IscXFqYNyG9B/u8v",
-	"AX9Po+tpBjXaDCKQ8ZJcc4FmCqWpZqWZ1HnyylN2WAYotEWYgU7kGx3KP8ETj5Ho884o5ujjbVsDSkDe",
-	"pdnE78wRZ7ZZWX312PBzm3NrHff7E7e26z9o3O/OBZG+baBwiRdt0GJrFLD/9B+Ob1fo1s+2zdKfqaIq",
-	"/ZN66o0K3u3U7xqQ0bLeUIEzdxT23VkHx2YrhKcqn2OvFqld5j355aJ90G2BZN/Efb8Vxa2tqnITPcnj",
-	"v6mo2Dvx1NWbtldt57WJ3Z6XNss2Ejo67rzyeaChZ7hriY2fAHnDIFI3npb/X1VGx41ZSgg3l2yY0DlP",
-	"lrUyC/3ewVHI05ujoTjo9wfH8fjl8XHv6KX57sXOOaB2/jShfMV1vDLlysitcklPz15/INQGOujPej8E",
-	"xyvEYqyXMdmr7Xn/6YpryGa0PWqr9FiRDFwj+Ee7AA2BuwZ/FaPulzHXm70G72zfwDtb0rY7n77n+jfo",
-	"YrDQekLwli4GUSDKDi6GRpTcwd1gMfT+Nt+7Y+qTb+Ib+yZaI9+ab2JNIfg26PQAroaMGXJkcfBk93/S",
-	"Mx7V7r8z9RnWb9vodZd0nmwSQN6nTLw6P9vNruMGvV8VxRkjdnYSyyiHsN9KV58FVWTKBMMKoJNMzrur",
-	"nRM+1XMSuCqanlaANWea+qCFVRUQWmVN4w0W7A/uoccwYtvJ2puw7RZ+j/brrARswW3dV1skHPdcaxO2",
-	"g+tT9YpvZJTOigNoc9ZbjdKN5/mALakcKTb0orLdv7jARqpUxBhabXjik37jtVFvhNmObOBhLNe+gvDx",
-	"0nXUrvbGJXuj0lyEvXi5VuXyh2JvtIpso5CMzmXCo+VoH1NH9EIScMx2dMZTwj7TSCdLTEuBPnLcduqD",
-	"ZcxzpQn7l5EOsFOznj1TXXKBrY7Lhr4wslkjtqIDn4lgQ2Hgi516fSG+53mNjO4oLJemRshvgjb0rr3W",
-	"F2ibBRd2Hqc2eGYm5TUEBZgjKIyYOqNswq9dNxg4URrZc3EjQ0Nk+OmaC7OFtX76rsD1x0oA0KdbyHAp",
-	"RqMJpqysj4aOhdowv1wEYXD6am2QxiVpOq0NAL4LzLFZm0YYIGFNk9qMZjJImZEpwti2R/v4sh8eHR1+",
-	"CgPOJ9jpH4C70qfstrWqgsi50RZa0AAe0FAQYk6QwPmZT7BKoqOUwDIJrtH8gglv9TMiZdLMVqvq46lO",
-	"W3i9dc9UZa2HrJOyZfYIy6WsiHpPittvykF0J/nGI8r2YiaWmzQ3iyyvzWNf0T30G3AMtXHM1NxA9/bT",
-	"IKj+jO4ameHl7r41G3ryzGzxzFSlJmD/KiRzLnJlrf/NtQO+usznIzb2uUCypprD5vdSTFqZv8TMMufz",
-	"vxoKAUEqY/1Ka2rUe/S4xAe7FDYLa5OhgTAjpqBhRmbVgHKoIU8mNNLK9R7kupKMbQ77iXbWq33OeDRD",
-	"0MYs4jFUDClhimmly29NJVt6lF+w7MYl6mPfipBMf+Vpx0xnNsJirKuFRac6b0QkoV03COLKIMpQgD98",
-	"9OaSTkfkz5Xew88UmVE165K/cz2TuXZNxxHhojzLmNDQN3so8A2yd9g/wgnPJp13UrDOz1RHM1COzGwn",
-	"tp04EzV2NaOQQTwUY8aEnb1sDj3oE2WuBOxQvo/rKRfjupVTRZSUglCFapzrB87BCXrDCNfHpNqXvWii",
-	"7rqZG30OoYhdk6CpoFmfJXXl2lb7GrWfkGLvrtM6NIYfCppl/IYptx3cRkNbdMvu2rVFv6zsEo4k4eZE",
-	"ZrSxItp6k/LCjMyFfnEUbAkib92wfPuDZxODH4AebR5HBHb4+xgd0f09CionDrU9EJ8MvDGeBBZziqso",
-	"yG2dcA2RlnRgDw5T8g2ddGtn5GRE85JPOgwDQ7x+m0qNlMletcs9NM3c724W3LY1cgccr7ZxB+nNR/1V",
-	"poErWIFa8ybqr7nNNPCZeA1+vk09XYar1aUiGs2g8Rvi9qTUrE6MlC7FlEBzergugJHgJUm5fuxbEifb",
-	"4Di6NA88htMIE+5bOow0nYZG2Eioud1kRhRj4vfoPtIIXnfm8O8Wt5F5prXL6JJOn9xF38pdpOm0VoSW",
-	"7JV1MbAWfq7Q0g0mb6VprQNFEzKUgSpN5hXvqT/crQ6k6jfzaTp90pC8biM0qbcl9F0Z+yWdbs1ncFhx",
-	"1+LmMoFchv+I+offHYyD0FngrrBG1uDFy1mw1qBNKm1xfcYxROLi4kdSeFdaG/kv6fSbZD1swHVrUH98",
-	"lH+yZm+wZttC2LQlwVXjjrS8ZltKC1/iI48iEJmp2ohEuKYQxEkbosyNRBRlTN+jOOvuePbtxKhX52dE",
-	"u6Mpjhy/2Nin3luAHZEJ4X8PhmktBVicr5PylEENuDBYu8dbsiKzoB2Y4MP59mBm2/Cg8eY3z1Q6egD6",
-	"/eblyR1zYv84nJSKkqhswVA4UTDxzeRCEIkGsNbUVnLY3hcet9FdLAH63IMp1bOKVyLe6JVotsy1K+Lu",
-	"jeG/kddP+tIDxfAbWNYwbie8qsfVfgnGjGYse5XrGQTrfDI/ZzcOfbCBTo+mvHczAHnZzuQ1l9mQXFtL",
-	"t1uiHETm3oarL9UTYFRYBERjFXXbdFBOnHvEfu+SXbpVT5vyjP99nlzXakFW38AakOYlF49kdlb9jLCs",
-	"fEPzmNdesW0P12d2EcShlS+c6XMPrV0heXNJp+gzCUsb1z5sL2ZiiTUeKsst7FuV2THTrfIFOlg9cJC5",
-	"iFhGAAe40sg8yB6evZUF9iuzjfEFH0wxYA7Hc0FIITG0x4SGNiExGS8JLR66ZkvCBfmfzquUd/6b2cg3",
-	"RedsKMxvNFGSZMzABY21p5lcxBcsAmcS1XycMMD1HAyEvcj8rFjUuxmgM6O+Zt9hsLlEcTeREU0Qtq7D",
-	"AYuJFIQS11HqBIt1Msg3H7NIzgHrhqIsrIWWSGyHP5owFh8P837/MDILgb/YqLYy7JHQAMpa3RbsuVI5",
-	"CKjIcvvp9v8HAAD//w==",
+	"7H0Lc9s2tvBfwfDemdr7US/byW3t2ZnPdZLWe9vEG7u7d2+Uz4JISMKaArgEaEXN+L9/g3MAPiRQomzH",
+	"abee2dnGIonHwTkH530+B5Gcp1IwoVVw/DlIaUbnTLMM/jqNIpbq1yKSMRdT80vMVJTxVHMpguNg+itP",
+	"yZzeMEX0jBHFsluWEcVEDH9HNJqxmJgZMqYUi0nGRMyybhAG3Hw/YzRmWRAGgs5ZcGzn6xQThoGKZmxO",
+	"zcxz+uknJqZ6Fhwf9PthoJep+UTpzLx5dxcGp3Fspllf5qkg5xe3R0Rm5r8vCcUXyZ75tTOnacpifMIV",
+	"yQX+sG9WyT7ReZqYeQbffdt9MegO+v3uf7nlp1TPysXbUYMwyNi/cp6xODjWWc4aNvHyyLeH7zmeg2f8",
+	"sXm0ZXA+z+fB8eDg2zCYc4F/lbDiQrMpy2CiN4zFb2Fg72Twn02TpVRrlpkP/98H2vm13/nuo/3vdbfz",
+	"8XM/fHl495+Bb4vnk7dSsJ+pjmbrR3U1Y+T1FZ0SOSHUogviUsKZ0GRGVSP2nE86ZuQODr0b7rwb/5NF",
+	"2gFkBX1IlidMMR2ShCtt0GgscxGxjJiZu3502ArBFVyYc+H+HIQ18J52/tdBuPjndefjn/zg/etZQpXi",
+	"Ex5RXL8PxGwyYZHmtwau1bcN2A20bzlbFPv6V86yZbmx+hc1OP9nxibBcfAfvZKp9PCp6q0sC5eaZ0pm",
+	"/iWOBPukryN4Y+TWlWbslstckZROGdkzPyVUafP7hH8iXMMJWeL1Lh5n3Ikm//oTn3NdEMrKiAk8rA4Y",
+	"swnNEx0cDwyulVTZhz8dWQ68ZPnXS8bEJRcRa5pPMSauFbxRnXQisznVwXEQU806mgPyefZyKfMs8iK5",
+	"gidVDCB7QIWJwROqFMsQRYQ7CgNymRHq/h1JoSkXXEwJ1/shYd1pl4y4mDKljyO5yDgbnRBKdEZ5Yt4a",
+	"/WlE5oZamSpH2RtNGIuP/zRqPERc6Y4U/tcrOvVtWyOz0TWqwN3TiTbXWZ7C9cWlaFyRpo2X1aBhOX+n",
+	"iFP19fwoFySRYkq0JAvKNZkAgKMZFVMWEkp+kCTOMyRWlUczQhUZBod9NQxCQjWZS6XJi3n98jrsq4aF",
+	"mzmaVn544F841zPu4SvvRLK0Z8gU4ULxmBE944qcnb9633ib9nsHR02Lw5l2ItYrOn3ItbZ6cHWuvDrd",
+	"nRlKpVIoBrf29zR+z/6VMwUna8iBCfgnTdPEcr5emslxwub/558KuXM79nmBX+Gk69wyw2mNADOniWEG",
+	"LD4hI5ZlMlMjuKcUYTSakQlnSUyoFdEyRpUU3eAuDM6kmCQ8etKln2vCPnGlFaFJxmi8hJW8kdmYxzET",
+	"Tw3FKGMxE5rT5BtFMpkwEkumiJCa0CSRC0BnWOK5MNczTV4bAD/lMk8JXC6OC6PI/Y0ihtpOCNeKJHJq",
+	"xCR4HDNNeYJLfiv1G5mL+ClX+1YaCp4atLwRciEIHctcE65hRVdS/kSzKXvqYx7LeGmWJG+tcAl3OCzp",
+	"F0FzPZMZ/5U9MaDILU14XEFBt55byhM6Tp4cSlabi6gA/BdqYQReuUCxK6aajqliqDJlhrWYRYZWZleE",
+	"ZowozZOEJJIabW7/hOhsSeiUcmFuAxTfgW++Zzpbdk7Ndbt+r1yySIpYFTfimE1kxsxYBrOK4co9r4lV",
+	"dwBIc4/LTLP4ZxZzegUvPS1EZcrszV2wFU1vmGXEwMC/UeQMV9QxK+zCnWaHB4388i1oX5kZS3O8dgTT",
+	"C5ndVPbubqgwEPl8jFAtJEQu9MujYF38DAOZTangvxaKw9poqpAe129e+4sETcq8fBq5cZgwEu+HYJzI",
+	"6CYIA2CmQRgk0ohNepZJrRMWfAzXZzx1cuf6ttmnlGdMXVPdVgAOgwnPlL42MnT7b244Mk23CxT21tQg",
+	"ITXIpFZc9O7GKCs7zt4I8jC4pUnecBilhPMB1+/eDkvpuQKL6so++o4yj7l+LXS2XD8GGjWiC4003o7r",
+	"Txyt0zjm5nuaXFRGRbFM5InlfPj32rJ2OXlkGw+eksdtaQk/2Xo63JwNNUI4Qit0AC2GaDyQC4p3Z/08",
+	"uGbz+j82sazKyZY0TLOMwt8VHbzFTmA+32q/R3PJ+lojmQtnbKzzywsa3TANcup4qRmBNxVJWQbWGDLJ",
+	"5JwU+v+M0UyPGdVkzzy95jHpm5sJZSCUmBCsqMK1gcz7PGFnuD4faKKMUc3inbjPTCotrHay9rA1ZgGp",
+	"Mid4PgaPaVyTNXy1Ryd70u/xOx/cblmm/PzCRxhOYXPrqMF9A6qd4Vse6mgL5Ru29BumbtgStPL/6Zym",
+	"vPPfbHlC1MzIttIowEKC4eyBIF57qw7FdpAyO9gAonOR5rqZH05ooli4KmnYXXwJ22UDKDZOtTbEnH46",
+	"xy+rdhc/2FYhtgFWDp/XLz8jM7K2OBXlWWaFzVZ0Pr1WKPw2S8VgCQQ+B9d51WTujNRGGQQRHtd6Qvpk",
+	"MWOC2NVU0NUKi+VRbKdS92JYgKLc5gaA/pIahrQj9j0xfmxEjDOqaSKnb5iPydA4xp/XdHfGYrQ2cgVG",
+	"GWv+qJzBWMqEUQHosmbJX9tPbQLPc4dmm7m22cUbfHMTqzKvx3nif6jRvLr2e54l27HIkqJ5t1hz2CRo",
+	"F8uob3/DKf3ElYd2zWG0v9mqB76NIePI3gWtHanTKuY04RGXuQIdQqXFH2Mm+NTsOxdgQ/EqFmdSIBlt",
+	"Jak6Sv5sre/AEKhYGuQERUE5w/wJEWxq7lIyNrcbsIs6HFvqRyDBgXnX6NzcQNdwDQWSbgaf8NjIv4k5",
+	"rUJP8e1WSF1ztNitrVMQbqXOL7YwCC4cg9hyyFW1yn/Yrz+lCeXCnM069iF44wptVNaNZlk/nbFPLdgy",
+	"vBUWkxQjblhmg3rXggnNqchpct3iTXQPbDAt7CQGlco2wrH9d5pOHyJw2W1sAOYbGtmAii3ArJPj63mq",
+	"l0iMQgrmlSTrY1wbRcgvqFp/GnrPa17eSM6ZAhXqhLAWUzKhM7uDFSlEy4zFpden4gE005YhEa1YbA0R",
+	"jQDEjG6nUhaZpaOA0w2OjY7eqKkXRzxlEnhhkrybBMcfWs38A5PB3cfVsQsM99NqK8TdttoGRG6x5iva",
+	"aoI1jH+soVdIw6GKnbG2M9+l4EHmAtwlbDdQ2g94zisCmBJtRfLiLvIdm7uzfM/MnbUTj9uZiby3staq",
+	"zUTEOx8l3EEt0ISLmH1ap/N+Z0yVIXSpQLIgHN1PVkTuekG78YZrd43hcsL16wyBsAF21ttfB115NOvc",
+	"EhznBa9RVcZGIpqht4FrL3/0y76rVzKIRdtOXVC/sbu0sq4vPWYRV1yKGjOvHI/VAEtLmIjNn2BHM9/G",
+	"LEanTopGt5QqxRQGwFmZzsihuxvvDf/30giM5VOR/j5jesYyQgvtlYmJzCJ3o1j1Fr5X1TvGr0HZ3TUj",
+	"NCCYi/+At81MBjInpDMoIVmADpRc5Uf4ibv0WxAkCgjmnsppFvtBsYSpBbtlWQd2TOBlcsNYWts8kbk2",
+	"m8CXjM56Qgyl4/q5LvxNZt0NLKBiQJTTqW9B5yLmEVNmIiBEA6lEIrRU4Zar4GPN1LoOrm28KLPsr76K",
+	"gTu52HtshCrDnKwX8oT0wVZXOUL/0cEedmWqwJ93vSCBJhyuuIlLTK2Y/+05WECUmFKSj4+L+C0SLWRz",
+	"JsweGth1RQJscanex+rQxqqd5TsYtdEOnkeRjQlu99WcfrqOM5leqxlFd1H5nczHCfNZy8xHyNivEyau",
+	"b4/8CL/62ssGumiyv0igAdUGru/sq4B8BjVa2yjvZeTROtlk/Fm/sn55/xNZcD0Dm4O5bxYyi0nGYmqW",
+	"2vXGLm43GDkANZqOzDprBiSH9L4z9B3YGoKEFYm3gHQNm5uI9E1BJO6SjdSt4QRqxlliBuGpyo04DEEI",
+	"pV0kpfMZzf0OZjPwfQz7UaNdCrb8ENNUha9sN9jch3Osk2wd3yDGyAh35rG5NOyJESmMQDHJmJqROV2S",
+	"jM3lLQO8NBeqkTsY2euTYd7vH0b2e/zjz2RwQgZE55nAmxhvZjmZ7J8UwkK/+wLDHqMkV/yW/exif/Ga",
+	"WGcsZaywN35/C8NZER94bDYNiQ9WjKWQXmGEvT75M+l9GxoR58+GBEHWK2Y/PKhM3xmEbVlZ0wJeNizg",
+	"8KBpBfUMBv8S7scNq+ytvt5qZO2Y6QVjwmEHUxBbi/aIwbw84cFskz6wwvboFCMwDfotyRSkNBTYjYji",
+	"jC/VCFQDhSZe27z4PYi7Pvp2tn9coDrGyqDfAeKLMbYZRWqkAD0zWzQ7xBh683BeW6ERRL379bL5mdZp",
+	"SMz/KyIzMuEJsP2VPR70j77dFmZbZ/01nt/EXB/D4v9AU38V8XYzyl/QTLGMWAQ/QayxmgfREvgW7h98",
+	"zusW+Ugm+dyjLEbq9pj8yjJpZWh8z8nRFU1qU/JQaIe/Ft5sGZjDDjxeEozyQ1/XHp/jHqj9ed9v4JRz",
+	"l0ixNjBGLyuW0oxqma0g03b/n80Z8g+ubnhac6VGMov9iuWci2swDq0PBbf2MTE3UuWmIRO2YBmQ1lYI",
+	"3zVg0/tcbPA1tpDt4hwjHFsL8ruJ/c3S+4QLrmY7RsvA/dugj7QPluGi9fp3lJRRXGgtV2ua7RovpDTV",
+	"uapKY/IGIw2v5zLmE3S3TyhPrI9nkquaWrgptKayoPoBFfMWR+DAWBV2Ee9KKNTE3wqiObT42IzUfmad",
+	"5WI3Xm3I426rT180cGvDWIpo/nbsdLDGRqkgsFvCBUkNF4+JZp8abA7Ay3xRAn+5fPeWXEjzqhlJy2qE",
+	"MEav7416YDno9XtgCu0NeuiIHIVDMerZY+od9FDyGp2Q0aiwhCxmMsEo+P2Q2N+AQUO6V0r1LBwKyMUx",
+	"Ty0HLzKDyd4I4uVHIRlVY5VH+92h8CriXGyw45inG0CHAX2KaWJtwJCCqVjCIi3NBWLdQT7ybPChrt7g",
+	"Vtva4CH1+hgirpcNToP7uhQ2BXLvFHr9g9FG1pc8znmifblbb0GzABOieaXDRc3saNGpu+2OaEWqsLaG",
+	"iNNGZ5Jb+cemzRbe6x2U3tIdsDmtrIpL2xMNW/p4YNX3UdUfBu9aANTWECg3V+MG3pd3YBNsNwDTGwHY",
+	"6j71w7kwlW6g5R9dqPCOYK9E+vm/aieB1cjOhhUi87Vs3sbHumi9Cs2Ve6iGTT9GLHM1LrmK4C9eNNlV",
+	"C1GvKn33PQRRC/jdnhZbPdRiVeUYtShDB4St1rYfpWDLVHpkDB2lNRgWJ5hzoQcvvUdYA14YfOpMZcem",
+	"l16dXYA6HD/qqL+8ulh3JkZpgBNt2vCPfFcs5+lWdlhf3DnsOJWZbrvTNJNaRjKphYx5tlOfrilY2H9X",
+	"MiZ2ELRXpeO0jAoO7N4qyy6H94Ne3lR3xoHDgyS9MHeyz0L6Y4X86sfxmLH8mwQIj2m9SBPanBl0Dtn9",
+	"DYJzIeE2yoSt1Kx2chwMuZH141rfMwU26HUPOxond1F2ld+7gfYDc8ESpxSBnKtaJ59Uweph2DtpqqsO",
+	"SLfPmsZmt+MD21/k+MyZOjzpO23zKWyUqFfJbZ/Fhm9b7t+03DeUJ3nmoSeaTdW2FLAHZZlRrdk81X7H",
+	"XrN9pH1WygOhCJr/Cijdmt0CYccNkL3M53PqDROF/KzWAkmBUx7knuDp7TSYO/FtGoVdZmUS30bf0nmT",
+	"CbmZvVqV1O8HhXSH3Yw/7pvxsj3PdmvYuKn7KB3V3VUlxJcHg6Oj3ez3Gxf5bqxYdkvvEcn+ToB7Q0wJ",
+	"daVsFF0qW3GAijJWJiNWz/YYztfcoLuUNAqt+LRWfawy9dn5q/dkz4i2ZMw1psn/yjK5reDYNg0Vso9b",
+	"yeMV4ai+0FfWqSXk4qQsJUPmXOQaKrqgbTzXeQaeql3zl+uzfc8wCtmWB0K3Kr4M/2all81Mq+UNE0W9",
+	"rW0pZt3r497/hTJk3313958NLrrGPKLtlV+qevSLvifa1uej+4lPivJKRTkltVrUZ28YHBzNhsE+llYS",
+	"hWXGpoKVRzPokyWjmeqSV1VA0ek3qgDd1dVPIWGJYoV/UQpmA6I3l/oJP6+6nT96BGUvDd+yLOPxrtld",
+	"NI6vH+9UPOld4YPJ+z4VB3YgTBsp/WWh4DMXXsiER8sdGa4RdMFSbeBg6/Wh0nRCuCaZzEXc0RlPFWGf",
+	"aKSTJUb8AJKyTxBfMV9nwUWMyBofHSsmNIY05sKGAtuQVQUxRNWA1Xq06kdvMnZpFdhY1AOAU9gQ4EvU",
+	"8TZ9BXpgRR37ghmzreUk3ImLWqxbAlukKEQSS6Zsn+ISXm0QUgB6bukfG7GxarTZgYusWnSKkJKXL14c",
+	"vthcf287DFYtO485ejNhujyAXZhp1IbD2Qotd2HQkGX8F8kFZv5REbdWXstkxM0JdWGQWaVlnbOIiTag",
+	"UlibCdmLizUHPmPLCw6DQb+HV+MwOCEUmYTUM5YtuGLbIwmLcNvmlIIqUu92DHEqM70LgWb6PRVT1ipV",
+	"g0+grFvjTeEz3m4btGqc86WmQTlCsVxJDdhgvmtAa7dPj/czZkpzTIMgBnxkz0lBKBIJwoUNqCOZGcSI",
+	"TIaFdQ76/f4w2F+TctqTaL2urWHCnwfhi7tO+U8PG/5odgQOiB1VRgzba5+1iFF298xZdJb0owAG8uK5",
+	"LV/lU2Hevzkj3x29+C9iK2OdEHbLsqX12bqU9tOLcyishqLm6sWuKU98eQ5UkwVc7ZkEgy8XRodjQjMR",
+	"sVUPbyWwtLDAtQsRKD38vkzSItRinRf9eHV1QfAFvwtUc5008DH8bDUKYPXMVr8EpfV4nFBxs5WB4eTF",
+	"DnwH+/7V6YXHGDbOFbtmc3sqO3mqJwzEr92q31ARN8SVN5LIJo94UwJexqZc+RfuY0bvMf7xtGL+XUFc",
+	"F8ziLQ1toycdBUCFhwUtClqSf+UsZ7HhXFkuBBfTEyIkEWxB/inH/uAyiLrxxz39U46v+b3MvvbLSmyO",
+	"i+/xowwk0HhrWORJ4vKwZBaiUB+zRFMCdwomHEPBWleeZEwVu7Y+vHXGUH3aZmcVj1BH3fC0g4GSNOmk",
+	"GDNTpO026hKvN+XJCUb2/ArG5pS41q4rAJbnfNtvbMoEy3a2KEKM+nUlbK19/IDz8zd4KlsseUbVDKv2",
+	"OQuXmtGDFy+Pu91u8AD1zKeYtXa+bXQutveuAzE4vcqXxtboqGyjU1ltquZJ35X6S3dm6UqHE1nBpUI9",
+	"w5WVJFQ5kE26mwWFLYq8oZa+k9ShjpurtIPFRJF3xCc2HyPGoNnyJSEhhJ1hGf54naH4MHyzsNQejXeu",
+	"iGYZ6d1Dig1VEGwLQ57wJFHk9qh3+/KEUMuW8Ucax9d/6sUsuf4T4UJpRj2gow+u2dlEUmb6nQTe9mcC",
+	"Q7/8IkMbcH2hVcPQX2bVPG6Ot9yQwt/y4nWRH682a/Cltk41c3kkmxTzxqIAO2pK7eH0RcDvre/pjAwZ",
+	"yl2wUT+lu1CaHawM1auyFU+qxgftHBNYzNa8/mZZuhpksdL5gGtlyy50dwhi8C5CIqN0LCxzjWIWGdfw",
+	"DxrPuT9bsRoptx4/u1xNncgdqWzOmLFC5H0+tfVMPSUMXIFTS8EVrw+i2+4kbTZvyXr3+n9uoeVuQwsw",
+	"7xk1VVS8T13VRvUxLRwb243WqDqaW7SqjNRh/jcbnGm9eAnVrKi5WBgfK5UQbMmisE1oh2N+9RnPqJCC",
+	"RzSp+0y+fIRBTdxccd3m89SotMLagFBgc0BxAh7XiiWTVpv3m6pswL89w6rkWtmsD7cKS+1WY+wDIzNf",
+	"XcCITcbYVveJu03P37yFAVoYYYuWObsYYv1y2VocdRHkaKFV2ZoX1Ixm0czcHr6GMGyljg6YCgyfr3fa",
+	"OSaaThVZa7cTrnTlWalihmVstLU42FJRkN8NWLnStsiKO2a+EOmyB8muijFRdoKoFDBT9dpmYdEzRfHp",
+	"THMxVZWuVNh9yiH84waV3Kdm/X0CR6VmOxftc6BomwR3nyJ/j1Osz1cNwlYos4tqrIhf3WczETxGNfYK",
+	"OX25auxYtO+ioRbW6Wrtq3pJP02zKdNhScpyIVZITXnUyuJZ+8L0ReMHX4jg05DEo2F+E0q2QLiwCjzf",
+	"cXornUUyaQhFvI98ZeXK66YyL9uqEDfLZ5a5tqgsWZZgI3sr+LbfUsLaXUbyCybVlYYW1JW9NBzSGxrp",
+	"r9fE5DEzCTaV0aszD6gpYY6OM9VUPO++eQnbiKjhGO5VHcdRU8U7/B8f+p3vaGdy2nnz8fNLf5DhCt2s",
+	"Mlp/Lz+I/iMyI8Ng8PLb2TBYKXLgi9VbpcB6wFi/lVP+St4w8Tj62H2Qerf2F7l6LBUxs8aCjTZc887G",
+	"rgsSXLBbelMAhCudKdrVpsVzgdiEeqSTOy9f664oY7pFX4pVVzIMub70j27x98pXvU/Q5HrUnCfwcXsU",
+	"cGPc3H0PvXreviP+G2cLb40Of2fqS4YdPns8VSSR8iZPlZdJ2oK2GwWmy7ePEeO6UpF3gwi08mZToPdV",
+	"oZyRxUyqqk7mio+ul6juPta9Z8tAb3RwMllNglU7mFFt3p5HQr3PfVvGOjRgiX1jM6ps0ePaCFt4baPg",
+	"T7gOV4rjFlatdjpNVd3w+Udjmm6lxVenF0+mb5YVq693qprtZLy7B1bfbhxnNZepSZ9dWX9Vwy1woK5i",
+	"GCpxvRjgPKrksM7nIIskyjOul5dm0dY6zmjGstNcz4qOiRDdAD+XxzPTOoUawFjg9799fZZOi/K/N2yJ",
+	"4eSMgs0LLrNqd5uiqaICA00vyuQiVizq3Q4aO8UXrZvKVdGUm7+hcyMXE7m+pnkuuBAkY3M2H7NMWTPT",
+	"+UWR3gMGKSRRpxrb9jtoZMrI2PxXyyQeCgjxCknCaCYUWRiK40ZWdj1SzX7NYw2tsVmmoG5/lrFIA0mC",
+	"NcqWH6R6CAUYExZPGVaMKbzlQMsWWMpWUzbvFBG23aEYiiuIXeIJc04FrBFjeEBGI4i/7dGU924Hx3bf",
+	"BdxD2Ct0y6UiHgp8jP1Cu8Rw/zNzJJcs6hhkp5qPEwaRgjm4rKsnZmZ3b3+jhqKY3+yWYxsjPJUxi8mM",
+	"ZQxWb65qdYx10somm07vGH3q4Nl1zCJHx2SU5uOERyOyJ2Sl4ep+OBQj9BWNQjJCZ5H5F3iLRmQPMRlT",
+	"kVxZNtg3BKTGDCEnBVNDYZ0AXEPQ6sgewIjs0Spqm3Oo9BGrTYAVWIbYW9WMrNgqsldGUkghBkKQBMcS",
+	"xfa75LSyv6EAXOCKzLlS5iUoO6ht51k8MUWO+oOQUNzYmGHX48rM35g3Dk+GYiz1DDpJVB0eRZUgVZhL",
+	"oV4RzRhcWiwmVMOZQSSmOq6FkXLzVRlqOmrqyDqCQYdib2RDVkf7XfJOAL7ems0618TCoMgxOer3bSN1",
+	"V0SpgIRrlj0UUHoIQbGnlkLTT7AFxeZUaB4pQhN+w/ZDcjQ4tKPB1updhM3jF0Nh27ZjeSRieEwdivUO",
+	"sCE56h/Z2Gpia6mSTOaaEZkNBbLdrmvn/eFjFxLrRwCvhmpRDkBNZaL2Gwo/kZW6T0OxXvhp/wTPS22s",
+	"1RSSWqkmtT8UNFESLTlklHDBRgDhEdbPGmH5qIRHzIYOWW59mhrW3zno9iuxtpYdV9xCx8Gg28d3ZMoE",
+	"TXlwHBx2+91DTBicwSXVo3mMVTGm6H0sjuQ8hhw9paElJnzjcBl0NF+Hetey09tA3l8faM1LAocLKILF",
+	"uJYp6xkchPSGEV7YvWo2aO/wwHAl4BKj/W5D83x7Vzf19m9Ym28kiOGsDdTOdOaXckqo9v56hrbsNq/+",
+	"ZDAPmrPUOu4f9Psbujjv1r257Knq6d9suEtK0csJKFQWxboLgyNchm/0Yrm972n8HtkPfjLY/kmtHfld",
+	"GLxoM0+9Nz18ddhqqqLTOAh4LtMfFDjcciKnIRFsYTgoKAFO6Dz+ECBdfQyD2m0bHLvoCzNmz15YvVm1",
+	"CFMqlYcSL6TStllgWbIJBWBmnsTLFgdfBJvW6jcZKSk4PjqoVVL6UIR3DL7tVyI2DishGINKYASOYhCy",
+	"rJ4ULNh4UK9HdBz4WVQ7lCx3fleX/l00Yp0WjppUuydF0qNBC3Qrev/DBy/azOJp4P7EJGF1HkSWivry",
+	"4aPBg5JiMAoKE70R7VxZLxVilwqHd4WUBL5oV3/D0ZSdw0dV7lGNrLIiaN9ebqtpPCjhQd3gCAudW/kL",
+	"ImmL0A0BtWr1jAoyAu4PcisGky5mTBhJkhHFMiP6YJP/mUxilH/HVBVVzGzuOa3GqO67PQ9FGfdbTlTV",
+	"7dRM5klcCfi16ssJLt3JuloOhaJLoz8tqFFG8pRoSUbmDxQxnGx72D/qkhf9Q7KYGV2nsguucCNDkUga",
+	"o6NJuTYiNjSBEqiZinJKnVv9wByzsvG+a+KDt8gnXtLmTsm2l4LDjMeh+DwE3jMEFlYEVmYu/IiqGwWy",
+	"ZAXmCtdcxt5XxhjcNUgQ6/d+NYn5xYvDl/e69P9Ov/RFvhKE7rnNr4pWQs7YhTHnBTkWmGljyYGBHvoY",
+	"7FuLhG4Eg5lcACL+24oGbfngT1JMO6lMkkrvJrUSJ6Ys7yn0FuRrD2GCRZzXVsniPXNRTveWK8rg2w9Y",
+	"Pi8YfHfQ7XcPui/6rnrc8cFhNarLhmmtiBKVyizBQf/gZac/6PQHV/3+Mfzvf9EN05YCYN5WQsPBI9Jd",
+	"LfjXQ3fu2bM88jXkEYeqZMa1s19ZzwxXRNOp4V/FS3v2kR3YVugxdwPW5wnJz7+8PX/79vrHd29f/+Pi",
+	"3dX11dVP+/cnXLVRKf/evfTAe6OVBf57t7w1C/waRr8uxKeIZd3fl2LnYBqi+VnP2LKQV81FOJMLMqEZ",
+	"GbMZx3sRDHnrR6w26X1hAxtGR/j3Bb+/Nweu615lgtYH5KvtuaZdCzq5W/HOwaPxTju3iw5okFmcYAzm",
+	"cK3IDVs+LSttg3BvZDbmcQxBC8FR/7vtX5xJMUk4urz+fbl1hR1PudLVLpcn7jRBDymjNiBoGaziRn9p",
+	"SXiY3FJjrb3PhkjuUHpNGDqI6+T4Cn6vkuM20wJ+Ef/mEfBo+xdvpX5jpNCviBLQesyDEErLVJGFzG4w",
+	"in8HDFjTQbeoZmiKfgsRDR/DwIb6rAjPuX4Elv1wJv0LxHK249L9x+bSW9jzvxtF/AFY8hmmMNX00tUe",
+	"xExVqZIu1e78mH0yG+5FCY9uZjJXrKvVbaO97gz8YiosrgGZxSw7tnE64UrIVEhUJDNG9op2jWTQ74dD",
+	"UbZsJC/7YeFfPOiHBBs4kv5+CCk4IaFKmP+7ltk0JLYATEiyWKhwKMr4q5AU8U2hy7zpEpSFwcFo7rE0",
+	"Y2CQ2usTmVVaUw+FXcL+CdF8zrAI6ugf//jHPzo//9x59YrMZsfz+bFSI/LL1dkJ0XSswO8ANbQxymBM",
+	"oxuVUDXDyqTo1YSBmIpoaiRYRa7o+BJbhbGYGHkULJRznwHvNZzMmTmYH83BBLsyz79it/wWTq/VkLvt",
+	"n1xiaF0r6xqYn9qNypi4BBtfC2ucZp90T9NxRzmAdhDm9ZoeiJpDXUfNoQbUHGqDZENNlTD/Z5BsqC2S",
+	"DbVBsqEucWyoCxwbaotjQ7HiCB3qAtuHetDvD7VSs844yzUDkh3ql0cvzM+vcYnkR6k0F9OhfvV6qIe6",
+	"NLQQZ2ip/HhQ+dHWqY3kIuMMEMjjDx1zQbOlxxm6fl1c/s0cFeT8/fu7EEu6Ijy91hlnJOaQpEyzpbNB",
+	"7FVhUjUkINfc5lu0vJWnqhttYKrv35yRo8G3fXJ2+Tfbgti1uMrkAnIJBXRYHCFLeC8XI5KCn6Oa2bDH",
+	"tRqKeh5jaJuPj354fQUhvaP946Fo4taQ87gHzQ47/4Q6i/sFL139fSgw0bHgyDU+7eXLZM/s9PDw8LvQ",
+	"cFEzRhHx1yWXOmN0Dg3wSSSF0lRoMmdzmS03cMfLvz2zRQ9btOi2ygXDlROHG9YecAjn6Y7TnKY9zMpZ",
+	"lldscXBr/C8s2F9YZ3xhjV+F4avXIXDCcIURhj5Tc/njQeXHw4dzvR99hJbJBRAYQu3fnxmuRltTBbxo",
+	"T0HyJ5nwBD3DaZosH8QGnW7jNaoiSf/l8t3bZ5p+dAPypjxej1cEncHwHCu9AyLATCFRllX/IQnD8IcK",
+	"cB6fRkTcgkrevnqmk8108qlTArIWZWAVguB4GKyK7kE4XMlhgNdKgd68ABpDcPxhGKwI9sHHcOgSG/CF",
+	"uoQOzyvahBnad9fBLKWmUXvtYOW18h4Ojg/vHn4dvjNiZskrRrWgkBTaRQv2B+cASHuPRflFB/hGR+Mb",
+	"eOML2hCL9vQNRkRYYkjGS9vt5Hd1gGgCwiK4rkJE0U3aHVXRM3/rSfUiqmkip1tP7My+9wXPzU6x6ejs",
+	"avPf26n9nSVJB62CmBqDSOjS9wUZMwL9vskeOIHVjKck5soMFe/f72TbeqTM6T67o54YIRCWhAIeYILX",
+	"jCstIbErtjGjldpKmsxpzNogQuGa8pLzD0z7z/tx2e8m1vvE+PN7wAYjpjyUpe8qO5tj2uqJLHDlnm7I",
+	"1Vz5UvaEsmrA3lynjEK8S7hyaTVxjq3aZgiJ4NgInGwmk+uE3bJkEIRBniU251Ud93oZXXSnXM/yca5Y",
+	"ZhfajeS8Zz/sQbldM0WHp4pp1ZtTpVnWqw/cFUwrptsnEhhI7RDX8uXJ7T1LExpZcnvMQJqmCW1kzW/9",
+	"evgDuFrhIKAhAuKAvWawfikXUFfkpMJmCFfkhqV6h+tlVczo2TYNWMPn/nzIG8hmG0hYZrQ57N9oLeBl",
+	"xlpU5iYV2IeAa7KAbIc4kymZY0ItFWROP12bn67VjGZFkc0i+cwfuo99HarMoWiFYGu0rLaW8Oj7jxkY",
+	"XG+x4YujFNgoA3IgV3pn7BUtK6DDxP6ziPcYmhoCHHKisYWJkAuyJwUDywPc91QTCi76/QfRXi62q9zv",
+	"zUutcm4hB9mP2y/6YdnvCQtfbWr39EWTUOymmtRFs99nUdOba2ovA4eWVvFoTDz9kqKnwWXomtKIvz8w",
+	"DQ1SvqTKghM06Cy4HJl9o9ylUCQxlb1jxzlPdIeDv011f3/px1AKowOyMZlacLvzx783n3+D/lCe3D0V",
+	"CAtxwCpXKavI/+n3Do5gcAofBjI3ZzHhEdsllQfW+FVE941oB1DHqnLPAvXXDidHMVrXuUGVZhyetqCa",
+	"yi2ODpVqIt1mv6Usm7er0PZqtOZ7dGFY6XUOYsZQjCrd3kerbo/90Kbx2iyjn0//5/r87Q+vL6+uv//H",
+	"1etLsjfo98nP35PxciisBLAfQpQfoQpydc2UXfKaRjMypjGMSvZwQVD+hCVsDgGKsINwKJBhshi7Eg32",
+	"jeaB6YRV44dlq4bLIm2XpcGnUsZDIYUNRbTtLMhVmWcMBWaoZspWKyohYOuH29RkrocCd6BOME8ZqNJW",
+	"5OGVilEzFt0oX9DOOR7fvdnbhy0GEpvsWGtT74oABuiFqyBc3X0XfIRqIynkOh52+93B4NAxTCxgF6gF",
+	"SzV2AD04qA4tmJ5gL6Ji7IgKgZlmUGo1ODiagcK2o9u+go/e6mutPJ48XfN2ovMQe9ubZ85FudW/udk9",
+	"ege54Ha+OhhXZ7QwW50S4YZzaZ3gQEczeM0cA/xQOwiYdUX6XnNp1uiaFkWKVii8VrV5k9P0Ma68aiWQ",
+	"ogfNQdlE9MPnAIoqBcdBj6dQh0gwrP7h7u/amR72+8PAlSSjolIGzrrOzVbNHIPWNz3S63umjC7juXax",
+	"USp1XXKA6Szcb27C5+v4a1/H4MOu3YWECzLOk5sKx7JXq+f+LXoUFQ+c+78zBgbumkz1eKoao1zfVeLq",
+	"2CcOoX6rEaxG1bcBsCu9MqB4mQt22D8eivWeHYasMc7VFSXtfbYEcNf7POZa3Y3s3amgZnvZ4mMoHrXH",
+	"x1BUFl5ryOFu5bKIfNnLgGt/FxAobTKHSFwDFwnn1LEDQuOVsuBbJheqKC0ClFhE/pbAGA2FfaVL3lSD",
+	"F7DiAdUAzi65oFMrNXBRVJSEhA+yZ//EmEkXUUwSKMURkvOL2yPcyz6KCtgiwlVyhP3ZT0r43EI+SEqn",
+	"LBwKJc0RQU5LUWPSiiGwf5Llwiti2NiVC/XHio363ZU2q3Qo2VLbLIPr5w+QkoAgWe3yU2XR6dZIhhqh",
+	"bzIRnV/sTCCnNWniC+EFlCtvEjVswdsbAWwOitJCRStc2LPxct2kXr8hjUYsCng9ALN65sbJeMy2R8uc",
+	"X7xz7z4iwnmibd5X6iI9u2IeJfnbENecipwmxB34zjhkpcfS5un1urva1Xa2ivwkqiT+jSK9wwMjDfYG",
+	"B9+irOhqy34Dvsc1i+qj4d99qzzGrmj7usUh3BLvUelTYbTp/loBptI0AdKiIGOqbOl1J9G6ydvbdwt4",
+	"PbF1t4n1o7l9sSLuP6uVX12tZPpROYS5Zf4px2qT2PIX87yVU3ZCeZJn2Fdg3S97UPXLHtTcsv0ndsv+",
+	"RY4vLUwbkN+C/N9fAv6eRjfTDIrvGUQg4yW54QLtSkpTo3QXnkTrei1P2WEZoNAWYQb692+MAPgJ3niK",
+	"zKy3dO7C79sW9xKQKGs28TvznJptVlZfPTb8u825tQ7U/olbZ8MfNFB750pXXzeyu8SLNmixNWzbf/qP",
+	"x7crdOtn22bp36ii3cCzeuoN497t1O8bQdOykFSBM/cU9t1ZB8dmK4SnKp87i7ErlUB+uWwfJV0g2VeJ",
+	"t9iK4tZWVbmJnuXx31QY87146upN26v2advEbi9Km2UbCR09rV75PNDQad81kse/AHnDIFK3683kv6yM",
+	"jhuzlBBurrExoXOeLGt1Mfq9g6OQp7dHQ3HQ7w+O4/G3x8e9o2/Nby93Ttq186cJ5Su+/pUpV0Zulfx7",
+	"dv7qPbjfBCN7+pPeD8FTDsEz6/Vp9mp73g+JgR1PWFy6pOpae1Fre8XK3Q1C2xMNzu61bSG9Gt0zo2pW",
+	"d6kxFZJ/5VKz+ARjT6iYMoUB7JAZGMvuZig838rejFnnsaywkIowg45Hpp7szjY8qdGvu4kvvbU9LO9t",
+	"/NvuL/ue69+gV8RC61nsbOkVEQWi7OAVaUTJHTwkFkMfbqa+P6Y+u1O+sjulNfKtuVPWdJivg06P4B3J",
+	"mCFHFgfPropn1ehJXRU7U59h/balY3dJ58kmAeRdysTpxflupig36MMqes4YsbOTWEY5hJZXOkwtqCJT",
+	"JhhWo51kct5d7eLxsZ73wlXRgLcCrDnT1ActrNyB0Crra28wur93Lz2F3d1O1t7qbrfwezS5ZyVgC27r",
+	"ftoi4bj3WlvdHVyfK6R8JTt6VhxAm7PeakdvPM9HbI/mSLGhL5rtRMcFNvWlIsbwfcMTn/Ubr1l9I8x2",
+	"ZAOPY2z3NSeIly4muNqnmeyNSgsX9oXmWpXLH4q90SqyjUIyupAJj5YjG3OsF5KAL7mjM54S9olGOlli",
+	"6hP0NOS2ayQsY54rTdi/jHSAXcP17BvVJZfYdrtsLg0jmzViW0Rw8wg2FAa+2DXaF5V8kdfI6J7Ccmkd",
+	"hRy6IKy0evsMLdzgws7j1Mb7zKS8gTgGcwSF3VVnlE34jetMBCdKI3submRozg2PbrgwW1iJVAoDV2z9",
+	"QyVm6eMdZFEVo9EE06LWR0NfSG2YXy6DMDg7XRukcUmaTmsDgLsF87jWphEGSFg3pzajmQzSsmSKMLat",
+	"+j582w+Pjg4/hgHnEwM4hcBd6Zl311pVQeTcaL4taAAPaCgIMSdI4PzMX7BKoqOUwDIJrtE8waTKlVSF",
+	"MjFrqyH46VSnLbze2oWrstZj1uLZMnuEJXlWRL1nxe035dO6l3zjEWV7MRPLTZqbRZZX5rUv6NH6Dfiy",
+	"2viSap6rB7uWEFR/Rg+TzPByd7+aDe2HJGYZv3W5zxUh4RtFojzLjDaLHVxbeY+uKv2LXcNX+Nre4grT",
+	"FquTOtfSswfpAR6kqnQH15QKyZyLXFkvRXMdjS8um/qYAvtUEENT/W3zvBTnVuYvKajMf/6vhqJYkNZb",
+	"v3qbmlsfPS2TgF0Km+C2ySBCmBGn0IAks2qsPiZITmiklevXyXWlMIE57Gflbb3y7YxHMwRtzCIeQ/Wc",
+	"EqaYYr382lSypa//JcsKxo09XEIy/ZWnHTOd2QiL0UWPBdg6r0UkocU9KAzKIMpQQKjByDDzEflzhV9/",
+	"oyAOoEv+zvVM5to16g9dqincDJM8SYbCcvi9w/4RTng+6byVgnV+hsRZEOwJ1ye2BT8GDRTsakYhm34o",
+	"xowJO3vZUH3QJ8pcXdjVfx/XUy7GpeFSRZSUglCF6qa7gzg4a28Z4fqYUBKzRFNcgh0COm9qniRG70Qo",
+	"YqcxaMRp1mdJXblW7yFhiYLqhWWj/RNS7F3YxvCCLVg2FDQzN51y28Ft+LTXUhTCPvbbagpWb1o4koSb",
+	"E5nRxuqA6439C3M3F/rlUbAlPr91k//tL55PDH4AerR5HRHY4e+XjQKw0Pf266icOCbLAz6tCEZnuIqC",
+	"3NYJ1xBpSQf24LA8haGTuiDkZFnzkU+KDTdIYjVSJnuV5StoNLu/XeY69FmU31Zx3KG2wWyQMn3UX2Ua",
+	"O4qT9c/cZhr4TLwGv2dBsk2ltYhGM2iWiLg9KTXAE1sPgaQySTAyDRgJXpKU66e+JXGyDQ6uK/PCUzi3",
+	"sJZBS8eWplOjbEUJNbebzKD2xO/RzaURvO7M4b9b3FvmndaurSs6fXZrfS23lqbTWkFmsldkCdu+ELlC",
+	"izyY5pWmtW4sTchQBtQ0mYG8p/54tzqQqt8cqen0WUPyurfQ9N+W0Hdl7Fd0ujVVxGHFfQv9ywTSRP4j",
+	"6h9+dzAOQmcpvMZ6cYOX386CtWaFUmmL6zOOoRyXlz+SwgvU2hlxRadfJaFkA65bw//To/yz1X2D1d0W",
+	"hactCa4aH6XlDdtSZvsKX3kSgchM1UYkwjWFIE7aUGpuJKIoY/oBhYp3x7OvJ0adXpwT7Y6mOHL8YVME",
+	"ib8ZASITwv8BDNNaCrBQZSflKYN6iGGwdo+3ZEVmQTswwcfzQcLMtvlH481v3ql0twH0+83LkzumG/9x",
+	"OCkVJVHZ4rlwomDim8mFIBINYK2preSwvc88bqO7WAL0uTFTqmcVr0S80SvRbJlr19DAm2twK2+e9aVH",
+	"yjUwsKxh3E54VY///RyMGc1YdprrGQQVfTSPs1uHPthMqkdT3rsdgLxsZ/Kay2zosK0r3S1RDiKI78LV",
+	"j+qJOiosArexo4BtwCknzj1if3dJOd2qp015xv8+T25qdVGrX2A9VPORi5syO6v+jbCs/ELzmNc+sS1A",
+	"12d2kc6hlS+c6XMPrV0heX1Fp+gzCUsb1z5sL2ZiieUzKsst7FuV2TEjr/IDOlg9cJC5iFhGAAe40sg8",
+	"yB6evZUF9iuzjfEDH0wxsA/Hc8FSITG0x4SGljkxGS8JLV66YUvCBfmfzmnKO//NbISeonM2FOYZTZQk",
+	"GTNwQWPtWSYX8SWLwJlENR8nDHA9BwNhLzKPFYt6twN0ZtTX7DsMNpco7iYyognC1nX7YDGRglDiuqud",
+	"YJl0Bqn8YxbJOWBdteYrWiKh5CcZTRiLj4d5v38YmYXAv9iotjLsF9IAylpJHOw/VDkIKHZz9/Hu/wcA",
+	"AP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker"
 	"github.com/muninn/muninn/worker/source/feed"
@@ -34,11 +35,14 @@ type Server struct {
 	store *store.Store
 	jobs  Inserter
 	log   *slog.Logger
+	ix    *index.Index
 }
 
-// New returns the feeds server; with jobs nil a refresh answers 503.
-func New(st *store.Store, jobs Inserter, log *slog.Logger) *Server {
-	return &Server{store: st, jobs: jobs, log: log}
+// New returns the feeds server; with jobs nil a refresh answers 503. ix is
+// the in-memory index a write that changes views (deleting a feed and its
+// assertions) brings up to date before answering.
+func New(st *store.Store, jobs Inserter, log *slog.Logger, ix *index.Index) *Server {
+	return &Server{store: st, jobs: jobs, log: log, ix: ix}
 }
 
 func problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
@@ -245,6 +249,9 @@ func (s *Server) DeleteFeed(ctx context.Context, req apigen.DeleteFeedRequestObj
 	}
 	if err != nil {
 		return nil, err
+	}
+	if err := s.ix.CatchUp(ctx); err != nil {
+		return nil, fmt.Errorf("feeds: catch up the index: %w", err)
 	}
 	return apigen.DeleteFeed204Response{}, nil
 }

@@ -90,9 +90,9 @@ type Invoker interface {
 	ExplainRuleset(ctx context.Context, params ExplainRulesetParams) (ExplainRulesetRes, error)
 	// ExportCSV invokes exportCSV operation.
 	//
-	// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix: prefix, classification, tags
-	// (comma-joined), sources (comma-joined), note, country, asn, as_org, first_seen, last_seen (RFC 3339,
-	// UTC), sightings. Streamed in constant memory.
+	// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix (its effective view, as in
+	// `GET /ips`): prefix, classification, tags (comma-joined), sources (comma-joined), note, country,
+	// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings. Streamed in constant memory.
 	//
 	// GET /export/ips.csv
 	ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error)
@@ -335,8 +335,13 @@ type Invoker interface {
 	RefreshFeed(ctx context.Context, params RefreshFeedParams) (RefreshFeedRes, error)
 	// SearchIPs invokes searchIPs operation.
 	//
-	// Filters apply to each stored prefix's own live assertions. Pages are ordered by the order prefixes
-	// were first stored, so a cursor stays correct while ingest runs.
+	// One row per existing stored prefix (one with a live assertion or a sighting): its effective view as
+	// `GET /networks/{address}/{bits}` reports it (tags after suppression, the effective classification
+	// and note, the sources of every live assertion of the prefix and the prefixes containing it,
+	// first/last seen over them), so a longest-prefix match over the rows answers what
+	// `GET /ips/{address}` answers. Filters apply to that view. Pages are in address order (address, then
+	// prefix length, IPv4 first); the cursor is the last prefix of the previous page, so it stays correct
+	// while ingest runs.
 	//
 	// GET /ips
 	SearchIPs(ctx context.Context, params SearchIPsParams) (SearchIPsRes, error)
@@ -1446,9 +1451,9 @@ func (c *Client) sendExplainRuleset(ctx context.Context, params ExplainRulesetPa
 
 // ExportCSV invokes exportCSV operation.
 //
-// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix: prefix, classification, tags
-// (comma-joined), sources (comma-joined), note, country, asn, as_org, first_seen, last_seen (RFC 3339,
-// UTC), sightings. Streamed in constant memory.
+// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix (its effective view, as in
+// `GET /ips`): prefix, classification, tags (comma-joined), sources (comma-joined), note, country,
+// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings. Streamed in constant memory.
 //
 // GET /export/ips.csv
 func (c *Client) ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error) {
@@ -5477,8 +5482,13 @@ func (c *Client) sendRefreshFeed(ctx context.Context, params RefreshFeedParams) 
 
 // SearchIPs invokes searchIPs operation.
 //
-// Filters apply to each stored prefix's own live assertions. Pages are ordered by the order prefixes
-// were first stored, so a cursor stays correct while ingest runs.
+// One row per existing stored prefix (one with a live assertion or a sighting): its effective view as
+// `GET /networks/{address}/{bits}` reports it (tags after suppression, the effective classification
+// and note, the sources of every live assertion of the prefix and the prefixes containing it,
+// first/last seen over them), so a longest-prefix match over the rows answers what
+// `GET /ips/{address}` answers. Filters apply to that view. Pages are in address order (address, then
+// prefix length, IPv4 first); the cursor is the last prefix of the previous page, so it stays correct
+// while ingest runs.
 //
 // GET /ips
 func (c *Client) SearchIPs(ctx context.Context, params SearchIPsParams) (SearchIPsRes, error) {

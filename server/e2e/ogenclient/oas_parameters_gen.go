@@ -57,9 +57,12 @@ type ExplainRulesetParams struct {
 
 // ExportCSVParams is parameters of exportCSV operation.
 type ExportCSVParams struct {
-	Tag            OptString         `json:",omitempty,omitzero"`
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
 	Classification OptClassification `json:",omitempty,omitzero"`
-	// Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
 	Within    OptString   `json:",omitempty,omitzero"`
@@ -68,9 +71,12 @@ type ExportCSVParams struct {
 
 // ExportClickHouseParams is parameters of exportClickHouse operation.
 type ExportClickHouseParams struct {
-	Tag            OptString         `json:",omitempty,omitzero"`
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
 	Classification OptClassification `json:",omitempty,omitzero"`
-	// Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
 	Within    OptString   `json:",omitempty,omitzero"`
@@ -79,9 +85,12 @@ type ExportClickHouseParams struct {
 
 // ExportJSONParams is parameters of exportJSON operation.
 type ExportJSONParams struct {
-	Tag            OptString         `json:",omitempty,omitzero"`
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
 	Classification OptClassification `json:",omitempty,omitzero"`
-	// Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
 	Within    OptString   `json:",omitempty,omitzero"`
@@ -90,9 +99,12 @@ type ExportJSONParams struct {
 
 // ExportNDJSONParams is parameters of exportNDJSON operation.
 type ExportNDJSONParams struct {
-	Tag            OptString         `json:",omitempty,omitzero"`
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
 	Classification OptClassification `json:",omitempty,omitzero"`
-	// Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
 	Within    OptString   `json:",omitempty,omitzero"`
@@ -182,7 +194,7 @@ type ListAuditParams struct {
 	// Object type, or type/id (e.g. `prefix/198.51.100.7/32`, `token`).
 	Object OptString   `json:",omitempty,omitzero"`
 	Since  OptDateTime `json:",omitempty,omitzero"`
-	// The `next_cursor` of the previous page.
+	// The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor OptString `json:",omitempty,omitzero"`
 	Limit  OptInt    `json:",omitempty,omitzero"`
 }
@@ -243,14 +255,17 @@ type RefreshFeedParams struct {
 
 // SearchIPsParams is parameters of searchIPs operation.
 type SearchIPsParams struct {
-	Tag            OptString         `json:",omitempty,omitzero"`
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
 	Classification OptClassification `json:",omitempty,omitzero"`
-	// Assertion source, e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
 	Within    OptString   `json:",omitempty,omitzero"`
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
-	// The `next_cursor` of the previous page.
+	// The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor OptString `json:",omitempty,omitzero"`
 	Limit  OptInt    `json:",omitempty,omitzero"`
 }

@@ -2864,7 +2864,33 @@ func (s GetListPrefixesOKTextCsv) Read(p []byte) (n int, err error) {
 	return s.Data.Read(p)
 }
 
-func (*GetListPrefixesOKTextCsv) getListPrefixesRes() {}
+// GetListPrefixesOKTextCsvHeaders wraps GetListPrefixesOKTextCsv with response headers.
+type GetListPrefixesOKTextCsvHeaders struct {
+	ETag     OptString
+	Response GetListPrefixesOKTextCsv
+}
+
+// GetETag returns the value of ETag.
+func (s *GetListPrefixesOKTextCsvHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *GetListPrefixesOKTextCsvHeaders) GetResponse() GetListPrefixesOKTextCsv {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *GetListPrefixesOKTextCsvHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *GetListPrefixesOKTextCsvHeaders) SetResponse(val GetListPrefixesOKTextCsv) {
+	s.Response = val
+}
+
+func (*GetListPrefixesOKTextCsvHeaders) getListPrefixesRes() {}
 
 type GetListPrefixesOKTextPlain struct {
 	Data io.Reader
@@ -2880,7 +2906,33 @@ func (s GetListPrefixesOKTextPlain) Read(p []byte) (n int, err error) {
 	return s.Data.Read(p)
 }
 
-func (*GetListPrefixesOKTextPlain) getListPrefixesRes() {}
+// GetListPrefixesOKTextPlainHeaders wraps GetListPrefixesOKTextPlain with response headers.
+type GetListPrefixesOKTextPlainHeaders struct {
+	ETag     OptString
+	Response GetListPrefixesOKTextPlain
+}
+
+// GetETag returns the value of ETag.
+func (s *GetListPrefixesOKTextPlainHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *GetListPrefixesOKTextPlainHeaders) GetResponse() GetListPrefixesOKTextPlain {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *GetListPrefixesOKTextPlainHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *GetListPrefixesOKTextPlainHeaders) SetResponse(val GetListPrefixesOKTextPlain) {
+	s.Response = val
+}
+
+func (*GetListPrefixesOKTextPlainHeaders) getListPrefixesRes() {}
 
 type GetListPrefixesUnauthorized Problem
 
@@ -2991,7 +3043,33 @@ func (s GetRulesetDenyOKTextPlain) Read(p []byte) (n int, err error) {
 	return s.Data.Read(p)
 }
 
-func (*GetRulesetDenyOKTextPlain) getRulesetDenyRes() {}
+// GetRulesetDenyOKTextPlainHeaders wraps GetRulesetDenyOKTextPlain with response headers.
+type GetRulesetDenyOKTextPlainHeaders struct {
+	ETag     OptString
+	Response GetRulesetDenyOKTextPlain
+}
+
+// GetETag returns the value of ETag.
+func (s *GetRulesetDenyOKTextPlainHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *GetRulesetDenyOKTextPlainHeaders) GetResponse() GetRulesetDenyOKTextPlain {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *GetRulesetDenyOKTextPlainHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *GetRulesetDenyOKTextPlainHeaders) SetResponse(val GetRulesetDenyOKTextPlain) {
+	s.Response = val
+}
+
+func (*GetRulesetDenyOKTextPlainHeaders) getRulesetDenyRes() {}
 
 type GetRulesetDenyUnauthorized Problem
 
@@ -5841,8 +5919,34 @@ func (s *PrefixList) SetV6(val []string) {
 	s.V6 = val
 }
 
-func (*PrefixList) getListPrefixesRes() {}
-func (*PrefixList) getRulesetDenyRes()  {}
+// PrefixListHeaders wraps PrefixList with response headers.
+type PrefixListHeaders struct {
+	ETag     OptString
+	Response PrefixList
+}
+
+// GetETag returns the value of ETag.
+func (s *PrefixListHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *PrefixListHeaders) GetResponse() PrefixList {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *PrefixListHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PrefixListHeaders) SetResponse(val PrefixList) {
+	s.Response = val
+}
+
+func (*PrefixListHeaders) getListPrefixesRes() {}
+func (*PrefixListHeaders) getRulesetDenyRes()  {}
 
 // An RFC 9457 problem; every error of this API is one.
 // Ref: #/components/schemas/Problem
@@ -7083,6 +7187,9 @@ type SearchIPsUnauthorized Problem
 
 func (*SearchIPsUnauthorized) searchIPsRes() {}
 
+// One stored prefix with its effective view: tags after suppression, the effective classification and
+// note, the sources of every live assertion in the view, first/last seen over the containing stored
+// prefixes, and the sightings of the prefix itself.
 // Ref: #/components/schemas/SearchItem
 type SearchItem struct {
 	Prefix         string         `json:"prefix"`
@@ -7203,6 +7310,7 @@ func (s *SearchPage) SetNextCursor(val OptString) {
 
 func (*SearchPage) searchIPsRes() {}
 
+// A stored prefix containing the target, with its own live assertions.
 // Ref: #/components/schemas/StoredPrefix
 type StoredPrefix struct {
 	Prefix     string      `json:"prefix"`

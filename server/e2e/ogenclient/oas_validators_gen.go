@@ -2553,6 +2553,29 @@ func (s *PrefixList) Validate() error {
 	return nil
 }
 
+func (s *PrefixListHeaders) Validate() error {
+	if s == nil {
+		return validate.ErrNilPointer
+	}
+
+	var failures []validate.FieldError
+	if err := func() error {
+		if err := s.Response.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		failures = append(failures, validate.FieldError{
+			Name:  "Response",
+			Error: err,
+		})
+	}
+	if len(failures) > 0 {
+		return &validate.Error{Fields: failures}
+	}
+	return nil
+}
+
 func (s *PutFeedCreated) Validate() error {
 	alias := (*Feed)(s)
 	if err := alias.Validate(); err != nil {
