@@ -149,6 +149,7 @@ func TestBrowser(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	seed(t, b.store)
+	b.catchUp(t)
 	shots := artifactsDir(t)
 	ctx := browser(t, 1280, 900)
 	u := b.srv.URL
@@ -235,6 +236,7 @@ func TestBrowserPhone(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	seed(t, b.store)
+	b.catchUp(t)
 	shots := artifactsDir(t)
 	ctx := browser(t, 390, 844)
 	u := b.srv.URL

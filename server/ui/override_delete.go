@@ -24,6 +24,7 @@ func (h *Handler) deleteOverride(w http.ResponseWriter, r *http.Request) {
 		h.fault(w, r, "delete the override", err)
 	default:
 		h.log.InfoContext(r.Context(), "Deleted an override.", "prefix", target.String(), "actor", s.User.Name)
+		h.catchUp(r.Context())
 		h.redirect(w, r, prefixURL(target), "Override deleted from "+prefixTitle(target)+".")
 	}
 }

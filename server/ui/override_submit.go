@@ -12,18 +12,11 @@ import (
 
 // confirmPage is the data of confirm.html: what an override will change.
 type confirmPage struct {
+	impact
 	Target      netip.Prefix
 	Form        overrideForm
-	Before      resolve.View
-	After       resolve.View
 	AddedTags   []string
 	RemovedTags []string
-	// Inside counts stored prefixes within a network target (InsideMore: more than that).
-	Inside     int
-	InsideMore bool
-	// Rulesets are the rulesets whose decision for the address (a network's
-	// first address) changes, with the bouncers enforcing them.
-	Rulesets []rulesetChange
 }
 
 // ClassificationChanges reports whether the classification will change.
@@ -50,22 +43,16 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.InfoContext(ctx, "Saved an override.", "prefix", target.String(), "actor", actor)
+		h.catchUp(ctx)
 		h.redirect(w, r, prefixURL(target), "Override saved for "+prefixTitle(target)+".")
 		return
 	}
-	prefixes, _, err := h.store.Lookup(ctx, target)
+	im, err := h.previewOverride(ctx, target, o, actor)
 	if err != nil {
-		h.fault(w, r, "look up "+target.String(), err)
+		h.fault(w, r, "work out what the override changes", err)
 		return
 	}
-	after := withOverride(prefixes, target, o, actor, now)
-	c := confirmPage{Target: target, Form: f,
-		Before: resolve.Resolve(target, prefixes, now),
-		After:  resolve.Resolve(target, after, now)}
-	if c.Rulesets, err = h.rulesetChanges(ctx, target.Addr(), prefixes, after, now); err != nil {
-		h.fault(w, r, "work out which rulesets change", err)
-		return
-	}
+	c := confirmPage{impact: im, Target: target, Form: f}
 	tagsBefore, tagsAfter := c.Before.TagNames(), c.After.TagNames()
 	for _, t := range tagsAfter {
 		if !slices.Contains(tagsBefore, t) {
@@ -76,14 +63,6 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 		if !slices.Contains(tagsAfter, t) {
 			c.RemovedTags = append(c.RemovedTags, t)
 		}
-	}
-	if !target.IsSingleIP() {
-		n, err := h.store.CountWithin(ctx, target, 1001)
-		if err != nil {
-			h.fault(w, r, "count the prefixes in "+target.String(), err)
-			return
-		}
-		c.Inside, c.InsideMore = min(n, 1000), n > 1000
 	}
 	h.render(w, r, http.StatusOK, "confirm", "Confirm override of "+prefixTitle(target), "search", c)
 }
@@ -110,7 +89,7 @@ func (h *Handler) rerenderForm(w http.ResponseWriter, r *http.Request, f overrid
 }
 
 // withOverride returns prefixes as they will be once o replaces the manual
-// assertions on target, for the confirmation's preview. prefixes is not changed.
+// assertions on target, for the impact preview. prefixes is not changed.
 func withOverride(prefixes []resolve.Prefix, target netip.Prefix, o store.Override, actor string, now time.Time) []resolve.Prefix {
 	out := make([]resolve.Prefix, 0, len(prefixes)+1)
 	found := false

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
@@ -18,16 +19,26 @@ import (
 // prefixPage is the data of prefix.html: an address or network, its effective
 // view with the provenance of every fact, and the override form.
 type prefixPage struct {
-	Prefix      netip.Prefix
-	Found       bool
-	View        resolve.View
+	Prefix netip.Prefix
+	Found  bool
+	View   resolve.View
+	// Stored are the existing stored prefixes containing Prefix, most
+	// specific first, with their live assertions.
 	Stored      []resolve.Prefix
-	Inside      []store.Item
+	Inside      []index.Row
 	InsideMore  bool
-	Enrichment  store.Enrichment
+	Enrichment  enrichment
 	History     []store.AuditEntry
 	HasOverride bool
 	Form        overrideForm
+}
+
+// enrichment is what enrichment learned about an address or network: the
+// geo network from the index, RDAP and host names from the store.
+type enrichment struct {
+	Geo       *index.GeoNet
+	RDAP      *store.RDAPFacts
+	Hostnames []store.Hostname
 }
 
 // IsNetwork reports whether the page is about a network, not one address.
@@ -76,28 +87,35 @@ func prefixTitle(p netip.Prefix) string {
 	return p.String()
 }
 
-// loadPrefix reads everything prefix.html shows: one pipelined lookup, the
-// audit history of the exact prefix and, for a network, the stored prefixes in it.
+// loadPrefix reads everything prefix.html shows: the view with its
+// explanation from the index, the stored prefixes behind it, the geo network
+// from the index, the RDAP network and host names, the audit history of the
+// exact prefix and, for a network, the stored prefixes in it.
 func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, error) {
+	snap := h.ix.Snapshot()
 	pp := prefixPage{Prefix: p}
-	prefixes, en, err := h.store.Lookup(ctx, p)
+	pp.View, pp.Found = snap.Explain(p)
+	var err error
+	if pp.Stored, err = h.storedPrefixes(ctx, snap, pp.View.Prefixes); err != nil {
+		return pp, err
+	}
+	if g, ok := geoOf(snap, p); ok {
+		pp.Enrichment.Geo = &g
+	}
+	// RDAP networks and host names are not in the index: the store's lookup
+	// answers them (its containing prefixes are not used).
+	_, en, err := h.store.Lookup(ctx, p)
 	if err != nil {
 		return pp, err
 	}
-	pp.Stored, pp.Enrichment, pp.Found = prefixes, en, len(prefixes) > 0
-	pp.View = resolve.Resolve(p, prefixes, h.now())
+	pp.Enrichment.RDAP, pp.Enrichment.Hostnames = en.RDAP, en.Hostnames
 	if pp.History, err = h.store.Audit(ctx, store.AuditFilter{Object: "prefix/" + p.String()}, 0, 20); err != nil {
 		return pp, err
 	}
 	if !p.IsSingleIP() {
-		items, err := h.store.Search(ctx, store.Filter{Within: &p}, 0, insideLimit+1, h.now())
-		if err != nil {
-			return pp, err
-		}
-		if len(items) > insideLimit {
-			items, pp.InsideMore = items[:insideLimit], true
-		}
-		pp.Inside = items
+		var next netip.Prefix
+		pp.Inside, next = snap.Search(index.Filter{Within: p}, netip.Prefix{}, insideLimit)
+		pp.InsideMore = next.IsValid()
 	}
 	return pp, nil
 }

@@ -54,7 +54,8 @@ func (h *Handler) editRuleset(w http.ResponseWriter, r *http.Request) {
 
 // submitRuleset serves POST /ui/rulesets (action=preview or save): the text is
 // parsed and compiled; errors come back with line and column next to the
-// editor; a preview compiles over every stored fact and shows how many
+// editor; a preview compiles over the index (every stored prefix's effective
+// view and every geo network) and shows how many
 // prefixes each rule decides; save stores the canonical text.
 func (h *Handler) submitRuleset(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -90,12 +91,10 @@ func (h *Handler) submitRuleset(w http.ResponseWriter, r *http.Request) {
 	facts := &policy.Facts{Lists: lists}
 	preview := r.PostFormValue("action") != "save"
 	if preview {
-		// A preview compiles over every stored fact, as a render does; that
-		// costs about what a render costs, which is fine for an admin's click.
-		if facts, err = h.store.Facts(ctx, h.now()); err != nil {
-			h.fault(w, r, "load facts", err)
-			return
-		}
+		// A preview compiles over every stored prefix's effective view and
+		// every geo network in the index, as a full render does; that costs
+		// about what a render costs, which is fine for an admin's click.
+		facts = h.ix.Snapshot().Entries(true)
 		facts.Lists = lists
 	}
 	compiled, err := policy.Compile(rs, facts)

@@ -101,12 +101,20 @@ func (h *Handler) showRuleset(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, status, "ruleset", "Ruleset "+name, "rulesets", rp)
 }
 
-// explain evaluates a stored ruleset for one address over only the facts that
-// contain it.
+// explain evaluates a stored ruleset for one address over the index: its
+// view with the resolver's explanation and its geo network, with the named
+// lists.
 func (h *Handler) explain(r *http.Request, stored store.Ruleset, addr netip.Addr) (policy.Explanation, error) {
 	rs, err := policy.Parse(stored.Text)
 	if err != nil {
 		return policy.Explanation{}, err
 	}
-	return render.Explain(r.Context(), h.store, rs, addr, h.now())
+	lists, err := render.ListSelectors(r.Context(), h.store)
+	if err != nil {
+		return policy.Explanation{}, err
+	}
+	addr = addr.Unmap()
+	snap := h.ix.Snapshot()
+	v, _ := snap.Explain(netip.PrefixFrom(addr, addr.BitLen()))
+	return policy.Explain(rs, lists, addr, v, geoAt(snap, addr))
 }

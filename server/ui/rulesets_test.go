@@ -46,7 +46,8 @@ func TestRulesetPages(t *testing.T) {
 	resp, body = writer.post("/ui/override", overrideForm(csrfOf(t, page), "192.0.2.7"))
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, body, `id="ruleset-changes"`)
-	require.Contains(t, body, "pass (default) → <strong>block (rule 1: block classification malicious)</strong>; bouncers gw1")
+	require.Contains(t, body, `edge</a> (bouncers gw1 change within a second):`)
+	require.Contains(t, body, `192.0.2.7</a>: pass (default) → <strong>block (rule 1: block classification malicious)</strong>`)
 
 	admin := b.client(t)
 	admin.mustLogin("admin")

@@ -2,20 +2,22 @@ package ui
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
-	"github.com/muninn/muninn/server/store"
 )
 
 // searchPage is the data of search.html.
 type searchPage struct {
 	Query string
 	// What says what the query was read as.
-	What  string
-	Items []store.Item
+	What string
+	// Items are stored prefixes with their effective views.
+	Items []index.Row
 	Next  string
 	First string
 	Error string
@@ -25,7 +27,10 @@ const searchPageSize = 50
 
 // showSearch serves GET /ui/search?q=: an address goes to its page; a CIDR lists
 // the stored prefixes inside it; a classification or anything else (a tag)
-// lists the prefixes carrying it. Pages follow an id cursor (after=).
+// lists the prefixes carrying it, each with its effective view from the index
+// (an inner prefix inherits the tags and classification of the prefixes
+// containing it, and loses the tags a suppress hides). Pages follow a prefix
+// cursor (after=, the last prefix of the previous page).
 func (h *Handler) showSearch(w http.ResponseWriter, r *http.Request) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	sp := searchPage{Query: q}
@@ -33,7 +38,7 @@ func (h *Handler) showSearch(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusOK, "search", "Search", "search", sp)
 		return
 	}
-	var f store.Filter
+	var f index.Filter
 	switch {
 	case strings.Contains(q, "/"):
 		p, err := parseTarget(q)
@@ -42,7 +47,7 @@ func (h *Handler) showSearch(w http.ResponseWriter, r *http.Request) {
 			h.render(w, r, http.StatusBadRequest, "search", "Search", "search", sp)
 			return
 		}
-		f.Within, sp.What = &p, "stored prefixes inside "+p.String()
+		f.Within, sp.What = p, "stored prefixes inside "+p.String()
 	case resolve.ValidClassification(q):
 		f.Classification, sp.What = q, "prefixes classified "+q
 	default:
@@ -52,17 +57,21 @@ func (h *Handler) showSearch(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Tag, sp.What = q, "prefixes tagged "+strconv.Quote(q)
 	}
-	after, _ := strconv.ParseInt(r.URL.Query().Get("after"), 10, 64)
-	items, err := h.store.Search(r.Context(), f, after, searchPageSize+1, h.now())
-	if err != nil {
-		h.fault(w, r, "search", err)
-		return
+	var after netip.Prefix
+	if a := r.URL.Query().Get("after"); a != "" {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			sp.Error = "The page cursor " + strconv.Quote(a) + " is not a prefix; start again from the first page."
+			h.render(w, r, http.StatusBadRequest, "search", "Search", "search", sp)
+			return
+		}
+		after = p
 	}
-	if len(items) > searchPageSize {
-		items = items[:searchPageSize]
-		sp.Next = "/ui/search?q=" + url.QueryEscape(q) + "&after=" + strconv.FormatInt(items[len(items)-1].ID, 10)
+	items, next := h.ix.Snapshot().Search(f, after, searchPageSize)
+	if next.IsValid() {
+		sp.Next = "/ui/search?q=" + url.QueryEscape(q) + "&after=" + url.QueryEscape(next.String())
 	}
-	if after > 0 {
+	if after.IsValid() {
 		sp.First = "/ui/search?q=" + url.QueryEscape(q)
 	}
 	sp.Items = items

@@ -6,6 +6,7 @@ package ui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -20,13 +21,17 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/web"
 )
 
 // Deps is what the UI needs.
 type Deps struct {
-	Store  *store.Store
+	Store *store.Store
+	// Index is the process's in-memory index (required): every view, search,
+	// explanation and impact preview the pages show comes from it.
+	Index  *index.Index
 	Logger *slog.Logger
 	Now    func() time.Time
 	// BaseURL is how people reach muninn; an https URL makes cookies Secure
@@ -39,6 +44,7 @@ type Deps struct {
 // Handler serves /ui.
 type Handler struct {
 	store      *store.Store
+	ix         *index.Index
 	log        *slog.Logger
 	now        func() time.Time
 	secureBase bool
@@ -62,12 +68,16 @@ const (
 // pageNames are the templates in web/templates, each rendered inside layout.html.
 var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers"}
 
-// New parses the templates and returns the UI handler.
+// New parses the templates and returns the UI handler. It fails when d has no
+// Index.
 func New(d Deps) (*Handler, error) {
+	if d.Index == nil {
+		return nil, errors.New("ui: new: Deps.Index is required")
+	}
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 12 * time.Hour
 	}
-	h := &Handler{store: d.Store, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL,
+	h := &Handler{store: d.Store, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL,
 		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{}}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(web.FS, "templates/layout.html", "templates/"+name+".html")
@@ -241,6 +251,16 @@ func (h *Handler) redirect(w http.ResponseWriter, r *http.Request, target, flash
 			HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: h.secure(r)})
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// catchUp brings the index up to every recorded write, so that the page a
+// write redirects to shows it (read-your-writes). The write is stored either
+// way: on failure the index catches up from the change feed by itself, and
+// only a warning is logged.
+func (h *Handler) catchUp(ctx context.Context) {
+	if err := h.ix.CatchUp(ctx); err != nil {
+		h.log.WarnContext(ctx, "The index could not catch up after a write; the next page may not show it yet.", "error", err)
+	}
 }
 
 // secure reports whether cookies must be Secure for r.

@@ -18,7 +18,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/index"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/server/ui"
@@ -27,6 +28,14 @@ import (
 type testBundle struct {
 	srv   *httptest.Server
 	store *store.Store
+	ix    *index.Index
+}
+
+// catchUp applies the test's own writes to the store to the index, as a
+// process following the change feed would within milliseconds.
+func (b *testBundle) catchUp(t *testing.T) {
+	t.Helper()
+	require.NoError(t, b.ix.CatchUp(context.Background()))
 }
 
 type testOpts struct{ baseURL string }
@@ -39,7 +48,8 @@ func setup(t *testing.T, opts ...testOpts) *testBundle {
 	}
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h, err := ui.New(ui.Deps{Store: st, Logger: log, Now: time.Now, BaseURL: o.baseURL})
+	ix := indextest.Start(t, st, log, nil)
+	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, BaseURL: o.baseURL})
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)
@@ -52,7 +62,7 @@ func setup(t *testing.T, opts ...testOpts) *testBundle {
 		_, err = st.CreateUser(ctx, role, role, hash, "test")
 		require.NoError(t, err)
 	}
-	return &testBundle{srv: srv, store: st}
+	return &testBundle{srv: srv, store: st, ix: ix}
 }
 
 type testLog struct{ t *testing.T }
@@ -233,9 +243,9 @@ func TestOverrideWithoutCSRFRefused(t *testing.T) {
 	form.Set("csrf", "forged")
 	resp, _ = c.post("/ui/override", form)
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
-	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
-	require.NoError(t, err)
-	require.Empty(t, ps, "nothing stored")
+	b.catchUp(t)
+	_, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr("192.0.2.7"))
+	require.False(t, ok, "nothing stored")
 }
 
 func TestRoles(t *testing.T) {
@@ -290,9 +300,9 @@ func TestOverrideThroughTheForm(t *testing.T) {
 	require.Contains(t, body, "Confirm override of")
 	require.Contains(t, body, `id="new-classification">malicious<`)
 	require.Contains(t, body, `<span class="tag">scanner</span>`)
-	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
-	require.NoError(t, err)
-	require.Empty(t, ps, "nothing stored before confirmation")
+	b.catchUp(t)
+	_, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr("192.0.2.7"))
+	require.False(t, ok, "nothing stored before confirmation")
 
 	form := overrideForm(csrf, "192.0.2.7")
 	form.Set("confirm", "yes")
@@ -300,9 +310,8 @@ func TestOverrideThroughTheForm(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)
 	require.Equal(t, "/ui/ips/192.0.2.7", resp.Header.Get("Location"))
 
-	ps, err = b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
-	require.NoError(t, err)
-	v := resolve.Resolve(netip.MustParsePrefix("192.0.2.7/32"), ps, time.Now())
+	v, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr("192.0.2.7"))
+	require.True(t, ok, "the UI caught the index up before redirecting")
 	require.Equal(t, "malicious", v.Classification)
 	require.Equal(t, "manual:writer", v.ClassificationSource)
 	require.Equal(t, []string{"scanner", "ssh"}, v.TagNames())
@@ -351,9 +360,9 @@ func TestOverrideBadInputShowsItsError(t *testing.T) {
 	require.Contains(t, body, `id="prefix-error">`)
 	require.Contains(t, body, "did you mean 198.51.100.0/24?")
 
-	ps, err := b.store.Containing(context.Background(), netip.MustParsePrefix("192.0.2.7/32"))
-	require.NoError(t, err)
-	require.Empty(t, ps)
+	b.catchUp(t)
+	_, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr("192.0.2.7"))
+	require.False(t, ok, "nothing stored")
 }
 
 func TestPagesRender(t *testing.T) {
@@ -365,6 +374,7 @@ func TestPagesRender(t *testing.T) {
 		{Prefix: netip.MustParsePrefix("203.0.113.5/32"), Source: "ingest:cowrie", Tags: []string{"honeypot"}, Classification: "suspicious", SeenAt: now},
 		{Prefix: netip.MustParsePrefix("203.0.113.9/32"), Source: "ingest:cowrie", Tags: []string{"honeypot"}, SeenAt: now},
 	}, "test"))
+	b.catchUp(t)
 	c := b.client(t)
 	c.mustLogin("admin")
 	for path, want := range map[string]string{
@@ -407,6 +417,7 @@ func TestSearchPagination(t *testing.T) {
 			Source: "ingest:scan", Tags: []string{"scanner"}, SeenAt: time.Now()})
 	}
 	require.NoError(t, b.store.Ingest(context.Background(), obs, "test"))
+	b.catchUp(t)
 	c := b.client(t)
 	c.mustLogin("reader")
 	_, body := c.get("/ui/search?q=scanner")

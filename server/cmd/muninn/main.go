@@ -234,7 +234,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return nil
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
-	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: now, BaseURL: cfg.BaseURL})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL})
 	if err != nil {
 		return err
 	}
