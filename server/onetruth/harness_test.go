@@ -52,7 +52,7 @@ func startServer(t *testing.T) *server {
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-hubDone })
-	webUI, err := ui.New(ui.Deps{Store: st, Logger: log, Now: time.Now})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: time.Now})
 	require.NoError(t, err)
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t),
