@@ -72,7 +72,7 @@ var (
 	uiClassRe      = regexp.MustCompile(`id="classification">([a-z]+)<`)
 	uiTagRe        = regexp.MustCompile(`<a class="tag" href="/ui/search\?q=[^"]*">([^<]+)</a>`)
 	uiSuppressedRe = regexp.MustCompile(`<span class="tag off">([^<]+)</span>`)
-	uiChangeRe     = regexp.MustCompile(`<li><a href="/ui/rulesets/[^"]+">([^<]+)</a>: ([a-z]+) \((?:rule (\d+)|default)[^→]*→ <strong>([a-z]+) \((?:rule (\d+)|default)`)
+	uiChangeRe     = regexp.MustCompile(`<li><a href="[^"]*">([^<]+)</a>: ([a-z]+) \((?:rule (\d+)|default)[^→]*→ <strong>([a-z]+) \((?:rule (\d+)|default)`)
 )
 
 // distinct returns the distinct matches of re's first group, sorted.
@@ -195,8 +195,18 @@ func (c *checker) uiImpact(b *browser, r *rand.Rand, addrs []netip.Addr) {
 			}
 		}
 		got := []string{}
-		for _, m := range uiChangeRe.FindAllStringSubmatch(body, -1) {
-			got = append(got, m[1]+": "+wording(m[2], m[3])+" → "+wording(m[4], m[5]))
+		if i := strings.Index(body, `id="ruleset-changes"`); i >= 0 {
+			// One item per ruleset, each with one change per prefix: here
+			// the one address.
+			for _, item := range strings.Split(body[i:], `<li><a href="/ui/rulesets/`)[1:] {
+				name := item[:strings.Index(item, `"`)]
+				for _, m := range uiChangeRe.FindAllStringSubmatch(item, -1) {
+					if m[1] != a.String() && m[1] != target.String() {
+						c.errorf("UI impact preview of %s: ruleset %s lists a change for %s", a, name, m[1])
+					}
+					got = append(got, name+": "+wording(m[2], m[3])+" → "+wording(m[4], m[5]))
+				}
+			}
 		}
 		slices.Sort(want)
 		slices.Sort(got)
