@@ -185,7 +185,7 @@ func TestSuppressionHidesTheTagEverywhere(t *testing.T) {
 func TestNoteIsTheSameEverywhere(t *testing.T) {
 	t.Parallel()
 	s := startServer(t)
-	now := time.Now().UTC()
+	now := s.clock.now().UTC()
 	at := func(d time.Duration) string { return now.Add(-d).Format(time.RFC3339) }
 	s.ingest(t, []map[string]any{{"ip": "198.51.100.7", "source": "n1", "note": "first", "seen_at": at(2 * time.Hour)}})
 	s.ingest(t, []map[string]any{{"ip": "198.51.100.7", "source": "n2", "note": "second", "seen_at": at(time.Hour)}})
@@ -257,6 +257,21 @@ func TestDeletedOverrideLeavesNoGhost(t *testing.T) {
 	requireOutputs(t, s, "tag=gm", map[string]row{})
 	requireOutputs(t, s, "source=manual:*", map[string]row{})
 	requireOutputs(t, s, "within=203.0.113.0/24", map[string]row{"203.0.113.0/24": {Classification: "unknown", Tags: "gt", Sources: "ingest:g"}})
+	requireOutputs(t, s, "within=198.51.100.0/24", map[string]row{})
+
+	// An override that expires leaves a stored prefix with nothing live: a ghost.
+	expires := s.clock.now().Add(time.Hour).UTC().Format(time.RFC3339)
+	s.send(t, s.writer, http.MethodPut, "/api/v1/networks/198.51.100.64/26/override", "application/json",
+		[]byte(`{"add_tags":["gm"],"classification":"malicious","expires_at":"`+expires+`"}`), http.StatusOK)
+	s.settle(t)
+	require.Equal(t, "malicious", s.lookup(t, "/api/v1/ips/198.51.100.70").Classification)
+	requireOutputs(t, s, "tag=gm", map[string]row{"198.51.100.64/26": {Classification: "malicious", Tags: "gm", Sources: "manual:writer"}})
+	s.advance(2 * time.Hour)
+	for _, path := range []string{"/api/v1/ips/198.51.100.70", "/api/v1/networks/198.51.100.64/26"} {
+		status, body := s.get(t, path)
+		require.Equal(t, http.StatusNotFound, status, "%s: %s", path, body)
+	}
+	requireOutputs(t, s, "tag=gm", map[string]row{})
 	requireOutputs(t, s, "within=198.51.100.0/24", map[string]row{})
 }
 

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 // hub and the HTTP surface with every /api/v1 response validated against the
 // contract.
 type server struct {
+	clock         *clock
 	url           string
 	st            *store.Store
 	ix            *index.Index
@@ -42,25 +44,45 @@ type server struct {
 	admin, writer string
 }
 
+// clock is the server's clock: it stands still until the test advances it, so
+// assertions expire exactly between rounds and never during a check.
+type clock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = c.at.Add(d)
+}
+
 func startServer(t *testing.T) *server {
 	t.Helper()
+	clk := &clock{at: time.Now()}
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	ix := indextest.Start(t, st, log, nil)
-	hub := render.NewHub(st, log, time.Now, render.Options{Source: ix.RenderSource()})
+	ix := indextest.Start(t, st, log, clk.now)
+	hub := render.NewHub(st, log, clk.now, render.Options{Source: ix.RenderSource()})
 	ctx, cancel := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-hubDone })
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: time.Now})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: clk.now})
 	require.NoError(t, err)
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: clk.now, Registry: prometheus.NewRegistry(),
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t),
 		Mount: []func(chi.Router){webUI.Mount}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	s := &server{url: srv.URL, st: st, ix: ix, hub: hub}
+	s := &server{clock: clk, url: srv.URL, st: st, ix: ix, hub: hub}
 	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
 		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
 		require.NoError(t, err)
@@ -158,6 +180,14 @@ func (s *server) settle(t *testing.T) {
 	require.NoError(t, s.ix.CatchUp(context.Background()))
 }
 
+// advance moves the server's clock on by d and has the index publish what
+// expired meanwhile, as its Run does when the next expiry comes (its timer
+// runs on real time, the clock does not).
+func (s *server) advance(d time.Duration) {
+	s.clock.advance(d)
+	s.ix.Expire()
+}
+
 // model is what PostgreSQL holds, resolved by the one resolver.
 type model struct {
 	now      time.Time
@@ -200,6 +230,15 @@ func (m *model) view(target netip.Prefix) resolve.View {
 		}
 	}
 	return resolve.Resolve(target, in, m.now)
+}
+
+// assertions counts the live assertions.
+func (m *model) assertions() int {
+	n := 0
+	for _, p := range m.prefixes {
+		n += len(p.Assertions)
+	}
+	return n
 }
 
 // existing are the stored prefixes that exist for outputs, least specific first.

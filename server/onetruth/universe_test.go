@@ -122,10 +122,12 @@ func (u *universe) observations(n int, now time.Time) []map[string]any {
 		}
 		switch u.r.IntN(6) {
 		case 0: // expired before it was written
-			seen = now.Add(-time.Duration(3+u.r.IntN(5)) * time.Hour)
+			seen = now.Add(-time.Duration(12+u.r.IntN(5)) * time.Hour)
 			o["ttl"] = "1h"
 		case 1:
 			o["ttl"] = "8760h"
+		case 2: // expires in a later round
+			o["ttl"] = fmt.Sprintf("%dm", 60+u.r.IntN(600))
 		}
 		o["seen_at"] = seen.UTC().Format(time.RFC3339)
 		out = append(out, o)
@@ -153,8 +155,8 @@ func (u *universe) overrides(t *testing.T, s *server, n int, now time.Time) {
 			u.notes++
 			body["note"] = fmt.Sprintf("manual note %d", u.notes)
 		}
-		if u.r.IntN(4) == 0 {
-			body["expires_at"] = now.Add(time.Duration(24+u.r.IntN(1000)) * time.Hour).UTC().Format(time.RFC3339)
+		if u.r.IntN(3) == 0 { // most expire in a later round
+			body["expires_at"] = now.Add(time.Duration(5+u.r.IntN(300)) * time.Minute).UTC().Format(time.RFC3339)
 		}
 		s.send(t, s.writer, http.MethodPut, overridePath(p), "application/json", jsonOf(t, body), http.StatusOK)
 		if !slices.Contains(u.overridden, p) {
