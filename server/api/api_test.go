@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
@@ -28,6 +30,7 @@ import (
 type testBundle struct {
 	srv                   *httptest.Server
 	store                 *store.Store
+	ix                    *index.Index
 	admin, writer, reader string
 }
 
@@ -35,12 +38,13 @@ func setup(t testing.TB) *testBundle {
 	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: indextest.Start(t, st, log, nil), Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
+	ix := indextest.Start(t, st, log, nil)
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
 		Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	b := &testBundle{srv: srv, store: st}
+	b := &testBundle{srv: srv, store: st, ix: ix}
 	for role, dst := range map[string]*string{api.RoleAdmin: &b.admin, api.RoleWriter: &b.writer, api.RoleReader: &b.reader} {
 		_, secret, err := api.CreateToken(context.Background(), st, "t-"+role, role, nil, "test")
 		require.NoError(t, err)
@@ -506,14 +510,19 @@ func TestLookupShowsEnrichment(t *testing.T) {
 	b := setup(t)
 	b.ingest(t, `{"ip":"198.51.100.7","tags":["x"]}`)
 	ctx := context.Background()
-	for _, q := range []string{
-		`INSERT INTO geo_networks (network, country, continent, asn, as_org, source) VALUES ('198.51.0.0/16', 'DE', 'EU', 64500, 'Example Hosting', 'test'), ('198.51.100.0/24', 'FR', 'EU', 64501, 'Example Edge', 'test')`,
-		`INSERT INTO rdap_networks (network, handle, name, org, country, abuse_email, registry) VALUES ('198.51.100.0/24', 'NET-1', 'EXAMPLE-NET', 'Example Org', 'FR', 'abuse@example.net', 'ripe')`,
-		`INSERT INTO hostnames (address, name, source, last_seen) VALUES ('198.51.100.7', 'old.example.net', 'ptr', now() - interval '1 day'), ('198.51.100.7', 'scanner.example.net', 'ptr', now())`,
-	} {
-		_, err := b.store.Pool().Exec(ctx, q)
-		require.NoError(t, err)
-	}
+	_, err := b.store.ReplaceGeoNetworks(ctx, "test", func(yield func(store.GeoNetwork, error) bool) {
+		_ = yield(store.GeoNetwork{Network: netip.MustParsePrefix("198.51.0.0/16"), Country: "DE", Continent: "EU", ASN: 64500, ASOrg: "Example Hosting"}, nil) &&
+			yield(store.GeoNetwork{Network: netip.MustParsePrefix("198.51.100.0/24"), Country: "FR", Continent: "EU", ASN: 64501, ASOrg: "Example Edge"}, nil)
+	})
+	require.NoError(t, err)
+	require.NoError(t, b.store.PutRDAPNetwork(ctx, store.RDAPNetwork{Network: netip.MustParsePrefix("198.51.100.0/24"), Handle: "NET-1", Name: "EXAMPLE-NET",
+		Org: "Example Org", Country: "FR", AbuseEmail: "abuse@example.net", Registry: "ripe", FetchedAt: time.Now()}))
+	addr := netip.MustParseAddr("198.51.100.7")
+	require.NoError(t, b.store.PutHostnames(ctx, addr, "ptr", []string{"old.example.net"}, time.Now().Add(-24*time.Hour)))
+	require.NoError(t, b.store.PutHostnames(ctx, addr, "ptr", []string{"scanner.example.net"}, time.Now()))
+	// The writers record their changes; the index applies them (the API
+	// reads nothing else).
+	require.NoError(t, b.ix.CatchUp(ctx))
 	var v struct {
 		Geo struct {
 			Country, Continent, Network string

@@ -13,14 +13,12 @@ import (
 )
 
 // lookup builds the effective view of p from the index's current snapshot
-// (no SQL); found is false when no existing stored prefix contains p.
+// (no SQL); found is false when no existing stored prefix contains p (the
+// view then says nothing is known: unknown, no tags, no prefixes).
 func (s *Server) lookup(p netip.Prefix) (apigen.View, bool) {
 	snap := s.opts.Index.Snapshot()
 	r, ok := snap.Network(p)
-	if !ok {
-		return apigen.View{}, false
-	}
-	return toView(snap, p, r), true
+	return toView(snap, p, r), ok
 }
 
 // toView is the JSON of view r of p, with the stored prefixes containing p

@@ -44,7 +44,7 @@ func setupRender(t testing.TB) *renderBundle {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	b := &testBundle{srv: srv, store: st}
+	b := &testBundle{srv: srv, store: st, ix: ix}
 	for role, dst := range map[string]*string{api.RoleAdmin: &b.admin, api.RoleWriter: &b.writer, api.RoleReader: &b.reader} {
 		_, secret, err := api.CreateToken(context.Background(), st, "t-"+role, role, nil, "test")
 		require.NoError(t, err)

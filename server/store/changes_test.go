@@ -92,7 +92,7 @@ func TestChangeFeedRecordsEveryWriter(t *testing.T) {
 	require.Len(t, all, 2, "the prefix of the deleted override is gone, not a ghost")
 	require.EqualValues(t, 2, all[netip.MustParsePrefix("192.0.2.5/32")].Sightings)
 	require.Len(t, all[netip.MustParsePrefix("192.0.2.0/24")].Assertions, 1)
-	require.Equal(t, []store.GeoNetwork{{Network: netip.MustParsePrefix("192.0.2.0/24"), Country: "NL", Continent: "EU", ASN: 64500, ASOrg: "Example"}}, geo)
+	require.Equal(t, []store.GeoNetwork{{Network: netip.MustParsePrefix("192.0.2.0/24"), Country: "NL", Continent: "EU", ASN: 64500, ASOrg: "Example", Source: "test"}}, geo)
 
 	// An empty override leaves no ghost either.
 	require.NoError(t, st.PutOverride(ctx, netip.MustParsePrefix("203.0.113.9/32"), store.Override{}, "alice", now))

@@ -263,7 +263,7 @@ func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RD
 		}
 		var r RDAPFacts
 		if _, err := pgx.ForEachRow(rows, []any{&r.Network, &r.Handle, &r.Name, &r.Org, &r.Country, &r.AbuseEmail, &r.Registry, &r.FetchedAt},
-			func() error { return rdap(r) }); err != nil {
+			func() error { r.FetchedAt = r.FetchedAt.UTC(); return rdap(r) }); err != nil {
 			return fmt.Errorf("read rdap networks: %w", err)
 		}
 		rows, err = tx.Query(ctx, hq, addrs)
@@ -284,6 +284,7 @@ func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RD
 				names = nil
 			}
 			cur = a
+			h.LastSeen = h.LastSeen.UTC()
 			if seen != nil {
 				seen[a] = true
 			}
