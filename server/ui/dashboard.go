@@ -54,6 +54,9 @@ type dashboardStats struct {
 	Tags      []store.Bucket
 	Countries []store.Bucket
 	ASNs      []store.Bucket
+	// Gen is the generation of the index snapshot the prefix counts and the
+	// tag, country and ASN charts come from.
+	Gen uint64
 }
 
 const (
@@ -120,7 +123,10 @@ func (h *Handler) refreshStats(ctx context.Context) (*dashboardStats, error) {
 			s.Counts.FeedsFailing++
 		}
 	}
-	h.indexStats(s)
+	h.statsMu.Lock()
+	prev := h.stats
+	h.statsMu.Unlock()
+	h.indexStats(s, prev)
 	h.statsMu.Lock()
 	h.stats = s
 	h.statsMu.Unlock()
@@ -158,9 +164,17 @@ const recentSample = 5000
 // indexStats fills the counts of stored prefixes and the tag, country and ASN
 // charts from one walk of the index's effective views: a prefix counts under
 // a tag when its view carries the tag (inherited or its own, not suppressed),
-// exactly as a search by that tag lists it.
-func (h *Handler) indexStats(s *dashboardStats) {
+// exactly as a search by that tag lists it. When the index has not changed
+// since prev was computed, prev's figures are kept: the walk resolves every
+// stored prefix.
+func (h *Handler) indexStats(s, prev *dashboardStats) {
 	snap := h.ix.Snapshot()
+	s.Gen = snap.Gen()
+	if prev != nil && prev.Gen == s.Gen {
+		s.Counts.Prefixes, s.Counts.Malicious = prev.Counts.Prefixes, prev.Counts.Malicious
+		s.Tags, s.Countries, s.ASNs = prev.Tags, prev.Countries, prev.ASNs
+		return
+	}
 	tags := map[string]int64{}
 	recent := make(recentHeap, 0, recentSample)
 	snap.Walk(func(p netip.Prefix, v resolve.View) bool {
