@@ -87,13 +87,21 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/ips", round), func(t *testing.T) { c.with(t).ips(addrs) })
 		t.Run(fmt.Sprintf("round%d/networks", round), func(t *testing.T) { c.with(t).networks() })
 		t.Run(fmt.Sprintf("round%d/search", round), func(t *testing.T) { c.with(t).search() })
+		t.Run(fmt.Sprintf("round%d/search-filters", round), func(t *testing.T) { c.with(t).searchCombos(u.r, u.pool, 12) })
 		t.Run(fmt.Sprintf("round%d/exports", round), func(t *testing.T) { c.with(t).exports(addrs) })
 		t.Run(fmt.Sprintf("round%d/explain", round), func(t *testing.T) { c.with(t).explain(addrs) })
 		t.Run(fmt.Sprintf("round%d/render", round), func(t *testing.T) { c.with(t).renders(addrs) })
 		t.Run(fmt.Sprintf("round%d/lists", round), func(t *testing.T) { c.with(t).list() })
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
-		t.Run(fmt.Sprintf("round%d/ui-impact", round), func(t *testing.T) { c.with(t).uiImpact(b, u.r, addrs[:10]) })
+		targets := []netip.Prefix{}
+		for _, a := range addrs[:8] {
+			targets = append(targets, addrPrefix(a))
+		}
+		for range 4 {
+			targets = append(targets, u.newPrefix().Masked())
+		}
+		t.Run(fmt.Sprintf("round%d/ui-impact", round), func(t *testing.T) { c.with(t).uiImpact(b, u.r, targets) })
 	}
 }
 
@@ -254,13 +262,94 @@ func (c *checker) search() {
 	}
 }
 
+// searchCombos checks n random searches that combine filters (tag,
+// classification, source with or without a trailing *, within), through
+// pages of a random size, with the rows in address order; and the CSV export
+// with the same filters.
+func (c *checker) searchCombos(r *rand.Rand, pool []netip.Prefix, n int) {
+	for range n {
+		q := url.Values{}
+		var keep []func(netip.Prefix, resolve.View) bool
+		if r.IntN(2) == 0 {
+			tag := tagNames[r.IntN(len(tagNames))]
+			q.Set("tag", tag)
+			keep = append(keep, func(_ netip.Prefix, v resolve.View) bool { return v.HasTag(tag) })
+		}
+		if r.IntN(2) == 0 {
+			cl := resolve.Classifications[r.IntN(len(resolve.Classifications))]
+			q.Set("classification", cl)
+			keep = append(keep, func(_ netip.Prefix, v resolve.View) bool { return v.Classification == cl })
+		}
+		if r.IntN(2) == 0 {
+			pattern := []string{"ingest:s1", "ingest:s2", "ingest:*", "manual:*", "manual:writer", "ingest:s"}[r.IntN(6)]
+			q.Set("source", pattern)
+			keep = append(keep, func(_ netip.Prefix, v resolve.View) bool {
+				return slices.ContainsFunc(v.Sources, func(src string) bool {
+					if p, ok := strings.CutSuffix(pattern, "*"); ok {
+						return strings.HasPrefix(src, p)
+					}
+					return src == pattern
+				})
+			})
+		}
+		if r.IntN(2) == 0 {
+			w := bases[r.IntN(len(bases))]
+			if len(pool) > 0 && r.IntN(2) == 0 {
+				w = pool[r.IntN(len(pool))]
+			}
+			q.Set("within", w.String())
+			keep = append(keep, func(p netip.Prefix, _ resolve.View) bool {
+				return p.Bits() >= w.Bits() && w.Contains(p.Addr())
+			})
+		}
+		want := map[netip.Prefix]summary{}
+		for _, p := range c.m.existing() {
+			v := c.m.view(p)
+			if !slices.ContainsFunc(keep, func(k func(netip.Prefix, resolve.View) bool) bool { return !k(p, v) }) {
+				want[p] = summaryOf(v, true)
+			}
+		}
+		query := q.Encode()
+		items := c.searchPages(query, 1+r.IntN(20))
+		c.compareRows("search "+query, c.rowsOf("search "+query, items), want)
+		for i := 1; i < len(items); i++ {
+			a, b := netip.MustParsePrefix(items[i-1].Prefix), netip.MustParsePrefix(items[i].Prefix)
+			if !addrOrderLess(a, b) {
+				c.errorf("search %s: %s is listed before %s, against address order", query, a, b)
+			}
+		}
+		recs, err := csv.NewReader(bytes.NewReader(c.s.mustGet(c.t, "/api/v1/export/ips.csv?"+query))).ReadAll()
+		require.NoError(c.t, err)
+		var rows []searchItem
+		for _, r := range recs[1:] {
+			rows = append(rows, searchItem{Prefix: r[0], Classification: r[1], Tags: splitList(r[2]), Sources: splitList(r[3]), Note: r[4]})
+		}
+		c.compareRows("export ips.csv?"+query, c.rowsOf("export ips.csv?"+query, rows), want)
+	}
+}
+
+// addrOrderLess is the order of search pages: IPv4 first, then by address,
+// then by prefix length.
+func addrOrderLess(a, b netip.Prefix) bool {
+	if a.Addr().Is4() != b.Addr().Is4() {
+		return a.Addr().Is4()
+	}
+	if a.Addr() != b.Addr() {
+		return a.Addr().Less(b.Addr())
+	}
+	return a.Bits() < b.Bits()
+}
+
 // searchAll follows the cursor of a search through every page.
-func (c *checker) searchAll(query string) []searchItem {
+func (c *checker) searchAll(query string) []searchItem { return c.searchPages(query, 7) }
+
+// searchPages follows the cursor of a search through pages of limit rows.
+func (c *checker) searchPages(query string, limit int) []searchItem {
 	var all []searchItem
 	cursor := ""
 	for pages := 0; ; pages++ {
 		require.Less(c.t, pages, 1000, "search %s: the cursor does not end", query)
-		path := "/api/v1/ips?limit=7&" + query
+		path := fmt.Sprintf("/api/v1/ips?limit=%d&%s", limit, query)
 		if cursor != "" {
 			path += "&cursor=" + url.QueryEscape(cursor)
 		}

@@ -164,14 +164,15 @@ func (rs ruleset) decision(v resolve.View) string {
 	return fmt.Sprintf("%s (rule %d)", rs.rules[d].action, d+1)
 }
 
-// uiImpact asks the UI to preview random overrides on random addresses
-// (without confirming them) and checks the rulesets it says change their
-// decision, and how, against the model with the override applied.
-func (c *checker) uiImpact(b *browser, r *rand.Rand, addrs []netip.Addr) {
-	_, page := b.get(c.t, "/ui/ips/"+addrs[0].String())
+// uiImpact asks the UI to preview random overrides on the targets (addresses
+// and networks; none is confirmed) and checks the decisions it says change,
+// per ruleset and prefix, against the model with the override applied. The
+// prefixes of a network target are the target and the existing stored
+// prefixes inside it.
+func (c *checker) uiImpact(b *browser, r *rand.Rand, targets []netip.Prefix) {
+	_, page := b.get(c.t, "/ui/search")
 	csrf := csrfOf(c.t, page)
-	for _, a := range addrs {
-		target := addrPrefix(a)
+	for _, target := range targets {
 		cl := ""
 		if r.IntN(2) == 0 {
 			cl = resolve.Classifications[r.IntN(len(resolve.Classifications))]
@@ -181,40 +182,60 @@ func (c *checker) uiImpact(b *browser, r *rand.Rand, addrs []netip.Addr) {
 			// The form refuses an empty override.
 			suppress = []string{tagNames[r.IntN(len(tagNames))]}
 		}
-		form := url.Values{"csrf": {csrf}, "page": {a.String()}, "prefix": {a.String()}, "classification": {cl},
+		name := target.String()
+		if target.IsSingleIP() {
+			name = target.Addr().String()
+		}
+		form := url.Values{"csrf": {csrf}, "page": {name}, "prefix": {name}, "classification": {cl},
 			"add_tags": {strings.Join(add, ", ")}, "suppress_tags": {strings.Join(suppress, ", ")}, "note": {""}, "expires": {""}}
 		status, body := b.post(c.t, "/ui/override", form)
-		require.Equal(c.t, http.StatusOK, status, "override preview of %s: %s", a, body)
+		require.Equal(c.t, http.StatusOK, status, "override preview of %s: %s", target, body)
 		require.Contains(c.t, body, "Confirm override of")
 
-		before, after := c.m.view(target), c.m.withOverride(target, cl, add, suppress, "").view(target)
+		affected := []netip.Prefix{target}
+		for _, p := range c.m.existing() {
+			if p != target && p.Bits() > target.Bits() && target.Contains(p.Addr()) {
+				affected = append(affected, p)
+			}
+		}
+		after := c.m.withOverride(target, cl, add, suppress, "")
 		want := []string{}
-		for _, rs := range c.rulesets {
-			if db, da := rs.decision(before), rs.decision(after); db != da {
-				want = append(want, rs.name+": "+db+" → "+da)
+		var views []string
+		for _, p := range affected {
+			vb, va := c.m.view(p), after.view(p)
+			for _, rs := range c.rulesets {
+				if db, da := rs.decision(vb), rs.decision(va); db != da {
+					want = append(want, rs.name+" "+p.String()+": "+db+" → "+da)
+					views = append(views, fmt.Sprintf("%s before %s\n    after %s", p, viewString(vb), viewString(va)))
+				}
 			}
 		}
 		got := []string{}
 		if i := strings.Index(body, `id="ruleset-changes"`); i >= 0 {
-			// One item per ruleset, each with one change per prefix: here
-			// the one address.
+			// One item per ruleset, each with its changes, one per prefix.
 			for _, item := range strings.Split(body[i:], `<li><a href="/ui/rulesets/`)[1:] {
-				name := item[:strings.Index(item, `"`)]
+				rs := item[:strings.Index(item, `"`)]
 				for _, m := range uiChangeRe.FindAllStringSubmatch(item, -1) {
-					if m[1] != a.String() && m[1] != target.String() {
-						c.errorf("UI impact preview of %s: ruleset %s lists a change for %s", a, name, m[1])
-					}
-					got = append(got, name+": "+wording(m[2], m[3])+" → "+wording(m[4], m[5]))
+					got = append(got, rs+" "+prefixOf(m[1])+": "+wording(m[2], m[3])+" → "+wording(m[4], m[5]))
 				}
 			}
 		}
 		slices.Sort(want)
 		slices.Sort(got)
 		if !slices.Equal(got, want) {
-			c.errorf("UI impact preview of %s with classification %q, add_tags %v, suppress_tags %v disagrees with the model:\n  model:   %q\n  preview: %q\n  model view before %s\n  model view after  %s",
-				a, cl, add, suppress, want, got, viewString(before), viewString(after))
+			c.errorf("UI impact preview of %s with classification %q, add_tags %v, suppress_tags %v disagrees with the model:\n  model:   %q\n  preview: %q\n  model views of the changes:\n    %s",
+				target, cl, add, suppress, want, got, strings.Join(views, "\n    "))
 		}
 	}
+}
+
+// prefixOf reads a prefix as a page shows it: a CIDR, or an address for a /32 or /128.
+func prefixOf(s string) string {
+	s = html.UnescapeString(s)
+	if a, err := netip.ParseAddr(s); err == nil {
+		return addrPrefix(a).String()
+	}
+	return s
 }
 
 func wording(action, rule string) string {

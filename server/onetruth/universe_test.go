@@ -150,7 +150,6 @@ func (u *universe) overrides(t *testing.T, s *server, n int, now time.Time) {
 		if tags := some(u.r, tagNames, 3); len(tags) > 0 {
 			body["suppress_tags"] = tags
 		}
-		// An empty override stores nothing (its DELETE would answer 404).
 		if u.r.IntN(3) == 0 || len(body) == 0 {
 			u.notes++
 			body["note"] = fmt.Sprintf("manual note %d", u.notes)
@@ -158,8 +157,18 @@ func (u *universe) overrides(t *testing.T, s *server, n int, now time.Time) {
 		if u.r.IntN(3) == 0 { // most expire in a later round
 			body["expires_at"] = now.Add(time.Duration(5+u.r.IntN(300)) * time.Minute).UTC().Format(time.RFC3339)
 		}
+		if u.r.IntN(10) == 0 {
+			// An empty override replaces the manual assertions by none: it
+			// leaves no override (and, on a prefix nothing else asserts, a
+			// ghost at most).
+			body = map[string]any{}
+		}
 		s.send(t, s.writer, http.MethodPut, overridePath(p), "application/json", jsonOf(t, body), http.StatusOK)
-		if !slices.Contains(u.overridden, p) {
+		i := slices.Index(u.overridden, p)
+		switch {
+		case len(body) == 0 && i >= 0:
+			u.overridden = slices.Delete(u.overridden, i, i+1)
+		case len(body) > 0 && i < 0:
 			u.overridden = append(u.overridden, p)
 		}
 	}
