@@ -61,6 +61,7 @@ func TestOneTruth(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &bouncer))
 
 	b := s.browser(t)
+	held := map[string]seenRender{} // the renders a bouncer holds, per ruleset
 	for round := range 6 {
 		if round > 0 {
 			// Some assertions written in earlier rounds expire now.
@@ -90,7 +91,7 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/search-filters", round), func(t *testing.T) { c.with(t).searchCombos(u.r, u.pool, 12) })
 		t.Run(fmt.Sprintf("round%d/exports", round), func(t *testing.T) { c.with(t).exports(addrs) })
 		t.Run(fmt.Sprintf("round%d/explain", round), func(t *testing.T) { c.with(t).explain(addrs) })
-		t.Run(fmt.Sprintf("round%d/render", round), func(t *testing.T) { c.with(t).renders(addrs) })
+		t.Run(fmt.Sprintf("round%d/render", round), func(t *testing.T) { c.with(t).renders(addrs, held) })
 		t.Run(fmt.Sprintf("round%d/lists", round), func(t *testing.T) { c.with(t).list() })
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
@@ -519,13 +520,65 @@ func blockSet(t *testing.T, rs ruleset, sets []*netipx.IPSet) *netipx.IPSet {
 
 // renderDoc is the part of the contract's Render the test reads.
 type renderDoc struct {
-	Version int64 `json:"version"`
-	Rules   []struct {
+	Version     int64 `json:"version"`
+	Delta       bool  `json:"delta"`
+	BaseVersion int64 `json:"base_version"`
+	Rules       []struct {
 		ID     int64    `json:"id"`
 		Action string   `json:"action"`
 		V4     []string `json:"v4"`
 		V6     []string `json:"v6"`
+		AddV4  []string `json:"add_v4"`
+		DelV4  []string `json:"del_v4"`
+		AddV6  []string `json:"add_v6"`
+		DelV6  []string `json:"del_v6"`
 	} `json:"rules"`
+}
+
+// seenRender is a render a bouncer of the test holds: its version and sets.
+type seenRender struct {
+	version int64
+	sets    []*netipx.IPSet
+}
+
+// delta checks what a bouncer holding the render prev gets when it asks for
+// what is newer (GET …/render?since=): applied to prev, a delta must give the
+// current render's sets exactly; a full render must be the current one.
+func (c *checker) delta(name string, prev seenRender, cur renderDoc, curSets []*netipx.IPSet) {
+	if prev.version == cur.Version {
+		return
+	}
+	var d renderDoc
+	require.NoError(c.t, json.Unmarshal(c.s.mustGet(c.t, fmt.Sprintf("/api/v1/rulesets/%s/render?since=%d&wait=1s", name, prev.version)), &d))
+	if d.Version != cur.Version {
+		c.errorf("render %s since %d: version %d, the current one is %d", name, prev.version, d.Version, cur.Version)
+		return
+	}
+	if !d.Delta {
+		for i, r := range d.Rules {
+			if got := setOf(c.t, "render", r.V4, r.V6); i >= len(curSets) || !got.Equal(curSets[i]) {
+				c.errorf("render %s since %d: the full render's rule %d is not the current render's", name, prev.version, r.ID)
+			}
+		}
+		return
+	}
+	if d.BaseVersion != prev.version || len(d.Rules) != len(prev.sets) || len(d.Rules) != len(curSets) {
+		c.errorf("render %s since %d: a delta from version %d over %d rules; the bouncer holds %d rules, the render has %d",
+			name, prev.version, d.BaseVersion, len(d.Rules), len(prev.sets), len(curSets))
+		return
+	}
+	for i, r := range d.Rules {
+		var b netipx.IPSetBuilder
+		b.AddSet(prev.sets[i])
+		b.RemoveSet(setOf(c.t, "delta del", r.DelV4, r.DelV6))
+		b.AddSet(setOf(c.t, "delta add", r.AddV4, r.AddV6))
+		got, err := b.IPSet()
+		require.NoError(c.t, err)
+		if !got.Equal(curSets[i]) {
+			c.errorf("render %s: the delta from version %d to %d, applied, does not give rule %d's set:%s",
+				name, prev.version, d.Version, r.ID, c.setDiff(got, curSets[i]))
+		}
+	}
 }
 
 // setOf parses CIDRs into a set.
@@ -592,7 +645,7 @@ func (s *server) waitRender(t *testing.T, name string, done func([]*netipx.IPSet
 // renders waits for each ruleset's render to reach the model's state (a long
 // poll on its version, up to a deadline) and checks every rule's set, the deny
 // list, and the block decision of each address.
-func (c *checker) renders(addrs []netip.Addr) {
+func (c *checker) renders(addrs []netip.Addr, held map[string]seenRender) {
 	for _, rs := range c.rulesets {
 		want := c.expectedSets(rs)
 		doc, got := c.s.waitRender(c.t, rs.name, func(sets []*netipx.IPSet) bool {
@@ -607,6 +660,10 @@ func (c *checker) renders(addrs []netip.Addr) {
 			return true
 		})
 		require.Len(c.t, doc.Rules, len(rs.rules), "render %s: rules", rs.name)
+		if prev, ok := held[rs.name]; ok {
+			c.delta(rs.name, prev, doc, got)
+		}
+		held[rs.name] = seenRender{version: doc.Version, sets: got}
 		for i, r := range doc.Rules {
 			require.Equal(c.t, rs.rules[i].action, r.Action, "render %s rule %d", rs.name, r.ID)
 			if !got[i].Equal(want[i]) {
