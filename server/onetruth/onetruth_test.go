@@ -70,7 +70,7 @@ func TestOneTruth(t *testing.T) {
 			t.Logf("round %d: %d of %d live assertions expired", round, before-loadModel(t, s.st, s.clock.now()).assertions(), before)
 		}
 		now := s.clock.now()
-		s.ingest(t, u.observations(30+u.r.IntN(30), now))
+		s.ingest(t, u.observations(40+u.r.IntN(60), now))
 		u.overrides(t, s, 3+u.r.IntN(6), now)
 		if round > 0 && u.r.IntN(2) == 0 {
 			// A changed ruleset: its next render is compiled in full.
@@ -82,7 +82,7 @@ func TestOneTruth(t *testing.T) {
 		}
 		s.settle(t)
 		m := loadModel(t, s.st, s.clock.now())
-		addrs := u.addresses(40)
+		addrs := u.addresses(60)
 		t.Logf("round %d: %d stored prefixes (%d exist), %d addresses", round, len(m.prefixes), len(m.existing()), len(addrs))
 		c := &checker{t: t, s: s, m: m, round: round, rulesets: slices.Clone(rulesets)}
 		t.Run(fmt.Sprintf("round%d/ips", round), func(t *testing.T) { c.with(t).ips(addrs) })
@@ -474,6 +474,27 @@ func (c *checker) explain(addrs []netip.Addr) {
 			if got.Decided != want || got.Action != action || got.Blocked != (action == "block") {
 				c.errorf("explain %s %s: want decided %d action %q blocked %v; model view %s; answer %s",
 					rs.name, a, want, action, action == "block", viewString(v), body)
+			}
+			// The facts it shows are the view's.
+			var facts struct {
+				Facts struct {
+					Tags       []struct{ Tag string } `json:"tags"`
+					Suppressed []struct{ Tag string } `json:"suppressed"`
+				} `json:"facts"`
+			}
+			require.NoError(c.t, json.Unmarshal(body, &facts))
+			names := func(ts []struct{ Tag string }) []string {
+				out := []string{}
+				for _, t := range ts {
+					if !slices.Contains(out, t.Tag) {
+						out = append(out, t.Tag)
+					}
+				}
+				slices.Sort(out)
+				return out
+			}
+			if g, w := fmt.Sprint(names(facts.Facts.Tags), names(facts.Facts.Suppressed)), fmt.Sprint(nonNil(v.TagNames()), nonNil(v.SuppressedNames())); g != w {
+				c.errorf("explain %s %s: facts tags and suppressed %s, the model's %s; model view %s", rs.name, a, g, w, viewString(v))
 			}
 		}
 	}
