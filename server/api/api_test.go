@@ -36,11 +36,18 @@ type testBundle struct {
 
 func setup(t testing.TB) *testBundle {
 	t.Helper()
+	return setupWith(t, apitest.ValidateResponses(t))
+}
+
+// setupWith is setup with wrap around the handler (nil: none, for
+// benchmarks that measure the server alone).
+func setupWith(t testing.TB, wrap func(http.Handler) http.Handler) *testBundle {
+	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ix := indextest.Start(t, st, log, nil)
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(), MaxIngestBytes: 1 << 20,
-		Wrap: apitest.ValidateResponses(t)})
+		Wrap: wrap})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

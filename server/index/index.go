@@ -1,12 +1,16 @@
 // Package index holds, in each muninn serve process, every stored prefix
-// with its live assertions and every geo network in memory, in tables made
-// for longest-prefix match and containment (github.com/gaissmai/bart), and
-// answers from them through the one resolver (server/resolve).
+// with its live assertions, every geo network, every RDAP network and the
+// hostnames of every address in memory, in tables made for longest-prefix
+// match and containment (github.com/gaissmai/bart), and answers from them
+// through the one resolver (server/resolve): a lookup runs no SQL.
 //
 // PostgreSQL stays the source of truth. [Index.Run] loads everything at
 // start, then follows the change feed (store.ChangesSince, announced by
-// NOTIFY): each change names the stored prefixes it touched, and the index
-// re-reads exactly those. After a lost connection it catches up from the
+// NOTIFY): each change names the stored prefixes it touched (or, for
+// enrichment, the RDAP networks and host prefixes), and the index re-reads
+// exactly those. CatchUp may run concurrently with the follower (a writer
+// calls it for read-your-writes): changes are applied under one lock and a
+// snapshot's sequence never goes backwards. After a lost connection it catches up from the
 // change table, and reloads in full when the changes it missed were pruned,
 // so several processes on one database converge.
 //

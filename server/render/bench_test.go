@@ -19,6 +19,7 @@ import (
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/guard"
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
@@ -103,7 +104,7 @@ func BenchmarkRender1M(b *testing.B) {
 	b.Cleanup(st.Close)
 	fillBench(b, st)
 	log := slog.New(slog.DiscardHandler)
-	hub := render.NewHub(st, log, time.Now, render.Options{})
+	hub := render.NewHub(st, log, time.Now, render.Options{Source: indextest.Start(b, st, log, nil).RenderSource()})
 	texts := []string{benchRuleset, benchRuleset + "  log tag ssh\n"}
 	_, _, err = st.PutRuleset(ctx, "bench", texts[0], []byte(`{}`), "bench")
 	require.NoError(b, err)

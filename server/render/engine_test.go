@@ -225,32 +225,3 @@ func TestHashIsContent(t *testing.T) {
 	require.NoError(t, err)
 	require.NotEqual(t, r1.Hash, r5.Hash, "a guard removal")
 }
-
-// TestSpanOfMatchesIndexedLookup checks SpanOf (the scan the store snapshot
-// uses) against the in-memory source's indexed answer on random worlds.
-func TestSpanOfMatchesIndexedLookup(t *testing.T) {
-	t.Parallel()
-	r := rand.New(rand.NewPCG(11, 11))
-	geo := []policy.GeoNet{{Prefix: netip.MustParsePrefix("198.51.100.64/26"), Country: "DE"}, {Prefix: netip.MustParsePrefix("198.51.100.0/24"), Country: "FR"}}
-	key := func(f *policy.Facts) []string {
-		var out []string
-		for _, e := range f.Entries {
-			out = append(out, fmt.Sprintf("%s %v %q %v", e.Prefix, e.Tags, e.Classification, e.Sources))
-		}
-		for _, g := range f.Geo {
-			out = append(out, fmt.Sprintf("geo %s %s", g.Prefix, g.Country))
-		}
-		slices.Sort(out)
-		return out
-	}
-	for range 200 {
-		w := &world{stored: map[netip.Prefix][]resolve.Assertion{}}
-		for i := r.IntN(15); i > 0; i-- {
-			w.change(r)
-		}
-		entries := w.entries()
-		snap, _ := newMemSource(entries, geo).Snapshot(t.Context(), true)
-		span := randWorldPrefix(r)
-		require.Equal(t, key(snap.SpanFacts(span, true)), key(SpanOf(entries, geo, span)), "span %s", span)
-	}
-}

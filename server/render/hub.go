@@ -27,7 +27,8 @@ type Options struct {
 	// Debounce is how long the hub waits after a change for more before it
 	// recomputes (default 250 ms).
 	Debounce time.Duration
-	// Source is where the facts come from (default: NewStoreSource).
+	// Source is where the facts come from (required: the in-memory index's
+	// RenderSource).
 	Source Source
 }
 
@@ -105,13 +106,14 @@ type version struct {
 	delta delta
 }
 
-// NewHub returns a hub over st; call Run to start it.
+// NewHub returns a hub over st rendering from opts.Source (it panics
+// without one); call Run to start it.
 func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Options) *Hub {
 	if opts.Debounce <= 0 {
 		opts.Debounce = 250 * time.Millisecond
 	}
 	if opts.Source == nil {
-		opts.Source = NewStoreSource(st, now)
+		panic("render: NewHub needs a Source")
 	}
 	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
 		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},

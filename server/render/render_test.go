@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/guard"
+	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
@@ -69,7 +70,7 @@ func TestBuildGuardHashAndDelta(t *testing.T) {
 func runHub(t *testing.T, st *store.Store) *render.Hub {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	h := render.NewHub(st, log, time.Now, render.Options{Debounce: 10 * time.Millisecond})
+	h := render.NewHub(st, log, time.Now, render.Options{Debounce: 10 * time.Millisecond, Source: indextest.Start(t, st, log, nil).RenderSource()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = h.Run(ctx) }()

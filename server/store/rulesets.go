@@ -315,20 +315,13 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 // assertions resolved per prefix (one set-based query), and every geo network.
 // Lists are not loaded here; see Lists.
 func (s *Store) Facts(ctx context.Context, now time.Time) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.Prefix{}, true)
-}
-
-// FactsWithoutGeo is Facts without the geo networks, for compilations whose
-// rulesets have no geo condition: geo data adds up to millions of networks
-// the compiler would otherwise sweep for nothing.
-func (s *Store) FactsWithoutGeo(ctx context.Context, now time.Time) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.Prefix{}, false)
+	return s.facts(ctx, now, netip.Prefix{})
 }
 
 // FactsContaining is Facts restricted to the stored prefixes and geo networks
 // that contain addr, for explaining one address cheaply.
 func (s *Store) FactsContaining(ctx context.Context, now time.Time, addr netip.Addr) (*policy.Facts, error) {
-	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()), true)
+	return s.facts(ctx, now, netip.PrefixFrom(addr, addr.BitLen()))
 }
 
 // factAssertions lists every live assertion with its prefix, prefixes in
@@ -345,7 +338,7 @@ const factAssertions = `
 // view: the one resolver over the prefix and every stored prefix containing
 // it (a stack walk over the prefixes in address order), projected by
 // policy.EntryOf. A prefix with no live assertion has no entry.
-func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix, geo bool) (*policy.Facts, error) {
+func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix) (*policy.Facts, error) {
 	var arg any
 	if within.IsValid() {
 		arg = within
@@ -382,9 +375,6 @@ func (s *Store) facts(ctx context.Context, now time.Time, within netip.Prefix, g
 		return nil, mapErr("load fact assertions", err)
 	}
 	flush()
-	if !geo {
-		return f, nil
-	}
 	rows, err = s.pool.Query(ctx, `SELECT network, country, continent, asn, as_org FROM geo_networks
 		WHERE $1::cidr IS NULL OR network >>= $1::cidr`, arg)
 	if err != nil {

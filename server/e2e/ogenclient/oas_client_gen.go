@@ -98,10 +98,12 @@ type Invoker interface {
 	ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error)
 	// ExportClickHouse invokes exportClickHouse operation.
 	//
-	// Columns, in this order: prefix, classification, score (malicious 100, suspicious 60, unknown 20,
-	// benign 0), tags, asn, as_org, country, rdns, first_seen, last_seen, sources. Every value is present
-	// (0 or empty when unknown); times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in
-	// values are escaped as TabSeparated reads them.
+	// One row per stored prefix with its effective view (as in `GET /ips`), so the dictionary's
+	// longest-prefix match answers what `GET /ips/{address}` answers. Columns, in this order: prefix,
+	// classification, score (malicious 100, suspicious 60, unknown 20, benign 0), tags, asn, as_org,
+	// country, rdns, first_seen, last_seen, sources. Every value is present (0 or empty when unknown);
+	// times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in values are escaped as
+	// TabSeparated reads them.
 	//
 	// GET /export/clickhouse.tsv
 	ExportClickHouse(ctx context.Context, params ExportClickHouseParams) (ExportClickHouseRes, error)
@@ -1617,10 +1619,12 @@ func (c *Client) sendExportCSV(ctx context.Context, params ExportCSVParams) (res
 
 // ExportClickHouse invokes exportClickHouse operation.
 //
-// Columns, in this order: prefix, classification, score (malicious 100, suspicious 60, unknown 20,
-// benign 0), tags, asn, as_org, country, rdns, first_seen, last_seen, sources. Every value is present
-// (0 or empty when unknown); times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in
-// values are escaped as TabSeparated reads them.
+// One row per stored prefix with its effective view (as in `GET /ips`), so the dictionary's
+// longest-prefix match answers what `GET /ips/{address}` answers. Columns, in this order: prefix,
+// classification, score (malicious 100, suspicious 60, unknown 20, benign 0), tags, asn, as_org,
+// country, rdns, first_seen, last_seen, sources. Every value is present (0 or empty when unknown);
+// times are `YYYY-MM-DD hh:mm:ss` UTC; tabs, newlines and backslashes in values are escaped as
+// TabSeparated reads them.
 //
 // GET /export/clickhouse.tsv
 func (c *Client) ExportClickHouse(ctx context.Context, params ExportClickHouseParams) (ExportClickHouseRes, error) {

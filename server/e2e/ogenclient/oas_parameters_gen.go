@@ -65,7 +65,8 @@ type ExportCSVParams struct {
 	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
-	Within    OptString   `json:",omitempty,omitzero"`
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
@@ -79,7 +80,8 @@ type ExportClickHouseParams struct {
 	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
-	Within    OptString   `json:",omitempty,omitzero"`
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
@@ -93,7 +95,8 @@ type ExportJSONParams struct {
 	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
-	Within    OptString   `json:",omitempty,omitzero"`
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
@@ -107,7 +110,8 @@ type ExportNDJSONParams struct {
 	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
-	Within    OptString   `json:",omitempty,omitzero"`
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
@@ -263,7 +267,8 @@ type SearchIPsParams struct {
 	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
 	Source OptString `json:",omitempty,omitzero"`
 	// Only prefixes inside this CIDR.
-	Within    OptString   `json:",omitempty,omitzero"`
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 	// The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor OptString `json:",omitempty,omitzero"`
