@@ -32,15 +32,14 @@ import (
 	"github.com/muninn/muninn/server/ui"
 )
 
-// server is a muninn serve assembled in process: store, index, running render
-// hub and the HTTP surface with every /api/v1 response validated against the
-// contract.
+// server is a muninn serve assembled in process as main assembles it: store,
+// index, running render hub, the HTTP surface (every /api/v1 response
+// validated against the contract) and the UI, all on one test clock.
 type server struct {
 	clock         *clock
 	url           string
 	st            *store.Store
 	ix            *index.Index
-	hub           *render.Hub
 	admin, writer string
 }
 
@@ -82,7 +81,7 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	s := &server{clock: clk, url: srv.URL, st: st, ix: ix, hub: hub}
+	s := &server{clock: clk, url: srv.URL, st: st, ix: ix}
 	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
 		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
 		require.NoError(t, err)
