@@ -17,14 +17,13 @@ import (
 // view then says nothing is known: unknown, no tags, no prefixes).
 func (s *Server) lookup(p netip.Prefix) (apigen.View, bool) {
 	snap := s.opts.Index.Snapshot()
-	r, ok := snap.Network(p)
-	return toView(snap, p, r), ok
+	r, prefixes, ok := snap.NetworkWithPrefixes(p)
+	return toView(snap, p, r, prefixes), ok
 }
 
-// toView is the JSON of view r of p, with the stored prefixes containing p
-// and their enrichment from snapshot snap.
-func toView(snap *index.Snap, p netip.Prefix, r resolve.View) apigen.View {
-	prefixes := snap.Containing(p)
+// toView is the JSON of view r of p with prefixes, the existing stored
+// prefixes containing p, and p's enrichment from snapshot snap.
+func toView(snap *index.Snap, p netip.Prefix, r resolve.View, prefixes []resolve.Prefix) apigen.View {
 	v := apigen.View{
 		Classification: apigen.Classification(r.Classification),
 		Tags:           tagFacts(r.Tags),

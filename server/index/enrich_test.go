@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
@@ -121,4 +122,41 @@ func TestConcurrentCatchUpKeepsSequenceOrder(t *testing.T) {
 	var n int
 	s.Walk(func(netip.Prefix, resolve.View) bool { n++; return true })
 	require.Equal(t, 2, n)
+}
+
+// NetworkWithPrefixes lists the existing stored prefixes containing the
+// target, most specific first, each with only its live assertions: an
+// assertion that expired since the load is left out.
+func TestNetworkWithPrefixes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	clock := now
+	exp := now.Add(time.Minute)
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{
+		ob("192.0.2.0/24", "ingest:a", now, "wide"),
+		{Prefix: prefix("192.0.2.0/26"), Source: "ingest:b", Tags: []string{"brief"}, SeenAt: now, ExpiresAt: &exp},
+		ob("192.0.2.0/26", "ingest:c", now, "stays"),
+	}, "test"))
+	var mu sync.Mutex
+	ix := index.New(b.st, logger(t), func() time.Time { mu.Lock(); defer mu.Unlock(); return clock })
+	require.NoError(t, ix.Reload(b.ctx))
+	v, ps, ok := ix.Snapshot().NetworkWithPrefixes(prefix("192.0.2.7/32"))
+	require.True(t, ok)
+	require.Equal(t, []string{"brief", "stays", "wide"}, v.TagNames())
+	require.Equal(t, []netip.Prefix{prefix("192.0.2.0/26"), prefix("192.0.2.0/24")}, []netip.Prefix{ps[0].Prefix, ps[1].Prefix})
+	require.Len(t, ps[0].Assertions, 2)
+
+	mu.Lock()
+	clock = exp
+	mu.Unlock()
+	ix.Expire()
+	v, ps, ok = ix.Snapshot().NetworkWithPrefixes(prefix("192.0.2.7/32"))
+	require.True(t, ok)
+	require.Equal(t, []string{"stays", "wide"}, v.TagNames())
+	require.Len(t, ps, 2)
+	require.Equal(t, []resolve.Assertion{{Kind: "tag", Source: "ingest:c", Value: "stays", FirstSeen: now, LastSeen: now}}, ps[0].Assertions)
+	_, ps, ok = ix.Snapshot().NetworkWithPrefixes(prefix("198.51.100.1/32"))
+	require.False(t, ok)
+	require.Empty(t, ps)
 }

@@ -84,8 +84,15 @@ func (s *Snap) Explain(p netip.Prefix) (resolve.View, bool) {
 }
 
 func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, time.Time) resolve.View) (resolve.View, bool) {
+	v, _, ok := s.resolveChain(p, fn)
+	return v, ok
+}
+
+// resolveChain is resolve that also returns the chain of stored prefixes
+// containing p, most specific first.
+func (s *Snap) resolveChain(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, time.Time) resolve.View) (resolve.View, []resolve.Prefix, bool) {
 	if !p.IsValid() {
-		return resolve.View{Classification: resolve.Unknown}, false
+		return resolve.View{Classification: resolve.Unknown}, nil, false
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
 	var chain []resolve.Prefix
@@ -93,7 +100,26 @@ func (s *Snap) resolve(p netip.Prefix, fn func(netip.Prefix, []resolve.Prefix, t
 		chain = append(chain, expand(s.strs, q, r))
 	}
 	v := fn(p, chain, s.at)
-	return v, v.Exists()
+	return v, chain, v.Exists()
+}
+
+// NetworkWithPrefixes is Network that also returns what Containing returns,
+// from the same walk of the table (GET /ips needs both).
+func (s *Snap) NetworkWithPrefixes(p netip.Prefix) (resolve.View, []resolve.Prefix, bool) {
+	v, chain, ok := s.resolveChain(p, resolve.Effective)
+	return v, s.existing(chain), ok
+}
+
+// existing keeps the prefixes of chain that exist at At, each with only its
+// assertions live at At (in place).
+func (s *Snap) existing(chain []resolve.Prefix) []resolve.Prefix {
+	chain = slices.DeleteFunc(chain, func(e resolve.Prefix) bool { return !e.Exists(s.at) })
+	for i := range chain {
+		chain[i].Assertions = slices.DeleteFunc(chain[i].Assertions, func(a resolve.Assertion) bool {
+			return a.ExpiresAt != nil && !a.ExpiresAt.After(s.at)
+		})
+	}
+	return chain
 }
 
 func unmapBits(p netip.Prefix) int {
@@ -101,28 +127,6 @@ func unmapBits(p netip.Prefix) int {
 		return 96
 	}
 	return 0
-}
-
-// Containing returns the existing stored prefixes containing p (p itself
-// included), most specific first, each with its assertions live at At:
-// the prefixes of Network's view with their own facts (GET /ips lists them).
-func (s *Snap) Containing(p netip.Prefix) []resolve.Prefix {
-	if !p.IsValid() {
-		return nil
-	}
-	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
-	var out []resolve.Prefix
-	for q, r := range s.pfx.Supernets(p) {
-		if !r.exists(s.atUS) {
-			continue
-		}
-		e := expand(s.strs, q, r)
-		e.Assertions = slices.DeleteFunc(e.Assertions, func(a resolve.Assertion) bool {
-			return a.ExpiresAt != nil && !a.ExpiresAt.After(s.at)
-		})
-		out = append(out, e)
-	}
-	return out
 }
 
 // RDAP returns the most specific stored RDAP network containing p.
