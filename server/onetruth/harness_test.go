@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -263,6 +264,9 @@ func (m *model) stored(p netip.Prefix) bool {
 
 // apiView is the part of the contract's View the test compares.
 type apiView struct {
+	FirstSeen            time.Time `json:"first_seen"`
+	LastSeen             time.Time `json:"last_seen"`
+	Sightings            int64     `json:"sightings"`
 	Classification       string    `json:"classification"`
 	ClassificationSource string    `json:"classification_source"`
 	Tags                 []apiFact `json:"tags"`
@@ -323,6 +327,7 @@ func viewDiff(got apiView, want resolve.View) []string {
 	diff("suppressed_tags", apiFacts(got.Suppressed), facts(want.Suppressed))
 	diff("sources", nonNil(got.Sources), nonNil(want.Sources))
 	diff("note", got.Note, want.Note)
+	diff("first_seen last_seen sightings", seenOf(got.FirstSeen, got.LastSeen, got.Sightings, true), seenOf(want.FirstSeen, want.LastSeen, want.Sightings, true))
 	var gp, wp []string
 	for _, p := range got.Prefixes {
 		gp = append(gp, p.Prefix)
@@ -340,14 +345,41 @@ type summary struct {
 	Tags           []string `json:"tags"`
 	Sources        []string `json:"sources"`
 	Note           string   `json:"note,omitempty"`
+	// Seen is first and last seen (to the second) and, where the output has
+	// it, the sighting count.
+	Seen string `json:"seen"`
 }
 
-func summaryOf(v resolve.View, withNote bool) summary {
-	s := summary{Classification: v.Classification, Tags: nonNil(v.TagNames()), Sources: nonNil(slices.Clone(v.Sources))}
+// summaryOf is the row of a view in an output with or without notes and
+// sighting counts.
+func summaryOf(v resolve.View, withNote, withSightings bool) summary {
+	s := summary{Classification: v.Classification, Tags: nonNil(v.TagNames()), Sources: nonNil(slices.Clone(v.Sources)),
+		Seen: seenOf(v.FirstSeen, v.LastSeen, v.Sightings, withSightings)}
 	if withNote {
 		s.Note = v.Note
 	}
 	return s
+}
+
+// seenOf words first and last seen to the second, and the sightings.
+func seenOf(first, last time.Time, sightings int64, withSightings bool) string {
+	const layout = "2006-01-02T15:04:05Z"
+	out := first.UTC().Format(layout) + " " + last.UTC().Format(layout)
+	if withSightings {
+		out += fmt.Sprintf(" %d", sightings)
+	}
+	return out
+}
+
+// parseTime reads a time in RFC 3339 or ClickHouse's "YYYY-MM-DD hh:mm:ss" (UTC).
+func parseTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	if at, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return at
+	}
+	at, err := time.Parse(time.DateTime, s)
+	require.NoError(t, err, "time %q", s)
+	return at
 }
 
 // normalized sorts the lists of s so that order never decides equality.

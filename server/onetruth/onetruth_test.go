@@ -200,7 +200,8 @@ func (c *checker) expectedRows(withNote bool, keep func(resolve.View) bool) map[
 	for _, p := range c.m.existing() {
 		v := c.m.view(p)
 		if keep == nil || keep(v) {
-			out[p] = summaryOf(v, withNote)
+			// Only the ClickHouse rows, which have no notes, have no sightings.
+			out[p] = summaryOf(v, withNote, withNote)
 		}
 	}
 	return out
@@ -235,10 +236,25 @@ type searchItem struct {
 	Tags           []string `json:"tags"`
 	Sources        []string `json:"sources"`
 	Note           string   `json:"note"`
+	FirstSeen      string   `json:"first_seen"`
+	LastSeen       string   `json:"last_seen"`
+	// Sightings is -1 in an output without it (ClickHouse).
+	Sightings int64 `json:"sightings"`
 }
 
-func (i searchItem) summary() summary {
-	return summary{Classification: i.Classification, Tags: i.Tags, Sources: i.Sources, Note: i.Note}
+func (i searchItem) summary(t *testing.T) summary {
+	return summary{Classification: i.Classification, Tags: i.Tags, Sources: i.Sources, Note: i.Note,
+		Seen: seenOf(parseTime(t, i.FirstSeen), parseTime(t, i.LastSeen), i.Sightings, i.Sightings >= 0)}
+}
+
+// csvItem reads a row of the CSV export: prefix, classification, tags,
+// sources, note, country, asn, as_org, first_seen, last_seen, sightings.
+func csvItem(t *testing.T, r []string) searchItem {
+	require.Len(t, r, 11, "csv row %q", r)
+	n, err := strconv.ParseInt(r[10], 10, 64)
+	require.NoError(t, err, "csv sightings %q", r[10])
+	return searchItem{Prefix: r[0], Classification: r[1], Tags: splitList(r[2]), Sources: splitList(r[3]), Note: r[4],
+		FirstSeen: r[8], LastSeen: r[9], Sightings: n}
 }
 
 // rowsOf turns search items into rows keyed by prefix; a prefix listed twice is an error.
@@ -250,7 +266,7 @@ func (c *checker) rowsOf(what string, items []searchItem) map[netip.Prefix]summa
 		if _, dup := out[p]; dup {
 			c.errorf("%s: prefix %s listed twice", what, p)
 		}
-		out[p] = it.summary()
+		out[p] = it.summary(c.t)
 	}
 	return out
 }
@@ -311,7 +327,7 @@ func (c *checker) searchCombos(r *rand.Rand, pool []netip.Prefix, n int) {
 		for _, p := range c.m.existing() {
 			v := c.m.view(p)
 			if !slices.ContainsFunc(keep, func(k func(netip.Prefix, resolve.View) bool) bool { return !k(p, v) }) {
-				want[p] = summaryOf(v, true)
+				want[p] = summaryOf(v, true, true)
 			}
 		}
 		query := q.Encode()
@@ -327,7 +343,7 @@ func (c *checker) searchCombos(r *rand.Rand, pool []netip.Prefix, n int) {
 		require.NoError(c.t, err)
 		var rows []searchItem
 		for _, r := range recs[1:] {
-			rows = append(rows, searchItem{Prefix: r[0], Classification: r[1], Tags: splitList(r[2]), Sources: splitList(r[3]), Note: r[4]})
+			rows = append(rows, csvItem(c.t, r))
 		}
 		c.compareRows("export ips.csv?"+query, c.rowsOf("export ips.csv?"+query, rows), want)
 	}
@@ -384,7 +400,7 @@ func (c *checker) exports(addrs []netip.Addr) {
 	require.Equal(c.t, []string{"prefix", "classification", "tags", "sources", "note"}, recs[0][:5])
 	var items []searchItem
 	for _, r := range recs[1:] {
-		items = append(items, searchItem{Prefix: r[0], Classification: r[1], Tags: splitList(r[2]), Sources: splitList(r[3]), Note: r[4]})
+		items = append(items, csvItem(c.t, r))
 	}
 	c.compareRows("export ips.csv", c.rowsOf("export ips.csv", items), all)
 
@@ -417,7 +433,8 @@ func (c *checker) exports(addrs []netip.Addr) {
 	for _, l := range lines[1:] {
 		f := strings.Split(l, "\t")
 		require.Len(c.t, f, 11, "clickhouse row %q", l)
-		items = append(items, searchItem{Prefix: f[0], Classification: f[1], Tags: splitList(f[3]), Sources: splitList(f[10])})
+		items = append(items, searchItem{Prefix: f[0], Classification: f[1], Tags: splitList(f[3]), Sources: splitList(f[10]),
+			FirstSeen: f[8], LastSeen: f[9], Sightings: -1})
 		score := map[string]string{"malicious": "100", "suspicious": "60", "unknown": "20", "benign": "0"}[f[1]]
 		if f[2] != score {
 			c.errorf("clickhouse.tsv: row %s has score %s for %s, want %s", f[0], f[2], f[1], score)
@@ -441,14 +458,14 @@ func (c *checker) exports(addrs []netip.Addr) {
 			}
 			continue
 		}
-		w := summaryOf(want, false)
-		w.Sources = nil
+		w := summaryOf(want, false, false)
+		w.Sources, w.Seen = nil, ""
 		if !best.IsValid() {
 			c.errorf("clickhouse longest match of %s: no row; model view %s", a, w)
 			continue
 		}
 		g := rows[best]
-		g.Sources = nil
+		g.Sources, g.Seen = nil, ""
 		if g.normalized().String() != w.normalized().String() {
 			c.errorf("clickhouse longest match of %s (row %s) disagrees with GET /ips's model view:\n  model: %s\n  row:   %s", a, best, w.normalized(), g.normalized())
 		}
