@@ -63,10 +63,36 @@ func (c *clock) advance(d time.Duration) {
 	c.at = c.at.Add(d)
 }
 
+// startServer starts a server on a new database with a writer and an admin
+// token and a UI writer.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	clk := &clock{at: time.Now()}
-	st := storetest.Store(t)
+	s := serve(t, storetest.Store(t), &clock{at: time.Now()})
+	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
+		_, secret, err := api.CreateToken(context.Background(), s.st, role, role, nil, "bootstrap")
+		require.NoError(t, err)
+		*dst = secret
+	}
+	// The UI's writer has the writer token's name, so both write as manual:writer.
+	hash, err := ui.HashPassword(uiPassword)
+	require.NoError(t, err)
+	_, err = s.st.CreateUser(context.Background(), "writer", "writer", hash, "bootstrap")
+	require.NoError(t, err)
+	return s
+}
+
+// peer starts a second server process on s's database and clock, as a
+// second muninn serve would run: its own index, render hub and HTTP surface.
+func (s *server) peer(t *testing.T) *server {
+	t.Helper()
+	p := serve(t, s.st, s.clock)
+	p.admin, p.writer = s.admin, s.writer
+	return p
+}
+
+// serve assembles one server process on st.
+func serve(t *testing.T, st *store.Store, clk *clock) *server {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ix := indextest.Start(t, st, log, clk.now)
 	hub := render.NewHub(st, log, clk.now, render.Options{Source: ix.RenderSource()})
@@ -82,18 +108,7 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	s := &server{clock: clk, url: srv.URL, st: st, ix: ix}
-	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
-		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
-		require.NoError(t, err)
-		*dst = secret
-	}
-	// The UI's writer has the writer token's name, so both write as manual:writer.
-	hash, err := ui.HashPassword(uiPassword)
-	require.NoError(t, err)
-	_, err = st.CreateUser(context.Background(), "writer", "writer", hash, "bootstrap")
-	require.NoError(t, err)
-	return s
+	return &server{clock: clk, url: srv.URL, st: st, ix: ix}
 }
 
 // call sends a request with one credential header ("" for none) and returns the
@@ -180,12 +195,15 @@ func (s *server) settle(t *testing.T) {
 	require.NoError(t, s.ix.CatchUp(context.Background()))
 }
 
-// advance moves the server's clock on by d and has the index publish what
-// expired meanwhile, as its Run does when the next expiry comes (its timer
-// runs on real time, the clock does not).
-func (s *server) advance(d time.Duration) {
+// advance moves the clock of s and its peers on by d and has each index
+// publish what expired meanwhile, as its Run does when the next expiry comes
+// (its timer runs on real time, the clock does not).
+func (s *server) advance(d time.Duration, peers ...*server) {
 	s.clock.advance(d)
 	s.ix.Expire()
+	for _, p := range peers {
+		p.ix.Expire()
+	}
 }
 
 // model is what PostgreSQL holds, resolved by the one resolver.

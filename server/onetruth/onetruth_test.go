@@ -61,13 +61,17 @@ func TestOneTruth(t *testing.T) {
 	require.NoError(t, json.Unmarshal(out, &bouncer))
 
 	held := map[string]seenRender{} // the renders a bouncer holds, per ruleset
+	// A second muninn serve on the same database: it must converge on the
+	// same answers and the same render versions.
+	peer := s.peer(t)
+	peerHeld := map[string]seenRender{}
 	for round := range 7 {
 		// Every third round is quiet: only the clock moves, so what changes
 		// is what expires, and only the index's expiry publishes it.
 		quiet := round%3 == 2
 		if round > 0 {
 			before := loadModel(t, s.st, s.clock.now()).assertions()
-			s.advance(time.Duration(30+u.r.IntN(120)) * time.Minute)
+			s.advance(time.Duration(30+u.r.IntN(120))*time.Minute, peer)
 			t.Logf("round %d (quiet %v): %d of %d live assertions expired", round, quiet, before-loadModel(t, s.st, s.clock.now()).assertions(), before)
 		}
 		now := s.clock.now()
@@ -84,6 +88,7 @@ func TestOneTruth(t *testing.T) {
 			t.Logf("round %d: ruleset %s is now:\n%s", round, rs.name, rs.text())
 		}
 		s.settle(t)
+		peer.settle(t)
 		m := loadModel(t, s.st, s.clock.now())
 		b := s.browser(t) // a new session: the clock may have outrun the last one
 		addrs := u.addresses(60)
@@ -99,6 +104,14 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/lists", round), func(t *testing.T) { c.with(t).list() })
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
+		pc := &checker{t: t, s: peer, m: m, round: round, rulesets: c.rulesets}
+		t.Run(fmt.Sprintf("round%d/peer-ips", round), func(t *testing.T) { pc.with(t).ips(addrs) })
+		t.Run(fmt.Sprintf("round%d/peer-render", round), func(t *testing.T) {
+			pc.with(t).renders(addrs, peerHeld)
+			for _, rs := range c.rulesets {
+				require.Equal(t, held[rs.name].version, peerHeld[rs.name].version, "render %s: both processes hold the same content; the versions must agree", rs.name)
+			}
+		})
 		targets := []netip.Prefix{}
 		for _, a := range addrs[:8] {
 			targets = append(targets, addrPrefix(a))
