@@ -26,7 +26,9 @@
 //     render gets, and the deny list;
 //   - the named list's prefixes and the CrowdSec stream's bans;
 //   - the UI's address pages and its override impact preview, for addresses
-//     and networks.
+//     and networks;
+//   - a second server process on the same database: its lookups and renders,
+//     and that both processes give each render the same version.
 //
 // The seed is logged; MUNINN_ONETRUTH_SEED=<seed> replays a run. The named
 // tests pin issue 10's cases that server/api's tests do not already cover.
