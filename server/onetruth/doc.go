@@ -24,7 +24,8 @@
 //   - each render rule's exact set (waiting on the render's long poll for it
 //     to reach the state), the delta a bouncer holding the previous round's
 //     render gets, and the deny list;
-//   - the named list's prefixes and the CrowdSec stream's bans;
+//   - what a starting bouncer gets (GET /bouncer/render), the named list's
+//     prefixes and the CrowdSec stream's bans;
 //   - the UI's address pages and its override impact preview, for addresses
 //     and networks;
 //   - a second server process on the same database: its lookups and renders,

@@ -103,6 +103,7 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/render", round), func(t *testing.T) { c.with(t).renders(addrs, held) })
 		t.Run(fmt.Sprintf("round%d/lists", round), func(t *testing.T) { c.with(t).list() })
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
+		t.Run(fmt.Sprintf("round%d/bouncer-render", round), func(t *testing.T) { c.with(t).bouncerRender(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
 		pc := &checker{t: t, s: peer, m: m, round: round, rulesets: c.rulesets}
 		t.Run(fmt.Sprintf("round%d/peer-ips", round), func(t *testing.T) { pc.with(t).ips(addrs) })
@@ -770,6 +771,35 @@ func (c *checker) list() {
 	require.NoError(c.t, json.Unmarshal(c.s.mustGet(c.t, "/api/v1/lists/"+listName+"/prefixes?format=json"), &got))
 	if gs := setOf(c.t, "list "+listName, got.V4, got.V6); !gs.Equal(want) {
 		c.errorf("list %s (%s): not the model's set:%s", listName, condText(listConds), c.setDiff(gs, want))
+	}
+}
+
+// bouncerRender checks what a muninn-bouncer starting now gets
+// (GET /bouncer/render with its key, no since): the full render of each bound
+// ruleset, every rule's set the model's.
+func (c *checker) bouncerRender(key string) {
+	status, body := c.s.call(c.t, "X-Api-Key", key, http.MethodGet, "/api/v1/bouncer/render", "", nil)
+	require.Equal(c.t, http.StatusOK, status, "%s", body)
+	var resp struct {
+		Rulesets []struct {
+			Ruleset string `json:"ruleset"`
+			renderDoc
+		} `json:"rulesets"`
+	}
+	require.NoError(c.t, json.Unmarshal(body, &resp))
+	require.Len(c.t, resp.Rulesets, len(c.rulesets))
+	for _, r := range resp.Rulesets {
+		i := slices.IndexFunc(c.rulesets, func(rs ruleset) bool { return rs.name == r.Ruleset })
+		require.GreaterOrEqual(c.t, i, 0, "bouncer render of %q", r.Ruleset)
+		rs := c.rulesets[i]
+		want := c.expectedSets(rs)
+		require.False(c.t, r.Delta)
+		require.Len(c.t, r.Rules, len(want), "bouncer render of %s", rs.name)
+		for j, rule := range r.Rules {
+			if got := setOf(c.t, "bouncer render", rule.V4, rule.V6); !got.Equal(want[j]) {
+				c.errorf("bouncer render %s (version %d) rule %d: its set is not the model's:%s", rs.name, r.Version, rule.ID, c.setDiff(got, want[j]))
+			}
+		}
 	}
 }
 
