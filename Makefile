@@ -5,7 +5,7 @@ GO ?= go
 export MUNINN_DATA_DIR ?= ./data
 BIN := bin
 # Tests as root also exercise nftables inside network namespaces they create.
-TEST_FLAGS ?= -count=1 -timeout 30m
+TEST_FLAGS ?= -race -count=1 -timeout 30m
 
 .PHONY: help generate verify lint test test/nft bench build run docker deps clean
 

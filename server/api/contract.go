@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"mime"
@@ -218,8 +219,22 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			writeValidationError(w, err)
 			return
 		}
+		// Content coding is HTTP's, not the contract's: handlers that serve
+		// cached gzip bodies read it from the context.
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			r = r.WithContext(context.WithValue(r.Context(), gzipKey{}, true))
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// gzipKey marks a request whose Accept-Encoding takes gzip.
+type gzipKey struct{}
+
+// wantsGzip reports whether the request behind ctx accepts a gzip body.
+func wantsGzip(ctx context.Context) bool {
+	v, _ := ctx.Value(gzipKey{}).(bool)
+	return v
 }
 
 func mediaTypes(c openapi3.Content) []string {

@@ -106,7 +106,7 @@ func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRend
 	} else if err != nil {
 		return nil, err
 	}
-	gz := acceptsGzip(deref(req.Params.AcceptEncoding))
+	gz := wantsGzip(ctx)
 	hub := s.opts.Render
 	if req.Params.Since == nil {
 		// A ruleset just stored may not be rendered yet: give the hub a moment.

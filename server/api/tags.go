@@ -8,8 +8,10 @@ import (
 	"github.com/muninn/muninn/server/store"
 )
 
-func toTag(t store.Tag) apigen.Tag {
-	out := apigen.Tag{Name: t.Name, Description: t.Description, Color: t.Color, Prefixes: t.Prefixes, CreatedAt: ptr(t.CreatedAt), UpdatedAt: ptr(t.UpdatedAt)}
+// toTag is a tag's definition with the number of existing prefixes whose
+// effective view carries it (from the index).
+func toTag(t store.Tag, counts map[string]int64) apigen.Tag {
+	out := apigen.Tag{Name: t.Name, Description: t.Description, Color: t.Color, Prefixes: counts[t.Name], CreatedAt: ptr(t.CreatedAt), UpdatedAt: ptr(t.UpdatedAt)}
 	if t.DefaultTTL > 0 {
 		out.DefaultTtl = ptr(t.DefaultTTL.String())
 	}
@@ -23,8 +25,9 @@ func (s *Server) ListTags(ctx context.Context, _ apigen.ListTagsRequestObject) (
 		return nil, err
 	}
 	out := make([]apigen.Tag, 0, len(ts))
+	counts := s.opts.Index.Snapshot().TagCounts()
 	for _, t := range ts {
-		out = append(out, toTag(t))
+		out = append(out, toTag(t, counts))
 	}
 	return apigen.ListTags200JSONResponse(out), nil
 }
@@ -38,7 +41,7 @@ func (s *Server) GetTag(ctx context.Context, req apigen.GetTagRequestObject) (ap
 	if err != nil {
 		return nil, err
 	}
-	return apigen.GetTag200JSONResponse(toTag(t)), nil
+	return apigen.GetTag200JSONResponse(toTag(t, s.opts.Index.Snapshot().TagCounts())), nil
 }
 
 // PutTag implements PUT /tags/{name}.
@@ -71,7 +74,7 @@ func (s *Server) PutTag(ctx context.Context, req apigen.PutTagRequestObject) (ap
 	if err != nil {
 		return nil, err
 	}
-	return apigen.PutTag200JSONResponse(toTag(stored)), nil
+	return apigen.PutTag200JSONResponse(toTag(stored, s.opts.Index.Snapshot().TagCounts())), nil
 }
 
 // DeleteTag implements DELETE /tags/{name}.

@@ -36,6 +36,14 @@ type Snap struct {
 	// the last one for gen; the history reaches back to histFloor.
 	hist      []histEntry
 	histFloor uint64
+	// tags counts, once per snapshot, the prefixes carrying each tag.
+	tags tagCounts
+}
+
+// tagCounts is the lazily computed result of Snap.TagCounts.
+type tagCounts struct {
+	once sync.Once
+	m    map[string]int64
 }
 
 // histEntry is what one generation changed.
@@ -566,4 +574,21 @@ func (s *Snap) Prefixes(ps []netip.Prefix) []resolve.Prefix {
 		return a.Prefix.Addr().Compare(b.Prefix.Addr())
 	})
 	return out
+}
+
+// TagCounts returns, per tag, how many existing stored prefixes carry it in
+// their effective view (after suppression). It walks the snapshot once, on
+// first use, and keeps the result with the snapshot; the map is shared and
+// must not be modified.
+func (s *Snap) TagCounts() map[string]int64 {
+	s.tags.once.Do(func() {
+		m := map[string]int64{}
+		for _, e := range s.Entries(false).Entries {
+			for _, t := range e.Tags {
+				m[t]++
+			}
+		}
+		s.tags.m = m
+	})
+	return s.tags.m
 }

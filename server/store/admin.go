@@ -12,26 +12,23 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// Tag is a tag's definition and how many prefixes carry it.
+// Tag is a tag's definition.
 type Tag struct {
 	Name        string        `json:"name"`
 	Description string        `json:"description"`
 	Color       string        `json:"color"`
 	DefaultTTL  time.Duration `json:"default_ttl,omitempty"`
-	Prefixes    int64         `json:"-"`
 	CreatedAt   time.Time     `json:"-"`
 	UpdatedAt   time.Time     `json:"-"`
 }
 
-const tagSelect = `SELECT t.name, t.description, t.color, t.default_ttl, t.created_at, t.updated_at,
-	(SELECT count(DISTINCT a.prefix_id) FROM assertions a WHERE a.kind = 'tag' AND a.value = t.name
-	   AND (a.expires_at IS NULL OR a.expires_at > now()))
+const tagSelect = `SELECT t.name, t.description, t.color, t.default_ttl, t.created_at, t.updated_at
 	FROM tags t`
 
 func scanTag(r pgx.CollectableRow) (Tag, error) {
 	var t Tag
 	var ttl pgtype.Interval
-	if err := r.Scan(&t.Name, &t.Description, &t.Color, &ttl, &t.CreatedAt, &t.UpdatedAt, &t.Prefixes); err != nil {
+	if err := r.Scan(&t.Name, &t.Description, &t.Color, &ttl, &t.CreatedAt, &t.UpdatedAt); err != nil {
 		return t, err
 	}
 	if ttl.Valid {

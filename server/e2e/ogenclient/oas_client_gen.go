@@ -190,11 +190,12 @@ type Invoker interface {
 	GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error)
 	// GetRulesetRender invokes getRulesetRender operation.
 	//
-	// Served from memory, gzip-compressed when Accept-Encoding allows it, with `ETag` = the render's hash.
-	// Without `since`, the current full render (304 when If-None-Match names it; 503 when the ruleset has
-	// not been rendered within 10 s or `wait`). With `since`, answers as soon as the version is above it:
-	// a delta when `since` is still in memory and only set contents changed, else a full render; 304 when
-	// nothing newer arrives within `wait`.
+	// Served from memory, gzip-compressed when the request's Accept-Encoding allows it (HTTP content
+	// coding, RFC 9110 §8.4: a client's transport negotiates and inflates it, so it is not an API
+	// parameter), with `ETag` = the render's hash. Without `since`, the current full render (304 when
+	// If-None-Match names it; 503 when the ruleset has not been rendered within 10 s or `wait`). With
+	// `since`, answers as soon as the version is above it: a delta when `since` is still in memory and
+	// only set contents changed, else a full render; 304 when nothing newer arrives within `wait`.
 	//
 	// GET /rulesets/{name}/render
 	GetRulesetRender(ctx context.Context, params GetRulesetRenderParams) (GetRulesetRenderRes, error)
@@ -3166,11 +3167,12 @@ func (c *Client) sendGetRulesetDeny(ctx context.Context, params GetRulesetDenyPa
 
 // GetRulesetRender invokes getRulesetRender operation.
 //
-// Served from memory, gzip-compressed when Accept-Encoding allows it, with `ETag` = the render's hash.
-// Without `since`, the current full render (304 when If-None-Match names it; 503 when the ruleset has
-// not been rendered within 10 s or `wait`). With `since`, answers as soon as the version is above it:
-// a delta when `since` is still in memory and only set contents changed, else a full render; 304 when
-// nothing newer arrives within `wait`.
+// Served from memory, gzip-compressed when the request's Accept-Encoding allows it (HTTP content
+// coding, RFC 9110 §8.4: a client's transport negotiates and inflates it, so it is not an API
+// parameter), with `ETag` = the render's hash. Without `since`, the current full render (304 when
+// If-None-Match names it; 503 when the ruleset has not been rendered within 10 s or `wait`). With
+// `since`, answers as soon as the version is above it: a delta when `since` is still in memory and
+// only set contents changed, else a full render; 304 when nothing newer arrives within `wait`.
 //
 // GET /rulesets/{name}/render
 func (c *Client) GetRulesetRender(ctx context.Context, params GetRulesetRenderParams) (GetRulesetRenderRes, error) {
@@ -3254,20 +3256,6 @@ func (c *Client) sendGetRulesetRender(ctx context.Context, params GetRulesetRend
 		}
 		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
 			if val, ok := params.IfNoneMatch.Get(); ok {
-				return e.EncodeValue(conv.StringToString(val))
-			}
-			return nil
-		}); err != nil {
-			return res, errors.Wrap(err, "encode header")
-		}
-	}
-	{
-		cfg := uri.HeaderParameterEncodingConfig{
-			Name:    "Accept-Encoding",
-			Explode: false,
-		}
-		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
-			if val, ok := params.AcceptEncoding.Get(); ok {
 				return e.EncodeValue(conv.StringToString(val))
 			}
 			return nil

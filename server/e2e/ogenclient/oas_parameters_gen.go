@@ -181,8 +181,6 @@ type GetRulesetRenderParams struct {
 	Wait OptString `json:",omitempty,omitzero"`
 	// The ETag of a render the client has.
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
-	// Gzip makes the server send the cached compressed render.
-	AcceptEncoding OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }

@@ -6774,58 +6774,6 @@ func decodeGetRulesetRenderResponse(resp *http.Response) (res GetRulesetRenderRe
 			var wrapper RenderHeaders
 			wrapper.Response = response
 			h := uri.NewHeaderDecoder(resp.Header)
-			// Parse "Content-Encoding" header.
-			{
-				cfg := uri.HeaderParameterDecodingConfig{
-					Name:    "Content-Encoding",
-					Explode: false,
-				}
-				if err := func() error {
-					if err := h.HasParam(cfg); err == nil {
-						if err := h.DecodeParam(cfg, func(d uri.Decoder) error {
-							var wrapperDotContentEncodingVal GetRulesetRenderOKContentEncoding
-							if err := func() error {
-								val, err := d.DecodeValue()
-								if err != nil {
-									return err
-								}
-
-								c, err := conv.ToString(val)
-								if err != nil {
-									return err
-								}
-
-								wrapperDotContentEncodingVal = GetRulesetRenderOKContentEncoding(c)
-								return nil
-							}(); err != nil {
-								return err
-							}
-							wrapper.ContentEncoding.SetTo(wrapperDotContentEncodingVal)
-							return nil
-						}); err != nil {
-							return err
-						}
-						if err := func() error {
-							if value, ok := wrapper.ContentEncoding.Get(); ok {
-								if err := func() error {
-									if err := value.Validate(); err != nil {
-										return err
-									}
-									return nil
-								}(); err != nil {
-									return err
-								}
-							}
-							return nil
-						}(); err != nil {
-							return err
-						}
-					}
-					return nil
-				}(); err != nil {
-					return res, errors.Wrap(err, "parse Content-Encoding header")
-				}
-			}
 			// Parse "ETag" header.
 			{
 				cfg := uri.HeaderParameterDecodingConfig{

@@ -3112,40 +3112,6 @@ func (s *GetRulesetRenderNotModified) SetETag(val OptString) {
 
 func (*GetRulesetRenderNotModified) getRulesetRenderRes() {}
 
-type GetRulesetRenderOKContentEncoding string
-
-const (
-	GetRulesetRenderOKContentEncodingGzip GetRulesetRenderOKContentEncoding = "gzip"
-)
-
-// AllValues returns all GetRulesetRenderOKContentEncoding values.
-func (GetRulesetRenderOKContentEncoding) AllValues() []GetRulesetRenderOKContentEncoding {
-	return []GetRulesetRenderOKContentEncoding{
-		GetRulesetRenderOKContentEncodingGzip,
-	}
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s GetRulesetRenderOKContentEncoding) MarshalText() ([]byte, error) {
-	switch s {
-	case GetRulesetRenderOKContentEncodingGzip:
-		return []byte(s), nil
-	default:
-		return nil, errors.Errorf("invalid value: %q", s)
-	}
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *GetRulesetRenderOKContentEncoding) UnmarshalText(data []byte) error {
-	switch GetRulesetRenderOKContentEncoding(data) {
-	case GetRulesetRenderOKContentEncodingGzip:
-		*s = GetRulesetRenderOKContentEncodingGzip
-		return nil
-	default:
-		return errors.Errorf("invalid value: %q", data)
-	}
-}
-
 type GetRulesetRenderUnauthorized Problem
 
 func (*GetRulesetRenderUnauthorized) getRulesetRenderRes() {}
@@ -4569,52 +4535,6 @@ func (o OptGetRulesetDenyFormat) Get() (v GetRulesetDenyFormat, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptGetRulesetDenyFormat) Or(d GetRulesetDenyFormat) GetRulesetDenyFormat {
-	if v, ok := o.Get(); ok {
-		return v
-	}
-	return d
-}
-
-// NewOptGetRulesetRenderOKContentEncoding returns new OptGetRulesetRenderOKContentEncoding with value set to v.
-func NewOptGetRulesetRenderOKContentEncoding(v GetRulesetRenderOKContentEncoding) OptGetRulesetRenderOKContentEncoding {
-	return OptGetRulesetRenderOKContentEncoding{
-		Value: v,
-		Set:   true,
-	}
-}
-
-// OptGetRulesetRenderOKContentEncoding is optional GetRulesetRenderOKContentEncoding.
-type OptGetRulesetRenderOKContentEncoding struct {
-	Value GetRulesetRenderOKContentEncoding
-	Set   bool
-}
-
-// IsSet returns true if OptGetRulesetRenderOKContentEncoding was set.
-func (o OptGetRulesetRenderOKContentEncoding) IsSet() bool { return o.Set }
-
-// Reset unsets value.
-func (o *OptGetRulesetRenderOKContentEncoding) Reset() {
-	var v GetRulesetRenderOKContentEncoding
-	o.Value = v
-	o.Set = false
-}
-
-// SetTo sets value to v.
-func (o *OptGetRulesetRenderOKContentEncoding) SetTo(v GetRulesetRenderOKContentEncoding) {
-	o.Set = true
-	o.Value = v
-}
-
-// Get returns value and boolean that denotes whether value was set.
-func (o OptGetRulesetRenderOKContentEncoding) Get() (v GetRulesetRenderOKContentEncoding, ok bool) {
-	if !o.Set {
-		return v, false
-	}
-	return o.Value, true
-}
-
-// Or returns value if set, or given parameter if does not.
-func (o OptGetRulesetRenderOKContentEncoding) Or(d GetRulesetRenderOKContentEncoding) GetRulesetRenderOKContentEncoding {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -6581,14 +6501,8 @@ func (s *RenderDefault) UnmarshalText(data []byte) error {
 
 // RenderHeaders wraps Render with response headers.
 type RenderHeaders struct {
-	ContentEncoding OptGetRulesetRenderOKContentEncoding
-	ETag            OptString
-	Response        Render
-}
-
-// GetContentEncoding returns the value of ContentEncoding.
-func (s *RenderHeaders) GetContentEncoding() OptGetRulesetRenderOKContentEncoding {
-	return s.ContentEncoding
+	ETag     OptString
+	Response Render
 }
 
 // GetETag returns the value of ETag.
@@ -6599,11 +6513,6 @@ func (s *RenderHeaders) GetETag() OptString {
 // GetResponse returns the value of Response.
 func (s *RenderHeaders) GetResponse() Render {
 	return s.Response
-}
-
-// SetContentEncoding sets the value of ContentEncoding.
-func (s *RenderHeaders) SetContentEncoding(val OptGetRulesetRenderOKContentEncoding) {
-	s.ContentEncoding = val
 }
 
 // SetETag sets the value of ETag.

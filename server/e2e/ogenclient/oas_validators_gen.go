@@ -1102,15 +1102,6 @@ func (s GetRulesetDenyFormat) Validate() error {
 	}
 }
 
-func (s GetRulesetRenderOKContentEncoding) Validate() error {
-	switch s {
-	case "gzip":
-		return nil
-	default:
-		return errors.Errorf("invalid value: %v", s)
-	}
-}
-
 func (s *Guard) Validate() error {
 	if s == nil {
 		return validate.ErrNilPointer
@@ -2711,24 +2702,6 @@ func (s *RenderHeaders) Validate() error {
 	}
 
 	var failures []validate.FieldError
-	if err := func() error {
-		if value, ok := s.ContentEncoding.Get(); ok {
-			if err := func() error {
-				if err := value.Validate(); err != nil {
-					return err
-				}
-				return nil
-			}(); err != nil {
-				return err
-			}
-		}
-		return nil
-	}(); err != nil {
-		failures = append(failures, validate.FieldError{
-			Name:  "ContentEncoding",
-			Error: err,
-		})
-	}
 	if err := func() error {
 		if err := s.Response.Validate(); err != nil {
 			return err
