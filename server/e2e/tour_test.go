@@ -256,8 +256,9 @@ func TestTour(t *testing.T) {
 		for _, it := range *all {
 			prefixes = append(prefixes, it.Prefix+" "+string(it.Classification)+" "+strings.Join(it.Tags, ","))
 		}
-		require.Equal(t, []string{"198.51.100.7/32 malicious ssh-bruteforce", "203.0.113.0/24 unknown reviewed,scanner",
-			"198.51.100.8/32 malicious ssh-bruteforce", "2001:db8::7/128 malicious "}, prefixes)
+		// Rows are effective views in address order.
+		require.Equal(t, []string{"198.51.100.7/32 malicious ssh-bruteforce", "198.51.100.8/32 malicious ssh-bruteforce",
+			"203.0.113.0/24 unknown reviewed,scanner", "2001:db8::7/128 malicious "}, prefixes)
 
 		nd := answer[*oc.ExportNDJSONOK](t)(admin.ExportNDJSON(ctx, oc.ExportNDJSONParams{Tag: oc.NewOptString("scanner")}))
 		var lines []string
@@ -280,8 +281,8 @@ func TestTour(t *testing.T) {
 			chRows = append(chRows, strings.Join([]string{f[0], f[1], f[2], f[3], f[10]}, " "))
 		}
 		require.Equal(t, []string{"198.51.100.7/32 malicious 100 ssh-bruteforce ingest:cowrie",
-			"203.0.113.0/24 unknown 20 reviewed,scanner ingest:netflow,manual:admin",
-			"198.51.100.8/32 malicious 100 ssh-bruteforce ingest:cowrie", "2001:db8::7/128 malicious 100  ingest:cowrie"}, chRows)
+			"198.51.100.8/32 malicious 100 ssh-bruteforce ingest:cowrie",
+			"203.0.113.0/24 unknown 20 reviewed,scanner ingest:netflow,manual:admin", "2001:db8::7/128 malicious 100  ingest:cowrie"}, chRows)
 	})
 
 	const edge = "ruleset edge\n  hook input\n  scope tcp dport 22,443\n  honeypot tcp 23\n  block tag scanner\n"
@@ -367,22 +368,25 @@ func TestTour(t *testing.T) {
 	})
 
 	t.Run("deny list and named lists", func(t *testing.T) {
-		txt := answer[*oc.GetRulesetDenyOKTextPlain](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge"}))
-		require.Equal(t, "198.51.100.99/32\n203.0.113.0/24\n", readAll(t, txt.Data))
-		js := answer[*oc.PrefixList](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge",
+		// The deny list is the current render's; its ETag names the render version.
+		txt := answer[*oc.GetRulesetDenyOKTextPlainHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge"}))
+		require.Equal(t, "198.51.100.99/32\n203.0.113.0/24\n", readAll(t, txt.Response.Data))
+		require.True(t, txt.ETag.Set, "a deny list carries an ETag")
+		js := answer[*oc.PrefixListHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge",
 			Format: oc.NewOptGetRulesetDenyFormat(oc.GetRulesetDenyFormatJSON)}))
-		require.Equal(t, &oc.PrefixList{Name: "edge", V4: []string{"198.51.100.99/32", "203.0.113.0/24"}, V6: []string{}}, js)
+		require.Equal(t, oc.PrefixList{Name: "edge", V4: []string{"198.51.100.99/32", "203.0.113.0/24"}, V6: []string{}}, js.Response)
 
 		list := answer[*oc.NamedList](t)(admin.PutList(ctx, &oc.NamedListInput{Selector: "classification malicious"}, oc.PutListParams{Name: "bad"}))
 		require.Equal(t, "bad", list.Name)
-		ltxt := answer[*oc.GetListPrefixesOKTextPlain](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad"}))
-		require.Equal(t, "198.51.100.7/32\n198.51.100.8/32\n2001:db8::7/128\n", readAll(t, ltxt.Data))
-		ljs := answer[*oc.PrefixList](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
+		ltxt := answer[*oc.GetListPrefixesOKTextPlainHeaders](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad"}))
+		require.Equal(t, "198.51.100.7/32\n198.51.100.8/32\n2001:db8::7/128\n", readAll(t, ltxt.Response.Data))
+		require.True(t, ltxt.ETag.Set, "a named list carries an ETag")
+		ljs := answer[*oc.PrefixListHeaders](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
 			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatJSON)}))
-		require.Equal(t, &oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/32", "198.51.100.8/32"}, V6: []string{"2001:db8::7/128"}}, ljs)
-		lcsv := answer[*oc.GetListPrefixesOKTextCsv](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
+		require.Equal(t, oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/32", "198.51.100.8/32"}, V6: []string{"2001:db8::7/128"}}, ljs.Response)
+		lcsv := answer[*oc.GetListPrefixesOKTextCsvHeaders](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
 			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatCsv)}))
-		require.Equal(t, "prefix,family\n198.51.100.7/32,ipv4\n198.51.100.8/32,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Data))
+		require.Equal(t, "prefix,family\n198.51.100.7/32,ipv4\n198.51.100.8/32,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Response.Data))
 	})
 
 	t.Run("bouncers and the bouncer protocol", func(t *testing.T) {

@@ -154,8 +154,10 @@ func (u *universe) naive(p netip.Prefix) resolve.View {
 			candidates = append(candidates, q)
 		}
 	}
+	// Loaded as of the beginning of time, so every assertion comes back,
+	// expired ones included: the resolver decides what is live at u.now.
 	var containing []resolve.Prefix
-	require.NoError(u.t, u.b.st.LoadPrefixes(u.b.ctx, u.now, sortPrefixes(candidates), func(q resolve.Prefix) error {
+	require.NoError(u.t, u.b.st.LoadPrefixes(u.b.ctx, time.Time{}, sortPrefixes(candidates), func(q resolve.Prefix) error {
 		q.Assertions = slices.Clone(q.Assertions)
 		containing = append(containing, q)
 		return nil

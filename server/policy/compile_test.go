@@ -35,7 +35,7 @@ func naiveDecide(t *testing.T, rs *Ruleset, f *Facts, stored []resolve.Prefix, a
 	for _, s := range v.Sources {
 		sources[s] = true
 	}
-	class := v.Classification
+	class := ViewClass(v)
 	var geo *GeoNet
 	for i := range f.Geo {
 		if f.Geo[i].Prefix.Contains(a) && (geo == nil || f.Geo[i].Prefix.Bits() >= geo.Prefix.Bits()) {
@@ -416,9 +416,9 @@ func TestCompileSuppressionHidesContainedTags(t *testing.T) {
 		f.Entries = append(f.Entries, EntryOf(p.Prefix, resolve.Resolve(p.Prefix, stored, testNow)))
 	}
 	require.Equal(t, []Entry{
-		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Sources: []string{"feed:a", "manual:alice"}},
-		{Prefix: netip.MustParsePrefix("192.0.2.64/26"), Sources: []string{"feed:a", "feed:b", "manual:alice"}},
-		{Prefix: netip.MustParsePrefix("192.0.2.5/32"), Sources: []string{"feed:a", "feed:c", "manual:alice"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Classification: "unknown", Sources: []string{"feed:a", "manual:alice"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.64/26"), Classification: "unknown", Sources: []string{"feed:a", "feed:b", "manual:alice"}},
+		{Prefix: netip.MustParsePrefix("192.0.2.5/32"), Classification: "unknown", Sources: []string{"feed:a", "feed:c", "manual:alice"}},
 	}, f.Entries)
 	c, err := Compile(rs, f)
 	require.NoError(t, err)

@@ -80,7 +80,7 @@ type Explanation struct {
 func Explain(rs *Ruleset, lists map[string][]Cond, addr netip.Addr, v resolve.View, geo []GeoNet) (Explanation, error) {
 	addr = addr.Unmap()
 	ex := Explanation{Addr: addr, Decided: -1, Action: rs.Default}
-	facts := AddrFacts{Classification: v.Classification, Sources: v.Sources, Steps: v.Steps, Geo: mostSpecificGeo(geo, addr)}
+	facts := AddrFacts{Classification: ViewClass(v), Sources: v.Sources, Steps: v.Steps, Geo: mostSpecificGeo(geo, addr)}
 	if facts.Classification != "" {
 		facts.ClassificationFrom, facts.ClassificationSource = v.ClassificationPrefix, v.ClassificationSource
 		facts.Manual = resolve.IsManual(v.ClassificationSource)

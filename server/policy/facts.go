@@ -25,11 +25,22 @@ type Entry struct {
 	Sources []string `json:"sources,omitempty"`
 }
 
+// ViewClass is the classification that classification conditions match for a
+// view: what GET /ips reports ("unknown" for a stored prefix without a live
+// classification assertion), and "" for an address no existing stored prefix
+// contains (nothing is known, so no classification condition matches it).
+func ViewClass(v resolve.View) string {
+	if !v.Exists() {
+		return ""
+	}
+	return v.Classification
+}
+
 // EntryOf projects the resolver's view of the stored prefix p onto an Entry.
 // It is the one place the projection is defined: every producer of Facts
 // (the in-memory index, the store adapter) uses it.
 func EntryOf(p netip.Prefix, v resolve.View) Entry {
-	e := Entry{Prefix: p, Classification: v.Classification, Sources: v.Sources}
+	e := Entry{Prefix: p, Classification: ViewClass(v), Sources: v.Sources}
 	if len(v.Tags) > 0 {
 		e.Tags = v.TagNames()
 	}
