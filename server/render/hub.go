@@ -96,6 +96,8 @@ type rulesetState struct {
 	// pending is the change since the last published render (nil when it
 	// cannot be expressed as a delta).
 	pending delta
+	// seq is the change-feed sequence of the facts st was computed from.
+	seq int64
 }
 
 // version is one published render kept as a delta base.
@@ -309,6 +311,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 				return err
 			}
 			prev.pending = compose(prev.pending, d)
+			prev.seq = snap.Seq()
 			return h.publish(ctx, name, prev, now)
 		}
 	}
@@ -316,7 +319,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 	if err != nil {
 		return err
 	}
-	next := &rulesetState{key: key, st: st}
+	next := &rulesetState{key: key, st: st, seq: snap.Seq()}
 	if prev != nil && prev.pending != nil && sameRules(prev.st.rs, rs) {
 		next.pending = compose(prev.pending, diffStates(prev.st, st))
 	}
@@ -339,7 +342,7 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 		rst.pending = delta{}
 		return nil
 	}
-	saved, err := h.store.SaveRender(ctx, name, r.Hash, now, func(version int64, at time.Time) ([]byte, error) {
+	saved, err := h.store.SaveRender(ctx, name, r.Hash, rst.seq, now, func(version int64, at time.Time) ([]byte, error) {
 		b, err := json.Marshal(struct {
 			Ruleset     string    `json:"ruleset"`
 			Version     int64     `json:"version"`
@@ -353,6 +356,16 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	})
 	if err != nil {
 		return fmt.Errorf("render: %s: %w", name, err)
+	}
+	if saved.Hash != r.Hash {
+		// Another process stored a render of newer facts than this
+		// process's index has: serve nothing older; the index catching up
+		// announces a change and the next recompute publishes (the pending
+		// delta keeps accumulating until then).
+		h.mu.Lock()
+		h.behind[name] = true
+		h.mu.Unlock()
+		return nil
 	}
 	r.Version, r.GeneratedAt = saved.Version, saved.GeneratedAt
 	d := rst.pending

@@ -115,6 +115,9 @@ func (m *memSource) Changed() <-chan struct{} {
 
 func (s *memSnapshot) Gen() uint64 { return s.gen }
 
+// Seq is the generation: the in-memory source has no change feed.
+func (s *memSnapshot) Seq() int64 { return int64(s.gen) }
+
 func (s *memSnapshot) Facts(withGeo bool) *policy.Facts {
 	f := &policy.Facts{Entries: s.entries}
 	if withGeo {

@@ -27,6 +27,9 @@ type Source interface {
 type FactSnapshot interface {
 	// Gen is the generation: it grows with every change of the facts.
 	Gen() uint64
+	// Seq is the change-feed sequence (store.Change.Seq) the facts include;
+	// renders stored by several processes never go back to older facts.
+	Seq() int64
 	// Facts returns every entry and, when withGeo, every geo network.
 	Facts(withGeo bool) *policy.Facts
 	// SpanFacts returns the entries and (when withGeo) geo networks inside

@@ -265,12 +265,15 @@ func (s *Store) LatestRender(ctx context.Context, ruleset string) (StoredRender,
 	return r, mapErr("latest render", err)
 }
 
-// SaveRender stores a render of ruleset whose content hashes to hash, unless
-// the newest stored render already has that hash. body builds the stored bytes
-// for the version and time the render gets. It returns the newest stored render
-// afterwards (the existing one when the hash is unchanged), so processes
-// sharing a database agree on versions. A new render is announced.
-func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.Time, body func(version int64, at time.Time) ([]byte, error)) (StoredRender, error) {
+// SaveRender stores a render of ruleset whose content hashes to hash,
+// computed from the facts as of change-feed sequence factsSeq, unless the
+// newest stored render already has that hash, or was computed from newer facts
+// (the caller's facts lag: it must not store older content as a newer
+// version). body builds the stored bytes for the version and time the render
+// gets. It returns the newest stored render afterwards (the existing one when
+// nothing was stored: its Hash then differs from hash when the caller lags),
+// so processes sharing a database agree on versions. A new render is announced.
+func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, factsSeq int64, now time.Time, body func(version int64, at time.Time) ([]byte, error)) (StoredRender, error) {
 	var out StoredRender
 	err := s.inTx(ctx, "save render", func(tx pgx.Tx) error {
 		// Serialises renders of one ruleset across processes so versions are not
@@ -279,10 +282,11 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 			return err
 		}
 		cur := StoredRender{Ruleset: ruleset}
-		err := tx.QueryRow(ctx, `SELECT version, hash, body, generated_at FROM renders
-			WHERE ruleset = $1 ORDER BY version DESC LIMIT 1`, ruleset).Scan(&cur.Version, &cur.Hash, &cur.Body, &cur.GeneratedAt)
+		var curSeq int64
+		err := tx.QueryRow(ctx, `SELECT version, hash, body, generated_at, facts_seq FROM renders
+			WHERE ruleset = $1 ORDER BY version DESC LIMIT 1`, ruleset).Scan(&cur.Version, &cur.Hash, &cur.Body, &cur.GeneratedAt, &curSeq)
 		switch {
-		case err == nil && cur.Hash == hash:
+		case err == nil && (cur.Hash == hash || curSeq > factsSeq):
 			out = cur
 			return nil
 		case err != nil && !errors.Is(err, pgx.ErrNoRows):
@@ -294,8 +298,8 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, now time.T
 			return err
 		}
 		next.Body = b
-		if _, err := tx.Exec(ctx, `INSERT INTO renders (ruleset, version, hash, body, generated_at) VALUES ($1, $2, $3, $4, $5)`,
-			ruleset, next.Version, hash, b, next.GeneratedAt); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO renders (ruleset, version, hash, body, generated_at, facts_seq) VALUES ($1, $2, $3, $4, $5, $6)`,
+			ruleset, next.Version, hash, b, next.GeneratedAt, factsSeq); err != nil {
 			return err
 		}
 		// Keep a short history; older versions are never served as delta bases.

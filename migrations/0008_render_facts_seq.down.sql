@@ -1,0 +1,1 @@
+ALTER TABLE renders DROP COLUMN facts_seq;
