@@ -162,30 +162,8 @@ func (ix *Index) follow(ctx context.Context, connected func()) error {
 		return err
 	}
 	defer l.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type note struct {
-		payload string
-		err     error
-	}
-	notes := make(chan note)
-	done := make(chan struct{})
-	// The reader is owned by this session: cancel stops it and done is waited on.
-	go func() {
-		defer close(done)
-		for {
-			p, err := l.Wait(ctx)
-			select {
-			case notes <- note{p, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	notes, stop := l.Notes(ctx)
+	defer stop()
 
 	if err := ix.CatchUp(ctx); err != nil {
 		return err
@@ -203,10 +181,10 @@ func (ix *Index) follow(ctx context.Context, connected func()) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case n := <-notes:
-			if n.err != nil {
-				return n.err
+			if n.Err != nil {
+				return n.Err
 			}
-			if seq, ok := store.ParseChangePayload(n.payload); ok && seq > ix.Snapshot().Seq() {
+			if seq, ok := store.ParseChangePayload(n.Payload); ok && seq > ix.Snapshot().Seq() {
 				if err := ix.CatchUp(ctx); err != nil {
 					return err
 				}

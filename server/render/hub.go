@@ -617,49 +617,18 @@ func (h *Hub) listen(ctx context.Context) error {
 		return err
 	}
 	defer l.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type note struct {
-		payload string
-		err     error
-	}
-	notes := make(chan note)
-	done := make(chan struct{})
-	// The reader is owned by this session: cancel stops it and done is waited on.
-	go func() {
-		defer close(done)
-		for {
-			p, err := l.Wait(ctx)
-			select {
-			case notes <- note{p, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	notes, stop := l.Notes(ctx)
+	defer stop()
 
-	// Expiring assertions announce nothing, so the hub also recomputes when
-	// the next one expires.
-	expiry := time.NewTimer(time.Hour)
-	defer expiry.Stop()
+	// Fact changes, expiries included, come from the source (the index
+	// announces an assertion's expiry when it happens); the store's
+	// notifications bring rulesets, lists, the guard and other processes'
+	// renders.
 	recompute := func() {
 		if err := h.Recompute(ctx); err != nil && ctx.Err() == nil {
 			h.log.ErrorContext(ctx, "Recompute failed.", "error", err)
 		}
 		h.readyOnce.Do(func() { close(h.ready) })
-		wait := time.Hour
-		if next, err := h.store.NextExpiry(ctx, h.now()); err != nil {
-			if ctx.Err() == nil {
-				h.log.ErrorContext(ctx, "Could not read the next expiry.", "error", err)
-			}
-		} else if next != nil {
-			wait = min(wait, max(next.Sub(h.now())+time.Second, h.debounce))
-		}
-		expiry.Reset(wait)
 	}
 	srcChanged := h.src.Changed()
 	recompute()
@@ -672,13 +641,14 @@ func (h *Hub) listen(ctx context.Context) error {
 				timer.Stop()
 			}
 			return ctx.Err()
-		case <-expiry.C:
-			recompute()
 		case n := <-notes:
-			if n.err != nil {
-				return n.err
+			if n.Err != nil {
+				return n.Err
 			}
-			if rest, ok := strings.CutPrefix(n.payload, store.RenderPrefix); ok {
+			if strings.HasPrefix(n.Payload, store.ChangePayloadPrefix) {
+				continue // a fact change: the source announces it once applied
+			}
+			if rest, ok := strings.CutPrefix(n.Payload, store.RenderPrefix); ok {
 				// A render this process stored (or has already) needs no reload.
 				name, v, _ := strings.Cut(rest, ":")
 				if version, err := strconv.ParseInt(v, 10, 64); err == nil {

@@ -341,19 +341,41 @@ func (l *Listener) Wait(ctx context.Context) (string, error) {
 	return n.Payload, nil
 }
 
+// Note is one announcement read by Listener.Notes, or (Err set) the failure
+// that ended the reading.
+type Note struct {
+	Payload string
+	Err     error
+}
+
+// Notes reads announcements on a goroutine it owns and sends them on the
+// returned channel, ending after the first failure (sent as the last Note) or
+// when ctx ends. stop ends the reading and waits for the goroutine; call it
+// before Close.
+func (l *Listener) Notes(ctx context.Context) (notes <-chan Note, stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	ch := make(chan Note)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			p, err := l.Wait(ctx)
+			select {
+			case ch <- Note{p, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch, func() { cancel(); <-done }
+}
+
 // Close closes the connection.
 func (l *Listener) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return l.conn.Close(ctx)
-}
-
-// NextExpiry returns the earliest expiry after now of any assertion, or nil.
-func (s *Store) NextExpiry(ctx context.Context, now time.Time) (*time.Time, error) {
-	var t *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT min(expires_at) FROM assertions WHERE expires_at > $1`, now).Scan(&t)
-	if err != nil {
-		return nil, mapErr("next expiry", err)
-	}
-	return t, nil
 }
