@@ -25,7 +25,8 @@ const keepVersions = 8
 // Options tune a Hub.
 type Options struct {
 	// Debounce is how long the hub waits after a change for more before it
-	// recomputes (default 250 ms).
+	// recomputes (default 100 ms: an incremental render costs milliseconds, and
+	// every millisecond here is on the path from a tag to the kernel).
 	Debounce time.Duration
 	// Source is where the facts come from (required: the in-memory index's
 	// RenderSource).
@@ -112,7 +113,7 @@ type version struct {
 // without one); call Run to start it.
 func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Options) *Hub {
 	if opts.Debounce <= 0 {
-		opts.Debounce = 250 * time.Millisecond
+		opts.Debounce = 100 * time.Millisecond
 	}
 	if opts.Source == nil {
 		panic("render: NewHub needs a Source")
