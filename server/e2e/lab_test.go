@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +253,10 @@ func hashSetHas(tb testing.TB, h *host, ruleset string, id int64, addr netip.Add
 }
 
 func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// MUNINN_TEST_LOG=debug (or info) shows more, e.g. to follow a benchmark.
+	level := slog.LevelWarn
+	if v := os.Getenv("MUNINN_TEST_LOG"); v != "" {
+		_ = level.UnmarshalText([]byte(v))
+	}
+	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: level}))
 }

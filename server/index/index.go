@@ -318,6 +318,10 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 		}
 	}
 	spans = sortPrefixes(spans)
+	start := time.Now()
+	defer func() {
+		ix.log.DebugContext(ctx, "Applied changes to the index.", "changes", len(changes), "prefixes", len(spans), "duration", time.Since(start).String())
+	}()
 	at := ix.now()
 	atUS := micros(at)
 	fresh := map[netip.Prefix]*rec{}

@@ -93,27 +93,47 @@ func (st *state) serve(i int, pre []netipx.IPRange) ([]netip.Prefix, []guard.Rem
 // The state is changed in place (its string slices are replaced, never
 // written), so renders published earlier stay valid.
 func (st *state) update(snap FactSnapshot, spans []netip.Prefix) (delta, error) {
-	d := delta{}
+	d, _, err := st.updateUpTo(snap, spans, -1)
+	return d, err
+}
+
+// updateUpTo is update that stops once more than maxChanged spans have
+// changed a set (never with maxChanged < 0): each such span splices its sets,
+// which copies them, so past some number one full compile is cheaper. When
+// it stops (done false) the state reflects the spans before the stop (its
+// generation is not advanced) and d leads to it.
+func (st *state) updateUpTo(snap FactSnapshot, spans []netip.Prefix, maxChanged int) (d delta, done bool, err error) {
+	d = make(delta, len(st.rules)) // no change until a span changes a set
+	changed := 0
 	for _, span := range normalizeSpans(spans) {
+		if maxChanged >= 0 && changed > maxChanged {
+			return d, false, nil
+		}
 		sd := make(delta, len(st.rules))
 		f := *snap.SpanFacts(span, st.withGeo)
 		f.Lists = st.lists
 		sets, err := policy.CompileRanges(st.rs, &f, span)
 		if err != nil {
-			return nil, fmt.Errorf("render: %w", err)
+			return nil, false, fmt.Errorf("render: %w", err)
 		}
 		fam := 0
 		if span.Addr().Is6() {
 			fam = 1
 		}
+		hit := false
 		for i := range st.rules {
 			sd[i][fam].add, sd[i][fam].del = st.splice(i, &st.rules[i][fam], netipx.RangeOfPrefix(span), sets[i])
+			hit = hit || len(sd[i][fam].add) > 0 || len(sd[i][fam].del) > 0
 		}
+		if !hit {
+			continue
+		}
+		changed++
 		// The areas of two spans may share compiled ranges: compose, not append.
 		d = compose(d, sd)
 	}
 	st.gen = snap.Gen()
-	return d, nil
+	return d, true, nil
 }
 
 // splice replaces the part of fs inside span by inner (the compiled ranges of

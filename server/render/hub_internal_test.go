@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -145,4 +146,59 @@ func TestHubsConvergeFromOwnSources(t *testing.T) {
 	require.NoError(t, json.Unmarshal(d, &dr))
 	require.Equal(t, []string{"192.0.2.0/24"}, dr.Rules[0].DelV4)
 	require.Len(t, dr.Rules[0].AddV4, 8)
+}
+
+// TestHubCompilesBulkChangesInFull: a change in which more than
+// maxChangedSpans spans change a set is compiled in full after the first
+// ones were spliced (splicing each would copy the set each time), and
+// bouncers still get one delta with exactly what changed.
+func TestHubCompilesBulkChangesInFull(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st, err := store.Open(ctx, storetest.URL(t), 5, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	entries := []policy.Entry{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Tags: []string{"bad"}, Sources: []string{"feed:x"}}}
+	src := newMemSource(entries, nil)
+	h := NewHub(st, slog.New(slog.NewTextHandler(t.Output(), nil)), time.Now, Options{Source: src})
+	text := "ruleset bulk\n  block tag bad\n"
+	_, _, err = st.PutRuleset(ctx, "bulk", text, []byte(`{}`), "test")
+	require.NoError(t, err)
+	require.NoError(t, h.Recompute(ctx))
+	first := h.Latest("bulk")
+	require.NotNil(t, first)
+
+	// The /24 goes (a span spliced before the full compile), and
+	// 3×maxChangedSpans new blocked addresses, none adjacent to another,
+	// come.
+	n := 3 * maxChangedSpans
+	spans := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	var want []string
+	var next []policy.Entry
+	for i := range n {
+		p := netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, 1, 14: byte(i >> 7), 15: byte(i<<1) & 0xff}), 128)
+		spans = append(spans, p)
+		next = append(next, policy.Entry{Prefix: p, Tags: []string{"bad"}, Sources: []string{"feed:x"}})
+	}
+	slices.SortFunc(spans, comparePrefix)
+	for _, p := range spans[1:] {
+		want = append(want, p.String())
+	}
+	src.replace(next, nil, spans, false)
+	require.NoError(t, h.Recompute(ctx))
+	second := h.Latest("bulk")
+	require.Equal(t, first.Render.Version+1, second.Render.Version)
+	require.Equal(t, want, second.Render.Rules[0].V6)
+	require.Empty(t, second.Render.Rules[0].V4)
+
+	b, ok, err := h.DeltaSince("bulk", first.Render.Version)
+	require.NoError(t, err)
+	require.True(t, ok, "a full compile of the same rules still yields a delta")
+	var d Render
+	require.NoError(t, json.Unmarshal(b, &d))
+	require.True(t, d.Delta)
+	require.Equal(t, want, d.Rules[0].AddV6)
+	require.Empty(t, d.Rules[0].DelV6)
+	require.Empty(t, d.Rules[0].AddV4)
+	require.Equal(t, []string{"192.0.2.0/24"}, d.Rules[0].DelV4)
 }

@@ -1,0 +1,1 @@
+CREATE INDEX prefixes_prefix_gist ON prefixes USING gist (prefix inet_ops);
