@@ -37,11 +37,12 @@ func (s *Server) ListAudit(ctx context.Context, req apigen.ListAuditRequestObjec
 	}
 	for _, e := range es {
 		item := apigen.AuditEntry{Id: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Object: e.Object}
+		// Any JSON value, passed through as stored.
 		if e.Before != nil {
-			item.Before = &e.Before
+			item.Before = e.Before
 		}
 		if e.After != nil {
-			item.After = &e.After
+			item.After = e.After
 		}
 		page.Items = append(page.Items, item)
 	}
