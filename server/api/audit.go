@@ -56,7 +56,8 @@ func parseIDCursor(c *string) (int64, *apigen.FieldError) {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(*c, 10, 64)
-	if err != nil || n < 0 {
+	// Only what next_cursor carries: no sign, no leading zeros.
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != *c {
 		fe := fieldErr("cursor", "must be the next_cursor of an earlier page")
 		return 0, &fe
 	}
