@@ -7,7 +7,7 @@ BIN := bin
 # Tests as root also exercise nftables inside network namespaces they create.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help generate verify lint test test/nft bench build run docker deps clean
+.PHONY: help generate verify lint test test/nft fuzz bench build run docker deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z\/_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -48,6 +48,16 @@ test: deps ## Run every test (kernel tests need root; CI is root; UI tests drive
 
 test/nft: deps ## Only the nftables tests (root)
 	$(GO) test $(TEST_FLAGS) -v ./bouncer/...
+
+FUZZTIME ?= 1m
+
+fuzz: ## Run every fuzz target for FUZZTIME each (default 1m; `go test` alone runs their seed corpora)
+	@set -e; for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' server worker bouncer | xargs -n1 dirname | sort -u); do \
+	  for target in $$(grep -h -o '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
+	    echo "fuzz: ./$$dir $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./$$dir; \
+	  done; \
+	done
 
 bench: deps build ## Benchmarks: Go benchmarks (aggregation side by side with iprange), then the HTTP load harness
 	@command -v iprange >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -152,4 +153,31 @@ func done(op string, resp *http.Response, err error) error {
 func statusError(op string, resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 	return &StatusError{Op: op, Status: resp.StatusCode, Body: strings.TrimSpace(string(b))}
+}
+
+// ServerAddrs resolves the host of the server URL base (e.g.
+// https://muninn.example:8080) to the addresses the firewall accepts before
+// any rule, so no rule can cut the bouncer off from its server. An IP literal
+// is its own answer; a name goes to lookup (net.DefaultResolver.LookupNetIP).
+func ServerAddrs(ctx context.Context, base string, lookup func(ctx context.Context, network, host string) ([]netip.Addr, error)) ([]netip.Addr, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("api: server %q: %w", base, err)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return nil, fmt.Errorf("api: server %q: no host", base)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{a.Unmap().WithZone("")}, nil
+	}
+	addrs, err := lookup(ctx, "ip", host)
+	if err != nil {
+		return nil, fmt.Errorf("api: resolve server %s: %w", host, err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.Unmap().WithZone(""))
+	}
+	return out, nil
 }

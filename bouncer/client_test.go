@@ -2,7 +2,10 @@ package bouncer_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -64,4 +67,36 @@ func TestClientBadServer(t *testing.T) {
 	_, _, err := c.Render(t.Context(), nil, 0)
 	require.ErrorContains(t, err, "api: server")
 	require.ErrorContains(t, c.Heartbeat(t.Context(), bouncer.Heartbeat{}), "api: server")
+}
+
+func TestServerAddrs(t *testing.T) {
+	t.Parallel()
+	var asked []string
+	lookup := func(_ context.Context, network, host string) ([]netip.Addr, error) {
+		asked = append(asked, network+" "+host)
+		if host == "down.example" {
+			return nil, errors.New("no such host")
+		}
+		return []netip.Addr{netip.MustParseAddr("::ffff:192.0.2.11"), netip.MustParseAddr("2001:db8::11")}, nil
+	}
+	for _, c := range []struct {
+		base string
+		want []netip.Addr
+		err  string
+	}{
+		{base: "https://192.0.2.10:8443", want: []netip.Addr{netip.MustParseAddr("192.0.2.10")}},
+		{base: "http://[2001:db8::10]:8080/", want: []netip.Addr{netip.MustParseAddr("2001:db8::10")}},
+		{base: "https://muninn.example", want: []netip.Addr{netip.MustParseAddr("192.0.2.11"), netip.MustParseAddr("2001:db8::11")}},
+		{base: "https://down.example:8443", err: "api: resolve server down.example: no such host"},
+		{base: "/relative", err: `api: server "/relative": no host`},
+	} {
+		got, err := bouncer.ServerAddrs(t.Context(), c.base, lookup)
+		if c.err != "" {
+			require.EqualError(t, err, c.err, c.base)
+			continue
+		}
+		require.NoError(t, err, c.base)
+		require.Equal(t, c.want, got, c.base)
+	}
+	require.Equal(t, []string{"ip muninn.example", "ip down.example"}, asked, "literals are never looked up")
 }

@@ -3,6 +3,7 @@ package bouncer
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -24,11 +25,14 @@ type Layout struct {
 	Table      string
 	Priority   int32
 	Generation uint64
-	Counters   []CounterSpec
-	PortSets   []PortSetSpec
-	IfaceSets  []IfaceSetSpec
-	HPSets     []HoneypotSetSpec
-	AddrSets   []AddrSetSpec
+	// Server holds the addresses of the bouncer's muninn server, accepted
+	// before any rule (ServerSetV4/ServerSetV6 are their sets).
+	Server    []netip.Addr
+	Counters  []CounterSpec
+	PortSets  []PortSetSpec
+	IfaceSets []IfaceSetSpec
+	HPSets    []HoneypotSetSpec
+	AddrSets  []AddrSetSpec
 	// Chains holds the base chains first (Hook set), then one chain per ruleset.
 	Chains []ChainSpec
 }
@@ -91,9 +95,22 @@ type Stmt struct {
 	Counter   string // counter name
 	Limit     *Rate  // limit rate over
 	LogPrefix string
-	Verdict   string // "drop", "return", "jump" or "" (continue)
-	Jump      string
+	// CtReply matches replies to connections the host opened:
+	// ct state established,related ct direction reply.
+	CtReply bool
+	// NeighborDiscovery matches ICMPv6 router and neighbor solicitations and
+	// advertisements (types 133-136), IPv6's ARP.
+	NeighborDiscovery bool
+	Verdict           string // "drop", "accept", "return", "jump" or "" (continue)
+	Jump              string
 }
+
+// The sets of the server's addresses (see Layout.Server); ruleset sets all
+// start with "rs_", so these never collide with one.
+const (
+	ServerSetV4 = "server_v4"
+	ServerSetV6 = "server_v6"
+)
 
 // ChainName is the regular chain of a ruleset.
 func ChainName(ruleset string) string { return "rs_" + ruleset }
@@ -118,9 +135,49 @@ func CounterName(ruleset string, id int64) string {
 	return "rs_" + ruleset + "_r" + strconv.FormatInt(id, 10)
 }
 
-// BuildLayout is the pure description of the table enforcing st.
-func BuildLayout(table string, priority int32, generation uint64, st *State) (*Layout, error) {
+// BuildLayout is the pure description of the table enforcing st. server are
+// the addresses of the bouncer's muninn server.
+//
+// Before the rules of any ruleset, every base chain accepts packets from the
+// server's addresses, and the input chain accepts replies to connections the
+// host opened itself (ct state established,related ct direction reply): a
+// block that covers the server, or a default block without a port scope, can
+// then never cut the host off from the server, and no fix could otherwise
+// reach it. Inbound connections from a blocked source are still refused, and
+// so are the packets of connections it opened before the block.
+func BuildLayout(table string, priority int32, generation uint64, st *State, server []netip.Addr) (*Layout, error) {
 	l := &Layout{Table: table, Priority: priority, Generation: generation}
+	var v4, v6 []netip.Addr
+	for _, a := range server {
+		a = a.Unmap()
+		switch {
+		case !a.IsValid():
+		case a.Is4() && !slices.Contains(v4, a):
+			v4 = append(v4, a)
+		case a.Is6() && !slices.Contains(v6, a.WithZone("")):
+			v6 = append(v6, a.WithZone(""))
+		}
+	}
+	slices.SortFunc(v4, netip.Addr.Compare)
+	slices.SortFunc(v6, netip.Addr.Compare)
+	l.Server = append(v4, v6...)
+	keep := func(hook string) []Stmt {
+		var out []Stmt
+		if hook == HookInput {
+			// IPv6 reaches nothing without neighbor discovery (IPv4's ARP is
+			// not filtered by inet tables at all), and a host without router
+			// advertisements loses its default route.
+			out = append(out, Stmt{CtReply: true, Verdict: "accept"},
+				Stmt{NFProto: "ipv6", NeighborDiscovery: true, Verdict: "accept"})
+		}
+		if len(v4) > 0 {
+			out = append(out, Stmt{NFProto: "ipv4", SAddrSet: ServerSetV4, Verdict: "accept"})
+		}
+		if len(v6) > 0 {
+			out = append(out, Stmt{NFProto: "ipv6", SAddrSet: ServerSetV6, Verdict: "accept"})
+		}
+		return out
+	}
 	base := map[string]*ChainSpec{}
 	var bases []*ChainSpec
 	var rulesetChains []ChainSpec
@@ -130,7 +187,7 @@ func BuildLayout(table string, priority int32, generation uint64, st *State) (*L
 		}
 		bc := base[rs.Hook]
 		if bc == nil {
-			bc = &ChainSpec{Name: rs.Hook, Hook: rs.Hook}
+			bc = &ChainSpec{Name: rs.Hook, Hook: rs.Hook, Rules: keep(rs.Hook)}
 			base[rs.Hook] = bc
 			bases = append(bases, bc)
 		}
@@ -237,6 +294,17 @@ func BuildLayout(table string, priority int32, generation uint64, st *State) (*L
 		}
 		cs.Rules = append(cs.Rules, Stmt{Counter: def, Verdict: v})
 		rulesetChains = append(rulesetChains, cs)
+	}
+	if len(bases) > 0 {
+		// The server's sets come first; only base chains refer to them.
+		var sets []AddrSetSpec
+		if len(v4) > 0 {
+			sets = append(sets, AddrSetSpec{Name: ServerSetV4, Hash: v4})
+		}
+		if len(v6) > 0 {
+			sets = append(sets, AddrSetSpec{Name: ServerSetV6, V6: true, Hash: v6})
+		}
+		l.AddrSets = append(sets, l.AddrSets...)
 	}
 	for _, bc := range bases {
 		l.Chains = append(l.Chains, *bc)

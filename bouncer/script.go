@@ -133,6 +133,12 @@ func stmtString(s Stmt) string {
 	if s.Honeypot != "" {
 		parts = append(parts, "update @"+quote(s.Honeypot)+" { "+saddr+" . meta l4proto . th dport }")
 	}
+	if s.NeighborDiscovery {
+		parts = append(parts, "icmpv6 type 133-136")
+	}
+	if s.CtReply {
+		parts = append(parts, "ct state established,related ct direction reply")
+	}
 	if s.Counter != "" {
 		parts = append(parts, "counter name "+quote(s.Counter))
 	}
@@ -167,18 +173,20 @@ type DryRun struct {
 	w        io.Writer
 	table    string
 	priority int32
+	server   []netip.Addr
 }
 
-// NewDryRun returns a DryRun writing scripts for table (family inet) to w.
-func NewDryRun(w io.Writer, table string, priority int32) *DryRun {
-	return &DryRun{w: w, table: table, priority: priority}
+// NewDryRun returns a DryRun writing scripts for table (family inet) to w;
+// server are the addresses of the muninn server, accepted before any rule.
+func NewDryRun(w io.Writer, table string, priority int32, server []netip.Addr) *DryRun {
+	return &DryRun{w: w, table: table, priority: priority, server: server}
 }
 
 // Apply prints the full table script.
 func (d *DryRun) Apply(_ context.Context, st *State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	l, err := BuildLayout(d.table, d.priority, 0, st)
+	l, err := BuildLayout(d.table, d.priority, 0, st, d.server)
 	if err != nil {
 		return fmt.Errorf("dry run: %w", err)
 	}

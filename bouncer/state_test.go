@@ -16,7 +16,7 @@ func TestRulesetWithoutDefault(t *testing.T) {
 	r.Default = ""
 	rs, err := bouncer.NewRulesetState(r)
 	require.NoError(t, err)
-	l, err := bouncer.BuildLayout("muninn", -10, 1, (&bouncer.State{}).With(rs))
+	l, err := bouncer.BuildLayout("muninn", -10, 1, (&bouncer.State{}).With(rs), nil)
 	require.NoError(t, err)
 	last := l.Chains[len(l.Chains)-1].Rules
 	require.Equal(t, "return", last[len(last)-1].Verdict, "unmatched packets leave the ruleset's chain")

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -29,6 +31,9 @@ type Config struct {
 	Version  string
 	// Sleep waits d or until ctx is done; tests replace it. Nil: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// Save writes the applied state to the state directory; tests replace it
+	// (a full disk). Nil: SaveState.
+	Save func(dir string, st *State) error
 }
 
 // DefaultConfig returns the defaults.
@@ -58,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Sleep == nil {
 		c.Sleep = sleepCtx
+	}
+	if c.Save == nil {
+		c.Save = SaveState
 	}
 	return c
 }
@@ -93,8 +101,13 @@ type Syncer struct {
 	log *slog.Logger
 
 	// mu serializes changes of the state and of the firewall (poll, drift repair).
-	mu       sync.Mutex
-	state    *State
+	mu    sync.Mutex
+	state *State
+	// saved is the state the file on disk holds (nil: unknown, e.g. nothing
+	// saved by this process yet). While it differs from state, every check
+	// saves again: a save that failed (a full disk) is retried until the file
+	// is the applied version, so a reboot never restores older rules.
+	saved    *State
 	needFull map[string]bool
 	lastErr  string
 	reported map[string]bool
@@ -102,9 +115,12 @@ type Syncer struct {
 
 // NewSyncer returns a Syncer; it does nothing until Restore or Run.
 func NewSyncer(api API, fw Firewall, cfg Config, log *slog.Logger) *Syncer {
+	// Nothing applied yet is nothing to save: a state file this process could
+	// not read is not overwritten until a render is applied.
+	empty := &State{}
 	return &Syncer{
 		api: api, fw: fw, cfg: cfg.withDefaults(), log: log,
-		state: &State{}, needFull: map[string]bool{}, reported: map[string]bool{},
+		state: empty, saved: empty, needFull: map[string]bool{}, reported: map[string]bool{},
 	}
 }
 
@@ -131,7 +147,7 @@ func (s *Syncer) Restore(ctx context.Context) error {
 	if err := s.fw.Apply(ctx, st); err != nil {
 		return fmt.Errorf("syncer: restore: %w", err)
 	}
-	s.state = st
+	s.state, s.saved = st, st
 	s.log.Info("Restored the saved renders.", "rulesets", len(st.Rulesets), "elements", st.ElementCount())
 	return nil
 }
@@ -281,8 +297,7 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			return false, errors.Join(errs, fmt.Errorf("syncer: apply: %w", err))
 		}
 		s.state = next
-		if err := SaveState(s.cfg.StateDir, next); err != nil {
-			s.log.Error("Could not save the applied renders.", "error", err)
+		if err := s.saveLocked(); err != nil {
 			errs = errors.Join(errs, err)
 		}
 		s.log.Info("Applied renders.", "full", full, "deltas", len(deltas), "applied", next.Applied())
@@ -292,6 +307,31 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 		s.lastErr = ""
 	}
 	return changed, errs
+}
+
+// saveLocked writes the applied state to disk unless the file holds it
+// already; s.mu is held.
+func (s *Syncer) saveLocked() error {
+	if s.saved == s.state {
+		return nil
+	}
+	if err := s.cfg.Save(s.cfg.StateDir, s.state); err != nil {
+		s.log.Error("Could not save the applied renders; retrying at the next check.", "error", err, "applied", s.state.Applied())
+		return fmt.Errorf("syncer: save: %w", err)
+	}
+	if s.saved == nil || !maps.Equal(s.saved.Applied(), s.state.Applied()) {
+		s.log.Debug("Saved the applied renders.", "applied", s.state.Applied())
+	}
+	s.saved = s.state
+	return nil
+}
+
+// SaveIfBehind saves the applied state when the file on disk is older (an
+// earlier save failed). The periodic check calls it.
+func (s *Syncer) SaveIfBehind() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.saveLocked()
 }
 
 // CheckDrift re-applies the whole state when the firewall drifted.
@@ -317,6 +357,9 @@ func (s *Syncer) checkAndReport(ctx context.Context) {
 		s.log.Error("Drift check failed.", "error", err)
 		s.setErr(err)
 	}
+	if err := s.SaveIfBehind(); err != nil {
+		s.setErr(err)
+	}
 	if err := s.ReportHoneypot(ctx); err != nil && ctx.Err() == nil {
 		s.log.Warn("Could not report honeypot sources.", "error", err)
 	}
@@ -336,7 +379,9 @@ func (s *Syncer) ReportHoneypot(ctx context.Context) error {
 	for _, h := range hits {
 		k := key(h)
 		present[k] = true
-		if !s.reported[k] {
+		// The server takes hits only on the honeypot ports of the bouncer's
+		// rulesets: a hit the kernel kept from an older version is not sent.
+		if !s.reported[k] && watched(s.state, h) {
 			fresh = append(fresh, h)
 		}
 	}
@@ -350,7 +395,13 @@ func (s *Syncer) ReportHoneypot(ctx context.Context) error {
 		return nil
 	}
 	if err := s.api.Report(ctx, Report{Honeypot: fresh}); err != nil {
-		return fmt.Errorf("syncer: honeypot: %w", err)
+		var se *StatusError
+		if !errors.As(err, &se) || (se.Status != http.StatusForbidden && se.Status != http.StatusUnprocessableEntity) {
+			return fmt.Errorf("syncer: honeypot: %w", err) // sent again at the next check
+		}
+		// Refused for good (the rulesets changed on the server since the last
+		// poll): sending the same hits again would be refused again.
+		s.log.Warn("The server refused honeypot hits; they are dropped.", "hits", len(fresh), "error", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -358,6 +409,19 @@ func (s *Syncer) ReportHoneypot(ctx context.Context) error {
 		s.reported[key(h)] = true
 	}
 	return nil
+}
+
+// watched reports whether h is on a honeypot port of its ruleset in st.
+func watched(st *State, h HoneypotHit) bool {
+	rs := st.Ruleset(h.Ruleset)
+	if rs == nil {
+		return false
+	}
+	ports := rs.Honeypot.TCP
+	if h.Protocol == "udp" {
+		ports = rs.Honeypot.UDP
+	}
+	return slices.Contains(ports, h.Port)
 }
 
 func (s *Syncer) heartbeat(ctx context.Context) {

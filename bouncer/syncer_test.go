@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,6 +35,8 @@ type apiServer struct {
 	reports    []bouncer.Report
 	onRender   func()
 	requests   chan string
+	// reportStatus answers reports when not 0 (a refusal).
+	reportStatus int
 }
 
 func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +85,12 @@ func (s *apiServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Lock()
 		s.reports = append(s.reports, rep)
+		status := s.reportStatus
 		s.mu.Unlock()
+		if status != 0 {
+			http.Error(w, "refused", status)
+			return
+		}
 		w.WriteHeader(http.StatusAccepted)
 	default:
 		http.NotFound(w, r)
@@ -361,4 +370,142 @@ func TestClientStatusError(t *testing.T) {
 	var se *bouncer.StatusError
 	require.ErrorAs(t, err, &se)
 	require.Equal(t, http.StatusTeapot, se.Status)
+}
+
+func TestSyncerReportsOnlyWatchedHitsAndDropsRefusedOnes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(1)}}))
+	_, err := b.syncer.Poll(ctx, 0)
+	require.NoError(t, err)
+	at := time.Now().UTC().Truncate(time.Second)
+	good := bouncer.HoneypotHit{IP: "198.51.100.7", Ruleset: "traefik", Port: 23, Protocol: "tcp", SeenAt: at}
+	// Kept by the kernel from an older version or another ruleset: not sent.
+	b.fake.AddHoneypotHit(bouncer.HoneypotHit{IP: "198.51.100.8", Ruleset: "traefik", Port: 2323, Protocol: "tcp", SeenAt: at})
+	b.fake.AddHoneypotHit(bouncer.HoneypotHit{IP: "198.51.100.9", Ruleset: "traefik", Port: 23, Protocol: "udp", SeenAt: at})
+	b.fake.AddHoneypotHit(bouncer.HoneypotHit{IP: "198.51.100.10", Ruleset: "gone", Port: 23, Protocol: "tcp", SeenAt: at})
+	b.fake.AddHoneypotHit(good)
+
+	// Unavailable: kept and sent again.
+	b.srv.mu.Lock()
+	b.srv.reportStatus = http.StatusServiceUnavailable
+	b.srv.mu.Unlock()
+	require.ErrorContains(t, b.syncer.ReportHoneypot(ctx), "status 503")
+	// Refused for good: dropped, not sent again.
+	b.srv.mu.Lock()
+	b.srv.reportStatus = http.StatusUnprocessableEntity
+	b.srv.mu.Unlock()
+	require.NoError(t, b.syncer.ReportHoneypot(ctx))
+	require.NoError(t, b.syncer.ReportHoneypot(ctx))
+	b.srv.mu.Lock()
+	defer b.srv.mu.Unlock()
+	require.Len(t, b.srv.reports, 2)
+	for _, r := range b.srv.reports {
+		require.Equal(t, []bouncer.HoneypotHit{good}, r.Honeypot)
+	}
+}
+
+// diskFull is a state writer that fails like a full disk until room is made.
+type diskFull struct {
+	mu     sync.Mutex
+	full   bool
+	writes int
+	saved  chan struct{}
+}
+
+func (d *diskFull) save(dir string, st *bouncer.State) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.full {
+		return fmt.Errorf("state: save: write %s: %w", dir, syscall.ENOSPC)
+	}
+	d.writes++
+	if err := bouncer.SaveState(dir, st); err != nil {
+		return err
+	}
+	if d.saved != nil {
+		select {
+		case d.saved <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (d *diskFull) set(full bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.full = full
+}
+
+func onDisk(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	st, err := bouncer.LoadState(dir)
+	require.NoError(t, err)
+	return st.Applied()
+}
+
+// TestSyncerRetriesAFailedSave: after a failed save (a full disk) the
+// bouncer saves again once there is room, until the file on disk is the
+// applied version (issue 12).
+func TestSyncerRetriesAFailedSave(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := t.Context()
+	disk := &diskFull{}
+	cfg := b.config()
+	cfg.Save = disk.save
+	s := bouncer.NewSyncer(b.api, b.fake, cfg, b.log)
+
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(1)}}))
+	_, err := s.Poll(ctx, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int64{"traefik": 1}, onDisk(t, b.dir))
+
+	disk.set(true)
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(2)}}))
+	_, err = s.Poll(ctx, 0)
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.Equal(t, map[string]int64{"traefik": 2}, s.State().Applied(), "enforced though not saved")
+	require.Equal(t, map[string]int64{"traefik": 1}, onDisk(t, b.dir))
+	require.ErrorIs(t, s.SaveIfBehind(), syscall.ENOSPC)
+	require.Equal(t, map[string]int64{"traefik": 1}, onDisk(t, b.dir))
+
+	// Nothing new comes from the server; the room comes back.
+	disk.set(false)
+	require.NoError(t, s.SaveIfBehind())
+	require.Equal(t, map[string]int64{"traefik": 2}, onDisk(t, b.dir))
+	require.NoError(t, s.SaveIfBehind())
+	require.Equal(t, 2, disk.writes, "a file that is the applied version is not written again")
+
+	// A restart with the server unreachable restores the applied version.
+	restarted := bouncer.NewSyncer(b.api, bouncer.NewFake(), b.config(), b.log)
+	require.NoError(t, restarted.Restore(ctx))
+	require.Equal(t, map[string]int64{"traefik": 2}, restarted.State().Applied())
+}
+
+// TestSyncerRunRetriesAFailedSave: the periodic check of Run does the retry.
+func TestSyncerRunRetriesAFailedSave(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	disk := &diskFull{full: true, saved: make(chan struct{}, 1)}
+	cfg := b.config()
+	cfg.Save, cfg.CheckEvery = disk.save, time.Millisecond
+	s := bouncer.NewSyncer(b.api, b.fake, cfg, b.log)
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(1)}}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	require.Equal(t, "apply", nextEvent(t, b.fake).Op)
+	require.Empty(t, onDisk(t, b.dir), "the save failed")
+	disk.set(false)
+	select {
+	case <-disk.saved:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the failed save was never retried")
+	}
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, map[string]int64{"traefik": 1}, onDisk(t, b.dir))
 }

@@ -169,17 +169,26 @@ type TagName = string
 // BadRequest An RFC 9457 problem; every error of this API is one.
 type BadRequest = Problem
 
+// Forbidden An RFC 9457 problem; every error of this API is one.
+type Forbidden = Problem
+
 // InternalError An RFC 9457 problem; every error of this API is one.
 type InternalError = Problem
 
 // TooLarge An RFC 9457 problem; every error of this API is one.
 type TooLarge = Problem
 
+// TooManyRequests An RFC 9457 problem; every error of this API is one.
+type TooManyRequests = Problem
+
 // Unauthorized An RFC 9457 problem; every error of this API is one.
 type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem; every error of this API is one.
 type Unavailable = Problem
+
+// Unprocessable An RFC 9457 problem; every error of this API is one.
+type Unprocessable = Problem
 
 // UnsupportedMediaType An RFC 9457 problem; every error of this API is one.
 type UnsupportedMediaType = Problem
@@ -301,12 +310,26 @@ type ClientInterface interface {
 
 	// PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
+	// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+	// and a protocol and port in that ruleset's honeypot list (else 422); one
+	// bad hit refuses the whole report, and nothing is stored. Hits are
+	// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+	// up to one full report); over the limit the report is refused with 429
+	// and Retry-After.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReportsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+	//
+	// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+	// and a protocol and port in that ruleset's honeypot list (else 422); one
+	// bad hit refuses the whole report, and nothing is stored. Hits are
+	// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+	// up to one full report); over the limit the report is refused with 429
+	// and Retry-After.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -371,6 +394,13 @@ func (c *Client) GetBouncerRender(ctx context.Context, params *GetBouncerRenderP
 
 // PostBouncerReportsWithBody Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
+// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+// and a protocol and port in that ruleset's honeypot list (else 422); one
+// bad hit refuses the whole report, and nothing is stored. Hits are
+// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+// up to one full report); over the limit the report is refused with 429
+// and Retry-After.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
@@ -387,6 +417,13 @@ func (c *Client) PostBouncerReportsWithBody(ctx context.Context, contentType str
 }
 
 // PostBouncerReports Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+//
+// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+// and a protocol and port in that ruleset's honeypot list (else 422); one
+// bad hit refuses the whole report, and nothing is stored. Hits are
+// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+// up to one full report); over the limit the report is refused with 429
+// and Retry-After.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -622,12 +659,26 @@ type ClientWithResponsesInterface interface {
 
 	// PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 	//
+	// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+	// and a protocol and port in that ruleset's honeypot list (else 422); one
+	// bad hit refuses the whole report, and nothing is stored. Hits are
+	// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+	// up to one full report); over the limit the report is refused with 429
+	// and Retry-After.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReportsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostBouncerReportsResponse, error)
 
 	// PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+	//
+	// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+	// and a protocol and port in that ruleset's honeypot list (else 422); one
+	// bad hit refuses the whole report, and nothing is stored. Hits are
+	// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+	// up to one full report); over the limit the report is refused with 429
+	// and Retry-After.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -794,6 +845,11 @@ func (r GetBouncerRenderResponse) ContentType() string {
 	return ""
 }
 
+// PostBouncerReportsResponse429Headers the declared response headers of an HTTP 429 response for PostBouncerReports
+type PostBouncerReportsResponse429Headers struct {
+	RetryAfter *int
+}
+
 // PostBouncerReportsResponse503Headers the declared response headers of an HTTP 503 response for PostBouncerReports
 type PostBouncerReportsResponse503Headers struct {
 	RetryAfter *int
@@ -808,14 +864,22 @@ type PostBouncerReportsResponse struct {
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
 	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
 	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
 	ApplicationproblemJSON413 *TooLarge
 	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
 	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *TooManyRequests
 	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
 	ApplicationproblemJSON500 *InternalError
 	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
 	ApplicationproblemJSON503 *Unavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *PostBouncerReportsResponse429Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *PostBouncerReportsResponse503Headers
 }
@@ -835,6 +899,11 @@ func (r PostBouncerReportsResponse) GetApplicationproblemJSON401() *Unauthorized
 	return r.ApplicationproblemJSON401
 }
 
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
 // GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
 func (r PostBouncerReportsResponse) GetApplicationproblemJSON413() *TooLarge {
 	return r.ApplicationproblemJSON413
@@ -843,6 +912,16 @@ func (r PostBouncerReportsResponse) GetApplicationproblemJSON413() *TooLarge {
 // GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
 func (r PostBouncerReportsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
 	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r PostBouncerReportsResponse) GetApplicationproblemJSON429() *TooManyRequests {
+	return r.ApplicationproblemJSON429
 }
 
 // GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
@@ -931,6 +1010,13 @@ func (c *ClientWithResponses) GetBouncerRenderWithResponse(ctx context.Context, 
 
 // PostBouncerReportsWithBodyWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
 //
+// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+// and a protocol and port in that ruleset's honeypot list (else 422); one
+// bad hit refuses the whole report, and nothing is stored. Hits are
+// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+// up to one full report); over the limit the report is refused with 429
+// and Retry-After.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
@@ -943,6 +1029,13 @@ func (c *ClientWithResponses) PostBouncerReportsWithBodyWithResponse(ctx context
 }
 
 // PostBouncerReportsWithResponse Report honeypot hits; each source is tagged honeypot (source bouncer:<name>, MUNINN_HONEYPOT_TTL)
+//
+// Every hit must name a ruleset bound to the reporting bouncer (else 403)
+// and a protocol and port in that ruleset's honeypot list (else 422); one
+// bad hit refuses the whole report, and nothing is stored. Hits are
+// rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts
+// up to one full report); over the limit the report is refused with 429
+// and Retry-After.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -1137,6 +1230,13 @@ func ParsePostBouncerReportsResponse(rsp *http.Response) (*PostBouncerReportsRes
 		}
 		response.ApplicationproblemJSON401 = &dest
 
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
 		var dest TooLarge
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
@@ -1150,6 +1250,20 @@ func ParsePostBouncerReportsResponse(rsp *http.Response) (*PostBouncerReportsRes
 			return nil, err
 		}
 		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest TooManyRequests
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
 		var dest InternalError
@@ -1168,6 +1282,16 @@ func ParsePostBouncerReportsResponse(rsp *http.Response) (*PostBouncerReportsRes
 	}
 
 	switch {
+	case rsp.StatusCode == 429:
+		var headers PostBouncerReportsResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers PostBouncerReportsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {

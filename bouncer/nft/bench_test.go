@@ -120,7 +120,7 @@ func BenchmarkNftFile(b *testing.B) {
 	for _, n := range []int{100_000, 300_000, 1_000_000} {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			ns := newNS(b)
-			l, err := bouncer.BuildLayout("muninn", DefaultPriority, 1, benchState(n))
+			l, err := bouncer.BuildLayout("muninn", DefaultPriority, 1, benchState(n), nil)
 			require.NoError(b, err)
 			path := filepath.Join(b.TempDir(), "table.nft")
 			f, err := os.Create(path)

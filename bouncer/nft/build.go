@@ -33,6 +33,10 @@ const (
 	reg32base = 8
 )
 
+// ctDirReply is IP_CT_DIR_REPLY: the packet travels against the direction of
+// the packet that created the connection.
+const ctDirReply = 1
+
 var (
 	hpTypeV4 = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
 	hpTypeV6 = nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
@@ -282,6 +286,24 @@ func (b *built) stmtExprs(st bouncer.Stmt) ([]expr.Any, error) {
 			&expr.Dynset{SrcRegKey: reg32base, SetName: s.Name, SetID: s.ID, Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: bouncer.HoneypotTimeout},
 		)
 	}
+	if st.NeighborDiscovery {
+		ex = append(ex,
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg1}, cmpEq([]byte{unix.IPPROTO_ICMPV6}),
+			&expr.Payload{DestRegister: reg1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Range{Op: expr.CmpOpEq, Register: reg1, FromData: []byte{133}, ToData: []byte{136}},
+		)
+	}
+	if st.CtReply {
+		ex = append(ex,
+			&expr.Ct{Register: reg1, Key: expr.CtKeySTATE},
+			&expr.Bitwise{SourceRegister: reg1, DestRegister: reg1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg1, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Ct{Register: reg1, Key: expr.CtKeyDIRECTION},
+			cmpEq([]byte{ctDirReply}),
+		)
+	}
 	if st.Counter != "" {
 		ex = append(ex, &expr.Objref{Type: int(nftables.ObjTypeCounter), Name: st.Counter})
 	}
@@ -295,6 +317,8 @@ func (b *built) stmtExprs(st bouncer.Stmt) ([]expr.Any, error) {
 	switch st.Verdict {
 	case "drop":
 		ex = append(ex, &expr.Verdict{Kind: expr.VerdictDrop})
+	case "accept":
+		ex = append(ex, &expr.Verdict{Kind: expr.VerdictAccept})
 	case "return":
 		ex = append(ex, &expr.Verdict{Kind: expr.VerdictReturn})
 	case "jump":

@@ -43,6 +43,9 @@ type Options struct {
 	// SockBuf is the netlink socket buffer size in bytes; 256 MiB when 0. A whole
 	// transaction is one sendmsg, so the send buffer must hold it.
 	SockBuf int
+	// Server are the addresses of the bouncer's muninn server: the table
+	// accepts them before any rule (bouncer.BuildLayout).
+	Server []netip.Addr
 	// Logger receives debug messages; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -142,7 +145,7 @@ func (f *Firewall) Apply(ctx context.Context, st *bouncer.State) error {
 	if gen <= f.generation {
 		gen = f.generation + 1
 	}
-	l, err := bouncer.BuildLayout(f.opts.Table, f.opts.Priority, gen, st)
+	l, err := bouncer.BuildLayout(f.opts.Table, f.opts.Priority, gen, st, f.opts.Server)
 	if err != nil {
 		return fmt.Errorf("nft: apply: %w", err)
 	}

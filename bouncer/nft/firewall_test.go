@@ -212,7 +212,7 @@ func TestDryRunScriptLoads(t *testing.T) {
 	r.Rules = append(r.Rules, bouncer.RenderRule{ID: 3, Action: "throttle", Rate: "10/second", V4: []string{"203.0.113.0/28"}},
 		bouncer.RenderRule{ID: 4, Action: "log", V6: []string{"2001:db8:2000::/40"}})
 	var sb strings.Builder
-	require.NoError(t, bouncer.NewDryRun(&sb, "muninn", DefaultPriority).Apply(t.Context(), mustState(t, r)))
+	require.NoError(t, bouncer.NewDryRun(&sb, "muninn", DefaultPriority, []netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")}).Apply(t.Context(), mustState(t, r)))
 	cmd := exec.Command("ip", "netns", "exec", ns.Name, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(sb.String())
 	out, err := cmd.CombinedOutput()

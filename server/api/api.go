@@ -35,6 +35,9 @@ type Options struct {
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+	// HoneypotRate is how many honeypot hits per second one bouncer may
+	// report (bursts up to one full report, 10,000 hits); 100 when 0.
+	HoneypotRate float64
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -46,6 +49,8 @@ type Server struct {
 	opts  Options
 	auth  *Authenticator
 	lists listCache
+	// honeypotLimit rate-limits honeypot reports per bouncer.
+	honeypotLimit *rateLimits
 }
 
 // New returns the API server.
@@ -59,7 +64,11 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	if opts.HoneypotTTL <= 0 {
 		opts.HoneypotTTL = 24 * time.Hour
 	}
-	return &Server{store: st, log: log, now: now, opts: opts, auth: auth}
+	if opts.HoneypotRate <= 0 {
+		opts.HoneypotRate = 100
+	}
+	return &Server{store: st, log: log, now: now, opts: opts, auth: auth,
+		honeypotLimit: newRateLimits(opts.HoneypotRate, maxReportHits)}
 }
 
 // problem builds a problem+json body.
@@ -85,6 +94,9 @@ func WriteProblem(w http.ResponseWriter, status int, detail string, fields ...ap
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(problem(status, detail, fields...))
 }
+
+// maxReportHits is the most hits one report holds (the contract's maxItems).
+const maxReportHits = 10000
 
 func ptr[T any](v T) *T { return &v }
 

@@ -37,11 +37,12 @@ func (s *Server) ListAudit(ctx context.Context, req apigen.ListAuditRequestObjec
 	}
 	for _, e := range es {
 		item := apigen.AuditEntry{Id: e.ID, At: e.At, Actor: e.Actor, Action: e.Action, Object: e.Object}
+		// Any JSON value, passed through as stored.
 		if e.Before != nil {
-			item.Before = &e.Before
+			item.Before = e.Before
 		}
 		if e.After != nil {
-			item.After = &e.After
+			item.After = e.After
 		}
 		page.Items = append(page.Items, item)
 	}
@@ -55,7 +56,8 @@ func parseIDCursor(c *string) (int64, *apigen.FieldError) {
 		return 0, nil
 	}
 	n, err := strconv.ParseInt(*c, 10, 64)
-	if err != nil || n < 0 {
+	// Only what next_cursor carries: no sign, no leading zeros.
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != *c {
 		fe := fieldErr("cursor", "must be the next_cursor of an earlier page")
 		return 0, &fe
 	}

@@ -5,10 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"net/http"
 	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -292,15 +300,47 @@ const HoneypotTag = "honeypot"
 // PostBouncerReports implements POST /bouncer/reports: each honeypot hit
 // becomes a honeypot tag from source bouncer:<name> with the honeypot TTL,
 // stored through ingest, which announces the change and so re-renders.
+//
+// A bouncer key may only report what its own rulesets set it to watch: every
+// hit must name a ruleset bound to the bouncer (else 403) and a protocol and
+// port in that ruleset's honeypot list (else 422). One bad hit refuses the
+// report. Hits are rate-limited per bouncer (429 with Retry-After).
 func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerReportsRequestObject) (apigen.PostBouncerReportsResponseObject, error) {
 	b, _ := BouncerFrom(ctx)
 	now := s.now()
-	var errs []apigen.FieldError
+	if wait, ok := s.honeypotLimit.take(b.ID, len(req.Body.Honeypot), now); !ok {
+		secs := max(1, int(math.Ceil(wait.Seconds())))
+		return apigen.PostBouncerReports429ApplicationProblemPlusJSONResponse{TooManyRequestsApplicationProblemPlusJSONResponse: apigen.TooManyRequestsApplicationProblemPlusJSONResponse{
+			Body: problem(http.StatusTooManyRequests, fmt.Sprintf("bouncer %s is over its honeypot report rate (%g hits per second, bursts of %d); nothing was stored",
+				b.Name, s.honeypotLimit.rate, s.honeypotLimit.burst), fieldErr("/honeypot", fmt.Sprintf("%d hits; try again in %d s", len(req.Body.Honeypot), secs))),
+			Headers: apigen.TooManyRequestsResponseHeaders{RetryAfter: ptr(secs)}}}, nil
+	}
+	var malformed, forbidden, unwatched []apigen.FieldError
+	ports := map[string]policy.Honeypot{}
 	obs := make([]store.Observation, 0, len(req.Body.Honeypot))
 	for i, h := range req.Body.Honeypot {
 		p, err := ParsePrefix(h.IP)
 		if err != nil || !p.IsSingleIP() {
-			errs = append(errs, fieldErr(fmt.Sprintf("/honeypot/%d/ip", i), "must be one IP address"))
+			malformed = append(malformed, fieldErr(fmt.Sprintf("/honeypot/%d/ip", i), "must be one IP address"))
+			continue
+		}
+		if !slices.Contains(b.Rulesets, h.Ruleset) {
+			forbidden = append(forbidden, fieldErr(fmt.Sprintf("/honeypot/%d/ruleset", i), fmt.Sprintf("bouncer %s does not enforce ruleset %q", b.Name, h.Ruleset)))
+			continue
+		}
+		hp, ok := ports[h.Ruleset]
+		if !ok {
+			if hp, err = s.honeypotPorts(ctx, h.Ruleset); err != nil {
+				return nil, err
+			}
+			ports[h.Ruleset] = hp
+		}
+		list := hp.TCP
+		if h.Protocol == "udp" {
+			list = hp.UDP
+		}
+		if !slices.Contains(list, h.Port) {
+			unwatched = append(unwatched, fieldErr(fmt.Sprintf("/honeypot/%d/port", i), fmt.Sprintf("%s port %d is not a honeypot port of ruleset %s (%s)", h.Protocol, h.Port, h.Ruleset, honeypotList(hp))))
 			continue
 		}
 		seen := h.SeenAt
@@ -310,8 +350,15 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 		exp := seen.Add(s.opts.HoneypotTTL)
 		obs = append(obs, store.Observation{Prefix: p, Source: "bouncer:" + b.Name, Tags: []string{HoneypotTag}, SeenAt: seen, ExpiresAt: &exp})
 	}
-	if len(errs) > 0 {
-		return apigen.PostBouncerReports400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the report is invalid", errs...)}, nil
+	switch {
+	case len(malformed) > 0:
+		return apigen.PostBouncerReports400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the report is invalid; nothing was stored", malformed...)}, nil
+	case len(forbidden) > 0:
+		return apigen.PostBouncerReports403ApplicationProblemPlusJSONResponse{ForbiddenApplicationProblemPlusJSONResponse: apigen.ForbiddenApplicationProblemPlusJSONResponse(
+			problem(http.StatusForbidden, "the report names rulesets this bouncer does not enforce; nothing was stored", forbidden...))}, nil
+	case len(unwatched) > 0:
+		return apigen.PostBouncerReports422ApplicationProblemPlusJSONResponse{UnprocessableApplicationProblemPlusJSONResponse: apigen.UnprocessableApplicationProblemPlusJSONResponse(
+			problem(http.StatusUnprocessableEntity, "the report names ports outside its rulesets' honeypot lists; nothing was stored", unwatched...))}, nil
 	}
 	if err := s.store.Ingest(ctx, obs, "bouncer:"+b.Name); err != nil {
 		return nil, fmt.Errorf("api: store honeypot report of %s: %w", b.Name, err)
@@ -320,4 +367,77 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 		return nil, err
 	}
 	return apigen.PostBouncerReports202JSONResponse{Accepted: len(obs)}, nil
+}
+
+// honeypotPorts reads the honeypot list of a stored ruleset; a ruleset gone
+// since the bouncer's last poll has none.
+func (s *Server) honeypotPorts(ctx context.Context, name string) (policy.Honeypot, error) {
+	r, err := s.store.RulesetByName(ctx, name)
+	if isNotFound(err) {
+		return policy.Honeypot{}, nil
+	}
+	if err != nil {
+		return policy.Honeypot{}, err
+	}
+	rs, err := policy.Parse(r.Text)
+	if err != nil {
+		return policy.Honeypot{}, fmt.Errorf("api: stored ruleset %s: %w", name, err)
+	}
+	return rs.Honeypot, nil
+}
+
+// honeypotList names a ruleset's honeypot ports: "honeypot tcp 23,2323".
+func honeypotList(hp policy.Honeypot) string {
+	var parts []string
+	for _, l := range []struct {
+		proto string
+		ports []uint16
+	}{{"tcp", hp.TCP}, {"udp", hp.UDP}} {
+		if len(l.ports) == 0 {
+			continue
+		}
+		ps := make([]string, len(l.ports))
+		for i, p := range l.ports {
+			ps[i] = strconv.Itoa(int(p))
+		}
+		parts = append(parts, l.proto+" "+strings.Join(ps, ","))
+	}
+	if len(parts) == 0 {
+		return "it has no honeypot ports"
+	}
+	return "honeypot " + strings.Join(parts, "; ")
+}
+
+// rateLimits holds one token bucket per bouncer: each honeypot hit takes a
+// token. Buckets live as long as the process; there is one per bouncer key.
+type rateLimits struct {
+	rate  float64
+	burst int
+	mu    sync.Mutex
+	by    map[int64]*rate.Limiter
+}
+
+func newRateLimits(perSecond float64, burst int) *rateLimits {
+	return &rateLimits{rate: perSecond, burst: burst, by: map[int64]*rate.Limiter{}}
+}
+
+// take takes n tokens of id's bucket at now, or, when it has too few, none,
+// and says how long until it will have them.
+func (l *rateLimits) take(id int64, n int, now time.Time) (time.Duration, bool) {
+	l.mu.Lock()
+	lim, ok := l.by[id]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(l.rate), l.burst)
+		l.by[id] = lim
+	}
+	l.mu.Unlock()
+	if n > l.burst {
+		return time.Duration(float64(n) / l.rate * float64(time.Second)), false
+	}
+	r := lim.ReserveN(now, n)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, false
+	}
+	return 0, true
 }

@@ -9,11 +9,14 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/go-chi/chi/v5"
+
+	"github.com/muninn/muninn/server/api/apigen"
 )
 
 // RolePublic and RoleBouncer are the roles of x-muninn-role besides the token
@@ -43,6 +46,9 @@ type Operation struct {
 	Role string
 	// Streamed says the handler reads and validates the body itself.
 	Streamed bool
+	// ParamRoles names the query parameters that need a role above the
+	// operation's (their x-muninn-role), e.g. allow_wide: admin.
+	ParamRoles map[string]string
 }
 
 // Operations reads every operation of spec, keyed "METHOD /path" with the
@@ -77,14 +83,75 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			if (want == "" && len(schemes) != 0) || (want != "" && !slices.Equal(schemes, []string{want})) {
 				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
 			}
+			paramRoles, err := paramRoles(op)
+			if err != nil {
+				return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+			}
+			if len(paramRoles) > 0 && want != "bearerAuth" {
+				return nil, fmt.Errorf("api: %s %s: parameter roles need a token-authenticated operation, not %s", method, path, role)
+			}
 			streamed, _ := op.Extensions[streamExtension].(bool)
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles}
 		}
 	}
 	return out, nil
+}
+
+// paramRoles reads the x-muninn-role of op's query parameters.
+func paramRoles(op *openapi3.Operation) (map[string]string, error) {
+	var out map[string]string
+	for _, ref := range op.Parameters {
+		p := ref.Value
+		if p == nil {
+			continue
+		}
+		role, ok := p.Extensions[RoleExtension].(string)
+		if !ok {
+			continue
+		}
+		if p.In != openapi3.ParameterInQuery || RoleRank(role) == 0 {
+			return nil, fmt.Errorf("parameter %s: %s %q must be reader, writer or admin on a query parameter", p.Name, RoleExtension, role)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[p.Name] = role
+	}
+	return out, nil
+}
+
+// ParamRole is the role the contract requires of a caller that sends the
+// query parameter name (its x-muninn-role in openapi.yaml), or "" when the
+// parameter needs no more than its operation. The UI asks it before offering
+// what the parameter does, so both follow the one declaration.
+func ParamRole(name string) string {
+	return specParamRoles()[name]
+}
+
+var specParamRoles = sync.OnceValue(func() map[string]string {
+	out := map[string]string{}
+	spec, err := apigen.GetSwagger()
+	if err != nil {
+		panic(fmt.Sprintf("api: load the embedded spec: %v", err))
+	}
+	for _, ref := range spec.Components.Parameters {
+		if p := ref.Value; p != nil {
+			if role, ok := p.Extensions[RoleExtension].(string); ok {
+				out[p.Name] = role
+			}
+		}
+	}
+	return out
+})
+
+// MaySendParam reports whether a caller with role may send the query
+// parameter name: the one check behind the contract's 403 and the UI.
+func MaySendParam(name, role string) bool {
+	need := ParamRole(name)
+	return need == "" || RoleRank(role) >= RoleRank(need)
 }
 
 // Contract is the one place the API's contract is enforced before a handler
@@ -175,6 +242,16 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			if RoleRank(p.Role) < RoleRank(op.Role) {
 				WriteProblem(w, http.StatusForbidden, "this needs the "+op.Role+" role; "+p.Name+" has "+p.Role)
 				return
+			}
+			q := r.URL.Query()
+			for name, role := range op.ParamRoles {
+				// Sent at all (even =false) needs the role: the flag's presence
+				// is what a caller asks for.
+				if q.Has(name) && RoleRank(p.Role) < RoleRank(role) {
+					WriteProblem(w, http.StatusForbidden, name+" needs the "+role+" role; "+p.Name+" has "+p.Role,
+						fieldErr(name, "only the "+role+" role may send "+name))
+					return
+				}
 			}
 			ctx = WithPrincipal(ctx, p)
 		}

@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -36,19 +38,36 @@ func (s *Server) PutGuard(ctx context.Context, req apigen.PutGuardRequestObject)
 		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", fieldErr("", "a JSON object is required"))}, nil
 	}
 	var errs []apigen.FieldError
+	var lifted []netip.Prefix
+	allowWide := deref(req.Params.AllowWide)
 	entries := make([]store.GuardEntry, 0, len(req.Body.Entries))
+	first := map[netip.Prefix]int{}
 	for i, e := range req.Body.Entries {
+		field := fmt.Sprintf("/entries/%d/prefix", i)
 		p, err := ParsePrefix(e.Prefix)
 		if err != nil {
-			errs = append(errs, fieldErr(fmt.Sprintf("/entries/%d/prefix", i), err.Error()))
+			errs = append(errs, fieldErr(field, err.Error()))
 			continue
 		}
+		// A wide never-block entry unblocks that much of the internet.
+		if err := policy.CheckWidth(p); err != nil {
+			if !allowWide {
+				errs = append(errs, fieldErr(field, err.Error()))
+				continue
+			}
+			lifted = append(lifted, p)
+		}
+		if j, dup := first[p]; dup {
+			errs = append(errs, fieldErr(field, fmt.Sprintf("%s is /entries/%d/prefix again", p, j)))
+			continue
+		}
+		first[p] = i
 		entries = append(entries, store.GuardEntry{Prefix: p, Reason: deref(e.Reason)})
 	}
 	if len(errs) > 0 {
 		return apigen.PutGuard400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the guard is invalid", errs...)}, nil
 	}
-	if err := s.store.PutGuardEntries(ctx, entries, actorOf(ctx)); err != nil {
+	if err := s.store.PutGuardEntries(ctx, entries, actorOf(ctx), lifted...); err != nil {
 		return nil, err
 	}
 	g, err := s.guardAnswer(ctx)

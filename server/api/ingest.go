@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
@@ -68,8 +69,9 @@ func parseTTL(raw json.RawMessage) (time.Duration, error) {
 	return d, nil
 }
 
-// validate turns one decoded observation into a store row.
-func (s *Server) validate(o observation, defaultSource string, now time.Time) (store.Observation, *apigen.IngestError) {
+// validate turns one decoded observation into a store row. A prefix wider
+// than the limit (policy.CheckWidth) is refused unless allowWide.
+func (s *Server) validate(o observation, defaultSource string, now time.Time, allowWide bool) (store.Observation, *apigen.IngestError) {
 	bad := func(field, reason string) *apigen.IngestError {
 		return &apigen.IngestError{Field: ptr(field), Reason: reason}
 	}
@@ -79,6 +81,10 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time) (s
 	p, err := ParsePrefix(o.IP)
 	if err != nil {
 		return store.Observation{}, bad("/ip", err.Error())
+	}
+	wide := policy.CheckWidth(p)
+	if wide != nil && !allowWide {
+		return store.Observation{}, bad("/ip", wide.Error())
 	}
 	src := o.Source
 	if src == "" {
@@ -112,7 +118,8 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time) (s
 	if err != nil {
 		return store.Observation{}, bad("/ttl", err.Error())
 	}
-	out := store.Observation{Prefix: p, Source: "ingest:" + src, Tags: o.Tags, Classification: o.Classification, SeenAt: seen, Note: o.Note}
+	out := store.Observation{Prefix: p, Source: "ingest:" + src, Tags: o.Tags, Classification: o.Classification, SeenAt: seen, Note: o.Note,
+		WidthLifted: wide != nil}
 	if ttl > 0 {
 		exp := seen.Add(ttl)
 		out.ExpiresAt = &exp
@@ -143,6 +150,8 @@ type ingester struct {
 	done    chan error
 	result  apigen.IngestResult
 	pending int64
+	// allowWide: an admin sent allow_wide=true (the contract checked the role).
+	allowWide bool
 }
 
 func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
@@ -202,6 +211,7 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	now := s.now()
 	br := bufio.NewReaderSize(req.Body, 256<<10)
 	in := s.newIngester(ctx, actor)
+	in.allowWide = deref(req.Params.AllowWide)
 	var readErr error
 	first, err := peekNonSpace(br)
 	switch {
@@ -280,7 +290,7 @@ func (s *Server) ingestNDJSON(br *bufio.Reader, in *ingester, actor string, now 
 			var o observation
 			if derr := decodeStrict(trimmed, &o); derr != nil {
 				in.reject(line, apigen.IngestError{Reason: "malformed JSON: " + derr.Error()})
-			} else if row, bad := s.validate(o, actor, now); bad != nil {
+			} else if row, bad := s.validate(o, actor, now, in.allowWide); bad != nil {
 				in.reject(line, *bad)
 			} else {
 				in.add(row)
@@ -341,7 +351,7 @@ func (s *Server) ingestArray(br *bufio.Reader, in *ingester, actor string, now t
 			in.reject(n, apigen.IngestError{Reason: "malformed observation: " + err.Error()})
 			continue
 		}
-		row, bad := s.validate(o, actor, now)
+		row, bad := s.validate(o, actor, now, in.allowWide)
 		if bad != nil {
 			in.reject(n, *bad)
 			continue

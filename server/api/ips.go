@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"strconv"
+	"strings"
 
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/index"
+	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
@@ -95,22 +97,44 @@ func addrPrefix(s string) (netip.Prefix, *apigen.Problem) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
+// netPrefix is the network of a /networks/{address}/{bits} path in canonical
+// form: an IPv4-mapped address counts its bits in IPv6 (::ffff:192.0.2.0/120
+// is 192.0.2.0/24).
 func netPrefix(addr string, bits int) (netip.Prefix, *apigen.Problem) {
-	a, err := ParseAddr(addr)
-	if err != nil {
-		p := problem(400, "the address is malformed", fieldErr("address", err.Error()))
+	bad := func(detail string, fe apigen.FieldError) (netip.Prefix, *apigen.Problem) {
+		p := problem(400, detail, fe)
 		return netip.Prefix{}, &p
 	}
+	a, err := netip.ParseAddr(strings.TrimSpace(addr))
+	if err != nil {
+		return bad("the address is malformed", fieldErr("address", fmt.Sprintf("%q is not an IP address", addr)))
+	}
+	if a.Zone() != "" {
+		return bad("the address is malformed", fieldErr("address", fmt.Sprintf("%q has a zone; zones are not allowed", addr)))
+	}
 	if bits < 0 || bits > a.BitLen() {
-		p := problem(400, "the prefix length is out of range", fieldErr("bits", fmt.Sprintf("must be between 0 and %d for %s", a.BitLen(), a)))
-		return netip.Prefix{}, &p
+		return bad("the prefix length is out of range", fieldErr("bits", fmt.Sprintf("must be between 0 and %d for %s", a.BitLen(), a)))
 	}
 	pp := netip.PrefixFrom(a, bits)
 	if pp.Masked() != pp {
-		p := problem(400, "the network has host bits set", fieldErr("address", fmt.Sprintf("%s has host bits set; did you mean %s?", pp, pp.Masked())))
-		return netip.Prefix{}, &p
+		return bad("the network has host bits set", fieldErr("address", fmt.Sprintf("%s has host bits set; did you mean %s?", pp, pp.Masked())))
 	}
-	return pp, nil
+	c, err := CanonicalPrefix(pp)
+	if err != nil {
+		return bad("the network is malformed", fieldErr("bits", err.Error()))
+	}
+	return c, nil
+}
+
+// widthProblem is the 400 for a prefix wider than the limit, or nil when it
+// is within it or allowWide (an admin lifted it; the contract checked the role).
+func widthProblem(p netip.Prefix, field string, allowWide bool) *apigen.Problem {
+	err := policy.CheckWidth(p)
+	if err == nil || allowWide {
+		return nil
+	}
+	pr := problem(400, "the prefix is wider than the limit", fieldErr(field, err.Error()))
+	return &pr
 }
 
 // GetIP implements GET /ips/{address}.
@@ -162,7 +186,9 @@ func validateOverride(o apigen.Override) (store.Override, []apigen.FieldError) {
 	return out, errs
 }
 
-func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.Override) (apigen.View, []apigen.FieldError, error) {
+// putOverride stores an override; lifted says p is wider than the limit and
+// an admin accepted it (audited as width.lift).
+func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.Override, lifted bool) (apigen.View, []apigen.FieldError, error) {
 	if body == nil {
 		return apigen.View{}, []apigen.FieldError{fieldErr("", "a JSON object is required")}, nil
 	}
@@ -173,6 +199,7 @@ func (s *Server) putOverride(ctx context.Context, p netip.Prefix, body *apigen.O
 	if len(errs) > 0 {
 		return apigen.View{}, errs, nil
 	}
+	o.WidthLifted = lifted
 	if err := s.store.PutOverride(ctx, p, o, actorOf(ctx), s.now()); err != nil {
 		return apigen.View{}, nil, err
 	}
@@ -189,7 +216,7 @@ func (s *Server) PutIPOverride(ctx context.Context, req apigen.PutIPOverrideRequ
 	if bad != nil {
 		return apigen.PutIPOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
 	}
-	v, errs, err := s.putOverride(ctx, p, req.Body)
+	v, errs, err := s.putOverride(ctx, p, req.Body, false)
 	if err != nil {
 		return nil, err
 	}
@@ -202,10 +229,14 @@ func (s *Server) PutIPOverride(ctx context.Context, req apigen.PutIPOverrideRequ
 // PutNetworkOverride implements PUT /networks/{address}/{bits}/override.
 func (s *Server) PutNetworkOverride(ctx context.Context, req apigen.PutNetworkOverrideRequestObject) (apigen.PutNetworkOverrideResponseObject, error) {
 	p, bad := netPrefix(req.Address, req.Bits)
+	allowWide := deref(req.Params.AllowWide)
+	if bad == nil {
+		bad = widthProblem(p, "bits", allowWide)
+	}
 	if bad != nil {
 		return apigen.PutNetworkOverride400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(*bad)}, nil
 	}
-	v, errs, err := s.putOverride(ctx, p, req.Body)
+	v, errs, err := s.putOverride(ctx, p, req.Body, allowWide && policy.CheckWidth(p) != nil)
 	if err != nil {
 		return nil, err
 	}

@@ -62,7 +62,11 @@ func (s *Server) PutList(ctx context.Context, req apigen.PutListRequestObject) (
 	if _, err := policy.Compile(probe, &policy.Facts{Lists: lists}); err != nil {
 		return bad(fieldErr("/selector", err.Error()))
 	}
-	l, err := s.store.PutList(ctx, req.Name, policy.FormatSelector(conds), actorOf(ctx))
+	werrs, lifted := wideTerms(policy.WideSelectorCIDRs(conds), func(policy.WideTerm) string { return "/selector" }, deref(req.Params.AllowWide))
+	if len(werrs) > 0 {
+		return apigen.PutList400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the list is invalid", werrs...)}, nil
+	}
+	l, err := s.store.PutList(ctx, req.Name, policy.FormatSelector(conds), actorOf(ctx), lifted...)
 	if err != nil {
 		return nil, err
 	}

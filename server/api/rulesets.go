@@ -121,6 +121,22 @@ func (s *Server) parseRulesetBody(ctx context.Context, name string, text *string
 	return rs, nil, nil
 }
 
+// wideTerms turns the cidr values of a ruleset or selector wider than the
+// limit into field errors (field names each one), or, when an admin sent
+// allow_wide, into the prefixes lifted for the audit log.
+func wideTerms(terms []policy.WideTerm, field func(policy.WideTerm) string, allowWide bool) ([]apigen.FieldError, []netip.Prefix) {
+	var errs []apigen.FieldError
+	var lifted []netip.Prefix
+	for _, w := range terms {
+		if allowWide {
+			lifted = append(lifted, w.Err.Prefix)
+			continue
+		}
+		errs = append(errs, fieldErr(field(w), w.Reason()))
+	}
+	return errs, lifted
+}
+
 // PutRuleset implements PUT /rulesets/{name}.
 func (s *Server) PutRuleset(ctx context.Context, req apigen.PutRulesetRequestObject) (apigen.PutRulesetResponseObject, error) {
 	if req.TextBody != nil && len(*req.TextBody) > policy.MaxTextSize {
@@ -138,7 +154,11 @@ func (s *Server) PutRuleset(ctx context.Context, req apigen.PutRulesetRequestObj
 	if err != nil {
 		return nil, fmt.Errorf("api: encode ruleset: %w", err)
 	}
-	stored, created, err := s.store.PutRuleset(ctx, rs.Name, policy.Format(rs), js, actorOf(ctx))
+	werrs, lifted := wideTerms(rs.WideCIDRs(), func(w policy.WideTerm) string { return w.Pointer }, deref(req.Params.AllowWide))
+	if len(werrs) > 0 {
+		return apigen.PutRuleset400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the ruleset is invalid", werrs...)}, nil
+	}
+	stored, created, err := s.store.PutRuleset(ctx, rs.Name, policy.Format(rs), js, actorOf(ctx), lifted...)
 	if err != nil {
 		return nil, err
 	}

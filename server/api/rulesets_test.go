@@ -31,6 +31,13 @@ type renderBundle struct {
 
 func setupRender(t testing.TB) *renderBundle {
 	t.Helper()
+	return setupRenderWith(t, nil)
+}
+
+// setupRenderWith is setupRender with tweak applied to the server's
+// dependencies (a clock, limits) before it starts.
+func setupRenderWith(t testing.TB, tweak func(*httpserver.Deps)) *renderBundle {
+	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ix := indextest.Start(t, st, log, nil)
@@ -39,8 +46,12 @@ func setupRender(t testing.TB) *renderBundle {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)})
+	deps := httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)}
+	if tweak != nil {
+		tweak(&deps)
+	}
+	h, err := httpserver.New(deps)
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

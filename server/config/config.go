@@ -5,6 +5,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -39,6 +40,9 @@ type Config struct {
 	Workers bool
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+	// HoneypotRate is how many honeypot hits per second one bouncer may
+	// report (MUNINN_HONEYPOT_RATE).
+	HoneypotRate float64
 
 	// GeoDir holds the geo databases (`make geodata`); default DataDir/geo.
 	GeoDir string
@@ -72,6 +76,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DBMaxConns:        20,
 		Workers:           true,
 		HoneypotTTL:       24 * time.Hour,
+		HoneypotRate:      100,
 		RDAP:              true,
 		RDAPRate:          1,
 		RDAPWhois:         true,
@@ -148,6 +153,14 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			errs = append(errs, fmt.Errorf("MUNINN_RDAP_RATE: %q is not a positive number of queries per second", v))
 		} else {
 			c.RDAPRate = r
+		}
+	}
+	if v := getenv("MUNINN_HONEYPOT_RATE"); v != "" {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || !(r > 0) || math.IsInf(r, 0) {
+			errs = append(errs, fmt.Errorf("MUNINN_HONEYPOT_RATE: %q is not a positive number of hits per second", v))
+		} else {
+			c.HoneypotRate = r
 		}
 	}
 	if v := getenv("MUNINN_MAX_INGEST_BYTES"); v != "" {

@@ -53,3 +53,17 @@ func TestErrorsNameTheVariable(t *testing.T) {
 	_, err = config.FromEnv(env(map[string]string{"MUNINN_LOG_LEVEL": "loud"}))
 	require.ErrorContains(t, err, "MUNINN_LOG_LEVEL")
 }
+
+func TestHoneypotRate(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(nil))
+	require.NoError(t, err)
+	require.Equal(t, 100.0, c.HoneypotRate)
+	c, err = config.FromEnv(env(map[string]string{"MUNINN_HONEYPOT_RATE": "2.5"}))
+	require.NoError(t, err)
+	require.Equal(t, 2.5, c.HoneypotRate)
+	for _, v := range []string{"0", "-1", "NaN", "+Inf", "fast"} {
+		_, err = config.FromEnv(env(map[string]string{"MUNINN_HONEYPOT_RATE": v}))
+		require.EqualError(t, err, `config: MUNINN_HONEYPOT_RATE: "`+v+`" is not a positive number of hits per second`, v)
+	}
+}

@@ -129,7 +129,7 @@ func TestTour(t *testing.T) {
 			`{"ip":"203.0.113.0/24","source":"netflow","tags":["scanner"],"ttl":"24h","note":"swept port 22"}`,
 			`{"ip":"198.51.100.300"}`,
 		}, "\n") + "\n"
-		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &oc.IngestReqApplicationXNdjson{Data: strings.NewReader(body)}))
+		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &oc.IngestReqApplicationXNdjson{Data: strings.NewReader(body)}, oc.IngestParams{}))
 		require.Equal(t, &oc.IngestResult{Accepted: 2, Rejected: 1, Errors: []oc.IngestError{
 			{Line: 3, Field: oc.NewOptString("/ip"), Reason: `"198.51.100.300" is not an IP address`},
 		}}, res)
@@ -143,7 +143,7 @@ func TestTour(t *testing.T) {
 				TTL: oc.NewOptObservationTTL(oc.NewFloat64ObservationTTL(86400))},
 			{IP: "not-an-address", Source: oc.NewOptString("cowrie")},
 		}
-		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &req))
+		res := answer[*oc.IngestResult](t)(admin.Ingest(ctx, &req, oc.IngestParams{}))
 		require.Equal(t, &oc.IngestResult{Accepted: 2, Rejected: 1, Errors: []oc.IngestError{
 			{Line: 3, Field: oc.NewOptString("/ip"), Reason: `"not-an-address" is not an IP address`},
 		}}, res)

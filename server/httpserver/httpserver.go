@@ -40,6 +40,8 @@ type Deps struct {
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+	// HoneypotRate is the honeypot hits per second one bouncer may report.
+	HoneypotRate float64
 	// Jobs enqueues feed refreshes; nil makes a refresh answer 503.
 	Jobs feeds.Inserter
 	// Mount adds further routes (the UI) to the root router.
@@ -72,7 +74,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate})
 	m := newMetrics(d.Registry)
 
 	r := chi.NewRouter()

@@ -244,12 +244,20 @@ func FuzzParse(f *testing.F) {
 	f.Add(designExample)
 	f.Add("ruleset a\n  throttle 5/second source \"feed:*\" and not cidr ::ffff:1.2.3.4/120\n  honeypot udp 53\n")
 	f.Add("ruleset a\n  scope dport 1-65535 iifname eth0\n  default allow\n")
+	// Issue 12: rules that would block (or allow) the whole internet.
+	f.Add("ruleset a\n  block cidr 0.0.0.0/0\n  block cidr ::/0 and tag scanner\n  allow not cidr ::ffff:0:0/96\n")
+	f.Add("ruleset a\n  default block\n  honeypot tcp 23,2323\n  block tag X\n")
 	f.Fuzz(func(t *testing.T, text string) {
 		rs, err := Parse(text)
 		if err != nil {
 			var se *SyntaxError
 			require.True(t, errors.As(err, &se))
 			return
+		}
+		// Every cidr value the width rule refuses is reported, with its place.
+		for _, w := range rs.WideCIDRs() {
+			require.Error(t, CheckWidth(w.Err.Prefix))
+			require.Positive(t, w.Rule)
 		}
 		out := Format(rs)
 		again, err := Parse(out)

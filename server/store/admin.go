@@ -191,8 +191,11 @@ type AuditEntry struct {
 	Actor  string
 	Action string
 	Object string
-	Before map[string]any
-	After  map[string]any
+	// Before and After are the object before and after the change as stored:
+	// any JSON value (an object, or an array such as a bouncer's rulesets or
+	// the guard's entries); nil when absent.
+	Before json.RawMessage
+	After  json.RawMessage
 }
 
 // AuditFilter selects audit entries.
@@ -220,14 +223,10 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter, before int64, limit in
 			return e, err
 		}
 		if b != nil {
-			if err := json.Unmarshal(b, &e.Before); err != nil {
-				return e, err
-			}
+			e.Before = b
 		}
 		if a != nil {
-			if err := json.Unmarshal(a, &e.After); err != nil {
-				return e, err
-			}
+			e.After = a
 		}
 		return e, nil
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,9 @@ type Observation struct {
 	// ExpiresAt is seen_at + ttl; nil means the tag's default TTL, or never.
 	ExpiresAt *time.Time
 	Note      string
+	// WidthLifted says an admin accepted the prefix though it is wider than
+	// the default limit (allow_wide); the batch audits it as width.lift.
+	WidthLifted bool
 }
 
 var ingestColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note"}
@@ -138,6 +142,15 @@ func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string)
 			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
 				return fmt.Errorf("merge %s: %w", st.name, err)
 			}
+		}
+		var lifted []netip.Prefix
+		for _, o := range obs {
+			if o.WidthLifted && !slices.Contains(lifted, o.Prefix) {
+				lifted = append(lifted, o.Prefix)
+			}
+		}
+		if err := auditLift(ctx, tx, actor, "ingest", lifted); err != nil {
+			return fmt.Errorf("audit lifted widths: %w", err)
 		}
 		return recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
 	})

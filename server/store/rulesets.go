@@ -51,7 +51,10 @@ func (s *Store) RulesetByName(ctx context.Context, name string) (Ruleset, error)
 // PutRuleset creates or replaces a ruleset (text and JSON already validated and
 // canonical), bumps its version, audits and announces the change. It returns
 // the stored ruleset and whether it was created.
-func (s *Store) PutRuleset(ctx context.Context, name, text string, js []byte, actor string) (Ruleset, bool, error) {
+//
+// lifted names the cidr values an admin accepted wider than the default limit
+// (allow_wide); they are audited as width.lift in the same transaction.
+func (s *Store) PutRuleset(ctx context.Context, name, text string, js []byte, actor string, lifted ...netip.Prefix) (Ruleset, bool, error) {
 	var out Ruleset
 	var created bool
 	err := s.inTx(ctx, "put ruleset", func(tx pgx.Tx) error {
@@ -79,6 +82,9 @@ func (s *Store) PutRuleset(ctx context.Context, name, text string, js []byte, ac
 			return err
 		}
 		if err := audit(ctx, tx, actor, "ruleset.put", "ruleset/"+name, before, out); err != nil {
+			return err
+		}
+		if err := auditLift(ctx, tx, actor, "ruleset/"+name, lifted); err != nil {
 			return err
 		}
 		return notifyChange(ctx, tx, "ruleset")
@@ -141,7 +147,9 @@ func (s *Store) ListByName(ctx context.Context, name string) (List, error) {
 }
 
 // PutList creates or replaces a named list, audits and announces the change.
-func (s *Store) PutList(ctx context.Context, name, selector, actor string) (List, error) {
+// lifted names the cidr values accepted wider than the default limit
+// (audited as width.lift).
+func (s *Store) PutList(ctx context.Context, name, selector, actor string, lifted ...netip.Prefix) (List, error) {
 	var out List
 	err := s.inTx(ctx, "put list", func(tx pgx.Tx) error {
 		var before *List
@@ -164,6 +172,9 @@ func (s *Store) PutList(ctx context.Context, name, selector, actor string) (List
 			return err
 		}
 		if err := audit(ctx, tx, actor, "list.put", "list/"+name, before, out); err != nil {
+			return err
+		}
+		if err := auditLift(ctx, tx, actor, "list/"+name, lifted); err != nil {
 			return err
 		}
 		return notifyChange(ctx, tx, "list")
@@ -212,8 +223,9 @@ func (s *Store) GuardEntries(ctx context.Context) ([]GuardEntry, error) {
 }
 
 // PutGuardEntries replaces the operator's never-block entries, audits and
-// announces the change.
-func (s *Store) PutGuardEntries(ctx context.Context, entries []GuardEntry, actor string) error {
+// announces the change. lifted names the entries accepted wider than the
+// default limit (audited as width.lift).
+func (s *Store) PutGuardEntries(ctx context.Context, entries []GuardEntry, actor string, lifted ...netip.Prefix) error {
 	return s.inTx(ctx, "put guard entries", func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `DELETE FROM guard_entries RETURNING prefix, reason`)
 		if err != nil {
@@ -237,6 +249,9 @@ func (s *Store) PutGuardEntries(ctx context.Context, entries []GuardEntry, actor
 			return err
 		}
 		if err := audit(ctx, tx, actor, "guard.put", "guard", before, entries); err != nil {
+			return err
+		}
+		if err := auditLift(ctx, tx, actor, "guard", lifted); err != nil {
 			return err
 		}
 		return notifyChange(ctx, tx, "guard")

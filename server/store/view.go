@@ -39,6 +39,10 @@ type Override struct {
 	SuppressTags   []string   `json:"suppress_tags,omitempty"`
 	Note           string     `json:"note,omitempty"`
 	ExpiresAt      *time.Time `json:"expires_at,omitempty"`
+	// WidthLifted says an admin accepted the prefix though it is wider than
+	// the default limit (policy.CheckWidth); the write records it in the
+	// audit log as width.lift.
+	WidthLifted bool `json:"-"`
 }
 
 func (o Override) empty() bool {
@@ -141,6 +145,11 @@ func (s *Store) PutOverride(ctx context.Context, p netip.Prefix, o Override, act
 		if err := audit(ctx, tx, actor, "override.put", "prefix/"+p.String(), before, after); err != nil {
 			return err
 		}
+		if o.WidthLifted {
+			if err := auditLift(ctx, tx, actor, "prefix/"+p.String(), []netip.Prefix{p}); err != nil {
+				return err
+			}
+		}
 		return recordChange(ctx, tx, ChangePrefixes, []netip.Prefix{p})
 	})
 }
@@ -230,6 +239,21 @@ func audit(ctx context.Context, tx pgx.Tx, actor, action, object string, before,
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO audit (actor, action, object, before, after) VALUES ($1, $2, $3, $4, $5)`, actor, action, object, b, a)
 	return err
+}
+
+// ActionWidthLift is the audit action of prefixes accepted wider than the
+// default limit because an admin sent allow_wide.
+const ActionWidthLift = "width.lift"
+
+// auditLift records, in the transaction of the write that stores them, the
+// prefixes an admin accepted wider than the default limit.
+func auditLift(ctx context.Context, tx pgx.Tx, actor, object string, lifted []netip.Prefix) error {
+	if len(lifted) == 0 {
+		return nil
+	}
+	return audit(ctx, tx, actor, ActionWidthLift, object, nil, struct {
+		Prefixes []netip.Prefix `json:"prefixes"`
+	}{lifted})
 }
 
 func jsonOrNil(v any) ([]byte, error) {

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -68,13 +69,14 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, status, "audit", "Audit log", "audit", ap)
 }
 
-func compactJSON(m map[string]any) string {
-	if m == nil {
+// compactJSON shows a stored before or after value (any JSON value) on one line.
+func compactJSON(raw json.RawMessage) string {
+	if raw == nil {
 		return ""
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
 		return "?"
 	}
-	return string(b)
+	return b.String()
 }

@@ -1,11 +1,15 @@
 package ui
 
 import (
+	"fmt"
 	"net/http"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
@@ -17,6 +21,12 @@ type confirmPage struct {
 	Form        overrideForm
 	AddedTags   []string
 	RemovedTags []string
+	// Wide says the target is wider than the width limit (an admin is
+	// confirming; the form then carries allow_wide=yes), with what it covers.
+	Wide string
+	// WouldBlock lists, for a wide target, each ruleset that would block it
+	// and its bouncers.
+	WouldBlock []rulesetChange
 }
 
 // ClassificationChanges reports whether the classification will change.
@@ -29,15 +39,23 @@ func (c confirmPage) ClassificationChanges() bool {
 func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 	ctx, now := r.Context(), h.now()
 	f, target, o := readOverrideForm(r, now)
+	actor, role := "", ""
+	if s, ok := sessionFrom(ctx); ok {
+		actor, role = s.User.Name, s.User.Role
+	}
+	// The one width rule; lifting it is what allow_wide does in the API, so
+	// the same role may do it here, and only after this confirmation.
+	wide := len(f.Errors) == 0 && policy.CheckWidth(target) != nil
+	if wide && !api.MaySendParam(policy.AllowWideParam, role) {
+		f.Errors["prefix"] = fmt.Sprintf("%s is wider than %s: it covers %s. Only an %s may override a network this wide.",
+			target.String(), widthLimit(target), policy.Coverage(target), api.ParamRole(policy.AllowWideParam))
+	}
 	if len(f.Errors) > 0 {
 		h.rerenderForm(w, r, f)
 		return
 	}
-	actor := ""
-	if s, ok := sessionFrom(ctx); ok {
-		actor = s.User.Name
-	}
-	if r.PostFormValue("confirm") == "yes" {
+	if r.PostFormValue("confirm") == "yes" && (!wide || r.PostFormValue(policy.AllowWideParam) == "yes") {
+		o.WidthLifted = wide
 		if err := h.store.PutOverride(ctx, target, o, actor, now); err != nil {
 			h.fault(w, r, "save the override", err)
 			return
@@ -53,6 +71,17 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := confirmPage{impact: im, Target: target, Form: f}
+	if wide {
+		c.Wide = fmt.Sprintf("%s is wider than %s: it covers %s.", target.String(), widthLimit(target), policy.Coverage(target))
+		for _, rc := range im.Rulesets {
+			for _, ch := range rc.Changes {
+				if ch.Prefix == target && strings.HasPrefix(ch.After, "block") {
+					c.WouldBlock = append(c.WouldBlock, rc)
+					break
+				}
+			}
+		}
+	}
 	tagsBefore, tagsAfter := c.Before.TagNames(), c.After.TagNames()
 	for _, t := range tagsAfter {
 		if !slices.Contains(tagsBefore, t) {
@@ -65,6 +94,15 @@ func (h *Handler) submitOverride(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.render(w, r, http.StatusOK, "confirm", "Confirm override of "+prefixTitle(target), "search", c)
+}
+
+// widthLimit names the limit of p's family: "/8 (the widest IPv4 network
+// accepted without confirmation)".
+func widthLimit(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return fmt.Sprintf("/%d, the widest IPv4 network accepted without an admin's confirmation", policy.MinBitsV4)
+	}
+	return fmt.Sprintf("/%d, the widest IPv6 network accepted without an admin's confirmation", policy.MinBitsV6)
 }
 
 // rerenderForm shows the page the form came from again, with the typed values

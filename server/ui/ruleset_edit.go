@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
@@ -24,6 +26,10 @@ type editorPage struct {
 	Line, Col int
 	Preview   []previewRule
 	Default   string
+	// Wide lists the cidr values wider than the width limit, each with what
+	// it covers: saving them needs allow_wide ticked (the confirmation).
+	Wide      []string
+	AllowWide bool
 }
 
 // previewRule is one compiled rule of a preview: how many prefixes it decides.
@@ -90,6 +96,18 @@ func (h *Handler) submitRuleset(w http.ResponseWriter, r *http.Request) {
 	}
 	facts := &policy.Facts{Lists: lists}
 	preview := r.PostFormValue("action") != "save"
+	s, _ := sessionFrom(ctx)
+	wide := rs.WideCIDRs()
+	var lifted []netip.Prefix
+	for _, wt := range wide {
+		ep.Wide = append(ep.Wide, fmt.Sprintf("Rule %d: cidr %s is wider than /%d: it covers %s.", wt.Rule, wt.Err.Prefix, wt.Err.Limit, policy.Coverage(wt.Err.Prefix)))
+		lifted = append(lifted, wt.Err.Prefix)
+	}
+	ep.AllowWide = r.PostFormValue(policy.AllowWideParam) == "yes"
+	if len(wide) > 0 && !preview && (!ep.AllowWide || !api.MaySendParam(policy.AllowWideParam, s.User.Role)) {
+		bad(fmt.Sprintf("The ruleset has %d prefixes wider than /%d (IPv4) or /%d (IPv6); tick the box below to store them anyway.", len(wide), policy.MinBitsV4, policy.MinBitsV6))
+		return
+	}
 	if preview {
 		// A preview compiles over every stored prefix's effective view and
 		// every geo network in the index, as a full render does; that costs
@@ -115,8 +133,7 @@ func (h *Handler) submitRuleset(w http.ResponseWriter, r *http.Request) {
 		h.fault(w, r, "encode the ruleset", err)
 		return
 	}
-	s, _ := sessionFrom(ctx)
-	if _, _, err := h.store.PutRuleset(ctx, rs.Name, policy.Format(rs), js, s.User.Name); err != nil {
+	if _, _, err := h.store.PutRuleset(ctx, rs.Name, policy.Format(rs), js, s.User.Name, lifted...); err != nil {
 		h.fault(w, r, "save the ruleset", err)
 		return
 	}

@@ -12,6 +12,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
@@ -125,9 +127,21 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	var fw bouncer.Firewall = nft.New(nft.Options{Table: cfg.Table, Priority: int32(cfg.Priority), Logger: log})
+	var serverAddrs []netip.Addr
+	if cfg.Server != "" {
+		// The table accepts the server's addresses before any rule, so no rule
+		// can cut the bouncer off from it. Replies to the bouncer's own
+		// connections are accepted whatever this finds.
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		serverAddrs, err = bouncer.ServerAddrs(rctx, cfg.Server, net.DefaultResolver.LookupNetIP)
+		cancel()
+		if err != nil {
+			log.Warn("Could not resolve the server's addresses; only replies to the bouncer's own connections are accepted before the rules.", "error", err)
+		}
+	}
+	var fw bouncer.Firewall = nft.New(nft.Options{Table: cfg.Table, Priority: int32(cfg.Priority), Server: serverAddrs, Logger: log})
 	if *dryRun {
-		fw = bouncer.NewDryRun(os.Stdout, cfg.Table, int32(cfg.Priority))
+		fw = bouncer.NewDryRun(os.Stdout, cfg.Table, int32(cfg.Priority), serverAddrs)
 	}
 	if *remove {
 		if err := fw.Remove(ctx); err != nil {

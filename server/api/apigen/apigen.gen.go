@@ -385,13 +385,17 @@ type AssertionKind string
 
 // AuditEntry defines model for AuditEntry.
 type AuditEntry struct {
-	Action string                  `json:"action"`
-	Actor  string                  `json:"actor"`
-	After  *map[string]interface{} `json:"after,omitempty"`
-	At     time.Time               `json:"at"`
-	Before *map[string]interface{} `json:"before,omitempty"`
-	Id     int64                   `json:"id"`
-	Object string                  `json:"object"`
+	Action string `json:"action"`
+	Actor  string `json:"actor"`
+
+	// After The object after the change, as stored (any JSON value; absent for a deletion).
+	After interface{} `json:"after,omitempty"`
+	At    time.Time   `json:"at"`
+
+	// Before The object before the change, as stored (any JSON value; absent for a creation).
+	Before interface{} `json:"before,omitempty"`
+	Id     int64       `json:"id"`
+	Object string      `json:"object"`
 }
 
 // AuditPage defines model for AuditPage.
@@ -1166,6 +1170,9 @@ type View struct {
 // Address defines model for Address.
 type Address = string
 
+// AllowWide defines model for AllowWide.
+type AllowWide = bool
+
 // Bits defines model for Bits.
 type Bits = int
 
@@ -1223,11 +1230,17 @@ type NotFound = Problem
 // TooLarge An RFC 9457 problem; every error of this API is one.
 type TooLarge = Problem
 
+// TooManyRequests An RFC 9457 problem; every error of this API is one.
+type TooManyRequests = Problem
+
 // Unauthorized An RFC 9457 problem; every error of this API is one.
 type Unauthorized = Problem
 
 // Unavailable An RFC 9457 problem; every error of this API is one.
 type Unavailable = Problem
+
+// Unprocessable An RFC 9457 problem; every error of this API is one.
+type Unprocessable = Problem
 
 // UnsupportedMediaType An RFC 9457 problem; every error of this API is one.
 type UnsupportedMediaType = Problem
@@ -1338,8 +1351,30 @@ type ListFeedRunsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// PutGuardParams defines parameters for PutGuard.
+type PutGuardParams struct {
+	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
+	// an IPv4-mapped prefix (::ffff:0:0/96 and longer) counts at its IPv4
+	// width. By default such a prefix is refused with the limit named (a
+	// problem field, or an ingest line error). Only the admin role may send
+	// this parameter (403 otherwise, whatever its value), and each prefix
+	// accepted with it is recorded in the audit log (action `width.lift`).
+	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
+}
+
 // IngestJSONBody defines parameters for Ingest.
 type IngestJSONBody = []Observation
+
+// IngestParams defines parameters for Ingest.
+type IngestParams struct {
+	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
+	// an IPv4-mapped prefix (::ffff:0:0/96 and longer) counts at its IPv4
+	// width. By default such a prefix is refused with the limit named (a
+	// problem field, or an ingest line error). Only the admin role may send
+	// this parameter (403 otherwise, whatever its value), and each prefix
+	// accepted with it is recorded in the audit log (action `width.lift`).
+	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
+}
 
 // SearchIPsParams defines parameters for SearchIPs.
 type SearchIPsParams struct {
@@ -1368,6 +1403,17 @@ type GetJobsParams struct {
 	Failures *int `form:"failures,omitempty" json:"failures,omitempty"`
 }
 
+// PutListParams defines parameters for PutList.
+type PutListParams struct {
+	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
+	// an IPv4-mapped prefix (::ffff:0:0/96 and longer) counts at its IPv4
+	// width. By default such a prefix is refused with the limit named (a
+	// problem field, or an ingest line error). Only the admin role may send
+	// this parameter (403 otherwise, whatever its value), and each prefix
+	// accepted with it is recorded in the audit log (action `width.lift`).
+	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
+}
+
 // GetListPrefixesParams defines parameters for GetListPrefixes.
 type GetListPrefixesParams struct {
 	Format *GetListPrefixesParamsFormat `form:"format,omitempty" json:"format,omitempty"`
@@ -1376,8 +1422,30 @@ type GetListPrefixesParams struct {
 // GetListPrefixesParamsFormat defines parameters for GetListPrefixes.
 type GetListPrefixesParamsFormat string
 
+// PutNetworkOverrideParams defines parameters for PutNetworkOverride.
+type PutNetworkOverrideParams struct {
+	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
+	// an IPv4-mapped prefix (::ffff:0:0/96 and longer) counts at its IPv4
+	// width. By default such a prefix is refused with the limit named (a
+	// problem field, or an ingest line error). Only the admin role may send
+	// this parameter (403 otherwise, whatever its value), and each prefix
+	// accepted with it is recorded in the audit log (action `width.lift`).
+	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
+}
+
 // PutRulesetTextBody defines parameters for PutRuleset.
 type PutRulesetTextBody = string
+
+// PutRulesetParams defines parameters for PutRuleset.
+type PutRulesetParams struct {
+	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
+	// an IPv4-mapped prefix (::ffff:0:0/96 and longer) counts at its IPv4
+	// width. By default such a prefix is refused with the limit named (a
+	// problem field, or an ingest line error). Only the admin role may send
+	// this parameter (403 otherwise, whatever its value), and each prefix
+	// accepted with it is recorded in the audit log (action `width.lift`).
+	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
+}
 
 // GetRulesetDenyParams defines parameters for GetRulesetDeny.
 type GetRulesetDenyParams struct {
@@ -1634,10 +1702,10 @@ type ServerInterface interface {
 	GetGuard(w http.ResponseWriter, r *http.Request)
 	// PutGuard Replace the operator's never-block entries
 	// (PUT /guard)
-	PutGuard(w http.ResponseWriter, r *http.Request)
+	PutGuard(w http.ResponseWriter, r *http.Request, params PutGuardParams)
 	// Ingest Store observations in bulk
 	// (POST /ingest)
-	Ingest(w http.ResponseWriter, r *http.Request)
+	Ingest(w http.ResponseWriter, r *http.Request, params IngestParams)
 	// SearchIPs Search stored prefixes
 	// (GET /ips)
 	SearchIPs(w http.ResponseWriter, r *http.Request, params SearchIPsParams)
@@ -1664,7 +1732,7 @@ type ServerInterface interface {
 	GetList(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// PutList Create or replace a named list
 	// (PUT /lists/{name})
-	PutList(w http.ResponseWriter, r *http.Request, name ObjectName)
+	PutList(w http.ResponseWriter, r *http.Request, name ObjectName, params PutListParams)
 	// GetListPrefixes Every prefix a named list's selector matches
 	// (GET /lists/{name}/prefixes)
 	GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams)
@@ -1676,7 +1744,7 @@ type ServerInterface interface {
 	DeleteNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
 	// PutNetworkOverride Set the manual override of one network
 	// (PUT /networks/{address}/{bits}/override)
-	PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits)
+	PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params PutNetworkOverrideParams)
 	// GetOpenAPI This contract
 	// (GET /openapi.yaml)
 	GetOpenAPI(w http.ResponseWriter, r *http.Request)
@@ -1691,7 +1759,7 @@ type ServerInterface interface {
 	GetRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
 	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
-	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName)
+	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams)
 	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
 	// (GET /rulesets/{name}/deny)
 	GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams)
@@ -1850,13 +1918,13 @@ func (_ Unimplemented) GetGuard(w http.ResponseWriter, r *http.Request) {
 
 // PutGuard Replace the operator's never-block entries
 // (PUT /guard)
-func (_ Unimplemented) PutGuard(w http.ResponseWriter, r *http.Request) {
+func (_ Unimplemented) PutGuard(w http.ResponseWriter, r *http.Request, params PutGuardParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
 // Ingest Store observations in bulk
 // (POST /ingest)
-func (_ Unimplemented) Ingest(w http.ResponseWriter, r *http.Request) {
+func (_ Unimplemented) Ingest(w http.ResponseWriter, r *http.Request, params IngestParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1910,7 +1978,7 @@ func (_ Unimplemented) GetList(w http.ResponseWriter, r *http.Request, name Obje
 
 // PutList Create or replace a named list
 // (PUT /lists/{name})
-func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name ObjectName, params PutListParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1934,7 +2002,7 @@ func (_ Unimplemented) DeleteNetworkOverride(w http.ResponseWriter, r *http.Requ
 
 // PutNetworkOverride Set the manual override of one network
 // (PUT /networks/{address}/{bits}/override)
-func (_ Unimplemented) PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
+func (_ Unimplemented) PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params PutNetworkOverrideParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -1964,7 +2032,7 @@ func (_ Unimplemented) GetRuleset(w http.ResponseWriter, r *http.Request, name O
 
 // PutRuleset Create or replace a ruleset
 // (PUT /rulesets/{name})
-func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2823,8 +2891,27 @@ func (siw *ServerInterfaceWrapper) GetGuard(w http.ResponseWriter, r *http.Reque
 // PutGuard operation middleware
 func (siw *ServerInterfaceWrapper) PutGuard(w http.ResponseWriter, r *http.Request) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutGuardParams
+
+	// ------------- Optional query parameter "allow_wide" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "allow_wide", r.URL.Query(), &params.AllowWide, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "allow_wide"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "allow_wide", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.PutGuard(w, r)
+		siw.Handler.PutGuard(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -2837,8 +2924,27 @@ func (siw *ServerInterfaceWrapper) PutGuard(w http.ResponseWriter, r *http.Reque
 // Ingest operation middleware
 func (siw *ServerInterfaceWrapper) Ingest(w http.ResponseWriter, r *http.Request) {
 
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params IngestParams
+
+	// ------------- Optional query parameter "allow_wide" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "allow_wide", r.URL.Query(), &params.AllowWide, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "allow_wide"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "allow_wide", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.Ingest(w, r)
+		siw.Handler.Ingest(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -3151,8 +3257,24 @@ func (siw *ServerInterfaceWrapper) PutList(w http.ResponseWriter, r *http.Reques
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutListParams
+
+	// ------------- Optional query parameter "allow_wide" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "allow_wide", r.URL.Query(), &params.AllowWide, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "allow_wide"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "allow_wide", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.PutList(w, r, name)
+		siw.Handler.PutList(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -3298,8 +3420,24 @@ func (siw *ServerInterfaceWrapper) PutNetworkOverride(w http.ResponseWriter, r *
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutNetworkOverrideParams
+
+	// ------------- Optional query parameter "allow_wide" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "allow_wide", r.URL.Query(), &params.AllowWide, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "allow_wide"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "allow_wide", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.PutNetworkOverride(w, r, address, bits)
+		siw.Handler.PutNetworkOverride(w, r, address, bits, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -3404,8 +3542,24 @@ func (siw *ServerInterfaceWrapper) PutRuleset(w http.ResponseWriter, r *http.Req
 		return
 	}
 
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PutRulesetParams
+
+	// ------------- Optional query parameter "allow_wide" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "allow_wide", r.URL.Query(), &params.AllowWide, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "allow_wide"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "allow_wide", Err: err})
+		}
+		return
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		siw.Handler.PutRuleset(w, r, name)
+		siw.Handler.PutRuleset(w, r, name, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -4000,6 +4154,15 @@ type NotFoundApplicationProblemPlusJSONResponse Problem
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
 
+type TooManyRequestsResponseHeaders struct {
+	RetryAfter *int
+}
+type TooManyRequestsApplicationProblemPlusJSONResponse struct {
+	Body Problem
+
+	Headers TooManyRequestsResponseHeaders
+}
+
 type UnauthorizedApplicationProblemPlusJSONResponse Problem
 
 type UnavailableResponseHeaders struct {
@@ -4010,6 +4173,8 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 
 	Headers UnavailableResponseHeaders
 }
+
+type UnprocessableApplicationProblemPlusJSONResponse Problem
 
 type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
 
@@ -4368,6 +4533,22 @@ func (response PostBouncerReports401ApplicationProblemPlusJSONResponse) VisitPos
 	return err
 }
 
+type PostBouncerReports403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports403ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PostBouncerReports413ApplicationProblemPlusJSONResponse struct {
 	TooLargeApplicationProblemPlusJSONResponse
 }
@@ -4396,6 +4577,41 @@ func (response PostBouncerReports415ApplicationProblemPlusJSONResponse) VisitPos
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports422ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostBouncerReports429ApplicationProblemPlusJSONResponse struct {
+	TooManyRequestsApplicationProblemPlusJSONResponse
+}
+
+func (response PostBouncerReports429ApplicationProblemPlusJSONResponse) VisitPostBouncerReportsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(429)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -6143,7 +6359,8 @@ func (response GetGuard503ApplicationProblemPlusJSONResponse) VisitGetGuardRespo
 }
 
 type PutGuardRequestObject struct {
-	Body *PutGuardJSONRequestBody
+	Params PutGuardParams
+	Body   *PutGuardJSONRequestBody
 }
 
 type PutGuardResponseObject interface {
@@ -6280,6 +6497,7 @@ func (response PutGuard503ApplicationProblemPlusJSONResponse) VisitPutGuardRespo
 }
 
 type IngestRequestObject struct {
+	Params   IngestParams
 	JSONBody *IngestJSONRequestBody
 	Body     io.Reader
 }
@@ -7262,8 +7480,9 @@ func (response GetList503ApplicationProblemPlusJSONResponse) VisitGetListRespons
 }
 
 type PutListRequestObject struct {
-	Name ObjectName `json:"name"`
-	Body *PutListJSONRequestBody
+	Name   ObjectName `json:"name"`
+	Params PutListParams
+	Body   *PutListJSONRequestBody
 }
 
 type PutListResponseObject interface {
@@ -7781,6 +8000,7 @@ func (response DeleteNetworkOverride503ApplicationProblemPlusJSONResponse) Visit
 type PutNetworkOverrideRequestObject struct {
 	Address Address `json:"address"`
 	Bits    Bits    `json:"bits"`
+	Params  PutNetworkOverrideParams
 	Body    *PutNetworkOverrideJSONRequestBody
 }
 
@@ -8238,6 +8458,7 @@ func (response GetRuleset503ApplicationProblemPlusJSONResponse) VisitGetRulesetR
 
 type PutRulesetRequestObject struct {
 	Name     ObjectName `json:"name"`
+	Params   PutRulesetParams
 	JSONBody *PutRulesetJSONRequestBody
 	TextBody *PutRulesetTextRequestBody
 }
@@ -10283,8 +10504,10 @@ func (sh *strictHandler) GetGuard(w http.ResponseWriter, r *http.Request) {
 }
 
 // PutGuard operation middleware
-func (sh *strictHandler) PutGuard(w http.ResponseWriter, r *http.Request) {
+func (sh *strictHandler) PutGuard(w http.ResponseWriter, r *http.Request, params PutGuardParams) {
 	var request PutGuardRequestObject
+
+	request.Params = params
 
 	var body PutGuardJSONRequestBody
 	if err := runtime.BindJSONBody(r, &body); err != nil {
@@ -10314,9 +10537,10 @@ func (sh *strictHandler) PutGuard(w http.ResponseWriter, r *http.Request) {
 }
 
 // Ingest operation middleware
-func (sh *strictHandler) Ingest(w http.ResponseWriter, r *http.Request) {
+func (sh *strictHandler) Ingest(w http.ResponseWriter, r *http.Request, params IngestParams) {
 	var request IngestRequestObject
 
+	request.Params = params
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 
 		var body IngestJSONRequestBody
@@ -10565,10 +10789,11 @@ func (sh *strictHandler) GetList(w http.ResponseWriter, r *http.Request, name Ob
 }
 
 // PutList operation middleware
-func (sh *strictHandler) PutList(w http.ResponseWriter, r *http.Request, name ObjectName) {
+func (sh *strictHandler) PutList(w http.ResponseWriter, r *http.Request, name ObjectName, params PutListParams) {
 	var request PutListRequestObject
 
 	request.Name = name
+	request.Params = params
 
 	var body PutListJSONRequestBody
 	if err := runtime.BindJSONBody(r, &body); err != nil {
@@ -10679,11 +10904,12 @@ func (sh *strictHandler) DeleteNetworkOverride(w http.ResponseWriter, r *http.Re
 }
 
 // PutNetworkOverride operation middleware
-func (sh *strictHandler) PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits) {
+func (sh *strictHandler) PutNetworkOverride(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params PutNetworkOverrideParams) {
 	var request PutNetworkOverrideRequestObject
 
 	request.Address = address
 	request.Bits = bits
+	request.Params = params
 
 	var body PutNetworkOverrideJSONRequestBody
 	if err := runtime.BindJSONBody(r, &body); err != nil {
@@ -10813,10 +11039,11 @@ func (sh *strictHandler) GetRuleset(w http.ResponseWriter, r *http.Request, name
 }
 
 // PutRuleset operation middleware
-func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName) {
+func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams) {
 	var request PutRulesetRequestObject
 
 	request.Name = name
+	request.Params = params
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 
 		var body PutRulesetJSONRequestBody
@@ -11133,226 +11360,236 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lcts4suivoHhOVey91Mt2cjJ2bdXNOMmM98wk3tizjxPlWhAJSVhTAJcArWhT/p77H/fLbqEb4EMC",
-	"Jcp2nJkdV23txCKJR6O70e/+EkRynkrBhFbB8ZcgpRmdM80y+OtVHGdMwT9jpqKMp5pLERwHrwQ5O785",
-	"IjIz/31BKL5I9syvnTlNUxbjE65ILvCH/W4QBuwznacJC46DwXcvu88H3UG/3/2vIAy4GTelehaEgaBz",
-	"84YdNQiDjP0z5xmLg2Od5SwMVDRjc2rWNaeff2JiqmfB8YujMNDL1HypdMbFNLi9DYPvOe7MM/7YPNoy",
-	"OJ/n8+B4cPAyDOZc4F/9Yh4uNJuyDCZ6y1j8Dgb2Tgb/2TRZSrVmmfnw/3yknX/1O999sv+96nY+femH",
-	"Lw5v/zPwbfFs8k4K9jPV0Wz9qC5njLy5pFMiJ4SSjImYZUTPGIkSzoQmM6q6DvwzRmOWlWs+m3TMyB0c",
-	"ugHsB/2+b1Hvx/9gkXYAWUEfkuUJU0yHJOFKGzQay1xELCNm5q4fHbZCcAUX5ly4PwdhDbyvOv/jIFz8",
-	"86rz6Q9+8P75NKFK8QmPKK7fB2I2mbBI8xsD1+rbBuwG2jecLYp9/TNn2bLcWP2LGpz/M2OT4Dj4j15J",
-	"pj18qnory8Kl5pmSmX+JI8E+66sI3hi5daUZu+EyVySlU0b2zE8JVdr8PuGfCddwQpZ4vYvHGXeiyT//",
-	"xOdcF4SyMmICD6sDxmxC80QHxwODayVV9uFPR5YDL1n++YIxccFF5MHD9yJZwsko3LRiTBAK+EgnGuiE",
-	"K6J5BSVX1mq+uFIwenXBE5nNqQ6Og5hq1jED+DHrQuZZ5CUQBU+q2EP2gIITg2NUKZYhegl3jOa4zMLd",
-	"vyMpNOWCiynhej8krDvtkhEXU6b0cSQXGWejE0KJzihPzFujP4zI3FA6U+Uoe6MJY/HxH0aNCIAr3ZE7",
-	"/PmSTn3b1siodI2icPd4IipPU3MpcCkaV6TptGk5g4bl/JUiPtbX86NckESKKdGSLCjXZAIAjmZUTFlI",
-	"KPlBkjjPkNBVHs0IVWQYHPbVMAgNIs2l0uT5vH7xHfZVw8LNHE0rPzzwL5zrGRcNqI1nyBThQvGYITqf",
-	"nr3+0HgT93sHR02Lw5l2IvRLOr3Plbh6cHWOvjrdrRlKpVIoBjf+9zT+wP6ZMwUna8iBCfgnTdPEcs1e",
-	"mslxwub/6x8KOXs71nuOX+Gk65w2w2mN8DOniWEGLD4hI5ZlMlMjuOMUYTSakQlnSUyoiAHlM0aVFN3g",
-	"NgxOpZgkPHrUpZ9pwj5zpRWhScZovISVvJXZmMcxE48NxShjMROa0+SZIplMGIklU0RITWiSyAWgMyzx",
-	"TJirnSZvDIAfc5mvCFxMjgsrlt2w7JkihtpOCNeKJHJqRCx4HDNNeYJLfif1W5mL+DFX+04aCp4atLwW",
-	"ciEIHctcE65hRZdS/kSzKXvsYx7LeGmWJG+sYAr3PyzpF0FzPZMZ/xd7ZECRG5rwuIKCbj03lCd0nDw6",
-	"lBC1SEQF4L9QCyMsywWKbDHVdEwVQ3UrM6zFLDK08r4iNGNEaZ4kJJE05mK6f0J0tiR0SrkwtwGK/sA3",
-	"PzCdLTuvzHW7fq9csEiKWBU34phNZMbMWAaziuHKPa+JZLcASHOPy0yz+GcWc3oJLz0uRGXK7M1dsBVN",
-	"r5llxMDAnylyiivqmBV24U6zw4N+fPEONLfMjKU5XjuC6YXMrit7dzdUGIh8PkaoFhIiF/rFUbAuuoaB",
-	"zKZU8H8VSsfaaKqQHtdvXvuLBC3MvPwqcuMwYaTlj8E4kdF1EAbATIMwSKQRm/Qsk1onLPgUrs/4ysmd",
-	"69tmn1OeMXVFdVsBOAwmPFP6ysjQ7b+55sg03S5Q2FtToYTUIJNacdG7GyPz7zh7I8jD4IYmecNhlBLO",
-	"R1y/ezsspecKLKor++Q7yjzm+o3Q2XL9GGjUiC400ng7rj9xtE7jmJvvaXJeGRXFMpEnlvPh32vL2uXk",
-	"kW3ce0oet6Ul/GTr6XBzNtQI4Qit0AG0GKLxQM4p3p318+Cazev/2MSyKidb0jDNMgp/V/T3FjuB+Xyr",
-	"/R5NLetrjWQunOmvzi/PaXTNNMip46VmBN5UJGUZWHLIJJNzUtgOZoxmesyoJnvm6RWPSd/cTCgDocSE",
-	"YEUVrg1kPuQJO8X1+UATZYxqFu/EfWZSaWG1k7WHrTELSJU5wfMheEzjmqzRrD062ZP+gN/54HbDMuXn",
-	"Fz7CcAqbW0cN7htQ7RTf8lBHWyhfs6XfqHXNlqCV/63zKuWd/2bLE6JmRraVRgEWEoxu9wTx2lt1KLaD",
-	"lNnBBhCdiTTXzfxwQhPFwlVJw+7ia9g9G0Cxcaq1Ieb08xl+WbW7+MG2CrENsHL4vH75GZmRtcWpKM8y",
-	"K2y2ovPplULht1kqBksg8Dm4zqvmdmfgNsogiPC41hPSJ4sZE8SupoKuVlgsj2I7lboXwwIU5TY3APSX",
-	"1DCkHbHvkfFjI2KcUk0TOX3LfEyGxjH+vKa7MxajtZErMMpY80flDMZSJowKQJc1L8DafmoTeJ47NNvM",
-	"tc0u3uKbm1iVeT3OE/9DjebVtd/zLNmORZYUzbvFmsMmQbtYRn37G07pJ648tGsOo/3NVj3wbQwZR/Yu",
-	"aO1InVYxpwmPuMwV6BAqLf4YM8GnZt+5ABuKV7E4lQLJaCtJ1VHyZ2t9B4ZAxdIgJygKyhnmT4hgU3OX",
-	"krG53YBd1OHYUj8CCQ7Mu0bn5ga6hmsokHQz+ITHRv5NzGkVeopvt0LqmpPGbm2dgnArdX6xhUFw4RjE",
-	"lkOuqlX+w37zOU0oF+Zs1rEPwRtXaKOybjTL+umMfW7BluGtsJikGHHDMhvUuxZMaE5FTpOrFm+ie2CD",
-	"aWEnMahUthGO7b/TdHofgctuYwMw39LIhjdsAWadHN/MU71EYhRSMK8kWR/jyihCfkHV+tPQ817zEEdy",
-	"zhSoUCeEtZiSCZ3ZHaxIIVpmLC69PhUPoJm2DKdoxWJriGgEIAYu0pRFZuko4HSDY6OjN2rqxRFPmQRe",
-	"mCTvJ8Hxx1Yz/8BkcPtpdewCw/202gpxt622AZFbrPmStppgDeMfaugV0nCoYmes7cx3KXiQuQB3CdsN",
-	"lPYDnvOKAKZEW5G8uIt8x+buLN8zc2ftxON2ZiIfrKy1ajMR8c5HCXdQCzThImaf1+m83xlTZQhdKpAs",
-	"CEf3kxWRu17Qbrzh2l1juJxw/TpDIGyAnfX210FXHs06twTHecFrVJWxkYhm6G3g2ssf/bLv6pUMYtG2",
-	"UxfUb+wurazrS49ZxBWXosbMK8djNcDSEiZi8yfY0cy3MYvRqZOi0S2lSjGFwXNWpjNy6O7Ge8P/vTQC",
-	"Y/lUpL/OmJ6xjNBCe2ViIrPI3ShWvYXvVfWO8WtQdnfNCA0I5uI/4G0zk4HMCekMSkgWoAMlV/kRfuIu",
-	"/RYEiQKCuadymsV+UCxhasFuWNaBHRN4mVwzltY2T2SuzSbwJaOznhBD6bh+rgt/k1l3AwuoGBDldOpb",
-	"0JmIecSUmQgI0UAqkQgtVbjlKvhYM7Wug2sbL8os+6uvYuBOLvYeG6HKMCfrhTwhfbDVVY7Qf3Swh12Z",
-	"KvDnXS9IoAmHK27iElMr5n97DhYQJaaU5OPjIn6LRAvZnAmzhwZ2XZEAW1yqd7E6tLFqZ/kORm20g+dR",
-	"ZOOJ2301p5+v4kymV2pG0V1UfifzccJ81jLzETL2q4SJq5sjP8KvvvaigS6a7C8SaEC1get7+yogn0GN",
-	"1jbKOxl5tE42GX/Wr6xfPvxEFlzPwOZg7puFzGKSsZiapXa9sYvbDUYOQI2mI7POmgHJIb3vDH0HtoYg",
-	"YUXiLSBdw+YmIn1bEIm7ZCN1YziBmnGWmEF4qnIjDkMQQmkXSel8RnO/g9kMfBfDftRol4It38c0VeEr",
-	"2w02d+Ec6yRbxzeIMTLCnXlsLg17YkQKI1BMMqZmZE6XJGNzecMAL82FauQORvb6ZJj3+4eR/R7/+CMZ",
-	"nJAB0Xkm8CbGm1lOJvsnhbDQ7z7HsMcoyRW/YT+7uGG8JtYZSxln7I3938JwVsQHHptNQ9KEFWNpFLFU",
-	"G2GvT/5Iei9DI+L80ZAgyHrF7IcHlek7g7AtK2tawIuGBRweNK2gnv3gX8LduGGVvdXXW42sHTO9YEw4",
-	"7GAKYmvRHjGYlyc8mG3SB1bYHp1iBKZBvyWZgpSGArsRUZzxpRqBaqDQxGubF78HcddHL2f7xwWqY6wM",
-	"+h0gvthFm5cUoGdmi2aHGH9vHs5rKzSCqHe/XjY/0zoNifl/RWRGJjwBtr+yx4P+0cttYbZ11l/j+U3M",
-	"9SEs/vc09VcRbzej/DnNFMuIRfATxBqreRAtgW/h/sHnvG6Rj2SSzz3KYqRujsm/WCatDI3vOTm6oklt",
-	"SjwK7fBXwptpA3PYgcdLglF+6Ova43PcA7U/7/sNnHLukjDWBsboZcVSmlEtsxVk2u7/s/lG/sHVNU9r",
-	"rtRIZrFfsZxzcQXGofWh4NY+JuZGqtw0ZMIWLAPS2grh2wZs+pCLDb7GFrJdnGOEY2tBfjexv1l6n3DB",
-	"1WzHaBm4fxv0kfbBMly0Xv+OkjKKC63lak2zXeOFlKY6V1VpTF5jpOHVXMZ8gu72CeWJ9fFMclVTCzeF",
-	"1lQWVD+gYt7iCBwYq8Iu4l0JhZr4W0E0hxafmpHaz6yzXOzGqw153G716YsGbm0YSxHN346dDtbYKBUE",
-	"dku4IKnh4jHR7HODzQF4mS9K4E8X79+Rc2leNSNpWY0Qxuj1vVEPLAe9fg9Mob1BDx2Ro3AoRj17TL2D",
-	"HkpeoxMyGhWWkMVMJhgFvx8S+xswaEj3SqmehUMBuTjmqeXgRZ4u2RtBvPwoJKNqrPJovzsUXkWciw12",
-	"HPN0A+gwoE8xTawNGNI3FUtYpKW5QKw7yEeeDT7U1RvcalsbPKReH0PE9bLBaXBXl8KmQO6dQq9/MNrI",
-	"+pLHOU+0L3frHWgWYEI0r3S4qJkdLTp1t90RrUgV1tYQcdroTHIr/9S02cJ7vYPSW7oDNqeVVXFpe6Jh",
-	"Sx8PrPouqvr94F0LgNoaAuXmatzAh/IObILtBmB6IwBb3ad+OBem0g20/KMLFd4R7JVIP/9X7SSwGtnZ",
-	"sEJkvpbN2/hYF61XoblyD9Ww6YeIZa7GJVcR/PnzJrtqIepVpe++hyBqAb/b02Krh1qsqhyjFmXogLDV",
-	"2vajFGyZSo+MoaO0BsPiBHMu9OCF9whrwAuDz52p7Nj00svTc1CH4wcd9ZfX5+vOxCgNcKJNG/6R74rl",
-	"PN3KDuuLO4MdpzLTbXeaZlLLSCa1kDHPdurTNQUL++9KxsQOgvaqdJyWUcGB3Vtl2eXwftDL6+rOOHB4",
-	"kKQX5k72WUh/rJBf/TgeMpZ/kwDhMa0XaUKbM4POILu/QXAuJNxGmbCVmtVOjoMhN7J+XOsHpsAGve5h",
-	"R+PkLsqu8ns30H5gLljilCKQc1Xr5JMqWD0MeydNddUB6fZZ09jsdnxg+5McnzpThyd9p20+hY0S9Sq5",
-	"7bPY8G3L/ZuW+5byJM889ESzqdqWAnavLDOqNZun2u/Ya7aPtM9KuScUQfNfAaVbs1sg7LgBshf5fE69",
-	"YaKQn9VaIClwyoPcEzy9nQZzJ75No7DLrEzi2+g7Om8yITezV6uS+v2gkO6wm/HHfTNetufZbg0bN3UX",
-	"paO6u6qE+OJgcHS0m/1+4yLfjxXLbugdItnfC3BviCmhrpSNoktlKw5QUcbKZMTq2R7D+ZobdJdySKEV",
-	"n9Yql1WmPj17/YHsGdGWjLnGNPl/sUxuK1a2TUOF7ONW8nhFOKov9LV1agm5OClLyZA5F7mGii5oG891",
-	"noGnatf85fps3zOMQrblgdCtii/Dv1npZTPTannNRFGra1uKWffquPe/oYTZd9/d/meDi64xj2h75Zeq",
-	"Hv2874m29fnofuKTorxSUU5JrRb12RsGB0ezYbCPpZVEYZmxqWDl0Qz6ZMloprrkdRVQdPpMFaC7vPwp",
-	"JCxRrPAvSsFsQPTmUj/hl1W38yePoOyl4RuWZTzeNbuLxvHVw52KJ70rvDd536XiwA6EaSOlvy4UfObC",
-	"c5nwaLkjwzWCLliqDRxsrT9Umk4I1ySTuYg7OuOpIuwzjXSyxIgfQFL2GeIr5ussuIgRWeOjY8WExpDG",
-	"XNhQYBuyqiCGqBqwWo9W/eRNxi6tAhuLegBwChsCfIk63qavQA+sqGNfMWO2tZyEO3FRi3VLYIsUhUhi",
-	"yZTtU1zAqw1CCkDPLf1TIzZWjTY7cJFVi04RUvLi+fPD55tr922Hwapl5yFHbyZMlwewCzON2nA4W6Hl",
-	"Ngwasoz/JLnAzD8q4tbKa5mMuDmhLgwyq7SscxYx0QZUCmszIXtxsebAZ2x5wWEw6PfwahwGJ4Qik5B6",
-	"xrIFV2x7JGERbtucUlBF6t2OIU5lpnch0Ex/oGLKWqVq8AmUdWu8KXzG222DVo1zvtQ0KEcoliupARvM",
-	"dw1o7fbp8X7GTGmOaRDEgI/sOSkIRSJBuLABdSQzgxiRybCwzkG/3x8G+2tSTnsSrdfENUz4yyB8ftsp",
-	"/+lhw5/MjsABsaPKiGF77bMWMcrujjmLzpJ+FMBAXjy35at8KsyHt6fku6Pn/0VsZawTwm5YtrQ+W5fS",
-	"/ur8DAqroai5erFryhNfngPVZAFXeybB4MuF0eGY0ExEbNXDWwksLSxw7UIESg+/L5O0CLVY50U/Xl6e",
-	"E3zB7wLVXCcNfAw/W40CWD2z1S9BaT0eJ1Rcb2VgOHmxA9/Bfnj96txjDBvnil2xuT2VnTzVEwbi127V",
-	"b6iIG+LKG0lkk0e8KQEvY1Ou/Av3MaMPGP/4qmL+XUFcF8ziLSttoycdBUCFhwUtClqSf+YsZ7HhXFku",
-	"BBfTEyIkEWxB/iHH/uAyiLrxxz39Q46v+J3MvvbLSmyOi+/xowwk0HhrWORJ4vKwZBaiUB+zRFMCdwom",
-	"HEPBWleeZEwVu7I+vHXGUH3aZmcVj1BHXfO0g4GSNOmkGDNTpO026hJvNuXJCUb2/ArG5pS41q4rAJbn",
-	"fNtvbMoEy3a2KEKM+lUlbK19/IDz8zd4KlsseUbVDKv2OQuXmtGD5y+Ou91ucA/1zKeYtXa+bXQutveu",
-	"AzE4vcqXxtboqGyjU1ltquZJ35X6S3dm6UqHE1nBpUI9w5WVJFQ5kE26mwWFLYq8oQ6/k9ShjpurtIPF",
-	"RJF3xCc2HyPGoNnyJSEhhJ1hCf94naH4MHyzsNQejXeuiGYZ6e19ig1VEGwLQ57wJFHk5qh38+KEUMuW",
-	"8Ucax1d/6MUsufoD4UJpRj2go/eu2dlEUmb6nQTe9mcCQ7/4KkMbcH2lVcPQX2fVPG6Ot9yQwt/y4nWR",
-	"H683a/Cltk41c3kkmxTzxqIAO2pK7eH0VcDvre/pjAwZyl2wUT+lu1CaHawM1auyFU+qxgftHBNYzNa8",
-	"/mZZuhpksdL5gGtlyy50dwhi8C5CIqN0LCxzTWYWGdfwDxrPuT9bsRoptx4/u1xNncgdqWzOmLFC5F0+",
-	"tfVMPSUMXIFTS8EVrw+i2+4kbTZvyXr3+n9uoeVuQwsw7xk1VVS8S13VRvUxLRwb243WqDqaW7SqjNRh",
-	"/hcbnGm9eAnVrKi5WBgfK5UQbMmisE1oh2N+9RlPqZCCRzSp+0y+foRBTdxccd3m89SotMLagFBgc0Bx",
-	"Ah7XiiWTVpv3m6pswL89w6rkWtmsD7cKS+1WY+w9IzNfn8OITcbYVveJu03P3r6DAVoYYYuWObsYYv1y",
-	"2VocdRHkaKFV2ZoX1Ixm0czcHr6GMGyljg6YCgyfr3faOSaaThVZa7cTrnTlWalihmVstLU42FJRkN8N",
-	"WLnStsiKO2a+EOmyV3ZgKjpBVAqYqXpts7DomaL4dKa5mKpKRyvsXOUQ/mGDSu5Ss/4ugaNSs52L9jlQ",
-	"tE2Cu0uRv4cp1uerBmErlNlFNVbEr+6zmQgeohp7hZy+XjV2LNp33lAL69Vq7at6ST9NsynTYUnKciFW",
-	"SE151MriWfvC9EXjB1+I4OOQxINhfhNKtkC4sAo833F6K51FMmkIRbyLfGXlyqumMi/bqhA3y2eWubao",
-	"LFmWYCN7K/i231LC2l1G8gsm1ZWGFtSVvTQc0lsa6W/XxOQhMwk2ldGrMw+oKWGOjjPVVDzvrnkJ24io",
-	"4RjuVB3HUVPFO/wfH/ud72hn8qrz9tOXF/4gwxW6WWW0/l5+EP1HZEaGweDFy9kwWCly4IvVW6XAesBY",
-	"v5VT/lJeM/Ew+thdkHq39he5eigVMbPGgo02XPPOxq4LElywW3pTAIQrnSna1abFc4HYhHqkkzsvX+uu",
-	"KGO6RV+KVVcyDLm+9E9u8XfKV71L0OR61Jwn8HF7FHBj3NxdD7163r4j/gtnC2+NDn9X6wuGHT57PFUk",
-	"kfI6T5WXSdqCthsFpot3DxHjulKRd4MItPJmU6D3ZaGckcVMqqpO5oqPrpeo7j7UvWfLQG90cDJZTYJV",
-	"O5hRbd6eR0K9y31bxjo0YIl9YzOqbNHj2ghbeG2j4E+4DleK4xZWrXY6TVXd8PlHY5pupcXXr84fTd8s",
-	"K1Zf7VQ128l4t/esvt04zmouU5M+u7L+qoZb4EBdxTBU4noxwHlUyWGdz0EWSZRnXC8vzKKtdZzRjGWv",
-	"cj0rOiZCdAP8XB7PTOsUagBjgd//9vVZelWU/71mSwwnZxRsXnCZVbvbFE0VFRhoelEmF7FiUe9m0Nhl",
-	"vmjdVK6Kptz8DZ0buZjI9TXNc8GFIBmbs/mYZcqamc7Oi/QeMEghiTrV2LbfQSNTRsbmv1om8VBAiFdI",
-	"EkYzocjCUBw3srLrkWr2ax5raI3NMgV1+7OMRRpIEqxRtvwg1UMowJiweMqwYkzhLQdatsBStpqyeaeI",
-	"sO0OxVBcQuwST5hzKmCNGMMDMhpB/G2Pprx3Mzi2+y7gHsJeoVsuFfFQ4GPsF9olhvufmiO5YFHHIDvV",
-	"fJwwiBTMwWVdPTEzu3v7mRqKYn6zW45tjPBUxiwmM5YxWL25qtUx1kkrm2w6vWP0uYNn1zGLHB2TUZqP",
-	"Ex6NyJ6QlYar++FQjNBXNArJCJ1F5l/gLRqRPcRkTEVyZdlg3xCQGjOEnBRMDYV1AnANQasjewAjsker",
-	"qG3OodJHrDYBVmAZYm9VM7Jiq8heGUkhhRgIQRIcSxTb75JXlf0NBeACV2TOlTIvQdlBbTvP4okpctQf",
-	"hITixsYMux5XZn5m3jg8GYqx1DPoJFF1eBRVglRhLoV6RTRjcGmxmFANZwaRmOq4FkbKzVdlqOmoqSPr",
-	"CAYdir2RDVkd7XfJewH4emM261wTC4Mix+So37eN1F0RpQISrln2UEDpIQTFnloKTT/DFhSbU6F5pAhN",
-	"+DXbD8nR4NCOBlurdxE2j58PhW3bjuWRiOExdSjWO8CG5Kh/ZGOria2lSjKZa0ZkNhTIdruunffHT11I",
-	"rB8BvBqqRTkANZWJ2m8o/ERW6j4NxXrhp/0TPC+1sVZTSGqlmtT+UNBESbTkkFHCBRsBhEdYP2uE5aMS",
-	"HjEbOmS59avUsP7OQbdfibW17LjiFjoOBt0+viNTJmjKg+PgsNvvHmLC4AwuqR7NY6yKMUXvY3EkZzHk",
-	"6CkNLTHhG4fLoKP5OtS7lp3eBvL++kBrXhI4XEARLMa1TFnP4CCkN4zwwu5Vs0F7hweGKwGXGO13G5rn",
-	"27u6qbd/w9p8I0EMZ22gdqYzv5RTQrX351O0Zbd59SeDedCcpdZx/6Df39DFebfuzWVPVU//ZsNdUope",
-	"TkChsijWbRgc4TJ8oxfL7X1P4w/IfvCTwfZPau3Ib8PgeZt56r3p4avDVlMVncZBwHOZ/qDA4ZYTOQ2J",
-	"YAvDQUEJcELn8ccA6epTGNRu2+DYRV+YMXv2wurNqkWYUqk8lHgulbbNAsuSTSgAM/MkXrY4+CLYtFa/",
-	"yUhJwfHRQa2S0scivGPwsl+J2DishGAMKoEROIpByLJ6UrBg40G9HtFx4GdR7VCy3PltXfp30Yh1Wjhq",
-	"Uu0eFUmPBi3Qrej9Dx88bzOLp4H7I5OE1XkQWSrqy8dPBg9KisEoKEz0RrRzZb1UiF0qHN4VUhL4ol39",
-	"DUdTdg4fVblHNbLKiqB9e7mtpvGghAd1gyMsdG7lL4ikLUI3BNSq1TMqyAi4P8itGEy6mDFhJElGFMuM",
-	"6INN/mcyiVH+HVNVVDGzuee0GqO67/Y8FGXcbzlRVbdTM5kncSXg16ovJ7h0J+tqORSKLo3+tKBGGclT",
-	"oiUZmT9QxHCy7WH/qEue9w/JYmZ0ncouuMKNDEUiaYyOJuXaiNjQBEqgZirKKXVu9QNzzMrG+66JD94i",
-	"n3hJmzsl214KDjMeh+LLEHjPEFhYEViZufAjqq4VyJIVmCtccxl7XxljcNsgQazf+9Uk5ufPD1/c6dL/",
-	"K/3aF/lKELrnNr8sWgk5YxfGnBfkWGCmjSUHBnroY7DvLBK6EQxmcgGI+G8rGrTlgz9JMe2kMkkqvZvU",
-	"SpyYsryn0FuQr92HCRZxXlsliw/MRTndWa4og28/Yvm8YPDdQbffPeg+77vqcccHh9WoLhumtSJKVCqz",
-	"BAf9gxed/qDTH1z2+8fwv/9BN0xbCoB5WwkNBw9Id7XgXw/duWdP8si3kEccqpIZ185+ZT0zXBFNp4Z/",
-	"FS/t2Ud2YFuhx9wNWJ8nJD//8u7s3burH9+/e/P38/eXV5eXP+3fnXDVRqX8e/fSPe+NVhb4793y1izw",
-	"axj9phCfIpZ1f1uKnYNpiOZnPWPLQl41F+FMLsiEZmTMZhzvRTDkrR+x2qT3hQ1sGB3h3xf8/s4cuK57",
-	"lQlaH5Gvtueadi3o5G7FOwcPxjvt3C46oEFmcYIxmMO1Itds+bistA3CvZXZmMcxBC0ER/3vtn9xKsUk",
-	"4ejy+vfl1hV2POVKV7tcnrjTBD2kjNqAoGWwihv9pSXhYXJLjbX2vhgiuUXpNWHoIK6T42v4vUqO20wL",
-	"+EX8q0fAo+1fvJP6rZFCvyFKQOsxD0IoLVNFFjK7xij+HTBgTQfdopqhKfodRDR8CgMb6rMiPOf6AVj2",
-	"/Zn0LxDL2Y5L9x+aS29hz/9uFPE7YMmnmMJU00tXexAzVaVKulS782P22Wy4FyU8up7JXLGuVjeN9rr3",
-	"gpFMLkgKVrYWiTRkD7vfjn54cwkxZaP9kCiJ5rqYQ1YgzZbPsAccU7pjx4OMosJKBtJgMUbvi41vuB0N",
-	"hX2lS07BZ6fC4oqSWcyyY7vAcCWcKyQqkhkje0UrSTLo98OhKNtJkhf9sPB9HvRDgs0lSX8/hPSgkFAl",
-	"zP9dyWwaElucJiRZLFQ4FGVsWEiK2KvQZQV1Ccrp4Pw0d2yaMTCW7fWJzCpts4fCLmH/hGg+Z1igdfT3",
-	"v//9752ff+68fk1ms+P5/FipEfnl8vSEaDpW4BOB+t4YATGm0bVKqJph1VT0uMJATEU0NdK1Ipd0fIFt",
-	"zFhMjKwM1tO5z7j4BrDm1CDNjwZpgl0Z+5+xk38Lh9xqOOD2Ty4w7K+V5Q9MY+1GZUxcgP2xhaVQs8+6",
-	"p+m4oxxAOwjzer0RRM2hrqPmUANqDrVBsqGmSpj/M0g21BbJhtog2VCXODbUBY4NtcWxoVhx0g51ge1D",
-	"Pej3h1qpWWec5ZoBOxnqF0fPzc9vcInkR6k0F9Ohfv1mqIe6NAIRZwSq/HhQ+dHW0I3kIuMMEMjjqx1z",
-	"Q/seR+36VXbxF3NUkI/47+/eLOmK8PRKZ7zKKp19ZK8Kk6qRAzn6Nr+n5fs8Vd1oA8P/8PaUHA1e9snp",
-	"xV9se2TXfiuTC8hzFND9cYQs4YNcjDy3wx7XaijqV0NI1q6G46Fo4taQj7kHjRg7/4AakPsFL139fSgw",
-	"CbPgyDU+7eXLZM/s9PDw8LvQcFEzRhGN2CUXOmN0Ds35SSSF0lRoMmdzmS03cMeLvzyxRQ9btOi2ygXD",
-	"lROHG9YecAjn6Y7TnKY9zMpZlldscXBr/C8s2F9YZ3xhjV+F4es3IXDCcIURhj4zePnjQeXHw/tzvR99",
-	"hObEL4Tavz8zXI0Epwp40Z6CxFQy4Ql6rdM0Wd6LDTq9y2vwRZL+08X7d080/eDG7U05xh6PDTqq4TlW",
-	"oQdEgJlCoiyr/l0ShuEPFeA8PI2IuAWVvHv9RCeb6eRzpwRkLQLCKgTB8TBYFd2DcLiSXwGvlQK9eQE0",
-	"huD44zBYEeyDT+HQJV3gC3UJHZ5XtAkztO+ug1lKTaP22sHKa+U9HBwf3t7/OnxvxMySV4xqASsptLIW",
-	"7HfOAZD2Horyi+70jU7Qt/DGV7RvFq3zGwycsMSQjJe2E8tv6gDRBIQFep39rOh07Y6q6Oe/9aR6EdU0",
-	"kdOtJ3Zq3/uK52an2HR0drX5b+3U/sqSpINWQUzbQSR0pQUEGTMCvcjJHjio1YynJObKDBXv3+1k23rL",
-	"zOk+ucoeGSEQloQCHmDy2YwrLSHpLLbxrJW6T5rMaczaIELhNvOS8w9M+8/7YdnvJtb7yPjzW8AGI6bc",
-	"l6XvKjubY9rqJS1w5Y4u0tU8/lL2hJJvwN5cF49CvEu4cik/cY5t5GYIieDYCJxsJpOrhN2wZBCEQZ4l",
-	"Nh9XHfd6GV10p1zP8nGuWGYX2o3kvGc/7EEpYDNFh6eKadWbU6VZ1qsP3BVMK6bbJzkYSO0Qc/P1ye0D",
-	"SxMaWXJ7yCCfpglt1M+v/Xr4HbiB4SCgWQPigL1msLYqF1Dz5KTCZghX5JqleofrZVXM6NkWElhf6O58",
-	"yBtkZ5tbWGa0OSXBaC3gAcc6WeYmFdgjgWuygEyMOJMpmWOyLxVkTj9fmZ+u1IxmRQHQIjHOn1aAPSeq",
-	"zKFo02Drx6y2vfDo+w8ZtFxv/+GL8RTYxAPyM1f6euwV7TSg+8X+k4j3EJoaAhzytbG9ipALsicFA8sD",
-	"3PdUEwou+v170V4utqvcH8xLrfKBIT/aj9vP+2HZiwqLcm1qRfVVE2TspprURbPfJ1HTmwdrLwOHllbx",
-	"aEyK/Zqip8Fl6OjSiL8/MA3NW76myoITNOgsuByZPVPuUigSrMq+tuOcJ7rDwd+mur+91Ggo09EB2ZhM",
-	"Lbjd+ePfm8+/QX8oT+6OCoSFOGCVq+JV5Cb1ewdHMDiFDwOZm7OY8IjtkmYEa/wmovtGtAOoY8W7J4H6",
-	"W4e6oxit69ygSjMOT1tQTeUWR4dKNclvs99Slo3lVWj7SFrzPbowrPQ6BzFjKEaVTvSjVbfHfmhTjG0G",
-	"1M+v/nZ19u6HNxeXV9///fLNBdkb9Pvk5+/JeDkUVgLYDyHKj1AFecRmyi55Q6MZGdMYRiV7uCAozcIS",
-	"NocARdhBOBTIMFmMHZMG+0bzwFTHqvHDslXDZZG2y7LlUynjoZDChiLaVhvkssyBhuI3VDNlKymVELC1",
-	"zW3aNNdDgTtQJ5hDDVRpqwXxSjWrGYuulS9o5wyP787s7eMWA4lNxKy10HcFCgP0wlUQru6+Cz5BJZQU",
-	"8jAPu/3uYHDoGCYW1wvUgqUau5MeHFSHFkxPsE9SMXZEhcAsOCgDGxwczUBh29FtX8FHb2W4Vh5Pnq55",
-	"O9F5iH33zTPnotzq39zsHr2FPHU7Xx2MqzNamK1OiXDDubROcKCjGbxmjgF+qB0EzLoifa+5NGt0TYsC",
-	"SisUXqsovclp+hBXXrVKSdEf56BscPrxSwAFn4LjoMdTqJEkGFYmcfd37UwP+/1h4MqlUVEpUWdd52ar",
-	"Zo5B65se6fUDU0aX8Vy72MSVug4+wHQW7jc34dN1/K2vY/Bh1+5CwgUZ58l1hWPZq9Vz/xb9k4oHzv3f",
-	"GQMDdw2wejxVrdIa2GcOoX6rEaxG1bcBsCt9PKCwmgt22D8eCk8aBFU2ztUVTC1zGHpfxlyr25G9OxXU",
-	"ky/bjwzFg/YfGYrKwmvNQtytXBa4L/sscO3vUAJ5HHOIxDVw8aVwFMXoMrlQOyV0vK0GL2A1BqoBnF1y",
-	"TqdWauCiqHYJCR9kz/6JMZMuopgkUCYkJGfnN0e4l30UFbB9hasyCfuzn5TwuYF8kJROWTgUSpojgnyb",
-	"ov6lFUNg/yTLhVfEsLEr5+r3FRv1myu7VumesqXuWgbXz+8gJQFBstqBqMqi062RDDVC32QiOjvfmUBe",
-	"1aSJr4QXUEq9SdSwxXivBbA5KJgL1bZwYU/Gy3WTev2GNBqxKOB1D8zqmRsn4zHbHi1zdv7evfuACOeJ",
-	"tvlQqdn05Ip5kMR0Q1xzKnKaEHfgO+OQlR5Lm6fX6+7qatvZKvKTqJL4M0V6hwdGGuwNDl6irOjq3j4D",
-	"3+OaRfXB8O+uFShjV1B+3eIQbon3qPTQMNp0f604VGmaAGlRkDFVtiy8k2jd5O3tuwW8Htm628T60dy+",
-	"WBH3n9TKb65WMv2gHMLcMv+QY7VJbPmTed7KKTuhPMkz7Hmw7pc9qPplD2pu2f4ju2X/JMcXFqYNyG9B",
-	"/u8vAX9Po+tpBoUBDSKQ8ZJcc4F2JaWpUboLT6J1vZan7LAMUGiLMJNwpTdHAPwEbzxGZtY7Onfh920L",
-	"jwlIlDWb+I15Ts02K6uvHhv+3ebcWgdq/8Sts+F3Gqi9cxWubxvZXeJFG7TYGrbtP/2H49sVuvWzbbP0",
-	"Z6pohfCknnrDuHc79btG0LQsclXgzB2FfXfWwbHZCuGpyufOYuxKJZBfLtpHSRdI9k3iLbaiuLVVVW6i",
-	"J3n8VxXGfCeeunrT9qo95Dax2/PSZtlGQkdPq1c+D/RnXWlyj38B8oZBpG7WG91/XRkdN2YpIdxcY2NC",
-	"5zxZ1upi9HsHRyFPb46G4qDfHxzH45fHx72jl+a3Fzsn7dr504TyFV//ypQrI7dK/j09e/0B3G+CkT39",
-	"We+H4CmH4Jn1+jR7tT3vh8TAjicsLl1Sda29qAO+YuXuBqHt1wZn98a2t16N7plRNau71JgKyT9zqVl8",
-	"grEnVEyZwgB2yAyMZXczFJ5uZW/GrPNYVlhIRZhBxyNTj3ZnG57U6NfdxJfe2f6adzb+bfeXfc/1r9Ar",
-	"YqH1JHa29IqIAlF28Io0ouQOHhKLofc3U98dU5/cKd/YndIa+dbcKWs6zLdBpwfwjmTMkCOLgydXxZNq",
-	"9Kiuip2pz7B+226yu6TzZJMA8j5l4tX52W6mKDfo/Sp6zhixs5NYRjmElle6Xy2oIlMmGFajnWRy3l3t",
-	"MPKpnvfCVdEcuAKsOdPUBy2s3IHQKmt/bzC6f3AvPYbd3U7W3uput/BbNLlnJWALbut+2iLhuPdaW90d",
-	"XJ8qpHwjO3pWHECbs95qR288zwds3eZIsaFnm+2SxwU2HKYixvB9wxOf9BuvWX0jzHZkAw9jbPc1ToiX",
-	"Lia42kOa7I1KCxf2rOZalcsfir3RKrKNQjI6lwmPliMbc6wXkoAvuaMznhL2mUY6WWLqE/Rb5LajJSxj",
-	"nitN2D+NdIAdzfXsmeqSC2wJXja+hpHNGrFlI7h5BBsKA1/saO2LSj7Pa2R0R2G5tI5CDl0QVtrQfYH2",
-	"cnBh53Fq431mUl5DHIM5gsLuqjPKJvzadU2CE6WRPRc3MjQOh0fXXJgtrEQqhYErtv6xErP06RayqIrR",
-	"aIJpUeujoS+kNswvF0EYnL5aG6RxSZpOawOAuwXzuNamEQZIWDenNqOZDNKyZIowtm0EP77sh0dHh5/C",
-	"gPOJAZxC4K7087ttraogcm403xY0gAc0FISYEyRwfuYvWCXRUUpgmQTXaJ5gUuVKqkKZmLXVEPx4qtMW",
-	"Xm/twlVZ6yFr8WyZPcKSPCui3pPi9qvyad1JvvGIsr2YieUmzc0iy2vz2lf0aP0KfFltfEk1z9W9XUsI",
-	"qj+ih0lmeLm7X82G9kMSs4zfuNznipDwTJEozzKjzWJ32Vbeo8tKb2XXjBa+tre4wrTF6qTOtfTkQbqH",
-	"B6kq3cE1pUIy5yJX1kvRXEfjq8umPqbAPhfE0FR/2zwvxbmV+UsKKvOf/6uhKBak9dav3qbG20ePyyRg",
-	"l8ImuG0yiBBmxCk0IMmsGquPCZITGmnleolyXSlMYA77SXlbr3w749EMQRuziMdQPaeEKaZYL781lSDn",
-	"bEz2vWBZwbixh0tIpv/iacdMZzbC4sJFT6w+9EwRLMfWeSMiGXMxHQrQHzBb98fLy3NicZvg85B8eHtK",
-	"vhsM+uT//d+X3aNjQkmUcCbMWDqjQhkxZigEm0rNocQFtFAVkwT+MOiIiaZl1vyr8zNSAGI/HAoIeBiZ",
-	"K2VE/li5NZ4piEbokr9yPZO5JiPonD8KXcIr3E+TPEmGwt4ze4f9I9z22aTzTgrW+RnSd0G9IFyfkOf9",
-	"wwpcLNOcUVjdUIwZE3b2suX8oE+UuUBHC8r1aB/XUy7GJQNTRZSUglCFSq+7CTm4jG8Y4dqAL2aJprgE",
-	"OwT0JtU8SYz2i2eJ/c6gValZnz0U5Zrhh4QlCmoo5kli13tCir0L2zpfsAXLhoJm5r5Vbju4DZ8OXQpk",
-	"2Ol/W2XD6n0PRwKYYaDZVKMQNuwPxuFCvzgKtmQJtMnupVy38aydTQx+AHp83cgCC0tvD5DK+WECPmBH",
-	"a2GrRidkrzKagj63+9vFqkOf0fhdFYEc3hi0AUHSR1pVitxRYqx/5jbTQMTmhnuSFXcvphbRaAb9EBHV",
-	"JqWSd2JLHpBUJgkGnwGV4j1IuX7sixAn2+DDujQvPIb/CssVtPRdaTo1+lSUUHN1yAzKS/wWPVkawevO",
-	"HP67xYNl3mntvbqk0yfP1bfyXGk6rdVcJntFIrBt/ZArNLqD9V1pWmu40oQMZcxMk6XHe+oPd8kCqfot",
-	"jppOn5QgrwcLrfttCX1Xxn5Jp1uzQRxW3LWWv0wgE+Q/ov7hdwfjIHTGwCssCTd48XIWrPUjlEpbXJ9x",
-	"jNa4uPiRFI6e1v6GSzr9JjkjG3Dd2vYfH+WfDOsbDOu27jttSXDVECgtr9mWStqX+MqjCERmqjYiEa4p",
-	"BHHSRktzIxFFGdP3qEW8O559OzHq1fkZ0e5oiiPHHzYFifj7DSAyIfzvwTCtGo61KDspTxmUPAyDtXu8",
-	"JSsyC9qBCT6cmxFmtv09Gm9+806lgQ2g369entwxo/j3w0mt7RBO1dbHhRMF+9lMLgSRaF1qTW0lh+19",
-	"4XEb3cUSoM9TmVI9qzge4o2Oh2azV7ueBd50ght5/aQvPVA6gYFlDeN2wqt6iO+XYMxoxrJXuZ5B3NAn",
-	"8zi7ceiD/aJ6NOW9mwHIy3Ymr7nMRgfb0tHdEuUgSPg2XP2onoujwiI2G231tsemnDgPiP3d5d10q840",
-	"5Rn/+zy5rpU+rX6BJU/NRy40yuys+jfCsvILzWNe+8R2+Vyf2QUzh1a+cKbPPbR2heTNJZ2iWyQsbVz7",
-	"sL2YiSVWyKgst7BvVWbHpLvKD+hD9cBB5iJiGQEc4Eoj8yB7ePZWFtivzDbGD3wwxdg9HM/FQ4XE0B4T",
-	"GrrixGS8JLR46ZotCRfkb51XKe/8N7NBeIrO2VCYZzRRkmTMwAWNtaeZXMQXLAJ/EdV8nDDA9RwMhL3I",
-	"PFYs6t0M0FNQX7PvMNhcoribyIgmCFvX0IPFRApCiWugdoKV0Blk649ZJOeAddWyrmiJhKqeZDRhLD4e",
-	"5v3+YWQWAv9io9rKsCVIAyhrVW+wxVDlIKCeze2n2/8fAAD//w==",
+	"7L2Lchu5sTD8Kqg5p8pS/uFNkn28VKXql2V7Vzm7tiJpk5Nj+hfBGZBENASYAUY049Lz/O/xPdlX6Abm",
+	"QmLIoSTLu4mqttYiOYNLo7vR9/4aRHI2l4IJrYL+12BOUzpjmqXw6SSOU6bgz5ipKOVzzaUI+sGJIGfn",
+	"t0dEpubfV4Tig2TPfNua0fmcxfgLVyQT+MV+OwgD9oXO5gkL+kHvh9ftl712r9tt/1cQBtyMO6d6GoSB",
+	"oDPzhB01CIOU/SPjKYuDvk4zFgYqmrIZNeua0S8/MzHR06D/6igM9HJu3lQ65WIS3N2FwUmSyMVfecw8",
+	"u4giNtdknrIx/8IUWfCYpURPqSCd17iXfbPFzuEBfHq1T8bSPMAVMStiSh8PBEVYuF3jaGSv3x+Px+N+",
+	"t9/t/PCKUBGTRIoJS/dJJDOhFaGacK3g3YFY8FhP2+TNksRsTLNEE5VFU0LdcDDjOFMsJguup0RPGUn4",
+	"jGtiYBWTPToQ81SOEjYjY86SODQLp4JwMWFKk4QLRliaynS/TT6KZAkj0HjGBUllwsiMLoliIh4I2F6O",
+	"B2TvqHtIpJ6ydMEVC8liSjW7ZSks/pYmGdsPYXuMRlO73IGgAFq3Wq5xA5FMYxYTLnD2LOaaJHJC9mhk",
+	"joQMEQwJH+vhfnsgHFr8I2PpsoQX5kivzWkFZVSwkAv6Y5ooluPCSMqEURHchcGX1iwTXIiW2TIg2IzD",
+	"D284or8HCUfmpy0YyGfZLOj3Dl6HwYwL/NTNF8CFZhOWAja+Zyz+AAN7J4N/Nk02p1qz1Lz4/32irX92",
+	"Wz98tv9et1ufv3bDV4d3/xn46OBs/EEK9gvV0XSdEq6mjLy7ohMix4SSlAkkBEaihDOhyZSqtjuMKaMx",
+	"S4s1n41bZuQWDl1Dmwfdrm9RH0d/Z5F2AFmhTpJmCVNMhyThSht8HslMRCwFnG/7ecZWCK4wjBkX7mMv",
+	"rID3pPW/DsL5n9etz3/wg/fPpwlVio95RHH9PhCz8ZhFmt8auJafNmA30L7lbNGuQfrqGxU4/2fKxkE/",
+	"+I9Owcs7+KvqrCwLl5qlSqb+JQ4F+6KvI3hi6NY1T9ktl5lhCxNG9oD5UKVz5qThhCyH9y4eZ9yJcf/5",
+	"Z8PfckJZGRGYn5/8ewbXCqrswkdHlj0vWf75kjFxyUXkwUPgluZkFG5aMSYM8zb8dayZvQ80L6HkylrN",
+	"G9cKRi8veCzTGdVBP4ipZi0zgB+zLmWWRl4CUfBLGXvIHlBwYnCMKsVSRC/hjtEcl1m4+zuSQlMuuJgQ",
+	"rvdDwtqTNhnipdGP5CLlbHhMKNEp5Yl5aviHIZkZSmeqGGVvOGYs7v9hWIsAuNIducOfr+jEt22NjEpX",
+	"KAp3jyeisvncSA5citoVaTqpW06vZjl/pYiP1fX8JBdwtRMtyYJyDTICJdGUigkLCSU/ShJnKRI63uqK",
+	"DILDrhoEoUGkmVSavJxVpaPDrqpZuJmjbuWHB/6Fcz3loga1c/GHC8Vjhuh8evb2olZc63YOjuoWhzPt",
+	"ROhXdPKQK3H14KocfXW6OzOUmkuhGNz4b2h8gaKc+WTIgQn4k87nieWaHStZ/T9/V8jZm7Hec3wLJ13n",
+	"tFaCNJLRjCaGGbD4mAxBSFNDuOMUClUg0IGMpeE9qqRoG7HlVIpxwqMnXfqZJuwLV0aATVJG4yWs5L1M",
+	"RzyOmXhqKEYpi5nQnCYvFEqysWSKCKkJiImAzrDEM2Gudpq8MwB+ymWeEJToLRdWLL1l6QtFDLUdgxht",
+	"ZOApVfBzzDTlCS75g9TvZSbip1ztB2koeGLQ8kbIhSB0JDOjqsCKrqT8maYT9tTHPJLx0ixJ3lrBFO5/",
+	"t6RfqFhaKlZPubKPbjURTRI405Rqu7Zjg4MAyQVVRGmZsrhNrtIloRPKhZUdLphOl60TvLVYJEUMgjbK",
+	"2LCX0hPrDPwSX8mvnhEby5QRnS7NxDBRu8KM12Qfs6lfBc30VKb8n+yJUc0okDwuETGc6K+C3lKe0FHy",
+	"5HiGxEkiKoCDCLUw6oZcoNAbU01HVDG0aqSGOZtFhlZjUoSmjCjNk4QkksZcTPaPzWEUJ/HUBztPZcSU",
+	"+h6gLN1vC5YkLbzhyCjTJGVjAy0tiZIzhlRSkBHYIgz4M8V2vBB/FUb0k6lm8S8s5vQKoPK0+5ZzZoW9",
+	"/CbS9IbZpQJMXihyiitqmRW2QQyyw4Pd7fIDKPupGUtzlFQE0wuZ3pQO2wk1YSCy2QjRKFcquNCvjoJ1",
+	"bScMZDqhgv8z11PXRlO5wrEurNlvJCju5uGTyI3DhFGwPgWjREY3QYhmmiAMEmkkbT1NpdYJCz6H6zOe",
+	"OFVlfdvsy5ynTF1T3VRnCoMxT5W+NmpX83duON6zbheoH6xp3UJqUGOshuHdjVETd5y9FuRhADY2/2EU",
+	"QvEnXL97OiwUrhIsyiv77DvKLOb6ndDpcv0YaFSLLjTSKFCt/+JnbkAlMGuuQbNCX3KXJdmjYkn+dPnx",
+	"A5oZjwkdKSacfhWzhGlU8MxMO2AH8tKNy3Ls9h7rilJGi3XxuClR4ilsPWZuDpkaBRDBHrqTyYeoPdlz",
+	"inJb9WC5ZrPqH5t4XwlFCmZA05TC55LtqMFOYD7fat+gmW99rWA5t9dn9ezOaXTDNFwJo6VmzsY+ZylY",
+	"Eck4lTOS262mjKZ6xKgme+bXax6TrrmnUP5GaR3BiuaDJpC5yBJ2iuvzgQbQgsU7sbGpVFpYzXjtx8aY",
+	"BTTPnNLzGMyqdk3WYNscnexJX+B7PrjdslT5GY+PMJyxwK2jAvcNqHaKT3mooymUb9jSz1Fu2BI4w/+0",
+	"Tua89d9seUzU1OhVUiRGzAGD7wNBvPZUFYrNIGV2sAFEZ2KeoQAVx9zsjybnJVBZn8uKyGJ38S1s7jWg",
+	"2DjV2hAz+uUM3yzb/PxgW4XYBlg5fF6/RY3wyZriVJSlqZVaG9H55NqqkPX6BFihgc+BXFB29TjnypRa",
+	"8wmu9Zh0yWLKBLGrKaGrlTqLo9hOpe7BMAdFsc0NAP11bhjSjtj3xPixETFOqaaJnLxnPiZD4xi/XrMb",
+	"MRajpZsr0H+s6a10BiXvZrTmgVrbT2UCz+8OzTZzbbOL9/jkJlZlHo+zxP+jRtP+2vdZmmzHIkuK5tl8",
+	"zWGdxJ4vo7r9Daf0M1ce2jWH0fxmKx/4NoaMI3sXtHakTj2Z0YRHXGYKlBE1zz+MmOATs+9MgP3Oq6Gc",
+	"SoFktJWkqij5i/X8AEMwYrAcoxCsnFPomAg2MXcpGYESb1C1CseGihZIcOBaMMo7N9A1XEOBpJvCKzw2",
+	"8m9iTitXeHy7FVI3iw/ArVT5xRYGwYVjEFsOuayf+Q/73Zd5QrkwZ7OOfQjeuEQbpXWjBcRPZ+xLA7YM",
+	"T4X5JPmIG5ZZoyc2YEIzKjKaXDd4El1TG2wUO4lBhdaOcGz+nqaThwhcdhsbgPmeRjb+agswq+T4bjbX",
+	"SyRGIQXzSpLVMa6NIuQXVK0vF6M+KtEJkZwxBSrUMWENpmRCp3YHK1IIKtC5x7HkfcZwJBfv1YjFVhDR",
+	"CEAM3PNzFpmlo4DTDvoiS5IwMP9HKyj6D1ePeMIk8MIk+TgO+p8azfwjk8Hd59Wxcwz302ojxN222hpE",
+	"brDmK9pogjWMf6yhV0jDoYqdsbIz36XgQeYc3AVsN1Daj3jOKwKYEk1F8vwu8h2bu7N8v5k7aycetzMT",
+	"ubCy1qrNRMQ7HyXcQQ3QhIuYfVmn825rRJUhdKlAsnARf1ZEbntBu/GGa3aN4XLC9esMgbABdjbSpAq6",
+	"4mjWuSUEbeS8RpUZG4loin4arr380S/7rl7JIBZtO3VB/Vbzwly7vvSYRVxxKSrMvHQ8VgMsLGEiNh/B",
+	"jmbejVmM7rA5Gt3mVCmmMLrXynRGDt3dC2D4v5dGYCyfivTXKdNTlhKaa69MjGUauRvFqrfwvirfMX4N",
+	"yu6uHqEBwVzsETxtZjKQOSatXgHJHHSg5Co/wo/dpd+AIFFAMPdURtPYDwqM6RXslqUt2DGBh8kNY/PK",
+	"5onMtNkEPmR01mNiKB3Xz3XuuDLrrmEBJQOinEx8CzoTMY+YMhMBIRpIJRKhpcoWdoePFVPrOri28aLU",
+	"sr/qKnru5GLvsRGqDHOy/ttj0rUR3vkR+o8O9rArUwX+vOsFCTThcMVNXGBqyfxvz8ECosCUgnx8XMRv",
+	"kWggmzNh9lDDrksSYINL9T5WhyZW7TTbwaiNdvAsimzCQ7O3ZvTLdZzK+bWaUvQpFe/JbJQwn7XMvISM",
+	"/Tph4vr2yI/wq4+9qqGLOvuLBBpQTeD60T4KyGdQo7GN8l5GHq2TTcaf9Svr14ufMZOAiiXcNwuZxiRl",
+	"MTVLbXvjZrcbjByAak1HZp0VA5JDet8Z+g5sDUHCksSbQ7qCzXVE+j4nEnfJRurWcAI15Swxg/C5yow4",
+	"DNEMhV1kTmdTmvk91Wbg+xj2o1q7FGz5IaapEl/ZbrC5D+dYJ9kqvkF8mxHuzM/m0rAnRqQwAsU4ZWoK",
+	"ISopm8lbBnhpLlQjdzCy1yWDrNs9jOz7+OGPpHdMekRnqcCbGG9mOR7vH+fCQrf9EkNuoyRT/Jb94mLW",
+	"8ZpYZyxFjLs372QLw1kRH3hsNg1ZXVaMzXN49rrkj6TzOjQizh8NCYKsl89+eFCavtULm7KyugW8qlnA",
+	"4UHdCqqZN/4l3I8bltlbdb3lqO4R0wvGhMMOpiCuG+0RvVlxwr3pJn1ghe3RCQY7GfRbkglIaSiwGxHF",
+	"GV/K0c8GCnW8tn7xexDzf/R6ut/PUR2DbtDvALHtRZyGowA9NVukyuV+mB9nlRUaQdS7Xy+bn2o9D4n5",
+	"vyIyJWOeANtf2eNB9+j1thDvKuuv8Pw65voYFv8HmvrLiLebUf6cpoqlxCL4MWKN1TyIlsC3cP/gc163",
+	"yEcyyWYeZTFSt33yT5ZKK0Pjc06OLmlSm5LeQjv8tfBmecEcduDRkmB8JPq69vgM90Dt1/t+A6ecuQSg",
+	"tYExUFCxOU2plukKMm33/9lcN//g6obPK67USKaxX7GccXENxqH1oeDW7hNzI5VuGjJmC5YCaW2F8F0N",
+	"Nl1kYoOvsYFsF2cYKtlYkN9N7K+X3sdccDXdMVoG7t8afaR5sAwXjde/o6SM4kJjuVrTdNd4IaWpzlRZ",
+	"GpM3GLJ4PZMxH6O7fUx5Yn08kFDskcJ8ASOlBVUPKJ83PwIHxrKwi3hXQKEi/pYQzaHF53qk9jPrNBO7",
+	"8WpDHndbffqihlsbxpJnkjRjp701NkoF5mQTLsjccPGYaPalxuYAvMwXJQChiOfSPGpG0rIcaoyZE3vD",
+	"DlgOOt0OmEI7vQ46IofhQAw79pg6Bx2UvIbHZDjMLSGLqUwwA2MfssrBymQYNKQazqmehgMBeWDmV8vB",
+	"SwnkQ8iHGIZkWA56dgne64o4FxvsOJDIXg86DOhTTBNrA4bUYcUSFmlpLhDrDvKRZ40PdfUGt9rWBg+p",
+	"18cQcb2scRrc16WwKSJ8pxjuH402sr7kUcYT7csb/ACaBZgQzSMtLipmR4tO7W13RCNShbXVRJzWOpPc",
+	"yj/XbTb3Xu+g9BbugM0pjWVc2p7k2tDHA6u+j6r+MHhXAqC2hkC5uWo3cFHcgXWw3QBMbwRgo/vUD+fc",
+	"VLqBln9yocI7gr0U6ed/q5kEViE7G1aIzNeyeRsf66L1SjRX7KEcNv0YsczluOQygr98WWdXzUW9svTd",
+	"9RBEJeB3e0p2+VDzVRVjVKIMHRC2Wtt+koIt59IjY+hoXoFhfoIZF7r3ynuEFeCFwZfWRLZsavPV6Tmo",
+	"w/Gjjvrr2/N1Z2I0D3CiTRv+ie+K5Xy+lR1WF3cGO57LVDfd6TyVWkYyqYSMebZTna4uWNh/VzImdhC0",
+	"V6XjeREVHNi9lZZdDO8Hvbwp74wDhwdJemHuZJ+F9KcS+VWP4zFj+TcJEB7Tep5vtDnF6AwqS9QIzrmE",
+	"WysTNlKzmslxMORG1o9rvWAKbNDrHnY0Tu6i7Cq/dwPtB+aCJU4pAjlXNU4+KYPVw7B30lRXHZBunxWN",
+	"zW7HB7Y/ydGpM3V40nea5lPYKFGvkts8HQ6ftty/brnvKU+y1ENPNJ1sMMZVvLfFgLto7FRrNptrv2Ov",
+	"3j7SPCvlgVAEzX8FlG7NboGw4xrIXmazGfWGiUJ+VmOBJMcpD3KP8fR2Gsyd+DaNwi6zNIlvox/orM6E",
+	"XM9erUrq94NCusNuxh/3zmjZnGe7NWzc1H2UjvLuyhLiq4Pe0dFu9vuNi/w4Uiy9pfeIZP8owL0hJoS6",
+	"MkqKLpWtdkFFESuTEqtnewzna27QXUpxhVZ8WiutWJr69OztBdkzoi0ZcY0FBv7JUrmtmuI2DRXSmBvJ",
+	"4yXhqLrQt9apJeTiuChjRGZcZBqqCaFtPNNZCp6qXROhq7O9YRiFbEtToVsVH4a/WeFlM9NqecNEXidu",
+	"W4pZ+7rf+X+hfN4PP9z9Z42LrjaPaHvVobIe/bLribb1+eh+5uO8tFdeykutFpTaGwQHR9NBsI9lvURu",
+	"mbGpYMXR9LpkyWiq2uRtGVB08kLloLu6+jkkLFEs9y9KwWxA9OYyU+HXVbfzZ4+g7KXhW5amtj7nLgp2",
+	"HF8/3ql40rvCB5P3fUoX7ECYNlL620LBZy48lwmPljsyXCPogqXawMHWmUSl6ZhwTVKZibilUz5XhH2h",
+	"kU6WRaVTsOya99ZZcB4jssZHMSkfQhozYUOBbciqghiicsBqNVr1szcZu7AKbKwOAsDJbQjwJup4m94C",
+	"PbCkjn3DjNnGchLuxEUtVi2BDVIUIom1V7ZPcQmP1ggpAD239M+12Fg22uzARVYtOnlIyauXLw9fbq4b",
+	"uR0Gq5adxxy9njBdHsAuzDRqwuFsqZe7MKjJMv6T5AIz/6iIGyuvRTLi5oS6MEit0rLOWcRYG1ApWxQZ",
+	"2IuLNQc+Y0tbDoJet4NX4yDIK3fk5Y23RxLm4bb1KQVlpN7tGOK5TPUuBJrqCyomrFGqBh9DBaXam8Jn",
+	"vN02aNk450tNg5IoYrmSGrDBfFeD1m6fHu9nzJTmmAZBDPjInpOC9vMS2DagjqRmECMyGRbWOuh2u4Ng",
+	"f03KaU6i1XrMhgl/7YUv71rFnx42/NnsCBwQO6qMGLbXPGsRo+zumbPoLOlHAQzkxXNbB8unwly8PyU/",
+	"HL38L2JLbB0TdsvSpfXZupT2k/MzKOqHoubqxa4pT3x5DlSTBVztqQSDLxdGh2NCMxGxVQ9vKbA0t8A1",
+	"CxEoPPy+TNI81GKdF/10dXVO8AG/C1RzndTwMXxtNQpg9cxW3wSltT9KqLjZysBw8nwHvoO9eHty7jGG",
+	"jTLFrtnMnspOnuoxA/Frt+o3VMQ1ceW1JLLJI16XgJeyCVf+hfuY0QXGP56UzL8riOuCWbwlzW30pKMA",
+	"qPCwoHkxVfKPjGUsNpwrzYTgYnJMhCSCLcjf5cgfXAZRN/64p7/L0TW/l9nXvlmKzXHxPX6UgQQabw2L",
+	"LElcHpZMQxTqY5ZoSuBOKRXZcuVJRlSxa+vDW2cM5V+b7KzkEWqpGz5vYaAkTVpzjJnJ03ZrdYl3m/Lk",
+	"BCN7fgVjc0pcY9cVAMtzvs03NmGCpTtbFCFG/boUttY8fsD5+Ws8lQ2WPKVqiuX/nIVLTenBy1f9drsd",
+	"PEA98ylmjZ1vG52Lzb3rQAxOr/KlsdU6KpvoVFabqnjSd6X+wp1ZuNLhRFZwKVfPcGUFCZUOZJPuZkFh",
+	"C3Jv6AGR19hL5cx9p7AMK/KO+NjmY8QYNFs8JKTtvAI5ovE6Q/Fh+GZhqTka71wRzTLSu4cUGyoh2BaG",
+	"POZJosjtUef21THWVNTUfknj+PoPnZgl138gXCjNqAd09MHFP+tIyky/k8Db/Exg6FffZGgDrm+0ahj6",
+	"26yax/XxlhtS+BtevC7y4+1mDb7Q1qlmLo9kk2JeWxRgR02pOZy+Cfi99T2dkSFFuQs26qd0F0qzg5Wh",
+	"fFU24knl+KCdYwLz2erXXy9Ll4MsVrpucJ1XVd8hiMG7CImM0rGw1DU4WqRcwx/YJ8pnFS5Hyq3Hzy5X",
+	"UycyRyqbM2asEHmfV209U08JA1fg1FJwyeuD6LY7SZvNW7Levf6fW2ix29ACzHtGdRUV71NXtVZ9nOeO",
+	"je1Ga1QdzS1aVkaqMP+LDc60XryEapbXXMyNj6VKCLZkUdgktMMxv+qMp1RIwSOaVH0m3z7CoCJurrhu",
+	"s9ncqLTC2oBQYHNAcQIe14ol40ab95uqbMC/PcOy5FrarA+3ckvtVmPsAyMz357DiHXG2Eb3ibtNz95/",
+	"gAEaGGHzdk27GGL9ctlaHHUe5GihVdqaF9SMptHU3B6+ZkRspY6O7R2oVro89YmmE0XWWj2FKx2hVqqY",
+	"YRkbbS0OtlQU5HcDVq60zLLijpkvRLrsFN2/8i4kpQJmqlrbLMzbEyg+mWouJqrUTQ27pjmEf9ygkvsU",
+	"v79P4KjUbOeifQ4UTZPg7lPk73GK9fmqQdgKZXZRtaX1y/usJ4LHqMZeIqdvV40di/ad19TCOlmtfVUt",
+	"6adpOmE6LEhZLsQKqSmPWpn/1rwwfd5Bwhci+DQk8WiYX4eSDRAuLAPPd5zeSmeRTGpCEe8jX1m58rqu",
+	"zMu2KsT18pllrg0qSxYl2MjeCr7tN5SwdpeR/IJJeaWhBXVpLzWH9J5G+vt1Q3nMTIJNZfSqzANqSpij",
+	"40zVFc+7b17CNiKqOYZ7Vcdx1FTyDv/Hp27rB9oan7Tef/76yh9kuEI3q4zW30cSov+ITMkg6L16PR0E",
+	"K0UOfLF6qxRYDRjrNnLKX8kbJh5HH7sPUu/W/iJTj6UiptZYsNGGa57Z2HVBggt2S28KgHCpM0Wz2rR4",
+	"LhCbUI10cufla3oWpUw36Eux6kqGIdeX/tkt/l75qvcJmlyPmvMEPm6PAq6Nm7vvoZfP23fEf+Fs4a3R",
+	"4W+7f8mwy1CHzxVJpLzJ5srLJG1B240C0+WHx4hxXanIu0EEWnmyLtD7KlfOyGIqVVknc8VH10tUtx/r",
+	"3rNloDc6OJksJ8GqHcyoNm/PI6He574tYh1qsMQ+sRlVtuhxTYQtvLZR8CdchyvFcXOrVjOdpqxu+Pyj",
+	"MZ1vpcW3J+dPpm8WFauvd6qa7WS8uwdW364dZzWXqU6fXVl/WcPNcaCqYhgqcb0Y4DzK5LDO5yCLJMpS",
+	"rpeXZtHWOs5oytKTTE/z1osQ3QBfF8cz1XoONYCxwO9/+/osneTlf2/YEsPJGQWbF1xm5e42eXdGBQaa",
+	"TpTKRaxY1Lnt5Z3Cp84BYI1teeumYlV0zs1naAHJxViur2mWCS4ESdmMzUYsVdbMdHaep/eAQQpJ1KnG",
+	"tv0OGplSMjL/apnEAwEhXiFJGE2FIgtDcdzIyq4/r9mv+VlDW3aWKqjbn6Ys0kCSYI2y5QepHkABxoTF",
+	"E4YVY3JvOdCyBZay1ZTNM3mEbXsgBuIKYpd4wpxTAWvEGB6Q0gjibzt0zju3vb7ddw73EPYKnZqpiAcC",
+	"f8ZOq21iuP+pOZJLFrUMslPNRwmDSMEMXNblEzOzu6dfqIHI5ze75djGCE9lxGIyZSmD1ZurWvWxTlrR",
+	"rdPpHcMvLTy7llnksE+G82yU8GhI9oQstardDwdiiL6iYUiG6Cwyf4G3aEj2EJMxFcmVZYN9Q0BqzBBy",
+	"UjA1ENYJwDUErQ7tAQzJHi2jtjmHUh+xygRYgWWAXWnNyIqtIntpJIUUkvcoZoli+21yUtrfQAAucEVm",
+	"XCnzEJQd1LZnL56YIkfdXkgobmzEsON2aeYX5onD44EYST2FThJlh0deJUjl5lKoV0RTBpcWiwnVcGYQ",
+	"ian6lTBSbt4qQk2Hda1dhzDoQOwNbcjqcL9NPgrA11uzWeeaWBgU6ZOjbtc2c3RFlHJIuEbtAwGlhxAU",
+	"e2opNP0CW1BsRoXmkSI04TdsPyRHvUM7Gmyt2sHa/PxyIGzrSCyPRAyPqUKx2ko2JEfdIxtbTWwtVZLK",
+	"TDMi04FAttt2nXM/fW5DYv0Q4FVTLcoBqK5M1H5N4SeyUvdpINYLP+0f43mpjbWaQlIp1aT2B4ImSqIl",
+	"hwwTLtgQIDzE+llDLB+V8IjZ0CHLrU/mhvW3DtrdUqytZcclt1A/6LW7+IycM0HnPOgHh+1u+xATBqdw",
+	"SXVoFmNVjAl6H/MjOYshR09paIkJ7zhcBh0NbhKATnGRuJadRZ/hrfWB1rwk2KDUPIfFuJZz1jE4COkN",
+	"Q7ywO+Vs0M7hgeFKwCWG+/klt7I0e1fXrO2wZm2+kSCGszJQM9OZX8opoNr58ynasps8+rPBPGjOktrg",
+	"MjjOg253Qzvo3dpAFz1VfZ3hhWFu6OUEFCqKYt2FwREuwzd6vtzOGxrbnvb4Sm/7K5VG7ndh8LLJPGeG",
+	"Ewia5LHuL7uHjabKe7SDgOcy/UGBwy0nchISwRaGg4IS4ITO/qcA6epzGFRu26Dvoi/MmB17YXWm5SJM",
+	"c6k8lHgulbbNAouSTSgAM/NLvGxw8HmwaaV+k5GSgv7RQaWS0qc8vKP3uluK2DgshWD0SoEROIpByKJ6",
+	"UrBgo161HlE/8LOoZihZ7PyuKv27aMQqLRzVqXZPiqRHvQbodiUl1OXGF142mcXTCf6JScLqPIgsJfXl",
+	"02eDBwXFYBQUJnoj2rmyXirELhUO73IpCXzRrv6Goyk7h4+q3E8VskrzoH17ua2m8aCEB3WDIyx0buUv",
+	"iKTNQzcE1KrVUyrIELg/yK0YTLqYMmEkSUYUS43oozRPEjKVSYzy74iqvIqZzT2n5RjVfbfngSjifouJ",
+	"yrqdmsosiUsBv1Z9OcalO1lXy4FQdGn0pwU1ykg2J1qSofmAIoaTbQ+7R23ysntIFlOj65R2wRVuZCAS",
+	"SWN0NCnXRsSGJlACNVNRTqlyqx+ZY1Y23ndNfPAW+bTdyeW4AH19KTjMeByIrwPgPQNgYXlgZerCj6i6",
+	"USBLlmCucM1F7H1pjN5djQSxfu+Xk5hfvjx8da9L/6/0W1/kK0Hontv8Km8l5IxdGHOek2OOmTaWHBjo",
+	"oY/BfrBI6EYwmMkFIOK/rGjQlA/+LMWkNZdJUurdpFbixJTlPbnegnztIUwwj/NyksVKEBVwvCnXZJYp",
+	"S3F57YLqanAsc7yOJe0BQzvqHhp1xnAW4mKmAHeA70OoEdWlwEwXM4sqkR3j4GD/mEjBBmJEY1gPFnAu",
+	"G2BwAaGLdQJM43mcLPnJlpAZiNRI4qCesRi65OcL/uXXD2cfPlz/9PHDu7+df7y6vji5emdmw2b6mDod",
+	"klGWKq0GAlknVJhH9mHmN+usaLkl4Jjl2MLTyJWPDn5A0FwwnS5bJ4Z1+lhmScC7YC7Y7N7iXRED/Qmr",
+	"GAa9Hw7a3fZB+2XXFfHrHxyWg+tstNyKRFcqkBMcdA9etbq9Vrd31e324b//RW9YU0YE8zaS3Q4ekf1V",
+	"YrA97M/99rRiYRNW816mIx7H4PB8YkHy6OCgycvzVEZMKWSG5q0fGq3xFyqWFoLqNy625szKMAlr5rQO",
+	"PK6IphNzzeUP7dmf7MC2kJNhqljGKSSrDOjq6uf9+/N3tdF288Y99EDxopGj5o1b3pqjZo3i3uVSdsTS",
+	"9u9L/3cwDdFLoadsmas1hs9P5YKMaUpGbMpRfAJ77/oRq03mgbDGDoDxEm9yseDeN0RVRS/y+D4h32/O",
+	"1e1aMBaiEW/vPRpvt3O7IJIa0dbd/eA10YrcsOVvndV3G7DRUynGCUfP6L+ukaHEjidc6XIz1GN3miAD",
+	"FsE9IHCC88SouQ0JD3OgKqy189UQyR2KzAnDOIIqOb6F78vkuM0ChW/85mUNXPrmNz5I/d6oB98RJaBD",
+	"nQchlJZzRRYyvcFkjx0wYM1UsUWDR4/FBwh8+RwGNiJsRbjP9COw7Icz6V8h5LcZl+4+Npfewp7/1Sji",
+	"34Aln2KmW8V8sdqqmqkyVdKl2p0fsy9mw50o4dHNVGaKtbW6rTXrfhSMpHKB6nyTfCuyh02Shz++u4LQ",
+	"w+F+SJREq27MIXmUpssX2CqQKd2y40HiWW5MBWkwH6Pz1YbB3A2N+g+PtMkpuHZVmF9RMo1Z2rcLDFei",
+	"/kKiIpkyspd3HCW9bjcciKLrKHnVDXMX+UE3JNiDlHT3Q8giCwlVwvzvWqaTkNgaRiFJY6HCgShCCEOS",
+	"h+iFLnmsTVBOBx+5uWPnKQOb6l6XyLTUXX0g7BL2j4nmM4Z1fId/+9vf/tb65ZfW27dkOu3PZn2lhuTX",
+	"q9NjoulIgesMysBjoMyIRjcqoWqKxXXRMQ8DMRXRuZGuFbmio0vsdsdiYmRlsA7NfAaVd4A1pwZpfjJI",
+	"E+zK2P98RSeNnLFrUaPbX7nE6NBGBmKwoDYblTFxCWbqBgZlzb7ojqajlnIAbSHMq2VpEDUHuoqaAw2o",
+	"OdAGyQaaKmH+Z5BsoC2SDbRBsoEucGygcxwbaItjA7Hiyx/oHNsHutftDrRS09YozTQDdjLQr45emq/f",
+	"4RLJT1JpLiYD/fbdQA90YaQizkhV+vKg9KUttRzJRcoZIJDHpT/ihvY9/vz1q+zyL+aoIG31X98LXtAV",
+	"4fNrnfIyq3T2kb0yTMpGDuTo29zjlu/zuWpHGxj+xftTctR73SWnl3+xXbRdl7ZULiAdVoAJd4gs4UIu",
+	"hp7bYY9rNRDVqyEka1dDfyDquDWk7e5Bv87W36FU6H7OS1e/HwjM1c05coVPe/ky2TM7PTw8/CE0XNSM",
+	"kQettsmlThmdsdgsN5JCaSo0mbGZTJcbuOPlX57ZooctWnRb5YLhyonDDWsPOITzdMdpTtMeZuksiys2",
+	"P7g1/hfm7C+sMr6wwq/C8O27EDhhuMIIQ5+ZvvjyoPTl4cO53k8+QnPiF0LtX58ZriYMUAW8aE9B/jIZ",
+	"8wSDG+bzZPkgNuj0Lq/BF0n6T5cfPzzT9KMbtzelons8ShjPAL9jswJABJgpJMqy6n9LwjD8oQScx6cR",
+	"ETegkg9vn+lkM518aRWArATKWIUg6A+CVdE9CAcraTjwWCHQmwdAYwj6nwbBimAffA4HLjcHH6hK6PB7",
+	"SZswQ/vuOpil0DQqjx2sPFbcw0H/8O7h1+FHI2YWvGJYiWuaQ8dzwf7NOQDS3mNR/pixeLMT9D088Q3t",
+	"m2YCqHVeY+CEJYZktLQNe35XB4gmIKzj7OxneUN0d1R4CE1OqhNRTRM52Xpip/a5b3hudopNR2dXm/3e",
+	"Tu2vLElaaBXE7C5EQleBQpARI9CynuyBg1pN+ZzEHOI44v37nWxTb5k53WdX2RMjBMKSUMADzFGccqUl",
+	"5CbGNuy5VB5MkxmNWRNEyN1mXnL+kWn/eT8u+93Eep8Yf34P2GDElIey9F1lZ3NMW72kOa7c00W6Wu6h",
+	"kD2hMiCwN9fsJRfvEq5cZlicYbfBKUIi6BuBk01lcp2wW5b0gjDI0sSmbat+p5PSRXvC9TQbZYqldqHt",
+	"SM469sUOVIw2U7T4XDGtOjOqNEs71YHbgmnFdPNcGAOpHWJuvj25XbB5QiNLbo8Z5FM3oY36eY7a/O5u",
+	"YDgI6OmBOGCvGSzBywWUxjkusRnCFblhc73D9bIqZnRspxEsQ3V/PuQNsrM9UCwz2py5YrQW8IBjOTVz",
+	"kwpspcE1WUDCTpzKOZlhTjgVZEa/XJuvrtWUpnmd2Dx/0p99gq1Jyswh7+Zhywytdkfx6PuPGVRd7RLj",
+	"i/EU2OsF0nhX2r/s5V1XoEnK/rOI9xiaGgIc0vqxC4+QC7InBQPLA9z3VBMKLvr9B9FeJrar3BfmoUZp",
+	"45BD4cftl92waFmGtds2dSz7pnlUdlN16qLZ77Oo6U2XtpeBQ0ureNTmTn9L0dPgMjT+qcXfH5mGHj/f",
+	"UmXBCWp0FlyOTF8odynkeXhF++NRxhPd4uBvU+3fXwY9VHNpgWxMJhbc7vzx8+bzr9Ef3Mnthh8nSSIX",
+	"f+WxM5LfU/mwpwUzukJxed5Vt3NwBChF4cVAZuYcxzxiu6RQwf6+i9i/EWXhxLCo4rMw/r3D5FEE11VO",
+	"UqY3h6cNKK4kAaAzpj6PdNXnKUeKpbfUdnXHYj7W9I/uDyv5zkBEGYjhx+KF4arLZD+0Wew2e+qXk/+5",
+	"Pvvw47vLq+s3f7t6d0n2et0u+eUNGS0HwkoP+yFECBKqIFXdTNkm72g0JSMaw6hkDxcE1X9YwmYQ3Ag7",
+	"CAcCmS2LsSlXbx9TO/GcC8OJZcmGQyNtF5XxJ1LGAyGFDWN0WapXRZo91FeimilbrKuAgC2fbzPzuR4I",
+	"3IE6xjR9oEpbkIqXCqZNWXSjfAE/Z3h834U1ftpimLEJqoUzsShs3A/Q+1dC1qrbMPgMhXrmkJ962O62",
+	"e71Dx2yx9mOgFmyuMRf54KA8tGB6jG288rEjKgRm30GV4uDgaAo73zFcoITL3sKFjTytfL7mZUWnJawf",
+	"fnOu0a1+1c1u2Tsoo2Dnq4JxdUYLs9UpEW44l9YJDnQ0hcfMMcAXlYOAWVek/jVXaoUn0Ly+1wp3qBQ8",
+	"3+SsfYzrslxEJ2/fdFD03/30NYB6ZEE/6PA5lPASDAvnuLu/cqaH3e4gcNX8qChVULQkZ7Zq5ug1lhKQ",
+	"1i+YMjqU58rGHsPUJc4Dw1q479yEz1f5977KwXdeuUcJF2SUJTcljmWvZc/dnbf3yn9wYQetETBw15+t",
+	"w+eqUToF+8IhxHA1clYK5gJvV9rMQN0/F2Sx3x8IT/oFVTa+1tXzLXInOl9HXKu7ob13FbQ7KLrjDMSj",
+	"tscZiNLCK71s3I1e9F8o2oBw7W+gA/kjM4gANnDxpY7kVSRSuVA7JZK8LwdNYHkOqgGcbXJOJ1bi4CIv",
+	"xgqJJmTPfsRYTRfJTBKoYhOSs/PbI9zLPooZ2F3FFUGF/dlXCvjcQh7KnE5YOBBKmiOCPJ+8PKsVYWD/",
+	"JM2EVzyxMTPn6t8rJut3VxWw1NxnS1nAFK6ff4NUCATJaoOsMoueb42gqBD6JtPU2fnuInxFmvhGeAGV",
+	"/utEDVsr+kYAm4N6zlAMDhf2bDRdN+VXb0ijTYscXg/ArI65cVKjzW2N0jk7/+iefUSE80T5XJRKij27",
+	"gB4lId4Q14yKjCbEHfjOOGSlx8LW6vX2u7LvdraS/CTKJP5Ckc7hgZEGO72D1ygrurLML8DnuWbJfTT8",
+	"u2+B1Nj1O1i3OIRb4kxKLV6MNt1dK5pVmCZAWhRkRJXtWuAkWjd5c9twDq8ntgzXsX408y9WxP1ntfK7",
+	"q5VMPyqHMLfM3+VIbRJb/mR+b+QMHlOeZCm25Fj3Bx+U/cEHFXdw94ndwX+So0sL0xrktyD/15eA39Do",
+	"ZpJCpUiDCGS0JDdcoF1JaWqU7tyDaV2+xSk7LAMU2iLMJFzpzZEHP8MTT5ER9oHOXNh/04JnAhJ0zSZ+",
+	"Zx5bs83S6svHhp+bnFvjAPGfMR7z3zZAfOfqX983orzAiyZosTVc3H/6j8e3S3TrZ9tm6S9U3qnjWT31",
+	"ho/vdur3jdxpWFzL4sx3ifpweBL0DRgIn6ts5qzNrrwD+fWyeWR3jqDfJc5jK3lYO1fpFnuW5X9Todf3",
+	"4sert3Sn3B5xE6s+L+ydTaR79NJ6ZftAf9GQpWGk+U/2EyBvGETqttR4L3fpfkv5HjdmKSHcXBdkTGc8",
+	"WVZqeXQ7B0chn98eDcRBt9vrx6PX/X7n6LX57tXOicZ2/nlC+UqcwMqUKyM3Slg+PXt7Aa47wcie/qL3",
+	"Q/CyQ9DOek2dvcqe90NiYMcTFhfurKrGn5e4X7GQt4PQtiKEs3tnO7evRhVNqZpW3XFMheQfmdQsPsaY",
+	"FyomTGHQPWQzxrK9GQrPN7o3y9d5O0sspCQIodOSqSe77w1PqvUJb+JLH2zr2HsbDrf72t5w/Rv0qFho",
+	"PYusDT0qIkeUHTwqtSi5g3fFYujDTdz3x9RnV8x3dsU0Rr41V8ya/vNgdCpUofAb4d4juGFSZmiXxcGz",
+	"T+RZj3pSn8jOpGruCdt2tb2ks2STtPJxzsTJ+dluNi836MNKlk4ZsbOTWEYZxL+XusAtqCITJhiW2x2n",
+	"ctZebaHyuZrYw1XeJLsErBnT1ActLE2C0CqKm2+w7l+4h57CwG8na27et1v4Pdr20wKwObd1X20Rh9xz",
+	"jc37Dq7PJWC+k8E+zQ+gyVlvNdjXnucjtjB0pFjTu9A2q+MCG29TEWOegOGJz8qQ136/EWY7soHHser7",
+	"OkPESxd8XO6lTvaGhTkMe7dzrYrlD8TecBXZhiEZnsuER8uhDW7WC0nAad3SKZ8T9oVGOllifhZ0QeS2",
+	"syssA5ojsn8Y6QA7++vpC9Uml9gav2gADyObNWLrUvAnCYYtALGzu7f7X1Yio+/ixijMsJAkGISlHoJf",
+	"oTcgXPZZPLdBSVMpbyDYwhxfbuDVKWVjfuNaSsEGaGTP1I0MzffhpxsuzPZXwqnCwFWi/1QKrPp8B6le",
+	"+Wg0wdyt9dHQ6VIZ5tfLIAxOT9YGqV2SppPKAODXwWSztWmEARIWFarMaCaD3DE5RxjbVpyfXnfDo6PD",
+	"z2HA+dgATiFwV5ox3jVWcxCxN9qJc/rBAxoIQswJEjg/8wlWSXQ0J7BMgms0v2DW6Eo+RZE9ttXi/HRq",
+	"15Z7whqgy3LaYxYq2jJ7hPWKVsTEZ6XvN+U8u5ds5BGDOzETy01an0WWt+axb+g6+w04zZo4rSousgf7",
+	"sBBUf0RXlkxRMHDfmg3thyRmKb91yd0lAeOFIlGWpkYTxg7NjdxUV6X+5K6hM7xtJQCFuZXlSZ0P69lV",
+	"9QBXVVkyhGtKhWTGRaasO6S+yMg3l2t9TIF9yYmhrji5+b1WFCwoqEjS/q+aimGQe1y9euua1x89LZOA",
+	"XQqbhbfJmEKYEafQ+CTTckIBZnGOaaSVa7TKdanygjnsZ8VvvSzwlEdTBG3MIh5DaaECppgHvvzeVIKc",
+	"szYj+ZKlOePGBjchmfyTz1tmOrMRFuexAMTqQy8UwVp1rXcikjEXk4EA/QFTin+6ujonFrcJ/h6Si/en",
+	"5Ider0v+z///un3UJ5RECWfCjKVTKpQRYwZCsInUHGp4QH9ZMU7gg0FHzIYtUvtPzs9IDoj9cCAgsmJo",
+	"rpQh+WPp1nihIOyhTf7K9VRmmgwVFxEbhi4rF+6ncZYkA2Hvmb3D7hFu+2zc+iAFa/0COcagXhCuj8nL",
+	"7mEJLpZpTimsbiBGjAk7uy1vwgXpdYkyF+hwQbke7uN6isW4jGWqiJJSEKpQYXY3IQff9C0jXBvwxSzR",
+	"FJdgh8Dm/TxJjOaMZ4nN4KCPq1mfPRRlozzikLBEQYFJ7Mdv1ntM8r0LadY9gTDzdCBoau5b5baD2/Dp",
+	"34VAdoHIt6XsY/m+hyMBzDDQrCvgCBv2R/1woV8dBVtSGZqkIFOum3jlzsYGPwA9vm0Ig4Wlt0FK6fyw",
+	"SgBgR2Nhq0InZK80moImwPvbxapDn8H5QxmBHN4YtAFB0kdaZYrcUWKsvuY2U0PE5oZ7lhV3rzQX0WgK",
+	"zSIR1caFknds6zKQuUwSjHIDKsV7kHL91BchTrbB/3VlHngK3xfWVGjo99J0YvSpKKHm6pAp1MD4PXrB",
+	"NILXnTn8u8X7ZZ5p7Pm6opNnr9f38nppOqkUpCZ7ebay7YuRKTTYg+VeaVrpRlOHDEVwTp2lx3vqj3fJ",
+	"Aqn6LY6aTp6VIK/3C637TQl9V8Z+RSdbU1YcVty30YFMIOXkP6Lu4Q8HoyB0xsBrrFvXe/V6Gqw1a5RK",
+	"W1yfcoz0uLz8ieSOnsb+his6+S7JKRtw3dr2nx7lnw3rGwzrtig+bUhw5fApLW/YljLjV/jIkwhEZqom",
+	"IhGuKQRx0oZlcyMRRSnTDyjUvDuefT8x6uT8jGh3NPmR4xebAkz8zRgQmRD+D2CYVg3HgpmtOZ8zqMsY",
+	"Bmv3eENWZBa0AxN8PDcjzGybn9Te/OaZUncfQL/fvDy5Y9rzvw8ntbZDOFVbABhOFOxnU7kQRKJ1qTG1",
+	"FRy285XHTXQXS4A+T+Wc6mnJ8RBvdDzUm72aNXTw5i3cyptnfemR8hYMLCsYtxNeVcODvwYjRlOWnmR6",
+	"CnFDn83P6a1DH2ym1aFz3rntgbxsZ/Kay2xksa2N3S5QDgKM78LVl6pJPyrM47rRVm8bkMqx84DY712C",
+	"T7vsTFOe8d9kyU2lPmv5DazLal5yoVFmZ+XPCMvSNzSLeeUV2wJ1fWYXCB1a+cKZPvfQ2hWSd1d0gm6R",
+	"sLBx7cP2YiaWWMajtNzcvlWaHbP7Sl+gD9UDB5mJiKUEcIArjcyD7OHZW1lgvzTbCF/wwRTj/nA8Fw8V",
+	"EkN7TGhoGRST0ZLQ/KEbtiRckP9pncx567+ZDeBTdMYGwvxGEyVJygxc0Fh7mspFfMki8BdRzUcJA1zP",
+	"wEDYiczPikWd2x56Cqpr9h0Gm0kUdxMZ0QRh67qdsJhIQShx3eWOsdQ7g7IAIxbJGWBdufYsWiKh9CgZ",
+	"jhmL+4Os2z2MzELgLzasrAz7pdSAslKaB/svlQ4Ciu7cfb77vwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

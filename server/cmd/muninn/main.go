@@ -239,7 +239,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, Jobs: rc,
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err

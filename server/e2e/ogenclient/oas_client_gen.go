@@ -213,7 +213,7 @@ type Invoker interface {
 	// server validates each observation itself while it streams; the schema below is what it checks.
 	//
 	// POST /ingest
-	Ingest(ctx context.Context, request IngestReq) (IngestRes, error)
+	Ingest(ctx context.Context, request IngestReq, params IngestParams) (IngestRes, error)
 	// ListAudit invokes listAudit operation.
 	//
 	// The audit log, newest first.
@@ -276,7 +276,10 @@ type Invoker interface {
 	PostBouncerHeartbeat(ctx context.Context, request *Heartbeat) (PostBouncerHeartbeatRes, error)
 	// PostBouncerReports invokes postBouncerReports operation.
 	//
-	// Report honeypot hits; each source is tagged honeypot (source bouncer:, MUNINN_HONEYPOT_TTL).
+	// Every hit must name a ruleset bound to the reporting bouncer (else 403) and a protocol and port in
+	// that ruleset's honeypot list (else 422); one bad hit refuses the whole report, and nothing is
+	// stored. Hits are rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts up to one
+	// full report); over the limit the report is refused with 429 and Retry-After.
 	//
 	// POST /bouncer/reports
 	PostBouncerReports(ctx context.Context, request *Report) (PostBouncerReportsRes, error)
@@ -297,7 +300,7 @@ type Invoker interface {
 	// Replace the operator's never-block entries.
 	//
 	// PUT /guard
-	PutGuard(ctx context.Context, request *GuardInput) (PutGuardRes, error)
+	PutGuard(ctx context.Context, request *GuardInput, params PutGuardParams) (PutGuardRes, error)
 	// PutIPOverride invokes putIPOverride operation.
 	//
 	// Replaces every manual assertion on the address's /32 or /128 with the body's.
@@ -3420,12 +3423,12 @@ func (c *Client) sendGetTag(ctx context.Context, params GetTagParams) (res GetTa
 // server validates each observation itself while it streams; the schema below is what it checks.
 //
 // POST /ingest
-func (c *Client) Ingest(ctx context.Context, request IngestReq) (IngestRes, error) {
-	res, err := c.sendIngest(ctx, request)
+func (c *Client) Ingest(ctx context.Context, request IngestReq, params IngestParams) (IngestRes, error) {
+	res, err := c.sendIngest(ctx, request, params)
 	return res, err
 }
 
-func (c *Client) sendIngest(ctx context.Context, request IngestReq) (res IngestRes, err error) {
+func (c *Client) sendIngest(ctx context.Context, request IngestReq, params IngestParams) (res IngestRes, err error) {
 	// Validate request before sending.
 	switch request := request.(type) {
 	case *IngestReqApplicationJSON:
@@ -3447,6 +3450,26 @@ func (c *Client) sendIngest(ctx context.Context, request IngestReq) (res IngestR
 	var pathParts [1]string
 	pathParts[0] = "/ingest"
 	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "allow_wide" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "allow_wide",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AllowWide.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "POST", u)
 	if err != nil {
@@ -4411,7 +4434,10 @@ func (c *Client) sendPostBouncerHeartbeat(ctx context.Context, request *Heartbea
 
 // PostBouncerReports invokes postBouncerReports operation.
 //
-// Report honeypot hits; each source is tagged honeypot (source bouncer:, MUNINN_HONEYPOT_TTL).
+// Every hit must name a ruleset bound to the reporting bouncer (else 403) and a protocol and port in
+// that ruleset's honeypot list (else 422); one bad hit refuses the whole report, and nothing is
+// stored. Hits are rate-limited per bouncer (MUNINN_HONEYPOT_RATE hits per second, bursts up to one
+// full report); over the limit the report is refused with 429 and Retry-After.
 //
 // POST /bouncer/reports
 func (c *Client) PostBouncerReports(ctx context.Context, request *Report) (PostBouncerReportsRes, error) {
@@ -4714,12 +4740,12 @@ func (c *Client) sendPutFeed(ctx context.Context, request *FeedInput, params Put
 // Replace the operator's never-block entries.
 //
 // PUT /guard
-func (c *Client) PutGuard(ctx context.Context, request *GuardInput) (PutGuardRes, error) {
-	res, err := c.sendPutGuard(ctx, request)
+func (c *Client) PutGuard(ctx context.Context, request *GuardInput, params PutGuardParams) (PutGuardRes, error) {
+	res, err := c.sendPutGuard(ctx, request, params)
 	return res, err
 }
 
-func (c *Client) sendPutGuard(ctx context.Context, request *GuardInput) (res PutGuardRes, err error) {
+func (c *Client) sendPutGuard(ctx context.Context, request *GuardInput, params PutGuardParams) (res PutGuardRes, err error) {
 	// Validate request before sending.
 	if err := func() error {
 		if err := request.Validate(); err != nil {
@@ -4734,6 +4760,26 @@ func (c *Client) sendPutGuard(ctx context.Context, request *GuardInput) (res Put
 	var pathParts [1]string
 	pathParts[0] = "/guard"
 	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "allow_wide" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "allow_wide",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AllowWide.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "PUT", u)
 	if err != nil {
@@ -4948,6 +4994,26 @@ func (c *Client) sendPutList(ctx context.Context, request *NamedListInput, param
 	}
 	uri.AddPathParts(u, pathParts[:]...)
 
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "allow_wide" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "allow_wide",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AllowWide.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
 	r, err := ht.NewRequest(ctx, "PUT", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
@@ -5074,6 +5140,26 @@ func (c *Client) sendPutNetworkOverride(ctx context.Context, request *Override, 
 	pathParts[4] = "/override"
 	uri.AddPathParts(u, pathParts[:]...)
 
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "allow_wide" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "allow_wide",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AllowWide.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
 	r, err := ht.NewRequest(ctx, "PUT", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
@@ -5188,6 +5274,26 @@ func (c *Client) sendPutRuleset(ctx context.Context, request PutRulesetReq, para
 		pathParts[1] = encoded
 	}
 	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "allow_wide" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "allow_wide",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.AllowWide.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "PUT", u)
 	if err != nil {

@@ -190,6 +190,16 @@ type GetTagParams struct {
 	Name string
 }
 
+// IngestParams is parameters of ingest operation.
+type IngestParams struct {
+	// Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request; an IPv4-mapped prefix
+	// (::ffff:0:0/96 and longer) counts at its IPv4 width. By default such a prefix is refused with the
+	// limit named (a problem field, or an ingest line error). Only the admin role may send this parameter
+	// (403 otherwise, whatever its value), and each prefix accepted with it is recorded in the audit log
+	// (action `width.lift`).
+	AllowWide OptBool `json:",omitempty,omitzero"`
+}
+
 // ListAuditParams is parameters of listAudit operation.
 type ListAuditParams struct {
 	Actor OptString `json:",omitempty,omitzero"`
@@ -218,6 +228,16 @@ type PutFeedParams struct {
 	Name string
 }
 
+// PutGuardParams is parameters of putGuard operation.
+type PutGuardParams struct {
+	// Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request; an IPv4-mapped prefix
+	// (::ffff:0:0/96 and longer) counts at its IPv4 width. By default such a prefix is refused with the
+	// limit named (a problem field, or an ingest line error). Only the admin role may send this parameter
+	// (403 otherwise, whatever its value), and each prefix accepted with it is recorded in the audit log
+	// (action `width.lift`).
+	AllowWide OptBool `json:",omitempty,omitzero"`
+}
+
 // PutIPOverrideParams is parameters of putIPOverride operation.
 type PutIPOverrideParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
@@ -226,12 +246,24 @@ type PutIPOverrideParams struct {
 
 // PutListParams is parameters of putList operation.
 type PutListParams struct {
+	// Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request; an IPv4-mapped prefix
+	// (::ffff:0:0/96 and longer) counts at its IPv4 width. By default such a prefix is refused with the
+	// limit named (a problem field, or an ingest line error). Only the admin role may send this parameter
+	// (403 otherwise, whatever its value), and each prefix accepted with it is recorded in the audit log
+	// (action `width.lift`).
+	AllowWide OptBool `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }
 
 // PutNetworkOverrideParams is parameters of putNetworkOverride operation.
 type PutNetworkOverrideParams struct {
+	// Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request; an IPv4-mapped prefix
+	// (::ffff:0:0/96 and longer) counts at its IPv4 width. By default such a prefix is refused with the
+	// limit named (a problem field, or an ingest line error). Only the admin role may send this parameter
+	// (403 otherwise, whatever its value), and each prefix accepted with it is recorded in the audit log
+	// (action `width.lift`).
+	AllowWide OptBool `json:",omitempty,omitzero"`
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
 	Address string
 	Bits    int
@@ -239,6 +271,12 @@ type PutNetworkOverrideParams struct {
 
 // PutRulesetParams is parameters of putRuleset operation.
 type PutRulesetParams struct {
+	// Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request; an IPv4-mapped prefix
+	// (::ffff:0:0/96 and longer) counts at its IPv4 width. By default such a prefix is refused with the
+	// limit named (a problem field, or an ingest line error). Only the admin role may send this parameter
+	// (403 otherwise, whatever its value), and each prefix accepted with it is recorded in the audit log
+	// (action `width.lift`).
+	AllowWide OptBool `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }

@@ -241,13 +241,15 @@ func (s *AssertionKind) UnmarshalText(data []byte) error {
 
 // Ref: #/components/schemas/AuditEntry
 type AuditEntry struct {
-	ID     int64                  `json:"id"`
-	At     time.Time              `json:"at"`
-	Actor  string                 `json:"actor"`
-	Action string                 `json:"action"`
-	Object string                 `json:"object"`
-	Before OptNilAuditEntryBefore `json:"before"`
-	After  OptNilAuditEntryAfter  `json:"after"`
+	ID     int64     `json:"id"`
+	At     time.Time `json:"at"`
+	Actor  string    `json:"actor"`
+	Action string    `json:"action"`
+	Object string    `json:"object"`
+	// The object before the change, as stored (any JSON value; absent for a creation).
+	Before jx.Raw `json:"before"`
+	// The object after the change, as stored (any JSON value; absent for a deletion).
+	After jx.Raw `json:"after"`
 }
 
 // GetID returns the value of ID.
@@ -276,12 +278,12 @@ func (s *AuditEntry) GetObject() string {
 }
 
 // GetBefore returns the value of Before.
-func (s *AuditEntry) GetBefore() OptNilAuditEntryBefore {
+func (s *AuditEntry) GetBefore() jx.Raw {
 	return s.Before
 }
 
 // GetAfter returns the value of After.
-func (s *AuditEntry) GetAfter() OptNilAuditEntryAfter {
+func (s *AuditEntry) GetAfter() jx.Raw {
 	return s.After
 }
 
@@ -311,35 +313,13 @@ func (s *AuditEntry) SetObject(val string) {
 }
 
 // SetBefore sets the value of Before.
-func (s *AuditEntry) SetBefore(val OptNilAuditEntryBefore) {
+func (s *AuditEntry) SetBefore(val jx.Raw) {
 	s.Before = val
 }
 
 // SetAfter sets the value of After.
-func (s *AuditEntry) SetAfter(val OptNilAuditEntryAfter) {
+func (s *AuditEntry) SetAfter(val jx.Raw) {
 	s.After = val
-}
-
-type AuditEntryAfter map[string]jx.Raw
-
-func (s *AuditEntryAfter) init() AuditEntryAfter {
-	m := *s
-	if m == nil {
-		m = map[string]jx.Raw{}
-		*s = m
-	}
-	return m
-}
-
-type AuditEntryBefore map[string]jx.Raw
-
-func (s *AuditEntryBefore) init() AuditEntryBefore {
-	m := *s
-	if m == nil {
-		m = map[string]jx.Raw{}
-		*s = m
-	}
-	return m
 }
 
 // Ref: #/components/schemas/AuditPage
@@ -4679,142 +4659,6 @@ func (o OptJobFailureArgs) Or(d JobFailureArgs) JobFailureArgs {
 	return d
 }
 
-// NewOptNilAuditEntryAfter returns new OptNilAuditEntryAfter with value set to v.
-func NewOptNilAuditEntryAfter(v AuditEntryAfter) OptNilAuditEntryAfter {
-	return OptNilAuditEntryAfter{
-		Value: v,
-		Set:   true,
-	}
-}
-
-// OptNilAuditEntryAfter is optional nullable AuditEntryAfter.
-type OptNilAuditEntryAfter struct {
-	Value AuditEntryAfter
-	Set   bool
-	Null  bool
-}
-
-// IsSet returns true if OptNilAuditEntryAfter was set.
-func (o OptNilAuditEntryAfter) IsSet() bool { return o.Set }
-
-// Reset unsets value.
-func (o *OptNilAuditEntryAfter) Reset() {
-	var v AuditEntryAfter
-	o.Value = v
-	o.Set = false
-	o.Null = false
-}
-
-// SetTo sets value to v.
-func (o *OptNilAuditEntryAfter) SetTo(v AuditEntryAfter) {
-	o.Set = true
-	o.Null = false
-	o.Value = v
-}
-
-// IsNull returns true if value is Null.
-func (o OptNilAuditEntryAfter) IsNull() bool { return o.Null }
-
-// SetToNull sets value to null.
-func (o *OptNilAuditEntryAfter) SetToNull() {
-	o.Set = true
-	o.Null = true
-	var v AuditEntryAfter
-	o.Value = v
-}
-
-// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
-func (o OptNilAuditEntryAfter) IsEmpty() bool {
-	return !o.Set && !o.Null
-}
-
-// Get returns value and boolean that denotes whether value was set.
-func (o OptNilAuditEntryAfter) Get() (v AuditEntryAfter, ok bool) {
-	if o.Null {
-		return v, false
-	}
-	if !o.Set {
-		return v, false
-	}
-	return o.Value, true
-}
-
-// Or returns value if set, or given parameter if does not.
-func (o OptNilAuditEntryAfter) Or(d AuditEntryAfter) AuditEntryAfter {
-	if v, ok := o.Get(); ok {
-		return v
-	}
-	return d
-}
-
-// NewOptNilAuditEntryBefore returns new OptNilAuditEntryBefore with value set to v.
-func NewOptNilAuditEntryBefore(v AuditEntryBefore) OptNilAuditEntryBefore {
-	return OptNilAuditEntryBefore{
-		Value: v,
-		Set:   true,
-	}
-}
-
-// OptNilAuditEntryBefore is optional nullable AuditEntryBefore.
-type OptNilAuditEntryBefore struct {
-	Value AuditEntryBefore
-	Set   bool
-	Null  bool
-}
-
-// IsSet returns true if OptNilAuditEntryBefore was set.
-func (o OptNilAuditEntryBefore) IsSet() bool { return o.Set }
-
-// Reset unsets value.
-func (o *OptNilAuditEntryBefore) Reset() {
-	var v AuditEntryBefore
-	o.Value = v
-	o.Set = false
-	o.Null = false
-}
-
-// SetTo sets value to v.
-func (o *OptNilAuditEntryBefore) SetTo(v AuditEntryBefore) {
-	o.Set = true
-	o.Null = false
-	o.Value = v
-}
-
-// IsNull returns true if value is Null.
-func (o OptNilAuditEntryBefore) IsNull() bool { return o.Null }
-
-// SetToNull sets value to null.
-func (o *OptNilAuditEntryBefore) SetToNull() {
-	o.Set = true
-	o.Null = true
-	var v AuditEntryBefore
-	o.Value = v
-}
-
-// IsEmpty returns true if the field was omitted from the payload (not Set and not Null).
-func (o OptNilAuditEntryBefore) IsEmpty() bool {
-	return !o.Set && !o.Null
-}
-
-// Get returns value and boolean that denotes whether value was set.
-func (o OptNilAuditEntryBefore) Get() (v AuditEntryBefore, ok bool) {
-	if o.Null {
-		return v, false
-	}
-	if !o.Set {
-		return v, false
-	}
-	return o.Value, true
-}
-
-// Or returns value if set, or given parameter if does not.
-func (o OptNilAuditEntryBefore) Or(d AuditEntryBefore) AuditEntryBefore {
-	if v, ok := o.Get(); ok {
-		return v
-	}
-	return d
-}
-
 // NewOptNilExplainGeo returns new OptNilExplainGeo with value set to v.
 func NewOptNilExplainGeo(v ExplainGeo) OptNilExplainGeo {
 	return OptNilExplainGeo{
@@ -5786,6 +5630,10 @@ type PostBouncerReportsBadRequest Problem
 
 func (*PostBouncerReportsBadRequest) postBouncerReportsRes() {}
 
+type PostBouncerReportsForbidden Problem
+
+func (*PostBouncerReportsForbidden) postBouncerReportsRes() {}
+
 type PostBouncerReportsInternalServerError Problem
 
 func (*PostBouncerReportsInternalServerError) postBouncerReportsRes() {}
@@ -5797,6 +5645,10 @@ func (*PostBouncerReportsRequestEntityTooLarge) postBouncerReportsRes() {}
 type PostBouncerReportsUnauthorized Problem
 
 func (*PostBouncerReportsUnauthorized) postBouncerReportsRes() {}
+
+type PostBouncerReportsUnprocessableEntity Problem
+
+func (*PostBouncerReportsUnprocessableEntity) postBouncerReportsRes() {}
 
 type PostBouncerReportsUnsupportedMediaType Problem
 
@@ -7664,6 +7516,34 @@ func (s *TokenInput) SetRole(val Role) {
 func (s *TokenInput) SetExpiresAt(val OptDateTime) {
 	s.ExpiresAt = val
 }
+
+// TooManyRequestsHeaders wraps Problem with response headers.
+type TooManyRequestsHeaders struct {
+	RetryAfter OptInt
+	Response   Problem
+}
+
+// GetRetryAfter returns the value of RetryAfter.
+func (s *TooManyRequestsHeaders) GetRetryAfter() OptInt {
+	return s.RetryAfter
+}
+
+// GetResponse returns the value of Response.
+func (s *TooManyRequestsHeaders) GetResponse() Problem {
+	return s.Response
+}
+
+// SetRetryAfter sets the value of RetryAfter.
+func (s *TooManyRequestsHeaders) SetRetryAfter(val OptInt) {
+	s.RetryAfter = val
+}
+
+// SetResponse sets the value of Response.
+func (s *TooManyRequestsHeaders) SetResponse(val Problem) {
+	s.Response = val
+}
+
+func (*TooManyRequestsHeaders) postBouncerReportsRes() {}
 
 // UnavailableHeaders wraps Problem with response headers.
 type UnavailableHeaders struct {
