@@ -81,9 +81,14 @@ func fieldErr(field, reason string) apigen.FieldError {
 // WriteProblem writes a problem+json answer; the HTTP layer uses it for errors
 // raised before a handler runs.
 func WriteProblem(w http.ResponseWriter, status int, detail string, fields ...apigen.FieldError) {
+	writeProblemBody(w, status, problem(status, detail, fields...))
+}
+
+// writeProblemBody writes a problem+json answer of any problem shape.
+func writeProblemBody(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem(status, detail, fields...))
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 func ptr[T any](v T) *T { return &v }

@@ -32,6 +32,9 @@ type Deps struct {
 	Now            func() time.Time
 	Registry       *prometheus.Registry
 	MaxIngestBytes int64
+	// IngestBatch is how many observations go to the database in one
+	// transaction (0: the API's default).
+	IngestBatch int
 	// Index is the in-memory index every answer reads from (required; its
 	// owner runs it).
 	Index *index.Index
@@ -72,7 +75,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
 	m := newMetrics(d.Registry)
 
 	r := chi.NewRouter()
