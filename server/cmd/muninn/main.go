@@ -234,7 +234,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return nil
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL,
+		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
 	if err != nil {
 		return err
 	}
@@ -474,6 +475,9 @@ func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []strin
 	}
 	if api.RoleRank(*role) == 0 {
 		return fmt.Errorf("user create: --role must be reader, writer or admin, not %q", *role)
+	}
+	if !ui.ValidUsername(name) {
+		return fmt.Errorf("user create: %q is not a username: 1–64 letters, digits or ._@- starting with a letter or digit", name)
 	}
 	if f, ok := stdin.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
