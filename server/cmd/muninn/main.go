@@ -35,6 +35,7 @@ import (
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/ui"
 	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/feed"
 	"github.com/muninn/muninn/worker/source/geo"
 	"github.com/muninn/muninn/worker/source/rdap"
 	"github.com/muninn/muninn/worker/source/rdns"
@@ -289,7 +290,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 // databases when GeoDir holds them, the RDAP client and the PTR resolver.
 func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
 	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency,
-		HTTPClient: &http.Client{Timeout: 5 * time.Minute}}
+		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: cfg.FeedAllowNetworks, FileDir: cfg.FeedFileDir})}
 	paths := geo.Paths{Country: filepath.Join(cfg.GeoDir, "geo-whois-asn-country.mmdb"),
 		ASNCSV: []string{filepath.Join(cfg.GeoDir, "asn-ipv4.csv"), filepath.Join(cfg.GeoDir, "asn-ipv6.csv")}}
 	if _, err := os.Stat(paths.Country); err != nil {
