@@ -35,6 +35,9 @@ type Options struct {
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+	// Heavy bounds the heavy operations running at once (default 4 at
+	// once, 5 s of waiting).
+	Heavy *Limiter
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -55,6 +58,9 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	}
 	if opts.IngestBatch <= 0 {
 		opts.IngestBatch = 20000
+	}
+	if opts.Heavy == nil {
+		opts.Heavy = NewLimiter(4, 5*time.Second)
 	}
 	if opts.HoneypotTTL <= 0 {
 		opts.HoneypotTTL = 24 * time.Hour

@@ -36,6 +36,10 @@ const RoleExtension = "x-muninn-role"
 // and validates itself, element by element (ingest: up to 100 MB).
 const streamExtension = "x-muninn-streamed-body"
 
+// heavyExtension marks an operation that runs a few at a time (search and
+// exports); see Limiter.
+const heavyExtension = "x-muninn-heavy"
+
 // maxBodyBytes bounds every request body but a streamed one.
 const maxBodyBytes = 1 << 20
 
@@ -49,6 +53,8 @@ type Operation struct {
 	Role string
 	// Streamed says the handler reads and validates the body itself.
 	Streamed bool
+	// Heavy says the operation takes a turn of the server's Limiter.
+	Heavy bool
 }
 
 // Operations reads every operation of spec, keyed "METHOD /path" with the
@@ -84,10 +90,11 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
 			}
 			streamed, _ := op.Extensions[streamExtension].(bool)
+			heavy, _ := op.Extensions[heavyExtension].(bool)
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed}
+				Role: role, Streamed: streamed, Heavy: heavy}
 		}
 	}
 	return out, nil
@@ -270,6 +277,14 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		// cached gzip bodies read it from the context.
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 			r = r.WithContext(context.WithValue(r.Context(), gzipKey{}, true))
+		}
+		if op.Heavy {
+			release, ok := c.srv.opts.Heavy.Acquire(r.Context())
+			if !ok {
+				writeUnavailable(w, "too many searches and exports are running; try again shortly")
+				return
+			}
+			defer release()
 		}
 		next.ServeHTTP(w, r)
 	})

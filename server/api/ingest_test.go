@@ -13,6 +13,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/httpserver"
 )
 
@@ -230,4 +232,33 @@ func TestParametersMustBeText(t *testing.T) {
 		require.Equal(t, c.field, p.Errors[0].Field, c.path)
 		require.Equal(t, c.reason, p.Errors[0].Reason, c.path)
 	}
+}
+
+// 30 concurrent heavy searches made an unrelated request take 17.7 s: search
+// and exports now take turns, and one that finds no turn in time is a 503
+// with Retry-After.
+func TestHeavyOperationsTakeTurns(t *testing.T) {
+	t.Parallel()
+	lim := api.NewLimiter(1, 0)
+	b := setupWith(t, apitest.ValidateResponses(t), func(d *httpserver.Deps) { d.Heavy = lim })
+	release, ok := lim.Acquire(context.Background())
+	require.True(t, ok)
+	for _, path := range []string{"/api/v1/ips", "/api/v1/export/ips.csv", "/api/v1/export/ips.json", "/api/v1/export/ips.ndjson", "/api/v1/export/clickhouse.tsv"} {
+		req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+b.reader)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		raw, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, "%s: %s", path, raw)
+		require.Equal(t, "5", resp.Header.Get("Retry-After"), path)
+	}
+	// Lookups are not heavy.
+	status, _ := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.1", "", nil)
+	require.Equal(t, http.StatusNotFound, status)
+	release()
+	status, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/ips", "", nil)
+	require.Equal(t, http.StatusOK, status, "%s", raw)
 }

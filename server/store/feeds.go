@@ -319,6 +319,9 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		Rejected: u.Rejected, Duplicates: u.Duplicates, Status: RunOK}
 	var refused error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		// The row lock serialises refreshes of one feed across processes.
 		rows, _ := tx.Query(ctx, `SELECT `+feedColumns+` FROM feeds WHERE name = $1 FOR UPDATE`, name)
 		f, err := pgx.CollectExactlyOneRow(rows, scanFeed)

@@ -158,7 +158,7 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 			}
 		}
 	}
-	st, err := store.Open(ctx, url, cfg.DBMaxConns, log)
+	st, err := store.Open(ctx, url, cfg.DBMaxConns, log, store.StatementTimeout(cfg.StatementTimeout))
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -241,6 +241,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
+		Heavy: api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
@@ -269,7 +270,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(httpserver.LimitListener(ln, cfg.MaxConnsPerClient)) }()
 	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
 		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
 	select {
