@@ -241,7 +241,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
-		Heavy: api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
+		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
