@@ -7,7 +7,7 @@ BIN := bin
 # Tests as root also exercise nftables inside network namespaces they create.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help generate verify lint test test/nft bench build run docker deps clean
+.PHONY: help generate verify lint test test/nft fuzz bench build run docker deps clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z\/_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,10 @@ test: deps ## Run every test (kernel tests need root; CI is root; UI tests drive
 	@./.ci/install-chromium
 	$(MAKE) --no-print-directory verify lint
 	$(GO) test $(TEST_FLAGS) ./...
+	FUZZTIME=3s GO=$(GO) ./.ci/fuzz
+
+fuzz: ## Run every fuzz target for FUZZTIME each (default 10m; make test runs each for 3s)
+	FUZZTIME=$${FUZZTIME:-10m} GO=$(GO) ./.ci/fuzz
 
 test/nft: deps ## Only the nftables tests (root)
 	$(GO) test $(TEST_FLAGS) -v ./bouncer/...
