@@ -125,7 +125,11 @@ func RefreshFeed(ctx context.Context, d Deps, name string, force bool) (store.Fe
 	if maxBytes == 0 {
 		maxBytes = DefaultFeedMaxBytes
 	}
-	body, etag, lastMod, notModified, err := feed.Fetch(ctx, d.HTTPClient, f.URL, f.ETag, f.LastModified, maxBytes)
+	fetcher := d.Fetcher
+	if fetcher == nil {
+		fetcher = feed.NewFetcher(feed.FetchPolicy{})
+	}
+	body, etag, lastMod, notModified, err := fetcher.Fetch(ctx, f.URL, f.ETag, f.LastModified, maxBytes)
 	if err != nil {
 		return fail(err)
 	}

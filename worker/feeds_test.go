@@ -23,6 +23,7 @@ import (
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/feed"
 )
 
 // sharedDir finds ../shared next to the repository root, or MUNINN_SHARED_DIR.
@@ -112,7 +113,8 @@ func setup(t testing.TB) testBundle {
 	srv := newFeedServer(t)
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return testBundle{st: st, srv: srv, ctx: context.Background(),
-		deps: worker.Deps{Store: st, Logger: log, Now: now, HTTPClient: srv.srv.Client()}}
+		deps: worker.Deps{Store: st, Logger: log, Now: now,
+			Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}}
 }
 
 type testLog struct{ t testing.TB }
@@ -294,6 +296,31 @@ func TestRefreshGuardsAndFailures(t *testing.T) {
 	f, err := b.st.FeedByName(b.ctx, "g")
 	require.NoError(t, err)
 	require.Contains(t, f.LastError, "404")
+}
+
+// A feed URL's secrets never reach a run error, the log or the audit log, and
+// the default policy refuses loopback feeds.
+func TestRefreshRedactsAndRefuses(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var logged strings.Builder
+	b.deps.Logger = slog.New(slog.NewTextHandler(&logged, nil))
+	b.putFeed(t, store.Feed{Name: "s", URL: b.srv.url("missing") + "?license_key=topsecret", Format: "list", Tag: "s", Enabled: true})
+	run, err := worker.RefreshFeed(b.ctx, b.deps, "s", false)
+	require.Error(t, err)
+	require.Equal(t, "worker: refresh feed s: feed: fetch "+b.srv.url("missing")+"?license_key=xxxxx: unexpected status 404 Not Found", run.Error)
+	var audit string
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT after::text FROM audit WHERE action = 'feed.put' AND object = 'feed/s'`).Scan(&audit))
+	require.Contains(t, audit, "license_key=xxxxx")
+	require.NotContains(t, audit, "topsecret")
+
+	strict := b.deps
+	strict.Fetcher = nil // the default policy
+	run, err = worker.RefreshFeed(b.ctx, strict, "s", false)
+	require.ErrorIs(t, err, feed.ErrForbiddenDestination)
+	require.Equal(t, store.RunFailed, run.Status)
+	require.Contains(t, run.Error, "127.0.0.1 is a loopback address (MUNINN_FEED_ALLOW_NETWORKS can allow it)")
+	require.NotContains(t, run.Error+logged.String(), "topsecret")
 }
 
 type pgxTx = pgx.Tx

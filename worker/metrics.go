@@ -67,21 +67,30 @@ func (mw *metricsMiddleware) Work(ctx context.Context, job *rivertype.JobRow, do
 	return err
 }
 
-var jobsDesc = prometheus.NewDesc("muninn_jobs", "Jobs in the queue by kind and state (all processes).", []string{"kind", "state"}, nil)
+var (
+	jobsDesc   = prometheus.NewDesc("muninn_jobs", "Jobs in the queue by kind and state (all processes).", []string{"kind", "state"}, nil)
+	jobsUpDesc = prometheus.NewDesc("muninn_jobs_scrape_ok", "1 when muninn_jobs could be read from the database at this scrape, else 0.", nil, nil)
+)
 
 // jobsCollector reads counts from the queue table when scraped.
 type jobsCollector struct{ st *store.Store }
 
-func (c *jobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- jobsDesc }
+func (c *jobsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- jobsDesc
+	ch <- jobsUpDesc
+}
 
+// Collect reads the queue, briefly: a database that stalls costs the scrape
+// this collector's numbers (and says so), not every metric.
 func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	sum, err := c.st.JobSummary(ctx, 0)
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(jobsDesc, err)
+		ch <- prometheus.MustNewConstMetric(jobsUpDesc, prometheus.GaugeValue, 0)
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(jobsUpDesc, prometheus.GaugeValue, 1)
 	for _, k := range sum.Counts {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(k.Count), k.Kind, k.State)
 	}

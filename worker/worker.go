@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +15,7 @@ import (
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker/source/feed"
 	"github.com/muninn/muninn/worker/source/geo"
 	"github.com/muninn/muninn/worker/source/rdap"
 	"github.com/muninn/muninn/worker/source/rdns"
@@ -41,8 +41,9 @@ type Deps struct {
 	// EnrichWorkers bounds the enrich queue's concurrency (default 4).
 	EnrichWorkers int
 
-	// HTTPClient fetches feeds; nil means http.DefaultClient.
-	HTTPClient *http.Client
+	// Fetcher fetches feeds; nil means one with the default policy (no
+	// special-purpose destinations, no file:// feeds).
+	Fetcher *feed.Fetcher
 	// FeedMaxBytes bounds one feed body; 0 means DefaultFeedMaxBytes.
 	FeedMaxBytes int64
 	// FeedSchedulePeriod is how often due feeds are looked for (default 1m).

@@ -38,6 +38,9 @@ type Options struct {
 	// HoneypotRate is how many honeypot hits per second one bouncer may
 	// report (bursts up to one full report, 10,000 hits); 100 when 0.
 	HoneypotRate float64
+	// Heavy bounds the heavy operations running at once (default 4 at
+	// once, 5 s of waiting).
+	Heavy *Limiter
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -60,6 +63,9 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	}
 	if opts.IngestBatch <= 0 {
 		opts.IngestBatch = 20000
+	}
+	if opts.Heavy == nil {
+		opts.Heavy = NewLimiter(4, 5*time.Second)
 	}
 	if opts.HoneypotTTL <= 0 {
 		opts.HoneypotTTL = 24 * time.Hour
@@ -90,9 +96,14 @@ func fieldErr(field, reason string) apigen.FieldError {
 // WriteProblem writes a problem+json answer; the HTTP layer uses it for errors
 // raised before a handler runs.
 func WriteProblem(w http.ResponseWriter, status int, detail string, fields ...apigen.FieldError) {
+	writeProblemBody(w, status, problem(status, detail, fields...))
+}
+
+// writeProblemBody writes a problem+json answer of any problem shape.
+func writeProblemBody(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(problem(status, detail, fields...))
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // maxReportHits is the most hits one report holds (the contract's maxItems).

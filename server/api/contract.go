@@ -1,9 +1,12 @@
 package api
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/url"
@@ -33,6 +36,10 @@ const RoleExtension = "x-muninn-role"
 // and validates itself, element by element (ingest: up to 100 MB).
 const streamExtension = "x-muninn-streamed-body"
 
+// heavyExtension marks an operation that runs a few at a time (search and
+// exports); see Limiter.
+const heavyExtension = "x-muninn-heavy"
+
 // maxBodyBytes bounds every request body but a streamed one.
 const maxBodyBytes = 1 << 20
 
@@ -49,6 +56,8 @@ type Operation struct {
 	// ParamRoles names the query parameters that need a role above the
 	// operation's (their x-muninn-role), e.g. allow_wide: admin.
 	ParamRoles map[string]string
+	// Heavy says the operation takes a turn of the server's Limiter.
+	Heavy bool
 }
 
 // Operations reads every operation of spec, keyed "METHOD /path" with the
@@ -91,10 +100,11 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 				return nil, fmt.Errorf("api: %s %s: parameter roles need a token-authenticated operation, not %s", method, path, role)
 			}
 			streamed, _ := op.Extensions[streamExtension].(bool)
+			heavy, _ := op.Extensions[heavyExtension].(bool)
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed, ParamRoles: paramRoles}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy}
 		}
 	}
 	return out, nil
@@ -269,7 +279,26 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				limit = c.maxIngest
 			}
 			if r.ContentLength > limit {
-				WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; nothing was read", limit), fieldErr("", "too large"))
+				p := problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; nothing was read", limit), fieldErr("", "too large"))
+				if op.Streamed {
+					// Ingest's 413 says how far it got: nowhere.
+					writeProblemBody(w, p.Status, apigen.IngestProblem{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail, Errors: p.Errors, StoppedAtLine: 1})
+					return
+				}
+				WriteProblem(w, p.Status, *p.Detail, *p.Errors...)
+				return
+			}
+			// The limit counts decompressed bytes: a small gzip body can
+			// hold gigabytes.
+			switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+			case "", "identity":
+			case "gzip", "x-gzip":
+				r.Body = &gunzipBody{src: r.Body}
+				r.Header.Del("Content-Encoding")
+				r.ContentLength = -1
+			default:
+				WriteProblem(w, http.StatusUnsupportedMediaType, fmt.Sprintf("the body's Content-Encoding %q is not supported; send it plain or gzip", enc),
+					fieldErr("Content-Encoding", "unsupported content coding"))
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
@@ -280,13 +309,35 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			}
 		}
 		params := make(map[string]string, len(match.URLParams.Keys))
+		var bad []apigen.FieldError
 		for i, k := range match.URLParams.Keys {
 			v, err := url.PathUnescape(match.URLParams.Values[i])
 			if err != nil {
 				WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(k, "is not a valid escaped path segment"))
 				return
 			}
+			if reason := textProblem(v); reason != "" {
+				bad = append(bad, fieldErr(k, reason))
+			}
 			params[k] = v
+		}
+		// No handler, index or database sees a parameter that is not text.
+		query := r.URL.Query()
+		for _, k := range slices.Sorted(maps.Keys(query)) {
+			if reason := textProblem(k); reason != "" {
+				bad = append(bad, fieldErr(k, "the name "+reason))
+				continue
+			}
+			for _, v := range query[k] {
+				if reason := textProblem(v); reason != "" {
+					bad = append(bad, fieldErr(k, reason))
+					break
+				}
+			}
+		}
+		if len(bad) > 0 {
+			WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", bad...)
+			return
 		}
 		err := openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
 			Request: r, PathParams: params, Route: op.Route,
@@ -300,6 +351,14 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		// cached gzip bodies read it from the context.
 		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
 			r = r.WithContext(context.WithValue(r.Context(), gzipKey{}, true))
+		}
+		if op.Heavy {
+			release, ok := c.srv.opts.Heavy.Acquire(r.Context())
+			if !ok {
+				writeUnavailable(w, "too many searches and exports are running; try again shortly")
+				return
+			}
+			defer release()
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -327,3 +386,32 @@ func writeUnavailable(w http.ResponseWriter, detail string) {
 	w.Header().Set("Retry-After", "5")
 	WriteProblem(w, http.StatusServiceUnavailable, detail)
 }
+
+// gunzipBody decompresses a gzip request body. It reads the gzip header on
+// the first Read rather than up front, so a corrupt stream is an error of the
+// body, answered where the body is read (400), like any other unreadable one.
+type gunzipBody struct {
+	src  io.ReadCloser
+	once sync.Once
+	zr   *gzip.Reader
+	err  error
+}
+
+func (g *gunzipBody) Read(p []byte) (int, error) {
+	g.once.Do(func() {
+		g.zr, g.err = gzip.NewReader(g.src)
+		if g.err != nil {
+			g.err = fmt.Errorf("gzip: %w", g.err)
+		}
+	})
+	if g.err != nil {
+		return 0, g.err
+	}
+	n, err := g.zr.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("gzip: %w", err)
+	}
+	return n, err
+}
+
+func (g *gunzipBody) Close() error { return g.src.Close() }

@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker/source/feed"
 )
 
 // observation is one ingest line as sent.
@@ -107,6 +110,9 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 	if len(o.Note) > 4000 {
 		return store.Observation{}, bad("/note", "must be at most 4000 bytes")
 	}
+	if reason := textProblem(o.Note); reason != "" {
+		return store.Observation{}, bad("/note", reason)
+	}
 	seen := now
 	if o.SeenAt != nil {
 		seen = *o.SeenAt
@@ -127,6 +133,20 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 	return out, nil
 }
 
+// decodeLine decodes and validates one NDJSON line or array element: valid
+// UTF-8 (encoding/json would silently replace bad bytes), one JSON object of
+// known fields, then validate.
+func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide bool) (store.Observation, *apigen.IngestError) {
+	if !utf8.Valid(raw) {
+		return store.Observation{}, &apigen.IngestError{Reason: "is not valid UTF-8"}
+	}
+	var o observation
+	if err := decodeStrict(raw, &o); err != nil {
+		return store.Observation{}, &apigen.IngestError{Reason: "malformed JSON: " + err.Error()}
+	}
+	return s.validate(o, actor, now, allowWide)
+}
+
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
 func decodeStrict(b []byte, o *observation) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
@@ -141,35 +161,63 @@ func decodeStrict(b []byte, o *observation) error {
 }
 
 // ingester batches validated rows and writes them on its own goroutine, so
-// parsing the next batch overlaps the database merging the last one.
+// parsing the next batch overlaps the database merging the last one. Each
+// batch is its own transaction; the ingester remembers how far the stored
+// batches reach, so a failure can answer with what was stored and the line to
+// resend from.
 type ingester struct {
-	s       *Server
-	actor   string
-	batch   []store.Observation
-	work    chan []store.Observation
-	done    chan error
-	result  apigen.IngestResult
+	s      *Server
+	actor  string
+	batch  []store.Observation
+	work   chan ingestBatch
+	done   chan struct{}
+	result apigen.IngestResult
+	// line is the last line handled (stored in the batch or rejected).
+	line    int64
 	pending int64
 	// allowWide: an admin sent allow_wide=true (the contract checked the role).
 	allowWide bool
+	failed    atomic.Bool
+	// Written by the writer goroutine; read after done is closed.
+	err                     error
+	stored                  int64
+	storedThrough, rejected int64
+}
+
+// ingestBatch is a batch of rows and how far into the body it reaches.
+type ingestBatch struct {
+	rows []store.Observation
+	// through is the last line the batch covers; rejected the lines rejected
+	// up to it.
+	through, rejected int64
 }
 
 func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
-	in := &ingester{s: s, actor: actor, work: make(chan []store.Observation, 1), done: make(chan error, 1)}
+	in := &ingester{s: s, actor: actor, work: make(chan ingestBatch, 1), done: make(chan struct{})}
 	in.result.Errors = []apigen.IngestError{}
 	go func() {
-		var err error
+		defer close(in.done)
 		for b := range in.work {
-			if err == nil {
-				err = s.store.Ingest(ctx, b, actor)
+			if in.err != nil {
+				continue // drain: nothing after a failed batch is stored
 			}
+			if err := s.store.Ingest(ctx, b.rows, actor); err != nil {
+				in.err = err
+				in.failed.Store(true)
+				continue
+			}
+			in.stored += int64(len(b.rows))
+			in.storedThrough, in.rejected = b.through, b.rejected
 		}
-		in.done <- err
 	}()
 	return in
 }
 
+// errIngestStopped ends reading once the writer has failed.
+var errIngestStopped = errors.New("ingest: the database failed")
+
 func (in *ingester) reject(line int64, e apigen.IngestError) {
+	in.line = line
 	in.result.Rejected++
 	if len(in.result.Errors) < maxIngestErrors {
 		e.Line = line
@@ -177,27 +225,49 @@ func (in *ingester) reject(line int64, e apigen.IngestError) {
 	}
 }
 
-func (in *ingester) add(o store.Observation) {
+// add queues a row of line; it fails once the writer has failed, so the rest
+// of the body is not parsed for nothing.
+func (in *ingester) add(line int64, o store.Observation) error {
+	if in.failed.Load() {
+		return errIngestStopped
+	}
+	in.line = line
 	in.batch = append(in.batch, o)
 	in.pending++
 	if len(in.batch) >= in.s.opts.IngestBatch {
-		in.work <- in.batch
-		in.batch = nil
+		in.flush()
 	}
+	return nil
 }
 
-// finish flushes the last batch and waits for the writer.
+func (in *ingester) flush() {
+	in.work <- ingestBatch{rows: in.batch, through: in.line, rejected: in.result.Rejected}
+	in.batch = nil
+}
+
+// finish flushes the last batch and waits for the writer. On success every
+// line up to in.line was handled.
 func (in *ingester) finish() error {
 	if len(in.batch) > 0 {
-		in.work <- in.batch
-		in.batch = nil
+		in.flush()
 	}
 	close(in.work)
-	err := <-in.done
-	if err == nil {
-		in.result.Accepted = in.pending
+	<-in.done
+	if in.err != nil {
+		return in.err
 	}
-	return err
+	in.result.Accepted = in.pending
+	in.storedThrough, in.rejected = in.line, in.result.Rejected
+	return nil
+}
+
+// stopped is the answer of an ingest that ended part-way: what was stored,
+// the lines rejected before it stopped, and the line to resend from.
+func (in *ingester) stopped(status int, detail string, fields ...apigen.FieldError) apigen.IngestProblem {
+	p := problem(status, fmt.Sprintf("%s; %d observations were stored and %d lines rejected before line %d, nothing from it on was stored",
+		detail, in.stored, in.rejected, in.storedThrough+1), fields...)
+	return apigen.IngestProblem{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail, Errors: p.Errors,
+		Accepted: in.stored, Rejected: in.rejected, StoppedAtLine: in.storedThrough + 1}
 }
 
 // Ingest implements POST /ingest for NDJSON and JSON arrays (the HTTP layer hands
@@ -212,20 +282,25 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	br := bufio.NewReaderSize(req.Body, 256<<10)
 	in := s.newIngester(ctx, actor)
 	in.allowWide = deref(req.Params.AllowWide)
-	var readErr error
-	first, err := peekNonSpace(br)
-	switch {
-	case err == io.EOF:
-		readErr = errEmptyBody
-	case err != nil:
-		readErr = err
-	case first == '[':
-		readErr = s.ingestArray(br, in, actor, now)
-	default:
-		readErr = s.ingestNDJSON(br, in, actor, now)
+	readErr := feed.SkipBOM(br)
+	if readErr == nil {
+		var first byte
+		first, readErr = peekNonSpace(br)
+		switch {
+		case readErr == io.EOF:
+			readErr = errEmptyBody
+		case readErr != nil:
+		case first == '[':
+			readErr = s.ingestArray(br, in, actor, now)
+		default:
+			readErr = s.ingestNDJSON(br, in, actor, now)
+		}
 	}
 	if err := in.finish(); err != nil {
-		return nil, err
+		s.log.ErrorContext(ctx, "Ingest stopped: the database failed.", "actor", actor, "stored", in.stored,
+			"stopped_at_line", in.storedThrough+1, "error", err)
+		return apigen.Ingest503ApplicationProblemPlusJSONResponse{Headers: apigen.Ingest503ResponseHeaders{RetryAfter: ptr(5)},
+			Body: in.stopped(http.StatusServiceUnavailable, "the database failed")}, nil
 	}
 	if in.result.Accepted > 0 {
 		if err := s.catchUp(ctx); err != nil {
@@ -235,19 +310,24 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(readErr, &tooBig):
-		return apigen.Ingest413ApplicationProblemPlusJSONResponse{TooLargeApplicationProblemPlusJSONResponse: apigen.TooLargeApplicationProblemPlusJSONResponse(
-			problem(http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes; the %d observations before the limit were stored", tooBig.Limit, in.result.Accepted),
-				fieldErr("", "too large")))}, nil
+		return apigen.Ingest413ApplicationProblemPlusJSONResponse(in.stopped(http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("the body is over %d bytes", tooBig.Limit), fieldErr("", "too large"))), nil
 	case errors.Is(readErr, errEmptyBody):
-		return apigen.Ingest400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
-			problem(http.StatusBadRequest, "the body is empty", fieldErr("", "send at least one observation")))}, nil
+		return apigen.Ingest400ApplicationProblemPlusJSONResponse(in.stopped(http.StatusBadRequest, "the body is empty",
+			fieldErr("", "send at least one observation"))), nil
 	case readErr != nil:
 		var se *syntaxAt
 		if errors.As(readErr, &se) {
 			in.reject(se.element, apigen.IngestError{Reason: se.Error() + "; the rest of the array was not read"})
-		} else {
-			return nil, readErr
+			break
 		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A corrupt gzip stream, a connection that broke or went silent
+		// past the read deadline.
+		return apigen.Ingest400ApplicationProblemPlusJSONResponse(in.stopped(http.StatusBadRequest,
+			"the body could not be read: "+readErr.Error(), fieldErr("", "unreadable"))), nil
 	}
 	return apigen.Ingest200JSONResponse(in.result), nil
 }
@@ -260,7 +340,27 @@ type syntaxAt struct {
 	err     error
 }
 
-func (e *syntaxAt) Error() string { return "malformed JSON: " + e.err.Error() }
+func (e *syntaxAt) Error() string {
+	if errors.Is(e.err, errElementTooLong) {
+		return e.err.Error()
+	}
+	return "malformed JSON: " + e.err.Error()
+}
+
+// arrayErr sorts an error of the array decoder: the body's own read errors
+// (over the size limit, corrupt gzip, a broken connection) pass through; the
+// rest break the array at element n.
+func arrayErr(n int64, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.Is(err, errElementTooLong) {
+		return &syntaxAt{element: n, err: err}
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return &syntaxAt{element: n, err: err}
+	}
+	return err
+}
 
 func peekNonSpace(br *bufio.Reader) (byte, error) {
 	for {
@@ -281,26 +381,24 @@ func (s *Server) ingestNDJSON(br *bufio.Reader, in *ingester, actor string, now 
 		if len(raw) == 0 && err == io.EOF {
 			return nil
 		}
+		if err != nil && err != io.EOF && !errors.Is(err, errLineTooLong) {
+			return err // the line is cut: it was not handled
+		}
 		line++
 		if errors.Is(err, errLineTooLong) {
 			in.reject(line, apigen.IngestError{Reason: fmt.Sprintf("line longer than %d bytes", maxLineBytes)})
 			continue
 		}
 		if trimmed := bytes.TrimSpace(raw); len(trimmed) > 0 {
-			var o observation
-			if derr := decodeStrict(trimmed, &o); derr != nil {
-				in.reject(line, apigen.IngestError{Reason: "malformed JSON: " + derr.Error()})
-			} else if row, bad := s.validate(o, actor, now, in.allowWide); bad != nil {
+			row, bad := s.decodeLine(trimmed, actor, now, in.allowWide)
+			if bad != nil {
 				in.reject(line, *bad)
-			} else {
-				in.add(row)
+			} else if aerr := in.add(line, row); aerr != nil {
+				return aerr
 			}
 		}
 		if err == io.EOF {
 			return nil
-		}
-		if err != nil {
-			return err
 		}
 	}
 }
@@ -330,36 +428,56 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	}
 }
 
+// elementLimit feeds a json.Decoder and fails once the element being decoded
+// would need more than maxLineBytes: the decoder buffers a whole value before
+// it returns it, so without this one huge element is held in memory whole.
+type elementLimit struct {
+	r    io.Reader
+	left int64
+}
+
+var errElementTooLong = fmt.Errorf("element longer than %d bytes", maxLineBytes)
+
+func (l *elementLimit) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errElementTooLong
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
 func (s *Server) ingestArray(br *bufio.Reader, in *ingester, actor string, now time.Time) error {
-	dec := json.NewDecoder(br)
+	lim := &elementLimit{r: br, left: maxLineBytes}
+	dec := json.NewDecoder(lim)
 	if _, err := dec.Token(); err != nil { // the opening '['
-		return &syntaxAt{element: 1, err: err}
+		return arrayErr(1, err)
 	}
 	var n int64
 	for dec.More() {
 		n++
+		// What the decoder holds already starts this element (separators
+		// aside); the element may read up to the cap beyond that, plus
+		// room for the separator and white space before it.
+		lim.left = maxLineBytes + 4096 - int64(dec.Buffered().(interface{ Len() int }).Len())
 		var raw json.RawMessage
 		if err := dec.Decode(&raw); err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				return err
-			}
-			return &syntaxAt{element: n, err: err}
+			return arrayErr(n, err)
 		}
-		var o observation
-		if err := decodeStrict(raw, &o); err != nil {
-			in.reject(n, apigen.IngestError{Reason: "malformed observation: " + err.Error()})
-			continue
-		}
-		row, bad := s.validate(o, actor, now, in.allowWide)
+		row, bad := s.decodeLine(raw, actor, now, in.allowWide)
 		if bad != nil {
 			in.reject(n, *bad)
 			continue
 		}
-		in.add(row)
+		if err := in.add(n, row); err != nil {
+			return err
+		}
 	}
 	if _, err := dec.Token(); err != nil { // the closing ']'
-		return &syntaxAt{element: n + 1, err: err}
+		return arrayErr(n+1, err)
 	}
 	return nil
 }

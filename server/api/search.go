@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/index"
@@ -115,6 +116,18 @@ func tagNameProblem(name string) string {
 		return "must not start or end with white space"
 	case strings.ContainsAny(name, "\"\n\r\t,"):
 		return "must not contain quotes, commas, tabs or newlines"
+	}
+	return textProblem(name)
+}
+
+// textProblem says what makes s unfit to store or compare as text: invalid
+// UTF-8 or a NUL character (PostgreSQL text refuses both), or "" when s is fine.
+func textProblem(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.IndexByte(s, 0) >= 0:
+		return "must not contain NUL characters"
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,6 +62,54 @@ type Config struct {
 	// queue of outside lookups (RDAP, PTR).
 	QueueConcurrency  int
 	EnrichConcurrency int
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (MUNINN_TRUSTED_PROXIES, CIDRs or
+	// addresses, comma-separated; default none: the peer is the client).
+	TrustedProxies []netip.Prefix
+	// LoginHashConcurrency bounds the password hashes computed at once
+	// (argon2id, 19 MiB each).
+	LoginHashConcurrency int
+	// FeedAllowNetworks are destinations feeds may fetch from although they
+	// are loopback, private, link-local, multicast or unspecified
+	// (MUNINN_FEED_ALLOW_NETWORKS, CIDRs; default none).
+	FeedAllowNetworks []netip.Prefix
+	// FeedFileDir is the only directory file:// feeds may read (default
+	// DataDir/feeds).
+	FeedFileDir string
+	// StatementTimeout bounds every SQL statement of the server's pool.
+	StatementTimeout time.Duration
+	// SearchConcurrency bounds the searches and exports running at once;
+	// more wait up to SearchQueueWait, then get 503 with Retry-After.
+	SearchConcurrency int
+	SearchQueueWait   time.Duration
+	// MaxConnsPerClient bounds the open HTTP connections of one peer address.
+	MaxConnsPerClient int
+}
+
+// prefixList parses a comma-separated list of CIDRs or addresses.
+func prefixList(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // FromEnv reads the configuration from getenv (os.Getenv in main).
@@ -83,6 +132,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		RDNS:              true,
 		QueueConcurrency:  10,
 		EnrichConcurrency: 4,
+
+		LoginHashConcurrency: 2,
+		StatementTimeout:     30 * time.Second,
+		SearchConcurrency:    4,
+		SearchQueueWait:      5 * time.Second,
+		MaxConnsPerClient:    64,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -147,6 +202,21 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	boolean("MUNINN_RDNS", &c.RDNS)
 	positive("MUNINN_QUEUE_CONCURRENCY", &c.QueueConcurrency)
 	positive("MUNINN_ENRICH_CONCURRENCY", &c.EnrichConcurrency)
+	positive("MUNINN_LOGIN_HASH_CONCURRENCY", &c.LoginHashConcurrency)
+	positive("MUNINN_SEARCH_CONCURRENCY", &c.SearchConcurrency)
+	positive("MUNINN_MAX_CONNS_PER_CLIENT", &c.MaxConnsPerClient)
+	dur("MUNINN_STATEMENT_TIMEOUT", &c.StatementTimeout)
+	dur("MUNINN_SEARCH_QUEUE_WAIT", &c.SearchQueueWait)
+	str("MUNINN_FEED_FILE_DIR", &c.FeedFileDir)
+	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks} {
+		if v := getenv(name); v != "" {
+			ps, err := prefixList(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+			*dst = ps
+		}
+	}
 	if v := getenv("MUNINN_RDAP_RATE"); v != "" {
 		r, err := strconv.ParseFloat(v, 64)
 		if err != nil || r <= 0 {
@@ -189,6 +259,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.GeoDir == "" {
 		c.GeoDir = filepath.Join(c.DataDir, "geo")
+	}
+	if c.FeedFileDir == "" {
+		c.FeedFileDir = filepath.Join(c.DataDir, "feeds")
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("config: %w", err)

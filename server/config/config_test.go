@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -66,4 +67,27 @@ func TestHoneypotRate(t *testing.T) {
 		_, err = config.FromEnv(env(map[string]string{"MUNINN_HONEYPOT_RATE": v}))
 		require.EqualError(t, err, `config: MUNINN_HONEYPOT_RATE: "`+v+`" is not a positive number of hits per second`, v)
 	}
+}
+
+func TestSafetyDefaultsAndLists(t *testing.T) {
+	t.Parallel()
+	c, err := config.FromEnv(env(map[string]string{"MUNINN_DATA_DIR": "/var/lib/muninn"}))
+	require.NoError(t, err)
+	require.Empty(t, c.TrustedProxies)
+	require.Empty(t, c.FeedAllowNetworks)
+	require.Equal(t, "/var/lib/muninn/feeds", c.FeedFileDir)
+	require.Equal(t, 2, c.LoginHashConcurrency)
+	require.Equal(t, 30*time.Second, c.StatementTimeout)
+	require.Equal(t, 4, c.SearchConcurrency)
+	require.Equal(t, 64, c.MaxConnsPerClient)
+
+	c, err = config.FromEnv(env(map[string]string{"MUNINN_TRUSTED_PROXIES": "192.0.2.10, 2001:db8::/48,::ffff:198.51.100.1",
+		"MUNINN_FEED_ALLOW_NETWORKS": "127.0.0.1/8"}))
+	require.NoError(t, err)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("2001:db8::/48"),
+		netip.MustParsePrefix("198.51.100.1/32")}, c.TrustedProxies)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, c.FeedAllowNetworks)
+
+	_, err = config.FromEnv(env(map[string]string{"MUNINN_TRUSTED_PROXIES": "proxy.example"}))
+	require.ErrorContains(t, err, `MUNINN_TRUSTED_PROXIES: "proxy.example" is not an address or CIDR`)
 }

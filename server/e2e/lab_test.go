@@ -32,6 +32,7 @@ import (
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/feed"
 )
 
 // server is a muninn server as `muninn serve` assembles it: httpserver.New over a
@@ -57,7 +58,9 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 	// The workers and the hub are owned here: stopped and waited for at cleanup.
 	ctx, cancel := context.WithCancel(context.Background())
 	// Feeds are refreshed only when a test asks: the schedule never comes round.
-	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour}, true)
+	// The tests' feed servers listen on loopback, which only an allow-list opens.
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour,
+		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}, true)
 	require.NoError(tb, err)
 	require.NoError(tb, rc.Start(ctx))
 	tb.Cleanup(func() {

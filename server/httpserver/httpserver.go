@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -32,6 +33,9 @@ type Deps struct {
 	Now            func() time.Time
 	Registry       *prometheus.Registry
 	MaxIngestBytes int64
+	// IngestBatch is how many observations go to the database in one
+	// transaction (0: the API's default).
+	IngestBatch int
 	// Index is the in-memory index every answer reads from (required; its
 	// owner runs it).
 	Index *index.Index
@@ -49,6 +53,13 @@ type Deps struct {
 	// Wrap, when set, wraps the /api/v1 handler (tests validate every
 	// response against the spec with it).
 	Wrap func(http.Handler) http.Handler
+	// Heavy bounds the searches and exports running at once (nil: the API's
+	// default).
+	Heavy *api.Limiter
+	// ReadTimeout is how long a request's body may take (ingest: between
+	// two reads); WriteTimeout how long an answer may take, long polls
+	// aside. Zero means 30 s and 5 min.
+	ReadTimeout, WriteTimeout time.Duration
 }
 
 type (
@@ -74,17 +85,20 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate})
 	m := newMetrics(d.Registry)
 
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))
+	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	r.Get("/readyz", readyz(d.Store))
-	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{}))
+	r.Get("/readyz", readyz(d.Store, d.Logger))
+	// A collector that fails (the database stalls) reports that in its own
+	// metrics; the rest are served whatever happens to one of them.
+	r.Handle("/metrics", promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError,
+		ErrorLog: slogPrinter{d.Logger}}))
 	r.Route("/crowdsec/v1", srv.CrowdSecRoutes)
 
 	strict := apigen.NewStrictHandlerWithOptions(operations{srv, feeds.New(d.Store, d.Jobs, d.Logger, d.Index)}, nil, apigen.StrictHTTPServerOptions{
@@ -133,18 +147,24 @@ func New(d Deps) (http.Handler, error) {
 	return r, nil
 }
 
-func readyz(st *store.Store) http.HandlerFunc {
+// readyz answers without a login, so it says what is not ready and never
+// why in the database's words (they name users, databases and socket paths):
+// the log has those.
+func readyz(st *store.Store, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		status := map[string]string{"database": "ok", "schema": "ok"}
 		code := http.StatusOK
 		if err := st.Ping(ctx); err != nil {
-			status["database"], code = err.Error(), http.StatusServiceUnavailable
+			log.WarnContext(ctx, "Not ready: the database does not answer.", "error", err)
+			status["database"], code = "unreachable", http.StatusServiceUnavailable
+			status["schema"] = "unknown"
 		} else if pending, err := st.PendingMigrations(ctx); err != nil {
-			status["schema"], code = err.Error(), http.StatusServiceUnavailable
+			log.WarnContext(ctx, "Not ready: cannot read the schema version.", "error", err)
+			status["schema"], code = "unknown", http.StatusServiceUnavailable
 		} else if len(pending) > 0 {
-			status["schema"], code = fmt.Sprintf("migrations %v are not applied: run muninn migrate", pending), http.StatusServiceUnavailable
+			status["schema"], code = fmt.Sprintf("%d migrations are not applied: run muninn migrate", len(pending)), http.StatusServiceUnavailable
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
@@ -179,4 +199,57 @@ func recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 		})
 	}
+}
+
+// slogPrinter lets promhttp log through slog.
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Println(v ...any) {
+	p.log.Warn("A metrics collector failed; the other metrics were served.", "error", fmt.Sprint(v...))
+}
+
+// deadlines sets each request's I/O deadlines: the whole body within read
+// (a slow-body client holds a connection no longer; ingest's streamed body
+// instead gets read more after every read that brought bytes), the answer
+// within write, except a long poll (a wait parameter), which ends itself.
+func deadlines(read, write time.Duration) func(http.Handler) http.Handler {
+	if read <= 0 {
+		read = 30 * time.Second
+	}
+	if write <= 0 {
+		write = 5 * time.Minute
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			rc := http.NewResponseController(w)
+			// Errors mean the connection does not support deadlines
+			// (a test recorder): nothing to bound then.
+			_ = rc.SetReadDeadline(time.Now().Add(read))
+			if !r.URL.Query().Has("wait") {
+				_ = rc.SetWriteDeadline(time.Now().Add(write))
+			}
+			if r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest" && r.Body != nil {
+				r.Body = &flowingBody{ReadCloser: r.Body, rc: rc, read: read, write: write}
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// flowingBody extends the read deadline while bytes keep coming.
+type flowingBody struct {
+	io.ReadCloser
+	rc          *http.ResponseController
+	read, write time.Duration
+}
+
+func (b *flowingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		now := time.Now()
+		_ = b.rc.SetReadDeadline(now.Add(b.read))
+		// The answer comes after the last byte: its time starts then.
+		_ = b.rc.SetWriteDeadline(now.Add(b.write))
+	}
+	return n, err
 }

@@ -157,6 +157,9 @@ const loadSomePrefixesSQL = `
 func (s *Store) LoadAll(ctx context.Context, now time.Time, prefix func(resolve.Prefix) error, geo func(GeoNetwork) error) (int64, error) {
 	var seq int64
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		if err := tx.QueryRow(ctx, currentSeq).Scan(&seq); err != nil {
 			return fmt.Errorf("current seq: %w", err)
 		}
@@ -186,6 +189,9 @@ func (s *Store) LoadPrefixes(ctx context.Context, now time.Time, ps []netip.Pref
 // GeoNetworks calls fn for every geo network, in no particular order.
 func (s *Store) GeoNetworks(ctx context.Context, fn func(GeoNetwork) error) error {
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		return geoNetworks(ctx, tx, fn)
 	})
 	return mapErr("geo networks", err)

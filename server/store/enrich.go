@@ -33,6 +33,9 @@ type GeoNetwork struct {
 func (s *Store) ReplaceGeoNetworks(ctx context.Context, source string, nets iter.Seq2[GeoNetwork, error]) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, "replace geo networks", func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE geo_batch (network cidr NOT NULL, country text NOT NULL,
 			continent text NOT NULL, city text NOT NULL, asn bigint NOT NULL, as_org text NOT NULL) ON COMMIT DROP`); err != nil {
 			return fmt.Errorf("create batch table: %w", err)
@@ -242,6 +245,9 @@ func (s *Store) EnrichmentOf(ctx context.Context, ps []netip.Prefix, rdap func(R
 
 func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		rq, hq := `SELECT network, handle, name, org, country, abuse_email, registry, fetched_at FROM rdap_networks WHERE $1::cidr[] IS NULL OR network = ANY ($1)`,
 			`SELECT address, name, source, last_seen FROM hostnames WHERE $1::inet[] IS NULL OR address = ANY ($1) ORDER BY address, last_seen DESC, name`
 		var arg, addrs any

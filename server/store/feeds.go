@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/muninn/muninn/worker/source/feed"
 )
 
 // ErrDropGuard is returned (wrapped) by ApplyFeed when a refresh would remove
@@ -137,7 +139,7 @@ func (s *Store) PutFeed(ctx context.Context, f Feed, actor string) (created bool
 		case err != nil:
 			return err
 		default:
-			before = old
+			before = auditedFeed(&old)
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO feeds (name, url, format, options, tag, classification, ttl, schedule,
 			  enabled, max_prefix_len_v4, max_prefix_len_v6, max_drop_share)
@@ -161,7 +163,7 @@ func (s *Store) PutFeed(ctx context.Context, f Feed, actor string) (created bool
 				return err
 			}
 		}
-		return audit(ctx, tx, actor, "feed.put", "feed/"+f.Name, before, f)
+		return audit(ctx, tx, actor, "feed.put", "feed/"+f.Name, before, auditedFeed(&f))
 	})
 	return created, err
 }
@@ -180,7 +182,7 @@ func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
 			SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM d`, FeedSource(name)).Scan(&ids); err != nil {
 			return err
 		}
-		if err := audit(ctx, tx, actor, "feed.delete", "feed/"+name, old, nil); err != nil {
+		if err := audit(ctx, tx, actor, "feed.delete", "feed/"+name, auditedFeed(&old), nil); err != nil {
 			return err
 		}
 		return recordFeedChange(ctx, tx, ids)
@@ -317,6 +319,9 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		Rejected: u.Rejected, Duplicates: u.Duplicates, Status: RunOK}
 	var refused error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
 		// The row lock serialises refreshes of one feed across processes.
 		rows, _ := tx.Query(ctx, `SELECT `+feedColumns+` FROM feeds WHERE name = $1 FOR UPDATE`, name)
 		f, err := pgx.CollectExactlyOneRow(rows, scanFeed)
@@ -417,4 +422,12 @@ func recordFeedChange(ctx context.Context, tx pgx.Tx, removedFrom []int64, liste
 		return fmt.Errorf("removed prefixes: %w", err)
 	}
 	return recordChange(ctx, tx, ChangePrefixes, append(removed, listed...))
+}
+
+// auditedFeed is f as the audit log keeps it: its URL redacted (the log is
+// read by every admin, and shown in the UI).
+func auditedFeed(f *Feed) Feed {
+	c := *f
+	c.URL = feed.RedactURL(c.URL)
+	return c
 }

@@ -111,6 +111,9 @@ func (s *Store) Migrate(ctx context.Context) ([]int, error) {
 			continue
 		}
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if err := unbounded(ctx, tx); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, m.up); err != nil {
 				return err
 			}

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -28,10 +30,13 @@ type Store struct {
 }
 
 // Open connects to url and checks the connection.
-func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse database url: %w", err)
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
@@ -51,6 +56,30 @@ func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger) (*S
 		return nil, fmt.Errorf("store: ping: %w", err)
 	}
 	return &Store{pool: pool, log: log}, nil
+}
+
+// Option tunes the pool Open makes.
+type Option func(*pgxpool.Config)
+
+// StatementTimeout bounds every statement of the pool's connections (its
+// statement_timeout), so one heavy query cannot hold a connection, and what
+// waits for it, indefinitely. The bulk paths that legitimately run long
+// (loading the index, applying a feed, replacing geo data, migrations) lift
+// it for their own transaction.
+func StatementTimeout(d time.Duration) Option {
+	return func(c *pgxpool.Config) {
+		if d > 0 {
+			c.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(d.Milliseconds(), 10)
+		}
+	}
+}
+
+// unbounded lifts the statement timeout for the rest of tx: a bulk path.
+func unbounded(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+		return fmt.Errorf("lift statement timeout: %w", err)
+	}
+	return nil
 }
 
 // New wraps an existing pool.

@@ -93,28 +93,54 @@ func (s *Store) DeleteSession(ctx context.Context, hash []byte) error {
 	return mapErr("delete session", err)
 }
 
-// LoginFailures counts failed logins of username from ip since since.
-func (s *Store) LoginFailures(ctx context.Context, username, ip string, since time.Time) (int, error) {
-	var n int
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM login_failures WHERE username = $1 AND ip = $2 AND at >= $3`,
-		username, ip, since).Scan(&n)
-	return n, mapErr("count login failures", err)
-}
-
-// RecordLoginFailure notes a failed login, and drops failures older than
-// forgetBefore so the table does not grow.
-func (s *Store) RecordLoginFailure(ctx context.Context, username, ip string, at, forgetBefore time.Time) error {
-	return s.inTx(ctx, "record login failure", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO login_failures (username, ip, at) VALUES ($1, $2, $3)`, username, ip, at); err != nil {
+// ClaimLoginAttempt claims a login attempt for username at now, before the
+// password is checked, counting it as a failure until LoginSucceeded says
+// otherwise. When an earlier failure's delay has not passed it claims nothing
+// and returns how long to wait. delay(n) is the wait after n failures in a
+// row; failures older than forgetBefore are forgotten (their rows pruned, for
+// every name). The row lock makes concurrent claims of one name take turns,
+// so no more attempts run than the delays allow.
+func (s *Store) ClaimLoginAttempt(ctx context.Context, username string, now, forgetBefore time.Time, delay func(failures int) time.Duration) (time.Duration, error) {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM login_throttle WHERE updated_at < $1`, forgetBefore); err != nil {
+		return 0, mapErr("prune login throttle", err)
+	}
+	var wait time.Duration
+	err := s.inTx(ctx, "claim login attempt", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO login_throttle (username, failures, next_at, updated_at)
+			VALUES ($1, 0, $2, $2) ON CONFLICT DO NOTHING`, username, now); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND ip = $2 AND at < $3`, username, ip, forgetBefore)
+		var failures int
+		var next, updated time.Time
+		if err := tx.QueryRow(ctx, `SELECT failures, next_at, updated_at FROM login_throttle WHERE username = $1 FOR UPDATE`,
+			username).Scan(&failures, &next, &updated); err != nil {
+			return err
+		}
+		if updated.Before(forgetBefore) {
+			failures = 0
+		} else if next.After(now) {
+			wait = next.Sub(now)
+			return nil
+		}
+		failures++
+		_, err := tx.Exec(ctx, `UPDATE login_throttle SET failures = $2, next_at = $3, updated_at = $4 WHERE username = $1`,
+			username, failures, now.Add(delay(failures)), now)
 		return err
 	})
+	return wait, err
 }
 
-// ClearLoginFailures forgets the failures of username from ip (after a good login).
-func (s *Store) ClearLoginFailures(ctx context.Context, username, ip string) error {
-	_, err := s.pool.Exec(ctx, `DELETE FROM login_failures WHERE username = $1 AND ip = $2`, username, ip)
-	return mapErr("clear login failures", err)
+// LoginSucceeded forgets username's failures after a good password.
+func (s *Store) LoginSucceeded(ctx context.Context, username string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM login_throttle WHERE username = $1`, username)
+	return mapErr("clear login throttle", err)
+}
+
+// ServerKey returns the shared secret key called name, creating it from
+// fresh (random, 32 bytes) when no process has yet.
+func (s *Store) ServerKey(ctx context.Context, name string, fresh []byte) ([]byte, error) {
+	var key []byte
+	err := s.pool.QueryRow(ctx, `WITH ins AS (INSERT INTO server_keys (name, key) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING key)
+		SELECT key FROM ins UNION ALL SELECT key FROM server_keys WHERE name = $1 LIMIT 1`, name, fresh).Scan(&key)
+	return key, mapErr("server key", err)
 }

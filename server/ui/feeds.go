@@ -7,6 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/worker/source/feed"
 )
 
 // listFeeds serves GET /ui/feeds: every feed with its health.
@@ -42,5 +43,6 @@ func (h *Handler) showFeed(w http.ResponseWriter, r *http.Request) {
 		h.fault(w, r, "list the feed's runs", err)
 		return
 	}
+	f.URL = feed.RedactURL(f.URL)
 	h.render(w, r, http.StatusOK, "feed", "Feed "+name, "feeds", feedPage{Feed: f, Runs: runs})
 }

@@ -39,6 +39,12 @@ type Deps struct {
 	BaseURL string
 	// SessionTTL is how long a login lasts (default 12h).
 	SessionTTL time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (client address, Secure cookies).
+	TrustedProxies []netip.Prefix
+	// LoginHashConcurrency bounds the password hashes computed at once
+	// (default 2; each takes 19 MiB).
+	LoginHashConcurrency int
 }
 
 // Handler serves /ui.
@@ -49,8 +55,16 @@ type Handler struct {
 	now        func() time.Time
 	secureBase bool
 	sessionTTL time.Duration
-	pages      map[string]*template.Template
-	static     http.Handler
+	trusted    []netip.Prefix
+	// hashSlots bounds concurrent password checks; check is CheckPassword
+	// (tests count the checks running at once).
+	hashSlots chan struct{}
+	check     func(hash, password string) bool
+	// keyMu guards csrfKey, loaded from the store on first use.
+	keyMu   sync.Mutex
+	csrfKey []byte
+	pages   map[string]*template.Template
+	static  http.Handler
 
 	// refreshMu serialises dashboard computations; statsMu guards stats.
 	refreshMu sync.Mutex
@@ -58,12 +72,30 @@ type Handler struct {
 	stats     *dashboardStats
 }
 
-// Login rate limit: this many failures per username and client address within
-// the window lock that pair out until the oldest failure leaves the window.
+// Login throttle, per username (from any address): freeLoginFailures
+// failures in a row cost nothing, each one after that doubles the wait before
+// the next attempt (1 s, 2 s, 4 s…, at most maxLoginDelay). Nobody is locked
+// out: the right password works once the wait is over. Failures older than
+// loginWindow are forgotten.
 const (
-	maxLoginFailures = 5
-	loginWindow      = 15 * time.Minute
+	freeLoginFailures = 5
+	maxLoginDelay     = 15 * time.Minute
+	loginWindow       = 15 * time.Minute
+	// hashSlotWait is how long a login waits for a free hash slot before
+	// it is answered 503.
+	hashSlotWait = 10 * time.Second
 )
+
+// loginDelay is the wait after failures failed logins in a row.
+func loginDelay(failures int) time.Duration {
+	if failures < freeLoginFailures {
+		return 0
+	}
+	if n := failures - freeLoginFailures; n < 20 {
+		return min(time.Duration(1<<n)*time.Second, maxLoginDelay)
+	}
+	return maxLoginDelay
+}
 
 // pageNames are the templates in web/templates, each rendered inside layout.html.
 var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers"}
@@ -77,8 +109,12 @@ func New(d Deps) (*Handler, error) {
 	if d.SessionTTL <= 0 {
 		d.SessionTTL = 12 * time.Hour
 	}
+	if d.LoginHashConcurrency <= 0 {
+		d.LoginHashConcurrency = 2
+	}
 	h := &Handler{store: d.Store, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL,
-		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{}}
+		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{},
+		trusted: d.TrustedProxies, hashSlots: make(chan struct{}, d.LoginHashConcurrency), check: CheckPassword}
 	for _, name := range pageNames {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(web.FS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
@@ -263,8 +299,9 @@ func (h *Handler) catchUp(ctx context.Context) {
 	}
 }
 
-// secure reports whether cookies must be Secure for r.
-func (h *Handler) secure(r *http.Request) bool { return r.TLS != nil || h.secureBase }
+// secure reports whether cookies must be Secure for r: it came over TLS,
+// directly or through a trusted proxy, or the base URL is https.
+func (h *Handler) secure(r *http.Request) bool { return h.secureBase || api.ClientOf(r, h.trusted).TLS }
 
 // prefixURL is the UI page of p: /ui/ips/A for one address, else /ui/networks/A/B.
 func prefixURL(p netip.Prefix) string {

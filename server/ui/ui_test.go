@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,7 +39,11 @@ func (b *testBundle) catchUp(t *testing.T) {
 	require.NoError(t, b.ix.CatchUp(context.Background()))
 }
 
-type testOpts struct{ baseURL string }
+type testOpts struct {
+	baseURL string
+	now     func() time.Time
+	trusted []netip.Prefix
+}
 
 func setup(t *testing.T, opts ...testOpts) *testBundle {
 	t.Helper()
@@ -49,7 +54,10 @@ func setup(t *testing.T, opts ...testOpts) *testBundle {
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ix := indextest.Start(t, st, log, nil)
-	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, BaseURL: o.baseURL})
+	if o.now == nil {
+		o.now = time.Now
+	}
+	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: o.now, BaseURL: o.baseURL, TrustedProxies: o.trusted})
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)
@@ -188,9 +196,31 @@ func TestLoginBad(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "no session after a failed login")
 }
 
+// manualClock is a clock the test moves.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *manualClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// Five failures in a row are free; after that each failure doubles the wait
+// before the next attempt, from any address, and the right password works
+// again once the wait is over (slowed, never locked out).
 func TestLoginRateLimited(t *testing.T) {
 	t.Parallel()
-	b := setup(t)
+	clock := &manualClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	b := setup(t, testOpts{now: clock.now})
 	c := b.client(t)
 	for range 5 {
 		resp, _ := c.login("writer", "guess")
@@ -198,10 +228,124 @@ func TestLoginRateLimited(t *testing.T) {
 	}
 	resp, body := c.login("writer", "writer-password")
 	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
-	require.Contains(t, body, "Too many failed logins")
-	// Another user from the same address is not locked out.
-	c2 := b.client(t)
-	c2.mustLogin("reader")
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	require.Contains(t, body, "Too many failed logins for this user. Wait 1 seconds, then try again.")
+	// Another user is not slowed down.
+	b.client(t).mustLogin("reader")
+
+	clock.add(time.Second)
+	resp, _ = c.login("writer", "guess") // the sixth failure: 2 s to wait
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	clock.add(time.Second)
+	resp, _ = b.client(t).login("writer", "writer-password") // another browser, same user
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	clock.add(time.Second)
+	c.mustLogin("writer")
+	// A good login forgets the failures.
+	resp, _ = b.client(t).login("writer", "guess")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+}
+
+func TestLoginThrottleRowsArePruned(t *testing.T) {
+	t.Parallel()
+	clock := &manualClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	b := setup(t, testOpts{now: clock.now})
+	for _, name := range []string{"guess-1", "guess-2", "guess-3"} {
+		resp, _ := b.client(t).login(name, "x")
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
+	rows := func() int {
+		var n int
+		require.NoError(t, b.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM login_throttle`).Scan(&n))
+		return n
+	}
+	require.Equal(t, 3, rows())
+	clock.add(15*time.Minute + time.Second)
+	resp, _ := b.client(t).login("guess-4", "x")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, 1, rows(), "the three older names are forgotten")
+}
+
+// Usernames of any length used to be stored and logged.
+func TestLoginRefusesNamesThatCannotExist(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, name := range []string{strings.Repeat("a", 65), "a b", "-admin", "adm\u00e9n", "x\x00"} {
+		resp, body := b.client(t).login(name, "x")
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, name)
+		require.Contains(t, body, "Wrong username or password.")
+	}
+	var n int
+	require.NoError(t, b.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM login_throttle`).Scan(&n))
+	require.Zero(t, n)
+	require.True(t, ui.ValidUsername(strings.Repeat("a", 64)))
+	require.True(t, ui.ValidUsername("ops@example.org"))
+	require.False(t, ui.ValidUsername(strings.Repeat("a", 65)))
+}
+
+// The login token is signed: a pair the server did not make is refused.
+func TestLoginForgedCSRFRefused(t *testing.T) {
+	t.Parallel()
+	clock := &manualClock{t: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)}
+	b := setup(t, testOpts{now: clock.now})
+	c := b.client(t)
+	u, err := url.Parse(b.srv.URL + "/ui/login")
+	require.NoError(t, err)
+	forged := "abc." + strconv.FormatInt(clock.now().Add(time.Hour).Unix(), 10) + ".bm90LWEtbWFj"
+	c.http.Jar.SetCookies(u, []*http.Cookie{{Name: "muninn_login_csrf", Value: forged, Path: "/ui/login"}})
+	resp, body := c.post("/ui/login", url.Values{"csrf": {forged}, "username": {"admin"}, "password": {"admin-password"}})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Contains(t, body, "security token (CSRF)")
+
+	// A genuine token expires after an hour.
+	_, page := c.get("/ui/login")
+	tok := csrfOf(t, page)
+	clock.add(time.Hour + time.Second)
+	resp, _ = c.post("/ui/login", url.Values{"csrf": {tok}, "username": {"admin"}, "password": {"admin-password"}})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+// Behind a trusted TLS-terminating proxy the session cookie is Secure; the
+// same header from anyone else changes nothing.
+func TestLoginSecureCookieThroughTrustedProxy(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		trusted []netip.Prefix
+		secure  bool
+	}{
+		{[]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, true},
+		{nil, false},
+	} {
+		b := setup(t, testOpts{trusted: c.trusted})
+		cl := b.client(t)
+		_, page := cl.get("/ui/login")
+		req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/ui/login", strings.NewReader(url.Values{"csrf": {csrfOf(t, page)},
+			"username": {"admin"}, "password": {"admin-password"}}.Encode()))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("X-Forwarded-For", "198.51.100.7")
+		resp, err := cl.http.Do(req)
+		require.NoError(t, err)
+		readBody(t, resp)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode)
+		var secure *bool
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "muninn_session" {
+				secure = &ck.Secure
+			}
+		}
+		require.NotNil(t, secure)
+		require.Equal(t, c.secure, *secure)
+		var ip string
+		require.NoError(t, b.store.Pool().QueryRow(context.Background(), `SELECT ip FROM sessions`).Scan(&ip))
+		if c.secure {
+			require.Equal(t, "198.51.100.7", ip, "the client behind the trusted proxy")
+		} else {
+			require.Equal(t, "127.0.0.1", ip, "an untrusted peer's X-Forwarded-For is ignored")
+		}
+	}
 }
 
 func TestLoginWithoutCSRFRefused(t *testing.T) {

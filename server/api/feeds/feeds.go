@@ -64,15 +64,6 @@ func actorOf(ctx context.Context) string {
 	return "anonymous"
 }
 
-// redactURL hides a password in the URL's user info.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	return u.Redacted()
-}
-
 func durationText(d time.Duration) string {
 	if d <= 0 {
 		return ""
@@ -99,7 +90,7 @@ func toAPI(f store.Feed) apigen.Feed {
 	if o.Header {
 		opts.Header = &o.Header
 	}
-	return apigen.Feed{Name: f.Name, Url: redactURL(f.URL), Format: apigen.FeedFormat(f.Format), Options: opts,
+	return apigen.Feed{Name: f.Name, Url: feed.RedactURL(f.URL), Format: apigen.FeedFormat(f.Format), Options: opts,
 		Tag: f.Tag, Classification: f.Classification, Ttl: durationText(f.TTL), Schedule: durationText(f.Schedule),
 		Enabled: f.Enabled, MaxPrefixLenV4: f.MaxPrefixLenV4, MaxPrefixLenV6: f.MaxPrefixLenV6,
 		MaxDropShare: f.MaxDropShare, LastRun: f.LastRun, LastSuccess: f.LastSuccess, Entries: f.Entries,

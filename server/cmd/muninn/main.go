@@ -35,6 +35,7 @@ import (
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/ui"
 	"github.com/muninn/muninn/worker"
+	"github.com/muninn/muninn/worker/source/feed"
 	"github.com/muninn/muninn/worker/source/geo"
 	"github.com/muninn/muninn/worker/source/rdap"
 	"github.com/muninn/muninn/worker/source/rdns"
@@ -157,7 +158,7 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 			}
 		}
 	}
-	st, err := store.Open(ctx, url, cfg.DBMaxConns, log)
+	st, err := store.Open(ctx, url, cfg.DBMaxConns, log, store.StatementTimeout(cfg.StatementTimeout))
 	if err != nil {
 		cleanup()
 		return nil, nil, err
@@ -234,11 +235,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return nil
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL,
+		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
+		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
@@ -267,7 +270,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(httpserver.LimitListener(ln, cfg.MaxConnsPerClient)) }()
 	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
 		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
 	select {
@@ -288,7 +291,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 // databases when GeoDir holds them, the RDAP client and the PTR resolver.
 func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
 	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency,
-		HTTPClient: &http.Client{Timeout: 5 * time.Minute}}
+		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: cfg.FeedAllowNetworks, FileDir: cfg.FeedFileDir})}
 	paths := geo.Paths{Country: filepath.Join(cfg.GeoDir, "geo-whois-asn-country.mmdb"),
 		ASNCSV: []string{filepath.Join(cfg.GeoDir, "asn-ipv4.csv"), filepath.Join(cfg.GeoDir, "asn-ipv6.csv")}}
 	if _, err := os.Stat(paths.Country); err != nil {
@@ -474,6 +477,9 @@ func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []strin
 	}
 	if api.RoleRank(*role) == 0 {
 		return fmt.Errorf("user create: --role must be reader, writer or admin, not %q", *role)
+	}
+	if !ui.ValidUsername(name) {
+		return fmt.Errorf("user create: %q is not a username: 1–64 letters, digits or ._@- starting with a letter or digit", name)
 	}
 	if f, ok := stdin.(*os.File); ok {
 		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {

@@ -208,9 +208,15 @@ type Invoker interface {
 	// Ingest invokes ingest operation.
 	//
 	// A JSON array of observations, or an NDJSON stream of them (one `Observation` object per line), up to
-	// MUNINN_MAX_INGEST_BYTES (100 MB by default), read as a stream. Each bad line (NDJSON) or element
+	// MUNINN_MAX_INGEST_BYTES (100 MB by default, counted after decompression: `Content-Encoding: gzip` is
+	// accepted), read as a stream. A UTF-8 byte-order mark is skipped. Each bad line (NDJSON) or element
 	// (array, numbered from 1) is reported with its number and reason, and the good ones are stored. The
-	// server validates each observation itself while it streams; the schema below is what it checks.
+	// server validates each observation itself while it streams (a line or element is at most 1 MiB, valid
+	// UTF-8, with no NUL character in any string); the schema below is what it checks. Good lines are
+	// stored in batches, each its own transaction: when the body breaks off (over the size limit,
+	// unreadable) or the database fails after some batches were stored, the answer is a problem that also
+	// carries `accepted`, `rejected` and `stopped_at_line`: every line before `stopped_at_line` was
+	// handled (stored or rejected), none from it on was stored, so a client resends from that line.
 	//
 	// POST /ingest
 	Ingest(ctx context.Context, request IngestReq, params IngestParams) (IngestRes, error)
@@ -3418,9 +3424,15 @@ func (c *Client) sendGetTag(ctx context.Context, params GetTagParams) (res GetTa
 // Ingest invokes ingest operation.
 //
 // A JSON array of observations, or an NDJSON stream of them (one `Observation` object per line), up to
-// MUNINN_MAX_INGEST_BYTES (100 MB by default), read as a stream. Each bad line (NDJSON) or element
+// MUNINN_MAX_INGEST_BYTES (100 MB by default, counted after decompression: `Content-Encoding: gzip` is
+// accepted), read as a stream. A UTF-8 byte-order mark is skipped. Each bad line (NDJSON) or element
 // (array, numbered from 1) is reported with its number and reason, and the good ones are stored. The
-// server validates each observation itself while it streams; the schema below is what it checks.
+// server validates each observation itself while it streams (a line or element is at most 1 MiB, valid
+// UTF-8, with no NUL character in any string); the schema below is what it checks. Good lines are
+// stored in batches, each its own transaction: when the body breaks off (over the size limit,
+// unreadable) or the database fails after some batches were stored, the answer is a problem that also
+// carries `accepted`, `rejected` and `stopped_at_line`: every line before `stopped_at_line` was
+// handled (stored or rejected), none from it on was stored, so a client resends from that line.
 //
 // POST /ingest
 func (c *Client) Ingest(ctx context.Context, request IngestReq, params IngestParams) (IngestRes, error) {

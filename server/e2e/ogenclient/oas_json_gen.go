@@ -10785,7 +10785,7 @@ func (s *Hostname) UnmarshalJSON(data []byte) error {
 
 // Encode encodes IngestBadRequest as json.
 func (s *IngestBadRequest) Encode(e *jx.Encoder) {
-	unwrapped := (*Problem)(s)
+	unwrapped := (*IngestProblem)(s)
 
 	unwrapped.Encode(e)
 }
@@ -10795,7 +10795,7 @@ func (s *IngestBadRequest) Decode(d *jx.Decoder) error {
 	if s == nil {
 		return errors.New("invalid: unable to decode IngestBadRequest to nil")
 	}
-	var unwrapped Problem
+	var unwrapped IngestProblem
 	if err := func() error {
 		if err := unwrapped.Decode(d); err != nil {
 			return err
@@ -11027,6 +11027,232 @@ func (s *IngestInternalServerError) UnmarshalJSON(data []byte) error {
 	return s.Decode(d)
 }
 
+// Encode implements json.Marshaler.
+func (s *IngestProblem) Encode(e *jx.Encoder) {
+	e.ObjStart()
+	s.encodeFields(e)
+	e.ObjEnd()
+}
+
+// encodeFields encodes fields.
+func (s *IngestProblem) encodeFields(e *jx.Encoder) {
+	{
+		if s.Type.Set {
+			e.FieldStart("type")
+			s.Type.Encode(e)
+		}
+	}
+	{
+		e.FieldStart("title")
+		e.Str(s.Title)
+	}
+	{
+		e.FieldStart("status")
+		e.Int(s.Status)
+	}
+	{
+		if s.Detail.Set {
+			e.FieldStart("detail")
+			s.Detail.Encode(e)
+		}
+	}
+	{
+		if s.Errors != nil {
+			e.FieldStart("errors")
+			e.ArrStart()
+			for _, elem := range s.Errors {
+				elem.Encode(e)
+			}
+			e.ArrEnd()
+		}
+	}
+	{
+		e.FieldStart("accepted")
+		e.Int64(s.Accepted)
+	}
+	{
+		e.FieldStart("rejected")
+		e.Int64(s.Rejected)
+	}
+	{
+		e.FieldStart("stopped_at_line")
+		e.Int64(s.StoppedAtLine)
+	}
+}
+
+var jsonFieldsNameOfIngestProblem = [8]string{
+	0: "type",
+	1: "title",
+	2: "status",
+	3: "detail",
+	4: "errors",
+	5: "accepted",
+	6: "rejected",
+	7: "stopped_at_line",
+}
+
+// Decode decodes IngestProblem from json.
+func (s *IngestProblem) Decode(d *jx.Decoder) error {
+	if s == nil {
+		return errors.New("invalid: unable to decode IngestProblem to nil")
+	}
+	var requiredBitSet [1]uint8
+
+	if err := d.ObjBytes(func(d *jx.Decoder, k []byte) error {
+		switch string(k) {
+		case "type":
+			if err := func() error {
+				s.Type.Reset()
+				if err := s.Type.Decode(d); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"type\"")
+			}
+		case "title":
+			requiredBitSet[0] |= 1 << 1
+			if err := func() error {
+				v, err := d.Str()
+				s.Title = string(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"title\"")
+			}
+		case "status":
+			requiredBitSet[0] |= 1 << 2
+			if err := func() error {
+				v, err := d.Int()
+				s.Status = int(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"status\"")
+			}
+		case "detail":
+			if err := func() error {
+				s.Detail.Reset()
+				if err := s.Detail.Decode(d); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"detail\"")
+			}
+		case "errors":
+			if err := func() error {
+				s.Errors = make([]FieldError, 0)
+				if err := d.Arr(func(d *jx.Decoder) error {
+					var elem FieldError
+					if err := elem.Decode(d); err != nil {
+						return err
+					}
+					s.Errors = append(s.Errors, elem)
+					return nil
+				}); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"errors\"")
+			}
+		case "accepted":
+			requiredBitSet[0] |= 1 << 5
+			if err := func() error {
+				v, err := d.Int64()
+				s.Accepted = int64(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"accepted\"")
+			}
+		case "rejected":
+			requiredBitSet[0] |= 1 << 6
+			if err := func() error {
+				v, err := d.Int64()
+				s.Rejected = int64(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"rejected\"")
+			}
+		case "stopped_at_line":
+			requiredBitSet[0] |= 1 << 7
+			if err := func() error {
+				v, err := d.Int64()
+				s.StoppedAtLine = int64(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"stopped_at_line\"")
+			}
+		default:
+			return d.Skip()
+		}
+		return nil
+	}); err != nil {
+		return errors.Wrap(err, "decode IngestProblem")
+	}
+	// Validate required fields.
+	var failures []validate.FieldError
+	for i, mask := range [1]uint8{
+		0b11100110,
+	} {
+		if result := (requiredBitSet[i] & mask) ^ mask; result != 0 {
+			// Mask only required fields and check equality to mask using XOR.
+			//
+			// If XOR result is not zero, result is not equal to expected, so some fields are missed.
+			// Bits of fields which would be set are actually bits of missed fields.
+			missed := bits.OnesCount8(result)
+			for bitN := 0; bitN < missed; bitN++ {
+				bitIdx := bits.TrailingZeros8(result)
+				fieldIdx := i*8 + bitIdx
+				var name string
+				if fieldIdx < len(jsonFieldsNameOfIngestProblem) {
+					name = jsonFieldsNameOfIngestProblem[fieldIdx]
+				} else {
+					name = strconv.Itoa(fieldIdx)
+				}
+				failures = append(failures, validate.FieldError{
+					Name:  name,
+					Error: validate.ErrFieldRequired,
+				})
+				// Reset bit.
+				result &^= 1 << bitIdx
+			}
+		}
+	}
+	if len(failures) > 0 {
+		return &validate.Error{Fields: failures}
+	}
+
+	return nil
+}
+
+// MarshalJSON implements stdjson.Marshaler.
+func (s *IngestProblem) MarshalJSON() ([]byte, error) {
+	e := jx.Encoder{}
+	s.Encode(&e)
+	return e.Bytes(), nil
+}
+
+// UnmarshalJSON implements stdjson.Unmarshaler.
+func (s *IngestProblem) UnmarshalJSON(data []byte) error {
+	d := jx.DecodeBytes(data)
+	return s.Decode(d)
+}
+
 // Encode encodes IngestReqApplicationJSON as json.
 func (s IngestReqApplicationJSON) Encode(e *jx.Encoder) {
 	unwrapped := []Observation(s)
@@ -11079,7 +11305,7 @@ func (s *IngestReqApplicationJSON) UnmarshalJSON(data []byte) error {
 
 // Encode encodes IngestRequestEntityTooLarge as json.
 func (s *IngestRequestEntityTooLarge) Encode(e *jx.Encoder) {
-	unwrapped := (*Problem)(s)
+	unwrapped := (*IngestProblem)(s)
 
 	unwrapped.Encode(e)
 }
@@ -11089,7 +11315,7 @@ func (s *IngestRequestEntityTooLarge) Decode(d *jx.Decoder) error {
 	if s == nil {
 		return errors.New("invalid: unable to decode IngestRequestEntityTooLarge to nil")
 	}
-	var unwrapped Problem
+	var unwrapped IngestProblem
 	if err := func() error {
 		if err := unwrapped.Decode(d); err != nil {
 			return err

@@ -7602,7 +7602,7 @@ func decodeIngestResponse(resp *http.Response) (res IngestRes, _ error) {
 			}
 			d := jx.DecodeBytes(buf)
 
-			var response Problem
+			var response IngestProblem
 			if err := func() error {
 				if err := response.Decode(d); err != nil {
 					return err
@@ -7619,7 +7619,7 @@ func decodeIngestResponse(resp *http.Response) (res IngestRes, _ error) {
 				}
 				return res, err
 			}
-			var wrapper UnavailableHeaders
+			var wrapper IngestProblemHeaders
 			wrapper.Response = response
 			h := uri.NewHeaderDecoder(resp.Header)
 			// Parse "Retry-After" header.

@@ -3501,7 +3501,7 @@ func (s *Hostname) SetLastSeen(val time.Time) {
 	s.LastSeen = val
 }
 
-type IngestBadRequest Problem
+type IngestBadRequest IngestProblem
 
 func (*IngestBadRequest) ingestRes() {}
 
@@ -3550,6 +3550,134 @@ type IngestInternalServerError Problem
 
 func (*IngestInternalServerError) ingestRes() {}
 
+// Merged schema.
+// Ref: #/components/schemas/IngestProblem
+type IngestProblem struct {
+	// About:blank.
+	Type OptString `json:"type"`
+	// The status text.
+	Title string `json:"title"`
+	// The HTTP status.
+	Status int `json:"status"`
+	// What went wrong.
+	Detail OptString    `json:"detail"`
+	Errors []FieldError `json:"errors"`
+	// Observations stored.
+	Accepted int64 `json:"accepted"`
+	// Lines rejected before stopped_at_line.
+	Rejected int64 `json:"rejected"`
+	// The first line (or array element) not handled; resend from it.
+	StoppedAtLine int64 `json:"stopped_at_line"`
+}
+
+// GetType returns the value of Type.
+func (s *IngestProblem) GetType() OptString {
+	return s.Type
+}
+
+// GetTitle returns the value of Title.
+func (s *IngestProblem) GetTitle() string {
+	return s.Title
+}
+
+// GetStatus returns the value of Status.
+func (s *IngestProblem) GetStatus() int {
+	return s.Status
+}
+
+// GetDetail returns the value of Detail.
+func (s *IngestProblem) GetDetail() OptString {
+	return s.Detail
+}
+
+// GetErrors returns the value of Errors.
+func (s *IngestProblem) GetErrors() []FieldError {
+	return s.Errors
+}
+
+// GetAccepted returns the value of Accepted.
+func (s *IngestProblem) GetAccepted() int64 {
+	return s.Accepted
+}
+
+// GetRejected returns the value of Rejected.
+func (s *IngestProblem) GetRejected() int64 {
+	return s.Rejected
+}
+
+// GetStoppedAtLine returns the value of StoppedAtLine.
+func (s *IngestProblem) GetStoppedAtLine() int64 {
+	return s.StoppedAtLine
+}
+
+// SetType sets the value of Type.
+func (s *IngestProblem) SetType(val OptString) {
+	s.Type = val
+}
+
+// SetTitle sets the value of Title.
+func (s *IngestProblem) SetTitle(val string) {
+	s.Title = val
+}
+
+// SetStatus sets the value of Status.
+func (s *IngestProblem) SetStatus(val int) {
+	s.Status = val
+}
+
+// SetDetail sets the value of Detail.
+func (s *IngestProblem) SetDetail(val OptString) {
+	s.Detail = val
+}
+
+// SetErrors sets the value of Errors.
+func (s *IngestProblem) SetErrors(val []FieldError) {
+	s.Errors = val
+}
+
+// SetAccepted sets the value of Accepted.
+func (s *IngestProblem) SetAccepted(val int64) {
+	s.Accepted = val
+}
+
+// SetRejected sets the value of Rejected.
+func (s *IngestProblem) SetRejected(val int64) {
+	s.Rejected = val
+}
+
+// SetStoppedAtLine sets the value of StoppedAtLine.
+func (s *IngestProblem) SetStoppedAtLine(val int64) {
+	s.StoppedAtLine = val
+}
+
+// IngestProblemHeaders wraps IngestProblem with response headers.
+type IngestProblemHeaders struct {
+	RetryAfter OptInt
+	Response   IngestProblem
+}
+
+// GetRetryAfter returns the value of RetryAfter.
+func (s *IngestProblemHeaders) GetRetryAfter() OptInt {
+	return s.RetryAfter
+}
+
+// GetResponse returns the value of Response.
+func (s *IngestProblemHeaders) GetResponse() IngestProblem {
+	return s.Response
+}
+
+// SetRetryAfter sets the value of RetryAfter.
+func (s *IngestProblemHeaders) SetRetryAfter(val OptInt) {
+	s.RetryAfter = val
+}
+
+// SetResponse sets the value of Response.
+func (s *IngestProblemHeaders) SetResponse(val IngestProblem) {
+	s.Response = val
+}
+
+func (*IngestProblemHeaders) ingestRes() {}
+
 type IngestReqApplicationJSON []Observation
 
 func (*IngestReqApplicationJSON) ingestReq() {}
@@ -3571,7 +3699,7 @@ func (s IngestReqApplicationXNdjson) Read(p []byte) (n int, err error) {
 
 func (*IngestReqApplicationXNdjson) ingestReq() {}
 
-type IngestRequestEntityTooLarge Problem
+type IngestRequestEntityTooLarge IngestProblem
 
 func (*IngestRequestEntityTooLarge) ingestRes() {}
 
@@ -7598,7 +7726,6 @@ func (*UnavailableHeaders) getRulesetDenyRes()        {}
 func (*UnavailableHeaders) getRulesetRenderRes()      {}
 func (*UnavailableHeaders) getRulesetRes()            {}
 func (*UnavailableHeaders) getTagRes()                {}
-func (*UnavailableHeaders) ingestRes()                {}
 func (*UnavailableHeaders) listAuditRes()             {}
 func (*UnavailableHeaders) listBouncersRes()          {}
 func (*UnavailableHeaders) listFeedCatalogRes()       {}

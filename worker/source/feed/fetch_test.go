@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +19,10 @@ import (
 
 	"github.com/muninn/muninn/worker/source/feed"
 )
+
+// loopback fetches from the tests' own servers, which the default policy
+// refuses.
+var loopback = feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
 
 func TestFetchHTTPConditional(t *testing.T) {
 	t.Parallel()
@@ -37,7 +42,7 @@ func TestFetchHTTPConditional(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx := t.Context()
 
-	rc, etag, lm, nm, err := feed.Fetch(ctx, srv.Client(), srv.URL+"/list.txt", "", "", 1<<20)
+	rc, etag, lm, nm, err := loopback.Fetch(ctx, srv.URL+"/list.txt", "", "", 1<<20)
 	require.NoError(t, err)
 	require.False(t, nm)
 	require.Equal(t, `"v1"`, etag)
@@ -47,7 +52,7 @@ func TestFetchHTTPConditional(t *testing.T) {
 	require.NoError(t, rc.Close())
 	require.Len(t, res.Prefixes, 2)
 
-	rc, etag2, lm2, nm, err := feed.Fetch(ctx, srv.Client(), srv.URL+"/list.txt", etag, lm, 1<<20)
+	rc, etag2, lm2, nm, err := loopback.Fetch(ctx, srv.URL+"/list.txt", etag, lm, 1<<20)
 	require.NoError(t, err)
 	require.True(t, nm)
 	require.Nil(t, rc)
@@ -79,32 +84,32 @@ func TestFetchHTTPErrors(t *testing.T) {
 	t.Cleanup(srv.Close)
 	ctx := t.Context()
 
-	_, _, _, _, err := feed.Fetch(ctx, srv.Client(), srv.URL+"/big", "", "", 100)
+	_, _, _, _, err := loopback.Fetch(ctx, srv.URL+"/big", "", "", 100)
 	require.ErrorIs(t, err, feed.ErrTooLarge)
 
-	rc, _, _, _, err := feed.Fetch(ctx, srv.Client(), srv.URL+"/chunked", "", "", 100)
+	rc, _, _, _, err := loopback.Fetch(ctx, srv.URL+"/chunked", "", "", 100)
 	require.NoError(t, err)
 	_, err = io.ReadAll(rc)
 	require.ErrorIs(t, err, feed.ErrTooLarge)
 	require.NoError(t, rc.Close())
 
-	rc, _, _, _, err = feed.Fetch(ctx, srv.Client(), srv.URL+"/exact", "", "", 100)
+	rc, _, _, _, err = loopback.Fetch(ctx, srv.URL+"/exact", "", "", 100)
 	require.NoError(t, err)
 	got, err := io.ReadAll(rc)
 	require.NoError(t, err)
 	require.Len(t, got, 100)
 	require.NoError(t, rc.Close())
 
-	_, _, _, _, err = feed.Fetch(ctx, srv.Client(), srv.URL+"/missing?key=secret", "", "", 100)
+	_, _, _, _, err = loopback.Fetch(ctx, srv.URL+"/missing?key=secret", "", "", 100)
 	require.ErrorContains(t, err, "404")
 	require.NotContains(t, err.Error(), "secret")
 
-	_, _, _, _, err = feed.Fetch(ctx, srv.Client(), "ftp://example.invalid/x", "", "", 100)
+	_, _, _, _, err = loopback.Fetch(ctx, "ftp://example.invalid/x", "", "", 100)
 	require.ErrorContains(t, err, "unsupported scheme")
 
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	_, _, _, _, err = feed.Fetch(canceled, srv.Client(), srv.URL+"/big", "", "", 0)
+	_, _, _, _, err = loopback.Fetch(canceled, srv.URL+"/big", "", "", 0)
 	require.ErrorIs(t, err, context.Canceled)
 }
 
@@ -117,8 +122,9 @@ func TestFetchFile(t *testing.T) {
 	require.NoError(t, os.Chtimes(path, mod, mod))
 	u := (&url.URL{Scheme: "file", Path: path}).String()
 	ctx := t.Context()
+	files := feed.NewFetcher(feed.FetchPolicy{FileDir: dir})
 
-	rc, etag, lm, nm, err := feed.Fetch(ctx, nil, u, "", "", 1<<20)
+	rc, etag, lm, nm, err := files.Fetch(ctx, u, "", "", 1<<20)
 	require.NoError(t, err)
 	require.False(t, nm)
 	require.NotEmpty(t, etag)
@@ -128,26 +134,26 @@ func TestFetchFile(t *testing.T) {
 	require.NoError(t, rc.Close())
 	require.Len(t, res.Prefixes, 2)
 
-	_, _, _, nm, err = feed.Fetch(ctx, nil, u, etag, "", 1<<20)
+	_, _, _, nm, err = files.Fetch(ctx, u, etag, "", 1<<20)
 	require.NoError(t, err)
 	require.True(t, nm)
-	_, _, _, nm, err = feed.Fetch(ctx, nil, u, "", lm, 1<<20)
+	_, _, _, nm, err = files.Fetch(ctx, u, "", lm, 1<<20)
 	require.NoError(t, err)
 	require.True(t, nm)
 
 	later := mod.Add(time.Hour)
 	require.NoError(t, os.Chtimes(path, later, later))
-	rc, etag2, _, nm, err := feed.Fetch(ctx, nil, u, etag, lm, 1<<20)
+	rc, etag2, _, nm, err := files.Fetch(ctx, u, etag, lm, 1<<20)
 	require.NoError(t, err)
 	require.False(t, nm)
 	require.NotEqual(t, etag, etag2)
 	require.NoError(t, rc.Close())
 
-	_, _, _, _, err = feed.Fetch(ctx, nil, u, "", "", 5)
+	_, _, _, _, err = files.Fetch(ctx, u, "", "", 5)
 	require.ErrorIs(t, err, feed.ErrTooLarge)
-	_, _, _, _, err = feed.Fetch(ctx, nil, "file:relative.txt", "", "", 0)
+	_, _, _, _, err = files.Fetch(ctx, "file:relative.txt", "", "", 0)
 	require.ErrorContains(t, err, "absolute path")
-	_, _, _, _, err = feed.Fetch(ctx, nil, "file://"+filepath.Join(dir, "nope"), "", "", 0)
+	_, _, _, _, err = files.Fetch(ctx, "file://"+filepath.Join(dir, "nope"), "", "", 0)
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 

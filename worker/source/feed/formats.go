@@ -223,6 +223,11 @@ func parseJSON(r io.Reader, c *collector) error {
 			break
 		}
 		if err != nil {
+			var se *json.SyntaxError
+			if errors.As(err, &se) {
+				// Not err itself: it quotes the feed's bytes.
+				return fmt.Errorf("json near line %d: malformed JSON", lc.line(dec.InputOffset()))
+			}
 			return fmt.Errorf("json near line %d: %w", lc.line(dec.InputOffset()), err)
 		}
 		isKey := false

@@ -114,6 +114,11 @@ func Parse(format string, opts Options, r io.Reader) (Result, error) {
 		return Result{}, err
 	}
 	c := newCollector(opts)
+	br := bufio.NewReaderSize(r, 64<<10)
+	if err := SkipBOM(br); err != nil {
+		return Result{}, fmt.Errorf("feed: parse %s: %w", format, err)
+	}
+	r = br
 	var err error
 	switch format {
 	case FormatList:
@@ -182,6 +187,22 @@ func (c *collector) add(line int, text string, p netip.Prefix) {
 	c.res.Prefixes = append(c.res.Prefixes, p)
 }
 
+// SkipBOM discards a UTF-8 byte-order mark at the start of br, which
+// Windows tools put before text (a feed's first line, an ingest body's first
+// line or its array would otherwise not parse). Errors other than a body
+// shorter than a mark are returned.
+func SkipBOM(br *bufio.Reader) error {
+	b, err := br.Peek(3)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	if len(b) == 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF {
+		_, err = br.Discard(3)
+		return err
+	}
+	return nil
+}
+
 type lineFunc func(c *collector, n int, line string)
 
 func scanLines(r io.Reader, c *collector, fn lineFunc) error {
@@ -190,11 +211,7 @@ func scanLines(r io.Reader, c *collector, fn lineFunc) error {
 	n := 0
 	for sc.Scan() {
 		n++
-		line := sc.Text()
-		if n == 1 {
-			line = strings.TrimPrefix(line, "\ufeff")
-		}
-		fn(c, n, line)
+		fn(c, n, sc.Text())
 	}
 	c.res.Lines = n
 	if err := sc.Err(); err != nil {

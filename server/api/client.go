@@ -1,0 +1,84 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// Client is who sent a request, as far as the server can tell.
+type Client struct {
+	// Addr is the client's address: the peer's, or when the peer is a
+	// trusted proxy, the nearest untrusted address of X-Forwarded-For.
+	Addr netip.Addr
+	// TLS says the request reached the server over TLS, directly or through
+	// a trusted proxy that says so (X-Forwarded-Proto: https).
+	TLS bool
+}
+
+// ClientOf tells who sent r. X-Forwarded-For and X-Forwarded-Proto are read
+// only from a peer inside trusted: anyone else could forge them (to escape a
+// rate limit, or to pin it on someone else).
+func ClientOf(r *http.Request, trusted []netip.Prefix) Client {
+	c := Client{TLS: r.TLS != nil}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return c
+	}
+	c.Addr = peer.Unmap().WithZone("")
+	if !inPrefixes(c.Addr, trusted) {
+		return c
+	}
+	if proto := lastListValue(r.Header.Values("X-Forwarded-Proto")); strings.EqualFold(proto, "https") {
+		c.TLS = true
+	}
+	// Walk the hops from the nearest: every trusted proxy appends the address
+	// it heard from, so the first untrusted one is the client.
+	hops := listValues(r.Header.Values("X-Forwarded-For"))
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(hops[i])
+		if err != nil {
+			break // garbage from beyond the proxies: keep the last good hop
+		}
+		c.Addr = a.Unmap().WithZone("")
+		if !inPrefixes(c.Addr, trusted) {
+			break
+		}
+	}
+	return c
+}
+
+func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// listValues splits comma-separated header values into their trimmed items.
+func listValues(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+func lastListValue(values []string) string {
+	l := listValues(values)
+	if len(l) == 0 {
+		return ""
+	}
+	return l[len(l)-1]
+}
