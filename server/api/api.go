@@ -46,6 +46,8 @@ type Server struct {
 	opts  Options
 	auth  *Authenticator
 	lists listCache
+	// cs caches the CrowdSec API's full decision lists.
+	cs crowdSecCache
 }
 
 // New returns the API server.

@@ -87,6 +87,8 @@ type Hub struct {
 
 	// denies caches the deny list of each latest render.
 	denies denyCache
+	// decs keeps the CrowdSec decision sets of recent renders as delta bases.
+	decs decisionHistories
 }
 
 // rulesetState is the compiled state of one ruleset and what it was built from.
@@ -99,6 +101,9 @@ type rulesetState struct {
 	pending delta
 	// seq is the change-feed sequence of the facts st was computed from.
 	seq int64
+	// facts is the snapshot st was computed from (its stored prefixes own
+	// the CrowdSec decisions of the render).
+	facts FactSnapshot
 }
 
 // version is one published render kept as a delta base.
@@ -312,7 +317,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 				return err
 			}
 			prev.pending = compose(prev.pending, d)
-			prev.seq = snap.Seq()
+			prev.seq, prev.facts = snap.Seq(), snap
 			return h.publish(ctx, name, prev, now)
 		}
 	}
@@ -320,7 +325,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 	if err != nil {
 		return err
 	}
-	next := &rulesetState{key: key, st: st, seq: snap.Seq()}
+	next := &rulesetState{key: key, st: st, seq: snap.Seq(), facts: snap}
 	if prev != nil && prev.pending != nil && sameRules(prev.st.rs, rs) {
 		next.pending = compose(prev.pending, diffStates(prev.st, st))
 	}
@@ -376,7 +381,9 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	case cur.Render.Hash == r.Hash:
 		d = delta{} // the same content under the newer version
 	}
-	h.install(newSnapshot(r), d)
+	snap := newSnapshot(r)
+	snap.dec.facts = rst.facts
+	h.install(snap, d)
 	rst.pending = delta{}
 	return nil
 }
