@@ -41,12 +41,13 @@ const CrowdSecOrigin = "muninn"
 
 // CrowdSecMaxDuration is the longest duration a decision carries: ipset
 // refuses timeouts above 2147483 s. A decision is sent again as new once per
-// CrowdSecRenewEvery (half of it), so no bouncer lets a live ban lapse.
+// CrowdSecRenewEvery (a quarter of it), so no bouncer that pulls at least
+// that often lets a live ban lapse.
 const CrowdSecMaxDuration = 2147483 * time.Second
 
 // CrowdSecRenewEvery is the length of a renewal epoch: the first stream pull
 // in a new epoch sends every decision again as new.
-const CrowdSecRenewEvery = CrowdSecMaxDuration / 2
+const CrowdSecRenewEvery = CrowdSecMaxDuration / 4
 
 var maxDurationText = CrowdSecMaxDuration.String()
 
@@ -92,8 +93,8 @@ func newCSDecision(ruleset, scenario string, k wireKey) csDecision {
 	sum := h.Sum(nil)
 	return csDecision{
 		// Positive and within a JSON-safe (53-bit) range.
-		ID:   int64(binary.BigEndian.Uint64(sum[:8]) >> 11),
-		UUID: fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]),
+		ID:     int64(binary.BigEndian.Uint64(sum[:8]) >> 11),
+		UUID:   fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]),
 		Origin: CrowdSecOrigin, Type: "ban", Scope: k.scope(), Value: k.value(), Scenario: scenario, Duration: maxDurationText,
 	}
 }
@@ -301,8 +302,11 @@ func (c *crowdSecCache) put(key string, e csCached) {
 func (q *csRequest) fullList(sets []*csSet) ([]csDecision, int64) {
 	out := []csDecision{}
 	var wide int64
-	seen := map[wireKey]bool{}
+	// With one set and no expansion every decision is one value; otherwise
+	// a value may come from several decisions and find names the one a delta
+	// names too.
 	dedupe := q.expand || len(sets) > 1
+	seen := map[wireKey]bool{}
 	for _, c := range sets {
 		if !c.bound || c.cur == nil {
 			continue
@@ -313,14 +317,18 @@ func (q *csRequest) fullList(sets []*csSet) ([]csDecision, int64) {
 				wide++
 			}
 			q.wire(d.Prefix, func(k wireKey) {
-				if dedupe {
-					if seen[k] {
-						return
+				if !dedupe {
+					if q.keep(k, scenario) {
+						out = append(out, newCSDecision(c.name, scenario, k))
 					}
-					seen[k] = true
+					return
 				}
-				if q.keep(k, scenario) {
-					out = append(out, newCSDecision(c.name, scenario, k))
+				if seen[k] {
+					return
+				}
+				seen[k] = true
+				if x, ok := q.find(sets, k, false); ok && q.keep(k, x.Scenario) {
+					out = append(out, x)
 				}
 			})
 		}

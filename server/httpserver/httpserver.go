@@ -74,6 +74,7 @@ func New(d Deps) (http.Handler, error) {
 	}
 	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, Render: d.Render, HoneypotTTL: d.HoneypotTTL})
 	m := newMetrics(d.Registry)
+	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger))
 
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))

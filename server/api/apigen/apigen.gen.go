@@ -134,6 +134,27 @@ func (e ConditionKind) Valid() bool {
 	}
 }
 
+// Defines values for CrowdSecSettingsExpand.
+const (
+	Always CrowdSecSettingsExpand = "always"
+	Off    CrowdSecSettingsExpand = "off"
+	Scopes CrowdSecSettingsExpand = "scopes"
+)
+
+// Valid indicates whether the value is a known member of the CrowdSecSettingsExpand enum.
+func (e CrowdSecSettingsExpand) Valid() bool {
+	switch e {
+	case Always:
+		return true
+	case Off:
+		return true
+	case Scopes:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ExplanationAction.
 const (
 	ExplanationActionAllow    ExplanationAction = "allow"
@@ -403,15 +424,30 @@ type AuditPage struct {
 // Bouncer defines model for Bouncer.
 type Bouncer struct {
 	// Counters Packet and byte counts per rule from the last heartbeat (rule_id 0 is the default action).
-	Counters  *[]RuleCounter   `json:"counters,omitempty"`
-	CreatedAt time.Time        `json:"created_at"`
-	Hostname  *string          `json:"hostname,omitempty"`
-	Id        int64            `json:"id"`
-	LastError *string          `json:"last_error,omitempty"`
-	LastSeen  *time.Time       `json:"last_seen,omitempty"`
-	Name      string           `json:"name"`
-	Rulesets  []BouncerRuleset `json:"rulesets"`
-	Version   *string          `json:"version,omitempty"`
+	Counters  *[]RuleCounter `json:"counters,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+
+	// Crowdsec How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+	// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+	// address: `scopes` when the bouncer asks for `scopes=ip` without
+	// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+	// counted in `wide_ranges`. Left out of an update, the settings stay.
+	Crowdsec  *CrowdSecSettings `json:"crowdsec,omitempty"`
+	Hostname  *string           `json:"hostname,omitempty"`
+	Id        int64             `json:"id"`
+	LastError *string           `json:"last_error,omitempty"`
+	LastSeen  *time.Time        `json:"last_seen,omitempty"`
+	Name      string            `json:"name"`
+	Rulesets  []BouncerRuleset  `json:"rulesets"`
+
+	// Usage Usage metrics a CrowdSec bouncer pushed (POST /crowdsec/v1/usage-metrics), summed.
+	Usage   *[]UsageCounter `json:"usage,omitempty"`
+	Version *string         `json:"version,omitempty"`
+
+	// WideRanges Range decisions of the last CrowdSec pull that stayed ranges although
+	// the bouncer asked for Ip decisions (wider than the expansion setting);
+	// a bouncer that keeps only a range's first address does not enforce them.
+	WideRanges *int64 `json:"wide_ranges,omitempty"`
 }
 
 // BouncerCreated defines model for BouncerCreated.
@@ -442,7 +478,13 @@ type BouncerRuleset struct {
 
 // BouncerUpdate defines model for BouncerUpdate.
 type BouncerUpdate struct {
-	Rulesets []string `json:"rulesets"`
+	// Crowdsec How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+	// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+	// address: `scopes` when the bouncer asks for `scopes=ip` without
+	// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+	// counted in `wide_ranges`. Left out of an update, the settings stay.
+	Crowdsec *CrowdSecSettings `json:"crowdsec,omitempty"`
+	Rulesets []string          `json:"rulesets"`
 }
 
 // CatalogFeed defines model for CatalogFeed.
@@ -475,6 +517,24 @@ type Condition struct {
 
 // ConditionKind defines model for Condition.Kind.
 type ConditionKind string
+
+// CrowdSecSettings How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+// address: `scopes` when the bouncer asks for `scopes=ip` without
+// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+// counted in `wide_ranges`. Left out of an update, the settings stay.
+type CrowdSecSettings struct {
+	Expand CrowdSecSettingsExpand `json:"expand"`
+
+	// V4Bits The widest IPv4 prefix expanded (default 24).
+	V4Bits int `json:"v4_bits"`
+
+	// V6Bits The widest IPv6 prefix expanded (default 120).
+	V6Bits int `json:"v6_bits"`
+}
+
+// CrowdSecSettingsExpand defines model for CrowdSecSettings.Expand.
+type CrowdSecSettingsExpand string
 
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
@@ -1133,6 +1193,20 @@ type TokenInput struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Name      string     `json:"name"`
 	Role      Role       `json:"role"`
+}
+
+// UsageCounter defines model for UsageCounter.
+type UsageCounter struct {
+	// Name The metric, e.g. dropped.
+	Name        string `json:"name"`
+	Origin      string `json:"origin"`
+	Remediation string `json:"remediation"`
+
+	// Unit e.g. packet or byte.
+	Unit string `json:"unit"`
+
+	// Value The total of every push so far.
+	Value float64 `json:"value"`
 }
 
 // View defines model for View.
@@ -11133,226 +11207,236 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7H2Lcts4suivoHhOVey91Mt2cjJ2bdXNOMmM98wk3tizjxPlWhAJSVhTAJcArWhT/p77H/fLbqEb4EMC",
-	"Jcp2nJkdV23txCKJR6O70e/+EkRynkrBhFbB8ZcgpRmdM80y+OtVHGdMwT9jpqKMp5pLERwHrwQ5O785",
-	"IjIz/31BKL5I9syvnTlNUxbjE65ILvCH/W4QBuwznacJC46DwXcvu88H3UG/3/2vIAy4GTelehaEgaBz",
-	"84YdNQiDjP0z5xmLg2Od5SwMVDRjc2rWNaeff2JiqmfB8YujMNDL1HypdMbFNLi9DYPvOe7MM/7YPNoy",
-	"OJ/n8+B4cPAyDOZc4F/9Yh4uNJuyDCZ6y1j8Dgb2Tgb/2TRZSrVmmfnw/3yknX/1O999sv+96nY+femH",
-	"Lw5v/zPwbfFs8k4K9jPV0Wz9qC5njLy5pFMiJ4SSjImYZUTPGIkSzoQmM6q6DvwzRmOWlWs+m3TMyB0c",
-	"ugHsB/2+b1Hvx/9gkXYAWUEfkuUJU0yHJOFKGzQay1xELCNm5q4fHbZCcAUX5ly4PwdhDbyvOv/jIFz8",
-	"86rz6Q9+8P75NKFK8QmPKK7fB2I2mbBI8xsD1+rbBuwG2jecLYp9/TNn2bLcWP2LGpz/M2OT4Dj4j15J",
-	"pj18qnory8Kl5pmSmX+JI8E+66sI3hi5daUZu+EyVySlU0b2zE8JVdr8PuGfCddwQpZ4vYvHGXeiyT//",
-	"xOdcF4SyMmICD6sDxmxC80QHxwODayVV9uFPR5YDL1n++YIxccFF5MHD9yJZwsko3LRiTBAK+EgnGuiE",
-	"K6J5BSVX1mq+uFIwenXBE5nNqQ6Og5hq1jED+DHrQuZZ5CUQBU+q2EP2gIITg2NUKZYhegl3jOa4zMLd",
-	"vyMpNOWCiynhej8krDvtkhEXU6b0cSQXGWejE0KJzihPzFujP4zI3FA6U+Uoe6MJY/HxH0aNCIAr3ZE7",
-	"/PmSTn3b1siodI2icPd4IipPU3MpcCkaV6TptGk5g4bl/JUiPtbX86NckESKKdGSLCjXZAIAjmZUTFlI",
-	"KPlBkjjPkNBVHs0IVWQYHPbVMAgNIs2l0uT5vH7xHfZVw8LNHE0rPzzwL5zrGRcNqI1nyBThQvGYITqf",
-	"nr3+0HgT93sHR02Lw5l2IvRLOr3Plbh6cHWOvjrdrRlKpVIoBjf+9zT+wP6ZMwUna8iBCfgnTdPEcs1e",
-	"mslxwub/6x8KOXs71nuOX+Gk65w2w2mN8DOniWEGLD4hI5ZlMlMjuOMUYTSakQlnSUyoiAHlM0aVFN3g",
-	"NgxOpZgkPHrUpZ9pwj5zpRWhScZovISVvJXZmMcxE48NxShjMROa0+SZIplMGIklU0RITWiSyAWgMyzx",
-	"TJirnSZvDIAfc5mvCFxMjgsrlt2w7JkihtpOCNeKJHJqRCx4HDNNeYJLfif1W5mL+DFX+04aCp4atLwW",
-	"ciEIHctcE65hRZdS/kSzKXvsYx7LeGmWJG+sYAr3PyzpF0FzPZMZ/xd7ZECRG5rwuIKCbj03lCd0nDw6",
-	"lBC1SEQF4L9QCyMsywWKbDHVdEwVQ3UrM6zFLDK08r4iNGNEaZ4kJJE05mK6f0J0tiR0SrkwtwGK/sA3",
-	"PzCdLTuvzHW7fq9csEiKWBU34phNZMbMWAaziuHKPa+JZLcASHOPy0yz+GcWc3oJLz0uRGXK7M1dsBVN",
-	"r5llxMDAnylyiivqmBV24U6zw4N+fPEONLfMjKU5XjuC6YXMrit7dzdUGIh8PkaoFhIiF/rFUbAuuoaB",
-	"zKZU8H8VSsfaaKqQHtdvXvuLBC3MvPwqcuMwYaTlj8E4kdF1EAbATIMwSKQRm/Qsk1onLPgUrs/4ysmd",
-	"69tmn1OeMXVFdVsBOAwmPFP6ysjQ7b+55sg03S5Q2FtToYTUIJNacdG7GyPz7zh7I8jD4IYmecNhlBLO",
-	"R1y/ezsspecKLKor++Q7yjzm+o3Q2XL9GGjUiC400ng7rj9xtE7jmJvvaXJeGRXFMpEnlvPh32vL2uXk",
-	"kW3ce0oet6Ul/GTr6XBzNtQI4Qit0AG0GKLxQM4p3p318+Cazev/2MSyKidb0jDNMgp/V/T3FjuB+Xyr",
-	"/R5NLetrjWQunOmvzi/PaXTNNMip46VmBN5UJGUZWHLIJJNzUtgOZoxmesyoJnvm6RWPSd/cTCgDocSE",
-	"YEUVrg1kPuQJO8X1+UATZYxqFu/EfWZSaWG1k7WHrTELSJU5wfMheEzjmqzRrD062ZP+gN/54HbDMuXn",
-	"Fz7CcAqbW0cN7htQ7RTf8lBHWyhfs6XfqHXNlqCV/63zKuWd/2bLE6JmRraVRgEWEoxu9wTx2lt1KLaD",
-	"lNnBBhCdiTTXzfxwQhPFwlVJw+7ia9g9G0Cxcaq1Ieb08xl+WbW7+MG2CrENsHL4vH75GZmRtcWpKM8y",
-	"K2y2ovPplULht1kqBksg8Dm4zqvmdmfgNsogiPC41hPSJ4sZE8SupoKuVlgsj2I7lboXwwIU5TY3APSX",
-	"1DCkHbHvkfFjI2KcUk0TOX3LfEyGxjH+vKa7MxajtZErMMpY80flDMZSJowKQJc1L8DafmoTeJ47NNvM",
-	"tc0u3uKbm1iVeT3OE/9DjebVtd/zLNmORZYUzbvFmsMmQbtYRn37G07pJ648tGsOo/3NVj3wbQwZR/Yu",
-	"aO1InVYxpwmPuMwV6BAqLf4YM8GnZt+5ABuKV7E4lQLJaCtJ1VHyZ2t9B4ZAxdIgJygKyhnmT4hgU3OX",
-	"krG53YBd1OHYUj8CCQ7Mu0bn5ga6hmsokHQz+ITHRv5NzGkVeopvt0LqmpPGbm2dgnArdX6xhUFw4RjE",
-	"lkOuqlX+w37zOU0oF+Zs1rEPwRtXaKOybjTL+umMfW7BluGtsJikGHHDMhvUuxZMaE5FTpOrFm+ie2CD",
-	"aWEnMahUthGO7b/TdHofgctuYwMw39LIhjdsAWadHN/MU71EYhRSMK8kWR/jyihCfkHV+tPQ817zEEdy",
-	"zhSoUCeEtZiSCZ3ZHaxIIVpmLC69PhUPoJm2DKdoxWJriGgEIAYu0pRFZuko4HSDY6OjN2rqxRFPmQRe",
-	"mCTvJ8Hxx1Yz/8BkcPtpdewCw/202gpxt622AZFbrPmStppgDeMfaugV0nCoYmes7cx3KXiQuQB3CdsN",
-	"lPYDnvOKAKZEW5G8uIt8x+buLN8zc2ftxON2ZiIfrKy1ajMR8c5HCXdQCzThImaf1+m83xlTZQhdKpAs",
-	"CEf3kxWRu17Qbrzh2l1juJxw/TpDIGyAnfX210FXHs06twTHecFrVJWxkYhm6G3g2ssf/bLv6pUMYtG2",
-	"UxfUb+wurazrS49ZxBWXosbMK8djNcDSEiZi8yfY0cy3MYvRqZOi0S2lSjGFwXNWpjNy6O7Ge8P/vTQC",
-	"Y/lUpL/OmJ6xjNBCe2ViIrPI3ShWvYXvVfWO8WtQdnfNCA0I5uI/4G0zk4HMCekMSkgWoAMlV/kRfuIu",
-	"/RYEiQKCuadymsV+UCxhasFuWNaBHRN4mVwzltY2T2SuzSbwJaOznhBD6bh+rgt/k1l3AwuoGBDldOpb",
-	"0JmIecSUmQgI0UAqkQgtVbjlKvhYM7Wug2sbL8os+6uvYuBOLvYeG6HKMCfrhTwhfbDVVY7Qf3Swh12Z",
-	"KvDnXS9IoAmHK27iElMr5n97DhYQJaaU5OPjIn6LRAvZnAmzhwZ2XZEAW1yqd7E6tLFqZ/kORm20g+dR",
-	"ZOOJ2301p5+v4kymV2pG0V1UfifzccJ81jLzETL2q4SJq5sjP8KvvvaigS6a7C8SaEC1get7+yogn0GN",
-	"1jbKOxl5tE42GX/Wr6xfPvxEFlzPwOZg7puFzGKSsZiapXa9sYvbDUYOQI2mI7POmgHJIb3vDH0HtoYg",
-	"YUXiLSBdw+YmIn1bEIm7ZCN1YziBmnGWmEF4qnIjDkMQQmkXSel8RnO/g9kMfBfDftRol4It38c0VeEr",
-	"2w02d+Ec6yRbxzeIMTLCnXlsLg17YkQKI1BMMqZmZE6XJGNzecMAL82FauQORvb6ZJj3+4eR/R7/+CMZ",
-	"nJAB0Xkm8CbGm1lOJvsnhbDQ7z7HsMcoyRW/YT+7uGG8JtYZSxln7I3938JwVsQHHptNQ9KEFWNpFLFU",
-	"G2GvT/5Iei9DI+L80ZAgyHrF7IcHlek7g7AtK2tawIuGBRweNK2gnv3gX8LduGGVvdXXW42sHTO9YEw4",
-	"7GAKYmvRHjGYlyc8mG3SB1bYHp1iBKZBvyWZgpSGArsRUZzxpRqBaqDQxGubF78HcddHL2f7xwWqY6wM",
-	"+h0gvthFm5cUoGdmi2aHGH9vHs5rKzSCqHe/XjY/0zoNifl/RWRGJjwBtr+yx4P+0cttYbZ11l/j+U3M",
-	"9SEs/vc09VcRbzej/DnNFMuIRfATxBqreRAtgW/h/sHnvG6Rj2SSzz3KYqRujsm/WCatDI3vOTm6oklt",
-	"SjwK7fBXwptpA3PYgcdLglF+6Ova43PcA7U/7/sNnHLukjDWBsboZcVSmlEtsxVk2u7/s/lG/sHVNU9r",
-	"rtRIZrFfsZxzcQXGofWh4NY+JuZGqtw0ZMIWLAPS2grh2wZs+pCLDb7GFrJdnGOEY2tBfjexv1l6n3DB",
-	"1WzHaBm4fxv0kfbBMly0Xv+OkjKKC63lak2zXeOFlKY6V1VpTF5jpOHVXMZ8gu72CeWJ9fFMclVTCzeF",
-	"1lQWVD+gYt7iCBwYq8Iu4l0JhZr4W0E0hxafmpHaz6yzXOzGqw153G716YsGbm0YSxHN346dDtbYKBUE",
-	"dku4IKnh4jHR7HODzQF4mS9K4E8X79+Rc2leNSNpWY0Qxuj1vVEPLAe9fg9Mob1BDx2Ro3AoRj17TL2D",
-	"HkpeoxMyGhWWkMVMJhgFvx8S+xswaEj3SqmehUMBuTjmqeXgRZ4u2RtBvPwoJKNqrPJovzsUXkWciw12",
-	"HPN0A+gwoE8xTawNGNI3FUtYpKW5QKw7yEeeDT7U1RvcalsbPKReH0PE9bLBaXBXl8KmQO6dQq9/MNrI",
-	"+pLHOU+0L3frHWgWYEI0r3S4qJkdLTp1t90RrUgV1tYQcdroTHIr/9S02cJ7vYPSW7oDNqeVVXFpe6Jh",
-	"Sx8PrPouqvr94F0LgNoaAuXmatzAh/IObILtBmB6IwBb3ad+OBem0g20/KMLFd4R7JVIP/9X7SSwGtnZ",
-	"sEJkvpbN2/hYF61XoblyD9Ww6YeIZa7GJVcR/PnzJrtqIepVpe++hyBqAb/b02Krh1qsqhyjFmXogLDV",
-	"2vajFGyZSo+MoaO0BsPiBHMu9OCF9whrwAuDz52p7Nj00svTc1CH4wcd9ZfX5+vOxCgNcKJNG/6R74rl",
-	"PN3KDuuLO4MdpzLTbXeaZlLLSCa1kDHPdurTNQUL++9KxsQOgvaqdJyWUcGB3Vtl2eXwftDL6+rOOHB4",
-	"kKQX5k72WUh/rJBf/TgeMpZ/kwDhMa0XaUKbM4POILu/QXAuJNxGmbCVmtVOjoMhN7J+XOsHpsAGve5h",
-	"R+PkLsqu8ns30H5gLljilCKQc1Xr5JMqWD0MeydNddUB6fZZ09jsdnxg+5McnzpThyd9p20+hY0S9Sq5",
-	"7bPY8G3L/ZuW+5byJM889ESzqdqWAnavLDOqNZun2u/Ya7aPtM9KuScUQfNfAaVbs1sg7LgBshf5fE69",
-	"YaKQn9VaIClwyoPcEzy9nQZzJ75No7DLrEzi2+g7Om8yITezV6uS+v2gkO6wm/HHfTNetufZbg0bN3UX",
-	"paO6u6qE+OJgcHS0m/1+4yLfjxXLbugdItnfC3BviCmhrpSNoktlKw5QUcbKZMTq2R7D+ZobdJdySKEV",
-	"n9Yql1WmPj17/YHsGdGWjLnGNPl/sUxuK1a2TUOF7ONW8nhFOKov9LV1agm5OClLyZA5F7mGii5oG891",
-	"noGnatf85fps3zOMQrblgdCtii/Dv1npZTPTannNRFGra1uKWffquPe/oYTZd9/d/meDi64xj2h75Zeq",
-	"Hv2874m29fnofuKTorxSUU5JrRb12RsGB0ezYbCPpZVEYZmxqWDl0Qz6ZMloprrkdRVQdPpMFaC7vPwp",
-	"JCxRrPAvSsFsQPTmUj/hl1W38yePoOyl4RuWZTzeNbuLxvHVw52KJ70rvDd536XiwA6EaSOlvy4UfObC",
-	"c5nwaLkjwzWCLliqDRxsrT9Umk4I1ySTuYg7OuOpIuwzjXSyxIgfQFL2GeIr5ussuIgRWeOjY8WExpDG",
-	"XNhQYBuyqiCGqBqwWo9W/eRNxi6tAhuLegBwChsCfIk63qavQA+sqGNfMWO2tZyEO3FRi3VLYIsUhUhi",
-	"yZTtU1zAqw1CCkDPLf1TIzZWjTY7cJFVi04RUvLi+fPD55tr922Hwapl5yFHbyZMlwewCzON2nA4W6Hl",
-	"Ngwasoz/JLnAzD8q4tbKa5mMuDmhLgwyq7SscxYx0QZUCmszIXtxsebAZ2x5wWEw6PfwahwGJ4Qik5B6",
-	"xrIFV2x7JGERbtucUlBF6t2OIU5lpnch0Ex/oGLKWqVq8AmUdWu8KXzG222DVo1zvtQ0KEcoliupARvM",
-	"dw1o7fbp8X7GTGmOaRDEgI/sOSkIRSJBuLABdSQzgxiRybCwzkG/3x8G+2tSTnsSrdfENUz4yyB8ftsp",
-	"/+lhw5/MjsABsaPKiGF77bMWMcrujjmLzpJ+FMBAXjy35at8KsyHt6fku6Pn/0VsZawTwm5YtrQ+W5fS",
-	"/ur8DAqroai5erFryhNfngPVZAFXeybB4MuF0eGY0ExEbNXDWwksLSxw7UIESg+/L5O0CLVY50U/Xl6e",
-	"E3zB7wLVXCcNfAw/W40CWD2z1S9BaT0eJ1Rcb2VgOHmxA9/Bfnj96txjDBvnil2xuT2VnTzVEwbi127V",
-	"b6iIG+LKG0lkk0e8KQEvY1Ou/Av3MaMPGP/4qmL+XUFcF8ziLSttoycdBUCFhwUtClqSf+YsZ7HhXFku",
-	"BBfTEyIkEWxB/iHH/uAyiLrxxz39Q46v+J3MvvbLSmyOi+/xowwk0HhrWORJ4vKwZBaiUB+zRFMCdwom",
-	"HEPBWleeZEwVu7I+vHXGUH3aZmcVj1BHXfO0g4GSNOmkGDNTpO026hJvNuXJCUb2/ArG5pS41q4rAJbn",
-	"fNtvbMoEy3a2KEKM+lUlbK19/IDz8zd4KlsseUbVDKv2OQuXmtGD5y+Ou91ucA/1zKeYtXa+bXQutveu",
-	"AzE4vcqXxtboqGyjU1ltquZJ35X6S3dm6UqHE1nBpUI9w5WVJFQ5kE26mwWFLYq8oQ6/k9ShjpurtIPF",
-	"RJF3xCc2HyPGoNnyJSEhhJ1hCf94naH4MHyzsNQejXeuiGYZ6e19ig1VEGwLQ57wJFHk5qh38+KEUMuW",
-	"8Ucax1d/6MUsufoD4UJpRj2go/eu2dlEUmb6nQTe9mcCQ7/4KkMbcH2lVcPQX2fVPG6Ot9yQwt/y4nWR",
-	"H683a/Cltk41c3kkmxTzxqIAO2pK7eH0VcDvre/pjAwZyl2wUT+lu1CaHawM1auyFU+qxgftHBNYzNa8",
-	"/mZZuhpksdL5gGtlyy50dwhi8C5CIqN0LCxzTWYWGdfwDxrPuT9bsRoptx4/u1xNncgdqWzOmLFC5F0+",
-	"tfVMPSUMXIFTS8EVrw+i2+4kbTZvyXr3+n9uoeVuQwsw7xk1VVS8S13VRvUxLRwb243WqDqaW7SqjNRh",
-	"/hcbnGm9eAnVrKi5WBgfK5UQbMmisE1oh2N+9RlPqZCCRzSp+0y+foRBTdxccd3m89SotMLagFBgc0Bx",
-	"Ah7XiiWTVpv3m6pswL89w6rkWtmsD7cKS+1WY+w9IzNfn8OITcbYVveJu03P3r6DAVoYYYuWObsYYv1y",
-	"2VocdRHkaKFV2ZoX1Ixm0czcHr6GMGyljg6YCgyfr3faOSaaThVZa7cTrnTlWalihmVstLU42FJRkN8N",
-	"WLnStsiKO2a+EOmyV3ZgKjpBVAqYqXpts7DomaL4dKa5mKpKRyvsXOUQ/mGDSu5Ss/4ugaNSs52L9jlQ",
-	"tE2Cu0uRv4cp1uerBmErlNlFNVbEr+6zmQgeohp7hZy+XjV2LNp33lAL69Vq7at6ST9NsynTYUnKciFW",
-	"SE151MriWfvC9EXjB1+I4OOQxINhfhNKtkC4sAo833F6K51FMmkIRbyLfGXlyqumMi/bqhA3y2eWubao",
-	"LFmWYCN7K/i231LC2l1G8gsm1ZWGFtSVvTQc0lsa6W/XxOQhMwk2ldGrMw+oKWGOjjPVVDzvrnkJ24io",
-	"4RjuVB3HUVPFO/wfH/ud72hn8qrz9tOXF/4gwxW6WWW0/l5+EP1HZEaGweDFy9kwWCly4IvVW6XAesBY",
-	"v5VT/lJeM/Ew+thdkHq39he5eigVMbPGgo02XPPOxq4LElywW3pTAIQrnSna1abFc4HYhHqkkzsvX+uu",
-	"KGO6RV+KVVcyDLm+9E9u8XfKV71L0OR61Jwn8HF7FHBj3NxdD7163r4j/gtnC2+NDn9X6wuGHT57PFUk",
-	"kfI6T5WXSdqCthsFpot3DxHjulKRd4MItPJmU6D3ZaGckcVMqqpO5oqPrpeo7j7UvWfLQG90cDJZTYJV",
-	"O5hRbd6eR0K9y31bxjo0YIl9YzOqbNHj2ghbeG2j4E+4DleK4xZWrXY6TVXd8PlHY5pupcXXr84fTd8s",
-	"K1Zf7VQ128l4t/esvt04zmouU5M+u7L+qoZb4EBdxTBU4noxwHlUyWGdz0EWSZRnXC8vzKKtdZzRjGWv",
-	"cj0rOiZCdAP8XB7PTOsUagBjgd//9vVZelWU/71mSwwnZxRsXnCZVbvbFE0VFRhoelEmF7FiUe9m0Nhl",
-	"vmjdVK6Kptz8DZ0buZjI9TXNc8GFIBmbs/mYZcqamc7Oi/QeMEghiTrV2LbfQSNTRsbmv1om8VBAiFdI",
-	"EkYzocjCUBw3srLrkWr2ax5raI3NMgV1+7OMRRpIEqxRtvwg1UMowJiweMqwYkzhLQdatsBStpqyeaeI",
-	"sO0OxVBcQuwST5hzKmCNGMMDMhpB/G2Pprx3Mzi2+y7gHsJeoVsuFfFQ4GPsF9olhvufmiO5YFHHIDvV",
-	"fJwwiBTMwWVdPTEzu3v7mRqKYn6zW45tjPBUxiwmM5YxWL25qtUx1kkrm2w6vWP0uYNn1zGLHB2TUZqP",
-	"Ex6NyJ6QlYar++FQjNBXNArJCJ1F5l/gLRqRPcRkTEVyZdlg3xCQGjOEnBRMDYV1AnANQasjewAjsker",
-	"qG3OodJHrDYBVmAZYm9VM7Jiq8heGUkhhRgIQRIcSxTb75JXlf0NBeACV2TOlTIvQdlBbTvP4okpctQf",
-	"hITixsYMux5XZn5m3jg8GYqx1DPoJFF1eBRVglRhLoV6RTRjcGmxmFANZwaRmOq4FkbKzVdlqOmoqSPr",
-	"CAYdir2RDVkd7XfJewH4emM261wTC4Mix+So37eN1F0RpQISrln2UEDpIQTFnloKTT/DFhSbU6F5pAhN",
-	"+DXbD8nR4NCOBlurdxE2j58PhW3bjuWRiOExdSjWO8CG5Kh/ZGOria2lSjKZa0ZkNhTIdruunffHT11I",
-	"rB8BvBqqRTkANZWJ2m8o/ERW6j4NxXrhp/0TPC+1sVZTSGqlmtT+UNBESbTkkFHCBRsBhEdYP2uE5aMS",
-	"HjEbOmS59avUsP7OQbdfibW17LjiFjoOBt0+viNTJmjKg+PgsNvvHmLC4AwuqR7NY6yKMUXvY3EkZzHk",
-	"6CkNLTHhG4fLoKP5OtS7lp3eBvL++kBrXhI4XEARLMa1TFnP4CCkN4zwwu5Vs0F7hweGKwGXGO13G5rn",
-	"27u6qbd/w9p8I0EMZ22gdqYzv5RTQrX351O0Zbd59SeDedCcpdZx/6Df39DFebfuzWVPVU//ZsNdUope",
-	"TkChsijWbRgc4TJ8oxfL7X1P4w/IfvCTwfZPau3Ib8PgeZt56r3p4avDVlMVncZBwHOZ/qDA4ZYTOQ2J",
-	"YAvDQUEJcELn8ccA6epTGNRu2+DYRV+YMXv2wurNqkWYUqk8lHgulbbNAsuSTSgAM/MkXrY4+CLYtFa/",
-	"yUhJwfHRQa2S0scivGPwsl+J2DishGAMKoEROIpByLJ6UrBg40G9HtFx4GdR7VCy3PltXfp30Yh1Wjhq",
-	"Uu0eFUmPBi3Qrej9Dx88bzOLp4H7I5OE1XkQWSrqy8dPBg9KisEoKEz0RrRzZb1UiF0qHN4VUhL4ol39",
-	"DUdTdg4fVblHNbLKiqB9e7mtpvGghAd1gyMsdG7lL4ikLUI3BNSq1TMqyAi4P8itGEy6mDFhJElGFMuM",
-	"6INN/mcyiVH+HVNVVDGzuee0GqO67/Y8FGXcbzlRVbdTM5kncSXg16ovJ7h0J+tqORSKLo3+tKBGGclT",
-	"oiUZmT9QxHCy7WH/qEue9w/JYmZ0ncouuMKNDEUiaYyOJuXaiNjQBEqgZirKKXVu9QNzzMrG+66JD94i",
-	"n3hJmzsl214KDjMeh+LLEHjPEFhYEViZufAjqq4VyJIVmCtccxl7XxljcNsgQazf+9Uk5ufPD1/c6dL/",
-	"K/3aF/lKELrnNr8sWgk5YxfGnBfkWGCmjSUHBnroY7DvLBK6EQxmcgGI+G8rGrTlgz9JMe2kMkkqvZvU",
-	"SpyYsryn0FuQr92HCRZxXlsliw/MRTndWa4og28/Yvm8YPDdQbffPeg+77vqcccHh9WoLhumtSJKVCqz",
-	"BAf9gxed/qDTH1z2+8fwv/9BN0xbCoB5WwkNBw9Id7XgXw/duWdP8si3kEccqpIZ185+ZT0zXBFNp4Z/",
-	"FS/t2Ud2YFuhx9wNWJ8nJD//8u7s3burH9+/e/P38/eXV5eXP+3fnXDVRqX8e/fSPe+NVhb4793y1izw",
-	"axj9phCfIpZ1f1uKnYNpiOZnPWPLQl41F+FMLsiEZmTMZhzvRTDkrR+x2qT3hQ1sGB3h3xf8/s4cuK57",
-	"lQlaH5Gvtueadi3o5G7FOwcPxjvt3C46oEFmcYIxmMO1Itds+bistA3CvZXZmMcxBC0ER/3vtn9xKsUk",
-	"4ejy+vfl1hV2POVKV7tcnrjTBD2kjNqAoGWwihv9pSXhYXJLjbX2vhgiuUXpNWHoIK6T42v4vUqO20wL",
-	"+EX8q0fAo+1fvJP6rZFCvyFKQOsxD0IoLVNFFjK7xij+HTBgTQfdopqhKfodRDR8CgMb6rMiPOf6AVj2",
-	"/Zn0LxDL2Y5L9x+aS29hz/9uFPE7YMmnmMJU00tXexAzVaVKulS782P22Wy4FyU8up7JXLGuVjeN9rr3",
-	"gpFMLkgKVrYWiTRkD7vfjn54cwkxZaP9kCiJ5rqYQ1YgzZbPsAccU7pjx4OMosJKBtJgMUbvi41vuB0N",
-	"hX2lS07BZ6fC4oqSWcyyY7vAcCWcKyQqkhkje0UrSTLo98OhKNtJkhf9sPB9HvRDgs0lSX8/hPSgkFAl",
-	"zP9dyWwaElucJiRZLFQ4FGVsWEiK2KvQZQV1Ccrp4Pw0d2yaMTCW7fWJzCpts4fCLmH/hGg+Z1igdfT3",
-	"v//9752ff+68fk1ms+P5/FipEfnl8vSEaDpW4BOB+t4YATGm0bVKqJph1VT0uMJATEU0NdK1Ipd0fIFt",
-	"zFhMjKwM1tO5z7j4BrDm1CDNjwZpgl0Z+5+xk38Lh9xqOOD2Ty4w7K+V5Q9MY+1GZUxcgP2xhaVQs8+6",
-	"p+m4oxxAOwjzer0RRM2hrqPmUANqDrVBsqGmSpj/M0g21BbJhtog2VCXODbUBY4NtcWxoVhx0g51ge1D",
-	"Pej3h1qpWWec5ZoBOxnqF0fPzc9vcInkR6k0F9Ohfv1mqIe6NAIRZwSq/HhQ+dHW0I3kIuMMEMjjqx1z",
-	"Q/seR+36VXbxF3NUkI/47+/eLOmK8PRKZ7zKKp19ZK8Kk6qRAzn6Nr+n5fs8Vd1oA8P/8PaUHA1e9snp",
-	"xV9se2TXfiuTC8hzFND9cYQs4YNcjDy3wx7XaijqV0NI1q6G46Fo4taQj7kHjRg7/4AakPsFL139fSgw",
-	"CbPgyDU+7eXLZM/s9PDw8LvQcFEzRhGN2CUXOmN0Ds35SSSF0lRoMmdzmS03cMeLvzyxRQ9btOi2ygXD",
-	"lROHG9YecAjn6Y7TnKY9zMpZlldscXBr/C8s2F9YZ3xhjV+F4es3IXDCcIURhj4zePnjQeXHw/tzvR99",
-	"hObEL4Tavz8zXI0Epwp40Z6CxFQy4Ql6rdM0Wd6LDTq9y2vwRZL+08X7d080/eDG7U05xh6PDTqq4TlW",
-	"oQdEgJlCoiyr/l0ShuEPFeA8PI2IuAWVvHv9RCeb6eRzpwRkLQLCKgTB8TBYFd2DcLiSXwGvlQK9eQE0",
-	"huD44zBYEeyDT+HQJV3gC3UJHZ5XtAkztO+ug1lKTaP22sHKa+U9HBwf3t7/OnxvxMySV4xqASsptLIW",
-	"7HfOAZD2Horyi+70jU7Qt/DGV7RvFq3zGwycsMSQjJe2E8tv6gDRBIQFep39rOh07Y6q6Oe/9aR6EdU0",
-	"kdOtJ3Zq3/uK52an2HR0drX5b+3U/sqSpINWQUzbQSR0pQUEGTMCvcjJHjio1YynJObKDBXv3+1k23rL",
-	"zOk+ucoeGSEQloQCHmDy2YwrLSHpLLbxrJW6T5rMaczaIELhNvOS8w9M+8/7YdnvJtb7yPjzW8AGI6bc",
-	"l6XvKjubY9rqJS1w5Y4u0tU8/lL2hJJvwN5cF49CvEu4cik/cY5t5GYIieDYCJxsJpOrhN2wZBCEQZ4l",
-	"Nh9XHfd6GV10p1zP8nGuWGYX2o3kvGc/7EEpYDNFh6eKadWbU6VZ1qsP3BVMK6bbJzkYSO0Qc/P1ye0D",
-	"SxMaWXJ7yCCfpglt1M+v/Xr4HbiB4SCgWQPigL1msLYqF1Dz5KTCZghX5JqleofrZVXM6NkWElhf6O58",
-	"yBtkZ5tbWGa0OSXBaC3gAcc6WeYmFdgjgWuygEyMOJMpmWOyLxVkTj9fmZ+u1IxmRQHQIjHOn1aAPSeq",
-	"zKFo02Drx6y2vfDo+w8ZtFxv/+GL8RTYxAPyM1f6euwV7TSg+8X+k4j3EJoaAhzytbG9ipALsicFA8sD",
-	"3PdUEwou+v170V4utqvcH8xLrfKBIT/aj9vP+2HZiwqLcm1qRfVVE2TspprURbPfJ1HTmwdrLwOHllbx",
-	"aEyK/Zqip8Fl6OjSiL8/MA3NW76myoITNOgsuByZPVPuUigSrMq+tuOcJ7rDwd+mur+91Ggo09EB2ZhM",
-	"Lbjd+ePfm8+/QX8oT+6OCoSFOGCVq+JV5Cb1ewdHMDiFDwOZm7OY8IjtkmYEa/wmovtGtAOoY8W7J4H6",
-	"W4e6oxit69ygSjMOT1tQTeUWR4dKNclvs99Slo3lVWj7SFrzPbowrPQ6BzFjKEaVTvSjVbfHfmhTjG0G",
-	"1M+v/nZ19u6HNxeXV9///fLNBdkb9Pvk5+/JeDkUVgLYDyHKj1AFecRmyi55Q6MZGdMYRiV7uCAozcIS",
-	"NocARdhBOBTIMFmMHZMG+0bzwFTHqvHDslXDZZG2y7LlUynjoZDChiLaVhvkssyBhuI3VDNlKymVELC1",
-	"zW3aNNdDgTtQJ5hDDVRpqwXxSjWrGYuulS9o5wyP787s7eMWA4lNxKy10HcFCgP0wlUQru6+Cz5BJZQU",
-	"8jAPu/3uYHDoGCYW1wvUgqUau5MeHFSHFkxPsE9SMXZEhcAsOCgDGxwczUBh29FtX8FHb2W4Vh5Pnq55",
-	"O9F5iH33zTPnotzq39zsHr2FPHU7Xx2MqzNamK1OiXDDubROcKCjGbxmjgF+qB0EzLoifa+5NGt0TYsC",
-	"SisUXqsovclp+hBXXrVKSdEf56BscPrxSwAFn4LjoMdTqJEkGFYmcfd37UwP+/1h4MqlUVEpUWdd52ar",
-	"Zo5B65se6fUDU0aX8Vy72MSVug4+wHQW7jc34dN1/K2vY/Bh1+5CwgUZ58l1hWPZq9Vz/xb9k4oHzv3f",
-	"GQMDdw2wejxVrdIa2GcOoX6rEaxG1bcBsCt9PKCwmgt22D8eCk8aBFU2ztUVTC1zGHpfxlyr25G9OxXU",
-	"ky/bjwzFg/YfGYrKwmvNQtytXBa4L/sscO3vUAJ5HHOIxDVw8aVwFMXoMrlQOyV0vK0GL2A1BqoBnF1y",
-	"TqdWauCiqHYJCR9kz/6JMZMuopgkUCYkJGfnN0e4l30UFbB9hasyCfuzn5TwuYF8kJROWTgUSpojgnyb",
-	"ov6lFUNg/yTLhVfEsLEr5+r3FRv1myu7VumesqXuWgbXz+8gJQFBstqBqMqi062RDDVC32QiOjvfmUBe",
-	"1aSJr4QXUEq9SdSwxXivBbA5KJgL1bZwYU/Gy3WTev2GNBqxKOB1D8zqmRsn4zHbHi1zdv7evfuACOeJ",
-	"tvlQqdn05Ip5kMR0Q1xzKnKaEHfgO+OQlR5Lm6fX6+7qatvZKvKTqJL4M0V6hwdGGuwNDl6irOjq3j4D",
-	"3+OaRfXB8O+uFShjV1B+3eIQbon3qPTQMNp0f604VGmaAGlRkDFVtiy8k2jd5O3tuwW8Htm628T60dy+",
-	"WBH3n9TKb65WMv2gHMLcMv+QY7VJbPmTed7KKTuhPMkz7Hmw7pc9qPplD2pu2f4ju2X/JMcXFqYNyG9B",
-	"/u8vAX9Po+tpBoUBDSKQ8ZJcc4F2JaWpUboLT6J1vZan7LAMUGiLMJNwpTdHAPwEbzxGZtY7Onfh920L",
-	"jwlIlDWb+I15Ts02K6uvHhv+3ebcWgdq/8Sts+F3Gqi9cxWubxvZXeJFG7TYGrbtP/2H49sVuvWzbbP0",
-	"Z6pohfCknnrDuHc79btG0LQsclXgzB2FfXfWwbHZCuGpyufOYuxKJZBfLtpHSRdI9k3iLbaiuLVVVW6i",
-	"J3n8VxXGfCeeunrT9qo95Dax2/PSZtlGQkdPq1c+D/RnXWlyj38B8oZBpG7WG91/XRkdN2YpIdxcY2NC",
-	"5zxZ1upi9HsHRyFPb46G4qDfHxzH45fHx72jl+a3Fzsn7dr504TyFV//ypQrI7dK/j09e/0B3G+CkT39",
-	"We+H4CmH4Jn1+jR7tT3vh8TAjicsLl1Sda29qAO+YuXuBqHt1wZn98a2t16N7plRNau71JgKyT9zqVl8",
-	"grEnVEyZwgB2yAyMZXczFJ5uZW/GrPNYVlhIRZhBxyNTj3ZnG57U6NfdxJfe2f6adzb+bfeXfc/1r9Ar",
-	"YqH1JHa29IqIAlF28Io0ouQOHhKLofc3U98dU5/cKd/YndIa+dbcKWs6zLdBpwfwjmTMkCOLgydXxZNq",
-	"9Kiuip2pz7B+226yu6TzZJMA8j5l4tX52W6mKDfo/Sp6zhixs5NYRjmElle6Xy2oIlMmGFajnWRy3l3t",
-	"MPKpnvfCVdEcuAKsOdPUBy2s3IHQKmt/bzC6f3AvPYbd3U7W3uput/BbNLlnJWALbut+2iLhuPdaW90d",
-	"XJ8qpHwjO3pWHECbs95qR288zwds3eZIsaFnm+2SxwU2HKYixvB9wxOf9BuvWX0jzHZkAw9jbPc1ToiX",
-	"Lia42kOa7I1KCxf2rOZalcsfir3RKrKNQjI6lwmPliMbc6wXkoAvuaMznhL2mUY6WWLqE/Rb5LajJSxj",
-	"nitN2D+NdIAdzfXsmeqSC2wJXja+hpHNGrFlI7h5BBsKA1/saO2LSj7Pa2R0R2G5tI5CDl0QVtrQfYH2",
-	"cnBh53Fq431mUl5DHIM5gsLuqjPKJvzadU2CE6WRPRc3MjQOh0fXXJgtrEQqhYErtv6xErP06RayqIrR",
-	"aIJpUeujoS+kNswvF0EYnL5aG6RxSZpOawOAuwXzuNamEQZIWDenNqOZDNKyZIowtm0EP77sh0dHh5/C",
-	"gPOJAZxC4K7087ttraogcm403xY0gAc0FISYEyRwfuYvWCXRUUpgmQTXaJ5gUuVKqkKZmLXVEPx4qtMW",
-	"Xm/twlVZ6yFr8WyZPcKSPCui3pPi9qvyad1JvvGIsr2YieUmzc0iy2vz2lf0aP0KfFltfEk1z9W9XUsI",
-	"qj+ih0lmeLm7X82G9kMSs4zfuNznipDwTJEozzKjzWJ32Vbeo8tKb2XXjBa+tre4wrTF6qTOtfTkQbqH",
-	"B6kq3cE1pUIy5yJX1kvRXEfjq8umPqbAPhfE0FR/2zwvxbmV+UsKKvOf/6uhKBak9dav3qbG20ePyyRg",
-	"l8ImuG0yiBBmxCk0IMmsGquPCZITGmnleolyXSlMYA77SXlbr3w749EMQRuziMdQPaeEKaZYL781lSDn",
-	"bEz2vWBZwbixh0tIpv/iacdMZzbC4sJFT6w+9EwRLMfWeSMiGXMxHQrQHzBb98fLy3NicZvg85B8eHtK",
-	"vhsM+uT//d+X3aNjQkmUcCbMWDqjQhkxZigEm0rNocQFtFAVkwT+MOiIiaZl1vyr8zNSAGI/HAoIeBiZ",
-	"K2VE/li5NZ4piEbokr9yPZO5JiPonD8KXcIr3E+TPEmGwt4ze4f9I9z22aTzTgrW+RnSd0G9IFyfkOf9",
-	"wwpcLNOcUVjdUIwZE3b2suX8oE+UuUBHC8r1aB/XUy7GJQNTRZSUglCFSq+7CTm4jG8Y4dqAL2aJprgE",
-	"OwT0JtU8SYz2i2eJ/c6gValZnz0U5Zrhh4QlCmoo5kli13tCir0L2zpfsAXLhoJm5r5Vbju4DZ8OXQpk",
-	"2Ol/W2XD6n0PRwKYYaDZVKMQNuwPxuFCvzgKtmQJtMnupVy38aydTQx+AHp83cgCC0tvD5DK+WECPmBH",
-	"a2GrRidkrzKagj63+9vFqkOf0fhdFYEc3hi0AUHSR1pVitxRYqx/5jbTQMTmhnuSFXcvphbRaAb9EBHV",
-	"JqWSd2JLHpBUJgkGnwGV4j1IuX7sixAn2+DDujQvPIb/CssVtPRdaTo1+lSUUHN1yAzKS/wWPVkawevO",
-	"HP67xYNl3mntvbqk0yfP1bfyXGk6rdVcJntFIrBt/ZArNLqD9V1pWmu40oQMZcxMk6XHe+oPd8kCqfot",
-	"jppOn5QgrwcLrfttCX1Xxn5Jp1uzQRxW3LWWv0wgE+Q/ov7hdwfjIHTGwCssCTd48XIWrPUjlEpbXJ9x",
-	"jNa4uPiRFI6e1v6GSzr9JjkjG3Dd2vYfH+WfDOsbDOu27jttSXDVECgtr9mWStqX+MqjCERmqjYiEa4p",
-	"BHHSRktzIxFFGdP3qEW8O559OzHq1fkZ0e5oiiPHHzYFifj7DSAyIfzvwTCtGo61KDspTxmUPAyDtXu8",
-	"JSsyC9qBCT6cmxFmtv09Gm9+806lgQ2g369entwxo/j3w0mt7RBO1dbHhRMF+9lMLgSRaF1qTW0lh+19",
-	"4XEb3cUSoM9TmVI9qzge4o2Oh2azV7ueBd50ght5/aQvPVA6gYFlDeN2wqt6iO+XYMxoxrJXuZ5B3NAn",
-	"8zi7ceiD/aJ6NOW9mwHIy3Ymr7nMRgfb0tHdEuUgSPg2XP2onoujwiI2G231tsemnDgPiP3d5d10q840",
-	"5Rn/+zy5rpU+rX6BJU/NRy40yuys+jfCsvILzWNe+8R2+Vyf2QUzh1a+cKbPPbR2heTNJZ2iWyQsbVz7",
-	"sL2YiSVWyKgst7BvVWbHpLvKD+hD9cBB5iJiGQEc4Eoj8yB7ePZWFtivzDbGD3wwxdg9HM/FQ4XE0B4T",
-	"GrrixGS8JLR46ZotCRfkb51XKe/8N7NBeIrO2VCYZzRRkmTMwAWNtaeZXMQXLAJ/EdV8nDDA9RwMhL3I",
-	"PFYs6t0M0FNQX7PvMNhcoribyIgmCFvX0IPFRApCiWugdoKV0Blk649ZJOeAddWyrmiJhKqeZDRhLD4e",
-	"5v3+YWQWAv9io9rKsCVIAyhrVW+wxVDlIKCeze2n2/8fAAD//w==",
+	"7L2Lchs3sjD8Kqg5p8rS/sObJPs4Um3V7/iSaE9iay1l9+wx/YvgDEhiNQRmBxhRjEvP87/H92RfoRuY",
+	"C4khh5IsJxtVpWKRnMGl0d3oe38JIjlPpWBCq+D4S5DSjM6ZZhl8ehXHGVPwZ8xUlPFUcymC4+CVIKdn",
+	"10dEZubfF4Tig2TPfNuZ0zRlMf7CFckFfrHfDcKA3dB5mrDgOBh897L7fNAd9Pvd/wrCgJtxU6pnQRgI",
+	"OjdP2FGDMMjYv3KesTg41lnOwkBFMzanZl1zevMTE1M9C45fHIWBXqbmTaUzLqbB7W0YfM9xZ57xx+an",
+	"LYPzeT4PjgcHL8NgzgV+6hfzcKHZlGUw0TvG4vcwsHcy+GfTZCnVmmXmxf/vE+382u9899n+e9ntfP7S",
+	"D18c3v5n4Nvi6eS9FOxnqqPZ+lFdzBh5e0GnRE4IJRkTMcuInjESJZwJTWZUdR34Z4zGLCvXfDrpmJE7",
+	"OHQD2A/6fd+iPoz/ySLtALKCPiTLE6aYDknClTZoNJa5iFhGzMxdPzpsheAKLsy5cB8HYQ28rzr/6yBc",
+	"/HnZ+fwnP3j/+jqhSvEJjyiu3wdiNpmwSPNrA9fq0wbsBtrXnC2Kff0rZ9my3Fj9jRqc/zNjk+A4+I9e",
+	"SaY9/FX1VpaFS80zJTP/EkeC3ejLCJ4YuXWlGbvmMlckpVNG9sxXCVXafD/hN4RrOCFLvN7F44w70eRf",
+	"f+JzrgtCWRkxgR+rA8ZsQvNEB8cDg2slVfbhoyPLgZcs/3rOmDjnIvLg4QeRLOFkFG5aMSYIBXykEw10",
+	"whXRvIKSK2s1b1wqGL264InM5lQHx0FMNeuYAfyYdS7zLPISiIJfqthD9oCCE4NjVCmWIXoJd4zmuMzC",
+	"3d+RFJpywcWUcL0fEtaddsmIiylT+jiSi4yz0QmhRGeUJ+ap0Z9GZG4onalylL3RhLH4+E+jRgTAle7I",
+	"Hf56Qae+bWtkVLpGUbh7PBGVp6m5FLgUjSvSdNq0nEHDcv5OER/r6/lRLkgixZRoSRaUazIBAEczKqYs",
+	"JJT8IEmcZ0joKo9mhCoyDA77ahiEBpHmUmnyfF6/+A77qmHhZo6mlR8e+BfO9YyLBtTGM2SKcKF4zBCd",
+	"X5+++dh4E/d7B0dNi8OZdiL0Czq9z5W4enB1jr463a0ZSqVSKAY3/vc0/sj+lTMFJ2vIgQn4k6ZpYrlm",
+	"L83kOGHz/+efCjl7O9Z7hm/hpOucNsNpjfAzp4lhBiw+ISOWZTJTI7jjFGE0mpEJZ0lMqIgB5TNGlRTd",
+	"4DYMXksxSXj0qEs/1YTdcKUVoUnGaLyElbyT2ZjHMROPDcUoYzETmtPkmSKZTBiJJVNESE1oksgFoDMs",
+	"8VSYq50mbw2AH3OZrwhcTI4LK5Zds+yZIobaTgjXiiRyakQs+DlmmvIEl/xe6ncyF/Fjrva9NBQ8NWh5",
+	"JeRCEDqWuSZcw4oupPyJZlP22Mc8lvHSLEleW8EU7n9Y0i+C5nomM/4re2RAkWua8LiCgm4915QndJw8",
+	"OpQQtUhEBeC/UAsjLMsFimwx1XRMFUN1KzOsxSwytPK+IjRjRGmeJCSRNOZiun9CdLYkdEq5MLcBiv7A",
+	"Nz8ynS07r8x1u36vnLNIilgVN+KYTWTGzFgGs4rhyj2viWS3AEhzj8tMs/hnFnN6AQ89LkRlyuzNXbAV",
+	"Ta+YZcTAwJ8p8hpX1DEr7MKdZocH/fj8PWhumRlLc7x2BNMLmV1V9u5uqDAQ+XyMUC0kRC70i6NgXXQN",
+	"A5lNqeC/FkrH2miqkB7Xb177jQQtzDz8KnLjMGGk5U/BOJHRVRAGwEyDMEikEZv0LJNaJyz4HK7P+MrJ",
+	"nevbZjcpz5i6pLqtABwGE54pfWlk6PbvXHFkmm4XKOytqVBCapBJrbjo3Y2R+XecvRHkYXBNk7zhMEoJ",
+	"5xOu3z0dltJzBRbVlX32HWUec/1W6Gy5fgw0akQXGmm8Hdd/cbRO45ib92lyVhkVxTKRJ5bz4ee1Ze1y",
+	"8sg27j0lj9vSEr6y9XS4ORtqhHCEVugAWgzReCBnFO/O+nlwzeb1PzaxrMrJljRMs4zC54r+3mInMJ9v",
+	"td+jqWV9rZHMhTP91fnlGY2umAY5dbzUjMCTiqQsA0sOmWRyTgrbwYzRTI8Z1WTP/HrJY9I3NxPKQCgx",
+	"IVhRhWsDmY95wl7j+nygiTJGNYt34j5RJhexYtFWO4t57pxF50xrLqbKvDuTSgur2awN3BorgcyZE1of",
+	"gj81rska3NqjosWSj/ieD+a5shhfx5VfzNdkznTGI0UoceArTHxprmYsJntnH84vSM+dQu960IMRO/bV",
+	"/ZCofD5ncWscgZk3IMk1y1QTc1zwmF1mRq/3oP9H8z2JWcTN+8pZKADZi+2leZIQPaOaKE2XLCY4GqGJ",
+	"nsl8OhsKDdIuAoGqKxaDPeE0rYy8Z9ZhxGCKGgW7SalQYF5A7Ns/GQpajALTXTGWKiKNwk9x0meKwHVS",
+	"2OULCYeJicwiEHLm3aFha1vR1MchnebukKpGgBt4zmt8ysMm25LMFVv6rZtXbAng/J/Oq5R3/pstT4ia",
+	"GSUHACMkWF/vSS9rT9UxrB2kzA42gOhUpLluvhgnNFEsXBU57S6+hgG8ARQbp1obYk5vTvHNqgHOD7ZV",
+	"iG2AlWNO61KQUR5YW5yK8iyzWkcrpj29VKgFNatHYBIGCkZCrPhdHO3OqLVl4FpPSJ8sZkwQu5oKulqt",
+	"oTyK7be/ezAsQFFucwNAf0nN7bIj9t3nHn1k3NqIVK+ppomcvmM+BkXjGL9eMwAxFuOFwBVY9qwNrXJ+",
+	"YykTRgWg2poraW0/tQk8vzsU3Qxss4t3+OQmNmcej/PE/6NGG/3a93mWbMdAS8bm2WLNYZO2Viyjvv0N",
+	"p/QTVx66N4fRXsSpHvg2Zo4jexe0dqRONZ3ThEdc5goUUZUWH8ZM8KnZdy7AEOfVTl9LgSS4lRzrKPmz",
+	"deEAM6FiaZATtE3lvDsnRLCpuYfJ2NyMwGrqcGypZIMaAD6CSArNDXQNx1GgLmXwCo+NEpWY0yqUXd9u",
+	"hdQ1T5/d2joF4Vbq/GILg+DCMYgth1zVzRsOe5WH7XY2P8pFTeJFs55C5mEvhmfKyDJdMgLZLx4RnWdC",
+	"EZBBh6IUFYUkFWFxdH10OeZajXqj6xf4F+FCSyIFq4qYRmcbCisXHpORimTK1AixZUVAVSBQ2Uf+zNMR",
+	"WXAjy+qhGIGcOQrJiCYLulSjkJhH5WQy6pK/w7Ks+GuEYbIqQBtFkmZsKFDljAkXZFQRwUdd8hObaCJz",
+	"DXELguRwM4XWzI7Ah7FRil2zRdE6AsvJBNiM2QmYvMyivYho4egXMs0SlcbYF+sgxbmMPuNU24MjUGsL",
+	"N/XhQdVJ/cInU9gj2zbpi+ZJBwf9+qz1kJXB4GCrZG+hVoKgXJePFN7epAnlwrCpdUaMnCauXBMVEkY3",
+	"l//KYTctpBt4KiwmKUbcsMwGc1mL+3hORU6TyxZP4uFsMNXupE2UxkuEY/v3NJ3eR2+x29gAzHc0suFi",
+	"W4BZR+a381QvkdMIKZhXIauPcTnJ5NxPFZYSMJKpFnETyTlTYJI6IazFlEzojPvU/nMtMxaXXvRKRIWZ",
+	"tgxPayVt1BDR6BEMQk5SFpmlo57QDY5FniSNls/iiKdMwtWTJB8mwfGnVjP/wGRw+3l17ALD/bTaCnG3",
+	"rbYBkVus+YK2mmAN4x9q6FUWaVHFzljbmU8+8iBzAe4Sthso7Qc85xVdRIm2mm0hlvmOzYlvvt+M+LYT",
+	"j9uZiXy0aseqDVrEOx8l3EEt0ISLmN2s03m/M6bKELpUIMgZaQS8gKgtdr2g3XjDtbvGcDnh+nWGQNgA",
+	"Oxs9VQddeTTr3BICkQpeo6qMjUQ0Q+8t117+6FcDV69k0BC2nbqgfudh6bVaX7qTGmvMvHI81pBSehZE",
+	"bD6CX8K8C2ISxMihEyOlSjGFwchWOjQq2e7OUMP/vTQCY/msBX+fMT0zsnUhZaM91t0o1koE76vqHeM3",
+	"JtjdNSM0IJizVsPTZiYDmRPSGZSQLEAHtiLlR/iJu/RbECQKCOaeymkW+0GxhKkFu2ZZB3ZM4GFrzq5s",
+	"3mkB+JBi2iiweZLg+rkurNtm3Q0soOJUkdOpb0GnIuYRA9s+EKKBVCIRWqoIc6jgY80tsQ6ubbwos+yv",
+	"voqBO7nYe2yEKsOcbFTHCemDhlY5Qv/RwR52ZarAn3e9IIEmHK64iUtMrbhT7TlYQJSYUpKPj4v4jXMt",
+	"ZHMmzB4a2HVFAmxxqd7FANfG05flOzj60DeYR5HNz2j31pzeXMaZTC/VjKL7vXxP5uOE+YzO5iVk7JcJ",
+	"E5fXR36EX33sRQNdNJkiJdCAagPXD/ZRQD6DGq1N/Xeyd2qdbLKDrl9Zv3z8CUwlYH4z981CZjHJWEzN",
+	"UrveWPDttlMHoEYrqllnzZbqkN53hr4DW0OQsCLxFpCuYXMTkb4riMRdspG6NpxAzThLzCA8VbkRhyGo",
+	"qzQRpnQ+o7nfNmMGvot/LGo00cKW72OlrfCV7bbLu3COdZKt4xvEbBrhzvxsLg17YmD4y9gkY2pG5nRJ",
+	"MjaX18yZ8Aj6gff6ZJj3+4eRfR8//JkMTsjAGh7N7YI3s5xM9k8KYaHffY5h5FGSK37Nfna2Jrwm1hlL",
+	"aZry5lJtYTgr4sO6IY5GEUu1Efb65M+k9zI0Is6fDQluMMd1BmFbVta0gBcNCzg8aFpB3TTnX8LduGGV",
+	"vdXXW81UGDO9YEw47GAKchXQHjGYlyc8mG3SB1bYHp1iRLtBvyWZgpSGArsRUZzxpRrRb6DQxGubF78H",
+	"eSxHL2f7xwWqY+whWtEhX8Nl75QUAJESELCB+UwQAVFboRFEvfv1svmZ1mlIzP8VkRmZ8ATY/soeD/pH",
+	"L7elLdRZf43nNzHXh3B+3dPrVUW83XwgZzRTLCMWwU8Qa6zmQazDAvcPoRvrzqlIJvncoyxG6vqY/Moy",
+	"aWVofM7J0RVNalMiZ2iHvxTezEWYww48XhKMmka37x6f4x6o/Xrfb+CUc5fUtjYwZoMoltKMapmtINN2",
+	"V7jN3/QPrq54WotIiGQW+xXLOReXYBxaHwpu7WNibqTKTUMmbMEyIK2tEL5twKaPudjgdm8h28U5Roy3",
+	"FuR3E/ubpfcJF1zNdow+hPu3QR9pH0DIRev17ygpo7jQWq7WNNs1/lJpqnNV89JdYeT25VzGfIJRKxPK",
+	"E+vjmeSqphZuiuGtLKh+QMW8xRE4MFaFXcS7Ego18beCaA4tPjcjtZ9ZZ7nYjVcb8rjdGt4iGri1YSxF",
+	"dlQ7djpYY6NUENgt4YKkhovHRLObBpsD8DJfwMxfzj+8J2fSPJqhi7qScYHZQHujHlgOev0emEJ7gx76",
+	"5EfhUIx69ph6Bz2UvEYnZDQqLCGLmUwwq2gfnNJgZTIMGtJnU6pn4VBAbqP51XLwou4B2RtB/tEoJKNq",
+	"7sdoHx3N64o4FxvsOObXDaDDAGnFNLE2YEiHVyxhkZbmArHuIB95NvhQV29wq21t8JB6fQwR18sGp8Fd",
+	"XQqbEmN2SmX5wWgj60se5zzRvlzY96BZgAnRPNLhomZ2tOjU3XZHtCJVWFtDBH+jM8mt/HPTZgvv9Q5K",
+	"b+kO2JymW8Wl7YnbLX08sOq7qOr3g3ctFnBrNKCbq3EDH8s7sAm2G4DpDaRtdZ/64VyYSjfQ8o8u9WJH",
+	"sFcCZv1vtZPA6lHzlrUB87Vs3obgu6DXCs2Ve6imoTxEbkg1V6OK4M+fN9lVC1GvKn33PQRRyynYXmag",
+	"eqjFqsoxasG6DghbrW0/SsGWqfTIGDpKazAsTjDnQg9eeI+wBrwwuOlMZcem61+8PgN1OH7QUX95c7bu",
+	"TIzSACfatOEf+a5YztOt7LC+uFPYcSoz3XanaSa1jGRSi570bKc+XVPMvf+uZEzsIGivSsdpGVwf2L1V",
+	"ll0O7we9vKrujAOHB0l6Ye5kn4X0xwr51Y/jIfObNgkQHtN6kXa5OdPyFKqlNAjOhYTbKBO2UrPayXEw",
+	"5EbWj2v9yBTYoNc97Gic3EXZbYhHRPuBuWCJU4pAzlWtE7WqYPUw7J001VUHpNtnTWOz2/GB7S9y/NqZ",
+	"OjzpkG3TkmzAtFfJbZ8VjE9b7t+03HeUJ3nmoSeabQpIfoCsXao1m6fa79hrto+0T+66JxRB818BpVuz",
+	"WyDsuAGy5/l8Tr1hopDv2logKXDKg9wTPL2dBnMnvk2jsMusTOLb6Hs6bzIhN7NXq5L6/aAQm72b8ce9",
+	"M16259luDRs3dRelo7q7qoT44mBwdLSb/X7jIj+MFcuu6R2SOj4IcG+IKaGuNJiiS2UruFBRxspkxOrZ",
+	"HsP5mht0l/JyoRWf1ipBVqZ+ffrmI9kzoi0Zc41lR35lmdxW/HGbhgrVHFrJ4xXhqL7QN9apJeTipCzN",
+	"ReZc5BoqZKFtPNd5Bp6qXetB1Gf7nmEUsi23hm5VfBj+ZqWXzUyr5RUTRe3DbZma3cvj3v8LJSG/++72",
+	"PxtcdI0pddsraVX16Od9T7Stz0f3E58U5eqK8nRqtUja3jA4OJoNg30sVScKy4zNqCyPZtAnS0Yz1SVv",
+	"qoCi02eqAN3FxU8hYYlihX9RCmYDojeXTgu/rLqdP3sEZS8NX7Ms4/GuSZI0ji8f7lQ8mY7hvcn7LhVc",
+	"diBMGyn9daHgMxeeyYRHyx0ZrhF0wVJt4GBrp6LSdEK4JpnMRdzRGU8VYTc00skSI34ASdkNxFfM11lw",
+	"ESOyxkfHigmNIY25sKHANmRVQQxRNWC1Hq3q07pmFavAxiJJAJzChgBvoo636S3QAyvq2FdMPG8tJ+FO",
+	"XNRi3RLYIkUhkliCavsU5/Bog5AC0HNL/9yIjVWjzQ5cZNWiU4SUvHj+/PD55lqo22Gwatl5yNGbCdPl",
+	"AezCTKM2HM5WvLoNg4Zk/b9ILjAJlor2VUbKvNzNuaVhkFmlZZ2ziIk2oFJY6w7Zi4s1Bz5jy7UOg0G/",
+	"h1fjMDghFJmE1DOWLbhi2yMJi3Db5pSCKlLvdgxxKjO9C4FmGhJBW6Vq8AmUyWy8KXzG222DVo1zvtQ0",
+	"KO8qliupARvMdw1o7fbp8X7GTGmOaRDEgI/sOSkIRSJBuLABdZhBa0Qmw8I6B/1+fxjsr0k57Um0XmPc",
+	"MOEvg/D5baf808OGP5sdgQNiR5URw/baZy1ilN0dcxadJf0Iklb9eG7LAfpUmI/vXpPvjp7/F7GVBk8I",
+	"u2bZ0vpsXXWHV2enUKgSRc3Vi11TnvjyHKgmC7jaMwkGXy6MDseEZiJiqx7eSmBpYYFrFyJQevh9maRF",
+	"qMU6L/rx4uKM4AN+F6jmOmngY/jaahTA6pmtvglK6/E4oeJqKwPDyYsd+A7245tXZx5j2DhX7JLN7ans",
+	"5KmeMBC/dpKEZ1TEDXHljSSyySPelICXsSlX/oX7mNFHjH98VTH/riCuC2bxlum30ZOOAqDYyYIWBYLJ",
+	"v3KWs9hwriwXgovpCRGSCLYg/5Rjf3AZRN34457+KceX/E5mX/tmJTbHxff4UQYSaLzlXPIkcXlYMgtR",
+	"qI9ZoimBOwUTjme2tgFU+RlTxS6tD2+dMVR/bbOzikeoo6542sFASZp0UoyZKdJ2G3WJt5vy5AQje34F",
+	"Y3NKXGvXFQDLc77tNzZlgmU7WxQhRv2yErbWPn7A+fkbPJUtljyjaoaVJ5yFS83owfMXx92ulzG2Vc98",
+	"illr59tG52J77zoQg9OrfGlsjY7KNjqV1aZqnvRdqb90Z5audDiRFVwq1DNcWUlClQPZpLtZUNgi8xv6",
+	"mjhJHepiuqJTWJwZeUd8YvMxYgyaLR8SEkLYGbZEidcZig/DNwtL7dF45yqRlpHe3qfuVgXBtjDkCU8S",
+	"Ra6PetcvTgi1bBm/pHF8+adezJLLPxEulGbUAzp67xrITSRlpt9J4G1/JjD0i68ytAHXV1o1DP11Vs3j",
+	"5njLDSn8LS9eF/nxZrMGX2rrVDOXR7JJMW8sCrCjptQeTl8F/N56yc7IkKHcBRv1U7oLpdnBylC9Klvx",
+	"pGp80M4xgcVszetvlqWrQRYrhb+4VrbsQneHIAbvIiQySsfCMte0a5FxDX/QeM792YrVSLn1+NnlaupE",
+	"7khlc8aMFSLv8qqtD+0pYeAKRlsKrnh9EN12J2mzeUvWu5fRdAstdxtagHnPqKkw6V3qVDeqj2nh2Nhu",
+	"tEbV0dyiVWWkDvO/2eDMoryxZkXp0sL4WKmEYEsWhW1COxzzq8/4mgopeESTus/k60cY1MTNFddtPk+N",
+	"SiusDQgFNgcUJ+BxrVgy6d6hgLI1VdmAf3uGVcm1slkfbhWW2q3G2HtGZr45gxGbjLGt7hN3m56+ew8D",
+	"tDDCFi3IdjHE+uWytTjqIsjRQquyNS+oGc2imbk9fA222EodHTAVGD5f71x2TDSdKrLWvixc6XK2UsUM",
+	"y9gUJQ+xVBTkdwNWrrSBs+KOmS9EuuyVHe2KzjqVAmaqXtssLHpQKT6dYXXFskMgdgJ0CP+wQSV36QFy",
+	"l8BRqdnORfscKNomwd2lyN/DFOvzVYOwFcrsoho7jFT32UwED9HdokJOX6+7BRbtO2uohfVqtfZVvaSf",
+	"ptmU6bAkZbkQK6SmPGpl8Vv7Rh9FIx1fiODjkMSDYX4TSrZAuLAKPN9xeiudRTJpCEW8i3xl5crLpjIv",
+	"2wpyN8tnlrm2qCxZlmAjeyv4tt9SwtpdRvILJtWVhhbUlb00HNI7Gulv1xTqITMJNpXRqzMPqClhjo4z",
+	"1VQ87655CduIqOEY7lQdx1FTxTv8H5/6ne9oZ/Kq8+7zlxf+IMMVullltP7eqBD9R2RGhsHgxcvZMFgp",
+	"cuCL1VulwHrAWL+VU/5CXjHxMPrYXZB6t5ZAuXooFTGzxoKNNlzzzMbmJRJcsFtavACEKw1e2tWmxXOB",
+	"2IR6pJM7L18rxChjukV7l1VXMgy5vvTPbvF3yle9S9DketScJ/BxexRwY9zcXQ+9et6+I641WGqMBPFU",
+	"H4WOTjamKc5kmnqroIWBzPiUNyTPsjmLeXOBv1z4OjjDjLbwp8ygeZl34qJ5n8fSKzVNSsUrzdWMKEkm",
+	"NKuHiTfUz2so7Sag07Pdb313bjW+E/gbZwtvlZTM1gFcbUeDPat7PFUkkfIqT5V3/7ak8EaR9fz9Q0QZ",
+	"r9RE3iCErjzZFGp/UajHZDGTqqoVu/Kv60XCuw8ledhC3BtdzExW05DVDoZsmznp0RHuIvGU0SYNWGKf",
+	"2IwqWzTpNuIuCk6oehGuw5XyxIVdsZ1WWVX4fB7qmKZbueGbV2ePpvGXNcMvd6pb7qTs23vWP28cZzWb",
+	"rMmisLL+qo2hwIG6kmeoxDWGgfOoksM6n4M8nijPuF6em0Vb/wSjGcte5XpW9ACG+BL4ujyemdYpVGHG",
+	"Esv/7WsY96oowHzFlhjQzyhYHUGcqPZBKdoEY9eSaveWruuUP3MuGGvuLHrQlauiKTefoRcxFxO5vqZ5",
+	"LrgQxNwE5uZQ9r45PSsSrMAkiCTqjBO2jxia+TIyNv9qmcRDAUF2IUkYzYQiC0Nx3Ggrruu32a/5WStC",
+	"ScoyBZ0TsoxFGkgS7IG2ACTVQyiBmbB4yrBmTxGvALRsgaWK/oJcFDHO3aEYiguIHuMJc24drNJjeEBG",
+	"I4iA7tGU964Hx3bfBdxD2Cv0f6ciHgr8GTtgd4nh/q4pT8cgO9V8nDCI1cwhaKDWb4er4ulnaiiK+c1u",
+	"OfZjw1MZs5jMWMZg9UZYUsdYqa5sG+00v9FNB8+uYxY5OiajNB8nPBqRPSErLcT3w6EYobduFJIRuuug",
+	"hU4852JE9hCTMRnMFcaDfUNIcMwQclIwNRTWDcM1hA2P7AGMyB6torY5h0pDxNoEWANniN3CzciKrSJ7",
+	"ZSSFFGIgBGmILFFsv0teVfY3FIALXJE5V8o8BIUfte2ljiemyFF/EBKKGxsz7ONfmfmZeeLwZCjGUs+g",
+	"l0fV5VTUaVKFwRoqRtGMwaXFYkI1nBnEwqrjWiAvN2+Vwb6jph7jIxh0KPZGNmh4tN8lHwTg67XZrHMO",
+	"LQyKHJOjPhbipkUZqwISNDHXCIuHAoo/ISj21FJoegNbUGxOhYZWqQm/YvshORoc2tFga/W++Obn50OB",
+	"v9t26cTwmDoU6z3NQ3LUP7LR7cRWsyWZzDUjMhsKZLtdMsKY40+fu1DaYATwaqjX5QDUVKhrv6H0Flmp",
+	"vDUU66W39k/wvNTGalkhqRXLUvtDQRMl0ZZGRgkXbAQQHmEFsxEW8Ep4xGzwluXWr1LD+jsH3X4l2tmy",
+	"44pj7jgYdPv4jEyZoCkPjoPDbr97iCmbM7ikejSPURGZov+3OJLTGLIklYYmz/COw2XQkuEmAeiUF4lr",
+	"Ql02vN9aoWnNTwWHCyiC5dCWKesZHATVaIQXdq+aj9s7PDBcCbjEaL+45FaWZu/qhrUdNqzNNxJE0dYG",
+	"ame89Es5JVR7f32N3oQ2j/5kMA/a42Q2vA+O86Dft11JtC15VuUZ/7SlO8qVb23uDX4UkALW3YkpRT8z",
+	"oFBZluw2DI5wGb7Ri+X2vqfxR2Q/+Mpg+yu/CJrrmcz4rxj9+rzNPKeGEwiaFNkGz/uHraa6phzTc0DA",
+	"c7UWQIHDLSdyGhLBFoaDghLghM7jTwHS1ecwqN22wbGLfzFj9uyF1ZtVy2ClUnko8UwqbbuelkWzUABm",
+	"5pd42eLgi3DfWgUtIyUFx0cHtVpWn4oAm8HLfiVm5rASBDOohKbgKAYhy/pVwYKNB/WKUMeBn0W1Q8ly",
+	"57d16d/Fg9Zp4ahJtXtUJD0atEC3CymhMjq+8LzNLEavkZlm8c8s5vRiiWHJj0kSVudBZKmoL58+Gzwo",
+	"KQbj0DDVHtHOFVZTIfYJcXhXSEkQDeAqoDiasnP4qMr9VCOrrEibsJfbaiIVSnhQuTnCUvNW/oJY5iJ4",
+	"RkC1YOxbCdwf5FYM513MmMBW6dAbMyNK8yQhM5nEKP+OqSrqyNnsf1qNEt53ex6KMvK6nKiq26mZzJO4",
+	"EnJt1ZcTXLqTdbUcCkWXRn9aUKOM5CnRkozMBxQxnGx72D/qkuf9Q7KYGV2nsguucCNDkUgao6tPuUYu",
+	"NjiEEqhai3JKnVv9wByzshHXa+KDt8wqXtLmTsm2F+ND++xQfBkC7xkCCytCWzMXAFY0Bq3AXOGay+yH",
+	"yhiD2wYJYv3er6aRP39++OJOl/7f6de+yFfSADy3+UXRzMkZuzDqvyDHAjNtND8w0EMfg31vkdCNYDCT",
+	"C0DEf1vRoC0f/EmKaSeVSVLpnqVWIvWU5T2F3oJ87T5MsIi02ypZfGQuzuzOckUZ/vwJCxgGg+8Ouv3u",
+	"Qfd539XvOz44rMbV2UC5FVGiUhsnOOgfvOj0B53+4KLfP4b//hcdYW0pAOZtJTQcPCDd1cKvPXTnfnuS",
+	"R76FPOJQlcy4dvYr65nhimg6NfyreGjP/mQHtjWSzN2AFZJC8vMv70/fv7/88cP7t/84+3BxeXHx0/7d",
+	"CVdtVMq/dw/d895oZYH/3i1vzQK/htFvC/EpYln396XYOZiGaH7WM7Ys5FVzEc7kgkxoRsZsxvFeBEPe",
+	"+hGrTXpf2MCGMRTh+4Lf35kD13WvMkXuE/LV9lzTrgXDDFrxzsGD8U47t4vPaJBZiubvIgb59IotH5eV",
+	"tkG4dzIb8ziGsJHgqP/d9jdeSzFJOLq8/n25dYUdT7nS1T6jJ+40QQ8p42YgbBys4kZ/aUl4mF5UY629",
+	"L4ZIblF6TRg6iOvk+Aa+r5LjNtMCvhH/5hHwaPsb76V+Z6TQb4gS0PzNgxBKy1SRhcyuMI9iBwxY00G3",
+	"qGZoin4PEQ2fw8AGW60Iz7l+AJZ9fyb9C0TTtuPS/Yfm0lvY878bRfwBWPJrTCKr6aWrXaCZqlIlXard",
+	"+TG7MRvuRQmPrmYyV6yr1XWjve6DYCSTC5KCla1FKhPZw/7Dox/eXkBM2Wg/JEqiuS7mkJdJs+Uz7MLH",
+	"lO7Y8SCnq7CSgTRYjNH7YuMbbkdDYR/pktfgs1NhcUXJLGbZsV1guBLOFRIVyYyRvaKZJxn0++FQlA09",
+	"yYt+WPg+D/ohwfaepL8fQoJWSKgS5n+XMpuGxJYHCkkWCxUORRkbFpIi9ip0eVldgnI6OD/NHZtmDIxl",
+	"e30is0rj8qGwS9g/IZrPGZbIHf3jH//4R+fnnztv3pDZ7Hg+P1ZqRH65eH1CNB0r8IlAhXWMgBjT6Eol",
+	"VM2wbi16XGEgpiKaGulakQs6PsdGciwmRlYG6+ncZ1x8C1jz2iDNjwZpgl0Z+18v6LSVl20tHHD7K+cY",
+	"9tfK8gemsXajMibOwf7YwlKo2Y3uaTruKAfQDsK8XvEFUXOo66g51ICaQ22QbKipEuZ/BsmG2iLZUBsk",
+	"G+oSx4a6wLGhtjg2FCtO2qEusH2oB/3+UCs164yzXDNgJ0P94ui5+fotLpH8KJXmYjrUb94O9VCXRiDi",
+	"jECVLw8qX9oqxpFcZJwBAnl8tWNuaN/jqF2/ys7/Zo4KMkL//d2bJV0Rnl7qjFdZpbOP7FVhUjVyIEff",
+	"5ve0fJ+nqhttYPgf370mR4OXffL6/G+2QbVrgJbJBWSaCui/OUKW8FEuRp7bYY9rNRT1qyEka1fD8VA0",
+	"cWvIiN2DVpidf0IVzv2Cl65+PxSYBltw5Bqf9vJlsmd2enh4+F1ouKgZo4hG7JJznTE6Z7FZbiSF0lRo",
+	"MmdzmS03cMfzvz2xRQ9btOi2ygXDlROHG9YecAjn6Y7TnKY9zMpZlldscXBr/C8s2F9YZ3xhjV+F4Zu3",
+	"IXDCcIURhj4zePnlQeXLw/tzvR99hObEL4Tavz8zXI0Epwp40Z6C1GAy4Ql6rdM0Wd6LDTq9y2vwRZL+",
+	"y/mH9080/eDG7U1Z3h6PDTqq4XfsAwCIADOFRFlW/YckDMMfKsB5eBoRcQsqef/miU4208lNpwRkLQLC",
+	"KgTB8TBYFd2DcLiSXwGPlQK9eQA0huD40zBYEeyDz+HQJV3gA3UJHX6vaBNmaN9dB7OUmkbtsYOVx8p7",
+	"ODg+vL3/dfjBiJklrxjVAlZSaCYu2B+cAyDtPRTlYzP/TU7Qd/DEV7RvmgmgjHiDgROWGJLx0vbC+V0d",
+	"IJqAsESys58VvcbdUeEhtDmpXkQ1TeR064m9ts99xXOzU2w6Orva/Pd2an9nSdJBqyCm7SASuuIOgowZ",
+	"gW7wZA8c1GrGUxJzZYaK9+92sm29ZeZ0n1xlj4wQCEtCAQ8w+WzGlZaQdBbbeNZK5S1N5jRmbRChcJt5",
+	"yfkHpv3n/bDsdxPrfWT8+T1ggxFT7svSd5WdzTFt9ZIWuHJHF+lqHn8pe0LRPWBvro9KId4lXLmUnzjH",
+	"Rn4zhERwbARONpPJZcKuWTIIwiDPEpuPq457vYwuulOuZ/k4VyyzC+1Gct6zL/agGLOZosNTxbTqzanS",
+	"LOvVB+4KphXT7ZMcDKR2iLn5+uT2kaUJjSy5PWSQT9OENurnt349/AHcwHAQ0C4DccBeM1jdlguoOnNS",
+	"YTOEK3LFUr3D9bIqZvRsEw+s8HR3PuQNsrPtRSwz2pySYLQW8IBjpTJzkwrsUsE1WUAmRpzJlMwx2ZcK",
+	"Mqc3l+arSzWjWVGCtUiM86cVYNePKnMoGmXYCj6rjUc8+v5DBi3XG7D4YjwFtlGB/MyVzip7RUMT6D+y",
+	"/yTiPYSmhgCHfG1scCPkguxJwcDyAPc91YSCi37/XrSXi+0q90fzUKt8YMiP9uP2835YdgPDsmibmoF9",
+	"1QQZu6kmddHs90nU9ObB2svAoaVVPBqTYr+m6GlwGXrqNOLvD0xD+5yvqbLgBA06Cy5HZs+UuxSKBKuy",
+	"s/A454nucPC3qe7vLzUaynR0QDYmUwtud/74efP5N+gP5cndUYGwEAesclW8itykfu/gCAan8GIgc3MW",
+	"Ex6xXdKMYI3fRHTfiHYAdaw5+CRQf+tQdxSjdZ0bVGnG4WkLqqnc4uhQqSb5bfZbyrK1vwptJ09rvkcX",
+	"hpVe5yBmDMXoQ/nCaNXtsR/aFGObAfXzq/+5PH3/w9vzi8vv/3Hx9pzsDfp98vP3ZLwcCisB7IcQ5Ueo",
+	"gjxiM2WXvKXRjIxpDKOSPVwQlGZhCZtDgCLsIBwKZJgsxp5Vg32jeWCqY9X4Ydmq4bJI22Xh+KmU8VBI",
+	"YUMRbbMTclHmQEPxG6qZspWUSgjY6vI2bZrrocAdqBPMoQaqtNWCeKWa1YxFV8oXtHOKx3dn9vZpi4HE",
+	"JmKWTr2ydu9xgF64CsLV3XfBZ6iEkkIe5mG33x0MDh3DxOJ6gVqwVGN/2IOD6tCC6Ql2qirGjqgQmAUH",
+	"hXiDg6MZKGw7uu0r+OitDNfK48nTNW8nOg9h/fCbc1Fu9W9udo/eQp66na8OxtUZLcxWp0S44VxaJzjQ",
+	"0QweM8cAX9QOAmZdkb7XXJo1uqZFAaUVCq+VDt3kNH2IK69apaToUHRQtpj99CWAgk/BcdDjKdRIEgwr",
+	"k7j7u3amh/3+MHDl0qiolKizrnOzVTPHoPVNj/T6kSmjy3iuXWyjS10PJWA6C/edm/DpOv7W1zH4sGt3",
+	"IeGCjPPkqsKx7NXquX+LDlbFD8793xkDA3ctyHo8Va3SGtgNh1C/1QhWo+rbANiVTipQWM0FO+wfD4Un",
+	"DYIqG+fqCqaWOQy9L2Ou1e3I3p0KKvqXDWCG4kE7wAxFZeG1di3uVi5bDJSdLrj294iBPI45ROIauPhS",
+	"OIpidJlcqJ0SOt5VgxewGgPVAM4uOaNTKzVwUVS7hIQPsmc/YsykiygmCZQJCcnp2fUR7mUfRQVsIOKq",
+	"TML+7CslfK4hHySlUxYOhZLmiCDfpqh/acUQ2D/JcuEVMWzsypn6Y8VG/e7KrlX612ypu5bB9fMHSElA",
+	"kKz2gKqy6HRrJEON0DeZiE7PdiaQVzVp4ivhBZRSbxI1bDHeKwFsDgrmQrUtXNiT8XLdpF6/IY1GLAp4",
+	"3QOzeubGyXjMtkfLnJ59cM8+IMJ5om0+Vmo2PbliHiQx3RDXnIqcJsQd+M44ZKXH0ubp9bq7utp2tor8",
+	"JKok/kyR3uGBkQZ7g4OXKCu6urfPwPe4ZlF9MPy7awXK2BWUX7c4hFviPSpdTIw23V8rDlWaJkBaFGRM",
+	"lS0L7yRaN3l7+24Br0e27jaxfjS3L1bE/Se18purlUw/KIcwt8w/5VhtElv+Yn5v5ZSdUJ7kGfY8WPfL",
+	"HlT9sgc1t2z/kd2yf5HjcwvTBuS3IP/3l4C/p9HVNIPCgAYRyHhJrrhAu5LS1CjdhSfRul7LU3ZYBii0",
+	"RZhJuNKbIwB+giceIzPrPZ278Pu2hccEJMqaTfzOPKdmm5XVV48NP7c5t9aB2j9x62z4gwZq71yF69tG",
+	"dpd40QYttoZt+0//4fh2hW79bNss/ZkqWiE8qafeMO7dTv2uETQti1wVOHNHYd+ddXBstkJ4qvK5sxi7",
+	"Ugnkl/P2UdIFkn2TeIutKG5tVZWb6Eke/02FMd+Jp67etL1qD7lN7PastFm2kdDR0+qVzwN9oyHjwUjk",
+	"n+wnQN4wiNR1pTtZ4Zb9mjI6bsxSQri5xsaEznmyrNXF6PcOjkKeXh8NxUG/PziOxy+Pj3tHL813L3ZO",
+	"2rXzpwnlK77+lSlXRm6V/Pv69M1HcL8JRvb0jd4PwVMOwTPr9Wn2anveD4mBHU9YXLqk6lp7UQd8xcrd",
+	"DULbrw3O7q1tML4a3TOjalZ3qTEVkn/lUrP4BGNPqJgyhQHskBkYy+5mKDzdyt6MWeexrLCQijCDjkem",
+	"Hu3ONjyp0a+7iS+9t/0172z82+4v+57r36BXxELrSexs6RURBaLs4BVpRMkdPCQWQ+9vpr47pj65U76x",
+	"O6U18q25U9Z0mG+DTg/gHcmYIUcWB0+uiifV6FFdFTtTn2H9tt1kd0nnySYB5EPKxKuz091MUW7Q+1X0",
+	"nDFiZyexjHIILa90v1pQRaZMMKxGO8nkvLvaYeRzPe+Fq6I5cAVYc6apD1pYuQOhVdb+3mB0/+geegy7",
+	"u52svdXdbuH3aHLPSsAW3NZ9tUXCcc+1tro7uD5VSPlGdvSsOIA2Z73Vjt54ng/Yus2RYkPPNtsljwts",
+	"OExFjOH7hic+6Tdes/pGmO3IBh7G2O5rnBAvXUxwtYc02RuVFi7sWc21Kpc/FHujVWQbhWR0JhMeLUc2",
+	"5lgvJAFfckdnPCXshkY6WWLqE/Rb5LajJSxjnitN2L+MdIAdzfXsmeqSc2wJXja+hpHNGrFlI7h5BBsK",
+	"A1/saO2LSj7La2R0R2G5tI5CDl0QVtrQfYH2cnBh53Fq431mUl5BHIM5gsLuqjPKJvzKdU2CE6WRPRc3",
+	"MjQOh5+uuDBbWIlUCgNXbP1TJWbp8y1kURWj0QTTotZHQ19IbZhfzoMweP1qbZDGJWk6rQ0A7hbM41qb",
+	"RhggYd2c2oxmMkjLkinC2LYR/PSyHx4dHX4OA84nBnAKgbvSz++2taqCyLnRfFvQAB7QUBBiTpDA+ZlP",
+	"sEqio5TAMgmu0fyCSZUrqQplYtZWQ/DjqU5beL21C1dlrYesxbNl9ghL8qyIek+K22/Kp3Un+cYjyvZi",
+	"JpabNDeLLG/MY1/Ro/Ub8GW18SXVPFf3di0hqP6MHiaZ4eXuvjUb2g9JzDJ+7XKfK0LCM0WiPMuMNovd",
+	"ZVt5jy4qvZVdM1p4297iCtMWq5M619KTB+keHqSqdAfXlArJnItcWS9Fcx2Nry6b+pgCuymIoan+tvm9",
+	"FOdW5i8pqMx//q+GoliQ1lu/epsabx89LpOAXQqb4LbJIEKYEafQgCSzaqw+JkhOaKSV6yXKdaUwgTns",
+	"J+VtvfLtjEczBG3MIh5D9ZwSpphivfzWVIKcszHZ95xlBePGHi4hmf7K046ZzmyExYWLnlh96JkiWI6t",
+	"81ZEMuZiOhSgP2C27o8XF2fE4jbB30Py8d1r8t1g0Cf/5/9/2T06JpRECWfCjKUzKpQRY4ZCsKnUHEpc",
+	"QAtVMUngg0FHTDQts+ZfnZ2SAhD74VBAwMPIXCkj8ufKrfFMQTRCl/yd65nMNRlB5/xR6BJe4X6a5Eky",
+	"FPae2TvsH+G2Tyed91Kwzs+QvgvqBeH6hDzvH1bgYpnmjMLqhmLMmLCzly3nB32izAU6WlCuR/u4nnIx",
+	"LhmYKqKkFIQqVHrdTcjBZXzNCNcGfDFLNMUl2CGgN6nmSWK0XzxL7HcGrUrN+uyhKNcMPyQsUVBDMU8S",
+	"u94TUuxd2Nb5gi1YNhQ0M/etctvBbfh06FIgw07/2yobVu97OBLADAPNphqFsGF/MA4X+sVRsCVLoE12",
+	"L+W6jWftdGLwA9Dj60YWWFh6e4BUzg8T8AE7WgtbNTohe5XRFPS53d8uVh36jMbvqwjk8MagDQiSPtKq",
+	"UuSOEmP9NbeZBiI2N9yTrLh7MbWIRjPoh4ioNimVvBNb8oCkMkkw+AyoFO9ByvVjX4Q42QYf1oV54DH8",
+	"V1iuoKXvStOp0aeihJqrQ2ZQXuL36MnSCF535vDvFg+Weaa19+qCTp88V9/Kc6XptFZzmewVicC29UOu",
+	"0OgO1nelaa3hShMylDEzTZYe76k/3CULpOq3OGo6fVKCvB4stO63JfRdGfsFnW7NBnFYcdda/jKBTJD/",
+	"iPqH3x2Mg9AZAy+xJNzgxctZsNaPUCptcX3GMVrj/PxHUjh6WvsbLuj0m+SMbMB1a9t/fJR/MqxvMKzb",
+	"uu+0JcFVQ6C0vGJbKmlf4COPIhCZqdqIRLimEMRJGy3NjUQUZUzfoxbx7nj27cSoV2enRLujKY4cv9gU",
+	"JOLvN4DIhPC/B8O0ajjWouykPGVQ8jAM1u7xlqzILGgHJvhwbkaY2fb3aLz5zTOVBjaAfr95eXLHjOI/",
+	"Die1tkM4VVsfF04U7GczuRBEonWpNbWVHLb3hcdtdBdLgD5PZUr1rOJ4iDc6HprNXu16FnjTCa7l1ZO+",
+	"9EDpBAaWNYzbCa/qIb5fgjGjGcte5XoGcUOfzc/ZtUMf7BfVoynvXQ9AXrYzec1lNjrYlo7uligHQcK3",
+	"4epL9VwcFRax2Wirtz025cR5QOz3Lu+mW3WmKc/43+fJVa30afUNLHlqXnKhUWZn1c8Iy8o3NI957RXb",
+	"5XN9ZhfMHFr5wpk+99DaFZK3F3SKbpGwtHHtw/ZiJpZYIaOy3MK+VZkdk+4qX6AP1QMHmYuIZQRwgCuN",
+	"zIPs4dlbWWC/MtsYX/DBFGP3cDwXDxUSQ3tMaOiKE5PxktDioSu2JFyQ/+m8Snnnv5kNwlN0zobC/EYT",
+	"JUnGDFzQWPs6k4v4nEXgL6KajxMGuJ6DgbAXmZ8Vi3rXA/QU1NfsOww2lyjuJjKiCcLWNfRgMZGCUOIa",
+	"qJ1gJXQG2fpjFsk5YF21rCtaIqGqJxlNGIuPh3m/fxiZhcBfbFRbGbYEaQBlreoNthiqHATUs7n9fPt/",
+	"AwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,
