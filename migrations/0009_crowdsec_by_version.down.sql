@@ -1,3 +1,5 @@
+DROP TABLE crowdsec_steps;
+
 ALTER TABLE bouncers
   DROP COLUMN cs_expand,
   DROP COLUMN cs_expand_v4,

@@ -12,3 +12,17 @@ ALTER TABLE bouncers
   ADD COLUMN cs_wide       bigint  NOT NULL DEFAULT 0,
   ADD COLUMN cs_epoch      bigint  NOT NULL DEFAULT 0,
   ADD COLUMN usage_metrics jsonb   NOT NULL DEFAULT '[]';
+
+-- The change of one ruleset's CrowdSec decision set from render version base
+-- to version (binary-encoded decisions), written by the process that computed
+-- it: another process, or this one after a restart, answers a bouncer whose
+-- cursor it does not hold in memory by composing them.
+CREATE TABLE crowdsec_steps (
+  ruleset    text        NOT NULL,
+  base       bigint      NOT NULL,
+  version    bigint      NOT NULL,
+  added      bytea       NOT NULL,
+  deleted    bytea       NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (ruleset, base, version)
+);

@@ -376,7 +376,11 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 		if startup {
 			base = 0
 		}
-		cur, add, del, ok := s.opts.Render.DecisionsSince(name, base)
+		cur, add, del, ok, err := s.opts.Render.DecisionsSince(r.Context(), name, base)
+		if err != nil {
+			// The stored steps could not be read: answer as for an unknown base.
+			s.log.WarnContext(r.Context(), "Could not read the CrowdSec decision steps.", "ruleset", name, "error", err)
+		}
 		if bound && cur == nil {
 			// Without a render the decisions of an existing ruleset are
 			// unknown, not empty: answering would delete them.
@@ -388,6 +392,13 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 				s.csFault(w, r, err)
 				return
 			}
+		}
+		if cur != nil && !startup && base > cur.Version {
+			// Another process served the bouncer a newer render than this
+			// one has: nothing to say until this process catches up.
+			s.touchCrowdSec(r, b)
+			s.writeDecisions(w, r, csStream{New: []csDecision{}, Deleted: []csDecision{}})
+			return
 		}
 		if !ok {
 			known = false
@@ -565,7 +576,7 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 	var out []csDecision
 	seen := map[wireKey]bool{}
 	for _, name := range b.Rulesets {
-		cur, _, _, _ := s.opts.Render.DecisionsSince(name, 0)
+		cur := s.opts.Render.Decisions(r.Context(), name)
 		if cur == nil {
 			continue
 		}

@@ -485,12 +485,15 @@ func (b *renderBundle) applied(t *testing.T, name string) int64 {
 }
 
 // TestCrowdSecReplayMatchesDenyList replays the stream as a CrowdSec bouncer
-// does through random ingests, overrides, expiries and guard changes, and
-// compares what it holds with the ruleset's deny list, address by address;
-// a second bouncer with expansion always compares its Ip decisions too.
+// does through random ingests, overrides, expiries, guard changes and server
+// restarts, with each pull served by one of two serve processes on the same
+// database, and compares what it holds with the ruleset's deny list, address
+// by address; a second bouncer with expansion always compares its Ip
+// decisions too.
 func TestCrowdSecReplayMatchesDenyList(t *testing.T) {
 	t.Parallel()
 	b := setupRender(t)
+	procs := []*renderBundle{b, setupRenderOn(t, b.store, time.Now)}
 	b.putRuleset(t, "ruleset edge\n  allow classification benign\n  block tag bad\n  block tag worse and cidr 203.0.113.0/25\n", http.StatusCreated)
 	key := b.createBouncer(t, "cs", "edge")
 	keyIP := b.createBouncer(t, "csip", "edge")
@@ -545,6 +548,11 @@ func TestCrowdSecReplayMatchesDenyList(t *testing.T) {
 				what = "guard " + p
 				b.json(t, b.admin, http.MethodPut, "/api/v1/guard", map[string]any{"entries": []map[string]string{{"prefix": p, "reason": "test"}}}, http.StatusOK, nil)
 				b.ingest(t, marker+"\n")
+			case op < 9:
+				// The second process restarts: a new one with nothing in memory.
+				what = "restart"
+				procs[1] = setupRenderOn(t, b.store, time.Now)
+				b.ingest(t, marker+"\n")
 			default:
 				what = "marker"
 				b.ingest(t, marker+"\n")
@@ -556,10 +564,10 @@ func TestCrowdSecReplayMatchesDenyList(t *testing.T) {
 		var want *netipx.IPSet
 		var fresh csReplay
 		for {
-			replay.apply(b.csPull(t, key, ""))
-			replayIP.apply(b.csPull(t, keyIP, ""))
+			replay.apply(procs[rng.IntN(2)].csPull(t, key, ""))
+			replayIP.apply(procs[rng.IntN(2)].csPull(t, keyIP, ""))
 			fresh = csReplay{}
-			fresh.apply(b.csPull(t, keyFresh, "?startup=true"))
+			fresh.apply(procs[rng.IntN(2)].csPull(t, keyFresh, "?startup=true"))
 			var version int64
 			want, version = b.denySet(t, "edge")
 			if b.applied(t, "cs") == version && b.applied(t, "csip") == version && b.applied(t, "fresh") == version {

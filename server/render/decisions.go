@@ -1,6 +1,10 @@
 package render
 
 import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"sync"
@@ -8,6 +12,7 @@ import (
 	"go4.org/netipx"
 
 	"github.com/muninn/muninn/server/policy"
+	"github.com/muninn/muninn/server/store"
 )
 
 // Decision is one ban of a render as the CrowdSec-compatible API serves it:
@@ -275,64 +280,119 @@ type decHistory struct {
 type decisionHistories struct {
 	mu sync.Mutex
 	m  map[string]*decHistory
+	// wanted names the rulesets a CrowdSec bouncer asked for: the hub then
+	// computes the decisions of each of their renders as it installs them,
+	// so that its history (and the stored steps) miss no version a bouncer
+	// may hold.
+	wanted map[string]bool
+	// kick wakes the decision worker.
+	kick chan struct{}
 }
 
-// DecisionsSince returns the decisions of the latest render of name (nil when
-// there is none) and what changed since version base (0: nothing sent yet):
-// add holds the decisions not in base's set, del those no longer in it. ok is
-// false when this process does not know base's set (it was computed by
-// another process or before a restart, or is too old): the caller must then
-// treat every current decision as new.
-func (h *Hub) DecisionsSince(name string, base int64) (cur *DecisionSet, add, del []Decision, ok bool) {
+// advance brings the decision history of name up to its latest render and
+// returns the current set (nil when there is no render). A new step is stored
+// for other processes; a failure to store it is logged (this process still
+// answers from memory).
+func (h *Hub) advance(ctx context.Context, name string) *DecisionSet {
 	snap := h.Latest(name)
 	if snap == nil {
-		return nil, nil, nil, base == 0
+		return nil
 	}
-	cur = snap.Decisions()
+	cur := snap.Decisions() // outside the lock: it may take a while once
 	h.decs.mu.Lock()
-	defer h.decs.mu.Unlock()
 	if h.decs.m == nil {
 		h.decs.m = map[string]*decHistory{}
 	}
 	hist := h.decs.m[name]
+	var step *decStep
+	var base int64
 	switch {
 	case hist == nil:
-		hist = &decHistory{latest: cur, first: cur.Version}
-		h.decs.m[name] = hist
+		h.decs.m[name] = &decHistory{latest: cur, first: cur.Version}
 	case hist.latest.Version < cur.Version:
 		a, d := diffDecisions(hist.latest.List, cur.List)
+		base = hist.latest.Version
 		hist.steps = append(hist.steps, decStep{version: cur.Version, add: a, del: d})
+		step = &decStep{version: cur.Version, add: a, del: d}
 		if n := len(hist.steps); n > keepDecisionSteps {
 			hist.first = hist.steps[n-keepDecisionSteps-1].version
 			hist.steps = slices.Clone(hist.steps[n-keepDecisionSteps:])
 		}
 		hist.latest = cur
 	case hist.latest.Version > cur.Version:
-		cur = hist.latest // a newer set was installed meanwhile
+		cur = hist.latest
+	}
+	h.decs.mu.Unlock()
+	if step != nil {
+		err := h.store.SaveCrowdSecStep(ctx, store.CrowdSecStep{Ruleset: name, Base: base, Version: step.version,
+			Added: encodeDecisions(step.add), Deleted: encodeDecisions(step.del)})
+		if err != nil && ctx.Err() == nil {
+			h.log.WarnContext(ctx, "Could not store a CrowdSec decision step.", "ruleset", name, "error", err)
+		}
+	}
+	return cur
+}
+
+// Decisions returns the decisions of the latest render of name, or nil when
+// there is none.
+func (h *Hub) Decisions(ctx context.Context, name string) *DecisionSet {
+	return h.advance(ctx, name)
+}
+
+// DecisionsSince returns the decisions of the latest render of name (nil when
+// there is none) and what changed since version base (0: nothing sent yet):
+// add holds the decisions not in base's set, del those no longer in it. A
+// base this process does not hold in memory (computed by another process or
+// before a restart) is looked up in the stored steps. ok is false when base
+// cannot be reached either way: the caller must then treat every current
+// decision as new.
+func (h *Hub) DecisionsSince(ctx context.Context, name string, base int64) (cur *DecisionSet, add, del []Decision, ok bool, err error) {
+	h.decs.mu.Lock()
+	if h.decs.wanted == nil {
+		h.decs.wanted = map[string]bool{}
+	}
+	h.decs.wanted[name] = true
+	h.decs.mu.Unlock()
+	cur = h.advance(ctx, name)
+	if cur == nil {
+		return nil, nil, nil, base == 0, nil
 	}
 	switch {
 	case base == 0:
-		return cur, cur.List, nil, true
+		return cur, cur.List, nil, true, nil
 	case base == cur.Version:
-		return cur, nil, nil, true
-	case base < hist.first || base > cur.Version:
-		return cur, nil, nil, false
-	}
-	i := 0
-	if base != hist.first {
-		i = slices.IndexFunc(hist.steps, func(s decStep) bool { return s.version == base })
-		if i < 0 {
-			return cur, nil, nil, false
-		}
-		i++
+		return cur, nil, nil, true, nil
+	case base > cur.Version:
+		return cur, nil, nil, false, nil
 	}
 	net := map[Decision]int{}
-	for _, s := range hist.steps[i:] {
-		for _, x := range s.add {
-			net[x]++
+	h.decs.mu.Lock()
+	hist := h.decs.m[name]
+	inMemory := hist != nil && hist.latest.Version >= cur.Version && base >= hist.first
+	i := 0
+	if inMemory && base != hist.first {
+		i = slices.IndexFunc(hist.steps, func(s decStep) bool { return s.version == base })
+		inMemory = i >= 0
+		i++
+	}
+	if inMemory {
+		for _, s := range hist.steps[i:] {
+			if s.version > cur.Version {
+				break
+			}
+			for _, x := range s.add {
+				net[x]++
+			}
+			for _, x := range s.del {
+				net[x]--
+			}
 		}
-		for _, x := range s.del {
-			net[x]--
+	}
+	h.decs.mu.Unlock()
+	if !inMemory {
+		found, err := h.storedSteps(ctx, name, base, cur.Version, net)
+		if err != nil || !found {
+			return cur, nil, nil, false, err
 		}
 	}
 	for x, n := range net {
@@ -346,7 +406,125 @@ func (h *Hub) DecisionsSince(name string, base int64) (cur *DecisionSet, add, de
 	byPrefix := func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) }
 	slices.SortFunc(add, byPrefix)
 	slices.SortFunc(del, byPrefix)
-	return cur, add, del, true
+	return cur, add, del, true, nil
+}
+
+// storedSteps composes into net a chain of stored steps from version from to
+// version to; false when there is none.
+func (h *Hub) storedSteps(ctx context.Context, name string, from, to int64, net map[Decision]int) (bool, error) {
+	steps, err := h.store.CrowdSecSteps(ctx, name, from, to)
+	if err != nil {
+		return false, fmt.Errorf("render: decision steps of %s: %w", name, err)
+	}
+	byBase := map[int64][]int{}
+	for i, s := range steps {
+		byBase[s.Base] = append(byBase[s.Base], i)
+	}
+	// A depth-first search for a path from -> to, longest jumps first.
+	dead := map[int64]bool{}
+	var path []int
+	var walk func(v int64) bool
+	walk = func(v int64) bool {
+		if v == to {
+			return true
+		}
+		if dead[v] {
+			return false
+		}
+		next := byBase[v]
+		for k := len(next) - 1; k >= 0; k-- {
+			path = append(path, next[k])
+			if walk(steps[next[k]].Version) {
+				return true
+			}
+			path = path[:len(path)-1]
+		}
+		dead[v] = true
+		return false
+	}
+	if !walk(from) {
+		return false, nil
+	}
+	for _, i := range path {
+		add, err := decodeDecisions(steps[i].Added)
+		if err != nil {
+			return false, fmt.Errorf("render: decision steps of %s: %w", name, err)
+		}
+		del, err := decodeDecisions(steps[i].Deleted)
+		if err != nil {
+			return false, fmt.Errorf("render: decision steps of %s: %w", name, err)
+		}
+		for _, x := range add {
+			net[x]++
+		}
+		for _, x := range del {
+			net[x]--
+		}
+	}
+	return true, nil
+}
+
+// runDecisions keeps the decision histories of the wanted rulesets current:
+// after every install it computes the new renders' decisions, so no version
+// a bouncer may hold is missing from the history (renders that follow each
+// other faster than a computation are skipped: no bouncer was served them).
+func (h *Hub) runDecisions(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.decs.kick:
+		}
+		h.decs.mu.Lock()
+		names := make([]string, 0, len(h.decs.wanted))
+		for name := range h.decs.wanted {
+			names = append(names, name)
+		}
+		h.decs.mu.Unlock()
+		for _, name := range names {
+			h.advance(ctx, name)
+		}
+	}
+}
+
+// kickDecisions wakes runDecisions without blocking.
+func (h *Hub) kickDecisions() {
+	select {
+	case h.decs.kick <- struct{}{}:
+	default:
+	}
+}
+
+// encodeDecisions encodes decisions as, per decision, the address length (4
+// or 16), the prefix length, the address and the rule id (2 bytes).
+func encodeDecisions(ds []Decision) []byte {
+	out := make([]byte, 0, len(ds)*8)
+	for _, d := range ds {
+		a := d.Prefix.Addr().AsSlice()
+		out = append(out, byte(len(a)), byte(d.Prefix.Bits()))
+		out = append(out, a...)
+		out = binary.BigEndian.AppendUint16(out, uint16(d.Rule))
+	}
+	return out
+}
+
+// decodeDecisions reverses encodeDecisions.
+func decodeDecisions(b []byte) ([]Decision, error) {
+	var out []Decision
+	for len(b) > 0 {
+		if len(b) < 2 || (b[0] != 4 && b[0] != 16) || len(b) < 4+int(b[0]) {
+			return nil, errors.New("decode decisions: truncated or malformed")
+		}
+		n := int(b[0])
+		a, _ := netip.AddrFromSlice(b[2 : 2+n])
+		p := netip.PrefixFrom(a, int(b[1]))
+		if !p.IsValid() {
+			return nil, errors.New("decode decisions: bad prefix length")
+		}
+		out = append(out, Decision{Prefix: p, Rule: int(binary.BigEndian.Uint16(b[2+n:]))})
+		b = b[4+n:]
+	}
+	return out, nil
 }
 
 // diffDecisions returns what is in to but not in from and the reverse; both

@@ -133,3 +133,17 @@ func TestDecisionsCoverServedSets(t *testing.T) {
 		require.True(t, union.Equal(served), "round %d: owners %v served %v decisions %v", round, owners, v4, decisionStrings(got))
 	}
 }
+
+// FuzzDecodeDecisions: stored steps never panic the decoder, and what decodes
+// encodes back to the same bytes.
+func FuzzDecodeDecisions(f *testing.F) {
+	f.Add(encodeDecisions([]Decision{{Prefix: netip.MustParsePrefix("198.51.100.6/32"), Rule: 1}, {Prefix: netip.MustParsePrefix("2001:db8::/120"), Rule: 3}}))
+	f.Add([]byte{4, 33, 1, 2, 3, 4, 0, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ds, err := decodeDecisions(b)
+		if err != nil {
+			return
+		}
+		require.Equal(t, b, encodeDecisions(ds)[:len(b)])
+	})
+}

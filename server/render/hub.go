@@ -125,7 +125,8 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 	}
 	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
 		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},
-		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{}}
+		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{},
+		decs: decisionHistories{kick: make(chan struct{}, 1)}}
 }
 
 // WaitReady blocks until the hub has loaded the stored renders (or ctx ends,
@@ -482,6 +483,7 @@ func (h *Hub) install(s *Snapshot, d delta) {
 	}
 	h.history[name] = hist
 	h.broadcastLocked()
+	h.kickDecisions()
 }
 
 func (h *Hub) broadcastLocked() {
@@ -598,6 +600,12 @@ func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 // recompute. The hub is ready after its first recompute (or its first
 // failure to listen).
 func (h *Hub) Run(ctx context.Context) error {
+	// The CrowdSec decisions of new renders are computed off the render
+	// path, by one goroutine that ends with Run.
+	decCtx, stopDecisions := context.WithCancel(ctx)
+	decDone := make(chan struct{})
+	go func() { defer close(decDone); h.runDecisions(decCtx) }()
+	defer func() { stopDecisions(); <-decDone }()
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := h.listen(ctx)

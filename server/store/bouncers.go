@@ -286,3 +286,46 @@ func (s *Store) SetBouncerCrowdSec(ctx context.Context, name string, cs CrowdSec
 	})
 	return out, err
 }
+
+// CrowdSecStep is the change of one ruleset's CrowdSec decision set from
+// render version Base to Version; Added and Deleted are encoded by the render
+// package.
+type CrowdSecStep struct {
+	Ruleset        string
+	Base, Version  int64
+	Added, Deleted []byte
+}
+
+// crowdSecStepsKept is how many versions back a ruleset's steps are kept: a
+// bouncer whose cursor is older gets every decision again.
+const crowdSecStepsKept = 100000
+
+// SaveCrowdSecStep stores a step (a step already stored by another process
+// stays: both computed it from the same renders) and prunes the ruleset's
+// steps that are too old to be asked for.
+func (s *Store) SaveCrowdSecStep(ctx context.Context, st CrowdSecStep) error {
+	return s.inTx(ctx, "save crowdsec step", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO crowdsec_steps (ruleset, base, version, added, deleted) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT DO NOTHING`, st.Ruleset, st.Base, st.Version, st.Added, st.Deleted); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM crowdsec_steps WHERE ruleset = $1 AND version < $2`, st.Ruleset, st.Version-crowdSecStepsKept)
+		return err
+	})
+}
+
+// CrowdSecSteps returns the stored steps of ruleset that lie between render
+// versions from and to (from <= base, version <= to), by base then version.
+func (s *Store) CrowdSecSteps(ctx context.Context, ruleset string, from, to int64) ([]CrowdSecStep, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ruleset, base, version, added, deleted FROM crowdsec_steps
+		WHERE ruleset = $1 AND base >= $2 AND version <= $3 ORDER BY base, version`, ruleset, from, to)
+	if err != nil {
+		return nil, mapErr("crowdsec steps", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (CrowdSecStep, error) {
+		var st CrowdSecStep
+		err := r.Scan(&st.Ruleset, &st.Base, &st.Version, &st.Added, &st.Deleted)
+		return st, err
+	})
+	return out, mapErr("crowdsec steps", err)
+}
