@@ -54,6 +54,8 @@ type Server struct {
 	lists listCache
 	// honeypotLimit rate-limits honeypot reports per bouncer.
 	honeypotLimit *rateLimits
+	// cs caches the CrowdSec API's full decision lists.
+	cs crowdSecCache
 }
 
 // New returns the API server.

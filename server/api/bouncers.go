@@ -47,6 +47,13 @@ func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
 	if json.Unmarshal(b.Counters, &counters) == nil && counters != nil {
 		a.Counters = &counters
 	}
+	a.Crowdsec = &apigen.CrowdSecSettings{Expand: apigen.CrowdSecSettingsExpand(b.CrowdSec.Expand), V4Bits: b.CrowdSec.V4Bits, V6Bits: b.CrowdSec.V6Bits}
+	a.WideRanges = ptr(b.WideRanges)
+	usage := make([]apigen.UsageCounter, 0, len(b.Usage))
+	for _, u := range b.Usage {
+		usage = append(usage, apigen.UsageCounter{Name: u.Name, Unit: u.Unit, Origin: u.Origin, Remediation: u.Remediation, Value: u.Value})
+	}
+	a.Usage = &usage
 	for _, name := range b.Rulesets {
 		br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
 		if snap := s.opts.Render.Latest(name); snap != nil {
@@ -96,6 +103,16 @@ func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObj
 	}
 	if err != nil {
 		return nil, err
+	}
+	if cs := req.Body.Crowdsec; cs != nil {
+		// The contract bounds the widths (an expansion yields at most 65,536 addresses per range).
+		b, err = s.store.SetBouncerCrowdSec(ctx, req.Name, store.CrowdSecSettings{Expand: string(cs.Expand), V4Bits: cs.V4Bits, V6Bits: cs.V6Bits}, actorOf(ctx))
+		if isNotFound(err) {
+			return apigen.PutBouncer404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no bouncer named " + req.Name)}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	return apigen.PutBouncer200JSONResponse(s.toBouncer(b)), nil
 }

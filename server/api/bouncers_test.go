@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -16,6 +15,9 @@ import (
 
 func (b *renderBundle) createBouncer(t *testing.T, name string, rulesets ...string) string {
 	t.Helper()
+	if rulesets == nil {
+		rulesets = []string{}
+	}
 	var out struct {
 		Key      string   `json:"key"`
 		Rulesets []string `json:"rulesets"`
@@ -127,85 +129,4 @@ func TestBouncerRoundTrip(t *testing.T) {
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNotFound, nil)
 	err = c.Heartbeat(ctx, bouncer.Heartbeat{})
 	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
-}
-
-type csDecision struct {
-	ID       int64  `json:"id"`
-	UUID     string `json:"uuid"`
-	Origin   string `json:"origin"`
-	Type     string `json:"type"`
-	Scope    string `json:"scope"`
-	Value    string `json:"value"`
-	Scenario string `json:"scenario"`
-	Duration string `json:"duration"`
-}
-
-func (b *renderBundle) crowdsec(t *testing.T, key, path string, out any) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, b.srv.URL+path, nil)
-	require.NoError(t, err)
-	req.Header.Set("X-Api-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(out))
-}
-
-func TestCrowdSecStream(t *testing.T) {
-	t.Parallel()
-	b := setupRender(t)
-	b.ingest(t, `{"ip":"198.51.100.0/24","source":"feed","tags":["bad"]}
-{"ip":"192.0.2.7","source":"feed","tags":["bad"]}
-`)
-	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
-	key := b.createBouncer(t, "cs", "edge")
-	_, first, _ := b.getRender(t, "edge", "")
-
-	type stream struct {
-		New     []csDecision `json:"new"`
-		Deleted []csDecision `json:"deleted"`
-	}
-	var s stream
-	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream?startup=true", &s)
-	require.Len(t, s.New, 2)
-	require.Empty(t, s.Deleted)
-	byValue := map[string]csDecision{}
-	for _, d := range s.New {
-		byValue[d.Value] = d
-	}
-	ip := byValue["192.0.2.7"]
-	require.Equal(t, "Ip", ip.Scope)
-	require.Equal(t, "ban", ip.Type)
-	require.Equal(t, "muninn", ip.Origin)
-	require.Equal(t, "muninn/edge/rule-1", ip.Scenario)
-	require.Equal(t, "Range", byValue["198.51.100.0/24"].Scope)
-
-	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream", &s)
-	require.Empty(t, s.New)
-	require.Empty(t, s.Deleted)
-
-	var ds []csDecision
-	b.crowdsec(t, key, "/crowdsec/v1/decisions?ip=198.51.100.9", &ds)
-	require.Len(t, ds, 1)
-	require.Equal(t, "198.51.100.0/24", ds[0].Value)
-
-	b.json(t, b.writer, http.MethodPut, "/api/v1/ips/192.0.2.7/override", map[string]any{"suppress_tags": []string{"bad"}}, http.StatusOK, nil)
-	b.waitVersion(t, "edge", first.Version)
-	b.crowdsec(t, key, "/crowdsec/v1/decisions/stream?startup=false", &s)
-	require.Empty(t, s.New)
-	require.Len(t, s.Deleted, 1)
-	require.Equal(t, ip, s.Deleted[0])
-
-	ds = []csDecision{{}}
-	b.crowdsec(t, key, "/crowdsec/v1/decisions?ip=192.0.2.7", &ds)
-	require.Nil(t, ds)
-
-	req, _ := http.NewRequest(http.MethodGet, b.srv.URL+"/crowdsec/v1/decisions/stream", nil)
-	req.Header.Set("X-Api-Key", "bad")
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	require.Equal(t, "application/problem+json", resp.Header.Get("Content-Type"))
 }

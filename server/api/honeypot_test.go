@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/store/storetest"
 )
 
 type hit struct {
@@ -110,7 +111,7 @@ func (c *fakeClock) Add(d time.Duration) {
 func TestHoneypotReportsAreRateLimitedPerBouncer(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{now: time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
-	b := setupRenderWith(t, func(d *httpserver.Deps) { d.Now, d.HoneypotRate = clock.Now, 2 })
+	b := setupRenderWith(t, storetest.Store(t), func(d *httpserver.Deps) { d.Now, d.HoneypotRate = clock.Now, 2 })
 	b.putRuleset(t, "ruleset edge\n  hook input\n  honeypot tcp 23\n  block tag honeypot\n", http.StatusCreated)
 	fw1 := b.createBouncer(t, "fw1", "edge")
 	fw2 := b.createBouncer(t, "fw2", "edge")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/render"
+	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 )
 
@@ -31,14 +33,26 @@ type renderBundle struct {
 
 func setupRender(t testing.TB) *renderBundle {
 	t.Helper()
-	return setupRenderWith(t, nil)
+	return setupRenderWith(t, storetest.Store(t), nil)
 }
 
-// setupRenderWith is setupRender with tweak applied to the server's
-// dependencies (a clock, limits) before it starts.
-func setupRenderWith(t testing.TB, tweak func(*httpserver.Deps)) *renderBundle {
+// setupRenderAt is setupRender with the API's clock now.
+func setupRenderAt(t testing.TB, now func() time.Time) *renderBundle {
 	t.Helper()
-	st := storetest.Store(t)
+	return setupRenderWith(t, storetest.Store(t), func(d *httpserver.Deps) { d.Now = now })
+}
+
+// setupRenderOn starts a serve process (index, render hub, HTTP server) on
+// st: called again on the same store it is a second process, or a restart.
+func setupRenderOn(t testing.TB, st *store.Store, now func() time.Time) *renderBundle {
+	t.Helper()
+	return setupRenderWith(t, st, func(d *httpserver.Deps) { d.Now = now })
+}
+
+// setupRenderWith starts a serve process on st with tweak applied to the
+// server's dependencies (a clock, limits) before it starts.
+func setupRenderWith(t testing.TB, st *store.Store, tweak func(*httpserver.Deps)) *renderBundle {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ix := indextest.Start(t, st, log, nil)
 	hub := render.NewHub(st, log, time.Now, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
@@ -57,7 +71,13 @@ func setupRenderWith(t testing.TB, tweak func(*httpserver.Deps)) *renderBundle {
 	t.Cleanup(srv.Close)
 	b := &testBundle{srv: srv, store: st, ix: ix}
 	for role, dst := range map[string]*string{api.RoleAdmin: &b.admin, api.RoleWriter: &b.writer, api.RoleReader: &b.reader} {
-		_, secret, err := api.CreateToken(context.Background(), st, "t-"+role, role, nil, "test")
+		name := "t-" + role
+		toks, err := st.Tokens(context.Background())
+		require.NoError(t, err)
+		if slices.ContainsFunc(toks, func(tok store.Token) bool { return tok.Name == name }) {
+			name = fmt.Sprintf("%s-%d", name, len(toks)) // a second process on the store
+		}
+		_, secret, err := api.CreateToken(context.Background(), st, name, role, nil, "test")
 		require.NoError(t, err)
 		*dst = secret
 	}

@@ -87,6 +87,7 @@ func New(d Deps) (http.Handler, error) {
 	}
 	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate})
 	m := newMetrics(d.Registry)
+	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger))
 
 	r := chi.NewRouter()
 	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))

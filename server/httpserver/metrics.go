@@ -1,6 +1,8 @@
 package httpserver
 
 import (
+	"context"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -8,6 +10,8 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/muninn/muninn/server/store"
 )
 
 type metrics struct {
@@ -46,4 +50,38 @@ func methodLabel(m string) string {
 		return m
 	}
 	return "OTHER"
+}
+
+// usageCollector exports the usage metrics CrowdSec bouncers push
+// (POST /crowdsec/v1/usage-metrics), read from the store at each scrape so
+// that every serve process reports the same totals.
+type usageCollector struct {
+	store *store.Store
+	log   *slog.Logger
+	desc  *prometheus.Desc
+}
+
+func newUsageCollector(st *store.Store, log *slog.Logger) *usageCollector {
+	return &usageCollector{store: st, log: log, desc: prometheus.NewDesc("muninn_crowdsec_bouncer_usage_total",
+		"Usage metrics pushed by CrowdSec bouncers (e.g. dropped packets and bytes per origin), summed over every push.",
+		[]string{"bouncer", "name", "unit", "origin", "remediation"}, nil)}
+}
+
+// Describe implements prometheus.Collector.
+func (c *usageCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+// Collect implements prometheus.Collector.
+func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	bs, err := c.store.Bouncers(ctx)
+	if err != nil {
+		c.log.Warn("Could not read the bouncers' usage metrics.", "error", err)
+		return
+	}
+	for _, b := range bs {
+		for _, u := range b.Usage {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, u.Value, b.Name, u.Name, u.Unit, u.Origin, u.Remediation)
+		}
+	}
 }

@@ -181,6 +181,19 @@ func (s *Snap) Stored(p netip.Prefix) bool {
 	return ok && r.exists(s.atUS)
 }
 
+// StoredPrefixes returns every existing stored prefix in address order
+// (address, then bits, IPv4 first), without resolving views: the owners of
+// the CrowdSec decisions of a render (render.Snapshot.Decisions).
+func (s *Snap) StoredPrefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, s.pfx.Size())
+	for p, r := range s.ordered(netip.Prefix{}, netip.Prefix{}) {
+		if r.exists(s.atUS) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // walker resolves stored prefixes visited in address order (address, then
 // bits: a prefix before the prefixes inside it), keeping the chain of the
 // stored prefixes containing the current one.

@@ -87,6 +87,8 @@ type Hub struct {
 
 	// denies caches the deny list of each latest render.
 	denies denyCache
+	// decs keeps the CrowdSec decision sets of recent renders as delta bases.
+	decs decisionHistories
 }
 
 // rulesetState is the compiled state of one ruleset and what it was built from.
@@ -99,6 +101,9 @@ type rulesetState struct {
 	pending delta
 	// seq is the change-feed sequence of the facts st was computed from.
 	seq int64
+	// facts is the snapshot st was computed from (its stored prefixes own
+	// the CrowdSec decisions of the render).
+	facts FactSnapshot
 }
 
 // version is one published render kept as a delta base.
@@ -120,7 +125,8 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 	}
 	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
 		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},
-		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{}}
+		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{},
+		decs: decisionHistories{kick: make(chan struct{}, 1)}}
 }
 
 // WaitReady blocks until the hub has loaded the stored renders (or ctx ends,
@@ -325,7 +331,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 			}
 			prev.pending = compose(prev.pending, d)
 			if done {
-				prev.seq = snap.Seq()
+				prev.seq, prev.facts = snap.Seq(), snap
 				return h.publish(ctx, name, prev, now)
 			}
 			// Too many spans change a set: compile in full; the delta
@@ -337,7 +343,7 @@ func (h *Hub) renderOne(ctx context.Context, name string, rs *policy.Ruleset, ke
 	if err != nil {
 		return err
 	}
-	next := &rulesetState{key: key, st: st, seq: snap.Seq()}
+	next := &rulesetState{key: key, st: st, seq: snap.Seq(), facts: snap}
 	if prev != nil && prev.pending != nil && sameRules(prev.st.rs, rs) {
 		next.pending = compose(prev.pending, diffStates(prev.st, st))
 	}
@@ -393,7 +399,9 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	case cur.Render.Hash == r.Hash:
 		d = delta{} // the same content under the newer version
 	}
-	h.install(newSnapshot(r), d)
+	snap := newSnapshot(r)
+	snap.dec.facts = rst.facts
+	h.install(snap, d)
 	rst.pending = delta{}
 	return nil
 }
@@ -492,6 +500,7 @@ func (h *Hub) install(s *Snapshot, d delta) {
 	}
 	h.history[name] = hist
 	h.broadcastLocked()
+	h.kickDecisions()
 }
 
 func (h *Hub) broadcastLocked() {
@@ -608,6 +617,12 @@ func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 // recompute. The hub is ready after its first recompute (or its first
 // failure to listen).
 func (h *Hub) Run(ctx context.Context) error {
+	// The CrowdSec decisions of new renders are computed off the render
+	// path, by one goroutine that ends with Run.
+	decCtx, stopDecisions := context.WithCancel(ctx)
+	decDone := make(chan struct{})
+	go func() { defer close(decDone); h.runDecisions(decCtx) }()
+	defer func() { stopDecisions(); <-decDone }()
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := h.listen(ctx)

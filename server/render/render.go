@@ -159,6 +159,9 @@ type Snapshot struct {
 
 	once       sync.Once
 	body, gzip []byte
+
+	// dec holds the CrowdSec decisions of the render (see Decisions).
+	dec decisionCache
 }
 
 func newSnapshot(r *Render) *Snapshot { return &Snapshot{Render: r} }

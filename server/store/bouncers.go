@@ -22,19 +22,65 @@ type Bouncer struct {
 	Version   string           `json:"version"`
 	LastError string           `json:"last_error"`
 	Counters  json.RawMessage  `json:"counters"`
+	// CrowdSec holds the settings of the CrowdSec-compatible API for this
+	// bouncer's key.
+	CrowdSec CrowdSecSettings `json:"crowdsec"`
+	// WideRanges counts the Range decisions of the last CrowdSec pull that
+	// were too wide to expand into Ip decisions.
+	WideRanges int64 `json:"wide_ranges"`
+	// RenewEpoch is the renewal epoch of the CrowdSec stream's last pull: a
+	// pull in a later epoch sends every decision again as new, before the
+	// durations sent earlier run out.
+	RenewEpoch int64 `json:"renew_epoch"`
+	// Usage holds the cumulative usage metrics a CrowdSec bouncer pushed.
+	Usage []UsageCounter `json:"usage"`
 }
 
-const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters`
+// CrowdSec range expansion modes (CrowdSecSettings.Expand).
+const (
+	ExpandOff    = "off"
+	ExpandScopes = "scopes"
+	ExpandAlways = "always"
+)
+
+// CrowdSecSettings say how the CrowdSec-compatible API serves one bouncer.
+type CrowdSecSettings struct {
+	// Expand is when Range decisions up to the widths below become Ip
+	// decisions: ExpandOff, ExpandScopes (when the bouncer asks for scopes=ip
+	// without range) or ExpandAlways.
+	Expand string `json:"expand"`
+	// V4Bits and V6Bits are the widest prefixes expanded (24: a /24 becomes
+	// 256 Ip decisions, a /23 stays a Range).
+	V4Bits int `json:"v4_bits"`
+	V6Bits int `json:"v6_bits"`
+}
+
+// UsageCounter is one cumulative counter of a CrowdSec bouncer's usage
+// metrics (e.g. dropped packets of origin muninn).
+type UsageCounter struct {
+	Name        string  `json:"name"`
+	Unit        string  `json:"unit"`
+	Origin      string  `json:"origin"`
+	Remediation string  `json:"remediation"`
+	Value       float64 `json:"value"`
+}
+
+const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters,
+	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics`
 
 func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
 	var b Bouncer
-	var applied, counters []byte
-	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters); err != nil {
+	var applied, counters, usage []byte
+	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters,
+		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage); err != nil {
 		return b, err
 	}
 	b.Counters = counters
 	if err := json.Unmarshal(applied, &b.Applied); err != nil {
 		return b, fmt.Errorf("decode applied versions: %w", err)
+	}
+	if err := json.Unmarshal(usage, &b.Usage); err != nil {
+		return b, fmt.Errorf("decode usage metrics: %w", err)
 	}
 	return b, nil
 }
@@ -150,49 +196,136 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	return mapErr("bouncer heartbeat", err)
 }
 
-// CrowdSecCursor is what the CrowdSec stream last sent one bouncer.
-type CrowdSecCursor struct {
-	// Versions are the render versions the decisions were built from.
-	Versions map[string]int64
-	// Sent maps each decision's value to its scenario; nil unless asked for.
-	Sent map[string]string
+// CrowdSecPull records a pull of the CrowdSec stream by bouncer id at now:
+// it was seen, runs userAgent (CrowdSec's "<type>/<version>"), now holds the
+// decisions of the render versions applied as of renewal epoch epoch, and
+// wide of the Range decisions were too wide to expand. The applied versions
+// are the stream's cursor.
+func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, applied map[string]int64, wide, epoch int64, now time.Time) error {
+	a, err := json.Marshal(applied)
+	if err != nil {
+		return fmt.Errorf("store: crowdsec pull: %w", err)
+	}
+	if applied == nil {
+		a = []byte("{}")
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3, applied = $4, cs_wide = $5, cs_epoch = $6 WHERE id = $1`,
+		id, now, userAgent, a, wide, epoch)
+	return mapErr("crowdsec pull", err)
 }
 
-// CrowdSecCursor returns the cursor of bouncer id (empty when nothing was sent
-// yet); the sent decisions are read only when withSent is set, since an
-// unchanged pull needs just the versions.
-func (s *Store) CrowdSecCursor(ctx context.Context, id int64, withSent bool) (CrowdSecCursor, error) {
-	c := CrowdSecCursor{Versions: map[string]int64{}, Sent: map[string]string{}}
-	var versions, sent []byte
-	err := s.pool.QueryRow(ctx, `SELECT versions, CASE WHEN $2 THEN sent END FROM crowdsec_cursors WHERE bouncer_id = $1`, id, withSent).Scan(&versions, &sent)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return c, nil
-	}
-	if err != nil {
-		return c, mapErr("crowdsec cursor", err)
-	}
-	if err := json.Unmarshal(versions, &c.Versions); err != nil {
-		return c, fmt.Errorf("store: crowdsec cursor: %w", err)
-	}
-	if sent != nil {
-		if err := json.Unmarshal(sent, &c.Sent); err != nil {
-			return c, fmt.Errorf("store: crowdsec cursor: %w", err)
+// CrowdSecSeen records that bouncer id was seen at now running userAgent,
+// without changing what it applied (a HEAD or a live query).
+func (s *Store) CrowdSecSeen(ctx context.Context, id int64, userAgent string, now time.Time) error {
+	_, err := s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3 WHERE id = $1`, id, now, userAgent)
+	return mapErr("crowdsec seen", err)
+}
+
+// AddBouncerUsage adds the counters of one usage-metrics push of bouncer id
+// to its cumulative counters (same name, unit, origin and remediation add up)
+// and returns the new totals.
+func (s *Store) AddBouncerUsage(ctx context.Context, id int64, items []UsageCounter, now time.Time) ([]UsageCounter, error) {
+	var out []UsageCounter
+	err := s.inTx(ctx, "add bouncer usage", func(tx pgx.Tx) error {
+		var raw []byte
+		if err := tx.QueryRow(ctx, `SELECT usage_metrics FROM bouncers WHERE id = $1 FOR UPDATE`, id).Scan(&raw); err != nil {
+			return mapErr("add bouncer usage", err)
 		}
-	}
-	return c, nil
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fmt.Errorf("decode usage metrics: %w", err)
+		}
+		for _, it := range items {
+			found := false
+			for i := range out {
+				c := &out[i]
+				if c.Name == it.Name && c.Unit == it.Unit && c.Origin == it.Origin && c.Remediation == it.Remediation {
+					c.Value += it.Value
+					found = true
+					break
+				}
+			}
+			if !found {
+				out = append(out, it)
+			}
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE bouncers SET usage_metrics = $2, last_seen = $3 WHERE id = $1`, id, b, now)
+		return err
+	})
+	return out, err
 }
 
-// SetCrowdSecCursor records what the CrowdSec stream has now sent bouncer id.
-func (s *Store) SetCrowdSecCursor(ctx context.Context, id int64, c CrowdSecCursor) error {
-	versions, err := json.Marshal(c.Versions)
+// SetBouncerCrowdSec changes the CrowdSec settings of bouncer name;
+// ErrNotFound when there is no such bouncer.
+func (s *Store) SetBouncerCrowdSec(ctx context.Context, name string, cs CrowdSecSettings, actor string) (Bouncer, error) {
+	var out Bouncer
+	err := s.inTx(ctx, "set bouncer crowdsec settings", func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+bouncerCols+` FROM bouncers WHERE name = $1 FOR UPDATE`, name)
+		if err != nil {
+			return err
+		}
+		before, err := pgx.CollectExactlyOneRow(rows, scanBouncer)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store: set bouncer crowdsec settings: %w", ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `UPDATE bouncers SET cs_expand = $2, cs_expand_v4 = $3, cs_expand_v6 = $4 WHERE name = $1 RETURNING `+bouncerCols,
+			name, cs.Expand, cs.V4Bits, cs.V6Bits)
+		if err != nil {
+			return err
+		}
+		if out, err = pgx.CollectExactlyOneRow(rows, scanBouncer); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "bouncer.crowdsec", "bouncer/"+name, before.CrowdSec, out.CrowdSec)
+	})
+	return out, err
+}
+
+// CrowdSecStep is the change of one ruleset's CrowdSec decision set from
+// render version Base to Version; Added and Deleted are encoded by the render
+// package.
+type CrowdSecStep struct {
+	Ruleset        string
+	Base, Version  int64
+	Added, Deleted []byte
+}
+
+// crowdSecStepsKept is how many versions back a ruleset's steps are kept: a
+// bouncer whose cursor is older gets every decision again.
+const crowdSecStepsKept = 100000
+
+// SaveCrowdSecStep stores a step (a step already stored by another process
+// stays: both computed it from the same renders) and prunes the ruleset's
+// steps that are too old to be asked for.
+func (s *Store) SaveCrowdSecStep(ctx context.Context, st CrowdSecStep) error {
+	return s.inTx(ctx, "save crowdsec step", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO crowdsec_steps (ruleset, base, version, added, deleted) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT DO NOTHING`, st.Ruleset, st.Base, st.Version, st.Added, st.Deleted); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM crowdsec_steps WHERE ruleset = $1 AND version < $2`, st.Ruleset, st.Version-crowdSecStepsKept)
+		return err
+	})
+}
+
+// CrowdSecSteps returns the stored steps of ruleset that lie between render
+// versions from and to (from <= base, version <= to), by base then version.
+func (s *Store) CrowdSecSteps(ctx context.Context, ruleset string, from, to int64) ([]CrowdSecStep, error) {
+	rows, err := s.pool.Query(ctx, `SELECT ruleset, base, version, added, deleted FROM crowdsec_steps
+		WHERE ruleset = $1 AND base >= $2 AND version <= $3 ORDER BY base, version`, ruleset, from, to)
 	if err != nil {
-		return fmt.Errorf("store: set crowdsec cursor: %w", err)
+		return nil, mapErr("crowdsec steps", err)
 	}
-	sent, err := json.Marshal(c.Sent)
-	if err != nil {
-		return fmt.Errorf("store: set crowdsec cursor: %w", err)
-	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO crowdsec_cursors (bouncer_id, versions, sent) VALUES ($1, $2, $3)
-		ON CONFLICT (bouncer_id) DO UPDATE SET versions = excluded.versions, sent = excluded.sent, updated_at = now()`, id, versions, sent)
-	return mapErr("set crowdsec cursor", err)
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (CrowdSecStep, error) {
+		var st CrowdSecStep
+		err := r.Scan(&st.Ruleset, &st.Base, &st.Version, &st.Added, &st.Deleted)
+		return st, err
+	})
+	return out, mapErr("crowdsec steps", err)
 }

@@ -134,6 +134,27 @@ func (e ConditionKind) Valid() bool {
 	}
 }
 
+// Defines values for CrowdSecSettingsExpand.
+const (
+	Always CrowdSecSettingsExpand = "always"
+	Off    CrowdSecSettingsExpand = "off"
+	Scopes CrowdSecSettingsExpand = "scopes"
+)
+
+// Valid indicates whether the value is a known member of the CrowdSecSettingsExpand enum.
+func (e CrowdSecSettingsExpand) Valid() bool {
+	switch e {
+	case Always:
+		return true
+	case Off:
+		return true
+	case Scopes:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ExplanationAction.
 const (
 	ExplanationActionAllow    ExplanationAction = "allow"
@@ -407,15 +428,30 @@ type AuditPage struct {
 // Bouncer defines model for Bouncer.
 type Bouncer struct {
 	// Counters Packet and byte counts per rule from the last heartbeat (rule_id 0 is the default action).
-	Counters  *[]RuleCounter   `json:"counters,omitempty"`
-	CreatedAt time.Time        `json:"created_at"`
-	Hostname  *string          `json:"hostname,omitempty"`
-	Id        int64            `json:"id"`
-	LastError *string          `json:"last_error,omitempty"`
-	LastSeen  *time.Time       `json:"last_seen,omitempty"`
-	Name      string           `json:"name"`
-	Rulesets  []BouncerRuleset `json:"rulesets"`
-	Version   *string          `json:"version,omitempty"`
+	Counters  *[]RuleCounter `json:"counters,omitempty"`
+	CreatedAt time.Time      `json:"created_at"`
+
+	// Crowdsec How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+	// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+	// address: `scopes` when the bouncer asks for `scopes=ip` without
+	// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+	// counted in `wide_ranges`. Left out of an update, the settings stay.
+	Crowdsec  *CrowdSecSettings `json:"crowdsec,omitempty"`
+	Hostname  *string           `json:"hostname,omitempty"`
+	Id        int64             `json:"id"`
+	LastError *string           `json:"last_error,omitempty"`
+	LastSeen  *time.Time        `json:"last_seen,omitempty"`
+	Name      string            `json:"name"`
+	Rulesets  []BouncerRuleset  `json:"rulesets"`
+
+	// Usage Usage metrics a CrowdSec bouncer pushed (POST /crowdsec/v1/usage-metrics), summed.
+	Usage   *[]UsageCounter `json:"usage,omitempty"`
+	Version *string         `json:"version,omitempty"`
+
+	// WideRanges Range decisions of the last CrowdSec pull that stayed ranges although
+	// the bouncer asked for Ip decisions (wider than the expansion setting);
+	// a bouncer that keeps only a range's first address does not enforce them.
+	WideRanges *int64 `json:"wide_ranges,omitempty"`
 }
 
 // BouncerCreated defines model for BouncerCreated.
@@ -446,7 +482,13 @@ type BouncerRuleset struct {
 
 // BouncerUpdate defines model for BouncerUpdate.
 type BouncerUpdate struct {
-	Rulesets []string `json:"rulesets"`
+	// Crowdsec How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+	// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+	// address: `scopes` when the bouncer asks for `scopes=ip` without
+	// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+	// counted in `wide_ranges`. Left out of an update, the settings stay.
+	Crowdsec *CrowdSecSettings `json:"crowdsec,omitempty"`
+	Rulesets []string          `json:"rulesets"`
 }
 
 // CatalogFeed defines model for CatalogFeed.
@@ -479,6 +521,24 @@ type Condition struct {
 
 // ConditionKind defines model for Condition.Kind.
 type ConditionKind string
+
+// CrowdSecSettings How /crowdsec/v1 serves this bouncer's key. `expand` turns Range
+// decisions no wider than `v4_bits`/`v6_bits` into one Ip decision per
+// address: `scopes` when the bouncer asks for `scopes=ip` without
+// `range`, `always`, or `off`. Wider ranges stay Range decisions and are
+// counted in `wide_ranges`. Left out of an update, the settings stay.
+type CrowdSecSettings struct {
+	Expand CrowdSecSettingsExpand `json:"expand"`
+
+	// V4Bits The widest IPv4 prefix expanded (default 24).
+	V4Bits int `json:"v4_bits"`
+
+	// V6Bits The widest IPv6 prefix expanded (default 120).
+	V6Bits int `json:"v6_bits"`
+}
+
+// CrowdSecSettingsExpand defines model for CrowdSecSettings.Expand.
+type CrowdSecSettingsExpand string
 
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
@@ -1162,6 +1222,20 @@ type TokenInput struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 	Name      string     `json:"name"`
 	Role      Role       `json:"role"`
+}
+
+// UsageCounter defines model for UsageCounter.
+type UsageCounter struct {
+	// Name The metric, e.g. dropped.
+	Name        string `json:"name"`
+	Origin      string `json:"origin"`
+	Remediation string `json:"remediation"`
+
+	// Unit e.g. packet or byte.
+	Unit string `json:"unit"`
+
+	// Value The total of every push so far.
+	Value float64 `json:"value"`
 }
 
 // View defines model for View.
@@ -11386,248 +11460,257 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lcts4sjD8KiieUxV5f+riS3Iycm3V7zjJxHtmEq/t7Jw9UX4LIiEJawrQEqBlzVSe53+P78m+QjfA",
-	"iwRKlOM4M7uumppYEgk0Go1G3/u3IJKzuRRMaBX0fwvmNKUzplkKn07iOGUK/oyZilI+11yKoB+cCHJ2",
-	"fntEZGr+fUEoPkha5tv2jM7nLMZfuCKZwC/2OkEYsDs6mycs6Af7P7zsPN/v7Pd6nf8KwoCbcedUT4Mw",
-	"EHRmnrCjBmGQsn9mPGVx0NdpxsJARVM2owauGb37iYmJngb9F0dhoJdz86bSKReT4MuXMDhJErn4hcfM",
-	"s4ooYnNN5ikb8zumyILHLCV6SgXpvsS17Jkldg8P4NOLPTKW5gGuiIGIKX08EBRx4VaNo5FWvz8ej8f9",
-	"Xr/X/eEFoSImiRQTlu6RSGZCK0I14VrBuwOx4LGedsirJYnZmGaJJiqLpoS64WDGcaZYTBZcT4meMpLw",
-	"GdfE4ComLToQ81SOEjYjY86SODSAU0G4mDClScIFIyxNZbrXIR9EsoQRaDzjgqQyYWRGl0QxEQ8ELC+n",
-	"A9I66h0SqacsXXDFQrKYUs1uWQrA39IkY3shLI/RaGrBHQgKqHXQco0LiGQas5hwgbNnMdckkRPSopHZ",
-	"EjJENCR8rId7nYFwZPHPjKXLEl2YLb02uxWUScFiLuiPaaJYTgsjKRNGRfAlDO7as0xwIdpmyUBgMw4/",
-	"vOJI/h4iHJmftlAgn2WzoL9/8DIMZlzgp14OABeaTVgK1PiWsfg9DOydDP7ZNNmcas1S8+L/94m2f+21",
-	"f/hs/73utD//1gtfHH75z8B3Ds7G76VgP1MdTddPwtWUkTdXdELkmFCSMoEHgZEo4UxoMqWq4zZjymjM",
-	"0gLms3HbjNzGoWvO5kGv5wPqw+gfLNIOISunk6RZwhTTIUm40oaeRzITEUuB5jt+nrEVgysMY8aF+7gf",
-	"VtB70v5fh+H8z+v25z/50fvX04Qqxcc8ogi/D8VsPGaR5rcGr+WnDdoNtm85W3RqiL76RgXP/5mycdAP",
-	"/qNb8PIu/qq6K2AhqFmqZOoHcSjYnb6O4Imhg2ueslsuM8MWJoy0gPlQpXPmpGGHLIf3Ao8z7sS4//qT",
-	"4W/5QVkZEZif//jvG1orTmUPPrpjue89ln+9ZExcchF56BC4pdkZhYtWjAnDvA1/HWtm7wPNSyS5Aqt5",
-	"41rB6GWAxzKdUR30g5hq1jYD+CnrUmZp5D0gCn4pUw9pwQlODI1RpViK5CXcNprtMoC7vyMpNOWCiwnh",
-	"ei8krDPpkCFeGv1ILlLOhseEEp1Snpinhn8akpk56UwVo7SGY8bi/p+GtQSAkO7IHf56RSe+ZWtkVLpy",
-	"onD1uCMqm8+N5MClqIVI00kdOPs14PxCkR6r8LyTC7jaiZZkQbkGGYGSaErFhIWEkh8libMUDzre6ooM",
-	"gsOeGgShIaSZVJo8n1Wlo8OeqgHczFEH+eGBH3Cup1zUkHYu/nCheMyQnE/PXl/Uimu97sFRHXA4004H",
-	"/YpOvuZKXN24Kkdfne6LGUrNpVAMbvxXNL5AUc58MseBCfiTzueJ5ZpdK1n9P/9QyNmbsd5zfAsnXee0",
-	"VoI0ktGMJoYZsPiYDEFIU0O44xQKVSDQgYyl4T2qpOgYseVUinHCo0cF/UwTdseVEWCTlNF4CZC8lemI",
-	"xzETj43FKGUxE5rT5JlCSTaWTBEhNQExEcgZQDwT5mqnyRuD4McE84SgRG+5sGLpLUufKWJO2zGI0UYG",
-	"nlIFP8dMU54gyO+lfiszET8mtO+lOcETQ5Y3Qi4EoSOZGVUFILqS8ieaTthjb/NIxksDkry1ginc/w6k",
-	"n6lY2lOsHhOyDw6aiCYJ7GlKtYXt2NAgYHJBFVFapizukKt0SeiEcmFlhwum02X7BG8tFkkRg6CNMjas",
-	"pfTEOgO/xFfyq2fExjJlRKdLMzFM1Kkw4zXZxyzqo6CZnsqU/8oemdSMAsnj0iGGHf0o6C3lCR0lj05n",
-	"eDhJRAVwEKEWRt2QCxR6Y6rpiCqGVo3UMGcDZGg1JkVoyojSPElIImnMxWTv2GxGsROPvbHzVEZMqe+B",
-	"ytL9tmBJ0sYbjowyTVI2NtjSkig5Y3hKimMEtgiD/kyxHS/Ej8KIfjLVLP6ZxZxeAVYed91yzqywl99E",
-	"mt4wCyrg5JkipwhR20DYATHIDg92t8v3oOynZizNUVIRTC9kelPabCfUhIHIZiMko1yp4EK/OArWtZ0w",
-	"kOmECv5rrqeujaZyhWNdWLPfSFDczcMnkRuHCaNgfQpGiYxughDNNEEYJNJI2nqaSq0TFnwO12c8carK",
-	"+rLZ3ZynTF1T3VRnCoMxT5W+NmpX83duON6zbhWoH6xp3UJqUGOshuFdjVETd5y9FuVhADY2/2YUQvEn",
-	"hN89HRYKVwkXZcg++7Yyi7l+I3S6XN8GGtWSC400ClTrv/iZG5wSmDXXoFmhL7nLkrSoWJK/XH54j2bG",
-	"Y0JHigmnX8UsYRoVPDPTDtSBvHQjWI7d3gOuKGW0gIvHTQ8l7sLWbeZmk6lRABHtoduZfIjanT2nKLdV",
-	"N5ZrNqv+sYn3lUikYAY0TSl8LtmOGqwE5vNB+wrNfOuwguXcXp/VvTun0Q3TcCWMlpo5G/ucpWBFJONU",
-	"zkhut5oymuoRo5q0zK/XPCY9c0+h/I3SOqIVzQdNMHORJewU4fOhBsiCxTuxsalUWljNeO3HxpQFZ545",
-	"pechmFUtTNZg25yc7E5f4Hs+vN2yVPkZj+9gOGOBg6OC9w2kdopPeU5HUyzfsKWfo9ywJXCG/2mfzHn7",
-	"v9nymKip0aukSIyYAwbfr0Tx2lNVLDbDlFnBBhSdiXmGAlQcc7M+mpyXUGV9Lisii13Ft7C516Bi41Rr",
-	"Q8zo3Rm+Wbb5+dG2irENuHL0vH6LGuGTNaWpKEtTK7U2OueTa6tC1usTYIUGPgdyQdnV45wrU2rNJwjr",
-	"MemRxZQJYqEpkauVOout2H5K3YNhjopimRsQ+nFuGNKO1PfI9LGRME6ppomcvGU+JkPjGL9esxsxFqOl",
-	"myvQf6zprbQHJe9mtOaBWltPZQLP747MNnNts4q3+OQmVmUej7PE/6NG0/7a91mabKciexTNsznMYZ3E",
-	"noNRXf6GXfqJK8/ZNZvR/GYrb/g2howjewFa21KnnsxowiMuMwXKiJrnH0ZM8IlZdybAfufVUE6lwGO0",
-	"9UhVSfJn6/kBhmDEYDlGIVg5p9AxEWxi7lIyAiXekGoVjw0VLZDgwLVglHdusGu4hgJJN4VXeGzk38Ts",
-	"Vq7w+FYrpG4WH4BLqfKLLQyCC8cgtmxyWT/zb/abu3lCuTB7s059iN64dDZKcKMFxH/O2F0DtgxPhfkk",
-	"+YgbwKzRExswoRkVGU2uGzyJrqkNNoqdxKBCa0c8Nn9P08nXCFx2GRuQ+ZZGNv5qCzKrx/HNbK6XeBiF",
-	"FMwrSVbHuDaKkF9Qtb5cjPqoRCdEcsYUqFDHhDWYkgmd2hWsSCGoQOcex5L3GcORXLxXIxZbIUQjADFw",
-	"z89ZZEBHAacT9EWWJGFg/o9WUPQfrm7xhEnghUnyYRz0PzWa+Ucmgy+fV8fOKdx/VhsR7jZoawi5AcxX",
-	"tNEEaxT/UEOvHA1HKnbGysp8l4KHmHN0F7jdcNJ+xH1eEcCUaCqS53eRb9vcneX7zdxZO/G4nZnIhZW1",
-	"Vm0mIt55K+EOakAmXMTsbv2c99ojqsxBlwokCxfxZ0Xkjhe1G2+4ZtcYghOuX2eIhA24s5EmVdQVW7PO",
-	"LSFoI+c1qszYSERT9NNw7eWPftl39UoGsWjbrgvqt5oX5tp10GMWccWlqDDz0vZYDbCwhInYfAQ7mnk3",
-	"ZjG6w+ZodJtTpZjC6F4r0xk5dHcvgOH/3jMCY/lUpF+mTE9ZSmiuvTIxlmnkbhSr3sL7qnzH+DUou7p6",
-	"ggYCc7FH8LSZyWDmmLT3C0zmqAMlV/kJfuwu/QYHEgUEc09lNI39qMCYXsFuWdqGFRN4mNwwNq8snshM",
-	"m0XgQ0ZnPSbmpCP8XOeOKwN3DQsoGRDlZOID6EzEPGLKTAQH0WAqkYgtVbawO3qsmFrX0bWNF6WW/VWh",
-	"2Hc7F3u3jVBlmJP13x6Tno3wzrfQv3Wwhl2ZKvDnXS9IOBOOVtzEBaWWzP92HywiCkopjo+Pi/gtEg1k",
-	"cybMGmrYdUkCbHCp3sfq0MSqnWY7GLXRDp5FkU14aPbWjN5dx6mcX6spRZ9S8Z7MRgnzWcvMS8jYrxMm",
-	"rm+P/AS/+tiLmnNRZ3+RcAZUE7x+sI8C8RnSaGyjvJeRR+tkk/Fn/cr6ePETZhJQsYT7ZiHTmKQspgbU",
-	"jjdudrvByCGo1nRk4KwYkBzR+/bQt2FrBBKWJN4c0xVqrjukb/ND4i7ZSN0aTqCmnCVmED5XmRGHIZqh",
-	"sIvM6WxKM7+n2gx8H8N+VGuXgiV/jWmqxFe2G2zuwznWj2yV3iC+zQh35mdzadgdI1IYgWKcMjWFEJWU",
-	"zeQtA7o0F6qROxhp9cgg6/UOI/s+fvgz2T8m+0RnqcCbGG9mOR7vHefCQq/zHENuoyRT/Jb97GLW8ZpY",
-	"ZyxFjLs372QLw1kRH3hsFg1ZXVaMzXN4Wj3yZ9J9GRoR58/mCIKsl89+eFCavr0fNmVldQC8qAHg8KAO",
-	"gmrmjR+E+3HDMnurwluO6h4xvWBMOOpgCuK60R6xPyt2eH+6SR9YYXt0gsFOhvyWZAJSGgrsRkRxxpdy",
-	"9LPBQh2vrQe+BTH/Ry+ne/2c1DHoBv0OENtexGm4E6CnZolUudwP8+OsAqERRL3r9bL5qdbzkJj/KyJT",
-	"MuYJsP2VNR70jl5uC/Gusv4Kz69jrg9h8f9KU3+Z8HYzyp/TVLGUWAI/RqqxmgfREvgWrh98zusW+Ugm",
-	"2cyjLEbqtk9+Zam0MjQ+5+Tokia1KekttMNfC2+WF8xhBx4tCcZHoq+rxWe4Bmq/3vMbOOXMJQCtDYyB",
-	"gorNaUq1TFeIabv/z+a6+QdXN3xecaVGMo39iuWMi2swDq0PBbd2n5gbqXTTkDFbsBSO1lYMf6mhpotM",
-	"bPA1NpDt4gxDJRsL8ruJ/fXS+5gLrqY7RsvA/VujjzQPluGiMfw7SsooLjSWqzVNd40XUprqTJWlMXmD",
-	"IYvXMxnzMbrbx5Qn1scDCcUeKcwXMFICqLpB+bz5Fjg0loVdpLsCCxXxt0Rojiw+1xO1n1mnmdiNV5vj",
-	"8WWrT1/UcGvDWPJMkmbsdH+NjVKBOdmECzI3XDwmmt3V2ByAl/miBCAU8VyaR81IWpZDjTFzojXsguWg",
-	"2+uCKbS730VH5DAciGHXblP3oIuS1/CYDIe5JWQxlQlmYOxBVjlYmQyDhlTDOdXTcCAgD8z8ajl4KYF8",
-	"CPkQw5AMy0HPLsF7XRHnYoMdBxLZ61GHAX2KaWJtwJA6rFjCIi3NBWLdQb7jWeNDXb3Brba1wUPq9TFE",
-	"XC9rnAb3dSlsigjfKYb7R6ONrIM8yniifXmD70GzABOieaTNRcXsaMmps+2OaHRUAbaaiNNaZ5KD/HPd",
-	"YnPv9Q5Kb+EO2JzSWKal7UmuDX08APV9VPWvw3clAGprCJSbq3YBF8UdWIfbDcj0RgA2uk/9eM5NpRvO",
-	"8jsXKrwj2kuRfv63mklglWNnwwqR+Vo2b+NjXbRe6cwVayiHTT9ELHM5LrlM4M+f19lVc1GvLH33PAei",
-	"EvC7PSW7vKk5VMUYlShDh4St1rZ3UrDlXHpkDB3NKzjMdzDjQu+/8G5hBXlhcNeeyLZNbb46PQd1OH7Q",
-	"UT++Pl93JkbzACfatOB3fFcq5/Ot7LAK3BmseC5T3XSl81RqGcmkEjLmWU51urpgYf9dyZjYQdBelY7n",
-	"RVRwYNdWArsY3o96eVNeGQcOD5L0wtzJPgvpu9Lxq27HQ8bybxIgPKb1PN9oc4rRGVSWqBGccwm3ViZs",
-	"pGY1k+NgyI2sH2F12X6Ng4Py9MBw3SmP9kxPIYaRYukt2OPyXOEg3FUJXbFjGx2MuN+dw1VpOZ+D4nZt",
-	"MNBwlpW3/E4aNIOAgN6SKQHeRFjCZkzoPQgpn1IRJyw+JilTTMSYlYNBErte4TkuK4rkKpzr2/p5PTvf",
-	"1c1CrcIWzALzph3OKBi6vaDLEJ1QiynU7iJTGpNYCkZG4HoXnYJqLpgCz8UmEmhqIlGb0G3EsmKTQe9u",
-	"nLJUPoyea34n+0aj7bHL8R22v8jRqTOQeZK+mmbh2Nhir2mkeRIlPm1lhjpw31KeZKmHC9N0ssGEW/H5",
-	"FwPuYuehWrPZXPvdwfVWtea5TF+JRbAXraDSwewAhBXXYPYym82oN7gYsvoai7E5TXmIe4y7t9Ngbse3",
-	"6aEWzNIkvoW+p7M6x0P9pWwNGX7vOSTJ7GYydO+Mls1vegfDxkXdR1Utr66sV7w42D862s3rsxHI0m27",
-	"o6vlgwCnmJgQ6opvKbpUtkYKFUWEVUqsdcbjbllznu9SwC20QvdaQc7S1Kdnry9IyyhEZMQ1lqX4laVy",
-	"Ww3ObXYNSH5vpMWVROoqoK+tK1TIxXFR/IrMuMg01KBCj0qms7QqnDRMn6/O9oph7LotaIbOeHwY/maF",
-	"b9ZMq+UNE3l1wW2JiZ3rfvf/haKLP/zw5T9rHLu12Wfba1WVrS/Pe54YbZ9n9yc+zgvC5QXg1GoZstYg",
-	"ODiaDoI9LAYncnueTSAstma/R5aMpqpDXpcRRSfPVI66q6ufQsISxXKvtBTMSsqbi5OFv60GK3z2qFfe",
-	"M3zL0tRWdd3FLBPH1w+3K56kwPCrj/d9Cl7scDBtfP23xYLPyHwuEx4td2S4RtAF/4bBg61Oiqr2sZHA",
-	"U5mJuK1TPleE3dFIJ8uiPi74A8x76yw4jyxa46NYygECYTNhA8htoLOCyLNymHM1xvmzN4W/sCVtVBoB",
-	"ObnlCd5Ey8Cmt8B6UFLiv2GedWM5CVfiYl2r9uMGiS2RxIo926e4hEdrhBTAngP9cy01lk19O3CRVTtg",
-	"Hoj04vnzw+ebq41ux8GqPfAhR68/mC57ZBdmGjXhcLZA0JcwqMlN/4vkAvNFqYgbK69FCuvmNMwwSK3S",
-	"ss5ZxFgbVClbShvYi8tQAD5jC6IOgv1eF6/GQZDXe8mLYm+PP82DtOsTUcpEvds2xHOZ6l0OaKovqJiw",
-	"Rgk+fAx1t2pvCp/Jf9ugZZOuL6ERCumI5UpCyQajbw1Zu3V6fOYxU5pj8gwx6CMtJwXt5YXTbRgmSc0g",
-	"RmQyLKx90Ov1BsHempTT/IhWq3gbJvzbfvj8S7v408OGP5sVgdtqR5URgz2b57pibOY9M12d/+UogIG8",
-	"dF7YU9dUmIu3p+SHo+f/5Uxyx4TdsnRpPf2uEMLJ+RmUgkRRc/Vi15QnvuwYqskCrvZUgpuAC6PDMaGZ",
-	"iNhqXEApHDm3wDULLCniQnz5x3mAzjovend1dU7wAb/jXHOd1PAxfG01dmR1z1bfBKW1P0qouNnKwHDy",
-	"fAW+jb14fXLuMYaNMsWu2czuyk7xDWMG4tduNZPAxOwPl6g7IpviKOrSNlM24coPuI8ZXWDU7EnJ/LtC",
-	"uC4EylsI38bcuhMAdUEWNC/BS/6ZsYzFhnOlmRBcTI6JkESwBfmHHPlDEiFWyx8t9w85uub3MvvaN0sR",
-	"XS4qzE8ykHblrXySJYnL3pOptbvHLNGUwJ1SKs3mitqMqGLX1vO7zhjKvzZZWcmP2FY3fN7G8FqatOcY",
-	"aZUne9fqEm82ZVcKRlp+BWNzImVjhycgy7O/zRc2YYKlO1sUIbPhuhTs2DzqxEWH1Pi3G4A8pWqKRSOd",
-	"hUtN6cHzF/1OpxN8hXrmU8wau2w3uqSbx2TAYXB6lS/5sda93USnstpUJf5i19NfOMGLAAzYkRVaytUz",
-	"hKw4QqUN2aS7WVTYMu4bOofklRlTOXPfKSzei7wDXJFAdBhqXTwkpO3XA5nF8TpD8VH4ZmGpORnvXEfP",
-	"MtIvX1OiqkRgWxjymCeJIrdH3dsXx1iJU1P7JY3j6z91Y5Zc/4lwoTSjHtTRry4ZW3ekzPQ7CbzN9wSG",
-	"fvFNhjbo+kZQw9DfBmoe10fpbij80PDidfFCrzdr8IW2TjVz2UebFPPaUhI7akrN8fRN0O+tCuuMDCnK",
-	"XbBQ/0l3AVg7WBnKV2UjnlSOKts5kjSfrR7+elm6Ps7mHdfl+JqmQQxeICQySsfCUtcWa5FyDX9gdzGf",
-	"VbgcX7kedb1cTbjJ3FHZnGdlhcj7vGqr4HoKX7iyuPYEl7w+SG67H2mzeHusd68a6QAtVhtahHn3qK4O",
-	"532q8daqj/PcsbHdaI2qo7lFy8pIFed/syG91ouXUM3ySp258bFUP8MWumoUyOWYX3XGUyqk4BFNqj6T",
-	"bx9hUBE3V1y32WxuVFphbUAosDmkOAGPa8WS8X0CyKypyqaJ2D0sS66lxfpoK7fUbjXGfmU87+tzGLHO",
-	"GNvoPnG36dnb9zBAAyNs3uRrF0OsXy5bi77PQ2MttkpL86Ka0TSamtvD18KKrVRfsh0n1UpvsD7RdKLI",
-	"WoOwcKWP2ErtOyx+pK3FwRYYg6oAQJUrjdasuGPmC/FcdouecXnvmlLZO1WtiBfmTS0Un0w1FxNV6sGH",
-	"vfYcwT9sUMl9WibcJ9xYarZzqUeHiqapk/cpDfkwJR59NURsXTsLVG1DhvI66w/BQ9TwLx2nb1fDH0s9",
-	"ntdUUDtZrZhWLQSpaTphOiyOslyIlaOmPGpl/lvzdgZ53xFfiODjHIkHo/w6kmxAcGEZeb7t9NbHi2RS",
-	"E4p4H/nKypXXdcWBttWurpfPLHNtUI+0KNxHWiv0ttdQwtpdRvILJmVIQ4vq0lpqNuktjfT366HzkPkn",
-	"m4ovVpkHhOqbreNM1ZVcvG82y7ZDVLMN96qp5E5TyTv8H5967R9oe3zSfvv5txf+IMOVc7PKaP3dRyH6",
-	"j8iUDIL9Fy+ng2ClNIYvVm/1BFYDxnqNnPJX8oaJh9HH7kPUuzVNydRDqYipNRZstOGaZzb26pDggt3S",
-	"0QQwXOpn0ixpCfdlPWVJu/3ytcqLUqYbdDNZdSXDkJ7MHAf8vbKc7xM0uR415wl83B4FXBs3d99NL++3",
-	"b4v/xtnCW9kltbULV3t/YG+qLp8rkkh5k82Vl0naMsgbBabL9w8R47pSx3mDCLTyZF2g91WunJHFVKqy",
-	"TuZK1q4XNu881L1ni4dvdHAyWU6dVjuYUW22p0dCvc99W8Q61FCJfWIzqWzR45oIW3hto+BPuA5XSirn",
-	"Vq1mOk1Z3fD5R2M633oWX5+cP5q+WdQ5v96p1rqT8b58Zc322nFWc5nq9NkV+Msabk4DVRXDnBLXwQP2",
-	"o3wc1vkcZJFEWcr18tIAba3jjKYsPcn0NG/YCdEN8HWxPVOt51A5GstC/7evO9dJXjT6hi0xnJxRsHnB",
-	"ZVbuiZT39FRgoOlGqVzEikXd2/28v/zUOQCssS1v+FVARefcfIbGoVyM5TpMs0xwIUjKZmw2YqmyZqaz",
-	"8zy9BwxSeESdamybNqGRKSUj86+WSTwQEOIVkoTRVKg8bzWirquzWa/5WUMzf5Yq6PaQpizScCTBGmWL",
-	"VlI9gLKdCYsnDOsM5d5yOMsWWcrW4DbP5BG2nYEYiCuIXeIJc04FrCxkeEBKI4i/7dI5797u9+26c7yH",
-	"sFbo701FPBD4M/bn7RDD/U/NllyyqG2InWo+ShhECmbgsi7vmJndPf1MDUQ+v1ktx+ZXuCsjFpMpSxlA",
-	"b65q1cfqekWPV6d3DO/auHdtA+SwT4bzbJTwaEhaQpYaHO+FAzFEX9EwJEN0Fpm/wFs0JC2kZExFcsX8",
-	"YN0QkBozxJwUTA2EdQJwDUGrQ7sBQ9KiZdI2+1DqPleZAOv2DLCXsRlZsVViL42k8ITkna1Zotheh5yU",
-	"1jcQQAtckRlXyjwExSq17fSMO6bIUW8/JBQXNmLYp7008zPzxOHxQIyknkL/kbLDI68tpXJzKVS5oimD",
-	"S4vFhGrYs3eM3i7LC2oV+zQ1v/UhnGzYJwqMYjAeuwOr9B5JM0EoGbPFQFBNKDF3Kmn9/PH92fv315dv",
-	"Ti5O312ffnh/+vHi4s3707/vHZOZAREaNmMzUHN2SDYnWg5E9b2/fnzz8c31LydnV2BZFq7X9PPeIZq9",
-	"hqX+0EODY1dhayDmVE9LBbYcwgssf7x6234JxbhkEpuj/f7jT+YJSo56PUAMhKiqfiW+1jxQisEd1nVK",
-	"HgK2B6I1tLG8w70O+SDgIN8aKnA+m4U5O30zp0WHq0mWkwhNsCv0QEAlL4S+pZZC0zvYC8VmVGgeKUIT",
-	"fsP2QnK0f2hHgz2vNoQ3Pz8fCNuJFauNEcN8q+RV7cwckqPekQ06J7Y0MUllphlgG++jjmtE/elzB+pU",
-	"DBGh/uJrDkF1Vdf2auqokZUyamavV+uo7R3jfqmNpc9CUql8pvYGgiZKoomLDBMu2BAwPMRydEOsxpbw",
-	"iNmYKnuNnczNndg+6PRKQcj2nir5y/rBfqeHz8g5E3TOg35w2Ol1DjGTcgq3d5dmMRaZmaBbNt+SsxiS",
-	"F5WGDrPwjjvkoLzCFQvYKW5Y1wG3aNu9tdzWeuEN6PdrnsPadss56xoahLyPIUoy3XKabPfwwLBrYJ/D",
-	"vfz2XwHNCjE1sB3WwOYbCYJbKwM1syn6xb8Cq92/nqKRv8mjPxnKg+IZqY26g+086PU2dFffrat60aLY",
-	"01fdcJc5RfcvkFBRY+5LGBwhGL7Rc3C7r2h8gewHX9nf/spHQTM9lSn/FYNSnzeZ58xwAkGTPAngee+w",
-	"0VS3lGPWDEi+rgQCaLa45EROQiLYwnBQ0I6cNN7/FOC5+hwGFTEk6LuwFDNm197k3Wm5ptlcKs9JPJdK",
-	"296bRQU01AyY+SVeNtj4PAq3Ug7NiI9B/+igUpjsUx73sv+yVwplOSzFpuyXIkZwFEOQRTGyYMFG+9Xy",
-	"Xv3Az6KakWSx8i9VtciFaVbPwlGdzvuoRHq034DcrqSEMvf4wvMmsxiFT6aaxT+zmNOrJUYLP+aRsMog",
-	"EktJr/v02dBBcWIwPAwz4JHsXJU8FWLTF0d3ufgITnpXmMSdKTuH71S5nyrHKs2zGezltprfhKIvlOGO",
-	"sG+Alb8gxDiPaRFQ+llPqSBD4P4g0GOU7WLKhBGxGVEsNaKP0jxJrJwHkgdVeVFAm5RPy8G7e27NA1EE",
-	"RBcTlZVeNZVZEpcioa1ed4ygOyXAyLaKLo1iaSRfhfIuGZoPKGI4of+wd9RBAXdqlMDSKrjChQxEImmM",
-	"HjjluvLYmA1KoAQxyilVbvUjc8zKBkKviQ/emrm22b8cF6ivr6yIqaAD8dsAeM8AWFgecZq6uCyqbhTI",
-	"kiWcK4S5SEoojbH/pUaCWL/3y9ndz58fvrjXpf8L/dYX+Up0vuc2v8o7czkrIAbj58cxp0wbZA8M9NDH",
-	"YN9bInQjGMrkAgjxX1Y0aMoHf5Ji0p7LJCm1QlMrAXTK8p5cb0G+9jVMMA+Ac5LFSnQZcLwp12SWKXvi",
-	"8qIOVWhwLLO9jiW1gKEd9Q6NOmM4C3HBZEA7wPchBovqUsSqCyZGlciOcXCwd0ykYAMxojHAg/XQy5Yp",
-	"BCB0QWBAaTwPICbvbG2dgUiNJA7qGYvJ3CaNAMBW63/34f2bv59/uLq+OLl6Y2ZT8BjmlIdklKVKq4FA",
-	"1gkNG5B9mPkNnBUtt4QcA46t445c+ejgB0RNyXzgY5klAe+CuSi8e4t3RXD4JywKGuz/cNDpdQ46z3uu",
-	"Jmb/4LAcdWjDCFckulLloOCgd/Ci3dtv9/aver0+/Pe/6CZsyohg3kay28EDsr9KcLqH/bnfHlcsbMJq",
-	"3sp0xOMYPMGPLEgeHRw0eXmeyogphczQvPVDIxh/pmJpMah+52JrzqwMk7D2X+vZ5IpoOjHXXP5Qy/5k",
-	"B7YVrgxTxfpWIVllQFdXP+3dn7+rjbabV+6hrxQvGnmwXjnw1jxYayfuTS5lRyzt/LH0f4fTEN03esqW",
-	"uVpj+PxULsiYpmTEphzFJzCEr2+x2mQeCGvsABhI8ioXC+59Q1RV9CLB8RPy/eZc3cKCQSKNePv+g/F2",
-	"O7eLrqkRbd3dD+4krcgNW/7eWX2vARs9lWKccHQZ/+saGUrseMKVLvcWPna7CTJgEfUEAic4T4ya2/Dg",
-	"YXJYhbV2fzOH5AuKzAnDAIvqcXwN35eP4zYLFL7xu5c1EPTNb7yX+q1RD74jSUDDRw9BKC3niixkeoNZ",
-	"MDtQwJqpYosGjx6L9xAR9DkMbKjcinCf6Qdg2V/PpD9CLHQzLt17aC69hT3/q52IfwOWfIopgBXzxWrn",
-	"d6bKp5Iu1e78GP3/3Sjh0c1UZop1tLqtNet+EIykcoHqfJNENNLCnuPDH99cQUzmcC8kSqJVN+aQVUvT",
-	"5TPsvMmUbtvxICMvN6aCNJiP0f3Nxgd9GRr1Hx7pkFNw7aowv6JkGrO0bwEMV8IhQ6IimTLSyhv4kv1e",
-	"LxyIookvedELcxf5QS8k2NKX9PZCSK8LCVXC/O9appOQ2OJOIUljocKBKGIrQ5LHLoYuq65DUE4HH7m5",
-	"Y+fQJkCTVo/I1Fpa0QBuQdg7hpgMLHA8/Pvf//739s8/t1+/JtNpfzbrKzUkH69Oj4mmIwWuM6iPjxFE",
-	"IxrdqISqKVYdRsc8DMRUROdGulbkio4usXkki4mRlcE6NPMZVN4A1ZwaonlniCbYlbH/9YpOGjlj18Jp",
-	"t79yiWGzjQzEYEFtNipj4hLM1A0Myprd6a6mo7ZyCG0jzqv1epA0B7pKmgMNpDnQhsgGmiph/meIbKAt",
-	"kQ20IbKBLmhsoHMaG2hLYwOx4ssf6JzaB3q/1xtopabtUZppBuxkoF8cPTdfv0EQyTupNBeTgX79ZqAH",
-	"ujBSEWekKn15UPrS1qCO5CLlDAjI49IfcXP2Pf789avs8m9mqyCf91/fC16cK8Ln1zrlZVbp7COtMk7K",
-	"Rg7k6BW2D9FfrkDlJqe5vQ34XHWiDdfAxdtTcrT/skdOL/9mW9W7VoipXNgYLykYGSKjuJCLoefOaHGt",
-	"BqJ6YRh+unJh9AeijodDlnMLmuK2/wGVVfdyDrv6/UBganPOpyvc28utScus9PDw8IfQ8FYzRh7j2yGX",
-	"OmV0xmIDbiSF0lRoMmMzmS438MzLvz0xSw+ztOS2yhvDlR2He9ducAj76bbT7KbdzNJeFhdvvnFrXDHM",
-	"mWJYZYdhhYuF4es3IfDHcIU9hj7jffHlQenLw6/nhe98B80JZYi1f30WuZpfQRXwopaNbB3zBEMe5vNk",
-	"+Q2Yo9PRvMZhPOh/ufzw/umkP7ghfFM+v8f7hLEP2J0LOj4AecBMIVGWgf9bHhfDNUrIeayTI+IGZ+f9",
-	"66fTs/n03LULRFZCbaxKEfQHwarwH4SDlQwneKxQCcwDoHME/U+DYEU1CD6HA5f2hA9UZXz4vaSPmKF9",
-	"9yLMUugqlccOVh4r7uygf/jl66/OD0YkLTjIsBIZZa5PozL/m/MFPHvflh+MGYs3O1ffwhPf0G5qJoDi",
-	"8jWGUwAxJKOl7ZD0h9pWNC1h4Wxnl7PFzIsNxE343GCnuhHVNJGTrTt2ap/7hvtmp9i0dRba7I+2a7+w",
-	"JGmjtRHT6ZAIXckPQUaM0DhmMWmB41tN+ZzEHOJD4r377WxTL5zZ3ScX3CMTBOISsvJYjEmhU660hGTQ",
-	"2IZTl+qxaTKjMWtCCLk7znucf2Tav98Py343sd5Hpp8/AjUY4eVrWfquErXZpq3e15xW7ul6Xa2vUUik",
-	"UIoR2JuTKnKhL+HKZZzFGbZ3nCImgr4RQ9lUJtcJu2XJfhAGWZrYPHnV73ZTuuhMuJ5mo0yx1ALaieSs",
-	"a1/sQoluM0WbzxXTqjujSrO0Wx24I5hWTDfPsTGY2iGW59sftws2T2hkj9tDBg/VTWijiZ6iQb+7exk2",
-	"ApqoIA3YawZrHnMBtYiOS2yGcEVu2FzvcL2sihld29oF637dnw95g/ds0xnLjDZnxBhdBjzrWL/O3KQC",
-	"e5dwTRaQCBSnco4Z7pCbNKN31+arazWlaV6YN8/L9Ge1YC+YMnPI26fYuk6r7Wg8VoCHDNautuXxxY4K",
-	"bK4D6cEr/XZaeZsbKCOw9yTiPYSmhgiHcgHY9kjIBWlJwcAeAfd9Xo5h76vOXia2q9wX5qFG6eiQm+Gn",
-	"7ee9sOgRh8XyNrWI+6b5WXZRdeqiWe+TqOlNw7aXgSNLq3jU5mR/S9HT0DJ0Wqql3x+ZhqZK31JlwQlq",
-	"dBYER6bPlLsU8vy+ot/0KOOJbnPw2KnOHy8zH8rntEE2JhOLbrf/+Hnz/tfoD27ndqOPkySRi1947Ezn",
-	"91Q+7G7BjK4yX57P1eseHAFJUXgxkJnZxzGP2C6pWbC+7yL2byRZ2DGsYvkkjH/v8HsUwXWVk5TPm6PT",
-	"BieuJAGgi6Y+P3XVPypHiqW31LbRxyJB1iGAThEr+c5ARBmI4YfiheGqI2UvtNnxNivr55P/uT57/+Ob",
-	"y6vrV3+/enNJWvu9Hvn5FRktB8JKDzY8x0g9kAcfM4NK272gT4aneCzab0QkYy4mfTL5lc+HhKuBcB1s",
-	"9kKIXiRUQRq9AbtDTmydqNFSszZEhpIZTW8gu+GGz+cs7pA3NJpihqwBn7Rw5VC+iCVsBtGZgKrQMnUW",
-	"Y7e1/T1MTUV6AgPNQBjVyfJ+cxUgEyl6HkykjOEigDBMl2V7lZcJGGCBKKqZsmXYClTbxgi2tADXdpWK",
-	"tCiCXkA8EByqMEC9yX3yM38Vlutmha68AVTNiqY0pREWdyJULAm60vaObRUGYCu2hBkvldibsuhGdciP",
-	"Zkk26jRfkxlqhO01woGAlbgi9zqlQmFnnX7ROhIqXY1SRm+UYbaklecDK/4rGwhb+yoTZpPNYcrrS8VU",
-	"UygJMaY8ybtfQD01299jwVI2EAgYNrmwlcigvJWt+4UG97yAFBS8c7Q1xIp2hs5ZbGtKKS0N/VxTfQ2V",
-	"pvp5uwyRV3Jbe2ggFlQRbOAak5bFFajjOPheiI0zgcC4JlJAE1QHu5KEDkSUcEOVEDocK3wWoDdz+ILQ",
-	"zpAhfJfL9tMWU59NpS6c1kVt8n6AXuYS+6u6p4PPUFJqDpnUh51eZ3//0F3fWL41UAs215g1f3BQHlow",
-	"PcZOfPnYERUC80Sh0HhwcDSFle8YrFLijt7ao408+ny+5s1H5zjAD785F/xW//1m9/8XKPhh56uicXVG",
-	"i7PVKRFvOJfWCQ50NIXHzDbAF5WNgFlX9Mg1l33llqF5JbqV+6bSs2BTUMBDCGDlck95B7aDooX2p98C",
-	"qJwX9IMun0OxOcGwxJOTJit7etjrDQJX2JCKUhFUe+SQKwT9/cZyJ571C6aMVu4RArFNeM5TgJkt3Hdu",
-	"wrJwWIOScrnE5rIpQucapNemL8WQgJgXnolslR5NRgxv+RaFIq7ZXIMoYK/CvWNcSkSLapolhtt5fPn1",
-	"+yGvWk/Dg5ii1sYair6bKP346KpIDyw+thWmUHCou8ZBosgvZbiwQewwvAgj4oGnlOqT+IqRQ8FMIylD",
-	"NVW3K9idhU4oh+LtxVLXLGhfPFE9FVkehLAsuSndcVY18OgPeU/H/AcXENUewZXvmnJ2+Vw1ShVjdxwC",
-	"pVfj/w26bPrASm8xqGnqwr/2+ihNr6SWUWWzBFwR9yIvrPvbiGv1ZWhlcgU9boqWaAPxoD3RBqIEeKWB",
-	"mRP2i6Y7Re8nI8T6uqaBrD3bQxHPnxaXn+hULtROSXJvy+FcWHqIakBnh5zTiZXcjfRvK3CjqtSyHzHi",
-	"3OVjkAQqdIXk7Pz2CNeyh8cGW2q5ytewPvtKgZ9byLGb0wkLB0JJVGPoUuU1ua12A+snaSaUT6C10Xzn",
-	"6t8rWvQPV/G01NFtS8nTFASWf4M0L0TJalfEMoueq/vFV1aO/yaj+dn57qpgRSr9RtQCTV/qRFbbNuBG",
-	"APOD0v6gySNgT+6cdSdj9d6UYwj+d+pFPb1to6yuuYdSHrPt8YNn5x/csw9IcJ74w4tSEcUn5/SDlAAx",
-	"h2tGRUYT4jZ8ZxqyMmXhBfLGIbkOIHa2klQlykf8mSLdwwMjI3b3D16iBOksh88gGmPNx/Rg9HffktCx",
-	"a32zbrkKt0TAlbp9BQe9w95amcDCxAUypCAjqmwDGyfnusmbe61yfD2yz6qO9aMDcrGiBDz5rr637+qS",
-	"6QflEOaW+YccqU1iy1/M743CVIwun6XYnWk9UuWgHKlyUAlU6T1yoMpf5OjS4rSG+C3K//Xl4lc0upmk",
-	"UBvXEAIZLckNF2ifVJoaVTyPrbDBKMUuOyoDEtoizCRc6c0xUT/BE4+R1/qezlxCUtMSjwKKD5hF/MFi",
-	"ScwyS9CXtw0/N9m3xqkrP2Gk+L9t6srO9Q6/b65LQRdNyGJrIot/9x+Ob5fOrZ9tG9Cfqbw30ZN66k1s",
-	"2W3X7xtT2LCcoKWZ7xKP5ugk6Bs0ED5X2czZoF3pGvLxsnnOSU6g3yUCbevxsNav0i32JMv/rpJC7sWP",
-	"V2/pbrlT7iZWfV5YQZtI9+jt98r2gb7TkD9mpPlP9hMQbxhE6rbUgzUPDfiW8j0uzJ6EcHPNozGd8WRZ",
-	"qVPU6x4chXx+ezQQB73efj8evez3u0cvzXcvdi6MYOefJ5SvxJusTLkycqMCC6dnry+IjUNr6Tu9F0K0",
-	"BoQTrtcLa1XWvBcSgzuesLhwclU1/rypx4rdfMXj+uaKTnzxjlOqplUnHVMh+WcmNYuPMZiNiglTeTza",
-	"ksSysxkLTze6t/6A84GWWEhJEEJXJlOPdt8bnlTrKd7El97bLuL3Nhxu98C94vp36FGx2HoSWRt6VERO",
-	"KDt4VGpJcgfviqXQrzdx359Sn1wx39kV05j41lwxa/rPV5NToQqF34j2HsANkzJzdlkcPPlEnvSoR/WJ",
-	"7HxUzT1hG013lnSWbJJWPsyZODk/283m5Qb9uiLNU0bs7CSWUQYJM6W+lwuqyIQJhgXGx6mcdVabRn2u",
-	"phxyDJhLaVRWPmdMUx+2sGgSYqto57DBun/hHnoMA7+drLl53y7hj2jbTwvE5tzWfbVFHHLPNTbvO7w+",
-	"Faf6Tgb7NN+AJnu91WBfu58P2LTVHcWabq22PScXRLM7DdZXyDcxPPFJGfLa7zfibEc28DBW/fp8iFJL",
-	"FQS2NSzMYUPIJuRaFeAPRGu4SmzDkAzPZcKj5dCGPOuFJOC0buuUzwm7o5FOlpjRCX1fue1lDWBAO1j2",
-	"TyMdgCWK6ukz1SGXS6HpHTbnVtjIhCGM2KwZ/EmCYdPTCBqeePudZqVj9F3cGIUZFtKXg7DUNfU36IYK",
-	"l30Wz21Q0lTKGwi2MNuXG3h1StmY37gmerAATBgtjQzZE/DTDRdm+SvhVGHgem98KgVWff4CKYP5aDTB",
-	"HMD10dDpUhnm42UQBqcna4PUgqTppDIA+HUwaXFtGmGQhEG+lRnNZJCDKOeIY9t8+NPLXnh0dPg5DDgf",
-	"G8QpRO5K+9kvjdUcJOyNduL8/OAGDQQhZgcJ7J/5BFASHc0JgEkQRvML5rOvZFkUWYhbLc6Pp3ZtuSes",
-	"Abospz1kCbUts0dYSW1FTHxS+n5XzrN7yUYeMbgbM7HcpPVZYnltHvuGrrPfgdOsidOq4iL7ah8WourP",
-	"6MqSKQoG7luzoL2QxCzlt64cREnAeKZIlKUpJumLeC0x0O+mMuf7lqWqlFCGb1sJQGGmZnlS58N6clV9",
-	"hauqLBnCNaVCMuMiU9YdUl/+6JvLtT6mwO7yw1DXTMH8XisKFieoSPb/r5pahpDDXr16y4Q2o3c/QTJg",
-	"0H9x9LhMAlYpbG7eJmMKYUacQuOTrRhSTmskYxpp5VpLc10q1WI2+0nxWy9YPuXRFFEbs4jHUPSswCnW",
-	"E1h+71OCnLM2T/mSpTnjxuZdIRQSaLvCQywuatNYfeiZIlhFM69DNBCgP2Ci8burq3NiaZvg7yG5eHtK",
-	"ftjf75H/8/+/7Bz1CSVYvOWZwjo4RowZCMEmUnMo+gMdtcU4gQ+GHDFHtigRcXJ+RnJE7IUDAZEVQ3Ol",
-	"DMmfS7fGMwVhDx3yC9dTmWkyVFxEbBi6XF24n8ZZkgyEvWdah70jXPbZuP1eCtb+GTKPQb0gXB+T573D",
-	"El4s05xSgG4gRowJO7stiMQF2e8RZS7Q4YJyPdxDeApgXB4zVURJKQhVqDC7m5CDb/qWEa4N+mKWaIog",
-	"2CGgmJPmSWI0Z9xLbH8JnasNfHZTlI3yiEPCEgWlb7MksfAek3ztQhq4JxBmng4ETc19q9xycBk+/bsQ",
-	"yC6Q+LYUpC3f97AlWNZnSmtLy8KC/VE/XOgXR8GWVIYmicmU6yZeubOxoQ8gj28bwmBx6W3zVNo/rB0A",
-	"1NFY2KqcE9Iqjaag7fnedrHq0Gdwfl8mIEc3hmxAkPQdrfKJ3FFirL7mFlNziM0N9yQr7l4DM6LRFNrj",
-	"IqmNCyXv2FZrIHOZJBjlBqcU70HK9WNfhDjZBv/XlXngMXxfWGmhod9L04nRp6KE2opoijHxR/SCaUSv",
-	"23P4d4v3yzzT2PN1RSdPXq/v5fXSdFIplU9aebay7diTKTTYg+VeaVrpnlVHDEVwTp2lx7vrD3fJwlH1",
-	"Wxw1nTwpQV7vF1r3mx70XRn7FZ1sTVlxVHHfFiwygZST/4h6hz8cjILQGQOvsf7h/ouX02CtEa1U2tL6",
-	"lGOkx+XlO5I7ehr7G67o5Lskp2ygdWvbf3ySfzKsbzCs23YdtOGBK4dPaXnDtjRAuMJHHkUgMlM1EYkQ",
-	"JqzSa8OyuZGIopRp9ZhVDL+fGHVyfka025p8y/GLTQEm/jYxSEyI/69gmFYNx8Kr7TmfM6jvGQZr93hD",
-	"VmQA2oEJPpybEWa2bZlqb37zTKnvGJDf716e3DHt+d+Hk1rbIezqsY3QNDsK9rOpXAgi0brU+LQVHLb7",
-	"G4+b6C72APo8lXOqpyXHQ7zR8VBv9mrWasabt3Arb570pQfKWzC4rFDcTnRVDQ/+LRgxmrL0JNNTiBv6",
-	"bH5Obx35YJu/Lp3z7u0+yMt2Jq+5zEYW22L6nYLkIMD4S7j6UjXpR4V5XDfa6m3DZDl2HhD7vUvw6ZSd",
-	"acoz/qssualUbS2/gdVazUsuNMqsrPwZcVn6hmYxr7xiWzavz+wCoUMrXzjTZwutXSF5c0Un6BYJCxvX",
-	"HiwvZmKJZTxK4Ob2rdLsmN1X+gJ9qB48yExELCVAA1xpZB6khXtvZYG90mwjfMGHU4z7w/FcPFRIzNlj",
-	"QkMzs5iMloTmD92wJeGC/E/7ZM7b/81sAJ+iMzYQ5jdoC5AyClWBDes8TeUivmQR+Iuo5qOEAa1nYCDs",
-	"RuZnxaLu7T56Cqow+zaDzSSKu4mMaIK4dX2YWEykIJS4vpfH2BuCQVmAEYvkDKiuXJEWLZFQkJQMx4zF",
-	"/UHW6x1GBhD4iw0rkGEnpxpUVkrzYGe40kZA0Z0vn7/83wAAAP//",
+	"7L2Ncts4sjD6KiidUxV7L/VnOzkZubbqOk4y8Z5M4rWdnbMnyrUgEpKwpgAuAVrWpPI89z2+J/sK3QB/",
+	"JFCiHMeZ2U3V1MSSSKDRaDT6vz+3QjlPpGBCq9bgcyuhKZ0zzVL4dBJFKVPwZ8RUmPJEcylag9aJIGfn",
+	"t0dEpubfZ4Tig2TPfNue0yRhEf7CFckEfrHfaQUtdkfnScxag1b/p+edp/1Ov9fr/FcraHEzbkL1rBW0",
+	"BJ2bJ+yoraCVsn9mPGVRa6DTjAUtFc7YnBq45vTuLRNTPWsNnh0FLb1MzJtKp1xMW1++BK2TOJaLX3nE",
+	"PKsIQ5ZokqRswu+YIgsesZToGRWk+xzXsm+W2D08gE/P9slEmge4IgYipvTxUFDEhVs1jkb2BoPJZDIZ",
+	"9Aa97k/PCBURiaWYsnSfhDITWhGqCdcK3h2KBY/0rENeLEnEJjSLNVFZOCPUDQczTjLFIrLgekb0jJGY",
+	"z7kmBlcR2aNDkaRyHLM5mXAWR4EBnArCxZQpTWIuGGFpKtP9Dnkv4iWMQKM5FySVMSNzuiSKiWgoYHk5",
+	"HZC9o94hkXrG0gVXLCCLGdXslqUA/C2NM7YfwPIYDWcW3KGggFoHLde4gFCmEYsIFzh7FnFNYjklezQ0",
+	"W0JGiIaYT/RovzMUjiz+mbF0WaILs6XXZrdaZVKwmGsNJjRWLKeFsZQxo6L1JWjdteeZ4EK0zZKBwOYc",
+	"fnjBkfw9RDg2P22hQD7P5q1B/+B50JpzgZ96OQBcaDZlKVDja8aidzCwdzL4Z9NkCdWapebF/+8jbf/W",
+	"a//0yf573Wl/+twLnh1++c+W7xycTd5JwX6hOpytn4SrGSOvruiUyAmhJGUCDwIjYcyZ0GRGVcdtxozR",
+	"iKUFzGeTthm5jUPXnM2DXs8H1PvxP1ioHUJWTidJs5gppgMSc6UNPY9lJkKWAs13/DxjKwZXGMacC/ex",
+	"H1TQe9L+X4fh/M/r9qc/+dH719OYKsUnPKQIvw/FbDJhoea3Bq/lpw3aDbZvOVt0aoi++kYFz/+Zsklr",
+	"0PqPbsHLu/ir6q6AhaBmqZKpH8SRYHf6OoQnRg6uJGW3XGaGLUwZ2QPmQ5XOmZOGHbIc3gs8zrgT4/7r",
+	"W8Pf8oOyMiIwP//x7xtaK05lDz66Y9n3Hsu/XjImLrkIPXQI3NLsjMJFK8aEYd6Gv040s/eB5iWSXIHV",
+	"vHGtYPQywBOZzqluDVoR1axtBvBT1qXM0tB7QBT8UqYesgcnODY0RpViKZKXcNtotssA7v4OpdCUCy6m",
+	"hOv9gLDOtENGeGkMQrlIORsdE0p0Snlsnhr9aUTm5qQzVYyyN5owFg3+NKolAIR0R+7w1ys69S1bI6PS",
+	"lROFq8cdUVmSGMmBS1ELkabTOnD6NeD8SpEeq/C8kQu42omWZEG5BhmBknBGxZQFhJKfJYmyFA863uqK",
+	"DFuHPTVsBYaQ5lJp8nRelY4Oe6oGcDNHHeSHB37AuZ5xUUPaufjDheIRQ3I+PXt5USuu9boHR3XA4Uw7",
+	"HfQrOv2aK3F146ocfXW6L2YolUihGNz4L2h0gaKc+WSOAxPwJ02S2HLNrpWs/p9/KOTszVjvOb6Fk65z",
+	"WitBGsloTmPDDFh0TEYgpKkR3HEKhSoQ6EDG0vAeVVJ0jNhyKsUk5uGjgn6mCbvjygiwccpotARIXst0",
+	"zKOIicfGYpiyiAnNafxEoSQbSaaIkJqAmAjkDCCeCXO10/iVQfBjgnlCUKK3XFix9JalTxQxp+0YxGgj",
+	"A8+ogp8jpimPEeR3Ur+WmYgeE9p30pzgqSHLGyEXgtCxzIyqAhBdSfmWplP22Ns8ltHSgCRvrWAK978D",
+	"6RcqlvYUq8eE7L2DJqRxDHuaUm1hOzY0CJhcUEWUlimLOuQqXRI6pVxY2eGC6XTZPsFbi4VSRCBoo4wN",
+	"ayk9sc7AL/GV/OoZs4lMGdHp0kwME3UqzHhN9jGL+iBopmcy5b+xRyY1o0DyqHSIYUc/CHpLeUzH8aPT",
+	"GR5OElIBHESohVE35AKF3ohqOqaKoVUjNczZABlYjUkRmjKiNI9jEksacTHdPzabUezEY29sksqQKfU9",
+	"UFm63xYsjtt4w5FxpknKJgZbWhIl5wxPSXGMwBZh0J8ptuOF+EEY0U+mmkW/sIjTK8DK465bJswKe/lN",
+	"pOkNs6ACTp4ocooQtQ2EHRCD7PBgd7t8B8p+asbSHCUVwfRCpjelzXZCTdAS2XyMZJQrFVzoZ0etdW0n",
+	"aMl0SgX/LddT10ZTucKxLqzZbyQo7ubhk9CNw4RRsD62xrEMb1oBmmlaQSuWRtLWs1RqHbPWp2B9xhOn",
+	"qqwvm90lPGXqmuqmOlPQmvBU6WujdjV/54bjPetWgfrBmtYtpAY1xmoY3tUYNXHH2WtRHrTAxubfjEIo",
+	"/ojwu6eDQuEq4aIM2SffVmYR16+ETpfr20DDWnKhoUaBav0XP3ODUwKz5ho0K/Qld1mSPSqW5C+X79+h",
+	"mfGY0LFiwulXEYuZRgXPzLQDdSAv3QiWY7f3gCtMGS3g4lHTQ4m7sHWbudlkahRARHvgdiYfonZnzynK",
+	"bdWN5ZrNq39s4n0lEimYAU1TCp9LtqMGK4H5fNC+QDPfOqxgObfXZ3Xvzml4wzRcCeOlZs7GnrAUrIhk",
+	"kso5ye1WM0ZTPWZUkz3z6zWPSM/cUyh/o7SOaEXzQRPMXGQxO0X4fKgBsmDRTmwsTOUiUizcauMzz12y",
+	"8JJpzcVUmXdnUmlhteq1gRtTJfAL5hSmh2B0tTBZY29zUrRUcoHv+XCeKUvxVVr5YL4mc6ZTHipCiUNf",
+	"bl5OMjUz5/z8/eUV6bpd6N72uzBi2766HxCVzecsakwjMPMGIrllqarjsgsesevU8CIP+V+Y70nEQm7e",
+	"V846BsSeLy/J4pjoGdVEabpkEcHRCI31TGbT2VBo0LQQCVTdsAh42llSGnmv5CQDA9xdQoUC0xZS3/7x",
+	"UNB8FJjuhrFEESniJaE46RNF4F7KHYe5qMTERKYhsN45eoC2kqmPQzqrkSOqygHcwHNO8SkPm2x6ZG7Y",
+	"0n+13LAloPN/2icJb/83Wx4TNTMKNiBGSLD8f+V5WXuqSmHNMGVWsAFFZyLJUJKOIm7WR+PzEqqs821F",
+	"drWr+BbOlxpUbJxqbYg5vTvDN8vGXz/aVjG2AVeOOa2LU0YLYU1pKszS1KovjZj29NraEuoVS3BHwAnG",
+	"g1jy+bmzO6PWjoawHpMeWcyYIBaaErla9aPYiu23v3swyFFRLHMDQj8k5nbZkfq+5h59ZNraSFSnVNNY",
+	"Tl8zH4OiUYRfrxkfGYvwQuAKlGhrvy3tX8lFHq65MdfWU5nA87sj0c3INqt4jU9uYnPm8SiL/T9q9A+t",
+	"fZ+l8XYKtMfYPJvDHNSpfTkY1eVv2KW3XHnOvdmM5iJOecO3MXMc2QvQ2pY6HXdOYx5ymSnQaFWSfxgz",
+	"wadm3ZkAI7BXzT2VAo/g1uNYJclfrPsQmInRpeQENSnlPIvHRLCpuYfJGCxBhlSreGyorYMaAP6pUArN",
+	"DXYNx1GgLqXwCo+MEhWb3cq1Zt9qhdTNgkxwKVV+sYVBcOEYxJZNLiv5NZu9ysN225s3clGReNEgqpB5",
+	"2IvhiTKyTIeMQPaLRkRnqVAEZNChKERFIcsRVaPbo+sx12rUHd0+w78IF1oSKVhZxDQ621BYuXBARiqU",
+	"CVMjpJYVAVWBQGUf+TNPRhBuJDM9FCOQM0cBGdF4QZdqBAFRIzmZjDrkVwDLir9GGCarArRRJGnKhgJV",
+	"TohZGpVE8FGHvGUTTWSmIWZGkAxupsC6eBD5MDZKsWtGLVolYDmZAJsxKwHbmQHaS4gWj34h04CoNAbn",
+	"Wec8zmX0GafaHhyBWpuHSBwelAMknvlkCrtl2yZ9Vj9p/6BXnbUaLtXvH2yV7C3WChQUcPmOwqu7JKZc",
+	"GDa1zoiR00Sla6J0hNGi7L9y2F0D6QaeCvJJ8hE3gFljd2twH8+pyGh83eBJ3JwNNt+dtInCCop4bP6e",
+	"ptOv0VvsMjYg8zUNbTzrFmRWifnVPNFL5DRCCuZVyKpjXE9SOfefCnsSMIquEu0VyjlTYJI6JqzBlEzo",
+	"lPvU/ks0SOYRHKVoHgzvdPGzjaSNCiEaPYJBuFPCQgM66gmd1kBkcRy0zP/Rq4TxGKtbPGUSrp44fj9p",
+	"DT42mvlnJltfPq2OnVO4/6w2Itxt0NYQcgOYr2ijCdYo/qGGXmWRllTsjJWV+eQjDzHn6C5wu+Gk/Yz7",
+	"vKKLKNFUs83FMt+2OfHN95sR33bicTszkQurdqzaoEW081bCHdSATLiI2N36Oe+1x1SZgy4VCHIugtpq",
+	"ix0vajfecM2uMQQnWL/OEAkbcGcj96qoK7ZmnVtCEFzOa1SZsZGQpuj35trLH/1q4OqVDBrCtl0X1O+F",
+	"LNxf66A7qbHCzEvbYw0phWdBROYj+CXMuyAmQXwmOjESqhRTmC1hpUOjku3uVTX833tGYCyfteDXGdMz",
+	"I1vnUjbaY92NYq1E8L4q3zF+Y4JdXT1BA4E5azU8bWYymDkm7X6ByRx1YCtSfoKfuEu/wYFEAcHcUxlN",
+	"Iz8qMEdCsFuWtmHFBB625uzS4p0WgA8ppo0Cm8Uxws91bt02cNewgJJTRU6nPoDORMRDBrZ9OIgGU7FE",
+	"bKmyx9LRY8UtsY6ubbwoteyvCkXf7Vzk3TZClWFONh7mmPRsxky+hf6tgzXsylSBP+96QcKZcLTiJi4o",
+	"teROtftgEVFQSnF8fFzEb5xrIJszYdZQw65LEmCDS/U+Brgmnr4028HRh77BLAxtAlmzt+b07jpKZXKt",
+	"ZhR99MV7MhvHzGd0Ni8hY7+Ombi+PfIT/Opjz2rORZ0pUsIZUE3w+t4+CsRnSKOxqf9e9k6t40120PUr",
+	"68PFW8zMomIJ981CphFJWUQNqB1vHsJ226lDUK0V1cBZsaU6ovftoW/D1ggkKEm8OaYr1Fx3SF/nh8Rd",
+	"sqG6NZxAzTiLzSA8UZkRhyE6rDARJnQ+o5nfNmMGvo9/LKw10cKSv8ZKW+Ir222X9+Ec60e2Sm8QL2yE",
+	"O/OzuTTsjoHhL2WTlKkZhPylbC5vmTPhEfQD7/XIMOv1DkP7Pn74M+kfk741PJrbBW9mOZnsH+fCQq/z",
+	"FFMYwjhT/Jb94mxNeE2sM5bCNOXN49vCcFbEh3VDXJ4Tudcjfybd54ERcf5sjuAGc1y7HzRlZXUAPKsB",
+	"4PCgDoKqac4Pwv24YZm9VeEtZ8mMmV4wJhx1MAV5MmiP6M+LHe7PNukDK2yPTjF41JDfkkxBSkOB3Ygo",
+	"zvhSziYxWKjjtfXA70EO1dHz2f4gJ3UMYkQrOuQKFXFv7gRApAQEbGAuHURAVCA0gqh3vV42P9M6CYj5",
+	"vyIyJRMeA9tfWeNB7+j5tpSZKuuv8Pw65voQzq+v9HqVCW83H8g5TRVLiSXwY6Qaq3kQ67DA9UPoxrpz",
+	"KpRxNvcoi6G6HZDfWCqtDI3POTm6pEltSiIO7PDXwps1C3PYgcdLgvHm6Pbd43NcA7Vf7/sNnHLuEirX",
+	"BsbAa8USmlIt0xVi2u4Kt7nD/sHVDU8qEQmhTCO/Yjnn4hqMQ+tDwa09IOZGKt00ZMIWLIWjtRXDX2qo",
+	"6SITG9zuDWS7KMPQ88aC/G5if730PuGCq9mO0Ydw/9boI80DCLloDP+OkjKKC43lak3TXeMvlaY6UxUv",
+	"3Q2GgF/PZcQnGLUyoTy2Ph4o0OCRwnxxVyWAqhuUz5tvgUNjWdhFuiuwUBF/S4TmyOJTPVH7mXWaid14",
+	"tTkeX7aGt4gabm0YS56Z14yd9tfYKBVY44JwQRLDxSOi2V2NzQF4mS9gBkK7z6V5NEUXdSl1AzPR9kZd",
+	"sBx0e10whXb7XfTJj4KhGHXtNnUPuih5jY7JaJRbQhYzGWNG2z44pcHKZBg0pG4nVM+CoYC8WvOr5eCl",
+	"ghwjyC8bBWRUTiJxBTPWFXEuNthxoDBIPeowQFoxTawNGEoxKBazUEtzgVh3kO941vhQV29wq21t8JB6",
+	"fQwh18sap8F9XQqbMmx2yon52Wgj6yCPMx5rXx72O9AswIRoHmlzUTE7WnLqbLsjGh1VgK0mgr/WmeQg",
+	"/1S32Nx7vYPSW7gDNqeIl2lpe9GAhj4egPo+qvrX4bsSC7g1GtDNVbuAi+IOrMPtBmR6A2kb3ad+POem",
+	"0g1n+Y1LvdgR7aWAWf9bzSSwatS8ZW3AfC2btyH4Lui1dOaKNZTTUB4iN6Scq1Em8KdP6+yquahXlr57",
+	"ngNRySnYXuKivKk5VMUYlWBdh4St1rY3UrBlIj0yhg6TCg7zHcy40P1n3i2sIC9o3bWnsm1LRVydnoM6",
+	"HD3oqB9enq87E8OkhRNtWvAbviuV82QrO6wCdwYrTmSqm640SaWWoYwr0ZOe5VSnq4u599+VjIkdBO1V",
+	"6Tgpgutbdm0lsIvh/aiXN+WVceDwIEkvzJ3ss5C+KR2/6nY8ZH7TJgHCY1rP8zc3p2yeQaWeGsE5l3Br",
+	"ZcJGalYzOQ6G3Mj6EVaXPd04OChPtw7WnfJoz/QUthkrlt6CPS6vvdAklaiqhK7YsY0ORtzvzuGqtEwS",
+	"UNyuDQYazrLylt9Jg2YQEND3ZEqANxEWszkTeh8yM2ZURDGLjknKFBMRZjlikMSuV3iOy4oiuQrn+rZ+",
+	"Wq924uoQolZhCxDavDOJNRJpqtsLugzQCbWYQS1EMqMRiaRgZAyud9EpqOaCKfBcbCKBpiYStQndRiwr",
+	"Nhn07sbpfeXD6Lnmd7JvNNoeuxzfYfuLHJ86A5knibZpMpsNs/eaRponpePTVmaoA/c15XGWergwTTeF",
+	"sVd8/sWAu9h5qNZsnmi/O7jeqtY8JfArsQj2ohVUOpgdgLDiGsxeZvM59QYXQ5Z0YzE2pykPcU9w93Ya",
+	"zO34Nj3UglmaxLfQd3Re53iov5StIcPvPYeI/t1Mhu6d8bL5Te9g2Lio+6iq5dWV9YpnB/2jo928PhuB",
+	"LN22O7pa3gtwiokpoa6YoaJLZWtOUVFEWKXEWmc87pY15/kuBTEDK3SvFTguTX169vKC7BmFiIy5xjI/",
+	"v7FUbqtpvM2uAcVEGmlxJZG6CuhL6woVcnFcFBMkcy4yDTX90KOS6SytCicNy5FUZ3vBMHbdFohEZzw+",
+	"DH+zwjdrptXyhom8Wuu2/N7O9aD7/0IR259++vKfNY7d2kTM7bX/ytaXpz1PjLbPs/uWT/ICm3lBTbVa",
+	"1nFv2Do4mg1b+1hcU+T2PJuHW2xNv0eWjKaqQ16WEUWnT1SOuqurtwFhsWK5V1oKZiXlzcUeg8+rwQqf",
+	"POqV9wzfsjS1VbJ3MctE0fXD7YonPzb46uN9nwJCOxxMG1//bbHgMzKfy5iHyx0ZrhF0wb9h8GCrPaOq",
+	"fWwk8FRmImrrlCeKsDsa6nhZ1BsHf4B5b50F55FFa3wUS+NAIGwmbAC5DXRWEHlWDnOuxjj7dPVZyZa0",
+	"UWkE5OSWJ3gTLQOb3gLrQUmJ/4blChrLSbgSF+tatR83SGwJJVZA2z7FJTxaI6QA9hzon2qpsWzq24GL",
+	"rNoB80CkZ0+fHj7dXL15Ow5W7YEPOXr9wXTZI7sw07AJh7MF174ErZoSD3+RXGDqNBXNa9MU2dybM5KD",
+	"VmqVlnXOIibaoErZ1gTAXlyGAvAZW2B62Or3ung1Dlt5/ay8ycD2+NM8SLs+EaVM1LttQ5TIVO9yQFMN",
+	"6cONEnz4BOoY1t4UPpP/tkHLJl1fQiMUJhPLlYSSDUbfGrJ26/T4zCOmNMfkGWLQR/acFLSfN6KwYZiY",
+	"d21EJsPC2ge9Xm/Y2l+Tcpof0WpXBMOEP/eDp1/axZ8eNvzJrAjcVjuqjBjs2TzXFWMz75np6vwvR5Dq",
+	"7Kfzwp66psJcvD4lPx09/S9nkjsm7JalS+vpdzVBTs7PoLQuipqrF7umPPZlx1BNFnC1pxLcBFwYHY4J",
+	"zUTIVuMCSuHIuQWuWWBJERfiyz/OA3TWedGbq6tzgg/4Heea67iGj+Frq7Ejq3u2+iYorYNxTMXNVgaG",
+	"k+cr8G3sxcuTc48xbJwpds3mdld2im+YMBC/dpKE0cTsD5eoOyKb4ijq0jZTNuXKD7iPGV1g1OxJyfy7",
+	"QrguBMrbWMTG3LoTACVyFjQvaU7+mbGMRYZzpZkQXEyPiZBEsAX5hxz7QxIhVssfLfcPOb7m9zL72jdL",
+	"EV0uKsxPMpB25S0ClMWxy96TqbW7RyzWlMCdUip16WpDjali19bzu84Yyr82WVnJj9hWNzxpY3gtjdsJ",
+	"Rlrlyd61usSrTdmVgpE9v4KxOZGyscMTkOXZ3+YLmzLB0p0tipDZcF0KdmwedeKiQ2r82w1AnlE1w3ol",
+	"zsKlZvTg6bNBp+NljE3VM59i1thlu9El3TwmAw6D06t8yY+17u0mOpXVpirxF7ue/sIJXgRgwI6s0FKu",
+	"niFkxREqbcgm3c2iwrbF2NCJKa90m8q5+05hMXTkHeCKBKLDUOviISFt/zPILI7WGYqPwjcLS83JeOfa",
+	"opaRfvmaam0lAtvCkCc8jhW5PerePjvGysaa2i9pFF3/qRux+PpPhAulGfWgjn51Ce66I2Wm30ngbb4n",
+	"MPSzbzK0Qdc3ghqG/jZQ86g+SndD4YeGF6+LF3q5WYMvtHWqmcs+2qSY15aS2FFTao6nb4J+b5VtZ2RI",
+	"Ue6ChfpPugvA2sHKUL4qG/GkclTZzpGk+Wz18NfL0vVxNm+4LsfXNA1i8AIhkVE6Fpa6NoOLlGv4A7s1",
+	"+qzC5fjK9ajr5WrCTeaOyuY8KytE3udVW1XcU/jClRm3J7jk9UFy2/1Im8XbY7178VUHaLHawCLMu0d1",
+	"5WzvU928Vn1McsfGdqM1qo7mFi0rI1Wc/82G9OZFsTXLC97mxsdS/Qxb6KpRIJdjftUZT6mQgoc0rvpM",
+	"vn2EQUXcXHHdZvPEqLTC2oBQYHNIcQIe14rFk/sEkFlTlU0TsXtYllxLi/XRVm6p3WqM/cp43pfnMGKd",
+	"MbbRfeJu07PX72CABkbYvGniLoZYv1y2Fn2fh8ZabJWW5kU1o2k4M7eHryUgW6m+ZDv4qpVeiwOi6VSR",
+	"tYaLwUpfxpXad1j8KC+UiQXGoCoAUOVK40or7pj5AjyX3aIHZ94LrFT2TlUr4gV5kyDFpzOsyVn0NMXe",
+	"pY7gHzao5D4taO4Tbiw127nUo0NF09TJ+5SGfJgSj74aIraunQWqtsFNeZ31h+AheqKUjtO364mCpR7P",
+	"ayqonaxWTKsWgtQ0nTIdFEdZLsTKUVMetTL/rXl7mLyPky9E8HGOxINRfh1JNiC4oIw833Z66+OFMq4J",
+	"RbyPfGXlyuu64kDbyrjXy2eWuTaoR1oU7iN7K/S231DC2l1G8gsmZUgDi+rSWmo26TUN9ffrSfaQ+Seb",
+	"ii9WmQeE6put40zVlVy8bzbLtkNUsw33qqnkTlPJO/wfH3vtn2h7ctJ+/enzM3+Q4cq5WWW0/m7OEP1H",
+	"ZEqGrf6z57Nha6U0hi9Wb/UEVgPGeo2c8lfyhomH0cfuQ9S7NZLK1EOpiKk1Fmy04ZpnNra8keCC3dIY",
+	"CDBcagvULGkJ92U9ZUm7/fK1Hg1Tphs0BVp1JcOQnswcB/y9spzvEzS5HjXnCXzcHgVcGzd3300v77dv",
+	"iyttuWojQTw1a6EPmI1pilLIbfJyS5nyKa9JuWZzFvH6spCZ8PWchxltuViZQss778R570iPpVdqGheK",
+	"V5KpGVGSTGhaDROvqbpYUxBQQG96u97q6hw0vh34G2cLb22d1FaPXG1ihN0WuzxRJJbyJkuUd/22EPVG",
+	"kfXy3UNEGa9U0t4ghK48WRdqf5Wrx2Qxk6qsFbuiweul5TsPJXnY8u0bXcxMlpPX1Q6GbJtv69ER7iPx",
+	"FNEmNVRin9hMKls06SbiLgpOqHoRroOVota5XbGZVllW+Hwe6ogmW7nhy5PzR9P4i0rz1ztVu3dS9pev",
+	"rJpfO85qNlmdRWEF/rKNIaeBqpJnTolrJwT7UT4O63wO8njCLOV6eWmAtv4JRlOWnmR6lreghvgS+LrY",
+	"npnWCdTuxsLc/+1rM3iSl+2+YUsM6GcUrI4gTpS75+RdqrHXTbnnD5AolBB0Lhhr7sw7FxZQ0YSbz9AK",
+	"m4uJXIdpngkuBDE3gbk5lL1vzs7zBCswCeIRdcYJ230OzXwpGZt/tYyjoYAgu4DEjKZC5ZnDIRU2Z8ys",
+	"1/ysFaEkYamCfhtpykINRxLsgbZsKNVDKJwas2jKsNJTHq8AZ9kiS+VdKbnIY5w7QzEUVxA9xmPm3DpY",
+	"28nwgJSGEAHdpQnv3vYHdt053gNYq5FJDExDgT9jx/kOMdzftXJqG2Knmo9jBrGaGQQNVLo0cZU//UQN",
+	"RT6/WS3HLn64K2MWkRlLGUBvhCU1wPqGRddyp/mN7tq4d20D5GhARkk2jnk4IntCllr27wdDMUJv3Sgg",
+	"I3TXQeOlaM7FiOwhJWMymCunCOuGkOCIIeakYGoorBuGawgbHtkNGJE9WiZtsw+lNpqVCbBy0hC785uR",
+	"FVsl9tJICk+IwRCkIbJYsf0OOSmtbyiAFrgic66UeQjKhWpyS2Me2R1T5KjXDwjFhY1ZLBe4KjfzE/PE",
+	"4fFQjKWeQQeYssspr+6lcoM11BmjKYNLi0WEatizN4zeLssL2iv2aWZ+G0BA32hAFJglYTx2B36BfZJm",
+	"glAyYYuhoJpQYu5UsvfLh3dn795dX746uTh9c336/t3ph4uLV+9O/75/TOYGxAXlrr21OTskS4iWQ1F9",
+	"768fXn14df3rydkV2PaFxQx52jtEw+Pogul02T6ZGPowOHY1zoYioXpWKnHmEF5g+cPV6/ZzKIcm48gc",
+	"7Xcf3ponKDnq9QAxECSsBpUIZ/NAKQp6VNf7fwTYHoq9kY2mHu13yHsBB/nWUIHzmi3M2RmYOS06XFW4",
+	"nERobO5XFg0F1FJD6PfUUmh6B3uh2JwKDZ2HY37D9gNy1D+0o8Ge524NSKIwPz8dCttbHOu9EcN8q+RV",
+	"NNDV9IYF5Kh3ZMP+iS0OTVKZaQbYxvuoQ0YYjP3xUwcqhYwQof7ydw5BdXXv9msq2ZGVQnZmr1cr2e0f",
+	"436pjcXnAlKpPaf2h4LGSqKRkYxiLtgIMDzCgoAjrIcX85DZqDZ7jZ0k5k5sH3R6pTBwe0+VPJaDVr/T",
+	"w2dkwgRNeGvQOuz0OoeYyzqD27tLswg1tCk6xvMtOYsgfVRp6JkO77hDDuYDuGIBO8UN63q6o0zTqODZ",
+	"eukT6GBvnsPqgsuEdQ0Ngs44QkmmW05U7h4eGHYN7HO0n9/+K6BZIaYGtsMa2HwjQXhxZaBmVl2/+Fdg",
+	"tfvXU3SzNHn0raE8KF+S2rhH2M6DXs82+dG2gmCZZ/zDVsIpIN/aKx8cTCAerftZE4oOeCChosrfl6B1",
+	"hGD4Rs/B7b6g0QWyH3ylv/2VD4JmeiZT/huGBT9tMs+Z4QSCxnkaxtPeYaOpbinHvCWQfF0RCtBsccmx",
+	"nAZEsIXhoKAdOWl88LGF5+pT0KqIIa2BCwwyY3btTd6dlavKJVJ5TuK5VNo2ES5q0KFmwMwv0bLBxudx",
+	"0JWCdEZ8bA2ODiql4T7mkUf9571SMNFhKTqoX4rZwVEMQRbl4FoLNu5XC6wNWn4W1Ywki5V/qapFLlC2",
+	"ehaO6nTeRyXSo34DcruSEhoN4AtPm8xiFD6Zahb9wiJOr5YYr/2YR8Iqg0gsJb3u4ydDB8WJwQA9rEGA",
+	"ZOfqFKoA2+44usvFRwiTcKVh3Jmyc/hOlfupcqzSPJ/EXm6rGWYo+kIh9BA7N1j5C4K886giAcW3sQ0s",
+	"cH8Q6DHOeTFjwojYDFvNpkRpHsdWzgPJg6q8LKMti0DL4dP7bs1DUYSkFxOVlV41k1kclWLRrV53jKA7",
+	"JcDItooujWJpJF+F8i4ZmQ8oYjih/7B31EEBd2aUwNIquMKFDEUsaYQ+UOX6ItmoGUqgCDTKKVVu9TNz",
+	"zMqGoq+JD96qxXhJmzsl3V7bEg3XQ/F5CLxnCCwsj/lNXWRc3me3hHOFMBdpIaUx+l9qJIj1e7+cX//0",
+	"6eGze136v9JvfZGv5Ed4bvOrvDeaswJiOkR+HHPKtGkOwEAPfQz2nSVCN4KhTC6AEP9lRYOmfPCtFNN2",
+	"IuO41IxOrYQwKst7cr0F+drXMME8BNFJFivxfcDxZlyTeabsicvLalShwbHM9jqWtAcM7ah3aNQZw1mI",
+	"C+cD2gG+D1FwVJdihl04N6pEdoyDg/1jIgUbijGNAB6sSF+2TCEAgQvDA0rjeQg3eWOrGw1FaiRxUM9Y",
+	"RBKbtgMAW63/zft3r/5+/v7q+uLk6pWZTcFjmNUfkHGWKq2GAlkntMxA9mHmN3BWtNwScgw4tpI+cuWj",
+	"g58QNSXzgY9llgS8C+biIO8t3hXh+R+xLGur/9NBp9c56Dztuaqkg4PDctynDeRckehKtZtaB72DZ+1e",
+	"v93rX/V6A/jvf9FR25QRwbyNZLeDB2R/lfQAD/tzvz2uWNiE1byW6ZhHEfjiH1mQPDo4aPJyksqQKYXM",
+	"0Lz1UyMYf6FiaTGofudia86sDJOw9l/r2eSKaDo111z+0J79yQ5sa4wZpooVxgKyyoCurt7u35+/q422",
+	"mxfuoa8ULxp5sF448NY8WGsn7lUuZYcs7fyx9H+H0wDdN3rGlrlaY/j8TC7IhKZkzGYcxScwhK9vsdpk",
+	"Hghq7AAYyvMiFwvufUNUVfQixfQj8v3mXN3CgmE6jXh7/8F4u53bxTfViLbu7gd3klbkhi1/76y+14CN",
+	"nkoxiTm6jP91jQwldjzlSpe7Ox+73QQZsIg7A4ETnCdGzW148DA9r8Jau5/NIfmCInPMMMCiehxfwvfl",
+	"47jNAoVv/O5lDQR98xvvpH5t1IPvSBLQctNDEErLRJGFTG8wD2kHClgzVWzR4NFj8Q4igj4FLRusuCLc",
+	"Z/oBWPbXM+kPEI3ejEv3HppLb2HP/2on4t+AJZ9iEmbFfLHae5+p8qmkS7U7P0b/fzeMeXgzk5liHa1u",
+	"a8267wUjqVygOt8kFZDsYdf30c+vriAmc7QfECXRqhtxyGum6fIJ9j5lSrfteJATmRtTQRrMx+h+tvFB",
+	"X0ZG/YdHOuQUXLsqyK8omUYsHVgAg5VwyICoUKaM7OUtlEm/1wuGomijTJ71gtxFftALCDZVJr39ABIc",
+	"A0KVMP+7luk0ILa8VkDSSKhgKIrYyoDksYuBy2vsEJTTwUdu7tgEGjVostcjMrWWVjSAWxD2jyEmA0tM",
+	"j/7+97//vf3LL+2XL8lsNpjPB0qNyIer02Oi6ViB6ww6FGAE0ZiGNyqmaoZ1n9ExDwMxFdLESNeKXNHx",
+	"JbbvZBExsjJYh+Y+g8oroJpTQzRvDNG0dmXsf72i00bO2LVw2u2vXGLYbCMDMVhQm43KmLgEM3UDg7Jm",
+	"d7qr6bitHELbiPNqxSQkzaGukuZQA2kOtSGyoaZKmP8ZIhtqS2RDbYhsqAsaG+qcxoba0thQrPjyhzqn",
+	"9qHu93pDrdSsPU4zzYCdDPWzo6fm61cIInkjleZiOtQvXw31UBdGKuKMVKUvD0pf2irgoVyknAEBeVz6",
+	"Y27Ovsefv36VXf7NbBVkVP/re8GLc0V4cq1TXmaVzj6yV8ZJ2ciBHL3C9iH6y5UI3eQ0t7cBT1Qn3HAN",
+	"XLw+JUf95z1yevk35Pyub7C5HWyMlxSMjJBRXMjFyHNn7HGthqJ6YRh+unJhDIaijodDnvketCVu/wNq",
+	"2+7nHHb1+6HA5PKcT1e4t5dbkz2z0sPDw58Cw1vNGHmMb4dc6pTROYsMuKEUSlOhyZzNZbrcwDMv//aD",
+	"WXqYpSW3Vd4YrOw43Lt2gwPYT7edZjftZpb2srh4841b44pBzhSDKjsMKlwsCF6+CoA/BivsMfAZ74sv",
+	"D0pfHn49L3zjO2hOKEOs/euzyNX8CqqAF+3ZyNYJjzHkIUni5Tdgjk5H8xqH8aD/5fL9ux8n/cEN4Zsq",
+	"Kni8Txj7gP3RoOcGkAfMFBBlGfi/5XExXKOEnMc6OSJqcHbevfxxejafnrt2gchKqI1VKVqDYWtV+G8F",
+	"w5UMJ3isUAnMA6BztAYfh60V1aD1KRi6tCd8oCrjw+8lfcQM7bsXYZZCV6k8drDyWHFntwaHX77+6nxv",
+	"RNKCg4wqkVHm+jQq8785X8Cz9235wYSxaLNz9TU88Q3tpmYCKO9fYzgFEAMyXtoeVX+obUXTEpYud3Y5",
+	"W06+2EDchE8NdqobUk1jOd26Y6f2uW+4b3aKTVtnoc3+aLv2K4vjNlobMZ0OidAVXRFkzAiNIhaRPXB8",
+	"qxlPSMQhPiTav9/ONvXCmd394YJ7ZIJAXEJWHoswKXTGlZaQDBrZcOpSRTxN5jRiTQghd8d5j/PPTPv3",
+	"+2HZ7ybW+8j080egBiO8fC1L31WiNtu01fua08o9Xa+r9TUKiRSKYQJ7c1JFLvTFXLmMsyjDBpszxERr",
+	"YMRQNpPxdcxuWdxvBa0sjW2evBp0uylddKZcz7JxplhqAe2Ect61L3ahSLqZos0TxbTqzqnSLO1WB+4I",
+	"phXTzXNsDKZ2iOX59sftgiUxDe1xe8jgoboJbTTRj2jQ7+5eho2ANjZIA/aawarTXEA1qOMSmyFckRuW",
+	"6B2ul1Uxo2ub62DltfvzIW/wnm37Y5nR5owYo8uAZx0rCJqbVGD3GK7JAhKBolQmmOEOuUlzendtvrpW",
+	"M5rmpZHzvEx/Vgt24ykzh7yBja2stdoQyGMFeMhg7WpjJF/sqMD2RpAevNLxaC9vNARlBPZ/iHgPoakh",
+	"wqFcADaeEnJB9qRgYI+A+z4vx7D/VWcvE9tV7gvzUKN0dMjN8NP2015QdOnDcoWbmvR90/wsu6g6ddGs",
+	"94eo6U3DtpeBI0ureNTmZH9L0dPQMvS6qqXfn5mGtlbfUmXBCWp0FgRHpk+UuxTy/L6i4/c447Fuc/DY",
+	"qc4fLzMfyue0QTYmU4tut//4efP+1+gPbud2o4+TOJaLX3nkTOf3VD7sbsGMrjJfns/V6x4cAUlReLEl",
+	"M7OPEx6yXVKzYH3fRezfSLKwY1hH9Icw/r3D71EE11VOUj5vjk4bnLiSBIAumvr81FX/qBwrlt5i+ajA",
+	"due1DgF0iljJdw4iylCM3hcvjFYdKfuBzY63WVm/nPzP9dm7n19dXl2/+PvVq0uy1+/1yC8vyHg5FFZ6",
+	"sOE5RuqBPPiIGVTa/hEDMjrFY9F+JUIZcTEdkOlvPBkRrobC9RDaDyB6kVAFafQG7A45sXWixkvN2hAZ",
+	"SuY0vYHshhsO5VnJKxrOMEPWgE/2cOVQvojFbA7RmYCqwDJ1FmG/u/4+pqYiPYGBZiiM6mR5v7kKkIkU",
+	"XSemUkZwEUAYpsuyvcrLBAyxQBTVTNkybAWqbWsKW1qAa7tKRfYogl5APBQcqjBAvck++YW/CMp1swJX",
+	"3gCqZoUzmtIQizsRKpYEXWn7x7YKA7AVW8KMl0rszVh4ozrkZ7MkG3War8kMNcYGJ8FQwEpcmwGdUqGw",
+	"t9GgaN4Jla7GKaM3yjBbspfnAyv+GxsKW/sqE2aTzWHK60tFVFMoCTGhPM77j0A9NdthZcFSNhQIGLYZ",
+	"sZXIoLyVrfuFBve8gBQUvHO0NcKKdobOWWRrSikN5X2vqb6GSlODvGGJyCu5rT00FAuqCLbQjciexRWo",
+	"4zj4foCtS4HAuCZSQBtaB7uShA5FGHNDlRA6HCl8FqA3c/iC0M6QIXyXy/bjFlOfTaUunNZFdfhBC73M",
+	"JfZXdU+3PkFJqQQyqQ87vU6/f+iubyzf2lILlmjMmj84KA8tmJ5gL8R87JAKgXmiUOq9dXA0g5XvGKxS",
+	"4o7e2qONPPo8WfPmo3Mc4IffnAt+q/9+s/v/CxT8sPNV0bg6o8XZ6pSIN5xL6xgHOprBY2Yb4IvKRsCs",
+	"K3rkmsu+csvQvBLdyn1TKU69KSjgIQSwcrmnvAfeQdHE/OPnFlTOaw1aXZ5AsTnBsMSTkyYre3rY6w1b",
+	"rrAhFaUiqPbIIVdoDfqN5U486xdMGa3cIwRio/acpwAzW7jv3IRl4bAGJeVyic1lU4TOtaivTV+KIAEx",
+	"LzwT2io9mowZ3vJ7FIq4ZokGUcBehfvHuJSQFtU0Swy38/jy6/dDXrWehgcxRa2NNRR9N1H68dFVkR5Y",
+	"dGwrTKHgUHeNg0SRX8pwYYPYYXgRRsQDTynVJ/EVI4eCmUZShmqqblewPw6dUg7F24ulrlnQvniieiqy",
+	"PAhhWXxTuuOsauDRH/KumvkPLiCqPYYr37VF7fJENUoVY3ccAqVX4/8Numz6wEp3N6hp6sK/9gcoTa+k",
+	"llFlswRcEfciL6z7ecy1+jKyMrmCLkNFU7qheNCudENRArzSQs4J+0Xbo6L7lhFifX3rQNae76OI50+L",
+	"y090KhdqpyS51+VwLiw9RDWgs0PO6dRK7kb6txW4UVXasx8x4tzlY5AYKnQF5Oz89gjXso/HBpuaucrX",
+	"sD77SoGfW8ixS+iUBUOhJKoxdKnymtxWu4H1kzQTyifQ2mi+c/XvFS36h6t4Wuqpt6XkaQoCy79Bmhei",
+	"ZLUvZZlFJ+p+8ZWV47/JaH52vrsqWJFKvxG1QNOXOpHVtg24EcD8oLQ/aPII2A93zrqTsXpvygkE/zv1",
+	"op7etlFW19xDKY/Y9vjBs/P37tkHJDhP/OFFqYjiD+f0g5QAMYdrTkVGY+I2fGcasjJl4QXyxiG5DiB2",
+	"tpJUJcpH/Iki3cMDIyN2+wfPUYJ0lsMnEI2x5mN6MPq7b0noyLW+WbdcBVsi4Er91loHvcPeWpnAwsQF",
+	"MqQgY6psAxsn57rJm3utcnw9ss+qjvWjA3KxogT88F19b9/VJdMPyiHMLfMPOVabxJa/mN8bhakYXT5L",
+	"sTvTeqTKQTlS5aASqNJ75ECVv8jxpcVpDfFblP/ry8UvaHgzTaE2riEEMl6SGy7QPqk0Nap4Hlthg1GK",
+	"XXZUBiS0RZiJudKbY6LewhOPkdf6js5dQlLTEo8Cig+YRfzBYknMMkvQl7cNPzfZt8apK28xUvzfNnVl",
+	"53qH3zfXpaCLJmSxNZHFv/sPx7dL59bPtg3oT1Tem+iHeupNbNlt1+8bU9iwnKClme8Sj+bopDUwaCA8",
+	"Udnc2aBd6Rry4bJ5zklOoN8lAm3r8bDWr9It9kOW/10lhdyLH6/e0t1yp9xNrPq8sII2ke7R2++V7Vv6",
+	"TkP+mJHmP9pPQLxBK1S3pR6seWjAt5TvcWH2JASbax5N6JzHy0qdol734Cjgye3RUBz0ev1BNH4+GHSP",
+	"npvvnu1cGMHOn8SUr8SbrEy5MnKjAgunZy8viI1D29N3ej+AaA0IJ1yvF7ZXWfN+QAzueMyiwslV1fjz",
+	"ph4rdvMVj+urKzr1xTvOqJpVnXRMBeSfmdQsOsZgNiqmTOXxaEsSyc5mLPy40b31B5wPtMRCSoIQujKZ",
+	"erT73vCkWk/xJr70znYRv7fhcLsH7gXXv0OPisXWD5G1oUdF5ISyg0elliR38K5YCv16E/f9KfWHK+Y7",
+	"u2IaE9+aK2ZN//lqcipUoeAb0d4DuGFSZs4ui1o/fCI/9KhH9YnsfFTNPWEbTXeWdB5vklbeJ0ycnJ/t",
+	"ZvNyg35dkeYZI3Z2Eskwg4SZUt/LBVVkygTDAuOTVM47q02jPlVTDjkGzKU0LCufc6apD1tYNAmxVbRz",
+	"2GDdv3APPYaB307W3Lxvl/BHtO2nBWJzbuu+2iIOuecam/cdXn8Up/pOBvs034Ame73VYF+7nw/YtNUd",
+	"xZpurbY9JxdEszsN1lfINzE88Ycy5LXfb8TZjmzgYaz69fkQpZYqCOzeqDCHjSCbkGtVgD8Ue6NVYhsF",
+	"ZHQuYx4uRzbkWS8kAad1W6c8IeyOhjpeYkYn9H3ltpc1gAHtYNk/jXQAliiqZ09Uh1wuhaZ32JxbYSMT",
+	"hjBis2bwJwmGTU9DaHji7XealY7Rd3FjFGZYSF9uBaWuqZ+hGypc9lmU2KCkmZQ3EGxhti838OqUsgm/",
+	"cU30YAGYMFoaGbIn4KcbLszyV8KpgpbrvfGxFFj16QukDOaj0RhzANdHQ6dLZZgPl62gdXqyNkgtSJpO",
+	"KwOAXweTFtemEQZJGORbmdFMBjmIMkEc2+bDH5/3gqOjw09Bi/OJQZxC5K60n/3SWM1Bwt5oJ87PD27Q",
+	"UBBidpDA/plPACXRYUIATIIwml8wn30ly6LIQtxqcX48tWvLPWEN0GU57SFLqG2ZPcRKaiti4g+l73fl",
+	"PLuXbOQRg7sRE8tNWp8llpfmsW/oOvsdOM2aOK0qLrKv9mEhqv6MriyZomDgvjUL2g9IxFJ+68pBlASM",
+	"J4qEWZpikr6I1hID/W4qc75vWapKCWX4tpUAFGZqlid1PqwfrqqvcFWVJUO4plRA5lxkyrpD6ssffXO5",
+	"1scU2F1+GOqaKZjfa0XB4gQVyf7/VVPLEHLYq1dvmdDm9O4tJAO2Bs+OHpdJwCqFzc3bZEwhzIhTaHyy",
+	"FUPKaY1kQkOtXGtprkulWsxm/1D81guWz3g4Q9RGLOQRFD0rcIr1BJbf+5Qg56zNU75kac64sXlXAIUE",
+	"2q7wEIuK2jRWH3qiCFbRzOsQDQXoD5ho/Obq6pxY2ib4e0AuXp+Sn/r9Hvk////zztGAUILFW54orINj",
+	"xJihEGwqNYeiP9BRW0xi+GDIEXNkixIRJ+dnJEfEfjAUEFkxMlfKiPy5dGs8URD20CG/cj2TmSYjxUXI",
+	"RoHL1YX7aZLF8VDYe2bvsHeEyz6btN9Jwdq/QOYxqBeE62PytHdYwotlmjMK0A3FmDFhZ7cFkbgg/R5R",
+	"5gIdLSjXo32EpwDG5TFTRZSUglCFCrO7CTn4pm8Z4dqgL2KxpgiCHQKKOWkex0Zzxr3E9pfQudrAZzdF",
+	"2SiPKCAsVlD6NotjC+8xydcupIF7CmHm6VDQ1Ny3yi0Hl+HTvwuB7AKJb0tB2vJ9D1uCZX1mtLa0LCzY",
+	"H/XDhX521NqSytAkMZly3cQrdzYx9AHk8W1DGCwuvW2eSvuHtQOAOhoLW5VzQvZKoyloe76/Xaw69Bmc",
+	"35UJyNGNIRsQJH1Hq3wid5QYq6+5xdQcYnPD/ZAVd6+BGdJwBu1xkdQmhZJ3bKs1kETGMUa5wSnFe5By",
+	"/dgXIU62wf91ZR54DN8XVlpo6PfSdGr0qTCmtiKaYkz8Eb1gGtHr9hz+3eL9Ms809nxd0ekPr9f38npp",
+	"Oq2Uyid7ebay7diTKTTYg+VeaVrpnlVHDEVwTp2lx7vrD3fJwlH1Wxw1nf5QgrzeL7TuNz3ouzL2Kzrd",
+	"mrLiqOK+LVhkDCkn/xH2Dn86GLcCZwy8xvqH/WfPZ621RrRSaUvrM46RHpeXb0ju6Gnsb7ii0++SnLKB",
+	"1q1t//FJ/odhfYNh3bbroA0PXDl8SssbtqUBwhU+8igCkZmqiUiEMGGVXhuWzY1EFKZMq8esYvj9xKiT",
+	"8zOi3dbkW45fbAow8beJQWJC/H8Fw7RqOBZebSc8YVDfM2it3eMNWZEBaAcm+HBuRpjZtmWqvfnNM6W+",
+	"Y0B+v3t5cse0538fTmpth7CrxzZC0+wo2M9mciGIROtS49NWcNjuZx410V3sAfR5KhOqZyXHQ7TR8VBv",
+	"9mrWasabt3Arb37oSw+Ut2BwWaG4neiqGh78uTVmNGXpSaZnEDf0yfyc3jrywTZ/XZrw7m0f5GU7k9dc",
+	"ZiOLbTH9TkFyEGD8JVh9qZr0o4I8rhtt9bZhspw4D4j93iX4dMrONOUZ/0UW31SqtpbfwGqt5iUXGmVW",
+	"Vv6MuCx9Q7OIV16xLZvXZ3aB0IGVL5zpcw+tXQF5dUWn6BYJChvXPiwvYmKJZTxK4Ob2rdLsmN1X+gJ9",
+	"qB48yEyELCVAA1xpZB5kD/feygL7pdnG+IIPpxj3h+O5eKiAmLPHhIZmZhEZLwnNH7phS8IF+Z/2ScLb",
+	"/81sAJ+iczYU5jdoC5AyClWBDes8TeUiumQh+Iuo5uOYAa1nYCDshuZnxcLubR89BVWYfZvB5hLF3ViG",
+	"NEbcuj5MLCJSEEpc38tj7A3BoCzAmIVyDlRXrkiLlkgoSEpGE8aiwTDr9Q5DAwj8xUYVyLCTUw0qK6V5",
+	"sDNcaSOg6M6XT1/+bwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -386,7 +386,14 @@ type Bouncer struct {
 	Version   OptString        `json:"version"`
 	LastError OptString        `json:"last_error"`
 	// Packet and byte counts per rule from the last heartbeat (rule_id 0 is the default action).
-	Counters []RuleCounter `json:"counters"`
+	Counters []RuleCounter       `json:"counters"`
+	Crowdsec OptCrowdSecSettings `json:"crowdsec"`
+	// Range decisions of the last CrowdSec pull that stayed ranges although the bouncer asked for Ip
+	// decisions (wider than the expansion setting); a bouncer that keeps only a range's first address does
+	// not enforce them.
+	WideRanges OptInt64 `json:"wide_ranges"`
+	// Usage metrics a CrowdSec bouncer pushed (POST /crowdsec/v1/usage-metrics), summed.
+	Usage []UsageCounter `json:"usage"`
 }
 
 // GetID returns the value of ID.
@@ -434,6 +441,21 @@ func (s *Bouncer) GetCounters() []RuleCounter {
 	return s.Counters
 }
 
+// GetCrowdsec returns the value of Crowdsec.
+func (s *Bouncer) GetCrowdsec() OptCrowdSecSettings {
+	return s.Crowdsec
+}
+
+// GetWideRanges returns the value of WideRanges.
+func (s *Bouncer) GetWideRanges() OptInt64 {
+	return s.WideRanges
+}
+
+// GetUsage returns the value of Usage.
+func (s *Bouncer) GetUsage() []UsageCounter {
+	return s.Usage
+}
+
 // SetID sets the value of ID.
 func (s *Bouncer) SetID(val int64) {
 	s.ID = val
@@ -477,6 +499,21 @@ func (s *Bouncer) SetLastError(val OptString) {
 // SetCounters sets the value of Counters.
 func (s *Bouncer) SetCounters(val []RuleCounter) {
 	s.Counters = val
+}
+
+// SetCrowdsec sets the value of Crowdsec.
+func (s *Bouncer) SetCrowdsec(val OptCrowdSecSettings) {
+	s.Crowdsec = val
+}
+
+// SetWideRanges sets the value of WideRanges.
+func (s *Bouncer) SetWideRanges(val OptInt64) {
+	s.WideRanges = val
+}
+
+// SetUsage sets the value of Usage.
+func (s *Bouncer) SetUsage(val []UsageCounter) {
+	s.Usage = val
 }
 
 func (*Bouncer) putBouncerRes() {}
@@ -634,7 +671,8 @@ func (s *BouncerRuleset) SetLagSeconds(val OptFloat64) {
 
 // Ref: #/components/schemas/BouncerUpdate
 type BouncerUpdate struct {
-	Rulesets []string `json:"rulesets"`
+	Rulesets []string            `json:"rulesets"`
+	Crowdsec OptCrowdSecSettings `json:"crowdsec"`
 }
 
 // GetRulesets returns the value of Rulesets.
@@ -642,9 +680,19 @@ func (s *BouncerUpdate) GetRulesets() []string {
 	return s.Rulesets
 }
 
+// GetCrowdsec returns the value of Crowdsec.
+func (s *BouncerUpdate) GetCrowdsec() OptCrowdSecSettings {
+	return s.Crowdsec
+}
+
 // SetRulesets sets the value of Rulesets.
 func (s *BouncerUpdate) SetRulesets(val []string) {
 	s.Rulesets = val
+}
+
+// SetCrowdsec sets the value of Crowdsec.
+func (s *BouncerUpdate) SetCrowdsec(val OptCrowdSecSettings) {
+	s.Crowdsec = val
 }
 
 // Ref: #/components/schemas/CatalogFeed
@@ -996,6 +1044,97 @@ func (*CreateTokenUnauthorized) createTokenRes() {}
 type CreateTokenUnsupportedMediaType Problem
 
 func (*CreateTokenUnsupportedMediaType) createTokenRes() {}
+
+// How /crowdsec/v1 serves this bouncer's key. `expand` turns Range decisions no wider than
+// `v4_bits`/`v6_bits` into one Ip decision per address: `scopes` when the bouncer asks for `scopes=ip`
+// without `range`, `always`, or `off`. Wider ranges stay Range decisions and are counted in
+// `wide_ranges`. Left out of an update, the settings stay.
+// Ref: #/components/schemas/CrowdSecSettings
+type CrowdSecSettings struct {
+	Expand CrowdSecSettingsExpand `json:"expand"`
+	// The widest IPv4 prefix expanded (default 24).
+	V4Bits int `json:"v4_bits"`
+	// The widest IPv6 prefix expanded (default 120).
+	V6Bits int `json:"v6_bits"`
+}
+
+// GetExpand returns the value of Expand.
+func (s *CrowdSecSettings) GetExpand() CrowdSecSettingsExpand {
+	return s.Expand
+}
+
+// GetV4Bits returns the value of V4Bits.
+func (s *CrowdSecSettings) GetV4Bits() int {
+	return s.V4Bits
+}
+
+// GetV6Bits returns the value of V6Bits.
+func (s *CrowdSecSettings) GetV6Bits() int {
+	return s.V6Bits
+}
+
+// SetExpand sets the value of Expand.
+func (s *CrowdSecSettings) SetExpand(val CrowdSecSettingsExpand) {
+	s.Expand = val
+}
+
+// SetV4Bits sets the value of V4Bits.
+func (s *CrowdSecSettings) SetV4Bits(val int) {
+	s.V4Bits = val
+}
+
+// SetV6Bits sets the value of V6Bits.
+func (s *CrowdSecSettings) SetV6Bits(val int) {
+	s.V6Bits = val
+}
+
+type CrowdSecSettingsExpand string
+
+const (
+	CrowdSecSettingsExpandOff    CrowdSecSettingsExpand = "off"
+	CrowdSecSettingsExpandScopes CrowdSecSettingsExpand = "scopes"
+	CrowdSecSettingsExpandAlways CrowdSecSettingsExpand = "always"
+)
+
+// AllValues returns all CrowdSecSettingsExpand values.
+func (CrowdSecSettingsExpand) AllValues() []CrowdSecSettingsExpand {
+	return []CrowdSecSettingsExpand{
+		CrowdSecSettingsExpandOff,
+		CrowdSecSettingsExpandScopes,
+		CrowdSecSettingsExpandAlways,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s CrowdSecSettingsExpand) MarshalText() ([]byte, error) {
+	switch s {
+	case CrowdSecSettingsExpandOff:
+		return []byte(s), nil
+	case CrowdSecSettingsExpandScopes:
+		return []byte(s), nil
+	case CrowdSecSettingsExpandAlways:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *CrowdSecSettingsExpand) UnmarshalText(data []byte) error {
+	switch CrowdSecSettingsExpand(data) {
+	case CrowdSecSettingsExpandOff:
+		*s = CrowdSecSettingsExpandOff
+		return nil
+	case CrowdSecSettingsExpandScopes:
+		*s = CrowdSecSettingsExpandScopes
+		return nil
+	case CrowdSecSettingsExpandAlways:
+		*s = CrowdSecSettingsExpandAlways
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
 
 type DeleteBouncerBadRequest Problem
 
@@ -4367,6 +4506,52 @@ func (o OptClassification) Get() (v Classification, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptClassification) Or(d Classification) Classification {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptCrowdSecSettings returns new OptCrowdSecSettings with value set to v.
+func NewOptCrowdSecSettings(v CrowdSecSettings) OptCrowdSecSettings {
+	return OptCrowdSecSettings{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptCrowdSecSettings is optional CrowdSecSettings.
+type OptCrowdSecSettings struct {
+	Value CrowdSecSettings
+	Set   bool
+}
+
+// IsSet returns true if OptCrowdSecSettings was set.
+func (o OptCrowdSecSettings) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptCrowdSecSettings) Reset() {
+	var v CrowdSecSettings
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptCrowdSecSettings) SetTo(v CrowdSecSettings) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptCrowdSecSettings) Get() (v CrowdSecSettings, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptCrowdSecSettings) Or(d CrowdSecSettings) CrowdSecSettings {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -7747,6 +7932,68 @@ func (*UnavailableHeaders) putRulesetRes()            {}
 func (*UnavailableHeaders) putTagRes()                {}
 func (*UnavailableHeaders) refreshFeedRes()           {}
 func (*UnavailableHeaders) searchIPsRes()             {}
+
+// Ref: #/components/schemas/UsageCounter
+type UsageCounter struct {
+	// The metric, e.g. dropped.
+	Name string `json:"name"`
+	// E.g. packet or byte.
+	Unit        string `json:"unit"`
+	Origin      string `json:"origin"`
+	Remediation string `json:"remediation"`
+	// The total of every push so far.
+	Value float64 `json:"value"`
+}
+
+// GetName returns the value of Name.
+func (s *UsageCounter) GetName() string {
+	return s.Name
+}
+
+// GetUnit returns the value of Unit.
+func (s *UsageCounter) GetUnit() string {
+	return s.Unit
+}
+
+// GetOrigin returns the value of Origin.
+func (s *UsageCounter) GetOrigin() string {
+	return s.Origin
+}
+
+// GetRemediation returns the value of Remediation.
+func (s *UsageCounter) GetRemediation() string {
+	return s.Remediation
+}
+
+// GetValue returns the value of Value.
+func (s *UsageCounter) GetValue() float64 {
+	return s.Value
+}
+
+// SetName sets the value of Name.
+func (s *UsageCounter) SetName(val string) {
+	s.Name = val
+}
+
+// SetUnit sets the value of Unit.
+func (s *UsageCounter) SetUnit(val string) {
+	s.Unit = val
+}
+
+// SetOrigin sets the value of Origin.
+func (s *UsageCounter) SetOrigin(val string) {
+	s.Origin = val
+}
+
+// SetRemediation sets the value of Remediation.
+func (s *UsageCounter) SetRemediation(val string) {
+	s.Remediation = val
+}
+
+// SetValue sets the value of Value.
+func (s *UsageCounter) SetValue(val float64) {
+	s.Value = val
+}
 
 // Ref: #/components/schemas/View
 type View struct {
