@@ -128,7 +128,7 @@ func run(args []string) error {
 	defer stop()
 
 	var serverAddrs []netip.Addr
-	if cfg.Server != "" {
+	if cfg.Server != "" && !*remove {
 		// The table accepts the server's addresses before any rule, so no rule
 		// can cut the bouncer off from it. Replies to the bouncer's own
 		// connections are accepted whatever this finds.
