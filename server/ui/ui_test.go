@@ -591,3 +591,16 @@ func TestFeedPageRedactsTheURL(t *testing.T) {
 	require.NotContains(t, body, "topsecret")
 	require.NotContains(t, body, "pa55")
 }
+
+// NUL or invalid UTF-8 in a page's address is a 400, as in the API.
+func TestPageParametersMustBeText(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("reader")
+	for _, path := range []string{"/ui/feeds/a%00b", "/ui/search?q=%FF", "/ui/rulesets/x%FFy", "/ui/audit?actor=a%00"} {
+		resp, body := c.get(path)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
+		require.Contains(t, body, "The address of this page is not valid", path)
+	}
+}
