@@ -316,7 +316,7 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(k, "is not a valid escaped path segment"))
 				return
 			}
-			if reason := textProblem(v); reason != "" {
+			if reason := TextProblem(v); reason != "" {
 				bad = append(bad, fieldErr(k, reason))
 			}
 			params[k] = v
@@ -324,12 +324,12 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		// No handler, index or database sees a parameter that is not text.
 		query := r.URL.Query()
 		for _, k := range slices.Sorted(maps.Keys(query)) {
-			if reason := textProblem(k); reason != "" {
+			if reason := TextProblem(k); reason != "" {
 				bad = append(bad, fieldErr(k, "the name "+reason))
 				continue
 			}
 			for _, v := range query[k] {
-				if reason := textProblem(v); reason != "" {
+				if reason := TextProblem(v); reason != "" {
 					bad = append(bad, fieldErr(k, reason))
 					break
 				}

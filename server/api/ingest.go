@@ -110,7 +110,7 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 	if len(o.Note) > 4000 {
 		return store.Observation{}, bad("/note", "must be at most 4000 bytes")
 	}
-	if reason := textProblem(o.Note); reason != "" {
+	if reason := TextProblem(o.Note); reason != "" {
 		return store.Observation{}, bad("/note", reason)
 	}
 	seen := now

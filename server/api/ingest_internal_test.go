@@ -55,6 +55,7 @@ func TestIngestArrayElementIsCappedLikeALine(t *testing.T) {
 	require.Equal(t, int64(1), res.Errors[0].Line)
 	require.Equal(t, apigen.IngestError{Line: 2, Reason: "element longer than 1048576 bytes; the rest of the array was not read"}, res.Errors[1])
 	require.Less(t, body.read, int64(2<<20), "bytes read of the 95 MB body")
+	t.Logf("read %d bytes of a %d-byte body", body.read, int64(len(body.head))+body.n+int64(len(body.tail)))
 }
 
 // FuzzDecodeLine: the ingest line decoder never panics, and what it accepts

@@ -117,12 +117,12 @@ func tagNameProblem(name string) string {
 	case strings.ContainsAny(name, "\"\n\r\t,"):
 		return "must not contain quotes, commas, tabs or newlines"
 	}
-	return textProblem(name)
+	return TextProblem(name)
 }
 
-// textProblem says what makes s unfit to store or compare as text: invalid
+// TextProblem says what makes s unfit to store or compare as text: invalid
 // UTF-8 or a NUL character (PostgreSQL text refuses both), or "" when s is fine.
-func textProblem(s string) string {
+func TextProblem(s string) string {
 	switch {
 	case !utf8.ValidString(s):
 		return "must be valid UTF-8"

@@ -134,7 +134,7 @@ func New(d Deps) (*Handler, error) {
 func (h *Handler) Mount(r chi.Router) {
 	r.Get("/ui", http.RedirectHandler("/ui/", http.StatusMovedPermanently).ServeHTTP)
 	r.Route("/ui", func(r chi.Router) {
-		r.Use(startTimer, securityHeaders, limitForm)
+		r.Use(startTimer, securityHeaders, limitForm, h.textOnly)
 		r.Get("/static/*", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Cache-Control", "public, max-age=3600")
 			h.static.ServeHTTP(w, r)
@@ -202,6 +202,27 @@ func limitForm(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// textOnly refuses a request whose path or query is not text (invalid
+// UTF-8, a NUL), by the API's rule: no page hands such a value to the index
+// or the database.
+func (h *Handler) textOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		bad := api.TextProblem(r.URL.Path)
+		for k, vs := range r.URL.Query() {
+			for _, v := range append(vs, k) {
+				if reason := api.TextProblem(v); reason != "" && bad == "" {
+					bad = reason
+				}
+			}
+		}
+		if bad != "" {
+			h.fail(w, r, http.StatusBadRequest, "The address of this page is not valid: a part of it "+bad+".")
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

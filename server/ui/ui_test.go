@@ -575,3 +575,32 @@ func TestSearchPagination(t *testing.T) {
 	require.NotContains(t, body, `rel="next"`)
 	require.Contains(t, body, "First page")
 }
+
+// A feed URL's secrets (user info, query values) are not shown on its page.
+func TestFeedPageRedactsTheURL(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	_, err := b.store.PutFeed(context.Background(), store.Feed{Name: "keyed", URL: "https://user:pa55@e.org/list?license_key=topsecret",
+		Format: "list", Tag: "keyed", Enabled: true}, "test")
+	require.NoError(t, err)
+	c := b.client(t)
+	c.mustLogin("reader")
+	resp, body := c.get("/ui/feeds/keyed")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "https://xxxxx:xxxxx@e.org/list?license_key=xxxxx")
+	require.NotContains(t, body, "topsecret")
+	require.NotContains(t, body, "pa55")
+}
+
+// NUL or invalid UTF-8 in a page's address is a 400, as in the API.
+func TestPageParametersMustBeText(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := b.client(t)
+	c.mustLogin("reader")
+	for _, path := range []string{"/ui/feeds/a%00b", "/ui/search?q=%FF", "/ui/rulesets/x%FFy", "/ui/audit?actor=a%00"} {
+		resp, body := c.get(path)
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
+		require.Contains(t, body, "The address of this page is not valid", path)
+	}
+}

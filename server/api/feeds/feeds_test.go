@@ -3,6 +3,7 @@ package feeds_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -178,4 +179,20 @@ func TestFeedsDropShareBounds(t *testing.T) {
 	code, out := b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"https://e.org/","format":"list","tag":"x","max_drop_share":1}`)
 	require.Equal(t, http.StatusCreated, code, out)
 	require.InDelta(t, 1.0, out["max_drop_share"], 0)
+}
+
+// Query-string secrets in feed URLs (?license_key=…) were shown to readers.
+func TestFeedURLsAreRedacted(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	code, out := b.do(t, "admin", http.MethodPut, "/feeds/keyed", `{"url":"https://user:pa55@e.org/list?license_key=topsecret&edition=lite","format":"list","tag":"x"}`)
+	require.Equal(t, http.StatusCreated, code, "%v", out)
+	require.Equal(t, "https://xxxxx:xxxxx@e.org/list?edition=xxxxx&license_key=xxxxx", out["url"])
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds/keyed", "")
+	require.Equal(t, http.StatusOK, code)
+	require.Equal(t, "https://xxxxx:xxxxx@e.org/list?edition=xxxxx&license_key=xxxxx", out["url"])
+	code, out = b.do(t, "reader", http.MethodGet, "/feeds", "")
+	require.Equal(t, http.StatusOK, code)
+	require.NotContains(t, fmt.Sprint(out), "topsecret")
+	require.NotContains(t, fmt.Sprint(out), "pa55")
 }
