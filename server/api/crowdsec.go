@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -267,8 +269,8 @@ type crowdSecCache struct {
 }
 
 type csCached struct {
-	body []byte
-	wide int64
+	body, gz []byte
+	wide     int64
 }
 
 const csCacheSize = 16
@@ -431,13 +433,19 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			e.body = body
+			// Bouncers (Go's HTTP client) take gzip: compress once, not per pull.
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			e.gz = buf.Bytes()
 			s.cs.put(key, e)
 		}
 		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, now); err != nil {
 			s.csFault(w, r, err)
 			return
 		}
-		writeJSON(w, r, e.body)
+		_ = cachedJSON{body: e.body, gz: e.gz, gzip: acceptsGzip(r.Header.Get("Accept-Encoding"))}.visit(w)
 		return
 	case !known:
 		// The base is not known here (another process or a restart made

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"go4.org/netipx"
 
@@ -109,39 +110,83 @@ func decisionsOf(r *Render, owners []netip.Prefix) *DecisionSet {
 			continue
 		}
 		for fam, strs := range [2][]string{rule.V4, rule.V6} {
+			// Each rule's set is in address order: merge it in.
+			run := make([]Decision, 0, len(strs))
 			for _, v := range strs {
 				p, err := netip.ParsePrefix(v)
 				if err != nil {
 					continue // a render holds only prefixes it formatted itself
 				}
-				blocked[fam] = append(blocked[fam], Decision{Prefix: p, Rule: rule.ID})
+				run = append(run, Decision{Prefix: p, Rule: rule.ID})
 			}
+			blocked[fam] = mergeDecisions(blocked[fam], run)
 		}
 	}
 	var own [2][]netip.Prefix
+	// Owners are in address order, IPv4 first.
+	split, _ := slices.BinarySearchFunc(owners, true, func(p netip.Prefix, _ bool) int {
+		if p.Addr().Is4() {
+			return -1
+		}
+		return 1
+	})
+	own[0], own[1] = owners[:split], owners[split:]
+	for _, p := range own[1] {
+		if p.Addr().Is4() {
+			own = [2][]netip.Prefix{} // not in order after all: split one by one
+			break
+		}
+	}
 	for _, p := range owners {
+		if len(own[0])+len(own[1]) == len(owners) {
+			break
+		}
 		fam := 0
 		if p.Addr().Is6() {
 			fam = 1
 		}
 		own[fam] = append(own[fam], p)
 	}
+	out.List = make([]Decision, 0, len(blocked[0])+len(blocked[1])+len(owners)/8)
 	for fam := range 2 {
 		// Block rules partition the addresses: their CIDRs are disjoint.
-		slices.SortFunc(blocked[fam], func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
-		out.List = append(out.List, familyDecisions(blocked[fam], own[fam])...)
+		out.List = familyDecisions(out.List, blocked[fam], own[fam])
 	}
-	slices.SortFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
+	if !slices.IsSortedFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) }) {
+		slices.SortStableFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
+	}
 	out.List = slices.CompactFunc(out.List, func(a, b Decision) bool { return a.Prefix == b.Prefix })
 	return out
 }
 
-// familyDecisions computes the decisions of one address family: blocked holds
-// the served CIDRs of the block rules (sorted, disjoint), owners the stored
-// prefixes (sorted, nested or disjoint). The result is unsorted and may hold
-// duplicates.
-func familyDecisions(blocked []Decision, owners []netip.Prefix) []Decision {
-	var out []Decision
+// mergeDecisions merges two lists in address order.
+func mergeDecisions(a, b []Decision) []Decision {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]Decision, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if comparePrefix(a[i].Prefix, b[j].Prefix) <= 0 {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// familyDecisions appends to out the decisions of one address family: blocked
+// holds the served CIDRs of the block rules (sorted, disjoint), owners the
+// stored prefixes (sorted, nested or disjoint). What it appends is unsorted
+// and may hold duplicates.
+func familyDecisions(out []Decision, blocked []Decision, owners []netip.Prefix) []Decision {
 	// stack holds the owners containing the current position, least
 	// specific first; next is the first owner not yet pushed.
 	var stack []netip.Prefix
@@ -481,8 +526,20 @@ func (h *Hub) runDecisions(ctx context.Context) {
 			names = append(names, name)
 		}
 		h.decs.mu.Unlock()
+		start := time.Now()
 		for _, name := range names {
 			h.advance(ctx, name)
+		}
+		// A full computation is O(decisions) (about half a second at a
+		// million): leave the cores to renders and answers between two,
+		// skipping the renders that come meanwhile (a pull computes the
+		// latest one itself when it finds it missing).
+		t := time.NewTimer(max(time.Second, 2*time.Since(start)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }
