@@ -379,7 +379,14 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			base = 0
 		}
 		cur, add, del, ok, err := s.opts.Render.DecisionsSince(r.Context(), name, base)
-		if err != nil {
+		switch {
+		case errors.Is(err, render.ErrDecisionsPending):
+			// Another process served that version moments ago; its next
+			// step links it soon: nothing to say until then.
+			s.touchCrowdSec(r, b)
+			s.writeDecisions(w, r, csStream{New: []csDecision{}, Deleted: []csDecision{}})
+			return
+		case err != nil:
 			// The stored steps could not be read: answer as for an unknown base.
 			s.log.WarnContext(r.Context(), "Could not read the CrowdSec decision steps.", "ruleset", name, "error", err)
 		}

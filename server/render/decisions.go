@@ -368,15 +368,32 @@ func (h *Hub) advance(ctx context.Context, name string) *DecisionSet {
 		cur = hist.latest
 	}
 	h.decs.mu.Unlock()
+	var saves []store.CrowdSecStep
 	if step != nil {
-		err := h.store.SaveCrowdSecStep(ctx, store.CrowdSecStep{Ruleset: name, Base: base, Version: step.version,
+		saves = append(saves, store.CrowdSecStep{Ruleset: name, Base: base, Version: step.version,
 			Added: encodeDecisions(step.add), Deleted: encodeDecisions(step.del)})
-		if err != nil && ctx.Err() == nil {
+	}
+	if hist == nil || step != nil {
+		// The version's mark: another process that finds no step from it
+		// yet waits for this one to store its next step.
+		saves = append(saves, store.CrowdSecStep{Ruleset: name, Base: cur.Version, Version: cur.Version, Added: []byte{}, Deleted: []byte{}})
+	}
+	for _, st := range saves {
+		if err := h.store.SaveCrowdSecStep(ctx, st); err != nil && ctx.Err() == nil {
 			h.log.WarnContext(ctx, "Could not store a CrowdSec decision step.", "ruleset", name, "error", err)
 		}
 	}
 	return cur
 }
+
+// ErrDecisionsPending says a bouncer's cursor names a version another process
+// computed moments ago and has not yet linked to a newer one: the caller
+// should answer that nothing changed and let the bouncer ask again.
+var ErrDecisionsPending = errors.New("render: the decisions of that version are not linked yet")
+
+// pendingFor is how long a marked version without a step from it is waited
+// for before a bouncer on it gets every decision again.
+const pendingFor = 30 * time.Second
 
 // Decisions returns the decisions of the latest render of name, or nil when
 // there is none.
@@ -462,7 +479,14 @@ func (h *Hub) storedSteps(ctx context.Context, name string, from, to int64, net 
 		return false, fmt.Errorf("render: decision steps of %s: %w", name, err)
 	}
 	byBase := map[int64][]int{}
+	var marked time.Time
 	for i, s := range steps {
+		if s.Base == s.Version {
+			if s.Base == from {
+				marked = s.CreatedAt
+			}
+			continue
+		}
 		byBase[s.Base] = append(byBase[s.Base], i)
 	}
 	// A depth-first search for a path from -> to, longest jumps first.
@@ -488,6 +512,9 @@ func (h *Hub) storedSteps(ctx context.Context, name string, from, to int64, net 
 		return false
 	}
 	if !walk(from) {
+		if !marked.IsZero() && h.now().Sub(marked) < pendingFor {
+			return false, ErrDecisionsPending
+		}
 		return false, nil
 	}
 	for _, i := range path {
