@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -267,8 +269,8 @@ type crowdSecCache struct {
 }
 
 type csCached struct {
-	body []byte
-	wide int64
+	body, gz []byte
+	wide     int64
 }
 
 const csCacheSize = 16
@@ -377,7 +379,14 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			base = 0
 		}
 		cur, add, del, ok, err := s.opts.Render.DecisionsSince(r.Context(), name, base)
-		if err != nil {
+		switch {
+		case errors.Is(err, render.ErrDecisionsPending):
+			// Another process served that version moments ago; its next
+			// step links it soon: nothing to say until then.
+			s.touchCrowdSec(r, b)
+			s.writeDecisions(w, r, csStream{New: []csDecision{}, Deleted: []csDecision{}})
+			return
+		case err != nil:
 			// The stored steps could not be read: answer as for an unknown base.
 			s.log.WarnContext(r.Context(), "Could not read the CrowdSec decision steps.", "ruleset", name, "error", err)
 		}
@@ -431,13 +440,19 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			e.body = body
+			// Bouncers (Go's HTTP client) take gzip: compress once, not per pull.
+			var buf bytes.Buffer
+			zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed) // only fails on a bad level
+			_, _ = zw.Write(body)
+			_ = zw.Close()
+			e.gz = buf.Bytes()
 			s.cs.put(key, e)
 		}
 		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, now); err != nil {
 			s.csFault(w, r, err)
 			return
 		}
-		writeJSON(w, r, e.body)
+		_ = cachedJSON{body: e.body, gz: e.gz, gzip: acceptsGzip(r.Header.Get("Accept-Encoding"))}.visit(w)
 		return
 	case !known:
 		// The base is not known here (another process or a restart made

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"go4.org/netipx"
 
@@ -109,39 +110,83 @@ func decisionsOf(r *Render, owners []netip.Prefix) *DecisionSet {
 			continue
 		}
 		for fam, strs := range [2][]string{rule.V4, rule.V6} {
+			// Each rule's set is in address order: merge it in.
+			run := make([]Decision, 0, len(strs))
 			for _, v := range strs {
 				p, err := netip.ParsePrefix(v)
 				if err != nil {
 					continue // a render holds only prefixes it formatted itself
 				}
-				blocked[fam] = append(blocked[fam], Decision{Prefix: p, Rule: rule.ID})
+				run = append(run, Decision{Prefix: p, Rule: rule.ID})
 			}
+			blocked[fam] = mergeDecisions(blocked[fam], run)
 		}
 	}
 	var own [2][]netip.Prefix
+	// Owners are in address order, IPv4 first.
+	split, _ := slices.BinarySearchFunc(owners, true, func(p netip.Prefix, _ bool) int {
+		if p.Addr().Is4() {
+			return -1
+		}
+		return 1
+	})
+	own[0], own[1] = owners[:split], owners[split:]
+	for _, p := range own[1] {
+		if p.Addr().Is4() {
+			own = [2][]netip.Prefix{} // not in order after all: split one by one
+			break
+		}
+	}
 	for _, p := range owners {
+		if len(own[0])+len(own[1]) == len(owners) {
+			break
+		}
 		fam := 0
 		if p.Addr().Is6() {
 			fam = 1
 		}
 		own[fam] = append(own[fam], p)
 	}
+	out.List = make([]Decision, 0, len(blocked[0])+len(blocked[1])+len(owners)/8)
 	for fam := range 2 {
 		// Block rules partition the addresses: their CIDRs are disjoint.
-		slices.SortFunc(blocked[fam], func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
-		out.List = append(out.List, familyDecisions(blocked[fam], own[fam])...)
+		out.List = familyDecisions(out.List, blocked[fam], own[fam])
 	}
-	slices.SortFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
+	if !slices.IsSortedFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) }) {
+		slices.SortStableFunc(out.List, func(a, b Decision) int { return comparePrefix(a.Prefix, b.Prefix) })
+	}
 	out.List = slices.CompactFunc(out.List, func(a, b Decision) bool { return a.Prefix == b.Prefix })
 	return out
 }
 
-// familyDecisions computes the decisions of one address family: blocked holds
-// the served CIDRs of the block rules (sorted, disjoint), owners the stored
-// prefixes (sorted, nested or disjoint). The result is unsorted and may hold
-// duplicates.
-func familyDecisions(blocked []Decision, owners []netip.Prefix) []Decision {
-	var out []Decision
+// mergeDecisions merges two lists in address order.
+func mergeDecisions(a, b []Decision) []Decision {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]Decision, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if comparePrefix(a[i].Prefix, b[j].Prefix) <= 0 {
+			out = append(out, a[i])
+			i++
+		} else {
+			out = append(out, b[j])
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// familyDecisions appends to out the decisions of one address family: blocked
+// holds the served CIDRs of the block rules (sorted, disjoint), owners the
+// stored prefixes (sorted, nested or disjoint). What it appends is unsorted
+// and may hold duplicates.
+func familyDecisions(out []Decision, blocked []Decision, owners []netip.Prefix) []Decision {
 	// stack holds the owners containing the current position, least
 	// specific first; next is the first owner not yet pushed.
 	var stack []netip.Prefix
@@ -323,15 +368,32 @@ func (h *Hub) advance(ctx context.Context, name string) *DecisionSet {
 		cur = hist.latest
 	}
 	h.decs.mu.Unlock()
+	var saves []store.CrowdSecStep
 	if step != nil {
-		err := h.store.SaveCrowdSecStep(ctx, store.CrowdSecStep{Ruleset: name, Base: base, Version: step.version,
+		saves = append(saves, store.CrowdSecStep{Ruleset: name, Base: base, Version: step.version,
 			Added: encodeDecisions(step.add), Deleted: encodeDecisions(step.del)})
-		if err != nil && ctx.Err() == nil {
+	}
+	if hist == nil || step != nil {
+		// The version's mark: another process that finds no step from it
+		// yet waits for this one to store its next step.
+		saves = append(saves, store.CrowdSecStep{Ruleset: name, Base: cur.Version, Version: cur.Version, Added: []byte{}, Deleted: []byte{}})
+	}
+	for _, st := range saves {
+		if err := h.store.SaveCrowdSecStep(ctx, st); err != nil && ctx.Err() == nil {
 			h.log.WarnContext(ctx, "Could not store a CrowdSec decision step.", "ruleset", name, "error", err)
 		}
 	}
 	return cur
 }
+
+// ErrDecisionsPending says a bouncer's cursor names a version another process
+// computed moments ago and has not yet linked to a newer one: the caller
+// should answer that nothing changed and let the bouncer ask again.
+var ErrDecisionsPending = errors.New("render: the decisions of that version are not linked yet")
+
+// pendingFor is how long a marked version without a step from it is waited
+// for before a bouncer on it gets every decision again.
+const pendingFor = 30 * time.Second
 
 // Decisions returns the decisions of the latest render of name, or nil when
 // there is none.
@@ -417,7 +479,14 @@ func (h *Hub) storedSteps(ctx context.Context, name string, from, to int64, net 
 		return false, fmt.Errorf("render: decision steps of %s: %w", name, err)
 	}
 	byBase := map[int64][]int{}
+	var marked time.Time
 	for i, s := range steps {
+		if s.Base == s.Version {
+			if s.Base == from {
+				marked = s.CreatedAt
+			}
+			continue
+		}
 		byBase[s.Base] = append(byBase[s.Base], i)
 	}
 	// A depth-first search for a path from -> to, longest jumps first.
@@ -443,6 +512,9 @@ func (h *Hub) storedSteps(ctx context.Context, name string, from, to int64, net 
 		return false
 	}
 	if !walk(from) {
+		if !marked.IsZero() && h.now().Sub(marked) < pendingFor {
+			return false, ErrDecisionsPending
+		}
 		return false, nil
 	}
 	for _, i := range path {
@@ -481,8 +553,20 @@ func (h *Hub) runDecisions(ctx context.Context) {
 			names = append(names, name)
 		}
 		h.decs.mu.Unlock()
+		start := time.Now()
 		for _, name := range names {
 			h.advance(ctx, name)
+		}
+		// A full computation is O(decisions) (about half a second at a
+		// million): leave the cores to renders and answers between two,
+		// skipping the renders that come meanwhile (a pull computes the
+		// latest one itself when it finds it missing).
+		t := time.NewTimer(max(time.Second, 2*time.Since(start)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }

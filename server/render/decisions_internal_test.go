@@ -8,6 +8,9 @@ import (
 
 	"go4.org/netipx"
 
+	"github.com/muninn/muninn/server/guard"
+	"github.com/muninn/muninn/server/policy"
+
 	"github.com/stretchr/testify/require"
 )
 
@@ -146,4 +149,24 @@ func FuzzDecodeDecisions(f *testing.F) {
 		}
 		require.Equal(t, b, encodeDecisions(ds)[:len(b)])
 	})
+}
+
+// BenchmarkDecisionsOf1M measures the decision set of one render over the
+// incremental benchmark's million prefixes (what a new render version costs
+// once a CrowdSec bouncer asked for the ruleset).
+func BenchmarkDecisionsOf1M(b *testing.B) {
+	src := incBenchSource(b)
+	rs, err := policy.Parse(incBenchRuleset)
+	require.NoError(b, err)
+	snap, _ := src.Snapshot(b.Context(), false)
+	st, err := newState(rs, nil, guard.New(guard.Default()), false, snap.Facts(false), snap.Gen())
+	require.NoError(b, err)
+	r, err := st.render()
+	require.NoError(b, err)
+	owners := storedPrefixes(snap)
+	var n int
+	for b.Loop() {
+		n = len(decisionsOf(r, owners).List)
+	}
+	b.ReportMetric(float64(n), "decisions")
 }

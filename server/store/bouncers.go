@@ -290,10 +290,13 @@ func (s *Store) SetBouncerCrowdSec(ctx context.Context, name string, cs CrowdSec
 // CrowdSecStep is the change of one ruleset's CrowdSec decision set from
 // render version Base to Version; Added and Deleted are encoded by the render
 // package.
+// A step with Base == Version and nothing added or deleted marks a version
+// whose decision set a process computed (and may have served).
 type CrowdSecStep struct {
 	Ruleset        string
 	Base, Version  int64
 	Added, Deleted []byte
+	CreatedAt      time.Time
 }
 
 // crowdSecStepsKept is how many versions back a ruleset's steps are kept: a
@@ -317,14 +320,14 @@ func (s *Store) SaveCrowdSecStep(ctx context.Context, st CrowdSecStep) error {
 // CrowdSecSteps returns the stored steps of ruleset that lie between render
 // versions from and to (from <= base, version <= to), by base then version.
 func (s *Store) CrowdSecSteps(ctx context.Context, ruleset string, from, to int64) ([]CrowdSecStep, error) {
-	rows, err := s.pool.Query(ctx, `SELECT ruleset, base, version, added, deleted FROM crowdsec_steps
+	rows, err := s.pool.Query(ctx, `SELECT ruleset, base, version, added, deleted, created_at FROM crowdsec_steps
 		WHERE ruleset = $1 AND base >= $2 AND version <= $3 ORDER BY base, version`, ruleset, from, to)
 	if err != nil {
 		return nil, mapErr("crowdsec steps", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (CrowdSecStep, error) {
 		var st CrowdSecStep
-		err := r.Scan(&st.Ruleset, &st.Base, &st.Version, &st.Added, &st.Deleted)
+		err := r.Scan(&st.Ruleset, &st.Base, &st.Version, &st.Added, &st.Deleted, &st.CreatedAt)
 		return st, err
 	})
 	return out, mapErr("crowdsec steps", err)

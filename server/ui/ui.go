@@ -168,6 +168,7 @@ func (h *Handler) Mount(r chi.Router) {
 				r.Get("/rulesets/new", h.editRuleset)
 				r.Get("/rulesets/{name}/edit", h.editRuleset)
 				r.Post("/rulesets", h.submitRuleset)
+				r.Post("/bouncers/{name}/crowdsec", h.submitBouncerCrowdSec)
 			})
 		})
 	})
