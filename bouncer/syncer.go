@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -107,7 +108,17 @@ type Syncer struct {
 	// saved by this process yet). While it differs from state, every check
 	// saves again: a save that failed (a full disk) is retried until the file
 	// is the applied version, so a reboot never restores older rules.
-	saved    *State
+	saved *State
+	// saveMu serialises writes of the state file (outside mu: a write of a
+	// large state takes a while, and polls and drift repair go on).
+	saveMu sync.Mutex
+	// Under Run, the state file is written by Run's saver after each apply
+	// (saveReq wakes it), so a new render reaches the kernel without
+	// waiting for the previous one's file; without Run, Poll saves before it
+	// returns.
+	async   atomic.Bool
+	saveReq chan struct{}
+
 	needFull map[string]bool
 	lastErr  string
 	reported map[string]bool
@@ -120,7 +131,7 @@ func NewSyncer(api API, fw Firewall, cfg Config, log *slog.Logger) *Syncer {
 	empty := &State{}
 	return &Syncer{
 		api: api, fw: fw, cfg: cfg.withDefaults(), log: log,
-		state: empty, saved: empty, needFull: map[string]bool{}, reported: map[string]bool{},
+		state: empty, saved: empty, saveReq: make(chan struct{}, 1), needFull: map[string]bool{}, reported: map[string]bool{},
 	}
 }
 
@@ -161,6 +172,9 @@ func (s *Syncer) Run(ctx context.Context) error {
 		s.setErr(err)
 	}
 	var wg sync.WaitGroup
+	s.async.Store(true)
+	defer s.async.Store(false)
+	wg.Go(func() { s.saver(ctx) })
 	wg.Go(func() { s.every(ctx, s.cfg.CheckEvery, s.checkAndReport) })
 	wg.Go(func() { s.every(ctx, s.cfg.HeartbeatEvery, s.heartbeat) })
 	s.pollLoop(ctx)
@@ -228,7 +242,27 @@ func (s *Syncer) Poll(ctx context.Context, wait time.Duration) (bool, error) {
 	if notModified || resp == nil {
 		return false, nil
 	}
-	return s.apply(ctx, resp)
+	changed, err := s.apply(ctx, resp)
+	if changed && !s.async.Load() {
+		if serr := s.saveLatest(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	return changed, err
+}
+
+// saver writes the state file after each apply until ctx ends, then once
+// more. A failed write is retried by the periodic check (SaveIfBehind).
+func (s *Syncer) saver(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			_ = s.saveLatest()
+			return
+		case <-s.saveReq:
+			_ = s.saveLatest()
+		}
+	}
 }
 
 func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) {
@@ -297,8 +331,11 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			return false, errors.Join(errs, fmt.Errorf("syncer: apply: %w", err))
 		}
 		s.state = next
-		if err := s.saveLocked(); err != nil {
-			errs = errors.Join(errs, err)
+		if s.async.Load() {
+			select {
+			case s.saveReq <- struct{}{}:
+			default: // a wake-up is pending: it saves the newest state
+			}
 		}
 		s.log.Info("Applied renders.", "full", full, "deltas", len(deltas), "applied", next.Applied())
 	}
@@ -309,30 +346,34 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 	return changed, errs
 }
 
-// saveLocked writes the applied state to disk unless the file holds it
-// already; s.mu is held.
-func (s *Syncer) saveLocked() error {
-	if s.saved == s.state {
+// saveLatest writes the applied state to disk unless the file holds it
+// already. Writes are serialised and each writes the state current when it
+// starts, so the file never goes back to an older version.
+func (s *Syncer) saveLatest() error {
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	s.mu.Lock()
+	st, saved := s.state, s.saved
+	s.mu.Unlock()
+	if st == saved {
 		return nil
 	}
-	if err := s.cfg.Save(s.cfg.StateDir, s.state); err != nil {
-		s.log.Error("Could not save the applied renders; retrying at the next check.", "error", err, "applied", s.state.Applied())
+	if err := s.cfg.Save(s.cfg.StateDir, st); err != nil {
+		s.log.Error("Could not save the applied renders; retrying at the next check.", "error", err, "applied", st.Applied())
 		return fmt.Errorf("syncer: save: %w", err)
 	}
-	if s.saved == nil || !maps.Equal(s.saved.Applied(), s.state.Applied()) {
-		s.log.Debug("Saved the applied renders.", "applied", s.state.Applied())
+	if saved == nil || !maps.Equal(saved.Applied(), st.Applied()) {
+		s.log.Debug("Saved the applied renders.", "applied", st.Applied())
 	}
-	s.saved = s.state
+	s.mu.Lock()
+	s.saved = st
+	s.mu.Unlock()
 	return nil
 }
 
 // SaveIfBehind saves the applied state when the file on disk is older (an
 // earlier save failed). The periodic check calls it.
-func (s *Syncer) SaveIfBehind() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.saveLocked()
-}
+func (s *Syncer) SaveIfBehind() error { return s.saveLatest() }
 
 // CheckDrift re-applies the whole state when the firewall drifted.
 func (s *Syncer) CheckDrift(ctx context.Context) error {

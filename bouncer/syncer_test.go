@@ -509,3 +509,34 @@ func TestSyncerRunRetriesAFailedSave(t *testing.T) {
 	require.NoError(t, <-done)
 	require.Equal(t, map[string]int64{"traefik": 1}, onDisk(t, b.dir))
 }
+
+// TestSyncerRunAppliesWhileSaving: under Run the state file is written after
+// the apply, off the poll's path: a new render reaches the firewall while the
+// previous one's file is still being written (a large state takes a while),
+// and the file ends at the newest version.
+func TestSyncerRunAppliesWhileSaving(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	started, release := make(chan struct{}, 4), make(chan struct{})
+	cfg := b.config()
+	cfg.Save = func(dir string, st *bouncer.State) error {
+		started <- struct{}{}
+		<-release
+		return bouncer.SaveState(dir, st)
+	}
+	s := bouncer.NewSyncer(b.api, b.fake, cfg, b.log)
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(1)}}))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	require.Equal(t, "apply", nextEvent(t, b.fake).Op)
+	<-started // the save of version 1 is blocked
+
+	b.srv.queue(respond(bouncer.RenderResponse{Rulesets: []bouncer.Render{render(2)}}))
+	require.Equal(t, "apply", nextEvent(t, b.fake).Op, "version 2 is applied while version 1's file is being written")
+	require.Equal(t, map[string]int64{"traefik": 2}, s.State().Applied())
+	close(release)
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, map[string]int64{"traefik": 2}, onDisk(t, b.dir), "the file ends at the applied version")
+}
