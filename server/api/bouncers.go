@@ -200,9 +200,9 @@ func (s *Server) GetBouncerRender(ctx context.Context, req apigen.GetBouncerRend
 		if ok {
 			return cachedJSON{body: body}, nil
 		}
-		select {
-		case <-changed:
-		case <-wctx.Done():
+		// At the deadline, or at once when the server shuts down, the
+		// answer is "nothing new" and the bouncer polls again.
+		if !hub.Await(wctx, changed) {
 			if ctx.Err() != nil {
 				return nil, errClientGone
 			}

@@ -87,6 +87,9 @@ type Hub struct {
 
 	// denies caches the deny list of each latest render.
 	denies denyCache
+
+	// drain ends parked long polls on shutdown (drain.go).
+	drain drainer
 }
 
 // rulesetState is the compiled state of one ruleset and what it was built from.
@@ -567,7 +570,7 @@ func deltaRender(cur *Render, base int64, d delta) *Render {
 }
 
 // Wait returns the render of name once its version is above since, or nil
-// when ctx ends first.
+// when ctx ends or the hub drains (Drain) first.
 func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 	for {
 		h.mu.RLock()
@@ -576,10 +579,8 @@ func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 		if s != nil && s.Render.Version > since {
 			return s
 		}
-		select {
-		case <-ctx.Done():
+		if !h.Await(ctx, ch) {
 			return nil
-		case <-ch:
 		}
 	}
 }

@@ -52,6 +52,9 @@ Usage:
   muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
   muninn version
 
+serve and worker take the data dir's lock (muninn.lock) when they own the
+embedded PostgreSQL: a second one on the same data dir refuses at once.
+
 Every command takes --help. Admin commands work on the embedded database whether
 or not serve is running.
 
@@ -110,9 +113,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stop()
 	switch args[0] {
 	case "serve":
-		return serve(ctx, cfg, log, stdout, true)
+		return serve(ctx, cfg, log, stdout, serveOptions{http: true})
 	case "worker":
-		return serve(ctx, cfg, log, stdout, false)
+		return serve(ctx, cfg, log, stdout, serveOptions{})
 	case "migrate":
 		return migrate(ctx, cfg, log, args[1:], stdout)
 	case "token":
@@ -133,26 +136,53 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// database opens the store: MUNINN_DATABASE_URL, else the embedded cluster (a
-// running one another muninn owns, or one this process starts and must stop).
-func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool) (*store.Store, func(), error) {
+// database opens the store: MUNINN_DATABASE_URL, else the embedded cluster
+// under the data dir. The data dir's lock decides who owns that cluster: the
+// process that takes it starts the cluster (serve and worker also supervise
+// it) and stops it on the way out. An admin command (own false) first uses a
+// running cluster through its socket; serve and worker refuse with the
+// holder's pid when another process holds the lock, touching nothing.
+func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool, command string) (*store.Store, func(), error) {
 	url := cfg.DatabaseURL
 	cleanup := func() {}
-	if url == "" {
-		if running, ok := pgembed.RunningURL(cfg.DataDir); ok && !own {
-			url = running
-		} else {
+	running, answers := "", false
+	if url == "" && !own {
+		running, answers = pgembed.RunningURL(cfg.DataDir)
+	}
+	if answers {
+		url = running
+	} else if url == "" {
+		lock, err := pgembed.LockDataDir(cfg.DataDir, "muninn "+command)
+		var locked *pgembed.LockedError
+		switch {
+		case errors.As(err, &locked) && !own:
+			return nil, nil, fmt.Errorf("%w (its PostgreSQL does not answer yet: try again in a moment)", err)
+		case err != nil:
+			return nil, nil, err
+		default:
 			log.Info("No MUNINN_DATABASE_URL: starting the embedded PostgreSQL.", "data_dir", cfg.DataDir)
 			cl, err := pgembed.Start(ctx, pgembed.Options{Dir: cfg.DataDir, Logger: log})
 			if err != nil {
+				_ = lock.Release()
 				return nil, nil, err
 			}
 			url = cl.URL()
+			stopSupervisor := func() {}
+			if own {
+				sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+				done := make(chan struct{})
+				go func() { defer close(done); cl.Supervise(sctx, time.Second) }()
+				stopSupervisor = func() { cancel(); <-done }
+			}
 			cleanup = func() {
+				stopSupervisor()
 				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				if err := cl.Stop(sctx); err != nil {
 					log.Error("Could not stop the embedded PostgreSQL.", "error", err)
+				}
+				if err := lock.Release(); err != nil {
+					log.Error("Could not release the data dir lock.", "error", err)
 				}
 			}
 		}
@@ -165,8 +195,34 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 	return st, func() { st.Close(); cleanup() }, nil
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer, withHTTP bool) error {
-	st, closeDB, err := database(ctx, cfg, log, true)
+// serveOptions says what serve runs besides the workers.
+type serveOptions struct {
+	// http runs the API, the UI and the render hub (serve); false runs the
+	// workers only (worker).
+	http bool
+	// started, when set, is told the bound address and the hub once the
+	// server answers (tests).
+	started func(addr net.Addr, hub *render.Hub)
+}
+
+// Shutdown budget: the whole way out stays under two seconds whatever is
+// connected. Long polls answer at once (the hub drains); other requests get
+// httpDrain to finish before their connections are closed; running jobs get
+// jobsStop to finish, then jobsCancel after their contexts are cancelled
+// (River retries them later).
+const (
+	httpDrain  = time.Second
+	jobsStop   = 300 * time.Millisecond
+	jobsCancel = 300 * time.Millisecond
+)
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer, opts serveOptions) error {
+	withHTTP := opts.http
+	command := "worker"
+	if withHTTP {
+		command = "serve"
+	}
+	st, closeDB, err := database(ctx, cfg, log, true, command)
 	if err != nil {
 		return err
 	}
@@ -194,13 +250,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 			return fmt.Errorf("start workers: %w", err)
 		}
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), jobsStop)
 			defer cancel()
 			if err := rc.Stop(sctx); err != nil {
-				log.Warn("Workers did not stop in time; cancelling them.", "error", err)
-				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+				log.Warn("Workers did not stop in time; cancelling their jobs (they are retried later).", "error", err)
+				cctx, ccancel := context.WithTimeout(context.Background(), jobsCancel)
 				defer ccancel()
-				_ = rc.StopAndCancel(cctx)
+				if err := rc.StopAndCancel(cctx); err != nil {
+					log.Warn("Cancelled jobs did not return in time.", "error", err)
+				}
 			}
 		}()
 	}
@@ -270,17 +328,26 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	go func() { errc <- srv.Serve(ln) }()
 	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
 		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
+	if opts.started != nil {
+		opts.started(ln.Addr(), hub)
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("Shutting down.")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	start := time.Now()
+	log.Info("Shutting down.", "parked_long_polls", hub.Parked())
+	// Parked long polls answer "nothing new" at once, so bouncers poll again
+	// (elsewhere, or here after the restart) instead of holding the process.
+	hub.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), httpDrain)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+		log.Warn("Requests still running at the shutdown deadline; closing their connections.", "error", err)
+		_ = srv.Close()
 	}
+	log.Info("The HTTP server has stopped.", "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }
 
@@ -361,7 +428,7 @@ func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 	if len(args) > 0 {
 		dir = args[0]
 	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "migrate")
 	if err != nil {
 		return err
 	}
@@ -389,7 +456,7 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 	if len(args) == 0 {
 		return errors.New("token: say create, list or revoke")
 	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "token")
 	if err != nil {
 		return err
 	}
@@ -492,7 +559,7 @@ func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []strin
 	if err != nil {
 		return err
 	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "user")
 	if err != nil {
 		return err
 	}

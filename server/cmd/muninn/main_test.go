@@ -3,16 +3,26 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/pgembed"
+	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
 )
@@ -96,6 +106,10 @@ func TestAdminCommandsOnEmbeddedDatabase(t *testing.T) {
 	_, running := pgembed.RunningURL(dir)
 	require.False(t, running, "the command stopped the cluster it started")
 
+	// Own it as serve does: the lock, then the cluster.
+	lock, err := pgembed.LockDataDir(dir, "muninn serve")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = lock.Release() })
 	cl, err := pgembed.Start(ctx, pgembed.Options{Dir: dir, Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cl.Stop(context.Background()) })
@@ -104,4 +118,207 @@ func TestAdminCommandsOnEmbeddedDatabase(t *testing.T) {
 	require.Contains(t, out.String(), "offline")
 	_, running = pgembed.RunningURL(dir)
 	require.True(t, running, "the command left the server's cluster running")
+}
+
+// testWriter sends log lines to t.Log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// served is a `muninn serve` running in the test process.
+type served struct {
+	addr string
+	hub  *render.Hub
+	stop func() (error, time.Duration) // cancels serve, waits, returns its result once
+}
+
+// startServe runs serve on env until the test ends (or stop) and returns once
+// it answers.
+func startServe(t *testing.T, env map[string]string) *served {
+	t.Helper()
+	cfg, err := config.FromEnv(envOf(env))
+	require.NoError(t, err)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &served{}
+	started := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serve(ctx, cfg, log, io.Discard, serveOptions{http: true, started: func(a net.Addr, h *render.Hub) {
+			s.addr, s.hub = a.String(), h
+			close(started)
+		}})
+	}()
+	var once sync.Once
+	var res error
+	var took time.Duration
+	s.stop = func() (error, time.Duration) {
+		once.Do(func() {
+			start := time.Now()
+			cancel()
+			res = <-errc
+			took = time.Since(start)
+		})
+		return res, took
+	}
+	t.Cleanup(func() { _, _ = s.stop() })
+	select {
+	case <-started:
+	case err := <-errc:
+		t.Fatalf("serve ended before it answered: %v", err)
+	}
+	return s
+}
+
+// call sends one request to the served process and returns status and body.
+func (s *served) call(t *testing.T, method, path string, hdr map[string]string, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.addr+path, strings.NewReader(body))
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, string(b)
+}
+
+// embeddedDataDir is a data dir the postgres user can reach when the tests
+// run as root (t.TempDir's parents are 0700).
+func embeddedDataDir(t *testing.T) string {
+	t.Helper()
+	if _, err := pgembed.FindBinDir(); err != nil {
+		t.Skipf("no PostgreSQL binaries: %v", err)
+	}
+	dir, err := os.MkdirTemp("", "muninn-cli-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+func postmasterPID(t *testing.T, dir string) int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(dir, "pg", "data", "postmaster.pid"))
+	require.NoError(t, err)
+	pid, err := strconv.Atoi(strings.SplitN(string(raw), "\n", 2)[0])
+	require.NoError(t, err)
+	return pid
+}
+
+// TestSecondServeOnSameDataDir: a second serve or worker on the data dir of a
+// running serve refuses at once, naming the first one's pid, and leaves its
+// embedded PostgreSQL alone; then the first one's PostgreSQL is killed and
+// the supervisor brings it back, which /readyz reflects.
+func TestSecondServeOnSameDataDir(t *testing.T) {
+	t.Parallel()
+	dir := embeddedDataDir(t)
+	env := map[string]string{"MUNINN_DATA_DIR": dir, "MUNINN_LISTEN": "127.0.0.1:0", "MUNINN_WORKERS": "false",
+		"MUNINN_RDAP": "false", "MUNINN_RDNS": "false", "MUNINN_LOG_LEVEL": "error",
+		"MUNINN_ADMIN_TOKEN": "mnn_test_admin_token_0123456789"}
+	first := startServe(t, env)
+	pid := postmasterPID(t, dir)
+	code, body := first.call(t, http.MethodGet, "/readyz", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"database":"ok","schema":"ok"}`, body)
+
+	want := "pgembed: the data dir " + dir + " is in use by another muninn (pid " + strconv.Itoa(os.Getpid()) +
+		", muninn serve), which owns its embedded PostgreSQL: stop it first, or give this one another MUNINN_DATA_DIR; nothing was changed"
+	for _, cmd := range []string{"serve", "worker"} {
+		var out bytes.Buffer
+		err := run(context.Background(), []string{cmd}, envOf(env), &out, &out)
+		require.EqualError(t, err, want, cmd)
+		require.Empty(t, out.String(), "%s printed nothing", cmd)
+	}
+	require.Equal(t, pid, postmasterPID(t, dir), "the embedded PostgreSQL was not restarted")
+	code, body = first.call(t, http.MethodGet, "/readyz", nil, "")
+	require.Equal(t, http.StatusOK, code)
+	require.JSONEq(t, `{"database":"ok","schema":"ok"}`, body)
+
+	// An admin command still works through the running cluster.
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"token", "list"}, envOf(env), &out, &out))
+	require.Contains(t, out.String(), "\tadmin\tadmin\t")
+
+	// Kill the postmaster: the supervisor starts a new one and /readyz is
+	// ready again, on the same data.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	require.Eventually(t, func() bool {
+		raw, err := os.ReadFile(filepath.Join(dir, "pg", "data", "postmaster.pid"))
+		if err != nil || strings.HasPrefix(string(raw), strconv.Itoa(pid)+"\n") {
+			return false
+		}
+		code, _ := first.call(t, http.MethodGet, "/readyz", nil, "")
+		return code == http.StatusOK
+	}, 2*time.Minute, 50*time.Millisecond)
+	code, body = first.call(t, http.MethodGet, "/api/v1/tokens", map[string]string{"Authorization": "Bearer " + env["MUNINN_ADMIN_TOKEN"]}, "")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"name":"admin"`)
+
+	err, took := first.stop()
+	require.NoError(t, err)
+	t.Logf("shutdown took %v", took)
+	_, running := pgembed.RunningURL(dir)
+	require.False(t, running, "serve stopped its cluster on the way out")
+	// The lock is free again.
+	l, err := pgembed.LockDataDir(dir, "test")
+	require.NoError(t, err)
+	require.NoError(t, l.Release())
+}
+
+// TestShutdownWithParkedLongPolls: SIGTERM (here: the context) with bouncer
+// and ruleset long polls parked ends serve without error, the polls
+// answering 304 at once rather than at their 5-minute deadline.
+func TestShutdownWithParkedLongPolls(t *testing.T) {
+	t.Parallel()
+	const admin = "mnn_test_admin_token_0123456789"
+	s := startServe(t, map[string]string{"MUNINN_DATABASE_URL": storetest.URL(t), "MUNINN_DATA_DIR": t.TempDir(),
+		"MUNINN_LISTEN": "127.0.0.1:0", "MUNINN_WORKERS": "true", "MUNINN_RDAP": "false", "MUNINN_RDNS": "false",
+		"MUNINN_ADMIN_TOKEN": admin})
+	auth := map[string]string{"Authorization": "Bearer " + admin}
+	code, body := s.call(t, http.MethodPut, "/api/v1/rulesets/edge", map[string]string{"Authorization": "Bearer " + admin, "Content-Type": "text/plain"},
+		"ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n")
+	require.Equal(t, http.StatusCreated, code, body)
+	code, body = s.call(t, http.MethodPost, "/api/v1/bouncers", map[string]string{"Authorization": "Bearer " + admin, "Content-Type": "application/json"},
+		`{"name":"fw1","rulesets":["edge"]}`)
+	require.Equal(t, http.StatusCreated, code, body)
+	var created struct{ Key string }
+	require.NoError(t, json.Unmarshal([]byte(body), &created))
+	code, body = s.call(t, http.MethodGet, "/api/v1/rulesets/edge/render", auth, "")
+	require.Equal(t, http.StatusOK, code, body)
+	var rendered struct{ Version int64 }
+	require.NoError(t, json.Unmarshal([]byte(body), &rendered))
+	v := strconv.FormatInt(rendered.Version, 10)
+
+	type result struct {
+		code int
+		took time.Duration
+	}
+	const polls = 4
+	results := make(chan result, polls)
+	poll := func(path string, hdr map[string]string) {
+		start := time.Now()
+		code, _ := s.call(t, http.MethodGet, path, hdr, "")
+		results <- result{code, time.Since(start)}
+	}
+	for range polls / 2 {
+		go poll("/api/v1/bouncer/render?wait=5m&since="+url.QueryEscape(`{"edge":`+v+`}`), map[string]string{"X-Api-Key": created.Key})
+		go poll("/api/v1/rulesets/edge/render?wait=5m&since="+v, auth)
+	}
+	require.Eventually(t, func() bool { return s.hub.Parked() == polls }, time.Minute, 10*time.Millisecond)
+
+	err, took := s.stop()
+	require.NoError(t, err, "serve ends without error with long polls parked")
+	t.Logf("shutdown with %d parked long polls took %v", polls, took)
+	for range polls {
+		r := <-results
+		require.Equal(t, http.StatusNotModified, r.code)
+		require.Less(t, r.took, 4*time.Minute, "the poll ended because of the shutdown, not its 5-minute deadline")
+	}
 }
