@@ -29,6 +29,9 @@ type Config struct {
 	Version  string
 	// Sleep waits d or until ctx is done; tests replace it. Nil: a timer.
 	Sleep func(ctx context.Context, d time.Duration) error
+	// DryRun leaves the state dir alone (the firewall is the dry-run printer):
+	// nothing is saved, and the log says nothing was applied.
+	DryRun bool
 }
 
 // DefaultConfig returns the defaults.
@@ -167,12 +170,16 @@ func (s *Syncer) every(ctx context.Context, d time.Duration, f func(context.Cont
 
 func (s *Syncer) pollLoop(ctx context.Context) {
 	attempt := 0
+	var failingSince time.Time
 	for ctx.Err() == nil {
 		if _, err := s.Poll(ctx, s.cfg.Wait); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			attempt++
+			if attempt == 1 {
+				failingSince = time.Now()
+			}
 			d := Backoff(attempt, s.cfg.BackoffMin, s.cfg.BackoffMax)
 			s.log.Warn("Sync failed; still enforcing the applied rules, retrying.", "error", err, "attempt", attempt, "retry_in", d)
 			s.setErr(err)
@@ -180,6 +187,10 @@ func (s *Syncer) pollLoop(ctx context.Context) {
 				return
 			}
 			continue
+		}
+		if attempt > 0 {
+			s.log.Info("Sync recovered; the server answers again.", "failed_attempts", attempt,
+				"failing_for", time.Since(failingSince).Round(time.Millisecond).String())
 		}
 		attempt = 0
 	}
@@ -281,6 +292,11 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			return false, errors.Join(errs, fmt.Errorf("syncer: apply: %w", err))
 		}
 		s.state = next
+		if s.cfg.DryRun {
+			s.log.Info("Dry run: printed the renders; nothing was applied and the state dir is untouched.", "full", full, "deltas", len(deltas), "versions", next.Applied())
+			s.needFull = needFull
+			return changed, errs
+		}
 		if err := SaveState(s.cfg.StateDir, next); err != nil {
 			s.log.Error("Could not save the applied renders.", "error", err)
 			errs = errors.Join(errs, err)

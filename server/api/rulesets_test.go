@@ -31,15 +31,21 @@ type renderBundle struct {
 
 func setupRender(t testing.TB) *renderBundle {
 	t.Helper()
+	return setupRenderAt(t, time.Now)
+}
+
+// setupRenderAt is setupRender with the API's and the hub's clock.
+func setupRenderAt(t testing.TB, now func() time.Time) *renderBundle {
+	t.Helper()
 	st := storetest.Store(t)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ix := indextest.Start(t, st, log, nil)
-	hub := render.NewHub(st, log, time.Now, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
+	hub := render.NewHub(st, log, now, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: prometheus.NewRegistry(),
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t)})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

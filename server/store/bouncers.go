@@ -22,15 +22,21 @@ type Bouncer struct {
 	Version   string           `json:"version"`
 	LastError string           `json:"last_error"`
 	Counters  json.RawMessage  `json:"counters"`
+	// Confirmed is when the bouncer last confirmed, per ruleset, the version
+	// that was current at the time (absent: never).
+	Confirmed map[string]time.Time `json:"confirmed"`
 }
 
-const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters`
+const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters, confirmed`
 
 func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
 	var b Bouncer
-	var applied, counters []byte
-	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters); err != nil {
+	var applied, counters, confirmed []byte
+	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters, &confirmed); err != nil {
 		return b, err
+	}
+	if err := json.Unmarshal(confirmed, &b.Confirmed); err != nil {
+		return b, fmt.Errorf("decode confirmed versions: %w", err)
 	}
 	b.Counters = counters
 	if err := json.Unmarshal(applied, &b.Applied); err != nil {
@@ -130,6 +136,9 @@ type BouncerHeartbeat struct {
 	Applied   map[string]int64
 	Counters  json.RawMessage
 	LastError string
+	// Current names the rulesets whose applied version is the current one:
+	// their confirmation time becomes now.
+	Current []string
 }
 
 // TouchBouncer records a heartbeat of bouncer id at now.
@@ -145,8 +154,14 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	if len(counters) == 0 || string(counters) == "null" {
 		counters = json.RawMessage("[]")
 	}
+	current := hb.Current
+	if current == nil {
+		current = []string{}
+	}
 	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
-		counters = $6, last_error = $7 WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError)
+		counters = $6, last_error = $7,
+		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
+		WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current)
 	return mapErr("bouncer heartbeat", err)
 }
 

@@ -142,16 +142,13 @@ func run(args []string) error {
 	hostname, _ := os.Hostname()
 	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, nil), fw, bouncer.Config{
 		StateDir: cfg.StateDir, Wait: cfg.Wait, HeartbeatEvery: cfg.Heartbeat, CheckEvery: cfg.Check,
-		Hostname: hostname, Version: version,
+		Hostname: hostname, Version: version, DryRun: *dryRun,
 	}, log)
+	if *dryRun {
+		log.Info("Dry run: printing the nft script; nothing is applied, saved or reported.", "server", cfg.Server)
+	}
 	if *once || *dryRun {
-		if err := s.Restore(ctx); err != nil {
-			log.Error("Could not restore the saved renders.", "error", err)
-		}
-		if _, err := s.Poll(ctx, 0); err != nil {
-			return err
-		}
-		return nil
+		return s.Once(ctx)
 	}
 	log.Info("Starting.", "server", cfg.Server, "table", cfg.Table, "state_dir", cfg.StateDir, "version", version)
 	if err := s.Run(ctx); err != nil {

@@ -1,0 +1,1 @@
+ALTER TABLE bouncers DROP COLUMN confirmed;
