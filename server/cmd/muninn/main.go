@@ -50,6 +50,7 @@ Usage:
   muninn token list
   muninn token revoke NAME|ID
   muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
+  muninn user list | passwd NAME | role NAME ROLE | disable NAME | enable NAME | delete NAME
   muninn version
 
 serve and worker take the data dir's lock (muninn.lock) when they own the
@@ -85,7 +86,7 @@ and shown once.
 muninn token list                                                        id, name, role, created
 muninn token revoke NAME|ID                                              deletes the token
 `,
-	"user":    "muninn user create NAME --role reader|writer|admin: a web UI user; the password is one line on stdin.\n",
+	"user":    userUsage,
 	"version": "muninn version: the build's version and Go version.\n",
 }
 
@@ -523,41 +524,69 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 	return fmt.Errorf("token: unknown subcommand %q", args[0])
 }
 
-// user manages web UI users. The password is read from stdin (one line), never
-// from an argument, so it stays out of shell history and process listings.
+// userUsage is the user command's synopsis.
+const userUsage = `muninn user create NAME --role reader|writer|admin   a web UI user; the password is one line on stdin
+muninn user list                                    name, role, status (active or disabled since), created, last login
+muninn user passwd NAME                             a new password from stdin; ends the user's sessions
+muninn user role NAME reader|writer|admin           applies to live sessions at once
+muninn user disable NAME | enable NAME              disable ends the user's sessions and refuses logins
+muninn user delete NAME                             deletes the user and their sessions; the name can be used again
+`
+
+// user manages web UI users. Passwords are read from stdin (one line), never
+// from an argument, so they stay out of shell history and process listings.
 func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdin io.Reader, stdout io.Writer) error {
-	const usage = "user create: usage: muninn user create NAME --role reader|writer|admin  (password on stdin)"
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New(usage)
+	if len(args) == 0 {
+		return errors.New("user: usage:\n" + userUsage)
 	}
-	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
-		return errors.New(usage)
-	}
-	name := args[1]
-	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
-	role := fs.String("role", "", "reader, writer or admin")
-	if err := fs.Parse(args[2:]); err != nil {
-		return err
-	}
-	if api.RoleRank(*role) == 0 {
-		return fmt.Errorf("user create: --role must be reader, writer or admin, not %q", *role)
-	}
-	if f, ok := stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(stdout, "Password for %s: ", name)
+	sub := args[0]
+	needName := func(n int) (string, error) {
+		if len(args) != n || strings.HasPrefix(args[1], "-") {
+			return "", fmt.Errorf("user %s: usage:\n%s", sub, userUsage)
 		}
+		return args[1], nil
 	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("user create: read password: %w", err)
+	var name, role, password string
+	var err error
+	switch sub {
+	case "list":
+		if len(args) != 1 {
+			return fmt.Errorf("user list: usage:\n%s", userUsage)
+		}
+	case "create":
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			return fmt.Errorf("user create: usage:\n%s", userUsage)
+		}
+		name = args[1]
+		fs := flag.NewFlagSet("user create", flag.ContinueOnError)
+		r := fs.String("role", "", "reader, writer or admin")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		role = *r
+	case "role":
+		if name, err = needName(3); err != nil {
+			return err
+		}
+		role = args[2]
+	case "passwd", "disable", "enable", "delete":
+		if name, err = needName(2); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("user: unknown subcommand %q; usage:\n%s", sub, userUsage)
 	}
-	password := strings.TrimRight(line, "\r\n")
-	if len(password) < 8 {
-		return errors.New("user create: the password on stdin must be at least 8 characters")
+	if (sub == "create" || sub == "role") && api.RoleRank(role) == 0 {
+		return fmt.Errorf("user %s: the role must be reader, writer or admin, not %q", sub, role)
 	}
-	hash, err := ui.HashPassword(password)
-	if err != nil {
-		return err
+	var hash string
+	if sub == "create" || sub == "passwd" {
+		if password, err = readPassword(stdin, stdout, name); err != nil {
+			return fmt.Errorf("user %s: %w", sub, err)
+		}
+		if hash, err = ui.HashPassword(password); err != nil {
+			return err
+		}
 	}
 	st, closeDB, err := database(ctx, cfg, log, false, "user")
 	if err != nil {
@@ -567,13 +596,83 @@ func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []strin
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	u, err := st.CreateUser(ctx, name, *role, hash, "cli")
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("user create: a user named %q exists already", name)
-	}
-	if err != nil {
+	now := time.Now()
+	notFound := func(err error) error {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("user %s: no user named %q", sub, name)
+		}
 		return err
 	}
-	fmt.Fprintf(stdout, "created user %s (%s); log in at %s/ui/\n", u.Name, u.Role, cfg.BaseURL)
+	switch sub {
+	case "list":
+		us, err := st.Users(ctx)
+		if err != nil {
+			return err
+		}
+		for _, u := range us {
+			status, last := "active", "never"
+			if u.DisabledAt != nil {
+				status = "disabled since " + u.DisabledAt.UTC().Format(time.RFC3339)
+			}
+			if u.LastLoginAt != nil {
+				last = u.LastLoginAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\tcreated %s\tlast login %s\n", u.Name, u.Role, status, u.CreatedAt.UTC().Format(time.RFC3339), last)
+		}
+		return nil
+	case "create":
+		u, err := st.CreateUser(ctx, name, role, hash, "cli")
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("user create: a user named %q exists already", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created user %s (%s); log in at %s/ui/\n", u.Name, u.Role, cfg.BaseURL)
+	case "passwd":
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{PasswordHash: &hash}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "changed the password of %s; their sessions have ended\n", name)
+	case "role":
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{Role: &role}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "%s is now %s\n", name, role)
+	case "disable", "enable":
+		disabled := sub == "disable"
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{Disabled: &disabled}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		if disabled {
+			fmt.Fprintf(stdout, "disabled %s; their sessions have ended\n", name)
+		} else {
+			fmt.Fprintf(stdout, "enabled %s\n", name)
+		}
+	case "delete":
+		if err := st.DeleteUser(ctx, name, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "deleted %s and their sessions\n", name)
+	}
 	return nil
+}
+
+// readPassword reads one line from stdin (prompting on a terminal): at least 8
+// characters.
+func readPassword(stdin io.Reader, stdout io.Writer, name string) (string, error) {
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(stdout, "Password for %s: ", name)
+		}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if len(password) < 8 {
+		return "", errors.New("the password on stdin must be at least 8 characters")
+	}
+	return password, nil
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/config"
@@ -25,6 +26,7 @@ import (
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/server/store/storetest"
+	"github.com/muninn/muninn/server/ui"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -321,4 +323,110 @@ func TestShutdownWithParkedLongPolls(t *testing.T) {
 		require.Equal(t, http.StatusNotModified, r.code)
 		require.Less(t, r.took, 4*time.Minute, "the poll ended because of the shutdown, not its 5-minute deadline")
 	}
+}
+
+// TestUserCommands: list, passwd, role, disable, enable, delete; a changed
+// password, a disabled or a deleted user ends the user's sessions at once (the
+// UI's session check is store.SessionByHash), and a deleted name can be
+// created again.
+func TestUserCommands(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := storetest.URL(t)
+	cfg, err := config.FromEnv(envOf(map[string]string{"MUNINN_DATABASE_URL": dbURL}))
+	require.NoError(t, err)
+	log := slog.New(slog.DiscardHandler)
+	st, err := store.Open(ctx, dbURL, 4, log)
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
+	cmd := func(stdin string, args ...string) (string, error) {
+		var out bytes.Buffer
+		err := user(ctx, cfg, log, args, strings.NewReader(stdin), &out)
+		return out.String(), err
+	}
+	login := func(secret string) {
+		t.Helper()
+		u, err := st.UserByName(ctx, "alice")
+		require.NoError(t, err)
+		now := time.Now()
+		require.NoError(t, st.CreateSession(ctx, store.HashSecret(secret), u.ID, "csrf", now, now.Add(time.Hour), "192.0.2.1", "test"))
+	}
+	session := func(secret string) (store.Session, error) {
+		return st.SessionByHash(ctx, store.HashSecret(secret), time.Now())
+	}
+
+	out, err := cmd("correct horse battery\n", "create", "alice", "--role", "writer")
+	require.NoError(t, err)
+	require.Equal(t, "created user alice (writer); log in at http://127.0.0.1:8080/ui/\n", out)
+	login("s1")
+	out, err = cmd("", "list")
+	require.NoError(t, err)
+	us, err := st.Users(ctx)
+	require.NoError(t, err)
+	require.Len(t, us, 1)
+	require.Equal(t, "alice\twriter\tactive\tcreated "+us[0].CreatedAt.UTC().Format(time.RFC3339)+"\tlast login "+us[0].LastLoginAt.UTC().Format(time.RFC3339)+"\n", out)
+
+	out, err = cmd("", "role", "alice", "admin")
+	require.NoError(t, err)
+	require.Equal(t, "alice is now admin\n", out)
+	s, err := session("s1")
+	require.NoError(t, err, "a role change keeps the session")
+	require.Equal(t, "admin", s.User.Role, "and applies to it at once")
+
+	out, err = cmd("a new long password\n", "passwd", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "changed the password of alice; their sessions have ended\n", out)
+	_, err = session("s1")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	u, err := st.UserByName(ctx, "alice")
+	require.NoError(t, err)
+	require.True(t, ui.CheckPassword(u.PasswordHash, "a new long password"))
+
+	login("s2")
+	out, err = cmd("", "disable", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "disabled alice; their sessions have ended\n", out)
+	_, err = session("s2")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	_, err = st.UserByName(ctx, "alice")
+	require.ErrorIs(t, err, store.ErrNotFound, "a disabled user cannot log in")
+	out, err = cmd("", "list")
+	require.NoError(t, err)
+	require.Regexp(t, `^alice\tadmin\tdisabled since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\tcreated `, out)
+
+	out, err = cmd("", "enable", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "enabled alice\n", out)
+	login("s3")
+	_, err = session("s3")
+	require.NoError(t, err)
+	out, err = cmd("", "delete", "alice")
+	require.NoError(t, err)
+	require.Equal(t, "deleted alice and their sessions\n", out)
+	_, err = session("s3")
+	require.ErrorIs(t, err, store.ErrNotFound)
+	out, err = cmd("", "list")
+	require.NoError(t, err)
+	require.Empty(t, out)
+	out, err = cmd("correct horse battery\n", "create", "alice", "--role", "reader")
+	require.NoError(t, err, "a deleted user's name can be used again")
+	require.Equal(t, "created user alice (reader); log in at http://127.0.0.1:8080/ui/\n", out)
+
+	_, err = cmd("", "role", "bob", "admin")
+	require.EqualError(t, err, `user role: no user named "bob"`)
+	_, err = cmd("", "delete", "bob")
+	require.EqualError(t, err, `user delete: no user named "bob"`)
+	_, err = cmd("", "role", "alice", "root")
+	require.EqualError(t, err, `user role: the role must be reader, writer or admin, not "root"`)
+	_, err = cmd("short\n", "passwd", "alice")
+	require.EqualError(t, err, "user passwd: the password on stdin must be at least 8 characters")
+	_, err = cmd("", "frobnicate")
+	require.ErrorContains(t, err, `user: unknown subcommand "frobnicate"`)
+
+	// Every change is in the audit log.
+	rows, err := st.Pool().Query(ctx, `SELECT action FROM audit WHERE object LIKE 'user/%' ORDER BY id`)
+	require.NoError(t, err)
+	actions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{"user.create", "user.role", "user.password", "user.disable", "user.enable", "user.delete", "user.create"}, actions)
 }
