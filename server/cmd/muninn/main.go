@@ -320,13 +320,26 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = webUI.Run(uiCtx)
 	}()
 	defer func() { stopUI(); <-uiDone }()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if cfg.TLSCert != "" {
+		certs, err := httpserver.NewCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = certs.TLSConfig()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig.GetCertificate
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
 		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
 	if opts.started != nil {

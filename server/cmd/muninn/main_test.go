@@ -3,6 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -21,7 +29,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/server/config"
+	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/pgembed"
 	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
@@ -134,6 +144,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 type served struct {
 	addr string
 	hub  *render.Hub
+	// scheme and client reach it: http and http.DefaultClient unless a test
+	// sets them (TLS).
+	scheme string
+	client *http.Client
 	stop func() (error, time.Duration) // cancels serve, waits, returns its result once
 }
 
@@ -145,7 +159,7 @@ func startServe(t *testing.T, env map[string]string) *served {
 	require.NoError(t, err)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &served{}
+	s := &served{scheme: "http", client: http.DefaultClient}
 	started := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
@@ -178,12 +192,12 @@ func startServe(t *testing.T, env map[string]string) *served {
 // call sends one request to the served process and returns status and body.
 func (s *served) call(t *testing.T, method, path string, hdr map[string]string, body string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.addr+path, strings.NewReader(body))
+	req, err := http.NewRequest(method, s.scheme+"://"+s.addr+path, strings.NewReader(body))
 	require.NoError(t, err)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -429,4 +443,131 @@ func TestUserCommands(t *testing.T) {
 	actions, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	require.NoError(t, err)
 	require.Equal(t, []string{"user.create", "user.role", "user.password", "user.disable", "user.enable", "user.delete", "user.create"}, actions)
+}
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newTestCA(t *testing.T) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "muninn test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue writes a certificate for 127.0.0.1 with serial to certFile and its key
+// to keyFile, with modification time mod.
+func (ca *testCA) issue(t *testing.T, serial int64, certFile, keyFile string, mod time.Time) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalECPrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600))
+	require.NoError(t, os.Chtimes(certFile, mod, mod))
+	require.NoError(t, os.Chtimes(keyFile, mod, mod))
+}
+
+// servedSerial opens a new TLS connection and returns the serial number of
+// the certificate the server presents.
+func servedSerial(t *testing.T, addr string, roots *x509.CertPool) int64 {
+	t.Helper()
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	require.NoError(t, err)
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// TestTLSServeAndBouncerCA: serve speaks HTTPS with MUNINN_TLS_CERT/KEY; a
+// bouncer client trusting the test CA (its ca_file) syncs, one without it is
+// refused; a renewed certificate is served without a restart, and a broken
+// renewal keeps the previous one.
+func TestTLSServeAndBouncerCA(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	caFile, certFile, keyFile := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	ca := newTestCA(t)
+	require.NoError(t, os.WriteFile(caFile, ca.pem, 0o644))
+	start := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ca.issue(t, 10, certFile, keyFile, start)
+
+	const admin = "mnn_test_admin_token_0123456789"
+	s := startServe(t, map[string]string{"MUNINN_DATABASE_URL": storetest.URL(t), "MUNINN_DATA_DIR": t.TempDir(),
+		"MUNINN_LISTEN": "127.0.0.1:0", "MUNINN_WORKERS": "false", "MUNINN_RDAP": "false", "MUNINN_RDNS": "false",
+		"MUNINN_ADMIN_TOKEN": admin, "MUNINN_TLS_CERT": certFile, "MUNINN_TLS_KEY": keyFile})
+	hc, err := bouncer.HTTPClient(caFile)
+	require.NoError(t, err)
+	s.scheme, s.client = "https", hc
+	code, body := s.call(t, http.MethodPut, "/api/v1/rulesets/edge", map[string]string{"Authorization": "Bearer " + admin, "Content-Type": "text/plain"},
+		"ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n")
+	require.Equal(t, http.StatusCreated, code, body)
+	code, body = s.call(t, http.MethodPost, "/api/v1/bouncers", map[string]string{"Authorization": "Bearer " + admin, "Content-Type": "application/json"},
+		`{"name":"fw1","rulesets":["edge"]}`)
+	require.Equal(t, http.StatusCreated, code, body)
+	var created struct{ Key string }
+	require.NoError(t, json.Unmarshal([]byte(body), &created))
+
+	// The bouncer with the CA syncs (waiting up to 20 s for the first render).
+	c := bouncer.NewClient("https://"+s.addr, created.Key, hc)
+	ctx := t.Context()
+	resp, notModified, err := c.Render(ctx, map[string]int64{"edge": 0}, 20*time.Second)
+	require.NoError(t, err)
+	require.False(t, notModified)
+	require.Len(t, resp.Rulesets, 1)
+	require.Equal(t, "edge", resp.Rulesets[0].Ruleset)
+	require.NoError(t, c.Heartbeat(ctx, bouncer.Heartbeat{Hostname: "fw1", Version: "test", Applied: map[string]int64{"edge": resp.Rulesets[0].Version}}))
+
+	// Without it, the server's certificate is not trusted.
+	plain, err := bouncer.HTTPClient("")
+	require.NoError(t, err)
+	_, _, err = bouncer.NewClient("https://"+s.addr, created.Key, plain).Render(ctx, nil, 0)
+	var unknown x509.UnknownAuthorityError
+	require.ErrorAs(t, err, &unknown)
+	_, err = bouncer.HTTPClient(keyFile)
+	require.EqualError(t, err, "bouncer: ca file "+keyFile+": no PEM certificate in it")
+
+	// Renewal: new files, newer mtime: the next handshake gets the new certificate.
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	require.Equal(t, int64(10), servedSerial(t, s.addr, roots))
+	ca.issue(t, 11, certFile, keyFile, start.Add(time.Minute))
+	require.Equal(t, int64(11), servedSerial(t, s.addr, roots))
+	// A broken renewal (half-written file) keeps the previous certificate.
+	require.NoError(t, os.WriteFile(certFile, []byte("-----BEGIN CERTIFICATE-----\ntruncated"), 0o644))
+	require.NoError(t, os.Chtimes(certFile, start.Add(2*time.Minute), start.Add(2*time.Minute)))
+	require.Equal(t, int64(11), servedSerial(t, s.addr, roots))
+	ca.issue(t, 12, certFile, keyFile, start.Add(3*time.Minute))
+	require.Equal(t, int64(12), servedSerial(t, s.addr, roots))
+
+	err, _ = s.stop()
+	require.NoError(t, err)
+}
+
+func TestTLSConfig(t *testing.T) {
+	t.Parallel()
+	_, err := config.FromEnv(envOf(map[string]string{"MUNINN_TLS_CERT": "/etc/muninn/cert.pem"}))
+	require.EqualError(t, err, "config: MUNINN_TLS_CERT and MUNINN_TLS_KEY: set both (PEM files) or neither")
+	cfg, err := config.FromEnv(envOf(map[string]string{"MUNINN_TLS_CERT": "/etc/muninn/cert.pem", "MUNINN_TLS_KEY": "/etc/muninn/key.pem", "MUNINN_LISTEN": "0.0.0.0:8443"}))
+	require.NoError(t, err)
+	require.Equal(t, "https://0.0.0.0:8443", cfg.BaseURL)
+	_, err = httpserver.NewCertReloader("/nonexistent/cert.pem", "/nonexistent/key.pem", slog.New(slog.DiscardHandler))
+	require.EqualError(t, err, "httpserver: tls: certificate: stat /nonexistent/cert.pem: no such file or directory")
 }
