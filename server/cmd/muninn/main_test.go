@@ -9,11 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -148,7 +148,7 @@ type served struct {
 	// sets them (TLS).
 	scheme string
 	client *http.Client
-	stop func() (error, time.Duration) // cancels serve, waits, returns its result once
+	stop   func() (error, time.Duration) // cancels serve, waits, returns its result once
 }
 
 // startServe runs serve on env until the test ends (or stop) and returns once
