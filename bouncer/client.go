@@ -26,11 +26,23 @@ type API interface {
 	Report(ctx context.Context, r Report) error
 }
 
+// CallTimeout bounds a heartbeat or a report, and LongPollMargin is what a
+// render request gets on top of its wait (the server answers at the wait's
+// end; the margin covers the network and a full render's body). Without them
+// a half-open connection would stall updates until the kernel gives up on it.
+const (
+	CallTimeout    = 30 * time.Second
+	LongPollMargin = 30 * time.Second
+)
+
 // Client implements API with the client generated from openapi/openapi.yaml.
 type Client struct {
 	gen *apiclient.Client
 	// err is a configuration error (a bad base URL), returned by every call.
 	err error
+	// call and margin are CallTimeout and LongPollMargin unless WithTimeouts
+	// changed them.
+	call, margin time.Duration
 }
 
 var _ API = (*Client)(nil)
@@ -55,7 +67,14 @@ func NewClient(base, key string, hc *http.Client) *Client {
 	if err != nil {
 		return &Client{err: fmt.Errorf("api: server %q: %w", base, err)}
 	}
-	return &Client{gen: gen}
+	return &Client{gen: gen, call: CallTimeout, margin: LongPollMargin}
+}
+
+// WithTimeouts sets the bound of a heartbeat or report (call) and what a
+// render request gets on top of its wait (margin), and returns c.
+func (c *Client) WithTimeouts(call, margin time.Duration) *Client {
+	c.call, c.margin = call, margin
+	return c
 }
 
 // StatusError is a response with an unexpected status.
@@ -88,6 +107,8 @@ func (c *Client) Render(ctx context.Context, since map[string]int64, wait time.D
 		w := wait.String()
 		params.Wait = &w
 	}
+	ctx, cancel := context.WithTimeout(ctx, wait+c.margin)
+	defer cancel()
 	resp, err := c.gen.GetBouncerRender(ctx, &params, func(_ context.Context, req *http.Request) error {
 		req.Header.Set("Accept", "application/json")
 		return nil
@@ -121,6 +142,8 @@ func (c *Client) Heartbeat(ctx context.Context, hb Heartbeat) error {
 	if hb.Counters == nil {
 		hb.Counters = []RuleCounter{}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.call)
+	defer cancel()
 	resp, err := c.gen.PostBouncerHeartbeat(ctx, hb)
 	return done("heartbeat", resp, err)
 }
@@ -133,6 +156,8 @@ func (c *Client) Report(ctx context.Context, r Report) error {
 	if r.Honeypot == nil {
 		r.Honeypot = []HoneypotHit{}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.call)
+	defer cancel()
 	resp, err := c.gen.PostBouncerReports(ctx, r)
 	return done("report", resp, err)
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// Save writes the applied state to the state directory; tests replace it
 	// (a full disk). Nil: SaveState.
 	Save func(dir string, st *State) error
+	// DryRun leaves the state dir alone (the firewall is the dry-run printer):
+	// nothing is saved, and the log says nothing was applied.
+	DryRun bool
 }
 
 // DefaultConfig returns the defaults.
@@ -197,12 +200,16 @@ func (s *Syncer) every(ctx context.Context, d time.Duration, f func(context.Cont
 
 func (s *Syncer) pollLoop(ctx context.Context) {
 	attempt := 0
+	var failingSince time.Time
 	for ctx.Err() == nil {
 		if _, err := s.Poll(ctx, s.cfg.Wait); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			attempt++
+			if attempt == 1 {
+				failingSince = time.Now()
+			}
 			d := Backoff(attempt, s.cfg.BackoffMin, s.cfg.BackoffMax)
 			s.log.Warn("Sync failed; still enforcing the applied rules, retrying.", "error", err, "attempt", attempt, "retry_in", d)
 			s.setErr(err)
@@ -210,6 +217,10 @@ func (s *Syncer) pollLoop(ctx context.Context) {
 				return
 			}
 			continue
+		}
+		if attempt > 0 {
+			s.log.Info("Sync recovered; the server answers again.", "failed_attempts", attempt,
+				"failing_for", time.Since(failingSince).Round(time.Millisecond).String())
 		}
 		attempt = 0
 	}
@@ -331,6 +342,11 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			return false, errors.Join(errs, fmt.Errorf("syncer: apply: %w", err))
 		}
 		s.state = next
+		if s.cfg.DryRun {
+			s.log.Info("Dry run: printed the renders; nothing was applied and the state dir is untouched.", "full", full, "deltas", len(deltas), "versions", next.Applied())
+			s.needFull = needFull
+			return changed, errs
+		}
 		if s.async.Load() {
 			select {
 			case s.saveReq <- struct{}{}:
@@ -350,6 +366,9 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 // already. Writes are serialised and each writes the state current when it
 // starts, so the file never goes back to an older version.
 func (s *Syncer) saveLatest() error {
+	if s.cfg.DryRun {
+		return nil // the state dir is left alone
+	}
 	s.saveMu.Lock()
 	defer s.saveMu.Unlock()
 	s.mu.Lock()

@@ -58,13 +58,14 @@ func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
 		br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
 		if snap := s.opts.Render.Latest(name); snap != nil {
 			br.Current = snap.Render.Version
-			if br.Applied < br.Current {
-				since := snap.Render.GeneratedAt
-				if first := s.opts.Render.Base(name, br.Applied+1); first != nil {
-					since = first.GeneratedAt
-				}
-				br.LagSeconds = ptr(float32(now.Sub(since).Seconds()))
+			// Lag is the time since the bouncer last confirmed the version
+			// current at the time: it keeps growing while a bouncer is dead,
+			// new renders or not.
+			since := b.CreatedAt
+			if t, ok := b.Confirmed[name]; ok {
+				since = t
 			}
+			br.LagSeconds = ptr(float32(max(0, now.Sub(since).Seconds())))
 		}
 		a.Rulesets = append(a.Rulesets, br)
 	}
@@ -225,9 +226,9 @@ func (s *Server) GetBouncerRender(ctx context.Context, req apigen.GetBouncerRend
 		if ok {
 			return cachedJSON{body: body}, nil
 		}
-		select {
-		case <-changed:
-		case <-wctx.Done():
+		// At the deadline, or at once when the server shuts down, the
+		// answer is "nothing new" and the bouncer polls again.
+		if !hub.Await(wctx, changed) {
 			if ctx.Err() != nil {
 				return nil, errClientGone
 			}
@@ -303,8 +304,16 @@ func (s *Server) PostBouncerHeartbeat(ctx context.Context, req apigen.PostBounce
 		return nil, fmt.Errorf("api: heartbeat: encode counters: %w", err)
 	}
 	b, _ := BouncerFrom(ctx)
+	// The rulesets at their current version are confirmed now (lag restarts).
+	var current []string
+	for name, v := range hb.Applied {
+		if snap := s.opts.Render.Latest(name); snap != nil && v >= snap.Render.Version {
+			current = append(current, name)
+		}
+	}
+	slices.Sort(current)
 	err = s.store.TouchBouncer(ctx, b.ID, store.BouncerHeartbeat{Hostname: hb.Hostname, Version: hb.Version,
-		Applied: hb.Applied, Counters: counters, LastError: hb.LastError}, s.now())
+		Applied: hb.Applied, Counters: counters, LastError: hb.LastError, Current: current}, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("api: store heartbeat of %s: %w", b.Name, err)
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -110,7 +112,7 @@ func TestBouncerRoundTrip(t *testing.T) {
 	require.Equal(t, "fw1.example", list[0].Hostname)
 	require.Equal(t, d.Version, list[0].Rulesets[0].Applied)
 	require.Equal(t, d.Version, list[0].Rulesets[0].Current)
-	require.Zero(t, list[0].Rulesets[0].LagSeconds)
+	require.GreaterOrEqual(t, list[0].Rulesets[0].LagSeconds, 0.0, "time since the heartbeat (TestBouncerLag has the exact values)")
 	require.Equal(t, []map[string]any{{"ruleset": "edge", "rule_id": float64(1), "packets": float64(3), "bytes": float64(180)}}, list[0].Counters)
 
 	// A ruleset the bouncer no longer enforces is listed as removed.
@@ -129,4 +131,83 @@ func TestBouncerRoundTrip(t *testing.T) {
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/bouncers/fw1", nil, http.StatusNotFound, nil)
 	err = c.Heartbeat(ctx, bouncer.Heartbeat{})
 	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
+}
+
+// clock is a settable clock for the API and the hub.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// TestBouncerLag: lag is the time since the bouncer last confirmed the version
+// current at the time; new renders do not reset it, so a dead bouncer's lag
+// keeps growing, and a heartbeat at the current version brings it to 0.
+func TestBouncerLag(t *testing.T) {
+	t.Parallel()
+	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	b := setupRenderClocks(t, clk.Now)
+	ctx := context.Background()
+	b.putRuleset(t, "ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n", http.StatusCreated)
+	key := b.createBouncer(t, "fw1", "edge")
+	_, first, _ := b.getRender(t, "edge", "")
+	type listed struct {
+		CreatedAt time.Time `json:"created_at"`
+		Rulesets  []struct {
+			Applied    int64   `json:"applied"`
+			Current    int64   `json:"current"`
+			LagSeconds float32 `json:"lag_seconds"`
+		} `json:"rulesets"`
+	}
+	lag := func() (float32, listed) {
+		var list []listed
+		b.json(t, b.reader, http.MethodGet, "/api/v1/bouncers", nil, http.StatusOK, &list)
+		require.Len(t, list, 1)
+		require.Len(t, list[0].Rulesets, 1)
+		return list[0].Rulesets[0].LagSeconds, list[0]
+	}
+	// Never confirmed: since the bouncer was created.
+	got, l := lag()
+	require.Equal(t, float32(max(0, clk.Now().Sub(l.CreatedAt).Seconds())), got)
+
+	c := bouncer.NewClient(b.srv.URL, key, nil)
+	heartbeat := func(v int64) {
+		require.NoError(t, c.Heartbeat(ctx, bouncer.Heartbeat{Hostname: "fw1", Version: "test", Applied: map[string]int64{"edge": v}}))
+	}
+	heartbeat(first.Version)
+	got, _ = lag()
+	require.Equal(t, float32(0), got, "confirmed just now")
+	clk.Advance(90 * time.Second)
+	got, _ = lag()
+	require.Equal(t, float32(90), got, "no heartbeat for 90 s")
+
+	// A new render does not reset the lag of a bouncer that stays silent.
+	b.putRuleset(t, "ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n  block tag other\n", http.StatusOK)
+	_, second, _ := b.getRender(t, "edge", "?since="+strconv.FormatInt(first.Version, 10)+"&wait=20s")
+	require.Greater(t, second.Version, first.Version)
+	clk.Advance(10 * time.Second)
+	got, l = lag()
+	require.Equal(t, float32(100), got)
+	require.Equal(t, second.Version, l.Rulesets[0].Current)
+
+	// A heartbeat still at the old version confirms nothing new.
+	heartbeat(first.Version)
+	got, _ = lag()
+	require.Equal(t, float32(100), got)
+	// At the current version: confirmed.
+	heartbeat(second.Version)
+	got, l = lag()
+	require.Equal(t, float32(0), got)
+	require.Equal(t, second.Version, l.Rulesets[0].Applied)
 }

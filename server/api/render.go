@@ -117,7 +117,13 @@ func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRend
 			if ctx.Err() != nil {
 				return nil, errClientGone
 			}
-			return apigen.GetRulesetRender503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
+			detail := "the ruleset has not been rendered yet; try again"
+			select {
+			case <-hub.Draining():
+				detail = "the server is shutting down; try again"
+			default:
+			}
+			return apigen.GetRulesetRender503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable(detail)}, nil
 		}
 		etag := `"` + snap.Render.Hash + `"`
 		if inm := deref(req.Params.IfNoneMatch); inm != "" && strings.Contains(inm, etag) {

@@ -49,13 +49,25 @@ func setupRenderOn(t testing.TB, st *store.Store, now func() time.Time) *renderB
 	return setupRenderWith(t, st, func(d *httpserver.Deps) { d.Now = now })
 }
 
+// setupRenderClocks is setupRender with the API's and the hub's clock now.
+func setupRenderClocks(t testing.TB, now func() time.Time) *renderBundle {
+	t.Helper()
+	return setupRenderHub(t, storetest.Store(t), now, func(d *httpserver.Deps) { d.Now = now })
+}
+
 // setupRenderWith starts a serve process on st with tweak applied to the
 // server's dependencies (a clock, limits) before it starts.
 func setupRenderWith(t testing.TB, st *store.Store, tweak func(*httpserver.Deps)) *renderBundle {
 	t.Helper()
+	return setupRenderHub(t, st, time.Now, tweak)
+}
+
+// setupRenderHub is setupRenderWith with the hub's clock hubNow.
+func setupRenderHub(t testing.TB, st *store.Store, hubNow func() time.Time, tweak func(*httpserver.Deps)) *renderBundle {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ix := indextest.Start(t, st, log, nil)
-	hub := render.NewHub(st, log, time.Now, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
+	hub := render.NewHub(st, log, hubNow, render.Options{Debounce: 20 * time.Millisecond, Source: ix.RenderSource()})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = hub.Run(ctx) }()

@@ -26,6 +26,10 @@ type Config struct {
 	Listen string
 	// BaseURL is how people reach the server (printed, used in links).
 	BaseURL string
+	// TLSCert and TLSKey are PEM files: when set, the server speaks HTTPS
+	// only, reloading the pair when the files change.
+	TLSCert string
+	TLSKey  string
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string
 	LogFormat string
@@ -169,6 +173,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	str("MUNINN_DATA_DIR", &c.DataDir)
 	str("MUNINN_LISTEN", &c.Listen)
 	str("MUNINN_BASE_URL", &c.BaseURL)
+	str("MUNINN_TLS_CERT", &c.TLSCert)
+	str("MUNINN_TLS_KEY", &c.TLSKey)
 	str("MUNINN_LOG_LEVEL", &c.LogLevel)
 	str("MUNINN_LOG_FORMAT", &c.LogFormat)
 	dur("MUNINN_SIGHTING_RETENTION", &c.SightingRetention)
@@ -256,6 +262,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	}
 	if c.BaseURL == "" {
 		c.BaseURL = "http://" + c.Listen
+		if c.TLSCert != "" {
+			c.BaseURL = "https://" + c.Listen
+		}
 	}
 	if c.GeoDir == "" {
 		c.GeoDir = filepath.Join(c.DataDir, "geo")
@@ -287,6 +296,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("MUNINN_DATA_DIR: must not be empty"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("MUNINN_TLS_CERT and MUNINN_TLS_KEY: set both (PEM files) or neither"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("config: %w", err)

@@ -411,6 +411,12 @@ func (c *Cluster) start(ctx context.Context) error {
 			return fmt.Errorf("pgembed: stop previous server: %w", err)
 		}
 	}
+	return c.startServer(ctx)
+}
+
+// startServer runs pg_ctl start, retrying while a killed server's children
+// still hold its shared memory.
+func (c *Cluster) startServer(ctx context.Context) error {
 	opts := fmt.Sprintf("-k %s -p %d -c listen_addresses=''", shellQuote(c.socketDir), c.port)
 	deadline := time.Now().Add(30 * time.Second)
 	for backoff := 100 * time.Millisecond; ; backoff = min(2*backoff, 2*time.Second) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,12 +31,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 // assert on what Start reported.
 type logBuffer struct {
 	t   testing.TB
+	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
 func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
 	l.buf.Write(p)
+	l.mu.Unlock()
 	return testWriter{l.t}.Write(p)
+}
+
+// String returns what was logged so far (safe while another goroutine logs).
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 type testBundle struct {

@@ -89,7 +89,17 @@ type Hub struct {
 	denies denyCache
 	// decs keeps the CrowdSec decision sets of recent renders as delta bases.
 	decs decisionHistories
+
+	// drain ends parked long polls on shutdown (drain.go).
+	drain drainer
+	// goodSession is how long a listening session must hold to count as a
+	// good connection that resets Run's backoff; zero means healthySession.
+	goodSession time.Duration
 }
+
+// healthySession: a listening session that held this long was a good
+// connection, so the next loss reconnects after the shortest backoff again.
+const healthySession = 10 * time.Second
 
 // rulesetState is the compiled state of one ruleset and what it was built from.
 type rulesetState struct {
@@ -593,7 +603,7 @@ func deltaRender(cur *Render, base int64, d delta) *Render {
 }
 
 // Wait returns the render of name once its version is above since, or nil
-// when ctx ends first.
+// when ctx ends or the hub drains (Drain) first.
 func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 	for {
 		h.mu.RLock()
@@ -602,10 +612,8 @@ func (h *Hub) Wait(ctx context.Context, name string, since int64) *Snapshot {
 		if s != nil && s.Render.Version > since {
 			return s
 		}
-		select {
-		case <-ctx.Done():
+		if !h.Await(ctx, ch) {
 			return nil
-		case <-ch:
 		}
 	}
 }
@@ -624,11 +632,21 @@ func (h *Hub) Run(ctx context.Context) error {
 	go func() { defer close(decDone); h.runDecisions(decCtx) }()
 	defer func() { stopDecisions(); <-decDone }()
 	backoff := time.Second
+	good := h.goodSession
+	if good <= 0 {
+		good = healthySession
+	}
 	for ctx.Err() == nil {
+		start := time.Now()
 		err := h.listen(ctx)
 		h.readyOnce.Do(func() { close(h.ready) })
 		if ctx.Err() != nil {
 			break
+		}
+		// After a good connection the backoff starts over: a blip hours
+		// after the last one must not leave renders 30 s stale.
+		if time.Since(start) >= good {
+			backoff = time.Second
 		}
 		h.log.WarnContext(ctx, "Lost the change listener; reconnecting.", "error", err, "backoff", backoff.String())
 		t := time.NewTimer(backoff)

@@ -34,6 +34,9 @@ type Bouncer struct {
 	RenewEpoch int64 `json:"renew_epoch"`
 	// Usage holds the cumulative usage metrics a CrowdSec bouncer pushed.
 	Usage []UsageCounter `json:"usage"`
+	// Confirmed is when the bouncer last confirmed, per ruleset, the version
+	// that was current at the time (absent: never).
+	Confirmed map[string]time.Time `json:"confirmed"`
 }
 
 // CrowdSec range expansion modes (CrowdSecSettings.Expand).
@@ -66,14 +69,17 @@ type UsageCounter struct {
 }
 
 const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters,
-	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics`
+	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics, confirmed`
 
 func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
 	var b Bouncer
-	var applied, counters, usage []byte
+	var applied, counters, usage, confirmed []byte
 	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters,
-		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage); err != nil {
+		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage, &confirmed); err != nil {
 		return b, err
+	}
+	if err := json.Unmarshal(confirmed, &b.Confirmed); err != nil {
+		return b, fmt.Errorf("decode confirmed versions: %w", err)
 	}
 	b.Counters = counters
 	if err := json.Unmarshal(applied, &b.Applied); err != nil {
@@ -176,6 +182,9 @@ type BouncerHeartbeat struct {
 	Applied   map[string]int64
 	Counters  json.RawMessage
 	LastError string
+	// Current names the rulesets whose applied version is the current one:
+	// their confirmation time becomes now.
+	Current []string
 }
 
 // TouchBouncer records a heartbeat of bouncer id at now.
@@ -191,8 +200,14 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	if len(counters) == 0 || string(counters) == "null" {
 		counters = json.RawMessage("[]")
 	}
+	current := hb.Current
+	if current == nil {
+		current = []string{}
+	}
 	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
-		counters = $6, last_error = $7 WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError)
+		counters = $6, last_error = $7,
+		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
+		WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current)
 	return mapErr("bouncer heartbeat", err)
 }
 
@@ -200,7 +215,7 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 // it was seen, runs userAgent (CrowdSec's "<type>/<version>"), now holds the
 // decisions of the render versions applied as of renewal epoch epoch, and
 // wide of the Range decisions were too wide to expand. The applied versions
-// are the stream's cursor.
+// are the stream's cursor, and each is confirmed at now.
 func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, applied map[string]int64, wide, epoch int64, now time.Time) error {
 	a, err := json.Marshal(applied)
 	if err != nil {
@@ -209,7 +224,11 @@ func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, ap
 	if applied == nil {
 		a = []byte("{}")
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3, applied = $4, cs_wide = $5, cs_epoch = $6 WHERE id = $1`,
+	// A pull answers up to the current render of each ruleset: each is
+	// confirmed now (the bouncer's lag restarts from zero).
+	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3, applied = $4, cs_wide = $5, cs_epoch = $6,
+		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(k, $2::timestamptz) FROM jsonb_object_keys($4::jsonb) AS k), '{}')
+		WHERE id = $1`,
 		id, now, userAgent, a, wide, epoch)
 	return mapErr("crowdsec pull", err)
 }

@@ -16,6 +16,8 @@ type User struct {
 	PasswordHash string     `json:"-"`
 	CreatedAt    time.Time  `json:"created_at"`
 	LastLoginAt  *time.Time `json:"-"`
+	// DisabledAt is when the user was disabled; nil for an active user.
+	DisabledAt *time.Time `json:"disabled_at,omitempty"`
 }
 
 // Session is a logged-in browser: its user and its CSRF token.
@@ -25,11 +27,11 @@ type Session struct {
 	ExpiresAt time.Time
 }
 
-const userColumns = `u.id, u.name, u.role, u.password_hash, u.created_at, u.last_login_at`
+const userColumns = `u.id, u.name, u.role, u.password_hash, u.created_at, u.last_login_at, u.disabled_at`
 
 func scanUser(row pgx.Row, extra ...any) (User, error) {
 	var u User
-	dst := append([]any{&u.ID, &u.Name, &u.Role, &u.PasswordHash, &u.CreatedAt, &u.LastLoginAt}, extra...)
+	dst := append([]any{&u.ID, &u.Name, &u.Role, &u.PasswordHash, &u.CreatedAt, &u.LastLoginAt, &u.DisabledAt}, extra...)
 	return u, row.Scan(dst...)
 }
 
@@ -49,10 +51,96 @@ func (s *Store) CreateUser(ctx context.Context, name, role, passwordHash, actor 
 	return u, err
 }
 
-// UserByName returns one user.
+// UserByName returns the user who may log in as name: ErrNotFound for a
+// disabled user too, so a login as one fails like any wrong password.
 func (s *Store) UserByName(ctx context.Context, name string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.name = $1`, name))
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.name = $1 AND u.disabled_at IS NULL`, name))
 	return u, mapErr("user by name", err)
+}
+
+// Users returns every user, disabled ones included, by name.
+func (s *Store) Users(ctx context.Context) ([]User, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+userColumns+` FROM users u ORDER BY u.name`)
+	if err != nil {
+		return nil, mapErr("list users", err)
+	}
+	defer rows.Close()
+	out := []User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, mapErr("list users", err)
+		}
+		out = append(out, u)
+	}
+	return out, mapErr("list users", rows.Err())
+}
+
+// UserChange is one change UpdateUser makes; nil fields stay as they are.
+type UserChange struct {
+	// PasswordHash replaces the password (and ends the user's sessions).
+	PasswordHash *string
+	// Role replaces the role (sessions read it on every request, so it
+	// applies at once).
+	Role *string
+	// Disabled disables (ending the user's sessions) or enables the user.
+	Disabled *bool
+}
+
+// UpdateUser applies ch to the user named name at now, audited as actor, and
+// returns the user as it is afterwards; ErrNotFound when there is none.
+// Changing the password or disabling ends every session of the user in the
+// same transaction: a browser logged in as them is out at its next request.
+func (s *Store) UpdateUser(ctx context.Context, name string, ch UserChange, now time.Time, actor string) (User, error) {
+	var after User
+	err := s.inTx(ctx, "update user", func(tx pgx.Tx) error {
+		before, err := scanUser(tx.QueryRow(ctx, `SELECT `+userColumns+` FROM users u WHERE u.name = $1 FOR UPDATE`, name))
+		if err != nil {
+			return mapErr("update user", err)
+		}
+		var disabledAt *time.Time
+		if ch.Disabled != nil && *ch.Disabled {
+			disabledAt = &now
+		}
+		after, err = scanUser(tx.QueryRow(ctx, `UPDATE users AS u SET
+				password_hash = coalesce($2, u.password_hash),
+				role = coalesce($3, u.role),
+				disabled_at = CASE WHEN $4::boolean IS NULL THEN u.disabled_at WHEN $4 THEN coalesce(u.disabled_at, $5) ELSE NULL END
+			WHERE u.id = $1 RETURNING `+userColumns, before.ID, ch.PasswordHash, ch.Role, ch.Disabled, disabledAt))
+		if err != nil {
+			return mapErr("update user", err)
+		}
+		if ch.PasswordHash != nil || after.DisabledAt != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM sessions WHERE user_id = $1`, before.ID); err != nil {
+				return mapErr("update user: end sessions", err)
+			}
+		}
+		action := "user.update"
+		switch {
+		case ch.Disabled != nil && *ch.Disabled:
+			action = "user.disable"
+		case ch.Disabled != nil:
+			action = "user.enable"
+		case ch.PasswordHash != nil:
+			action = "user.password"
+		case ch.Role != nil:
+			action = "user.role"
+		}
+		return audit(ctx, tx, actor, action, fmt.Sprintf("user/%d", before.ID), before, after)
+	})
+	return after, err
+}
+
+// DeleteUser deletes the user named name and (by the foreign key) every
+// session of theirs; the name can be used again. ErrNotFound when there is none.
+func (s *Store) DeleteUser(ctx context.Context, name, actor string) error {
+	return s.inTx(ctx, "delete user", func(tx pgx.Tx) error {
+		u, err := scanUser(tx.QueryRow(ctx, `DELETE FROM users AS u WHERE u.name = $1 RETURNING `+userColumns, name))
+		if err != nil {
+			return mapErr("delete user", err)
+		}
+		return audit(ctx, tx, actor, "user.delete", fmt.Sprintf("user/%d", u.ID), u, nil)
+	})
 }
 
 // CreateSession stores a session of user whose secret hashes to hash, and
@@ -79,7 +167,7 @@ func (s *Store) SessionByHash(ctx context.Context, hash []byte, now time.Time) (
 	var sess Session
 	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+`, s.csrf, s.expires_at
 		FROM sessions s JOIN users u ON u.id = s.user_id
-		WHERE s.hash = $1 AND s.expires_at > $2`, hash, now), &sess.CSRF, &sess.ExpiresAt)
+		WHERE s.hash = $1 AND s.expires_at > $2 AND u.disabled_at IS NULL`, hash, now), &sess.CSRF, &sess.ExpiresAt)
 	if err != nil {
 		return Session{}, mapErr("session by hash", err)
 	}

@@ -98,7 +98,7 @@ func loginDelay(failures int) time.Duration {
 }
 
 // pageNames are the templates in web/templates, each rendered inside layout.html.
-var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers"}
+var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers", "users"}
 
 // New parses the templates and returns the UI handler. It fails when d has no
 // Index.
@@ -165,6 +165,8 @@ func (h *Handler) Mount(r chi.Router) {
 				r.Get("/tokens", h.listTokens)
 				r.Post("/tokens", h.createToken)
 				r.Post("/tokens/{id}/revoke", h.revokeToken)
+				r.Get("/users", h.listUsers)
+				r.Post("/users/{name}/{action}", h.changeUser)
 				r.Get("/rulesets/new", h.editRuleset)
 				r.Get("/rulesets/{name}/edit", h.editRuleset)
 				r.Post("/rulesets", h.submitRuleset)

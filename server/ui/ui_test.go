@@ -604,3 +604,68 @@ func TestPageParametersMustBeText(t *testing.T) {
 		require.Contains(t, body, "The address of this page is not valid", path)
 	}
 }
+
+// TestUsersPage: an admin changes another user's role, disables them (their
+// session ends at once), enables and deletes them; readers and writers get
+// no page, and an admin cannot change their own account.
+func TestUsersPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	writer := b.client(t)
+	writer.mustLogin("writer")
+	resp, _ := writer.get("/ui/users")
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	admin := b.client(t)
+	admin.mustLogin("admin")
+	resp, page := admin.get("/ui/users")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, page, "<td>writer</td><td>writer</td>")
+	require.Contains(t, page, `action="/ui/users/writer/disable"`)
+	require.NotContains(t, page, `action="/ui/users/admin/`, "no actions on one's own row")
+	csrf := csrfOf(t, page)
+	do := func(path string, form url.Values, flash string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		resp, body := admin.post(path, form)
+		require.Equal(t, http.StatusSeeOther, resp.StatusCode, body)
+		_, page := admin.get("/ui/users")
+		require.Contains(t, page, flash)
+	}
+
+	do("/ui/users/writer/role", url.Values{"role": {"reader"}}, "writer is now reader.")
+	_, page = admin.get("/ui/users")
+	require.Contains(t, page, "<td>writer</td><td>reader</td>")
+	resp, _ = writer.get("/ui/")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a role change keeps the session")
+
+	do("/ui/users/writer/disable", url.Values{}, "writer is disabled; their sessions have ended.")
+	resp, _ = writer.get("/ui/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the disabled user's session ended at once")
+	require.Equal(t, "/ui/login?next=%2Fui%2F", resp.Header.Get("Location"))
+	resp, _ = writer.login("writer", "writer-password")
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a disabled user cannot log in")
+	_, page = admin.get("/ui/users")
+	require.Contains(t, page, `action="/ui/users/writer/enable"`)
+
+	do("/ui/users/writer/enable", url.Values{}, "writer is enabled.")
+	writer.mustLogin("writer")
+	do("/ui/users/writer/delete", url.Values{}, "writer is deleted; their sessions have ended.")
+	resp, _ = writer.get("/ui/")
+	require.Equal(t, http.StatusSeeOther, resp.StatusCode, "the deleted user's session ended at once")
+	_, page = admin.get("/ui/users")
+	require.NotContains(t, page, "<td>writer</td>")
+	do("/ui/users/writer/disable", url.Values{}, "There is no user named writer (any more).")
+
+	resp, body := admin.post("/ui/users/admin/disable", url.Values{"csrf": {csrf}})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body, "You cannot change your own account here")
+	resp, body = admin.post("/ui/users/reader/role", url.Values{"csrf": {csrf}, "role": {"root"}})
+	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	require.Contains(t, body, "Choose reader, writer or admin.")
+	resp, _ = admin.post("/ui/users/reader/disable", url.Values{})
+	require.Equal(t, http.StatusForbidden, resp.StatusCode, "no CSRF token, no change")
+	u, err := b.store.UserByName(context.Background(), "reader")
+	require.NoError(t, err)
+	require.Nil(t, u.DisabledAt)
+}

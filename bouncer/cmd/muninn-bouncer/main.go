@@ -35,6 +35,7 @@ type config struct {
 	Server    string        `yaml:"server"`
 	Key       string        `yaml:"key"`
 	KeyFile   string        `yaml:"key_file"`
+	CAFile    string        `yaml:"ca_file"`
 	Table     string        `yaml:"table"`
 	Priority  int           `yaml:"priority"`
 	StateDir  string        `yaml:"state_dir"`
@@ -68,6 +69,7 @@ func run(args []string) error {
 	remove := fs.Bool("remove", false, "delete the bouncer's table and exit")
 	server := fs.String("server", "", "server URL (MUNINN_BOUNCER_SERVER)")
 	keyFile := fs.String("key-file", "", "file holding the bouncer key (MUNINN_BOUNCER_KEY_FILE)")
+	caFile := fs.String("ca-file", "", "PEM CA certificate(s) to trust for an https server, besides the system's (MUNINN_BOUNCER_CA_FILE)")
 	table := fs.String("table", "", "nftables table, family inet (MUNINN_BOUNCER_TABLE)")
 	priority := fs.String("priority", "", "base chain priority (MUNINN_BOUNCER_PRIORITY)")
 	stateDir := fs.String("state-dir", "", "state directory (MUNINN_BOUNCER_STATE_DIR)")
@@ -98,6 +100,7 @@ func run(args []string) error {
 	}
 	set(&cfg.Server, *server)
 	set(&cfg.KeyFile, *keyFile)
+	set(&cfg.CAFile, *caFile)
 	set(&cfg.Table, *table)
 	set(&cfg.StateDir, *stateDir)
 	set(&cfg.LogLevel, *logLevel)
@@ -153,19 +156,20 @@ func run(args []string) error {
 	if cfg.Server == "" || cfg.Key == "" {
 		return errors.New("config: the server URL and the bouncer key are required")
 	}
+	hc, err := bouncer.HTTPClient(cfg.CAFile)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	hostname, _ := os.Hostname()
-	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, nil), fw, bouncer.Config{
+	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, hc), fw, bouncer.Config{
 		StateDir: cfg.StateDir, Wait: cfg.Wait, HeartbeatEvery: cfg.Heartbeat, CheckEvery: cfg.Check,
-		Hostname: hostname, Version: version,
+		Hostname: hostname, Version: version, DryRun: *dryRun,
 	}, log)
+	if *dryRun {
+		log.Info("Dry run: printing the nft script; nothing is applied, saved or reported.", "server", cfg.Server)
+	}
 	if *once || *dryRun {
-		if err := s.Restore(ctx); err != nil {
-			log.Error("Could not restore the saved renders.", "error", err)
-		}
-		if _, err := s.Poll(ctx, 0); err != nil {
-			return err
-		}
-		return nil
+		return s.Once(ctx)
 	}
 	log.Info("Starting.", "server", cfg.Server, "table", cfg.Table, "state_dir", cfg.StateDir, "version", version)
 	if err := s.Run(ctx); err != nil {
@@ -185,6 +189,7 @@ func fromEnv(cfg *config) error {
 	env("MUNINN_BOUNCER_SERVER", &cfg.Server)
 	env("MUNINN_BOUNCER_KEY", &cfg.Key)
 	env("MUNINN_BOUNCER_KEY_FILE", &cfg.KeyFile)
+	env("MUNINN_BOUNCER_CA_FILE", &cfg.CAFile)
 	env("MUNINN_BOUNCER_TABLE", &cfg.Table)
 	env("MUNINN_BOUNCER_STATE_DIR", &cfg.StateDir)
 	env("MUNINN_BOUNCER_LOG_LEVEL", &cfg.LogLevel)

@@ -51,7 +51,11 @@ Usage:
   muninn token list
   muninn token revoke NAME|ID
   muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
+  muninn user list | passwd NAME | role NAME ROLE | disable NAME | enable NAME | delete NAME
   muninn version
+
+serve and worker take the data dir's lock (muninn.lock) when they own the
+embedded PostgreSQL: a second one on the same data dir refuses at once.
 
 Every command takes --help. Admin commands work on the embedded database whether
 or not serve is running.
@@ -83,7 +87,7 @@ and shown once.
 muninn token list                                                        id, name, role, created
 muninn token revoke NAME|ID                                              deletes the token
 `,
-	"user":    "muninn user create NAME --role reader|writer|admin: a web UI user; the password is one line on stdin.\n",
+	"user":    userUsage,
 	"version": "muninn version: the build's version and Go version.\n",
 }
 
@@ -111,9 +115,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer stop()
 	switch args[0] {
 	case "serve":
-		return serve(ctx, cfg, log, stdout, true)
+		return serve(ctx, cfg, log, stdout, serveOptions{http: true})
 	case "worker":
-		return serve(ctx, cfg, log, stdout, false)
+		return serve(ctx, cfg, log, stdout, serveOptions{})
 	case "migrate":
 		return migrate(ctx, cfg, log, args[1:], stdout)
 	case "token":
@@ -134,26 +138,53 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// database opens the store: MUNINN_DATABASE_URL, else the embedded cluster (a
-// running one another muninn owns, or one this process starts and must stop).
-func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool) (*store.Store, func(), error) {
+// database opens the store: MUNINN_DATABASE_URL, else the embedded cluster
+// under the data dir. The data dir's lock decides who owns that cluster: the
+// process that takes it starts the cluster (serve and worker also supervise
+// it) and stops it on the way out. An admin command (own false) first uses a
+// running cluster through its socket; serve and worker refuse with the
+// holder's pid when another process holds the lock, touching nothing.
+func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool, command string) (*store.Store, func(), error) {
 	url := cfg.DatabaseURL
 	cleanup := func() {}
-	if url == "" {
-		if running, ok := pgembed.RunningURL(cfg.DataDir); ok && !own {
-			url = running
-		} else {
+	running, answers := "", false
+	if url == "" && !own {
+		running, answers = pgembed.RunningURL(cfg.DataDir)
+	}
+	if answers {
+		url = running
+	} else if url == "" {
+		lock, err := pgembed.LockDataDir(cfg.DataDir, "muninn "+command)
+		var locked *pgembed.LockedError
+		switch {
+		case errors.As(err, &locked) && !own:
+			return nil, nil, fmt.Errorf("%w (its PostgreSQL does not answer yet: try again in a moment)", err)
+		case err != nil:
+			return nil, nil, err
+		default:
 			log.Info("No MUNINN_DATABASE_URL: starting the embedded PostgreSQL.", "data_dir", cfg.DataDir)
 			cl, err := pgembed.Start(ctx, pgembed.Options{Dir: cfg.DataDir, Logger: log})
 			if err != nil {
+				_ = lock.Release()
 				return nil, nil, err
 			}
 			url = cl.URL()
+			stopSupervisor := func() {}
+			if own {
+				sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+				done := make(chan struct{})
+				go func() { defer close(done); cl.Supervise(sctx, time.Second) }()
+				stopSupervisor = func() { cancel(); <-done }
+			}
 			cleanup = func() {
+				stopSupervisor()
 				sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				if err := cl.Stop(sctx); err != nil {
 					log.Error("Could not stop the embedded PostgreSQL.", "error", err)
+				}
+				if err := lock.Release(); err != nil {
+					log.Error("Could not release the data dir lock.", "error", err)
 				}
 			}
 		}
@@ -166,8 +197,34 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 	return st, func() { st.Close(); cleanup() }, nil
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer, withHTTP bool) error {
-	st, closeDB, err := database(ctx, cfg, log, true)
+// serveOptions says what serve runs besides the workers.
+type serveOptions struct {
+	// http runs the API, the UI and the render hub (serve); false runs the
+	// workers only (worker).
+	http bool
+	// started, when set, is told the bound address and the hub once the
+	// server answers (tests).
+	started func(addr net.Addr, hub *render.Hub)
+}
+
+// Shutdown budget: the whole way out stays under two seconds whatever is
+// connected. Long polls answer at once (the hub drains); other requests get
+// httpDrain to finish before their connections are closed; running jobs get
+// jobsStop to finish, then jobsCancel after their contexts are cancelled
+// (River retries them later).
+const (
+	httpDrain  = time.Second
+	jobsStop   = 300 * time.Millisecond
+	jobsCancel = 300 * time.Millisecond
+)
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.Writer, opts serveOptions) error {
+	withHTTP := opts.http
+	command := "worker"
+	if withHTTP {
+		command = "serve"
+	}
+	st, closeDB, err := database(ctx, cfg, log, true, command)
 	if err != nil {
 		return err
 	}
@@ -195,13 +252,15 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 			return fmt.Errorf("start workers: %w", err)
 		}
 		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			sctx, cancel := context.WithTimeout(context.Background(), jobsStop)
 			defer cancel()
 			if err := rc.Stop(sctx); err != nil {
-				log.Warn("Workers did not stop in time; cancelling them.", "error", err)
-				cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+				log.Warn("Workers did not stop in time; cancelling their jobs (they are retried later).", "error", err)
+				cctx, ccancel := context.WithTimeout(context.Background(), jobsCancel)
 				defer ccancel()
-				_ = rc.StopAndCancel(cctx)
+				if err := rc.StopAndCancel(cctx); err != nil {
+					log.Warn("Cancelled jobs did not return in time.", "error", err)
+				}
 			}
 		}()
 	}
@@ -264,26 +323,49 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		_ = webUI.Run(uiCtx)
 	}()
 	defer func() { stopUI(); <-uiDone }()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	if cfg.TLSCert != "" {
+		certs, err := httpserver.NewCertReloader(cfg.TLSCert, cfg.TLSKey, log)
+		if err != nil {
+			return err
+		}
+		srv.TLSConfig = certs.TLSConfig()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(httpserver.LimitListener(ln, cfg.MaxConnsPerClient)) }()
+	go func() {
+		ln := httpserver.LimitListener(ln, cfg.MaxConnsPerClient)
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig.GetCertificate
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
 	fmt.Fprintf(stdout, "\nmuninn is running.\n  API:      %s/api/v1   (contract: %s/api/v1/openapi.yaml)\n  UI:       %s/ui/   (users: muninn user create NAME --role admin)\n  Health:   %s/readyz\n%s  Stop:     Ctrl-C\n\n",
 		cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, cfg.BaseURL, tokenHint)
+	if opts.started != nil {
+		opts.started(ln.Addr(), hub)
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("Shutting down.")
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	start := time.Now()
+	log.Info("Shutting down.", "parked_long_polls", hub.Parked())
+	// Parked long polls answer "nothing new" at once, so bouncers poll again
+	// (elsewhere, or here after the restart) instead of holding the process.
+	hub.Drain()
+	sctx, cancel := context.WithTimeout(context.Background(), httpDrain)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http shutdown: %w", err)
+		log.Warn("Requests still running at the shutdown deadline; closing their connections.", "error", err)
+		_ = srv.Close()
 	}
+	log.Info("The HTTP server has stopped.", "duration_ms", time.Since(start).Milliseconds())
 	return nil
 }
 
@@ -364,7 +446,7 @@ func migrate(ctx context.Context, cfg config.Config, log *slog.Logger, args []st
 	if len(args) > 0 {
 		dir = args[0]
 	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "migrate")
 	if err != nil {
 		return err
 	}
@@ -392,7 +474,7 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 	if len(args) == 0 {
 		return errors.New("token: say create, list or revoke")
 	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "token")
 	if err != nil {
 		return err
 	}
@@ -459,46 +541,74 @@ func token(ctx context.Context, cfg config.Config, log *slog.Logger, args []stri
 	return fmt.Errorf("token: unknown subcommand %q", args[0])
 }
 
-// user manages web UI users. The password is read from stdin (one line), never
-// from an argument, so it stays out of shell history and process listings.
+// userUsage is the user command's synopsis.
+const userUsage = `muninn user create NAME --role reader|writer|admin   a web UI user; the password is one line on stdin
+muninn user list                                    name, role, status (active or disabled since), created, last login
+muninn user passwd NAME                             a new password from stdin; ends the user's sessions
+muninn user role NAME reader|writer|admin           applies to live sessions at once
+muninn user disable NAME | enable NAME              disable ends the user's sessions and refuses logins
+muninn user delete NAME                             deletes the user and their sessions; the name can be used again
+`
+
+// user manages web UI users. Passwords are read from stdin (one line), never
+// from an argument, so they stay out of shell history and process listings.
 func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdin io.Reader, stdout io.Writer) error {
-	const usage = "user create: usage: muninn user create NAME --role reader|writer|admin  (password on stdin)"
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New(usage)
+	if len(args) == 0 {
+		return errors.New("user: usage:\n" + userUsage)
 	}
-	if len(args) < 2 || strings.HasPrefix(args[1], "-") {
-		return errors.New(usage)
+	sub := args[0]
+	needName := func(n int) (string, error) {
+		if len(args) != n || strings.HasPrefix(args[1], "-") {
+			return "", fmt.Errorf("user %s: usage:\n%s", sub, userUsage)
+		}
+		return args[1], nil
 	}
-	name := args[1]
-	fs := flag.NewFlagSet("user create", flag.ContinueOnError)
-	role := fs.String("role", "", "reader, writer or admin")
-	if err := fs.Parse(args[2:]); err != nil {
-		return err
+	var name, role, password string
+	var err error
+	switch sub {
+	case "list":
+		if len(args) != 1 {
+			return fmt.Errorf("user list: usage:\n%s", userUsage)
+		}
+	case "create":
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			return fmt.Errorf("user create: usage:\n%s", userUsage)
+		}
+		name = args[1]
+		fs := flag.NewFlagSet("user create", flag.ContinueOnError)
+		r := fs.String("role", "", "reader, writer or admin")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		role = *r
+	case "role":
+		if name, err = needName(3); err != nil {
+			return err
+		}
+		role = args[2]
+	case "passwd", "disable", "enable", "delete":
+		if name, err = needName(2); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("user: unknown subcommand %q; usage:\n%s", sub, userUsage)
 	}
-	if api.RoleRank(*role) == 0 {
-		return fmt.Errorf("user create: --role must be reader, writer or admin, not %q", *role)
+	if (sub == "create" || sub == "role") && api.RoleRank(role) == 0 {
+		return fmt.Errorf("user %s: the role must be reader, writer or admin, not %q", sub, role)
 	}
-	if !ui.ValidUsername(name) {
+	if sub == "create" && !ui.ValidUsername(name) {
 		return fmt.Errorf("user create: %q is not a username: 1–64 letters, digits or ._@- starting with a letter or digit", name)
 	}
-	if f, ok := stdin.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprintf(stdout, "Password for %s: ", name)
+	var hash string
+	if sub == "create" || sub == "passwd" {
+		if password, err = readPassword(stdin, stdout, name); err != nil {
+			return fmt.Errorf("user %s: %w", sub, err)
+		}
+		if hash, err = ui.HashPassword(password); err != nil {
+			return err
 		}
 	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("user create: read password: %w", err)
-	}
-	password := strings.TrimRight(line, "\r\n")
-	if len(password) < 8 {
-		return errors.New("user create: the password on stdin must be at least 8 characters")
-	}
-	hash, err := ui.HashPassword(password)
-	if err != nil {
-		return err
-	}
-	st, closeDB, err := database(ctx, cfg, log, false)
+	st, closeDB, err := database(ctx, cfg, log, false, "user")
 	if err != nil {
 		return err
 	}
@@ -506,13 +616,83 @@ func user(ctx context.Context, cfg config.Config, log *slog.Logger, args []strin
 	if _, err := st.Migrate(ctx); err != nil {
 		return err
 	}
-	u, err := st.CreateUser(ctx, name, *role, hash, "cli")
-	if errors.Is(err, store.ErrConflict) {
-		return fmt.Errorf("user create: a user named %q exists already", name)
-	}
-	if err != nil {
+	now := time.Now()
+	notFound := func(err error) error {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("user %s: no user named %q", sub, name)
+		}
 		return err
 	}
-	fmt.Fprintf(stdout, "created user %s (%s); log in at %s/ui/\n", u.Name, u.Role, cfg.BaseURL)
+	switch sub {
+	case "list":
+		us, err := st.Users(ctx)
+		if err != nil {
+			return err
+		}
+		for _, u := range us {
+			status, last := "active", "never"
+			if u.DisabledAt != nil {
+				status = "disabled since " + u.DisabledAt.UTC().Format(time.RFC3339)
+			}
+			if u.LastLoginAt != nil {
+				last = u.LastLoginAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s\t%s\t%s\tcreated %s\tlast login %s\n", u.Name, u.Role, status, u.CreatedAt.UTC().Format(time.RFC3339), last)
+		}
+		return nil
+	case "create":
+		u, err := st.CreateUser(ctx, name, role, hash, "cli")
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("user create: a user named %q exists already", name)
+		}
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created user %s (%s); log in at %s/ui/\n", u.Name, u.Role, cfg.BaseURL)
+	case "passwd":
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{PasswordHash: &hash}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "changed the password of %s; their sessions have ended\n", name)
+	case "role":
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{Role: &role}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "%s is now %s\n", name, role)
+	case "disable", "enable":
+		disabled := sub == "disable"
+		if _, err := st.UpdateUser(ctx, name, store.UserChange{Disabled: &disabled}, now, "cli"); err != nil {
+			return notFound(err)
+		}
+		if disabled {
+			fmt.Fprintf(stdout, "disabled %s; their sessions have ended\n", name)
+		} else {
+			fmt.Fprintf(stdout, "enabled %s\n", name)
+		}
+	case "delete":
+		if err := st.DeleteUser(ctx, name, "cli"); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(stdout, "deleted %s and their sessions\n", name)
+	}
 	return nil
+}
+
+// readPassword reads one line from stdin (prompting on a terminal): at least 8
+// characters.
+func readPassword(stdin io.Reader, stdout io.Writer, name string) (string, error) {
+	if f, ok := stdin.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			fmt.Fprintf(stdout, "Password for %s: ", name)
+		}
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 4096)).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf("read password: %w", err)
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if len(password) < 8 {
+		return "", errors.New("the password on stdin must be at least 8 characters")
+	}
+	return password, nil
 }

@@ -625,7 +625,9 @@ type BouncerRuleset struct {
 	Ruleset string `json:"ruleset"`
 	Applied int64  `json:"applied"`
 	Current int64  `json:"current"`
-	// Seconds since the first render the bouncer has not applied; 0 when current.
+	// Seconds since the bouncer last confirmed, in a heartbeat, the version that was current then (since
+	// the bouncer was created when it never did): up to one heartbeat period for a healthy bouncer,
+	// growing for a dead or stuck one. 0 while the ruleset has no render.
 	LagSeconds OptFloat64 `json:"lag_seconds"`
 }
 
