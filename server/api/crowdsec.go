@@ -645,6 +645,11 @@ func (s *Server) crowdSecHead(w http.ResponseWriter, r *http.Request) {
 // touchCrowdSec records that a CrowdSec bouncer was seen; a failure is
 // logged, not answered (the request itself succeeded).
 func (s *Server) touchCrowdSec(r *http.Request, b store.Bouncer) {
+	// Live bouncers ask per request: one write per bouncer every few
+	// seconds is enough to say it is there.
+	if b.LastSeen != nil && s.now().Sub(*b.LastSeen) < 10*time.Second && b.Version == r.UserAgent() {
+		return
+	}
 	if err := s.store.CrowdSecSeen(r.Context(), b.ID, r.UserAgent(), s.now()); err != nil {
 		s.log.WarnContext(r.Context(), "Could not record a CrowdSec bouncer as seen.", "bouncer", b.Name, "error", err)
 	}
