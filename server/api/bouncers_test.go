@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -133,30 +132,12 @@ func TestBouncerRoundTrip(t *testing.T) {
 	require.True(t, errors.As(err, &se) && se.Status == http.StatusUnauthorized, "%v", err)
 }
 
-// clock is a settable clock for the API and the hub.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestBouncerLag: lag is the time since the bouncer last confirmed the version
 // current at the time; new renders do not reset it, so a dead bouncer's lag
 // keeps growing, and a heartbeat at the current version brings it to 0.
 func TestBouncerLag(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
+	clk := &fakeClock{now: time.Now().UTC().Truncate(time.Second)}
 	b := setupRenderClocks(t, clk.Now)
 	ctx := context.Background()
 	b.putRuleset(t, "ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n", http.StatusCreated)
@@ -188,7 +169,7 @@ func TestBouncerLag(t *testing.T) {
 	heartbeat(first.Version)
 	got, _ = lag()
 	require.Equal(t, float32(0), got, "confirmed just now")
-	clk.Advance(90 * time.Second)
+	clk.Add(90 * time.Second)
 	got, _ = lag()
 	require.Equal(t, float32(90), got, "no heartbeat for 90 s")
 
@@ -196,7 +177,7 @@ func TestBouncerLag(t *testing.T) {
 	b.putRuleset(t, "ruleset edge\n  hook input\n  scope tcp dport 22\n  block tag scanner\n  block tag other\n", http.StatusOK)
 	_, second, _ := b.getRender(t, "edge", "?since="+strconv.FormatInt(first.Version, 10)+"&wait=20s")
 	require.Greater(t, second.Version, first.Version)
-	clk.Advance(10 * time.Second)
+	clk.Add(10 * time.Second)
 	got, l = lag()
 	require.Equal(t, float32(100), got)
 	require.Equal(t, second.Version, l.Rulesets[0].Current)
