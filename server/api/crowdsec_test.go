@@ -18,6 +18,7 @@ import (
 	"go4.org/netipx"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/store/storetest"
 )
 
 type csDecision struct {
@@ -384,7 +385,7 @@ func TestCrowdSecDurationRenewal(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	advance := func(d time.Duration) { mu.Lock(); defer mu.Unlock(); now = now.Add(d) }
-	b := setupRenderAt(t, clock)
+	b := setupRenderOn(t, storetest.Store(t), clock)
 	b.ingest(t, `{"ip":"198.51.100.7","source":"feed","tags":["bad"]}`+"\n")
 	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
 	key := b.createBouncer(t, "cs", "edge")

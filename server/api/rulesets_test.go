@@ -36,12 +36,6 @@ func setupRender(t testing.TB) *renderBundle {
 	return setupRenderWith(t, storetest.Store(t), nil)
 }
 
-// setupRenderAt is setupRender with the API's clock now.
-func setupRenderAt(t testing.TB, now func() time.Time) *renderBundle {
-	t.Helper()
-	return setupRenderWith(t, storetest.Store(t), func(d *httpserver.Deps) { d.Now = now })
-}
-
 // setupRenderOn starts a serve process (index, render hub, HTTP server) on
 // st: called again on the same store it is a second process, or a restart.
 func setupRenderOn(t testing.TB, st *store.Store, now func() time.Time) *renderBundle {
