@@ -105,6 +105,9 @@ func TestBootstrapToken(t *testing.T) {
 // server owns it (the command connects to its socket and leaves it running).
 func TestAdminCommandsOnEmbeddedDatabase(t *testing.T) {
 	if _, err := pgembed.FindBinDir(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run this: make deps installs PostgreSQL: %v", err)
+		}
 		t.Skipf("no PostgreSQL binaries: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "muninn-cli-")
@@ -210,6 +213,9 @@ func (s *served) call(t *testing.T, method, path string, hdr map[string]string, 
 func embeddedDataDir(t *testing.T) string {
 	t.Helper()
 	if _, err := pgembed.FindBinDir(); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI must run this: make deps installs PostgreSQL: %v", err)
+		}
 		t.Skipf("no PostgreSQL binaries: %v", err)
 	}
 	dir, err := os.MkdirTemp("", "muninn-cli-")
