@@ -91,6 +91,18 @@ func BenchmarkIndex1M(b *testing.B) {
 			b.ReportMetric(float64(len(f.Entries)), "entries")
 		}
 	})
+	// GC: the time of one full garbage collection with the index live, the
+	// work every GC cycle of a serve process does (the lookup tail at 5k
+	// req/s is requests waiting on it).
+	b.Run("GC", func(b *testing.B) {
+		for b.Loop() {
+			runtime.GC()
+			start := time.Now()
+			runtime.GC()
+			b.ReportMetric(float64(time.Since(start).Microseconds())/1000, "ms/gc")
+			runtime.KeepAlive(s)
+		}
+	})
 	b.Run("ApplyOne", func(b *testing.B) {
 		for b.Loop() {
 			const changes = 20

@@ -34,23 +34,26 @@ type fact struct {
 
 func (f fact) live(at int64) bool { return f.expires == 0 || f.expires > at }
 
-// rec is one stored prefix. Recs are immutable once in a snapshot, apart from
-// exp, which only the writer reads and writes.
-type rec struct {
-	first, last int64 // Unix microseconds
-	sightings   int64
-	facts       []fact
-	// exp is the rec's entry in the writer's expiry heap, nil when none of
-	// its facts expires in the future.
-	exp *expiry
-}
+// rec is one stored prefix as the arena holds it: rec[0] is its header
+// (kind recHeader; first and last seen in first and last, the sighting count
+// in expires, the number of assertions in source), rec[1:] its assertions.
+// A rec is immutable once in a snapshot.
+type rec []fact
+
+// recHeader is the kind byte of a rec's header.
+const recHeader = 0xff
+
+func (r rec) first() int64     { return r[0].first }
+func (r rec) last() int64      { return r[0].last }
+func (r rec) sightings() int64 { return r[0].expires }
+func (r rec) facts() []fact    { return r[1:] }
 
 // exists reports whether the prefix exists for outputs at at (resolve.Prefix.Exists).
-func (r *rec) exists(at int64) bool {
-	if r.sightings > 0 {
+func (r rec) exists(at int64) bool {
+	if r.sightings() > 0 {
 		return true
 	}
-	for _, f := range r.facts {
+	for _, f := range r.facts() {
 		if f.live(at) {
 			return true
 		}
@@ -59,14 +62,74 @@ func (r *rec) exists(at int64) bool {
 }
 
 // nextExpiry is the earliest expiry after at of the rec's facts, 0 for none.
-func (r *rec) nextExpiry(at int64) int64 {
+func (r rec) nextExpiry(at int64) int64 {
 	var next int64
-	for _, f := range r.facts {
+	for _, f := range r.facts() {
 		if f.expires > at && (next == 0 || f.expires < next) {
 			next = f.expires
 		}
 	}
 	return next
+}
+
+// The garbage collector marks every pointer of the live heap in each cycle,
+// and a serve process answers lookups while it does: at a million prefixes
+// a table of pointers to recs (and recs pointing to their facts) made each
+// cycle mark millions of pointers, and requests waited on it. So the tables
+// hold no pointers of their own: a stored prefix's value in the prefix table
+// is a recID, an index into an arena of fact blocks, which hold no pointers
+// either and which the collector does not scan.
+
+// recID is where a rec starts in an arena: chunk index in the high bits,
+// offset in the chunk in the low chunkBits.
+type recID uint32
+
+const (
+	chunkBits = 16
+	chunkLen  = 1 << chunkBits
+)
+
+// arena stores recs in chunks of chunkLen facts (a rec longer than that
+// gets a chunk of its own). It only grows: a rec replaced by a change stays
+// until the next full load builds a new arena (Index.stale), because older
+// snapshots may still read it. Chunks are allocated at full length and never
+// resliced, and a snapshot keeps the chunk list of its time, so readers need
+// no lock: the writer only writes facts beyond what any published snapshot
+// refers to.
+type arena struct {
+	chunks [][]fact
+	used   int // facts used in the last chunk
+	total  int // facts allocated in all chunks
+}
+
+// alloc returns the id and the storage of a new rec of n assertions,
+// header included, with the header's length set.
+func (a *arena) alloc(n int) (recID, rec) {
+	size := n + 1
+	if size > chunkLen {
+		a.chunks = append(a.chunks, make([]fact, size))
+		a.used = chunkLen // the next rec starts a new chunk
+	} else if len(a.chunks) == 0 || a.used+size > chunkLen {
+		a.chunks = append(a.chunks, make([]fact, chunkLen))
+		a.used = 0
+	}
+	c := len(a.chunks) - 1
+	off := 0
+	if size <= chunkLen {
+		off = a.used
+		a.used += size
+	}
+	a.total += size
+	r := rec(a.chunks[c][off : off+size : off+size])
+	r[0] = fact{kind: recHeader, source: uint32(n)}
+	return recID(c<<chunkBits | off), r
+}
+
+// recAt returns the rec with id from the chunks of an arena.
+func recAt(chunks [][]fact, id recID) rec {
+	c := chunks[id>>chunkBits]
+	off := int(id & (chunkLen - 1))
+	return rec(c[off : off+1+int(c[off].source)])
 }
 
 // interner maps strings to dense ids. Only the writer interns; a snapshot
@@ -109,50 +172,17 @@ func fromMicros(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// slab hands out recs and fact slices carved from large blocks, so that a
-// full load makes a few hundred allocations instead of two a prefix. A nil
-// slab allocates each one on its own (applied changes): a block lives while
-// any rec carved from it does, so the room of recs replaced by changes comes
-// back at the next full load.
-type slab struct {
-	recs  []rec
-	facts []fact
-}
-
-const slabSize = 4096
-
-func (s *slab) rec() *rec {
-	if s == nil {
-		return &rec{}
+// compact stores a loaded prefix in ar as a rec.
+func compact(in *interner, ar *arena, p resolve.Prefix) (recID, rec) {
+	n := 0
+	for _, a := range p.Assertions {
+		if _, ok := kindByte(a.Kind); ok {
+			n++
+		}
 	}
-	if len(s.recs) == cap(s.recs) {
-		s.recs = make([]rec, 0, slabSize)
-	}
-	s.recs = s.recs[:len(s.recs)+1]
-	return &s.recs[len(s.recs)-1]
-}
-
-// factSlice returns an empty slice with capacity n; appending beyond n
-// would reallocate, never overwrite a neighbour.
-func (s *slab) factSlice(n int) []fact {
-	if s == nil || n > slabSize/4 {
-		return make([]fact, 0, n)
-	}
-	if cap(s.facts)-len(s.facts) < n {
-		s.facts = make([]fact, 0, slabSize)
-	}
-	start := len(s.facts)
-	s.facts = s.facts[:start+n]
-	return s.facts[start : start : start+n]
-}
-
-// compact turns a loaded prefix into a rec, from sl when not nil.
-func compact(in *interner, sl *slab, p resolve.Prefix) *rec {
-	r := sl.rec()
-	r.first, r.last, r.sightings = micros(p.FirstSeen), micros(p.LastSeen), p.Sightings
-	if len(p.Assertions) > 0 {
-		r.facts = sl.factSlice(len(p.Assertions))
-	}
+	id, r := ar.alloc(n)
+	r[0].first, r[0].last, r[0].expires = micros(p.FirstSeen), micros(p.LastSeen), p.Sightings
+	i := 1
 	for _, a := range p.Assertions {
 		k, ok := kindByte(a.Kind)
 		if !ok {
@@ -162,13 +192,14 @@ func compact(in *interner, sl *slab, p resolve.Prefix) *rec {
 		if a.ExpiresAt != nil {
 			f.expires = micros(*a.ExpiresAt)
 		}
-		r.facts = append(r.facts, f)
+		r[i] = f
+		i++
 	}
-	return r
+	return id, r
 }
 
 // expand turns a rec back into the resolver's input.
-func expand(strs []string, p netip.Prefix, r *rec) resolve.Prefix {
+func expand(strs []string, p netip.Prefix, r rec) resolve.Prefix {
 	out, _ := expandInto(strs, p, r, nil, nil)
 	return out
 }
@@ -176,24 +207,25 @@ func expand(strs []string, p netip.Prefix, r *rec) resolve.Prefix {
 // expandInto is expand into the given buffers (grown when too small), for
 // walkers that recycle them: it returns the expiry buffer the assertions'
 // ExpiresAt point into.
-func expandInto(strs []string, p netip.Prefix, r *rec, as []resolve.Assertion, exps []time.Time) (resolve.Prefix, []time.Time) {
-	out := resolve.Prefix{Prefix: p, FirstSeen: fromMicros(r.first), LastSeen: fromMicros(r.last), Sightings: r.sightings}
-	if len(r.facts) == 0 {
+func expandInto(strs []string, p netip.Prefix, r rec, as []resolve.Assertion, exps []time.Time) (resolve.Prefix, []time.Time) {
+	out := resolve.Prefix{Prefix: p, FirstSeen: fromMicros(r.first()), LastSeen: fromMicros(r.last()), Sightings: r.sightings()}
+	facts := r.facts()
+	if len(facts) == 0 {
 		return out, exps
 	}
-	if cap(as) < len(r.facts) {
-		as = make([]resolve.Assertion, 0, len(r.facts))
+	if cap(as) < len(facts) {
+		as = make([]resolve.Assertion, 0, len(facts))
 	}
 	as = as[:0]
 	exps = exps[:0]
-	for _, f := range r.facts {
+	for _, f := range facts {
 		a := resolve.Assertion{Kind: kinds[f.kind], Source: strs[f.source], Value: strs[f.value],
 			FirstSeen: fromMicros(f.first), LastSeen: fromMicros(f.last)}
 		if f.expires != 0 {
-			if cap(exps) < len(r.facts) {
+			if cap(exps) < len(facts) {
 				// Sized for every fact at once, so that no append moves
 				// the times the assertions point to.
-				exps = make([]time.Time, 0, len(r.facts))
+				exps = make([]time.Time, 0, len(facts))
 			}
 			exps = append(exps, fromMicros(f.expires))
 			a.ExpiresAt = &exps[len(exps)-1]
@@ -204,13 +236,13 @@ func expandInto(strs []string, p netip.Prefix, r *rec, as []resolve.Assertion, e
 	return out, exps
 }
 
-// geoRec is one geo network.
+// geoRec is one geo network, held by value in the geo table (no pointers).
 type geoRec struct {
 	asn                           uint32
 	country, continent, city, org uint32
 	source                        uint32
 }
 
-func compactGeo(in *interner, g store.GeoNetwork) *geoRec {
-	return &geoRec{asn: uint32(g.ASN), country: in.id(g.Country), continent: in.id(g.Continent), city: in.id(g.City), org: in.id(g.ASOrg), source: in.id(g.Source)}
+func compactGeo(in *interner, g store.GeoNetwork) geoRec {
+	return geoRec{asn: uint32(g.ASN), country: in.id(g.Country), continent: in.id(g.Continent), city: in.id(g.City), org: in.id(g.ASOrg), source: in.id(g.Source)}
 }

@@ -67,16 +67,22 @@ type Index struct {
 	strs *interner
 	// loadedStrs is how many strings the last full load interned.
 	loadedStrs int
-	exps       expiryHeap
+	exps       *expiries
+	// recs holds the current table's recs; liveFacts counts the facts of
+	// the recs the current table refers to (the rest is garbage until the
+	// next full load).
+	recs      *arena
+	liveFacts int
 }
 
 // New returns an index over st that has loaded nothing yet: its snapshot is
 // empty (generation 0) until Run has loaded everything. now is the clock
 // that decides which assertions are live.
 func New(st *store.Store, log *slog.Logger, now func() time.Time) *Index {
-	ix := &Index{st: st, log: log, now: now, ready: make(chan struct{}), changed: make(chan struct{}), strs: newInterner()}
+	ix := &Index{st: st, log: log, now: now, ready: make(chan struct{}), changed: make(chan struct{}), strs: newInterner(),
+		exps: newExpiries(), recs: &arena{}}
 	at := now()
-	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[*rec]), geo: new(bart.Table[*geoRec]),
+	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[recID]), geo: new(bart.Table[geoRec]),
 		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname])})
 	return ix
 }
@@ -209,17 +215,16 @@ func (ix *Index) reload(ctx context.Context) error {
 	at := ix.now()
 	atUS := micros(at)
 	strs := newInterner()
-	pfx := new(bart.Table[*rec])
-	geo := new(bart.Table[*geoRec])
-	var exps expiryHeap
-	sl := &slab{}
+	pfx := new(bart.Table[recID])
+	geo := new(bart.Table[geoRec])
+	var exps []expiry
+	recs := &arena{}
 	seq, err := ix.st.LoadAll(ctx, at, func(p resolve.Prefix) error {
-		r := compact(strs, sl, p)
+		id, r := compact(strs, recs, p)
 		if next := r.nextExpiry(atUS); next != 0 {
-			r.exp = &expiry{at: next, p: p.Prefix}
-			exps = append(exps, r.exp)
+			exps = append(exps, expiry{at: next, key: keyOf(p.Prefix)})
 		}
-		pfx.Insert(p.Prefix, r)
+		pfx.Insert(p.Prefix, id)
 		return nil
 	}, func(g store.GeoNetwork) error {
 		geo.Insert(g.Network, compactGeo(strs, g))
@@ -241,11 +246,13 @@ func (ix *Index) reload(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("index: load enrichment: %w", err)
 	}
+	sched := &expiries{h: exps, pos: make(map[pfxKey]int, len(exps))}
 	for i, e := range exps {
-		e.idx = i
+		sched.pos[e.key] = i
 	}
-	heap.Init(&exps)
-	ix.strs, ix.exps, ix.loadedStrs = strs, exps, len(strs.strs)
+	heap.Init(sched)
+	ix.strs, ix.exps, ix.loadedStrs = strs, sched, len(strs.strs)
+	ix.recs, ix.liveFacts = recs, recs.total
 	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts}, nil, false, true)
 	ix.readyOnce.Do(func() { close(ix.ready) })
 	return nil
@@ -270,9 +277,9 @@ func (ix *Index) CatchUp(ctx context.Context) error {
 		if err := ix.Apply(ctx, changes); err != nil {
 			return err
 		}
-		// Interned strings are never freed (old snapshots may use them):
-		// when changes have doubled them (new notes, say), a full load
-		// starts afresh, which also frees the load's slabs.
+		// Interned strings and recs are never freed (old snapshots may
+		// use them): when changes have doubled them (new notes, say, or
+		// many changed prefixes), a full load starts afresh.
 		if ix.stale() {
 			ix.log.InfoContext(ctx, "Reloading the index to drop unused strings.")
 			return ix.Reload(ctx)
@@ -324,9 +331,14 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 	}()
 	at := ix.now()
 	atUS := micros(at)
-	fresh := map[netip.Prefix]*rec{}
+	type freshRec struct {
+		id recID
+		r  rec
+	}
+	fresh := map[netip.Prefix]freshRec{}
 	err := ix.st.LoadPrefixes(ctx, at, spans, func(p resolve.Prefix) error {
-		fresh[p.Prefix] = compact(ix.strs, nil, p)
+		id, r := compact(ix.strs, ix.recs, p)
+		fresh[p.Prefix] = freshRec{id, r}
 		return nil
 	})
 	if err != nil {
@@ -334,7 +346,7 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 	}
 	geoTable := prev.geo
 	if geo {
-		geoTable = new(bart.Table[*geoRec])
+		geoTable = new(bart.Table[geoRec])
 		if err := ix.st.GeoNetworks(ctx, func(g store.GeoNetwork) error {
 			geoTable.Insert(g.Network, compactGeo(ix.strs, g))
 			return nil
@@ -354,27 +366,26 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 		pfx = pfx.Clone()
 	}
 	for _, p := range spans {
-		if old, ok := pfx.Get(p); ok && old.exp != nil {
-			heap.Remove(&ix.exps, old.exp.idx)
-			old.exp = nil
+		if old, ok := pfx.Get(p); ok {
+			ix.liveFacts -= len(recAt(ix.recs.chunks, old))
 		}
-		r, ok := fresh[p]
+		f, ok := fresh[p]
 		switch {
 		case ok && inPlace:
-			pfx.Insert(p, r)
+			pfx.Insert(p, f.id)
 		case ok:
-			pfx = pfx.InsertPersist(p, r)
+			pfx = pfx.InsertPersist(p, f.id)
 		case inPlace:
 			pfx.Delete(p)
 		default:
 			pfx = pfx.DeletePersist(p)
 		}
+		var next int64
 		if ok {
-			if next := r.nextExpiry(atUS); next != 0 {
-				r.exp = &expiry{at: next, p: p}
-				heap.Push(&ix.exps, r.exp)
-			}
+			ix.liveFacts += len(f.r)
+			next = f.r.nextExpiry(atUS)
 		}
+		ix.exps.set(p, next)
 	}
 	ix.commit(prev, changes[len(changes)-1].Seq, at, tables{pfx, geoTable, rdap, hosts}, spans, geo, false)
 	return nil
@@ -431,26 +442,30 @@ func (ix *Index) Expire() {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	at := ix.now()
-	if len(ix.exps) == 0 || ix.exps[0].at > micros(at) {
+	if next := ix.exps.next(); next == 0 || next > micros(at) {
 		return
 	}
 	prev := ix.Snapshot()
 	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts}, nil, false, false)
 }
 
+// stale reports whether a full load would free much memory: changes have
+// doubled the interned strings, or made most of the arena's recs garbage.
 func (ix *Index) stale() bool {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	return len(ix.strs.strs) > 2*ix.loadedStrs+100_000
+	return len(ix.strs.strs) > 2*ix.loadedStrs+100_000 || ix.recs.total > 2*ix.liveFacts+staleFacts
 }
+
+// staleFacts is how many facts of garbage (40 bytes each) the arena may
+// hold beyond the live ones before a full load drops them.
+const staleFacts = 1 << 21
 
 func (ix *Index) nextExpiry() (time.Time, bool) {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if len(ix.exps) == 0 {
-		return time.Time{}, false
-	}
-	return fromMicros(ix.exps[0].at), true
+	next := ix.exps.next()
+	return fromMicros(next), next != 0
 }
 
 // commit publishes the next snapshot. Every assertion that expired by at
@@ -458,8 +473,8 @@ func (ix *Index) nextExpiry() (time.Time, bool) {
 // history accounts for every view that differs from the previous one.
 // tables are the tables of one snapshot.
 type tables struct {
-	pfx   *bart.Table[*rec]
-	geo   *bart.Table[*geoRec]
+	pfx   *bart.Table[recID]
+	geo   *bart.Table[geoRec]
 	rdap  *bart.Table[*store.RDAPFacts]
 	hosts *bart.Table[[]store.Hostname]
 }
@@ -467,18 +482,17 @@ type tables struct {
 func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []netip.Prefix, geoChanged, full bool) {
 	pfx := t.pfx
 	atUS := micros(at)
-	for len(ix.exps) > 0 && ix.exps[0].at <= atUS {
-		e := heap.Pop(&ix.exps).(*expiry)
-		spans = append(spans, e.p)
-		if r, ok := pfx.Get(e.p); ok && r.exp == e {
-			r.exp = nil
-			if next := r.nextExpiry(atUS); next != 0 {
-				r.exp = &expiry{at: next, p: e.p}
-				heap.Push(&ix.exps, r.exp)
-			}
+	for {
+		p, ok := ix.exps.popDue(atUS)
+		if !ok {
+			break
+		}
+		spans = append(spans, p)
+		if id, ok := pfx.Get(p); ok {
+			ix.exps.set(p, recAt(ix.recs.chunks, id).nextExpiry(atUS))
 		}
 	}
-	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, strs: ix.strs.strs, histFloor: prev.histFloor}
+	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, recs: ix.recs.chunks, strs: ix.strs.strs, histFloor: prev.histFloor}
 	h := histEntry{gen: s.gen, spans: sortPrefixes(spans), geo: geoChanged, full: full}
 	s.hist = append(prev.hist, h)
 	if len(s.hist) > 2*historyLen {
@@ -488,33 +502,4 @@ func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []n
 		s.histFloor = max(s.histFloor, s.hist[0].gen-1)
 	}
 	ix.publish(s)
-}
-
-// expiry is the next expiry of one stored prefix's assertions.
-type expiry struct {
-	at  int64 // Unix microseconds
-	p   netip.Prefix
-	idx int
-}
-
-// expiryHeap orders expiries, the earliest first (container/heap).
-type expiryHeap []*expiry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].idx, h[j].idx = i, j
-}
-func (h *expiryHeap) Push(x any) {
-	e := x.(*expiry)
-	e.idx = len(*h)
-	*h = append(*h, e)
-}
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
-	return e
 }

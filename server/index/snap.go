@@ -27,11 +27,13 @@ type Snap struct {
 	seq   int64
 	at    time.Time
 	atUS  int64
-	pfx   *bart.Table[*rec]
-	geo   *bart.Table[*geoRec]
+	pfx   *bart.Table[recID]
+	geo   *bart.Table[geoRec]
 	rdap  *bart.Table[*store.RDAPFacts]
 	hosts *bart.Table[[]store.Hostname]
-	strs  []string
+	// recs are the arena chunks the prefix table's ids point into.
+	recs [][]fact
+	strs []string
 	// hist holds the changes that led to this snapshot, one per generation,
 	// the last one for gen; the history reaches back to histFloor.
 	hist      []histEntry
@@ -53,6 +55,9 @@ type histEntry struct {
 	geo   bool
 	full  bool
 }
+
+// rec returns the stored prefix with id.
+func (s *Snap) rec(id recID) rec { return recAt(s.recs, id) }
 
 // Gen is the snapshot's local generation: it increases by one for every
 // change this process applied and every instant at which an assertion
@@ -105,8 +110,8 @@ func (s *Snap) resolveChain(p netip.Prefix, fn func(netip.Prefix, []resolve.Pref
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
 	var chain []resolve.Prefix
-	for q, r := range s.pfx.Supernets(p) {
-		chain = append(chain, expand(s.strs, q, r))
+	for q, id := range s.pfx.Supernets(p) {
+		chain = append(chain, expand(s.strs, q, s.rec(id)))
 	}
 	v := fn(p, chain, s.at)
 	return v, chain, v.Exists()
@@ -177,8 +182,8 @@ func (s *Snap) RDNS(addr netip.Addr) string {
 // Stored reports whether p is a stored prefix that exists (has a live
 // assertion or a sighting).
 func (s *Snap) Stored(p netip.Prefix) bool {
-	r, ok := s.pfx.Get(p)
-	return ok && r.exists(s.atUS)
+	id, ok := s.pfx.Get(p)
+	return ok && s.rec(id).exists(s.atUS)
 }
 
 // StoredPrefixes returns every existing stored prefix in address order
@@ -217,7 +222,7 @@ func contains(a, b netip.Prefix) bool { return a.Bits() <= b.Bits() && a.Contain
 
 // visit returns the effective view of stored prefix p; false when p does not
 // exist (it still joins the chain: the resolver skips it).
-func (w *walker) visit(p netip.Prefix, r *rec) (resolve.View, bool) {
+func (w *walker) visit(p netip.Prefix, r rec) (resolve.View, bool) {
 	if !w.push(p, r) {
 		return resolve.View{}, false
 	}
@@ -225,7 +230,7 @@ func (w *walker) visit(p netip.Prefix, r *rec) (resolve.View, bool) {
 }
 
 // entry is visit for the compiler: the entry of stored prefix p.
-func (w *walker) entry(p netip.Prefix, r *rec) (policy.Entry, bool) {
+func (w *walker) entry(p netip.Prefix, r rec) (policy.Entry, bool) {
 	if !w.push(p, r) {
 		return policy.Entry{}, false
 	}
@@ -234,7 +239,7 @@ func (w *walker) entry(p netip.Prefix, r *rec) (policy.Entry, bool) {
 }
 
 // push makes the chain that of p and reports whether p exists.
-func (w *walker) push(p netip.Prefix, r *rec) bool {
+func (w *walker) push(p netip.Prefix, r rec) bool {
 	for len(w.stack) > 0 && !contains(w.stack[len(w.stack)-1].Prefix, p) {
 		top := len(w.stack) - 1
 		if w.recycle {
@@ -246,9 +251,9 @@ func (w *walker) push(p netip.Prefix, r *rec) bool {
 	if len(w.stack) == 0 {
 		// The first prefix visited, or one no visited prefix contains: the
 		// chain comes from the table (least specific first).
-		for q, qr := range w.s.pfx.Supernets(p) {
+		for q, id := range w.s.pfx.Supernets(p) {
 			if q != p {
-				w.add(q, qr)
+				w.add(q, w.s.rec(id))
 			}
 		}
 		slices.Reverse(w.stack)
@@ -259,7 +264,7 @@ func (w *walker) push(p netip.Prefix, r *rec) bool {
 }
 
 // add pushes stored prefix p on the chain.
-func (w *walker) add(p netip.Prefix, r *rec) {
+func (w *walker) add(p netip.Prefix, r rec) {
 	if !w.recycle {
 		w.stack = append(w.stack, expand(w.s.strs, p, r))
 		return
@@ -276,8 +281,8 @@ func (w *walker) add(p netip.Prefix, r *rec) {
 // ordered yields the stored prefixes after the cursor after (all when
 // invalid) and inside within (all when invalid) in address order: address,
 // then bits, IPv4 before IPv6.
-func (s *Snap) ordered(after, within netip.Prefix) iter.Seq2[netip.Prefix, *rec] {
-	return func(yield func(netip.Prefix, *rec) bool) {
+func (s *Snap) ordered(after, within netip.Prefix) iter.Seq2[netip.Prefix, rec] {
+	return func(yield func(netip.Prefix, rec) bool) {
 		var blocks []netip.Prefix
 		if within.IsValid() {
 			blocks = []netip.Prefix{within.Masked()}
@@ -293,12 +298,12 @@ func (s *Snap) ordered(after, within netip.Prefix) iter.Seq2[netip.Prefix, *rec]
 				continue // an IPv4 block before an IPv6 cursor
 			default:
 				// First the prefixes inside the cursor at its own address…
-				for q, r := range s.pfx.Subnets(after) {
+				for q, id := range s.pfx.Subnets(after) {
 					if q.Addr() != after.Addr() {
 						break
 					}
 					if q.Bits() > after.Bits() && contains(b, q) {
-						if !yield(q, r) {
+						if !yield(q, s.rec(id)) {
 							return
 						}
 					}
@@ -317,8 +322,8 @@ func (s *Snap) ordered(after, within netip.Prefix) iter.Seq2[netip.Prefix, *rec]
 				subs = netipx.IPRangeFrom(start, end).Prefixes()
 			}
 			for _, sub := range subs {
-				for q, r := range s.pfx.Subnets(sub) {
-					if !yield(q, r) {
+				for q, id := range s.pfx.Subnets(sub) {
+					if !yield(q, s.rec(id)) {
 						return
 					}
 				}
@@ -424,8 +429,8 @@ func (s *Snap) Entries(withGeo bool) *policy.Facts {
 func (s *Snap) SpanFacts(span netip.Prefix, withGeo bool) *policy.Facts {
 	span = span.Masked()
 	f := &policy.Facts{}
-	for q, r := range s.pfx.Supernets(span) {
-		if q != span && r.exists(s.atUS) {
+	for q, id := range s.pfx.Supernets(span) {
+		if q != span && s.rec(id).exists(s.atUS) {
 			if v, ok := s.Network(q); ok {
 				f.Entries = append(f.Entries, policy.EntryOf(q, v))
 			}
@@ -447,7 +452,7 @@ func (s *Snap) SpanFacts(span netip.Prefix, withGeo bool) *policy.Facts {
 	return f
 }
 
-func (s *Snap) geoNet(p netip.Prefix, g *geoRec) policy.GeoNet {
+func (s *Snap) geoNet(p netip.Prefix, g geoRec) policy.GeoNet {
 	return policy.GeoNet{Prefix: p, Country: s.strs[g.country], Continent: s.strs[g.continent], ASN: g.asn, Org: s.strs[g.org]}
 }
 
@@ -527,10 +532,10 @@ const parallelMin = 8192
 func (s *Snap) entries(within netip.Prefix, workers int) []policy.Entry {
 	var (
 		ps []netip.Prefix
-		rs []*rec
+		rs []rec
 	)
 	if !within.IsValid() {
-		ps, rs = make([]netip.Prefix, 0, s.pfx.Size()), make([]*rec, 0, s.pfx.Size())
+		ps, rs = make([]netip.Prefix, 0, s.pfx.Size()), make([]rec, 0, s.pfx.Size())
 	}
 	for p, r := range s.ordered(netip.Prefix{}, within) {
 		ps, rs = append(ps, p), append(rs, r)
@@ -575,8 +580,8 @@ func (s *Snap) entries(within netip.Prefix, workers int) []policy.Entry {
 func (s *Snap) Prefixes(ps []netip.Prefix) []resolve.Prefix {
 	out := make([]resolve.Prefix, 0, len(ps))
 	for _, p := range ps {
-		if r, ok := s.pfx.Get(p); ok {
-			out = append(out, expand(s.strs, p, r))
+		if id, ok := s.pfx.Get(p); ok {
+			out = append(out, expand(s.strs, p, s.rec(id)))
 		}
 	}
 	out = s.existing(out)
