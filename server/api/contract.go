@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -58,6 +59,64 @@ type Operation struct {
 	ParamRoles map[string]string
 	// Heavy says the operation takes a turn of the server's Limiter.
 	Heavy bool
+	// PathOnly lists, when the operation takes no body and only path
+	// parameters that are strings bounded at most by length, those
+	// parameters' bounds: a request without a query string whose path
+	// values are within them passes the contract's request validation, so
+	// the middleware need not run it (GET /ips/{address} is the hot path).
+	// Nil when the operation needs the full validation.
+	PathOnly []pathBound
+}
+
+// pathBound is the length bounds of one string path parameter, in
+// characters (JSON Schema minLength and maxLength; max 0: none).
+type pathBound struct {
+	name     string
+	min, max uint64
+}
+
+// pathOnly returns the bounds of op's parameters for Operation.PathOnly.
+func pathOnly(item *openapi3.PathItem, op *openapi3.Operation) []pathBound {
+	if op.RequestBody != nil {
+		return nil
+	}
+	out := []pathBound{}
+	for _, ref := range append(slices.Clone(item.Parameters), op.Parameters...) {
+		p := ref.Value
+		if p == nil || p.In != openapi3.ParameterInPath || p.Schema == nil || p.Schema.Value == nil || p.Content != nil {
+			return nil
+		}
+		sc := p.Schema.Value
+		if !sc.Type.Is(openapi3.TypeString) || sc.Pattern != "" || sc.Format != "" || len(sc.Enum) > 0 ||
+			len(sc.AllOf) > 0 || len(sc.AnyOf) > 0 || len(sc.OneOf) > 0 || sc.Not != nil {
+			return nil
+		}
+		b := pathBound{name: p.Name, min: sc.MinLength}
+		if sc.MaxLength != nil {
+			b.max = *sc.MaxLength
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// pathValid reports whether params are within the bounds of PathOnly (false
+// when the operation has none): then the request passes validation.
+func (o Operation) pathValid(params map[string]string) bool {
+	if o.PathOnly == nil || len(params) != len(o.PathOnly) {
+		return false
+	}
+	for _, b := range o.PathOnly {
+		v, ok := params[b.name]
+		if !ok || v == "" { // an empty value is a missing required parameter
+			return false
+		}
+		n := uint64(utf8.RuneCountInString(v))
+		if n < b.min || (b.max > 0 && n > b.max) {
+			return false
+		}
+	}
+	return true
 }
 
 // Operations reads every operation of spec, keyed "METHOD /path" with the
@@ -104,7 +163,7 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, PathOnly: pathOnly(item, op)}
 		}
 	}
 	return out, nil
@@ -197,7 +256,9 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePath != "" {
 			path = rctx.RoutePath
 		}
-		match := chi.NewRouteContext()
+		match := routeContexts.Get().(*chi.Context)
+		match.Reset()
+		defer routeContexts.Put(match)
 		pattern := c.routes.Find(match, r.Method, path)
 		op, ok := c.ops[r.Method+" "+pattern]
 		if pattern == "" || !ok {
@@ -253,7 +314,10 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				WriteProblem(w, http.StatusForbidden, "this needs the "+op.Role+" role; "+p.Name+" has "+p.Role)
 				return
 			}
-			q := r.URL.Query()
+			var q url.Values
+			if len(op.ParamRoles) > 0 {
+				q = r.URL.Query()
+			}
 			for name, role := range op.ParamRoles {
 				// Sent at all (even =false) needs the role: the flag's presence
 				// is what a caller asks for.
@@ -264,6 +328,11 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				}
 			}
 			ctx = WithPrincipal(ctx, p)
+		}
+		// Content coding is HTTP's, not the contract's: handlers that serve
+		// cached gzip bodies read it from the context.
+		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+			ctx = context.WithValue(ctx, gzipKey{}, true)
 		}
 		r = r.WithContext(ctx)
 		if rb := op.Route.Operation.RequestBody; rb != nil && rb.Value != nil && r.ContentLength != 0 {
@@ -322,7 +391,10 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			params[k] = v
 		}
 		// No handler, index or database sees a parameter that is not text.
-		query := r.URL.Query()
+		var query url.Values
+		if r.URL.RawQuery != "" {
+			query = r.URL.Query()
+		}
 		for _, k := range slices.Sorted(maps.Keys(query)) {
 			if reason := TextProblem(k); reason != "" {
 				bad = append(bad, fieldErr(k, "the name "+reason))
@@ -339,18 +411,15 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", bad...)
 			return
 		}
-		err := openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
-			Request: r, PathParams: params, Route: op.Route,
-			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true, ExcludeRequestBody: op.Streamed},
-		})
-		if err != nil {
-			writeValidationError(w, err)
-			return
-		}
-		// Content coding is HTTP's, not the contract's: handlers that serve
-		// cached gzip bodies read it from the context.
-		if acceptsGzip(r.Header.Get("Accept-Encoding")) {
-			r = r.WithContext(context.WithValue(r.Context(), gzipKey{}, true))
+		if r.URL.RawQuery != "" || !op.pathValid(params) {
+			err := openapi3filter.ValidateRequest(ctx, &openapi3filter.RequestValidationInput{
+				Request: r, PathParams: params, Route: op.Route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc, MultiError: true, ExcludeRequestBody: op.Streamed},
+			})
+			if err != nil {
+				writeValidationError(w, err)
+				return
+			}
 		}
 		if op.Heavy {
 			release, ok := c.srv.opts.Heavy.Acquire(r.Context())
@@ -363,6 +432,10 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// routeContexts recycles the route contexts the middleware matches
+// operations with.
+var routeContexts = sync.Pool{New: func() any { return chi.NewRouteContext() }}
 
 // gzipKey marks a request whose Accept-Encoding takes gzip.
 type gzipKey struct{}
