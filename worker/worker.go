@@ -62,6 +62,10 @@ type Deps struct {
 	EnrichScanPeriod time.Duration
 	EnrichBatch      int
 	EnrichRetry      time.Duration
+	// EnrichSpecial allows RDAP and PTR lookups of special-use, private and
+	// documentation addresses (guard.SpecialUse); by default they are
+	// recorded as skipped (MUNINN_ENRICH_SPECIAL).
+	EnrichSpecial bool
 
 	// Metrics receives job and feed counters; nil records nothing.
 	Metrics *Metrics

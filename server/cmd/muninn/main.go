@@ -372,7 +372,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 // workerDeps builds the outside sources the workers use from cfg: the geo
 // databases when GeoDir holds them, the RDAP client and the PTR resolver.
 func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
-	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency,
+	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency, EnrichSpecial: cfg.EnrichSpecial,
 		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: cfg.FeedAllowNetworks, FileDir: cfg.FeedFileDir})}
 	paths := geo.Paths{Country: filepath.Join(cfg.GeoDir, "geo-whois-asn-country.mmdb"),
 		ASNCSV: []string{filepath.Join(cfg.GeoDir, "asn-ipv4.csv"), filepath.Join(cfg.GeoDir, "asn-ipv6.csv")}}
