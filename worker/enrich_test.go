@@ -305,3 +305,29 @@ func TestPTRLookupsStoreHostnames(t *testing.T) {
 	got = attempts(t, b, "192.0.2.2")
 	require.Equal(t, []string{store.EnrichPTR, store.EnrichNotFound, "rdns: lookup 192.0.2.2: rdns: no PTR record"}, []string{got[0].Kind, got[0].Outcome, got[0].Error})
 }
+
+// TestGeoSyncPicksUpFilesAfterStart: the geo directory does not exist when
+// the workers start; a GeoLite2 country database written there later is
+// loaded by the periodic check, without a restart.
+func TestGeoSyncPicksUpFilesAfterStart(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	dir := filepath.Join(t.TempDir(), "geo")
+	w, err := geo.NewDirWatcher(dir)
+	require.NoError(t, err)
+	b.deps.Geo = w
+	b.deps.GeoCheckPeriod = 200 * time.Millisecond
+	_, events := startClient(t, b)
+	ev := waitFor(t, events, worker.GeoSyncArgs{}.Kind())
+	require.Equal(t, river.EventKindJobCompleted, ev.Kind)
+	require.Empty(t, geoRows(t, b))
+
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	tmp := filepath.Join(t.TempDir(), "GeoLite2-Country.mmdb")
+	writeCountryMMDB(t, tmp, map[string]string{"192.0.2.0/24": "DE"})
+	require.NoError(t, os.Rename(tmp, filepath.Join(dir, "GeoLite2-Country.mmdb")))
+	require.Eventually(t, func() bool {
+		rows := geoRows(t, b)
+		return len(rows) == 1 && rows[0] == geoRow{"192.0.2.0/24", "DE", "EU", 0, ""}
+	}, time.Minute, 50*time.Millisecond)
+}

@@ -15,7 +15,7 @@ import (
 )
 
 // GeoSyncArgs loads the geo databases into geo_networks when their files
-// changed since the last load (and once at start).
+// changed, appeared or went away since the last load (and once at start).
 //
 // Ingest does not look geo data up inline: ruleset conditions and the IP view
 // read geo_networks through its GiST index at query time, so a stored prefix
@@ -62,7 +62,12 @@ func (w *GeoSyncWorker) Work(ctx context.Context, _ *river.Job[GeoSyncArgs]) err
 		return err
 	}
 	w.loaded.Store(true)
-	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n)
+	paths := w.deps.Geo.Paths()
+	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n, "country", paths.Country,
+		"city", paths.City, "asn", paths.ASN, "asn_csv", paths.ASNCSV)
+	if missing := paths.Missing(); missing != "" {
+		w.deps.Logger.WarnContext(ctx, "Geo data is incomplete: "+missing+".")
+	}
 	return nil
 }
 

@@ -202,8 +202,11 @@ func TestNetworksMergedWithASN(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := geo.Open(geo.Paths{})
-	require.ErrorContains(t, err, "no country database")
+	empty, err := geo.Open(geo.Paths{})
+	require.NoError(t, err, "no files: a DB that knows nothing")
+	_, ok := empty.Lookup(netip.MustParseAddr("192.0.2.1"))
+	require.False(t, ok)
+	require.NoError(t, empty.Networks(func(geo.GeoNet) error { return fmt.Errorf("no networks expected") }))
 	_, err = geo.Open(geo.Paths{Country: filepath.Join(b.dir, "missing.mmdb")})
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = geo.Open(geo.Paths{Country: filepath.Join(b.dir, "asn-ipv4.csv")})
