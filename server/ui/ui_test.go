@@ -680,7 +680,7 @@ func TestFeedPageListsRejectedLines(t *testing.T) {
 	require.NoError(t, err)
 	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	_, err = b.store.RecordFeedRun(ctx, store.FeedRun{Feed: "bad", StartedAt: at, FinishedAt: at, Status: store.RunFailed, Lines: 2, Rejected: 2,
-		Error: `worker: refresh feed bad: no line accepted: 2 rejected; line 1: invalid address "<script>"`,
+		Error:         `worker: refresh feed bad: no line accepted: 2 rejected; line 1: invalid address "<script>"`,
 		RejectedLines: []store.RejectedLine{{Line: 1, Text: "<script>", Reason: `invalid address "<script>"`}, {Line: 7, Text: "nope", Reason: `invalid address "nope"`}}})
 	require.NoError(t, err)
 	c := b.client(t)

@@ -10,66 +10,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/worker/source/geo"
+	"github.com/muninn/muninn/worker/source/geo/geotest"
 )
-
-// Layout writes the files of one vendor's layout into dir: 192.0.2.0/24 in
-// DE (AS64500 "Example, Inc."), 2001:db8::/32 in JP (AS64502 "Example V6").
-// The same test data serves the worker and API tests.
-type layout struct {
-	name  string
-	write func(t *testing.T, dir string)
-}
-
-func layouts() []layout {
-	gl2Country := map[string]mmdbtype.Map{"192.0.2.0/24": geoip2Country("DE", "EU"), "2001:db8::/32": geoip2Country("JP", "AS")}
-	gl2ASN := map[string]mmdbtype.Map{"192.0.2.0/24": asnRecord(64500, "Example, Inc."), "2001:db8::/32": asnRecord(64502, "Example V6")}
-	ipinfo := func(cc, cont, asn, name string) mmdbtype.Map {
-		return mmdbtype.Map{"country": mmdbtype.String(cc), "country_name": mmdbtype.String("X"), "continent": mmdbtype.String(cont),
-			"asn": mmdbtype.String(asn), "as_name": mmdbtype.String(name), "as_domain": mmdbtype.String("example.com")}
-	}
-	return []layout{
-		{"GeoLite2", func(t *testing.T, dir string) {
-			writeMMDB(t, filepath.Join(dir, "GeoLite2-Country.mmdb"), "GeoLite2-Country", gl2Country)
-			writeMMDB(t, filepath.Join(dir, "GeoLite2-ASN.mmdb"), "GeoLite2-ASN", gl2ASN)
-		}},
-		{"DB-IP", func(t *testing.T, dir string) {
-			writeMMDB(t, filepath.Join(dir, "dbip-country-lite-2026-10.mmdb"), "DBIP-Country-Lite", map[string]mmdbtype.Map{"192.0.2.0/24": geoip2Country("FR", "EU")})
-			writeMMDB(t, filepath.Join(dir, "dbip-country-lite-2026-11.mmdb"), "DBIP-Country-Lite", gl2Country) // newest wins
-			writeMMDB(t, filepath.Join(dir, "dbip-asn-lite-2026-11.mmdb"), "DBIP-ASN-Lite (compat=GeoLite2-ASN)", gl2ASN)
-		}},
-		{"IPinfo", func(t *testing.T, dir string) {
-			writeMMDB(t, filepath.Join(dir, "country_asn.mmdb"), "ipinfo country_asn.mmdb", map[string]mmdbtype.Map{
-				"192.0.2.0/24":  ipinfo("DE", "EU", "AS64500", "Example, Inc."),
-				"2001:db8::/32": ipinfo("JP", "AS", "AS64502", "Example V6"),
-			})
-		}},
-		{"IPinfo-split", func(t *testing.T, dir string) {
-			writeMMDB(t, filepath.Join(dir, "country.mmdb"), "ipinfo country.mmdb", map[string]mmdbtype.Map{
-				"192.0.2.0/24":  {"country": mmdbtype.String("DE"), "continent": mmdbtype.String("EU")},
-				"2001:db8::/32": {"country": mmdbtype.String("JP"), "continent": mmdbtype.String("AS")},
-			})
-			writeMMDB(t, filepath.Join(dir, "asn.mmdb"), "ipinfo asn.mmdb", map[string]mmdbtype.Map{
-				"192.0.2.0/24":  {"asn": mmdbtype.String("AS64500"), "as_name": mmdbtype.String("Example, Inc.")},
-				"2001:db8::/32": {"asn": mmdbtype.String("AS64502"), "as_name": mmdbtype.String("Example V6")},
-			})
-		}},
-		{"ip-location-db", func(t *testing.T, dir string) {
-			writeMMDB(t, filepath.Join(dir, "geo-whois-asn-country.mmdb"), "geo-whois-asn-country", map[string]mmdbtype.Map{
-				"192.0.2.0/24": {"country_code": mmdbtype.String("DE")}, "2001:db8::/32": {"country_code": mmdbtype.String("JP")},
-			})
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "asn-ipv4.csv"), []byte("192.0.2.0,192.0.2.255,64500,\"Example, Inc.\"\n"), 0o600))
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "asn-ipv6.csv"), []byte("2001:db8::,2001:db8:ffff:ffff:ffff:ffff:ffff:ffff,64502,Example V6\n"), 0o600))
-		}},
-	}
-}
 
 func TestDiscoverReadsEveryLayout(t *testing.T) {
 	t.Parallel()
-	for _, l := range layouts() {
-		t.Run(l.name, func(t *testing.T) {
+	for _, l := range geotest.Layouts() {
+		t.Run(l.Name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			l.write(t, dir)
+			l.Write(t, dir)
 			paths, err := geo.Discover(dir)
 			require.NoError(t, err)
 			require.Empty(t, paths.Missing())
