@@ -241,7 +241,10 @@ func TestRealData(t *testing.T) {
 	if dir == "" {
 		t.Skip("MUNINN_GEO_DIR not set")
 	}
-	db := open(t, realPaths(dir))
+	paths, err := geo.Discover(dir)
+	require.NoError(t, err)
+	require.Equal(t, realPaths(dir), paths, "make geodata's files are found by name")
+	db := open(t, paths)
 	rec, ok := db.Lookup(netip.MustParseAddr("1.1.1.1"))
 	require.True(t, ok)
 	require.Equal(t, uint32(13335), rec.ASN)
