@@ -210,7 +210,7 @@ func TestFeedRunsListRejectedLines(t *testing.T) {
 	_, err = b.st.RecordFeedRun(ctx, store.FeedRun{Feed: "f", StartedAt: at, FinishedAt: at, Status: store.RunNotModified})
 	require.NoError(t, err)
 	_, err = b.st.RecordFeedRun(ctx, store.FeedRun{Feed: "f", StartedAt: at, FinishedAt: at, Status: store.RunFailed, Lines: 3, Rejected: 2,
-		Error: `worker: refresh feed f: no line accepted: 2 rejected; line 1: invalid address "a"; line 3: invalid address "b"`,
+		Error:         `worker: refresh feed f: no line accepted: 2 rejected; line 1: invalid address "a"; line 3: invalid address "b"`,
 		RejectedLines: []store.RejectedLine{{Line: 1, Text: "a", Reason: `invalid address "a"`}, {Line: 3, Text: "b", Reason: `invalid address "b"`}}})
 	require.NoError(t, err)
 	code, out := b.do(t, "reader", http.MethodGet, "/feeds/f/runs", "")
