@@ -57,12 +57,18 @@ func (w *GeoSyncWorker) Work(ctx context.Context, _ *river.Job[GeoSyncArgs]) err
 	if !changed && w.loaded.Load() {
 		return nil
 	}
+	paths := w.deps.Geo.Paths()
+	if paths.Empty() && !w.loaded.Swap(true) {
+		// No files since this process started: keep what an earlier run
+		// (or another worker process with the files) loaded rather than
+		// emptying the table; files that go away later do empty it.
+		return nil
+	}
 	n, err := SyncGeo(ctx, w.deps.Store, w.deps.Geo.Current())
 	if err != nil {
 		return err
 	}
 	w.loaded.Store(true)
-	paths := w.deps.Geo.Paths()
 	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n, "country", paths.Country,
 		"city", paths.City, "asn", paths.ASN, "asn_csv", paths.ASNCSV)
 	if missing := paths.Missing(); missing != "" {

@@ -74,6 +74,9 @@ func Discover(dir string) (Paths, error) {
 	return p, nil
 }
 
+// Empty reports whether p names no file at all.
+func (p Paths) Empty() bool { return len(p.files()) == 0 }
+
 // Missing names the kinds of data paths lacks and what that disables, as one
 // sentence for a log line, e.g. "no ASN data (GeoLite2-ASN.mmdb,
 // dbip-asn-lite.mmdb, asn.mmdb or asn-ipv4.csv/asn-ipv6.csv): asn and org
