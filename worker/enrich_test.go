@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -9,7 +10,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -317,6 +320,8 @@ func TestGeoSyncPicksUpFilesAfterStart(t *testing.T) {
 	require.NoError(t, err)
 	b.deps.Geo = w
 	b.deps.GeoCheckPeriod = 200 * time.Millisecond
+	var logs lockedBuffer
+	b.deps.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	// What an earlier run loaded stays while this process has no files.
 	_, err = b.st.ReplaceGeoNetworks(b.ctx, "geo", func(yield func(store.GeoNetwork, error) bool) {
 		yield(store.GeoNetwork{Network: netip.MustParsePrefix("198.51.100.0/24"), Country: "US", Continent: "NA"}, nil)
@@ -326,6 +331,10 @@ func TestGeoSyncPicksUpFilesAfterStart(t *testing.T) {
 	ev := waitFor(t, events, worker.GeoSyncArgs{}.Kind())
 	require.Equal(t, river.EventKindJobCompleted, ev.Kind)
 	require.Equal(t, []geoRow{{"198.51.100.0/24", "US", "NA", 0, ""}}, geoRows(t, b))
+	const hint = "; `make geodata` fetches the free databases, and files added to the directory are loaded without a restart."
+	noCountry := "no country data (GeoLite2-Country.mmdb, dbip-country-lite.mmdb, country.mmdb or geo-whois-asn-country.mmdb): country and continent rules disabled"
+	noASN := "no ASN data (GeoLite2-ASN.mmdb, dbip-asn-lite.mmdb, asn.mmdb or asn-ipv4.csv/asn-ipv6.csv): asn and org rules and network owner names disabled"
+	require.Equal(t, []string{"Geo data is incomplete: " + noCountry + "; " + noASN + hint}, logs.messages(t))
 
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	tmp := filepath.Join(t.TempDir(), "GeoLite2-Country.mmdb")
@@ -335,4 +344,34 @@ func TestGeoSyncPicksUpFilesAfterStart(t *testing.T) {
 		rows := geoRows(t, b)
 		return len(rows) == 1 && rows[0] == geoRow{"192.0.2.0/24", "DE", "EU", 0, ""}
 	}, time.Minute, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return len(logs.messages(t)) == 2 }, time.Minute, 50*time.Millisecond)
+	require.Equal(t, "Geo data is incomplete: "+noASN+hint, logs.messages(t)[1])
+}
+
+// lockedBuffer is a log destination written by River's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// messages returns the msg of every logged line.
+func (l *lockedBuffer) messages(t *testing.T) []string {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for line := range strings.Lines(l.buf.String()) {
+		_, after, ok := strings.Cut(line, "msg=")
+		require.True(t, ok, line)
+		msg, err := strconv.Unquote(strings.TrimSpace(after))
+		require.NoError(t, err, line)
+		out = append(out, msg)
+	}
+	return out
 }

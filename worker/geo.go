@@ -62,6 +62,7 @@ func (w *GeoSyncWorker) Work(ctx context.Context, _ *river.Job[GeoSyncArgs]) err
 		// No files since this process started: keep what an earlier run
 		// (or another worker process with the files) loaded rather than
 		// emptying the table; files that go away later do empty it.
+		w.warnMissing(ctx, paths)
 		return nil
 	}
 	n, err := SyncGeo(ctx, w.deps.Store, w.deps.Geo.Current())
@@ -71,10 +72,16 @@ func (w *GeoSyncWorker) Work(ctx context.Context, _ *river.Job[GeoSyncArgs]) err
 	w.loaded.Store(true)
 	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n, "country", paths.Country,
 		"city", paths.City, "asn", paths.ASN, "asn_csv", paths.ASNCSV)
-	if missing := paths.Missing(); missing != "" {
-		w.deps.Logger.WarnContext(ctx, "Geo data is incomplete: "+missing+".")
-	}
+	w.warnMissing(ctx, paths)
 	return nil
+}
+
+// warnMissing logs one warning naming the geo data paths lacks and what
+// that disables, if any.
+func (w *GeoSyncWorker) warnMissing(ctx context.Context, paths geo.Paths) {
+	if missing := paths.Missing(); missing != "" {
+		w.deps.Logger.WarnContext(ctx, "Geo data is incomplete: "+missing+"; `make geodata` fetches the free databases, and files added to the directory are loaded without a restart.")
+	}
 }
 
 // SyncGeo replaces geo_networks with every network of db.

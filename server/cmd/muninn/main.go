@@ -369,8 +369,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	return nil
 }
 
-// workerDeps builds the outside sources the workers use from cfg: the geo
-// databases when GeoDir holds them, the RDAP client and the PTR resolver.
+// workerDeps builds the outside sources the workers use from cfg: a watcher
+// on GeoDir (the geo sync job warns about missing data), the RDAP client and
+// the PTR resolver.
 func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
 	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency, EnrichSpecial: cfg.EnrichSpecial,
 		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: cfg.FeedAllowNetworks, FileDir: cfg.FeedFileDir})}
@@ -379,9 +380,6 @@ func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
 	w, err := geo.NewDirWatcher(cfg.GeoDir)
 	if err != nil {
 		log.Warn("Could not load the geo databases; retrying every minute.", "geo_dir", cfg.GeoDir, "error", err)
-	}
-	if missing := w.Paths().Missing(); missing != "" && err == nil {
-		log.Warn("Geo data is incomplete: "+missing+". `make geodata` fetches the free databases into MUNINN_GEO_DIR; files added later are loaded without a restart.", "geo_dir", cfg.GeoDir)
 	}
 	d.Geo = w
 	if cfg.RDAP {
