@@ -65,9 +65,7 @@ build: ## Build bin/muninn and bin/muninn-bouncer (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/muninn ./server/cmd/muninn
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/muninn-bouncer ./bouncer/cmd/muninn-bouncer
 
-run: deps build ## Start muninn on the embedded defaults (PostgreSQL under ./data)
-	@if [ ! -f "$(MUNINN_DATA_DIR)/geo/geo-whois-asn-country.mmdb" ]; then \
-	  echo "run: no geo data yet; 'make geodata' fetches it (optional)"; fi
+run: deps build geodata/ensure ## Start muninn on the embedded defaults (PostgreSQL under ./data; fetches the free geo data when missing)
 	$(BIN)/muninn serve
 
 docker: ## Build the images (needs a Docker engine)

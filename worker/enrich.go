@@ -10,6 +10,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/muninn/muninn/server/guard"
 	"github.com/muninn/muninn/server/store"
 	"github.com/muninn/muninn/worker/source/rdap"
 	"github.com/muninn/muninn/worker/source/rdns"
@@ -50,27 +51,53 @@ func (w *EnrichScanWorker) Work(ctx context.Context, _ *river.Job[EnrichScanArgs
 	return EnqueueEnrichment(ctx, w.deps, client)
 }
 
+// specialUse holds the special-use ranges (documentation included) whose
+// addresses are not looked up unless Deps.EnrichSpecial is set.
+var specialUse = guard.New(guard.SpecialUse())
+
+// skipSpecial reports why addr is not to be looked up, or "" when it is.
+func (d Deps) skipSpecial(addr netip.Addr) string {
+	if d.EnrichSpecial {
+		return ""
+	}
+	reason, ok := specialUse.Reason(addr)
+	if !ok {
+		return ""
+	}
+	return "not looked up: " + reason + " (MUNINN_ENRICH_SPECIAL=on allows it)"
+}
+
 // EnqueueEnrichment enqueues RDAP and PTR lookups for addresses lacking them.
+// Special-use addresses (see Deps.EnrichSpecial) are recorded as skipped
+// instead, which also keeps them out of the next scans until EnrichRetry.
 func EnqueueEnrichment(ctx context.Context, d Deps, client *river.Client[pgxTx]) error {
 	since := d.now().Add(-orDefault(d.EnrichRetry, 24*time.Hour))
 	batch := orDefault(d.EnrichBatch, 500)
 	var params []river.InsertManyParams
-	if d.RDAP != nil {
-		addrs, err := d.Store.AddrsLacking(ctx, store.EnrichRDAP, since, batch)
+	scan := func(kind string, args func(netip.Addr) river.JobArgs) error {
+		addrs, err := d.Store.AddrsLacking(ctx, kind, since, batch)
 		if err != nil {
 			return fmt.Errorf("worker: enrich scan: %w", err)
 		}
 		for _, a := range addrs {
-			params = append(params, river.InsertManyParams{Args: RDAPLookupArgs{Addr: a}})
+			if why := d.skipSpecial(a); why != "" {
+				if err := d.Store.RecordEnrichAttempt(ctx, kind, a, d.now(), store.EnrichSkipped, why); err != nil {
+					return fmt.Errorf("worker: enrich scan: %w", err)
+				}
+				continue
+			}
+			params = append(params, river.InsertManyParams{Args: args(a)})
+		}
+		return nil
+	}
+	if d.RDAP != nil {
+		if err := scan(store.EnrichRDAP, func(a netip.Addr) river.JobArgs { return RDAPLookupArgs{Addr: a} }); err != nil {
+			return err
 		}
 	}
 	if d.RDNS != nil {
-		addrs, err := d.Store.AddrsLacking(ctx, store.EnrichPTR, since, batch)
-		if err != nil {
-			return fmt.Errorf("worker: enrich scan: %w", err)
-		}
-		for _, a := range addrs {
-			params = append(params, river.InsertManyParams{Args: PTRLookupArgs{Addr: a}})
+		if err := scan(store.EnrichPTR, func(a netip.Addr) river.JobArgs { return PTRLookupArgs{Addr: a} }); err != nil {
+			return err
 		}
 	}
 	if len(params) == 0 {
@@ -110,21 +137,24 @@ func (w *RDAPLookupWorker) Work(ctx context.Context, job *river.Job[RDAPLookupAr
 		return nil
 	}
 	addr := job.Args.Addr
+	if why := w.deps.skipSpecial(addr); why != "" {
+		return w.record(ctx, addr, store.EnrichSkipped, why)
+	}
 	covered, err := w.deps.Store.RDAPCovers(ctx, addr)
 	if err != nil {
 		return fmt.Errorf("worker: rdap %s: %w", addr, err)
 	}
 	if covered {
-		return nil
+		return w.record(ctx, addr, store.EnrichOK, "")
 	}
 	n, lerr := w.deps.RDAP.Lookup(ctx, addr)
 	now := w.deps.now()
 	if lerr != nil {
-		if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, now, lerr.Error()); err != nil {
-			return fmt.Errorf("worker: rdap %s: %w", addr, err)
-		}
 		if errors.Is(lerr, rdap.ErrNotFound) {
-			return nil
+			return w.record(ctx, addr, store.EnrichNotFound, lerr.Error())
+		}
+		if err := w.record(ctx, addr, store.EnrichError, lerr.Error()); err != nil {
+			return err
 		}
 		return fmt.Errorf("worker: rdap %s: %w", addr, lerr)
 	}
@@ -135,7 +165,11 @@ func (w *RDAPLookupWorker) Work(ctx context.Context, job *river.Job[RDAPLookupAr
 			return fmt.Errorf("worker: rdap %s: %w", addr, err)
 		}
 	}
-	if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, now, ""); err != nil {
+	return w.record(ctx, addr, store.EnrichOK, "")
+}
+
+func (w *RDAPLookupWorker) record(ctx context.Context, addr netip.Addr, outcome, text string) error {
+	if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, w.deps.now(), outcome, text); err != nil {
 		return fmt.Errorf("worker: rdap %s: %w", addr, err)
 	}
 	return nil
@@ -167,13 +201,22 @@ func (w *PTRLookupWorker) Work(ctx context.Context, job *river.Job[PTRLookupArgs
 		return nil
 	}
 	addr := job.Args.Addr
+	if why := w.deps.skipSpecial(addr); why != "" {
+		if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, w.deps.now(), store.EnrichSkipped, why); err != nil {
+			return fmt.Errorf("worker: ptr %s: %w", addr, err)
+		}
+		return nil
+	}
 	names, lerr := w.deps.RDNS.Lookup(ctx, addr)
 	now := w.deps.now()
-	errText := ""
-	if lerr != nil {
-		errText = lerr.Error()
+	errText, outcome := "", store.EnrichOK
+	switch {
+	case errors.Is(lerr, rdns.ErrNotFound):
+		errText, outcome = lerr.Error(), store.EnrichNotFound
+	case lerr != nil:
+		errText, outcome = lerr.Error(), store.EnrichError
 	}
-	if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, now, errText); err != nil {
+	if err := w.deps.Store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, now, outcome, errText); err != nil {
 		return fmt.Errorf("worker: ptr %s: %w", addr, err)
 	}
 	if lerr != nil {

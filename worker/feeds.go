@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/riverqueue/river"
 
@@ -110,12 +112,7 @@ func RefreshFeed(ctx context.Context, d Deps, name string, force bool) (store.Fe
 		return store.FeedRun{}, fmt.Errorf("worker: refresh feed %s: %w", name, err)
 	}
 	fail := func(err error) (store.FeedRun, error) {
-		err = fmt.Errorf("worker: refresh feed %s: %w", name, err)
-		run := store.FeedRun{Feed: name, StartedAt: now, FinishedAt: d.now(), Status: store.RunFailed, Forced: force, Error: err.Error()}
-		if _, rerr := d.Store.RecordFeedRun(context.WithoutCancel(ctx), run); rerr != nil {
-			return run, errors.Join(err, rerr)
-		}
-		return run, err
+		return failRun(ctx, d, store.FeedRun{Feed: name, StartedAt: now, Forced: force}, err)
 	}
 	opts, err := ParserOptions(f)
 	if err != nil {
@@ -146,13 +143,78 @@ func RefreshFeed(ctx context.Context, d Deps, name string, force bool) (store.Fe
 	if err != nil {
 		return fail(err)
 	}
+	rejected := rejectedLines(res.Rejected)
+	if len(res.Prefixes) == 0 && res.RejectedCount > 0 {
+		// Applying would empty the feed for a body that is plainly not
+		// what it should be (wrong format, truncated, an error page).
+		return failRun(ctx, d, store.FeedRun{Feed: name, StartedAt: now, Forced: force, Lines: int64(res.Lines),
+			Rejected: int64(res.RejectedCount), Duplicates: int64(res.Duplicates), RejectedLines: rejected},
+			noLineAccepted(res.RejectedCount, rejected))
+	}
 	run, err := d.Store.ApplyFeed(ctx, name, store.FeedUpdate{Prefixes: res.Prefixes, ETag: etag, LastModified: lastMod,
 		Force: force, StartedAt: now, Now: d.now(), Lines: int64(res.Lines), Rejected: int64(res.RejectedCount),
-		Duplicates: int64(res.Duplicates)})
+		Duplicates: int64(res.Duplicates), RejectedLines: rejected})
 	if err != nil && !errors.Is(err, store.ErrDropGuard) && !errors.Is(err, store.ErrNotFound) {
 		return fail(err)
 	}
 	return run, err
+}
+
+// failRun records run as failed with err (prefixed with the operation) and
+// returns them.
+func failRun(ctx context.Context, d Deps, run store.FeedRun, err error) (store.FeedRun, error) {
+	err = fmt.Errorf("worker: refresh feed %s: %w", run.Feed, err)
+	run.Status, run.FinishedAt, run.Error = store.RunFailed, d.now(), err.Error()
+	if _, rerr := d.Store.RecordFeedRun(context.WithoutCancel(ctx), run); rerr != nil {
+		return run, errors.Join(err, rerr)
+	}
+	return run, err
+}
+
+// ErrNoLineAccepted marks a refresh whose body had rejected lines and no
+// accepted one; nothing was applied.
+var ErrNoLineAccepted = errors.New("no line accepted")
+
+// noLineAccepted is the error of a run that rejected every line: the count
+// and the first three reasons, e.g. `no line accepted: 7 rejected; line 1:
+// "x" is not an address or prefix; line 2: ...`.
+func noLineAccepted(count int, first []store.RejectedLine) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d rejected", count)
+	for i, r := range first {
+		if i == 3 {
+			b.WriteString("; ...")
+			break
+		}
+		fmt.Fprintf(&b, "; line %d: %s", r.Line, r.Reason)
+	}
+	return fmt.Errorf("%w: %s", ErrNoLineAccepted, b.String())
+}
+
+// maxRejectedText bounds the text kept of one rejected line, in bytes.
+const maxRejectedText = 200
+
+// rejectedLines converts the parser's rejected lines for storage: text cut
+// to maxRejectedText bytes on a character boundary (marked with "…"),
+// invalid UTF-8 and NUL (which jsonb refuses) replaced by U+FFFD.
+func rejectedLines(in []feed.Rejected) []store.RejectedLine {
+	out := make([]store.RejectedLine, 0, min(len(in), store.MaxRejectedLines))
+	for _, r := range in[:min(len(in), store.MaxRejectedLines)] {
+		out = append(out, store.RejectedLine{Line: int64(r.Line), Text: cleanText(r.Text, maxRejectedText), Reason: cleanText(r.Reason, 4*maxRejectedText)})
+	}
+	return out
+}
+
+func cleanText(s string, limit int) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // FeedScheduleArgs enqueues a refresh of every enabled feed that is due.

@@ -15,7 +15,7 @@ import (
 )
 
 // GeoSyncArgs loads the geo databases into geo_networks when their files
-// changed since the last load (and once at start).
+// changed, appeared or went away since the last load (and once at start).
 //
 // Ingest does not look geo data up inline: ruleset conditions and the IP view
 // read geo_networks through its GiST index at query time, so a stored prefix
@@ -57,13 +57,31 @@ func (w *GeoSyncWorker) Work(ctx context.Context, _ *river.Job[GeoSyncArgs]) err
 	if !changed && w.loaded.Load() {
 		return nil
 	}
+	paths := w.deps.Geo.Paths()
+	if paths.Empty() && !w.loaded.Swap(true) {
+		// No files since this process started: keep what an earlier run
+		// (or another worker process with the files) loaded rather than
+		// emptying the table; files that go away later do empty it.
+		w.warnMissing(ctx, paths)
+		return nil
+	}
 	n, err := SyncGeo(ctx, w.deps.Store, w.deps.Geo.Current())
 	if err != nil {
 		return err
 	}
 	w.loaded.Store(true)
-	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n)
+	w.deps.Logger.InfoContext(ctx, "Loaded geo networks.", "networks", n, "country", paths.Country,
+		"city", paths.City, "asn", paths.ASN, "asn_csv", paths.ASNCSV)
+	w.warnMissing(ctx, paths)
 	return nil
+}
+
+// warnMissing logs one warning naming the geo data paths lacks and what
+// that disables, if any.
+func (w *GeoSyncWorker) warnMissing(ctx context.Context, paths geo.Paths) {
+	if missing := paths.Missing(); missing != "" {
+		w.deps.Logger.WarnContext(ctx, "Geo data is incomplete: "+missing+"; `make geodata` fetches the free databases, and files added to the directory are loaded without a restart.")
+	}
 }
 
 // SyncGeo replaces geo_networks with every network of db.

@@ -50,7 +50,8 @@ type Deps struct {
 	FeedSchedulePeriod time.Duration
 
 	// Geo, when set, is loaded into geo_networks at start and whenever its
-	// files change (checked every GeoCheckPeriod, default 10m).
+	// files change, appear or go away (checked every GeoCheckPeriod, default
+	// 1m: a check is a directory read and a few stats).
 	Geo            *geo.Watcher
 	GeoCheckPeriod time.Duration
 
@@ -62,6 +63,10 @@ type Deps struct {
 	EnrichScanPeriod time.Duration
 	EnrichBatch      int
 	EnrichRetry      time.Duration
+	// EnrichSpecial allows RDAP and PTR lookups of special-use, private and
+	// documentation addresses (guard.SpecialUse); by default they are
+	// recorded as skipped (MUNINN_ENRICH_SPECIAL).
+	EnrichSpecial bool
 
 	// Metrics receives job and feed counters; nil records nothing.
 	Metrics *Metrics
@@ -141,7 +146,7 @@ func NewClient(d Deps, work bool) (*river.Client[pgx.Tx], error) {
 			every(orDefault(d.FeedSchedulePeriod, time.Minute), FeedScheduleArgs{}),
 		}
 		if d.Geo != nil {
-			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.GeoCheckPeriod, 10*time.Minute), GeoSyncArgs{}))
+			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.GeoCheckPeriod, time.Minute), GeoSyncArgs{}))
 		}
 		if d.RDAP != nil || d.RDNS != nil {
 			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.EnrichScanPeriod, time.Minute), EnrichScanArgs{}))

@@ -564,3 +564,43 @@ func TestLookupShowsEnrichment(t *testing.T) {
 	b.json(t, b.reader, http.MethodGet, "/api/v1/networks/198.51.100.0/24", nil, 200, &v)
 	require.Equal(t, "FR", v.Geo.Country)
 }
+
+// TestIPViewEnrichmentStatus: the address view carries the last RDAP and PTR
+// attempt (time, outcome, error); an address never tried has none, and the
+// network view none at all.
+func TestIPViewEnrichmentStatus(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	code, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/x-ndjson",
+		strings.NewReader(`{"ip":"198.51.100.20","tags":["a"]}`+"\n"+`{"ip":"198.51.100.21","tags":["a"]}`))
+	require.Equal(t, 200, code, "%s", raw)
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	addr := netip.MustParseAddr("198.51.100.20")
+	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, at, store.EnrichError, "rdap: query 198.51.100.20 at arin: 503 Service Unavailable"))
+	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, at.Add(time.Minute), store.EnrichOK, ""))
+
+	type status struct {
+		Kind        string    `json:"kind"`
+		AttemptedAt time.Time `json:"attempted_at"`
+		Outcome     string    `json:"outcome"`
+		Error       string    `json:"error"`
+	}
+	var v struct {
+		Enrichment []status `json:"enrichment"`
+	}
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.20", nil, 200, &v)
+	require.Equal(t, []status{
+		{Kind: "rdap", AttemptedAt: at, Outcome: "error", Error: "rdap: query 198.51.100.20 at arin: 503 Service Unavailable"},
+		{Kind: "ptr", AttemptedAt: at.Add(time.Minute), Outcome: "ok"},
+	}, v.Enrichment)
+
+	// A retry replaces the attempt.
+	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, at.Add(time.Hour), store.EnrichNotFound, "rdap: no network found"))
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.20", nil, 200, &v)
+	require.Equal(t, status{Kind: "rdap", AttemptedAt: at.Add(time.Hour), Outcome: "not_found", Error: "rdap: no network found"}, v.Enrichment[0])
+
+	v.Enrichment = nil
+	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.21", nil, 200, &v)
+	require.Nil(t, v.Enrichment)
+}

@@ -147,7 +147,30 @@ func (s *Server) GetIP(ctx context.Context, req apigen.GetIPRequestObject) (apig
 	if !found {
 		return apigen.GetIP404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.Addr().String()))}, nil
 	}
+	// The lookup status is per address and changes with every attempt; it
+	// is read from the store here rather than kept in the index.
+	attempts, err := s.store.EnrichAttempts(ctx, p.Addr())
+	if err != nil {
+		return nil, err
+	}
+	if len(attempts) > 0 {
+		v.Enrichment = ptr(EnrichStatuses(attempts))
+	}
 	return apigen.GetIP200JSONResponse(v), nil
+}
+
+// EnrichStatuses converts stored lookup attempts to their wire form; the
+// error is omitted when empty.
+func EnrichStatuses(as []store.EnrichAttempt) []apigen.EnrichStatus {
+	out := make([]apigen.EnrichStatus, len(as))
+	for i, a := range as {
+		out[i] = apigen.EnrichStatus{Kind: apigen.EnrichStatusKind(a.Kind), AttemptedAt: a.AttemptedAt,
+			Outcome: apigen.EnrichStatusOutcome(a.Outcome)}
+		if a.Error != "" {
+			out[i].Error = ptr(a.Error)
+		}
+	}
+	return out
 }
 
 // GetNetwork implements GET /networks/{address}/{bits}.

@@ -62,6 +62,9 @@ type Config struct {
 	// (host:port; empty means /etc/resolv.conf).
 	RDNS     bool
 	Resolver string
+	// EnrichSpecial allows RDAP and PTR lookups of special-use, private and
+	// documentation addresses (default false: recorded as skipped).
+	EnrichSpecial bool
 	// QueueConcurrency bounds the default job queue; EnrichConcurrency the
 	// queue of outside lookups (RDAP, PTR).
 	QueueConcurrency  int
@@ -186,6 +189,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	boolean := func(name string, dst *bool) {
 		if v := getenv(name); v != "" {
 			b, err := strconv.ParseBool(v)
+			switch strings.ToLower(v) { // the words people write in unit files
+			case "on", "yes":
+				b, err = true, nil
+			case "off", "no":
+				b, err = false, nil
+			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %q is not true or false", name, v))
 				return
@@ -206,6 +215,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	boolean("MUNINN_RDAP", &c.RDAP)
 	boolean("MUNINN_RDAP_WHOIS", &c.RDAPWhois)
 	boolean("MUNINN_RDNS", &c.RDNS)
+	boolean("MUNINN_ENRICH_SPECIAL", &c.EnrichSpecial)
 	positive("MUNINN_QUEUE_CONCURRENCY", &c.QueueConcurrency)
 	positive("MUNINN_ENRICH_CONCURRENCY", &c.EnrichConcurrency)
 	positive("MUNINN_LOGIN_HASH_CONCURRENCY", &c.LoginHashConcurrency)

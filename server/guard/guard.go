@@ -82,19 +82,10 @@ func Default() []Entry {
 }
 
 func defaultEntries() ([]Entry, error) {
-	var out []Entry
-	for _, l := range specialUseLists {
-		ps, err := readList(l.file)
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range ps {
-			if !slices.Contains(documentation, p) {
-				out = append(out, Entry{Prefix: p, Reason: l.reason})
-			}
-		}
+	out, err := specialUseEntries()
+	if err != nil {
+		return nil, err
 	}
-	out = append(out, ipv6SpecialUse...)
 	roots, err := rootServers()
 	if err != nil {
 		return nil, err
@@ -301,6 +292,60 @@ func canonical(p netip.Prefix) netip.Prefix {
 // Contains reports whether addr is guarded.
 func (g *Guard) Contains(addr netip.Addr) bool {
 	return g.set.Contains(addr.Unmap())
+}
+
+// Reason returns why addr is guarded (the reason of the most specific entry
+// holding it), or "" and false when it is not.
+func (g *Guard) Reason(addr netip.Addr) (string, bool) {
+	addr = addr.Unmap()
+	i, found := slices.BinarySearchFunc(g.segs, addr, func(s segment, a netip.Addr) int {
+		switch {
+		case s.r.To().Less(a):
+			return -1
+		case a.Less(s.r.From()):
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		return "", false
+	}
+	return g.segs[i].reason, true
+}
+
+// SpecialUse returns the special-use ranges of the embedded MISP lists
+// (private, shared, loopback, link-local, multicast, reserved, IPv6
+// unique-local ...) with their reasons, the documentation ranges included
+// (reason "special-use: documentation (RFC 5737, RFC 3849)"): addresses no
+// outside registry or reverse zone says anything useful about. Like Default
+// it panics only on corrupt embedded data.
+func SpecialUse() []Entry {
+	out, err := specialUseEntries()
+	if err != nil {
+		panic(fmt.Sprintf("guard: embedded data: %v", err))
+	}
+	for _, p := range documentation {
+		out = append(out, Entry{Prefix: p, Reason: "special-use: documentation (RFC 5737, RFC 3849)"})
+	}
+	return out
+}
+
+// specialUseEntries are the special-use lists without the documentation
+// ranges, plus the IPv6 ranges they lack.
+func specialUseEntries() ([]Entry, error) {
+	var out []Entry
+	for _, l := range specialUseLists {
+		ps, err := readList(l.file)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			if !slices.Contains(documentation, p) {
+				out = append(out, Entry{Prefix: p, Reason: l.reason})
+			}
+		}
+	}
+	return append(out, ipv6SpecialUse...), nil
 }
 
 // Prefixes returns the guarded addresses as a minimal CIDR list.

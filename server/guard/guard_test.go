@@ -166,3 +166,31 @@ func BenchmarkFilter(b *testing.B) {
 		g.Filter(in, nil, 1)
 	}
 }
+
+// TestSpecialUseReason: the special-use set (documentation included) names
+// why an address is special; public addresses are not in it.
+func TestSpecialUseReason(t *testing.T) {
+	t.Parallel()
+	g := New(SpecialUse())
+	for addr, want := range map[string]string{
+		"192.0.2.1":       "special-use: documentation (RFC 5737, RFC 3849)",
+		"203.0.113.255":   "special-use: documentation (RFC 5737, RFC 3849)",
+		"2001:db8::1":     "special-use: documentation (RFC 5737, RFC 3849)",
+		"10.1.2.3":        "special-use: private network (RFC 1918)",
+		"::ffff:10.1.2.3": "special-use: private network (RFC 1918)",
+		"100.64.0.1":      "special-use: shared address space (RFC 6598)",
+		"127.0.0.1":       "special-use: IPv4 special-use (RFC 5735)",
+		"fd00::1":         "special-use: IPv6 unique local (RFC 4193)",
+		"fe80::1":         "special-use: IPv6 link-local (RFC 4291)",
+		"224.0.0.1":       "special-use: IPv4 multicast (RFC 5771)",
+	} {
+		got, ok := g.Reason(netip.MustParseAddr(addr))
+		require.True(t, ok, addr)
+		require.Equal(t, want, got, addr)
+	}
+	for _, addr := range []string{"1.1.1.1", "8.8.8.8", "2606:4700::1"} {
+		got, ok := g.Reason(netip.MustParseAddr(addr))
+		require.False(t, ok, addr)
+		require.Empty(t, got)
+	}
+}

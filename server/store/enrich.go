@@ -147,13 +147,53 @@ func (s *Store) AddrsLacking(ctx context.Context, kind string, triedBefore time.
 	return addrs, nil
 }
 
-// RecordEnrichAttempt notes that a lookup of kind for addr ran at `at`, with
-// errText empty on success.
-func (s *Store) RecordEnrichAttempt(ctx context.Context, kind string, addr netip.Addr, at time.Time, errText string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO enrich_attempts (address, kind, attempted_at, error) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (address, kind) DO UPDATE SET attempted_at = excluded.attempted_at, error = excluded.error`,
-		addr, kind, at, errText)
+// Enrichment outcomes, as kept in enrich_attempts.outcome.
+const (
+	// EnrichOK is an answer (for RDAP, possibly a stored network that covers
+	// the address).
+	EnrichOK = "ok"
+	// EnrichNotFound is "no registration" or "no PTR record".
+	EnrichNotFound = "not_found"
+	// EnrichError is a failed lookup, retried after the retry period.
+	EnrichError = "error"
+	// EnrichSkipped is an address not looked up on purpose (special-use).
+	EnrichSkipped = "skipped"
+)
+
+// EnrichAttempt is the last lookup of one kind for one address.
+type EnrichAttempt struct {
+	Kind        string // EnrichRDAP or EnrichPTR
+	AttemptedAt time.Time
+	Outcome     string // EnrichOK, EnrichNotFound, EnrichError or EnrichSkipped
+	// Error is the error text, or why the lookup was skipped; "" for ok.
+	Error string
+}
+
+// RecordEnrichAttempt notes that a lookup of kind for addr ran at `at` with
+// the given outcome (EnrichOK etc.); errText says why it failed or was
+// skipped.
+func (s *Store) RecordEnrichAttempt(ctx context.Context, kind string, addr netip.Addr, at time.Time, outcome, errText string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO enrich_attempts (address, kind, attempted_at, outcome, error) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (address, kind) DO UPDATE SET attempted_at = excluded.attempted_at, outcome = excluded.outcome, error = excluded.error`,
+		addr.Unmap(), kind, at, outcome, errText)
 	return mapErr("record enrich attempt", err)
+}
+
+// EnrichAttempts returns the last attempt of each kind for addr, rdap before
+// ptr; none when nothing was tried.
+func (s *Store) EnrichAttempts(ctx context.Context, addr netip.Addr) ([]EnrichAttempt, error) {
+	rows, _ := s.pool.Query(ctx, `SELECT kind, attempted_at, outcome, error FROM enrich_attempts
+		WHERE address = $1 ORDER BY kind DESC`, addr.Unmap())
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (EnrichAttempt, error) {
+		var a EnrichAttempt
+		err := r.Scan(&a.Kind, &a.AttemptedAt, &a.Outcome, &a.Error)
+		a.AttemptedAt = a.AttemptedAt.UTC()
+		return a, err
+	})
+	if err != nil {
+		return nil, mapErr("enrich attempts", err)
+	}
+	return out, nil
 }
 
 // PutHostnames stores names of addr learned from source (e.g. "ptr") at `at`

@@ -30,7 +30,7 @@ func TestAddrsLackingAndHostnames(t *testing.T) {
 
 	require.NoError(t, st.PutHostnames(ctx, a1, "ptr", []string{"a.example.", "b.example."}, now))
 	require.NoError(t, st.PutHostnames(ctx, a1, "ptr", []string{"a.example."}, now.Add(time.Minute)))
-	require.NoError(t, st.RecordEnrichAttempt(ctx, store.EnrichPTR, a6, now, "rdns: no PTR record"))
+	require.NoError(t, st.RecordEnrichAttempt(ctx, store.EnrichPTR, a6, now, store.EnrichNotFound, "rdns: no PTR record"))
 	got, err = st.AddrsLacking(ctx, store.EnrichPTR, now.Add(-time.Hour), 10)
 	require.NoError(t, err)
 	require.Equal(t, []netip.Addr{a2}, got)

@@ -76,6 +76,35 @@ type FeedRun struct {
 	Rejected   int64     `json:"rejected"`
 	Duplicates int64     `json:"duplicates"`
 	Error      string    `json:"error"`
+	// RejectedLines are the first MaxRejectedLines lines the parser refused,
+	// in input order (stored as jsonb in feed_runs.rejected_lines).
+	RejectedLines []RejectedLine `json:"rejected_lines"`
+}
+
+// MaxRejectedLines is how many rejected lines a run keeps; all are counted
+// in Rejected.
+const MaxRejectedLines = 100
+
+// RejectedLine is one feed line that produced no entry: its 1-based line
+// number (record number for csv, 0 when the whole body was refused), its
+// text (truncated by the caller) and why.
+type RejectedLine struct {
+	Line   int64  `json:"line"`
+	Text   string `json:"text"`
+	Reason string `json:"reason"`
+}
+
+// rejectedJSON is the jsonb value of lines: never NULL, at most
+// MaxRejectedLines of them.
+func rejectedJSON(lines []RejectedLine) []byte {
+	if len(lines) > MaxRejectedLines {
+		lines = lines[:MaxRejectedLines]
+	}
+	if lines == nil {
+		lines = []RejectedLine{}
+	}
+	b, _ := json.Marshal(lines) // strings and ints always marshal
+	return b
 }
 
 const feedColumns = `name, url, format, options, tag, classification,
@@ -206,7 +235,7 @@ func (s *Store) FeedRuns(ctx context.Context, name string, limit int) ([]FeedRun
 		return nil, err
 	}
 	rows, _ := s.pool.Query(ctx, `SELECT id, feed, started_at, finished_at, status, forced, lines, entries,
-		added, removed, rejected, duplicates, error FROM feed_runs WHERE feed = $1 ORDER BY id DESC LIMIT $2`, name, limit)
+		added, removed, rejected, duplicates, error, rejected_lines FROM feed_runs WHERE feed = $1 ORDER BY id DESC LIMIT $2`, name, limit)
 	runs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[FeedRun])
 	if err != nil {
 		return nil, mapErr("feed runs", err)
@@ -234,10 +263,10 @@ func (s *Store) RecordFeedRun(ctx context.Context, run FeedRun) (FeedRun, error)
 
 func recordRun(ctx context.Context, tx pgx.Tx, r FeedRun) (FeedRun, error) {
 	err := tx.QueryRow(ctx, `INSERT INTO feed_runs (feed, started_at, finished_at, status, forced, lines, entries,
-		  added, removed, rejected, duplicates, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`,
+		  added, removed, rejected, duplicates, error, rejected_lines)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
 		r.Feed, r.StartedAt, r.FinishedAt, r.Status, r.Forced, r.Lines, r.Entries, r.Added, r.Removed,
-		r.Rejected, r.Duplicates, r.Error).Scan(&r.ID)
+		r.Rejected, r.Duplicates, r.Error, rejectedJSON(r.RejectedLines)).Scan(&r.ID)
 	if err != nil {
 		return r, fmt.Errorf("insert run: %w", err)
 	}
@@ -256,6 +285,8 @@ type FeedUpdate struct {
 	StartedAt, Now time.Time
 	// Lines, Rejected and Duplicates are the parser's counts, kept in the run.
 	Lines, Rejected, Duplicates int64
+	// RejectedLines are the first rejected lines, kept in the run.
+	RejectedLines []RejectedLine
 }
 
 // The new prefix set is COPYed into a temp table and merged with set-based
@@ -316,7 +347,7 @@ const (
 // run is recorded and the error wraps ErrDropGuard.
 func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedRun, error) {
 	run := FeedRun{Feed: name, StartedAt: u.StartedAt, Forced: u.Force, Lines: u.Lines,
-		Rejected: u.Rejected, Duplicates: u.Duplicates, Status: RunOK}
+		Rejected: u.Rejected, Duplicates: u.Duplicates, RejectedLines: u.RejectedLines, Status: RunOK}
 	var refused error
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := unbounded(ctx, tx); err != nil {

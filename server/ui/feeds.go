@@ -24,6 +24,8 @@ func (h *Handler) listFeeds(w http.ResponseWriter, r *http.Request) {
 type feedPage struct {
 	Feed store.Feed
 	Runs []store.FeedRun
+	// Rejects is the newest run with rejected lines, if any.
+	Rejects *store.FeedRun
 }
 
 // showFeed serves GET /ui/feeds/{name}: a feed and its recent runs.
@@ -44,5 +46,12 @@ func (h *Handler) showFeed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.URL = feed.RedactURL(f.URL)
-	h.render(w, r, http.StatusOK, "feed", "Feed "+name, "feeds", feedPage{Feed: f, Runs: runs})
+	page := feedPage{Feed: f, Runs: runs}
+	for i := range runs {
+		if len(runs[i].RejectedLines) > 0 {
+			page.Rejects = &runs[i]
+			break
+		}
+	}
+	h.render(w, r, http.StatusOK, "feed", "Feed "+name, "feeds", page)
 }

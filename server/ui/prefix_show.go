@@ -39,6 +39,9 @@ type enrichment struct {
 	Geo       *index.GeoNet
 	RDAP      *store.RDAPFacts
 	Hostnames []store.Hostname
+	// Attempts are the last RDAP and PTR lookups of an address (when,
+	// outcome, error), from the store.
+	Attempts []store.EnrichAttempt
 }
 
 // IsNetwork reports whether the page is about a network, not one address.
@@ -105,6 +108,9 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 	}
 	if p.IsSingleIP() {
 		pp.Enrichment.Hostnames = snap.Hostnames(p.Addr())
+		if pp.Enrichment.Attempts, err = h.store.EnrichAttempts(ctx, p.Addr()); err != nil {
+			return pp, err
+		}
 	}
 	if pp.History, err = h.store.Audit(ctx, store.AuditFilter{Object: "prefix/" + p.String()}, 0, 20); err != nil {
 		return pp, err

@@ -669,3 +669,47 @@ func TestUsersPage(t *testing.T) {
 	require.NoError(t, err)
 	require.Nil(t, u.DisabledAt)
 }
+
+// TestFeedPageListsRejectedLines: the feed page lists the newest run's
+// rejected lines (number, text, reason), escaped.
+func TestFeedPageListsRejectedLines(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.store.PutFeed(ctx, store.Feed{Name: "bad", URL: "https://e.org/list", Format: "list", Tag: "bad", Enabled: true}, "test")
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	_, err = b.store.RecordFeedRun(ctx, store.FeedRun{Feed: "bad", StartedAt: at, FinishedAt: at, Status: store.RunFailed, Lines: 2, Rejected: 2,
+		Error:         `worker: refresh feed bad: no line accepted: 2 rejected; line 1: invalid address "<script>"`,
+		RejectedLines: []store.RejectedLine{{Line: 1, Text: "<script>", Reason: `invalid address "<script>"`}, {Line: 7, Text: "nope", Reason: `invalid address "nope"`}}})
+	require.NoError(t, err)
+	c := b.client(t)
+	c.mustLogin("reader")
+	resp, body := c.get("/ui/feeds/bad")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, "2 lines rejected; the first 2 (of at most 100 kept) are listed.")
+	require.Contains(t, body, `<tr><td>1</td><td class="mono">&lt;script&gt;</td><td>invalid address &#34;&lt;script&gt;&#34;</td></tr>`)
+	require.Contains(t, body, `<tr><td>7</td><td class="mono">nope</td><td>invalid address &#34;nope&#34;</td></tr>`)
+	require.NotContains(t, body, "<script>")
+}
+
+// TestAddressPageShowsLookups: the address page shows the last RDAP and PTR
+// attempt with its outcome and error.
+func TestAddressPageShowsLookups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	addr := netip.MustParseAddr("198.51.100.44")
+	require.NoError(t, b.store.Ingest(ctx, []store.Observation{{Prefix: netip.PrefixFrom(addr, 32), Source: "ingest:test", SeenAt: time.Now()}}, "test"))
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, at, store.EnrichError, "rdap: query 198.51.100.44 at arin: 503 Service Unavailable"))
+	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, at, store.EnrichSkipped, "not looked up: special-use: documentation (RFC 5737, RFC 3849) (MUNINN_ENRICH_SPECIAL=on allows it)"))
+	c := b.client(t)
+	c.mustLogin("reader")
+	resp, body := c.get("/ui/ips/198.51.100.44")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, body, `<td class="bad">error: rdap: query 198.51.100.44 at arin: 503 Service Unavailable</td>`)
+	require.Contains(t, body, `<td>skipped: not looked up: special-use: documentation (RFC 5737, RFC 3849) (MUNINN_ENRICH_SPECIAL=on allows it)</td>`)
+	require.Contains(t, body, `<td>RDAP</td>`)
+	require.Contains(t, body, `<td>PTR</td>`)
+}

@@ -155,6 +155,48 @@ func (e CrowdSecSettingsExpand) Valid() bool {
 	}
 }
 
+// Defines values for EnrichStatusKind.
+const (
+	Ptr  EnrichStatusKind = "ptr"
+	Rdap EnrichStatusKind = "rdap"
+)
+
+// Valid indicates whether the value is a known member of the EnrichStatusKind enum.
+func (e EnrichStatusKind) Valid() bool {
+	switch e {
+	case Ptr:
+		return true
+	case Rdap:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for EnrichStatusOutcome.
+const (
+	EnrichStatusOutcomeError    EnrichStatusOutcome = "error"
+	EnrichStatusOutcomeNotFound EnrichStatusOutcome = "not_found"
+	EnrichStatusOutcomeOk       EnrichStatusOutcome = "ok"
+	EnrichStatusOutcomeSkipped  EnrichStatusOutcome = "skipped"
+)
+
+// Valid indicates whether the value is a known member of the EnrichStatusOutcome enum.
+func (e EnrichStatusOutcome) Valid() bool {
+	switch e {
+	case EnrichStatusOutcomeError:
+		return true
+	case EnrichStatusOutcomeNotFound:
+		return true
+	case EnrichStatusOutcomeOk:
+		return true
+	case EnrichStatusOutcomeSkipped:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for ExplanationAction.
 const (
 	ExplanationActionAllow    ExplanationAction = "allow"
@@ -241,22 +283,22 @@ func (e FeedInputClassification) Valid() bool {
 
 // Defines values for FeedRunStatus.
 const (
-	Failed      FeedRunStatus = "failed"
-	NotModified FeedRunStatus = "not_modified"
-	Ok          FeedRunStatus = "ok"
-	Refused     FeedRunStatus = "refused"
+	FeedRunStatusFailed      FeedRunStatus = "failed"
+	FeedRunStatusNotModified FeedRunStatus = "not_modified"
+	FeedRunStatusOk          FeedRunStatus = "ok"
+	FeedRunStatusRefused     FeedRunStatus = "refused"
 )
 
 // Valid indicates whether the value is a known member of the FeedRunStatus enum.
 func (e FeedRunStatus) Valid() bool {
 	switch e {
-	case Failed:
+	case FeedRunStatusFailed:
 		return true
-	case NotModified:
+	case FeedRunStatusNotModified:
 		return true
-	case Ok:
+	case FeedRunStatusOk:
 		return true
-	case Refused:
+	case FeedRunStatusRefused:
 		return true
 	default:
 		return false
@@ -540,6 +582,24 @@ type CrowdSecSettings struct {
 // CrowdSecSettingsExpand defines model for CrowdSecSettings.Expand.
 type CrowdSecSettingsExpand string
 
+// EnrichStatus The last outside lookup of one kind for one address.
+type EnrichStatus struct {
+	AttemptedAt time.Time `json:"attempted_at"`
+
+	// Error The error
+	Error *string          `json:"error,omitempty"`
+	Kind  EnrichStatusKind `json:"kind"`
+
+	// Outcome ok (answered; for rdap possibly by a stored network that covers the address), not_found (no registration or no PTR record), error (retried later) or skipped (a special-use, private or documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
+	Outcome EnrichStatusOutcome `json:"outcome"`
+}
+
+// EnrichStatusKind defines model for EnrichStatus.Kind.
+type EnrichStatusKind string
+
+// EnrichStatusOutcome ok (answered; for rdap possibly by a stored network that covers the address), not_found (no registration or no PTR record), error (retried later) or skipped (a special-use, private or documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
+type EnrichStatusOutcome string
+
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
 	Matched bool   `json:"matched"`
@@ -714,18 +774,23 @@ type FeedOptions struct {
 
 // FeedRun defines model for FeedRun.
 type FeedRun struct {
-	Added      int64         `json:"added"`
-	Duplicates int64         `json:"duplicates"`
-	Entries    int64         `json:"entries"`
-	Error      string        `json:"error"`
-	FinishedAt time.Time     `json:"finished_at"`
-	Forced     bool          `json:"forced"`
-	Id         int64         `json:"id"`
-	Lines      int64         `json:"lines"`
-	Rejected   int64         `json:"rejected"`
-	Removed    int64         `json:"removed"`
-	StartedAt  time.Time     `json:"started_at"`
-	Status     FeedRunStatus `json:"status"`
+	Added      int64 `json:"added"`
+	Duplicates int64 `json:"duplicates"`
+	Entries    int64 `json:"entries"`
+
+	// Error Why a run failed or was refused. A body that is UTF-16 or an HTML page fails naming it ("body is UTF-16; convert to UTF-8", "body is an HTML page, not a feed"); a body with rejected lines and no accepted one fails with "no line accepted", the count and the first reasons, and changes nothing.
+	Error      string    `json:"error"`
+	FinishedAt time.Time `json:"finished_at"`
+	Forced     bool      `json:"forced"`
+	Id         int64     `json:"id"`
+	Lines      int64     `json:"lines"`
+	Rejected   int64     `json:"rejected"`
+
+	// RejectedLines The first 100 rejected lines, in input order (rejected counts them all).
+	RejectedLines []RejectedLine `json:"rejected_lines"`
+	Removed       int64          `json:"removed"`
+	StartedAt     time.Time      `json:"started_at"`
+	Status        FeedRunStatus  `json:"status"`
 }
 
 // FeedRunStatus defines model for FeedRun.Status.
@@ -1036,6 +1101,16 @@ type RefreshAccepted struct {
 	JobId     int64 `json:"job_id"`
 }
 
+// RejectedLine One feed line that produced no entry.
+type RejectedLine struct {
+	// Line 1-based line (record for csv) number.
+	Line   int64  `json:"line"`
+	Reason string `json:"reason"`
+
+	// Text The line, cut to 200 bytes (ending in "…" when cut).
+	Text string `json:"text"`
+}
+
 // Render A full render or, with delta true, the changes since base_version.
 type Render struct {
 	BaseVersion int64 `json:"base_version,omitempty"`
@@ -1247,11 +1322,14 @@ type View struct {
 	ClassificationPrefix *string        `json:"classification_prefix,omitempty"`
 
 	// ClassificationSource The source whose assertion decided the classification.
-	ClassificationSource *string    `json:"classification_source,omitempty"`
-	FirstSeen            *time.Time `json:"first_seen,omitempty"`
-	Geo                  Geo        `json:"geo"`
-	Hostnames            []Hostname `json:"hostnames"`
-	LastSeen             *time.Time `json:"last_seen,omitempty"`
+	ClassificationSource *string `json:"classification_source,omitempty"`
+
+	// Enrichment Set for /ips lookups: the last RDAP and PTR lookup of the address, one entry per kind that has run or been skipped.
+	Enrichment *[]EnrichStatus `json:"enrichment,omitempty"`
+	FirstSeen  *time.Time      `json:"first_seen,omitempty"`
+	Geo        Geo             `json:"geo"`
+	Hostnames  []Hostname      `json:"hostnames"`
+	LastSeen   *time.Time      `json:"last_seen,omitempty"`
 
 	// Network Set for /networks lookups.
 	Network *string `json:"network,omitempty"`
@@ -11460,258 +11538,268 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Nchs3sjD6KiieU2Vpv+GfJPs4VG3VlWU71h7H1kry5uwxfUVwBiQRDYHZAUYUk/Lz3Pe4T/YVuoH5",
-	"ITHkUJblZOOqVCySM0Cj0Wj0f//WCuU8kYIJrVqD31oJTemcaZbCp5MoSpmCPyOmwpQnmkvRGrROBDk7",
-	"vz0iMjX/PiMUHyR75tv2nCYJi/AXrkgm8Iv9TitosTs6T2LWGrT6PzzvPO13+r1e579aQYubcROqZ62g",
-	"JejcPGFHbQWtlP0r4ymLWgOdZixoqXDG5tTANad3b5mY6llr8OwoaOllYt5UOuVi2vr8OWidxLFc/Mwj",
-	"5llFGLJEkyRlE37HFFnwiKVEz6gg3ee4ln2zxO7hAXx6tk8m0jzAFTEQMaWPh4IiLtyqcTSyNxhMJpPJ",
-	"oDfodX94RqiISCzFlKX7JJSZ0IpQTbhW8O5QLHikZx3yYkkiNqFZrInKwhmhbjiYcZIpFpEF1zOiZ4zE",
-	"fM41MbiKyB4diiSV45jNyYSzOAoM4FQQLqZMaRJzwQhLU5nud8h7ES9hBBrNuSCpjBmZ0yVRTERDAcvL",
-	"6YDsHfUOidQzli64YgFZzKhmtywF4G9pnLH9AJbHaDiz4A4FBdQ6aLnGBYQyjVhEuMDZs4hrEssp2aOh",
-	"2RIyQjTEfKJH+52hcGTxr4ylyxJdmC29NrvVKpOCxVxrMKGxYjktjKWMGRWtz0Hrrj3PBBeibZYMBDbn",
-	"8MMLjuTvIcKx+WkLBfJ5Nm8N+gfPg9acC/zUywHgQrMpS4EaXzMWvYOBvZPBP5smS6jWLDUv/r8fafvX",
-	"XvuHT/bf607702+94Nnh5/9s+c7B2eSdFOwnqsPZ+km4mjHy6opOiZwQSlIm8CAwEsacCU1mVHXcZswY",
-	"jVhawHw2aZuR2zh0zdk86PV8QL0f/8JC7RCycjpJmsVMMR2QmCtt6HksMxGyFGi+4+cZWzG4wjDmXLiP",
-	"/aCC3pP2/zoM539etz/9xY/ev5/GVCk+4SFF+H0oZpMJCzW/NXgtP23QbrB9y9miU0P01TcqeP7PlE1a",
-	"g9Z/dAte3sVfVXcFLAQ1S5VM/SCOBLvT1yE8MXJwJSm75TIzbGHKyB4wH6p0zpw07JDl8F7gccadGPff",
-	"3xr+lh+UlRGB+fmPf9/QWnEqe/DRHcu+91j+/ZIxcclF6KFD4JZmZxQuWjEmDPM2/HWimb0PNC+R5Aqs",
-	"5o1rBaOXAZ7IdE51a9CKqGZtM4Cfsi5llobeA6LglzL1kD04wbGhMaoUS5G8hNtGs10GcPd3KIWmXHAx",
-	"JVzvB4R1ph0ywktjEMpFytnomFCiU8pj89ToLyMyNyedqWKUvdGEsWjwl1EtASCkO3KHv1/RqW/ZGhmV",
-	"rpwoXD3uiMqSxEgOXIpaiDSd1oHTrwHnZ4r0WIXnjVzA1U60JAvKNcgIlIQzKqYsIJT8KEmUpXjQ8VZX",
-	"ZNg67KlhKzCENJdKk6fzqnR02FM1gJs56iA/PPADzvWMixrSzsUfLhSPGJLz6dnLi1pxrdc9OKoDDmfa",
-	"6aBf0emXXImrG1fl6KvTfTZDqUQKxeDGf0GjCxTlzCdzHJiAP2mSxJZrdq1k9X9+UcjZm7Hec3wLJ13n",
-	"tFaCNJLRnMaGGbDomIxASFMjuOMUClUg0IGMpeE9qqToGLHlVIpJzMNHBf1ME3bHlRFg45TRaAmQvJbp",
-	"mEcRE4+NxTBlEROa0/iJQkk2kkwRITUBMRHIGUA8E+Zqp/Erg+DHBPOEoERvubBi6S1LnyhiTtsxiNFG",
-	"Bp5RBT9HTFMeI8jvpH4tMxE9JrTvpDnBU0OWN0IuBKFjmRlVBSC6kvItTafssbd5LKOlAUneWsEU7n8H",
-	"0k9ULO0pVo8J2XsHTUjjGPY0pdrCdmxoEDC5oIooLVMWdchVuiR0SrmwssMF0+myfYK3FguliEDQRhkb",
-	"1lJ6Yp2BX+Ir+dUzZhOZMqLTpZkYJupUmPGa7GMW9UHQTM9kyn9lj0xqRoHkUekQw45+EPSW8piO40en",
-	"MzycJKQCOIhQC6NuyAUKvRHVdEwVQ6tGapizATKwGpMiNGVEaR7HJJY04mK6f2w2o9iJx97YJJUhU+pb",
-	"oLJ0vy1YHLfxhiPjTJOUTQy2tCRKzhmekuIYgS3CoD9TbMcL8YMwop9MNYt+YhGnV4CVx123TJgV9vKb",
-	"SNMbZkEFnDxR5BQhahsIOyAG2eHB7nb5DpT91IylOUoqgumFTG9Km+2EmqAlsvkYyShXKrjQz45a69pO",
-	"0JLplAr+a66nro2mcoVjXViz30hQ3M3DJ6EbhwmjYH1sjWMZ3rQCNNO0glYsjaStZ6nUOmatT8H6jCdO",
-	"VVlfNrtLeMrUNdVNdaagNeGp0tdG7Wr+zg3He9atAvWDNa1bSA1qjNUwvKsxauKOs9eiPGiBjc2/GYVQ",
-	"/BHhd08HhcJVwkUZsk++rcwirl8JnS7Xt4GGteRCQ40C1fovfuYGpwRmzTVoVuhL7rIke1Qsyd8u379D",
-	"M+MxoWPFhNOvIhYzjQqemWkH6kBeuhEsx27vAVeYMlrAxaOmhxJ3Yes2c7PJ1CiAiPbA7Uw+RO3OnlOU",
-	"26obyzWbV//YxPtKJFIwA5qmFD6XbEcNVgLz+aB9gWa+dVjBcm6vz+rendPwhmm4EsZLzZyNPWEpWBHJ",
-	"JJVzktutZoymesyoJnvm12sekZ65p1D+Rmkd0YrmgyaYuchidorw+VADZMGindhYmMpFpFi41cZnnrtk",
-	"4SXTmoupMu/OpNLCatVrAzemSuAXzClMD8HoamGyxt7mpGip5ALf8+E8U5biq7TywXxN5kynPFSEEoe+",
-	"3LycZGpmzvn5+8sr0nW70L3td2HEtn11PyAqm89Z1JhGYOYNRHLLUlXHZRc8Ytep4UUe8r8w35OIhdy8",
-	"r5x1DIg9X16SxTHRM6qJ0nTJIoKjERrrmcyms6HQoGkhEqi6YRHwtLOkNPJeyUkGBri7hAoFpi2kvv3j",
-	"oaD5KDDdDWOJIlLES0Jx0ieKwL2UOw5zUYmJiUxDYL1z9ABtJVMfh3RWI0dUlQO4geec4lMeNtn0yNyw",
-	"pf9quWFLQOf/tE8S3v5vtjwmamYUbECMkGD5/8LzsvZUlcKaYcqsYAOKzkSSoSQdRdysj8bnJVRZ59uK",
-	"7GpX8TWcLzWo2DjV2hBzeneGb5aNv360rWJsA64cc1oXp4wWwprSVJilqVVfGjHt6bW1JdQrluCOIOUD",
-	"D8wilGLCjZ4WEC4ILW7KAF0MyKDwWC+oIhYy86Mge+uDwjN4psjCPMM1EeA+jni0PyBZYrRAKVjpTk5Y",
-	"ymVkxakZM+xp6QYMyDSVC6MvOimQRkSmROksvDHjdEiPLGY8tvoW4h+Ma0JaNb10zqzeVNDQdrHFPRjk",
-	"e1jszwZK+JCYa3HHY/MlAsAjH4qNp+GUahrL6Wvm46w0ivDrNaspYxHeZFyB9m8Nz6X9K/n2wzX/69p6",
-	"KhN4fndnazOyzSpe45Ob+LN5PMpi/48aHVtr32dpvJ0CLf8xz+YwB3X6ag5GdfkbduktVx6GZTajuWxW",
-	"3vBttxCO7AVobUudcj6nMQ+5zBSo4irJP4yZ4FOz7kyA9dqrn59KgUdw63GskuRP1u8JjMwogXKCKqBy",
-	"LtFjItgUmN0YTFiGVKt4bGhmAP0FHGuhFJob7BqOo0DPS+EVHhntLza7lav7vtUKqZtFx+BSqvxiC4Pg",
-	"wjGILZtctk7UbPYqD9ttb97IRUVUR0uuQuZhL48nyghhHTICoTUaEZ2lQhEQnoeikHGFLIeCjW6Prsdc",
-	"q1F3dPsM/yJc2FurJBube2sorEA7ICMVyoSpEVLLimSt4Pqyj/yVJyOIk5KZHooRCMijgIxovKBLNYJI",
-	"rpGcTEYd8jOAZeV2I8WTVcnfaMA0ZUOBujIEW41KusOoQ96yiSYy0xDsI0gGN1NgfVOIfBgbxe81axyt",
-	"ErCcTIDNmJWA0c8A7SVEi0e/dGxAVBqjCm1UAc5lFDGnkx8cgT6ex3YcHpQjO575hCG7ZdsmfVY/af+g",
-	"V521GufV7x9sVUks1goUFHD5jsKruySmXBg2tc6IkdNEpWuidITRFO6/cthdA+kGngrySfIRN4BZYzBs",
-	"cB/PqchofN3gSdycDcbqndSgwnyLeGz+nqbTL1G47DI2IPM1DW0g7hZkVon51TzRS+Q0wgjBXmtSZYzr",
-	"SSrn/lNhTwKG/1XC1EI5ZwpsaceENZiSCZ1yn73iEi2peehJKQwJ41Jd4G8jaaNCiEYBYhCnlbDQgI6W",
-	"hk5rILI4Dlrm/+gOw0CS1S2eMglXTxy/n7QGHxvN/COTrc+fVsfOKdx/VhsR7jZoawi5AcxXtNEEaxT/",
-	"UEOvskhLKnbGysp88pGHmHN0F7jdcNJ+xH1e0UWUaKqS52KZb9uc+Ob7zYhvO/G4nZnIhVU7Vo3nItp5",
-	"K+EOakAmXETsbv2c99pjqsxBlwoEORf6bbXFjhe1G2+4ZtcYghOsX2eIhA24syGHVdQVW7POLSF6L+c1",
-	"qszYSEhTdNhz7eWPfjVw9UoGDWHbrgvqd58Wfrt10J3UWGHmHrNJ7hIREVhRshjfBTEJAkvR+5JQpZjC",
-	"NA8rHRqVbHd3sOH/3jMCY/msBT/PmJ4Z2TqXstGQ7G4UG9IO76vyHeM3JtjV1RM0EJgzs8PTZiaDmWPS",
-	"7heYzFEHtiLlJ/iJu/QbHEgUEMw9ldE08qMCkzvAzNaGFRN42NrhS4t3WgA+pJg2CmwWx7mpzpnlDdw1",
-	"LKDkDZLTqQ+gMxHxkIFTAg6iwVQsEVuq7Gp19Fjxp6yjaxsvSi37q0LRdzsXebeNUGWYkw3kOSY9m+qT",
-	"b6F/62ANuzJV4M+7XpBwJhytuIkLSi35ge0+WEQUlFIcHx8X8RvnGsjmTJg11LDrkgTY4FK9jwGuiYsy",
-	"zXbwUKJTMwtDm/nW7K05vbuOUplcqxnF4ILiPZmNY+YzOpuXkLFfx0xc3x75CX71sWc156LOFCnhDKgm",
-	"eH1vHwXiM6TR2EdxL3un1vEmO+j6lfXh4i2mlFGxhPtmIdOIpCyiBtSON4Fiu+3UIajWimrgrNhSHdH7",
-	"9tC3YWsEEpQk3hzTFWquO6Sv80PiLtlQ3RpOoGacxWYQnqjMiMMQ1laYCBM6n9HMb5sxA9/HsRfWmmhh",
-	"yV9ipS3xle22y/twjvUjW6U3CHQ2wp352VwadsfA8JeyScrUDGIVUzaXt8yZ8Ag6sPd6ZJj1eoehfR8/",
-	"/JX0j0nfGh7N7YI3s5xM9o9zYaHXeYq5F2GcKX7LfnK2Jrwm1hlLYZryJiBuYTgr4sO6IS5P5tzrkb+S",
-	"7vPAiDh/NUdwgzmu3Q+asrI6AJ7VAHB4UAdB1TTnB+F+3LDM3qrwltN7xkwvGBOOOpiCBB+0R/TnxQ73",
-	"Z5v0gRW2R6cY9WrIb0mmIKWhwG5EFGd8KafBGCzU8dp64Pcg+evo+Wx/kJM6Rl+iFR2SnIqAPXcCwBcM",
-	"zmNMAoTQjQqERhD1rtfL5mdaJwEx/1dEpmTCY2D7K2s86B0935brU2X9FZ5fx1wfwvn1hV6vMuHt5gM5",
-	"p6liKbEEfoxUYzUP52bH9UPMybpzKpRxNvcoi6G6HZBfWSqtDI3POTm6pEltyn4O7PDXwpvuC3PYgcdL",
-	"goHy6Pbd43NcA7Vf7/sNnHLuMkHXBsaIccUSmlIt0xVi2u4Kt0nP/sHVDU8AExjThHnufsVyzsU1GIfW",
-	"h4Jbe0DMjVS6aciELVgKR2srhj/XUNNFJja43RvIdlGGMfONBfndxP566X3CBVezHcMm4f6t0UeaRz5y",
-	"0Rj+HSVlFBcay9WaprsGjipNdaYqXrobjF2/nsuITzBqZUJ5bH08UFnCI4X5AsZKAFU3KJ833wKHxrKw",
-	"i3RXYKEi/pYIzZHFp3qi9jPrNBO78WpzPD5vDW8RNdzaMJY8pbAZO+2vsVEqsDgH4YIkhotHRLO7GpsD",
-	"8DJfwAzEpJ9L82iKLupSzgmm0O2NumA56Pa6YArt9rvokx8FQzHq2m3qHnRR8hodk9Eot4QsZjLGVLx9",
-	"cEqDlckwaMg5T6ieBUMBCcHmV8vBS5VERpAYNwrIqJz94ip9rCviXGyw40BFk3rUYWS3YppYGzDUkFAs",
-	"ZqGW5gKx7iDf8azxoa7e4Fbb2uAh9foYQq6XNU6D+7oUNqUG7ZTM86PRRtZBHmc81r4E8negWYAJ0TzS",
-	"5qJidrTk1Nl2RzQ6qgBbTepBrTPJQf6pbrG593oHpbdwB2zObS/T0vZqBw19PAD1fVT1L8N3JRZwazSg",
-	"m6t2ARfFHViH2w3I9EYAN7pP/XjOTaUbzvIbF5+6I9pLkb7+t5pJYNVwf8vagPlaNu9Cc+18pTNXrKGc",
-	"P/MQSS3lJJMygT99WmdXzUW9svTd8xyISjLE9toc5U3NoSrGqATrOiRstba9kYItE+mRMXSYVHCY72DG",
-	"he4/825hBXlB6649lW1b4+Lq9BzU4ehBR/3w8nzdmRgmLZxo04Lf8F2pnCdb2WEVuDNYcSJT3XSlSSq1",
-	"DGVciZ70LKc6XV2ygP+uZEzsIGivSsdJkRXQsmsrgV0M70e9vCmvjAOHB0l6Ye5kn4X0Ten4VbfjIROz",
-	"NgkQHtN6nni6Odf0DEoM1QjOuYRbKxM2UrOayXEw5EbWj7C6tO/GwUF5nniw7pRHe6anIs9YsfQW7HF5",
-	"0YgmOVBVJXTFjm10MOJ+dw5XpWWSgOJ2bTDQcJaVt/xOGjSDgIC+J1MCvImwmM2Z0PuQ5TWjIopZdExS",
-	"ppiIMD0TgyR2vcJzXFYUyVU417f103qZFldAEbUKWznRJsxJLO5IU91e0GWATqjFDIo4khmNSCQFI2Nw",
-	"vYtOQTUXTIHnYhMJNDWRqE3oNmJZscmgdzfOSywfRs81v5N9o9H22OX4Dtvf5PjUGcg82b9Ns/BsmL3X",
-	"NNI8mx6ftjJDHbivKY+z1MOFabopjL3i8y8G3MXOQ7Vm80T73cH1VrXmuYxfiEWwF62g0sHsAIQV12D2",
-	"MpvPqTe4GNK7G4uxOU15iHuCu7fTYG7Ht+mhFszSJL6FvqPzOsdD/aVsDRl+7zlE9O9mMnTvjJfNb3oH",
-	"w8ZF3UdVLa+urFc8O+gfHe3m9dkIZOm23dHV8l6AU0xMCXVVGBVdKlssi4oiwiol1jrjcbesOc93qeQZ",
-	"WKF7rTJzaerTs5cXZM8oRGTMNdYn+pWlclsx5m12DaiC0kiLK4nUVUBfWleokIvjogoimXORaShGiB6V",
-	"TGdpVThpWEelOtsLhrHrtrIlOuPxYfibFb5ZM62WN0zkZWa3JSZ3rgfd/weq7/7ww+f/rHHs1iZibi9a",
-	"WLa+PO15YrR9nt23fJJXBs0rgarVepR7w9bB0WzY2seqoCK359kE4mJr+j2yZDRVHfKyjCg6faJy1F1d",
-	"vQ0IixXLvdJSMCspb65SGfy2GqzwyaNeec/wLUtTW957F7NMFF0/3K548mODLz7e96l8tMPBtPH1XxcL",
-	"PiPzuYx5uNyR4RpBF/wbBg+2TDWq2sdGAk9lJqK2TnmiCLujoY6XRaF08AeY99ZZcB5ZtMZHsaYPBMJm",
-	"wgaQ20BnBZFn5TDnaoyzT1eflWxJG5VGQE5ueYI30TKw6S2wHpSU+K9YZ6GxnIQrcbGuVftxg8SWUGLp",
-	"tu1TXMKjNUIKYM+B/qmWGsumvh24yKodMA9Eevb06eHTzWWnt+Ng1R74kKPXH0yXPbILMw2bcDhbKe5z",
-	"0KqpTfE3yQWmTlPRvKhOkc29OSM5aKVWaVnnLGKiDaqU7akA7MVlKACfsZWxh61+r4tX47CVF/7KuyNs",
-	"jz/Ng7TrE1HKRL3bNkSJTPUuBzTVkD7cKMGHT6AAY+1N4TP5bxu0bNL1JTRCjQ+xXEko2WD0rSFrt06P",
-	"zzxiSnNMniEGfWTPSUH7eQcNG4aJeddGZDIsrH3Q6/WGrf01Kaf5Ea22czBM+Ld+8PRzu/jTw4Y/mRWB",
-	"22pHlRGDPZvnumJs5j0zXZ3/5QhSnf10XthT11SYi9en5Iejp//lTHLHhN2ydGk9/a4myMn5GdQERlFz",
-	"9WLXlMe+7BiqyQKu9lSCmwDq3JhzzETIVuMCSuHIuQWuWWBJERfiyz/OA3TWedGbq6tzgg/4Heea67iG",
-	"j+Frq7Ejq3u2+iYorYNxTMXNVgaGk+cr8G3sxcuTc48xbJwpds3mdld2im+YMBC/dpKE0cTsD5eoOyKb",
-	"4ijq0jZTNuXKD7iPGV1g1OxJyfy7QrguBMrbEcXG3LoTACVyFjSvxU7+lbGMQUWkNBOCi+kxEZIItiC/",
-	"yLE/JBFitfzRcr/I8TW/l9nXvlmK6HJRYX6SgbQrbxGgLI5d9p5Mrd09YrGmBO6UUo1OV9RqTBW7tp7f",
-	"dcZQ/rXJykp+xLa64Ukbw2tp3E4w0ipP9q7VJV5tyq4UjOz5FYzNiZSNHZ6ALM/+Nl/YlAmW7mxRhMyG",
-	"61KwY/OoExcdUuPfbgDyjKoZ1itxFi41owdPnw06HS9jbKqe+RSzxi7bjS7p5jEZcBicXuVLfqx1bzfR",
-	"qaw2VYm/2PX0F07wIgADdmSFlnL1DCErjlBpQzbpbhYVtp/HhhZSeYneVM7ddwqruCPvAFckEB2GWhcP",
-	"CWkbt0FmcbTOUHwUvllYak7GOxdFtYz085dUaysR2BaGPOFxrMjtUff22TGWZNbUfkmj6Pov3YjF138h",
-	"XCjNqAd19Itrh9cdKTP9TgJv8z2BoZ99laENur4S1DD014GaR/VRuhsKPzS8eF280MvNGnyhrVPNXPbR",
-	"JsW8tpTEjppSczx9FfR7y4M7I0OKchcs1H/SXQDWDlaG8lXZiCeVo8p2jiTNZ6uHv16Wro+zecN1Ob6m",
-	"aRCDFwiJjNKxsNT1R1ykXMMf2GbSZxUux1euR10vVxNuMndUNudZWSHyPq/acuiewheuPro9wSWvD5Lb",
-	"7kfaLN4e692LrzpAi9UGFmHePaqrw3ufsuy16mOSOza2G61RdTS3aFkZqeL8HzakN6/mrRmkl5m3cuNj",
-	"qX6GLXTVKJDLMb/qjKdUSMFDGld9Jl8/wqAibq64brN5YlRaYW1AKLA5pDgBj2vF4sl9Asisqcqmidg9",
-	"LEuupcX6aCu31G41xn5hPO/Lcxixzhjb6D5xt+nZ63cwQAMjbN7tcRdDrF8uW4u+z0NjLbZKS/OimtE0",
-	"nJnbw9fLkK1UX7Kth9VKk8gB0XSqyFqnyGCloeRK7TssfpQXysQCY1AVAKhypeOmFXfMfAGey27RPDRv",
-	"YlYqe6eqFfGCvLuR4tMZ1uQsmrFi01VH8A8bVHKf3jn3CTeWmu1c6tGhomnq5H1KQz5MiUdfDRFb184C",
-	"VduZp7zO+kPwEM1cSsfp6zVzwVKP5zUV1E5WK6ZVC0Fqmk6ZDoqjLBdi5agpj1qZ/9a8r03egMoXIvg4",
-	"R+LBKL+OJBsQXFBGnm87vfXxQhnXhCLeR76ycuV1XXGgbWXc6+Uzy1wb1CMtCveRvRV6228oYe0uI/kF",
-	"kzKkgUV1aS01m/SahvrbNVN7yPyTTcUXq8wDQvXN1nGm6kou3jebZdshqtmGe9VUcqep5B3+j4+99g+0",
-	"PTlpv/702zN/kOHKuVlltP421BD9R2RKhq3+s+ezYWulNIYvVm/1BFYDxnqNnPJX8oaJh9HH7kPUu3XA",
-	"ytRDqYipNRZstOGaZzb26pHggt3S0QgwXOpn1CxpCfdlPWVJu/3y9UwNU6YbdDNadSXDkJ7MHAf8vbKc",
-	"7xM0uR415wl83B4FXBs3d99NL++3b4sr/cRqI0E8NWuhgZmNaYpSyG3yckuZ8imvSblmcxbx+rKQmfA1",
-	"y4cZbblYmUKvPu/EedNLj6VXahoXileSqRlRkkxoWg0Tr6m6WFMQUEBTfbve6uocNL4d+AdnC29tndRW",
-	"j1ztvoRtIrs8USSW8iZLlHf9thD1RpH18t1DRBmvVNLeIISuPFkXan+Vq8dkMZOqrBW7osHrpeU7DyV5",
-	"2PLtG13MTJaT19UOhmybb+vREe4j8RTRJjVUYp/YTCpbNOkm4i4KTqh6Ea6DlaLWuV2xmVZZVvh8HuqI",
-	"Jlu54cuT80fT+ItK89c7Vbt3UvbnL6yaXzvOajZZnUVhBf6yjSGngaqSZ06JaycE+1E+Dut8DvJ4wizl",
-	"enlpgLb+CUZTlp5kepb3zob4Evi62J6Z1gnU7sbC3P/t6494kpftvmFLDOhnFKyOIE6Uu+fk7bWx1025",
-	"5w+QKJQQdC4Ya+7MWy4WUNGEm8/Qw5uLiVyHaZ4JLgQxN4G5OZS9b87O8wQrMAniEXXGCZZCWA+a+VIy",
-	"Nv9qGUdDAUF2AYkZTYXKM4dDKmzOmFmv+VkrQknCUgX9NtKUhRqOJNgDbdlQqodQODVm0ZRhpac8XgHO",
-	"skWWyttpcpHHOHeGYiiuIHqMx8y5dbC2k+EBKQ0hArpLE9697Q/sunO8B7BWI5MYmIYCf8ZW+R1iuL9r",
-	"5dQ2xE41H8cMYjUzCBqodGniKn/6iRqKfH6zWo4dQXFXxiwiM5YygN4IS2qA9Q2LdutO8xvdtXHv2gbI",
-	"0YCMkmwc83BE9oQkYcoiJjSn8X4wFCP01o0CMkJ3HTReiuZcjMgeUjImg7lyirBuCAmOGGJOCqaGwrph",
-	"uIaw4ZHdgBHZo2XSNvtQ6v9ZmQArJw0FUL4ZWbFVYi+NpPCEGAxBGiKLFdvvkJPS+oYCaIErMudKmYeg",
-	"XKgmtzTmkd0xRY56/YBQXNiYxXKBq3IzPzFPHB4PxVjqGXSAKbuc8upeKjdYQ50xmjK4tFhEqIY9e8Po",
-	"7bK8oL1in2bmtwEE9I0GRIFZEsZjd+AX2CdpJgglE7YYCqoJJeZOJXs/fXh39u7d9eWrk4vTN9en79+d",
-	"fri4ePXu9J/7x2RuQFxQ7vpym7OD7SaHovre3z+8+vDq+ueTs6sA+1giZsjT3iEaHkcXTKfL9snE0IfB",
-	"satxNhQJ1bNSiTOH8ALLH65et59DOTQZR+Zov/vw1jxByVGvB4iBIGE1qEQ4mwdKUdAjqF6DfL9rQ6L/",
-	"zy9KihFgeyj2RjaaerTfIe8FHORbQwXOa7YwZ2dg5rTocFXhchKhsblfWTQUUEsNod9TS6HpHeyFYnMq",
-	"NLRMjvkN2w/IUf/QjgZ7nrs1IInC/Px0KGxTdKz3RgzzrZJX0flX0xsWkKPekQ37J7Y4NEllphlgG++j",
-	"DhlhMPbHTx2oFDJChPrL3zkE1dW926+pZEdWCtmZvV6tZLd/jPulNhafC0il9pzaHwoaK4lGRjKKuWAj",
-	"wPAICwKOsB5ezENmo9rsNXaSmDuxfdDplcLA7T1V8lgOWv1OD5+RCRM04a1B67DT6xxiLusMbu8uzSLU",
-	"0KboGM+35CyC9FGlodk7vOMOOZgP4IoF7BQ3rGtGjzJNo4Jn66VPoPW+eQ6rCy4T1jU0CDrjCCWZbjlR",
-	"uXt4YNg1sM/Rfn77r4BmhZga2A5rYPONBOHFlYGaWXX94l+B1e7fT9HN0uTRt4byoHxJauMeYTsPej3b",
-	"5EfbCoJlnvGLrYRTQL61yT84mEA8WvezJhQd8EBCRZW/z0HrCMHwjZ6D231BowtkP/hKf/srHwTN9Eym",
-	"/FcMC37aZJ4zwwkEjfM0jKe9w0ZT3VKOeUsg+boiFKDZ4pJjOQ2IYAvDQUE7ctL44GMLz9WnoFURQ1oD",
-	"Fxhkxuzam7w7K1eVS6TynMRzqbRtIlzUoEPNgJlfomWDjc/joCsF6Yz42BocHVRKw33MI4/6z3ulYKLD",
-	"UnRQvxSzg6MYgizKwbUWbNyvFlgbtPwsqhlJFiv/XFWLXKBs9Swc1em8j0qkR/0G5HYlJTQawBeeNpnF",
-	"KHwy1Sz6iUWcXi0xXvsxj4RVBpFYSnrdx0+GDooTgwF6WIMAyc7VKVQBtt1xdJeLjxAm4UrDuDNl5/Cd",
-	"KvdT5VileT6JvdxWM8xQ9IVC6CF2brDyFwR551FFAopvYxtY4P4g0GOc82LGhBGxGbaaTYnSPI6tnAeS",
-	"B1V5WUZbFoGWw6f33ZqHoghJLyYqK71qJrM4KsWiW73uGEF3SoCRbRVdGsXSSL7KtlcfmQ8oYjih/7B3",
-	"1EEBN++VblfBFS5kKGJJI/SBKtcXyUbNUAJFoFFOqXKrH5ljVjYUfU188FYtxkva3Cnp9tqWaLgeit+G",
-	"wHuGwMLymN/URcblfXZLOFcIc5EWUhqj/7lGgli/98v59U+fHj6716X/M/3aF/lKfoTnNr/Ke6M5KyCm",
-	"Q+THMadMm+YADPTQx2DfWSJ0IxjK5AII8d9WNGjKB99KMW0nMo5LzejUSgijsrwn11uQr30JE8xDEJ1k",
-	"sRLfBxxvxjWZZ8qeuLysRhUaHMtsr2NJe8DQjnqHRp0xnIW4cD6gHeD7EAVHdSlm2IVzo0pkxzg42D8m",
-	"UrChGNMI4MGK9GXLFAIQuDA8oDSeh3CTN7a60VCkRhIH9YxFJLFpOwCw1frfvH/36p/n76+uL06uXpnZ",
-	"FDyGWf0BGWep0mookHVCywxkH2Z+A2dFyy0hx4BjK+kjVz46+AFRUzIf+FhmScC7YC4O8t7iXRGe/xHL",
-	"srb6Pxx0ep2DztOeq0o6ODgsx33aQM4Via5Uu6l10Dt41u71273+Va83gP/+Fx21TRkRzNtIdjt4QPZX",
-	"SQ/wsD/32+OKhU1YzWuZjnkUgS/+kQXJo4ODJi8nqQyZUsgMzVs/NILxJyqWFoPqdy625szKMAlr/7We",
-	"Ta6IplNzzeUP7dmf7MC2xphhqlhhLCCrDOjq6u3+/fm72mi7eeEe+kLxopEH64UDb82DtXbiXuVSdsjS",
-	"zh9L/3c4DdB9o2dsmas1hs/P5IJMaErGbMZRfAJD+PoWq03mgaDGDoChPC9yseDeN0RVRS9STD8i32/O",
-	"1S0sGKbTiLf3H4y327ldfFONaOvufnAnaUVu2PL3zup7DdjoqRSTmKPL+N/XyFBix1OudLm787HbTZAB",
-	"i7gzEDjBeWLU3IYHD9PzKqy1+5s5JJ9RZI4ZBlhUj+NL+L58HLdZoPCN372sgaBvfuOd1K+NevANSQJa",
-	"bnoIQmmZKLKQ6Q3mIe1AAWumii0aPHos3kFE0KegZYMVV4T7TD8Ay/5yJv0BotGbceneQ3PpLez53+1E",
-	"/AlY8ikmYVbMF6u995kqn0q6VLvzY/T/d8OYhzczmSnW0eq21qz7XjCSygWq801SAckedn0f/fjqCmIy",
-	"R/sBURKtuhGHvGaaLp9g71OmdNuOBzmRuTEVpMF8jO5vNj7o88io//BIh5yCa1cF+RUl04ilAwtgsBIO",
-	"GRAVypSRvbyFMun3esFQFG2UybNekLvID3oBwabKpLcfQIJjQKgS5n/XMp0GxJbXCkgaCRUMRRFbGZA8",
-	"djFweY0dgnI6+MjNHZtAowZN9npEptbSigZwC8L+McRkYInp0T//+c9/tn/6qf3yJZnNBvP5QKkR+XB1",
-	"ekw0HStwnUGHAowgGtPwRsVUzbDuMzrmYSCmQpoY6VqRKzq+xPadLCJGVgbr0NxnUHkFVHNqiOaNIZrW",
-	"roz971d02sgZuxZOu/2VSwybbWQgBgtqs1EZE5dgpm5gUNbsTnc1HbeVQ2gbcV6tmISkOdRV0hxqIM2h",
-	"NkQ21FQJ8z9DZENtiWyoDZENdUFjQ53T2FBbGhuKFV/+UOfUPtT9Xm+olZq1x2mmGbCToX529NR8/QpB",
-	"JG+k0lxMh/rlq6Ee6sJIRZyRqvTlQelLWwU8lIuUMyAgj0t/zM3Z9/jz16+yy3+YrYKM6n9/L3hxrghP",
-	"rnXKy6zS2Uf2yjgpGzmQo1fYPkR/uRKhm5zm9jbgieqEG66Bi9en5Kj/vEdOL/+BnN/1DTa3g43xkoKR",
-	"ETKKC7kYee6MPa7VUFQvDMNPVy6MwVDU8XDIM9+DtsTtX6C27X7OYVe/HwpMLs/5dIV7e7k12TMrPTw8",
-	"/CEwvNWMkcf4dsilThmds8iAG0qhNBWazNlcpssNPPPyH9+ZpYdZWnJb5Y3Byo7DvWs3OID9dNtpdtNu",
-	"Zmkvi4s337g1rhjkTDGossOgwsWC4OWrAPhjsMIeA5/xvvjyoPTl4Zfzwje+g+aEMsTavz+LXM2voAp4",
-	"0Z6NbJ3wGEMekiRefgXm6HQ0r3EYD/rfLt+/+37SH9wQvqmigsf7hLEP2B8Nem4AecBMAVGWgf8pj4vh",
-	"GiXkPNbJEVGDs/Pu5ffTs/n03LULRFZCbaxK0RoMW6vCfysYrmQ4wWOFSmAeAJ2jNfg4bK2oBq1PwdCl",
-	"PeEDVRkffi/pI2Zo370IsxS6SuWxg5XHiju7NTj8/OVX53sjkhYcZFSJjDLXp1GZ/+R8Ac/e1+UHE8ai",
-	"zc7V1/DEV7SbmgmgvH+N4RRADMh4aXtU/aG2FU1LWLrc2eVsOfliA3ETPjXYqW5INY3ldOuOndrnvuK+",
-	"2Sk2bZ2FNvuj7drPLI7baG3EdDokQld0RZAxIzSKWET2wPGtZjwhEYf4kGj/fjvb1Atndve7C+6RCQJx",
-	"CVl5LMKk0BlXWkIyaGTDqUsV8TSZ04g1IYTcHec9zj8y7d/vh2W/m1jvI9PPH4EajPDypSx9V4nabNNW",
-	"72tOK/d0va7W1ygkUiiGCezNSRW50Bdz5TLOogwbbM4QE62BEUPZTMbXMbtlcb8VtLI0tnnyatDtpnTR",
-	"mXI9y8aZYqkFtBPKede+2IUi6WaKNk8U06o7p0qztFsduCOYVkw3z7ExmNohlufrH7cLlsQ0tMftIYOH",
-	"6ia00UTfo0G/uXsZNgLa2CAN2GsGq05zAdWgjktshnBFbliid7heVsWMrm2ug5XX7s+HvMF7tu2PZUab",
-	"M2KMLgOedawgaG5Sgd1juCYLSASKUplghjvkJs3p3bX56lrNaJqXRs7zMv1ZLdiNp8wc8gY2trLWakMg",
-	"jxXgIYO1q42RfLGjAtsbQXrwSsejvbzREJQR2P8u4j2EpoYIh3IB2HhKyAXZk4KBPQLu+7wcw/4Xnb1M",
-	"bFe5L8xDjdLRITfDT9tPe0HRpQ/LFW5q0vdV87PsourURbPe76KmNw3bXgaOLK3iUZuT/TVFT0PL0Ouq",
-	"ln5/ZBraWn1NlQUnqNFZEByZPlHuUsjz+4qO3+OMx7rNwWOnOn+8zHwon9MG2ZhMLbrd/uPnzftfoz+4",
-	"nduNPk7iWC5+5pEznd9T+bC7BTO6ynx5Pleve3AEJEXhxZbMzD5OeMh2Sc2C9X0TsX8jycKOYR3R78L4",
-	"tw6/RxFcVzlJ+bw5Om1w4koSALpo6vNTV/2jcqxYeovlowLbndc6BNApYiXfOYgoQzF6X7wwWnWk7Ac2",
-	"O95mZf108j/XZ+9+fHV5df3in1evLslev9cjP70g4+VQWOnBhucYqQfy4CNmUGn7RwzI6BSPRfuVCGXE",
-	"xXRApr/yZES4GgrXQ2g/gOhFQhWk0RuwO+TE1okaLzVrQ2QomdP0BrIbbjiUZyWvaDjDDFkDPtnDlUP5",
-	"IhazOURnAqoCy9RZhP3u+vuYmor0BAaaoTCqk+X95ipAJlJ0nZhKGcFFAGGYLsv2Ki8TMMQCUVQzZcuw",
-	"Fai2rSlsaQGu7SoV2aMIegHxUHCowgD1JvvkJ/4iKNfNClx5A6iaFc5oSkMs7kSoWBJ0pe0f2yoMwFZs",
-	"CTNeKrE3Y+GN6pAfzZJs1Gm+JjPUGBucBEMBK3FtBnRKhcLeRoOieSdUuhqnjN4ow2zJXp4PrPivbChs",
-	"7atMmE02hymvLxVRTaEkxITyOO8/AvXUbIeVBUvZUCBg2GbEViKD8la27hca3PMCUlDwztHWCCvaGTpn",
-	"ka0ppTSU972m+hoqTQ3yhiUir+S29tBQLKgi2EI3InsWV6CO4+D7AbYuBQLjmkgBbWgd7EoSOhRhzA1V",
-	"QuhwpPBZgN7M4QtCO0OG8E0u249bTH02lbpwWhfV4Qct9DKX2F/VPd36BCWlEsikPuz0Ov3+obu+sXxr",
-	"Sy1YojFr/uCgPLRgeoK9EPOxQyoE5olCqffWwdEMVr5jsEqJO3prjzby6PNkzZuPznGAH35zLvit/vvN",
-	"7v/PUPDDzldF4+qMFmerUyLecC6tYxzoaAaPmW2ALyobAbOu6JFrLvvKLUPzSnQr902lOPWmoICHEMDK",
-	"5Z7yHngHRRPzj7+1oHJea9Dq8gSKzQmGJZ6cNFnZ08Neb9hyhQ2pKBVBtUcOuUJr0G8sd+JZv2DKaOUe",
-	"IRAbtec8BZjZwn3nJiwLhzUoKZdLbC6bInSuRX1t+lIECYh54ZnQVunRZMzwlt+jUMQ1SzSIAvYq3D/G",
-	"pYS0qKZZYridx5dfvx3yqvU0PIgpam2soeibidKPj66K9MCiY1thCgWHumscJIr8UoYLG8QOw4swIh54",
-	"Sqk+ia8YORTMNJIyVFN1u4L9ceiUcijeXix1zYL22RPVU5HlQQjL4pvSHWdVA4/+kHfVzH9wAVHtMVz5",
-	"ri1qlyeqUaoYu+MQKL0a/2/QZdMHVrq7QU1TF/61P0BpeiW1jCqbJeCKuBd5Yd3fxlyrzyMrkyvoMlQ0",
-	"pRuKB+1KNxQlwCst5JywX7Q9KrpvGSHW17cOZO35Pop4/rS4/ESncqF2SpJ7XQ7nwtJDVAM6O+ScTq3k",
-	"bqR/W4EbVaU9+xEjzl0+BomhQldAzs5vj3At+3hssKmZq3wN67OvFPi5hRy7hE5ZMBRKohpDlyqvyW21",
-	"G1g/STOhfAKtjeY7V3+uaNE/XMXTUk+9LSVPUxBY/gRpXoiS1b6UZRadqPvFV1aO/yaj+dn57qpgRSr9",
-	"StQCTV/qRFbbNuBGAPOD0v6gySNg3905607G6r0pJxD879SLenrbRlldcw+lPGLb4wfPzt+7Zx+Q4Dzx",
-	"hxelIorfndMPUgLEHK45FRmNidvwnWnIypSFF8gbh+Q6gNjZSlKVKB/xJ4p0Dw+MjNjtHzxHCdJZDp9A",
-	"NMaaj+nB6O++JaEj1/pm3XIVbImAK/Vbax30DntrZQILExfIkIKMqbINbJyc6yZv7rXK8fXIPqs61o8O",
-	"yMWKEvDdd/WtfVeXTD8ohzC3zC9yrDaJLX8zvzcKUzG6fJZid6b1SJWDcqTKQSVQpffIgSp/k+NLi9Ma",
-	"4rco//eXi1/Q8GaaQm1cQwhkvCQ3XKB9UmlqVPE8tsIGoxS77KgMSGiLMBNzpTfHRL2FJx4jr/UdnbuE",
-	"pKYlHgUUHzCL+IPFkphllqAvbxt+brJvjVNX3mKk+J82dWXneoffNteloIsmZLE1kcW/+w/Ht0vn1s+2",
-	"DehPVN6b6Lt66k1s2W3X7xtT2LCcoKWZbxKP5uikNTBoIDxR2dzZoF3pGvLhsnnOSU6g3yQCbevxsNav",
-	"0i32XZb/XSWF3Isfr97S3XKn3E2s+rywgjaR7tHb75XtW/pOQ/6YkeY/2k9AvEErVLelHqx5aMDXlO9x",
-	"YfYkBJtrHk3onMfLSp2iXvfgKODJ7dFQHPR6/UE0fj4YdI+em++e7VwYwc6fxJSvxJusTLkycqMCC6dn",
-	"Ly+IjUPb03d6P4BoDQgnXK8XtldZ835ADO54zKLCyVXV+POmHit28xWP66srOvXFO86omlWddEwF5F+Z",
-	"1Cw6xmA2KqZM5fFoSxLJzmYsfL/RvfUHnA+0xEJKghC6Mpl6tPve8KRaT/EmvvTOdhG/t+FwuwfuBde/",
-	"Q4+KxdZ3kbWhR0XkhLKDR6WWJHfwrlgK/XIT9/0p9bsr5hu7YhoT35orZk3/+WJyKlSh4CvR3gO4YVJm",
-	"zi6LWt99It/1qEf1iex8VM09YRtNd5Z0Hm+SVt4nTJycn+1m83KDflmR5hkjdnYSyTCDhJlS38sFVWTK",
-	"BMMC45NUzjurTaM+VVMOOQbMpTQsK59zpqkPW1g0CbFVtHPYYN2/cA89hoHfTtbcvG+X8Ee07acFYnNu",
-	"677aIg655xqb9x1evxen+kYG+zTfgCZ7vdVgX7ufD9i01R3Fmm6ttj0nF0SzOw3WV8g3MTzxuzLktd9v",
-	"xNmObOBhrPr1+RCllioI7N6oMIeNIJuQa1WAPxR7o1ViGwVkdC5jHi5HNuRZLyQBp3Vbpzwh7I6GOl5i",
-	"Rif0feW2lzWAAe1g2b+MdACWKKpnT1SHXC6FpnfYnFthIxOGMGKzZvAnCYZNT0NoeOLtd5qVjtE3cWMU",
-	"ZlhIX24Fpa6pv0E3VLjssyixQUkzKW8g2MJsX27g1SllE37jmujBAjBhtDQyZE/ATzdcmOWvhFMFLdd7",
-	"42MpsOrTZ0gZzEejMeYAro+GTpfKMB8uW0Hr9GRtkFqQNJ1WBgC/DiYtrk0jDJIwyLcyo5kMchBlgji2",
-	"zYc/Pu8FR0eHn4IW5xODOIXIXWk/+7mxmoOEvdFOnJ8f3KChIMTsIIH9M58ASqLDhACYBGE0v2A++0qW",
-	"RZGFuNXi/Hhq15Z7whqgy3LaQ5ZQ2zJ7iJXUVsTE70rf78p5di/ZyCMGdyMmlpu0PkssL81jX9F19jtw",
-	"mjVxWlVcZF/sw0JU/RVdWTJFwcB9axa0H5CIpfzWlYMoCRhPFAmzNMUkfRGtJQb63VTmfN+yVJUSyvBt",
-	"KwEozNQsT+p8WN9dVV/gqipLhnBNqYDMuciUdYfUlz/66nKtjymwu/ww1DVTML/XioLFCSqS/f+rppYh",
-	"5LBXr94yoc3p3VtIBmwNnh09LpOAVQqbm7fJmEKYEafQ+GQrhpTTGsmEhlq51tJcl0q1mM3+rvitFyyf",
-	"8XCGqI1YyCMoelbgFOsJLL/1KUHOWZunfMnSnHFj864ACgm0XeEhFhW1aaw+9EQRrKKZ1yEaCtAfMNH4",
-	"zdXVObG0TfD3gFy8PiU/9Ps98v//f887RwNCCRZveaKwDo4RY4ZCsKnUHIr+QEdtMYnhgyFHzJEtSkSc",
-	"nJ+RHBH7wVBAZMXIXCkj8tfSrfFEQdhDh/zM9UxmmowUFyEbBS5XF+6nSRbHQ2Hvmb3D3hEu+2zSficF",
-	"a/8EmcegXhCuj8nT3mEJL5ZpzihANxRjxoSd3RZE4oL0e0SZC3S0oFyP9hGeAhiXx0wVUVIKQhUqzO4m",
-	"5OCbvmWEa4O+iMWaIgh2CCjmpHkcG80Z9xLbX0LnagOf3RRlozyigLBYQenbLI4tvMckX7uQBu4phJmn",
-	"Q0FTc98qtxxchk//LgSyCyS+LQVpy/c9bAmW9ZnR2tKysGB/1A8X+tlRa0sqQ5PEZMp1E6/c2cTQB5DH",
-	"1w1hsLj0tnkq7R/WDgDqaCxsVc4J2SuNpqDt+f52serQZ3B+VyYgRzeGbECQ9B2t8oncUWKsvuYWU3OI",
-	"zQ33XVbcvQZmSMMZtMdFUpsUSt6xrdZAEhnHGOUGpxTvQcr1Y1+EONkG/9eVeeAxfF9YaaGh30vTqdGn",
-	"wpjaimiKMfFH9IJpRK/bc/h3i/fLPNPY83VFp9+9Xt/K66XptFIqn+zl2cq2Y0+m0GAPlnulaaV7Vh0x",
-	"FME5dZYe764/3CULR9VvcdR0+l0J8nq/0Lrf9KDvytiv6HRryoqjivu2YJExpJz8R9g7/OFg3AqcMfAa",
-	"6x/2nz2ftdYa0UqlLa3POEZ6XF6+Ibmjp7G/4YpOv0lyygZat7b9xyf574b1DYZ1266DNjxw5fApLW/Y",
-	"lgYIV/jIowhEZqomIhHChFV6bVg2NxJRmDKtHrOK4bcTo07Oz4h2W5NvOX6xKcDE3yYGiQnx/wUM06rh",
-	"WHi1nfCEQX3PoLV2jzdkRQagHZjgw7kZYWbblqn25jfPlPqOAfn97uXJHdOe/zyc1NoOYVePbYSm2VGw",
-	"n83kQhCJ1qXGp63gsN3feNREd7EH0OepTKielRwP0UbHQ73Zq1mrGW/ewq28+a4vPVDegsFlheJ2oqtq",
-	"ePBvrTGjKUtPMj2DuKFP5uf01pEPtvnr0oR3b/sgL9uZvOYyG1lsi+l3CpKDAOPPwepL1aQfFeRx3Wir",
-	"tw2T5cR5QOz3LsGnU3amKc/4L7L4plK1tfwGVms1L7nQKLOy8mfEZekbmkW88opt2bw+swuEDqx84Uyf",
-	"e2jtCsirKzpFt0hQ2Lj2YXkRE0ss41ECN7dvlWbH7L7SF+hD9eBBZiJkKQEa4Eoj8yB7uPdWFtgvzTbG",
-	"F3w4xbg/HM/FQwXEnD0mNDQzi8h4SWj+0A1bEi7I/7RPEt7+b2YD+BSds6Ewv0FbgJRRqApsWOdpKhfR",
-	"JQvBX0Q1H8cMaD0DA2E3ND8rFnZv++gpqMLs2ww2lyjuxjKkMeLW9WFiEZGCUOL6Xh5jbwgGZQHGLJRz",
-	"oLpyRVq0REJBUjKaMBYNhlmvdxgaQOAvNqpAhp2calBZKc2DneFKGwFFdz5/+vx/AwAA//8=",
+	"7L2Lchs5kij6KwjuRpicLb4k2eumYiKuWrbbmvVDI8nTO2v6imAVSKJVBDgFlGh2hyLu19zzH+dTzpec",
+	"QCZQDxJFFmVZ7p5xxMS0xaoCEolEIt/5WyOU84UUTGjVGPzWWNCEzplmCfx1EkUJU/DPiKkw4QvNpWgM",
+	"GieCnJ3fHhGZmP8+IxRfJE3za3tOFwsW4ROuSCrwh1anETTYZzpfxKwxaPR/eN552u/0e73OfzaCBjfj",
+	"LqieNYKGoHPzhh21ETQS9o+UJyxqDHSSsqChwhmbUwPXnH5+w8RUzxqDZ0dBQ68W5kulEy6mjbu7oHES",
+	"x3L5M4+YZxVhyBaaLBI24Z+ZIksesYToGRWk+xzX0jJL7B4ewF/PWmQizQtcEQMRU/p4KCjiwq0aRyPN",
+	"wWAymUwGvUGv+8MzQkVEYimmLGmRUKZCK0I14VrBt0Ox5JGedciPKxKxCU1jTVQazgh1w8GMk1SxiCy5",
+	"nhE9YyTmc66JwVVEmnQoFokcx2xOJpzFUWAAp4JwMWVKk5gLRliSyKTVIe9FvIIRaDTngiQyZmROV0Qx",
+	"EQ0FLC+jA9I86h0SqWcsWXLFArKcUc1uWQLA39I4Za0AlsdoOLPgDgUF1DpoucYFhDKJWES4wNnTiGsS",
+	"yylp0tBsCRkhGmI+0aNWZygcWfwjZcmqQBdmS6/NbjWKpGAx1xhMaKxYRgtjKWNGReMuaHxuz1PBhWib",
+	"JQOBzTk8+JEj+XuIcGwe7aBAPk/njUH/4HnQmHOBf/UyALjQbMoSoMZXjEXvYGDvZPCfbZMtqNYsMR/+",
+	"vx9p+9de+4dP9r/Xnfan33rBs8O7f2/4zsHZ5J0U7C3V4WzzJFzNGHl5RadETgglCRN4EBgJY86EJjOq",
+	"Om4zZoxGLMlhPpu0zchtHLribB70ej6g3o9/YaF2CFk7nSRJY6aYDkjMlTb0PJapCFkCNN/x84ydGFxj",
+	"GHMu3J/9oITek/b/OAxn/7xuf/qTH71/PY2pUnzCQ4rw+1DMJhMWan5r8Fp826DdYPuWs2WngujLX5Tw",
+	"/O8JmzQGjX/r5ry8i09Vdw0sBDVNlEz8II4E+6yvQ3hj5OBaJOyWy9SwhSkjTWA+VOmMOWnYIcvhvcDj",
+	"jHsx7r++MfwtOyhrIwLz8x//vqG1/FT24E93LPveY/nXS8bEJRehhw6BW5qdUbhoxZgwzNvw14lm9j7Q",
+	"vECSa7CaL64VjF4EeCKTOdWNQSOimrXNAH7KupRpEnoPiIInReohTTjBsaExqhRLkLyE20azXQZw9+9Q",
+	"Ck254GJKuG4FhHWmHTLCS2MQymXC2eiYUKITymPz1uhPIzI3J52pfJTmaMJYNPjTqJIAENI9ucNfr+jU",
+	"t2yNjEqXThSuHndEpYuFkRy4FJUQaTqtAqdfAc7PFOmxDM9ruYSrnWhJlpRrkBEoCWdUTFlAKPlJkihN",
+	"8KDjra7IsHHYU8NGYAhpLpUmT+dl6eiwpyoAN3NUQX544Aec6xkXFaSdiT9cKB4xJOfTsxcXleJar3tw",
+	"VAUczrTXQb+i0y+5Etc3rszR16e7M0OphRSKwY3/I40uUJQzf5njwAT8ky4WseWaXStZ/ccvCjl7PdZ7",
+	"jl/hpJuc1kqQRjKa09gwAxYdkxEIaWoEd5xCoQoEOpCxNHxHlRQdI7acSjGJefiooJ9pwj5zZQTYOGE0",
+	"WgEkr2Qy5lHExGNjMUxYxITmNH6iUJKNJFNESE1ATARyBhDPhLnaafzSIPgxwTwhKNFbLqxYcsuSJ4qY",
+	"03YMYrSRgWdUweOIacpjBPmd1K9kKqLHhPadNCd4asjyRsilIHQsU6OqAERXUr6hyZQ99jaPZbQyIMlb",
+	"K5jC/e9AekvFyp5i9ZiQvXfQhDSOYU8Tqi1sx4YGAZNLqojSMmFRh1wlK0KnlAsrO1wwnazaJ3hrsVCK",
+	"CARtlLFhLYU3Nhn4JX6SXT1jNpEJIzpZmYlhok6JGW/IPmZRHwRN9Uwm/Ff2yKRmFEgeFQ4x7OgHQW8p",
+	"j+k4fnQ6w8NJQiqAgwi1NOqGXKLQG1FNx1QxtGokhjkbIAOrMSlCE0aU5nFMYkkjLqatY7MZ+U489sYu",
+	"Ehkypb4FKgv325LFcRtvODJONUnYxGBLS6LknOEpyY8R2CIM+lPF9rwQPwgj+slEs+gtizi9Aqw87rrl",
+	"gllhL7uJNL1hFlTAyRNFThGitoGwA2KQHR7sbpfvQNlPzFiao6QimF7K5Kaw2U6oCRoinY+RjDKlggv9",
+	"7Kixqe0EDZlMqeC/ZnrqxmgqUzg2hTX7iwTF3bx8ErpxmDAK1sfGOJbhTSNAM00jaMTSSNp6lkitY9b4",
+	"FGzOeOJUlc1ls88LnjB1TXVdnSloTHii9LVRu+p/c8PxnnWrQP1gQ+sWUoMaYzUM72qMmrjn7JUoDxpg",
+	"Y/NvRi4Uf0T43dtBrnAVcFGE7JNvK9OI65dCJ6vNbaBhJbnQUKNAtfnEz9zglMCsmQbNcn3JXZakScWK",
+	"/OXy/Ts0Mx4TOlZMOP0qYjHTqOCZmfagDuSlW8Fy7PYecIUJozlcPKp7KHEXdm4zN5tMjQKIaA/czmRD",
+	"VO7sOUW5rbyxXLN5+R/beF+BRHJmQJOEwt8F21GNlcB8Pmh/RDPfJqxgObfXZ3nvzml4wzRcCeOVZs7G",
+	"vmAJWBHJJJFzktmtZowmesyoJk3z9JpHpGfuKZS/UVpHtKL5oA5mLtKYnSJ8PtQAWbBoLzYWJnIZKRbu",
+	"tPGZ9y5ZeMm05mKqzLczqbSwWvXGwLWpEvgFcwrTQzC6Spissbc+KVoqucDvfDhPlaX4Mq18MD+TOdMJ",
+	"DxWhxKEvMy8vUjUz5/z8/eUV6bpd6N72uzBi237aCohK53MW1aYRmHkLkdyyRFVx2SWP2HVieJGH/C/M",
+	"7yRiITffK2cdA2LPlrdI45joGdVEabpiEcHRCI31TKbT2VBo0LQQCVTdsAh42tmiMHKz4CQDA9znBRUK",
+	"TFtIfa3joaDZKDDdDWMLRaSIV4TipE8UgXspcxxmohITE5mEwHrn6AHaSaY+DumsRo6oSgdwC885xbc8",
+	"bLLukblhK//VcsNWgM7/bp8sePu/2OqYqJlRsAExQoLl/wvPy8ZbZQqrhymzgi0oOhOLFCXpKOJmfTQ+",
+	"L6DKOt/WZFe7iq/hfKlAxdapNoaY089n+GXR+OtH2zrGtuDKMadNccpoIawuTYVpklj1pRbTnl5bW0K1",
+	"YgnuCFI88MAsQikm3OhpAeGC0PymDNDFgAwKj/WSKmIhMw8FaW4OCu/gmSJL8w7XRID7OOJRa0DShdEC",
+	"pWCFO3nBEi4jK07NmGFPKzdgQKaJXBp90UmBNCIyIUqn4Y0Zp0N6ZDnjsdW3EP9gXBPSqumFc2b1ppyG",
+	"dost7sUg28N8f7ZQwoeFuRb3PDZfIgA88qHYehpOqaaxnL5iPs5Kowh/3rCaMhbhTcYVaP/W8FzYv4Jv",
+	"P9zwv26spzSB57k7W9uRbVbxCt/cxp/N61Ea+x9qdGxt/J4m8W4KtPzHvJvBHFTpqxkY5eVv2aU3XHkY",
+	"ltmM+rJZccN33UI4shegjS11yvmcxjzkMlWgiqtF9seYCT41604FWK+9+vmpFHgEdx7HMkm+tX5PYGRG",
+	"CZQTVAGVc4keE8GmwOzGYMIypFrGY00zA+gv4FgLpdDcYNdwHAV6XgKf8Mhof7HZrUzd961WSF0vOgaX",
+	"UuYXOxgEF45B7NjkonWiYrPXedh+e/NaLkuiOlpyFTIPe3k8UUYI65ARCK3RiOg0EYqA8DwUuYwrZDEU",
+	"bHR7dD3mWo26o9tn+C/Chb21CrKxubeGwgq0AzJSoVwwNUJqWZOsFVxf9pU/88UI4qRkqodiBALyKCAj",
+	"Gi/pSo0gkmskJ5NRh/wMYFm53UjxZF3yNxowTdhQoK4MwVajgu4w6pA3bKKJTDUE+wiSws0UWN8UIh/G",
+	"RvF7wxpHywQsJxNgM2YlYPQzQHsJ0eLRLx0bEJXGqEIbVYBzGUXM6eQHR6CPZ7EdhwfFyI5nPmHIbtmu",
+	"SZ9VT9o/6JVnLcd59fsHO1USi7UcBTlcvqPwUiQ8nF1qqtMKwEFWk6kGh30s5U26MLtpKNKcNKAu84el",
+	"xk02ZETt+WJfg0RmCfCENsEjw5zIcobRhRYucH/d8MXCKMoDkcZxDetrEtGFAVonXlKSqQ6lL2hM3pAm",
+	"em1YdAxoMCORhVSKj+OVYcvU2fGsQR2F2VDegktiliGtFRgOfj2RqYhIE6THKVfa2vZlYtjE+dWFDWts",
+	"BYgC0kyYTjiLSEw1SyB+1K6eNClRCxZyGrdTxQKySPgt1cy8EskwnTOhcXALAQAAaGSRkZRTERtd+e2H",
+	"d2fv3l2/fHdxdvr6+vL85enZyZs/W1tVdixv0FiN8Dfc3gUNC4wHrX6WXaKUHPNeuv28iCkX5nrdFCDw",
+	"howK4k3h6kEXjl9UYp9rSOXwVpBNko24BcwKQ3cNOXJORUrj6xpvIlPZ4mTZS33P3Q6Ix/rfaTr9EkOB",
+	"XcYWZL6ioQ0g34HM8nF9OV/oFd6QwihvXitoaYzrSSLnfhZkOTiGrZbCKw3FKrABHxNWY0omzBH2ac/I",
+	"ObKQqUL4XIFz1DUHlgjRKO4M4gsNi5jwEC1kGcs0/49uXAyAWt/iKZPA2OP4/aQx+Fhr5p+YbNx9Wh87",
+	"o3D/Wa1FuLugrSDkGjBf0VoTbFD8Qw29frVbUrEzllbmk+s9xJyhO8ftlpP2E+7z2nWuRF1TUqZO+LbN",
+	"qR2+Z0bt2IvH7c1ELqy6vO70EdHeWwl3UA0y4SJinzfPea89psocdKlAAXEpC9bK0fGidusNV+8aQ3CC",
+	"zesMkbAFdzZUtoy6fGs2uSVEnWa8RhUZGwlpgoEmXHv5o998sX4lg2a7a9cF9bv9c3/zJuhO2ykxc4+5",
+	"L3PliQisf2mM34J4DwHR6DVcUKWYKolPjeA+YQyG/3vPCIzls3L9PGN6ZnTCTDtEB4i7UWwqBnxfkk79",
+	"RjC7umqCBgJz7iF428xkMHNM2v0ckxnqwMap/AQ/cZd+jQOJAoK5p1KaRH5UoNoA5uE2rJjAy9Z/VFi8",
+	"017xJcW0OibmpGcmZudOMnBXsICCF1NOpz6AzkTEQwbONDiIBlOxRGypYoiAo8eSH3ATXbt4UWLZXxmK",
+	"vtu5yLtthCrDnGwA2jHp2RS1bAv9Wwdr2JepAn/e94KEM+FoxU2cU2ohfsHug0VETin58fFxEb9RuYZs",
+	"zoRZQwW7LkiANS7V+xiO67jWk3QPzzo649MwtBmb9b6a08/XUSIX12pGMSgm/06m45j5nCXmI2Ts1zET",
+	"17dHfoJff+1ZxbmoMqFLOAOqDl7f21eB+Axp1Pat3ctOr3W8zX6/eWV9uHiDqZBUrOC+WcokIgmLqAG1",
+	"0wjuZfN3CKq0/hs4Sz4AR/S+PfRt2AaBBAWJN8N0iZqrDumr7JC4SzZUt4YTqBlnsRmEL1RqxGEIx8xN",
+	"2ws6n9HUb1M0A9/HIR1WuhZgyV/iXSjwld029/twjs0jW6Y3CNA3wp15bC4Nu2NgEUzYJGFqBjG2CZvL",
+	"W+ZMzwQDL5o9Mkx7vcPQfo9//Jn0j0nfGszN7YI3s5xMWseZsNDrPMWcoTBOFb9lb52NFK+JTcaSm1S9",
+	"ibM7GM6a+LBpQM6SkJs98mfSfR4YEefP5ghuMSO3+0FdVlYFwLMKAA4PqiAom5T9INyPGxbZWxneYlra",
+	"mOklY8JRB1OQmIb2iP483+H+bJs+sMb26BSjtQ35rcgUpDQU2CdgPUXjSzF9y2ChitdWA9+EpMWj57PW",
+	"ICN1jBpG7w8k5+WBpu4EgNkXDOmYvAohRyUIjSDqXa+Xzc+0XgTE/L8iMiETHgPbX1vjQe/o+a4ctTLr",
+	"L/H8Kub6EE7bL/TWFglvP9/dOU0US4gl8GOkGqt5uPAQXD/ESm16M0IZp3OPshiq2wH5lSXSytD4npOj",
+	"C5rUtqz9wA5/Lbxp6jCHHXi8IpjggeEKTT7HNVD7c8tv4JRzl8G8MTBmOii2oAnVMlkjpt0hHDZZ3z+4",
+	"uuELwATG4qEjw69Yzrm4BuPQ5lBwaw+IuZEKNw2ZsCVL4GjtxPBdBTVdpGJLuEgN2S5KMdejtiC/n9hf",
+	"4Q4ziiwlSSrIhPKYQXzSkmYFPDrkBNPZgAFxRT5cvWr3n9l6Ha+v3r7BNHvzMcS9oCGGNIcNlwWHXxyT",
+	"UIpblmhzRsxPz4eNgORvFUdDVxKFmJpho3UMBodohTKpk+OgSohy5pLs8oLjB8DA28OGkFhPxL1hpgWr",
+	"uyGQLC3HERVVUigsEYKx9MplxnX8uRuCq9mejkkQXSpUufrBzmb1Nd/dU8lwr19nc2yqCIivfq+3th8Q",
+	"iceNjEtkYnhLM3tuo9zNxUVoHO8RrG5HeMMF2xnpZcA3gmJtjUrTZF/Pssqc3RsOzLmM+ATj7PA8geYB",
+	"R2m3ExNCXAsAlekrmzejIEcFRTUHOU6OhZLiU2AxuY91bbs/VfM3/72dpGK/a9twyrudEXqiAhRzx2RZ",
+	"0fVu1v7GjUqFdYBzQRbmQo+IZp8rzE9wrfli/iCt5lyaVxOMsimkzSHLao66YETq9rpgFe/2uxhWNAqG",
+	"YtS1+9Y96KIQPjomo1FmFFvOZIzZxC2IqwGDo7mroWzGgupZMBRQ08A8tZd5oRjSCHJ7RwEZFRP4XLGi",
+	"TZuMOV+VyAMmWo06TE5RTBPrDoAyOIrFLNTSyBLlYIoSu6lwp68Lc1bx3uIs97qbQq5XFf6j+3qXtmU3",
+	"7pWP+JNRTDdBHqc81r4aGO9AyQRrsnmlzUXJAm3JqbNLXKh1VAG2iuypSr+ig/xT1WKzQIY97B+5Z2h7",
+	"eY4iLe0u2FLT3QdQ38dq82X4Ll1yOwOa3VyVC7jIL8Uq3G5BpjeJodYF68dzZjXfcpZfuxD7PdFeSFbw",
+	"f1VPGC9nLFnWBszXsnmXXWDnK5y5fA3FFMCHyMsr5skVCfzp0yoTeyb1FxWxnudAlPK5dpcXKm5qBlU+",
+	"RinfwCFhp+H1tRRstZAeGUOHixIOsx1MudD9Z94tLCEvaHxuT2Xblum5Oj0Hy0j0oKN+eHG+6VcOFw2c",
+	"aNuCX/N9qZwvdrLDMnBnsOKFTHTdlS4SqWUo41IAuGc55emq8p38dyVjYg/Je11cXuSJTQ27tgLY+fB+",
+	"1Mub4spAZ0HRemnuZJ+x/HXh+JW34yFzS7cJEB4vS5Y7vz1d/gyqpFUIzpmEWykT1lIb68lxMORW1o+w",
+	"usoVtePEslIXwWZ8Bur+nqJiY8WSWzDNZnVv6qRxlpXqNZcGGCYyvdf63pWWiwVocqBo1Zxl7attyjgI",
+	"6E2ZEOBNhMVszoRugS1lRkUUs+iYJEwxEWGGOcbL7HuFZ7gsaZbrcG5u66fNSlOuBixqFbb4q835lVif",
+	"lia6vaSrAK05SzBCmeVEJJKCkTFEYYhOTjUXTIETaxsJ1LWW7bJ9rBs/als0iofxzmfB2MNeU2t77HJ8",
+	"h+0vcnzqbKWeAgZ1E4ltSLzXVlK/IAi+bWWGKnBfUR6niYcL02RbJk4p/CMfcB/Djw0v90cGVIdH1E/H",
+	"/kIsggFpDZUO5tzgQysxe5nO59QbZw62u9pibEZTHuKe4O7tNZjb8V16qAWzMIlvoe/ovMoHVX0pW0OG",
+	"P5ACkpL2syG6b8ar+je9g2Hrou6jqhZXV9Qrnh30j472cwBuBbJw2+7pdXsvwD8qpoS6QrKKrpSt90dF",
+	"HmyXuFQZj+dtI45in2LEgRW6N4rLF6Y+PXtxQZpGISJjrrHE2q8skbvqye+ya0Ahp1paXEGkLgP6wnrF",
+	"hVwe54VcyZyLVEM9VfSDpDpNysJJzVJQ5dl+ZJjGYIvzYlwGvgz/Zrmb3kyr5Q0TWaXsXbUVOteD7v8D",
+	"BcR/+OHu3yt8/JW55LvrrhatL089Hgavk/8Nn2TFjbNixmq9pG5z2Dg4mg0bLSxsLDJ7nq2BkG9Nv0dW",
+	"jCaqQ14UEUWnT1SGuqurNwFhsWJZgIIUzErK2wvtBr+tx6188qhX3jN8y5LEdijYxywTRdcPtytex8+X",
+	"Hu/7FG/b42DaVIuviwWfkflcxjxc7clwjaAL/g2DB1tpH1XtYyOBJzIVUVsnfKEI+0xDHa/yXg/gDzDf",
+	"bbLgLMhsg49iWTKIiU6FzSWwMe8KghCLEe/lcHefrj4r2JK2Ko2AnMzyBF+iZWDbV2A9KCjxX7FUTG05",
+	"CVfiwp7L9uMaOU6hxOqTu6e4hFcrhBTAngP9UyU1Fk19e3CRdTtgFpP27OnTw6fbK+fvxsG6PfAhR68+",
+	"mC6RaB9mGtbhcLbY5V3QqCiv8xfJBVZ/oKJ+XbC8IMX2ogpBI7FKyyZnERNtUKVsWxhgLy5ZBfiMLe4/",
+	"bPR7Xbwah42sdmHW4GV3KHIWr1+dk1Qk6v22IVrIRO9zQBMNFRBq5XrxCdSQrbwpfCb/XYMWTbq+3FYo",
+	"UyRWa7lFW4y+FWTt1unxmUdMaY55VMSgjzSdFNTKmgDZiFwsHWFEJsPC2ge9Xm/YaG1IOfWPaLkjjWHC",
+	"v/WDp3ft/J8eNvzJrAjcVnuqjBj3Wz/tGcN075n07PwvR1CtwU/nuT11Q4W5eHVKfjh6+p/OJHdM2C1L",
+	"VtbT78oanZyfQVlzFDXXL3ZNeeyLL6OaLOFqTyS4CaBUlznHTISsushCboGrF1iSx4X4UtG3lKd4fXV1",
+	"TvAFv+Nccx1X8DH8bD12ZH3P1r8EpXUwjqm42cnAcPJsBb6NvXhxcu4xho1Txa7Z3O7KXvENEwbi116S",
+	"MJqY/eESVUdkWxxFVQavLWyxqhlhcYEB1CcF8+8a4bqYKG9TJxt+7U4AVPla0qydBPlHylIMmkxSIbiY",
+	"HhMhiWBL8osc+6NTIXjLH/33ixxf83uZfe2XhRAvFybmJ5liSJ2n0wrDlYJLAQzyi0RGacgg1hJC5Dc5",
+	"QI3woSZG7cI9E6rbluX8tT0uO+tueIrPcMECEqYQd3rQ60HFXUWaTEBWIhdk2Pg//9//P2yg6hGmurVb",
+	"qrAuLBvptMWTdQGZjt56cWkcu4RZmVj/RsRiTQnc3YVyzq7+oUHktfWwb6K/+LQOBRX8tW11wxdtjGin",
+	"cXuBEW1ZfYVKne3ltoRms91+RW577nJtxzIgy3OO6i9sygRL9rbcQjLRdSHKtH50j4vCqYgjqAHyjKoZ",
+	"lrZylkQ1owdPnw06He8FVFcN9inAtV3jW13/9WNf4DA4/dWXb1wZRlBHd7VaaynOZV8umwcb5IEusCNr",
+	"tJSpwQhZfoQKG7JNR7aosK2ftnQbzKq5J3LuflPY8AN5B7h8gegwuyF/SUjb4xOS+aNNhuKj8O1CaX0y",
+	"3rt+tmWkd19S2LNAYDsY8oTHsSK3R93bZ8dYvV9T+yONous/dSMWX/+JcKE0ox7U0S9uM1F1pMz0eykW",
+	"9fcEhn72VYY26PpKUMPQXwdqHlWLM1tqrdS8eF1c1ovtlpLcKkI1cwl/2wwgldVb9tRI6+Ppq6Df20nC",
+	"GXMSlG9hof6T7gLd9rDmFK/KWjypGL23d8RuNls1/NU6S3U802uui3FMdYNFvEBIZJRZlUPXSneZcA3/",
+	"wI7EPut7MY51M7p9tZ7jlrqjsj210QqR9/nUds7w1JpxrTTsCS5415Dc9j/SZvH2WO9fp9sBmq82sAjz",
+	"7lFVyfb7dPCoVNMXmQNpt3MAFTVzixaVkTLO/2ZDp7PGD5pB8p35KjPyFkrW2NpytZREvyZ4SoUUPKRx",
+	"2Tf19SM5SuLmmos8nS8gYdHa2lBgc0hxAh7XisWT+wTqWZOgVVLtHhYl18JifbSVWcR3Gr2/MG76xTmM",
+	"WGX0rnWfuNv07NU7GKCGsTtrDLyPwdsvl21kOWQhyBZbhaV5Uc1oEs7M7eE3xpQLntku9Wqtn/CAaDpV",
+	"ZKOpcLDWe3it3CQm0GY1lbGmHxTiAKpca85sxR0zX4Dnspv3mc76XRYqTapyEcogy7hVfDrD8s15327s",
+	"z+0I/mGDd+7TZu0+Yd1Ss72rqzpU1M1ZvU811oepquor22NLSVqgKpu4FddZfQgeou9X4Th9vb5fWF31",
+	"vKJo4cl6kcJy7VVNkynTQX6U5VKsHTVfHezsWf0WaFmvQl8o5uMciQej/CqSrEFwQRF5vu30lqQMZVwR",
+	"8nkf+crKlddV9bh2dfyols8sc61RAjivlUmaa/TWqilh7S8j+QWTIqSBRXVhLRWb9IqG+tv13XzIPJ9t",
+	"9U7LzANrvtMEqpVUVDm9b9bQrkNUsQ33KmPmTlPBC/9vH3vtH2h7ctJ+9em3Z/5gzrVzs85oi+GVKg1n",
+	"hCpioyyJTMiw0X/2fDZsrFWj8cVErp/AcmBer1bww5W8YeJh9LH7EPV+zRJT9VAqYmKNBVttuOadrW3d",
+	"JLi6dzS/AwwXWt/VSw7DfdlMDdNuv3zttcOE6RqN79Zd9jCkJwPKAX+vbPL7BKduRid6Akx3R1tXxife",
+	"d9OL++3b4lLrycqIG0+ZaOh1aWPHokRiGw9fS46ET3lFajubs4hXV2JNBfcYGGBGW6FZJuBk9k6c9Uf2",
+	"WHqlpnGueC1SNSNKkgkt+8erCp1W1OA00GbrLa/OQePbgb9xtvSWs0pswdb1Rn3YUbjLF8q2UlHe9dva",
+	"71tF1st3DxHNvVa8fosQuvZmVUrDVaYek+VMqqJW7Op0b3ZzqOjYkPBwNme+AmU+TA7y/qgXL07OQYU+",
+	"v7oo9NIpVIgLoAQWljFcsARb7IAEMaMKCn0Z+jTqetbnpm4HiGKnnwdSJ2wjiK2ecyaLtQ/UHvZ5m67t",
+	"gfU+glwerFSxZfaN7Sdgh4GgjhRvewCBRkm4DtbK42fm0nrKclGP9TneI7rYyeRfnJw/miEj71lxvVff",
+	"DKc83H1h/43KcdaTEasMJWvwF00nGQ2UdVdzSlxDPdtsKj8Om+wb0sDCNOF6dWmAtm4XRhOWnKQaAkhg",
+	"NRA2Az/n2zPTegFdALDE/3/5OgSfZA0AbtgK80EYBWMqSEnF/nHm+rDp9YZtFbveAYlCMVLnWbJW3Kzp",
+	"cA4VXXDz990dtMGYyE2Y5qngQhBzwZkLUdlr9Ow8y88DS6dto2VtLiwBrojWS8sWtYyjoYAYzYDEjCZC",
+	"ZYnnIRU25dCs1zzWilDDZxV07kkSFmo4kmDmtAWIqR5CCeaYRVOGhcKyMAw4yxZZKmsozUUWIt8ZiqG4",
+	"guBDHjPnrcLSYIYHJDSEAPouXfDubX9g153hPYC1GlHLwDQU+BjbjnWIudRcM8O2IXaq+ThmEOqbQixE",
+	"qU8hV9nbT9RQZPOb1XLsiY27MmYRmbGEAfRGBlQDrJSawZUptKPPbdy7tgFyNCCjRTqOeTiCPmZhwiIm",
+	"NKdxKxiKETohRwEZoRcSWg9Gcy5GpImUjLmErjArrBsiyiOGmJOCqaGw3iWuIep8ZDdgRJq0SNpmHwod",
+	"sEsTYOGtoQDKNyMrtk7shZEUnhBXTBKS9lodclJY31C4GptzrpR5CQoPa3JLYx7ZHVPkqNcPCMWFjVks",
+	"l7gqN/MT88bh8VCMpZ5BL6miJy0rDqcyOzyUqaMJc63bqIY9e83o7aq4oGa+TzPzbABxiqMBUWBthfHY",
+	"Z3B3tEDMoGTClkNBNaHE3KmkaXvBXb48uTh9fX36/t3ph4uLl+9O/946JnMD4pJybXslm7ODDZeHovzd",
+	"Xz+8/PDy+ueTs6sAOzkjZsjT3iHaU0cXTCer9snE0IfBsSuRNxQLqmeFCnkO4TmWoTIpVNOTcWSO9rsP",
+	"b6A8KTnq9QAxEGOuBqUAeaxfmgXRj6D4EfL9ro2o/49flBQjwPZQNEc2GH/U6pD3gmFtVAHHAsZdmrMz",
+	"MHNadLiighmJ0NjcrywaCijFh9A31Upo+hn2QrE5FZqHitCY37BWQI76h3Y02PPMWwM5OObx06HA5yGW",
+	"CySG+ZbJK+99r+kNC8hR78hmjRBbZp4kMoU2gUOB91GHjDCW/+OnDhSaGSFC/dUTHYKqyia2KgohkrU6",
+	"iGav1wshto5xv9TW2oUBKZUuVK2hoLGSaDslo5gLNgIMj7Ce5AjLKcY8ZDZYz15jJwtzJ7YPOr1CFoG9",
+	"pwqO2EGj3+nhO3LBBF3wxqBx2Ol1DjEVega3d5emESqeU/T3Z1tyFkH2sdIn8Ib5xh1ysIrAFQvYyW9Y",
+	"Cin6WHAdyznvrJe3WTnHbC6QCBanXC1Y19AgqMIjlGS6xTz37uGBYdfAPket7PZfA80KMRWwHVbA5hsJ",
+	"oqZLA9UzVvvFvxyr3b+eoveozqtvDOVB9ZvEhnPCdh70erZdmLZqYJFn/GLj3HPItyrMZt/Bbwbi0ab7",
+	"GCo0m6NiXsyLRN4FjSMEwzd6Bm73RxpdIPvBT/q7P/kgaKpnMuG/YrTz0zrznBlOIGicZfE87R3WmuqW",
+	"ckx7A8nX1TABhR2XHMtpQARbGg4K2pGTxgcfG3iuPgWNkhjSGLh4JzNm197k3VmxKOFCKs9JPJdK2zb6",
+	"eQlD1AyYeRKtamx8Ft5dqmdoxMfG4OigVFnwYxZQ1X/eK8RIHRaCnvqFUCQcxRBkXk2wsWTjfrk+36Dh",
+	"Z1H1SDJf+V1ZLXLxv+WzcFSl8z4qkR71a5DblZTQsgQ/eFpnFqPwyUSz6C2LOL1aYRj6Yx4JqwwisRT0",
+	"uo+fDB3kJwbjDtGahGTnylyqABt4ObrLxEewSrnKQu5M2Tl8p8o9Kh2rJEuTsZfbeoIiir7QUiHEHjBW",
+	"/oLY9SxYSkAZf2yEDtwfBHoM317OmDAiNsNm6wlRmsexlfNA8qAqq+ppq2rQYlR4y615KPJI+3yiotKr",
+	"ZjKNo0KIvdXrjhF0pwQY2VbRlVEsjeSrUN4lI/MHihhO6D/sHXVQwJ0ZJbCwCq5wIUMRS4opTUbdww5r",
+	"NhiIEigqjnJKmVv9xByzshH2G+KDt+g1XtLmTkl2l0ZFe/xQ/DYE3jMEFpaFMicu4C/rNF/AuUKY82yX",
+	"whj9uwoJYvPeL5ZnePr08Nm9Lv2f6de+yNfSPjy3+VXWZdFZATHLIzuOGWXa7A1goIc+BvvOEqEbwVAm",
+	"F0CI/7SiQV0++EaKaXsh47jQ1lKtRWYqy3syvQX52pcwwSyy0kkWa2GLwPFmXJN5quyJy6qylKHBscz2",
+	"OpbUBIZ21Ds06ozhLMRFKQLtAN+H4D6qC6HQLkodVSI7xsFB65hIwYZiTCOABzscFC1TCEDgoguB0ngW",
+	"mU5e2+JYQ5EYSRzUMxaBvyID2Gr9r9+/e/n38/dX1xcnVy/NbApew6IQARmnidJqKJB1QvcPZB9mfgNn",
+	"ScstIMeAYzszIFc+OvgBUVMwH/hYZkHAu2AuvPPe4l2edfARq/o2+j8cdHqdg87TnitqOzg4LIaz2vjU",
+	"NYmuUPqrcdA7eNbu9du9/lWvN4D//Q/6n+syIpi3lux28IDsr5T14GF/7tnjioV1WM0rmYx5FEGIwSML",
+	"kkcHB3U+XiQyZEohMzRf/VALxrdUrCwG1e9cbM2YlWES1v5rHbZcEU2n5prLXmraR3ZgW6LOMFUsUBeQ",
+	"dQZ0dfWmdX/+rrbabn50L32heFHLg/WjA2/Dg7Vx4l5mUnbIks4fS/93OA3QfaNnbJWpNYbPz+SSTGhC",
+	"xmyGPnIGhvDNLVbbzANBhR0AI5R+zMSCe98QZRU9z5z9iHy/Ple3sGD0US3e3n8w3m7ndmFbFaKtu/vB",
+	"naQVuWGr3zur79Vgo6dSTGKOLuN/XiNDgR1PudLFPvHHbjdBBszD6UDgBOeJUXNrHjzMOiyx1u5v5pDc",
+	"ocgcMwywKB/HF/B78TjuskDhF797WQNB3/7FO6lfGfXgG5IENO/1EITScqHIUiY3mF61BwVsmCp2aPDo",
+	"sXgHEUGfgoaNwVwT7lP9ACz7y5n0Bwiyr8elew/NpXew53+2E/EvwJJPMbe0ZL7IIx2sdVIVTyVdqf35",
+	"Mfr/u2HMw5uZTBXraHVbadZ9LxhJ5BLV+ToZjqRJ0eT608srCJActQKiJFp1Iw7p2jRZPcEuykzpth0P",
+	"Uj0zYypIg9kY3d9sfNDdyKj/8EqHnIJrF9tZwhUF3SwHFsBgLcozICqUCSPNrBk76fd6wVDkDdnJs16Q",
+	"ucgPegHB9uyk1wogbzMgVAnzf9cymQbEVmcLSBIJFQxFHlsZkCx2MXDpmh2Ccjr4yM0du4A+H5o0e0Qm",
+	"1tKKBnALQusYYjKwQvno73//+9/bb9+2X7wgs9lgPh8oNSIfrk6PiaZjBa6zrNvqUIxpeKNiqmZYNhwd",
+	"8zAQUyFdGOlakSs6vsRGwCwiRlbGzp8+g8pLoJpTQzSvDdE09mXsf72i01rO2I0o4d2fXGI0cC0DMVhQ",
+	"643KmLgEM3UNg7Jmn3VX03FbOYS2EeflQlBImkNdJs2hBtIcakNkQ02VMP9niGyoLZENtSGyoc5pbKgz",
+	"GhtqS2NDsebLH+qM2oe63+sNtVKz9jhJNQN2MtTPjp6an18iiOS1VJqL6VC/eDnUQ50bqYgzUhV+PCj8",
+	"aIvIh3KZcAYE5HHpj7k5+x5//uZVdvk3s1WQKP7P7wXPzxXhi2ud8CKrdPaRZhEnRSMHcvQS24foL1dh",
+	"dpvT3N4GfKE64ZZr4OLVKTnqP++R08u/Ied3HcjN7WBjvKRgZISM4kIuR547o8m1GoryhWH46dqFMRiK",
+	"Kh4O6fNNaHDe/gVKI7cyDrv++1BgznzGp0vc28utSdOs9PDw8IfA8FYzRhbj2yGXOmF0ziIDbiiF0lRo",
+	"Mmdzmay28MzLv31nlh5macltnTcGazsO967d4AD2022n2U27mYW9zC/ebOM2uGKQMcWgzA6DEhcLghcv",
+	"A+CPwRp7DHzG+/zHg8KPh1/OC1/7DpoTyhBr//wscj2/girgRU0b2TrhMYY8LBbx6iswR6ejeY3DeND/",
+	"cvn+3feT/uCG8G2FIjzeJ4x9wPZ60LIFyANmCoiyDPxf8rgYrlFAzmOdHBHVODvvXnw/PdtPz+d2jshS",
+	"qI1VKRqDYWNd+G8Ew7UMJ3gtVwnMC6BzNAYfh4011aDxKRi6tCd8oSzjw/OCPmKG9t2LMEuuq5ReO1h7",
+	"Lb+zG4PDuy+/Ot8bkTTnIKNSZJS5PrH09L80X8Cz93X5wYSxaLtz9RW88RXtpmYC6A5RYTgFEAMyXtkW",
+	"Z3+obUXTEla+d3Y5240g30DchE81dqobUk1jOd25Y6f2va+4b3aKbVtnoU3/aLv2M4vjNlobMZ0OidDV",
+	"khFkDBnjLCJNcHyrGV+QiEN8SNS6387W9cKZ3f3ugntkgkBcQlYeizApdMaVlpAMGtlw6kKhP03mNGJ1",
+	"CCFzx3mP809M+/f7YdnvNtb7yPTzR6CGrMXHF7D0fSVqs007va8ZrdzT9bpeNiSXSKHGJ7A3J1VkQl/M",
+	"lcs4i1LszzpDTDQGRgxlMxlfx+yWxf1G0EiT2ObJq0G3m9BlZ8r1LB2niiUW0E4o5137YRdqv5sp2nyh",
+	"mFbdOVWaJd3ywB3BtGK6fo6NwdQesTxf/7hdsEVMQ3vcHjJ4qGpCG030PRr0m7uXYSOgCxLSgL1msJg2",
+	"F1Dk6rjAZghX5IYt9B7Xy7qY0bW9mbCg3P35kDd4z3aNssxoe0aM0WXAs46FEc1NKrApDtdkCYlAUSIX",
+	"mOEOuUlz+vna/HStZjTJKj5neZn+rBZs5lRkDllfHlswbL2flMcK8JDB2uW+Wr7YUYHdsSA9eK1hVjPr",
+	"UwVlBFrfRbyH0NQQ4VAuAPuWCbkkTSkY2CPgvs/KMbS+6OylYrfKfWFeqpWODrkZftp+2gvyJo9YhXFb",
+	"j8evmp9lF1WlLpr1fhc1vWnY9jJwZGkVj8qc7K8pehpahhZelfT7E9PQretrqiw4QYXOguDI5Ilyl0KW",
+	"35c3jB+nPNZtDh471fnjZeZD+Zw2yMZkatHt9h//3r7/FfqD27n96OMkjuXyZx450/k9lQ+7WzCjKziY",
+	"5XP1ugdHebfAQUOmZh8nPGT7pGbB+r6J2L+VZGHHsDzqd2H8W4ffowiuy5ykeN4cndY4cQUJAF001fmp",
+	"6/5ROVYsucXyUYFt7mwdAugUsZLvHESUoRi9zz8YrTtSWoHNjrdZWW9P/vv67N1PLy+vrn/8+9XLS9Ls",
+	"93rk7Y9kvBoKKz3Y8Bwj9UAefMQMKm1bjAEZneKxaL8UoYy4mA7I9Fe+GBGuhsK1RmoFEL1IqII0egN2",
+	"h5zYOlHjlWZtiAwlc5rcQHaDLapJXtJwhhmy2PoUVw7li1jM5hCdCagKLFNnEbbx67cwNRXpCQw0Q2FU",
+	"J8v7zVWATCRvpjGVMoKLAMIwXZbtVVYmYIgFoqhmypZhy1FtO27Y0gJc21Uq0qQIeg7xUHCowgD1Jvvk",
+	"Lf8xKNbNClx5A6iaFc5oQkMs7kSoWBF0pbWObRUGYCu2hBkvlNibsfBGdchPZkk26jRbkxlqjH1bgqGA",
+	"lbjuCTqhQmHLpkHekxQqXY0TRm+UYbakmeUDK/4rGwpb+yoVZpPNYcrqS0VUUygJMaE8ztqqQD012zhm",
+	"yRI2FAgYdk+xlcigvJWt+4UG96yAFBS8c7Q1wop22IrX1pRSGqoWX1N9DZWmBlkfFpFVctt4aSiWVBHs",
+	"wByRpsUVqOM4eCvAjqxAYFwTKaCLsYNdSUKHIoy5oUoIHY4UvgvQmzl8QWhnyBC+yWX7cYepz6ZS507r",
+	"vOj9oIFe5gL7K7unG5+gpNQCMqkPO71Ov3/orm8s39pQS7bQmDV/cFAcWjA9wRaP2dghFQLzRKGCfePg",
+	"aAYr3zNYpcAdvbVHa3n0+WLDm4/OcYAfnjkX/E7//Xb3/x0U/LDzldG4PqPF2fqUiDecS+sYBzqawWtm",
+	"G+CH0kbArGt65IbLvnTL0KwS3dp9U6q5vS0o4CEEsGK5p6y130HeA//jbw2onNcYNLp8AcXmBMMST06a",
+	"LO3pYa83bLjChlQUiqDaI4dcoTHo15Y78axfMGW0co8QiH3+M54CzGzpfnMTFoXDCpQUyyXWl00ROltU",
+	"sTp9KYIExKzwTGir9GgyZnjLNykUcU0XGkQBexW2jnEpIc2raRYYbufx5ddvh7xyPQ0PYvJaGxso+mai",
+	"9OOjqyQ9sOjYVphCwaHqGgeJIruU4cIGscPwIoyIB55SqE/iK0YOBTONpAzVVN2uYNsfOqUcatLnS92w",
+	"oN15onpKsjwIYWl8U7jjrGrg0R+yZqHZAxcQ1R7Dle+6vXb5QtVKFWOfOQRKr8f/G3TZ9IG1pnVQ09SF",
+	"f7UGKE2vpZZRZbMEXBH3PC+s+9uYa3U3sjK5guZJea+9oXjQZntDUQC81BnPCft5N6e8qZgRYn3t+EDW",
+	"nrdQxPOnxWUnOpFLtVeS3KtiOBeWHqIa0Nkh53RqJXcj/dsK3KgqNbNOBRpS0iw0MVToCsjZ+e0RrqWF",
+	"xwZ7tbnK17A++0mOn1vIsVvQKQuGQklUY+hKZTW5rXYD6ydJKpRPoLXRfOfqXyta9A9X8bTQKnBHydME",
+	"BJZ/gTQvRMl6u80ii16o+8VXlo7/NqP52fn+qmBJKv1K1AK9bKpEVts24EYA84PS/oVmKt/dOZtOxvK9",
+	"KScQ/O/Ui2p620VZXXMPJTxiu+MHz87fu3cfkOA88YcXhSKK353TD1ICxByuORUpjYnb8L1pyMqUuRfI",
+	"G4fkOoDY2QpSlSge8SeKdA8PjIzY7R88RwnSWQ6fQDTGho/pwejvviWhI9f6ZtNyFeyIgCu0kWsc9A57",
+	"G2UCcxMXyJCCjKmyDWycnOsmr++1yvD1yD6rKtaPDsjlmhLw3Xf1rX1Xl0w/KIcwt8wvcqy2iS1/Mc9r",
+	"hakYXT5NsDvTZqTKQTFS5aAUqNJ75ECVv8jxpcVpBfFblP/zy8U/0vBmmkBtXEMIZLzCjnjQIkVTo4pn",
+	"sRU2GCXfZUdlQEI7hJmYK709JuoNvPEYea3v6NwlJNUt8Sig+IBZxB8slsQsswB9cdvw7zr7Vjt15Q1G",
+	"iv/Lpq7sXe/w2+a65HRRhyx2JrL4d//h+Hbh3PrZtgH9icp6E31XT72JLfvt+n1jCmuWE7Q0803i0Ryd",
+	"NAYGDYQvVDp3NmhXuoZ8uKyfc5IR6DeJQNt5PKz1q3CLfZflf1dJIffix+u3dLfYKXcbqz7PraB1pHv0",
+	"9ntl+4b+rCF/zEjzH+1fQLxBI1S3hR6sWWjA15TvcWH2JATbax5N6JzHq1Kdol734Cjgi9ujoTjo9fqD",
+	"aPx8MOgePTe/Pdu7MIKdfxFTvhZvsjbl2si1Ciycnr24IDYOrak/61YA0RoQTrhZL6xZWnMrIAZ3PGZR",
+	"7uQqa/xZU481u/max/XlFZ364h1nVM3KTjqmAvKPVGoWHWMwGxVTprJ4tBWJZGc7Fr7f6N76A84HWmAh",
+	"BUEIXZlMPdp9b3hSpad4G196Z7uI39twuNsD9yPXv0OPisXWd5G1pkdFZISyh0elkiT38K5YCv1yE/f9",
+	"KfW7K+Ybu2JqE9+GK2ZD//licspVoeAr0d4DuGESZs4uixrffSLf9ahH9YnsfVTNPWEbTXdWdB5vk1be",
+	"L5g4OT/bz+blBv2yIs0zRuzsJJJhCgkzhb6XS6rIlAmGBcYniZx31ptGfSqnHHIMmEtoWFQ+50xTH7aw",
+	"aBJiK2/nsMW6f+FeegwDv52svnnfLuGPaNtPcsRm3Nb9tEMccu/VNu87vH4vTvWNDPZJtgF19nqnwb5y",
+	"Px+waas7ihXdWm17Ti6IZp81WF8h38TwxO/KkNd+vxVne7KBh7HqV+dDFFqqILDNUW4OG0E2IdcqB38o",
+	"mqN1YhsFZHQuYx6uRjbkWS8lAad1Wyd8QdhnGup4hRmd0PeV217WAAa0g2X/MNIBWKKonj1RHXK5Epp+",
+	"xubcChuZMIQRmzWDP0kwbHoaQsMTb7/TtHCMvokbIzfDQvpyIyh0Tf0NuqHCZZ9GCxuUNJPyBoItzPZl",
+	"Bl6dUDbhN66JHiwAE0YLI0P2BDy64cIsfy2cKmi43hsfC4FVn+4gZTAbjcaYA7g5GjpdSsN8uGwEjdOT",
+	"jUEqQdJ0WhoA/DqYtLgxjTBIwiDf0oxmMshBlAvEsW0+/PF5Lzg6OvwUNDifGMQpRO5a+9m72moOEvZW",
+	"O3F2fnCDhoIQs4ME9s/8BVASHS4IgEkQRvME89nXsizyLMSdFufHU7t23BPWAF2U0x6yhNqO2UOspLYm",
+	"Jn5X+n5XzrN7yUYeMbgbMbHapvVZYnlhXvuKrrPfgdOsjtOq5CL7Yh8WourP6MqSCQoG7lezoFZAIpbw",
+	"W1cOoiBgPFEkTJMEk/RFtJEY6HdTmfN9yxJVSCjDr60EoDBTszip82F9d1V9gauqKBnCNaUCMuciVdYd",
+	"Ul3+6KvLtT6mwD5nh6GqmYJ5XikK5icoT/b/z4pahpDDXr56i4Q2p5/fQDJgY/Ds6HGZBKxS2Ny8bcYU",
+	"wow4hcYnWzGkmNZIJjTUyrWW5rpQqsVs9nfFb7Ng+YyHM0RtxEIeQdGzHKdYT2D1rU8Jcs7KPOVLlmSM",
+	"G5t3BVBIoO0KD7Eor01j9aEnimAVzawO0VCA/oCJxq+vrs6JpW2CzwNy8eqU/NDv98j//l/PO0cDQgkW",
+	"b3misA6OEWOGQrCp1ByK/kBHbTGJ4Q9Djpgjm5eIODk/IxkiWsFQQGTFyFwpI/Lnwq3xREHYQ4f8zPVM",
+	"ppqMFBchGwUuVxfup0kax0Nh75nmYe8Il302ab+TgrXfQuYxqBeE62PytHdYwItlmjMK0A3FmDFhZ7cF",
+	"kbgg/R5R5gIdLSnXoxbCkwPj8pipIkpKQahChdndhBx807eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0vo",
+	"XG3gs5uibJRHFBAWKyh9m8axhfeYZGsX0sA9hTDzZChoYu5b5ZaDy/Dp37lAdoHEt6MgbfG+hy3Bsj4z",
+	"WllaFhbsj/rhQj87auxIZaiTmEy5ruOVO5sY+gDy+LohDBaX3jZPhf3D2gFAHbWFrdI5Ic3CaAranrd2",
+	"i1WHPoPzuyIBOboxZAOCpO9oFU/knhJj+TO3mIpDbG6477Li/jUwQxrOoD0uktokV/KObbUGspBxjFFu",
+	"cErxHqRcP/ZFiJNt8X9dmRcew/eFlRZq+r00nRp9KoyprYimGBN/RC+YRvS6PYf/7vB+mXdqe76u6PS7",
+	"1+tbeb00nZZK5ZNmlq1sO/akCg32YLlXmpa6Z1URQx6cU2Xp8e76w12ycFT9FkdNp9+VIK/3C637dQ/6",
+	"voz9ik53pqw4qrhvCxYZQ8rJv4W9wx8Oxo3AGQOvsf5h/9nzWWOjEa1U2tL6jGOkx+Xla5I5emr7G67o",
+	"9Jskp2yhdWvbf3yS/25Y32JYt+06aM0DVwyf0vKG7WiAcIWvPIpAZKaqIxIhTFil14ZlcyMRhQnT6jGr",
+	"GH47Merk/IxotzXZluMP2wJM/G1ikJgQ/1/AMK0ajoVX2wu+YFDfM2hs3OM1WZEBaA8m+HBuRpjZtmWq",
+	"vPnNO4W+Y0B+v3t5cs+0538dTmpth7CrxzZC0+wo2M9mcimIROtS7dOWc9jubzyqo7vYA+jzVC6onhUc",
+	"D9FWx0O12ateqxlv3sKtvPmuLz1Q3oLBZYni9qKrcnjwb40xowlLTlI9g7ihT+ZxcuvIB9v8demCd2/7",
+	"IC/bmbzmMhtZbIvpd3KSgwDju2D9o3LSjwqyuG601duGyXLiPCD2d5fg0yk605Rn/B/T+KZUtbX4BVZr",
+	"NR+50CizsuLfiMvCLzSNeOkT27J5c2YXCB1Y+cKZPpto7QrIyys6RbdIkNu4WrC8iIkVlvEogJvZtwqz",
+	"Y3Zf4Qf0oXrwIFMRsoQADXClkXmQJu69lQVahdnG+IEPpxj3h+O5eKiAmLPHhIZmZhEZrwjNXrphK8IF",
+	"+e/2yYK3/4vZAD5F52wozDNoC5AwClWBDes8TeQyumQh+Iuo5uOYAa2nYCDshuaxYmH3to+egjLMvs1g",
+	"c4nibixDGiNuXR8mFhEpCCWu7+Ux9oZgUBZgzEI5B6orVqRFSyQUJCWjCWPRYJj2eoehAQT+xUYlyLCT",
+	"UwUqS6V5sDNcYSOg6M7dp7v/GwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -284,7 +284,11 @@ func (s *Server) ListFeedRuns(ctx context.Context, req apigen.ListFeedRunsReques
 	for i, r := range runs {
 		out.Runs[i] = apigen.FeedRun{Id: r.ID, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt,
 			Status: apigen.FeedRunStatus(r.Status), Forced: r.Forced, Lines: r.Lines, Entries: r.Entries,
-			Added: r.Added, Removed: r.Removed, Rejected: r.Rejected, Duplicates: r.Duplicates, Error: r.Error}
+			Added: r.Added, Removed: r.Removed, Rejected: r.Rejected, Duplicates: r.Duplicates, Error: r.Error,
+			RejectedLines: make([]apigen.RejectedLine, len(r.RejectedLines))}
+		for j, l := range r.RejectedLines {
+			out.Runs[i].RejectedLines[j] = apigen.RejectedLine{Line: l.Line, Text: l.Text, Reason: l.Reason}
+		}
 	}
 	return apigen.ListFeedRuns200JSONResponse(out), nil
 }

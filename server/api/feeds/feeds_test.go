@@ -196,3 +196,33 @@ func TestFeedURLsAreRedacted(t *testing.T) {
 	require.NotContains(t, fmt.Sprint(out), "topsecret")
 	require.NotContains(t, fmt.Sprint(out), "pa55")
 }
+
+// TestFeedRunsListRejectedLines: a run's rejected lines (line, text,
+// reason) come out of GET /feeds/{name}/runs as stored, and a run without
+// any has an empty list.
+func TestFeedRunsListRejectedLines(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.st.PutFeed(ctx, store.Feed{Name: "f", URL: "https://e.org/f", Format: "list", Tag: "f", Enabled: true}, "test")
+	require.NoError(t, err)
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	_, err = b.st.RecordFeedRun(ctx, store.FeedRun{Feed: "f", StartedAt: at, FinishedAt: at, Status: store.RunNotModified})
+	require.NoError(t, err)
+	_, err = b.st.RecordFeedRun(ctx, store.FeedRun{Feed: "f", StartedAt: at, FinishedAt: at, Status: store.RunFailed, Lines: 3, Rejected: 2,
+		Error:         `worker: refresh feed f: no line accepted: 2 rejected; line 1: invalid address "a"; line 3: invalid address "b"`,
+		RejectedLines: []store.RejectedLine{{Line: 1, Text: "a", Reason: `invalid address "a"`}, {Line: 3, Text: "b", Reason: `invalid address "b"`}}})
+	require.NoError(t, err)
+	code, out := b.do(t, "reader", http.MethodGet, "/feeds/f/runs", "")
+	require.Equal(t, http.StatusOK, code)
+	runs := out["runs"].([]any)
+	require.Len(t, runs, 2)
+	newest := runs[0].(map[string]any)
+	require.Equal(t, "failed", newest["status"])
+	require.Equal(t, `worker: refresh feed f: no line accepted: 2 rejected; line 1: invalid address "a"; line 3: invalid address "b"`, newest["error"])
+	require.Equal(t, []any{
+		map[string]any{"line": float64(1), "text": "a", "reason": `invalid address "a"`},
+		map[string]any{"line": float64(3), "text": "b", "reason": `invalid address "b"`},
+	}, newest["rejected_lines"])
+	require.Equal(t, []any{}, runs[1].(map[string]any)["rejected_lines"])
+}

@@ -369,22 +369,19 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	return nil
 }
 
-// workerDeps builds the outside sources the workers use from cfg: the geo
-// databases when GeoDir holds them, the RDAP client and the PTR resolver.
+// workerDeps builds the outside sources the workers use from cfg: a watcher
+// on GeoDir (the geo sync job warns about missing data), the RDAP client and
+// the PTR resolver.
 func workerDeps(cfg config.Config, log *slog.Logger) (worker.Deps, error) {
-	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency,
+	d := worker.Deps{MaxWorkers: cfg.QueueConcurrency, EnrichWorkers: cfg.EnrichConcurrency, EnrichSpecial: cfg.EnrichSpecial,
 		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: cfg.FeedAllowNetworks, FileDir: cfg.FeedFileDir})}
-	paths := geo.Paths{Country: filepath.Join(cfg.GeoDir, "geo-whois-asn-country.mmdb"),
-		ASNCSV: []string{filepath.Join(cfg.GeoDir, "asn-ipv4.csv"), filepath.Join(cfg.GeoDir, "asn-ipv6.csv")}}
-	if _, err := os.Stat(paths.Country); err != nil {
-		log.Info("No geo databases: country, continent, asn and org conditions match nothing until `make geodata` fills MUNINN_GEO_DIR.", "geo_dir", cfg.GeoDir)
-	} else {
-		w, err := geo.NewWatcher(paths)
-		if err != nil {
-			return d, fmt.Errorf("geo databases in %s: %w", cfg.GeoDir, err)
-		}
-		d.Geo = w
+	// The directory is watched even when it is empty or missing, so `make
+	// geodata` (or a GeoLite2 download) takes effect without a restart.
+	w, err := geo.NewDirWatcher(cfg.GeoDir)
+	if err != nil {
+		log.Warn("Could not load the geo databases; retrying every minute.", "geo_dir", cfg.GeoDir, "error", err)
 	}
+	d.Geo = w
 	if cfg.RDAP {
 		rcfg := rdap.Config{Rate: cfg.RDAPRate, Whois: cfg.RDAPWhois}
 		if cfg.RDAPBaseURL != "" {

@@ -1342,6 +1342,158 @@ type DeleteTokenUnauthorized Problem
 
 func (*DeleteTokenUnauthorized) deleteTokenRes() {}
 
+// The last outside lookup of one kind for one address.
+// Ref: #/components/schemas/EnrichStatus
+type EnrichStatus struct {
+	Kind        EnrichStatusKind `json:"kind"`
+	AttemptedAt time.Time        `json:"attempted_at"`
+	// Ok (answered; for rdap possibly by a stored network that covers the address), not_found (no
+	// registration or no PTR record), error (retried later) or skipped (a special-use, private or
+	// documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
+	Outcome EnrichStatusOutcome `json:"outcome"`
+	// The error.
+	Error OptString `json:"error"`
+}
+
+// GetKind returns the value of Kind.
+func (s *EnrichStatus) GetKind() EnrichStatusKind {
+	return s.Kind
+}
+
+// GetAttemptedAt returns the value of AttemptedAt.
+func (s *EnrichStatus) GetAttemptedAt() time.Time {
+	return s.AttemptedAt
+}
+
+// GetOutcome returns the value of Outcome.
+func (s *EnrichStatus) GetOutcome() EnrichStatusOutcome {
+	return s.Outcome
+}
+
+// GetError returns the value of Error.
+func (s *EnrichStatus) GetError() OptString {
+	return s.Error
+}
+
+// SetKind sets the value of Kind.
+func (s *EnrichStatus) SetKind(val EnrichStatusKind) {
+	s.Kind = val
+}
+
+// SetAttemptedAt sets the value of AttemptedAt.
+func (s *EnrichStatus) SetAttemptedAt(val time.Time) {
+	s.AttemptedAt = val
+}
+
+// SetOutcome sets the value of Outcome.
+func (s *EnrichStatus) SetOutcome(val EnrichStatusOutcome) {
+	s.Outcome = val
+}
+
+// SetError sets the value of Error.
+func (s *EnrichStatus) SetError(val OptString) {
+	s.Error = val
+}
+
+type EnrichStatusKind string
+
+const (
+	EnrichStatusKindRdap EnrichStatusKind = "rdap"
+	EnrichStatusKindPtr  EnrichStatusKind = "ptr"
+)
+
+// AllValues returns all EnrichStatusKind values.
+func (EnrichStatusKind) AllValues() []EnrichStatusKind {
+	return []EnrichStatusKind{
+		EnrichStatusKindRdap,
+		EnrichStatusKindPtr,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s EnrichStatusKind) MarshalText() ([]byte, error) {
+	switch s {
+	case EnrichStatusKindRdap:
+		return []byte(s), nil
+	case EnrichStatusKindPtr:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *EnrichStatusKind) UnmarshalText(data []byte) error {
+	switch EnrichStatusKind(data) {
+	case EnrichStatusKindRdap:
+		*s = EnrichStatusKindRdap
+		return nil
+	case EnrichStatusKindPtr:
+		*s = EnrichStatusKindPtr
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+// Ok (answered; for rdap possibly by a stored network that covers the address), not_found (no
+// registration or no PTR record), error (retried later) or skipped (a special-use, private or
+// documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
+type EnrichStatusOutcome string
+
+const (
+	EnrichStatusOutcomeOk       EnrichStatusOutcome = "ok"
+	EnrichStatusOutcomeNotFound EnrichStatusOutcome = "not_found"
+	EnrichStatusOutcomeError    EnrichStatusOutcome = "error"
+	EnrichStatusOutcomeSkipped  EnrichStatusOutcome = "skipped"
+)
+
+// AllValues returns all EnrichStatusOutcome values.
+func (EnrichStatusOutcome) AllValues() []EnrichStatusOutcome {
+	return []EnrichStatusOutcome{
+		EnrichStatusOutcomeOk,
+		EnrichStatusOutcomeNotFound,
+		EnrichStatusOutcomeError,
+		EnrichStatusOutcomeSkipped,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s EnrichStatusOutcome) MarshalText() ([]byte, error) {
+	switch s {
+	case EnrichStatusOutcomeOk:
+		return []byte(s), nil
+	case EnrichStatusOutcomeNotFound:
+		return []byte(s), nil
+	case EnrichStatusOutcomeError:
+		return []byte(s), nil
+	case EnrichStatusOutcomeSkipped:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *EnrichStatusOutcome) UnmarshalText(data []byte) error {
+	switch EnrichStatusOutcome(data) {
+	case EnrichStatusOutcomeOk:
+		*s = EnrichStatusOutcomeOk
+		return nil
+	case EnrichStatusOutcomeNotFound:
+		*s = EnrichStatusOutcomeNotFound
+		return nil
+	case EnrichStatusOutcomeError:
+		*s = EnrichStatusOutcomeError
+		return nil
+	case EnrichStatusOutcomeSkipped:
+		*s = EnrichStatusOutcomeSkipped
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 // Ref: #/components/schemas/ExplainCond
 type ExplainCond struct {
 	Text    string `json:"text"`
@@ -2524,7 +2676,12 @@ type FeedRun struct {
 	Removed    int64         `json:"removed"`
 	Rejected   int64         `json:"rejected"`
 	Duplicates int64         `json:"duplicates"`
-	Error      string        `json:"error"`
+	// Why a run failed or was refused. A body that is UTF-16 or an HTML page fails naming it ("body is
+	// UTF-16; convert to UTF-8", "body is an HTML page, not a feed"); a body with rejected lines and no
+	// accepted one fails with "no line accepted", the count and the first reasons, and changes nothing.
+	Error string `json:"error"`
+	// The first 100 rejected lines, in input order (rejected counts them all).
+	RejectedLines []RejectedLine `json:"rejected_lines"`
 }
 
 // GetID returns the value of ID.
@@ -2587,6 +2744,11 @@ func (s *FeedRun) GetError() string {
 	return s.Error
 }
 
+// GetRejectedLines returns the value of RejectedLines.
+func (s *FeedRun) GetRejectedLines() []RejectedLine {
+	return s.RejectedLines
+}
+
 // SetID sets the value of ID.
 func (s *FeedRun) SetID(val int64) {
 	s.ID = val
@@ -2645,6 +2807,11 @@ func (s *FeedRun) SetDuplicates(val int64) {
 // SetError sets the value of Error.
 func (s *FeedRun) SetError(val string) {
 	s.Error = val
+}
+
+// SetRejectedLines sets the value of RejectedLines.
+func (s *FeedRun) SetRejectedLines(val []RejectedLine) {
+	s.RejectedLines = val
 }
 
 // Ref: #/components/schemas/FeedRunList
@@ -6479,6 +6646,46 @@ type RefreshFeedUnauthorized Problem
 
 func (*RefreshFeedUnauthorized) refreshFeedRes() {}
 
+// One feed line that produced no entry.
+// Ref: #/components/schemas/RejectedLine
+type RejectedLine struct {
+	// 1-based line (record for csv) number.
+	Line int64 `json:"line"`
+	// The line, cut to 200 bytes (ending in "…" when cut).
+	Text   string `json:"text"`
+	Reason string `json:"reason"`
+}
+
+// GetLine returns the value of Line.
+func (s *RejectedLine) GetLine() int64 {
+	return s.Line
+}
+
+// GetText returns the value of Text.
+func (s *RejectedLine) GetText() string {
+	return s.Text
+}
+
+// GetReason returns the value of Reason.
+func (s *RejectedLine) GetReason() string {
+	return s.Reason
+}
+
+// SetLine sets the value of Line.
+func (s *RejectedLine) SetLine(val int64) {
+	s.Line = val
+}
+
+// SetText sets the value of Text.
+func (s *RejectedLine) SetText(val string) {
+	s.Text = val
+}
+
+// SetReason sets the value of Reason.
+func (s *RejectedLine) SetReason(val string) {
+	s.Reason = val
+}
+
 // A full render or, with delta true, the changes since base_version.
 // Ref: #/components/schemas/Render
 type Render struct {
@@ -8020,6 +8227,9 @@ type View struct {
 	Asn       ASN            `json:"asn"`
 	Rdap      RDAP           `json:"rdap"`
 	Hostnames []Hostname     `json:"hostnames"`
+	// Set for /ips lookups: the last RDAP and PTR lookup of the address, one entry per kind that has run
+	// or been skipped.
+	Enrichment []EnrichStatus `json:"enrichment"`
 }
 
 // GetAddress returns the value of Address.
@@ -8107,6 +8317,11 @@ func (s *View) GetHostnames() []Hostname {
 	return s.Hostnames
 }
 
+// GetEnrichment returns the value of Enrichment.
+func (s *View) GetEnrichment() []EnrichStatus {
+	return s.Enrichment
+}
+
 // SetAddress sets the value of Address.
 func (s *View) SetAddress(val OptString) {
 	s.Address = val
@@ -8190,6 +8405,11 @@ func (s *View) SetRdap(val RDAP) {
 // SetHostnames sets the value of Hostnames.
 func (s *View) SetHostnames(val []Hostname) {
 	s.Hostnames = val
+}
+
+// SetEnrichment sets the value of Enrichment.
+func (s *View) SetEnrichment(val []EnrichStatus) {
+	s.Enrichment = val
 }
 
 func (*View) getIPRes()              {}

@@ -108,18 +108,26 @@ type Result struct {
 	Lines int
 }
 
-// Parse reads a feed in the given format from r.
+// Parse reads a feed in the given format from r. A body SniffBody refuses
+// (UTF-16, an HTML page) fails with ErrUTF16 or ErrHTML before any line is
+// read.
 func Parse(format string, opts Options, r io.Reader) (Result, error) {
 	if err := opts.Validate(format); err != nil {
 		return Result{}, err
 	}
 	c := newCollector(opts)
 	br := bufio.NewReaderSize(r, 64<<10)
+	head, err := br.Peek(sniffLen)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
+		return Result{}, fmt.Errorf("feed: parse %s: %w", format, err)
+	}
+	if err := SniffBody(head); err != nil {
+		return Result{}, fmt.Errorf("feed: parse %s: %w", format, err)
+	}
 	if err := SkipBOM(br); err != nil {
 		return Result{}, fmt.Errorf("feed: parse %s: %w", format, err)
 	}
 	r = br
-	var err error
 	switch format {
 	case FormatList:
 		err = scanLines(r, c, parseListLine)

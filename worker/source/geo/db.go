@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 
 	maxminddb "github.com/oschwald/maxminddb-golang/v2"
+	"go4.org/netipx"
 )
 
-// Paths names the database files. Country is required; the rest are
-// optional. ASN and ASNCSV are alternatives: when both are set, ASN wins.
+// Paths names the database files. Every one is optional (Discover finds
+// them in a directory); a DB without any answers nothing. ASN and ASNCSV are
+// alternatives: when both are set, ASN wins.
 type Paths struct {
 	// Country is an MMDB with country (and possibly continent) data.
 	Country string
@@ -30,8 +34,8 @@ type Paths struct {
 }
 
 func (p Paths) files() []string {
-	out := []string{p.Country}
-	for _, f := range []string{p.City, p.ASN} {
+	var out []string
+	for _, f := range []string{p.Country, p.City, p.ASN} {
 		if f != "" {
 			out = append(out, f)
 		}
@@ -73,15 +77,15 @@ type DB struct {
 	asnCSV  asnTable
 }
 
-// Open opens the databases named by paths.
+// Open opens the databases named by paths; with none named it returns a DB
+// that knows nothing.
 func Open(paths Paths) (*DB, error) {
-	if paths.Country == "" {
-		return nil, errors.New("geo: open: no country database configured")
-	}
 	db := &DB{}
 	var err error
-	if db.country, err = openMMDB(paths.Country); err != nil {
-		return nil, err
+	if paths.Country != "" {
+		if db.country, err = openMMDB(paths.Country); err != nil {
+			return nil, err
+		}
 	}
 	if paths.City != "" {
 		if db.city, err = openMMDB(paths.City); err != nil {
@@ -132,48 +136,77 @@ type names struct {
 	EN string `maxminddb:"en"`
 }
 
-// mmdbRecord covers both record shapes in use: GeoIP2/GeoLite2
+// mmdbRecord covers the record shapes in use: GeoIP2/GeoLite2 and DB-IP
 // (country.iso_code, continent.code, city.names.en,
-// autonomous_system_number) and ip-location-db (country_code, city as a
-// plain string, same ASN keys).
+// autonomous_system_number, autonomous_system_organization), ip-location-db
+// (country_code, city as a plain string, the same ASN keys) and IPinfo
+// (country and continent as plain codes, or country_code and continent_code
+// in IPinfo Lite; asn as "AS64500"; as_name).
 type mmdbRecord struct {
 	CountryCode string `maxminddb:"country_code"`
-	Country     struct {
-		ISOCode string `maxminddb:"iso_code"`
-	} `maxminddb:"country"`
+	// Country is a map with iso_code (GeoIP2) or a plain code (IPinfo).
+	Country           any `maxminddb:"country"`
 	RegisteredCountry struct {
 		ISOCode string `maxminddb:"iso_code"`
 	} `maxminddb:"registered_country"`
-	Continent struct {
-		Code string `maxminddb:"code"`
-	} `maxminddb:"continent"`
+	// Continent is a map with code (GeoIP2) or a plain code (IPinfo).
+	Continent     any    `maxminddb:"continent"`
 	ContinentCode string `maxminddb:"continent_code"`
 	// City is a map (GeoIP2) or a string (ip-location-db).
 	City any    `maxminddb:"city"`
 	ASN  uint32 `maxminddb:"autonomous_system_number"`
 	Org  string `maxminddb:"autonomous_system_organization"`
+	// IPASN is IPinfo's asn ("AS64500"); ASName its organisation.
+	IPASN  string `maxminddb:"asn"`
+	ASName string `maxminddb:"as_name"`
+}
+
+// code reads a country or continent field: a map's key (GeoIP2) or a plain
+// two-letter code (IPinfo; longer strings are names, as in IPinfo Lite's
+// country, and are ignored).
+func code(v any, key string) string {
+	switch c := v.(type) {
+	case map[string]any:
+		s, _ := c[key].(string)
+		return s
+	case string:
+		if len(c) == 2 {
+			return strings.ToUpper(c)
+		}
+	}
+	return ""
 }
 
 func (m *mmdbRecord) country() string {
-	switch {
-	case m.Country.ISOCode != "":
-		return m.Country.ISOCode
-	case m.CountryCode != "":
-		return m.CountryCode
-	default:
-		return m.RegisteredCountry.ISOCode
+	if c := code(m.Country, "iso_code"); c != "" {
+		return c
 	}
+	if m.CountryCode != "" {
+		return m.CountryCode
+	}
+	return m.RegisteredCountry.ISOCode
 }
 
 func (m *mmdbRecord) continent() string {
-	switch {
-	case m.Continent.Code != "":
-		return m.Continent.Code
-	case m.ContinentCode != "":
-		return m.ContinentCode
-	default:
-		return ContinentOf(m.country())
+	if c := code(m.Continent, "code"); c != "" {
+		return c
 	}
+	if m.ContinentCode != "" {
+		return m.ContinentCode
+	}
+	return ContinentOf(m.country())
+}
+
+// asn returns the record's AS number and organisation in either shape.
+func (m *mmdbRecord) asn() (uint32, string) {
+	if m.ASN != 0 || m.IPASN == "" {
+		return m.ASN, m.Org
+	}
+	n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToUpper(m.IPASN), "AS"), 10, 32)
+	if err != nil {
+		return 0, ""
+	}
+	return uint32(n), m.ASName
 }
 
 func (m *mmdbRecord) city() string {
@@ -206,13 +239,15 @@ func (db *DB) Lookup(addr netip.Addr) (Record, bool) {
 	addr = addr.Unmap()
 	var rec Record
 	found := false
-	if res := db.country.Lookup(addr); res.Found() {
-		var m mmdbRecord
-		if res.Decode(&m) == nil {
-			found = true
-			rec.Country, rec.Continent, rec.City = m.country(), m.continent(), m.city()
-			rec.ASN, rec.Org = m.ASN, m.Org
-			rec.Network = res.Prefix()
+	if db.country != nil {
+		if res := db.country.Lookup(addr); res.Found() {
+			var m mmdbRecord
+			if res.Decode(&m) == nil {
+				found = true
+				rec.Country, rec.Continent, rec.City = m.country(), m.continent(), m.city()
+				rec.ASN, rec.Org = m.asn()
+				rec.Network = res.Prefix()
+			}
 		}
 	}
 	if db.city != nil {
@@ -239,7 +274,7 @@ func (db *DB) Lookup(addr netip.Addr) (Record, bool) {
 			var m mmdbRecord
 			if res.Decode(&m) == nil {
 				found = true
-				rec.ASN, rec.Org = m.ASN, m.Org
+				rec.ASN, rec.Org = m.asn()
 			}
 		}
 	case db.asnCSV != nil:
@@ -264,6 +299,9 @@ func (db *DB) Lookup(addr netip.Addr) (Record, bool) {
 // Networks without country data are skipped; iteration stops at the first
 // error from yield, which Networks returns.
 func (db *DB) Networks(yield func(GeoNet) error) error {
+	if db.country == nil {
+		return db.asnNetworks(yield)
+	}
 	for res := range db.country.Networks() {
 		if err := res.Err(); err != nil {
 			return fmt.Errorf("geo: networks: %w", err)
@@ -272,7 +310,8 @@ func (db *DB) Networks(yield func(GeoNet) error) error {
 		if err := res.Decode(&m); err != nil {
 			return fmt.Errorf("geo: networks: decode %s: %w", res.Prefix(), err)
 		}
-		base := GeoNet{Prefix: res.Prefix(), Country: m.country(), Continent: m.continent(), ASN: m.ASN, Org: m.Org}
+		base := GeoNet{Prefix: res.Prefix(), Country: m.country(), Continent: m.continent()}
+		base.ASN, base.Org = m.asn()
 		if base.Country == "" {
 			continue
 		}
@@ -320,8 +359,38 @@ func withASN(base GeoNet, p netip.Prefix, res maxminddb.Result) GeoNet {
 	if res.Found() {
 		var m mmdbRecord
 		if res.Decode(&m) == nil {
-			n.ASN, n.Org = m.ASN, m.Org
+			n.ASN, n.Org = m.asn()
 		}
 	}
 	return n
+}
+
+// asnNetworks is Networks without country data: every network of the ASN
+// database (or range of the ASN CSVs) with no country, so asn and org
+// conditions still work.
+func (db *DB) asnNetworks(yield func(GeoNet) error) error {
+	switch {
+	case db.asn != nil:
+		for res := range db.asn.Networks() {
+			if err := res.Err(); err != nil {
+				return fmt.Errorf("geo: networks: %w", err)
+			}
+			n := withASN(GeoNet{}, res.Prefix(), res)
+			if n.ASN == 0 {
+				continue
+			}
+			if err := yield(n); err != nil {
+				return err
+			}
+		}
+	case db.asnCSV != nil:
+		for _, r := range db.asnCSV {
+			for _, p := range netipx.IPRangeFrom(r.start, r.end).Prefixes() {
+				if err := yield(GeoNet{Prefix: p, ASN: r.asn, Org: r.org}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -2,56 +2,25 @@ package geo_test
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
-	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/stretchr/testify/require"
 	"go4.org/netipx"
 
 	"github.com/muninn/muninn/worker/source/geo"
+	"github.com/muninn/muninn/worker/source/geo/geotest"
 )
 
-// writeMMDB writes a small MMDB with the given records. Documentation ranges
-// are reserved networks, hence IncludeReservedNetworks.
-func writeMMDB(t testing.TB, path, dbType string, records map[string]mmdbtype.Map) {
-	t.Helper()
-	tree, err := mmdbwriter.New(mmdbwriter.Options{DatabaseType: dbType, IncludeReservedNetworks: true, RecordSize: 28})
-	require.NoError(t, err)
-	keys := make([]string, 0, len(records))
-	for k := range records {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		_, n, err := net.ParseCIDR(k)
-		require.NoError(t, err)
-		require.NoError(t, tree.Insert(n, records[k]))
-	}
-	f, err := os.Create(path)
-	require.NoError(t, err)
-	_, err = tree.WriteTo(f)
-	require.NoError(t, err)
-	require.NoError(t, f.Close())
-}
-
-func geoip2Country(iso, continent string) mmdbtype.Map {
-	m := mmdbtype.Map{"country": mmdbtype.Map{"iso_code": mmdbtype.String(iso), "names": mmdbtype.Map{"en": mmdbtype.String("X")}}}
-	if continent != "" {
-		m["continent"] = mmdbtype.Map{"code": mmdbtype.String(continent)}
-	}
-	return m
-}
-
-func asnRecord(asn uint32, org string) mmdbtype.Map {
-	return mmdbtype.Map{"autonomous_system_number": mmdbtype.Uint32(asn), "autonomous_system_organization": mmdbtype.String(org)}
-}
+var (
+	writeMMDB     = geotest.WriteMMDB
+	geoip2Country = geotest.GeoIP2Country
+	asnRecord     = geotest.ASNRecord
+)
 
 const asnCSV4 = `192.0.2.0,192.0.2.127,64500,"Example, Inc."
 198.51.100.0,198.51.101.255,64501,Documentation Transit Ltd
@@ -202,8 +171,11 @@ func TestNetworksMergedWithASN(t *testing.T) {
 func TestOpenErrors(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	_, err := geo.Open(geo.Paths{})
-	require.ErrorContains(t, err, "no country database")
+	empty, err := geo.Open(geo.Paths{})
+	require.NoError(t, err, "no files: a DB that knows nothing")
+	_, ok := empty.Lookup(netip.MustParseAddr("192.0.2.1"))
+	require.False(t, ok)
+	require.NoError(t, empty.Networks(func(geo.GeoNet) error { return fmt.Errorf("no networks expected") }))
 	_, err = geo.Open(geo.Paths{Country: filepath.Join(b.dir, "missing.mmdb")})
 	require.ErrorIs(t, err, os.ErrNotExist)
 	_, err = geo.Open(geo.Paths{Country: filepath.Join(b.dir, "asn-ipv4.csv")})
@@ -269,7 +241,10 @@ func TestRealData(t *testing.T) {
 	if dir == "" {
 		t.Skip("MUNINN_GEO_DIR not set")
 	}
-	db := open(t, realPaths(dir))
+	paths, err := geo.Discover(dir)
+	require.NoError(t, err)
+	require.Equal(t, realPaths(dir), paths, "make geodata's files are found by name")
+	db := open(t, paths)
 	rec, ok := db.Lookup(netip.MustParseAddr("1.1.1.1"))
 	require.True(t, ok)
 	require.Equal(t, uint32(13335), rec.ASN)

@@ -32,20 +32,40 @@ func stamps(paths Paths) (map[string]fileStamp, error) {
 // goroutine: the caller decides when to call Reload (a periodic job). Readers
 // call Current, or Lookup, and never block on a reload.
 type Watcher struct {
-	paths Paths
-	cur   atomic.Pointer[DB]
+	// find names the files: fixed paths, or Discover on a directory, run
+	// at every Reload so files that appear later are found.
+	find func() (Paths, error)
+	cur  atomic.Pointer[DB]
 
 	mu     sync.Mutex // serialises Reload
 	stamps map[string]fileStamp
+	paths  Paths // of the DB in force
 }
 
 // NewWatcher opens the databases named by paths.
 func NewWatcher(paths Paths) (*Watcher, error) {
-	w := &Watcher{paths: paths}
+	w := &Watcher{find: func() (Paths, error) { return paths, nil }}
 	if _, err := w.Reload(); err != nil {
 		return nil, err
 	}
 	return w, nil
+}
+
+// NewDirWatcher watches dir (which need not exist yet) for the files
+// Discover knows. It always returns a Watcher, holding an empty DB when the
+// first load failed; the error says why, and a later Reload retries.
+func NewDirWatcher(dir string) (*Watcher, error) {
+	w := &Watcher{find: func() (Paths, error) { return Discover(dir) }}
+	w.cur.Store(&DB{})
+	_, err := w.Reload()
+	return w, err
+}
+
+// Paths returns the files of the DB in force.
+func (w *Watcher) Paths() Paths {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.paths
 }
 
 // Current returns the DB in force. It stays usable after a reload replaced it:
@@ -62,23 +82,27 @@ func (w *Watcher) Lookup(addr netip.Addr) (Record, bool) { return w.Current().Lo
 func (w *Watcher) Reload() (changed bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	before, err := stamps(w.paths)
+	paths, err := w.find()
+	if err != nil {
+		return false, fmt.Errorf("geo: reload: %w", err)
+	}
+	before, err := stamps(paths)
 	if err != nil {
 		return false, fmt.Errorf("geo: reload: %w", err)
 	}
 	if w.stamps != nil && equalStamps(before, w.stamps) {
 		return false, nil
 	}
-	db, err := Open(w.paths)
+	db, err := Open(paths)
 	if err != nil {
 		return false, fmt.Errorf("geo: reload: %w", err)
 	}
-	after, err := stamps(w.paths)
+	after, err := stamps(paths)
 	if err != nil || !equalStamps(before, after) {
 		return false, errors.Join(errors.New("geo: reload: files changed while loading, try again"), err)
 	}
 	w.cur.Store(db)
-	w.stamps = after
+	w.stamps, w.paths = after, paths
 	return true, nil
 }
 
