@@ -579,6 +579,7 @@ func TestIPViewEnrichmentStatus(t *testing.T) {
 	addr := netip.MustParseAddr("198.51.100.20")
 	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, at, store.EnrichError, "rdap: query 198.51.100.20 at arin: 503 Service Unavailable"))
 	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichPTR, addr, at.Add(time.Minute), store.EnrichOK, ""))
+	require.NoError(t, b.ix.CatchUp(ctx)) // the index serves the attempts
 
 	type status struct {
 		Kind        string    `json:"kind"`
@@ -597,6 +598,7 @@ func TestIPViewEnrichmentStatus(t *testing.T) {
 
 	// A retry replaces the attempt.
 	require.NoError(t, b.store.RecordEnrichAttempt(ctx, store.EnrichRDAP, addr, at.Add(time.Hour), store.EnrichNotFound, "rdap: no network found"))
+	require.NoError(t, b.ix.CatchUp(ctx))
 	b.json(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.20", nil, 200, &v)
 	require.Equal(t, status{Kind: "rdap", AttemptedAt: at.Add(time.Hour), Outcome: "not_found", Error: "rdap: no network found"}, v.Enrichment[0])
 

@@ -77,6 +77,9 @@ func toView(snap *index.Snap, p netip.Prefix, r resolve.View, prefixes []resolve
 		for _, h := range snap.Hostnames(p.Addr()) {
 			v.Hostnames = append(v.Hostnames, apigen.Hostname{Name: h.Name, Source: h.Source, LastSeen: h.LastSeen})
 		}
+		if attempts := snap.EnrichAttempts(p.Addr()); len(attempts) > 0 {
+			v.Enrichment = ptr(EnrichStatuses(attempts))
+		}
 	}
 	return v
 }
@@ -146,15 +149,6 @@ func (s *Server) GetIP(ctx context.Context, req apigen.GetIPRequestObject) (apig
 	v, found := s.lookup(p)
 	if !found {
 		return apigen.GetIP404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.Addr().String()))}, nil
-	}
-	// The lookup status is per address and changes with every attempt; it
-	// is read from the store here rather than kept in the index.
-	attempts, err := s.store.EnrichAttempts(ctx, p.Addr())
-	if err != nil {
-		return nil, err
-	}
-	if len(attempts) > 0 {
-		v.Enrichment = ptr(EnrichStatuses(attempts))
 	}
 	return apigen.GetIP200JSONResponse(v), nil
 }

@@ -246,3 +246,28 @@ type geoRec struct {
 func compactGeo(in *interner, g store.GeoNetwork) geoRec {
 	return geoRec{asn: uint32(g.ASN), country: in.id(g.Country), continent: in.id(g.Continent), city: in.id(g.City), org: in.id(g.ASOrg), source: in.id(g.Source)}
 }
+
+// attempts is an address's last enrichment lookups, without pointers:
+// strings interned, the time in Unix microseconds.
+type attempts struct {
+	n int
+	a [2]attempt // one per kind (store.EnrichRDAP, store.EnrichPTR)
+}
+
+type attempt struct {
+	at                 int64
+	kind, outcome, err uint32
+}
+
+// compactAttempts keeps the first two of as (one per kind).
+func compactAttempts(in *interner, as []store.EnrichAttempt) attempts {
+	var out attempts
+	for _, a := range as {
+		if out.n == len(out.a) {
+			break
+		}
+		out.a[out.n] = attempt{at: micros(a.AttemptedAt), kind: in.id(a.Kind), outcome: in.id(a.Outcome), err: in.id(a.Error)}
+		out.n++
+	}
+	return out
+}

@@ -50,6 +50,32 @@ func TestEnrichmentFollowsWriters(t *testing.T) {
 	require.Zero(t, s.Len(), "enrichment stores no prefixes")
 }
 
+// Each address's last lookup attempts are loaded at start and follow their
+// writer: GET /ips shows them without SQL.
+func TestEnrichAttemptsFollowWriters(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	a := addr("192.0.2.9")
+	require.NoError(t, b.st.RecordEnrichAttempt(b.ctx, store.EnrichPTR, a, at, store.EnrichOK, ""))
+	ix := run(t, b.st)
+	require.Equal(t, []store.EnrichAttempt{{Kind: store.EnrichPTR, AttemptedAt: at, Outcome: store.EnrichOK}}, ix.Snapshot().EnrichAttempts(a))
+
+	require.NoError(t, b.st.RecordEnrichAttempt(b.ctx, store.EnrichRDAP, a, at.Add(time.Minute), store.EnrichError, "rdap: 503 Service Unavailable"))
+	require.NoError(t, b.st.RecordEnrichAttempt(b.ctx, store.EnrichPTR, a, at.Add(2*time.Minute), store.EnrichNotFound, "no PTR record"))
+	require.NoError(t, b.st.RecordEnrichAttempt(b.ctx, store.EnrichRDAP, addr("2001:db8::1"), at, store.EnrichSkipped, "documentation address"))
+	s := caughtUp(t, b, ix)
+	want := []store.EnrichAttempt{
+		{Kind: store.EnrichRDAP, AttemptedAt: at.Add(time.Minute), Outcome: store.EnrichError, Error: "rdap: 503 Service Unavailable"},
+		{Kind: store.EnrichPTR, AttemptedAt: at.Add(2 * time.Minute), Outcome: store.EnrichNotFound, Error: "no PTR record"},
+	}
+	require.Equal(t, want, s.EnrichAttempts(a), "rdap before ptr, each the latest")
+	require.Equal(t, want, s.EnrichAttempts(netip.AddrFrom16(a.As16())), "an IPv4-mapped address is the IPv4 one")
+	require.Nil(t, s.EnrichAttempts(addr("192.0.2.10")))
+	require.NoError(t, ix.Reload(b.ctx))
+	require.Equal(t, want, ix.Snapshot().EnrichAttempts(a), "a full load reads the same")
+}
+
 // CatchUp from many goroutines while the follower applies the same changes:
 // the sequence of published snapshots never goes backwards and every change
 // is applied.

@@ -83,7 +83,7 @@ func New(st *store.Store, log *slog.Logger, now func() time.Time) *Index {
 		exps: newExpiries(), recs: &arena{}}
 	at := now()
 	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[recID]), geo: new(bart.Table[geoRec]),
-		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname])})
+		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname]), attempts: new(bart.Table[attempts])})
 	return ix
 }
 
@@ -237,12 +237,20 @@ func (ix *Index) reload(ctx context.Context) error {
 	// seq is re-read when applied, so the tables converge.
 	rdap := new(bart.Table[*store.RDAPFacts])
 	hosts := new(bart.Table[[]store.Hostname])
-	if err := ix.st.Enrichments(ctx, func(r store.RDAPFacts) error {
-		rdap.Insert(r.Network.Masked(), &r)
-		return nil
-	}, func(a netip.Addr, hs []store.Hostname) error {
-		hosts.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), capHostnames(hs))
-		return nil
+	tried := new(bart.Table[attempts])
+	if err := ix.st.Enrichments(ctx, store.EnrichmentReader{
+		RDAP: func(r store.RDAPFacts) error {
+			rdap.Insert(r.Network.Masked(), &r)
+			return nil
+		},
+		Host: func(a netip.Addr, hs []store.Hostname) error {
+			hosts.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), capHostnames(hs))
+			return nil
+		},
+		Attempts: func(a netip.Addr, as []store.EnrichAttempt) error {
+			tried.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), compactAttempts(strs, as))
+			return nil
+		},
 	}); err != nil {
 		return fmt.Errorf("index: load enrichment: %w", err)
 	}
@@ -253,7 +261,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	heap.Init(sched)
 	ix.strs, ix.exps, ix.loadedStrs = strs, sched, len(strs.strs)
 	ix.recs, ix.liveFacts = recs, recs.total
-	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts}, nil, false, true)
+	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts, tried}, nil, false, true)
 	ix.readyOnce.Do(func() { close(ix.ready) })
 	return nil
 }
@@ -354,7 +362,7 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 			return fmt.Errorf("index: apply geo change: %w", err)
 		}
 	}
-	rdap, hosts, err := ix.applyEnrich(ctx, prev, sortPrefixes(enrich))
+	et, err := ix.applyEnrich(ctx, prev, sortPrefixes(enrich))
 	if err != nil {
 		return err
 	}
@@ -387,7 +395,8 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 		}
 		ix.exps.set(p, next)
 	}
-	ix.commit(prev, changes[len(changes)-1].Seq, at, tables{pfx, geoTable, rdap, hosts}, spans, geo, false)
+	et.pfx, et.geo = pfx, geoTable
+	ix.commit(prev, changes[len(changes)-1].Seq, at, et, spans, geo, false)
 	return nil
 }
 
@@ -402,37 +411,49 @@ func capHostnames(hs []store.Hostname) []store.Hostname {
 	return hs
 }
 
-// applyEnrich re-reads the RDAP networks and hostnames of enrichment changes
-// (sorted prefixes) into persistent copies of prev's tables.
-func (ix *Index) applyEnrich(ctx context.Context, prev *Snap, ps []netip.Prefix) (*bart.Table[*store.RDAPFacts], *bart.Table[[]store.Hostname], error) {
-	rdap, hosts := prev.rdap, prev.hosts
+// applyEnrich re-reads the RDAP networks, hostnames and lookup attempts of
+// enrichment changes (sorted prefixes) into persistent copies of prev's
+// tables; it returns prev's tables with those replaced.
+func (ix *Index) applyEnrich(ctx context.Context, prev *Snap, ps []netip.Prefix) (tables, error) {
+	t := tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts}
 	if len(ps) == 0 {
-		return rdap, hosts, nil
+		return t, nil
 	}
 	gotRDAP := map[netip.Prefix]bool{}
-	err := ix.st.EnrichmentOf(ctx, ps, func(r store.RDAPFacts) error {
-		p := r.Network.Masked()
-		gotRDAP[p] = true
-		rdap = rdap.InsertPersist(p, &r)
-		return nil
-	}, func(a netip.Addr, hs []store.Hostname) error {
-		p := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		if len(hs) == 0 {
-			hosts = hosts.DeletePersist(p)
-		} else {
-			hosts = hosts.InsertPersist(p, capHostnames(hs))
-		}
-		return nil
+	host := func(a netip.Addr) netip.Prefix { return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()) }
+	err := ix.st.EnrichmentOf(ctx, ps, store.EnrichmentReader{
+		RDAP: func(r store.RDAPFacts) error {
+			p := r.Network.Masked()
+			gotRDAP[p] = true
+			t.rdap = t.rdap.InsertPersist(p, &r)
+			return nil
+		},
+		Host: func(a netip.Addr, hs []store.Hostname) error {
+			if len(hs) == 0 {
+				t.hosts = t.hosts.DeletePersist(host(a))
+			} else {
+				t.hosts = t.hosts.InsertPersist(host(a), capHostnames(hs))
+			}
+			return nil
+		},
+		Attempts: func(a netip.Addr, as []store.EnrichAttempt) error {
+			if len(as) == 0 {
+				t.attempts = t.attempts.DeletePersist(host(a))
+			} else {
+				t.attempts = t.attempts.InsertPersist(host(a), compactAttempts(ix.strs, as))
+			}
+			return nil
+		},
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("index: apply enrichment change: %w", err)
+		return tables{}, fmt.Errorf("index: apply enrichment change: %w", err)
 	}
 	for _, p := range ps {
 		if !gotRDAP[p] {
-			rdap = rdap.DeletePersist(p)
+			t.rdap = t.rdap.DeletePersist(p)
 		}
 	}
-	return rdap, hosts, nil
+	return t, nil
 }
 
 // Expire publishes a new snapshot at the current time when an assertion has
@@ -446,7 +467,7 @@ func (ix *Index) Expire() {
 		return
 	}
 	prev := ix.Snapshot()
-	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts}, nil, false, false)
+	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts}, nil, false, false)
 }
 
 // stale reports whether a full load would free much memory: changes have
@@ -473,10 +494,11 @@ func (ix *Index) nextExpiry() (time.Time, bool) {
 // history accounts for every view that differs from the previous one.
 // tables are the tables of one snapshot.
 type tables struct {
-	pfx   *bart.Table[recID]
-	geo   *bart.Table[geoRec]
-	rdap  *bart.Table[*store.RDAPFacts]
-	hosts *bart.Table[[]store.Hostname]
+	pfx      *bart.Table[recID]
+	geo      *bart.Table[geoRec]
+	rdap     *bart.Table[*store.RDAPFacts]
+	hosts    *bart.Table[[]store.Hostname]
+	attempts *bart.Table[attempts]
 }
 
 func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []netip.Prefix, geoChanged, full bool) {
@@ -492,7 +514,7 @@ func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []n
 			ix.exps.set(p, recAt(ix.recs.chunks, id).nextExpiry(atUS))
 		}
 	}
-	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, recs: ix.recs.chunks, strs: ix.strs.strs, histFloor: prev.histFloor}
+	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, attempts: t.attempts, recs: ix.recs.chunks, strs: ix.strs.strs, histFloor: prev.histFloor}
 	h := histEntry{gen: s.gen, spans: sortPrefixes(spans), geo: geoChanged, full: full}
 	s.hist = append(prev.hist, h)
 	if len(s.hist) > 2*historyLen {

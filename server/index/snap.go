@@ -31,6 +31,8 @@ type Snap struct {
 	geo   *bart.Table[geoRec]
 	rdap  *bart.Table[*store.RDAPFacts]
 	hosts *bart.Table[[]store.Hostname]
+	// attempts holds each address's last enrichment lookups.
+	attempts *bart.Table[attempts]
 	// recs are the arena chunks the prefix table's ids point into.
 	recs [][]fact
 	strs []string
@@ -162,6 +164,23 @@ func (s *Snap) Hostnames(addr netip.Addr) []store.Hostname {
 	addr = addr.Unmap()
 	hs, _ := s.hosts.Get(netip.PrefixFrom(addr, addr.BitLen()))
 	return hs
+}
+
+// EnrichAttempts returns the last lookup attempt of each kind for addr
+// (store.EnrichAttempts' order: rdap before ptr); none when nothing was
+// tried.
+func (s *Snap) EnrichAttempts(addr netip.Addr) []store.EnrichAttempt {
+	addr = addr.Unmap()
+	a, ok := s.attempts.Get(netip.PrefixFrom(addr, addr.BitLen()))
+	if !ok {
+		return nil
+	}
+	out := make([]store.EnrichAttempt, a.n)
+	for i := range out {
+		t := a.a[i]
+		out[i] = store.EnrichAttempt{Kind: s.strs[t.kind], AttemptedAt: fromMicros(t.at), Outcome: s.strs[t.outcome], Error: s.strs[t.err]}
+	}
+	return out
 }
 
 // RDNS returns the name exports show for addr: the newest PTR name, else

@@ -171,12 +171,18 @@ type EnrichAttempt struct {
 
 // RecordEnrichAttempt notes that a lookup of kind for addr ran at `at` with
 // the given outcome (EnrichOK etc.); errText says why it failed or was
-// skipped.
+// skipped. It records the address's host prefix in the change feed
+// (ChangeEnrich): the index serves the status with the address's view.
 func (s *Store) RecordEnrichAttempt(ctx context.Context, kind string, addr netip.Addr, at time.Time, outcome, errText string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO enrich_attempts (address, kind, attempted_at, outcome, error) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (address, kind) DO UPDATE SET attempted_at = excluded.attempted_at, outcome = excluded.outcome, error = excluded.error`,
-		addr.Unmap(), kind, at, outcome, errText)
-	return mapErr("record enrich attempt", err)
+	addr = addr.Unmap()
+	return s.inTx(ctx, "record enrich attempt", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO enrich_attempts (address, kind, attempted_at, outcome, error) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (address, kind) DO UPDATE SET attempted_at = excluded.attempted_at, outcome = excluded.outcome, error = excluded.error`,
+			addr, kind, at, outcome, errText); err != nil {
+			return err
+		}
+		return recordChange(ctx, tx, ChangeEnrich, []netip.Prefix{netip.PrefixFrom(addr, addr.BitLen())})
+	})
 }
 
 // EnrichAttempts returns the last attempt of each kind for addr, rdap before
@@ -262,28 +268,38 @@ func (s *Store) JobSummary(ctx context.Context, failures int) (JobSummary, error
 	return sum, nil
 }
 
-// Enrichments calls rdap with every stored RDAP network and host with every
-// address's hostnames (newest first, then by name), in no particular order
-// of networks or addresses. Callers that follow the change feed call it
-// after LoadAll: every enrichment change after LoadAll's sequence is then
-// re-read with EnrichmentOf, which converges.
-func (s *Store) Enrichments(ctx context.Context, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
-	return s.enrichments(ctx, nil, rdap, host)
+// EnrichmentReader receives what Enrichments and EnrichmentOf read: RDAP
+// networks, each address's hostnames (newest first, then by name) and each
+// address's last lookup attempts (EnrichAttempts' order).
+type EnrichmentReader struct {
+	RDAP     func(RDAPFacts) error
+	Host     func(netip.Addr, []Hostname) error
+	Attempts func(netip.Addr, []EnrichAttempt) error
+}
+
+// Enrichments calls er with every stored RDAP network, every address's
+// hostnames and every address's lookup attempts, in no particular order of
+// networks or addresses. Callers that follow the change feed call it after
+// LoadAll: every enrichment change after LoadAll's sequence is then re-read
+// with EnrichmentOf, which converges.
+func (s *Store) Enrichments(ctx context.Context, er EnrichmentReader) error {
+	return s.enrichments(ctx, nil, er)
 }
 
 // EnrichmentOf is Enrichments restricted to the prefixes of ChangeEnrich
-// changes: the RDAP networks equal to one of ps and the hostnames of the
-// addresses whose host prefix is one of ps. An address in ps without names
-// is reported with none, so the caller can forget it; an RDAP network in ps
-// that is not stored is not reported.
-func (s *Store) EnrichmentOf(ctx context.Context, ps []netip.Prefix, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
+// changes: the RDAP networks equal to one of ps, and the hostnames and
+// attempts of the addresses whose host prefix is one of ps. An address in ps
+// without names (attempts) is reported with none, so the caller can forget
+// them; an RDAP network in ps that is not stored is not reported.
+func (s *Store) EnrichmentOf(ctx context.Context, ps []netip.Prefix, er EnrichmentReader) error {
 	if len(ps) == 0 {
 		return nil
 	}
-	return s.enrichments(ctx, ps, rdap, host)
+	return s.enrichments(ctx, ps, er)
 }
 
-func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RDAPFacts) error, host func(netip.Addr, []Hostname) error) error {
+func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, er EnrichmentReader) error {
+	rdap, host := er.RDAP, er.Host
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := unbounded(ctx, tx); err != nil {
 			return err
@@ -353,7 +369,55 @@ func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, rdap func(RD
 				}
 			}
 		}
-		return nil
+		return readAttempts(ctx, tx, addrs, er.Attempts)
 	})
 	return mapErr("enrichments", err)
+}
+
+// readAttempts calls fn with the attempts of each address of addrs (every
+// address when nil), an address of addrs without any with none.
+func readAttempts(ctx context.Context, tx pgx.Tx, addrs any, fn func(netip.Addr, []EnrichAttempt) error) error {
+	rows, err := tx.Query(ctx, `SELECT address, kind, attempted_at, outcome, error FROM enrich_attempts
+		WHERE $1::inet[] IS NULL OR address = ANY ($1) ORDER BY address, kind DESC`, addrs)
+	if err != nil {
+		return fmt.Errorf("query enrich attempts: %w", err)
+	}
+	var (
+		a, cur netip.Addr
+		at     EnrichAttempt
+		list   []EnrichAttempt
+	)
+	seen := map[netip.Addr]bool{}
+	if _, err := pgx.ForEachRow(rows, []any{&a, &at.Kind, &at.AttemptedAt, &at.Outcome, &at.Error}, func() error {
+		if a != cur && cur.IsValid() {
+			if err := fn(cur, list); err != nil {
+				return err
+			}
+			list = nil
+		}
+		cur = a
+		at.AttemptedAt = at.AttemptedAt.UTC()
+		if addrs != nil {
+			seen[a] = true
+		}
+		list = append(list, at)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read enrich attempts: %w", err)
+	}
+	if cur.IsValid() {
+		if err := fn(cur, list); err != nil {
+			return err
+		}
+	}
+	if addrs != nil {
+		for _, a := range addrs.([]netip.Addr) {
+			if !seen[a] {
+				if err := fn(a, nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

@@ -108,9 +108,7 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 	}
 	if p.IsSingleIP() {
 		pp.Enrichment.Hostnames = snap.Hostnames(p.Addr())
-		if pp.Enrichment.Attempts, err = h.store.EnrichAttempts(ctx, p.Addr()); err != nil {
-			return pp, err
-		}
+		pp.Enrichment.Attempts = snap.EnrichAttempts(p.Addr())
 	}
 	if pp.History, err = h.store.Audit(ctx, store.AuditFilter{Object: "prefix/" + p.String()}, 0, 20); err != nil {
 		return pp, err
