@@ -1,8 +1,5 @@
 //go:build linux
 
-// Package docker holds no code: its tests check the packaging in this
-// directory (systemd units, the bouncer's install script, Dockerfiles) against
-// what README.md documents.
 package docker
 
 import (
@@ -161,14 +158,6 @@ func TestUnitsRunAsDocumented(t *testing.T) {
 	require.Contains(t, o.out.String(), "permission denied")
 
 	require.Equal(t, 0, srv.stop(t), "muninn serve's clean stop exits 0\n%s", srv.out.String())
-}
-
-// readFile reads a file or fails tb.
-func readFile(tb testing.TB, path string) []byte {
-	tb.Helper()
-	b, err := os.ReadFile(path)
-	require.NoError(tb, err)
-	return b
 }
 
 var (
