@@ -234,10 +234,10 @@ func emulate(tb testing.TB, path, root string, uid uint32) *service {
 // capabilities, in its own process group.
 func (s *service) sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{
-		Chroot:     s.root,
-		Credential: &syscall.Credential{Uid: s.uid, Gid: s.gid, Groups: []uint32{}},
+		Chroot:      s.root,
+		Credential:  &syscall.Credential{Uid: s.uid, Gid: s.gid, Groups: []uint32{}},
 		AmbientCaps: s.caps,
-		Setpgid:    true,
+		Setpgid:     true,
 	}
 }
 
