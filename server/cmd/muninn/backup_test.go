@@ -34,7 +34,9 @@ func TestBackupRestore(t *testing.T) {
 			"MUNINN_ADMIN_TOKEN": token, "MUNINN_LOG_LEVEL": "warn", "MUNINN_RDAP": "false", "MUNINN_RDNS": "false"}
 	}
 	auth := map[string]string{"Authorization": "Bearer " + token}
-	withType := func(ct string) map[string]string { return map[string]string{"Authorization": "Bearer " + token, "Content-Type": ct} }
+	withType := func(ct string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + token, "Content-Type": ct}
+	}
 	log := slog.New(slog.DiscardHandler)
 	cli := func(env map[string]string, stdin string, args ...string) (string, error) {
 		cfg, err := config.FromEnv(envOf(env))
