@@ -160,3 +160,10 @@ func rowCounts(t *testing.T, dir string) map[string]int64 {
 	}
 	return out
 }
+
+func TestVersionNamesSupportedBouncers(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "bouncers: 1.3.x to 1.5.x", bouncerRange("1.4.2"))
+	require.Equal(t, "bouncers: 2.0.x to 2.1.x", bouncerRange("v2.0.0"))
+	require.Equal(t, "bouncers: a development build; any bouncer may work, none is promised to", bouncerRange("dev"))
+}

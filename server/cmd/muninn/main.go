@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if args[0] == "version" {
-		fmt.Fprintf(stdout, "muninn %s (%s)\n", version, runtime.Version())
+		fmt.Fprintf(stdout, "muninn %s (%s)\n%s\n", version, runtime.Version(), bouncerRange(version))
 		return nil
 	}
 	cfg, err := config.FromEnv(getenv)
@@ -314,14 +314,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return nil
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL,
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
 		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc,
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, Version: version,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err
@@ -786,4 +786,16 @@ func restoreCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args [
 	}
 	fmt.Fprintf(stdout, "restored %s; start muninn serve (it applies newer migrations at start)\n", file)
 	return nil
+}
+
+// bouncerRange says which muninn-bouncer versions a server of version v
+// supports (api.BouncerCompatibility): the same major, at most one minor
+// apart.
+func bouncerRange(v string) string {
+	var major, minor, patch int
+	if n, err := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d.%d", &major, &minor, &patch); err != nil || n != 3 ||
+		api.BouncerCompatibility(v, v) != api.CompatOK {
+		return "bouncers: a development build; any bouncer may work, none is promised to"
+	}
+	return fmt.Sprintf("bouncers: %d.%d.x to %d.%d.x", major, max(0, minor-1), major, minor+1)
 }
