@@ -116,3 +116,17 @@ func TestBouncerVersionSkew(t *testing.T) {
 		require.NotContains(t, out, "bouncer_version="+v+" ")
 	}
 }
+
+// FuzzBouncerCompatibility: the version parser never panics, the rule is
+// symmetric, and a version is never unsupported with itself.
+func FuzzBouncerCompatibility(f *testing.F) {
+	for _, s := range []string{"1.4.0", "v1.5.0-rc.1", "dev", "", "1.04.0", "2.0.0+build", "1.-1.0", "01.1.1"} {
+		f.Add(s, "1.4.0")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		ab := api.BouncerCompatibility(a, b)
+		require.Equal(t, ab, api.BouncerCompatibility(b, a))
+		require.Contains(t, []string{api.CompatOK, api.CompatUnsupported, api.CompatUnknown}, ab)
+		require.NotEqual(t, api.CompatUnsupported, api.BouncerCompatibility(a, a))
+	})
+}
