@@ -87,3 +87,37 @@ func TestInstallBouncerScript(t *testing.T) {
 		require.Contains(t, string(readFile(t, filepath.Join(root, "etc/muninn/bouncer.yaml"))), "server: https://192.0.2.20:8443\n")
 	})
 }
+
+// TestUnitsVerifiedBySystemd: systemd's own parser (systemd-analyze verify,
+// in a root holding the system's units, the two units and stand-in binaries)
+// accepts both units without a warning: no unknown directive, no bad value.
+// Where systemd is not installed there is nothing to run it with.
+func TestUnitsVerifiedBySystemd(t *testing.T) {
+	t.Parallel()
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed")
+	}
+	root := t.TempDir()
+	var system string
+	for _, d := range []string{"/usr/lib/systemd/system", "/lib/systemd/system"} {
+		if _, err := os.Stat(filepath.Join(d, "sysinit.target")); err == nil {
+			system = d
+			break
+		}
+	}
+	require.NotEmpty(t, system, "systemd-analyze without systemd's units")
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "usr/lib/systemd"), 0o755))
+	require.NoError(t, os.CopyFS(filepath.Join(root, "usr/lib/systemd/system"), os.DirFS(system)))
+	for _, p := range []string{"usr/local/bin/muninn", "usr/local/bin/muninn-bouncer"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755))
+		require.NoError(t, os.WriteFile(filepath.Join(root, p), []byte("#!/bin/sh\n"), 0o755))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "etc/systemd/system"), 0o755))
+	for _, u := range []string{"muninn.service", "muninn-bouncer.service"} {
+		require.NoError(t, os.WriteFile(filepath.Join(root, "etc/systemd/system", u), readFile(t, u), 0o644))
+		out, err := exec.Command(analyze, "verify", "--root="+root, "/etc/systemd/system/"+u).CombinedOutput()
+		require.NoError(t, err, "%s: %s", u, out)
+		require.Empty(t, strings.TrimSpace(string(out)), "%s: systemd-analyze has something to say", u)
+	}
+}
