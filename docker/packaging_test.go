@@ -87,8 +87,9 @@ func TestUnitsRunAsDocumented(t *testing.T) {
 	srvUnit := emulate(t, filepath.Join(root, "etc/systemd/system/muninn.service"), root, serverUID)
 	requireDocumented(t, root, files["/var/lib/muninn"], "muninn", "muninn", serverUID)
 	srv := start(t, ns, srvUnit)
-	eff, prm, amb := capsOf(t, srv.cmd.Process.Pid)
-	require.Zero(t, eff|prm|amb, "muninn serve runs without capabilities")
+	srv.waitExec(t, "muninn")
+	require.Equal(t, procStatus{uid: ids4(serverUID), gid: ids4(serverUID), noNewPrivs: true}, statusOf(t, srv.cmd.Process.Pid),
+		"muninn serve runs as its user without any capability (CapabilityBoundingSet= empty) and with no_new_privs")
 
 	api := &client{t: t, base: "https://127.0.0.1:8443", hc: nsClient(ns, caPEM)}
 	waitFor(t, srv, 90*time.Second, "muninn serve ready", func() bool {
@@ -122,8 +123,9 @@ func TestUnitsRunAsDocumented(t *testing.T) {
 	bnc := emulate(t, unitPath, root, bouncerUID)
 	requireDocumented(t, root, files["/var/lib/muninn-bouncer"], "bouncer", "bouncer", bouncerUID)
 	b := start(t, ns, bnc)
-	eff, prm, amb = capsOf(t, b.cmd.Process.Pid)
-	require.Equal(t, [3]uint64{capNetAdmin, capNetAdmin, capNetAdmin}, [3]uint64{eff, prm, amb}, "the bouncer holds CAP_NET_ADMIN only")
+	b.waitExec(t, "muninn-bouncer")
+	require.Equal(t, procStatus{uid: ids4(bouncerUID), gid: ids4(bouncerUID), eff: capNetAdmin, prm: capNetAdmin, amb: capNetAdmin, bnd: capNetAdmin, noNewPrivs: true},
+		statusOf(t, b.cmd.Process.Pid), "the bouncer runs as its dynamic user holding CAP_NET_ADMIN only, with no_new_privs")
 	waitFor(t, b, 60*time.Second, "the bouncer applied edge and reported it", func() bool {
 		var bs []struct {
 			Name     string
@@ -214,7 +216,8 @@ type proc struct {
 func start(tb testing.TB, ns *netnstest.NS, s *service) *proc {
 	tb.Helper()
 	p := &proc{out: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = &exec.Cmd{Path: s.argv[0], Args: s.argv, Env: s.env, Dir: "/", Stdout: p.out, Stderr: p.out, SysProcAttr: s.sysProcAttr()}
+	p.cmd = s.command(tb)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	var err error
 	ns.Do(tb, func() { err = p.cmd.Start() })
 	require.NoError(tb, err, "start %s", s.name)
@@ -234,6 +237,16 @@ func start(tb testing.TB, ns *netnstest.NS, s *service) *proc {
 		tb.Logf("%s output:\n%s", s.name, p.out.String())
 	})
 	return p
+}
+
+// waitExec waits until the launcher has exec'd the service's binary named
+// name (its privileges are final from then on).
+func (p *proc) waitExec(tb testing.TB, name string) {
+	tb.Helper()
+	waitFor(tb, p, 10*time.Second, "exec of "+name, func() bool {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid))
+		return err == nil && strings.TrimSpace(string(comm)) == name
+	})
 }
 
 // wait waits for the process to exit (at most a minute) and returns its code.
@@ -421,3 +434,6 @@ func testCertificate(tb testing.TB) (caPEM, certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
 }
+
+// ids4 is how /proc/PID/status lists one id as real, effective, saved and fs id.
+func ids4(id uint32) string { return fmt.Sprintf("%d %d %d %d", id, id, id, id) }

@@ -6,8 +6,10 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,9 +80,10 @@ var modelled = map[string]bool{
 	"AmbientCapabilities": true, "CapabilityBoundingSet": true,
 	"LoadCredential": true, "StateDirectory": true, "StateDirectoryMode": true,
 	"Environment": true, "EnvironmentFile": true, "ExecStart": true,
+	"NoNewPrivileges": true,
 	// Not emulated (restart policy, stop handling, sandboxing):
 	"Restart": true, "RestartSec": true, "TimeoutStopSec": true, "KillMode": true,
-	"NoNewPrivileges": true, "ProtectSystem": true, "ProtectHome": true, "PrivateTmp": true,
+	"ProtectSystem": true, "ProtectHome": true, "PrivateTmp": true,
 	"RestrictAddressFamilies": true,
 }
 
@@ -93,7 +96,9 @@ type service struct {
 	name     string // e.g. muninn-bouncer.service
 	root     string
 	uid, gid uint32
-	caps     []uintptr // ambient capabilities (also the only effective ones)
+	ambient  uint64 // ambient capabilities (also the only effective ones)
+	bounding uint64 // the capability bounding set
+	nnp      bool   // NoNewPrivileges=yes
 	env      []string
 	argv     []string
 }
@@ -143,15 +148,25 @@ func emulate(tb testing.TB, path, root string, uid uint32) *service {
 			bounding[c] = true
 		}
 	}
+	s.bounding = ^uint64(0)
+	if hasBounding {
+		s.bounding = 0
+		for c := range bounding {
+			n, ok := capNumbers[c]
+			require.True(tb, ok, "%s: unknown capability %s", path, c)
+			s.bounding |= 1 << n
+		}
+	}
 	for _, v := range u["Service"]["AmbientCapabilities"] {
 		for _, c := range strings.Fields(v) {
 			n, ok := capNumbers[c]
 			require.True(tb, ok, "%s: unknown capability %s", path, c)
-			if !hasBounding || bounding[c] {
-				s.caps = append(s.caps, n)
+			if s.bounding&(1<<n) != 0 {
+				s.ambient |= 1 << n
 			}
 		}
 	}
+	s.nnp = u.one(tb, "NoNewPrivileges") == "yes"
 
 	// StateDirectory=: /var/lib/NAME, owned by the user.
 	mode := os.FileMode(0o755)
@@ -229,36 +244,58 @@ func emulate(tb testing.TB, path, root string, uid uint32) *service {
 	return s
 }
 
-// sysProcAttr is how the service's process starts: chrooted into the emulated
-// host, as the user (no supplementary groups) with exactly the ambient
-// capabilities, in its own process group.
-func (s *service) sysProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{
-		Chroot:      s.root,
-		Credential:  &syscall.Credential{Uid: s.uid, Gid: s.gid, Groups: []uint32{}},
-		AmbientCaps: s.caps,
-		Setpgid:     true,
+// command is how the service's process starts: this test binary as its
+// launcher (see launch), which chroots into the emulated host, drops to the
+// unit's user and capabilities and execs ExecStart, in its own process group.
+func (s *service) command(tb testing.TB) *exec.Cmd {
+	tb.Helper()
+	self, err := os.Executable()
+	require.NoError(tb, err)
+	env := append(slices.Clone(s.env), launcherEnv+"=1", launcherEnv+"_ROOT="+s.root,
+		fmt.Sprintf("%s_UID=%d", launcherEnv, s.uid), fmt.Sprintf("%s_GID=%d", launcherEnv, s.gid),
+		fmt.Sprintf("%s_BOUNDING=%d", launcherEnv, s.bounding), fmt.Sprintf("%s_AMBIENT=%d", launcherEnv, s.ambient))
+	if s.nnp {
+		env = append(env, launcherEnv+"_NNP=1")
 	}
+	return &exec.Cmd{Path: self, Args: append([]string{self}, s.argv...), Env: env, Dir: "/",
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true}}
 }
 
-// capsOf reads a process's effective, permitted and ambient capability masks.
-func capsOf(tb testing.TB, pid int) (eff, prm, amb uint64) {
+// procStatus is what /proc/PID/status says of a process's privileges.
+type procStatus struct {
+	uid, gid           string
+	eff, prm, amb, bnd uint64
+	noNewPrivs         bool
+}
+
+// statusOf reads a process's ids, capability masks and no_new_privs flag.
+func statusOf(tb testing.TB, pid int) procStatus {
 	tb.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	require.NoError(tb, err)
+	var st procStatus
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, _ := strings.Cut(line, ":")
-		n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		v = strings.TrimSpace(v)
+		n, _ := strconv.ParseUint(v, 16, 64)
 		switch k {
+		case "Uid":
+			st.uid = strings.Join(strings.Fields(v), " ")
+		case "Gid":
+			st.gid = strings.Join(strings.Fields(v), " ")
 		case "CapEff":
-			eff = n
+			st.eff = n
 		case "CapPrm":
-			prm = n
+			st.prm = n
 		case "CapAmb":
-			amb = n
+			st.amb = n
+		case "CapBnd":
+			st.bnd = n
+		case "NoNewPrivs":
+			st.noNewPrivs = v == "1"
 		}
 	}
-	return eff, prm, amb
+	return st
 }
 
 // documentedFile is one row of README.md's "Files and permissions" table.
