@@ -7,7 +7,7 @@ BIN := bin
 # Tests as root also exercise nftables inside network namespaces they create.
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: help generate verify lint test test/nft fuzz bench build run docker deps clean
+.PHONY: help generate verify lint test test/nft fuzz bench build run docker deps clean install/bouncer
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z\/_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -71,6 +71,9 @@ run: deps build geodata/ensure ## Start muninn on the embedded defaults (Postgre
 docker: ## Build the images (needs a Docker engine)
 	docker build -f docker/muninn.Dockerfile -t muninn .
 	docker build -f docker/bouncer.Dockerfile -t muninn-bouncer .
+
+install/bouncer: build ## Install the bouncer on this host, once, as root: SERVER=URL [CA_FILE=ca.pem], the key on stdin
+	docker/install-bouncer.sh --server "$(SERVER)" $(if $(CA_FILE),--ca-file "$(CA_FILE)") --binary $(BIN)/muninn-bouncer
 
 clean: ## Remove build output (not ./data)
 	rm -rf $(BIN)

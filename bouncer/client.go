@@ -77,6 +77,19 @@ func (c *Client) WithTimeouts(call, margin time.Duration) *Client {
 	return c
 }
 
+// WithUserAgent sends ua (e.g. "muninn-bouncer/1.4.0") as the User-Agent of
+// every request, so the server's logs name the bouncer's version; the
+// heartbeat carries it too. It returns c.
+func (c *Client) WithUserAgent(ua string) *Client {
+	if c.gen != nil {
+		c.gen.RequestEditors = append(c.gen.RequestEditors, func(_ context.Context, req *http.Request) error {
+			req.Header.Set("User-Agent", ua)
+			return nil
+		})
+	}
+	return c
+}
+
 // StatusError is a response with an unexpected status.
 type StatusError struct {
 	Op     string

@@ -41,6 +41,10 @@ type Options struct {
 	// Heavy bounds the heavy operations running at once (default 4 at
 	// once, 5 s of waiting).
 	Heavy *Limiter
+	// Version is the server's own version (muninn version), against which
+	// bouncers' versions are judged (BouncerCompatibility); "" is a
+	// development build.
+	Version string
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs

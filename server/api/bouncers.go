@@ -41,7 +41,8 @@ func (s *Server) ListBouncers(ctx context.Context, _ apigen.ListBouncersRequestO
 func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
 	now := s.now()
 	a := apigen.Bouncer{Id: b.ID, Name: b.Name, CreatedAt: b.CreatedAt, LastSeen: b.LastSeen,
-		Hostname: ptr(b.Hostname), Version: ptr(b.Version), LastError: ptr(b.LastError), Rulesets: []apigen.BouncerRuleset{}}
+		Hostname: ptr(b.Hostname), Version: ptr(b.Version), LastError: ptr(b.LastError), Rulesets: []apigen.BouncerRuleset{},
+		Compatibility: ptr(apigen.BouncerCompatibility(BouncerCompatibility(s.opts.Version, b.Version)))}
 	// Stored as the bouncer sent it; a body that does not decode is left out.
 	var counters []apigen.RuleCounter
 	if json.Unmarshal(b.Counters, &counters) == nil && counters != nil {
@@ -304,6 +305,11 @@ func (s *Server) PostBouncerHeartbeat(ctx context.Context, req apigen.PostBounce
 		return nil, fmt.Errorf("api: heartbeat: encode counters: %w", err)
 	}
 	b, _ := BouncerFrom(ctx)
+	if hb.Version != b.Version && BouncerCompatibility(s.opts.Version, hb.Version) == CompatUnsupported {
+		// Logged when the version changes, not at every heartbeat.
+		s.log.Warn("A bouncer runs a version this server does not support: a bouncer and its server must be the same major version at most one minor apart; upgrade the older one.",
+			"bouncer", b.Name, "bouncer_version", hb.Version, "server_version", s.opts.Version)
+	}
 	// The rulesets at their current version are confirmed now (lag restarts).
 	var current []string
 	for name, v := range hb.Applied {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -15,6 +16,14 @@ type bouncersPage struct {
 	Bouncers []store.Bouncer
 	// Error says why a CrowdSec settings form was refused, for bouncer Failed.
 	Error, Failed string
+	// ServerVersion is this server's version.
+	ServerVersion string
+}
+
+// Unsupported reports whether a bouncer of version v is too far from this
+// server's version (api.BouncerCompatibility).
+func (p bouncersPage) Unsupported(v string) bool {
+	return api.BouncerCompatibility(p.ServerVersion, v) == api.CompatUnsupported
 }
 
 // ExpandModes lists the choices of the CrowdSec range expansion.
@@ -34,7 +43,7 @@ func (h *Handler) renderBouncers(w http.ResponseWriter, r *http.Request, status 
 		h.fault(w, r, "list bouncers", err)
 		return
 	}
-	p.Bouncers = bs
+	p.Bouncers, p.ServerVersion = bs, h.version
 	h.render(w, r, status, "bouncers", "Bouncers", "bouncers", p)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -50,4 +51,23 @@ func TestBouncerCrowdSecSettings(t *testing.T) {
 	require.Equal(t, store.CrowdSecSettings{Expand: "always", V4Bits: 22, V6Bits: 124}, bs[0].CrowdSec)
 	resp, _ = admin.post("/ui/bouncers/none/crowdsec", url.Values{"csrf": {csrfOf(t, page)}, "expand": {"off"}, "v4_bits": {"24"}, "v6_bits": {"120"}})
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// TestBouncerVersionOnPage: the bouncers page flags a bouncer whose version
+// this server does not support (more than one minor apart), and only that one.
+func TestBouncerVersionOnPage(t *testing.T) {
+	t.Parallel()
+	b := setup(t, testOpts{version: "1.4.0"})
+	ctx := context.Background()
+	for name, v := range map[string]string{"fw-old": "1.2.0", "fw-near": "1.3.5"} {
+		bo, err := b.store.CreateBouncer(ctx, name, []string{}, []byte("hash-of-"+name), "test")
+		require.NoError(t, err)
+		require.NoError(t, b.store.TouchBouncer(ctx, bo.ID, store.BouncerHeartbeat{Hostname: name, Version: v}, bo.CreatedAt))
+	}
+	c := b.client(t)
+	c.mustLogin("reader")
+	_, page := c.get("/ui/bouncers")
+	require.Contains(t, page, `<td>1.2.0 <span class="bad">not supported by this server (1.4.0): a bouncer must be the same major version, at most one minor apart</span></td>`)
+	require.Contains(t, page, `<td>1.3.5</td>`)
+	require.Equal(t, 1, strings.Count(page, "not supported by this server"))
 }

@@ -45,6 +45,9 @@ type Deps struct {
 	// LoginHashConcurrency bounds the password hashes computed at once
 	// (default 2; each takes 19 MiB).
 	LoginHashConcurrency int
+	// Version is the server's version, against which the bouncers page
+	// judges each bouncer's (api.BouncerCompatibility).
+	Version string
 }
 
 // Handler serves /ui.
@@ -56,6 +59,7 @@ type Handler struct {
 	secureBase bool
 	sessionTTL time.Duration
 	trusted    []netip.Prefix
+	version    string
 	// hashSlots bounds concurrent password checks; check is CheckPassword
 	// (tests count the checks running at once).
 	hashSlots chan struct{}
@@ -112,7 +116,7 @@ func New(d Deps) (*Handler, error) {
 	if d.LoginHashConcurrency <= 0 {
 		d.LoginHashConcurrency = 2
 	}
-	h := &Handler{store: d.Store, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL,
+	h := &Handler{store: d.Store, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL, version: d.Version,
 		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{},
 		trusted: d.TrustedProxies, hashSlots: make(chan struct{}, d.LoginHashConcurrency), check: CheckPassword}
 	for _, name := range pageNames {

@@ -43,6 +43,7 @@ type testOpts struct {
 	baseURL string
 	now     func() time.Time
 	trusted []netip.Prefix
+	version string
 }
 
 func setup(t *testing.T, opts ...testOpts) *testBundle {
@@ -57,7 +58,7 @@ func setup(t *testing.T, opts ...testOpts) *testBundle {
 	if o.now == nil {
 		o.now = time.Now
 	}
-	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: o.now, BaseURL: o.baseURL, TrustedProxies: o.trusted})
+	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: o.now, BaseURL: o.baseURL, TrustedProxies: o.trusted, Version: o.version})
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)

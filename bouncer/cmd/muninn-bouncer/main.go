@@ -67,6 +67,7 @@ func run(args []string) error {
 	dryRun := fs.Bool("dry-run", false, "print the nft script instead of applying it")
 	once := fs.Bool("once", false, "apply the saved and current renders, then exit")
 	remove := fs.Bool("remove", false, "delete the bouncer's table and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	server := fs.String("server", "", "server URL (MUNINN_BOUNCER_SERVER)")
 	keyFile := fs.String("key-file", "", "file holding the bouncer key (MUNINN_BOUNCER_KEY_FILE)")
 	caFile := fs.String("ca-file", "", "PEM CA certificate(s) to trust for an https server, besides the system's (MUNINN_BOUNCER_CA_FILE)")
@@ -78,6 +79,10 @@ func run(args []string) error {
 	logFormat := fs.String("log-format", "", "text or json (MUNINN_BOUNCER_LOG_FORMAT)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Println("muninn-bouncer", version)
+		return nil
 	}
 
 	cfg := defaults()
@@ -161,7 +166,7 @@ func run(args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	hostname, _ := os.Hostname()
-	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, hc), fw, bouncer.Config{
+	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, hc).WithUserAgent("muninn-bouncer/"+version), fw, bouncer.Config{
 		StateDir: cfg.StateDir, Wait: cfg.Wait, HeartbeatEvery: cfg.Heartbeat, CheckEvery: cfg.Check,
 		Hostname: hostname, Version: version, DryRun: *dryRun,
 	}, log)

@@ -27,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/muninn/muninn/server/api"
+	"github.com/muninn/muninn/server/backup"
 	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/index"
@@ -52,6 +53,8 @@ Usage:
   muninn token revoke NAME|ID
   muninn user create NAME --role reader|writer|admin   (reads the password from stdin)
   muninn user list | passwd NAME | role NAME ROLE | disable NAME | enable NAME | delete NAME
+  muninn backup FILE                a consistent dump of the database (pg_dump custom format)
+  muninn restore FILE [--force]     load a dump into an empty database (a fresh data dir)
   muninn version
 
 serve and worker take the data dir's lock (muninn.lock) when they own the
@@ -88,6 +91,8 @@ muninn token list                                                        id, nam
 muninn token revoke NAME|ID                                              deletes the token
 `,
 	"user":    userUsage,
+	"backup":  backupUsage,
+	"restore": restoreUsage,
 	"version": "muninn version: the build's version and Go version.\n",
 }
 
@@ -103,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	if args[0] == "version" {
-		fmt.Fprintf(stdout, "muninn %s (%s)\n", version, runtime.Version())
+		fmt.Fprintf(stdout, "muninn %s (%s)\n%s\n", version, runtime.Version(), bouncerRange(version))
 		return nil
 	}
 	cfg, err := config.FromEnv(getenv)
@@ -124,6 +129,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return token(ctx, cfg, log, args[1:], stdout)
 	case "user":
 		return user(ctx, cfg, log, args[1:], os.Stdin, stdout)
+	case "backup":
+		return backupCmd(ctx, cfg, log, args[1:], stdout)
+	case "restore":
+		return restoreCmd(ctx, cfg, log, args[1:], stdout)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
 }
@@ -145,6 +154,22 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // running cluster through its socket; serve and worker refuse with the
 // holder's pid when another process holds the lock, touching nothing.
 func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool, command string) (*store.Store, func(), error) {
+	url, cleanup, err := databaseURL(ctx, cfg, log, own, command)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := store.Open(ctx, url, cfg.DBMaxConns, log, store.StatementTimeout(cfg.StatementTimeout))
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return st, func() { st.Close(); cleanup() }, nil
+}
+
+// databaseURL is database without the store: the URL to reach the database
+// and the cleanup that stops a cluster it started and releases the lock
+// (backup and restore hand the URL to pg_dump and pg_restore).
+func databaseURL(ctx context.Context, cfg config.Config, log *slog.Logger, own bool, command string) (string, func(), error) {
 	url := cfg.DatabaseURL
 	cleanup := func() {}
 	running, answers := "", false
@@ -158,15 +183,15 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 		var locked *pgembed.LockedError
 		switch {
 		case errors.As(err, &locked) && !own:
-			return nil, nil, fmt.Errorf("%w (its PostgreSQL does not answer yet: try again in a moment)", err)
+			return "", nil, fmt.Errorf("%w (its PostgreSQL does not answer yet: try again in a moment)", err)
 		case err != nil:
-			return nil, nil, err
+			return "", nil, err
 		default:
 			log.Info("No MUNINN_DATABASE_URL: starting the embedded PostgreSQL.", "data_dir", cfg.DataDir)
 			cl, err := pgembed.Start(ctx, pgembed.Options{Dir: cfg.DataDir, Logger: log})
 			if err != nil {
 				_ = lock.Release()
-				return nil, nil, err
+				return "", nil, err
 			}
 			url = cl.URL()
 			stopSupervisor := func() {}
@@ -189,12 +214,7 @@ func database(ctx context.Context, cfg config.Config, log *slog.Logger, own bool
 			}
 		}
 	}
-	st, err := store.Open(ctx, url, cfg.DBMaxConns, log, store.StatementTimeout(cfg.StatementTimeout))
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return st, func() { st.Close(); cleanup() }, nil
+	return url, cleanup, nil
 }
 
 // serveOptions says what serve runs besides the workers.
@@ -294,14 +314,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return nil
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL,
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
 		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc,
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, Version: version,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err
@@ -692,4 +712,87 @@ func readPassword(stdin io.Reader, stdout io.Writer, name string) (string, error
 		return "", errors.New("the password on stdin must be at least 8 characters")
 	}
 	return password, nil
+}
+
+// backupUsage and restoreUsage are the backup and restore commands' help.
+const (
+	backupUsage = `muninn backup FILE: write a consistent dump of muninn's database to FILE
+(PostgreSQL custom format, mode 0600; pg_dump of the server's major version).
+It works while serve runs (one snapshot of every table) and on the embedded
+cluster whether or not serve runs, or on MUNINN_DATABASE_URL.
+`
+	restoreUsage = `muninn restore FILE [--force]: load a dump made by muninn backup into the
+database (MUNINN_DATABASE_URL, else the embedded cluster under MUNINN_DATA_DIR,
+created when the data dir is new) in one transaction. The database must be
+empty: a fresh data dir or a new database. --force drops everything in it
+first. Stop every muninn on that database first. Start serve afterwards: it
+applies any newer migrations.
+`
+)
+
+func backupCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
+	if len(args) != 1 || strings.HasPrefix(args[0], "-") {
+		return errors.New("backup: usage: muninn backup FILE")
+	}
+	url, cleanup, err := databaseURL(ctx, cfg, log, false, "backup")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	info, err := backup.Dump(ctx, url, args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (%d bytes, PostgreSQL %d, %s)\n", info.Path, info.Bytes, info.ServerMajor, info.Tool)
+	return nil
+}
+
+func restoreCmd(ctx context.Context, cfg config.Config, log *slog.Logger, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	force := fs.Bool("force", false, "drop everything in the target database first")
+	var file string
+	for _, a := range args {
+		if !strings.HasPrefix(a, "-") {
+			if file != "" {
+				return errors.New("restore: usage: muninn restore FILE [--force]")
+			}
+			file = a
+		}
+	}
+	if err := fs.Parse(slices.DeleteFunc(slices.Clone(args), func(a string) bool { return a == file })); err != nil {
+		return err
+	}
+	if file == "" {
+		return errors.New("restore: usage: muninn restore FILE [--force]")
+	}
+	if cfg.DatabaseURL == "" {
+		if _, running := pgembed.RunningURL(cfg.DataDir); running {
+			return fmt.Errorf("restore: a muninn is running on the data dir %s: stop it first; nothing was changed", cfg.DataDir)
+		}
+	}
+	url, cleanup, err := databaseURL(ctx, cfg, log, true, "restore")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := backup.Restore(ctx, url, file, *force); err != nil {
+		if errors.Is(err, backup.ErrNotEmpty) {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %s; start muninn serve (it applies newer migrations at start)\n", file)
+	return nil
+}
+
+// bouncerRange says which muninn-bouncer versions a server of version v
+// supports (api.BouncerCompatibility): the same major, at most one minor
+// apart.
+func bouncerRange(v string) string {
+	var major, minor, patch int
+	if n, err := fmt.Sscanf(strings.TrimPrefix(v, "v"), "%d.%d.%d", &major, &minor, &patch); err != nil || n != 3 ||
+		api.BouncerCompatibility(v, v) != api.CompatOK {
+		return "bouncers: a development build; any bouncer may work, none is promised to"
+	}
+	return fmt.Sprintf("bouncers: %d.%d.x to %d.%d.x", major, max(0, minor-1), major, minor+1)
 }

@@ -765,6 +765,12 @@ func (s *Bouncer) encodeFields(e *jx.Encoder) {
 		}
 	}
 	{
+		if s.Compatibility.Set {
+			e.FieldStart("compatibility")
+			s.Compatibility.Encode(e)
+		}
+	}
+	{
 		if s.LastError.Set {
 			e.FieldStart("last_error")
 			s.LastError.Encode(e)
@@ -804,7 +810,7 @@ func (s *Bouncer) encodeFields(e *jx.Encoder) {
 	}
 }
 
-var jsonFieldsNameOfBouncer = [12]string{
+var jsonFieldsNameOfBouncer = [13]string{
 	0:  "id",
 	1:  "name",
 	2:  "rulesets",
@@ -812,11 +818,12 @@ var jsonFieldsNameOfBouncer = [12]string{
 	4:  "last_seen",
 	5:  "hostname",
 	6:  "version",
-	7:  "last_error",
-	8:  "counters",
-	9:  "crowdsec",
-	10: "wide_ranges",
-	11: "usage",
+	7:  "compatibility",
+	8:  "last_error",
+	9:  "counters",
+	10: "crowdsec",
+	11: "wide_ranges",
+	12: "usage",
 }
 
 // Decode decodes Bouncer from json.
@@ -911,6 +918,16 @@ func (s *Bouncer) Decode(d *jx.Decoder) error {
 				return nil
 			}(); err != nil {
 				return errors.Wrap(err, "decode field \"version\"")
+			}
+		case "compatibility":
+			if err := func() error {
+				s.Compatibility.Reset()
+				if err := s.Compatibility.Decode(d); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"compatibility\"")
 			}
 		case "last_error":
 			if err := func() error {
@@ -1029,6 +1046,48 @@ func (s *Bouncer) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
 func (s *Bouncer) UnmarshalJSON(data []byte) error {
+	d := jx.DecodeBytes(data)
+	return s.Decode(d)
+}
+
+// Encode encodes BouncerCompatibility as json.
+func (s BouncerCompatibility) Encode(e *jx.Encoder) {
+	e.Str(string(s))
+}
+
+// Decode decodes BouncerCompatibility from json.
+func (s *BouncerCompatibility) Decode(d *jx.Decoder) error {
+	if s == nil {
+		return errors.New("invalid: unable to decode BouncerCompatibility to nil")
+	}
+	v, err := d.StrBytes()
+	if err != nil {
+		return err
+	}
+	// Try to use constant string.
+	switch BouncerCompatibility(v) {
+	case BouncerCompatibilityOk:
+		*s = BouncerCompatibilityOk
+	case BouncerCompatibilityUnsupported:
+		*s = BouncerCompatibilityUnsupported
+	case BouncerCompatibilityUnknown:
+		*s = BouncerCompatibilityUnknown
+	default:
+		*s = BouncerCompatibility(v)
+	}
+
+	return nil
+}
+
+// MarshalJSON implements stdjson.Marshaler.
+func (s BouncerCompatibility) MarshalJSON() ([]byte, error) {
+	e := jx.Encoder{}
+	s.Encode(&e)
+	return e.Bytes(), nil
+}
+
+// UnmarshalJSON implements stdjson.Unmarshaler.
+func (s *BouncerCompatibility) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }
@@ -14246,6 +14305,39 @@ func (s OptBool) MarshalJSON() ([]byte, error) {
 
 // UnmarshalJSON implements stdjson.Unmarshaler.
 func (s *OptBool) UnmarshalJSON(data []byte) error {
+	d := jx.DecodeBytes(data)
+	return s.Decode(d)
+}
+
+// Encode encodes BouncerCompatibility as json.
+func (o OptBouncerCompatibility) Encode(e *jx.Encoder) {
+	if !o.Set {
+		return
+	}
+	e.Str(string(o.Value))
+}
+
+// Decode decodes BouncerCompatibility from json.
+func (o *OptBouncerCompatibility) Decode(d *jx.Decoder) error {
+	if o == nil {
+		return errors.New("invalid: unable to decode OptBouncerCompatibility to nil")
+	}
+	o.Set = true
+	if err := o.Value.Decode(d); err != nil {
+		return err
+	}
+	return nil
+}
+
+// MarshalJSON implements stdjson.Marshaler.
+func (s OptBouncerCompatibility) MarshalJSON() ([]byte, error) {
+	e := jx.Encoder{}
+	s.Encode(&e)
+	return e.Bytes(), nil
+}
+
+// UnmarshalJSON implements stdjson.Unmarshaler.
+func (s *OptBouncerCompatibility) UnmarshalJSON(data []byte) error {
 	d := jx.DecodeBytes(data)
 	return s.Decode(d)
 }

@@ -383,8 +383,13 @@ type Bouncer struct {
 	CreatedAt time.Time        `json:"created_at"`
 	LastSeen  OptDateTime      `json:"last_seen"`
 	Hostname  OptString        `json:"hostname"`
-	Version   OptString        `json:"version"`
-	LastError OptString        `json:"last_error"`
+	// The muninn-bouncer version of the last heartbeat.
+	Version OptString `json:"version"`
+	// Whether that version works with this server's: ok when both are releases (MAJOR.MINOR.PATCH) of the
+	// same major at most one minor apart, either way; unsupported when further apart (upgrade the older
+	// side); unknown for a development build or a bouncer that has not reported yet.
+	Compatibility OptBouncerCompatibility `json:"compatibility"`
+	LastError     OptString               `json:"last_error"`
 	// Packet and byte counts per rule from the last heartbeat (rule_id 0 is the default action).
 	Counters []RuleCounter       `json:"counters"`
 	Crowdsec OptCrowdSecSettings `json:"crowdsec"`
@@ -429,6 +434,11 @@ func (s *Bouncer) GetHostname() OptString {
 // GetVersion returns the value of Version.
 func (s *Bouncer) GetVersion() OptString {
 	return s.Version
+}
+
+// GetCompatibility returns the value of Compatibility.
+func (s *Bouncer) GetCompatibility() OptBouncerCompatibility {
+	return s.Compatibility
 }
 
 // GetLastError returns the value of LastError.
@@ -491,6 +501,11 @@ func (s *Bouncer) SetVersion(val OptString) {
 	s.Version = val
 }
 
+// SetCompatibility sets the value of Compatibility.
+func (s *Bouncer) SetCompatibility(val OptBouncerCompatibility) {
+	s.Compatibility = val
+}
+
 // SetLastError sets the value of LastError.
 func (s *Bouncer) SetLastError(val OptString) {
 	s.LastError = val
@@ -517,6 +532,57 @@ func (s *Bouncer) SetUsage(val []UsageCounter) {
 }
 
 func (*Bouncer) putBouncerRes() {}
+
+// Whether that version works with this server's: ok when both are releases (MAJOR.MINOR.PATCH) of the
+// same major at most one minor apart, either way; unsupported when further apart (upgrade the older
+// side); unknown for a development build or a bouncer that has not reported yet.
+type BouncerCompatibility string
+
+const (
+	BouncerCompatibilityOk          BouncerCompatibility = "ok"
+	BouncerCompatibilityUnsupported BouncerCompatibility = "unsupported"
+	BouncerCompatibilityUnknown     BouncerCompatibility = "unknown"
+)
+
+// AllValues returns all BouncerCompatibility values.
+func (BouncerCompatibility) AllValues() []BouncerCompatibility {
+	return []BouncerCompatibility{
+		BouncerCompatibilityOk,
+		BouncerCompatibilityUnsupported,
+		BouncerCompatibilityUnknown,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s BouncerCompatibility) MarshalText() ([]byte, error) {
+	switch s {
+	case BouncerCompatibilityOk:
+		return []byte(s), nil
+	case BouncerCompatibilityUnsupported:
+		return []byte(s), nil
+	case BouncerCompatibilityUnknown:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *BouncerCompatibility) UnmarshalText(data []byte) error {
+	switch BouncerCompatibility(data) {
+	case BouncerCompatibilityOk:
+		*s = BouncerCompatibilityOk
+		return nil
+	case BouncerCompatibilityUnsupported:
+		*s = BouncerCompatibilityUnsupported
+		return nil
+	case BouncerCompatibilityUnknown:
+		*s = BouncerCompatibilityUnknown
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
 
 // Ref: #/components/schemas/BouncerCreated
 type BouncerCreated struct {
@@ -4629,6 +4695,52 @@ func (o OptBool) Get() (v bool, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptBool) Or(d bool) bool {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptBouncerCompatibility returns new OptBouncerCompatibility with value set to v.
+func NewOptBouncerCompatibility(v BouncerCompatibility) OptBouncerCompatibility {
+	return OptBouncerCompatibility{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptBouncerCompatibility is optional BouncerCompatibility.
+type OptBouncerCompatibility struct {
+	Value BouncerCompatibility
+	Set   bool
+}
+
+// IsSet returns true if OptBouncerCompatibility was set.
+func (o OptBouncerCompatibility) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptBouncerCompatibility) Reset() {
+	var v BouncerCompatibility
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptBouncerCompatibility) SetTo(v BouncerCompatibility) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptBouncerCompatibility) Get() (v BouncerCompatibility, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptBouncerCompatibility) Or(d BouncerCompatibility) BouncerCompatibility {
 	if v, ok := o.Get(); ok {
 		return v
 	}

@@ -120,6 +120,24 @@ func (s *Bouncer) Validate() error {
 		})
 	}
 	if err := func() error {
+		if value, ok := s.Compatibility.Get(); ok {
+			if err := func() error {
+				if err := value.Validate(); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}(); err != nil {
+		failures = append(failures, validate.FieldError{
+			Name:  "compatibility",
+			Error: err,
+		})
+	}
+	if err := func() error {
 		var failures []validate.FieldError
 		for i, elem := range s.Counters {
 			if err := func() error {
@@ -191,6 +209,19 @@ func (s *Bouncer) Validate() error {
 		return &validate.Error{Fields: failures}
 	}
 	return nil
+}
+
+func (s BouncerCompatibility) Validate() error {
+	switch s {
+	case "ok":
+		return nil
+	case "unsupported":
+		return nil
+	case "unknown":
+		return nil
+	default:
+		return errors.Errorf("invalid value: %v", s)
+	}
 }
 
 func (s *BouncerCreated) Validate() error {
