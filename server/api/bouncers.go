@@ -163,8 +163,10 @@ func BouncerFrom(ctx context.Context) (store.Bouncer, bool) {
 
 type bouncerKey struct{}
 
-// WithBouncer returns ctx carrying the authenticated bouncer.
+// WithBouncer returns ctx carrying the authenticated bouncer, and names it in
+// the request's access note (AccessNote) when ctx has one.
 func WithBouncer(ctx context.Context, b store.Bouncer) context.Context {
+	noteCaller(ctx, "bouncer", b.Name)
 	return context.WithValue(ctx, bouncerKey{}, b)
 }
 

@@ -11,10 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -60,6 +60,9 @@ type Deps struct {
 	// two reads); WriteTimeout how long an answer may take, long polls
 	// aside. Zero means 30 s and 5 min.
 	ReadTimeout, WriteTimeout time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
+	// X-Forwarded-Proto and X-Request-Id are believed (MUNINN_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
 }
 
 type (
@@ -90,7 +93,7 @@ func New(d Deps) (http.Handler, error) {
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger))
 
 	r := chi.NewRouter()
-	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))
+	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), requestID(d.TrustedProxies), m.middleware, accessLog(d.Logger, d.TrustedProxies), recoverer(d.Logger))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -170,18 +173,6 @@ func readyz(st *store.Store, log *slog.Logger) http.HandlerFunc {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(status)
-	}
-}
-
-func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			start := time.Now()
-			next.ServeHTTP(ww, r)
-			log.DebugContext(r.Context(), "Served a request.", "method", r.Method, "path", r.URL.Path,
-				"status", ww.Status(), "bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds())
-		})
 	}
 }
 
