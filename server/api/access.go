@@ -16,6 +16,11 @@ type AccessNote struct {
 	// Reason is why the request failed, as a handler noted it (NoteReason);
 	// "" when the answer's problem body says it.
 	Reason string
+	// Route is the pattern of the /api/v1 operation the contract matched,
+	// relative to where the API is mounted (e.g. "/ips/{address}"): a
+	// request the contract refuses never reaches the router that would
+	// otherwise record it.
+	Route string
 }
 
 type accessNoteKey struct{}
@@ -25,6 +30,9 @@ func WithAccessNote(ctx context.Context) (context.Context, *AccessNote) {
 	n := &AccessNote{}
 	return context.WithValue(ctx, accessNoteKey{}, n), n
 }
+
+// AccessNoteFrom returns the note of the request behind ctx, or nil.
+func AccessNoteFrom(ctx context.Context) *AccessNote { return accessNote(ctx) }
 
 func accessNote(ctx context.Context) *AccessNote {
 	n, _ := ctx.Value(accessNoteKey{}).(*AccessNote)

@@ -200,6 +200,9 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		match := chi.NewRouteContext()
 		pattern := c.routes.Find(match, r.Method, path)
 		op, ok := c.ops[r.Method+" "+pattern]
+		if n := accessNote(r.Context()); n != nil {
+			n.Route = pattern
+		}
 		if pattern == "" || !ok {
 			var allowed []string
 			for _, m := range allMethods {

@@ -27,7 +27,7 @@ const RequestIDHeader = "X-Request-Id"
 // maxRequestID bounds an id taken from a proxy; longer ones are replaced.
 const maxRequestID = 128
 
-// requestID gives every request an id, in its context (chi's
+// requestID gives every request an id and an access note (api.AccessNote), in its context (chi's
 // middleware.GetReqID reads it) and in the X-Request-Id answer header. An
 // incoming X-Request-Id is kept only from a peer inside trusted, and only when
 // it is short printable ASCII without spaces: anyone else could forge one to
@@ -40,7 +40,8 @@ func requestID(trusted []netip.Prefix) func(http.Handler) http.Handler {
 				id = newRequestID()
 			}
 			w.Header().Set(RequestIDHeader, id)
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), middleware.RequestIDKey, id)))
+			ctx, _ := api.WithAccessNote(context.WithValue(r.Context(), middleware.RequestIDKey, id))
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
 }
@@ -82,17 +83,19 @@ const maxReasonBody = 4 << 10
 func accessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ctx, note := api.WithAccessNote(r.Context())
+			ctx := r.Context()
+			note := api.AccessNoteFrom(ctx)
+			if note == nil {
+				ctx, note = api.WithAccessNote(ctx)
+				r = r.WithContext(ctx)
+			}
 			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 			body := &failedBody{ww: ww}
 			ww.Tee(body)
 			start := time.Now()
-			next.ServeHTTP(ww, r.WithContext(ctx))
+			next.ServeHTTP(ww, r)
 			status := ww.Status()
-			route := "unmatched"
-			if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-				route = rc.RoutePattern()
-			}
+			route := routeOf(r)
 			level := slog.LevelInfo
 			switch {
 			case quietRoutes[route]:
@@ -123,6 +126,20 @@ func accessLog(log *slog.Logger, trusted []netip.Prefix) func(http.Handler) http
 			log.LogAttrs(ctx, level, "Served a request.", attrs...)
 		})
 	}
+}
+
+// routeOf is the route pattern r matched: chi's, completed with the
+// operation the API contract matched when the contract answered before the
+// API's router recorded it; "unmatched" when nothing matched.
+func routeOf(r *http.Request) string {
+	route := "unmatched"
+	if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
+		route = rc.RoutePattern()
+	}
+	if n := api.AccessNoteFrom(r.Context()); n != nil && n.Route != "" && strings.HasSuffix(route, "/*") {
+		route = strings.TrimSuffix(route, "/*") + n.Route
+	}
+	return route
 }
 
 // failedBody keeps the start of an answer's body once its status is an
