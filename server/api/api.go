@@ -41,6 +41,9 @@ type Options struct {
 	// Heavy bounds the heavy operations running at once (default 4 at
 	// once, 5 s of waiting).
 	Heavy *Limiter
+	// Observed, when set, is told how many observations of a kind
+	// ("ingest", "bouncer") were stored (muninn_observations_ingested_total).
+	Observed func(kind string, n int)
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs

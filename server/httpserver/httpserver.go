@@ -63,6 +63,12 @@ type Deps struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
 	// X-Forwarded-Proto and X-Request-Id are believed (MUNINN_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
+	// Observed, when set, counts the observations the API stores, by kind
+	// (worker.Metrics.Observed: one counter per process, whoever stores).
+	Observed func(kind string, n int)
+	// Version is the build's version for muninn_build_info ("": the
+	// module's, from the binary's build info).
+	Version string
 }
 
 type (
@@ -88,9 +94,9 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed})
 	m := newMetrics(d.Registry)
-	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger))
+	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 
 	r := chi.NewRouter()
 	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), requestID(d.TrustedProxies), m.middleware, accessLog(d.Logger, d.TrustedProxies), recoverer(d.Logger))
