@@ -81,8 +81,8 @@ type Hub struct {
 	behind  map[string]bool
 	history map[string][]version // oldest first, latest included
 	// took is how long the last render of each ruleset took (RenderStats).
-	took map[string]time.Duration
-	changed chan struct{}        // closed and replaced on every update
+	took    map[string]time.Duration
+	changed chan struct{} // closed and replaced on every update
 	// deltas caches encoded deltas to the latest render by ruleset and base
 	// version: every bouncer on the same base gets the same bytes.
 	deltas map[string]map[int64][]byte
