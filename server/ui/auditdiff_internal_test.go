@@ -37,3 +37,19 @@ func TestAuditDiff(t *testing.T) {
 	_, err = auditDiff(json.RawMessage(`{`), nil)
 	require.Error(t, err)
 }
+
+// FuzzAuditDiff: any stored value diffs without panicking, and a value
+// compared with itself has no change.
+func FuzzAuditDiff(f *testing.F) {
+	f.Add([]byte(`{"name":"drop","ttl":3600000000000,"crowdsec":{"expand":"off"},"tags":["a"]}`), []byte(`["edge","other"]`))
+	f.Add([]byte(`{"expires_at":"2026-12-01T09:30:15.123456789Z","a":{"b":{"c":null}}}`), []byte(`null`))
+	f.Add([]byte(`[]`), []byte(`{"schedule":-1e30}`))
+	f.Fuzz(func(t *testing.T, before, after []byte) {
+		if _, err := auditDiff(before, after); err != nil {
+			return
+		}
+		same, err := auditDiff(before, before)
+		require.NoError(t, err)
+		require.Empty(t, same)
+	})
+}
