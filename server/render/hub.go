@@ -80,9 +80,9 @@ type Hub struct {
 	// the content did not change here.
 	behind  map[string]bool
 	history map[string][]version // oldest first, latest included
+	changed chan struct{}        // closed and replaced on every update
 	// took is how long the last render of each ruleset took (RenderStats).
-	took    map[string]time.Duration
-	changed chan struct{} // closed and replaced on every update
+	took map[string]time.Duration
 	// deltas caches encoded deltas to the latest render by ruleset and base
 	// version: every bouncer on the same base gets the same bytes.
 	deltas map[string]map[int64][]byte
