@@ -98,6 +98,9 @@ func (w *FeedRefreshWorker) Work(ctx context.Context, job *river.Job[FeedRefresh
 	case err != nil:
 		return err
 	}
+	if run.Status == store.RunOK {
+		w.deps.Metrics.Observed(ObservedFeed, int(run.Entries))
+	}
 	w.deps.Logger.InfoContext(ctx, "Refreshed a feed.", "feed", run.Feed, "status", run.Status,
 		"entries", run.Entries, "added", run.Added, "removed", run.Removed, "rejected", run.Rejected)
 	return nil

@@ -11,13 +11,25 @@ import (
 	"github.com/muninn/muninn/server/store"
 )
 
-// Metrics are the workers' Prometheus metrics (muninn_jobs_*, muninn_feed_*).
-// A nil *Metrics records nothing.
+// Metrics are the workers' Prometheus metrics (muninn_jobs_*, muninn_feed_*)
+// and the process's count of observations stored
+// (muninn_observations_ingested_total, which the API adds to through
+// Observed). A nil *Metrics records nothing.
 type Metrics struct {
 	worked   *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	feedRuns *prometheus.CounterVec
+	observed *prometheus.CounterVec
 }
+
+// Observation kinds: where stored observations came from (the label of
+// muninn_observations_ingested_total; source names are anyone's choice, so
+// the label is their kind).
+const (
+	ObservedIngest  = "ingest"  // POST /ingest
+	ObservedBouncer = "bouncer" // bouncer honeypot reports
+	ObservedFeed    = "feed"    // entries of a feed refresh applied
+)
 
 // NewMetrics registers the workers' metrics with reg, plus a collector that
 // reads the queue's job counts by kind and state at scrape time.
@@ -33,9 +45,23 @@ func NewMetrics(reg prometheus.Registerer, st *store.Store) *Metrics {
 		feedRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "muninn_feed_runs_total", Help: "Feed refreshes by feed and status (ok, not_modified, failed, refused).",
 		}, []string{"feed", "status"}),
+		observed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "muninn_observations_ingested_total", Help: "Observations stored by this process, by source kind (ingest, bouncer, feed: the entries of each applied refresh).",
+		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.worked, m.duration, m.feedRuns, &jobsCollector{st: st})
+	for _, k := range []string{ObservedIngest, ObservedBouncer, ObservedFeed} {
+		m.observed.WithLabelValues(k) // every kind is a series from the start, at 0
+	}
+	reg.MustRegister(m.worked, m.duration, m.feedRuns, m.observed, &jobsCollector{st: st})
 	return m
+}
+
+// Observed counts n observations of kind (ObservedIngest, ...) stored.
+func (m *Metrics) Observed(kind string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.observed.WithLabelValues(kind).Add(float64(n))
 }
 
 func (m *Metrics) feedRun(name, status string) {

@@ -87,7 +87,8 @@ func orDefault[T comparable](v, def T) T {
 	return v
 }
 
-// PruneArgs prunes old sighting events and long-expired assertions.
+// PruneArgs prunes old sighting events, long-expired assertions and the
+// prefixes left with nothing (store.Prune), hourly.
 type PruneArgs struct{}
 
 // Kind names the job.
@@ -106,11 +107,11 @@ type PruneWorker struct {
 
 // Work prunes.
 func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
-	s, a, err := w.deps.Store.Prune(ctx, w.deps.Now(), w.deps.SightingRetention, w.deps.ExpiredRetention)
+	s, a, p, err := w.deps.Store.Prune(ctx, w.deps.Now(), w.deps.SightingRetention, w.deps.ExpiredRetention)
 	if err != nil {
 		return fmt.Errorf("worker: prune: %w", err)
 	}
-	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a)
+	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a, "prefixes", p)
 	return nil
 }
 

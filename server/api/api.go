@@ -45,6 +45,9 @@ type Options struct {
 	// bouncers' versions are judged (BouncerCompatibility); "" is a
 	// development build.
 	Version string
+	// Observed, when set, is told how many observations of a kind
+	// ("ingest", "bouncer") were stored (muninn_observations_ingested_total).
+	Observed func(kind string, n int)
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs

@@ -43,8 +43,10 @@ type Principal struct {
 
 type principalKey struct{}
 
-// WithPrincipal returns ctx carrying p.
+// WithPrincipal returns ctx carrying p, and names p in the request's access
+// note (AccessNote) when ctx has one.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	noteCaller(ctx, p.Kind, p.Name)
 	return context.WithValue(ctx, principalKey{}, p)
 }
 

@@ -59,14 +59,7 @@ func (s *Server) toBouncer(b store.Bouncer) apigen.Bouncer {
 		br := apigen.BouncerRuleset{Ruleset: name, Applied: b.Applied[name], LagSeconds: ptr(float32(0))}
 		if snap := s.opts.Render.Latest(name); snap != nil {
 			br.Current = snap.Render.Version
-			// Lag is the time since the bouncer last confirmed the version
-			// current at the time: it keeps growing while a bouncer is dead,
-			// new renders or not.
-			since := b.CreatedAt
-			if t, ok := b.Confirmed[name]; ok {
-				since = t
-			}
-			br.LagSeconds = ptr(float32(max(0, now.Sub(since).Seconds())))
+			br.LagSeconds = ptr(float32(b.Lag(name, now).Seconds()))
 		}
 		a.Rulesets = append(a.Rulesets, br)
 	}
@@ -164,8 +157,10 @@ func BouncerFrom(ctx context.Context) (store.Bouncer, bool) {
 
 type bouncerKey struct{}
 
-// WithBouncer returns ctx carrying the authenticated bouncer.
+// WithBouncer returns ctx carrying the authenticated bouncer, and names it in
+// the request's access note (AccessNote) when ctx has one.
 func WithBouncer(ctx context.Context, b store.Bouncer) context.Context {
+	noteCaller(ctx, "bouncer", b.Name)
 	return context.WithValue(ctx, bouncerKey{}, b)
 }
 
@@ -394,6 +389,9 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 	}
 	if err := s.store.Ingest(ctx, obs, "bouncer:"+b.Name); err != nil {
 		return nil, fmt.Errorf("api: store honeypot report of %s: %w", b.Name, err)
+	}
+	if s.opts.Observed != nil {
+		s.opts.Observed("bouncer", len(obs))
 	}
 	if err := s.catchUp(ctx); err != nil {
 		return nil, err

@@ -22,15 +22,11 @@ type Client struct {
 // rate limit, or to pin it on someone else).
 func ClientOf(r *http.Request, trusted []netip.Prefix) Client {
 	c := Client{TLS: r.TLS != nil}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	peer, err := netip.ParseAddr(host)
-	if err != nil {
+	peer, ok := peerAddr(r)
+	if !ok {
 		return c
 	}
-	c.Addr = peer.Unmap().WithZone("")
+	c.Addr = peer
 	if !inPrefixes(c.Addr, trusted) {
 		return c
 	}
@@ -51,6 +47,27 @@ func ClientOf(r *http.Request, trusted []netip.Prefix) Client {
 		}
 	}
 	return c
+}
+
+// FromTrustedProxy reports whether r's peer (not X-Forwarded-For) is inside
+// trusted: only then may the server believe what the request's headers say
+// about earlier hops (client address, scheme, request id).
+func FromTrustedProxy(r *http.Request, trusted []netip.Prefix) bool {
+	peer, ok := peerAddr(r)
+	return ok && inPrefixes(peer, trusted)
+}
+
+// peerAddr is the address of r's peer, unmapped and without a zone.
+func peerAddr(r *http.Request) (netip.Addr, bool) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return peer.Unmap().WithZone(""), true
 }
 
 func inPrefixes(a netip.Addr, ps []netip.Prefix) bool {

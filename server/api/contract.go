@@ -261,6 +261,9 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		defer routeContexts.Put(match)
 		pattern := c.routes.Find(match, r.Method, path)
 		op, ok := c.ops[r.Method+" "+pattern]
+		if n := accessNote(r.Context()); n != nil {
+			n.Route = pattern
+		}
 		if pattern == "" || !ok {
 			var allowed []string
 			for _, m := range allMethods {

@@ -207,6 +207,9 @@ func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
 				continue
 			}
 			in.stored += int64(len(b.rows))
+			if s.opts.Observed != nil {
+				s.opts.Observed("ingest", len(b.rows))
+			}
 			in.storedThrough, in.rejected = b.through, b.rejected
 		}
 	}()

@@ -11,10 +11,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -60,8 +60,15 @@ type Deps struct {
 	// two reads); WriteTimeout how long an answer may take, long polls
 	// aside. Zero means 30 s and 5 min.
 	ReadTimeout, WriteTimeout time.Duration
-	// Version is the server's version (muninn version), for the bouncer
-	// compatibility GET /bouncers reports.
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
+	// X-Forwarded-Proto and X-Request-Id are believed (MUNINN_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
+	// Observed, when set, counts the observations the API stores, by kind
+	// (worker.Metrics.Observed: one counter per process, whoever stores).
+	Observed func(kind string, n int)
+	// Version is the server's version (muninn version): muninn_build_info
+	// shows it ("": the module's, from the binary's build info) and
+	// GET /bouncers judges bouncers' versions against it.
 	Version string
 }
 
@@ -88,12 +95,12 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Version: d.Version})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version})
 	m := newMetrics(d.Registry)
-	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger))
+	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 
 	r := chi.NewRouter()
-	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), middleware.RequestID, m.middleware, logRequests(d.Logger), recoverer(d.Logger))
+	r.Use(deadlines(d.ReadTimeout, d.WriteTimeout), requestID(d.TrustedProxies), m.middleware, accessLog(d.Logger, d.TrustedProxies), recoverer(d.Logger))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte("ok\n"))
@@ -173,18 +180,6 @@ func readyz(st *store.Store, log *slog.Logger) http.HandlerFunc {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(status)
-	}
-}
-
-func logRequests(log *slog.Logger) func(http.Handler) http.Handler {
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-			start := time.Now()
-			next.ServeHTTP(ww, r)
-			log.DebugContext(r.Context(), "Served a request.", "method", r.Method, "path", r.URL.Path,
-				"status", ww.Status(), "bytes", ww.BytesWritten(), "duration_ms", time.Since(start).Milliseconds())
-		})
 	}
 }
 

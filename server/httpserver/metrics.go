@@ -4,13 +4,15 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/muninn/muninn/server/render"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -33,11 +35,7 @@ func (m *metrics) middleware(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(ww, r)
-		route := "unmatched"
-		if rc := chi.RouteContext(r.Context()); rc != nil && rc.RoutePattern() != "" {
-			route = rc.RoutePattern()
-		}
-		m.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(ww.Status())).Observe(time.Since(start).Seconds())
+		m.requests.WithLabelValues(routeOf(r), methodLabel(r.Method), strconv.Itoa(ww.Status())).Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -85,3 +83,141 @@ func (c *usageCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// stateCollector exports, at each scrape, what the database and this
+// process's render hub say now: bouncers (last seen, lag per ruleset), feeds
+// (last success, entries), the renders served (version, last render time),
+// the database pool and the build. Bouncer, ruleset and feed names are
+// created by admins, so the label sets stay as small as the configuration.
+type stateCollector struct {
+	store   *store.Store
+	hub     *render.Hub
+	log     *slog.Logger
+	now     func() time.Time
+	version string
+
+	bouncerSeen, bouncerLag, bouncersUp  *prometheus.Desc
+	feedSuccess, feedEntries, feedsUp    *prometheus.Desc
+	renderVersion, renderDuration        *prometheus.Desc
+	poolAcquired, poolIdle, poolTotal    *prometheus.Desc
+	poolMax, poolWaits, poolWaitSeconds  *prometheus.Desc
+	buildInfo                            *prometheus.Desc
+	buildVersion, buildGo, buildRevision string
+}
+
+func newStateCollector(st *store.Store, hub *render.Hub, log *slog.Logger, now func() time.Time, version string) *stateCollector {
+	c := &stateCollector{store: st, hub: hub, log: log, now: now,
+		bouncerSeen: prometheus.NewDesc("muninn_bouncer_last_seen_timestamp_seconds",
+			"When each bouncer last called the server (Unix time); absent until it has.", []string{"bouncer"}, nil),
+		bouncerLag: prometheus.NewDesc("muninn_bouncer_lag_seconds",
+			"Time since each bouncer last confirmed the version of each of its rulesets that was current then; grows while a bouncer is dead.", []string{"bouncer", "ruleset"}, nil),
+		bouncersUp: prometheus.NewDesc("muninn_bouncers_scrape_ok",
+			"1 when the bouncers could be read from the database at this scrape, else 0.", nil, nil),
+		feedSuccess: prometheus.NewDesc("muninn_feed_last_success_timestamp_seconds",
+			"When each feed was last refreshed successfully (Unix time); absent until it has been.", []string{"feed"}, nil),
+		feedEntries: prometheus.NewDesc("muninn_feed_entries",
+			"Entries of each feed's last successful refresh.", []string{"feed"}, nil),
+		feedsUp: prometheus.NewDesc("muninn_feeds_scrape_ok",
+			"1 when the feeds could be read from the database at this scrape, else 0.", nil, nil),
+		renderVersion: prometheus.NewDesc("muninn_render_version",
+			"Version of each ruleset's render this process serves.", []string{"ruleset"}, nil),
+		renderDuration: prometheus.NewDesc("muninn_render_last_duration_seconds",
+			"How long this process's last render of each ruleset took (compile and store).", []string{"ruleset"}, nil),
+		poolAcquired: prometheus.NewDesc("muninn_db_pool_acquired_conns", "Database connections in use now.", nil, nil),
+		poolIdle:     prometheus.NewDesc("muninn_db_pool_idle_conns", "Idle database connections now.", nil, nil),
+		poolTotal:    prometheus.NewDesc("muninn_db_pool_total_conns", "Database connections open now (acquired, idle and being opened).", nil, nil),
+		poolMax:      prometheus.NewDesc("muninn_db_pool_max_conns", "The pool's connection limit (MUNINN_DB_MAX_CONNS).", nil, nil),
+		poolWaits: prometheus.NewDesc("muninn_db_pool_acquire_waits_total",
+			"Acquisitions that had to wait for a connection (none was idle).", nil, nil),
+		poolWaitSeconds: prometheus.NewDesc("muninn_db_pool_acquire_wait_seconds_total",
+			"Time spent waiting for connections in acquisitions that waited.", nil, nil),
+		buildInfo: prometheus.NewDesc("muninn_build_info",
+			"Always 1; the labels name the build: muninn's version, the Go version and the VCS commit.", []string{"version", "go_version", "revision"}, nil),
+	}
+	c.buildVersion, c.buildGo, c.buildRevision = buildInfo(version)
+	return c
+}
+
+// buildInfo reads the build's version (version when set, else the module's),
+// Go version and commit from the binary.
+func buildInfo(version string) (v, goVersion, revision string) {
+	v, goVersion, revision = version, runtime.Version(), "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	if v == "" {
+		v = "unknown"
+	}
+	return v, goVersion, revision
+}
+
+// Describe implements prometheus.Collector.
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.bouncerSeen, c.bouncerLag, c.bouncersUp, c.feedSuccess, c.feedEntries, c.feedsUp,
+		c.renderVersion, c.renderDuration, c.poolAcquired, c.poolIdle, c.poolTotal, c.poolMax, c.poolWaits, c.poolWaitSeconds, c.buildInfo} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A database that stalls costs this
+// scrape the bouncer and feed figures (each says so in its *_scrape_ok), not
+// the rest.
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.buildInfo, 1, c.buildVersion, c.buildGo, c.buildRevision)
+	ps := c.store.Pool().Stat()
+	gauge(c.poolAcquired, float64(ps.AcquiredConns()))
+	gauge(c.poolIdle, float64(ps.IdleConns()))
+	gauge(c.poolTotal, float64(ps.TotalConns()))
+	gauge(c.poolMax, float64(ps.MaxConns()))
+	ch <- prometheus.MustNewConstMetric(c.poolWaits, prometheus.CounterValue, float64(ps.EmptyAcquireCount()))
+	ch <- prometheus.MustNewConstMetric(c.poolWaitSeconds, prometheus.CounterValue, ps.EmptyAcquireWaitTime().Seconds())
+	for _, r := range c.hub.RenderStats() {
+		gauge(c.renderVersion, float64(r.Version), r.Ruleset)
+		gauge(c.renderDuration, r.Took.Seconds(), r.Ruleset)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	now := c.now()
+	if bs, err := c.store.Bouncers(ctx); err != nil {
+		c.log.Warn("Could not read the bouncers for the metrics.", "error", err)
+		gauge(c.bouncersUp, 0)
+	} else {
+		gauge(c.bouncersUp, 1)
+		for _, b := range bs {
+			if b.LastSeen != nil {
+				gauge(c.bouncerSeen, unixSeconds(*b.LastSeen), b.Name)
+			}
+			// Lag as the API reports it: only for a ruleset that has a render.
+			for _, rs := range b.Rulesets {
+				if c.hub.Latest(rs) != nil {
+					gauge(c.bouncerLag, b.Lag(rs, now).Seconds(), b.Name, rs)
+				}
+			}
+		}
+	}
+	if fs, err := c.store.Feeds(ctx); err != nil {
+		c.log.Warn("Could not read the feeds for the metrics.", "error", err)
+		gauge(c.feedsUp, 0)
+	} else {
+		gauge(c.feedsUp, 1)
+		for _, f := range fs {
+			if f.LastSuccess != nil {
+				gauge(c.feedSuccess, unixSeconds(*f.LastSuccess), f.Name)
+			}
+			gauge(c.feedEntries, float64(f.Entries), f.Name)
+		}
+	}
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixMicro()) / 1e6 }

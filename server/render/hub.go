@@ -81,6 +81,8 @@ type Hub struct {
 	behind  map[string]bool
 	history map[string][]version // oldest first, latest included
 	changed chan struct{}        // closed and replaced on every update
+	// took is how long the last render of each ruleset took (RenderStats).
+	took map[string]time.Duration
 	// deltas caches encoded deltas to the latest render by ruleset and base
 	// version: every bouncer on the same base gets the same bytes.
 	deltas map[string]map[int64][]byte
@@ -135,7 +137,7 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 	}
 	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
 		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},
-		changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{},
+		took: map[string]time.Duration{}, changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{},
 		decs: decisionHistories{kick: make(chan struct{}, 1)}}
 }
 
@@ -289,10 +291,15 @@ func (h *Hub) Recompute(ctx context.Context) error {
 			continue
 		}
 		key := fmt.Sprintf("%s\x00%s\x00%s\x00%t", stored.Text, listsKey.String(), guardKey, geo[stored.Name])
+		began := time.Now()
 		if err := h.renderOne(ctx, stored.Name, rs, key, lists, g, geo[stored.Name], snap, now); err != nil {
 			h.log.ErrorContext(ctx, "Could not render a ruleset.", "ruleset", stored.Name, "error", err)
 			errs = append(errs, err)
+			continue
 		}
+		h.mu.Lock()
+		h.took[stored.Name] = time.Since(began)
+		h.mu.Unlock()
 	}
 	for name := range h.states {
 		if !names[name] {
@@ -306,6 +313,7 @@ func (h *Hub) Recompute(ctx context.Context) error {
 			delete(h.latest, name)
 			delete(h.history, name)
 			delete(h.deltas, name)
+			delete(h.took, name)
 			gone = true
 		}
 	}
@@ -516,6 +524,29 @@ func (h *Hub) install(s *Snapshot, d delta) {
 func (h *Hub) broadcastLocked() {
 	close(h.changed)
 	h.changed = make(chan struct{})
+}
+
+// RenderStat is what the hub serves of one ruleset, for metrics.
+type RenderStat struct {
+	Ruleset string
+	// Version is the version served.
+	Version int64
+	// Took is how long this process's last render of the ruleset took
+	// (compile, incremental or full, and store); 0 before the first.
+	Took time.Duration
+}
+
+// RenderStats returns, per ruleset served, its version and how long its last
+// render took, in ruleset order.
+func (h *Hub) RenderStats() []RenderStat {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	out := make([]RenderStat, 0, len(h.latest))
+	for name, snap := range h.latest {
+		out = append(out, RenderStat{Ruleset: name, Version: snap.Render.Version, Took: h.took[name]})
+	}
+	slices.SortFunc(out, func(a, b RenderStat) int { return strings.Compare(a.Ruleset, b.Ruleset) })
+	return out
 }
 
 // Latest returns the cached render of a ruleset, or nil when there is none yet.

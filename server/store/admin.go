@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -233,27 +234,93 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter, before int64, limit in
 	return es, mapErr("list audit", err)
 }
 
+// Prune batch sizes: each batch is one short transaction (and, for
+// prefixes, one change-feed row), so pruning a million expired prefixes never
+// holds locks, or a serve process's catch-up, for long.
+const (
+	pruneSightingBatch = 50000
+	prunePrefixBatch   = 1000
+)
+
+// Pruning statements. Expired assertions go prefix by prefix: their prefixes
+// are locked first, in prefix order like every writer, so an ingest that
+// re-asserts one of them waits for the batch instead of deadlocking with it.
+const (
+	pruneSightings = `DELETE FROM sightings WHERE ctid = ANY (ARRAY(
+		SELECT ctid FROM sightings WHERE seen_at < $1 LIMIT $2))`
+	lockExpired = `SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(prefix), '{}') FROM (
+		SELECT p.id, p.prefix FROM prefixes p WHERE p.id IN (
+		  SELECT a.prefix_id FROM assertions a WHERE a.expires_at < $1 LIMIT $2)
+		ORDER BY p.prefix FOR UPDATE) e`
+	deleteExpired = `DELETE FROM assertions WHERE prefix_id = ANY ($1::bigint[]) AND expires_at < $2`
+)
+
 // Prune deletes sighting events older than keepSightings, assertions that
 // expired more than keepExpired ago, and the prefixes left with no assertion
-// and no sighting (recorded in the change feed). It returns how many sighting
-// events and assertions went.
-func (s *Store) Prune(ctx context.Context, now time.Time, keepSightings, keepExpired time.Duration) (sightings, assertions int64, err error) {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM sightings WHERE seen_at < $1`, now.Add(-keepSightings))
-	if err != nil {
-		return 0, 0, mapErr("prune sightings", err)
-	}
-	sightings = tag.RowsAffected()
-	tag, err = s.pool.Exec(ctx, `DELETE FROM assertions WHERE expires_at < $1`, now.Add(-keepExpired))
-	if err != nil {
-		return sightings, 0, mapErr("prune assertions", err)
-	}
-	assertions = tag.RowsAffected()
-	err = s.inTx(ctx, "prune ghost prefixes", func(tx pgx.Tx) error {
-		gone, err := deleteGhostPrefixes(ctx, tx, nil)
-		if err != nil || len(gone) == 0 {
-			return err
+// and no sighting (ghosts: expired prefixes, and those a feed refresh or
+// delete left behind), in batches. Every batch that touches prefixes records
+// them in the change feed, so every serve process's index drops what went.
+// It returns how many sighting events, assertions and prefixes went; after
+// an error, those of the batches done.
+func (s *Store) Prune(ctx context.Context, now time.Time, keepSightings, keepExpired time.Duration) (sightings, assertions, prefixes int64, err error) {
+	for {
+		tag, err := s.pool.Exec(ctx, pruneSightings, now.Add(-keepSightings), pruneSightingBatch)
+		if err != nil {
+			return sightings, assertions, prefixes, mapErr("prune sightings", err)
 		}
-		return recordChange(ctx, tx, ChangePrefixes, gone)
-	})
-	return sightings, assertions, err
+		sightings += tag.RowsAffected()
+		if tag.RowsAffected() < pruneSightingBatch {
+			break
+		}
+	}
+	cutoff := now.Add(-keepExpired)
+	for {
+		var n int
+		err := s.inTx(ctx, "prune expired assertions", func(tx pgx.Tx) error {
+			var ids []int64
+			var touched []netip.Prefix
+			if err := tx.QueryRow(ctx, lockExpired, cutoff, prunePrefixBatch).Scan(&ids, &touched); err != nil {
+				return err
+			}
+			if n = len(ids); n == 0 {
+				return nil
+			}
+			tag, err := tx.Exec(ctx, deleteExpired, ids, cutoff)
+			if err != nil {
+				return err
+			}
+			assertions += tag.RowsAffected()
+			gone, err := deleteGhostPrefixes(ctx, tx, ids, 0)
+			if err != nil {
+				return err
+			}
+			prefixes += int64(len(gone))
+			// Every touched prefix, not only the deleted ones: the index
+			// drops the expired assertions of those that stay too.
+			return recordChange(ctx, tx, ChangePrefixes, touched)
+		})
+		if err != nil {
+			return sightings, assertions, prefixes, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for {
+		var gone []netip.Prefix
+		err := s.inTx(ctx, "prune ghost prefixes", func(tx pgx.Tx) error {
+			var err error
+			if gone, err = deleteGhostPrefixes(ctx, tx, nil, prunePrefixBatch); err != nil || len(gone) == 0 {
+				return err
+			}
+			return recordChange(ctx, tx, ChangePrefixes, gone)
+		})
+		if err != nil {
+			return sightings, assertions, prefixes, err
+		}
+		prefixes += int64(len(gone))
+		if len(gone) < prunePrefixBatch {
+			return sightings, assertions, prefixes, nil
+		}
+	}
 }

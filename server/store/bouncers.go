@@ -39,6 +39,17 @@ type Bouncer struct {
 	Confirmed map[string]time.Time `json:"confirmed"`
 }
 
+// Lag is how long ago b last confirmed the version of ruleset that was
+// current at the time (since its creation when it never did): it keeps
+// growing while the bouncer is dead, new renders or not. Never negative.
+func (b Bouncer) Lag(ruleset string, now time.Time) time.Duration {
+	since := b.CreatedAt
+	if t, ok := b.Confirmed[ruleset]; ok {
+		since = t
+	}
+	return max(0, now.Sub(since))
+}
+
 // CrowdSec range expansion modes (CrowdSecSettings.Expand).
 const (
 	ExpandOff    = "off"

@@ -138,19 +138,21 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	o.ExpiresAt = &exp
 	require.NoError(t, b.st.Ingest(ctx, []store.Observation{o}, "test"))
 	require.NoError(t, b.st.PutOverride(ctx, netip.MustParsePrefix("198.51.100.2/32"), store.Override{Note: "n", ExpiresAt: &exp}, "alice", b.now))
-	_, a, err := b.st.Prune(ctx, b.now, time.Hour, time.Hour)
+	_, a, p, err := b.st.Prune(ctx, b.now, time.Hour, time.Hour)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, a)
+	require.EqualValues(t, 3, p)
 	changes, err = b.st.ChangesSince(ctx, 6, 100)
 	require.NoError(t, err)
-	require.Len(t, changes, 1)
-	require.Equal(t, mp("192.0.2.1/32", "192.0.2.3/32", "198.51.100.2/32"), sortedPrefixes(changes[0].Prefixes),
-		"the feed's ghosts and the expired override's; the sighted prefix stays")
+	require.Len(t, changes, 2)
+	require.Equal(t, mp("198.51.100.1/32", "198.51.100.2/32"), sortedPrefixes(changes[0].Prefixes),
+		"the prefixes whose expired assertions went: the override's is deleted, the sighted one stays")
+	require.Equal(t, mp("192.0.2.1/32", "192.0.2.3/32"), sortedPrefixes(changes[1].Prefixes), "the feed's ghosts")
 	all, _, _ = stored(t, b.st, b.now)
 	require.Len(t, all, 2)
 	seq, err := b.st.ChangeSeq(ctx)
 	require.NoError(t, err)
-	require.EqualValues(t, 7, seq)
+	require.EqualValues(t, 8, seq)
 }
 
 // Concurrent writers: a reader polling ChangesSince must see the sequence
@@ -256,4 +258,44 @@ func TestLoadPrefixesSubsetAndExpiry(t *testing.T) {
 	require.NoError(t, st.LoadPrefixes(ctx, now, mp("192.0.2.1/32"), collect))
 	require.Len(t, got[0].Assertions, 1)
 	require.Equal(t, exp, got[0].Assertions[0].ExpiresAt.UTC())
+}
+
+// Prefixes whose assertions all expired go in batches of 1,000, each batch
+// one transaction and one change-feed row naming its prefixes, so every
+// serve process's index drops them.
+func TestPruneExpiredInBatches(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{Name: "ttl", URL: "http://example.invalid/list", Format: "list", Tag: "bad", Enabled: true, TTL: time.Hour})
+	ps := hosts(2500, "198.51.100.0") // spills into 198.51.109.195
+	_, err := b.st.ApplyFeed(b.ctx, "ttl", store.FeedUpdate{Prefixes: ps, StartedAt: b.now, Now: b.now})
+	require.NoError(t, err)
+	seq, err := b.st.ChangeSeq(b.ctx)
+	require.NoError(t, err)
+
+	// Expired at now+1h, kept for a day after: not yet.
+	_, a, p, err := b.st.Prune(b.ctx, b.now.Add(2*time.Hour), time.Hour, 24*time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, a)
+	require.Zero(t, p)
+	all, _, _ := stored(t, b.st, b.now)
+	require.Len(t, all, 2500)
+
+	_, a, p, err = b.st.Prune(b.ctx, b.now.Add(26*time.Hour), time.Hour, 24*time.Hour)
+	require.NoError(t, err)
+	require.EqualValues(t, 2500, a)
+	require.EqualValues(t, 2500, p)
+	changes, err := b.st.ChangesSince(b.ctx, seq, 100)
+	require.NoError(t, err)
+	require.Len(t, changes, 3)
+	var got []netip.Prefix
+	for i, want := range []int{1000, 1000, 500} {
+		require.Len(t, changes[i].Prefixes, want)
+		got = append(got, changes[i].Prefixes...)
+	}
+	require.Equal(t, ps, sortedPrefixes(got))
+	all, _, _ = stored(t, b.st, b.now)
+	require.Empty(t, all)
+	var rows int
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM prefixes`).Scan(&rows))
+	require.Zero(t, rows)
 }

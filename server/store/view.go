@@ -139,7 +139,7 @@ func (s *Store) PutOverride(ctx context.Context, p netip.Prefix, o Override, act
 		var after *Override
 		if !o.empty() {
 			after = &o
-		} else if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}); err != nil {
+		} else if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}, 0); err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, actor, "override.put", "prefix/"+p.String(), before, after); err != nil {
@@ -165,17 +165,22 @@ const (
 	lockGhosts = `SELECT coalesce(array_agg(id), '{}') FROM (
 		SELECT p.id FROM prefixes p WHERE ($1::bigint[] IS NULL OR p.id = ANY ($1::bigint[])) AND p.sightings = 0
 		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id)
-		ORDER BY p.prefix FOR UPDATE) g`
+		ORDER BY p.prefix LIMIT $2 FOR UPDATE) g`
 	deleteGhosts = `WITH g AS (DELETE FROM prefixes p WHERE p.id = ANY ($1::bigint[]) AND p.sightings = 0
 		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id) RETURNING p.prefix)
 		SELECT coalesce(array_agg(prefix), '{}') FROM g`
 )
 
 // deleteGhostPrefixes deletes the ghosts among the prefixes with the given
-// ids (nil: among every stored prefix) and returns the prefixes deleted.
-func deleteGhostPrefixes(ctx context.Context, tx pgx.Tx, ids []int64) ([]netip.Prefix, error) {
+// ids (nil: among every stored prefix), the first limit of them in prefix
+// order (0: all), and returns the prefixes deleted.
+func deleteGhostPrefixes(ctx context.Context, tx pgx.Tx, ids []int64, limit int) ([]netip.Prefix, error) {
+	var lim any // NULL: no limit
+	if limit > 0 {
+		lim = limit
+	}
 	var locked []int64
-	if err := tx.QueryRow(ctx, lockGhosts, ids).Scan(&locked); err != nil {
+	if err := tx.QueryRow(ctx, lockGhosts, ids, lim).Scan(&locked); err != nil {
 		return nil, fmt.Errorf("lock ghost prefixes: %w", err)
 	}
 	if len(locked) == 0 {
@@ -209,7 +214,7 @@ func (s *Store) DeleteOverride(ctx context.Context, p netip.Prefix, actor string
 		if _, err := tx.Exec(ctx, `DELETE FROM assertions WHERE prefix_id = $1 AND source LIKE 'manual:%'`, id); err != nil {
 			return err
 		}
-		if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}); err != nil {
+		if _, err := deleteGhostPrefixes(ctx, tx, []int64{id}, 0); err != nil {
 			return err
 		}
 		if err := audit(ctx, tx, actor, "override.delete", "prefix/"+p.String(), before, nil); err != nil {

@@ -1,8 +1,7 @@
 package ui
 
 import (
-	"bytes"
-	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,10 +19,10 @@ type auditPage struct {
 	Error                string
 }
 
-// auditRow is an audit entry with its before and after as compact JSON.
+// auditRow is an audit entry with the fields it changed, readable.
 type auditRow struct {
 	store.AuditEntry
-	BeforeJSON, AfterJSON string
+	Changes []auditChange
 }
 
 const auditPageSize = 50
@@ -63,20 +62,13 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) {
 			ap.First = "/ui/audit?" + keep.Encode()
 		}
 		for _, e := range es {
-			ap.Entries = append(ap.Entries, auditRow{AuditEntry: e, BeforeJSON: compactJSON(e.Before), AfterJSON: compactJSON(e.After)})
+			ch, err := auditDiff(e.Before, e.After)
+			if err != nil {
+				h.fault(w, r, "read the audit log", fmt.Errorf("audit entry %d: %w", e.ID, err))
+				return
+			}
+			ap.Entries = append(ap.Entries, auditRow{AuditEntry: e, Changes: ch})
 		}
 	}
 	h.render(w, r, status, "audit", "Audit log", "audit", ap)
-}
-
-// compactJSON shows a stored before or after value (any JSON value) on one line.
-func compactJSON(raw json.RawMessage) string {
-	if raw == nil {
-		return ""
-	}
-	var b bytes.Buffer
-	if err := json.Compact(&b, raw); err != nil {
-		return "?"
-	}
-	return b.String()
 }

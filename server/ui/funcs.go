@@ -26,6 +26,8 @@ var funcs = template.FuncMap{
 		}
 		return ""
 	},
+	// rfc3339 is a time for a <time datetime> attribute.
+	"rfc3339":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"prefixURL": prefixURL,
 	// fieldLabel and fieldID name an override form field in an error summary.
 	"fieldLabel": func(f string) string { return overrideLabels[f] },

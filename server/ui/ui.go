@@ -296,6 +296,7 @@ type errorPage struct {
 
 // fail renders an error page with status and a sentence saying what went wrong.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	api.NoteReason(r.Context(), msg)
 	h.render(w, r, status, "error", http.StatusText(status), "", errorPage{Message: msg, Back: "/ui/"})
 }
 

@@ -141,10 +141,11 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	// Every line logged in a request's context carries its request_id.
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(httpserver.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(httpserver.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // database opens the store: MUNINN_DATABASE_URL, else the embedded cluster
@@ -321,7 +322,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
-		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, Version: version,
+		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, TrustedProxies: cfg.TrustedProxies,
+		Observed: wd.Metrics.Observed, Version: version,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err
