@@ -605,3 +605,35 @@ func (s *Snap) TagCounts() map[string]int64 {
 	})
 	return s.tags.m
 }
+
+// ExpiryBound returns the instant after which the views of the addresses in
+// p can no longer change through assertions expiring (resolve.Expiry over the
+// stored prefixes containing p and those inside it, at At). ok is false when
+// there is none: a live assertion without expiry or a sighting, or nothing
+// stored at all. The CrowdSec API bounds a decision's duration with it.
+func (s *Snap) ExpiryBound(p netip.Prefix) (end time.Time, ok bool) {
+	if !p.IsValid() {
+		return time.Time{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	var ps []resolve.Prefix
+	for q, r := range s.pfx.Supernets(p) {
+		ps = append(ps, expand(s.strs, q, r))
+	}
+	for q, r := range s.pfx.Subnets(p) {
+		if q != p {
+			ps = append(ps, expand(s.strs, q, r))
+		}
+	}
+	return resolve.Expiry(ps, s.at)
+}
+
+// GeoNets returns every geo network, sorted by address then bits (what
+// Entries adds with withGeo, without resolving any stored prefix).
+func (s *Snap) GeoNets() []policy.GeoNet {
+	out := make([]policy.GeoNet, 0, s.geo.Size())
+	for p, g := range s.geo.AllSorted() {
+		out = append(out, s.geoNet(p, g))
+	}
+	return out
+}

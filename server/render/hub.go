@@ -89,6 +89,8 @@ type Hub struct {
 	denies denyCache
 	// decs keeps the CrowdSec decision sets of recent renders as delta bases.
 	decs decisionHistories
+	// seqs maps the fact sequences seen to generations (Expiries).
+	seqs seqGens
 
 	// drain ends parked long polls on shutdown (drain.go).
 	drain drainer
@@ -279,6 +281,7 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
+	h.seqs.note(snap)
 	now := h.now()
 	var errs []error
 	names := map[string]bool{}
@@ -411,6 +414,7 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	}
 	snap := newSnapshot(r)
 	snap.dec.facts = rst.facts
+	snap.dec.rs, snap.dec.lists, snap.dec.withGeo = rst.st.rs, rst.st.lists, rst.st.withGeo
 	h.install(snap, d)
 	rst.pending = delta{}
 	return nil
