@@ -303,11 +303,17 @@ type crowdSecCache struct {
 type csCached struct {
 	body, gz []byte
 	wide     int64
-	// seq is the facts sequence the durations come from: served later they
-	// are longer than the time left (harmless: an ended ban is deleted), and
-	// a change since is sent at the next pull.
+	// seq is the facts sequence the durations come from and at the time
+	// they were computed: served later they are longer than the time left
+	// (harmless: an ended ban is deleted, and a change since is sent at the
+	// next pull); csCacheAge bounds by how much.
 	seq int64
+	at  time.Time
 }
+
+// csCacheAge is how long a cached full list is served: its durations were
+// computed when it was built.
+const csCacheAge = time.Minute
 
 const csCacheSize = 16
 
@@ -477,8 +483,8 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 	case startup:
 		key := fmt.Sprintf("%q %v %s", b.Rulesets, applied, q.key())
 		e, ok := s.cs.get(key)
-		if !ok {
-			e.seq = exp.Seq
+		if !ok || now.Sub(e.at) >= csCacheAge || now.Before(e.at) {
+			e = csCached{seq: exp.Seq, at: now}
 			var list []csDecision
 			list, e.wide = q.fullList(sets)
 			body, err := json.Marshal(csStream{New: list, Deleted: []csDecision{}})

@@ -11,6 +11,7 @@ import (
 	"go4.org/netipx"
 
 	"github.com/muninn/muninn/server/policy"
+	"github.com/muninn/muninn/server/resolve"
 )
 
 // expiryBounder is implemented by fact snapshots that can bound when the views
@@ -26,10 +27,12 @@ type geoLister interface {
 	GeoNets() []policy.GeoNet
 }
 
-// lastingSet returns the addresses rs blocks whatever the stored prefixes say:
-// compiled over the geo networks of f (when withGeo) and no entry at all, i.e.
-// what stays blocked once every assertion has expired (geo, cidr and list
-// conditions, a default of block). nil when it cannot be computed.
+// lastingSet returns the addresses rs may block once every assertion has
+// expired (geo, cidr and list conditions, negations, a default of block):
+// compiled over the geo networks of f (when withGeo) with no entry at all (an
+// address without stored prefix) and again with every address in an existing
+// stored prefix without assertions (one with sightings: classification
+// unknown, nothing else), united. nil when it cannot be computed.
 func lastingSet(rs *policy.Ruleset, lists map[string][]policy.Cond, withGeo bool, f FactSnapshot) *netipx.IPSet {
 	if rs == nil {
 		return nil
@@ -45,14 +48,20 @@ func lastingSet(rs *policy.Ruleset, lists map[string][]policy.Cond, withGeo bool
 			facts.Geo = f.Facts(true).Geo
 		}
 	}
-	c, err := policy.Compile(rs, &facts)
-	if err != nil {
-		return nil
-	}
 	var b netipx.IPSetBuilder
-	v4, v6 := policy.DenyList(c)
-	for _, p := range slices.Concat(v4, v6) {
-		b.AddPrefix(p)
+	for _, entries := range [][]policy.Entry{nil, {
+		{Prefix: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Classification: resolve.Unknown},
+		{Prefix: netip.PrefixFrom(netip.IPv6Unspecified(), 0), Classification: resolve.Unknown},
+	}} {
+		facts.Entries = entries
+		c, err := policy.Compile(rs, &facts)
+		if err != nil {
+			return nil
+		}
+		v4, v6 := policy.DenyList(c)
+		for _, p := range slices.Concat(v4, v6) {
+			b.AddPrefix(p)
+		}
 	}
 	set, _ := b.IPSet() // only fails on invalid prefixes
 	return set

@@ -456,20 +456,17 @@ func newer(a, b *Assertion) bool {
 	return a.Source < b.Source
 }
 
-// Expiry returns the instant after which no view resting on prefixes can
-// change any more through the passage of time: the latest expiry of their
-// live assertions at now. Callers pass every stored prefix a set of views
-// rests on (for a network N: those containing N and those inside it); the
-// views then stay as they are after the returned instant, or, when every
-// assertion in them was live only until then, they are empty from then on.
-// ok is false when there is no such instant: a live assertion without expiry
-// or a sighting (sightings never expire) keeps a prefix existing for good,
-// and with no live assertion at all there is nothing to bound.
+// Expiry returns the instant after which every view resting on prefixes is
+// empty: the latest expiry of their live assertions at now. Callers pass
+// every stored prefix a set of views rests on (for a network N: those
+// containing N and those inside it); after the returned instant none of them
+// has a live assertion, so each view is that of an address without stored
+// prefix, or (a prefix with sightings still exists) classification unknown
+// and nothing else. ok is false when there is no such instant: a live
+// assertion without expiry lasts for good, and with no live assertion at all
+// there is nothing to bound.
 func Expiry(prefixes []Prefix, now time.Time) (end time.Time, ok bool) {
 	for _, p := range prefixes {
-		if p.Sightings > 0 {
-			return time.Time{}, false
-		}
 		for _, a := range p.Assertions {
 			switch {
 			case !a.Live(now):

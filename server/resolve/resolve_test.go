@@ -364,8 +364,8 @@ func TestExpiry(t *testing.T) {
 		}, at(1)},
 		{"expired without expiry does not count", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", -2))}, nil},
 		{"no expiry", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), tag("manual:alice", "bad"))}, nil},
-		{"sightings", []resolve.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Sightings: 1,
-			Assertions: []resolve.Assertion{expiring("feed:a", "bad", 1)}}}, nil},
+		{"sightings do not last a view", []resolve.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Sightings: 1,
+			Assertions: []resolve.Assertion{expiring("feed:a", "bad", 1)}}}, at(1)},
 		{"nothing", nil, nil},
 	} {
 		end, ok := resolve.Expiry(tc.prefixes, now)
