@@ -122,11 +122,31 @@ type csRequest struct {
 	// exp bounds the durations at now (nil: every decision gets the cap).
 	exp *render.Expiries
 	now time.Time
+	// durs keeps the durations computed (an expanded range asks once per
+	// address).
+	durs map[durKey]string
+}
+
+type durKey struct {
+	set *render.DecisionSet
+	p   netip.Prefix
 }
 
 // duration is the duration of set's decision on p: the time left until its
 // end, in whole seconds rounded up (never shorter than the ban), or the cap.
 func (q *csRequest) duration(set *render.DecisionSet, p netip.Prefix) string {
+	if d, ok := q.durs[durKey{set, p}]; ok {
+		return d
+	}
+	d := q.computeDuration(set, p)
+	if q.durs == nil {
+		q.durs = map[durKey]string{}
+	}
+	q.durs[durKey{set, p}] = d
+	return d
+}
+
+func (q *csRequest) computeDuration(set *render.DecisionSet, p netip.Prefix) string {
 	end, ok := q.exp.End(set, p)
 	if !ok {
 		return maxDurationText
@@ -363,7 +383,7 @@ func (q *csRequest) fullList(sets []*csSet) ([]csDecision, int64) {
 			q.wire(d.Prefix, func(k wireKey) {
 				if !dedupe {
 					if q.keep(k, scenario) {
-						out = append(out, newCSDecision(c.name, scenario, k, q.duration(c.cur, d.Prefix)))
+						out = append(out, newCSDecision(c.name, scenario, k, q.computeDuration(c.cur, d.Prefix)))
 					}
 					return
 				}

@@ -609,23 +609,43 @@ func (s *Snap) TagCounts() map[string]int64 {
 // ExpiryBound returns the instant after which the views of the addresses in
 // p can no longer change through assertions expiring (resolve.Expiry over the
 // stored prefixes containing p and those inside it, at At). ok is false when
-// there is none: a live assertion without expiry or a sighting, or nothing
-// stored at all. The CrowdSec API bounds a decision's duration with it.
+// there is none: a live assertion without expiry, or none live at all. The
+// CrowdSec API bounds a decision's duration with it.
 func (s *Snap) ExpiryBound(p netip.Prefix) (end time.Time, ok bool) {
 	if !p.IsValid() {
 		return time.Time{}, false
 	}
 	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
-	var ps []resolve.Prefix
-	for q, r := range s.pfx.Supernets(p) {
-		ps = append(ps, expand(s.strs, q, r))
+	// One prefix at a time through buffers used again: the CrowdSec API
+	// asks for every decision of a full list.
+	var (
+		one  [1]resolve.Prefix
+		as   []resolve.Assertion
+		exps []time.Time
+	)
+	part := func(q netip.Prefix, r *rec) bool {
+		one[0], exps = expandInto(s.strs, q, r, as, exps)
+		as = one[0].Assertions
+		e, lasting := resolve.Expiry(one[:], s.at)
+		if lasting {
+			return false
+		}
+		if e.After(end) {
+			end = e
+		}
+		return true
 	}
-	for q, r := range s.pfx.Subnets(p) {
-		if q != p {
-			ps = append(ps, expand(s.strs, q, r))
+	for q, r := range s.pfx.Supernets(p) {
+		if !part(q, r) {
+			return time.Time{}, false
 		}
 	}
-	return resolve.Expiry(ps, s.at)
+	for q, r := range s.pfx.Subnets(p) {
+		if q != p && !part(q, r) {
+			return time.Time{}, false
+		}
+	}
+	return end, !end.IsZero()
 }
 
 // GeoNets returns every geo network, sorted by address then bits (what

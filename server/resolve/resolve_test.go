@@ -353,27 +353,28 @@ func TestExpiry(t *testing.T) {
 		name     string
 		prefixes []resolve.Prefix
 		want     *time.Time
+		lasting  bool
 	}{
-		{"one assertion", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1))}, at(1)},
+		{"one assertion", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1))}, at(1), false},
 		{"the latest of containing and contained", []resolve.Prefix{
 			pfx("198.51.100.0/24", expiring("feed:a", "bad", 3)),
 			pfx("198.51.100.7/32", expiring("feed:b", "bad", 1), expiring("feed:c", "x", 2)),
-		}, at(3)},
+		}, at(3), false},
 		{"expired assertions do not count", []resolve.Prefix{
 			pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), expiring("feed:b", "bad", -1)),
-		}, at(1)},
-		{"expired without expiry does not count", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", -2))}, nil},
-		{"no expiry", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), tag("manual:alice", "bad"))}, nil},
+		}, at(1), false},
+		{"only expired assertions", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", -2))}, nil, false},
+		{"no expiry", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), tag("manual:alice", "bad"))}, nil, true},
 		{"sightings do not last a view", []resolve.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Sightings: 1,
-			Assertions: []resolve.Assertion{expiring("feed:a", "bad", 1)}}}, at(1)},
-		{"nothing", nil, nil},
+			Assertions: []resolve.Assertion{expiring("feed:a", "bad", 1)}}}, at(1), false},
+		{"nothing", nil, nil, false},
 	} {
-		end, ok := resolve.Expiry(tc.prefixes, now)
+		end, lasting := resolve.Expiry(tc.prefixes, now)
+		require.Equal(t, tc.lasting, lasting, tc.name)
 		if tc.want == nil {
-			require.False(t, ok, tc.name)
+			require.True(t, end.IsZero(), tc.name)
 			continue
 		}
-		require.True(t, ok, tc.name)
 		require.Equal(t, *tc.want, end, tc.name)
 	}
 }
