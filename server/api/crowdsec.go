@@ -496,7 +496,11 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.exp, q.now = exp, now
-	renew := b.RenewEpoch != epoch
+	// Whether a ban may outlive its assertions depends on the rules' text
+	// (render.DecisionSet.Lasting): a change of it sends every decision
+	// again, with its duration counted afresh.
+	rules := rulesKey(sets)
+	renew := b.RenewEpoch != epoch || b.RulesKey != rules
 	var resp csStream
 	wide := b.WideRanges
 	switch {
@@ -521,7 +525,7 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			e.gz = buf.Bytes()
 			s.cs.put(key, e)
 		}
-		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, e.seq, now); err != nil {
+		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, e.seq, rules, now); err != nil {
 			s.csFault(w, r, err)
 			return
 		}
@@ -543,11 +547,27 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			resp.New, wide = q.fullList(sets)
 		}
 	}
-	if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, exp.Seq, now); err != nil {
+	if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, exp.Seq, rules, now); err != nil {
 		s.csFault(w, r, err)
 		return
 	}
 	s.writeDecisions(w, r, resp)
+}
+
+// rulesKey fingerprints the rule texts of the bound sets.
+func rulesKey(sets []*csSet) string {
+	h := fnv.New64a()
+	for _, c := range sets {
+		if !c.bound || c.cur == nil {
+			continue
+		}
+		_, _ = io.WriteString(h, c.name+"\x00")
+		for _, r := range c.cur.Rules {
+			_, _ = io.WriteString(h, r+"\x00")
+		}
+		_, _ = io.WriteString(h, "\x01")
+	}
+	return fmt.Sprintf("%x", h.Sum64())
 }
 
 // delta returns the decisions that are new since the base versions and those

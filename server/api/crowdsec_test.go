@@ -727,4 +727,15 @@ func TestCrowdSecDurationExtension(t *testing.T) {
 	// A startup pull says the same.
 	s = b.csPull(t, key, "?startup=true")
 	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s", "Ip 198.51.100.8": "40m0s"}, durations(s.New))
+
+	// A rule that blocks 198.51.100.8 for good makes its ban outlast the
+	// assertion although its decision (rule 1's) stays: a change of the
+	// rules sends every decision again with its duration.
+	b.changeVersion(t, "edge", func() {
+		b.putRuleset(t, "ruleset edge\n  block tag bad\n  block cidr 198.51.100.8/32\n", http.StatusOK)
+	})
+	s = b.csPull(t, key, "")
+	require.Empty(t, s.Deleted)
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s", "Ip 198.51.100.8": "596h31m23s"}, durations(s.New))
+	require.Empty(t, b.csPull(t, key, "").New)
 }

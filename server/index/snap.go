@@ -647,13 +647,3 @@ func (s *Snap) ExpiryBound(p netip.Prefix) (end time.Time, ok bool) {
 	}
 	return end, !end.IsZero()
 }
-
-// GeoNets returns every geo network, sorted by address then bits (what
-// Entries adds with withGeo, without resolving any stored prefix).
-func (s *Snap) GeoNets() []policy.GeoNet {
-	out := make([]policy.GeoNet, 0, s.geo.Size())
-	for p, g := range s.geo.AllSorted() {
-		out = append(out, s.geoNet(p, g))
-	}
-	return out
-}

@@ -87,10 +87,9 @@ func storedPrefixes(f FactSnapshot) []netip.Prefix {
 // decisionCache is what a Snapshot keeps for its decisions.
 type decisionCache struct {
 	facts FactSnapshot
-	// rs, lists and withGeo are what the render was compiled with (for
+	// rs and withGeo are what the render was compiled with (for
 	// DecisionSet.Lasting).
 	rs      *policy.Ruleset
-	lists   map[string][]policy.Cond
 	withGeo bool
 	once    sync.Once
 	set     *DecisionSet
@@ -102,9 +101,9 @@ type decisionCache struct {
 func (s *Snapshot) Decisions() *DecisionSet {
 	s.dec.once.Do(func() {
 		s.dec.set = decisionsOf(s.Render, storedPrefixes(s.dec.facts))
-		s.dec.set.lasting = lastingSet(s.dec.rs, s.dec.lists, s.dec.withGeo, s.dec.facts)
+		s.dec.set.lasting = lastingSet(s.dec.rs, s.dec.withGeo)
 		// The set is all that is needed from now on.
-		s.dec.facts, s.dec.rs, s.dec.lists = nil, nil, nil
+		s.dec.facts, s.dec.rs = nil, nil
 	})
 	return s.dec.set
 }

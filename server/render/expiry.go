@@ -21,33 +21,24 @@ type expiryBounder interface {
 	ExpiryBound(p netip.Prefix) (time.Time, bool)
 }
 
-// geoLister is implemented by fact snapshots that list their geo networks
-// without resolving stored prefixes (the index does).
-type geoLister interface {
-	GeoNets() []policy.GeoNet
-}
-
 // lastingSet returns the addresses rs may block once every assertion has
-// expired (geo, cidr and list conditions, negations, a default of block):
-// compiled over the geo networks of f (when withGeo) with no entry at all (an
-// address without stored prefix) and again with every address in an existing
-// stored prefix without assertions (one with sightings: classification
-// unknown, nothing else), united. nil when it cannot be computed.
-func lastingSet(rs *policy.Ruleset, lists map[string][]policy.Cond, withGeo bool, f FactSnapshot) *netipx.IPSet {
-	if rs == nil {
+// expired (cidr conditions, negations, a default of block): rs compiled with
+// no entry at all (an address without stored prefix) and again with every
+// address in an existing stored prefix without assertions (one with
+// sightings: classification unknown, nothing else), united. nil (every ban
+// may last) when rs uses geo facts (withGeo) or named lists: those change
+// without a new render, which would leave a decision set's lasting set
+// stale, so their bans carry the cap.
+func lastingSet(rs *policy.Ruleset, withGeo bool) *netipx.IPSet {
+	if rs == nil || withGeo {
 		return nil
 	}
-	facts := policy.Facts{Lists: lists}
-	if withGeo {
-		switch g := f.(type) {
-		case geoLister:
-			facts.Geo = g.GeoNets()
-		case nil:
+	for _, r := range rs.Rules {
+		if slices.ContainsFunc(r.Conds, func(c policy.Cond) bool { return c.Kind == policy.KindList }) {
 			return nil
-		default:
-			facts.Geo = f.Facts(true).Geo
 		}
 	}
+	var facts policy.Facts
 	var b netipx.IPSetBuilder
 	for _, entries := range [][]policy.Entry{nil, {
 		{Prefix: netip.PrefixFrom(netip.IPv4Unspecified(), 0), Classification: resolve.Unknown},
@@ -68,9 +59,11 @@ func lastingSet(rs *policy.Ruleset, lists map[string][]policy.Cond, withGeo bool
 }
 
 // Lasting reports whether a ban on p may outlive every assertion: the ruleset
-// blocks some address of p with no stored prefix at all (geo, cidr or list
-// conditions, a default of block), or that could not be computed. A decision
-// on p then has no end the assertions bound.
+// blocks some address of p without any assertion (cidr conditions,
+// negations, a default of block), or uses geo or list conditions, or that
+// could not be computed. A decision on p then has no end the assertions
+// bound. It depends on the rules' text only (see lastingSet), which the
+// decisions' scenarios carry.
 func (s *DecisionSet) Lasting(p netip.Prefix) bool {
 	return s.lasting == nil || s.lasting.OverlapsPrefix(p)
 }

@@ -60,7 +60,7 @@ func TestLastingSet(t *testing.T) {
 	lasting := func(text, p string) bool {
 		rs, err := policy.Parse(text)
 		require.NoError(t, err)
-		set := &DecisionSet{lasting: lastingSet(rs, nil, false, nil)}
+		set := &DecisionSet{lasting: lastingSet(rs, false)}
 		return set.Lasting(netip.MustParsePrefix(p))
 	}
 	// Only assertions block: a ban ends with them.
@@ -74,6 +74,13 @@ func TestLastingSet(t *testing.T) {
 	// assertions (a prefix that keeps its sightings is unknown).
 	require.True(t, lasting("ruleset r\n  block not tag good\n", "198.51.100.7/32"))
 	require.True(t, lasting("ruleset r\n  block classification unknown\n", "198.51.100.7/32"))
+	// Geo and list conditions change without a new render: every ban lasts.
+	rs, err := policy.Parse("ruleset r\n  block tag bad and country XX\n")
+	require.NoError(t, err)
+	require.Nil(t, lastingSet(rs, true))
+	rs, err = policy.Parse("ruleset r\n  block tag bad\n  allow list friends\n")
+	require.NoError(t, err)
+	require.Nil(t, lastingSet(rs, false))
 	// Unknown when there is no ruleset.
 	require.True(t, (&DecisionSet{}).Lasting(netip.MustParsePrefix("198.51.100.7/32")))
 }

@@ -414,7 +414,7 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	}
 	snap := newSnapshot(r)
 	snap.dec.facts = rst.facts
-	snap.dec.rs, snap.dec.lists, snap.dec.withGeo = rst.st.rs, rst.st.lists, rst.st.withGeo
+	snap.dec.rs, snap.dec.withGeo = rst.st.rs, rst.st.withGeo
 	h.install(snap, d)
 	rst.pending = delta{}
 	return nil
