@@ -50,11 +50,13 @@ const CrowdSecOrigin = "muninn"
 //
 // A ban's end is an upper bound (render.Expiries.End): the latest expiry of
 // the live assertions on the stored prefixes containing the decision's
-// prefix or inside it, when the ruleset would not block any of its addresses
-// without them and none of them lasts for good (no expiry, a sighting). A
-// source that changes one of those assertions (re-asserts a ban with a later
-// expiry) has the decisions on that prefix sent again as new with their new
-// durations at the next pull.
+// prefix or inside it, when none of them lasts for good (no expiry) and the
+// ruleset would not block any of its addresses without them (see
+// render.DecisionSet.Lasting; rulesets with geo or list conditions never
+// say). A source that changes one of those assertions (re-asserts a ban with
+// a later expiry) has the decisions on that prefix sent again as new with
+// their new durations at the next pull (the cursor is the facts' change-feed
+// sequence), and a change of the rules' text has every decision sent again.
 const CrowdSecMaxDuration = 2147483 * time.Second
 
 // CrowdSecRenewEvery is the length of a renewal epoch: the first stream pull
