@@ -739,3 +739,31 @@ func TestCrowdSecDurationExtension(t *testing.T) {
 	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s", "Ip 198.51.100.8": "596h31m23s"}, durations(s.New))
 	require.Empty(t, b.csPull(t, key, "").New)
 }
+
+// TestCrowdSecDurationExtensionOtherProcess: the extension is sent again when
+// the pull after it goes to another serve process on the same database (the
+// cursor is the facts' change-feed sequence, the same in every process).
+func TestCrowdSecDurationExtensionOtherProcess(t *testing.T) {
+	t.Parallel()
+	clk := csDurationClock()
+	b := setupRenderOn(t, storetest.Store(t), clk.Now)
+	at := clk.Now()
+	b.ingest(t, csLine("198.51.100.7", "a", "bad", "1h", at)+csLine("198.51.100.8", "a", "bad", "1h", at))
+	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
+	key := b.createBouncer(t, "cs", "edge")
+	b.getRender(t, "edge", "")
+	other := setupRenderOn(t, b.store, clk.Now)
+	other.getRender(t, "edge", "")
+	s := b.csPull(t, key, "?startup=true")
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "1h0m0s", "Ip 198.51.100.8": "1h0m0s"}, durations(s.New))
+	require.Empty(t, other.csPull(t, key, "").New)
+
+	clk.Add(20 * time.Minute)
+	b.ingest(t, csLine("198.51.100.8", "a", "bad", "3h", clk.Now()))
+	require.NoError(t, other.ix.CatchUp(context.Background()))
+	s = other.csPull(t, key, "")
+	require.Equal(t, map[string]string{"Ip 198.51.100.8": "3h0m0s"}, durations(s.New))
+	require.Empty(t, s.Deleted)
+	require.NoError(t, b.ix.CatchUp(context.Background()))
+	require.Empty(t, b.csPull(t, key, "").New)
+}
