@@ -754,6 +754,11 @@ func TestCrowdSecDurationExtensionOtherProcess(t *testing.T) {
 	b.getRender(t, "edge", "")
 	other := setupRenderOn(t, b.store, clk.Now)
 	other.getRender(t, "edge", "")
+	// Both indexes on the same facts: a cursor older than the facts a
+	// process started from names changes it cannot see (it would send
+	// every decision).
+	require.NoError(t, b.ix.CatchUp(context.Background()))
+	require.NoError(t, other.ix.CatchUp(context.Background()))
 	s := b.csPull(t, key, "?startup=true")
 	require.Equal(t, map[string]string{"Ip 198.51.100.7": "1h0m0s", "Ip 198.51.100.8": "1h0m0s"}, durations(s.New))
 	require.Empty(t, other.csPull(t, key, "").New)
