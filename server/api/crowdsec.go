@@ -42,9 +42,21 @@ func (s *Server) CrowdSecRoutes(r chi.Router) {
 const CrowdSecOrigin = "muninn"
 
 // CrowdSecMaxDuration is the longest duration a decision carries: ipset
-// refuses timeouts above 2147483 s. A decision is sent again as new once per
-// CrowdSecRenewEvery (a quarter of it), so no bouncer that pulls at least
-// that often lets a live ban lapse.
+// refuses timeouts above 2147483 s. A decision's duration is the time left
+// until its ban's end, rounded up to whole seconds, or this cap for a ban
+// without one (or with one further away). Every decision is sent again as new
+// once per CrowdSecRenewEvery (a quarter of the cap), so no bouncer that
+// pulls at least that often lets a capped ban lapse.
+//
+// A ban's end is an upper bound (render.Expiries.End): the latest expiry of
+// the live assertions on the stored prefixes containing the decision's
+// prefix or inside it, when none of them lasts for good (no expiry) and the
+// ruleset would not block any of its addresses without them (see
+// render.DecisionSet.Lasting; rulesets with geo or list conditions never
+// say). A source that changes one of those assertions (re-asserts a ban with
+// a later expiry) has the decisions on that prefix sent again as new with
+// their new durations at the next pull (the cursor is the facts' change-feed
+// sequence), and a change of the rules' text has every decision sent again.
 const CrowdSecMaxDuration = 2147483 * time.Second
 
 // CrowdSecRenewEvery is the length of a renewal epoch: the first stream pull
@@ -89,7 +101,7 @@ func (k wireKey) value() string {
 // newCSDecision is the decision of ruleset's rule (text scenario) on k; its
 // id and uuid are a fixed function of the three, so they agree across
 // restarts and processes.
-func newCSDecision(ruleset, scenario string, k wireKey) csDecision {
+func newCSDecision(ruleset, scenario string, k wireKey, duration string) csDecision {
 	h := fnv.New128a()
 	_, _ = io.WriteString(h, ruleset+"\x00"+scenario+"\x00"+k.scope()+"\x00"+k.value())
 	sum := h.Sum(nil)
@@ -97,7 +109,7 @@ func newCSDecision(ruleset, scenario string, k wireKey) csDecision {
 		// Positive and within a JSON-safe (53-bit) range.
 		ID:     int64(binary.BigEndian.Uint64(sum[:8]) >> 11),
 		UUID:   fmt.Sprintf("%x-%x-%x-%x-%x", sum[0:4], sum[4:6], sum[6:8], sum[8:10], sum[10:16]),
-		Origin: CrowdSecOrigin, Type: "ban", Scope: k.scope(), Value: k.value(), Scenario: scenario, Duration: maxDurationText,
+		Origin: CrowdSecOrigin, Type: "ban", Scope: k.scope(), Value: k.value(), Scenario: scenario, Duration: duration,
 	}
 }
 
@@ -109,6 +121,48 @@ type csRequest struct {
 	v4Bits, v6Bits int
 	origins        []string
 	scenIn, scenNo []string
+	// exp bounds the durations at now (nil: every decision gets the cap).
+	exp *render.Expiries
+	now time.Time
+	// durs keeps the durations computed (an expanded range asks once per
+	// address).
+	durs map[durKey]string
+}
+
+type durKey struct {
+	set *render.DecisionSet
+	p   netip.Prefix
+}
+
+// duration is the duration of set's decision on p: the time left until its
+// end, in whole seconds rounded up (never shorter than the ban), or the cap.
+func (q *csRequest) duration(set *render.DecisionSet, p netip.Prefix) string {
+	if d, ok := q.durs[durKey{set, p}]; ok {
+		return d
+	}
+	d := q.computeDuration(set, p)
+	if q.durs == nil {
+		q.durs = map[durKey]string{}
+	}
+	q.durs[durKey{set, p}] = d
+	return d
+}
+
+func (q *csRequest) computeDuration(set *render.DecisionSet, p netip.Prefix) string {
+	end, ok := q.exp.End(set, p)
+	if !ok {
+		return maxDurationText
+	}
+	d := end.Sub(q.now)
+	if d > CrowdSecMaxDuration {
+		return maxDurationText
+	}
+	if rem := d % time.Second; rem != 0 {
+		d += time.Second - rem
+	}
+	// An end already past is one the facts have not caught up with yet: the
+	// next render deletes the decision.
+	return max(d, time.Second).String()
 }
 
 func (q *csRequest) key() string {
@@ -229,13 +283,13 @@ func (q *csRequest) find(sets []*csSet, k wireKey, before bool) (csDecision, boo
 	for _, c := range sets {
 		if !k.ip {
 			if d, ok := c.at(k.p, before); ok && !q.expands(k.p) {
-				return newCSDecision(c.name, c.scenario(d), k), true
+				return newCSDecision(c.name, c.scenario(d), k, q.duration(c.cur, k.p)), true
 			}
 			continue
 		}
 		a := k.p.Addr()
 		if d, ok := c.at(k.p, before); ok {
-			return newCSDecision(c.name, c.scenario(d), k), true
+			return newCSDecision(c.name, c.scenario(d), k, q.duration(c.cur, k.p)), true
 		}
 		if !q.expand {
 			continue
@@ -246,7 +300,7 @@ func (q *csRequest) find(sets []*csSet, k wireKey, before bool) (csDecision, boo
 		}
 		for bits := a.BitLen() - 1; bits >= limit; bits-- {
 			if d, ok := c.at(netip.PrefixFrom(a, bits).Masked(), before); ok {
-				return newCSDecision(c.name, c.scenario(d), k), true
+				return newCSDecision(c.name, c.scenario(d), k, q.duration(c.cur, d.Prefix)), true
 			}
 		}
 	}
@@ -271,7 +325,17 @@ type crowdSecCache struct {
 type csCached struct {
 	body, gz []byte
 	wide     int64
+	// seq is the facts sequence the durations come from and at the time
+	// they were computed: served later they are longer than the time left
+	// (harmless: an ended ban is deleted, and a change since is sent at the
+	// next pull); csCacheAge bounds by how much.
+	seq int64
+	at  time.Time
 }
+
+// csCacheAge is how long a cached full list is served: its durations were
+// computed when it was built.
+const csCacheAge = time.Minute
 
 const csCacheSize = 16
 
@@ -321,7 +385,7 @@ func (q *csRequest) fullList(sets []*csSet) ([]csDecision, int64) {
 			q.wire(d.Prefix, func(k wireKey) {
 				if !dedupe {
 					if q.keep(k, scenario) {
-						out = append(out, newCSDecision(c.name, scenario, k))
+						out = append(out, newCSDecision(c.name, scenario, k, q.computeDuration(c.cur, d.Prefix)))
 					}
 					return
 				}
@@ -424,14 +488,29 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			applied[name] = cur.Version
 		}
 	}
-	renew := b.RenewEpoch != epoch
+	since := b.FactsSeq
+	if startup {
+		since = 0
+	}
+	exp, err := s.opts.Render.Expiries(r.Context(), since)
+	if err != nil {
+		s.csFault(w, r, err)
+		return
+	}
+	q.exp, q.now = exp, now
+	// Whether a ban may outlive its assertions depends on the rules' text
+	// (render.DecisionSet.Lasting): a change of it sends every decision
+	// again, with its duration counted afresh.
+	rules := rulesKey(sets)
+	renew := b.RenewEpoch != epoch || b.RulesKey != rules
 	var resp csStream
 	wide := b.WideRanges
 	switch {
 	case startup:
 		key := fmt.Sprintf("%q %v %s", b.Rulesets, applied, q.key())
 		e, ok := s.cs.get(key)
-		if !ok {
+		if !ok || now.Sub(e.at) >= csCacheAge || now.Before(e.at) {
+			e = csCached{seq: exp.Seq, at: now}
 			var list []csDecision
 			list, e.wide = q.fullList(sets)
 			body, err := json.Marshal(csStream{New: list, Deleted: []csDecision{}})
@@ -448,18 +527,20 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			e.gz = buf.Bytes()
 			s.cs.put(key, e)
 		}
-		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, now); err != nil {
+		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, e.seq, rules, now); err != nil {
 			s.csFault(w, r, err)
 			return
 		}
 		_ = cachedJSON{body: e.body, gz: e.gz, gzip: acceptsGzip(r.Header.Get("Accept-Encoding"))}.visit(w)
 		return
-	case !known:
+	case !known || !exp.Known:
 		// The base is not known here (another process or a restart made
-		// it): every current decision goes out as new. What the bouncer
-		// holds beyond them cannot be named; it ends with its duration.
+		// it, or the facts changed since in ways this process cannot
+		// name): every current decision goes out as new, with its current
+		// duration. What the bouncer holds beyond them cannot be named; it
+		// ends with its duration.
 		s.log.WarnContext(r.Context(), "A CrowdSec bouncer pulled from a base this process does not know; sending every decision.",
-			"bouncer", b.Name, "applied", b.Applied)
+			"bouncer", b.Name, "applied", b.Applied, "facts_seq", b.FactsSeq, "versions_known", known)
 		resp.New, wide = q.fullList(sets)
 		resp.Deleted = []csDecision{}
 	default:
@@ -468,11 +549,27 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			resp.New, wide = q.fullList(sets)
 		}
 	}
-	if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, now); err != nil {
+	if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, exp.Seq, rules, now); err != nil {
 		s.csFault(w, r, err)
 		return
 	}
 	s.writeDecisions(w, r, resp)
+}
+
+// rulesKey fingerprints the rule texts of the bound sets.
+func rulesKey(sets []*csSet) string {
+	h := fnv.New64a()
+	for _, c := range sets {
+		if !c.bound || c.cur == nil {
+			continue
+		}
+		_, _ = io.WriteString(h, c.name+"\x00")
+		for _, r := range c.cur.Rules {
+			_, _ = io.WriteString(h, r+"\x00")
+		}
+		_, _ = io.WriteString(h, "\x01")
+	}
+	return fmt.Sprintf("%x", h.Sum64())
 }
 
 // delta returns the decisions that are new since the base versions and those
@@ -485,6 +582,24 @@ func (q *csRequest) delta(sets []*csSet) csStream {
 		if !touched[k] {
 			touched[k] = true
 			keys = append(keys, k)
+		}
+	}
+	// Decisions on stored prefixes changed since the last pull may have a
+	// new end: they go out again as new, with their current duration.
+	resend := map[wireKey]bool{}
+	if q.exp != nil {
+		for _, c := range sets {
+			if !c.bound || c.cur == nil {
+				continue
+			}
+			for _, span := range q.exp.Changed {
+				for _, d := range c.cur.Overlapping(span) {
+					q.wire(d.Prefix, func(k wireKey) {
+						resend[k] = true
+						touch(k)
+					})
+				}
+			}
 		}
 	}
 	for _, c := range sets {
@@ -515,7 +630,7 @@ func (q *csRequest) delta(sets []*csSet) csStream {
 		now, inNow := q.find(sets, k, false)
 		was, inBase := q.find(sets, k, true)
 		switch {
-		case inNow && (!inBase || was.ID != now.ID):
+		case inNow && (!inBase || was.ID != now.ID || resend[k]):
 			if q.keep(k, now.Scenario) {
 				out.New = append(out.New, now)
 			}
@@ -587,7 +702,12 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 	if !s.renderReady(w, r) {
 		return
 	}
-	q := csRequest{ip: scope == "" || scope == "ip", rng: scope == "" || scope == "range"}
+	exp, err := s.opts.Render.Expiries(r.Context(), 0)
+	if err != nil {
+		s.csFault(w, r, err)
+		return
+	}
+	q := csRequest{ip: scope == "" || scope == "ip", rng: scope == "" || scope == "range", exp: exp, now: s.now()}
 	var out []csDecision
 	seen := map[wireKey]bool{}
 	for _, name := range b.Rulesets {
@@ -601,7 +721,7 @@ func (s *Server) crowdSecDecisions(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			seen[k] = true
-			out = append(out, newCSDecision(name, cur.Rules[d.Rule-1], k))
+			out = append(out, newCSDecision(name, cur.Rules[d.Rule-1], k, q.duration(cur, d.Prefix)))
 		}
 		switch {
 		case value.IsValid() && !within.IsValid():

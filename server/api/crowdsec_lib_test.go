@@ -151,11 +151,17 @@ func TestCrowdSecStreamBouncerLibrary(t *testing.T) {
 	require.Equal(t, []string{"Ip 198.51.100.6"}, values(sent.New))
 	require.Empty(t, sent.Deleted)
 
-	// A tagged /32 elsewhere.
-	b.changeVersion(t, "edge", func() { b.ingest(t, `{"ip":"192.0.2.10","source":"feed","tags":["bad"]}`+"\n") })
+	// A tagged /32 elsewhere, for an hour: its duration is the time left,
+	// in whole seconds rounded up, as the library parses it.
+	b.changeVersion(t, "edge", func() { b.ingest(t, `{"ip":"192.0.2.10","source":"feed","tags":["bad"],"ttl":"1h"}`+"\n") })
 	sent = b.csSync(t, sb, replay, "cs", "edge")
 	require.Equal(t, []string{"Ip 192.0.2.10"}, values(sent.New))
 	require.Empty(t, sent.Deleted)
+	left, err := time.ParseDuration(sent.New[0].Duration)
+	require.NoError(t, err)
+	require.Equal(t, left.Truncate(time.Second), left, sent.New[0].Duration)
+	require.LessOrEqual(t, left, time.Hour)
+	require.Greater(t, left, time.Hour-time.Minute, "the pull came moments after the ingest")
 
 	// A tagged /24.
 	b.changeVersion(t, "edge", func() { b.ingest(t, `{"ip":"203.0.113.0/24","source":"feed","tags":["bad"]}`+"\n") })

@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -595,4 +596,179 @@ func mapsKeys(m csReplay) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// csDurationClock returns a clock at the current time, moved past the next
+// renewal epoch boundary when one is less than an hour away, so that a test
+// that moves it by minutes sees no renewal of every decision.
+func csDurationClock() *fakeClock {
+	now := time.Now().UTC().Truncate(time.Second)
+	epoch := int64(api.CrowdSecRenewEvery / time.Second)
+	if next := (now.Unix()/epoch + 1) * epoch; next-now.Unix() < 3600 {
+		now = time.Unix(next+1, 0).UTC()
+	}
+	return &fakeClock{now: now}
+}
+
+// csLine is one ingest line seen at seen, with a ttl unless "".
+func csLine(ip, source, tag, ttl string, seen time.Time) string {
+	o := map[string]any{"ip": ip, "source": source, "tags": []string{tag}, "seen_at": seen.Format(time.RFC3339)}
+	if ttl != "" {
+		o["ttl"] = ttl
+	}
+	b, _ := json.Marshal(o)
+	return string(b) + "\n"
+}
+
+func durations(ds []csDecision) map[string]string {
+	out := map[string]string{}
+	for _, d := range ds {
+		out[d.Scope+" "+d.Value] = d.Duration
+	}
+	return out
+}
+
+// TestCrowdSecDurations is deliverable 4 of issue 11: a decision's duration
+// is the time left until its ban's end, in whole seconds rounded up (Go's
+// duration format, as CrowdSec's LAPI writes it); a ban without an end, or
+// with one beyond ipset's limit, carries the cap of 2147483 s.
+func TestCrowdSecDurations(t *testing.T) {
+	t.Parallel()
+	clk := csDurationClock()
+	b := setupRenderOn(t, storetest.Store(t), clk.Now)
+	at := clk.Now()
+	b.ingest(t, csLine("198.51.100.7", "a", "bad", "1h", at)+
+		// No expiry.
+		csLine("198.51.100.8", "a", "bad", "", at)+
+		// Mixed: another assertion in the view lasts for good.
+		csLine("198.51.100.9", "a", "bad", "1h", at)+csLine("198.51.100.9", "b", "other", "", at)+
+		// A network and an address inside it: both views rest on both
+		// assertions, so both bans end with the later one.
+		csLine("198.51.100.16/28", "a", "bad", "2h", at)+csLine("198.51.100.20", "b", "bad", "30m", at)+
+		// Beyond the cap.
+		csLine("198.51.100.32", "a", "bad", "1000h", at)+
+		// Inside a network the ruleset blocks by cidr alone: the ban
+		// outlives the assertion.
+		csLine("203.0.113.5", "a", "bad", "1h", at))
+	b.putRuleset(t, "ruleset edge\n  block tag bad\n  block cidr 203.0.113.0/28\n", http.StatusCreated)
+	key := b.createBouncer(t, "cs", "edge")
+	b.getRender(t, "edge", "")
+
+	s := b.csPull(t, key, "?startup=true")
+	want := map[string]string{
+		"Ip 198.51.100.7":        "1h0m0s",
+		"Ip 198.51.100.8":        "596h31m23s",
+		"Ip 198.51.100.9":        "596h31m23s",
+		"Range 198.51.100.16/28": "2h0m0s",
+		"Ip 198.51.100.20":       "2h0m0s",
+		"Ip 198.51.100.32":       "596h31m23s",
+		"Range 203.0.113.0/30":   "596h31m23s",
+		"Ip 203.0.113.4":         "596h31m23s",
+		"Ip 203.0.113.5":         "596h31m23s",
+		"Range 203.0.113.6/31":   "596h31m23s",
+		"Range 203.0.113.8/29":   "596h31m23s",
+	}
+	require.Equal(t, want, durations(s.New))
+
+	// Time passes: the durations shrink, and nothing is sent again.
+	clk.Add(10*time.Minute + 500*time.Millisecond)
+	require.Empty(t, b.csPull(t, key, "").New)
+	var live []csDecision
+	b.crowdsec(t, key, "/crowdsec/v1/decisions?ip=198.51.100.7", &live)
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "50m0s"}, durations(live))
+	s = b.csPull(t, key, "?startup=true")
+	require.Equal(t, "50m0s", durations(s.New)["Ip 198.51.100.7"])
+	require.Equal(t, "596h31m23s", durations(s.New)["Ip 198.51.100.8"])
+
+	// A rule that still matches once the assertions expired (the ingested
+	// prefixes keep their sightings: classification unknown) blocks for
+	// good: every decision carries the cap.
+	b.putRuleset(t, "ruleset unknown\n  block classification unknown and cidr 198.51.100.0/24\n", http.StatusCreated)
+	b.getRender(t, "unknown", "")
+	s = b.csPull(t, b.createBouncer(t, "cs2", "unknown"), "?startup=true")
+	require.Equal(t, map[string]string{
+		"Ip 198.51.100.7":        "596h31m23s",
+		"Ip 198.51.100.8":        "596h31m23s",
+		"Ip 198.51.100.9":        "596h31m23s",
+		"Range 198.51.100.16/28": "596h31m23s",
+		"Ip 198.51.100.20":       "596h31m23s",
+		"Ip 198.51.100.32":       "596h31m23s",
+	}, durations(s.New))
+}
+
+// TestCrowdSecDurationExtension: a source that re-asserts a ban with a later
+// expiry has its decision sent again as new with the new duration at the
+// next pull, and only that decision; a pull after that sends nothing.
+func TestCrowdSecDurationExtension(t *testing.T) {
+	t.Parallel()
+	clk := csDurationClock()
+	b := setupRenderOn(t, storetest.Store(t), clk.Now)
+	at := clk.Now()
+	b.ingest(t, csLine("198.51.100.7", "a", "bad", "1h", at)+csLine("198.51.100.8", "a", "bad", "1h", at))
+	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
+	key := b.createBouncer(t, "cs", "edge")
+	b.getRender(t, "edge", "")
+	s := b.csPull(t, key, "?startup=true")
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "1h0m0s", "Ip 198.51.100.8": "1h0m0s"}, durations(s.New))
+
+	// 20 minutes later the source re-asserts 198.51.100.7 for two hours:
+	// the render does not change, the ban's end does.
+	clk.Add(20 * time.Minute)
+	_, before, _ := b.getRender(t, "edge", "")
+	b.ingest(t, csLine("198.51.100.7", "a", "bad", "2h", clk.Now()))
+	require.NoError(t, b.ix.CatchUp(context.Background()))
+	s = b.csPull(t, key, "")
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s"}, durations(s.New))
+	require.Empty(t, s.Deleted)
+	_, after, _ := b.getRender(t, "edge", "")
+	require.Equal(t, before.Version, after.Version)
+	require.Empty(t, b.csPull(t, key, "").New)
+
+	// A startup pull says the same.
+	s = b.csPull(t, key, "?startup=true")
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s", "Ip 198.51.100.8": "40m0s"}, durations(s.New))
+
+	// A rule that blocks 198.51.100.8 for good makes its ban outlast the
+	// assertion although its decision (rule 1's) stays: a change of the
+	// rules sends every decision again with its duration.
+	b.changeVersion(t, "edge", func() {
+		b.putRuleset(t, "ruleset edge\n  block tag bad\n  block cidr 198.51.100.8/32\n", http.StatusOK)
+	})
+	s = b.csPull(t, key, "")
+	require.Empty(t, s.Deleted)
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "2h0m0s", "Ip 198.51.100.8": "596h31m23s"}, durations(s.New))
+	require.Empty(t, b.csPull(t, key, "").New)
+}
+
+// TestCrowdSecDurationExtensionOtherProcess: the extension is sent again when
+// the pull after it goes to another serve process on the same database (the
+// cursor is the facts' change-feed sequence, the same in every process).
+func TestCrowdSecDurationExtensionOtherProcess(t *testing.T) {
+	t.Parallel()
+	clk := csDurationClock()
+	b := setupRenderOn(t, storetest.Store(t), clk.Now)
+	at := clk.Now()
+	b.ingest(t, csLine("198.51.100.7", "a", "bad", "1h", at)+csLine("198.51.100.8", "a", "bad", "1h", at))
+	b.putRuleset(t, "ruleset edge\n  block tag bad\n", http.StatusCreated)
+	key := b.createBouncer(t, "cs", "edge")
+	b.getRender(t, "edge", "")
+	other := setupRenderOn(t, b.store, clk.Now)
+	other.getRender(t, "edge", "")
+	// Both indexes on the same facts: a cursor older than the facts a
+	// process started from names changes it cannot see (it would send
+	// every decision).
+	require.NoError(t, b.ix.CatchUp(context.Background()))
+	require.NoError(t, other.ix.CatchUp(context.Background()))
+	s := b.csPull(t, key, "?startup=true")
+	require.Equal(t, map[string]string{"Ip 198.51.100.7": "1h0m0s", "Ip 198.51.100.8": "1h0m0s"}, durations(s.New))
+	require.Empty(t, other.csPull(t, key, "").New)
+
+	clk.Add(20 * time.Minute)
+	b.ingest(t, csLine("198.51.100.8", "a", "bad", "3h", clk.Now()))
+	require.NoError(t, other.ix.CatchUp(context.Background()))
+	s = other.csPull(t, key, "")
+	require.Equal(t, map[string]string{"Ip 198.51.100.8": "3h0m0s"}, durations(s.New))
+	require.Empty(t, s.Deleted)
+	require.NoError(t, b.ix.CatchUp(context.Background()))
+	require.Empty(t, b.csPull(t, key, "").New)
 }

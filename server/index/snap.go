@@ -629,3 +629,45 @@ func (s *Snap) TagCounts() map[string]int64 {
 	})
 	return s.tags.m
 }
+
+// ExpiryBound returns the instant after which the views of the addresses in
+// p can no longer change through assertions expiring (resolve.Expiry over the
+// stored prefixes containing p and those inside it, at At). ok is false when
+// there is none: a live assertion without expiry, or none live at all. The
+// CrowdSec API bounds a decision's duration with it.
+func (s *Snap) ExpiryBound(p netip.Prefix) (end time.Time, ok bool) {
+	if !p.IsValid() {
+		return time.Time{}, false
+	}
+	p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-unmapBits(p)).Masked()
+	// One prefix at a time through buffers used again: the CrowdSec API
+	// asks for every decision of a full list.
+	var (
+		one  [1]resolve.Prefix
+		as   []resolve.Assertion
+		exps []time.Time
+	)
+	part := func(q netip.Prefix, r *rec) bool {
+		one[0], exps = expandInto(s.strs, q, r, as, exps)
+		as = one[0].Assertions
+		e, lasting := resolve.Expiry(one[:], s.at)
+		if lasting {
+			return false
+		}
+		if e.After(end) {
+			end = e
+		}
+		return true
+	}
+	for q, r := range s.pfx.Supernets(p) {
+		if !part(q, r) {
+			return time.Time{}, false
+		}
+	}
+	for q, r := range s.pfx.Subnets(p) {
+		if q != p && !part(q, r) {
+			return time.Time{}, false
+		}
+	}
+	return end, !end.IsZero()
+}

@@ -41,6 +41,9 @@ type DecisionSet struct {
 	Rules []string
 	// List is sorted by address, then bits, without duplicates.
 	List []Decision
+	// lasting holds the addresses the ruleset blocks without any stored
+	// prefix (see Lasting); nil when unknown.
+	lasting *netipx.IPSet
 }
 
 // Contains reports whether d is in the set.
@@ -84,8 +87,12 @@ func storedPrefixes(f FactSnapshot) []netip.Prefix {
 // decisionCache is what a Snapshot keeps for its decisions.
 type decisionCache struct {
 	facts FactSnapshot
-	once  sync.Once
-	set   *DecisionSet
+	// rs and withGeo are what the render was compiled with (for
+	// DecisionSet.Lasting).
+	rs      *policy.Ruleset
+	withGeo bool
+	once    sync.Once
+	set     *DecisionSet
 }
 
 // Decisions returns the decisions of the render (computed on first use from
@@ -94,7 +101,9 @@ type decisionCache struct {
 func (s *Snapshot) Decisions() *DecisionSet {
 	s.dec.once.Do(func() {
 		s.dec.set = decisionsOf(s.Render, storedPrefixes(s.dec.facts))
-		s.dec.facts = nil // the set is all that is needed from now on
+		s.dec.set.lasting = lastingSet(s.dec.rs, s.dec.withGeo)
+		// The set is all that is needed from now on.
+		s.dec.facts, s.dec.rs = nil, nil
 	})
 	return s.dec.set
 }

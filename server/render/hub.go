@@ -91,6 +91,8 @@ type Hub struct {
 	denies denyCache
 	// decs keeps the CrowdSec decision sets of recent renders as delta bases.
 	decs decisionHistories
+	// seqs maps the fact sequences seen to generations (Expiries).
+	seqs seqGens
 
 	// drain ends parked long polls on shutdown (drain.go).
 	drain drainer
@@ -281,6 +283,7 @@ func (h *Hub) Recompute(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("render: recompute: %w", err)
 	}
+	h.seqs.note(snap)
 	now := h.now()
 	var errs []error
 	names := map[string]bool{}
@@ -419,6 +422,7 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 	}
 	snap := newSnapshot(r)
 	snap.dec.facts = rst.facts
+	snap.dec.rs, snap.dec.withGeo = rst.st.rs, rst.st.withGeo
 	h.install(snap, d)
 	rst.pending = delta{}
 	return nil

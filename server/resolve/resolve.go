@@ -455,3 +455,28 @@ func newer(a, b *Assertion) bool {
 	}
 	return a.Source < b.Source
 }
+
+// Expiry returns the instant after which every view resting on prefixes is
+// empty: the latest expiry of their live assertions at now. Callers pass
+// every stored prefix a set of views rests on (for a network N: those
+// containing N and those inside it), at once or in parts (the latest of the
+// parts' ends, lasting when one part lasts); after the returned instant none
+// of them has a live assertion, so each view is that of an address without
+// stored prefix, or (a prefix with sightings still exists) classification
+// unknown and nothing else. lasting is true when there is no such instant: a
+// live assertion without expiry lasts for good. end is zero when no
+// assertion is live.
+func Expiry(prefixes []Prefix, now time.Time) (end time.Time, lasting bool) {
+	for _, p := range prefixes {
+		for _, a := range p.Assertions {
+			switch {
+			case !a.Live(now):
+			case a.ExpiresAt == nil:
+				return time.Time{}, true
+			case a.ExpiresAt.After(end):
+				end = *a.ExpiresAt
+			}
+		}
+	}
+	return end, false
+}

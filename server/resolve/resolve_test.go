@@ -341,3 +341,40 @@ func BenchmarkSummarize(b *testing.B) {
 		resolve.Summarize(target, chain, now)
 	}
 }
+
+func TestExpiry(t *testing.T) {
+	t.Parallel()
+	expiring := func(src, v string, h int) resolve.Assertion {
+		a := tag(src, v)
+		a.ExpiresAt = at(h)
+		return a
+	}
+	for _, tc := range []struct {
+		name     string
+		prefixes []resolve.Prefix
+		want     *time.Time
+		lasting  bool
+	}{
+		{"one assertion", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1))}, at(1), false},
+		{"the latest of containing and contained", []resolve.Prefix{
+			pfx("198.51.100.0/24", expiring("feed:a", "bad", 3)),
+			pfx("198.51.100.7/32", expiring("feed:b", "bad", 1), expiring("feed:c", "x", 2)),
+		}, at(3), false},
+		{"expired assertions do not count", []resolve.Prefix{
+			pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), expiring("feed:b", "bad", -1)),
+		}, at(1), false},
+		{"only expired assertions", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", -2))}, nil, false},
+		{"no expiry", []resolve.Prefix{pfx("198.51.100.7/32", expiring("feed:a", "bad", 1), tag("manual:alice", "bad"))}, nil, true},
+		{"sightings do not last a view", []resolve.Prefix{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Sightings: 1,
+			Assertions: []resolve.Assertion{expiring("feed:a", "bad", 1)}}}, at(1), false},
+		{"nothing", nil, nil, false},
+	} {
+		end, lasting := resolve.Expiry(tc.prefixes, now)
+		require.Equal(t, tc.lasting, lasting, tc.name)
+		if tc.want == nil {
+			require.True(t, end.IsZero(), tc.name)
+			continue
+		}
+		require.Equal(t, *tc.want, end, tc.name)
+	}
+}

@@ -32,6 +32,13 @@ type Bouncer struct {
 	// pull in a later epoch sends every decision again as new, before the
 	// durations sent earlier run out.
 	RenewEpoch int64 `json:"renew_epoch"`
+	// FactsSeq is the change-feed sequence of the facts the CrowdSec
+	// stream's last pull took its durations from (0: none): the next pull
+	// sends again the decisions on stored prefixes changed since.
+	FactsSeq int64 `json:"facts_seq"`
+	// RulesKey fingerprints the rule texts the CrowdSec stream's last pull
+	// served: when it changes, the next pull sends every decision again.
+	RulesKey string `json:"rules_key"`
 	// Usage holds the cumulative usage metrics a CrowdSec bouncer pushed.
 	Usage []UsageCounter `json:"usage"`
 	// Confirmed is when the bouncer last confirmed, per ruleset, the version
@@ -80,13 +87,13 @@ type UsageCounter struct {
 }
 
 const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters,
-	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics, confirmed`
+	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics, confirmed, cs_seq, cs_rules`
 
 func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
 	var b Bouncer
 	var applied, counters, usage, confirmed []byte
 	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters,
-		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage, &confirmed); err != nil {
+		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage, &confirmed, &b.FactsSeq, &b.RulesKey); err != nil {
 		return b, err
 	}
 	if err := json.Unmarshal(confirmed, &b.Confirmed); err != nil {
@@ -224,10 +231,12 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 
 // CrowdSecPull records a pull of the CrowdSec stream by bouncer id at now:
 // it was seen, runs userAgent (CrowdSec's "<type>/<version>"), now holds the
-// decisions of the render versions applied as of renewal epoch epoch, and
-// wide of the Range decisions were too wide to expand. The applied versions
-// are the stream's cursor, and each is confirmed at now.
-func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, applied map[string]int64, wide, epoch int64, now time.Time) error {
+// decisions of the render versions applied as of renewal epoch epoch with
+// durations from the facts at change-feed sequence factsSeq and the rules
+// fingerprinted by rulesKey, and wide of the Range decisions were too wide
+// to expand. The applied versions, factsSeq and rulesKey are the stream's
+// cursor, and each version is confirmed at now.
+func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, applied map[string]int64, wide, epoch, factsSeq int64, rulesKey string, now time.Time) error {
 	a, err := json.Marshal(applied)
 	if err != nil {
 		return fmt.Errorf("store: crowdsec pull: %w", err)
@@ -237,10 +246,10 @@ func (s *Store) CrowdSecPull(ctx context.Context, id int64, userAgent string, ap
 	}
 	// A pull answers up to the current render of each ruleset: each is
 	// confirmed now (the bouncer's lag restarts from zero).
-	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3, applied = $4, cs_wide = $5, cs_epoch = $6,
+	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, version = $3, applied = $4, cs_wide = $5, cs_epoch = $6, cs_seq = $7, cs_rules = $8,
 		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(k, $2::timestamptz) FROM jsonb_object_keys($4::jsonb) AS k), '{}')
 		WHERE id = $1`,
-		id, now, userAgent, a, wide, epoch)
+		id, now, userAgent, a, wide, epoch, factsSeq, rulesKey)
 	return mapErr("crowdsec pull", err)
 }
 

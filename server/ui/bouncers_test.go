@@ -23,7 +23,7 @@ func TestBouncerCrowdSecSettings(t *testing.T) {
 	require.NoError(t, err)
 	_, err = b.store.AddBouncerUsage(ctx, bo.ID, []store.UsageCounter{{Name: "dropped", Unit: "packet", Origin: "muninn", Remediation: "ban", Value: 12}}, bo.CreatedAt)
 	require.NoError(t, err)
-	require.NoError(t, b.store.CrowdSecPull(ctx, bo.ID, "crowdsec-firewall-bouncer/v0.0.31", nil, 3, 0, bo.CreatedAt))
+	require.NoError(t, b.store.CrowdSecPull(ctx, bo.ID, "crowdsec-firewall-bouncer/v0.0.31", nil, 3, 0, 0, "", bo.CreatedAt))
 
 	reader := b.client(t)
 	reader.mustLogin("reader")

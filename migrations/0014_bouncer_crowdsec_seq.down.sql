@@ -1,0 +1,1 @@
+ALTER TABLE bouncers DROP COLUMN cs_seq, DROP COLUMN cs_rules;
