@@ -647,7 +647,8 @@ func (s *Snap) ExpiryBound(p netip.Prefix) (end time.Time, ok bool) {
 		as   []resolve.Assertion
 		exps []time.Time
 	)
-	part := func(q netip.Prefix, r *rec) bool {
+	part := func(q netip.Prefix, id recID) bool {
+		r := s.rec(id)
 		one[0], exps = expandInto(s.strs, q, r, as, exps)
 		as = one[0].Assertions
 		e, lasting := resolve.Expiry(one[:], s.at)
