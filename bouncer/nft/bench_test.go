@@ -33,12 +33,13 @@ import (
 func benchState(n int) *bouncer.State {
 	r := bouncer.RulesetState{Name: "bench", Version: 1, Hook: "input", Scope: bouncer.Scope{Protocol: "tcp", DPorts: []uint16{22}}, Default: "allow"}
 	rule := bouncer.RuleState{ID: 1, Action: "block"}
-	rule.V4.Ranges = make([]netipx.IPRange, n)
+	ranges := make([]netipx.IPRange, n)
 	for i := range n {
 		x := uint32(0x0b000000) + uint32(i)*8 // from 11.0.0.0
 		from := netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
-		rule.V4.Ranges[i] = netipx.RangeOfPrefix(netip.PrefixFrom(from, 30))
+		ranges[i] = netipx.RangeOfPrefix(netip.PrefixFrom(from, 30))
 	}
+	rule.V4 = must(bouncer.NewAddrSet(nil, ranges))
 	r.Rules = []bouncer.RuleState{rule}
 	return (&bouncer.State{}).With(r)
 }
@@ -47,13 +48,21 @@ func benchState(n int) *bouncer.State {
 func hashState(n int) *bouncer.State {
 	r := bouncer.RulesetState{Name: "bench", Version: 1, Hook: "input", Scope: bouncer.Scope{Protocol: "tcp", DPorts: []uint16{22}}, Default: "allow"}
 	rule := bouncer.RuleState{ID: 1, Action: "block"}
-	rule.V4.Hash = make([]netip.Addr, n)
+	addrs := make([]netip.Addr, n)
 	for i := range n {
 		x := uint32(0x0b000000) + uint32(i)*2
-		rule.V4.Hash[i] = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
+		addrs[i] = netip.AddrFrom4([4]byte{byte(x >> 24), byte(x >> 16), byte(x >> 8), byte(x)})
 	}
+	rule.V4 = must(bouncer.NewAddrSet(addrs, nil))
 	r.Rules = []bouncer.RuleState{rule}
 	return (&bouncer.State{}).With(r)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
 
 // TestApplyChild is the child half of BenchmarkFullApply; it runs only when asked.
