@@ -276,11 +276,6 @@ func applyHash(cur chunked[addrKey], add, del []netip.Addr) (next chunked[addrKe
 	return cur.edit(rem, ins), added, removed
 }
 
-func (c chunked[T]) has(x T) bool {
-	y, ok := c.find(x)
-	return ok && y == x
-}
-
 func sortUnique(a []netip.Addr) []netip.Addr {
 	a = slices.Clone(a)
 	slices.SortFunc(a, netip.Addr.Compare)

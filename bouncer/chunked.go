@@ -102,6 +102,12 @@ func (c chunked[T]) find(x T) (T, bool) {
 	return ch[j], true
 }
 
+// has reports whether x is an element.
+func (c chunked[T]) has(x T) bool {
+	y, ok := c.find(x)
+	return ok && y == x
+}
+
 // seek yields, in order, the elements from the first one for which after is true;
 // after must be false for a prefix of the sequence and true for the rest.
 func (c chunked[T]) seek(after func(T) bool) iter.Seq[T] {
