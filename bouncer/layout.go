@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
 )
 
 // HoneypotTimeout is how long a honeypot source stays in the kernel's dynamic set
