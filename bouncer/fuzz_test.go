@@ -53,7 +53,7 @@ func FuzzRenderResponse(f *testing.F) {
 			}
 			again, err := bouncer.NewRulesetState(rs.Render())
 			require.NoError(t, err)
-			require.Equal(t, rs.Rules, again.Rules)
+			require.Equal(t, rs.Render(), again.Render())
 			st = st.With(rs)
 		}
 		for _, r := range resp.Rulesets {
@@ -89,7 +89,7 @@ func FuzzLoadState(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, st.Applied(), again.Applied())
 		for _, rs := range st.Rulesets {
-			require.Equal(t, rs.Rules, again.Ruleset(rs.Name).Rules)
+			require.Equal(t, rs.Render(), again.Ruleset(rs.Name).Render())
 		}
 	})
 }

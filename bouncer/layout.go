@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"time"
-
-	"go4.org/netipx"
 )
 
 // HoneypotTimeout is how long a honeypot source stays in the kernel's dynamic set
@@ -64,17 +62,17 @@ type HoneypotSetSpec struct {
 }
 
 // AddrSetSpec is one rule's address set for one family: a hash set of single
-// addresses or an interval set of ranges.
+// addresses or an interval set of ranges. Elems holds only the addresses (a hash
+// set) or only the ranges (an interval set), shared with the State it came from.
 type AddrSetSpec struct {
 	Name     string
 	V6       bool
 	Interval bool
-	Hash     []netip.Addr
-	Ranges   []netipx.IPRange
+	Elems    AddrSet
 }
 
 // Len is the number of elements of the set.
-func (s AddrSetSpec) Len() int { return len(s.Hash) + len(s.Ranges) }
+func (s AddrSetSpec) Len() int { return s.Elems.Len() }
 
 // ChainSpec is a chain: a base chain when Hook is set, else a regular chain.
 type ChainSpec struct {
@@ -257,9 +255,9 @@ func BuildLayout(table string, priority int32, generation uint64, st *State, ser
 				for _, interval := range []bool{false, true} {
 					spec := AddrSetSpec{Name: AddrSetName(rs.Name, r.ID, fam.v6, interval), V6: fam.v6, Interval: interval}
 					if interval {
-						spec.Ranges = fam.set.Ranges
+						spec.Elems = fam.set.onlyRanges()
 					} else {
-						spec.Hash = fam.set.Hash
+						spec.Elems = fam.set.onlyAddrs()
 					}
 					l.AddrSets = append(l.AddrSets, spec)
 					m := Stmt{NFProto: fam.name, SAddrSet: spec.Name, Counter: counter}
@@ -299,10 +297,10 @@ func BuildLayout(table string, priority int32, generation uint64, st *State, ser
 		// The server's sets come first; only base chains refer to them.
 		var sets []AddrSetSpec
 		if len(v4) > 0 {
-			sets = append(sets, AddrSetSpec{Name: ServerSetV4, Hash: v4})
+			sets = append(sets, AddrSetSpec{Name: ServerSetV4, Elems: AddrSet{addrs: addrSeq(slices.Values(v4))}})
 		}
 		if len(v6) > 0 {
-			sets = append(sets, AddrSetSpec{Name: ServerSetV6, V6: true, Hash: v6})
+			sets = append(sets, AddrSetSpec{Name: ServerSetV6, V6: true, Elems: AddrSet{addrs: addrSeq(slices.Values(v6))}})
 		}
 		l.AddrSets = append(sets, l.AddrSets...)
 	}

@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,13 +79,13 @@ func writeAddrSet(bw *bufio.Writer, s AddrSetSpec) {
 	fmt.Fprintf(bw, "\tset %s { type %s;%s", quote(s.Name), typ, flags)
 	if s.Len() > 0 {
 		bw.WriteString(" elements = {")
-		writeElements(bw, s.Hash, s.Ranges)
+		writeElements(bw, s.Elems.Addrs(), s.Elems.Ranges())
 		bw.WriteString(" }")
 	}
 	bw.WriteString(" }\n")
 }
 
-func writeElements(bw *bufio.Writer, hash []netip.Addr, ranges []netipx.IPRange) {
+func writeElements(bw *bufio.Writer, hash iter.Seq[netip.Addr], ranges iter.Seq[netipx.IPRange]) {
 	first := true
 	sep := func() {
 		if !first {
@@ -93,12 +95,12 @@ func writeElements(bw *bufio.Writer, hash []netip.Addr, ranges []netipx.IPRange)
 		bw.WriteString(" ")
 	}
 	var buf []byte
-	for _, a := range hash {
+	for a := range hash {
 		sep()
 		buf = a.AppendTo(buf[:0])
 		bw.Write(buf)
 	}
-	for _, r := range ranges {
+	for r := range ranges {
 		sep()
 		buf = r.From().AppendTo(buf[:0])
 		if r.From() != r.To() {
@@ -213,12 +215,12 @@ func (d *DryRun) ApplyDelta(_ context.Context, _ *State, deltas []RulesetDelta) 
 					}
 					if len(del)+len(delR) > 0 {
 						fmt.Fprintf(bw, "delete element inet %s %s {", quote(d.table), name)
-						writeElements(bw, del, delR)
+						writeElements(bw, slices.Values(del), slices.Values(delR))
 						bw.WriteString(" }\n")
 					}
 					if len(add)+len(addR) > 0 {
 						fmt.Fprintf(bw, "add element inet %s %s {", quote(d.table), name)
-						writeElements(bw, add, addR)
+						writeElements(bw, slices.Values(add), slices.Values(addR))
 						bw.WriteString(" }\n")
 					}
 				}

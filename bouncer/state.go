@@ -18,19 +18,6 @@ import (
 // version, or other rules). The syncer answers it by asking for a full render.
 var ErrDeltaMismatch = errors.New("delta does not match the applied render")
 
-// AddrSet is the normalized content of one rule for one address family: single
-// addresses go to a hash set (cheap to change), wider prefixes to an interval set.
-// Both slices are sorted; Ranges are disjoint and not adjacent (merged with netipx,
-// because the kernel rejects overlapping intervals). An address may be in both.
-// AddrSets are treated as immutable: deltas build new slices.
-type AddrSet struct {
-	Hash   []netip.Addr
-	Ranges []netipx.IPRange
-}
-
-// Len is the number of kernel set elements (one per address, one per range).
-func (a AddrSet) Len() int { return len(a.Hash) + len(a.Ranges) }
-
 // RuleState is one rule, normalized for enforcement.
 type RuleState struct {
 	ID     int64
@@ -254,28 +241,6 @@ func parsePrefixes(list []string, v6 bool) (single []netip.Addr, wide []netip.Pr
 	return single, wide, nil
 }
 
-func buildAddrSet(list []string, v6 bool) (AddrSet, error) {
-	single, wide, err := parsePrefixes(list, v6)
-	if err != nil {
-		return AddrSet{}, err
-	}
-	slices.SortFunc(single, netip.Addr.Compare)
-	single = slices.Compact(single)
-	out := AddrSet{Hash: single}
-	if len(wide) > 0 {
-		var b netipx.IPSetBuilder
-		for _, p := range wide {
-			b.AddPrefix(p)
-		}
-		set, err := b.IPSet()
-		if err != nil {
-			return AddrSet{}, fmt.Errorf("merge prefixes: %w", err)
-		}
-		out.Ranges = set.Ranges()
-	}
-	return out, nil
-}
-
 // SetDelta is the element changes of one AddrSet.
 type SetDelta struct {
 	AddHash   []netip.Addr
@@ -337,155 +302,6 @@ func (rs *RulesetState) ApplyDelta(r Render) (RulesetState, RulesetDelta, error)
 	return next, out, nil
 }
 
-// apply deletes del, then adds add. It returns the new set and the exact kernel
-// changes: only elements that really appear or disappear, so the kernel never sees a
-// duplicate add or a delete of a missing element.
-func (a AddrSet) apply(add, del []string, v6 bool) (AddrSet, SetDelta, error) {
-	addSingle, addWide, err := parsePrefixes(add, v6)
-	if err != nil {
-		return AddrSet{}, SetDelta{}, fmt.Errorf("add: %w", err)
-	}
-	delSingle, delWide, err := parsePrefixes(del, v6)
-	if err != nil {
-		return AddrSet{}, SetDelta{}, fmt.Errorf("del: %w", err)
-	}
-	var d SetDelta
-	out := a
-	if len(addSingle)+len(delSingle) > 0 {
-		out.Hash, d.AddHash, d.DelHash = applyHash(a.Hash, addSingle, delSingle)
-	}
-	if len(addWide)+len(delWide) > 0 {
-		out.Ranges, d.AddRanges, d.DelRanges, err = applyRanges(a.Ranges, addWide, delWide)
-		if err != nil {
-			return AddrSet{}, SetDelta{}, err
-		}
-	}
-	return out, d, nil
-}
-
-// applyHash computes (cur \ del) ∪ add on sorted unique cur in one linear merge.
-func applyHash(cur, add, del []netip.Addr) (next, added, removed []netip.Addr) {
-	add = sortUnique(add)
-	del = sortUnique(del)
-	next = make([]netip.Addr, 0, len(cur)+len(add))
-	i, j, k := 0, 0, 0
-	for i < len(cur) || j < len(add) {
-		// Pick the smallest address among cur[i] and add[j].
-		var x netip.Addr
-		inCur, inAdd := false, false
-		switch {
-		case j >= len(add) || (i < len(cur) && cur[i].Less(add[j])):
-			x, inCur = cur[i], true
-			i++
-		case i >= len(cur) || add[j].Less(cur[i]):
-			x, inAdd = add[j], true
-			j++
-		default:
-			x, inCur, inAdd = cur[i], true, true
-			i++
-			j++
-		}
-		for k < len(del) && del[k].Less(x) {
-			k++
-		}
-		deleted := k < len(del) && del[k] == x
-		switch {
-		case inAdd:
-			next = append(next, x)
-			if !inCur {
-				added = append(added, x)
-			}
-		case deleted:
-			removed = append(removed, x)
-		default:
-			next = append(next, x)
-		}
-	}
-	return next, added, removed
-}
-
-func sortUnique(a []netip.Addr) []netip.Addr {
-	a = slices.Clone(a)
-	slices.SortFunc(a, netip.Addr.Compare)
-	return slices.Compact(a)
-}
-
-// applyRanges computes (cur \ del) ∪ add on merged ranges. Only the ranges that
-// overlap or touch a changed prefix are rebuilt, so a delta against a large interval
-// set costs its size in memory copies, not in merging.
-func applyRanges(cur []netipx.IPRange, add, del []netip.Prefix) (next, added, removed []netipx.IPRange, err error) {
-	touched := map[int]bool{}
-	mark := func(r netipx.IPRange) {
-		lo, hi := r.From(), r.To()
-		if p := lo.Prev(); p.IsValid() {
-			lo = p
-		}
-		if n := hi.Next(); n.IsValid() {
-			hi = n
-		}
-		// First range whose end reaches lo.
-		i, _ := slices.BinarySearchFunc(cur, lo, func(x netipx.IPRange, t netip.Addr) int { return x.To().Compare(t) })
-		for ; i < len(cur) && cur[i].From().Compare(hi) <= 0; i++ {
-			touched[i] = true
-		}
-	}
-	var b netipx.IPSetBuilder
-	for _, p := range del {
-		mark(netipx.RangeOfPrefix(p))
-	}
-	for _, p := range add {
-		mark(netipx.RangeOfPrefix(p))
-	}
-	old := make([]netipx.IPRange, 0, len(touched))
-	for i := range cur {
-		if touched[i] {
-			old = append(old, cur[i])
-			b.AddRange(cur[i])
-		}
-	}
-	for _, p := range del {
-		b.RemovePrefix(p)
-	}
-	for _, p := range add {
-		b.AddPrefix(p)
-	}
-	set, err := b.IPSet()
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("merge prefixes: %w", err)
-	}
-	fresh := set.Ranges()
-	oldSet := make(map[netipx.IPRange]bool, len(old))
-	for _, r := range old {
-		oldSet[r] = true
-	}
-	freshSet := make(map[netipx.IPRange]bool, len(fresh))
-	for _, r := range fresh {
-		freshSet[r] = true
-		if !oldSet[r] {
-			added = append(added, r)
-		}
-	}
-	for _, r := range old {
-		if !freshSet[r] {
-			removed = append(removed, r)
-		}
-	}
-	next = make([]netipx.IPRange, 0, len(cur)-len(old)+len(fresh))
-	j := 0
-	for i, r := range cur {
-		if touched[i] {
-			continue
-		}
-		for j < len(fresh) && fresh[j].From().Less(r.From()) {
-			next = append(next, fresh[j])
-			j++
-		}
-		next = append(next, r)
-	}
-	next = append(next, fresh[j:]...)
-	return next, added, removed, nil
-}
-
 // Render converts rs back to a full render, the form kept in the state file.
 func (rs *RulesetState) Render() Render {
 	r := Render{
@@ -501,17 +317,4 @@ func (rs *RulesetState) Render() Render {
 		r.Rules = append(r.Rules, rr)
 	}
 	return r
-}
-
-func (a AddrSet) strings() []string {
-	out := make([]string, 0, a.Len())
-	for _, x := range a.Hash {
-		out = append(out, netip.PrefixFrom(x, x.BitLen()).String())
-	}
-	for _, r := range a.Ranges {
-		for _, p := range r.Prefixes() {
-			out = append(out, p.String())
-		}
-	}
-	return out
 }

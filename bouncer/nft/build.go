@@ -8,6 +8,7 @@ package nft
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"sync"
 
@@ -122,7 +123,7 @@ func queueLayout(c *nftables.Conn, l *bouncer.Layout, carry map[string]*nftables
 			return fmt.Errorf("nft: add set %s: %w", as.Name, err)
 		}
 		b.sets[as.Name] = s
-		if err := queueElements(c, s, as.V6, as.Hash, as.Ranges, false); err != nil {
+		if err := queueElements(c, s, as.V6, as.Len(), as.Elems.Addrs(), as.Elems.Ranges(), false); err != nil {
 			return err
 		}
 	}
@@ -172,8 +173,9 @@ func ifname(n string) []byte {
 // queueElements queues adds (or deletes) of hash addresses and ranges in chunks that
 // stay under maxElemBytes. An interval element is a [start, end+1) pair; the end
 // element carries the IntervalEnd flag, and a range reaching the last address has no
-// end element.
-func queueElements(c *nftables.Conn, s *nftables.Set, v6 bool, hash []netip.Addr, ranges []netipx.IPRange, del bool) error {
+// end element. Either sequence may be nil; n is the number of addresses plus ranges
+// they yield (it sizes the batches).
+func queueElements(c *nftables.Conn, s *nftables.Set, v6 bool, n int, hash iter.Seq[netip.Addr], ranges iter.Seq[netipx.IPRange], del bool) error {
 	keyLen := 4
 	if v6 {
 		keyLen = 16
@@ -181,7 +183,7 @@ func queueElements(c *nftables.Conn, s *nftables.Set, v6 bool, hash []netip.Addr
 	// nested element + flags attribute + nested key + data attribute + key
 	per := 4 + 8 + 4 + 4 + keyLen
 	chunk := maxElemBytes / per
-	elems := make([]nftables.SetElement, 0, min(chunk, len(hash)+2*len(ranges)))
+	elems := make([]nftables.SetElement, 0, min(chunk, 2*n))
 	send := func() error {
 		if len(elems) == 0 {
 			return nil
@@ -198,7 +200,13 @@ func queueElements(c *nftables.Conn, s *nftables.Set, v6 bool, hash []netip.Addr
 		elems = make([]nftables.SetElement, 0, cap(elems))
 		return nil
 	}
-	for _, a := range hash {
+	if hash == nil {
+		hash = func(func(netip.Addr) bool) {}
+	}
+	if ranges == nil {
+		ranges = func(func(netipx.IPRange) bool) {}
+	}
+	for a := range hash {
 		elems = append(elems, nftables.SetElement{Key: a.AsSlice()})
 		if len(elems) >= chunk {
 			if err := send(); err != nil {
@@ -206,7 +214,7 @@ func queueElements(c *nftables.Conn, s *nftables.Set, v6 bool, hash []netip.Addr
 			}
 		}
 	}
-	for _, r := range ranges {
+	for r := range ranges {
 		elems = append(elems, nftables.SetElement{Key: r.From().AsSlice()})
 		if end := r.To().Next(); end.IsValid() {
 			elems = append(elems, nftables.SetElement{Key: end.AsSlice(), IntervalEnd: true})

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -229,16 +230,16 @@ func (f *Firewall) ApplyDelta(ctx context.Context, _ *bouncer.State, deltas []bo
 						return fmt.Errorf("nft: apply delta: set %s: %w: not in the applied table", s.Name, bouncer.ErrDeltaMismatch)
 					}
 				}
-				if err := queueElements(c, hs, fam.v6, fam.d.DelHash, nil, true); err != nil {
+				if err := queueElements(c, hs, fam.v6, len(fam.d.DelHash), slices.Values(fam.d.DelHash), nil, true); err != nil {
 					return fmt.Errorf("nft: apply delta: %w", err)
 				}
-				if err := queueElements(c, is, fam.v6, nil, fam.d.DelRanges, true); err != nil {
+				if err := queueElements(c, is, fam.v6, len(fam.d.DelRanges), nil, slices.Values(fam.d.DelRanges), true); err != nil {
 					return fmt.Errorf("nft: apply delta: %w", err)
 				}
-				if err := queueElements(c, hs, fam.v6, fam.d.AddHash, nil, false); err != nil {
+				if err := queueElements(c, hs, fam.v6, len(fam.d.AddHash), slices.Values(fam.d.AddHash), nil, false); err != nil {
 					return fmt.Errorf("nft: apply delta: %w", err)
 				}
-				if err := queueElements(c, is, fam.v6, nil, fam.d.AddRanges, false); err != nil {
+				if err := queueElements(c, is, fam.v6, len(fam.d.AddRanges), nil, slices.Values(fam.d.AddRanges), false); err != nil {
 					return fmt.Errorf("nft: apply delta: %w", err)
 				}
 				lens[hs.Name] += len(fam.d.AddHash) - len(fam.d.DelHash)
