@@ -90,8 +90,8 @@ type result struct {
 	wake, csWake          []time.Duration // per bouncer that got the change
 	errors                int64
 	errSample             string
-	rssBase, rssParked    []int64 // per server, bytes
-	hwm                   []int64 // per server at the end, bytes
+	rssBase, rssParked    []int64   // per server, bytes
+	hwm                   []int64   // per server at the end, bytes
 	goBase, goParked      []goStats // per server
 	idlePolls, idleCSPull int64
 	idleCPU, idleCSCPU    time.Duration // server CPU in the windows, all servers
