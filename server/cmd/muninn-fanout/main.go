@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -95,6 +96,7 @@ type result struct {
 	goBase, goParked      []goStats // per server
 	idlePolls, idleCSPull int64
 	idleCPU, idleCSCPU    time.Duration // server CPU in the windows, all servers
+	idleDB, idleCSDB      time.Duration // the database's backends' CPU in the windows
 	versions              map[int64]int // final version -> muninn bouncers on it
 	serverVersions        []int64       // the render version each server answers at the end
 }
@@ -219,22 +221,22 @@ func run(ctx context.Context, o options) (*result, error) {
 
 	// Idle: nothing changes; the long polls time out and come back, the
 	// CrowdSec bouncers pull. First the long polls alone, then both.
-	measure := func(count func() int64) (int64, time.Duration, error) {
-		c0, cpu0 := count(), cpuOf(procs)
+	measure := func(count func() int64) (int64, time.Duration, time.Duration, error) {
+		c0, cpu0, db0 := count(), cpuOf(procs), backendsCPU(o.database)
 		select {
 		case <-time.After(o.idle):
 		case <-ctx.Done():
-			return 0, 0, ctx.Err()
+			return 0, 0, 0, ctx.Err()
 		}
-		return count() - c0, cpuOf(procs) - cpu0, nil
+		return count() - c0, cpuOf(procs) - cpu0, backendsCPU(o.database) - db0, nil
 	}
 	fl.csPaused.Store(true)
-	if res.idlePolls, res.idleCPU, err = measure(fl.idle304.Load); err != nil {
+	if res.idlePolls, res.idleCPU, res.idleDB, err = measure(fl.idle304.Load); err != nil {
 		return nil, err
 	}
 	fl.csPaused.Store(false)
 	if res.crowdsec > 0 {
-		if res.idleCSPull, res.idleCSCPU, err = measure(fl.csPulls.Load); err != nil {
+		if res.idleCSPull, res.idleCSCPU, res.idleCSDB, err = measure(fl.csPulls.Load); err != nil {
 			return nil, err
 		}
 	}
@@ -299,8 +301,9 @@ func report(o options, r *result) {
 	fmt.Fprintf(w, "  memory: peak %d MiB in all (target <= 1024 MiB); per connected bouncer: %.1f KiB RSS, %.1f KiB Go heap+stacks in use, %.2f goroutines\n",
 		hwm>>20, float64(parked-base)/n/1024, (gp.heap+gp.stack-gb.heap-gb.stack)/n/1024, (gp.goroutines-gb.goroutines)/n)
 	if r.idlePolls > 0 {
-		fmt.Fprintf(w, "  idle long poll: %d timed out and came back in %s, server CPU %s = %.0f µs per idle poll cycle\n",
-			r.idlePolls, o.idle, r.idleCPU.Round(10*time.Millisecond), float64(r.idleCPU.Microseconds())/float64(r.idlePolls))
+		fmt.Fprintf(w, "  idle long poll: %d timed out and came back in %s, server CPU %s = %.0f µs per idle poll cycle (PostgreSQL backends: %.0f µs)\n",
+			r.idlePolls, o.idle, r.idleCPU.Round(10*time.Millisecond), float64(r.idleCPU.Microseconds())/float64(r.idlePolls),
+			float64(r.idleDB.Microseconds())/float64(r.idlePolls))
 	} else {
 		fmt.Fprintf(w, "  idle long poll: none came back within %s (-idle shorter than -wait); server CPU %s while %d waiters were parked\n",
 			o.idle, r.idleCPU.Round(10*time.Millisecond), r.muninn)
@@ -308,9 +311,10 @@ func report(o options, r *result) {
 	if r.idleCSPull > 0 {
 		// The long polls' own share of the second window is taken out at the
 		// rate the first window measured.
-		cs := r.idleCSCPU - r.idleCPU
-		fmt.Fprintf(w, "  idle CrowdSec pull: %d in %s, server CPU %s (%s beyond the long polls) = %.0f µs per pull\n",
-			r.idleCSPull, o.idle, r.idleCSCPU.Round(10*time.Millisecond), cs.Round(10*time.Millisecond), float64(max(0, cs).Microseconds())/float64(r.idleCSPull))
+		cs, db := r.idleCSCPU-r.idleCPU, r.idleCSDB-r.idleDB
+		fmt.Fprintf(w, "  idle CrowdSec pull: %d in %s, server CPU %s (%s beyond the long polls) = %.0f µs per pull (PostgreSQL backends: %.0f µs)\n",
+			r.idleCSPull, o.idle, r.idleCSCPU.Round(10*time.Millisecond), cs.Round(10*time.Millisecond), float64(max(0, cs).Microseconds())/float64(r.idleCSPull),
+			float64(max(0, db).Microseconds())/float64(r.idleCSPull))
 	}
 	p50, p99, top := quantiles(r.wake)
 	fmt.Fprintf(w, "  wake after one change (from the ingest's answer): long polls %d/%d, p50 %s p99 %s max %s (target p99 <= 2s)\n",
@@ -713,6 +717,42 @@ func cpuOf(procs []*server) time.Duration {
 		t += c
 	}
 	return t
+}
+
+// backendsCPU is the CPU time PostgreSQL's backend processes connected to
+// database have used, found by their process title ("postgres: USER
+// DATABASE HOST(PORT) STATE"); zero for an embedded cluster run as another
+// user whose /proc entries cannot be read.
+func backendsCPU(database string) time.Duration {
+	dirs, _ := os.ReadDir("/proc")
+	var t time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		title, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil || !isBackendOf(string(title), database) {
+			continue
+		}
+		c, _ := procCPU(pid)
+		t += c
+	}
+	return t
+}
+
+// isBackendOf says whether a process title (/proc/PID/cmdline) is a
+// PostgreSQL backend connected to database: "postgres: [CLUSTER: ]USER
+// DATABASE HOST(PORT) STATE" (the cluster name when cluster_name is set).
+func isBackendOf(title, database string) bool {
+	f := strings.Fields(strings.ReplaceAll(title, "\x00", " "))
+	if len(f) < 3 || f[0] != "postgres:" {
+		return false
+	}
+	if strings.HasSuffix(f[1], ":") {
+		f = f[1:]
+	}
+	return len(f) >= 3 && f[2] == database
 }
 
 // moduleRoot is the directory of go.mod (go env GOMOD), so the build works
