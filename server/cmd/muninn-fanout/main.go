@@ -99,6 +99,8 @@ type result struct {
 	idleDB, idleCSDB      time.Duration // the database's backends' CPU in the windows
 	versions              map[int64]int // final version -> muninn bouncers on it
 	serverVersions        []int64       // the render version each server answers at the end
+	logErrors, logGone    int           // server log lines at ERROR: others, a client gone (context canceled)
+	logSample             string
 }
 
 func run(ctx context.Context, o options) (*result, error) {
@@ -278,6 +280,23 @@ func run(ctx context.Context, o options) (*result, error) {
 		res.hwm = append(res.hwm, hwm)
 	}
 	res.errors, res.errSample = fl.errors.Load(), fl.errSample()
+	for _, p := range procs {
+		p.stop()
+		b, _ := os.ReadFile(p.log)
+		for _, line := range strings.Split(string(b), "\n") {
+			switch {
+			case !strings.Contains(line, "level=ERROR"):
+			case strings.Contains(line, "context canceled"):
+				res.logGone++
+			default:
+				res.logErrors++
+				if res.logSample == "" {
+					res.logSample = line
+				}
+			}
+		}
+	}
+	procs = nil
 	report(o, res)
 	return res, nil
 }
@@ -330,6 +349,11 @@ func report(o options, r *result) {
 		fmt.Fprintf(w, " (e.g. %s)", r.errSample)
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  server log: %d lines at ERROR", r.logErrors)
+	if r.logSample != "" {
+		fmt.Fprintf(w, " (e.g. %s)", r.logSample)
+	}
+	fmt.Fprintf(w, ", and %d more for a request whose client had gone (context canceled: the bouncers stopping)\n", r.logGone)
 }
 
 // fleet is the simulated bouncers' shared state.
@@ -477,6 +501,7 @@ type server struct {
 	cmd  *exec.Cmd
 	base string
 	done chan struct{}
+	log  string // its stderr
 }
 
 func (s *server) pid() int { return s.cmd.Process.Pid }
@@ -546,13 +571,18 @@ func startServer(ctx context.Context, bin, url, token, dataDir string) (*server,
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = append(os.Environ(), "MUNINN_DATABASE_URL="+url, "MUNINN_ADMIN_TOKEN="+token, "MUNINN_LISTEN="+addr,
 		"MUNINN_DATA_DIR="+dataDir, "MUNINN_WORKERS=false", "MUNINN_RDAP=false", "MUNINN_RDNS=false", "MUNINN_LOG_LEVEL=warn")
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr // stdout is the banner
+	logf, err := os.Create(dataDir + ".log")
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()                        // the child holds its own descriptor
+	cmd.Stdout, cmd.Stderr = io.Discard, logf // stdout is the banner
 	// The server dies with this program whatever ends it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, base: "http://" + addr, done: make(chan struct{})}
+	s := &server{cmd: cmd, base: "http://" + addr, done: make(chan struct{}), log: logf.Name()}
 	go func() { _ = cmd.Wait(); close(s.done) }()
 	err = until(ctx, 2*time.Minute, func() bool {
 		select {
@@ -569,7 +599,8 @@ func startServer(ctx context.Context, bin, url, token, dataDir string) (*server,
 	})
 	select {
 	case <-s.done:
-		return nil, fmt.Errorf("muninn serve exited: %v", cmd.ProcessState)
+		b, _ := os.ReadFile(s.log)
+		return nil, fmt.Errorf("muninn serve exited: %v: %s", cmd.ProcessState, b)
 	default:
 	}
 	if err != nil {

@@ -82,6 +82,7 @@ func TestFanoutSmoke(t *testing.T) {
 	}
 	require.Positive(t, res.idlePolls)
 	require.Contains(t, out.String(), "errors: 0")
+	require.Zero(t, res.logErrors, res.logSample)
 }
 
 func testDB() string {
