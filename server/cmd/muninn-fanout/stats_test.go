@@ -66,7 +66,7 @@ func TestFanoutSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := run(ctx, options{n: 20, csShare: 0.25, csEvery: 200 * time.Millisecond, servers: 2, wait: time.Second,
-		idle: time.Second, perAddr: 4, bin: os.Getenv("MUNINN_FANOUT_BIN"), db: testDB(), database: "muninn_fanout_test", out: &out})
+		idle: time.Second, perAddr: 4, bin: os.Getenv("MUNINN_FANOUT_BIN"), db: testDB(), database: "muninn_fanout_test_" + randHex(4), out: &out})
 	require.NoError(t, err, out.String())
 	t.Log(out.String())
 	require.Zero(t, res.errors, res.errSample)
