@@ -53,13 +53,14 @@ fuzz: ## Run every fuzz target for FUZZTIME each (default 10m; make test runs ea
 test/nft: deps ## Only the nftables tests (root)
 	$(GO) test $(TEST_FLAGS) -v ./bouncer/...
 
-bench: deps build ## Benchmarks: Go benchmarks (aggregation side by side with iprange), then the HTTP load harness
+bench: deps build ## Benchmarks: Go benchmarks (aggregation side by side with iprange), then the HTTP load and long-poll fan-out harnesses
 	@command -v iprange >/dev/null || { if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "bench: installing iprange for the aggregation comparison"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iprange >/dev/null; \
 	  else echo "bench: iprange is not installed; BenchmarkAggregateFeeds skips the comparison"; fi; }
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./server/... ./worker/... ./bouncer/... | tee $(BIN)/bench.txt
 	$(GO) run ./server/cmd/muninn-load -duration 20s | tee -a $(BIN)/bench.txt
+	$(GO) run ./server/cmd/muninn-fanout -n 1000 -wait 20s -idle 20s -timeout 3m -muninn $(BIN)/muninn | tee -a $(BIN)/bench.txt
 
 build: ## Build bin/muninn and bin/muninn-bouncer (static)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/muninn ./server/cmd/muninn

@@ -223,32 +223,45 @@ func deadlines(read, write time.Duration) func(http.Handler) http.Handler {
 			rc := http.NewResponseController(w)
 			// Errors mean the connection does not support deadlines
 			// (a test recorder): nothing to bound then.
-			_ = rc.SetReadDeadline(time.Now().Add(read))
 			if !r.URL.Query().Has("wait") {
 				_ = rc.SetWriteDeadline(time.Now().Add(write))
 			}
-			if r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest" && r.Body != nil {
-				r.Body = &flowingBody{ReadCloser: r.Body, rc: rc, read: read, write: write}
+			// Only a body is bounded by the read deadline, and the deadline
+			// ends with it: once the body is read, net/http reads on to see
+			// the client hang up, and a deadline passing there cancels the
+			// request's context. A long poll (wait=30s, the bouncer's) or a
+			// long export then ended at the read timeout as if the client
+			// had gone: an empty 200, and every later request on that
+			// connection failed at once (muninn-fanout, 10,000 bouncers).
+			if r.Body != nil && r.Body != http.NoBody {
+				_ = rc.SetReadDeadline(time.Now().Add(read))
+				flowing := r.Method == http.MethodPost && r.URL.Path == "/api/v1/ingest"
+				r.Body = &boundedBody{ReadCloser: r.Body, rc: rc, read: read, write: write, flowing: flowing}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
 }
 
-// flowingBody extends the read deadline while bytes keep coming.
-type flowingBody struct {
+// boundedBody lifts the read deadline when the body ends; a flowing one
+// (ingest's stream) extends it while bytes keep coming.
+type boundedBody struct {
 	io.ReadCloser
 	rc          *http.ResponseController
 	read, write time.Duration
+	flowing     bool
 }
 
-func (b *flowingBody) Read(p []byte) (int, error) {
+func (b *boundedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
-	if n > 0 {
+	if n > 0 && b.flowing {
 		now := time.Now()
 		_ = b.rc.SetReadDeadline(now.Add(b.read))
 		// The answer comes after the last byte: its time starts then.
 		_ = b.rc.SetWriteDeadline(now.Add(b.write))
+	}
+	if errors.Is(err, io.EOF) {
+		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	return n, err
 }
