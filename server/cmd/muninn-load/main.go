@@ -230,6 +230,10 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	// Look up in a steady state: the index has applied every ingested change.
+	if err := ix.CatchUp(ctx); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
