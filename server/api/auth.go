@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -73,8 +75,9 @@ type Authenticator struct {
 	store *store.Store
 	now   func() time.Time
 
-	mu    sync.Mutex
-	cache map[string]cachedToken
+	mu     sync.Mutex
+	cache  map[string]cachedToken
+	flight singleflight.Group
 }
 
 type cachedToken struct {
@@ -109,39 +112,49 @@ func (a *Authenticator) Authenticate(ctx context.Context, secret string) (Princi
 	c, ok := a.cache[key]
 	a.mu.Unlock()
 	if !ok || now.Sub(c.fetched) > cacheTTL {
-		tok, err := a.store.TokenByHash(ctx, []byte(key))
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
+		// One query per token at a time: when a busy token's entry
+		// expires, the requests that arrive before the answer wait for it
+		// instead of each asking the database.
+		v, err, _ := a.flight.Do(key, func() (any, error) {
+			tok, err := a.store.TokenByHash(context.WithoutCancel(ctx), []byte(key))
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, err
+			}
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			fresh := cachedToken{tok: tok, err: err, fetched: now, touched: a.cache[key].touched}
+			if len(a.cache) > 10000 {
+				clear(a.cache)
+			}
+			a.cache[key] = fresh
+			return fresh, nil
+		})
+		if err != nil {
 			return Principal{}, err
 		}
-		c = cachedToken{tok: tok, err: err, fetched: now, touched: c.touched}
-		if len(a.cache) > 10000 {
-			a.mu.Lock()
-			clear(a.cache)
-			a.mu.Unlock()
-		}
+		c = v.(cachedToken)
 	}
 	if c.err != nil {
-		a.store_(key, c)
 		return Principal{}, ErrBadToken
 	}
 	if c.tok.ExpiresAt != nil && !c.tok.ExpiresAt.After(now) {
-		a.store_(key, c)
 		return Principal{}, ErrExpiredToken
 	}
-	if now.Sub(c.touched) > time.Minute {
-		c.touched = now
+	// Last use is written once a minute per token: the request that claims
+	// the minute writes it.
+	a.mu.Lock()
+	cur, claimed := a.cache[key], false
+	if now.Sub(cur.touched) > time.Minute {
+		cur.touched, claimed = now, true
+		a.cache[key] = cur
+	}
+	a.mu.Unlock()
+	if claimed {
 		if err := a.store.TouchToken(ctx, c.tok.ID, now); err != nil {
 			return Principal{}, err
 		}
 	}
-	a.store_(key, c)
 	return Principal{Kind: "token", Name: c.tok.Name, Role: c.tok.Role, ID: c.tok.ID}, nil
-}
-
-func (a *Authenticator) store_(key string, c cachedToken) {
-	a.mu.Lock()
-	a.cache[key] = c
-	a.mu.Unlock()
 }
 
 // Forget drops every cached lookup (after a revocation).
