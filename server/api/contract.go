@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -379,6 +382,26 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				// handler runs; a streamed one goes to the handler as a stream.
 				r.Header.Set("Content-Type", "application/x-ndjson")
 			}
+			if !op.Streamed && strings.HasSuffix(mt, "json") {
+				// No handler, index or database sees a string that is not
+				// text (PostgreSQL's text holds no NUL): checked here once
+				// for every JSON body, as for every parameter below.
+				b, err := io.ReadAll(r.Body)
+				if err != nil {
+					var tooBig *http.MaxBytesError
+					if errors.As(err, &tooBig) {
+						WriteProblem(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over %d bytes", limit), fieldErr("", "too large"))
+						return
+					}
+					WriteProblem(w, http.StatusBadRequest, "the body could not be read", fieldErr("", err.Error()))
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				if at, reason := jsonTextProblem(b); reason != "" {
+					WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(at, reason))
+					return
+				}
+			}
 		}
 		params := make(map[string]string, len(match.URLParams.Keys))
 		var bad []apigen.FieldError
@@ -434,6 +457,43 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// jsonTextProblem returns the JSON pointer of the first string (or object
+// key) in the JSON document b that is not text (TextProblem) and why; ""
+// when there is none or b is not JSON (the contract's validation says so).
+func jsonTextProblem(b []byte) (at, reason string) {
+	var v any
+	if json.Unmarshal(b, &v) != nil {
+		return "", ""
+	}
+	var walk func(v any, at string) (string, string)
+	walk = func(v any, at string) (string, string) {
+		switch v := v.(type) {
+		case string:
+			if r := TextProblem(v); r != "" {
+				return at, r
+			}
+		case []any:
+			for i, e := range v {
+				if p, r := walk(e, at+"/"+strconv.Itoa(i)); r != "" {
+					return p, r
+				}
+			}
+		case map[string]any:
+			for _, k := range slices.Sorted(maps.Keys(v)) {
+				p := at + "/" + strings.NewReplacer("~", "~0", "/", "~1").Replace(k)
+				if r := TextProblem(k); r != "" {
+					return p, "the name " + r
+				}
+				if p, r := walk(v[k], p); r != "" {
+					return p, r
+				}
+			}
+		}
+		return "", ""
+	}
+	return walk(v, "")
 }
 
 // routeContexts recycles the route contexts the middleware matches
