@@ -269,7 +269,12 @@ func (f *Fetcher) fetchFile(u *url.URL, etag, lastModified string, maxBytes int6
 		return nil, "", "", false, fmt.Errorf("feed: fetch %s: no feed directory is configured (MUNINN_FEED_FILE_DIR): %w", shown, ErrOutsideFileDir)
 	}
 	// Both sides resolved: a symlink inside the directory must not lead out.
-	dir, err := filepath.EvalSymlinks(f.fileDir)
+	// A relative directory (make run's ./data/feeds) is taken from the
+	// working directory, so it compares with the URL's absolute path.
+	dir, err := filepath.Abs(f.fileDir)
+	if err == nil {
+		dir, err = filepath.EvalSymlinks(dir)
+	}
 	if err != nil {
 		return nil, "", "", false, fmt.Errorf("feed: fetch %s: the feed directory: %w", shown, ErrOutsideFileDir)
 	}

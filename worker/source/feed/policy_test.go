@@ -132,6 +132,17 @@ func TestFetchFileOnlyUnderTheFeedDirectory(t *testing.T) {
 	}
 	_, _, _, _, err = f.Fetch(ctx, "file://"+feeds, "", "", 0)
 	require.ErrorContains(t, err, "not a regular file")
+	// A relative directory (make run's ./data/feeds) works too.
+	wd, err := os.Getwd()
+	require.NoError(t, err)
+	rel, err := filepath.Rel(wd, feeds)
+	require.NoError(t, err)
+	require.False(t, filepath.IsAbs(rel))
+	rc, _, _, _, err = feed.NewFetcher(feed.FetchPolicy{FileDir: rel}).Fetch(ctx, "file://"+filepath.Join(feeds, "ok.txt"), "", "", 0)
+	require.NoError(t, err)
+	require.NoError(t, rc.Close())
+	_, _, _, _, err = feed.NewFetcher(feed.FetchPolicy{FileDir: rel}).Fetch(ctx, "file://"+secret, "", "", 0)
+	require.ErrorIs(t, err, feed.ErrOutsideFileDir)
 	// No directory configured: no file feeds at all.
 	_, _, _, _, err = feed.NewFetcher(feed.FetchPolicy{}).Fetch(ctx, "file://"+filepath.Join(feeds, "ok.txt"), "", "", 0)
 	require.ErrorIs(t, err, feed.ErrOutsideFileDir)
