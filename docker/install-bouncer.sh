@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
 	--ca-file) ca=$2; shift 2 ;;
 	--binary) binary=$2; shift 2 ;;
 	--force) force=1; shift ;;
-	-h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "install-bouncer: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 done

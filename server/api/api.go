@@ -87,6 +87,13 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 }
 
 // problem builds a problem+json body.
+// Problem is the one constructor of the problem+json body (RFC 9457) every
+// handler answers an error with: type about:blank, the status's title, the
+// detail when not empty and the field errors when any.
+func Problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
+	return problem(status, detail, fields...)
+}
+
 func problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
 	p := apigen.Problem{Title: http.StatusText(status), Status: status, Type: ptr("about:blank")}
 	if detail != "" {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"mime"
 	"net/http"
@@ -292,7 +293,7 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				WriteProblem(w, http.StatusUnauthorized, err.Error())
 				return
 			case err != nil:
-				c.srv.log.ErrorContext(ctx, "Could not check a bouncer key.", "error", err)
+				logCredentialError(ctx, c.srv.log, "Could not check a bouncer key.", err)
 				writeUnavailable(w, "cannot check the credential now")
 				return
 			}
@@ -312,7 +313,7 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				WriteProblem(w, http.StatusUnauthorized, err.Error())
 				return
 			case err != nil:
-				c.srv.log.ErrorContext(ctx, "Could not check a token.", "error", err)
+				logCredentialError(ctx, c.srv.log, "Could not check a token.", err)
 				writeUnavailable(w, "cannot check the credential now")
 				return
 			}
@@ -494,6 +495,16 @@ func jsonTextProblem(b []byte) (at, reason string) {
 		return "", ""
 	}
 	return walk(v, "")
+}
+
+// logCredentialError logs a failed credential check: at error, unless the
+// client went away first (its request's context ended), which is routine.
+func logCredentialError(ctx context.Context, log *slog.Logger, msg string, err error) {
+	level := slog.LevelError
+	if ctx.Err() != nil {
+		level = slog.LevelDebug
+	}
+	log.Log(ctx, level, msg, "error", err)
 }
 
 // routeContexts recycles the route contexts the middleware matches

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"math/rand/v2"
 	"net/http/httptest"
 	"net/url"
@@ -60,4 +62,21 @@ func TestPathOnlySkipsOnlyValidationThatCannotFail(t *testing.T) {
 	}
 	require.Positive(t, skipped)
 	require.Less(t, skipped, checked, "some values are out of bounds and validated in full")
+}
+
+// A client that goes away while its credential is checked is routine, not
+// an error worth a person's attention (the fan-out harness saw one per
+// disconnect).
+func TestCredentialErrorOfAGoneClientIsDebug(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	logCredentialError(gone, log, "Could not check a bouncer key.", context.Canceled)
+	logCredentialError(context.Background(), log, "Could not check a token.", errors.New("connection refused"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2)
+	require.Contains(t, lines[0], `level=DEBUG msg="Could not check a bouncer key." error="context canceled"`)
+	require.Contains(t, lines[1], `level=ERROR msg="Could not check a token." error="connection refused"`)
 }

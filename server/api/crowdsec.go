@@ -836,7 +836,7 @@ func (s *Server) crowdSecAuth(next http.Handler) http.Handler {
 			writeCSError(w, http.StatusForbidden, "access forbidden")
 			return
 		case err != nil:
-			s.log.ErrorContext(r.Context(), "Could not check a bouncer key.", "error", err)
+			logCredentialError(r.Context(), s.log, "Could not check a bouncer key.", err)
 			w.Header().Set("Retry-After", "5")
 			writeCSError(w, http.StatusServiceUnavailable, "cannot check the credential now")
 			return

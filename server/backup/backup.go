@@ -75,7 +75,7 @@ func Dump(ctx context.Context, url, path string) (Info, error) {
 
 // ErrNotEmpty reports that the target database of a restore already holds
 // tables; Restore with force replaces them.
-var ErrNotEmpty = errors.New("backup: the target database is not empty")
+var ErrNotEmpty = errors.New("restore: the target database is not empty")
 
 // Restore loads the archive at path (written by Dump) into the database at
 // url in a single transaction: a failure leaves the database as it was. The

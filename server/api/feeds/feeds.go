@@ -45,13 +45,8 @@ func New(st *store.Store, jobs Inserter, log *slog.Logger, ix *index.Index) *Ser
 	return &Server{store: st, jobs: jobs, log: log, ix: ix}
 }
 
-func problem(status int, detail string, fields ...apigen.FieldError) apigen.Problem {
-	p := apigen.Problem{Title: http.StatusText(status), Status: status, Detail: &detail}
-	if len(fields) > 0 {
-		p.Errors = &fields
-	}
-	return p
-}
+// problem is api.Problem: one problem type for every handler.
+var problem = api.Problem
 
 func notFound(name string) apigen.NotFoundApplicationProblemPlusJSONResponse {
 	return apigen.NotFoundApplicationProblemPlusJSONResponse(problem(http.StatusNotFound, "no feed named "+name))

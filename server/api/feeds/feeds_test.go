@@ -156,6 +156,7 @@ func TestFeedsValidationAndRoles(t *testing.T) {
 	code, out = b.do(t, "admin", http.MethodPut, "/feeds/x", `{"url":"ftp://e.org/","format":"list","schedule":"10s","ttl":"soon","options":{"min_count":2}}`)
 	require.Equal(t, http.StatusBadRequest, code, out)
 	require.ElementsMatch(t, []string{"/url", "/tag", "/schedule", "/ttl", "/options"}, fields(out))
+	require.Equal(t, "about:blank", out["type"], "one problem type for every handler")
 	code, _ = b.do(t, "admin", http.MethodPut, "/feeds/Bad%20Name", `{"url":"https://e.org/","format":"list","tag":"x"}`)
 	require.Equal(t, http.StatusBadRequest, code)
 
