@@ -398,6 +398,10 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 					return
 				}
 				r.Body = io.NopCloser(bytes.NewReader(b))
+				if reason := jsonBodyProblem(b); reason != "" {
+					WriteProblem(w, http.StatusBadRequest, "the body is not valid JSON", fieldErr("", reason))
+					return
+				}
 				if at, reason := jsonTextProblem(b); reason != "" {
 					WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(at, reason))
 					return
@@ -458,6 +462,48 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// jsonBodyProblem says why a non-empty body b is not one JSON document in
+// UTF-8 (a second document after the first, say), with the line and column
+// where it goes wrong; "" when it is one (or empty: an operation's required
+// body is the contract's to check).
+func jsonBodyProblem(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	where := func(off int) string {
+		line := 1 + bytes.Count(b[:off], []byte("\n"))
+		col := 1 + utf8.RuneCount(b[bytes.LastIndexByte(b[:off], '\n')+1:off])
+		return fmt.Sprintf("line %d, column %d", line, col)
+	}
+	if !utf8.Valid(b) {
+		off := 0
+		for off < len(b) {
+			r, n := utf8.DecodeRune(b[off:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			off += n
+		}
+		return where(off) + ": must be valid UTF-8"
+	}
+	var v any
+	err := json.Unmarshal(b, &v)
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &syn):
+		// The offset is just past the offending byte; a cut-off document
+		// goes wrong just past its end.
+		off := max(0, int(syn.Offset)-1)
+		if strings.HasPrefix(syn.Error(), "unexpected end") {
+			off = len(b)
+		}
+		return where(off) + ": " + syn.Error()
+	case err != nil:
+		return err.Error()
+	}
+	return ""
 }
 
 // jsonTextProblem returns the JSON pointer of the first string (or object

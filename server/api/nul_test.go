@@ -48,3 +48,28 @@ func TestJSONBodiesRefuseNonText(t *testing.T) {
 	status, raw := b.doWith(t, "Authorization", "Bearer "+b.writer, http.MethodPut, "/api/v1/tags/literal", "application/json", strings.NewReader(`{"description":"a\\u0000b"}`))
 	require.Contains(t, []int{http.StatusOK, http.StatusCreated}, status, "%s", raw)
 }
+
+// A JSON body is one JSON document in UTF-8: a second document after the
+// first, a cut-off one or invalid UTF-8 is a 400 that says where.
+func TestJSONBodiesAreOneDocument(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for body, want := range map[string]string{
+		`{"classification":"benign"}{"x":1}`: `line 1, column 28: invalid character '{' after top-level value`,
+		"{\"note\":\n  \"a\"":                `line 2, column 6: unexpected end of JSON input`,
+		"{\"note\":\"caf\xe9\"}":             `line 1, column 13: must be valid UTF-8`,
+	} {
+		status, raw := b.do(t, b.writer, http.MethodPut, "/api/v1/ips/192.0.2.201/override", "application/json", strings.NewReader(body))
+		require.Equal(t, http.StatusBadRequest, status, "%q: %s", body, raw)
+		var p struct {
+			Detail string
+			Errors []struct{ Field, Reason string } `json:"errors"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &p))
+		require.Equal(t, "the body is not valid JSON", p.Detail)
+		require.Len(t, p.Errors, 1)
+		require.Equal(t, want, p.Errors[0].Reason, "%q", body)
+	}
+	status, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/192.0.2.201", "", nil)
+	require.Equal(t, http.StatusNotFound, status, "nothing was stored: %s", raw)
+}
