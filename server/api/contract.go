@@ -398,11 +398,12 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 					return
 				}
 				r.Body = io.NopCloser(bytes.NewReader(b))
-				if reason := jsonBodyProblem(b); reason != "" {
+				doc, reason := jsonBody(b)
+				if reason != "" {
 					WriteProblem(w, http.StatusBadRequest, "the body is not valid JSON", fieldErr("", reason))
 					return
 				}
-				if at, reason := jsonTextProblem(b); reason != "" {
+				if at, reason := jsonTextProblem(doc); reason != "" {
 					WriteProblem(w, http.StatusBadRequest, "the request does not match the API contract", fieldErr(at, reason))
 					return
 				}
@@ -464,13 +465,13 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 	})
 }
 
-// jsonBodyProblem says why a non-empty body b is not one JSON document in
-// UTF-8 (a second document after the first, say), with the line and column
-// where it goes wrong; "" when it is one (or empty: an operation's required
-// body is the contract's to check).
-func jsonBodyProblem(b []byte) string {
+// jsonBody decodes b, which must be one JSON document in UTF-8, or says why
+// it is not (a second document after the first, say) with the line and
+// column where it goes wrong. An empty body decodes to nil: an operation's
+// required body is the contract's to check.
+func jsonBody(b []byte) (doc any, reason string) {
 	if len(b) == 0 {
-		return ""
+		return nil, ""
 	}
 	where := func(off int) string {
 		line := 1 + bytes.Count(b[:off], []byte("\n"))
@@ -486,10 +487,9 @@ func jsonBodyProblem(b []byte) string {
 			}
 			off += n
 		}
-		return where(off) + ": must be valid UTF-8"
+		return nil, where(off) + ": must be valid UTF-8"
 	}
-	var v any
-	err := json.Unmarshal(b, &v)
+	err := json.Unmarshal(b, &doc)
 	var syn *json.SyntaxError
 	switch {
 	case errors.As(err, &syn):
@@ -499,21 +499,17 @@ func jsonBodyProblem(b []byte) string {
 		if strings.HasPrefix(syn.Error(), "unexpected end") {
 			off = len(b)
 		}
-		return where(off) + ": " + syn.Error()
+		return nil, where(off) + ": " + syn.Error()
 	case err != nil:
-		return err.Error()
+		return nil, err.Error()
 	}
-	return ""
+	return doc, ""
 }
 
 // jsonTextProblem returns the JSON pointer of the first string (or object
-// key) in the JSON document b that is not text (TextProblem) and why; ""
-// when there is none or b is not JSON (the contract's validation says so).
-func jsonTextProblem(b []byte) (at, reason string) {
-	var v any
-	if json.Unmarshal(b, &v) != nil {
-		return "", ""
-	}
+// key) in the decoded JSON document v that is not text (TextProblem) and
+// why; "" when there is none.
+func jsonTextProblem(v any) (at, reason string) {
 	var walk func(v any, at string) (string, string)
 	walk = func(v any, at string) (string, string) {
 		switch v := v.(type) {
