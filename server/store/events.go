@@ -1,0 +1,110 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// EventsChannel is the PostgreSQL NOTIFY channel on which every stored event
+// is announced with its id as the payload (migration 0016).
+const EventsChannel = "muninn_events"
+
+// Event is one thing that happened (migration 0016): a detection fired, a
+// honeypot was touched, a feed failed, a bouncer went silent, the guard
+// removed a prefix, an inside host talked to a bad address, ...
+//
+// Kind is lower-case dotted or dashed words ("detection", "honeypot",
+// "feed.failed"), at most 64 characters. SubjectType says what Subject names
+// ("address", "prefix", "feed", "bouncer", "ruleset", "host", ...); Subject
+// is at most 1,024 characters. Details is a JSON object (nil is stored as
+// {}). At is when it happened (the zero time is stored as now).
+type Event struct {
+	ID          int64
+	At          time.Time
+	Kind        string
+	SubjectType string
+	Subject     string
+	Details     map[string]any
+}
+
+// AppendEvents stores evs in one transaction of their own and announces each
+// on EventsChannel. A write that causes events should store them in its own
+// transaction instead, with appendEvents(ctx, tx, evs), so the events exist
+// exactly when the write does.
+func (s *Store) AppendEvents(ctx context.Context, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	return s.inTx(ctx, "append events", func(tx pgx.Tx) error { return appendEvents(ctx, tx, evs) })
+}
+
+// appendEvents stores evs in tx.
+func appendEvents(ctx context.Context, tx pgx.Tx, evs []Event) error {
+	b := &pgx.Batch{}
+	for _, ev := range evs {
+		details := ev.Details
+		if details == nil {
+			details = map[string]any{}
+		}
+		raw, err := json.Marshal(details)
+		if err != nil {
+			return fmt.Errorf("event details: %w", err)
+		}
+		var at any
+		if !ev.At.IsZero() {
+			at = ev.At
+		}
+		b.Queue(`INSERT INTO events (at, kind, subject_type, subject, details)
+		         VALUES (coalesce($1, now()), $2, $3, $4, $5)`, at, ev.Kind, ev.SubjectType, ev.Subject, raw)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("insert events: %w", err)
+	}
+	return nil
+}
+
+// EventFilter selects events for ListEvents: all of the set fields must
+// match. Before is a cursor: only events with an id below it (0: no bound).
+// Limit is at most 1,000 (0: 100).
+type EventFilter struct {
+	Kind        string
+	SubjectType string
+	Subject     string
+	Since       time.Time
+	Before      int64
+	Limit       int
+}
+
+// ListEvents returns the events f selects, newest first (by id).
+func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	var since any
+	if !f.Since.IsZero() {
+		since = f.Since
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT id, at, kind, subject_type, subject, details FROM events
+		WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR subject_type = $2) AND ($3 = '' OR subject = $3)
+		  AND ($4::timestamptz IS NULL OR at >= $4) AND ($5 = 0 OR id < $5)
+		ORDER BY id DESC LIMIT $6`, f.Kind, f.SubjectType, f.Subject, since, f.Before, limit)
+	if err != nil {
+		return nil, mapErr("list events", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
+		var ev Event
+		err := r.Scan(&ev.ID, &ev.At, &ev.Kind, &ev.SubjectType, &ev.Subject, &ev.Details)
+		return ev, err
+	})
+	if err != nil {
+		return nil, mapErr("list events", err)
+	}
+	return out, nil
+}
