@@ -150,7 +150,7 @@ func (s *Server) GetIP(ctx context.Context, req apigen.GetIPRequestObject) (apig
 	if !found {
 		return apigen.GetIP404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.Addr().String()))}, nil
 	}
-	return apigen.GetIP200JSONResponse(v), nil
+	return viewResponse{&v}, nil
 }
 
 // EnrichStatuses converts stored lookup attempts to their wire form; the
@@ -177,7 +177,7 @@ func (s *Server) GetNetwork(ctx context.Context, req apigen.GetNetworkRequestObj
 	if !found {
 		return apigen.GetNetwork404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "nothing is known about "+p.String()))}, nil
 	}
-	return apigen.GetNetwork200JSONResponse(v), nil
+	return viewResponse{&v}, nil
 }
 
 // validateOverride checks an override body.

@@ -47,9 +47,10 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "how long to look up")
 	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase to this file")
+	memprofile := flag.String("memprofile", "", "write an allocation profile (alloc_space) of the server after the lookup phase to this file")
 	client := flag.String("client", "", "internal: look up at -rate for -duration against this base URL (token in MUNINN_LOAD_TOKEN) and print the percentiles")
 	flag.Parse()
-	profile = *cpuprofile
+	profile, memProfile = *cpuprofile, *memprofile
 	if *client != "" {
 		if err := lookups(*client, os.Getenv("MUNINN_LOAD_TOKEN"), *n, *rate, *duration); err != nil {
 			fmt.Fprintln(os.Stderr, "muninn-load -client:", err)
@@ -63,7 +64,7 @@ func main() {
 	}
 }
 
-var profile string
+var profile, memProfile string
 
 // rawCopy COPYs the same rows into a bare table (no indexes, no merge): the
 // floor any ingest path on this machine is compared with.
@@ -134,7 +135,15 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		return err
 	}
 	defer cleanup()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The server logs as muninn serve does: a line per request at info
+	// (its access log), here to a file instead of stderr.
+	logFile, err := os.CreateTemp("", "muninn-load-*.log")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(logFile.Name())
+	defer logFile.Close()
+	log := slog.New(httpserver.LogHandler(slog.NewTextHandler(logFile, nil)))
 	st, err := store.Open(ctx, url, 20, log)
 	if err != nil {
 		return err
@@ -247,8 +256,20 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		return fmt.Errorf("lookup client: %w", err)
 	}
 	runtime.ReadMemStats(&after)
-	fmt.Printf("server during the lookups: %d GC cycles, %s stopped in total, heap in use %d MB\n",
-		after.NumGC-before.NumGC, time.Duration(after.PauseTotalNs-before.PauseTotalNs).Round(10*time.Microsecond), after.HeapInuse>>20)
+	looked := float64(int(duration.Seconds()*float64(rate)) + rate) // with the warm-up second
+	fmt.Printf("server during the lookups: %d GC cycles, %s stopped in total, heap in use %d MB, %.1f KB and %.0f allocations per lookup\n",
+		after.NumGC-before.NumGC, time.Duration(after.PauseTotalNs-before.PauseTotalNs).Round(10*time.Microsecond), after.HeapInuse>>20,
+		float64(after.TotalAlloc-before.TotalAlloc)/looked/1024, float64(after.Mallocs-before.Mallocs)/looked)
+	if memProfile != "" {
+		f, err := os.Create(memProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
