@@ -59,6 +59,8 @@ type Server struct {
 	opts  Options
 	auth  *Authenticator
 	lists listCache
+	// texts caches formatted deny, allow and list answers.
+	texts textCache
 	// honeypotLimit rate-limits honeypot reports per bouncer.
 	honeypotLimit *rateLimits
 	// cs caches the CrowdSec API's full decision lists.
@@ -206,4 +208,12 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 // generated from.
 func (s *Server) GetOpenAPI(context.Context, apigen.GetOpenAPIRequestObject) (apigen.GetOpenAPIResponseObject, error) {
 	return apigen.GetOpenAPI200ApplicationyamlResponse{Body: bytes.NewReader(openapi.Spec), ContentLength: int64(len(openapi.Spec))}, nil
+}
+
+// derefOr returns *p, or def when p is nil.
+func derefOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }

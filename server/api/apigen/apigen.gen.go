@@ -344,6 +344,45 @@ func (e Hook) Valid() bool {
 	}
 }
 
+// Defines values for ListFormat.
+const (
+	ListFormatCsv      ListFormat = "csv"
+	ListFormatHaproxy  ListFormat = "haproxy"
+	ListFormatIpset    ListFormat = "ipset"
+	ListFormatJson     ListFormat = "json"
+	ListFormatMikrotik ListFormat = "mikrotik"
+	ListFormatNft      ListFormat = "nft"
+	ListFormatNginx    ListFormat = "nginx"
+	ListFormatPlain    ListFormat = "plain"
+	ListFormatTxt      ListFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the ListFormat enum.
+func (e ListFormat) Valid() bool {
+	switch e {
+	case ListFormatCsv:
+		return true
+	case ListFormatHaproxy:
+		return true
+	case ListFormatIpset:
+		return true
+	case ListFormatJson:
+		return true
+	case ListFormatMikrotik:
+		return true
+	case ListFormatNft:
+		return true
+	case ListFormatNginx:
+		return true
+	case ListFormatPlain:
+		return true
+	case ListFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PolicyDefault.
 const (
 	PolicyDefaultAllow PolicyDefault = "allow"
@@ -383,6 +422,42 @@ func (e PolicyScopeProtocol) Valid() bool {
 	}
 }
 
+// Defines values for PrefixFormat.
+const (
+	PrefixFormatHaproxy  PrefixFormat = "haproxy"
+	PrefixFormatIpset    PrefixFormat = "ipset"
+	PrefixFormatJson     PrefixFormat = "json"
+	PrefixFormatMikrotik PrefixFormat = "mikrotik"
+	PrefixFormatNft      PrefixFormat = "nft"
+	PrefixFormatNginx    PrefixFormat = "nginx"
+	PrefixFormatPlain    PrefixFormat = "plain"
+	PrefixFormatTxt      PrefixFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the PrefixFormat enum.
+func (e PrefixFormat) Valid() bool {
+	switch e {
+	case PrefixFormatHaproxy:
+		return true
+	case PrefixFormatIpset:
+		return true
+	case PrefixFormatJson:
+		return true
+	case PrefixFormatMikrotik:
+		return true
+	case PrefixFormatNft:
+		return true
+	case PrefixFormatNginx:
+		return true
+	case PrefixFormatPlain:
+		return true
+	case PrefixFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Role.
 const (
 	Admin  Role = "admin"
@@ -404,39 +479,72 @@ func (e Role) Valid() bool {
 	}
 }
 
-// Defines values for GetListPrefixesParamsFormat.
+// Defines values for QFamily.
 const (
-	GetListPrefixesParamsFormatCsv  GetListPrefixesParamsFormat = "csv"
-	GetListPrefixesParamsFormatJson GetListPrefixesParamsFormat = "json"
-	GetListPrefixesParamsFormatTxt  GetListPrefixesParamsFormat = "txt"
+	QFamilyN4 QFamily = 4
+	QFamilyN6 QFamily = 6
 )
 
-// Valid indicates whether the value is a known member of the GetListPrefixesParamsFormat enum.
-func (e GetListPrefixesParamsFormat) Valid() bool {
+// Valid indicates whether the value is a known member of the QFamily enum.
+func (e QFamily) Valid() bool {
 	switch e {
-	case GetListPrefixesParamsFormatCsv:
+	case QFamilyN4:
 		return true
-	case GetListPrefixesParamsFormatJson:
-		return true
-	case GetListPrefixesParamsFormatTxt:
+	case QFamilyN6:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for GetRulesetDenyParamsFormat.
+// Defines values for GetListPrefixesParamsFamily.
 const (
-	GetRulesetDenyParamsFormatJson GetRulesetDenyParamsFormat = "json"
-	GetRulesetDenyParamsFormatTxt  GetRulesetDenyParamsFormat = "txt"
+	GetListPrefixesParamsFamilyN4 GetListPrefixesParamsFamily = 4
+	GetListPrefixesParamsFamilyN6 GetListPrefixesParamsFamily = 6
 )
 
-// Valid indicates whether the value is a known member of the GetRulesetDenyParamsFormat enum.
-func (e GetRulesetDenyParamsFormat) Valid() bool {
+// Valid indicates whether the value is a known member of the GetListPrefixesParamsFamily enum.
+func (e GetListPrefixesParamsFamily) Valid() bool {
 	switch e {
-	case GetRulesetDenyParamsFormatJson:
+	case GetListPrefixesParamsFamilyN4:
 		return true
-	case GetRulesetDenyParamsFormatTxt:
+	case GetListPrefixesParamsFamilyN6:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRulesetAllowParamsFamily.
+const (
+	GetRulesetAllowParamsFamilyN4 GetRulesetAllowParamsFamily = 4
+	GetRulesetAllowParamsFamilyN6 GetRulesetAllowParamsFamily = 6
+)
+
+// Valid indicates whether the value is a known member of the GetRulesetAllowParamsFamily enum.
+func (e GetRulesetAllowParamsFamily) Valid() bool {
+	switch e {
+	case GetRulesetAllowParamsFamilyN4:
+		return true
+	case GetRulesetAllowParamsFamilyN6:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRulesetDenyParamsFamily.
+const (
+	GetRulesetDenyParamsFamilyN4 GetRulesetDenyParamsFamily = 4
+	GetRulesetDenyParamsFamilyN6 GetRulesetDenyParamsFamily = 6
+)
+
+// Valid indicates whether the value is a known member of the GetRulesetDenyParamsFamily enum.
+func (e GetRulesetDenyParamsFamily) Valid() bool {
+	switch e {
+	case GetRulesetDenyParamsFamilyN4:
+		return true
+	case GetRulesetDenyParamsFamilyN6:
 		return true
 	default:
 		return false
@@ -985,6 +1093,9 @@ type JobSummary struct {
 	Failures []JobFailure `json:"failures"`
 }
 
+// ListFormat A `PrefixFormat`, or csv (header `prefix,family`).
+type ListFormat string
+
 // NamedList defines model for NamedList.
 type NamedList struct {
 	Name      string     `json:"name"`
@@ -1092,6 +1203,22 @@ type PortRange0 = int
 
 // PortRange1 defines model for PortRange.1.
 type PortRange1 = string
+
+// PrefixFormat How a prefix list is written (default txt). Comment lines start with
+// `#` in every text format but txt.
+//   - txt: one CIDR a line, nothing else.
+//   - json: a `PrefixList`.
+//   - plain: pfSense/OPNsense URL table (alias type "URL Table (IPs)"): one CIDR a line after `#` comments.
+//   - nginx: lines `CIDR 1;` for an `include` inside an nginx `geo` block
+//     (`geo $muninn_deny { default 0; include muninn.conf; }`).
+//   - haproxy: a map file, lines `CIDR NAME`: `map_ip(file)` or an ACL with `-M -f file`.
+//   - ipset: an `ipset restore` file: sets `muninn-NAME-4` (hash:net family inet) and
+//     `muninn-NAME-6` (inet6), created with -exist and flushed, then filled (names cut to 31 bytes).
+//   - nft: an `nft -f` file: table `inet muninn`, interval sets `muninn_NAME_4` (ipv4_addr)
+//     and `muninn_NAME_6` (ipv6_addr; '-' in NAME becomes '_'), flushed, then filled.
+//   - mikrotik: a RouterOS script: address list `muninn-NAME` under
+//     `/ip firewall address-list` and `/ipv6 firewall address-list`, emptied, then filled.
+type PrefixFormat string
 
 // PrefixList defines model for PrefixList.
 type PrefixList struct {
@@ -1403,6 +1530,9 @@ type QClassification = Classification
 // QCursor defines model for QCursor.
 type QCursor = string
 
+// QFamily defines model for QFamily.
+type QFamily int
+
 // QLimit defines model for QLimit.
 type QLimit = int
 
@@ -1438,6 +1568,9 @@ type InternalError = Problem
 
 // NotFound An RFC 9457 problem; every error of this API is one.
 type NotFound = Problem
+
+// PrefixText defines model for PrefixText.
+type PrefixText = PrefixList
 
 // TooLarge An RFC 9457 problem; every error of this API is one.
 type TooLarge = Problem
@@ -1628,11 +1761,20 @@ type PutListParams struct {
 
 // GetListPrefixesParams defines parameters for GetListPrefixes.
 type GetListPrefixesParams struct {
-	Format *GetListPrefixesParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+	Format *ListFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetListPrefixesParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// Guard false: keep the addresses of the never-block guard in the list.
+	Guard *bool `form:"guard,omitempty" json:"guard,omitempty"`
+
+	// IfNoneMatch The ETag of a render the client has.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GetListPrefixesParamsFormat defines parameters for GetListPrefixes.
-type GetListPrefixesParamsFormat string
+// GetListPrefixesParamsFamily defines parameters for GetListPrefixes.
+type GetListPrefixesParamsFamily int
 
 // PutNetworkOverrideParams defines parameters for PutNetworkOverride.
 type PutNetworkOverrideParams struct {
@@ -1659,13 +1801,33 @@ type PutRulesetParams struct {
 	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
 }
 
-// GetRulesetDenyParams defines parameters for GetRulesetDeny.
-type GetRulesetDenyParams struct {
-	Format *GetRulesetDenyParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+// GetRulesetAllowParams defines parameters for GetRulesetAllow.
+type GetRulesetAllowParams struct {
+	Format *PrefixFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetRulesetAllowParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// IfNoneMatch The ETag of a render the client has.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GetRulesetDenyParamsFormat defines parameters for GetRulesetDeny.
-type GetRulesetDenyParamsFormat string
+// GetRulesetAllowParamsFamily defines parameters for GetRulesetAllow.
+type GetRulesetAllowParamsFamily int
+
+// GetRulesetDenyParams defines parameters for GetRulesetDeny.
+type GetRulesetDenyParams struct {
+	Format *PrefixFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetRulesetDenyParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// IfNoneMatch The ETag of a render the client has.
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// GetRulesetDenyParamsFamily defines parameters for GetRulesetDeny.
+type GetRulesetDenyParamsFamily int
 
 // ExplainRulesetParams defines parameters for ExplainRuleset.
 type ExplainRulesetParams struct {
@@ -1945,7 +2107,7 @@ type ServerInterface interface {
 	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(w http.ResponseWriter, r *http.Request, name ObjectName, params PutListParams)
-	// GetListPrefixes Every prefix a named list's selector matches
+	// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 	// (GET /lists/{name}/prefixes)
 	GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams)
 	// GetNetwork Effective view of one network
@@ -1972,6 +2134,9 @@ type ServerInterface interface {
 	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams)
+	// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+	// (GET /rulesets/{name}/allow)
+	GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams)
 	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
 	// (GET /rulesets/{name}/deny)
 	GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams)
@@ -2194,7 +2359,7 @@ func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name Obje
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// GetListPrefixes Every prefix a named list's selector matches
+// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 // (GET /lists/{name}/prefixes)
 func (_ Unimplemented) GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -2245,6 +2410,12 @@ func (_ Unimplemented) GetRuleset(w http.ResponseWriter, r *http.Request, name O
 // PutRuleset Create or replace a ruleset
 // (PUT /rulesets/{name})
 func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+// (GET /rulesets/{name}/allow)
+func (_ Unimplemented) GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -3527,6 +3698,53 @@ func (siw *ServerInterfaceWrapper) GetListPrefixes(w http.ResponseWriter, r *htt
 		return
 	}
 
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "guard" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "guard", r.URL.Query(), &params.Guard, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "guard"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "guard", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetListPrefixes(w, r, name, params)
 	}))
@@ -3781,6 +3999,82 @@ func (siw *ServerInterfaceWrapper) PutRuleset(w http.ResponseWriter, r *http.Req
 	handler.ServeHTTP(w, r)
 }
 
+// GetRulesetAllow operation middleware
+func (siw *ServerInterfaceWrapper) GetRulesetAllow(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRulesetAllowParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetRulesetAllow(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetRulesetDeny operation middleware
 func (siw *ServerInterfaceWrapper) GetRulesetDeny(w http.ResponseWriter, r *http.Request) {
 
@@ -3810,6 +4104,40 @@ func (siw *ServerInterfaceWrapper) GetRulesetDeny(w http.ResponseWriter, r *http
 			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
 		}
 		return
+	}
+
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
 	}
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -4285,6 +4613,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/rulesets/{name}/deny", wrapper.GetRulesetDeny)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}/allow", wrapper.GetRulesetAllow)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/lists", wrapper.ListLists)
 	})
 	r.Group(func(r chi.Router) {
@@ -4363,6 +4694,30 @@ type ForbiddenApplicationProblemPlusJSONResponse Problem
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
+
+type PrefixNotModifiedResponseHeaders struct {
+	ETag *string
+}
+type PrefixNotModifiedResponse struct {
+	Headers PrefixNotModifiedResponseHeaders
+}
+
+type PrefixTextResponseHeaders struct {
+	ETag                 *string
+	XMuninnAdvice        *string
+	XMuninnPrefixes      *int
+	XMuninnRenderVersion *int64
+}
+type PrefixTextJSONResponse struct {
+	Body PrefixList
+
+	Headers PrefixTextResponseHeaders
+}
+type PrefixTextTextResponse struct {
+	Body string
+
+	Headers PrefixTextResponseHeaders
+}
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
 
@@ -7841,7 +8196,8 @@ type GetListPrefixesResponseObject interface {
 }
 
 type GetListPrefixes200ResponseHeaders struct {
-	ETag *string
+	ETag            *string
+	XMuninnPrefixes *int
 }
 
 type GetListPrefixes200JSONResponse struct {
@@ -7858,6 +8214,9 @@ func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w ht
 	w.Header().Set("Content-Type", "application/json")
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
 	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
@@ -7879,6 +8238,9 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
@@ -7899,10 +8261,23 @@ func (response GetListPrefixes200TextResponse) VisitGetListPrefixesResponse(w ht
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
 	w.WriteHeader(200)
 
 	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
+}
+
+type GetListPrefixes304Response = PrefixNotModifiedResponse
+
+func (response GetListPrefixes304Response) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type GetListPrefixes400ApplicationProblemPlusJSONResponse struct {
@@ -8823,6 +9198,157 @@ func (response PutRuleset503ApplicationProblemPlusJSONResponse) VisitPutRulesetR
 	return err
 }
 
+type GetRulesetAllowRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params GetRulesetAllowParams
+}
+
+type GetRulesetAllowResponseObject interface {
+	VisitGetRulesetAllowResponse(w http.ResponseWriter) error
+}
+
+type GetRulesetAllow200JSONResponse struct{ PrefixTextJSONResponse }
+
+func (response GetRulesetAllow200JSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow200TextResponse struct{ PrefixTextTextResponse }
+
+func (response GetRulesetAllow200TextResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
+	return err
+}
+
+type GetRulesetAllow304Response = PrefixNotModifiedResponse
+
+func (response GetRulesetAllow304Response) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type GetRulesetAllow400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow400ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow401ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow404ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow500ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow503ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRulesetDenyRequestObject struct {
 	Name   ObjectName `json:"name"`
 	Params GetRulesetDenyParams
@@ -8832,14 +9358,7 @@ type GetRulesetDenyResponseObject interface {
 	VisitGetRulesetDenyResponse(w http.ResponseWriter) error
 }
 
-type GetRulesetDeny200ResponseHeaders struct {
-	ETag *string
-}
-
-type GetRulesetDeny200JSONResponse struct {
-	Body    PrefixList
-	Headers GetRulesetDeny200ResponseHeaders
-}
+type GetRulesetDeny200JSONResponse struct{ PrefixTextJSONResponse }
 
 func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
@@ -8851,15 +9370,21 @@ func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type GetRulesetDeny200TextResponse struct {
-	Body    string
-	Headers GetRulesetDeny200ResponseHeaders
-}
+type GetRulesetDeny200TextResponse struct{ PrefixTextTextResponse }
 
 func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
@@ -8867,10 +9392,29 @@ func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
 	w.WriteHeader(200)
 
 	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
+}
+
+type GetRulesetDeny304Response = PrefixNotModifiedResponse
+
+func (response GetRulesetDeny304Response) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type GetRulesetDeny400ApplicationProblemPlusJSONResponse struct {
@@ -10075,7 +10619,7 @@ type StrictServerInterface interface {
 	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(ctx context.Context, request PutListRequestObject) (PutListResponseObject, error)
-	// GetListPrefixes Every prefix a named list's selector matches
+	// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 	// (GET /lists/{name}/prefixes)
 	GetListPrefixes(ctx context.Context, request GetListPrefixesRequestObject) (GetListPrefixesResponseObject, error)
 	// GetNetwork Effective view of one network
@@ -10102,6 +10646,9 @@ type StrictServerInterface interface {
 	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(ctx context.Context, request PutRulesetRequestObject) (PutRulesetResponseObject, error)
+	// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+	// (GET /rulesets/{name}/allow)
+	GetRulesetAllow(ctx context.Context, request GetRulesetAllowRequestObject) (GetRulesetAllowResponseObject, error)
 	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
 	// (GET /rulesets/{name}/deny)
 	GetRulesetDeny(ctx context.Context, request GetRulesetDenyRequestObject) (GetRulesetDenyResponseObject, error)
@@ -11297,6 +11844,33 @@ func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name
 	}
 }
 
+// GetRulesetAllow operation middleware
+func (sh *strictHandler) GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams) {
+	var request GetRulesetAllowRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRulesetAllow(ctx, request.(GetRulesetAllowRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRulesetAllow")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetRulesetAllowResponseObject); ok {
+		if err := validResponse.VisitGetRulesetAllowResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetRulesetDeny operation middleware
 func (sh *strictHandler) GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams) {
 	var request GetRulesetDenyRequestObject
@@ -11573,271 +12147,295 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs5sij4KwieE2FybvGhh326qZiIVct2W3P80Ejy9JlrekWwCiTRKgI1BZRoTocj9mt2/2M/Zb9k",
-	"A5lAPUgUWZRluXvGERPTFqsKSCQSiXznb61QLhIpmNCqNfytldCULphmKfx1GkUpU/DPiKkw5YnmUrSG",
-	"rVNBzi/ujolMzX+fEYovkrb5tbugScIifMIVyQT+0Om1ghb7RBdJzFrD1sGPP/SeHvQOBoPef7WCFjfj",
-	"JlTPW0FL0IV5w47aClop+0fGUxa1hjrNWNBS4ZwtqIFrQT+9ZmKm563hs+OgpVeJ+VLplItZ6/PnoHUa",
-	"x3L5C4+YZxVhyBJNkpRN+SemyJJHLCV6TgXp/4Br6Zgl9o8O4a9nHTKV5gWuiIGIKX0yEhRx4VaNo5H2",
-	"cDidTqfDwXDQ//EZoSIisRQzlnZIKDOhFaGacK3g25FY8kjPe+SnFYnYlGaxJioL54S64WDGaaZYRJZc",
-	"z4meMxLzBdfE4CoibToSSSonMVuQKWdxFBjAqSBczJjSJOaCEZamMu30yDsRr2AEGi24IKmMGVnQFVFM",
-	"RCMBy8vpgLSPB0dE6jlLl1yxgCznVLM7lgLwdzTOWCeA5TEazi24I0EBtQ5arnEBoUwjFhEucPYs4prE",
-	"ckbaNDRbQsaIhphP9bjTGwlHFv/IWLoq0YXZ0huzW60yKVjMtYZTGiuW08JEyphR0foctD51F5ngQnTN",
-	"koHAFhwe/MSR/D1EODGPdlAgX2SL1vDg8IegteAC/xrkAHCh2YylQI0vGYvewsDeyeA/2yZLqNYsNR/+",
-	"nx9o95+D7o8f7X9vet2Pvw2CZ0ef/7PlOwfn07dSsDdUh/PNk3A9Z+TFNZ0ROSWUpEzgQWAkjDkTmsyp",
-	"6rnNmDMasbSA+XzaNSN3ceias3k4GPiAejf5lYXaIWTtdJI0i5liOiAxV9rQ80RmImQp0HzPzzN2YnCN",
-	"YSy4cH8eBBX0nnb/t8Nw/s+b7sc/+dH717OYKsWnPKQIvw/FbDploeZ3Bq/ltw3aDbbvOFv2aoi++kUF",
-	"z/+Zsmlr2PqPfsHL+/hU9dfAQlCzVMnUD+JYsE/6JoQ3xg6uJGV3XGaGLcwYaQPzoUrnzEnDDlkO7wUe",
-	"Z9yLcf/1teFv+UFZGxGYn//4HxhaK07lAP50x/LAeyz/esWYuOIi9NAhcEuzMwoXrRgThnkb/jrVzN4H",
-	"mpdIcg1W88WNgtHLAE9luqC6NWxFVLOuGcBPWVcyS0PvAVHwpEw9pA0nODY0RpViKZKXcNtotssA7v4d",
-	"SqEpF1zMCNedgLDerEfGeGkMQ7lMORufEEp0Snls3hr/aUwW5qQzVYzSHk8Zi4Z/GtcSAEK6J3f46zWd",
-	"+ZatkVHpyonC1eOOqCxJjOTApaiFSNNZHTgHNeD8QpEeq/C8kku42omWZEm5BhmBknBOxYwFhJKfJYmy",
-	"FA863uqKjFpHAzVqBYaQFlJp8nRRlY6OBqoGcDNHHeRHh37AuZ5zUUPaufjDheIRQ3I+O39+WSuuDfqH",
-	"x3XA4Ux7HfRrOvuSK3F946ocfX26z2YolUihGNz4P9HoEkU585c5DkzAP2mSxJZr9q1k9b9+VcjZm7He",
-	"C/wKJ93ktFaCNJLRgsaGGbDohIxBSFNjuOMUClUg0IGMpeE7qqToGbHlTIppzMNHBf1cE/aJKyPAximj",
-	"0QogeSnTCY8iJh4bi2HKIiY0p/EThZJsJJkiQmoCYiKQM4B4LszVTuMXBsGPCeYpQYnecmHF0juWPlHE",
-	"nLYTEKONDDynCh5HTFMeI8hvpX4pMxE9JrRvpTnBM0OWt0IuBaETmRlVBSC6lvI1TWfssbd5IqOVAUne",
-	"WcEU7n8H0hsqVvYUq8eE7J2DJqRxDHuaUm1hOzE0CJhcUkWUlimLeuQ6XRE6o1xY2eGS6XTVPcVbi4VS",
-	"RCBoo4wNaym9scnAr/CT/OqZsKlMGdHpykwME/UqzHhD9jGLei9opucy5f9kj0xqRoHkUekQw46+F/SO",
-	"8phO4kenMzycJKQCOIhQS6NuyCUKvRHVdEIVQ6tGapizATKwGpMiNGVEaR7HJJY04mLWOTGbUezEY29s",
-	"ksqQKfUtUFm635Ysjrt4w5FJpknKpgZbWhIlFwxPSXGMwBZh0J8ptueF+F4Y0U+mmkVvWMTpNWDlcdct",
-	"E2aFvfwm0vSWWVABJ08UOUOIugbCHohBdniwu129BWU/NWNpjpKKYHop09vSZjuhJmiJbDFBMsqVCi70",
-	"s+PWprYTtGQ6o4L/M9dTN0ZTucKxKazZXyQo7ubl09CNw4RRsD60JrEMb1sBmmlaQSuWRtLW81RqHbPW",
-	"x2BzxlOnqmwum31KeMrUDdVNdaagNeWp0jdG7Wr+zS3He9atAvWDDa1bSA1qjNUwvKsxauKes9eiPGiB",
-	"jc2/GYVQ/AHhd28HhcJVwkUZso++rcwirl8Ina42t4GGteRCQ40C1eYTP3ODUwKz5ho0K/Qld1mSNhUr",
-	"8perd2/RzHhC6EQx4fSriMVMo4JnZtqDOpCXbgXLsdt7wBWmjBZw8ajpocRd2LnN3GwyNQogoj1wO5MP",
-	"UbuzFxTlturGcs0W1X9s430lEimYAU1TCn+XbEcNVgLz+aD9Cc18m7AagKjmEx5zvdrcwF/mTM/Rgq/J",
-	"HUuN/k8Mz1TOaM5VLn4PibwlyzkTZCL1HG7ulMWMKqZGov3m9C/vLntvzt++u+xdnF6fveo4i4OiC0YW",
-	"9Fez2VZ3l4KRBRfml4SmOiCMAxxLujoZiay4k3C+aZbCY3iZtLNkltIIiU3GkREEecQ6JyQTKIADXY1E",
-	"xO5YLJOFIbVJxuMIDTnOJgqLNkqEuXBSZidcMY12dMfWpOHMJZDgL5jHy8rAV2EFliqyL2h4yzRcwpOV",
-	"Zs6rkbAU7LZkmsoFyS2Fc0ZTPWFUk7Z5esMjMjCSAWo8qB8hIaPBpgktXmYxO0P4fMQIB5FFe10cYSqX",
-	"kWLhTquqee+KhVdMay5mynw7l0oLa8fYGLgxHwAOzZyK+hBXSy1M1rze/PDbc3mJ3/lwninLY6q08t78",
-	"TBZMpzxUhBKHvpx4k0zNDWe9eHd1TfpuF/p3B30YsWs/7QREZYsFixrTCMy8hUgsl/BfBtZZ5IB0HMUy",
-	"gipd93yoX/KI3aTm/vAcoEvzO4lYyM2oqjJsjqAki2M82krTFYsIjkZorOcym81HQoN2jBBSdcsi4Bfn",
-	"SWnkdsmxCUbTTwkVsBSF9Ns5GYk1TnLLWKKIFPGKUJz0iSIgS+TO3ly8ZWIq0xA42AK5zU5C991qztLn",
-	"yLJyhLfcE2f4ludqa3robtnKTwG3bAXo/J/uacK7/81WJ0TNDU8GxAi57H35idt4q0qjzTBlVrAFReci",
-	"yVD7iSJu1kfjixKqrMN0Td+wq/gaDrMaVGydamOIBf10jl+WDfZ+tK1jbAuuHHvbFIGN5sia0lSYpalV",
-	"ORux/dmNtf/UGwPAhUTKBx6YRSjFlBvdOiBcEFrwpADdQpZtwbFeUkUsZOahIO3NQeEdPFMosHBNBLj8",
-	"Ix51hiRLjOZuhJ7iVk9YymVkReA5M+xp5QYMyCyVS6PjO8mdguyidBbemnF6ZECWcx5bHRnxb2UZa1op",
-	"nTOr6xY0tFvUdC8G+R4W+7OFEt4n5mLd89h8iQjxyIdi62k4o5rGcvaS+TgrjSL8ecPSzViENxlXYLGx",
-	"zoLS/pXiMcINn/nGeioTeJ67s7Ud2WYVL/HNbfzZvB5lsf+hRmfkxu9ZGu+mQMt/zLs5zEGdjSEHo7r8",
-	"Lbv0misPwzKb0Vy6K2/4rlsIR/YCtLGlTvNY0JiHXGYKzCcqyf+YMMFnYociciYFHsGdx7FKkm+srxoY",
-	"mVHc5RTVduXc2CdEsBkwuwmYHQ2pVvHY0DQEGhA4Q0MpNDfYNRxHgW6ewic8Mhp7bHYrN9H4ViukbhbR",
-	"hEup8osdDIILxyB2bHLZolSz2es8bL+9eSWXFWEfdXOFzMNeHk+UEcJ6ZAxCazQmOkuFIiA8G53YybhC",
-	"lsP3xnfHNxOu1bg/vnuG/yJc2FurJBube2skrEA7JGMVyoSpMVLLmmSt4Pqyr/yZJ2MwKshMj8QYBORx",
-	"QMY0XtKVGkP03VhOp+Me+QXAsnK7keLJuuRvdGiaspFAbRsC5MYl3WHcI6/ZVBOZaQjQEiSDmymw/kRE",
-	"PoyN4veGBZVWCVhOp8BmzErAUGuA9hKixaNfOjYgKo2RoDYSBOcyqpzT6g+PQaPP43GODsvROM98wpDd",
-	"sl2TPquf9OBwUJ21Gpt3cHC4UyWxWCtQUMDlOwovRMrD+ZWmOqsBHGQ1mWkIsoilvM0Ss5uGIs1JA+oy",
-	"f1hq3GRDRtReJPuaNHJbgiccDR4Z5kSWc4wItXCBy/KWJ4lRtYcii+MGFvM0ookBWqdeUpKZDqUv0E/e",
-	"kjZ62lh0AmgwI5FEKsUn8cqwZepsr9YJgsJsKO/AjTTPkdYJDAe/mcpMRKQN0uOMK239MTI1bOLi+tKG",
-	"onYCRAFpp0ynnEUkppqlEPNrV0/alKiEhZzG3UyxgCQpv6OamVciGWYLJjQObiEAAACNLDKSciZioyu/",
-	"ef/2/O3bmxdvL8/PXt1cXbw4Oz99/Wdr7arY5nL4W27vgpYFxoNWP8uuUEqBeS/dfkpiyoW5XjcFCLwh",
-	"o5J4U7p60O3mF5XYpwZSObwV5JPkI24Bs8Y50UCOXFCR0fimwZvIVLY4xvZS3wtXEeKx+Xeazr7EUGCX",
-	"sQWZL2log/53ILN6XF8sEr3CG1IY5c1rR62McTNN5cLPgiwHx1DjSkisoVgFVuQTwhpMyYQ5wj7tGTlH",
-	"HuZWCnkscY6mBsUKIRrFnUFMqGERUx6ihSxnmeb/0fWOQWvrWzxjEhh7HL+btoYfGs38M5Otzx/Xx84p",
-	"3H9WGxHuLmhrCLkBzNe00QQbFP9QQ69f7ZZU7IyVlfnkeg8x5+gucLvlpP2M+7x2nSvR1JSUqxO+bXNq",
-	"h++ZUTv24nF7M5FLqy6vO+pEtPdWwh3UgEy4iNinzXM+6E6oMgddKlBAXJqJtXL0vKjdesM1u8YQnGDz",
-	"OkMkbMGdDW+uoq7YGo9DQpZ5jSozNhLSFIODuN8X4TdfrF/JoNnu2nVB/aEaRYzAJuhO26kwc4+5L3cG",
-	"igisf1mM34J4D0Hs6HdMqFJMVcSnVnCf0BPD/71nBMbyWbmcm7nwmKADxN0oNn0Gvq9Ip34jmF1dPUED",
-	"gTn3ELxtZjKYOSHdgwKTOerAxqn8BD91l36DA4kCgrmnMppGflSg2gDm4S6smMDL1n9UWrzTXvElxbQ6",
-	"Ieak5yZm504ycNewgJIfVM5mPoDORcRDBs40OIgGU7FEbKlyWIejx4oncRNdu3hRatlfFYoDt3ORd9sI",
-	"VYY52aDBEzKwaYX5Fvq3DtawL1MF/rzvBQlnwtGKm7ig1FLMid0Hi4iCUorj4+MifqNyA9mcCbOGGnZd",
-	"kgAbXKr3MRw3cc6n2R6+eXTnZ2Fos2ybfbWgn26iVCY3ak4xkKn4TmaTmPmcJeYjZOw3MRM3d8d+gl9/",
-	"7VnNuagzoUs4A6oJXt/ZV4H4DGk09q3dy06vdbzNfr95Zb2/fI1xQ1Ss4L5ZyjQiKYuoAbXXCu5l83cI",
-	"qrX+GzgrPgBH9L499G3YBoEEJYk3x3SFmusO6cv8kLhLNlR3hhOoOWexGYQnKjPiMITQFqbthC7mNPPb",
-	"FM3A93FIh7WuBVjyl3gXSnxlt839Ppxj88hW6Q2SKoxwZx6bS8PuGFgEUzZNmZpDXHTKFvKOOdMzwcCL",
-	"9oCMssHgKLTf4x9/Jgcn5MAazM3tgjeznE47J7mwMOg9xTyvMM4Uv2NvnI0Ur4lNxlKYVL3JzjsYzpr4",
-	"sGlAzhPH2wPyZ9L/ITAizp/NEdxiRu4eBE1ZWR0Az2oAODqsg6BqUvaDcD9uWGZvVXjLqYQTppeMCUcd",
-	"TEEyIdojDhbFDh/Mt+kDa2yPzjDC3pDfisxASkOBfQrWUzS+lFPuDBbqeG098G1IND3+Yd4Z5qSOkd7o",
-	"/YGEyiI42J0AMPuCIR0TjiHkqAKhEUS96/Wy+bnWSUDM/ysiUzLlMbD9tTUeDo5/2JVXWGX9FZ5fx1wf",
-	"wmn7hd7aMuHt57u7oKliKbEEfoJUYzUPFx6C64dYqU1vRijjbOFRFkN1NyT/ZKm0MjS+5+Tokia1rdJC",
-	"YIe/Ed7SAjCHHXiyIpiUg+EKbb7ANVD7c8dv4JQLl3W+MTBmpyiW0JRqma4R0+4QDltgwT+4uuUJYAJj",
-	"8dCR4VcsF1zcgHFocyi4tYfE3Eilm4ZM2ZKlcLR2YvhzDTVdZmJLuEgD2S7KMD+nsSC/n9hf4w4ziiwl",
-	"aSbIlPKYQXzSkuZFV3rkFFMQgQFxRd5fv+wePLM1Vl5dv3mNpRHMxxD3goYY0h61XOYifnFCQinuWKrN",
-	"GTE//TBqBaR4qzwaupIoxNSMWp0TMDhEK5RJnRwHlV2UM5fklxccPwAG3h61hMQaMO4NMy1Y3Q2B5KlU",
-	"jqiokkJhWRfMf1Aum7Hnz7cRXM33dEyC6FKjyjUPlzarb/junkqGe/0mn2NTRUB8HQwGa/sBkXjcyLhE",
-	"poa3tPPnNk7eXFyExvEe4e52hNdcsJ2RXgZ8Iyg21qg0Tff1LKvc2b3hwFzIiE8xzg7PE2gecJR2OzEh",
-	"xLUEUJW+8nlzCnJUUFZzkOMUWKgoPiUWU/hY17b7Yz1/89/baSb2u7YNp/y8M0JP1IBi7pg8k73ZzXqw",
-	"caNSYR3gXJDEXOgR0exTjfkJrjVfzB+kQl1I82qKUTalVEdkWe1xH4xI/UEfrOL9gz6GFY2DkRj37b71",
-	"D/sohI9PyHicG8WWcxljBngH4mrA4Gjuaih1klA9D0YC6lCYp/YyLxWwGkM+9jgg43LSpSswtWmTMeer",
-	"FnnAROtRh+ktimli3QFQukixmIVaGlmiGkxRYTc17vR1Yc4q3luc5V53U2hTpjyizH29S9syUvfKIf3Z",
-	"KKabIE8yHmtf3ZK3oGSCNdm80uWiYoG25NTbJS40OqoAW03GW61f0UH+sW6xeSDDHvaPwjO0vaRKmZZ2",
-	"F9lp6O4DqO9jtfkyfFcuuZ0BzW6u2gVcFpdiHW63INObxNDogvXjObeabznLr1yI/Z5oLyUr+L9qJoxX",
-	"M5YsawPma9m8yy6w85XOXLGGchLhQ2T2lTPtygT+9GmdiT2X+suK2MBzICoZYbtLQpU3NYeqGKOSb+CQ",
-	"sNPw+koKtkqkR8bQYVLBYb6DGRf64Jl3CyvIC1qfujPZtaWVrs8uwDISPeio759fbPqVw6SFE21b8Cu+",
-	"L5XzZCc7rAJ3DitOZKqbrjRJpZahjCsB4J7lVKery3fy35WMiT0k73VxOSkSm1p2bSWwi+H9qJe35ZWB",
-	"zoKi9dLcyT5j+avS8atux0Nmp24TIDxelrzewfYSB+dQ2a5GcM4l3FqZsJHa2EyOgyG3sn6E1VUbaRwn",
-	"lpcnCTbjM1D39xSCmyiW3oFpNq9V1CSNs6pUr7k0wDCR673W9660TBLQ5EDRajjL2lfblHEQ0NsyJcCb",
-	"CIvZggndAVvKnIooZtEJSZliIsIcdYyX2fcKz3FZ0SzX4dzc1o+b1cFc3V7UKmzBXpvzK7GmME11d0lX",
-	"AVpzlmCEMsuJSCQFIxOIwhC9gmoumQIn1jYSaGot22X7WDd+NLZolA/jZ58FYw97TaPtscvxHba/yMmZ",
-	"s5Wuq9NZ4zROFxLvtZU0L+KCb1uZoQ7cl5THWerhwjTdlolTCf8oBtzH8GPDy/2RAfXhEc3Tsb8Qi2BA",
-	"WkOlg7kw+NBazF5liwX1xpmD7a6xGJvTlIe4p7h7ew3mdnyXHmrBLE3iW+hbuqjzQdVfytaQ4Q+kgKSk",
-	"/WyI7pvJqvlN72DYuqj7qKrl1ZX1imeHB8fH+zkAtwJZum339Lq9E+AfFTNCXfFfRVfK1mikogi2S12q",
-	"jMfzthFHsU8B6cAK3RsNAUpTn50/vyRtoxCRCddYFu+fLJW7egDssmtA8a1GWlxJpK4C+tx6xYVcnhTF",
-	"d8mCi0xDDVz0g2Q6S6vCScPyXdXZfmKYxmALKmNcBr4M/2aFm95Mq+UtE3l18121FXo3w/7/AUXff/zx",
-	"83/W+Phrc8l318otW1+eejwMXif/az7NC1LnBajVehnk9qh1eDwftTpYw0jk9jxbA6HYmoMBWTGaqh55",
-	"XkYUnT1ROequr18HhMWK5QEKUjArKW8vjhz8th638tGjXnnP8B1LU9tVYh+zTBTdPNyueB0/X3q871Nw",
-	"b4+DaVMtvi4WfEbmCxnzcLUnwzWCLvg3DB5sdwRUtU+MBJ7KTERdnfJEEfaJhjpeFf05wB9gvttkwXmQ",
-	"2QYfxVJyEBOdCZtLYGPeFQQhliPeq+HuPl19XrIlbVUaATm55Qm+RMvAtq/AelBS4r9iqZjGchKuxIU9",
-	"V+3HDXKcQokVQ3dPcQWv1ggpgD0H+sdaaiyb+vbgIut2wDwm7dnTp0dPt3c72I2DdXvgQ45efzBdItE+",
-	"zDRswuFsgdLPQaumvM5fJBdY/YGK5pXFioIU24sqBK3UKi2bnEVMtUGVsq18gL24ZBXgM7Yhw6h1MOjj",
-	"1Thq5fUm86Y8u0OR83j9+pykMlHvtw1RIlO9zwFNNVRAaJTrxadQ97f2pvCZ/HcNWjbp+nJboUyRWK3l",
-	"Fm0x+taQtVunx2ceMaU55lERgz7SdlJQJ2/cZCNysXSEEZkMC+seDgaDUauzIeU0P6LVLkKGCf92EDz9",
-	"3C3+6WHDH82KwG21p8qIcb/N054xTPeeSc/O/3IM1Rr8dF7YUzdUmMuXZ+TH46f/5UxyJ4TdsXRlPf2u",
-	"rNHpxTmUokdRc/1i15THvvgyqskSrvZUgpsASnWZc8xEyOqLLBQWuGaBJUVciC8VfUt5ilfX1xcEX/A7",
-	"zjXXcQ0fw8/WY0fW92z9S1Bah5OYitudDAwnz1fg29jL56cXHmPYJFPshi3sruwV3zBlIH7tJQmjidkf",
-	"LlF3RLbFUdRl8NrCFquGERaXGEB9WjL/rhGui4nyNuKy4dfuBECVryXNW4CQf2Qsw6DJNBOCi9kJEZII",
-	"tiS/yok/OhWCt/zRf7/KyQ2/l9nXflkK8XJhYn6SKYfUebrjMFwpuBTAIJ+kMspCBrGWECK/yQEahA+1",
-	"MWoX7plQ3XUs52/scdlZd8NTfIYLFpAwg7jTw8EAavYq0mYCshK5IKPW//d//d+jFqoeYaY7u6UK68Ky",
-	"kU5bPFmXkOnorReXxbFLmJWp9W9ELNaUwN1dKsHt6h8aRN5YD/sm+stPm1BQyV/bVbc86WJEO427CUa0",
-	"5fUVanW2F9sSms12+xW57bnLjR3LgCzPOWq+sBkTLN3bcgvJRDelKNPm0T0uCqcmjqAByHOq5ljaylkS",
-	"1ZwePn027PW8F1BTNdinADd2jW91/TePfYHD4PRXX75xbRhBE93Vaq2VOJd9uWwRbFAEusCOrNFSrgYj",
-	"ZMURKm3INh3ZosK269rSITKvwJ/KhftNYZMW5B3g8gWiw+yG4iUhbV9WSOaPNhmKj8K3C6XNyXjvCtyW",
-	"kX7+ksKeJQLbwZCnPI4VuTvu3z07wY4LmtofaRTd/KkfsfjmT4QLpRn1oI5+cWuQuiNlpt9LsWi+JzD0",
-	"s68ytEHXV4Iahv46UPOoXpzZUmul4cXr4rKeb7eUFFYRqplL+NtmAKmt3rKnRtocT18F/d7uH86Yk6J8",
-	"Cwv1n3QX6LaHNad8VTbiSeXovb0jdvPZ6uGv11nq45lecV2OY2oaLOIFQiKjzKscuvbHy5Rr+Ad2kfZZ",
-	"38txrJvR7av1HLfMHZXtqY1WiLzPp7b3hqfWjGvGYU9wybuG5Lb/kTaLt8d6/zrdDtBitYFFmHeP6kq2",
-	"36cHSK2anuQOpN3OAVTUzC16U9ti4m/r/SQ0g+Q781Vu5C2VrLG15RopiX5N8IwKKXhI46pv6utHcmxp",
-	"tPFTtkggYdHa2lBgc0hxAh7XisXT+wTqWZOgVVLtHpYl19JifbSVW8R3Gr2/MG76+QWMWGf0bnSfuNv0",
-	"/OVbGKCBsTtv5ryPwdsvl21kOeQhyBZbpaV5Uc1oGs7N7eE3xlQLnoGpwPD5ag/oIdF0pshGI+hgrV/0",
-	"WrlJTKDNaypjTT8oxAFUudZQ24o7Zr4Az2W/6A2e9ygtVZpU1SKUQZ5xq/hsjuWbi17r2FPdEfzDBu/c",
-	"pzXefcK6pWZ7V1d1qGias3qfaqwPU1XVV7bHlpK0QNU23iuvs/4QPESvttJx+nq92rC66kVN0cLT9SKF",
-	"1dqrmqYzpoPiKMulWDtqvjrY+bPmbevy/pK+UMzHORIPRvl1JNmA4IIy8nzb6S1JGcq4JuTzPvKVlStv",
-	"6upx7er4US+fWebaoARwUSuTtNfordNQwtpfRvILJmVIA4vq0lpqNuklDfW365X6kHk+2+qdVpkH1nyn",
-	"KVQrqalyet+soV2HqGYb7lXGzJ2mkhf+Pz4Muj/S7vS0+/Ljb8/8wZxr52ad0ZbDK1UWzglVxEZZEpmS",
-	"Uevg2Q/zUWutGo0vJnL9BFYD8waNgh+u5S0TD6OP3Yeo92u3mKmHUhFTayzYasM172xt6ybB1b2j+R1g",
-	"uNT6rllyGO7LZmqYdvvla4kepkw3aHy37rKHIT0ZUA74e2WT3yc4dTM60RNgujvaujY+8b6bXt5v3xZX",
-	"mlfWRtx4ykRDt0wbOxalEtt4+FpypHzGa1Lb2YJFvL4Saya4x8AAM9oKzTIFJ7N34ryntcfSKzWNC8Ur",
-	"ydScKEmmtOofryt0WlOD00Cbr7e6OgeNbwf+xtnSW84qtQVb1xv1YRfoPk+UbaWivOu3td+3iqxXbx8i",
-	"mnuteP0WIXTtzbqUhutcPSbLuVRlrdjV6d7s5lDTsSHl4XzBfAXKfJgcFv1RL5+fXoAKfXF9WeqlU6oQ",
-	"F0AJLCxjmLAUW+zkPZLTDLrBTIy6nve5adoBotzp54HUCdsIYqvnnMly7QO1h33epmt7YL2PIFcEK9Vs",
-	"mX1j+wnYYSBoIsXbHkCgURKug7Xy+Lm5tJmyXNZjfY73iCY7mfzz04tHM2QUPStu9uqb4ZSHz1/Yf6N2",
-	"nPVkxDpDyRr8ZdNJTgNV3dWcEtdQzzabKo7DJvuGNLAwS7leXRmgrduF0ZSlp5mGABJYDYTNwM/F9sy1",
-	"TqALAJb4/29fh+DTvAHALVthPgijYEwFKancP85cHza93rCtctc7IFEoRuo8S9aKmzcdLqCiCTd/f/4M",
-	"bTCmchMm7FlNzAVnLkRlr9Hzizw/Dyydto2WtbmwFLgiWi8tW9QyjkYCYjQDEjOaCpUnnodU2JRDs17z",
-	"WCtCDZ9V0LknTVmo4UiCmdMWIKZ6BCWYYxbNGBYKy8Mw4CxbZKm8oTQXeYh8byRG4hqCD3nMnLcKS4MZ",
-	"HpDSEALo+zTh/buDoV13jvcA1mpELQPTSOBjbDvWI+ZSc80Mu4bYqeaTmEGobwaxEJU+hVzlbz9RI5HP",
-	"b1bLsSc27sqERWTOUgbQGxlQDbFSag5XrtCOP3Vtv3ED5HhIxkk2iXk4hj5mYcoiJjSncScYiTE6IccB",
-	"GaMXEloPRgsuxqSNlIy5hK4wK6wbIsojhpiTgqmRsN4lriHqfGw3YEzatEzaZh9KHbArE2DhrZEAyjcj",
-	"K7ZO7KWRFJ4QV0wSkvY6PXJaWt9IuBqbC66UeQkKD2tyR2Me2R1T5HhwEBCKC5uwWC5xVW7mJ+aNo5OR",
-	"mEg9h15SZU9aXhxO5XZ4KFNHU+Zat1ENe/aK0btVeUHtYp/m5tkQ4hTHQ6LA2grjsU/g7uiAmEHJlC1H",
-	"gmpCiblTSdv2grt6cXp59urm7N3bs/eXly/env29c0IWBsQl5dr2SjZnBxsuj0T1u7++f/H+xc0vp+fX",
-	"AXZyRsyQp4MjtKeOL5lOV93TqaEPg2NXIm8kEqrnpQp5DuEFlqEyKVTTk3Fkjvbb96+hPCk5HgwAMRBj",
-	"roaVAHmsX5oH0Y+h+BHy/b6NqP9fvyopxoDtkWiPbTD+uNMj7wTD2qgCjgWMuzRnZ2jmtOhwRQVzEqGx",
-	"uV9ZNBJQig+hb6uV0PQT7IViCyo0DxWhMb9lnYAcHxzZ0WDPc28N5OCYx09HAp+HWC6QGOZbJa+i972m",
-	"tywgx4NjmzVCbJl5ksoM2gSOBN5HPTLGWP4PH3tQaGaMCPVXT3QIqiub2KkphEjW6iCavV4vhNg5wf1S",
-	"W2sXBqRSulB1RoLGSqLtlIxjLtgYMDzGepJjLKcY85DZYD17jZ0m5k7sHvYGpSwCe0+VHLHD1kFvgO/I",
-	"hAma8NawddQb9I4wFXoOt3efZhEqnjP09+dbch5B9rHSp/CG+cYdcrCKwBUL2CluWAop+lhwHcs576yX",
-	"t1k5x2wukAgWp1wlrG9oEFThMUoy/XKee//o0LBrYJ/jTn77r4FmhZga2I5qYPONBFHTlYGaGav94l+B",
-	"1f5fz9B71OTV14byoPpNasM5YTsPBwPbLkxbNbDMM361ce4F5FsVZrPv4DcD8WjTfQwVms1RMS8WRSI/",
-	"B61jBMM3eg5u/ycaXSL7wU8Odn/yXtBMz2XK/4nRzk+bzHNuOIGgcZ7F83Rw1GiqO8ox7Q0kX1fDBBR2",
-	"XHIsZwERbGk4KGhHThoffmjhufoYtCpiSGvo4p3MmH17k/fn5aKEiVSek3ghlbZt9IsShqgZMPMkWjXY",
-	"+Dy8u1LP0IiPreHxYaWy4Ic8oOrgh0EpRuqoFPR0UApFwlEMQRbVBFtLNjmo1ucbtvwsqhlJFiv/XFWL",
-	"XPxv9Swc1+m8j0qkxwcNyO1aSmhZgh88bTKLUfhkqln0hkWcXq8wDP0xj4RVBpFYSnrdh4+GDooTg3GH",
-	"aE1CsnNlLlWADbwc3eXiI1ilXGUhd6bsHL5T5R5VjlWap8nYy209QRFFX2ipEGIPGCt/Qex6HiwloIw/",
-	"NkIH7g8CPYZvL+dMGBGbYbP1lCjN49jKeSB5UJVX9bRVNWg5Krzj1jwSRaR9MVFZ6VVzmcVRKcTe6nUn",
-	"CLpTAoxsq+jKKJZG8lUo75Kx+QNFDCf0Hw2Oeyjgzo0SWFoFV7iQkYglxZQmo+5hhzUbDEQJFBVHOaXK",
-	"rX5mjlnZCPsN8cFb9BovaXOnpLtLo6I9fiR+GwHvGQELy0OZUxfwl3eaL+FcIcxFtktpjIPPNRLE5r1f",
-	"Ls/w9OnRs3td+r/Qr32Rr6V9eG7z67zLorMCYpZHfhxzyrTZG8BAj3wM9q0lQjeCoUwugBD/ZUWDpnzw",
-	"tRSzbiLjuNTWUq1FZirLe3K9BfnalzDBPLLSSRZrYYvA8eZck0Wm7InLq7JUocGxzPY6ltQGhnY8ODLq",
-	"jOEsxEUpAu0A34fgPqpLodAuSh1VIjvG4WHnhEjBRmJCI4AHOxyULVMIQOCiC4HSeB6ZTl7Z4lgjkRpJ",
-	"HNQzFoG/IgfYav2v3r198feLd9c3l6fXL8xsCl7DohABmWSp0mokkHVC9w9kH2Z+A2dFyy0hx4BjOzMg",
-	"Vz4+/BFRUzIf+FhmScC7ZC68897iXZF18AGr+rYOfjzsDXqHvacDV9R2eHhUDme18alrEl2p9FfrcHD4",
-	"rDs46A4OrgeDIfzvf6P/uSkjgnkbyW6HD8j+KlkPHvbnnj2uWNiE1byU6YRHEYQYPLIgeXx42OTjJJUh",
-	"UwqZofnqx0YwvqFiZTGofudia86sDJOw9l/rsOWKaDoz11z+Uts+sgPbEnWGqWKBuoCsM6Dr69ed+/N3",
-	"tdV285N76QvFi0YerJ8ceBserI0T9yKXskOW9v5Y+r/DaYDuGz1nq1ytMXx+LpdkSlMyYXP0kTMwhG9u",
-	"sdpmHghq7AAYofRTLhbc+4aoquhF5uwH5PvNubqFBaOPGvH2gwfj7XZuF7ZVI9q6ux/cSVqRW7b6vbP6",
-	"QQM2eibFNOboMv7XNTKU2PGMK13uE3/idhNkwCKcDgROcJ4YNbfhwcOswwpr7f9mDslnFJljhgEW1eP4",
-	"HH4vH8ddFij84ncvayDo2794K/VLox58Q5KA5r0eglBaJoosZXqL6VV7UMCGqWKHBo8ei7cQEfQxaNkY",
-	"zDXhPtMPwLK/nEm/hyD7Zlx68NBcegd7/lc7Ef8GLPkMc0sr5osi0sFaJ1X5VNKV2p8fo/+/H8Y8vJ3L",
-	"TLGeVne1Zt13gpFULlGdb5LhSNoUTa4/v7iGAMlxJyBKolU34pCuTdPVE+yizJTu2vEg1TM3poI0mI/R",
-	"/83GB30eG/UfXumRM3DtYjtLuKKgm+XQAhisRXkGRIUyZaSdN2MnB4NBMBJFQ3bybBDkLvLDQUCwPTsZ",
-	"dALI2wwIVcL8341MZwGx1dkCkkZCBSNRxFYGJI9dDFy6Zo+gnA4+cnPHJtDnQ5P2gMjUWlrRAG5B6JxA",
-	"TAZWKB///e9//3v3zZvu8+dkPh8uFkOlxuT99dkJ0XSiwHWWd1sdiQkNb1VM1RzLhqNjHgZiKqSJka4V",
-	"uaaTK2wEzCJiZGXs/OkzqLwAqjkzRPPKEE1rX8b+12s6a+SM3YgS3v3JFUYDNzIQgwW12aiMiSswUzcw",
-	"KGv2Sfc1nXSVQ2gXcV4tBIWkOdJV0hxpIM2RNkQ20lQJ83+GyEbaEtlIGyIb6YLGRjqnsZG2NDYSa778",
-	"kc6pfaQPBoORVmrenaSZZsBORvrZ8VPz8wsEkbySSnMxG+nnL0Z6pAsjFXFGqtKPh6UfbRH5UC5TzoCA",
-	"PC79CTdn3+PP37zKrv5mtgoSxf/1veDFuSI8udEpL7NKZx9pl3FSNnIgR6+wfYj+chVmtznN7W3AE9UL",
-	"t1wDly/PyPHBDwNydvU35PyuA7m5HWyMlxSMjJFRXMrl2HNntLlWI1G9MAw/XbswhiNRx8Mhfb4NDc67",
-	"v0Jp5E7OYdd/HwnMmc/5dIV7e7k1aZuVHh0d/RgY3mrGyGN8e+RKp4wuWGTADaVQmgpNFmwh09UWnnn1",
-	"t+/M0sMsLbmt88Zgbcfh3rUbHMB+uu00u2k3s7SXxcWbb9wGVwxyphhU2WFQ4WJB8PxFAPwxWGOPgc94",
-	"X/x4WPrx6Mt54SvfQXNCGWLtX59FrudXUAW8qG0jW6c8xpCHJIlXX4E5Oh3NaxzGg/6Xq3dvv5/0BzeE",
-	"bysU4fE+YewDtteDli1AHjBTQJRl4P+Wx8VwjRJyHuvkiKjB2Xn7/Pvp2X56PnULRFZCbaxK0RqOWuvC",
-	"fysYrWU4wWuFSmBeAJ2jNfwwaq2pBq2PwcilPeELVRkfnpf0ETO0716EWQpdpfLa4dprxZ3dGh59/vKr",
-	"850RSQsOMq5ERpnrE0tP/1vzBTx7X5cfTBmLtjtXX8IbX9FuaiaA7hA1hlMAMSCTlW1x9ofaVjQtYeV7",
-	"Z5ez3QiKDcRN+Nhgp/oh1TSWs507dmbf+4r7ZqfYtnUW2uyPtmu/sDjuorUR0+mQCF0tGUEmkDHOItIG",
-	"x7ea84REHOJDos79drapF87s7ncX3CMTBOISsvJYhEmhc660hGTQyIZTlwr9abKgEWtCCLk7znucf2ba",
-	"v98Py363sd5Hpp8/AjXkLT6+gKXvK1Gbbdrpfc1p5Z6u1/WyIYVECjU+gb05qSIX+mKuXMZZlGF/1jli",
-	"ojU0Yiiby/gmZncsPmgFrSyNbZ68Gvb7KV32ZlzPs0mmWGoB7YVy0bcf9qH2u5miyxPFtOovqNIs7VcH",
-	"7gmmFdPNc2wMpvaI5fn6x+2SJTEN7XF7yOChugltNNH3aNBv7l6GjYAuSEgD9prBYtpcQJGrkxKbIVyR",
-	"W5boPa6XdTGjb3szYUG5+/Mhb/Ce7RplmdH2jBijy4BnHQsjmptUYFMcrskSEoGiVCaY4Q65SQv66cb8",
-	"dKPmNM0rPud5mf6sFmzmVGYOeV8eWzBsvZ+UxwrwkMHa1b5avthRgd2xID14rWFWO+9TBWUEOt9FvIfQ",
-	"1BDhUC4A+5YJuSRtKRjYI+C+z8sxdL7o7GVit8p9aV5qlI4OuRl+2n46CIomj1iFcVuPx6+an2UXVacu",
-	"mvV+FzW9adj2MnBkaRWP2pzsryl6GlqGFl619Psz09Ct62uqLDhBjc6C4Mj0iXKXQp7fVzSMn2Q81l0O",
-	"HjvV++Nl5kP5nC7IxmRm0e32H//evv81+oPbuf3o4zSO5fIXHjnT+T2VD7tbMKMrOJjncw36h8dFt8Bh",
-	"S2ZmH6c8ZPukZsH6vonYv5VkYcewPOp3Yfxbh9+jCK6rnKR83hydNjhxJQkAXTT1+anr/lE5USy9w/JR",
-	"gW3ubB0C6BSxku8CRJSRGL8rPhivO1I6gc2Ot1lZb07/5+b87c8vrq5vfvr79Ysr0j4YDMibn8hkNRJW",
-	"erDhOUbqgTz4iBlU2rYYQzI+w2PRfSFCGXExG5LZP3kyJlyNhGuN1AkgepFQBWn0BuweObV1oiYrzboQ",
-	"GUoWNL2F7AZbVJO8oOEcM2Sx9SmuHMoXsZgtIDoTUBVYps4ibON30MHUVKQnMNCMhFGdLO83VwEykaKZ",
-	"xkzKCC4CCMN0WbbXeZmAERaIopopW4atQLXtuGFLC3BtV6lImyLoBcQjwaEKA9SbPCBv+E9BuW5W4Mob",
-	"QNWscE5TGmJxJ0LFiqArrXNiqzAAW7ElzHipxN6chbeqR342S7JRp/mazFAT7NsSjASsxHVP0CkVCls2",
-	"DYuepFDpapIyeqsMsyXtPB9Y8X+ykbC1rzJhNtkcpry+VEQ1hZIQU8rjvK0K1FOzjWOWLGUjgYBh9xRb",
-	"iQzKW9m6X2hwzwtIQcE7R1tjrGiHrXhtTSmloWrxDdU3UGlqmPdhEXklt42XRmJJFcEOzBFpW1yBOo6D",
-	"dwLsyAoExjWRAroYO9iVJHQkwpgbqoTQ4UjhuwC9mcMXhHaODOGbXLYfdpj6bCp14bQuit4PW+hlLrG/",
-	"qnu69RFKSiWQSX3UG/QODo7c9Y3lW1tqyRKNWfOHh+WhBdNTbPGYjx1SITBPFCrYtw6P57DyPYNVStzR",
-	"W3u0kUefJxvefHSOA/zwzLngd/rvt7v/P0PBDztfFY3rM1qcrU+JeMO5tI5xoOM5vGa2AX6obATMuqZH",
-	"brjsK7cMzSvRrd03lZrb24ICHkIAK5d7ylv7HRY98D/81oLKea1hq88TKDYnGJZ4ctJkZU+PBoNRyxU2",
-	"pKJUBNUeOeQKreFBY7kTz/olU0Yr9wiB2Oc/5ynAzJbuNzdhWTisQUm5XGJz2RShs0UV69OXIkhAzAvP",
-	"hLZKjyYThrd8m0IR1yzRIArYq7BzgksJaVFNs8Rwe48vv3475FXraXgQU9Ta2EDRNxOlHx9dFemBRSe2",
-	"whQKDnXXOEgU+aUMFzaIHYYXYUQ88JRSfRJfMXIomGkkZaim6nYF2/7QGeVQk75Y6oYF7bMnqqciy4MQ",
-	"lsW3pTvOqgYe/SFvFpo/cAFR3Qlc+a7ba58nqlGqGPvEIVB6Pf7foMumD6w1rYOapi78qzNEaXottYwq",
-	"myXgirgXeWH93yZcq89jK5MraJ5U9NobiQdttjcSJcArnfGcsF90cyqaihkh1teOD2TtRQdFPH9aXH6i",
-	"U7lUeyXJvSyHc2HpIaoBnT1yQWdWcjfSv63AjapSO+9UoCElzUITQ4WugJxf3B3jWjp4bLBXm6t8Deuz",
-	"nxT4uYMcu4TOWDASSqIaQ1cqr8lttRtYP0kzoXwCrY3mu1D/XtGif7iKp6VWgTtKnqYgsPwbpHkhStbb",
-	"bZZZdKLuF19ZOf7bjObnF/urghWp9CtRC/SyqRNZbduAWwHMD0r7l5qpfHfnbDoZq/emnELwv1Mv6ult",
-	"F2X1zT2U8ojtjh88v3jn3n1AgvPEH16Wiih+d04/SAkQc7gWVGQ0Jm7D96YhK1MWXiBvHJLrAGJnK0lV",
-	"onzEnyjSPzo0MmL/4PAHlCCd5fAJRGNs+JgejP7uWxI6cq1vNi1XwY4IuFIbudbh4GiwUSawMHGBDCnI",
-	"hCrbwMbJuW7y5l6rHF+P7LOqY/3ogFyuKQHffVff2nd1xfSDcghzy/wqJ2qb2PIX87xRmIrR5bMUuzNt",
-	"RqocliNVDiuBKoNHDlT5i5xcWZzWEL9F+b++XPwTDW9nKdTGNYRAJivsiActUjQ1qngeW2GDUYpddlQG",
-	"JLRDmIm50ttjol7DG4+R1/qWLlxCUtMSjwKKD5hF/MFiScwyS9CXtw3/brJvjVNXXmOk+L9t6sre9Q6/",
-	"ba5LQRdNyGJnIot/9x+Ob5fOrZ9tG9CfqLw30Xf11JvYst+u3zemsGE5QUsz3yQezdFJa2jQQHiisoWz",
-	"QbvSNeT9VfOck5xAv0kE2s7jYa1fpVvsuyz/u0oKuRc/Xr+l++VOudtY9UVhBW0i3aO33yvbt/QnDflj",
-	"Rpr/YP8C4g1aobor9WDNQwO+pnyPC7MnIdhe82hKFzxeVeoUDfqHxwFP7o5H4nAwOBhGkx+Gw/7xD+a3",
-	"Z3sXRrDzJzHla/Ema1OujdyowMLZ+fNLYuPQ2vqT7gQQrQHhhJv1wtqVNXcCYnDHYxYVTq6qxp839Viz",
-	"m695XF9c05kv3nFO1bzqpGMqIP/IpGbRCQazUTFjKo9HW5FI9rZj4fuN7q0/4HygJRZSEoTQlcnUo933",
-	"hifVeoq38aW3tov4vQ2Huz1wP3H9O/SoWGx9F1kbelRETih7eFRqSXIP74ql0C83cd+fUr+7Yr6xK6Yx",
-	"8W24Yjb0ny8mp0IVCr4S7T2AGyZl5uyyqPXdJ/Jdj3pUn8jeR9XcE7bRdG9FF/E2aeVdwsTpxfl+Ni83",
-	"6JcVaZ4zYmcnkQwzSJgp9b1cUkVmTDAsMD5N5aK33jTqYzXlkGPAXErDsvK5YJr6sIVFkxBbRTuHLdb9",
-	"S/fSYxj47WTNzft2CX9E235aIDbntu6nHeKQe6+xed/h9Xtxqm9ksE/zDWiy1zsN9rX7+YBNW91RrOnW",
-	"attzckE0+6TB+gr5JoYnfleGvPb7rTjbkw08jFW/Ph+i1FIFgW2PC3PYGLIJuVYF+CPRHq8T2zgg4wsZ",
-	"83A1tiHPeikJOK27OuUJYZ9oqOMVZnRC31due1kDGNAOlv3DSAdgiaJ6/kT1yNVKaPoJm3MrbGTCEEZs",
-	"1gz+JMGw6WkIDU+8/U6z0jH6Jm6MwgwL6cutoNQ19TfohgqXfRYlNihpLuUtBFuY7csNvDqlbMpvXRM9",
-	"WAAmjJZGhuwJeHTLhVn+WjhV0HK9Nz6UAqs+foaUwXw0GmMO4OZo6HSpDPP+qhW0zk43BqkFSdNZZQDw",
-	"62DS4sY0wiAJg3wrM5rJIAdRJohj23z4ww+D4Pj46GPQ4nxqEKcQuWvtZz83VnOQsLfaifPzgxs0EoSY",
-	"HSSwf+YvgJLoMCEAJkEYzRPMZ1/LsiiyEHdanB9P7dpxT1gDdFlOe8gSajtmD7GS2pqY+F3p+105z+4l",
-	"G3nE4H7ExGqb1meJ5bl57Su6zn4HTrMmTquKi+yLfViIqj+jK0umKBi4X82COgGJWMrvXDmIkoDxRJEw",
-	"S1NM0hfRRmKg301lzvcdS1UpoQy/thKAwkzN8qTOh/XdVfUFrqqyZAjXlArIgotMWXdIffmjry7X+pgC",
-	"+5QfhrpmCuZ5rShYnKAi2f+/amoZQg579eotE9qCfnoNyYCt4bPjx2USsEphc/O2GVMIM+IUGp9sxZBy",
-	"WiOZ0lAr11qa61KpFrPZ3xW/zYLlcx7OEbURC3kERc8KnGI9gdW3PiXIOWvzlK9YmjNubN4VQCGBris8",
-	"xKKiNo3Vh54oglU08zpEIwH6AyYav7q+viCWtgk+D8jlyzPy48HBgPy//88PveMhoQSLtzxRWAfHiDEj",
-	"IdhMag5Ff6CjtpjG8IchR8yRLUpEnF6ckxwRnWAkILJibK6UMflz6dZ4oiDsoUd+4XouM03GiouQjQOX",
-	"qwv30zSL45Gw90z7aHCMyz6fdt9KwbpvIPMY1AvC9Ql5Ojgq4cUyzTkF6EZiwpiws9uCSFyQgwFR5gId",
-	"LynX4w7CUwDj8pipIkpKQahChdndhBx803eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0voXG3gs5uibJRH",
-	"FBAWKyh9m8WxhfeE5GsX0sA9gzDzdCRoau5b5ZaDy/Dp34VAdonEt6Mgbfm+hy3Bsj5zWltaFhbsj/rh",
-	"Qj87bu1IZWiSmEy5buKVO58a+gDy+LohDBaX3jZPpf3D2gFAHY2Frco5Ie3SaArannd2i1VHPoPz2zIB",
-	"OboxZAOCpO9olU/knhJj9TO3mJpDbG6477Li/jUwQxrOoT0uktq0UPJObLUGksg4xig3OKV4D1KuH/si",
-	"xMm2+L+uzQuP4fvCSgsN/V6azow+FcbUVkRTjIk/ohdMI3rdnsN/d3i/zDuNPV/XdPbd6/WtvF6aziql",
-	"8kk7z1a2HXsyhQZ7sNwrTSvds+qIoQjOqbP0eHf94S5ZOKp+i6Oms+9KkNf7hdb9pgd9X8Z+TWc7U1Yc",
-	"Vdy3BYuMIeXkP8LB0Y+Hk1bgjIE3WP/w4NkP89ZGI1qptKX1OcdIj6urVyR39DT2N1zT2TdJTtlC69a2",
-	"//gk/92wvsWwbtt10IYHrhw+peUt29EA4RpfeRSByEzVRCRCmLBKrw3L5kYiClOm1WNWMfx2YtTpxTnR",
-	"bmvyLccftgWY+NvEIDEh/r+AYVo1HAuvdhOeMKjvGbQ27vGGrMgAtAcTfDg3I8xs2zLV3vzmnVLfMSC/",
-	"3708uWfa878PJ7W2Q9jVExuhaXYU7GdzuRREonWp8WkrOGz/Nx410V3sAfR5KhOq5yXHQ7TV8VBv9mrW",
-	"asabt3Anb7/rSw+Ut2BwWaG4veiqGh78W2vCaMrS00zPIW7oo3mc3jnywTZ/fZrw/t0ByMt2Jq+5zEYW",
-	"22L6vYLkIMD4c7D+UTXpRwV5XDfa6m3DZDl1HhD7u0vw6ZWdacoz/k9ZfFup2lr+Aqu1mo9caJRZWflv",
-	"xGXpF5pFvPKJbdm8ObMLhA6sfOFMn220dgXkxTWdoVskKGxcHVhexMQKy3iUwM3tW6XZMbuv9AP6UD14",
-	"kJkIWUqABrjSyDxIG/feygKd0mwT/MCHU4z7w/FcPFRAzNljQkMzs4hMVoTmL92yFeGC/E/3NOHd/2Y2",
-	"gE/RBRsJ8wzaAqSMQlVgwzrPUrmMrlgI/iKq+SRmQOsZGAj7oXmsWNi/O0BPQRVm32awhURxN5YhjRG3",
-	"rg8Ti4gUhBLX9/IEe0MwKAswYaFcANWVK9KiJRIKkpLxlLFoOMoGg6PQAAL/YuMKZNjJqQaVldI82Bmu",
-	"tBFQdOfzx8//fwAAAP//",
+	"7L2Lbhs51jD4KoS+ASLNX7r4En9pGQOs4yQdz5c4HtuZnvlbWYuqoiS2S6SmyLKsbgTYp9l9j32UfZIF",
+	"zyHrIrGkkuM43TMBGh1LqiIPDw8Pz/381gjlbC4FE1o1+r815jShM6ZZAp9OoihhCv6MmAoTPtdcika/",
+	"cSLI2cXdIZGJ+feIUHyQNM237Rmdz1mEv3BFUoFftDqNoMHu6Wwes0a/sffDi87zvc5er9f570bQ4Gbc",
+	"OdXTRtAQdGaesKM2gkbC/pXyhEWNvk5SFjRUOGUzauCa0ft3TEz0tNE/Ogwaejk3byqdcDFpfP4cNE7i",
+	"WC5+4hHzrCIM2VyTecLG/J4psuARS4ieUkG6L3AtLbPE7sE+fDpqkbE0D3BFDERM6eOBoIgLt2ocjTT7",
+	"/fF4PO73+r3uD0eEiojEUkxY0iKhTIVWhGrCtYJ3B2LBIz3tkJdLErExTWNNVBpOCXXDwYzjVLGILLie",
+	"Ej1lJOYzronBVUSadCDmiRzFbEbGnMVRYACngnAxYUqTmAtGWJLIpNUhH0S8hBFoNOOCJDJmZEaXRDER",
+	"DQQsL6MD0jzsHRCppyxZcMUCsphSze5YAsDf0ThlrQCWx2g4teAOBAXUOmi5xgWEMolYRLjA2dOIaxLL",
+	"CWnS0GwJGSIaYj7Ww1ZnIBxZ/CtlybJAF2ZLb8xuNYqkYDHX6I9prFhGCyMpY0ZF43PQuG/PUsGFaJsl",
+	"A4HNOPzwkiP5e4hwZH7aQoF8ls4a/b39F0FjxgV+6mUAcKHZhCVAjW8Yi85hYO9k8M+myeZUa5aYF//P",
+	"n2n71177h0/235tO+9NvveDo4POfGr5zcDY+l4K9pzqcrp+E6ykjr6/phMgxoSRhAg8CI2HMmdBkSlXH",
+	"bcaU0YglOcxn47YZuY1DV5zN/V7PB9SH0S8s1A4hK6eTJGnMFNMBibnShp5HMhUhS4DmO36esRWDKwxj",
+	"xoX7uBeU0HvS/t8Ow9mfN+1Pf/aj92+nMVWKj3lIEX4fitl4zELN7wxei08btBts33G26FQQffmNEp7/",
+	"lLBxo9/4r27Oy7v4q+qugIWgpomSiR/EoWD3+iaEJ4YOrnnC7rhMDVuYMNIE5kOVzpiThh2yHN4LPM64",
+	"E+P+2xs64/FyHUxgX3D9NJE/S/vFEWketTJ2fkxGUk/JYsoEoSPFhK6CbowTFaFjwpzhnw+Do0/ec/y3",
+	"d4b5Zqd4ZUDgzH7etGcOQs4yevDR8Yw9/1xXjIkrLkJWgQtDNgp3RDGzWjgsdKyZvaw0L5yXFVjNGzcK",
+	"Ri8CPJbJjOpGvxFRzdpmAD/ZX8k0Cb2nV8EvRdImTWAvsTkAVCmWIO0LR2OGlgzg7u9QCk254GJCuG4F",
+	"hHUmHTLEG60fykXC2fCYUKITymPz1PDPQzIzbIipfJTmcMxY1P/zsJI6EdIdWdffrunEt2yNXFSXjjuu",
+	"HndEpfO5EWu4FJUQaTqpAmevApyfKNJjGZ63cgFyB9GSLCjXIMBQEk6pmLCAUPKjJFGaIBdCkUORQeOg",
+	"pwaNwBDSTCpNns/KottBT1UAbuaogvxg3w8411MuKkg7k824UDxiSM6nZ68uK2XJXnf/sAo4nGknLnRN",
+	"J19yX69uXPm6WZ3usxlKzaVQDMSRlzS6RDnTfDLHgQn4k87nsWXpXSv2/a9fFF479e6FC3wLJ12/Bqx4",
+	"a8S2GY0NM2DRMRmCBKmGcAErlPhA2gQBUMN7VEnRMTLVqRTjmIdPCvqZJuyeKyNdxwmj0RIgeSOTEY8i",
+	"Jp4ai2HCIiY0p/EzhWJ2JJkiQmoCMiyQM4B4JozcQePXBsFPCeYJQXXDcmHFkjuWPFPEnLZjkPGNgD6l",
+	"Cn6OmKY8RpDPpX4jUxE9JbTn0pzgiSHLWyEX5mKXqdGjAKILYBbnUr+XER9zFq0zlZKwaskY5Nw0SYyg",
+	"S4VasMQwFxRz4Ri+9rL667XXnikQojslDrN2xjNAr9n9psOxK9LMkO+40sC2NLvX3XlMkbFWMsqB2O/1",
+	"9vrR6EW/3z18MRCbQffReIFDo1anbllEUHwgzSHC9QY+DlsBym1jnigdmDec4cAohvXQfmKIcequ2JGM",
+	"lgH5Vyo1i/pGEMWbTaHYp4vwRXLzxgSNf7Tfo3p4Et3xSmkLb1Crm6B+63T2USzD2z6ZygWZUVG8vbQi",
+	"ERNL1GSmMo6UZZlUky7yAo6UqKYyQXm6NrgXdhr/9V+GBLYIqNWC0XRyIiMoB5MxjzVLWt7pi3JpNv8l",
+	"6Ivtv7NEVao+d/ij27eCigkoWVCDoITfGdpJ5KzjF0a50EeHDY+UDFe1lO9oMmFPzeUNDZrdk3fZimaW",
+	"I11L+Z6Kpb3E1VNC9sFBE9I4Bt6UUG1hOzZXEDBSg3elZcKiDrlOloROqDmVQBKXTCfL9gkKrSyUIlIr",
+	"J7TwxPquX+ErmeQ5YmOZMKKTpZkYJtpCYmZRHwVN9VQm/Ff2xDcNuaMxjwp3OOzoR0HvKI/pKH5yOsO7",
+	"mYRUgACBh1jIBSrkEdV0RBVDi2tiZDMDZGCPmiI0YURpHsckljTiYtI6NpuR78RTb+w8kSFT6lugsiDe",
+	"Llgct1HAJaNUk4SNDba0JErOGJ6S/BiBndSgP1VsR3n4ozCan0w0i96ziNNrwMrTrlvOmdX1MkFU01tm",
+	"QQWcPFPkFCFqGwg7wOrt8OATuDoHQ2RixtIcbx3B9EImt557KmiIdDZCMtrKxoOGTCZU8F8zG9raaCqz",
+	"N6xfiPYbCUZF8/BJ6Max9pwG3NCNAE3IjaARS6No62kitY5Z41OwPuOJs1SsL5vdz3nC1A3VdU0mQQNk",
+	"nxvFUBup984tRzHbrQLNA2sWQSE1WDGsgcG7mpjuPHslyoMG2P/9m5HrxD8j/O7pILe3FHBRhOyTbyvT",
+	"iOvXQifL9W2gYSW50FCjPrX+i5+5wSmBWUkuGGXmEndZkqYRqv569eEcXSDH1sJohcOIxUyjfcfMtAN1",
+	"IC/dCJZjtw+AK0wYzeHiUd1DibuwdZu52WSqGw7tgduZbIjKnb2gKLeVN5ZrNiv/sYn3FUgkZwY0SSh8",
+	"Lti1a6wE5vNB+xJdEOuwGoCo5iMec+0xWv80ZXqK3kWdCcOGZyrn0OMq0777RN6iBgMmbHNzJyxmVDE1",
+	"EM33J3/9cNl5f3b+4bJzcXJ9+rblpGpFZ4zM6C9ms63pTgpGZlyYb+Y00QFhHOBY0OXxQKT5nYTzjdME",
+	"foaHSTOdTxIaIbHJ2EjsikesdUxSgfo30NVAROyOxXI+M6Q2SnkcoR3X+Wtg0VOKF07C7IRLptHH59ia",
+	"NJy5ABJ8gnm8rAz8qFZgKSP7goa3TMMlPFpq5jyuc5aA3gYaBsm8GFNGEz1iRl01v97wiPScNuY0OyRk",
+	"tNfWocXLNGanCJ+PGOEgsminiyNM5CJSLNzq8THPXbHwimnNxUSZd6dSaWHNmGsD1+YDwKGZs1A9xtVS",
+	"CZNVr+sffnsuL/E9H85TZXlMmVY+mq/JjOmEh4pQ4tCXEe88VVPDWS8+XF2TrtuF7t1eF0Zs21dbAVHp",
+	"bMai2jQCM28gkrtN+rR1ZDsgV9TrMl13fKhf8IjdJGAsWZ/h0nxPIhZyM6oqDZshaJ7GMR5tpemSRQRH",
+	"IzTWU5lOpgOBFhqEMLMLkbN5YeRmIegCfCb3cypgKQrpt3U8ECuc5JaxuUKvH8VJnym0KWX2pEy8ZWIs",
+	"kxA42Ay5zXZjgudWc4Z+R5alI7zhnjjFpzxXW91Dd8uWfgq4ZWiL+kf7ZM7b/8OWx0RNDU8GxAi56Hz5",
+	"iVt7qkyj9TBlVrABRWdinqL2E0XcrI/GFwVU2WCOFX3DruJrOPMrULFxqrUhZvT+DN8s+uv8aFvF2AZc",
+	"Ofa2LgIbzZHVpSlrtq7N9ic31v5TbQwADzIpHnhgFqEUY250a7T25jwpQK+wZVtwrBdUZQZ1bYSR5vqg",
+	"8AyeKRRYuCYCwpEiHrX6JJ0bzd0IPfmtPmcJl5EVgafMsKelGzAgk0QujI7vJHcKsovSaXhrxumQHllM",
+	"eWx1ZGv1RVnGmlYK58zqujkNbRc13YNBtof5/myghI9zc7HueGy+RIR44kOx8TScUk1jOXnDfJyVRpHP",
+	"83NCxoxFeJNxBRYb6yss7F8hVixci+dZW09pAs/v7mxtRrZZBfpHNvJn83iUxv4fNXpK1r5Pk3g7BVr+",
+	"Y57NYA6qbAwZGOXlb9gl8Emt7ZLZjPrSXXHDt91COLIXoLUtdZrHjMY85DJVYD5R8+zDiAk+EVsUkVMp",
+	"8AhuPY5lknxvQ1UwREksDXGC2q5cFMsxEWwCzG4EZkdDqmU81jQNgQYEsRChFJob7BqOo0A3T+AVHhmN",
+	"PTa7lZlofKsVUteLtsSllPnFFgbBhWMQWza5aFGq2OxVHrbb3ryVi5Kwj7q5QuZhL49nyghhHTIEoTUa",
+	"Ep0mQhEQno1O7GRcIYuhxcO7w5sR12rYHd4d4V+EC3trFWRjc28NhBVo+2SoQjlnaph7NguStYLryz7y",
+	"Fz4fglFBpnoghiAgDwMypPGCLtUQIoOHcjwedshPAJaV240UT1Ylf6ND04QNBGrbELw7LOgOww55x8aa",
+	"yFRD8KggKdxMgQ0nQOTD2Ch+r1lQaZmA5XgMbMasBAy1BmgvIVo8+qVjA6LS6G62gWA4l1HlnFa/fwga",
+	"fRaOd7BfDMY78glDdsu2TXpUPenefq88azlueG9vf6tKYrGWoyCHy3cUXouEh9MrTXVaATjIajLVEGMV",
+	"S3mbzs1uGoo0Jw2oy3yw1LjOhoyoPZvvatLIbAmeUFn4yTAnsphitLqFC1yWt3w+N6p2X6RxXMNinkR0",
+	"boDWiZeUZKpD6QtClrekiZ42Fh0DGsxIZC6V4qN4adgydbZX6wRBYTaUd+BGmmZIawWGg9+MZSoi0gTp",
+	"ccKVtv4YmRg2cXF9acPkWwGigDQTphPOIhJTzRKId7WrJ01K1JyFnMbtVLGAzBN+RzUzj0QyTGdMaBzc",
+	"QgAAABpZZCTlVMRGV37/8fzs/Pzm9fnl2enbm6uL16dnJ+/+Yq1dJdtcBn/D7V3QsMB40Opn2SVKyTHv",
+	"pdt7iGAx1+u6AIE3ZFQQbwpXD7rd/KKSjbrZDCw8FWSTZCNuALPCOVFDjpxRkdL4psaTyFQ2OMZ2Ut9z",
+	"VxHisf57mk6+xFBgl7EBmW9oaBOStiCzfFxfz+Z6iTekMMqb145aGuNmnMiZnwVZDo5pEKVwfUOxCqzI",
+	"x4TVmJIJc4R92jNyjiw6pxDxXOAcdQ2KJUI0ijuDkHDDIsY8RAtZxjLN/9H1jjGrq1s8YRIYexx/GDf6",
+	"P9ea+UcmG58/rY6dUbj/rNYi3G3QVhByDZivaa0J1ij+sYZevdotqdgZSyvzyfUeYs7QneN2w0n7Efd5",
+	"5TpXoq4pKVMnfNvm1A7fb0bt2InH7cxELq26vOqoE9HOWwl3UA0y4SJi9+vnvNceUWUOulSggLhgSWvl",
+	"6HhRu/GGq3eNITjB+nWGSNiAOxt7WUZdvjUeh4Qs8hpVZGwkpAkGB3G/L8Jvvli9kkGz3bbrgvpDNfIY",
+	"gXXQnbZTYuYec1/mDBQRWP/SGN8F8R5iTdHvOKdKMVUSnxrBQ0JPDP/3nhEYy2flcm7m3GOCDhB3o9i4",
+	"S3i/JJ36jWB2ddUEDQTm3EPwtJnJYOaYtPdyTGaoAxun8hP82F36NQ4kCgjmnkppEvlRgWoDmIfbsGIC",
+	"D1v/UWHxTnvFhxTT6piYk56ZmJ07ycBdwQIKflA5mXhjz0XEQwbONDiIBlOxRGypYliHo8eSJ3EdXdt4",
+	"UWLZXxmKPbdzkXfbCIVIbhs0eEx6NuU520L/1sEadmWqwJ93vSDhTDhacRPnlFqIObH7YBGRU0p+fHxc",
+	"xG9UriGbM2HWUMGuCxJgjUv1IYbjOs75JN3BN4/u/DQMbQWAem/N6P1NlMj5jZpSDGTK35PpKGY+Z4l5",
+	"CRn7TczEzd2hn+BXHzuqOBdVJnQJZ0DVwesH+ygQnyGN2r61B9nptY432e/Xr6yPl+8wbgiC+6lSC5lE",
+	"JGERNaB2GsGDbP4OQZXWfwNnyQfgiN63h74NWyOQoCDxZpguUXPVIX2THRJ3yYbqznACNeUsNoPwuUqN",
+	"OAwhtLlpe05nU5r6bYpm4Ic4pMNK1wIs+Uu8CwW+st3m/hDOsX5ky/QGSRVGuDM/m0vD7hhYBBM2Tpia",
+	"Qlx0wmbyjjnTM8HAi2aPDNJe7yC07+OHv5C9Y7JnDebmdsGbWY7HreNMWOh1nmOaZxinit+x985GitfE",
+	"OmPJTareQgxbGM6K+LBuQM6KWjR75C+k+yIwIs5fzBHcYEZu7wV1WVkVAEcVABzsV0FQNin7QXgYNyyy",
+	"tzK8xUziEdMLxoSjDqYglxjtEXuzfIf3ppv0gRW2RycYYW/Ib0kmIKWhwD4G6ykaX4oZtwYLVby2Gvgm",
+	"5Jkfvpi2+hmpY6Q3en8gnzoPDnYnAMy+YEjHYggQclSC0Aii3vV62fxU63lAzP8VkQkZ8xjY/soa93uH",
+	"L7alFZdZf4nnVzHXx3DafqG3tkh4u/nuLmiiWEIsgR8j1VjNw4WH2ARFKeLlujcjlHE68yiLobrrk19Z",
+	"Iq0Mjc85ObqgSW2qAhPY4W+Et+wJzGEHHi0JJuVguEKTz3AN1H7d8hs45cwVnVgbGLNTFJvThGqZrBDT",
+	"9hAOW/zFP7i65XNMJIRYPHRk+BXLGRc3YBxaHwpu7T4xN1LhpiFjtmAJHK2tGP5cQU2XqdgQLlJDtotS",
+	"zM+pLcjvJvZXuMOMIktJkgoypjxmEJ+0oFlBqA45wRREYEBckY/Xb9p7R7b+09vr9++wbIt5GeJe0BBD",
+	"moOGy1zEN45JKMUdS7Q5I+arF4NGQPKniqOhK4lCTM2g0ToGg0O0RJnUyXFQdUo5c0l2ecHxA2Dg6UFD",
+	"SKxP5Z4w04LV3RBIlkrliIoqKRSWnHLJvjabsePPtxFcTXd0TILoUqHK1Q+XNquv+eyOSoZ7/CabY11F",
+	"QHzt9Xor+wGReNzIuJh1TZrZ7zZO3lxchMbxDuHudoR3XLCtkV4GfCMo1taoNE129SyrzNm95sCcueIA",
+	"QQPPE2gecJS2OzEhxLUAUJm+snkzCnJUUFRzkOPkWCgpPgUWk/tYV7b7UzV/89/bSSp2u7YNp/y8NUJP",
+	"VIBi7piskEW9m3Vv7UalwjrAuSBzc6FHRLP7CvMTXGu+mD9IhbqQ5tEEo2wKqY7IsprDLhiRur0uWMW7",
+	"e10MKxoGAzHs2n3r7ndRCB8ek+EwM4otpjLGDPAWxNWAwdHc1VDpaE71NBgIKENjfrWXeaG43hDysYcB",
+	"GRaTLl3xu3WbjDlflcgDJlqNOkxvUUwT6w6AzHvFYhZqaWSJcjBFid1UuNNXhTmreG9wlnvdTaFNmfKI",
+	"Mg/1Lm3KSN0ph/RHo5iugzxKeax9ZYvOQckEa7J5pM1FyQJtyamzTVyodVQBtoqMt0q/ooP8U9Vis0CG",
+	"HewfuWdoc0WlIi1tr7FV090HUD/EavNl+C5dclsDmt1clQu4zC/FKtxuQKY3iaFe7QwvnjOr+Yaz/NaF",
+	"2O+I9kKygv+tesJ4OWPJsjZgvpbNu+wCO1/hzOVrKCYRPkZmXzHTrkjgz59Xmdgzqb+oiPU8B6KUEba9",
+	"IlxxUzOo8jFK+QYOCVsNr2+lYMu59MgYOpyXcJjtYMqF3jvybmEJeUHjvj2RbVtZ7fr0Aiwj0aOO+vHV",
+	"xbpfOZw3cKJNC37Ld6VyPt/KDsvAncGK5zLRdVc6T6SWoYxLAeCe5ZSnq8p38t+VjIkdJO9VcXmeJzY1",
+	"7NoKYOfD+1Evb4srA50FReuFuZN9xvK3heNX3o7HzE7dJEB4vCxZvYPNJQ7OoLBlheCcSbiVMmEttbGe",
+	"HAdDbmT9CKurNlI7TiwrTxKsx2eg7u8pujVSLLkD02xWq6hOGmdZqV5xaYBhItN7re9daTmfgyYHilbN",
+	"WVbe2qSMg4DelAkB3kRYzGZM6BbYUqZURDGLjknCFBNYBcvGy+x6hWe4LGmWq3Cub+un9eKArqY4ahW2",
+	"mLjN+ZVY75wmur2gywCtOQswQpnlRCSSgpERRGGITk41l0yBE2sTCdS1lm2zfawaP2pbNIqH8bPPgrGD",
+	"vabW9tjl+A7bX+Xo1NlKV9XptHYapwuJ99pK6hdxwaetzFAF7hvK4zTxcGGabMrEKYV/5APuYvix4eX+",
+	"yIDq8Ij66dhfiEUwIK2g0sGcG3xoJWav0tmMeuPMwXZXW4zNaMpD3GPcvZ0Gczu+TQ+1YBYm8S30HVc6",
+	"9+9nbu+GBrvFKpMqF5kEO0yo7kjTmluGqNIEWN5wWIrLwwFtgADGD2DVzKAhJlwYPWhK54m8X2I8AYgx",
+	"YgzBlPw2kZrfeuWQczqrcqJVSxXWEuOPBIGsqt2MoO6d0bK+qOJg8O1KtqiH6NrF1RUVo6P9vcPD3TyY",
+	"G4EsiAs7ug0/CHDwigmhrni5oktla8zSYrFSl+vjcR2uBYLsUp0/sFrDWreVwtSnZ68uSdNodGTENdb1",
+	"+5UlcluDlW2GGageVksNLegEZUBfWbe+kIvjvHg4mXGR6rxC7DjVaVKWrmrWHyvP9pJhHoYtCI+BJfgw",
+	"/M3yOAMzrZa3TGStI7YVh+jc9Lv/B3TU+OGHz3+qCFKoTIbfXuu7aD567nGReKMU3vFxVlA/K6CvVsu4",
+	"NweN/cPpoNHCIkwiM0jaIg751uz1yJLRRHXIqyKi6OSZylB3ff0uICxWLIuwkIJZUX9zcffgt9XAm08e",
+	"/dB7hu9YktiWPbvYlaLo5vF2xeu5+tLj/ZCKgTscTJsr8nWx4LOSX8iYh8sdGa6R1MFBY/BgW8+greDY",
+	"qBCJTEXU1gmfK8LuaajjZd78CBwa5r11FpyJC2t8FGvhQVB3KmwyhA3aVxBFWRQNyvH6vkt+WjCGbdR6",
+	"ATmZ6QzeRNPGprfA/FGwQnzFWje1BT1ciYvbLhvAayRphRJLnm6f4goerRBSAHsO9E+V1Fi0Ve7ARVYN",
+	"mVlQ3dHz5wfPN3dr2Y6DVYPmY45efTBdJtQuzDSsw+FshdXPQaOiPtBfJRdYvoKK+qXR8ooam6tCBI3E",
+	"al3rnEWMtUGVsn3SgL24bBvgM7ahzKCx1+vi1ThoZAUzs45n22Ops4SD6qSqIlHvtg3RXCZ6lwOaaCjh",
+	"UCtZjY+hcHHlTeHzWWwbtGiT9iXnQp0lsVxJjtpgta4ga7dOj9M/YkpzTAQjBn2k6aSgVtYVz4YUY+0L",
+	"IzIZFtbe7/V6g0ZrTcqpf0TLLdoME/5tL3j+uZ3/6WHDn7KeEHWV3rdykXc4Aj8+V2SRcK2ZyEtN6Hvd",
+	"6pBTOYPCnBiNBcErcI8OxPC/hkYoZ3csWeY3KtVQCFvf685AtM2/fYjZAsWDwjBBVkDeSIbwmNGh+4Q6",
+	"ZdyoiUP4AfTpPpmPr5hQrPvh4lyZPyCFAU4oadKYU0UMUsigYb6/xu/PLlRr0GitTW+jbw34IS5OwVSg",
+	"svftQofwwt7x0JIcGcKuR2zomglRgW+Q4YTJIWZ/DQQhTfOZ/AlLLN5A34bf8qD0Y2LHsTUYO6EU42Py",
+	"GYI22sSaCwwqZnQOYbtBCaLzk/evh30ynNH5DZ83zQOtoaXLk1Ob1jFsvyftMbyNWATbQx+XYf4kCQNb",
+	"+BCe6UPSGhnaqpBmivbhkDSnVE37gmnX2oELpluGE5tllp4+GpKm+fWoFeQF1gwkbSiSBeF24xhKYQZY",
+	"nW3M45hFpIm1z8MUwgYP9qDiqkJciLEFWYw1aY8drLjrQzOdxeEwIBCic0fj0kpuDGw3ZiV8fnd4Y7Tg",
+	"lgHdQFN65AgfOYJHjsmz9jND2OYnMrJq4rObZ63AuwaA1ZlzzMZdylSz5MMVwSPXz9RvOGlFvA1JKiKW",
+	"ADq73Gx3whY0jt0bbfPGEOHtGgArngggTpyvA1Zlq3oUK1WhaUx9MxUmS9SvFYG5DQ+sFOGc1odQ4sZ/",
+	"t+ZOqDWzyeWbU/LD4fP/dn6MY8vrMDzK1YI7uTiD/h2o3q4qE5ry2BeUSzVZgDqRSPCtQn1DIzswEbLq",
+	"yjS526JeNF4eTOer37Ghps/b6+sLgg/4o40013GF7ISvrQbcre7Z6ptgKOuPYiputwpNOHm2At/GXr46",
+	"ufB4EEapYjdsZndlp6CwMQOVbyftG/1y/hizqiOyKfisquyBrQa0rBmWdolZJycFn9kK4bpAUm9nVZuz",
+	"4k4AlEZc0KxtGvlXylKMNE9SIbiYHBMhiWAL8osc+UP6IeLVHzL9ixzd8Af5yuybhbhYF1vrJ5liHLKn",
+	"fRPDlYIMAV7MeSKjNGQQoA55RescoEbMZRNTHUDQCNVdy0qbtd3UW4sVeSp2gRRmb939Xg+vXdJkAlK5",
+	"uSCDxv/3f/3fgwaaO8JUt7ZrMtbvb8NDN7j/seOTt8hmGseuyoBMAtcfK9aUgL5Q6FvgisYaRN7YsKR1",
+	"9Bd/rUNBhSCXtrrl8zamAdG4Pccw4KwoTaWd6PWmKhBmu/3Go80FH2pH4wCyPOeo/sImTLBkZ28RZGDe",
+	"FELz64dEutDFiuCrGiAbQbXcqU5N6f7zo36n472A6prefEa32vFEG+Ol6gcMwmFwNjNfkYbK2Ks69jJr",
+	"KSsFB+7KZfMIrTw6EHZkhZYy0xtClh+hwoZssstZVNgWpxtafmdtSxI5c98p7GyFvAPiZIDoMCUsf0hI",
+	"22gfKqBE6wzFR+GbhdL6ZLxz2wLLSD9/STXkAoFtYchGq1Dk7rB7d3SMbWo0tV/SKLr5czdi8c2fjXqs",
+	"GfWgjn5xP6WqI2Wm30mxqL8nMPTRVxnaoOsrQQ1Dfx2oeVQtzmwoUFXz4nXBrK82W2dzSyzVzGVJbzK6",
+	"Vpa82lEjrY+nr4J+b8skZ0BOUL6FhfpPuosO3sGCXLwqa/GkYsjzzmkO2WzV8FfrLNVBoG+5LgZ/1o2w",
+	"8wIhkVFmpWExpTloLBKu4Q8azbi/Fkcx+H89JWi5mhicuqOyOR/cCpEPedU2LPIU6HIdjOwJLnj0kdx2",
+	"P9Jm8fZY797cwAGarzawCPPuUVWfi4c0TqpU0+eZ03q7QxIVNXOL3lT25fn7ahMezSBj2byVOZYKdb5s",
+	"Qc5aSqJfEzylQgoe0rjsD//60WMbuhO9TGdzyPK2tjYU2LLGv1bA41qxePyQ6GZrErRKqt3DouRaWKyP",
+	"tjIv3FZH2xcmm7y6gBGrHG217hN3m569OYcBajjYbOuA3ZxsfrlsLTUsy9uw2CoszYtqRpNwam4PvzGm",
+	"XCUSTAWGz7PxmIWa3zFyx9miTzSdKOvycREuXAo0JeTPrtToxaoDWSF6LIQK1YuAKmPzShZD5cQdM1+A",
+	"57ILpVwUYyJv7Fwoz6vKlXuDrEyB4pMp1ry3FG9XlxP84wYMPqSf6ENyYaRmO5ekdqiom+j/kBLWj1OK",
+	"2lfrzNbftUBVdistrrP6EDxGg8vCcfp6DS6xJPVFRaXXk9XKruWC1ZomE6aD/CjLhVg5ar7mAdlv9Xt9",
+	"Zk15ffHrT3MkHo3yq0iyBsEFReT5ttNbxzeUcUWY+UPkKytX3lQVMdzWJqlaPrPMtUbd9LzAMGmu0Fur",
+	"poS1u4zkF0yKkAYW1YW1VGzSGxrqb9dg+jGTIzcViS4zD2yUQRMo8VRRGvqhqZbbDlHFNjyo9qM7TYXI",
+	"n//6udf+gbbHJ+03n3478geQr5ybVUZbDOlWaTglVBEb2U1kQgaNvaMX00FjpYSXLw579QSWg4F7tQKu",
+	"ruUtE4+jjz2EqHfrUZuqx1IRE2ss2GjDNc9s7IUpwdW9pWMoYLjQL7ReRi3uy3o+rXb75TmELEyYrtEt",
+	"dNVlD0N60kYd8A8qwfGQgPj1iGhPUPv2DI/KmOiHbnpxv31bXOr4Wxlx46mtDy2GbbxqlEjsfeTrY5Tw",
+	"Ca+oB8JmLOLV5atTwT0GBpjRlrWXCTiZvRNja3+/pVdqGueK1zxVU6IkGdOyf7yqOnRF4WIDbbbe8uoc",
+	"NL4d+DtnC28NwMRWuV7tboqt87t8rmz/KeVdv22YsVFkvTp/jAySlY4fG4TQlSer0qiuM/WYLKZSFbVi",
+	"19xgvQVORZubhIfTGfNVdfRhsp83lb58dXIBKvTF9WWhAVmhrGYAQaBY+3XOEuxLljWWT1JooTUy6nrW",
+	"HKxu25xie7RHUids95yNnnMmiwVj1A72eVvjwgPrQwS5PFipYsvsE5tPwBYDQR0p3jZOA42ScB2s9BTJ",
+	"zKX1lOWiHutzvEd0vpXJvzq5eDJDRt7o52anZkNOefj8hU2LKsdZzeCuMpSswF80nWQ0UNZdzSlxXUht",
+	"h778OKyzb0g9DdOE6+WVAdq6XRhNWHKSaggggdVA2Ax8nW/PVOs5tE7Bvij/42urfpJ1TbllS8xBYxSM",
+	"qSAlFZtumuvD1iQxbKvYKhRIFCo4O8+SteJmndpzqOicm8+fP0PvoLFchwmDjYm54MyFqOw1enaRBSWD",
+	"pdP2HrQ2F5YAV0TrpWWLWsbRQECMZkBiRhOhsmodIRU2zdms1/ysFaGGzypod5YkLNRwJMHMaau2Uz2A",
+	"uvUxiyYMqytmYRhwli2yVNaFn4ssLaczEANxDcGHPGbOW4X1FA0PSGgISTtdOufdu72+XXeG9wDWakQt",
+	"jGfHn7FXY4eYS811gG0bYqeaj2IGob4QsV1u7spV9vQzNRDZ/Ga1HOrLEtyVEYvIlCUMoDcyoOpjeekM",
+	"rkyhHd63baC4AXLYJ8N5Oop5OITmj2HCIiY0p3ErGIghOiGHARmiFxL6tUYzLoakiZSM+cuumjWs2+Yh",
+	"IOakYGogrHeJa8h0GdoNGJImLZK22YeMGI9JaQKsVjgQQPlmZMVWib0wksITUkoHaXXISWF9A+EKE8+4",
+	"UuYhqNauyR2NeWR3TJHD3l5AKC5sxGK5wFW5mZ+ZJw6OB2Ik9RQa8BU9aVlFTZXZ4aG2J02Y63dJNezZ",
+	"W0bvlsUFNfN9mprf+hCnOOwTBdZWGI/dg7ujBWIGJWO2GAiqCSXmTiVN20Dz6vXJ5enbm9MP56cfLy9f",
+	"n5/+s3VMZgbEBeXaNpg3Zwe71A9E+b2/fXz98fXNTydn1zYHADFDnvcObE7IJdPJsn0yNvRhcOzqig7E",
+	"nOppoayoQ3iOZSjnDCVIZRyZo33+8R3UdCaHvV6HnIgcJQMxo4nBWI6YMJaKRW2Yz+LHNrzKE5DMWUxh",
+	"B2JJo9ZA5BvbI1oSasHNoSz0VTKSZkztsYJod9Uvhepj+eksnH8ItevwBura2P7/9YuSYgj7PhDNoU0L",
+	"GLY65INgWNpawAGFcRfmFPcBONwYVxM2I1Yam5ueRQMBlVQRj021FJreA1UoNqNC81ARGvNb1grI4d6B",
+	"HQ2oL/MbQQai+fn5QODvIVZ7xZynEqHnONH0lgXksHfoEphslxBENOw73owdMsSsgp8/daBO2BC31l/8",
+	"1iGoquptq6KOLVkpY2uobrWObesY90ttLD0bkFLlWWWIJVYSrbhkGHPBbMoMlgMeYh5MzENmwwbthXoy",
+	"N7dze7/TK+Qz2Buz4BLuN/Y6PXxGzpmgc97oNw46vc4BFoKYghzRpWmEKvAEIw+yLTmLoPaC0ifwhHnH",
+	"sRuwz8BlD9jJ73oKBUqwXwZW499a7nS98JnZXCARrC28nLOuoUFQym1Vm26xykf3YN9cHMDIsc6NDzQr",
+	"TlXAdlABm28kiN8uDVTPbO4XRHOsdv92in6sOo++M5QHxcsSG1gK27nf69luj9oqpEWe8YuNuM8h36i6",
+	"m30HDx4IauuObCiwb46KeTCv8fs5aBwiGL7RM3C7L2l0iewHX9nb/spHQVM9lQn/FeOun9eZ58xwAkHj",
+	"LJ/oee+g1lR3lGPSL8jgrgQVmA5wybGcBESwheGgoKc5vaD/cwPP1aegURKIGn0XeWXG7FqZojst1pSd",
+	"S+U5iRdS6Zf4eF6BFnUUZn6JljU2Pgs0L5WjNYJso3+4XyoM+3MW2rX3oleI1joohF/tFYKicBRDkHkx",
+	"2MaCjfbK5VX7DT+LqkeS+co/lxU0F4lcPguHVdr3kxLp4V4NcruWEjpO4QvP68xiVE+ZaBa9ZxGn10sM",
+	"iH/KI2HVUiSWgob58ydDB/mJwQhItGsh2bkqxSrA/ouO7jJBFuxjrjCcO1N2Dt+pcj+VjlWSJezYy201",
+	"VRJlNeiIE2ILLyt/QRR9FrYloAuLnlJBhsD9QbXAQPLFlAkj7DOiWGJEH6V5HFuJEyQPqrKizLamEC3G",
+	"p7fcmgcij/nPJyqq32oq0zgqBPtbDfMYQXfqiJGyFV0aUdPI4AolbzI0H1DEcFLqQe+wg6L21KijhVVw",
+	"hQsZCCPYopNZuQaZNiyJYlo9yillbvUjc8zKxvqviQ/engV4SZs7Jdle2Ro9AwPx2wB4zwBYWBZUnbjQ",
+	"Q6puFciSBZwrm2Oc5d0Uxtj7XCFBrN/7xeI0z58fHD3o0v+Jfu2LfCUBxXObX2dNcp09EvNNsuOYUabN",
+	"IwEGeuBjsOeWCN0IhjK5AEL8txUN6vLBd1JM2nMZx4WuxGolRlRZ3pPpLcjXvoQJZjGeTrJYCaAEjjfl",
+	"msxSZU9cVpOqDA2OZbbXsaQmMLTD3gHovhGU58B4SaAd4PsQZkh1ISjbxcujSmTH2N9vHRMp2ECMaATw",
+	"YIOaoo0MAQhcnCNQGs9i5MlbWxpwIBIjiYN6xiLwnGQAW/vD2w/nr/958eH65vLk+rWZTcFjWBInIKM0",
+	"UVoNBLJOaN6E7MPMb+AsabkF5BhwbGMd5MqH+z8gagqGDB/LLAh4l8wFmj5YvMvzH37GouyNvR/2O73O",
+	"fud5z9Uk7+8fFANrbaTsikRXKHzY2O/tH7V7e+3e3nWv14f//jd6wusyIpi3luy2/4jsr5R/4WF/7ren",
+	"FQvrsJo3MhnxKIJghycWJA/39+u8PE9kyJRCZmje+qEWjO+pWFoMqt+52JoxK8MkrCXauo65IppOzDWX",
+	"PdS0P9mBbYFOw1SxPGdAVhnQ9fW71sP5u9pou3npHvpC8aKWL+2lA2/Nl7Z24l5nUnbIks4fS/93OA3Q",
+	"kaSnbJmpNYbPT+WCjGlCRmyK3noGJvn1LVabzANBhR0AY6VeZmLBg2+Isoqe5/D+jHy/Ple3sGAcVC3e",
+	"vvdovN3O7QLIKkRbd/eDY0srcsuWv3dW36vBRk+lGMccndf/vkaGAjuecIV6p93QY7ebIAPmgX0gcILz",
+	"xKi5NQ8e5j+WWGv3N3NIPqPIHDMM9Sgfx1fwffE4brNA4Ru/e1kDQd/8xrnUb4x68A1JAnqvewhCaTlX",
+	"ZCGTW0z02oEC1kwVWzR49FicQ2zSp6Bho0FXhPtUPwLL/nIm/RHC/etx6d5jc+kt7Pnf7UT8B7DkU8xy",
+	"LZkv8pgLa51UxVNJl2p3foyRCN0w5uHtVKaKdbS6qzTrfhCMJHKB6nydXEvSpGhy/fH1NYRqDlsBURKt",
+	"uhGHxHGaLJ9hE3ymdNuOB0mnmTEVpMFsjO5vNlLp8zCLCuiQU3DtYjdiuKKgGXHfAhisxJsGRIUyYaQ5",
+	"ozEPuUwV2ev1goFQqZrbL456QeYi3+8FZMQEnwjSawWQQRoQqoT5341MJgGxdeICkkRCBQORR3kGJIui",
+	"DFziaIegnA4+cnPHzqFNkybNHpGJtbSiAdyC0DqG6BDszzD85z//+c/2+/ftV6/IdNqfzfpKDcnH69Nj",
+	"oulIgessa5Y9ECMa3qqYqik2TUDHPAzEVEjnRrpW5JqOrrCPO4uIkZWxcbPPoPIaqObUEM1bQzSNXRn7",
+	"367ppJYzdi1eefsrVxiXXMtADBbUeqMyJq7ATF3DoKzZve5qOmorh9A24rxckgpJc6DLpDnQQJoDbYhs",
+	"oKkS5n+GyAbaEtlAGyIb6JzGBjqjsYG2NDYQK778gc6ofaD3er2BVmraHiWpZsBOBvro8Ln5+jWCSN5K",
+	"pbmYDPSr1wM90LmRijgjVeHL/cKXtoVGKBcJZ0BAHpf+iJuz7/Hnr19lV383WwUp6//+XvD8XBE+v9EJ",
+	"L7JKZx9pFnFSNHIgRy+xfYhDc/W1NznN7W3A56oTbrgGLt+cksO9Fz1yevV35PzUtaJO5MJGm0nByBAZ",
+	"xaVcDD13RpNrNRDlC8Pw05ULoz8QVTwcEvmboZzNaPsXKAzfyjjs6vcDgdn7GZ8ucW8vtyZNs9KDg4Mf",
+	"AsNbzRhZtHGHXOmE0RmLDLihFEpTocmMzWSy3MAzr/7+nVl6mKUlt1XeGKzsONy7doMD2E+3nWY37WYW",
+	"9jK/eLONW+OKQcYUgzI7DEpcLAhevQ6APwYr7DHwGe/zL/cLXx58OS986ztoTihDrP37s8jVTA+qgBc1",
+	"bYztmMcY8jCfx8uvwBydjuY1DuNB/+vVh/PvJ/3RDeGbSlZ4vE8Y+4DdUaFhFZAHzBQQZRn4f+RxMVyj",
+	"gJynOjkiqnF2zl99Pz2bT899O0dkKdTGqhSN/qCxKvw3gsFKrhU8lqsE5gHQORr9nweNFdWg8SkYuAQs",
+	"fKAs48PvBX3EDO27F2GWXFcpPba/8lh+Zzf6B5+//Or8YETSnIMMS5FR5vrEItj/0XwBz97X5QdjxqLN",
+	"ztU38MRXtJuaCaBPRYXhFEAMyGhpGzz+obYVTUtYg9/Z5WxfhHwDcRM+1dipbkg1jeVk646d2ue+4r7Z",
+	"KTZtnYU2/aPt2k8sjttobcTEPiRCV9VGkBHkrrMIUqWWRE35nEQc4kOi1sN2tq4XzuzudxfcExME4hLy",
+	"A1mE6alTrrSEtNTIhlMXSg5qMqMRq0MImTvOe5x/ZNq/34/Lfjex3iemnz8CNWTNRr6Ape8qUZtt2up9",
+	"zWjlga7X1QImuUQK1UaBvTmpIhP6Yq5cxlmUYnfqKWKi0TdiKJvK+CZmdyzeawSNNIltxr7qd7sJXXQm",
+	"XE/TUapYYgHthHLWtS92oQq9maINza9Ud0aVZkm3PHBHMK2Yrp9jYzC1QyzP1z9ul2we09Aet8cMHqqa",
+	"0EYTfY8G/ebuZdgI6MeENGCvGSzrzQWU2zousBnCFbllc73D9bIqZnRtlygsbfdwPuQN3rP9qywz2pwR",
+	"Y3QZ8KxjiUZzkwpsz8M1WUAiUJTIOebaQ27SjN7fmK9u1JQmWe3pLC/Tn9WCbaWKzCHrEGRLl612tvJY",
+	"AR4zWLvc4csXOyqwTxekB6+07mpmHbMgYb/1XcR7DE0NEQ7lArCDmpAL0pSCgT0C7vusMETri85eKrar",
+	"3JfmoVrp6JCb4aft570gb3GL9SA3dbj9qvlZdlFV6qJZ73dR05uGbS8DR5ZW8ajMyf6aoqehZWgmVkm/",
+	"PzINfcO+psqCE1ToLAiOTJ4pdylk+X1Yd9BcGaOUx7rNwWOnOn+8zHwo5NMG2ZhMLLrd/uPnzftfoT+4",
+	"nduNPk7iWC5+4pEznT9Q+bC7BTO60odZPlevu3+Y9y3sN2Rq9nHMQ7ZLahas75uI/RtJFnYMC7V+F8a/",
+	"dfg9iuC6zEmK583RaY0TV5AA0EVTnZ+66h+VI8WSOyxkFdgW4tYhgE4RK/nOQEQZiOGH/IXhqiOlFdjs",
+	"eJuV9f7kHzdn5z++vrq+efnP69dXpLnX65H3L8loORBWerDhOUbqgTz4iBlU2gYdfTI8xWPRfi1CGXEx",
+	"6ZPJr3w+JFwNhGvS1AogepFQBWn0BuwOObEVq0ZLzdoQGUpmNLmF7AZb3pO8puEUM2SxCSuuHMoXsZhB",
+	"y/smoCqwTJ1F2FBwr4WpqUhPthe+UZ0s7zdXATKRvK3HRMoILgIIw3RZttdZmYABFoiimilbEC5Hte39",
+	"YUsLcG1XqUjTtrPPIR4IDlUYoPLlHnnPXwbFCl6BK28A9bvCKU1oiMWdCBVLgq601rGtwgBsxRZT44Vi",
+	"f1MW3qoO+dEsyUadZmsyQ42wg0wwELAS18dBJ1QobB7Vz7ujQqWrUcLorTLMljSzfGDFf2UDYWtfpcJs",
+	"sjlMWX2piGoKJSHGlMdZgxeo7GZb2CxYwgYCAcM+LrYmGpS3snW/0OCeFZCC0nuOtoZYWw+bAtuaUkpD",
+	"/eQbqm+g0lQ/6wgjsppyaw8NxIIqgr2gI9K0uAJ1HAdvBdgbFgiMayIF9FN2sCtJ6ECEMTdUCaHDkcJn",
+	"AXozhy8I7QwZwje5bH/eYuqzqdS50zovv99voJe5wP7K7unGJygpNYdM6oNOr7O3d+Cubywk21ALNteY",
+	"Nb+/XxxaMD3GZpPZ2CEVAvNEoZZ+Y/9wCivfMVilwB29VVBrefT5fM2bj85xgB9+cy74rf77ze7/z1Dw",
+	"w85XRuPqjBZnq1Mi3nAurWMc6HAKj5ltgC9KGwGzruiRay770i1Ds0p0K/dNqfr3pqCAxxDAiuWesiaD",
+	"+3k3/p9/a0DlvEa/0eVzKDYnGJZ4ctJkaU8Per1Bw5VYpKJQjtUeOeQKjf5ebbkTz/olU0Yr9wiBPxlG",
+	"kfMUYGYL952bsCgcVqCkWC6xvmyK0NmiitXpSxEkIGaFZ0JbpUeTEcNbvkmhnGw61yAK2KuwdYxLCWle",
+	"17PAcDtPL79+O+SV62l4EJPX2lhD0TcTpZ8eXSXpgUXHtsIUCg5V1zhIFNmlDBc2iB2GF2FEPPCUQn0S",
+	"X1l0KJhpJGWo6+p2BRsQ0QnlUB0/X+qaBe2zJ6qnJMuDEJbGt4U7zqoGHv0ha1ua/eACotojuPJd39ku",
+	"n6taqWLsnkOg9Gr8v0GXTR9YaZ8HNU1d+Ferj9L0SmoZVTZLwJWTz/PCur+NuFafh1YmV9DGKe/6NxCP",
+	"2vZvIAqAl3r0OWE/7yuVtzczQqyvMSDI2rMWinj+tLjsRCdyoXZKkntTDOfC0kNUAzo75IJOrORupH9b",
+	"CxxVpWbWM0FDSpor0wsVugJydnF3iGtp4bHBrnGuBjesz76S4+cOcuzmdMKCgVAS1Ri6VFl1cKvdwPpJ",
+	"kgrlE2htNN+F+s+KFv3DVTwtNC3cUvI0AYHlPyDNC1Gy2vizyKLn6mHxlaXjv8lofnaxuypYkkq/ErVA",
+	"V50qkdU2MLgVwPygyUChrct3d866k7F8b8oxBP879aKa3rZRVtfcQwmP2Pb4wbOLD+7ZRyQ4T/zhZaGI",
+	"4nfn9KOUADGHa0ZFSmPiNnxnGrIyZe4F8sYhuV4kdraCVCWKR/yZIt2DfSMjdvf2X6AE6SyHzyAaY83H",
+	"9Gj099CS0JFrwrNuuQq2RMAVGto19nsHvbUygbmJC2RIQUZU2VY6Ts51k9f3WmX4emKfVRXrRwfkYkUJ",
+	"+O67+ta+qyumH5VDmFvmFzlSm8SWv5rfa4WpGF0+TbBP1Hqkyn4xUmW/FKjSe+JAlb/K0ZXFaQXxW5T/",
+	"+8vFL2l4O0mgNq4hBDJaYm8+aJGiqVHFs9gKG4yS77KjMiChLcIMdJnZGBP1Dp54irzWczpzCUl1SzwK",
+	"KD5gFvEHiyUxyyxAX9w2/Fxn32qnrrzDSPH/2NSVnesdfttcl5wu6pDF1kQW/+4/Ht8unFs/2zagP1NZ",
+	"b6Lv6qk3sWW3XX9oTGHNcoKWZr5JPJqjk0bfoIHwuUpnzgbtSteQj1f1c04yAv0mEWhbj4e1fhVuse+y",
+	"/O8qKeRB/Hj1lu4We/Z63UUeVkkM9DxmUe7vKCt/WX8HJCLnlmDQ2jnECHouInZPlKBzNZXYfxMaI+RJ",
+	"LiogMy5ShX1i1mJcbT0q11GiOYRv/wIJHENyy9gcnRzwtQHCajxM9aE1CrYyxJCihMExhgYGWhKYpdUh",
+	"byBoAbLvxzIZCNtJj+Xoi5hYDgMyj1NFhqG6G5Kmrbdlu7YFYzrj8XLY6pCTvGTgWofEQgvFitYy5qxe",
+	"5KboOioWhlzU5UeQaoCv1Orh8gYW1ljvZgc70IcdKBqHWEYV61vJhfV127bPntW4uGaPtoh297WUne1r",
+	"OBufS8HeUx1Ov67ZHDfOsttgc2EtJJhSMaxed/8w4PO7w4HY7/X2+tHoRb/fPXxhvjvaufqGnX8eU74S",
+	"1LQy5crI24sBFh2qdkupumURQaBIUzFGhogMJLXhMQnVXT8vU7dybFYqaVE7fmvFjf/6mk58QbRTqqaO",
+	"6kYyWgbkX6nULOpjdCQVE6byAMcM9kh2Nq48aPyj/R7Z60Vlz/O3ckFmVCyLXc+zsEZsldXESEjzPa7X",
+	"VvVobQ0ryBoRbb5RELpzqd/LiI+5u2G/C7mrJTlcWEDhVi1eeDMbJ5tfSBtzLtZv4WJf3W2Owi8Sns0F",
+	"Xxl2scl0d44vPdwKv53dvuT6d+ietNj6rv/VdE+KjFB2cE9WkuQOrkpLoV/uL3o4pX73a35jv2Zt4lvz",
+	"a64ZE76YnHK7QvCVaO8RfJoJM2eXRY3vDsbvRokndTDufFTNPWG7tneWdBZvklY+zJk4uTjbzYDsBv2y",
+	"iudTRuzsJJJhCtlnhSayC6rIhAmG1frHiZx1VjuwfSrn73KMPk1oWLTkzJimPmxhBTLEVt4bZYOr7NI9",
+	"9BTeMjtZfV+ZXcIf0VGW5IjNuK37aos4tGJG2i77OLx+r/T2jbxfSbYBdfZ6q/ercj8fsQOyO4oVrY9t",
+	"r1suiGb3aICF5C3DE78rQ15n2Eac7cgGHsdFVp1cVOhPhMA2h7nZbwipuVyrHPyBaA5XiW0YkOGFjHm4",
+	"HNr8Ab2QBCJA2jrhc8LuaajjJaZHQxNlbhvDAxjQW5n9y0gHYF+jevpMdcjVUmh6j53uM0MhwIidz8ES",
+	"LBh2EA6he5C3eXBaOEbfxCeYWaAbYAdqBIUWxL9Ba2G47NNobiP8plLegiXPbF9m2tYJZWN+6zpSwgIw",
+	"+7owMqQiwU+3XJjlr8QmBg3XyObnQpTip8+Qf5uNRmNMqF0fDT2YpWE+XjWCxunJ2iCVIGk6KQ0ATlLM",
+	"AF6bRsjMcl+a0UwGCb1yjji2nbx/ftELDg8PPgUNzscGcQqRu9LL+XNtNQcJe6M9PDs/uEEDQYjZQQL7",
+	"Zz4BlESHcwJgEoTR/IKGwZWUpTyld6tl/enUri33hPUDF+W0x6xHuGX2EMsSroiJ35W+35Un+kGykUcM",
+	"7iJ32uSJNtDaih9yTIbofyVNJasci3C/cN1Cny8dCHemITh9aDk4Htch6nFTc5LBF03NXYceGqqJ3QU1",
+	"EAPko+ZxxQIsSYjd8JUeNIhgLDLXnFEIIxLzW+Yg7btKEGwg0HFd8IjjF+SOJZj9CCsInO/M3IXoJKpw",
+	"ENuTdGI5/OM7iIt+u51dxI/gia3j6rpm93Dgv3vHHtM75nJOizJlJBnWRMDj1tRrpxNIvrWNKzypZ8wX",
+	"vlHJb16xhN+5SkKFpT9TJEyTBOu7bDzD2OMROVETmFMeOoNPAw21rJcbz6O57rLx8sM/ENZF3Cw70Fsd",
+	"ckI2MjX4x0bRLKYyXt0nVy0IeJrqg1pg3dSKLhVREqT6YebzPonueMiGpAm9xQWhZkAYDSrrLKbM1i6w",
+	"0E+pGgj7iGrZokv4OVJkiGwfXf1kloZTZMEMQ3QKEA5EmeiAN1oWXajGv5k7dwbiRJCHx+FYNvvKUM53",
+	"Lvudyz56DEKRyeLRrRt28Pvjr+w+06qqukqZ3yvV+FwVy6se/XdFgBgU8ymrTcUzN6P376AqQqN/dLhu",
+	"5/+aUQmwSmGLFGwyhBNmVGF0HNjSacX6DmRMQ63IiE25Yby6ULPOUMJ3o91655YpD6eI2oiFPILqrzlO",
+	"sbDS8iktd75TgkJDpRxi9QgQQ7CLaQAVldquAiOL8hg2K1I8UwTLiWcFGQcC73eouPL2+vqCWNom+HtA",
+	"Lt+ckh/29nrk//1/XnQO++Zahyp2zxQWBDTKz0AINpGaQ/VDvP7HMXww5IjFQvJaWScXZ/nd2goGAuWT",
+	"19d0MiR/sfCatT9TEKrXIT9xPZWpJkPFRcisTOCkrXEax05vIs2D3iEu+2zcNtdaG+41MCEaaI7J895B",
+	"AS+Wo04pQDcQI8Zc8LCtDMkF2esRZXTb4YJyEK1+AoAdME46oEYoMuKdQmOnE/c4xBXdMcK1QV/EYk0R",
+	"BDsEVLXUPI6N2IR7ibKdFPGSGPjspigbnRgFhMUKegCkcWzhPSbZ2oU0cE8g3y4ZCJoYkVW55eAyNgsy",
+	"l0h8WyrzXxdWCVuC9Q2ntLLGPizYH5nKhT46bGzJ6axToYVy3fg9hflaXHr7XRb2D4soAXXUimO9Xj0n",
+	"pFkYTRFDPK3NEauFiNHy2OdFAnJ0Y8gGqsz6jlbxRCIEtRdRfs0tpuIQmxtu+6K+33erxcBDGk5ZlJHa",
+	"ODfQHduyVWQu4xh1RTileA9Srp/6IsTJNsQuXJsHniJuAUtO1YxZ0HQSGHkiprY0rGJM/BEjGDSi1+05",
+	"/LslcsE8Uztq4ZpOvkcsfKuIBU0npZ5BpJmVbbHGklShmQa8rkrTkrGuihjywMqq2Abvrj/eJQtH1e8t",
+	"0nTyXQnyRi6gZ7buQd+VsV/TydbcXUcVD+1FJ2PIvf2vsHfww/6oETjn+w0Wgt47ejFtrHXkl1mK35Rj",
+	"lN7V1VuSOelr+4qv6eSbZOluoHXrl316kv/uFN3gFLV9y2jNA1cMfdXylm3pBHWNjzyJQGSmqiMSIUzY",
+	"rsCm1HAjEYUJ0+opyzl/OzHq5OKMaLc12ZbjF5uCA/398pCYEP9fwDCtGo4V6NtzPmdQ6DxorN3jNVmR",
+	"AWgHJvh4ISIws+1PWXnzm2cKDViB/H738uSO9V/+cziptR3Crh7b6Hqzo2A/m8qFAA/pLqct57Dd33hU",
+	"R3exB9Dn4ZtTPS04HqKNjodqs1e9nnvenLM7eftdX3qknDODyxLF7URX5dSO3xojRhOWnKR6CjGfn8zP",
+	"yZ0jH+x33KVz3r3bA3nZzuQPdsKsENtVqJOTHCSHrFdeKCdsqiDLyUFbvcK6xnJcKMkAFWxscman6ExT",
+	"nvFfpvFtqXx98Q0sW29ecmGtZmXFz4jLwjc0jXjpFXZvGJFnZpfEElj5Iqv6gdaugLy+phN0iwS5jQtj",
+	"DSImlljtowBuZt8qzI5p24Uv0MHqwYNMRcgSAjTAlUbmQZq491YWaBVmG+ELPpxizDaO52JZA2LOHhMa",
+	"urpGZLQkNHvoli0JF+Qf7ZM5b/8Ps8HXis7YQJjfoD9Swii0RzCs8zSRi+iKheAvopqPYga0noKBsBua",
+	"nxULu3d76Ckow+zbDDaTKO7GMqSxraRiG1JC9AqhxDUAP8YmWQzqI41YKGdAdcXS/GiJhMrsZDhmLOoP",
+	"0l7vIDSAwF9sWIIMW1pWoLJUoxBb5BY2AqoPfv70+f8PAAD//w==",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -160,7 +160,10 @@ type Invoker interface {
 	GetList(ctx context.Context, params GetListParams) (GetListRes, error)
 	// GetListPrefixes invokes getListPrefixes operation.
 	//
-	// Every prefix a named list's selector matches.
+	// The list's selector compiled over the effective views of the stored prefixes, once per index
+	// snapshot and list definitions, minus the never-block guard as in renders (`guard=false` keeps the
+	// guarded addresses: for lists that are not used to block). Formats as for `/rulesets/{name}/deny`,
+	// plus `csv` (header `prefix,family`). An unknown query parameter answers 400.
 	//
 	// GET /lists/{name}/prefixes
 	GetListPrefixes(ctx context.Context, params GetListPrefixesParams) (GetListPrefixesRes, error)
@@ -182,9 +185,22 @@ type Invoker interface {
 	//
 	// GET /rulesets/{name}
 	GetRuleset(ctx context.Context, params GetRulesetParams) (GetRulesetRes, error)
+	// GetRulesetAllow invokes getRulesetAllow operation.
+	//
+	// The complement of `/deny` (so the never-block guard is in it): for a ruleset with `default block`
+	// the short list a router that supports "allow these, drop the rest" needs. Served like `/deny`: from
+	// the render, once per render version, guard, format and family.
+	//
+	// GET /rulesets/{name}/allow
+	GetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (GetRulesetAllowRes, error)
 	// GetRulesetDeny invokes getRulesetDeny operation.
 	//
-	// Every prefix the ruleset blocks, minus the never-block guard.
+	// Derived from the ruleset's current render, once per render version and guard (never compiled per
+	// request), then formatted once per format and family (`PrefixFormat`). A ruleset with `default block`
+	// blocks the whole complement of what it allows: its answer says so in `X-Muninn-Advice` (and in a
+	// comment line where the format has comments) and recommends `/allow`, the much shorter list of what
+	// it does not block, for routers that can "allow these, drop the rest". An unknown query parameter
+	// answers 400.
 	//
 	// GET /rulesets/{name}/deny
 	GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error)
@@ -2696,7 +2712,10 @@ func (c *Client) sendGetList(ctx context.Context, params GetListParams) (res Get
 
 // GetListPrefixes invokes getListPrefixes operation.
 //
-// Every prefix a named list's selector matches.
+// The list's selector compiled over the effective views of the stored prefixes, once per index
+// snapshot and list definitions, minus the never-block guard as in renders (`guard=false` keeps the
+// guarded addresses: for lists that are not used to block). Formats as for `/rulesets/{name}/deny`,
+// plus `csv` (header `prefix,family`). An unknown query parameter answers 400.
 //
 // GET /lists/{name}/prefixes
 func (c *Client) GetListPrefixes(ctx context.Context, params GetListPrefixesParams) (GetListPrefixesRes, error) {
@@ -2748,11 +2767,61 @@ func (c *Client) sendGetListPrefixes(ctx context.Context, params GetListPrefixes
 			return res, errors.Wrap(err, "encode query")
 		}
 	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "guard" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "guard",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Guard.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
 	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "GET", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
 	}
 
 	{
@@ -3059,9 +3128,164 @@ func (c *Client) sendGetRuleset(ctx context.Context, params GetRulesetParams) (r
 	return result, nil
 }
 
+// GetRulesetAllow invokes getRulesetAllow operation.
+//
+// The complement of `/deny` (so the never-block guard is in it): for a ruleset with `default block`
+// the short list a router that supports "allow these, drop the rest" needs. Served like `/deny`: from
+// the render, once per render version, guard, format and family.
+//
+// GET /rulesets/{name}/allow
+func (c *Client) GetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (GetRulesetAllowRes, error) {
+	res, err := c.sendGetRulesetAllow(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (res GetRulesetAllowRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [3]string
+	pathParts[0] = "/rulesets/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/allow"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "format" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "format",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Format.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetRulesetAllowOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetRulesetAllowResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // GetRulesetDeny invokes getRulesetDeny operation.
 //
-// Every prefix the ruleset blocks, minus the never-block guard.
+// Derived from the ruleset's current render, once per render version and guard (never compiled per
+// request), then formatted once per format and family (`PrefixFormat`). A ruleset with `default block`
+// blocks the whole complement of what it allows: its answer says so in `X-Muninn-Advice` (and in a
+// comment line where the format has comments) and recommends `/allow`, the much shorter list of what
+// it does not block, for routers that can "allow these, drop the rest". An unknown query parameter
+// answers 400.
 //
 // GET /rulesets/{name}/deny
 func (c *Client) GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error) {
@@ -3113,11 +3337,44 @@ func (c *Client) sendGetRulesetDeny(ctx context.Context, params GetRulesetDenyPa
 			return res, errors.Wrap(err, "encode query")
 		}
 	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
 	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "GET", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
 	}
 
 	{

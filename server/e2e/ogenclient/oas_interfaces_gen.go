@@ -93,6 +93,10 @@ type GetNetworkRes interface {
 	getNetworkRes()
 }
 
+type GetRulesetAllowRes interface {
+	getRulesetAllowRes()
+}
+
 type GetRulesetDenyRes interface {
 	getRulesetDenyRes()
 }

@@ -31,6 +31,7 @@ const (
 	GetNetworkOperation            OperationName = "GetNetwork"
 	GetOpenAPIOperation            OperationName = "GetOpenAPI"
 	GetRulesetOperation            OperationName = "GetRuleset"
+	GetRulesetAllowOperation       OperationName = "GetRulesetAllow"
 	GetRulesetDenyOperation        OperationName = "GetRulesetDeny"
 	GetRulesetRenderOperation      OperationName = "GetRulesetRender"
 	GetTagOperation                OperationName = "GetTag"

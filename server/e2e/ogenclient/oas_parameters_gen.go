@@ -148,7 +148,13 @@ type GetListParams struct {
 
 // GetListPrefixesParams is parameters of getListPrefixes operation.
 type GetListPrefixesParams struct {
-	Format OptGetListPrefixesFormat `json:",omitempty,omitzero"`
+	Format OptListFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// False: keep the addresses of the never-block guard in the list.
+	Guard OptBool `json:",omitempty,omitzero"`
+	// The ETag of a render the client has.
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }
@@ -166,9 +172,24 @@ type GetRulesetParams struct {
 	Name string
 }
 
+// GetRulesetAllowParams is parameters of getRulesetAllow operation.
+type GetRulesetAllowParams struct {
+	Format OptPrefixFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// The ETag of a render the client has.
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
+	// A ruleset, list or bouncer name.
+	Name string
+}
+
 // GetRulesetDenyParams is parameters of getRulesetDeny operation.
 type GetRulesetDenyParams struct {
-	Format OptGetRulesetDenyFormat `json:",omitempty,omitzero"`
+	Format OptPrefixFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// The ETag of a render the client has.
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }

@@ -43,6 +43,7 @@ var operationRolesBearerAuth = map[string][]string{
 	GetListPrefixesOperation:       []string{},
 	GetNetworkOperation:            []string{},
 	GetRulesetOperation:            []string{},
+	GetRulesetAllowOperation:       []string{},
 	GetRulesetDenyOperation:        []string{},
 	GetRulesetRenderOperation:      []string{},
 	GetTagOperation:                []string{},
