@@ -1685,6 +1685,66 @@ type ExportNDJSONParams struct {
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
+// ExportMMDBParams defines parameters for ExportMMDB.
+type ExportMMDBParams struct {
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// ExportSuricataDatasetParams defines parameters for ExportSuricataDataset.
+type ExportSuricataDatasetParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
+// ExportSuricataReputationParams defines parameters for ExportSuricataReputation.
+type ExportSuricataReputationParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
+// ExportZeekIntelParams defines parameters for ExportZeekIntel.
+type ExportZeekIntelParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
 // RefreshFeedParams defines parameters for RefreshFeed.
 type RefreshFeedParams struct {
 	// Force Apply the update even when it would drop more than max_drop_share of the entries.
@@ -1769,7 +1829,7 @@ type GetListPrefixesParams struct {
 	// Guard false: keep the addresses of the never-block guard in the list.
 	Guard *bool `form:"guard,omitempty" json:"guard,omitempty"`
 
-	// IfNoneMatch The ETag of a render the client has.
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
@@ -1808,7 +1868,7 @@ type GetRulesetAllowParams struct {
 	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
 	Family *GetRulesetAllowParamsFamily `form:"family,omitempty" json:"family,omitempty"`
 
-	// IfNoneMatch The ETag of a render the client has.
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
@@ -1822,7 +1882,7 @@ type GetRulesetDenyParams struct {
 	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
 	Family *GetRulesetDenyParamsFamily `form:"family,omitempty" json:"family,omitempty"`
 
-	// IfNoneMatch The ETag of a render the client has.
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
@@ -1842,7 +1902,7 @@ type GetRulesetRenderParams struct {
 	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 
-	// IfNoneMatch The ETag of a render the client has.
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
@@ -2050,6 +2110,21 @@ type ServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams)
+	// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+	// (GET /export/muninn.mmdb)
+	ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams)
+	// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+	// (GET /export/suricata/dataset.lst)
+	ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams)
+	// ExportSuricataCategories Suricata IP reputation categories, one per tag
+	// (GET /export/suricata/iprep/categories.txt)
+	ExportSuricataCategories(w http.ResponseWriter, r *http.Request)
+	// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+	// (GET /export/suricata/iprep/reputation.list)
+	ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams)
+	// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+	// (GET /export/zeek-intel.txt)
+	ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams)
 	// ListFeeds Every feed with its status
 	// (GET /feeds)
 	ListFeeds(w http.ResponseWriter, r *http.Request)
@@ -2242,6 +2317,36 @@ func (_ Unimplemented) ExportJSON(w http.ResponseWriter, r *http.Request, params
 // ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 // (GET /export/ips.ndjson)
 func (_ Unimplemented) ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+// (GET /export/muninn.mmdb)
+func (_ Unimplemented) ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+// (GET /export/suricata/dataset.lst)
+func (_ Unimplemented) ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataCategories Suricata IP reputation categories, one per tag
+// (GET /export/suricata/iprep/categories.txt)
+func (_ Unimplemented) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+// (GET /export/suricata/iprep/reputation.list)
+func (_ Unimplemented) ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+// (GET /export/zeek-intel.txt)
+func (_ Unimplemented) ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -3058,6 +3163,316 @@ func (siw *ServerInterfaceWrapper) ExportNDJSON(w http.ResponseWriter, r *http.R
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ExportNDJSON(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportMMDB operation middleware
+func (siw *ServerInterfaceWrapper) ExportMMDB(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportMMDBParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportMMDB(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataDataset operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataDataset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSuricataDatasetParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataDataset(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataCategories operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataCategories(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataReputation operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataReputation(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSuricataReputationParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataReputation(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportZeekIntel operation middleware
+func (siw *ServerInterfaceWrapper) ExportZeekIntel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportZeekIntelParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportZeekIntel(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -4592,6 +5007,21 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/export/clickhouse.tsv", wrapper.ExportClickHouse)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/muninn.mmdb", wrapper.ExportMMDB)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/zeek-intel.txt", wrapper.ExportZeekIntel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/iprep/categories.txt", wrapper.ExportSuricataCategories)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/iprep/reputation.list", wrapper.ExportSuricataReputation)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/dataset.lst", wrapper.ExportSuricataDataset)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/rulesets", wrapper.ListRulesets)
 	})
 	r.Group(func(r chi.Router) {
@@ -6095,6 +6525,452 @@ type ExportNDJSON503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ExportNDJSON503ApplicationProblemPlusJSONResponse) VisitExportNDJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDBRequestObject struct {
+	Params ExportMMDBParams
+}
+
+type ExportMMDBResponseObject interface {
+	VisitExportMMDBResponse(w http.ResponseWriter) error
+}
+
+type ExportMMDB200ResponseHeaders struct {
+	ETag *string
+}
+
+type ExportMMDB200ApplicationoctetStreamResponse struct {
+	Body          io.Reader
+	Headers       ExportMMDB200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportMMDB200ApplicationoctetStreamResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ExportMMDB304ResponseHeaders struct {
+	ETag *string
+}
+
+type ExportMMDB304Response struct {
+	Headers ExportMMDB304ResponseHeaders
+}
+
+func (response ExportMMDB304Response) VisitExportMMDBResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type ExportMMDB400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB400ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB401ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB500ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB503ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDatasetRequestObject struct {
+	Params ExportSuricataDatasetParams
+}
+
+type ExportSuricataDatasetResponseObject interface {
+	VisitExportSuricataDatasetResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataDataset200TextResponse string
+
+func (response ExportSuricataDataset200TextResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataDataset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset400ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset401ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset500ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset503ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategoriesRequestObject struct {
+}
+
+type ExportSuricataCategoriesResponseObject interface {
+	VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataCategories200TextResponse string
+
+func (response ExportSuricataCategories200TextResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataCategories401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories401ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategories500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories500ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategories503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories503ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputationRequestObject struct {
+	Params ExportSuricataReputationParams
+}
+
+type ExportSuricataReputationResponseObject interface {
+	VisitExportSuricataReputationResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataReputation200TextResponse string
+
+func (response ExportSuricataReputation200TextResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataReputation400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation400ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation401ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation500ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation503ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntelRequestObject struct {
+	Params ExportZeekIntelParams
+}
+
+type ExportZeekIntelResponseObject interface {
+	VisitExportZeekIntelResponse(w http.ResponseWriter) error
+}
+
+type ExportZeekIntel200TextResponse string
+
+func (response ExportZeekIntel200TextResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportZeekIntel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel400ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel401ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel500ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel503ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -10562,6 +11438,21 @@ type StrictServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(ctx context.Context, request ExportNDJSONRequestObject) (ExportNDJSONResponseObject, error)
+	// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+	// (GET /export/muninn.mmdb)
+	ExportMMDB(ctx context.Context, request ExportMMDBRequestObject) (ExportMMDBResponseObject, error)
+	// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+	// (GET /export/suricata/dataset.lst)
+	ExportSuricataDataset(ctx context.Context, request ExportSuricataDatasetRequestObject) (ExportSuricataDatasetResponseObject, error)
+	// ExportSuricataCategories Suricata IP reputation categories, one per tag
+	// (GET /export/suricata/iprep/categories.txt)
+	ExportSuricataCategories(ctx context.Context, request ExportSuricataCategoriesRequestObject) (ExportSuricataCategoriesResponseObject, error)
+	// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+	// (GET /export/suricata/iprep/reputation.list)
+	ExportSuricataReputation(ctx context.Context, request ExportSuricataReputationRequestObject) (ExportSuricataReputationResponseObject, error)
+	// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+	// (GET /export/zeek-intel.txt)
+	ExportZeekIntel(ctx context.Context, request ExportZeekIntelRequestObject) (ExportZeekIntelResponseObject, error)
 	// ListFeeds Every feed with its status
 	// (GET /feeds)
 	ListFeeds(ctx context.Context, request ListFeedsRequestObject) (ListFeedsResponseObject, error)
@@ -11045,6 +11936,134 @@ func (sh *strictHandler) ExportNDJSON(w http.ResponseWriter, r *http.Request, pa
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ExportNDJSONResponseObject); ok {
 		if err := validResponse.VisitExportNDJSONResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportMMDB operation middleware
+func (sh *strictHandler) ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams) {
+	var request ExportMMDBRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportMMDB(ctx, request.(ExportMMDBRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportMMDB")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportMMDBResponseObject); ok {
+		if err := validResponse.VisitExportMMDBResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataDataset operation middleware
+func (sh *strictHandler) ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams) {
+	var request ExportSuricataDatasetRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataDataset(ctx, request.(ExportSuricataDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataDataset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataDatasetResponseObject); ok {
+		if err := validResponse.VisitExportSuricataDatasetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataCategories operation middleware
+func (sh *strictHandler) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+	var request ExportSuricataCategoriesRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataCategories(ctx, request.(ExportSuricataCategoriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataCategories")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataCategoriesResponseObject); ok {
+		if err := validResponse.VisitExportSuricataCategoriesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataReputation operation middleware
+func (sh *strictHandler) ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams) {
+	var request ExportSuricataReputationRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataReputation(ctx, request.(ExportSuricataReputationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataReputation")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataReputationResponseObject); ok {
+		if err := validResponse.VisitExportSuricataReputationResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportZeekIntel operation middleware
+func (sh *strictHandler) ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams) {
+	var request ExportZeekIntelRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportZeekIntel(ctx, request.(ExportZeekIntelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportZeekIntel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportZeekIntelResponseObject); ok {
+		if err := validResponse.VisitExportZeekIntelResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -12147,295 +13166,317 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lbhs51jD4KoS+ASLNX7r4En9pGQOs4yQdz5c4HtuZnvlbWYuqoiS2S6SmyLKsbgTYp9l9j32UfZIF",
-	"zyHrIrGkkuM43TMBGh1LqiIPDw8Pz/381gjlbC4FE1o1+r815jShM6ZZAp9OoihhCv6MmAoTPtdcika/",
-	"cSLI2cXdIZGJ+feIUHyQNM237Rmdz1mEv3BFUoFftDqNoMHu6Wwes0a/sffDi87zvc5er9f570bQ4Gbc",
-	"OdXTRtAQdGaesKM2gkbC/pXyhEWNvk5SFjRUOGUzauCa0ft3TEz0tNE/Ogwaejk3byqdcDFpfP4cNE7i",
-	"WC5+4hHzrCIM2VyTecLG/J4psuARS4ieUkG6L3AtLbPE7sE+fDpqkbE0D3BFDERM6eOBoIgLt2ocjTT7",
-	"/fF4PO73+r3uD0eEiojEUkxY0iKhTIVWhGrCtYJ3B2LBIz3tkJdLErExTWNNVBpOCXXDwYzjVLGILLie",
-	"Ej1lJOYzronBVUSadCDmiRzFbEbGnMVRYACngnAxYUqTmAtGWJLIpNUhH0S8hBFoNOOCJDJmZEaXRDER",
-	"DQQsL6MD0jzsHRCppyxZcMUCsphSze5YAsDf0ThlrQCWx2g4teAOBAXUOmi5xgWEMolYRLjA2dOIaxLL",
-	"CWnS0GwJGSIaYj7Ww1ZnIBxZ/CtlybJAF2ZLb8xuNYqkYDHX6I9prFhGCyMpY0ZF43PQuG/PUsGFaJsl",
-	"A4HNOPzwkiP5e4hwZH7aQoF8ls4a/b39F0FjxgV+6mUAcKHZhCVAjW8Yi85hYO9k8M+myeZUa5aYF//P",
-	"n2n71177h0/235tO+9NvveDo4POfGr5zcDY+l4K9pzqcrp+E6ykjr6/phMgxoSRhAg8CI2HMmdBkSlXH",
-	"bcaU0YglOcxn47YZuY1DV5zN/V7PB9SH0S8s1A4hK6eTJGnMFNMBibnShp5HMhUhS4DmO36esRWDKwxj",
-	"xoX7uBeU0HvS/t8Ow9mfN+1Pf/aj92+nMVWKj3lIEX4fitl4zELN7wxei08btBts33G26FQQffmNEp7/",
-	"lLBxo9/4r27Oy7v4q+qugIWgpomSiR/EoWD3+iaEJ4YOrnnC7rhMDVuYMNIE5kOVzpiThh2yHN4LPM64",
-	"E+P+2xs64/FyHUxgX3D9NJE/S/vFEWketTJ2fkxGUk/JYsoEoSPFhK6CbowTFaFjwpzhnw+Do0/ec/y3",
-	"d4b5Zqd4ZUDgzH7etGcOQs4yevDR8Yw9/1xXjIkrLkJWgQtDNgp3RDGzWjgsdKyZvaw0L5yXFVjNGzcK",
-	"Ri8CPJbJjOpGvxFRzdpmAD/ZX8k0Cb2nV8EvRdImTWAvsTkAVCmWIO0LR2OGlgzg7u9QCk254GJCuG4F",
-	"hHUmHTLEG60fykXC2fCYUKITymPz1PDPQzIzbIipfJTmcMxY1P/zsJI6EdIdWdffrunEt2yNXFSXjjuu",
-	"HndEpfO5EWu4FJUQaTqpAmevApyfKNJjGZ63cgFyB9GSLCjXIMBQEk6pmLCAUPKjJFGaIBdCkUORQeOg",
-	"pwaNwBDSTCpNns/KottBT1UAbuaogvxg3w8411MuKkg7k824UDxiSM6nZ68uK2XJXnf/sAo4nGknLnRN",
-	"J19yX69uXPm6WZ3usxlKzaVQDMSRlzS6RDnTfDLHgQn4k87nsWXpXSv2/a9fFF479e6FC3wLJ12/Bqx4",
-	"a8S2GY0NM2DRMRmCBKmGcAErlPhA2gQBUMN7VEnRMTLVqRTjmIdPCvqZJuyeKyNdxwmj0RIgeSOTEY8i",
-	"Jp4ai2HCIiY0p/EzhWJ2JJkiQmoCMiyQM4B4JozcQePXBsFPCeYJQXXDcmHFkjuWPFPEnLZjkPGNgD6l",
-	"Cn6OmKY8RpDPpX4jUxE9JbTn0pzgiSHLWyEX5mKXqdGjAKILYBbnUr+XER9zFq0zlZKwaskY5Nw0SYyg",
-	"S4VasMQwFxRz4Ri+9rL667XXnikQojslDrN2xjNAr9n9psOxK9LMkO+40sC2NLvX3XlMkbFWMsqB2O/1",
-	"9vrR6EW/3z18MRCbQffReIFDo1anbllEUHwgzSHC9QY+DlsBym1jnigdmDec4cAohvXQfmKIcequ2JGM",
-	"lgH5Vyo1i/pGEMWbTaHYp4vwRXLzxgSNf7Tfo3p4Et3xSmkLb1Crm6B+63T2USzD2z6ZygWZUVG8vbQi",
-	"ERNL1GSmMo6UZZlUky7yAo6UqKYyQXm6NrgXdhr/9V+GBLYIqNWC0XRyIiMoB5MxjzVLWt7pi3JpNv8l",
-	"6Ivtv7NEVao+d/ij27eCigkoWVCDoITfGdpJ5KzjF0a50EeHDY+UDFe1lO9oMmFPzeUNDZrdk3fZimaW",
-	"I11L+Z6Kpb3E1VNC9sFBE9I4Bt6UUG1hOzZXEDBSg3elZcKiDrlOloROqDmVQBKXTCfL9gkKrSyUIlIr",
-	"J7TwxPquX+ErmeQ5YmOZMKKTpZkYJtpCYmZRHwVN9VQm/Ff2xDcNuaMxjwp3OOzoR0HvKI/pKH5yOsO7",
-	"mYRUgACBh1jIBSrkEdV0RBVDi2tiZDMDZGCPmiI0YURpHsckljTiYtI6NpuR78RTb+w8kSFT6lugsiDe",
-	"Llgct1HAJaNUk4SNDba0JErOGJ6S/BiBndSgP1VsR3n4ozCan0w0i96ziNNrwMrTrlvOmdX1MkFU01tm",
-	"QQWcPFPkFCFqGwg7wOrt8OATuDoHQ2RixtIcbx3B9EImt557KmiIdDZCMtrKxoOGTCZU8F8zG9raaCqz",
-	"N6xfiPYbCUZF8/BJ6Max9pwG3NCNAE3IjaARS6No62kitY5Z41OwPuOJs1SsL5vdz3nC1A3VdU0mQQNk",
-	"nxvFUBup984tRzHbrQLNA2sWQSE1WDGsgcG7mpjuPHslyoMG2P/9m5HrxD8j/O7pILe3FHBRhOyTbyvT",
-	"iOvXQifL9W2gYSW50FCjPrX+i5+5wSmBWUkuGGXmEndZkqYRqv569eEcXSDH1sJohcOIxUyjfcfMtAN1",
-	"IC/dCJZjtw+AK0wYzeHiUd1DibuwdZu52WSqGw7tgduZbIjKnb2gKLeVN5ZrNiv/sYn3FUgkZwY0SSh8",
-	"Lti1a6wE5vNB+xJdEOuwGoCo5iMec+0xWv80ZXqK3kWdCcOGZyrn0OMq0777RN6iBgMmbHNzJyxmVDE1",
-	"EM33J3/9cNl5f3b+4bJzcXJ9+rblpGpFZ4zM6C9ms63pTgpGZlyYb+Y00QFhHOBY0OXxQKT5nYTzjdME",
-	"foaHSTOdTxIaIbHJ2EjsikesdUxSgfo30NVAROyOxXI+M6Q2SnkcoR3X+Wtg0VOKF07C7IRLptHH59ia",
-	"NJy5ABJ8gnm8rAz8qFZgKSP7goa3TMMlPFpq5jyuc5aA3gYaBsm8GFNGEz1iRl01v97wiPScNuY0OyRk",
-	"tNfWocXLNGanCJ+PGOEgsminiyNM5CJSLNzq8THPXbHwimnNxUSZd6dSaWHNmGsD1+YDwKGZs1A9xtVS",
-	"CZNVr+sffnsuL/E9H85TZXlMmVY+mq/JjOmEh4pQ4tCXEe88VVPDWS8+XF2TrtuF7t1eF0Zs21dbAVHp",
-	"bMai2jQCM28gkrtN+rR1ZDsgV9TrMl13fKhf8IjdJGAsWZ/h0nxPIhZyM6oqDZshaJ7GMR5tpemSRQRH",
-	"IzTWU5lOpgOBFhqEMLMLkbN5YeRmIegCfCb3cypgKQrpt3U8ECuc5JaxuUKvH8VJnym0KWX2pEy8ZWIs",
-	"kxA42Ay5zXZjgudWc4Z+R5alI7zhnjjFpzxXW91Dd8uWfgq4ZWiL+kf7ZM7b/8OWx0RNDU8GxAi56Hz5",
-	"iVt7qkyj9TBlVrABRWdinqL2E0XcrI/GFwVU2WCOFX3DruJrOPMrULFxqrUhZvT+DN8s+uv8aFvF2AZc",
-	"Ofa2LgIbzZHVpSlrtq7N9ic31v5TbQwADzIpHnhgFqEUY250a7T25jwpQK+wZVtwrBdUZQZ1bYSR5vqg",
-	"8AyeKRRYuCYCwpEiHrX6JJ0bzd0IPfmtPmcJl5EVgafMsKelGzAgk0QujI7vJHcKsovSaXhrxumQHllM",
-	"eWx1ZGv1RVnGmlYK58zqujkNbRc13YNBtof5/myghI9zc7HueGy+RIR44kOx8TScUk1jOXnDfJyVRpHP",
-	"83NCxoxFeJNxBRYb6yss7F8hVixci+dZW09pAs/v7mxtRrZZBfpHNvJn83iUxv4fNXpK1r5Pk3g7BVr+",
-	"Y57NYA6qbAwZGOXlb9gl8Emt7ZLZjPrSXXHDt91COLIXoLUtdZrHjMY85DJVYD5R8+zDiAk+EVsUkVMp",
-	"8AhuPY5lknxvQ1UwREksDXGC2q5cFMsxEWwCzG4EZkdDqmU81jQNgQYEsRChFJob7BqOo0A3T+AVHhmN",
-	"PTa7lZlofKsVUteLtsSllPnFFgbBhWMQWza5aFGq2OxVHrbb3ryVi5Kwj7q5QuZhL49nyghhHTIEoTUa",
-	"Ep0mQhEQno1O7GRcIYuhxcO7w5sR12rYHd4d4V+EC3trFWRjc28NhBVo+2SoQjlnaph7NguStYLryz7y",
-	"Fz4fglFBpnoghiAgDwMypPGCLtUQIoOHcjwedshPAJaV240UT1Ylf6ND04QNBGrbELw7LOgOww55x8aa",
-	"yFRD8KggKdxMgQ0nQOTD2Ch+r1lQaZmA5XgMbMasBAy1BmgvIVo8+qVjA6LS6G62gWA4l1HlnFa/fwga",
-	"fRaOd7BfDMY78glDdsu2TXpUPenefq88azlueG9vf6tKYrGWoyCHy3cUXouEh9MrTXVaATjIajLVEGMV",
-	"S3mbzs1uGoo0Jw2oy3yw1LjOhoyoPZvvatLIbAmeUFn4yTAnsphitLqFC1yWt3w+N6p2X6RxXMNinkR0",
-	"boDWiZeUZKpD6QtClrekiZ42Fh0DGsxIZC6V4qN4adgydbZX6wRBYTaUd+BGmmZIawWGg9+MZSoi0gTp",
-	"ccKVtv4YmRg2cXF9acPkWwGigDQTphPOIhJTzRKId7WrJ01K1JyFnMbtVLGAzBN+RzUzj0QyTGdMaBzc",
-	"QgAAABpZZCTlVMRGV37/8fzs/Pzm9fnl2enbm6uL16dnJ+/+Yq1dJdtcBn/D7V3QsMB40Opn2SVKyTHv",
-	"pdt7iGAx1+u6AIE3ZFQQbwpXD7rd/KKSjbrZDCw8FWSTZCNuALPCOVFDjpxRkdL4psaTyFQ2OMZ2Ut9z",
-	"VxHisf57mk6+xFBgl7EBmW9oaBOStiCzfFxfz+Z6iTekMMqb145aGuNmnMiZnwVZDo5pEKVwfUOxCqzI",
-	"x4TVmJIJc4R92jNyjiw6pxDxXOAcdQ2KJUI0ijuDkHDDIsY8RAtZxjLN/9H1jjGrq1s8YRIYexx/GDf6",
-	"P9ea+UcmG58/rY6dUbj/rNYi3G3QVhByDZivaa0J1ij+sYZevdotqdgZSyvzyfUeYs7QneN2w0n7Efd5",
-	"5TpXoq4pKVMnfNvm1A7fb0bt2InH7cxELq26vOqoE9HOWwl3UA0y4SJi9+vnvNceUWUOulSggLhgSWvl",
-	"6HhRu/GGq3eNITjB+nWGSNiAOxt7WUZdvjUeh4Qs8hpVZGwkpAkGB3G/L8Jvvli9kkGz3bbrgvpDNfIY",
-	"gXXQnbZTYuYec1/mDBQRWP/SGN8F8R5iTdHvOKdKMVUSnxrBQ0JPDP/3nhEYy2flcm7m3GOCDhB3o9i4",
-	"S3i/JJ36jWB2ddUEDQTm3EPwtJnJYOaYtPdyTGaoAxun8hP82F36NQ4kCgjmnkppEvlRgWoDmIfbsGIC",
-	"D1v/UWHxTnvFhxTT6piYk56ZmJ07ycBdwQIKflA5mXhjz0XEQwbONDiIBlOxRGypYliHo8eSJ3EdXdt4",
-	"UWLZXxmKPbdzkXfbCIVIbhs0eEx6NuU520L/1sEadmWqwJ93vSDhTDhacRPnlFqIObH7YBGRU0p+fHxc",
-	"xG9UriGbM2HWUMGuCxJgjUv1IYbjOs75JN3BN4/u/DQMbQWAem/N6P1NlMj5jZpSDGTK35PpKGY+Z4l5",
-	"CRn7TczEzd2hn+BXHzuqOBdVJnQJZ0DVwesH+ygQnyGN2r61B9nptY432e/Xr6yPl+8wbgiC+6lSC5lE",
-	"JGERNaB2GsGDbP4OQZXWfwNnyQfgiN63h74NWyOQoCDxZpguUXPVIX2THRJ3yYbqznACNeUsNoPwuUqN",
-	"OAwhtLlpe05nU5r6bYpm4Ic4pMNK1wIs+Uu8CwW+st3m/hDOsX5ky/QGSRVGuDM/m0vD7hhYBBM2Tpia",
-	"Qlx0wmbyjjnTM8HAi2aPDNJe7yC07+OHv5C9Y7JnDebmdsGbWY7HreNMWOh1nmOaZxinit+x985GitfE",
-	"OmPJTareQgxbGM6K+LBuQM6KWjR75C+k+yIwIs5fzBHcYEZu7wV1WVkVAEcVABzsV0FQNin7QXgYNyyy",
-	"tzK8xUziEdMLxoSjDqYglxjtEXuzfIf3ppv0gRW2RycYYW/Ib0kmIKWhwD4G6ykaX4oZtwYLVby2Gvgm",
-	"5Jkfvpi2+hmpY6Q3en8gnzoPDnYnAMy+YEjHYggQclSC0Aii3vV62fxU63lAzP8VkQkZ8xjY/soa93uH",
-	"L7alFZdZf4nnVzHXx3DafqG3tkh4u/nuLmiiWEIsgR8j1VjNw4WH2ARFKeLlujcjlHE68yiLobrrk19Z",
-	"Iq0Mjc85ObqgSW2qAhPY4W+Et+wJzGEHHi0JJuVguEKTz3AN1H7d8hs45cwVnVgbGLNTFJvThGqZrBDT",
-	"9hAOW/zFP7i65XNMJIRYPHRk+BXLGRc3YBxaHwpu7T4xN1LhpiFjtmAJHK2tGP5cQU2XqdgQLlJDtotS",
-	"zM+pLcjvJvZXuMOMIktJkgoypjxmEJ+0oFlBqA45wRREYEBckY/Xb9p7R7b+09vr9++wbIt5GeJe0BBD",
-	"moOGy1zEN45JKMUdS7Q5I+arF4NGQPKniqOhK4lCTM2g0ToGg0O0RJnUyXFQdUo5c0l2ecHxA2Dg6UFD",
-	"SKxP5Z4w04LV3RBIlkrliIoqKRSWnHLJvjabsePPtxFcTXd0TILoUqHK1Q+XNquv+eyOSoZ7/CabY11F",
-	"QHzt9Xor+wGReNzIuJh1TZrZ7zZO3lxchMbxDuHudoR3XLCtkV4GfCMo1taoNE129SyrzNm95sCcueIA",
-	"QQPPE2gecJS2OzEhxLUAUJm+snkzCnJUUFRzkOPkWCgpPgUWk/tYV7b7UzV/89/bSSp2u7YNp/y8NUJP",
-	"VIBi7piskEW9m3Vv7UalwjrAuSBzc6FHRLP7CvMTXGu+mD9IhbqQ5tEEo2wKqY7IsprDLhiRur0uWMW7",
-	"e10MKxoGAzHs2n3r7ndRCB8ek+EwM4otpjLGDPAWxNWAwdHc1VDpaE71NBgIKENjfrWXeaG43hDysYcB",
-	"GRaTLl3xu3WbjDlflcgDJlqNOkxvUUwT6w6AzHvFYhZqaWSJcjBFid1UuNNXhTmreG9wlnvdTaFNmfKI",
-	"Mg/1Lm3KSN0ph/RHo5iugzxKeax9ZYvOQckEa7J5pM1FyQJtyamzTVyodVQBtoqMt0q/ooP8U9Vis0CG",
-	"HewfuWdoc0WlIi1tr7FV090HUD/EavNl+C5dclsDmt1clQu4zC/FKtxuQKY3iaFe7QwvnjOr+Yaz/NaF",
-	"2O+I9kKygv+tesJ4OWPJsjZgvpbNu+wCO1/hzOVrKCYRPkZmXzHTrkjgz59Xmdgzqb+oiPU8B6KUEba9",
-	"IlxxUzOo8jFK+QYOCVsNr2+lYMu59MgYOpyXcJjtYMqF3jvybmEJeUHjvj2RbVtZ7fr0Aiwj0aOO+vHV",
-	"xbpfOZw3cKJNC37Ld6VyPt/KDsvAncGK5zLRdVc6T6SWoYxLAeCe5ZSnq8p38t+VjIkdJO9VcXmeJzY1",
-	"7NoKYOfD+1Evb4srA50FReuFuZN9xvK3heNX3o7HzE7dJEB4vCxZvYPNJQ7OoLBlheCcSbiVMmEttbGe",
-	"HAdDbmT9CKurNlI7TiwrTxKsx2eg7u8pujVSLLkD02xWq6hOGmdZqV5xaYBhItN7re9daTmfgyYHilbN",
-	"WVbe2qSMg4DelAkB3kRYzGZM6BbYUqZURDGLjknCFBNYBcvGy+x6hWe4LGmWq3Cub+un9eKArqY4ahW2",
-	"mLjN+ZVY75wmur2gywCtOQswQpnlRCSSgpERRGGITk41l0yBE2sTCdS1lm2zfawaP2pbNIqH8bPPgrGD",
-	"vabW9tjl+A7bX+Xo1NlKV9XptHYapwuJ99pK6hdxwaetzFAF7hvK4zTxcGGabMrEKYV/5APuYvix4eX+",
-	"yIDq8Ij66dhfiEUwIK2g0sGcG3xoJWav0tmMeuPMwXZXW4zNaMpD3GPcvZ0Gczu+TQ+1YBYm8S30HVc6",
-	"9+9nbu+GBrvFKpMqF5kEO0yo7kjTmluGqNIEWN5wWIrLwwFtgADGD2DVzKAhJlwYPWhK54m8X2I8AYgx",
-	"YgzBlPw2kZrfeuWQczqrcqJVSxXWEuOPBIGsqt2MoO6d0bK+qOJg8O1KtqiH6NrF1RUVo6P9vcPD3TyY",
-	"G4EsiAs7ug0/CHDwigmhrni5oktla8zSYrFSl+vjcR2uBYLsUp0/sFrDWreVwtSnZ68uSdNodGTENdb1",
-	"+5UlcluDlW2GGageVksNLegEZUBfWbe+kIvjvHg4mXGR6rxC7DjVaVKWrmrWHyvP9pJhHoYtCI+BJfgw",
-	"/M3yOAMzrZa3TGStI7YVh+jc9Lv/B3TU+OGHz3+qCFKoTIbfXuu7aD567nGReKMU3vFxVlA/K6CvVsu4",
-	"NweN/cPpoNHCIkwiM0jaIg751uz1yJLRRHXIqyKi6OSZylB3ff0uICxWLIuwkIJZUX9zcffgt9XAm08e",
-	"/dB7hu9YktiWPbvYlaLo5vF2xeu5+tLj/ZCKgTscTJsr8nWx4LOSX8iYh8sdGa6R1MFBY/BgW8+greDY",
-	"qBCJTEXU1gmfK8LuaajjZd78CBwa5r11FpyJC2t8FGvhQVB3KmwyhA3aVxBFWRQNyvH6vkt+WjCGbdR6",
-	"ATmZ6QzeRNPGprfA/FGwQnzFWje1BT1ciYvbLhvAayRphRJLnm6f4goerRBSAHsO9E+V1Fi0Ve7ARVYN",
-	"mVlQ3dHz5wfPN3dr2Y6DVYPmY45efTBdJtQuzDSsw+FshdXPQaOiPtBfJRdYvoKK+qXR8ooam6tCBI3E",
-	"al3rnEWMtUGVsn3SgL24bBvgM7ahzKCx1+vi1ThoZAUzs45n22Ops4SD6qSqIlHvtg3RXCZ6lwOaaCjh",
-	"UCtZjY+hcHHlTeHzWWwbtGiT9iXnQp0lsVxJjtpgta4ga7dOj9M/YkpzTAQjBn2k6aSgVtYVz4YUY+0L",
-	"IzIZFtbe7/V6g0ZrTcqpf0TLLdoME/5tL3j+uZ3/6WHDn7KeEHWV3rdykXc4Aj8+V2SRcK2ZyEtN6Hvd",
-	"6pBTOYPCnBiNBcErcI8OxPC/hkYoZ3csWeY3KtVQCFvf685AtM2/fYjZAsWDwjBBVkDeSIbwmNGh+4Q6",
-	"ZdyoiUP4AfTpPpmPr5hQrPvh4lyZPyCFAU4oadKYU0UMUsigYb6/xu/PLlRr0GitTW+jbw34IS5OwVSg",
-	"svftQofwwt7x0JIcGcKuR2zomglRgW+Q4YTJIWZ/DQQhTfOZ/AlLLN5A34bf8qD0Y2LHsTUYO6EU42Py",
-	"GYI22sSaCwwqZnQOYbtBCaLzk/evh30ynNH5DZ83zQOtoaXLk1Ob1jFsvyftMbyNWATbQx+XYf4kCQNb",
-	"+BCe6UPSGhnaqpBmivbhkDSnVE37gmnX2oELpluGE5tllp4+GpKm+fWoFeQF1gwkbSiSBeF24xhKYQZY",
-	"nW3M45hFpIm1z8MUwgYP9qDiqkJciLEFWYw1aY8drLjrQzOdxeEwIBCic0fj0kpuDGw3ZiV8fnd4Y7Tg",
-	"lgHdQFN65AgfOYJHjsmz9jND2OYnMrJq4rObZ63AuwaA1ZlzzMZdylSz5MMVwSPXz9RvOGlFvA1JKiKW",
-	"ADq73Gx3whY0jt0bbfPGEOHtGgArngggTpyvA1Zlq3oUK1WhaUx9MxUmS9SvFYG5DQ+sFOGc1odQ4sZ/",
-	"t+ZOqDWzyeWbU/LD4fP/dn6MY8vrMDzK1YI7uTiD/h2o3q4qE5ry2BeUSzVZgDqRSPCtQn1DIzswEbLq",
-	"yjS526JeNF4eTOer37Ghps/b6+sLgg/4o40013GF7ISvrQbcre7Z6ptgKOuPYiputwpNOHm2At/GXr46",
-	"ufB4EEapYjdsZndlp6CwMQOVbyftG/1y/hizqiOyKfisquyBrQa0rBmWdolZJycFn9kK4bpAUm9nVZuz",
-	"4k4AlEZc0KxtGvlXylKMNE9SIbiYHBMhiWAL8osc+UP6IeLVHzL9ixzd8Af5yuybhbhYF1vrJ5liHLKn",
-	"fRPDlYIMAV7MeSKjNGQQoA55RescoEbMZRNTHUDQCNVdy0qbtd3UW4sVeSp2gRRmb939Xg+vXdJkAlK5",
-	"uSCDxv/3f/3fgwaaO8JUt7ZrMtbvb8NDN7j/seOTt8hmGseuyoBMAtcfK9aUgL5Q6FvgisYaRN7YsKR1",
-	"9Bd/rUNBhSCXtrrl8zamAdG4Pccw4KwoTaWd6PWmKhBmu/3Go80FH2pH4wCyPOeo/sImTLBkZ28RZGDe",
-	"FELz64dEutDFiuCrGiAbQbXcqU5N6f7zo36n472A6prefEa32vFEG+Ol6gcMwmFwNjNfkYbK2Ks69jJr",
-	"KSsFB+7KZfMIrTw6EHZkhZYy0xtClh+hwoZssstZVNgWpxtafmdtSxI5c98p7GyFvAPiZIDoMCUsf0hI",
-	"22gfKqBE6wzFR+GbhdL6ZLxz2wLLSD9/STXkAoFtYchGq1Dk7rB7d3SMbWo0tV/SKLr5czdi8c2fjXqs",
-	"GfWgjn5xP6WqI2Wm30mxqL8nMPTRVxnaoOsrQQ1Dfx2oeVQtzmwoUFXz4nXBrK82W2dzSyzVzGVJbzK6",
-	"Vpa82lEjrY+nr4J+b8skZ0BOUL6FhfpPuosO3sGCXLwqa/GkYsjzzmkO2WzV8FfrLNVBoG+5LgZ/1o2w",
-	"8wIhkVFmpWExpTloLBKu4Q8azbi/Fkcx+H89JWi5mhicuqOyOR/cCpEPedU2LPIU6HIdjOwJLnj0kdx2",
-	"P9Jm8fZY797cwAGarzawCPPuUVWfi4c0TqpU0+eZ03q7QxIVNXOL3lT25fn7ahMezSBj2byVOZYKdb5s",
-	"Qc5aSqJfEzylQgoe0rjsD//60WMbuhO9TGdzyPK2tjYU2LLGv1bA41qxePyQ6GZrErRKqt3DouRaWKyP",
-	"tjIv3FZH2xcmm7y6gBGrHG217hN3m569OYcBajjYbOuA3ZxsfrlsLTUsy9uw2CoszYtqRpNwam4PvzGm",
-	"XCUSTAWGz7PxmIWa3zFyx9miTzSdKOvycREuXAo0JeTPrtToxaoDWSF6LIQK1YuAKmPzShZD5cQdM1+A",
-	"57ILpVwUYyJv7Fwoz6vKlXuDrEyB4pMp1ry3FG9XlxP84wYMPqSf6ENyYaRmO5ekdqiom+j/kBLWj1OK",
-	"2lfrzNbftUBVdistrrP6EDxGg8vCcfp6DS6xJPVFRaXXk9XKruWC1ZomE6aD/CjLhVg5ar7mAdlv9Xt9",
-	"Zk15ffHrT3MkHo3yq0iyBsEFReT5ttNbxzeUcUWY+UPkKytX3lQVMdzWJqlaPrPMtUbd9LzAMGmu0Fur",
-	"poS1u4zkF0yKkAYW1YW1VGzSGxrqb9dg+jGTIzcViS4zD2yUQRMo8VRRGvqhqZbbDlHFNjyo9qM7TYXI",
-	"n//6udf+gbbHJ+03n3478geQr5ybVUZbDOlWaTglVBEb2U1kQgaNvaMX00FjpYSXLw579QSWg4F7tQKu",
-	"ruUtE4+jjz2EqHfrUZuqx1IRE2ss2GjDNc9s7IUpwdW9pWMoYLjQL7ReRi3uy3o+rXb75TmELEyYrtEt",
-	"dNVlD0N60kYd8A8qwfGQgPj1iGhPUPv2DI/KmOiHbnpxv31bXOr4Wxlx46mtDy2GbbxqlEjsfeTrY5Tw",
-	"Ca+oB8JmLOLV5atTwT0GBpjRlrWXCTiZvRNja3+/pVdqGueK1zxVU6IkGdOyf7yqOnRF4WIDbbbe8uoc",
-	"NL4d+DtnC28NwMRWuV7tboqt87t8rmz/KeVdv22YsVFkvTp/jAySlY4fG4TQlSer0qiuM/WYLKZSFbVi",
-	"19xgvQVORZubhIfTGfNVdfRhsp83lb58dXIBKvTF9WWhAVmhrGYAQaBY+3XOEuxLljWWT1JooTUy6nrW",
-	"HKxu25xie7RHUids95yNnnMmiwVj1A72eVvjwgPrQwS5PFipYsvsE5tPwBYDQR0p3jZOA42ScB2s9BTJ",
-	"zKX1lOWiHutzvEd0vpXJvzq5eDJDRt7o52anZkNOefj8hU2LKsdZzeCuMpSswF80nWQ0UNZdzSlxXUht",
-	"h778OKyzb0g9DdOE6+WVAdq6XRhNWHKSaggggdVA2Ax8nW/PVOs5tE7Bvij/42urfpJ1TbllS8xBYxSM",
-	"qSAlFZtumuvD1iQxbKvYKhRIFCo4O8+SteJmndpzqOicm8+fP0PvoLFchwmDjYm54MyFqOw1enaRBSWD",
-	"pdP2HrQ2F5YAV0TrpWWLWsbRQECMZkBiRhOhsmodIRU2zdms1/ysFaGGzypod5YkLNRwJMHMaau2Uz2A",
-	"uvUxiyYMqytmYRhwli2yVNaFn4ssLaczEANxDcGHPGbOW4X1FA0PSGgISTtdOufdu72+XXeG9wDWakQt",
-	"jGfHn7FXY4eYS811gG0bYqeaj2IGob4QsV1u7spV9vQzNRDZ/Ga1HOrLEtyVEYvIlCUMoDcyoOpjeekM",
-	"rkyhHd63baC4AXLYJ8N5Oop5OITmj2HCIiY0p3ErGIghOiGHARmiFxL6tUYzLoakiZSM+cuumjWs2+Yh",
-	"IOakYGogrHeJa8h0GdoNGJImLZK22YeMGI9JaQKsVjgQQPlmZMVWib0wksITUkoHaXXISWF9A+EKE8+4",
-	"UuYhqNauyR2NeWR3TJHD3l5AKC5sxGK5wFW5mZ+ZJw6OB2Ik9RQa8BU9aVlFTZXZ4aG2J02Y63dJNezZ",
-	"W0bvlsUFNfN9mprf+hCnOOwTBdZWGI/dg7ujBWIGJWO2GAiqCSXmTiVN20Dz6vXJ5enbm9MP56cfLy9f",
-	"n5/+s3VMZgbEBeXaNpg3Zwe71A9E+b2/fXz98fXNTydn1zYHADFDnvcObE7IJdPJsn0yNvRhcOzqig7E",
-	"nOppoayoQ3iOZSjnDCVIZRyZo33+8R3UdCaHvV6HnIgcJQMxo4nBWI6YMJaKRW2Yz+LHNrzKE5DMWUxh",
-	"B2JJo9ZA5BvbI1oSasHNoSz0VTKSZkztsYJod9Uvhepj+eksnH8ItevwBura2P7/9YuSYgj7PhDNoU0L",
-	"GLY65INgWNpawAGFcRfmFPcBONwYVxM2I1Yam5ueRQMBlVQRj021FJreA1UoNqNC81ARGvNb1grI4d6B",
-	"HQ2oL/MbQQai+fn5QODvIVZ7xZynEqHnONH0lgXksHfoEphslxBENOw73owdMsSsgp8/daBO2BC31l/8",
-	"1iGoquptq6KOLVkpY2uobrWObesY90ttLD0bkFLlWWWIJVYSrbhkGHPBbMoMlgMeYh5MzENmwwbthXoy",
-	"N7dze7/TK+Qz2Buz4BLuN/Y6PXxGzpmgc97oNw46vc4BFoKYghzRpWmEKvAEIw+yLTmLoPaC0ifwhHnH",
-	"sRuwz8BlD9jJ73oKBUqwXwZW499a7nS98JnZXCARrC28nLOuoUFQym1Vm26xykf3YN9cHMDIsc6NDzQr",
-	"TlXAdlABm28kiN8uDVTPbO4XRHOsdv92in6sOo++M5QHxcsSG1gK27nf69luj9oqpEWe8YuNuM8h36i6",
-	"m30HDx4IauuObCiwb46KeTCv8fs5aBwiGL7RM3C7L2l0iewHX9nb/spHQVM9lQn/FeOun9eZ58xwAkHj",
-	"LJ/oee+g1lR3lGPSL8jgrgQVmA5wybGcBESwheGgoKc5vaD/cwPP1aegURKIGn0XeWXG7FqZojst1pSd",
-	"S+U5iRdS6Zf4eF6BFnUUZn6JljU2Pgs0L5WjNYJso3+4XyoM+3MW2rX3oleI1joohF/tFYKicBRDkHkx",
-	"2MaCjfbK5VX7DT+LqkeS+co/lxU0F4lcPguHVdr3kxLp4V4NcruWEjpO4QvP68xiVE+ZaBa9ZxGn10sM",
-	"iH/KI2HVUiSWgob58ydDB/mJwQhItGsh2bkqxSrA/ouO7jJBFuxjrjCcO1N2Dt+pcj+VjlWSJezYy201",
-	"VRJlNeiIE2ILLyt/QRR9FrYloAuLnlJBhsD9QbXAQPLFlAkj7DOiWGJEH6V5HFuJEyQPqrKizLamEC3G",
-	"p7fcmgcij/nPJyqq32oq0zgqBPtbDfMYQXfqiJGyFV0aUdPI4AolbzI0H1DEcFLqQe+wg6L21KijhVVw",
-	"hQsZCCPYopNZuQaZNiyJYlo9yillbvUjc8zKxvqviQ/engV4SZs7Jdle2Ro9AwPx2wB4zwBYWBZUnbjQ",
-	"Q6puFciSBZwrm2Oc5d0Uxtj7XCFBrN/7xeI0z58fHD3o0v+Jfu2LfCUBxXObX2dNcp09EvNNsuOYUabN",
-	"IwEGeuBjsOeWCN0IhjK5AEL8txUN6vLBd1JM2nMZx4WuxGolRlRZ3pPpLcjXvoQJZjGeTrJYCaAEjjfl",
-	"msxSZU9cVpOqDA2OZbbXsaQmMLTD3gHovhGU58B4SaAd4PsQZkh1ISjbxcujSmTH2N9vHRMp2ECMaATw",
-	"YIOaoo0MAQhcnCNQGs9i5MlbWxpwIBIjiYN6xiLwnGQAW/vD2w/nr/958eH65vLk+rWZTcFjWBInIKM0",
-	"UVoNBLJOaN6E7MPMb+AsabkF5BhwbGMd5MqH+z8gagqGDB/LLAh4l8wFmj5YvMvzH37GouyNvR/2O73O",
-	"fud5z9Uk7+8fFANrbaTsikRXKHzY2O/tH7V7e+3e3nWv14f//jd6wusyIpi3luy2/4jsr5R/4WF/7ren",
-	"FQvrsJo3MhnxKIJghycWJA/39+u8PE9kyJRCZmje+qEWjO+pWFoMqt+52JoxK8MkrCXauo65IppOzDWX",
-	"PdS0P9mBbYFOw1SxPGdAVhnQ9fW71sP5u9pou3npHvpC8aKWL+2lA2/Nl7Z24l5nUnbIks4fS/93OA3Q",
-	"kaSnbJmpNYbPT+WCjGlCRmyK3noGJvn1LVabzANBhR0AY6VeZmLBg2+Isoqe5/D+jHy/Ple3sGAcVC3e",
-	"vvdovN3O7QLIKkRbd/eDY0srcsuWv3dW36vBRk+lGMccndf/vkaGAjuecIV6p93QY7ebIAPmgX0gcILz",
-	"xKi5NQ8e5j+WWGv3N3NIPqPIHDMM9Sgfx1fwffE4brNA4Ru/e1kDQd/8xrnUb4x68A1JAnqvewhCaTlX",
-	"ZCGTW0z02oEC1kwVWzR49FicQ2zSp6Bho0FXhPtUPwLL/nIm/RHC/etx6d5jc+kt7Pnf7UT8B7DkU8xy",
-	"LZkv8pgLa51UxVNJl2p3foyRCN0w5uHtVKaKdbS6qzTrfhCMJHKB6nydXEvSpGhy/fH1NYRqDlsBURKt",
-	"uhGHxHGaLJ9hE3ymdNuOB0mnmTEVpMFsjO5vNlLp8zCLCuiQU3DtYjdiuKKgGXHfAhisxJsGRIUyYaQ5",
-	"ozEPuUwV2ev1goFQqZrbL456QeYi3+8FZMQEnwjSawWQQRoQqoT5341MJgGxdeICkkRCBQORR3kGJIui",
-	"DFziaIegnA4+cnPHzqFNkybNHpGJtbSiAdyC0DqG6BDszzD85z//+c/2+/ftV6/IdNqfzfpKDcnH69Nj",
-	"oulIgessa5Y9ECMa3qqYqik2TUDHPAzEVEjnRrpW5JqOrrCPO4uIkZWxcbPPoPIaqObUEM1bQzSNXRn7",
-	"367ppJYzdi1eefsrVxiXXMtADBbUeqMyJq7ATF3DoKzZve5qOmorh9A24rxckgpJc6DLpDnQQJoDbYhs",
-	"oKkS5n+GyAbaEtlAGyIb6JzGBjqjsYG2NDYQK778gc6ofaD3er2BVmraHiWpZsBOBvro8Ln5+jWCSN5K",
-	"pbmYDPSr1wM90LmRijgjVeHL/cKXtoVGKBcJZ0BAHpf+iJuz7/Hnr19lV383WwUp6//+XvD8XBE+v9EJ",
-	"L7JKZx9pFnFSNHIgRy+xfYhDc/W1NznN7W3A56oTbrgGLt+cksO9Fz1yevV35PzUtaJO5MJGm0nByBAZ",
-	"xaVcDD13RpNrNRDlC8Pw05ULoz8QVTwcEvmboZzNaPsXKAzfyjjs6vcDgdn7GZ8ucW8vtyZNs9KDg4Mf",
-	"AsNbzRhZtHGHXOmE0RmLDLihFEpTocmMzWSy3MAzr/7+nVl6mKUlt1XeGKzsONy7doMD2E+3nWY37WYW",
-	"9jK/eLONW+OKQcYUgzI7DEpcLAhevQ6APwYr7DHwGe/zL/cLXx58OS986ztoTihDrP37s8jVTA+qgBc1",
-	"bYztmMcY8jCfx8uvwBydjuY1DuNB/+vVh/PvJ/3RDeGbSlZ4vE8Y+4DdUaFhFZAHzBQQZRn4f+RxMVyj",
-	"gJynOjkiqnF2zl99Pz2bT899O0dkKdTGqhSN/qCxKvw3gsFKrhU8lqsE5gHQORr9nweNFdWg8SkYuAQs",
-	"fKAs48PvBX3EDO27F2GWXFcpPba/8lh+Zzf6B5+//Or8YETSnIMMS5FR5vrEItj/0XwBz97X5QdjxqLN",
-	"ztU38MRXtJuaCaBPRYXhFEAMyGhpGzz+obYVTUtYg9/Z5WxfhHwDcRM+1dipbkg1jeVk646d2ue+4r7Z",
-	"KTZtnYU2/aPt2k8sjttobcTEPiRCV9VGkBHkrrMIUqWWRE35nEQc4kOi1sN2tq4XzuzudxfcExME4hLy",
-	"A1mE6alTrrSEtNTIhlMXSg5qMqMRq0MImTvOe5x/ZNq/34/Lfjex3iemnz8CNWTNRr6Ape8qUZtt2up9",
-	"zWjlga7X1QImuUQK1UaBvTmpIhP6Yq5cxlmUYnfqKWKi0TdiKJvK+CZmdyzeawSNNIltxr7qd7sJXXQm",
-	"XE/TUapYYgHthHLWtS92oQq9maINza9Ud0aVZkm3PHBHMK2Yrp9jYzC1QyzP1z9ul2we09Aet8cMHqqa",
-	"0EYTfY8G/ebuZdgI6MeENGCvGSzrzQWU2zousBnCFbllc73D9bIqZnRtlygsbfdwPuQN3rP9qywz2pwR",
-	"Y3QZ8KxjiUZzkwpsz8M1WUAiUJTIOebaQ27SjN7fmK9u1JQmWe3pLC/Tn9WCbaWKzCHrEGRLl612tvJY",
-	"AR4zWLvc4csXOyqwTxekB6+07mpmHbMgYb/1XcR7DE0NEQ7lArCDmpAL0pSCgT0C7vusMETri85eKrar",
-	"3JfmoVrp6JCb4aft570gb3GL9SA3dbj9qvlZdlFV6qJZ73dR05uGbS8DR5ZW8ajMyf6aoqehZWgmVkm/",
-	"PzINfcO+psqCE1ToLAiOTJ4pdylk+X1Yd9BcGaOUx7rNwWOnOn+8zHwo5NMG2ZhMLLrd/uPnzftfoT+4",
-	"nduNPk7iWC5+4pEznT9Q+bC7BTO60odZPlevu3+Y9y3sN2Rq9nHMQ7ZLahas75uI/RtJFnYMC7V+F8a/",
-	"dfg9iuC6zEmK583RaY0TV5AA0EVTnZ+66h+VI8WSOyxkFdgW4tYhgE4RK/nOQEQZiOGH/IXhqiOlFdjs",
-	"eJuV9f7kHzdn5z++vrq+efnP69dXpLnX65H3L8loORBWerDhOUbqgTz4iBlU2gYdfTI8xWPRfi1CGXEx",
-	"6ZPJr3w+JFwNhGvS1AogepFQBWn0BuwOObEVq0ZLzdoQGUpmNLmF7AZb3pO8puEUM2SxCSuuHMoXsZhB",
-	"y/smoCqwTJ1F2FBwr4WpqUhPthe+UZ0s7zdXATKRvK3HRMoILgIIw3RZttdZmYABFoiimilbEC5Hte39",
-	"YUsLcG1XqUjTtrPPIR4IDlUYoPLlHnnPXwbFCl6BK28A9bvCKU1oiMWdCBVLgq601rGtwgBsxRZT44Vi",
-	"f1MW3qoO+dEsyUadZmsyQ42wg0wwELAS18dBJ1QobB7Vz7ujQqWrUcLorTLMljSzfGDFf2UDYWtfpcJs",
-	"sjlMWX2piGoKJSHGlMdZgxeo7GZb2CxYwgYCAcM+LrYmGpS3snW/0OCeFZCC0nuOtoZYWw+bAtuaUkpD",
-	"/eQbqm+g0lQ/6wgjsppyaw8NxIIqgr2gI9K0uAJ1HAdvBdgbFgiMayIF9FN2sCtJ6ECEMTdUCaHDkcJn",
-	"AXozhy8I7QwZwje5bH/eYuqzqdS50zovv99voJe5wP7K7unGJygpNYdM6oNOr7O3d+Cubywk21ALNteY",
-	"Nb+/XxxaMD3GZpPZ2CEVAvNEoZZ+Y/9wCivfMVilwB29VVBrefT5fM2bj85xgB9+cy74rf77ze7/z1Dw",
-	"w85XRuPqjBZnq1Mi3nAurWMc6HAKj5ltgC9KGwGzruiRay770i1Ds0p0K/dNqfr3pqCAxxDAiuWesiaD",
-	"+3k3/p9/a0DlvEa/0eVzKDYnGJZ4ctJkaU8Per1Bw5VYpKJQjtUeOeQKjf5ebbkTz/olU0Yr9wiBPxlG",
-	"kfMUYGYL952bsCgcVqCkWC6xvmyK0NmiitXpSxEkIGaFZ0JbpUeTEcNbvkmhnGw61yAK2KuwdYxLCWle",
-	"17PAcDtPL79+O+SV62l4EJPX2lhD0TcTpZ8eXSXpgUXHtsIUCg5V1zhIFNmlDBc2iB2GF2FEPPCUQn0S",
-	"X1l0KJhpJGWo6+p2BRsQ0QnlUB0/X+qaBe2zJ6qnJMuDEJbGt4U7zqoGHv0ha1ua/eACotojuPJd39ku",
-	"n6taqWLsnkOg9Gr8v0GXTR9YaZ8HNU1d+Ferj9L0SmoZVTZLwJWTz/PCur+NuFafh1YmV9DGKe/6NxCP",
-	"2vZvIAqAl3r0OWE/7yuVtzczQqyvMSDI2rMWinj+tLjsRCdyoXZKkntTDOfC0kNUAzo75IJOrORupH9b",
-	"CxxVpWbWM0FDSpor0wsVugJydnF3iGtp4bHBrnGuBjesz76S4+cOcuzmdMKCgVAS1Ri6VFl1cKvdwPpJ",
-	"kgrlE2htNN+F+s+KFv3DVTwtNC3cUvI0AYHlPyDNC1Gy2vizyKLn6mHxlaXjv8lofnaxuypYkkq/ErVA",
-	"V50qkdU2MLgVwPygyUChrct3d866k7F8b8oxBP879aKa3rZRVtfcQwmP2Pb4wbOLD+7ZRyQ4T/zhZaGI",
-	"4nfn9KOUADGHa0ZFSmPiNnxnGrIyZe4F8sYhuV4kdraCVCWKR/yZIt2DfSMjdvf2X6AE6SyHzyAaY83H",
-	"9Gj099CS0JFrwrNuuQq2RMAVGto19nsHvbUygbmJC2RIQUZU2VY6Ts51k9f3WmX4emKfVRXrRwfkYkUJ",
-	"+O67+ta+qyumH5VDmFvmFzlSm8SWv5rfa4WpGF0+TbBP1Hqkyn4xUmW/FKjSe+JAlb/K0ZXFaQXxW5T/",
-	"+8vFL2l4O0mgNq4hBDJaYm8+aJGiqVHFs9gKG4yS77KjMiChLcIMdJnZGBP1Dp54irzWczpzCUl1SzwK",
-	"KD5gFvEHiyUxyyxAX9w2/Fxn32qnrrzDSPH/2NSVnesdfttcl5wu6pDF1kQW/+4/Ht8unFs/2zagP1NZ",
-	"b6Lv6qk3sWW3XX9oTGHNcoKWZr5JPJqjk0bfoIHwuUpnzgbtSteQj1f1c04yAv0mEWhbj4e1fhVuse+y",
-	"/O8qKeRB/Hj1lu4We/Z63UUeVkkM9DxmUe7vKCt/WX8HJCLnlmDQ2jnECHouInZPlKBzNZXYfxMaI+RJ",
-	"LiogMy5ShX1i1mJcbT0q11GiOYRv/wIJHENyy9gcnRzwtQHCajxM9aE1CrYyxJCihMExhgYGWhKYpdUh",
-	"byBoAbLvxzIZCNtJj+Xoi5hYDgMyj1NFhqG6G5Kmrbdlu7YFYzrj8XLY6pCTvGTgWofEQgvFitYy5qxe",
-	"5KboOioWhlzU5UeQaoCv1Orh8gYW1ljvZgc70IcdKBqHWEYV61vJhfV127bPntW4uGaPtoh297WUne1r",
-	"OBufS8HeUx1Ov67ZHDfOsttgc2EtJJhSMaxed/8w4PO7w4HY7/X2+tHoRb/fPXxhvjvaufqGnX8eU74S",
-	"1LQy5crI24sBFh2qdkupumURQaBIUzFGhogMJLXhMQnVXT8vU7dybFYqaVE7fmvFjf/6mk58QbRTqqaO",
-	"6kYyWgbkX6nULOpjdCQVE6byAMcM9kh2Nq48aPyj/R7Z60Vlz/O3ckFmVCyLXc+zsEZsldXESEjzPa7X",
-	"VvVobQ0ryBoRbb5RELpzqd/LiI+5u2G/C7mrJTlcWEDhVi1eeDMbJ5tfSBtzLtZv4WJf3W2Owi8Sns0F",
-	"Xxl2scl0d44vPdwKv53dvuT6d+ietNj6rv/VdE+KjFB2cE9WkuQOrkpLoV/uL3o4pX73a35jv2Zt4lvz",
-	"a64ZE76YnHK7QvCVaO8RfJoJM2eXRY3vDsbvRokndTDufFTNPWG7tneWdBZvklY+zJk4uTjbzYDsBv2y",
-	"iudTRuzsJJJhCtlnhSayC6rIhAmG1frHiZx1VjuwfSrn73KMPk1oWLTkzJimPmxhBTLEVt4bZYOr7NI9",
-	"9BTeMjtZfV+ZXcIf0VGW5IjNuK37aos4tGJG2i77OLx+r/T2jbxfSbYBdfZ6q/ercj8fsQOyO4oVrY9t",
-	"r1suiGb3aICF5C3DE78rQ15n2Eac7cgGHsdFVp1cVOhPhMA2h7nZbwipuVyrHPyBaA5XiW0YkOGFjHm4",
-	"HNr8Ab2QBCJA2jrhc8LuaajjJaZHQxNlbhvDAxjQW5n9y0gHYF+jevpMdcjVUmh6j53uM0MhwIidz8ES",
-	"LBh2EA6he5C3eXBaOEbfxCeYWaAbYAdqBIUWxL9Ba2G47NNobiP8plLegiXPbF9m2tYJZWN+6zpSwgIw",
-	"+7owMqQiwU+3XJjlr8QmBg3XyObnQpTip8+Qf5uNRmNMqF0fDT2YpWE+XjWCxunJ2iCVIGk6KQ0ATlLM",
-	"AF6bRsjMcl+a0UwGCb1yjji2nbx/ftELDg8PPgUNzscGcQqRu9LL+XNtNQcJe6M9PDs/uEEDQYjZQQL7",
-	"Zz4BlESHcwJgEoTR/IKGwZWUpTyld6tl/enUri33hPUDF+W0x6xHuGX2EMsSroiJ35W+35Un+kGykUcM",
-	"7iJ32uSJNtDaih9yTIbofyVNJasci3C/cN1Cny8dCHemITh9aDk4Htch6nFTc5LBF03NXYceGqqJ3QU1",
-	"EAPko+ZxxQIsSYjd8JUeNIhgLDLXnFEIIxLzW+Yg7btKEGwg0HFd8IjjF+SOJZj9CCsInO/M3IXoJKpw",
-	"ENuTdGI5/OM7iIt+u51dxI/gia3j6rpm93Dgv3vHHtM75nJOizJlJBnWRMDj1tRrpxNIvrWNKzypZ8wX",
-	"vlHJb16xhN+5SkKFpT9TJEyTBOu7bDzD2OMROVETmFMeOoNPAw21rJcbz6O57rLx8sM/ENZF3Cw70Fsd",
-	"ckI2MjX4x0bRLKYyXt0nVy0IeJrqg1pg3dSKLhVREqT6YebzPonueMiGpAm9xQWhZkAYDSrrLKbM1i6w",
-	"0E+pGgj7iGrZokv4OVJkiGwfXf1kloZTZMEMQ3QKEA5EmeiAN1oWXajGv5k7dwbiRJCHx+FYNvvKUM53",
-	"Lvudyz56DEKRyeLRrRt28Pvjr+w+06qqukqZ3yvV+FwVy6se/XdFgBgU8ymrTcUzN6P376AqQqN/dLhu",
-	"5/+aUQmwSmGLFGwyhBNmVGF0HNjSacX6DmRMQ63IiE25Yby6ULPOUMJ3o91655YpD6eI2oiFPILqrzlO",
-	"sbDS8iktd75TgkJDpRxi9QgQQ7CLaQAVldquAiOL8hg2K1I8UwTLiWcFGQcC73eouPL2+vqCWNom+HtA",
-	"Lt+ckh/29nrk//1/XnQO++Zahyp2zxQWBDTKz0AINpGaQ/VDvP7HMXww5IjFQvJaWScXZ/nd2goGAuWT",
-	"19d0MiR/sfCatT9TEKrXIT9xPZWpJkPFRcisTOCkrXEax05vIs2D3iEu+2zcNtdaG+41MCEaaI7J895B",
-	"AS+Wo04pQDcQI8Zc8LCtDMkF2esRZXTb4YJyEK1+AoAdME46oEYoMuKdQmOnE/c4xBXdMcK1QV/EYk0R",
-	"BDsEVLXUPI6N2IR7ibKdFPGSGPjspigbnRgFhMUKegCkcWzhPSbZ2oU0cE8g3y4ZCJoYkVW55eAyNgsy",
-	"l0h8WyrzXxdWCVuC9Q2ntLLGPizYH5nKhT46bGzJ6axToYVy3fg9hflaXHr7XRb2D4soAXXUimO9Xj0n",
-	"pFkYTRFDPK3NEauFiNHy2OdFAnJ0Y8gGqsz6jlbxRCIEtRdRfs0tpuIQmxtu+6K+33erxcBDGk5ZlJHa",
-	"ODfQHduyVWQu4xh1RTileA9Srp/6IsTJNsQuXJsHniJuAUtO1YxZ0HQSGHkiprY0rGJM/BEjGDSi1+05",
-	"/LslcsE8Uztq4ZpOvkcsfKuIBU0npZ5BpJmVbbHGklShmQa8rkrTkrGuihjywMqq2Abvrj/eJQtH1e8t",
-	"0nTyXQnyRi6gZ7buQd+VsV/TydbcXUcVD+1FJ2PIvf2vsHfww/6oETjn+w0Wgt47ejFtrHXkl1mK35Rj",
-	"lN7V1VuSOelr+4qv6eSbZOluoHXrl316kv/uFN3gFLV9y2jNA1cMfdXylm3pBHWNjzyJQGSmqiMSIUzY",
-	"rsCm1HAjEYUJ0+opyzl/OzHq5OKMaLc12ZbjF5uCA/398pCYEP9fwDCtGo4V6NtzPmdQ6DxorN3jNVmR",
-	"AWgHJvh4ISIws+1PWXnzm2cKDViB/H738uSO9V/+cziptR3Crh7b6Hqzo2A/m8qFAA/pLqct57Dd33hU",
-	"R3exB9Dn4ZtTPS04HqKNjodqs1e9nnvenLM7eftdX3qknDODyxLF7URX5dSO3xojRhOWnKR6CjGfn8zP",
-	"yZ0jH+x33KVz3r3bA3nZzuQPdsKsENtVqJOTHCSHrFdeKCdsqiDLyUFbvcK6xnJcKMkAFWxscman6ExT",
-	"nvFfpvFtqXx98Q0sW29ecmGtZmXFz4jLwjc0jXjpFXZvGJFnZpfEElj5Iqv6gdaugLy+phN0iwS5jQtj",
-	"DSImlljtowBuZt8qzI5p24Uv0MHqwYNMRcgSAjTAlUbmQZq491YWaBVmG+ELPpxizDaO52JZA2LOHhMa",
-	"urpGZLQkNHvoli0JF+Qf7ZM5b/8Ps8HXis7YQJjfoD9Swii0RzCs8zSRi+iKheAvopqPYga0noKBsBua",
-	"nxULu3d76Ckow+zbDDaTKO7GMqSxraRiG1JC9AqhxDUAP8YmWQzqI41YKGdAdcXS/GiJhMrsZDhmLOoP",
-	"0l7vIDSAwF9sWIIMW1pWoLJUoxBb5BY2AqoPfv70+f8PAAD//w==",
+	"7L2Lcts40jD6KijtVkXaj5LlS7wZuabqOLdJ9svFazs7u98wx4RISMKYArgEaFkzlar/Hc47nPMe51H+",
+	"J/kL3QAvEilRjuPM7KRqamJJJNAAuht97187oZwnUjChVWf0ayehKZ0zzVL4dBpFKVPwZ8RUmPJEcyk6",
+	"o86pIK/Pbo6ITM2/x4Tig6Rrvu3PaZKwCH/himQCv+gNOl6H3dJ5ErPOqLP/3ZPB4/3B/nA4+GvH63Az",
+	"bkL1rON1BJ2bJ+yoHa+Tsn9nPGVRZ6TTjHkdFc7YnBq45vT2DRNTPeuMjo+8jl4m5k2lUy6mnU+fvM5p",
+	"HMvFjzxiNasIQ5ZokqRswm+ZIgsesZToGRVk7wmupWeWuHd4AJ+Oe2QizQNcEQMRU/rEFxT3wq0aRyPd",
+	"0WgymUxGw9Fw77tjQkVEYimmLO2RUGZCK0I14VrBu75Y8EjPBuTpkkRsQrNYE5WFM0LdcDDjJFMsIguu",
+	"Z0TPGIn5nGti9ioiXeqLJJXjmM3JhLM48gzgVBAupkxpEnPBCEtTmfYG5L2IlzACjeZckFTGjMzpkigm",
+	"Il/A8nI8IN2j4SGResbSBVfMI4sZ1eyGpQD8DY0z1vNgeYyGMwuuLyhsrYOWa1xAKNOIRYQLnD2LuCax",
+	"nJIuDc2RkAC3IeYTHfQGvnBo8e+MpcsSXpgjvTKn1Smjgt25zmhCY8VyXBhLGTMqOp+8zm1/ngkuRN8s",
+	"GRBszuGHpxzRvwYJx+anLRjI59m8M9o/eOJ15lzgp2EOABeaTVkK2PiSsegdDFw7GfyzabKEas1S8+L/",
+	"/RPt/zLsf/fR/ns16H/8degdH376c6eODl5P3knB3lIdztYp4XLGyItLOiVyYpCGCrUASmAkjDkTmsyo",
+	"Il1KUiYilnoFXsZcaXP8hN0mMtVA4rCuGaMRS4uVvZ70zfx9BKCBgg+GwzrQ349/ZqF227ZCwyTNYqaY",
+	"9gAWg/VjmYmQpUAZg3rOsnWfV9jKnAv3cd+rHMJp/3/cOeR/XvU//qX+EP7+LKZK8QkPKcJfdxBsMmGh",
+	"5jdm88tPm8MxR3LD2WLQQBrVNyr7/OeUTTqjzp/2Co6/h7+qvRWwENQsVTKtBzEQ7FZfhfBE4OBKUnbD",
+	"ZWaYx5SRLrAoqnTOwjSckL0HaoHHGXdi739/Sec8Xq6DCUwOLqkucnFpvzgm3eNezvRPyFjqGVnMmCB0",
+	"rJjQTdBNcKIydEwYSv/pyDv+WEvtf39jWHRO6ysDAv+u52D7hhAKxjKEj46z7NfPdcGYuOAiZA17YdBG",
+	"4YkoZlYLxEInmtkrTfMSvazAat64UjB6GeCJTOdUd0adiGrWNwPUo/2FzNKwlnoV/FJGbdI1TIjEhgCo",
+	"UixF3BcOxwwuGcDd36EUmnLBxZRw3fMIG0wHJMB7bxTKRcpZcEIo0SnlsXkq+EtA5oYNMVWM0g0mjEWj",
+	"vwSN2ImQ7si6/n5Jp3XL1shrdYXccfV4IipLEiP8cCkaIdJ02gTOfgM4P1LExyo8r+QCpBOiJVlQrkHM",
+	"oSScUTFlhtv/IEmUpciFUDBRxO8cDpXf8QwizaXS5PG8KuAdDlUD4GaOJsgPD+oB53rGRQNq5xIcF4pH",
+	"DNH52evn540S53Dv4KgJOJxpJy50Saefc6uvHlz1ulmd7pMZSiVSKAZCy1ManaM0aj4ZcmAC/qRJEluW",
+	"vmeFw//6WeG10+5eOMO3cNL1a8AKwUa4m9PYMAMWnZAA5EwVwAWsUC4EmRTERA3vUSXFwEhez6SYxDx8",
+	"UNBfa8JuuTIyeJwyGi0BkpcyHfMoYuKhdzFMWcSE5jR+pFAYjyRTREhNQNIFdAYQXwsjd9D4hdnghwTz",
+	"lKBSYrmwYukNSx8pYqjtBDQBI8YbIdH8HDFNeYwgv5P6pcxE9JDQvpOGgqcGLa+FXJiLXWZG2wKIzoBZ",
+	"vJP6rYz4hLNonalUhFWLxiAMZ2lqpGGUjw1zQTEXyPBFLau/XHvtkQJRe1DhMGs0ngN6yW43Eceum2aG",
+	"fMOVBral2a3eS2KKjLWRUfriYDjcH0XjJ6PR3tETX2wGvQ7HSxwadT91zSKC4gPpBgjXS/gY9DyU2yY8",
+	"NcoFF7l5waiP7bb91CDjzF2xYxktPfLvTGoWjYwgijebQrFPl+GL5OaD8Tr/7L9FJfI0uuGN0hbeoFY3",
+	"QS3YafbjWIbXIzKTCzKnonx7aUUiJpaoycxkHCnLMqkme8gLOGKimskU5enW4J7Zaeqv/yokcESoBCIY",
+	"XScnMoJyMJnwWLO0Vzt9WS7N5z8H3bH/D5aqRtXnBn9054bqpjV2KE0W1GxQym8M7qRyPqgXRrnQx0ed",
+	"GikZrmop39B0yh6ayxscNKcnb/IVzS1HupTyLRVLe4mrh4TsvYMmpHEMvCml2sJ2Yq4gYKRm35WWKYsG",
+	"5DJdEjqlhioBJc6ZTpf9UxRaWShFpFYotPTE+qlf4Cu55DlmE5kyotOlmRgm2oJiZlEfBM30TKb8F/bA",
+	"Nw25oTGPSnc4nOgHQW8oj+k4fnA8w7uZhFSAAIFELOQCFfKIajqmiqFdNjWymQHSs6SmCE0ZUZrHMYkl",
+	"jbiY9k7MYRQn8dAHm6QyZEp9ja0sibcLFsd9FHDJONMkZROzW1oSJecMqaQgI7Cmmu3PFNtRHv4gjOYn",
+	"U82ityzi9BJ25WHXLRNmdb1cENX0mllQYU8eKfIMIeobCAfA6u3w4Dm4eAfmytSMpTneOoLphUyva+4p",
+	"ryOy+RjRaCsb9zoynVLBf8ltaGujqdzesH4h2m8kGBXNw6ehG8faczpwQ3c8NDR3vE4sjaKtZ6nUOmad",
+	"j976jKfOUrG+bHab8JSpK6rbmky8Dsg+V4qhNtLunWuOYrZbBZoH1iyCQmqwYlgDQ+1qYrrz7I1b7nXA",
+	"S1B/GIVO/BPC7572CntLaS/KkH2sO8os4vqF0Oly/Rho2IguNNSoT63/Us/cgEpgVlIIRrm5xF2WpGuE",
+	"qr9dvH+HjpITa2G0wmHEYqbRvmNm2gE7kJduBMux2zvAFaaMFnDxqC1R4ilsPWZuDpnqjtt2z51MPkTj",
+	"yZ5RlNuqB8s1m1f/2MT7SihSMAOaphQ+l+zaLVYC89VB+xRdEOuwGoCo5mMec11jtP5xxvQMfZA6F4YN",
+	"z1TO7cdVrn2PiLxGDQZM2ObmTlnMqGLKF923p397fz54+/rd+/PB2enls1c9J1UrOmdkTn82h21Nd1Iw",
+	"MufCfJPQVHuEcYBjQZcnvsiKOwnnm2Qp/AwPk26WTFMaIbLJ2Ejsikesd0Iygfo34JUvInbDYpnMDaqN",
+	"Mx5HaMd1/hpY9IzihZMyO+GSafQEOrYmDWcugQSfYJ5aVgbeViuwVDf7jIbXTMMlPF5q5vyyCUtBbwMN",
+	"g+RejBmjqR4zo66aX694RIZOG3OaHSIy2mvb4OJ5FrNnCF8dMgIhsminiyNM5SJSLNzq8THPXbDwgmnN",
+	"xVSZd2dSaWHNmGsDt+YDwKGZs1Ddx9XSCJNVr9sTv6XLc3yvbs8zZXlMFVc+mK/JnOmUh4pQ4rYvR94k",
+	"UzPDWc/eX1ySPXcKezf7ezBi377a84jK5nMWtcYRmHkDktxs0qetu9sBuaJeV/F6ULf1Cx6xqxSMJesz",
+	"nJvvScRCbkZVlWHzDUqyOEbSVpouWURwNEJjPZPZdOYLtNAghLldiLxOSiN3S6EZ4DO5TaiApSjE396J",
+	"L1Y4yTVjiUKvH8VJHym0KeX2pFy8ZWIi0xA42By5zXZjQs2t5gz9Di0rJLzhnniGT9VcbW2J7pot6zHg",
+	"mqEt6p/904T3/5stT4iaGZ4MGyPkYvD5FLf2VBVH2+2UWcGGLXotkgy1nyjiZn00PittlQ35WNE37Cq+",
+	"hDO/YSs2TrU2xJzevsY3y/66+m1b3bENe+XY27oIbDRH1hanrNm6NdufXln7T7MxADzIpEzwwCxCKSbc",
+	"6NZo7S14kodeYcu2gKwXVOUGdW2Eke76oPAM0hQKLFwTAUFLEY96I5IlRnM3Qk9xqycs5TKyIvCMGfa0",
+	"dAN6ZJrKhdHxneROQXZROguvzTgDMiSLGY+tjmytvijLWNNKic6srlvg0HZR0z3o5WdYnM8GTPiQmIt1",
+	"R7L5HBHigYliIzU8o5rGcvqS1XFWGkV1np9TMmEswpuMK7DYWF9h6fxKEWXhWjzP2noqE9T87mhr82ab",
+	"VaB/ZCN/No9HWVz/o0ZPydr3WRpvx0DLf8yzOcxek40hB6O6/A2nBD6ptVMyh9Feuisf+LZbCEeuBWjt",
+	"SJ3mMacxD7nMFJhPVJJ/GDPBp2KLIvJMCiTBreRYRcm3NlQFQ5TE0iAnqO3KRbGcEMGmwOzGYHY0qFrd",
+	"x5amIdCAIBYilEJzs7uG4yjQzVN4hUdGY4/NaeUmmrrVCqnbxWTiUqr8YguD4MIxiC2HXLYoNRz2Kg/b",
+	"7WxeyUVF2EfdXCHzsJfHI2WEsAEJQGiNAqKzVCgCwrPRiZ2MK2Q5ADm4Oboac62CveDmGP8iXNhbqyQb",
+	"m3vLF1agHZFAhTJhKig8myXJWsH1ZR/5nicBGBVkpn0RgIAceCSg8YIuVQDxw4GcTIIB+RHAsnK7keLJ",
+	"quRvdGiaMl+gtg0hvkFJdwgG5A2baCIzbUNMM7iZPBtOgJsPY6P4vWZBpVUElpMJsBmzEjDUGqBrEdHu",
+	"Y710bEBUGt3NNhAM5zKqnNPqD45Ao8/D8Q4PysF4x3XCkD2ybZMeN0+6fzCszlqNLt7fP9iqkthdK7ag",
+	"gKuOFF6IlIezC0111gA4yGoy0xBjFUt5nSXmNA1GGkoD7DIfLDausyEjas+TXU0auS2hJlQWfjLMiSxm",
+	"GNNu4QKX5TVPEqNqj0QWxy0s5mlEEwO0TmtRSWY6lHVByPKadNHTxqIT2AYzEkmkUnwcLw1bps72ap0g",
+	"KMyG8gbcSLN803qe4eBXE5mJiHRBepxypa0/RqaGTZxdnttg+p6HW0C6KdMpZxGJqWYpxLva1ZMuJSph",
+	"IadxP1PMI0nKb6hm5pFIhtmcCY2DWwgAANhGFhlJOROx0ZXffnj3+t27qxfvzl8/e3V1cfbi2evTN99b",
+	"a1fFNpfD33Fn53UsMDXbWs+yK5hS7Hwt3t5CBIu5XtcFCLwho5J4U7p60O1WLyrZqJvNwMJTXj5JPuIG",
+	"MBucEy3kyDkVGY2vWjyJTGWDY2wn9b1wFeE+tn9P0+nnGArsMjZs5ksa2rSlLZtZJdcX80Qv8YYURnmr",
+	"taNWxriapHJez4IsB8dciUq4vsFYBVbkE8JaTMmEIeE67Rk5Rx6dU4p4LnGOtgbFCiIaxZ1BSLhhERMe",
+	"ooUsZ5nm/+h6x5jV1SOeMgmMPY7fTzqjn1rN/AOTnU8fV8fOMbyeVlsh7jZoGxC5BcyXtNUEaxh/X0Ov",
+	"Xu0WVeyMlZXVyfU1yJxvd7G3GyjtBzznletcibampFydqDs2p3bU/WbUjp143M5M5Nyqy6uOOhHtfJRw",
+	"B7VAEy4idrtO58P+mCpD6FKBAuKCJa2VY1C7tRtvuHbXGILjrV9nuAkb9s7GXla3rjiaGoeELPMaVWZs",
+	"JKQpBgfxel9Evfli9UoGzXbbqQtaH6pRxAisg+60nQozrzH35c5AEYH1L4vxXRDvIdYU/Y4JVYqpivjU",
+	"8e4SemL4fy2NwFh1Vi7nZi48JugAcTeKjbuE9yvSab0RzK6uGaEBwZx7CJ42M5mdOSH9/WIn860DG6eq",
+	"R/iJu/RbECQKCOaeymga1W8Fqg1gHu7Digk8bP1HpcU77RUfUkyrE2IoPTcxO3eSgbuBBZT8oHI6rY09",
+	"FxEPGTjTgBDNTsUSd0uVwzocPlY8ievbtY0XpZb9VaHYdycX1R4boRDJbYMGT8jQJkbnR1h/dLCGXZkq",
+	"8OddL0igCYcrbuICU0sxJ/Yc7EYUmFKQTx0XqTcqt5DNmTBraGDXJQmwxaV6F8NxG+d8mu3gm0d3fhaG",
+	"tk5Au7fm9PYqSmVypWYUA5mK92Q2jlmds8S8hIz9Kmbi6uaoHuFXHztuoIsmE7oEGlBt9vW9fRSQz6BG",
+	"a9/anez0Wseb7PfrV9aH8zcYNwTB/VSphUwjkrKIGlAHHe9ONn+3QY3WfwNnxQfgkL7uDOsObA1BvJLE",
+	"m+90BZubiPRlTiTukg3VjeEEasZZbAbhicqMOAwhtIVpO6HzGc3qbYpm4Ls4pMNG1wIs+XO8CyW+st3m",
+	"fhfOsU6yVXyDpAoj3JmfzaVhTwwsgimbpEzNIC46ZXN5w5zpmWDgRXdI/Gw4PAzt+/jhe7J/Qvatwdzc",
+	"Lngzy8mkd5ILC8PBY0zzDONM8Rv21tlI8ZpYZyyFSbW2XMMWhrMiPqwbkPPSF90h+Z7sPfGMiPO9IcEN",
+	"ZuT+vteWlTUBcNwAwOFBEwRVk3I9CHfjhmX2VoW3nEk8ZnrBmHDYwRTkEqM9Yn9enPD+bJM+sML26BQj",
+	"7A36LckUpDQU2CdgPUXjSznj1uxCE69tBr4LeeZHT2a9UY7qGOmN3h/Ipy6Cgx0FgNkXDOlYDAFCjioQ",
+	"GkG0dr21bH6mdeIR839FZEomPAa2v7LGg+HRk21pxVXWX+H5Tcz1Ppy2n+mtLSPebr67M5oqlhKL4CeI",
+	"NVbzcOEhNkFRini57s0IZZzNa5TFUN2MyC8slVaGxuecHF3SpDbVivHs8FeituwJzGEHHi8JJuVguEKX",
+	"z3EN1H7dqzdwyrkrOrE2MGanKJbQlGqZriDT9hAOW/ylfnB1zRNMJIRYPHRk1CuWcy6uwDi0PhTc2iNi",
+	"bqTSTUMmbMFSIK2tO/ypAZvOM7EhXKSFbBdlmJ/TWpDfTexvcIcZRZaSNBNkQnnMID5pQfOyUQNyiimI",
+	"wIC4Ih8uX/b3j22VqFeXb99g2RbzMsS9oCGGdP2Oy1zEN05IKMUNS7WhEfPVE7/jkeKp8mjoSqIQU+N3",
+	"eidgcIiWKJM6OQ5qUylnLskvLyA/AAae9jtCYhUr94SZFqzuBkHyVCqHVFRJobAwlUv2tdmMg/p8G8HV",
+	"bEfHJIguDapc+3Bps/qWz+6oZLjHr/I51lUE3K/94XDlPCASjxsZF7OuSTf/3cbJm4uL0DjeIdzdjvCG",
+	"C7Y10suAbwTF1hqVpumunmWVO7vXHJhzVxzA6yA9geYBpLTdiQkhriWAqviVz5tjkMOCspqDHKfYhYri",
+	"U2IxhY915bg/NvO3+ns7zcRu17bhlJ+2RuiJBlDMHZMXsmh3s+6v3ahUWAc4FyQxF3pENLttMD/BtVYX",
+	"8wepUGfSPJpilE0p1RFZVjfYAyPS3nAPrOJ7+3sYVhR4vgj27LntHeyhEB6ckCDIjWKLmYwxA7wHcTVg",
+	"cDR3NVQ6Sqieeb6AMjTmV3uZl0rwBZCPHXgkKCdduhJ56zYZQ1+NmwdMtHnrML1FMU2sOwAy7xWLWail",
+	"kSWqwRQVdtPgTl8V5qzivcFZXutuCm3KVI0oc1fv0qaM1J1ySH8wiuk6yOOMx7qubNE7UDLBmmwe6XNR",
+	"sUBbdBpsExdakSrA1pDx1uhXdJB/bFpsHsiwg/2j8AxtrqhUxqXtNbZauvsA6rtYbT5vvyuX3NaAZjdX",
+	"4wLOi0uxaW83bGZtEkO72hm1+5xbzTfQ8isXYr/jtpeSFerfaieMVzOWLGsD5mvZvMsusPOVaK5YQzmJ",
+	"8D4y+8qZdmUEf/y4ycSeS/1lRWxYQxCVjLDtFeHKh5pDVYxRyTdwm7DV8PpKCrZMZI2MocOksof5CWZc",
+	"6P3j2iOsbJ7Xue1PZd9WVrt8dgaWkeheR/3w/GzdrxwmHZxo04Jf8V2xnCdb2WEVuNew4kSmuu1Kk1Rq",
+	"Gcq4EgBes5zqdE35TvV3JWNiB8l7VVxOisSmjl1bCexi+Pqtl9fllYHOgqL1wtzJdcbyVyXyqx7HfWan",
+	"bhIgarwseb2DzSUOXkNhywbBOZdwG2XCVmpjOzkOhtzI+hFWV22kdZxYXp7EW4/PQN2/pujWWLH0Bkyz",
+	"ea2iNmmcVaV6xaUBholc77W+d6VlkoAmB4pWy1lW3tqkjIOA3pUpAd5EWMzmTOge2FJmVEQxi05IyhQT",
+	"WAXLxsvseoXne1nRLFfhXD/Wj+vFAV3lcdQqbMlxm/MrsSo6TXV/QZceWnMWYIQyy4lIJAUjY4jCEIMC",
+	"a86ZAifWJhRoay3bZvtYNX60tmiUifFTnQVjB3tNq+Oxy6kjtr/J8TNnK11Vp7PWaZwuJL7WVtK+iAs+",
+	"bWWGJnBfUh5naQ0XpummTJxK+Ecx4C6GHxteXh8Z0Bwe0T4d+zN3EQxIK1vpYC4MPrRxZy+y+ZzWxpmD",
+	"7a61GJvjVA1yT/D0dhrMnfg2PdSCWZqkbqFvuNKFfz93e3c02C1WmVS1yCTYYUJ1Q7rW3BKgSuNhecOg",
+	"EpeHA9oAAYwfwKqZXkdMuTB60IwmqbxdYjwBiDFiAsGU/DqVml/XyiHv6LzJidYsVVhLTH0kCGRV7WYE",
+	"de+Ml+1FFQdD3anki7qLrl1eXVkxOj7YPzrazYO5EciSuLCj2/C9AAevmBLqipcrulS2xiwtFyt1uT41",
+	"rsO1QJBdqvN7VmtY68lSmvrZ6+fnpGs0OjLmGuv6/cJSua0NyzbDDFQPa6WGlnSCKqDPrVtfyMVJUTyc",
+	"zLnIdFEhdpLpLK1KVy3rj1Vne8owD8MWhMfAEnwY/mZFnIGZVstrJvLWEduKQwyuRnv/F/Td+O67T39u",
+	"CFJoTIbfXuu7bD56XOMiqY1SeMMneUH9vIC+Wi3j3vU7B0czv9PDIkwiN0jaIg7F0ewPyZLRVA3I8/JG",
+	"0ekjlW/d5eUbj7BYsTzCQgpmRf3Nxd29X1cDbz7W6Ie1NHzD0tQ29tnFrhRFV/d3KrWeq88l77tUDNyB",
+	"MG2uyJfdhTor+ZmMebjckeEaSR0cNGYf0GNibQUnRoVIZSaivk55ogi7paGOl0WLJHBomPfWWXAuLqzx",
+	"UayFB0HdmbDJEDZoX0EUZVk0qMbr113ys5IxbKPWC5uTm87gTTRtbHoLzB8lK8QXrHXTWtDDlbi47aoB",
+	"vEWSViix5On2KS7g0QYhBXbPgf6xERvLtsoduMiqITMPqjt+/Pjw8eZuLdv3YNWgeZ+jNxOmy4TahZmG",
+	"bTicrbD6yes01Af6m+QCy1dQ0b40WlFRY3NVCK+TWq1rnbOIiTZbpWw3NWAvLtsG+IxtKON39od7eDX6",
+	"nbxgZt4XbXssdZ5w0JxUVUbq3Y4hSmSqdyHQVEMJh1bJanwChYsbb4o6n8W2Qcs26brkXKizJJYryVEb",
+	"rNYNaO3WWeP0j5jSHBPBiNk+0nVSUC/vnWdDirH2hRGZDAvrHwyHQ7/TW5Ny2pNotZGbYcK/7nuPP/WL",
+	"P2vY8Me8J0RbpfeVXFRbtUEp65RrzURRakLf6t6APJNzKMyJ0VgQvAL3qC+CPwVGKGc3LF0WNyrVUAhb",
+	"3+qBL/rm3xHEbIHiQWEYLy8gbyRDeMzo0CNCnTJu1MQAfgB9ekSSyQUTiu29P3unzB+QwgAUSro05lQR",
+	"synE75jvL/H712eq53d6a9Pb6FsDfoiLUzAVqOwju9AAXtg/CSzKkQBOPWKBayZEBb5BgimTAWZ/+YKQ",
+	"rvlM/owlFq+gb8OvRVD6CbHj2BqMg1CKyQn5BEEbfWLNBWYr5jSBsF2vAtG707cvghEJ5jS54knXPNAL",
+	"LF6ePrNpHUH/LelP4G3cRbA9jHAZ5k+SMrCFB/DMCJLWSGCrQpop+kcB6c6omo0E0661AxdM9wwnNsus",
+	"PH0ckK759bjnFQXWDCR9KJIF4XaTGEphelidbcLjmEWki7XPwwzCBg/3oeKqwr0QEwuymGjSnzhY8dQD",
+	"M53dw8AjEKJzQ+PKSq4MbFdmJTy5OboyWnDPgG6gqTxyjI8cwyMn5FH/kUFs8xMZWzXx0dWjnle7BoDV",
+	"mXPMwZ3LTLP0/QVBkhvl6jdQWnnfApKJiKWwnXvcHHfKFjSO3Rt980aA8O4ZABue8CBOnK8D1mSruhcr",
+	"ValpTHszFSZLtK8VgbkNd6wU4ZzWR1Dipv5uLZxQa2aT85fPyHdHj//q/BgnltdheJSrBXd69hr6d6B6",
+	"u6pMaMrjuqBcqskC1IlUgm8V6hsa2YGJkDVXpincFu2i8Ypgurr6HRtq+ry6vDwj+EB9tJHmOm6QnfC1",
+	"1YC71TNbfRMMZaNxTMX1VqEJJ89XUHew589Pz2o8CONMsSs2t6eyU1DYhIHKt5P2jX65+hizJhLZFHzW",
+	"VPbAVgNatgxLO8esk9OSz2wFcV0gaW1nVZuz4igASiMuaN42jfw7YxlGmqeZEFxMT4iQRLAF+VmO60P6",
+	"IeK1PmT6Zzm+4nfyldk3S3GxLra2HmXKccg17ZsYrhRkCPBiJqmMspBBgDrkFa1zgBYxl11MdQBBI1Q3",
+	"PStttnZTby1WVFOxC6Qwe+seDId47ZIuE5DKzQXxO//7f/2/fgfNHWGme9s1Gev3t+GhG9z/2PGptshm",
+	"FseuyoBMPdcfK9aUgL5Q6lvgisaajbyyYUnr21/+tQ0GlYJc+uqaJ31MA6JxP8Ew4LwoTaOd6MWmKhDm",
+	"uOuNR5sLPrSOxoHNqqGj9gubMsHSnb1FkIF5VQrNbx8S6UIXG4KvWoBsBNVqpzo1owePj0eDQe0F1Nb0",
+	"Vmd0ax1PtDFeqn3AIBCDs5nVFWlojL1qYy+zlrJKcOCuXLaI0CqiA+FEVnApN70hZAUJlQ5kk13OboVt",
+	"cbqh5XfetiSVc/edws5WyDsgTgaQDlPCioeEtO34oQJKtM5Q6jB8s1DaHo13bltgGemnz6mGXEKwLQzZ",
+	"aBWK3Bzt3RyfYJsaTe2XNIqu/rIXsfjqL0Y91ozWbB397H5KTSRlpt9JsWh/JjD08RcZ2mzXF4Iahv4y",
+	"UPOoWZzZUKCq5cXrglmfb7bOFpZYqpnLkt5kdG0sebWjRtp+n77I9te2THIG5BTlW1hoPaW76OAdLMjl",
+	"q7IVTyqHPO+c5pDP1gx/s87SHAT6iuty8GfbCLtaICQyyrw0LKY0e51FyjX8QaM5r6/FUQ7+X08JWq4m",
+	"BmeOVDbng1sh8i6v2oZFNQW6XAcjS8Eljz6i2+4kbRZvyXr35gYO0GK1nt2w2jNq6nNxl8ZJjWp6kjut",
+	"tzskUVEzt+hVY1+ef6w24dEMMpbNW7ljqVTnyxbkbKUk1muCz6iQgoc0rvrDv3z02IbuRE+zeQJZ3tbW",
+	"hgJb3vjXCnhcKxZP7hLdbE2CVkm1Z1iWXEuLrcOt3Au31dH2mckmz89gxCZHW6v7xN2mr1++gwFaONhs",
+	"64DdnGz1ctlaaliet2F3q7S02q1mNA1n5vaoN8ZUq0SCqcDweTaZsFDzG0ZuOFuMiKZTZV0+LsKFS4Gm",
+	"hOLZlRq9WHUgL0SPhVChehFgZWxeyWOonLhj5vOQLveglItiTBSNnUvleVW1cq+XlylQfDrDmvcW4+3q",
+	"CoS/34DBu/QTvUsujNRs55LUbivaJvrfpYT1/ZSirqt1ZuvvWqAau5WW19lMBPfR4LJETl+uwSWWpD5r",
+	"qPR6ulrZtVqwWtN0yrRXkLJciBVSq2sekP/Wvtdn3pS3Ln79YUji3jC/CSVbIJxX3ry646yt4xvKuCHM",
+	"/C7ylZUrr5qKGG5rk9Qsn1nm2qJuelFgmHRX8K3XUsLaXUaqF0zKkHp2q0traTiklzTUX6/B9H0mR24q",
+	"El1lHtgog6ZQ4qmhNPRdUy23EVHDMdyp9qOjplLkz59+Gva/o/3Jaf/lx1+P6wPIV+hmldGWQ7pVFs4I",
+	"VcRGdhOZEr+zf/xk5ndWSnjVxWGvUmA1GHjYKuDqUl4zcT/62F2QercetZm6LxUxtcaCjTZc88zGXpgS",
+	"XN1bOobCDpf6hbbLqMVzWc+n1e68aoiQhSnTLbqFrrrsYciatFEH/J1KcNwlIH49IromqH17hkdjTPRd",
+	"D7183nVHXOn42xhxU1NbH1oM23jVKJXY+6iuj1HKp7yhHgibs4g3l6/OBK8xMMCMtqy9TMHJXDsxtvav",
+	"t/RKTeNC8UoyNSNKkgmt+sebqkM3FC420Obrra7OQVN3Av/gbFFbAzC1Va5Xu5ti6/w9nijbf0rVrt82",
+	"zNgosl68u48MkpWOHxuE0JUnm9KoLnP1mCxmUpW1YtfcYL0FTkObm5SHszmrq+pYt5Ojoqn0+fPTM1Ch",
+	"zy7PSw3ISmU1PQgCxdqvCUuxL1neWD7NoIXW2KjreXOwtm1zyu3R7kmdsN1zNnrOmSwXjFE72OdtjYsa",
+	"WO8iyBXBSg1HZp/YTAFbDARtpHjbOA00SsK1t9JTJDeXtlOWy3psneM9oslWJv/89OzBDBlFo5+rnZoN",
+	"OeXh02c2LWocZzWDu8lQsgJ/2XSS40BVdzVU4rqQ2g59BTmss29IPQ2zlOvlhQHaul0YTVl6mmkIIIHV",
+	"QNgMfF0cz0zrBFqnYF+U/65rq36ad025ZkvMQWMUjKkgJZWbbprrw9YkMWyr3CoUUBQqODvPkrXi5p3a",
+	"C6hows3nT5+gd9BErsOEwcbEXHDmQlT2Gn19lgclg6XT9h60NheWAldE66Vli1rGkS8gRtMjMaOpUHm1",
+	"jpAKm+Zs1mt+1opQw2cVtDtLUxZqIEkwc9qq7VT7ULc+ZtGUYXXFPAwDaNlulsq78HORp+UMfOGLSwg+",
+	"5DFz3iqsp2h4QEpDSNrZownfu9kf2XXn++7BWo2ohfHs+DP2ahwQc6m5DrB9g+xU83HMINQXIrarzV25",
+	"yp9+pHyRz29Wy6G+LMFTGbOIzFjKAHojA6oRlpfO4coV2uC2bwPFDZDBiARJNo55GEDzxzBlEROa07jn",
+	"+SJAJ2TgkQC9kNCvNZpzEZAuYjLmL7tq1rBum4eAOycFU76w3iWuIdMlsAcQkC4to7Y5hxwZT0hlAqxW",
+	"6AvAfDOyYqvIXhpJIYVU0kF6A3JaWp8vXGHiOVfKPATV2jW5oTGP7IkpcjTc9wjFhY1ZLBe4KjfzI/PE",
+	"4YkvxlLPoAFf2ZOWV9RUuR0eanvSlLl+l1TDmb1i9GZZXlC3OKeZ+W0EcYrBiCiwtsJ47BbcHT0QMyiZ",
+	"sIUvqCaUmDuVdG0DzYsXp+fPXl09e//u2Yfz8xfvnv2rd0LmBsQF5do2mDe0g13qfVF97+8fXnx4cfXj",
+	"6etLmwOAO0MeDw9tTsg50+myfzox+GH22NUV9UVC9axUVtRteLHLUM4ZSpDKODKk/e7DG6jpTI6GwwE5",
+	"FcWW+GJOU7NjxcaEsVQs6sN8dn9sw6siAcnQYgYnEEsa9XxRHOyQaEmoBbeAstRXyUiaMbVkBdHualQJ",
+	"1cfy03k4fwC16/AG2rOx/f/1s5IigHP3RTewaQFBb0DeC4alrQUQKIy7MFQ8AuDwYFxN2BxZaWxuehb5",
+	"Aiqp4j521VJoegtYodicCs1DRWjMr1nPI0f7h3Y0wL7cbwQZiObnx77A30Os9oo5TxVEL/ZE02vmkaPh",
+	"kUtgsl1CcKPh3PFmHJAAswp++jiAOmEBHm198Vu3QU1Vb3sNdWzJShlbg3WrdWx7J3heamPpWY9UKs8q",
+	"gyyxkmjFJUHMBbMpM1gOOMA8mJiHzIYN2gv1NDG3c/9gMCzlM9gbs+QSHnX2B0N8RiZM0IR3Rp3DwXBw",
+	"iIUgZiBH7NEsQhV4ipEH+ZG8jqD2gtKn8IR5x7EbsM/AZQ+7U9z1FAqUYL8MrMa/tdzpeuEzc7iAIlhb",
+	"eJmwPYODoJTbqjZ75Sofe4cH5uIARo51bupAs+JUA2yHDbDVjQTx25WB2pnN6wXRYlf3/v4M/VhtHn1j",
+	"MA+Kl6U2sBSO82A4tN0etVVIyzzjZxtxX0C+UXU35w4ePBDU1h3ZUGDfkIp5sKjx+8nrHCEYdaPn4O49",
+	"pdE5sh98ZX/7Kx8EzfRMpvwXjLt+3Gae14YTCBrn+USPh4etprqhHJN+QQZ3JajAdIBLjuXUI4ItDAcF",
+	"Pc3pBaOfOkhXH71ORSDqjFzklRlzz8oUe7NyTdlEqhpKPJNKP8XHiwq0qKMw80u0bHHweaB5pRytEWQ7",
+	"o6ODSmHYn/LQrv0nw1K01mEp/Gq/FBSFoxiELIrBdhZsvF8trzrq1LOodihZrPxTVUFzkchVWjhq0r4f",
+	"FEmP9lug26WU0HEKX3jcZhajespUs+gtizi9XGJA/EOShFVLEVlKGuZPHw0eFBSDEZBo10K0c1WKlYf9",
+	"Fx3e5YIs2MdcYThHU3aOOqpyP1XIKs0TduzltpoqibIadMQJsYWXlb8gij4P2xLQhUXPqCABcH9QLTCQ",
+	"fDFjwgj7jCiWGtFHaR7HVuIEyYOqvCizrSlEy/HpPbdmXxQx/8VEZfVbzWQWR6Vgf6thniDoTh0xUrai",
+	"SyNqGhlcoeRNAvMBRQwnpR4OjwYoas+MOlpaBVe4EF8YwRadzMo1yLRhSRTT6lFOqXKrH5hjVjbWf018",
+	"qO1ZgJe0uVPS7ZWt0TPgi1994D0+sLA8qDp1oYdUXSuQJUt7rmyOcZ53Uxpj/1ODBLF+75eL0zx+fHh8",
+	"p0v/R/qlL/KVBJSa2/wyb5Lr7JGYb5KTY46ZNo8EGOhhHYN9Z5HQjWAwkwtAxP9Y0aAtH3wjxbSfyDgu",
+	"dSVWKzGiyvKeXG9BvvY5TDCP8XSSxUoAJXC8GddknilLcXlNqio0OJY5XseSusDQjoaHoPtGUJ4D4yUB",
+	"d4DvQ5gh1aWgbBcvjyqRHePgoHdCpGC+GNMI4MEGNWUbGQLguThHwDSex8iTV7Y0oC9SI4mDesYi8Jzk",
+	"AFv7w6v371786+z95dX56eULM5uCx7AkjkfGWaq08gWyTmjehOzDzG/grGi5pc0x4NjGOsiVjw6+w60p",
+	"GTLqWGZJwDtnLtD0zuJdkf/wExZl7+x/dzAYDg4Gj4euJvno4LAcWGsjZVckulLhw87B8OC4P9zvD/cv",
+	"h8MR/Pc/6Alvy4hg3lay28E9sr9K/kUN+3O/PaxY2IbVvJTpmEcRBDs8sCB5dHDQ5uUklSFTCpmheeu7",
+	"VjC+pWJpd1D9xsXWnFkZJmEt0dZ1zBXRdGquufyhrv3JDmwLdBqmiuU5PbLKgC4v3/Tuzt/VRtvNU/fQ",
+	"Z4oXrXxpTx14a760NYp7kUvZIUsHvy/93+2ph44kPWPLXK0xfH4mF2RCUzJmM/TWMzDJrx+x2mQe8Brs",
+	"ABgr9TQXC+58Q1RV9CKH9yfk++25uoUF46Ba8fb9e+Ptdm4XQNYg2rq7HxxbWpFrtvyts/phCzb6TIpJ",
+	"zNF5/Z9rZCix4ylXqHfaAz1xpwkyYBHYBwInOE+MmtuS8DD/scJa9341RPIJReaYYahHlRyfw/dlctxm",
+	"gcI3fvOyBoK++Y13Ur806sFXRAnovV6DEErLRJGFTK8x0WsHDFgzVWzR4NFj8Q5ikz56HRsNuiLcZ/oe",
+	"WPbnM+kPEO7fjksP75tLb2HP/2kU8Qdgyc8wy7VivihiLqx1UpWpki7V7vwYIxH2wpiH1zOZKTbQ6qbR",
+	"rPteMJLKBarzbXItSZeiyfWHF5cQqhn0PKIkWnUjDonjNF0+wib4TOm+HQ+STnNjKkiD+Rh7v9pIpU9B",
+	"HhUwIM/AtYvdiOGKgmbEIwugtxJv6hEVypSR7pzGPOQyU2R/OPR8oTKV2C+Oh17uIj8YemTMBJ8KMux5",
+	"kEHqEaqE+d+VTKcesXXiPJJGQnm+KKI8PZJHUXoucXRAUE4HH7m5YxNo06RJd0hkai2taAC3IPROIDoE",
+	"+zME//rXv/7Vf/u2//w5mc1G8/lIqYB8uHx2QjQdK3Cd5c2yfTGm4bWKqZph0wR0zMNATIU0MdK1Ipd0",
+	"fIF93FlEjKyMjZvrDCovAGueGaR5ZZCmsytj//slnbZyxq7FK29/5QLjklsZiMGC2m5UxsQFmKlbGJQ1",
+	"u9V7mo77ym1oH/e8WpIKUdPXVdT0NaCmrw2S+ZoqYf5nkMzXFsl8bZDM1wWO+TrHMV9bHPPFii/f1zm2",
+	"+3p/OPS1UrP+OM00A3bi6+Ojx+brFwgieSWV5mLq6+cvfO3rwkhFnJGq9OVB6UvbQiOUi5QzQKAal/6Y",
+	"G9qv8eevX2UX/zBHBSnr//le8IKuCE+udMrLrNLZR7rlPSkbOZCjV9g+xKG5+tqbnOb2NuCJGoQbroHz",
+	"l8/I0f6TIXl28Q/k/NS1ok7lwkabScFIgIziXC6Cmjujy7XyRfXCMPx05cIY+aKJh0MifzeU8znt/wyF",
+	"4Xs5h1393heYvZ/z6Qr3ruXWpGtWenh4+J1neKsZI482HpALnTI6Z5EBN5RCaSo0mbO5TJcbeObFP74x",
+	"yxpmadFtlTd6KycO9649YA/O0x2nOU17mKWzLC7e/ODWuKKXM0Wvyg69ChfzvOcvPOCP3gp79OqM98WX",
+	"B6UvDz+fF76qIzQnlOGu/eezyNVMD6qAF3VtjO2ExxjykCTx8gswR6ej1RqHkdD/dvH+3TdKv3dD+KaS",
+	"FTXeJ4x9wO6o0LAK0ANm8oiyDPwPSS6Ga5Q256EoR0QtaOfd82/Us5l6bvvFRlZCbaxK0Rn5nVXhv+P5",
+	"K7lW8FihEpgHQOfojH7yOyuqQeej57sELHygKuPD7yV9xAxddy/CLIWuUnnsYOWx4s7ujA4/ff7V+d6I",
+	"pAUHCSqRUeb6xCLYf2i+gLT3IPzAtjuZz6NxcyAheUtv33IRkedPSdc8ivlMJ+T12c0x0Slj1krExdR8",
+	"d0S0lB6xBdQV/4X54uCJRyKqKZT+hgwJ23Ij6KH6AiIUvrGmpmC9r7lU2hd56uiCQxH7VWWlZJka5XMU",
+	"AYuryg7pBlWCDDwSgPIPUfd0quALJLrA80Vg0/Lga0cc5kNBeOZTTl4BKRSYwIjLMEgaCbDDURGRH5h8",
+	"fXYAZeEizL8y0JIpk/Dz6cU7Apkttq8KZAHqGZv7ohtY0XvAlbwKZQRAG37FDQIO8m+4Xg4gA3NgoPNF",
+	"QDMthZzLTF2ppdJsfoW5+ZCjtvabTKdU8F9wf3oD8jTjsfYFhJUmkIcSsVuiBE3UTGovb1oEKUKQCki1",
+	"nPOQxvGSdDWb2x46vkiZAatnc2/SG5Y3ST8hwYtLOg0I9qKBaLGMx1GzXvf27fOnO19YryfvpGBvqQ5n",
+	"u14AMtRM95FTVcWou5hXZiynj0HHs3mmAMULW+9pJRKxui2kSw1izFy8HbQg8si/M6kxbb6Abg2WpmDH",
+	"15O+2Zw+7E7pHMIsTaHsJZxHG2AvV996pIh5cjtg/9G8H+3PFVb3aM18TxWhJQ68mf+Xs/rWroFdLweV",
+	"pQbX6Z5BTMX0IFZ6o18iz162LTTgLjCkbS6KngdxyoEdbMSVYtp7d/r2hYcpczzxMB6bvHz95kUwIM/x",
+	"SWU9EbZf6Ai94HbXFBfTOJ+Z2fhIqDVAunmRA5qyvPo1SzKNWXlAIyfOpyCFtcfHbKKJzHQzp7mwG2MB",
+	"/CYl11iTsJlVRTYuS8O+OBgO90fR+Mlo9NcVsbI1s1RM22Zsfxx58ZQ47COBJZugshmgZK9SxUPIkjm7",
+	"4EnKkr2QajaVkDSnb5v5RsAjT81kqq/MBeOVfgywxd7INbBWZLyEW8izvXicsLDvQeo2VBY5HpKu26BH",
+	"tk/oCZRtTnGMKdNESGKhW/YG+X5CfjxIia6AATAaqjERZATt+WgKxRWwkQzUsE1hn1m0nV08y3ekc3ca",
+	"8lRIhWCph4jFNLFfKF8crFpPVxTIO5BZcYqwJb+zYMacVF6flRl/sSisQJQgcmwmh9aIX0w0iLnahPnJ",
+	"lUyvQh6lnkNHD1UPh/kOuKrTBtJW6NQ2/KQ5LhsqL5+YobuerZUMnvYxc0VdqzrPI+WL4f/+X//P/nBo",
+	"n1QhjRkkRuyb7w/+WvHSH/zVIyUn/V+Pcye9Lw4eGwUBr9RCqS1dq6Q7JHNGhSJ+R0hgXX7HzOQOqzfw",
+	"xTkDQQBrJFzzOCb9DxfnB8F2IjvPd//btbzztTzcOzjy9r39gztdySui1R/0Vq6yGrhHHuL2/YWx6z4X",
+	"msUbr9v/Yez6kYLOrDGBblm2PzBes8GfoNiECqwdDrxbl6dPiygKX6RyoUjARWTWK8FkkH8A005AuoHZ",
+	"4Hg0On3+/Dxv1uuqvvnC/Xzx4em7F5f2AVfwqOeRYM40HaDVxYzmTEXuF7OmwBfd2oAi9Ennz2ZpbCub",
+	"OPUEMvttj1ebrvD09OLF1YfzNyck6Ad4u2dCMb2Flw188abgUymL2ITYpZkjujKnr8h/fU9+Jb6tYTGA",
+	"rfc75NMJZqumLImpuZyd2l4xlpjzIinro2jiJA/uchihKW8DRzSvAjDfGGE7Rmhx39c5Opf+BMz2dQkx",
+	"7QeDi/bPLI2rrm1fl+jA14gBpRAgRNjvzb1rcPb71VigmdaJGu05M60FdS/jYOms6lO782tkAn88Vg00",
+	"BQcT8ykTISMvDSZBsbVmfp0bChzx3xcDnzAWbc5zeglPfMEQZjMBtIxuwBQA0XP61+D3aGXDdrguRNa2",
+	"KC4OEA/hY4uTMootjeV064k9s899wXOzU2w6Ogtt9ns7tR9ZHPcx8Bdr7CESugLzgoyt3g13+5KoGU9I",
+	"xCFVM+rd7WTbJsSY0/2WDfPACIF7CaX6WISVImfcKMZLrOeHtSKL7j+azGnE2iBCnhlTS84/MF1/3vfL",
+	"fjex3gfGn98DNuR9vz+Dpe8qFptj2poIlePKHbOgVmuJF8Eh0PgL2JuTKnI/I9iZUP6LMlTqZ7gTnVFn",
+	"wlM2k/FVzG5YvN/xOlka2+K5RrZM6WIw5XqWjTPFUgvoIJTzPfviHjSENVP0eaKYVntzqjRL96oDDwTT",
+	"iun25a7MTu2QVvvlye0cNTEkt/vM422a0Cb2fivM8NUzveAgiEydNm6vGeywyQV0vjgpsRnCFblmid7h",
+	"elkVM/ZSNkkZtkj/HD5Um0d/jmNbZrS5OJVRbsD4g92SzE0qcjPDAmpyRalMsOwtlAmb09sr89WVmtE0",
+	"bwOZl0isLzAFKm1FSc2b9dsuIivN8T/VqPL3WTcFdmhT4ZQX4t8Zy4ywIVNCY3NtLAl+RbpRhjMzqJ3b",
+	"+ybi3YemhhsOlXvhdIiQC9J1XhC47/Mazb3Por1MbFe5z81DrSrDgpuxHrcfD6GXE/b7xdZMefvf/Zq+",
+	"cR+/8MV3nokmddGs95uoWVsR1V4GDi2t4tFYHvVLip4Gl6cZTaNG/P2B6R/ggS+ISjhBg86C4Mj0kXKX",
+	"Ql5qDz335soYZzzWfY6BN4PfX5FcqKnfB9mYTO12u/PHz5vPv0F/cCe3G36cxrFc/MgjZ/++o/JhTwtm",
+	"dF2I8tJqw72DI0ApCi92ZGbOccJDtkuVNFjfVxH7N6IsnBj2TPsmjH/tSjgogusqJynTm8PTFhRXkgAw",
+	"W6K5VORqqpIcK5beYE8JlAGFi81Hd4mVfOcgovgieF+8EKzmNPQ8W6jWehzfnv7z6vW7H15cXF49/dfl",
+	"iwvS3R8OydunZLz0hZUebKaskXqgJG3EzFbaXtkjEjxDsui/EKGMuJiOyPQXngSEK19QK9j2PCgkgGGk",
+	"CPaAnNrmEeOlZn0o0kDmNL2GQkO20xZ5QcMZFqvEYE5cOXQSYDGbQ6EE2Kq1cKweVolEfLJRKkZ1srwf",
+	"nZ6GiRQdtqdSRkUEpit4eZlX7PWxVwPVTNneLMVW2zbctsov13aVinRtHGoBsS84FESGULF98pY/9crN",
+	"NDxXaRhaaYQzmtIQ+ywQKpYEvWm9E1sQGdiK7WvCS313Ziy8VgPyg1mSLQCRr8kMNcZm7p4vYCWupbJO",
+	"qVAUcsxHNr7MtTwZp4xeK8NsSTcvzYl5FbYNRQaxa4aY8lYPLpqcTCiP817r0GTFdpNfsJT5AgHDMCHb",
+	"ngQ6TdgWHGhwz3s5QBcch1uYysAMnrPItndQGloZXlF9BU0fRnlzdpG3d1l7yBcLqsiMiig2upXdK1DH",
+	"cfCeRwSUKcXkACIFMW842JUk1BdhzA1WQhWPSOGzAL2Zo85P/hoZwle5bH/aYuqzVU0LD2/RCXfUwYSv",
+	"EvurOo47H6G7QwJFTQ8Hw8H+/qG7vrGnW0ctWKKxgO3BQXlowfQklovy2BhfCM27dGzGPMJciR3zRkvc",
+	"sbYhWavkOp6sJdZhnhq65M1vLhtuayrd5ky8T1B7285X3cbVGe2erU6J+4ZzaR3jQEczeMwcA3xROQiY",
+	"dUWPXMueq9wyNG8Ks3LfVBpxbspDuQ8BrNx5wRlURgdeBxvHALJDbEVn1NnjCfR9EQy7LThpsnKmh8Oh",
+	"33HdjqgodUazJIdcoTPaby13Iq2fM2W08hoh8EfDKAqeAsxs4b5zE5aFw4YtKXcuai+bInS2v1FzJbEI",
+	"agHmNeBDWzBfkzHDW75LobNblmgQBexV2DvBpYS0aLFVYriDh5dfv97mVUtb12xMUfZ6bYu+mij98NtV",
+	"kR5YdGKbPaDg0HSNg0SRX8pwYYPYsZIjVioVXtehFHpXGUkZWqy5U0mXkOw5pVzUZo0VFrRPNQm2FVke",
+	"hLAsvi7dcVY1qNEfMNe1U/rBhUr1x3DlA9cE9SJRraq2sVsONUtWS/GY7bKVfGJ+U+7ZC9GRLtm0N0Jp",
+	"ej1NDHNgXdJTkQi79+uYa/UpsDI5hBF2MXnBnIEvXJtPLOgzY6Wxq3ekq0zPbFS5LfOTN4I2cPuiBDh6",
+	"Bspx6/lHplxfWOy/YQsA7UFvFOxyCYK/UbB6KOLVV6jLKRoCU3epV/eyHN+FXQCohu0ckDM6ZXnimIsc",
+	"RVWpm7cv1lAdznXMg2YZHmZAw1p6Jy5fUmG/u7z3i32l2J8bCAdM6JR5vlAS1Ri6VHmjTqvdwPpJmglV",
+	"J9DaxPoz9ccK+fzdNR/Dc2rTfSwFgeUPUHENt6TKEysWHsNe7xRfWSH/TUbz12e7q4IVqfQLYQs0uG8S",
+	"WW1RgGsBzA/6/ZZi3b+5c9adjNV7U04gy8qpF834tg2z9sw9lPKIbY8ffH323j17jwhXE394Xupn9M05",
+	"fS/VuKESCRUZjYk78J1xyMqUhReoNg7JtQW3s5WkKlEm8UeK7B0eGBlxb//gCUqQznL4CKIx1nxM94Z/",
+	"d+3OGLl++OuWK29LBNxtwlOmXMeew+Fax57CxAUypCBjqmw6oJNz3eTtvVb5fj2wz6qJ9aMDcrGiBHzz",
+	"XX1t39UF0/fKIcwt87Mcq01iy9/M763CVIwun6UgVdVEqhyUI1UOKoEqwwcOVPmbHF/YPW1Afrvl//ly",
+	"8VMaXk9TaFNnEIGMl+SaC7RPKk2NKp7HVthglOKUHZYBCm0RZqDh+8aYqDfwxEOUmHxH5y4hqW23JSyf",
+	"ZRbxO4slMcssQV8+Nvzc5txap668wUjxP2zqys6th75urkuBF23QYmsiS/3p3x/fLtFtPds2oD9SRLGY",
+	"hVqm39TT2sSW3U79rjGFLTv7WJz5KvFoDk86I7MNhCcqmzsbtKsiTz5ctM85yRH0q0SgbSUPa/0q3WLf",
+	"ZPnfVFLInfjx6i29l1s3m9xFNaySGOh5zKLC31FV/vJWy4hEzi2BNY5qC3UCJUGP4iLJRXlkzkVma6Wu",
+	"xbjaaquuuXM3gG+/hwSOgFwzlqCTA742QOQlyEZQ5AO2wYYUpQzIGHoJa0lglt6AvISgBSiEO5GpL4I9",
+	"13zJbV/ExDLwSBJnigShuglI17a+CGy92Amd83gZ9AbktOjeQ0AbIjmXyl1FR8NhQ5d3Q6tnhSm6jYqF",
+	"IRdt+RGkGuArrdqpv4SFgRujijFwAiM4gbJxiOVYsX6UtiAiMpv6nB0X11yjLaLdfS1lx/uSFVd347Z4",
+	"cJbdept7XCDCVIp3QC0kntwclUsV7h09Md8d71wI22tbfukuhTxyh6o9UqquWWTr+mBRsAA3A1EtOCGh",
+	"uhkVHWNWyGalqQW14/dalXo9rZShHcto6arQjkpla4oAxxz2SG6uBut1/tl/i+z1rMQ/VzpzyAWZU7Es",
+	"hi2FNWIR6C5GQkK1HVivLfPR2xpWkJfJ3XyjIHTvpH4rIz7h7ob9JuSuluRwYQGlW7V84c1tnGxxIW3M",
+	"uVi/hTcWw71P4dlc8I1hF5tMd+/wpbtb4bez26dc/wbdk3a3vul/Ld2TIkeUHdyTjSi5g6vSYujn+4vu",
+	"jqnf/Jpf2a/ZGvnW/JprxoTPRqfCruB9Idy7B59mygztsqjzzcH4zSjxoA7GnUnV3BMyYYImfLCk83iT",
+	"tPI+YeL07PVuBmQ36Gd3x7Czk0iGGWSf6Tw7DCK1p0wwbJw7SeV8gPvGwizletkZ/fSxmr/LMfo0pWHZ",
+	"kjNnmtbtFlYgw90q2pRvcJWdu4cewltmJ2vvK7NL+D06ytJiY3Nu677aIg6tmJG2yz5uX79VevtK3q80",
+	"P4A2Z73V+9V4nvd3neak2FAhG38GOw27RQMsJG8ZnvhNGap1hm3csx3ZwP24yJqTi3TpjAHYblCY/QJI",
+	"zeVaFeD7ohusIlvgkeBMxjxcBjZ/QC8kgQiQvk554vrgYHq0YWWEC0xJBjDmmdKE/dtIB2Bfo3r2SA3I",
+	"xVJoekswI88ZCgFGGAItwYL5wuxvCI3864ziZ1mJjL6KTzC3QHfADtTxOjMp2DKRWNs5TPCyz6LERvjN",
+	"pLwGS545vty0rVPKJty8DgcGC8Ds69LIkIoEP11zYZa/EpvodVxP+Z9KUYofP0H+bT4ajTGhdn009GBW",
+	"hvlw0fE6z07XBmkECRtXFAOAkxQzgNemETK33FdmNJNBQq9McI8hT6gz+unJ0Ds6OvzodTifQAMw3Nwk",
+	"lVqGMjbThwkSbTubPCD2Rnt4Tj94QL4gxJwgFqs3nwBKosOEAJgEYTS/oGFwJWWpSOndall/OLVryz1h",
+	"/cBlOe0+6xFumT3EsoQrYuI3pe835Ym+k2xUIwbvIXfa5Ik20NqKH3JCAvS/kq6STY5FuF+47qHPl/rC",
+	"0TT2SbAcHMk1QD1uZigZfNHU3HXooaGa2FNQvvCRj5rHFfOwJCE2dFPa7xDBWGSuOWwiGfNr5iAduUoQ",
+	"DPpNRiwtecTxC3LDUsx+hBV4zndm7kJ0EjU4iC0lnVoOf/8O4rLfbmcX8T14Ytu4ui7ZLRD8N+/YfXrH",
+	"XM5pWaaMJMOaCEhu0NWkSp2A8r1tXOFBPWN14RuN/OY5S3neBba09EcqbyC6hYYN0foCOVEXmFMROoNP",
+	"Aw71rJcb6dFcd/l4BfH7wrqIu1UHem9ATslGpgb/2CiaxUzGq+fkqgUBT1MjUAusm1rRpSJKglQf5D7v",
+	"0+iGQzMcw5O4INQMCKNBZR3sEAxObYR+RpUv7COqZ4su4edIkQDZfmA7K2fhDFkwwxCdEoS+qCIddvFE",
+	"Fl2qxr+ZOw98cSrI3eNwLJt9bjDnG5f9xmXvPQahzGSRdNuGHfz2+Cu7zbWqWkvYC/y9UY0vVLGi6tFf",
+	"GwLEoJhPVW0q09yc3r6Bqgid0fHRup3/S0YlwCqFLVKwyRBOmFGF0XFgS6eV6zuQCQ21ImM244bx6lLN",
+	"OoMJ34x2651bZjyc4dZGLOQRVH8t9hQLKy0f0nJXRyUoNDTKIRelZvRzNodiv9NfeNJ3FRhZVMSwWZHi",
+	"kSJYTjwvyOgLvN+h4sqry8szYnGb4O8eOX/5jHy3vz8k////92RwNDLXOlSxe6SwIKBRfnwh2FRqDtUP",
+	"8fqfxPDBoCMWCylqZZ2evS7u1p7nC5RPsJn+9xZes/ZHCkL1BuRHrmcy0yRQXITMygRO2ppkcez0JtI9",
+	"HB7hsut6w3N9Qh4PD0v7YjnqjAJ0vhgz5oKHbWVILsj+kCij2wYLykG0+hEAdsA46YAaociIdwqNnU7c",
+	"4xBXdMMI12b7IhZriiDYIaCqpeZxbMQmPEuU7bCPONPuUJSNTow8wmIFPQCyOLbwnpB87UIauKeQb5f6",
+	"gqZGZFVuObiMzYLMOSLflsr8l6VVYtNWqG84o4019mHB9ZGpXOjjo86WnM42FVoo153fUpiv3csaHn9a",
+	"Pj8sogTY0SqO9XKVTki3NJqC3tC9zRGrpYjR6tjvygjk8MagDVSZrSOtMkUiBK0XUX3NLaaBiM0Nt31R",
+	"3+671WLgIQ1nLMpRbVIY6E5s2SqSyDhGXRGoFO9ByvVDX4Q42YbYhUvzwEPELWDJqZYxC5pOPSNPxNSW",
+	"hlWMid9jBIPG7XVnDv9uiVwwz7SOWrik028RC18rYkHTaaVnEOnmZVussSRTaKYBr6vStGKsa0KGIrCy",
+	"Kbah9tTv75IFUq33Fmk6/aYE1UYuoGe2LaHvytgv6XRr7q7Dirv2opMx5N7+KRwefncw7njO+X6FhaD3",
+	"j5/MOt5aCk6e4jfjGKV3cfGK5E761r7iSzr9Klm6G3Dd+mUfHuW/OUU3OEVt3zLakuDKoa9aXrMtnaAu",
+	"8ZEHEYjMVG1EIoQJ2xXYlBpuJKIwZVo9ZDnnrydGnZ69JtodTX7k+MWm4MD6fnmITLj/n8EwrRqOFej7",
+	"CU8YFDr3Omv3eEtWZADagQneX4gIzGz7Uzbe/OaZUgNWQL/fvDy5Y/2XPw4ntbZDONUTG11vThTsZzO5",
+	"EOAh3YXaCg679yuP2ugulgDrPHwJ1bOS4yHa6HhoNnu167lXm3N2I6+/6Uv3lHNm9rKCcTvhVTW149fO",
+	"mNGUpaeZnkHM50fzc3rj0Af7He/RhO/d7IO8bGeqD3bCrBDbVWhQoBwkh6xXXqgmbCovz8lBW73CusZy",
+	"UirJABVsbHLmoOxMUzXjP83i60r5+vIbWLbevOTCWs3Kyp9xL0vf0CzilVfYrWFENTO7JBbPyhd51Q+0",
+	"dnnkxSWdolvEK2xcGGsQMbHEah8lcHP7Vml2TNsufYEO1pp9kJkIWUoAB7jSyDxIF8/eygK90mxjfKFu",
+	"TzFmG8dzsaweMbTHhIaurhEZLwnNH7pmS8IF+Wf/NOH9/2Y2+FrROfOF+Q36I6WMQnsEwzqfpXIRXbAQ",
+	"/EVU83HMANczMBDuheZnxcK9m330FFRhrjsMNpco7sYypLGtpGIbUkL0CqHENQA/wSZZDOojjVko54B1",
+	"5dL8aImEyuwkmDAWjfxsODwMDSDwFwsqkGFLy4atrNQoxBa5pYOA6oOfPn76PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

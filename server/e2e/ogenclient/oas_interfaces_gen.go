@@ -57,8 +57,28 @@ type ExportJSONRes interface {
 	exportJSONRes()
 }
 
+type ExportMMDBRes interface {
+	exportMMDBRes()
+}
+
 type ExportNDJSONRes interface {
 	exportNDJSONRes()
+}
+
+type ExportSuricataCategoriesRes interface {
+	exportSuricataCategoriesRes()
+}
+
+type ExportSuricataDatasetRes interface {
+	exportSuricataDatasetRes()
+}
+
+type ExportSuricataReputationRes interface {
+	exportSuricataReputationRes()
+}
+
+type ExportZeekIntelRes interface {
+	exportZeekIntelRes()
 }
 
 type GetBouncerRenderRes interface {

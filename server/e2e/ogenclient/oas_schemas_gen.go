@@ -2159,6 +2159,77 @@ type ExportJSONUnauthorized Problem
 
 func (*ExportJSONUnauthorized) exportJSONRes() {}
 
+type ExportMMDBBadRequest Problem
+
+func (*ExportMMDBBadRequest) exportMMDBRes() {}
+
+type ExportMMDBInternalServerError Problem
+
+func (*ExportMMDBInternalServerError) exportMMDBRes() {}
+
+// ExportMMDBNotModified is response for ExportMMDB operation.
+type ExportMMDBNotModified struct {
+	ETag OptString
+}
+
+// GetETag returns the value of ETag.
+func (s *ExportMMDBNotModified) GetETag() OptString {
+	return s.ETag
+}
+
+// SetETag sets the value of ETag.
+func (s *ExportMMDBNotModified) SetETag(val OptString) {
+	s.ETag = val
+}
+
+func (*ExportMMDBNotModified) exportMMDBRes() {}
+
+type ExportMMDBOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportMMDBOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+// ExportMMDBOKHeaders wraps ExportMMDBOK with response headers.
+type ExportMMDBOKHeaders struct {
+	ETag     OptString
+	Response ExportMMDBOK
+}
+
+// GetETag returns the value of ETag.
+func (s *ExportMMDBOKHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *ExportMMDBOKHeaders) GetResponse() ExportMMDBOK {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *ExportMMDBOKHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *ExportMMDBOKHeaders) SetResponse(val ExportMMDBOK) {
+	s.Response = val
+}
+
+func (*ExportMMDBOKHeaders) exportMMDBRes() {}
+
+type ExportMMDBUnauthorized Problem
+
+func (*ExportMMDBUnauthorized) exportMMDBRes() {}
+
 type ExportNDJSONBadRequest Problem
 
 func (*ExportNDJSONBadRequest) exportNDJSONRes() {}
@@ -2186,6 +2257,114 @@ func (*ExportNDJSONOK) exportNDJSONRes() {}
 type ExportNDJSONUnauthorized Problem
 
 func (*ExportNDJSONUnauthorized) exportNDJSONRes() {}
+
+type ExportSuricataCategoriesInternalServerError Problem
+
+func (*ExportSuricataCategoriesInternalServerError) exportSuricataCategoriesRes() {}
+
+type ExportSuricataCategoriesOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataCategoriesOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataCategoriesOK) exportSuricataCategoriesRes() {}
+
+type ExportSuricataCategoriesUnauthorized Problem
+
+func (*ExportSuricataCategoriesUnauthorized) exportSuricataCategoriesRes() {}
+
+type ExportSuricataDatasetBadRequest Problem
+
+func (*ExportSuricataDatasetBadRequest) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetInternalServerError Problem
+
+func (*ExportSuricataDatasetInternalServerError) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataDatasetOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataDatasetOK) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetUnauthorized Problem
+
+func (*ExportSuricataDatasetUnauthorized) exportSuricataDatasetRes() {}
+
+type ExportSuricataReputationBadRequest Problem
+
+func (*ExportSuricataReputationBadRequest) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationInternalServerError Problem
+
+func (*ExportSuricataReputationInternalServerError) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataReputationOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataReputationOK) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationUnauthorized Problem
+
+func (*ExportSuricataReputationUnauthorized) exportSuricataReputationRes() {}
+
+type ExportZeekIntelBadRequest Problem
+
+func (*ExportZeekIntelBadRequest) exportZeekIntelRes() {}
+
+type ExportZeekIntelInternalServerError Problem
+
+func (*ExportZeekIntelInternalServerError) exportZeekIntelRes() {}
+
+type ExportZeekIntelOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportZeekIntelOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportZeekIntelOK) exportZeekIntelRes() {}
+
+type ExportZeekIntelUnauthorized Problem
+
+func (*ExportZeekIntelUnauthorized) exportZeekIntelRes() {}
 
 // Ref: #/components/schemas/Feed
 type Feed struct {
@@ -8533,55 +8712,60 @@ func (s *UnavailableHeaders) SetResponse(val Problem) {
 	s.Response = val
 }
 
-func (*UnavailableHeaders) createBouncerRes()         {}
-func (*UnavailableHeaders) createTokenRes()           {}
-func (*UnavailableHeaders) deleteBouncerRes()         {}
-func (*UnavailableHeaders) deleteFeedRes()            {}
-func (*UnavailableHeaders) deleteIPOverrideRes()      {}
-func (*UnavailableHeaders) deleteListRes()            {}
-func (*UnavailableHeaders) deleteNetworkOverrideRes() {}
-func (*UnavailableHeaders) deleteRulesetRes()         {}
-func (*UnavailableHeaders) deleteTagRes()             {}
-func (*UnavailableHeaders) deleteTokenRes()           {}
-func (*UnavailableHeaders) explainRulesetRes()        {}
-func (*UnavailableHeaders) exportCSVRes()             {}
-func (*UnavailableHeaders) exportClickHouseRes()      {}
-func (*UnavailableHeaders) exportJSONRes()            {}
-func (*UnavailableHeaders) exportNDJSONRes()          {}
-func (*UnavailableHeaders) getBouncerRenderRes()      {}
-func (*UnavailableHeaders) getFeedRes()               {}
-func (*UnavailableHeaders) getGuardRes()              {}
-func (*UnavailableHeaders) getIPRes()                 {}
-func (*UnavailableHeaders) getJobsRes()               {}
-func (*UnavailableHeaders) getListPrefixesRes()       {}
-func (*UnavailableHeaders) getListRes()               {}
-func (*UnavailableHeaders) getNetworkRes()            {}
-func (*UnavailableHeaders) getRulesetAllowRes()       {}
-func (*UnavailableHeaders) getRulesetDenyRes()        {}
-func (*UnavailableHeaders) getRulesetRenderRes()      {}
-func (*UnavailableHeaders) getRulesetRes()            {}
-func (*UnavailableHeaders) getTagRes()                {}
-func (*UnavailableHeaders) listAuditRes()             {}
-func (*UnavailableHeaders) listBouncersRes()          {}
-func (*UnavailableHeaders) listFeedCatalogRes()       {}
-func (*UnavailableHeaders) listFeedRunsRes()          {}
-func (*UnavailableHeaders) listFeedsRes()             {}
-func (*UnavailableHeaders) listListsRes()             {}
-func (*UnavailableHeaders) listRulesetsRes()          {}
-func (*UnavailableHeaders) listTagsRes()              {}
-func (*UnavailableHeaders) listTokensRes()            {}
-func (*UnavailableHeaders) postBouncerHeartbeatRes()  {}
-func (*UnavailableHeaders) postBouncerReportsRes()    {}
-func (*UnavailableHeaders) putBouncerRes()            {}
-func (*UnavailableHeaders) putFeedRes()               {}
-func (*UnavailableHeaders) putGuardRes()              {}
-func (*UnavailableHeaders) putIPOverrideRes()         {}
-func (*UnavailableHeaders) putListRes()               {}
-func (*UnavailableHeaders) putNetworkOverrideRes()    {}
-func (*UnavailableHeaders) putRulesetRes()            {}
-func (*UnavailableHeaders) putTagRes()                {}
-func (*UnavailableHeaders) refreshFeedRes()           {}
-func (*UnavailableHeaders) searchIPsRes()             {}
+func (*UnavailableHeaders) createBouncerRes()            {}
+func (*UnavailableHeaders) createTokenRes()              {}
+func (*UnavailableHeaders) deleteBouncerRes()            {}
+func (*UnavailableHeaders) deleteFeedRes()               {}
+func (*UnavailableHeaders) deleteIPOverrideRes()         {}
+func (*UnavailableHeaders) deleteListRes()               {}
+func (*UnavailableHeaders) deleteNetworkOverrideRes()    {}
+func (*UnavailableHeaders) deleteRulesetRes()            {}
+func (*UnavailableHeaders) deleteTagRes()                {}
+func (*UnavailableHeaders) deleteTokenRes()              {}
+func (*UnavailableHeaders) explainRulesetRes()           {}
+func (*UnavailableHeaders) exportCSVRes()                {}
+func (*UnavailableHeaders) exportClickHouseRes()         {}
+func (*UnavailableHeaders) exportJSONRes()               {}
+func (*UnavailableHeaders) exportMMDBRes()               {}
+func (*UnavailableHeaders) exportNDJSONRes()             {}
+func (*UnavailableHeaders) exportSuricataCategoriesRes() {}
+func (*UnavailableHeaders) exportSuricataDatasetRes()    {}
+func (*UnavailableHeaders) exportSuricataReputationRes() {}
+func (*UnavailableHeaders) exportZeekIntelRes()          {}
+func (*UnavailableHeaders) getBouncerRenderRes()         {}
+func (*UnavailableHeaders) getFeedRes()                  {}
+func (*UnavailableHeaders) getGuardRes()                 {}
+func (*UnavailableHeaders) getIPRes()                    {}
+func (*UnavailableHeaders) getJobsRes()                  {}
+func (*UnavailableHeaders) getListPrefixesRes()          {}
+func (*UnavailableHeaders) getListRes()                  {}
+func (*UnavailableHeaders) getNetworkRes()               {}
+func (*UnavailableHeaders) getRulesetAllowRes()          {}
+func (*UnavailableHeaders) getRulesetDenyRes()           {}
+func (*UnavailableHeaders) getRulesetRenderRes()         {}
+func (*UnavailableHeaders) getRulesetRes()               {}
+func (*UnavailableHeaders) getTagRes()                   {}
+func (*UnavailableHeaders) listAuditRes()                {}
+func (*UnavailableHeaders) listBouncersRes()             {}
+func (*UnavailableHeaders) listFeedCatalogRes()          {}
+func (*UnavailableHeaders) listFeedRunsRes()             {}
+func (*UnavailableHeaders) listFeedsRes()                {}
+func (*UnavailableHeaders) listListsRes()                {}
+func (*UnavailableHeaders) listRulesetsRes()             {}
+func (*UnavailableHeaders) listTagsRes()                 {}
+func (*UnavailableHeaders) listTokensRes()               {}
+func (*UnavailableHeaders) postBouncerHeartbeatRes()     {}
+func (*UnavailableHeaders) postBouncerReportsRes()       {}
+func (*UnavailableHeaders) putBouncerRes()               {}
+func (*UnavailableHeaders) putFeedRes()                  {}
+func (*UnavailableHeaders) putGuardRes()                 {}
+func (*UnavailableHeaders) putIPOverrideRes()            {}
+func (*UnavailableHeaders) putListRes()                  {}
+func (*UnavailableHeaders) putNetworkOverrideRes()       {}
+func (*UnavailableHeaders) putRulesetRes()               {}
+func (*UnavailableHeaders) putTagRes()                   {}
+func (*UnavailableHeaders) refreshFeedRes()              {}
+func (*UnavailableHeaders) searchIPsRes()                {}
 
 // Ref: #/components/schemas/UsageCounter
 type UsageCounter struct {
