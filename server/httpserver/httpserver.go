@@ -31,11 +31,11 @@ type Deps struct {
 	// BaseURL is MUNINN_BASE_URL (exports link to address pages under it);
 	// ExportDir is where built export files go ("": under the temp dir).
 	BaseURL, ExportDir string
-	Store          *store.Store
-	Logger         *slog.Logger
-	Now            func() time.Time
-	Registry       *prometheus.Registry
-	MaxIngestBytes int64
+	Store              *store.Store
+	Logger             *slog.Logger
+	Now                func() time.Time
+	Registry           *prometheus.Registry
+	MaxIngestBytes     int64
 	// IngestBatch is how many observations go to the database in one
 	// transaction (0: the API's default).
 	IngestBatch int
