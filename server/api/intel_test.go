@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/oschwald/maxminddb-golang/v2"
+
+	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/store/storetest"
 	"github.com/stretchr/testify/require"
 )
 
@@ -226,4 +229,19 @@ func TestZeekAndSuricataFiles(t *testing.T) {
 	require.Equal(t, "2001:db8::7\n", get("/api/v1/export/suricata/dataset.lst?within=2001:db8::/32"))
 	status, _, _ := b.getText(t, "/api/v1/export/zeek-intel.txt?classification=evil", "")
 	require.Equal(t, http.StatusBadRequest, status)
+}
+
+// TestZeekIntelLinks: with MUNINN_BASE_URL set, meta.url is the address or
+// network page under it.
+func TestZeekIntelLinks(t *testing.T) {
+	t.Parallel()
+	b := setupRenderWith(t, storetest.Store(t), func(d *httpserver.Deps) { d.BaseURL = "https://muninn.example/" })
+	b.ingest(t, `{"ip":"198.51.100.7","source":"feed","tags":["scanner"],"classification":"malicious"}
+{"ip":"2001:db8::/48","source":"feed","tags":["x"]}
+`)
+	status, body, _ := b.getText(t, "/api/v1/export/zeek-intel.txt", "")
+	require.Equal(t, http.StatusOK, status, body)
+	require.Equal(t, "#fields\tindicator\tindicator_type\tmeta.source\tmeta.desc\tmeta.url\n"+
+		"198.51.100.7\tIntel::ADDR\tmuninn\tmalicious score=100 tags=scanner\thttps://muninn.example/ui/ips/198.51.100.7\n"+
+		"2001:db8::/48\tIntel::SUBNET\tmuninn\tunknown score=20 tags=x\thttps://muninn.example/ui/networks/2001:db8::/48\n", body)
 }
