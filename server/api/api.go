@@ -48,6 +48,12 @@ type Options struct {
 	// Observed, when set, is told how many observations of a kind
 	// ("ingest", "bouncer") were stored (muninn_observations_ingested_total).
 	Observed func(kind string, n int)
+	// BaseURL is how people reach the server (MUNINN_BASE_URL): exports link
+	// to address pages under it; "" leaves links out.
+	BaseURL string
+	// ExportDir is where built export files (the MMDB) are written; "" means
+	// a directory under the system's temp dir.
+	ExportDir string
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -59,6 +65,10 @@ type Server struct {
 	opts  Options
 	auth  *Authenticator
 	lists listCache
+	// texts caches formatted deny, allow and list answers.
+	texts textCache
+	// mmdb is the last MMDB export built.
+	mmdb mmdbCache
 	// honeypotLimit rate-limits honeypot reports per bouncer.
 	honeypotLimit *rateLimits
 	// cs caches the CrowdSec API's full decision lists.
@@ -206,4 +216,12 @@ func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
 // generated from.
 func (s *Server) GetOpenAPI(context.Context, apigen.GetOpenAPIRequestObject) (apigen.GetOpenAPIResponseObject, error) {
 	return apigen.GetOpenAPI200ApplicationyamlResponse{Body: bytes.NewReader(openapi.Spec), ContentLength: int64(len(openapi.Spec))}, nil
+}
+
+// derefOr returns *p, or def when p is nil.
+func derefOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }

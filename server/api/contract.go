@@ -41,6 +41,11 @@ const RoleExtension = "x-muninn-role"
 // and validates itself, element by element (ingest: up to 100 MB).
 const streamExtension = "x-muninn-streamed-body"
 
+// closedQueryExtension marks an operation whose query takes only the
+// parameters it declares: any other answers 400 (the prefix list endpoints,
+// where a mistyped parameter would silently serve the wrong list to a router).
+const closedQueryExtension = "x-muninn-closed-query"
+
 // heavyExtension marks an operation that runs a few at a time (search and
 // exports); see Limiter.
 const heavyExtension = "x-muninn-heavy"
@@ -63,6 +68,9 @@ type Operation struct {
 	ParamRoles map[string]string
 	// Heavy says the operation takes a turn of the server's Limiter.
 	Heavy bool
+	// Query holds, for an operation with x-muninn-closed-query, the query
+	// parameters it declares; nil when any other is ignored.
+	Query map[string]bool
 	// PathOnly lists, when the operation takes no body and only path
 	// parameters that are strings bounded at most by length, those
 	// parameters' bounds: a request without a query string whose path
@@ -164,10 +172,19 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			}
 			streamed, _ := op.Extensions[streamExtension].(bool)
 			heavy, _ := op.Extensions[heavyExtension].(bool)
+			var query map[string]bool
+			if closed, _ := op.Extensions[closedQueryExtension].(bool); closed {
+				query = map[string]bool{}
+				for _, ref := range append(slices.Clone(item.Parameters), op.Parameters...) {
+					if ref.Value != nil && ref.Value.In == openapi3.ParameterInQuery {
+						query[ref.Value.Name] = true
+					}
+				}
+			}
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, PathOnly: pathOnly(item, op)}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, Query: query, PathOnly: pathOnly(item, op)}
 		}
 	}
 	return out, nil
@@ -430,6 +447,10 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		for _, k := range slices.Sorted(maps.Keys(query)) {
 			if reason := TextProblem(k); reason != "" {
 				bad = append(bad, fieldErr(k, "the name "+reason))
+				continue
+			}
+			if op.Query != nil && !op.Query[k] {
+				bad = append(bad, fieldErr(k, "is not a parameter of this operation"))
 				continue
 			}
 			for _, v := range query[k] {

@@ -456,8 +456,8 @@ func (b *renderBundle) denySet(t *testing.T, name string) (*netipx.IPSet, int64)
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
-	version, err := strconv.ParseInt(strings.Trim(resp.Header.Get("ETag"), `"`), 10, 64)
-	require.NoError(t, err, "ETag %q", resp.Header.Get("ETag"))
+	version, err := strconv.ParseInt(resp.Header.Get("X-Muninn-Render-Version"), 10, 64)
+	require.NoError(t, err, "X-Muninn-Render-Version %q", resp.Header.Get("X-Muninn-Render-Version"))
 	var sb netipx.IPSetBuilder
 	for _, line := range strings.Fields(string(body)) {
 		sb.AddPrefix(netip.MustParsePrefix(line))

@@ -3,16 +3,23 @@ package api
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/export"
 	"github.com/muninn/muninn/server/index"
 )
 
@@ -188,4 +195,200 @@ func enrichOf(snap *index.Snap, p netip.Prefix) enrichment {
 		e.rdns = snap.RDNS(p.Addr())
 	}
 	return e
+}
+
+// VisitExportZeekIntelResponse writes the stream.
+func (st stream) VisitExportZeekIntelResponse(w http.ResponseWriter) error { return st.visit(w) }
+
+// VisitExportSuricataCategoriesResponse writes the stream.
+func (st stream) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+	return st.visit(w)
+}
+
+// VisitExportSuricataReputationResponse writes the stream.
+func (st stream) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+	return st.visit(w)
+}
+
+// VisitExportSuricataDatasetResponse writes the stream.
+func (st stream) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error { return st.visit(w) }
+
+// recordOf is row r of snapshot snap as the format exports see it.
+func recordOf(snap *index.Snap, r index.Row) export.Record {
+	rec := export.Record{Prefix: r.Prefix, View: r.View, Score: Score(r.View.Classification)}
+	rec.Geo, rec.HasGeo = snap.GeoNetwork(r.Prefix)
+	rec.RDNS = enrichOf(snap, r.Prefix).rdns
+	return rec
+}
+
+// eachRecord streams the records of the rows matching the export filter
+// (parsed from p) to fn; a filter problem comes back as errs.
+func (s *Server) eachRecord(p filterParams) (errs []apigen.FieldError, run func(ctx context.Context, fn func(export.Record) error) error) {
+	f, errs := parseFilter(p)
+	return errs, func(ctx context.Context, fn func(export.Record) error) error {
+		return s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error { return fn(recordOf(snap, r)) })
+	}
+}
+
+// ExportZeekIntel implements GET /export/zeek-intel.txt.
+func (s *Server) ExportZeekIntel(ctx context.Context, req apigen.ExportZeekIntelRequestObject) (apigen.ExportZeekIntelResponseObject, error) {
+	p := req.Params
+	errs, run := s.eachRecord(filterParams{p.Tag, p.Classification, p.Source, p.Within, p.SeenSince})
+	if len(errs) > 0 {
+		return apigen.ExportZeekIntel400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: exportProblem(errs)}, nil
+	}
+	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
+		if _, err := io.WriteString(w, export.ZeekHeader); err != nil {
+			return err
+		}
+		return run(ctx, func(r export.Record) error {
+			if r.Score == 0 {
+				return nil // benign: not intelligence
+			}
+			return export.WriteZeekRow(w, r, s.opts.BaseURL)
+		})
+	}}, nil
+}
+
+// suricataTags returns the tag names (by name, as categories number them)
+// and their descriptions.
+func (s *Server) suricataTags(ctx context.Context) ([]string, map[string]string, error) {
+	tags, err := s.store.Tags(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	names := make([]string, len(tags))
+	desc := make(map[string]string, len(tags))
+	for i, t := range tags {
+		names[i], desc[t.Name] = t.Name, t.Description
+	}
+	return names, desc, nil
+}
+
+// ExportSuricataCategories implements GET /export/suricata/iprep/categories.txt.
+func (s *Server) ExportSuricataCategories(ctx context.Context, _ apigen.ExportSuricataCategoriesRequestObject) (apigen.ExportSuricataCategoriesResponseObject, error) {
+	names, desc, err := s.suricataTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
+		return export.WriteSuricataCategories(w, names, desc)
+	}}, nil
+}
+
+// ExportSuricataReputation implements GET /export/suricata/iprep/reputation.list.
+func (s *Server) ExportSuricataReputation(ctx context.Context, req apigen.ExportSuricataReputationRequestObject) (apigen.ExportSuricataReputationResponseObject, error) {
+	p := req.Params
+	errs, run := s.eachRecord(filterParams{p.Tag, p.Classification, p.Source, p.Within, p.SeenSince})
+	if len(errs) > 0 {
+		return apigen.ExportSuricataReputation400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: exportProblem(errs)}, nil
+	}
+	names, _, err := s.suricataTags(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cats := export.SuricataCategories(names)
+	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
+		return run(ctx, func(r export.Record) error { return export.WriteSuricataRep(w, r, cats) })
+	}}, nil
+}
+
+// ExportSuricataDataset implements GET /export/suricata/dataset.lst.
+func (s *Server) ExportSuricataDataset(ctx context.Context, req apigen.ExportSuricataDatasetRequestObject) (apigen.ExportSuricataDatasetResponseObject, error) {
+	p := req.Params
+	errs, run := s.eachRecord(filterParams{p.Tag, p.Classification, p.Source, p.Within, p.SeenSince})
+	if len(errs) > 0 {
+		return apigen.ExportSuricataDataset400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: exportProblem(errs)}, nil
+	}
+	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
+		return run(ctx, func(r export.Record) error { return export.WriteSuricataDataset(w, r) })
+	}}, nil
+}
+
+// mmdbCache is the last MMDB export: the file built from one index snapshot.
+type mmdbCache struct {
+	mu   sync.Mutex
+	dir  string // the export directory, made on first use
+	gen  uint64
+	path string
+	etag string
+	size int64
+}
+
+// mmdbFile returns the MMDB of the index's current snapshot, building it
+// when the snapshot is newer than the last build: written to a temp file in
+// the export directory, then renamed over muninn.mmdb (a reader holding the
+// old file keeps reading it).
+func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) {
+	c := &s.mmdb
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	snap := s.opts.Index.Snapshot()
+	if c.path == "" || c.gen != snap.Gen() {
+		if c.dir == "" {
+			dir := s.opts.ExportDir
+			var err error
+			if dir == "" {
+				dir, err = os.MkdirTemp("", "muninn-exports-")
+			} else {
+				err = os.MkdirAll(dir, 0o750)
+			}
+			if err != nil {
+				return nil, "", 0, fmt.Errorf("api: export dir: %w", err)
+			}
+			c.dir = dir
+		}
+		var records []export.Record
+		err := eachRowIn(ctx, snap, index.Filter{}, func(snap *index.Snap, r index.Row) error {
+			records = append(records, recordOf(snap, r))
+			return nil
+		})
+		if err != nil {
+			return nil, "", 0, err
+		}
+		tree, err := export.MMDB(records, s.now())
+		if err != nil {
+			return nil, "", 0, err
+		}
+		tmp, err := os.CreateTemp(c.dir, "muninn.mmdb.tmp-*")
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("api: mmdb: %w", err)
+		}
+		h := sha256.New()
+		n, err := tree.WriteTo(io.MultiWriter(tmp, h))
+		if err == nil {
+			err = tmp.Sync()
+		}
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		path := filepath.Join(c.dir, "muninn.mmdb")
+		if err == nil {
+			err = os.Rename(tmp.Name(), path)
+		}
+		if err != nil {
+			_ = os.Remove(tmp.Name())
+			return nil, "", 0, fmt.Errorf("api: mmdb: %w", err)
+		}
+		c.gen, c.path, c.size = snap.Gen(), path, n
+		c.etag = `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
+	}
+	f, err := os.Open(c.path)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("api: mmdb: %w", err)
+	}
+	return f, c.etag, c.size, nil
+}
+
+// ExportMMDB implements GET /export/muninn.mmdb.
+func (s *Server) ExportMMDB(ctx context.Context, req apigen.ExportMMDBRequestObject) (apigen.ExportMMDBResponseObject, error) {
+	f, etag, size, err := s.mmdbFile(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if etagMatches(req.Params.IfNoneMatch, etag) {
+		_ = f.Close()
+		return apigen.ExportMMDB304Response{Headers: apigen.ExportMMDB304ResponseHeaders{ETag: &etag}}, nil
+	}
+	return apigen.ExportMMDB200ApplicationoctetStreamResponse{Body: f, ContentLength: size, Headers: apigen.ExportMMDB200ResponseHeaders{ETag: &etag}}, nil
 }

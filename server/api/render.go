@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
-	"github.com/muninn/muninn/server/policy"
 	"github.com/muninn/muninn/server/render"
 )
 
@@ -145,7 +142,7 @@ func (s *Server) GetRulesetRender(ctx context.Context, req apigen.GetRulesetRend
 			return apigen.GetRulesetRender503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable(detail)}, nil
 		}
 		etag := `"` + snap.Render.Hash + `"`
-		if inm := deref(req.Params.IfNoneMatch); inm != "" && strings.Contains(inm, etag) {
+		if etagMatches(req.Params.IfNoneMatch, etag) {
 			return notModified{etag: etag}, nil
 		}
 		return snapJSON(snap, etag, gz), nil
@@ -183,6 +180,11 @@ func snapJSON(snap *render.Snapshot, etag string, gz bool) cachedJSON {
 	return c
 }
 
+// etagMatches reports whether an If-None-Match header names etag.
+func etagMatches(inm *string, etag string) bool {
+	return inm != nil && *inm != "" && strings.Contains(*inm, etag)
+}
+
 func acceptsGzip(header string) bool {
 	for _, part := range strings.Split(header, ",") {
 		enc, params, _ := strings.Cut(strings.TrimSpace(part), ";")
@@ -191,127 +193,6 @@ func acceptsGzip(header string) bool {
 		}
 	}
 	return false
-}
-
-// GetRulesetDeny implements GET /rulesets/{name}/deny?format=txt|json: every
-// prefix whose decision is block, minus the never-block guard, from the
-// hub's current render (ETag: the render version).
-func (s *Server) GetRulesetDeny(ctx context.Context, req apigen.GetRulesetDenyRequestObject) (apigen.GetRulesetDenyResponseObject, error) {
-	if _, err := s.store.RulesetByName(ctx, req.Name); isNotFound(err) {
-		return apigen.GetRulesetDeny404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no ruleset named " + req.Name)}, nil
-	} else if err != nil {
-		return nil, err
-	}
-	// A ruleset just stored may not be rendered yet: give the hub a moment.
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if s.opts.Render.Wait(wctx, req.Name, 0) == nil {
-		if ctx.Err() != nil {
-			return nil, errClientGone
-		}
-		return apigen.GetRulesetDeny503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
-	}
-	d, ok, err := s.opts.Render.Deny(ctx, req.Name)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return apigen.GetRulesetDeny503ApplicationProblemPlusJSONResponse{UnavailableApplicationProblemPlusJSONResponse: unavailable("the ruleset has not been rendered yet; try again")}, nil
-	}
-	etag := fmt.Sprintf(`"%d"`, d.Version)
-	if req.Params.Format != nil && *req.Params.Format == apigen.GetRulesetDenyParamsFormatJson {
-		return apigen.GetRulesetDeny200JSONResponse{Body: prefixList(req.Name, d.V4, d.V6), Headers: apigen.GetRulesetDeny200ResponseHeaders{ETag: ptr(etag)}}, nil
-	}
-	return apigen.GetRulesetDeny200TextResponse{Body: prefixText(d.V4, d.V6), Headers: apigen.GetRulesetDeny200ResponseHeaders{ETag: ptr(etag)}}, nil
-}
-
-// listCache keeps the compiled prefixes of named lists per index snapshot
-// and list definitions.
-type listCache struct {
-	mu      sync.Mutex
-	entries map[string]listEntry
-}
-
-type listEntry struct {
-	gen    uint64
-	key    string
-	v4, v6 []netip.Prefix
-	etag   string
-}
-
-// listPrefixes compiles named list name over the index's current snapshot
-// (the list's selector alone over every entry), once per snapshot
-// generation and list definitions.
-func (s *Server) listPrefixes(ctx context.Context, name string) (listEntry, error) {
-	ls, err := s.store.Lists(ctx)
-	if err != nil {
-		return listEntry{}, err
-	}
-	var key strings.Builder
-	for _, l := range ls {
-		fmt.Fprintf(&key, "%s %q\n", l.Name, l.Selector)
-	}
-	snap := s.opts.Index.Snapshot()
-	s.lists.mu.Lock()
-	e, ok := s.lists.entries[name]
-	s.lists.mu.Unlock()
-	if ok && e.gen == snap.Gen() && e.key == key.String() {
-		return e, nil
-	}
-	lists, err := render.ListSelectors(ctx, s.store)
-	if err != nil {
-		return listEntry{}, err
-	}
-	probe := &policy.Ruleset{Name: name, Rules: []policy.Rule{{Action: policy.ActionBlock,
-		Conds: []policy.Cond{{Kind: policy.KindList, Values: []string{name}}}}}}
-	facts := snap.Entries(render.NeedsGeo(probe.Rules[0].Conds, lists))
-	facts.Lists = lists
-	c, err := policy.Compile(probe, facts)
-	if err != nil {
-		return listEntry{}, fmt.Errorf("api: compile list %s: %w", name, err)
-	}
-	e = listEntry{gen: snap.Gen(), key: key.String(), v4: c.Rules[0].Set.V4, v6: c.Rules[0].Set.V6}
-	sum := sha256.Sum256([]byte(prefixText(e.v4, e.v6)))
-	e.etag = `"` + hex.EncodeToString(sum[:16]) + `"`
-	s.lists.mu.Lock()
-	if s.lists.entries == nil {
-		s.lists.entries = map[string]listEntry{}
-	}
-	s.lists.entries[name] = e
-	s.lists.mu.Unlock()
-	return e, nil
-}
-
-// GetListPrefixes implements GET /lists/{name}/prefixes?format=txt|json|csv:
-// every address the list's selector matches, as minimal CIDRs (ETag: a hash
-// of the prefixes).
-func (s *Server) GetListPrefixes(ctx context.Context, req apigen.GetListPrefixesRequestObject) (apigen.GetListPrefixesResponseObject, error) {
-	if _, err := s.store.ListByName(ctx, req.Name); isNotFound(err) {
-		return apigen.GetListPrefixes404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no list named " + req.Name)}, nil
-	} else if err != nil {
-		return nil, err
-	}
-	e, err := s.listPrefixes(ctx, req.Name)
-	if err != nil {
-		return nil, err
-	}
-	v4, v6 := e.v4, e.v6
-	hdr := apigen.GetListPrefixes200ResponseHeaders{ETag: ptr(e.etag)}
-	switch deref(req.Params.Format) {
-	case apigen.GetListPrefixesParamsFormatJson:
-		return apigen.GetListPrefixes200JSONResponse{Body: prefixList(req.Name, v4, v6), Headers: hdr}, nil
-	case apigen.GetListPrefixesParamsFormatCsv:
-		var b strings.Builder
-		b.WriteString("prefix,family\n")
-		for _, p := range v4 {
-			b.WriteString(p.String() + ",ipv4\n")
-		}
-		for _, p := range v6 {
-			b.WriteString(p.String() + ",ipv6\n")
-		}
-		return apigen.GetListPrefixes200TextcsvResponse{Body: strings.NewReader(b.String()), ContentLength: int64(b.Len()), Headers: hdr}, nil
-	}
-	return apigen.GetListPrefixes200TextResponse{Body: prefixText(v4, v6), Headers: hdr}, nil
 }
 
 func prefixList(name string, v4, v6 []netip.Prefix) apigen.PrefixList {
@@ -323,15 +204,4 @@ func prefixList(name string, v4, v6 []netip.Prefix) apigen.PrefixList {
 		return out
 	}
 	return apigen.PrefixList{Name: name, V4: strs(v4), V6: strs(v6)}
-}
-
-func prefixText(v4, v6 []netip.Prefix) string {
-	var b strings.Builder
-	for _, ps := range [][]netip.Prefix{v4, v6} {
-		for _, p := range ps {
-			b.WriteString(p.String())
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
 }

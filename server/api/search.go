@@ -136,7 +136,11 @@ func TextProblem(s string) string {
 // snapshot of the index, a page at a time, so exports run in constant memory
 // however many prefixes match and stop when the client goes away.
 func (s *Server) eachRow(ctx context.Context, f index.Filter, fn func(snap *index.Snap, r index.Row) error) error {
-	snap := s.opts.Index.Snapshot()
+	return eachRowIn(ctx, s.opts.Index.Snapshot(), f, fn)
+}
+
+// eachRowIn is eachRow over snapshot snap.
+func eachRowIn(ctx context.Context, snap *index.Snap, f index.Filter, fn func(snap *index.Snap, r index.Row) error) error {
 	var after netip.Prefix
 	for {
 		if err := ctx.Err(); err != nil {

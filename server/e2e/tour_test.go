@@ -368,12 +368,13 @@ func TestTour(t *testing.T) {
 	})
 
 	t.Run("deny list and named lists", func(t *testing.T) {
-		// The deny list is the current render's; its ETag names the render version.
-		txt := answer[*oc.GetRulesetDenyOKTextPlainHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge"}))
+		// The deny list is the current render's; X-Muninn-Render-Version names it.
+		txt := answer[*oc.PrefixTextTextPlainHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge"}))
 		require.Equal(t, "198.51.100.99/32\n203.0.113.0/24\n", readAll(t, txt.Response.Data))
 		require.True(t, txt.ETag.Set, "a deny list carries an ETag")
-		js := answer[*oc.PrefixListHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge",
-			Format: oc.NewOptGetRulesetDenyFormat(oc.GetRulesetDenyFormatJSON)}))
+		require.True(t, txt.XMuninnRenderVersion.Set, "a deny list names its render")
+		js := answer[*oc.PrefixTextApplicationJSONHeaders](t)(admin.GetRulesetDeny(ctx, oc.GetRulesetDenyParams{Name: "edge",
+			Format: oc.NewOptPrefixFormat(oc.PrefixFormatJSON)}))
 		require.Equal(t, oc.PrefixList{Name: "edge", V4: []string{"198.51.100.99/32", "203.0.113.0/24"}, V6: []string{}}, js.Response)
 
 		list := answer[*oc.NamedList](t)(admin.PutList(ctx, &oc.NamedListInput{Selector: "classification malicious"}, oc.PutListParams{Name: "bad"}))
@@ -382,10 +383,10 @@ func TestTour(t *testing.T) {
 		require.Equal(t, "198.51.100.7/32\n198.51.100.8/32\n2001:db8::7/128\n", readAll(t, ltxt.Response.Data))
 		require.True(t, ltxt.ETag.Set, "a named list carries an ETag")
 		ljs := answer[*oc.PrefixListHeaders](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
-			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatJSON)}))
+			Format: oc.NewOptListFormat(oc.ListFormatJSON)}))
 		require.Equal(t, oc.PrefixList{Name: "bad", V4: []string{"198.51.100.7/32", "198.51.100.8/32"}, V6: []string{"2001:db8::7/128"}}, ljs.Response)
 		lcsv := answer[*oc.GetListPrefixesOKTextCsvHeaders](t)(admin.GetListPrefixes(ctx, oc.GetListPrefixesParams{Name: "bad",
-			Format: oc.NewOptGetListPrefixesFormat(oc.GetListPrefixesFormatCsv)}))
+			Format: oc.NewOptListFormat(oc.ListFormatCsv)}))
 		require.Equal(t, "prefix,family\n198.51.100.7/32,ipv4\n198.51.100.8/32,ipv4\n2001:db8::7/128,ipv6\n", readAll(t, lcsv.Response.Data))
 	})
 

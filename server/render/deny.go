@@ -18,6 +18,8 @@ type DenyList struct {
 	Ruleset string
 	// Version is the render version the list was derived from.
 	Version int64
+	// Default is the ruleset's default action ("block", "allow" or "").
+	Default string
 	V4, V6  []netip.Prefix
 }
 
@@ -109,5 +111,5 @@ func denyOf(r *Render, g *guard.Guard) (*DenyList, error) {
 		}
 	}
 	v4, v6, _ = g.Filter(v4, v6, 0)
-	return &DenyList{Ruleset: r.Ruleset, Version: r.Version, V4: v4, V6: v6}, nil
+	return &DenyList{Ruleset: r.Ruleset, Version: r.Version, Default: r.Default, V4: v4, V6: v6}, nil
 }

@@ -344,6 +344,45 @@ func (e Hook) Valid() bool {
 	}
 }
 
+// Defines values for ListFormat.
+const (
+	ListFormatCsv      ListFormat = "csv"
+	ListFormatHaproxy  ListFormat = "haproxy"
+	ListFormatIpset    ListFormat = "ipset"
+	ListFormatJson     ListFormat = "json"
+	ListFormatMikrotik ListFormat = "mikrotik"
+	ListFormatNft      ListFormat = "nft"
+	ListFormatNginx    ListFormat = "nginx"
+	ListFormatPlain    ListFormat = "plain"
+	ListFormatTxt      ListFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the ListFormat enum.
+func (e ListFormat) Valid() bool {
+	switch e {
+	case ListFormatCsv:
+		return true
+	case ListFormatHaproxy:
+		return true
+	case ListFormatIpset:
+		return true
+	case ListFormatJson:
+		return true
+	case ListFormatMikrotik:
+		return true
+	case ListFormatNft:
+		return true
+	case ListFormatNginx:
+		return true
+	case ListFormatPlain:
+		return true
+	case ListFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for PolicyDefault.
 const (
 	PolicyDefaultAllow PolicyDefault = "allow"
@@ -383,6 +422,42 @@ func (e PolicyScopeProtocol) Valid() bool {
 	}
 }
 
+// Defines values for PrefixFormat.
+const (
+	PrefixFormatHaproxy  PrefixFormat = "haproxy"
+	PrefixFormatIpset    PrefixFormat = "ipset"
+	PrefixFormatJson     PrefixFormat = "json"
+	PrefixFormatMikrotik PrefixFormat = "mikrotik"
+	PrefixFormatNft      PrefixFormat = "nft"
+	PrefixFormatNginx    PrefixFormat = "nginx"
+	PrefixFormatPlain    PrefixFormat = "plain"
+	PrefixFormatTxt      PrefixFormat = "txt"
+)
+
+// Valid indicates whether the value is a known member of the PrefixFormat enum.
+func (e PrefixFormat) Valid() bool {
+	switch e {
+	case PrefixFormatHaproxy:
+		return true
+	case PrefixFormatIpset:
+		return true
+	case PrefixFormatJson:
+		return true
+	case PrefixFormatMikrotik:
+		return true
+	case PrefixFormatNft:
+		return true
+	case PrefixFormatNginx:
+		return true
+	case PrefixFormatPlain:
+		return true
+	case PrefixFormatTxt:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for Role.
 const (
 	Admin  Role = "admin"
@@ -404,39 +479,72 @@ func (e Role) Valid() bool {
 	}
 }
 
-// Defines values for GetListPrefixesParamsFormat.
+// Defines values for QFamily.
 const (
-	GetListPrefixesParamsFormatCsv  GetListPrefixesParamsFormat = "csv"
-	GetListPrefixesParamsFormatJson GetListPrefixesParamsFormat = "json"
-	GetListPrefixesParamsFormatTxt  GetListPrefixesParamsFormat = "txt"
+	QFamilyN4 QFamily = 4
+	QFamilyN6 QFamily = 6
 )
 
-// Valid indicates whether the value is a known member of the GetListPrefixesParamsFormat enum.
-func (e GetListPrefixesParamsFormat) Valid() bool {
+// Valid indicates whether the value is a known member of the QFamily enum.
+func (e QFamily) Valid() bool {
 	switch e {
-	case GetListPrefixesParamsFormatCsv:
+	case QFamilyN4:
 		return true
-	case GetListPrefixesParamsFormatJson:
-		return true
-	case GetListPrefixesParamsFormatTxt:
+	case QFamilyN6:
 		return true
 	default:
 		return false
 	}
 }
 
-// Defines values for GetRulesetDenyParamsFormat.
+// Defines values for GetListPrefixesParamsFamily.
 const (
-	GetRulesetDenyParamsFormatJson GetRulesetDenyParamsFormat = "json"
-	GetRulesetDenyParamsFormatTxt  GetRulesetDenyParamsFormat = "txt"
+	GetListPrefixesParamsFamilyN4 GetListPrefixesParamsFamily = 4
+	GetListPrefixesParamsFamilyN6 GetListPrefixesParamsFamily = 6
 )
 
-// Valid indicates whether the value is a known member of the GetRulesetDenyParamsFormat enum.
-func (e GetRulesetDenyParamsFormat) Valid() bool {
+// Valid indicates whether the value is a known member of the GetListPrefixesParamsFamily enum.
+func (e GetListPrefixesParamsFamily) Valid() bool {
 	switch e {
-	case GetRulesetDenyParamsFormatJson:
+	case GetListPrefixesParamsFamilyN4:
 		return true
-	case GetRulesetDenyParamsFormatTxt:
+	case GetListPrefixesParamsFamilyN6:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRulesetAllowParamsFamily.
+const (
+	GetRulesetAllowParamsFamilyN4 GetRulesetAllowParamsFamily = 4
+	GetRulesetAllowParamsFamilyN6 GetRulesetAllowParamsFamily = 6
+)
+
+// Valid indicates whether the value is a known member of the GetRulesetAllowParamsFamily enum.
+func (e GetRulesetAllowParamsFamily) Valid() bool {
+	switch e {
+	case GetRulesetAllowParamsFamilyN4:
+		return true
+	case GetRulesetAllowParamsFamilyN6:
+		return true
+	default:
+		return false
+	}
+}
+
+// Defines values for GetRulesetDenyParamsFamily.
+const (
+	GetRulesetDenyParamsFamilyN4 GetRulesetDenyParamsFamily = 4
+	GetRulesetDenyParamsFamilyN6 GetRulesetDenyParamsFamily = 6
+)
+
+// Valid indicates whether the value is a known member of the GetRulesetDenyParamsFamily enum.
+func (e GetRulesetDenyParamsFamily) Valid() bool {
+	switch e {
+	case GetRulesetDenyParamsFamilyN4:
+		return true
+	case GetRulesetDenyParamsFamilyN6:
 		return true
 	default:
 		return false
@@ -985,6 +1093,9 @@ type JobSummary struct {
 	Failures []JobFailure `json:"failures"`
 }
 
+// ListFormat A `PrefixFormat`, or csv (header `prefix,family`).
+type ListFormat string
+
 // NamedList defines model for NamedList.
 type NamedList struct {
 	Name      string     `json:"name"`
@@ -1092,6 +1203,22 @@ type PortRange0 = int
 
 // PortRange1 defines model for PortRange.1.
 type PortRange1 = string
+
+// PrefixFormat How a prefix list is written (default txt). Comment lines start with
+// `#` in every text format but txt.
+//   - txt: one CIDR a line, nothing else.
+//   - json: a `PrefixList`.
+//   - plain: pfSense/OPNsense URL table (alias type "URL Table (IPs)"): one CIDR a line after `#` comments.
+//   - nginx: lines `CIDR 1;` for an `include` inside an nginx `geo` block
+//     (`geo $muninn_deny { default 0; include muninn.conf; }`).
+//   - haproxy: a map file, lines `CIDR NAME`: `map_ip(file)` or an ACL with `-M -f file`.
+//   - ipset: an `ipset restore` file: sets `muninn-NAME-4` (hash:net family inet) and
+//     `muninn-NAME-6` (inet6), created with -exist and flushed, then filled (names cut to 31 bytes).
+//   - nft: an `nft -f` file: table `inet muninn`, interval sets `muninn_NAME_4` (ipv4_addr)
+//     and `muninn_NAME_6` (ipv6_addr; '-' in NAME becomes '_'), flushed, then filled.
+//   - mikrotik: a RouterOS script: address list `muninn-NAME` under
+//     `/ip firewall address-list` and `/ipv6 firewall address-list`, emptied, then filled.
+type PrefixFormat string
 
 // PrefixList defines model for PrefixList.
 type PrefixList struct {
@@ -1403,6 +1530,9 @@ type QClassification = Classification
 // QCursor defines model for QCursor.
 type QCursor = string
 
+// QFamily defines model for QFamily.
+type QFamily int
+
 // QLimit defines model for QLimit.
 type QLimit = int
 
@@ -1438,6 +1568,9 @@ type InternalError = Problem
 
 // NotFound An RFC 9457 problem; every error of this API is one.
 type NotFound = Problem
+
+// PrefixText defines model for PrefixText.
+type PrefixText = PrefixList
 
 // TooLarge An RFC 9457 problem; every error of this API is one.
 type TooLarge = Problem
@@ -1552,6 +1685,66 @@ type ExportNDJSONParams struct {
 	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
 }
 
+// ExportMMDBParams defines parameters for ExportMMDB.
+type ExportMMDBParams struct {
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// ExportSuricataDatasetParams defines parameters for ExportSuricataDataset.
+type ExportSuricataDatasetParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
+// ExportSuricataReputationParams defines parameters for ExportSuricataReputation.
+type ExportSuricataReputationParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
+// ExportZeekIntelParams defines parameters for ExportZeekIntel.
+type ExportZeekIntelParams struct {
+	// Tag A tag of the effective view (after suppression).
+	Tag *QTag `form:"tag,omitempty" json:"tag,omitempty"`
+
+	// Classification The effective classification of the view.
+	Classification *QClassification `form:"classification,omitempty" json:"classification,omitempty"`
+
+	// Source A source of the view (of a live assertion on the prefix or a prefix containing it), e.g. `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source *QSource `form:"source,omitempty" json:"source,omitempty"`
+
+	// Within Only prefixes inside this CIDR.
+	Within *QWithin `form:"within,omitempty" json:"within,omitempty"`
+
+	// SeenSince Only views last seen at or after this time.
+	SeenSince *QSeenSince `form:"seen_since,omitempty" json:"seen_since,omitempty"`
+}
+
 // RefreshFeedParams defines parameters for RefreshFeed.
 type RefreshFeedParams struct {
 	// Force Apply the update even when it would drop more than max_drop_share of the entries.
@@ -1628,11 +1821,20 @@ type PutListParams struct {
 
 // GetListPrefixesParams defines parameters for GetListPrefixes.
 type GetListPrefixesParams struct {
-	Format *GetListPrefixesParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+	Format *ListFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetListPrefixesParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// Guard false: keep the addresses of the never-block guard in the list.
+	Guard *bool `form:"guard,omitempty" json:"guard,omitempty"`
+
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GetListPrefixesParamsFormat defines parameters for GetListPrefixes.
-type GetListPrefixesParamsFormat string
+// GetListPrefixesParamsFamily defines parameters for GetListPrefixes.
+type GetListPrefixesParamsFamily int
 
 // PutNetworkOverrideParams defines parameters for PutNetworkOverride.
 type PutNetworkOverrideParams struct {
@@ -1659,13 +1861,33 @@ type PutRulesetParams struct {
 	AllowWide *AllowWide `form:"allow_wide,omitempty" json:"allow_wide,omitempty"`
 }
 
-// GetRulesetDenyParams defines parameters for GetRulesetDeny.
-type GetRulesetDenyParams struct {
-	Format *GetRulesetDenyParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+// GetRulesetAllowParams defines parameters for GetRulesetAllow.
+type GetRulesetAllowParams struct {
+	Format *PrefixFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetRulesetAllowParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
-// GetRulesetDenyParamsFormat defines parameters for GetRulesetDeny.
-type GetRulesetDenyParamsFormat string
+// GetRulesetAllowParamsFamily defines parameters for GetRulesetAllow.
+type GetRulesetAllowParamsFamily int
+
+// GetRulesetDenyParams defines parameters for GetRulesetDeny.
+type GetRulesetDenyParams struct {
+	Format *PrefixFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Family Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family *GetRulesetDenyParamsFamily `form:"family,omitempty" json:"family,omitempty"`
+
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
+}
+
+// GetRulesetDenyParamsFamily defines parameters for GetRulesetDeny.
+type GetRulesetDenyParamsFamily int
 
 // ExplainRulesetParams defines parameters for ExplainRuleset.
 type ExplainRulesetParams struct {
@@ -1680,7 +1902,7 @@ type GetRulesetRenderParams struct {
 	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 
-	// IfNoneMatch The ETag of a render the client has.
+	// IfNoneMatch The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
@@ -1888,6 +2110,21 @@ type ServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams)
+	// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+	// (GET /export/muninn.mmdb)
+	ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams)
+	// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+	// (GET /export/suricata/dataset.lst)
+	ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams)
+	// ExportSuricataCategories Suricata IP reputation categories, one per tag
+	// (GET /export/suricata/iprep/categories.txt)
+	ExportSuricataCategories(w http.ResponseWriter, r *http.Request)
+	// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+	// (GET /export/suricata/iprep/reputation.list)
+	ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams)
+	// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+	// (GET /export/zeek-intel.txt)
+	ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams)
 	// ListFeeds Every feed with its status
 	// (GET /feeds)
 	ListFeeds(w http.ResponseWriter, r *http.Request)
@@ -1945,7 +2182,7 @@ type ServerInterface interface {
 	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(w http.ResponseWriter, r *http.Request, name ObjectName, params PutListParams)
-	// GetListPrefixes Every prefix a named list's selector matches
+	// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 	// (GET /lists/{name}/prefixes)
 	GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams)
 	// GetNetwork Effective view of one network
@@ -1972,6 +2209,9 @@ type ServerInterface interface {
 	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams)
+	// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+	// (GET /rulesets/{name}/allow)
+	GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams)
 	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
 	// (GET /rulesets/{name}/deny)
 	GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams)
@@ -2077,6 +2317,36 @@ func (_ Unimplemented) ExportJSON(w http.ResponseWriter, r *http.Request, params
 // ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 // (GET /export/ips.ndjson)
 func (_ Unimplemented) ExportNDJSON(w http.ResponseWriter, r *http.Request, params ExportNDJSONParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+// (GET /export/muninn.mmdb)
+func (_ Unimplemented) ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+// (GET /export/suricata/dataset.lst)
+func (_ Unimplemented) ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataCategories Suricata IP reputation categories, one per tag
+// (GET /export/suricata/iprep/categories.txt)
+func (_ Unimplemented) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+// (GET /export/suricata/iprep/reputation.list)
+func (_ Unimplemented) ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+// (GET /export/zeek-intel.txt)
+func (_ Unimplemented) ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2194,7 +2464,7 @@ func (_ Unimplemented) PutList(w http.ResponseWriter, r *http.Request, name Obje
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
-// GetListPrefixes Every prefix a named list's selector matches
+// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 // (GET /lists/{name}/prefixes)
 func (_ Unimplemented) GetListPrefixes(w http.ResponseWriter, r *http.Request, name ObjectName, params GetListPrefixesParams) {
 	w.WriteHeader(http.StatusNotImplemented)
@@ -2245,6 +2515,12 @@ func (_ Unimplemented) GetRuleset(w http.ResponseWriter, r *http.Request, name O
 // PutRuleset Create or replace a ruleset
 // (PUT /rulesets/{name})
 func (_ Unimplemented) PutRuleset(w http.ResponseWriter, r *http.Request, name ObjectName, params PutRulesetParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+// (GET /rulesets/{name}/allow)
+func (_ Unimplemented) GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2896,6 +3172,316 @@ func (siw *ServerInterfaceWrapper) ExportNDJSON(w http.ResponseWriter, r *http.R
 	handler.ServeHTTP(w, r)
 }
 
+// ExportMMDB operation middleware
+func (siw *ServerInterfaceWrapper) ExportMMDB(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportMMDBParams
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportMMDB(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataDataset operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataDataset(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSuricataDatasetParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataDataset(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataCategories operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataCategories(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportSuricataReputation operation middleware
+func (siw *ServerInterfaceWrapper) ExportSuricataReputation(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportSuricataReputationParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportSuricataReputation(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ExportZeekIntel operation middleware
+func (siw *ServerInterfaceWrapper) ExportZeekIntel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ExportZeekIntelParams
+
+	// ------------- Optional query parameter "tag" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "tag", r.URL.Query(), &params.Tag, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "tag"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "tag", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "classification" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "classification", r.URL.Query(), &params.Classification, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "classification"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "classification", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "source" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "source", r.URL.Query(), &params.Source, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "source"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "source", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "seen_since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "seen_since", r.URL.Query(), &params.SeenSince, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "seen_since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "seen_since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ExportZeekIntel(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListFeeds operation middleware
 func (siw *ServerInterfaceWrapper) ListFeeds(w http.ResponseWriter, r *http.Request) {
 
@@ -3527,6 +4113,53 @@ func (siw *ServerInterfaceWrapper) GetListPrefixes(w http.ResponseWriter, r *htt
 		return
 	}
 
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "guard" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "guard", r.URL.Query(), &params.Guard, runtime.BindQueryParameterOptions{Type: "boolean", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "guard"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "guard", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.GetListPrefixes(w, r, name, params)
 	}))
@@ -3781,6 +4414,82 @@ func (siw *ServerInterfaceWrapper) PutRuleset(w http.ResponseWriter, r *http.Req
 	handler.ServeHTTP(w, r)
 }
 
+// GetRulesetAllow operation middleware
+func (siw *ServerInterfaceWrapper) GetRulesetAllow(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name ObjectName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetRulesetAllowParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetRulesetAllow(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetRulesetDeny operation middleware
 func (siw *ServerInterfaceWrapper) GetRulesetDeny(w http.ResponseWriter, r *http.Request) {
 
@@ -3810,6 +4519,40 @@ func (siw *ServerInterfaceWrapper) GetRulesetDeny(w http.ResponseWriter, r *http
 			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
 		}
 		return
+	}
+
+	// ------------- Optional query parameter "family" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "family", r.URL.Query(), &params.Family, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "family"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "family", Err: err})
+		}
+		return
+	}
+
+	headers := r.Header
+
+	// ------------- Optional header parameter "If-None-Match" -------------
+	if valueList, found := headers[http.CanonicalHeaderKey("If-None-Match")]; found {
+		var IfNoneMatch IfNoneMatch
+		n := len(valueList)
+		if n != 1 {
+			siw.ErrorHandlerFunc(w, r, &TooManyValuesForParamError{ParamName: "If-None-Match", Count: n})
+			return
+		}
+
+		err = runtime.BindStyledParameterWithOptions("simple", "If-None-Match", valueList[0], &IfNoneMatch, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""})
+		if err != nil {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "If-None-Match", Err: err})
+			return
+		}
+
+		params.IfNoneMatch = &IfNoneMatch
+
 	}
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -4264,6 +5007,21 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/export/clickhouse.tsv", wrapper.ExportClickHouse)
 	})
 	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/muninn.mmdb", wrapper.ExportMMDB)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/zeek-intel.txt", wrapper.ExportZeekIntel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/iprep/categories.txt", wrapper.ExportSuricataCategories)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/iprep/reputation.list", wrapper.ExportSuricataReputation)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/export/suricata/dataset.lst", wrapper.ExportSuricataDataset)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/rulesets", wrapper.ListRulesets)
 	})
 	r.Group(func(r chi.Router) {
@@ -4283,6 +5041,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/rulesets/{name}/deny", wrapper.GetRulesetDeny)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/rulesets/{name}/allow", wrapper.GetRulesetAllow)
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/lists", wrapper.ListLists)
@@ -4363,6 +5124,30 @@ type ForbiddenApplicationProblemPlusJSONResponse Problem
 type InternalErrorApplicationProblemPlusJSONResponse Problem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
+
+type PrefixNotModifiedResponseHeaders struct {
+	ETag *string
+}
+type PrefixNotModifiedResponse struct {
+	Headers PrefixNotModifiedResponseHeaders
+}
+
+type PrefixTextResponseHeaders struct {
+	ETag                 *string
+	XMuninnAdvice        *string
+	XMuninnPrefixes      *int
+	XMuninnRenderVersion *int64
+}
+type PrefixTextJSONResponse struct {
+	Body PrefixList
+
+	Headers PrefixTextResponseHeaders
+}
+type PrefixTextTextResponse struct {
+	Body string
+
+	Headers PrefixTextResponseHeaders
+}
 
 type TooLargeApplicationProblemPlusJSONResponse Problem
 
@@ -5740,6 +6525,452 @@ type ExportNDJSON503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ExportNDJSON503ApplicationProblemPlusJSONResponse) VisitExportNDJSONResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDBRequestObject struct {
+	Params ExportMMDBParams
+}
+
+type ExportMMDBResponseObject interface {
+	VisitExportMMDBResponse(w http.ResponseWriter) error
+}
+
+type ExportMMDB200ResponseHeaders struct {
+	ETag *string
+}
+
+type ExportMMDB200ApplicationoctetStreamResponse struct {
+	Body          io.Reader
+	Headers       ExportMMDB200ResponseHeaders
+	ContentLength int64
+}
+
+func (response ExportMMDB200ApplicationoctetStreamResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if response.ContentLength != 0 {
+		w.Header().Set("Content-Length", fmt.Sprint(response.ContentLength))
+	}
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(200)
+
+	if closer, ok := response.Body.(io.ReadCloser); ok {
+		defer closer.Close()
+	}
+	_, err := io.Copy(w, response.Body)
+	return err
+}
+
+type ExportMMDB304ResponseHeaders struct {
+	ETag *string
+}
+
+type ExportMMDB304Response struct {
+	Headers ExportMMDB304ResponseHeaders
+}
+
+func (response ExportMMDB304Response) VisitExportMMDBResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type ExportMMDB400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB400ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB401ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB500ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportMMDB503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportMMDB503ApplicationProblemPlusJSONResponse) VisitExportMMDBResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDatasetRequestObject struct {
+	Params ExportSuricataDatasetParams
+}
+
+type ExportSuricataDatasetResponseObject interface {
+	VisitExportSuricataDatasetResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataDataset200TextResponse string
+
+func (response ExportSuricataDataset200TextResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataDataset400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset400ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset401ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset500ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataDataset503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataDataset503ApplicationProblemPlusJSONResponse) VisitExportSuricataDatasetResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategoriesRequestObject struct {
+}
+
+type ExportSuricataCategoriesResponseObject interface {
+	VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataCategories200TextResponse string
+
+func (response ExportSuricataCategories200TextResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataCategories401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories401ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategories500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories500ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataCategories503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataCategories503ApplicationProblemPlusJSONResponse) VisitExportSuricataCategoriesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputationRequestObject struct {
+	Params ExportSuricataReputationParams
+}
+
+type ExportSuricataReputationResponseObject interface {
+	VisitExportSuricataReputationResponse(w http.ResponseWriter) error
+}
+
+type ExportSuricataReputation200TextResponse string
+
+func (response ExportSuricataReputation200TextResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportSuricataReputation400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation400ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation401ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation500ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportSuricataReputation503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportSuricataReputation503ApplicationProblemPlusJSONResponse) VisitExportSuricataReputationResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntelRequestObject struct {
+	Params ExportZeekIntelParams
+}
+
+type ExportZeekIntelResponseObject interface {
+	VisitExportZeekIntelResponse(w http.ResponseWriter) error
+}
+
+type ExportZeekIntel200TextResponse string
+
+func (response ExportZeekIntel200TextResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response)))
+	return err
+}
+
+type ExportZeekIntel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel400ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel401ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel500ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ExportZeekIntel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ExportZeekIntel503ApplicationProblemPlusJSONResponse) VisitExportZeekIntelResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -7841,7 +9072,8 @@ type GetListPrefixesResponseObject interface {
 }
 
 type GetListPrefixes200ResponseHeaders struct {
-	ETag *string
+	ETag            *string
+	XMuninnPrefixes *int
 }
 
 type GetListPrefixes200JSONResponse struct {
@@ -7858,6 +9090,9 @@ func (response GetListPrefixes200JSONResponse) VisitGetListPrefixesResponse(w ht
 	w.Header().Set("Content-Type", "application/json")
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
 	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
@@ -7879,6 +9114,9 @@ func (response GetListPrefixes200TextcsvResponse) VisitGetListPrefixesResponse(w
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
 	w.WriteHeader(200)
 
 	if closer, ok := response.Body.(io.ReadCloser); ok {
@@ -7899,10 +9137,23 @@ func (response GetListPrefixes200TextResponse) VisitGetListPrefixesResponse(w ht
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
 	w.WriteHeader(200)
 
 	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
+}
+
+type GetListPrefixes304Response = PrefixNotModifiedResponse
+
+func (response GetListPrefixes304Response) VisitGetListPrefixesResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type GetListPrefixes400ApplicationProblemPlusJSONResponse struct {
@@ -8823,6 +10074,157 @@ func (response PutRuleset503ApplicationProblemPlusJSONResponse) VisitPutRulesetR
 	return err
 }
 
+type GetRulesetAllowRequestObject struct {
+	Name   ObjectName `json:"name"`
+	Params GetRulesetAllowParams
+}
+
+type GetRulesetAllowResponseObject interface {
+	VisitGetRulesetAllowResponse(w http.ResponseWriter) error
+}
+
+type GetRulesetAllow200JSONResponse struct{ PrefixTextJSONResponse }
+
+func (response GetRulesetAllow200JSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow200TextResponse struct{ PrefixTextTextResponse }
+
+func (response GetRulesetAllow200TextResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	w.Header().Set("Content-Type", "text/plain")
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
+	w.WriteHeader(200)
+
+	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
+	return err
+}
+
+type GetRulesetAllow304Response = PrefixNotModifiedResponse
+
+func (response GetRulesetAllow304Response) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
+}
+
+type GetRulesetAllow400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow400ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow401ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow404ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow500ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetRulesetAllow503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetRulesetAllow503ApplicationProblemPlusJSONResponse) VisitGetRulesetAllowResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetRulesetDenyRequestObject struct {
 	Name   ObjectName `json:"name"`
 	Params GetRulesetDenyParams
@@ -8832,14 +10234,7 @@ type GetRulesetDenyResponseObject interface {
 	VisitGetRulesetDenyResponse(w http.ResponseWriter) error
 }
 
-type GetRulesetDeny200ResponseHeaders struct {
-	ETag *string
-}
-
-type GetRulesetDeny200JSONResponse struct {
-	Body    PrefixList
-	Headers GetRulesetDeny200ResponseHeaders
-}
+type GetRulesetDeny200JSONResponse struct{ PrefixTextJSONResponse }
 
 func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
@@ -8851,15 +10246,21 @@ func (response GetRulesetDeny200JSONResponse) VisitGetRulesetDenyResponse(w http
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
 	w.WriteHeader(200)
 	_, err := buf.WriteTo(w)
 	return err
 }
 
-type GetRulesetDeny200TextResponse struct {
-	Body    string
-	Headers GetRulesetDeny200ResponseHeaders
-}
+type GetRulesetDeny200TextResponse struct{ PrefixTextTextResponse }
 
 func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
 
@@ -8867,10 +10268,29 @@ func (response GetRulesetDeny200TextResponse) VisitGetRulesetDenyResponse(w http
 	if response.Headers.ETag != nil {
 		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
 	}
+	if response.Headers.XMuninnAdvice != nil {
+		w.Header().Set("X-Muninn-Advice", fmt.Sprint(*response.Headers.XMuninnAdvice))
+	}
+	if response.Headers.XMuninnPrefixes != nil {
+		w.Header().Set("X-Muninn-Prefixes", fmt.Sprint(*response.Headers.XMuninnPrefixes))
+	}
+	if response.Headers.XMuninnRenderVersion != nil {
+		w.Header().Set("X-Muninn-Render-Version", fmt.Sprint(*response.Headers.XMuninnRenderVersion))
+	}
 	w.WriteHeader(200)
 
 	_, err := w.Write([]byte(fmt.Sprint(response.Body)))
 	return err
+}
+
+type GetRulesetDeny304Response = PrefixNotModifiedResponse
+
+func (response GetRulesetDeny304Response) VisitGetRulesetDenyResponse(w http.ResponseWriter) error {
+	if response.Headers.ETag != nil {
+		w.Header().Set("ETag", fmt.Sprint(*response.Headers.ETag))
+	}
+	w.WriteHeader(304)
+	return nil
 }
 
 type GetRulesetDeny400ApplicationProblemPlusJSONResponse struct {
@@ -10018,6 +11438,21 @@ type StrictServerInterface interface {
 	// ExportNDJSON Stored prefixes as NDJSON (search filters apply)
 	// (GET /export/ips.ndjson)
 	ExportNDJSON(ctx context.Context, request ExportNDJSONRequestObject) (ExportNDJSONResponseObject, error)
+	// ExportMMDB Every stored prefix's effective view as a MaxMind DB
+	// (GET /export/muninn.mmdb)
+	ExportMMDB(ctx context.Context, request ExportMMDBRequestObject) (ExportMMDBResponseObject, error)
+	// ExportSuricataDataset A Suricata `type ip` dataset file of single addresses (search filters apply)
+	// (GET /export/suricata/dataset.lst)
+	ExportSuricataDataset(ctx context.Context, request ExportSuricataDatasetRequestObject) (ExportSuricataDatasetResponseObject, error)
+	// ExportSuricataCategories Suricata IP reputation categories, one per tag
+	// (GET /export/suricata/iprep/categories.txt)
+	ExportSuricataCategories(ctx context.Context, request ExportSuricataCategoriesRequestObject) (ExportSuricataCategoriesResponseObject, error)
+	// ExportSuricataReputation A Suricata IP reputation file (search filters apply)
+	// (GET /export/suricata/iprep/reputation.list)
+	ExportSuricataReputation(ctx context.Context, request ExportSuricataReputationRequestObject) (ExportSuricataReputationResponseObject, error)
+	// ExportZeekIntel A Zeek Intelligence Framework file (search filters apply; benign left out)
+	// (GET /export/zeek-intel.txt)
+	ExportZeekIntel(ctx context.Context, request ExportZeekIntelRequestObject) (ExportZeekIntelResponseObject, error)
 	// ListFeeds Every feed with its status
 	// (GET /feeds)
 	ListFeeds(ctx context.Context, request ListFeedsRequestObject) (ListFeedsResponseObject, error)
@@ -10075,7 +11510,7 @@ type StrictServerInterface interface {
 	// PutList Create or replace a named list
 	// (PUT /lists/{name})
 	PutList(ctx context.Context, request PutListRequestObject) (PutListResponseObject, error)
-	// GetListPrefixes Every prefix a named list's selector matches
+	// GetListPrefixes Every prefix a named list's selector matches, minus the never-block guard
 	// (GET /lists/{name}/prefixes)
 	GetListPrefixes(ctx context.Context, request GetListPrefixesRequestObject) (GetListPrefixesResponseObject, error)
 	// GetNetwork Effective view of one network
@@ -10102,6 +11537,9 @@ type StrictServerInterface interface {
 	// PutRuleset Create or replace a ruleset
 	// (PUT /rulesets/{name})
 	PutRuleset(ctx context.Context, request PutRulesetRequestObject) (PutRulesetResponseObject, error)
+	// GetRulesetAllow Every address the ruleset does not block (the complement of /deny)
+	// (GET /rulesets/{name}/allow)
+	GetRulesetAllow(ctx context.Context, request GetRulesetAllowRequestObject) (GetRulesetAllowResponseObject, error)
 	// GetRulesetDeny Every prefix the ruleset blocks, minus the never-block guard
 	// (GET /rulesets/{name}/deny)
 	GetRulesetDeny(ctx context.Context, request GetRulesetDenyRequestObject) (GetRulesetDenyResponseObject, error)
@@ -10498,6 +11936,134 @@ func (sh *strictHandler) ExportNDJSON(w http.ResponseWriter, r *http.Request, pa
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ExportNDJSONResponseObject); ok {
 		if err := validResponse.VisitExportNDJSONResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportMMDB operation middleware
+func (sh *strictHandler) ExportMMDB(w http.ResponseWriter, r *http.Request, params ExportMMDBParams) {
+	var request ExportMMDBRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportMMDB(ctx, request.(ExportMMDBRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportMMDB")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportMMDBResponseObject); ok {
+		if err := validResponse.VisitExportMMDBResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataDataset operation middleware
+func (sh *strictHandler) ExportSuricataDataset(w http.ResponseWriter, r *http.Request, params ExportSuricataDatasetParams) {
+	var request ExportSuricataDatasetRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataDataset(ctx, request.(ExportSuricataDatasetRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataDataset")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataDatasetResponseObject); ok {
+		if err := validResponse.VisitExportSuricataDatasetResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataCategories operation middleware
+func (sh *strictHandler) ExportSuricataCategories(w http.ResponseWriter, r *http.Request) {
+	var request ExportSuricataCategoriesRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataCategories(ctx, request.(ExportSuricataCategoriesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataCategories")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataCategoriesResponseObject); ok {
+		if err := validResponse.VisitExportSuricataCategoriesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportSuricataReputation operation middleware
+func (sh *strictHandler) ExportSuricataReputation(w http.ResponseWriter, r *http.Request, params ExportSuricataReputationParams) {
+	var request ExportSuricataReputationRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportSuricataReputation(ctx, request.(ExportSuricataReputationRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportSuricataReputation")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportSuricataReputationResponseObject); ok {
+		if err := validResponse.VisitExportSuricataReputationResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ExportZeekIntel operation middleware
+func (sh *strictHandler) ExportZeekIntel(w http.ResponseWriter, r *http.Request, params ExportZeekIntelParams) {
+	var request ExportZeekIntelRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ExportZeekIntel(ctx, request.(ExportZeekIntelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ExportZeekIntel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ExportZeekIntelResponseObject); ok {
+		if err := validResponse.VisitExportZeekIntelResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -11297,6 +12863,33 @@ func (sh *strictHandler) PutRuleset(w http.ResponseWriter, r *http.Request, name
 	}
 }
 
+// GetRulesetAllow operation middleware
+func (sh *strictHandler) GetRulesetAllow(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetAllowParams) {
+	var request GetRulesetAllowRequestObject
+
+	request.Name = name
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetRulesetAllow(ctx, request.(GetRulesetAllowRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetRulesetAllow")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetRulesetAllowResponseObject); ok {
+		if err := validResponse.VisitGetRulesetAllowResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetRulesetDeny operation middleware
 func (sh *strictHandler) GetRulesetDeny(w http.ResponseWriter, r *http.Request, name ObjectName, params GetRulesetDenyParams) {
 	var request GetRulesetDenyRequestObject
@@ -11573,271 +13166,317 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs5sij4KwieE2FybvGhh326qZiIVct2W3P80Ejy9JlrekWwCiTRKgI1BZRoTocj9mt2/2M/Zb9k",
-	"A5lAPUgUWZRluXvGERPTFqsKSCQSiXznb61QLhIpmNCqNfytldCULphmKfx1GkUpU/DPiKkw5YnmUrSG",
-	"rVNBzi/ujolMzX+fEYovkrb5tbugScIifMIVyQT+0Om1ghb7RBdJzFrD1sGPP/SeHvQOBoPef7WCFjfj",
-	"JlTPW0FL0IV5w47aClop+0fGUxa1hjrNWNBS4ZwtqIFrQT+9ZmKm563hs+OgpVeJ+VLplItZ6/PnoHUa",
-	"x3L5C4+YZxVhyBJNkpRN+SemyJJHLCV6TgXp/4Br6Zgl9o8O4a9nHTKV5gWuiIGIKX0yEhRx4VaNo5H2",
-	"cDidTqfDwXDQ//EZoSIisRQzlnZIKDOhFaGacK3g25FY8kjPe+SnFYnYlGaxJioL54S64WDGaaZYRJZc",
-	"z4meMxLzBdfE4CoibToSSSonMVuQKWdxFBjAqSBczJjSJOaCEZamMu30yDsRr2AEGi24IKmMGVnQFVFM",
-	"RCMBy8vpgLSPB0dE6jlLl1yxgCznVLM7lgLwdzTOWCeA5TEazi24I0EBtQ5arnEBoUwjFhEucPYs4prE",
-	"ckbaNDRbQsaIhphP9bjTGwlHFv/IWLoq0YXZ0huzW60yKVjMtYZTGiuW08JEyphR0foctD51F5ngQnTN",
-	"koHAFhwe/MSR/D1EODGPdlAgX2SL1vDg8IegteAC/xrkAHCh2YylQI0vGYvewsDeyeA/2yZLqNYsNR/+",
-	"nx9o95+D7o8f7X9vet2Pvw2CZ0ef/7PlOwfn07dSsDdUh/PNk3A9Z+TFNZ0ROSWUpEzgQWAkjDkTmsyp",
-	"6rnNmDMasbSA+XzaNSN3ceias3k4GPiAejf5lYXaIWTtdJI0i5liOiAxV9rQ80RmImQp0HzPzzN2YnCN",
-	"YSy4cH8eBBX0nnb/t8Nw/s+b7sc/+dH717OYKsWnPKQIvw/FbDploeZ3Bq/ltw3aDbbvOFv2aoi++kUF",
-	"z/+Zsmlr2PqPfsHL+/hU9dfAQlCzVMnUD+JYsE/6JoQ3xg6uJGV3XGaGLcwYaQPzoUrnzEnDDlkO7wUe",
-	"Z9yLcf/1teFv+UFZGxGYn//4HxhaK07lAP50x/LAeyz/esWYuOIi9NAhcEuzMwoXrRgThnkb/jrVzN4H",
-	"mpdIcg1W88WNgtHLAE9luqC6NWxFVLOuGcBPWVcyS0PvAVHwpEw9pA0nODY0RpViKZKXcNtotssA7v4d",
-	"SqEpF1zMCNedgLDerEfGeGkMQ7lMORufEEp0Snls3hr/aUwW5qQzVYzSHk8Zi4Z/GtcSAEK6J3f46zWd",
-	"+ZatkVHpyonC1eOOqCxJjOTApaiFSNNZHTgHNeD8QpEeq/C8kku42omWZEm5BhmBknBOxYwFhJKfJYmy",
-	"FA863uqKjFpHAzVqBYaQFlJp8nRRlY6OBqoGcDNHHeRHh37AuZ5zUUPaufjDheIRQ3I+O39+WSuuDfqH",
-	"x3XA4Ux7HfRrOvuSK3F946ocfX26z2YolUihGNz4P9HoEkU585c5DkzAP2mSxJZr9q1k9b9+VcjZm7He",
-	"C/wKJ93ktFaCNJLRgsaGGbDohIxBSFNjuOMUClUg0IGMpeE7qqToGbHlTIppzMNHBf1cE/aJKyPAximj",
-	"0QogeSnTCY8iJh4bi2HKIiY0p/EThZJsJJkiQmoCYiKQM4B4LszVTuMXBsGPCeYpQYnecmHF0juWPlHE",
-	"nLYTEKONDDynCh5HTFMeI8hvpX4pMxE9JrRvpTnBM0OWt0IuBaETmRlVBSC6lvI1TWfssbd5IqOVAUne",
-	"WcEU7n8H0hsqVvYUq8eE7J2DJqRxDHuaUm1hOzE0CJhcUkWUlimLeuQ6XRE6o1xY2eGS6XTVPcVbi4VS",
-	"RCBoo4wNaym9scnAr/CT/OqZsKlMGdHpykwME/UqzHhD9jGLei9opucy5f9kj0xqRoHkUekQw46+F/SO",
-	"8phO4kenMzycJKQCOIhQS6NuyCUKvRHVdEIVQ6tGapizATKwGpMiNGVEaR7HJJY04mLWOTGbUezEY29s",
-	"ksqQKfUtUFm635Ysjrt4w5FJpknKpgZbWhIlFwxPSXGMwBZh0J8ptueF+F4Y0U+mmkVvWMTpNWDlcdct",
-	"E2aFvfwm0vSWWVABJ08UOUOIugbCHohBdniwu129BWU/NWNpjpKKYHop09vSZjuhJmiJbDFBMsqVCi70",
-	"s+PWprYTtGQ6o4L/M9dTN0ZTucKxKazZXyQo7ubl09CNw4RRsD60JrEMb1sBmmlaQSuWRtLW81RqHbPW",
-	"x2BzxlOnqmwum31KeMrUDdVNdaagNeWp0jdG7Wr+zS3He9atAvWDDa1bSA1qjNUwvKsxauKes9eiPGiB",
-	"jc2/GYVQ/AHhd28HhcJVwkUZso++rcwirl8Ina42t4GGteRCQ40C1eYTP3ODUwKz5ho0K/Qld1mSNhUr",
-	"8perd2/RzHhC6EQx4fSriMVMo4JnZtqDOpCXbgXLsdt7wBWmjBZw8ajpocRd2LnN3GwyNQogoj1wO5MP",
-	"UbuzFxTlturGcs0W1X9s430lEimYAU1TCn+XbEcNVgLz+aD9Cc18m7AagKjmEx5zvdrcwF/mTM/Rgq/J",
-	"HUuN/k8Mz1TOaM5VLn4PibwlyzkTZCL1HG7ulMWMKqZGov3m9C/vLntvzt++u+xdnF6fveo4i4OiC0YW",
-	"9Fez2VZ3l4KRBRfml4SmOiCMAxxLujoZiay4k3C+aZbCY3iZtLNkltIIiU3GkREEecQ6JyQTKIADXY1E",
-	"xO5YLJOFIbVJxuMIDTnOJgqLNkqEuXBSZidcMY12dMfWpOHMJZDgL5jHy8rAV2EFliqyL2h4yzRcwpOV",
-	"Zs6rkbAU7LZkmsoFyS2Fc0ZTPWFUk7Z5esMjMjCSAWo8qB8hIaPBpgktXmYxO0P4fMQIB5FFe10cYSqX",
-	"kWLhTquqee+KhVdMay5mynw7l0oLa8fYGLgxHwAOzZyK+hBXSy1M1rze/PDbc3mJ3/lwninLY6q08t78",
-	"TBZMpzxUhBKHvpx4k0zNDWe9eHd1TfpuF/p3B30YsWs/7QREZYsFixrTCMy8hUgsl/BfBtZZ5IB0HMUy",
-	"gipd93yoX/KI3aTm/vAcoEvzO4lYyM2oqjJsjqAki2M82krTFYsIjkZorOcym81HQoN2jBBSdcsi4Bfn",
-	"SWnkdsmxCUbTTwkVsBSF9Ns5GYk1TnLLWKKIFPGKUJz0iSIgS+TO3ly8ZWIq0xA42AK5zU5C991qztLn",
-	"yLJyhLfcE2f4ludqa3robtnKTwG3bAXo/J/uacK7/81WJ0TNDU8GxAi57H35idt4q0qjzTBlVrAFReci",
-	"yVD7iSJu1kfjixKqrMN0Td+wq/gaDrMaVGydamOIBf10jl+WDfZ+tK1jbAuuHHvbFIGN5sia0lSYpalV",
-	"ORux/dmNtf/UGwPAhUTKBx6YRSjFlBvdOiBcEFrwpADdQpZtwbFeUkUsZOahIO3NQeEdPFMosHBNBLj8",
-	"Ix51hiRLjOZuhJ7iVk9YymVkReA5M+xp5QYMyCyVS6PjO8mdguyidBbemnF6ZECWcx5bHRnxb2UZa1op",
-	"nTOr6xY0tFvUdC8G+R4W+7OFEt4n5mLd89h8iQjxyIdi62k4o5rGcvaS+TgrjSL8ecPSzViENxlXYLGx",
-	"zoLS/pXiMcINn/nGeioTeJ67s7Ud2WYVL/HNbfzZvB5lsf+hRmfkxu9ZGu+mQMt/zLs5zEGdjSEHo7r8",
-	"Lbv0misPwzKb0Vy6K2/4rlsIR/YCtLGlTvNY0JiHXGYKzCcqyf+YMMFnYociciYFHsGdx7FKkm+srxoY",
-	"mVHc5RTVduXc2CdEsBkwuwmYHQ2pVvHY0DQEGhA4Q0MpNDfYNRxHgW6ewic8Mhp7bHYrN9H4ViukbhbR",
-	"hEup8osdDIILxyB2bHLZolSz2es8bL+9eSWXFWEfdXOFzMNeHk+UEcJ6ZAxCazQmOkuFIiA8G53YybhC",
-	"lsP3xnfHNxOu1bg/vnuG/yJc2FurJBube2skrEA7JGMVyoSpMVLLmmSt4Pqyr/yZJ2MwKshMj8QYBORx",
-	"QMY0XtKVGkP03VhOp+Me+QXAsnK7keLJuuRvdGiaspFAbRsC5MYl3WHcI6/ZVBOZaQjQEiSDmymw/kRE",
-	"PoyN4veGBZVWCVhOp8BmzErAUGuA9hKixaNfOjYgKo2RoDYSBOcyqpzT6g+PQaPP43GODsvROM98wpDd",
-	"sl2TPquf9OBwUJ21Gpt3cHC4UyWxWCtQUMDlOwovRMrD+ZWmOqsBHGQ1mWkIsoilvM0Ss5uGIs1JA+oy",
-	"f1hq3GRDRtReJPuaNHJbgiccDR4Z5kSWc4wItXCBy/KWJ4lRtYcii+MGFvM0ookBWqdeUpKZDqUv0E/e",
-	"kjZ62lh0AmgwI5FEKsUn8cqwZepsr9YJgsJsKO/AjTTPkdYJDAe/mcpMRKQN0uOMK239MTI1bOLi+tKG",
-	"onYCRAFpp0ynnEUkppqlEPNrV0/alKiEhZzG3UyxgCQpv6OamVciGWYLJjQObiEAAACNLDKSciZioyu/",
-	"ef/2/O3bmxdvL8/PXt1cXbw4Oz99/Wdr7arY5nL4W27vgpYFxoNWP8uuUEqBeS/dfkpiyoW5XjcFCLwh",
-	"o5J4U7p60O3mF5XYpwZSObwV5JPkI24Bs8Y50UCOXFCR0fimwZvIVLY4xvZS3wtXEeKx+Xeazr7EUGCX",
-	"sQWZL2log/53ILN6XF8sEr3CG1IY5c1rR62McTNN5cLPgiwHx1DjSkisoVgFVuQTwhpMyYQ5wj7tGTlH",
-	"HuZWCnkscY6mBsUKIRrFnUFMqGERUx6ihSxnmeb/0fWOQWvrWzxjEhh7HL+btoYfGs38M5Otzx/Xx84p",
-	"3H9WGxHuLmhrCLkBzNe00QQbFP9QQ69f7ZZU7IyVlfnkeg8x5+gucLvlpP2M+7x2nSvR1JSUqxO+bXNq",
-	"h++ZUTv24nF7M5FLqy6vO+pEtPdWwh3UgEy4iNinzXM+6E6oMgddKlBAXJqJtXL0vKjdesM1u8YQnGDz",
-	"OkMkbMGdDW+uoq7YGo9DQpZ5jSozNhLSFIODuN8X4TdfrF/JoNnu2nVB/aEaRYzAJuhO26kwc4+5L3cG",
-	"igisf1mM34J4D0Hs6HdMqFJMVcSnVnCf0BPD/71nBMbyWbmcm7nwmKADxN0oNn0Gvq9Ip34jmF1dPUED",
-	"gTn3ELxtZjKYOSHdgwKTOerAxqn8BD91l36DA4kCgrmnMppGflSg2gDm4S6smMDL1n9UWrzTXvElxbQ6",
-	"Ieak5yZm504ycNewgJIfVM5mPoDORcRDBs40OIgGU7FEbKlyWIejx4oncRNdu3hRatlfFYoDt3ORd9sI",
-	"VYY52aDBEzKwaYX5Fvq3DtawL1MF/rzvBQlnwtGKm7ig1FLMid0Hi4iCUorj4+MifqNyA9mcCbOGGnZd",
-	"kgAbXKr3MRw3cc6n2R6+eXTnZ2Fos2ybfbWgn26iVCY3ak4xkKn4TmaTmPmcJeYjZOw3MRM3d8d+gl9/",
-	"7VnNuagzoUs4A6oJXt/ZV4H4DGk09q3dy06vdbzNfr95Zb2/fI1xQ1Ss4L5ZyjQiKYuoAbXXCu5l83cI",
-	"qrX+GzgrPgBH9L499G3YBoEEJYk3x3SFmusO6cv8kLhLNlR3hhOoOWexGYQnKjPiMITQFqbthC7mNPPb",
-	"FM3A93FIh7WuBVjyl3gXSnxlt839Ppxj88hW6Q2SKoxwZx6bS8PuGFgEUzZNmZpDXHTKFvKOOdMzwcCL",
-	"9oCMssHgKLTf4x9/Jgcn5MAazM3tgjeznE47J7mwMOg9xTyvMM4Uv2NvnI0Ur4lNxlKYVL3JzjsYzpr4",
-	"sGlAzhPH2wPyZ9L/ITAizp/NEdxiRu4eBE1ZWR0Az2oAODqsg6BqUvaDcD9uWGZvVXjLqYQTppeMCUcd",
-	"TEEyIdojDhbFDh/Mt+kDa2yPzjDC3pDfisxASkOBfQrWUzS+lFPuDBbqeG098G1IND3+Yd4Z5qSOkd7o",
-	"/YGEyiI42J0AMPuCIR0TjiHkqAKhEUS96/Wy+bnWSUDM/ysiUzLlMbD9tTUeDo5/2JVXWGX9FZ5fx1wf",
-	"wmn7hd7aMuHt57u7oKliKbEEfoJUYzUPFx6C64dYqU1vRijjbOFRFkN1NyT/ZKm0MjS+5+Tokia1rdJC",
-	"YIe/Ed7SAjCHHXiyIpiUg+EKbb7ANVD7c8dv4JQLl3W+MTBmpyiW0JRqma4R0+4QDltgwT+4uuUJYAJj",
-	"8dCR4VcsF1zcgHFocyi4tYfE3Eilm4ZM2ZKlcLR2YvhzDTVdZmJLuEgD2S7KMD+nsSC/n9hf4w4ziiwl",
-	"aSbIlPKYQXzSkuZFV3rkFFMQgQFxRd5fv+wePLM1Vl5dv3mNpRHMxxD3goYY0h61XOYifnFCQinuWKrN",
-	"GTE//TBqBaR4qzwaupIoxNSMWp0TMDhEK5RJnRwHlV2UM5fklxccPwAG3h61hMQaMO4NMy1Y3Q2B5KlU",
-	"jqiokkJhWRfMf1Aum7Hnz7cRXM33dEyC6FKjyjUPlzarb/junkqGe/0mn2NTRUB8HQwGa/sBkXjcyLhE",
-	"poa3tPPnNk7eXFyExvEe4e52hNdcsJ2RXgZ8Iyg21qg0Tff1LKvc2b3hwFzIiE8xzg7PE2gecJR2OzEh",
-	"xLUEUJW+8nlzCnJUUFZzkOMUWKgoPiUWU/hY17b7Yz1/89/baSb2u7YNp/y8M0JP1IBi7pg8k73ZzXqw",
-	"caNSYR3gXJDEXOgR0exTjfkJrjVfzB+kQl1I82qKUTalVEdkWe1xH4xI/UEfrOL9gz6GFY2DkRj37b71",
-	"D/sohI9PyHicG8WWcxljBngH4mrA4Gjuaih1klA9D0YC6lCYp/YyLxWwGkM+9jgg43LSpSswtWmTMeer",
-	"FnnAROtRh+ktimli3QFQukixmIVaGlmiGkxRYTc17vR1Yc4q3luc5V53U2hTpjyizH29S9syUvfKIf3Z",
-	"KKabIE8yHmtf3ZK3oGSCNdm80uWiYoG25NTbJS40OqoAW03GW61f0UH+sW6xeSDDHvaPwjO0vaRKmZZ2",
-	"F9lp6O4DqO9jtfkyfFcuuZ0BzW6u2gVcFpdiHW63INObxNDogvXjObeabznLr1yI/Z5oLyUr+L9qJoxX",
-	"M5YsawPma9m8yy6w85XOXLGGchLhQ2T2lTPtygT+9GmdiT2X+suK2MBzICoZYbtLQpU3NYeqGKOSb+CQ",
-	"sNPw+koKtkqkR8bQYVLBYb6DGRf64Jl3CyvIC1qfujPZtaWVrs8uwDISPeio759fbPqVw6SFE21b8Cu+",
-	"L5XzZCc7rAJ3DitOZKqbrjRJpZahjCsB4J7lVKery3fy35WMiT0k73VxOSkSm1p2bSWwi+H9qJe35ZWB",
-	"zoKi9dLcyT5j+avS8atux0Nmp24TIDxelrzewfYSB+dQ2a5GcM4l3FqZsJHa2EyOgyG3sn6E1VUbaRwn",
-	"lpcnCTbjM1D39xSCmyiW3oFpNq9V1CSNs6pUr7k0wDCR673W9660TBLQ5EDRajjL2lfblHEQ0NsyJcCb",
-	"CIvZggndAVvKnIooZtEJSZliIsIcdYyX2fcKz3FZ0SzX4dzc1o+b1cFc3V7UKmzBXpvzK7GmME11d0lX",
-	"AVpzlmCEMsuJSCQFIxOIwhC9gmoumQIn1jYSaGot22X7WDd+NLZolA/jZ58FYw97TaPtscvxHba/yMmZ",
-	"s5Wuq9NZ4zROFxLvtZU0L+KCb1uZoQ7cl5THWerhwjTdlolTCf8oBtzH8GPDy/2RAfXhEc3Tsb8Qi2BA",
-	"WkOlg7kw+NBazF5liwX1xpmD7a6xGJvTlIe4p7h7ew3mdnyXHmrBLE3iW+hbuqjzQdVfytaQ4Q+kgKSk",
-	"/WyI7pvJqvlN72DYuqj7qKrl1ZX1imeHB8fH+zkAtwJZum339Lq9E+AfFTNCXfFfRVfK1mikogi2S12q",
-	"jMfzthFHsU8B6cAK3RsNAUpTn50/vyRtoxCRCddYFu+fLJW7egDssmtA8a1GWlxJpK4C+tx6xYVcnhTF",
-	"d8mCi0xDDVz0g2Q6S6vCScPyXdXZfmKYxmALKmNcBr4M/2aFm95Mq+UtE3l18121FXo3w/7/AUXff/zx",
-	"83/W+Phrc8l318otW1+eejwMXif/az7NC1LnBajVehnk9qh1eDwftTpYw0jk9jxbA6HYmoMBWTGaqh55",
-	"XkYUnT1ROequr18HhMWK5QEKUjArKW8vjhz8th638tGjXnnP8B1LU9tVYh+zTBTdPNyueB0/X3q871Nw",
-	"b4+DaVMtvi4WfEbmCxnzcLUnwzWCLvg3DB5sdwRUtU+MBJ7KTERdnfJEEfaJhjpeFf05wB9gvttkwXmQ",
-	"2QYfxVJyEBOdCZtLYGPeFQQhliPeq+HuPl19XrIlbVUaATm55Qm+RMvAtq/AelBS4r9iqZjGchKuxIU9",
-	"V+3HDXKcQokVQ3dPcQWv1ggpgD0H+sdaaiyb+vbgIut2wDwm7dnTp0dPt3c72I2DdXvgQ45efzBdItE+",
-	"zDRswuFsgdLPQaumvM5fJBdY/YGK5pXFioIU24sqBK3UKi2bnEVMtUGVsq18gL24ZBXgM7Yhw6h1MOjj",
-	"1Thq5fUm86Y8u0OR83j9+pykMlHvtw1RIlO9zwFNNVRAaJTrxadQ97f2pvCZ/HcNWjbp+nJboUyRWK3l",
-	"Fm0x+taQtVunx2ceMaU55lERgz7SdlJQJ2/cZCNysXSEEZkMC+seDgaDUauzIeU0P6LVLkKGCf92EDz9",
-	"3C3+6WHDH82KwG21p8qIcb/N054xTPeeSc/O/3IM1Rr8dF7YUzdUmMuXZ+TH46f/5UxyJ4TdsXRlPf2u",
-	"rNHpxTmUokdRc/1i15THvvgyqskSrvZUgpsASnWZc8xEyOqLLBQWuGaBJUVciC8VfUt5ilfX1xcEX/A7",
-	"zjXXcQ0fw8/WY0fW92z9S1Bah5OYitudDAwnz1fg29jL56cXHmPYJFPshi3sruwV3zBlIH7tJQmjidkf",
-	"LlF3RLbFUdRl8NrCFquGERaXGEB9WjL/rhGui4nyNuKy4dfuBECVryXNW4CQf2Qsw6DJNBOCi9kJEZII",
-	"tiS/yok/OhWCt/zRf7/KyQ2/l9nXflkK8XJhYn6SKYfUebrjMFwpuBTAIJ+kMspCBrGWECK/yQEahA+1",
-	"MWoX7plQ3XUs52/scdlZd8NTfIYLFpAwg7jTw8EAavYq0mYCshK5IKPW//d//d+jFqoeYaY7u6UK68Ky",
-	"kU5bPFmXkOnorReXxbFLmJWp9W9ELNaUwN1dKsHt6h8aRN5YD/sm+stPm1BQyV/bVbc86WJEO427CUa0",
-	"5fUVanW2F9sSms12+xW57bnLjR3LgCzPOWq+sBkTLN3bcgvJRDelKNPm0T0uCqcmjqAByHOq5ljaylkS",
-	"1ZwePn027PW8F1BTNdinADd2jW91/TePfYHD4PRXX75xbRhBE93Vaq2VOJd9uWwRbFAEusCOrNFSrgYj",
-	"ZMURKm3INh3ZosK269rSITKvwJ/KhftNYZMW5B3g8gWiw+yG4iUhbV9WSOaPNhmKj8K3C6XNyXjvCtyW",
-	"kX7+ksKeJQLbwZCnPI4VuTvu3z07wY4LmtofaRTd/KkfsfjmT4QLpRn1oI5+cWuQuiNlpt9LsWi+JzD0",
-	"s68ytEHXV4Iahv46UPOoXpzZUmul4cXr4rKeb7eUFFYRqplL+NtmAKmt3rKnRtocT18F/d7uH86Yk6J8",
-	"Cwv1n3QX6LaHNad8VTbiSeXovb0jdvPZ6uGv11nq45lecV2OY2oaLOIFQiKjzKscuvbHy5Rr+Ad2kfZZ",
-	"38txrJvR7av1HLfMHZXtqY1WiLzPp7b3hqfWjGvGYU9wybuG5Lb/kTaLt8d6/zrdDtBitYFFmHeP6kq2",
-	"36cHSK2anuQOpN3OAVTUzC16U9ti4m/r/SQ0g+Q781Vu5C2VrLG15RopiX5N8IwKKXhI46pv6utHcmxp",
-	"tPFTtkggYdHa2lBgc0hxAh7XisXT+wTqWZOgVVLtHpYl19JifbSVW8R3Gr2/MG76+QWMWGf0bnSfuNv0",
-	"/OVbGKCBsTtv5ryPwdsvl21kOeQhyBZbpaV5Uc1oGs7N7eE3xlQLnoGpwPD5ag/oIdF0pshGI+hgrV/0",
-	"WrlJTKDNaypjTT8oxAFUudZQ24o7Zr4Az2W/6A2e9ygtVZpU1SKUQZ5xq/hsjuWbi17r2FPdEfzDBu/c",
-	"pzXefcK6pWZ7V1d1qGias3qfaqwPU1XVV7bHlpK0QNU23iuvs/4QPESvttJx+nq92rC66kVN0cLT9SKF",
-	"1dqrmqYzpoPiKMulWDtqvjrY+bPmbevy/pK+UMzHORIPRvl1JNmA4IIy8nzb6S1JGcq4JuTzPvKVlStv",
-	"6upx7er4US+fWebaoARwUSuTtNfordNQwtpfRvILJmVIA4vq0lpqNuklDfW365X6kHk+2+qdVpkH1nyn",
-	"KVQrqalyet+soV2HqGYb7lXGzJ2mkhf+Pz4Muj/S7vS0+/Ljb8/8wZxr52ad0ZbDK1UWzglVxEZZEpmS",
-	"Uevg2Q/zUWutGo0vJnL9BFYD8waNgh+u5S0TD6OP3Yeo92u3mKmHUhFTayzYasM172xt6ybB1b2j+R1g",
-	"uNT6rllyGO7LZmqYdvvla4kepkw3aHy37rKHIT0ZUA74e2WT3yc4dTM60RNgujvaujY+8b6bXt5v3xZX",
-	"mlfWRtx4ykRDt0wbOxalEtt4+FpypHzGa1Lb2YJFvL4Saya4x8AAM9oKzTIFJ7N34ryntcfSKzWNC8Ur",
-	"ydScKEmmtOofryt0WlOD00Cbr7e6OgeNbwf+xtnSW84qtQVb1xv1YRfoPk+UbaWivOu3td+3iqxXbx8i",
-	"mnuteP0WIXTtzbqUhutcPSbLuVRlrdjV6d7s5lDTsSHl4XzBfAXKfJgcFv1RL5+fXoAKfXF9WeqlU6oQ",
-	"F0AJLCxjmLAUW+zkPZLTDLrBTIy6nve5adoBotzp54HUCdsIYqvnnMly7QO1h33epmt7YL2PIFcEK9Vs",
-	"mX1j+wnYYSBoIsXbHkCgURKug7Xy+Lm5tJmyXNZjfY73iCY7mfzz04tHM2QUPStu9uqb4ZSHz1/Yf6N2",
-	"nPVkxDpDyRr8ZdNJTgNV3dWcEtdQzzabKo7DJvuGNLAwS7leXRmgrduF0ZSlp5mGABJYDYTNwM/F9sy1",
-	"TqALAJb4/29fh+DTvAHALVthPgijYEwFKancP85cHza93rCtctc7IFEoRuo8S9aKmzcdLqCiCTd/f/4M",
-	"bTCmchMm7FlNzAVnLkRlr9Hzizw/Dyydto2WtbmwFLgiWi8tW9QyjkYCYjQDEjOaCpUnnodU2JRDs17z",
-	"WCtCDZ9V0LknTVmo4UiCmdMWIKZ6BCWYYxbNGBYKy8Mw4CxbZKm8oTQXeYh8byRG4hqCD3nMnLcKS4MZ",
-	"HpDSEALo+zTh/buDoV13jvcA1mpELQPTSOBjbDvWI+ZSc80Mu4bYqeaTmEGobwaxEJU+hVzlbz9RI5HP",
-	"b1bLsSc27sqERWTOUgbQGxlQDbFSag5XrtCOP3Vtv3ED5HhIxkk2iXk4hj5mYcoiJjSncScYiTE6IccB",
-	"GaMXEloPRgsuxqSNlIy5hK4wK6wbIsojhpiTgqmRsN4lriHqfGw3YEzatEzaZh9KHbArE2DhrZEAyjcj",
-	"K7ZO7KWRFJ4QV0wSkvY6PXJaWt9IuBqbC66UeQkKD2tyR2Me2R1T5HhwEBCKC5uwWC5xVW7mJ+aNo5OR",
-	"mEg9h15SZU9aXhxO5XZ4KFNHU+Zat1ENe/aK0btVeUHtYp/m5tkQ4hTHQ6LA2grjsU/g7uiAmEHJlC1H",
-	"gmpCiblTSdv2grt6cXp59urm7N3bs/eXly/env29c0IWBsQl5dr2SjZnBxsuj0T1u7++f/H+xc0vp+fX",
-	"AXZyRsyQp4MjtKeOL5lOV93TqaEPg2NXIm8kEqrnpQp5DuEFlqEyKVTTk3Fkjvbb96+hPCk5HgwAMRBj",
-	"roaVAHmsX5oH0Y+h+BHy/b6NqP9fvyopxoDtkWiPbTD+uNMj7wTD2qgCjgWMuzRnZ2jmtOhwRQVzEqGx",
-	"uV9ZNBJQig+hb6uV0PQT7IViCyo0DxWhMb9lnYAcHxzZ0WDPc28N5OCYx09HAp+HWC6QGOZbJa+i972m",
-	"tywgx4NjmzVCbJl5ksoM2gSOBN5HPTLGWP4PH3tQaGaMCPVXT3QIqiub2KkphEjW6iCavV4vhNg5wf1S",
-	"W2sXBqRSulB1RoLGSqLtlIxjLtgYMDzGepJjLKcY85DZYD17jZ0m5k7sHvYGpSwCe0+VHLHD1kFvgO/I",
-	"hAma8NawddQb9I4wFXoOt3efZhEqnjP09+dbch5B9rHSp/CG+cYdcrCKwBUL2CluWAop+lhwHcs576yX",
-	"t1k5x2wukAgWp1wlrG9oEFThMUoy/XKee//o0LBrYJ/jTn77r4FmhZga2I5qYPONBFHTlYGaGav94l+B",
-	"1f5fz9B71OTV14byoPpNasM5YTsPBwPbLkxbNbDMM361ce4F5FsVZrPv4DcD8WjTfQwVms1RMS8WRSI/",
-	"B61jBMM3eg5u/ycaXSL7wU8Odn/yXtBMz2XK/4nRzk+bzHNuOIGgcZ7F83Rw1GiqO8ox7Q0kX1fDBBR2",
-	"XHIsZwERbGk4KGhHThoffmjhufoYtCpiSGvo4p3MmH17k/fn5aKEiVSek3ghlbZt9IsShqgZMPMkWjXY",
-	"+Dy8u1LP0IiPreHxYaWy4Ic8oOrgh0EpRuqoFPR0UApFwlEMQRbVBFtLNjmo1ucbtvwsqhlJFiv/XFWL",
-	"XPxv9Swc1+m8j0qkxwcNyO1aSmhZgh88bTKLUfhkqln0hkWcXq8wDP0xj4RVBpFYSnrdh4+GDooTg3GH",
-	"aE1CsnNlLlWADbwc3eXiI1ilXGUhd6bsHL5T5R5VjlWap8nYy209QRFFX2ipEGIPGCt/Qex6HiwloIw/",
-	"NkIH7g8CPYZvL+dMGBGbYbP1lCjN49jKeSB5UJVX9bRVNWg5Krzj1jwSRaR9MVFZ6VVzmcVRKcTe6nUn",
-	"CLpTAoxsq+jKKJZG8lUo75Kx+QNFDCf0Hw2Oeyjgzo0SWFoFV7iQkYglxZQmo+5hhzUbDEQJFBVHOaXK",
-	"rX5mjlnZCPsN8cFb9BovaXOnpLtLo6I9fiR+GwHvGQELy0OZUxfwl3eaL+FcIcxFtktpjIPPNRLE5r1f",
-	"Ls/w9OnRs3td+r/Qr32Rr6V9eG7z67zLorMCYpZHfhxzyrTZG8BAj3wM9q0lQjeCoUwugBD/ZUWDpnzw",
-	"tRSzbiLjuNTWUq1FZirLe3K9BfnalzDBPLLSSRZrYYvA8eZck0Wm7InLq7JUocGxzPY6ltQGhnY8ODLq",
-	"jOEsxEUpAu0A34fgPqpLodAuSh1VIjvG4WHnhEjBRmJCI4AHOxyULVMIQOCiC4HSeB6ZTl7Z4lgjkRpJ",
-	"HNQzFoG/IgfYav2v3r198feLd9c3l6fXL8xsCl7DohABmWSp0mokkHVC9w9kH2Z+A2dFyy0hx4BjOzMg",
-	"Vz4+/BFRUzIf+FhmScC7ZC68897iXZF18AGr+rYOfjzsDXqHvacDV9R2eHhUDme18alrEl2p9FfrcHD4",
-	"rDs46A4OrgeDIfzvf6P/uSkjgnkbyW6HD8j+KlkPHvbnnj2uWNiE1byU6YRHEYQYPLIgeXx42OTjJJUh",
-	"UwqZofnqx0YwvqFiZTGofudia86sDJOw9l/rsOWKaDoz11z+Uts+sgPbEnWGqWKBuoCsM6Dr69ed+/N3",
-	"tdV285N76QvFi0YerJ8ceBserI0T9yKXskOW9v5Y+r/DaYDuGz1nq1ytMXx+LpdkSlMyYXP0kTMwhG9u",
-	"sdpmHghq7AAYofRTLhbc+4aoquhF5uwH5PvNubqFBaOPGvH2gwfj7XZuF7ZVI9q6ux/cSVqRW7b6vbP6",
-	"QQM2eibFNOboMv7XNTKU2PGMK13uE3/idhNkwCKcDgROcJ4YNbfhwcOswwpr7f9mDslnFJljhgEW1eP4",
-	"HH4vH8ddFij84ncvayDo2794K/VLox58Q5KA5r0eglBaJoosZXqL6VV7UMCGqWKHBo8ei7cQEfQxaNkY",
-	"zDXhPtMPwLK/nEm/hyD7Zlx68NBcegd7/lc7Ef8GLPkMc0sr5osi0sFaJ1X5VNKV2p8fo/+/H8Y8vJ3L",
-	"TLGeVne1Zt13gpFULlGdb5LhSNoUTa4/v7iGAMlxJyBKolU34pCuTdPVE+yizJTu2vEg1TM3poI0mI/R",
-	"/83GB30eG/UfXumRM3DtYjtLuKKgm+XQAhisRXkGRIUyZaSdN2MnB4NBMBJFQ3bybBDkLvLDQUCwPTsZ",
-	"dALI2wwIVcL8341MZwGx1dkCkkZCBSNRxFYGJI9dDFy6Zo+gnA4+cnPHJtDnQ5P2gMjUWlrRAG5B6JxA",
-	"TAZWKB///e9//3v3zZvu8+dkPh8uFkOlxuT99dkJ0XSiwHWWd1sdiQkNb1VM1RzLhqNjHgZiKqSJka4V",
-	"uaaTK2wEzCJiZGXs/OkzqLwAqjkzRPPKEE1rX8b+12s6a+SM3YgS3v3JFUYDNzIQgwW12aiMiSswUzcw",
-	"KGv2Sfc1nXSVQ2gXcV4tBIWkOdJV0hxpIM2RNkQ20lQJ83+GyEbaEtlIGyIb6YLGRjqnsZG2NDYSa778",
-	"kc6pfaQPBoORVmrenaSZZsBORvrZ8VPz8wsEkbySSnMxG+nnL0Z6pAsjFXFGqtKPh6UfbRH5UC5TzoCA",
-	"PC79CTdn3+PP37zKrv5mtgoSxf/1veDFuSI8udEpL7NKZx9pl3FSNnIgR6+wfYj+chVmtznN7W3AE9UL",
-	"t1wDly/PyPHBDwNydvU35PyuA7m5HWyMlxSMjJFRXMrl2HNntLlWI1G9MAw/XbswhiNRx8Mhfb4NDc67",
-	"v0Jp5E7OYdd/HwnMmc/5dIV7e7k1aZuVHh0d/RgY3mrGyGN8e+RKp4wuWGTADaVQmgpNFmwh09UWnnn1",
-	"t+/M0sMsLbmt88Zgbcfh3rUbHMB+uu00u2k3s7SXxcWbb9wGVwxyphhU2WFQ4WJB8PxFAPwxWGOPgc94",
-	"X/x4WPrx6Mt54SvfQXNCGWLtX59FrudXUAW8qG0jW6c8xpCHJIlXX4E5Oh3NaxzGg/6Xq3dvv5/0BzeE",
-	"bysU4fE+YewDtteDli1AHjBTQJRl4P+Wx8VwjRJyHuvkiKjB2Xn7/Pvp2X56PnULRFZCbaxK0RqOWuvC",
-	"fysYrWU4wWuFSmBeAJ2jNfwwaq2pBq2PwcilPeELVRkfnpf0ETO0716EWQpdpfLa4dprxZ3dGh59/vKr",
-	"850RSQsOMq5ERpnrE0tP/1vzBTx7X5cfTBmLtjtXX8IbX9FuaiaA7hA1hlMAMSCTlW1x9ofaVjQtYeV7",
-	"Z5ez3QiKDcRN+Nhgp/oh1TSWs507dmbf+4r7ZqfYtnUW2uyPtmu/sDjuorUR0+mQCF0tGUEmkDHOItIG",
-	"x7ea84REHOJDos79drapF87s7ncX3CMTBOISsvJYhEmhc660hGTQyIZTlwr9abKgEWtCCLk7znucf2ba",
-	"v98Py363sd5Hpp8/AjXkLT6+gKXvK1Gbbdrpfc1p5Z6u1/WyIYVECjU+gb05qSIX+mKuXMZZlGF/1jli",
-	"ojU0Yiiby/gmZncsPmgFrSyNbZ68Gvb7KV32ZlzPs0mmWGoB7YVy0bcf9qH2u5miyxPFtOovqNIs7VcH",
-	"7gmmFdPNc2wMpvaI5fn6x+2SJTEN7XF7yOChugltNNH3aNBv7l6GjYAuSEgD9prBYtpcQJGrkxKbIVyR",
-	"W5boPa6XdTGjb3szYUG5+/Mhb/Ce7RplmdH2jBijy4BnHQsjmptUYFMcrskSEoGiVCaY4Q65SQv66cb8",
-	"dKPmNM0rPud5mf6sFmzmVGYOeV8eWzBsvZ+UxwrwkMHa1b5avthRgd2xID14rWFWO+9TBWUEOt9FvIfQ",
-	"1BDhUC4A+5YJuSRtKRjYI+C+z8sxdL7o7GVit8p9aV5qlI4OuRl+2n46CIomj1iFcVuPx6+an2UXVacu",
-	"mvV+FzW9adj2MnBkaRWP2pzsryl6GlqGFl619Psz09Ct62uqLDhBjc6C4Mj0iXKXQp7fVzSMn2Q81l0O",
-	"HjvV++Nl5kP5nC7IxmRm0e32H//evv81+oPbuf3o4zSO5fIXHjnT+T2VD7tbMKMrOJjncw36h8dFt8Bh",
-	"S2ZmH6c8ZPukZsH6vonYv5VkYcewPOp3Yfxbh9+jCK6rnKR83hydNjhxJQkAXTT1+anr/lE5USy9w/JR",
-	"gW3ubB0C6BSxku8CRJSRGL8rPhivO1I6gc2Ot1lZb07/5+b87c8vrq5vfvr79Ysr0j4YDMibn8hkNRJW",
-	"erDhOUbqgTz4iBlU2rYYQzI+w2PRfSFCGXExG5LZP3kyJlyNhGuN1AkgepFQBWn0BuweObV1oiYrzboQ",
-	"GUoWNL2F7AZbVJO8oOEcM2Sx9SmuHMoXsZgtIDoTUBVYps4ibON30MHUVKQnMNCMhFGdLO83VwEykaKZ",
-	"xkzKCC4CCMN0WbbXeZmAERaIopopW4atQLXtuGFLC3BtV6lImyLoBcQjwaEKA9SbPCBv+E9BuW5W4Mob",
-	"QNWscE5TGmJxJ0LFiqArrXNiqzAAW7ElzHipxN6chbeqR342S7JRp/mazFAT7NsSjASsxHVP0CkVCls2",
-	"DYuepFDpapIyeqsMsyXtPB9Y8X+ykbC1rzJhNtkcpry+VEQ1hZIQU8rjvK0K1FOzjWOWLGUjgYBh9xRb",
-	"iQzKW9m6X2hwzwtIQcE7R1tjrGiHrXhtTSmloWrxDdU3UGlqmPdhEXklt42XRmJJFcEOzBFpW1yBOo6D",
-	"dwLsyAoExjWRAroYO9iVJHQkwpgbqoTQ4UjhuwC9mcMXhHaODOGbXLYfdpj6bCp14bQuit4PW+hlLrG/",
-	"qnu69RFKSiWQSX3UG/QODo7c9Y3lW1tqyRKNWfOHh+WhBdNTbPGYjx1SITBPFCrYtw6P57DyPYNVStzR",
-	"W3u0kUefJxvefHSOA/zwzLngd/rvt7v/P0PBDztfFY3rM1qcrU+JeMO5tI5xoOM5vGa2AX6obATMuqZH",
-	"brjsK7cMzSvRrd03lZrb24ICHkIAK5d7ylv7HRY98D/81oLKea1hq88TKDYnGJZ4ctJkZU+PBoNRyxU2",
-	"pKJUBNUeOeQKreFBY7kTz/olU0Yr9wiB2Oc/5ynAzJbuNzdhWTisQUm5XGJz2RShs0UV69OXIkhAzAvP",
-	"hLZKjyYThrd8m0IR1yzRIArYq7BzgksJaVFNs8Rwe48vv3475FXraXgQU9Ta2EDRNxOlHx9dFemBRSe2",
-	"whQKDnXXOEgU+aUMFzaIHYYXYUQ88JRSfRJfMXIomGkkZaim6nYF2/7QGeVQk75Y6oYF7bMnqqciy4MQ",
-	"lsW3pTvOqgYe/SFvFpo/cAFR3Qlc+a7ba58nqlGqGPvEIVB6Pf7foMumD6w1rYOapi78qzNEaXottYwq",
-	"myXgirgXeWH93yZcq89jK5MraJ5U9NobiQdttjcSJcArnfGcsF90cyqaihkh1teOD2TtRQdFPH9aXH6i",
-	"U7lUeyXJvSyHc2HpIaoBnT1yQWdWcjfSv63AjapSO+9UoCElzUITQ4WugJxf3B3jWjp4bLBXm6t8Deuz",
-	"nxT4uYMcu4TOWDASSqIaQ1cqr8lttRtYP0kzoXwCrY3mu1D/XtGif7iKp6VWgTtKnqYgsPwbpHkhStbb",
-	"bZZZdKLuF19ZOf7bjObnF/urghWp9CtRC/SyqRNZbduAWwHMD0r7l5qpfHfnbDoZq/emnELwv1Mv6ult",
-	"F2X1zT2U8ojtjh88v3jn3n1AgvPEH16Wiih+d04/SAkQc7gWVGQ0Jm7D96YhK1MWXiBvHJLrAGJnK0lV",
-	"onzEnyjSPzo0MmL/4PAHlCCd5fAJRGNs+JgejP7uWxI6cq1vNi1XwY4IuFIbudbh4GiwUSawMHGBDCnI",
-	"hCrbwMbJuW7y5l6rHF+P7LOqY/3ogFyuKQHffVff2nd1xfSDcghzy/wqJ2qb2PIX87xRmIrR5bMUuzNt",
-	"RqocliNVDiuBKoNHDlT5i5xcWZzWEL9F+b++XPwTDW9nKdTGNYRAJivsiActUjQ1qngeW2GDUYpddlQG",
-	"JLRDmIm50ttjol7DG4+R1/qWLlxCUtMSjwKKD5hF/MFiScwyS9CXtw3/brJvjVNXXmOk+L9t6sre9Q6/",
-	"ba5LQRdNyGJnIot/9x+Ob5fOrZ9tG9CfqLw30Xf11JvYst+u3zemsGE5QUsz3yQezdFJa2jQQHiisoWz",
-	"QbvSNeT9VfOck5xAv0kE2s7jYa1fpVvsuyz/u0oKuRc/Xr+l++VOudtY9UVhBW0i3aO33yvbt/QnDflj",
-	"Rpr/YP8C4g1aobor9WDNQwO+pnyPC7MnIdhe82hKFzxeVeoUDfqHxwFP7o5H4nAwOBhGkx+Gw/7xD+a3",
-	"Z3sXRrDzJzHla/Ema1OujdyowMLZ+fNLYuPQ2vqT7gQQrQHhhJv1wtqVNXcCYnDHYxYVTq6qxp839Viz",
-	"m695XF9c05kv3nFO1bzqpGMqIP/IpGbRCQazUTFjKo9HW5FI9rZj4fuN7q0/4HygJRZSEoTQlcnUo933",
-	"hifVeoq38aW3tov4vQ2Huz1wP3H9O/SoWGx9F1kbelRETih7eFRqSXIP74ql0C83cd+fUr+7Yr6xK6Yx",
-	"8W24Yjb0ny8mp0IVCr4S7T2AGyZl5uyyqPXdJ/Jdj3pUn8jeR9XcE7bRdG9FF/E2aeVdwsTpxfl+Ni83",
-	"6JcVaZ4zYmcnkQwzSJgp9b1cUkVmTDAsMD5N5aK33jTqYzXlkGPAXErDsvK5YJr6sIVFkxBbRTuHLdb9",
-	"S/fSYxj47WTNzft2CX9E235aIDbntu6nHeKQe6+xed/h9Xtxqm9ksE/zDWiy1zsN9rX7+YBNW91RrOnW",
-	"attzckE0+6TB+gr5JoYnfleGvPb7rTjbkw08jFW/Ph+i1FIFgW2PC3PYGLIJuVYF+CPRHq8T2zgg4wsZ",
-	"83A1tiHPeikJOK27OuUJYZ9oqOMVZnRC31due1kDGNAOlv3DSAdgiaJ6/kT1yNVKaPoJm3MrbGTCEEZs",
-	"1gz+JMGw6WkIDU+8/U6z0jH6Jm6MwgwL6cutoNQ19TfohgqXfRYlNihpLuUtBFuY7csNvDqlbMpvXRM9",
-	"WAAmjJZGhuwJeHTLhVn+WjhV0HK9Nz6UAqs+foaUwXw0GmMO4OZo6HSpDPP+qhW0zk43BqkFSdNZZQDw",
-	"62DS4sY0wiAJg3wrM5rJIAdRJohj23z4ww+D4Pj46GPQ4nxqEKcQuWvtZz83VnOQsLfaifPzgxs0EoSY",
-	"HSSwf+YvgJLoMCEAJkEYzRPMZ1/LsiiyEHdanB9P7dpxT1gDdFlOe8gSajtmD7GS2pqY+F3p+105z+4l",
-	"G3nE4H7ExGqb1meJ5bl57Su6zn4HTrMmTquKi+yLfViIqj+jK0umKBi4X82COgGJWMrvXDmIkoDxRJEw",
-	"S1NM0hfRRmKg301lzvcdS1UpoQy/thKAwkzN8qTOh/XdVfUFrqqyZAjXlArIgotMWXdIffmjry7X+pgC",
-	"+5QfhrpmCuZ5rShYnKAi2f+/amoZQg579eotE9qCfnoNyYCt4bPjx2USsEphc/O2GVMIM+IUGp9sxZBy",
-	"WiOZ0lAr11qa61KpFrPZ3xW/zYLlcx7OEbURC3kERc8KnGI9gdW3PiXIOWvzlK9YmjNubN4VQCGBris8",
-	"xKKiNo3Vh54oglU08zpEIwH6AyYav7q+viCWtgk+D8jlyzPy48HBgPy//88PveMhoQSLtzxRWAfHiDEj",
-	"IdhMag5Ff6CjtpjG8IchR8yRLUpEnF6ckxwRnWAkILJibK6UMflz6dZ4oiDsoUd+4XouM03GiouQjQOX",
-	"qwv30zSL45Gw90z7aHCMyz6fdt9KwbpvIPMY1AvC9Ql5Ojgq4cUyzTkF6EZiwpiws9uCSFyQgwFR5gId",
-	"LynX4w7CUwDj8pipIkpKQahChdndhBx803eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0voXG3gs5uibJRH",
-	"FBAWKyh9m8WxhfeE5GsX0sA9gzDzdCRoau5b5ZaDy/Dp34VAdonEt6Mgbfm+hy3Bsj5zWltaFhbsj/rh",
-	"Qj87bu1IZWiSmEy5buKVO58a+gDy+LohDBaX3jZPpf3D2gFAHY2Frco5Ie3SaArannd2i1VHPoPz2zIB",
-	"OboxZAOCpO9olU/knhJj9TO3mJpDbG6477Li/jUwQxrOoT0uktq0UPJObLUGksg4xig3OKV4D1KuH/si",
-	"xMm2+L+uzQuP4fvCSgsN/V6azow+FcbUVkRTjIk/ohdMI3rdnsN/d3i/zDuNPV/XdPbd6/WtvF6aziql",
-	"8kk7z1a2HXsyhQZ7sNwrTSvds+qIoQjOqbP0eHf94S5ZOKp+i6Oms+9KkNf7hdb9pgd9X8Z+TWc7U1Yc",
-	"Vdy3BYuMIeXkP8LB0Y+Hk1bgjIE3WP/w4NkP89ZGI1qptKX1OcdIj6urVyR39DT2N1zT2TdJTtlC69a2",
-	"//gk/92wvsWwbtt10IYHrhw+peUt29EA4RpfeRSByEzVRCRCmLBKrw3L5kYiClOm1WNWMfx2YtTpxTnR",
-	"bmvyLccftgWY+NvEIDEh/r+AYVo1HAuvdhOeMKjvGbQ27vGGrMgAtAcTfDg3I8xs2zLV3vzmnVLfMSC/",
-	"3708uWfa878PJ7W2Q9jVExuhaXYU7GdzuRREonWp8WkrOGz/Nx410V3sAfR5KhOq5yXHQ7TV8VBv9mrW",
-	"asabt3Anb7/rSw+Ut2BwWaG4veiqGh78W2vCaMrS00zPIW7oo3mc3jnywTZ/fZrw/t0ByMt2Jq+5zEYW",
-	"22L6vYLkIMD4c7D+UTXpRwV5XDfa6m3DZDl1HhD7u0vw6ZWdacoz/k9ZfFup2lr+Aqu1mo9caJRZWflv",
-	"xGXpF5pFvPKJbdm8ObMLhA6sfOFMn220dgXkxTWdoVskKGxcHVhexMQKy3iUwM3tW6XZMbuv9AP6UD14",
-	"kJkIWUqABrjSyDxIG/feygKd0mwT/MCHU4z7w/FcPFRAzNljQkMzs4hMVoTmL92yFeGC/E/3NOHd/2Y2",
-	"gE/RBRsJ8wzaAqSMQlVgwzrPUrmMrlgI/iKq+SRmQOsZGAj7oXmsWNi/O0BPQRVm32awhURxN5YhjRG3",
-	"rg8Ti4gUhBLX9/IEe0MwKAswYaFcANWVK9KiJRIKkpLxlLFoOMoGg6PQAAL/YuMKZNjJqQaVldI82Bmu",
-	"tBFQdOfzx8//fwAAAP//",
+	"7L2Lcts40jD6KijtVkXaj5LlS7wZuabqOLdJ9svFazs7u98wx4RISMKYArgEaFkzlar/Hc47nPMe51H+",
+	"J/kL3QAvEilRjuPM7KRqamJJJNAAuht97187oZwnUjChVWf0ayehKZ0zzVL4dBpFKVPwZ8RUmPJEcyk6",
+	"o86pIK/Pbo6ITM2/x4Tig6Rrvu3PaZKwCH/himQCv+gNOl6H3dJ5ErPOqLP/3ZPB4/3B/nA4+GvH63Az",
+	"bkL1rON1BJ2bJ+yoHa+Tsn9nPGVRZ6TTjHkdFc7YnBq45vT2DRNTPeuMjo+8jl4m5k2lUy6mnU+fvM5p",
+	"HMvFjzxiNasIQ5ZokqRswm+ZIgsesZToGRVk7wmupWeWuHd4AJ+Oe2QizQNcEQMRU/rEFxT3wq0aRyPd",
+	"0WgymUxGw9Fw77tjQkVEYimmLO2RUGZCK0I14VrBu75Y8EjPBuTpkkRsQrNYE5WFM0LdcDDjJFMsIguu",
+	"Z0TPGIn5nGti9ioiXeqLJJXjmM3JhLM48gzgVBAupkxpEnPBCEtTmfYG5L2IlzACjeZckFTGjMzpkigm",
+	"Il/A8nI8IN2j4SGResbSBVfMI4sZ1eyGpQD8DY0z1vNgeYyGMwuuLyhsrYOWa1xAKNOIRYQLnD2LuCax",
+	"nJIuDc2RkAC3IeYTHfQGvnBo8e+MpcsSXpgjvTKn1Smjgt25zmhCY8VyXBhLGTMqOp+8zm1/ngkuRN8s",
+	"GRBszuGHpxzRvwYJx+anLRjI59m8M9o/eOJ15lzgp2EOABeaTVkK2PiSsegdDFw7GfyzabKEas1S8+L/",
+	"/RPt/zLsf/fR/ns16H/8degdH376c6eODl5P3knB3lIdztYp4XLGyItLOiVyYpCGCrUASmAkjDkTmsyo",
+	"Il1KUiYilnoFXsZcaXP8hN0mMtVA4rCuGaMRS4uVvZ70zfx9BKCBgg+GwzrQ349/ZqF227ZCwyTNYqaY",
+	"9gAWg/VjmYmQpUAZg3rOsnWfV9jKnAv3cd+rHMJp/3/cOeR/XvU//qX+EP7+LKZK8QkPKcJfdxBsMmGh",
+	"5jdm88tPm8MxR3LD2WLQQBrVNyr7/OeUTTqjzp/2Co6/h7+qvRWwENQsVTKtBzEQ7FZfhfBE4OBKUnbD",
+	"ZWaYx5SRLrAoqnTOwjSckL0HaoHHGXdi739/Sec8Xq6DCUwOLqkucnFpvzgm3eNezvRPyFjqGVnMmCB0",
+	"rJjQTdBNcKIydEwYSv/pyDv+WEvtf39jWHRO6ysDAv+u52D7hhAKxjKEj46z7NfPdcGYuOAiZA17YdBG",
+	"4YkoZlYLxEInmtkrTfMSvazAat64UjB6GeCJTOdUd0adiGrWNwPUo/2FzNKwlnoV/FJGbdI1TIjEhgCo",
+	"UixF3BcOxwwuGcDd36EUmnLBxZRw3fMIG0wHJMB7bxTKRcpZcEIo0SnlsXkq+EtA5oYNMVWM0g0mjEWj",
+	"vwSN2ImQ7si6/n5Jp3XL1shrdYXccfV4IipLEiP8cCkaIdJ02gTOfgM4P1LExyo8r+QCpBOiJVlQrkHM",
+	"oSScUTFlhtv/IEmUpciFUDBRxO8cDpXf8QwizaXS5PG8KuAdDlUD4GaOJsgPD+oB53rGRQNq5xIcF4pH",
+	"DNH52evn540S53Dv4KgJOJxpJy50Saefc6uvHlz1ulmd7pMZSiVSKAZCy1ManaM0aj4ZcmAC/qRJEluW",
+	"vmeFw//6WeG10+5eOMO3cNL1a8AKwUa4m9PYMAMWnZAA5EwVwAWsUC4EmRTERA3vUSXFwEhez6SYxDx8",
+	"UNBfa8JuuTIyeJwyGi0BkpcyHfMoYuKhdzFMWcSE5jR+pFAYjyRTREhNQNIFdAYQXwsjd9D4hdnghwTz",
+	"lKBSYrmwYukNSx8pYqjtBDQBI8YbIdH8HDFNeYwgv5P6pcxE9JDQvpOGgqcGLa+FXJiLXWZG2wKIzoBZ",
+	"vJP6rYz4hLNonalUhFWLxiAMZ2lqpGGUjw1zQTEXyPBFLau/XHvtkQJRe1DhMGs0ngN6yW43Eceum2aG",
+	"fMOVBral2a3eS2KKjLWRUfriYDjcH0XjJ6PR3tETX2wGvQ7HSxwadT91zSKC4gPpBgjXS/gY9DyU2yY8",
+	"NcoFF7l5waiP7bb91CDjzF2xYxktPfLvTGoWjYwgijebQrFPl+GL5OaD8Tr/7L9FJfI0uuGN0hbeoFY3",
+	"QS3YafbjWIbXIzKTCzKnonx7aUUiJpaoycxkHCnLMqkme8gLOGKimskU5enW4J7Zaeqv/yokcESoBCIY",
+	"XScnMoJyMJnwWLO0Vzt9WS7N5z8H3bH/D5aqRtXnBn9054bqpjV2KE0W1GxQym8M7qRyPqgXRrnQx0ed",
+	"GikZrmop39B0yh6ayxscNKcnb/IVzS1HupTyLRVLe4mrh4TsvYMmpHEMvCml2sJ2Yq4gYKRm35WWKYsG",
+	"5DJdEjqlhioBJc6ZTpf9UxRaWShFpFYotPTE+qlf4Cu55DlmE5kyotOlmRgm2oJiZlEfBM30TKb8F/bA",
+	"Nw25oTGPSnc4nOgHQW8oj+k4fnA8w7uZhFSAAIFELOQCFfKIajqmiqFdNjWymQHSs6SmCE0ZUZrHMYkl",
+	"jbiY9k7MYRQn8dAHm6QyZEp9ja0sibcLFsd9FHDJONMkZROzW1oSJecMqaQgI7Cmmu3PFNtRHv4gjOYn",
+	"U82ityzi9BJ25WHXLRNmdb1cENX0mllQYU8eKfIMIeobCAfA6u3w4Dm4eAfmytSMpTneOoLphUyva+4p",
+	"ryOy+RjRaCsb9zoynVLBf8ltaGujqdzesH4h2m8kGBXNw6ehG8faczpwQ3c8NDR3vE4sjaKtZ6nUOmad",
+	"j976jKfOUrG+bHab8JSpK6rbmky8Dsg+V4qhNtLunWuOYrZbBZoH1iyCQmqwYlgDQ+1qYrrz7I1b7nXA",
+	"S1B/GIVO/BPC7572CntLaS/KkH2sO8os4vqF0Oly/Rho2IguNNSoT63/Us/cgEpgVlIIRrm5xF2WpGuE",
+	"qr9dvH+HjpITa2G0wmHEYqbRvmNm2gE7kJduBMux2zvAFaaMFnDxqC1R4ilsPWZuDpnqjtt2z51MPkTj",
+	"yZ5RlNuqB8s1m1f/2MT7SihSMAOaphQ+l+zaLVYC89VB+xRdEOuwGoCo5mMec11jtP5xxvQMfZA6F4YN",
+	"z1TO7cdVrn2PiLxGDQZM2ObmTlnMqGLKF923p397fz54+/rd+/PB2enls1c9J1UrOmdkTn82h21Nd1Iw",
+	"MufCfJPQVHuEcYBjQZcnvsiKOwnnm2Qp/AwPk26WTFMaIbLJ2Ejsikesd0Iygfo34JUvInbDYpnMDaqN",
+	"Mx5HaMd1/hpY9IzihZMyO+GSafQEOrYmDWcugQSfYJ5aVgbeViuwVDf7jIbXTMMlPF5q5vyyCUtBbwMN",
+	"g+RejBmjqR4zo66aX694RIZOG3OaHSIy2mvb4OJ5FrNnCF8dMgIhsminiyNM5SJSLNzq8THPXbDwgmnN",
+	"xVSZd2dSaWHNmGsDt+YDwKGZs1Ddx9XSCJNVr9sTv6XLc3yvbs8zZXlMFVc+mK/JnOmUh4pQ4rYvR94k",
+	"UzPDWc/eX1ySPXcKezf7ezBi377a84jK5nMWtcYRmHkDktxs0qetu9sBuaJeV/F6ULf1Cx6xqxSMJesz",
+	"nJvvScRCbkZVlWHzDUqyOEbSVpouWURwNEJjPZPZdOYLtNAghLldiLxOSiN3S6EZ4DO5TaiApSjE396J",
+	"L1Y4yTVjiUKvH8VJHym0KeX2pFy8ZWIi0xA42By5zXZjQs2t5gz9Di0rJLzhnniGT9VcbW2J7pot6zHg",
+	"mqEt6p/904T3/5stT4iaGZ4MGyPkYvD5FLf2VBVH2+2UWcGGLXotkgy1nyjiZn00PittlQ35WNE37Cq+",
+	"hDO/YSs2TrU2xJzevsY3y/66+m1b3bENe+XY27oIbDRH1hanrNm6NdufXln7T7MxADzIpEzwwCxCKSbc",
+	"6NZo7S14kodeYcu2gKwXVOUGdW2Eke76oPAM0hQKLFwTAUFLEY96I5IlRnM3Qk9xqycs5TKyIvCMGfa0",
+	"dAN6ZJrKhdHxneROQXZROguvzTgDMiSLGY+tjmytvijLWNNKic6srlvg0HZR0z3o5WdYnM8GTPiQmIt1",
+	"R7L5HBHigYliIzU8o5rGcvqS1XFWGkV1np9TMmEswpuMK7DYWF9h6fxKEWXhWjzP2noqE9T87mhr82ab",
+	"VaB/ZCN/No9HWVz/o0ZPydr3WRpvx0DLf8yzOcxek40hB6O6/A2nBD6ptVMyh9Feuisf+LZbCEeuBWjt",
+	"SJ3mMacxD7nMFJhPVJJ/GDPBp2KLIvJMCiTBreRYRcm3NlQFQ5TE0iAnqO3KRbGcEMGmwOzGYHY0qFrd",
+	"x5amIdCAIBYilEJzs7uG4yjQzVN4hUdGY4/NaeUmmrrVCqnbxWTiUqr8YguD4MIxiC2HXLYoNRz2Kg/b",
+	"7WxeyUVF2EfdXCHzsJfHI2WEsAEJQGiNAqKzVCgCwrPRiZ2MK2Q5ADm4Oboac62CveDmGP8iXNhbqyQb",
+	"m3vLF1agHZFAhTJhKig8myXJWsH1ZR/5nicBGBVkpn0RgIAceCSg8YIuVQDxw4GcTIIB+RHAsnK7keLJ",
+	"quRvdGiaMl+gtg0hvkFJdwgG5A2baCIzbUNMM7iZPBtOgJsPY6P4vWZBpVUElpMJsBmzEjDUGqBrEdHu",
+	"Y710bEBUGt3NNhAM5zKqnNPqD45Ao8/D8Q4PysF4x3XCkD2ybZMeN0+6fzCszlqNLt7fP9iqkthdK7ag",
+	"gKuOFF6IlIezC0111gA4yGoy0xBjFUt5nSXmNA1GGkoD7DIfLDausyEjas+TXU0auS2hJlQWfjLMiSxm",
+	"GNNu4QKX5TVPEqNqj0QWxy0s5mlEEwO0TmtRSWY6lHVByPKadNHTxqIT2AYzEkmkUnwcLw1bps72ap0g",
+	"KMyG8gbcSLN803qe4eBXE5mJiHRBepxypa0/RqaGTZxdnttg+p6HW0C6KdMpZxGJqWYpxLva1ZMuJSph",
+	"IadxP1PMI0nKb6hm5pFIhtmcCY2DWwgAANhGFhlJOROx0ZXffnj3+t27qxfvzl8/e3V1cfbi2evTN99b",
+	"a1fFNpfD33Fn53UsMDXbWs+yK5hS7Hwt3t5CBIu5XtcFCLwho5J4U7p60O1WLyrZqJvNwMJTXj5JPuIG",
+	"MBucEy3kyDkVGY2vWjyJTGWDY2wn9b1wFeE+tn9P0+nnGArsMjZs5ksa2rSlLZtZJdcX80Qv8YYURnmr",
+	"taNWxriapHJez4IsB8dciUq4vsFYBVbkE8JaTMmEIeE67Rk5Rx6dU4p4LnGOtgbFCiIaxZ1BSLhhERMe",
+	"ooUsZ5nm/+h6x5jV1SOeMgmMPY7fTzqjn1rN/AOTnU8fV8fOMbyeVlsh7jZoGxC5BcyXtNUEaxh/X0Ov",
+	"Xu0WVeyMlZXVyfU1yJxvd7G3GyjtBzznletcibampFydqDs2p3bU/WbUjp143M5M5Nyqy6uOOhHtfJRw",
+	"B7VAEy4idrtO58P+mCpD6FKBAuKCJa2VY1C7tRtvuHbXGILjrV9nuAkb9s7GXla3rjiaGoeELPMaVWZs",
+	"JKQpBgfxel9Evfli9UoGzXbbqQtaH6pRxAisg+60nQozrzH35c5AEYH1L4vxXRDvIdYU/Y4JVYqpivjU",
+	"8e4SemL4fy2NwFh1Vi7nZi48JugAcTeKjbuE9yvSab0RzK6uGaEBwZx7CJ42M5mdOSH9/WIn860DG6eq",
+	"R/iJu/RbECQKCOaeymga1W8Fqg1gHu7Digk8bP1HpcU77RUfUkyrE2IoPTcxO3eSgbuBBZT8oHI6rY09",
+	"FxEPGTjTgBDNTsUSd0uVwzocPlY8ievbtY0XpZb9VaHYdycX1R4boRDJbYMGT8jQJkbnR1h/dLCGXZkq",
+	"8OddL0igCYcrbuICU0sxJ/Yc7EYUmFKQTx0XqTcqt5DNmTBraGDXJQmwxaV6F8NxG+d8mu3gm0d3fhaG",
+	"tk5Au7fm9PYqSmVypWYUA5mK92Q2jlmds8S8hIz9Kmbi6uaoHuFXHztuoIsmE7oEGlBt9vW9fRSQz6BG",
+	"a9/anez0Wseb7PfrV9aH8zcYNwTB/VSphUwjkrKIGlAHHe9ONn+3QY3WfwNnxQfgkL7uDOsObA1BvJLE",
+	"m+90BZubiPRlTiTukg3VjeEEasZZbAbhicqMOAwhtIVpO6HzGc3qbYpm4Ls4pMNG1wIs+XO8CyW+st3m",
+	"fhfOsU6yVXyDpAoj3JmfzaVhTwwsgimbpEzNIC46ZXN5w5zpmWDgRXdI/Gw4PAzt+/jhe7J/Qvatwdzc",
+	"Lngzy8mkd5ILC8PBY0zzDONM8Rv21tlI8ZpYZyyFSbW2XMMWhrMiPqwbkPPSF90h+Z7sPfGMiPO9IcEN",
+	"ZuT+vteWlTUBcNwAwOFBEwRVk3I9CHfjhmX2VoW3nEk8ZnrBmHDYwRTkEqM9Yn9enPD+bJM+sML26BQj",
+	"7A36LckUpDQU2CdgPUXjSznj1uxCE69tBr4LeeZHT2a9UY7qGOmN3h/Ipy6Cgx0FgNkXDOlYDAFCjioQ",
+	"GkG0dr21bH6mdeIR839FZEomPAa2v7LGg+HRk21pxVXWX+H5Tcz1Ppy2n+mtLSPebr67M5oqlhKL4CeI",
+	"NVbzcOEhNkFRini57s0IZZzNa5TFUN2MyC8slVaGxuecHF3SpDbVivHs8FeituwJzGEHHi8JJuVguEKX",
+	"z3EN1H7dqzdwyrkrOrE2MGanKJbQlGqZriDT9hAOW/ylfnB1zRNMJIRYPHRk1CuWcy6uwDi0PhTc2iNi",
+	"bqTSTUMmbMFSIK2tO/ypAZvOM7EhXKSFbBdlmJ/TWpDfTexvcIcZRZaSNBNkQnnMID5pQfOyUQNyiimI",
+	"wIC4Ih8uX/b3j22VqFeXb99g2RbzMsS9oCGGdP2Oy1zEN05IKMUNS7WhEfPVE7/jkeKp8mjoSqIQU+N3",
+	"eidgcIiWKJM6OQ5qUylnLskvLyA/AAae9jtCYhUr94SZFqzuBkHyVCqHVFRJobAwlUv2tdmMg/p8G8HV",
+	"bEfHJIguDapc+3Bps/qWz+6oZLjHr/I51lUE3K/94XDlPCASjxsZF7OuSTf/3cbJm4uL0DjeIdzdjvCG",
+	"C7Y10suAbwTF1hqVpumunmWVO7vXHJhzVxzA6yA9geYBpLTdiQkhriWAqviVz5tjkMOCspqDHKfYhYri",
+	"U2IxhY915bg/NvO3+ns7zcRu17bhlJ+2RuiJBlDMHZMXsmh3s+6v3ahUWAc4FyQxF3pENLttMD/BtVYX",
+	"8wepUGfSPJpilE0p1RFZVjfYAyPS3nAPrOJ7+3sYVhR4vgj27LntHeyhEB6ckCDIjWKLmYwxA7wHcTVg",
+	"cDR3NVQ6Sqieeb6AMjTmV3uZl0rwBZCPHXgkKCdduhJ56zYZQ1+NmwdMtHnrML1FMU2sOwAy7xWLWail",
+	"kSWqwRQVdtPgTl8V5qzivcFZXutuCm3KVI0oc1fv0qaM1J1ySH8wiuk6yOOMx7qubNE7UDLBmmwe6XNR",
+	"sUBbdBpsExdakSrA1pDx1uhXdJB/bFpsHsiwg/2j8AxtrqhUxqXtNbZauvsA6rtYbT5vvyuX3NaAZjdX",
+	"4wLOi0uxaW83bGZtEkO72hm1+5xbzTfQ8isXYr/jtpeSFerfaieMVzOWLGsD5mvZvMsusPOVaK5YQzmJ",
+	"8D4y+8qZdmUEf/y4ycSeS/1lRWxYQxCVjLDtFeHKh5pDVYxRyTdwm7DV8PpKCrZMZI2MocOksof5CWZc",
+	"6P3j2iOsbJ7Xue1PZd9WVrt8dgaWkeheR/3w/GzdrxwmHZxo04Jf8V2xnCdb2WEVuNew4kSmuu1Kk1Rq",
+	"Gcq4EgBes5zqdE35TvV3JWNiB8l7VVxOisSmjl1bCexi+Pqtl9fllYHOgqL1wtzJdcbyVyXyqx7HfWan",
+	"bhIgarwseb2DzSUOXkNhywbBOZdwG2XCVmpjOzkOhtzI+hFWV22kdZxYXp7EW4/PQN2/pujWWLH0Bkyz",
+	"ea2iNmmcVaV6xaUBholc77W+d6VlkoAmB4pWy1lW3tqkjIOA3pUpAd5EWMzmTOge2FJmVEQxi05IyhQT",
+	"WAXLxsvseoXne1nRLFfhXD/Wj+vFAV3lcdQqbMlxm/MrsSo6TXV/QZceWnMWYIQyy4lIJAUjY4jCEIMC",
+	"a86ZAifWJhRoay3bZvtYNX60tmiUifFTnQVjB3tNq+Oxy6kjtr/J8TNnK11Vp7PWaZwuJL7WVtK+iAs+",
+	"bWWGJnBfUh5naQ0XpummTJxK+Ecx4C6GHxteXh8Z0Bwe0T4d+zN3EQxIK1vpYC4MPrRxZy+y+ZzWxpmD",
+	"7a61GJvjVA1yT/D0dhrMnfg2PdSCWZqkbqFvuNKFfz93e3c02C1WmVS1yCTYYUJ1Q7rW3BKgSuNhecOg",
+	"EpeHA9oAAYwfwKqZXkdMuTB60IwmqbxdYjwBiDFiAsGU/DqVml/XyiHv6LzJidYsVVhLTH0kCGRV7WYE",
+	"de+Ml+1FFQdD3anki7qLrl1eXVkxOj7YPzrazYO5EciSuLCj2/C9AAevmBLqipcrulS2xiwtFyt1uT41",
+	"rsO1QJBdqvN7VmtY68lSmvrZ6+fnpGs0OjLmGuv6/cJSua0NyzbDDFQPa6WGlnSCKqDPrVtfyMVJUTyc",
+	"zLnIdFEhdpLpLK1KVy3rj1Vne8owD8MWhMfAEnwY/mZFnIGZVstrJvLWEduKQwyuRnv/F/Td+O67T39u",
+	"CFJoTIbfXuu7bD56XOMiqY1SeMMneUH9vIC+Wi3j3vU7B0czv9PDIkwiN0jaIg7F0ewPyZLRVA3I8/JG",
+	"0ekjlW/d5eUbj7BYsTzCQgpmRf3Nxd29X1cDbz7W6Ie1NHzD0tQ29tnFrhRFV/d3KrWeq88l77tUDNyB",
+	"MG2uyJfdhTor+ZmMebjckeEaSR0cNGYf0GNibQUnRoVIZSaivk55ogi7paGOl0WLJHBomPfWWXAuLqzx",
+	"UayFB0HdmbDJEDZoX0EUZVk0qMbr113ys5IxbKPWC5uTm87gTTRtbHoLzB8lK8QXrHXTWtDDlbi47aoB",
+	"vEWSViix5On2KS7g0QYhBXbPgf6xERvLtsoduMiqITMPqjt+/Pjw8eZuLdv3YNWgeZ+jNxOmy4TahZmG",
+	"bTicrbD6yes01Af6m+QCy1dQ0b40WlFRY3NVCK+TWq1rnbOIiTZbpWw3NWAvLtsG+IxtKON39od7eDX6",
+	"nbxgZt4XbXssdZ5w0JxUVUbq3Y4hSmSqdyHQVEMJh1bJanwChYsbb4o6n8W2Qcs26brkXKizJJYryVEb",
+	"rNYNaO3WWeP0j5jSHBPBiNk+0nVSUC/vnWdDirH2hRGZDAvrHwyHQ7/TW5Ny2pNotZGbYcK/7nuPP/WL",
+	"P2vY8Me8J0RbpfeVXFRbtUEp65RrzURRakLf6t6APJNzKMyJ0VgQvAL3qC+CPwVGKGc3LF0WNyrVUAhb",
+	"3+qBL/rm3xHEbIHiQWEYLy8gbyRDeMzo0CNCnTJu1MQAfgB9ekSSyQUTiu29P3unzB+QwgAUSro05lQR",
+	"synE75jvL/H712eq53d6a9Pb6FsDfoiLUzAVqOwju9AAXtg/CSzKkQBOPWKBayZEBb5BgimTAWZ/+YKQ",
+	"rvlM/owlFq+gb8OvRVD6CbHj2BqMg1CKyQn5BEEbfWLNBWYr5jSBsF2vAtG707cvghEJ5jS54knXPNAL",
+	"LF6ePrNpHUH/LelP4G3cRbA9jHAZ5k+SMrCFB/DMCJLWSGCrQpop+kcB6c6omo0E0661AxdM9wwnNsus",
+	"PH0ckK759bjnFQXWDCR9KJIF4XaTGEphelidbcLjmEWki7XPwwzCBg/3oeKqwr0QEwuymGjSnzhY8dQD",
+	"M53dw8AjEKJzQ+PKSq4MbFdmJTy5OboyWnDPgG6gqTxyjI8cwyMn5FH/kUFs8xMZWzXx0dWjnle7BoDV",
+	"mXPMwZ3LTLP0/QVBkhvl6jdQWnnfApKJiKWwnXvcHHfKFjSO3Rt980aA8O4ZABue8CBOnK8D1mSruhcr",
+	"ValpTHszFSZLtK8VgbkNd6wU4ZzWR1Dipv5uLZxQa2aT85fPyHdHj//q/BgnltdheJSrBXd69hr6d6B6",
+	"u6pMaMrjuqBcqskC1IlUgm8V6hsa2YGJkDVXpincFu2i8Ypgurr6HRtq+ry6vDwj+EB9tJHmOm6QnfC1",
+	"1YC71TNbfRMMZaNxTMX1VqEJJ89XUHew589Pz2o8CONMsSs2t6eyU1DYhIHKt5P2jX65+hizJhLZFHzW",
+	"VPbAVgNatgxLO8esk9OSz2wFcV0gaW1nVZuz4igASiMuaN42jfw7YxlGmqeZEFxMT4iQRLAF+VmO60P6",
+	"IeK1PmT6Zzm+4nfyldk3S3GxLra2HmXKccg17ZsYrhRkCPBiJqmMspBBgDrkFa1zgBYxl11MdQBBI1Q3",
+	"PStttnZTby1WVFOxC6Qwe+seDId47ZIuE5DKzQXxO//7f/2/fgfNHWGme9s1Gev3t+GhG9z/2PGptshm",
+	"FseuyoBMPdcfK9aUgL5Q6lvgisaajbyyYUnr21/+tQ0GlYJc+uqaJ31MA6JxP8Ew4LwoTaOd6MWmKhDm",
+	"uOuNR5sLPrSOxoHNqqGj9gubMsHSnb1FkIF5VQrNbx8S6UIXG4KvWoBsBNVqpzo1owePj0eDQe0F1Nb0",
+	"Vmd0ax1PtDFeqn3AIBCDs5nVFWlojL1qYy+zlrJKcOCuXLaI0CqiA+FEVnApN70hZAUJlQ5kk13OboVt",
+	"cbqh5XfetiSVc/edws5WyDsgTgaQDlPCioeEtO34oQJKtM5Q6jB8s1DaHo13bltgGemnz6mGXEKwLQzZ",
+	"aBWK3Bzt3RyfYJsaTe2XNIqu/rIXsfjqL0Y91ozWbB397H5KTSRlpt9JsWh/JjD08RcZ2mzXF4Iahv4y",
+	"UPOoWZzZUKCq5cXrglmfb7bOFpZYqpnLkt5kdG0sebWjRtp+n77I9te2THIG5BTlW1hoPaW76OAdLMjl",
+	"q7IVTyqHPO+c5pDP1gx/s87SHAT6iuty8GfbCLtaICQyyrw0LKY0e51FyjX8QaM5r6/FUQ7+X08JWq4m",
+	"BmeOVDbng1sh8i6v2oZFNQW6XAcjS8Eljz6i2+4kbRZvyXr35gYO0GK1nt2w2jNq6nNxl8ZJjWp6kjut",
+	"tzskUVEzt+hVY1+ef6w24dEMMpbNW7ljqVTnyxbkbKUk1muCz6iQgoc0rvrDv3z02IbuRE+zeQJZ3tbW",
+	"hgJb3vjXCnhcKxZP7hLdbE2CVkm1Z1iWXEuLrcOt3Au31dH2mckmz89gxCZHW6v7xN2mr1++gwFaONhs",
+	"64DdnGz1ctlaaliet2F3q7S02q1mNA1n5vaoN8ZUq0SCqcDweTaZsFDzG0ZuOFuMiKZTZV0+LsKFS4Gm",
+	"hOLZlRq9WHUgL0SPhVChehFgZWxeyWOonLhj5vOQLveglItiTBSNnUvleVW1cq+XlylQfDrDmvcW4+3q",
+	"CoS/34DBu/QTvUsujNRs55LUbivaJvrfpYT1/ZSirqt1ZuvvWqAau5WW19lMBPfR4LJETl+uwSWWpD5r",
+	"qPR6ulrZtVqwWtN0yrRXkLJciBVSq2sekP/Wvtdn3pS3Ln79YUji3jC/CSVbIJxX3ry646yt4xvKuCHM",
+	"/C7ylZUrr5qKGG5rk9Qsn1nm2qJuelFgmHRX8K3XUsLaXUaqF0zKkHp2q0traTiklzTUX6/B9H0mR24q",
+	"El1lHtgog6ZQ4qmhNPRdUy23EVHDMdyp9qOjplLkz59+Gva/o/3Jaf/lx1+P6wPIV+hmldGWQ7pVFs4I",
+	"VcRGdhOZEr+zf/xk5ndWSnjVxWGvUmA1GHjYKuDqUl4zcT/62F2QercetZm6LxUxtcaCjTZc88zGXpgS",
+	"XN1bOobCDpf6hbbLqMVzWc+n1e68aoiQhSnTLbqFrrrsYciatFEH/J1KcNwlIH49IromqH17hkdjTPRd",
+	"D7183nVHXOn42xhxU1NbH1oM23jVKJXY+6iuj1HKp7yhHgibs4g3l6/OBK8xMMCMtqy9TMHJXDsxtvav",
+	"t/RKTeNC8UoyNSNKkgmt+sebqkM3FC420Obrra7OQVN3Av/gbFFbAzC1Va5Xu5ti6/w9nijbf0rVrt82",
+	"zNgosl68u48MkpWOHxuE0JUnm9KoLnP1mCxmUpW1YtfcYL0FTkObm5SHszmrq+pYt5Ojoqn0+fPTM1Ch",
+	"zy7PSw3ISmU1PQgCxdqvCUuxL1neWD7NoIXW2KjreXOwtm1zyu3R7kmdsN1zNnrOmSwXjFE72OdtjYsa",
+	"WO8iyBXBSg1HZp/YTAFbDARtpHjbOA00SsK1t9JTJDeXtlOWy3psneM9oslWJv/89OzBDBlFo5+rnZoN",
+	"OeXh02c2LWocZzWDu8lQsgJ/2XSS40BVdzVU4rqQ2g59BTmss29IPQ2zlOvlhQHaul0YTVl6mmkIIIHV",
+	"QNgMfF0cz0zrBFqnYF+U/65rq36ad025ZkvMQWMUjKkgJZWbbprrw9YkMWyr3CoUUBQqODvPkrXi5p3a",
+	"C6hows3nT5+gd9BErsOEwcbEXHDmQlT2Gn19lgclg6XT9h60NheWAldE66Vli1rGkS8gRtMjMaOpUHm1",
+	"jpAKm+Zs1mt+1opQw2cVtDtLUxZqIEkwc9qq7VT7ULc+ZtGUYXXFPAwDaNlulsq78HORp+UMfOGLSwg+",
+	"5DFz3iqsp2h4QEpDSNrZownfu9kf2XXn++7BWo2ohfHs+DP2ahwQc6m5DrB9g+xU83HMINQXIrarzV25",
+	"yp9+pHyRz29Wy6G+LMFTGbOIzFjKAHojA6oRlpfO4coV2uC2bwPFDZDBiARJNo55GEDzxzBlEROa07jn",
+	"+SJAJ2TgkQC9kNCvNZpzEZAuYjLmL7tq1rBum4eAOycFU76w3iWuIdMlsAcQkC4to7Y5hxwZT0hlAqxW",
+	"6AvAfDOyYqvIXhpJIYVU0kF6A3JaWp8vXGHiOVfKPATV2jW5oTGP7IkpcjTc9wjFhY1ZLBe4KjfzI/PE",
+	"4YkvxlLPoAFf2ZOWV9RUuR0eanvSlLl+l1TDmb1i9GZZXlC3OKeZ+W0EcYrBiCiwtsJ47BbcHT0QMyiZ",
+	"sIUvqCaUmDuVdG0DzYsXp+fPXl09e//u2Yfz8xfvnv2rd0LmBsQF5do2mDe0g13qfVF97+8fXnx4cfXj",
+	"6etLmwOAO0MeDw9tTsg50+myfzox+GH22NUV9UVC9axUVtRteLHLUM4ZSpDKODKk/e7DG6jpTI6GwwE5",
+	"FcWW+GJOU7NjxcaEsVQs6sN8dn9sw6siAcnQYgYnEEsa9XxRHOyQaEmoBbeAstRXyUiaMbVkBdHualQJ",
+	"1cfy03k4fwC16/AG2rOx/f/1s5IigHP3RTewaQFBb0DeC4alrQUQKIy7MFQ8AuDwYFxN2BxZaWxuehb5",
+	"Aiqp4j521VJoegtYodicCs1DRWjMr1nPI0f7h3Y0wL7cbwQZiObnx77A30Os9oo5TxVEL/ZE02vmkaPh",
+	"kUtgsl1CcKPh3PFmHJAAswp++jiAOmEBHm198Vu3QU1Vb3sNdWzJShlbg3WrdWx7J3heamPpWY9UKs8q",
+	"gyyxkmjFJUHMBbMpM1gOOMA8mJiHzIYN2gv1NDG3c/9gMCzlM9gbs+QSHnX2B0N8RiZM0IR3Rp3DwXBw",
+	"iIUgZiBH7NEsQhV4ipEH+ZG8jqD2gtKn8IR5x7EbsM/AZQ+7U9z1FAqUYL8MrMa/tdzpeuEzc7iAIlhb",
+	"eJmwPYODoJTbqjZ75Sofe4cH5uIARo51bupAs+JUA2yHDbDVjQTx25WB2pnN6wXRYlf3/v4M/VhtHn1j",
+	"MA+Kl6U2sBSO82A4tN0etVVIyzzjZxtxX0C+UXU35w4ePBDU1h3ZUGDfkIp5sKjx+8nrHCEYdaPn4O49",
+	"pdE5sh98ZX/7Kx8EzfRMpvwXjLt+3Gae14YTCBrn+USPh4etprqhHJN+QQZ3JajAdIBLjuXUI4ItDAcF",
+	"Pc3pBaOfOkhXH71ORSDqjFzklRlzz8oUe7NyTdlEqhpKPJNKP8XHiwq0qKMw80u0bHHweaB5pRytEWQ7",
+	"o6ODSmHYn/LQrv0nw1K01mEp/Gq/FBSFoxiELIrBdhZsvF8trzrq1LOodihZrPxTVUFzkchVWjhq0r4f",
+	"FEmP9lug26WU0HEKX3jcZhajespUs+gtizi9XGJA/EOShFVLEVlKGuZPHw0eFBSDEZBo10K0c1WKlYf9",
+	"Fx3e5YIs2MdcYThHU3aOOqpyP1XIKs0TduzltpoqibIadMQJsYWXlb8gij4P2xLQhUXPqCABcH9QLTCQ",
+	"fDFjwgj7jCiWGtFHaR7HVuIEyYOqvCizrSlEy/HpPbdmXxQx/8VEZfVbzWQWR6Vgf6thniDoTh0xUrai",
+	"SyNqGhlcoeRNAvMBRQwnpR4OjwYoas+MOlpaBVe4EF8YwRadzMo1yLRhSRTT6lFOqXKrH5hjVjbWf018",
+	"qO1ZgJe0uVPS7ZWt0TPgi1994D0+sLA8qDp1oYdUXSuQJUt7rmyOcZ53Uxpj/1ODBLF+75eL0zx+fHh8",
+	"p0v/R/qlL/KVBJSa2/wyb5Lr7JGYb5KTY46ZNo8EGOhhHYN9Z5HQjWAwkwtAxP9Y0aAtH3wjxbSfyDgu",
+	"dSVWKzGiyvKeXG9BvvY5TDCP8XSSxUoAJXC8GddknilLcXlNqio0OJY5XseSusDQjoaHoPtGUJ4D4yUB",
+	"d4DvQ5gh1aWgbBcvjyqRHePgoHdCpGC+GNMI4MEGNWUbGQLguThHwDSex8iTV7Y0oC9SI4mDesYi8Jzk",
+	"AFv7w6v371786+z95dX56eULM5uCx7AkjkfGWaq08gWyTmjehOzDzG/grGi5pc0x4NjGOsiVjw6+w60p",
+	"GTLqWGZJwDtnLtD0zuJdkf/wExZl7+x/dzAYDg4Gj4euJvno4LAcWGsjZVckulLhw87B8OC4P9zvD/cv",
+	"h8MR/Pc/6Alvy4hg3lay28E9sr9K/kUN+3O/PaxY2IbVvJTpmEcRBDs8sCB5dHDQ5uUklSFTCpmheeu7",
+	"VjC+pWJpd1D9xsXWnFkZJmEt0dZ1zBXRdGquufyhrv3JDmwLdBqmiuU5PbLKgC4v3/Tuzt/VRtvNU/fQ",
+	"Z4oXrXxpTx14a760NYp7kUvZIUsHvy/93+2ph44kPWPLXK0xfH4mF2RCUzJmM/TWMzDJrx+x2mQe8Brs",
+	"ABgr9TQXC+58Q1RV9CKH9yfk++25uoUF46Ba8fb9e+Ptdm4XQNYg2rq7HxxbWpFrtvyts/phCzb6TIpJ",
+	"zNF5/Z9rZCix4ylXqHfaAz1xpwkyYBHYBwInOE+MmtuS8DD/scJa9341RPIJReaYYahHlRyfw/dlctxm",
+	"gcI3fvOyBoK++Y13Ur806sFXRAnovV6DEErLRJGFTK8x0WsHDFgzVWzR4NFj8Q5ikz56HRsNuiLcZ/oe",
+	"WPbnM+kPEO7fjksP75tLb2HP/2kU8Qdgyc8wy7VivihiLqx1UpWpki7V7vwYIxH2wpiH1zOZKTbQ6qbR",
+	"rPteMJLKBarzbXItSZeiyfWHF5cQqhn0PKIkWnUjDonjNF0+wib4TOm+HQ+STnNjKkiD+Rh7v9pIpU9B",
+	"HhUwIM/AtYvdiOGKgmbEIwugtxJv6hEVypSR7pzGPOQyU2R/OPR8oTKV2C+Oh17uIj8YemTMBJ8KMux5",
+	"kEHqEaqE+d+VTKcesXXiPJJGQnm+KKI8PZJHUXoucXRAUE4HH7m5YxNo06RJd0hkai2taAC3IPROIDoE",
+	"+zME//rXv/7Vf/u2//w5mc1G8/lIqYB8uHx2QjQdK3Cd5c2yfTGm4bWKqZph0wR0zMNATIU0MdK1Ipd0",
+	"fIF93FlEjKyMjZvrDCovAGueGaR5ZZCmsytj//slnbZyxq7FK29/5QLjklsZiMGC2m5UxsQFmKlbGJQ1",
+	"u9V7mo77ym1oH/e8WpIKUdPXVdT0NaCmrw2S+ZoqYf5nkMzXFsl8bZDM1wWO+TrHMV9bHPPFii/f1zm2",
+	"+3p/OPS1UrP+OM00A3bi6+Ojx+brFwgieSWV5mLq6+cvfO3rwkhFnJGq9OVB6UvbQiOUi5QzQKAal/6Y",
+	"G9qv8eevX2UX/zBHBSnr//le8IKuCE+udMrLrNLZR7rlPSkbOZCjV9g+xKG5+tqbnOb2NuCJGoQbroHz",
+	"l8/I0f6TIXl28Q/k/NS1ok7lwkabScFIgIziXC6Cmjujy7XyRfXCMPx05cIY+aKJh0MifzeU8znt/wyF",
+	"4Xs5h1393heYvZ/z6Qr3ruXWpGtWenh4+J1neKsZI482HpALnTI6Z5EBN5RCaSo0mbO5TJcbeObFP74x",
+	"yxpmadFtlTd6KycO9649YA/O0x2nOU17mKWzLC7e/ODWuKKXM0Wvyg69ChfzvOcvPOCP3gp79OqM98WX",
+	"B6UvDz+fF76qIzQnlOGu/eezyNVMD6qAF3VtjO2ExxjykCTx8gswR6ej1RqHkdD/dvH+3TdKv3dD+KaS",
+	"FTXeJ4x9wO6o0LAK0ANm8oiyDPwPSS6Ga5Q256EoR0QtaOfd82/Us5l6bvvFRlZCbaxK0Rn5nVXhv+P5",
+	"K7lW8FihEpgHQOfojH7yOyuqQeej57sELHygKuPD7yV9xAxddy/CLIWuUnnsYOWx4s7ujA4/ff7V+d6I",
+	"pAUHCSqRUeb6xCLYf2i+gLT3IPzAtjuZz6NxcyAheUtv33IRkedPSdc8ivlMJ+T12c0x0Slj1krExdR8",
+	"d0S0lB6xBdQV/4X54uCJRyKqKZT+hgwJ23Ij6KH6AiIUvrGmpmC9r7lU2hd56uiCQxH7VWWlZJka5XMU",
+	"AYuryg7pBlWCDDwSgPIPUfd0quALJLrA80Vg0/Lga0cc5kNBeOZTTl4BKRSYwIjLMEgaCbDDURGRH5h8",
+	"fXYAZeEizL8y0JIpk/Dz6cU7Apkttq8KZAHqGZv7ohtY0XvAlbwKZQRAG37FDQIO8m+4Xg4gA3NgoPNF",
+	"QDMthZzLTF2ppdJsfoW5+ZCjtvabTKdU8F9wf3oD8jTjsfYFhJUmkIcSsVuiBE3UTGovb1oEKUKQCki1",
+	"nPOQxvGSdDWb2x46vkiZAatnc2/SG5Y3ST8hwYtLOg0I9qKBaLGMx1GzXvf27fOnO19YryfvpGBvqQ5n",
+	"u14AMtRM95FTVcWou5hXZiynj0HHs3mmAMULW+9pJRKxui2kSw1izFy8HbQg8si/M6kxbb6Abg2WpmDH",
+	"15O+2Zw+7E7pHMIsTaHsJZxHG2AvV996pIh5cjtg/9G8H+3PFVb3aM18TxWhJQ68mf+Xs/rWroFdLweV",
+	"pQbX6Z5BTMX0IFZ6o18iz162LTTgLjCkbS6KngdxyoEdbMSVYtp7d/r2hYcpczzxMB6bvHz95kUwIM/x",
+	"SWU9EbZf6Ai94HbXFBfTOJ+Z2fhIqDVAunmRA5qyvPo1SzKNWXlAIyfOpyCFtcfHbKKJzHQzp7mwG2MB",
+	"/CYl11iTsJlVRTYuS8O+OBgO90fR+Mlo9NcVsbI1s1RM22Zsfxx58ZQ47COBJZugshmgZK9SxUPIkjm7",
+	"4EnKkr2QajaVkDSnb5v5RsAjT81kqq/MBeOVfgywxd7INbBWZLyEW8izvXicsLDvQeo2VBY5HpKu26BH",
+	"tk/oCZRtTnGMKdNESGKhW/YG+X5CfjxIia6AATAaqjERZATt+WgKxRWwkQzUsE1hn1m0nV08y3ekc3ca",
+	"8lRIhWCph4jFNLFfKF8crFpPVxTIO5BZcYqwJb+zYMacVF6flRl/sSisQJQgcmwmh9aIX0w0iLnahPnJ",
+	"lUyvQh6lnkNHD1UPh/kOuKrTBtJW6NQ2/KQ5LhsqL5+YobuerZUMnvYxc0VdqzrPI+WL4f/+X//P/nBo",
+	"n1QhjRkkRuyb7w/+WvHSH/zVIyUn/V+Pcye9Lw4eGwUBr9RCqS1dq6Q7JHNGhSJ+R0hgXX7HzOQOqzfw",
+	"xTkDQQBrJFzzOCb9DxfnB8F2IjvPd//btbzztTzcOzjy9r39gztdySui1R/0Vq6yGrhHHuL2/YWx6z4X",
+	"msUbr9v/Yez6kYLOrDGBblm2PzBes8GfoNiECqwdDrxbl6dPiygKX6RyoUjARWTWK8FkkH8A005AuoHZ",
+	"4Hg0On3+/Dxv1uuqvvnC/Xzx4em7F5f2AVfwqOeRYM40HaDVxYzmTEXuF7OmwBfd2oAi9Ennz2ZpbCub",
+	"OPUEMvttj1ebrvD09OLF1YfzNyck6Ad4u2dCMb2Flw188abgUymL2ITYpZkjujKnr8h/fU9+Jb6tYTGA",
+	"rfc75NMJZqumLImpuZyd2l4xlpjzIinro2jiJA/uchihKW8DRzSvAjDfGGE7Rmhx39c5Opf+BMz2dQkx",
+	"7QeDi/bPLI2rrm1fl+jA14gBpRAgRNjvzb1rcPb71VigmdaJGu05M60FdS/jYOms6lO782tkAn88Vg00",
+	"BQcT8ykTISMvDSZBsbVmfp0bChzx3xcDnzAWbc5zeglPfMEQZjMBtIxuwBQA0XP61+D3aGXDdrguRNa2",
+	"KC4OEA/hY4uTMootjeV064k9s899wXOzU2w6Ogtt9ns7tR9ZHPcx8Bdr7CESugLzgoyt3g13+5KoGU9I",
+	"xCFVM+rd7WTbJsSY0/2WDfPACIF7CaX6WISVImfcKMZLrOeHtSKL7j+azGnE2iBCnhlTS84/MF1/3vfL",
+	"fjex3gfGn98DNuR9vz+Dpe8qFptj2poIlePKHbOgVmuJF8Eh0PgL2JuTKnI/I9iZUP6LMlTqZ7gTnVFn",
+	"wlM2k/FVzG5YvN/xOlka2+K5RrZM6WIw5XqWjTPFUgvoIJTzPfviHjSENVP0eaKYVntzqjRL96oDDwTT",
+	"iun25a7MTu2QVvvlye0cNTEkt/vM422a0Cb2fivM8NUzveAgiEydNm6vGeywyQV0vjgpsRnCFblmid7h",
+	"elkVM/ZSNkkZtkj/HD5Um0d/jmNbZrS5OJVRbsD4g92SzE0qcjPDAmpyRalMsOwtlAmb09sr89WVmtE0",
+	"bwOZl0isLzAFKm1FSc2b9dsuIivN8T/VqPL3WTcFdmhT4ZQX4t8Zy4ywIVNCY3NtLAl+RbpRhjMzqJ3b",
+	"+ybi3YemhhsOlXvhdIiQC9J1XhC47/Mazb3Por1MbFe5z81DrSrDgpuxHrcfD6GXE/b7xdZMefvf/Zq+",
+	"cR+/8MV3nokmddGs95uoWVsR1V4GDi2t4tFYHvVLip4Gl6cZTaNG/P2B6R/ggS+ISjhBg86C4Mj0kXKX",
+	"Ql5qDz335soYZzzWfY6BN4PfX5FcqKnfB9mYTO12u/PHz5vPv0F/cCe3G36cxrFc/MgjZ/++o/JhTwtm",
+	"dF2I8tJqw72DI0ApCi92ZGbOccJDtkuVNFjfVxH7N6IsnBj2TPsmjH/tSjgogusqJynTm8PTFhRXkgAw",
+	"W6K5VORqqpIcK5beYE8JlAGFi81Hd4mVfOcgovgieF+8EKzmNPQ8W6jWehzfnv7z6vW7H15cXF49/dfl",
+	"iwvS3R8OydunZLz0hZUebKaskXqgJG3EzFbaXtkjEjxDsui/EKGMuJiOyPQXngSEK19QK9j2PCgkgGGk",
+	"CPaAnNrmEeOlZn0o0kDmNL2GQkO20xZ5QcMZFqvEYE5cOXQSYDGbQ6EE2Kq1cKweVolEfLJRKkZ1srwf",
+	"nZ6GiRQdtqdSRkUEpit4eZlX7PWxVwPVTNneLMVW2zbctsov13aVinRtHGoBsS84FESGULF98pY/9crN",
+	"NDxXaRhaaYQzmtIQ+ywQKpYEvWm9E1sQGdiK7WvCS313Ziy8VgPyg1mSLQCRr8kMNcZm7p4vYCWupbJO",
+	"qVAUcsxHNr7MtTwZp4xeK8NsSTcvzYl5FbYNRQaxa4aY8lYPLpqcTCiP817r0GTFdpNfsJT5AgHDMCHb",
+	"ngQ6TdgWHGhwz3s5QBcch1uYysAMnrPItndQGloZXlF9BU0fRnlzdpG3d1l7yBcLqsiMiig2upXdK1DH",
+	"cfCeRwSUKcXkACIFMW842JUk1BdhzA1WQhWPSOGzAL2Zo85P/hoZwle5bH/aYuqzVU0LD2/RCXfUwYSv",
+	"EvurOo47H6G7QwJFTQ8Hw8H+/qG7vrGnW0ctWKKxgO3BQXlowfQklovy2BhfCM27dGzGPMJciR3zRkvc",
+	"sbYhWavkOp6sJdZhnhq65M1vLhtuayrd5ky8T1B7285X3cbVGe2erU6J+4ZzaR3jQEczeMwcA3xROQiY",
+	"dUWPXMueq9wyNG8Ks3LfVBpxbspDuQ8BrNx5wRlURgdeBxvHALJDbEVn1NnjCfR9EQy7LThpsnKmh8Oh",
+	"33HdjqgodUazJIdcoTPaby13Iq2fM2W08hoh8EfDKAqeAsxs4b5zE5aFw4YtKXcuai+bInS2v1FzJbEI",
+	"agHmNeBDWzBfkzHDW75LobNblmgQBexV2DvBpYS0aLFVYriDh5dfv97mVUtb12xMUfZ6bYu+mij98NtV",
+	"kR5YdGKbPaDg0HSNg0SRX8pwYYPYsZIjVioVXtehFHpXGUkZWqy5U0mXkOw5pVzUZo0VFrRPNQm2FVke",
+	"hLAsvi7dcVY1qNEfMNe1U/rBhUr1x3DlA9cE9SJRraq2sVsONUtWS/GY7bKVfGJ+U+7ZC9GRLtm0N0Jp",
+	"ej1NDHNgXdJTkQi79+uYa/UpsDI5hBF2MXnBnIEvXJtPLOgzY6Wxq3ekq0zPbFS5LfOTN4I2cPuiBDh6",
+	"Bspx6/lHplxfWOy/YQsA7UFvFOxyCYK/UbB6KOLVV6jLKRoCU3epV/eyHN+FXQCohu0ckDM6ZXnimIsc",
+	"RVWpm7cv1lAdznXMg2YZHmZAw1p6Jy5fUmG/u7z3i32l2J8bCAdM6JR5vlAS1Ri6VHmjTqvdwPpJmglV",
+	"J9DaxPoz9ccK+fzdNR/Dc2rTfSwFgeUPUHENt6TKEysWHsNe7xRfWSH/TUbz12e7q4IVqfQLYQs0uG8S",
+	"WW1RgGsBzA/6/ZZi3b+5c9adjNV7U04gy8qpF834tg2z9sw9lPKIbY8ffH323j17jwhXE394Xupn9M05",
+	"fS/VuKESCRUZjYk78J1xyMqUhReoNg7JtQW3s5WkKlEm8UeK7B0eGBlxb//gCUqQznL4CKIx1nxM94Z/",
+	"d+3OGLl++OuWK29LBNxtwlOmXMeew+Fax57CxAUypCBjqmw6oJNz3eTtvVb5fj2wz6qJ9aMDcrGiBHzz",
+	"XX1t39UF0/fKIcwt87Mcq01iy9/M763CVIwun6UgVdVEqhyUI1UOKoEqwwcOVPmbHF/YPW1Afrvl//ly",
+	"8VMaXk9TaFNnEIGMl+SaC7RPKk2NKp7HVthglOKUHZYBCm0RZqDh+8aYqDfwxEOUmHxH5y4hqW23JSyf",
+	"ZRbxO4slMcssQV8+Nvzc5txap668wUjxP2zqys6th75urkuBF23QYmsiS/3p3x/fLtFtPds2oD9SRLGY",
+	"hVqm39TT2sSW3U79rjGFLTv7WJz5KvFoDk86I7MNhCcqmzsbtKsiTz5ctM85yRH0q0SgbSUPa/0q3WLf",
+	"ZPnfVFLInfjx6i29l1s3m9xFNaySGOh5zKLC31FV/vJWy4hEzi2BNY5qC3UCJUGP4iLJRXlkzkVma6Wu",
+	"xbjaaquuuXM3gG+/hwSOgFwzlqCTA742QOQlyEZQ5AO2wYYUpQzIGHoJa0lglt6AvISgBSiEO5GpL4I9",
+	"13zJbV/ExDLwSBJnigShuglI17a+CGy92Amd83gZ9AbktOjeQ0AbIjmXyl1FR8NhQ5d3Q6tnhSm6jYqF",
+	"IRdt+RGkGuArrdqpv4SFgRujijFwAiM4gbJxiOVYsX6UtiAiMpv6nB0X11yjLaLdfS1lx/uSFVd347Z4",
+	"cJbdept7XCDCVIp3QC0kntwclUsV7h09Md8d71wI22tbfukuhTxyh6o9UqquWWTr+mBRsAA3A1EtOCGh",
+	"uhkVHWNWyGalqQW14/dalXo9rZShHcto6arQjkpla4oAxxz2SG6uBut1/tl/i+z1rMQ/VzpzyAWZU7Es",
+	"hi2FNWIR6C5GQkK1HVivLfPR2xpWkJfJ3XyjIHTvpH4rIz7h7ob9JuSuluRwYQGlW7V84c1tnGxxIW3M",
+	"uVi/hTcWw71P4dlc8I1hF5tMd+/wpbtb4bez26dc/wbdk3a3vul/Ld2TIkeUHdyTjSi5g6vSYujn+4vu",
+	"jqnf/Jpf2a/ZGvnW/JprxoTPRqfCruB9Idy7B59mygztsqjzzcH4zSjxoA7GnUnV3BMyYYImfLCk83iT",
+	"tPI+YeL07PVuBmQ36Gd3x7Czk0iGGWSf6Tw7DCK1p0wwbJw7SeV8gPvGwizletkZ/fSxmr/LMfo0pWHZ",
+	"kjNnmtbtFlYgw90q2pRvcJWdu4cewltmJ2vvK7NL+D06ytJiY3Nu677aIg6tmJG2yz5uX79VevtK3q80",
+	"P4A2Z73V+9V4nvd3neak2FAhG38GOw27RQMsJG8ZnvhNGap1hm3csx3ZwP24yJqTi3TpjAHYblCY/QJI",
+	"zeVaFeD7ohusIlvgkeBMxjxcBjZ/QC8kgQiQvk554vrgYHq0YWWEC0xJBjDmmdKE/dtIB2Bfo3r2SA3I",
+	"xVJoekswI88ZCgFGGAItwYL5wuxvCI3864ziZ1mJjL6KTzC3QHfADtTxOjMp2DKRWNs5TPCyz6LERvjN",
+	"pLwGS545vty0rVPKJty8DgcGC8Ds69LIkIoEP11zYZa/EpvodVxP+Z9KUYofP0H+bT4ajTGhdn009GBW",
+	"hvlw0fE6z07XBmkECRtXFAOAkxQzgNemETK33FdmNJNBQq9McI8hT6gz+unJ0Ds6OvzodTifQAMw3Nwk",
+	"lVqGMjbThwkSbTubPCD2Rnt4Tj94QL4gxJwgFqs3nwBKosOEAJgEYTS/oGFwJWWpSOndall/OLVryz1h",
+	"/cBlOe0+6xFumT3EsoQrYuI3pe835Ym+k2xUIwbvIXfa5Ik20NqKH3JCAvS/kq6STY5FuF+47qHPl/rC",
+	"0TT2SbAcHMk1QD1uZigZfNHU3HXooaGa2FNQvvCRj5rHFfOwJCE2dFPa7xDBWGSuOWwiGfNr5iAduUoQ",
+	"DPpNRiwtecTxC3LDUsx+hBV4zndm7kJ0EjU4iC0lnVoOf/8O4rLfbmcX8T14Ytu4ui7ZLRD8N+/YfXrH",
+	"XM5pWaaMJMOaCEhu0NWkSp2A8r1tXOFBPWN14RuN/OY5S3neBba09EcqbyC6hYYN0foCOVEXmFMROoNP",
+	"Aw71rJcb6dFcd/l4BfH7wrqIu1UHem9ATslGpgb/2CiaxUzGq+fkqgUBT1MjUAusm1rRpSJKglQf5D7v",
+	"0+iGQzMcw5O4INQMCKNBZR3sEAxObYR+RpUv7COqZ4su4edIkQDZfmA7K2fhDFkwwxCdEoS+qCIddvFE",
+	"Fl2qxr+ZOw98cSrI3eNwLJt9bjDnG5f9xmXvPQahzGSRdNuGHfz2+Cu7zbWqWkvYC/y9UY0vVLGi6tFf",
+	"GwLEoJhPVW0q09yc3r6Bqgid0fHRup3/S0YlwCqFLVKwyRBOmFGF0XFgS6eV6zuQCQ21ImM244bx6lLN",
+	"OoMJ34x2651bZjyc4dZGLOQRVH8t9hQLKy0f0nJXRyUoNDTKIRelZvRzNodiv9NfeNJ3FRhZVMSwWZHi",
+	"kSJYTjwvyOgLvN+h4sqry8szYnGb4O8eOX/5jHy3vz8k////92RwNDLXOlSxe6SwIKBRfnwh2FRqDtUP",
+	"8fqfxPDBoCMWCylqZZ2evS7u1p7nC5RPsJn+9xZes/ZHCkL1BuRHrmcy0yRQXITMygRO2ppkcez0JtI9",
+	"HB7hsut6w3N9Qh4PD0v7YjnqjAJ0vhgz5oKHbWVILsj+kCij2wYLykG0+hEAdsA46YAaociIdwqNnU7c",
+	"4xBXdMMI12b7IhZriiDYIaCqpeZxbMQmPEuU7bCPONPuUJSNTow8wmIFPQCyOLbwnpB87UIauKeQb5f6",
+	"gqZGZFVuObiMzYLMOSLflsr8l6VVYtNWqG84o4019mHB9ZGpXOjjo86WnM42FVoo153fUpiv3csaHn9a",
+	"Pj8sogTY0SqO9XKVTki3NJqC3tC9zRGrpYjR6tjvygjk8MagDVSZrSOtMkUiBK0XUX3NLaaBiM0Nt31R",
+	"3+671WLgIQ1nLMpRbVIY6E5s2SqSyDhGXRGoFO9ByvVDX4Q42YbYhUvzwEPELWDJqZYxC5pOPSNPxNSW",
+	"hlWMid9jBIPG7XVnDv9uiVwwz7SOWrik028RC18rYkHTaaVnEOnmZVussSRTaKYBr6vStGKsa0KGIrCy",
+	"Kbah9tTv75IFUq33Fmk6/aYE1UYuoGe2LaHvytgv6XRr7q7Dirv2opMx5N7+KRwefncw7njO+X6FhaD3",
+	"j5/MOt5aCk6e4jfjGKV3cfGK5E761r7iSzr9Klm6G3Dd+mUfHuW/OUU3OEVt3zLakuDKoa9aXrMtnaAu",
+	"8ZEHEYjMVG1EIoQJ2xXYlBpuJKIwZVo9ZDnnrydGnZ69JtodTX7k+MWm4MD6fnmITLj/n8EwrRqOFej7",
+	"CU8YFDr3Omv3eEtWZADagQneX4gIzGz7Uzbe/OaZUgNWQL/fvDy5Y/2XPw4ntbZDONUTG11vThTsZzO5",
+	"EOAh3YXaCg679yuP2ugulgDrPHwJ1bOS4yHa6HhoNnu167lXm3N2I6+/6Uv3lHNm9rKCcTvhVTW149fO",
+	"mNGUpaeZnkHM50fzc3rj0Af7He/RhO/d7IO8bGeqD3bCrBDbVWhQoBwkh6xXXqgmbCovz8lBW73CusZy",
+	"UirJABVsbHLmoOxMUzXjP83i60r5+vIbWLbevOTCWs3Kyp9xL0vf0CzilVfYrWFENTO7JBbPyhd51Q+0",
+	"dnnkxSWdolvEK2xcGGsQMbHEah8lcHP7Vml2TNsufYEO1pp9kJkIWUoAB7jSyDxIF8/eygK90mxjfKFu",
+	"TzFmG8dzsaweMbTHhIaurhEZLwnNH7pmS8IF+Wf/NOH9/2Y2+FrROfOF+Q36I6WMQnsEwzqfpXIRXbAQ",
+	"/EVU83HMANczMBDuheZnxcK9m330FFRhrjsMNpco7sYypLGtpGIbUkL0CqHENQA/wSZZDOojjVko54B1",
+	"5dL8aImEyuwkmDAWjfxsODwMDSDwFwsqkGFLy4atrNQoxBa5pYOA6oOfPn76PwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

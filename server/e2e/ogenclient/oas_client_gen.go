@@ -113,12 +113,58 @@ type Invoker interface {
 	//
 	// GET /export/ips.json
 	ExportJSON(ctx context.Context, params ExportJSONParams) (ExportJSONRes, error)
+	// ExportMMDB invokes exportMMDB operation.
+	//
+	// A MaxMind DB (mmdbwriter; IPv6 tree answering IPv4 too, record size 28, database_type `muninn`) with
+	// one record per stored prefix, the most specific winning as in `GET /ips/{address}`: `muninn` holds
+	// the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
+	// `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
+	// muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
+	// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
+	// file, rename) and served from it; `ETag` names the build.
+	//
+	// GET /export/muninn.mmdb
+	ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error)
 	// ExportNDJSON invokes exportNDJSON operation.
 	//
 	// Stored prefixes as NDJSON (search filters apply).
 	//
 	// GET /export/ips.ndjson
 	ExportNDJSON(ctx context.Context, params ExportNDJSONParams) (ExportNDJSONRes, error)
+	// ExportSuricataCategories invokes exportSuricataCategories operation.
+	//
+	// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
+	// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+	//
+	// GET /export/suricata/iprep/categories.txt
+	ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error)
+	// ExportSuricataDataset invokes exportSuricataDataset operation.
+	//
+	// One address a line (IPv4 and IPv6), for `dataset:isset,NAME, type ip, load FILE`. Datasets match
+	// exactly: only stored single addresses are in it (networks are in the reputation file); benign ones
+	// are left out.
+	//
+	// GET /export/suricata/dataset.lst
+	ExportSuricataDataset(ctx context.Context, params ExportSuricataDatasetParams) (ExportSuricataDatasetRes, error)
+	// ExportSuricataReputation invokes exportSuricataReputation operation.
+	//
+	// `ip_or_cidr,category,score` lines: one per stored prefix and tag with a category (see
+	// categories.txt), the score being the classification's 0–100 score scaled to 1–127 (malicious
+	// 127, suspicious 76, unknown 25). Benign prefixes are left out (0 means "no data" to Suricata).
+	// Reload with `kill -USR2`.
+	//
+	// GET /export/suricata/iprep/reputation.list
+	ExportSuricataReputation(ctx context.Context, params ExportSuricataReputationParams) (ExportSuricataReputationRes, error)
+	// ExportZeekIntel invokes exportZeekIntel operation.
+	//
+	// Zeek's intel input format: the `#fields` line, then TAB-separated rows `indicator`, `indicator_type`
+	// (`Intel::ADDR` for an address, `Intel::SUBNET` for a network), `meta.source` (`muninn`), `meta.desc`
+	// (classification, score, tags), `meta.url` (the address page under MUNINN_BASE_URL; `-` when unset).
+	// Benign prefixes are left out. Load with `redef Intel::read_files += { "muninn.intel" };` and replace
+	// the file atomically (Zeek re-reads it when it changes).
+	//
+	// GET /export/zeek-intel.txt
+	ExportZeekIntel(ctx context.Context, params ExportZeekIntelParams) (ExportZeekIntelRes, error)
 	// GetBouncerRender invokes getBouncerRender operation.
 	//
 	// Answers at once with every bound ruleset newer than `since` (a delta when the server still holds the
@@ -160,7 +206,10 @@ type Invoker interface {
 	GetList(ctx context.Context, params GetListParams) (GetListRes, error)
 	// GetListPrefixes invokes getListPrefixes operation.
 	//
-	// Every prefix a named list's selector matches.
+	// The list's selector compiled over the effective views of the stored prefixes, once per index
+	// snapshot and list definitions, minus the never-block guard as in renders (`guard=false` keeps the
+	// guarded addresses: for lists that are not used to block). Formats as for `/rulesets/{name}/deny`,
+	// plus `csv` (header `prefix,family`). An unknown query parameter answers 400.
 	//
 	// GET /lists/{name}/prefixes
 	GetListPrefixes(ctx context.Context, params GetListPrefixesParams) (GetListPrefixesRes, error)
@@ -182,9 +231,22 @@ type Invoker interface {
 	//
 	// GET /rulesets/{name}
 	GetRuleset(ctx context.Context, params GetRulesetParams) (GetRulesetRes, error)
+	// GetRulesetAllow invokes getRulesetAllow operation.
+	//
+	// The complement of `/deny` (so the never-block guard is in it): for a ruleset with `default block`
+	// the short list a router that supports "allow these, drop the rest" needs. Served like `/deny`: from
+	// the render, once per render version, guard, format and family.
+	//
+	// GET /rulesets/{name}/allow
+	GetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (GetRulesetAllowRes, error)
 	// GetRulesetDeny invokes getRulesetDeny operation.
 	//
-	// Every prefix the ruleset blocks, minus the never-block guard.
+	// Derived from the ruleset's current render, once per render version and guard (never compiled per
+	// request), then formatted once per format and family (`PrefixFormat`). A ruleset with `default block`
+	// blocks the whole complement of what it allows: its answer says so in `X-Muninn-Advice` (and in a
+	// comment line where the format has comments) and recommends `/allow`, the much shorter list of what
+	// it does not block, for routers that can "allow these, drop the rest". An unknown query parameter
+	// answers 400.
 	//
 	// GET /rulesets/{name}/deny
 	GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error)
@@ -1960,6 +2022,104 @@ func (c *Client) sendExportJSON(ctx context.Context, params ExportJSONParams) (r
 	return result, nil
 }
 
+// ExportMMDB invokes exportMMDB operation.
+//
+// A MaxMind DB (mmdbwriter; IPv6 tree answering IPv4 too, record size 28, database_type `muninn`) with
+// one record per stored prefix, the most specific winning as in `GET /ips/{address}`: `muninn` holds
+// the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
+// `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
+// muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
+// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
+// file, rename) and served from it; `ETag` names the build.
+//
+// GET /export/muninn.mmdb
+func (c *Client) ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error) {
+	res, err := c.sendExportMMDB(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendExportMMDB(ctx context.Context, params ExportMMDBParams) (res ExportMMDBRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/export/muninn.mmdb"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ExportMMDBOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeExportMMDBResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // ExportNDJSON invokes exportNDJSON operation.
 //
 // Stored prefixes as NDJSON (search filters apply).
@@ -2117,6 +2277,584 @@ func (c *Client) sendExportNDJSON(ctx context.Context, params ExportNDJSONParams
 	}()
 
 	result, err := decodeExportNDJSONResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ExportSuricataCategories invokes exportSuricataCategories operation.
+//
+// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
+// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+//
+// GET /export/suricata/iprep/categories.txt
+func (c *Client) ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error) {
+	res, err := c.sendExportSuricataCategories(ctx)
+	return res, err
+}
+
+func (c *Client) sendExportSuricataCategories(ctx context.Context) (res ExportSuricataCategoriesRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/export/suricata/iprep/categories.txt"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ExportSuricataCategoriesOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeExportSuricataCategoriesResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ExportSuricataDataset invokes exportSuricataDataset operation.
+//
+// One address a line (IPv4 and IPv6), for `dataset:isset,NAME, type ip, load FILE`. Datasets match
+// exactly: only stored single addresses are in it (networks are in the reputation file); benign ones
+// are left out.
+//
+// GET /export/suricata/dataset.lst
+func (c *Client) ExportSuricataDataset(ctx context.Context, params ExportSuricataDatasetParams) (ExportSuricataDatasetRes, error) {
+	res, err := c.sendExportSuricataDataset(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendExportSuricataDataset(ctx context.Context, params ExportSuricataDatasetParams) (res ExportSuricataDatasetRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/export/suricata/dataset.lst"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "tag" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "tag",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Tag.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "classification" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "classification",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Classification.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "source" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "source",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Source.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "within" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "within",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Within.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "seen_since" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "seen_since",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.SeenSince.Get(); ok {
+				return e.EncodeValue(conv.DateTimeToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ExportSuricataDatasetOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeExportSuricataDatasetResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ExportSuricataReputation invokes exportSuricataReputation operation.
+//
+// `ip_or_cidr,category,score` lines: one per stored prefix and tag with a category (see
+// categories.txt), the score being the classification's 0–100 score scaled to 1–127 (malicious
+// 127, suspicious 76, unknown 25). Benign prefixes are left out (0 means "no data" to Suricata).
+// Reload with `kill -USR2`.
+//
+// GET /export/suricata/iprep/reputation.list
+func (c *Client) ExportSuricataReputation(ctx context.Context, params ExportSuricataReputationParams) (ExportSuricataReputationRes, error) {
+	res, err := c.sendExportSuricataReputation(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendExportSuricataReputation(ctx context.Context, params ExportSuricataReputationParams) (res ExportSuricataReputationRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/export/suricata/iprep/reputation.list"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "tag" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "tag",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Tag.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "classification" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "classification",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Classification.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "source" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "source",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Source.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "within" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "within",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Within.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "seen_since" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "seen_since",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.SeenSince.Get(); ok {
+				return e.EncodeValue(conv.DateTimeToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ExportSuricataReputationOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeExportSuricataReputationResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// ExportZeekIntel invokes exportZeekIntel operation.
+//
+// Zeek's intel input format: the `#fields` line, then TAB-separated rows `indicator`, `indicator_type`
+// (`Intel::ADDR` for an address, `Intel::SUBNET` for a network), `meta.source` (`muninn`), `meta.desc`
+// (classification, score, tags), `meta.url` (the address page under MUNINN_BASE_URL; `-` when unset).
+// Benign prefixes are left out. Load with `redef Intel::read_files += { "muninn.intel" };` and replace
+// the file atomically (Zeek re-reads it when it changes).
+//
+// GET /export/zeek-intel.txt
+func (c *Client) ExportZeekIntel(ctx context.Context, params ExportZeekIntelParams) (ExportZeekIntelRes, error) {
+	res, err := c.sendExportZeekIntel(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendExportZeekIntel(ctx context.Context, params ExportZeekIntelParams) (res ExportZeekIntelRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/export/zeek-intel.txt"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "tag" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "tag",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Tag.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "classification" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "classification",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Classification.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "source" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "source",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Source.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "within" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "within",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Within.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "seen_since" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "seen_since",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.SeenSince.Get(); ok {
+				return e.EncodeValue(conv.DateTimeToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ExportZeekIntelOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeExportZeekIntelResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}
@@ -2696,7 +3434,10 @@ func (c *Client) sendGetList(ctx context.Context, params GetListParams) (res Get
 
 // GetListPrefixes invokes getListPrefixes operation.
 //
-// Every prefix a named list's selector matches.
+// The list's selector compiled over the effective views of the stored prefixes, once per index
+// snapshot and list definitions, minus the never-block guard as in renders (`guard=false` keeps the
+// guarded addresses: for lists that are not used to block). Formats as for `/rulesets/{name}/deny`,
+// plus `csv` (header `prefix,family`). An unknown query parameter answers 400.
 //
 // GET /lists/{name}/prefixes
 func (c *Client) GetListPrefixes(ctx context.Context, params GetListPrefixesParams) (GetListPrefixesRes, error) {
@@ -2748,11 +3489,61 @@ func (c *Client) sendGetListPrefixes(ctx context.Context, params GetListPrefixes
 			return res, errors.Wrap(err, "encode query")
 		}
 	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "guard" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "guard",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Guard.Get(); ok {
+				return e.EncodeValue(conv.BoolToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
 	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "GET", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
 	}
 
 	{
@@ -3059,9 +3850,164 @@ func (c *Client) sendGetRuleset(ctx context.Context, params GetRulesetParams) (r
 	return result, nil
 }
 
+// GetRulesetAllow invokes getRulesetAllow operation.
+//
+// The complement of `/deny` (so the never-block guard is in it): for a ruleset with `default block`
+// the short list a router that supports "allow these, drop the rest" needs. Served like `/deny`: from
+// the render, once per render version, guard, format and family.
+//
+// GET /rulesets/{name}/allow
+func (c *Client) GetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (GetRulesetAllowRes, error) {
+	res, err := c.sendGetRulesetAllow(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetRulesetAllow(ctx context.Context, params GetRulesetAllowParams) (res GetRulesetAllowRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [3]string
+	pathParts[0] = "/rulesets/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	pathParts[2] = "/allow"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "format" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "format",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Format.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetRulesetAllowOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetRulesetAllowResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // GetRulesetDeny invokes getRulesetDeny operation.
 //
-// Every prefix the ruleset blocks, minus the never-block guard.
+// Derived from the ruleset's current render, once per render version and guard (never compiled per
+// request), then formatted once per format and family (`PrefixFormat`). A ruleset with `default block`
+// blocks the whole complement of what it allows: its answer says so in `X-Muninn-Advice` (and in a
+// comment line where the format has comments) and recommends `/allow`, the much shorter list of what
+// it does not block, for routers that can "allow these, drop the rest". An unknown query parameter
+// answers 400.
 //
 // GET /rulesets/{name}/deny
 func (c *Client) GetRulesetDeny(ctx context.Context, params GetRulesetDenyParams) (GetRulesetDenyRes, error) {
@@ -3113,11 +4059,44 @@ func (c *Client) sendGetRulesetDeny(ctx context.Context, params GetRulesetDenyPa
 			return res, errors.Wrap(err, "encode query")
 		}
 	}
+	{
+		// Encode "family" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "family",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Family.Get(); ok {
+				return e.EncodeValue(conv.IntToString(int(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
 	u.RawQuery = q.Values().Encode()
 
 	r, err := ht.NewRequest(ctx, "GET", u)
 	if err != nil {
 		return res, errors.Wrap(err, "create request")
+	}
+
+	h := uri.NewHeaderEncoder(r.Header)
+	{
+		cfg := uri.HeaderParameterEncodingConfig{
+			Name:    "If-None-Match",
+			Explode: false,
+		}
+		if err := h.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.IfNoneMatch.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode header")
+		}
 	}
 
 	{

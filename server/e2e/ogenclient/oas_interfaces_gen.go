@@ -57,8 +57,28 @@ type ExportJSONRes interface {
 	exportJSONRes()
 }
 
+type ExportMMDBRes interface {
+	exportMMDBRes()
+}
+
 type ExportNDJSONRes interface {
 	exportNDJSONRes()
+}
+
+type ExportSuricataCategoriesRes interface {
+	exportSuricataCategoriesRes()
+}
+
+type ExportSuricataDatasetRes interface {
+	exportSuricataDatasetRes()
+}
+
+type ExportSuricataReputationRes interface {
+	exportSuricataReputationRes()
+}
+
+type ExportZeekIntelRes interface {
+	exportZeekIntelRes()
 }
 
 type GetBouncerRenderRes interface {
@@ -91,6 +111,10 @@ type GetListRes interface {
 
 type GetNetworkRes interface {
 	getNetworkRes()
+}
+
+type GetRulesetAllowRes interface {
+	getRulesetAllowRes()
 }
 
 type GetRulesetDenyRes interface {

@@ -100,8 +100,59 @@ type ExportJSONParams struct {
 	SeenSince OptDateTime `json:",omitempty,omitzero"`
 }
 
+// ExportMMDBParams is parameters of exportMMDB operation.
+type ExportMMDBParams struct {
+	// The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
+}
+
 // ExportNDJSONParams is parameters of exportNDJSON operation.
 type ExportNDJSONParams struct {
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
+	Classification OptClassification `json:",omitempty,omitzero"`
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source OptString `json:",omitempty,omitzero"`
+	// Only prefixes inside this CIDR.
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
+	SeenSince OptDateTime `json:",omitempty,omitzero"`
+}
+
+// ExportSuricataDatasetParams is parameters of exportSuricataDataset operation.
+type ExportSuricataDatasetParams struct {
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
+	Classification OptClassification `json:",omitempty,omitzero"`
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source OptString `json:",omitempty,omitzero"`
+	// Only prefixes inside this CIDR.
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
+	SeenSince OptDateTime `json:",omitempty,omitzero"`
+}
+
+// ExportSuricataReputationParams is parameters of exportSuricataReputation operation.
+type ExportSuricataReputationParams struct {
+	// A tag of the effective view (after suppression).
+	Tag OptString `json:",omitempty,omitzero"`
+	// The effective classification of the view.
+	Classification OptClassification `json:",omitempty,omitzero"`
+	// A source of the view (of a live assertion on the prefix or a prefix containing it), e.g.
+	// `ingest:cowrie`; a trailing `*` matches a prefix (`feed:*`).
+	Source OptString `json:",omitempty,omitzero"`
+	// Only prefixes inside this CIDR.
+	Within OptString `json:",omitempty,omitzero"`
+	// Only views last seen at or after this time.
+	SeenSince OptDateTime `json:",omitempty,omitzero"`
+}
+
+// ExportZeekIntelParams is parameters of exportZeekIntel operation.
+type ExportZeekIntelParams struct {
 	// A tag of the effective view (after suppression).
 	Tag OptString `json:",omitempty,omitzero"`
 	// The effective classification of the view.
@@ -148,7 +199,13 @@ type GetListParams struct {
 
 // GetListPrefixesParams is parameters of getListPrefixes operation.
 type GetListPrefixesParams struct {
-	Format OptGetListPrefixesFormat `json:",omitempty,omitzero"`
+	Format OptListFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// False: keep the addresses of the never-block guard in the list.
+	Guard OptBool `json:",omitempty,omitzero"`
+	// The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }
@@ -166,9 +223,24 @@ type GetRulesetParams struct {
 	Name string
 }
 
+// GetRulesetAllowParams is parameters of getRulesetAllow operation.
+type GetRulesetAllowParams struct {
+	Format OptPrefixFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
+	// A ruleset, list or bouncer name.
+	Name string
+}
+
 // GetRulesetDenyParams is parameters of getRulesetDeny operation.
 type GetRulesetDenyParams struct {
-	Format OptGetRulesetDenyFormat `json:",omitempty,omitzero"`
+	Format OptPrefixFormat `json:",omitempty,omitzero"`
+	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
+	Family OptQFamily `json:",omitempty,omitzero"`
+	// The ETag of an answer the client has (a render, a prefix list, an export).
+	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
 }
@@ -179,7 +251,7 @@ type GetRulesetRenderParams struct {
 	Since OptInt64 `json:",omitempty,omitzero"`
 	// How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait OptString `json:",omitempty,omitzero"`
-	// The ETag of a render the client has.
+	// The ETag of an answer the client has (a render, a prefix list, an export).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string

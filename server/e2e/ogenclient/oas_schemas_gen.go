@@ -2159,6 +2159,77 @@ type ExportJSONUnauthorized Problem
 
 func (*ExportJSONUnauthorized) exportJSONRes() {}
 
+type ExportMMDBBadRequest Problem
+
+func (*ExportMMDBBadRequest) exportMMDBRes() {}
+
+type ExportMMDBInternalServerError Problem
+
+func (*ExportMMDBInternalServerError) exportMMDBRes() {}
+
+// ExportMMDBNotModified is response for ExportMMDB operation.
+type ExportMMDBNotModified struct {
+	ETag OptString
+}
+
+// GetETag returns the value of ETag.
+func (s *ExportMMDBNotModified) GetETag() OptString {
+	return s.ETag
+}
+
+// SetETag sets the value of ETag.
+func (s *ExportMMDBNotModified) SetETag(val OptString) {
+	s.ETag = val
+}
+
+func (*ExportMMDBNotModified) exportMMDBRes() {}
+
+type ExportMMDBOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportMMDBOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+// ExportMMDBOKHeaders wraps ExportMMDBOK with response headers.
+type ExportMMDBOKHeaders struct {
+	ETag     OptString
+	Response ExportMMDBOK
+}
+
+// GetETag returns the value of ETag.
+func (s *ExportMMDBOKHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetResponse returns the value of Response.
+func (s *ExportMMDBOKHeaders) GetResponse() ExportMMDBOK {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *ExportMMDBOKHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetResponse sets the value of Response.
+func (s *ExportMMDBOKHeaders) SetResponse(val ExportMMDBOK) {
+	s.Response = val
+}
+
+func (*ExportMMDBOKHeaders) exportMMDBRes() {}
+
+type ExportMMDBUnauthorized Problem
+
+func (*ExportMMDBUnauthorized) exportMMDBRes() {}
+
 type ExportNDJSONBadRequest Problem
 
 func (*ExportNDJSONBadRequest) exportNDJSONRes() {}
@@ -2186,6 +2257,114 @@ func (*ExportNDJSONOK) exportNDJSONRes() {}
 type ExportNDJSONUnauthorized Problem
 
 func (*ExportNDJSONUnauthorized) exportNDJSONRes() {}
+
+type ExportSuricataCategoriesInternalServerError Problem
+
+func (*ExportSuricataCategoriesInternalServerError) exportSuricataCategoriesRes() {}
+
+type ExportSuricataCategoriesOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataCategoriesOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataCategoriesOK) exportSuricataCategoriesRes() {}
+
+type ExportSuricataCategoriesUnauthorized Problem
+
+func (*ExportSuricataCategoriesUnauthorized) exportSuricataCategoriesRes() {}
+
+type ExportSuricataDatasetBadRequest Problem
+
+func (*ExportSuricataDatasetBadRequest) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetInternalServerError Problem
+
+func (*ExportSuricataDatasetInternalServerError) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataDatasetOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataDatasetOK) exportSuricataDatasetRes() {}
+
+type ExportSuricataDatasetUnauthorized Problem
+
+func (*ExportSuricataDatasetUnauthorized) exportSuricataDatasetRes() {}
+
+type ExportSuricataReputationBadRequest Problem
+
+func (*ExportSuricataReputationBadRequest) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationInternalServerError Problem
+
+func (*ExportSuricataReputationInternalServerError) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportSuricataReputationOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportSuricataReputationOK) exportSuricataReputationRes() {}
+
+type ExportSuricataReputationUnauthorized Problem
+
+func (*ExportSuricataReputationUnauthorized) exportSuricataReputationRes() {}
+
+type ExportZeekIntelBadRequest Problem
+
+func (*ExportZeekIntelBadRequest) exportZeekIntelRes() {}
+
+type ExportZeekIntelInternalServerError Problem
+
+func (*ExportZeekIntelInternalServerError) exportZeekIntelRes() {}
+
+type ExportZeekIntelOK struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s ExportZeekIntelOK) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*ExportZeekIntelOK) exportZeekIntelRes() {}
+
+type ExportZeekIntelUnauthorized Problem
+
+func (*ExportZeekIntelUnauthorized) exportZeekIntelRes() {}
 
 // Ref: #/components/schemas/Feed
 type Feed struct {
@@ -3148,54 +3327,6 @@ type GetListPrefixesBadRequest Problem
 
 func (*GetListPrefixesBadRequest) getListPrefixesRes() {}
 
-type GetListPrefixesFormat string
-
-const (
-	GetListPrefixesFormatTxt  GetListPrefixesFormat = "txt"
-	GetListPrefixesFormatJSON GetListPrefixesFormat = "json"
-	GetListPrefixesFormatCsv  GetListPrefixesFormat = "csv"
-)
-
-// AllValues returns all GetListPrefixesFormat values.
-func (GetListPrefixesFormat) AllValues() []GetListPrefixesFormat {
-	return []GetListPrefixesFormat{
-		GetListPrefixesFormatTxt,
-		GetListPrefixesFormatJSON,
-		GetListPrefixesFormatCsv,
-	}
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s GetListPrefixesFormat) MarshalText() ([]byte, error) {
-	switch s {
-	case GetListPrefixesFormatTxt:
-		return []byte(s), nil
-	case GetListPrefixesFormatJSON:
-		return []byte(s), nil
-	case GetListPrefixesFormatCsv:
-		return []byte(s), nil
-	default:
-		return nil, errors.Errorf("invalid value: %q", s)
-	}
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *GetListPrefixesFormat) UnmarshalText(data []byte) error {
-	switch GetListPrefixesFormat(data) {
-	case GetListPrefixesFormatTxt:
-		*s = GetListPrefixesFormatTxt
-		return nil
-	case GetListPrefixesFormatJSON:
-		*s = GetListPrefixesFormatJSON
-		return nil
-	case GetListPrefixesFormatCsv:
-		*s = GetListPrefixesFormatCsv
-		return nil
-	default:
-		return errors.Errorf("invalid value: %q", data)
-	}
-}
-
 type GetListPrefixesInternalServerError Problem
 
 func (*GetListPrefixesInternalServerError) getListPrefixesRes() {}
@@ -3220,13 +3351,19 @@ func (s GetListPrefixesOKTextCsv) Read(p []byte) (n int, err error) {
 
 // GetListPrefixesOKTextCsvHeaders wraps GetListPrefixesOKTextCsv with response headers.
 type GetListPrefixesOKTextCsvHeaders struct {
-	ETag     OptString
-	Response GetListPrefixesOKTextCsv
+	ETag            OptString
+	XMuninnPrefixes OptInt
+	Response        GetListPrefixesOKTextCsv
 }
 
 // GetETag returns the value of ETag.
 func (s *GetListPrefixesOKTextCsvHeaders) GetETag() OptString {
 	return s.ETag
+}
+
+// GetXMuninnPrefixes returns the value of XMuninnPrefixes.
+func (s *GetListPrefixesOKTextCsvHeaders) GetXMuninnPrefixes() OptInt {
+	return s.XMuninnPrefixes
 }
 
 // GetResponse returns the value of Response.
@@ -3237,6 +3374,11 @@ func (s *GetListPrefixesOKTextCsvHeaders) GetResponse() GetListPrefixesOKTextCsv
 // SetETag sets the value of ETag.
 func (s *GetListPrefixesOKTextCsvHeaders) SetETag(val OptString) {
 	s.ETag = val
+}
+
+// SetXMuninnPrefixes sets the value of XMuninnPrefixes.
+func (s *GetListPrefixesOKTextCsvHeaders) SetXMuninnPrefixes(val OptInt) {
+	s.XMuninnPrefixes = val
 }
 
 // SetResponse sets the value of Response.
@@ -3262,13 +3404,19 @@ func (s GetListPrefixesOKTextPlain) Read(p []byte) (n int, err error) {
 
 // GetListPrefixesOKTextPlainHeaders wraps GetListPrefixesOKTextPlain with response headers.
 type GetListPrefixesOKTextPlainHeaders struct {
-	ETag     OptString
-	Response GetListPrefixesOKTextPlain
+	ETag            OptString
+	XMuninnPrefixes OptInt
+	Response        GetListPrefixesOKTextPlain
 }
 
 // GetETag returns the value of ETag.
 func (s *GetListPrefixesOKTextPlainHeaders) GetETag() OptString {
 	return s.ETag
+}
+
+// GetXMuninnPrefixes returns the value of XMuninnPrefixes.
+func (s *GetListPrefixesOKTextPlainHeaders) GetXMuninnPrefixes() OptInt {
+	return s.XMuninnPrefixes
 }
 
 // GetResponse returns the value of Response.
@@ -3279,6 +3427,11 @@ func (s *GetListPrefixesOKTextPlainHeaders) GetResponse() GetListPrefixesOKTextP
 // SetETag sets the value of ETag.
 func (s *GetListPrefixesOKTextPlainHeaders) SetETag(val OptString) {
 	s.ETag = val
+}
+
+// SetXMuninnPrefixes sets the value of XMuninnPrefixes.
+func (s *GetListPrefixesOKTextPlainHeaders) SetXMuninnPrefixes(val OptInt) {
+	s.XMuninnPrefixes = val
 }
 
 // SetResponse sets the value of Response.
@@ -3326,6 +3479,22 @@ func (s GetOpenAPIOK) Read(p []byte) (n int, err error) {
 	return s.Data.Read(p)
 }
 
+type GetRulesetAllowBadRequest Problem
+
+func (*GetRulesetAllowBadRequest) getRulesetAllowRes() {}
+
+type GetRulesetAllowInternalServerError Problem
+
+func (*GetRulesetAllowInternalServerError) getRulesetAllowRes() {}
+
+type GetRulesetAllowNotFound Problem
+
+func (*GetRulesetAllowNotFound) getRulesetAllowRes() {}
+
+type GetRulesetAllowUnauthorized Problem
+
+func (*GetRulesetAllowUnauthorized) getRulesetAllowRes() {}
+
 type GetRulesetBadRequest Problem
 
 func (*GetRulesetBadRequest) getRulesetRes() {}
@@ -3334,47 +3503,6 @@ type GetRulesetDenyBadRequest Problem
 
 func (*GetRulesetDenyBadRequest) getRulesetDenyRes() {}
 
-type GetRulesetDenyFormat string
-
-const (
-	GetRulesetDenyFormatTxt  GetRulesetDenyFormat = "txt"
-	GetRulesetDenyFormatJSON GetRulesetDenyFormat = "json"
-)
-
-// AllValues returns all GetRulesetDenyFormat values.
-func (GetRulesetDenyFormat) AllValues() []GetRulesetDenyFormat {
-	return []GetRulesetDenyFormat{
-		GetRulesetDenyFormatTxt,
-		GetRulesetDenyFormatJSON,
-	}
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (s GetRulesetDenyFormat) MarshalText() ([]byte, error) {
-	switch s {
-	case GetRulesetDenyFormatTxt:
-		return []byte(s), nil
-	case GetRulesetDenyFormatJSON:
-		return []byte(s), nil
-	default:
-		return nil, errors.Errorf("invalid value: %q", s)
-	}
-}
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (s *GetRulesetDenyFormat) UnmarshalText(data []byte) error {
-	switch GetRulesetDenyFormat(data) {
-	case GetRulesetDenyFormatTxt:
-		*s = GetRulesetDenyFormatTxt
-		return nil
-	case GetRulesetDenyFormatJSON:
-		*s = GetRulesetDenyFormatJSON
-		return nil
-	default:
-		return errors.Errorf("invalid value: %q", data)
-	}
-}
-
 type GetRulesetDenyInternalServerError Problem
 
 func (*GetRulesetDenyInternalServerError) getRulesetDenyRes() {}
@@ -3382,48 +3510,6 @@ func (*GetRulesetDenyInternalServerError) getRulesetDenyRes() {}
 type GetRulesetDenyNotFound Problem
 
 func (*GetRulesetDenyNotFound) getRulesetDenyRes() {}
-
-type GetRulesetDenyOKTextPlain struct {
-	Data io.Reader
-}
-
-// Read reads data from the Data reader.
-//
-// Kept to satisfy the io.Reader interface.
-func (s GetRulesetDenyOKTextPlain) Read(p []byte) (n int, err error) {
-	if s.Data == nil {
-		return 0, io.EOF
-	}
-	return s.Data.Read(p)
-}
-
-// GetRulesetDenyOKTextPlainHeaders wraps GetRulesetDenyOKTextPlain with response headers.
-type GetRulesetDenyOKTextPlainHeaders struct {
-	ETag     OptString
-	Response GetRulesetDenyOKTextPlain
-}
-
-// GetETag returns the value of ETag.
-func (s *GetRulesetDenyOKTextPlainHeaders) GetETag() OptString {
-	return s.ETag
-}
-
-// GetResponse returns the value of Response.
-func (s *GetRulesetDenyOKTextPlainHeaders) GetResponse() GetRulesetDenyOKTextPlain {
-	return s.Response
-}
-
-// SetETag sets the value of ETag.
-func (s *GetRulesetDenyOKTextPlainHeaders) SetETag(val OptString) {
-	s.ETag = val
-}
-
-// SetResponse sets the value of Response.
-func (s *GetRulesetDenyOKTextPlainHeaders) SetResponse(val GetRulesetDenyOKTextPlain) {
-	s.Response = val
-}
-
-func (*GetRulesetDenyOKTextPlainHeaders) getRulesetDenyRes() {}
 
 type GetRulesetDenyUnauthorized Problem
 
@@ -4338,6 +4424,98 @@ type ListFeedsUnauthorized Problem
 
 func (*ListFeedsUnauthorized) listFeedsRes() {}
 
+// A `PrefixFormat`, or csv (header `prefix,family`).
+// Ref: #/components/schemas/ListFormat
+type ListFormat string
+
+const (
+	ListFormatTxt      ListFormat = "txt"
+	ListFormatJSON     ListFormat = "json"
+	ListFormatCsv      ListFormat = "csv"
+	ListFormatPlain    ListFormat = "plain"
+	ListFormatNginx    ListFormat = "nginx"
+	ListFormatHaproxy  ListFormat = "haproxy"
+	ListFormatIpset    ListFormat = "ipset"
+	ListFormatNft      ListFormat = "nft"
+	ListFormatMikrotik ListFormat = "mikrotik"
+)
+
+// AllValues returns all ListFormat values.
+func (ListFormat) AllValues() []ListFormat {
+	return []ListFormat{
+		ListFormatTxt,
+		ListFormatJSON,
+		ListFormatCsv,
+		ListFormatPlain,
+		ListFormatNginx,
+		ListFormatHaproxy,
+		ListFormatIpset,
+		ListFormatNft,
+		ListFormatMikrotik,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s ListFormat) MarshalText() ([]byte, error) {
+	switch s {
+	case ListFormatTxt:
+		return []byte(s), nil
+	case ListFormatJSON:
+		return []byte(s), nil
+	case ListFormatCsv:
+		return []byte(s), nil
+	case ListFormatPlain:
+		return []byte(s), nil
+	case ListFormatNginx:
+		return []byte(s), nil
+	case ListFormatHaproxy:
+		return []byte(s), nil
+	case ListFormatIpset:
+		return []byte(s), nil
+	case ListFormatNft:
+		return []byte(s), nil
+	case ListFormatMikrotik:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *ListFormat) UnmarshalText(data []byte) error {
+	switch ListFormat(data) {
+	case ListFormatTxt:
+		*s = ListFormatTxt
+		return nil
+	case ListFormatJSON:
+		*s = ListFormatJSON
+		return nil
+	case ListFormatCsv:
+		*s = ListFormatCsv
+		return nil
+	case ListFormatPlain:
+		*s = ListFormatPlain
+		return nil
+	case ListFormatNginx:
+		*s = ListFormatNginx
+		return nil
+	case ListFormatHaproxy:
+		*s = ListFormatHaproxy
+		return nil
+	case ListFormatIpset:
+		*s = ListFormatIpset
+		return nil
+	case ListFormatNft:
+		*s = ListFormatNft
+		return nil
+	case ListFormatMikrotik:
+		*s = ListFormatMikrotik
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 type ListListsInternalServerError Problem
 
 func (*ListListsInternalServerError) listListsRes() {}
@@ -5023,98 +5201,6 @@ func (o OptFloat64) Or(d float64) float64 {
 	return d
 }
 
-// NewOptGetListPrefixesFormat returns new OptGetListPrefixesFormat with value set to v.
-func NewOptGetListPrefixesFormat(v GetListPrefixesFormat) OptGetListPrefixesFormat {
-	return OptGetListPrefixesFormat{
-		Value: v,
-		Set:   true,
-	}
-}
-
-// OptGetListPrefixesFormat is optional GetListPrefixesFormat.
-type OptGetListPrefixesFormat struct {
-	Value GetListPrefixesFormat
-	Set   bool
-}
-
-// IsSet returns true if OptGetListPrefixesFormat was set.
-func (o OptGetListPrefixesFormat) IsSet() bool { return o.Set }
-
-// Reset unsets value.
-func (o *OptGetListPrefixesFormat) Reset() {
-	var v GetListPrefixesFormat
-	o.Value = v
-	o.Set = false
-}
-
-// SetTo sets value to v.
-func (o *OptGetListPrefixesFormat) SetTo(v GetListPrefixesFormat) {
-	o.Set = true
-	o.Value = v
-}
-
-// Get returns value and boolean that denotes whether value was set.
-func (o OptGetListPrefixesFormat) Get() (v GetListPrefixesFormat, ok bool) {
-	if !o.Set {
-		return v, false
-	}
-	return o.Value, true
-}
-
-// Or returns value if set, or given parameter if does not.
-func (o OptGetListPrefixesFormat) Or(d GetListPrefixesFormat) GetListPrefixesFormat {
-	if v, ok := o.Get(); ok {
-		return v
-	}
-	return d
-}
-
-// NewOptGetRulesetDenyFormat returns new OptGetRulesetDenyFormat with value set to v.
-func NewOptGetRulesetDenyFormat(v GetRulesetDenyFormat) OptGetRulesetDenyFormat {
-	return OptGetRulesetDenyFormat{
-		Value: v,
-		Set:   true,
-	}
-}
-
-// OptGetRulesetDenyFormat is optional GetRulesetDenyFormat.
-type OptGetRulesetDenyFormat struct {
-	Value GetRulesetDenyFormat
-	Set   bool
-}
-
-// IsSet returns true if OptGetRulesetDenyFormat was set.
-func (o OptGetRulesetDenyFormat) IsSet() bool { return o.Set }
-
-// Reset unsets value.
-func (o *OptGetRulesetDenyFormat) Reset() {
-	var v GetRulesetDenyFormat
-	o.Value = v
-	o.Set = false
-}
-
-// SetTo sets value to v.
-func (o *OptGetRulesetDenyFormat) SetTo(v GetRulesetDenyFormat) {
-	o.Set = true
-	o.Value = v
-}
-
-// Get returns value and boolean that denotes whether value was set.
-func (o OptGetRulesetDenyFormat) Get() (v GetRulesetDenyFormat, ok bool) {
-	if !o.Set {
-		return v, false
-	}
-	return o.Value, true
-}
-
-// Or returns value if set, or given parameter if does not.
-func (o OptGetRulesetDenyFormat) Or(d GetRulesetDenyFormat) GetRulesetDenyFormat {
-	if v, ok := o.Get(); ok {
-		return v
-	}
-	return d
-}
-
 // NewOptInt returns new OptInt with value set to v.
 func NewOptInt(v int) OptInt {
 	return OptInt{
@@ -5247,6 +5333,52 @@ func (o OptJobFailureArgs) Get() (v JobFailureArgs, ok bool) {
 
 // Or returns value if set, or given parameter if does not.
 func (o OptJobFailureArgs) Or(d JobFailureArgs) JobFailureArgs {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptListFormat returns new OptListFormat with value set to v.
+func NewOptListFormat(v ListFormat) OptListFormat {
+	return OptListFormat{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptListFormat is optional ListFormat.
+type OptListFormat struct {
+	Value ListFormat
+	Set   bool
+}
+
+// IsSet returns true if OptListFormat was set.
+func (o OptListFormat) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptListFormat) Reset() {
+	var v ListFormat
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptListFormat) SetTo(v ListFormat) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptListFormat) Get() (v ListFormat, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptListFormat) Or(d ListFormat) ListFormat {
 	if v, ok := o.Get(); ok {
 		return v
 	}
@@ -5755,6 +5887,98 @@ func (o OptPolicyScopeProtocol) Or(d PolicyScopeProtocol) PolicyScopeProtocol {
 	return d
 }
 
+// NewOptPrefixFormat returns new OptPrefixFormat with value set to v.
+func NewOptPrefixFormat(v PrefixFormat) OptPrefixFormat {
+	return OptPrefixFormat{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPrefixFormat is optional PrefixFormat.
+type OptPrefixFormat struct {
+	Value PrefixFormat
+	Set   bool
+}
+
+// IsSet returns true if OptPrefixFormat was set.
+func (o OptPrefixFormat) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPrefixFormat) Reset() {
+	var v PrefixFormat
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPrefixFormat) SetTo(v PrefixFormat) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPrefixFormat) Get() (v PrefixFormat, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPrefixFormat) Or(d PrefixFormat) PrefixFormat {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
+// NewOptQFamily returns new OptQFamily with value set to v.
+func NewOptQFamily(v QFamily) OptQFamily {
+	return OptQFamily{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptQFamily is optional QFamily.
+type OptQFamily struct {
+	Value QFamily
+	Set   bool
+}
+
+// IsSet returns true if OptQFamily was set.
+func (o OptQFamily) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptQFamily) Reset() {
+	var v QFamily
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptQFamily) SetTo(v QFamily) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptQFamily) Get() (v QFamily, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptQFamily) Or(d QFamily) QFamily {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
 // NewOptString returns new OptString with value set to v.
 func NewOptString(v string) OptString {
 	return OptString{
@@ -6248,6 +6472,107 @@ type PostBouncerReportsUnsupportedMediaType Problem
 
 func (*PostBouncerReportsUnsupportedMediaType) postBouncerReportsRes() {}
 
+// How a prefix list is written (default txt). Comment lines start with `#` in every text format but
+// txt.
+//
+//   - txt: one CIDR a line, nothing else.
+//   - json: a `PrefixList`.
+//   - plain: pfSense/OPNsense URL table (alias type "URL Table (IPs)"): one CIDR a line after `#`
+//     comments.
+//   - nginx: lines `CIDR 1;` for an `include` inside an nginx `geo` block
+//     (`geo $muninn_deny { default 0; include muninn.conf; }`).
+//   - haproxy: a map file, lines `CIDR NAME`: `map_ip(file)` or an ACL with `-M -f file`.
+//   - ipset: an `ipset restore` file: sets `muninn-NAME-4` (hash:net family inet) and `muninn-NAME-6`
+//     (inet6), created with -exist and flushed, then filled (names cut to 31 bytes).
+//   - nft: an `nft -f` file: table `inet muninn`, interval sets `muninn_NAME_4` (ipv4_addr) and
+//     `muninn_NAME_6` (ipv6_addr; '-' in NAME becomes '_'), flushed, then filled.
+//   - mikrotik: a RouterOS script: address list `muninn-NAME` under `/ip firewall address-list` and
+//     `/ipv6 firewall address-list`, emptied, then filled.
+//
+// Ref: #/components/schemas/PrefixFormat
+type PrefixFormat string
+
+const (
+	PrefixFormatTxt      PrefixFormat = "txt"
+	PrefixFormatJSON     PrefixFormat = "json"
+	PrefixFormatPlain    PrefixFormat = "plain"
+	PrefixFormatNginx    PrefixFormat = "nginx"
+	PrefixFormatHaproxy  PrefixFormat = "haproxy"
+	PrefixFormatIpset    PrefixFormat = "ipset"
+	PrefixFormatNft      PrefixFormat = "nft"
+	PrefixFormatMikrotik PrefixFormat = "mikrotik"
+)
+
+// AllValues returns all PrefixFormat values.
+func (PrefixFormat) AllValues() []PrefixFormat {
+	return []PrefixFormat{
+		PrefixFormatTxt,
+		PrefixFormatJSON,
+		PrefixFormatPlain,
+		PrefixFormatNginx,
+		PrefixFormatHaproxy,
+		PrefixFormatIpset,
+		PrefixFormatNft,
+		PrefixFormatMikrotik,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s PrefixFormat) MarshalText() ([]byte, error) {
+	switch s {
+	case PrefixFormatTxt:
+		return []byte(s), nil
+	case PrefixFormatJSON:
+		return []byte(s), nil
+	case PrefixFormatPlain:
+		return []byte(s), nil
+	case PrefixFormatNginx:
+		return []byte(s), nil
+	case PrefixFormatHaproxy:
+		return []byte(s), nil
+	case PrefixFormatIpset:
+		return []byte(s), nil
+	case PrefixFormatNft:
+		return []byte(s), nil
+	case PrefixFormatMikrotik:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *PrefixFormat) UnmarshalText(data []byte) error {
+	switch PrefixFormat(data) {
+	case PrefixFormatTxt:
+		*s = PrefixFormatTxt
+		return nil
+	case PrefixFormatJSON:
+		*s = PrefixFormatJSON
+		return nil
+	case PrefixFormatPlain:
+		*s = PrefixFormatPlain
+		return nil
+	case PrefixFormatNginx:
+		*s = PrefixFormatNginx
+		return nil
+	case PrefixFormatHaproxy:
+		*s = PrefixFormatHaproxy
+		return nil
+	case PrefixFormatIpset:
+		*s = PrefixFormatIpset
+		return nil
+	case PrefixFormatNft:
+		*s = PrefixFormatNft
+		return nil
+	case PrefixFormatMikrotik:
+		*s = PrefixFormatMikrotik
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
 // Ref: #/components/schemas/PrefixList
 type PrefixList struct {
 	Name string   `json:"name"`
@@ -6287,13 +6612,19 @@ func (s *PrefixList) SetV6(val []string) {
 
 // PrefixListHeaders wraps PrefixList with response headers.
 type PrefixListHeaders struct {
-	ETag     OptString
-	Response PrefixList
+	ETag            OptString
+	XMuninnPrefixes OptInt
+	Response        PrefixList
 }
 
 // GetETag returns the value of ETag.
 func (s *PrefixListHeaders) GetETag() OptString {
 	return s.ETag
+}
+
+// GetXMuninnPrefixes returns the value of XMuninnPrefixes.
+func (s *PrefixListHeaders) GetXMuninnPrefixes() OptInt {
+	return s.XMuninnPrefixes
 }
 
 // GetResponse returns the value of Response.
@@ -6306,13 +6637,174 @@ func (s *PrefixListHeaders) SetETag(val OptString) {
 	s.ETag = val
 }
 
+// SetXMuninnPrefixes sets the value of XMuninnPrefixes.
+func (s *PrefixListHeaders) SetXMuninnPrefixes(val OptInt) {
+	s.XMuninnPrefixes = val
+}
+
 // SetResponse sets the value of Response.
 func (s *PrefixListHeaders) SetResponse(val PrefixList) {
 	s.Response = val
 }
 
 func (*PrefixListHeaders) getListPrefixesRes() {}
-func (*PrefixListHeaders) getRulesetDenyRes()  {}
+
+// Ref: #/components/responses/PrefixNotModified
+type PrefixNotModified struct {
+	ETag OptString
+}
+
+// GetETag returns the value of ETag.
+func (s *PrefixNotModified) GetETag() OptString {
+	return s.ETag
+}
+
+// SetETag sets the value of ETag.
+func (s *PrefixNotModified) SetETag(val OptString) {
+	s.ETag = val
+}
+
+func (*PrefixNotModified) getListPrefixesRes() {}
+func (*PrefixNotModified) getRulesetAllowRes() {}
+func (*PrefixNotModified) getRulesetDenyRes()  {}
+
+// PrefixTextApplicationJSONHeaders wraps PrefixList with response headers.
+type PrefixTextApplicationJSONHeaders struct {
+	ETag                 OptString
+	XMuninnAdvice        OptString
+	XMuninnPrefixes      OptInt
+	XMuninnRenderVersion OptInt64
+	Response             PrefixList
+}
+
+// GetETag returns the value of ETag.
+func (s *PrefixTextApplicationJSONHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetXMuninnAdvice returns the value of XMuninnAdvice.
+func (s *PrefixTextApplicationJSONHeaders) GetXMuninnAdvice() OptString {
+	return s.XMuninnAdvice
+}
+
+// GetXMuninnPrefixes returns the value of XMuninnPrefixes.
+func (s *PrefixTextApplicationJSONHeaders) GetXMuninnPrefixes() OptInt {
+	return s.XMuninnPrefixes
+}
+
+// GetXMuninnRenderVersion returns the value of XMuninnRenderVersion.
+func (s *PrefixTextApplicationJSONHeaders) GetXMuninnRenderVersion() OptInt64 {
+	return s.XMuninnRenderVersion
+}
+
+// GetResponse returns the value of Response.
+func (s *PrefixTextApplicationJSONHeaders) GetResponse() PrefixList {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *PrefixTextApplicationJSONHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetXMuninnAdvice sets the value of XMuninnAdvice.
+func (s *PrefixTextApplicationJSONHeaders) SetXMuninnAdvice(val OptString) {
+	s.XMuninnAdvice = val
+}
+
+// SetXMuninnPrefixes sets the value of XMuninnPrefixes.
+func (s *PrefixTextApplicationJSONHeaders) SetXMuninnPrefixes(val OptInt) {
+	s.XMuninnPrefixes = val
+}
+
+// SetXMuninnRenderVersion sets the value of XMuninnRenderVersion.
+func (s *PrefixTextApplicationJSONHeaders) SetXMuninnRenderVersion(val OptInt64) {
+	s.XMuninnRenderVersion = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PrefixTextApplicationJSONHeaders) SetResponse(val PrefixList) {
+	s.Response = val
+}
+
+func (*PrefixTextApplicationJSONHeaders) getRulesetAllowRes() {}
+func (*PrefixTextApplicationJSONHeaders) getRulesetDenyRes()  {}
+
+type PrefixTextTextPlain struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s PrefixTextTextPlain) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+// PrefixTextTextPlainHeaders wraps PrefixTextTextPlain with response headers.
+type PrefixTextTextPlainHeaders struct {
+	ETag                 OptString
+	XMuninnAdvice        OptString
+	XMuninnPrefixes      OptInt
+	XMuninnRenderVersion OptInt64
+	Response             PrefixTextTextPlain
+}
+
+// GetETag returns the value of ETag.
+func (s *PrefixTextTextPlainHeaders) GetETag() OptString {
+	return s.ETag
+}
+
+// GetXMuninnAdvice returns the value of XMuninnAdvice.
+func (s *PrefixTextTextPlainHeaders) GetXMuninnAdvice() OptString {
+	return s.XMuninnAdvice
+}
+
+// GetXMuninnPrefixes returns the value of XMuninnPrefixes.
+func (s *PrefixTextTextPlainHeaders) GetXMuninnPrefixes() OptInt {
+	return s.XMuninnPrefixes
+}
+
+// GetXMuninnRenderVersion returns the value of XMuninnRenderVersion.
+func (s *PrefixTextTextPlainHeaders) GetXMuninnRenderVersion() OptInt64 {
+	return s.XMuninnRenderVersion
+}
+
+// GetResponse returns the value of Response.
+func (s *PrefixTextTextPlainHeaders) GetResponse() PrefixTextTextPlain {
+	return s.Response
+}
+
+// SetETag sets the value of ETag.
+func (s *PrefixTextTextPlainHeaders) SetETag(val OptString) {
+	s.ETag = val
+}
+
+// SetXMuninnAdvice sets the value of XMuninnAdvice.
+func (s *PrefixTextTextPlainHeaders) SetXMuninnAdvice(val OptString) {
+	s.XMuninnAdvice = val
+}
+
+// SetXMuninnPrefixes sets the value of XMuninnPrefixes.
+func (s *PrefixTextTextPlainHeaders) SetXMuninnPrefixes(val OptInt) {
+	s.XMuninnPrefixes = val
+}
+
+// SetXMuninnRenderVersion sets the value of XMuninnRenderVersion.
+func (s *PrefixTextTextPlainHeaders) SetXMuninnRenderVersion(val OptInt64) {
+	s.XMuninnRenderVersion = val
+}
+
+// SetResponse sets the value of Response.
+func (s *PrefixTextTextPlainHeaders) SetResponse(val PrefixTextTextPlain) {
+	s.Response = val
+}
+
+func (*PrefixTextTextPlainHeaders) getRulesetAllowRes() {}
+func (*PrefixTextTextPlainHeaders) getRulesetDenyRes()  {}
 
 // An RFC 9457 problem; every error of this API is one.
 // Ref: #/components/schemas/Problem
@@ -6605,6 +7097,21 @@ func (*PutTagUnauthorized) putTagRes() {}
 type PutTagUnsupportedMediaType Problem
 
 func (*PutTagUnsupportedMediaType) putTagRes() {}
+
+type QFamily int
+
+const (
+	QFamily4 QFamily = 4
+	QFamily6 QFamily = 6
+)
+
+// AllValues returns all QFamily values.
+func (QFamily) AllValues() []QFamily {
+	return []QFamily{
+		QFamily4,
+		QFamily6,
+	}
+}
 
 // Ref: #/components/schemas/RDAP
 type RDAP struct {
@@ -8205,54 +8712,60 @@ func (s *UnavailableHeaders) SetResponse(val Problem) {
 	s.Response = val
 }
 
-func (*UnavailableHeaders) createBouncerRes()         {}
-func (*UnavailableHeaders) createTokenRes()           {}
-func (*UnavailableHeaders) deleteBouncerRes()         {}
-func (*UnavailableHeaders) deleteFeedRes()            {}
-func (*UnavailableHeaders) deleteIPOverrideRes()      {}
-func (*UnavailableHeaders) deleteListRes()            {}
-func (*UnavailableHeaders) deleteNetworkOverrideRes() {}
-func (*UnavailableHeaders) deleteRulesetRes()         {}
-func (*UnavailableHeaders) deleteTagRes()             {}
-func (*UnavailableHeaders) deleteTokenRes()           {}
-func (*UnavailableHeaders) explainRulesetRes()        {}
-func (*UnavailableHeaders) exportCSVRes()             {}
-func (*UnavailableHeaders) exportClickHouseRes()      {}
-func (*UnavailableHeaders) exportJSONRes()            {}
-func (*UnavailableHeaders) exportNDJSONRes()          {}
-func (*UnavailableHeaders) getBouncerRenderRes()      {}
-func (*UnavailableHeaders) getFeedRes()               {}
-func (*UnavailableHeaders) getGuardRes()              {}
-func (*UnavailableHeaders) getIPRes()                 {}
-func (*UnavailableHeaders) getJobsRes()               {}
-func (*UnavailableHeaders) getListPrefixesRes()       {}
-func (*UnavailableHeaders) getListRes()               {}
-func (*UnavailableHeaders) getNetworkRes()            {}
-func (*UnavailableHeaders) getRulesetDenyRes()        {}
-func (*UnavailableHeaders) getRulesetRenderRes()      {}
-func (*UnavailableHeaders) getRulesetRes()            {}
-func (*UnavailableHeaders) getTagRes()                {}
-func (*UnavailableHeaders) listAuditRes()             {}
-func (*UnavailableHeaders) listBouncersRes()          {}
-func (*UnavailableHeaders) listFeedCatalogRes()       {}
-func (*UnavailableHeaders) listFeedRunsRes()          {}
-func (*UnavailableHeaders) listFeedsRes()             {}
-func (*UnavailableHeaders) listListsRes()             {}
-func (*UnavailableHeaders) listRulesetsRes()          {}
-func (*UnavailableHeaders) listTagsRes()              {}
-func (*UnavailableHeaders) listTokensRes()            {}
-func (*UnavailableHeaders) postBouncerHeartbeatRes()  {}
-func (*UnavailableHeaders) postBouncerReportsRes()    {}
-func (*UnavailableHeaders) putBouncerRes()            {}
-func (*UnavailableHeaders) putFeedRes()               {}
-func (*UnavailableHeaders) putGuardRes()              {}
-func (*UnavailableHeaders) putIPOverrideRes()         {}
-func (*UnavailableHeaders) putListRes()               {}
-func (*UnavailableHeaders) putNetworkOverrideRes()    {}
-func (*UnavailableHeaders) putRulesetRes()            {}
-func (*UnavailableHeaders) putTagRes()                {}
-func (*UnavailableHeaders) refreshFeedRes()           {}
-func (*UnavailableHeaders) searchIPsRes()             {}
+func (*UnavailableHeaders) createBouncerRes()            {}
+func (*UnavailableHeaders) createTokenRes()              {}
+func (*UnavailableHeaders) deleteBouncerRes()            {}
+func (*UnavailableHeaders) deleteFeedRes()               {}
+func (*UnavailableHeaders) deleteIPOverrideRes()         {}
+func (*UnavailableHeaders) deleteListRes()               {}
+func (*UnavailableHeaders) deleteNetworkOverrideRes()    {}
+func (*UnavailableHeaders) deleteRulesetRes()            {}
+func (*UnavailableHeaders) deleteTagRes()                {}
+func (*UnavailableHeaders) deleteTokenRes()              {}
+func (*UnavailableHeaders) explainRulesetRes()           {}
+func (*UnavailableHeaders) exportCSVRes()                {}
+func (*UnavailableHeaders) exportClickHouseRes()         {}
+func (*UnavailableHeaders) exportJSONRes()               {}
+func (*UnavailableHeaders) exportMMDBRes()               {}
+func (*UnavailableHeaders) exportNDJSONRes()             {}
+func (*UnavailableHeaders) exportSuricataCategoriesRes() {}
+func (*UnavailableHeaders) exportSuricataDatasetRes()    {}
+func (*UnavailableHeaders) exportSuricataReputationRes() {}
+func (*UnavailableHeaders) exportZeekIntelRes()          {}
+func (*UnavailableHeaders) getBouncerRenderRes()         {}
+func (*UnavailableHeaders) getFeedRes()                  {}
+func (*UnavailableHeaders) getGuardRes()                 {}
+func (*UnavailableHeaders) getIPRes()                    {}
+func (*UnavailableHeaders) getJobsRes()                  {}
+func (*UnavailableHeaders) getListPrefixesRes()          {}
+func (*UnavailableHeaders) getListRes()                  {}
+func (*UnavailableHeaders) getNetworkRes()               {}
+func (*UnavailableHeaders) getRulesetAllowRes()          {}
+func (*UnavailableHeaders) getRulesetDenyRes()           {}
+func (*UnavailableHeaders) getRulesetRenderRes()         {}
+func (*UnavailableHeaders) getRulesetRes()               {}
+func (*UnavailableHeaders) getTagRes()                   {}
+func (*UnavailableHeaders) listAuditRes()                {}
+func (*UnavailableHeaders) listBouncersRes()             {}
+func (*UnavailableHeaders) listFeedCatalogRes()          {}
+func (*UnavailableHeaders) listFeedRunsRes()             {}
+func (*UnavailableHeaders) listFeedsRes()                {}
+func (*UnavailableHeaders) listListsRes()                {}
+func (*UnavailableHeaders) listRulesetsRes()             {}
+func (*UnavailableHeaders) listTagsRes()                 {}
+func (*UnavailableHeaders) listTokensRes()               {}
+func (*UnavailableHeaders) postBouncerHeartbeatRes()     {}
+func (*UnavailableHeaders) postBouncerReportsRes()       {}
+func (*UnavailableHeaders) putBouncerRes()               {}
+func (*UnavailableHeaders) putFeedRes()                  {}
+func (*UnavailableHeaders) putGuardRes()                 {}
+func (*UnavailableHeaders) putIPOverrideRes()            {}
+func (*UnavailableHeaders) putListRes()                  {}
+func (*UnavailableHeaders) putNetworkOverrideRes()       {}
+func (*UnavailableHeaders) putRulesetRes()               {}
+func (*UnavailableHeaders) putTagRes()                   {}
+func (*UnavailableHeaders) refreshFeedRes()              {}
+func (*UnavailableHeaders) searchIPsRes()                {}
 
 // Ref: #/components/schemas/UsageCounter
 type UsageCounter struct {

@@ -1327,30 +1327,6 @@ func (s FeedRunStatus) Validate() error {
 	}
 }
 
-func (s GetListPrefixesFormat) Validate() error {
-	switch s {
-	case "txt":
-		return nil
-	case "json":
-		return nil
-	case "csv":
-		return nil
-	default:
-		return errors.Errorf("invalid value: %v", s)
-	}
-}
-
-func (s GetRulesetDenyFormat) Validate() error {
-	switch s {
-	case "txt":
-		return nil
-	case "json":
-		return nil
-	default:
-		return errors.Errorf("invalid value: %v", s)
-	}
-}
-
 func (s *Guard) Validate() error {
 	if s == nil {
 		return validate.ErrNilPointer
@@ -1820,6 +1796,31 @@ func (s ListBouncersOKApplicationJSON) Validate() error {
 		return &validate.Error{Fields: failures}
 	}
 	return nil
+}
+
+func (s ListFormat) Validate() error {
+	switch s {
+	case "txt":
+		return nil
+	case "json":
+		return nil
+	case "csv":
+		return nil
+	case "plain":
+		return nil
+	case "nginx":
+		return nil
+	case "haproxy":
+		return nil
+	case "ipset":
+		return nil
+	case "nft":
+		return nil
+	case "mikrotik":
+		return nil
+	default:
+		return errors.Errorf("invalid value: %v", s)
+	}
 }
 
 func (s ListListsOKApplicationJSON) Validate() error {
@@ -2759,6 +2760,29 @@ func (s PortRange) Validate() error {
 	}
 }
 
+func (s PrefixFormat) Validate() error {
+	switch s {
+	case "txt":
+		return nil
+	case "json":
+		return nil
+	case "plain":
+		return nil
+	case "nginx":
+		return nil
+	case "haproxy":
+		return nil
+	case "ipset":
+		return nil
+	case "nft":
+		return nil
+	case "mikrotik":
+		return nil
+	default:
+		return errors.Errorf("invalid value: %v", s)
+	}
+}
+
 func (s *PrefixList) Validate() error {
 	if s == nil {
 		return validate.ErrNilPointer
@@ -2816,6 +2840,29 @@ func (s *PrefixListHeaders) Validate() error {
 	return nil
 }
 
+func (s *PrefixTextApplicationJSONHeaders) Validate() error {
+	if s == nil {
+		return validate.ErrNilPointer
+	}
+
+	var failures []validate.FieldError
+	if err := func() error {
+		if err := s.Response.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		failures = append(failures, validate.FieldError{
+			Name:  "Response",
+			Error: err,
+		})
+	}
+	if len(failures) > 0 {
+		return &validate.Error{Fields: failures}
+	}
+	return nil
+}
+
 func (s *PutFeedCreated) Validate() error {
 	alias := (*Feed)(s)
 	if err := alias.Validate(); err != nil {
@@ -2846,6 +2893,17 @@ func (s *PutRulesetOK) Validate() error {
 		return err
 	}
 	return nil
+}
+
+func (s QFamily) Validate() error {
+	switch s {
+	case 4:
+		return nil
+	case 6:
+		return nil
+	default:
+		return errors.Errorf("invalid value: %v", s)
+	}
 }
 
 func (s *Render) Validate() error {
