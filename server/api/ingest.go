@@ -260,6 +260,11 @@ func (in *ingester) finish() error {
 	close(in.work)
 	<-in.done
 	if in.err != nil {
+		if in.stored > 0 {
+			// What was appended before the failure is stored; make it
+			// visible now if the database lets us (else a merger will).
+			_ = in.s.store.Flush(in.ctx)
+		}
 		return in.err
 	}
 	if in.stored > 0 {

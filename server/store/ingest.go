@@ -327,6 +327,11 @@ func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 		if err := unbounded(ctx, tx); err != nil {
 			return err
 		}
+		// The sorts and hashes over 100k rows spill to disk at the default
+		// 4MB; one merge runs at a time.
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+			return fmt.Errorf("work_mem: %w", err)
+		}
 		// Held to commit: merges run one at a time across processes, and a
 		// merge that waited for another sees what it merged as gone.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, mergeLock); err != nil {
@@ -337,6 +342,7 @@ func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 				return fmt.Errorf("create batch table: %w", err)
 			}
 		}
+		t0 := time.Now()
 		tag, err := tx.Exec(ctx, mergeClaim, MergeBatch)
 		if err != nil {
 			return fmt.Errorf("claim log rows: %w", err)
@@ -351,12 +357,18 @@ func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 			{"assertions", mergeAssertions},
 			{"sightings", mergeSightings},
 		}
+		took := []any{"rows", n, "claim_ms", time.Since(t0).Milliseconds()}
 		for _, st := range steps {
+			t0 = time.Now()
 			if _, err := tx.Exec(ctx, st.sql); err != nil {
 				return fmt.Errorf("merge %s: %w", st.name, err)
 			}
+			took = append(took, st.name+"_ms", time.Since(t0).Milliseconds())
 		}
-		return recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
+		t0 = time.Now()
+		err = recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
+		s.log.DebugContext(ctx, "Merged observations.", append(took, "change_ms", time.Since(t0).Milliseconds())...)
+		return err
 	})
 	return n, err
 }
