@@ -2,8 +2,8 @@ package store_test
 
 import (
 	"context"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
