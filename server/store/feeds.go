@@ -395,11 +395,19 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if _, err := tx.Exec(ctx, feedAnalyze); err != nil {
 			return fmt.Errorf("analyze batch: %w", err)
 		}
+		// Each step's duration goes to the debug log.
+		took := []any{"feed", name, "entries", len(u.Prefixes)}
+		t0 := time.Now()
+		lap := func(step string) {
+			took = append(took, step+"_ms", time.Since(t0).Milliseconds())
+			t0 = time.Now()
+		}
 		var existing, kept int64
 		if err := tx.QueryRow(ctx, feedCounts, f.Source()).Scan(&existing, &kept, &run.Entries); err != nil {
 			return fmt.Errorf("count entries: %w", err)
 		}
 		run.Added, run.Removed = run.Entries-kept, existing-kept
+		lap("count")
 		if !u.Force && existing > 0 && float64(run.Removed) > f.MaxDropShare*float64(existing) {
 			refused = fmt.Errorf("store: apply feed %s: %w: %d of %d entries (%.0f%%, limit %.0f%%); refresh with force to apply",
 				name, ErrDropGuard, run.Removed, existing, 100*float64(run.Removed)/float64(existing), 100*f.MaxDropShare)
@@ -413,17 +421,22 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if _, err := tx.Exec(ctx, feedPrefixes, u.Now); err != nil {
 			return fmt.Errorf("merge prefixes: %w", err)
 		}
+		lap("prefixes")
 		var removedFrom []int64
 		if err := tx.QueryRow(ctx, feedRemove, f.Source(), f.Tag, f.Classification).Scan(&removedFrom); err != nil {
 			return fmt.Errorf("merge removals: %w", err)
 		}
+		lap("remove")
 		var bumped, added []int64
 		if err := tx.QueryRow(ctx, feedBump, f.Source(), u.Now, expires, f.Classification, halfway).Scan(&bumped); err != nil {
 			return fmt.Errorf("merge bump: %w", err)
 		}
+		lap("bump")
 		if err := tx.QueryRow(ctx, feedAdd, f.Source(), f.Tag, f.Classification, u.Now, expires).Scan(&added); err != nil {
 			return fmt.Errorf("merge additions: %w", err)
 		}
+		lap("add")
+		defer func() { s.log.DebugContext(ctx, "Applied a feed.", took...) }()
 		if f.Tag != "" {
 			if err := ensureTags(ctx, tx, []string{f.Tag}); err != nil {
 				return fmt.Errorf("tag name: %w", err)
@@ -439,7 +452,9 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if run, err = recordRun(ctx, tx, run); err != nil {
 			return err
 		}
-		return recordFeedChange(ctx, tx, slices.Concat(removedFrom, bumped, added))
+		err = recordFeedChange(ctx, tx, slices.Concat(removedFrom, bumped, added))
+		lap("change")
+		return err
 	})
 	if refused != nil {
 		run.Status, run.Error, run.FinishedAt = RunRefused, refused.Error(), u.Now
