@@ -50,6 +50,7 @@ func main() {
 	clients := flag.Int("clients", 2, "concurrent ingest requests (each a client connection sending NDJSON)")
 	perReq := flag.Int("per-request", 100_000, "observations per ingest request")
 	ingestOnly := flag.Bool("ingest-only", false, "stop after the ingest phase (no raw COPY comparison, no lookups)")
+	distinct := flag.Int("distinct", 0, "with -ingest-only: observe only this many distinct addresses, again and again (a sensor fleet seeing the same scanners); 0: every observation a new address")
 	client := flag.String("client", "", "internal: look up at -rate for -duration against this base URL (token in MUNINN_LOAD_TOKEN) and print the percentiles")
 	flag.Parse()
 	profile = *cpuprofile
@@ -60,7 +61,11 @@ func main() {
 		}
 		return
 	}
-	ingestClients, ingestPerReq, onlyIngest = *clients, *perReq, *ingestOnly
+	ingestClients, ingestPerReq, onlyIngest, ingestDistinct = *clients, *perReq, *ingestOnly, *distinct
+	if ingestDistinct > 0 && !onlyIngest {
+		fmt.Fprintln(os.Stderr, "muninn-load: -distinct needs -ingest-only (the lookups expect every address stored)")
+		os.Exit(2)
+	}
 	if err := run(*n, *rate, *duration, *dbURL); err != nil {
 		fmt.Fprintln(os.Stderr, "muninn-load:", err)
 		os.Exit(1)
@@ -72,6 +77,8 @@ var (
 	ingestClients int
 	ingestPerReq  int
 	onlyIngest    bool
+	// ingestDistinct > 0 cycles the ingested addresses over that many.
+	ingestDistinct int
 )
 
 // rawCopy COPYs the same rows into a bare table (no indexes, no merge): the
@@ -193,7 +200,11 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		defer close(bodies)
 		for off := 0; off < n; off += perReq {
 			var body bytes.Buffer
-			for i := off; i < min(off+perReq, n); i++ {
+			for k := off; k < min(off+perReq, n); k++ {
+				i := k
+				if ingestDistinct > 0 {
+					i = k % ingestDistinct
+				}
 				ip := addr(i)
 				if i%100 == 0 {
 					ip += "/24"
