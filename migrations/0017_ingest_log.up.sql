@@ -1,9 +1,9 @@
 -- The ingest write path (issue 14): an observation is acknowledged once it is
 -- COPYed into ingest_log, an append-only table without indexes (a COPY into it
 -- costs what a COPY into a bare table costs). A merger in every muninn process
--- folds the log into prefixes and assertions in large set-based batches, one
--- merger at a time across processes (an advisory lock), deleting the rows it
--- merged in the same transaction: a crash of the server or of PostgreSQL
+-- folds the log into prefixes and assertions in large set-based batches
+-- (concurrent merges claim disjoint rows with SKIP LOCKED), deleting the rows
+-- it merged in the same transaction: a crash of the server or of PostgreSQL
 -- leaves every acknowledged row either merged or still in the log.
 CREATE TABLE ingest_log (
   prefix         cidr        NOT NULL,

@@ -34,10 +34,16 @@ var logColumns = []string{"prefix", "source", "tags", "classification", "seen_at
 // MergeBatch is the most log rows one merge transaction folds in. It stays
 // under the change feed's listing limit (maxListedChange), so a merge is
 // recorded as the prefixes it touched and never as "reload everything".
-const MergeBatch = 100_000
+const MergeBatch = 50_000
 
-// mergeLock is the advisory lock key that makes one merger at a time run
-// across every process on the database ("muNi").
+// mergeParallel is how many merge transactions a process runs at once: on a
+// machine whose PostgreSQL has two or more cores, two merges keep them busy
+// while one alone leaves one idle.
+const mergeParallel = 2
+
+// mergeLock is the advisory lock key ("muNi") every merge transaction holds
+// shared; a drain takes it exclusively for a moment at its end, which waits
+// for the merges in flight in every process (they may hold rows it skipped).
 const mergeLock = 1836412521
 
 // A merge claims up to MergeBatch log rows into a temporary table (deleting
@@ -52,7 +58,8 @@ const (
 	// The ids of the batch's prefixes go to a second temporary table, so the
 	// later statements hash-join the batch instead of probing prefixes' index.
 	mergeIDsTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
-	mergeClaim   = `WITH d AS (DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1))
+	// Concurrent merges claim disjoint rows (SKIP LOCKED).
+	mergeClaim = `WITH d AS (DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1 FOR UPDATE SKIP LOCKED))
 		  RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor)
 		INSERT INTO ingest_batch SELECT * FROM d`
 	// Temp tables are never analysed by autovacuum; without statistics the
@@ -276,19 +283,43 @@ func (s *Store) mergeLoop() {
 	}
 }
 
-// drain merges batches until one finds the log emptier than a full batch:
-// every row committed before drain started has then been merged (by this
-// process or by another that held the merge lock first).
+// drain runs mergeParallel merges at a time until a round finds the log
+// emptier than full batches, then waits for the merges in flight anywhere
+// (the merge lock, exclusively): every row committed before drain started
+// has then been merged, by this process or by another that claimed it.
 func (s *Store) drain(ctx context.Context) error {
 	for {
-		n, err := s.mergeOnce(ctx)
-		if err != nil {
+		var (
+			wg    sync.WaitGroup
+			ns    [mergeParallel]int64
+			errs  [mergeParallel]error
+			total int64
+		)
+		for i := range mergeParallel {
+			wg.Add(1)
+			go func() { defer wg.Done(); ns[i], errs[i] = s.mergeOnce(ctx) }()
+		}
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
 			return err
 		}
-		if n < MergeBatch {
-			return nil
+		for _, n := range ns {
+			total += n
+		}
+		if total < mergeParallel*MergeBatch {
+			break
 		}
 	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return mapErr("merge barrier", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_unlock($1)`, mergeLock); err != nil {
+		conn.Conn().PgConn().Close(context.WithoutCancel(ctx)) // never back to the pool holding the lock
+		return mapErr("merge barrier", err)
+	}
+	return nil
 }
 
 // mergeOnce runs one merge transaction, retrying one that lost a deadlock,
@@ -332,9 +363,8 @@ func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 			return fmt.Errorf("work_mem: %w", err)
 		}
-		// Held to commit: merges run one at a time across processes, and a
-		// merge that waited for another sees what it merged as gone.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, mergeLock); err != nil {
+		// Held shared to commit: a drain's barrier waits for it.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, mergeLock); err != nil {
 			return fmt.Errorf("merge lock: %w", err)
 		}
 		for _, q := range []string{mergeTemp, mergeIDsTemp} {

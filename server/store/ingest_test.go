@@ -196,8 +196,8 @@ func TestIngestLogLeftoversMergedOnce(t *testing.T) {
 	}
 	load()
 	require.Empty(t, ps, "appended is not merged yet")
-	// Two processes flush at once: the advisory lock makes one merge wait
-	// for the other, and the second finds nothing left.
+	// Two processes flush at once: they claim disjoint rows, and each waits
+	// for the other's merge in flight before it answers.
 	var wg sync.WaitGroup
 	for _, st := range []*store.Store{b, c} {
 		wg.Add(1)
