@@ -167,6 +167,7 @@ func decodeStrict(b []byte, o *observation) error {
 // resend from.
 type ingester struct {
 	s      *Server
+	ctx    context.Context
 	actor  string
 	batch  []store.Observation
 	work   chan ingestBatch
@@ -193,7 +194,7 @@ type ingestBatch struct {
 }
 
 func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
-	in := &ingester{s: s, actor: actor, work: make(chan ingestBatch, 1), done: make(chan struct{})}
+	in := &ingester{s: s, ctx: ctx, actor: actor, work: make(chan ingestBatch, 1), done: make(chan struct{})}
 	in.result.Errors = []apigen.IngestError{}
 	go func() {
 		defer close(in.done)
@@ -201,7 +202,9 @@ func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
 			if in.err != nil {
 				continue // drain: nothing after a failed batch is stored
 			}
-			if err := s.store.Ingest(ctx, b.rows, actor); err != nil {
+			// Each batch is durable once appended to the observation log;
+			// finish waits for the merge that makes them visible.
+			if err := s.store.AppendObservations(ctx, b.rows, actor); err != nil {
 				in.err = err
 				in.failed.Store(true)
 				continue
@@ -257,7 +260,20 @@ func (in *ingester) finish() error {
 	close(in.work)
 	<-in.done
 	if in.err != nil {
+		if in.stored > 0 {
+			// What was appended before the failure is stored; make it
+			// visible now if the database lets us (else a merger will).
+			_ = in.s.store.Flush(in.ctx)
+		}
 		return in.err
+	}
+	if in.stored > 0 {
+		// Every batch is in the log (it will be merged whatever happens
+		// now); answer once it is visible, so the caller's next read sees it.
+		if err := in.s.store.Flush(in.ctx); err != nil {
+			in.storedThrough, in.rejected = in.line, in.result.Rejected
+			return err
+		}
 	}
 	in.result.Accepted = in.pending
 	in.storedThrough, in.rejected = in.line, in.result.Rejected

@@ -105,7 +105,7 @@ func TestIngestDatabaseFailureSaysWhereItStopped(t *testing.T) {
 	_, err := b.store.Pool().Exec(context.Background(), `
 		CREATE FUNCTION fail_boom() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.source = 'ingest:boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
-		CREATE TRIGGER fail_boom BEFORE INSERT ON sightings FOR EACH ROW EXECUTE FUNCTION fail_boom();`)
+		CREATE TRIGGER fail_boom BEFORE INSERT ON ingest_log FOR EACH ROW EXECUTE FUNCTION fail_boom();`)
 	require.NoError(t, err)
 	lines := make([]string, 0, 25000)
 	for i := 1; i <= 25000; i++ {

@@ -135,7 +135,12 @@ func TestConcurrentCatchUpKeepsSequenceOrder(t *testing.T) {
 	s := caughtUp(t, b, ix)
 	close(stop)
 	<-done
-	require.EqualValues(t, 40, s.Seq())
+	// Ingests waiting together share a merge (one change), so 40 ingests
+	// make at most 40 changes: the index has every one the store recorded.
+	want, err := b.st.ChangeSeq(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, want, s.Seq())
+	require.LessOrEqual(t, want, int64(40))
 	mu.Lock()
 	defer mu.Unlock()
 	for i := 1; i < len(seqs); i++ {

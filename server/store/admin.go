@@ -238,16 +238,17 @@ func (s *Store) Audit(ctx context.Context, f AuditFilter, before int64, limit in
 // prefixes, one change-feed row), so pruning a million expired prefixes never
 // holds locks, or a serve process's catch-up, for long.
 const (
-	pruneSightingBatch = 50000
-	prunePrefixBatch   = 1000
+	prunePrefixBatch = 1000
 )
 
 // Pruning statements. Expired assertions go prefix by prefix: their prefixes
 // are locked first, in prefix order like every writer, so an ingest that
 // re-asserts one of them waits for the batch instead of deadlocking with it.
 const (
-	pruneSightings = `DELETE FROM sightings WHERE ctid = ANY (ARRAY(
-		SELECT ctid FROM sightings WHERE seen_at < $1 LIMIT $2))`
+	// Sightings are counted per UTC day (migration 0017): a day goes once
+	// all of it is older than the retention.
+	pruneSightings = `WITH d AS (DELETE FROM sighting_counts WHERE day < ($1::timestamptz AT TIME ZONE 'UTC')::date
+		RETURNING sightings) SELECT coalesce(sum(sightings), 0)::bigint FROM d`
 	lockExpired = `SELECT coalesce(array_agg(id), '{}'), coalesce(array_agg(prefix), '{}') FROM (
 		SELECT p.id, p.prefix FROM prefixes p WHERE p.id IN (
 		  SELECT a.prefix_id FROM assertions a WHERE a.expires_at < $1 LIMIT $2)
@@ -255,23 +256,17 @@ const (
 	deleteExpired = `DELETE FROM assertions WHERE prefix_id = ANY ($1::bigint[]) AND expires_at < $2`
 )
 
-// Prune deletes sighting events older than keepSightings, assertions that
+// Prune deletes the sighting counts of days wholly older than keepSightings
+// (counted per UTC day since migration 0017), assertions that
 // expired more than keepExpired ago, and the prefixes left with no assertion
 // and no sighting (ghosts: expired prefixes, and those a feed refresh or
 // delete left behind), in batches. Every batch that touches prefixes records
 // them in the change feed, so every serve process's index drops what went.
-// It returns how many sighting events, assertions and prefixes went; after
+// It returns how many sightings (summed counts), assertions and prefixes went; after
 // an error, those of the batches done.
 func (s *Store) Prune(ctx context.Context, now time.Time, keepSightings, keepExpired time.Duration) (sightings, assertions, prefixes int64, err error) {
-	for {
-		tag, err := s.pool.Exec(ctx, pruneSightings, now.Add(-keepSightings), pruneSightingBatch)
-		if err != nil {
-			return sightings, assertions, prefixes, mapErr("prune sightings", err)
-		}
-		sightings += tag.RowsAffected()
-		if tag.RowsAffected() < pruneSightingBatch {
-			break
-		}
+	if err := s.pool.QueryRow(ctx, pruneSightings, now.Add(-keepSightings)).Scan(&sightings); err != nil {
+		return sightings, assertions, prefixes, mapErr("prune sightings", err)
 	}
 	cutoff := now.Add(-keepExpired)
 	for {

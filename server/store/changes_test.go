@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -113,8 +114,8 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, changes, 2)
 	require.Equal(t, mp("192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"), sortedPrefixes(changes[0].Prefixes))
-	require.Equal(t, mp("192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"), sortedPrefixes(changes[1].Prefixes),
-		"the removed prefix and the listed ones")
+	require.Equal(t, mp("192.0.2.1/32"), sortedPrefixes(changes[1].Prefixes),
+		"the removed prefix only: the refresh wrote nothing on the ones still listed")
 	all, _, _ := stored(t, b.st, b.now)
 	require.Len(t, all, 3)
 	require.False(t, all[netip.MustParsePrefix("192.0.2.1/32")].Exists(b.now),
@@ -155,22 +156,30 @@ func TestChangeFeedFeedsAndPrune(t *testing.T) {
 	require.EqualValues(t, 8, seq)
 }
 
-// Concurrent writers: a reader polling ChangesSince must see the sequence
-// without gaps, which it would not if a later sequence could commit first.
+// Concurrent writers (four stores on one database, as four processes would
+// be): a reader polling ChangesSince must see the sequence without gaps,
+// which it would not if a later sequence could commit first. Ingests that
+// wait together share a merge, so changes may list several prefixes.
 func TestChangeFeedCommitOrder(t *testing.T) {
 	t.Parallel()
-	st := storetest.Store(t)
+	url := storetest.URL(t)
 	ctx := context.Background()
+	st, err := store.Open(ctx, url, 4, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	t.Cleanup(st.Close)
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	const writers, each = 4, 25
 	var wg sync.WaitGroup
 	for w := range writers {
+		ws, err := store.Open(ctx, url, 2, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		t.Cleanup(ws.Close)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range each {
 				p := netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(w*each + i)}), 32)
-				if err := st.Ingest(ctx, []store.Observation{{Prefix: p, Source: "ingest:x", Tags: []string{"t"}, SeenAt: now}}, "test"); err != nil {
+				if err := ws.Ingest(ctx, []store.Observation{{Prefix: p, Source: "ingest:x", Tags: []string{"t"}, SeenAt: now}}, "test"); err != nil {
 					t.Error(err)
 					return
 				}
@@ -181,7 +190,7 @@ func TestChangeFeedCommitOrder(t *testing.T) {
 	go func() { wg.Wait(); close(done) }()
 	var last int64
 	seen := map[netip.Prefix]bool{}
-	for finished := false; last < writers*each; {
+	for finished := false; ; {
 		changes, err := st.ChangesSince(ctx, last, 1000)
 		require.NoError(t, err)
 		for _, c := range changes {
@@ -200,7 +209,6 @@ func TestChangeFeedCommitOrder(t *testing.T) {
 		default:
 		}
 	}
-	require.EqualValues(t, writers*each, last)
 	require.Len(t, seen, writers*each)
 }
 

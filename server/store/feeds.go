@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -207,7 +208,7 @@ func (s *Store) DeleteFeed(ctx context.Context, name, actor string) error {
 			return mapErr("delete feed", err)
 		}
 		var ids []int64
-		if err := tx.QueryRow(ctx, `WITH d AS (DELETE FROM assertions WHERE source = $1 RETURNING prefix_id)
+		if err := tx.QueryRow(ctx, `WITH d AS (DELETE FROM assertions WHERE source = $1 AND source LIKE 'feed:%' RETURNING prefix_id)
 			SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM d`, FeedSource(name)).Scan(&ids); err != nil {
 			return err
 		}
@@ -300,8 +301,11 @@ const (
 	// Temp tables are never analysed by autovacuum; without statistics the
 	// planner picks nested loops over 100k rows.
 	feedAnalyze = `ANALYZE feed_batch`
-	feedCounts  = `SELECT
-		  (SELECT count(DISTINCT prefix_id) FROM assertions WHERE source = $1),
+	// Every statement on the feed's own assertions says source LIKE 'feed:%'
+	// so the planner can use the partial index of feed assertions (migration
+	// 0018) instead of scanning every assertion.
+	feedCounts = `SELECT
+		  (SELECT count(DISTINCT prefix_id) FROM assertions WHERE source = $1 AND source LIKE 'feed:%'),
 		  (SELECT count(*) FROM (SELECT DISTINCT prefix FROM feed_batch) b JOIN prefixes p ON p.prefix = b.prefix
 		    WHERE EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id AND a.source = $1)),
 		  (SELECT count(DISTINCT prefix) FROM feed_batch)`
@@ -315,34 +319,51 @@ const (
 	// has since been reconfigured away from (or a classification it dropped).
 	// It returns the ids of the prefixes it removed something from, for the
 	// change feed and the ghost clean-up.
-	feedRemove = `WITH d AS (DELETE FROM assertions a WHERE a.source = $1 AND (
+	feedRemove = `WITH d AS (DELETE FROM assertions a WHERE a.source = $1 AND a.source LIKE 'feed:%' AND (
 		  NOT EXISTS (SELECT 1 FROM feed_batch b JOIN prefixes p ON p.prefix = b.prefix WHERE p.id = a.prefix_id)
 		  OR (a.kind = 'tag' AND a.value <> $2)
 		  OR (a.kind = 'classification' AND $3 = '')
 		  OR a.kind NOT IN ('tag', 'classification')) RETURNING a.prefix_id)
 		SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM d`
-	// Every assertion left is still listed: bump it in one pass (a plain
-	// UPDATE costs less than an upsert per row).
-	feedBump = `UPDATE assertions SET last_seen = $2, expires_at = $3,
+	// Every assertion left is still listed. A refresh writes only those
+	// whose stored state must change, so it costs in proportion to its diff,
+	// not to the feed's size: a classification the feed was reconfigured to,
+	// an expiry that no longer matches the feed's TTL (one was set or
+	// removed), and, for a feed with a TTL, an expiry that has run down to
+	// less than half the TTL (extended to refresh time + TTL: expiry moves in
+	// steps of at most half the TTL, never before the feed stops listing the
+	// prefix). last_seen is when the row was last written; that the feed
+	// still lists it as of its last refresh is the feed's last_success.
+	// $5 is refresh time + TTL/2 (NULL without a TTL).
+	feedBump = `WITH u AS (UPDATE assertions SET last_seen = $2, expires_at = $3,
 		  value = CASE WHEN kind = 'classification' THEN $4 ELSE value END
-		WHERE source = $1`
+		WHERE source = $1 AND source LIKE 'feed:%' AND (
+		  (kind = 'classification' AND value <> $4)
+		  OR ($3::timestamptz IS NULL AND expires_at IS NOT NULL)
+		  OR ($3::timestamptz IS NOT NULL AND (expires_at IS NULL OR expires_at < $5::timestamptz)))
+		RETURNING prefix_id)
+		SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM u`
 	// Then add what is new: one row per listed prefix and kind it lacks.
-	feedAdd = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+	feedAdd = `WITH i AS (INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
 		SELECT p.id, $1::text, k.kind, k.value, $4::timestamptz, $4::timestamptz, $5::timestamptz, $1::text
 		FROM (SELECT DISTINCT prefix FROM feed_batch) b JOIN prefixes p ON p.prefix = b.prefix
 		CROSS JOIN (VALUES ('tag', $2::text), ('classification', $3::text)) k(kind, value)
 		WHERE k.value <> ''
 		  AND NOT EXISTS (SELECT 1 FROM assertions a WHERE a.prefix_id = p.id AND a.source = $1 AND a.kind = k.kind)
 		ORDER BY p.id, k.kind
-		ON CONFLICT DO NOTHING`
+		ON CONFLICT DO NOTHING
+		RETURNING prefix_id)
+		SELECT coalesce(array_agg(DISTINCT prefix_id), '{}') FROM i`
 	feedStatus = `UPDATE feeds SET last_run = $2, last_success = $2, entries = $3, rejected = $4, last_error = '',
 		  etag = $5, last_modified = $6 WHERE name = $1`
 )
 
 // ApplyFeed replaces feed name's assertions with u.Prefixes in one
-// transaction: new prefixes are added, unlisted ones removed, unchanged ones
-// bumped. Applying the same update twice changes nothing but last_seen, so a
-// retried job is harmless. When the update would remove more than the feed's
+// transaction: new prefixes are added, unlisted ones removed, and of the
+// unchanged ones only those whose stored state must change are written (see
+// feedBump), so a refresh costs in proportion to its diff and records only
+// the prefixes it changed. Applying the same update twice changes nothing,
+// so a retried job is harmless. When the update would remove more than the feed's
 // MaxDropShare of its entries and is not forced, nothing changes, a refused
 // run is recorded and the error wraps ErrDropGuard.
 func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedRun, error) {
@@ -374,34 +395,48 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if _, err := tx.Exec(ctx, feedAnalyze); err != nil {
 			return fmt.Errorf("analyze batch: %w", err)
 		}
+		// Each step's duration goes to the debug log.
+		took := []any{"feed", name, "entries", len(u.Prefixes)}
+		t0 := time.Now()
+		lap := func(step string) {
+			took = append(took, step+"_ms", time.Since(t0).Milliseconds())
+			t0 = time.Now()
+		}
 		var existing, kept int64
 		if err := tx.QueryRow(ctx, feedCounts, f.Source()).Scan(&existing, &kept, &run.Entries); err != nil {
 			return fmt.Errorf("count entries: %w", err)
 		}
 		run.Added, run.Removed = run.Entries-kept, existing-kept
+		lap("count")
 		if !u.Force && existing > 0 && float64(run.Removed) > f.MaxDropShare*float64(existing) {
 			refused = fmt.Errorf("store: apply feed %s: %w: %d of %d entries (%.0f%%, limit %.0f%%); refresh with force to apply",
 				name, ErrDropGuard, run.Removed, existing, 100*float64(run.Removed)/float64(existing), 100*f.MaxDropShare)
 			return refused
 		}
-		var expires *time.Time
+		var expires, halfway *time.Time
 		if f.TTL > 0 {
-			e := u.Now.Add(f.TTL)
-			expires = &e
+			e, h := u.Now.Add(f.TTL), u.Now.Add(f.TTL/2)
+			expires, halfway = &e, &h
 		}
 		if _, err := tx.Exec(ctx, feedPrefixes, u.Now); err != nil {
 			return fmt.Errorf("merge prefixes: %w", err)
 		}
+		lap("prefixes")
 		var removedFrom []int64
 		if err := tx.QueryRow(ctx, feedRemove, f.Source(), f.Tag, f.Classification).Scan(&removedFrom); err != nil {
 			return fmt.Errorf("merge removals: %w", err)
 		}
-		if _, err := tx.Exec(ctx, feedBump, f.Source(), u.Now, expires, f.Classification); err != nil {
+		lap("remove")
+		var bumped, added []int64
+		if err := tx.QueryRow(ctx, feedBump, f.Source(), u.Now, expires, f.Classification, halfway).Scan(&bumped); err != nil {
 			return fmt.Errorf("merge bump: %w", err)
 		}
-		if _, err := tx.Exec(ctx, feedAdd, f.Source(), f.Tag, f.Classification, u.Now, expires); err != nil {
+		lap("bump")
+		if err := tx.QueryRow(ctx, feedAdd, f.Source(), f.Tag, f.Classification, u.Now, expires).Scan(&added); err != nil {
 			return fmt.Errorf("merge additions: %w", err)
 		}
+		lap("add")
+		defer func() { s.log.DebugContext(ctx, "Applied a feed.", took...) }()
 		if f.Tag != "" {
 			if err := ensureTags(ctx, tx, []string{f.Tag}); err != nil {
 				return fmt.Errorf("tag name: %w", err)
@@ -417,7 +452,9 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 		if run, err = recordRun(ctx, tx, run); err != nil {
 			return err
 		}
-		return recordFeedChange(ctx, tx, removedFrom, u.Prefixes...)
+		err = recordFeedChange(ctx, tx, slices.Concat(removedFrom, bumped, added))
+		lap("change")
+		return err
 	})
 	if refused != nil {
 		run.Status, run.Error, run.FinishedAt = RunRefused, refused.Error(), u.Now
@@ -435,24 +472,23 @@ func (s *Store) ApplyFeed(ctx context.Context, name string, u FeedUpdate) (FeedR
 	return run, nil
 }
 
-// recordFeedChange records as changed the prefixes the feed removed
-// assertions from (removedFrom, ids) and every prefix it lists (whose
-// assertions it added or bumped); more than the change feed lists (see
+// recordFeedChange records as changed the prefixes (ids) the feed removed,
+// added or rewrote assertions of; more than the change feed lists (see
 // migration 0006) is recorded as a change of everything without building the
 // array. A prefix left with nothing stored about it is a ghost that every
 // output ignores (resolve.Prefix.Exists) until Prune deletes it: deleting it
 // here would lock prefixes a second time, out of the order concurrent ingest
 // takes them in, and deadlock with it.
-func recordFeedChange(ctx context.Context, tx pgx.Tx, removedFrom []int64, listed ...netip.Prefix) error {
-	if len(removedFrom)+len(listed) > maxListedChange {
+func recordFeedChange(ctx context.Context, tx pgx.Tx, ids []int64) error {
+	if len(ids) > maxListedChange {
 		return recordChange(ctx, tx, ChangeAll, nil)
 	}
-	var removed []netip.Prefix
-	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(prefix), '{}') FROM prefixes WHERE id = ANY ($1::bigint[])`,
-		removedFrom).Scan(&removed); err != nil {
-		return fmt.Errorf("removed prefixes: %w", err)
+	var changed []netip.Prefix
+	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(prefix), '{}') FROM prefixes WHERE id IN (SELECT unnest($1::bigint[]))`,
+		ids).Scan(&changed); err != nil {
+		return fmt.Errorf("changed prefixes: %w", err)
 	}
-	return recordChange(ctx, tx, ChangePrefixes, append(removed, listed...))
+	return recordChange(ctx, tx, ChangePrefixes, changed)
 }
 
 // auditedFeed is f as the audit log keeps it: its URL redacted (the log is

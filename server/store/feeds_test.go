@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/store"
@@ -324,4 +326,57 @@ func TestApplyFeedConcurrentWithIngest(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.Len(t, feedState(t, b, "test"), 1500)
+}
+
+// A refresh writes only what changed: nothing for an unchanged list, the
+// rows of a reclassified feed, and for a feed with a TTL the rows whose
+// expiry ran below half the TTL (extended to refresh time + TTL). Each
+// refresh's change lists only the prefixes it wrote.
+func TestFeedRefreshWritesOnlyItsDiff(t *testing.T) {
+	t.Parallel()
+	b := setupFeed(t, store.Feed{Name: "test", URL: "http://example.invalid/list", Format: "list", Tag: "bad",
+		Classification: "malicious", TTL: time.Hour, Enabled: true})
+	ps := hosts(3, "192.0.2.1")
+	at := func(d time.Duration) time.Time { return b.now.Add(d) }
+	apply := func(when time.Time, ps []netip.Prefix) []netip.Prefix {
+		before, err := b.st.ChangeSeq(b.ctx)
+		require.NoError(t, err)
+		_, err = b.st.ApplyFeed(b.ctx, "test", store.FeedUpdate{Prefixes: ps, StartedAt: when, Now: when})
+		require.NoError(t, err)
+		changes, err := b.st.ChangesSince(b.ctx, before, 10)
+		require.NoError(t, err)
+		require.Len(t, changes, 1)
+		return sortedPrefixes(changes[0].Prefixes)
+	}
+	expiries := func() []time.Time {
+		rows, err := b.st.Pool().Query(b.ctx, `SELECT DISTINCT expires_at FROM assertions WHERE source = 'feed:test' ORDER BY 1`)
+		require.NoError(t, err)
+		out, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		require.NoError(t, err)
+		for i := range out {
+			out[i] = out[i].UTC()
+		}
+		return out
+	}
+	require.Equal(t, ps, apply(at(0), ps))
+	require.Equal(t, []time.Time{at(time.Hour)}, expiries())
+
+	require.Empty(t, apply(at(10*time.Minute), ps), "unchanged, expiry still over half the TTL away")
+	require.Equal(t, []time.Time{at(time.Hour)}, expiries())
+
+	// A new entry at 20 minutes; at 40 minutes the first three have less than
+	// half an hour left and are extended, the new one is not.
+	more := append(slices.Clone(ps), netip.MustParsePrefix("192.0.2.9/32"))
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("192.0.2.9/32")}, apply(at(20*time.Minute), more))
+	require.Equal(t, ps, apply(at(40*time.Minute), more))
+	require.Equal(t, []time.Time{at(80 * time.Minute), at(100 * time.Minute)}, expiries())
+
+	// Reclassified: every row's classification is rewritten.
+	f, err := b.st.FeedByName(b.ctx, "test")
+	require.NoError(t, err)
+	f.Classification = "suspicious"
+	_, err = b.st.PutFeed(b.ctx, f, "test")
+	require.NoError(t, err)
+	require.Equal(t, more, apply(at(41*time.Minute), more))
+	require.Equal(t, []string{"classification=suspicious", "tag=bad"}, feedState(t, b, "test")["192.0.2.9/32"])
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,21 +29,45 @@ type Observation struct {
 	WidthLifted bool
 }
 
-var ingestColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note"}
+var logColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note", "actor"}
 
-// The batch is COPYed into a temporary table and merged with set-based
-// statements; every statement orders by prefix so concurrent batches take row
-// locks in the same order and do not deadlock each other.
+// MergeBatch is the most log rows one merge transaction folds in. It stays
+// under the change feed's listing limit (maxListedChange), so a merge is
+// recorded as the prefixes it touched and never as "reload everything".
+const MergeBatch = 50_000
+
+// mergeParallel is how many merge transactions a process runs at once: on a
+// machine whose PostgreSQL has two or more cores, two merges keep them busy
+// while one alone leaves one idle.
+const mergeParallel = 2
+
+// mergeLock is the advisory lock key ("muNi") every merge transaction holds
+// shared; a drain takes it exclusively for a moment at its end, which waits
+// for the merges in flight in every process (they may hold rows it skipped).
+const mergeLock = 1836412521
+
+// A merge claims up to MergeBatch log rows into a temporary table (deleting
+// them from the log in the same transaction) and folds them in with
+// set-based statements; every statement orders by prefix so it takes row
+// locks in the same order as the other writers (feeds, overrides) and does
+// not deadlock with them.
 const (
-	ingestTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_batch (
+	mergeTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_batch (
 		prefix cidr NOT NULL, source text NOT NULL, tags text[] NOT NULL, classification text NOT NULL,
-		seen_at timestamptz NOT NULL, expires_at timestamptz, note text NOT NULL) ON COMMIT DELETE ROWS`
-	ingestTagNames = `INSERT INTO tags (name)
-		SELECT DISTINCT t FROM ingest_batch, unnest(tags) t ORDER BY t ON CONFLICT DO NOTHING`
+		seen_at timestamptz NOT NULL, expires_at timestamptz, note text NOT NULL, actor text NOT NULL) ON COMMIT DELETE ROWS`
 	// The ids of the batch's prefixes go to a second temporary table, so the
-	// later statements hash-join 20k rows instead of probing prefixes' index.
-	ingestIDsTemp  = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
-	ingestPrefixes = `WITH up AS (
+	// later statements hash-join the batch instead of probing prefixes' index.
+	mergeIDsTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
+	// Concurrent merges claim disjoint rows (SKIP LOCKED).
+	mergeClaim = `WITH d AS (DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1 FOR UPDATE SKIP LOCKED))
+		  RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor)
+		INSERT INTO ingest_batch SELECT * FROM d`
+	// Temp tables are never analysed by autovacuum; without statistics the
+	// planner picks nested loops over 100k rows.
+	mergeAnalyze  = `ANALYZE ingest_batch`
+	mergeTagNames = `INSERT INTO tags (name)
+		SELECT DISTINCT t FROM ingest_batch, unnest(tags) t ORDER BY t ON CONFLICT DO NOTHING`
+	mergePrefixes = `WITH up AS (
 		INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
 		SELECT prefix, min(seen_at), max(seen_at), count(*) FROM ingest_batch GROUP BY prefix ORDER BY prefix
 		ON CONFLICT (prefix) DO UPDATE SET
@@ -54,13 +80,15 @@ const (
 	// Every kind of assertion merges in one statement against the one key
 	// (prefix_id, kind, source, value_key). Tags aggregate per value; for a
 	// classification or a note the newest observation of a source decides. A
-	// NULL expiry means never; re-asserting keeps the later of the two expiries.
-	ingestAssertions = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+	// NULL expiry means never; re-asserting keeps the later of the two
+	// expiries. created_by is the actor of the first observation that made the
+	// assertion (of the batch: the least actor name).
+	mergeAssertions = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
 		SELECT * FROM (
 		  SELECT p.id, b.source, 'tag'::text, t.tag, min(b.seen_at), max(b.seen_at),
 		         CASE WHEN bool_or(b.expires_at IS NULL AND tg.default_ttl IS NULL) THEN NULL
 		              ELSE max(coalesce(b.expires_at, b.seen_at + tg.default_ttl)) END,
-		         $1::text
+		         min(b.actor)
 		  FROM ingest_batch b
 		  CROSS JOIN LATERAL unnest(b.tags) t(tag)
 		  JOIN ingest_ids p ON p.prefix = b.prefix
@@ -68,13 +96,13 @@ const (
 		  GROUP BY p.id, b.source, t.tag
 		  UNION ALL
 		  SELECT * FROM (
-		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'classification'::text, b.classification, b.seen_at, b.seen_at, b.expires_at, $1::text
+		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'classification'::text, b.classification, b.seen_at, b.seen_at, b.expires_at, b.actor
 		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
 		    WHERE b.classification <> ''
 		    ORDER BY p.id, b.source, b.seen_at DESC) c
 		  UNION ALL
 		  SELECT * FROM (
-		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'note'::text, b.note, b.seen_at, b.seen_at, b.expires_at, $1::text
+		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'note'::text, b.note, b.seen_at, b.seen_at, b.expires_at, b.actor
 		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
 		    WHERE b.note <> ''
 		    ORDER BY p.id, b.source, b.seen_at DESC) n
@@ -86,72 +114,306 @@ const (
 		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
 		  expires_at = CASE WHEN assertions.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
 		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END`
-	ingestSightings = `INSERT INTO sightings (prefix_id, source, seen_at)
-		SELECT p.id, b.source, b.seen_at FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix`
+	mergeSightings = `INSERT INTO sighting_counts (day, source, sightings)
+		SELECT (seen_at AT TIME ZONE 'UTC')::date, source, count(*) FROM ingest_batch GROUP BY 1, 2 ORDER BY 1, 2
+		ON CONFLICT (day, source) DO UPDATE SET sightings = sighting_counts.sightings + excluded.sightings`
 )
 
-// Ingest stores a batch of observations made through actor in one transaction
-// and records the changed prefixes in the change feed. It retries a batch that lost a deadlock.
+// Ingest stores a batch of observations made through actor: it appends them
+// to the observation log (AppendObservations) and waits until a merge has
+// folded them into prefixes and assertions and recorded the change (Flush).
+// When it returns nil the observations are visible to every reader of the
+// database and of the change feed. After an error the observations may still
+// have been stored: those that reached the log are merged later.
 func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) error {
 	if len(obs) == 0 {
 		return nil
 	}
+	if err := s.AppendObservations(ctx, obs, actor); err != nil {
+		return err
+	}
+	return s.Flush(ctx)
+}
+
+// AppendObservations durably appends a batch of observations made through
+// actor to the observation log, with one COPY (in one transaction with the
+// audit of lifted widths when there are any). When it returns nil the batch
+// survives a crash of this process or of PostgreSQL; it becomes visible after
+// the next merge (Flush, or a merger within a second).
+func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor string) error {
+	if len(obs) == 0 {
+		return nil
+	}
+	src := pgx.CopyFromSlice(len(obs), func(i int) ([]any, error) {
+		o := &obs[i]
+		tags := o.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note, actor}, nil
+	})
+	var lifted []netip.Prefix
+	for _, o := range obs {
+		if o.WidthLifted && !slices.Contains(lifted, o.Prefix) {
+			lifted = append(lifted, o.Prefix)
+		}
+	}
 	var err error
+	if len(lifted) == 0 {
+		_, err = s.pool.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, src)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, src); err != nil {
+				return err
+			}
+			return auditLift(ctx, tx, actor, "ingest", lifted)
+		})
+	}
+	if err != nil {
+		return mapErr("append observations", err)
+	}
+	s.merge.appended.Add(int64(len(obs)))
+	return nil
+}
+
+// merger runs this process's merges on one goroutine, started on first use:
+// Flush calls that arrive while a merge runs are answered together by the
+// next one (group commit), so many writers share few large merges.
+type merger struct {
+	once    sync.Once
+	mu      sync.Mutex
+	waiting []chan error
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+
+	appended, merged, merges, nanos, maxNanos atomic.Int64
+}
+
+func newMerger() *merger {
+	return &merger{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// MergeStats are this process's observation-log counters since Open.
+type MergeStats struct {
+	// Appended and Merged count observations appended by this process and
+	// merged by it (from any process's appends).
+	Appended, Merged int64
+	// Merges counts merge transactions that folded at least one row; Total
+	// and Max are their summed and longest durations.
+	Merges     int64
+	Total, Max time.Duration
+}
+
+// MergeStats reports this process's observation-log counters.
+func (s *Store) MergeStats() MergeStats {
+	m := s.merge
+	return MergeStats{Appended: m.appended.Load(), Merged: m.merged.Load(), Merges: m.merges.Load(),
+		Total: time.Duration(m.nanos.Load()), Max: time.Duration(m.maxNanos.Load())}
+}
+
+// Flush merges every observation appended to the log before the call (by
+// any process) and records the change; it returns once they are merged.
+// Concurrent calls share merges.
+func (s *Store) Flush(ctx context.Context) error {
+	m := s.merge
+	m.once.Do(func() { go s.mergeLoop() })
+	ch := make(chan error, 1)
+	m.mu.Lock()
+	m.waiting = append(m.waiting, ch)
+	m.mu.Unlock()
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-m.stop:
+		return errors.New("store: flush: the store is closed")
+	case <-ctx.Done():
+		return fmt.Errorf("store: flush: %w", ctx.Err())
+	}
+}
+
+// RunMerger merges the log every interval until ctx ends: it folds in what
+// processes that died after appending left behind. muninn serve and worker
+// run it; a process that only appends through Ingest does not need it.
+func (s *Store) RunMerger(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("Merging the observation log failed; retrying.", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) mergeLoop() {
+	m := s.merge
+	defer close(m.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-m.kick:
+		}
+		m.mu.Lock()
+		ws := m.waiting
+		m.waiting = nil
+		m.mu.Unlock()
+		err := s.drain(ctx)
+		for _, w := range ws {
+			w <- err
+		}
+	}
+}
+
+// drain runs mergeParallel merges at a time until a round finds the log
+// emptier than full batches, then waits for the merges in flight anywhere
+// (the merge lock, exclusively): every row committed before drain started
+// has then been merged, by this process or by another that claimed it.
+func (s *Store) drain(ctx context.Context) error {
+	for {
+		var (
+			wg    sync.WaitGroup
+			ns    [mergeParallel]int64
+			errs  [mergeParallel]error
+			total int64
+		)
+		for i := range mergeParallel {
+			wg.Add(1)
+			go func() { defer wg.Done(); ns[i], errs[i] = s.mergeOnce(ctx) }()
+		}
+		wg.Wait()
+		if err := errors.Join(errs[:]...); err != nil {
+			return err
+		}
+		for _, n := range ns {
+			total += n
+		}
+		if total < mergeParallel*MergeBatch {
+			break
+		}
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return mapErr("merge barrier", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1), pg_advisory_unlock($1)`, mergeLock); err != nil {
+		conn.Conn().PgConn().Close(context.WithoutCancel(ctx)) // never back to the pool holding the lock
+		return mapErr("merge barrier", err)
+	}
+	return nil
+}
+
+// mergeOnce runs one merge transaction, retrying one that lost a deadlock,
+// and returns how many log rows it merged.
+func (s *Store) mergeOnce(ctx context.Context) (int64, error) {
+	var (
+		n   int64
+		err error
+	)
 	for attempt := 0; attempt < 3; attempt++ {
-		err = s.ingestOnce(ctx, obs, actor)
+		start := time.Now()
+		n, err = s.mergeTx(ctx)
+		if err == nil && n > 0 {
+			m := s.merge
+			d := time.Since(start).Nanoseconds()
+			m.merged.Add(n)
+			m.merges.Add(1)
+			m.nanos.Add(d)
+			for old := m.maxNanos.Load(); d > old && !m.maxNanos.CompareAndSwap(old, d); old = m.maxNanos.Load() {
+			}
+		}
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
 			break
 		}
 	}
 	if err != nil {
-		return mapErr("ingest", err)
+		return 0, mapErr("merge observations", err)
 	}
-	return nil
+	return n, nil
 }
 
-func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		for _, q := range []string{ingestTemp, ingestIDsTemp} {
+func (s *Store) mergeTx(ctx context.Context) (int64, error) {
+	var n int64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := unbounded(ctx, tx); err != nil {
+			return err
+		}
+		// The sorts and hashes over 100k rows spill to disk at the default
+		// 4MB; one merge runs at a time.
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+			return fmt.Errorf("work_mem: %w", err)
+		}
+		// Held shared to commit: a drain's barrier waits for it.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, mergeLock); err != nil {
+			return fmt.Errorf("merge lock: %w", err)
+		}
+		for _, q := range []string{mergeTemp, mergeIDsTemp} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return fmt.Errorf("create batch table: %w", err)
 			}
 		}
-		src := pgx.CopyFromSlice(len(obs), func(i int) ([]any, error) {
-			o := obs[i]
-			tags := o.Tags
-			if tags == nil {
-				tags = []string{}
-			}
-			return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note}, nil
-		})
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_batch"}, ingestColumns, src); err != nil {
-			return fmt.Errorf("copy batch: %w", err)
+		t0 := time.Now()
+		tag, err := tx.Exec(ctx, mergeClaim, MergeBatch)
+		if err != nil {
+			return fmt.Errorf("claim log rows: %w", err)
 		}
-		steps := []struct {
-			name string
-			sql  string
-			args []any
-		}{
-			{"tag names", ingestTagNames, nil},
-			{"prefixes", ingestPrefixes, nil},
-			{"assertions", ingestAssertions, []any{actor}},
-			{"sightings", ingestSightings, nil},
+		if n = tag.RowsAffected(); n == 0 {
+			return nil
 		}
+		steps := []struct{ name, sql string }{
+			{"analyze", mergeAnalyze},
+			{"tag names", mergeTagNames},
+			{"prefixes", mergePrefixes},
+			{"assertions", mergeAssertions},
+			{"sightings", mergeSightings},
+		}
+		took := []any{"rows", n, "claim_ms", time.Since(t0).Milliseconds()}
 		for _, st := range steps {
-			if _, err := tx.Exec(ctx, st.sql, st.args...); err != nil {
+			t0 = time.Now()
+			if _, err := tx.Exec(ctx, st.sql); err != nil {
 				return fmt.Errorf("merge %s: %w", st.name, err)
 			}
+			took = append(took, st.name+"_ms", time.Since(t0).Milliseconds())
 		}
-		var lifted []netip.Prefix
-		for _, o := range obs {
-			if o.WidthLifted && !slices.Contains(lifted, o.Prefix) {
-				lifted = append(lifted, o.Prefix)
-			}
-		}
-		if err := auditLift(ctx, tx, actor, "ingest", lifted); err != nil {
-			return fmt.Errorf("audit lifted widths: %w", err)
-		}
-		return recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
+		t0 = time.Now()
+		err = recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
+		s.log.DebugContext(ctx, "Merged observations.", append(took, "change_ms", time.Since(t0).Milliseconds())...)
+		return err
 	})
+	return n, err
+}
+
+// close stops the merge goroutine, if it started, and waits for it.
+func (m *merger) close() {
+	started := true
+	m.once.Do(func() { started = false })
+	select {
+	case <-m.stop:
+		return
+	default:
+		close(m.stop)
+	}
+	if started {
+		<-m.done
+	}
 }

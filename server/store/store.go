@@ -25,8 +25,9 @@ var (
 
 // Store is muninn's state in PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool  *pgxpool.Pool
+	log   *slog.Logger
+	merge *merger
 }
 
 // Open connects to url and checks the connection.
@@ -55,7 +56,7 @@ func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger, opt
 		pool.Close()
 		return nil, fmt.Errorf("store: ping: %w", err)
 	}
-	return &Store{pool: pool, log: log}, nil
+	return &Store{pool: pool, log: log, merge: newMerger()}, nil
 }
 
 // Option tunes the pool Open makes.
@@ -83,13 +84,19 @@ func unbounded(ctx context.Context, tx pgx.Tx) error {
 }
 
 // New wraps an existing pool.
-func New(pool *pgxpool.Pool, log *slog.Logger) *Store { return &Store{pool: pool, log: log} }
+func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
+	return &Store{pool: pool, log: log, merge: newMerger()}
+}
 
 // Pool returns the underlying pool (for River, which shares it).
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
+// Close stops the merger (a merge under way is rolled back: its rows stay
+// in the log) and closes the pool.
+func (s *Store) Close() {
+	s.merge.close()
+	s.pool.Close()
+}
 
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }

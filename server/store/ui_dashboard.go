@@ -14,12 +14,12 @@ type Bucket struct {
 }
 
 // SightingsPerDay counts sighting events per UTC day over the days days up to
-// now, oldest first, with a zero bucket for a day without any. The BRIN index
-// on seen_at keeps this a range scan.
+// now, oldest first, with a zero bucket for a day without any. Sightings are
+// counted per day and source as they are merged (migration 0017).
 func (s *Store) SightingsPerDay(ctx context.Context, now time.Time, days int) ([]Bucket, error) {
 	first := now.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1-days)
-	rows, err := s.pool.Query(ctx, `SELECT to_char(seen_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'), count(*)
-		FROM sightings WHERE seen_at >= $1 GROUP BY 1`, first)
+	rows, err := s.pool.Query(ctx, `SELECT to_char(day, 'YYYY-MM-DD'), sum(sightings)::bigint
+		FROM sighting_counts WHERE day >= $1::date GROUP BY 1`, first.Format("2006-01-02"))
 	if err != nil {
 		return nil, mapErr("sightings per day", err)
 	}

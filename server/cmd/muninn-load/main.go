@@ -48,6 +48,10 @@ func main() {
 	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase to this file")
 	memprofile := flag.String("memprofile", "", "write an allocation profile (alloc_space) of the server after the lookup phase to this file")
+	clients := flag.Int("clients", 2, "concurrent ingest requests (each a client connection sending NDJSON)")
+	perReq := flag.Int("per-request", 100_000, "observations per ingest request")
+	ingestOnly := flag.Bool("ingest-only", false, "stop after the ingest phase (no raw COPY comparison, no lookups)")
+	distinct := flag.Int("distinct", 0, "with -ingest-only: observe only this many distinct addresses, again and again (a sensor fleet seeing the same scanners); 0: every observation a new address")
 	client := flag.String("client", "", "internal: look up at -rate for -duration against this base URL (token in MUNINN_LOAD_TOKEN) and print the percentiles")
 	flag.Parse()
 	profile, memProfile = *cpuprofile, *memprofile
@@ -58,13 +62,26 @@ func main() {
 		}
 		return
 	}
+	ingestClients, ingestPerReq, onlyIngest, ingestDistinct = *clients, *perReq, *ingestOnly, *distinct
+	if ingestDistinct > 0 && !onlyIngest {
+		fmt.Fprintln(os.Stderr, "muninn-load: -distinct needs -ingest-only (the lookups expect every address stored)")
+		os.Exit(2)
+	}
 	if err := run(*n, *rate, *duration, *dbURL); err != nil {
 		fmt.Fprintln(os.Stderr, "muninn-load:", err)
 		os.Exit(1)
 	}
 }
 
-var profile, memProfile string
+var (
+	profile       string
+	memProfile    string
+	ingestClients int
+	ingestPerReq  int
+	onlyIngest    bool
+	// ingestDistinct > 0 cycles the ingested addresses over that many.
+	ingestDistinct int
+)
 
 // rawCopy COPYs the same rows into a bare table (no indexes, no merge): the
 // floor any ingest path on this machine is compared with.
@@ -144,6 +161,9 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	defer os.Remove(logFile.Name())
 	defer logFile.Close()
 	log := slog.New(httpserver.LogHandler(slog.NewTextHandler(logFile, nil)))
+	if os.Getenv("MUNINN_LOAD_DEBUG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	st, err := store.Open(ctx, url, 20, log)
 	if err != nil {
 		return err
@@ -180,48 +200,90 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
 
-	// Ingest in requests of 100k lines, two at a time, as a pipeline would.
-	const perReq = 100_000
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, n/perReq+1)
-	sem := make(chan struct{}, 2)
-	for off := 0; off < n; off += perReq {
-		var body bytes.Buffer
-		for i := off; i < min(off+perReq, n); i++ {
-			ip := addr(i)
-			if i%100 == 0 {
-				ip += "/24"
+	// Ingest in requests of -per-request lines, -clients at a time, as
+	// pipelines would. A request is answered once its observations are
+	// durable and visible (merged, the index caught up), so its latency
+	// bounds the visibility delay.
+	perReq := ingestPerReq
+	bodies := make(chan []byte, ingestClients)
+	go func() {
+		defer close(bodies)
+		for off := 0; off < n; off += perReq {
+			var body bytes.Buffer
+			for k := off; k < min(off+perReq, n); k++ {
+				i := k
+				if ingestDistinct > 0 {
+					i = k % ingestDistinct
+				}
+				ip := addr(i)
+				if i%100 == 0 {
+					ip += "/24"
+				}
+				fmt.Fprintf(&body, `{"ip":"%s","source":"load","tags":["scanner"],"classification":"suspicious"}`+"\n", ip)
 			}
-			fmt.Fprintf(&body, `{"ip":"%s","source":"load","tags":["scanner"],"classification":"suspicious"}`+"\n", ip)
+			bodies <- body.Bytes()
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(b []byte) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/ingest", bytes.NewReader(b))
-			req.Header.Set("Authorization", "Bearer "+token)
-			req.Header.Set("Content-Type", "application/x-ndjson")
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				errs <- err
-				return
-			}
+	}()
+	// Bodies are built ahead by one goroutine; the clock starts with the
+	// first request.
+	first := <-bodies
+	start := time.Now()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		reqLat  []time.Duration
+		firstEr error
+	)
+	send := func(b []byte) {
+		t0 := time.Now()
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/ingest", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode != 200 {
-				errs <- fmt.Errorf("ingest: HTTP %d", resp.StatusCode)
+				err = fmt.Errorf("ingest: HTTP %d", resp.StatusCode)
 			}
-		}(body.Bytes())
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		reqLat = append(reqLat, time.Since(t0))
+		if err != nil && firstEr == nil {
+			firstEr = err
+		}
 	}
+	work := make(chan []byte)
+	for range ingestClients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				send(b)
+			}
+		}()
+	}
+	work <- first
+	for b := range bodies {
+		work <- b
+	}
+	close(work)
 	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return err
+	if firstEr != nil {
+		return firstEr
 	}
 	el := time.Since(start)
-	fmt.Printf("ingest: %d observations over HTTP in %s = %.0f obs/s (target >= 100000)\n", n, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	slices.Sort(reqLat)
+	ms := st.MergeStats()
+	fmt.Printf("ingest: %d observations over HTTP (%d clients, %d per request) in %s = %.0f obs/s (target >= 100000)\n",
+		n, ingestClients, perReq, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	fmt.Printf("ingest: request latency (durable and visible at the answer) p50 %s max %s; %d merges of %.0f rows on average, mean %s, longest %s\n",
+		reqLat[len(reqLat)/2].Round(time.Millisecond), reqLat[len(reqLat)-1].Round(time.Millisecond),
+		ms.Merges, float64(ms.Merged)/float64(max(ms.Merges, 1)), (ms.Total / time.Duration(max(ms.Merges, 1))).Round(time.Millisecond), ms.Max.Round(time.Millisecond))
+	if onlyIngest {
+		return nil
+	}
 	copyRate, err := rawCopy(ctx, url, n, addr)
 	if err != nil {
 		return err

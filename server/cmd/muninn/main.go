@@ -255,6 +255,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	} else if len(applied) > 0 {
 		log.Info("Applied schema migrations.", "versions", applied)
 	}
+	// Every process merges the observation log (what a process that died
+	// after acknowledging left behind included), one at a time across them.
+	mergeCtx, stopMerge := context.WithCancel(ctx)
+	mergeDone := make(chan struct{})
+	go func() { defer close(mergeDone); st.RunMerger(mergeCtx, time.Second) }()
+	defer func() { stopMerge(); <-mergeDone }()
 	now := time.Now
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
