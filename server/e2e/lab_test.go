@@ -19,8 +19,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/jackc/pgx/v5"
-	"github.com/riverqueue/river"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/bouncer"
