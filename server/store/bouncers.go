@@ -205,11 +205,13 @@ type BouncerHeartbeat struct {
 	Current []string
 }
 
-// TouchBouncer records a heartbeat of bouncer id at now.
-func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat, now time.Time) error {
+// TouchBouncer records a heartbeat of bouncer id at now and returns the
+// version the bouncer reported before this one ("" for none, or when there is
+// no bouncer id).
+func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat, now time.Time) (string, error) {
 	applied, err := json.Marshal(hb.Applied)
 	if err != nil {
-		return fmt.Errorf("store: bouncer heartbeat: %w", err)
+		return "", fmt.Errorf("store: bouncer heartbeat: %w", err)
 	}
 	if hb.Applied == nil {
 		applied = []byte("{}")
@@ -222,11 +224,16 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	if current == nil {
 		current = []string{}
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
+	var before string
+	err = s.pool.QueryRow(ctx, `UPDATE bouncers b SET last_seen = $2, hostname = $3, version = $4, applied = $5,
 		counters = $6, last_error = $7,
-		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
-		WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current)
-	return mapErr("bouncer heartbeat", err)
+		confirmed = b.confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
+		FROM (SELECT id, version FROM bouncers WHERE id = $1 FOR UPDATE) old
+		WHERE b.id = old.id RETURNING old.version`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current).Scan(&before)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return before, mapErr("bouncer heartbeat", err)
 }
 
 // CrowdSecPull records a pull of the CrowdSec stream by bouncer id at now:
