@@ -83,8 +83,13 @@ type Authenticator struct {
 // credCache caches the answers of one credential lookup by secret hash,
 // missing credentials (ErrNotFound) included, for cacheTTL; concurrent
 // misses of one hash share one query.
+//
+// With bulk set, a credential used less often than every cacheTTL (a
+// bouncer's long poll comes back every 30 s) still costs no query of its
+// own: when entries are stale, one query refreshes every cached one.
 type credCache[V any] struct {
 	lookup func(ctx context.Context, hash []byte) (V, error)
+	bulk   func(ctx context.Context, hashes [][]byte) (map[string]V, error)
 	mu     sync.Mutex
 	m      map[string]cached[V]
 	flight singleflight.Group
@@ -102,7 +107,7 @@ type cached[V any] struct {
 const cacheTTL = 5 * time.Second
 
 // maxCached bounds each cache; past it the cache starts over.
-const maxCached = 10000
+const maxCached = 1 << 17
 
 // get returns the cached answer for hash key as of now, asking the store when
 // there is none younger than cacheTTL.
@@ -112,6 +117,17 @@ func (c *credCache[V]) get(ctx context.Context, key string, now time.Time) (cach
 	c.mu.Unlock()
 	if ok && now.Sub(e.fetched) <= cacheTTL {
 		return e, nil
+	}
+	if ok && c.bulk != nil {
+		if err := c.refresh(ctx, now); err != nil {
+			return cached[V]{}, err
+		}
+		c.mu.Lock()
+		e, ok = c.m[key]
+		c.mu.Unlock()
+		if ok && now.Sub(e.fetched) <= cacheTTL {
+			return e, nil
+		}
 	}
 	// One query per credential at a time: when a busy credential's entry
 	// expires, the requests that arrive before the answer wait for it
@@ -134,6 +150,41 @@ func (c *credCache[V]) get(ctx context.Context, key string, now time.Time) (cach
 		return cached[V]{}, err
 	}
 	return v.(cached[V]), nil
+}
+
+// refresh asks bulk, once for every caller that arrives meanwhile, for each
+// entry fetched more than cacheTTL/2 before now, and stores the answers;
+// a credential that is gone is dropped (asked alone when it comes again).
+func (c *credCache[V]) refresh(ctx context.Context, now time.Time) error {
+	_, err, _ := c.flight.Do("\x00refresh", func() (any, error) {
+		c.mu.Lock()
+		var hashes [][]byte
+		for k, e := range c.m {
+			if now.Sub(e.fetched) > cacheTTL/2 && e.err == nil {
+				hashes = append(hashes, []byte(k))
+			}
+		}
+		c.mu.Unlock()
+		if len(hashes) == 0 {
+			return nil, nil
+		}
+		found, err := c.bulk(context.WithoutCancel(ctx), hashes)
+		if err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, h := range hashes {
+			k := string(h)
+			if v, ok := found[k]; ok {
+				c.m[k] = cached[V]{v: v, fetched: now, touched: c.m[k].touched}
+			} else {
+				delete(c.m, k)
+			}
+		}
+		return nil, nil
+	})
+	return err
 }
 
 // claim reports whether the caller is the first to use hash key at or after
@@ -160,7 +211,7 @@ func (c *credCache[V]) forget() {
 func NewAuthenticator(st *store.Store, now func() time.Time) *Authenticator {
 	return &Authenticator{store: st, now: now,
 		tokens:   credCache[store.Token]{lookup: st.TokenByHash},
-		bouncers: credCache[store.Bouncer]{lookup: st.BouncerByKeyHash}}
+		bouncers: credCache[store.Bouncer]{lookup: st.BouncerByKeyHash, bulk: st.BouncersByKeyHashes}}
 }
 
 // Errors of Authenticate, shown to the caller as the reason.
