@@ -164,3 +164,33 @@ func BenchmarkStateSave(b *testing.B) {
 		}
 	})
 }
+
+// FuzzStateJournal: a journal with any content beside a good state file is
+// loaded or refused with an error, never a panic; what loads is the state
+// file's ruleset at some version, and saves and loads back the same.
+func FuzzStateJournal(f *testing.F) {
+	dir := f.TempDir()
+	rs, err := bouncer.NewRulesetState(render(1))
+	require.NoError(f, err)
+	require.NoError(f, bouncer.SaveState(dir, (&bouncer.State{}).With(rs)))
+	require.NoError(f, bouncer.AppendStateDeltas(dir, journalDeltas()))
+	good, err := os.ReadFile(filepath.Join(dir, bouncer.JournalFileName))
+	require.NoError(f, err)
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		dir := t.TempDir()
+		require.NoError(t, bouncer.SaveState(dir, (&bouncer.State{}).With(rs)))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, bouncer.JournalFileName), b, 0o600))
+		st, err := bouncer.LoadState(dir)
+		if err != nil {
+			return
+		}
+		require.NotNil(t, st.Ruleset("traefik"))
+		require.NoError(t, bouncer.SaveState(dir, st))
+		again, err := bouncer.LoadState(dir)
+		require.NoError(t, err)
+		require.Equal(t, st.Ruleset("traefik").Render(), again.Ruleset("traefik").Render())
+	})
+}
