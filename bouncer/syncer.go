@@ -35,6 +35,9 @@ type Config struct {
 	// Save writes the applied state to the state directory; tests replace it
 	// (a full disk). Nil: SaveState.
 	Save func(dir string, st *State) error
+	// Append writes the deltas applied since the last save to the state
+	// directory's journal; tests replace it. Nil: AppendStateDeltas.
+	Append func(dir string, deltas []Render) error
 	// DryRun leaves the state dir alone (the firewall is the dry-run printer):
 	// nothing is saved, and the log says nothing was applied.
 	DryRun bool
@@ -70,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Save == nil {
 		c.Save = SaveState
+	}
+	if c.Append == nil {
+		c.Append = AppendStateDeltas
 	}
 	return c
 }
@@ -112,6 +118,16 @@ type Syncer struct {
 	// saves again: a save that failed (a full disk) is retried until the file
 	// is the applied version, so a reboot never restores older rules.
 	saved *State
+	// pending are the delta renders applied since saved, in order, and
+	// pendingGen counts the times it was reset; journalOK says saved plus
+	// pending is state (only deltas were applied since saved was written by
+	// this process), so a save may append them to the journal instead of
+	// writing the whole state. journaled counts the records appended since
+	// the last full write.
+	pending    []Render
+	pendingGen int
+	journalOK  bool
+	journaled  int
 	// saveMu serialises writes of the state file (outside mu: a write of a
 	// large state takes a while, and polls and drift repair go on).
 	saveMu sync.Mutex
@@ -282,6 +298,7 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 	next := s.state
 	full := false
 	var deltas []RulesetDelta
+	var applied []Render // the delta renders in next
 	var errs error
 	needFull := maps.Clone(s.needFull)
 	for _, r := range resp.Rulesets {
@@ -306,6 +323,7 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			if len(d.Rules) > 0 {
 				deltas = append(deltas, d)
 			}
+			applied = append(applied, r)
 			continue
 		}
 		rs, err := NewRulesetState(r)
@@ -342,6 +360,13 @@ func (s *Syncer) apply(ctx context.Context, resp *RenderResponse) (bool, error) 
 			return false, errors.Join(errs, fmt.Errorf("syncer: apply: %w", err))
 		}
 		s.state = next
+		if full {
+			// The journal cannot say it: the next save writes the whole state.
+			s.pending, s.journalOK = nil, false
+			s.pendingGen++
+		} else {
+			s.pending = append(s.pending, applied...)
+		}
 		if s.cfg.DryRun {
 			s.log.Info("Dry run: printed the renders; nothing was applied and the state dir is untouched.", "full", full, "deltas", len(deltas), "versions", next.Applied())
 			s.needFull = needFull
@@ -373,22 +398,47 @@ func (s *Syncer) saveLatest() error {
 	defer s.saveMu.Unlock()
 	s.mu.Lock()
 	st, saved := s.state, s.saved
+	pending, gen, journal := s.pending, s.pendingGen, s.journalOK && s.journaled < maxJournaled
 	s.mu.Unlock()
 	if st == saved {
 		return nil
 	}
-	if err := s.cfg.Save(s.cfg.StateDir, st); err != nil {
+	var err error
+	if journal && len(pending) > 0 {
+		err = s.cfg.Append(s.cfg.StateDir, pending)
+	} else {
+		err = s.cfg.Save(s.cfg.StateDir, st)
+	}
+	if err != nil {
 		s.log.Error("Could not save the applied renders; retrying at the next check.", "error", err, "applied", st.Applied())
+		// A record may be half written: the next save writes the whole state.
+		s.mu.Lock()
+		s.journalOK = false
+		s.mu.Unlock()
 		return fmt.Errorf("syncer: save: %w", err)
 	}
 	if saved == nil || !maps.Equal(saved.Applied(), st.Applied()) {
-		s.log.Debug("Saved the applied renders.", "applied", st.Applied())
+		s.log.Debug("Saved the applied renders.", "applied", st.Applied(), "journal", journal)
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.saved = st
-	s.mu.Unlock()
+	if s.pendingGen != gen {
+		return nil // a full render came meanwhile; journalOK is false
+	}
+	// The deltas applied after st stay pending.
+	s.pending = slices.Clone(s.pending[len(pending):])
+	if journal && len(pending) > 0 {
+		s.journaled++
+	} else {
+		s.journalOK, s.journaled = true, 0
+	}
 	return nil
 }
+
+// maxJournaled bounds the journal: after this many appended records the next
+// save writes the whole state and removes the journal.
+const maxJournaled = 100
 
 // SaveIfBehind saves the applied state when the file on disk is older (an
 // earlier save failed). The periodic check calls it.

@@ -93,6 +93,8 @@ func (s *Server) PutBouncer(ctx context.Context, req apigen.PutBouncerRequestObj
 		return apigen.PutBouncer400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: badRequest("the bouncer is invalid", errs...)}, nil
 	}
 	b, err := s.store.SetBouncerRulesets(ctx, req.Name, slices.Compact(slices.Clone(req.Body.Rulesets)), actorOf(ctx))
+	// The bouncer's cached key lookup (its rulesets) is stale now.
+	defer s.auth.Forget()
 	if isNotFound(err) {
 		return apigen.PutBouncer404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no bouncer named " + req.Name)}, nil
 	}
@@ -140,6 +142,7 @@ func (s *Server) CreateBouncer(ctx context.Context, req apigen.CreateBouncerRequ
 // DeleteBouncer implements DELETE /bouncers/{name}.
 func (s *Server) DeleteBouncer(ctx context.Context, req apigen.DeleteBouncerRequestObject) (apigen.DeleteBouncerResponseObject, error) {
 	err := s.store.DeleteBouncer(ctx, req.Name, actorOf(ctx))
+	s.auth.Forget() // its key stops working here at once, elsewhere within cacheTTL
 	if isNotFound(err) {
 		return apigen.DeleteBouncer404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: notFound("no bouncer named " + req.Name)}, nil
 	}
@@ -164,13 +167,14 @@ func WithBouncer(ctx context.Context, b store.Bouncer) context.Context {
 	return context.WithValue(ctx, bouncerKey{}, b)
 }
 
-// AuthenticateBouncer resolves a bouncer key to its bouncer; ErrBadToken when
-// no bouncer has it.
+// AuthenticateBouncer resolves a bouncer key to its bouncer as stored at most
+// cacheTTL ago (Authenticator.Bouncer); errBadBouncerKey when no bouncer has
+// it.
 func (s *Server) AuthenticateBouncer(ctx context.Context, key string) (store.Bouncer, error) {
 	if key == "" {
 		return store.Bouncer{}, errNoBouncerKey
 	}
-	b, err := s.store.BouncerByKeyHash(ctx, store.HashSecret(key))
+	b, err := s.auth.Bouncer(ctx, key)
 	if isNotFound(err) {
 		return store.Bouncer{}, errBadBouncerKey
 	}
@@ -300,11 +304,6 @@ func (s *Server) PostBouncerHeartbeat(ctx context.Context, req apigen.PostBounce
 		return nil, fmt.Errorf("api: heartbeat: encode counters: %w", err)
 	}
 	b, _ := BouncerFrom(ctx)
-	if hb.Version != b.Version && BouncerCompatibility(s.opts.Version, hb.Version) == CompatUnsupported {
-		// Logged when the version changes, not at every heartbeat.
-		s.log.Warn("A bouncer runs a version this server does not support: a bouncer and its server must be the same major version at most one minor apart; upgrade the older one.",
-			"bouncer", b.Name, "bouncer_version", hb.Version, "server_version", s.opts.Version)
-	}
 	// The rulesets at their current version are confirmed now (lag restarts).
 	var current []string
 	for name, v := range hb.Applied {
@@ -313,10 +312,16 @@ func (s *Server) PostBouncerHeartbeat(ctx context.Context, req apigen.PostBounce
 		}
 	}
 	slices.Sort(current)
-	err = s.store.TouchBouncer(ctx, b.ID, store.BouncerHeartbeat{Hostname: hb.Hostname, Version: hb.Version,
+	before, err := s.store.TouchBouncer(ctx, b.ID, store.BouncerHeartbeat{Hostname: hb.Hostname, Version: hb.Version,
 		Applied: hb.Applied, Counters: counters, LastError: hb.LastError, Current: current}, s.now())
 	if err != nil {
 		return nil, fmt.Errorf("api: store heartbeat of %s: %w", b.Name, err)
+	}
+	// The version stored before this heartbeat, not the cached key lookup's:
+	// the warning is logged when the version changes, not at every heartbeat.
+	if hb.Version != before && BouncerCompatibility(s.opts.Version, hb.Version) == CompatUnsupported {
+		s.log.Warn("A bouncer runs a version this server does not support: a bouncer and its server must be the same major version at most one minor apart; upgrade the older one.",
+			"bouncer", b.Name, "bouncer_version", hb.Version, "server_version", s.opts.Version)
 	}
 	return apigen.PostBouncerHeartbeat204Response{}, nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"maps"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -408,7 +409,17 @@ func (q *csRequest) fullList(sets []*csSet) ([]csDecision, int64) {
 // the cursor), from the render hub's decision history. A pull in a new
 // renewal epoch sends every decision again as new.
 func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
-	b := bouncerFrom(r.Context())
+	// The cursor is the row's, not the cached key lookup's: another process
+	// may have served the last pull.
+	b, err := s.store.BouncerByKeyHash(r.Context(), store.HashSecret(strings.TrimSpace(r.Header.Get("X-Api-Key"))))
+	switch {
+	case isNotFound(err):
+		writeCSError(w, http.StatusForbidden, "access forbidden")
+		return
+	case err != nil:
+		s.csFault(w, r, err)
+		return
+	}
 	startup := false
 	if v := r.URL.Query().Get("startup"); v != "" {
 		var err error
@@ -527,7 +538,7 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			e.gz = buf.Bytes()
 			s.cs.put(key, e)
 		}
-		if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, e.wide, epoch, e.seq, rules, now); err != nil {
+		if err := s.recordPull(r, b, applied, e.wide, epoch, e.seq, rules, now); err != nil {
 			s.csFault(w, r, err)
 			return
 		}
@@ -549,11 +560,28 @@ func (s *Server) crowdSecStream(w http.ResponseWriter, r *http.Request) {
 			resp.New, wide = q.fullList(sets)
 		}
 	}
-	if err := s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, exp.Seq, rules, now); err != nil {
+	if err := s.recordPull(r, b, applied, wide, epoch, exp.Seq, rules, now); err != nil {
 		s.csFault(w, r, err)
 		return
 	}
 	s.writeDecisions(w, r, resp)
+}
+
+// seenEvery is how often a live CrowdSec bouncer's last_seen (and the
+// confirmation of the versions it holds) is written when nothing else about
+// it changed: an idle pull every second writes once per seenEvery, not once
+// per pull. Heartbeats of muninn bouncers confirm every 30 s.
+const seenEvery = 10 * time.Second
+
+// recordPull stores the stream's cursor after a pull of b (CrowdSecPull),
+// unless the cursor, the user agent and the confirmed versions are what b
+// holds and b was seen less than seenEvery ago.
+func (s *Server) recordPull(r *http.Request, b store.Bouncer, applied map[string]int64, wide, epoch, seq int64, rules string, now time.Time) error {
+	if b.LastSeen != nil && now.Sub(*b.LastSeen) < seenEvery && !now.Before(*b.LastSeen) && b.Version == r.UserAgent() &&
+		maps.Equal(b.Applied, applied) && b.WideRanges == wide && b.RenewEpoch == epoch && b.FactsSeq == seq && b.RulesKey == rules {
+		return nil
+	}
+	return s.store.CrowdSecPull(r.Context(), b.ID, r.UserAgent(), applied, wide, epoch, seq, rules, now)
 }
 
 // rulesKey fingerprints the rule texts of the bound sets.

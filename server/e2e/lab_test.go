@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/bouncer"
@@ -54,28 +56,27 @@ type server struct {
 
 func startServer(tb testing.TB, log *slog.Logger) *server {
 	tb.Helper()
-	st := storetest.Store(tb)
+	return startNode(tb, storetest.Store(tb), log, nil, nil)
+}
+
+// startNode assembles a server over st, another process's database when st was
+// opened on the URL of one: its own River client (working jobs, metrics in reg
+// when reg is not nil), index, render hub and HTTP server. Bootstrap tokens are
+// made when tokens is nil; else the node uses those of the node that made them.
+func startNode(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry, tokens *server) *server {
+	tb.Helper()
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
 	// The workers and the hub are owned here: stopped and waited for at cleanup.
 	ctx, cancel := context.WithCancel(context.Background())
-	// Feeds are refreshed only when a test asks: the schedule never comes round.
-	// The tests' feed servers listen on loopback, which only an allow-list opens.
-	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour,
-		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}, true)
-	require.NoError(tb, err)
-	require.NoError(tb, rc.Start(ctx))
-	tb.Cleanup(func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		if err := rc.Stop(sctx); err != nil {
-			tb.Errorf("e2e: stop workers: %v", err)
-		}
-	})
+	rc := startWorkers(tb, st, log, reg)
 	ix := indextest.Start(tb, st, log, nil)
 	hub := render.NewHub(st, log, time.Now, render.Options{Source: ix.RenderSource()})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	tb.Cleanup(func() { cancel(); <-hubDone })
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: prometheus.NewRegistry(),
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: time.Now, Registry: reg,
 		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Jobs: rc, Wrap: apitest.ValidateResponses(tb)})
 	require.NoError(tb, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -88,12 +89,37 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 		}
 	}()
 	tb.Cleanup(s.stop)
+	if tokens != nil {
+		s.admin, s.writer = tokens.admin, tokens.writer
+		return s
+	}
 	for role, dst := range map[string]*string{api.RoleAdmin: &s.admin, api.RoleWriter: &s.writer} {
 		_, secret, err := api.CreateToken(context.Background(), st, role, role, nil, "bootstrap")
 		require.NoError(tb, err)
 		*dst = secret
 	}
 	return s
+}
+
+// startWorkers runs River workers over st, as serve and worker do, until cleanup;
+// their metrics go to reg. Feeds are refreshed only when a test asks: the schedule
+// never comes round. The tests' feed servers listen on loopback, which only an
+// allow-list opens.
+func startWorkers(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry) *river.Client[pgx.Tx] {
+	tb.Helper()
+	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour,
+		Metrics: worker.NewMetrics(reg, st),
+		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}, true)
+	require.NoError(tb, err)
+	require.NoError(tb, rc.Start(context.Background()))
+	tb.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if err := rc.Stop(sctx); err != nil {
+			tb.Errorf("e2e: stop workers: %v", err)
+		}
+	})
+	return rc
 }
 
 // stop closes the listener and every connection, long polls included, and waits for

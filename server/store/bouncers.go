@@ -89,11 +89,14 @@ type UsageCounter struct {
 const bouncerCols = `id, name, rulesets, created_at, last_seen, applied, hostname, version, last_error, counters,
 	cs_expand, cs_expand_v4, cs_expand_v6, cs_wide, cs_epoch, usage_metrics, confirmed, cs_seq, cs_rules`
 
-func scanBouncer(r pgx.CollectableRow) (Bouncer, error) {
+func scanBouncer(r pgx.CollectableRow) (Bouncer, error) { return scanBouncerWith(r) }
+
+// scanBouncerWith scans bouncerCols, then the columns after them into extra.
+func scanBouncerWith(r pgx.Row, extra ...any) (Bouncer, error) {
 	var b Bouncer
 	var applied, counters, usage, confirmed []byte
-	if err := r.Scan(&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters,
-		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage, &confirmed, &b.FactsSeq, &b.RulesKey); err != nil {
+	if err := r.Scan(append([]any{&b.ID, &b.Name, &b.Rulesets, &b.CreatedAt, &b.LastSeen, &applied, &b.Hostname, &b.Version, &b.LastError, &counters,
+		&b.CrowdSec.Expand, &b.CrowdSec.V4Bits, &b.CrowdSec.V6Bits, &b.WideRanges, &b.RenewEpoch, &usage, &confirmed, &b.FactsSeq, &b.RulesKey}, extra...)...); err != nil {
 		return b, err
 	}
 	if err := json.Unmarshal(confirmed, &b.Confirmed); err != nil {
@@ -145,6 +148,27 @@ func (s *Store) BouncerByKeyHash(ctx context.Context, hash []byte) (Bouncer, err
 	}
 	b, err := pgx.CollectExactlyOneRow(rows, scanBouncer)
 	return b, mapErr("bouncer by key", err)
+}
+
+// BouncersByKeyHashes returns the bouncers whose keys hash to one of hashes,
+// by hash (as a string); a hash no bouncer has is absent. One query however
+// many hashes: a cache of key lookups refreshes itself with it.
+func (s *Store) BouncersByKeyHashes(ctx context.Context, hashes [][]byte) (map[string]Bouncer, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+bouncerCols+`, key_hash FROM bouncers WHERE key_hash = ANY($1)`, hashes)
+	if err != nil {
+		return nil, mapErr("bouncers by key", err)
+	}
+	defer rows.Close()
+	out := make(map[string]Bouncer, len(hashes))
+	for rows.Next() {
+		var hash []byte
+		b, err := scanBouncerWith(rows, &hash)
+		if err != nil {
+			return nil, mapErr("bouncers by key", err)
+		}
+		out[string(hash)] = b
+	}
+	return out, mapErr("bouncers by key", rows.Err())
 }
 
 // SetBouncerRulesets changes the rulesets bouncer name enforces; ErrNotFound
@@ -205,11 +229,13 @@ type BouncerHeartbeat struct {
 	Current []string
 }
 
-// TouchBouncer records a heartbeat of bouncer id at now.
-func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat, now time.Time) error {
+// TouchBouncer records a heartbeat of bouncer id at now and returns the
+// version the bouncer reported before this one ("" for none, or when there is
+// no bouncer id).
+func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat, now time.Time) (string, error) {
 	applied, err := json.Marshal(hb.Applied)
 	if err != nil {
-		return fmt.Errorf("store: bouncer heartbeat: %w", err)
+		return "", fmt.Errorf("store: bouncer heartbeat: %w", err)
 	}
 	if hb.Applied == nil {
 		applied = []byte("{}")
@@ -222,11 +248,16 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	if current == nil {
 		current = []string{}
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
+	var before string
+	err = s.pool.QueryRow(ctx, `UPDATE bouncers b SET last_seen = $2, hostname = $3, version = $4, applied = $5,
 		counters = $6, last_error = $7,
-		confirmed = confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
-		WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current)
-	return mapErr("bouncer heartbeat", err)
+		confirmed = b.confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
+		FROM (SELECT id, version FROM bouncers WHERE id = $1 FOR UPDATE) old
+		WHERE b.id = old.id RETURNING old.version`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current).Scan(&before)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return before, mapErr("bouncer heartbeat", err)
 }
 
 // CrowdSecPull records a pull of the CrowdSec stream by bouncer id at now:

@@ -62,7 +62,8 @@ func TestBouncerVersionOnPage(t *testing.T) {
 	for name, v := range map[string]string{"fw-old": "1.2.0", "fw-near": "1.3.5"} {
 		bo, err := b.store.CreateBouncer(ctx, name, []string{}, []byte("hash-of-"+name), "test")
 		require.NoError(t, err)
-		require.NoError(t, b.store.TouchBouncer(ctx, bo.ID, store.BouncerHeartbeat{Hostname: name, Version: v}, bo.CreatedAt))
+		_, err = b.store.TouchBouncer(ctx, bo.ID, store.BouncerHeartbeat{Hostname: name, Version: v}, bo.CreatedAt)
+		require.NoError(t, err)
 	}
 	c := b.client(t)
 	c.mustLogin("reader")
