@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/openapi"
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/render"
@@ -48,6 +49,11 @@ type Options struct {
 	// Observed, when set, is told how many observations of a kind
 	// ("ingest", "bouncer") were stored (muninn_observations_ingested_total).
 	Observed func(kind string, n int)
+	// AlertSealer seals and opens alert channel URLs; nil: channels cannot
+	// be stored or tested (503). AlertSendTimeout bounds a test message
+	// (default 10 s).
+	AlertSealer      *alert.Sealer
+	AlertSendTimeout time.Duration
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -78,6 +84,9 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	}
 	if opts.HoneypotTTL <= 0 {
 		opts.HoneypotTTL = 24 * time.Hour
+	}
+	if opts.AlertSendTimeout <= 0 {
+		opts.AlertSendTimeout = 10 * time.Second
 	}
 	if opts.HoneypotRate <= 0 {
 		opts.HoneypotRate = 100

@@ -454,6 +454,92 @@ type ASN struct {
 // Action defines model for Action.
 type Action string
 
+// AlertChannel defines model for AlertChannel.
+type AlertChannel struct {
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Name      string     `json:"name"`
+
+	// Service The shoutrrr service (ntfy
+	Service   string     `json:"service"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+
+	// Url The URL with every secret replaced by REDACTED.
+	Url string `json:"url"`
+}
+
+// AlertChannelInput defines model for AlertChannelInput.
+type AlertChannelInput struct {
+	// Url A shoutrrr URL: ntfy://, gotify://, telegram://, slack://, discord://, matrix://, smtp://, generic://, ...
+	Url string `json:"url"`
+}
+
+// AlertFilters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+type AlertFilters struct {
+	Asn            *int64  `json:"asn,omitempty"`
+	Bouncer        *string `json:"bouncer,omitempty"`
+	Classification *string `json:"classification,omitempty"`
+	Country        *string `json:"country,omitempty"`
+	MinCount       *int    `json:"min_count,omitempty"`
+	Ruleset        *string `json:"ruleset,omitempty"`
+	Tag            *string `json:"tag,omitempty"`
+}
+
+// AlertRule defines model for AlertRule.
+type AlertRule struct {
+	Channels  []string   `json:"channels"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Enabled   bool       `json:"enabled"`
+
+	// Filters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+	Filters        AlertFilters `json:"filters"`
+	GroupThreshold int          `json:"group_threshold"`
+	GroupWait      string       `json:"group_wait"`
+	Kind           string       `json:"kind"`
+	Name           string       `json:"name"`
+	QuietEnd       *string      `json:"quiet_end,omitempty"`
+	QuietStart     *string      `json:"quiet_start,omitempty"`
+	QuietTz        *string      `json:"quiet_tz,omitempty"`
+	RatePerHour    int          `json:"rate_per_hour"`
+	UpdatedAt      *time.Time   `json:"updated_at,omitempty"`
+}
+
+// AlertRuleInput defines model for AlertRuleInput.
+type AlertRuleInput struct {
+	// Channels Channel names; empty or absent means every channel.
+	Channels *[]string `json:"channels,omitempty"`
+
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Filters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+	Filters *AlertFilters `json:"filters,omitempty"`
+
+	// GroupThreshold A group is sent as soon as it holds this many events (0 - no threshold).
+	GroupThreshold *int `json:"group_threshold,omitempty"`
+
+	// GroupWait A Go duration (e.g. "30s"): a group is sent this long after its first event (default 0: at once).
+	GroupWait *string `json:"group_wait,omitempty"`
+
+	// Kind The event kind the rule takes.
+	Kind     string  `json:"kind"`
+	QuietEnd *string `json:"quiet_end,omitempty"`
+
+	// QuietStart Start of the quiet hours (HH:MM); groups wait for their end.
+	QuietStart *string `json:"quiet_start,omitempty"`
+
+	// QuietTz IANA time zone of the quiet hours (default UTC).
+	QuietTz *string `json:"quiet_tz,omitempty"`
+
+	// RatePerHour At most this many messages of the rule in any hour; more are dropped (an alert.suppressed event says so). 0 - no bound.
+	RatePerHour *int `json:"rate_per_hour,omitempty"`
+}
+
+// AlertTestResult defines model for AlertTestResult.
+type AlertTestResult struct {
+	Delivered bool    `json:"delivered"`
+	Error     *string `json:"error,omitempty"`
+}
+
 // Assertion defines model for Assertion.
 type Assertion struct {
 	ExpiresAt *time.Time    `json:"expires_at,omitempty"`
@@ -634,6 +720,24 @@ type EnrichStatusKind string
 
 // EnrichStatusOutcome ok (answered; for rdap possibly by a stored network that covers the address), not_found (no registration or no PTR record), error (retried later) or skipped (a special-use, private or documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
 type EnrichStatusOutcome string
+
+// Event defines model for Event.
+type Event struct {
+	At      time.Time              `json:"at"`
+	Details map[string]interface{} `json:"details"`
+	Id      int64                  `json:"id"`
+
+	// Kind e.g. honeypot, bouncer.silent, bouncer.lagging, bouncer.error, feed.failed, feed.held, guard.removed, render.size, enrich.failing, alert.delivery_failed, alert.suppressed, detection
+	Kind        string `json:"kind"`
+	Subject     string `json:"subject"`
+	SubjectType string `json:"subject_type"`
+}
+
+// EventPage defines model for EventPage.
+type EventPage struct {
+	Items      []Event `json:"items"`
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
 
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
@@ -1382,6 +1486,9 @@ type View struct {
 // Address defines model for Address.
 type Address = string
 
+// AlertName defines model for AlertName.
+type AlertName = string
+
 // AllowWide defines model for AllowWide.
 type AllowWide = bool
 
@@ -1478,6 +1585,21 @@ type GetBouncerRenderParams struct {
 
 	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListEventsParams defines parameters for ListEvents.
+type ListEventsParams struct {
+	// Kind Only this kind (e.g. `honeypot`, `feed.failed`).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+
+	// SubjectType Only subjects of this type (address, prefix, feed, bouncer, ruleset, ...).
+	SubjectType *string    `form:"subject_type,omitempty" json:"subject_type,omitempty"`
+	Subject     *string    `form:"subject,omitempty" json:"subject,omitempty"`
+	Since       *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
+	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
 // ExportClickHouseParams defines parameters for ExportClickHouse.
@@ -1684,6 +1806,12 @@ type GetRulesetRenderParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// PutAlertChannelJSONRequestBody defines body for PutAlertChannel for application/json ContentType.
+type PutAlertChannelJSONRequestBody = AlertChannelInput
+
+// PutAlertRuleJSONRequestBody defines body for PutAlertRule for application/json ContentType.
+type PutAlertRuleJSONRequestBody = AlertRuleInput
+
 // PostBouncerHeartbeatJSONRequestBody defines body for PostBouncerHeartbeat for application/json ContentType.
 type PostBouncerHeartbeatJSONRequestBody = Heartbeat
 
@@ -1852,6 +1980,27 @@ func (t *PortRange) UnmarshalJSON(b []byte) error {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAlertChannels Every alert channel, URLs redacted
+	// (GET /alerts/channels)
+	ListAlertChannels(w http.ResponseWriter, r *http.Request)
+	// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+	// (DELETE /alerts/channels/{name})
+	DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+	// (PUT /alerts/channels/{name})
+	PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+	// (POST /alerts/channels/{name}/test)
+	TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// ListAlertRules Every alert rule
+	// (GET /alerts/rules)
+	ListAlertRules(w http.ResponseWriter, r *http.Request)
+	// DeleteAlertRule Delete an alert rule and its waiting group
+	// (DELETE /alerts/rules/{name})
+	DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName)
+	// PutAlertRule Create or replace an alert rule
+	// (PUT /alerts/rules/{name})
+	PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName)
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams)
@@ -1876,6 +2025,9 @@ type ServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// ListEvents Stored events, newest first
+	// (GET /events)
+	ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -2008,6 +2160,48 @@ type ServerInterface interface {
 
 type Unimplemented struct{}
 
+// ListAlertChannels Every alert channel, URLs redacted
+// (GET /alerts/channels)
+func (_ Unimplemented) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+// (DELETE /alerts/channels/{name})
+func (_ Unimplemented) DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+// (PUT /alerts/channels/{name})
+func (_ Unimplemented) PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+// (POST /alerts/channels/{name}/test)
+func (_ Unimplemented) TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListAlertRules Every alert rule
+// (GET /alerts/rules)
+func (_ Unimplemented) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteAlertRule Delete an alert rule and its waiting group
+// (DELETE /alerts/rules/{name})
+func (_ Unimplemented) DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutAlertRule Create or replace an alert rule
+// (PUT /alerts/rules/{name})
+func (_ Unimplemented) PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListAudit The audit log, newest first
 // (GET /audit)
 func (_ Unimplemented) ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams) {
@@ -2053,6 +2247,12 @@ func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, nam
 // PutBouncer Change the rulesets a bouncer enforces; its key stays
 // (PUT /bouncers/{name})
 func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListEvents Stored events, newest first
+// (GET /events)
+func (_ Unimplemented) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2317,6 +2517,164 @@ type ServerInterfaceWrapper struct {
 
 type MiddlewareFunc func(http.Handler) http.Handler
 
+// ListAlertChannels operation middleware
+func (siw *ServerInterfaceWrapper) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListAlertChannels(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) DeleteAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) PutAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// TestAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) TestAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.TestAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListAlertRules operation middleware
+func (siw *ServerInterfaceWrapper) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListAlertRules(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteAlertRule operation middleware
+func (siw *ServerInterfaceWrapper) DeleteAlertRule(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteAlertRule(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutAlertRule operation middleware
+func (siw *ServerInterfaceWrapper) PutAlertRule(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutAlertRule(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListAudit operation middleware
 func (siw *ServerInterfaceWrapper) ListAudit(w http.ResponseWriter, r *http.Request) {
 
@@ -2547,6 +2905,104 @@ func (siw *ServerInterfaceWrapper) PutBouncer(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.PutBouncer(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListEvents operation middleware
+func (siw *ServerInterfaceWrapper) ListEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListEventsParams
+
+	// ------------- Optional query parameter "kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "kind", r.URL.Query(), &params.Kind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "kind"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "kind", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "subject_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "subject_type", r.URL.Query(), &params.SubjectType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "subject_type"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "subject_type", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "subject" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "subject", r.URL.Query(), &params.Subject, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "subject"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "subject", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListEvents(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -4350,6 +4806,30 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/jobs", wrapper.GetJobs)
 	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/events", wrapper.ListEvents)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/alerts/rules", wrapper.ListAlertRules)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/alerts/rules/{name}", wrapper.DeleteAlertRule)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/alerts/rules/{name}", wrapper.PutAlertRule)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/alerts/channels", wrapper.ListAlertChannels)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/alerts/channels/{name}", wrapper.DeleteAlertChannel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/alerts/channels/{name}", wrapper.PutAlertChannel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/alerts/channels/{name}/test", wrapper.TestAlertChannel)
+	})
 
 	return r
 }
@@ -4389,6 +4869,837 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 type UnprocessableApplicationProblemPlusJSONResponse Problem
 
 type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
+
+type ListAlertChannelsRequestObject struct {
+}
+
+type ListAlertChannelsResponseObject interface {
+	VisitListAlertChannelsResponse(w http.ResponseWriter) error
+}
+
+type ListAlertChannels200JSONResponse []AlertChannel
+
+func (response ListAlertChannels200JSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels401ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels500ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels503ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type DeleteAlertChannelResponseObject interface {
+	VisitDeleteAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type DeleteAlertChannel204Response struct {
+}
+
+func (response DeleteAlertChannel204Response) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel400ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel401ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel403ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel404ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel500ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel503ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+	Body *PutAlertChannelJSONRequestBody
+}
+
+type PutAlertChannelResponseObject interface {
+	VisitPutAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type PutAlertChannel200JSONResponse AlertChannel
+
+func (response PutAlertChannel200JSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel201JSONResponse AlertChannel
+
+func (response PutAlertChannel201JSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel400ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel401ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel403ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel413ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel415ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel422ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel500ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel503ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type TestAlertChannelResponseObject interface {
+	VisitTestAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type TestAlertChannel200JSONResponse AlertTestResult
+
+func (response TestAlertChannel200JSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel400ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel401ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel403ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel404ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel500ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel503ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRulesRequestObject struct {
+}
+
+type ListAlertRulesResponseObject interface {
+	VisitListAlertRulesResponse(w http.ResponseWriter) error
+}
+
+type ListAlertRules200JSONResponse []AlertRule
+
+func (response ListAlertRules200JSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules401ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules500ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules503ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRuleRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type DeleteAlertRuleResponseObject interface {
+	VisitDeleteAlertRuleResponse(w http.ResponseWriter) error
+}
+
+type DeleteAlertRule204Response struct {
+}
+
+func (response DeleteAlertRule204Response) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteAlertRule400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule400ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule401ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule403ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule404ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule500ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule503ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRuleRequestObject struct {
+	Name AlertName `json:"name"`
+	Body *PutAlertRuleJSONRequestBody
+}
+
+type PutAlertRuleResponseObject interface {
+	VisitPutAlertRuleResponse(w http.ResponseWriter) error
+}
+
+type PutAlertRule200JSONResponse AlertRule
+
+func (response PutAlertRule200JSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule201JSONResponse AlertRule
+
+func (response PutAlertRule201JSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule400ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule401ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule403ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule413ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule415ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule422ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule500ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule503ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -5343,6 +6654,95 @@ type PutBouncer503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response PutBouncer503ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEventsRequestObject struct {
+	Params ListEventsParams
+}
+
+type ListEventsResponseObject interface {
+	VisitListEventsResponse(w http.ResponseWriter) error
+}
+
+type ListEvents200JSONResponse EventPage
+
+func (response ListEvents200JSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents400ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents401ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents500ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents503ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -9982,6 +11382,27 @@ func (response DeleteToken503ApplicationProblemPlusJSONResponse) VisitDeleteToke
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAlertChannels Every alert channel, URLs redacted
+	// (GET /alerts/channels)
+	ListAlertChannels(ctx context.Context, request ListAlertChannelsRequestObject) (ListAlertChannelsResponseObject, error)
+	// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+	// (DELETE /alerts/channels/{name})
+	DeleteAlertChannel(ctx context.Context, request DeleteAlertChannelRequestObject) (DeleteAlertChannelResponseObject, error)
+	// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+	// (PUT /alerts/channels/{name})
+	PutAlertChannel(ctx context.Context, request PutAlertChannelRequestObject) (PutAlertChannelResponseObject, error)
+	// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+	// (POST /alerts/channels/{name}/test)
+	TestAlertChannel(ctx context.Context, request TestAlertChannelRequestObject) (TestAlertChannelResponseObject, error)
+	// ListAlertRules Every alert rule
+	// (GET /alerts/rules)
+	ListAlertRules(ctx context.Context, request ListAlertRulesRequestObject) (ListAlertRulesResponseObject, error)
+	// DeleteAlertRule Delete an alert rule and its waiting group
+	// (DELETE /alerts/rules/{name})
+	DeleteAlertRule(ctx context.Context, request DeleteAlertRuleRequestObject) (DeleteAlertRuleResponseObject, error)
+	// PutAlertRule Create or replace an alert rule
+	// (PUT /alerts/rules/{name})
+	PutAlertRule(ctx context.Context, request PutAlertRuleRequestObject) (PutAlertRuleResponseObject, error)
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
@@ -10006,6 +11427,9 @@ type StrictServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
+	// ListEvents Stored events, newest first
+	// (GET /events)
+	ListEvents(ctx context.Context, request ListEventsRequestObject) (ListEventsResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -10171,6 +11595,198 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// ListAlertChannels operation middleware
+func (sh *strictHandler) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+	var request ListAlertChannelsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAlertChannels(ctx, request.(ListAlertChannelsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAlertChannels")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListAlertChannelsResponseObject); ok {
+		if err := validResponse.VisitListAlertChannelsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteAlertChannel operation middleware
+func (sh *strictHandler) DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request DeleteAlertChannelRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAlertChannel(ctx, request.(DeleteAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteAlertChannelResponseObject); ok {
+		if err := validResponse.VisitDeleteAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutAlertChannel operation middleware
+func (sh *strictHandler) PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request PutAlertChannelRequestObject
+
+	request.Name = name
+
+	var body PutAlertChannelJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutAlertChannel(ctx, request.(PutAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutAlertChannelResponseObject); ok {
+		if err := validResponse.VisitPutAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// TestAlertChannel operation middleware
+func (sh *strictHandler) TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request TestAlertChannelRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.TestAlertChannel(ctx, request.(TestAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "TestAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(TestAlertChannelResponseObject); ok {
+		if err := validResponse.VisitTestAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListAlertRules operation middleware
+func (sh *strictHandler) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+	var request ListAlertRulesRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAlertRules(ctx, request.(ListAlertRulesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAlertRules")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListAlertRulesResponseObject); ok {
+		if err := validResponse.VisitListAlertRulesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteAlertRule operation middleware
+func (sh *strictHandler) DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request DeleteAlertRuleRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAlertRule(ctx, request.(DeleteAlertRuleRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAlertRule")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteAlertRuleResponseObject); ok {
+		if err := validResponse.VisitDeleteAlertRuleResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutAlertRule operation middleware
+func (sh *strictHandler) PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request PutAlertRuleRequestObject
+
+	request.Name = name
+
+	var body PutAlertRuleJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutAlertRule(ctx, request.(PutAlertRuleRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutAlertRule")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutAlertRuleResponseObject); ok {
+		if err := validResponse.VisitPutAlertRuleResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // ListAudit operation middleware
@@ -10394,6 +12010,32 @@ func (sh *strictHandler) PutBouncer(w http.ResponseWriter, r *http.Request, name
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutBouncerResponseObject); ok {
 		if err := validResponse.VisitPutBouncerResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListEvents operation middleware
+func (sh *strictHandler) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
+	var request ListEventsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListEvents(ctx, request.(ListEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListEventsResponseObject); ok {
+		if err := validResponse.VisitListEventsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -11573,271 +13215,302 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs5sij4KwieE2FybvGhh326qZiIVct2W3P80Ejy9JlrekWwCiTRKgI1BZRoTocj9mt2/2M/Zb9k",
-	"A5lAPUgUWZRluXvGERPTFqsKSCQSiXznb61QLhIpmNCqNfytldCULphmKfx1GkUpU/DPiKkw5YnmUrSG",
-	"rVNBzi/ujolMzX+fEYovkrb5tbugScIifMIVyQT+0Om1ghb7RBdJzFrD1sGPP/SeHvQOBoPef7WCFjfj",
-	"JlTPW0FL0IV5w47aClop+0fGUxa1hjrNWNBS4ZwtqIFrQT+9ZmKm563hs+OgpVeJ+VLplItZ6/PnoHUa",
-	"x3L5C4+YZxVhyBJNkpRN+SemyJJHLCV6TgXp/4Br6Zgl9o8O4a9nHTKV5gWuiIGIKX0yEhRx4VaNo5H2",
-	"cDidTqfDwXDQ//EZoSIisRQzlnZIKDOhFaGacK3g25FY8kjPe+SnFYnYlGaxJioL54S64WDGaaZYRJZc",
-	"z4meMxLzBdfE4CoibToSSSonMVuQKWdxFBjAqSBczJjSJOaCEZamMu30yDsRr2AEGi24IKmMGVnQFVFM",
-	"RCMBy8vpgLSPB0dE6jlLl1yxgCznVLM7lgLwdzTOWCeA5TEazi24I0EBtQ5arnEBoUwjFhEucPYs4prE",
-	"ckbaNDRbQsaIhphP9bjTGwlHFv/IWLoq0YXZ0huzW60yKVjMtYZTGiuW08JEyphR0foctD51F5ngQnTN",
-	"koHAFhwe/MSR/D1EODGPdlAgX2SL1vDg8IegteAC/xrkAHCh2YylQI0vGYvewsDeyeA/2yZLqNYsNR/+",
-	"nx9o95+D7o8f7X9vet2Pvw2CZ0ef/7PlOwfn07dSsDdUh/PNk3A9Z+TFNZ0ROSWUpEzgQWAkjDkTmsyp",
-	"6rnNmDMasbSA+XzaNSN3ceias3k4GPiAejf5lYXaIWTtdJI0i5liOiAxV9rQ80RmImQp0HzPzzN2YnCN",
-	"YSy4cH8eBBX0nnb/t8Nw/s+b7sc/+dH717OYKsWnPKQIvw/FbDploeZ3Bq/ltw3aDbbvOFv2aoi++kUF",
-	"z/+Zsmlr2PqPfsHL+/hU9dfAQlCzVMnUD+JYsE/6JoQ3xg6uJGV3XGaGLcwYaQPzoUrnzEnDDlkO7wUe",
-	"Z9yLcf/1teFv+UFZGxGYn//4HxhaK07lAP50x/LAeyz/esWYuOIi9NAhcEuzMwoXrRgThnkb/jrVzN4H",
-	"mpdIcg1W88WNgtHLAE9luqC6NWxFVLOuGcBPWVcyS0PvAVHwpEw9pA0nODY0RpViKZKXcNtotssA7v4d",
-	"SqEpF1zMCNedgLDerEfGeGkMQ7lMORufEEp0Snls3hr/aUwW5qQzVYzSHk8Zi4Z/GtcSAEK6J3f46zWd",
-	"+ZatkVHpyonC1eOOqCxJjOTApaiFSNNZHTgHNeD8QpEeq/C8kku42omWZEm5BhmBknBOxYwFhJKfJYmy",
-	"FA863uqKjFpHAzVqBYaQFlJp8nRRlY6OBqoGcDNHHeRHh37AuZ5zUUPaufjDheIRQ3I+O39+WSuuDfqH",
-	"x3XA4Ux7HfRrOvuSK3F946ocfX26z2YolUihGNz4P9HoEkU585c5DkzAP2mSxJZr9q1k9b9+VcjZm7He",
-	"C/wKJ93ktFaCNJLRgsaGGbDohIxBSFNjuOMUClUg0IGMpeE7qqToGbHlTIppzMNHBf1cE/aJKyPAximj",
-	"0QogeSnTCY8iJh4bi2HKIiY0p/EThZJsJJkiQmoCYiKQM4B4LszVTuMXBsGPCeYpQYnecmHF0juWPlHE",
-	"nLYTEKONDDynCh5HTFMeI8hvpX4pMxE9JrRvpTnBM0OWt0IuBaETmRlVBSC6lvI1TWfssbd5IqOVAUne",
-	"WcEU7n8H0hsqVvYUq8eE7J2DJqRxDHuaUm1hOzE0CJhcUkWUlimLeuQ6XRE6o1xY2eGS6XTVPcVbi4VS",
-	"RCBoo4wNaym9scnAr/CT/OqZsKlMGdHpykwME/UqzHhD9jGLei9opucy5f9kj0xqRoHkUekQw46+F/SO",
-	"8phO4kenMzycJKQCOIhQS6NuyCUKvRHVdEIVQ6tGapizATKwGpMiNGVEaR7HJJY04mLWOTGbUezEY29s",
-	"ksqQKfUtUFm635Ysjrt4w5FJpknKpgZbWhIlFwxPSXGMwBZh0J8ptueF+F4Y0U+mmkVvWMTpNWDlcdct",
-	"E2aFvfwm0vSWWVABJ08UOUOIugbCHohBdniwu129BWU/NWNpjpKKYHop09vSZjuhJmiJbDFBMsqVCi70",
-	"s+PWprYTtGQ6o4L/M9dTN0ZTucKxKazZXyQo7ubl09CNw4RRsD60JrEMb1sBmmlaQSuWRtLW81RqHbPW",
-	"x2BzxlOnqmwum31KeMrUDdVNdaagNeWp0jdG7Wr+zS3He9atAvWDDa1bSA1qjNUwvKsxauKes9eiPGiB",
-	"jc2/GYVQ/AHhd28HhcJVwkUZso++rcwirl8Ina42t4GGteRCQ40C1eYTP3ODUwKz5ho0K/Qld1mSNhUr",
-	"8perd2/RzHhC6EQx4fSriMVMo4JnZtqDOpCXbgXLsdt7wBWmjBZw8ajpocRd2LnN3GwyNQogoj1wO5MP",
-	"UbuzFxTlturGcs0W1X9s430lEimYAU1TCn+XbEcNVgLz+aD9Cc18m7AagKjmEx5zvdrcwF/mTM/Rgq/J",
-	"HUuN/k8Mz1TOaM5VLn4PibwlyzkTZCL1HG7ulMWMKqZGov3m9C/vLntvzt++u+xdnF6fveo4i4OiC0YW",
-	"9Fez2VZ3l4KRBRfml4SmOiCMAxxLujoZiay4k3C+aZbCY3iZtLNkltIIiU3GkREEecQ6JyQTKIADXY1E",
-	"xO5YLJOFIbVJxuMIDTnOJgqLNkqEuXBSZidcMY12dMfWpOHMJZDgL5jHy8rAV2EFliqyL2h4yzRcwpOV",
-	"Zs6rkbAU7LZkmsoFyS2Fc0ZTPWFUk7Z5esMjMjCSAWo8qB8hIaPBpgktXmYxO0P4fMQIB5FFe10cYSqX",
-	"kWLhTquqee+KhVdMay5mynw7l0oLa8fYGLgxHwAOzZyK+hBXSy1M1rze/PDbc3mJ3/lwninLY6q08t78",
-	"TBZMpzxUhBKHvpx4k0zNDWe9eHd1TfpuF/p3B30YsWs/7QREZYsFixrTCMy8hUgsl/BfBtZZ5IB0HMUy",
-	"gipd93yoX/KI3aTm/vAcoEvzO4lYyM2oqjJsjqAki2M82krTFYsIjkZorOcym81HQoN2jBBSdcsi4Bfn",
-	"SWnkdsmxCUbTTwkVsBSF9Ns5GYk1TnLLWKKIFPGKUJz0iSIgS+TO3ly8ZWIq0xA42AK5zU5C991qztLn",
-	"yLJyhLfcE2f4ludqa3robtnKTwG3bAXo/J/uacK7/81WJ0TNDU8GxAi57H35idt4q0qjzTBlVrAFReci",
-	"yVD7iSJu1kfjixKqrMN0Td+wq/gaDrMaVGydamOIBf10jl+WDfZ+tK1jbAuuHHvbFIGN5sia0lSYpalV",
-	"ORux/dmNtf/UGwPAhUTKBx6YRSjFlBvdOiBcEFrwpADdQpZtwbFeUkUsZOahIO3NQeEdPFMosHBNBLj8",
-	"Ix51hiRLjOZuhJ7iVk9YymVkReA5M+xp5QYMyCyVS6PjO8mdguyidBbemnF6ZECWcx5bHRnxb2UZa1op",
-	"nTOr6xY0tFvUdC8G+R4W+7OFEt4n5mLd89h8iQjxyIdi62k4o5rGcvaS+TgrjSL8ecPSzViENxlXYLGx",
-	"zoLS/pXiMcINn/nGeioTeJ67s7Ud2WYVL/HNbfzZvB5lsf+hRmfkxu9ZGu+mQMt/zLs5zEGdjSEHo7r8",
-	"Lbv0misPwzKb0Vy6K2/4rlsIR/YCtLGlTvNY0JiHXGYKzCcqyf+YMMFnYociciYFHsGdx7FKkm+srxoY",
-	"mVHc5RTVduXc2CdEsBkwuwmYHQ2pVvHY0DQEGhA4Q0MpNDfYNRxHgW6ewic8Mhp7bHYrN9H4ViukbhbR",
-	"hEup8osdDIILxyB2bHLZolSz2es8bL+9eSWXFWEfdXOFzMNeHk+UEcJ6ZAxCazQmOkuFIiA8G53YybhC",
-	"lsP3xnfHNxOu1bg/vnuG/yJc2FurJBube2skrEA7JGMVyoSpMVLLmmSt4Pqyr/yZJ2MwKshMj8QYBORx",
-	"QMY0XtKVGkP03VhOp+Me+QXAsnK7keLJuuRvdGiaspFAbRsC5MYl3WHcI6/ZVBOZaQjQEiSDmymw/kRE",
-	"PoyN4veGBZVWCVhOp8BmzErAUGuA9hKixaNfOjYgKo2RoDYSBOcyqpzT6g+PQaPP43GODsvROM98wpDd",
-	"sl2TPquf9OBwUJ21Gpt3cHC4UyWxWCtQUMDlOwovRMrD+ZWmOqsBHGQ1mWkIsoilvM0Ss5uGIs1JA+oy",
-	"f1hq3GRDRtReJPuaNHJbgiccDR4Z5kSWc4wItXCBy/KWJ4lRtYcii+MGFvM0ookBWqdeUpKZDqUv0E/e",
-	"kjZ62lh0AmgwI5FEKsUn8cqwZepsr9YJgsJsKO/AjTTPkdYJDAe/mcpMRKQN0uOMK239MTI1bOLi+tKG",
-	"onYCRAFpp0ynnEUkppqlEPNrV0/alKiEhZzG3UyxgCQpv6OamVciGWYLJjQObiEAAACNLDKSciZioyu/",
-	"ef/2/O3bmxdvL8/PXt1cXbw4Oz99/Wdr7arY5nL4W27vgpYFxoNWP8uuUEqBeS/dfkpiyoW5XjcFCLwh",
-	"o5J4U7p60O3mF5XYpwZSObwV5JPkI24Bs8Y50UCOXFCR0fimwZvIVLY4xvZS3wtXEeKx+Xeazr7EUGCX",
-	"sQWZL2log/53ILN6XF8sEr3CG1IY5c1rR62McTNN5cLPgiwHx1DjSkisoVgFVuQTwhpMyYQ5wj7tGTlH",
-	"HuZWCnkscY6mBsUKIRrFnUFMqGERUx6ihSxnmeb/0fWOQWvrWzxjEhh7HL+btoYfGs38M5Otzx/Xx84p",
-	"3H9WGxHuLmhrCLkBzNe00QQbFP9QQ69f7ZZU7IyVlfnkeg8x5+gucLvlpP2M+7x2nSvR1JSUqxO+bXNq",
-	"h++ZUTv24nF7M5FLqy6vO+pEtPdWwh3UgEy4iNinzXM+6E6oMgddKlBAXJqJtXL0vKjdesM1u8YQnGDz",
-	"OkMkbMGdDW+uoq7YGo9DQpZ5jSozNhLSFIODuN8X4TdfrF/JoNnu2nVB/aEaRYzAJuhO26kwc4+5L3cG",
-	"igisf1mM34J4D0Hs6HdMqFJMVcSnVnCf0BPD/71nBMbyWbmcm7nwmKADxN0oNn0Gvq9Ip34jmF1dPUED",
-	"gTn3ELxtZjKYOSHdgwKTOerAxqn8BD91l36DA4kCgrmnMppGflSg2gDm4S6smMDL1n9UWrzTXvElxbQ6",
-	"Ieak5yZm504ycNewgJIfVM5mPoDORcRDBs40OIgGU7FEbKlyWIejx4oncRNdu3hRatlfFYoDt3ORd9sI",
-	"VYY52aDBEzKwaYX5Fvq3DtawL1MF/rzvBQlnwtGKm7ig1FLMid0Hi4iCUorj4+MifqNyA9mcCbOGGnZd",
-	"kgAbXKr3MRw3cc6n2R6+eXTnZ2Fos2ybfbWgn26iVCY3ak4xkKn4TmaTmPmcJeYjZOw3MRM3d8d+gl9/",
-	"7VnNuagzoUs4A6oJXt/ZV4H4DGk09q3dy06vdbzNfr95Zb2/fI1xQ1Ss4L5ZyjQiKYuoAbXXCu5l83cI",
-	"qrX+GzgrPgBH9L499G3YBoEEJYk3x3SFmusO6cv8kLhLNlR3hhOoOWexGYQnKjPiMITQFqbthC7mNPPb",
-	"FM3A93FIh7WuBVjyl3gXSnxlt839Ppxj88hW6Q2SKoxwZx6bS8PuGFgEUzZNmZpDXHTKFvKOOdMzwcCL",
-	"9oCMssHgKLTf4x9/Jgcn5MAazM3tgjeznE47J7mwMOg9xTyvMM4Uv2NvnI0Ur4lNxlKYVL3JzjsYzpr4",
-	"sGlAzhPH2wPyZ9L/ITAizp/NEdxiRu4eBE1ZWR0Az2oAODqsg6BqUvaDcD9uWGZvVXjLqYQTppeMCUcd",
-	"TEEyIdojDhbFDh/Mt+kDa2yPzjDC3pDfisxASkOBfQrWUzS+lFPuDBbqeG098G1IND3+Yd4Z5qSOkd7o",
-	"/YGEyiI42J0AMPuCIR0TjiHkqAKhEUS96/Wy+bnWSUDM/ysiUzLlMbD9tTUeDo5/2JVXWGX9FZ5fx1wf",
-	"wmn7hd7aMuHt57u7oKliKbEEfoJUYzUPFx6C64dYqU1vRijjbOFRFkN1NyT/ZKm0MjS+5+Tokia1rdJC",
-	"YIe/Ed7SAjCHHXiyIpiUg+EKbb7ANVD7c8dv4JQLl3W+MTBmpyiW0JRqma4R0+4QDltgwT+4uuUJYAJj",
-	"8dCR4VcsF1zcgHFocyi4tYfE3Eilm4ZM2ZKlcLR2YvhzDTVdZmJLuEgD2S7KMD+nsSC/n9hf4w4ziiwl",
-	"aSbIlPKYQXzSkuZFV3rkFFMQgQFxRd5fv+wePLM1Vl5dv3mNpRHMxxD3goYY0h61XOYifnFCQinuWKrN",
-	"GTE//TBqBaR4qzwaupIoxNSMWp0TMDhEK5RJnRwHlV2UM5fklxccPwAG3h61hMQaMO4NMy1Y3Q2B5KlU",
-	"jqiokkJhWRfMf1Aum7Hnz7cRXM33dEyC6FKjyjUPlzarb/junkqGe/0mn2NTRUB8HQwGa/sBkXjcyLhE",
-	"poa3tPPnNk7eXFyExvEe4e52hNdcsJ2RXgZ8Iyg21qg0Tff1LKvc2b3hwFzIiE8xzg7PE2gecJR2OzEh",
-	"xLUEUJW+8nlzCnJUUFZzkOMUWKgoPiUWU/hY17b7Yz1/89/baSb2u7YNp/y8M0JP1IBi7pg8k73ZzXqw",
-	"caNSYR3gXJDEXOgR0exTjfkJrjVfzB+kQl1I82qKUTalVEdkWe1xH4xI/UEfrOL9gz6GFY2DkRj37b71",
-	"D/sohI9PyHicG8WWcxljBngH4mrA4Gjuaih1klA9D0YC6lCYp/YyLxWwGkM+9jgg43LSpSswtWmTMeer",
-	"FnnAROtRh+ktimli3QFQukixmIVaGlmiGkxRYTc17vR1Yc4q3luc5V53U2hTpjyizH29S9syUvfKIf3Z",
-	"KKabIE8yHmtf3ZK3oGSCNdm80uWiYoG25NTbJS40OqoAW03GW61f0UH+sW6xeSDDHvaPwjO0vaRKmZZ2",
-	"F9lp6O4DqO9jtfkyfFcuuZ0BzW6u2gVcFpdiHW63INObxNDogvXjObeabznLr1yI/Z5oLyUr+L9qJoxX",
-	"M5YsawPma9m8yy6w85XOXLGGchLhQ2T2lTPtygT+9GmdiT2X+suK2MBzICoZYbtLQpU3NYeqGKOSb+CQ",
-	"sNPw+koKtkqkR8bQYVLBYb6DGRf64Jl3CyvIC1qfujPZtaWVrs8uwDISPeio759fbPqVw6SFE21b8Cu+",
-	"L5XzZCc7rAJ3DitOZKqbrjRJpZahjCsB4J7lVKery3fy35WMiT0k73VxOSkSm1p2bSWwi+H9qJe35ZWB",
-	"zoKi9dLcyT5j+avS8atux0Nmp24TIDxelrzewfYSB+dQ2a5GcM4l3FqZsJHa2EyOgyG3sn6E1VUbaRwn",
-	"lpcnCTbjM1D39xSCmyiW3oFpNq9V1CSNs6pUr7k0wDCR673W9660TBLQ5EDRajjL2lfblHEQ0NsyJcCb",
-	"CIvZggndAVvKnIooZtEJSZliIsIcdYyX2fcKz3FZ0SzX4dzc1o+b1cFc3V7UKmzBXpvzK7GmME11d0lX",
-	"AVpzlmCEMsuJSCQFIxOIwhC9gmoumQIn1jYSaGot22X7WDd+NLZolA/jZ58FYw97TaPtscvxHba/yMmZ",
-	"s5Wuq9NZ4zROFxLvtZU0L+KCb1uZoQ7cl5THWerhwjTdlolTCf8oBtzH8GPDy/2RAfXhEc3Tsb8Qi2BA",
-	"WkOlg7kw+NBazF5liwX1xpmD7a6xGJvTlIe4p7h7ew3mdnyXHmrBLE3iW+hbuqjzQdVfytaQ4Q+kgKSk",
-	"/WyI7pvJqvlN72DYuqj7qKrl1ZX1imeHB8fH+zkAtwJZum339Lq9E+AfFTNCXfFfRVfK1mikogi2S12q",
-	"jMfzthFHsU8B6cAK3RsNAUpTn50/vyRtoxCRCddYFu+fLJW7egDssmtA8a1GWlxJpK4C+tx6xYVcnhTF",
-	"d8mCi0xDDVz0g2Q6S6vCScPyXdXZfmKYxmALKmNcBr4M/2aFm95Mq+UtE3l18121FXo3w/7/AUXff/zx",
-	"83/W+Phrc8l318otW1+eejwMXif/az7NC1LnBajVehnk9qh1eDwftTpYw0jk9jxbA6HYmoMBWTGaqh55",
-	"XkYUnT1ROequr18HhMWK5QEKUjArKW8vjhz8th638tGjXnnP8B1LU9tVYh+zTBTdPNyueB0/X3q871Nw",
-	"b4+DaVMtvi4WfEbmCxnzcLUnwzWCLvg3DB5sdwRUtU+MBJ7KTERdnfJEEfaJhjpeFf05wB9gvttkwXmQ",
-	"2QYfxVJyEBOdCZtLYGPeFQQhliPeq+HuPl19XrIlbVUaATm55Qm+RMvAtq/AelBS4r9iqZjGchKuxIU9",
-	"V+3HDXKcQokVQ3dPcQWv1ggpgD0H+sdaaiyb+vbgIut2wDwm7dnTp0dPt3c72I2DdXvgQ45efzBdItE+",
-	"zDRswuFsgdLPQaumvM5fJBdY/YGK5pXFioIU24sqBK3UKi2bnEVMtUGVsq18gL24ZBXgM7Yhw6h1MOjj",
-	"1Thq5fUm86Y8u0OR83j9+pykMlHvtw1RIlO9zwFNNVRAaJTrxadQ97f2pvCZ/HcNWjbp+nJboUyRWK3l",
-	"Fm0x+taQtVunx2ceMaU55lERgz7SdlJQJ2/cZCNysXSEEZkMC+seDgaDUauzIeU0P6LVLkKGCf92EDz9",
-	"3C3+6WHDH82KwG21p8qIcb/N054xTPeeSc/O/3IM1Rr8dF7YUzdUmMuXZ+TH46f/5UxyJ4TdsXRlPf2u",
-	"rNHpxTmUokdRc/1i15THvvgyqskSrvZUgpsASnWZc8xEyOqLLBQWuGaBJUVciC8VfUt5ilfX1xcEX/A7",
-	"zjXXcQ0fw8/WY0fW92z9S1Bah5OYitudDAwnz1fg29jL56cXHmPYJFPshi3sruwV3zBlIH7tJQmjidkf",
-	"LlF3RLbFUdRl8NrCFquGERaXGEB9WjL/rhGui4nyNuKy4dfuBECVryXNW4CQf2Qsw6DJNBOCi9kJEZII",
-	"tiS/yok/OhWCt/zRf7/KyQ2/l9nXflkK8XJhYn6SKYfUebrjMFwpuBTAIJ+kMspCBrGWECK/yQEahA+1",
-	"MWoX7plQ3XUs52/scdlZd8NTfIYLFpAwg7jTw8EAavYq0mYCshK5IKPW//d//d+jFqoeYaY7u6UK68Ky",
-	"kU5bPFmXkOnorReXxbFLmJWp9W9ELNaUwN1dKsHt6h8aRN5YD/sm+stPm1BQyV/bVbc86WJEO427CUa0",
-	"5fUVanW2F9sSms12+xW57bnLjR3LgCzPOWq+sBkTLN3bcgvJRDelKNPm0T0uCqcmjqAByHOq5ljaylkS",
-	"1ZwePn027PW8F1BTNdinADd2jW91/TePfYHD4PRXX75xbRhBE93Vaq2VOJd9uWwRbFAEusCOrNFSrgYj",
-	"ZMURKm3INh3ZosK269rSITKvwJ/KhftNYZMW5B3g8gWiw+yG4iUhbV9WSOaPNhmKj8K3C6XNyXjvCtyW",
-	"kX7+ksKeJQLbwZCnPI4VuTvu3z07wY4LmtofaRTd/KkfsfjmT4QLpRn1oI5+cWuQuiNlpt9LsWi+JzD0",
-	"s68ytEHXV4Iahv46UPOoXpzZUmul4cXr4rKeb7eUFFYRqplL+NtmAKmt3rKnRtocT18F/d7uH86Yk6J8",
-	"Cwv1n3QX6LaHNad8VTbiSeXovb0jdvPZ6uGv11nq45lecV2OY2oaLOIFQiKjzKscuvbHy5Rr+Ad2kfZZ",
-	"38txrJvR7av1HLfMHZXtqY1WiLzPp7b3hqfWjGvGYU9wybuG5Lb/kTaLt8d6/zrdDtBitYFFmHeP6kq2",
-	"36cHSK2anuQOpN3OAVTUzC16U9ti4m/r/SQ0g+Q781Vu5C2VrLG15RopiX5N8IwKKXhI46pv6utHcmxp",
-	"tPFTtkggYdHa2lBgc0hxAh7XisXT+wTqWZOgVVLtHpYl19JifbSVW8R3Gr2/MG76+QWMWGf0bnSfuNv0",
-	"/OVbGKCBsTtv5ryPwdsvl21kOeQhyBZbpaV5Uc1oGs7N7eE3xlQLnoGpwPD5ag/oIdF0pshGI+hgrV/0",
-	"WrlJTKDNaypjTT8oxAFUudZQ24o7Zr4Az2W/6A2e9ygtVZpU1SKUQZ5xq/hsjuWbi17r2FPdEfzDBu/c",
-	"pzXefcK6pWZ7V1d1qGias3qfaqwPU1XVV7bHlpK0QNU23iuvs/4QPESvttJx+nq92rC66kVN0cLT9SKF",
-	"1dqrmqYzpoPiKMulWDtqvjrY+bPmbevy/pK+UMzHORIPRvl1JNmA4IIy8nzb6S1JGcq4JuTzPvKVlStv",
-	"6upx7er4US+fWebaoARwUSuTtNfordNQwtpfRvILJmVIA4vq0lpqNuklDfW365X6kHk+2+qdVpkH1nyn",
-	"KVQrqalyet+soV2HqGYb7lXGzJ2mkhf+Pz4Muj/S7vS0+/Ljb8/8wZxr52ad0ZbDK1UWzglVxEZZEpmS",
-	"Uevg2Q/zUWutGo0vJnL9BFYD8waNgh+u5S0TD6OP3Yeo92u3mKmHUhFTayzYasM172xt6ybB1b2j+R1g",
-	"uNT6rllyGO7LZmqYdvvla4kepkw3aHy37rKHIT0ZUA74e2WT3yc4dTM60RNgujvaujY+8b6bXt5v3xZX",
-	"mlfWRtx4ykRDt0wbOxalEtt4+FpypHzGa1Lb2YJFvL4Saya4x8AAM9oKzTIFJ7N34ryntcfSKzWNC8Ur",
-	"ydScKEmmtOofryt0WlOD00Cbr7e6OgeNbwf+xtnSW84qtQVb1xv1YRfoPk+UbaWivOu3td+3iqxXbx8i",
-	"mnuteP0WIXTtzbqUhutcPSbLuVRlrdjV6d7s5lDTsSHl4XzBfAXKfJgcFv1RL5+fXoAKfXF9WeqlU6oQ",
-	"F0AJLCxjmLAUW+zkPZLTDLrBTIy6nve5adoBotzp54HUCdsIYqvnnMly7QO1h33epmt7YL2PIFcEK9Vs",
-	"mX1j+wnYYSBoIsXbHkCgURKug7Xy+Lm5tJmyXNZjfY73iCY7mfzz04tHM2QUPStu9uqb4ZSHz1/Yf6N2",
-	"nPVkxDpDyRr8ZdNJTgNV3dWcEtdQzzabKo7DJvuGNLAwS7leXRmgrduF0ZSlp5mGABJYDYTNwM/F9sy1",
-	"TqALAJb4/29fh+DTvAHALVthPgijYEwFKancP85cHza93rCtctc7IFEoRuo8S9aKmzcdLqCiCTd/f/4M",
-	"bTCmchMm7FlNzAVnLkRlr9Hzizw/Dyydto2WtbmwFLgiWi8tW9QyjkYCYjQDEjOaCpUnnodU2JRDs17z",
-	"WCtCDZ9V0LknTVmo4UiCmdMWIKZ6BCWYYxbNGBYKy8Mw4CxbZKm8oTQXeYh8byRG4hqCD3nMnLcKS4MZ",
-	"HpDSEALo+zTh/buDoV13jvcA1mpELQPTSOBjbDvWI+ZSc80Mu4bYqeaTmEGobwaxEJU+hVzlbz9RI5HP",
-	"b1bLsSc27sqERWTOUgbQGxlQDbFSag5XrtCOP3Vtv3ED5HhIxkk2iXk4hj5mYcoiJjSncScYiTE6IccB",
-	"GaMXEloPRgsuxqSNlIy5hK4wK6wbIsojhpiTgqmRsN4lriHqfGw3YEzatEzaZh9KHbArE2DhrZEAyjcj",
-	"K7ZO7KWRFJ4QV0wSkvY6PXJaWt9IuBqbC66UeQkKD2tyR2Me2R1T5HhwEBCKC5uwWC5xVW7mJ+aNo5OR",
-	"mEg9h15SZU9aXhxO5XZ4KFNHU+Zat1ENe/aK0btVeUHtYp/m5tkQ4hTHQ6LA2grjsU/g7uiAmEHJlC1H",
-	"gmpCiblTSdv2grt6cXp59urm7N3bs/eXly/env29c0IWBsQl5dr2SjZnBxsuj0T1u7++f/H+xc0vp+fX",
-	"AXZyRsyQp4MjtKeOL5lOV93TqaEPg2NXIm8kEqrnpQp5DuEFlqEyKVTTk3Fkjvbb96+hPCk5HgwAMRBj",
-	"roaVAHmsX5oH0Y+h+BHy/b6NqP9fvyopxoDtkWiPbTD+uNMj7wTD2qgCjgWMuzRnZ2jmtOhwRQVzEqGx",
-	"uV9ZNBJQig+hb6uV0PQT7IViCyo0DxWhMb9lnYAcHxzZ0WDPc28N5OCYx09HAp+HWC6QGOZbJa+i972m",
-	"tywgx4NjmzVCbJl5ksoM2gSOBN5HPTLGWP4PH3tQaGaMCPVXT3QIqiub2KkphEjW6iCavV4vhNg5wf1S",
-	"W2sXBqRSulB1RoLGSqLtlIxjLtgYMDzGepJjLKcY85DZYD17jZ0m5k7sHvYGpSwCe0+VHLHD1kFvgO/I",
-	"hAma8NawddQb9I4wFXoOt3efZhEqnjP09+dbch5B9rHSp/CG+cYdcrCKwBUL2CluWAop+lhwHcs576yX",
-	"t1k5x2wukAgWp1wlrG9oEFThMUoy/XKee//o0LBrYJ/jTn77r4FmhZga2I5qYPONBFHTlYGaGav94l+B",
-	"1f5fz9B71OTV14byoPpNasM5YTsPBwPbLkxbNbDMM361ce4F5FsVZrPv4DcD8WjTfQwVms1RMS8WRSI/",
-	"B61jBMM3eg5u/ycaXSL7wU8Odn/yXtBMz2XK/4nRzk+bzHNuOIGgcZ7F83Rw1GiqO8ox7Q0kX1fDBBR2",
-	"XHIsZwERbGk4KGhHThoffmjhufoYtCpiSGvo4p3MmH17k/fn5aKEiVSek3ghlbZt9IsShqgZMPMkWjXY",
-	"+Dy8u1LP0IiPreHxYaWy4Ic8oOrgh0EpRuqoFPR0UApFwlEMQRbVBFtLNjmo1ucbtvwsqhlJFiv/XFWL",
-	"XPxv9Swc1+m8j0qkxwcNyO1aSmhZgh88bTKLUfhkqln0hkWcXq8wDP0xj4RVBpFYSnrdh4+GDooTg3GH",
-	"aE1CsnNlLlWADbwc3eXiI1ilXGUhd6bsHL5T5R5VjlWap8nYy209QRFFX2ipEGIPGCt/Qex6HiwloIw/",
-	"NkIH7g8CPYZvL+dMGBGbYbP1lCjN49jKeSB5UJVX9bRVNWg5Krzj1jwSRaR9MVFZ6VVzmcVRKcTe6nUn",
-	"CLpTAoxsq+jKKJZG8lUo75Kx+QNFDCf0Hw2Oeyjgzo0SWFoFV7iQkYglxZQmo+5hhzUbDEQJFBVHOaXK",
-	"rX5mjlnZCPsN8cFb9BovaXOnpLtLo6I9fiR+GwHvGQELy0OZUxfwl3eaL+FcIcxFtktpjIPPNRLE5r1f",
-	"Ls/w9OnRs3td+r/Qr32Rr6V9eG7z67zLorMCYpZHfhxzyrTZG8BAj3wM9q0lQjeCoUwugBD/ZUWDpnzw",
-	"tRSzbiLjuNTWUq1FZirLe3K9BfnalzDBPLLSSRZrYYvA8eZck0Wm7InLq7JUocGxzPY6ltQGhnY8ODLq",
-	"jOEsxEUpAu0A34fgPqpLodAuSh1VIjvG4WHnhEjBRmJCI4AHOxyULVMIQOCiC4HSeB6ZTl7Z4lgjkRpJ",
-	"HNQzFoG/IgfYav2v3r198feLd9c3l6fXL8xsCl7DohABmWSp0mokkHVC9w9kH2Z+A2dFyy0hx4BjOzMg",
-	"Vz4+/BFRUzIf+FhmScC7ZC68897iXZF18AGr+rYOfjzsDXqHvacDV9R2eHhUDme18alrEl2p9FfrcHD4",
-	"rDs46A4OrgeDIfzvf6P/uSkjgnkbyW6HD8j+KlkPHvbnnj2uWNiE1byU6YRHEYQYPLIgeXx42OTjJJUh",
-	"UwqZofnqx0YwvqFiZTGofudia86sDJOw9l/rsOWKaDoz11z+Uts+sgPbEnWGqWKBuoCsM6Dr69ed+/N3",
-	"tdV285N76QvFi0YerJ8ceBserI0T9yKXskOW9v5Y+r/DaYDuGz1nq1ytMXx+LpdkSlMyYXP0kTMwhG9u",
-	"sdpmHghq7AAYofRTLhbc+4aoquhF5uwH5PvNubqFBaOPGvH2gwfj7XZuF7ZVI9q6ux/cSVqRW7b6vbP6",
-	"QQM2eibFNOboMv7XNTKU2PGMK13uE3/idhNkwCKcDgROcJ4YNbfhwcOswwpr7f9mDslnFJljhgEW1eP4",
-	"HH4vH8ddFij84ncvayDo2794K/VLox58Q5KA5r0eglBaJoosZXqL6VV7UMCGqWKHBo8ei7cQEfQxaNkY",
-	"zDXhPtMPwLK/nEm/hyD7Zlx68NBcegd7/lc7Ef8GLPkMc0sr5osi0sFaJ1X5VNKV2p8fo/+/H8Y8vJ3L",
-	"TLGeVne1Zt13gpFULlGdb5LhSNoUTa4/v7iGAMlxJyBKolU34pCuTdPVE+yizJTu2vEg1TM3poI0mI/R",
-	"/83GB30eG/UfXumRM3DtYjtLuKKgm+XQAhisRXkGRIUyZaSdN2MnB4NBMBJFQ3bybBDkLvLDQUCwPTsZ",
-	"dALI2wwIVcL8341MZwGx1dkCkkZCBSNRxFYGJI9dDFy6Zo+gnA4+cnPHJtDnQ5P2gMjUWlrRAG5B6JxA",
-	"TAZWKB///e9//3v3zZvu8+dkPh8uFkOlxuT99dkJ0XSiwHWWd1sdiQkNb1VM1RzLhqNjHgZiKqSJka4V",
-	"uaaTK2wEzCJiZGXs/OkzqLwAqjkzRPPKEE1rX8b+12s6a+SM3YgS3v3JFUYDNzIQgwW12aiMiSswUzcw",
-	"KGv2Sfc1nXSVQ2gXcV4tBIWkOdJV0hxpIM2RNkQ20lQJ83+GyEbaEtlIGyIb6YLGRjqnsZG2NDYSa778",
-	"kc6pfaQPBoORVmrenaSZZsBORvrZ8VPz8wsEkbySSnMxG+nnL0Z6pAsjFXFGqtKPh6UfbRH5UC5TzoCA",
-	"PC79CTdn3+PP37zKrv5mtgoSxf/1veDFuSI8udEpL7NKZx9pl3FSNnIgR6+wfYj+chVmtznN7W3AE9UL",
-	"t1wDly/PyPHBDwNydvU35PyuA7m5HWyMlxSMjJFRXMrl2HNntLlWI1G9MAw/XbswhiNRx8Mhfb4NDc67",
-	"v0Jp5E7OYdd/HwnMmc/5dIV7e7k1aZuVHh0d/RgY3mrGyGN8e+RKp4wuWGTADaVQmgpNFmwh09UWnnn1",
-	"t+/M0sMsLbmt88Zgbcfh3rUbHMB+uu00u2k3s7SXxcWbb9wGVwxyphhU2WFQ4WJB8PxFAPwxWGOPgc94",
-	"X/x4WPrx6Mt54SvfQXNCGWLtX59FrudXUAW8qG0jW6c8xpCHJIlXX4E5Oh3NaxzGg/6Xq3dvv5/0BzeE",
-	"bysU4fE+YewDtteDli1AHjBTQJRl4P+Wx8VwjRJyHuvkiKjB2Xn7/Pvp2X56PnULRFZCbaxK0RqOWuvC",
-	"fysYrWU4wWuFSmBeAJ2jNfwwaq2pBq2PwcilPeELVRkfnpf0ETO0716EWQpdpfLa4dprxZ3dGh59/vKr",
-	"850RSQsOMq5ERpnrE0tP/1vzBTx7X5cfTBmLtjtXX8IbX9FuaiaA7hA1hlMAMSCTlW1x9ofaVjQtYeV7",
-	"Z5ez3QiKDcRN+Nhgp/oh1TSWs507dmbf+4r7ZqfYtnUW2uyPtmu/sDjuorUR0+mQCF0tGUEmkDHOItIG",
-	"x7ea84REHOJDos79drapF87s7ncX3CMTBOISsvJYhEmhc660hGTQyIZTlwr9abKgEWtCCLk7znucf2ba",
-	"v98Py363sd5Hpp8/AjXkLT6+gKXvK1Gbbdrpfc1p5Z6u1/WyIYVECjU+gb05qSIX+mKuXMZZlGF/1jli",
-	"ojU0Yiiby/gmZncsPmgFrSyNbZ68Gvb7KV32ZlzPs0mmWGoB7YVy0bcf9qH2u5miyxPFtOovqNIs7VcH",
-	"7gmmFdPNc2wMpvaI5fn6x+2SJTEN7XF7yOChugltNNH3aNBv7l6GjYAuSEgD9prBYtpcQJGrkxKbIVyR",
-	"W5boPa6XdTGjb3szYUG5+/Mhb/Ce7RplmdH2jBijy4BnHQsjmptUYFMcrskSEoGiVCaY4Q65SQv66cb8",
-	"dKPmNM0rPud5mf6sFmzmVGYOeV8eWzBsvZ+UxwrwkMHa1b5avthRgd2xID14rWFWO+9TBWUEOt9FvIfQ",
-	"1BDhUC4A+5YJuSRtKRjYI+C+z8sxdL7o7GVit8p9aV5qlI4OuRl+2n46CIomj1iFcVuPx6+an2UXVacu",
-	"mvV+FzW9adj2MnBkaRWP2pzsryl6GlqGFl619Psz09Ct62uqLDhBjc6C4Mj0iXKXQp7fVzSMn2Q81l0O",
-	"HjvV++Nl5kP5nC7IxmRm0e32H//evv81+oPbuf3o4zSO5fIXHjnT+T2VD7tbMKMrOJjncw36h8dFt8Bh",
-	"S2ZmH6c8ZPukZsH6vonYv5VkYcewPOp3Yfxbh9+jCK6rnKR83hydNjhxJQkAXTT1+anr/lE5USy9w/JR",
-	"gW3ubB0C6BSxku8CRJSRGL8rPhivO1I6gc2Ot1lZb07/5+b87c8vrq5vfvr79Ysr0j4YDMibn8hkNRJW",
-	"erDhOUbqgTz4iBlU2rYYQzI+w2PRfSFCGXExG5LZP3kyJlyNhGuN1AkgepFQBWn0BuweObV1oiYrzboQ",
-	"GUoWNL2F7AZbVJO8oOEcM2Sx9SmuHMoXsZgtIDoTUBVYps4ibON30MHUVKQnMNCMhFGdLO83VwEykaKZ",
-	"xkzKCC4CCMN0WbbXeZmAERaIopopW4atQLXtuGFLC3BtV6lImyLoBcQjwaEKA9SbPCBv+E9BuW5W4Mob",
-	"QNWscE5TGmJxJ0LFiqArrXNiqzAAW7ElzHipxN6chbeqR342S7JRp/mazFAT7NsSjASsxHVP0CkVCls2",
-	"DYuepFDpapIyeqsMsyXtPB9Y8X+ykbC1rzJhNtkcpry+VEQ1hZIQU8rjvK0K1FOzjWOWLGUjgYBh9xRb",
-	"iQzKW9m6X2hwzwtIQcE7R1tjrGiHrXhtTSmloWrxDdU3UGlqmPdhEXklt42XRmJJFcEOzBFpW1yBOo6D",
-	"dwLsyAoExjWRAroYO9iVJHQkwpgbqoTQ4UjhuwC9mcMXhHaODOGbXLYfdpj6bCp14bQuit4PW+hlLrG/",
-	"qnu69RFKSiWQSX3UG/QODo7c9Y3lW1tqyRKNWfOHh+WhBdNTbPGYjx1SITBPFCrYtw6P57DyPYNVStzR",
-	"W3u0kUefJxvefHSOA/zwzLngd/rvt7v/P0PBDztfFY3rM1qcrU+JeMO5tI5xoOM5vGa2AX6obATMuqZH",
-	"brjsK7cMzSvRrd03lZrb24ICHkIAK5d7ylv7HRY98D/81oLKea1hq88TKDYnGJZ4ctJkZU+PBoNRyxU2",
-	"pKJUBNUeOeQKreFBY7kTz/olU0Yr9wiB2Oc/5ynAzJbuNzdhWTisQUm5XGJz2RShs0UV69OXIkhAzAvP",
-	"hLZKjyYThrd8m0IR1yzRIArYq7BzgksJaVFNs8Rwe48vv3475FXraXgQU9Ta2EDRNxOlHx9dFemBRSe2",
-	"whQKDnXXOEgU+aUMFzaIHYYXYUQ88JRSfRJfMXIomGkkZaim6nYF2/7QGeVQk75Y6oYF7bMnqqciy4MQ",
-	"lsW3pTvOqgYe/SFvFpo/cAFR3Qlc+a7ba58nqlGqGPvEIVB6Pf7foMumD6w1rYOapi78qzNEaXottYwq",
-	"myXgirgXeWH93yZcq89jK5MraJ5U9NobiQdttjcSJcArnfGcsF90cyqaihkh1teOD2TtRQdFPH9aXH6i",
-	"U7lUeyXJvSyHc2HpIaoBnT1yQWdWcjfSv63AjapSO+9UoCElzUITQ4WugJxf3B3jWjp4bLBXm6t8Deuz",
-	"nxT4uYMcu4TOWDASSqIaQ1cqr8lttRtYP0kzoXwCrY3mu1D/XtGif7iKp6VWgTtKnqYgsPwbpHkhStbb",
-	"bZZZdKLuF19ZOf7bjObnF/urghWp9CtRC/SyqRNZbduAWwHMD0r7l5qpfHfnbDoZq/emnELwv1Mv6ult",
-	"F2X1zT2U8ojtjh88v3jn3n1AgvPEH16Wiih+d04/SAkQc7gWVGQ0Jm7D96YhK1MWXiBvHJLrAGJnK0lV",
-	"onzEnyjSPzo0MmL/4PAHlCCd5fAJRGNs+JgejP7uWxI6cq1vNi1XwY4IuFIbudbh4GiwUSawMHGBDCnI",
-	"hCrbwMbJuW7y5l6rHF+P7LOqY/3ogFyuKQHffVff2nd1xfSDcghzy/wqJ2qb2PIX87xRmIrR5bMUuzNt",
-	"RqocliNVDiuBKoNHDlT5i5xcWZzWEL9F+b++XPwTDW9nKdTGNYRAJivsiActUjQ1qngeW2GDUYpddlQG",
-	"JLRDmIm50ttjol7DG4+R1/qWLlxCUtMSjwKKD5hF/MFiScwyS9CXtw3/brJvjVNXXmOk+L9t6sre9Q6/",
-	"ba5LQRdNyGJnIot/9x+Ob5fOrZ9tG9CfqLw30Xf11JvYst+u3zemsGE5QUsz3yQezdFJa2jQQHiisoWz",
-	"QbvSNeT9VfOck5xAv0kE2s7jYa1fpVvsuyz/u0oKuRc/Xr+l++VOudtY9UVhBW0i3aO33yvbt/QnDflj",
-	"Rpr/YP8C4g1aobor9WDNQwO+pnyPC7MnIdhe82hKFzxeVeoUDfqHxwFP7o5H4nAwOBhGkx+Gw/7xD+a3",
-	"Z3sXRrDzJzHla/Ema1OujdyowMLZ+fNLYuPQ2vqT7gQQrQHhhJv1wtqVNXcCYnDHYxYVTq6qxp839Viz",
-	"m695XF9c05kv3nFO1bzqpGMqIP/IpGbRCQazUTFjKo9HW5FI9rZj4fuN7q0/4HygJRZSEoTQlcnUo933",
-	"hifVeoq38aW3tov4vQ2Huz1wP3H9O/SoWGx9F1kbelRETih7eFRqSXIP74ql0C83cd+fUr+7Yr6xK6Yx",
-	"8W24Yjb0ny8mp0IVCr4S7T2AGyZl5uyyqPXdJ/Jdj3pUn8jeR9XcE7bRdG9FF/E2aeVdwsTpxfl+Ni83",
-	"6JcVaZ4zYmcnkQwzSJgp9b1cUkVmTDAsMD5N5aK33jTqYzXlkGPAXErDsvK5YJr6sIVFkxBbRTuHLdb9",
-	"S/fSYxj47WTNzft2CX9E235aIDbntu6nHeKQe6+xed/h9Xtxqm9ksE/zDWiy1zsN9rX7+YBNW91RrOnW",
-	"attzckE0+6TB+gr5JoYnfleGvPb7rTjbkw08jFW/Ph+i1FIFgW2PC3PYGLIJuVYF+CPRHq8T2zgg4wsZ",
-	"83A1tiHPeikJOK27OuUJYZ9oqOMVZnRC31due1kDGNAOlv3DSAdgiaJ6/kT1yNVKaPoJm3MrbGTCEEZs",
-	"1gz+JMGw6WkIDU+8/U6z0jH6Jm6MwgwL6cutoNQ19TfohgqXfRYlNihpLuUtBFuY7csNvDqlbMpvXRM9",
-	"WAAmjJZGhuwJeHTLhVn+WjhV0HK9Nz6UAqs+foaUwXw0GmMO4OZo6HSpDPP+qhW0zk43BqkFSdNZZQDw",
-	"62DS4sY0wiAJg3wrM5rJIAdRJohj23z4ww+D4Pj46GPQ4nxqEKcQuWvtZz83VnOQsLfaifPzgxs0EoSY",
-	"HSSwf+YvgJLoMCEAJkEYzRPMZ1/LsiiyEHdanB9P7dpxT1gDdFlOe8gSajtmD7GS2pqY+F3p+105z+4l",
-	"G3nE4H7ExGqb1meJ5bl57Su6zn4HTrMmTquKi+yLfViIqj+jK0umKBi4X82COgGJWMrvXDmIkoDxRJEw",
-	"S1NM0hfRRmKg301lzvcdS1UpoQy/thKAwkzN8qTOh/XdVfUFrqqyZAjXlArIgotMWXdIffmjry7X+pgC",
-	"+5QfhrpmCuZ5rShYnKAi2f+/amoZQg579eotE9qCfnoNyYCt4bPjx2USsEphc/O2GVMIM+IUGp9sxZBy",
-	"WiOZ0lAr11qa61KpFrPZ3xW/zYLlcx7OEbURC3kERc8KnGI9gdW3PiXIOWvzlK9YmjNubN4VQCGBris8",
-	"xKKiNo3Vh54oglU08zpEIwH6AyYav7q+viCWtgk+D8jlyzPy48HBgPy//88PveMhoQSLtzxRWAfHiDEj",
-	"IdhMag5Ff6CjtpjG8IchR8yRLUpEnF6ckxwRnWAkILJibK6UMflz6dZ4oiDsoUd+4XouM03GiouQjQOX",
-	"qwv30zSL45Gw90z7aHCMyz6fdt9KwbpvIPMY1AvC9Ql5Ojgq4cUyzTkF6EZiwpiws9uCSFyQgwFR5gId",
-	"LynX4w7CUwDj8pipIkpKQahChdndhBx803eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0voXG3gs5uibJRH",
-	"FBAWKyh9m8WxhfeE5GsX0sA9gzDzdCRoau5b5ZaDy/Dp34VAdonEt6Mgbfm+hy3Bsj5zWltaFhbsj/rh",
-	"Qj87bu1IZWiSmEy5buKVO58a+gDy+LohDBaX3jZPpf3D2gFAHY2Frco5Ie3SaArannd2i1VHPoPz2zIB",
-	"OboxZAOCpO9olU/knhJj9TO3mJpDbG6477Li/jUwQxrOoT0uktq0UPJObLUGksg4xig3OKV4D1KuH/si",
-	"xMm2+L+uzQuP4fvCSgsN/V6azow+FcbUVkRTjIk/ohdMI3rdnsN/d3i/zDuNPV/XdPbd6/WtvF6aziql",
-	"8kk7z1a2HXsyhQZ7sNwrTSvds+qIoQjOqbP0eHf94S5ZOKp+i6Oms+9KkNf7hdb9pgd9X8Z+TWc7U1Yc",
-	"Vdy3BYuMIeXkP8LB0Y+Hk1bgjIE3WP/w4NkP89ZGI1qptKX1OcdIj6urVyR39DT2N1zT2TdJTtlC69a2",
-	"//gk/92wvsWwbtt10IYHrhw+peUt29EA4RpfeRSByEzVRCRCmLBKrw3L5kYiClOm1WNWMfx2YtTpxTnR",
-	"bmvyLccftgWY+NvEIDEh/r+AYVo1HAuvdhOeMKjvGbQ27vGGrMgAtAcTfDg3I8xs2zLV3vzmnVLfMSC/",
-	"3708uWfa878PJ7W2Q9jVExuhaXYU7GdzuRREonWp8WkrOGz/Nx410V3sAfR5KhOq5yXHQ7TV8VBv9mrW",
-	"asabt3Anb7/rSw+Ut2BwWaG4veiqGh78W2vCaMrS00zPIW7oo3mc3jnywTZ/fZrw/t0ByMt2Jq+5zEYW",
-	"22L6vYLkIMD4c7D+UTXpRwV5XDfa6m3DZDl1HhD7u0vw6ZWdacoz/k9ZfFup2lr+Aqu1mo9caJRZWflv",
-	"xGXpF5pFvPKJbdm8ObMLhA6sfOFMn220dgXkxTWdoVskKGxcHVhexMQKy3iUwM3tW6XZMbuv9AP6UD14",
-	"kJkIWUqABrjSyDxIG/feygKd0mwT/MCHU4z7w/FcPFRAzNljQkMzs4hMVoTmL92yFeGC/E/3NOHd/2Y2",
-	"gE/RBRsJ8wzaAqSMQlVgwzrPUrmMrlgI/iKq+SRmQOsZGAj7oXmsWNi/O0BPQRVm32awhURxN5YhjRG3",
-	"rg8Ti4gUhBLX9/IEe0MwKAswYaFcANWVK9KiJRIKkpLxlLFoOMoGg6PQAAL/YuMKZNjJqQaVldI82Bmu",
-	"tBFQdOfzx8//fwAAAP//",
+	"7L2Jchs5tij4KwjeF2GyX4qkFrurqOiIK8tyWX29qCW56/Y1PSKYCZIoJYFsACmaVeOI+ZqZ/5hPmS+Z",
+	"wDlALmQmmZRluarbERVlkczEcnBw9uW3VijniRRMGN0a/NZKqKJzZpiCTydRpJiGPyOmQ8UTw6VoDVon",
+	"gpxf3B0Rqey/zwjFB0nbfrs3p0nCIvyFa5IK/KLTbQUt9onOk5i1Bq39H3/oPt3v7vf73T+3gha34ybU",
+	"zFpBS9C5fcKN2gpaiv0z5YpFrYFRKQtaOpyxObXrmtNPr5mYmllr8OwoaJllYt/URnExbX3+HLROYqbM",
+	"WxhwdRev5YKpvZBqRmJm7KYDEvEpN/ZfaQISUT0LSCoipnQoFTsm1JC51IY8O+xWrxn+2bTghNqZ7Iv/",
+	"xwe692t/78eP7t/uzd7H3/rBs4PP/6tVvZNYLn7mUcVOTsKQJYYkik34J6bJgkdMETOjgvR+wFPp2MPq",
+	"HR7Ap2cdMpH2Aa6JXSrT5ngoKJ6qPz8cjbQHg8lkMhn0B/3ej88IFRGJpZgy1SGhTIXRFijcaHh3KBY8",
+	"MrMueb4kEZvQNDZEp+GMUD8czDhJNYvIgpsZMTNGYj7nhljQRaRNhyJRchyzOZlwFkeBXTgVhIsp04bE",
+	"XDDClJKq0yXvRLyEEWg054IoGTMyp0uimYiGAraXYTRpH/UPiTQzphZcs4AsZtSwO6Zg8Xc0TlkngO0x",
+	"Gs7ccoeCAmj9arnBDYRSRSwiXODsacQNieWUtGloj4SMEAwxn5hRpzsUHln+mTK1LGC4PdIbe1qtIo44",
+	"yLUGExprluHCWMqYUdH6HLQ+7c1TwYXYs1uGqzLn8MNzjhe5AjXH9qctd4nP03lrsH/wQ9Cac4Gf+tkC",
+	"uDBsyhRg40vGIn+tHvYe3HTxHhzW3IPzyVsp2Btqwtn6TbieMXJ2TadETggligm8CIyEMWfCkBnV2c2d",
+	"MRoxla/5fLJnR97DoWuozEG/X7Wod+NfWFhDZ06ISmOmmQlIzLWx+DyWqQiZApy/LyVZIX1zLvzH/aAE",
+	"3pO9//EQzv682fv4p2rw/u00plrzCQ8prr8KxGwyYaHhdxauxact2C207zhbdGuQvvxGCc7/S7FJa9D6",
+	"j17OlXr4q+6tLAuXmiotVfUSR4J9MjchPDHy60oUu+MytWRhykgbiA/VJiNOBk7I8arKxeOMO7Ggv722",
+	"9C27KCsjAvGrvv77FtfyW9mHj/5a7ldey79dMSauuAgr8BCopT0ZjZvWjAlLvC19nRjm+IHhBZRcWat9",
+	"40bD6MUFT6SaU9MatCJq2J4doBqzrmSqwsoLouGXIvaQNtzg2OIY1ZopRC/hj9Eel124/zuUwlAuuJgS",
+	"bjoBYd1pl4yQaQxCuVCcjY4JJUZRHtunRn8akbm96Uzno7RHE8aiwZ9GtQiAK92ROvztmk6rtm2QUJnS",
+	"jcLd44noNEmsDMSlqF2RodO65ezXLOdnivhYXs8ruQDWTowkC8oNyAiUhDMqpiwglPwkSZQqvOjI1TUZ",
+	"tg77etgKMtHo6bws5x32dc3C7Rx1Kz88qF44NzMualA7E3+40DxiiM6n5y8uawXPfu/gqG5xONNOF/2a",
+	"Tr+EJa4eXJmir0732Q6lEyk0A47/nEaXKMrZT/Y6MAF/0iSJHdXsOcnqf/+ikbI3I70X+BZOuk5pnQRp",
+	"JaM5jS0xYNExGYGQpkfA4zQKVSDQgYxl4D2qpehaseVUiknMw0dd+rkh7BPXVoCNFaPRElbyUqoxjyIm",
+	"HhuKoWIRE4bT+IlGSTaSTBMhDQExEdAZlnguLGun8ZkF8GMu84SgRO+osGbqjqknmtjbdgxitJWBZ1TD",
+	"zxEzlMe45LfSvJSpiB5ztW+lvcFTi5a3Qi4EoWOZWlUFVnQt5Wuqpuyxj3kso6Vdkrxzginwf7+kN1Qs",
+	"3S3Wj7myd341IY1jOFNFjVvbscVBgOSCaqKNVCzqkmu1JHRKuXCywyUzarl3glyLhVJEIGijjA17KTyx",
+	"TsCv8JWM9YzZRCpGjFraiWGibokYr8k+dlPvBU3NTCr+K3tkVLMKJI8KlxhO9L2gd5THdBw/Op7h5SQh",
+	"FUBBhF5YdUMuUOiNqKFjqhnaZ5QlznaRgdOYNKGKEW14HJNY0oiLaefYHkZ+Eo99sImSIdP6W4CywN8W",
+	"LI73kMORcWqIYhMLLSOJlnOGtyS/RmCLsOBPNduRIb4XVvSTyrDoDYs4vQaoPO6+ZcKcsJdxIkNvmVsq",
+	"wOSJJqe4oj27wi6IQW54sCBevQVlX9mxDEdJRTCzkOq2cNheqAlaIp2PEY0ypYIL8+yota7tBC2pplTw",
+	"XzM9dW00nSkc68Ka+0aC4m4fPgn9OExYBetDaxzL8LYVoJmmFbRiaSVtM1PSmJi1PgbrM4K58XRGhWDx",
+	"+s5Dxahh0Q01TdUmLz1WbY6pO46763a7nW5rINI4rqQFM5kapRRxr5C2MBMr606ZYIqH/s2pNHyy9J/0",
+	"3CT+77XJ0yTaeSepiqtV9feXr9G8xu6YWlr2oZi9W0lMQ3vRluTy7MXJ6fXZi26lYpmL1B+8lO2Bg7N+",
+	"rDruwkmdiyTFOxVF3C6MxheFg3NmuPJZVu7mJIf1+8vXA2LhPOj1AoKghT8Ni9lU0Tl80DENb+GviOtQ",
+	"qgj+nlOj+Cd8YG4SHAHPCv7udi0gCvrCUf/HZ9sUhjKcNoLlJY+9D2AjRMqbP3OnZ8gE3ifzVBvUsbtW",
+	"1Q1WjEUBGpAtVxERoVoA15nQ0OhMK75jwhIZ5wo49pY0eMMb0UI5Z2Si5Dx/5ZjMubiB4S3Ztt9P2MIS",
+	"cfjZavxTJdOECMaQOY0tyxTGwrV8zlSLSnKU2WWODn48+vHZnw9+fLrZOhO03IK365LBqpGsyRsIy1Xb",
+	"Klr8Pv5W6VWABSOYygbgfr9sbOpXbcedRZPFGbR/bNWgq9HxMkWmv0JM8e6iuduwua6kku4LqhRdApju",
+	"QYKZsGJHVBi/YIqf5HdlE68t3avPQQvQ78bMFNMzGUdVko9/aOGsNWvruuUiquaidTzjnyln5obVvIa/",
+	"akOV2fC7+bXyR6sw3CRM3cxkqqq3szvTqCbusO8c8kGOCiWQrQN5dZX50X7chHv3YQ9F7CyTScdzUAw8",
+	"JmyemCWYMseWAJE5o0I7TugGAcufx/B7OhCBYJ3jIE/76/eigOPl5b5wbjyjUlZgv1/lBqwyU6TRXANp",
+	"Jlb7lFLYf7kh9h2NNr45FUtP2Nt9skeEJNm4nW4r2JWyle/d6qqKZtA22JmdEbQzyPiKXzOsD4yqqCZz",
+	"o8mEK8+ISNt7SfsDMMWLkHVWeHuFKTS/+hWuGRjX/o6CehozENtBHV9BnlXMOazGnBLVKAzR/tDf//jB",
+	"YuD/efChv3f4sTP40N97il9tGCmjMCuqov3ac354kthbqkn71avBmzedY4Stzo3TZsa4IkxEK3u778KQ",
+	"tK2YCU/enoBThPwqBatcnj/D99enq4dXyQ3XSOUKhjlLeo7bc6v5TlkmFsGhckHsb3aMYzK3SrUVnyIl",
+	"wXvfpoJQe+O63ofAIocbmi7tTep0ibsrVi6Jdr4mK7QZMLKWjF4zbS6ZBrfWKiOPWMzvmKpjsMybOTfz",
+	"hnyUykV4F9L69OxTwhXTO0kEcIVvNGOi+Tv+ynrtEv02a95QIQ0oMO7UKrXMmO48e60qHLQg9mE7gB3X",
+	"xaeD3BFWgEVxZZWnkEbcnGVialnODmvVeBqaSgwIWrTa6ATWC5g182yy3I/ljZj2jizJX6/evcXwj2PP",
+	"gtHvFbGYGXS82Zl2wA60cW1cljeD3WNdIMFm6+JRU2MJnsLWY+b2kKmVnhDsgT+ZbIjak72g0wo5PZNc",
+	"sj82Sgk5ilRI7wWffoOdwHxVq32eK2IrUpucJ9TwMY+5Wa4f4M8zZmYYWWXIHVPaigALqW61D2YCvo9u",
+	"kQGRt2QxY4KMpZkBcVYsZlQzPRTtNyd/fXfZfXP+9t1l9+Lk+vRVxxN3TeeMzOkv9rAdJ7CMZ86F/Sah",
+	"ygSEcVjHgi6PhyLNbYU43yRV8DM8TNppMlU0QmSTccQUOGw6xyQV6BgBvBqKiN2xWCZzi2rjlMcROti9",
+	"mg2bnlE0BCrmJlwyg/FNnqzJ21bQKiwJPsE8laQMlE8nPZaBfUHDW6/pLw3z0WYJU8j/Mo0fghlmjCoz",
+	"ZtSQtv31hkek71V/z58RkTslcXoTLlrZ/xTX91CqZKjkItIs3BrtYp+7YuEVM4aLKQjMM6lNrWbXmA4A",
+	"ha7jqfdiLbVrcgaC5pff3ctLZ1iogHmqHY0p48p7+zWZM6N4qAklHnwZ8iapnlnKevHu6pr0/Cn07vZ7",
+	"MOKee7UTEJ3O5yxqjCMw8wYkcVSimhm4ID6/SE9RHCEo43W3CvQLHrEbZflHxQW6tN+TiIXcjqpLw2YA",
+	"StI4xqutDV2yiOBohMZmJtPpbCgMeC1xhVTfsgjoxXlSGLldCDgFG9ynhArYikb87RwPxQoluWUs0USK",
+	"eEkoTvrEq0Y+nDhzOzAxkSoECjZHarMV0au4mo/A8GhZusIb+MQpPlXB2ppeulu2rMaAW7YEcP733knC",
+	"9/6LLY+JnlmaDIARctH98hu3xSbWDFJ2BxtAdB8Tid/F1whkrAHFxqk2WEyKgVTVYFuF2AZYXeZ20xUR",
+	"OElizpriVJgq5VyBjcj+9Mb55eudtBDaR4oXHohFKMWEqzmLAlA6c5oUYLieI1twrRdUE7cy+6Mg7fVB",
+	"4Rm8UyiwcEMEhGJHPOoMSJoQI0Hoybl6whSXkROBZ8ySp6UfMCBTJRdcTDPJnYLsok0a3tpxrKa7mPGY",
+	"ZdqzZl6WcS7vwj1zPsiyhXuzqOkfDLIzzM9nAya8B4PorpbFLxAhHvlSbLwNp9TQWE5fsirKSqOIVZoE",
+	"J4xFyMm4BhOqC+KqNk2uu1HW9lOaoOJ3f7c2A9vu4iU+udFnG85Y5LwZdU6SOr9pI9O4fTZbc1BnY8iW",
+	"Ud7+hlN6zXUFwbKH0Vy6Kx74Ni6EI1cuaO1IveYxpzEPuUw1mE90kn0YM8GnYosicioFXsEdvZ5vXAwx",
+	"EDKruMsJqu3ahxcfE8GmQOzGEA6y7mNsaBryLr4AwkC4ha6lOBp0cwWv8Mhq7LE9rcxEU7VbIU2zTBPc",
+	"SplebCEQXHgCseWQixalmsNepWG7nc0ruSgJ+6ibO6+BYx5PtBXCumQEQms0IiZVQhMQnq1O7GVcIYtp",
+	"VaO7o5sxN3rUG909w78IF45rFWRjy7eGwgm0AzLSoUyYHiG2rEjWGtiXe+QvPBmBUUGmZihGICCPAjKi",
+	"8YIu9QiyokZyMhl1yc+wLCe3WymerEr+4F9XbChQ24bEpVFBdxh1yWs2MUSmYH+ngqCrLnBxngh8GBvF",
+	"7zULKi0jsJxMgMzYnUAAjV10JSI6OFZLx3aJ2mCuoYvQx7msKue1+oOjsovn8KDoh39WJQy5I9s26bP6",
+	"SfcP+iuOpVLO1P7+wVaVxEEtB0G+rqqrcCYUD2dXhpq0ZuEgq8nUQPB7LOVtmtjTtBgJ7iCLXfaDw8aK",
+	"UAdj2DzZ2TvubQkVvij4yRInsphhpp5bF4SS3vIksap2XZDRKllUEU3soo2qRCWZmlBWJWDJW9LGCEgW",
+	"HQMY7EgkkVrzcby0ZJl626sLTkNhNpR3EN43y4DWCSwFv5nIVESkDdLjlGvjvIFSWTJxcX3pUgQ7AYKA",
+	"tBUzirOIxNQwBbmYbvekTYlOWMhpvJdqFpBE8TtqmH0kkmE6Z8Lg4G4FsAAAI4uspJyK2OrKb96/PX/7",
+	"9ubs7eX56aubq4uz0/OT139x1q6SbS5bf8ufXdByi6kAazXJLmFKDvlKvL1zSsoqrjXHMBdJXk/8MZNi",
+	"berm6nmlNxVcuzMp2DKRJvCUuqt5zEThc0ynUy6m+RcA1AAk1e6E8tjqTfBhBums05SqqKvYXN7ZX5z6",
+	"ofmvLCAMLjm8BUOiB8+5tpY3frRVx15AImaYN9OvS51pne0/++3GuADTps4Bhwil1/OZ8jOrRYmHcBYg",
+	"bn09P8HZpySmXFjRcH2pKN3VOC0xlLdazGefGmiU8FSQTZKNuGGZNY61BjrQnIqUxjcNnkSGuCHYdsdw",
+	"rByHd3vP0OmXGLncNjYA8yUNXUmELcBciYGEaB6Q7oQUrNJ6Vx7jZqLkvJp9OukD05dLabaW2mrwgPgA",
+	"os1TMmHZT5XlB7leljpXSKMscL2mxvASIn4OWjGDPFPL3iY8ROtuxu7t/zGcv0S+syOeMgkUP47fTVqD",
+	"D41m/onJ1uePq2NnGF59Vxsh7rbV1iBygzVf00YTrGH8Qw29KpY6VHEzlnZWpZNWIHMG7hy2G27aT3jO",
+	"zaJuK8ygmSpcdWyFqNh1eVFNd6NxOxORmsBVb4Td5SiBBzVAEy4i9mn9nvf3xlTbiy41yE++dIWz0HUr",
+	"QbuRwzVjY7icYJ2dIRA2wM6lTJdBlx9NhTNNFmmNLhI2ElKFCUe82o9WbXpbZclgldl26oJWhxnl8S3r",
+	"S/eaeomYV5iqM0e2iMByncb4LqimkBiPPvOEas10SfRvBfdJZ7H0v/KOwFhVFlofIpF7+9B55zmKK8kB",
+	"75c0q2oDrttdPUIDgnnXJjxtZ7KQOSZ7+zkkM9CBfV5XI/zEM/0GFxIFBMunrDxfDQpUecG1sQc7RuHf",
+	"+T4Lm/eWF3xIM6OPib3pmXvEu0LtumtIQMGHL6fTqgWdi4iHGEUIF9FCKpYILV0MSfL4WPKCr4NrGy1S",
+	"jvyVV7HvTy6qPDYI7xU+EfGY9H2kpz/C6qODPexKVIE+78og4U54XPET55haiJdy5+AAkWNKfn2qqEi1",
+	"Q6SBbL4xTaEgATZgqvdxejQJLFHpDnElGIqShqGrQdbsrTn9dBMpmdzoGcUgvPw9mY5jVuXosy8hYb+J",
+	"mbi5O6pG+NXHntXcizr3j4Q7oJvA9Z17FJDPokZjv/C9fEzGxJt8Txty9qhYAr9ZSBURxSJql9o4T2/F",
+	"X+UBVOu5suss+a880ledYdWBrSFIUJB4M0iXsLnukr7MLolnsqG+s5RAzziDbBOe6NSKw5CWm7tlEjqf",
+	"0bTaHm4Hvle+Sa1bDLb8JZ6xUmrINn/RfSjH+pVdKdRHFdR+g58t03AnBtZsxSaK6RnkWqNRzbtNCAYN",
+	"tftkmPb7h6F7Hz/8hewfk33n7LHcBTmznEw6x5mw0O8+xdoxYZxqfsfeePs+sol1wpK7Aypj57cQnBXx",
+	"Yd35kRWja/fJX0jvh8CKOH+xV3CDC2RvP2hKyuoW8KxmAYcHdSsou0Oql3A/algkb+X1FvNyxswsGBMe",
+	"O5iGAkVoj9if5ye8P9ukD6yQPTrFrH0GSatTkNJQYJ+A5R+NL8UyPhYKdbS2fvGYVHT0w6wzyFAdsxTW",
+	"8olQpMYbAC4LcAJhETMIlyut0Aqi3cap2TNjkoDY/2siFZnwGMj+yh4P+kc/7J56nF2eOuL6EAEHXxhp",
+	"UES83fzOF1RppohD8GPEGqd5+NAm3D/E+a174kIZp/MKZTHUdwPyK1PSydD4nJejC5rU5vw2fO1GVJYr",
+	"hDncwOMlwUIfGGrT5nPcA3Vfd6oNnHLuK9mtDYwVLzRLqKJGqtU89q3hR65oY/Xg+pYnmOwNcaTohKtW",
+	"LEuJz+WhgGsPIJOqwGkggVzB1doK4c812HSZig2hTg1kuyjFmh+NBfndxP4aV65VZClRqSDogLLUYEGz",
+	"Qq5dcoJljYAAcU3eX7/c23/m6ra+un7zGsst2pchZgsNMaQ9bPlqSPjGMQmluGPK2Dtiv/ph2ApI/lRx",
+	"NHSDUnCsDVudYzA4REuUSb0cB9VitTeXZMwLrh8sBp4etoTEurL+CTstWN2hgIAvz+KRimopNJaKxdwd",
+	"7SskdatzxQTXsx2d6iC61KhyzUP97e4bPrujkuEfv8nmWFcREF77/f7KeUAUKbcyLpHK0pZ29rvL8bCM",
+	"i9A43iFVw43wmgu2NUrRLh+8r001KkPVrlEROgvUWHO+z2XEJxgjivcJNA+4Stsd8OCBLSyojF/ZvBkG",
+	"eSwoqjlIcXIolBSfAonJ4wNWjvtjPX2r5tsqFbuxbUspP2+NLhU1S7E8JquO14yz7q9xVCpc8AYXJLEM",
+	"PSKGfaoxPwFbq4pXhTS+C2kfVRghViifhCSrPeqBEanX74FVvLffw5C4UTAUo547t95BD4Xw0TEZjTKj",
+	"2GImY6wq14GYMDA4Wl4N5VMTambBUEBtS/urY+aFotgjqPE2CsioWMjJF61et8nY+1ULPCCi9aDD1CzN",
+	"DHHuACiHrFnMQiNVZzUQqERuatzpq8KcU7w3OMsr3U2hS/erEGXu613aVOVqp7pUP1nFdH3J45THpqoW",
+	"6ltQMsGabB/Z46JkgXbo1N0mLjS6qrC2mmzNWr+iX/nHus1mgQw72D9yz9DW7PsMl7YX7m3o7oNV38dq",
+	"82XwLjG5rcH4fq7aDVzmTLEOthuAWZmA04jBVsM5s5pvuMuvfHrIjmAvJNpUv9VMGC9n2znSBsTXkXmf",
+	"GePmK9y5fA/FBNiHyEotZokWEfzp0zoTeyb1lwqKVVyIUjbj9jLTxUPNVpWPUcqV8UDYanh95eLx1rHU",
+	"hEkJhtkJplyY/WeVR1gCXtD6tDeVe65c8/XpBVhGogcd9f2Li3W/cpi0cKJNG37Fd8Vynmwlh+XFncOO",
+	"E6lM050mShoZyriUvFCxnfJ0dbl6NWUOmbh/xSie5El5Lbe3wrLz4atBL2+LOwOdBUXrheXJVcbyV4Xr",
+	"Vz6Oh8ys3iRAVFVD9LU6NpfnOIdq+TWCcybh1sqEjdTGZnIcDLmR9ONafQXTxnFiWcnTYD0+A3X/iuLy",
+	"Y83UHZhms/rHTVKQy0r1iksDDBOZ3ut879pA8Z4bakDRajjLylublHEQ0NtSEaBNhMVszoTpgC1lRkUU",
+	"s+iYKKaZiLC+AsbL7MrCM1iWNMvVda4f68f1iuO+FxBqFa4JkMtXx0pHCVVmb0GXAVpzFmCEstuJSCQF",
+	"I2OIwhDdHGvqChEVUaCptWyb7WPV+NHYolG8jJ+rLBg72GsaHY/bTtVl+6scn3pb6ao6nTZOQa4tV6iN",
+	"y4JtlHuATzuZoW65LymPU1VBhama7p5IsIvhx6VGVEcG1IdH7JyrcF8oggFpBZR+zbnBh9ZC9iqdz2ll",
+	"nDnY7hqLsRlOVSD3BE9vp8H8iW/TQ90yC5NUbfQtndf5oDYUZEZDRnUgxX0KJrt3xsvmnN6vYeOm7qOq",
+	"FndX1CueHewfHe3mANy4yAK33dHr9k6Af1RMCfUNhaDUHfZ9oCIPtlM+zavC87YWR7FLU6rACd1r7RIL",
+	"U5+ev7gkbasQkTE3WGr/V6bktg6J2+waUDiukRZXEKmra30Kuch7HT4lcy5SA3110A+SmlSVhZOGpefK",
+	"sz1nmMbgmjRhXAY+DH+z3E1vpzXylomsY9q2uiDdm0HvP6Gq5Y8/Vle1XAuo36n/zrZ6qpVO/td8klWQ",
+	"zJpa6dXWSu1h6+BoNmx1sP6WyOx5rn5HfjT7fbJkVOkueVEEFJ0+0Rnorq9fB4TFmmUBClIwJylvqTL6",
+	"22rcyscK9aryDt8xpVynyl3MMlF083CnUun4+dLrfZ9ikTtcTJdq8XWhUGVkvpAxD5c7Elwr6IJ/w8LB",
+	"dVxEVfvYSuBKpiLaM4onmrBPNDTxMu/5Cf4A+946Cc6CzNboKJZBhJjoVLhcAhfzriEIsRjxXg53r9LV",
+	"ZwVb0kalEYCTWZ7gTbQMbHoLrAcFJf4rljlqLCfhTnzYc9l+3CDHKZSYJLp9iit4tEZIAej5pX+sxcai",
+	"qW8HKrJqB8xi0p49fXq4tUb/Nhis2gMfcvT6i+kTiXYhpmETCueannwOWjWlof4qucDKJVQ0r4qXF1PZ",
+	"XBAEayFXq9BiYiyotGsPDOTFJ6sAnXFNHoet/X4PWeOwldVKzRr9bg9FzuL163OSiki92zFEiVRmlwuq",
+	"DFTvaJTrxSdQRL6WU1SZ/LcNWjTpVuW2QoktsVzJLdpg9K1Ba7/PCp95xLThmEdFLPhI20tBnawZtIvI",
+	"xbInVmSyJGzvoN/vD1udNSmn+RUtF9i3RPi3/eDp5738zwoy/NHuCNxWO6qMGPfbPO0Zw3TvmfTs/S9H",
+	"UGmkGs9ze+qaCnP58pT8ePT0z94kd+yaFKCn35fkOrk4h/Z2KGquMnZDeVwVX0YNWQBrVxLcBFBmzt5j",
+	"JkJWXyAkt8A1CyzJ40KqUtE3lFZ5dX19QfCBase54SauoWP42mrsyOqZrb4JSutgHFNxu5WA4eTZDqoO",
+	"9vLFyUWFMWycanbD5u5UdopvmDAQv3aShNHEvFvLkk1xFHUZvK4oy7JhhMUlBlCfFMy/K4jrY6Iqm3u7",
+	"8Gt/A6BC3YJmbUXJP1OWYtCkSoXgYnpMhCSCLcgvclzTUkOW3TuFn36R4xt+L7Ove7MQ4uXDxKpRphhS",
+	"V9Fxl+FOwaUABvlEySgNGcRaQoj8OgVoED7Uxqhd4DOhvus4yt/Y47K17kZF4SQuWEDCFOJOD/p9qDet",
+	"SZsJyErkggxb/9//9X8PW6h6hKnpbJcqnAvLRTpt8GRdQqZjZa3DNI59wqxUzr8RsdhQ6MYSFMrH+9qd",
+	"FpA3zsO+Dv7ir00wqOCv3dO3PNnDiHYa7yUY0ZbVV6jV2c42JTTb465W5DbnLjd2LAOwKu5R841B27Wd",
+	"LbeQTHRTiDJtHt3jo3Bq4ggaLHlG9QzLsnlLop7Rg6fPBtg27t5qcJUC3Ng1vtH13zz2BS6D11+r8o1r",
+	"wwia6K5Oay3FuexKZfNggzzQBU5kBZcyNRhXll+hwoFs0pEdKFwL8ErG5Hvlue4RSs79dxobvyLtAJcv",
+	"IB1mN+QPCQm5RkzlLWJW4norMHyzUNocjXeuHu8I6ecvKUpbQLAtBHnC41iTu6Pe3bNj7BZiqPuSRtHN",
+	"n3oRi2/+RLjQhtEK0NEvbjdad6Xs9DspFs3PBIZ+9lWGtuD6SquGob/OqnlUL85sqLXSkPH6uKwXmy0l",
+	"uVWEGpZ1lNtgAKmt3rKjRtocTl8F/JXF6bwxR6F8Cxutvuk+0G0Ha06RVTaiScXovZ0jdrPZ6tdfr7PU",
+	"xzO94qYYx9Q0WKRyERIJZVahE7PzgtZCcQN/0GjOq9PKi3Gs69Hty9UctzRrvLoxtdEJkfd51fWNqag1",
+	"4xvJuBtc8K4huu1+paGt5It71pj3C813GziAVZ5RXbuBB+1GnWQOpO3OAVTULBe9qW2P8vfVXiiGQfKd",
+	"fSsz8hZK1rjaco2UxGpN8JQKKXhI47Jv6utHcmxoEvM8nSeQsFhoCDplxTaAVsDjRrN4cp9APWcSdEqq",
+	"O8Oi5FrYbBVuZRbxrUbvL4ybfnEBI9YZvRvxE89Nz1++hQEaGLtdBffdDN7VctlalkMWguygVdhaJagZ",
+	"VeHMco9qY0y54BmYCiydZ5MJCw2/Y+SOs8WAGDrVrnaA9zZDK25o25M9u1JuEhNos3rgWNMPCnEAVsb2",
+	"lSyewYs7dr4A72UPqhJoxgSRd74dX15pUpeLUAZZxq3m0xmWHncY73aXI/zDBu/cp63jfcK6pWE7V1f1",
+	"oGias3qfaqwPU1W1qmyPKyXpFlXbNLK4z/pL8BClgwvX6evVD8bqqhc1RQtPVosUlmuvGqqmzAT5VZYL",
+	"sXLVqmq4Z781b7mY9UatCsV8nCvxYJhfh5INEC4oAq/qOCtLUoYyrgn5vI985eTKm7p6XNu61dTLZ464",
+	"NigBnNfKJO0VfOs0lLAeqtN7caWBA3VhLzWH9JKG5tv1+X3IPJ9N9U7LxAP7FVAF1UpqqpzeN2to2yWq",
+	"OYZ7lTHzt6nghf+PD/29H+ne5GTv5cffnlUHc67cm00t23UazgjVxEVZEqnIsLX/7IfZsNWk8/rKDSwH",
+	"5vUbBT9cy1smHkYfuw9S79YqNNUPpSIqZyzYaMO1z2xsSSjB1b2lcSNAuNC2sVlyGJ7LemqY8edVcQlZ",
+	"qJhp0LRx1WUPQ1ZkQPnF3yub/D7BqevRiRUBptujrWvjE+976MXzrjriUuPV2oibijLR0OnVxY65bvmV",
+	"1FIqPuU1qe1sziJeX4k1FdzU9BNxFZqlAidz5cRZP/YKS680NM4VryTVM6IlmdCyf7yu0GlNDU672my/",
+	"5d351VSdwN85W1SWs1KuYOtqk0nsYN7jiXZtgHTl/l3t940i69Xbh4jmXilev0EIXXmyLqXhOlOPyWIm",
+	"dVEr9nW617s51HRsUDyczVlVgbIqSA7y3r6XL04uQIW+uL4s9IEqVIgLoAQWljFMmML2UFl/b5VCJ6Ox",
+	"VdezHk1NO0AUu1Q9kDrhGkFs9JwzWax9oHewz7t07Yq13keQy4OVao7MPbH5BmwxEDSR4l3/KtAoCTfB",
+	"Snn8zFzaTFku6rFVjveIJluJ/IuTi0czZOQ9K2526pvhlYfPX9h/o3ac1WTEOkPJyvqLppMMB8q6q70l",
+	"vhmka5SWX4d18g1pYGGquFle2UU7twujiqmT1EAACewGwmbg6/x4ZsYk0AUAS/z/V1V365OsAcAtW2I+",
+	"CKNgTAUpqdj70LIPl15vyVaxYyOgKBQj9Z4lZ8XNGmbnq6IJt58/f4Y2GBO5vibst04sg7MMUTs2en6R",
+	"5eeBpdO1gHM2F6aAKqL10pFFI+NoKCBGMyAxo0roLPE8pMKlHNr92p+NJtTSWQ2de5RioYErCWZOV4CY",
+	"miGUYI5ZNGVYKCwLw4C77ICls2boXGQh8t2hGIprCD7kMfPeKiwNZmmAoiEE0Pdownt3+wO37wzuAezV",
+	"ilp2TUOBP2PLvC6xTM034tyzyE4NH8cMQn1TiIUo9djkOnv6iR6KbH67W4793PFUxiwiM6YYrN7KgHqA",
+	"lVKzdWUK7ejTnuuVbxc5GpBRko5jHo6gB1+oWMSE4TTuBEMxQifkKCAj9EJC28xozsWItBGTMZfQF2aF",
+	"fUNEecQQclIwPRTOu8QNRJ2P3AGMSJsWUdueQ6F7e2kCLLw1FID5dmTNVpG9MJLGG+KLSULSXqdLTgr7",
+	"GwpfY3POtbYPQeFhQ+5ozCN3Ypoc9fcDQnFjYxbLBe7Kz/zEPnF4PBRjaWbQS6roScuKw+nMDg9l6qhi",
+	"vu0gNXBmrxi9WxY31M7PaWZ/G0Cc4mhANFhbYTz2CdwdHRAzKJmwxVBQQyixPJW0XR/Dq7OTy9NXN6fv",
+	"3p6+v7w8e3v6j84xmdslLig3rs+3vTvYLHwoyu/97f3Z+7Obn0/OrwPsQo6QIU/7h2hPHV0yo5Z7JxOL",
+	"HxbGvkTeUCTUzAoV8jzAcyhDZVKopifjyF7tt+9fQ3lSctTvA2AgxlwPSgHyWL80C6IfQfEjpPs9F1H/",
+	"v3/RUowA2kPRHrlg/FGnS94JhrVRBVwLGHdh787AzunA4YsKZihCY8tfWTQUUIoPV9/WS2HoJzgLzeZU",
+	"GB5qQmN+yzoBOdo/dKPBmWfeGsjBsT8/HQr8PcRygcQS3zJ6Zc1KiKG3LCBH/SOXNUJcmXmiZAotLocC",
+	"+VGXjDCW/8PHLhSaGSFAq6snegDVlU3s1BRCJCt1EO1ZrxZC7BzjeemNtQsDUipdqDtDQWMt0XZKRjEX",
+	"bAQQHmE9yRGWU4x5yFywnmNjJ4nliXsH3X4hi8DxqYIjdtDa7/bxGZkwQRPeGrQOu/3uIaZCz4B796Av",
+	"pO6FMyoEw4aZU/T8Z4dzHkEesjYn9tlT/6QVSzCSEN466PddpyrjNJAiuv7iQqxR2mnuZyjMWCEZfa5K",
+	"L/VbgdbZkPr9OWgd9ffr5sp20XsvaGpmUvFfMZj2KW5p80vnFtEEjbMkkaf9w0ZT3VGOWVUgWPkSGa0z",
+	"ZKR2434rAXl/+VpnnTK8zDf40MLTs7Jaidu1Bj6sxo69esa93yxYPqOsEzPUG8qn/QK+L0F/7biPqooB",
+	"2NciB/EGwHtOo0skQfc+pKMm4H4p1ZhHEZjqWke49M1vvJXmJXS8/VZ4gLCEGhRFXHBEpVATGyqYc9Np",
+	"hBYYWwVBT55l19o480fwHr4Fpfdj0HJmxjLKXKRmDV/gZJ/LaNmAMmSh579ha4GWMJPloNcbmNsbNJn+",
+	"p/2m657rSjXtOaLnWjwgXWlKTtBa+rmsXvk44i8hbM3p2Ub65cqlJzEN3Y06wOvxTRbijOe/95u93+CN",
+	"aymhOwy+8LTJuqxuLZVh0RsWcXq9xIj/o4ODJi8nSoZMa7zi34iYoF8D8skQoyroitXn3l+CWAo6iHNQ",
+	"0CnlYifiUs9yeoa5XNcvoT5SV5Cfa6bNZn71wLf4Oq8KV3N/XIvzzJCKFbOOrQaDdaSw1tBi5urQWf3f",
+	"YJ+sJ9q5ifR3XvoA6H/FRGSVP6vqzO1dnEK9XZohv5AL0pYiOyRsFYFZmPfF/SxNabM8femaAT6SMF2d",
+	"CFWNwK7J4x9ejHZVoe8lNKO+uJPEfOmLUH8Xl7+duIx9QUUEZsoF5cZKy1Ml0+R3IidnWHJPITnX2D+0",
+	"kpnE4qgTHvvC4FmSQItFKOzA7m/MTDE9k3HUGuz3/ZcWQK1B67CvfaXHQTGl8J8pZ+aGwdf9Pw/6/ew7",
+	"aCvSGrQODovfml/tDUyVTFjvOVMx99k1NwlTNzOZqtbgoL+b2A7pD99MZkeyWU8mH0Fab7SE73L6v6qc",
+	"3piJFSWRNMKoknoRBJ5YI3PgPwPTZ+4+o1B/s3hntzbDWC+L/QsL0f6LnWeWCevxyHUvHKGbslcsYtk7",
+	"PBgFZAS+kVEnc+2tLM15KGvWdliztqqRoCRCaaBmkahbOcPfTjE0vMmjr/mcY2nrr0fU7LlDUHwFRXkn",
+	"GLZfkxMCKJR3gHlEsvJNLqAlprjlWE4DItjC6gwQ+lC8fHBrtgiQzk3XmxU7jlQrrxfSSgDweN6f5Atk",
+	"g0KzEmD+g6ODUtuQD1m25P4P/UIC5GEho3E/WBMhPhZbhbQWbLxfbr4xaFX7H5qhZL7zRgz+qC6g5XF5",
+	"36Nysse8Ei7SA5GlELTx4aPFg/zGYFIxWjgQ7XwPGx2gXOLxLvMNQ8iZLxvu75Sbo+pW+Z9K10plNXAc",
+	"c1utPoZ+beiXGmKDZ+dchcIUWSakgB6dZkYFGQH1B2891mZYzJgYCkgrYwpMYobHsXPigluR6qxljyuZ",
+	"S4slHzp+z0ORl9HIJypGtOiZTOOoUD/DBW0c49K9h9/IodB0SbgBrUajM5uM7Af0H3qP/mH/qIve6xmP",
+	"0d/qdsE1bmQoYkmxXpHRbsU+048SEO3RCVmmVj8xT6xc+Yw18aGyox0yactT1Pa+RxhsOxS/DYH2DIGE",
+	"ZXUKlM/mpfpWg6O4AHONa85L2RTG2P9cI0Gs8/1i7dWnTw+f3Yvp/0y/NiNfqelSpx+4s8UQPyzhkl3H",
+	"DDNdaRYgoIdVBPatQ0I/gsVMLgAR/2VFg6Z08LUU071ExrHr1ogAL6dda0d7sqAEpGtfQgSztGkvWazk",
+	"JAPFm3FD5ql2Ny4ruVxeDY5lj9eTpDYQtKP+YWcogLIQn4IMuAN0HzJ3qSnUOfB2A4x3cGMcHHSOiRRs",
+	"KMY0gvVg+9Ji2BkuIPCpw4BpPCs7QV65yvdDoawkDrEXLIJg5GzBLqTn1bu3Z/+4eHd9c3lyfWZn0/AY",
+	"VnwNyDhV2uihQNIJrX2RfNj57TpLISwF4NjluLarSJWPDn5E0BRig6pIZkHAu2Q+d/ve4l1eUuQDtuxq",
+	"7f940O13D7pP+75j1eDgsJir7pLPVyS6Ql3/1kH/4Nlef3+vv3/d7w/gv//B5JKmhAjmbSS7HTwg+SuV",
+	"NKkgf/637yaRLzaJHB382GiNb6hYOgjq37nYmhErSyRccKfLxuCaGDq1bC57qO1+cgO7/hOWqGL3iYCs",
+	"EqDr69ed+9P3ze6j5/6hx3AePffL2+46Osuk7JCpP5jbyMM0wNhsM2PLTK2xdH4mF2RCFRmzGSbAMIhy",
+	"XT/ijf6lOic2mv+eZ2LBvTlEWUXPy+J9QLrfnKq7texgeH84q7eb2+dk1oi2nvd7X88tW/7uHWoNyOip",
+	"FJOYYz7Iv66RoUCOp1yj3ukO9NifJsiAea4sCJwQGW3V3IYXr2AT94819ukWr+N3j+5jooTVRqsQQhuZ",
+	"aLKQ6hZrJ+2AAbs6dNFjsdWj+wAk+8uJ9HuooPHY7tFMMNhInv/VbsS/AUk+xcJxJfNFnsbkrJO6eCvp",
+	"Uu9Oj9kdcz0gawXdM3xki5nxHeYIco25yc6n6GX3UUBGE8ai7oTymEX1vkTf57LSEHjUxMlp16FTIBw6",
+	"K/EPOS/tLJkaXZ0B1MMPPFADD+iAdLvd2hW6sW9gJXU+z4PmLs90o/d0v39w9N19upqzbjGyifsUsftf",
+	"32/qcslxu7V+U3fXtzhOMd2vF8Y8vJ3JVLOu0Xe1jh4LbSUXaOBrUtCQtCk6YX46u4Z6CKNOQLREP0/E",
+	"oTorVcsnGh0x2uy58aCyY+ZeAf0wG6P3m7van0dD4R7pklPI5NJBJrRKFTE1yG5/OZc7IDqUipH2nMY8",
+	"5DLVZL/fD4ZCpzpxXzzrB1lG3EE/IGMm+FSQfieAMo0BoVrY/91INQ2Ia8YSEBUJHQxFXkohIFmpgsBX",
+	"Z+wS1NwhJc5K3Qm09Tak3SdSOd8LusTcEjrHkIKJDUlH//jHP/6x9+bN3osXZDYbzOcDrUfk/fXpMTF0",
+	"jEgB/awxYXhMw1sdUz3DLqGYhwcDMR3SxOrbmlzT8RWzd9uwiFgcAXvxvMrEegZYc2qR5pVFmtauot7f",
+	"rum0EX1ZKwqy/ZUrLP7RyGUEPpVmozImroDiNiB2hn0yPUPHe9oDdA9hXu77gKg5NGXUHBpAzaGxSDY0",
+	"VAv7P4tkQ+OQbGgskg1NjmNDk+HY0DgcG4qV6J6hybB9aPb7/aHRerY3VqlhIGAMzbOjp/brM1wieSW1",
+	"4WI6NC/OhmZocrM18WbrwpcHhS9dz9hQLhRngEAVXGrM7d2vYFHrwu3V3+1RQV3Yf336nt8rwpMbo3iR",
+	"VHqLabsIk6LZEyl6ie5DsrdvKNeAG/BEd8MNbODy5Sk52v+hT06v/o6Un7qUXcsdXEq3FIyMkFBcysWo",
+	"gme0udFDUWYYlp6uMIzBUNTRcKiW2w7lfE73foFOiJ2Mwq5+PxRYIjej0yXqXUmtSdvu9PDw8MfA0lY7",
+	"RlbSo0uujGJ0ziK73FAKbagwZM7mUi030Myrv38nlhXE0qHbKm0MVk4c+K474ADO0x+nPU13mIWzzBlv",
+	"dnBrVDHIiGJQJodBiYoFwYuzAOhjsEIegyp3Xv7lQeHLwy+nha+qLpoXyhBq/zYicFZOiWqgRW1XyMKF",
+	"5oM3YfkViKNXYCq1aLzof7169/b7TX9w19imutAV/miMhoLfsUM7oAfMFBDtCPi/5XWxVKMAnMe6OSJq",
+	"cHfevvh+ezbfnk97OSBLwXdOpWgNhq1V4b8VDFcKmsFjuUpgHwCdozX4MGytqAatj8HQVznDB8oyPvxe",
+	"0Efs0FV8EWbJdZXSYwcrj+U8uzU4/PzlrPOdFUlzCjIqxUpa9omdJv+t6QLeva9LDyaMRZut0C/hia9o",
+	"VLQTQDPoGlcKLDH4Q+fjYqNbb5dzzYfzA8RD+NjgpHohNTSW060nduqe+4rn5qbYdHRutekf7dR+ZnG8",
+	"h9ZGrJ6HSOhLxwsyhgKxLCJtCIXRM56QiEPEWClxfoeTbeqXt6f73Sn/jdKsnePK3uIZ10ZC7cfIJVgU",
+	"+voYMqcRa4IImYO+8jr/xEz1eT8s+d1Eeh8Zf/4I2JB19P4Ckr6rRG2PaWs8RoYr902uX6kSnkuk0NIL",
+	"yJuXKjKhL+bae1Ej6Abb2p8hJFoDK4aymYxvYnbH4v1W4IpczYxJ9KDXU3TRnXIzS8epZsottBvKec+9",
+	"2INWr3aKPZ5oZnRvTrVhqlceuCuY0cw0z7qzkPomafV11+3yayXR1014+j1l/ncScLKe/A7UBXtncgE9",
+	"LY4LZIZwTW5ZYnZgL6tiRk+xiWLY/PxL6FBlOO8lju2I0eYcOavLQKwN9kECTzr2wOeGLCA1MFIywYK2",
+	"kK04p59u7Fc3ekZVVmUqy9Sujh0Bxbmks2Zt+F1/kJW2958rrAAPmb4BENqUv3EmsAwTFAygsWUbS1eZ",
+	"ibSjFGdmUDW4813EewhNDQEO1YHhdPLqWAlTyO+z6sudL7p7qdiucl/ahxoVqIBsrWrcftqHLk3YyReb",
+	"LmWNffcrOsJ9/MqM7zIVdeqi3e93UbOyMINjBh4tneJRG230NUVPi8vTlKqoFn9/YuYneOArohJOUFd+",
+	"EJYj1RPtmUKW8YvNfSzLGKc8NnscPHa6+8er1QGVKvdANiZTB25//vh58/nX6A/+5Hat/hXLxc888qbz",
+	"eyof7rRgRt9fKMvw7PcOjgClKLzYkqk9xwkP2S7JmrC/byL2b0RZODHshvZdGP/WCTkogpsyJSneN4+n",
+	"DW5cQQJAF019xvqqf1SONVN32C0CZUDhHQLoFHGS7xxElKEYvctfGK06UjqBq5fh8jTfnPz3zfnbn86u",
+	"rm+e/+P67Iq09/t98uY5GS+HwkkPLjzHSj1QGSNiFpSuC/aAjE7xWuydiVBGXEwHZPorT0aE66GgTrDt",
+	"BBC9SKiGwhp22V1y4tpCjJeG7UFkKJlTdQv5Tq6HFjmj4Qxz5u3ySRt3Dt0KWMzmEJ0JoAocUWcRmSg5",
+	"J/sdTFZHfAIDzVBY1cnRfssKkIjkvbOnUkbACCAM0+fdX2eFQ4bYD4Iapl3XlRzUrsG2KzbCjdulJm2K",
+	"S89XPBQc6rJAe6l98oY/D4ptMgJf8ASaZIQzqmiIvRwIFUuCrrTOsavLAmTFdSzhhY46Mxbe6i75yW7J",
+	"RZ1me7JDjbFNezAUsBPfLNkoKjSFwLYBql9ZM5OxYvRWW2JL2lmFAM1/ZUPhWl2kwh6yvUxZO4mIGgpF",
+	"YiaUx1kXdWif4vrEL5hiQ4ELw2bprvEIdLNwbT7Q4J71i4D+Nh63RtjAxuI5i1wLCW2gSeENNTfQWGKQ",
+	"tV0XWeOWtYeGYkE1mVERxVa3crACdRwH7wREQLUEi2DcECmg5qBfu5aEDkUYc4uVEDocaXwWVm/nqApC",
+	"O0eC8E2Y7Yctpj5XXCF3Wuc9bgct9DIXyF/ZPd36CFkSCdRWOOz2u/v7h559Y7e2ll6wxGAdjYOD4tCC",
+	"mUksF8WxQyoEZo5Dw9rWwdEMdr5jsEqBOla2Gmvk0efJmjcfneOwfvjNu+C3+u83u/8/QwkgN18ZjKsz",
+	"OpitTolww7mMiXGgoxk8Zo8BvigdBMy6okeuuexLXIZmjWdW+E2pxeamoICHEMCKBeC8QWVwELSwOQ0g",
+	"OzTKaQ1aPZ5AbxnBsOiblyZLZ3rY7w9bvo8RFYWeZ+7KIVVoDfYby5141+vLpv9sCUVOU4CYLfx3fsKi",
+	"cFgDkmJ3pOayKa7O9VCqT2iMICU5K0UVurpdhowZcvk2hZ5taWJAFHCssHOMWwlp3jyrQHC7jy+/fjvg",
+	"lSvsVAAmr76zBqJvJko/PrhK0gOLjl3NORQc6tg4SBQZUwaGDWKHpUUYEQ80pVCxqKr3KPTHspIyNE/z",
+	"p4Jd/qElRLdEIdcsaJ8ronpKsjwIYWl8W+BxTjWo0B+wK1+r8IMPiNobA8sHqgnqRaIbpYqxTxwCpVfj",
+	"/y24XPpAzO+K3XihhZkP/+oMUJpeSS2j2mUJ+J6teV5Y77cxN/rzyMnk2gpQbUgWgNMZCt/AE7MIZqww",
+	"dplH+gJZDB/zuQVZi2e77qEoLBw9A26HXtjPAqxcx1csA+iyDnpQohH7V4LgbxWsDop41Wlx2Y1WcqF3",
+	"SpJ7WQznwmJk1AA4u+SCTp3kbqV/13ATVaU8l9ZASppbTQxpqwE5v7g7wr108NqEkEDqG13C/twrOXzu",
+	"IMcuoVMWDIWWqMbQpc5acDrtBvZPVCp0lUDrovku9L9XtOgfLokXz6lJFq8CgeXfIY0XIyx1OQazSKIT",
+	"fb/4ytL132Q0P7/YXRUsSaVfCVugdX2dyOq6BN8KIH5j38nH7fe7O2fdyVjmm3ICwf9evajHt22Y1bN8",
+	"SPGIbY8fPL945599QISriD+8LJRV/e6cfpCiQPZyzalIaUz8ge+MQ06mzL1AlXFIvuG3m60gVYniFX+i",
+	"Se/wwMqIvf2DH1CC9JbDJxCNseZjejD8u2+R+Mh3ul+3XAVbIuA+JVwx7QuHHvbXCofmJi6QIQUZU+36",
+	"1Xs510/e3GuVweuRfVZ1pB8dkIsVJeC77+pb+66umHlQCmG5zC9yrDeJLX+1vzcKU3HN/3R1pMpBMVLl",
+	"oBSo0n/kQJW/yvGVg2kN8juQ/+vLxc9peDtVUC3bIgIZL7HIFHREN9Sq4llshQtGyU/ZYxmg0BZhJuZ6",
+	"SzGs1/DEY+S1vqVzn5DUtOirgOIDdhN/sFgSu83C6ovHhp+bnFvj1JXXGCn+b5u6snMF1G+b65LjRRO0",
+	"2JrIUn36D0e3C/e2mmzbpUOH2ZiFRqrv6mllYstup37fmMKGBUYdznyTeDSPJ62BBQPhiU7n3gbtS9eQ",
+	"91fNc04yBP0mEWhbr4ezfhW42HdZ/neVFHIverzKpXuZdXODVG/R5CK3gjaR7tHbXynbt8wnA/ljVpr/",
+	"4D4B8gatUN9BbMdKaMDXlO9xY+4mBJtrHk3onMfLUp2ifu/gKODJ3dFQHPT7+4No/MNg0Dv6wX73bOfC",
+	"CG7+JKZ8Jd5kZcqVkRsVWDg9f3FJXBxa23wynQCiNSCccL1eWLu0505ALOx4zKLcyVXW+LM2Pyt28xWP",
+	"69k1nVbFO86onpWddEwH5J+pNCw6xmA2KqZMZ/FoSxLJ7mYofOfolfUHvA+0QEIKghC6Mpl+NH5vaVKt",
+	"p3gTXXqLL93fcLjdA/ecm9+hR8VB67vI2tCjIjJE2cGjUouSO3hXHIZ+uYn7/pj63RXzjV0xjZFvzRWz",
+	"pv98MTrlqlDwlXDvAdwwitm7y6LWd5/Idz3qUX0iO19VyydkwgRNeHdJ5/EmaeVdwsTJxfluNi8/6JcV",
+	"aZ4x4mYnkQxTSJgpdMJdUE2mTDAsMD5Rct5dbSP3sZxyyDFgTtGwqHzOmaFV0MKiSQitvMHLBuv+pX/o",
+	"MQz8brLm5n23hT+ibV/lgM2orf9qizjkn2ts3vdw/V6c6hsZ7FV2AE3OeqvBvvY8H7CNs7+KNf2bXcNe",
+	"LohhnwxYXyHfxNLE78pQpf1+I8x2JAMPY9Wvz4coNFnCxbZHuTlsBNmE3Oh8+UPRHq0i2yggowsZ83A5",
+	"ciHPZiEJOK33jOIJYZ9oaOIlZnRCJ2juutvDMqBBNPunlQ7AEkXN7InukqulMPQTtuvX2MiE4RqxfTv4",
+	"kwTDNsghNDyp7ICcFq7RN3Fj5GZYSF9uBYU+yr9Bf2Rg9mmUuKCkmZS3EGxhjy8z8BpF2YTf+raasAFM",
+	"GC2MDNkT8BO0kxqshlMFLd9740MhsOrjZ0gZzEajMeYAro+GTpfSMO+vWkHr9GRtkNolGTotDQB+HUxa",
+	"XJtGWCBhkG9pRjsZ5CDKBGHs2pF/+KEfHB0dfgxanE8s4DQCd6Uh9efGag4i9kY7cXZ/8ICGghB7ggTO",
+	"z36CVRITJgSWSXCN9hfMZ1/JssizELdanB9P7drCJ5wBuiinPWQJtS2zh1hJbUVM/K70/a6cZ/eSjSrE",
+	"4F7ExHKT1ueQ5YV97Cu6zn4HTrMmTquSi+yLfVgIqr+gK0sqFAz8t3ZDnYBETPE7Xw6iIGA80SRMlcIk",
+	"fRGtJQZWu6ns/b5jShcSyvBtJwFozNQsTup9WN9dVV/gqipKhsCmdEDmXKTauUPqyx99dbm2iiiwT9ll",
+	"qGumYH+vFQXzG5Qn+/+5ppYh5LCXWe8OfTu/antIu0vhcvM2GVMIs+IUGp9cxZBiWiOZ0NBo32yem0Kp",
+	"FnvY3xW/9YLlMx7OELQRC3kERc9ymGI9geW3viVIOWvzlK+Yygg3Nu8KoJDAni88xKK8No3Th55oglU0",
+	"szpEQwH6AyYav7q+viAOtwn+HpDLl6fkx/39Pvl//58fukcDQgkWb3misQ6OFWOGQrCpNByK/kCPfTGJ",
+	"4YNFR8yRzUtEnFyckwwQnWAoILJiZFnKiPylwDWeaAh76JKfuZnJ1JARtI4dBT5XF/jTJI3joXB8pn3Y",
+	"P8Jtn0/23krB9t5A5jGoF4SbY/K0f1iAiyOaMwqrG4oxY8LN7goicUH2+0RbBjpaUG5GHVxPvhifx0w1",
+	"0VIKQjUqzJ4TcvBN3zHCjQVfxGJDcQluCCjmZHgcW80ZzxLbX0Ive7s+dyjaRXlEAWGxhtK3aRy79R6T",
+	"bO9C2nVPIcxcDQVVlt9qvx3cRpX+nQtkl4h8WwrSFvk9HAmW9ZnR2tKyG3r/cmGeHbW2pDI0SUym3DTx",
+	"yp1PLH4AenzdEAYHy8o2T4Xzw9oBgB2Nha3SPSHtwmiaWOTpbBerDqsMzm+LCOTxxqINCJJVV6t4I3eU",
+	"GMuv+c3UXGLL4b7LirvXwAxpOIP2uIhqk1zJO3bVGkgi4xij3OCWIh+k3Dw2I8TJNvi/ru0Dj+H7wkoL",
+	"Df1ehk6tPhXG1FVE04yJP6IXzCB4/ZnDv1u8X/aZxp6vazr97vX6Vl4vQ6elUvmknWUru449qUaDPVju",
+	"taGl7ll1yJAH59RZeipP/eGYLFzVaoujodPvSlCl9wut+00v+q6E/ZpOt6aseKy4bwsWGUPKyX+E/cMf",
+	"D8atwBsDb7D+4f6zH2attUa0UhuH6zOOkR5XV69I5uhp7G+4ptNvkpyyAdedbf/xUf67YX2DYd2166AN",
+	"L1wxfMrIW7alAcI1PvIoApGdqolIhGvCKr0uLJtbiShUzOjHrGL47cSok4tzYvzRZEeOX2wKMKluE4PI",
+	"hPD/AoLp1HAsvLqX8IRBfc+gtcbHG5Iiu6AdiODDuRlhZteWqZbz22cKfccA/X738uSOac//PpTU2Q7h",
+	"VI9dhKY9UbCfzeRCEInWpca3Laewvd941ER3cRewylOZUDMrOB6ijY6HerNXs1YzlXkLd/L2u770QHkL",
+	"FpYljNsJr8rhwb+1xowqpk5SM4O4oY/2Z3Xn0Qfb/PVownt3+yAvu5kqzWUustgV0+/mKAcBxp+D1ZfK",
+	"ST86yOK60VbvGibLifeAuO99gk+36EzTFeM/T+PbUtXW4htYrdW+5EOj7M6KnxGWhW9oGvHSK65l8/rM",
+	"PhA6cPKFN3220doVkLNrOkW3SJDbuDqwvYiJJZbxKCw3s28VZsfsvsIX6EOtgINMRcgUARzg2iDxIG08",
+	"eycLdAqzjfGFKphi3B+O5+OhAmLvHhMGmplFZLwkNHvoli0JF+S/904SvvdfzAXwaTpnQ2F/g7YAilGo",
+	"CmxJ56mSi+iKheAvooaPYwa4noKBsBfanzULe3f76Ckor7nqMNhcorgby5DGCFvfh4lFRApCie97eYy9",
+	"IRiUBRizUM4B64oVadESCQVJyWjCWDQYpv3+YWgXAn+xUWll2MmpBpSl0jzYGa5wEFB0p+pNLqZeU6RJ",
+	"wgSLSNvriVZ51IE/AE00j5kwdv8TymPwncGShgILM9tfZiyOAtfBRrG5vKOxu4/aUlSPwIEfgjCheDib",
+	"M2GCoYiYYaHrcdLtdjsBNDYEp7BrVXL297O31zeXZ9dnb6/P370twYfdWepXsc2TmCkX+07a8FRet8i3",
+	"UTcSXE+CxU6oJxacCeySEkWNb3ABb/0z5cyQmUyVxsvm38XSydqqBEop8v7yNeBB4PTWodCMxq6ku+fo",
+	"8ZIoFlHoLVHaELXr1q3PHz///wEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -22,6 +22,8 @@ type SecuritySource interface {
 var operationRolesBearerAuth = map[string][]string{
 	CreateBouncerOperation:         []string{},
 	CreateTokenOperation:           []string{},
+	DeleteAlertChannelOperation:    []string{},
+	DeleteAlertRuleOperation:       []string{},
 	DeleteBouncerOperation:         []string{},
 	DeleteFeedOperation:            []string{},
 	DeleteIPOverrideOperation:      []string{},
@@ -47,8 +49,11 @@ var operationRolesBearerAuth = map[string][]string{
 	GetRulesetRenderOperation:      []string{},
 	GetTagOperation:                []string{},
 	IngestOperation:                []string{},
+	ListAlertChannelsOperation:     []string{},
+	ListAlertRulesOperation:        []string{},
 	ListAuditOperation:             []string{},
 	ListBouncersOperation:          []string{},
+	ListEventsOperation:            []string{},
 	ListFeedCatalogOperation:       []string{},
 	ListFeedRunsOperation:          []string{},
 	ListFeedsOperation:             []string{},
@@ -56,6 +61,8 @@ var operationRolesBearerAuth = map[string][]string{
 	ListRulesetsOperation:          []string{},
 	ListTagsOperation:              []string{},
 	ListTokensOperation:            []string{},
+	PutAlertChannelOperation:       []string{},
+	PutAlertRuleOperation:          []string{},
 	PutBouncerOperation:            []string{},
 	PutFeedOperation:               []string{},
 	PutGuardOperation:              []string{},
@@ -66,6 +73,7 @@ var operationRolesBearerAuth = map[string][]string{
 	PutTagOperation:                []string{},
 	RefreshFeedOperation:           []string{},
 	SearchIPsOperation:             []string{},
+	TestAlertChannelOperation:      []string{},
 }
 
 // GetRolesForBearerAuth returns the required roles for the given operation.
