@@ -377,3 +377,6 @@ func alertJobs(d Deps, workers *river.Workers, work bool) []*river.PeriodicJob {
 		every(time.Hour, EventPruneArgs{}),
 	}
 }
+
+// NewAlertCheckWorker returns the check worker (its Work ignores the job).
+func NewAlertCheckWorker(d Deps) *AlertCheckWorker { return &AlertCheckWorker{deps: d} }

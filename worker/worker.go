@@ -164,6 +164,7 @@ func NewClient(d Deps, work bool) (*river.Client[pgx.Tx], error) {
 		cfg.PeriodicJobs = append(cfg.PeriodicJobs, alertPeriodic...)
 		if d.FetchPollInterval > 0 {
 			cfg.FetchPollInterval = d.FetchPollInterval
+			cfg.FetchCooldown = min(d.FetchPollInterval, 100*time.Millisecond)
 		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(d.Store.Pool()), cfg)
