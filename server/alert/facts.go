@@ -28,7 +28,7 @@ func SnapFacts(snap *index.Snap, a netip.Addr) Facts {
 		f.Known = true
 		f.Classification = v.Classification
 		f.Tags = v.TagNames()
-		if v.Classification != "" {
+		if v.ClassificationPrefix.IsValid() {
 			f.Reasons = append(f.Reasons, "classification "+v.Classification+" from "+v.ClassificationSource+" on "+v.ClassificationPrefix.String())
 		}
 		for _, t := range v.Tags {
