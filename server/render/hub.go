@@ -61,7 +61,7 @@ type Hub struct {
 	debounce time.Duration
 	// maxElements is Options.MaxElements.
 	maxElements int
-	defaults []guard.Entry
+	defaults    []guard.Entry
 
 	// recompute serialises recomputations (Run's and explicit Recompute
 	// calls) and guards states.

@@ -329,7 +329,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource(), MaxElements: cfg.RenderAlertElements})
 	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
-		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
+		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency, AlertSealer: sealer})
 	if err != nil {
 		return err
 	}
