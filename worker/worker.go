@@ -68,6 +68,14 @@ type Deps struct {
 	// recorded as skipped (MUNINN_ENRICH_SPECIAL).
 	EnrichSpecial bool
 
+	// FetchPollInterval is how often idle workers look for jobs besides
+	// River's insert notifications (0: River's default, 1 s).
+	FetchPollInterval time.Duration
+
+	// Alerts, when set, runs alerting: matching events to rules, delivery,
+	// the periodic checks and the pruning of old events.
+	Alerts *AlertDeps
+
 	// Metrics receives job and feed counters; nil records nothing.
 	Metrics *Metrics
 }
@@ -127,6 +135,7 @@ func NewClient(d Deps, work bool) (*river.Client[pgx.Tx], error) {
 	river.AddWorker(workers, &EnrichScanWorker{deps: d})
 	river.AddWorker(workers, &RDAPLookupWorker{deps: d})
 	river.AddWorker(workers, &PTRLookupWorker{deps: d})
+	alertPeriodic := alertJobs(d, workers, work)
 	cfg := &river.Config{Workers: workers, Logger: d.Logger,
 		Middleware: []rivertype.Middleware{d.Metrics.middleware()}}
 	if work {
@@ -151,6 +160,11 @@ func NewClient(d Deps, work bool) (*river.Client[pgx.Tx], error) {
 		}
 		if d.RDAP != nil || d.RDNS != nil {
 			cfg.PeriodicJobs = append(cfg.PeriodicJobs, every(orDefault(d.EnrichScanPeriod, time.Minute), EnrichScanArgs{}))
+		}
+		cfg.PeriodicJobs = append(cfg.PeriodicJobs, alertPeriodic...)
+		if d.FetchPollInterval > 0 {
+			cfg.FetchPollInterval = d.FetchPollInterval
+			cfg.FetchCooldown = min(d.FetchPollInterval, 100*time.Millisecond)
 		}
 	}
 	c, err := river.NewClient(riverpgxv5.New(d.Store.Pool()), cfg)

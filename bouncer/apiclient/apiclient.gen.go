@@ -154,6 +154,9 @@ type Scope struct {
 	Protocol string `json:"protocol"`
 }
 
+// AlertName defines model for AlertName.
+type AlertName = string
+
 // FeedName defines model for FeedName.
 type FeedName = string
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/openapi"
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/render"
@@ -54,6 +55,11 @@ type Options struct {
 	// ExportDir is where built export files (the MMDB) are written; "" means
 	// a directory under the system's temp dir.
 	ExportDir string
+	// AlertSealer seals and opens alert channel URLs; nil: channels cannot
+	// be stored or tested (503). AlertSendTimeout bounds a test message
+	// (default 10 s).
+	AlertSealer      *alert.Sealer
+	AlertSendTimeout time.Duration
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs
@@ -88,6 +94,9 @@ func New(st *store.Store, auth *Authenticator, log *slog.Logger, now func() time
 	}
 	if opts.HoneypotTTL <= 0 {
 		opts.HoneypotTTL = 24 * time.Hour
+	}
+	if opts.AlertSendTimeout <= 0 {
+		opts.AlertSendTimeout = 10 * time.Second
 	}
 	if opts.HoneypotRate <= 0 {
 		opts.HoneypotRate = 100

@@ -350,6 +350,7 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 	var malformed, forbidden, unwatched []apigen.FieldError
 	ports := map[string]policy.Honeypot{}
 	obs := make([]store.Observation, 0, len(req.Body.Honeypot))
+	evs := make([]store.Event, 0, len(req.Body.Honeypot))
 	for i, h := range req.Body.Honeypot {
 		p, err := ParsePrefix(h.IP)
 		if err != nil || !p.IsSingleIP() {
@@ -381,6 +382,8 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 		}
 		exp := seen.Add(s.opts.HoneypotTTL)
 		obs = append(obs, store.Observation{Prefix: p, Source: "bouncer:" + b.Name, Tags: []string{HoneypotTag}, SeenAt: seen, ExpiresAt: &exp})
+		evs = append(evs, store.Event{At: seen, Kind: store.EventHoneypot, SubjectType: "address", Subject: p.Addr().String(),
+			Details: map[string]any{"ruleset": h.Ruleset, "bouncer": b.Name, "protocol": string(h.Protocol), "port": h.Port}})
 	}
 	switch {
 	case len(malformed) > 0:
@@ -400,6 +403,12 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 	}
 	if err := s.catchUp(ctx); err != nil {
 		return nil, err
+	}
+	// The events follow the index catching up, so an alert about a hit
+	// reads the hit's own tag. (store.Ingest has no room for them in its
+	// transaction; a failure here answers 500 and the bouncer reports again.)
+	if err := s.store.AppendEvents(ctx, evs); err != nil {
+		return nil, fmt.Errorf("api: honeypot events of %s: %w", b.Name, err)
 	}
 	return apigen.PostBouncerReports202JSONResponse{Accepted: len(obs)}, nil
 }

@@ -92,6 +92,23 @@ type Config struct {
 	SearchQueueWait   time.Duration
 	// MaxConnsPerClient bounds the open HTTP connections of one peer address.
 	MaxConnsPerClient int
+
+	// AlertKey seals alert channel URLs: 64 hex digits (MUNINN_ALERT_KEY or
+	// MUNINN_ALERT_KEY_FILE); empty means the key file AlertKeyFile
+	// (default DataDir/alert.key), created on first start. Every process
+	// sharing a database needs the same key.
+	AlertKey     string
+	AlertKeyFile string
+	// EventRetention is how long events are kept (MUNINN_EVENT_RETENTION).
+	EventRetention time.Duration
+	// BouncerSilentAfter and BouncerLagAfter: a bouncer not seen, or not
+	// confirming a ruleset's current version, for this long becomes an
+	// event (MUNINN_ALERT_BOUNCER_SILENT, MUNINN_ALERT_BOUNCER_LAG).
+	BouncerSilentAfter time.Duration
+	BouncerLagAfter    time.Duration
+	// RenderAlertElements is the render size limit: a render serving more
+	// CIDRs becomes a render.size event (MUNINN_RENDER_ALERT_ELEMENTS).
+	RenderAlertElements int
 }
 
 // prefixList parses a comma-separated list of CIDRs or addresses.
@@ -145,6 +162,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SearchConcurrency:    4,
 		SearchQueueWait:      5 * time.Second,
 		MaxConnsPerClient:    64,
+
+		EventRetention:      30 * 24 * time.Hour,
+		BouncerSilentAfter:  10 * time.Minute,
+		BouncerLagAfter:     15 * time.Minute,
+		RenderAlertElements: 1_000_000,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -224,6 +246,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_STATEMENT_TIMEOUT", &c.StatementTimeout)
 	dur("MUNINN_SEARCH_QUEUE_WAIT", &c.SearchQueueWait)
 	str("MUNINN_FEED_FILE_DIR", &c.FeedFileDir)
+	str("MUNINN_ALERT_KEY", &c.AlertKey)
+	dur("MUNINN_EVENT_RETENTION", &c.EventRetention)
+	dur("MUNINN_ALERT_BOUNCER_SILENT", &c.BouncerSilentAfter)
+	dur("MUNINN_ALERT_BOUNCER_LAG", &c.BouncerLagAfter)
+	positive("MUNINN_RENDER_ALERT_ELEMENTS", &c.RenderAlertElements)
 	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks} {
 		if v := getenv(name); v != "" {
 			ps, err := prefixList(v)
@@ -282,6 +309,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	if c.FeedFileDir == "" {
 		c.FeedFileDir = filepath.Join(c.DataDir, "feeds")
 	}
+	c.AlertKeyFile = filepath.Join(c.DataDir, "alert.key")
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("config: %w", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apigen"
 	"github.com/muninn/muninn/server/api/feeds"
@@ -73,6 +74,8 @@ type Deps struct {
 	// shows it ("": the module's, from the binary's build info) and
 	// GET /bouncers judges bouncers' versions against it.
 	Version string
+	// AlertSealer seals and opens alert channel URLs (nil: channels answer 503).
+	AlertSealer *alert.Sealer
 }
 
 type (
@@ -98,7 +101,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer})
 	m := newMetrics(d.Registry)
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 

@@ -31,6 +31,10 @@ type Options struct {
 	// Source is where the facts come from (required: the in-memory index's
 	// RenderSource).
 	Source Source
+	// MaxElements, when above 0, is the size limit of a render: a stored
+	// render serving more elements (CIDRs over all rules) records a
+	// render.size event (MUNINN_RENDER_ALERT_ELEMENTS).
+	MaxElements int
 }
 
 // Hub owns the render cache. Run is its single goroutine: it listens for
@@ -55,7 +59,9 @@ type Hub struct {
 	log      *slog.Logger
 	now      func() time.Time
 	debounce time.Duration
-	defaults []guard.Entry
+	// maxElements is Options.MaxElements.
+	maxElements int
+	defaults    []guard.Entry
 
 	// recompute serialises recomputations (Run's and explicit Recompute
 	// calls) and guards states.
@@ -137,7 +143,7 @@ func NewHub(st *store.Store, log *slog.Logger, now func() time.Time, opts Option
 	if opts.Source == nil {
 		panic("render: NewHub needs a Source")
 	}
-	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, defaults: guard.Default(),
+	return &Hub{store: st, src: opts.Source, log: log, now: now, debounce: opts.Debounce, maxElements: opts.MaxElements, defaults: guard.Default(),
 		states: map[string]*rulesetState{}, behind: map[string]bool{}, latest: map[string]*Snapshot{}, history: map[string][]version{},
 		took: map[string]time.Duration{}, changed: make(chan struct{}), ready: make(chan struct{}), deltas: map[string]map[int64][]byte{},
 		decs: decisionHistories{kick: make(chan struct{}, 1)}}
@@ -387,6 +393,10 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 		rst.pending = delta{}
 		return nil
 	}
+	var prev *Render
+	if cur != nil {
+		prev = cur.Render
+	}
 	saved, err := h.store.SaveRender(ctx, name, r.Hash, rst.seq, now, func(version int64, at time.Time) ([]byte, error) {
 		b, err := json.Marshal(struct {
 			Ruleset     string    `json:"ruleset"`
@@ -398,7 +408,7 @@ func (h *Hub) publish(ctx context.Context, name string, rst *rulesetState, now t
 			return nil, fmt.Errorf("render: encode %s: %w", name, err)
 		}
 		return b, nil
-	})
+	}, renderEvents(name, prev, r, h.maxElements, now)...)
 	if err != nil {
 		return fmt.Errorf("render: %s: %w", name, err)
 	}
@@ -763,4 +773,42 @@ func (h *Hub) listen(ctx context.Context) error {
 			recompute()
 		}
 	}
+}
+
+// renderEvents are the events a new render r of ruleset name causes after
+// prev (nil: none known): a guard.removed event per prefix the guard newly
+// cut out of a block rule, and a render.size event when r serves more than
+// maxElements elements and prev did not.
+func renderEvents(name string, prev, r *Render, maxElements int, now time.Time) []store.Event {
+	var evs []store.Event
+	seen := map[guard.Removed]bool{}
+	if prev != nil {
+		for _, g := range prev.GuardRemoved {
+			seen[g] = true
+		}
+	}
+	for _, g := range r.GuardRemoved {
+		if seen[g] {
+			continue
+		}
+		evs = append(evs, store.Event{At: now, Kind: store.EventGuardRemoved, SubjectType: "prefix", Subject: g.Prefix.String(),
+			Details: map[string]any{"ruleset": name, "rule": g.Rule, "reason": g.Reason}})
+	}
+	if maxElements > 0 {
+		n := renderElements(r)
+		if n > maxElements && (prev == nil || renderElements(prev) <= maxElements) {
+			evs = append(evs, store.Event{At: now, Kind: store.EventRenderSize, SubjectType: "ruleset", Subject: name,
+				Details: map[string]any{"elements": n, "limit": maxElements}})
+		}
+	}
+	return evs
+}
+
+// renderElements counts the CIDRs a full render serves over all its rules.
+func renderElements(r *Render) int {
+	n := 0
+	for _, rl := range r.Rules {
+		n += len(rl.V4) + len(rl.V6)
+	}
+	return n
 }

@@ -248,16 +248,31 @@ func (s *Store) TouchBouncer(ctx context.Context, id int64, hb BouncerHeartbeat,
 	if current == nil {
 		current = []string{}
 	}
+	// A new error (not the one the last heartbeat carried) becomes a
+	// bouncer.error event in the same transaction.
 	var before string
-	err = s.pool.QueryRow(ctx, `UPDATE bouncers b SET last_seen = $2, hostname = $3, version = $4, applied = $5,
-		counters = $6, last_error = $7,
-		confirmed = b.confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
-		FROM (SELECT id, version FROM bouncers WHERE id = $1 FOR UPDATE) old
-		WHERE b.id = old.id RETURNING old.version`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current).Scan(&before)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", nil
-	}
-	return before, mapErr("bouncer heartbeat", err)
+	err = s.inTx(ctx, "bouncer heartbeat", func(tx pgx.Tx) error {
+		var name, prevError string
+		err := tx.QueryRow(ctx, `SELECT name, last_error, version FROM bouncers WHERE id = $1 FOR UPDATE`, id).Scan(&name, &prevError, &before)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE bouncers SET last_seen = $2, hostname = $3, version = $4, applied = $5,
+			counters = $6, last_error = $7,
+			confirmed = confirmed || coalesce((SELECT jsonb_object_agg(name, $2::timestamptz) FROM unnest($8::text[]) AS name), '{}')
+			WHERE id = $1`, id, now, hb.Hostname, hb.Version, applied, []byte(counters), hb.LastError, current); err != nil {
+			return err
+		}
+		if hb.LastError == "" || hb.LastError == prevError {
+			return nil
+		}
+		return appendEvents(ctx, tx, []Event{{At: now, Kind: EventBouncerError, SubjectType: "bouncer", Subject: name,
+			Details: map[string]any{"error": hb.LastError, "hostname": hb.Hostname, "version": hb.Version}}})
+	})
+	return before, err
 }
 
 // CrowdSecPull records a pull of the CrowdSec stream by bouncer id at now:

@@ -98,13 +98,54 @@ func (s *Store) ListEvents(ctx context.Context, f EventFilter) ([]Event, error) 
 	if err != nil {
 		return nil, mapErr("list events", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
-		var ev Event
-		err := r.Scan(&ev.ID, &ev.At, &ev.Kind, &ev.SubjectType, &ev.Subject, &ev.Details)
-		return ev, err
-	})
+	out, err := pgx.CollectRows(rows, scanEvent)
 	if err != nil {
 		return nil, mapErr("list events", err)
 	}
 	return out, nil
 }
+
+func scanEvent(r pgx.CollectableRow) (Event, error) {
+	var ev Event
+	err := r.Scan(&ev.ID, &ev.At, &ev.Kind, &ev.SubjectType, &ev.Subject, &ev.Details)
+	return ev, err
+}
+
+// Event kinds the server itself produces (sensors and flows add their own).
+// An alert.* event is never matched by alert rules: alerting's own failures
+// must not feed alerting back.
+const (
+	// EventHoneypot: a bouncer reported a hit on a honeypot port; subject
+	// the address, details ruleset, bouncer, protocol, port.
+	EventHoneypot = "honeypot"
+	// EventBouncerSilent: a bouncer was not seen for the configured time;
+	// subject the bouncer, details last_seen, minutes.
+	EventBouncerSilent = "bouncer.silent"
+	// EventBouncerLagging: a bouncer has not confirmed the current version
+	// of a ruleset for the configured time; details ruleset, lag_seconds.
+	EventBouncerLagging = "bouncer.lagging"
+	// EventBouncerError: a bouncer's heartbeat reported a new error;
+	// details error.
+	EventBouncerError = "bouncer.error"
+	// EventFeedFailed: a feed refresh failed; subject the feed, details error.
+	EventFeedFailed = "feed.failed"
+	// EventFeedHeld: the drop or width guard held a feed refresh back;
+	// details error.
+	EventFeedHeld = "feed.held"
+	// EventGuardRemoved: the never-block guard removed a prefix from a block
+	// set; subject the prefix, details ruleset, rule, reason.
+	EventGuardRemoved = "guard.removed"
+	// EventRenderSize: a render served more elements than the configured
+	// limit; subject the ruleset, details elements, limit.
+	EventRenderSize = "render.size"
+	// EventEnrichFailing: an enrichment source (rdap, ptr) failed its recent
+	// attempts; subject the source, details failed, of.
+	EventEnrichFailing = "enrich.failing"
+	// EventAlertDeliveryFailed: a message could not be delivered to a
+	// channel after its last attempt; subject the channel, details rule,
+	// title, error, attempts.
+	EventAlertDeliveryFailed = "alert.delivery_failed"
+	// EventAlertSuppressed: a rule over its rate limit dropped a message;
+	// subject the rule, details events, rate_per_hour.
+	EventAlertSuppressed = "alert.suppressed"
+)

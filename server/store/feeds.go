@@ -271,6 +271,20 @@ func recordRun(ctx context.Context, tx pgx.Tx, r FeedRun) (FeedRun, error) {
 	if err != nil {
 		return r, fmt.Errorf("insert run: %w", err)
 	}
+	// A failed or refused (drop/width guard) run is an event, stored with it.
+	kind := ""
+	switch r.Status {
+	case RunFailed:
+		kind = EventFeedFailed
+	case RunRefused:
+		kind = EventFeedHeld
+	}
+	if kind != "" {
+		if err := appendEvents(ctx, tx, []Event{{At: r.FinishedAt, Kind: kind, SubjectType: "feed", Subject: r.Feed,
+			Details: map[string]any{"error": r.Error, "run": r.ID, "forced": r.Forced}}}); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 

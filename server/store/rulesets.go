@@ -288,7 +288,10 @@ func (s *Store) LatestRender(ctx context.Context, ruleset string) (StoredRender,
 // gets. It returns the newest stored render afterwards (the existing one when
 // nothing was stored: its Hash then differs from hash when the caller lags),
 // so processes sharing a database agree on versions. A new render is announced.
-func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, factsSeq int64, now time.Time, body func(version int64, at time.Time) ([]byte, error)) (StoredRender, error) {
+//
+// evs, the events the new render causes (guard removals, size), are stored
+// with it, and only when it is stored.
+func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, factsSeq int64, now time.Time, body func(version int64, at time.Time) ([]byte, error), evs ...Event) (StoredRender, error) {
 	var out StoredRender
 	err := s.inTx(ctx, "save render", func(tx pgx.Tx) error {
 		// Serialises renders of one ruleset across processes so versions are not
@@ -322,6 +325,11 @@ func (s *Store) SaveRender(ctx context.Context, ruleset, hash string, factsSeq i
 			return err
 		}
 		out = next
+		if len(evs) > 0 {
+			if err := appendEvents(ctx, tx, evs); err != nil {
+				return err
+			}
+		}
 		return notifyChange(ctx, tx, fmt.Sprintf("%s%s:%d", RenderPrefix, ruleset, next.Version))
 	})
 	return out, err

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/store"
@@ -48,11 +49,15 @@ type Deps struct {
 	// Version is the server's version, against which the bouncers page
 	// judges each bouncer's (api.BouncerCompatibility).
 	Version string
+	// AlertSealer seals alert channel URLs (nil: channels cannot be stored
+	// or tested from the UI).
+	AlertSealer *alert.Sealer
 }
 
 // Handler serves /ui.
 type Handler struct {
 	store      *store.Store
+	sealer     *alert.Sealer
 	ix         *index.Index
 	log        *slog.Logger
 	now        func() time.Time
@@ -102,7 +107,7 @@ func loginDelay(failures int) time.Duration {
 }
 
 // pageNames are the templates in web/templates, each rendered inside layout.html.
-var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers", "users"}
+var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers", "users", "events", "alerts"}
 
 // New parses the templates and returns the UI handler. It fails when d has no
 // Index.
@@ -116,7 +121,7 @@ func New(d Deps) (*Handler, error) {
 	if d.LoginHashConcurrency <= 0 {
 		d.LoginHashConcurrency = 2
 	}
-	h := &Handler{store: d.Store, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL, version: d.Version,
+	h := &Handler{store: d.Store, sealer: d.AlertSealer, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL, version: d.Version,
 		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{},
 		trusted: d.TrustedProxies, hashSlots: make(chan struct{}, d.LoginHashConcurrency), check: CheckPassword}
 	for _, name := range pageNames {
@@ -159,6 +164,8 @@ func (h *Handler) Mount(r chi.Router) {
 			r.Get("/rulesets", h.listRulesets)
 			r.Get("/rulesets/{name}", h.showRuleset)
 			r.Get("/bouncers", h.listBouncers)
+			r.Get("/events", h.listEvents)
+			r.Get("/alerts", h.listAlerts)
 			r.Group(func(r chi.Router) {
 				r.Use(h.requireRole(api.RoleWriter))
 				r.Post("/override", h.submitOverride)
@@ -175,6 +182,11 @@ func (h *Handler) Mount(r chi.Router) {
 				r.Get("/rulesets/{name}/edit", h.editRuleset)
 				r.Post("/rulesets", h.submitRuleset)
 				r.Post("/bouncers/{name}/crowdsec", h.submitBouncerCrowdSec)
+				r.Post("/alerts/channels", h.submitChannel)
+				r.Post("/alerts/channels/{name}/test", h.testChannel)
+				r.Post("/alerts/channels/{name}/delete", h.deleteChannel)
+				r.Post("/alerts/rules", h.submitRule)
+				r.Post("/alerts/rules/{name}/delete", h.deleteRule)
 			})
 		})
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/index/indextest"
 	"github.com/muninn/muninn/server/store"
@@ -44,6 +45,7 @@ type testOpts struct {
 	now     func() time.Time
 	trusted []netip.Prefix
 	version string
+	sealer  *alert.Sealer
 }
 
 func setup(t *testing.T, opts ...testOpts) *testBundle {
@@ -58,7 +60,7 @@ func setup(t *testing.T, opts ...testOpts) *testBundle {
 	if o.now == nil {
 		o.now = time.Now
 	}
-	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: o.now, BaseURL: o.baseURL, TrustedProxies: o.trusted, Version: o.version})
+	h, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: o.now, BaseURL: o.baseURL, TrustedProxies: o.trusted, Version: o.version, AlertSealer: o.sealer})
 	require.NoError(t, err)
 	r := chi.NewRouter()
 	h.Mount(r)

@@ -562,6 +562,92 @@ type ASN struct {
 // Action defines model for Action.
 type Action string
 
+// AlertChannel defines model for AlertChannel.
+type AlertChannel struct {
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Name      string     `json:"name"`
+
+	// Service The shoutrrr service (ntfy
+	Service   string     `json:"service"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+
+	// Url The URL with every secret replaced by REDACTED.
+	Url string `json:"url"`
+}
+
+// AlertChannelInput defines model for AlertChannelInput.
+type AlertChannelInput struct {
+	// Url A shoutrrr URL: ntfy://, gotify://, telegram://, slack://, discord://, matrix://, smtp://, generic://, ...
+	Url string `json:"url"`
+}
+
+// AlertFilters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+type AlertFilters struct {
+	Asn            *int64  `json:"asn,omitempty"`
+	Bouncer        *string `json:"bouncer,omitempty"`
+	Classification *string `json:"classification,omitempty"`
+	Country        *string `json:"country,omitempty"`
+	MinCount       *int    `json:"min_count,omitempty"`
+	Ruleset        *string `json:"ruleset,omitempty"`
+	Tag            *string `json:"tag,omitempty"`
+}
+
+// AlertRule defines model for AlertRule.
+type AlertRule struct {
+	Channels  []string   `json:"channels"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Enabled   bool       `json:"enabled"`
+
+	// Filters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+	Filters        AlertFilters `json:"filters"`
+	GroupThreshold int          `json:"group_threshold"`
+	GroupWait      string       `json:"group_wait"`
+	Kind           string       `json:"kind"`
+	Name           string       `json:"name"`
+	QuietEnd       *string      `json:"quiet_end,omitempty"`
+	QuietStart     *string      `json:"quiet_start,omitempty"`
+	QuietTz        *string      `json:"quiet_tz,omitempty"`
+	RatePerHour    int          `json:"rate_per_hour"`
+	UpdatedAt      *time.Time   `json:"updated_at,omitempty"`
+}
+
+// AlertRuleInput defines model for AlertRuleInput.
+type AlertRuleInput struct {
+	// Channels Channel names; empty or absent means every channel.
+	Channels *[]string `json:"channels,omitempty"`
+
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// Filters Every set filter must match. tag, classification, country and asn are facts of the event's address; ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+	Filters *AlertFilters `json:"filters,omitempty"`
+
+	// GroupThreshold A group is sent as soon as it holds this many events (0 - no threshold).
+	GroupThreshold *int `json:"group_threshold,omitempty"`
+
+	// GroupWait A Go duration (e.g. "30s"): a group is sent this long after its first event (default 0: at once).
+	GroupWait *string `json:"group_wait,omitempty"`
+
+	// Kind The event kind the rule takes.
+	Kind     string  `json:"kind"`
+	QuietEnd *string `json:"quiet_end,omitempty"`
+
+	// QuietStart Start of the quiet hours (HH:MM); groups wait for their end.
+	QuietStart *string `json:"quiet_start,omitempty"`
+
+	// QuietTz IANA time zone of the quiet hours (default UTC).
+	QuietTz *string `json:"quiet_tz,omitempty"`
+
+	// RatePerHour At most this many messages of the rule in any hour; more are dropped (an alert.suppressed event says so). 0 - no bound.
+	RatePerHour *int `json:"rate_per_hour,omitempty"`
+}
+
+// AlertTestResult defines model for AlertTestResult.
+type AlertTestResult struct {
+	Delivered bool    `json:"delivered"`
+	Error     *string `json:"error,omitempty"`
+}
+
 // Assertion defines model for Assertion.
 type Assertion struct {
 	ExpiresAt *time.Time    `json:"expires_at,omitempty"`
@@ -742,6 +828,24 @@ type EnrichStatusKind string
 
 // EnrichStatusOutcome ok (answered; for rdap possibly by a stored network that covers the address), not_found (no registration or no PTR record), error (retried later) or skipped (a special-use, private or documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
 type EnrichStatusOutcome string
+
+// Event defines model for Event.
+type Event struct {
+	At      time.Time              `json:"at"`
+	Details map[string]interface{} `json:"details"`
+	Id      int64                  `json:"id"`
+
+	// Kind e.g. honeypot, bouncer.silent, bouncer.lagging, bouncer.error, feed.failed, feed.held, guard.removed, render.size, enrich.failing, alert.delivery_failed, alert.suppressed, detection
+	Kind        string `json:"kind"`
+	Subject     string `json:"subject"`
+	SubjectType string `json:"subject_type"`
+}
+
+// EventPage defines model for EventPage.
+type EventPage struct {
+	Items      []Event `json:"items"`
+	NextCursor *string `json:"next_cursor,omitempty"`
+}
 
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
@@ -1509,6 +1613,9 @@ type View struct {
 // Address defines model for Address.
 type Address = string
 
+// AlertName defines model for AlertName.
+type AlertName = string
+
 // AllowWide defines model for AllowWide.
 type AllowWide = bool
 
@@ -1611,6 +1718,21 @@ type GetBouncerRenderParams struct {
 
 	// Wait How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
+}
+
+// ListEventsParams defines parameters for ListEvents.
+type ListEventsParams struct {
+	// Kind Only this kind (e.g. `honeypot`, `feed.failed`).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+
+	// SubjectType Only subjects of this type (address, prefix, feed, bouncer, ruleset, ...).
+	SubjectType *string    `form:"subject_type,omitempty" json:"subject_type,omitempty"`
+	Subject     *string    `form:"subject,omitempty" json:"subject,omitempty"`
+	Since       *time.Time `form:"since,omitempty" json:"since,omitempty"`
+
+	// Cursor The `next_cursor` of the previous page (the last prefix it listed).
+	Cursor *QCursor `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
 // ExportClickHouseParams defines parameters for ExportClickHouse.
@@ -1906,6 +2028,12 @@ type GetRulesetRenderParams struct {
 	IfNoneMatch *IfNoneMatch `json:"If-None-Match,omitempty"`
 }
 
+// PutAlertChannelJSONRequestBody defines body for PutAlertChannel for application/json ContentType.
+type PutAlertChannelJSONRequestBody = AlertChannelInput
+
+// PutAlertRuleJSONRequestBody defines body for PutAlertRule for application/json ContentType.
+type PutAlertRuleJSONRequestBody = AlertRuleInput
+
 // PostBouncerHeartbeatJSONRequestBody defines body for PostBouncerHeartbeat for application/json ContentType.
 type PostBouncerHeartbeatJSONRequestBody = Heartbeat
 
@@ -2074,6 +2202,27 @@ func (t *PortRange) UnmarshalJSON(b []byte) error {
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
+	// ListAlertChannels Every alert channel, URLs redacted
+	// (GET /alerts/channels)
+	ListAlertChannels(w http.ResponseWriter, r *http.Request)
+	// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+	// (DELETE /alerts/channels/{name})
+	DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+	// (PUT /alerts/channels/{name})
+	PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+	// (POST /alerts/channels/{name}/test)
+	TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName)
+	// ListAlertRules Every alert rule
+	// (GET /alerts/rules)
+	ListAlertRules(w http.ResponseWriter, r *http.Request)
+	// DeleteAlertRule Delete an alert rule and its waiting group
+	// (DELETE /alerts/rules/{name})
+	DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName)
+	// PutAlertRule Create or replace an alert rule
+	// (PUT /alerts/rules/{name})
+	PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName)
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams)
@@ -2098,6 +2247,9 @@ type ServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// ListEvents Stored events, newest first
+	// (GET /events)
+	ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -2248,6 +2400,48 @@ type ServerInterface interface {
 
 type Unimplemented struct{}
 
+// ListAlertChannels Every alert channel, URLs redacted
+// (GET /alerts/channels)
+func (_ Unimplemented) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+// (DELETE /alerts/channels/{name})
+func (_ Unimplemented) DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+// (PUT /alerts/channels/{name})
+func (_ Unimplemented) PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+// (POST /alerts/channels/{name}/test)
+func (_ Unimplemented) TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListAlertRules Every alert rule
+// (GET /alerts/rules)
+func (_ Unimplemented) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteAlertRule Delete an alert rule and its waiting group
+// (DELETE /alerts/rules/{name})
+func (_ Unimplemented) DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutAlertRule Create or replace an alert rule
+// (PUT /alerts/rules/{name})
+func (_ Unimplemented) PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListAudit The audit log, newest first
 // (GET /audit)
 func (_ Unimplemented) ListAudit(w http.ResponseWriter, r *http.Request, params ListAuditParams) {
@@ -2293,6 +2487,12 @@ func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, nam
 // PutBouncer Change the rulesets a bouncer enforces; its key stays
 // (PUT /bouncers/{name})
 func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListEvents Stored events, newest first
+// (GET /events)
+func (_ Unimplemented) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2593,6 +2793,164 @@ type ServerInterfaceWrapper struct {
 
 type MiddlewareFunc func(http.Handler) http.Handler
 
+// ListAlertChannels operation middleware
+func (siw *ServerInterfaceWrapper) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListAlertChannels(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) DeleteAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) PutAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// TestAlertChannel operation middleware
+func (siw *ServerInterfaceWrapper) TestAlertChannel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.TestAlertChannel(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListAlertRules operation middleware
+func (siw *ServerInterfaceWrapper) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListAlertRules(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteAlertRule operation middleware
+func (siw *ServerInterfaceWrapper) DeleteAlertRule(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteAlertRule(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutAlertRule operation middleware
+func (siw *ServerInterfaceWrapper) PutAlertRule(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name AlertName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutAlertRule(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListAudit operation middleware
 func (siw *ServerInterfaceWrapper) ListAudit(w http.ResponseWriter, r *http.Request) {
 
@@ -2823,6 +3181,104 @@ func (siw *ServerInterfaceWrapper) PutBouncer(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.PutBouncer(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListEvents operation middleware
+func (siw *ServerInterfaceWrapper) ListEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListEventsParams
+
+	// ------------- Optional query parameter "kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "kind", r.URL.Query(), &params.Kind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "kind"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "kind", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "subject_type" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "subject_type", r.URL.Query(), &params.SubjectType, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "subject_type"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "subject_type", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "subject" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "subject", r.URL.Query(), &params.Subject, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "subject"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "subject", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: "date-time"})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "cursor" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "cursor", r.URL.Query(), &params.Cursor, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "cursor"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "cursor", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListEvents(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -5111,6 +5567,30 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/jobs", wrapper.GetJobs)
 	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/events", wrapper.ListEvents)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/alerts/rules", wrapper.ListAlertRules)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/alerts/rules/{name}", wrapper.DeleteAlertRule)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/alerts/rules/{name}", wrapper.PutAlertRule)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/alerts/channels", wrapper.ListAlertChannels)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/alerts/channels/{name}", wrapper.DeleteAlertChannel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/alerts/channels/{name}", wrapper.PutAlertChannel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/alerts/channels/{name}/test", wrapper.TestAlertChannel)
+	})
 
 	return r
 }
@@ -5174,6 +5654,837 @@ type UnavailableApplicationProblemPlusJSONResponse struct {
 type UnprocessableApplicationProblemPlusJSONResponse Problem
 
 type UnsupportedMediaTypeApplicationProblemPlusJSONResponse Problem
+
+type ListAlertChannelsRequestObject struct {
+}
+
+type ListAlertChannelsResponseObject interface {
+	VisitListAlertChannelsResponse(w http.ResponseWriter) error
+}
+
+type ListAlertChannels200JSONResponse []AlertChannel
+
+func (response ListAlertChannels200JSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels401ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels500ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertChannels503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertChannels503ApplicationProblemPlusJSONResponse) VisitListAlertChannelsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type DeleteAlertChannelResponseObject interface {
+	VisitDeleteAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type DeleteAlertChannel204Response struct {
+}
+
+func (response DeleteAlertChannel204Response) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel400ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel401ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel403ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel404ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel500ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertChannel503ApplicationProblemPlusJSONResponse) VisitDeleteAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+	Body *PutAlertChannelJSONRequestBody
+}
+
+type PutAlertChannelResponseObject interface {
+	VisitPutAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type PutAlertChannel200JSONResponse AlertChannel
+
+func (response PutAlertChannel200JSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel201JSONResponse AlertChannel
+
+func (response PutAlertChannel201JSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel400ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel401ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel403ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel413ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel415ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel422ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel500ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertChannel503ApplicationProblemPlusJSONResponse) VisitPutAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannelRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type TestAlertChannelResponseObject interface {
+	VisitTestAlertChannelResponse(w http.ResponseWriter) error
+}
+
+type TestAlertChannel200JSONResponse AlertTestResult
+
+func (response TestAlertChannel200JSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel400ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel401ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel403ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel404ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel500ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestAlertChannel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response TestAlertChannel503ApplicationProblemPlusJSONResponse) VisitTestAlertChannelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRulesRequestObject struct {
+}
+
+type ListAlertRulesResponseObject interface {
+	VisitListAlertRulesResponse(w http.ResponseWriter) error
+}
+
+type ListAlertRules200JSONResponse []AlertRule
+
+func (response ListAlertRules200JSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules401ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules500ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListAlertRules503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListAlertRules503ApplicationProblemPlusJSONResponse) VisitListAlertRulesResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRuleRequestObject struct {
+	Name AlertName `json:"name"`
+}
+
+type DeleteAlertRuleResponseObject interface {
+	VisitDeleteAlertRuleResponse(w http.ResponseWriter) error
+}
+
+type DeleteAlertRule204Response struct {
+}
+
+func (response DeleteAlertRule204Response) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteAlertRule400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule400ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule401ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule403ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule404ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule500ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteAlertRule503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteAlertRule503ApplicationProblemPlusJSONResponse) VisitDeleteAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRuleRequestObject struct {
+	Name AlertName `json:"name"`
+	Body *PutAlertRuleJSONRequestBody
+}
+
+type PutAlertRuleResponseObject interface {
+	VisitPutAlertRuleResponse(w http.ResponseWriter) error
+}
+
+type PutAlertRule200JSONResponse AlertRule
+
+func (response PutAlertRule200JSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule201JSONResponse AlertRule
+
+func (response PutAlertRule201JSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule400ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule401ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule403ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule413ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule415ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule422ApplicationProblemPlusJSONResponse struct {
+	UnprocessableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule422ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule500ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutAlertRule503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutAlertRule503ApplicationProblemPlusJSONResponse) VisitPutAlertRuleResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
 
 type ListAuditRequestObject struct {
 	Params ListAuditParams
@@ -6128,6 +7439,95 @@ type PutBouncer503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response PutBouncer503ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEventsRequestObject struct {
+	Params ListEventsParams
+}
+
+type ListEventsResponseObject interface {
+	VisitListEventsResponse(w http.ResponseWriter) error
+}
+
+type ListEvents200JSONResponse EventPage
+
+func (response ListEvents200JSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents400ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents401ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents500ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListEvents503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListEvents503ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -11402,6 +12802,27 @@ func (response DeleteToken503ApplicationProblemPlusJSONResponse) VisitDeleteToke
 
 // StrictServerInterface represents all server handlers.
 type StrictServerInterface interface {
+	// ListAlertChannels Every alert channel, URLs redacted
+	// (GET /alerts/channels)
+	ListAlertChannels(ctx context.Context, request ListAlertChannelsRequestObject) (ListAlertChannelsResponseObject, error)
+	// DeleteAlertChannel Delete an alert channel (rules naming it skip it)
+	// (DELETE /alerts/channels/{name})
+	DeleteAlertChannel(ctx context.Context, request DeleteAlertChannelRequestObject) (DeleteAlertChannelResponseObject, error)
+	// PutAlertChannel Create or replace an alert channel (its URL is never shown again)
+	// (PUT /alerts/channels/{name})
+	PutAlertChannel(ctx context.Context, request PutAlertChannelRequestObject) (PutAlertChannelResponseObject, error)
+	// TestAlertChannel Send a test message to a channel now (one attempt, not queued)
+	// (POST /alerts/channels/{name}/test)
+	TestAlertChannel(ctx context.Context, request TestAlertChannelRequestObject) (TestAlertChannelResponseObject, error)
+	// ListAlertRules Every alert rule
+	// (GET /alerts/rules)
+	ListAlertRules(ctx context.Context, request ListAlertRulesRequestObject) (ListAlertRulesResponseObject, error)
+	// DeleteAlertRule Delete an alert rule and its waiting group
+	// (DELETE /alerts/rules/{name})
+	DeleteAlertRule(ctx context.Context, request DeleteAlertRuleRequestObject) (DeleteAlertRuleResponseObject, error)
+	// PutAlertRule Create or replace an alert rule
+	// (PUT /alerts/rules/{name})
+	PutAlertRule(ctx context.Context, request PutAlertRuleRequestObject) (PutAlertRuleResponseObject, error)
 	// ListAudit The audit log, newest first
 	// (GET /audit)
 	ListAudit(ctx context.Context, request ListAuditRequestObject) (ListAuditResponseObject, error)
@@ -11426,6 +12847,9 @@ type StrictServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
+	// ListEvents Stored events, newest first
+	// (GET /events)
+	ListEvents(ctx context.Context, request ListEventsRequestObject) (ListEventsResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -11609,6 +13033,198 @@ type strictHandler struct {
 	ssi         StrictServerInterface
 	middlewares []StrictMiddlewareFunc
 	options     StrictHTTPServerOptions
+}
+
+// ListAlertChannels operation middleware
+func (sh *strictHandler) ListAlertChannels(w http.ResponseWriter, r *http.Request) {
+	var request ListAlertChannelsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAlertChannels(ctx, request.(ListAlertChannelsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAlertChannels")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListAlertChannelsResponseObject); ok {
+		if err := validResponse.VisitListAlertChannelsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteAlertChannel operation middleware
+func (sh *strictHandler) DeleteAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request DeleteAlertChannelRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAlertChannel(ctx, request.(DeleteAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteAlertChannelResponseObject); ok {
+		if err := validResponse.VisitDeleteAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutAlertChannel operation middleware
+func (sh *strictHandler) PutAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request PutAlertChannelRequestObject
+
+	request.Name = name
+
+	var body PutAlertChannelJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutAlertChannel(ctx, request.(PutAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutAlertChannelResponseObject); ok {
+		if err := validResponse.VisitPutAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// TestAlertChannel operation middleware
+func (sh *strictHandler) TestAlertChannel(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request TestAlertChannelRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.TestAlertChannel(ctx, request.(TestAlertChannelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "TestAlertChannel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(TestAlertChannelResponseObject); ok {
+		if err := validResponse.VisitTestAlertChannelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListAlertRules operation middleware
+func (sh *strictHandler) ListAlertRules(w http.ResponseWriter, r *http.Request) {
+	var request ListAlertRulesRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListAlertRules(ctx, request.(ListAlertRulesRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListAlertRules")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListAlertRulesResponseObject); ok {
+		if err := validResponse.VisitListAlertRulesResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteAlertRule operation middleware
+func (sh *strictHandler) DeleteAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request DeleteAlertRuleRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteAlertRule(ctx, request.(DeleteAlertRuleRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteAlertRule")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteAlertRuleResponseObject); ok {
+		if err := validResponse.VisitDeleteAlertRuleResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutAlertRule operation middleware
+func (sh *strictHandler) PutAlertRule(w http.ResponseWriter, r *http.Request, name AlertName) {
+	var request PutAlertRuleRequestObject
+
+	request.Name = name
+
+	var body PutAlertRuleJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutAlertRule(ctx, request.(PutAlertRuleRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutAlertRule")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutAlertRuleResponseObject); ok {
+		if err := validResponse.VisitPutAlertRuleResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
 }
 
 // ListAudit operation middleware
@@ -11832,6 +13448,32 @@ func (sh *strictHandler) PutBouncer(w http.ResponseWriter, r *http.Request, name
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutBouncerResponseObject); ok {
 		if err := validResponse.VisitPutBouncerResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListEvents operation middleware
+func (sh *strictHandler) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
+	var request ListEventsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListEvents(ctx, request.(ListEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListEventsResponseObject); ok {
+		if err := validResponse.VisitListEventsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -13166,317 +14808,348 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lcts40jD6KijtVkXaj5LlS7wZuabqOLdJ9svFazs7u98wx4RISMKYArgEaFkzlar/Hc47nPMe51H+",
-	"J/kL3QAvEilRjuPM7KRqamJJJNAAuht97187oZwnUjChVWf0ayehKZ0zzVL4dBpFKVPwZ8RUmPJEcyk6",
-	"o86pIK/Pbo6ITM2/x4Tig6Rrvu3PaZKwCH/himQCv+gNOl6H3dJ5ErPOqLP/3ZPB4/3B/nA4+GvH63Az",
-	"bkL1rON1BJ2bJ+yoHa+Tsn9nPGVRZ6TTjHkdFc7YnBq45vT2DRNTPeuMjo+8jl4m5k2lUy6mnU+fvM5p",
-	"HMvFjzxiNasIQ5ZokqRswm+ZIgsesZToGRVk7wmupWeWuHd4AJ+Oe2QizQNcEQMRU/rEFxT3wq0aRyPd",
-	"0WgymUxGw9Fw77tjQkVEYimmLO2RUGZCK0I14VrBu75Y8EjPBuTpkkRsQrNYE5WFM0LdcDDjJFMsIguu",
-	"Z0TPGIn5nGti9ioiXeqLJJXjmM3JhLM48gzgVBAupkxpEnPBCEtTmfYG5L2IlzACjeZckFTGjMzpkigm",
-	"Il/A8nI8IN2j4SGResbSBVfMI4sZ1eyGpQD8DY0z1vNgeYyGMwuuLyhsrYOWa1xAKNOIRYQLnD2LuCax",
-	"nJIuDc2RkAC3IeYTHfQGvnBo8e+MpcsSXpgjvTKn1Smjgt25zmhCY8VyXBhLGTMqOp+8zm1/ngkuRN8s",
-	"GRBszuGHpxzRvwYJx+anLRjI59m8M9o/eOJ15lzgp2EOABeaTVkK2PiSsegdDFw7GfyzabKEas1S8+L/",
-	"/RPt/zLsf/fR/ns16H/8degdH376c6eODl5P3knB3lIdztYp4XLGyItLOiVyYpCGCrUASmAkjDkTmsyo",
-	"Il1KUiYilnoFXsZcaXP8hN0mMtVA4rCuGaMRS4uVvZ70zfx9BKCBgg+GwzrQ349/ZqF227ZCwyTNYqaY",
-	"9gAWg/VjmYmQpUAZg3rOsnWfV9jKnAv3cd+rHMJp/3/cOeR/XvU//qX+EP7+LKZK8QkPKcJfdxBsMmGh",
-	"5jdm88tPm8MxR3LD2WLQQBrVNyr7/OeUTTqjzp/2Co6/h7+qvRWwENQsVTKtBzEQ7FZfhfBE4OBKUnbD",
-	"ZWaYx5SRLrAoqnTOwjSckL0HaoHHGXdi739/Sec8Xq6DCUwOLqkucnFpvzgm3eNezvRPyFjqGVnMmCB0",
-	"rJjQTdBNcKIydEwYSv/pyDv+WEvtf39jWHRO6ysDAv+u52D7hhAKxjKEj46z7NfPdcGYuOAiZA17YdBG",
-	"4YkoZlYLxEInmtkrTfMSvazAat64UjB6GeCJTOdUd0adiGrWNwPUo/2FzNKwlnoV/FJGbdI1TIjEhgCo",
-	"UixF3BcOxwwuGcDd36EUmnLBxZRw3fMIG0wHJMB7bxTKRcpZcEIo0SnlsXkq+EtA5oYNMVWM0g0mjEWj",
-	"vwSN2ImQ7si6/n5Jp3XL1shrdYXccfV4IipLEiP8cCkaIdJ02gTOfgM4P1LExyo8r+QCpBOiJVlQrkHM",
-	"oSScUTFlhtv/IEmUpciFUDBRxO8cDpXf8QwizaXS5PG8KuAdDlUD4GaOJsgPD+oB53rGRQNq5xIcF4pH",
-	"DNH52evn540S53Dv4KgJOJxpJy50Saefc6uvHlz1ulmd7pMZSiVSKAZCy1ManaM0aj4ZcmAC/qRJEluW",
-	"vmeFw//6WeG10+5eOMO3cNL1a8AKwUa4m9PYMAMWnZAA5EwVwAWsUC4EmRTERA3vUSXFwEhez6SYxDx8",
-	"UNBfa8JuuTIyeJwyGi0BkpcyHfMoYuKhdzFMWcSE5jR+pFAYjyRTREhNQNIFdAYQXwsjd9D4hdnghwTz",
-	"lKBSYrmwYukNSx8pYqjtBDQBI8YbIdH8HDFNeYwgv5P6pcxE9JDQvpOGgqcGLa+FXJiLXWZG2wKIzoBZ",
-	"vJP6rYz4hLNonalUhFWLxiAMZ2lqpGGUjw1zQTEXyPBFLau/XHvtkQJRe1DhMGs0ngN6yW43Eceum2aG",
-	"fMOVBral2a3eS2KKjLWRUfriYDjcH0XjJ6PR3tETX2wGvQ7HSxwadT91zSKC4gPpBgjXS/gY9DyU2yY8",
-	"NcoFF7l5waiP7bb91CDjzF2xYxktPfLvTGoWjYwgijebQrFPl+GL5OaD8Tr/7L9FJfI0uuGN0hbeoFY3",
-	"QS3YafbjWIbXIzKTCzKnonx7aUUiJpaoycxkHCnLMqkme8gLOGKimskU5enW4J7Zaeqv/yokcESoBCIY",
-	"XScnMoJyMJnwWLO0Vzt9WS7N5z8H3bH/D5aqRtXnBn9054bqpjV2KE0W1GxQym8M7qRyPqgXRrnQx0ed",
-	"GikZrmop39B0yh6ayxscNKcnb/IVzS1HupTyLRVLe4mrh4TsvYMmpHEMvCml2sJ2Yq4gYKRm35WWKYsG",
-	"5DJdEjqlhioBJc6ZTpf9UxRaWShFpFYotPTE+qlf4Cu55DlmE5kyotOlmRgm2oJiZlEfBM30TKb8F/bA",
-	"Nw25oTGPSnc4nOgHQW8oj+k4fnA8w7uZhFSAAIFELOQCFfKIajqmiqFdNjWymQHSs6SmCE0ZUZrHMYkl",
-	"jbiY9k7MYRQn8dAHm6QyZEp9ja0sibcLFsd9FHDJONMkZROzW1oSJecMqaQgI7Cmmu3PFNtRHv4gjOYn",
-	"U82ityzi9BJ25WHXLRNmdb1cENX0mllQYU8eKfIMIeobCAfA6u3w4Dm4eAfmytSMpTneOoLphUyva+4p",
-	"ryOy+RjRaCsb9zoynVLBf8ltaGujqdzesH4h2m8kGBXNw6ehG8faczpwQ3c8NDR3vE4sjaKtZ6nUOmad",
-	"j976jKfOUrG+bHab8JSpK6rbmky8Dsg+V4qhNtLunWuOYrZbBZoH1iyCQmqwYlgDQ+1qYrrz7I1b7nXA",
-	"S1B/GIVO/BPC7572CntLaS/KkH2sO8os4vqF0Oly/Rho2IguNNSoT63/Us/cgEpgVlIIRrm5xF2WpGuE",
-	"qr9dvH+HjpITa2G0wmHEYqbRvmNm2gE7kJduBMux2zvAFaaMFnDxqC1R4ilsPWZuDpnqjtt2z51MPkTj",
-	"yZ5RlNuqB8s1m1f/2MT7SihSMAOaphQ+l+zaLVYC89VB+xRdEOuwGoCo5mMec11jtP5xxvQMfZA6F4YN",
-	"z1TO7cdVrn2PiLxGDQZM2ObmTlnMqGLKF923p397fz54+/rd+/PB2enls1c9J1UrOmdkTn82h21Nd1Iw",
-	"MufCfJPQVHuEcYBjQZcnvsiKOwnnm2Qp/AwPk26WTFMaIbLJ2Ejsikesd0Iygfo34JUvInbDYpnMDaqN",
-	"Mx5HaMd1/hpY9IzihZMyO+GSafQEOrYmDWcugQSfYJ5aVgbeViuwVDf7jIbXTMMlPF5q5vyyCUtBbwMN",
-	"g+RejBmjqR4zo66aX694RIZOG3OaHSIy2mvb4OJ5FrNnCF8dMgIhsminiyNM5SJSLNzq8THPXbDwgmnN",
-	"xVSZd2dSaWHNmGsDt+YDwKGZs1Ddx9XSCJNVr9sTv6XLc3yvbs8zZXlMFVc+mK/JnOmUh4pQ4rYvR94k",
-	"UzPDWc/eX1ySPXcKezf7ezBi377a84jK5nMWtcYRmHkDktxs0qetu9sBuaJeV/F6ULf1Cx6xqxSMJesz",
-	"nJvvScRCbkZVlWHzDUqyOEbSVpouWURwNEJjPZPZdOYLtNAghLldiLxOSiN3S6EZ4DO5TaiApSjE396J",
-	"L1Y4yTVjiUKvH8VJHym0KeX2pFy8ZWIi0xA42By5zXZjQs2t5gz9Di0rJLzhnniGT9VcbW2J7pot6zHg",
-	"mqEt6p/904T3/5stT4iaGZ4MGyPkYvD5FLf2VBVH2+2UWcGGLXotkgy1nyjiZn00PittlQ35WNE37Cq+",
-	"hDO/YSs2TrU2xJzevsY3y/66+m1b3bENe+XY27oIbDRH1hanrNm6NdufXln7T7MxADzIpEzwwCxCKSbc",
-	"6NZo7S14kodeYcu2gKwXVOUGdW2Eke76oPAM0hQKLFwTAUFLEY96I5IlRnM3Qk9xqycs5TKyIvCMGfa0",
-	"dAN6ZJrKhdHxneROQXZROguvzTgDMiSLGY+tjmytvijLWNNKic6srlvg0HZR0z3o5WdYnM8GTPiQmIt1",
-	"R7L5HBHigYliIzU8o5rGcvqS1XFWGkV1np9TMmEswpuMK7DYWF9h6fxKEWXhWjzP2noqE9T87mhr82ab",
-	"VaB/ZCN/No9HWVz/o0ZPydr3WRpvx0DLf8yzOcxek40hB6O6/A2nBD6ptVMyh9Feuisf+LZbCEeuBWjt",
-	"SJ3mMacxD7nMFJhPVJJ/GDPBp2KLIvJMCiTBreRYRcm3NlQFQ5TE0iAnqO3KRbGcEMGmwOzGYHY0qFrd",
-	"x5amIdCAIBYilEJzs7uG4yjQzVN4hUdGY4/NaeUmmrrVCqnbxWTiUqr8YguD4MIxiC2HXLYoNRz2Kg/b",
-	"7WxeyUVF2EfdXCHzsJfHI2WEsAEJQGiNAqKzVCgCwrPRiZ2MK2Q5ADm4Oboac62CveDmGP8iXNhbqyQb",
-	"m3vLF1agHZFAhTJhKig8myXJWsH1ZR/5nicBGBVkpn0RgIAceCSg8YIuVQDxw4GcTIIB+RHAsnK7keLJ",
-	"quRvdGiaMl+gtg0hvkFJdwgG5A2baCIzbUNMM7iZPBtOgJsPY6P4vWZBpVUElpMJsBmzEjDUGqBrEdHu",
-	"Y710bEBUGt3NNhAM5zKqnNPqD45Ao8/D8Q4PysF4x3XCkD2ybZMeN0+6fzCszlqNLt7fP9iqkthdK7ag",
-	"gKuOFF6IlIezC0111gA4yGoy0xBjFUt5nSXmNA1GGkoD7DIfLDausyEjas+TXU0auS2hJlQWfjLMiSxm",
-	"GNNu4QKX5TVPEqNqj0QWxy0s5mlEEwO0TmtRSWY6lHVByPKadNHTxqIT2AYzEkmkUnwcLw1bps72ap0g",
-	"KMyG8gbcSLN803qe4eBXE5mJiHRBepxypa0/RqaGTZxdnttg+p6HW0C6KdMpZxGJqWYpxLva1ZMuJSph",
-	"IadxP1PMI0nKb6hm5pFIhtmcCY2DWwgAANhGFhlJOROx0ZXffnj3+t27qxfvzl8/e3V1cfbi2evTN99b",
-	"a1fFNpfD33Fn53UsMDXbWs+yK5hS7Hwt3t5CBIu5XtcFCLwho5J4U7p60O1WLyrZqJvNwMJTXj5JPuIG",
-	"MBucEy3kyDkVGY2vWjyJTGWDY2wn9b1wFeE+tn9P0+nnGArsMjZs5ksa2rSlLZtZJdcX80Qv8YYURnmr",
-	"taNWxriapHJez4IsB8dciUq4vsFYBVbkE8JaTMmEIeE67Rk5Rx6dU4p4LnGOtgbFCiIaxZ1BSLhhERMe",
-	"ooUsZ5nm/+h6x5jV1SOeMgmMPY7fTzqjn1rN/AOTnU8fV8fOMbyeVlsh7jZoGxC5BcyXtNUEaxh/X0Ov",
-	"Xu0WVeyMlZXVyfU1yJxvd7G3GyjtBzznletcibampFydqDs2p3bU/WbUjp143M5M5Nyqy6uOOhHtfJRw",
-	"B7VAEy4idrtO58P+mCpD6FKBAuKCJa2VY1C7tRtvuHbXGILjrV9nuAkb9s7GXla3rjiaGoeELPMaVWZs",
-	"JKQpBgfxel9Evfli9UoGzXbbqQtaH6pRxAisg+60nQozrzH35c5AEYH1L4vxXRDvIdYU/Y4JVYqpivjU",
-	"8e4SemL4fy2NwFh1Vi7nZi48JugAcTeKjbuE9yvSab0RzK6uGaEBwZx7CJ42M5mdOSH9/WIn860DG6eq",
-	"R/iJu/RbECQKCOaeymga1W8Fqg1gHu7Digk8bP1HpcU77RUfUkyrE2IoPTcxO3eSgbuBBZT8oHI6rY09",
-	"FxEPGTjTgBDNTsUSd0uVwzocPlY8ievbtY0XpZb9VaHYdycX1R4boRDJbYMGT8jQJkbnR1h/dLCGXZkq",
-	"8OddL0igCYcrbuICU0sxJ/Yc7EYUmFKQTx0XqTcqt5DNmTBraGDXJQmwxaV6F8NxG+d8mu3gm0d3fhaG",
-	"tk5Au7fm9PYqSmVypWYUA5mK92Q2jlmds8S8hIz9Kmbi6uaoHuFXHztuoIsmE7oEGlBt9vW9fRSQz6BG",
-	"a9/anez0Wseb7PfrV9aH8zcYNwTB/VSphUwjkrKIGlAHHe9ONn+3QY3WfwNnxQfgkL7uDOsObA1BvJLE",
-	"m+90BZubiPRlTiTukg3VjeEEasZZbAbhicqMOAwhtIVpO6HzGc3qbYpm4Ls4pMNG1wIs+XO8CyW+st3m",
-	"fhfOsU6yVXyDpAoj3JmfzaVhTwwsgimbpEzNIC46ZXN5w5zpmWDgRXdI/Gw4PAzt+/jhe7J/Qvatwdzc",
-	"Lngzy8mkd5ILC8PBY0zzDONM8Rv21tlI8ZpYZyyFSbW2XMMWhrMiPqwbkPPSF90h+Z7sPfGMiPO9IcEN",
-	"ZuT+vteWlTUBcNwAwOFBEwRVk3I9CHfjhmX2VoW3nEk8ZnrBmHDYwRTkEqM9Yn9enPD+bJM+sML26BQj",
-	"7A36LckUpDQU2CdgPUXjSznj1uxCE69tBr4LeeZHT2a9UY7qGOmN3h/Ipy6Cgx0FgNkXDOlYDAFCjioQ",
-	"GkG0dr21bH6mdeIR839FZEomPAa2v7LGg+HRk21pxVXWX+H5Tcz1Ppy2n+mtLSPebr67M5oqlhKL4CeI",
-	"NVbzcOEhNkFRini57s0IZZzNa5TFUN2MyC8slVaGxuecHF3SpDbVivHs8FeituwJzGEHHi8JJuVguEKX",
-	"z3EN1H7dqzdwyrkrOrE2MGanKJbQlGqZriDT9hAOW/ylfnB1zRNMJIRYPHRk1CuWcy6uwDi0PhTc2iNi",
-	"bqTSTUMmbMFSIK2tO/ypAZvOM7EhXKSFbBdlmJ/TWpDfTexvcIcZRZaSNBNkQnnMID5pQfOyUQNyiimI",
-	"wIC4Ih8uX/b3j22VqFeXb99g2RbzMsS9oCGGdP2Oy1zEN05IKMUNS7WhEfPVE7/jkeKp8mjoSqIQU+N3",
-	"eidgcIiWKJM6OQ5qUylnLskvLyA/AAae9jtCYhUr94SZFqzuBkHyVCqHVFRJobAwlUv2tdmMg/p8G8HV",
-	"bEfHJIguDapc+3Bps/qWz+6oZLjHr/I51lUE3K/94XDlPCASjxsZF7OuSTf/3cbJm4uL0DjeIdzdjvCG",
-	"C7Y10suAbwTF1hqVpumunmWVO7vXHJhzVxzA6yA9geYBpLTdiQkhriWAqviVz5tjkMOCspqDHKfYhYri",
-	"U2IxhY915bg/NvO3+ns7zcRu17bhlJ+2RuiJBlDMHZMXsmh3s+6v3ahUWAc4FyQxF3pENLttMD/BtVYX",
-	"8wepUGfSPJpilE0p1RFZVjfYAyPS3nAPrOJ7+3sYVhR4vgj27LntHeyhEB6ckCDIjWKLmYwxA7wHcTVg",
-	"cDR3NVQ6Sqieeb6AMjTmV3uZl0rwBZCPHXgkKCdduhJ56zYZQ1+NmwdMtHnrML1FMU2sOwAy7xWLWail",
-	"kSWqwRQVdtPgTl8V5qzivcFZXutuCm3KVI0oc1fv0qaM1J1ySH8wiuk6yOOMx7qubNE7UDLBmmwe6XNR",
-	"sUBbdBpsExdakSrA1pDx1uhXdJB/bFpsHsiwg/2j8AxtrqhUxqXtNbZauvsA6rtYbT5vvyuX3NaAZjdX",
-	"4wLOi0uxaW83bGZtEkO72hm1+5xbzTfQ8isXYr/jtpeSFerfaieMVzOWLGsD5mvZvMsusPOVaK5YQzmJ",
-	"8D4y+8qZdmUEf/y4ycSeS/1lRWxYQxCVjLDtFeHKh5pDVYxRyTdwm7DV8PpKCrZMZI2MocOksof5CWZc",
-	"6P3j2iOsbJ7Xue1PZd9WVrt8dgaWkeheR/3w/GzdrxwmHZxo04Jf8V2xnCdb2WEVuNew4kSmuu1Kk1Rq",
-	"Gcq4EgBes5zqdE35TvV3JWNiB8l7VVxOisSmjl1bCexi+Pqtl9fllYHOgqL1wtzJdcbyVyXyqx7HfWan",
-	"bhIgarwseb2DzSUOXkNhywbBOZdwG2XCVmpjOzkOhtzI+hFWV22kdZxYXp7EW4/PQN2/pujWWLH0Bkyz",
-	"ea2iNmmcVaV6xaUBholc77W+d6VlkoAmB4pWy1lW3tqkjIOA3pUpAd5EWMzmTOge2FJmVEQxi05IyhQT",
-	"WAXLxsvseoXne1nRLFfhXD/Wj+vFAV3lcdQqbMlxm/MrsSo6TXV/QZceWnMWYIQyy4lIJAUjY4jCEIMC",
-	"a86ZAifWJhRoay3bZvtYNX60tmiUifFTnQVjB3tNq+Oxy6kjtr/J8TNnK11Vp7PWaZwuJL7WVtK+iAs+",
-	"bWWGJnBfUh5naQ0XpummTJxK+Ecx4C6GHxteXh8Z0Bwe0T4d+zN3EQxIK1vpYC4MPrRxZy+y+ZzWxpmD",
-	"7a61GJvjVA1yT/D0dhrMnfg2PdSCWZqkbqFvuNKFfz93e3c02C1WmVS1yCTYYUJ1Q7rW3BKgSuNhecOg",
-	"EpeHA9oAAYwfwKqZXkdMuTB60IwmqbxdYjwBiDFiAsGU/DqVml/XyiHv6LzJidYsVVhLTH0kCGRV7WYE",
-	"de+Ml+1FFQdD3anki7qLrl1eXVkxOj7YPzrazYO5EciSuLCj2/C9AAevmBLqipcrulS2xiwtFyt1uT41",
-	"rsO1QJBdqvN7VmtY68lSmvrZ6+fnpGs0OjLmGuv6/cJSua0NyzbDDFQPa6WGlnSCKqDPrVtfyMVJUTyc",
-	"zLnIdFEhdpLpLK1KVy3rj1Vne8owD8MWhMfAEnwY/mZFnIGZVstrJvLWEduKQwyuRnv/F/Td+O67T39u",
-	"CFJoTIbfXuu7bD56XOMiqY1SeMMneUH9vIC+Wi3j3vU7B0czv9PDIkwiN0jaIg7F0ewPyZLRVA3I8/JG",
-	"0ekjlW/d5eUbj7BYsTzCQgpmRf3Nxd29X1cDbz7W6Ie1NHzD0tQ29tnFrhRFV/d3KrWeq88l77tUDNyB",
-	"MG2uyJfdhTor+ZmMebjckeEaSR0cNGYf0GNibQUnRoVIZSaivk55ogi7paGOl0WLJHBomPfWWXAuLqzx",
-	"UayFB0HdmbDJEDZoX0EUZVk0qMbr113ys5IxbKPWC5uTm87gTTRtbHoLzB8lK8QXrHXTWtDDlbi47aoB",
-	"vEWSViix5On2KS7g0QYhBXbPgf6xERvLtsoduMiqITMPqjt+/Pjw8eZuLdv3YNWgeZ+jNxOmy4TahZmG",
-	"bTicrbD6yes01Af6m+QCy1dQ0b40WlFRY3NVCK+TWq1rnbOIiTZbpWw3NWAvLtsG+IxtKON39od7eDX6",
-	"nbxgZt4XbXssdZ5w0JxUVUbq3Y4hSmSqdyHQVEMJh1bJanwChYsbb4o6n8W2Qcs26brkXKizJJYryVEb",
-	"rNYNaO3WWeP0j5jSHBPBiNk+0nVSUC/vnWdDirH2hRGZDAvrHwyHQ7/TW5Ny2pNotZGbYcK/7nuPP/WL",
-	"P2vY8Me8J0RbpfeVXFRbtUEp65RrzURRakLf6t6APJNzKMyJ0VgQvAL3qC+CPwVGKGc3LF0WNyrVUAhb",
-	"3+qBL/rm3xHEbIHiQWEYLy8gbyRDeMzo0CNCnTJu1MQAfgB9ekSSyQUTiu29P3unzB+QwgAUSro05lQR",
-	"synE75jvL/H712eq53d6a9Pb6FsDfoiLUzAVqOwju9AAXtg/CSzKkQBOPWKBayZEBb5BgimTAWZ/+YKQ",
-	"rvlM/owlFq+gb8OvRVD6CbHj2BqMg1CKyQn5BEEbfWLNBWYr5jSBsF2vAtG707cvghEJ5jS54knXPNAL",
-	"LF6ePrNpHUH/LelP4G3cRbA9jHAZ5k+SMrCFB/DMCJLWSGCrQpop+kcB6c6omo0E0661AxdM9wwnNsus",
-	"PH0ckK759bjnFQXWDCR9KJIF4XaTGEphelidbcLjmEWki7XPwwzCBg/3oeKqwr0QEwuymGjSnzhY8dQD",
-	"M53dw8AjEKJzQ+PKSq4MbFdmJTy5OboyWnDPgG6gqTxyjI8cwyMn5FH/kUFs8xMZWzXx0dWjnle7BoDV",
-	"mXPMwZ3LTLP0/QVBkhvl6jdQWnnfApKJiKWwnXvcHHfKFjSO3Rt980aA8O4ZABue8CBOnK8D1mSruhcr",
-	"ValpTHszFSZLtK8VgbkNd6wU4ZzWR1Dipv5uLZxQa2aT85fPyHdHj//q/BgnltdheJSrBXd69hr6d6B6",
-	"u6pMaMrjuqBcqskC1IlUgm8V6hsa2YGJkDVXpincFu2i8Ypgurr6HRtq+ry6vDwj+EB9tJHmOm6QnfC1",
-	"1YC71TNbfRMMZaNxTMX1VqEJJ89XUHew589Pz2o8CONMsSs2t6eyU1DYhIHKt5P2jX65+hizJhLZFHzW",
-	"VPbAVgNatgxLO8esk9OSz2wFcV0gaW1nVZuz4igASiMuaN42jfw7YxlGmqeZEFxMT4iQRLAF+VmO60P6",
-	"IeK1PmT6Zzm+4nfyldk3S3GxLra2HmXKccg17ZsYrhRkCPBiJqmMspBBgDrkFa1zgBYxl11MdQBBI1Q3",
-	"PStttnZTby1WVFOxC6Qwe+seDId47ZIuE5DKzQXxO//7f/2/fgfNHWGme9s1Gev3t+GhG9z/2PGptshm",
-	"FseuyoBMPdcfK9aUgL5Q6lvgisaajbyyYUnr21/+tQ0GlYJc+uqaJ31MA6JxP8Ew4LwoTaOd6MWmKhDm",
-	"uOuNR5sLPrSOxoHNqqGj9gubMsHSnb1FkIF5VQrNbx8S6UIXG4KvWoBsBNVqpzo1owePj0eDQe0F1Nb0",
-	"Vmd0ax1PtDFeqn3AIBCDs5nVFWlojL1qYy+zlrJKcOCuXLaI0CqiA+FEVnApN70hZAUJlQ5kk13OboVt",
-	"cbqh5XfetiSVc/edws5WyDsgTgaQDlPCioeEtO34oQJKtM5Q6jB8s1DaHo13bltgGemnz6mGXEKwLQzZ",
-	"aBWK3Bzt3RyfYJsaTe2XNIqu/rIXsfjqL0Y91ozWbB397H5KTSRlpt9JsWh/JjD08RcZ2mzXF4Iahv4y",
-	"UPOoWZzZUKCq5cXrglmfb7bOFpZYqpnLkt5kdG0sebWjRtp+n77I9te2THIG5BTlW1hoPaW76OAdLMjl",
-	"q7IVTyqHPO+c5pDP1gx/s87SHAT6iuty8GfbCLtaICQyyrw0LKY0e51FyjX8QaM5r6/FUQ7+X08JWq4m",
-	"BmeOVDbng1sh8i6v2oZFNQW6XAcjS8Eljz6i2+4kbRZvyXr35gYO0GK1nt2w2jNq6nNxl8ZJjWp6kjut",
-	"tzskUVEzt+hVY1+ef6w24dEMMpbNW7ljqVTnyxbkbKUk1muCz6iQgoc0rvrDv3z02IbuRE+zeQJZ3tbW",
-	"hgJb3vjXCnhcKxZP7hLdbE2CVkm1Z1iWXEuLrcOt3Au31dH2mckmz89gxCZHW6v7xN2mr1++gwFaONhs",
-	"64DdnGz1ctlaaliet2F3q7S02q1mNA1n5vaoN8ZUq0SCqcDweTaZsFDzG0ZuOFuMiKZTZV0+LsKFS4Gm",
-	"hOLZlRq9WHUgL0SPhVChehFgZWxeyWOonLhj5vOQLveglItiTBSNnUvleVW1cq+XlylQfDrDmvcW4+3q",
-	"CoS/34DBu/QTvUsujNRs55LUbivaJvrfpYT1/ZSirqt1ZuvvWqAau5WW19lMBPfR4LJETl+uwSWWpD5r",
-	"qPR6ulrZtVqwWtN0yrRXkLJciBVSq2sekP/Wvtdn3pS3Ln79YUji3jC/CSVbIJxX3ry646yt4xvKuCHM",
-	"/C7ylZUrr5qKGG5rk9Qsn1nm2qJuelFgmHRX8K3XUsLaXUaqF0zKkHp2q0traTiklzTUX6/B9H0mR24q",
-	"El1lHtgog6ZQ4qmhNPRdUy23EVHDMdyp9qOjplLkz59+Gva/o/3Jaf/lx1+P6wPIV+hmldGWQ7pVFs4I",
-	"VcRGdhOZEr+zf/xk5ndWSnjVxWGvUmA1GHjYKuDqUl4zcT/62F2QercetZm6LxUxtcaCjTZc88zGXpgS",
-	"XN1bOobCDpf6hbbLqMVzWc+n1e68aoiQhSnTLbqFrrrsYciatFEH/J1KcNwlIH49IromqH17hkdjTPRd",
-	"D7183nVHXOn42xhxU1NbH1oM23jVKJXY+6iuj1HKp7yhHgibs4g3l6/OBK8xMMCMtqy9TMHJXDsxtvav",
-	"t/RKTeNC8UoyNSNKkgmt+sebqkM3FC420Obrra7OQVN3Av/gbFFbAzC1Va5Xu5ti6/w9nijbf0rVrt82",
-	"zNgosl68u48MkpWOHxuE0JUnm9KoLnP1mCxmUpW1YtfcYL0FTkObm5SHszmrq+pYt5Ojoqn0+fPTM1Ch",
-	"zy7PSw3ISmU1PQgCxdqvCUuxL1neWD7NoIXW2KjreXOwtm1zyu3R7kmdsN1zNnrOmSwXjFE72OdtjYsa",
-	"WO8iyBXBSg1HZp/YTAFbDARtpHjbOA00SsK1t9JTJDeXtlOWy3psneM9oslWJv/89OzBDBlFo5+rnZoN",
-	"OeXh02c2LWocZzWDu8lQsgJ/2XSS40BVdzVU4rqQ2g59BTmss29IPQ2zlOvlhQHaul0YTVl6mmkIIIHV",
-	"QNgMfF0cz0zrBFqnYF+U/65rq36ad025ZkvMQWMUjKkgJZWbbprrw9YkMWyr3CoUUBQqODvPkrXi5p3a",
-	"C6hows3nT5+gd9BErsOEwcbEXHDmQlT2Gn19lgclg6XT9h60NheWAldE66Vli1rGkS8gRtMjMaOpUHm1",
-	"jpAKm+Zs1mt+1opQw2cVtDtLUxZqIEkwc9qq7VT7ULc+ZtGUYXXFPAwDaNlulsq78HORp+UMfOGLSwg+",
-	"5DFz3iqsp2h4QEpDSNrZownfu9kf2XXn++7BWo2ohfHs+DP2ahwQc6m5DrB9g+xU83HMINQXIrarzV25",
-	"yp9+pHyRz29Wy6G+LMFTGbOIzFjKAHojA6oRlpfO4coV2uC2bwPFDZDBiARJNo55GEDzxzBlEROa07jn",
-	"+SJAJ2TgkQC9kNCvNZpzEZAuYjLmL7tq1rBum4eAOycFU76w3iWuIdMlsAcQkC4to7Y5hxwZT0hlAqxW",
-	"6AvAfDOyYqvIXhpJIYVU0kF6A3JaWp8vXGHiOVfKPATV2jW5oTGP7IkpcjTc9wjFhY1ZLBe4KjfzI/PE",
-	"4YkvxlLPoAFf2ZOWV9RUuR0eanvSlLl+l1TDmb1i9GZZXlC3OKeZ+W0EcYrBiCiwtsJ47BbcHT0QMyiZ",
-	"sIUvqCaUmDuVdG0DzYsXp+fPXl09e//u2Yfz8xfvnv2rd0LmBsQF5do2mDe0g13qfVF97+8fXnx4cfXj",
-	"6etLmwOAO0MeDw9tTsg50+myfzox+GH22NUV9UVC9axUVtRteLHLUM4ZSpDKODKk/e7DG6jpTI6GwwE5",
-	"FcWW+GJOU7NjxcaEsVQs6sN8dn9sw6siAcnQYgYnEEsa9XxRHOyQaEmoBbeAstRXyUiaMbVkBdHualQJ",
-	"1cfy03k4fwC16/AG2rOx/f/1s5IigHP3RTewaQFBb0DeC4alrQUQKIy7MFQ8AuDwYFxN2BxZaWxuehb5",
-	"Aiqp4j521VJoegtYodicCs1DRWjMr1nPI0f7h3Y0wL7cbwQZiObnx77A30Os9oo5TxVEL/ZE02vmkaPh",
-	"kUtgsl1CcKPh3PFmHJAAswp++jiAOmEBHm198Vu3QU1Vb3sNdWzJShlbg3WrdWx7J3heamPpWY9UKs8q",
-	"gyyxkmjFJUHMBbMpM1gOOMA8mJiHzIYN2gv1NDG3c/9gMCzlM9gbs+QSHnX2B0N8RiZM0IR3Rp3DwXBw",
-	"iIUgZiBH7NEsQhV4ipEH+ZG8jqD2gtKn8IR5x7EbsM/AZQ+7U9z1FAqUYL8MrMa/tdzpeuEzc7iAIlhb",
-	"eJmwPYODoJTbqjZ75Sofe4cH5uIARo51bupAs+JUA2yHDbDVjQTx25WB2pnN6wXRYlf3/v4M/VhtHn1j",
-	"MA+Kl6U2sBSO82A4tN0etVVIyzzjZxtxX0C+UXU35w4ePBDU1h3ZUGDfkIp5sKjx+8nrHCEYdaPn4O49",
-	"pdE5sh98ZX/7Kx8EzfRMpvwXjLt+3Gae14YTCBrn+USPh4etprqhHJN+QQZ3JajAdIBLjuXUI4ItDAcF",
-	"Pc3pBaOfOkhXH71ORSDqjFzklRlzz8oUe7NyTdlEqhpKPJNKP8XHiwq0qKMw80u0bHHweaB5pRytEWQ7",
-	"o6ODSmHYn/LQrv0nw1K01mEp/Gq/FBSFoxiELIrBdhZsvF8trzrq1LOodihZrPxTVUFzkchVWjhq0r4f",
-	"FEmP9lug26WU0HEKX3jcZhajespUs+gtizi9XGJA/EOShFVLEVlKGuZPHw0eFBSDEZBo10K0c1WKlYf9",
-	"Fx3e5YIs2MdcYThHU3aOOqpyP1XIKs0TduzltpoqibIadMQJsYWXlb8gij4P2xLQhUXPqCABcH9QLTCQ",
-	"fDFjwgj7jCiWGtFHaR7HVuIEyYOqvCizrSlEy/HpPbdmXxQx/8VEZfVbzWQWR6Vgf6thniDoTh0xUrai",
-	"SyNqGhlcoeRNAvMBRQwnpR4OjwYoas+MOlpaBVe4EF8YwRadzMo1yLRhSRTT6lFOqXKrH5hjVjbWf018",
-	"qO1ZgJe0uVPS7ZWt0TPgi1994D0+sLA8qDp1oYdUXSuQJUt7rmyOcZ53Uxpj/1ODBLF+75eL0zx+fHh8",
-	"p0v/R/qlL/KVBJSa2/wyb5Lr7JGYb5KTY46ZNo8EGOhhHYN9Z5HQjWAwkwtAxP9Y0aAtH3wjxbSfyDgu",
-	"dSVWKzGiyvKeXG9BvvY5TDCP8XSSxUoAJXC8GddknilLcXlNqio0OJY5XseSusDQjoaHoPtGUJ4D4yUB",
-	"d4DvQ5gh1aWgbBcvjyqRHePgoHdCpGC+GNMI4MEGNWUbGQLguThHwDSex8iTV7Y0oC9SI4mDesYi8Jzk",
-	"AFv7w6v371786+z95dX56eULM5uCx7AkjkfGWaq08gWyTmjehOzDzG/grGi5pc0x4NjGOsiVjw6+w60p",
-	"GTLqWGZJwDtnLtD0zuJdkf/wExZl7+x/dzAYDg4Gj4euJvno4LAcWGsjZVckulLhw87B8OC4P9zvD/cv",
-	"h8MR/Pc/6Alvy4hg3lay28E9sr9K/kUN+3O/PaxY2IbVvJTpmEcRBDs8sCB5dHDQ5uUklSFTCpmheeu7",
-	"VjC+pWJpd1D9xsXWnFkZJmEt0dZ1zBXRdGquufyhrv3JDmwLdBqmiuU5PbLKgC4v3/Tuzt/VRtvNU/fQ",
-	"Z4oXrXxpTx14a760NYp7kUvZIUsHvy/93+2ph44kPWPLXK0xfH4mF2RCUzJmM/TWMzDJrx+x2mQe8Brs",
-	"ABgr9TQXC+58Q1RV9CKH9yfk++25uoUF46Ba8fb9e+Ptdm4XQNYg2rq7HxxbWpFrtvyts/phCzb6TIpJ",
-	"zNF5/Z9rZCix4ylXqHfaAz1xpwkyYBHYBwInOE+MmtuS8DD/scJa9341RPIJReaYYahHlRyfw/dlctxm",
-	"gcI3fvOyBoK++Y13Ur806sFXRAnovV6DEErLRJGFTK8x0WsHDFgzVWzR4NFj8Q5ikz56HRsNuiLcZ/oe",
-	"WPbnM+kPEO7fjksP75tLb2HP/2kU8Qdgyc8wy7VivihiLqx1UpWpki7V7vwYIxH2wpiH1zOZKTbQ6qbR",
-	"rPteMJLKBarzbXItSZeiyfWHF5cQqhn0PKIkWnUjDonjNF0+wib4TOm+HQ+STnNjKkiD+Rh7v9pIpU9B",
-	"HhUwIM/AtYvdiOGKgmbEIwugtxJv6hEVypSR7pzGPOQyU2R/OPR8oTKV2C+Oh17uIj8YemTMBJ8KMux5",
-	"kEHqEaqE+d+VTKcesXXiPJJGQnm+KKI8PZJHUXoucXRAUE4HH7m5YxNo06RJd0hkai2taAC3IPROIDoE",
-	"+zME//rXv/7Vf/u2//w5mc1G8/lIqYB8uHx2QjQdK3Cd5c2yfTGm4bWKqZph0wR0zMNATIU0MdK1Ipd0",
-	"fIF93FlEjKyMjZvrDCovAGueGaR5ZZCmsytj//slnbZyxq7FK29/5QLjklsZiMGC2m5UxsQFmKlbGJQ1",
-	"u9V7mo77ym1oH/e8WpIKUdPXVdT0NaCmrw2S+ZoqYf5nkMzXFsl8bZDM1wWO+TrHMV9bHPPFii/f1zm2",
-	"+3p/OPS1UrP+OM00A3bi6+Ojx+brFwgieSWV5mLq6+cvfO3rwkhFnJGq9OVB6UvbQiOUi5QzQKAal/6Y",
-	"G9qv8eevX2UX/zBHBSnr//le8IKuCE+udMrLrNLZR7rlPSkbOZCjV9g+xKG5+tqbnOb2NuCJGoQbroHz",
-	"l8/I0f6TIXl28Q/k/NS1ok7lwkabScFIgIziXC6Cmjujy7XyRfXCMPx05cIY+aKJh0MifzeU8znt/wyF",
-	"4Xs5h1393heYvZ/z6Qr3ruXWpGtWenh4+J1neKsZI482HpALnTI6Z5EBN5RCaSo0mbO5TJcbeObFP74x",
-	"yxpmadFtlTd6KycO9649YA/O0x2nOU17mKWzLC7e/ODWuKKXM0Wvyg69ChfzvOcvPOCP3gp79OqM98WX",
-	"B6UvDz+fF76qIzQnlOGu/eezyNVMD6qAF3VtjO2ExxjykCTx8gswR6ej1RqHkdD/dvH+3TdKv3dD+KaS",
-	"FTXeJ4x9wO6o0LAK0ANm8oiyDPwPSS6Ga5Q256EoR0QtaOfd82/Us5l6bvvFRlZCbaxK0Rn5nVXhv+P5",
-	"K7lW8FihEpgHQOfojH7yOyuqQeej57sELHygKuPD7yV9xAxddy/CLIWuUnnsYOWx4s7ujA4/ff7V+d6I",
-	"pAUHCSqRUeb6xCLYf2i+gLT3IPzAtjuZz6NxcyAheUtv33IRkedPSdc8ivlMJ+T12c0x0Slj1krExdR8",
-	"d0S0lB6xBdQV/4X54uCJRyKqKZT+hgwJ23Ij6KH6AiIUvrGmpmC9r7lU2hd56uiCQxH7VWWlZJka5XMU",
-	"AYuryg7pBlWCDDwSgPIPUfd0quALJLrA80Vg0/Lga0cc5kNBeOZTTl4BKRSYwIjLMEgaCbDDURGRH5h8",
-	"fXYAZeEizL8y0JIpk/Dz6cU7Apkttq8KZAHqGZv7ohtY0XvAlbwKZQRAG37FDQIO8m+4Xg4gA3NgoPNF",
-	"QDMthZzLTF2ppdJsfoW5+ZCjtvabTKdU8F9wf3oD8jTjsfYFhJUmkIcSsVuiBE3UTGovb1oEKUKQCki1",
-	"nPOQxvGSdDWb2x46vkiZAatnc2/SG5Y3ST8hwYtLOg0I9qKBaLGMx1GzXvf27fOnO19YryfvpGBvqQ5n",
-	"u14AMtRM95FTVcWou5hXZiynj0HHs3mmAMULW+9pJRKxui2kSw1izFy8HbQg8si/M6kxbb6Abg2WpmDH",
-	"15O+2Zw+7E7pHMIsTaHsJZxHG2AvV996pIh5cjtg/9G8H+3PFVb3aM18TxWhJQ68mf+Xs/rWroFdLweV",
-	"pQbX6Z5BTMX0IFZ6o18iz162LTTgLjCkbS6KngdxyoEdbMSVYtp7d/r2hYcpczzxMB6bvHz95kUwIM/x",
-	"SWU9EbZf6Ai94HbXFBfTOJ+Z2fhIqDVAunmRA5qyvPo1SzKNWXlAIyfOpyCFtcfHbKKJzHQzp7mwG2MB",
-	"/CYl11iTsJlVRTYuS8O+OBgO90fR+Mlo9NcVsbI1s1RM22Zsfxx58ZQ47COBJZugshmgZK9SxUPIkjm7",
-	"4EnKkr2QajaVkDSnb5v5RsAjT81kqq/MBeOVfgywxd7INbBWZLyEW8izvXicsLDvQeo2VBY5HpKu26BH",
-	"tk/oCZRtTnGMKdNESGKhW/YG+X5CfjxIia6AATAaqjERZATt+WgKxRWwkQzUsE1hn1m0nV08y3ekc3ca",
-	"8lRIhWCph4jFNLFfKF8crFpPVxTIO5BZcYqwJb+zYMacVF6flRl/sSisQJQgcmwmh9aIX0w0iLnahPnJ",
-	"lUyvQh6lnkNHD1UPh/kOuKrTBtJW6NQ2/KQ5LhsqL5+YobuerZUMnvYxc0VdqzrPI+WL4f/+X//P/nBo",
-	"n1QhjRkkRuyb7w/+WvHSH/zVIyUn/V+Pcye9Lw4eGwUBr9RCqS1dq6Q7JHNGhSJ+R0hgXX7HzOQOqzfw",
-	"xTkDQQBrJFzzOCb9DxfnB8F2IjvPd//btbzztTzcOzjy9r39gztdySui1R/0Vq6yGrhHHuL2/YWx6z4X",
-	"msUbr9v/Yez6kYLOrDGBblm2PzBes8GfoNiECqwdDrxbl6dPiygKX6RyoUjARWTWK8FkkH8A005AuoHZ",
-	"4Hg0On3+/Dxv1uuqvvnC/Xzx4em7F5f2AVfwqOeRYM40HaDVxYzmTEXuF7OmwBfd2oAi9Ennz2ZpbCub",
-	"OPUEMvttj1ebrvD09OLF1YfzNyck6Ad4u2dCMb2Flw188abgUymL2ITYpZkjujKnr8h/fU9+Jb6tYTGA",
-	"rfc75NMJZqumLImpuZyd2l4xlpjzIinro2jiJA/uchihKW8DRzSvAjDfGGE7Rmhx39c5Opf+BMz2dQkx",
-	"7QeDi/bPLI2rrm1fl+jA14gBpRAgRNjvzb1rcPb71VigmdaJGu05M60FdS/jYOms6lO782tkAn88Vg00",
-	"BQcT8ykTISMvDSZBsbVmfp0bChzx3xcDnzAWbc5zeglPfMEQZjMBtIxuwBQA0XP61+D3aGXDdrguRNa2",
-	"KC4OEA/hY4uTMootjeV064k9s899wXOzU2w6Ogtt9ns7tR9ZHPcx8Bdr7CESugLzgoyt3g13+5KoGU9I",
-	"xCFVM+rd7WTbJsSY0/2WDfPACIF7CaX6WISVImfcKMZLrOeHtSKL7j+azGnE2iBCnhlTS84/MF1/3vfL",
-	"fjex3gfGn98DNuR9vz+Dpe8qFptj2poIlePKHbOgVmuJF8Eh0PgL2JuTKnI/I9iZUP6LMlTqZ7gTnVFn",
-	"wlM2k/FVzG5YvN/xOlka2+K5RrZM6WIw5XqWjTPFUgvoIJTzPfviHjSENVP0eaKYVntzqjRL96oDDwTT",
-	"iun25a7MTu2QVvvlye0cNTEkt/vM422a0Cb2fivM8NUzveAgiEydNm6vGeywyQV0vjgpsRnCFblmid7h",
-	"elkVM/ZSNkkZtkj/HD5Um0d/jmNbZrS5OJVRbsD4g92SzE0qcjPDAmpyRalMsOwtlAmb09sr89WVmtE0",
-	"bwOZl0isLzAFKm1FSc2b9dsuIivN8T/VqPL3WTcFdmhT4ZQX4t8Zy4ywIVNCY3NtLAl+RbpRhjMzqJ3b",
-	"+ybi3YemhhsOlXvhdIiQC9J1XhC47/Mazb3Por1MbFe5z81DrSrDgpuxHrcfD6GXE/b7xdZMefvf/Zq+",
-	"cR+/8MV3nokmddGs95uoWVsR1V4GDi2t4tFYHvVLip4Gl6cZTaNG/P2B6R/ggS+ISjhBg86C4Mj0kXKX",
-	"Ql5qDz335soYZzzWfY6BN4PfX5FcqKnfB9mYTO12u/PHz5vPv0F/cCe3G36cxrFc/MgjZ/++o/JhTwtm",
-	"dF2I8tJqw72DI0ApCi92ZGbOccJDtkuVNFjfVxH7N6IsnBj2TPsmjH/tSjgogusqJynTm8PTFhRXkgAw",
-	"W6K5VORqqpIcK5beYE8JlAGFi81Hd4mVfOcgovgieF+8EKzmNPQ8W6jWehzfnv7z6vW7H15cXF49/dfl",
-	"iwvS3R8OydunZLz0hZUebKaskXqgJG3EzFbaXtkjEjxDsui/EKGMuJiOyPQXngSEK19QK9j2PCgkgGGk",
-	"CPaAnNrmEeOlZn0o0kDmNL2GQkO20xZ5QcMZFqvEYE5cOXQSYDGbQ6EE2Kq1cKweVolEfLJRKkZ1srwf",
-	"nZ6GiRQdtqdSRkUEpit4eZlX7PWxVwPVTNneLMVW2zbctsov13aVinRtHGoBsS84FESGULF98pY/9crN",
-	"NDxXaRhaaYQzmtIQ+ywQKpYEvWm9E1sQGdiK7WvCS313Ziy8VgPyg1mSLQCRr8kMNcZm7p4vYCWupbJO",
-	"qVAUcsxHNr7MtTwZp4xeK8NsSTcvzYl5FbYNRQaxa4aY8lYPLpqcTCiP817r0GTFdpNfsJT5AgHDMCHb",
-	"ngQ6TdgWHGhwz3s5QBcch1uYysAMnrPItndQGloZXlF9BU0fRnlzdpG3d1l7yBcLqsiMiig2upXdK1DH",
-	"cfCeRwSUKcXkACIFMW842JUk1BdhzA1WQhWPSOGzAL2Zo85P/hoZwle5bH/aYuqzVU0LD2/RCXfUwYSv",
-	"EvurOo47H6G7QwJFTQ8Hw8H+/qG7vrGnW0ctWKKxgO3BQXlowfQklovy2BhfCM27dGzGPMJciR3zRkvc",
-	"sbYhWavkOp6sJdZhnhq65M1vLhtuayrd5ky8T1B7285X3cbVGe2erU6J+4ZzaR3jQEczeMwcA3xROQiY",
-	"dUWPXMueq9wyNG8Ks3LfVBpxbspDuQ8BrNx5wRlURgdeBxvHALJDbEVn1NnjCfR9EQy7LThpsnKmh8Oh",
-	"33HdjqgodUazJIdcoTPaby13Iq2fM2W08hoh8EfDKAqeAsxs4b5zE5aFw4YtKXcuai+bInS2v1FzJbEI",
-	"agHmNeBDWzBfkzHDW75LobNblmgQBexV2DvBpYS0aLFVYriDh5dfv97mVUtb12xMUfZ6bYu+mij98NtV",
-	"kR5YdGKbPaDg0HSNg0SRX8pwYYPYsZIjVioVXtehFHpXGUkZWqy5U0mXkOw5pVzUZo0VFrRPNQm2FVke",
-	"hLAsvi7dcVY1qNEfMNe1U/rBhUr1x3DlA9cE9SJRraq2sVsONUtWS/GY7bKVfGJ+U+7ZC9GRLtm0N0Jp",
-	"ej1NDHNgXdJTkQi79+uYa/UpsDI5hBF2MXnBnIEvXJtPLOgzY6Wxq3ekq0zPbFS5LfOTN4I2cPuiBDh6",
-	"Bspx6/lHplxfWOy/YQsA7UFvFOxyCYK/UbB6KOLVV6jLKRoCU3epV/eyHN+FXQCohu0ckDM6ZXnimIsc",
-	"RVWpm7cv1lAdznXMg2YZHmZAw1p6Jy5fUmG/u7z3i32l2J8bCAdM6JR5vlAS1Ri6VHmjTqvdwPpJmglV",
-	"J9DaxPoz9ccK+fzdNR/Dc2rTfSwFgeUPUHENt6TKEysWHsNe7xRfWSH/TUbz12e7q4IVqfQLYQs0uG8S",
-	"WW1RgGsBzA/6/ZZi3b+5c9adjNV7U04gy8qpF834tg2z9sw9lPKIbY8ffH323j17jwhXE394Xupn9M05",
-	"fS/VuKESCRUZjYk78J1xyMqUhReoNg7JtQW3s5WkKlEm8UeK7B0eGBlxb//gCUqQznL4CKIx1nxM94Z/",
-	"d+3OGLl++OuWK29LBNxtwlOmXMeew+Fax57CxAUypCBjqmw6oJNz3eTtvVb5fj2wz6qJ9aMDcrGiBHzz",
-	"XX1t39UF0/fKIcwt87Mcq01iy9/M763CVIwun6UgVdVEqhyUI1UOKoEqwwcOVPmbHF/YPW1Afrvl//ly",
-	"8VMaXk9TaFNnEIGMl+SaC7RPKk2NKp7HVthglOKUHZYBCm0RZqDh+8aYqDfwxEOUmHxH5y4hqW23JSyf",
-	"ZRbxO4slMcssQV8+Nvzc5txap668wUjxP2zqys6th75urkuBF23QYmsiS/3p3x/fLtFtPds2oD9SRLGY",
-	"hVqm39TT2sSW3U79rjGFLTv7WJz5KvFoDk86I7MNhCcqmzsbtKsiTz5ctM85yRH0q0SgbSUPa/0q3WLf",
-	"ZPnfVFLInfjx6i29l1s3m9xFNaySGOh5zKLC31FV/vJWy4hEzi2BNY5qC3UCJUGP4iLJRXlkzkVma6Wu",
-	"xbjaaquuuXM3gG+/hwSOgFwzlqCTA742QOQlyEZQ5AO2wYYUpQzIGHoJa0lglt6AvISgBSiEO5GpL4I9",
-	"13zJbV/ExDLwSBJnigShuglI17a+CGy92Amd83gZ9AbktOjeQ0AbIjmXyl1FR8NhQ5d3Q6tnhSm6jYqF",
-	"IRdt+RGkGuArrdqpv4SFgRujijFwAiM4gbJxiOVYsX6UtiAiMpv6nB0X11yjLaLdfS1lx/uSFVd347Z4",
-	"cJbdept7XCDCVIp3QC0kntwclUsV7h09Md8d71wI22tbfukuhTxyh6o9UqquWWTr+mBRsAA3A1EtOCGh",
-	"uhkVHWNWyGalqQW14/dalXo9rZShHcto6arQjkpla4oAxxz2SG6uBut1/tl/i+z1rMQ/VzpzyAWZU7Es",
-	"hi2FNWIR6C5GQkK1HVivLfPR2xpWkJfJ3XyjIHTvpH4rIz7h7ob9JuSuluRwYQGlW7V84c1tnGxxIW3M",
-	"uVi/hTcWw71P4dlc8I1hF5tMd+/wpbtb4bez26dc/wbdk3a3vul/Ld2TIkeUHdyTjSi5g6vSYujn+4vu",
-	"jqnf/Jpf2a/ZGvnW/JprxoTPRqfCruB9Idy7B59mygztsqjzzcH4zSjxoA7GnUnV3BMyYYImfLCk83iT",
-	"tPI+YeL07PVuBmQ36Gd3x7Czk0iGGWSf6Tw7DCK1p0wwbJw7SeV8gPvGwizletkZ/fSxmr/LMfo0pWHZ",
-	"kjNnmtbtFlYgw90q2pRvcJWdu4cewltmJ2vvK7NL+D06ytJiY3Nu677aIg6tmJG2yz5uX79VevtK3q80",
-	"P4A2Z73V+9V4nvd3neak2FAhG38GOw27RQMsJG8ZnvhNGap1hm3csx3ZwP24yJqTi3TpjAHYblCY/QJI",
-	"zeVaFeD7ohusIlvgkeBMxjxcBjZ/QC8kgQiQvk554vrgYHq0YWWEC0xJBjDmmdKE/dtIB2Bfo3r2SA3I",
-	"xVJoekswI88ZCgFGGAItwYL5wuxvCI3864ziZ1mJjL6KTzC3QHfADtTxOjMp2DKRWNs5TPCyz6LERvjN",
-	"pLwGS545vty0rVPKJty8DgcGC8Ds69LIkIoEP11zYZa/EpvodVxP+Z9KUYofP0H+bT4ajTGhdn009GBW",
-	"hvlw0fE6z07XBmkECRtXFAOAkxQzgNemETK33FdmNJNBQq9McI8hT6gz+unJ0Ds6OvzodTifQAMw3Nwk",
-	"lVqGMjbThwkSbTubPCD2Rnt4Tj94QL4gxJwgFqs3nwBKosOEAJgEYTS/oGFwJWWpSOndall/OLVryz1h",
-	"/cBlOe0+6xFumT3EsoQrYuI3pe835Ym+k2xUIwbvIXfa5Ik20NqKH3JCAvS/kq6STY5FuF+47qHPl/rC",
-	"0TT2SbAcHMk1QD1uZigZfNHU3HXooaGa2FNQvvCRj5rHFfOwJCE2dFPa7xDBWGSuOWwiGfNr5iAduUoQ",
-	"DPpNRiwtecTxC3LDUsx+hBV4zndm7kJ0EjU4iC0lnVoOf/8O4rLfbmcX8T14Ytu4ui7ZLRD8N+/YfXrH",
-	"XM5pWaaMJMOaCEhu0NWkSp2A8r1tXOFBPWN14RuN/OY5S3neBba09EcqbyC6hYYN0foCOVEXmFMROoNP",
-	"Aw71rJcb6dFcd/l4BfH7wrqIu1UHem9ATslGpgb/2CiaxUzGq+fkqgUBT1MjUAusm1rRpSJKglQf5D7v",
-	"0+iGQzMcw5O4INQMCKNBZR3sEAxObYR+RpUv7COqZ4su4edIkQDZfmA7K2fhDFkwwxCdEoS+qCIddvFE",
-	"Fl2qxr+ZOw98cSrI3eNwLJt9bjDnG5f9xmXvPQahzGSRdNuGHfz2+Cu7zbWqWkvYC/y9UY0vVLGi6tFf",
-	"GwLEoJhPVW0q09yc3r6Bqgid0fHRup3/S0YlwCqFLVKwyRBOmFGF0XFgS6eV6zuQCQ21ImM244bx6lLN",
-	"OoMJ34x2651bZjyc4dZGLOQRVH8t9hQLKy0f0nJXRyUoNDTKIRelZvRzNodiv9NfeNJ3FRhZVMSwWZHi",
-	"kSJYTjwvyOgLvN+h4sqry8szYnGb4O8eOX/5jHy3vz8k////92RwNDLXOlSxe6SwIKBRfnwh2FRqDtUP",
-	"8fqfxPDBoCMWCylqZZ2evS7u1p7nC5RPsJn+9xZes/ZHCkL1BuRHrmcy0yRQXITMygRO2ppkcez0JtI9",
-	"HB7hsut6w3N9Qh4PD0v7YjnqjAJ0vhgz5oKHbWVILsj+kCij2wYLykG0+hEAdsA46YAaociIdwqNnU7c",
-	"4xBXdMMI12b7IhZriiDYIaCqpeZxbMQmPEuU7bCPONPuUJSNTow8wmIFPQCyOLbwnpB87UIauKeQb5f6",
-	"gqZGZFVuObiMzYLMOSLflsr8l6VVYtNWqG84o4019mHB9ZGpXOjjo86WnM42FVoo153fUpiv3csaHn9a",
-	"Pj8sogTY0SqO9XKVTki3NJqC3tC9zRGrpYjR6tjvygjk8MagDVSZrSOtMkUiBK0XUX3NLaaBiM0Nt31R",
-	"3+671WLgIQ1nLMpRbVIY6E5s2SqSyDhGXRGoFO9ByvVDX4Q42YbYhUvzwEPELWDJqZYxC5pOPSNPxNSW",
-	"hlWMid9jBIPG7XVnDv9uiVwwz7SOWrik028RC18rYkHTaaVnEOnmZVussSRTaKYBr6vStGKsa0KGIrCy",
-	"Kbah9tTv75IFUq33Fmk6/aYE1UYuoGe2LaHvytgv6XRr7q7Dirv2opMx5N7+KRwefncw7njO+X6FhaD3",
-	"j5/MOt5aCk6e4jfjGKV3cfGK5E761r7iSzr9Klm6G3Dd+mUfHuW/OUU3OEVt3zLakuDKoa9aXrMtnaAu",
-	"8ZEHEYjMVG1EIoQJ2xXYlBpuJKIwZVo9ZDnnrydGnZ69JtodTX7k+MWm4MD6fnmITLj/n8EwrRqOFej7",
-	"CU8YFDr3Omv3eEtWZADagQneX4gIzGz7Uzbe/OaZUgNWQL/fvDy5Y/2XPw4ntbZDONUTG11vThTsZzO5",
-	"EOAh3YXaCg679yuP2ugulgDrPHwJ1bOS4yHa6HhoNnu167lXm3N2I6+/6Uv3lHNm9rKCcTvhVTW149fO",
-	"mNGUpaeZnkHM50fzc3rj0Af7He/RhO/d7IO8bGeqD3bCrBDbVWhQoBwkh6xXXqgmbCovz8lBW73CusZy",
-	"UirJABVsbHLmoOxMUzXjP83i60r5+vIbWLbevOTCWs3Kyp9xL0vf0CzilVfYrWFENTO7JBbPyhd51Q+0",
-	"dnnkxSWdolvEK2xcGGsQMbHEah8lcHP7Vml2TNsufYEO1pp9kJkIWUoAB7jSyDxIF8/eygK90mxjfKFu",
-	"TzFmG8dzsaweMbTHhIaurhEZLwnNH7pmS8IF+Wf/NOH9/2Y2+FrROfOF+Q36I6WMQnsEwzqfpXIRXbAQ",
-	"/EVU83HMANczMBDuheZnxcK9m330FFRhrjsMNpco7sYypLGtpGIbUkL0CqHENQA/wSZZDOojjVko54B1",
-	"5dL8aImEyuwkmDAWjfxsODwMDSDwFwsqkGFLy4atrNQoxBa5pYOA6oOfPn76PwEAAP//",
+	"7P2Lbhs5uigKvwqhtYFIa5Vk+ZJMt4wBtuM4nczOxWM70zMrym9RVZTEcYmsIVmW1f0H2O9w3uGc9ziP",
+	"sp/kgN9H1kWqkkqO43RPB2h0LKkuH8nvfv21Fcp5IgUTRrcGv7YSquicGabg00kUKabhz4jpUPHEcCla",
+	"g9aJIK/Pb4+IVPbfZ4TihaRtv+3OaZKwCH/hmqQCv+j0WkGL3dF5ErPWoLX/4w+9p/u9/X6/96dW0OL2",
+	"uQk1s1bQEnRur3BPbQUtxf6VcsWi1sColAUtHc7YnFq45vTuDRNTM2sNnh0FLbNM7J3aKC6mrc+fg9ZJ",
+	"zJR5Bw9cXcUbuWCqG1LNSMyMXXRAIj7lxv4rTUAiqmcBSUXElA6lYseEGjKX2pBnh71qmOGfTQAn1L7J",
+	"3vj/+0i7v/S7P35y//auu59+7QfPDj7/j1b1SmK5+JlHFSs5CUOWGJIoNuF3TJMFj5giZkYF2fsBT6Vj",
+	"D2vv8AA+PeuQibQXcE0sqEyb46GgeKr+/PBppD0YTCaTyaA/6O/9+IxQEZFYiilTHRLKVBhtN4UbDfcO",
+	"xYJHZtYjz5ckYhOaxoboNJwR6h8Hb5ykmkVkwc2MmBkjMZ9zQ+zWRaRNhyJRchyzOZlwFkeBBZwKwsWU",
+	"aUNiLhhhSknV6ZH3Il7CE2g054IoGTMyp0uimYiGApaXYTRpH/UPiTQzphZcs4AsZtSwW6YA+Fsap6wT",
+	"wPIYDWcO3KGgsLUeWm5wAaFUEYsIF/j2NOKGxHJK2jS0R0JGuA0xn5hRpzcUHln+lTK1LGC4PdJre1qt",
+	"Io64nWsNJjTWLMOFsZQxo6L1OWjddeep4EJ07ZKBVOYcfnjOkZArUHNsf9pCS3yezluD/YMfgtacC/zU",
+	"zwDgwrApU4CNLxmLPFk9LB1c95AODmvo4PXknRTsLTXhbJ0SrmaMnF3RKZETizRU6AVQAiNhzJkwZEY1",
+	"aVOimKXqIMfLmGtjj5+wu0Qq08noe8ZoxFS+steTrn1/FwGo4UUH/X4V6O/H/2RhDTc6ISqNmWYmAFgs",
+	"1o9lKkKmgDLuy29WGOScC/9xPygdwkn3v/05ZH9edz/9Z/Uh/PU0plrzCQ8pwl91EGwyYaHht3bzi1fb",
+	"w7FHcsvZoldDGuU7Svv8PxSbtAat/9jLZdce/qr3VsBCUFOlpaoGcSTYnbkO4YqRhytR7JbL1DKPKSNt",
+	"YFFUm4yFGTghJ9Eqgcc37iSo/vqSznm8XAcTmByI2zZycem+eEbazzoZ0z8mY2lmZDFjgtCxZsLUQTfB",
+	"FxWhY8JS+sej4NmnSmr/6xvLojNaX3kg8O9qDrZvCSFnLH346DnLfvW7LhkTl1yErGYvLNpoPBHN7GqB",
+	"WOjEMCfSDC/Qywqs9o5rDU8vAjyRak5Na9CKqGFd+4BqtL+UqQorqVfDL0XUJm3LhEhsCYBqzRTivvA4",
+	"ZnHJAu7/DqUwlAsupoSbTkBYb9ojI5R7g1AuFGejY0KJUZTH9qrRf47I3LIhpvOntEcTxqLBf45qsRMh",
+	"3ZF1/fWKTquWbZDXmhK54+rxRHSaJFaN41LUQmTotA6c/RpwfqaIj2V4XskFaCfESLKg3ICaQ0k4o2LK",
+	"LLf/SZIoVciFUDHRZNg67OthK8i0u6fzsqp62Nc1gNt31EF+eFANODczLmpQO9PguNA8YojOp69fXNTq",
+	"zv29g6M64PBNO3GhKzr9Eqm+enBlcbP6us/2UTqRQjNQWp7T6AK1UfvJkgMT8CdNktix9D2nHP7XPzWK",
+	"nWZy4RzvwpeuiwGnBFvlbk5jywxYdExGoGfqEQhgjXoh6KSgJhq4j2opelbzOpViEvPwUUF/bQi749rq",
+	"4LFiNFoCJC+lGvMoYuKxdzFULGLCcBo/0aiMR5JpIqQhoOkCOgOIr4XVO2h8Zjf4McE8IWiUOC6smbpl",
+	"6okmltqOwRKwarxVEu3PETOUxwjyO2leylREjwntO2kpeGrR8kbIhRXsMrXWFkB0DszinTRvZcQnnEXr",
+	"TKWkrDo0BmU4Vcpqw6gfW+aCai6Q4Vklq79au+2JBlW7V+IwazSeAXrF7jYRx66bZh/5hmsDbMuwO7OX",
+	"xBQZay2jHIqDfn9/EI1/GAz2jn4Yis2gV+F4gUOj7advWERQfSDtEcL1Ej6OOgHqbROurHHBReYoseZj",
+	"s20/scg48yJ2LKNlQP6VSsOigVVEUbJpVPtMEb5Ibj6YoPX37ls0Ik+iW16rbaEEdbYJWsHesh/HMrwZ",
+	"kJlckDkVRellNImYWKIlM5NxpB3LpIbsIS/giIl6JhXq043BPXevqRb/ZUjgiNAIRDDaXk9kBPVgMuGx",
+	"YapT+fqiXpq9/wJsx+7fmNK1ps8t/ujPDc1N5+zQhiyo3SDFby3uKDnvVSujXJhnR60KLRlEtZRvqJqy",
+	"x+byFgft6cnbbEVzx5GupHxLxdIJcf2YkL330IQ0joE3KWocbMdWBAEjtfuujVQs6pErtSR0Si1VAkpc",
+	"MKOW3RNUWlkoRaRXKLRwxfqpX+ItmeY5ZhOpGDFqaV8ML9qCYnZRHwRNzUwq/gt7ZElDbmnMo4IMhxP9",
+	"IOgt5TEdx4+OZyibSUgFKBBIxEIu0CCPqKFjqhl6mJXVzSyQgSM1TahiRBsexySWNOJi2jm2h5GfxGMf",
+	"bKJkyLT+FltZUG8XLI67qOCScWqIYhO7W0YSLecMqSQnI/Cm2u1PNdtRH/4grOUnlWHRWxZxegW78rjr",
+	"lglztl6miBp6wxyosCdPNDlFiLoWwh6wevd4iIFcvgN3pbLPMhyljmBmIdVNhZwKWiKdjxGNtrLxoCXV",
+	"lAr+S+ZDW3uazvwN6wLRfSPBqWgvPgn9c5w/pwUSuhWgo7kVtGJpDW0zU9KYmLU+BetvhIDJ6YwKweL1",
+	"lYeKUcOia2qaek288Vi1OKa84tHr9Tq91kCkcVzJC2YyNUop4m4hbWEm1tSdMsEUD/2dU2n4ZOk/6blJ",
+	"/N9rL0+TaOeVpCquFvcfLt6gasRumVpa8aGYpa0kpqEltCW5OHtxcnp19qJX6VfKLeqP3sj2m4Nv/VR1",
+	"3IWTei2SFGkqirgFjMbnhYNzgYTyWVau5iTf6w8XbwbE7vNgby8guLXwp2Exmyo6hw86puEN/BVxHUoV",
+	"wd9zahS/wwvmJsEn4FnB372e3YiCu+Co/+Ozbf6C8j5t3JaXoNTprTtSXvyZOz3jlEIyT7VBF1uPGDoN",
+	"VhzZAYbArFQREaFagNSZ0NDozCl2y4RlMk7zP840aXuHd/CHcs5AD8xvOSZzLq7h8V5VnrCFZeLwsyaU",
+	"TJVMEyIYQ+E0tiITvb7lc6ZaVLKjzC17dPDj0Y/P/nTw49PNztmg5QDe7koKVh34Te7AvVyNDmE04tOv",
+	"lXFRABi3qRzC6vfLvuZ+1XLcWTQBzqBxttWBVo2OFykK/RVmirSLATvD5rqSS7ovqFJ0Cdt0DxbMhFU7",
+	"osLzC8HESU4rm2Rtia4+By1Av2szU0xb06pK8/EXLZyzdg2uGy6iailaJzP+lXJmrlnNbfirNlSZDb+b",
+	"Xyp/tAbDdcLU9Uymqno5uwuNauYO6853PshRobRl65u8CmV+tJ824d59xEMRO8ts0skcVAOPCZsnZgmR",
+	"DAg7kTmjQjtJ6B4Cjn+P4fdMgQCG9Rof8rS/ThcFHC+D+8K5K4xKWUH8fhUKWBWmyKO5BtZMrPUppbD/",
+	"cu8XARc/OC0cY2/3SZcISbLndnqtYFfOVqa7VaiKUZA2hJlcDKQzyOSKhxngg5gKmsncaHRoIbyk7b1B",
+	"/QFE4kTIOiuyvSISkpN+RdgYnmt/R0U9jRmo7WCOryDPKuYcVmNOiWsUHtH+2N//9NFi4P//4GO/e/ip",
+	"M/jY7z7FrzY8KeMwK6ai/dpLfriSWCrVpP3q1eDt284x7q3OY1NmxrgiTEQra7svYMjaVpzAJ+9OICZK",
+	"fpGCVYLnz/DD1enq4VVKwzVWuYJhLpCW4/bcWr5TlqlFcKhcEPubfcYxmVuj2qpPkZKQf9SmglBLcT0f",
+	"QmSRww1Nl5aSOj3iaMXqJdHOZLLCmwEja9noFdPmgmmIaq8K8ojF/JapOgHLfJRjs2zIn1IJhI8gr7+e",
+	"3SVcMb2TRgAkfK0ZE83v8STrrUsM265laghpwIBxp1ZpZcZ057fXmsJBC7K3tm+wk7p4dZDHwQt7UYSs",
+	"8hTSiJuzTE0t69lhrRlPQ1OJAUGLVjudwHsBbyW5wzoLY3snpqWRJfnL5ft3mMB27EUwOu0jFjODcXf7",
+	"ph2wA31cG8HybrB7wAUabAYXj5o6S/AUth4zt4dMrfaE2x74k8keUXuy53Raoadnmkv2x0YtIUeRCu29",
+	"kG/UYCXwvipon+eG2IrWJucJNXzMY24qkol+njEzw9xQkwUpFlLdaJ+OCXIfo6IDIm8wsgSpRZY5KxYz",
+	"qpkeivbbk7+8v+i9ff3u/UXv/OTq9FXHM3dN54zM6T/tYTtJYAXPnAv7TUKVCQjjAMeCLo+HIs19hfi+",
+	"SargZ7iYtNNkqmiEyCbjiCmI13aOSSowLgp4NRQRu2WxTOYW1cYpjyPMr/FmNix6RtERqJh74ZIZzND0",
+	"bE3etIJWAST4BO+pZGVgfDrtsbzZ5zS88Zb+0jCfL5swhfIvs/ghl2nGqDJjRg1p21+veUT63vT38hkR",
+	"uVNSpzfhotX9TxG+hzIlQyUXkWbh1kw8e90lCy+ZMVxMQWGeSW1qLbvGfAA4dJ1MvZdoqYXJOQiaE7+j",
+	"ywvnWKjY81Q7HlPGlQ/2azJnRvFQE0r89mXIm6R6Zjnr+fvLK7LnT2Hvdn8Pnth1t3YCotP5nEWNcQTe",
+	"vAFJbjfFOV0asgdyJexZxute1dYveMSuFQSx199wYb8nEQu5faouPTbboCSNYyRtbeiSRQSfRmhsZjKd",
+	"zoYCI+cIYRavJ6+TwpPbhZR58MHdJVTAUjTib+d4KFY4yQ1jicZsTIovfeJNIx/nz8IOTEykCoGDzZHb",
+	"bA/yVkg1n4Dl0bJEwhvkxCleVSHamhLdDVtWY8ANwxyBv3dPEt79X2x5TPTM8mTYGCEXvS+nuC0+sWY7",
+	"ZVewYYvu4yLxq/gaSdY1W7HxVRs8JsU8yuptW92xDXt1kftNV1TgJIldIlIDnHLpRI3Z/vTaxeXrg7SQ",
+	"2UuKBA/MIpRiwtWcRZiFk/OkALN1HdsCsl5QnSU6GauMtNcfCtcgTaHCwg0RUEwS8agzIGlCjASlJ5fq",
+	"CVNcRk4FnjHLnpb+gQGZKrngYppp7hR0F23S8MY+x1q6ixmPWWY9a+Z1GRfyLtCZi0GWPdybVU1/YZCd",
+	"YX4+GzDhAzhEd/UsfoEK8chEsZEaTqmhsZy+ZFWclUYRq3QJThiLUJJxDS5Ul8NZ7ZpcD6Osraf0gorf",
+	"PW1t3my7Csxb2xyzDWcsctGMuiBJXdy0kWvcXpvBHNT5GDIwysvfcEqQK7h2SvYwmmt3xQPfJoXwyZUA",
+	"rR2ptzzmNOYhl6kG94lOsg9jJvhUbDFETqVAEtwx6vnWlRBg6YhYWuQEs1376oJjItgUmN0Y0kHWY4wN",
+	"XUM+xBdAGgi3u2s5jgbbXMEtPLIWe2xPK3PRVK1WSNOsVg6XUuYXWxgEF55BbDnkokep5rBXedhuZ/NK",
+	"LkrKPtrmLmrghMcTbZWwHhmB0hqNiEmV0ASUZ2sTex1XyGJh6Oj26HrMjR7tjW6f4V+ECye1CrqxlVtD",
+	"4RTaARnpUCZMj/KM04JmrUF8uUv+zJMROBVkaoZiBAryKCAjGi/oUo+grnMkJ5NRj/wMYDm93WrxZFXz",
+	"h/i6YkOB1jaUXo4KtsOoR96wiSEyNa70D0N1gUvzxs2HZ6P6veZBpWUElpMJsBm7EkigsUBXIqLbx2rt",
+	"2IKoDaYBuwIdfJc15bxVf3BUDvEcHhTj8M+qlCF3ZNte+qz+pfsH/ZXAUqnqc3//YKtJ4nYt34IcripS",
+	"OBOKh7NLQ01aAzjoajI1UPsSS3mTJvY0LUZCOGgC1W/Mm1cVqQ7GsHmyc3Tc+xIqYlHwk2VOZDHDWmMH",
+	"F6SS3vAksaZ2XZLRKltUEU0s0EZVopJMTSirikPlDWljBiSLjmEb7JNIIrXm43hp2TL1vleXnIbKbChv",
+	"Ib1vlm1aJ7Ac/HoiUxGRNmiPU66NiwZKZdnE+dWFK3LuBLgFpK2YUZxFJKaGKahDdKsnbUp0wkJO426q",
+	"WUASxW+pYfaSSIbpnAmDD3cQAACwjSyymnIqYmsrv/3w7vW7d9dn7y5en766vjw/O3198ubPzttV8s1l",
+	"8Lf82QUtB0zFtlaz7BKm5Dtfibe3zkhZxbXmGOYKSeqZPxZSrb26uXleGU2F0O5MCrZMpAk8p+5pHjNR",
+	"+BzT6ZSLaf4FbGoAmmpvQnls7Sb4MIOC/GlKVdRTbC5v7S/O/ND8FxYQBkQOd8EjMYLnQlvLa/+01cBe",
+	"QCJmmHfTr2udaZ3vP/vt2rgE06bBAYcIpdvzN+VnVosSDxEsQNz6enGCszuoirGq4TqoqN3VBC0xlbda",
+	"zXeVPJuBgquC7CXZEzeAWRNYa2ADzalIaXzd4EoUiBuSbXdMx8pxeLf7DJ1+iZPLLWPDZr6koWvqsmUz",
+	"V3IgIZsHtDshBav03pWfcT1Rcl4tPp32gf0XSi0ALLfVEAHxCUSbX8mEFT9Vnh+UelnFT6GKuiD1mjrD",
+	"S4j4OWjFDMrMrXib8BC9u5m4t//HdP4S+86OeMokcPw4fj9pDT42evNPTLY+f1p9dobh1bTaCHG3QVuD",
+	"yA1gvqKNXrCG8Q/16FW11KGKe2NpZVU2aQUyZ9ud7+0GSvsJz7lZ1m2FGzQzhauOrZAVu64vquluPG5n",
+	"JlKTuOqdsLscJcigBmjCRcTu1um83x1TbQldatCffAGm89D1Krd2o4RrJsYQnGBdnOEmbNg7V89Z3rr8",
+	"aCqCabLIa3SRsZGQKiw44tVxtGrX26pIBq/MtlMXtDrNKM9vWQfdW+olZl7hqs4C2SICz3Ua471gmkL9",
+	"KsbME6o10yXVvxXcp5zF8v9KGoFnVXlofYpEHu3D4J2XKK6WE+4vWVbVDly3unqEBgTzoU242r7J7swx",
+	"6e7nO5ltHfjndTXCT7zQb0CQqCBYOWX1+eqtQJMXQhtdWDEq/y72WVi897zgRZoZfUwspWfhER8KtXDX",
+	"sIBCDF9Op5X17CLiIWYRAiHanYol7pYupiR5fCxFwde3axsvUo79laHY9ycXVR4bpPcKX4h4TPo+09Mf",
+	"YfXRwRp2ZarAn3cVkEATHlf8i3NMLeRLuXNwG5FjSk4+VVykOiDSQDffWKZQ0AAbCNX7BD2aJJaodIe8",
+	"EkxFScPQdVFsdtec3l1HSibXekYxCS+/T6bjmFUF+uxNyNivYyaub4+qEX71smc1dFEX/pFAA7rJvr53",
+	"lwLyWdRoHBe+V4zJmHhT7GlDzR40DKBaL6SKiGIRtaA2rtNbiVf5DaqNXFk4S/Erj/RVZ1h1YGsIEhQ0",
+	"3mynS9hcR6QvMyLxQjbUt5YT6BlnUG3CE51adRjKcvOwTELnM5pW+8Ptg+9Vb1IbFoMlf0lkrFQasi1e",
+	"dB/OsU6yK61GqYLulfCzFRruxMCbrdhEMT2DWmt0qvmwCcGkoXafDNN+/zB09+OHP5P9Y7Lvgj1WuqBk",
+	"lpNJ5zhTFvq9p9g6KoxTzW/ZW+/fRzGxzljycEBl7vwWhrOiPqwHP7J2mu0++TPZ+yGwKs6fLQluCIF0",
+	"94OmrKwOgGc1ABwe1EFQDodUg3A/blhkb2V4i3U5Y2YWjAmPHUxDfzL0R+zP8xPen22yB1bYHp1i1T6D",
+	"otUpaGmosE/A84/Ol2IXL7sLdby2HngsKjr6YdYZZKiOVQpr9USoUiMFQMgCgkDYYBHS5UoQWkW017g0",
+	"e2ZMEhD7f02kIhMeA9tfWeNB/+iH3UuPM+KpY64PkXDwhZkGRcTbLe58TpVmijgEP0ascZaHT21yTY+k",
+	"iJfrkbhQxum8wlgM9e2A/MKUdDo0Xuf16IIltbm+DW+7FpWtVOEd7sHjJcFGH5hq0+ZzXAN1X3eqHZxy",
+	"7htZrj0YO15ollBFjVSrdexb049cQ9nqh+sbnmCxN+SRYhCu2rAsFT6XHwVSewCVVAVJAwXkCkhr6w5/",
+	"rsGmi1RsSHVqoNtFKfb8aKzI76b214RyrSFLiUoFwQCU5QYLmrWi7pETbGsEDIhr8uHqZXf/mes8/erq",
+	"7RtsBWtvhpwtdMSQ9rDluyHhHccklOKWKWNpxH71w7AVkPyq4tMwDEohsDZsdY7B4RAtUSf1ehz0u9be",
+	"XZIJLyA/AAauHraExM7Y/gr7WvC6QwMB357FIxXVUmhsdu0biLkOSb3qWjHB9WzHoDqoLjWmXPNUf7v6",
+	"htfuaGT4y6+zd6ybCLhf+/3+ynlAFim3Oi52ciPt7HdX42EFF6FxvEOphnvCGy7Y1ixFCz5EX5taVIaq",
+	"XbMidJaosRZ8n/uGg0EL6QksDyCl7QF4iMAWACrjV/beDIM8FhTNHOQ4+S6UDJ8Ci8nzA1aO+1M9f6uW",
+	"2yoVu4ltyyk/b80uFTWgWBmTNcdsJln31yQqFS55gwuSWIEeEcPuatxPINaq8lWhjO9c2ksVZogV2ich",
+	"y2qP9sCJtNffA6/43v4epsSNgqEY7blz2zvYQyV8dExGo8wptpjJGLvKdSAnDByOVlZD9+SEmlkwFNDa",
+	"1v7qhHmhrf8IeryNAjIqNnLybffXfTKWvmo3D5ho/dZhaZZmhrhwAHTz0yxmoZGqs5oIVGI3NeH0VWXO",
+	"Gd4bguWV4abQlftVqDL3jS5t6nK1U1+qn6xhug7yOOWxqWqF/A6MTPAm20u6XJQ80A6detvUhUakCrDV",
+	"VGvWxhU95J/qFpslMuzg/8gjQ1ur7zNc2t63u2G4D6C+j9fmy/a7JOS2JuP7d9Uu4CIXinV7u2EzKwtw",
+	"mvXjrNznzGu+gZZf+fKQHbe9UGhTfVczZbxcbedYGzBfx+Z9ZYx7X4Hm8jUUC2Afoiq1WCVaRPCnT+tc",
+	"7JnWX2ooVkEQpWrG7V3mi4eaQZU/o1Qr4zdhq+P1lcvHW8dSEyalPcxOMOXC7D+rPMLS5gWtu+5Udl23",
+	"9qvTc/CMRA/61A8vztfjymHSwhdtWvArviuW82QrOywD9xpWnEhlmq40UdLIUMal4oWK5ZRfV1erV9Pm",
+	"kIn7d4ziSV6U13JrK4CdP7566+VNcWVgs6BqvbAyucpZ/qpAfuXjeMjK6k0KRFU3RN+rY3N7jtcwLKNG",
+	"cc403FqdsJHZ2EyPg0duZP0Iq+9g2jhPLGt5GqznZ6DtX9HIe6yZugXXbNb/uEkJctmoXglpgGMis3td",
+	"7F0baN5zTQ0YWg3fsnLXJmMcFPS2VAR4E2ExmzNhOuBLmVERxSw6JoppJrCztsuX2VWEZ3tZsixX4Vw/",
+	"1k/rAwf8NDO0KtwYM1evjp2OEqpMd0GXAXpzFuCEssuJSCQFI2PIwhC9HGvqGhEVUaCpt2yb72PV+dHY",
+	"o1Ekxs9VHowd/DWNjsctp4rY/iLHp95XumpOp41LkGvbFWrjqmAb1R7g1U5nqAP3JeVxqiq4MFXT3QsJ",
+	"dnH8uNKI6syA+vSInWsV7ruL4EBa2UoPc+7wobU7e5nO57Qyzxx8d43V2AynKpB7gqe308P8iW+zQx2Y",
+	"hZdULfQN1yaP72dh75a5M611JlUeXAF+mFDfkrZzt4zQpAlwZMKolJeHD3QJApg/gJM4gpaYcmHtoBlN",
+	"lLxbYj4BqDFiAsmU/EZJw28q9ZB3dF4XRNvQURo9MdWZIPfp+OzuGS+bqyoehqpTyRZ1H1u7uLqiYfTs",
+	"YP/oaLcI5kYgC+rCjmHD9wICvGJKqB+IBr36cG4NLQ5A8XVqFaHDtUSQXSb+Bc5qWJtYW3j16esXF6Rt",
+	"LToy5gZnBfzClNw2pHabYwY63zUyQws2QXWzUiEX+bjZp2TORWryqTOT1KSqrF017J1XfttzhnUYbsgc",
+	"JpbgxfA3y/MM7GuNvGEiG0e5rbFJ73qw9z+hLeePP1a35VyrCNhpfti2hrCVWQpv+CRrgZkN5dOro+Ha",
+	"w9bB0WzY6mADMZE5JF0Dkvxo9vtkyajSPfKiuFF0+kRnW3d19SYgLNYsy7CQgjlVf0ub1F9XE28+VdiH",
+	"lTR8y5Ryw4J38StF0fXDnUpl5OpLyfs+3S53IExXK/J1d6HKS34uYx4ud2S4VlOHAI3dB4yYOF/BsTUh",
+	"lExF1DWKJ5qwOxqaeJmPXYaAhr1vnQVn6sIaH8U+jpDUnQpXDOGS9jVkURZVg3K+fpWQnxWcYRutXtic",
+	"zHUGd6JrY9Nd4P4oeCG+Yp+mxooersTnbZcd4A2KtEKJVa7bX3EJl9YoKbB7HvRPtdhY9FXuwEVWHZlZ",
+	"Ut2zp08Ptw4Z2LYHqw7Nh3x6PWH6SqhdmGnYhMO5qS2fg1ZNb6u/SC6w9QoVzdv65d1gNnc0wWbO1T4A",
+	"MTF2q7Sb0A7sxVfbAJ9xQ2qHrf3+HorGYStr9prNWt+eS50VHNQXVRWRerdjiBKpzC4Eqgy0H2lUrMYn",
+	"0AW/VlJUxSy2PbTok64qzoUeYWK5Uhy1wWtdg9Z+nRVB/4hpw7EQjNjtI22vBXWyefwupRj7tliVybKw",
+	"7kG/3x+2OmtaTnMSLU8IsEz41/3g6edu/mcFG/6UzZlsavS+kovy+HcYj6W4MUzkbVLMnen0yKmcQ1NZ",
+	"zMaC5BWQo0Mx+o+RVcpx2kEmUamB4VrmzvSGomv/HUDOFhgeFB4TZEPprGYIl1kbekCoN8atmTiCH8Ce",
+	"HpBkcsmEZnvvz99p+weUMACFkjaNOdXEbgoZtuz3V/j963Pdgb7+K6932bcW/BAXp+FVYLIP3EJHcMP+",
+	"8cihHBnBqUds5AcUU4F3kNGUyRFWfw0FIW37mfwPbA96DbMgf82T0o+Je47rH9oLpZgck8+QtNElzl1g",
+	"t2JOE0jbDUoQvTt5ezYakNGcJtc8adsLOiOHlyenrqxj1H1LuhO4G3cRfA8DXIb9kygGvvARXDOAojUy",
+	"ch1N7Su6RyPSnlE9Gwhm/LhILpjpWE5sl1m6+tmItO2vzzpB3hzQQtKFBm+QbjeJoY1rgJ0FJzyOWUTa",
+	"OE8tTCFt8HAfugVr3AsxcSCLiSHdiYcVT31kX+f2cBQQSNG5pXFpJdcWtmu7Ep7cHl1bK7hjQbfQlC55",
+	"hpc8g0uOyZPuE4vY9icydmbik+snnaByDQCrd+fYg7uQqWHq/SVBkhtk5jdQWnHfRiQVEVOwnXvcHrdi",
+	"CxrH/o6uvWOE8O5ZAGuuCCBPnK8DVuerehAvVWEQbXM3FRZLNO8VgbUN9+wU4YPWR9CeqVq25kGoNbfJ",
+	"xctT8uPR0z/5OMax43WYHuX7GJ6cv4aZoGjerhoThvK4KimXGrIAc0JJiK1Cb06rOzARsvquSnnYolk2",
+	"Xp5MV9W/Y0M/qldXV+cEL6jONjLcxDW6E962mnC3emard4KjbDCOqbjZqjThy7MVVB3sxYuT84oIwjjV",
+	"7JrN3anslBQ2YWDy7WR9Y1xutzlPm5LP6toeuE5Wy4ZpaRdYdXJSiJmtIK5PJK3SkHzNiqcAaOu5oNko",
+	"dvKvlKWYaa5SIbiYHhMhiWAL8k85rplDJMsx8cJP/5Tja36vWJm7s5AX63Nrq1GmmIdcMRKa4UpBh4Ao",
+	"ZqJklIYMEtShrmidAzTIuWxjqQMoGqG+7Thts3GYemuzoopuc6CFOal70O+j2CVtJqCUmwsybP2f//1/",
+	"D1vo7ghT09luybi4v0sP3RD+xynSlQ1i0zj2XQakCvzM7dhQGGEVFGZu+IbHdiOvXVrS+vYXf22CQYUk",
+	"l66+4UkXy4Bo3E0wDThrSlPrJzrb1AXCHne182hzw4fG2TiwWRV01HxhMKty52gRVGBeF1Lzm6dE+tTF",
+	"muSrBiBbRbU8/V7P6MHTZwOctXlv11uV061xPtHGfKnmCYNADN5nVtWkoTb3qom/zHnKSsmBu3LZPEMr",
+	"zw6EE1nBpcz1hpDlJFQ4kE1+ObcVTCdS6GrB5AeMupE7Ss79dxqnZSPvgDwZQDosCcsvEhIKNJnK52qt",
+	"FENUYPhmpbQ5Gu88csMx0s9f0sm7gGBbGLK1KjS5Pdq7fXaMI5YMdV/SKLr+z72Ixdf/ac1jw2jF1tEv",
+	"ntFcR1L29TsZFs3PBB797Ks82m7XV4IaHv11oOZRvTqzoUFVQ8Hrk1lfbPbO5p5Yalg2hnOD07W25dWO",
+	"Fmnzffoq21/Z0dM7kBXqt7DQakr32cE7eJCLorIRTyqmPO9c5pC9rR7+epulPgn0FTfF5M+mGXaVQEhk",
+	"lFlbYyxpDloLxQ38QaM5r+7FUUz+Xy8JWq4WBqfZtOqN9eBOibzPrW7YVkWDLj99y1FwIaKP6LY7ScMs",
+	"3hf3HMzhAc1XG7gNqzyjuhktDzrCP8mC1tsDkmioWSl6XTtT6m+rA6QMg4ple1cWWCr0+XINORsZidWW",
+	"4CkVUvCQxuV4+NfPHtswWet5Ok+gyrswRXnKirNTrYLHjWbx5D7Zzc4l6IxUd4ZFzbWw2CrcyqJwWwNt",
+	"X1hs8uIcnlgXaGskT7w0ff3yHTygQYDNjb3YLchWrZetlYZldRtutwpLq9xqRlU4s9Kj2hlT7hIJrgLL",
+	"59lkwkLDbxm55WwxIIZOtQv5+AwXLgW6EvJrV3r0YteBbIgCNkKF7kWAlbG9Jcuh8uqOfV+AdLkHrVw0",
+	"Y4LIWz/DNG/Pq8ude4OsTYHm0xnOa3AY71aXI/zDJgzeZxbufWphpGE7t6T2W9G00P8+LawfphV1Va8z",
+	"13/XAVU7abe4znoieIh+6wVy+npN17El9XlNp9eT1c6u5YbVhqopM0FOynIhVkitavBF9lvzObXZQOmq",
+	"/PXHIYkHw/w6lGyAcEFx86qOs7KPbyjjmjTz++hXTq+8rmtiuG3EV71+5phrg77peYNh0l7Bt05DDWt3",
+	"HalaMSlCGritLqyl5pBe0tB8u+HoD1kcualJdJl54JAXqqDFU01r6PuWWm4joppjuFfvR09Nhcyf//jY",
+	"7/5Iu5OT7stPvz6rTiBfoZtVRltM6dZpOCNUE5fZTaQiw9b+sx9mw9ZKC6+qPOxVCiwnA/cbJVxdyRsm",
+	"HsYeuw9S7zZfOdUPZSIq5yzY6MO112yc4yoh1L1l2i3scGHWbbOKWjyX9Xpa48+rgghZqJhpMOl2NWQP",
+	"j6woG/XA36sFx30S4tczoiuS2rdXeNTmRN/30IvnXXXEpWnVtRk3Fb31YTy2y1eNlMS5XVUzuBSf8pp+",
+	"IGzOIl7fvjoV3NQMYXJt7aWCIHPli6FjUo2nVxoa54ZXkuoZ0ZJMaDk+XtcduqZxsYU2W295dR6aqhP4",
+	"G2eLyh6AynW5Xp3MC04VsscT7Wan6cr1u4EZG1XWy3cPUUGyMvFjgxK6cmVdGdVVZh6TxUzqolXshxus",
+	"j8CpGXOjeDibs6qujlU7OcgHol+8ODkHE/r86qIwPK/QVjOAJFDs/ZowhTP1QIOYUQ3dES1+WnM9G2zX",
+	"dGxOcbTfA5kTbnrOxsg5k8WGMXoH/7zrcVEB630UuTxZqebI3BWbKWCLg6CJFu+G/oFFSbgJVmaKZO7S",
+	"ZsZy0Y6tCrxHNNnK5F+cnD+aIyMf9HO907Ahbzx8/sKhRbXPWa3grnOUrMBfdJ1kOFC2XS2V+Am6brpk",
+	"Tg7r7BtKT8NUcbO8tEC7sAujiqmT1EACCawG0mbg6/x4ZsYkMDoF56L8L7asUrr91JQbtsQaNEbBmQpa",
+	"UnFgrBUfrieJZVvFMbeAotDB2UeWnBf3792ThHftm/MtTrj9/PkzzA6ayHWYMNmYWAFnBaJ2YvT1eZaU",
+	"DJ5ONzfT+VyYAq6I3kvHFo2Mo6GAHM2AxIwqobNuHSEVrszZrtf+bDShls9qGHemFAsNkCS4OV3XdmqG",
+	"0Lc+ZtGUYXfFLA0DaNltlnZDaOw1WVlObyiG4gqSD3nMfLQK+ylaHqBoCEU7ezThe7f7A7fubN8DWKtV",
+	"tTCfHX/GOaM9YoWan17ctchODR/HDFJ9IWO7PJiY6+zqJ3oosvfb1XLoL0vwVMYsIjOmGEBvdUA9wPbS",
+	"GVyZQTu667pEcQvkaEBGSTqOeTiCwaWhYhEThtO4EwzFCIOQo4CMMAoJs4ajORcj0kZMxvpl380a1u3q",
+	"EHDnpGB6KFx0iRuodBm5AxiRNi2itj2HDBmPSekF2K1wKADz7ZM1W0X2wpM0UkipHKTTIyeF9Q2Fb0w8",
+	"51rbi6BbuyG3NOaROzFNjvr7AaG4sDGL5QJX5d/8xF5xeDwUY2lmMICvGEnLOmrqzA8PvT2pYn5WKzVw",
+	"Zq8YvV0WF9TOz2lmfxtAnuJoQDR4W+F57A7CHR1QMyiZsMVQUEMosTKVtN3w18uzk4vTV9en79+dfri4",
+	"OHt3+o/OMZlbEBeUoyilQDskTYiRQ1G+768fzj6cXf988vrK1QDgzpCn/UNXE3LBjFp2TyYWP+we+76i",
+	"Q5FQMyu0FfUbnu8ytHOGFqQyjixpv/vwBno6k6N+v0dORL4lQzGnyu5YvjFhLDWLuvA+tz9u4FVegGRp",
+	"MYUTiCWNOkORH2yfGEmoAzeHsjBXyWqaMXVkBdnuelBK1cf201k6/wh616EE2nO5/f/1Ty3FCM59KNoj",
+	"VxYw6vTIe8GwtbUAAoXnLiwVDwA4PBjfEzZDVhpbSc+ioYBOqriPbb0Uht4BVmg2p8LwUBMa8xvWCcjR",
+	"/qF7GmBfFjeCCkT789OhwN9D7PaKNU8lRM/3xNAbFpCj/pEvYHJTQnCj4dxRMvbICKsKPn7qQZ+wER5t",
+	"dfNbv0F1XW87NX1syUobW4t1q31sO8d4Xnpj69mAlDrPaosssZboxSWjmAvmSmawHfAI62BiHjKXNugE",
+	"6klipXP3oNcv1DM4iVkICQ9a+70+XiMTJmjCW4PWYa/fO8RGEDPQI/ZgrK/eC2dUCIbzjqeYg5AdzusI",
+	"ujBoc2KvPfVXWgUJcxrhroN+3w0aNM4WKqLrP12yN+pdzSMehTdW6Gifq4rr/VLIeOkaX3wOWkf9/bp3",
+	"ZavY+yBoamZS8V8wrfcpLmnzTa8togkaZ+UqT/uHjV51SznWlIKK5zsctc5QpNuF+6UE5MPFG50NOvLa",
+	"5+BjC0/Pao0ludsa+AQf++zVM9771W7LZ9S6YoYWTPm0X8D3pd1fO+6jqlYo9rbI7XiDzXtOowtkQfc+",
+	"pKMm2/1SqjGPInAato4Q9M13vJPmJQws/1Z4gHsJHXiKuOCYSmGkAQyg4KbTCC0wywvSr7zyUOttzS9B",
+	"OnwH5venoOUcnmWUOU/NGr7AyT6X0bIBZ8iS4H/FyTAtYSbLwd7ewNxco/P2f9pveu66nlTTPcf03IQe",
+	"5CtN2Qn6bT+XDT2f0fwljK05P9vIv9y0iySmoaOoAySPbwKIc+P/1il7v8EdV1LCcC+84WkTuKyVL5Vh",
+	"0VsWcXq1xNqDo4ODJjcnSoZMayTxb8RMMMIClW2IURV8xVqWHy5AQQZryIVK6JRysRNzqRc5e4a5qtsv",
+	"4T5SV7CfK6bNZnn1wFR8lTf1rKEfmRow2bxLFxseHltbCtsAYqe1xcy1EZUptqL6cPHmiXYBK/1dlj4A",
+	"+l8yEVkz1Jo6c0uLU4bWmUd+IRekLUV2SDjpB+tB74v7WcHUZn36ws1yfSRlurokqxqB3Yze370a7Zr6",
+	"30tpRntxJ435ws8Q+K4ufzt1Gcc6iwgcpgvKjdWWp0qmyW9ET86w5J5Kcm6xf2wlM4m9rSc89nMdsnKF",
+	"FotQ2YHVX5uZYnom46g12O/7L+0GtQatw772jXoHxeLGf6WcmWsGX/f/NOj3s++gsU5r0Do4LH5rfrEU",
+	"mCqZsL3nTMXc1/lcJ0xdz2SqWoOD/m5qOxRifDOdHdlmPZt8BG29EQjf9fR/Vz29sRAraiJphPkt9SoI",
+	"XLHG5iCSB67PPJBHoftwkWa3zjJan2rwTxai/xcHhy0TtscjN3zWtazeK7bw3Ts8GAVkBFEabGJdBZqL",
+	"ldbAdlgDW9WToDlD6UHNcmK3Soa/nmKSepNL3/A5x8kEX4+p2XOH9PwKjvJeMJyeKScEUCgf4PWIbOWb",
+	"EKBlprjkWE4DItjC2gyQhFEkPqCaLQqkCxjuzYoDo6qN13NpNQC4PB8v9QW6QWHWFAj/wdFBaerTx6xu",
+	"c/+HfqEU87BQW7kfrKkQn4qTnloLNt4vz04atKrjD81QMl95IwF/VJda87iy71El2WOShMs5QWQppI98",
+	"/GTxIKcYLG9GDweinR9BpgPUSzzeZVFqSH7zUx88Tbl3VFGV/6lEVirrxuOE22ofNAzEwrjrEOfzu+Aq",
+	"tMjIajIFjFg2MyrICLg/5A1gl4jFjImhgAI3psAlZngcu3AyhBWpziauuYbhtNh8ouPXPBR5Q4/8RcXc",
+	"Gj2TaRwVOnm49JFjBN3nGhg5FJouCTdg1WgMq5OR/YDxQx+CPuwf9TCOPuMxxlvdKrjGhQxFLCl2TjLa",
+	"QexrDin2zMQgZJlb/cQ8s3KNPNbUh8qBpCikrUxR28fWYdrvUPw6BN4zBBaWdUxQvq6Y6hsNgeLCnmvX",
+	"QDBrqlN4xv7nGg1iXe4XO08/fXr47F5C/2f6tQX5SneZOvvAnS0mG2IzmYwcM8x0TWKAgR5WMdh3Dgn9",
+	"EyxmcgGI+G+rGjTlg2+kmHYTGcdu2C5ueLkAXDvekyUlIF/7EiaYFXB7zWKlOho43owbMk+1o7is4XwZ",
+	"GnyWPV7PktrA0I76h5DYEkHvXSyGBtwBvg81xNQUOi54vwHmO7hnHBx0jokUbCjGNAJ4cPp0MQEOAQh8",
+	"ETNgGs8aYJBXbu7HUCiriUPuBYsgLToD2CUXvXr/7uwf5++vri9Ors7s2zRchv2uAzJOlTZ6KJB1wmR2",
+	"ZB/2/RbOUgpLYXMsOG5qNnLlo4MfcWsKWUpVLLOg4F0wX0V+b/Uub27yEScutvZ/POj1ewe9p30/cHBw",
+	"cFismndl8CsaXWGqSeugf/Cs29/v9vev+v0B/PffWObSlBHBexvpbgcPyP5KzVUq2J//7btL5ItdIkcH",
+	"PzaC8S0VS7eD+jeutmbMyjIJl2bq6kK4JoZOrZjLLmq7n9yD3fQdy1Rx9k5AVhnQ1dWbzv35++bw0XN/",
+	"0WMEj5578LaHjs4yLTtk6ncWNvJ7GmCWuJmxZWbWWD4/kwsyoYqM2QxLcRjk264f8cb4Ul0QG91/zzO1",
+	"4N4Somyi5w36PiLfb87VHSw7ON4fzuvt3u2rQ2tUWy/7faznhi1/8wG1Bmz0VIpJzLEy5d/XyVBgx1Ou",
+	"0e50B3rsTxN0wLxqFxROyIy2Zm5Dwiv4xP1ljWO6RXL8HtF9TJSw1mgVQmgjE00WUt1gF6cdMGDXgC5G",
+	"LLZGdB+AZX85k/4AvTweOzyaKQYb2fO/G0X8AVjyKbawK7kv8oIq553URaqkS707P2a3zI3wrVV0z/CS",
+	"LW7G91ityDVWSbuYotfdRwEZTRiLehPKYxbVxxL9mOJKR+BRkyCnhUOnwDh0NmwAal7aWVm3m84LnfkD",
+	"v6mB3+iA9Hq9Wgjds68BkrqY50HzkGe6MXq63z84+h4+Xa2etxjZJHyK2P3vHzd1Ve243Nq4qaP1LYFT",
+	"LDzcC2Me3sxkqlnP6NvaQI/dbSUX6OBr0lqRtCkGYX46u4LODKNOQLTEOE/EoU8sVcsnGgMx2nTd86DH",
+	"ZBZeAfswe8ber460P4+yIsAeOYVKLh1kSqtUEVODjPrLVeUB0aFUjLTnNOYhl6km+/1+MBQ61Yn74lk/",
+	"yCriDvoBGTPBp4L0OwE0jAwI1cL+71qqaUDcWJiAqEjoYCjypg4ByZomBL5PZI+g5Q4lcVbrThSDKEu7",
+	"T6RysRcMiTkQOsdQDIrjmEf/+Mc//tF9+7b74gWZzQbz+UDrEflwdXpMDB0jUuBIMChdHtPwRsdUz3BG",
+	"MtbhwYOYDmli7W1Nruj4klnaNiwiFkfAXzyvcrGeAdacWqR5ZZGmtauq99crOm3EX9bak2y/5RLbkDQK",
+	"GUFMpdlTGROXwHEbMDvD7syeoeOu9hvaxT0vT6BA1ByaMmoODaDm0FgkGxqqhf2fRbKhcUg2NBbJhibH",
+	"saHJcGxoHI4NxUp2z9Bk2D40+/3+0Gg9645VahgoGEPz7Oip/foMQSSvpDZcTIfmxdnQDE3utibebV34",
+	"8qDwpZuYHcqF4gwQqEJKjbml/QoRta7cXv7NHhV0qP335+85XRGeXBvFi6zSe0zbxT0puj2Ro5f4PpSd",
+	"+3GaDaQBT3Qv3CAGLl6ekqP9H/rk9PJvyPmpK9m10sEVl0vByAgZxYVcjCpkRpsbPRRlgWH56YrAGAxF",
+	"HQ+Hvr3tUM7ntPtPmAPbyTjs6vdDgc16Mz5d4t6V3Jq07UoPDw9/DCxvtc/Imov0yKVRjM5ZZMENpdCG",
+	"CkPmbC7VcgPPvPzbd2ZZwSwduq3yxmDlxEHuugMO4Dz9cdrTdIdZOMtc8GYHt8YVg4wpBmV2GJS4WBC8",
+	"OAuAPwYr7DGoCuflXx4Uvjz8cl74qorQvFKGu/aHUYGzxk5UAy9qu5YaLjUfognLr8AcvQFTaUUjof/l",
+	"8v2775T+4KGxTR2qK+LRmA0Fv1sL0aEHvCkg2jHwPyS5WK5R2JzHohwRNaCddy++U89m6rnr5htZSr5z",
+	"JkVrMGytKv+tYLjSWg0uy00CewHYHK3Bx2FrxTRofQqGvt8aXlDW8eH3gj1iH10lF+Etua1Suuxg5bJc",
+	"ZrcGh5+/XHS+typpzkFGpVxJKz5x5uUfmi8g7T0KP3DTzefzaFyfWkze0ru3XETkxXPStpdi+7Jj8vr8",
+	"9hkxijHnJeJiar87IkbKgLh5qZr/wobi4IeARNRQmPQJzmE3YXvUQfMFVCi8Y81MwfEec6nNUGSdIhcc",
+	"ZtauGisFz9Qge0eewrxq7JD2qEyQo4CMwPiHOhw61fAFEt0oGIqR68IHX3viAG97Rnj2U0ZeI5IbMCOr",
+	"LsNDVCTAD0dFRH5i8vX5AUyBibDdmoWWTJmEn08u3xFoZOXGqEPTPzNj86Foj5zq3eNaXocyAqAtv+IW",
+	"AXvZN9wse9BwsWehG4oRTY0Uci5Tfa2X2rD5NbbihZZ0a79JNaWC/4L70+mR5ymPzVBAonkCbacidke0",
+	"oImeSRMQix8GuhESip3/qJFzHtI4XpK2YXM3Mn8oFLNgdVyrLXXLIhwHyc0xGZ1d0emI4Oh5yB9NeRzV",
+	"23Vv3754vrPAej15JwV7S00421UAyNAw00VOVVaj7uNembGMPnqtwLWVBCjO3HiHldzk8raQNrWIMfMZ",
+	"uHZ/OwH5VyoNdsnNoVuDpS79+fWkazenC7tTOIcwVQqmXMF5NAH2avWuJ5rYK7cD9m/N+9H/XGJ1T9bc",
+	"91QTWuDAm/l/sYnfmhjYVTjoVFlcp3sWMTUzvVibjXGJrFmpm5gNssCSthUUnQAqF0buYQOuNTPBu5O3",
+	"ZwFGC3kSYIUGefn6zdmoR17gldpFItgdDU28HGBejNs1zcU0zt7MXMY0tBYm7aynMVUsG3bJktRgEz6g",
+	"kWMfU5DC+eNjNjFEpqae01y6jXEAfteSK7xJSUz5im5c1IaH4qDf3x9E4x8Ggz+tqJWNmaVmBgXJH0hf",
+	"PCEe+8jIkc2otBlgZK9SxWPokhm74IliyV5IDZtKKKM1d/V8Y8SjQM+kMtdWwASFH0fARVwDeXAzu9Ys",
+	"gRu975WF/QA6tUIj8Wd90vYb9ERjRcMxTGlU+IwpM0RI4qBbdnrZfkI7XNASfb9iYDTUYGnYgCgGf0At",
+	"GsyNh5F1CvaZRdvZxWm2I63701CgQyoEUwEiFjPEfaGH4mDVe7piQN6DzPJThC35naU3Z6Ty+rzI+PNF",
+	"4cCBBJFjMzk0Rvz8Rb2Y602Yn1xLdR3ySAUeHQM0PTzme+DKQRsoZKNTsJuGgma4bKm8eGKW7jpuNCJE",
+	"2sfMz3Ar2zxP9FD0/8///r/2+313pQ5pzKBUat9+f/CnUpT+4E8BKQTp//QsC9IPxcFTayCgSM2N2oJY",
+	"Je0+mTMqNBm2hATWNWzZN/nD6vSG4oKBIoAtkW94HJPuh8uLg9F2IrvIdv+7WN5ZLPf3Do6C/WD/4F4i",
+	"eUW1+oNK5TKrATnyGNL3F8ZuulwYFm8Ut//N2M0TTeBCwkWS4kBhalDMjv4DekvrkfPDQXTr6uR5nkUx",
+	"FEouNBlxEdn1SnAZZB/AtTMi7ZHd4HgwOHnx4mLkW1v7bMCh8D9ffnj+7uzKXeDnG3QCMpozQ3vodbFP",
+	"864i/4td02go2pUJRRiTzq5NVewamXvzBJLVYEBA1p79+cnl2fWHizfHZNQdoXRPhWZmCy/rDcWbnE8p",
+	"FrEJcUuzR3RtT1+T//oz+ZUMXcvqHmz9sEU+H2P9uut8g/lYa84Se15EsS6qJl7z4L6qWXfqOaK9FYD5",
+	"zgibMUKH+0OToXPhT8DsoSkgpvtgcdH9maq4HNoemgIdDA1iQCEFCBH2z1buWpz982ou0MyYRA/2vJvW",
+	"gbqXcvB0lu2p3fk1MoE/HqsGmoKDifmUiZCRlxaTYLZKPb/OHAWe+B+KgU8YizYnhL+EK75ifq99gX1R",
+	"HaYAiMHvujWmXUKeIqtxEFh+gHgInxqclDVsaSynW0/s1F33Fc/NvWLT0Tlo09/bqf3M4riLib84UgeR",
+	"0M+TFWTs7G6Q7UuiZzwhEYfi7VIP2x1OtmmJnD3d7/Vx36jjqashsVQ849YwXuL4HmyAmw/7N2ROI9YE",
+	"EbJauUpy/omZ6vN+WPa7ifU+Mv78HrDhvWBfzNJ3VYvtMW0tjcxw5b59bldGh+bJIa2gxQSwN69VZHFG",
+	"8DOh/helaNTPcCdag9aEKzaT8XXMblm83wrcvAmvWyq66E25maXjVDPlAO2Fcr7nbtwbxzK8sa/o8kQz",
+	"o/fmVBum9soP7glmNDPNG+DZnfomHW7ryO3ia/WzrXvh6ffutb+R2s/1PrTAXZ5oErEJFzDo+rjAZgjX",
+	"5IYlZgfxsqpm7Ck2UUzPdp8PUeZDlZ01LvDZjhltbldnjRtw/qRQUA1FbZmbYQFd+iIlE5xyB40D5/Tu",
+	"2n51rWdUZQMfsqap1WWcYNKWjFQ3Gz8bGu6M1rGUMaN2xz591U5KsEObWimdCZyIAL17aWzFxtINSSDt",
+	"KMU3MxiV1/mu4j2EpYYbDoP64HTyQRUJUyjvs5GMnS+ivVRsN7kv7EWNekVDmLEat5/2g9ac3vF5OocJ",
+	"9jjC3n1cnyv8Vct43aLqzEW73u+qZmWPZCcMPFo6w6O28Pdrqp4Wl6cpVVEt/v7EzE9wwVdEJXxB3SQg",
+	"AEeqJ9oLhaz5JkburcgYpzw2XY6JN73fX9tsGBrVBd2YTN12+/PHz5vPv8Z+8Ce36yCOWC5+5pH3f9/T",
+	"+HCnBW/EgEeh2WJ/7+AIUIrCjS2Z2nOc8JDt0jcR1vdN1P6NKAsnZsXNd2X82/fGQhXclDlJkd48njag",
+	"uIIGgNUS9c1jV0uV5FgzdYsjpFEHFD43H8MlTvOdg4oyFKP3+Q2j1ZqGTuBaV7uI49uTv1+/fvfT2eXV",
+	"9fN/XJ1dkvZ+v0/ePifj5VA47cFVylqtB5pUR8xupWJacykGZHSKZNE9E6GMuJgOyPQXnowI10NBnWLb",
+	"CaCRAKaRItg9cuJmRY+XhnWhSQOZU3UDrcdueJKwqEfOaDjD9rWYzIkrh8HBLGZzaJQAW7WWjtXBvrGI",
+	"Ty5LxZpOjvdj0NMykSATC1MpozwD07fAvcp6eA9xNDM1TLtR7PlWW7OMxRPX95sbt0pN2i4PNYd4KDi0",
+	"SIdUsX3ylj8PirOzA997HCZnhzOqaIhjlQkVS4LRtM6xa5EObMWNMeeFMfszFt7oHvnJLsk1gMjWZB81",
+	"piacMR0MBazETfMnRlGhKdSYD1x+mZ9wPlaM3mjLbEk7a9aLdRVu6nQKuWuWmLLJzj6bHKbv+TbnGmaq",
+	"IwBkwRQbCgQM04TcNHIYLO0mbqPDPRvdDEPvPW5hKQOzeM4iN81ZG2nx55qaa5jx7Ed8w0m4ae5rFw3F",
+	"gmoyoyKKrW3l9grMcXx4JyACGhdjcQCRAsb/eNi1JHQowphbrIQuHpHGawF6+46qOPlrZAjfRNh+3OLq",
+	"c32O8wivNS8wdj5oYcFXgf2VA8etT9CwKIE2x4e9fm9//9CLbyENRIYXLDHY0vrgoPhowcwkloviszG/",
+	"0DJXY2L7zCOsldixbrTAHSsKR4NmxXU8WSuswzo1DMnb33w13NZSus2VeJ+hG797X3kbV9/o9mz1lbhv",
+	"+C5jYnzQ0Qwus8cAX5QOAt66YkeuVc+VpAzNZsCvyJteK2hWh/IQClhxFot3qAwOghbOiQdkh9yK1qC1",
+	"xxMY8y4Yzl/x2mTpTA/7/WELJrNKY6Xu63OfvONIDrlCa7DfWO9EWq+fYPqzZRQ5TwFmtvDf+RcWlcOa",
+	"LXFs8792000RunO8t763YATdQbOpEKEboWHImKGUb1MSSqXSxIAq4ERh5xiXEtJ5xoMLDLf3+Prrt9u8",
+	"crP7io3JG+GvbdE3U6Uff7tK2gOLjt34F1Qc6sQ4aBSZUAaBDWrHSo1YYXhAxVAjGFqgraa8oNxkp6KW",
+	"UOw5pVxUVo3lHrTPFQW2JV0elLA0vinIOGcaVNgPWOvaKvzgU6W6YxD5wDXBvEh0o65t7I5Dz5LVVjx2",
+	"u1wnn5jfskIsG7IjfbFpZ4Da9HqZGNbA+qKnvBB279cxN/rzyOnkkEbYxuIFewZDwFhnVaAemD+7LCP9",
+	"rArmsspdmx9s/AdK3i0bigLgGBko5q1nH5kmFq0pFziRxzUA2oNpSdD6R4Libw2sDqp41R3qMoqGxNRd",
+	"+tW9LOZ34VwQamA7e+ScTllWOOYzR9FUyttaGugO56CJoYNkgBXQsJbOsa+X1BK06mwalLsl359bSAdM",
+	"6JQFQ6ElmjF0qYGdW7nurBtYP1Gp0FUKrSusP9d/rJTP310/TTynJg01FSgsf4SOmphyqcvtEIosOtH3",
+	"y68skf8mp/nr891NwZJW+pWw5W+cLWpVVtcU4EYA8xv7ofpuvd/DOetBxrLclBOosvLmRT2+bcOsPSuH",
+	"FI/Y9vzB1+fv/bUPiHAV+YcXhQln34PTD9KfHzqRUJHSmPgD3xmHnE6ZR4Eq85C0U6rc2wpalSiS+BNN",
+	"9g4PrI64t3/wA2qQ3nP4BLIx1mJMD4Z/953XGkXXdZ6rYEsG3F3CFdN+htdhf22GV+7iAh1SkDHVrhzQ",
+	"67n+5c2jVtl+PXLMqo71YwBysWIEfI9dfevY1SUzD8ohrJT5pxzrTWrLX+zvjdJUrC2fKtCqKjJVDoqZ",
+	"KgelRJX+Iyeq/EWOL92e1iC/2/J/f734OQ1vpgoGV1pEIOMlznuAjkmGWlM8y61wySj5KXssAxTaoszE",
+	"XG+ZS/EGrniMFpPv6NwXJDWdv4bts+wifme5JHaZBeiLx4afm5xb49KVN5gp/octXdl5GNm3rXXJ8aIJ",
+	"WmwtZKk+/Yfj2wW6rWbbFvQnmmgWs9BI9d08rSxs2e3U75tT2HDWl8OZb5KP5vGkNbDbQHii07n3Qfsu",
+	"8uTDZfOakwxBv0kG2lbycN6vghT7rsv/popC7sWPV6X0XubdrAsXVbBKYqHnMYvyeEfZ+MuGryMS+bAE",
+	"9jiqbNQJlARTy/MiFx2QORep65W6luPquq36ce/tEXz7ZyjgGJEbxhIMcsDXFoisBdkAmnzANriUIsWA",
+	"jGG6uJEE3tLpkZeQtACNcCdSDcVoz49j89sXMbEcBSSJU01Gob4dkbYbfTFy/WIndM7j5ajTIyf59B4C",
+	"1hDJuFQWKjrq96uCKU5enueu6CYmFqZcNOVHUGqAtzQaC/YSFtZan8IGJzCAEyg6h1iGFetH6RoiIrOp",
+	"rtnxec0V1iL63ddKdoKv2XF1N26LB+fYbbB5xgUiTKl5B/RC4sntUbFV4d7RD/a7Zzs3wg6atl+6TyOP",
+	"LKDqjpTqGxa5vj7YFGyEm4GoNjomob4d5BNjVshmZagFdc/vNGr1elJqQzuW0dJ3oR0U2tbkCY4Z7JHc",
+	"3A02aP29+xbZ63mBf65M5pALMqdimT+2kNaITaDbmAkJ3XZgva7NR2drWkHWJnezREHo3knzVkZ8wr2E",
+	"/a7krrbk8GkBBalaFHhzlyebC6SNNRfrUnhjM9yHVJ6tgK9Nu9jkunuHN93fC7+d3T7n5jcYnnS79d3+",
+	"axieFBmi7BCerEXJHUKVDkO/PF50f0z9Htf8xnHNxsi3FtdccyZ8MTrlfoXgK+HeA8Q0FbO0y6LW9wDj",
+	"d6fEowYYdyZVKydkwgRNeG9J5/EmbeV9wsTJ+evdHMj+oV88HcO9nUQyTKH6zGTVYZCpPWWC4eDciZLz",
+	"Hu4bC1PFzbI1+PipXL/LMftU0bDoyZkzQ6t2CzuQ4W55b8TGUNmFv+gxomXuZc1jZW4Jv8dAmco3NuO2",
+	"/qst6tCKG2m77uP39Xunt28U/VLZATQ5663Rr9rzfDhxmpFiTYds/Bn8NOwOHbBQvGV54ndjqDIYtnHP",
+	"dmQDDxMiqy8uMoUzBmDbo9ztN4LSXG50Dv5QtEeryDYKyOhcxjxcjlz9gFlIAhkgXaN44ufgYHm0ZWWE",
+	"CyxJBjDmqTaE/ctqB+Bfo2b2RPfI5VIYekewIs87CgFGeAR6ggUbCru/IQzyr3KKn6cFMvomMcHMA90C",
+	"P1AraM2kYMtEYm/nMEFhn0aJy/CbSXkDnjx7fJlr2yjKJtzeDgcGC8Dq68KToRQJfrrhwi5/JTcxaPmZ",
+	"8h8LWYqfPkP9bfY0GmNB7frTMIJZesyHy1bQOj1Ze0gtSDi4In8ABEmxAnjtNUJmnvvSG+3LoKBXJrjH",
+	"UCfUGnz8oR8cHR1+ClqcT2AAGG5uoqSRoYzt68MEibaZTx4Qe6M/PKMfPKChIMSeIDart58ASmLChACY",
+	"BGG0v6BjcKVkKS/p3epZfzyza4uccHHgop72kP0It7w9xLaEK2rid6PvNxWJvpduVKEG7yF32hSJttC6",
+	"jh9yQkYYfyVtLesCiyBfuOlgzJcOhadpnJPgODiS6wjtuJmlZIhFUyvrMEJDDXGnoIdiiHzUXq5ZgC0J",
+	"caCbNsMWEYxFVszhEMmY3zAP6cB3gmAwbzJiqhARxy/ILVNY/QgrCHzszMpCDBLVBIgdJZ04Dv/wAeJi",
+	"3G7nEPEDRGKbhLqu2B0Q/Pfo2ENGx3zNaVGnjCTDnghIbjDVpEydgPKdbVzhUSNjVekbtfzmBVM8mwJb",
+	"WPoTnQ0Q3ULDlmiHAjlRG5hTnjqDVwMOdVyUG+nRirvseTnxD4ULEbfLAfROj5yQjUwN/nFZNIuZjFfP",
+	"yXcLAp6mB2AWuDC1pktNtAStfpTFvE+iWw7DcCxP4oJQ+0B4GnTWwQnBENRG6GdUD4W7RHdc0yX8HGky",
+	"QrY/cpOV03CGLJhhik4BwqEoIx1O8UQWXejGv5k794biRJD75+E4NvvCYs53Lvudyz54DkKRySLpNk07",
+	"+O3xV3aXWVWVnrAz/L3WjM9Nsbzr0Z9qEsSgmU/ZbCrS3JzevYGuCK3Bs6N1P//XzEqAVQrXpGCTI5ww",
+	"awpj4MC1Tiv2dyATGhpNxmzGLeM1hZ51FhO+O+3WJ7fMeDjDrY1YyCPo/prvKTZWWj6m566KSlBpqNVD",
+	"LgvD6OdsDs1+p7/wpOs7MLIoz2FzKsUTTbCdeNaQcShQvkPHlVdXV+fE4TbB3wNy8fKU/Li/3yf/7//z",
+	"Q+9oYMU6dLF7orEhoDV+hkKwqTQcuh+i+J/E8MGiIzYLyXtlnZy/zmVrJxgK1E9wmP6fHbx27U80pOr1",
+	"yM/czGRqyEhzETKnE3hta5LGsbebSPuwf4TLrpoNz80xedo/LOyL46gzCtANxZgxnzzsOkNyQfb7RFvb",
+	"drSgHFSrnwFgD4zXDqhViqx6p9HZ6dU9DnlFt4xwY7cvYrGhCIJ7BHS1NDyOrdqEZ4m6Hc4RZ8YfinbZ",
+	"iVFAWKxhBkAaxw7eY5KtXUgL9xTq7dRQUGVVVu2Xg8vYrMhcIPJt6cx/VVglDm2F/oYzWttjHxZcnZnK",
+	"hXl21NpS09mkQwvlpvVbSvN1e1nB40+K54dNlAA7GuWxXq3SCWkXnqZhNnRnc8ZqIWO0/Ox3RQTyeGPR",
+	"BrrMVpFWkSIRgsaLKN/mF1NDxFbCbV/Ud3m32gw8pOGMRRmqTXIH3bFrW0USGcdoKwKVohyk3Dy2IMSX",
+	"bchduLIXPEbeAracapizYOg0sPpETF1rWM2Y+D1mMBjcXn/m8O+WzAV7TeOshSs6/Z6x8K0yFgydlmYG",
+	"kXbWtsU5S1KNbhqIumpDS866OmTIEyvrchsqT/3hhCyQanW0yNDpdyOoMnMBI7NNCX1Xxn5Fp1trdz1W",
+	"3HcWnYyh9vY/wv7hjwfjVuCD79fYCHr/2Q+zVrBWgpOV+M04ZuldXr4iWZC+caz4ik6/SZXuBlx3cdnH",
+	"R/nvQdENQVE3t4w2JLhi6quRN2zLJKgrvORRFCL7qiYqEcKE4wpcSQ23GlGomNGP2c7526lRJ+evifFH",
+	"kx05frEpObB6Xh4iE+7/FzBMZ4ZjB/puwhMGjc6D1pocb8iKLEA7MMGHSxGBN7v5lLWS315TGMAK6Peb",
+	"1yd37P/yx+GkzncIp3rssuvtiYL/bCYXAiKku1BbzmH3fuVRE9vFEWBVhC+hZlYIPEQbAw/1bq9mM/cq",
+	"a85u5c13e+mBas7sXpYwbie8Kpd2/NoaM6qYOknNDHI+P9mf1a1HH5x3vEcTvne7D/qye1N1shNWhbip",
+	"Qr0c5aA4ZL3zQrlgUwdZTQ766jX2NZaTQksG6GDjijN7xWCarnj+8zS+KbWvL96BbevtTT6t1a6s+Bn3",
+	"svANTSNeuoXdWUZU8WZfxBI4/SLr+oHeroCcXdEphkWC3MeFuQYRE0vs9lEAN/NvFd6OZduFLzDAWrEP",
+	"MhUhUwRwgGuDzIO08eydLtApvG2MN1TtKeZs4/N8LmtALO0xYWCqa0TGS0Kzi27YknBB/t49SXj3fzGX",
+	"fK3pnA2F/Q3mIylGYTyCZZ2nSi6iSxZCvIgaPo4Z4HoKDsK90P6sWbh3u4+RgjLMVYfB5hLV3ViGNHad",
+	"VNxASsheIZT4AeDHOCSLQX+kMQvlHLCu2JofPZHQmZ2MJoxFg2Ha7x+GFhD4i41KkOFIy5qtLPUoxBG5",
+	"hYOA7oNVd3Ix9ZYiTRImWETa3k60xqMO/AFoonkMqTMK+htC7AxAGgqcUGF/mbE4cil8RLG5vKWxo0dt",
+	"OapH4MA/gjCheDibM2GCoYiYYaHrgdPr9ToBTHiGoLCb2Xb2t7N3V9cXZ1dn765ev39X2h92a7lfxTJP",
+	"YqZc3RJpw1V5A8eJG0BgJISeBIudUk/sdiawSkoUNX7SF9z1r5QzQ2YyVS6xx9+LMyS0NQmUUuTDxRvA",
+	"gyBrCaQZjd1sGy/R4yVRLKIwZKu0IGrh1q3Pnz7/fwEAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/backup"
 	"github.com/muninn/muninn/server/config"
@@ -270,6 +272,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	wd.Store, wd.Logger, wd.Now, wd.Metrics = st, log, now, worker.NewMetrics(reg, st)
 	wd.SightingRetention, wd.ExpiredRetention = cfg.SightingRetention, cfg.ExpiredRetention
+	sealer, err := alertSealer(cfg)
+	if err != nil {
+		return err
+	}
+	// Alert messages and filters read the facts from this process's index
+	// once it runs (a worker-only process has none: its messages carry the
+	// event without the address's facts).
+	var alertIndex atomic.Pointer[index.Index]
+	wd.Alerts = &worker.AlertDeps{Sealer: sealer, Facts: alert.FromIndex(&alertIndex), BaseURL: cfg.BaseURL,
+		SilentAfter: cfg.BouncerSilentAfter, LagAfter: cfg.BouncerLagAfter, EventRetention: cfg.EventRetention}
 	rc, err := worker.NewClient(wd, cfg.Workers || !withHTTP)
 	if err != nil {
 		return err
@@ -303,6 +315,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	// The in-memory index every answer reads from: its goroutine is owned here,
 	// cancelled and waited for after the HTTP server and the hub have stopped.
 	ix := index.New(st, log, now)
+	alertIndex.Store(ix)
 	ixCtx, stopIndex := context.WithCancel(ctx)
 	ixDone := make(chan struct{})
 	go func() {
@@ -320,16 +333,16 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	case <-ctx.Done():
 		return nil
 	}
-	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource()})
+	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource(), MaxElements: cfg.RenderAlertElements})
 	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
-		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency})
+		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency, AlertSealer: sealer})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, TrustedProxies: cfg.TrustedProxies,
-		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"),
+		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"), AlertSealer: sealer,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err
@@ -395,6 +408,22 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	log.Info("The HTTP server has stopped.", "duration_ms", time.Since(start).Milliseconds())
 	return nil
+}
+
+// alertSealer seals alert channel URLs with MUNINN_ALERT_KEY, else with the
+// key file in the data directory (created on first start).
+func alertSealer(cfg config.Config) (*alert.Sealer, error) {
+	var key []byte
+	var err error
+	if cfg.AlertKey != "" {
+		key, err = alert.ParseKey(cfg.AlertKey)
+	} else {
+		key, err = alert.LoadKeyFile(cfg.AlertKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("MUNINN_ALERT_KEY: %w", err)
+	}
+	return alert.NewSealer(key)
 }
 
 // workerDeps builds the outside sources the workers use from cfg: a watcher

@@ -9,6 +9,14 @@ type CreateTokenRes interface {
 	createTokenRes()
 }
 
+type DeleteAlertChannelRes interface {
+	deleteAlertChannelRes()
+}
+
+type DeleteAlertRuleRes interface {
+	deleteAlertRuleRes()
+}
+
 type DeleteBouncerRes interface {
 	deleteBouncerRes()
 }
@@ -141,12 +149,24 @@ type IngestRes interface {
 	ingestRes()
 }
 
+type ListAlertChannelsRes interface {
+	listAlertChannelsRes()
+}
+
+type ListAlertRulesRes interface {
+	listAlertRulesRes()
+}
+
 type ListAuditRes interface {
 	listAuditRes()
 }
 
 type ListBouncersRes interface {
 	listBouncersRes()
+}
+
+type ListEventsRes interface {
+	listEventsRes()
 }
 
 type ListFeedCatalogRes interface {
@@ -183,6 +203,14 @@ type PostBouncerHeartbeatRes interface {
 
 type PostBouncerReportsRes interface {
 	postBouncerReportsRes()
+}
+
+type PutAlertChannelRes interface {
+	putAlertChannelRes()
+}
+
+type PutAlertRuleRes interface {
+	putAlertRuleRes()
 }
 
 type PutBouncerRes interface {
@@ -227,4 +255,8 @@ type RefreshFeedRes interface {
 
 type SearchIPsRes interface {
 	searchIPsRes()
+}
+
+type TestAlertChannelRes interface {
+	testAlertChannelRes()
 }

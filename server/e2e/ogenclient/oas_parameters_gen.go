@@ -2,6 +2,18 @@
 
 package ogenclient
 
+// DeleteAlertChannelParams is parameters of deleteAlertChannel operation.
+type DeleteAlertChannelParams struct {
+	// Lower-case letters, digits, dot, dash, underscore; at most 63.
+	Name string
+}
+
+// DeleteAlertRuleParams is parameters of deleteAlertRule operation.
+type DeleteAlertRuleParams struct {
+	// Lower-case letters, digits, dot, dash, underscore; at most 63.
+	Name string
+}
+
 // DeleteBouncerParams is parameters of deleteBouncer operation.
 type DeleteBouncerParams struct {
 	// A ruleset, list or bouncer name.
@@ -283,10 +295,35 @@ type ListAuditParams struct {
 	Limit  OptInt    `json:",omitempty,omitzero"`
 }
 
+// ListEventsParams is parameters of listEvents operation.
+type ListEventsParams struct {
+	// Only this kind (e.g. `honeypot`, `feed.failed`).
+	Kind OptString `json:",omitempty,omitzero"`
+	// Only subjects of this type (address, prefix, feed, bouncer, ruleset, ...).
+	SubjectType OptString   `json:",omitempty,omitzero"`
+	Subject     OptString   `json:",omitempty,omitzero"`
+	Since       OptDateTime `json:",omitempty,omitzero"`
+	// The `next_cursor` of the previous page (the last prefix it listed).
+	Cursor OptString `json:",omitempty,omitzero"`
+	Limit  OptInt    `json:",omitempty,omitzero"`
+}
+
 // ListFeedRunsParams is parameters of listFeedRuns operation.
 type ListFeedRunsParams struct {
 	Limit OptInt `json:",omitempty,omitzero"`
 	Name  string
+}
+
+// PutAlertChannelParams is parameters of putAlertChannel operation.
+type PutAlertChannelParams struct {
+	// Lower-case letters, digits, dot, dash, underscore; at most 63.
+	Name string
+}
+
+// PutAlertRuleParams is parameters of putAlertRule operation.
+type PutAlertRuleParams struct {
+	// Lower-case letters, digits, dot, dash, underscore; at most 63.
+	Name string
 }
 
 // PutBouncerParams is parameters of putBouncer operation.
@@ -381,4 +418,10 @@ type SearchIPsParams struct {
 	// The `next_cursor` of the previous page (the last prefix it listed).
 	Cursor OptString `json:",omitempty,omitzero"`
 	Limit  OptInt    `json:",omitempty,omitzero"`
+}
+
+// TestAlertChannelParams is parameters of testAlertChannel operation.
+type TestAlertChannelParams struct {
+	// Lower-case letters, digits, dot, dash, underscore; at most 63.
+	Name string
 }

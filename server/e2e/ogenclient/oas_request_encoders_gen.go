@@ -91,6 +91,34 @@ func encodePostBouncerReportsRequest(
 	return nil
 }
 
+func encodePutAlertChannelRequest(
+	req *AlertChannelInput,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
+func encodePutAlertRuleRequest(
+	req *AlertRuleInput,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
 func encodePutBouncerRequest(
 	req *BouncerUpdate,
 	r *http.Request,

@@ -114,6 +114,465 @@ func (s *Action) UnmarshalText(data []byte) error {
 	}
 }
 
+// Ref: #/components/schemas/AlertChannel
+type AlertChannel struct {
+	Name string `json:"name"`
+	// The shoutrrr service (ntfy.
+	Service string `json:"service"`
+	// The URL with every secret replaced by REDACTED.
+	URL       string      `json:"url"`
+	CreatedAt OptDateTime `json:"created_at"`
+	UpdatedAt OptDateTime `json:"updated_at"`
+}
+
+// GetName returns the value of Name.
+func (s *AlertChannel) GetName() string {
+	return s.Name
+}
+
+// GetService returns the value of Service.
+func (s *AlertChannel) GetService() string {
+	return s.Service
+}
+
+// GetURL returns the value of URL.
+func (s *AlertChannel) GetURL() string {
+	return s.URL
+}
+
+// GetCreatedAt returns the value of CreatedAt.
+func (s *AlertChannel) GetCreatedAt() OptDateTime {
+	return s.CreatedAt
+}
+
+// GetUpdatedAt returns the value of UpdatedAt.
+func (s *AlertChannel) GetUpdatedAt() OptDateTime {
+	return s.UpdatedAt
+}
+
+// SetName sets the value of Name.
+func (s *AlertChannel) SetName(val string) {
+	s.Name = val
+}
+
+// SetService sets the value of Service.
+func (s *AlertChannel) SetService(val string) {
+	s.Service = val
+}
+
+// SetURL sets the value of URL.
+func (s *AlertChannel) SetURL(val string) {
+	s.URL = val
+}
+
+// SetCreatedAt sets the value of CreatedAt.
+func (s *AlertChannel) SetCreatedAt(val OptDateTime) {
+	s.CreatedAt = val
+}
+
+// SetUpdatedAt sets the value of UpdatedAt.
+func (s *AlertChannel) SetUpdatedAt(val OptDateTime) {
+	s.UpdatedAt = val
+}
+
+// Ref: #/components/schemas/AlertChannelInput
+type AlertChannelInput struct {
+	// A shoutrrr URL: ntfy://, gotify://, telegram://, slack://, discord://, matrix://, smtp://,
+	// generic://, ...
+	URL string `json:"url"`
+}
+
+// GetURL returns the value of URL.
+func (s *AlertChannelInput) GetURL() string {
+	return s.URL
+}
+
+// SetURL sets the value of URL.
+func (s *AlertChannelInput) SetURL(val string) {
+	s.URL = val
+}
+
+// Every set filter must match. tag, classification, country and asn are facts of the event's address;
+// ruleset and bouncer come from the event; min_count is the fewest events a group needs to be sent.
+// Ref: #/components/schemas/AlertFilters
+type AlertFilters struct {
+	Tag            OptString `json:"tag"`
+	Classification OptString `json:"classification"`
+	Country        OptString `json:"country"`
+	Asn            OptInt64  `json:"asn"`
+	Ruleset        OptString `json:"ruleset"`
+	Bouncer        OptString `json:"bouncer"`
+	MinCount       OptInt    `json:"min_count"`
+}
+
+// GetTag returns the value of Tag.
+func (s *AlertFilters) GetTag() OptString {
+	return s.Tag
+}
+
+// GetClassification returns the value of Classification.
+func (s *AlertFilters) GetClassification() OptString {
+	return s.Classification
+}
+
+// GetCountry returns the value of Country.
+func (s *AlertFilters) GetCountry() OptString {
+	return s.Country
+}
+
+// GetAsn returns the value of Asn.
+func (s *AlertFilters) GetAsn() OptInt64 {
+	return s.Asn
+}
+
+// GetRuleset returns the value of Ruleset.
+func (s *AlertFilters) GetRuleset() OptString {
+	return s.Ruleset
+}
+
+// GetBouncer returns the value of Bouncer.
+func (s *AlertFilters) GetBouncer() OptString {
+	return s.Bouncer
+}
+
+// GetMinCount returns the value of MinCount.
+func (s *AlertFilters) GetMinCount() OptInt {
+	return s.MinCount
+}
+
+// SetTag sets the value of Tag.
+func (s *AlertFilters) SetTag(val OptString) {
+	s.Tag = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *AlertFilters) SetClassification(val OptString) {
+	s.Classification = val
+}
+
+// SetCountry sets the value of Country.
+func (s *AlertFilters) SetCountry(val OptString) {
+	s.Country = val
+}
+
+// SetAsn sets the value of Asn.
+func (s *AlertFilters) SetAsn(val OptInt64) {
+	s.Asn = val
+}
+
+// SetRuleset sets the value of Ruleset.
+func (s *AlertFilters) SetRuleset(val OptString) {
+	s.Ruleset = val
+}
+
+// SetBouncer sets the value of Bouncer.
+func (s *AlertFilters) SetBouncer(val OptString) {
+	s.Bouncer = val
+}
+
+// SetMinCount sets the value of MinCount.
+func (s *AlertFilters) SetMinCount(val OptInt) {
+	s.MinCount = val
+}
+
+// Ref: #/components/schemas/AlertRule
+type AlertRule struct {
+	Name           string       `json:"name"`
+	Kind           string       `json:"kind"`
+	Filters        AlertFilters `json:"filters"`
+	Channels       []string     `json:"channels"`
+	GroupWait      string       `json:"group_wait"`
+	GroupThreshold int          `json:"group_threshold"`
+	RatePerHour    int          `json:"rate_per_hour"`
+	QuietStart     OptString    `json:"quiet_start"`
+	QuietEnd       OptString    `json:"quiet_end"`
+	QuietTz        OptString    `json:"quiet_tz"`
+	Enabled        bool         `json:"enabled"`
+	CreatedAt      OptDateTime  `json:"created_at"`
+	UpdatedAt      OptDateTime  `json:"updated_at"`
+}
+
+// GetName returns the value of Name.
+func (s *AlertRule) GetName() string {
+	return s.Name
+}
+
+// GetKind returns the value of Kind.
+func (s *AlertRule) GetKind() string {
+	return s.Kind
+}
+
+// GetFilters returns the value of Filters.
+func (s *AlertRule) GetFilters() AlertFilters {
+	return s.Filters
+}
+
+// GetChannels returns the value of Channels.
+func (s *AlertRule) GetChannels() []string {
+	return s.Channels
+}
+
+// GetGroupWait returns the value of GroupWait.
+func (s *AlertRule) GetGroupWait() string {
+	return s.GroupWait
+}
+
+// GetGroupThreshold returns the value of GroupThreshold.
+func (s *AlertRule) GetGroupThreshold() int {
+	return s.GroupThreshold
+}
+
+// GetRatePerHour returns the value of RatePerHour.
+func (s *AlertRule) GetRatePerHour() int {
+	return s.RatePerHour
+}
+
+// GetQuietStart returns the value of QuietStart.
+func (s *AlertRule) GetQuietStart() OptString {
+	return s.QuietStart
+}
+
+// GetQuietEnd returns the value of QuietEnd.
+func (s *AlertRule) GetQuietEnd() OptString {
+	return s.QuietEnd
+}
+
+// GetQuietTz returns the value of QuietTz.
+func (s *AlertRule) GetQuietTz() OptString {
+	return s.QuietTz
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *AlertRule) GetEnabled() bool {
+	return s.Enabled
+}
+
+// GetCreatedAt returns the value of CreatedAt.
+func (s *AlertRule) GetCreatedAt() OptDateTime {
+	return s.CreatedAt
+}
+
+// GetUpdatedAt returns the value of UpdatedAt.
+func (s *AlertRule) GetUpdatedAt() OptDateTime {
+	return s.UpdatedAt
+}
+
+// SetName sets the value of Name.
+func (s *AlertRule) SetName(val string) {
+	s.Name = val
+}
+
+// SetKind sets the value of Kind.
+func (s *AlertRule) SetKind(val string) {
+	s.Kind = val
+}
+
+// SetFilters sets the value of Filters.
+func (s *AlertRule) SetFilters(val AlertFilters) {
+	s.Filters = val
+}
+
+// SetChannels sets the value of Channels.
+func (s *AlertRule) SetChannels(val []string) {
+	s.Channels = val
+}
+
+// SetGroupWait sets the value of GroupWait.
+func (s *AlertRule) SetGroupWait(val string) {
+	s.GroupWait = val
+}
+
+// SetGroupThreshold sets the value of GroupThreshold.
+func (s *AlertRule) SetGroupThreshold(val int) {
+	s.GroupThreshold = val
+}
+
+// SetRatePerHour sets the value of RatePerHour.
+func (s *AlertRule) SetRatePerHour(val int) {
+	s.RatePerHour = val
+}
+
+// SetQuietStart sets the value of QuietStart.
+func (s *AlertRule) SetQuietStart(val OptString) {
+	s.QuietStart = val
+}
+
+// SetQuietEnd sets the value of QuietEnd.
+func (s *AlertRule) SetQuietEnd(val OptString) {
+	s.QuietEnd = val
+}
+
+// SetQuietTz sets the value of QuietTz.
+func (s *AlertRule) SetQuietTz(val OptString) {
+	s.QuietTz = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *AlertRule) SetEnabled(val bool) {
+	s.Enabled = val
+}
+
+// SetCreatedAt sets the value of CreatedAt.
+func (s *AlertRule) SetCreatedAt(val OptDateTime) {
+	s.CreatedAt = val
+}
+
+// SetUpdatedAt sets the value of UpdatedAt.
+func (s *AlertRule) SetUpdatedAt(val OptDateTime) {
+	s.UpdatedAt = val
+}
+
+// Ref: #/components/schemas/AlertRuleInput
+type AlertRuleInput struct {
+	// The event kind the rule takes.
+	Kind    string          `json:"kind"`
+	Filters OptAlertFilters `json:"filters"`
+	// Channel names; empty or absent means every channel.
+	Channels []string `json:"channels"`
+	// A Go duration (e.g. "30s"): a group is sent this long after its first event (default 0: at once).
+	GroupWait OptString `json:"group_wait"`
+	// A group is sent as soon as it holds this many events (0 - no threshold).
+	GroupThreshold OptInt `json:"group_threshold"`
+	// At most this many messages of the rule in any hour; more are dropped (an alert.suppressed event says
+	// so). 0 - no bound.
+	RatePerHour OptInt `json:"rate_per_hour"`
+	// Start of the quiet hours (HH:MM); groups wait for their end.
+	QuietStart OptString `json:"quiet_start"`
+	QuietEnd   OptString `json:"quiet_end"`
+	// IANA time zone of the quiet hours (default UTC).
+	QuietTz OptString `json:"quiet_tz"`
+	// Default true.
+	Enabled OptBool `json:"enabled"`
+}
+
+// GetKind returns the value of Kind.
+func (s *AlertRuleInput) GetKind() string {
+	return s.Kind
+}
+
+// GetFilters returns the value of Filters.
+func (s *AlertRuleInput) GetFilters() OptAlertFilters {
+	return s.Filters
+}
+
+// GetChannels returns the value of Channels.
+func (s *AlertRuleInput) GetChannels() []string {
+	return s.Channels
+}
+
+// GetGroupWait returns the value of GroupWait.
+func (s *AlertRuleInput) GetGroupWait() OptString {
+	return s.GroupWait
+}
+
+// GetGroupThreshold returns the value of GroupThreshold.
+func (s *AlertRuleInput) GetGroupThreshold() OptInt {
+	return s.GroupThreshold
+}
+
+// GetRatePerHour returns the value of RatePerHour.
+func (s *AlertRuleInput) GetRatePerHour() OptInt {
+	return s.RatePerHour
+}
+
+// GetQuietStart returns the value of QuietStart.
+func (s *AlertRuleInput) GetQuietStart() OptString {
+	return s.QuietStart
+}
+
+// GetQuietEnd returns the value of QuietEnd.
+func (s *AlertRuleInput) GetQuietEnd() OptString {
+	return s.QuietEnd
+}
+
+// GetQuietTz returns the value of QuietTz.
+func (s *AlertRuleInput) GetQuietTz() OptString {
+	return s.QuietTz
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *AlertRuleInput) GetEnabled() OptBool {
+	return s.Enabled
+}
+
+// SetKind sets the value of Kind.
+func (s *AlertRuleInput) SetKind(val string) {
+	s.Kind = val
+}
+
+// SetFilters sets the value of Filters.
+func (s *AlertRuleInput) SetFilters(val OptAlertFilters) {
+	s.Filters = val
+}
+
+// SetChannels sets the value of Channels.
+func (s *AlertRuleInput) SetChannels(val []string) {
+	s.Channels = val
+}
+
+// SetGroupWait sets the value of GroupWait.
+func (s *AlertRuleInput) SetGroupWait(val OptString) {
+	s.GroupWait = val
+}
+
+// SetGroupThreshold sets the value of GroupThreshold.
+func (s *AlertRuleInput) SetGroupThreshold(val OptInt) {
+	s.GroupThreshold = val
+}
+
+// SetRatePerHour sets the value of RatePerHour.
+func (s *AlertRuleInput) SetRatePerHour(val OptInt) {
+	s.RatePerHour = val
+}
+
+// SetQuietStart sets the value of QuietStart.
+func (s *AlertRuleInput) SetQuietStart(val OptString) {
+	s.QuietStart = val
+}
+
+// SetQuietEnd sets the value of QuietEnd.
+func (s *AlertRuleInput) SetQuietEnd(val OptString) {
+	s.QuietEnd = val
+}
+
+// SetQuietTz sets the value of QuietTz.
+func (s *AlertRuleInput) SetQuietTz(val OptString) {
+	s.QuietTz = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *AlertRuleInput) SetEnabled(val OptBool) {
+	s.Enabled = val
+}
+
+// Ref: #/components/schemas/AlertTestResult
+type AlertTestResult struct {
+	Delivered bool      `json:"delivered"`
+	Error     OptString `json:"error"`
+}
+
+// GetDelivered returns the value of Delivered.
+func (s *AlertTestResult) GetDelivered() bool {
+	return s.Delivered
+}
+
+// GetError returns the value of Error.
+func (s *AlertTestResult) GetError() OptString {
+	return s.Error
+}
+
+// SetDelivered sets the value of Delivered.
+func (s *AlertTestResult) SetDelivered(val bool) {
+	s.Delivered = val
+}
+
+// SetError sets the value of Error.
+func (s *AlertTestResult) SetError(val OptString) {
+	s.Error = val
+}
+
+func (*AlertTestResult) testAlertChannelRes() {}
+
 // Ref: #/components/schemas/Assertion
 type Assertion struct {
 	Kind      AssertionKind `json:"kind"`
@@ -1204,6 +1663,56 @@ func (s *CrowdSecSettingsExpand) UnmarshalText(data []byte) error {
 	}
 }
 
+type DeleteAlertChannelBadRequest Problem
+
+func (*DeleteAlertChannelBadRequest) deleteAlertChannelRes() {}
+
+type DeleteAlertChannelForbidden Problem
+
+func (*DeleteAlertChannelForbidden) deleteAlertChannelRes() {}
+
+type DeleteAlertChannelInternalServerError Problem
+
+func (*DeleteAlertChannelInternalServerError) deleteAlertChannelRes() {}
+
+// DeleteAlertChannelNoContent is response for DeleteAlertChannel operation.
+type DeleteAlertChannelNoContent struct{}
+
+func (*DeleteAlertChannelNoContent) deleteAlertChannelRes() {}
+
+type DeleteAlertChannelNotFound Problem
+
+func (*DeleteAlertChannelNotFound) deleteAlertChannelRes() {}
+
+type DeleteAlertChannelUnauthorized Problem
+
+func (*DeleteAlertChannelUnauthorized) deleteAlertChannelRes() {}
+
+type DeleteAlertRuleBadRequest Problem
+
+func (*DeleteAlertRuleBadRequest) deleteAlertRuleRes() {}
+
+type DeleteAlertRuleForbidden Problem
+
+func (*DeleteAlertRuleForbidden) deleteAlertRuleRes() {}
+
+type DeleteAlertRuleInternalServerError Problem
+
+func (*DeleteAlertRuleInternalServerError) deleteAlertRuleRes() {}
+
+// DeleteAlertRuleNoContent is response for DeleteAlertRule operation.
+type DeleteAlertRuleNoContent struct{}
+
+func (*DeleteAlertRuleNoContent) deleteAlertRuleRes() {}
+
+type DeleteAlertRuleNotFound Problem
+
+func (*DeleteAlertRuleNotFound) deleteAlertRuleRes() {}
+
+type DeleteAlertRuleUnauthorized Problem
+
+func (*DeleteAlertRuleUnauthorized) deleteAlertRuleRes() {}
+
 type DeleteBouncerBadRequest Problem
 
 func (*DeleteBouncerBadRequest) deleteBouncerRes() {}
@@ -1559,6 +2068,117 @@ func (s *EnrichStatusOutcome) UnmarshalText(data []byte) error {
 		return errors.Errorf("invalid value: %q", data)
 	}
 }
+
+// Ref: #/components/schemas/Event
+type Event struct {
+	ID int64     `json:"id"`
+	At time.Time `json:"at"`
+	// E.g. honeypot, bouncer.silent, bouncer.lagging, bouncer.error, feed.failed, feed.held,
+	// guard.removed, render.size, enrich.failing, alert.delivery_failed, alert.suppressed, detection.
+	Kind        string       `json:"kind"`
+	SubjectType string       `json:"subject_type"`
+	Subject     string       `json:"subject"`
+	Details     EventDetails `json:"details"`
+}
+
+// GetID returns the value of ID.
+func (s *Event) GetID() int64 {
+	return s.ID
+}
+
+// GetAt returns the value of At.
+func (s *Event) GetAt() time.Time {
+	return s.At
+}
+
+// GetKind returns the value of Kind.
+func (s *Event) GetKind() string {
+	return s.Kind
+}
+
+// GetSubjectType returns the value of SubjectType.
+func (s *Event) GetSubjectType() string {
+	return s.SubjectType
+}
+
+// GetSubject returns the value of Subject.
+func (s *Event) GetSubject() string {
+	return s.Subject
+}
+
+// GetDetails returns the value of Details.
+func (s *Event) GetDetails() EventDetails {
+	return s.Details
+}
+
+// SetID sets the value of ID.
+func (s *Event) SetID(val int64) {
+	s.ID = val
+}
+
+// SetAt sets the value of At.
+func (s *Event) SetAt(val time.Time) {
+	s.At = val
+}
+
+// SetKind sets the value of Kind.
+func (s *Event) SetKind(val string) {
+	s.Kind = val
+}
+
+// SetSubjectType sets the value of SubjectType.
+func (s *Event) SetSubjectType(val string) {
+	s.SubjectType = val
+}
+
+// SetSubject sets the value of Subject.
+func (s *Event) SetSubject(val string) {
+	s.Subject = val
+}
+
+// SetDetails sets the value of Details.
+func (s *Event) SetDetails(val EventDetails) {
+	s.Details = val
+}
+
+type EventDetails map[string]jx.Raw
+
+func (s *EventDetails) init() EventDetails {
+	m := *s
+	if m == nil {
+		m = map[string]jx.Raw{}
+		*s = m
+	}
+	return m
+}
+
+// Ref: #/components/schemas/EventPage
+type EventPage struct {
+	Items      []Event   `json:"items"`
+	NextCursor OptString `json:"next_cursor"`
+}
+
+// GetItems returns the value of Items.
+func (s *EventPage) GetItems() []Event {
+	return s.Items
+}
+
+// GetNextCursor returns the value of NextCursor.
+func (s *EventPage) GetNextCursor() OptString {
+	return s.NextCursor
+}
+
+// SetItems sets the value of Items.
+func (s *EventPage) SetItems(val []Event) {
+	s.Items = val
+}
+
+// SetNextCursor sets the value of NextCursor.
+func (s *EventPage) SetNextCursor(val OptString) {
+	s.NextCursor = val
+}
+
+func (*EventPage) listEventsRes() {}
 
 // Ref: #/components/schemas/ExplainCond
 type ExplainCond struct {
@@ -4368,6 +4988,30 @@ func (s *JobSummary) SetFailures(val []JobFailure) {
 
 func (*JobSummary) getJobsRes() {}
 
+type ListAlertChannelsInternalServerError Problem
+
+func (*ListAlertChannelsInternalServerError) listAlertChannelsRes() {}
+
+type ListAlertChannelsOKApplicationJSON []AlertChannel
+
+func (*ListAlertChannelsOKApplicationJSON) listAlertChannelsRes() {}
+
+type ListAlertChannelsUnauthorized Problem
+
+func (*ListAlertChannelsUnauthorized) listAlertChannelsRes() {}
+
+type ListAlertRulesInternalServerError Problem
+
+func (*ListAlertRulesInternalServerError) listAlertRulesRes() {}
+
+type ListAlertRulesOKApplicationJSON []AlertRule
+
+func (*ListAlertRulesOKApplicationJSON) listAlertRulesRes() {}
+
+type ListAlertRulesUnauthorized Problem
+
+func (*ListAlertRulesUnauthorized) listAlertRulesRes() {}
+
 type ListAuditBadRequest Problem
 
 func (*ListAuditBadRequest) listAuditRes() {}
@@ -4391,6 +5035,18 @@ func (*ListBouncersOKApplicationJSON) listBouncersRes() {}
 type ListBouncersUnauthorized Problem
 
 func (*ListBouncersUnauthorized) listBouncersRes() {}
+
+type ListEventsBadRequest Problem
+
+func (*ListEventsBadRequest) listEventsRes() {}
+
+type ListEventsInternalServerError Problem
+
+func (*ListEventsInternalServerError) listEventsRes() {}
+
+type ListEventsUnauthorized Problem
+
+func (*ListEventsUnauthorized) listEventsRes() {}
 
 type ListFeedCatalogInternalServerError Problem
 
@@ -4831,6 +5487,52 @@ func NewFloat64ObservationTTL(v float64) ObservationTTL {
 	var s ObservationTTL
 	s.SetFloat64(v)
 	return s
+}
+
+// NewOptAlertFilters returns new OptAlertFilters with value set to v.
+func NewOptAlertFilters(v AlertFilters) OptAlertFilters {
+	return OptAlertFilters{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptAlertFilters is optional AlertFilters.
+type OptAlertFilters struct {
+	Value AlertFilters
+	Set   bool
+}
+
+// IsSet returns true if OptAlertFilters was set.
+func (o OptAlertFilters) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptAlertFilters) Reset() {
+	var v AlertFilters
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptAlertFilters) SetTo(v AlertFilters) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptAlertFilters) Get() (v AlertFilters, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptAlertFilters) Or(d AlertFilters) AlertFilters {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
 }
 
 // NewOptBool returns new OptBool with value set to v.
@@ -6870,6 +7572,78 @@ func (s *Problem) SetErrors(val []FieldError) {
 	s.Errors = val
 }
 
+type PutAlertChannelBadRequest Problem
+
+func (*PutAlertChannelBadRequest) putAlertChannelRes() {}
+
+type PutAlertChannelCreated AlertChannel
+
+func (*PutAlertChannelCreated) putAlertChannelRes() {}
+
+type PutAlertChannelForbidden Problem
+
+func (*PutAlertChannelForbidden) putAlertChannelRes() {}
+
+type PutAlertChannelInternalServerError Problem
+
+func (*PutAlertChannelInternalServerError) putAlertChannelRes() {}
+
+type PutAlertChannelOK AlertChannel
+
+func (*PutAlertChannelOK) putAlertChannelRes() {}
+
+type PutAlertChannelRequestEntityTooLarge Problem
+
+func (*PutAlertChannelRequestEntityTooLarge) putAlertChannelRes() {}
+
+type PutAlertChannelUnauthorized Problem
+
+func (*PutAlertChannelUnauthorized) putAlertChannelRes() {}
+
+type PutAlertChannelUnprocessableEntity Problem
+
+func (*PutAlertChannelUnprocessableEntity) putAlertChannelRes() {}
+
+type PutAlertChannelUnsupportedMediaType Problem
+
+func (*PutAlertChannelUnsupportedMediaType) putAlertChannelRes() {}
+
+type PutAlertRuleBadRequest Problem
+
+func (*PutAlertRuleBadRequest) putAlertRuleRes() {}
+
+type PutAlertRuleCreated AlertRule
+
+func (*PutAlertRuleCreated) putAlertRuleRes() {}
+
+type PutAlertRuleForbidden Problem
+
+func (*PutAlertRuleForbidden) putAlertRuleRes() {}
+
+type PutAlertRuleInternalServerError Problem
+
+func (*PutAlertRuleInternalServerError) putAlertRuleRes() {}
+
+type PutAlertRuleOK AlertRule
+
+func (*PutAlertRuleOK) putAlertRuleRes() {}
+
+type PutAlertRuleRequestEntityTooLarge Problem
+
+func (*PutAlertRuleRequestEntityTooLarge) putAlertRuleRes() {}
+
+type PutAlertRuleUnauthorized Problem
+
+func (*PutAlertRuleUnauthorized) putAlertRuleRes() {}
+
+type PutAlertRuleUnprocessableEntity Problem
+
+func (*PutAlertRuleUnprocessableEntity) putAlertRuleRes() {}
+
+type PutAlertRuleUnsupportedMediaType Problem
+
+func (*PutAlertRuleUnsupportedMediaType) putAlertRuleRes() {}
+
 type PutBouncerBadRequest Problem
 
 func (*PutBouncerBadRequest) putBouncerRes() {}
@@ -8466,6 +9240,26 @@ func (s *TagInput) SetDefaultTTL(val OptString) {
 	s.DefaultTTL = val
 }
 
+type TestAlertChannelBadRequest Problem
+
+func (*TestAlertChannelBadRequest) testAlertChannelRes() {}
+
+type TestAlertChannelForbidden Problem
+
+func (*TestAlertChannelForbidden) testAlertChannelRes() {}
+
+type TestAlertChannelInternalServerError Problem
+
+func (*TestAlertChannelInternalServerError) testAlertChannelRes() {}
+
+type TestAlertChannelNotFound Problem
+
+func (*TestAlertChannelNotFound) testAlertChannelRes() {}
+
+type TestAlertChannelUnauthorized Problem
+
+func (*TestAlertChannelUnauthorized) testAlertChannelRes() {}
+
 // Ref: #/components/schemas/Token
 type Token struct {
 	ID         int64       `json:"id"`
@@ -8714,6 +9508,8 @@ func (s *UnavailableHeaders) SetResponse(val Problem) {
 
 func (*UnavailableHeaders) createBouncerRes()            {}
 func (*UnavailableHeaders) createTokenRes()              {}
+func (*UnavailableHeaders) deleteAlertChannelRes()       {}
+func (*UnavailableHeaders) deleteAlertRuleRes()          {}
 func (*UnavailableHeaders) deleteBouncerRes()            {}
 func (*UnavailableHeaders) deleteFeedRes()               {}
 func (*UnavailableHeaders) deleteIPOverrideRes()         {}
@@ -8745,8 +9541,11 @@ func (*UnavailableHeaders) getRulesetDenyRes()           {}
 func (*UnavailableHeaders) getRulesetRenderRes()         {}
 func (*UnavailableHeaders) getRulesetRes()               {}
 func (*UnavailableHeaders) getTagRes()                   {}
+func (*UnavailableHeaders) listAlertChannelsRes()        {}
+func (*UnavailableHeaders) listAlertRulesRes()           {}
 func (*UnavailableHeaders) listAuditRes()                {}
 func (*UnavailableHeaders) listBouncersRes()             {}
+func (*UnavailableHeaders) listEventsRes()               {}
 func (*UnavailableHeaders) listFeedCatalogRes()          {}
 func (*UnavailableHeaders) listFeedRunsRes()             {}
 func (*UnavailableHeaders) listFeedsRes()                {}
@@ -8756,6 +9555,8 @@ func (*UnavailableHeaders) listTagsRes()                 {}
 func (*UnavailableHeaders) listTokensRes()               {}
 func (*UnavailableHeaders) postBouncerHeartbeatRes()     {}
 func (*UnavailableHeaders) postBouncerReportsRes()       {}
+func (*UnavailableHeaders) putAlertChannelRes()          {}
+func (*UnavailableHeaders) putAlertRuleRes()             {}
 func (*UnavailableHeaders) putBouncerRes()               {}
 func (*UnavailableHeaders) putFeedRes()                  {}
 func (*UnavailableHeaders) putGuardRes()                 {}
@@ -8766,6 +9567,7 @@ func (*UnavailableHeaders) putRulesetRes()               {}
 func (*UnavailableHeaders) putTagRes()                   {}
 func (*UnavailableHeaders) refreshFeedRes()              {}
 func (*UnavailableHeaders) searchIPsRes()                {}
+func (*UnavailableHeaders) testAlertChannelRes()         {}
 
 // Ref: #/components/schemas/UsageCounter
 type UsageCounter struct {

@@ -22,6 +22,8 @@ type SecuritySource interface {
 var operationRolesBearerAuth = map[string][]string{
 	CreateBouncerOperation:            []string{},
 	CreateTokenOperation:              []string{},
+	DeleteAlertChannelOperation:       []string{},
+	DeleteAlertRuleOperation:          []string{},
 	DeleteBouncerOperation:            []string{},
 	DeleteFeedOperation:               []string{},
 	DeleteIPOverrideOperation:         []string{},
@@ -53,8 +55,11 @@ var operationRolesBearerAuth = map[string][]string{
 	GetRulesetRenderOperation:         []string{},
 	GetTagOperation:                   []string{},
 	IngestOperation:                   []string{},
+	ListAlertChannelsOperation:        []string{},
+	ListAlertRulesOperation:           []string{},
 	ListAuditOperation:                []string{},
 	ListBouncersOperation:             []string{},
+	ListEventsOperation:               []string{},
 	ListFeedCatalogOperation:          []string{},
 	ListFeedRunsOperation:             []string{},
 	ListFeedsOperation:                []string{},
@@ -62,6 +67,8 @@ var operationRolesBearerAuth = map[string][]string{
 	ListRulesetsOperation:             []string{},
 	ListTagsOperation:                 []string{},
 	ListTokensOperation:               []string{},
+	PutAlertChannelOperation:          []string{},
+	PutAlertRuleOperation:             []string{},
 	PutBouncerOperation:               []string{},
 	PutFeedOperation:                  []string{},
 	PutGuardOperation:                 []string{},
@@ -72,6 +79,7 @@ var operationRolesBearerAuth = map[string][]string{
 	PutTagOperation:                   []string{},
 	RefreshFeedOperation:              []string{},
 	SearchIPsOperation:                []string{},
+	TestAlertChannelOperation:         []string{},
 }
 
 // GetRolesForBearerAuth returns the required roles for the given operation.
