@@ -41,6 +41,10 @@ const RoleExtension = "x-muninn-role"
 // and validates itself, element by element (ingest: up to 100 MB).
 const streamExtension = "x-muninn-streamed-body"
 
+// bouncerKeyExtension marks a token operation that a bouncer key may call
+// too, acting for its own host (POST /events: a bouncer is a sensor).
+const bouncerKeyExtension = "x-muninn-bouncer-key"
+
 // heavyExtension marks an operation that runs a few at a time (search and
 // exports); see Limiter.
 const heavyExtension = "x-muninn-heavy"
@@ -63,6 +67,8 @@ type Operation struct {
 	ParamRoles map[string]string
 	// Heavy says the operation takes a turn of the server's Limiter.
 	Heavy bool
+	// BouncerKey says a bouncer key (X-Api-Key) reaches the operation too.
+	BouncerKey bool
 	// PathOnly lists, when the operation takes no body and only path
 	// parameters that are strings bounded at most by length, those
 	// parameters' bounds: a request without a query string whose path
@@ -152,6 +158,14 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			default:
 				return nil, fmt.Errorf("api: %s %s: %s %q is not public, reader, writer, admin or bouncer", method, path, RoleExtension, role)
 			}
+			bouncerToo, _ := op.Extensions[bouncerKeyExtension].(bool)
+			if bouncerToo && want == "bearerAuth" {
+				slices.Sort(schemes)
+				if !slices.Equal(schemes, []string{"bearerAuth", "bouncerKey"}) {
+					return nil, fmt.Errorf("api: %s %s: %s needs security bearerAuth and bouncerKey, the spec says %v", method, path, bouncerKeyExtension, schemes)
+				}
+				schemes = []string{want}
+			}
 			if (want == "" && len(schemes) != 0) || (want != "" && !slices.Equal(schemes, []string{want})) {
 				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
 			}
@@ -167,7 +181,7 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, PathOnly: pathOnly(item, op)}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, PathOnly: pathOnly(item, op), BouncerKey: bouncerToo}
 		}
 	}
 	return out, nil
@@ -284,7 +298,11 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		ctx := r.Context()
-		switch op.Role {
+		role := op.Role
+		if op.BouncerKey && r.Header.Get("Authorization") == "" && r.Header.Get("X-Api-Key") != "" {
+			role = RoleBouncer
+		}
+		switch role {
 		case RolePublic:
 		case RoleBouncer:
 			b, err := c.srv.AuthenticateBouncer(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key")))
@@ -378,7 +396,7 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
-			if op.Streamed && mt == "application/json" {
+			if op.Streamed && (mt == "application/json" || mt == "text/plain") {
 				// The generated handler would decode a JSON body whole before the
 				// handler runs; a streamed one goes to the handler as a stream.
 				r.Header.Set("Content-Type", "application/x-ndjson")

@@ -111,7 +111,13 @@ func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) err
 }
 
 func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return ingestTx(ctx, tx, obs, actor) })
+}
+
+// ingestTx is Ingest's work inside tx, for a write that stores observations
+// together with something else (a detection's tag and its event).
+func ingestTx(ctx context.Context, tx pgx.Tx, obs []Observation, actor string) error {
+	{
 		for _, q := range []string{ingestTemp, ingestIDsTemp} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return fmt.Errorf("create batch table: %w", err)
@@ -153,5 +159,5 @@ func (s *Store) ingestOnce(ctx context.Context, obs []Observation, actor string)
 			return fmt.Errorf("audit lifted widths: %w", err)
 		}
 		return recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
-	})
+	}
 }

@@ -404,6 +404,48 @@ func (e Role) Valid() bool {
 	}
 }
 
+// Defines values for PostEventsParamsFormat.
+const (
+	Caddy    PostEventsParamsFormat = "caddy"
+	Cowrie   PostEventsParamsFormat = "cowrie"
+	Dnsmasq  PostEventsParamsFormat = "dnsmasq"
+	Fail2ban PostEventsParamsFormat = "fail2ban"
+	Nginx    PostEventsParamsFormat = "nginx"
+	Regex    PostEventsParamsFormat = "regex"
+	Sshd     PostEventsParamsFormat = "sshd"
+	Traefik  PostEventsParamsFormat = "traefik"
+	ZeekConn PostEventsParamsFormat = "zeek-conn"
+	ZeekDns  PostEventsParamsFormat = "zeek-dns"
+)
+
+// Valid indicates whether the value is a known member of the PostEventsParamsFormat enum.
+func (e PostEventsParamsFormat) Valid() bool {
+	switch e {
+	case Caddy:
+		return true
+	case Cowrie:
+		return true
+	case Dnsmasq:
+		return true
+	case Fail2ban:
+		return true
+	case Nginx:
+		return true
+	case Regex:
+		return true
+	case Sshd:
+		return true
+	case Traefik:
+		return true
+	case ZeekConn:
+		return true
+	case ZeekDns:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetListPrefixesParamsFormat.
 const (
 	GetListPrefixesParamsFormatCsv  GetListPrefixesParamsFormat = "csv"
@@ -617,6 +659,50 @@ type CrowdSecSettings struct {
 // CrowdSecSettingsExpand defines model for CrowdSecSettings.Expand.
 type CrowdSecSettingsExpand string
 
+// Detection defines model for Detection.
+type Detection struct {
+	Enabled        bool     `json:"enabled"`
+	IncludePrivate bool     `json:"include_private"`
+	InstantKinds   []string `json:"instant_kinds"`
+	Kinds          []string `json:"kinds"`
+	MaxTtl         string   `json:"max_ttl"`
+	Name           string   `json:"name"`
+	Quiet          string   `json:"quiet"`
+	Tag            string   `json:"tag"`
+	Threshold      int      `json:"threshold"`
+	Ttl            string   `json:"ttl"`
+	Window         string   `json:"window"`
+}
+
+// DetectionInput defines model for DetectionInput.
+type DetectionInput struct {
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// IncludePrivate Also tag private, loopback and link-local addresses (default false: counted, never tagged).
+	IncludePrivate *bool `json:"include_private,omitempty"`
+
+	// InstantKinds Kinds of which one event is enough (honeypot touches, exploit paths).
+	InstantKinds *[]string `json:"instant_kinds,omitempty"`
+	Kinds        []string  `json:"kinds"`
+
+	// MaxTtl The cap of the escalation (default 30 days).
+	MaxTtl *string `json:"max_ttl,omitempty"`
+
+	// Quiet After this long without a firing the escalation starts over (default 7 days).
+	Quiet *string `json:"quiet,omitempty"`
+	Tag   string  `json:"tag"`
+
+	// Threshold Events of these kinds from one address within window that fire it.
+	Threshold int `json:"threshold"`
+
+	// Ttl The first firing's tag TTL (a Go duration); the n-th within the quiet period gets ttl × n², at most max_ttl.
+	Ttl string `json:"ttl"`
+
+	// Window A Go duration such as "10m".
+	Window string `json:"window"`
+}
+
 // EnrichStatus The last outside lookup of one kind for one address.
 type EnrichStatus struct {
 	AttemptedAt time.Time `json:"attempted_at"`
@@ -634,6 +720,19 @@ type EnrichStatusKind string
 
 // EnrichStatusOutcome ok (answered; for rdap possibly by a stored network that covers the address), not_found (no registration or no PTR record), error (retried later) or skipped (a special-use, private or documentation address, not looked up unless MUNINN_ENRICH_SPECIAL=on).
 type EnrichStatusOutcome string
+
+// EventsResult defines model for EventsResult.
+type EventsResult struct {
+	// Accepted Lines parsed.
+	Accepted int64 `json:"accepted"`
+
+	// Errors The first 1000 rejected lines.
+	Errors []IngestError `json:"errors"`
+
+	// Events Events the accepted lines held.
+	Events   int64 `json:"events"`
+	Rejected int64 `json:"rejected"`
+}
 
 // ExplainCond defines model for ExplainCond.
 type ExplainCond struct {
@@ -1480,6 +1579,27 @@ type GetBouncerRenderParams struct {
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// PostEventsTextBody defines parameters for PostEvents.
+type PostEventsTextBody = string
+
+// PostEventsParams defines parameters for PostEvents.
+type PostEventsParams struct {
+	// Format The format of every line; without it each line is an `EventLine`.
+	Format *PostEventsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Host The host the lines come from, when a line does not name one (and always for a bouncer key, which sends as its own name).
+	Host *string `form:"host,omitempty" json:"host,omitempty"`
+
+	// Pattern The regex format's expression, with a named group `ip` (and optionally `host`, `user`).
+	Pattern *string `form:"pattern,omitempty" json:"pattern,omitempty"`
+
+	// Kind The regex format's event kind (default `regex-match`).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+}
+
+// PostEventsParamsFormat defines parameters for PostEvents.
+type PostEventsParamsFormat string
+
 // ExportClickHouseParams defines parameters for ExportClickHouse.
 type ExportClickHouseParams struct {
 	// Tag A tag of the effective view (after suppression).
@@ -1696,6 +1816,12 @@ type CreateBouncerJSONRequestBody = BouncerInput
 // PutBouncerJSONRequestBody defines body for PutBouncer for application/json ContentType.
 type PutBouncerJSONRequestBody = BouncerUpdate
 
+// PutDetectionJSONRequestBody defines body for PutDetection for application/json ContentType.
+type PutDetectionJSONRequestBody = DetectionInput
+
+// PostEventsTextRequestBody defines body for PostEvents for text/plain ContentType.
+type PostEventsTextRequestBody = PostEventsTextBody
+
 // PutFeedJSONRequestBody defines body for PutFeed for application/json ContentType.
 type PutFeedJSONRequestBody = FeedInput
 
@@ -1876,6 +2002,18 @@ type ServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// ListDetections Detection rules
+	// (GET /detections)
+	ListDetections(w http.ResponseWriter, r *http.Request)
+	// DeleteDetection Delete a detection rule
+	// (DELETE /detections/{name})
+	DeleteDetection(w http.ResponseWriter, r *http.Request, name string)
+	// PutDetection Create or replace a detection rule
+	// (PUT /detections/{name})
+	PutDetection(w http.ResponseWriter, r *http.Request, name string)
+	// PostEvents Send raw log lines (sensors)
+	// (POST /events)
+	PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -2053,6 +2191,30 @@ func (_ Unimplemented) DeleteBouncer(w http.ResponseWriter, r *http.Request, nam
 // PutBouncer Change the rulesets a bouncer enforces; its key stays
 // (PUT /bouncers/{name})
 func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListDetections Detection rules
+// (GET /detections)
+func (_ Unimplemented) ListDetections(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteDetection Delete a detection rule
+// (DELETE /detections/{name})
+func (_ Unimplemented) DeleteDetection(w http.ResponseWriter, r *http.Request, name string) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutDetection Create or replace a detection rule
+// (PUT /detections/{name})
+func (_ Unimplemented) PutDetection(w http.ResponseWriter, r *http.Request, name string) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PostEvents Send raw log lines (sensors)
+// (POST /events)
+func (_ Unimplemented) PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -2547,6 +2709,144 @@ func (siw *ServerInterfaceWrapper) PutBouncer(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.PutBouncer(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListDetections operation middleware
+func (siw *ServerInterfaceWrapper) ListDetections(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListDetections(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteDetection operation middleware
+func (siw *ServerInterfaceWrapper) DeleteDetection(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteDetection(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutDetection operation middleware
+func (siw *ServerInterfaceWrapper) PutDetection(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutDetection(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PostEvents operation middleware
+func (siw *ServerInterfaceWrapper) PostEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PostEventsParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "host" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "host", r.URL.Query(), &params.Host, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "host"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "host", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "pattern" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "pattern", r.URL.Query(), &params.Pattern, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "pattern"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "pattern", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "kind", r.URL.Query(), &params.Kind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "kind"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "kind", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PostEvents(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -4350,6 +4650,18 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/jobs", wrapper.GetJobs)
 	})
+	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/events", wrapper.PostEvents)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/detections", wrapper.ListDetections)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/detections/{name}", wrapper.DeleteDetection)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/detections/{name}", wrapper.PutDetection)
+	})
 
 	return r
 }
@@ -5343,6 +5655,471 @@ type PutBouncer503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response PutBouncer503ApplicationProblemPlusJSONResponse) VisitPutBouncerResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetectionsRequestObject struct {
+}
+
+type ListDetectionsResponseObject interface {
+	VisitListDetectionsResponse(w http.ResponseWriter) error
+}
+
+type ListDetections200JSONResponse []Detection
+
+func (response ListDetections200JSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections401ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections403ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections500ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections503ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetectionRequestObject struct {
+	Name string `json:"name"`
+}
+
+type DeleteDetectionResponseObject interface {
+	VisitDeleteDetectionResponse(w http.ResponseWriter) error
+}
+
+type DeleteDetection204Response struct {
+}
+
+func (response DeleteDetection204Response) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteDetection400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection400ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection401ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection403ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection404ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection500ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection503ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetectionRequestObject struct {
+	Name string `json:"name"`
+	Body *PutDetectionJSONRequestBody
+}
+
+type PutDetectionResponseObject interface {
+	VisitPutDetectionResponse(w http.ResponseWriter) error
+}
+
+type PutDetection200JSONResponse Detection
+
+func (response PutDetection200JSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection400ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection401ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection403ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection415ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection500ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection503ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEventsRequestObject struct {
+	Params   PostEventsParams
+	Body     io.Reader
+	TextBody *PostEventsTextRequestBody
+}
+
+type PostEventsResponseObject interface {
+	VisitPostEventsResponse(w http.ResponseWriter) error
+}
+
+type PostEvents200JSONResponse EventsResult
+
+func (response PostEvents200JSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents400ApplicationProblemPlusJSONResponse IngestProblem
+
+func (response PostEvents400ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents401ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents403ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents413ApplicationProblemPlusJSONResponse IngestProblem
+
+func (response PostEvents413ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents415ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents500ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents503ResponseHeaders struct {
+	RetryAfter *int
+}
+
+type PostEvents503ApplicationProblemPlusJSONResponse struct {
+	Body    IngestProblem
+	Headers PostEvents503ResponseHeaders
+}
+
+func (response PostEvents503ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -10006,6 +10783,18 @@ type StrictServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
+	// ListDetections Detection rules
+	// (GET /detections)
+	ListDetections(ctx context.Context, request ListDetectionsRequestObject) (ListDetectionsResponseObject, error)
+	// DeleteDetection Delete a detection rule
+	// (DELETE /detections/{name})
+	DeleteDetection(ctx context.Context, request DeleteDetectionRequestObject) (DeleteDetectionResponseObject, error)
+	// PutDetection Create or replace a detection rule
+	// (PUT /detections/{name})
+	PutDetection(ctx context.Context, request PutDetectionRequestObject) (PutDetectionResponseObject, error)
+	// PostEvents Send raw log lines (sensors)
+	// (POST /events)
+	PostEvents(ctx context.Context, request PostEventsRequestObject) (PostEventsResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -10394,6 +11183,127 @@ func (sh *strictHandler) PutBouncer(w http.ResponseWriter, r *http.Request, name
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(PutBouncerResponseObject); ok {
 		if err := validResponse.VisitPutBouncerResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListDetections operation middleware
+func (sh *strictHandler) ListDetections(w http.ResponseWriter, r *http.Request) {
+	var request ListDetectionsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListDetections(ctx, request.(ListDetectionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListDetections")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListDetectionsResponseObject); ok {
+		if err := validResponse.VisitListDetectionsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteDetection operation middleware
+func (sh *strictHandler) DeleteDetection(w http.ResponseWriter, r *http.Request, name string) {
+	var request DeleteDetectionRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteDetection(ctx, request.(DeleteDetectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteDetection")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteDetectionResponseObject); ok {
+		if err := validResponse.VisitDeleteDetectionResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutDetection operation middleware
+func (sh *strictHandler) PutDetection(w http.ResponseWriter, r *http.Request, name string) {
+	var request PutDetectionRequestObject
+
+	request.Name = name
+
+	var body PutDetectionJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutDetection(ctx, request.(PutDetectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutDetection")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutDetectionResponseObject); ok {
+		if err := validResponse.VisitPutDetectionResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PostEvents operation middleware
+func (sh *strictHandler) PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams) {
+	var request PostEventsRequestObject
+
+	request.Params = params
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-ndjson") {
+		request.Body = r.Body
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't read body: %w", err))
+			return
+		}
+		body := PostEventsTextRequestBody(data)
+		request.TextBody = &body
+	}
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PostEvents(ctx, request.(PostEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PostEventsResponseObject); ok {
+		if err := validResponse.VisitPostEventsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -11573,271 +12483,300 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs5sij4KwieE2FybvGhh326qZiIVct2W3P80Ejy9JlrekWwCiTRKgI1BZRoTocj9mt2/2M/Zb9k",
-	"A5lAPUgUWZRluXvGERPTFqsKSCQSiXznb61QLhIpmNCqNfytldCULphmKfx1GkUpU/DPiKkw5YnmUrSG",
-	"rVNBzi/ujolMzX+fEYovkrb5tbugScIifMIVyQT+0Om1ghb7RBdJzFrD1sGPP/SeHvQOBoPef7WCFjfj",
-	"JlTPW0FL0IV5w47aClop+0fGUxa1hjrNWNBS4ZwtqIFrQT+9ZmKm563hs+OgpVeJ+VLplItZ6/PnoHUa",
-	"x3L5C4+YZxVhyBJNkpRN+SemyJJHLCV6TgXp/4Br6Zgl9o8O4a9nHTKV5gWuiIGIKX0yEhRx4VaNo5H2",
-	"cDidTqfDwXDQ//EZoSIisRQzlnZIKDOhFaGacK3g25FY8kjPe+SnFYnYlGaxJioL54S64WDGaaZYRJZc",
-	"z4meMxLzBdfE4CoibToSSSonMVuQKWdxFBjAqSBczJjSJOaCEZamMu30yDsRr2AEGi24IKmMGVnQFVFM",
-	"RCMBy8vpgLSPB0dE6jlLl1yxgCznVLM7lgLwdzTOWCeA5TEazi24I0EBtQ5arnEBoUwjFhEucPYs4prE",
-	"ckbaNDRbQsaIhphP9bjTGwlHFv/IWLoq0YXZ0huzW60yKVjMtYZTGiuW08JEyphR0foctD51F5ngQnTN",
-	"koHAFhwe/MSR/D1EODGPdlAgX2SL1vDg8IegteAC/xrkAHCh2YylQI0vGYvewsDeyeA/2yZLqNYsNR/+",
-	"nx9o95+D7o8f7X9vet2Pvw2CZ0ef/7PlOwfn07dSsDdUh/PNk3A9Z+TFNZ0ROSWUpEzgQWAkjDkTmsyp",
-	"6rnNmDMasbSA+XzaNSN3ceias3k4GPiAejf5lYXaIWTtdJI0i5liOiAxV9rQ80RmImQp0HzPzzN2YnCN",
-	"YSy4cH8eBBX0nnb/t8Nw/s+b7sc/+dH717OYKsWnPKQIvw/FbDploeZ3Bq/ltw3aDbbvOFv2aoi++kUF",
-	"z/+Zsmlr2PqPfsHL+/hU9dfAQlCzVMnUD+JYsE/6JoQ3xg6uJGV3XGaGLcwYaQPzoUrnzEnDDlkO7wUe",
-	"Z9yLcf/1teFv+UFZGxGYn//4HxhaK07lAP50x/LAeyz/esWYuOIi9NAhcEuzMwoXrRgThnkb/jrVzN4H",
-	"mpdIcg1W88WNgtHLAE9luqC6NWxFVLOuGcBPWVcyS0PvAVHwpEw9pA0nODY0RpViKZKXcNtotssA7v4d",
-	"SqEpF1zMCNedgLDerEfGeGkMQ7lMORufEEp0Snls3hr/aUwW5qQzVYzSHk8Zi4Z/GtcSAEK6J3f46zWd",
-	"+ZatkVHpyonC1eOOqCxJjOTApaiFSNNZHTgHNeD8QpEeq/C8kku42omWZEm5BhmBknBOxYwFhJKfJYmy",
-	"FA863uqKjFpHAzVqBYaQFlJp8nRRlY6OBqoGcDNHHeRHh37AuZ5zUUPaufjDheIRQ3I+O39+WSuuDfqH",
-	"x3XA4Ux7HfRrOvuSK3F946ocfX26z2YolUihGNz4P9HoEkU585c5DkzAP2mSxJZr9q1k9b9+VcjZm7He",
-	"C/wKJ93ktFaCNJLRgsaGGbDohIxBSFNjuOMUClUg0IGMpeE7qqToGbHlTIppzMNHBf1cE/aJKyPAximj",
-	"0QogeSnTCY8iJh4bi2HKIiY0p/EThZJsJJkiQmoCYiKQM4B4LszVTuMXBsGPCeYpQYnecmHF0juWPlHE",
-	"nLYTEKONDDynCh5HTFMeI8hvpX4pMxE9JrRvpTnBM0OWt0IuBaETmRlVBSC6lvI1TWfssbd5IqOVAUne",
-	"WcEU7n8H0hsqVvYUq8eE7J2DJqRxDHuaUm1hOzE0CJhcUkWUlimLeuQ6XRE6o1xY2eGS6XTVPcVbi4VS",
-	"RCBoo4wNaym9scnAr/CT/OqZsKlMGdHpykwME/UqzHhD9jGLei9opucy5f9kj0xqRoHkUekQw46+F/SO",
-	"8phO4kenMzycJKQCOIhQS6NuyCUKvRHVdEIVQ6tGapizATKwGpMiNGVEaR7HJJY04mLWOTGbUezEY29s",
-	"ksqQKfUtUFm635Ysjrt4w5FJpknKpgZbWhIlFwxPSXGMwBZh0J8ptueF+F4Y0U+mmkVvWMTpNWDlcdct",
-	"E2aFvfwm0vSWWVABJ08UOUOIugbCHohBdniwu129BWU/NWNpjpKKYHop09vSZjuhJmiJbDFBMsqVCi70",
-	"s+PWprYTtGQ6o4L/M9dTN0ZTucKxKazZXyQo7ubl09CNw4RRsD60JrEMb1sBmmlaQSuWRtLW81RqHbPW",
-	"x2BzxlOnqmwum31KeMrUDdVNdaagNeWp0jdG7Wr+zS3He9atAvWDDa1bSA1qjNUwvKsxauKes9eiPGiB",
-	"jc2/GYVQ/AHhd28HhcJVwkUZso++rcwirl8Ina42t4GGteRCQ40C1eYTP3ODUwKz5ho0K/Qld1mSNhUr",
-	"8perd2/RzHhC6EQx4fSriMVMo4JnZtqDOpCXbgXLsdt7wBWmjBZw8ajpocRd2LnN3GwyNQogoj1wO5MP",
-	"UbuzFxTlturGcs0W1X9s430lEimYAU1TCn+XbEcNVgLz+aD9Cc18m7AagKjmEx5zvdrcwF/mTM/Rgq/J",
-	"HUuN/k8Mz1TOaM5VLn4PibwlyzkTZCL1HG7ulMWMKqZGov3m9C/vLntvzt++u+xdnF6fveo4i4OiC0YW",
-	"9Fez2VZ3l4KRBRfml4SmOiCMAxxLujoZiay4k3C+aZbCY3iZtLNkltIIiU3GkREEecQ6JyQTKIADXY1E",
-	"xO5YLJOFIbVJxuMIDTnOJgqLNkqEuXBSZidcMY12dMfWpOHMJZDgL5jHy8rAV2EFliqyL2h4yzRcwpOV",
-	"Zs6rkbAU7LZkmsoFyS2Fc0ZTPWFUk7Z5esMjMjCSAWo8qB8hIaPBpgktXmYxO0P4fMQIB5FFe10cYSqX",
-	"kWLhTquqee+KhVdMay5mynw7l0oLa8fYGLgxHwAOzZyK+hBXSy1M1rze/PDbc3mJ3/lwninLY6q08t78",
-	"TBZMpzxUhBKHvpx4k0zNDWe9eHd1TfpuF/p3B30YsWs/7QREZYsFixrTCMy8hUgsl/BfBtZZ5IB0HMUy",
-	"gipd93yoX/KI3aTm/vAcoEvzO4lYyM2oqjJsjqAki2M82krTFYsIjkZorOcym81HQoN2jBBSdcsi4Bfn",
-	"SWnkdsmxCUbTTwkVsBSF9Ns5GYk1TnLLWKKIFPGKUJz0iSIgS+TO3ly8ZWIq0xA42AK5zU5C991qztLn",
-	"yLJyhLfcE2f4ludqa3robtnKTwG3bAXo/J/uacK7/81WJ0TNDU8GxAi57H35idt4q0qjzTBlVrAFReci",
-	"yVD7iSJu1kfjixKqrMN0Td+wq/gaDrMaVGydamOIBf10jl+WDfZ+tK1jbAuuHHvbFIGN5sia0lSYpalV",
-	"ORux/dmNtf/UGwPAhUTKBx6YRSjFlBvdOiBcEFrwpADdQpZtwbFeUkUsZOahIO3NQeEdPFMosHBNBLj8",
-	"Ix51hiRLjOZuhJ7iVk9YymVkReA5M+xp5QYMyCyVS6PjO8mdguyidBbemnF6ZECWcx5bHRnxb2UZa1op",
-	"nTOr6xY0tFvUdC8G+R4W+7OFEt4n5mLd89h8iQjxyIdi62k4o5rGcvaS+TgrjSL8ecPSzViENxlXYLGx",
-	"zoLS/pXiMcINn/nGeioTeJ67s7Ud2WYVL/HNbfzZvB5lsf+hRmfkxu9ZGu+mQMt/zLs5zEGdjSEHo7r8",
-	"Lbv0misPwzKb0Vy6K2/4rlsIR/YCtLGlTvNY0JiHXGYKzCcqyf+YMMFnYociciYFHsGdx7FKkm+srxoY",
-	"mVHc5RTVduXc2CdEsBkwuwmYHQ2pVvHY0DQEGhA4Q0MpNDfYNRxHgW6ewic8Mhp7bHYrN9H4ViukbhbR",
-	"hEup8osdDIILxyB2bHLZolSz2es8bL+9eSWXFWEfdXOFzMNeHk+UEcJ6ZAxCazQmOkuFIiA8G53YybhC",
-	"lsP3xnfHNxOu1bg/vnuG/yJc2FurJBube2skrEA7JGMVyoSpMVLLmmSt4Pqyr/yZJ2MwKshMj8QYBORx",
-	"QMY0XtKVGkP03VhOp+Me+QXAsnK7keLJuuRvdGiaspFAbRsC5MYl3WHcI6/ZVBOZaQjQEiSDmymw/kRE",
-	"PoyN4veGBZVWCVhOp8BmzErAUGuA9hKixaNfOjYgKo2RoDYSBOcyqpzT6g+PQaPP43GODsvROM98wpDd",
-	"sl2TPquf9OBwUJ21Gpt3cHC4UyWxWCtQUMDlOwovRMrD+ZWmOqsBHGQ1mWkIsoilvM0Ss5uGIs1JA+oy",
-	"f1hq3GRDRtReJPuaNHJbgiccDR4Z5kSWc4wItXCBy/KWJ4lRtYcii+MGFvM0ookBWqdeUpKZDqUv0E/e",
-	"kjZ62lh0AmgwI5FEKsUn8cqwZepsr9YJgsJsKO/AjTTPkdYJDAe/mcpMRKQN0uOMK239MTI1bOLi+tKG",
-	"onYCRAFpp0ynnEUkppqlEPNrV0/alKiEhZzG3UyxgCQpv6OamVciGWYLJjQObiEAAACNLDKSciZioyu/",
-	"ef/2/O3bmxdvL8/PXt1cXbw4Oz99/Wdr7arY5nL4W27vgpYFxoNWP8uuUEqBeS/dfkpiyoW5XjcFCLwh",
-	"o5J4U7p60O3mF5XYpwZSObwV5JPkI24Bs8Y50UCOXFCR0fimwZvIVLY4xvZS3wtXEeKx+Xeazr7EUGCX",
-	"sQWZL2log/53ILN6XF8sEr3CG1IY5c1rR62McTNN5cLPgiwHx1DjSkisoVgFVuQTwhpMyYQ5wj7tGTlH",
-	"HuZWCnkscY6mBsUKIRrFnUFMqGERUx6ihSxnmeb/0fWOQWvrWzxjEhh7HL+btoYfGs38M5Otzx/Xx84p",
-	"3H9WGxHuLmhrCLkBzNe00QQbFP9QQ69f7ZZU7IyVlfnkeg8x5+gucLvlpP2M+7x2nSvR1JSUqxO+bXNq",
-	"h++ZUTv24nF7M5FLqy6vO+pEtPdWwh3UgEy4iNinzXM+6E6oMgddKlBAXJqJtXL0vKjdesM1u8YQnGDz",
-	"OkMkbMGdDW+uoq7YGo9DQpZ5jSozNhLSFIODuN8X4TdfrF/JoNnu2nVB/aEaRYzAJuhO26kwc4+5L3cG",
-	"igisf1mM34J4D0Hs6HdMqFJMVcSnVnCf0BPD/71nBMbyWbmcm7nwmKADxN0oNn0Gvq9Ip34jmF1dPUED",
-	"gTn3ELxtZjKYOSHdgwKTOerAxqn8BD91l36DA4kCgrmnMppGflSg2gDm4S6smMDL1n9UWrzTXvElxbQ6",
-	"Ieak5yZm504ycNewgJIfVM5mPoDORcRDBs40OIgGU7FEbKlyWIejx4oncRNdu3hRatlfFYoDt3ORd9sI",
-	"VYY52aDBEzKwaYX5Fvq3DtawL1MF/rzvBQlnwtGKm7ig1FLMid0Hi4iCUorj4+MifqNyA9mcCbOGGnZd",
-	"kgAbXKr3MRw3cc6n2R6+eXTnZ2Fos2ybfbWgn26iVCY3ak4xkKn4TmaTmPmcJeYjZOw3MRM3d8d+gl9/",
-	"7VnNuagzoUs4A6oJXt/ZV4H4DGk09q3dy06vdbzNfr95Zb2/fI1xQ1Ss4L5ZyjQiKYuoAbXXCu5l83cI",
-	"qrX+GzgrPgBH9L499G3YBoEEJYk3x3SFmusO6cv8kLhLNlR3hhOoOWexGYQnKjPiMITQFqbthC7mNPPb",
-	"FM3A93FIh7WuBVjyl3gXSnxlt839Ppxj88hW6Q2SKoxwZx6bS8PuGFgEUzZNmZpDXHTKFvKOOdMzwcCL",
-	"9oCMssHgKLTf4x9/Jgcn5MAazM3tgjeznE47J7mwMOg9xTyvMM4Uv2NvnI0Ur4lNxlKYVL3JzjsYzpr4",
-	"sGlAzhPH2wPyZ9L/ITAizp/NEdxiRu4eBE1ZWR0Az2oAODqsg6BqUvaDcD9uWGZvVXjLqYQTppeMCUcd",
-	"TEEyIdojDhbFDh/Mt+kDa2yPzjDC3pDfisxASkOBfQrWUzS+lFPuDBbqeG098G1IND3+Yd4Z5qSOkd7o",
-	"/YGEyiI42J0AMPuCIR0TjiHkqAKhEUS96/Wy+bnWSUDM/ysiUzLlMbD9tTUeDo5/2JVXWGX9FZ5fx1wf",
-	"wmn7hd7aMuHt57u7oKliKbEEfoJUYzUPFx6C64dYqU1vRijjbOFRFkN1NyT/ZKm0MjS+5+Tokia1rdJC",
-	"YIe/Ed7SAjCHHXiyIpiUg+EKbb7ANVD7c8dv4JQLl3W+MTBmpyiW0JRqma4R0+4QDltgwT+4uuUJYAJj",
-	"8dCR4VcsF1zcgHFocyi4tYfE3Eilm4ZM2ZKlcLR2YvhzDTVdZmJLuEgD2S7KMD+nsSC/n9hf4w4ziiwl",
-	"aSbIlPKYQXzSkuZFV3rkFFMQgQFxRd5fv+wePLM1Vl5dv3mNpRHMxxD3goYY0h61XOYifnFCQinuWKrN",
-	"GTE//TBqBaR4qzwaupIoxNSMWp0TMDhEK5RJnRwHlV2UM5fklxccPwAG3h61hMQaMO4NMy1Y3Q2B5KlU",
-	"jqiokkJhWRfMf1Aum7Hnz7cRXM33dEyC6FKjyjUPlzarb/junkqGe/0mn2NTRUB8HQwGa/sBkXjcyLhE",
-	"poa3tPPnNk7eXFyExvEe4e52hNdcsJ2RXgZ8Iyg21qg0Tff1LKvc2b3hwFzIiE8xzg7PE2gecJR2OzEh",
-	"xLUEUJW+8nlzCnJUUFZzkOMUWKgoPiUWU/hY17b7Yz1/89/baSb2u7YNp/y8M0JP1IBi7pg8k73ZzXqw",
-	"caNSYR3gXJDEXOgR0exTjfkJrjVfzB+kQl1I82qKUTalVEdkWe1xH4xI/UEfrOL9gz6GFY2DkRj37b71",
-	"D/sohI9PyHicG8WWcxljBngH4mrA4Gjuaih1klA9D0YC6lCYp/YyLxWwGkM+9jgg43LSpSswtWmTMeer",
-	"FnnAROtRh+ktimli3QFQukixmIVaGlmiGkxRYTc17vR1Yc4q3luc5V53U2hTpjyizH29S9syUvfKIf3Z",
-	"KKabIE8yHmtf3ZK3oGSCNdm80uWiYoG25NTbJS40OqoAW03GW61f0UH+sW6xeSDDHvaPwjO0vaRKmZZ2",
-	"F9lp6O4DqO9jtfkyfFcuuZ0BzW6u2gVcFpdiHW63INObxNDogvXjObeabznLr1yI/Z5oLyUr+L9qJoxX",
-	"M5YsawPma9m8yy6w85XOXLGGchLhQ2T2lTPtygT+9GmdiT2X+suK2MBzICoZYbtLQpU3NYeqGKOSb+CQ",
-	"sNPw+koKtkqkR8bQYVLBYb6DGRf64Jl3CyvIC1qfujPZtaWVrs8uwDISPeio759fbPqVw6SFE21b8Cu+",
-	"L5XzZCc7rAJ3DitOZKqbrjRJpZahjCsB4J7lVKery3fy35WMiT0k73VxOSkSm1p2bSWwi+H9qJe35ZWB",
-	"zoKi9dLcyT5j+avS8atux0Nmp24TIDxelrzewfYSB+dQ2a5GcM4l3FqZsJHa2EyOgyG3sn6E1VUbaRwn",
-	"lpcnCTbjM1D39xSCmyiW3oFpNq9V1CSNs6pUr7k0wDCR673W9660TBLQ5EDRajjL2lfblHEQ0NsyJcCb",
-	"CIvZggndAVvKnIooZtEJSZliIsIcdYyX2fcKz3FZ0SzX4dzc1o+b1cFc3V7UKmzBXpvzK7GmME11d0lX",
-	"AVpzlmCEMsuJSCQFIxOIwhC9gmoumQIn1jYSaGot22X7WDd+NLZolA/jZ58FYw97TaPtscvxHba/yMmZ",
-	"s5Wuq9NZ4zROFxLvtZU0L+KCb1uZoQ7cl5THWerhwjTdlolTCf8oBtzH8GPDy/2RAfXhEc3Tsb8Qi2BA",
-	"WkOlg7kw+NBazF5liwX1xpmD7a6xGJvTlIe4p7h7ew3mdnyXHmrBLE3iW+hbuqjzQdVfytaQ4Q+kgKSk",
-	"/WyI7pvJqvlN72DYuqj7qKrl1ZX1imeHB8fH+zkAtwJZum339Lq9E+AfFTNCXfFfRVfK1mikogi2S12q",
-	"jMfzthFHsU8B6cAK3RsNAUpTn50/vyRtoxCRCddYFu+fLJW7egDssmtA8a1GWlxJpK4C+tx6xYVcnhTF",
-	"d8mCi0xDDVz0g2Q6S6vCScPyXdXZfmKYxmALKmNcBr4M/2aFm95Mq+UtE3l18121FXo3w/7/AUXff/zx",
-	"83/W+Phrc8l318otW1+eejwMXif/az7NC1LnBajVehnk9qh1eDwftTpYw0jk9jxbA6HYmoMBWTGaqh55",
-	"XkYUnT1ROequr18HhMWK5QEKUjArKW8vjhz8th638tGjXnnP8B1LU9tVYh+zTBTdPNyueB0/X3q871Nw",
-	"b4+DaVMtvi4WfEbmCxnzcLUnwzWCLvg3DB5sdwRUtU+MBJ7KTERdnfJEEfaJhjpeFf05wB9gvttkwXmQ",
-	"2QYfxVJyEBOdCZtLYGPeFQQhliPeq+HuPl19XrIlbVUaATm55Qm+RMvAtq/AelBS4r9iqZjGchKuxIU9",
-	"V+3HDXKcQokVQ3dPcQWv1ggpgD0H+sdaaiyb+vbgIut2wDwm7dnTp0dPt3c72I2DdXvgQ45efzBdItE+",
-	"zDRswuFsgdLPQaumvM5fJBdY/YGK5pXFioIU24sqBK3UKi2bnEVMtUGVsq18gL24ZBXgM7Yhw6h1MOjj",
-	"1Thq5fUm86Y8u0OR83j9+pykMlHvtw1RIlO9zwFNNVRAaJTrxadQ97f2pvCZ/HcNWjbp+nJboUyRWK3l",
-	"Fm0x+taQtVunx2ceMaU55lERgz7SdlJQJ2/cZCNysXSEEZkMC+seDgaDUauzIeU0P6LVLkKGCf92EDz9",
-	"3C3+6WHDH82KwG21p8qIcb/N054xTPeeSc/O/3IM1Rr8dF7YUzdUmMuXZ+TH46f/5UxyJ4TdsXRlPf2u",
-	"rNHpxTmUokdRc/1i15THvvgyqskSrvZUgpsASnWZc8xEyOqLLBQWuGaBJUVciC8VfUt5ilfX1xcEX/A7",
-	"zjXXcQ0fw8/WY0fW92z9S1Bah5OYitudDAwnz1fg29jL56cXHmPYJFPshi3sruwV3zBlIH7tJQmjidkf",
-	"LlF3RLbFUdRl8NrCFquGERaXGEB9WjL/rhGui4nyNuKy4dfuBECVryXNW4CQf2Qsw6DJNBOCi9kJEZII",
-	"tiS/yok/OhWCt/zRf7/KyQ2/l9nXflkK8XJhYn6SKYfUebrjMFwpuBTAIJ+kMspCBrGWECK/yQEahA+1",
-	"MWoX7plQ3XUs52/scdlZd8NTfIYLFpAwg7jTw8EAavYq0mYCshK5IKPW//d//d+jFqoeYaY7u6UK68Ky",
-	"kU5bPFmXkOnorReXxbFLmJWp9W9ELNaUwN1dKsHt6h8aRN5YD/sm+stPm1BQyV/bVbc86WJEO427CUa0",
-	"5fUVanW2F9sSms12+xW57bnLjR3LgCzPOWq+sBkTLN3bcgvJRDelKNPm0T0uCqcmjqAByHOq5ljaylkS",
-	"1ZwePn027PW8F1BTNdinADd2jW91/TePfYHD4PRXX75xbRhBE93Vaq2VOJd9uWwRbFAEusCOrNFSrgYj",
-	"ZMURKm3INh3ZosK269rSITKvwJ/KhftNYZMW5B3g8gWiw+yG4iUhbV9WSOaPNhmKj8K3C6XNyXjvCtyW",
-	"kX7+ksKeJQLbwZCnPI4VuTvu3z07wY4LmtofaRTd/KkfsfjmT4QLpRn1oI5+cWuQuiNlpt9LsWi+JzD0",
-	"s68ytEHXV4Iahv46UPOoXpzZUmul4cXr4rKeb7eUFFYRqplL+NtmAKmt3rKnRtocT18F/d7uH86Yk6J8",
-	"Cwv1n3QX6LaHNad8VTbiSeXovb0jdvPZ6uGv11nq45lecV2OY2oaLOIFQiKjzKscuvbHy5Rr+Ad2kfZZ",
-	"38txrJvR7av1HLfMHZXtqY1WiLzPp7b3hqfWjGvGYU9wybuG5Lb/kTaLt8d6/zrdDtBitYFFmHeP6kq2",
-	"36cHSK2anuQOpN3OAVTUzC16U9ti4m/r/SQ0g+Q781Vu5C2VrLG15RopiX5N8IwKKXhI46pv6utHcmxp",
-	"tPFTtkggYdHa2lBgc0hxAh7XisXT+wTqWZOgVVLtHpYl19JifbSVW8R3Gr2/MG76+QWMWGf0bnSfuNv0",
-	"/OVbGKCBsTtv5ryPwdsvl21kOeQhyBZbpaV5Uc1oGs7N7eE3xlQLnoGpwPD5ag/oIdF0pshGI+hgrV/0",
-	"WrlJTKDNaypjTT8oxAFUudZQ24o7Zr4Az2W/6A2e9ygtVZpU1SKUQZ5xq/hsjuWbi17r2FPdEfzDBu/c",
-	"pzXefcK6pWZ7V1d1qGias3qfaqwPU1XVV7bHlpK0QNU23iuvs/4QPESvttJx+nq92rC66kVN0cLT9SKF",
-	"1dqrmqYzpoPiKMulWDtqvjrY+bPmbevy/pK+UMzHORIPRvl1JNmA4IIy8nzb6S1JGcq4JuTzPvKVlStv",
-	"6upx7er4US+fWebaoARwUSuTtNfordNQwtpfRvILJmVIA4vq0lpqNuklDfW365X6kHk+2+qdVpkH1nyn",
-	"KVQrqalyet+soV2HqGYb7lXGzJ2mkhf+Pz4Muj/S7vS0+/Ljb8/8wZxr52ad0ZbDK1UWzglVxEZZEpmS",
-	"Uevg2Q/zUWutGo0vJnL9BFYD8waNgh+u5S0TD6OP3Yeo92u3mKmHUhFTayzYasM172xt6ybB1b2j+R1g",
-	"uNT6rllyGO7LZmqYdvvla4kepkw3aHy37rKHIT0ZUA74e2WT3yc4dTM60RNgujvaujY+8b6bXt5v3xZX",
-	"mlfWRtx4ykRDt0wbOxalEtt4+FpypHzGa1Lb2YJFvL4Saya4x8AAM9oKzTIFJ7N34ryntcfSKzWNC8Ur",
-	"ydScKEmmtOofryt0WlOD00Cbr7e6OgeNbwf+xtnSW84qtQVb1xv1YRfoPk+UbaWivOu3td+3iqxXbx8i",
-	"mnuteP0WIXTtzbqUhutcPSbLuVRlrdjV6d7s5lDTsSHl4XzBfAXKfJgcFv1RL5+fXoAKfXF9WeqlU6oQ",
-	"F0AJLCxjmLAUW+zkPZLTDLrBTIy6nve5adoBotzp54HUCdsIYqvnnMly7QO1h33epmt7YL2PIFcEK9Vs",
-	"mX1j+wnYYSBoIsXbHkCgURKug7Xy+Lm5tJmyXNZjfY73iCY7mfzz04tHM2QUPStu9uqb4ZSHz1/Yf6N2",
-	"nPVkxDpDyRr8ZdNJTgNV3dWcEtdQzzabKo7DJvuGNLAwS7leXRmgrduF0ZSlp5mGABJYDYTNwM/F9sy1",
-	"TqALAJb4/29fh+DTvAHALVthPgijYEwFKancP85cHza93rCtctc7IFEoRuo8S9aKmzcdLqCiCTd/f/4M",
-	"bTCmchMm7FlNzAVnLkRlr9Hzizw/Dyydto2WtbmwFLgiWi8tW9QyjkYCYjQDEjOaCpUnnodU2JRDs17z",
-	"WCtCDZ9V0LknTVmo4UiCmdMWIKZ6BCWYYxbNGBYKy8Mw4CxbZKm8oTQXeYh8byRG4hqCD3nMnLcKS4MZ",
-	"HpDSEALo+zTh/buDoV13jvcA1mpELQPTSOBjbDvWI+ZSc80Mu4bYqeaTmEGobwaxEJU+hVzlbz9RI5HP",
-	"b1bLsSc27sqERWTOUgbQGxlQDbFSag5XrtCOP3Vtv3ED5HhIxkk2iXk4hj5mYcoiJjSncScYiTE6IccB",
-	"GaMXEloPRgsuxqSNlIy5hK4wK6wbIsojhpiTgqmRsN4lriHqfGw3YEzatEzaZh9KHbArE2DhrZEAyjcj",
-	"K7ZO7KWRFJ4QV0wSkvY6PXJaWt9IuBqbC66UeQkKD2tyR2Me2R1T5HhwEBCKC5uwWC5xVW7mJ+aNo5OR",
-	"mEg9h15SZU9aXhxO5XZ4KFNHU+Zat1ENe/aK0btVeUHtYp/m5tkQ4hTHQ6LA2grjsU/g7uiAmEHJlC1H",
-	"gmpCiblTSdv2grt6cXp59urm7N3bs/eXly/env29c0IWBsQl5dr2SjZnBxsuj0T1u7++f/H+xc0vp+fX",
-	"AXZyRsyQp4MjtKeOL5lOV93TqaEPg2NXIm8kEqrnpQp5DuEFlqEyKVTTk3Fkjvbb96+hPCk5HgwAMRBj",
-	"roaVAHmsX5oH0Y+h+BHy/b6NqP9fvyopxoDtkWiPbTD+uNMj7wTD2qgCjgWMuzRnZ2jmtOhwRQVzEqGx",
-	"uV9ZNBJQig+hb6uV0PQT7IViCyo0DxWhMb9lnYAcHxzZ0WDPc28N5OCYx09HAp+HWC6QGOZbJa+i972m",
-	"tywgx4NjmzVCbJl5ksoM2gSOBN5HPTLGWP4PH3tQaGaMCPVXT3QIqiub2KkphEjW6iCavV4vhNg5wf1S",
-	"W2sXBqRSulB1RoLGSqLtlIxjLtgYMDzGepJjLKcY85DZYD17jZ0m5k7sHvYGpSwCe0+VHLHD1kFvgO/I",
-	"hAma8NawddQb9I4wFXoOt3efZhEqnjP09+dbch5B9rHSp/CG+cYdcrCKwBUL2CluWAop+lhwHcs576yX",
-	"t1k5x2wukAgWp1wlrG9oEFThMUoy/XKee//o0LBrYJ/jTn77r4FmhZga2I5qYPONBFHTlYGaGav94l+B",
-	"1f5fz9B71OTV14byoPpNasM5YTsPBwPbLkxbNbDMM361ce4F5FsVZrPv4DcD8WjTfQwVms1RMS8WRSI/",
-	"B61jBMM3eg5u/ycaXSL7wU8Odn/yXtBMz2XK/4nRzk+bzHNuOIGgcZ7F83Rw1GiqO8ox7Q0kX1fDBBR2",
-	"XHIsZwERbGk4KGhHThoffmjhufoYtCpiSGvo4p3MmH17k/fn5aKEiVSek3ghlbZt9IsShqgZMPMkWjXY",
-	"+Dy8u1LP0IiPreHxYaWy4Ic8oOrgh0EpRuqoFPR0UApFwlEMQRbVBFtLNjmo1ucbtvwsqhlJFiv/XFWL",
-	"XPxv9Swc1+m8j0qkxwcNyO1aSmhZgh88bTKLUfhkqln0hkWcXq8wDP0xj4RVBpFYSnrdh4+GDooTg3GH",
-	"aE1CsnNlLlWADbwc3eXiI1ilXGUhd6bsHL5T5R5VjlWap8nYy209QRFFX2ipEGIPGCt/Qex6HiwloIw/",
-	"NkIH7g8CPYZvL+dMGBGbYbP1lCjN49jKeSB5UJVX9bRVNWg5Krzj1jwSRaR9MVFZ6VVzmcVRKcTe6nUn",
-	"CLpTAoxsq+jKKJZG8lUo75Kx+QNFDCf0Hw2Oeyjgzo0SWFoFV7iQkYglxZQmo+5hhzUbDEQJFBVHOaXK",
-	"rX5mjlnZCPsN8cFb9BovaXOnpLtLo6I9fiR+GwHvGQELy0OZUxfwl3eaL+FcIcxFtktpjIPPNRLE5r1f",
-	"Ls/w9OnRs3td+r/Qr32Rr6V9eG7z67zLorMCYpZHfhxzyrTZG8BAj3wM9q0lQjeCoUwugBD/ZUWDpnzw",
-	"tRSzbiLjuNTWUq1FZirLe3K9BfnalzDBPLLSSRZrYYvA8eZck0Wm7InLq7JUocGxzPY6ltQGhnY8ODLq",
-	"jOEsxEUpAu0A34fgPqpLodAuSh1VIjvG4WHnhEjBRmJCI4AHOxyULVMIQOCiC4HSeB6ZTl7Z4lgjkRpJ",
-	"HNQzFoG/IgfYav2v3r198feLd9c3l6fXL8xsCl7DohABmWSp0mokkHVC9w9kH2Z+A2dFyy0hx4BjOzMg",
-	"Vz4+/BFRUzIf+FhmScC7ZC68897iXZF18AGr+rYOfjzsDXqHvacDV9R2eHhUDme18alrEl2p9FfrcHD4",
-	"rDs46A4OrgeDIfzvf6P/uSkjgnkbyW6HD8j+KlkPHvbnnj2uWNiE1byU6YRHEYQYPLIgeXx42OTjJJUh",
-	"UwqZofnqx0YwvqFiZTGofudia86sDJOw9l/rsOWKaDoz11z+Uts+sgPbEnWGqWKBuoCsM6Dr69ed+/N3",
-	"tdV285N76QvFi0YerJ8ceBserI0T9yKXskOW9v5Y+r/DaYDuGz1nq1ytMXx+LpdkSlMyYXP0kTMwhG9u",
-	"sdpmHghq7AAYofRTLhbc+4aoquhF5uwH5PvNubqFBaOPGvH2gwfj7XZuF7ZVI9q6ux/cSVqRW7b6vbP6",
-	"QQM2eibFNOboMv7XNTKU2PGMK13uE3/idhNkwCKcDgROcJ4YNbfhwcOswwpr7f9mDslnFJljhgEW1eP4",
-	"HH4vH8ddFij84ncvayDo2794K/VLox58Q5KA5r0eglBaJoosZXqL6VV7UMCGqWKHBo8ei7cQEfQxaNkY",
-	"zDXhPtMPwLK/nEm/hyD7Zlx68NBcegd7/lc7Ef8GLPkMc0sr5osi0sFaJ1X5VNKV2p8fo/+/H8Y8vJ3L",
-	"TLGeVne1Zt13gpFULlGdb5LhSNoUTa4/v7iGAMlxJyBKolU34pCuTdPVE+yizJTu2vEg1TM3poI0mI/R",
-	"/83GB30eG/UfXumRM3DtYjtLuKKgm+XQAhisRXkGRIUyZaSdN2MnB4NBMBJFQ3bybBDkLvLDQUCwPTsZ",
-	"dALI2wwIVcL8341MZwGx1dkCkkZCBSNRxFYGJI9dDFy6Zo+gnA4+cnPHJtDnQ5P2gMjUWlrRAG5B6JxA",
-	"TAZWKB///e9//3v3zZvu8+dkPh8uFkOlxuT99dkJ0XSiwHWWd1sdiQkNb1VM1RzLhqNjHgZiKqSJka4V",
-	"uaaTK2wEzCJiZGXs/OkzqLwAqjkzRPPKEE1rX8b+12s6a+SM3YgS3v3JFUYDNzIQgwW12aiMiSswUzcw",
-	"KGv2Sfc1nXSVQ2gXcV4tBIWkOdJV0hxpIM2RNkQ20lQJ83+GyEbaEtlIGyIb6YLGRjqnsZG2NDYSa778",
-	"kc6pfaQPBoORVmrenaSZZsBORvrZ8VPz8wsEkbySSnMxG+nnL0Z6pAsjFXFGqtKPh6UfbRH5UC5TzoCA",
-	"PC79CTdn3+PP37zKrv5mtgoSxf/1veDFuSI8udEpL7NKZx9pl3FSNnIgR6+wfYj+chVmtznN7W3AE9UL",
-	"t1wDly/PyPHBDwNydvU35PyuA7m5HWyMlxSMjJFRXMrl2HNntLlWI1G9MAw/XbswhiNRx8Mhfb4NDc67",
-	"v0Jp5E7OYdd/HwnMmc/5dIV7e7k1aZuVHh0d/RgY3mrGyGN8e+RKp4wuWGTADaVQmgpNFmwh09UWnnn1",
-	"t+/M0sMsLbmt88Zgbcfh3rUbHMB+uu00u2k3s7SXxcWbb9wGVwxyphhU2WFQ4WJB8PxFAPwxWGOPgc94",
-	"X/x4WPrx6Mt54SvfQXNCGWLtX59FrudXUAW8qG0jW6c8xpCHJIlXX4E5Oh3NaxzGg/6Xq3dvv5/0BzeE",
-	"bysU4fE+YewDtteDli1AHjBTQJRl4P+Wx8VwjRJyHuvkiKjB2Xn7/Pvp2X56PnULRFZCbaxK0RqOWuvC",
-	"fysYrWU4wWuFSmBeAJ2jNfwwaq2pBq2PwcilPeELVRkfnpf0ETO0716EWQpdpfLa4dprxZ3dGh59/vKr",
-	"850RSQsOMq5ERpnrE0tP/1vzBTx7X5cfTBmLtjtXX8IbX9FuaiaA7hA1hlMAMSCTlW1x9ofaVjQtYeV7",
-	"Z5ez3QiKDcRN+Nhgp/oh1TSWs507dmbf+4r7ZqfYtnUW2uyPtmu/sDjuorUR0+mQCF0tGUEmkDHOItIG",
-	"x7ea84REHOJDos79drapF87s7ncX3CMTBOISsvJYhEmhc660hGTQyIZTlwr9abKgEWtCCLk7znucf2ba",
-	"v98Py363sd5Hpp8/AjXkLT6+gKXvK1Gbbdrpfc1p5Z6u1/WyIYVECjU+gb05qSIX+mKuXMZZlGF/1jli",
-	"ojU0Yiiby/gmZncsPmgFrSyNbZ68Gvb7KV32ZlzPs0mmWGoB7YVy0bcf9qH2u5miyxPFtOovqNIs7VcH",
-	"7gmmFdPNc2wMpvaI5fn6x+2SJTEN7XF7yOChugltNNH3aNBv7l6GjYAuSEgD9prBYtpcQJGrkxKbIVyR",
-	"W5boPa6XdTGjb3szYUG5+/Mhb/Ce7RplmdH2jBijy4BnHQsjmptUYFMcrskSEoGiVCaY4Q65SQv66cb8",
-	"dKPmNM0rPud5mf6sFmzmVGYOeV8eWzBsvZ+UxwrwkMHa1b5avthRgd2xID14rWFWO+9TBWUEOt9FvIfQ",
-	"1BDhUC4A+5YJuSRtKRjYI+C+z8sxdL7o7GVit8p9aV5qlI4OuRl+2n46CIomj1iFcVuPx6+an2UXVacu",
-	"mvV+FzW9adj2MnBkaRWP2pzsryl6GlqGFl619Psz09Ct62uqLDhBjc6C4Mj0iXKXQp7fVzSMn2Q81l0O",
-	"HjvV++Nl5kP5nC7IxmRm0e32H//evv81+oPbuf3o4zSO5fIXHjnT+T2VD7tbMKMrOJjncw36h8dFt8Bh",
-	"S2ZmH6c8ZPukZsH6vonYv5VkYcewPOp3Yfxbh9+jCK6rnKR83hydNjhxJQkAXTT1+anr/lE5USy9w/JR",
-	"gW3ubB0C6BSxku8CRJSRGL8rPhivO1I6gc2Ot1lZb07/5+b87c8vrq5vfvr79Ysr0j4YDMibn8hkNRJW",
-	"erDhOUbqgTz4iBlU2rYYQzI+w2PRfSFCGXExG5LZP3kyJlyNhGuN1AkgepFQBWn0BuweObV1oiYrzboQ",
-	"GUoWNL2F7AZbVJO8oOEcM2Sx9SmuHMoXsZgtIDoTUBVYps4ibON30MHUVKQnMNCMhFGdLO83VwEykaKZ",
-	"xkzKCC4CCMN0WbbXeZmAERaIopopW4atQLXtuGFLC3BtV6lImyLoBcQjwaEKA9SbPCBv+E9BuW5W4Mob",
-	"QNWscE5TGmJxJ0LFiqArrXNiqzAAW7ElzHipxN6chbeqR342S7JRp/mazFAT7NsSjASsxHVP0CkVCls2",
-	"DYuepFDpapIyeqsMsyXtPB9Y8X+ykbC1rzJhNtkcpry+VEQ1hZIQU8rjvK0K1FOzjWOWLGUjgYBh9xRb",
-	"iQzKW9m6X2hwzwtIQcE7R1tjrGiHrXhtTSmloWrxDdU3UGlqmPdhEXklt42XRmJJFcEOzBFpW1yBOo6D",
-	"dwLsyAoExjWRAroYO9iVJHQkwpgbqoTQ4UjhuwC9mcMXhHaODOGbXLYfdpj6bCp14bQuit4PW+hlLrG/",
-	"qnu69RFKSiWQSX3UG/QODo7c9Y3lW1tqyRKNWfOHh+WhBdNTbPGYjx1SITBPFCrYtw6P57DyPYNVStzR",
-	"W3u0kUefJxvefHSOA/zwzLngd/rvt7v/P0PBDztfFY3rM1qcrU+JeMO5tI5xoOM5vGa2AX6obATMuqZH",
-	"brjsK7cMzSvRrd03lZrb24ICHkIAK5d7ylv7HRY98D/81oLKea1hq88TKDYnGJZ4ctJkZU+PBoNRyxU2",
-	"pKJUBNUeOeQKreFBY7kTz/olU0Yr9wiB2Oc/5ynAzJbuNzdhWTisQUm5XGJz2RShs0UV69OXIkhAzAvP",
-	"hLZKjyYThrd8m0IR1yzRIArYq7BzgksJaVFNs8Rwe48vv3475FXraXgQU9Ta2EDRNxOlHx9dFemBRSe2",
-	"whQKDnXXOEgU+aUMFzaIHYYXYUQ88JRSfRJfMXIomGkkZaim6nYF2/7QGeVQk75Y6oYF7bMnqqciy4MQ",
-	"lsW3pTvOqgYe/SFvFpo/cAFR3Qlc+a7ba58nqlGqGPvEIVB6Pf7foMumD6w1rYOapi78qzNEaXottYwq",
-	"myXgirgXeWH93yZcq89jK5MraJ5U9NobiQdttjcSJcArnfGcsF90cyqaihkh1teOD2TtRQdFPH9aXH6i",
-	"U7lUeyXJvSyHc2HpIaoBnT1yQWdWcjfSv63AjapSO+9UoCElzUITQ4WugJxf3B3jWjp4bLBXm6t8Deuz",
-	"nxT4uYMcu4TOWDASSqIaQ1cqr8lttRtYP0kzoXwCrY3mu1D/XtGif7iKp6VWgTtKnqYgsPwbpHkhStbb",
-	"bZZZdKLuF19ZOf7bjObnF/urghWp9CtRC/SyqRNZbduAWwHMD0r7l5qpfHfnbDoZq/emnELwv1Mv6ult",
-	"F2X1zT2U8ojtjh88v3jn3n1AgvPEH16Wiih+d04/SAkQc7gWVGQ0Jm7D96YhK1MWXiBvHJLrAGJnK0lV",
-	"onzEnyjSPzo0MmL/4PAHlCCd5fAJRGNs+JgejP7uWxI6cq1vNi1XwY4IuFIbudbh4GiwUSawMHGBDCnI",
-	"hCrbwMbJuW7y5l6rHF+P7LOqY/3ogFyuKQHffVff2nd1xfSDcghzy/wqJ2qb2PIX87xRmIrR5bMUuzNt",
-	"RqocliNVDiuBKoNHDlT5i5xcWZzWEL9F+b++XPwTDW9nKdTGNYRAJivsiActUjQ1qngeW2GDUYpddlQG",
-	"JLRDmIm50ttjol7DG4+R1/qWLlxCUtMSjwKKD5hF/MFiScwyS9CXtw3/brJvjVNXXmOk+L9t6sre9Q6/",
-	"ba5LQRdNyGJnIot/9x+Ob5fOrZ9tG9CfqLw30Xf11JvYst+u3zemsGE5QUsz3yQezdFJa2jQQHiisoWz",
-	"QbvSNeT9VfOck5xAv0kE2s7jYa1fpVvsuyz/u0oKuRc/Xr+l++VOudtY9UVhBW0i3aO33yvbt/QnDflj",
-	"Rpr/YP8C4g1aobor9WDNQwO+pnyPC7MnIdhe82hKFzxeVeoUDfqHxwFP7o5H4nAwOBhGkx+Gw/7xD+a3",
-	"Z3sXRrDzJzHla/Ema1OujdyowMLZ+fNLYuPQ2vqT7gQQrQHhhJv1wtqVNXcCYnDHYxYVTq6qxp839Viz",
-	"m695XF9c05kv3nFO1bzqpGMqIP/IpGbRCQazUTFjKo9HW5FI9rZj4fuN7q0/4HygJRZSEoTQlcnUo933",
-	"hifVeoq38aW3tov4vQ2Huz1wP3H9O/SoWGx9F1kbelRETih7eFRqSXIP74ql0C83cd+fUr+7Yr6xK6Yx",
-	"8W24Yjb0ny8mp0IVCr4S7T2AGyZl5uyyqPXdJ/Jdj3pUn8jeR9XcE7bRdG9FF/E2aeVdwsTpxfl+Ni83",
-	"6JcVaZ4zYmcnkQwzSJgp9b1cUkVmTDAsMD5N5aK33jTqYzXlkGPAXErDsvK5YJr6sIVFkxBbRTuHLdb9",
-	"S/fSYxj47WTNzft2CX9E235aIDbntu6nHeKQe6+xed/h9Xtxqm9ksE/zDWiy1zsN9rX7+YBNW91RrOnW",
-	"attzckE0+6TB+gr5JoYnfleGvPb7rTjbkw08jFW/Ph+i1FIFgW2PC3PYGLIJuVYF+CPRHq8T2zgg4wsZ",
-	"83A1tiHPeikJOK27OuUJYZ9oqOMVZnRC31due1kDGNAOlv3DSAdgiaJ6/kT1yNVKaPoJm3MrbGTCEEZs",
-	"1gz+JMGw6WkIDU+8/U6z0jH6Jm6MwgwL6cutoNQ19TfohgqXfRYlNihpLuUtBFuY7csNvDqlbMpvXRM9",
-	"WAAmjJZGhuwJeHTLhVn+WjhV0HK9Nz6UAqs+foaUwXw0GmMO4OZo6HSpDPP+qhW0zk43BqkFSdNZZQDw",
-	"62DS4sY0wiAJg3wrM5rJIAdRJohj23z4ww+D4Pj46GPQ4nxqEKcQuWvtZz83VnOQsLfaifPzgxs0EoSY",
-	"HSSwf+YvgJLoMCEAJkEYzRPMZ1/LsiiyEHdanB9P7dpxT1gDdFlOe8gSajtmD7GS2pqY+F3p+105z+4l",
-	"G3nE4H7ExGqb1meJ5bl57Su6zn4HTrMmTquKi+yLfViIqj+jK0umKBi4X82COgGJWMrvXDmIkoDxRJEw",
-	"S1NM0hfRRmKg301lzvcdS1UpoQy/thKAwkzN8qTOh/XdVfUFrqqyZAjXlArIgotMWXdIffmjry7X+pgC",
-	"+5QfhrpmCuZ5rShYnKAi2f+/amoZQg579eotE9qCfnoNyYCt4bPjx2USsEphc/O2GVMIM+IUGp9sxZBy",
-	"WiOZ0lAr11qa61KpFrPZ3xW/zYLlcx7OEbURC3kERc8KnGI9gdW3PiXIOWvzlK9YmjNubN4VQCGBris8",
-	"xKKiNo3Vh54oglU08zpEIwH6AyYav7q+viCWtgk+D8jlyzPy48HBgPy//88PveMhoQSLtzxRWAfHiDEj",
-	"IdhMag5Ff6CjtpjG8IchR8yRLUpEnF6ckxwRnWAkILJibK6UMflz6dZ4oiDsoUd+4XouM03GiouQjQOX",
-	"qwv30zSL45Gw90z7aHCMyz6fdt9KwbpvIPMY1AvC9Ql5Ojgq4cUyzTkF6EZiwpiws9uCSFyQgwFR5gId",
-	"LynX4w7CUwDj8pipIkpKQahChdndhBx803eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0voXG3gs5uibJRH",
-	"FBAWKyh9m8WxhfeE5GsX0sA9gzDzdCRoau5b5ZaDy/Dp34VAdonEt6Mgbfm+hy3Bsj5zWltaFhbsj/rh",
-	"Qj87bu1IZWiSmEy5buKVO58a+gDy+LohDBaX3jZPpf3D2gFAHY2Frco5Ie3SaArannd2i1VHPoPz2zIB",
-	"OboxZAOCpO9olU/knhJj9TO3mJpDbG6477Li/jUwQxrOoT0uktq0UPJObLUGksg4xig3OKV4D1KuH/si",
-	"xMm2+L+uzQuP4fvCSgsN/V6azow+FcbUVkRTjIk/ohdMI3rdnsN/d3i/zDuNPV/XdPbd6/WtvF6aziql",
-	"8kk7z1a2HXsyhQZ7sNwrTSvds+qIoQjOqbP0eHf94S5ZOKp+i6Oms+9KkNf7hdb9pgd9X8Z+TWc7U1Yc",
-	"Vdy3BYuMIeXkP8LB0Y+Hk1bgjIE3WP/w4NkP89ZGI1qptKX1OcdIj6urVyR39DT2N1zT2TdJTtlC69a2",
-	"//gk/92wvsWwbtt10IYHrhw+peUt29EA4RpfeRSByEzVRCRCmLBKrw3L5kYiClOm1WNWMfx2YtTpxTnR",
-	"bmvyLccftgWY+NvEIDEh/r+AYVo1HAuvdhOeMKjvGbQ27vGGrMgAtAcTfDg3I8xs2zLV3vzmnVLfMSC/",
-	"3708uWfa878PJ7W2Q9jVExuhaXYU7GdzuRREonWp8WkrOGz/Nx410V3sAfR5KhOq5yXHQ7TV8VBv9mrW",
-	"asabt3Anb7/rSw+Ut2BwWaG4veiqGh78W2vCaMrS00zPIW7oo3mc3jnywTZ/fZrw/t0ByMt2Jq+5zEYW",
-	"22L6vYLkIMD4c7D+UTXpRwV5XDfa6m3DZDl1HhD7u0vw6ZWdacoz/k9ZfFup2lr+Aqu1mo9caJRZWflv",
-	"xGXpF5pFvPKJbdm8ObMLhA6sfOFMn220dgXkxTWdoVskKGxcHVhexMQKy3iUwM3tW6XZMbuv9AP6UD14",
-	"kJkIWUqABrjSyDxIG/feygKd0mwT/MCHU4z7w/FcPFRAzNljQkMzs4hMVoTmL92yFeGC/E/3NOHd/2Y2",
-	"gE/RBRsJ8wzaAqSMQlVgwzrPUrmMrlgI/iKq+SRmQOsZGAj7oXmsWNi/O0BPQRVm32awhURxN5YhjRG3",
-	"rg8Ti4gUhBLX9/IEe0MwKAswYaFcANWVK9KiJRIKkpLxlLFoOMoGg6PQAAL/YuMKZNjJqQaVldI82Bmu",
-	"tBFQdOfzx8//fwAAAP//",
+	"7L37chs50i/4Kgh+J8Lkd4oXXeyvm4qJXVm2257PF40kT39zTK8IVoEkWkWguoASze5wxL7FvsHu//sI",
+	"Z99kn+QEMoG6kCiyKMty94wjJqYtVhWuiURefpn5eyuUi0QKJrRqDX9vJTSlC6ZZCn+dRlHKFPwzYipM",
+	"eaK5FK1h61SQV+e3x0Sm5r9PCMUXSdv82l3QJGERPuGKZAJ/6PRaQYt9ooskZq1h6+DHH3qPD3oHg0Hv",
+	"P1pBi5t2E6rnraAl6MK8YVttBa2U/ZrxlEWtoU4zFrRUOGcLasa1oJ9eMzHT89bwyXHQ0qvEfKl0ysWs",
+	"9flz0DqNY7n8mUfMM4swZIkmScqm/BNTZMkjlhI9p4L0f8C5dMwU+0eH8NeTDplK8wJXxIyIKX0yEhTX",
+	"ws0aWyPt4XA6nU6Hg+Gg/+MTQkVEYilmLO2QUGZCK0I14VrBtyOx5JGe98jTFYnYlGaxJioL54S65qDH",
+	"aaZYRJZcz4meMxLzBdfErFVE2nQkklROYrYgU87iKDADp4JwMWNKk5gLRliayrTTI+9EvIIWaLTggqQy",
+	"ZmRBV0QxEY0ETC+nA9I+HhwRqecsXXLFArKcU81uWQqDv6VxxjoBTI/RcG6HOxIUltaNlmucQCjTiEWE",
+	"C+w9i7gmsZyRNg3NlpAxLkPMp3rc6Y2EI4tfM5auSnRhtvTa7FarTAp25VrDKY0Vy2lhImXMqGh9Dlqf",
+	"uotMcCG6ZspAYAsOD55yJH8PEU7Mox0UyBfZojU8OPwhaC24wL8G+QC40GzGUqDGF4xFb6Fhb2fwn22d",
+	"JVRrlpoP/48PtPvboPvjR/vf61734++D4MnR5//W8p2DV9O3UrA3VIfzzZNwNWfk+RWdETkllKRM4EFg",
+	"JIw5E5rMqeq5zZgzGrG0GPOrade03MWma87m4WDgG9S7yS8s1G5B1k4nSbOYKaYDEnOlDT1PZCZClgLN",
+	"9/w8Y+cKrjGMBRfuz4Ogsryn3f/hVjj/53X347/7l/dvZzFVik95SHH8viVm0ykLNb8161p+2yy7We1b",
+	"zpa9GqKvflFZ5/+Wsmlr2Pq3fsHL+/hU9deGhUPNUiVT/xDHgn3S1yG8MXbjSlJ2y2Vm2MKMkTYwH6p0",
+	"zpw07JDl8N7BY497Me6/vTb8LT8oay0C8/Mf/wNDa8WpHMCf7lgeeI/l3y4ZE5dchB46BG5pdkbhpBVj",
+	"wjBvw1+nmtn7QPMSSa6N1XxxraD18oCnMl1Q3Rq2IqpZ1zTgp6xLmaWh94AoeFKmHtKGExwbGqNKsRTJ",
+	"S7htNNtlBu7+HUqhKRdczAjXnYCw3qxHxnhpDEO5TDkbnxBKdEp5bN4a//uYLMxJZ6popT2eMhYN/31c",
+	"SwA40j25w9+u6Mw3bY2MSldOFM4ed0RlSWIkBy5F7Yg0ndUN56BmOD9TpMfqeF7KJVztREuypFyDjEBJ",
+	"OKdixgJCyU+SRFmKBx1vdUVGraOBGrUCQ0gLqTR5vKhKR0cDVTNw00fdyI8O/QPnes5FDWnn4g8XikcM",
+	"yfns1bOLWnFt0D88rhsc9rTXQb+isy+5Etc3rsrR17v7bJpSiRSKwY3/lEYXKMqZv8xxYAL+SZMktlyz",
+	"byWr//6LQs7ejPWe41fY6SantRKkkYwWNDbMgEUnZAxCmhrDHadQqAKBDmQsDd9RJUXPiC1nUkxjHj7o",
+	"0F9pwj5xZQTYOGU0WsFIXsh0wqOIiYdexTBlEROa0/iRQkk2kkwRITUBMRHIGYb4SpirncbPzQI/5DBP",
+	"CUr0lgsrlt6y9JEi5rSdgBhtZOA5VfA4YpryGIf8VuoXMhPRQ472rTQneGbI8kbIpSB0IjOjqsCIrqR8",
+	"TdMZe+htnshoZYYkb61gCve/G9IbKlb2FKuHHNk7N5qQxjHsaUq1HduJoUFYySVVRGmZsqhHrtIVoTPK",
+	"hZUdLphOV91TvLVYKEUEgjbK2DCX0hubDPwSP8mvngmbypQRna5Mx9BRr8KMN2QfM6n3gmZ6LlP+G3tg",
+	"UjMKJI9Khxh29L2gt5THdBI/OJ3h4SQhFcBBhFoadUMuUeiNqKYTqhhaNVLDnM0gA6sxKUJTRpTmcUxi",
+	"SSMuZp0TsxnFTjz0xiapDJlS32IpS/fbksVxF284Msk0SdnUrJaWRMkFw1NSHCOwRZjlzxTb80J8L4zo",
+	"J1PNojcs4vQKVuVh5y0TZoW9/CbS9IbZocKaPFLkDEfUNSPsgRhkmwe72+VbUPZT05bmKKkIppcyvSlt",
+	"thNqgpbIFhMko1yp4EI/OW5tajtBS6YzKvhvuZ660ZrKFY5NYc3+IkFxNy+fhq4dJoyC9aE1iWV40wrQ",
+	"TNMKWrE0kraep1LrmLU+Bps9njpVZXPa7FPCU6auqW6qMwWtKU+VvjZqV/Nvbjjes24WqB9saN1CalBj",
+	"rIbhnY1RE/fsvXbJgxbY2PybUQjFH3D87u2gULhKa1Ee2UffVmYR18+FTleb20DDWnKhoUaBavOJn7nB",
+	"KYFecw2aFfqSuyxJm4oV+evlu7doZjwhdKKYcPpVxGKmUcEzPe1BHchLtw7Lsds7jCtMGS3GxaOmhxJ3",
+	"Yec2c7PJ1CiAuOyB25m8idqdPacot1U3lmu2qP5jG+8rkUjBDGiaUvi7ZDtqMBPozzfap2jm2xyrGRDV",
+	"fMJjrlebG/jznOk5WvA1uWWp0f+J4ZnKGc25ysXvIZE3ZDlngkyknsPNnbKYUcXUSLTfnP713UXvzau3",
+	"7y5656dXZy87zuKg6IKRBf3FbLbV3aVgZMGF+SWhqQ4I4zCOJV2djERW3EnY3zRL4TG8TNpZMktphMQm",
+	"48gIgjxinROSCRTAga5GImK3LJbJwpDaJONxhIYcZxOFSRslwlw4KbMdrphGO7pja9Jw5tKQ4C/ox8vK",
+	"wFdhBZbqYp/T8IZpuIQnK82cVyNhKdhtyTSVC5JbCueMpnrCqCZt8/SaR2RgJAPUeFA/QkJGg00TWrzI",
+	"YnaG4/MRIxxEFu11cYSpXEaKhTutqua9SxZeMq25mCnz7VwqLawdY6PhxnwAODRzKup9XC21Y7Lm9eaH",
+	"357LC/zOt+aZsjymSivvzc9kwXTKQ0UoccuXE2+SqbnhrOfvLq9I3+1C//agDy127aedgKhssWBRYxqB",
+	"nrcQieUS/svAOovcIB1HsYygStc939IvecSuU3N/eA7QhfmdRCzkplVVaTZfoCSLYzzaStMViwi2Rmis",
+	"5zKbzUdCg3aMI6TqhkXAL14lpZbbJccmGE0/JVTAVBTSb+dkJNY4yQ1jiSJSxCtCsdNHioAskTt7c/GW",
+	"ialMQ+BgC+Q2Owndd6s5S58jy8oR3nJPnOFbnqut6aG7YSs/BdywFSznf3VPE979T7Y6IWpueDIsjJDL",
+	"3pefuI23qjTabKXMDLYs0SuRZKj9RBE386PxeWmprMN0Td+ws/gaDrOapdja1UYTC/rpFX5ZNtj7l219",
+	"xbaslWNvmyKw0RxZU5oKszS1Kmcjtj+7tvafemMAuJBI+cADswilmHKjWweEC0ILnhSgW8iyLTjWS6qI",
+	"HZl5KEh7s1F4B88UCixcEwEu/4hHnSHJEqO5G6GnuNUTlnIZWRF4zgx7WrkGAzJL5dLo+E5ypyC7KJ2F",
+	"N6adHhmQ5ZzHVkfG9beyjDWtlM6Z1XULGtotaroXg3wPi/3ZQgnvE3Ox7nlsvkSEeOBDsfU0nFFNYzl7",
+	"wXyclUYR/rxh6WYswpuMK7DYWGdBaf9KeIxww2e+MZ9KB57n7mxtX2wzixf45jb+bF6Pstj/UKMzcuP3",
+	"LI13U6DlP+bdfMxBnY0hH0Z1+lt26TVXHoZlNqO5dFfe8F23ELbsHdDGljrNY0FjHnKZKTCfqCT/Y8IE",
+	"n4kdisiZFHgEdx7HKkm+sb5qYGRGcZdTVNuVc2OfEMFmwOwmYHY0pFpdx4amIdCAwBkaSqG5WV3DcRTo",
+	"5il8wiOjscdmt3ITjW+2QupmiCacSpVf7GAQXDgGsWOTyxalms1e52H77c1LuawI+6ibK2Qe9vJ4pIwQ",
+	"1iNjEFqjMdFZKhQB4dnoxE7GFbIM3xvfHl9PuFbj/vj2Cf6LcGFvrZJsbO6tkbAC7ZCMVSgTpsZILWuS",
+	"tYLry77yF56MwaggMz0SYxCQxwEZ03hJV2oM6LuxnE7HPfIzDMvK7UaKJ+uSv9GhacpGArVtAMiNS7rD",
+	"uEdes6kmMtMA0BIkg5spsP5EXHxoG8XvDQsqrRKwnE6BzZiZgKHWDNpLiHYd/dKxGaLSiAS1SBDsy6hy",
+	"Tqs/PAaNPsfjHB2W0ThPfMKQ3bJdnT6p7/TgcFDttYrNOzg43KmS2FUrlqAYl+8oPGOahTUWbEEnMV6X",
+	"mweYizDOInadpPzWChu+l5SmQl+bE7mX8oBm7T0/WdBP11rHfkdD3dX5a8a9klj9vannKVNzGUc+91XQ",
+	"qhvBkotILhvfuDj/9SUs95436e5j03OxCm5qm1sV5Du7lSDuonuVSKZ6Ap5ZAtdpxvwylYeg1oS0WEmA",
+	"UNk3AhJLmUxoeIMoZS5uurEMaewUfaaKgwWjHRLLqAKrF2g6m1n0XwPirQ7nP83Phq0t5zycA4Nmt0Y9",
+	"4YowIbPZnLTnUrBVIjXRMjNXdmCOfCy5JgnVc1U1Ga5BZB0+dgs6tiw1Px40OUP330fp0HlALjTJAW8q",
+	"pDG6F/NNORqQiK6U43hbwGClc7pGFAWSEbBs9mojlEx56tyzpb6Vpqm2cIx8HP/RfBiWKdTDmYe9a1jN",
+	"H3/0r2aFe1Tn8tyQj7OnKUZg+9AebajLma8Qqkbw8KN2POUpA6TLGn50F4I051abW4cmM1zERwrO3dXV",
+	"a9KuwAI7J7C+oqvnbljmb9grp1rPmFZE65j8f/8XEf/z/y2Qg5Zymqx6wTvX9TY/RvFgsBi1djfskRsb",
+	"sFgf03wuUh7OLzXVWc31DxYPmWmAKsZS3mRwNMzGmn5BRivt8qYwbyhukezrGMgt8h5QNzwyIj5ZzjGu",
+	"wo4LgD83PElY1GsNRRbHDfzOaUQTM2idegUymelQ+uDy8oa0Ea/CohNYBtMSSaRSfBKvjHJDnQfTQgmQ",
+	"6ENziJWNB4FF6wRGD7qeykxEpA02mBlX2pKHTI2wfX51YQM6OgEuAWmnTKecRSSmmqUQOWNnb8hdJSzk",
+	"NO5migXu6jGvRDLMFkxobNyOAAYAy8gikiUkE7E5sm/ev3319u3187cXr85eXl+ePz97dfr6L9ZnVPFw",
+	"5eNvub0LWnYwnmX1Kz4VSilW3ku3wHIumAJtbdN3jsEwm5v2mgsGwTYKfRoNLIUIh9nGbAzHIikzY2Nw",
+	"nzPV2F/yCpDfCJH0iIZwM6talgs05CJ/oGMyZ3HTmbkhNzKZrm1ZvsSlZvLh5ovm3bpPSUy5OJPCY+dC",
+	"E0GN6I64I79syz41MEvCW0HeSd7ilmHWoDMaGNIWVGQ0vm7wJmpVW5BBe+oTDiuD69j8O01nX+IpsdPY",
+	"spgvaGijHncs5hqxLxK9QhOBkIJ5XUDVNq6N8OE/slaFxVirSkyQYTYotpwQ1qBLJgz39bkPkOnnOP9S",
+	"zEeJ6TflEBVC/By0YgZBMYa7T3mILCi/7cz/I/YQUfvrWzxjEhhkHL+btoYfGvX8E5Otzx/X284p3H9W",
+	"GxHurtHWEHKDMV/RRh1sUPx9Nb1u27CkYnuszMxn2PQQc77cxdpuOWk/4T6vXYtKNPWl5fZU37Y5u6vv",
+	"mUxn+/G4vZnIhfUXrCOVRLT3VsId1IBMuIjYp81zPuhOqDIHXSqwM7g4W+vm6XmXdusN1+waw+EEm9cZ",
+	"LsKWtbPxXdWlK7bGg8iQZV6jyoyNhDRFdDT3gzH8dqj1KxnUk127Lqjf0leAJDeH7sy9FWbu8XfmaCgR",
+	"gfszi/FbsG9CFB8CrxKqFFMVybcV3AV7a/i/94xAWz6p1eHsCsgIIkDcjWLjh+H7imLhNxDZ2dUTNBCY",
+	"M4DA26YnszInpHtQrGS+dODkVX6Cn7pLv8GBRAHB3FMZTSP/UqDGB3awLsyYwMsWQFOavDPf40uKaXVC",
+	"zEnPfewOT2PGXcMCSkAwOZv5BvRKRDxkYP2Ag2hWKpa4WqqMa3X0WFENNpdrFy9KLfurjuLA7Vzk3TZC",
+	"lWFONmrihAxsXoV8C/1bB3PYl6kCf973goQz4WjFdVxQagl0a/fBLkRBKcXx8XERv1e9gWy+1ZdQkgAb",
+	"XKp38Zw3QSem2R7gRMQzZmFo04w0+2pBP11HqUyu1Zwikrv4TmaTmPnQIuYjZOzXMRPXt8d+gl9/7UnN",
+	"uahzhEg4A6rJur6zr+6r+94RqFDnUbEAhs0r6/3FawROU7GC+2Yp04ikLKJmqL1WcCfQg1ugWvgDel1K",
+	"IAhH9L499G3YBoEEJYm3ZB4oUXPdIX2RHxJ3yYbq1nACNecMLJs8UZkRhyGGqPDtJ3Qxp5nfqWoavotX",
+	"KKzFVsCUvwReUXE47QId3IVzbB7ZNUsYTSFRDTw2l4bdMTDmpmyaMjWHwLCULeQtyx0UiDxtD8goGwyO",
+	"Qvs9/vEXcnBCDixiwNwueDPL6bRzkgsLg95jDHQP40zxW/bG2fnxmthkLIVnwJvtZQfDWRMfNj3ouf2s",
+	"PSB/If0fAiPi/MUcwS1+9O5B0JSV1Q3gSc0Ajg7rRlD1qfuHcDduWGZv1fGW/RQTppeMCUcdTIFPBO0R",
+	"B4tihw/m2/SBNbZHZxhiaMhvBU4XJ7BPwfCNxpdyzgGzCnW8tn7wbci0cfzDvDPMSR1D3UpeuCI6yp0A",
+	"sNiDDwQzrgDmujJCI4h65+tl83Otk4CY/1dEpmTKY2D7a3M8HBz/sCuxQpX1V3h+HXO9D9TaF8LVyoS3",
+	"H3jpnKaKpcQS+AlSjdU8HD4W5w9g8U1HVCjjbOFRFkN1OyS/sVRaGRrfc3J0SZPalmoqsM1fC29uJejD",
+	"NjxZEYxKRrxmmy9wDtT+3PEbOOXCpd3ZaBjDcxVLaEq1TNeIaTeG1WaY8jeubngCK4HODvRB+RXLBRfX",
+	"YBzabApu7SExN1LppiFTtmQpHK2dK/y5hpouMrEFL9tAtosyDFBuLMjvJ/bXeDKNIktJmgkypTxmANBe",
+	"0jzrXI+cYg4GYEBckfdXL7oHT2ySuZdXb15jbijzMQB/0RBD2qOWS92AX5yQUIpblmpzRsxPP4xaASne",
+	"KreGXkAKoOJRq3MCBodohTJp1cHlzCX55QXHDwYDb49aQmISPPeG6Ras7oZA8lhyR1RUSaEwrx0GgCqX",
+	"zqHnDzgWXM339CmD6FIHC2scL2Zm3/DdPZUM9/p13scWj+PafkAoAjcyLpGp4S3t/LkNFDQXF6FxvEe8",
+	"n23hNRdsJ9TdDN8Iio01Kk3TfUEBKscpbPieFzLiUww0wPMEmgccpd3+Z4jxKQ2oSl95vzkFOSooqznI",
+	"cYpVqCg+JRZTuMfXtvtjPX/z39tpJva7tg2n/LwzREHUDMXcMXkqn2Y368HGjUqFxS5wYb3wRLNPNeYn",
+	"uNZ84BmIBT+X5tUUYcalXA/IstrjPhiR+oM+WMX7B33EVY+DkRj37b71D/sohI9PyHicG8WWcxljCpwO",
+	"AIvB4Gjuasj1llA9D0YCEnGZp/YyL2XwHENCmnFAxuWsEy7D5qZNxpyv2sUDJlq/dBjfq5gm1h0AuRsV",
+	"i1mopZElqjiYCrupcaevC3NW8d7iLPe6m0IbM+4RZe7qXdqWkmOvJBo/GcV0c8iTjMfal7jtLSiZYE02",
+	"r3S5qFigLTn1dokLjY4qjK0m5L/Wr+hG/rFusjmQYQ/7R+EZ2p5TrkxLu7MMNnT3wajvhuX9kvWuXHI7",
+	"I7pcX7UTuCguxbq13bKY3ijOu8B1bG+51XzLWX7pYgz3XPZStKb/q2bCeDVk27I2YL6WzbvwSttf6cwV",
+	"cyhnUbiP1AblVANlAn/8uM7Enkv9ZUVs4DkQlZD43Tkxy5uaj6pooxJw6RZhp+H1pYV7b1KpDpPKGuY7",
+	"mHGhD554t7CyeEHrU3cmuza35NXZOVhGontt9f2z802/cpi0sKNtE37J96Vynuxkh9XBvYIZJzLVTWea",
+	"pFLLUMaVCDjPdKrd1QV8++9KxsQekve6uJwUkd0tO7fSsIvm/Usvb8ozA50FReuluZN9xvKXpeNX3Y77",
+	"TM+xTYDweFnyhE/bczyVAZ6bpjcn4dbKhI3UxmZyHDS5lfXjWF26tcY4sTw/W9AciPtuolh6C6bZPFnj",
+	"/qhVH7g313ut711pmSSgyYGi1bCXta+2KeMgoLdlSoA3ERazBRO6A7aUORVRzKITkjLFRIRBEYiXuR/E",
+	"7fo4N7f142Z6VFe4ALUKW7HAJj2RWFSBprq7pKsArTlLMEKZ6UQkkoKRCaAwRK+gmiZY7D862vorAKLr",
+	"cdB/lZMzZytdV6ezxnksXDSD11bSPIsdvm1lhrrhvqA8zlIPF6bptlDkCvyjaHAfw4+NDPAjA+rhEc3z",
+	"0XzhKoIBaW0p3ZgLgw+tXdnLbLGgXpw52O4ai7E5TXmIe4q7t1djbsd36aF2mKVOfBN9Sxd1Pqj6S9ka",
+	"MvxACojK3s+G6L6ZrJrf9G4MWyd1F1W1PLuyXvHk8OD4eD8H4NZBlm7bPb1u7wT4R8WMUFf9QNGVskmq",
+	"qSjAdqmLcvJ43jZwFPtU0Ais0L1REanU9dmrZxekbRQiMuEa8wL/xlK5qwjSLrsGZB9tpMWVRGp/BLGQ",
+	"y5Oi+gBZcJFpKAKAfpBMZ2lVOGmYv7Ta21OGYQy2ogTiMvBl+Dcr3PSmWy1vmMjLu+xKLtW7Hvb/9+1R",
+	"ouuA+r2KBeyK2fU6+V/zaV6RI6/AodbrQLRHrcPj+ajVwSSOIrfn2SRQxdYcDMiK0VT1yLPyQtHZI5Uv",
+	"3dXV64CwWLEcoCAFs5LyjpjQ39dxKx896pX3DN+yNLVltfYxy0TR9f3titfx86XH+y4Zh/c4mDbU4uuu",
+	"gs/IfC5jHq72ZLhG0AX/hlkHWx4KVe0TI4GnMhNRV6c8UYR9oqGOV0WBMvAHmO82WXAOMtvgo5hLFzDR",
+	"mbCxBBbzrgCEWEa8V+HuPl19XrIlbVUaYXFyyxN8iZaBbV+B9aCkxH/FXHmN5SSciYM9V+3HDWKcQokp",
+	"03d3cQmv1ggpsHpu6B9rqbFs6tuDi6zbAXNM2pPHj48e7wrW37UG6/bA+2y9/mC6QKJ9mGnYhMPZDO2f",
+	"g1ZNfsG/Si4w/RUVzVOrFhm5tmeVClqpNw+J4Sxiqs1SKVvLENiLC1YBPmMrUo1aB4M+Xo2jVp5wO69K",
+	"uBuKnOP162OSykS93zZEiUz1Pgc01ZACqlGsF59C4YPam8Jn8t/VaNmk64tthTyNYrUWW7TF6FtD1m6e",
+	"Hp95xJTmGEdFzPKRtpOCOnnlSovIxdxZRmQyLKx7OBgMRq3OhpTT/IhW844YJvz7QfD4c7f4p4cNfzQz",
+	"ArfVnioj4n6bhz0jTPeOQc/O/3IM6ar8dF7YUzdUmIsXZ+TH48f/4UxyJ4TdsnRlPf0ur+Pp+SuoxYOi",
+	"5vrFrimPffgyqskSrvZUgpsAcpWac8xEyOrzYxQWuGbAkgIX4gtF35JZ5OXV1TnBF/yOc811XMPH8LN1",
+	"7Mj6nq1/CUrrcBJTcbOTgWHn+Qx8G3vx7PTcYwybZIpds4Xdlb3wDVMG4tdekjCamPdLHrYNR1EXwWtz",
+	"kqwaIiwuEEB9WjL/rhGuw0R5K5Fa+LU7AZDmdEnzGmjk14xlCJpMMyG4mJ0QIYlgS/KLnPjRqQDe8qP/",
+	"fpGTa34ns6/9sgTxcjAxP8mUIXWe8oAMZwouBTDIJ6mMspAB1hIg8pscoAF8qI2oXbhnQnXbsZy/scdl",
+	"Z94NT94gLlhAwgxwp4eDARQtUKTNBEQlckFGrf////y/Ry1UPcJMd3ZLFdaFZZFOWzxZFxDp6E2Ym8Wx",
+	"C5iVqfVvRCzWFHK8BaUaJC4BtFnIa+th31z+8tMmFFTy13bVDU+6iGincTdBRFueX6FWZ3u+LaDZbLdf",
+	"kdseu9zYsQyL5TlHzSc2Y4Kle1tuIZjouoQybY7ucSicGhxBgyHPqZpjbk9nSVRzevj4ybDX815ATdVg",
+	"nwLc2DW+1fXfHPsCh8Hpr75441oYQRPd1WqtFZzLvly2ABsUQBfYkTVaytVgHFlxhEobsk1Htkth65Vu",
+	"KZGdlyBK5cL9prBKHfIOcPkC0WF0Q/GSkLYwPQTzR5sMxUfh24XS5mS8dwkSy0g/f0lm8xKB7WDIUx7H",
+	"itwe92+fnGDJKU3tjzSKrv+9H7H4+t8JF0oz6lk6+sW10eqOlOl+L8Wi+Z5A00++StNmub7SqKHprzNq",
+	"HtWLM1tyrTS8eB0u69l2S0lhFaGauYC/bQaQ2uwte2qkzdfpqyy/t/yZM+akKN/CRP0n3QHd9rDmlK/K",
+	"RjypjN7bG7Gb91Y//nqdpR7P9JLrMo6pKVjEOwiJjDJPUInReUFrmXIN/6DRgvvDyss41k10+2o9xi1z",
+	"R2V7aKMVIu/yqS0+5sk146qR2RNc8q4hue1/pM3k7bHev1CJG2gx28AumHeP6mrW3KUIWq2anuQOpN3O",
+	"AVTUzC16XVtj6+/rBbU0g+A781Vu5C2lrLG55RopiX5N8IwKKXhI46pv6usjObZUGnuaLRIIWLS2NhTY",
+	"3KI4AY9rxeLpXYB61iRolVS7h2XJtTRZH23lFvGdRu8vxE0/O4cW64zeje4Td5u+evEWGmhg7LZlQPYz",
+	"ePvlso0ohxyCbFerNDXvUjOahnNze/iNMdWEZ2AqMHyeTacs1PyWkVvOlkOi6UzZ3AHO28ylQFNC8e5a",
+	"ukkMoM2LSmBOP0jEAVQZm09yPIMTd0x/AZ7LPmQlUIyJokh7KdOkqiahDPKIW8Vnc6xfYSnezq4g+PsF",
+	"79ylNvBdYN1Ss72zq7qlaBqzepdsrPeTVdWXtsemkrSDqq08XJ5n/SG4j2K1peP09YrVYnbV85qkhafr",
+	"SQqruVc1TWdMB8VRlkuxdtR8KczzZ83r9uYFtn1QzIc5EvdG+XUk2YDggvLi+bbTm5IylHEN5PMu8pWV",
+	"K2trrOwqeVYvn1nm2iAFcJErk7TX6K3TUMLaX0byCyblkQZ2qUtzqdmkFzTU365Y/H3G+WzLd1plHpiu",
+	"n6aQraQmy+ldo4Z2HaKabbhTGjN3mkpe+H/7MOj+SLvT0+6Lj78/8YM5185NsxIWgLIkMiWj1sGTH+ZN",
+	"yllsnMAqMG/QCPxwJW+YuB997C5EvV+96Uzdl4qYWmPBVhuueWdrXVsJru4d1X9hhUu1f5sFh+G+bIaG",
+	"abdfnkPIwpTpBpV/11320KQnAsoN/k7R5HcBp26iEz0A091o61p84l03vbzfvi2uVO+uRdx40kRDuXCL",
+	"HYtSiRVYfNVUUj7jNaHtbMEiXp+JNRPcY2CAHm2GZpmCk9nbMST/qLH0Sk3jQvFKMjUnSpIprfrH6xKd",
+	"1uTgNKPN51udnRuNbwf+ztnSm84qtQlb1ysVg1GF9HmibBUc5Z2/zf2+VWS9fHsfaO615PVbhNC1N+tC",
+	"Gq5y9Zgs51KVtWKXp3uzmkNNxYaUh/MF8yUo863ksCgQf/Hs9BxU6POri1IZpFKGuABLqUEaw4SlWB0J",
+	"JIg5VZDoy9CnUdfzEkVNK0CUizTdkzphC0Fs9ZwzWc59oPawz9twbc9Y7yLIFWClmi2zb2w/ATsMBE2k",
+	"eFu+CTRKwnWwlh4/N5c2U5bLeqzP8R7RZCeTf3Z6/mCGjKJmxfVedTOc8vD5C+tv1LazHoxYZyhZG3/Z",
+	"dJLTQFV3NafEVRS2dcKK47DJviEMLMxSrleXZtDW7cJoytLTTAOABGYDsBn4udieudYJVAHAFP//yVY+",
+	"odsVALhhK4wHYRSMqSAllQvomuvDhtcbtlUu+wskCslInWfJWnH/q3ua8K7puVjihJu/P3+GMhhTuTmm",
+	"RSa4EMRccOZCVPYafXWex+eBpdNWQLM2F5YCV0TrpWWLWsbRSABGMyAxo6lQeeB5SIUNOTTzNY+1ItTw",
+	"WQWVe9KUhRqOJJg5bQJiqkeQgjlm0YxhorAchgFn2S6WsvUUzDs5RL43EiNxBeBDHjPnrcLUYIYHpDQE",
+	"AH2fJrx/ezC0887XPYC5GlHLjGkk8DFWjOsRc6m5as5dQ+xU80nMAOqbARaiUqiZq/ztR2ok8v7NbDmk",
+	"SiS4KxMWkTlLGYzeyIBqiJlS83HlCu34Uxf3rmsGOR6ScZJNYh6OoQRdmLKICc1p3AlGYoxOyHFAxuiF",
+	"hNrL0YKLMWkjJWMsoUvMCvO2pVFx5aRgaiSsd4lrQJ2P7QaMSZuWSdvsQ06MJ6TSASbeGgmgfFtxco3Y",
+	"Sy0pPCEumSQE7XV65LQ0v5FwOTYXXCnzEiQe1uSWxjyyO6bI8eAgIBQnNmExlLAs9fzIvHF0MhITqedQ",
+	"S6rsScuTw6ncDg9p6mjKXNU9qmHPXjJ6uypPqF3s09w8GwJOcTwkCqyt0B77BO6ODogZlEzZciSoJpSY",
+	"O5W0bRm/y+enF2cvr8/evT17f3Hx/O3ZPzonZGGGuKQcr1IKZ4dkCdFyJKrf/e398/fPr38+fXUFLgth",
+	"V4Y8HhyhPXV8wXS66kJp07FZY5cibyQSquelDHluwYtVhsykkE1PxpE52m/fv4b0pOR4MICFAYy5GlYA",
+	"8pi/NAfRjyH5EfL9vkXU//dflBRjWO2RaI8tGH/c6ZF3gmFuVAHHAtpdmrMzNH3a5XBJBXMSobG5X1k0",
+	"EpCKD0ffViuh6SfYC8UWVGgeKkJjfsM6ATk+OLKtwZ7n3hqIwTGPH48EPg8xXSAxzLdKXnmxEqLpDQvI",
+	"8eDYRo0Qm2aepDKDCo8jgfdRj4wRy//hYw8SzYxxQf3ZE90C1aVN7NQkQiRreRDNXq8nQuyc4H6prbkL",
+	"A1JJXag6I0FjJdF2SsYxF2wMKzzGfJJjTKcY85BZsJ69xk4Tcyd2D3uDUhSBvadKjthh66A3wHdkwgRN",
+	"eGvYOuoNekcYCj2H27tPswgVzxn6+/MteRVB9LHSp/CG+cYdcrCKwBULq1PcsBRC9DHhOqZz3pkvbzNz",
+	"jtlcIBFMTrlKWN/QIKjCY5Rk+uU49/7RoWHXwD7Hnfz2XxuaFWJqxnZUMzZfS4CarjTUzFjtF/+KVe3/",
+	"7Qy9R01efW0oD7LfpBbOCdt5OBjYcmHaqoFlnvGLxbkXI9+qMJt9B78ZiEeb7mPI0GyOinmxSBL5OWgd",
+	"4zB8refD7T+l0QWyH/zkYPcn7wXN9Fym/DdEOz9u0s8rwwkEjfMonseDo0Zd3VKOYW8g+bocJqCw45Rj",
+	"OQuIYEuGJZmhUgfK/B9aeK4+Bq2KGNIaOryTabNvb/L+vJyUMJHKcxLPpdJP8fUihSFqBsw8iVYNNj6H",
+	"d1fyGRrxsTU8PqxkFvyQA6oOfhiUMFJHJdDTQQmKhK0YgiyyCbaWbHJQzc83bPlZVDOSLGb+uaoWOfxv",
+	"9Swc1+m8D0qkxwcNyO1KSihZgh88btKLUfhkqln0hkWcXq0Qhv6QR8Iqg0gsJb3uw0dDB8WJQdwhWpOQ",
+	"7FyaSxVgAS9Hd7n4CFYpl1nInSnbh+9UuUeVY5XmYTIzb5F6K/pCSYUQa8BY+Quw6zlYSkAafz2ngoyB",
+	"+4NAj/Dt5ZwJI2IzolhqRB+leRxbOQ8kD6ryrJ42qwYto8I7bs4jUSDti47KSq+ayyyOShB7q9ed4NCd",
+	"EmBkW0VXRrE0kq9CeZeMzR8oYjih/2hw3EMBd26UwNIsuMKJjEQsKYY0GXUPK6xZMBDFsv0op1S51U/M",
+	"MSuLsN8QH7xJr/GSNndKujs1KtrjR+L3EfCeEbCwHMqcOsAfVTcKZMnSmisccxHtUmrj4HONBLF575fT",
+	"Mzx+fPTkTpf+z/RrX+RrYR+e2/wqr7LorIAY5ZEfx5wybfQGMNAjH4N9a4nQtWAokwsgxH9a0aApH3wt",
+	"xaybyDgulbVUa8hMZXlPrrcgX/sSJpgjK51ksVFsPV2ROddkkSl74vKsLNXRYFtmex1LagNDOx4cGXXG",
+	"cBbiUIpAO8D3AdxHdQkK7VDqqBLZNg4POydECjYSExrBeLDCQdkyhQMIHLoQKI3nyHTy0ibHGonUSOKg",
+	"nrEI/BX5gK3W//Ld2+f/OH93dX1xevXc9KbgNUwKEZBJliqtRgJZJ1T/QPZh+jfjrGi5pcUxw7GVGZAr",
+	"Hx/+iEtTMh/4WGZJwLtgDt55Z/GuiDr4gFl9Wwc/HvYGvcPe44FLajs8PCrDWS0+dU2iK6X+ah0ODp90",
+	"BwfdwcHVYDCE//0P9D83ZUTQbyPZ7fAe2V8l6sHD/tyzhxULm7CaFzKd8CgCiMEDC5LHh4dNPk5SGTKl",
+	"kBmar35sNMY3VKzsCqo/uNiaMyvDJKz91zpsuSKazsw1l7/Uto9swzZFnWGqmKAuIOsM6Orqdefu/F1t",
+	"td08dS99oXjRyIP11A1vw4O1ceKe51J2yNLen0v/d2saoPtGz9kqV2sMn5/LJZnSlEzYHH3kDAzhm1us",
+	"tpkHgho7ACKUnuZiwZ1viKqKXkTOfkC+35yr27Eg+qgRbz+4N95u+3awrRrR1t394E7Sityw1R+d1Q8a",
+	"sNEzKaYxR5fxP6+RocSOZ1zpcp34E7ebIAMWcDoQOMF5YtTchgcPow4rrLX/uzkkn1FkjhkCLKrH8Rn8",
+	"Xj6OuyxQ+MUfXtbAoW//4q3UL4x68A1JAor3eghCaZkospTpDYZX7UEBG6aKHRo8eizeAiLoY9CyGMw1",
+	"4T7T98Cyv5xJvweQfTMuPbhvLr2DPf+znYh/AZZ8hrGlFfNFgXSw1klVPpV0pfbnxxHTLMwDlGqF3WfF",
+	"aw8h7ubdNRd484nYZJSTlU1O/XBk/E3o5Fll3mUKUEwouV0SrlJA4zu52J7vt/JD77ZZS0hwU972Zrte",
+	"dwmDRT6hel4Y5B3cv3KPlS/EcggC7f728QNGHkCK9ydHvqigbRd4laD2ucKb3ZJ5+3toUoP7773ulrax",
+	"Y2Yn//B2sj/dPQr6K6R7ZElMwy88PIZjslsmtln9L+iSxHJmy10D4Mmcp8gWmQ8ckAlLIVm34JCMQ7lM",
+	"ORuPRPsM/gWOu05AxkrNozFpm83rmYa5IE8vn5k5Xbw4I0dHRz8StVLmidKrGMA9IzH+RWZmIUMdk64k",
+	"CGaDIZkmxYyLT2PSDuViAimlZZp3p1PKpvwGBvL6RflJSKNoNSZt9/eU8vhwQsWYtPOQaDl7pMhTKvrv",
+	"xYSKkci7jIRaUPXrmLRjOev+mrGUMxWQJKYccxqM2Sed0rF59zfGbrqRUGNEwOLfoRTCdm4GdXX59yIa",
+	"e/xvYwsjM31BaymbMTNF8P+OLcMaF1hCW+ghZbMspilhn1z6BWzVbdoslVkyEmOejDs98jPAFf833Mm/",
+	"jAs8pstJY/Ye9r091uyT7sP0xrgjZRbyqSsi2JMOuphlBnBlMIFC5k1EKI6fG2J7zYWhC4fOu9Qpg7HF",
+	"/IaRvq3YgcREF4wo/pv1noyEc8q8Of2v61dvf3p+eXX99B9Xzy8DMvuNJ3mN9U5AEpZ2oWdE3OEqSkHo",
+	"SNjiPHlxLxhZpebb2AI516qKjRGAaSYFp4ZMbJURmmeTMAcEfEsW8w3t2LojYhzLmbXzzqXSaOcdB7m5",
+	"CXOFQsAM2geVBmTsDUs0aVMF3nxCFebfGgmzPTlMv5OXbXZ9J3TGTsizt5e5Gx/HC0kw+S0zj3ojUUjD",
+	"pD0uCVDjDsJbsVA9sgmXfyOimgJeAfy+dDYSpRI4pTmTMTIhO+u8cTv1Hhm7LRu7+uxAb4CeNFylTZF+",
+	"FnRlAZBC4ljMwcJBId3aAYIVdc7iCPbq6Rpi2sZIIXYbMMwnpIq4bud4647pdCSgXp2WMs8cIsjY7Ayi",
+	"SOMlXamyA/YRMg6Q1mucd8+R4+5AOkClNziY5WQogjU9YHX4RotBLIs/LvUMsmzzSM0hLNawVXOhIAtt",
+	"BS1gmba+lWGVraBlGWEraDk25/5pOByIQDP2yZu63TdlIHptE+cqBJBPU7kIMM+rJYccBYwoXMFIG5zK",
+	"uB0OZJzvqvmYh3Ni9lKZA+T4u/m8FglqhtKqExPrIlVriwL5pwuLY/f5kSqx7cDDt4lh2zhTl7UuXllq",
+	"DMg4Uyytx7W6wdfgUmoCzJuMGVghcK22S12G11UXUhzVD8lVivtCObyZjO2uqGr22t9H9kCMWsMR0P2o",
+	"FYwgwTL88oamhByRA/RiH5DZkpiXPvxwcPhxSF5QHkNyYaWWLq90KqXNh3o4OOoNegcHR70fEd/weHBw",
+	"eGi+Pxy1Po+qW7FN6FpWr2kLDjNUXzrvgErYqOw54YKmK2/IeHGhV5dk/yk7+L8hQAKi5e4FaD779tr0",
+	"OyfEaPzmGFOiQHhA0cFwjbfPQKAyQowvUP5BNSXk87YgqEdZwtIEVNnpiAj9hPgL5kcvK1A1YyrHdzQf",
+	"W7XEba29FUXBHCkXWlihkXxg1AGWEStCHbjCOgsnOJeQFvE/Zl62Dmzv4cEQ3271qgggz8IU6KCNJfpm",
+	"CurDL1cuUk6Bw5xYTCzmyLMrtSGQkyVLncUhwKTvADk1Z98qUGZwJUSVL3waQnyIlhj/5XYFExXRGeUQ",
+	"RV9MdSMt1OdNtEgp1vXDR3ONbsOPXBoRM60yPau8d3bo87bZ7o1pF81a67p+ni41f6CsxtWdwJXp8t32",
+	"MXyuH8Y8vJnLTLGeVre1qOh3gpFULhEN1yRBIKgwXJDxT8+vIL+AUY6VRFB0xEExoOnqEeo5TOmubQ/E",
+	"iFyJgfOTt9H/3aodn8dGCYFXeuQMIqNUkHt4ZRqxdGgHGKwlSQiICs2Wtxc05iGXmSIHg0EwEipTif3h",
+	"ySDII8wOBwGZMMFnggw6AaQ9DAhVwvzftUxnAbHFTQKSRkIFI1GkJghIHvofuGyHPYJWfwgxMywjgTLZ",
+	"mrQHhr+yvMzBSNghdE4gpBELfI7/8Y9//KP75k332TMynw8Xi6FSY/L+6uyEaDpREHmCVAXmhwkNb1RM",
+	"1RyrbmJcGzTEVEgTBjfrFZ1cMsPWNYuA04OSs/CpNM+Bas4M0bw0RNPa1y/6tys6axTLtJFkY/cnl5hM",
+	"oxG+GgDIzVplTFwCyrsBHhvkLE0nXeUWtItrXhW7kDRHukqaIw2kOdKGyEaaKmH+zxDZSFsiG2lDZCNd",
+	"0NhI5zQ20pbGRmItFG6kc2of6YPBYKSVmncnaaYZeONG+snxY/PzcxwieSmV5mI20s+ej/RIFxhP4jCe",
+	"pR8PSz9aiw5ql2uC325BdfOyuPy72SrIs/rPH0RWnCvCk2ud8jKrdFaWdnlNylcGcvTKjQHB03V3RdmV",
+	"Zm8DnqheuOUauHhxRo4PfhiQM2fBpNZ2aW4HGyKNugo0eCGXY8+d0eZajUT1wgjIxoUxHIk6Hg7ZZ9uh",
+	"XCxo9xeoLNjJOez67yOBKWdzPl3h3l5uTdrOPB0Y3mrayG1vJSMmFySUQmkqNFmwhUxXW3jm5d+/M0sP",
+	"s7Tkts4bg7Udh3vXbnAA++m20+ym3czSXhYXb75xG1wxyJliUGWHQYWLBcGz5wHwx2CNPQY+7Hvx42Hp",
+	"x6Mv54UvfQfNCWW4av/8LHI9PRFVwIvaNjHElMcYMZgk8eorMEenC3nhJnjQ/3r57u33k37vwJpteZY9",
+	"wRsYOgjPseI5kAf0FBCnE/1LHhfDNUqL81AnpzDIbjk7aNH7fnruYNm2KkVrOGqtC/+tYLSWIAxeK1QC",
+	"8wLoHK3hBzCMl1WD1sdg5LKG4QtVGR+el/QR07TvXkRbO/W+drj2WnFnt4ZHn7/86nxnRNKCg4wrgcXO",
+	"lv4vzhesNf2r8oMpY9F2uOYLeOMrGupNB1BcucY0CUO8BxDmN9lWNC1h4Vhnl7PFfIsNxE342GCn+iHV",
+	"NJaznTt2Zt/7ivtmu9i2dXa02Z9t135mcdxFayNmo0MidKnYBZkAzoNFgAhaETXnCYk4hFdGnbvtbFPA",
+	"rNnd71jZb4WVNXuFORXnXGkJuRQjiw8p1cnRZEEj1oQQciCt9zj/xLR/v++X/W5jvQ9MP38GasgrZH8B",
+	"S99XojbbtDN4KaeVO0YurWfdLiRSKJEF7M1JFbnQF/McqBNBddXWwRxXojU0Yiiby/g6ZrcsPmgFrSyN",
+	"bZpZNez3U7rszbieZ5NMsdQOtBfKRd9+2IfSqaaLLk8U06q/oEqztF9tuCeYVkw3T1FlVuqbALjrjtsF",
+	"IorxuN1n7G1dhzYY93syhT8iqtywD6xFyQXUiDgpsRnCFYBS97he1sWMfsqmKcNi4l/Ch7yx7xfYtmVG",
+	"2xNKGV0GsAZYVwjgbIg15JosAfASpTLBBLGQ2mtBP12bn67VnKZ5wcQ8rWEt7HItKVRe1t7W21grI//Z",
+	"YwW4z1wnsELbkp08F79mLGMW4xOba2NF8CfSjjLsmUEW3s53Ee8+NDVccMi2C7tDhFySthQM7BFw3+fZ",
+	"jDtfdPYysVvlvsiEapbNFcBLftp+PICqR1gZFzGmeaHcA0+FtY9f+eK7yESdumjm+13U9GYxtZeBI0ur",
+	"eNSmNP2aoqeh5VlG06iWfn9i+id44SuSEnZQo7PgcGT6SLlLIU+Ph8VyzJUxyXisuxw8dqr350tsC9nn",
+	"uyAbk5ldbrf/+Pf2/a/RH9zO7Ucfp3Eslz/zyJnO76h82N2CHl29njwd2qB/eAwkReHDlszMPk55yPbJ",
+	"bAbz+yZi/1aShR3D6mLfhfFvnb0GRXBd5STl8+botMGJK0kA6KKpD/Rc94/KiWLpLVZfQBlQOIeARd2j",
+	"5LsAEWUkxu+KD8brjpROYJPL1gTwkfbBYEDePCWT1UhY6cHCc4zUA2lkI2aW0sbHDMn4DI9F97kIZcTF",
+	"bAhBgGPC1UiUIgHXgwV65NSWWZisNOsCMpQsaHoDyYFsTSrynIZzTDAJAUdtnDlk/2cxWwA6E5YqsEyd",
+	"RRj0cNDBzI5IT2CgGQmjOlneb64CZCJFLeqZlBFcBADDdEkqr/Jw2hEGWFDNlK1iUiy1LVhtM/NybWep",
+	"8tC5YsQjwSGJMZRrOiBv+NOgXHYicNmBoehEOKcpDbE2AqFiRdCV1jmxSYyBrdgKILxUoWbOwhvVIz+Z",
+	"KVnUaT4n05SFdAcjATNxkVg6pUJRALYNUf3Kg1EnKaM3yjBb0s7B9Ir/xkbClo7IhNlkc5jy8gwVOHle",
+	"lRzKkVhM+ZKlbCQcdhwCJ7GQB1SHsEh3NLjn9RegXkwesogFYTBSw5ZkWAeoD0uRe7Uo9pEoAf9J264V",
+	"qOPYeMdi24HAuCZSQKiAG7uShI5EGHNDlQAdjhS+C6OHoCAPCA1h+d/msv2ww9RnM5EWTuuiZuywiFPM",
+	"kfEV93QLAPfQQhGBZK9vrH7WUkuWaIxJOjwsNy2YnsZyWW47pEJgmkUoANs6PJ7DzPcEq5S4o7d0VyOP",
+	"Pk82vPnoHMcIY/PMueB3+u+3u/8/Q75s2191Gdd7tGu23iWuG/aldYwNHc/hNbMNGHFX3ohdUXHgsq/c",
+	"MjQv5LJ23zQLgrsnAaxcLcEZVIaHQQtDz4HYofBMa9jq8wRqtQiGFRKcNFnZ06PBYNRydYGoKNUQs0cO",
+	"uUJreNBY7sSz3iAWzTKfP2U0mrnyQpmmWaIxHwBehZ3vwWjfg9H+xYLRqqieiiwPQlgW35TuOKsafPyS",
+	"4DGeqEahYuwTB6D0Ov7fLJcNH4j5bbm6LYSYOvhXZ4jS9FpoGVU2SsDVQC3iwvq/T7hWn8dWJldGgGpD",
+	"sADszki4gpgYRTBnpbard6TLJs/wNRdbUErPcMtGojRw9AzYGTphPwdY2QqqWDPDRh30oZ4J1oMEwd8o",
+	"WB0U8fxhcfmJTuVS7RUk96IM58LM/VTDcvbIOZ1ZyZ0XiT1QVWrnhX41hKTZ0cSQSCAgr85vj3EuHTw2",
+	"IRSrcillYH72k2J9biHGLqEzFoyEkqjG0JXKS1pa7QbmT9JMKJ9Aa9F85+pfCy36pysYhvvUpGJYCgLL",
+	"v0CYFy5JlSdWLDyGvd4JX1k5/tuM5q/O91cFK1LpV6IWKAVfJ7Laqrs3ApgfVMYtpUD67s7ZdDJW7005",
+	"BfC/Uy/q6W0XZfXNPZTyiO3GD746f+fevUeC8+APL0o1iL47p+8lg7Y5XAsqMhoTt+F705CVKQsvkBeH",
+	"5Apo295KUpUoH/FHivSPDo2M2D84/AElSGc5fARojA0f073R310rKkaucvym5SrYgYD7lPCUKVdl52iw",
+	"UWWnMHGBDCnIhCqbi9TJua7z5l6rfL0e2GdVx/rRAblcUwK++66+te/qkul75RDmlvlFTtQ2seWv5nkj",
+	"mIrN+6j8SJXDMlLlsAJUGTwwUOWvcnJp17Quxy4+/ueXi5/S8GaWQmk5QwhksiryYypNjSqeYyssGKXY",
+	"ZUdlQEI7hJmYK70dE/Ua3niIuNa3dOECkpomjBc2g6rSfzIsiZlmafTlbcO/m+xb49CV14gU/5cNXdm7",
+	"XNC3jXUp6KIJWewMZPHv/v3x7dK59bNtM/RHKi/t/1099Qa27Lfrd8UUNqzGY2nmm+DRHJ20hmYZCE9U",
+	"tnA2aJe6hry/bB5zkhPoN0Gg7Twe1vpVusW+y/J/qKCQO/Hj9Vu6n1s3t0j1hkzOCytoE+l+M691Ltu3",
+	"9CcN8WOY5xr/AuINWqG69SWn/pryPU7MnoRge86jKV3weFXJUzToHx4HPLk9HonDweBgGE1+GA77xz+Y",
+	"357snRihPhHwWpdrLTdKsHD26tmFy9nd1p90JwC0BsAJN/OFtStz7gTErB2kG86dXFWNP6+JvWY3X/O4",
+	"Pr+iMx/ecU7VvOqkYyogv2ZSs+gEwWxUzJjK8WgrEsne9lX4fqN78w84H2iJhZQEIXRlMvVg973hSbWe",
+	"4m186S1+dHfD4W4P3FOu/4AeFbta30XWhh4VkRPKHh6VWpLcw7tiKfTLTdx3p9Tvrphv7IppTHwbrpgN",
+	"/eeLyalQhYKvRHv34IZJmTm7LGp994l816Me1Cey91E194RMmKAJ763oIt4mrbxLmDg9f7Wfzcs1+mVJ",
+	"mueM2N5JJMMMAmaK+nAALp0xwTDB+DSVi15rLYv+x2rIIUfAXErDsvK5YJr6VguTJuFqFdWQt1j3L9xL",
+	"D2Hgt501N+/bKfwZbftpsbA5t3U/7RCH3HuNzftuXb8np/pGBvs034Ame73TYF+7n/d3neZH0c/D7PCh",
+	"jgT7pMH6CvEmhid+V4a89vuta7YnG7gfq359PESpIjkOtlLoEqIJuVbF8EeiPV4ntnFAxucy5uFqbCHP",
+	"eikJOK27OuUJYZ9oqOMVRnRCxTouMIoShrHIlCbsVyMdgCWK6vkj1SOXK6HpJ1u/0hVehDFCE65G3kiY",
+	"9Q2h4Im34mBWOkbfxI1RmGEhfLkVtOZSsFUiMeN7mOBln0WJBSXNpbwBsIXZvtzAW1QhxNrgZgIYMFpq",
+	"GaIn4BEUlxuuw6mClqu98aEErPr4GUIG89ZojDGAm62h06XSzPvLVtA6O91opHZIms4qDYBfB4MWN7oR",
+	"ZpEQ5Fvp0XQGMYgywTWG0IbW8MMPg+D4+Ohj0OJ8ahZO4eImqdQylLHpPkzw0DazVQNhb7UT5+cHN2gk",
+	"CDE7SGD/zF8wSqLDhMAwCY7RPMF49rUoiyIKcafF+eHUrh33RKnotZPT7jOF2o7eQ8yktiYmflf6/lDO",
+	"szvJRh4xuB8xsdqm9VlieWZe+4qusz+A06yJ06riIvtiH5YtQomuLFtLPP/VTKgTkIil/NalgygJGI8U",
+	"CbM0xSB9EW0EBvrdVOZ837JUlQLK8GsrASiM1Cx36nxY311VX+CqKkuGcE2pgCy4yJR1h9SnP/rqcq2P",
+	"KbBP+WGoK6ZgnteKgsUJKoL9/6MmlyHEsFev3pqqwk+OH5ZJwCyFjc3bZkwhzIhTaHyqlk3H2M4pDbUi",
+	"EzbnUJu9lKrFbPZ3xW8zYTkU2IaljVjII0h6Vqwp5hNYfetTgpyzNk75kqU548biXQEkEui6xEMsKnLT",
+	"WH3okSKYRTPPQzQSoD9goPHLq6tzYmmb4POAXLw4Iz8eHAzI//x/fugdDwklmLzlkcI8OEaMGQnBZlJz",
+	"SPpjlo+LaQx/GHLEGNkiRcTp+auiCm8nGAksmmyulDH5S+nWeKQA9tAjP9sq8mPFRcjGgYvVhftpmsXx",
+	"SNh7pn00OMZpv5p230rBum8g8hjUC8L1CXk8OCqti2WacwqjG4kJY8L2bhMicUEOBkSZC3S8pFyPOzie",
+	"YjAujpkqoqQUhCpUmN1NyME3fcsI12b5IhZrikOwTUAyJ83j2GjOuJdY/lKKeEXM+OymKIvyiGxZbQqT",
+	"t+M9IfnchTTjngHMPB0Jmpr7Vrnp4DR8+nchkF0g8TWo++9mCVuCaX3mtDa1LEzYj/rhQj85bu0IZWgS",
+	"mEy5buKVezU19AHk8XUhDHYtvWWeSvuHuQOAOhoLW5VzQtql1hQxxNPZLVYd+QzOb8sE5OjGkA0Ikr6j",
+	"VT6Re0qM1c/cZGoOsbnhvsuK++fADGk4h/K4SGrTQsk7sdkaSCLjGFFucErxHqRcP/RFiJ1t8X9dmRce",
+	"wveFmRYa+r00nRl9KoypzYimGBN/Ri+YxuV1ew7/3eH9Mu809nxd0dl3r9e38nppOqukyiftPFrZVuzJ",
+	"FBrswXKvNK1Uz6ojhgKcU2fp8e76/V2ycFT9FkdNZ9+VIK/3C637TQ/6voz9is52hqw4qrhrCRYZQ8jJ",
+	"v4WDox8PJ63AGQOvMf/hwZMf5q2NQrRSaUvrc45Ij8vLlyR39DT2N1zR2TcJTtlC69a2//Ak/92wvsWw",
+	"bst10IYHrgyf0vKG7SiAcIWvPIhAZLpqIhLhmDBLr4VlcyMRhSnT6iGzGH47Mer0/BXRbmvyLccftgFM",
+	"/GVikJhw/b+AYVo1HBOvdhOeMMjvGbQ27vGGrMgMaA8meH9uRujZlmWqvfnNO6W6Y0B+f3h5cs+w538d",
+	"Tmpth7CrJxahaXYU7GdzuRREonWp8WkrOGz/dx410V3sAfR5KhOq5yXHQ7TV8VBv9mpWasYbt3Arb77r",
+	"S/cUt2DWskJxe9FVFR78e2vCaMrS00zPATf00TxObx35YJm/Pk14//YA5GXbk9dcZpHFNpl+ryA5ABh/",
+	"DtY/qgb9qCDHdaOt3hZMllPnAbG/uwCfXtmZpjztP83im0rW1vIXmK3VfOSgUWZm5b9xLUu/0CzilU9s",
+	"yebNnh0QOrDyhTN9ttHaFZDnV3SGbpGgsHF1YHoREytM41Eabm7fKvWO0X2lH9CH6lkHmYmQpQRogCuN",
+	"zIO0ce+tLNAp9TbBD3xrirg/bM/hoQJizh4TGoqZRWSyIjR/6YatCBfkv7qnCe/+J7MAPkUXbCTMMygL",
+	"kDIKWYEN6zxL5TK6ZCH4i6jmk5gBrWdgIOyH5rFiYf/2AD0F1TH7NoMtJIq7sQxpjGvr6jCxiEhBKHF1",
+	"L0+wNgSDtAATFsoFUF05Iy1aIiEhKRlPGYuGo2wwOArNQOBfbFwZGVZyqlnKSmoerAxX2ghIuuOZEV2S",
+	"WM5saYgcIqGljK3+qBgjVGsa3ijSPn93eUX67NYwmQ6Q5EhETLOwZFzRWSqwEAkXWoKpLSApSxjVRE6n",
+	"ln4NfSZUKXNmn729rExTMaGkoZmPn/9XAAAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -13,9 +13,12 @@ var regexMap = map[string]ogenregex.Regexp{
 	"^#[0-9a-fA-F]{6}$":                    ogenregex.MustCompile("^#[0-9a-fA-F]{6}$"),
 	"^[0-9]{1,5}-[0-9]{1,5}$":              ogenregex.MustCompile("^[0-9]{1,5}-[0-9]{1,5}$"),
 	"^[A-Za-z0-9][A-Za-z0-9._-]*$":         ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+	"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$":    ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"),
 	"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$": ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"),
 	"^[A-Za-z0-9][A-Za-z0-9_-]*$":          ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9_-]*$"),
+	"^[a-z0-9][a-z0-9:._-]{0,99}$":         ogenregex.MustCompile("^[a-z0-9][a-z0-9:._-]{0,99}$"),
 	"^[a-z0-9][a-z0-9_.-]{0,63}$":          ogenregex.MustCompile("^[a-z0-9][a-z0-9_.-]{0,63}$"),
+	"^[a-z][a-z0-9-]{0,63}$":               ogenregex.MustCompile("^[a-z][a-z0-9-]{0,63}$"),
 }
 
 type (

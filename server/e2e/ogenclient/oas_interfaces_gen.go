@@ -13,6 +13,10 @@ type DeleteBouncerRes interface {
 	deleteBouncerRes()
 }
 
+type DeleteDetectionRes interface {
+	deleteDetectionRes()
+}
+
 type DeleteFeedRes interface {
 	deleteFeedRes()
 }
@@ -125,6 +129,10 @@ type ListBouncersRes interface {
 	listBouncersRes()
 }
 
+type ListDetectionsRes interface {
+	listDetectionsRes()
+}
+
 type ListFeedCatalogRes interface {
 	listFeedCatalogRes()
 }
@@ -161,8 +169,20 @@ type PostBouncerReportsRes interface {
 	postBouncerReportsRes()
 }
 
+type PostEventsReq interface {
+	postEventsReq()
+}
+
+type PostEventsRes interface {
+	postEventsRes()
+}
+
 type PutBouncerRes interface {
 	putBouncerRes()
+}
+
+type PutDetectionRes interface {
+	putDetectionRes()
 }
 
 type PutFeedRes interface {

@@ -23,6 +23,7 @@ var operationRolesBearerAuth = map[string][]string{
 	CreateBouncerOperation:         []string{},
 	CreateTokenOperation:           []string{},
 	DeleteBouncerOperation:         []string{},
+	DeleteDetectionOperation:       []string{},
 	DeleteFeedOperation:            []string{},
 	DeleteIPOverrideOperation:      []string{},
 	DeleteListOperation:            []string{},
@@ -49,6 +50,7 @@ var operationRolesBearerAuth = map[string][]string{
 	IngestOperation:                []string{},
 	ListAuditOperation:             []string{},
 	ListBouncersOperation:          []string{},
+	ListDetectionsOperation:        []string{},
 	ListFeedCatalogOperation:       []string{},
 	ListFeedRunsOperation:          []string{},
 	ListFeedsOperation:             []string{},
@@ -56,7 +58,9 @@ var operationRolesBearerAuth = map[string][]string{
 	ListRulesetsOperation:          []string{},
 	ListTagsOperation:              []string{},
 	ListTokensOperation:            []string{},
+	PostEventsOperation:            []string{},
 	PutBouncerOperation:            []string{},
+	PutDetectionOperation:          []string{},
 	PutFeedOperation:               []string{},
 	PutGuardOperation:              []string{},
 	PutIPOverrideOperation:         []string{},
@@ -94,6 +98,7 @@ var operationRolesBouncerKey = map[string][]string{
 	GetBouncerRenderOperation:     []string{},
 	PostBouncerHeartbeatOperation: []string{},
 	PostBouncerReportsOperation:   []string{},
+	PostEventsOperation:           []string{},
 }
 
 // GetRolesForBouncerKey returns the required roles for the given operation.
