@@ -338,7 +338,10 @@ func (s *Store) detect(ctx context.Context, lines []SensorEvent, actor string, n
 
 // detectOne decides the firings of d among cands (sorted by address) in tx:
 // it locks each (detection, address) so two processes deciding the same
-// pair take turns and the second sees the first's firing.
+// pair take turns and the second sees the first's firing. The window reaches
+// back from the batch's newest event of the address and has no upper bound:
+// each writer counts after its own events committed, so the last of several
+// concurrent writers sees them all, whichever holds the newest event.
 func detectOne(ctx context.Context, tx pgx.Tx, d Detection, cands []candidate, now time.Time) ([]Firing, error) {
 	addrs := make([]netip.Addr, len(cands))
 	ats := make([]time.Time, len(cands))
@@ -350,7 +353,7 @@ func detectOne(ctx context.Context, tx pgx.Tx, d Detection, cands []candidate, n
 		return nil, fmt.Errorf("lock offenders: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT c.addr,
-		  (SELECT count(*) FROM sensor_events e WHERE e.addr = c.addr AND e.kind = ANY($3) AND e.at > c.at - make_interval(secs => $4) AND e.at <= c.at),
+		  (SELECT count(*) FROM sensor_events e WHERE e.addr = c.addr AND e.kind = ANY($3) AND e.at > c.at - make_interval(secs => $4)),
 		  o.fires, o.last_fired, o.expires_at
 		FROM unnest($1::inet[], $2::timestamptz[]) c(addr, at)
 		LEFT JOIN detection_offenders o ON o.detection = $5 AND o.addr = c.addr
