@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -210,4 +213,42 @@ func TestDetectionsAPI(t *testing.T) {
 	b.json(t, b.writer, http.MethodPut, "/api/v1/detections/x", map[string]any{
 		"kinds": []string{"a"}, "threshold": 3, "window": "5m", "tag": "x", "ttl": "1h"}, http.StatusForbidden, nil)
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/detections/nope", nil, http.StatusNotFound, nil)
+}
+
+// TestBouncerWatchShipsToDetection: the bouncer's Watcher tails a real file
+// and ships it with its own client and key; the fifth failure tags the
+// address.
+func TestBouncerWatchShipsToDetection(t *testing.T) {
+	t.Parallel()
+	rb := setupRender(t)
+	key := rb.createBouncer(t, "web1")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "auth.log")
+	client := bouncer.NewClient(rb.srv.URL, key, nil)
+	w := &bouncer.Watcher{Watch: bouncer.Watch{Path: path, Format: "sshd"}, PosFile: bouncer.PosFileFor(dir, path), Send: client.SendEvents,
+		Poll: 5 * time.Millisecond, Backoff: 5 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	defer f.Close()
+	at := time.Now().Add(-time.Minute)
+	for i := range 5 {
+		_, err := f.WriteString(sshFailure(at.Add(time.Duration(i)*time.Second), "203.0.113.30", 1000+i))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool {
+		status, raw := rb.do(t, rb.reader, http.MethodGet, "/api/v1/ips/203.0.113.30", "", nil)
+		var v viewTags
+		if status != http.StatusOK || json.Unmarshal(raw, &v) != nil {
+			return false
+		}
+		return len(v.Tags) == 1 && v.Tags[0].Name == "ssh-bruteforce" && v.Tags[0].Source == "sensor:ssh-bruteforce"
+	}, 10*time.Second, 20*time.Millisecond)
+	lines, err := rb.store.SensorLinesOf(context.Background(), netip.MustParseAddr("203.0.113.30"), 10)
+	require.NoError(t, err)
+	require.Len(t, lines, 5)
+	require.Equal(t, "web1", lines[0].Host)
 }
