@@ -129,7 +129,7 @@ func TestEventsNDJSONPerLineErrors(t *testing.T) {
 	at := time.Now().Add(-time.Minute).UTC().Format("2006-01-02T15:04:05.000000Z")
 	body := strings.Join([]string{
 		`{"format":"cowrie","line":"{\"eventid\":\"cowrie.session.connect\",\"src_ip\":\"198.51.100.77\",\"sensor\":\"pot1\",\"timestamp\":\"` + at + `\"}"}`,
-		`{"format":"sshd","line":"nonsense"}`,
+		`{"format":"sshd","line":"{\"MESSAGE\":\"x\"}"}`,
 		`{"format":"nope","line":"x"}`,
 		`not json`,
 		``,
@@ -141,7 +141,7 @@ func TestEventsNDJSONPerLineErrors(t *testing.T) {
 	require.EqualValues(t, 2, res.Events)
 	require.Len(t, res.Errors, 3)
 	require.Equal(t, int64(2), res.Errors[0].Line)
-	require.Equal(t, `not a syslog line (want "Mmm dd hh:mm:ss host prog[pid]: message" or an RFC 3339 timestamp)`, res.Errors[0].Reason)
+	require.Equal(t, `journald JSON: __REALTIME_TIMESTAMP must be microseconds since the epoch`, res.Errors[0].Reason)
 	require.Equal(t, int64(3), res.Errors[1].Line)
 	require.Equal(t, `sensor: unknown format "nope" (one of cowrie, sshd, nginx, traefik, caddy, fail2ban, dnsmasq, zeek-dns, zeek-conn, regex)`, res.Errors[1].Reason)
 	require.Equal(t, int64(4), res.Errors[2].Line)

@@ -81,7 +81,9 @@ func TestParseSSHD(t *testing.T) {
 		{"journald", "sshd", `{"__REALTIME_TIMESTAMP":"1772532001123456","_HOSTNAME":"gw","SYSLOG_IDENTIFIER":"sshd-session","_COMM":"sshd-session","MESSAGE":"Failed password for root from 203.0.113.9 port 50122 ssh2"}`,
 			[]sensor.Event{{Addr: ip("203.0.113.9"), Kind: sensor.KindSSHAuthFailure, At: time.UnixMicro(1772532001123456).UTC(), Host: "gw", User: "root",
 				Detail: "Failed password for root from 203.0.113.9 port 50122 ssh2"}}, false},
-		{"not syslog", "sshd", "hello world", nil, true},
+		{"bare message (sshd -E)", "sshd", "Failed password for root from 127.0.0.1 port 53264 ssh2",
+			[]sensor.Event{{Addr: ip("127.0.0.1"), Kind: sensor.KindSSHAuthFailure, User: "root", Detail: "Failed password for root from 127.0.0.1 port 53264 ssh2"}}, false},
+		{"not an sshd message", "sshd", "hello world", nil, false},
 		{"bad journald", "sshd", `{"MESSAGE":"x"}`, nil, true},
 	})
 }

@@ -145,7 +145,8 @@ func (p *Parser) parseSSHD(line string) ([]Event, error) {
 	} else {
 		sl, err := p.splitSyslog(line)
 		if err != nil {
-			return nil, err
+			// `sshd -E file` writes bare messages: no time, host or tag.
+			sl = syslogLine{prog: "sshd", msg: line}
 		}
 		at, host, prog, msg = sl.at, sl.host, sl.prog, sl.msg
 	}
