@@ -20,7 +20,10 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root nft an
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ "$$(id -u)" = 0 ]; then command -v nft >/dev/null || missing="$$missing nftables"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
-	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; fi; \
+	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	  command -v sshd >/dev/null || missing="$$missing openssh-server"; \
+	  command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	  command -v sshpass >/dev/null || missing="$$missing sshpass"; fi; \
 	command -v nginx >/dev/null || missing="$$missing nginx"; \
 	test -e /usr/lib/nginx/modules/ngx_http_geoip2_module.so || missing="$$missing libnginx-mod-http-geoip2"; \
 	command -v haproxy >/dev/null || missing="$$missing haproxy"; \

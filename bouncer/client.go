@@ -219,3 +219,20 @@ func ServerAddrs(ctx context.Context, base string, lookup func(ctx context.Conte
 	}
 	return out, nil
 }
+
+// SendEvents posts lines of w's format to POST /events with the bouncer key
+// (the server files them under the bouncer's own name). Lines the server
+// rejects one by one are answered 200 and count as sent; any other answer
+// is an error, so a Watcher retries them.
+func (c *Client) SendEvents(ctx context.Context, w Watch, lines []string) error {
+	if c.err != nil {
+		return c.err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.call)
+	defer cancel()
+	format := apiclient.PostEventsParamsFormat(w.Format)
+	params := &apiclient.PostEventsParams{Format: &format}
+	body := strings.Join(lines, "\n") + "\n"
+	resp, err := c.gen.PostEventsWithBody(ctx, params, "text/plain", strings.NewReader(body))
+	return done("events", resp, err)
+}

@@ -119,7 +119,11 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if err != nil {
 		return fmt.Errorf("worker: prune: %w", err)
 	}
-	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a, "prefixes", p)
+	lines, err := w.deps.Store.PruneSensorEvents(ctx, w.deps.Now().Add(-w.deps.SightingRetention))
+	if err != nil {
+		return fmt.Errorf("worker: prune: %w", err)
+	}
+	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a, "prefixes", p, "sensor_events", lines)
 	return nil
 }
 

@@ -17,6 +17,61 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for PostEventsParamsFormat.
+const (
+	Caddy    PostEventsParamsFormat = "caddy"
+	Cowrie   PostEventsParamsFormat = "cowrie"
+	Dnsmasq  PostEventsParamsFormat = "dnsmasq"
+	Fail2ban PostEventsParamsFormat = "fail2ban"
+	Nginx    PostEventsParamsFormat = "nginx"
+	Regex    PostEventsParamsFormat = "regex"
+	Sshd     PostEventsParamsFormat = "sshd"
+	Traefik  PostEventsParamsFormat = "traefik"
+	ZeekConn PostEventsParamsFormat = "zeek-conn"
+	ZeekDns  PostEventsParamsFormat = "zeek-dns"
+)
+
+// Valid indicates whether the value is a known member of the PostEventsParamsFormat enum.
+func (e PostEventsParamsFormat) Valid() bool {
+	switch e {
+	case Caddy:
+		return true
+	case Cowrie:
+		return true
+	case Dnsmasq:
+		return true
+	case Fail2ban:
+		return true
+	case Nginx:
+		return true
+	case Regex:
+		return true
+	case Sshd:
+		return true
+	case Traefik:
+		return true
+	case ZeekConn:
+		return true
+	case ZeekDns:
+		return true
+	default:
+		return false
+	}
+}
+
+// EventsResult defines model for EventsResult.
+type EventsResult struct {
+	// Accepted Lines parsed.
+	Accepted int64 `json:"accepted"`
+
+	// Errors The first 1000 rejected lines.
+	Errors []IngestError `json:"errors"`
+
+	// Events Events the accepted lines held.
+	Events   int64 `json:"events"`
+	Rejected int64 `json:"rejected"`
+}
+
 // FieldError defines model for FieldError.
 type FieldError struct {
 	// Column 1-based column of an error in parsed text.
@@ -62,6 +117,38 @@ type HoneypotHit struct {
 	Protocol string    `json:"protocol"`
 	Ruleset  string    `json:"ruleset"`
 	SeenAt   time.Time `json:"seen_at"`
+}
+
+// IngestError defines model for IngestError.
+type IngestError struct {
+	Field  *string `json:"field,omitempty"`
+	Line   int64   `json:"line"`
+	Reason string  `json:"reason"`
+}
+
+// IngestProblem A problem of an ingest that stopped part-way, with what it had done by then.
+type IngestProblem struct {
+	// Accepted Observations stored.
+	Accepted int64 `json:"accepted"`
+
+	// Detail What went wrong
+	Detail *string       `json:"detail,omitempty"`
+	Errors *[]FieldError `json:"errors,omitempty"`
+
+	// Rejected Lines rejected before stopped_at_line.
+	Rejected int64 `json:"rejected"`
+
+	// Status The HTTP status.
+	Status int `json:"status"`
+
+	// StoppedAtLine The first line (or array element) not handled; resend from it.
+	StoppedAtLine int64 `json:"stopped_at_line"`
+
+	// Title The status text.
+	Title string `json:"title"`
+
+	// Type about:blank
+	Type *string `json:"type,omitempty"`
 }
 
 // Problem An RFC 9457 problem; every error of this API is one.
@@ -206,11 +293,35 @@ type GetBouncerRenderParams struct {
 	Wait *QWait `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// PostEventsTextBody defines parameters for PostEvents.
+type PostEventsTextBody = string
+
+// PostEventsParams defines parameters for PostEvents.
+type PostEventsParams struct {
+	// Format The format of every line; without it each line is an `EventLine`.
+	Format *PostEventsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Host The host the lines come from, when a line does not name one (and always for a bouncer key, which sends as its own name).
+	Host *string `form:"host,omitempty" json:"host,omitempty"`
+
+	// Pattern The regex format's expression, with a named group `ip` (and optionally `host`, `user`).
+	Pattern *string `form:"pattern,omitempty" json:"pattern,omitempty"`
+
+	// Kind The regex format's event kind (default `regex-match`).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+}
+
+// PostEventsParamsFormat defines parameters for PostEvents.
+type PostEventsParamsFormat string
+
 // PostBouncerHeartbeatJSONRequestBody defines body for PostBouncerHeartbeat for application/json ContentType.
 type PostBouncerHeartbeatJSONRequestBody = Heartbeat
 
 // PostBouncerReportsJSONRequestBody defines body for PostBouncerReports for application/json ContentType.
 type PostBouncerReportsJSONRequestBody = Report
+
+// PostEventsTextRequestBody defines body for PostEvents for text/plain ContentType.
+type PostEventsTextRequestBody = PostEventsTextBody
 
 // RequestEditorFn is the function signature for the RequestEditor callback function
 type RequestEditorFn func(ctx context.Context, req *http.Request) error
@@ -338,6 +449,66 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReports(ctx context.Context, body PostBouncerReportsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostEventsWithBody Send raw log lines (sensors)
+	//
+	// Raw log lines of a named format, parsed by the server: `cowrie`
+	// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+	// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+	// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+	// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+	// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+	// `pattern` parameter, a Go regular expression with a named group
+	// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+	// `application/x-ndjson`); without it each line is an `EventLine`
+	// object. Streamed like /ingest: the same size limit
+	// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+	// failure part-way an `IngestProblem` with `stopped_at_line`.
+	//
+	// Each event becomes a sighting of its address with source
+	// `log:<host>`, and its line, kind and host are kept (as long as other
+	// raw sightings) for the address page; DNS answers become passive DNS.
+	// Detections (`/detections`) then count events in the database and tag
+	// an address with source `sensor:<detection>`. `accepted` counts lines
+	// parsed (a line may carry no event), `events` the events they held.
+	//
+	// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+	// send too, and then `host` is always the bouncer's own name.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /events (the `PostEvents` operationId).
+	PostEventsWithBody(ctx context.Context, params *PostEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// PostEventsWithTextBody Send raw log lines (sensors)
+	//
+	// Raw log lines of a named format, parsed by the server: `cowrie`
+	// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+	// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+	// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+	// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+	// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+	// `pattern` parameter, a Go regular expression with a named group
+	// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+	// `application/x-ndjson`); without it each line is an `EventLine`
+	// object. Streamed like /ingest: the same size limit
+	// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+	// failure part-way an `IngestProblem` with `stopped_at_line`.
+	//
+	// Each event becomes a sighting of its address with source
+	// `log:<host>`, and its line, kind and host are kept (as long as other
+	// raw sightings) for the address page; DNS answers become passive DNS.
+	// Detections (`/detections`) then count events in the database and tag
+	// an address with source `sensor:<detection>`. `accepted` counts lines
+	// parsed (a line may carry no event), `events` the events they held.
+	//
+	// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+	// send too, and then `host` is always the bouncer's own name.
+	//
+	// Takes a body of the `text/plain` content type.
+	//
+	// Corresponds with POST /events (the `PostEvents` operationId).
+	PostEventsWithTextBody(ctx context.Context, params *PostEventsParams, body PostEventsTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 }
 
 // PostBouncerHeartbeatWithBody Report the applied versions, rule counters and the last error
@@ -433,6 +604,86 @@ func (c *Client) PostBouncerReportsWithBody(ctx context.Context, contentType str
 // Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 func (c *Client) PostBouncerReports(ctx context.Context, body PostBouncerReportsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewPostBouncerReportsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostEventsWithBody Send raw log lines (sensors)
+//
+// Raw log lines of a named format, parsed by the server: `cowrie`
+// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+// `pattern` parameter, a Go regular expression with a named group
+// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+// `application/x-ndjson`); without it each line is an `EventLine`
+// object. Streamed like /ingest: the same size limit
+// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+// failure part-way an `IngestProblem` with `stopped_at_line`.
+//
+// Each event becomes a sighting of its address with source
+// `log:<host>`, and its line, kind and host are kept (as long as other
+// raw sightings) for the address page; DNS answers become passive DNS.
+// Detections (`/detections`) then count events in the database and tag
+// an address with source `sensor:<detection>`. `accepted` counts lines
+// parsed (a line may carry no event), `events` the events they held.
+//
+// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+// send too, and then `host` is always the bouncer's own name.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /events (the `PostEvents` operationId).
+func (c *Client) PostEventsWithBody(ctx context.Context, params *PostEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostEventsRequestWithBody(c.Server, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// PostEventsWithTextBody Send raw log lines (sensors)
+//
+// Raw log lines of a named format, parsed by the server: `cowrie`
+// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+// `pattern` parameter, a Go regular expression with a named group
+// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+// `application/x-ndjson`); without it each line is an `EventLine`
+// object. Streamed like /ingest: the same size limit
+// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+// failure part-way an `IngestProblem` with `stopped_at_line`.
+//
+// Each event becomes a sighting of its address with source
+// `log:<host>`, and its line, kind and host are kept (as long as other
+// raw sightings) for the address page; DNS answers become passive DNS.
+// Detections (`/detections`) then count events in the database and tag
+// an address with source `sensor:<detection>`. `accepted` counts lines
+// parsed (a line may carry no event), `events` the events they held.
+//
+// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+// send too, and then `host` is always the bouncer's own name.
+//
+// Takes a body of the `text/plain` content type.
+//
+// Corresponds with POST /events (the `PostEvents` operationId).
+func (c *Client) PostEventsWithTextBody(ctx context.Context, params *PostEventsParams, body PostEventsTextRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewPostEventsRequestWithTextBody(c.Server, params, body)
 	if err != nil {
 		return nil, err
 	}
@@ -589,6 +840,109 @@ func NewPostBouncerReportsRequestWithBody(server string, contentType string, bod
 	return req, nil
 }
 
+// NewPostEventsRequestWithTextBody calls the generic PostEvents builder with text/plain body
+func NewPostEventsRequestWithTextBody(server string, params *PostEventsParams, body PostEventsTextRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	if stringer, ok := interface{}(body).(fmt.Stringer); ok {
+		bodyReader = strings.NewReader(stringer.String())
+	} else {
+		bodyReader = strings.NewReader(fmt.Sprint(body))
+	}
+	return NewPostEventsRequestWithBody(server, params, "text/plain", bodyReader)
+}
+
+// NewPostEventsRequestWithBody constructs an http.Request for the PostEvents method, with any body, and a specified content type
+func NewPostEventsRequestWithBody(server string, params *PostEventsParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/events")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Format != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "format", *params.Format, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Host != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "host", *params.Host, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Pattern != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "pattern", *params.Pattern, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Kind != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "kind", *params.Kind, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 func (c *Client) applyEditors(ctx context.Context, req *http.Request, additionalEditors []RequestEditorFn) error {
 	for _, r := range c.RequestEditors {
 		if err := r(ctx, req); err != nil {
@@ -687,6 +1041,66 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /bouncer/reports (the `PostBouncerReports` operationId).
 	PostBouncerReportsWithResponse(ctx context.Context, body PostBouncerReportsJSONRequestBody, reqEditors ...RequestEditorFn) (*PostBouncerReportsResponse, error)
+
+	// PostEventsWithBodyWithResponse Send raw log lines (sensors)
+	//
+	// Raw log lines of a named format, parsed by the server: `cowrie`
+	// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+	// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+	// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+	// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+	// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+	// `pattern` parameter, a Go regular expression with a named group
+	// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+	// `application/x-ndjson`); without it each line is an `EventLine`
+	// object. Streamed like /ingest: the same size limit
+	// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+	// failure part-way an `IngestProblem` with `stopped_at_line`.
+	//
+	// Each event becomes a sighting of its address with source
+	// `log:<host>`, and its line, kind and host are kept (as long as other
+	// raw sightings) for the address page; DNS answers become passive DNS.
+	// Detections (`/detections`) then count events in the database and tag
+	// an address with source `sensor:<detection>`. `accepted` counts lines
+	// parsed (a line may carry no event), `events` the events they held.
+	//
+	// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+	// send too, and then `host` is always the bouncer's own name.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /events (the `PostEvents` operationId).
+	PostEventsWithBodyWithResponse(ctx context.Context, params *PostEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostEventsResponse, error)
+
+	// PostEventsWithTextBodyWithResponse Send raw log lines (sensors)
+	//
+	// Raw log lines of a named format, parsed by the server: `cowrie`
+	// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+	// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+	// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+	// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+	// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+	// `pattern` parameter, a Go regular expression with a named group
+	// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+	// `application/x-ndjson`); without it each line is an `EventLine`
+	// object. Streamed like /ingest: the same size limit
+	// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+	// failure part-way an `IngestProblem` with `stopped_at_line`.
+	//
+	// Each event becomes a sighting of its address with source
+	// `log:<host>`, and its line, kind and host are kept (as long as other
+	// raw sightings) for the address page; DNS answers become passive DNS.
+	// Detections (`/detections`) then count events in the database and tag
+	// an address with source `sensor:<detection>`. `accepted` counts lines
+	// parsed (a line may carry no event), `events` the events they held.
+	//
+	// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+	// send too, and then `host` is always the bouncer's own name.
+	//
+	// Takes a body of the `text/plain` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /events (the `PostEvents` operationId).
+	PostEventsWithTextBodyWithResponse(ctx context.Context, params *PostEventsParams, body PostEventsTextRequestBody, reqEditors ...RequestEditorFn) (*PostEventsResponse, error)
 }
 
 // PostBouncerHeartbeatResponse503Headers the declared response headers of an HTTP 503 response for PostBouncerHeartbeat
@@ -966,6 +1380,103 @@ func (r PostBouncerReportsResponse) ContentType() string {
 	return ""
 }
 
+// PostEventsResponse503Headers the declared response headers of an HTTP 503 response for PostEvents
+type PostEventsResponse503Headers struct {
+	RetryAfter *int
+}
+
+type PostEventsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *EventsResult
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *IngestProblem
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *IngestProblem
+	// ApplicationproblemJSON415 the response for an HTTP 415 `application/problem+json` response
+	ApplicationproblemJSON415 *UnsupportedMediaType
+	// ApplicationproblemJSON500 the response for an HTTP 500 `application/problem+json` response
+	ApplicationproblemJSON500 *InternalError
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *IngestProblem
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *PostEventsResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r PostEventsResponse) GetJSON200() *EventsResult {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON400() *IngestProblem {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON413() *IngestProblem {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON415 returns the response for an HTTP 415 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON415() *UnsupportedMediaType {
+	return r.ApplicationproblemJSON415
+}
+
+// GetApplicationproblemJSON500 returns the response for an HTTP 500 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON500() *InternalError {
+	return r.ApplicationproblemJSON500
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r PostEventsResponse) GetApplicationproblemJSON503() *IngestProblem {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r PostEventsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r PostEventsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r PostEventsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r PostEventsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // PostBouncerHeartbeatWithBodyWithResponse Report the applied versions, rule counters and the last error
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -1049,6 +1560,78 @@ func (c *ClientWithResponses) PostBouncerReportsWithResponse(ctx context.Context
 		return nil, err
 	}
 	return ParsePostBouncerReportsResponse(rsp)
+}
+
+// PostEventsWithBodyWithResponse Send raw log lines (sensors)
+//
+// Raw log lines of a named format, parsed by the server: `cowrie`
+// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+// `pattern` parameter, a Go regular expression with a named group
+// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+// `application/x-ndjson`); without it each line is an `EventLine`
+// object. Streamed like /ingest: the same size limit
+// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+// failure part-way an `IngestProblem` with `stopped_at_line`.
+//
+// Each event becomes a sighting of its address with source
+// `log:<host>`, and its line, kind and host are kept (as long as other
+// raw sightings) for the address page; DNS answers become passive DNS.
+// Detections (`/detections`) then count events in the database and tag
+// an address with source `sensor:<detection>`. `accepted` counts lines
+// parsed (a line may carry no event), `events` the events they held.
+//
+// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+// send too, and then `host` is always the bouncer's own name.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /events (the `PostEvents` operationId).
+func (c *ClientWithResponses) PostEventsWithBodyWithResponse(ctx context.Context, params *PostEventsParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*PostEventsResponse, error) {
+	rsp, err := c.PostEventsWithBody(ctx, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostEventsResponse(rsp)
+}
+
+// PostEventsWithTextBodyWithResponse Send raw log lines (sensors)
+//
+// Raw log lines of a named format, parsed by the server: `cowrie`
+// (Cowrie JSON), `sshd` (auth.log in BSD or RFC 3339 syslog style, or
+// `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban
+// lines), `dnsmasq` (log-queries, plain and `extra`), `zeek-dns` and
+// `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+// `pattern` parameter, a Go regular expression with a named group
+// `ip`). With `?format=` the body is the raw lines (`text/plain` or
+// `application/x-ndjson`); without it each line is an `EventLine`
+// object. Streamed like /ingest: the same size limit
+// (MUNINN_MAX_INGEST_BYTES, gzip accepted), per-line errors, and on a
+// failure part-way an `IngestProblem` with `stopped_at_line`.
+//
+// Each event becomes a sighting of its address with source
+// `log:<host>`, and its line, kind and host are kept (as long as other
+// raw sightings) for the address page; DNS answers become passive DNS.
+// Detections (`/detections`) then count events in the database and tag
+// an address with source `sensor:<detection>`. `accepted` counts lines
+// parsed (a line may carry no event), `events` the events they held.
+//
+// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may
+// send too, and then `host` is always the bouncer's own name.
+//
+// Takes a body of the `text/plain` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /events (the `PostEvents` operationId).
+func (c *ClientWithResponses) PostEventsWithTextBodyWithResponse(ctx context.Context, params *PostEventsParams, body PostEventsTextRequestBody, reqEditors ...RequestEditorFn) (*PostEventsResponse, error) {
+	rsp, err := c.PostEventsWithTextBody(ctx, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParsePostEventsResponse(rsp)
 }
 
 // ParsePostBouncerHeartbeatResponse parses an HTTP response from a PostBouncerHeartbeatWithResponse call
@@ -1297,6 +1880,94 @@ func ParsePostBouncerReportsResponse(rsp *http.Response) (*PostBouncerReportsRes
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers PostBouncerReportsResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParsePostEventsResponse parses an HTTP response from a PostEventsWithResponse call
+func ParsePostEventsResponse(rsp *http.Response) (*PostEventsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &PostEventsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest EventsResult
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest IngestProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest IngestProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 415:
+		var dest UnsupportedMediaType
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON415 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 500:
+		var dest InternalError
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON500 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest IngestProblem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 503:
+		var headers PostEventsResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {

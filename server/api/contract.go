@@ -46,6 +46,10 @@ const streamExtension = "x-muninn-streamed-body"
 // where a mistyped parameter would silently serve the wrong list to a router).
 const closedQueryExtension = "x-muninn-closed-query"
 
+// bouncerKeyExtension marks a token operation that a bouncer key may call
+// too, acting for its own host (POST /events: a bouncer is a sensor).
+const bouncerKeyExtension = "x-muninn-bouncer-key"
+
 // heavyExtension marks an operation that runs a few at a time (search and
 // exports); see Limiter.
 const heavyExtension = "x-muninn-heavy"
@@ -71,6 +75,8 @@ type Operation struct {
 	// Query holds, for an operation with x-muninn-closed-query, the query
 	// parameters it declares; nil when any other is ignored.
 	Query map[string]bool
+	// BouncerKey says a bouncer key (X-Api-Key) reaches the operation too.
+	BouncerKey bool
 	// PathOnly lists, when the operation takes no body and only path
 	// parameters that are strings bounded at most by length, those
 	// parameters' bounds: a request without a query string whose path
@@ -160,6 +166,14 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			default:
 				return nil, fmt.Errorf("api: %s %s: %s %q is not public, reader, writer, admin or bouncer", method, path, RoleExtension, role)
 			}
+			bouncerToo, _ := op.Extensions[bouncerKeyExtension].(bool)
+			if bouncerToo && want == "bearerAuth" {
+				slices.Sort(schemes)
+				if !slices.Equal(schemes, []string{"bearerAuth", "bouncerKey"}) {
+					return nil, fmt.Errorf("api: %s %s: %s needs security bearerAuth and bouncerKey, the spec says %v", method, path, bouncerKeyExtension, schemes)
+				}
+				schemes = []string{want}
+			}
 			if (want == "" && len(schemes) != 0) || (want != "" && !slices.Equal(schemes, []string{want})) {
 				return nil, fmt.Errorf("api: %s %s: role %s needs security %q, the spec says %v", method, path, role, want, schemes)
 			}
@@ -184,7 +198,7 @@ func Operations(spec *openapi3.T) (map[string]Operation, error) {
 			checked := *op
 			checked.Security = &openapi3.SecurityRequirements{}
 			out[method+" "+path] = Operation{Route: &routers.Route{Spec: spec, Path: path, PathItem: item, Method: method, Operation: &checked},
-				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, Query: query, PathOnly: pathOnly(item, op)}
+				Role: role, Streamed: streamed, ParamRoles: paramRoles, Heavy: heavy, Query: query, PathOnly: pathOnly(item, op), BouncerKey: bouncerToo}
 		}
 	}
 	return out, nil
@@ -301,7 +315,11 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			return
 		}
 		ctx := r.Context()
-		switch op.Role {
+		role := op.Role
+		if op.BouncerKey && r.Header.Get("Authorization") == "" && r.Header.Get("X-Api-Key") != "" {
+			role = RoleBouncer
+		}
+		switch role {
 		case RolePublic:
 		case RoleBouncer:
 			b, err := c.srv.AuthenticateBouncer(ctx, strings.TrimSpace(r.Header.Get("X-Api-Key")))
@@ -395,7 +413,7 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 				return
 			}
 			r.Body = http.MaxBytesReader(w, r.Body, limit)
-			if op.Streamed && mt == "application/json" {
+			if op.Streamed && (mt == "application/json" || mt == "text/plain") {
 				// The generated handler would decode a JSON body whole before the
 				// handler runs; a streamed one goes to the handler as a stream.
 				r.Header.Set("Content-Type", "application/x-ndjson")

@@ -144,14 +144,7 @@ func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor
 	if len(obs) == 0 {
 		return nil
 	}
-	src := pgx.CopyFromSlice(len(obs), func(i int) ([]any, error) {
-		o := &obs[i]
-		tags := o.Tags
-		if tags == nil {
-			tags = []string{}
-		}
-		return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note, actor}, nil
-	})
+	src := logRows(obs, actor)
 	var lifted []netip.Prefix
 	for _, o := range obs {
 		if o.WidthLifted && !slices.Contains(lifted, o.Prefix) {
@@ -173,6 +166,34 @@ func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor
 		return mapErr("append observations", err)
 	}
 	s.merge.appended.Add(int64(len(obs)))
+	return nil
+}
+
+// logRows is obs made through actor as rows of the observation log.
+func logRows(obs []Observation, actor string) pgx.CopyFromSource {
+	return pgx.CopyFromSlice(len(obs), func(i int) ([]any, error) {
+		o := &obs[i]
+		tags := o.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note, actor}, nil
+	})
+}
+
+// ingestTx appends obs (made through actor, none with a lifted width) to
+// the observation log inside tx, for a write that stores observations
+// together with something else (a detection's tag and its event): they are
+// durable exactly when the rest of tx is. The caller calls Flush after the
+// commit when it needs them visible at once; otherwise the merger folds them
+// in within a second.
+func ingestTx(ctx context.Context, tx pgx.Tx, obs []Observation, actor string) error {
+	if len(obs) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, logRows(obs, actor)); err != nil {
+		return fmt.Errorf("append observations: %w", err)
+	}
 	return nil
 }
 

@@ -44,6 +44,8 @@ type config struct {
 	Check     time.Duration `yaml:"check"`
 	LogLevel  string        `yaml:"log_level"`
 	LogFormat string        `yaml:"log_format"`
+	// Watch lists the log files the bouncer tails and sends to POST /events.
+	Watch []bouncer.Watch `yaml:"watch"`
 }
 
 func defaults() config {
@@ -166,7 +168,8 @@ func run(args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	hostname, _ := os.Hostname()
-	s := bouncer.NewSyncer(bouncer.NewClient(cfg.Server, cfg.Key, hc).WithUserAgent("muninn-bouncer/"+version), fw, bouncer.Config{
+	client := bouncer.NewClient(cfg.Server, cfg.Key, hc).WithUserAgent("muninn-bouncer/" + version)
+	s := bouncer.NewSyncer(client, fw, bouncer.Config{
 		StateDir: cfg.StateDir, Wait: cfg.Wait, HeartbeatEvery: cfg.Heartbeat, CheckEvery: cfg.Check,
 		Hostname: hostname, Version: version, DryRun: *dryRun,
 	}, log)
@@ -177,6 +180,15 @@ func run(args []string) error {
 		return s.Once(ctx)
 	}
 	log.Info("Starting.", "server", cfg.Server, "table", cfg.Table, "state_dir", cfg.StateDir, "version", version)
+	for _, w := range cfg.Watch {
+		wt := &bouncer.Watcher{Watch: w, PosFile: bouncer.PosFileFor(cfg.StateDir, w.Path), Send: client.SendEvents}
+		go func() {
+			if err := wt.Run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("Stopped watching a log file.", "path", w.Path, "error", err)
+			}
+		}()
+		log.Info("Watching a log file.", "path", w.Path, "format", w.Format)
+	}
 	if err := s.Run(ctx); err != nil {
 		return err
 	}

@@ -497,6 +497,48 @@ func (e QFamily) Valid() bool {
 	}
 }
 
+// Defines values for PostEventsParamsFormat.
+const (
+	PostEventsParamsFormatCaddy    PostEventsParamsFormat = "caddy"
+	PostEventsParamsFormatCowrie   PostEventsParamsFormat = "cowrie"
+	PostEventsParamsFormatDnsmasq  PostEventsParamsFormat = "dnsmasq"
+	PostEventsParamsFormatFail2ban PostEventsParamsFormat = "fail2ban"
+	PostEventsParamsFormatNginx    PostEventsParamsFormat = "nginx"
+	PostEventsParamsFormatRegex    PostEventsParamsFormat = "regex"
+	PostEventsParamsFormatSshd     PostEventsParamsFormat = "sshd"
+	PostEventsParamsFormatTraefik  PostEventsParamsFormat = "traefik"
+	PostEventsParamsFormatZeekConn PostEventsParamsFormat = "zeek-conn"
+	PostEventsParamsFormatZeekDns  PostEventsParamsFormat = "zeek-dns"
+)
+
+// Valid indicates whether the value is a known member of the PostEventsParamsFormat enum.
+func (e PostEventsParamsFormat) Valid() bool {
+	switch e {
+	case PostEventsParamsFormatCaddy:
+		return true
+	case PostEventsParamsFormatCowrie:
+		return true
+	case PostEventsParamsFormatDnsmasq:
+		return true
+	case PostEventsParamsFormatFail2ban:
+		return true
+	case PostEventsParamsFormatNginx:
+		return true
+	case PostEventsParamsFormatRegex:
+		return true
+	case PostEventsParamsFormatSshd:
+		return true
+	case PostEventsParamsFormatTraefik:
+		return true
+	case PostEventsParamsFormatZeekConn:
+		return true
+	case PostEventsParamsFormatZeekDns:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for GetListPrefixesParamsFamily.
 const (
 	GetListPrefixesParamsFamilyN4 GetListPrefixesParamsFamily = 4
@@ -811,6 +853,50 @@ type CrowdSecSettings struct {
 // CrowdSecSettingsExpand defines model for CrowdSecSettings.Expand.
 type CrowdSecSettingsExpand string
 
+// Detection defines model for Detection.
+type Detection struct {
+	Enabled        bool     `json:"enabled"`
+	IncludePrivate bool     `json:"include_private"`
+	InstantKinds   []string `json:"instant_kinds"`
+	Kinds          []string `json:"kinds"`
+	MaxTtl         string   `json:"max_ttl"`
+	Name           string   `json:"name"`
+	Quiet          string   `json:"quiet"`
+	Tag            string   `json:"tag"`
+	Threshold      int      `json:"threshold"`
+	Ttl            string   `json:"ttl"`
+	Window         string   `json:"window"`
+}
+
+// DetectionInput defines model for DetectionInput.
+type DetectionInput struct {
+	// Enabled Default true.
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// IncludePrivate Also tag private, loopback and link-local addresses (default false: counted, never tagged).
+	IncludePrivate *bool `json:"include_private,omitempty"`
+
+	// InstantKinds Kinds of which one event is enough (honeypot touches, exploit paths).
+	InstantKinds *[]string `json:"instant_kinds,omitempty"`
+	Kinds        []string  `json:"kinds"`
+
+	// MaxTtl The cap of the escalation (default 30 days).
+	MaxTtl *string `json:"max_ttl,omitempty"`
+
+	// Quiet After this long without a firing the escalation starts over (default 7 days).
+	Quiet *string `json:"quiet,omitempty"`
+	Tag   string  `json:"tag"`
+
+	// Threshold Events of these kinds from one address within window that fire it.
+	Threshold int `json:"threshold"`
+
+	// Ttl The first firing's tag TTL (a Go duration); the n-th within the quiet period gets ttl × n², at most max_ttl.
+	Ttl string `json:"ttl"`
+
+	// Window A Go duration such as "10m".
+	Window string `json:"window"`
+}
+
 // EnrichStatus The last outside lookup of one kind for one address.
 type EnrichStatus struct {
 	AttemptedAt time.Time `json:"attempted_at"`
@@ -845,6 +931,19 @@ type Event struct {
 type EventPage struct {
 	Items      []Event `json:"items"`
 	NextCursor *string `json:"next_cursor,omitempty"`
+}
+
+// EventsResult defines model for EventsResult.
+type EventsResult struct {
+	// Accepted Lines parsed.
+	Accepted int64 `json:"accepted"`
+
+	// Errors The first 1000 rejected lines.
+	Errors []IngestError `json:"errors"`
+
+	// Events Events the accepted lines held.
+	Events   int64 `json:"events"`
+	Rejected int64 `json:"rejected"`
 }
 
 // ExplainCond defines model for ExplainCond.
@@ -1735,6 +1834,27 @@ type ListEventsParams struct {
 	Limit  *QLimit  `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// PostEventsTextBody defines parameters for PostEvents.
+type PostEventsTextBody = string
+
+// PostEventsParams defines parameters for PostEvents.
+type PostEventsParams struct {
+	// Format The format of every line; without it each line is an `EventLine`.
+	Format *PostEventsParamsFormat `form:"format,omitempty" json:"format,omitempty"`
+
+	// Host The host the lines come from, when a line does not name one (and always for a bouncer key, which sends as its own name).
+	Host *string `form:"host,omitempty" json:"host,omitempty"`
+
+	// Pattern The regex format's expression, with a named group `ip` (and optionally `host`, `user`).
+	Pattern *string `form:"pattern,omitempty" json:"pattern,omitempty"`
+
+	// Kind The regex format's event kind (default `regex-match`).
+	Kind *string `form:"kind,omitempty" json:"kind,omitempty"`
+}
+
+// PostEventsParamsFormat defines parameters for PostEvents.
+type PostEventsParamsFormat string
+
 // ExportClickHouseParams defines parameters for ExportClickHouse.
 type ExportClickHouseParams struct {
 	// Tag A tag of the effective view (after suppression).
@@ -2046,6 +2166,12 @@ type CreateBouncerJSONRequestBody = BouncerInput
 // PutBouncerJSONRequestBody defines body for PutBouncer for application/json ContentType.
 type PutBouncerJSONRequestBody = BouncerUpdate
 
+// PutDetectionJSONRequestBody defines body for PutDetection for application/json ContentType.
+type PutDetectionJSONRequestBody = DetectionInput
+
+// PostEventsTextRequestBody defines body for PostEvents for text/plain ContentType.
+type PostEventsTextRequestBody = PostEventsTextBody
+
 // PutFeedJSONRequestBody defines body for PutFeed for application/json ContentType.
 type PutFeedJSONRequestBody = FeedInput
 
@@ -2247,9 +2373,21 @@ type ServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(w http.ResponseWriter, r *http.Request, name ObjectName)
+	// ListDetections Detection rules
+	// (GET /detections)
+	ListDetections(w http.ResponseWriter, r *http.Request)
+	// DeleteDetection Delete a detection rule
+	// (DELETE /detections/{name})
+	DeleteDetection(w http.ResponseWriter, r *http.Request, name string)
+	// PutDetection Create or replace a detection rule
+	// (PUT /detections/{name})
+	PutDetection(w http.ResponseWriter, r *http.Request, name string)
 	// ListEvents Stored events, newest first
 	// (GET /events)
 	ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams)
+	// PostEvents Send raw log lines (sensors)
+	// (POST /events)
+	PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(w http.ResponseWriter, r *http.Request, params ExportClickHouseParams)
@@ -2490,9 +2628,33 @@ func (_ Unimplemented) PutBouncer(w http.ResponseWriter, r *http.Request, name O
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
+// ListDetections Detection rules
+// (GET /detections)
+func (_ Unimplemented) ListDetections(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteDetection Delete a detection rule
+// (DELETE /detections/{name})
+func (_ Unimplemented) DeleteDetection(w http.ResponseWriter, r *http.Request, name string) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutDetection Create or replace a detection rule
+// (PUT /detections/{name})
+func (_ Unimplemented) PutDetection(w http.ResponseWriter, r *http.Request, name string) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
 // ListEvents Stored events, newest first
 // (GET /events)
 func (_ Unimplemented) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PostEvents Send raw log lines (sensors)
+// (POST /events)
+func (_ Unimplemented) PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -3190,6 +3352,72 @@ func (siw *ServerInterfaceWrapper) PutBouncer(w http.ResponseWriter, r *http.Req
 	handler.ServeHTTP(w, r)
 }
 
+// ListDetections operation middleware
+func (siw *ServerInterfaceWrapper) ListDetections(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListDetections(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteDetection operation middleware
+func (siw *ServerInterfaceWrapper) DeleteDetection(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteDetection(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutDetection operation middleware
+func (siw *ServerInterfaceWrapper) PutDetection(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name string
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutDetection(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // ListEvents operation middleware
 func (siw *ServerInterfaceWrapper) ListEvents(w http.ResponseWriter, r *http.Request) {
 
@@ -3279,6 +3507,78 @@ func (siw *ServerInterfaceWrapper) ListEvents(w http.ResponseWriter, r *http.Req
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListEvents(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PostEvents operation middleware
+func (siw *ServerInterfaceWrapper) PostEvents(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params PostEventsParams
+
+	// ------------- Optional query parameter "format" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "format", r.URL.Query(), &params.Format, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "format"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "format", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "host" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "host", r.URL.Query(), &params.Host, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "host"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "host", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "pattern" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "pattern", r.URL.Query(), &params.Pattern, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "pattern"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "pattern", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "kind" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "kind", r.URL.Query(), &params.Kind, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "kind"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "kind", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PostEvents(w, r, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -5571,6 +5871,18 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 		r.Get(options.BaseURL+"/events", wrapper.ListEvents)
 	})
 	r.Group(func(r chi.Router) {
+		r.Post(options.BaseURL+"/events", wrapper.PostEvents)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/detections", wrapper.ListDetections)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/detections/{name}", wrapper.DeleteDetection)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/detections/{name}", wrapper.PutDetection)
+	})
+	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/alerts/rules", wrapper.ListAlertRules)
 	})
 	r.Group(func(r chi.Router) {
@@ -7453,6 +7765,331 @@ func (response PutBouncer503ApplicationProblemPlusJSONResponse) VisitPutBouncerR
 	return err
 }
 
+type ListDetectionsRequestObject struct {
+}
+
+type ListDetectionsResponseObject interface {
+	VisitListDetectionsResponse(w http.ResponseWriter) error
+}
+
+type ListDetections200JSONResponse []Detection
+
+func (response ListDetections200JSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections401ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections403ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections500ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListDetections503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListDetections503ApplicationProblemPlusJSONResponse) VisitListDetectionsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetectionRequestObject struct {
+	Name string `json:"name"`
+}
+
+type DeleteDetectionResponseObject interface {
+	VisitDeleteDetectionResponse(w http.ResponseWriter) error
+}
+
+type DeleteDetection204Response struct {
+}
+
+func (response DeleteDetection204Response) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteDetection400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection400ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection401ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection403ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection404ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection500ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDetection503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDetection503ApplicationProblemPlusJSONResponse) VisitDeleteDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetectionRequestObject struct {
+	Name string `json:"name"`
+	Body *PutDetectionJSONRequestBody
+}
+
+type PutDetectionResponseObject interface {
+	VisitPutDetectionResponse(w http.ResponseWriter) error
+}
+
+type PutDetection200JSONResponse Detection
+
+func (response PutDetection200JSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection400ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection401ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection403ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection415ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection500ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutDetection503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutDetection503ApplicationProblemPlusJSONResponse) VisitPutDetectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type ListEventsRequestObject struct {
 	Params ListEventsParams
 }
@@ -7528,6 +8165,146 @@ type ListEvents503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ListEvents503ApplicationProblemPlusJSONResponse) VisitListEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEventsRequestObject struct {
+	Params   PostEventsParams
+	Body     io.Reader
+	TextBody *PostEventsTextRequestBody
+}
+
+type PostEventsResponseObject interface {
+	VisitPostEventsResponse(w http.ResponseWriter) error
+}
+
+type PostEvents200JSONResponse EventsResult
+
+func (response PostEvents200JSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents400ApplicationProblemPlusJSONResponse IngestProblem
+
+func (response PostEvents400ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents401ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents403ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents413ApplicationProblemPlusJSONResponse IngestProblem
+
+func (response PostEvents413ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents415ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PostEvents500ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PostEvents503ResponseHeaders struct {
+	RetryAfter *int
+}
+
+type PostEvents503ApplicationProblemPlusJSONResponse struct {
+	Body    IngestProblem
+	Headers PostEvents503ResponseHeaders
+}
+
+func (response PostEvents503ApplicationProblemPlusJSONResponse) VisitPostEventsResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -12847,9 +13624,21 @@ type StrictServerInterface interface {
 	// PutBouncer Change the rulesets a bouncer enforces; its key stays
 	// (PUT /bouncers/{name})
 	PutBouncer(ctx context.Context, request PutBouncerRequestObject) (PutBouncerResponseObject, error)
+	// ListDetections Detection rules
+	// (GET /detections)
+	ListDetections(ctx context.Context, request ListDetectionsRequestObject) (ListDetectionsResponseObject, error)
+	// DeleteDetection Delete a detection rule
+	// (DELETE /detections/{name})
+	DeleteDetection(ctx context.Context, request DeleteDetectionRequestObject) (DeleteDetectionResponseObject, error)
+	// PutDetection Create or replace a detection rule
+	// (PUT /detections/{name})
+	PutDetection(ctx context.Context, request PutDetectionRequestObject) (PutDetectionResponseObject, error)
 	// ListEvents Stored events, newest first
 	// (GET /events)
 	ListEvents(ctx context.Context, request ListEventsRequestObject) (ListEventsResponseObject, error)
+	// PostEvents Send raw log lines (sensors)
+	// (POST /events)
+	PostEvents(ctx context.Context, request PostEventsRequestObject) (PostEventsResponseObject, error)
 	// ExportClickHouse ClickHouse ip_trie dictionary source (TSVWithNames)
 	// (GET /export/clickhouse.tsv)
 	ExportClickHouse(ctx context.Context, request ExportClickHouseRequestObject) (ExportClickHouseResponseObject, error)
@@ -13455,6 +14244,89 @@ func (sh *strictHandler) PutBouncer(w http.ResponseWriter, r *http.Request, name
 	}
 }
 
+// ListDetections operation middleware
+func (sh *strictHandler) ListDetections(w http.ResponseWriter, r *http.Request) {
+	var request ListDetectionsRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListDetections(ctx, request.(ListDetectionsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListDetections")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListDetectionsResponseObject); ok {
+		if err := validResponse.VisitListDetectionsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteDetection operation middleware
+func (sh *strictHandler) DeleteDetection(w http.ResponseWriter, r *http.Request, name string) {
+	var request DeleteDetectionRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteDetection(ctx, request.(DeleteDetectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteDetection")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteDetectionResponseObject); ok {
+		if err := validResponse.VisitDeleteDetectionResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutDetection operation middleware
+func (sh *strictHandler) PutDetection(w http.ResponseWriter, r *http.Request, name string) {
+	var request PutDetectionRequestObject
+
+	request.Name = name
+
+	var body PutDetectionJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutDetection(ctx, request.(PutDetectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutDetection")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutDetectionResponseObject); ok {
+		if err := validResponse.VisitPutDetectionResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ListEvents operation middleware
 func (sh *strictHandler) ListEvents(w http.ResponseWriter, r *http.Request, params ListEventsParams) {
 	var request ListEventsRequestObject
@@ -13474,6 +14346,44 @@ func (sh *strictHandler) ListEvents(w http.ResponseWriter, r *http.Request, para
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListEventsResponseObject); ok {
 		if err := validResponse.VisitListEventsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PostEvents operation middleware
+func (sh *strictHandler) PostEvents(w http.ResponseWriter, r *http.Request, params PostEventsParams) {
+	var request PostEventsRequestObject
+
+	request.Params = params
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-ndjson") {
+		request.Body = r.Body
+	}
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "text/plain") {
+		data, err := io.ReadAll(r.Body)
+		if err != nil {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't read body: %w", err))
+			return
+		}
+		body := PostEventsTextRequestBody(data)
+		request.TextBody = &body
+	}
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PostEvents(ctx, request.(PostEventsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PostEvents")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PostEventsResponseObject); ok {
+		if err := validResponse.VisitPostEventsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -14808,348 +15718,376 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7P2Lbhs5uigKvwqhtYFIa5Vk+ZJMt4wBtuM4nczOxWM70zMrym9RVZTEcYmsIVmW1f0H2O9w3uGc9ziP",
-	"sp/kgN9H1kWqkkqO43RPB2h0LKkuH8nvfv21Fcp5IgUTRrcGv7YSquicGabg00kUKabhz4jpUPHEcCla",
-	"g9aJIK/Pb4+IVPbfZ4TihaRtv+3OaZKwCH/hmqQCv+j0WkGL3dF5ErPWoLX/4w+9p/u9/X6/96dW0OL2",
-	"uQk1s1bQEnRur3BPbQUtxf6VcsWi1sColAUtHc7YnFq45vTuDRNTM2sNnh0FLbNM7J3aKC6mrc+fg9ZJ",
-	"zJR5Bw9cXcUbuWCqG1LNSMyMXXRAIj7lxv4rTUAiqmcBSUXElA6lYseEGjKX2pBnh71qmOGfTQAn1L7J",
-	"3vj/+0i7v/S7P35y//auu59+7QfPDj7/j1b1SmK5+JlHFSs5CUOWGJIoNuF3TJMFj5giZkYF2fsBT6Vj",
-	"D2vv8AA+PeuQibQXcE0sqEyb46GgeKr+/PBppD0YTCaTyaA/6O/9+IxQEZFYiilTHRLKVBhtN4UbDfcO",
-	"xYJHZtYjz5ckYhOaxoboNJwR6h8Hb5ykmkVkwc2MmBkjMZ9zQ+zWRaRNhyJRchyzOZlwFkeBBZwKwsWU",
-	"aUNiLhhhSknV6ZH3Il7CE2g054IoGTMyp0uimYiGApaXYTRpH/UPiTQzphZcs4AsZtSwW6YA+Fsap6wT",
-	"wPIYDWcO3KGgsLUeWm5wAaFUEYsIF/j2NOKGxHJK2jS0R0JGuA0xn5hRpzcUHln+lTK1LGC4PdJre1qt",
-	"Io64nWsNJjTWLMOFsZQxo6L1OWjddeep4EJ07ZKBVOYcfnjOkZArUHNsf9pCS3yezluD/YMfgtacC/zU",
-	"zwDgwrApU4CNLxmLPFk9LB1c95AODmvo4PXknRTsLTXhbJ0SrmaMnF3RKZETizRU6AVQAiNhzJkwZEY1",
-	"aVOimKXqIMfLmGtjj5+wu0Qq08noe8ZoxFS+steTrn1/FwGo4UUH/X4V6O/H/2RhDTc6ISqNmWYmAFgs",
-	"1o9lKkKmgDLuy29WGOScC/9xPygdwkn3v/05ZH9edz/9Z/Uh/PU0plrzCQ8pwl91EGwyYaHht3bzi1fb",
-	"w7FHcsvZoldDGuU7Svv8PxSbtAat/9jLZdce/qr3VsBCUFOlpaoGcSTYnbkO4YqRhytR7JbL1DKPKSNt",
-	"YFFUm4yFGTghJ9Eqgcc37iSo/vqSznm8XAcTmByI2zZycem+eEbazzoZ0z8mY2lmZDFjgtCxZsLUQTfB",
-	"FxWhY8JS+sej4NmnSmr/6xvLojNaX3kg8O9qDrZvCSFnLH346DnLfvW7LhkTl1yErGYvLNpoPBHN7GqB",
-	"WOjEMCfSDC/Qywqs9o5rDU8vAjyRak5Na9CKqGFd+4BqtL+UqQorqVfDL0XUJm3LhEhsCYBqzRTivvA4",
-	"ZnHJAu7/DqUwlAsupoSbTkBYb9ojI5R7g1AuFGejY0KJUZTH9qrRf47I3LIhpvOntEcTxqLBf45qsRMh",
-	"3ZF1/fWKTquWbZDXmhK54+rxRHSaJFaN41LUQmTotA6c/RpwfqaIj2V4XskFaCfESLKg3ICaQ0k4o2LK",
-	"LLf/SZIoVciFUDHRZNg67OthK8i0u6fzsqp62Nc1gNt31EF+eFANODczLmpQO9PguNA8YojOp69fXNTq",
-	"zv29g6M64PBNO3GhKzr9Eqm+enBlcbP6us/2UTqRQjNQWp7T6AK1UfvJkgMT8CdNktix9D2nHP7XPzWK",
-	"nWZy4RzvwpeuiwGnBFvlbk5jywxYdExGoGfqEQhgjXoh6KSgJhq4j2opelbzOpViEvPwUUF/bQi749rq",
-	"4LFiNFoCJC+lGvMoYuKxdzFULGLCcBo/0aiMR5JpIqQhoOkCOgOIr4XVO2h8Zjf4McE8IWiUOC6smbpl",
-	"6okmltqOwRKwarxVEu3PETOUxwjyO2leylREjwntO2kpeGrR8kbIhRXsMrXWFkB0DszinTRvZcQnnEXr",
-	"TKWkrDo0BmU4Vcpqw6gfW+aCai6Q4Vklq79au+2JBlW7V+IwazSeAXrF7jYRx66bZh/5hmsDbMuwO7OX",
-	"xBQZay2jHIqDfn9/EI1/GAz2jn4Yis2gV+F4gUOj7advWERQfSDtEcL1Ej6OOgHqbROurHHBReYoseZj",
-	"s20/scg48yJ2LKNlQP6VSsOigVVEUbJpVPtMEb5Ibj6YoPX37ls0Ik+iW16rbaEEdbYJWsHesh/HMrwZ",
-	"kJlckDkVRellNImYWKIlM5NxpB3LpIbsIS/giIl6JhXq043BPXevqRb/ZUjgiNAIRDDaXk9kBPVgMuGx",
-	"YapT+fqiXpq9/wJsx+7fmNK1ps8t/ujPDc1N5+zQhiyo3SDFby3uKDnvVSujXJhnR60KLRlEtZRvqJqy",
-	"x+byFgft6cnbbEVzx5GupHxLxdIJcf2YkL330IQ0joE3KWocbMdWBAEjtfuujVQs6pErtSR0Si1VAkpc",
-	"MKOW3RNUWlkoRaRXKLRwxfqpX+ItmeY5ZhOpGDFqaV8ML9qCYnZRHwRNzUwq/gt7ZElDbmnMo4IMhxP9",
-	"IOgt5TEdx4+OZyibSUgFKBBIxEIu0CCPqKFjqhl6mJXVzSyQgSM1TahiRBsexySWNOJi2jm2h5GfxGMf",
-	"bKJkyLT+FltZUG8XLI67qOCScWqIYhO7W0YSLecMqSQnI/Cm2u1PNdtRH/4grOUnlWHRWxZxegW78rjr",
-	"lglztl6miBp6wxyosCdPNDlFiLoWwh6wevd4iIFcvgN3pbLPMhyljmBmIdVNhZwKWiKdjxGNtrLxoCXV",
-	"lAr+S+ZDW3uazvwN6wLRfSPBqWgvPgn9c5w/pwUSuhWgo7kVtGJpDW0zU9KYmLU+BetvhIDJ6YwKweL1",
-	"lYeKUcOia2qaek288Vi1OKa84tHr9Tq91kCkcVzJC2YyNUop4m4hbWEm1tSdMsEUD/2dU2n4ZOk/6blJ",
-	"/N9rL0+TaOeVpCquFvcfLt6gasRumVpa8aGYpa0kpqEltCW5OHtxcnp19qJX6VfKLeqP3sj2m4Nv/VR1",
-	"3IWTei2SFGkqirgFjMbnhYNzgYTyWVau5iTf6w8XbwbE7vNgby8guLXwp2Exmyo6hw86puEN/BVxHUoV",
-	"wd9zahS/wwvmJsEn4FnB372e3YiCu+Co/+Ozbf6C8j5t3JaXoNTprTtSXvyZOz3jlEIyT7VBF1uPGDoN",
-	"VhzZAYbArFQREaFagNSZ0NDozCl2y4RlMk7zP840aXuHd/CHcs5AD8xvOSZzLq7h8V5VnrCFZeLwsyaU",
-	"TJVMEyIYQ+E0tiITvb7lc6ZaVLKjzC17dPDj0Y/P/nTw49PNztmg5QDe7koKVh34Te7AvVyNDmE04tOv",
-	"lXFRABi3qRzC6vfLvuZ+1XLcWTQBzqBxttWBVo2OFykK/RVmirSLATvD5rqSS7ovqFJ0Cdt0DxbMhFU7",
-	"osLzC8HESU4rm2Rtia4+By1Av2szU0xb06pK8/EXLZyzdg2uGy6iailaJzP+lXJmrlnNbfirNlSZDb+b",
-	"Xyp/tAbDdcLU9Uymqno5uwuNauYO6853PshRobRl65u8CmV+tJ824d59xEMRO8ts0skcVAOPCZsnZgmR",
-	"DAg7kTmjQjtJ6B4Cjn+P4fdMgQCG9Rof8rS/ThcFHC+D+8K5K4xKWUH8fhUKWBWmyKO5BtZMrPUppbD/",
-	"cu8XARc/OC0cY2/3SZcISbLndnqtYFfOVqa7VaiKUZA2hJlcDKQzyOSKhxngg5gKmsncaHRoIbyk7b1B",
-	"/QFE4kTIOiuyvSISkpN+RdgYnmt/R0U9jRmo7WCOryDPKuYcVmNOiWsUHtH+2N//9NFi4P//4GO/e/ip",
-	"M/jY7z7FrzY8KeMwK6ai/dpLfriSWCrVpP3q1eDt284x7q3OY1NmxrgiTEQra7svYMjaVpzAJ+9OICZK",
-	"fpGCVYLnz/DD1enq4VVKwzVWuYJhLpCW4/bcWr5TlqlFcKhcEPubfcYxmVuj2qpPkZKQf9SmglBLcT0f",
-	"QmSRww1Nl5aSOj3iaMXqJdHOZLLCmwEja9noFdPmgmmIaq8K8ojF/JapOgHLfJRjs2zIn1IJhI8gr7+e",
-	"3SVcMb2TRgAkfK0ZE83v8STrrUsM265laghpwIBxp1ZpZcZ057fXmsJBC7K3tm+wk7p4dZDHwQt7UYSs",
-	"8hTSiJuzTE0t69lhrRlPQ1OJAUGLVjudwHsBbyW5wzoLY3snpqWRJfnL5ft3mMB27EUwOu0jFjODcXf7",
-	"ph2wA31cG8HybrB7wAUabAYXj5o6S/AUth4zt4dMrfaE2x74k8keUXuy53Raoadnmkv2x0YtIUeRCu29",
-	"kG/UYCXwvipon+eG2IrWJucJNXzMY24qkol+njEzw9xQkwUpFlLdaJ+OCXIfo6IDIm8wsgSpRZY5KxYz",
-	"qpkeivbbk7+8v+i9ff3u/UXv/OTq9FXHM3dN54zM6T/tYTtJYAXPnAv7TUKVCQjjAMeCLo+HIs19hfi+",
-	"SargZ7iYtNNkqmiEyCbjiCmI13aOSSowLgp4NRQRu2WxTOYW1cYpjyPMr/FmNix6RtERqJh74ZIZzND0",
-	"bE3etIJWAST4BO+pZGVgfDrtsbzZ5zS88Zb+0jCfL5swhfIvs/ghl2nGqDJjRg1p21+veUT63vT38hkR",
-	"uVNSpzfhotX9TxG+hzIlQyUXkWbh1kw8e90lCy+ZMVxMQWGeSW1qLbvGfAA4dJ1MvZdoqYXJOQiaE7+j",
-	"ywvnWKjY81Q7HlPGlQ/2azJnRvFQE0r89mXIm6R6Zjnr+fvLK7LnT2Hvdn8Pnth1t3YCotP5nEWNcQTe",
-	"vAFJbjfFOV0asgdyJexZxute1dYveMSuFQSx199wYb8nEQu5faouPTbboCSNYyRtbeiSRQSfRmhsZjKd",
-	"zoYCI+cIYRavJ6+TwpPbhZR58MHdJVTAUjTib+d4KFY4yQ1jicZsTIovfeJNIx/nz8IOTEykCoGDzZHb",
-	"bA/yVkg1n4Dl0bJEwhvkxCleVSHamhLdDVtWY8ANwxyBv3dPEt79X2x5TPTM8mTYGCEXvS+nuC0+sWY7",
-	"ZVewYYvu4yLxq/gaSdY1W7HxVRs8JsU8yuptW92xDXt1kftNV1TgJIldIlIDnHLpRI3Z/vTaxeXrg7SQ",
-	"2UuKBA/MIpRiwtWcRZiFk/OkALN1HdsCsl5QnSU6GauMtNcfCtcgTaHCwg0RUEwS8agzIGlCjASlJ5fq",
-	"CVNcRk4FnjHLnpb+gQGZKrngYppp7hR0F23S8MY+x1q6ixmPWWY9a+Z1GRfyLtCZi0GWPdybVU1/YZCd",
-	"YX4+GzDhAzhEd/UsfoEK8chEsZEaTqmhsZy+ZFWclUYRq3QJThiLUJJxDS5Ul8NZ7ZpcD6Osraf0gorf",
-	"PW1t3my7Csxb2xyzDWcsctGMuiBJXdy0kWvcXpvBHNT5GDIwysvfcEqQK7h2SvYwmmt3xQPfJoXwyZUA",
-	"rR2ptzzmNOYhl6kG94lOsg9jJvhUbDFETqVAEtwx6vnWlRBg6YhYWuQEs1376oJjItgUmN0Y0kHWY4wN",
-	"XUM+xBdAGgi3u2s5jgbbXMEtPLIWe2xPK3PRVK1WSNOsVg6XUuYXWxgEF55BbDnkokep5rBXedhuZ/NK",
-	"LkrKPtrmLmrghMcTbZWwHhmB0hqNiEmV0ASUZ2sTex1XyGJh6Oj26HrMjR7tjW6f4V+ECye1CrqxlVtD",
-	"4RTaARnpUCZMj/KM04JmrUF8uUv+zJMROBVkaoZiBAryKCAjGi/oUo+grnMkJ5NRj/wMYDm93WrxZFXz",
-	"h/i6YkOB1jaUXo4KtsOoR96wiSEyNa70D0N1gUvzxs2HZ6P6veZBpWUElpMJsBm7EkigsUBXIqLbx2rt",
-	"2IKoDaYBuwIdfJc15bxVf3BUDvEcHhTj8M+qlCF3ZNte+qz+pfsH/ZXAUqnqc3//YKtJ4nYt34IcripS",
-	"OBOKh7NLQ01aAzjoajI1UPsSS3mTJvY0LUZCOGgC1W/Mm1cVqQ7GsHmyc3Tc+xIqYlHwk2VOZDHDWmMH",
-	"F6SS3vAksaZ2XZLRKltUEU0s0EZVopJMTSirikPlDWljBiSLjmEb7JNIIrXm43hp2TL1vleXnIbKbChv",
-	"Ib1vlm1aJ7Ac/HoiUxGRNmiPU66NiwZKZdnE+dWFK3LuBLgFpK2YUZxFJKaGKahDdKsnbUp0wkJO426q",
-	"WUASxW+pYfaSSIbpnAmDD3cQAACwjSyymnIqYmsrv/3w7vW7d9dn7y5en766vjw/O3198ubPzttV8s1l",
-	"8Lf82QUtB0zFtlaz7BKm5Dtfibe3zkhZxbXmGOYKSeqZPxZSrb26uXleGU2F0O5MCrZMpAk8p+5pHjNR",
-	"+BzT6ZSLaf4FbGoAmmpvQnls7Sb4MIOC/GlKVdRTbC5v7S/O/ND8FxYQBkQOd8EjMYLnQlvLa/+01cBe",
-	"QCJmmHfTr2udaZ3vP/vt2rgE06bBAYcIpdvzN+VnVosSDxEsQNz6enGCszuoirGq4TqoqN3VBC0xlbda",
-	"zXeVPJuBgquC7CXZEzeAWRNYa2ADzalIaXzd4EoUiBuSbXdMx8pxeLf7DJ1+iZPLLWPDZr6koWvqsmUz",
-	"V3IgIZsHtDshBav03pWfcT1Rcl4tPp32gf0XSi0ALLfVEAHxCUSbX8mEFT9Vnh+UelnFT6GKuiD1mjrD",
-	"S4j4OWjFDMrMrXib8BC9u5m4t//HdP4S+86OeMokcPw4fj9pDT42evNPTLY+f1p9dobh1bTaCHG3QVuD",
-	"yA1gvqKNXrCG8Q/16FW11KGKe2NpZVU2aQUyZ9ud7+0GSvsJz7lZ1m2FGzQzhauOrZAVu64vquluPG5n",
-	"JlKTuOqdsLscJcigBmjCRcTu1um83x1TbQldatCffAGm89D1Krd2o4RrJsYQnGBdnOEmbNg7V89Z3rr8",
-	"aCqCabLIa3SRsZGQKiw44tVxtGrX26pIBq/MtlMXtDrNKM9vWQfdW+olZl7hqs4C2SICz3Ua471gmkL9",
-	"KsbME6o10yXVvxXcp5zF8v9KGoFnVXlofYpEHu3D4J2XKK6WE+4vWVbVDly3unqEBgTzoU242r7J7swx",
-	"6e7nO5ltHfjndTXCT7zQb0CQqCBYOWX1+eqtQJMXQhtdWDEq/y72WVi897zgRZoZfUwspWfhER8KtXDX",
-	"sIBCDF9Op5X17CLiIWYRAiHanYol7pYupiR5fCxFwde3axsvUo79laHY9ycXVR4bpPcKX4h4TPo+09Mf",
-	"YfXRwRp2ZarAn3cVkEATHlf8i3NMLeRLuXNwG5FjSk4+VVykOiDSQDffWKZQ0AAbCNX7BD2aJJaodIe8",
-	"EkxFScPQdVFsdtec3l1HSibXekYxCS+/T6bjmFUF+uxNyNivYyaub4+qEX71smc1dFEX/pFAA7rJvr53",
-	"lwLyWdRoHBe+V4zJmHhT7GlDzR40DKBaL6SKiGIRtaA2rtNbiVf5DaqNXFk4S/Erj/RVZ1h1YGsIEhQ0",
-	"3mynS9hcR6QvMyLxQjbUt5YT6BlnUG3CE51adRjKcvOwTELnM5pW+8Ptg+9Vb1IbFoMlf0lkrFQasi1e",
-	"dB/OsU6yK61GqYLulfCzFRruxMCbrdhEMT2DWmt0qvmwCcGkoXafDNN+/zB09+OHP5P9Y7Lvgj1WuqBk",
-	"lpNJ5zhTFvq9p9g6KoxTzW/ZW+/fRzGxzljycEBl7vwWhrOiPqwHP7J2mu0++TPZ+yGwKs6fLQluCIF0",
-	"94OmrKwOgGc1ABwe1EFQDodUg3A/blhkb2V4i3U5Y2YWjAmPHUxDfzL0R+zP8xPen22yB1bYHp1i1T6D",
-	"otUpaGmosE/A84/Ol2IXL7sLdby2HngsKjr6YdYZZKiOVQpr9USoUiMFQMgCgkDYYBHS5UoQWkW017g0",
-	"e2ZMEhD7f02kIhMeA9tfWeNB/+iH3UuPM+KpY64PkXDwhZkGRcTbLe58TpVmijgEP0ascZaHT21yTY+k",
-	"iJfrkbhQxum8wlgM9e2A/MKUdDo0Xuf16IIltbm+DW+7FpWtVOEd7sHjJcFGH5hq0+ZzXAN1X3eqHZxy",
-	"7htZrj0YO15ollBFjVSrdexb049cQ9nqh+sbnmCxN+SRYhCu2rAsFT6XHwVSewCVVAVJAwXkCkhr6w5/",
-	"rsGmi1RsSHVqoNtFKfb8aKzI76b214RyrSFLiUoFwQCU5QYLmrWi7pETbGsEDIhr8uHqZXf/mes8/erq",
-	"7RtsBWtvhpwtdMSQ9rDluyHhHccklOKWKWNpxH71w7AVkPyq4tMwDEohsDZsdY7B4RAtUSf1ehz0u9be",
-	"XZIJLyA/AAauHraExM7Y/gr7WvC6QwMB357FIxXVUmhsdu0biLkOSb3qWjHB9WzHoDqoLjWmXPNUf7v6",
-	"htfuaGT4y6+zd6ybCLhf+/3+ynlAFim3Oi52ciPt7HdX42EFF6FxvEOphnvCGy7Y1ixFCz5EX5taVIaq",
-	"XbMidJaosRZ8n/uGg0EL6QksDyCl7QF4iMAWACrjV/beDIM8FhTNHOQ4+S6UDJ8Ci8nzA1aO+1M9f6uW",
-	"2yoVu4ltyyk/b80uFTWgWBmTNcdsJln31yQqFS55gwuSWIEeEcPuatxPINaq8lWhjO9c2ksVZogV2ich",
-	"y2qP9sCJtNffA6/43v4epsSNgqEY7blz2zvYQyV8dExGo8wptpjJGLvKdSAnDByOVlZD9+SEmlkwFNDa",
-	"1v7qhHmhrf8IeryNAjIqNnLybffXfTKWvmo3D5ho/dZhaZZmhrhwAHTz0yxmoZGqs5oIVGI3NeH0VWXO",
-	"Gd4bguWV4abQlftVqDL3jS5t6nK1U1+qn6xhug7yOOWxqWqF/A6MTPAm20u6XJQ80A6detvUhUakCrDV",
-	"VGvWxhU95J/qFpslMuzg/8gjQ1ur7zNc2t63u2G4D6C+j9fmy/a7JOS2JuP7d9Uu4CIXinV7u2EzKwtw",
-	"mvXjrNznzGu+gZZf+fKQHbe9UGhTfVczZbxcbedYGzBfx+Z9ZYx7X4Hm8jUUC2Afoiq1WCVaRPCnT+tc",
-	"7JnWX2ooVkEQpWrG7V3mi4eaQZU/o1Qr4zdhq+P1lcvHW8dSEyalPcxOMOXC7D+rPMLS5gWtu+5Udl23",
-	"9qvTc/CMRA/61A8vztfjymHSwhdtWvArviuW82QrOywD9xpWnEhlmq40UdLIUMal4oWK5ZRfV1erV9Pm",
-	"kIn7d4ziSV6U13JrK4CdP7566+VNcWVgs6BqvbAyucpZ/qpAfuXjeMjK6k0KRFU3RN+rY3N7jtcwLKNG",
-	"cc403FqdsJHZ2EyPg0duZP0Iq+9g2jhPLGt5GqznZ6DtX9HIe6yZugXXbNb/uEkJctmoXglpgGMis3td",
-	"7F0baN5zTQ0YWg3fsnLXJmMcFPS2VAR4E2ExmzNhOuBLmVERxSw6JoppJrCztsuX2VWEZ3tZsixX4Vw/",
-	"1k/rAwf8NDO0KtwYM1evjp2OEqpMd0GXAXpzFuCEssuJSCQFI2PIwhC9HGvqGhEVUaCpt2yb72PV+dHY",
-	"o1Ekxs9VHowd/DWNjsctp4rY/iLHp95XumpOp41LkGvbFWrjqmAb1R7g1U5nqAP3JeVxqiq4MFXT3QsJ",
-	"dnH8uNKI6syA+vSInWsV7ruL4EBa2UoPc+7wobU7e5nO57Qyzxx8d43V2AynKpB7gqe308P8iW+zQx2Y",
-	"hZdULfQN1yaP72dh75a5M611JlUeXAF+mFDfkrZzt4zQpAlwZMKolJeHD3QJApg/gJM4gpaYcmHtoBlN",
-	"lLxbYj4BqDFiAsmU/EZJw28q9ZB3dF4XRNvQURo9MdWZIPfp+OzuGS+bqyoehqpTyRZ1H1u7uLqiYfTs",
-	"YP/oaLcI5kYgC+rCjmHD9wICvGJKqB+IBr36cG4NLQ5A8XVqFaHDtUSQXSb+Bc5qWJtYW3j16esXF6Rt",
-	"LToy5gZnBfzClNw2pHabYwY63zUyQws2QXWzUiEX+bjZp2TORWryqTOT1KSqrF017J1XfttzhnUYbsgc",
-	"JpbgxfA3y/MM7GuNvGEiG0e5rbFJ73qw9z+hLeePP1a35VyrCNhpfti2hrCVWQpv+CRrgZkN5dOro+Ha",
-	"w9bB0WzY6mADMZE5JF0Dkvxo9vtkyajSPfKiuFF0+kRnW3d19SYgLNYsy7CQgjlVf0ub1F9XE28+VdiH",
-	"lTR8y5Ryw4J38StF0fXDnUpl5OpLyfs+3S53IExXK/J1d6HKS34uYx4ud2S4VlOHAI3dB4yYOF/BsTUh",
-	"lExF1DWKJ5qwOxqaeJmPXYaAhr1vnQVn6sIaH8U+jpDUnQpXDOGS9jVkURZVg3K+fpWQnxWcYRutXtic",
-	"zHUGd6JrY9Nd4P4oeCG+Yp+mxooersTnbZcd4A2KtEKJVa7bX3EJl9YoKbB7HvRPtdhY9FXuwEVWHZlZ",
-	"Ut2zp08Ptw4Z2LYHqw7Nh3x6PWH6SqhdmGnYhMO5qS2fg1ZNb6u/SC6w9QoVzdv65d1gNnc0wWbO1T4A",
-	"MTF2q7Sb0A7sxVfbAJ9xQ2qHrf3+HorGYStr9prNWt+eS50VHNQXVRWRerdjiBKpzC4Eqgy0H2lUrMYn",
-	"0AW/VlJUxSy2PbTok64qzoUeYWK5Uhy1wWtdg9Z+nRVB/4hpw7EQjNjtI22vBXWyefwupRj7tliVybKw",
-	"7kG/3x+2OmtaTnMSLU8IsEz41/3g6edu/mcFG/6UzZlsavS+kovy+HcYj6W4MUzkbVLMnen0yKmcQ1NZ",
-	"zMaC5BWQo0Mx+o+RVcpx2kEmUamB4VrmzvSGomv/HUDOFhgeFB4TZEPprGYIl1kbekCoN8atmTiCH8Ce",
-	"HpBkcsmEZnvvz99p+weUMACFkjaNOdXEbgoZtuz3V/j963Pdgb7+K6932bcW/BAXp+FVYLIP3EJHcMP+",
-	"8cihHBnBqUds5AcUU4F3kNGUyRFWfw0FIW37mfwPbA96DbMgf82T0o+Je47rH9oLpZgck8+QtNElzl1g",
-	"t2JOE0jbDUoQvTt5ezYakNGcJtc8adsLOiOHlyenrqxj1H1LuhO4G3cRfA8DXIb9kygGvvARXDOAojUy",
-	"ch1N7Su6RyPSnlE9Gwhm/LhILpjpWE5sl1m6+tmItO2vzzpB3hzQQtKFBm+QbjeJoY1rgJ0FJzyOWUTa",
-	"OE8tTCFt8HAfugVr3AsxcSCLiSHdiYcVT31kX+f2cBQQSNG5pXFpJdcWtmu7Ep7cHl1bK7hjQbfQlC55",
-	"hpc8g0uOyZPuE4vY9icydmbik+snnaByDQCrd+fYg7uQqWHq/SVBkhtk5jdQWnHfRiQVEVOwnXvcHrdi",
-	"CxrH/o6uvWOE8O5ZAGuuCCBPnK8DVuerehAvVWEQbXM3FRZLNO8VgbUN9+wU4YPWR9CeqVq25kGoNbfJ",
-	"xctT8uPR0z/5OMax43WYHuX7GJ6cv4aZoGjerhoThvK4KimXGrIAc0JJiK1Cb06rOzARsvquSnnYolk2",
-	"Xp5MV9W/Y0M/qldXV+cEL6jONjLcxDW6E962mnC3emard4KjbDCOqbjZqjThy7MVVB3sxYuT84oIwjjV",
-	"7JrN3anslBQ2YWDy7WR9Y1xutzlPm5LP6toeuE5Wy4ZpaRdYdXJSiJmtIK5PJK3SkHzNiqcAaOu5oNko",
-	"dvKvlKWYaa5SIbiYHhMhiWAL8k85rplDJMsx8cJP/5Tja36vWJm7s5AX63Nrq1GmmIdcMRKa4UpBh4Ao",
-	"ZqJklIYMEtShrmidAzTIuWxjqQMoGqG+7Thts3GYemuzoopuc6CFOal70O+j2CVtJqCUmwsybP2f//1/",
-	"D1vo7ghT09luybi4v0sP3RD+xynSlQ1i0zj2XQakCvzM7dhQGGEVFGZu+IbHdiOvXVrS+vYXf22CQYUk",
-	"l66+4UkXy4Bo3E0wDThrSlPrJzrb1AXCHne182hzw4fG2TiwWRV01HxhMKty52gRVGBeF1Lzm6dE+tTF",
-	"muSrBiBbRbU8/V7P6MHTZwOctXlv11uV061xPtHGfKnmCYNADN5nVtWkoTb3qom/zHnKSsmBu3LZPEMr",
-	"zw6EE1nBpcz1hpDlJFQ4kE1+ObcVTCdS6GrB5AeMupE7Ss79dxqnZSPvgDwZQDosCcsvEhIKNJnK52qt",
-	"FENUYPhmpbQ5Gu88csMx0s9f0sm7gGBbGLK1KjS5Pdq7fXaMI5YMdV/SKLr+z72Ixdf/ac1jw2jF1tEv",
-	"ntFcR1L29TsZFs3PBB797Ks82m7XV4IaHv11oOZRvTqzoUFVQ8Hrk1lfbPbO5p5Yalg2hnOD07W25dWO",
-	"Fmnzffoq21/Z0dM7kBXqt7DQakr32cE7eJCLorIRTyqmPO9c5pC9rR7+epulPgn0FTfF5M+mGXaVQEhk",
-	"lFlbYyxpDloLxQ38QaM5r+7FUUz+Xy8JWq4WBqfZtOqN9eBOibzPrW7YVkWDLj99y1FwIaKP6LY7ScMs",
-	"3hf3HMzhAc1XG7gNqzyjuhktDzrCP8mC1tsDkmioWSl6XTtT6m+rA6QMg4ple1cWWCr0+XINORsZidWW",
-	"4CkVUvCQxuV4+NfPHtswWet5Ok+gyrswRXnKirNTrYLHjWbx5D7Zzc4l6IxUd4ZFzbWw2CrcyqJwWwNt",
-	"X1hs8uIcnlgXaGskT7w0ff3yHTygQYDNjb3YLchWrZetlYZldRtutwpLq9xqRlU4s9Kj2hlT7hIJrgLL",
-	"59lkwkLDbxm55WwxIIZOtQv5+AwXLgW6EvJrV3r0YteBbIgCNkKF7kWAlbG9Jcuh8uqOfV+AdLkHrVw0",
-	"Y4LIWz/DNG/Pq8ude4OsTYHm0xnOa3AY71aXI/zDJgzeZxbufWphpGE7t6T2W9G00P8+LawfphV1Va8z",
-	"13/XAVU7abe4znoieIh+6wVy+npN17El9XlNp9eT1c6u5YbVhqopM0FOynIhVkitavBF9lvzObXZQOmq",
-	"/PXHIYkHw/w6lGyAcEFx86qOs7KPbyjjmjTz++hXTq+8rmtiuG3EV71+5phrg77peYNh0l7Bt05DDWt3",
-	"HalaMSlCGritLqyl5pBe0tB8u+HoD1kcualJdJl54JAXqqDFU01r6PuWWm4joppjuFfvR09Nhcyf//jY",
-	"7/5Iu5OT7stPvz6rTiBfoZtVRltM6dZpOCNUE5fZTaQiw9b+sx9mw9ZKC6+qPOxVCiwnA/cbJVxdyRsm",
-	"HsYeuw9S7zZfOdUPZSIq5yzY6MO112yc4yoh1L1l2i3scGHWbbOKWjyX9Xpa48+rgghZqJhpMOl2NWQP",
-	"j6woG/XA36sFx30S4tczoiuS2rdXeNTmRN/30IvnXXXEpWnVtRk3Fb31YTy2y1eNlMS5XVUzuBSf8pp+",
-	"IGzOIl7fvjoV3NQMYXJt7aWCIHPli6FjUo2nVxoa54ZXkuoZ0ZJMaDk+XtcduqZxsYU2W295dR6aqhP4",
-	"G2eLyh6AynW5Xp3MC04VsscT7Wan6cr1u4EZG1XWy3cPUUGyMvFjgxK6cmVdGdVVZh6TxUzqolXshxus",
-	"j8CpGXOjeDibs6qujlU7OcgHol+8ODkHE/r86qIwPK/QVjOAJFDs/ZowhTP1QIOYUQ3dES1+WnM9G2zX",
-	"dGxOcbTfA5kTbnrOxsg5k8WGMXoH/7zrcVEB630UuTxZqebI3BWbKWCLg6CJFu+G/oFFSbgJVmaKZO7S",
-	"ZsZy0Y6tCrxHNNnK5F+cnD+aIyMf9HO907Ahbzx8/sKhRbXPWa3grnOUrMBfdJ1kOFC2XS2V+Am6brpk",
-	"Tg7r7BtKT8NUcbO8tEC7sAujiqmT1EACCawG0mbg6/x4ZsYkMDoF56L8L7asUrr91JQbtsQaNEbBmQpa",
-	"UnFgrBUfrieJZVvFMbeAotDB2UeWnBf3792ThHftm/MtTrj9/PkzzA6ayHWYMNmYWAFnBaJ2YvT1eZaU",
-	"DJ5ONzfT+VyYAq6I3kvHFo2Mo6GAHM2AxIwqobNuHSEVrszZrtf+bDShls9qGHemFAsNkCS4OV3XdmqG",
-	"0Lc+ZtGUYXfFLA0DaNltlnZDaOw1WVlObyiG4gqSD3nMfLQK+ylaHqBoCEU7ezThe7f7A7fubN8DWKtV",
-	"tTCfHX/GOaM9YoWan17ctchODR/HDFJ9IWO7PJiY6+zqJ3oosvfb1XLoL0vwVMYsIjOmGEBvdUA9wPbS",
-	"GVyZQTu667pEcQvkaEBGSTqOeTiCwaWhYhEThtO4EwzFCIOQo4CMMAoJs4ajORcj0kZMxvpl380a1u3q",
-	"EHDnpGB6KFx0iRuodBm5AxiRNi2itj2HDBmPSekF2K1wKADz7ZM1W0X2wpM0UkipHKTTIyeF9Q2Fb0w8",
-	"51rbi6BbuyG3NOaROzFNjvr7AaG4sDGL5QJX5d/8xF5xeDwUY2lmMICvGEnLOmrqzA8PvT2pYn5WKzVw",
-	"Zq8YvV0WF9TOz2lmfxtAnuJoQDR4W+F57A7CHR1QMyiZsMVQUEMosTKVtN3w18uzk4vTV9en79+dfri4",
-	"OHt3+o/OMZlbEBeUoyilQDskTYiRQ1G+768fzj6cXf988vrK1QDgzpCn/UNXE3LBjFp2TyYWP+we+76i",
-	"Q5FQMyu0FfUbnu8ytHOGFqQyjixpv/vwBno6k6N+v0dORL4lQzGnyu5YvjFhLDWLuvA+tz9u4FVegGRp",
-	"MYUTiCWNOkORH2yfGEmoAzeHsjBXyWqaMXVkBdnuelBK1cf201k6/wh616EE2nO5/f/1Ty3FCM59KNoj",
-	"VxYw6vTIe8GwtbUAAoXnLiwVDwA4PBjfEzZDVhpbSc+ioYBOqriPbb0Uht4BVmg2p8LwUBMa8xvWCcjR",
-	"/qF7GmBfFjeCCkT789OhwN9D7PaKNU8lRM/3xNAbFpCj/pEvYHJTQnCj4dxRMvbICKsKPn7qQZ+wER5t",
-	"dfNbv0F1XW87NX1syUobW4t1q31sO8d4Xnpj69mAlDrPaosssZboxSWjmAvmSmawHfAI62BiHjKXNugE",
-	"6klipXP3oNcv1DM4iVkICQ9a+70+XiMTJmjCW4PWYa/fO8RGEDPQI/ZgrK/eC2dUCIbzjqeYg5AdzusI",
-	"ujBoc2KvPfVXWgUJcxrhroN+3w0aNM4WKqLrP12yN+pdzSMehTdW6Gifq4rr/VLIeOkaX3wOWkf9/bp3",
-	"ZavY+yBoamZS8V8wrfcpLmnzTa8togkaZ+UqT/uHjV51SznWlIKK5zsctc5QpNuF+6UE5MPFG50NOvLa",
-	"5+BjC0/Pao0ludsa+AQf++zVM9771W7LZ9S6YoYWTPm0X8D3pd1fO+6jqlYo9rbI7XiDzXtOowtkQfc+",
-	"pKMm2/1SqjGPInAato4Q9M13vJPmJQws/1Z4gHsJHXiKuOCYSmGkAQyg4KbTCC0wywvSr7zyUOttzS9B",
-	"OnwH5venoOUcnmWUOU/NGr7AyT6X0bIBZ8iS4H/FyTAtYSbLwd7ewNxco/P2f9pveu66nlTTPcf03IQe",
-	"5CtN2Qn6bT+XDT2f0fwljK05P9vIv9y0iySmoaOoAySPbwKIc+P/1il7v8EdV1LCcC+84WkTuKyVL5Vh",
-	"0VsWcXq1xNqDo4ODJjcnSoZMayTxb8RMMMIClW2IURV8xVqWHy5AQQZryIVK6JRysRNzqRc5e4a5qtsv",
-	"4T5SV7CfK6bNZnn1wFR8lTf1rKEfmRow2bxLFxseHltbCtsAYqe1xcy1EZUptqL6cPHmiXYBK/1dlj4A",
-	"+l8yEVkz1Jo6c0uLU4bWmUd+IRekLUV2SDjpB+tB74v7WcHUZn36ws1yfSRlurokqxqB3Yze370a7Zr6",
-	"30tpRntxJ435ws8Q+K4ufzt1Gcc6iwgcpgvKjdWWp0qmyW9ET86w5J5Kcm6xf2wlM4m9rSc89nMdsnKF",
-	"FotQ2YHVX5uZYnom46g12O/7L+0GtQatw772jXoHxeLGf6WcmWsGX/f/NOj3s++gsU5r0Do4LH5rfrEU",
-	"mCqZsL3nTMXc1/lcJ0xdz2SqWoOD/m5qOxRifDOdHdlmPZt8BG29EQjf9fR/Vz29sRAraiJphPkt9SoI",
-	"XLHG5iCSB67PPJBHoftwkWa3zjJan2rwTxai/xcHhy0TtscjN3zWtazeK7bw3Ts8GAVkBFEabGJdBZqL",
-	"ldbAdlgDW9WToDlD6UHNcmK3Soa/nmKSepNL3/A5x8kEX4+p2XOH9PwKjvJeMJyeKScEUCgf4PWIbOWb",
-	"EKBlprjkWE4DItjC2gyQhFEkPqCaLQqkCxjuzYoDo6qN13NpNQC4PB8v9QW6QWHWFAj/wdFBaerTx6xu",
-	"c/+HfqEU87BQW7kfrKkQn4qTnloLNt4vz04atKrjD81QMl95IwF/VJda87iy71El2WOShMs5QWQppI98",
-	"/GTxIKcYLG9GDweinR9BpgPUSzzeZVFqSH7zUx88Tbl3VFGV/6lEVirrxuOE22ofNAzEwrjrEOfzu+Aq",
-	"tMjIajIFjFg2MyrICLg/5A1gl4jFjImhgAI3psAlZngcu3AyhBWpziauuYbhtNh8ouPXPBR5Q4/8RcXc",
-	"Gj2TaRwVOnm49JFjBN3nGhg5FJouCTdg1WgMq5OR/YDxQx+CPuwf9TCOPuMxxlvdKrjGhQxFLCl2TjLa",
-	"QexrDin2zMQgZJlb/cQ8s3KNPNbUh8qBpCikrUxR28fWYdrvUPw6BN4zBBaWdUxQvq6Y6hsNgeLCnmvX",
-	"QDBrqlN4xv7nGg1iXe4XO08/fXr47F5C/2f6tQX5SneZOvvAnS0mG2IzmYwcM8x0TWKAgR5WMdh3Dgn9",
-	"EyxmcgGI+G+rGjTlg2+kmHYTGcdu2C5ueLkAXDvekyUlIF/7EiaYFXB7zWKlOho43owbMk+1o7is4XwZ",
-	"GnyWPV7PktrA0I76h5DYEkHvXSyGBtwBvg81xNQUOi54vwHmO7hnHBx0jokUbCjGNAJ4cPp0MQEOAQh8",
-	"ETNgGs8aYJBXbu7HUCiriUPuBYsgLToD2CUXvXr/7uwf5++vri9Ors7s2zRchv2uAzJOlTZ6KJB1wmR2",
-	"ZB/2/RbOUgpLYXMsOG5qNnLlo4MfcWsKWUpVLLOg4F0wX0V+b/Uub27yEScutvZ/POj1ewe9p30/cHBw",
-	"cFismndl8CsaXWGqSeugf/Cs29/v9vev+v0B/PffWObSlBHBexvpbgcPyP5KzVUq2J//7btL5ItdIkcH",
-	"PzaC8S0VS7eD+jeutmbMyjIJl2bq6kK4JoZOrZjLLmq7n9yD3fQdy1Rx9k5AVhnQ1dWbzv35++bw0XN/",
-	"0WMEj5578LaHjs4yLTtk6ncWNvJ7GmCWuJmxZWbWWD4/kwsyoYqM2QxLcRjk264f8cb4Ul0QG91/zzO1",
-	"4N4Somyi5w36PiLfb87VHSw7ON4fzuvt3u2rQ2tUWy/7faznhi1/8wG1Bmz0VIpJzLEy5d/XyVBgx1Ou",
-	"0e50B3rsTxN0wLxqFxROyIy2Zm5Dwiv4xP1ljWO6RXL8HtF9TJSw1mgVQmgjE00WUt1gF6cdMGDXgC5G",
-	"LLZGdB+AZX85k/4AvTweOzyaKQYb2fO/G0X8AVjyKbawK7kv8oIq553URaqkS707P2a3zI3wrVV0z/CS",
-	"LW7G91ityDVWSbuYotfdRwEZTRiLehPKYxbVxxL9mOJKR+BRkyCnhUOnwDh0NmwAal7aWVm3m84LnfkD",
-	"v6mB3+iA9Hq9Wgjds68BkrqY50HzkGe6MXq63z84+h4+Xa2etxjZJHyK2P3vHzd1Ve243Nq4qaP1LYFT",
-	"LDzcC2Me3sxkqlnP6NvaQI/dbSUX6OBr0lqRtCkGYX46u4LODKNOQLTEOE/EoU8sVcsnGgMx2nTd86DH",
-	"ZBZeAfswe8ber460P4+yIsAeOYVKLh1kSqtUEVODjPrLVeUB0aFUjLTnNOYhl6km+/1+MBQ61Yn74lk/",
-	"yCriDvoBGTPBp4L0OwE0jAwI1cL+71qqaUDcWJiAqEjoYCjypg4ByZomBL5PZI+g5Q4lcVbrThSDKEu7",
-	"T6RysRcMiTkQOsdQDIrjmEf/+Mc//tF9+7b74gWZzQbz+UDrEflwdXpMDB0jUuBIMChdHtPwRsdUz3BG",
-	"MtbhwYOYDmli7W1Nruj4klnaNiwiFkfAXzyvcrGeAdacWqR5ZZGmtauq99crOm3EX9bak2y/5RLbkDQK",
-	"GUFMpdlTGROXwHEbMDvD7syeoeOu9hvaxT0vT6BA1ByaMmoODaDm0FgkGxqqhf2fRbKhcUg2NBbJhibH",
-	"saHJcGxoHI4NxUp2z9Bk2D40+/3+0Gg9645VahgoGEPz7Oip/foMQSSvpDZcTIfmxdnQDE3utibebV34",
-	"8qDwpZuYHcqF4gwQqEJKjbml/QoRta7cXv7NHhV0qP335+85XRGeXBvFi6zSe0zbxT0puj2Ro5f4PpSd",
-	"+3GaDaQBT3Qv3CAGLl6ekqP9H/rk9PJvyPmpK9m10sEVl0vByAgZxYVcjCpkRpsbPRRlgWH56YrAGAxF",
-	"HQ+Hvr3tUM7ntPtPmAPbyTjs6vdDgc16Mz5d4t6V3Jq07UoPDw9/DCxvtc/Imov0yKVRjM5ZZMENpdCG",
-	"CkPmbC7VcgPPvPzbd2ZZwSwduq3yxmDlxEHuugMO4Dz9cdrTdIdZOMtc8GYHt8YVg4wpBmV2GJS4WBC8",
-	"OAuAPwYr7DGoCuflXx4Uvjz8cl74qorQvFKGu/aHUYGzxk5UAy9qu5YaLjUfognLr8AcvQFTaUUjof/l",
-	"8v2775T+4KGxTR2qK+LRmA0Fv1sL0aEHvCkg2jHwPyS5WK5R2JzHohwRNaCddy++U89m6rnr5htZSr5z",
-	"JkVrMGytKv+tYLjSWg0uy00CewHYHK3Bx2FrxTRofQqGvt8aXlDW8eH3gj1iH10lF+Etua1Suuxg5bJc",
-	"ZrcGh5+/XHS+typpzkFGpVxJKz5x5uUfmi8g7T0KP3DTzefzaFyfWkze0ru3XETkxXPStpdi+7Jj8vr8",
-	"9hkxijHnJeJiar87IkbKgLh5qZr/wobi4IeARNRQmPQJzmE3YXvUQfMFVCi8Y81MwfEec6nNUGSdIhcc",
-	"ZtauGisFz9Qge0eewrxq7JD2qEyQo4CMwPiHOhw61fAFEt0oGIqR68IHX3viAG97Rnj2U0ZeI5IbMCOr",
-	"LsNDVCTAD0dFRH5i8vX5AUyBibDdmoWWTJmEn08u3xFoZOXGqEPTPzNj86Foj5zq3eNaXocyAqAtv+IW",
-	"AXvZN9wse9BwsWehG4oRTY0Uci5Tfa2X2rD5NbbihZZ0a79JNaWC/4L70+mR5ymPzVBAonkCbacidke0",
-	"oImeSRMQix8GuhESip3/qJFzHtI4XpK2YXM3Mn8oFLNgdVyrLXXLIhwHyc0xGZ1d0emI4Oh5yB9NeRzV",
-	"23Vv3754vrPAej15JwV7S00421UAyNAw00VOVVaj7uNembGMPnqtwLWVBCjO3HiHldzk8raQNrWIMfMZ",
-	"uHZ/OwH5VyoNdsnNoVuDpS79+fWkazenC7tTOIcwVQqmXMF5NAH2avWuJ5rYK7cD9m/N+9H/XGJ1T9bc",
-	"91QTWuDAm/l/sYnfmhjYVTjoVFlcp3sWMTUzvVibjXGJrFmpm5gNssCSthUUnQAqF0buYQOuNTPBu5O3",
-	"ZwFGC3kSYIUGefn6zdmoR17gldpFItgdDU28HGBejNs1zcU0zt7MXMY0tBYm7aynMVUsG3bJktRgEz6g",
-	"kWMfU5DC+eNjNjFEpqae01y6jXEAfteSK7xJSUz5im5c1IaH4qDf3x9E4x8Ggz+tqJWNmaVmBgXJH0hf",
-	"PCEe+8jIkc2otBlgZK9SxWPokhm74IliyV5IDZtKKKM1d/V8Y8SjQM+kMtdWwASFH0fARVwDeXAzu9Ys",
-	"gRu975WF/QA6tUIj8Wd90vYb9ERjRcMxTGlU+IwpM0RI4qBbdnrZfkI7XNASfb9iYDTUYGnYgCgGf0At",
-	"GsyNh5F1CvaZRdvZxWm2I63701CgQyoEUwEiFjPEfaGH4mDVe7piQN6DzPJThC35naU3Z6Ty+rzI+PNF",
-	"4cCBBJFjMzk0Rvz8Rb2Y602Yn1xLdR3ySAUeHQM0PTzme+DKQRsoZKNTsJuGgma4bKm8eGKW7jpuNCJE",
-	"2sfMz3Ar2zxP9FD0/8///r/2+313pQ5pzKBUat9+f/CnUpT+4E8BKQTp//QsC9IPxcFTayCgSM2N2oJY",
-	"Je0+mTMqNBm2hATWNWzZN/nD6vSG4oKBIoAtkW94HJPuh8uLg9F2IrvIdv+7WN5ZLPf3Do6C/WD/4F4i",
-	"eUW1+oNK5TKrATnyGNL3F8ZuulwYFm8Ut//N2M0TTeBCwkWS4kBhalDMjv4DekvrkfPDQXTr6uR5nkUx",
-	"FEouNBlxEdn1SnAZZB/AtTMi7ZHd4HgwOHnx4mLkW1v7bMCh8D9ffnj+7uzKXeDnG3QCMpozQ3vodbFP",
-	"864i/4td02go2pUJRRiTzq5NVewamXvzBJLVYEBA1p79+cnl2fWHizfHZNQdoXRPhWZmCy/rDcWbnE8p",
-	"FrEJcUuzR3RtT1+T//oz+ZUMXcvqHmz9sEU+H2P9uut8g/lYa84Se15EsS6qJl7z4L6qWXfqOaK9FYD5",
-	"zgibMUKH+0OToXPhT8DsoSkgpvtgcdH9maq4HNoemgIdDA1iQCEFCBH2z1buWpz982ou0MyYRA/2vJvW",
-	"gbqXcvB0lu2p3fk1MoE/HqsGmoKDifmUiZCRlxaTYLZKPb/OHAWe+B+KgU8YizYnhL+EK75ifq99gX1R",
-	"HaYAiMHvujWmXUKeIqtxEFh+gHgInxqclDVsaSynW0/s1F33Fc/NvWLT0Tlo09/bqf3M4riLib84UgeR",
-	"0M+TFWTs7G6Q7UuiZzwhEYfi7VIP2x1OtmmJnD3d7/Vx36jjqashsVQ849YwXuL4HmyAmw/7N2ROI9YE",
-	"EbJauUpy/omZ6vN+WPa7ifU+Mv78HrDhvWBfzNJ3VYvtMW0tjcxw5b59bldGh+bJIa2gxQSwN69VZHFG",
-	"8DOh/helaNTPcCdag9aEKzaT8XXMblm83wrcvAmvWyq66E25maXjVDPlAO2Fcr7nbtwbxzK8sa/o8kQz",
-	"o/fmVBum9soP7glmNDPNG+DZnfomHW7ryO3ia/WzrXvh6ffutb+R2s/1PrTAXZ5oErEJFzDo+rjAZgjX",
-	"5IYlZgfxsqpm7Ck2UUzPdp8PUeZDlZ01LvDZjhltbldnjRtw/qRQUA1FbZmbYQFd+iIlE5xyB40D5/Tu",
-	"2n51rWdUZQMfsqap1WWcYNKWjFQ3Gz8bGu6M1rGUMaN2xz591U5KsEObWimdCZyIAL17aWzFxtINSSDt",
-	"KMU3MxiV1/mu4j2EpYYbDoP64HTyQRUJUyjvs5GMnS+ivVRsN7kv7EWNekVDmLEat5/2g9ac3vF5OocJ",
-	"9jjC3n1cnyv8Vct43aLqzEW73u+qZmWPZCcMPFo6w6O28Pdrqp4Wl6cpVVEt/v7EzE9wwVdEJXxB3SQg",
-	"AEeqJ9oLhaz5JkburcgYpzw2XY6JN73fX9tsGBrVBd2YTN12+/PHz5vPv8Z+8Ce36yCOWC5+5pH3f9/T",
-	"+HCnBW/EgEeh2WJ/7+AIUIrCjS2Z2nOc8JDt0jcR1vdN1P6NKAsnZsXNd2X82/fGQhXclDlJkd48njag",
-	"uIIGgNUS9c1jV0uV5FgzdYsjpFEHFD43H8MlTvOdg4oyFKP3+Q2j1ZqGTuBaV7uI49uTv1+/fvfT2eXV",
-	"9fN/XJ1dkvZ+v0/ePifj5VA47cFVylqtB5pUR8xupWJacykGZHSKZNE9E6GMuJgOyPQXnowI10NBnWLb",
-	"CaCRAKaRItg9cuJmRY+XhnWhSQOZU3UDrcdueJKwqEfOaDjD9rWYzIkrh8HBLGZzaJQAW7WWjtXBvrGI",
-	"Ty5LxZpOjvdj0NMykSATC1MpozwD07fAvcp6eA9xNDM1TLtR7PlWW7OMxRPX95sbt0pN2i4PNYd4KDi0",
-	"SIdUsX3ylj8PirOzA997HCZnhzOqaIhjlQkVS4LRtM6xa5EObMWNMeeFMfszFt7oHvnJLsk1gMjWZB81",
-	"piacMR0MBazETfMnRlGhKdSYD1x+mZ9wPlaM3mjLbEk7a9aLdRVu6nQKuWuWmLLJzj6bHKbv+TbnGmaq",
-	"IwBkwRQbCgQM04TcNHIYLO0mbqPDPRvdDEPvPW5hKQOzeM4iN81ZG2nx55qaa5jx7Ed8w0m4ae5rFw3F",
-	"gmoyoyKKrW3l9grMcXx4JyACGhdjcQCRAsb/eNi1JHQowphbrIQuHpHGawF6+46qOPlrZAjfRNh+3OLq",
-	"c32O8wivNS8wdj5oYcFXgf2VA8etT9CwKIE2x4e9fm9//9CLbyENRIYXLDHY0vrgoPhowcwkloviszG/",
-	"0DJXY2L7zCOsldixbrTAHSsKR4NmxXU8WSuswzo1DMnb33w13NZSus2VeJ+hG797X3kbV9/o9mz1lbhv",
-	"+C5jYnzQ0Qwus8cAX5QOAt66YkeuVc+VpAzNZsCvyJteK2hWh/IQClhxFot3qAwOghbOiQdkh9yK1qC1",
-	"xxMY8y4Yzl/x2mTpTA/7/WELJrNKY6Xu63OfvONIDrlCa7DfWO9EWq+fYPqzZRQ5TwFmtvDf+RcWlcOa",
-	"LXFs8792000RunO8t763YATdQbOpEKEboWHImKGUb1MSSqXSxIAq4ERh5xiXEtJ5xoMLDLf3+Prrt9u8",
-	"crP7io3JG+GvbdE3U6Uff7tK2gOLjt34F1Qc6sQ4aBSZUAaBDWrHSo1YYXhAxVAjGFqgraa8oNxkp6KW",
-	"UOw5pVxUVo3lHrTPFQW2JV0elLA0vinIOGcaVNgPWOvaKvzgU6W6YxD5wDXBvEh0o65t7I5Dz5LVVjx2",
-	"u1wnn5jfskIsG7IjfbFpZ4Da9HqZGNbA+qKnvBB279cxN/rzyOnkkEbYxuIFewZDwFhnVaAemD+7LCP9",
-	"rArmsspdmx9s/AdK3i0bigLgGBko5q1nH5kmFq0pFziRxzUA2oNpSdD6R4Libw2sDqp41R3qMoqGxNRd",
-	"+tW9LOZ34VwQamA7e+ScTllWOOYzR9FUyttaGugO56CJoYNkgBXQsJbOsa+X1BK06mwalLsl359bSAdM",
-	"6JQFQ6ElmjF0qYGdW7nurBtYP1Gp0FUKrSusP9d/rJTP310/TTynJg01FSgsf4SOmphyqcvtEIosOtH3",
-	"y68skf8mp/nr891NwZJW+pWw5W+cLWpVVtcU4EYA8xv7ofpuvd/DOetBxrLclBOosvLmRT2+bcOsPSuH",
-	"FI/Y9vzB1+fv/bUPiHAV+YcXhQln34PTD9KfHzqRUJHSmPgD3xmHnE6ZR4Eq85C0U6rc2wpalSiS+BNN",
-	"9g4PrI64t3/wA2qQ3nP4BLIx1mJMD4Z/953XGkXXdZ6rYEsG3F3CFdN+htdhf22GV+7iAh1SkDHVrhzQ",
-	"67n+5c2jVtl+PXLMqo71YwBysWIEfI9dfevY1SUzD8ohrJT5pxzrTWrLX+zvjdJUrC2fKtCqKjJVDoqZ",
-	"KgelRJX+Iyeq/EWOL92e1iC/2/J/f734OQ1vpgoGV1pEIOMlznuAjkmGWlM8y61wySj5KXssAxTaoszE",
-	"XG+ZS/EGrniMFpPv6NwXJDWdv4bts+wifme5JHaZBeiLx4afm5xb49KVN5gp/octXdl5GNm3rXXJ8aIJ",
-	"WmwtZKk+/Yfj2wW6rWbbFvQnmmgWs9BI9d08rSxs2e3U75tT2HDWl8OZb5KP5vGkNbDbQHii07n3Qfsu",
-	"8uTDZfOakwxBv0kG2lbycN6vghT7rsv/popC7sWPV6X0XubdrAsXVbBKYqHnMYvyeEfZ+MuGryMS+bAE",
-	"9jiqbNQJlARTy/MiFx2QORep65W6luPquq36ce/tEXz7ZyjgGJEbxhIMcsDXFoisBdkAmnzANriUIsWA",
-	"jGG6uJEE3tLpkZeQtACNcCdSDcVoz49j89sXMbEcBSSJU01Gob4dkbYbfTFy/WIndM7j5ajTIyf59B4C",
-	"1hDJuFQWKjrq96uCKU5enueu6CYmFqZcNOVHUGqAtzQaC/YSFtZan8IGJzCAEyg6h1iGFetH6RoiIrOp",
-	"rtnxec0V1iL63ddKdoKv2XF1N26LB+fYbbB5xgUiTKl5B/RC4sntUbFV4d7RD/a7Zzs3wg6atl+6TyOP",
-	"LKDqjpTqGxa5vj7YFGyEm4GoNjomob4d5BNjVshmZagFdc/vNGr1elJqQzuW0dJ3oR0U2tbkCY4Z7JHc",
-	"3A02aP29+xbZ63mBf65M5pALMqdimT+2kNaITaDbmAkJ3XZgva7NR2drWkHWJnezREHo3knzVkZ8wr2E",
-	"/a7krrbk8GkBBalaFHhzlyebC6SNNRfrUnhjM9yHVJ6tgK9Nu9jkunuHN93fC7+d3T7n5jcYnnS79d3+",
-	"axieFBmi7BCerEXJHUKVDkO/PF50f0z9Htf8xnHNxsi3FtdccyZ8MTrlfoXgK+HeA8Q0FbO0y6LW9wDj",
-	"d6fEowYYdyZVKydkwgRNeG9J5/EmbeV9wsTJ+evdHMj+oV88HcO9nUQyTKH6zGTVYZCpPWWC4eDciZLz",
-	"Hu4bC1PFzbI1+PipXL/LMftU0bDoyZkzQ6t2CzuQ4W55b8TGUNmFv+gxomXuZc1jZW4Jv8dAmco3NuO2",
-	"/qst6tCKG2m77uP39Xunt28U/VLZATQ5663Rr9rzfDhxmpFiTYds/Bn8NOwOHbBQvGV54ndjqDIYtnHP",
-	"dmQDDxMiqy8uMoUzBmDbo9ztN4LSXG50Dv5QtEeryDYKyOhcxjxcjlz9gFlIAhkgXaN44ufgYHm0ZWWE",
-	"CyxJBjDmqTaE/ctqB+Bfo2b2RPfI5VIYekewIs87CgFGeAR6ggUbCru/IQzyr3KKn6cFMvomMcHMA90C",
-	"P1AraM2kYMtEYm/nMEFhn0aJy/CbSXkDnjx7fJlr2yjKJtzeDgcGC8Dq68KToRQJfrrhwi5/JTcxaPmZ",
-	"8h8LWYqfPkP9bfY0GmNB7frTMIJZesyHy1bQOj1Ze0gtSDi4In8ABEmxAnjtNUJmnvvSG+3LoKBXJrjH",
-	"UCfUGnz8oR8cHR1+ClqcT2AAGG5uoqSRoYzt68MEibaZTx4Qe6M/PKMfPKChIMSeIDart58ASmLChACY",
-	"BGG0v6BjcKVkKS/p3epZfzyza4uccHHgop72kP0It7w9xLaEK2rid6PvNxWJvpduVKEG7yF32hSJttC6",
-	"jh9yQkYYfyVtLesCiyBfuOlgzJcOhadpnJPgODiS6wjtuJmlZIhFUyvrMEJDDXGnoIdiiHzUXq5ZgC0J",
-	"caCbNsMWEYxFVszhEMmY3zAP6cB3gmAwbzJiqhARxy/ILVNY/QgrCHzszMpCDBLVBIgdJZ04Dv/wAeJi",
-	"3G7nEPEDRGKbhLqu2B0Q/Pfo2ENGx3zNaVGnjCTDnghIbjDVpEydgPKdbVzhUSNjVekbtfzmBVM8mwJb",
-	"WPoTnQ0Q3ULDlmiHAjlRG5hTnjqDVwMOdVyUG+nRirvseTnxD4ULEbfLAfROj5yQjUwN/nFZNIuZjFfP",
-	"yXcLAp6mB2AWuDC1pktNtAStfpTFvE+iWw7DcCxP4oJQ+0B4GnTWwQnBENRG6GdUD4W7RHdc0yX8HGky",
-	"QrY/cpOV03CGLJhhik4BwqEoIx1O8UQWXejGv5k794biRJD75+E4NvvCYs53Lvudyz54DkKRySLpNk07",
-	"+O3xV3aXWVWVnrAz/L3WjM9Nsbzr0Z9qEsSgmU/ZbCrS3JzevYGuCK3Bs6N1P//XzEqAVQrXpGCTI5ww",
-	"awpj4MC1Tiv2dyATGhpNxmzGLeM1hZ51FhO+O+3WJ7fMeDjDrY1YyCPo/prvKTZWWj6m566KSlBpqNVD",
-	"LgvD6OdsDs1+p7/wpOs7MLIoz2FzKsUTTbCdeNaQcShQvkPHlVdXV+fE4TbB3wNy8fKU/Li/3yf/7//z",
-	"Q+9oYMU6dLF7orEhoDV+hkKwqTQcuh+i+J/E8MGiIzYLyXtlnZy/zmVrJxgK1E9wmP6fHbx27U80pOr1",
-	"yM/czGRqyEhzETKnE3hta5LGsbebSPuwf4TLrpoNz80xedo/LOyL46gzCtANxZgxnzzsOkNyQfb7RFvb",
-	"drSgHFSrnwFgD4zXDqhViqx6p9HZ6dU9DnlFt4xwY7cvYrGhCIJ7BHS1NDyOrdqEZ4m6Hc4RZ8YfinbZ",
-	"iVFAWKxhBkAaxw7eY5KtXUgL9xTq7dRQUGVVVu2Xg8vYrMhcIPJt6cx/VVglDm2F/oYzWttjHxZcnZnK",
-	"hXl21NpS09mkQwvlpvVbSvN1e1nB40+K54dNlAA7GuWxXq3SCWkXnqZhNnRnc8ZqIWO0/Ox3RQTyeGPR",
-	"BrrMVpFWkSIRgsaLKN/mF1NDxFbCbV/Ud3m32gw8pOGMRRmqTXIH3bFrW0USGcdoKwKVohyk3Dy2IMSX",
-	"bchduLIXPEbeAracapizYOg0sPpETF1rWM2Y+D1mMBjcXn/m8O+WzAV7TeOshSs6/Z6x8K0yFgydlmYG",
-	"kXbWtsU5S1KNbhqIumpDS866OmTIEyvrchsqT/3hhCyQanW0yNDpdyOoMnMBI7NNCX1Xxn5Fp1trdz1W",
-	"3HcWnYyh9vY/wv7hjwfjVuCD79fYCHr/2Q+zVrBWgpOV+M04ZuldXr4iWZC+caz4ik6/SZXuBlx3cdnH",
-	"R/nvQdENQVE3t4w2JLhi6quRN2zLJKgrvORRFCL7qiYqEcKE4wpcSQ23GlGomNGP2c7526lRJ+evifFH",
-	"kx05frEpObB6Xh4iE+7/FzBMZ4ZjB/puwhMGjc6D1pocb8iKLEA7MMGHSxGBN7v5lLWS315TGMAK6Peb",
-	"1yd37P/yx+GkzncIp3rssuvtiYL/bCYXAiKku1BbzmH3fuVRE9vFEWBVhC+hZlYIPEQbAw/1bq9mM/cq",
-	"a85u5c13e+mBas7sXpYwbie8Kpd2/NoaM6qYOknNDHI+P9mf1a1HH5x3vEcTvne7D/qye1N1shNWhbip",
-	"Qr0c5aA4ZL3zQrlgUwdZTQ766jX2NZaTQksG6GDjijN7xWCarnj+8zS+KbWvL96BbevtTT6t1a6s+Bn3",
-	"svANTSNeuoXdWUZU8WZfxBI4/SLr+oHeroCcXdEphkWC3MeFuQYRE0vs9lEAN/NvFd6OZduFLzDAWrEP",
-	"MhUhUwRwgGuDzIO08eydLtApvG2MN1TtKeZs4/N8LmtALO0xYWCqa0TGS0Kzi27YknBB/t49SXj3fzGX",
-	"fK3pnA2F/Q3mIylGYTyCZZ2nSi6iSxZCvIgaPo4Z4HoKDsK90P6sWbh3u4+RgjLMVYfB5hLV3ViGNHad",
-	"VNxASsheIZT4AeDHOCSLQX+kMQvlHLCu2JofPZHQmZ2MJoxFg2Ha7x+GFhD4i41KkOFIy5qtLPUoxBG5",
-	"hYOA7oNVd3Ix9ZYiTRImWETa3k60xqMO/AFoonkMqTMK+htC7AxAGgqcUGF/mbE4cil8RLG5vKWxo0dt",
-	"OapH4MA/gjCheDibM2GCoYiYYaHrgdPr9ToBTHiGoLCb2Xb2t7N3V9cXZ1dn765ev39X2h92a7lfxTJP",
-	"YqZc3RJpw1V5A8eJG0BgJISeBIudUk/sdiawSkoUNX7SF9z1r5QzQ2YyVS6xx9+LMyS0NQmUUuTDxRvA",
-	"gyBrCaQZjd1sGy/R4yVRLKIwZKu0IGrh1q3Pnz7/fwEAAP//",
+	"7L17chtH1i+4lQz0jRDQX+HBh9Q2GI65FEVZ6k+i2CTV7v4EDStRlQDSLGRWV2YRhD2KuHuYP2YHM//P",
+	"Eu7s5K5kIs/JrAdQBRQoirLbinBYBFCPfJw87/M7v7YCOY+lYEKr1vDXVkwTOmeaJfDpOAwTpuDPkKkg",
+	"4bHmUrSGrWNBXp/fHhKZmH+fEYoXkrb5tjunccxC/IUrkgr8otNreS12R+dxxFrD1t733/We7vX2BoPe",
+	"X1pei5vnxlTPWl5L0Lm5wj615bUS9q+UJyxsDXWSMq+lghmbUzOuOb17w8RUz1rDZ4deSy9jc6fSCRfT",
+	"1qdPXus4Yok+gweuzuKNXLCkG1DFSMS0mbRHQj7l2vwrtUdCqmYeSUXIEhXIhB0RqslcKk2eHfSqxwz/",
+	"bBpwTM2bzI3/+wfa/WXQ/f6j/bd33f3468B7tv/pv7WqZxLJxU88rJjJcRCwWJM4YRN+xxRZ8JAlRM+o",
+	"IP3vcFc6ZrP6B/vw6VmHTKS5gCtihsqUPhoJirvq9g+fRtrD4WQymQwHw0H/+2eEipBEUkxZ0iGBTIVW",
+	"ZlG4VnDvSCx4qGc98nxJQjahaaSJSoMZoe5x8MZJqlhIFlzPiJ4xEvE518QsXUjadCTiRI4jNicTzqLQ",
+	"MwOngnAxZUqTiAtGWJLIpNMj70S0hCfQcM4FSWTEyJwuiWIiHAmYXkbRpH04OCBSz1iy4Ip5ZDGjmt2y",
+	"BAZ/S6OUdTyYHqPBzA53JCgsrRst1ziBQCYhCwkX+PY05JpEckraNDBbQnxchohPtN/pjYQjln+lLFkW",
+	"KNxs6bXZrVaRRuzKtYYTGimW0cJYyohR0frkte6681RwIbpmynBU5hx+eM7xIFeQ5tj8tOUs8Xk6bw33",
+	"9r/zWnMu8NMgGwAXmk1ZAtT4krHQHauHPQfXPTwHBzXn4PXkTAr2lupgtn4SrmaMnF7RKZETQzRUqAWc",
+	"BEaCiDOhyYwq0qYkYeZUezldRlxps/2E3cUy0Z3sfM8YDVmSz+z1pGve38UB1PCi/cGgaujvxj+zoIYb",
+	"HZMkjZhi2oOxGKofy1QELIGTcV9+s8Ig51y4j3teaROOu//l9iH787r78c/Vm/C3k4gqxSc8oDj+qo1g",
+	"kwkLNL81i1+82myO2ZJbzha9mqNRvqO0zv8tYZPWsPWnfi67+vir6q8MC4eaJkom1UP0BbvT1wFc4btx",
+	"xQm75TI1zGPKSBtYFFU6Y2EadshKtMrB4xt3ElR/e0nnPFquDxOYHIjbNnJxab94RtrPOhnTPyJjqWdk",
+	"MWOC0LFiQteNboIvKo6OCXPSPxx6zz5Wnva/vTEsOjvrKw8E/l3NwfbMQcgZywA+Os6yV/2uS8bEJRcB",
+	"q1kLQzYKd0QxM1s4LHSimRVpmhfOy8pYzR3XCp5eHPBEJnOqW8NWSDXrmgdUk/2lTJOg8vQq+KVI2qRt",
+	"mBCJzAGgSrEEaV84GjO0ZAbu/g6k0JQLLqaE645HWG/aIz7KvWEgFwln/hGhRCeUR+Yq/88+mRs2xFT+",
+	"lLY/YSwc/tmvpU4c6Y6s629XdFo1bY28VpeOO84ed0SlcWzUOC5F7Yg0ndYNZ69mOD9RpMfyeF7JBWgn",
+	"REuyoFyDmkNJMKNiygy3/1GSME2QC6FiosiodTBQo5aXaXdP52VV9WCgagZu3lE38oP96oFzPeOihrQz",
+	"DY4LxUOG5Hzy+sVFre486O8f1g0O37QTF7qi08+R6qsbVxY3q6/7ZB6lYikUA6XlOQ0vUBs1n8xxYAL+",
+	"pHEcWZbet8rhf/ysUOw0kwvneBe+dF0MWCXYKHdzGhlmwMIj4oOeqXwQwAr1QtBJQU3UcB9VUvSM5nUi",
+	"xSTiwaMO/bUm7I4ro4NHCaPhEkbyUiZjHoZMPPYqBgkLmdCcRk8UKuOhZIoIqQloukDOMMTXwugdNDo1",
+	"C/yYwzwmaJRYLqxYcsuSJ4qY03YEloBR442SaH4OmaY8wiGfSf1SpiJ8zNGeSXOCp4Ysb4RcGMEuU2Nt",
+	"wYjOgVmcSf1WhnzCWbjOVErKqiVjUIbTJDHaMOrHhrmgmgvH8LSS1V+t3fZEgardK3GYtTOeDfSK3W06",
+	"HLsumnnkG640sC3N7nQ/jigy1lpGORL7g8HeMBx/Nxz2D78bic1Dr6LxAodG20/dsJCg+kDaPo7rJXz0",
+	"Ox7qbROeGOOCi8xRYszHZst+bIhx5kTsWIZLj/wrlZqFQ6OIomRTqPbp4vhCuXljvNY/um/RiDwOb3mt",
+	"toUS1NomaAU7y34cyeBmSGZyQeZUFKWXViRkYomWzExGobIsk2rSR17AkRLVTCaoTzce7rl9TbX4L48E",
+	"tgiNQBxG2+mJjKAeTCY80izpVL6+qJdm778A27H7d5aoWtPnFn90+4bmpnV2KE0W1CxQwm8N7SRy3qtW",
+	"RrnQzw5bFVoyiGop39Bkyh6byxsaNLsnb7MZzS1HupLyLRVLK8TVY47snRtNQKMIeFNCtR3bkRFBwEjN",
+	"uistExb2yFWyJHRKzakEkrhgOll2j1FpZYEUoVo5oYUr1nf9Em/JNM8xm8iEEZ0szYvhRVtIzEzqvaCp",
+	"nsmE/8IeWdKQWxrxsCDDYUffC3pLeUTH0aPTGcpmElABCgQeYiEXaJCHVNMxVQw9zInRzcwgPXvUFKEJ",
+	"I0rzKCKRpCEX086R2Yx8Jx57Y+NEBkypr7GUBfV2waKoiwouGaeaJGxiVktLouSc4SnJjxF4U83yp4rt",
+	"qA+/F8byk4lm4VsWcnoFq/K485Yxs7ZepohqesPsUGFNnihygiPqmhH2gNXbx0MM5PIM3JWJeZbmKHUE",
+	"0wuZ3FTIKa8l0vkYyWgrG/daMplSwX/JfGhrT1OZv2FdINpvJDgVzcXHgXuO9ee0QEK3PHQ0t7xWJI2h",
+	"rWeJ1DpirY/e+hshYHIyo0KwaH3mQcKoZuE11U29Js54rJocS5zi0ev1Or3WUKRRVMkLZjLVSZIQewtp",
+	"Cz0xpu6UCZbwwN05lZpPlu6TmuvY/b328jQOd55JmkTV4v79xRtUjdgtS5ZGfCTMnK04ooE5aEtycfri",
+	"+OTq9EWv0q+UW9QfnJHtFgff+rFquws79VrEKZ6pMORmYDQ6L2ycDSSU97JyNsf5Wr+/eDMkZp2H/b5H",
+	"cGnhT80iNk3oHD6oiAY38FfIVSCTEP6eU53wO7xgrmN8Au4V/N3rmYUouAsOB98/2+YvKK/TxmV5CUqd",
+	"2roi5cmf2t3TVikk81RpdLH1iKZTb8WR7WEIzEgVERKqBEidCQ20ypxit0wYJmM1/6NMkzZ3OAd/IOcM",
+	"9MD8liMy5+IaHu9U5QlbGCYOPytCyTSRaUwEYyicxkZkote3vM9UiUp2lLllD/e/P/z+2V/2v3+62Tnr",
+	"teyAt7uSvFUHfpM7cC1Xo0MYjfj4a2VcFAaMy1QOYQ0GZV/zoGo6di+aDE6jcbbVgVZNjhcpCv0VZopn",
+	"FwN2ms1VJZe0X9AkoUtYpnuwYCaM2hEWnl8IJk7ys7JJ1pbO1SevBeR3rWcJU8a0qtJ83EUL66xdG9cN",
+	"F2G1FK2TGf9KOdPXrOY2/FVpmugNv+tfKn80BsN1zJLrmUyT6unsLjSqmTvMO195LyeF0pKtL/LqKPOt",
+	"/biJ9u4jHorUWWaTVuagGnhE2DzWS4hkQNiJzBkVykpC+xBw/DsKv2cKBDCs1/iQp4P1c1Gg8fJwX1h3",
+	"hU5SVhC/X+QErApT5NFcAWsmxvqUUph/ufOLgIsfnBaWsbcHpEuEJNlzO72WtytnK5+71VEVoyBtCDPZ",
+	"GEhnmMkVN2YYH8RU0EzmWqFDC8dL2s4bNBhCJE4ErLMi2ysiIfnRrwgbw3PN76iopxEDtR3M8RXiWaWc",
+	"g2rKKXGNwiPaHwZ7Hz8YCvw/9j8MugcfO8MPg+5T/GrDkzIOs2Iqmq+d5IcriTmlirRfvRq+fds5wrVV",
+	"eWxKzxhPCBPhytzuOzBkbStO4OOzY4iJkl+kYJXDc3v4/upkdfMqpeEaq1yhMBtIy2l7bizfKcvUIthU",
+	"Loj5zTzjiMyNUW3UpzCRkH/UpoJQc+J6LoTIQksbii7NSer0iD0rRi8Jdz4mK7wZKLKWjV4xpS+Ygqj2",
+	"qiAPWcRvWVInYJmLcmyWDflTKgfhIsjrr2d3MU+Y2kkjgCN8rRgTze9xR9ZZlxi2XcvUEFKDAWN3rdLK",
+	"jOjOb681hb0WZG9tX2ArdfFqL4+DF9aiOLLKXUhDrk8zNbWsZwe1ZjwNdCUFeC1a7XQC7wW8leQO6yyM",
+	"7ZyY5owsyV8v351hAtuRE8HotA9ZxDTG3c2bdqAO9HFtHJZzg91jXKDBZuPiYVNnCe7C1m3mZpOp0Z5w",
+	"2T23M9kjanf2nE4r9PRMc8n+2Kgl5CRSob0X8o0azATeVzXa57khtqK1yXlMNR/ziOuKZKKfZkzPMDdU",
+	"Z0GKhUxulEvHBLmPUdEhkTcYWYLUIsOcExYxqpgaifbb47++u+i9fX327qJ3fnx18qrjmLuic0bm9Gez",
+	"2VYSGMEz58J8E9NEe4RxGMeCLo9GIs19hfi+SZrAz3AxaafxNKEhEpuMQpZAvLZzRFKBcVGgq5EI2S2L",
+	"ZDw3pDZOeRRifo0zs2HSM4qOwITZFy6ZxgxNx9bkTctrFYYEn+A9lawMjE+rPZYX+5wGN87SX2rm8mVj",
+	"lqD8yyx+yGWaMZroMaOatM2v1zwkA2f6O/mMhNwpqdObaNHo/ic4vocyJYNELkLFgq2ZeOa6SxZcMq25",
+	"mILCPJNK11p2jfkAcOg6mXov0VI7JusgaH747bm8sI6FijVPleUxZVp5b74mc6YTHihCiVu+jHjjVM0M",
+	"Zz1/d3lF+m4X+rd7fXhi197a8YhK53MWNqYRePMGIrndFOe0achukCthzzJd96qWfsFDdp1AEHv9DRfm",
+	"exKygJunqtJjswWK0yjCo600XbKQ4NMIjfRMptPZSGDkHEeYxevJ67jw5HYhZR58cHcxFTAVhfTbORqJ",
+	"FU5yw1isMBuT4kufONPIxfmzsAMTE5kEwMHmyG22B3krpJpLwHJkWTrCG+TECV5VIdqaHrobtqymgBuG",
+	"OQL/6B7HvPufbHlE1MzwZFgYIRe9zz9xW3xizVbKzGDDEt3HReJm8SWSrGuWYuOrNnhMinmU1cu2umIb",
+	"1uoi95uuqMBxHNlEpAY0ZdOJGrP96bWNy9cHaSGzlxQPPDCLQIoJT+YsxCycnCd5mK1r2RYc6wVVWaKT",
+	"NspIe/2hcA2eKVRYuCYCiklCHnaGJI2JlqD05FI9ZgmXoVWBZ8ywp6V7oEemiVxwMc00dwq6i9JpcGOe",
+	"YyzdxYxHLLOeFXO6jA15F86ZjUGWPdybVU13oZftYb4/GyjhPThEd/UsfoYK8ciHYuNpOKGaRnL6klVx",
+	"VhqGrNIlOGEsREnGFbhQbQ5ntWtyPYyyNp/SCyp+d2dr82KbWWDe2uaYbTBjoY1m1AVJ6uKmjVzj5tps",
+	"zF6djyEbRnn6G3YJcgXXdslsRnPtrrjh26QQPrlyQGtb6iyPOY14wGWqwH2i4uzDmAk+FVsMkRMp8Aju",
+	"GPV8a0sIsHRELA1xgtmuXHXBERFsCsxuDOkg6zHGhq4hF+LzIA2Em9U1HEeBbZ7ALTw0Fntkditz0VTN",
+	"VkjdrFYOp1LmF1sYBBeOQWzZ5KJHqWazV3nYbnvzSi5Kyj7a5jZqYIXHE2WUsB7xQWkNfaLTRCgCyrOx",
+	"iZ2OK2SxMNS/Pbwec638vn/7DP8iXFipVdCNjdwaCavQDomvAhkz5ecZpwXNWoH4spf8wGMfnAoy1SPh",
+	"g4Lse8Sn0YIulQ91nb6cTPwe+QmGZfV2o8WTVc0f4usJGwm0tqH00i/YDn6PvGETTWSqbekfhuo8m+aN",
+	"iw/PRvV7zYNKywQsJxNgM2YmkEBjBl1JiHYdq7VjM0SlMQ3YFujgu4wp56z6/cNyiOdgvxiHf1alDNkt",
+	"2/bSZ/Uv3dsfrASWSlWfe3v7W00Su2r5EuTjqjoKL5hmQY0He1N8mosgSkN2HSf81iobVRcpTYW+Nidy",
+	"x4D6PW6Z07trraN7hK53kptbgut1I1hwEcpFY4mL819dwuLbs0c6eWzenK+Cm9r6Vm0OT2cEcR/b6zPC",
+	"vRUEtaKkRUpCZZu9wiORlPGYBjdY/87FTTeSAY2coc8KMTQY7ZBYRuVZu0DT6dRWjDYg3vJw/tN8bdja",
+	"YsaDGTBojINxRZiQ6XRG2jMp2DKWmmiZGpHtmSMfSa5JTPVMdTZF4F0QdWMIdXPwff0MPfw7CoeuojSF",
+	"xlnKlQpoZIPbblMOBiSkS9UoMp2d0xWiyAtMIRxuRRuhZMITlzZbeDfEiG2afDaOvzQfhmUK9dkSQxv0",
+	"/v776tXckJhwiqkGuGCKQbBdoT/aUJdzX2EFIcHDj9bxhCcMCpA2xVorc8dqtw5dZriITxScu6urN6Rd",
+	"qtbsHMH6iq6euWHlUWxrWk+ZVkTriPx//xcR//P/zQs6LeU0WfWcd25KmshLR/cG81Fr+4Mr9MYGLLaK",
+	"aZ6KhAezS011WiP+weMhUw0VpJGUNykcDbOxkFQxgRrybJcrEga1ZvN45xwz55GvyOiAn4yKTxYzROyw",
+	"44KCjBsexyzs1abqrhoXSUhjM2idVCpkMtWBrIJYkDekjXUELDyCZTBPIrFUio+jpTFuqItg2hRvJPrA",
+	"HGJbTISL1vGMHXQ9kakISRt8MFOutCUPmRhl+/zqwkKFdDxcAtJOmE44C0lENUugmt/O3pC7ilnAadRN",
+	"FfOc6DGXhDJI50xofLgdAQwAlpGFJI1JKiJzZN++P3t9dnZ9enbx+uTV9eX56cnr4zc/2JhRKcKVjb/l",
+	"9s5r2cFULGu14VOilHzlK+n21rr6VmmtOYXZcsx6RQHLkdde3dzJXZmTBAlSTr56zt7pKR4xUfgc0emU",
+	"i2n+BSyqB/6e3oTyyCgD8GEGsDbTlCZhL2FzeWt+sU48xX9hHmFwyOEueCTmwdgEkeW1e9pqeoxHwkzH",
+	"rsqgSOsi6Nlv19qWaTQNsVtCKN2evynfs1qSeIiQO9LWl4u2o7isy/5xEEEVCFNcMIAgUhiPa0CCWGKz",
+	"SVAaaUsSZsbGQBfFxLhGC/UawCSw6rpiuTADsVZdAP7n8JDgxcSQcsOZuSE3q3Asb022xIXHZMPNFq1y",
+	"6+6gLPhEigofLbq3asxOrGWqtstsKfNmeoKrvOwl2RM3DLMms6iBE3hORUqj6wZXokdgQ7XRjrZwzn52",
+	"u0/T6edE+ew0NizmSxpYVLsti7lC7JDODO4tIQWrDF+Wn3FtFOfqI2vdLwhAVcJAMoISVW6XQb35lUwY",
+	"zaEq9IUKS1byXICRKSgsTTlEiRA/ea2IAc6O0UwmPEAWlGlq5v9Yz1iSvNkWT5kEBhlF7yat4YdGb/6R",
+	"ydanj6vPzii8+qw2Itxto60h5AZjvqKNXrBG8Q/16FW/nCUV+8bSzKqc8hXEnC13vrYbTtqPuM/Nyo4q",
+	"4sBZLKBq2wplQeuqfjLdjcftzERqKnekCHfeSpBBDciEi5DdrZ/zQXdMlTnoUoHq6xAobIiyV7m0GyVc",
+	"MzGGw/HWxRkuwoa1s4AW5aXLt6Yim0gWeY0qMjYS0AQrrnl1IlG1D3VVJINpvW3XBa32UucJvutDd6GK",
+	"EjOviNVnmXwihNB9GuG94JsHAA9MGoypUkyVrLaWd596XsP/K88IPKtKa3U5onm6E2YvOYliwSzg/pJR",
+	"XO3ctLOrJ2ggMOe8g6vNm8zKHJHuXr6S2dJBgoKqJviJE/oNDiQqCEZOGVOseinQWwE+3C7MGO02m/xV",
+	"mLwLPeFFiml1RMxJz/JDXC6YGXcNCygkMcrptBLQR4Q8wDIKOIhmpSKJq6WKOdmOHkumwfpybeNFiWV/",
+	"5VHsuZ0LK7cN6puEQ2I4IgNX6uK2sHrrYA67MlXgz7sKSDgTjlbci3NKLSSM232wC5FTSn58qrhIdUZI",
+	"A918YxysoAE2EKr3yfpoklmbpDsk1mIubhoEFka62V1zencdJjK+VjOKVQj5fTIdR6wq08nchIz9OmLi",
+	"+vawmuBXL3tWcy7qgngSzoBqsq7v7KW72r73TLKpiwZuBy0AxCSq1EImIUlYSM1QGwMVrCTsuAWqTd3B",
+	"iGEhgccRfdUeVm3YGoF4BY234B4oUHPdIX2ZHRInZAN1aziBmnEGXnkeq9Sow4BLkuelxHQ+o2l1QoB5",
+	"8L0KbmvzgmDKn5MaVAqWbkuYuQ/nWD+yK54wmgB8N/xshIbdMQhEJGySMDUDsBn0h2bBNcyabg/IKB0M",
+	"DgJ7P374gewdkT2b7WKkC0pmOZl0jjJlYdB7itiZQZQqfsveuhgViol1xpJHtSqLB7cwnBX1YT37I/Of",
+	"tQfkB9L/zjMqzg/mCG7IAenueU1ZWd0AntUM4GC/bgTlfJDqIdyPGxbZW3m8xRjbmOkFY8JRB1MQz0N/",
+	"xN483+G92SZ7YIXt0SnCFjFA7ZiCloYK+wSCNuh8KcKYmlWo47X1g8eq6sPvZp1hRupYprlWUI0qNZ4A",
+	"iDZB/A4RpqFeoDRCo4j2GmPTzLSOPWL+r4hMyIRHwPZX5rg/OPxud+yV7PDUMdeHyLj8zFTLIuHtlnh3",
+	"ThPFEmIJ/AipxloeLrfboj5KES3Xg6iBjNJ5hbEYqNsh+YUl0urQeJ3TowuW1OYCf7ztWlRiycM77IPH",
+	"S4JIZ5hr3OZznAO1X3eqHZxy7pC81x6MkF+KxTShWiarQD5b868ton71w9UNjxHtBoIdGD+tNixLyC/l",
+	"R4HUHkIpeUHSAIJOAkdr6wp/qqGmi1RsyPVuoNuFKYKeNVbkd1P7a6LwxpClJEkFwdih4QYLmvXi6JFj",
+	"xHUEBsQVeX/1srv3zLbeeHX19g1i4ZubIWkdHTGkPWo5OEi844gEUtyyRJszYr76btTySH5V8WkYwaYQ",
+	"Ex21OkfgcAiXqJOWA1zOXZIJLzh+MBi4etQSEluDuCvMa8HrDghKDp/OERVVUijs9uEQVC1EZK+6WF5w",
+	"NdsxHwJUl7qUxsa1jmb2Da/d0chwl19n79gQcVzZDyij4UbHRShb0s5+t0WuRnARGkU71KraJ7zhgm0t",
+	"0zDDh8B5U4tK02TXhBaV5dis5U3MHeKy18LzBJYHHKXtuRMQPC8MqExf2XszCnJUUDRzkOPkq1AyfAos",
+	"Jk/tWNnuj/X8rVpuJ6nYTWwbTvlpa3mNqBmKkTEZOngzybq3JlGpsHk3XNgoPNHsrsb9BGKtKvELcAzO",
+	"pbk0wRT5An4ksqy23wcnUn/QB694f6+PNQG+NxJ+3+5bf7+PSrh/RHw/c4otZjJCWN0OJMWDw9HIamgf",
+	"EVM980YCsP3Nr1aYF/oa+QBy63vELyJZur5D6z4Zc75qFw+YaP3SYW26YprYcADAGSsWsUDLpLOaw1Vi",
+	"NzXh9FVlzhreG4LlleGmwOIdVKgy940ubYL53AmY80djmK4PeZzySFf1gjgDIxO8yeaSLhclD7Qlp942",
+	"daHRUYWx1cBV1MYV3cg/1k02S2TYwf+RR4a2wg9ltLS9cUnDcB+M+n556J+z3iUht7Ua0b2rdgIXuVCs",
+	"W9sNi1lZgXyfdB37tsxrvuEsv3L1sTsue6HSuPquZsp4GW7AsjZgvpbNu9Jg+77CmcvnUEQAeQhYjiJM",
+	"RpHAnz6tc7FnWn8JUbXiQJTgHLa32Sluajaq/BmlYmG3CFsdr69sKuU6leogLq1htoMpF3rvWeUWlhbP",
+	"a911p7Jr29VcnZyDZyR80Ke+f3G+HlcO4ha+aNOEX/FdqZzHW9lheXCvYcaxTHTTmcaJ1DKQUal6s2I6",
+	"5dfVgRXU4DwzcX/ITB7nqAQtO7fCsPPHVy+9vCnODGwWVK0XRiZXOctfFY5feTseElpmkwJRBQftwMo2",
+	"45MVEzzXXW9Ow63VCRuZjc30OHjkRtaPY3UQ7o3zxDLMd695Iu67sWLJLbhmswYQu2etViX3Znavjb0r",
+	"DeiF11SDodXwLSt3bTLGQUFvy4QAbyIsYnMmdAd8KTMqwoiFRyRhiglsLWLzZR4m43Z1nOvb+nG945Jr",
+	"54pWhe3jagF7EOoxponuLujSQ2/OApxQZjohCaVgZAxZGKKXU02TXOzferb1F0iIrs+D/qscnzhf6ao5",
+	"nTbGYKnFa1a6XJm7uWwEr7Y6Q91wX1IepUkFF6bJdPcakF0cP7aqpTozoD49Yucyk/uuIjiQVpbSjTl3",
+	"+NDalb1M53NamWcOvrvGamxGUxXEPcHd2+lhbse32aF2mIWXVE30DVc6j+9nYe+WvtOtdSZV7twFfphA",
+	"3ZK2dbf4aNJ42DPKL+Xl4QNtggDmD2ArMq8lplwYO2hG40TeLTGfANQYMYFkSn6TSM1vKvWQMzqvC6Jt",
+	"aKmBnpjqTJD7tLyw94yXzVUVN4aqXckmdR9buzi7omH0bH/v8HC3CObGQRbUhR3Dhu8EBHjFlFDXERbA",
+	"irFxHy12gHMlhhWhw7VEkF1aHnvWalhr2V949cnrFxekbSw6MuYamyX9whK5rUv/NscMQP82MkMLNkF1",
+	"+b6Qi7zf/lMy5yLVedu9SarTpKxdNQQPLr/tOcM6DNtlFxNL8GL4m+V5Bua1Wt4wkfXj3obs1rse9v/7",
+	"5hLt1YqAnRqobiuYr8xSeMMnGQZ41pVYrfbGbY9a+4ezUauDCKoic0haBLZ8a/YGZMloonrkRXGh6PSJ",
+	"ypbu6uqNR1ikWJZhIQWzqv6WguxfVxNvPlbYh5Vn+JYlCQ93xSajYXj9cLtSGbn63ON9H7jvHQ6mrRX5",
+	"sqtQ5SU/lxEPljsyXKOpQ4DGrANGTKyv4MiYEIlMRdjVCY8VYXc00NHSAR0zDGiY+9ZZcKYurPFRBLKG",
+	"pO5U2GIIm7SvIIuyqBqU8/WrhPys4AzbaPXC4mSuM7gTXRub7gL3R8EL8QWBKhsrejgTl7dddoA3KNIK",
+	"JBYob3/FJVxao6TA6rmhf6ylxqKvcgcusurIzJLqnj19erC1y9K2NVh1aD7k0+sPpquE2oWZBk04nG1b",
+	"98lr1YB7/lVygdhzVDTHNc7h8DZDumE3i2ofgJhos1QK+4gie3HVNsBnbJf+UWtv0EfROGplaPdSz1iy",
+	"4Iptz6XOCg7qi6qKRL3bNoSxTPQuBzTRgL/WqFiNT6ANUK2kqIpZbHto0SddVZwLIKliuVIctcFrXUPW",
+	"bp4VQf+QKc2xEIyY5SNtpwV1bFYUoEgpfssQuM6oTIaFdfcHg8Go1VnTcpof0TLoj2HCv+55Tz918z8r",
+	"2PDHrNF2U6P3lVwQ6tKCIY7PFVkkXGtWQE7Sd7rTIydyDqj6mI0FySsgR0fC/5NvlHJs95RJVKqhu6i+",
+	"072R6Jp/h5CzBYYHhcd4WVdeoxnCZcaGHhLqjHFjJvrwA9jTQxJPLplQrP/u/EyZP6CEAU4oadOIU0XM",
+	"opBRy3x/hd+/PlcdaGy08nqbfWuGH+DkFLwKTPahnagPN+wd+ZbkiG+xw8ycAV+HCryD+FMmfaz+GglC",
+	"2uYz+W+Ij34NzbB/zZPSj4h9jgVQ7wVSTI7IJ0ja6BLrLjBLMacxpO16pRGdHb899YfEn9P4msdtc0HH",
+	"t3R5fGLLOvzuW9KdwN24iuB7GOI0zJ8kYeAL9+GaIRStEd9CuptXdA990p5RNRsKpl2/bC6Y7hhObKZZ",
+	"uvqZT9rm12cdL0dHNiPpAsItpNtNIsCx9xBaecKjiIWkjQ1lgxTSBg/2oF2CwrUQEztkMdGkO3FjxV33",
+	"zevsGvoegRSdWxqVZnJtxnZtZsLj28NrYwV3zNDNaEqXPMNLnsElR+RJ94khbPMTGVsz8cn1k45XOQcY",
+	"q3PnmI27kKlmybtLgkdumJnfcNKK6+aTVIQsgeXs8xggthY0ysDluuYOH8fbNwOsucKDPHG+PrA6X9WD",
+	"eKkKnfibu6mwWKI5VgTWNtwTKcIFrQ8Bn7JatuZBqDW3ycXLE/L94dO/uDjGkeV1mB7lgJyPz19DU3Q0",
+	"b1eNCU15VJWUSzVZgDmRSIitAji50R2YCFg9IFYetmiWjZcn01Xhd2yAEnt1dXVO8ILqbCPNdVSjO+Ft",
+	"qwl3q3u2eic4yobjiIqbrUoTvjybQdXGXrw4Pq+IIIxTxa7Z3O7KTklhEwYm307WN8bldkML3ZR8Vgd7",
+	"YEHIlg3T0i6w6uS4EDNbIVyXSFqlIbmaFXcCANd8QRWhUcJouCT/SlmKmeZJKgQX0yMiJBFsQX6W45pG",
+	"jLIcEy/89LMcX/N7xcrsnYW8WJdbW00yxTzk9UiyYDhT0CEgihknMkwDBgnqUFe0zgEa5Fy2sdQBFI1A",
+	"3Xasttk4TL0VrKgCKBC0MCt19wcDFLukzQSUcnNBRq3/9T/+71EL3R1BqjvbLRkb97fpoRvC/xdQHl6J",
+	"kJ9GkUMZkIkNCocs0hRAXb1C0zHX8cEs5LVNS1pf/uKvTSiokOTSVTc87mIZEI26MaYBZ6A0tX6i000o",
+	"EGa7q51HmwEfGmfjwGJVnKPmE4Nm3TtHi6AC87qQmt88JdKlLtYkXzUYslFUEczbRS/UjO4/fTbEZuP3",
+	"dr1VOd0a5xNtzJdqnjAIh8H5zKpAGmpzr5r4y6ynrJQcuCuXzTO08uxA2JEVWspcbziy/AgVNmSTX84u",
+	"BVOxFKpaMLkO67bnYCLn7jtldLRUIO+APBkgOiwJyy8SEgo0WZI3Fl0phqig8M1KaXMy3rnnmGWknz6n",
+	"lUmBwLYwZGNVKHJ72L99doQ9JjW1X9IwvP5zP2TR9Z+NeawZrVi63CdY7STfDmpTd6TM63cyLJrvCTz6",
+	"2Rd5tFmuLzRqePSXGTUP69WZDQBVDQWvS2Z9sdk7m3tiqWZZH/INTtdayKsdLdLm6/RFlr8SjNU5kBPU",
+	"b2Gi1SfdZQfv4EEuispGPKmY8rxzmUP2tvrx19ss9Umgr7guJn82zbCrHIRERpkhUmNJs9daJFzDHzSc",
+	"82osjmLy/3pJ0HK1MDh1R2VzPbhVIu9zq+02WgHQ5dqP2hNciOgjue1+pM3k7bHevTOZG2g+W88uWOUe",
+	"1TWpu0/X01ozPc6C1tsDkmioGSl6XdtU8++rHTQ1g4plc1cWWCrgfFlAzkZGYrUleEKFFDygUTke/uWz",
+	"xza0Fn2ezmOo8ra+NlTYis3jjYLHtWLR5D7ZzdYlaI1Uu4dFzbUw2SrayqJwWwNtn1ls8uIcnlgXaGsk",
+	"T5w0ff3yDB7QIMBm+37tFmSr1svWSsOyug27WoWpVS41o0kwM9Kj2hlTRokEV4Hh82wyYYHmt4zccrYY",
+	"Ek2nyoZ8XIYLlwJdCfm1Kxi9iDqQdZFCIFRALwKqjMwtWQ6VU3fM+zw8l32AclGMCWwDgoAEGTyvKiP3",
+	"ehlMgeLTGTasshRvZ5cT/MMmDBYa4O8I7bZbLYzUbGdIarcUTQv97wNh/TBQ1FVYZxZ/1w6qtNLFJSzO",
+	"s/4QPARUfuE4fTm8fISkPq9Bej1eRXYtA1ZrmkyZ9vKjLBdi5ahV9SzJfmveqN/dUpm//jhH4sEov44k",
+	"GxCcV1y8qu2sxPENZFSTZn4f/crqlbVN1bb1OK3XzyxzbYCbngMMk/YKvXUaali760jViklxpJ5d6sJc",
+	"ajbpJQ0q1N37pIs+lkDYvGt1ccUi88D+PDQBiKcaaOj7llpuO0Q123Av7Ed3mgqZP3/6MOh+T7uT4+7L",
+	"j78+q04gXzk3zXpWQWY3kQkZtfaefTdr0r9q7QSWk4EHjRKuruQNEw9jj92HqJuDLpkdTtVDmYiJdRZs",
+	"9OGaazY2spcQ6t7S7h9WuNDsv1lFLe7Lej2tdvtVcQhZkDDdoNX/asgeHllRNuoGfy8IjvskxK9nRFck",
+	"tW+v8KjNib7vphf3u2qL3ys6rfcfVeMBArY+0wkPbL5qmEhsuVbVPi3hU16DB8LmLOT18NWp4Lqmf5aF",
+	"tZcJBJkrXwyISTWeXqlplBtecapmREkyoeX4eB06dA1wsRltNt/y7Nxoqnbg75wtKjEAE4tyvaJnMHCq",
+	"kD6PlW17pyrnbxtmbFRZL88eooJkpePHBiV05cq6MqqrzDwmi5lURavYNTdYb4FT0+Ym4cFszqpQHatW",
+	"cmjdZEqTixfH52BCn19dFPoeFmA1PeydCtivMUuwHSJoEDOqAB3R0Kcx17OehE3b5hS7Mj6QOWG752yM",
+	"nDNZBIxRO/jnLcZFxVjvo8jlyUo1W2av2HwCtjgImmjxtl8jWJSEa2+lp0jmLm1mLBft2KrAe0jjrUz+",
+	"xfH5ozky8kY/1zs1G3LGw6fPbFpU+5zVCu46R8nK+Iuuk4wGyrarOSXIOz3XGDQ/DuvsG0pPgzThenlp",
+	"Bm3DLowmLDlONSSQwGwgbQa+zrdnpnUMrVOwL8p/smWV0u26ptywJdagMQrOVNCSih3zjfiwmCSGbRX7",
+	"/AOJAoKziyxZL+4/uscx75o350scc/P50yfoHTSR62PCZGNiBJwRiMqK0dfnWVIyeDpty1Prc2EJcEX0",
+	"Xlq2qGUUjgTkaHokYjQRKkPrCKiwZc5mvuZnrQg1fFZBu7MkYYGGIwluTovaTvUIcOsjFk4ZoitmaRhw",
+	"lu1iKduExlyTleX0RmIkriD5kEfMRasQT9HwgIQGULTTpzHv3+4N7byzdfdgrkbVwnx2/BlbxPaIEWon",
+	"ZksuWdA1xE41H0cMUn0hY7u0Y+bt7uonaiSy95vZcsCXJbgrYxaSGUsYjN7ogGqI8NLZuDKD1r/r2kRx",
+	"M0h/SPw4HUc88KHnbJCwkAnNadTxRsLHIKTvER+jkOYvCEP6pI2UjPXLDs0a5m3rEHDlpGBqJGx0iWuo",
+	"dPHtBvikTYukbfYhI8YjUnoBohWOBFC+bTG9QuyFJyk8IaVykE6PHBfmNxIOmHjOlTIXAVq7Jrc04qHd",
+	"MUUOB3seoTixMYugZ3XhzU/MFQdHIzGWegYN+IqRtAxRU2V+eMD2pAlzbXaphj17xejtsjihdr5PM/Pb",
+	"EPIU/SFR4G2F57E7CHd0QM2gZMIWI0E1ocTIVNK2fXsvT48vTl5dn7w7O3l/cXF6dvLPzhGZmyEuKEdR",
+	"SuHskDQmWo5E+b6/vT99f3r90/HrK1sDgCtDng4ObE3IBdPJsgu9zH2zxg5XdCRiqmcFWFG34PkqA5wz",
+	"QJDKKDRH++z9G8B0JoeDQY8ci3xJRmJOE7Ni+cIEkVQs7ML77PrYhld5AZI5iynsQCRp2BmJfGMHREtC",
+	"7XDzURb6KhlNM6L2WEG2uxqWUvURfjpL5/cBuw4lUN/m9v/Hz0oKH/Z9JNq+LQvwOz3yTjCEthZwQOG5",
+	"C3OKhzA43BiHCZsRK42MpGfhSACSKq5jWy2FpndAFYrNqdA8UIRG/IZ1PHK4d2CfBtSXxY2gAtH8/HQk",
+	"8PcA0V6x5qlE6PmaaHrDPHI4OHQFTLZLCC407DtKxh7xsargw8ce4IT5uLXV4LdugepQbzs1OLZkBcbW",
+	"UN0qjm3nCPdLbYSe9UgJeVYZYomURC8u8SMumC2ZQThgH+tgIh4wmzZoBepxbKRzd783KNQzWIlZCAkP",
+	"W3u9AV4jYyZozFvD1kFv0DtAIIgZ6BF96Mis+sGMCsGwVfUUcxCyzXkdAgqD0sfm2hN3pVGQMKcR7tof",
+	"DGyjQW1toSK5/myTvVHvah7xKLyxQkf7VFVc76ZCxksLfPHJax0O9urelc2i/17QVM9kwn/BtN6nOKXN",
+	"N702hCZolJWrPB0cNHrVLeVYUwoqnkM4ap2iSDcTd1PxyPuLNyprdOS0z+GHFu6e0RpLcrc1dAk+5tmr",
+	"e9z/1SzLJ9S6IoYWTHm3X8D3pdVf2+7DKigUc1toV7zB4j2n4QWyoHtv0mGT5X4pkzEPQ3Aatg5x6Jvv",
+	"OJP6JfSa/1p0gGsJCDxFWrBMpdDSABpQcN1pRBaY5QXpV055qPW25pfgOTwD8/uj17IOzzLJnKd6jV5g",
+	"Z5/LcNmAM2RJ8L9iZ5iW0JPlsN8f6ptrdN7+d/NNz17Xk8m0b5me7dCDfKUpO0G/7aeyoecymj+HsTXn",
+	"Zxv5l+12EUc0sCdqH4/HVxmIdeP/1k/2XoM7rqSE5l54w9Mm4zJWvkw0C9+ykNOrJdYeHO7vN7k5TmTA",
+	"lMIj/pWYCUZYoLINKaqCrxjL8v0FKMhgDdlQCZ1SLnZiLvUip6+Zrbr9HO4jVQX7uWJKb5ZXD3yKr3JQ",
+	"z5rzI1MNJptz6SLg4ZGxpRAGEJHWFjMLIypThKJ6f/HmibIBK/VNlj4A+V8yERoz1Jg6c3MWpwytM0f8",
+	"Qi5IW4psk7DTD9aD3pf2s4Kpzfr0he3l+kjKdHVJVjUB2x69v3s12oL630tpRntxJ435wvUQ+KYufz11",
+	"Gds6ixAcpgvKtdGWp4lM49+InpxRyT2V5Nxi/9CKZxKxrSc8cn0dsnKFFgtR2YHZX+tZwtRMRmFruDdw",
+	"X5oFag1bBwPlgHqHxeLGf6Wc6WsGXw/+MhwMsu8AWKc1bO0fFL/Vv5gTmCYyZv3nLIm4q/O5jllyPZNp",
+	"0hruD3ZT26EQ46vp7Mg269nkI2jrjYbwTU//d9XTGwuxoiaShpjfUq+CwBVrbA4ieeD6zAN5FNCHi2d2",
+	"ay+j9a4GP7MA/b/YOGwZsz4PbfNZC1ndL0L49g/2fY/4EKVBEOuqodlYac3YDmrGVvUkAGcoPahZTuxW",
+	"yfC3E0xSb3LpGz7n2JngyzE1s++Qnl/BUd4Jht0z5YQACeUNvB6RrXyVA2iYKU45klOPCLYwNgMkYRQP",
+	"H5yaLQqkDRj2Z8WGUdXG67k0GgBcnreX+gzdoNBrCoT/8HC/1PXpQ1a3uffdoFCKeVCordzz1lSIj8VO",
+	"T60FG++VeycNW9Xxh2Ykmc+8kYA/rEuteVzZ96iS7DGPhM05QWIppI98+GjoID8xWN6MHg4kO9eCTHmo",
+	"lzi6y6LUkPzmuj64M2XfUXWq3E+lY5VkaDxWuK3ioGEgFtpdB9if3wZXASIjq8kU0GJZz6ggPnB/yBtA",
+	"lIjFjImRgAI3loBLTPMosuFkCCtSlXVcs4DhtAg+0XFzHokc0CN/UTG3Rs1kGoUFJA+bPnKEQ3e5BlqO",
+	"hKJLwjVYNQrD6sQ3HzB+6ELQB4PDHsbRZzzCeKudBVc4kZGIJEXkJK3siF3NIUXMTAxClrnVj8wxKwvk",
+	"saY+VDYkRSFtZEqyvW0dpv2OxK8j4D0jYGEZYkLi6oqpulEQKC6subIAghmoTuEZe59qNIh1uV9Enn76",
+	"9ODZvYT+T/RLC/IVdJk6+8DuLSYbIphMdhwzyrQgMcBAD6oY7JklQvcEQ5lcACH+26oGTfngGymm3VhG",
+	"kW22iwteLgBXlvdkSQnI1z6HCWYF3E6zWKmOBo4345rMU2VPXAY4Xx4NPstsr2NJbWBoh4MDSGwJAXsX",
+	"i6GBdoDvQw0x1QXEBec3wHwH+4z9/c4RkYKNxJiGMB7sPl1MgMMBeK6IGSiNZwAY5JXt+zESidHEIfeC",
+	"hZAWnQ3YJhe9end2+s/zd1fXF8dXp+ZtCi5DvGuPjNNEaTUSyDqhMzuyD/N+M85SCkthccxwbNds5MqH",
+	"+9/j0hSylKpYZkHBu2Cuivze6l0ObvIBOy629r7f7w16+72nA9dwcLh/UKyat2XwKxpdoatJa3+w/6w7",
+	"2OsO9q4GgyH8919Y5tKUEcF7G+lu+w/I/krgKhXsz/32zSXy2S6Rw/3vG43xLRVLu4LqN662ZszKMAmb",
+	"ZmrrQrgimk6NmMsuatuf7INt9x3DVLH3jkdWGdDV1ZvO/fn75vDRc3fRYwSPnrvhbQ8dnWZadsCS31nY",
+	"yK2ph1niesaWmVlj+PxMLsiEJmTMZliKwyDfdn2LN8aX6oLY6P57nqkF95YQZRM9B+j7gHy/OVe3Y9nB",
+	"8f5wXm/7blcdWqPaOtnvYj03bPmbD6g1YKMnUkwijpUp/75OhgI7nnKFdqfd0CO3m6AD5lW7oHBCZrQx",
+	"cxsevIJP3F3WOKZbPI7fIrqPSRLGGq0iCKVlrMhCJjeI4rQDBewa0MWIxdaI7gOw7M9n0u8By+Oxw6OZ",
+	"YrCRPf+7nYg/AEs+QQi7kvsiL6iy3klVPJV0qXbnxyHTLMhwkGqV3Rf5ZY+h7mava67wZhOxfbY+O29q",
+	"dzL+Spk3xXkXKUAxoWSyNdMqp4DGMjnfnm9S+evkWa2Qe7NdrxPC4JGPqZ7lDnmHKlKSY0WBWEQ6od1f",
+	"Pn5AgBPoXvvsoAp8aJMALxPULiK8mZTMnv9VUpgK3KxaSluIKrOTv3k/2e9Ojq7n9HzO4TEck90y2/a+",
+	"Vl6e4iVbQnPvsMKfK0QWsXk4zt/le8SfMBb2JpRHLKzPv3Gt/SuDZ4dNEoPMOFQKyrbKGvRAnWg7g0Kx",
+	"He2hm43nFBHPKSce6fV6tSO0z76GkdTlCe03TxNKN2Yc7Q32D7+lHK0izhiKbJJyhNT9759rZJFgcLq1",
+	"uUb2rDfyJpbX9IIuSCSntg8j1DQbkgttv0vP1SqPl4XkgCHxA7lIOPNHon0Cf0H4vuMRX6lZ6JO2Wbqe",
+	"eTAX5PnlC8PZLl6ekIODg++JWirzi9LLCFL8RsL/WaZm1QIdka4kWK8OQzKPhE5+PmkHcj6GnrkyyV6n",
+	"E8om/AYG8uZl8ZeAhuHSJ2332fCn/TEVPlYxAf6qnD5R5DkV/fdiTMVIZK8MhZpT9S+ftCM5hfJ+zgx3",
+	"iShHAGWf3emE+ubaXxi76YZC+Qi3gZ8DKYR9uRnU1eXfc+hX/0++rRQ374KnJWzK7hA6YCR8q7b4OSSA",
+	"7WSfsGka0YSwO4f1jE91mwaJ2iPh89jv9MhPgI3wv+FO/uDn4A8OAN/sPex729fsTvdhej7uSPEM33VF",
+	"CHvSOcqKkDgiomCbLwQh8OH0vuHC0IUrwL/UCYOxRfyGkT4XU6Y04lspOmdE8V9sDHUkXGj27fE/rl+f",
+	"/Xh6eXX9/J9Xp5cemf7CY+KaF3Q8ErOkC2/GonpcRSkIHQlXNxXTRHcXdAkjew2vdcgHFjVCacCLu6b6",
+	"GirrEWPBTArOU9Yfk2bQ1eaAQITZAszAczDeMxJ+JKc22jOTSmO0x/cypzM2JgMZilECpQGG44bFmrSp",
+	"gpweQhU2+xgJsz0ZJlAHMlgKqF/ACY/Ii7PLLJkHxwsdt/gtMz/1RiK3iUnbL5hRfgexNCDxyvIXB/Yd",
+	"Uk0hawmyP+h0JKiomjPxURWxs84ebqfeI77bMh/fg4ugACDBcJW27Vo7p0uLcSAkjsUcLBwU0q0dIMRS",
+	"ZiwKYa+er8CzWEA2BIoBwJQjUoZ3aWfgLh3z0pFQDJIbZAZTLoxqozQCRUQLulTFNIwnyDjAZq8J4TdT",
+	"qoxCbVsKF5DXBWt6wOp0GKsWFDUFh3OPLNv8pGZhoUGqZaEtrwUss+W1HKtseS3LCFtey7E596fhcGAI",
+	"TdldZW/qqikD0WvbpU8hWs0kkXMPm8pZcsiAPhBoQxgFz5wa3A6HI5LtqrmZBzNi9lKZA+T4u7m9Vtsz",
+	"Q2nVGYt1sJi/Drzvv6+0GyunC4tj9/mJKrBtr4JvE8O2caauRU60tNToET9VLKnXrt3ga5XNRrn3VWMG",
+	"Voiav+uTguKqC/0UdlD472eNN7O0nYgqt8r7dWQPxKg1HAHdj1reCLo5wjdvaULIAdnDXJY9Ml0Qc9GH",
+	"7/b2Pw7JS7BogJ8uXBPLRErbfG1/cNAb9Pb2DnrfY5bT08He/r65f3/U+jQqb8UmpWtRFtM2RdRQfeG8",
+	"Q26Sub4EDTrmgibLSnzaXKCXl2T3KTuEH0OABAzM7QvQfPbtlel3jojRWc0xpkSB8oCqg+EaZy9AoTJK",
+	"TBUq76P6S5DP11d3Yx9kqPiiKPEX+TfYjLVovtSMqQjh1HxsJXWnPuqCqmCWLxvY5GKj+cCoof6GFoGp",
+	"FDZ1PsK5BDQHGzPzwo7AYe/xU6K+3uqV8wArFibPEVxboq/mpnr85cpUSnQTHdnMeGzIY1dqTSEnC5Y4",
+	"v6OHHWYh8dycfWtAmcEV8iqrsFoBxYtoiWBzblewKwIAV/RKzGqtB8Wn9ZyxArDmh49GjG7KIgNggaTM",
+	"9KwLr1Ph1fMqE8Dsd90b8wZ0c6+a+lmXtuwHZW2v7hiEp2uz10fUvn4Q8eBmJlPFelrd1lZJvBOMJHKB",
+	"2bFN+hKBMcMF8X88vQJYY2MmK4lFEiEHE4Emyydo8TClu/Z5oFBk5gycpOwZ/V+tAfLJzxD0euQEYNCU",
+	"l2V8yCRkyTBzA5YhWT2iArP57TmNeMBlqsjeYOCNhEpVbL94NvAyOLn9gUfGTPCpIIOOB92WPEKVMP+7",
+	"lsnUI7anukeSUChvJHJEZI9kiMOea7LUIxgFBDw5wzyMOmjUq/bAcFqWdVceCTuEzhEgKUJOM/H/+c9/",
+	"/rP79m33xQsymw3n86FSPnl/dXJENB2jdwjpCxwRYxrcqIgqc8K4wJfig5gKaMxAxl7R8SUzDF6zEHg+",
+	"mDvzKuPmFKjmxBDNK0M0rV3zJP52RaeNHI1r2N7bb7lEDO9G9RZQkNDsqYyJS3C9NvB6gsal6bir3IJ2",
+	"cc3LChiS5kiXSXOkgTRH2hDZSFMlzP8MkY20JbKRNkQ20jmNjXRGYyNtaWwkVkpjRzqj9pHeGwxGWqlZ",
+	"d5ykmkF0fqSfHT41X5/iEMkrqTQX05F+cTrSI53nfBOX8134cr/wpfXtoJ25ogJuV1nXxcbl381WQXu3",
+	"f39Hb36uCI+vdcKLrNL5W9rFNSkKD+ToJYkBmK11sqIYWrfSgMeqF2wQAxcvT8jh3ncDcuJ8mdR6MY10",
+	"sMisaLXAAy/kwq+QGW2u1UiUBYZH1gTGcCTqeDg0vWsHcj6n3Z8lF+AQdG3sVr4fCex0l/HpEveu5Nak",
+	"7RzVnuGt5hmZF67gzuSCBFIoTYUmczaXyXIDz7z8+zdmWcEsLbmt8kZvZcdB7toN9mA/3Xaa3bSbWdjL",
+	"XPBmG7fGFb2MKXplduiVuJjnvTj1gD96K+zRq6qFyb/cL3x58Pm88FXVQXNKGa7aHyYWlnVFoAp4Udvi",
+	"UVtcG0jFX34B5uisospwOh70v16+O/t20h880W5Te8eKYi4sJYbfiZw4uHJ4k0ecTfSHPC6GaxQW57FO",
+	"Tu6a3XB20Lf37fTcw8dtTYrWcNRaVf5b3milLwlclpsE5gKwOVrDD+AiL5oGrY/eyDUrwQvKOj78XrBH",
+	"zKOr5CJ63WnlZfsrl+UyuzU8+PT5ovOdUUlzDuKXgAacV/0PzhesX/0x+AFe0JvPw3E9Lgd5S+/echGS",
+	"F89J21yKvq0j8vr89hnRCWPWS8TF1Hx3iCHchAUyCSGlYCT2v/MyryOkdBEf3+130HwBFQrvWDNTsDf2",
+	"XCo9ElmbpQUX0M93xVgpeKaG2Tty/I9VY4e0/fKB9D3ig/EPIFZ0quALPHS+NxK+bWEDX7vDAWl32cEz",
+	"n7Lj5ZPcgPGNugwPSUIBfjgqQvIjk6/P97sYe4ReJWa0ZMok/Hx8eUagCwSxLXZmFL1CI9H2rerd40pe",
+	"BzKEQRt+xQ0B9rJvuF72oFtRz4xuJHyaainkXKbqWi2VZvNr7GMH/VzWfpPJlAr+C65Pp0eepzzSIwEo",
+	"LTH0bAjZHVGCxmomtQchfw2tfAjFtjlUyzkPIITa1mwew7feSCQMosK2T0Vyy0KMZnF9RPzTKzr1ISZr",
+	"o/4ph1SDGrvu7dsXz3cWWK8nZ1Kwt1QHs10FgAw009arW1aj7uNeKXjlVxzqp7Y38gqwR3lZSJsawpg5",
+	"+Aqzvh2P/CuVGlvMrbnU87HUYYe8nnTN4nRhdQr7EKRJAhk5sB9NBnu1etcTRcyV2wf2b8370f9cYnVP",
+	"1tz3EHrNOfBm/l/sgLMmBnYVDipNDK3TviFMxXQvUnpjXCLr9IWJI22QBeZoG0HR8SB+7duHDblSTHtn",
+	"x29PPUwb5rGH8Ebk5es3p36PvMArlY1EsDsa6Gg5xKJSu2qKi2mUvZlZuBHoy0faWUNAmjCXTZWwONXY",
+	"wQbOyJGLKUhh/fERm2giU13PaS7twtgBftOSK7xJFckORW14JPYHg71hOP5uOPzLilrZmFkqplGQ/IH0",
+	"xWPiqI/49tj4pcUAI3v1VDyGLpmxCx4nLO4HVLOpBAxKfVfPN3weemomE31tBIxX+NHmHGN2KriZbX2e",
+	"R1BZccrCngdtzqAL57MBabsFeqJcGkBEod2YecaUaSIksaNbdnrZekIvOdASXbM/YDRUI67akCQM/gAg",
+	"t5lRb8zzDMegYcjC7eziJFuR1v3PkKcCKgRLPCQspon9Qo3E/qr3dMWAvMcxy3cRluR3hg2SHZXX50XG",
+	"n08Ku/XGSBybj0Njws9f1Iu42kT58bVMrgMeJp4jRw9ND0f5bnDloI3NAwa7aSRoRsvmlBd3zJy7DtpO",
+	"GGkfM8AjXOuS/ESNxOB//Y//c28wsFeqgEYMcMb2zPf7fylF6ff/4pFCkP4vz7Ig/UjsPzUGAorU3Kgt",
+	"iFXSHpA5o0KRUUtIYF2jlnmT26xObyQuGCgCmI12w6OIdN9fXuz72w/ZRbb638TyzmJ50N8/9Pa8vf17",
+	"ieQV1eoPKpXLrAbkyGNIX8gC50KzaKO4/S/Gbp4oAhcSLuJU2+RiFLP+n6Axo/KtHw6iW1fHz/MsipFI",
+	"5EIRn4vQzFeCyyD7AK4dn7R9s8DRcHj84sWF7/pCurLAkXA/X75/fnZ6ZS9wzYE7HvHnTNMeel3M05yr",
+	"yP1i5uSPRLsyoQhj0tm1aRLZLqDFWg3srpv1Nn1+fHl6/f7izRHxuz5K91Qoprfwst5IvMn5VMJCNiF2",
+	"amaLrs3uK/IfP5Bfycj2e+zB0o9a5NMRgr/aElPMx1pzlpj9IgnromriNA/uIEFVp54jmlthMN8YYTNG",
+	"aGl/pDNyLvwJlD3SBcK0Hwwt2j/TJCqHtke6cA5GGimgkAKEBPuDkbuGZn9YzQWaaR2rYd+5ae1Q+ykH",
+	"T2fZntqdXyMT+OOxajhTsDERnzIRMPLSUBI0Jq/n15mjwB3+h2LgE8bCzZXhL+GKL5g9b15gXlRHKTBE",
+	"73fdV8pMIU+RVZrqtAh8gpvwscFOGcOWRnK6dcdO7HVfcN/sKzZtnR1t+nvbtZ9YFHUx8Rf70SMRWjxs",
+	"KsjY2t0g25dEzXhMQg7Ip6UGcDvsbFMsG7O732BsvhaMDYJJmFM848YwXmLve+wepxRLQPHmmsxpyJoQ",
+	"QoZxU3mcf2S6er8flv1uYr2PTD+/B2p4J9hns/Rd1WKzTVtxBTNauW+TuLJKPcyTQ1peiwlgb06ryOKM",
+	"4GdC/S9M0aif4Uq0hq0JT9hMRtcRu2XRXsuzzZqdbpnQRW/K9Swdp4oldqC9QM779sb+OJLBjXlFl8eK",
+	"adWfU6VZ0i8/uCeYVkw37x5jVuqrYCvVHbeLL9UMru6FJ99av/12AZ8M+3iiSMgmXHCzYUcFNkO4AqSI",
+	"HcTLqprRT9gkYWq2e3PlMh+qhKW+wGdbZrS514sxbsD5kwIaKdSYZ26GBVShhomMyRzrJ6kgc3p3bb66",
+	"VjOaZN2Ss45jtVgIK6BJtoC9NZzQSLEsSWIsZcSocPXmX6wNAazQpj4EpwLbCWPhbWTExtJ2GCbtMMU3",
+	"M2LYVeebivcQlhouOKHEno28y3PMEpT3VBMKVXidzzp7qdhucl+kQjVrtAhhxmrafjrwWnN6x+fp3AE/",
+	"zLmwH731+taPX1jwXaSizlw08/2malY2GLTCwJGlNTxqEcC+pOppaHma0iSspd8fmf4RLviCpIQvqGuj",
+	"D8ORyRPlhELWuQoj90ZkjFMe6S7HxJve76/npDAWZxd0YzK1y+32Hz9v3v8a+8Ht3K5drCO5+ImHzv99",
+	"T+PD7ha8EQMehU5Fg/7+IZAUhRtbMjX7OOEB26XpEMzvq6j9G0kWdsyIm2/K+NdvLIEquC5zkuJ5c3Ta",
+	"4MQVNACslqjvvLZaqiTHiiW3QGoKdUDhcvMtFA5qvnNQUUbCf5ff4K/WNHQ82/exBlWPtPcGA/L2ORkv",
+	"R8JqD7ZS1mg90OExZGYpLWjVkPgneCy6pyKQIRfTISDz+YSrkSjA860i+PTIMXl/9bL7HRkvNesCSAOZ",
+	"0+QG+nbc8DhmYY+c0mCGvd8wmRNn3gFohIjNASgBlmotHauDTdeQnmyWijGdLO/HoKdhIhnMG5lKGeYZ",
+	"mK5/3FWGcTlC1COqmUIctsLeGLOMRRPbNJNrO0uV4dnlIx4JDv1FIVVsj7zlzz2CcEqwHp5r3EnO3r8h",
+	"wYwmNACgHUGoWBKMpnWObH9RYCtkzCK5ACieGdUYmGXBjeqRH82ULABENifzKIuz4o0EzMTBo+mECkWh",
+	"xnxo88scsM04YfRGGWZL2hnCDdZVgObpkRRy18xhgg3SqxgvrkeokvMc6GXBEjYSDtAFIuRQxgH4dsTC",
+	"z6DDnUZKAiagkeU5jiCUMlj4JIxmr6HGDAtwerXQMiNRQOMhbbtWYI7jwzsWcMYWBxApAL/HjV1JQkci",
+	"iLihSkDxCBVeC6MHpK6KODli5XwdYfthi6vPNgnMI7zGvMDY+TAHD8zgakqB4xag4MATclgwK76F1BAZ",
+	"XrBYI1DY/n7x0YLpSSQXxWdjfiGgCurIPPMQayV2rBstcMeKwlGvWXEdj9cK67BODUPy5jdXDbe1lG5z",
+	"Jd4naGVr31dextU32jVbfSWuG75L6wgfdDiDy8w2IAxecSO2QdVB9VxJygBbr6qha4ZM90AKWLGRuXOo",
+	"DPe9FuLBArFDbkVr2OrzuOUB5h82L3faZGlPDwaDUcuwISG1kbqvz13yjj1yyBVaw73Geiee9QYAcZb5",
+	"/C4h4ozIC2SSpLFGkF4UhZ1vCHHfEOL+YAhx5QLbki4PSlga3RRknDUNPn4OjhuPVSPUNnbHAbNkFYrH",
+	"LJdF8on4LSvEsiE70hWbdoaoTa+XiWENrCt6ygth+7+OuVaffKuTQxphG4sXzB6MgGIzKFxw5WfPLstI",
+	"1+iZ2axyC/NTwEy+ZSNRGDhGBop569lHABwWmnKB7ewtAFA/okoTgP6RoPgbA6uDKl41Ql12oiExdRe8",
+	"upfF/C5sqk01LGePnNMpywrHXOYomkp5fwsN6HB2NBGg+3pYAQ1z6Ry5ekklE4fzDvOzt+TrcwvpgDGd",
+	"Mm8klEQzhi4VsHMj1611A/MnSSpUlUJrC+vP1R8r5fN311gD96lJZ40EFJY/QmsNTLlUZTiEIouO1f3y",
+	"K0vHf5PT/PX57qZgSSv9QtTyd84WtSqrBQW4EcD8xjLVxb4E38I560HGstyUE6iycuZFPb1to6y+kUMJ",
+	"D9n2/MHX5+/ctQ9IcBX5h9iQ9Vv+4QM2twUkEipSGhG34TvTkNUp8yhQZR6SskqVfVtBqxLFI/5Ekf7B",
+	"vtER+3v736EG6TyHTyAbYy3G9GD0d88wEw3D6zrPlbclA+4u5glT1+DW2B8cDFbBjQouLtAhBRlTZcsB",
+	"nZ7rXt48apWt1yPHrOpYPwYgFytGwLfY1deOXV0y/aAcwkiZn+VYbVJb/mp+b5SmYpsxqepMlf1ipsp+",
+	"KVFl8MiJKn+V40u7pnXtL/Hnf3+9+DkNbqaJkXzEEAIZL/OmVUpTY4pnuRU2GSXfZUdlQEJblJmIqy0N",
+	"Kt/AFY8BMXlG564gqWkvZ2Hbmin9O8slMdMsjL64bfi5yb41Ll15g5nif9jSlcPB99tvOJFiEvFAf/1a",
+	"l5wumpDF1kKW6t1/OL5dOLfVbNsM/YkiikUs0DL5Zp5WFrbstuv3zSl8BwHDrQUtlma+Sj6ao5PW0CwD",
+	"4bFK584H7VDkyfvL5jUnGYF+lQy0rcfDer8KUuybLv+bKgq5Fz9eldL9zLtZFy6qYJXEjB7awWXxjrLx",
+	"p1w0AYnIhSUQ46gSqBNOknlNochFeWTORWqxUtdyXC3aasJEyBJF2j58+wMUcPjkhrEYgxzwtRlEBkE2",
+	"BJAPWAabUpQwOMapQqAheEunR15C0gIA4U6g923ftgvPli9kYul7JI5SRfxA3fqkbVtf+BYvdkLnPFr6",
+	"nR45zrv3ELCGCv3TXKjocDCoCqZYeXmeu6KbmFjrHT83cQQoNcBbGvUHfwkTa633ioQdGMIOFJ1DLKOK",
+	"9a20gIjIbKprdlxec4W1iH73tZId70siru7GbXHjLLv1Nve4QIIpgXcAFhKPbw+LUIX9w+/Md892BsL2",
+	"msIv3QfIIwuo2i2l6ibrGY6gYD4uBpKaf0QCdTvMO8asHJuVphbUPr/TCOr1uARDO5bh0qHQDguwNXmC",
+	"Yzb2UG5Gg/Va/+i+RfZ6XuCfK5055ILMqVjmjy2kNSIIdBszIQFtB+ZrYT46W9MKMpjczRIFR3cm9VsZ",
+	"8gl3EvabkrsKyeHSAgpStSjw5jZPNhdIG2su1qXwRjDch1SejYCvTbvY5Lo7w5vu74Xfzm6fc/0bDE/a",
+	"1fpm/zUMT4qMUHYIT9aS5A6hSkuhnx8vuj+lfotrfuW4ZmPiW4trrjkTPpuccr+C94Vo7wFimgkzZ5eF",
+	"rW8Bxm9OiUcNMO58VI2ckDETNOa9JZ1Hm7SVdzETx+evd3Mgu4d+dncM+3YSyiCF6jOdVYdBpvaUCYaN",
+	"cyeJnPdaK32iP5brdzlmnyY0KHpy5kzTqtVCBDJcLeeN2Bgqu3AXPUa0zL6seazMTuH3GChL8oXNuK37",
+	"aos6tOJG2q77uHX9hvT2laJfSbYBTfZ6a/Srdj8fTpxmR7EGIRt/Bj8Nu0MHLBRvGZ74zRiqDIZtXLMd",
+	"2cDDhMjqi4t0YY9hsG0/d/v5UJrLtcqHPxJtf5XYfI/45zLiwdK39QN6IQlkgHR1wmPXBwfLow0rI1xg",
+	"STIMY54qTdi/jHYA/jWqZ09Uj1wuhaZ3BCvynKMQxgiPQE+wYCNh1jeARv5VTvHztHCMvkpMMPNAt8AP",
+	"1PJaMynYMpaI7RzEKOzTMLYZfjMpb8CTZ7Yvc23rhLIJN7fDhsEEsPq68GQoRYKfbrgw01/JTfRarqf8",
+	"h0KW4sdPUH+bPY1GWFC7/jSMYJYe8/6y5bVOjtceUjskbFyRPwCCpFgBvPYaITPPfemN5mVQ0CtjXGOo",
+	"E2oNP3w38A4PDz56Lc4n0AAMFzdOpJaBjMzrgxgPbTOfPBD2Rn94dn5wg0aCELODCFZvPsEoiQ5iAsMk",
+	"OEbzCzoGV0qW8pLerZ71xzO7tsgJGwcu6mkPiUe45e0BwhKuqInfjL7fVCT6XrpRhRrcR+60KRJtRmsR",
+	"P+SE+Bh/JW0l6wKLIF+47mDMl46EO9PYJ8FycDyuPtpxM3OSIRZNjazDCA3VxO6CGokR8lFzuWIeQhJi",
+	"QzelRy0iGAuNmMMmkhG/YW6kQ4cEwaDfZMiSQkQcvyC3LMHqR5iB52JnRhZikKgmQGxP0rHl8A8fIC7G",
+	"7XYOET9AJLZJqOuK3cGB/xYde8jomKs5LeqUoWSIiYDHDbqalE8nkHxnG1d41MhYVfpGLb95wRKedYEt",
+	"TP2JyhqIbjnD5tCOBHKiNjCnPHUGrwYa6tgoN55HI+6y5+WHfyRsiLhdDqB3euSYbGRq8I/NolnMZLS6",
+	"Tw4tCHiaGoJZYMPUii4VURK0ej+LeR+Htxya4RiexAWh5oHwNEDWwQ7BENTG0c+oGgl7iepY0CX8HCri",
+	"I9v3bWflNJghC2aYolMY4UiUiQ67eCKLLqDxb+bOvZE4FuT+eTiWzb4wlPONy37jsg+eg1Bksnh0m6Yd",
+	"/Pb4K7vLrKpKT9gp/l5rxuemWI569JeaBDEA8ymbTcUzN6d3bwAVoTV8drju5/+SWQkwS2FBCjY5wgkz",
+	"pjAGDix0WhHfgUxooBUZsxk3jFcXMOsMJXxz2q13bpnxYIZLG7KAh4D+mq8pAistH9NzV3VKUGmo1UMu",
+	"C83o52wOYL/TX3jcdQiMLMxz2KxK8UQRhBPPABlHAuU7IK68uro6J5a2Cf7ukYuXJ+T7vb0B+Z//z3e9",
+	"w6ER64Bi90QhIKAxfkZCsKnUHNAPUfxPIvhgyBHBQnKsrOPz17ls7XgjgfoJNtP/wY7XzP2JglS9HvmJ",
+	"65lMNfEVFwGzOoHTtiZpFDm7ibQPBoc47are8FwfkaeDg8K6WI46ozC6kRgz5pKHLTIkF2RvQJSxbf0F",
+	"5aBa/QQDdoNx2gE1SpFR7xQ6O526xyGv6JYRrs3yhSzSFIdgHwGolppHkVGbcC9Rt8M+4ky7TVE2OzH0",
+	"CIsU9ABIo8iO94hkcxfSjHsK9XbJSNDEqKzKTQensVmRuUDi24LMf1WYJTZtBXzDGa3F2IcJV2emcqGf",
+	"Hba21HQ2QWihXLd+S2m+di0rePxxcf8QRAmoo1Ee69XqOSHtwtMU9IbubM5YLWSMlp99ViQgRzeGbABl",
+	"tupoFU8kjqDxJMq3ucnUHGIj4bZP6pu8WwUDD2gwY2FGapPcQXdkYatILKMIbUU4pSgHKdePLQjxZRty",
+	"F67MBY+Rt4CQUw1zFjSdekafiKiFhlWMid9jBoPG5XV7Dv9uyVww1zTOWrii028ZC18rY0HTaalnEGln",
+	"sC3WWZIqdNNA1FVpWnLW1RFDnlhZl9tQuesPJ2ThqFZHizSdfjOCKjMXMDLb9KDvytiv6HRr7a6jivv2",
+	"opMR1N7+KRgcfL8/bnku+H6NQNB7z76btby1EpysxG/GMUvv8vIVyYL0jWPFV3T6Vap0N9C6jcs+Psl/",
+	"C4puCIravmW04YErpr5qecO2dIK6wkseRSEyr2qiEuGYsF2BLanhRiMKEqbVY8I5fz016vj8NdFua7It",
+	"xy82JQdW98tDYsL1/wyGac1wRKDvxjxmAHTutdbkeENWZAa0AxN8uBQReLPtT1kr+c01hQasQH6/eX1y",
+	"R/yXPw4ntb5D2NUjm11vdhT8ZzO5EBAh3eW05Ry2/ysPm9gu9gBWRfhiqmeFwEO4MfBQ7/Zq1nOvsubs",
+	"Vt58s5ceqObMrGWJ4naiq3Jpx6+tMaMJS45TPYOcz4/m5+TWkQ/2O+7TmPdv90Bftm+qTnbCqhDbVaiX",
+	"kxwUh6wjL5QLNpWX1eSgr14hrrGcFCAZAMHGFmf2isE0VfH852l0U4KvL96BsPXmJpfWamZW/IxrWfiG",
+	"piEv3cLuDCOqeLMrYvGsfpGhfqC3yyOnV3SKYREv93FhrkHIxBLRPgrDzfxbhbdj2XbhCwywVqyDTEXA",
+	"EgI0wJVG5kHauPdWF+gU3jbGG6rWFHO28Xkul9Uj5uwxoaGra0jGS0Kzi27YknBB/tE9jnn3P5lNvlZ0",
+	"zkbC/Ab9kRJGoT2CYZ0niVyElyyAeBHVfBwxoPUUHIT9wPysWNC/3cNIQXnMVZvB5hLV3UgGNLJIKrYh",
+	"JWSvEEpcA/AjbJLFAB9pzAI5B6orQvOjJxKQ2Yk/YSwcjtLB4CAwA4G/mF8aGba0rFnKEkYhtsgtbASg",
+	"D1bdycXUWYo0jplgIWk7O9EYj8pzG6CI4hGkziSAbwixMxjSSGCHCvPLjEWhTeEjCZvLWxrZ86gMR3UE",
+	"7LlHECYSHszmTGhvJEKmWWAxcHq9XseDDs8QFLY9207/fnp2dX1xenV6dvX63Vlpfdit4X4V0zyOWGLr",
+	"lkgbrsoBHCe2AYGWEHoSLLJKPTHLGcMsKUmodp2+4K5/pZxpMpNpYhN73L3YQ0IZkyBJEvL+4g3QgZdB",
+	"AilGI9vbxkn0aEkSFlJoslWaEDXjrprQBV2QSE5tb7MsUUtLGdndVIwRqjUNbhRpn7+7vCJ9XB5Muiou",
+	"Nd6g00RgJz0utAQXqUcSFjOqiZxMLN8xw46pUobXvji7LI1WMaGkOesfP/3/AQAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

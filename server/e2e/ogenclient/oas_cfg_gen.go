@@ -14,11 +14,14 @@ var regexMap = map[string]ogenregex.Regexp{
 	"^([01][0-9]|2[0-3]):[0-5][0-9]$":      ogenregex.MustCompile("^([01][0-9]|2[0-3]):[0-5][0-9]$"),
 	"^[0-9]{1,5}-[0-9]{1,5}$":              ogenregex.MustCompile("^[0-9]{1,5}-[0-9]{1,5}$"),
 	"^[A-Za-z0-9][A-Za-z0-9._-]*$":         ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]*$"),
+	"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$":    ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"),
 	"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$": ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"),
 	"^[A-Za-z0-9][A-Za-z0-9_-]*$":          ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9_-]*$"),
 	"^[A-Za-z]{2}$":                        ogenregex.MustCompile("^[A-Za-z]{2}$"),
 	"^[a-z0-9][a-z0-9._-]{0,62}$":          ogenregex.MustCompile("^[a-z0-9][a-z0-9._-]{0,62}$"),
+	"^[a-z0-9][a-z0-9:._-]{0,99}$":         ogenregex.MustCompile("^[a-z0-9][a-z0-9:._-]{0,99}$"),
 	"^[a-z0-9][a-z0-9_.-]{0,63}$":          ogenregex.MustCompile("^[a-z0-9][a-z0-9_.-]{0,63}$"),
+	"^[a-z][a-z0-9-]{0,63}$":               ogenregex.MustCompile("^[a-z][a-z0-9-]{0,63}$"),
 	"^[a-z][a-z0-9._-]{0,63}$":             ogenregex.MustCompile("^[a-z][a-z0-9._-]{0,63}$"),
 }
 

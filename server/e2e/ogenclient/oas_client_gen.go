@@ -52,6 +52,12 @@ type Invoker interface {
 	//
 	// DELETE /bouncers/{name}
 	DeleteBouncer(ctx context.Context, params DeleteBouncerParams) (DeleteBouncerRes, error)
+	// DeleteDetection invokes deleteDetection operation.
+	//
+	// Delete a detection rule.
+	//
+	// DELETE /detections/{name}
+	DeleteDetection(ctx context.Context, params DeleteDetectionParams) (DeleteDetectionRes, error)
 	// DeleteFeed invokes deleteFeed operation.
 	//
 	// Delete a feed, its history and every assertion it made.
@@ -318,6 +324,12 @@ type Invoker interface {
 	//
 	// GET /bouncers
 	ListBouncers(ctx context.Context) (ListBouncersRes, error)
+	// ListDetections invokes listDetections operation.
+	//
+	// Detection rules.
+	//
+	// GET /detections
+	ListDetections(ctx context.Context) (ListDetectionsRes, error)
 	// ListEvents invokes listEvents operation.
 	//
 	// Stored events, newest first.
@@ -381,6 +393,28 @@ type Invoker interface {
 	//
 	// POST /bouncer/reports
 	PostBouncerReports(ctx context.Context, request *Report) (PostBouncerReportsRes, error)
+	// PostEvents invokes postEvents operation.
+	//
+	// Raw log lines of a named format, parsed by the server: `cowrie` (Cowrie JSON), `sshd` (auth.log in
+	// BSD or RFC 3339 syslog style, or `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+	// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban lines), `dnsmasq` (log-queries,
+	// plain and `extra`), `zeek-dns` and `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+	// `pattern` parameter, a Go regular expression with a named group `ip`). With `?format=` the body is
+	// the raw lines (`text/plain` or `application/x-ndjson`); without it each line is an `EventLine`
+	// object. Streamed like /ingest: the same size limit (MUNINN_MAX_INGEST_BYTES, gzip accepted),
+	// per-line errors, and on a failure part-way an `IngestProblem` with `stopped_at_line`.
+	//
+	// Each event becomes a sighting of its address with source `log:<host>`, and its line, kind and host
+	// are kept (as long as other raw sightings) for the address page; DNS answers become passive DNS.
+	// Detections (`/detections`) then count events in the database and tag an address with source
+	// `sensor:<detection>`. `accepted` counts lines parsed (a line may carry no event), `events` the
+	// events they held.
+	//
+	// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may send too, and then `host` is
+	// always the bouncer's own name.
+	//
+	// POST /events
+	PostEvents(ctx context.Context, request PostEventsReq, params PostEventsParams) (PostEventsRes, error)
 	// PutAlertChannel invokes putAlertChannel operation.
 	//
 	// Create or replace an alert channel (its URL is never shown again).
@@ -399,6 +433,12 @@ type Invoker interface {
 	//
 	// PUT /bouncers/{name}
 	PutBouncer(ctx context.Context, request *BouncerUpdate, params PutBouncerParams) (PutBouncerRes, error)
+	// PutDetection invokes putDetection operation.
+	//
+	// Create or replace a detection rule.
+	//
+	// PUT /detections/{name}
+	PutDetection(ctx context.Context, request *DetectionInput, params PutDetectionParams) (PutDetectionRes, error)
 	// PutFeed invokes putFeed operation.
 	//
 	// Create or replace a feed's definition; its status is kept.
@@ -961,6 +1001,100 @@ func (c *Client) sendDeleteBouncer(ctx context.Context, params DeleteBouncerPara
 	}()
 
 	result, err := decodeDeleteBouncerResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// DeleteDetection invokes deleteDetection operation.
+//
+// Delete a detection rule.
+//
+// DELETE /detections/{name}
+func (c *Client) DeleteDetection(ctx context.Context, params DeleteDetectionParams) (DeleteDetectionRes, error) {
+	res, err := c.sendDeleteDetection(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendDeleteDetection(ctx context.Context, params DeleteDetectionParams) (res DeleteDetectionRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/detections/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "DELETE", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, DeleteDetectionOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeDeleteDetectionResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}
@@ -5152,6 +5286,82 @@ func (c *Client) sendListBouncers(ctx context.Context) (res ListBouncersRes, err
 	return result, nil
 }
 
+// ListDetections invokes listDetections operation.
+//
+// Detection rules.
+//
+// GET /detections
+func (c *Client) ListDetections(ctx context.Context) (ListDetectionsRes, error) {
+	res, err := c.sendListDetections(ctx)
+	return res, err
+}
+
+func (c *Client) sendListDetections(ctx context.Context) (res ListDetectionsRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/detections"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, ListDetectionsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeListDetectionsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // ListEvents invokes listEvents operation.
 //
 // Stored events, newest first.
@@ -6083,6 +6293,193 @@ func (c *Client) sendPostBouncerReports(ctx context.Context, request *Report) (r
 	return result, nil
 }
 
+// PostEvents invokes postEvents operation.
+//
+// Raw log lines of a named format, parsed by the server: `cowrie` (Cowrie JSON), `sshd` (auth.log in
+// BSD or RFC 3339 syslog style, or `journalctl -o json` lines), `nginx` (combined or JSON), `traefik`
+// (CLF or JSON), `caddy` (JSON), `fail2ban` (its own log's Ban/Unban lines), `dnsmasq` (log-queries,
+// plain and `extra`), `zeek-dns` and `zeek-conn` (JSON or TSV with its `#` headers), and `regex` (the
+// `pattern` parameter, a Go regular expression with a named group `ip`). With `?format=` the body is
+// the raw lines (`text/plain` or `application/x-ndjson`); without it each line is an `EventLine`
+// object. Streamed like /ingest: the same size limit (MUNINN_MAX_INGEST_BYTES, gzip accepted),
+// per-line errors, and on a failure part-way an `IngestProblem` with `stopped_at_line`.
+//
+// Each event becomes a sighting of its address with source `log:<host>`, and its line, kind and host
+// are kept (as long as other raw sightings) for the address page; DNS answers become passive DNS.
+// Detections (`/detections`) then count events in the database and tag an address with source
+// `sensor:<detection>`. `accepted` counts lines parsed (a line may carry no event), `events` the
+// events they held.
+//
+// Bearer tokens need the writer role; a bouncer key (X-Api-Key) may send too, and then `host` is
+// always the bouncer's own name.
+//
+// POST /events
+func (c *Client) PostEvents(ctx context.Context, request PostEventsReq, params PostEventsParams) (PostEventsRes, error) {
+	res, err := c.sendPostEvents(ctx, request, params)
+	return res, err
+}
+
+func (c *Client) sendPostEvents(ctx context.Context, request PostEventsReq, params PostEventsParams) (res PostEventsRes, err error) {
+	// Validate request before sending.
+	switch request := request.(type) {
+	case *PostEventsReqApplicationXNdjson:
+		// Validation is not required for this type.
+	case *PostEventsReqTextPlain:
+		// Validation is not required for this type.
+	default:
+		return res, errors.Errorf("unexpected request type: %T", request)
+	}
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [1]string
+	pathParts[0] = "/events"
+	uri.AddPathParts(u, pathParts[:]...)
+
+	q := uri.NewQueryEncoder()
+	{
+		// Encode "format" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "format",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Format.Get(); ok {
+				return e.EncodeValue(conv.StringToString(string(val)))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "host" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "host",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Host.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "pattern" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "pattern",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Pattern.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	{
+		// Encode "kind" parameter.
+		cfg := uri.QueryParameterEncodingConfig{
+			Name:    "kind",
+			Style:   uri.QueryStyleForm,
+			Explode: true,
+		}
+
+		if err := q.EncodeParam(cfg, func(e uri.Encoder) error {
+			if val, ok := params.Kind.Get(); ok {
+				return e.EncodeValue(conv.StringToString(val))
+			}
+			return nil
+		}); err != nil {
+			return res, errors.Wrap(err, "encode query")
+		}
+	}
+	u.RawQuery = q.Values().Encode()
+
+	r, err := ht.NewRequest(ctx, "POST", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePostEventsRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, PostEventsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+		{
+
+			switch err := c.securityBouncerKey(ctx, PostEventsOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 1
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BouncerKey\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+				{0b00000010},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePostEventsResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
 // PutAlertChannel invokes putAlertChannel operation.
 //
 // Create or replace an alert channel (its URL is never shown again).
@@ -6394,6 +6791,112 @@ func (c *Client) sendPutBouncer(ctx context.Context, request *BouncerUpdate, par
 	}()
 
 	result, err := decodePutBouncerResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// PutDetection invokes putDetection operation.
+//
+// Create or replace a detection rule.
+//
+// PUT /detections/{name}
+func (c *Client) PutDetection(ctx context.Context, request *DetectionInput, params PutDetectionParams) (PutDetectionRes, error) {
+	res, err := c.sendPutDetection(ctx, request, params)
+	return res, err
+}
+
+func (c *Client) sendPutDetection(ctx context.Context, request *DetectionInput, params PutDetectionParams) (res PutDetectionRes, err error) {
+	// Validate request before sending.
+	if err := func() error {
+		if err := request.Validate(); err != nil {
+			return err
+		}
+		return nil
+	}(); err != nil {
+		return res, errors.Wrap(err, "validate")
+	}
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/detections/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "PUT", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+	if err := encodePutDetectionRequest(request, r); err != nil {
+		return res, errors.Wrap(err, "encode request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, PutDetectionOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodePutDetectionResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}

@@ -21,6 +21,10 @@ type DeleteBouncerRes interface {
 	deleteBouncerRes()
 }
 
+type DeleteDetectionRes interface {
+	deleteDetectionRes()
+}
+
 type DeleteFeedRes interface {
 	deleteFeedRes()
 }
@@ -165,6 +169,10 @@ type ListBouncersRes interface {
 	listBouncersRes()
 }
 
+type ListDetectionsRes interface {
+	listDetectionsRes()
+}
+
 type ListEventsRes interface {
 	listEventsRes()
 }
@@ -205,6 +213,14 @@ type PostBouncerReportsRes interface {
 	postBouncerReportsRes()
 }
 
+type PostEventsReq interface {
+	postEventsReq()
+}
+
+type PostEventsRes interface {
+	postEventsRes()
+}
+
 type PutAlertChannelRes interface {
 	putAlertChannelRes()
 }
@@ -215,6 +231,10 @@ type PutAlertRuleRes interface {
 
 type PutBouncerRes interface {
 	putBouncerRes()
+}
+
+type PutDetectionRes interface {
+	putDetectionRes()
 }
 
 type PutFeedRes interface {

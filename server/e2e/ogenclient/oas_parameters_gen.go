@@ -20,6 +20,11 @@ type DeleteBouncerParams struct {
 	Name string
 }
 
+// DeleteDetectionParams is parameters of deleteDetection operation.
+type DeleteDetectionParams struct {
+	Name string
+}
+
 // DeleteFeedParams is parameters of deleteFeed operation.
 type DeleteFeedParams struct {
 	Name string
@@ -314,6 +319,19 @@ type ListFeedRunsParams struct {
 	Name  string
 }
 
+// PostEventsParams is parameters of postEvents operation.
+type PostEventsParams struct {
+	// The format of every line; without it each line is an `EventLine`.
+	Format OptPostEventsFormat `json:",omitempty,omitzero"`
+	// The host the lines come from, when a line does not name one (and always for a bouncer key, which
+	// sends as its own name).
+	Host OptString `json:",omitempty,omitzero"`
+	// The regex format's expression, with a named group `ip` (and optionally `host`, `user`).
+	Pattern OptString `json:",omitempty,omitzero"`
+	// The regex format's event kind (default `regex-match`).
+	Kind OptString `json:",omitempty,omitzero"`
+}
+
 // PutAlertChannelParams is parameters of putAlertChannel operation.
 type PutAlertChannelParams struct {
 	// Lower-case letters, digits, dot, dash, underscore; at most 63.
@@ -329,6 +347,11 @@ type PutAlertRuleParams struct {
 // PutBouncerParams is parameters of putBouncer operation.
 type PutBouncerParams struct {
 	// A ruleset, list or bouncer name.
+	Name string
+}
+
+// PutDetectionParams is parameters of putDetection operation.
+type PutDetectionParams struct {
 	Name string
 }
 

@@ -91,6 +91,26 @@ func encodePostBouncerReportsRequest(
 	return nil
 }
 
+func encodePostEventsRequest(
+	req PostEventsReq,
+	r *http.Request,
+) error {
+	switch req := req.(type) {
+	case *PostEventsReqApplicationXNdjson:
+		const contentType = "application/x-ndjson"
+		body := req
+		ht.SetBody(r, body, contentType)
+		return nil
+	case *PostEventsReqTextPlain:
+		const contentType = "text/plain"
+		body := req
+		ht.SetBody(r, body, contentType)
+		return nil
+	default:
+		return errors.Errorf("unexpected request type: %T", req)
+	}
+}
+
 func encodePutAlertChannelRequest(
 	req *AlertChannelInput,
 	r *http.Request,
@@ -121,6 +141,20 @@ func encodePutAlertRuleRequest(
 
 func encodePutBouncerRequest(
 	req *BouncerUpdate,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
+func encodePutDetectionRequest(
+	req *DetectionInput,
 	r *http.Request,
 ) error {
 	const contentType = "application/json"

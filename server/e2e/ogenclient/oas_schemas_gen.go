@@ -1738,6 +1738,31 @@ type DeleteBouncerUnauthorized Problem
 
 func (*DeleteBouncerUnauthorized) deleteBouncerRes() {}
 
+type DeleteDetectionBadRequest Problem
+
+func (*DeleteDetectionBadRequest) deleteDetectionRes() {}
+
+type DeleteDetectionForbidden Problem
+
+func (*DeleteDetectionForbidden) deleteDetectionRes() {}
+
+type DeleteDetectionInternalServerError Problem
+
+func (*DeleteDetectionInternalServerError) deleteDetectionRes() {}
+
+// DeleteDetectionNoContent is response for DeleteDetection operation.
+type DeleteDetectionNoContent struct{}
+
+func (*DeleteDetectionNoContent) deleteDetectionRes() {}
+
+type DeleteDetectionNotFound Problem
+
+func (*DeleteDetectionNotFound) deleteDetectionRes() {}
+
+type DeleteDetectionUnauthorized Problem
+
+func (*DeleteDetectionUnauthorized) deleteDetectionRes() {}
+
 type DeleteFeedBadRequest Problem
 
 func (*DeleteFeedBadRequest) deleteFeedRes() {}
@@ -1916,6 +1941,256 @@ func (*DeleteTokenNotFound) deleteTokenRes() {}
 type DeleteTokenUnauthorized Problem
 
 func (*DeleteTokenUnauthorized) deleteTokenRes() {}
+
+// Ref: #/components/schemas/Detection
+type Detection struct {
+	Name           string   `json:"name"`
+	Kinds          []string `json:"kinds"`
+	InstantKinds   []string `json:"instant_kinds"`
+	Threshold      int      `json:"threshold"`
+	Window         string   `json:"window"`
+	Tag            string   `json:"tag"`
+	TTL            string   `json:"ttl"`
+	MaxTTL         string   `json:"max_ttl"`
+	Quiet          string   `json:"quiet"`
+	IncludePrivate bool     `json:"include_private"`
+	Enabled        bool     `json:"enabled"`
+}
+
+// GetName returns the value of Name.
+func (s *Detection) GetName() string {
+	return s.Name
+}
+
+// GetKinds returns the value of Kinds.
+func (s *Detection) GetKinds() []string {
+	return s.Kinds
+}
+
+// GetInstantKinds returns the value of InstantKinds.
+func (s *Detection) GetInstantKinds() []string {
+	return s.InstantKinds
+}
+
+// GetThreshold returns the value of Threshold.
+func (s *Detection) GetThreshold() int {
+	return s.Threshold
+}
+
+// GetWindow returns the value of Window.
+func (s *Detection) GetWindow() string {
+	return s.Window
+}
+
+// GetTag returns the value of Tag.
+func (s *Detection) GetTag() string {
+	return s.Tag
+}
+
+// GetTTL returns the value of TTL.
+func (s *Detection) GetTTL() string {
+	return s.TTL
+}
+
+// GetMaxTTL returns the value of MaxTTL.
+func (s *Detection) GetMaxTTL() string {
+	return s.MaxTTL
+}
+
+// GetQuiet returns the value of Quiet.
+func (s *Detection) GetQuiet() string {
+	return s.Quiet
+}
+
+// GetIncludePrivate returns the value of IncludePrivate.
+func (s *Detection) GetIncludePrivate() bool {
+	return s.IncludePrivate
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *Detection) GetEnabled() bool {
+	return s.Enabled
+}
+
+// SetName sets the value of Name.
+func (s *Detection) SetName(val string) {
+	s.Name = val
+}
+
+// SetKinds sets the value of Kinds.
+func (s *Detection) SetKinds(val []string) {
+	s.Kinds = val
+}
+
+// SetInstantKinds sets the value of InstantKinds.
+func (s *Detection) SetInstantKinds(val []string) {
+	s.InstantKinds = val
+}
+
+// SetThreshold sets the value of Threshold.
+func (s *Detection) SetThreshold(val int) {
+	s.Threshold = val
+}
+
+// SetWindow sets the value of Window.
+func (s *Detection) SetWindow(val string) {
+	s.Window = val
+}
+
+// SetTag sets the value of Tag.
+func (s *Detection) SetTag(val string) {
+	s.Tag = val
+}
+
+// SetTTL sets the value of TTL.
+func (s *Detection) SetTTL(val string) {
+	s.TTL = val
+}
+
+// SetMaxTTL sets the value of MaxTTL.
+func (s *Detection) SetMaxTTL(val string) {
+	s.MaxTTL = val
+}
+
+// SetQuiet sets the value of Quiet.
+func (s *Detection) SetQuiet(val string) {
+	s.Quiet = val
+}
+
+// SetIncludePrivate sets the value of IncludePrivate.
+func (s *Detection) SetIncludePrivate(val bool) {
+	s.IncludePrivate = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *Detection) SetEnabled(val bool) {
+	s.Enabled = val
+}
+
+func (*Detection) putDetectionRes() {}
+
+// Ref: #/components/schemas/DetectionInput
+type DetectionInput struct {
+	Kinds []string `json:"kinds"`
+	// Kinds of which one event is enough (honeypot touches, exploit paths).
+	InstantKinds []string `json:"instant_kinds"`
+	// Events of these kinds from one address within window that fire it.
+	Threshold int `json:"threshold"`
+	// A Go duration such as "10m".
+	Window string `json:"window"`
+	Tag    string `json:"tag"`
+	// The first firing's tag TTL (a Go duration); the n-th within the quiet period gets ttl × n², at
+	// most max_ttl.
+	TTL string `json:"ttl"`
+	// The cap of the escalation (default 30 days).
+	MaxTTL OptString `json:"max_ttl"`
+	// After this long without a firing the escalation starts over (default 7 days).
+	Quiet OptString `json:"quiet"`
+	// Also tag private, loopback and link-local addresses (default false: counted, never tagged).
+	IncludePrivate OptBool `json:"include_private"`
+	// Default true.
+	Enabled OptBool `json:"enabled"`
+}
+
+// GetKinds returns the value of Kinds.
+func (s *DetectionInput) GetKinds() []string {
+	return s.Kinds
+}
+
+// GetInstantKinds returns the value of InstantKinds.
+func (s *DetectionInput) GetInstantKinds() []string {
+	return s.InstantKinds
+}
+
+// GetThreshold returns the value of Threshold.
+func (s *DetectionInput) GetThreshold() int {
+	return s.Threshold
+}
+
+// GetWindow returns the value of Window.
+func (s *DetectionInput) GetWindow() string {
+	return s.Window
+}
+
+// GetTag returns the value of Tag.
+func (s *DetectionInput) GetTag() string {
+	return s.Tag
+}
+
+// GetTTL returns the value of TTL.
+func (s *DetectionInput) GetTTL() string {
+	return s.TTL
+}
+
+// GetMaxTTL returns the value of MaxTTL.
+func (s *DetectionInput) GetMaxTTL() OptString {
+	return s.MaxTTL
+}
+
+// GetQuiet returns the value of Quiet.
+func (s *DetectionInput) GetQuiet() OptString {
+	return s.Quiet
+}
+
+// GetIncludePrivate returns the value of IncludePrivate.
+func (s *DetectionInput) GetIncludePrivate() OptBool {
+	return s.IncludePrivate
+}
+
+// GetEnabled returns the value of Enabled.
+func (s *DetectionInput) GetEnabled() OptBool {
+	return s.Enabled
+}
+
+// SetKinds sets the value of Kinds.
+func (s *DetectionInput) SetKinds(val []string) {
+	s.Kinds = val
+}
+
+// SetInstantKinds sets the value of InstantKinds.
+func (s *DetectionInput) SetInstantKinds(val []string) {
+	s.InstantKinds = val
+}
+
+// SetThreshold sets the value of Threshold.
+func (s *DetectionInput) SetThreshold(val int) {
+	s.Threshold = val
+}
+
+// SetWindow sets the value of Window.
+func (s *DetectionInput) SetWindow(val string) {
+	s.Window = val
+}
+
+// SetTag sets the value of Tag.
+func (s *DetectionInput) SetTag(val string) {
+	s.Tag = val
+}
+
+// SetTTL sets the value of TTL.
+func (s *DetectionInput) SetTTL(val string) {
+	s.TTL = val
+}
+
+// SetMaxTTL sets the value of MaxTTL.
+func (s *DetectionInput) SetMaxTTL(val OptString) {
+	s.MaxTTL = val
+}
+
+// SetQuiet sets the value of Quiet.
+func (s *DetectionInput) SetQuiet(val OptString) {
+	s.Quiet = val
+}
+
+// SetIncludePrivate sets the value of IncludePrivate.
+func (s *DetectionInput) SetIncludePrivate(val OptBool) {
+	s.IncludePrivate = val
+}
+
+// SetEnabled sets the value of Enabled.
+func (s *DetectionInput) SetEnabled(val OptBool) {
+	s.Enabled = val
+}
 
 // The last outside lookup of one kind for one address.
 // Ref: #/components/schemas/EnrichStatus
@@ -2179,6 +2454,59 @@ func (s *EventPage) SetNextCursor(val OptString) {
 }
 
 func (*EventPage) listEventsRes() {}
+
+// Ref: #/components/schemas/EventsResult
+type EventsResult struct {
+	// Lines parsed.
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+	// Events the accepted lines held.
+	Events int64 `json:"events"`
+	// The first 1000 rejected lines.
+	Errors []IngestError `json:"errors"`
+}
+
+// GetAccepted returns the value of Accepted.
+func (s *EventsResult) GetAccepted() int64 {
+	return s.Accepted
+}
+
+// GetRejected returns the value of Rejected.
+func (s *EventsResult) GetRejected() int64 {
+	return s.Rejected
+}
+
+// GetEvents returns the value of Events.
+func (s *EventsResult) GetEvents() int64 {
+	return s.Events
+}
+
+// GetErrors returns the value of Errors.
+func (s *EventsResult) GetErrors() []IngestError {
+	return s.Errors
+}
+
+// SetAccepted sets the value of Accepted.
+func (s *EventsResult) SetAccepted(val int64) {
+	s.Accepted = val
+}
+
+// SetRejected sets the value of Rejected.
+func (s *EventsResult) SetRejected(val int64) {
+	s.Rejected = val
+}
+
+// SetEvents sets the value of Events.
+func (s *EventsResult) SetEvents(val int64) {
+	s.Events = val
+}
+
+// SetErrors sets the value of Errors.
+func (s *EventsResult) SetErrors(val []IngestError) {
+	s.Errors = val
+}
+
+func (*EventsResult) postEventsRes() {}
 
 // Ref: #/components/schemas/ExplainCond
 type ExplainCond struct {
@@ -4756,7 +5084,8 @@ func (s *IngestProblemHeaders) SetResponse(val IngestProblem) {
 	s.Response = val
 }
 
-func (*IngestProblemHeaders) ingestRes() {}
+func (*IngestProblemHeaders) ingestRes()     {}
+func (*IngestProblemHeaders) postEventsRes() {}
 
 type IngestReqApplicationJSON []Observation
 
@@ -5035,6 +5364,22 @@ func (*ListBouncersOKApplicationJSON) listBouncersRes() {}
 type ListBouncersUnauthorized Problem
 
 func (*ListBouncersUnauthorized) listBouncersRes() {}
+
+type ListDetectionsForbidden Problem
+
+func (*ListDetectionsForbidden) listDetectionsRes() {}
+
+type ListDetectionsInternalServerError Problem
+
+func (*ListDetectionsInternalServerError) listDetectionsRes() {}
+
+type ListDetectionsOKApplicationJSON []Detection
+
+func (*ListDetectionsOKApplicationJSON) listDetectionsRes() {}
+
+type ListDetectionsUnauthorized Problem
+
+func (*ListDetectionsUnauthorized) listDetectionsRes() {}
 
 type ListEventsBadRequest Problem
 
@@ -6589,6 +6934,52 @@ func (o OptPolicyScopeProtocol) Or(d PolicyScopeProtocol) PolicyScopeProtocol {
 	return d
 }
 
+// NewOptPostEventsFormat returns new OptPostEventsFormat with value set to v.
+func NewOptPostEventsFormat(v PostEventsFormat) OptPostEventsFormat {
+	return OptPostEventsFormat{
+		Value: v,
+		Set:   true,
+	}
+}
+
+// OptPostEventsFormat is optional PostEventsFormat.
+type OptPostEventsFormat struct {
+	Value PostEventsFormat
+	Set   bool
+}
+
+// IsSet returns true if OptPostEventsFormat was set.
+func (o OptPostEventsFormat) IsSet() bool { return o.Set }
+
+// Reset unsets value.
+func (o *OptPostEventsFormat) Reset() {
+	var v PostEventsFormat
+	o.Value = v
+	o.Set = false
+}
+
+// SetTo sets value to v.
+func (o *OptPostEventsFormat) SetTo(v PostEventsFormat) {
+	o.Set = true
+	o.Value = v
+}
+
+// Get returns value and boolean that denotes whether value was set.
+func (o OptPostEventsFormat) Get() (v PostEventsFormat, ok bool) {
+	if !o.Set {
+		return v, false
+	}
+	return o.Value, true
+}
+
+// Or returns value if set, or given parameter if does not.
+func (o OptPostEventsFormat) Or(d PostEventsFormat) PostEventsFormat {
+	if v, ok := o.Get(); ok {
+		return v
+	}
+	return d
+}
+
 // NewOptPrefixFormat returns new OptPrefixFormat with value set to v.
 func NewOptPrefixFormat(v PrefixFormat) OptPrefixFormat {
 	return OptPrefixFormat{
@@ -7174,6 +7565,161 @@ type PostBouncerReportsUnsupportedMediaType Problem
 
 func (*PostBouncerReportsUnsupportedMediaType) postBouncerReportsRes() {}
 
+type PostEventsBadRequest IngestProblem
+
+func (*PostEventsBadRequest) postEventsRes() {}
+
+type PostEventsForbidden Problem
+
+func (*PostEventsForbidden) postEventsRes() {}
+
+type PostEventsFormat string
+
+const (
+	PostEventsFormatCowrie   PostEventsFormat = "cowrie"
+	PostEventsFormatSshd     PostEventsFormat = "sshd"
+	PostEventsFormatNginx    PostEventsFormat = "nginx"
+	PostEventsFormatTraefik  PostEventsFormat = "traefik"
+	PostEventsFormatCaddy    PostEventsFormat = "caddy"
+	PostEventsFormatFail2ban PostEventsFormat = "fail2ban"
+	PostEventsFormatDnsmasq  PostEventsFormat = "dnsmasq"
+	PostEventsFormatZeekDNS  PostEventsFormat = "zeek-dns"
+	PostEventsFormatZeekConn PostEventsFormat = "zeek-conn"
+	PostEventsFormatRegex    PostEventsFormat = "regex"
+)
+
+// AllValues returns all PostEventsFormat values.
+func (PostEventsFormat) AllValues() []PostEventsFormat {
+	return []PostEventsFormat{
+		PostEventsFormatCowrie,
+		PostEventsFormatSshd,
+		PostEventsFormatNginx,
+		PostEventsFormatTraefik,
+		PostEventsFormatCaddy,
+		PostEventsFormatFail2ban,
+		PostEventsFormatDnsmasq,
+		PostEventsFormatZeekDNS,
+		PostEventsFormatZeekConn,
+		PostEventsFormatRegex,
+	}
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (s PostEventsFormat) MarshalText() ([]byte, error) {
+	switch s {
+	case PostEventsFormatCowrie:
+		return []byte(s), nil
+	case PostEventsFormatSshd:
+		return []byte(s), nil
+	case PostEventsFormatNginx:
+		return []byte(s), nil
+	case PostEventsFormatTraefik:
+		return []byte(s), nil
+	case PostEventsFormatCaddy:
+		return []byte(s), nil
+	case PostEventsFormatFail2ban:
+		return []byte(s), nil
+	case PostEventsFormatDnsmasq:
+		return []byte(s), nil
+	case PostEventsFormatZeekDNS:
+		return []byte(s), nil
+	case PostEventsFormatZeekConn:
+		return []byte(s), nil
+	case PostEventsFormatRegex:
+		return []byte(s), nil
+	default:
+		return nil, errors.Errorf("invalid value: %q", s)
+	}
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (s *PostEventsFormat) UnmarshalText(data []byte) error {
+	switch PostEventsFormat(data) {
+	case PostEventsFormatCowrie:
+		*s = PostEventsFormatCowrie
+		return nil
+	case PostEventsFormatSshd:
+		*s = PostEventsFormatSshd
+		return nil
+	case PostEventsFormatNginx:
+		*s = PostEventsFormatNginx
+		return nil
+	case PostEventsFormatTraefik:
+		*s = PostEventsFormatTraefik
+		return nil
+	case PostEventsFormatCaddy:
+		*s = PostEventsFormatCaddy
+		return nil
+	case PostEventsFormatFail2ban:
+		*s = PostEventsFormatFail2ban
+		return nil
+	case PostEventsFormatDnsmasq:
+		*s = PostEventsFormatDnsmasq
+		return nil
+	case PostEventsFormatZeekDNS:
+		*s = PostEventsFormatZeekDNS
+		return nil
+	case PostEventsFormatZeekConn:
+		*s = PostEventsFormatZeekConn
+		return nil
+	case PostEventsFormatRegex:
+		*s = PostEventsFormatRegex
+		return nil
+	default:
+		return errors.Errorf("invalid value: %q", data)
+	}
+}
+
+type PostEventsInternalServerError Problem
+
+func (*PostEventsInternalServerError) postEventsRes() {}
+
+// Raw log lines with `?format=`, else one `EventLine` per line.
+type PostEventsReqApplicationXNdjson struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s PostEventsReqApplicationXNdjson) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*PostEventsReqApplicationXNdjson) postEventsReq() {}
+
+// Raw log lines (with `?format=`); read as a stream like the NDJSON body.
+type PostEventsReqTextPlain struct {
+	Data io.Reader
+}
+
+// Read reads data from the Data reader.
+//
+// Kept to satisfy the io.Reader interface.
+func (s PostEventsReqTextPlain) Read(p []byte) (n int, err error) {
+	if s.Data == nil {
+		return 0, io.EOF
+	}
+	return s.Data.Read(p)
+}
+
+func (*PostEventsReqTextPlain) postEventsReq() {}
+
+type PostEventsRequestEntityTooLarge IngestProblem
+
+func (*PostEventsRequestEntityTooLarge) postEventsRes() {}
+
+type PostEventsUnauthorized Problem
+
+func (*PostEventsUnauthorized) postEventsRes() {}
+
+type PostEventsUnsupportedMediaType Problem
+
+func (*PostEventsUnsupportedMediaType) postEventsRes() {}
+
 // How a prefix list is written (default txt). Comment lines start with `#` in every text format but
 // txt.
 //
@@ -7671,6 +8217,26 @@ func (*PutBouncerUnauthorized) putBouncerRes() {}
 type PutBouncerUnsupportedMediaType Problem
 
 func (*PutBouncerUnsupportedMediaType) putBouncerRes() {}
+
+type PutDetectionBadRequest Problem
+
+func (*PutDetectionBadRequest) putDetectionRes() {}
+
+type PutDetectionForbidden Problem
+
+func (*PutDetectionForbidden) putDetectionRes() {}
+
+type PutDetectionInternalServerError Problem
+
+func (*PutDetectionInternalServerError) putDetectionRes() {}
+
+type PutDetectionUnauthorized Problem
+
+func (*PutDetectionUnauthorized) putDetectionRes() {}
+
+type PutDetectionUnsupportedMediaType Problem
+
+func (*PutDetectionUnsupportedMediaType) putDetectionRes() {}
 
 type PutFeedBadRequest Problem
 
@@ -9511,6 +10077,7 @@ func (*UnavailableHeaders) createTokenRes()              {}
 func (*UnavailableHeaders) deleteAlertChannelRes()       {}
 func (*UnavailableHeaders) deleteAlertRuleRes()          {}
 func (*UnavailableHeaders) deleteBouncerRes()            {}
+func (*UnavailableHeaders) deleteDetectionRes()          {}
 func (*UnavailableHeaders) deleteFeedRes()               {}
 func (*UnavailableHeaders) deleteIPOverrideRes()         {}
 func (*UnavailableHeaders) deleteListRes()               {}
@@ -9545,6 +10112,7 @@ func (*UnavailableHeaders) listAlertChannelsRes()        {}
 func (*UnavailableHeaders) listAlertRulesRes()           {}
 func (*UnavailableHeaders) listAuditRes()                {}
 func (*UnavailableHeaders) listBouncersRes()             {}
+func (*UnavailableHeaders) listDetectionsRes()           {}
 func (*UnavailableHeaders) listEventsRes()               {}
 func (*UnavailableHeaders) listFeedCatalogRes()          {}
 func (*UnavailableHeaders) listFeedRunsRes()             {}
@@ -9558,6 +10126,7 @@ func (*UnavailableHeaders) postBouncerReportsRes()       {}
 func (*UnavailableHeaders) putAlertChannelRes()          {}
 func (*UnavailableHeaders) putAlertRuleRes()             {}
 func (*UnavailableHeaders) putBouncerRes()               {}
+func (*UnavailableHeaders) putDetectionRes()             {}
 func (*UnavailableHeaders) putFeedRes()                  {}
 func (*UnavailableHeaders) putGuardRes()                 {}
 func (*UnavailableHeaders) putIPOverrideRes()            {}

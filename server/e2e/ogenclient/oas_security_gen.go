@@ -25,6 +25,7 @@ var operationRolesBearerAuth = map[string][]string{
 	DeleteAlertChannelOperation:       []string{},
 	DeleteAlertRuleOperation:          []string{},
 	DeleteBouncerOperation:            []string{},
+	DeleteDetectionOperation:          []string{},
 	DeleteFeedOperation:               []string{},
 	DeleteIPOverrideOperation:         []string{},
 	DeleteListOperation:               []string{},
@@ -59,6 +60,7 @@ var operationRolesBearerAuth = map[string][]string{
 	ListAlertRulesOperation:           []string{},
 	ListAuditOperation:                []string{},
 	ListBouncersOperation:             []string{},
+	ListDetectionsOperation:           []string{},
 	ListEventsOperation:               []string{},
 	ListFeedCatalogOperation:          []string{},
 	ListFeedRunsOperation:             []string{},
@@ -67,9 +69,11 @@ var operationRolesBearerAuth = map[string][]string{
 	ListRulesetsOperation:             []string{},
 	ListTagsOperation:                 []string{},
 	ListTokensOperation:               []string{},
+	PostEventsOperation:               []string{},
 	PutAlertChannelOperation:          []string{},
 	PutAlertRuleOperation:             []string{},
 	PutBouncerOperation:               []string{},
+	PutDetectionOperation:             []string{},
 	PutFeedOperation:                  []string{},
 	PutGuardOperation:                 []string{},
 	PutIPOverrideOperation:            []string{},
@@ -108,6 +112,7 @@ var operationRolesBouncerKey = map[string][]string{
 	GetBouncerRenderOperation:     []string{},
 	PostBouncerHeartbeatOperation: []string{},
 	PostBouncerReportsOperation:   []string{},
+	PostEventsOperation:           []string{},
 }
 
 // GetRolesForBouncerKey returns the required roles for the given operation.
