@@ -111,10 +111,10 @@ func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
 
 	// Retention is a partition drop: the day's partition of each table goes
 	// once it ended before now - keep.
-	n, err := st.FlowPrune(ctx, at.Add(48*time.Hour), 24*time.Hour, 36*time.Hour)
+	n, err := st.FlowPrune(ctx, at.Add(48*time.Hour), 24*time.Hour, 50*time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	n, err = st.FlowPrune(ctx, at.Add(72*time.Hour), 24*time.Hour, 36*time.Hour)
+	n, err = st.FlowPrune(ctx, at.Add(72*time.Hour), 24*time.Hour, 50*time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	pr, err = st.FlowProfileGet(ctx, netip.MustParsePrefix("10.0.0.5/32"), at.Add(-24*time.Hour), at.Add(-7*24*time.Hour), 10)
