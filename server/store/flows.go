@@ -51,7 +51,7 @@ func scanFlowExporter(row pgx.Row) (FlowExporter, error) {
 	var e FlowExporter
 	var addr netip.Prefix
 	err := row.Scan(&e.ID, &addr, &e.Name, &e.SamplingRate, &e.Inside, &e.CreatedAt, &e.UpdatedAt)
-	e.Address = addr.Addr()
+	e.Address, e.CreatedAt, e.UpdatedAt = addr.Addr(), e.CreatedAt.UTC(), e.UpdatedAt.UTC()
 	return e, err
 }
 
@@ -411,7 +411,7 @@ func scanFlowHost(row pgx.Row) (FlowHost, error) {
 	var h FlowHost
 	var addr netip.Prefix
 	err := row.Scan(&addr, &h.FirstSeen, &h.LastSeen, &h.Exporter, &h.MAC, &h.LeaseName, &h.Label, &h.Bytes, &h.Packets, &h.Flows)
-	h.Address = addr.Addr()
+	h.Address, h.FirstSeen, h.LastSeen = addr.Addr(), h.FirstSeen.UTC(), h.LastSeen.UTC()
 	return h, err
 }
 
@@ -547,6 +547,7 @@ func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, 
 	if pr.Series, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowPoint, error) {
 		var p FlowPoint
 		err := r.Scan(&p.At, &p.Bytes)
+		p.At = p.At.UTC()
 		return p, err
 	}); err != nil {
 		return pr, mapErr("flow profile", err)
@@ -559,7 +560,7 @@ func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, 
 		var d FlowNewDestination
 		var remote netip.Prefix
 		err := r.Scan(&remote, &d.Country, &d.Org, &d.FirstSeen, &d.Bytes)
-		d.Remote = remote.Addr()
+		d.Remote, d.FirstSeen = remote.Addr(), d.FirstSeen.UTC()
 		return d, err
 	}); err != nil {
 		return pr, mapErr("flow profile", err)
@@ -581,7 +582,7 @@ func (s *Store) FlowContacts(ctx context.Context, within netip.Prefix, since tim
 		var c FlowContactRow
 		var host, remote netip.Prefix
 		err := r.Scan(&host, &remote, &c.Hour, &c.Classification, &c.Tags, &c.Bytes)
-		c.Host, c.Remote = host.Addr(), remote.Addr()
+		c.Host, c.Remote, c.Hour = host.Addr(), remote.Addr(), c.Hour.UTC()
 		return c, err
 	})
 	if err != nil {
@@ -627,6 +628,7 @@ func (s *Store) FlowRemotes(ctx context.Context, addr netip.Addr) ([]FlowRemote,
 		var peers []netip.Prefix
 		err := r.Scan(&a, &f.Exporter, &f.FirstSeen, &f.LastSeen, &b, &p, &fl, &peers, &f.Ports)
 		f.Address, f.Bytes, f.Packets, f.Flows = a.Addr(), uint64(b), uint64(p), uint64(fl)
+		f.FirstSeen, f.LastSeen = f.FirstSeen.UTC(), f.LastSeen.UTC()
 		for _, q := range peers {
 			f.Peers = append(f.Peers, q.Addr())
 		}
