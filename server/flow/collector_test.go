@@ -31,7 +31,11 @@ type testBundle struct {
 // 198.51.100.0/24 (DE, AS64501 "Example Telecom"), with 203.0.113.66
 // classified malicious, 198.51.100.99 tagged c2, and the exporter "gw" at
 // 192.0.2.1 (default inside networks) registered.
-func setup(t *testing.T, cfg flow.Config) *testBundle {
+func setup(t *testing.T, cfg flow.Config) *testBundle { return setupTB(t, cfg) }
+
+func setupB(b *testing.B) *testBundle { return setupTB(b, flow.Config{}) }
+
+func setupTB(t testing.TB, cfg flow.Config) *testBundle {
 	t.Helper()
 	ctx := context.Background()
 	st := storetest.Store(t)
@@ -55,7 +59,7 @@ func setup(t *testing.T, cfg flow.Config) *testBundle {
 	return &testBundle{st: st, ix: ix, c: c, reg: reg, now: now}
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
