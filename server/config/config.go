@@ -92,6 +92,23 @@ type Config struct {
 	SearchQueueWait   time.Duration
 	// MaxConnsPerClient bounds the open HTTP connections of one peer address.
 	MaxConnsPerClient int
+
+	// FlowListen is where flows are received (MUNINN_FLOW_LISTEN, a comma
+	// list of netflow://host:port and sflow://host:port; default none: serve
+	// receives no flows). `muninn flows` defaults to
+	// "netflow://:2055,sflow://:6343".
+	FlowListen string
+	// FlowFlush is how often aggregated flows are written (default 10s).
+	FlowFlush time.Duration
+	// FlowRetention5m and FlowRetention1h keep the 5-minute and 1-hour
+	// flow aggregates (default 48h and 2160h).
+	FlowRetention5m time.Duration
+	FlowRetention1h time.Duration
+	// FlowAlertTags are tags whose contact by an inside host is an event
+	// like a malicious classification (MUNINN_FLOW_ALERT_TAGS, comma list).
+	FlowAlertTags []string
+	// FlowLeaseFile is a dnsmasq lease file naming inside hosts.
+	FlowLeaseFile string
 }
 
 // prefixList parses a comma-separated list of CIDRs or addresses.
@@ -145,6 +162,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		SearchConcurrency:    4,
 		SearchQueueWait:      5 * time.Second,
 		MaxConnsPerClient:    64,
+		FlowFlush:            10 * time.Second,
+		FlowRetention5m:      48 * time.Hour,
+		FlowRetention1h:      90 * 24 * time.Hour,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -224,6 +244,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_STATEMENT_TIMEOUT", &c.StatementTimeout)
 	dur("MUNINN_SEARCH_QUEUE_WAIT", &c.SearchQueueWait)
 	str("MUNINN_FEED_FILE_DIR", &c.FeedFileDir)
+	str("MUNINN_FLOW_LISTEN", &c.FlowListen)
+	dur("MUNINN_FLOW_FLUSH", &c.FlowFlush)
+	dur("MUNINN_FLOW_RETENTION_5M", &c.FlowRetention5m)
+	dur("MUNINN_FLOW_RETENTION_1H", &c.FlowRetention1h)
+	str("MUNINN_FLOW_LEASE_FILE", &c.FlowLeaseFile)
+	for _, t := range strings.Split(getenv("MUNINN_FLOW_ALERT_TAGS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.FlowAlertTags = append(c.FlowAlertTags, t)
+		}
+	}
 	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks} {
 		if v := getenv(name); v != "" {
 			ps, err := prefixList(v)
