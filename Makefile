@@ -15,12 +15,14 @@ help: ## List the targets
 include Makefile.geodata
 include Makefile.ui
 
-deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root nft and ip for kernel tests, systemd-analyze for the unit check)
+deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root nft and ip for kernel tests, systemd-analyze for the unit check, softflowd and pmacct for the flow exporter tests)
 	@missing=""; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ "$$(id -u)" = 0 ]; then command -v nft >/dev/null || missing="$$missing nftables"; \
 	  command -v ip >/dev/null || missing="$$missing iproute2"; \
-	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; fi; \
+	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	  command -v softflowd >/dev/null || missing="$$missing softflowd"; \
+	  command -v pmacctd >/dev/null || missing="$$missing pmacct"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: installing$$missing"; \

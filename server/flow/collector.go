@@ -69,6 +69,9 @@ type Config struct {
 	QueueSize int
 	// Workers decode datagrams in parallel (default 2).
 	Workers int
+	// ListenUDP opens a listener's socket (nil: net.ListenUDP); tests open
+	// it inside a network namespace.
+	ListenUDP func(addr *net.UDPAddr) (*net.UDPConn, error)
 }
 
 // Views is where the collector reads the effective view and geo data of an
@@ -525,7 +528,11 @@ func (c *Collector) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("flow: listen %s: %w", l.Addr, err)
 		}
-		conn, err := net.ListenUDP("udp", ua)
+		listen := c.cfg.ListenUDP
+		if listen == nil {
+			listen = func(a *net.UDPAddr) (*net.UDPConn, error) { return net.ListenUDP("udp", a) }
+		}
+		conn, err := listen(ua)
 		if err != nil {
 			for _, c := range conns {
 				_ = c.Close()

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/netsampler/goflow2/v2/producer"
@@ -127,6 +128,15 @@ func (d *Decoder) Decode(p Protocol, src netip.AddrPort, payload []byte, receive
 			if n := int(binary.BigEndian.Uint16(payload[2:])); len(payload) != 24+48*n {
 				return fmt.Errorf("%w: NetFlow v5 datagram of %d bytes announces %d records", ErrMalformed, len(payload), n)
 			}
+		}
+		// A v9 header's count is meant to be the records of every flowset
+		// (RFC 3954), softflowd counts only data records, and goflow2 reads
+		// it as the number of flowsets to decode: softflowd's datagrams with
+		// one template per flowset lose their data sets. Decode every
+		// flowset the datagram holds instead (its length bounds the loop).
+		if len(payload) >= 4 && binary.BigEndian.Uint16(payload) == 9 {
+			msg.Payload = slices.Clone(payload)
+			binary.BigEndian.PutUint16(msg.Payload[2:], 0xffff)
 		}
 		return d.netflow.DecodeFlow(msg)
 	case SFlow:
