@@ -434,10 +434,15 @@ func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label string
 	return h, nil
 }
 
-// FlowHosts returns the inside hosts within p, most bytes first, at most limit.
+// FlowHosts returns the inside hosts within p (every host when p is the
+// zero Prefix), most bytes first, at most limit.
 func (s *Store) FlowHosts(ctx context.Context, within netip.Prefix, limit int) ([]FlowHost, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+flowHostCols+` FROM flow_hosts WHERE address <<= $1
-		ORDER BY bytes DESC, address LIMIT $2`, within, limit)
+	var w any
+	if within.IsValid() {
+		w = within
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+flowHostCols+` FROM flow_hosts WHERE ($1::cidr IS NULL OR address <<= $1)
+		ORDER BY bytes DESC, address LIMIT $2`, w, limit)
 	if err != nil {
 		return nil, mapErr("flow hosts", err)
 	}

@@ -851,6 +851,117 @@ type FieldError struct {
 	Reason string `json:"reason"`
 }
 
+// FlowContact defines model for FlowContact.
+type FlowContact struct {
+	Address        string    `json:"address"`
+	Bytes          int64     `json:"bytes"`
+	Classification string    `json:"classification"`
+	Host           string    `json:"host"`
+	Hour           time.Time `json:"hour"`
+	Tags           []string  `json:"tags"`
+}
+
+// FlowCount defines model for FlowCount.
+type FlowCount struct {
+	Bytes int64 `json:"bytes"`
+	Flows int64 `json:"flows"`
+
+	// Key A country code, an AS organisation, or "port/protocol" (e.g. "443/6").
+	Key     string `json:"key"`
+	Packets int64  `json:"packets"`
+}
+
+// FlowDestination defines model for FlowDestination.
+type FlowDestination struct {
+	Address   string    `json:"address"`
+	Bytes     int64     `json:"bytes"`
+	Country   string    `json:"country"`
+	FirstSeen time.Time `json:"first_seen"`
+	Org       string    `json:"org"`
+}
+
+// FlowExporter defines model for FlowExporter.
+type FlowExporter struct {
+	Address      string    `json:"address"`
+	CreatedAt    time.Time `json:"created_at"`
+	Inside       []string  `json:"inside"`
+	Name         string    `json:"name"`
+	SamplingRate int       `json:"sampling_rate"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// FlowExporterInput defines model for FlowExporterInput.
+type FlowExporterInput struct {
+	// Address The address the exporter's datagrams come from.
+	Address string `json:"address"`
+
+	// Inside The networks of inside hosts (default RFC 1918 and fc00::/7).
+	Inside *[]string `json:"inside,omitempty"`
+
+	// SamplingRate Multiply bytes and packets by this; 0 (default) uses the rate the exporter sends (1 when none).
+	SamplingRate *int `json:"sampling_rate,omitempty"`
+}
+
+// FlowHost defines model for FlowHost.
+type FlowHost struct {
+	Address string `json:"address"`
+	Bytes   int64  `json:"bytes"`
+
+	// Exporter The exporter that saw it last.
+	Exporter  string    `json:"exporter"`
+	FirstSeen time.Time `json:"first_seen"`
+	Flows     int64     `json:"flows"`
+
+	// Label The manual label.
+	Label    string    `json:"label"`
+	LastSeen time.Time `json:"last_seen"`
+
+	// LeaseName The name in the DHCP lease file ("" when none).
+	LeaseName string `json:"lease_name"`
+
+	// Mac The MAC an exporter sent ("" when none did).
+	Mac     string `json:"mac"`
+	Packets int64  `json:"packets"`
+}
+
+// FlowHostLabelInput defines model for FlowHostLabelInput.
+type FlowHostLabelInput struct {
+	Label string `json:"label"`
+}
+
+// FlowHostProfile defines model for FlowHostProfile.
+type FlowHostProfile struct {
+	Host    FlowHost    `json:"host"`
+	Profile FlowProfile `json:"profile"`
+}
+
+// FlowPoint defines model for FlowPoint.
+type FlowPoint struct {
+	At    time.Time `json:"at"`
+	Bytes int64     `json:"bytes"`
+}
+
+// FlowProfile defines model for FlowProfile.
+type FlowProfile struct {
+	Bytes int64 `json:"bytes"`
+
+	// Contacts Hours in which a host contacted an address whose view was malicious or suspicious or carried an alert tag.
+	Contacts  []FlowContact `json:"contacts"`
+	Countries []FlowCount   `json:"countries"`
+	Flows     int64         `json:"flows"`
+	Network   string        `json:"network"`
+
+	// NewDestinations Outside addresses first contacted in the last 7 days.
+	NewDestinations []FlowDestination `json:"new_destinations"`
+	Orgs            []FlowCount       `json:"orgs"`
+	Packets         int64             `json:"packets"`
+	Ports           []FlowCount       `json:"ports"`
+
+	// Series Bytes per hour with traffic, oldest first.
+	Series []FlowPoint `json:"series"`
+	Since  time.Time   `json:"since"`
+}
+
 // Geo defines model for Geo.
 type Geo struct {
 	City      *string `json:"city,omitempty"`
@@ -1391,6 +1502,12 @@ type Bits = int
 // FeedName defines model for FeedName.
 type FeedName = string
 
+// FlowExporterName defines model for FlowExporterName.
+type FlowExporterName = string
+
+// FlowSince defines model for FlowSince.
+type FlowSince = string
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1563,6 +1680,25 @@ type ListFeedRunsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// ListFlowHostsParams defines parameters for ListFlowHosts.
+type ListFlowHostsParams struct {
+	// Within Only hosts inside this network (an address or CIDR; default every host).
+	Within *string `form:"within,omitempty" json:"within,omitempty"`
+	Limit  *int    `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetFlowHostParams defines parameters for GetFlowHost.
+type GetFlowHostParams struct {
+	// Since How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since *FlowSince `form:"since,omitempty" json:"since,omitempty"`
+}
+
+// GetFlowNetworkProfileParams defines parameters for GetFlowNetworkProfile.
+type GetFlowNetworkProfileParams struct {
+	// Since How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since *FlowSince `form:"since,omitempty" json:"since,omitempty"`
+}
+
 // PutGuardParams defines parameters for PutGuard.
 type PutGuardParams struct {
 	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
@@ -1698,6 +1834,12 @@ type PutBouncerJSONRequestBody = BouncerUpdate
 
 // PutFeedJSONRequestBody defines body for PutFeed for application/json ContentType.
 type PutFeedJSONRequestBody = FeedInput
+
+// PutFlowExporterJSONRequestBody defines body for PutFlowExporter for application/json ContentType.
+type PutFlowExporterJSONRequestBody = FlowExporterInput
+
+// PutFlowHostLabelJSONRequestBody defines body for PutFlowHostLabel for application/json ContentType.
+type PutFlowHostLabelJSONRequestBody = FlowHostLabelInput
 
 // PutGuardJSONRequestBody defines body for PutGuard for application/json ContentType.
 type PutGuardJSONRequestBody = GuardInput
@@ -1909,6 +2051,27 @@ type ServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams)
+	// ListFlowExporters The registered flow exporters
+	// (GET /flows/exporters)
+	ListFlowExporters(w http.ResponseWriter, r *http.Request)
+	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+	// (DELETE /flows/exporters/{name})
+	DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// PutFlowExporter Register or change a flow exporter
+	// (PUT /flows/exporters/{name})
+	PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// ListFlowHosts Inside hosts, most bytes first
+	// (GET /flows/hosts)
+	ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams)
+	// GetFlowHost An inside host with its device profile
+	// (GET /flows/hosts/{address})
+	GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams)
+	// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+	// (PUT /flows/hosts/{address}/label)
+	PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address)
+	// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+	// (GET /flows/networks/{address}/{bits})
+	GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(w http.ResponseWriter, r *http.Request)
@@ -2119,6 +2282,48 @@ func (_ Unimplemented) RefreshFeed(w http.ResponseWriter, r *http.Request, name 
 // ListFeedRuns The feed's refresh history, newest first
 // (GET /feeds/{name}/runs)
 func (_ Unimplemented) ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFlowExporters The registered flow exporters
+// (GET /flows/exporters)
+func (_ Unimplemented) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+// (DELETE /flows/exporters/{name})
+func (_ Unimplemented) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutFlowExporter Register or change a flow exporter
+// (PUT /flows/exporters/{name})
+func (_ Unimplemented) PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFlowHosts Inside hosts, most bytes first
+// (GET /flows/hosts)
+func (_ Unimplemented) ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowHost An inside host with its device profile
+// (GET /flows/hosts/{address})
+func (_ Unimplemented) GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+// (PUT /flows/hosts/{address}/label)
+func (_ Unimplemented) PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+// (GET /flows/networks/{address}/{bits})
+func (_ Unimplemented) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -3077,6 +3282,237 @@ func (siw *ServerInterfaceWrapper) ListFeedRuns(w http.ResponseWriter, r *http.R
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListFeedRuns(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListFlowExporters operation middleware
+func (siw *ServerInterfaceWrapper) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFlowExporters(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) DeleteFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) PutFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListFlowHosts operation middleware
+func (siw *ServerInterfaceWrapper) ListFlowHosts(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFlowHostsParams
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFlowHosts(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFlowHost operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowHost(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetFlowHostParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowHost(w, r, address, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutFlowHostLabel operation middleware
+func (siw *ServerInterfaceWrapper) PutFlowHostLabel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutFlowHostLabel(w, r, address)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFlowNetworkProfile operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "bits" -------------
+	var bits Bits
+
+	err = runtime.BindStyledParameterWithOptions("simple", "bits", chi.URLParam(r, "bits"), &bits, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "bits", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetFlowNetworkProfileParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowNetworkProfile(w, r, address, bits, params)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -4349,6 +4785,27 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/jobs", wrapper.GetJobs)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/exporters", wrapper.ListFlowExporters)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/flows/exporters/{name}", wrapper.DeleteFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/flows/exporters/{name}", wrapper.PutFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/hosts", wrapper.ListFlowHosts)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/hosts/{address}", wrapper.GetFlowHost)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/flows/hosts/{address}/label", wrapper.PutFlowHostLabel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/networks/{address}/{bits}", wrapper.GetFlowNetworkProfile)
 	})
 
 	return r
@@ -6484,6 +6941,787 @@ type ListFeedRuns503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ListFeedRuns503ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExportersRequestObject struct {
+}
+
+type ListFlowExportersResponseObject interface {
+	VisitListFlowExportersResponse(w http.ResponseWriter) error
+}
+
+type ListFlowExporters200JSONResponse []FlowExporter
+
+func (response ListFlowExporters200JSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters401ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters500ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters503ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+}
+
+type DeleteFlowExporterResponseObject interface {
+	VisitDeleteFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type DeleteFlowExporter204Response struct {
+}
+
+func (response DeleteFlowExporter204Response) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter400ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter401ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter403ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter404ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter500ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter503ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+	Body *PutFlowExporterJSONRequestBody
+}
+
+type PutFlowExporterResponseObject interface {
+	VisitPutFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type PutFlowExporter200JSONResponse FlowExporter
+
+func (response PutFlowExporter200JSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter400ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter401ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter403ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter409ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter413ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter415ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter500ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter503ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHostsRequestObject struct {
+	Params ListFlowHostsParams
+}
+
+type ListFlowHostsResponseObject interface {
+	VisitListFlowHostsResponse(w http.ResponseWriter) error
+}
+
+type ListFlowHosts200JSONResponse []FlowHost
+
+func (response ListFlowHosts200JSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts400ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts401ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts500ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts503ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHostRequestObject struct {
+	Address Address `json:"address"`
+	Params  GetFlowHostParams
+}
+
+type GetFlowHostResponseObject interface {
+	VisitGetFlowHostResponse(w http.ResponseWriter) error
+}
+
+type GetFlowHost200JSONResponse FlowHostProfile
+
+func (response GetFlowHost200JSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost400ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost401ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost404ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost500ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost503ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabelRequestObject struct {
+	Address Address `json:"address"`
+	Body    *PutFlowHostLabelJSONRequestBody
+}
+
+type PutFlowHostLabelResponseObject interface {
+	VisitPutFlowHostLabelResponse(w http.ResponseWriter) error
+}
+
+type PutFlowHostLabel200JSONResponse FlowHost
+
+func (response PutFlowHostLabel200JSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel400ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel401ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel403ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel404ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel413ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel415ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel500ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel503ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfileRequestObject struct {
+	Address Address `json:"address"`
+	Bits    Bits    `json:"bits"`
+	Params  GetFlowNetworkProfileParams
+}
+
+type GetFlowNetworkProfileResponseObject interface {
+	VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error
+}
+
+type GetFlowNetworkProfile200JSONResponse FlowProfile
+
+func (response GetFlowNetworkProfile200JSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile400ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile401ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile500ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile503ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -10039,6 +11277,27 @@ type StrictServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(ctx context.Context, request ListFeedRunsRequestObject) (ListFeedRunsResponseObject, error)
+	// ListFlowExporters The registered flow exporters
+	// (GET /flows/exporters)
+	ListFlowExporters(ctx context.Context, request ListFlowExportersRequestObject) (ListFlowExportersResponseObject, error)
+	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+	// (DELETE /flows/exporters/{name})
+	DeleteFlowExporter(ctx context.Context, request DeleteFlowExporterRequestObject) (DeleteFlowExporterResponseObject, error)
+	// PutFlowExporter Register or change a flow exporter
+	// (PUT /flows/exporters/{name})
+	PutFlowExporter(ctx context.Context, request PutFlowExporterRequestObject) (PutFlowExporterResponseObject, error)
+	// ListFlowHosts Inside hosts, most bytes first
+	// (GET /flows/hosts)
+	ListFlowHosts(ctx context.Context, request ListFlowHostsRequestObject) (ListFlowHostsResponseObject, error)
+	// GetFlowHost An inside host with its device profile
+	// (GET /flows/hosts/{address})
+	GetFlowHost(ctx context.Context, request GetFlowHostRequestObject) (GetFlowHostResponseObject, error)
+	// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+	// (PUT /flows/hosts/{address}/label)
+	PutFlowHostLabel(ctx context.Context, request PutFlowHostLabelRequestObject) (PutFlowHostLabelResponseObject, error)
+	// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+	// (GET /flows/networks/{address}/{bits})
+	GetFlowNetworkProfile(ctx context.Context, request GetFlowNetworkProfileRequestObject) (GetFlowNetworkProfileResponseObject, error)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(ctx context.Context, request GetGuardRequestObject) (GetGuardResponseObject, error)
@@ -10685,6 +11944,203 @@ func (sh *strictHandler) ListFeedRuns(w http.ResponseWriter, r *http.Request, na
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListFeedRunsResponseObject); ok {
 		if err := validResponse.VisitListFeedRunsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListFlowExporters operation middleware
+func (sh *strictHandler) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+	var request ListFlowExportersRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFlowExporters(ctx, request.(ListFlowExportersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFlowExporters")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFlowExportersResponseObject); ok {
+		if err := validResponse.VisitListFlowExportersResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteFlowExporter operation middleware
+func (sh *strictHandler) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request DeleteFlowExporterRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteFlowExporter(ctx, request.(DeleteFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteFlowExporterResponseObject); ok {
+		if err := validResponse.VisitDeleteFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutFlowExporter operation middleware
+func (sh *strictHandler) PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request PutFlowExporterRequestObject
+
+	request.Name = name
+
+	var body PutFlowExporterJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutFlowExporter(ctx, request.(PutFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutFlowExporterResponseObject); ok {
+		if err := validResponse.VisitPutFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListFlowHosts operation middleware
+func (sh *strictHandler) ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams) {
+	var request ListFlowHostsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFlowHosts(ctx, request.(ListFlowHostsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFlowHosts")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFlowHostsResponseObject); ok {
+		if err := validResponse.VisitListFlowHostsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFlowHost operation middleware
+func (sh *strictHandler) GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams) {
+	var request GetFlowHostRequestObject
+
+	request.Address = address
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowHost(ctx, request.(GetFlowHostRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowHost")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowHostResponseObject); ok {
+		if err := validResponse.VisitGetFlowHostResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutFlowHostLabel operation middleware
+func (sh *strictHandler) PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address) {
+	var request PutFlowHostLabelRequestObject
+
+	request.Address = address
+
+	var body PutFlowHostLabelJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutFlowHostLabel(ctx, request.(PutFlowHostLabelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutFlowHostLabel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutFlowHostLabelResponseObject); ok {
+		if err := validResponse.VisitPutFlowHostLabelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFlowNetworkProfile operation middleware
+func (sh *strictHandler) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams) {
+	var request GetFlowNetworkProfileRequestObject
+
+	request.Address = address
+	request.Bits = bits
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowNetworkProfile(ctx, request.(GetFlowNetworkProfileRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowNetworkProfile")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowNetworkProfileResponseObject); ok {
+		if err := validResponse.VisitGetFlowNetworkProfileResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -11573,271 +13029,297 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L2Lchs5sij4KwieE2FybvGhh326qZiIVct2W3P80Ejy9JlrekWwCiTRKgI1BZRoTocj9mt2/2M/Zb9k",
-	"A5lAPUgUWZRluXvGERPTFqsKSCQSiXznb61QLhIpmNCqNfytldCULphmKfx1GkUpU/DPiKkw5YnmUrSG",
-	"rVNBzi/ujolMzX+fEYovkrb5tbugScIifMIVyQT+0Om1ghb7RBdJzFrD1sGPP/SeHvQOBoPef7WCFjfj",
-	"JlTPW0FL0IV5w47aClop+0fGUxa1hjrNWNBS4ZwtqIFrQT+9ZmKm563hs+OgpVeJ+VLplItZ6/PnoHUa",
-	"x3L5C4+YZxVhyBJNkpRN+SemyJJHLCV6TgXp/4Br6Zgl9o8O4a9nHTKV5gWuiIGIKX0yEhRx4VaNo5H2",
-	"cDidTqfDwXDQ//EZoSIisRQzlnZIKDOhFaGacK3g25FY8kjPe+SnFYnYlGaxJioL54S64WDGaaZYRJZc",
-	"z4meMxLzBdfE4CoibToSSSonMVuQKWdxFBjAqSBczJjSJOaCEZamMu30yDsRr2AEGi24IKmMGVnQFVFM",
-	"RCMBy8vpgLSPB0dE6jlLl1yxgCznVLM7lgLwdzTOWCeA5TEazi24I0EBtQ5arnEBoUwjFhEucPYs4prE",
-	"ckbaNDRbQsaIhphP9bjTGwlHFv/IWLoq0YXZ0huzW60yKVjMtYZTGiuW08JEyphR0foctD51F5ngQnTN",
-	"koHAFhwe/MSR/D1EODGPdlAgX2SL1vDg8IegteAC/xrkAHCh2YylQI0vGYvewsDeyeA/2yZLqNYsNR/+",
-	"nx9o95+D7o8f7X9vet2Pvw2CZ0ef/7PlOwfn07dSsDdUh/PNk3A9Z+TFNZ0ROSWUpEzgQWAkjDkTmsyp",
-	"6rnNmDMasbSA+XzaNSN3ceias3k4GPiAejf5lYXaIWTtdJI0i5liOiAxV9rQ80RmImQp0HzPzzN2YnCN",
-	"YSy4cH8eBBX0nnb/t8Nw/s+b7sc/+dH717OYKsWnPKQIvw/FbDploeZ3Bq/ltw3aDbbvOFv2aoi++kUF",
-	"z/+Zsmlr2PqPfsHL+/hU9dfAQlCzVMnUD+JYsE/6JoQ3xg6uJGV3XGaGLcwYaQPzoUrnzEnDDlkO7wUe",
-	"Z9yLcf/1teFv+UFZGxGYn//4HxhaK07lAP50x/LAeyz/esWYuOIi9NAhcEuzMwoXrRgThnkb/jrVzN4H",
-	"mpdIcg1W88WNgtHLAE9luqC6NWxFVLOuGcBPWVcyS0PvAVHwpEw9pA0nODY0RpViKZKXcNtotssA7v4d",
-	"SqEpF1zMCNedgLDerEfGeGkMQ7lMORufEEp0Snls3hr/aUwW5qQzVYzSHk8Zi4Z/GtcSAEK6J3f46zWd",
-	"+ZatkVHpyonC1eOOqCxJjOTApaiFSNNZHTgHNeD8QpEeq/C8kku42omWZEm5BhmBknBOxYwFhJKfJYmy",
-	"FA863uqKjFpHAzVqBYaQFlJp8nRRlY6OBqoGcDNHHeRHh37AuZ5zUUPaufjDheIRQ3I+O39+WSuuDfqH",
-	"x3XA4Ux7HfRrOvuSK3F946ocfX26z2YolUihGNz4P9HoEkU585c5DkzAP2mSxJZr9q1k9b9+VcjZm7He",
-	"C/wKJ93ktFaCNJLRgsaGGbDohIxBSFNjuOMUClUg0IGMpeE7qqToGbHlTIppzMNHBf1cE/aJKyPAximj",
-	"0QogeSnTCY8iJh4bi2HKIiY0p/EThZJsJJkiQmoCYiKQM4B4LszVTuMXBsGPCeYpQYnecmHF0juWPlHE",
-	"nLYTEKONDDynCh5HTFMeI8hvpX4pMxE9JrRvpTnBM0OWt0IuBaETmRlVBSC6lvI1TWfssbd5IqOVAUne",
-	"WcEU7n8H0hsqVvYUq8eE7J2DJqRxDHuaUm1hOzE0CJhcUkWUlimLeuQ6XRE6o1xY2eGS6XTVPcVbi4VS",
-	"RCBoo4wNaym9scnAr/CT/OqZsKlMGdHpykwME/UqzHhD9jGLei9opucy5f9kj0xqRoHkUekQw46+F/SO",
-	"8phO4kenMzycJKQCOIhQS6NuyCUKvRHVdEIVQ6tGapizATKwGpMiNGVEaR7HJJY04mLWOTGbUezEY29s",
-	"ksqQKfUtUFm635Ysjrt4w5FJpknKpgZbWhIlFwxPSXGMwBZh0J8ptueF+F4Y0U+mmkVvWMTpNWDlcdct",
-	"E2aFvfwm0vSWWVABJ08UOUOIugbCHohBdniwu129BWU/NWNpjpKKYHop09vSZjuhJmiJbDFBMsqVCi70",
-	"s+PWprYTtGQ6o4L/M9dTN0ZTucKxKazZXyQo7ubl09CNw4RRsD60JrEMb1sBmmlaQSuWRtLW81RqHbPW",
-	"x2BzxlOnqmwum31KeMrUDdVNdaagNeWp0jdG7Wr+zS3He9atAvWDDa1bSA1qjNUwvKsxauKes9eiPGiB",
-	"jc2/GYVQ/AHhd28HhcJVwkUZso++rcwirl8Ina42t4GGteRCQ40C1eYTP3ODUwKz5ho0K/Qld1mSNhUr",
-	"8perd2/RzHhC6EQx4fSriMVMo4JnZtqDOpCXbgXLsdt7wBWmjBZw8ajpocRd2LnN3GwyNQogoj1wO5MP",
-	"UbuzFxTlturGcs0W1X9s430lEimYAU1TCn+XbEcNVgLz+aD9Cc18m7AagKjmEx5zvdrcwF/mTM/Rgq/J",
-	"HUuN/k8Mz1TOaM5VLn4PibwlyzkTZCL1HG7ulMWMKqZGov3m9C/vLntvzt++u+xdnF6fveo4i4OiC0YW",
-	"9Fez2VZ3l4KRBRfml4SmOiCMAxxLujoZiay4k3C+aZbCY3iZtLNkltIIiU3GkREEecQ6JyQTKIADXY1E",
-	"xO5YLJOFIbVJxuMIDTnOJgqLNkqEuXBSZidcMY12dMfWpOHMJZDgL5jHy8rAV2EFliqyL2h4yzRcwpOV",
-	"Zs6rkbAU7LZkmsoFyS2Fc0ZTPWFUk7Z5esMjMjCSAWo8qB8hIaPBpgktXmYxO0P4fMQIB5FFe10cYSqX",
-	"kWLhTquqee+KhVdMay5mynw7l0oLa8fYGLgxHwAOzZyK+hBXSy1M1rze/PDbc3mJ3/lwninLY6q08t78",
-	"TBZMpzxUhBKHvpx4k0zNDWe9eHd1TfpuF/p3B30YsWs/7QREZYsFixrTCMy8hUgsl/BfBtZZ5IB0HMUy",
-	"gipd93yoX/KI3aTm/vAcoEvzO4lYyM2oqjJsjqAki2M82krTFYsIjkZorOcym81HQoN2jBBSdcsi4Bfn",
-	"SWnkdsmxCUbTTwkVsBSF9Ns5GYk1TnLLWKKIFPGKUJz0iSIgS+TO3ly8ZWIq0xA42AK5zU5C991qztLn",
-	"yLJyhLfcE2f4ludqa3robtnKTwG3bAXo/J/uacK7/81WJ0TNDU8GxAi57H35idt4q0qjzTBlVrAFReci",
-	"yVD7iSJu1kfjixKqrMN0Td+wq/gaDrMaVGydamOIBf10jl+WDfZ+tK1jbAuuHHvbFIGN5sia0lSYpalV",
-	"ORux/dmNtf/UGwPAhUTKBx6YRSjFlBvdOiBcEFrwpADdQpZtwbFeUkUsZOahIO3NQeEdPFMosHBNBLj8",
-	"Ix51hiRLjOZuhJ7iVk9YymVkReA5M+xp5QYMyCyVS6PjO8mdguyidBbemnF6ZECWcx5bHRnxb2UZa1op",
-	"nTOr6xY0tFvUdC8G+R4W+7OFEt4n5mLd89h8iQjxyIdi62k4o5rGcvaS+TgrjSL8ecPSzViENxlXYLGx",
-	"zoLS/pXiMcINn/nGeioTeJ67s7Ud2WYVL/HNbfzZvB5lsf+hRmfkxu9ZGu+mQMt/zLs5zEGdjSEHo7r8",
-	"Lbv0misPwzKb0Vy6K2/4rlsIR/YCtLGlTvNY0JiHXGYKzCcqyf+YMMFnYociciYFHsGdx7FKkm+srxoY",
-	"mVHc5RTVduXc2CdEsBkwuwmYHQ2pVvHY0DQEGhA4Q0MpNDfYNRxHgW6ewic8Mhp7bHYrN9H4ViukbhbR",
-	"hEup8osdDIILxyB2bHLZolSz2es8bL+9eSWXFWEfdXOFzMNeHk+UEcJ6ZAxCazQmOkuFIiA8G53YybhC",
-	"lsP3xnfHNxOu1bg/vnuG/yJc2FurJBube2skrEA7JGMVyoSpMVLLmmSt4Pqyr/yZJ2MwKshMj8QYBORx",
-	"QMY0XtKVGkP03VhOp+Me+QXAsnK7keLJuuRvdGiaspFAbRsC5MYl3WHcI6/ZVBOZaQjQEiSDmymw/kRE",
-	"PoyN4veGBZVWCVhOp8BmzErAUGuA9hKixaNfOjYgKo2RoDYSBOcyqpzT6g+PQaPP43GODsvROM98wpDd",
-	"sl2TPquf9OBwUJ21Gpt3cHC4UyWxWCtQUMDlOwovRMrD+ZWmOqsBHGQ1mWkIsoilvM0Ss5uGIs1JA+oy",
-	"f1hq3GRDRtReJPuaNHJbgiccDR4Z5kSWc4wItXCBy/KWJ4lRtYcii+MGFvM0ookBWqdeUpKZDqUv0E/e",
-	"kjZ62lh0AmgwI5FEKsUn8cqwZepsr9YJgsJsKO/AjTTPkdYJDAe/mcpMRKQN0uOMK239MTI1bOLi+tKG",
-	"onYCRAFpp0ynnEUkppqlEPNrV0/alKiEhZzG3UyxgCQpv6OamVciGWYLJjQObiEAAACNLDKSciZioyu/",
-	"ef/2/O3bmxdvL8/PXt1cXbw4Oz99/Wdr7arY5nL4W27vgpYFxoNWP8uuUEqBeS/dfkpiyoW5XjcFCLwh",
-	"o5J4U7p60O3mF5XYpwZSObwV5JPkI24Bs8Y50UCOXFCR0fimwZvIVLY4xvZS3wtXEeKx+Xeazr7EUGCX",
-	"sQWZL2log/53ILN6XF8sEr3CG1IY5c1rR62McTNN5cLPgiwHx1DjSkisoVgFVuQTwhpMyYQ5wj7tGTlH",
-	"HuZWCnkscY6mBsUKIRrFnUFMqGERUx6ihSxnmeb/0fWOQWvrWzxjEhh7HL+btoYfGs38M5Otzx/Xx84p",
-	"3H9WGxHuLmhrCLkBzNe00QQbFP9QQ69f7ZZU7IyVlfnkeg8x5+gucLvlpP2M+7x2nSvR1JSUqxO+bXNq",
-	"h++ZUTv24nF7M5FLqy6vO+pEtPdWwh3UgEy4iNinzXM+6E6oMgddKlBAXJqJtXL0vKjdesM1u8YQnGDz",
-	"OkMkbMGdDW+uoq7YGo9DQpZ5jSozNhLSFIODuN8X4TdfrF/JoNnu2nVB/aEaRYzAJuhO26kwc4+5L3cG",
-	"igisf1mM34J4D0Hs6HdMqFJMVcSnVnCf0BPD/71nBMbyWbmcm7nwmKADxN0oNn0Gvq9Ip34jmF1dPUED",
-	"gTn3ELxtZjKYOSHdgwKTOerAxqn8BD91l36DA4kCgrmnMppGflSg2gDm4S6smMDL1n9UWrzTXvElxbQ6",
-	"Ieak5yZm504ycNewgJIfVM5mPoDORcRDBs40OIgGU7FEbKlyWIejx4oncRNdu3hRatlfFYoDt3ORd9sI",
-	"VYY52aDBEzKwaYX5Fvq3DtawL1MF/rzvBQlnwtGKm7ig1FLMid0Hi4iCUorj4+MifqNyA9mcCbOGGnZd",
-	"kgAbXKr3MRw3cc6n2R6+eXTnZ2Fos2ybfbWgn26iVCY3ak4xkKn4TmaTmPmcJeYjZOw3MRM3d8d+gl9/",
-	"7VnNuagzoUs4A6oJXt/ZV4H4DGk09q3dy06vdbzNfr95Zb2/fI1xQ1Ss4L5ZyjQiKYuoAbXXCu5l83cI",
-	"qrX+GzgrPgBH9L499G3YBoEEJYk3x3SFmusO6cv8kLhLNlR3hhOoOWexGYQnKjPiMITQFqbthC7mNPPb",
-	"FM3A93FIh7WuBVjyl3gXSnxlt839Ppxj88hW6Q2SKoxwZx6bS8PuGFgEUzZNmZpDXHTKFvKOOdMzwcCL",
-	"9oCMssHgKLTf4x9/Jgcn5MAazM3tgjeznE47J7mwMOg9xTyvMM4Uv2NvnI0Ur4lNxlKYVL3JzjsYzpr4",
-	"sGlAzhPH2wPyZ9L/ITAizp/NEdxiRu4eBE1ZWR0Az2oAODqsg6BqUvaDcD9uWGZvVXjLqYQTppeMCUcd",
-	"TEEyIdojDhbFDh/Mt+kDa2yPzjDC3pDfisxASkOBfQrWUzS+lFPuDBbqeG098G1IND3+Yd4Z5qSOkd7o",
-	"/YGEyiI42J0AMPuCIR0TjiHkqAKhEUS96/Wy+bnWSUDM/ysiUzLlMbD9tTUeDo5/2JVXWGX9FZ5fx1wf",
-	"wmn7hd7aMuHt57u7oKliKbEEfoJUYzUPFx6C64dYqU1vRijjbOFRFkN1NyT/ZKm0MjS+5+Tokia1rdJC",
-	"YIe/Ed7SAjCHHXiyIpiUg+EKbb7ANVD7c8dv4JQLl3W+MTBmpyiW0JRqma4R0+4QDltgwT+4uuUJYAJj",
-	"8dCR4VcsF1zcgHFocyi4tYfE3Eilm4ZM2ZKlcLR2YvhzDTVdZmJLuEgD2S7KMD+nsSC/n9hf4w4ziiwl",
-	"aSbIlPKYQXzSkuZFV3rkFFMQgQFxRd5fv+wePLM1Vl5dv3mNpRHMxxD3goYY0h61XOYifnFCQinuWKrN",
-	"GTE//TBqBaR4qzwaupIoxNSMWp0TMDhEK5RJnRwHlV2UM5fklxccPwAG3h61hMQaMO4NMy1Y3Q2B5KlU",
-	"jqiokkJhWRfMf1Aum7Hnz7cRXM33dEyC6FKjyjUPlzarb/junkqGe/0mn2NTRUB8HQwGa/sBkXjcyLhE",
-	"poa3tPPnNk7eXFyExvEe4e52hNdcsJ2RXgZ8Iyg21qg0Tff1LKvc2b3hwFzIiE8xzg7PE2gecJR2OzEh",
-	"xLUEUJW+8nlzCnJUUFZzkOMUWKgoPiUWU/hY17b7Yz1/89/baSb2u7YNp/y8M0JP1IBi7pg8k73ZzXqw",
-	"caNSYR3gXJDEXOgR0exTjfkJrjVfzB+kQl1I82qKUTalVEdkWe1xH4xI/UEfrOL9gz6GFY2DkRj37b71",
-	"D/sohI9PyHicG8WWcxljBngH4mrA4Gjuaih1klA9D0YC6lCYp/YyLxWwGkM+9jgg43LSpSswtWmTMeer",
-	"FnnAROtRh+ktimli3QFQukixmIVaGlmiGkxRYTc17vR1Yc4q3luc5V53U2hTpjyizH29S9syUvfKIf3Z",
-	"KKabIE8yHmtf3ZK3oGSCNdm80uWiYoG25NTbJS40OqoAW03GW61f0UH+sW6xeSDDHvaPwjO0vaRKmZZ2",
-	"F9lp6O4DqO9jtfkyfFcuuZ0BzW6u2gVcFpdiHW63INObxNDogvXjObeabznLr1yI/Z5oLyUr+L9qJoxX",
-	"M5YsawPma9m8yy6w85XOXLGGchLhQ2T2lTPtygT+9GmdiT2X+suK2MBzICoZYbtLQpU3NYeqGKOSb+CQ",
-	"sNPw+koKtkqkR8bQYVLBYb6DGRf64Jl3CyvIC1qfujPZtaWVrs8uwDISPeio759fbPqVw6SFE21b8Cu+",
-	"L5XzZCc7rAJ3DitOZKqbrjRJpZahjCsB4J7lVKery3fy35WMiT0k73VxOSkSm1p2bSWwi+H9qJe35ZWB",
-	"zoKi9dLcyT5j+avS8atux0Nmp24TIDxelrzewfYSB+dQ2a5GcM4l3FqZsJHa2EyOgyG3sn6E1VUbaRwn",
-	"lpcnCTbjM1D39xSCmyiW3oFpNq9V1CSNs6pUr7k0wDCR673W9660TBLQ5EDRajjL2lfblHEQ0NsyJcCb",
-	"CIvZggndAVvKnIooZtEJSZliIsIcdYyX2fcKz3FZ0SzX4dzc1o+b1cFc3V7UKmzBXpvzK7GmME11d0lX",
-	"AVpzlmCEMsuJSCQFIxOIwhC9gmoumQIn1jYSaGot22X7WDd+NLZolA/jZ58FYw97TaPtscvxHba/yMmZ",
-	"s5Wuq9NZ4zROFxLvtZU0L+KCb1uZoQ7cl5THWerhwjTdlolTCf8oBtzH8GPDy/2RAfXhEc3Tsb8Qi2BA",
-	"WkOlg7kw+NBazF5liwX1xpmD7a6xGJvTlIe4p7h7ew3mdnyXHmrBLE3iW+hbuqjzQdVfytaQ4Q+kgKSk",
-	"/WyI7pvJqvlN72DYuqj7qKrl1ZX1imeHB8fH+zkAtwJZum339Lq9E+AfFTNCXfFfRVfK1mikogi2S12q",
-	"jMfzthFHsU8B6cAK3RsNAUpTn50/vyRtoxCRCddYFu+fLJW7egDssmtA8a1GWlxJpK4C+tx6xYVcnhTF",
-	"d8mCi0xDDVz0g2Q6S6vCScPyXdXZfmKYxmALKmNcBr4M/2aFm95Mq+UtE3l18121FXo3w/7/AUXff/zx",
-	"83/W+Phrc8l318otW1+eejwMXif/az7NC1LnBajVehnk9qh1eDwftTpYw0jk9jxbA6HYmoMBWTGaqh55",
-	"XkYUnT1ROequr18HhMWK5QEKUjArKW8vjhz8th638tGjXnnP8B1LU9tVYh+zTBTdPNyueB0/X3q871Nw",
-	"b4+DaVMtvi4WfEbmCxnzcLUnwzWCLvg3DB5sdwRUtU+MBJ7KTERdnfJEEfaJhjpeFf05wB9gvttkwXmQ",
-	"2QYfxVJyEBOdCZtLYGPeFQQhliPeq+HuPl19XrIlbVUaATm55Qm+RMvAtq/AelBS4r9iqZjGchKuxIU9",
-	"V+3HDXKcQokVQ3dPcQWv1ggpgD0H+sdaaiyb+vbgIut2wDwm7dnTp0dPt3c72I2DdXvgQ45efzBdItE+",
-	"zDRswuFsgdLPQaumvM5fJBdY/YGK5pXFioIU24sqBK3UKi2bnEVMtUGVsq18gL24ZBXgM7Yhw6h1MOjj",
-	"1Thq5fUm86Y8u0OR83j9+pykMlHvtw1RIlO9zwFNNVRAaJTrxadQ97f2pvCZ/HcNWjbp+nJboUyRWK3l",
-	"Fm0x+taQtVunx2ceMaU55lERgz7SdlJQJ2/cZCNysXSEEZkMC+seDgaDUauzIeU0P6LVLkKGCf92EDz9",
-	"3C3+6WHDH82KwG21p8qIcb/N054xTPeeSc/O/3IM1Rr8dF7YUzdUmMuXZ+TH46f/5UxyJ4TdsXRlPf2u",
-	"rNHpxTmUokdRc/1i15THvvgyqskSrvZUgpsASnWZc8xEyOqLLBQWuGaBJUVciC8VfUt5ilfX1xcEX/A7",
-	"zjXXcQ0fw8/WY0fW92z9S1Bah5OYitudDAwnz1fg29jL56cXHmPYJFPshi3sruwV3zBlIH7tJQmjidkf",
-	"LlF3RLbFUdRl8NrCFquGERaXGEB9WjL/rhGui4nyNuKy4dfuBECVryXNW4CQf2Qsw6DJNBOCi9kJEZII",
-	"tiS/yok/OhWCt/zRf7/KyQ2/l9nXflkK8XJhYn6SKYfUebrjMFwpuBTAIJ+kMspCBrGWECK/yQEahA+1",
-	"MWoX7plQ3XUs52/scdlZd8NTfIYLFpAwg7jTw8EAavYq0mYCshK5IKPW//d//d+jFqoeYaY7u6UK68Ky",
-	"kU5bPFmXkOnorReXxbFLmJWp9W9ELNaUwN1dKsHt6h8aRN5YD/sm+stPm1BQyV/bVbc86WJEO427CUa0",
-	"5fUVanW2F9sSms12+xW57bnLjR3LgCzPOWq+sBkTLN3bcgvJRDelKNPm0T0uCqcmjqAByHOq5ljaylkS",
-	"1ZwePn027PW8F1BTNdinADd2jW91/TePfYHD4PRXX75xbRhBE93Vaq2VOJd9uWwRbFAEusCOrNFSrgYj",
-	"ZMURKm3INh3ZosK269rSITKvwJ/KhftNYZMW5B3g8gWiw+yG4iUhbV9WSOaPNhmKj8K3C6XNyXjvCtyW",
-	"kX7+ksKeJQLbwZCnPI4VuTvu3z07wY4LmtofaRTd/KkfsfjmT4QLpRn1oI5+cWuQuiNlpt9LsWi+JzD0",
-	"s68ytEHXV4Iahv46UPOoXpzZUmul4cXr4rKeb7eUFFYRqplL+NtmAKmt3rKnRtocT18F/d7uH86Yk6J8",
-	"Cwv1n3QX6LaHNad8VTbiSeXovb0jdvPZ6uGv11nq45lecV2OY2oaLOIFQiKjzKscuvbHy5Rr+Ad2kfZZ",
-	"38txrJvR7av1HLfMHZXtqY1WiLzPp7b3hqfWjGvGYU9wybuG5Lb/kTaLt8d6/zrdDtBitYFFmHeP6kq2",
-	"36cHSK2anuQOpN3OAVTUzC16U9ti4m/r/SQ0g+Q781Vu5C2VrLG15RopiX5N8IwKKXhI46pv6utHcmxp",
-	"tPFTtkggYdHa2lBgc0hxAh7XisXT+wTqWZOgVVLtHpYl19JifbSVW8R3Gr2/MG76+QWMWGf0bnSfuNv0",
-	"/OVbGKCBsTtv5ryPwdsvl21kOeQhyBZbpaV5Uc1oGs7N7eE3xlQLnoGpwPD5ag/oIdF0pshGI+hgrV/0",
-	"WrlJTKDNaypjTT8oxAFUudZQ24o7Zr4Az2W/6A2e9ygtVZpU1SKUQZ5xq/hsjuWbi17r2FPdEfzDBu/c",
-	"pzXefcK6pWZ7V1d1qGias3qfaqwPU1XVV7bHlpK0QNU23iuvs/4QPESvttJx+nq92rC66kVN0cLT9SKF",
-	"1dqrmqYzpoPiKMulWDtqvjrY+bPmbevy/pK+UMzHORIPRvl1JNmA4IIy8nzb6S1JGcq4JuTzPvKVlStv",
-	"6upx7er4US+fWebaoARwUSuTtNfordNQwtpfRvILJmVIA4vq0lpqNuklDfW365X6kHk+2+qdVpkH1nyn",
-	"KVQrqalyet+soV2HqGYb7lXGzJ2mkhf+Pz4Muj/S7vS0+/Ljb8/8wZxr52ad0ZbDK1UWzglVxEZZEpmS",
-	"Uevg2Q/zUWutGo0vJnL9BFYD8waNgh+u5S0TD6OP3Yeo92u3mKmHUhFTayzYasM172xt6ybB1b2j+R1g",
-	"uNT6rllyGO7LZmqYdvvla4kepkw3aHy37rKHIT0ZUA74e2WT3yc4dTM60RNgujvaujY+8b6bXt5v3xZX",
-	"mlfWRtx4ykRDt0wbOxalEtt4+FpypHzGa1Lb2YJFvL4Saya4x8AAM9oKzTIFJ7N34ryntcfSKzWNC8Ur",
-	"ydScKEmmtOofryt0WlOD00Cbr7e6OgeNbwf+xtnSW84qtQVb1xv1YRfoPk+UbaWivOu3td+3iqxXbx8i",
-	"mnuteP0WIXTtzbqUhutcPSbLuVRlrdjV6d7s5lDTsSHl4XzBfAXKfJgcFv1RL5+fXoAKfXF9WeqlU6oQ",
-	"F0AJLCxjmLAUW+zkPZLTDLrBTIy6nve5adoBotzp54HUCdsIYqvnnMly7QO1h33epmt7YL2PIFcEK9Vs",
-	"mX1j+wnYYSBoIsXbHkCgURKug7Xy+Lm5tJmyXNZjfY73iCY7mfzz04tHM2QUPStu9uqb4ZSHz1/Yf6N2",
-	"nPVkxDpDyRr8ZdNJTgNV3dWcEtdQzzabKo7DJvuGNLAwS7leXRmgrduF0ZSlp5mGABJYDYTNwM/F9sy1",
-	"TqALAJb4/29fh+DTvAHALVthPgijYEwFKancP85cHza93rCtctc7IFEoRuo8S9aKmzcdLqCiCTd/f/4M",
-	"bTCmchMm7FlNzAVnLkRlr9Hzizw/Dyydto2WtbmwFLgiWi8tW9QyjkYCYjQDEjOaCpUnnodU2JRDs17z",
-	"WCtCDZ9V0LknTVmo4UiCmdMWIKZ6BCWYYxbNGBYKy8Mw4CxbZKm8oTQXeYh8byRG4hqCD3nMnLcKS4MZ",
-	"HpDSEALo+zTh/buDoV13jvcA1mpELQPTSOBjbDvWI+ZSc80Mu4bYqeaTmEGobwaxEJU+hVzlbz9RI5HP",
-	"b1bLsSc27sqERWTOUgbQGxlQDbFSag5XrtCOP3Vtv3ED5HhIxkk2iXk4hj5mYcoiJjSncScYiTE6IccB",
-	"GaMXEloPRgsuxqSNlIy5hK4wK6wbIsojhpiTgqmRsN4lriHqfGw3YEzatEzaZh9KHbArE2DhrZEAyjcj",
-	"K7ZO7KWRFJ4QV0wSkvY6PXJaWt9IuBqbC66UeQkKD2tyR2Me2R1T5HhwEBCKC5uwWC5xVW7mJ+aNo5OR",
-	"mEg9h15SZU9aXhxO5XZ4KFNHU+Zat1ENe/aK0btVeUHtYp/m5tkQ4hTHQ6LA2grjsU/g7uiAmEHJlC1H",
-	"gmpCiblTSdv2grt6cXp59urm7N3bs/eXly/env29c0IWBsQl5dr2SjZnBxsuj0T1u7++f/H+xc0vp+fX",
-	"AXZyRsyQp4MjtKeOL5lOV93TqaEPg2NXIm8kEqrnpQp5DuEFlqEyKVTTk3Fkjvbb96+hPCk5HgwAMRBj",
-	"roaVAHmsX5oH0Y+h+BHy/b6NqP9fvyopxoDtkWiPbTD+uNMj7wTD2qgCjgWMuzRnZ2jmtOhwRQVzEqGx",
-	"uV9ZNBJQig+hb6uV0PQT7IViCyo0DxWhMb9lnYAcHxzZ0WDPc28N5OCYx09HAp+HWC6QGOZbJa+i972m",
-	"tywgx4NjmzVCbJl5ksoM2gSOBN5HPTLGWP4PH3tQaGaMCPVXT3QIqiub2KkphEjW6iCavV4vhNg5wf1S",
-	"W2sXBqRSulB1RoLGSqLtlIxjLtgYMDzGepJjLKcY85DZYD17jZ0m5k7sHvYGpSwCe0+VHLHD1kFvgO/I",
-	"hAma8NawddQb9I4wFXoOt3efZhEqnjP09+dbch5B9rHSp/CG+cYdcrCKwBUL2CluWAop+lhwHcs576yX",
-	"t1k5x2wukAgWp1wlrG9oEFThMUoy/XKee//o0LBrYJ/jTn77r4FmhZga2I5qYPONBFHTlYGaGav94l+B",
-	"1f5fz9B71OTV14byoPpNasM5YTsPBwPbLkxbNbDMM361ce4F5FsVZrPv4DcD8WjTfQwVms1RMS8WRSI/",
-	"B61jBMM3eg5u/ycaXSL7wU8Odn/yXtBMz2XK/4nRzk+bzHNuOIGgcZ7F83Rw1GiqO8ox7Q0kX1fDBBR2",
-	"XHIsZwERbGk4KGhHThoffmjhufoYtCpiSGvo4p3MmH17k/fn5aKEiVSek3ghlbZt9IsShqgZMPMkWjXY",
-	"+Dy8u1LP0IiPreHxYaWy4Ic8oOrgh0EpRuqoFPR0UApFwlEMQRbVBFtLNjmo1ucbtvwsqhlJFiv/XFWL",
-	"XPxv9Swc1+m8j0qkxwcNyO1aSmhZgh88bTKLUfhkqln0hkWcXq8wDP0xj4RVBpFYSnrdh4+GDooTg3GH",
-	"aE1CsnNlLlWADbwc3eXiI1ilXGUhd6bsHL5T5R5VjlWap8nYy209QRFFX2ipEGIPGCt/Qex6HiwloIw/",
-	"NkIH7g8CPYZvL+dMGBGbYbP1lCjN49jKeSB5UJVX9bRVNWg5Krzj1jwSRaR9MVFZ6VVzmcVRKcTe6nUn",
-	"CLpTAoxsq+jKKJZG8lUo75Kx+QNFDCf0Hw2Oeyjgzo0SWFoFV7iQkYglxZQmo+5hhzUbDEQJFBVHOaXK",
-	"rX5mjlnZCPsN8cFb9BovaXOnpLtLo6I9fiR+GwHvGQELy0OZUxfwl3eaL+FcIcxFtktpjIPPNRLE5r1f",
-	"Ls/w9OnRs3td+r/Qr32Rr6V9eG7z67zLorMCYpZHfhxzyrTZG8BAj3wM9q0lQjeCoUwugBD/ZUWDpnzw",
-	"tRSzbiLjuNTWUq1FZirLe3K9BfnalzDBPLLSSRZrYYvA8eZck0Wm7InLq7JUocGxzPY6ltQGhnY8ODLq",
-	"jOEsxEUpAu0A34fgPqpLodAuSh1VIjvG4WHnhEjBRmJCI4AHOxyULVMIQOCiC4HSeB6ZTl7Z4lgjkRpJ",
-	"HNQzFoG/IgfYav2v3r198feLd9c3l6fXL8xsCl7DohABmWSp0mokkHVC9w9kH2Z+A2dFyy0hx4BjOzMg",
-	"Vz4+/BFRUzIf+FhmScC7ZC68897iXZF18AGr+rYOfjzsDXqHvacDV9R2eHhUDme18alrEl2p9FfrcHD4",
-	"rDs46A4OrgeDIfzvf6P/uSkjgnkbyW6HD8j+KlkPHvbnnj2uWNiE1byU6YRHEYQYPLIgeXx42OTjJJUh",
-	"UwqZofnqx0YwvqFiZTGofudia86sDJOw9l/rsOWKaDoz11z+Uts+sgPbEnWGqWKBuoCsM6Dr69ed+/N3",
-	"tdV285N76QvFi0YerJ8ceBserI0T9yKXskOW9v5Y+r/DaYDuGz1nq1ytMXx+LpdkSlMyYXP0kTMwhG9u",
-	"sdpmHghq7AAYofRTLhbc+4aoquhF5uwH5PvNubqFBaOPGvH2gwfj7XZuF7ZVI9q6ux/cSVqRW7b6vbP6",
-	"QQM2eibFNOboMv7XNTKU2PGMK13uE3/idhNkwCKcDgROcJ4YNbfhwcOswwpr7f9mDslnFJljhgEW1eP4",
-	"HH4vH8ddFij84ncvayDo2794K/VLox58Q5KA5r0eglBaJoosZXqL6VV7UMCGqWKHBo8ei7cQEfQxaNkY",
-	"zDXhPtMPwLK/nEm/hyD7Zlx68NBcegd7/lc7Ef8GLPkMc0sr5osi0sFaJ1X5VNKV2p8fo/+/H8Y8vJ3L",
-	"TLGeVne1Zt13gpFULlGdb5LhSNoUTa4/v7iGAMlxJyBKolU34pCuTdPVE+yizJTu2vEg1TM3poI0mI/R",
-	"/83GB30eG/UfXumRM3DtYjtLuKKgm+XQAhisRXkGRIUyZaSdN2MnB4NBMBJFQ3bybBDkLvLDQUCwPTsZ",
-	"dALI2wwIVcL8341MZwGx1dkCkkZCBSNRxFYGJI9dDFy6Zo+gnA4+cnPHJtDnQ5P2gMjUWlrRAG5B6JxA",
-	"TAZWKB///e9//3v3zZvu8+dkPh8uFkOlxuT99dkJ0XSiwHWWd1sdiQkNb1VM1RzLhqNjHgZiKqSJka4V",
-	"uaaTK2wEzCJiZGXs/OkzqLwAqjkzRPPKEE1rX8b+12s6a+SM3YgS3v3JFUYDNzIQgwW12aiMiSswUzcw",
-	"KGv2Sfc1nXSVQ2gXcV4tBIWkOdJV0hxpIM2RNkQ20lQJ83+GyEbaEtlIGyIb6YLGRjqnsZG2NDYSa778",
-	"kc6pfaQPBoORVmrenaSZZsBORvrZ8VPz8wsEkbySSnMxG+nnL0Z6pAsjFXFGqtKPh6UfbRH5UC5TzoCA",
-	"PC79CTdn3+PP37zKrv5mtgoSxf/1veDFuSI8udEpL7NKZx9pl3FSNnIgR6+wfYj+chVmtznN7W3AE9UL",
-	"t1wDly/PyPHBDwNydvU35PyuA7m5HWyMlxSMjJFRXMrl2HNntLlWI1G9MAw/XbswhiNRx8Mhfb4NDc67",
-	"v0Jp5E7OYdd/HwnMmc/5dIV7e7k1aZuVHh0d/RgY3mrGyGN8e+RKp4wuWGTADaVQmgpNFmwh09UWnnn1",
-	"t+/M0sMsLbmt88Zgbcfh3rUbHMB+uu00u2k3s7SXxcWbb9wGVwxyphhU2WFQ4WJB8PxFAPwxWGOPgc94",
-	"X/x4WPrx6Mt54SvfQXNCGWLtX59FrudXUAW8qG0jW6c8xpCHJIlXX4E5Oh3NaxzGg/6Xq3dvv5/0BzeE",
-	"bysU4fE+YewDtteDli1AHjBTQJRl4P+Wx8VwjRJyHuvkiKjB2Xn7/Pvp2X56PnULRFZCbaxK0RqOWuvC",
-	"fysYrWU4wWuFSmBeAJ2jNfwwaq2pBq2PwcilPeELVRkfnpf0ETO0716EWQpdpfLa4dprxZ3dGh59/vKr",
-	"850RSQsOMq5ERpnrE0tP/1vzBTx7X5cfTBmLtjtXX8IbX9FuaiaA7hA1hlMAMSCTlW1x9ofaVjQtYeV7",
-	"Z5ez3QiKDcRN+Nhgp/oh1TSWs507dmbf+4r7ZqfYtnUW2uyPtmu/sDjuorUR0+mQCF0tGUEmkDHOItIG",
-	"x7ea84REHOJDos79drapF87s7ncX3CMTBOISsvJYhEmhc660hGTQyIZTlwr9abKgEWtCCLk7znucf2ba",
-	"v98Py363sd5Hpp8/AjXkLT6+gKXvK1Gbbdrpfc1p5Z6u1/WyIYVECjU+gb05qSIX+mKuXMZZlGF/1jli",
-	"ojU0Yiiby/gmZncsPmgFrSyNbZ68Gvb7KV32ZlzPs0mmWGoB7YVy0bcf9qH2u5miyxPFtOovqNIs7VcH",
-	"7gmmFdPNc2wMpvaI5fn6x+2SJTEN7XF7yOChugltNNH3aNBv7l6GjYAuSEgD9prBYtpcQJGrkxKbIVyR",
-	"W5boPa6XdTGjb3szYUG5+/Mhb/Ce7RplmdH2jBijy4BnHQsjmptUYFMcrskSEoGiVCaY4Q65SQv66cb8",
-	"dKPmNM0rPud5mf6sFmzmVGYOeV8eWzBsvZ+UxwrwkMHa1b5avthRgd2xID14rWFWO+9TBWUEOt9FvIfQ",
-	"1BDhUC4A+5YJuSRtKRjYI+C+z8sxdL7o7GVit8p9aV5qlI4OuRl+2n46CIomj1iFcVuPx6+an2UXVacu",
-	"mvV+FzW9adj2MnBkaRWP2pzsryl6GlqGFl619Psz09Ct62uqLDhBjc6C4Mj0iXKXQp7fVzSMn2Q81l0O",
-	"HjvV++Nl5kP5nC7IxmRm0e32H//evv81+oPbuf3o4zSO5fIXHjnT+T2VD7tbMKMrOJjncw36h8dFt8Bh",
-	"S2ZmH6c8ZPukZsH6vonYv5VkYcewPOp3Yfxbh9+jCK6rnKR83hydNjhxJQkAXTT1+anr/lE5USy9w/JR",
-	"gW3ubB0C6BSxku8CRJSRGL8rPhivO1I6gc2Ot1lZb07/5+b87c8vrq5vfvr79Ysr0j4YDMibn8hkNRJW",
-	"erDhOUbqgTz4iBlU2rYYQzI+w2PRfSFCGXExG5LZP3kyJlyNhGuN1AkgepFQBWn0BuweObV1oiYrzboQ",
-	"GUoWNL2F7AZbVJO8oOEcM2Sx9SmuHMoXsZgtIDoTUBVYps4ibON30MHUVKQnMNCMhFGdLO83VwEykaKZ",
-	"xkzKCC4CCMN0WbbXeZmAERaIopopW4atQLXtuGFLC3BtV6lImyLoBcQjwaEKA9SbPCBv+E9BuW5W4Mob",
-	"QNWscE5TGmJxJ0LFiqArrXNiqzAAW7ElzHipxN6chbeqR342S7JRp/mazFAT7NsSjASsxHVP0CkVCls2",
-	"DYuepFDpapIyeqsMsyXtPB9Y8X+ykbC1rzJhNtkcpry+VEQ1hZIQU8rjvK0K1FOzjWOWLGUjgYBh9xRb",
-	"iQzKW9m6X2hwzwtIQcE7R1tjrGiHrXhtTSmloWrxDdU3UGlqmPdhEXklt42XRmJJFcEOzBFpW1yBOo6D",
-	"dwLsyAoExjWRAroYO9iVJHQkwpgbqoTQ4UjhuwC9mcMXhHaODOGbXLYfdpj6bCp14bQuit4PW+hlLrG/",
-	"qnu69RFKSiWQSX3UG/QODo7c9Y3lW1tqyRKNWfOHh+WhBdNTbPGYjx1SITBPFCrYtw6P57DyPYNVStzR",
-	"W3u0kUefJxvefHSOA/zwzLngd/rvt7v/P0PBDztfFY3rM1qcrU+JeMO5tI5xoOM5vGa2AX6obATMuqZH",
-	"brjsK7cMzSvRrd03lZrb24ICHkIAK5d7ylv7HRY98D/81oLKea1hq88TKDYnGJZ4ctJkZU+PBoNRyxU2",
-	"pKJUBNUeOeQKreFBY7kTz/olU0Yr9wiB2Oc/5ynAzJbuNzdhWTisQUm5XGJz2RShs0UV69OXIkhAzAvP",
-	"hLZKjyYThrd8m0IR1yzRIArYq7BzgksJaVFNs8Rwe48vv3475FXraXgQU9Ta2EDRNxOlHx9dFemBRSe2",
-	"whQKDnXXOEgU+aUMFzaIHYYXYUQ88JRSfRJfMXIomGkkZaim6nYF2/7QGeVQk75Y6oYF7bMnqqciy4MQ",
-	"lsW3pTvOqgYe/SFvFpo/cAFR3Qlc+a7ba58nqlGqGPvEIVB6Pf7foMumD6w1rYOapi78qzNEaXottYwq",
-	"myXgirgXeWH93yZcq89jK5MraJ5U9NobiQdttjcSJcArnfGcsF90cyqaihkh1teOD2TtRQdFPH9aXH6i",
-	"U7lUeyXJvSyHc2HpIaoBnT1yQWdWcjfSv63AjapSO+9UoCElzUITQ4WugJxf3B3jWjp4bLBXm6t8Deuz",
-	"nxT4uYMcu4TOWDASSqIaQ1cqr8lttRtYP0kzoXwCrY3mu1D/XtGif7iKp6VWgTtKnqYgsPwbpHkhStbb",
-	"bZZZdKLuF19ZOf7bjObnF/urghWp9CtRC/SyqRNZbduAWwHMD0r7l5qpfHfnbDoZq/emnELwv1Mv6ult",
-	"F2X1zT2U8ojtjh88v3jn3n1AgvPEH16Wiih+d04/SAkQc7gWVGQ0Jm7D96YhK1MWXiBvHJLrAGJnK0lV",
-	"onzEnyjSPzo0MmL/4PAHlCCd5fAJRGNs+JgejP7uWxI6cq1vNi1XwY4IuFIbudbh4GiwUSawMHGBDCnI",
-	"hCrbwMbJuW7y5l6rHF+P7LOqY/3ogFyuKQHffVff2nd1xfSDcghzy/wqJ2qb2PIX87xRmIrR5bMUuzNt",
-	"RqocliNVDiuBKoNHDlT5i5xcWZzWEL9F+b++XPwTDW9nKdTGNYRAJivsiActUjQ1qngeW2GDUYpddlQG",
-	"JLRDmIm50ttjol7DG4+R1/qWLlxCUtMSjwKKD5hF/MFiScwyS9CXtw3/brJvjVNXXmOk+L9t6sre9Q6/",
-	"ba5LQRdNyGJnIot/9x+Ob5fOrZ9tG9CfqLw30Xf11JvYst+u3zemsGE5QUsz3yQezdFJa2jQQHiisoWz",
-	"QbvSNeT9VfOck5xAv0kE2s7jYa1fpVvsuyz/u0oKuRc/Xr+l++VOudtY9UVhBW0i3aO33yvbt/QnDflj",
-	"Rpr/YP8C4g1aobor9WDNQwO+pnyPC7MnIdhe82hKFzxeVeoUDfqHxwFP7o5H4nAwOBhGkx+Gw/7xD+a3",
-	"Z3sXRrDzJzHla/Ema1OujdyowMLZ+fNLYuPQ2vqT7gQQrQHhhJv1wtqVNXcCYnDHYxYVTq6qxp839Viz",
-	"m695XF9c05kv3nFO1bzqpGMqIP/IpGbRCQazUTFjKo9HW5FI9rZj4fuN7q0/4HygJRZSEoTQlcnUo933",
-	"hifVeoq38aW3tov4vQ2Huz1wP3H9O/SoWGx9F1kbelRETih7eFRqSXIP74ql0C83cd+fUr+7Yr6xK6Yx",
-	"8W24Yjb0ny8mp0IVCr4S7T2AGyZl5uyyqPXdJ/Jdj3pUn8jeR9XcE7bRdG9FF/E2aeVdwsTpxfl+Ni83",
-	"6JcVaZ4zYmcnkQwzSJgp9b1cUkVmTDAsMD5N5aK33jTqYzXlkGPAXErDsvK5YJr6sIVFkxBbRTuHLdb9",
-	"S/fSYxj47WTNzft2CX9E235aIDbntu6nHeKQe6+xed/h9Xtxqm9ksE/zDWiy1zsN9rX7+YBNW91RrOnW",
-	"attzckE0+6TB+gr5JoYnfleGvPb7rTjbkw08jFW/Ph+i1FIFgW2PC3PYGLIJuVYF+CPRHq8T2zgg4wsZ",
-	"83A1tiHPeikJOK27OuUJYZ9oqOMVZnRC31due1kDGNAOlv3DSAdgiaJ6/kT1yNVKaPoJm3MrbGTCEEZs",
-	"1gz+JMGw6WkIDU+8/U6z0jH6Jm6MwgwL6cutoNQ19TfohgqXfRYlNihpLuUtBFuY7csNvDqlbMpvXRM9",
-	"WAAmjJZGhuwJeHTLhVn+WjhV0HK9Nz6UAqs+foaUwXw0GmMO4OZo6HSpDPP+qhW0zk43BqkFSdNZZQDw",
-	"62DS4sY0wiAJg3wrM5rJIAdRJohj23z4ww+D4Pj46GPQ4nxqEKcQuWvtZz83VnOQsLfaifPzgxs0EoSY",
-	"HSSwf+YvgJLoMCEAJkEYzRPMZ1/LsiiyEHdanB9P7dpxT1gDdFlOe8gSajtmD7GS2pqY+F3p+105z+4l",
-	"G3nE4H7ExGqb1meJ5bl57Su6zn4HTrMmTquKi+yLfViIqj+jK0umKBi4X82COgGJWMrvXDmIkoDxRJEw",
-	"S1NM0hfRRmKg301lzvcdS1UpoQy/thKAwkzN8qTOh/XdVfUFrqqyZAjXlArIgotMWXdIffmjry7X+pgC",
-	"+5QfhrpmCuZ5rShYnKAi2f+/amoZQg579eotE9qCfnoNyYCt4bPjx2USsEphc/O2GVMIM+IUGp9sxZBy",
-	"WiOZ0lAr11qa61KpFrPZ3xW/zYLlcx7OEbURC3kERc8KnGI9gdW3PiXIOWvzlK9YmjNubN4VQCGBris8",
-	"xKKiNo3Vh54oglU08zpEIwH6AyYav7q+viCWtgk+D8jlyzPy48HBgPy//88PveMhoQSLtzxRWAfHiDEj",
-	"IdhMag5Ff6CjtpjG8IchR8yRLUpEnF6ckxwRnWAkILJibK6UMflz6dZ4oiDsoUd+4XouM03GiouQjQOX",
-	"qwv30zSL45Gw90z7aHCMyz6fdt9KwbpvIPMY1AvC9Ql5Ojgq4cUyzTkF6EZiwpiws9uCSFyQgwFR5gId",
-	"LynX4w7CUwDj8pipIkpKQahChdndhBx803eMcG3QF7FYUwTBDgHFnDSPY6M5415i+0voXG3gs5uibJRH",
-	"FBAWKyh9m8WxhfeE5GsX0sA9gzDzdCRoau5b5ZaDy/Dp34VAdonEt6Mgbfm+hy3Bsj5zWltaFhbsj/rh",
-	"Qj87bu1IZWiSmEy5buKVO58a+gDy+LohDBaX3jZPpf3D2gFAHY2Frco5Ie3SaArannd2i1VHPoPz2zIB",
-	"OboxZAOCpO9olU/knhJj9TO3mJpDbG6477Li/jUwQxrOoT0uktq0UPJObLUGksg4xig3OKV4D1KuH/si",
-	"xMm2+L+uzQuP4fvCSgsN/V6azow+FcbUVkRTjIk/ohdMI3rdnsN/d3i/zDuNPV/XdPbd6/WtvF6aziql",
-	"8kk7z1a2HXsyhQZ7sNwrTSvds+qIoQjOqbP0eHf94S5ZOKp+i6Oms+9KkNf7hdb9pgd9X8Z+TWc7U1Yc",
-	"Vdy3BYuMIeXkP8LB0Y+Hk1bgjIE3WP/w4NkP89ZGI1qptKX1OcdIj6urVyR39DT2N1zT2TdJTtlC69a2",
-	"//gk/92wvsWwbtt10IYHrhw+peUt29EA4RpfeRSByEzVRCRCmLBKrw3L5kYiClOm1WNWMfx2YtTpxTnR",
-	"bmvyLccftgWY+NvEIDEh/r+AYVo1HAuvdhOeMKjvGbQ27vGGrMgAtAcTfDg3I8xs2zLV3vzmnVLfMSC/",
-	"3708uWfa878PJ7W2Q9jVExuhaXYU7GdzuRREonWp8WkrOGz/Nx410V3sAfR5KhOq5yXHQ7TV8VBv9mrW",
-	"asabt3Anb7/rSw+Ut2BwWaG4veiqGh78W2vCaMrS00zPIW7oo3mc3jnywTZ/fZrw/t0ByMt2Jq+5zEYW",
-	"22L6vYLkIMD4c7D+UTXpRwV5XDfa6m3DZDl1HhD7u0vw6ZWdacoz/k9ZfFup2lr+Aqu1mo9caJRZWflv",
-	"xGXpF5pFvPKJbdm8ObMLhA6sfOFMn220dgXkxTWdoVskKGxcHVhexMQKy3iUwM3tW6XZMbuv9AP6UD14",
-	"kJkIWUqABrjSyDxIG/feygKd0mwT/MCHU4z7w/FcPFRAzNljQkMzs4hMVoTmL92yFeGC/E/3NOHd/2Y2",
-	"gE/RBRsJ8wzaAqSMQlVgwzrPUrmMrlgI/iKq+SRmQOsZGAj7oXmsWNi/O0BPQRVm32awhURxN5YhjRG3",
-	"rg8Ti4gUhBLX9/IEe0MwKAswYaFcANWVK9KiJRIKkpLxlLFoOMoGg6PQAAL/YuMKZNjJqQaVldI82Bmu",
-	"tBFQdOfzx8//fwAAAP//",
+	"7L2Lchu5uTD4KiieU2Uqf/MmyY6HqlStRrbHyvFFkeRM8g+9ItgNkoiaQKeBFs2ZctU+ze577KPsk2zh",
+	"+4C+kGiyKctyJvE5qbFIduPy4cN3v/zWCuUikYIJrVrD31oJTemCaZbCp9MoSpmCPyOmwpQnmkvRGrZO",
+	"BTm/uDsmMjX/PiMUHyRt821nQZOERfgLVyQT+MVBtxW02Ce6SGLWGrYGPzzvPh10B/1+94+toMXNuAnV",
+	"81bQEnRhnrCjtoJWyv6Z8ZRFraFOMxa0VDhnC2rWtaCf3jAx0/PW8Nlx0NKrxLypdMrFrPX5c9A6jWO5",
+	"/JlHzLOLMGSJJknKpvwTU2TJI5YSPaeC9J7jXg7MFntHh/Dp2QGZSvMAV8SsiCl9MhIUYeF2jaOR9nA4",
+	"nU6nw/6w3/vhGaEiIrEUM5YekFBmQitCNeFawbsjseSRnnfJjysSsSnNYk1UFs4JdcPBjNNMsYgsuZ4T",
+	"PWck5guuiYFVRNp0JJJUTmK2IFPO4igwC6eCcDFjSpOYC0ZYmsr0oEvei3gFI9BowQVJZczIgq6IYiIa",
+	"Cdhejgekfdw/IlLPWbrkigVkOaea3bEUFn9H44wdBLA9RsO5Xe5IUACtWy3XuIFQphGLCBc4exZxTWI5",
+	"I20amiMhYwRDzKd6fNAdCYcW/8xYuirhhTnSG3NarTIqWMi1hlMaK5bjwkTKmFHR+hy0PnUWmeBCdMyW",
+	"AcEWHH74kSP6e5BwYn7agYF8kS1aw8Hh86C14AI/9fMFcKHZjKWAja8Yi97BwN7J4J9tkyVUa5aaF//P",
+	"X2jn137nh4/235tu5+Nv/eDZ0ef/bvnuwatYLl9+SmSqWepWsHYdyDSWS8LsQ08U4BZpc00mLJQLpuDY",
+	"FJ/NNRczomSWhgxeGo6yfv8oNM/DXwzu+n02WL7PRwBO93EQbNl996bz8Q/1G7/iIvTs+LVckilNyYSG",
+	"t7C3JJVTHjOSGmRmirQpibKUmseD/GYOnj2fB+b6LqTS5HDwrD8vtruGqgom9mJpy4zTCso7HjzzbeB8",
+	"+k4K9pbqcL65hes5Iy+v6YzIKaEkZQJJGCNhzJnQZE5VvrY5oxFLi8WdTztm5A4OXXMKh/2+b1HvJ/9g",
+	"oa5DpDSLmWI6IDFX2lCiicxEyFLAqIdAjeNtqHHa+d8OO/I/6/HjL2cxVYpPeUhx/T4Qs+mUhZrfGbiW",
+	"nzZgN9C+42xZhwPVNypw/u+UTVvD1n/1Ci7cw19Vb21ZuNQsVTL1L3Es2Cd9E8ITY7euJGV3XGaGoM8Y",
+	"aQPboErnbEXDCVne7F08zrgXy/3LG8OZchK3NiKwLf+VGBhcK+hpHz46gjrwEtS/XDEmaq438DlzMgo3",
+	"rRgT5t4azjjVzHJyzUsouX59GRM3m3d4KtMFNVc4opp1zAB+zLoCCum7IJZ2lrCHtOEGxwbHqFIsRfQS",
+	"7hjNcZmFu79DKTTlwhBirg8CwrqzLhkjux+GcplyNj4hlOiU8tg8Nf7DmCzMTWeqGKU9njIWDf8wrqdg",
+	"uIf9qMNfrunMt22NhEpXbhTuHk9EZUliZD4uRe2KNJ3VLWdQs5yfKeLjJvk3QhnRkiwp1yDdURLOqZix",
+	"gFDyk8zJv5XHFBm1jvpq1CoYwNNFVa496quahZs56lZ+dOhfONdzLmpQOxdcuVA8YojOZ+cvLmsF7X7v",
+	"8LhucTjTXhf9ms6+RJhZP7gqRV+f7rMZSiVSKAay2o80ukQh3Hwy14EJ+JMmSWypZs/KxP/rHwopezPS",
+	"e4Fv4aSblNbK/kamXdDYEAMWnZAxiNdqDDxOoTgMojhIxxreo0qKrhE4z6SYxjx81KWfa8I+cWVUjzhl",
+	"NFrBSl7JdMKjiInHhmKYsogJzWn8RKEOEkmmiJCagIAP6AxLPBeGtdP4pQHwYy7zlKDEZ6mwYukdyMXm",
+	"tp2AAmS0lzlFwThimvIYl/xO6lcyE9FjrvadNDd4ZtDyVsilIHQiM6NkwoqupXxD0xl77GOeyGhlliTv",
+	"rGAK/N8t6S0VK3uL1WOu7L1bTUjjGM40pdqu7cTgIEBySRVRWqYs6pLrdEXojHJhZYdLptNV5xS5Fgul",
+	"iEDQRhkb9lJ6YpOAX+ErOeuZsKlMGdHpykwME3UrxHhD9jGb+iBopucy5b+yR0Y1o/rzqHSJ4UQ/CHpH",
+	"eUwn8aPjGV5OElIBFESopVE35BKF3ohqOqGKoT0K1DuzyMBqTIrQlBGleRyTWNKIi9nBiTmM4iQe+2CT",
+	"VIZMqW8ByhJ/W7I47iCHI5NMk5RNDbS0JEouGN6S4hqBFcmAP1NsT4b4QRjRT6aaRW9ZxOk1QOVx9y0T",
+	"ZoW9nBNpesvsUgEmTxQ5wxV1zAq7IAbZ4cFievUOzDSpGUtzlFQE00uZ3pYO2wk1QUtkiwmiUa5UcKGf",
+	"Hbc2tZ2gJdMZFfzXXE/dGE3lCsemsGa/kaC4m4dPQzcOE0bB+qU1iWV42wrQwNYKWrE0kraep1LrmLU+",
+	"BpsznjpVZXPb7FPCU6ZuqG6qMwWtKU+VvjFqV/N3bjnyWbcL1A82tG4hNagxVsPw7saoiXvOXgvyoAXW",
+	"Uf9hFELxL7h+93RQKFwlWJRX9tF3lFnE9Uuh09XmMdCwFl1oqFGg2vzFT9zglsCsuQbNCn3JMUvSpmJF",
+	"/nz1/h0aiE8InSgmnH4VsZhpVPDMTHtgB9LSrcty5PYe6wpTRot18ajppcRT2HnM3BwyNQoggj1wJ5MP",
+	"UXuyFxTlturBcs0W1T+20b4SihTEgKYphc8l21GDncB8vtX+iGa+zbWaBVHNJzzmerV5gD/PmZ6j70WT",
+	"O5Ya/Z8Ymqmcu4OrXPweEnlLlnMmyETqOXDulMWMKqZGov329M/vL7tvz9+9v+xenF6fvT5wFgdFF4ws",
+	"6D/MYVvdXQpGFlyYbxKa6oAwDutY0tXJSGQFT8L5plkKP8PDpJ0ls5RGiGwyjowgyCN2cEIygQI44NVI",
+	"ROyOxTJZGFSbZDyO0JDjbKKwaaNEGIaTMjvhimn0gDiyJg1lLi0JPsE8XlIGXiYrsFSBfUHDW6aBCU9W",
+	"mjl/VMJSsNuSaSoXJLcUzhlN9YRRTdrm1xsekb6RDFDjQf0IERkNNk1w8TKL2Rmuz4eMcBFZtBfjCFO5",
+	"jBQLd1pVzXNXLLxiWnMxU+bduVRaWDvGxsCN6QBQaOZU1IdgLbVrsub15pff3stLfM8H80xZGlPFlQ/m",
+	"a7JgOuWhIpQ48OXIm2Rqbijrxfura9Jzp9C7G/RgxI599SAgKlssWNQYR2DmLUhiqYSfGVg3n1ukoyiW",
+	"EFTxuusD/ZJH7CY1/MNzgS7N9yRiITejqsqwOYCSLI7xaitNVywiOBqhsZ7LbDYfCQ3aMa6QqlsWAb04",
+	"T0ojt0suaTCafkqogK0oxN+Dk5FYoyS3jCWKSBGvCMVJnygCskTups/FWyamMg2Bgi2Q2uxEdB9Xc5Y+",
+	"h5aVK7yFT5zhUx7W1vTS3bKVHwNu2QrA+bfOacI7/8NWJ0TNDU0GwAi57H75jdt4qoqjzSBldrAFROci",
+	"yVD7iSJu9kfjixKorKt7Td+wu/gaDrMaUGydamOIBf10jm+WDfZ+sK1DbAusHHnbFIGN5sia4lSYpalV",
+	"ORuR/dmNtf/UGwPAhUTKFx6IRSjFlBvdOiBcEFrQpADdQpZswbVeUkXsysyPgrQ3B4Vn8E6hwMI1ERCs",
+	"EfHoYEiyxGjuRugpuHrCUi4jKwLPmSFPKzdgQGapXBod30nuFGQXpbPw1ozTJX2ynPPY6sgIfyvLWNNK",
+	"6Z5ZXbfAod2ipnswyM+wOJ8tmPAhMYx1z2vzJSLEI1+KrbfhjGoay9kr5qOsNIrw6w1LN2MRcjJuAz/Q",
+	"WVA6v1IkTbjhM9/YT2UCz+/ubm0HttnFK3xyG302j0dZ7P9RozNy4/ssjXdjoKU/5tl8zUGdjSFfRnX7",
+	"W07pDVcegmUOo7l0Vz7wXVwIR/YuaONIneaxoDEPucwUmE9Ukn+YMMFnYociciYFXsGd17GKkm+trxoI",
+	"mVHc5RTVduXc2CdEsBkQuwmYHQ2qVuHY0DQEGhA4Q0MpNDfQNRRHgW6ewis8Mhp7bE4rN9H4diukbhaL",
+	"hlup0osdBIILRyB2HHLZolRz2Os0bL+zeS2XFWEfdXOFxMMyjyfKCGFdMgahNRoTnaVCERCejU7sZFwh",
+	"y4GX47vjmwnXatwb3z3DvwgXlmuVZGPDt0bCCrRDMlahTJgaI7asSdYK2Jd95E88GYNRQWZ6JMYgII8D",
+	"Mqbxkq7UGOImx3I6HXfJz7AsK7cbKZ6sS/5Gh6YpGwnUtiG0cVzSHcZd8oZNNZGZhgAtQTLgTIH1JyLw",
+	"YWwUvzcsqLSKwHI6BTJjdgKGWrNoLyJaOPqlY7NEpTGG10aC4FxGlXNa/eExaPR5PM7RYTka55lPGLJH",
+	"tmvSZ/WTDg771VmrUZWDweFOlcRCrQBBsS7fVXgpUh7OrzTVWc3CQVaTmYYgi1jK2ywxp2kw0tw0wC7z",
+	"wWLjJhkyovYi2dekkdsSPOFo8JMhTmQ5x1heuy5wWd7yJDGq9lBkcdzAYp5GNDGL1qkXlWSmQ+kL9JO3",
+	"pI2eNhadABjMSCSRSvFJvDJkmTrbq3WCoDAbyjtwI81zoB0EhoLfTGUmItIG6XHGlbb+GJkaMnFxfWmD",
+	"iA8CBAFpp0ynnEUkppqlEK1td0/alKiEhZzGnUyxgCQpv6OamUciGWYLJjQOblcACwAwsshIypmIja78",
+	"9sO783fvbl6+uzw/e31zdfHy7Pz0zZ+statim8vX33JnF7TsYjxg9ZPsCqYUkPfi7ackplwY9ropQCCH",
+	"jEriTYn1oNvNLyqxTw2kcngqyCfJR9yyzBrnRAM5ckFFRuObBk8iUdniGNtLfS9cRQjH5u9pOvsSQ4Hd",
+	"xhZgvqKhTdfYAczqdX25SPQKOaQwypvXjloZ42aayoWfBFkKjqHGlZBYDBU3b54Q1mBKJswV9mnPSDny",
+	"MLdSyGOJcjQ1KFYQ0SjuDGJCDYmY8hAtZDnJNP9F1zsGra0f8YxJIOxx/H7aGv7SaOafmGx9/rg+do7h",
+	"/rvaCHF3rbYGkRus+Zo2mmAD4x9q6HXWblHFzljZmU+u9yBzDu4Ctltu2k94zmvsXImmpqRcnfAdm1M7",
+	"fL8ZtWMvGrc3Ebm06vK6o05Eex8l8KAGaMJFxD5t3vN+Z0KVuehSgQLiEoSslaPrBe1WDteMjeFygk12",
+	"hkDYAjsb3lwFXXE0HoeELNMaVSZsJKQpBgdxvy/Cb75YZ8mg2e46dUH9oRpFjMDm0p22UyHmHnNf7gwU",
+	"EVj/shjfBfEegtjR75hQpZiqiE+t4D6hJ4b+e+8IjOWzcjk3c+ExQQeI4yg2fQber0infiOY3V09QgOC",
+	"OfcQPG1mMpA5IZ1BAckcdGDjVH6Enzqm3+BCooBg+FRG08gPClQbwDzcgR0TeNj6j0qbd9orPqSYVifE",
+	"3PTcxOzcSWbdNSSg5AeVs5lvQeci4iEDZxpcRAOpWCK0VDmsw+FjxZO4Ca5dtCi15K+6ioE7uch7bIQq",
+	"Q5xs0OAJ6duE0PwI/UcHe9iXqAJ93pdBwp1wuOImLjC1FHNiz8ECosCU4vr4qIjfqNxANmfC7KGGXJck",
+	"wAZM9T6G4ybO+TTbwzeP7vwsDG1+dLO3FvTTTZTK5EbNKQYyFe/JbBIzn7PEvISE/SZm4ubu2I/w6489",
+	"q7kXdSZ0CXdANYHre/soIJ9Bjca+tXvZ6bWOt9nvN1nWh8s3GDdExQr4zVKmEUlZRM1Su63gXjZ/B6Ba",
+	"679ZZ8UH4JDed4a+A9tAkKAk8eaQrmBz3SV9lV8Sx2RDdWcogZpzFptBeKIyIw5DCG1h2k7oYk4zv03R",
+	"DHwfh3RY61qALX+Jd6FEV3bb3O9DOTavbBXfIKnCCHfmZ8M07ImBRTBl05SpOcRFp2wh75gzPRMMvGj3",
+	"CaZO2/fxw5/I4IQMrMHccBfkzHI6PTjJhYV+9ynmeYVxpvgde+tspMgmNglLYVL1pqnvIDhr4sOmATlP",
+	"+W/3yZ9I73lgRJw/mSu4xYzcGQRNSVndAp7VLODosG4FVZOyfwn3o4Zl8lZdbzmVcML0kjHhsIMpSCZE",
+	"e8RgUZzwYL5NH1gje3SGEfYG/VZkBlIaCuxTsJ6i8aWccmegUEdr6xffhkTT4+fzg2GO6hjpjd4fSKgs",
+	"goPdDQCzLxjSMeEYQo4qKzSCqHe/XjI/1zoJiPmvIjIlkLX/4fLN2h4P+8fPd+UVVkl/hebXEdeHcNp+",
+	"obe2jHj7+e4uaKpYSiyCnyDWWM3DhYfg/iFWatObEco4W3iUxVDdDcmvLJVWhsbnnBxd0qS21cgI7PA3",
+	"wltaAOawA09WBJNyXJ2KBe6B2q8P/AZOuXBZ5xsDY3aKYglNqZbpGjLtDuGwBRb8g6tbngAkMBYPHRl+",
+	"xXLBxQ0YhzaHAq49JIYjlTgNmbIlS+Fq7YTw5xpsuszElnCRBrJdlGF+TmNBfj+xv8YdZhRZStJMkCnl",
+	"MYP4pCXNy+V0ySmmIAIB4op8uH7VGTyz1XFeX799g6URzMsQ94KGGNIetVzmIr5xQkIp7liqzR0xXz0f",
+	"tQJSPFUeDV1JFGJqRq2DEzA4RCuUSZ0cBzV5lDOX5MwLrh8sBp4etYTE6j3uCTMtWN0NguSpVA6pqJJC",
+	"YUEezH9QLpux68+3EVzN93RMguhSo8o1D5c2u2/47J5Khnv8Jp9jU0VAeA36/bXzgEg8bmRcIlNDW9r5",
+	"7zZO3jAuQuN4j3B3O8IbLtjOSC+zfCMoNtaoNE339Syr3Nm94cBcyIhPMc4O7xNoHnCVdjsxIcS1tKAq",
+	"fuXz5hjksKCs5iDFKaBQUXxKJKbwsa4d98d6+ubn22km9mPbhlJ+3hmhJ2qWYnhMnsnejLMONjgqFdYB",
+	"zgVJDEOPiGafasxPwNZ8MX+QCnUhzaMpRtmUUh2RZLXHPTAi9fo9sIr3Bj0MKxoHIzHu2XPrHfZQCB+f",
+	"kPE4N4ot5zLGDPADiKsBg6Ph1VDqJKF6HowE1KEwv1pmXio9NoZ87HFAxuWkS1cabNMmY+5XLfCAiNaD",
+	"DtNbFNPEugOgdJFiMQu1NLJENZiiQm5q3OnrwpxVvLc4y1/Fcmm2SkPt5cWuGt+myXvVnO02sNbNpdI1",
+	"P2RpczrzhY5wWEVQKgMIs/sML+gMRCDUw9UKVFWo7gO5aSyX6ksyE06J9fmRUEbMsGlyekUwrVfZMmMy",
+	"JaNWIlPdS1KpZSjjUctqXaPW8fFR79mo5Rdt0cHSbIHr4SdslQOwGMjtuA6kL5jSvNan9FDousVLep90",
+	"Yb9n1WNHR5wrYkMxErSSlbsd41y5vf1gc5/sNywAtF+USn0sNTWKlJjdpDaGfvNMMIpxnzX6LawFmKuT",
+	"5juqgKMy7y6g38dOSevqnV6XvGE2D8vVSIyoprOULhTEvUDYy5re6KmdVD6xzZlsqBz4wmxpJ0MKVREl",
+	"efnqjAx+GDwHOX8a9vvDYe+PVYF01wIKIfTw6TNPyMg6EqwFZ2ex5gmE+GmrxFiiYdRyPefgHHPrPSCZ",
+	"stUjocxKGYRQdVSR9qCIElqz1vXh/3Yqtb7rW4ckr6X6igyWle69J3bTbRyTA+kSqvBRpbsPVRBhHzYV",
+	"0wmr8aJgnAyBJ7qth6mWAGnaNbadaycd2vCPF6/PLsAqytC81x61Rq01LPGgdegf+e3pGYh+JbTT60NC",
+	"mtRDs9aCxtUUdCghDK6/AiZ3RPtzZ4Pkb8y79yGFOV6UralPn+2i6/jathVdYInVzdvnZM6t2pe7uxAJ",
+	"lQ+06xU3Z42A6UaqWzZoSB5ysU/lisbkYx179E4xoxai+0lZoHUoX5XELIWoh+WcQ0lqAzVin2eRuVSO",
+	"NS7nUtl6jksKxfHQmQdh2blrz3wKaQph2+blGIxqdNbYnlLWknzlA0Bi43tEXBTqgWe4fajp1ko/bHkT",
+	"FQKzB9LvbYqBBSdzadsFrC1lBD/KH0lEV2ovoJXldc9OZTp7IJjtQy4DUHYeaGLF/KHEP4KYkrCUGB3S",
+	"FhVJ6XTKwwBqdyjtIoD3gCcSBt8yXEHa+4jGFoeCvHh0HeEvo7o9PQfMHBIevCtddh9J8Ya8hrZsi8ed",
+	"ct8I1213Za86Vj9lNPUEJU0yHmtf7dR34OiGiDbzSIeLShScNWl1d7ksGmEJrK2m6k5tbLNb+ce6zebJ",
+	"FHsw9CI6dZdmUNizdhf6bRhyDKu+jxjyZfCuGNp3JlW7uWo3cFkY5utguwWY3kIK9xEJ7Gx55N4We+Jr",
+	"l+a/ryJcFEzwv9XMIVitmmLNqyDiW1Ozq3Bg5yvduWIP5UJGD1FdqFztpyLcPq1TcXLPY9kZ3PdciEpV",
+	"mt1lqddFUSvvuzEqNQ8cEHYGf72Wgq0S6ZFXdZhUYJifYMaFHjzzHmEFeEHrU2cmO7a88/XZBZiCogcd",
+	"9cOLi83Y9jBp4UTbNvya74vlPNlJDquLO79w4krTnToTbiUJ3bOd6nR1NVf8vJIxcX9DHE+K4ipWemiV",
+	"ll0M7we9vC3vDPym6N5bGp7sC9h7Xbp+6yrnw1XI2iZAeOyQec3F7WUWz6G6fo3zLvey1fqlGrmum/mS",
+	"YMitpB/X6iqeNs5Vy0ukBps5Ihh/4NFbJoqldyhdunrJTUpJVR37a2GVEByR+95t/L/SMknA/gvO3oaz",
+	"rL21LSAAnIRtmRKgTYTFbMGEPoB4jjkVUcyiE5IyxUSEdfIwZ2dvrd7BsuLdXl/n5rF+3KxQ7ro+oWfT",
+	"tnuydcckdqSiqe4s6SpAtWcJgTBmOxGJpGBosGWiW2DNJVMQSLsNBZpG7OyKv1gPwGisgJUv42dfFMUe",
+	"MSONjsdux3fZ/iwnNe7FPIyricvQpuV74zWaF5LFp63MULfcV5THWeqhwjTdVg2kkoJSDLiPKcymuPsd",
+	"S/UpGs1Lwn0hFCGIZQ2Ubs1F0AmthexVtlhQb647xA81FmNznPLZpPD09hrMnfguPdQuszSJb6Pv6KIu",
+	"DraeKdtgCn8yx94uxeKdyao5p3dr2Lqp+6iq5d2V9Ypnh4Pj4/2CkLcussRt94z8fS8gRlvMCHUNiBRd",
+	"KdsnomTHhXBssM54on83okf2aWIVWKF7o51kaeqz8xeXpA1W5gnXWJr/V5bKXR0kd9k1oAB4Iy2uJFJX",
+	"F/rC+l+FXJ4UDYDIgotMQx8ejMXMdJZWhZOGJcTXjJa2655t6oS5IfgwdtkrUgXMtFreMpF3WNtV37F7",
+	"M+z9H9Ay8IcfPv93o+idvfr1lK0vTz1Rjt5Egzd8mjfFyptgqfVWTO1R6/B4PmodYB1lkdvzbB3G4mgG",
+	"fbJiNFVd8qIMKDp7onLQXV+/CQiLFcuTJKRgVlLe3qAp+G09d+ajR73y3uE7lqbW/79ffMLNw52KN/j0",
+	"S6/3fYr+73ExbbmHrwsFn5H5QsY8XO1JcI2gCzGWBg62QyOq2idGAk9lJqKOTnmiCPtEQx2viu6uEJNo",
+	"3tskwXmi2wYdxXL24M/OhK1nkAdmJBTTL/zdHny6+rxkS9qqNAJwcssTvImWgW1vgfWgpMR/xXK1jeUk",
+	"3IlLva7ajxvUWQllwppNcQWP1ggpAD239I+12Fg29e1BRdbtgHmkzbOnT4+ebu+4uBsG6/bAhxy9/mK6",
+	"Yib7ENOwCYWzTVI+B62aEr9/llxgBUoqmlc3L4pibi/sGLT88VcQKzPVBlTKNoIG8uIKZgCdsU0hR61B",
+	"v4escdTKe17kLZ13p0PnNQPq66KUkXq/Y4j28/5eyFRDFcZG9Wb4FHoP1XIKn8l/16Blk66vvhaUShar",
+	"tfomW4y+NWjt9ukJIi65c4kBH2k7Keggb/tts4KxfKURmQwJ6xz2+30bPlyRcppf0WoPakOEfxsETz93",
+	"ij89ZPij2RG4rfZUGTH3uHlQK6YK3zPe3PlfjqFipB/PC3vqhgpz+eqM/HD89I/OJHdC2B1LVzbbwJVW",
+	"Pr04h3Z4KGquM3ZNeezLcaOaLIG1pxLcBFAu3NxjJkJWX+ixsMA1i2koclN8QQ1bSmS+vr6+IPiA33Gu",
+	"uY5r6Bi+tp6/sn5m62+C0jqcxFTc7iRgOHm+A9/BXr44vfAYwyaZYjdsYU9lr/iGKQPxay9JGE3M/nCJ",
+	"uiuyLY6iroqYLa65ahhhcYlJ3Kcl8+8a4rq8LG8zcJsC7m4AVBpf0rwNKflnxjJM3EwzIbiYnRAhiWBL",
+	"8g858WfIQgKZPwPxH3Jyw+9l9rVvltLMXKqaH2XKaX2eDr0MdwouBTDIJ6mMspBBviek6W9SgAYpTG3M",
+	"HAY+E6q7A0v5G3tcdtb+9BTA5YIFJMwg9/Ww37dR320moDISF2TU+v/+r//bhdKGmT7YLVVYF5bNttri",
+	"ybqEakvemvVZHLuiXTK1/o2IxZoS4N2lNmCuB4MB5I31sG+Cv/xrEwwq+Ws76pYnHcyqp3Enway6vMZj",
+	"rc72cltRNXPcfkVue/20xo5lAJbnHjXf2IwJlu5tuYWCJjelTNfm0T0uCqcmjqDBkudUzbG8trMkqjk9",
+	"fPps2O16GVBTNdinADd2jW91/TePfYHL4PRXX82z2jCCJrqr1VorcS77Utki2KAIdIETWcOlXA3GlRVX",
+	"qHQg23RkCwrbMtzLmOxdc10AU7lw3ylsFIu0A1y+gHRYYaF4SEiod8JSKCgYbRIUH4ZvF0qbo/HeXcAs",
+	"If38Jc1FSgi2gyBPeRwrcnfcu3t2gl0fNbVf0ii6+UMvYvHNHwgXSjPqAR394vakdVfKTL+XYtH8TGDo",
+	"Z19laAOur7RqGPrrrJpH9eLMlnqvDRmvi8t6sd1SUlhFqGau6NA2A0htBdk9NdLmcPoq4Pd2IHXGHJto",
+	"CRv133QX6LaHNafMKhvRpHL03t4Ru/ls9euv11nq45lec12OY2oaLOJdhERCmXdawApBQWuZckz4otGC",
+	"+0vbleNYG+T2ZO6qbC+v5EvNaPiq7f/pqXfrGoLaG1zyriG67X+lzebttd6/V5hbaDlloj6HqrZt3H0y",
+	"sWvV9CR3IO12DqCiZrjoTW2by7+u97TUDAoAmbdyI2+pbG6e3dJASfRrgmdUSMFDGld9U18/kmNLs88f",
+	"s0UCRZOsrQ0FNgcUJ+BxrVg8vU+gnjUJWiXVnmFZct2RkZ5bxHcavb8wbvrFBYxYZ/RuxE8cNz1/9Q4G",
+	"aGDstp249jN4++WyjSyHPAQ5cjlN+da8oGY0DeeGe/iNMdWi62AqMHSeTacs1PwO8xaHRNOZsvULnbcZ",
+	"ynJAznr+7FrLCyzilfd1wr4CUAwUsDI2r+TxDE7cMfMFeC97kNGnGBNE3rm26kW3C1VthBHkVb8Un82x",
+	"hZTFeLu7AuEfNnjnPtno9wnrlprt3eHFgaJp3az7dIR5mM4u9RVs3KK25IoX+6y/BA/RL750nb5ev3js",
+	"8HJR0zjhdL1RQrX/i6bpjOmguMpyKdaumq8XV/5b89b57hVvKObjXIkHw/w6lGyAcEEZeL7j9LbFCGVc",
+	"E/J5H/nKypU3dTXBd3UdrZfPLHFt0Iao6NdB2mv4dtBQwnqoAjrllQYW1KW91BzSK299sfuEbj0WQ9h+",
+	"anV+xTLxwL5zUHZA1XVauW/W0K5LVHMM9yql7m5TyQv/X7/0Oz/QzvS08+rjb8/8wZxr92ad0JbDK1UW",
+	"zglVxEZZYkGywbPn81FrrbKRLyZy/QZWA/P6jYIfruUtEw+jj90HqZvXMDUnnKmHUhFTubucCRgUtraW",
+	"lzHb3YAfIFxqv98sOQzPZTM1TLvz8lxCFqZMN2i+v+6yhyE9GVBu8ffKJr9PcOpmdKInwHR3tHVtfOJ9",
+	"D7183r4j/qDorN5+VF+CacF0ykMbOxalEluJegvp8RmvSW1nCxbx+vqSmeAeAwPMaLtEyRSczN6JoQBp",
+	"jaVXahoXileSqTlRkkxp1T9e12ylpg+IWW2+3+ru3Gp8J/BXzpZbq4ytyRkMjCqkxxNl27kq7/5t/7mt",
+	"IuvVu4eI5l5roLdFCF17si6l4TpXj22xoEIrdr3CNjtK1nSNTHk4XzBfkXQfJIdF5ZzLF6cXoEJfXF+W",
+	"+vmWqtQHUIYbWykkLMU2vyBBzKmCYuMGP426nvfabdqFstxt+IHUCduMcqvnnMly7QO1h33epmt71nof",
+	"Qa4IVqo5srz44bYbsMNA0ESKt32IQaMkXAdrLfr2KwZU0WN9jveIJjuJ/IvTi0czZBR9M2/26t3plIfP",
+	"X9gDtHac9WTEOkPJ2vrLppMcB6q6q7klrqm/bXhdXIdN8g1pYGGWcr26Mou2bhdGU5aeZhoCSGA3EDYD",
+	"XxfHM9c6gbJv2Gbwf/y1gF0Twlu2wnwQRsGYClJSuYe9YR82vd6QrXLnfUBRaIjiPEvWivu3zmnCO/8D",
+	"dX0diBNuPn/+DPVHp3JzTYtMcCGIYXCGISrLRs8v8vw8sHTaVt7W5sJSoIpovbRkUcs4GgmI0QxIzGgq",
+	"VJ54HlJhUw7Nfs3PWhFq6KyC7sFpykINVxLMnLYJEtUjaAMVs2jGsFh5HoYBd9kCS9mejlBG0oXId0di",
+	"JK4h+JDHzHmrsDy5oQEpDSGAvkcT3rsbDO2+c7gHsFcjapk1jQT+jK3Pu8QwtTNzJFcs7Bhkp5pPYgah",
+	"vhnEQpRPzMzunn6iRiKf3+yWQ7sGgqcyYRGZs5TB6o0MqIbYrSVfV67Qjj918Ow6ZpHjIRkn2STm4Rh6",
+	"qYcpi5jQnMYHwUiM0Qk5DsgYvZDmL3BDjkkbMRlzCV1zGNg3RJRHtoqrFEyNhPUucQ1R52N7AGPSpmXU",
+	"NueQI+MJqUyAhbdGAjDfjKzYOrKXRlJ4Q1xDC0jaO+iS09L+RsL1+VhwpcxD0PxIkzsa88iemCLH/UFA",
+	"KG5swmK5xF25mZ+YJ45ORmIi9Rzr+pY8aXmBepXb4aFUPk2Zax9PNZzZa0bvVuUNtYtzmpvfhhCnOB4S",
+	"BdZWGA+LgaoDEDMombLlSFBNKDE8lbRtP/qrl6eXZ69vzt6/O/twefny3dnfD07IwixxSTmyUgp3h2QJ",
+	"0XIkqu/95cPLDy9vfj49vwaXhbCQIU/7R2hPHV8yna46p1ODHwbGrkz/SCRUz0tV+h3ACyhDdxSo6C/j",
+	"yFztdx/eQIsUctzvA2AgxlwNKwHy2EMlD6IfQ/EjpPs9G1H/v/6hpBgDtEeiPbbB+OODLnkvGPZnEXAt",
+	"YNyluTtDM6cFh2tskKMIjQ1/ZdFIQDsAXH1brYSmn+AsFFtQoXmoCI35LTsIyPHgyI4GZ557ayAHx/z8",
+	"dCTw9xBbFhBDfKvolTdMJZresoAc949t1gixre5IKjPNANrIj7pkjLH8v3zsQqGZMQLU38HBAaiudcNB",
+	"TTMGstaLwZz1ejOGgxM8L7W1f0JAKu0T1MFI0FhJtJ2SccwFGwOEx9jTYowtHWIeMhusZ9nYaWJ4Yuew",
+	"2y9lEVg+VXLEDluDbh+fkQkTNOGtYeuo2+8eYSr0HLh3j2YRKp4z9PfnR3IeQfax0qfwhHnHXXKwigCL",
+	"BegUHJZCij42fcOWUjvr5W1WzjGHCyiCDTJWCesZHARVeIySTK+c5947OjTkGsjn+CDn/mtLs0JMzdqO",
+	"atbmG8nVoCwGamas9ot/BVR7fzlD71GTR98YzIPqN6kN54TjPOz3bctybdXAMs34h41zL1a+VWE25w5+",
+	"MxCPNt3H0CXKXBXzYFEk8nPQOsZl+EbPl9v7kUaXSH7wlcHuVz4Imum5TPmvGO38tMk854YSCBrnWTxP",
+	"+0eNprqjHNPeQPJ1NUyw8j1sOZazgAi2zEulOml8+EsL79XHoFURQ1pDF+9kxuxZTt6bl4sSJrbqc/Um",
+	"Xkilf8THixKGqBkw80u0anDweXh3pZ6hER9bw+PDSmXBX/KAqsHzfilG6qgU9DQohSLhKAYhi2qCrSWb",
+	"DKr1+YYtP4lqhpLFzj9X1SIX/1u9C8d1Ou+jIunxoAG6XUsJbVPxhadNZjEKn0w1i96yiNPrFYahP+aV",
+	"sMogIktJr/vlo8GD4sZg3CFakxDtXJlLFWATcYd3ufgIVilXWcjdKTuH71a5nyrXKs3TZCxzW09QRNEX",
+	"2jqG2IfWyl8Qu54HSwloJajnVJAxUH8Q6DF8ezlnwojYjCiWGtFHaR7HVs4DyYOqvKqnrapBy1HhB27P",
+	"I1FE2hcTlZVeNZdZHJVC7K1ed4JLd0qAkW0VXRnF0ki+CuVdMjYfUMRwQv9R/7iLAu7cKIGlXXCFGxmJ",
+	"WFJMaTLqHnZ5t8FAlEBjM5RTqtTqJ+aIlY2w3xAfvI23kEkbnpLuLo2K9viR+G0EtGcEJCwPZU5dwB9V",
+	"twpkyRLMFa65yHYpjTH4XCNBbPL9cnmGp0+Pnt2L6f9MvzYjX0v78HDza+hxhmeLVkDM8sivY46ZNnsD",
+	"COiRj8C+s0joRjCYyQUg4r+taNCUDr6RYtZJZBzbpnII8GpkprK0J9dbkK59CRHMIyudZLEWtggUb841",
+	"WWTK3ri8Kkt1NTiWOV5HktpA0I77R0adMZSFuChF7IBj6D4E91FdCoV2UeqoEtkxDg8PTogUbCQmNIL1",
+	"YJfFsmUKFxC46ELANJ5HppPXtjjWSKRGEgf1jEXgr8gXbLX+1+/fvfz7xfvrm8vT65dmNqyFj0UhAjLJ",
+	"UqXVSCDphA6kSD7M/GadFS23BByzHNsdEqny8eEPCJqS+cBHMksC3iVz4Z33Fu+KrINfsKpva/DDYbff",
+	"Pew+7buitsPDo3I4q41PXZPoSqW/Wof9w2ed/qDTH1z3+0P43/9G/3NTQgTzNpLdDh+Q/FWyHjzkz/32",
+	"uGJhE1LzSqYTHkUQYvDIguTx4WGTl5NUhkwpJIbmrR8arfEtFSsLQfUvLrbmxMoQCWv/tQ5broimM8Pm",
+	"8ofa9ic7sC1RZ4gqFqgLyDoBur5+c3B/+q622m5+dA99oXjRyIP1o1vehgdr48a9zKXskKXd35f+72Aa",
+	"oPtGz9kqV2sMnZ/LJZnSlEzYHH3kDAzhm0estpkHgho7AEYo/ZiLBffmEFUVvcic/QXpfnOqbteC0UeN",
+	"aPvgwWi7nduFbdWIto73gztJK3LLVv/qpL7fgIyeSTGNObqM/32NDCVyPOMK9U57oCfuNEEGLMLpQOAE",
+	"54lRcxtePMw6rJDW3m/mknxGkTlmGGBRvY4v4PvyddxlgcI3/uVlDVz69jfeSf3KqAffECWMNupDCKVl",
+	"oshSpreYXrUHBmyYKnZo8OixeAcRQR+Dlo3BXBPuM/0AJPvLifQHCLJvRqX7D02ld5Dnf7cb8R9Aks8w",
+	"t7RivigiHax1UpVvJV2p/ekx+v97YczD27nMFOtqdVdr1n0vGEnlEtX5JhmOpE3R5PrTy2sIkBwfBERJ",
+	"tOpGHNK1abp6otDsqnTHjgepnrkxFaTBfIzebzY+6PPYqP/wSJecgWtXBTmLkmnE0qFdYLAW5RkQFcqU",
+	"kXbRNnLQ7wcjUeoc+awf5C7yw35AJkzwmSD9gwDyNgNClTD/uZHpLHC91gOSRkIFI1HEVgYkj10MXLpm",
+	"l6CcDj5yw2MT6POhSbtPZGotrWgAt0s4OIGYDKxQPv773//+987bt50XL8h8PlwshkqNyYfrsxOi6USB",
+	"6wwaXGAE0YSGtyqmao5lw9ExDwMxFdLESNeKXNPJFTPEV7OIGFkZrEMLn0EF216fGaR5bZCmtS9h/8s1",
+	"nTVyxm5ECe9+5QqjgRsZiMGC2mxUxsQVmKkbGJQ1+6R7mk46ygG0gzCvFoJC1BzpKmqONKDmSBskG2mq",
+	"hPmPQbKRtkg20gbJRrrAsZHOcWykLY6NxJovf6RzbB/pQb8/0krNO5M00wzIyUg/O35qvn6JSySvpdJc",
+	"zEb6xcuRHunCSEWckar05WHpS1tEPpTLlDNAII9Lf8LN3ff48zdZ2dVfzVFBovi/vxe8uFeEJzc65WVS",
+	"6ewj7TJMykYOpOgVsg/RX67C7DanueUGPFHdcAsbuHx1Ro4Hz/vk7OqvSPmpjeEx3MHGeEnByBgJxaVc",
+	"jj08o821GokqwzD0dI1hDEeijoZD+nw7lIsF7fwDSiMf5BR2/fuRwJz5nE5XqLeXWpO22enR0dEPgaGt",
+	"Zow8xrdLrnTK6AL75IZSKE2FJgu2kOlqC828+ut3Yukhlhbd1mljsHbiwHftAQdwnu44zWnawyydZcF4",
+	"84PboIpBThSDKjkMKlQsCF68DIA+BmvkMfAZ74svD0tfHn05LXztu2hOKEOo/fuTyPX8CqqAFrVtZOuU",
+	"xxjykCTx6isQR6ejeY3DeNH/fPX+3feb/uCG8G2FIjzeJ4x9wPZ60LIF0ANmCoiyBPw/8roYqlECzmPd",
+	"HBE1uDvvXny/Pdtvz6dOAchKqI1VKVrDUWtd+G8Fo7UMJ3isUAnMA6BztIa/jFprqkHrYzByaU/4QFXG",
+	"h99L+ogZ2scXYZZCV6k8drj2WMGzW8Ojz1/OOt8bkbSgIONKZJRhn1h6+j+aLuDd+7r0YMpYtN25+gqe",
+	"+Ip2UzMBdIeoMZzCEgMyWdkWZ7+rY0XTEla+d3Y5242gOEA8hI8NTqoXUk1jOdt5Ymf2ua94bnaKbUdn",
+	"V5v93k7tZxbHHbQ2YjodIqGrJSPIBDLGWUTa4PhWc56QiEN8SHRwv5Nt6oUzp/vdBffICIGwhKw8FmFS",
+	"6JwrLSEZNLLh1KVCf5osaMSaIELujvNe55+Y9p/3w5LfbaT3kfHn94ANeYuPLyDp+0rU5ph2el9zXLmn",
+	"63W9bEghkUKNTyBvTqrIhb6YK5dxFmXYn3WOkGgNjRjK5jK+idkdiwetoJWlsc2TV8NeL6XL7ozreTbJ",
+	"FEvtQruhXPTsiz2o/W6m6PBEMa16C6o0S3vVgbuCacV08xwbA6k9Ynm+/nW7ZElMQ3vdHjJ4qG5CG030",
+	"PRr0m7uX4SCgCxLigGUzWEybCyhydVIiM4QrcssSvQd7WRczerY3ExaUuz8d8gbv2a5Rlhhtz4gxugx4",
+	"1rEwouGkApvicE2WkAgUpTLBDHfITVrQTzfmqxs1p2le8TnPy/RntWAzpzJxyPvy2IJh6/2kPFaAhwzW",
+	"rvbV8sWOCuyOBenBaw2z2nmfKigjcPBdxHsITQ0BDuUCsG+ZkEvSloKBPQL4fV6O4eCL7l4mdqvcl+ah",
+	"RunokJvhx+2n/aBo8ohVGLf1ePyq+Vl2U3Xqotnvd1HTm4ZtmYFDS6t41OZkf03RE3A5lktlDcm7IvNf",
+	"xXL5Mn/yMbwS5Rmbx+i73fxezUyY2oiRwywi5ogIK8E9xw1zdjvtEdUDbm6ZKIP+u4XicTHglUxnzLCn",
+	"ytmTtiu+BRFtEJl40AQf7hklXEaBdW117eypprOULhS2XwMZzr74RBVVx1JGIhbKiEUn2LjJfoflSTHl",
+	"ENPqI9LGLdyYTd1EbvwbKA36W8pUFus/jVo2hu/GzTZqfT7ojsSp60FKQhlj8RqS8PBWlXpJkiwhAE1F",
+	"BHRCiTM192Y5ZnrjMty3goWrGpqnNg5AxlU8YuYEB/0u/H/veStoTaN+fzjsPTcnqswQXMxusD1Wv7lq",
+	"XFr5t1GRKyTcb5my4UvuEL8nuvx+E11k6q7XGvHag04VbGsuld4tk7yGp3Yop+9FvCIwHsH7hsHMrgpi",
+	"m4qcTsmUnJ2/uDzJ21+hRdi8XFurCWsG1JZaOG5cqmmLAoAVqx9RA2gso5kTaCKfmcsOZ/Dv7wI+RySD",
+	"3dqytNhveUPCby7FwWBFlH7txfiJ5feidR+m/0CBR02w5iKVUx6zbciS50Am+Ox3xXID2U6FI2oAsNyT",
+	"EbE7HjIHuH2Qbl+0ObWSTVmrXEPXXkwnLN7fSFkMvcVXYtHpDUzxBRKaXWNLTqcIOezEuZe8lS/kmwlc",
+	"SI/rr9T3vLXfnYT1DmrcVO/5ZEXmhji2R61Ri4Qxo6mypcgmLG6kGtoOpiUm40q3ly7ubxOud7Obd/ji",
+	"RU5s/mUZzw6m8y34zDczNFVZRNF0o4xnXBDqJOWApEaljkiWPAo/2R3t+SPXju/MMppG2/D0J3jgK6IX",
+	"TlCDWLgcmT5RzsWVVyvD3iUG/JOMx7rDIf9A/Q4tl1AMvAOefjKz4HZogp+3o0kNh3cntycaxbFc/swj",
+	"R1TuKRXY04IZXfuU3ITT7x0eA0pReLElM3OORnzYp9AU7O+bCAxbURZODJs9fQ8t+NY2Fgwo0FVKUr5v",
+	"Dk8b3LiSrQUDzuur7a1ne8iJYukdFsNHj7Zw4c0Y4m39+AtwuI7E+H3xwng9LPwgsLU+bY2pt6d/uzl/",
+	"99PLq+ubH/9+/fKKtAf9Pnn7I5msRsKaQoLcSoxVPSNmQGmb/A7J+AyvReelCGXExWxIZr/yZEy4GgnX",
+	"6P0ggFxsQhUUBTXL7pJTW/XeaOodyHMnC5reQq0W2yKIvKThHOv9meWTNu4cirGzmC0g1xxAFViiziK0",
+	"ig8OsNAe4hMoaSMB5mek/YYVIBEpWgPPpIyAEYCh3NUMvM6Lno6w3D3VTNmmEgWobf9gWyiVa7tLRdoU",
+	"l16seCQ41JQFM8WAvOU/BuUuAIEr1go9AMI5TWmIpeoJFSuCJq2DE1tTFsiKbcjASw1D5iy8VV3yk9mS",
+	"zaHP92SGmmAX6mAkYCeuF6xOqVDYgH6IwSR5r4ZJyuitMsSWtPPqhor/ykbCVvLPhDlkc5nyavkR1RQK",
+	"3E4pj/Mm0dAdwrbBXrKUjQQuDHtB274KUKzfdjHA8OG8HD6073C4Ncb+HAbPWWQr5CsNTo4bqm+gbv4w",
+	"7yot8r4UGw+NxJIqkPGNxNW2sILgIhz8ICACKj0aBOOaSEHMG27tShI6EmHMDVZCIYQod9FQDXP7PB7n",
+	"SBC+CbP9ZUfgoi0MWaTgFC08hy3MmSmRv2qyTesjWF0TqAt51O13B4Mjx76xGVVLLVmisQbo4WF5aMG0",
+	"EXLLY4dUCKx6B/04W4fHc9j5ngbUEnX0dlJqlJ/Ek43cJEz1gfXDby6haGc20vZkps9QvtjOVwXj+owW",
+	"ZutTItxwLq1jHOh4Do+ZY4AvKgcBs64ZxTcSkCpchuZ9Ndb4TaWD4LYUp4cQwMquPxceNjwMWth7A5Ad",
+	"+oC0hq0eT6B1hmBYsN5Jk5UzPer3Ry3XpoWKUksne+WQKrSGg8ZyJ971S3Co+oTAnw2hKGgKELOl+85N",
+	"WBYOa0BSbv7SXDbF1dkWMfXFmCIop5aX0Q5tzXFNJgy5fJtCS6os0SAKWFZ4cIJbCWnRG6hEcLuPL79+",
+	"O+BVqwN7AFNUDt4A0TcTpR8fXBXpgUUntl4+Cg51bBwkipwpA8MGscPQIqzvATSlVG3Z11oR2v8YSRl6",
+	"Q7lTwSbmdEY5dNgstrrhDfzsyVGsyPIghGXxbYnHWdWg3nBY+sGld3YmwPKBaoJ6kahGha/YJw5lH9ar",
+	"mRhw2WIo1T7toHoQl8x6MERpeq1QFlW25kmtXXNsZXIFreCh9Amczki4/oRYE2XOSmNXeaQr7s3wMVcp",
+	"JTemmXWPRGnhGOdsd+iE/aI3PTa0xBYGtoZKD9pLYHs+EPyNgnWAIp6/yFd+o1O5VHuV/HpVTk7FQupU",
+	"Azi75ILOrOTOyx5zoyq1876rGgps2dXE4AQPyPnF3THu5QCvTQi9g1wfP9iffaWAzx1UDEvojAUjoSSq",
+	"MXSl8g6DVruB/ZM0E8on0Nrc5Av1n5X7/rvr34Tn1KSBE0aA/QfEESBIqjSxYuEx5PVe2eKV67/NaH5+",
+	"0Qq+wGf71bAFOnPXiay2CeqtAOIHjUpLraG/xxBspkxU+aacQikTp17U49suzOoZPpRCgOOumOPzi/fu",
+	"2QdEOE+s8mWpJcz3WOUHKWhsLteCiozGxB343jjknNE1UcbWAO76GdvZSlKVKF/xJ4r0jg6NjNgbHD5H",
+	"CdJZDp9AbtmGj+nB8O/+4cE3dZarYEc+76eEp0y5pidH/Y2mJ4WJC2RIQSZU2XbcTs51kzf3WuXwemSf",
+	"VR3pRwfkck0J+O67+ta+qyumH5RCGC7zDzlR28SWP5vfGyXdGV0+S7HX/GbY7WE56vawEnTbf+S0uz/L",
+	"yZWFaV0oPf787y8X/0jD21kKnb4MIpDJitxygfZJpalRxfPYCptaV5yywzJAoR3CTMx3xaC/4Uo/Tj7c",
+	"O7pw5ZWaJsMJKKVqNvE7iyUx2yytvnxs+LnJuTVOd3uDdS/+Y9Pc9k5q+baVewq8aIIWO8vy+E//4eh2",
+	"6d76ybZZ+hOVd1r/rp56y/Tsd+r3DT1s2BzF4sw3iUdzeNIaGjAQnqhs4WzQrhA3+XDVPGw9R9BvEoG2",
+	"83pY61eJi32X5f+lStzcix6vc+lebt3cItUbNLkorKBNpHv09ntl+5b+pKEalpHmf7GfAHmDVqjuILZj",
+	"LTTga8r3uDF7E4LtFdyndMHjVaXqer93eBzw5O54JA77/cEwmjwfDnvHz813z/Yu82rnT2LK1+JN1qZc",
+	"G7lRudiz8xeXxMahtfUnfRBAtAaEE252P2hX9nwQEAM7HrOocHJVNf68RfGa3XzN4/ryms588Y5zquZV",
+	"Jx1TAflnJjWLTjCYjYoZU3k82opEsrsdCt85ureaqvOBlkhISRBCVyZTj8bvDU26VwaMzX5pff1Eh38x",
+	"j4qF1neRtaFHReSIsodHpRYl9/CuWAz9chP3/TH1uyvmG7tiGiPfhitmQ//5YnQqVKHgK+HeA7hhUmbu",
+	"Lota330i3/WoR/WJ7H1VDZ+QCRM04d0VXcTbpJX3CROnF+f72bzcoF/Wcm7OiJ2dRDLMIGFG5wktEFw6",
+	"Y4Jhu8RpKhfd9Rb4H6sphxwD5lIalpXPBdPUBy0sAY/QKprTbrHuX7qHHsPAbydrbt63W/g92vbTArA5",
+	"tXVf7RCH3HONzfsOrt8L2X0jg32aH0CTs95psK89z4djp/lV9NMwu3zoiss+YZEayDcxNPG7MuS132+F",
+	"2Z5k4GGs+vX5EKUG0bjY9rgwh40hm5BrVSx/JNrjdWQbB2R8IWMersY25FkvJQGndUenPCHsEw11vMKM",
+	"TkPKCBeYRQnLWGRKE/ZPIx2AJYrq+RPVJVcroekngklE2JaZ4RphCEzUEMzVU4yzhaipa1hco2/ixijM",
+	"sJC+3ApacynYKpHYvzJMkNlnUWKDkuZS3kKwhTm+3MCrU8qm3LwOBwYbwITR0siQPQE/3XJhtr8WThW0",
+	"XCfhX0qBVR8/Q8pgPhqNMQdwczR0ulSG+XDVClpnpxuD1C5J01llAPDrYNLixjTCAAmDfCszmskgB1Em",
+	"CGNIbWgNf3neD46Pjz4GLc6nBnAKgZukUstQxmb6MMFL28xWDYi91U6c3x88oJEgxJwggfMzn2CVRIcJ",
+	"gWUSXKP5BfPZ17IsiizEnRbnx1O7dvAJa4Auy2kP2RBix+wh9oVYExO/K33/Us6ze8lGHjG4FzGx2qb1",
+	"WWR5YR77iq6zfwGnWROnVcVF9sU+LATVn9CVJVMUDNy3ZkMHAYlYyu9cOYiSgPFEkTBLU0zSF9FGYqDf",
+	"TWXu9x1LVSmhDN+2EoDCTM3ypM6H9d1V9QWuqrJkCGxKBWTBRaasO6S+/NFXl2t9RIF9yi9DXWtY83ut",
+	"KFjcoCLZ/481VXAhh73KeveoiPs1iQTsUtjcvG3GFMKMOIXGJ1sxpJzWSKY01IpM2JxDVdJSqRZz2N8V",
+	"v832i3MezhG0EQt5BEXPCphiPYHVt74lSDlr85SvWJoT7gVbQMeO2a886bjCQywqatNYfeiJItgTKK9D",
+	"NBKgP2Ci8evr6wticZvg7wG5fHVGfhgM+uT//X+ed4+HhBIs3vJEYR0cI8aMhGAzqTkU/YHauGIawweD",
+	"jpgjW5SIOL04JzkgDoKRgMiKsWEpY/KnEtd4oiDsoUt+5nouM03GiouQjQOXqwv8aZrF8UhYPtM+6h/j",
+	"ts+nnXdSsM5byDwG9YJwfUKe9o9KcLFEc05hdSMxYUzY2W1BJC7IoE+gBPd4SbkeH+B6isW4PGaqiJJS",
+	"EKpQYXackINv+o4Rrg34IhZrikuwQ0AxJ83j2GjOeJYGiiMhRbwiZn32UJSN8ogCwmIFBc2zOLbrPSH5",
+	"3oU0655BmHk6EjQ1/Fa57eA2fPp3IZBdIvLtqGBe5vdwJFjWZ05rG2XBhv1RP1zoZ8etHakMTRKTKddN",
+	"vHLnU4MfgB5fN4TBwtLbtL50flg7ALCjsbBVuSekXRpNEYM8B7vFqiOfwfldGYEc3hi0AUHSd7XKN3JP",
+	"ibH6mttMzSU2HO67rLh/DcyQhnOjdVtUmxZK3omt1kASGccY5Qa3FPkg5fqxGSFOtsX/dW0eeAzfF1Za",
+	"aOj30nRm9KkwprYimmJM/B69YBrB684c/t3h/TLPNPZ8XdPZd6/Xt/J6aTqrNP4k7Txb2fYfzxQa7MFy",
+	"rzRdHTRAhiI4p87S4z31h2OycFX9FkdNZ9+VIK/3C637TS/6voT9ms52pqw4rLhvQ2kZQ8rJf4X9ox8O",
+	"J63AGQNvsP7h4NnzeWsdJ6A5D+L6nGOkx9XVa5I7ehr7G67p7Jskp2zBdWvbf3yU/25Y32JYt82HacML",
+	"Vw6f0vKW7Wjneo2PPIpAZKZq1FYJ1oRVem1YNjcSUZgyrR6ziuG3E6NOL86JdkeTHzl+sbUjorfpNSIT",
+	"wv8LCKZVw7HwaifhCYP6nkFrg483JEVmQXsQwYdzM8LMtsl8Lec3zxS9hxD9vvfy+71SUms7hFM9sRGa",
+	"5kTBfjaXS0EkWpca37aCwvZ+41ET3cVeQJ+nMqF6XnI8RFsdD/Vmr2Zt87x5C3fy9ru+9EB5CwaWFYzb",
+	"C6+q4cG/tSaMpiw9zfQc4oY+mp/TO4c+WWqE1R5NeO9uAPKynclrLrORxbaYfrdAOQgw/hysv1RN+lFB",
+	"HteNtnqF5fzk1HlA7PcuwadbdqYpz/g/ZvFtpWpr+Q2s1mpecqFRZmflzwjL0jc0i3jlFWzY6ZnZBUIH",
+	"Vr5wps82WrsC8vKaztAtEhQ2rgPYXsTECst4lJab27dKs2N2X+kL9KF64CAzEbKUAA5wpZF4kDaevZUF",
+	"DkqzTfAFH0wx7g/Hc/FQATF3jwltGCaLyGRFaP7QLVsRLsjfOqcJ7/wPswF8ii7YSJjfoC1AyihUBTak",
+	"8yyVy+iKheAvoppPYga4noGBsBeanxULe3cD9BRU1+w7DLaQKO7GMqQxwtZ1lWcRkYJQaMUQZTE7wd4Q",
+	"DMoCTFgoF4B15Yq0aImEgqRkPGUsGo6yfv8oNAuBv9i4sjLsS18DykppHvLPjGWsdBBQdGfzzVeVNuek",
+	"/Q67ipG7p727HwJyfvHq/G8BUfa7A3RLlbpUKUTLkYBeVMCiAot75Q5XCppIpBu91MAf4LrByinW1yWa",
+	"xrcqKAI2Bp25zFJCZ7OUzahmqgoU6IL1+ePn/z8AAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -17,6 +17,10 @@ type DeleteFeedRes interface {
 	deleteFeedRes()
 }
 
+type DeleteFlowExporterRes interface {
+	deleteFlowExporterRes()
+}
+
 type DeleteIPOverrideRes interface {
 	deleteIPOverrideRes()
 }
@@ -67,6 +71,14 @@ type GetBouncerRenderRes interface {
 
 type GetFeedRes interface {
 	getFeedRes()
+}
+
+type GetFlowHostRes interface {
+	getFlowHostRes()
+}
+
+type GetFlowNetworkProfileRes interface {
+	getFlowNetworkProfileRes()
 }
 
 type GetGuardRes interface {
@@ -137,6 +149,14 @@ type ListFeedsRes interface {
 	listFeedsRes()
 }
 
+type ListFlowExportersRes interface {
+	listFlowExportersRes()
+}
+
+type ListFlowHostsRes interface {
+	listFlowHostsRes()
+}
+
 type ListListsRes interface {
 	listListsRes()
 }
@@ -167,6 +187,14 @@ type PutBouncerRes interface {
 
 type PutFeedRes interface {
 	putFeedRes()
+}
+
+type PutFlowExporterRes interface {
+	putFlowExporterRes()
+}
+
+type PutFlowHostLabelRes interface {
+	putFlowHostLabelRes()
 }
 
 type PutGuardRes interface {

@@ -13,6 +13,12 @@ type DeleteFeedParams struct {
 	Name string
 }
 
+// DeleteFlowExporterParams is parameters of deleteFlowExporter operation.
+type DeleteFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
 // DeleteIPOverrideParams is parameters of deleteIPOverride operation.
 type DeleteIPOverrideParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
@@ -129,6 +135,23 @@ type GetFeedParams struct {
 	Name string
 }
 
+// GetFlowHostParams is parameters of getFlowHost operation.
+type GetFlowHostParams struct {
+	// How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since OptString `json:",omitempty,omitzero"`
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
+}
+
+// GetFlowNetworkProfileParams is parameters of getFlowNetworkProfile operation.
+type GetFlowNetworkProfileParams struct {
+	// How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since OptString `json:",omitempty,omitzero"`
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
+	Bits    int
+}
+
 // GetIPParams is parameters of getIP operation.
 type GetIPParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
@@ -217,6 +240,13 @@ type ListFeedRunsParams struct {
 	Name  string
 }
 
+// ListFlowHostsParams is parameters of listFlowHosts operation.
+type ListFlowHostsParams struct {
+	// Only hosts inside this network (an address or CIDR; default every host).
+	Within OptString `json:",omitempty,omitzero"`
+	Limit  OptInt    `json:",omitempty,omitzero"`
+}
+
 // PutBouncerParams is parameters of putBouncer operation.
 type PutBouncerParams struct {
 	// A ruleset, list or bouncer name.
@@ -226,6 +256,18 @@ type PutBouncerParams struct {
 // PutFeedParams is parameters of putFeed operation.
 type PutFeedParams struct {
 	Name string
+}
+
+// PutFlowExporterParams is parameters of putFlowExporter operation.
+type PutFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
+// PutFlowHostLabelParams is parameters of putFlowHostLabel operation.
+type PutFlowHostLabelParams struct {
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
 }
 
 // PutGuardParams is parameters of putGuard operation.
