@@ -57,7 +57,7 @@ type lab struct {
 	done    chan error
 }
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T, p flow.Protocol) *lab {
 	t.Helper()
 	b := setup(t, flow.Config{})
 	l := &lab{testBundle: b, in: netnstest.New(t), out: netnstest.New(t)}
@@ -81,7 +81,7 @@ func newLab(t *testing.T) *lab {
 		Inside: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	require.NoError(t, err)
 	c, err := flow.New(b.st, b.ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return b.now }, prometheus.NewRegistry(), flow.Config{
-		Listen: []flow.Listener{{Protocol: flow.NetFlow, Addr: "127.0.0.1:0"}}, FlushEvery: time.Hour,
+		Listen: []flow.Listener{{Protocol: p, Addr: "127.0.0.1:0"}}, FlushEvery: time.Hour,
 		ListenUDP: func(a *net.UDPAddr) (conn *net.UDPConn, err error) {
 			l.out.Do(t, func() { conn, err = net.ListenUDP("udp", a) })
 			return conn, err
@@ -235,7 +235,7 @@ func TestSoftflowd(t *testing.T) {
 	for _, version := range []string{"9", "10"} {
 		t.Run("v"+version, func(t *testing.T) {
 			t.Parallel()
-			l := newLab(t)
+			l := newLab(t, flow.NetFlow)
 			dir := t.TempDir()
 			ctl := filepath.Join(dir, "ctl")
 			startProcess(t, l.out, "softflowd", "-d", "-i", "vo", "-v", version, "-n", "127.0.0.1:"+strconv.Itoa(l.port),
