@@ -15,7 +15,7 @@ help: ## List the targets
 include Makefile.geodata
 include Makefile.ui
 
-deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root nft and ip for kernel tests, systemd-analyze for the unit check; nginx with geoip2 and haproxy for the export tests)
+deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root: nft and ip for kernel tests, systemd-analyze for the unit check, nginx with geoip2 and haproxy for the export tests, OpenSSH and sshpass for the sensor tests, softflowd and pmacct for the flow tests)
 	@missing=""; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ "$$(id -u)" = 0 ]; then command -v nft >/dev/null || missing="$$missing nftables"; \
@@ -23,10 +23,12 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root nft an
 	  command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	  command -v sshd >/dev/null || missing="$$missing openssh-server"; \
 	  command -v ssh >/dev/null || missing="$$missing openssh-client"; \
-	  command -v sshpass >/dev/null || missing="$$missing sshpass"; fi; \
-	command -v nginx >/dev/null || missing="$$missing nginx"; \
-	test -e /usr/lib/nginx/modules/ngx_http_geoip2_module.so || missing="$$missing libnginx-mod-http-geoip2"; \
-	command -v haproxy >/dev/null || missing="$$missing haproxy"; \
+	  command -v sshpass >/dev/null || missing="$$missing sshpass"; \
+	  command -v softflowd >/dev/null || missing="$$missing softflowd"; \
+	  command -v pmacctd >/dev/null || missing="$$missing pmacct"; \
+	  command -v nginx >/dev/null || missing="$$missing nginx"; \
+	  test -e /usr/lib/nginx/modules/ngx_http_geoip2_module.so || missing="$$missing libnginx-mod-http-geoip2"; \
+	  command -v haproxy >/dev/null || missing="$$missing haproxy"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "deps: installing$$missing"; \

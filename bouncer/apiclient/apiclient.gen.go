@@ -241,11 +241,20 @@ type Scope struct {
 	Protocol string `json:"protocol"`
 }
 
+// Address defines model for Address.
+type Address = string
+
 // AlertName defines model for AlertName.
 type AlertName = string
 
+// Bits defines model for Bits.
+type Bits = int
+
 // FeedName defines model for FeedName.
 type FeedName = string
+
+// FlowExporterName defines model for FlowExporterName.
+type FlowExporterName = string
 
 // ObjectName defines model for ObjectName.
 type ObjectName = string

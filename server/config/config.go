@@ -109,6 +109,22 @@ type Config struct {
 	// RenderAlertElements is the render size limit: a render serving more
 	// CIDRs becomes a render.size event (MUNINN_RENDER_ALERT_ELEMENTS).
 	RenderAlertElements int
+	// FlowListen is where flows are received (MUNINN_FLOW_LISTEN, a comma
+	// list of netflow://host:port and sflow://host:port; default none: serve
+	// receives no flows). `muninn flows` defaults to
+	// "netflow://:2055,sflow://:6343".
+	FlowListen string
+	// FlowFlush is how often aggregated flows are written (default 10s).
+	FlowFlush time.Duration
+	// FlowRetention5m and FlowRetention1h keep the 5-minute and 1-hour
+	// flow aggregates (default 48h and 2160h).
+	FlowRetention5m time.Duration
+	FlowRetention1h time.Duration
+	// FlowAlertTags are tags whose contact by an inside host is an event
+	// like a malicious classification (MUNINN_FLOW_ALERT_TAGS, comma list).
+	FlowAlertTags []string
+	// FlowLeaseFile is a dnsmasq lease file naming inside hosts.
+	FlowLeaseFile string
 }
 
 // prefixList parses a comma-separated list of CIDRs or addresses.
@@ -167,6 +183,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		BouncerSilentAfter:  10 * time.Minute,
 		BouncerLagAfter:     15 * time.Minute,
 		RenderAlertElements: 1_000_000,
+		FlowFlush:           10 * time.Second,
+		FlowRetention5m:     48 * time.Hour,
+		FlowRetention1h:     90 * 24 * time.Hour,
 	}
 	var errs []error
 	str := func(name string, dst *string) {
@@ -251,6 +270,16 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_ALERT_BOUNCER_SILENT", &c.BouncerSilentAfter)
 	dur("MUNINN_ALERT_BOUNCER_LAG", &c.BouncerLagAfter)
 	positive("MUNINN_RENDER_ALERT_ELEMENTS", &c.RenderAlertElements)
+	str("MUNINN_FLOW_LISTEN", &c.FlowListen)
+	dur("MUNINN_FLOW_FLUSH", &c.FlowFlush)
+	dur("MUNINN_FLOW_RETENTION_5M", &c.FlowRetention5m)
+	dur("MUNINN_FLOW_RETENTION_1H", &c.FlowRetention1h)
+	str("MUNINN_FLOW_LEASE_FILE", &c.FlowLeaseFile)
+	for _, t := range strings.Split(getenv("MUNINN_FLOW_ALERT_TAGS"), ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			c.FlowAlertTags = append(c.FlowAlertTags, t)
+		}
+	}
 	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks} {
 		if v := getenv(name); v != "" {
 			ps, err := prefixList(v)

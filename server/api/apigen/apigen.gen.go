@@ -1162,6 +1162,117 @@ type FieldError struct {
 	Reason string `json:"reason"`
 }
 
+// FlowContact defines model for FlowContact.
+type FlowContact struct {
+	Address        string    `json:"address"`
+	Bytes          int64     `json:"bytes"`
+	Classification string    `json:"classification"`
+	Host           string    `json:"host"`
+	Hour           time.Time `json:"hour"`
+	Tags           []string  `json:"tags"`
+}
+
+// FlowCount defines model for FlowCount.
+type FlowCount struct {
+	Bytes int64 `json:"bytes"`
+	Flows int64 `json:"flows"`
+
+	// Key A country code, an AS organisation, or "port/protocol" (e.g. "443/6").
+	Key     string `json:"key"`
+	Packets int64  `json:"packets"`
+}
+
+// FlowDestination defines model for FlowDestination.
+type FlowDestination struct {
+	Address   string    `json:"address"`
+	Bytes     int64     `json:"bytes"`
+	Country   string    `json:"country"`
+	FirstSeen time.Time `json:"first_seen"`
+	Org       string    `json:"org"`
+}
+
+// FlowExporter defines model for FlowExporter.
+type FlowExporter struct {
+	Address      string    `json:"address"`
+	CreatedAt    time.Time `json:"created_at"`
+	Inside       []string  `json:"inside"`
+	Name         string    `json:"name"`
+	SamplingRate int       `json:"sampling_rate"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// FlowExporterInput defines model for FlowExporterInput.
+type FlowExporterInput struct {
+	// Address The address the exporter's datagrams come from.
+	Address string `json:"address"`
+
+	// Inside The networks of inside hosts (default RFC 1918 and fc00::/7).
+	Inside *[]string `json:"inside,omitempty"`
+
+	// SamplingRate Multiply bytes and packets by this; 0 (default) uses the rate the exporter sends (1 when none).
+	SamplingRate *int `json:"sampling_rate,omitempty"`
+}
+
+// FlowHost defines model for FlowHost.
+type FlowHost struct {
+	Address string `json:"address"`
+	Bytes   int64  `json:"bytes"`
+
+	// Exporter The exporter that saw it last.
+	Exporter  string    `json:"exporter"`
+	FirstSeen time.Time `json:"first_seen"`
+	Flows     int64     `json:"flows"`
+
+	// Label The manual label.
+	Label    string    `json:"label"`
+	LastSeen time.Time `json:"last_seen"`
+
+	// LeaseName The name in the DHCP lease file ("" when none).
+	LeaseName string `json:"lease_name"`
+
+	// Mac The MAC an exporter sent ("" when none did).
+	Mac     string `json:"mac"`
+	Packets int64  `json:"packets"`
+}
+
+// FlowHostLabelInput defines model for FlowHostLabelInput.
+type FlowHostLabelInput struct {
+	Label string `json:"label"`
+}
+
+// FlowHostProfile defines model for FlowHostProfile.
+type FlowHostProfile struct {
+	Host    FlowHost    `json:"host"`
+	Profile FlowProfile `json:"profile"`
+}
+
+// FlowPoint defines model for FlowPoint.
+type FlowPoint struct {
+	At    time.Time `json:"at"`
+	Bytes int64     `json:"bytes"`
+}
+
+// FlowProfile defines model for FlowProfile.
+type FlowProfile struct {
+	Bytes int64 `json:"bytes"`
+
+	// Contacts Hours in which a host contacted an address whose view was malicious or suspicious or carried an alert tag.
+	Contacts  []FlowContact `json:"contacts"`
+	Countries []FlowCount   `json:"countries"`
+	Flows     int64         `json:"flows"`
+	Network   string        `json:"network"`
+
+	// NewDestinations Outside addresses first contacted in the last 7 days.
+	NewDestinations []FlowDestination `json:"new_destinations"`
+	Orgs            []FlowCount       `json:"orgs"`
+	Packets         int64             `json:"packets"`
+	Ports           []FlowCount       `json:"ports"`
+
+	// Series Bytes per hour with traffic, oldest first.
+	Series []FlowPoint `json:"series"`
+	Since  time.Time   `json:"since"`
+}
+
 // Geo defines model for Geo.
 type Geo struct {
 	City      *string `json:"city,omitempty"`
@@ -1724,6 +1835,12 @@ type Bits = int
 // FeedName defines model for FeedName.
 type FeedName = string
 
+// FlowExporterName defines model for FlowExporterName.
+type FlowExporterName = string
+
+// FlowSince defines model for FlowSince.
+type FlowSince = string
+
 // IfNoneMatch defines model for IfNoneMatch.
 type IfNoneMatch = string
 
@@ -1998,6 +2115,25 @@ type ListFeedRunsParams struct {
 	Limit *int `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// ListFlowHostsParams defines parameters for ListFlowHosts.
+type ListFlowHostsParams struct {
+	// Within Only hosts inside this network (an address or CIDR; default every host).
+	Within *string `form:"within,omitempty" json:"within,omitempty"`
+	Limit  *int    `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// GetFlowHostParams defines parameters for GetFlowHost.
+type GetFlowHostParams struct {
+	// Since How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since *FlowSince `form:"since,omitempty" json:"since,omitempty"`
+}
+
+// GetFlowNetworkProfileParams defines parameters for GetFlowNetworkProfile.
+type GetFlowNetworkProfileParams struct {
+	// Since How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since *FlowSince `form:"since,omitempty" json:"since,omitempty"`
+}
+
 // PutGuardParams defines parameters for PutGuard.
 type PutGuardParams struct {
 	// AllowWide Accept prefixes wider than /8 (IPv4) or /32 (IPv6) for this request;
@@ -2174,6 +2310,12 @@ type PostEventsTextRequestBody = PostEventsTextBody
 
 // PutFeedJSONRequestBody defines body for PutFeed for application/json ContentType.
 type PutFeedJSONRequestBody = FeedInput
+
+// PutFlowExporterJSONRequestBody defines body for PutFlowExporter for application/json ContentType.
+type PutFlowExporterJSONRequestBody = FlowExporterInput
+
+// PutFlowHostLabelJSONRequestBody defines body for PutFlowHostLabel for application/json ContentType.
+type PutFlowHostLabelJSONRequestBody = FlowHostLabelInput
 
 // PutGuardJSONRequestBody defines body for PutGuard for application/json ContentType.
 type PutGuardJSONRequestBody = GuardInput
@@ -2436,6 +2578,27 @@ type ServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams)
+	// ListFlowExporters The registered flow exporters
+	// (GET /flows/exporters)
+	ListFlowExporters(w http.ResponseWriter, r *http.Request)
+	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+	// (DELETE /flows/exporters/{name})
+	DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// PutFlowExporter Register or change a flow exporter
+	// (PUT /flows/exporters/{name})
+	PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// ListFlowHosts Inside hosts, most bytes first
+	// (GET /flows/hosts)
+	ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams)
+	// GetFlowHost An inside host with its device profile
+	// (GET /flows/hosts/{address})
+	GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams)
+	// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+	// (PUT /flows/hosts/{address}/label)
+	PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address)
+	// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+	// (GET /flows/networks/{address}/{bits})
+	GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(w http.ResponseWriter, r *http.Request)
@@ -2751,6 +2914,48 @@ func (_ Unimplemented) RefreshFeed(w http.ResponseWriter, r *http.Request, name 
 // ListFeedRuns The feed's refresh history, newest first
 // (GET /feeds/{name}/runs)
 func (_ Unimplemented) ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFlowExporters The registered flow exporters
+// (GET /flows/exporters)
+func (_ Unimplemented) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+// (DELETE /flows/exporters/{name})
+func (_ Unimplemented) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutFlowExporter Register or change a flow exporter
+// (PUT /flows/exporters/{name})
+func (_ Unimplemented) PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// ListFlowHosts Inside hosts, most bytes first
+// (GET /flows/hosts)
+func (_ Unimplemented) ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowHost An inside host with its device profile
+// (GET /flows/hosts/{address})
+func (_ Unimplemented) GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+// (PUT /flows/hosts/{address}/label)
+func (_ Unimplemented) PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+// (GET /flows/networks/{address}/{bits})
+func (_ Unimplemented) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -4428,6 +4633,237 @@ func (siw *ServerInterfaceWrapper) ListFeedRuns(w http.ResponseWriter, r *http.R
 	handler.ServeHTTP(w, r)
 }
 
+// ListFlowExporters operation middleware
+func (siw *ServerInterfaceWrapper) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFlowExporters(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) DeleteFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) PutFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// ListFlowHosts operation middleware
+func (siw *ServerInterfaceWrapper) ListFlowHosts(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params ListFlowHostsParams
+
+	// ------------- Optional query parameter "within" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "within", r.URL.Query(), &params.Within, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "within"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "within", Err: err})
+		}
+		return
+	}
+
+	// ------------- Optional query parameter "limit" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "limit", r.URL.Query(), &params.Limit, runtime.BindQueryParameterOptions{Type: "integer", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "limit"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "limit", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.ListFlowHosts(w, r, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFlowHost operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowHost(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetFlowHostParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowHost(w, r, address, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutFlowHostLabel operation middleware
+func (siw *ServerInterfaceWrapper) PutFlowHostLabel(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutFlowHostLabel(w, r, address)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFlowNetworkProfile operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	// ------------- Path parameter "bits" -------------
+	var bits Bits
+
+	err = runtime.BindStyledParameterWithOptions("simple", "bits", chi.URLParam(r, "bits"), &bits, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "integer", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "bits", Err: err})
+		return
+	}
+
+	// Parameter object where we will unmarshal all parameters from the context
+	var params GetFlowNetworkProfileParams
+
+	// ------------- Optional query parameter "since" -------------
+
+	err = runtime.BindQueryParameterWithOptions("form", true, false, "since", r.URL.Query(), &params.Since, runtime.BindQueryParameterOptions{Type: "string", Format: ""})
+	if err != nil {
+		var requiredError *runtime.RequiredParameterError
+		if errors.As(err, &requiredError) {
+			siw.ErrorHandlerFunc(w, r, &RequiredParamError{ParamName: "since"})
+		} else {
+			siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "since", Err: err})
+		}
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowNetworkProfile(w, r, address, bits, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetGuard operation middleware
 func (siw *ServerInterfaceWrapper) GetGuard(w http.ResponseWriter, r *http.Request) {
 
@@ -5902,6 +6338,27 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Post(options.BaseURL+"/alerts/channels/{name}/test", wrapper.TestAlertChannel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/exporters", wrapper.ListFlowExporters)
+	})
+	r.Group(func(r chi.Router) {
+		r.Delete(options.BaseURL+"/flows/exporters/{name}", wrapper.DeleteFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/flows/exporters/{name}", wrapper.PutFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/hosts", wrapper.ListFlowHosts)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/hosts/{address}", wrapper.GetFlowHost)
+	})
+	r.Group(func(r chi.Router) {
+		r.Put(options.BaseURL+"/flows/hosts/{address}/label", wrapper.PutFlowHostLabel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/networks/{address}/{bits}", wrapper.GetFlowNetworkProfile)
 	})
 
 	return r
@@ -9906,6 +10363,787 @@ func (response ListFeedRuns503ApplicationProblemPlusJSONResponse) VisitListFeedR
 	return err
 }
 
+type ListFlowExportersRequestObject struct {
+}
+
+type ListFlowExportersResponseObject interface {
+	VisitListFlowExportersResponse(w http.ResponseWriter) error
+}
+
+type ListFlowExporters200JSONResponse []FlowExporter
+
+func (response ListFlowExporters200JSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters401ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters500ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowExporters503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowExporters503ApplicationProblemPlusJSONResponse) VisitListFlowExportersResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+}
+
+type DeleteFlowExporterResponseObject interface {
+	VisitDeleteFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type DeleteFlowExporter204Response struct {
+}
+
+func (response DeleteFlowExporter204Response) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter400ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter401ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter403ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter404ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter500ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteFlowExporter503ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+	Body *PutFlowExporterJSONRequestBody
+}
+
+type PutFlowExporterResponseObject interface {
+	VisitPutFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type PutFlowExporter200JSONResponse FlowExporter
+
+func (response PutFlowExporter200JSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter400ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter401ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter403ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter409ApplicationProblemPlusJSONResponse struct {
+	ConflictApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter409ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter413ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter415ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter500ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowExporter503ApplicationProblemPlusJSONResponse) VisitPutFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHostsRequestObject struct {
+	Params ListFlowHostsParams
+}
+
+type ListFlowHostsResponseObject interface {
+	VisitListFlowHostsResponse(w http.ResponseWriter) error
+}
+
+type ListFlowHosts200JSONResponse []FlowHost
+
+func (response ListFlowHosts200JSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts400ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts401ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts500ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type ListFlowHosts503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response ListFlowHosts503ApplicationProblemPlusJSONResponse) VisitListFlowHostsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHostRequestObject struct {
+	Address Address `json:"address"`
+	Params  GetFlowHostParams
+}
+
+type GetFlowHostResponseObject interface {
+	VisitGetFlowHostResponse(w http.ResponseWriter) error
+}
+
+type GetFlowHost200JSONResponse FlowHostProfile
+
+func (response GetFlowHost200JSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost400ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost401ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost404ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost500ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowHost503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowHost503ApplicationProblemPlusJSONResponse) VisitGetFlowHostResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabelRequestObject struct {
+	Address Address `json:"address"`
+	Body    *PutFlowHostLabelJSONRequestBody
+}
+
+type PutFlowHostLabelResponseObject interface {
+	VisitPutFlowHostLabelResponse(w http.ResponseWriter) error
+}
+
+type PutFlowHostLabel200JSONResponse FlowHost
+
+func (response PutFlowHostLabel200JSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel400ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel401ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel403ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel404ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel413ApplicationProblemPlusJSONResponse struct {
+	TooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel413ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel415ApplicationProblemPlusJSONResponse struct {
+	UnsupportedMediaTypeApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel415ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(415)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel500ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutFlowHostLabel503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response PutFlowHostLabel503ApplicationProblemPlusJSONResponse) VisitPutFlowHostLabelResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfileRequestObject struct {
+	Address Address `json:"address"`
+	Bits    Bits    `json:"bits"`
+	Params  GetFlowNetworkProfileParams
+}
+
+type GetFlowNetworkProfileResponseObject interface {
+	VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error
+}
+
+type GetFlowNetworkProfile200JSONResponse FlowProfile
+
+func (response GetFlowNetworkProfile200JSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile400ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile401ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile500ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowNetworkProfile503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowNetworkProfile503ApplicationProblemPlusJSONResponse) VisitGetFlowNetworkProfileResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetGuardRequestObject struct {
 }
 
@@ -13687,6 +14925,27 @@ type StrictServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(ctx context.Context, request ListFeedRunsRequestObject) (ListFeedRunsResponseObject, error)
+	// ListFlowExporters The registered flow exporters
+	// (GET /flows/exporters)
+	ListFlowExporters(ctx context.Context, request ListFlowExportersRequestObject) (ListFlowExportersResponseObject, error)
+	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
+	// (DELETE /flows/exporters/{name})
+	DeleteFlowExporter(ctx context.Context, request DeleteFlowExporterRequestObject) (DeleteFlowExporterResponseObject, error)
+	// PutFlowExporter Register or change a flow exporter
+	// (PUT /flows/exporters/{name})
+	PutFlowExporter(ctx context.Context, request PutFlowExporterRequestObject) (PutFlowExporterResponseObject, error)
+	// ListFlowHosts Inside hosts, most bytes first
+	// (GET /flows/hosts)
+	ListFlowHosts(ctx context.Context, request ListFlowHostsRequestObject) (ListFlowHostsResponseObject, error)
+	// GetFlowHost An inside host with its device profile
+	// (GET /flows/hosts/{address})
+	GetFlowHost(ctx context.Context, request GetFlowHostRequestObject) (GetFlowHostResponseObject, error)
+	// PutFlowHostLabel Name an inside host by hand ("" clears the label)
+	// (PUT /flows/hosts/{address}/label)
+	PutFlowHostLabel(ctx context.Context, request PutFlowHostLabelRequestObject) (PutFlowHostLabelResponseObject, error)
+	// GetFlowNetworkProfile The device profile of every inside host in a network, rolled up
+	// (GET /flows/networks/{address}/{bits})
+	GetFlowNetworkProfile(ctx context.Context, request GetFlowNetworkProfileRequestObject) (GetFlowNetworkProfileResponseObject, error)
 	// GetGuard The never-block guard
 	// (GET /guard)
 	GetGuard(ctx context.Context, request GetGuardRequestObject) (GetGuardResponseObject, error)
@@ -14810,6 +16069,203 @@ func (sh *strictHandler) ListFeedRuns(w http.ResponseWriter, r *http.Request, na
 	}
 }
 
+// ListFlowExporters operation middleware
+func (sh *strictHandler) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
+	var request ListFlowExportersRequestObject
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFlowExporters(ctx, request.(ListFlowExportersRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFlowExporters")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFlowExportersResponseObject); ok {
+		if err := validResponse.VisitListFlowExportersResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteFlowExporter operation middleware
+func (sh *strictHandler) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request DeleteFlowExporterRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteFlowExporter(ctx, request.(DeleteFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteFlowExporterResponseObject); ok {
+		if err := validResponse.VisitDeleteFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutFlowExporter operation middleware
+func (sh *strictHandler) PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request PutFlowExporterRequestObject
+
+	request.Name = name
+
+	var body PutFlowExporterJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutFlowExporter(ctx, request.(PutFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutFlowExporterResponseObject); ok {
+		if err := validResponse.VisitPutFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// ListFlowHosts operation middleware
+func (sh *strictHandler) ListFlowHosts(w http.ResponseWriter, r *http.Request, params ListFlowHostsParams) {
+	var request ListFlowHostsRequestObject
+
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.ListFlowHosts(ctx, request.(ListFlowHostsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "ListFlowHosts")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(ListFlowHostsResponseObject); ok {
+		if err := validResponse.VisitListFlowHostsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFlowHost operation middleware
+func (sh *strictHandler) GetFlowHost(w http.ResponseWriter, r *http.Request, address Address, params GetFlowHostParams) {
+	var request GetFlowHostRequestObject
+
+	request.Address = address
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowHost(ctx, request.(GetFlowHostRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowHost")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowHostResponseObject); ok {
+		if err := validResponse.VisitGetFlowHostResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutFlowHostLabel operation middleware
+func (sh *strictHandler) PutFlowHostLabel(w http.ResponseWriter, r *http.Request, address Address) {
+	var request PutFlowHostLabelRequestObject
+
+	request.Address = address
+
+	var body PutFlowHostLabelJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutFlowHostLabel(ctx, request.(PutFlowHostLabelRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutFlowHostLabel")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutFlowHostLabelResponseObject); ok {
+		if err := validResponse.VisitPutFlowHostLabelResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFlowNetworkProfile operation middleware
+func (sh *strictHandler) GetFlowNetworkProfile(w http.ResponseWriter, r *http.Request, address Address, bits Bits, params GetFlowNetworkProfileParams) {
+	var request GetFlowNetworkProfileRequestObject
+
+	request.Address = address
+	request.Bits = bits
+	request.Params = params
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowNetworkProfile(ctx, request.(GetFlowNetworkProfileRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowNetworkProfile")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowNetworkProfileResponseObject); ok {
+		if err := validResponse.VisitGetFlowNetworkProfileResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // GetGuard operation middleware
 func (sh *strictHandler) GetGuard(w http.ResponseWriter, r *http.Request) {
 	var request GetGuardRequestObject
@@ -15718,376 +17174,402 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L17chtH1i+4lQz0jRDQX+HBh9Q2GI65FEVZ6k+i2CTV7v4EDStRlQDSLGRWV2YRhD2KuHuYP2YHM//P",
-	"Eu7s5K5kIs/JrAdQBRQoirLbinBYBFCPfJw87/M7v7YCOY+lYEKr1vDXVkwTOmeaJfDpOAwTpuDPkKkg",
-	"4bHmUrSGrWNBXp/fHhKZmH+fEYoXkrb5tjunccxC/IUrkgr8otNreS12R+dxxFrD1t733/We7vX2BoPe",
-	"X1pei5vnxlTPWl5L0Lm5wj615bUS9q+UJyxsDXWSMq+lghmbUzOuOb17w8RUz1rDZ4deSy9jc6fSCRfT",
-	"1qdPXus4Yok+gweuzuKNXLCkG1DFSMS0mbRHQj7l2vwrtUdCqmYeSUXIEhXIhB0RqslcKk2eHfSqxwz/",
-	"bBpwTM2bzI3/+wfa/WXQ/f6j/bd33f3468B7tv/pv7WqZxLJxU88rJjJcRCwWJM4YRN+xxRZ8JAlRM+o",
-	"IP3vcFc6ZrP6B/vw6VmHTKS5gCtihsqUPhoJirvq9g+fRtrD4WQymQwHw0H/+2eEipBEUkxZ0iGBTIVW",
-	"ZlG4VnDvSCx4qGc98nxJQjahaaSJSoMZoe5x8MZJqlhIFlzPiJ4xEvE518QsXUjadCTiRI4jNicTzqLQ",
-	"MwOngnAxZUqTiAtGWJLIpNMj70S0hCfQcM4FSWTEyJwuiWIiHAmYXkbRpH04OCBSz1iy4Ip5ZDGjmt2y",
-	"BAZ/S6OUdTyYHqPBzA53JCgsrRst1ziBQCYhCwkX+PY05JpEckraNDBbQnxchohPtN/pjYQjln+lLFkW",
-	"KNxs6bXZrVaRRuzKtYYTGimW0cJYyohR0frkte6681RwIbpmynBU5hx+eM7xIFeQ5tj8tOUs8Xk6bw33",
-	"9r/zWnMu8NMgGwAXmk1ZAtT4krHQHauHPQfXPTwHBzXn4PXkTAr2lupgtn4SrmaMnF7RKZETQzRUqAWc",
-	"BEaCiDOhyYwq0qYkYeZUezldRlxps/2E3cUy0Z3sfM8YDVmSz+z1pGve38UB1PCi/cGgaujvxj+zoIYb",
-	"HZMkjZhi2oOxGKofy1QELIGTcV9+s8Ig51y4j3teaROOu//l9iH787r78c/Vm/C3k4gqxSc8oDj+qo1g",
-	"kwkLNL81i1+82myO2ZJbzha9mqNRvqO0zv8tYZPWsPWnfi67+vir6q8MC4eaJkom1UP0BbvT1wFc4btx",
-	"xQm75TI1zGPKSBtYFFU6Y2EadshKtMrB4xt3ElR/e0nnPFquDxOYHIjbNnJxab94RtrPOhnTPyJjqWdk",
-	"MWOC0LFiQteNboIvKo6OCXPSPxx6zz5Wnva/vTEsOjvrKw8E/l3NwfbMQcgZywA+Os6yV/2uS8bEJRcB",
-	"q1kLQzYKd0QxM1s4LHSimRVpmhfOy8pYzR3XCp5eHPBEJnOqW8NWSDXrmgdUk/2lTJOg8vQq+KVI2qRt",
-	"mBCJzAGgSrEEaV84GjO0ZAbu/g6k0JQLLqaE645HWG/aIz7KvWEgFwln/hGhRCeUR+Yq/88+mRs2xFT+",
-	"lLY/YSwc/tmvpU4c6Y6s629XdFo1bY28VpeOO84ed0SlcWzUOC5F7Yg0ndYNZ69mOD9RpMfyeF7JBWgn",
-	"REuyoFyDmkNJMKNiygy3/1GSME2QC6FiosiodTBQo5aXaXdP52VV9WCgagZu3lE38oP96oFzPeOihrQz",
-	"DY4LxUOG5Hzy+sVFre486O8f1g0O37QTF7qi08+R6qsbVxY3q6/7ZB6lYikUA6XlOQ0vUBs1n8xxYAL+",
-	"pHEcWZbet8rhf/ysUOw0kwvneBe+dF0MWCXYKHdzGhlmwMIj4oOeqXwQwAr1QtBJQU3UcB9VUvSM5nUi",
-	"xSTiwaMO/bUm7I4ro4NHCaPhEkbyUiZjHoZMPPYqBgkLmdCcRk8UKuOhZIoIqQloukDOMMTXwugdNDo1",
-	"C/yYwzwmaJRYLqxYcsuSJ4qY03YEloBR442SaH4OmaY8wiGfSf1SpiJ8zNGeSXOCp4Ysb4RcGMEuU2Nt",
-	"wYjOgVmcSf1WhnzCWbjOVErKqiVjUIbTJDHaMOrHhrmgmgvH8LSS1V+t3fZEgardK3GYtTOeDfSK3W06",
-	"HLsumnnkG640sC3N7nQ/jigy1lpGORL7g8HeMBx/Nxz2D78bic1Dr6LxAodG20/dsJCg+kDaPo7rJXz0",
-	"Ox7qbROeGOOCi8xRYszHZst+bIhx5kTsWIZLj/wrlZqFQ6OIomRTqPbp4vhCuXljvNY/um/RiDwOb3mt",
-	"toUS1NomaAU7y34cyeBmSGZyQeZUFKWXViRkYomWzExGobIsk2rSR17AkRLVTCaoTzce7rl9TbX4L48E",
-	"tgiNQBxG2+mJjKAeTCY80izpVL6+qJdm778A27H7d5aoWtPnFn90+4bmpnV2KE0W1CxQwm8N7SRy3qtW",
-	"RrnQzw5bFVoyiGop39Bkyh6byxsaNLsnb7MZzS1HupLyLRVLK8TVY47snRtNQKMIeFNCtR3bkRFBwEjN",
-	"uistExb2yFWyJHRKzakEkrhgOll2j1FpZYEUoVo5oYUr1nf9Em/JNM8xm8iEEZ0szYvhRVtIzEzqvaCp",
-	"nsmE/8IeWdKQWxrxsCDDYUffC3pLeUTH0aPTGcpmElABCgQeYiEXaJCHVNMxVQw9zInRzcwgPXvUFKEJ",
-	"I0rzKCKRpCEX086R2Yx8Jx57Y+NEBkypr7GUBfV2waKoiwouGaeaJGxiVktLouSc4SnJjxF4U83yp4rt",
-	"qA+/F8byk4lm4VsWcnoFq/K485Yxs7ZepohqesPsUGFNnihygiPqmhH2gNXbx0MM5PIM3JWJeZbmKHUE",
-	"0wuZ3FTIKa8l0vkYyWgrG/daMplSwX/JfGhrT1OZv2FdINpvJDgVzcXHgXuO9ee0QEK3PHQ0t7xWJI2h",
-	"rWeJ1DpirY/e+hshYHIyo0KwaH3mQcKoZuE11U29Js54rJocS5zi0ev1Or3WUKRRVMkLZjLVSZIQewtp",
-	"Cz0xpu6UCZbwwN05lZpPlu6TmuvY/b328jQOd55JmkTV4v79xRtUjdgtS5ZGfCTMnK04ooE5aEtycfri",
-	"+OTq9EWv0q+UW9QfnJHtFgff+rFquws79VrEKZ6pMORmYDQ6L2ycDSSU97JyNsf5Wr+/eDMkZp2H/b5H",
-	"cGnhT80iNk3oHD6oiAY38FfIVSCTEP6eU53wO7xgrmN8Au4V/N3rmYUouAsOB98/2+YvKK/TxmV5CUqd",
-	"2roi5cmf2t3TVikk81RpdLH1iKZTb8WR7WEIzEgVERKqBEidCQ20ypxit0wYJmM1/6NMkzZ3OAd/IOcM",
-	"9MD8liMy5+IaHu9U5QlbGCYOPytCyTSRaUwEYyicxkZkote3vM9UiUp2lLllD/e/P/z+2V/2v3+62Tnr",
-	"teyAt7uSvFUHfpM7cC1Xo0MYjfj4a2VcFAaMy1QOYQ0GZV/zoGo6di+aDE6jcbbVgVZNjhcpCv0VZopn",
-	"FwN2ms1VJZe0X9AkoUtYpnuwYCaM2hEWnl8IJk7ys7JJ1pbO1SevBeR3rWcJU8a0qtJ83EUL66xdG9cN",
-	"F2G1FK2TGf9KOdPXrOY2/FVpmugNv+tfKn80BsN1zJLrmUyT6unsLjSqmTvMO195LyeF0pKtL/LqKPOt",
-	"/biJ9u4jHorUWWaTVuagGnhE2DzWS4hkQNiJzBkVykpC+xBw/DsKv2cKBDCs1/iQp4P1c1Gg8fJwX1h3",
-	"hU5SVhC/X+QErApT5NFcAWsmxvqUUph/ufOLgIsfnBaWsbcHpEuEJNlzO72WtytnK5+71VEVoyBtCDPZ",
-	"GEhnmMkVN2YYH8RU0EzmWqFDC8dL2s4bNBhCJE4ErLMi2ysiIfnRrwgbw3PN76iopxEDtR3M8RXiWaWc",
-	"g2rKKXGNwiPaHwZ7Hz8YCvw/9j8MugcfO8MPg+5T/GrDkzIOs2Iqmq+d5IcriTmlirRfvRq+fds5wrVV",
-	"eWxKzxhPCBPhytzuOzBkbStO4OOzY4iJkl+kYJXDc3v4/upkdfMqpeEaq1yhMBtIy2l7bizfKcvUIthU",
-	"Loj5zTzjiMyNUW3UpzCRkH/UpoJQc+J6LoTIQksbii7NSer0iD0rRi8Jdz4mK7wZKLKWjV4xpS+Ygqj2",
-	"qiAPWcRvWVInYJmLcmyWDflTKgfhIsjrr2d3MU+Y2kkjgCN8rRgTze9xR9ZZlxi2XcvUEFKDAWN3rdLK",
-	"jOjOb681hb0WZG9tX2ArdfFqL4+DF9aiOLLKXUhDrk8zNbWsZwe1ZjwNdCUFeC1a7XQC7wW8leQO6yyM",
-	"7ZyY5owsyV8v351hAtuRE8HotA9ZxDTG3c2bdqAO9HFtHJZzg91jXKDBZuPiYVNnCe7C1m3mZpOp0Z5w",
-	"2T23M9kjanf2nE4r9PRMc8n+2Kgl5CRSob0X8o0azATeVzXa57khtqK1yXlMNR/ziOuKZKKfZkzPMDdU",
-	"Z0GKhUxulEvHBLmPUdEhkTcYWYLUIsOcExYxqpgaifbb47++u+i9fX327qJ3fnx18qrjmLuic0bm9Gez",
-	"2VYSGMEz58J8E9NEe4RxGMeCLo9GIs19hfi+SZrAz3AxaafxNKEhEpuMQpZAvLZzRFKBcVGgq5EI2S2L",
-	"ZDw3pDZOeRRifo0zs2HSM4qOwITZFy6ZxgxNx9bkTctrFYYEn+A9lawMjE+rPZYX+5wGN87SX2rm8mVj",
-	"lqD8yyx+yGWaMZroMaOatM2v1zwkA2f6O/mMhNwpqdObaNHo/ic4vocyJYNELkLFgq2ZeOa6SxZcMq25",
-	"mILCPJNK11p2jfkAcOg6mXov0VI7JusgaH747bm8sI6FijVPleUxZVp5b74mc6YTHihCiVu+jHjjVM0M",
-	"Zz1/d3lF+m4X+rd7fXhi197a8YhK53MWNqYRePMGIrndFOe0achukCthzzJd96qWfsFDdp1AEHv9DRfm",
-	"exKygJunqtJjswWK0yjCo600XbKQ4NMIjfRMptPZSGDkHEeYxevJ67jw5HYhZR58cHcxFTAVhfTbORqJ",
-	"FU5yw1isMBuT4kufONPIxfmzsAMTE5kEwMHmyG22B3krpJpLwHJkWTrCG+TECV5VIdqaHrobtqymgBuG",
-	"OQL/6B7HvPufbHlE1MzwZFgYIRe9zz9xW3xizVbKzGDDEt3HReJm8SWSrGuWYuOrNnhMinmU1cu2umIb",
-	"1uoi95uuqMBxHNlEpAY0ZdOJGrP96bWNy9cHaSGzlxQPPDCLQIoJT+YsxCycnCd5mK1r2RYc6wVVWaKT",
-	"NspIe/2hcA2eKVRYuCYCiklCHnaGJI2JlqD05FI9ZgmXoVWBZ8ywp6V7oEemiVxwMc00dwq6i9JpcGOe",
-	"YyzdxYxHLLOeFXO6jA15F86ZjUGWPdybVU13oZftYb4/GyjhPThEd/UsfoYK8ciHYuNpOKGaRnL6klVx",
-	"VhqGrNIlOGEsREnGFbhQbQ5ntWtyPYyyNp/SCyp+d2dr82KbWWDe2uaYbTBjoY1m1AVJ6uKmjVzj5tps",
-	"zF6djyEbRnn6G3YJcgXXdslsRnPtrrjh26QQPrlyQGtb6iyPOY14wGWqwH2i4uzDmAk+FVsMkRMp8Aju",
-	"GPV8a0sIsHRELA1xgtmuXHXBERFsCsxuDOkg6zHGhq4hF+LzIA2Em9U1HEeBbZ7ALTw0Fntkditz0VTN",
-	"VkjdrFYOp1LmF1sYBBeOQWzZ5KJHqWazV3nYbnvzSi5Kyj7a5jZqYIXHE2WUsB7xQWkNfaLTRCgCyrOx",
-	"iZ2OK2SxMNS/Pbwec638vn/7DP8iXFipVdCNjdwaCavQDomvAhkz5ecZpwXNWoH4spf8wGMfnAoy1SPh",
-	"g4Lse8Sn0YIulQ91nb6cTPwe+QmGZfV2o8WTVc0f4usJGwm0tqH00i/YDn6PvGETTWSqbekfhuo8m+aN",
-	"iw/PRvV7zYNKywQsJxNgM2YmkEBjBl1JiHYdq7VjM0SlMQ3YFujgu4wp56z6/cNyiOdgvxiHf1alDNkt",
-	"2/bSZ/Uv3dsfrASWSlWfe3v7W00Su2r5EuTjqjoKL5hmQY0He1N8mosgSkN2HSf81iobVRcpTYW+Nidy",
-	"x4D6PW6Z07trraN7hK53kptbgut1I1hwEcpFY4mL819dwuLbs0c6eWzenK+Cm9r6Vm0OT2cEcR/b6zPC",
-	"vRUEtaKkRUpCZZu9wiORlPGYBjdY/87FTTeSAY2coc8KMTQY7ZBYRuVZu0DT6dRWjDYg3vJw/tN8bdja",
-	"YsaDGTBojINxRZiQ6XRG2jMp2DKWmmiZGpHtmSMfSa5JTPVMdTZF4F0QdWMIdXPwff0MPfw7CoeuojSF",
-	"xlnKlQpoZIPbblMOBiSkS9UoMp2d0xWiyAtMIRxuRRuhZMITlzZbeDfEiG2afDaOvzQfhmUK9dkSQxv0",
-	"/v776tXckJhwiqkGuGCKQbBdoT/aUJdzX2EFIcHDj9bxhCcMCpA2xVorc8dqtw5dZriITxScu6urN6Rd",
-	"qtbsHMH6iq6euWHlUWxrWk+ZVkTriPx//xcR//P/zQs6LeU0WfWcd25KmshLR/cG81Fr+4Mr9MYGLLaK",
-	"aZ6KhAezS011WiP+weMhUw0VpJGUNykcDbOxkFQxgRrybJcrEga1ZvN45xwz55GvyOiAn4yKTxYzROyw",
-	"44KCjBsexyzs1abqrhoXSUhjM2idVCpkMtWBrIJYkDekjXUELDyCZTBPIrFUio+jpTFuqItg2hRvJPrA",
-	"HGJbTISL1vGMHXQ9kakISRt8MFOutCUPmRhl+/zqwkKFdDxcAtJOmE44C0lENUugmt/O3pC7ilnAadRN",
-	"FfOc6DGXhDJI50xofLgdAQwAlpGFJI1JKiJzZN++P3t9dnZ9enbx+uTV9eX56cnr4zc/2JhRKcKVjb/l",
-	"9s5r2cFULGu14VOilHzlK+n21rr6VmmtOYXZcsx6RQHLkdde3dzJXZmTBAlSTr56zt7pKR4xUfgc0emU",
-	"i2n+BSyqB/6e3oTyyCgD8GEGsDbTlCZhL2FzeWt+sU48xX9hHmFwyOEueCTmwdgEkeW1e9pqeoxHwkzH",
-	"rsqgSOsi6Nlv19qWaTQNsVtCKN2evynfs1qSeIiQO9LWl4u2o7isy/5xEEEVCFNcMIAgUhiPa0CCWGKz",
-	"SVAaaUsSZsbGQBfFxLhGC/UawCSw6rpiuTADsVZdAP7n8JDgxcSQcsOZuSE3q3Asb022xIXHZMPNFq1y",
-	"6+6gLPhEigofLbq3asxOrGWqtstsKfNmeoKrvOwl2RM3DLMms6iBE3hORUqj6wZXokdgQ7XRjrZwzn52",
-	"u0/T6edE+ew0NizmSxpYVLsti7lC7JDODO4tIQWrDF+Wn3FtFOfqI2vdLwhAVcJAMoISVW6XQb35lUwY",
-	"zaEq9IUKS1byXICRKSgsTTlEiRA/ea2IAc6O0UwmPEAWlGlq5v9Yz1iSvNkWT5kEBhlF7yat4YdGb/6R",
-	"ydanj6vPzii8+qw2Itxto60h5AZjvqKNXrBG8Q/16FW/nCUV+8bSzKqc8hXEnC13vrYbTtqPuM/Nyo4q",
-	"4sBZLKBq2wplQeuqfjLdjcftzERqKnekCHfeSpBBDciEi5DdrZ/zQXdMlTnoUoHq6xAobIiyV7m0GyVc",
-	"MzGGw/HWxRkuwoa1s4AW5aXLt6Yim0gWeY0qMjYS0AQrrnl1IlG1D3VVJINpvW3XBa32UucJvutDd6GK",
-	"EjOviNVnmXwihNB9GuG94JsHAA9MGoypUkyVrLaWd596XsP/K88IPKtKa3U5onm6E2YvOYliwSzg/pJR",
-	"XO3ctLOrJ2ggMOe8g6vNm8zKHJHuXr6S2dJBgoKqJviJE/oNDiQqCEZOGVOseinQWwE+3C7MGO02m/xV",
-	"mLwLPeFFiml1RMxJz/JDXC6YGXcNCygkMcrptBLQR4Q8wDIKOIhmpSKJq6WKOdmOHkumwfpybeNFiWV/",
-	"5VHsuZ0LK7cN6puEQ2I4IgNX6uK2sHrrYA67MlXgz7sKSDgTjlbci3NKLSSM232wC5FTSn58qrhIdUZI",
-	"A918YxysoAE2EKr3yfpoklmbpDsk1mIubhoEFka62V1zencdJjK+VjOKVQj5fTIdR6wq08nchIz9OmLi",
-	"+vawmuBXL3tWcy7qgngSzoBqsq7v7KW72r73TLKpiwZuBy0AxCSq1EImIUlYSM1QGwMVrCTsuAWqTd3B",
-	"iGEhgccRfdUeVm3YGoF4BY234B4oUHPdIX2ZHRInZAN1aziBmnEGXnkeq9Sow4BLkuelxHQ+o2l1QoB5",
-	"8L0KbmvzgmDKn5MaVAqWbkuYuQ/nWD+yK54wmgB8N/xshIbdMQhEJGySMDUDsBn0h2bBNcyabg/IKB0M",
-	"DgJ7P374gewdkT2b7WKkC0pmOZl0jjJlYdB7itiZQZQqfsveuhgViol1xpJHtSqLB7cwnBX1YT37I/Of",
-	"tQfkB9L/zjMqzg/mCG7IAenueU1ZWd0AntUM4GC/bgTlfJDqIdyPGxbZW3m8xRjbmOkFY8JRB1MQz0N/",
-	"xN483+G92SZ7YIXt0SnCFjFA7ZiCloYK+wSCNuh8KcKYmlWo47X1g8eq6sPvZp1hRupYprlWUI0qNZ4A",
-	"iDZB/A4RpqFeoDRCo4j2GmPTzLSOPWL+r4hMyIRHwPZX5rg/OPxud+yV7PDUMdeHyLj8zFTLIuHtlnh3",
-	"ThPFEmIJ/AipxloeLrfboj5KES3Xg6iBjNJ5hbEYqNsh+YUl0urQeJ3TowuW1OYCf7ztWlRiycM77IPH",
-	"S4JIZ5hr3OZznAO1X3eqHZxy7pC81x6MkF+KxTShWiarQD5b868ton71w9UNjxHtBoIdGD+tNixLyC/l",
-	"R4HUHkIpeUHSAIJOAkdr6wp/qqGmi1RsyPVuoNuFKYKeNVbkd1P7a6LwxpClJEkFwdih4QYLmvXi6JFj",
-	"xHUEBsQVeX/1srv3zLbeeHX19g1i4ZubIWkdHTGkPWo5OEi844gEUtyyRJszYr76btTySH5V8WkYwaYQ",
-	"Ex21OkfgcAiXqJOWA1zOXZIJLzh+MBi4etQSEluDuCvMa8HrDghKDp/OERVVUijs9uEQVC1EZK+6WF5w",
-	"NdsxHwJUl7qUxsa1jmb2Da/d0chwl19n79gQcVzZDyij4UbHRShb0s5+t0WuRnARGkU71KraJ7zhgm0t",
-	"0zDDh8B5U4tK02TXhBaV5dis5U3MHeKy18LzBJYHHKXtuRMQPC8MqExf2XszCnJUUDRzkOPkq1AyfAos",
-	"Jk/tWNnuj/X8rVpuJ6nYTWwbTvlpa3mNqBmKkTEZOngzybq3JlGpsHk3XNgoPNHsrsb9BGKtKvELcAzO",
-	"pbk0wRT5An4ksqy23wcnUn/QB694f6+PNQG+NxJ+3+5bf7+PSrh/RHw/c4otZjJCWN0OJMWDw9HIamgf",
-	"EVM980YCsP3Nr1aYF/oa+QBy63vELyJZur5D6z4Zc75qFw+YaP3SYW26YprYcADAGSsWsUDLpLOaw1Vi",
-	"NzXh9FVlzhreG4LlleGmwOIdVKgy940ubYL53AmY80djmK4PeZzySFf1gjgDIxO8yeaSLhclD7Qlp942",
-	"daHRUYWx1cBV1MYV3cg/1k02S2TYwf+RR4a2wg9ltLS9cUnDcB+M+n556J+z3iUht7Ua0b2rdgIXuVCs",
-	"W9sNi1lZgXyfdB37tsxrvuEsv3L1sTsue6HSuPquZsp4GW7AsjZgvpbNu9Jg+77CmcvnUEQAeQhYjiJM",
-	"RpHAnz6tc7FnWn8JUbXiQJTgHLa32Sluajaq/BmlYmG3CFsdr69sKuU6leogLq1htoMpF3rvWeUWlhbP",
-	"a911p7Jr29VcnZyDZyR80Ke+f3G+HlcO4ha+aNOEX/FdqZzHW9lheXCvYcaxTHTTmcaJ1DKQUal6s2I6",
-	"5dfVgRXU4DwzcX/ITB7nqAQtO7fCsPPHVy+9vCnODGwWVK0XRiZXOctfFY5feTseElpmkwJRBQftwMo2",
-	"45MVEzzXXW9Ow63VCRuZjc30OHjkRtaPY3UQ7o3zxDLMd695Iu67sWLJLbhmswYQu2etViX3Znavjb0r",
-	"DeiF11SDodXwLSt3bTLGQUFvy4QAbyIsYnMmdAd8KTMqwoiFRyRhiglsLWLzZR4m43Z1nOvb+nG945Jr",
-	"54pWhe3jagF7EOoxponuLujSQ2/OApxQZjohCaVgZAxZGKKXU02TXOzferb1F0iIrs+D/qscnzhf6ao5",
-	"nTbGYKnFa1a6XJm7uWwEr7Y6Q91wX1IepUkFF6bJdPcakF0cP7aqpTozoD49Yucyk/uuIjiQVpbSjTl3",
-	"+NDalb1M53NamWcOvrvGamxGUxXEPcHd2+lhbse32aF2mIWXVE30DVc6j+9nYe+WvtOtdSZV7twFfphA",
-	"3ZK2dbf4aNJ42DPKL+Xl4QNtggDmD2ArMq8lplwYO2hG40TeLTGfANQYMYFkSn6TSM1vKvWQMzqvC6Jt",
-	"aKmBnpjqTJD7tLyw94yXzVUVN4aqXckmdR9buzi7omH0bH/v8HC3CObGQRbUhR3Dhu8EBHjFlFDXERbA",
-	"irFxHy12gHMlhhWhw7VEkF1aHnvWalhr2V949cnrFxekbSw6MuYamyX9whK5rUv/NscMQP82MkMLNkF1",
-	"+b6Qi7zf/lMy5yLVedu9SarTpKxdNQQPLr/tOcM6DNtlFxNL8GL4m+V5Bua1Wt4wkfXj3obs1rse9v/7",
-	"5hLt1YqAnRqobiuYr8xSeMMnGQZ41pVYrfbGbY9a+4ezUauDCKoic0haBLZ8a/YGZMloonrkRXGh6PSJ",
-	"ypbu6uqNR1ikWJZhIQWzqv6WguxfVxNvPlbYh5Vn+JYlCQ93xSajYXj9cLtSGbn63ON9H7jvHQ6mrRX5",
-	"sqtQ5SU/lxEPljsyXKOpQ4DGrANGTKyv4MiYEIlMRdjVCY8VYXc00NHSAR0zDGiY+9ZZcKYurPFRBLKG",
-	"pO5U2GIIm7SvIIuyqBqU8/WrhPys4AzbaPXC4mSuM7gTXRub7gL3R8EL8QWBKhsrejgTl7dddoA3KNIK",
-	"JBYob3/FJVxao6TA6rmhf6ylxqKvcgcusurIzJLqnj19erC1y9K2NVh1aD7k0+sPpquE2oWZBk04nG1b",
-	"98lr1YB7/lVygdhzVDTHNc7h8DZDumE3i2ofgJhos1QK+4gie3HVNsBnbJf+UWtv0EfROGplaPdSz1iy",
-	"4Iptz6XOCg7qi6qKRL3bNoSxTPQuBzTRgL/WqFiNT6ANUK2kqIpZbHto0SddVZwLIKliuVIctcFrXUPW",
-	"bp4VQf+QKc2xEIyY5SNtpwV1bFYUoEgpfssQuM6oTIaFdfcHg8Go1VnTcpof0TLoj2HCv+55Tz918z8r",
-	"2PDHrNF2U6P3lVwQ6tKCIY7PFVkkXGtWQE7Sd7rTIydyDqj6mI0FySsgR0fC/5NvlHJs95RJVKqhu6i+",
-	"072R6Jp/h5CzBYYHhcd4WVdeoxnCZcaGHhLqjHFjJvrwA9jTQxJPLplQrP/u/EyZP6CEAU4oadOIU0XM",
-	"opBRy3x/hd+/PlcdaGy08nqbfWuGH+DkFLwKTPahnagPN+wd+ZbkiG+xw8ycAV+HCryD+FMmfaz+GglC",
-	"2uYz+W+Ij34NzbB/zZPSj4h9jgVQ7wVSTI7IJ0ja6BLrLjBLMacxpO16pRGdHb899YfEn9P4msdtc0HH",
-	"t3R5fGLLOvzuW9KdwN24iuB7GOI0zJ8kYeAL9+GaIRStEd9CuptXdA990p5RNRsKpl2/bC6Y7hhObKZZ",
-	"uvqZT9rm12cdL0dHNiPpAsItpNtNIsCx9xBaecKjiIWkjQ1lgxTSBg/2oF2CwrUQEztkMdGkO3FjxV33",
-	"zevsGvoegRSdWxqVZnJtxnZtZsLj28NrYwV3zNDNaEqXPMNLnsElR+RJ94khbPMTGVsz8cn1k45XOQcY",
-	"q3PnmI27kKlmybtLgkdumJnfcNKK6+aTVIQsgeXs8xggthY0ysDluuYOH8fbNwOsucKDPHG+PrA6X9WD",
-	"eKkKnfibu6mwWKI5VgTWNtwTKcIFrQ8Bn7JatuZBqDW3ycXLE/L94dO/uDjGkeV1mB7lgJyPz19DU3Q0",
-	"b1eNCU15VJWUSzVZgDmRSIitAji50R2YCFg9IFYetmiWjZcn01Xhd2yAEnt1dXVO8ILqbCPNdVSjO+Ft",
-	"qwl3q3u2eic4yobjiIqbrUoTvjybQdXGXrw4Pq+IIIxTxa7Z3O7KTklhEwYm307WN8bldkML3ZR8Vgd7",
-	"YEHIlg3T0i6w6uS4EDNbIVyXSFqlIbmaFXcCANd8QRWhUcJouCT/SlmKmeZJKgQX0yMiJBFsQX6W45pG",
-	"jLIcEy/89LMcX/N7xcrsnYW8WJdbW00yxTzk9UiyYDhT0CEgihknMkwDBgnqUFe0zgEa5Fy2sdQBFI1A",
-	"3Xasttk4TL0VrKgCKBC0MCt19wcDFLukzQSUcnNBRq3/9T/+71EL3R1BqjvbLRkb97fpoRvC/xdQHl6J",
-	"kJ9GkUMZkIkNCocs0hRAXb1C0zHX8cEs5LVNS1pf/uKvTSiokOTSVTc87mIZEI26MaYBZ6A0tX6i000o",
-	"EGa7q51HmwEfGmfjwGJVnKPmE4Nm3TtHi6AC87qQmt88JdKlLtYkXzUYslFUEczbRS/UjO4/fTbEZuP3",
-	"dr1VOd0a5xNtzJdqnjAIh8H5zKpAGmpzr5r4y6ynrJQcuCuXzTO08uxA2JEVWspcbziy/AgVNmSTX84u",
-	"BVOxFKpaMLkO67bnYCLn7jtldLRUIO+APBkgOiwJyy8SEgo0WZI3Fl0phqig8M1KaXMy3rnnmGWknz6n",
-	"lUmBwLYwZGNVKHJ72L99doQ9JjW1X9IwvP5zP2TR9Z+NeawZrVi63CdY7STfDmpTd6TM63cyLJrvCTz6",
-	"2Rd5tFmuLzRqePSXGTUP69WZDQBVDQWvS2Z9sdk7m3tiqWZZH/INTtdayKsdLdLm6/RFlr8SjNU5kBPU",
-	"b2Gi1SfdZQfv4EEuispGPKmY8rxzmUP2tvrx19ss9Umgr7guJn82zbCrHIRERpkhUmNJs9daJFzDHzSc",
-	"82osjmLy/3pJ0HK1MDh1R2VzPbhVIu9zq+02WgHQ5dqP2hNciOgjue1+pM3k7bHevTOZG2g+W88uWOUe",
-	"1TWpu0/X01ozPc6C1tsDkmioGSl6XdtU8++rHTQ1g4plc1cWWCrgfFlAzkZGYrUleEKFFDygUTke/uWz",
-	"xza0Fn2ezmOo8ra+NlTYis3jjYLHtWLR5D7ZzdYlaI1Uu4dFzbUw2SrayqJwWwNtn1ls8uIcnlgXaGsk",
-	"T5w0ff3yDB7QIMBm+37tFmSr1svWSsOyug27WoWpVS41o0kwM9Kj2hlTRokEV4Hh82wyYYHmt4zccrYY",
-	"Ek2nyoZ8XIYLlwJdCfm1Kxi9iDqQdZFCIFRALwKqjMwtWQ6VU3fM+zw8l32AclGMCWwDgoAEGTyvKiP3",
-	"ehlMgeLTGTasshRvZ5cT/MMmDBYa4O8I7bZbLYzUbGdIarcUTQv97wNh/TBQ1FVYZxZ/1w6qtNLFJSzO",
-	"s/4QPARUfuE4fTm8fISkPq9Bej1eRXYtA1ZrmkyZ9vKjLBdi5ahV9SzJfmveqN/dUpm//jhH4sEov44k",
-	"GxCcV1y8qu2sxPENZFSTZn4f/crqlbVN1bb1OK3XzyxzbYCbngMMk/YKvXUaali760jViklxpJ5d6sJc",
-	"ajbpJQ0q1N37pIs+lkDYvGt1ccUi88D+PDQBiKcaaOj7llpuO0Q123Av7Ed3mgqZP3/6MOh+T7uT4+7L",
-	"j78+q04gXzk3zXpWQWY3kQkZtfaefTdr0r9q7QSWk4EHjRKuruQNEw9jj92HqJuDLpkdTtVDmYiJdRZs",
-	"9OGaazY2spcQ6t7S7h9WuNDsv1lFLe7Lej2tdvtVcQhZkDDdoNX/asgeHllRNuoGfy8IjvskxK9nRFck",
-	"tW+v8KjNib7vphf3u2qL3ys6rfcfVeMBArY+0wkPbL5qmEhsuVbVPi3hU16DB8LmLOT18NWp4Lqmf5aF",
-	"tZcJBJkrXwyISTWeXqlplBtecapmREkyoeX4eB06dA1wsRltNt/y7Nxoqnbg75wtKjEAE4tyvaJnMHCq",
-	"kD6PlW17pyrnbxtmbFRZL88eooJkpePHBiV05cq6MqqrzDwmi5lURavYNTdYb4FT0+Ym4cFszqpQHatW",
-	"cmjdZEqTixfH52BCn19dFPoeFmA1PeydCtivMUuwHSJoEDOqAB3R0Kcx17OehE3b5hS7Mj6QOWG752yM",
-	"nDNZBIxRO/jnLcZFxVjvo8jlyUo1W2av2HwCtjgImmjxtl8jWJSEa2+lp0jmLm1mLBft2KrAe0jjrUz+",
-	"xfH5ozky8kY/1zs1G3LGw6fPbFpU+5zVCu46R8nK+Iuuk4wGyrarOSXIOz3XGDQ/DuvsG0pPgzThenlp",
-	"Bm3DLowmLDlONSSQwGwgbQa+zrdnpnUMrVOwL8p/smWV0u26ptywJdagMQrOVNCSih3zjfiwmCSGbRX7",
-	"/AOJAoKziyxZL+4/uscx75o350scc/P50yfoHTSR62PCZGNiBJwRiMqK0dfnWVIyeDpty1Prc2EJcEX0",
-	"Xlq2qGUUjgTkaHokYjQRKkPrCKiwZc5mvuZnrQg1fFZBu7MkYYGGIwluTovaTvUIcOsjFk4ZoitmaRhw",
-	"lu1iKduExlyTleX0RmIkriD5kEfMRasQT9HwgIQGULTTpzHv3+4N7byzdfdgrkbVwnx2/BlbxPaIEWon",
-	"ZksuWdA1xE41H0cMUn0hY7u0Y+bt7uonaiSy95vZcsCXJbgrYxaSGUsYjN7ogGqI8NLZuDKD1r/r2kRx",
-	"M0h/SPw4HUc88KHnbJCwkAnNadTxRsLHIKTvER+jkOYvCEP6pI2UjPXLDs0a5m3rEHDlpGBqJGx0iWuo",
-	"dPHtBvikTYukbfYhI8YjUnoBohWOBFC+bTG9QuyFJyk8IaVykE6PHBfmNxIOmHjOlTIXAVq7Jrc04qHd",
-	"MUUOB3seoTixMYugZ3XhzU/MFQdHIzGWegYN+IqRtAxRU2V+eMD2pAlzbXaphj17xejtsjihdr5PM/Pb",
-	"EPIU/SFR4G2F57E7CHd0QM2gZMIWI0E1ocTIVNK2fXsvT48vTl5dn7w7O3l/cXF6dvLPzhGZmyEuKEdR",
-	"SuHskDQmWo5E+b6/vT99f3r90/HrK1sDgCtDng4ObE3IBdPJsgu9zH2zxg5XdCRiqmcFWFG34PkqA5wz",
-	"QJDKKDRH++z9G8B0JoeDQY8ci3xJRmJOE7Ni+cIEkVQs7ML77PrYhld5AZI5iynsQCRp2BmJfGMHREtC",
-	"7XDzURb6KhlNM6L2WEG2uxqWUvURfjpL5/cBuw4lUN/m9v/Hz0oKH/Z9JNq+LQvwOz3yTjCEthZwQOG5",
-	"C3OKhzA43BiHCZsRK42MpGfhSACSKq5jWy2FpndAFYrNqdA8UIRG/IZ1PHK4d2CfBtSXxY2gAtH8/HQk",
-	"8PcA0V6x5qlE6PmaaHrDPHI4OHQFTLZLCC407DtKxh7xsargw8ce4IT5uLXV4LdugepQbzs1OLZkBcbW",
-	"UN0qjm3nCPdLbYSe9UgJeVYZYomURC8u8SMumC2ZQThgH+tgIh4wmzZoBepxbKRzd783KNQzWIlZCAkP",
-	"W3u9AV4jYyZozFvD1kFv0DtAIIgZ6BF96Mis+sGMCsGwVfUUcxCyzXkdAgqD0sfm2hN3pVGQMKcR7tof",
-	"DGyjQW1toSK5/myTvVHvah7xKLyxQkf7VFVc76ZCxksLfPHJax0O9urelc2i/17QVM9kwn/BtN6nOKXN",
-	"N702hCZolJWrPB0cNHrVLeVYUwoqnkM4ap2iSDcTd1PxyPuLNyprdOS0z+GHFu6e0RpLcrc1dAk+5tmr",
-	"e9z/1SzLJ9S6IoYWTHm3X8D3pdVf2+7DKigUc1toV7zB4j2n4QWyoHtv0mGT5X4pkzEPQ3Aatg5x6Jvv",
-	"OJP6JfSa/1p0gGsJCDxFWrBMpdDSABpQcN1pRBaY5QXpV055qPW25pfgOTwD8/uj17IOzzLJnKd6jV5g",
-	"Z5/LcNmAM2RJ8L9iZ5iW0JPlsN8f6ptrdN7+d/NNz17Xk8m0b5me7dCDfKUpO0G/7aeyoecymj+HsTXn",
-	"Zxv5l+12EUc0sCdqH4/HVxmIdeP/1k/2XoM7rqSE5l54w9Mm4zJWvkw0C9+ykNOrJdYeHO7vN7k5TmTA",
-	"lMIj/pWYCUZYoLINKaqCrxjL8v0FKMhgDdlQCZ1SLnZiLvUip6+Zrbr9HO4jVQX7uWJKb5ZXD3yKr3JQ",
-	"z5rzI1MNJptz6SLg4ZGxpRAGEJHWFjMLIypThKJ6f/HmibIBK/VNlj4A+V8yERoz1Jg6c3MWpwytM0f8",
-	"Qi5IW4psk7DTD9aD3pf2s4Kpzfr0he3l+kjKdHVJVjUB2x69v3s12oL630tpRntxJ435wvUQ+KYufz11",
-	"Gds6ixAcpgvKtdGWp4lM49+InpxRyT2V5Nxi/9CKZxKxrSc8cn0dsnKFFgtR2YHZX+tZwtRMRmFruDdw",
-	"X5oFag1bBwPlgHqHxeLGf6Wc6WsGXw/+MhwMsu8AWKc1bO0fFL/Vv5gTmCYyZv3nLIm4q/O5jllyPZNp",
-	"0hruD3ZT26EQ46vp7Mg269nkI2jrjYbwTU//d9XTGwuxoiaShpjfUq+CwBVrbA4ieeD6zAN5FNCHi2d2",
-	"ay+j9a4GP7MA/b/YOGwZsz4PbfNZC1ndL0L49g/2fY/4EKVBEOuqodlYac3YDmrGVvUkAGcoPahZTuxW",
-	"yfC3E0xSb3LpGz7n2JngyzE1s++Qnl/BUd4Jht0z5YQACeUNvB6RrXyVA2iYKU45klOPCLYwNgMkYRQP",
-	"H5yaLQqkDRj2Z8WGUdXG67k0GgBcnreX+gzdoNBrCoT/8HC/1PXpQ1a3uffdoFCKeVCordzz1lSIj8VO",
-	"T60FG++VeycNW9Xxh2Ykmc+8kYA/rEuteVzZ96iS7DGPhM05QWIppI98+GjoID8xWN6MHg4kO9eCTHmo",
-	"lzi6y6LUkPzmuj64M2XfUXWq3E+lY5VkaDxWuK3ioGEgFtpdB9if3wZXASIjq8kU0GJZz6ggPnB/yBtA",
-	"lIjFjImRgAI3loBLTPMosuFkCCtSlXVcs4DhtAg+0XFzHokc0CN/UTG3Rs1kGoUFJA+bPnKEQ3e5BlqO",
-	"hKJLwjVYNQrD6sQ3HzB+6ELQB4PDHsbRZzzCeKudBVc4kZGIJEXkJK3siF3NIUXMTAxClrnVj8wxKwvk",
-	"saY+VDYkRSFtZEqyvW0dpv2OxK8j4D0jYGEZYkLi6oqpulEQKC6subIAghmoTuEZe59qNIh1uV9Enn76",
-	"9ODZvYT+T/RLC/IVdJk6+8DuLSYbIphMdhwzyrQgMcBAD6oY7JklQvcEQ5lcACH+26oGTfngGymm3VhG",
-	"kW22iwteLgBXlvdkSQnI1z6HCWYF3E6zWKmOBo4345rMU2VPXAY4Xx4NPstsr2NJbWBoh4MDSGwJAXsX",
-	"i6GBdoDvQw0x1QXEBec3wHwH+4z9/c4RkYKNxJiGMB7sPl1MgMMBeK6IGSiNZwAY5JXt+zESidHEIfeC",
-	"hZAWnQ3YJhe9end2+s/zd1fXF8dXp+ZtCi5DvGuPjNNEaTUSyDqhMzuyD/N+M85SCkthccxwbNds5MqH",
-	"+9/j0hSylKpYZkHBu2Cuivze6l0ObvIBOy629r7f7w16+72nA9dwcLh/UKyat2XwKxpdoatJa3+w/6w7",
-	"2OsO9q4GgyH8919Y5tKUEcF7G+lu+w/I/krgKhXsz/32zSXy2S6Rw/3vG43xLRVLu4LqN662ZszKMAmb",
-	"ZmrrQrgimk6NmMsuatuf7INt9x3DVLH3jkdWGdDV1ZvO/fn75vDRc3fRYwSPnrvhbQ8dnWZadsCS31nY",
-	"yK2ph1niesaWmVlj+PxMLsiEJmTMZliKwyDfdn2LN8aX6oLY6P57nqkF95YQZRM9B+j7gHy/OVe3Y9nB",
-	"8f5wXm/7blcdWqPaOtnvYj03bPmbD6g1YKMnUkwijpUp/75OhgI7nnKFdqfd0CO3m6AD5lW7oHBCZrQx",
-	"cxsevIJP3F3WOKZbPI7fIrqPSRLGGq0iCKVlrMhCJjeI4rQDBewa0MWIxdaI7gOw7M9n0u8By+Oxw6OZ",
-	"YrCRPf+7nYg/AEs+QQi7kvsiL6iy3klVPJV0qXbnxyHTLMhwkGqV3Rf5ZY+h7mava67wZhOxfbY+O29q",
-	"dzL+Spk3xXkXKUAxoWSyNdMqp4DGMjnfnm9S+evkWa2Qe7NdrxPC4JGPqZ7lDnmHKlKSY0WBWEQ6od1f",
-	"Pn5AgBPoXvvsoAp8aJMALxPULiK8mZTMnv9VUpgK3KxaSluIKrOTv3k/2e9Ojq7n9HzO4TEck90y2/a+",
-	"Vl6e4iVbQnPvsMKfK0QWsXk4zt/le8SfMBb2JpRHLKzPv3Gt/SuDZ4dNEoPMOFQKyrbKGvRAnWg7g0Kx",
-	"He2hm43nFBHPKSce6fV6tSO0z76GkdTlCe03TxNKN2Yc7Q32D7+lHK0izhiKbJJyhNT9759rZJFgcLq1",
-	"uUb2rDfyJpbX9IIuSCSntg8j1DQbkgttv0vP1SqPl4XkgCHxA7lIOPNHon0Cf0H4vuMRX6lZ6JO2Wbqe",
-	"eTAX5PnlC8PZLl6ekIODg++JWirzi9LLCFL8RsL/WaZm1QIdka4kWK8OQzKPhE5+PmkHcj6GnrkyyV6n",
-	"E8om/AYG8uZl8ZeAhuHSJ2332fCn/TEVPlYxAf6qnD5R5DkV/fdiTMVIZK8MhZpT9S+ftCM5hfJ+zgx3",
-	"iShHAGWf3emE+ubaXxi76YZC+Qi3gZ8DKYR9uRnU1eXfc+hX/0++rRQ374KnJWzK7hA6YCR8q7b4OSSA",
-	"7WSfsGka0YSwO4f1jE91mwaJ2iPh89jv9MhPgI3wv+FO/uDn4A8OAN/sPex729fsTvdhej7uSPEM33VF",
-	"CHvSOcqKkDgiomCbLwQh8OH0vuHC0IUrwL/UCYOxRfyGkT4XU6Y04lspOmdE8V9sDHUkXGj27fE/rl+f",
-	"/Xh6eXX9/J9Xp5cemf7CY+KaF3Q8ErOkC2/GonpcRSkIHQlXNxXTRHcXdAkjew2vdcgHFjVCacCLu6b6",
-	"GirrEWPBTArOU9Yfk2bQ1eaAQITZAszAczDeMxJ+JKc22jOTSmO0x/cypzM2JgMZilECpQGG44bFmrSp",
-	"gpweQhU2+xgJsz0ZJlAHMlgKqF/ACY/Ii7PLLJkHxwsdt/gtMz/1RiK3iUnbL5hRfgexNCDxyvIXB/Yd",
-	"Uk0hawmyP+h0JKiomjPxURWxs84ebqfeI77bMh/fg4ugACDBcJW27Vo7p0uLcSAkjsUcLBwU0q0dIMRS",
-	"ZiwKYa+er8CzWEA2BIoBwJQjUoZ3aWfgLh3z0pFQDJIbZAZTLoxqozQCRUQLulTFNIwnyDjAZq8J4TdT",
-	"qoxCbVsKF5DXBWt6wOp0GKsWFDUFh3OPLNv8pGZhoUGqZaEtrwUss+W1HKtseS3LCFtey7E596fhcGAI",
-	"TdldZW/qqikD0WvbpU8hWs0kkXMPm8pZcsiAPhBoQxgFz5wa3A6HI5LtqrmZBzNi9lKZA+T4u7m9Vtsz",
-	"Q2nVGYt1sJi/Drzvv6+0GyunC4tj9/mJKrBtr4JvE8O2caauRU60tNToET9VLKnXrt3ga5XNRrn3VWMG",
-	"Voiav+uTguKqC/0UdlD472eNN7O0nYgqt8r7dWQPxKg1HAHdj1reCLo5wjdvaULIAdnDXJY9Ml0Qc9GH",
-	"7/b2Pw7JS7BogJ8uXBPLRErbfG1/cNAb9Pb2DnrfY5bT08He/r65f3/U+jQqb8UmpWtRFtM2RdRQfeG8",
-	"Q26Sub4EDTrmgibLSnzaXKCXl2T3KTuEH0OABAzM7QvQfPbtlel3jojRWc0xpkSB8oCqg+EaZy9AoTJK",
-	"TBUq76P6S5DP11d3Yx9kqPiiKPEX+TfYjLVovtSMqQjh1HxsJXWnPuqCqmCWLxvY5GKj+cCoof6GFoGp",
-	"FDZ1PsK5BDQHGzPzwo7AYe/xU6K+3uqV8wArFibPEVxboq/mpnr85cpUSnQTHdnMeGzIY1dqTSEnC5Y4",
-	"v6OHHWYh8dycfWtAmcEV8iqrsFoBxYtoiWBzblewKwIAV/RKzGqtB8Wn9ZyxArDmh49GjG7KIgNggaTM",
-	"9KwLr1Ph1fMqE8Dsd90b8wZ0c6+a+lmXtuwHZW2v7hiEp2uz10fUvn4Q8eBmJlPFelrd1lZJvBOMJHKB",
-	"2bFN+hKBMcMF8X88vQJYY2MmK4lFEiEHE4Emyydo8TClu/Z5oFBk5gycpOwZ/V+tAfLJzxD0euQEYNCU",
-	"l2V8yCRkyTBzA5YhWT2iArP57TmNeMBlqsjeYOCNhEpVbL94NvAyOLn9gUfGTPCpIIOOB92WPEKVMP+7",
-	"lsnUI7anukeSUChvJHJEZI9kiMOea7LUIxgFBDw5wzyMOmjUq/bAcFqWdVceCTuEzhEgKUJOM/H/+c9/",
-	"/rP79m33xQsymw3n86FSPnl/dXJENB2jdwjpCxwRYxrcqIgqc8K4wJfig5gKaMxAxl7R8SUzDF6zEHg+",
-	"mDvzKuPmFKjmxBDNK0M0rV3zJP52RaeNHI1r2N7bb7lEDO9G9RZQkNDsqYyJS3C9NvB6gsal6bir3IJ2",
-	"cc3LChiS5kiXSXOkgTRH2hDZSFMlzP8MkY20JbKRNkQ20jmNjXRGYyNtaWwkVkpjRzqj9pHeGwxGWqlZ",
-	"d5ykmkF0fqSfHT41X5/iEMkrqTQX05F+cTrSI53nfBOX8134cr/wpfXtoJ25ogJuV1nXxcbl381WQXu3",
-	"f39Hb36uCI+vdcKLrNL5W9rFNSkKD+ToJYkBmK11sqIYWrfSgMeqF2wQAxcvT8jh3ncDcuJ8mdR6MY10",
-	"sMisaLXAAy/kwq+QGW2u1UiUBYZH1gTGcCTqeDg0vWsHcj6n3Z8lF+AQdG3sVr4fCex0l/HpEveu5Nak",
-	"7RzVnuGt5hmZF67gzuSCBFIoTYUmczaXyXIDz7z8+zdmWcEsLbmt8kZvZcdB7toN9mA/3Xaa3bSbWdjL",
-	"XPBmG7fGFb2MKXplduiVuJjnvTj1gD96K+zRq6qFyb/cL3x58Pm88FXVQXNKGa7aHyYWlnVFoAp4Udvi",
-	"UVtcG0jFX34B5uisospwOh70v16+O/t20h880W5Te8eKYi4sJYbfiZw4uHJ4k0ecTfSHPC6GaxQW57FO",
-	"Tu6a3XB20Lf37fTcw8dtTYrWcNRaVf5b3milLwlclpsE5gKwOVrDD+AiL5oGrY/eyDUrwQvKOj78XrBH",
-	"zKOr5CJ63WnlZfsrl+UyuzU8+PT5ovOdUUlzDuKXgAacV/0PzhesX/0x+AFe0JvPw3E9Lgd5S+/echGS",
-	"F89J21yKvq0j8vr89hnRCWPWS8TF1Hx3iCHchAUyCSGlYCT2v/MyryOkdBEf3+130HwBFQrvWDNTsDf2",
-	"XCo9ElmbpQUX0M93xVgpeKaG2Tty/I9VY4e0/fKB9D3ig/EPIFZ0quALPHS+NxK+bWEDX7vDAWl32cEz",
-	"n7Lj5ZPcgPGNugwPSUIBfjgqQvIjk6/P97sYe4ReJWa0ZMok/Hx8eUagCwSxLXZmFL1CI9H2rerd40pe",
-	"BzKEQRt+xQ0B9rJvuF72oFtRz4xuJHyaainkXKbqWi2VZvNr7GMH/VzWfpPJlAr+C65Pp0eepzzSIwEo",
-	"LTH0bAjZHVGCxmomtQchfw2tfAjFtjlUyzkPIITa1mwew7feSCQMosK2T0Vyy0KMZnF9RPzTKzr1ISZr",
-	"o/4ph1SDGrvu7dsXz3cWWK8nZ1Kwt1QHs10FgAw009arW1aj7uNeKXjlVxzqp7Y38gqwR3lZSJsawpg5",
-	"+Aqzvh2P/CuVGlvMrbnU87HUYYe8nnTN4nRhdQr7EKRJAhk5sB9NBnu1etcTRcyV2wf2b8370f9cYnVP",
-	"1tz3EHrNOfBm/l/sgLMmBnYVDipNDK3TviFMxXQvUnpjXCLr9IWJI22QBeZoG0HR8SB+7duHDblSTHtn",
-	"x29PPUwb5rGH8Ebk5es3p36PvMArlY1EsDsa6Gg5xKJSu2qKi2mUvZlZuBHoy0faWUNAmjCXTZWwONXY",
-	"wQbOyJGLKUhh/fERm2giU13PaS7twtgBftOSK7xJFckORW14JPYHg71hOP5uOPzLilrZmFkqplGQ/IH0",
-	"xWPiqI/49tj4pcUAI3v1VDyGLpmxCx4nLO4HVLOpBAxKfVfPN3weemomE31tBIxX+NHmHGN2KriZbX2e",
-	"R1BZccrCngdtzqAL57MBabsFeqJcGkBEod2YecaUaSIksaNbdnrZekIvOdASXbM/YDRUI67akCQM/gAg",
-	"t5lRb8zzDMegYcjC7eziJFuR1v3PkKcCKgRLPCQspon9Qo3E/qr3dMWAvMcxy3cRluR3hg2SHZXX50XG",
-	"n08Ku/XGSBybj0Njws9f1Iu42kT58bVMrgMeJp4jRw9ND0f5bnDloI3NAwa7aSRoRsvmlBd3zJy7DtpO",
-	"GGkfM8AjXOuS/ESNxOB//Y//c28wsFeqgEYMcMb2zPf7fylF6ff/4pFCkP4vz7Ig/UjsPzUGAorU3Kgt",
-	"iFXSHpA5o0KRUUtIYF2jlnmT26xObyQuGCgCmI12w6OIdN9fXuz72w/ZRbb638TyzmJ50N8/9Pa8vf17",
-	"ieQV1eoPKpXLrAbkyGNIX8gC50KzaKO4/S/Gbp4oAhcSLuJU2+RiFLP+n6Axo/KtHw6iW1fHz/MsipFI",
-	"5EIRn4vQzFeCyyD7AK4dn7R9s8DRcHj84sWF7/pCurLAkXA/X75/fnZ6ZS9wzYE7HvHnTNMeel3M05yr",
-	"yP1i5uSPRLsyoQhj0tm1aRLZLqDFWg3srpv1Nn1+fHl6/f7izRHxuz5K91Qoprfwst5IvMn5VMJCNiF2",
-	"amaLrs3uK/IfP5Bfycj2e+zB0o9a5NMRgr/aElPMx1pzlpj9IgnromriNA/uIEFVp54jmlthMN8YYTNG",
-	"aGl/pDNyLvwJlD3SBcK0Hwwt2j/TJCqHtke6cA5GGimgkAKEBPuDkbuGZn9YzQWaaR2rYd+5ae1Q+ykH",
-	"T2fZntqdXyMT+OOxajhTsDERnzIRMPLSUBI0Jq/n15mjwB3+h2LgE8bCzZXhL+GKL5g9b15gXlRHKTBE",
-	"73fdV8pMIU+RVZrqtAh8gpvwscFOGcOWRnK6dcdO7HVfcN/sKzZtnR1t+nvbtZ9YFHUx8Rf70SMRWjxs",
-	"KsjY2t0g25dEzXhMQg7Ip6UGcDvsbFMsG7O732BsvhaMDYJJmFM848YwXmLve+wepxRLQPHmmsxpyJoQ",
-	"QoZxU3mcf2S6er8flv1uYr2PTD+/B2p4J9hns/Rd1WKzTVtxBTNauW+TuLJKPcyTQ1peiwlgb06ryOKM",
-	"4GdC/S9M0aif4Uq0hq0JT9hMRtcRu2XRXsuzzZqdbpnQRW/K9Swdp4oldqC9QM779sb+OJLBjXlFl8eK",
-	"adWfU6VZ0i8/uCeYVkw37x5jVuqrYCvVHbeLL9UMru6FJ99av/12AZ8M+3iiSMgmXHCzYUcFNkO4AqSI",
-	"HcTLqprRT9gkYWq2e3PlMh+qhKW+wGdbZrS514sxbsD5kwIaKdSYZ26GBVShhomMyRzrJ6kgc3p3bb66",
-	"VjOaZN2Ss45jtVgIK6BJtoC9NZzQSLEsSWIsZcSocPXmX6wNAazQpj4EpwLbCWPhbWTExtJ2GCbtMMU3",
-	"M2LYVeebivcQlhouOKHEno28y3PMEpT3VBMKVXidzzp7qdhucl+kQjVrtAhhxmrafjrwWnN6x+fp3AE/",
-	"zLmwH731+taPX1jwXaSizlw08/2malY2GLTCwJGlNTxqEcC+pOppaHma0iSspd8fmf4RLviCpIQvqGuj",
-	"D8ORyRPlhELWuQoj90ZkjFMe6S7HxJve76/npDAWZxd0YzK1y+32Hz9v3v8a+8Ht3K5drCO5+ImHzv99",
-	"T+PD7ha8EQMehU5Fg/7+IZAUhRtbMjX7OOEB26XpEMzvq6j9G0kWdsyIm2/K+NdvLIEquC5zkuJ5c3Ta",
-	"4MQVNACslqjvvLZaqiTHiiW3QGoKdUDhcvMtFA5qvnNQUUbCf5ff4K/WNHQ82/exBlWPtPcGA/L2ORkv",
-	"R8JqD7ZS1mg90OExZGYpLWjVkPgneCy6pyKQIRfTISDz+YSrkSjA860i+PTIMXl/9bL7HRkvNesCSAOZ",
-	"0+QG+nbc8DhmYY+c0mCGvd8wmRNn3gFohIjNASgBlmotHauDTdeQnmyWijGdLO/HoKdhIhnMG5lKGeYZ",
-	"mK5/3FWGcTlC1COqmUIctsLeGLOMRRPbNJNrO0uV4dnlIx4JDv1FIVVsj7zlzz2CcEqwHp5r3EnO3r8h",
-	"wYwmNACgHUGoWBKMpnWObH9RYCtkzCK5ACieGdUYmGXBjeqRH82ULABENifzKIuz4o0EzMTBo+mECkWh",
-	"xnxo88scsM04YfRGGWZL2hnCDdZVgObpkRRy18xhgg3SqxgvrkeokvMc6GXBEjYSDtAFIuRQxgH4dsTC",
-	"z6DDnUZKAiagkeU5jiCUMlj4JIxmr6HGDAtwerXQMiNRQOMhbbtWYI7jwzsWcMYWBxApAL/HjV1JQkci",
-	"iLihSkDxCBVeC6MHpK6KODli5XwdYfthi6vPNgnMI7zGvMDY+TAHD8zgakqB4xag4MATclgwK76F1BAZ",
-	"XrBYI1DY/n7x0YLpSSQXxWdjfiGgCurIPPMQayV2rBstcMeKwlGvWXEdj9cK67BODUPy5jdXDbe1lG5z",
-	"Jd4naGVr31dextU32jVbfSWuG75L6wgfdDiDy8w2IAxecSO2QdVB9VxJygBbr6qha4ZM90AKWLGRuXOo",
-	"DPe9FuLBArFDbkVr2OrzuOUB5h82L3faZGlPDwaDUcuwISG1kbqvz13yjj1yyBVaw73Geiee9QYAcZb5",
-	"/C4h4ozIC2SSpLFGkF4UhZ1vCHHfEOL+YAhx5QLbki4PSlga3RRknDUNPn4OjhuPVSPUNnbHAbNkFYrH",
-	"LJdF8on4LSvEsiE70hWbdoaoTa+XiWENrCt6ygth+7+OuVaffKuTQxphG4sXzB6MgGIzKFxw5WfPLstI",
-	"1+iZ2axyC/NTwEy+ZSNRGDhGBop569lHABwWmnKB7ewtAFA/okoTgP6RoPgbA6uDKl41Ql12oiExdRe8",
-	"upfF/C5sqk01LGePnNMpywrHXOYomkp5fwsN6HB2NBGg+3pYAQ1z6Ry5ekklE4fzDvOzt+TrcwvpgDGd",
-	"Mm8klEQzhi4VsHMj1611A/MnSSpUlUJrC+vP1R8r5fN311gD96lJZ40EFJY/QmsNTLlUZTiEIouO1f3y",
-	"K0vHf5PT/PX57qZgSSv9QtTyd84WtSqrBQW4EcD8xjLVxb4E38I560HGstyUE6iycuZFPb1to6y+kUMJ",
-	"D9n2/MHX5+/ctQ9IcBX5h9iQ9Vv+4QM2twUkEipSGhG34TvTkNUp8yhQZR6SskqVfVtBqxLFI/5Ekf7B",
-	"vtER+3v736EG6TyHTyAbYy3G9GD0d88wEw3D6zrPlbclA+4u5glT1+DW2B8cDFbBjQouLtAhBRlTZcsB",
-	"nZ7rXt48apWt1yPHrOpYPwYgFytGwLfY1deOXV0y/aAcwkiZn+VYbVJb/mp+b5SmYpsxqepMlf1ipsp+",
-	"KVFl8MiJKn+V40u7pnXtL/Hnf3+9+DkNbqaJkXzEEAIZL/OmVUpTY4pnuRU2GSXfZUdlQEJblJmIqy0N",
-	"Kt/AFY8BMXlG564gqWkvZ2Hbmin9O8slMdMsjL64bfi5yb41Ll15g5nif9jSlcPB99tvOJFiEvFAf/1a",
-	"l5wumpDF1kKW6t1/OL5dOLfVbNsM/YkiikUs0DL5Zp5WFrbstuv3zSl8BwHDrQUtlma+Sj6ao5PW0CwD",
-	"4bFK584H7VDkyfvL5jUnGYF+lQy0rcfDer8KUuybLv+bKgq5Fz9eldL9zLtZFy6qYJXEjB7awWXxjrLx",
-	"p1w0AYnIhSUQ46gSqBNOknlNochFeWTORWqxUtdyXC3aasJEyBJF2j58+wMUcPjkhrEYgxzwtRlEBkE2",
-	"BJAPWAabUpQwOMapQqAheEunR15C0gIA4U6g923ftgvPli9kYul7JI5SRfxA3fqkbVtf+BYvdkLnPFr6",
-	"nR45zrv3ELCGCv3TXKjocDCoCqZYeXmeu6KbmFjrHT83cQQoNcBbGvUHfwkTa633ioQdGMIOFJ1DLKOK",
-	"9a20gIjIbKprdlxec4W1iH73tZId70siru7GbXHjLLv1Nve4QIIpgXcAFhKPbw+LUIX9w+/Md892BsL2",
-	"msIv3QfIIwuo2i2l6ibrGY6gYD4uBpKaf0QCdTvMO8asHJuVphbUPr/TCOr1uARDO5bh0qHQDguwNXmC",
-	"Yzb2UG5Gg/Va/+i+RfZ6XuCfK5055ILMqVjmjy2kNSIIdBszIQFtB+ZrYT46W9MKMpjczRIFR3cm9VsZ",
-	"8gl3EvabkrsKyeHSAgpStSjw5jZPNhdIG2su1qXwRjDch1SejYCvTbvY5Lo7w5vu74Xfzm6fc/0bDE/a",
-	"1fpm/zUMT4qMUHYIT9aS5A6hSkuhnx8vuj+lfotrfuW4ZmPiW4trrjkTPpuccr+C94Vo7wFimgkzZ5eF",
-	"rW8Bxm9OiUcNMO58VI2ckDETNOa9JZ1Hm7SVdzETx+evd3Mgu4d+dncM+3YSyiCF6jOdVYdBpvaUCYaN",
-	"cyeJnPdaK32iP5brdzlmnyY0KHpy5kzTqtVCBDJcLeeN2Bgqu3AXPUa0zL6seazMTuH3GChL8oXNuK37",
-	"aos6tOJG2q77uHX9hvT2laJfSbYBTfZ6a/Srdj8fTpxmR7EGIRt/Bj8Nu0MHLBRvGZ74zRiqDIZtXLMd",
-	"2cDDhMjqi4t0YY9hsG0/d/v5UJrLtcqHPxJtf5XYfI/45zLiwdK39QN6IQlkgHR1wmPXBwfLow0rI1xg",
-	"STIMY54qTdi/jHYA/jWqZ09Uj1wuhaZ3BCvynKMQxgiPQE+wYCNh1jeARv5VTvHztHCMvkpMMPNAt8AP",
-	"1PJaMynYMpaI7RzEKOzTMLYZfjMpb8CTZ7Yvc23rhLIJN7fDhsEEsPq68GQoRYKfbrgw01/JTfRarqf8",
-	"h0KW4sdPUH+bPY1GWFC7/jSMYJYe8/6y5bVOjtceUjskbFyRPwCCpFgBvPYaITPPfemN5mVQ0CtjXGOo",
-	"E2oNP3w38A4PDz56Lc4n0AAMFzdOpJaBjMzrgxgPbTOfPBD2Rn94dn5wg0aCELODCFZvPsEoiQ5iAsMk",
-	"OEbzCzoGV0qW8pLerZ71xzO7tsgJGwcu6mkPiUe45e0BwhKuqInfjL7fVCT6XrpRhRrcR+60KRJtRmsR",
-	"P+SE+Bh/JW0l6wKLIF+47mDMl46EO9PYJ8FycDyuPtpxM3OSIRZNjazDCA3VxO6CGokR8lFzuWIeQhJi",
-	"QzelRy0iGAuNmMMmkhG/YW6kQ4cEwaDfZMiSQkQcvyC3LMHqR5iB52JnRhZikKgmQGxP0rHl8A8fIC7G",
-	"7XYOET9AJLZJqOuK3cGB/xYde8jomKs5LeqUoWSIiYDHDbqalE8nkHxnG1d41MhYVfpGLb95wRKedYEt",
-	"TP2JyhqIbjnD5tCOBHKiNjCnPHUGrwYa6tgoN55HI+6y5+WHfyRsiLhdDqB3euSYbGRq8I/NolnMZLS6",
-	"Tw4tCHiaGoJZYMPUii4VURK0ej+LeR+Htxya4RiexAWh5oHwNEDWwQ7BENTG0c+oGgl7iepY0CX8HCri",
-	"I9v3bWflNJghC2aYolMY4UiUiQ67eCKLLqDxb+bOvZE4FuT+eTiWzb4wlPONy37jsg+eg1Bksnh0m6Yd",
-	"/Pb4K7vLrKpKT9gp/l5rxuemWI569JeaBDEA8ymbTcUzN6d3bwAVoTV8drju5/+SWQkwS2FBCjY5wgkz",
-	"pjAGDix0WhHfgUxooBUZsxk3jFcXMOsMJXxz2q13bpnxYIZLG7KAh4D+mq8pAistH9NzV3VKUGmo1UMu",
-	"C83o52wOYL/TX3jcdQiMLMxz2KxK8UQRhBPPABlHAuU7IK68uro6J5a2Cf7ukYuXJ+T7vb0B+Z//z3e9",
-	"w6ER64Bi90QhIKAxfkZCsKnUHNAPUfxPIvhgyBHBQnKsrOPz17ls7XgjgfoJNtP/wY7XzP2JglS9HvmJ",
-	"65lMNfEVFwGzOoHTtiZpFDm7ibQPBoc47are8FwfkaeDg8K6WI46ozC6kRgz5pKHLTIkF2RvQJSxbf0F",
-	"5aBa/QQDdoNx2gE1SpFR7xQ6O526xyGv6JYRrs3yhSzSFIdgHwGolppHkVGbcC9Rt8M+4ky7TVE2OzH0",
-	"CIsU9ABIo8iO94hkcxfSjHsK9XbJSNDEqKzKTQensVmRuUDi24LMf1WYJTZtBXzDGa3F2IcJV2emcqGf",
-	"Hba21HQ2QWihXLd+S2m+di0rePxxcf8QRAmoo1Ee69XqOSHtwtMU9IbubM5YLWSMlp99ViQgRzeGbABl",
-	"tupoFU8kjqDxJMq3ucnUHGIj4bZP6pu8WwUDD2gwY2FGapPcQXdkYatILKMIbUU4pSgHKdePLQjxZRty",
-	"F67MBY+Rt4CQUw1zFjSdekafiKiFhlWMid9jBoPG5XV7Dv9uyVww1zTOWrii028ZC18rY0HTaalnEGln",
-	"sC3WWZIqdNNA1FVpWnLW1RFDnlhZl9tQuesPJ2ThqFZHizSdfjOCKjMXMDLb9KDvytiv6HRr7a6jivv2",
-	"opMR1N7+KRgcfL8/bnku+H6NQNB7z76btby1EpysxG/GMUvv8vIVyYL0jWPFV3T6Vap0N9C6jcs+Psl/",
-	"C4puCIravmW04YErpr5qecO2dIK6wkseRSEyr2qiEuGYsF2BLanhRiMKEqbVY8I5fz016vj8NdFua7It",
-	"xy82JQdW98tDYsL1/wyGac1wRKDvxjxmAHTutdbkeENWZAa0AxN8uBQReLPtT1kr+c01hQasQH6/eX1y",
-	"R/yXPw4ntb5D2NUjm11vdhT8ZzO5EBAh3eW05Ry2/ysPm9gu9gBWRfhiqmeFwEO4MfBQ7/Zq1nOvsubs",
-	"Vt58s5ceqObMrGWJ4naiq3Jpx6+tMaMJS45TPYOcz4/m5+TWkQ/2O+7TmPdv90Bftm+qTnbCqhDbVaiX",
-	"kxwUh6wjL5QLNpWX1eSgr14hrrGcFCAZAMHGFmf2isE0VfH852l0U4KvL96BsPXmJpfWamZW/IxrWfiG",
-	"piEv3cLuDCOqeLMrYvGsfpGhfqC3yyOnV3SKYREv93FhrkHIxBLRPgrDzfxbhbdj2XbhCwywVqyDTEXA",
-	"EgI0wJVG5kHauPdWF+gU3jbGG6rWFHO28Xkul9Uj5uwxoaGra0jGS0Kzi27YknBB/tE9jnn3P5lNvlZ0",
-	"zkbC/Ab9kRJGoT2CYZ0niVyElyyAeBHVfBwxoPUUHIT9wPysWNC/3cNIQXnMVZvB5hLV3UgGNLJIKrYh",
-	"JWSvEEpcA/AjbJLFAB9pzAI5B6orQvOjJxKQ2Yk/YSwcjtLB4CAwA4G/mF8aGba0rFnKEkYhtsgtbASg",
-	"D1bdycXUWYo0jplgIWk7O9EYj8pzG6CI4hGkziSAbwixMxjSSGCHCvPLjEWhTeEjCZvLWxrZ86gMR3UE",
-	"7LlHECYSHszmTGhvJEKmWWAxcHq9XseDDs8QFLY9207/fnp2dX1xenV6dvX63Vlpfdit4X4V0zyOWGLr",
-	"lkgbrsoBHCe2AYGWEHoSLLJKPTHLGcMsKUmodp2+4K5/pZxpMpNpYhN73L3YQ0IZkyBJEvL+4g3QgZdB",
-	"AilGI9vbxkn0aEkSFlJoslWaEDXjrprQBV2QSE5tb7MsUUtLGdndVIwRqjUNbhRpn7+7vCJ9XB5Muiou",
-	"Nd6g00RgJz0utAQXqUcSFjOqiZxMLN8xw46pUobXvji7LI1WMaGkOesfP/3/AQAA//8=",
+	"7L3rchs59if4Kgj2RJj8T5KiLna7qOjYkWW57P7bslqS+zJFrwhmgiRaSSAbQIpm1Tpi3mE/7Bvsft9H",
+	"mH2TeZINnAPkhcwkk7IsV3U5uqMsknnB5eDcz+/80grlPJGCCaNbg19aCVV0zgxT8OkkihTT8GfEdKh4",
+	"YrgUrUHrRJA3F3dHRCr77zNC8ULStt925zRJWIS/cE1SgV90eq2gxT7ReRKz1qC1/8Pz3tP93n6/3/tj",
+	"K2hx+9yEmlkraAk6t1e4p7aClmL/SrliUWtgVMqClg5nbE7tuOb001smpmbWGjw7Clpmmdg7tVFcTFuf",
+	"Pwetk5gpcw4PXJ3FW7lgqhtSzUjMjJ10QCI+5cb+K01AIqpnAUlFxJQOpWLHhBoyl9qQZ4e96jHDP5sG",
+	"nFD7Jnvj//4T7f7c7/7w0f3bu+l+/KUfPDv4/F9a1TOJ5eJvPKqYyUkYssSQRLEJ/8Q0WfCIKWJmVJC9",
+	"57grHbtZe4cH8OlZh0ykvYBrYofKtDkeCoq76vcPn0bag8FkMpkM+oP+3g/PCBURiaWYMtUhoUyF0XZR",
+	"uNFw71AseGRmPfJiSSI2oWlsiE7DGaH+cfDGSapZRBbczIiZMRLzOTfELl1E2nQoEiXHMZuTCWdxFNiB",
+	"U0G4mDJtSMwFI0wpqTo98l7ES3gCjeZcECVjRuZ0STQT0VDA9DKKJu2j/iGRZsbUgmsWkMWMGnbHFAz+",
+	"jsYp6wQwPUbDmRvuUFBYWj9abnACoVQRiwgX+PY04obEckraNLRbQka4DDGfmFGnNxSeWP6VMrUsULjd",
+	"0hu7W60ijbiVaw0mNNYso4WxlDGjovU5aH3qzlPBhejaKcNRmXP44QXHg1xBmmP705azxOfpvDXYP3ge",
+	"tOZc4Kd+NgAuDJsyBdT4irHIH6uHPQc3PTwHhzXn4FUsF2efEqkMU9UH+4RMYrkgzF30RANtkTY3ZMxC",
+	"OWcatk3z6cxwMSVapipkcNNgmPb7h6G9Hv5infse9CJnOoTl9B/3gy1c4D/qJ37FRVgx49dyQSZUkTEN",
+	"b2FuiZITHjOiLDEzTdqURKmi9vIgO5n7z57PgoynHew/68/y6a6QqoYXV1Jpyz6nFRRnvP+sagJvJudS",
+	"sHfUhLP1KVzPGDm7plMiJ/a4U6EXwMMYCWPOhCEzCtNQzPLjIOcoMdfGHly33/kMZoxGTOVTeDPp2vd3",
+	"cQA1e3XQ71cN/f34nyw0deSm0phpZgIYi+VXY5mKkCmgu4cgoKNNBHTS/e+ehrI/66noL6cx1ZpPeEhx",
+	"/FUbwSYTFhp+Zxe/eLXdHLsld5wt6iilfEdpnf+LYpPWoPWHvVzr2MNf9d7KsHCoqdJSVQ9xJNgncxPC",
+	"FSM/rkSxOy5Ty/anjLRBuFBtMuFjYIecLlI5eHzjTirGX17ROY+X68ME8QSKUhvlr3RfPCPtZ51MXB+T",
+	"sTQzspgxQehYM2HqRjfBFxVHx4Tl0T8dBc8+VvLpv7y1wjXj0isPBMlbfar37UHIRUIfPnqZsF/9rivG",
+	"RA2HgrWwZKNxRzSzs4XDQieGOWXE8MJ5WeVAjImbdTY0kWpOLReKqGFd+4Bqsr8CJl91eh37L5A2aVsm",
+	"RGJ7AKjWTCHtC09jlpbswP3foRSGcmFlCTedgLDetEdGqLEMQrlQnI2OCSVGUR7bq0b/MSJzy4aYzp/S",
+	"Hk0Yiwb/MapnwjiH3VjXX67ptGraBnmtKR13nD3uiE6TxCrgXIraERk6rRvOfs1w/kaRHtclmNUriZFk",
+	"QbkBBZWScEbFlFlu/6PMJJhTKTUZtg77etjKZdjTednIOOzrmoHbd9SN/PCgeuDczLioIe1M9+ZC84gh",
+	"OZ++eXlZa/X09w6O6gaHb9qJC13T6ZfoY6sbVxY3q6/7bB+lEyk0A3XzBY0u0Y6wn+xxYAL+pEkSO5a+",
+	"59T6//pPjWKnmVy4wLvwpetiwJkvVi2f09gyAxYdkxFYCHoEAlijRg/WBCj4Bu6jWoqe1ZlPpZjEPHzU",
+	"ob8xhH3i2lpPsWI0WsJIXkk15lHExGOvYqhYxIThNH6i0YyKJNNESEPARgFyhiG+EVbvoPGZXeDHHOYJ",
+	"QaXVcWHN1B2o9va0HYMNZw0wqyTanyNmKI9xyOfSvJKpiB5ztOfSnuCpJctbIRdWsMvU2skwogtgFufS",
+	"vJMRn3AWrTOVkrLqyBiU4VQpqw2jfmyZC6q5cAzPKln99dptTzSo2r0Sh1k749lAr9mnTYdj10Wzj3zL",
+	"tQG2Zdgns5fEFBlrLaMcioN+f38QjZ8PBntHz4di89CraLzAodFq17csIqg+kPYIx/UKPo46AeptE66s",
+	"ccFF5uKyhn+zZT+xxDjzInYso2VA/pVKw6KBVURRsmlU+0xxfJHcvDFB6+/dd2j+n0R3vFbbQgnqbBP0",
+	"X3jLbxzL8HZAZnJB5lQUpZfRJGJiiZbMTMaRdiyTGrKHvIA783kmFerTjYd74V5TLf7LI4EtQiMQh9H2",
+	"eiIjqAeTCY8NU53K1xf10uz9l2A7dv/KlK41fe7wR79vaG46N5U2ZEHtAil+Z2lHyXmvWhnlwjw7alVo",
+	"ySCqpXxL1ZQ9Npe3NGh3T95lM5o7jnQt5Tsqlk6I68cc2Xs/mpDGMfAmRY0b27EVQcBI7bprIxWLeuRa",
+	"LQmdUnsqgSQumVHL7gkqrSyUItIrJ7RwxfquX+EtmeY5ZhOpGDFqaV8ML9pCYnZSHwRNzUwq/jN7ZElD",
+	"7mjMo4IMhx39IOgd5TEdx49OZyibSUgFKBB4iIVcoEEeUUPHVDOMDYCDyg4ycEdNE6oY0YbHMYkljbiY",
+	"do7tZuQ78dgbmygZMq2/xVIW1NsFi+MuKrhknBqi2MSulpFEyznDU5IfI/CD2+VPNdtRH/4grOUnlWHR",
+	"OxZxeg2r8rjzlglztl6miBp6y9xQYU2eaHKKI+raEfaA1bvHQ/Tq6hwczco+y3CUOoKZhVS3FXIqaIl0",
+	"PkYy2srGg5ZUUyr4z5kPbe1pOvM3rAtE940Ep6K9+CT0z3H+nBZI6FaAIYJW0IqlNbTNTEljYtb6GKy/",
+	"EUJdpzMqBIvXZx4qRg2Lbqhp6jXxxmPV5Jjyikev1+v0WgORxnElL5jJ1CiliLuFtIWZWFN3ygRTPPR3",
+	"TqXhk6X/pOcm8X+vvTxNop1nkqq4Wtx/uHyLqhG7Y2ppxYdi9mwlMQ3tQVuSy7OXJ6fXZy97lX6l3KL+",
+	"yRvZfnHwrR+rtruwU29EkuKZiiJuB0bji8LGuRBQeS8rZ3OSr/WHy7cDYtd5sLcXEFxa+NOwmE0VncMH",
+	"HdPwFv6KuA6liuDvOTWKf8IL5ibBJ+Bewd+9Xq/s6z/q//Bsm7+gvE4bl+UVKHV664qUJ3/mds84pZDM",
+	"U23QxdYjhk6DFUd2gMFLK1VERKgWIHUmNDQ6c4rdMWGZjNP8jzNN2t7hHfyhnDPQA/Nbjsmcixt4vFeV",
+	"J2xhmTj8rAklUyXThAjGUDiNrchEr295n6kWlewoc8seHfxw9MOzPx788HSzczZouQFvdyUFqw78Jnfg",
+	"Wq7G9TAa8fGXyog2DBiXqRx87PfLvuZ+1XTcXjQZnEHjbKsDrZocL1MU+ivMFM8uhloNm+tKLum+oErR",
+	"JSzTPVgwE1btiArPL4SBJ/lZ2SRrS+fqc9AC8rsxM8W0Na2qNB9/0cI5a9fGdctFVC1F62TGv1LOzA2r",
+	"uQ1/1YYqs+F383Plj9ZguEmYupnJVFVPZ3ehUc3cYd75ygc5KZSWbH2RV0eZb+3HTbR3H/FQpM4ym3Qy",
+	"B9XAY8LmiVlCJAPCTmTOqNBOErqHgOPfU/g9k1eAYb3Bhzztr5+LAo2Xh/vSuSuMSllB/H6VE7AqTJFH",
+	"cw2smVjrU0ph/+XeLwIufnBaOMbe7pMuEZJkz+30WsGunK187lZHVYyCtCHM5GIgnUEmV/yYYXwQU0Ez",
+	"mRuNDi0cL2l7b1B/AJE4EbLOimyviITkR78ibAzPtb+jop7GDNR2MMdXiGeVcg6rKafENQqPaP/U3//4",
+	"k6XA/+Pgp3738GNn8FO/+xS/2vCkjMOsmIr2ay/54UpiT6km7devB+/edY5xbXUemzIzxhVhIlqZ230H",
+	"hqxtxQl8cn4CMVHysxSscnh+Dz9cn65uXqU0XGOVKxTmAmk5bc+t5TtlmVoEm8oFsb/ZZxyTuTWqrfoU",
+	"KQmZY20qCLUnrudDiCxytKHp0p6kTo+4s2L1kmjnY7LCm4Eia9noNdPmkmmIaq8K8ojF/I6pOgHLfJRj",
+	"s2zIn1I5CB9BXn89+5RwxfROGgEc4RvNmGh+jz+y3rrEsO1apoaQBgwYt2uVVmZMd357rSkctCDvbvsC",
+	"O6mLVwd5HLywFsWRVe5CGnFzlqmpZT07rDXjaWgqKSBo0WqnE3gv4K0kd1hnYWzvxLRnZEn+fPX+HFMP",
+	"j70IRqd9xGJmMO5u37QDdaCPa+OwvBvsHuMCDTYbF4+aOktwF7ZuM7ebTK32hMse+J3JHlG7sxd0WqGn",
+	"Z5pL9sdGLSEnkQrtvZBv1GAm8L6q0b7IDbEVrU3OE2r4mMfcVCQT/W3GzAyzek0WpFhIdat9Ii3IfYyK",
+	"Doi8xcgSpBZZ5qxYzKhmeija707+/P6y9+7N+fvL3sXJ9enrjmfums4ZmdN/2s12ksAKnjkX9puEKhMQ",
+	"xmEcC7o8Hoo09xXi+yapgp/hYtJOk6miERKbjCOmIF7bOSapwLgo0NVQROyOxTKZW1IbpzyOML/Gm9kw",
+	"6RlFR6Bi7oVLZjC31rM1edsKWoUhwSd4TyUrA+PTaY/lxb6g4a239JeG+UznhCmUf5nFD7lMM0aVGTNq",
+	"SNv+esMj0vemv5fPSMidkjq9iRat7n+K43soUzJUchFpFm7NxLPXXbHwihnDxRQU5pnUptaya8wHgEPX",
+	"ydR7iZbaMTkHQfPD787lpXMsVKx5qh2PKdPKB/s1mTOjeKgJJX75MuJNUj2znPXi/dU12fO7sHe3vwdP",
+	"7LpbOwHR6XzOosY0Am/eQCR3m+KcLoHcD3Il7Fmm617V0i94xG4UBLHX33BpvycRC7l9qi49NlugJI1j",
+	"PNra0CWLCD6N0NjMZDqdDQVGznGEWbyevEkKT24Xih3AB/cpoQKmopF+O8dDscJJbhlLNGZjUnzpE28a",
+	"+Th/FnZgYiJVCBxsjtxme5C3Qqr5BCxPlqUjvEFOnOJVFaKt6aG7ZctqCrhlmCPw9+5Jwrv/yZbHRM8s",
+	"T4aFEXLR+/ITt8Un1myl7Aw2LNF9XCR+Fl8jybpmKTa+aoPHpJhHWb1sqyu2Ya0uc7/pigqcJLFLRGpA",
+	"Uy6dqDHbn964uHx9kBYye0nxwAOzCKWYcDVnEWbh5DwpwGxdx7bgWC+ozhKdjFVG2usPhWvwTKHCwg0R",
+	"UAYU8agzIGlCjASlJ5fqCVNcRk4FnjHLnpb+gQGZKrngYppp7hR0F23S8NY+x1q6ixmPWWY9a+Z1GRfy",
+	"LpwzF4Mse7g3q5r+wiDbw3x/NlDCB3CI7upZ/AIV4pEPxcbTcEoNjeX0FavirDSKWKVLcMJYhJKMu5Ii",
+	"zOGsdk2uh1HW5lN6QcXv/mxtXmw7C8xb2xyzDWcsctGMuiBJXdy0kWvcXpuNOajzMWTDKE9/wy5BruDa",
+	"LtnNaK7dFTd8mxTCJ1cOaG1LveUxpzEPuUw1uE90kn0YM8GnYoshcioFHsEdo57vXAkBlo6IpSVOMNu1",
+	"ry44JoJNgdmNIR1kPcbY0DXkQ3wBpIFwu7qW42iwzRXcwiNrscd2tzIXTdVshTTNqhxxKmV+sYVBcOEZ",
+	"xJZNLnqUajZ7lYfttjev5aKk7KNt7qIGTng80VYJ65ERKK3RiJhUCU1AebY2sddxhSyW9I7ujm7G3OjR",
+	"3ujuGf5FuHBSq6AbW7k1FE6hHZCRDmXC9CjPOC1o1hrEl7vkTzwZgVNBpmYoRqAgjwIyovGCLvUIKnJH",
+	"cjIZ9cjfYFhOb7daPFnV/CG+rthQoLUNRbOjgu0w6pG3bGKITI0r/cNQXeDSvHHx4dmofq95UGmZgOVk",
+	"AmzGzgQSaOygKwnRrWO1dmyHqA2mAbsCHXyXNeW8VX9wVA7xHB4U4/DPqpQht2XbXvqs/qX7B/2VwFKp",
+	"Xnd//2CrSeJWLV+CfFxVR+ElMyys8WBvik9zEcZpxG4Sxe+cslF1kTZUmBt7IncMqN/jljn9dGNMfI/Q",
+	"9U5yc0twvW4ECy4iuWgscXH+q0tYfHv2SC+P7ZvzVfBTW9+qzeHpjCDuY3t9Qbi3gqBWlLRYS6hsc1cE",
+	"JJYygbJoQC7g4rYby5DG3tBnhRgajHZAHKMKnF1g6HTqKkYbEG95OP9pv7ZsbTHj4QwYNMbBuCZMyHQ6",
+	"I+2ZFGyZSEOMTK3IDuyRjyU3JKFmpjubIvA+iLoxhLo5+L5+hh7+HYVDV1GaQpMs5UqHNHbBbb8ph30S",
+	"0aVuFJnOzukKUeQFphAOd6KNUDLhyqfNFt4NMWKXJp+N44/Nh+GYQn22xMAFvX/4oXo1NyQmnGGqAS6Y",
+	"ZhBs1+iPttTl3VdYQUjw8KN1POGKQQHSplhrZe5Y7dahywwX8YmGc3d9/Za0S9WanWNYX9E1Mz+sPIrt",
+	"TOspM5oYE5P/7/8i4n/+v3lBp6OcJque885NSRN56eh+fz5sbX9whd7YgMVWMc0zoXg4uzLUpDXiHzwe",
+	"MjVQQRpLeZvC0bAbC0kVE6ghz3a5ImHQGDZPds4x8x75iowO+Mmq+GQxQ6wVNy4oyLjlScKiXm2q7qpx",
+	"oSKa2EEbVamQydSEsgpiQd6SNtYRsOgYlsE+iSRSaz6Ol9a4oT6C6VK8kehDe4hdMREuWiewdtDNRKYi",
+	"Im3wwUy5No48pLLK9sX1pQN56QS4BKStmFGcRSSmhimo5nezt+SuExZyGndTzQIveuwlkQzTORMGH+5G",
+	"AAOAZWQRSROSitge2Xcfzt+cn9+cnV++OX19c3Vxdvrm5O2fXMyoFOHKxt/yexe03GAqlrXa8ClRSr7y",
+	"lXR751x9q7TWnMJcOWa9ooDlyGuvbu7krsxJggQpL18Db+/0NI+ZKHyO6XTKxTT/AhY1AH9Pb0J5bJUB",
+	"+DADQKJpSlXUU2wu7+wvzomn+c8sIAwOOdwFj8Q8GJcgsrzxT1tNjwlIlOnYVRkUaV0EPfvtxrgyjaYh",
+	"dkcIpdvzN+V7VksSDxFyR9r6etF2FJd12T8e3KkCG4wLBuBRGuNxDUgQS2w2CUorbYlidmwMdFFMjGu0",
+	"UG8ATAKrriuWCzMQa9UF4H8eyQpeTCwpN5yZH3KzCsfy1mRLXHhMNtxs0Sq37hOUBZ9KUeGjRfdWjdmJ",
+	"tUzVdpkrZd5MT3BVkL0ke+KGYdZkFjVwAs+pSGl80+BK9AhsqDba0RbO2c9u9xk6/ZIon5vGhsV8RUOH",
+	"R7hlMVeIHdKZwb0lpGCV4cvyM26s4lx9ZJ37BQGoShhIiCBm7/QZ1JtfyYTVHKpCX6iwZCXPBRiZgsLS",
+	"lEOUCPFz0IoZ4OxYzWTCQ2RBmaZm/4v1jCXJm23xlElgkHH8ftIa/NTozT8y2fr8cfXZGYVXn9VGhLtt",
+	"tDWE3GDM17TRC9Yo/qEeveqXc6Ti3liaWZVTvoKYs+XO13bDSfsR97lZ2VFFHDiLBVRtW6EsaF3VV9Pd",
+	"eNzOTKSmckeKaOetBBnUgEy4iNin9XPe746ptgddalB9PQKFC1H2Kpd2o4RrJsZwOMG6OMNF2LB2DtCi",
+	"vHT51lRkE8kir9FFxkZCqrDimlcnElX7UFdFMpjW23Zd0GovdZ7guz50H6ooMfOKWH2WySciCN2nMd4L",
+	"vnkA8MCkwYRqzXTJamsF96nntfy/8ozAs6q0Vp8jmqc7YfaSlygOzALuLxnF1c5NN7t6ggYC8847uNq+",
+	"ya7MMenu5yuZLR0kKOhqgp94od/gQKKCYOWUNcWqlwK9FeDD7cKM0W5zyV+FyfvQE16kmdHHxJ70LD/E",
+	"54LZcdewgEISo5xOKwF9RMRDLKOAg2hXKpa4WrqYk+3psWQarC/XNl6kHPsrj2Lf71xUuW1Q3yQ8EsMx",
+	"6ftSF7+F1VsHc9iVqQJ/3lVAwpnwtOJfnFNqIWHc7YNbiJxS8uNTxUWqM0Ia6OYb42AFDbCBUL1P1keT",
+	"zFqV7pBYi7m4aRg6APBmd83pp5tIyeRGzyhWIeT3yXQcs6pMJ3sTMvabmImbu6Nqgl+97FnNuagL4kk4",
+	"A7rJur53l+5q+94zyaYuGrgdtAAQk6jWC6kiolhE7VAbAxWsJOz4BapN3cGIYSGBxxN91R5WbdgagQQF",
+	"jbfgHihQc90hfZUdEi9kQ31nOYGecQZeeZ7o1KrDgEuS56UkdD6jaXVCgH3wvQpua/OCYMpfkhpUCpZu",
+	"S5i5D+dYP7IrnjCqAHgdfrZCw+0YBCIUmyimZwA2g/7QLLiGWdPtPkFEbXc/fvgT2T8m+y7bxUoXlMxy",
+	"MukcZ8pCv/cUsTPDONX8jr3zMSoUE+uMJY9qVRYPbmE4K+rDevZH5j9r98mfyN7zwKo4f7JHcEMOSHc/",
+	"aMrK6gbwrGYAhwd1Iyjng1QP4X7csMjeyuMtxtjGzCwYE546mIZ4Hvoj9uf5Du/PNtkDK2yPThG2iAFq",
+	"xxS0NFTYJxC0QedLEcbUrkIdr60fPFZVHz2fdQYZqWOZ5lpBNarUeAIg2gTxO0SYhnqB0gitItprjE0z",
+	"MyYJiP2vJlIRAHP/cPl2ZY4H/aPnu2OvZIenjrk+RMblF6ZaFglvt8S7C6o0U8QR+DFSjbM8fG63Q32U",
+	"Il6uB1FDGafzCmMx1HcD8jNT0unQeJ3XowuW1OYCf7ztRlRiycM73IPHS4JIZ759wRznQN3XnWoHp5x7",
+	"JO+1ByPkl2YJVdRItQrkszX/2iHqVz9c3/IE0W4g2IHx02rDsoT8Un4USO0BlJIXJA0g6Cg4WltX+HMN",
+	"NV2mYkOudwPdLkoR9KyxIr+b2l8ThbeGLCUqFQRjh5YbLGjWRaVHThDXERgQ1+TD9avu/jPXNOX19bu3",
+	"iIVvb4akdXTEkPaw5eEg8Y5jEkpxx5SxZ8R+9XzYCkh+VfFpGMGmEBMdtjrH4HCIlqiTlgNc3l2SCS84",
+	"fjAYuHrYEhKbuvgr7GvB6w4ISh6fzhMV1VJo7NPiEVQdRGSvulhecD3bMR8CVJe6lMbGtY529g2v3dHI",
+	"8JffZO/YEHFc2Q8oo+FWx0UoW9LOfndFrlZwERrHO9Squie85YJtLdOww4fAeVOLylC1a0KLznJs1vIm",
+	"5h5xOWjheQLLA47S9twJCJ4XBlSmr+y9GQV5KiiaOchx8lUoGT4FFpOndqxs98d6/lYtt1UqdhPbllN+",
+	"3lpeI2qGYmVMhg7eTLLur0lUKlzeDRcuCk8M+1TjfgKxVpX4BTgGF9JeqjBFvoAfiSyrPdoDJ9Jefw+8",
+	"4nv7e1gTMAqGYrTn9m3vYA+V8NExGY0yp9hiJmOE1e1AUjw4HK2shvYRCTWzYCgA29/+6oR5oSPVCEBu",
+	"RwEZFZEsfceodZ+MPV+1iwdMtH7psDZdM0NcOADgjDWLWWik6qzmcJXYTU04fVWZc4b3hmD5q1gu7FRp",
+	"aCplsW83t+7yXjYXuw28dTOpTc0PqWrOZ74wEA6jCAp97hww2LrjBYOBuAj165pWpWntsnKTWC70l5QV",
+	"n2SwiqGMGHRlOrkiiJWqHfCiVGTYSqQye4mSRoYyHrYyLKujo8O9Z8NWtWqLARZ9nzQUO1q/gPmD/Izr",
+	"lvQl04bXxpQeilw3REnvg/VTHVmt8KMjzeWFXVjGVYLU2UxxvgvbbmtzH+gKbKqyW5ZKfSEktYaUmN6o",
+	"ck3KV0ALzJe5/NJsRqXlKL1326Lfx09J6xp6XheiYQ5EwbfOi6ihU0XnOsc6bYIzlu/Y+ptchi7Ewly7",
+	"HMsKC5UYl69Oyf4P+89Bz5+E/f5gsPfHskK6bQC5Enrw9FlFysgqEaxUVqax4QlkFhtnxDimYc1yM+MQ",
+	"HPPj7ZBUu5YFgF1fXEJoRqlJez/PEqqCBdwN8MxvZB2RvJb6KwpYVjj3FSnjfuKI7EEX0HaNatN7KDSz",
+	"XcRUTMesJoqCeTIErui1HgbqDDCWanw71147dOkfL1+fXoBXlKF7rz1sDVsrVFJB1mH1k9+dnOZNEJHs",
+	"zOojAePgoUVrzuNq0NgKBIPjLy2T36LdpbMl8rf23vuwwowuit7Up8+28XW8bdOILrDz5vrp8zrnRuvL",
+	"n13IhMoetO0W/84aBdM/qW7YYCF9WYJ/c/axSj1mq5pRu6K7aVlgdVS2nkkVZD1gjR4FWUTc9SyCZqS+",
+	"qmomteuRt6DQcAyDeVANkoX27KeQKqgW8UiYxGC7pWY2eMFKqsL+Ao2N75BxkZsHFY/bhZtubJ/AFjdR",
+	"rjBXrPR7V9mUl16ilypfa8cZIY6CBXc7LVpRX6+YqVTTB1qzXdhlAMbOA71Ys+pU4hegpiTQLClVDhFQ",
+	"0cmEhwEA72GdHgrhxsNAxlA1DN/k8z6qsaOhIOspXMf4i6Tuds8vZrYSFXRXOOxVLKUy5TV0mIsV4ZT7",
+	"ZrhuOis7NQf5MaWqIilpnPLYVPWjPIdAN2S02Uu6XJSy4JxLq7ctZNGISmBsNZCZtbnNfuQf6yabFVPs",
+	"INDz7NStEMiZP2t789SGKccw6vvVwn/Jepcc7VsRkfy7aidwmTvm69Z2w2JWoqDdRyVwb8sy9zb4E197",
+	"jK5dDeEc7az6rmYBwTLkoXOvgorvXM0ensy9r3Dm8jkUUUgfAhq0CNVZUm6f1pk4WeSx1NWl4kCUICW3",
+	"t/pdVUWdvu+fUQIs84uwNfnrtSvnXKdSEyalNcx2MOXC7D+r3MLS4gWtT92p7LqWudenF+AKih70qR9e",
+	"XqzntodJC1+0acKv+a5UzpOt7LA8uDcXXl1pOlPvwi0hSFVMp/y6OsDEml5TTNzfEceTHBnRaQ+twrDz",
+	"x1cvvbwtzgziphjeW1iZXJWw97pw/FZNzoeDt92kQFS1pPKA6Zsx0otFpuvpPz7KVhuXahS6bhZLgkdu",
+	"ZP04Vt9GrnGtWtZ3LmheDPx+rJm6Q+3SN6HcvXK2qsA4i727/H9toIPCDTUQ7G34lpW7NiUEQJCwLRUB",
+	"3kRYzOZMmA7kc8yoiGIWHRPFNBPY3tTV7DxM1e/qONe39eN612fXXtBFNrGnvgcNxnYTCVWmu6DLAM2e",
+	"BSTC2OlEJJKCocOWiV5ONU3qwX/tFd9foSi7vhb7z3JcE17M0rh2AGmozNdo3gUCr3Y6Q91wX1Eep6qC",
+	"C1M13R2HYhdXmEPWqA4s1Zdo7Ax1cd9VhCSWlaX0Y86TTmjtyl6l8zmtrHWH/KHGamxGU1U+Kdy9nR7m",
+	"d3ybHeqGWXhJ1UTfcm3yGoMs9b5lPpnWOpMqdw+HGHeo70jbpXyM0KQJsG/1qFQbiA90RQpYw4Dt0IOW",
+	"mHJh7aAZTZT8tMSaBlBjxAQKOvmtkobfVuoh53Rel8i7oa0nZoNUV6Pcp+2mu2e8bK6q+DFU7Uo2qfvY",
+	"2sXZFQ2jZwf7R0e7ZVFvHGRBXdgxdfm9gCRzMSWUoMqGDZPoGODKil3ofRC1In15Lf1lIzBu+WrLiJKK",
+	"vI7Sq0/fvLwkbXCTj7nBhs0/MyUdSl5lE/8/NogZQ/uhRmZowSaohhAUcnGcgYg9JXMuUpO3/p+kJlVl",
+	"7aphA6MVrytDLAjUSgZY3IIXw98sr3WwrzXylgnwD6z2Q6tCl+/dDPb+22aYuNX0o1WTvDGcdhVoX2Wl",
+	"xFs+yfqQUd/XSgeEljvTDVsHR7Nhq4NdXETmkHQo8PnW7PfJklGle+RlcaHo9InOlu76+m1AWKxZVuUh",
+	"BXOq/hZQuF9Wi38+VtiHlWf4jinlEhh2S7C4ebhdqcye/dLjfZ+WYzscTIdX8XVXocpLfiFjHi53ZLhW",
+	"U4ckUbsOmLXpfAXH1oRQMhVR1yieaMI+0dDES99siWFSpb1vnQVn6sIaH8VmWhCQT4UDZMgySxKK9SPV",
+	"PcCrhPys4AzbaPXC4mSuM7gTXRub7gL3R8EL8RWbZTRW9HAmvna87ABvABQTyoQ1e8UVXFqjpMDq+aF/",
+	"rKXGoq9yBy6y6sjMUoWePX16uLXT87Y1WHVoPuTT6w+mR2PZhZmGTTica53/OWjVNBj5s+QC8e+paN5b",
+	"KYfk3wwrjx01a5J9JsYulSaQ5o3sxSN+AJ8JiEt73e/voWgctrKOe9LMmFpwzbbXc2egB/XALkWi3m0b",
+	"ot3C1xdSGcCAbwSYwyfQirhWUlTFLLY9tOiTrgIIg0YtYrkC0LLBa11D1n6eFVnQhXg0sctH2l4L6rjK",
+	"LECy1vyOIXi+VZksC+se9Pt9l/9c0nKaH9Ey8LBlwr/sB08/d/M/K9jwRzujgg273eh9LReE+tJkqCXg",
+	"miwUN4YV0JvNJ9PpkVM5h85+WBEGBTQgR4di9IeRVcqx5XQmUakh4xRu7g1F1/47gLoxMDwoPCbwZV+g",
+	"GcJl1oYeEOqNcWsmjuAHsKcHJJlcMaHZ3vuLc23/ABgFOKGkTWNONbGLQoYt+/01fv/mQnegufLK610F",
+	"sB1+iJPT8Cow2QduoiO4Yf945EiOjBx++cinvVKBd5DRlMkRItAMBSFt+5n8F+zRdhMxsSS/5IXxx8Q9",
+	"xzVx64VSTI7JZygc6RLnLrBLMacJ5BYGpRGdn7w7Gw3IaE6TG5607QWdkaPLk1MHLTHqviPdCdyNqwi+",
+	"hwFOw/5JFANf+AiuGQBwDhm5tnL2Fd2jEWnPqJ4NBDMEfR+EC2Y6lhPbaZaufjYibfvrs06Qd2iyI+lC",
+	"lx1MBY6hl16A7Z0mPI5ZRNrAQkiYQuni4T7m7OJaiIkbspgY0p34seKuj+zr3BqOAgJlQnc0Ls3kxo7t",
+	"xs6EJ3dHN9YK7tih29GULnmGlzyDS47Jk+4TS9j2JzJ2ZuKTmyedoHIOMFbvzrEbdylTw9T7K4JHbpCZ",
+	"33DSius2IqmImILl3OMJwHwvaJwB3HftHSMc754dYM0VAdSq8/WB1fmqHsRLlR/VHdxUCNjQvBIA8RXu",
+	"WaTjg9ZH0COjWrbmQag1t8nlq1Pyw9HTP/o4xrHjdVii5ZtJnVy8sezTmberxoShPK4qDKaGLMCcUBJi",
+	"q9AgzeoOTISsHpQ7D1s0SwTLC/qqMsE2wJm/vr6+IHhBdbaR4Sau0Z3wttWiv9U9W70THGWDcUzF7Val",
+	"CV+ezaBqYy9fnlxURBDGqWY3bO52ZaeksAkDk28n6xvjcrt1LNmUfFYHveiA0JcN09IuEfnipBAzWyFc",
+	"X8xapSF53Ax/AqC32oJqQmPFaLQk/0pZitXuKhWCi+kxEZIItiD/lONqWAGouq0u2/6nHN/we8XK3J2F",
+	"2lxf31tNMsVa6PVIsmA4U9AhIIqZKBmlIYMiecA2WecADeo+2wi3AIpGqO86TttsHKbeCphc0awAtDAn",
+	"dQ/6fVcq02YC4OS4IMPW//of/7evPwhT09luybi4vytR3RD+vwSIusoufWkce6RDqVxQOGKxodBYJig0",
+	"PvddJ+1C3ri0pPXlL/7ahIIKSS5dfcuTLkKR0LibYClyBoxb6yc624REabe72nm0GXSycTYOLFbFOWo+",
+	"sSkTTO0cLQIUqJsCPEDzlEifuliTfNVgyFZRxYZiPnqhZ/Tg6bNBr1cpgJq63qqcbo3ziTbmSzVPGITD",
+	"4H1mVUCRtblXTfxlzlNWSg7clcvmGVp5diDsyAotZa43HFl+hAobsskv55aC6UQKXS2Y3FlzXhhIgvG9",
+	"RK2OlgrkHZAnA0SHsDT5RUICSBRTgMIarTOUKgrfrJQ2J+Od+547Rvr5S9qpFghsC0O2VoUmd0d7d8+O",
+	"oVuuZcv4JY2im//Yi1h88x/WPDaMVixd7hOsdpJvB9atO1L29TsZFs33BB797Ks82i7XVxo1PPrrjJpH",
+	"9erMBpDshoLXJ7O+3OydzT2x1DCP1LbJ6VoLu72jRdp8nb7K8lc2hPEOZFedDhOtPuk+O3gHD3JRVDbi",
+	"ScWU553LHLK31Y+/3mapTwJ9zU0x+bNphl3lICQyyqwrFsKqBa2F4lglS6M5r8YDLSb/NyiITP1R2YxJ",
+	"V1XP1vBWez5vqg5030rLwgkuRPSR3HY/0nby7ljv3h3dD7RYZ1ZfeFrbKP8+8BW1ZnqSBa23ByTRULNS",
+	"tGiMlNf8r67exGVoxNQwQE2zd2WBpQLWeFYS2MBIrLYET6mQgoc0LsfDv372WEndXEnLSecJIM05Xxsq",
+	"bH5RvILHjWbx5D7Zzc4l6IxUt4dFzXULjEcWhdsaaPvCYpOXF/DEukBbI3nipembV+fwgAYBNtd7fLcg",
+	"W7VetlYaltVtRL4QNJta5VIzqsKZlR7VzphypwpwFVg+zyYTFhp+h8XeA2LoVLuQj89wASwjAPrIrl3p",
+	"E4TIh1kna2zGAgjKQJWxvSXLofLqjn1fgOdyD8qgNWMCW5EiKGLWIkiXuwcFGVSi5tMZNs12FO9mlxP8",
+	"wyYM3gfC4z61MNKwndti+aVoCjZ4nzZaD9MOqx72yw9qA8BGPs/6Q/AQ7foKx+nr9ezDtlgXNd1mTla7",
+	"y5SbZhmqpswE+VGWC7Fy1Kr6pma/NV6KE39LZf764xyJB6P8OpJsQHBBcfGqtrOyl1Ao45o08/voV06v",
+	"rG3sXqKgXcIonrk26N2WNzki7RV66zTUsB4Kdaw40sAtdWEuNZv0qhKU8T7poo8lEDbvWl1cscg8sEcw",
+	"YLXouvZU9y213HaIarbhXv0n/GkqZP784ad+9wfanZx0X3385Vl1AvnKuWnWNxsyuxHFcf/Z81mTHtpr",
+	"J7CcDNxvlHB1LW+ZeBh77D5E3Rz42e5wqh/KRFRyOwYUOBQqHTuOKOEhJd76sW6FT/Ga5hW1uC/r9bTG",
+	"71fFIWShYuaY6JmVzlLESyLkYnt0EB9ZUTbqB38vCI77JMSvZ0RXJLVvr/CozYm+76YX97tqiz9oOq33",
+	"H9Xj1s2ZUTx0+aqRktj2vRJ9lE95DR4Im7OI14PypoKbmh7errWeVBBkrnwxoDbXeHqloXFueCWpnhEt",
+	"yYSW4+N1HapqmifZ0WbzLc/Oj6ZqB/7K2WIjNOOKnsHAqUL2eKJd631dOX/XtHOjynp1/hAVJCtdRzco",
+	"oStX1pVRXWfmsUNYy61i32BxvQ1vTatdxcPZnFV1lqhayUEON3b58uQCTOiL60v380prjwCSQLH/TMIU",
+	"ueVgcFOMy6tUAH1ac90142+cbH4Gw77CRKQHMidcB9+NkXMmi4Axegf/vMO4qBjrfRS5PFmpZssyxNhN",
+	"J2CLg6CJFo/6IFqUhJtgpa/pbghqJTu2KvAe0WQrk395cvFojoy82fDNTg2PvfHw+QsbJ9c+Z7WCu85R",
+	"sjL+ousko4Gy7WpPCfJOtx/F47DOvqH0NEwVN8srO2gXdmFUMXWSGkgggdlA2gx8nW/PzJgEsDKxN+t/",
+	"VgOo+86tt2yJNWiMgjMVtCTLjfwFVnw4TBLLtvZCJReRZuHe3T6QKHSR8pEl58X9e/ck4d3/BDB0v8QJ",
+	"t58/fwbQ5olcHxMmGxMr4KxA1E6MvrnIkpLB04lH1PtcmAKuiN5LxxaNjKOhgBzNgMSMKqEztI6QClfm",
+	"bOdrfzaaUMtnNbRcV4qFBo4kuDld5zhqhtA7L2bRlGGHhywNA86yWyztGuEC9q4vy+kNxVBcQ/Ihj5mP",
+	"VmFPB8sDFA2haGePJnzvbn/g5p2tewBztaoW5rPjz1ToBVM9YoXaqd2SKxZ2LbFTw8cxg1RfyNgu7Zh9",
+	"u7/6iR6K7P12thx63BDclTGLyIwpBqO3OqAeYIurbFyZQTv61HWJ4naQowEZJek45uGItIUkoWIRE4bT",
+	"uBMMxQiDkKOAjDAKaf+CMOSItJGSsX7Zd9SCebs6BFw5KZgeChdd4gYqXUZuA0akTYukbfchI8ZjUnoB",
+	"ohUOBVC+fbJmq8ReeJLGE1IqB+n0yElhfkPhmyPNudb2IugYZ8gdjXnkdkyTo/5+QChObMxiucBZ+Tc/",
+	"sVccHg/FWJoZgqEXImlZVw+d+eGhvwhVDIQWiwg1sGevGb1bFifUzvdpZn8bQJ7iaEA0eFvheYigrDug",
+	"ZlAyYYuhoIZQYmUqab/7cP7m/Pzm6uzk8vT1zen789MPl5dn56f/6ByTuR3ignIUpRTODkkTYuRQlO/7",
+	"y4ezD2c3fzt5c+1qAHBlyNP+oasJuWRGLbsnE0sfdo19b5OhSKiZFVqb+AXPVxlaSkEbFBlH9miff3gL",
+	"faXIUb/fIyciX5KhmFNlVyxfmDCWmkVdeJ9bH9d0Oy9AsmcxhR2IJY06Q5FvbJ8YSagbbj7KQm9nq2nG",
+	"1B0ryHbXg1KqPrbAytL5R4BdhxJoz+X2/9d/ailGsO9D0R65soBRp0feC4bttQQcUHjuwp7iAQwON8b3",
+	"pcmIlcZW0rNoKKCbC65jWy+FoZ+AKjSbU2F4qAmN+S3rBORo/9A9DagvixtBBaL9+elQ4O8hdpzBmqcS",
+	"oedrYugtC8hR/8gXMLlOpbjQsO8oGXtkhFUFP33sAU7YCLe2ugGPX6C6zjudml46ZKWVjqW61V46nWPc",
+	"L72x/U1ASt1vtCWWWEv04pJRzAVzJTPYkmiEdTAxD5lLG3QC9SSx0rl70OsX6hmcxCyEhAet/V4fr5EJ",
+	"EzThrUHrsNfvHSIQxAz0iD2AitZ74YwKwWL4boo5CNnmvIkAhUGbE3vtqb/SKkiY0wh3HfT76BeEPc4Q",
+	"Lx25/tMle6Pe1TziUXhjhY72uaq43k+FjJcO+OJz0Drq79e9K5vF3gdBUzOTiv+Mab1PcUqbb3pjCU3Q",
+	"OCtXedo/bPSqO8qxphRUPI9w1DpDkQ4I3m4qAflw+VZnzZa99jn4qYW7Z7XGktxtDXyCj3326h7v/WKX",
+	"5TNqXTFDC6a82y/h+9Lqr233URUUir0tciveYPFe0OgSWdC9N+moyXK/kmrMowichq0jHPrmO86leSVT",
+	"8e3oANcyR3N3u+eYSqGtIjTB5KbTiCwwywvSr7zyUOttzS/Bc3gO5vfHoOUcnmWSuUjNGr3Azr6Q0bIB",
+	"Z8iS4H/B7rQtYSbLwd7ewNzeoPP2v9lveu66nlTTPcf0XJdg5CtN2Qn6bT+XDT2f0fwljK05P9vIv1zH",
+	"zSSmoTtRB3g8vslAnBv/136y9xvccS0lNBjHG542GZe18qUyLHrHIk6vl1h7cHRw0OTmRMmQaY1H/Bsx",
+	"E4ywQGUbUlQFX7GW5YdLUJDBGnKhEjqlXOzEXOpFzp5hrur2S7iPa2pSZj/XTJvN8uqBT/F1DupZc35k",
+	"asBk8y5dBDw8trYUwgAi0tpi5mBEZYpQVB8u3z7RLmClv8vSByD/KyYia4ZaU2duz+KUoXXmiV/IBWlL",
+	"kW0SdhvGetD70n5WMLVZn4as38dTpqtLsqoJGDWN374a7UD976U0o724k8Z86XsIfFeXv526bPcNPZlG",
+	"gyvKastTJdPkV6InZ1RyTyU5t9h/aiUzidjWEx77vg5ZuUKLRajswOxvzEwxPZNx1Brs9/2XdoFag9Zh",
+	"X3ug3kGxuPFfKWfmhsHX/T8O+v3sOwDWaQ1aB4fFb83P9gSmSiZs7wVTMfd1PjcJUzfY8Pagv5vaDoUY",
+	"30xnR7ZZzyYfQVtvNITvevq/q57eWIgVNZE0wvyWehUErlhjcxDJA9dnHsijgD5cPLNbexmtdzX4JwvR",
+	"/4vNy5cJ2+ORa8XsIKv3ihC+e4cHo4CMIEqDINZVQ3Ox0pqxHdaMrepJvj9Y/qBmObFbJcNfTjFJvcml",
+	"b/mcY2eCr8fU7L5Den4FR3kvGEkoli8BCeUNvB6RrXyTAwhdiWHKsZwGRLBF1sauePjg1GxRIF3AcG9W",
+	"bBhVbbxeSKsBwOV5e6kv0A0KvaZA+A+ODkpdn37K6jb3n/cLpZiHhdrK/WBNhfhY7PTUWrDxfrl30qBV",
+	"HX9oRpL5zBsJ+KO61JrHlX2PKske80i4nBMklkL6yE8fLR3kJwbLm9HDgWTnW5DpAPUST3dZlBqS33zX",
+	"B3+m3DuqTpX/qXSsVIbG44TbKg4aBmKpIVKEDIPJGFwFiIysJtMecQgeCzIC7g95A4gSsZgxMRRQ4MYU",
+	"uMQMj2MXToawItVZxzUHGE6L4BMdP+ehyAE98hcVc2v0TKZxVEDycOkjxzh0n2tg5FBouiTcgFWjMaxO",
+	"RvYDxg99CPqwf9TDOPqMxxhvdbPgGicyFLGkiJxktBuxrzmkiJmJQcgyt/qReWblgDzW1IfVBCOIyaKQ",
+	"tjJFbW9bh2m/Q/HLEHjPEFhYhpigfF0x1bcaAsWFNdcOQDAD1Sk8Y/9zjQaxLveLyNNPnx4+u5fQ/xv9",
+	"2oJ8BV2mzj5we4vJhggmkx3HjDIdSAww0MMqBnvuiNA/wVImF0CI/7aqQVM++FaKaTeRcYxr6ha8XACu",
+	"He/JkhKQr30JE8wKuL1msVIdDRxvxg2Zp9qduAxwvjwafJbdXs+S2sDQjvqHkNgSAfYuFkMD7QDfhxpi",
+	"agqIC95vgPkO7hkHB51jIgUbijGNYDyKTVLNiglwOIDAFzEDpfEMAIO8dn0/hkJZTRxyL1gEadHZgF1y",
+	"0ev352f/uHh/fXN5cn1m34Z9ihHvOiDjVGmjhwJZpxTMsw/7fjvOUgpLYXHscHDcDif26OAHXJpCllIV",
+	"yywoeJfMV5HfW73LwU1+wo6Lrf0fDnr93kHvad83HBwcHBar5l0Z/IpGV+hq0jroHzzr9ve7/f3rfn8A",
+	"///vWObSlBHBexvpbgcPyP5K4CoV7M//9t0l8sUukaODHxqN8R0VS7eC+leutmbMyjIJl2bq6kK4JoZO",
+	"rZjLLmq7n9yDXfcdy1Sx905AVhnQ9fXbzv35++bw0Qt/0WMEj1744W0PHZ1lWnbI1G8sbOTXNMAscTNj",
+	"y8yssXx+JhdkQhUZsxmW4jDIt13f4o3xpbogNrr/XmRqwb0lRNlEzwH6fkK+35yru7Hs4Hh/OK+3e7ev",
+	"Dq1Rbb3s97GeW7b81QfUGrDRUykmMcfKlH9fJ0OBHU+5RrvTbeix303QAfOqXVA4ITPamrkND17BJ+4v",
+	"axzTLR7H7xHdxyQJa41WEYQ2MtFkIdUtojjtQAG7BnQxYrE1ovsALPvLmfQHwPJ47PBophhsZM//bifi",
+	"d8CSTxHCruS+yAuqnHdSF08lXerd+XHEDAszHKRaZfdlftljqLvZ65orvNlEXJ+tL86b2p2Mv1HmTXHe",
+	"RQrQTGiptmZa5RTQWCbn2/NdKn+bPKsVcm+263VCGDzyCTWz3CHvUUVKcqwoEItIJ7T788efEOAEutc+",
+	"O6wCH9okwMsEtYsIbyYls+d/kxSmAjerltIOosru5K/eT/abk6PrOT1fcngsx2R3zLW9r5WXZ3jJltDc",
+	"e6zw5xqRRVwejvd3jQIymjAW9SaUxyyqz7/xrf0rg2dHTRKD7Dh0Csq2zhr0QJ1oO4NCcR3toZtN4BWR",
+	"wCsnAen1erUjdM++gZHU5QkdNE8TSjdmHO33D46+pxytIs5YimyScoTU/e+fa+SQYHC6tblG7qw38iaW",
+	"1/SSLkgsp64PI9Q0W5KLXL/LwNcqj5eF5IABGYVyoTgbDUX7FP6C8H0nICOtZ9GItO3S9eyDuSAvrl5a",
+	"znb56pQcHh7+QPRS21+0WcaQ4jcUo3/K1K5aaGLSlQTr1WFI9pHQyW9E2qGcj6FnrlTZ64yibMJvYSBv",
+	"XxV/CWkULUek7T9b/nQwpmKEVUyAvyqnTzR5QcXeBzGmYiiyV0ZCz6n+14i0YzmF8n7OLHeJKUcA5RH7",
+	"ZBQd2Wt/Zuy2Gwk9QrgN/BxKIdzL7aCur/6aQ7+O/jByleL2XfA0xabsE0IHDMXIqS2jHBLAdbJXbJrG",
+	"VBH2yWM941P9pkGi9lCMeDLq9MjfABvhf8Od/NMoB3/wAPh272Hf2yPDPpk9mN4Id6R4hj91RQR70jnO",
+	"ipA4IqJgmy8EIRjB6X3LhaULX4B/ZRSDscX8lpE9LqZMG8S30nTOiOY/uxjqUPjQ7LuTv9+8Of/x7Or6",
+	"5sU/rs+uAjL9mSfENy/oBCRhqgtvxqJ6XEUpCB0KXzeVUGW6C7qEkb2B13rkA4caoQ3gxd1QcwOV9Yix",
+	"YCcF5ynrj0kz6Gp7QCDC7ABm4DkY7xmKUSynLtozk9pgtGcUZE5nbEwGMhSjBNoADMctSwxpUw05PYRq",
+	"bPYxFHZ7MkygDmSwFFC/gBMek5fnV1kyD44XOm7xO2Z/6g1FbhOT9qhgRo06iKUBiVeOv3iw74gaCllL",
+	"kP1Bp0NBRdWcyQhVETfr7OFu6j0y8ls2wvfgImgASLBcpe261s7p0mEcCIljsQcLB4V06wYIsZQZiyPY",
+	"qxcr8CwOkA2BYgAw5ZiU4V3aGbhLx750KDSD5AaZwZQLq9pog0AR8YIudTEN4wkyDrDZa0L4zZQqq1C7",
+	"lsIF5HXBmh6wOh3GqQVFTcHj3CPLtj/pWVRokOpYaCtoActsBS3PKltByzHCVtDybM7/aTkcGEJT9qmy",
+	"N3XVlIHojevSpxGtZqLkPMCmco4cMqAPBNoQVsGzpwa3w+OIZLtqb+bhjNi91PYAef5ub6/V9uxQWnXG",
+	"Yh0s5i/94IcfKu3GyunC4rh9fqILbDuo4NvEsm2cqW+REy8dNQZklGqm6rVrP/haZbNR7n3VmIEVoubv",
+	"+6SguOpCP4UdFP77WePNLG0vosqt8n4ZugMxbA2GQPfDVjCEbo7wzTuqCDkk+5jLsk+mC2Iv+un5/sHH",
+	"AXkFFg3w04VvYqmkdM3XDvqHvX5vf/+w9wNmOT3t7x8c2PsPhq3Pw/JWbFK6FmUx7VJELdUXzjvkJtnr",
+	"S9CgYy6oWlbi0+YCvbwku0/ZI/xYAiRgYG5fgOazb69Mv3NMrM5qjzElGpQHVB0s1zh/CQqVVWKqUHkf",
+	"1V+CfL6+uhv7IEPFF0WJv8i/wWasRfOlZkxFCKfmYyupO/VRF1QFs3zZ0CUXW80HRg31N7QITKWxqfMx",
+	"ziWkOdiYnRd2BI56j58S9e1Wr5wHWLEweY7g2hJ9MzfV4y9XplKim+jYZcZjQx63UmsKOVkw5f2OAXaY",
+	"hcRze/adAWUHV8irrMJqBRQvYiSCzfldwa4IAFzRKzGrtR4Un9dzxgrAmj99tGJ0UxYZAAuoMtNzLrxO",
+	"hVcvqEwAc991b+0b0M29aupnXdqyH7SzvbpjEJ6+zd4eovbthTEPb2cy1axn9F1tlcR7wYiSC8yObdKX",
+	"CIwZLsjox7NrgDW2ZrKWWCQRcTARqFo+QYuHadN1zwOFIjNn4CRlz9j7xRkgn0cZgl6PnAIMmg6yjA+p",
+	"IqYGmRuwDMkaEB3azW/PacxDLlNN9vv9YCh0qhP3xbN+kMHJHfQDMmaCTwXpdwLothQQqoX9z41U04C4",
+	"nuoBUZHQwVDkiMgByRCHA99kqUcwCgh4cpZ5WHXQqlftvuW0LOuuPBRuCJ1jQFKEnGYy+sc//vGP7rt3",
+	"3ZcvyWw2mM8HWo/Ih+vTY2LoGL1DSF/giBjT8FbHVNsTxgW+FB/EdEgTBjL2mo6vmGXwhkXA88HcmVcZ",
+	"N2dANaeWaF5bomntmifxl2s6beRoXMP23n7LFWJ4N6q3gIKEZk9lTFyB67WB1xM0LkPHXe0XtItrXlbA",
+	"kDSHpkyaQwOkOTSWyIaGamH/Y4lsaByRDY0lsqHJaWxoMhobGkdjQ7FSGjs0GbUPzX6/PzRaz7pjlRoG",
+	"0fmheXb01H59hkMkr6U2XEyH5uXZ0AxNnvNNfM534cuDwpfOt4N25ooKuF1lXRcbV3+1WwXt3f79Hb35",
+	"uSI8uTGKF1ml97e0i2tSFB7I0UsSAzBb62RFMbTupAFPdC/cIAYuX52So/3nfXLqfZnUeTGtdHDIrGi1",
+	"wAMv5WJUITPa3OihKAuMgKwJjMFQ1PFwaHrXDuV8Trv/lFyAQ9C3sVv5fiiw013Gp0vcu5Jbk7Z3VAeW",
+	"t9pnZF64gjuTCxJKoQ0VhszZXKrlBp559dfvzLKCWTpyW+WNwcqOg9x1GxzAfvrttLvpNrOwl7ngzTZu",
+	"jSsGGVMMyuwwKHGxIHh5FgB/DFbYY1BVC5N/eVD48vDLeeHrqoPmlTJctd9NLCzrikA18KK2w6N2uDaQ",
+	"ir/8CszRW0WV4XQ86H++en/+/aQ/eKLdpvaOFcVcWEoMvxM58XDl8KaAeJvod3lcLNcoLM5jnZzcNbvh",
+	"7KBv7/vpuYeP25kUrcGwtar8t4LhSl8SuCw3CewFYHO0Bj+Bi7xoGrQ+BkPfrAQvKOv48HvBHrGPrpKL",
+	"6HWnlZcdrFyWy+zW4PDzl4vO91YlzTnIqAQ04L3qv3O+4Pzqj8EP8ILefB6N63E5yDv66R0XEXn5grTt",
+	"pejbOiZvLu6eEaMYc14iLqb2uyMM4SoWShVBSsFQHDwPMq8jpHSREb571EHzBVQovGPNTMHe2HOpzVBk",
+	"bZYWXEA/3xVjpeCZGmTvyPE/Vo0d0h6VD+QoICMw/gHEik41fIGHbhQMxci1sIGv/eGAtLvs4NlP2fEa",
+	"kdyAGVl1GR6iIgF+OCoi8iOTby4Ouhh7hF4ldrRkyiT8fHJ1TqALBHEtdmYUvUJD0R451bvHtbwJZQSD",
+	"tvyKWwLsZd9ws+xBt6KeHd1QjGhqpJBzmeobvdSGzW+wjx30c1n7TaopFfxnXJ9Oj7xIeWyGAlBaEujZ",
+	"ELFPRAua6Jk0AYT8DbTyIRTb5lAj5zyEEGrbsHkC3wZDoRhEhV2fCnXHIoxmcXNMRmfXdDqCmKyL+qcc",
+	"Ug1q7Lp3716+2FlgvZmcS8HeURPOdhUAMjTMOK9uWY26j3ul4JVfcaifud7IK8Ae5WUhbWoJY+bhK+z6",
+	"dgLyr1QabDG35lLPx1KHHfJm0rWL04XVKexDmCoFGTmwH00Ge7161xNN7JXbB/ZvzfvR/1xidU/W3PcQ",
+	"es058Gb+X+yAsyYGdhUOOlWW1umeJUzNTC/WZmNcIuv0hYkjbZAF9mhbQdEJIH49cg8bcK2ZCc5P3p0F",
+	"mDbMkwDhjcirN2/PRj3yEq/ULhLBPtHQxMsBFpW6VdNcTOPszczBjUBfPtLOGgJSxXw2lWJJarCDDZyR",
+	"Yx9TkML542M2MUSmpp7TXLmFcQP8riVXeJMqkh2K2vBQHPT7+4No/Hww+OOKWtmYWWpmUJD8jvTFE+Kp",
+	"j4zcsRmVFgOM7NVT8Ri6ZMYueKJYshdSw6YSMCjNp3q+MeJRoGdSmRsrYILCjy7nGLNTwc3s6vMCgsqK",
+	"Vxb2A2hzBl04n/VJ2y/QE+3TAGIK7cbsM6bMECGJG92y08vWE3rJgZbom/0Bo6EGcdUGRDH4A4DcZla9",
+	"sc+zHINGEYu2s4vTbEVa9z9DgQ6pEEwFSFjMEPeFHoqDVe/pigF5j2OW7yIsyW8MGyQ7Km8uiow/nxR2",
+	"602QODYfh8aEn7+oF3O9ifKTG6luQh6pwJNjgKaHp3w/uHLQxuUBg900FDSjZXvKiztmz10HbSeMtI8Z",
+	"4BGudUl+ooei/7/+x/+53++7K3VIYwY4Y/v2+4M/lqL0B38MSCFI/8dnWZB+KA6eWgMBRWpu1BbEKmn3",
+	"yZxRocmwJSSwrmHLvslvVqc3FJcMFAHMRrvlcUy6H64uD0bbD9lltvrfxfLOYrm/d3AU7Af7B/cSySuq",
+	"1e9UKpdZDciRx5C+kAXOhWHxRnH73xm7faIJXEi4SFLjkotRzI7+AI0Z9cj54SC6dX3yIs+iGAolF5qM",
+	"uIjsfCW4DLIP4NoZkfbILnA8GJy8fHk58n0hfVngUPifrz68OD+7dhf45sCdgIzmzNAeel3s07yryP9i",
+	"5zQainZlQhHGpLNrUxW7LqDFWg3srpv1Nn1xcnV28+Hy7TEZdUco3VOhmdnCy3pD8TbnU4pFbELc1OwW",
+	"3djd1+S//on8Qoau32MPln7YIp+PEfzVlZhiPtaas8TuF1Gsi6qJ1zy4hwTVnXqOaG+FwXxnhM0YoaP9",
+	"ocnIufAnUPbQFAjTfbC06P5MVVwObQ9N4RwMDVJAIQUICfZPVu5amv3Tai7QzJhED/a8m9YNdS/l4Oks",
+	"21O782tkAr8/Vg1nCjYm5lMmQkZeWUqCxuT1/DpzFPjD/1AMfMJYtLky/BVc8RWz5+0L7IvqKAWGGPym",
+	"+0rZKeQpstpQkxaBT3ATPjbYKWvY0lhOt+7YqbvuK+6be8WmrXOjTX9ru/Y3FsddTPzFfvRIhA4Pmwoy",
+	"dnY3yPYl0TOekIgD8mmpAdwOO9sUy8bu7ncYm28FY4NgEvYUz7g1jJfY+x67x2nNFCje3JA5jVgTQsgw",
+	"biqP84/MVO/3w7LfTaz3kennt0AN7wX7Ypa+q1pst2krrmBGK/dtEldWqQd5ckgraDEB7M1rFVmcEfxM",
+	"qP9FKRr1M1yJ1qA14YrNZHwTszsW77cC16zZ65aKLnpTbmbpONVMuYH2QjnfczfujWMZ3tpXdHmimdF7",
+	"c6oNU3vlB/cEM5qZ5t1j7Ep9E2yluuN2+bWawdW98PR767dfL+CTZR9PNInYhAtuN+y4wGYI14AUsYN4",
+	"WVUz9hSbKKZnuzdXLvOhSljqS3y2Y0abe71Y4wacPymgkUKNeeZmWEAVaqRkQuZYP0kFmdNPN/arGz2j",
+	"KuuWnHUcq8VCWAFNcgXsrcGExpplSRJjKWNGha83/2ptCGCFNvUhOBPYThgLb2MrNpauwzBpRym+mRHL",
+	"rjrfVbyHsNRwwQkl7mzkXZ4TplDeU0MoVOF1vujspWK7yX2ZCt2s0SKEGatp+2k/aM3pJz5P5x74Yc6F",
+	"+xis17d+/MqC7zIVdeaine93VbOywaATBp4sneFRiwD2NVVPoOVYLrTz/G/rOfEqlouz7MrHKBAovrE5",
+	"GK+fzW/VzeTQWgATn0XEbhFhhXXPaMPu3VZ/RHmDm3smikv/3UPxuBTwSqops+KptPekDaXz3BAoLgfM",
+	"7U4Tergn/n2RBFat1ZW9p4ZOFZ1rTKMBHc7d+CRHVbMaXsRCGbHoGMHQ3HcK4CGwmRY2jIxIG6dwYyd1",
+	"E/nn3xhpaPyLAnSWPw1bLlngxr9t2Prc6Q3FCVEp5nSHMo5ZaKQiCQ9vXdYpgpunCYHV1ESwT4ZM4lTP",
+	"KsG/UrN2GO7bmxVXotC0ax90XM0jZndwv9+D/+09bwWtSdTvDwZ7z+2OavsILqY3itoj27x9enHk38ZE",
+	"LrHwjQjEfhO/t3D57bZwkcofrxXmtQOfysXWTGqzXSd5DVc1QTuG5xE8b5id5zIFSLuAhCgVOX3z8vKY",
+	"eFw09Ajbm2tB0bAb5o44yDsaAPv9R7YAGutodgea6GceKvB3gPvwBokMZhtgRim03V7X8JtrcfCwvCyp",
+	"9mD8yLJz0bqP0H+gGuAmVHOh5ITHbBOxZECrCV773bBcz0QQnqnBgmWRjIjd8ZD5hduF6HYlmxOn2RSt",
+	"yhVy3YvpmMW7OynzR2+IlThyeguv+AINzY2xJScTXDnLTVVrJ30rG8g3U7iQH9cfqe8dmX5zGtY5dG8u",
+	"n/PxEnAHSXvYGrZIGDOqtGuyP2ZxI9PQgcsVhIwvdSoc3F/G3GwXN+d440XGbH61gmeL0PkWcuabOZrK",
+	"IiIHrS7SGRd5Tm1AlDWpI5ImjyJPtqdsvuDGy51pSlW0iU5/hAu+InnhC2oIC4cj1RPtQ1xZH36sQ7LL",
+	"P055bLocywh/g55LYemnC5F+MnXL7ckEP28mkxoJ73duRzKKY7n4G488U7mnVuB2C96I6dsFF05/7+AI",
+	"SIrCjS2Z2n206sMuLdRhft9EYdhIsrBjRMjF99SCb+9jwYQCU+YkxfPm6bTBiSv4WhD7BRTzyl4yq8BL",
+	"cqyZugNS0xjRFh5pxAF7Yxx/DgHXoRi9z28YrSK0dAKSJsRIUtMjhLT3+33y7gUZL4fCuUKCzEsMsMHg",
+	"VJ57CP4BGZ3iseieiVBGXEwH0GdkRLgeikKzkVU88h45IR+uX3Wfg6XeBchZMqfqFroQ3/IkYVGPnNFw",
+	"NhRjGrnSdJx5B4BeYzYH2FdYqrXi0o59jmJIT67mDtzPyPuxhMMykaxpBZlKGeX15Ogn7ZHrrGPPEDHc",
+	"qWEau0oU9sZagCyekMXMCnZu3Cx11p0jH/FQcE184es+ecdfBATB4WE9XFcDIcn5h7cknFFFQ4ANF4SK",
+	"JUGXVucYC0+QrZAxi+UCgMVdzCKcsfBW98iPdkoOzjabk32UQ40OhgJm4ps9GEWFpoCYOXDVsh6me6wY",
+	"vdWW2ZJ2hteNKDHgRgtICpW49jDBBplVxGrtKEjLeQ5bvWCKDYWHp4Z6HwClgW4dxIFpY/owjbWEDidW",
+	"luddUQCYxYHBY23OGgb2oNAcpBYoeygK2OKk7dYKkovw4R0Hn+2gTogUgEbux64loUMRxtxSJWASR1mI",
+	"hhrsO1AR8UDk728jbH/akrjIk5X6/1bgkKxag7wVSga+XSqDaQGmNzwhb3LgxLeQBtyzC5YYbHtwcFB8",
+	"tGDGKrnFZ2O1NPRIMbF95hEiv+zoQC1wxwofatAMKownazBhiLqFBUb2N4/ttRUYbDOu2OehyN9XXsbV",
+	"N7o1W30lrhu+y5gYH3Q0g8vsNmBTj+JGbGu8AVhgJSkDbL0KEaxZn40HUsCKoT+fHjY4CFrY3QqIHSrF",
+	"WoPWHrf2lB1ha3BY0CZLe3rY7w9blg0JaazUfXPhgxbuyCFXaA32G+udeNYbtLtwzOc32fDCirxQKpUm",
+	"BluOoSjsfO938b3fxe+s30UZLrCky4MSlsa3BRnnTIOPX9KVgie6UQ8K9okDAvMqsLhdLodLHvM7VqjM",
+	"gVpvD53XGaA2vQ56hYh+tX7NkdPJoSi6jVAsdg+GQLFZYy9IasmeXZaRwBURkRxUUAdaXugAd8eGojBw",
+	"zHMuonBkH6F9mjCUQ/6KVWIhYrgXU20IAJlLUPytgdVBFa+630Z2oqHMfpfuG6+K1aqW4kBbtMvZIxd0",
+	"yjIYrDxibk2lvFuvgV4XbjQxBMEDxHOEuXSOPfqblsp3rYT5uVvy9bmD4uaETlkwFFqiGUOXGti5levO",
+	"uoH5E5UKXaXQOpjQC/37KmD/zbUJxn1q0icYM8B+D42CsYBcl8Fdiyw60ferFi8d/01O8zcXreALYrZf",
+	"jVr+ytmiVmV1EKe3ApjfWKam2GX1ew7BeslEWW7KCWBGefOint62UdaelUMKEhy35Ry/uXjvr31AgqvI",
+	"Vb5kc3n3PVf5gdzSdi0RV5mKlMbEb/jONOSD0TVZxs4Brp1S5d5W0KpE8Yg/0WTv8MDqiHv7B89Rg/Se",
+	"wydQW7YWY3ow+rt/evBNnecq2FLP+ynhiukbcGsc9A/7q1DtBRcX6JCCjKl24GZez/Uvbx61ytbrkWNW",
+	"dawfA5CLFSPge+zqW8eurph5UA5hpcw/5VhvUlv+bH9vVHTnWsvr6rTbg2LW7UEp6bb/yGV3f5bjK7em",
+	"dan0+PO/v178goa3U2UlH7GEQMbLvAW/NtSa4lluhSuty3fZUxmQ0BZlJubbctDfcsw///q51ud07uGV",
+	"mhbDYTMAO4nfWC6JnWZh9MVtw89N9q1xudtbxL343Za57VzU8m2Re3K6aEIWW2F5qnf/4fh24dxWs207",
+	"9CeaaIbFat/N00qYnt12/b6ph+8hYLgVnsfRzDfJR/N00hrYZSA80enc+6B9T0zy4ap52npGoN8kA23r",
+	"8XDer4IU+67L/6ogbu7Fj1el9F7m3awLF1WwSmJHz2MW5fGOsvGnfTQBiciHJRCxvbLtEJwk+5oCZI8O",
+	"yJyL1HV+Wstxdb2jFBMRU5q0R/DtnwCOZkRuGUswyAFfQ6mzb6gwAMhiWAaXUqQYHONUI2w6vKXTI68g",
+	"aQHaek2kGorRnkpjBihabvkiJpajgCRxqsko1Hcj0naNfEeu+9WEznm8HHV65CTvRU7AGiIZl8pCRUf9",
+	"flUwxcnLi9wV3cTEwpSLpvwISjvxls9NYhOvYGIQxihTDOzAAHag6BxiGVWsb6Vr74LMprra0+c1V1iL",
+	"6HdfAyAKvmb/qN24LW6cY7fB5o69SDAlKGJAdufJ3VGx8cre0XP73bOd2/oFTcHk7wNLnAVU3ZZSfcsi",
+	"h1KOLQ5GuBhIaqNjEuq7Qd7/euXYrLTope75nUaNq05KTbXGMlr6nlqDAgh3nuCYjT2Sm3tbBa2/d98h",
+	"e70o8M+VPsNyQeZULPPHFtIasaVdGzMhATsc5utAiztb0wqypl+bJQqO7lyadzLiE+4l7HcldxVg2KcF",
+	"FKRqUeDNXZ5sLpA21lysS+GNrb0eUnm2Av5e5WSulKz19auGfmXhSbda3+2/huFJkRHKDuHJWpLcIVTp",
+	"KPTL40X3p9Tvcc1vHNdsTHxrcc01Z8IXk1PuVwi+Eu09QExTMXt2WdT6HmD87pR41ADjzkfVygmZMEET",
+	"3lvSebxJW3mfMHFy8WY3B7J/6Bf3+nVvJ5EMU6g+M1l1GGRqT5lg0G8JCn96uG4sTBU3y9bgp4/l+l2O",
+	"2aeKhkVPzpwZWrVa2E8BV8t7IzaGyi79RY8RLXMvax4rc1P4LQbKVL6wGbf1X21Rh1bcSNt1H7+u31Eh",
+	"v1H0S2Ub0GSvt0a/avfz4cRpdhRr+v3hz+CnYZ/QAQvFW5YnfjeGKoNhG9dsRzbwMCGy+uIiU9hjGGx7",
+	"lLv9RlCay43Ohz8U7dEqsY0CMrqQMQ+XI1c/YBaSQAZI1yie+K7eWB5tWRnhAkuSYRjzVBvC/mW1A/Cv",
+	"UTN7onvkaikM/USwIs87CmGM8Aj0BAvmwUnjdC5qQELzY/RNYoKZB7oFfqBW0JpJwZaJxE51YYLCPo0S",
+	"l+E3k/IWPHl2+zLXtlGUTbi9HTYMJoDV14UnQykS/HTLhZ3+Sm5i0LqjccpQd8iyFD9+hvrb7Gk0xoLa",
+	"9adhBLP0mA9XraB1erL2kNohYRve/AEQJMUK4LXXCJl57ktvtC+Dgl6Z4BpDnVBr8NPzfnB0dPgxaHE+",
+	"sQuncXETJY0MZWxfHyZ4aJv55IGwN/rDs/ODGzQUhNgdxNab9hOMkpgwITBMgmO0v6BjcKVkKS/p3epZ",
+	"fzyza4uccHHgop72kN1Vtrw9xCYrK2rid6PvVxWJvpduVKEG7yF32hSJtqN1iB9yQkYYfyVtLesCiyBf",
+	"uOlgzJcOhT/T2PXVw83CPSO042b2JEMsmlpZhxEaaojbBT0UQ+Sj9nLNAmywAvKWaTNsEcFYZMWcNQgj",
+	"EvNb5kc6yMC6hwID14WIOH5B7pjC6keYQeBjZ1YWYpCoJkDsTtKJ4/APHyAuxu12DhE/QCS2Sajrmn2C",
+	"A/89OvaQ0TFfc1rUKSPJEBMBjxv0aC6fTiD5zjau8KiRsar0jVp+85IpfueRhApTf6JJmCqF+C4bz7A9",
+	"tEOBnKgNzClPncGrgYY6LsqN59GKu+x5+eEfChcibpcD6J0eOSEbmRr847JoFjMZr+6TRwsCnqYHYBa4",
+	"MLWmS020BK1+lMW8T6I7Dq29ASVYEGofCE8DZJ3FjDnsAjf6GdVD4S7RHQe6hJ8jTUbI9jHUT+ZpOEMW",
+	"zDBFpzDCoSgTHfBGx6ILvUU3c+feUJwIcv88HMdmX1rK+c5lv3PZB89BKDJZPLpN0w5+ffyVfcqsqkpP",
+	"2Bn+XmvG56ZYjnr0x5oEMQDzKZtNO7QG+JpZCTBL4UAKNjnCCbOmMAYOHHRaEd+BTGhoNBmzGQd49gJm",
+	"naWE70679T7UMx7OcGkjFvII0F/zNUVgpeVjeu6qTgkqDbV6iLMjQA2Zszm0Lpv+zJOuR2BkUZ7D5lSK",
+	"J5pgc8QMkHEoUL4D4srr6+sL4mib4O8BuXx1Sn7Y3++T//n/PO8dDaxYBxS7JxoBAa3xMxSCTaXhgH6I",
+	"4n8SwwdLjggWkmNlnVy8yWVrJxgK1E/Orul0RP7kxmvn/kRDql6P/I2bmUwNGWkuQuZ0Aq9tTdI49nYT",
+	"aR/2j3DabyZdK9a6INfAhWhHc0ye9g8L6+I46ozC6IZizJhPHnbIkFyQ/T6BXiSjBeWgWv0NBuwH47UD",
+	"apUiq95pdHZ6dY9DXtEdI9zY5YtYbCgOwT0CUC0Nj2OrNuFeom4nRbwkdnxuU7TLTowCwmINnV3SOHbj",
+	"PSbZ3IW0455CvZ0aCqqsyqr9dHAamxWZSyS+La1crguzhC1BfMMZre0YChOuzkzlwjw7am2p6WyC0EK5",
+	"af2a0nzdWlbw+JPi/iGIElBHozzW69VzQtqFp2liiaezOWO1kDFafvZ5kYA83ViyAZTZqqNVPJE4gsaT",
+	"KN/mJ1NziK2E2z6p7/JuFQw8pOGMRRmpTXIH3bGDrSKJjGO0FeGUohyk3Dy2IMSXbchduLYXPEbeAkJO",
+	"NcxZMHQaWH0ipg4aVjMmfosZDAaX1+85/Lslc8Fe0zhr4RriQd8zFr5JxoKh01IHdNLOYFucsyTV6KaB",
+	"qKs2tOSsqyOGPLGyLrehctcfTsjCUa2OFhk6/W4EVWYuYGS26UHflbFf0+nW2l1PFfcMtYcyhtrbP4T9",
+	"wx8Oxq3AB99vEAh6/9nzWStYK8HJSvxmHLP0rq5ekyxI3zhWfE2n36RKdwOtu7js45P896DohqBomkTU",
+	"c98dmClIVnnLtvS1v8ZLHkUhsq9q1F8SxoTtClxJDbcaUaiY0Y8J5/zt1KiTizfE+K3Jthy/2Nga2rX+",
+	"KG80EhOu/xcwTGeGIwJ9N+EJA6DzoLUmxxuyIjugHZjgw6WIwJtxVWp75sBq500Ykfy+NzX+rXJS5zuE",
+	"XT122fV2R8F/NpMLARHSXU5bzmH3fuFRE9vFHcCqCF9CzawQeIg2Bh7q3V7N+gdX1pzdydvv9tID1ZzZ",
+	"tSxR3E50VS7t+KU1ZlQxdZKaGeR8frQ/qztPPqmyyuoeTfje3T7oy+5N1clOWBXiugr1cpKD4pB15IVy",
+	"waYOspoc9NVrxDWWkwIkAyDYuOLMXjGYpiue/yKNb0vw9cU7ELbe3uTTWu3Mip9xLQvf0DTipVuwc3nF",
+	"m30RS+D0iwz1A71dATm7plMMiwS5jwtzDSImloj2URhu5t8qvB3LtgtfYIC1Yh1kKkKmCNAA1waZB2nj",
+	"3jtdoFN42xhvqFpTzNnG5/lc1oDYs8eEsQKTRWS8JDS76JYtCRfk792ThHf/k7nka03nbCjsb9AfSTEK",
+	"7REs6zxVchFdsRDiRdTwccyA1lNwEO6F9mfNwr27fYwUlMdctRlsLlHdjWVIY4ekothEMT2D7BVCoSdV",
+	"lMbsGJtkMcBHGrNQzoHqitD86IkEZHYymjAWDYZpv38Y2oHAX2xUGpm9pHYpSxiF5F8pS1lhIwB9sOpO",
+	"LqbeUqRJwgSLSNvbidZ41IHfAE00jyF1RgG+IcTOYEhDgR0q7C8zFkcuhY8oNpd3NHbnUVuO6gk48I8g",
+	"TCgezuZMmGAoImZY6DBwer1eJyC3LDEQFHY9287+enZ+fXN5dn12fv3m/Xlpfdid5X4V0zyJmXJ1S6QN",
+	"V+UAjhPXgMBICD0JFjulntjlTGCWlChqfKcvuOtfKWeGzGSqXGKPvxd7SGhrEiilyIfLt0AHQQYJpBmN",
+	"XW8bL9HjJVEsotBkqzQhasddNaFLuiCxnLreZlmilpEydrupGSPUGBreatK+eH91TfZweTDpqrjUeINJ",
+	"lcBOelwYCS7SgCiWMGqInEwc37HDTqjWlte+PL8qjVYzoWXlWX8VywVBHgfM6xy7+JK7p3t3PwTkzcWr",
+	"N38PiHbf4QiLXWE1cr+hgN6vsG6BY3HFjrJ64HKwVnoXQ9jJMXsiJ9jPghga31o69Iu337XbSeh0qtiU",
+	"GqbLZw+6zn7++Pn/DwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

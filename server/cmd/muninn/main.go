@@ -26,11 +26,13 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/backup"
 	"github.com/muninn/muninn/server/config"
+	"github.com/muninn/muninn/server/flow"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/pgembed"
@@ -57,6 +59,7 @@ Usage:
   muninn user list | passwd NAME | role NAME ROLE | disable NAME | enable NAME | delete NAME
   muninn backup FILE                a consistent dump of the database (pg_dump custom format)
   muninn restore FILE [--force]     load a dump into an empty database (a fresh data dir)
+  muninn flows                      the flow collector alone (NetFlow/IPFIX/sFlow; metrics on MUNINN_LISTEN)
   muninn version
 
 serve and worker take the data dir's lock (muninn.lock) when they own the
@@ -96,6 +99,12 @@ muninn token revoke NAME|ID                                              deletes
 	"backup":  backupUsage,
 	"restore": restoreUsage,
 	"version": "muninn version: the build's version and Go version.\n",
+	"flows": `muninn flows: the flow collector alone, for a host near the routers. Receives
+NetFlow v5/v9/IPFIX and sFlow v5 on MUNINN_FLOW_LISTEN (default
+netflow://:2055,sflow://:6343) from the exporters registered through the API,
+writes to the same database as serve, and answers /metrics and /healthz on
+MUNINN_LISTEN. serve receives flows itself when MUNINN_FLOW_LISTEN is set.
+`,
 }
 
 func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "help" }
@@ -135,6 +144,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backupCmd(ctx, cfg, log, args[1:], stdout)
 	case "restore":
 		return restoreCmd(ctx, cfg, log, args[1:], stdout)
+	case "flows":
+		return flowsCmd(ctx, cfg, log)
 	}
 	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
 }
@@ -333,6 +344,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	case <-ctx.Done():
 		return nil
 	}
+	if cfg.FlowListen != "" {
+		stopFlows, err := startFlows(ctx, cfg, cfg.FlowListen, st, ix, log, reg)
+		if err != nil {
+			return err
+		}
+		defer stopFlows()
+	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource(), MaxElements: cfg.RenderAlertElements})
 	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
 		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency, AlertSealer: sealer})
@@ -424,6 +442,91 @@ func alertSealer(cfg config.Config) (*alert.Sealer, error) {
 		return nil, fmt.Errorf("MUNINN_ALERT_KEY: %w", err)
 	}
 	return alert.NewSealer(key)
+}
+
+// startFlows starts the flow collector on listen; its goroutine is owned
+// by the returned stop, which cancels it and waits for its last flush.
+func startFlows(ctx context.Context, cfg config.Config, listen string, st *store.Store, ix *index.Index, log *slog.Logger, reg prometheus.Registerer) (func(), error) {
+	ls, err := flow.ParseListeners(listen)
+	if err != nil {
+		return nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
+	}
+	c, err := flow.New(st, ix, log, time.Now, reg, flow.Config{Listen: ls, FlushEvery: cfg.FlowFlush,
+		Retention5m: cfg.FlowRetention5m, Retention1h: cfg.FlowRetention1h, AlertTags: cfg.FlowAlertTags, LeaseFile: cfg.FlowLeaseFile})
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(fctx) }()
+	select {
+	case <-c.Bound():
+	case err := <-done:
+		cancel()
+		return nil, err
+	}
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			log.Warn("The flow collector's last write failed.", "error", err)
+		}
+	}, nil
+}
+
+// flowsCmd runs the flow collector alone (a separate host near the
+// routers): the index it reads countries and classifications from, the
+// collector, and /metrics and /healthz on MUNINN_LISTEN.
+func flowsCmd(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	st, closeDB, err := database(ctx, cfg, log, true, "flows")
+	if err != nil {
+		return err
+	}
+	defer closeDB()
+	if _, err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	ix := index.New(st, log, time.Now)
+	ixCtx, stopIndex := context.WithCancel(ctx)
+	ixDone := make(chan struct{})
+	go func() {
+		defer close(ixDone)
+		if err := ix.Run(ixCtx); err != nil {
+			log.Error("The index stopped.", "error", err)
+		}
+	}()
+	defer func() { stopIndex(); <-ixDone }()
+	select {
+	case <-ix.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	listen := cfg.FlowListen
+	if listen == "" {
+		listen = "netflow://:2055,sflow://:6343"
+	}
+	stopFlows, err := startFlows(ctx, cfg, listen, st, ix, log, reg)
+	if err != nil {
+		return err
+	}
+	defer stopFlows()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	srv := &http.Server{Addr: cfg.Listen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	log.Info("Collecting flows.", "listen", listen, "metrics", cfg.Listen)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), httpDrain)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	return nil
 }
 
 // workerDeps builds the outside sources the workers use from cfg: a watcher

@@ -18,6 +18,7 @@ var regexMap = map[string]ogenregex.Regexp{
 	"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$": ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$"),
 	"^[A-Za-z0-9][A-Za-z0-9_-]*$":          ogenregex.MustCompile("^[A-Za-z0-9][A-Za-z0-9_-]*$"),
 	"^[A-Za-z]{2}$":                        ogenregex.MustCompile("^[A-Za-z]{2}$"),
+	"^[a-z0-9][a-z0-9._-]*$":               ogenregex.MustCompile("^[a-z0-9][a-z0-9._-]*$"),
 	"^[a-z0-9][a-z0-9._-]{0,62}$":          ogenregex.MustCompile("^[a-z0-9][a-z0-9._-]{0,62}$"),
 	"^[a-z0-9][a-z0-9:._-]{0,99}$":         ogenregex.MustCompile("^[a-z0-9][a-z0-9:._-]{0,99}$"),
 	"^[a-z0-9][a-z0-9_.-]{0,63}$":          ogenregex.MustCompile("^[a-z0-9][a-z0-9_.-]{0,63}$"),

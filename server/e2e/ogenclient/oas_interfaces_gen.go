@@ -29,6 +29,10 @@ type DeleteFeedRes interface {
 	deleteFeedRes()
 }
 
+type DeleteFlowExporterRes interface {
+	deleteFlowExporterRes()
+}
+
 type DeleteIPOverrideRes interface {
 	deleteIPOverrideRes()
 }
@@ -99,6 +103,14 @@ type GetBouncerRenderRes interface {
 
 type GetFeedRes interface {
 	getFeedRes()
+}
+
+type GetFlowHostRes interface {
+	getFlowHostRes()
+}
+
+type GetFlowNetworkProfileRes interface {
+	getFlowNetworkProfileRes()
 }
 
 type GetGuardRes interface {
@@ -189,6 +201,14 @@ type ListFeedsRes interface {
 	listFeedsRes()
 }
 
+type ListFlowExportersRes interface {
+	listFlowExportersRes()
+}
+
+type ListFlowHostsRes interface {
+	listFlowHostsRes()
+}
+
 type ListListsRes interface {
 	listListsRes()
 }
@@ -239,6 +259,14 @@ type PutDetectionRes interface {
 
 type PutFeedRes interface {
 	putFeedRes()
+}
+
+type PutFlowExporterRes interface {
+	putFlowExporterRes()
+}
+
+type PutFlowHostLabelRes interface {
+	putFlowHostLabelRes()
 }
 
 type PutGuardRes interface {

@@ -30,6 +30,12 @@ type DeleteFeedParams struct {
 	Name string
 }
 
+// DeleteFlowExporterParams is parameters of deleteFlowExporter operation.
+type DeleteFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
 // DeleteIPOverrideParams is parameters of deleteIPOverride operation.
 type DeleteIPOverrideParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
@@ -197,6 +203,23 @@ type GetFeedParams struct {
 	Name string
 }
 
+// GetFlowHostParams is parameters of getFlowHost operation.
+type GetFlowHostParams struct {
+	// How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since OptString `json:",omitempty,omitzero"`
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
+}
+
+// GetFlowNetworkProfileParams is parameters of getFlowNetworkProfile operation.
+type GetFlowNetworkProfileParams struct {
+	// How far back the profile reaches (a duration, default 168h, at most 2160h).
+	Since OptString `json:",omitempty,omitzero"`
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
+	Bits    int
+}
+
 // GetIPParams is parameters of getIP operation.
 type GetIPParams struct {
 	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
@@ -319,6 +342,13 @@ type ListFeedRunsParams struct {
 	Name  string
 }
 
+// ListFlowHostsParams is parameters of listFlowHosts operation.
+type ListFlowHostsParams struct {
+	// Only hosts inside this network (an address or CIDR; default every host).
+	Within OptString `json:",omitempty,omitzero"`
+	Limit  OptInt    `json:",omitempty,omitzero"`
+}
+
 // PostEventsParams is parameters of postEvents operation.
 type PostEventsParams struct {
 	// The format of every line; without it each line is an `EventLine`.
@@ -358,6 +388,18 @@ type PutDetectionParams struct {
 // PutFeedParams is parameters of putFeed operation.
 type PutFeedParams struct {
 	Name string
+}
+
+// PutFlowExporterParams is parameters of putFlowExporter operation.
+type PutFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
+// PutFlowHostLabelParams is parameters of putFlowHostLabel operation.
+type PutFlowHostLabelParams struct {
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
 }
 
 // PutGuardParams is parameters of putGuard operation.

@@ -181,6 +181,34 @@ func encodePutFeedRequest(
 	return nil
 }
 
+func encodePutFlowExporterRequest(
+	req *FlowExporterInput,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
+func encodePutFlowHostLabelRequest(
+	req *FlowHostLabelInput,
+	r *http.Request,
+) error {
+	const contentType = "application/json"
+	e := new(jx.Encoder)
+	{
+		req.Encode(e)
+	}
+	encoded := e.Bytes()
+	ht.SetBody(r, bytes.NewReader(encoded), contentType)
+	return nil
+}
+
 func encodePutGuardRequest(
 	req *GuardInput,
 	r *http.Request,

@@ -1788,6 +1788,31 @@ type DeleteFeedUnauthorized Problem
 
 func (*DeleteFeedUnauthorized) deleteFeedRes() {}
 
+type DeleteFlowExporterBadRequest Problem
+
+func (*DeleteFlowExporterBadRequest) deleteFlowExporterRes() {}
+
+type DeleteFlowExporterForbidden Problem
+
+func (*DeleteFlowExporterForbidden) deleteFlowExporterRes() {}
+
+type DeleteFlowExporterInternalServerError Problem
+
+func (*DeleteFlowExporterInternalServerError) deleteFlowExporterRes() {}
+
+// DeleteFlowExporterNoContent is response for DeleteFlowExporter operation.
+type DeleteFlowExporterNoContent struct{}
+
+func (*DeleteFlowExporterNoContent) deleteFlowExporterRes() {}
+
+type DeleteFlowExporterNotFound Problem
+
+func (*DeleteFlowExporterNotFound) deleteFlowExporterRes() {}
+
+type DeleteFlowExporterUnauthorized Problem
+
+func (*DeleteFlowExporterUnauthorized) deleteFlowExporterRes() {}
+
 type DeleteIPOverrideBadRequest Problem
 
 func (*DeleteIPOverrideBadRequest) deleteIPOverrideRes() {}
@@ -4131,6 +4156,616 @@ func (s *FieldError) SetColumn(val OptInt) {
 	s.Column = val
 }
 
+// Ref: #/components/schemas/FlowContact
+type FlowContact struct {
+	Host           string    `json:"host"`
+	Address        string    `json:"address"`
+	Hour           time.Time `json:"hour"`
+	Classification string    `json:"classification"`
+	Tags           []string  `json:"tags"`
+	Bytes          int64     `json:"bytes"`
+}
+
+// GetHost returns the value of Host.
+func (s *FlowContact) GetHost() string {
+	return s.Host
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowContact) GetAddress() string {
+	return s.Address
+}
+
+// GetHour returns the value of Hour.
+func (s *FlowContact) GetHour() time.Time {
+	return s.Hour
+}
+
+// GetClassification returns the value of Classification.
+func (s *FlowContact) GetClassification() string {
+	return s.Classification
+}
+
+// GetTags returns the value of Tags.
+func (s *FlowContact) GetTags() []string {
+	return s.Tags
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowContact) GetBytes() int64 {
+	return s.Bytes
+}
+
+// SetHost sets the value of Host.
+func (s *FlowContact) SetHost(val string) {
+	s.Host = val
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowContact) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetHour sets the value of Hour.
+func (s *FlowContact) SetHour(val time.Time) {
+	s.Hour = val
+}
+
+// SetClassification sets the value of Classification.
+func (s *FlowContact) SetClassification(val string) {
+	s.Classification = val
+}
+
+// SetTags sets the value of Tags.
+func (s *FlowContact) SetTags(val []string) {
+	s.Tags = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowContact) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// Ref: #/components/schemas/FlowCount
+type FlowCount struct {
+	// A country code, an AS organisation, or "port/protocol" (e.g. "443/6").
+	Key     string `json:"key"`
+	Bytes   int64  `json:"bytes"`
+	Packets int64  `json:"packets"`
+	Flows   int64  `json:"flows"`
+}
+
+// GetKey returns the value of Key.
+func (s *FlowCount) GetKey() string {
+	return s.Key
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowCount) GetBytes() int64 {
+	return s.Bytes
+}
+
+// GetPackets returns the value of Packets.
+func (s *FlowCount) GetPackets() int64 {
+	return s.Packets
+}
+
+// GetFlows returns the value of Flows.
+func (s *FlowCount) GetFlows() int64 {
+	return s.Flows
+}
+
+// SetKey sets the value of Key.
+func (s *FlowCount) SetKey(val string) {
+	s.Key = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowCount) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// SetPackets sets the value of Packets.
+func (s *FlowCount) SetPackets(val int64) {
+	s.Packets = val
+}
+
+// SetFlows sets the value of Flows.
+func (s *FlowCount) SetFlows(val int64) {
+	s.Flows = val
+}
+
+// Ref: #/components/schemas/FlowDestination
+type FlowDestination struct {
+	Address   string    `json:"address"`
+	Country   string    `json:"country"`
+	Org       string    `json:"org"`
+	FirstSeen time.Time `json:"first_seen"`
+	Bytes     int64     `json:"bytes"`
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowDestination) GetAddress() string {
+	return s.Address
+}
+
+// GetCountry returns the value of Country.
+func (s *FlowDestination) GetCountry() string {
+	return s.Country
+}
+
+// GetOrg returns the value of Org.
+func (s *FlowDestination) GetOrg() string {
+	return s.Org
+}
+
+// GetFirstSeen returns the value of FirstSeen.
+func (s *FlowDestination) GetFirstSeen() time.Time {
+	return s.FirstSeen
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowDestination) GetBytes() int64 {
+	return s.Bytes
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowDestination) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetCountry sets the value of Country.
+func (s *FlowDestination) SetCountry(val string) {
+	s.Country = val
+}
+
+// SetOrg sets the value of Org.
+func (s *FlowDestination) SetOrg(val string) {
+	s.Org = val
+}
+
+// SetFirstSeen sets the value of FirstSeen.
+func (s *FlowDestination) SetFirstSeen(val time.Time) {
+	s.FirstSeen = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowDestination) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// Ref: #/components/schemas/FlowExporter
+type FlowExporter struct {
+	Name         string    `json:"name"`
+	Address      string    `json:"address"`
+	SamplingRate int       `json:"sampling_rate"`
+	Inside       []string  `json:"inside"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// GetName returns the value of Name.
+func (s *FlowExporter) GetName() string {
+	return s.Name
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowExporter) GetAddress() string {
+	return s.Address
+}
+
+// GetSamplingRate returns the value of SamplingRate.
+func (s *FlowExporter) GetSamplingRate() int {
+	return s.SamplingRate
+}
+
+// GetInside returns the value of Inside.
+func (s *FlowExporter) GetInside() []string {
+	return s.Inside
+}
+
+// GetCreatedAt returns the value of CreatedAt.
+func (s *FlowExporter) GetCreatedAt() time.Time {
+	return s.CreatedAt
+}
+
+// GetUpdatedAt returns the value of UpdatedAt.
+func (s *FlowExporter) GetUpdatedAt() time.Time {
+	return s.UpdatedAt
+}
+
+// SetName sets the value of Name.
+func (s *FlowExporter) SetName(val string) {
+	s.Name = val
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowExporter) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetSamplingRate sets the value of SamplingRate.
+func (s *FlowExporter) SetSamplingRate(val int) {
+	s.SamplingRate = val
+}
+
+// SetInside sets the value of Inside.
+func (s *FlowExporter) SetInside(val []string) {
+	s.Inside = val
+}
+
+// SetCreatedAt sets the value of CreatedAt.
+func (s *FlowExporter) SetCreatedAt(val time.Time) {
+	s.CreatedAt = val
+}
+
+// SetUpdatedAt sets the value of UpdatedAt.
+func (s *FlowExporter) SetUpdatedAt(val time.Time) {
+	s.UpdatedAt = val
+}
+
+func (*FlowExporter) putFlowExporterRes() {}
+
+// Ref: #/components/schemas/FlowExporterInput
+type FlowExporterInput struct {
+	// The address the exporter's datagrams come from.
+	Address string `json:"address"`
+	// Multiply bytes and packets by this; 0 (default) uses the rate the exporter sends (1 when none).
+	SamplingRate OptInt `json:"sampling_rate"`
+	// The networks of inside hosts (default RFC 1918 and fc00::/7).
+	Inside []string `json:"inside"`
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowExporterInput) GetAddress() string {
+	return s.Address
+}
+
+// GetSamplingRate returns the value of SamplingRate.
+func (s *FlowExporterInput) GetSamplingRate() OptInt {
+	return s.SamplingRate
+}
+
+// GetInside returns the value of Inside.
+func (s *FlowExporterInput) GetInside() []string {
+	return s.Inside
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowExporterInput) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetSamplingRate sets the value of SamplingRate.
+func (s *FlowExporterInput) SetSamplingRate(val OptInt) {
+	s.SamplingRate = val
+}
+
+// SetInside sets the value of Inside.
+func (s *FlowExporterInput) SetInside(val []string) {
+	s.Inside = val
+}
+
+// Ref: #/components/schemas/FlowHost
+type FlowHost struct {
+	Address   string    `json:"address"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// The exporter that saw it last.
+	Exporter string `json:"exporter"`
+	// The MAC an exporter sent ("" when none did).
+	MAC string `json:"mac"`
+	// The name in the DHCP lease file ("" when none).
+	LeaseName string `json:"lease_name"`
+	// The manual label.
+	Label   string `json:"label"`
+	Bytes   int64  `json:"bytes"`
+	Packets int64  `json:"packets"`
+	Flows   int64  `json:"flows"`
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowHost) GetAddress() string {
+	return s.Address
+}
+
+// GetFirstSeen returns the value of FirstSeen.
+func (s *FlowHost) GetFirstSeen() time.Time {
+	return s.FirstSeen
+}
+
+// GetLastSeen returns the value of LastSeen.
+func (s *FlowHost) GetLastSeen() time.Time {
+	return s.LastSeen
+}
+
+// GetExporter returns the value of Exporter.
+func (s *FlowHost) GetExporter() string {
+	return s.Exporter
+}
+
+// GetMAC returns the value of MAC.
+func (s *FlowHost) GetMAC() string {
+	return s.MAC
+}
+
+// GetLeaseName returns the value of LeaseName.
+func (s *FlowHost) GetLeaseName() string {
+	return s.LeaseName
+}
+
+// GetLabel returns the value of Label.
+func (s *FlowHost) GetLabel() string {
+	return s.Label
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowHost) GetBytes() int64 {
+	return s.Bytes
+}
+
+// GetPackets returns the value of Packets.
+func (s *FlowHost) GetPackets() int64 {
+	return s.Packets
+}
+
+// GetFlows returns the value of Flows.
+func (s *FlowHost) GetFlows() int64 {
+	return s.Flows
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowHost) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetFirstSeen sets the value of FirstSeen.
+func (s *FlowHost) SetFirstSeen(val time.Time) {
+	s.FirstSeen = val
+}
+
+// SetLastSeen sets the value of LastSeen.
+func (s *FlowHost) SetLastSeen(val time.Time) {
+	s.LastSeen = val
+}
+
+// SetExporter sets the value of Exporter.
+func (s *FlowHost) SetExporter(val string) {
+	s.Exporter = val
+}
+
+// SetMAC sets the value of MAC.
+func (s *FlowHost) SetMAC(val string) {
+	s.MAC = val
+}
+
+// SetLeaseName sets the value of LeaseName.
+func (s *FlowHost) SetLeaseName(val string) {
+	s.LeaseName = val
+}
+
+// SetLabel sets the value of Label.
+func (s *FlowHost) SetLabel(val string) {
+	s.Label = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowHost) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// SetPackets sets the value of Packets.
+func (s *FlowHost) SetPackets(val int64) {
+	s.Packets = val
+}
+
+// SetFlows sets the value of Flows.
+func (s *FlowHost) SetFlows(val int64) {
+	s.Flows = val
+}
+
+func (*FlowHost) putFlowHostLabelRes() {}
+
+// Ref: #/components/schemas/FlowHostLabelInput
+type FlowHostLabelInput struct {
+	Label string `json:"label"`
+}
+
+// GetLabel returns the value of Label.
+func (s *FlowHostLabelInput) GetLabel() string {
+	return s.Label
+}
+
+// SetLabel sets the value of Label.
+func (s *FlowHostLabelInput) SetLabel(val string) {
+	s.Label = val
+}
+
+// Ref: #/components/schemas/FlowHostProfile
+type FlowHostProfile struct {
+	Host    FlowHost    `json:"host"`
+	Profile FlowProfile `json:"profile"`
+}
+
+// GetHost returns the value of Host.
+func (s *FlowHostProfile) GetHost() FlowHost {
+	return s.Host
+}
+
+// GetProfile returns the value of Profile.
+func (s *FlowHostProfile) GetProfile() FlowProfile {
+	return s.Profile
+}
+
+// SetHost sets the value of Host.
+func (s *FlowHostProfile) SetHost(val FlowHost) {
+	s.Host = val
+}
+
+// SetProfile sets the value of Profile.
+func (s *FlowHostProfile) SetProfile(val FlowProfile) {
+	s.Profile = val
+}
+
+func (*FlowHostProfile) getFlowHostRes() {}
+
+// Ref: #/components/schemas/FlowPoint
+type FlowPoint struct {
+	At    time.Time `json:"at"`
+	Bytes int64     `json:"bytes"`
+}
+
+// GetAt returns the value of At.
+func (s *FlowPoint) GetAt() time.Time {
+	return s.At
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowPoint) GetBytes() int64 {
+	return s.Bytes
+}
+
+// SetAt sets the value of At.
+func (s *FlowPoint) SetAt(val time.Time) {
+	s.At = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowPoint) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// Ref: #/components/schemas/FlowProfile
+type FlowProfile struct {
+	Network   string      `json:"network"`
+	Since     time.Time   `json:"since"`
+	Bytes     int64       `json:"bytes"`
+	Packets   int64       `json:"packets"`
+	Flows     int64       `json:"flows"`
+	Countries []FlowCount `json:"countries"`
+	Orgs      []FlowCount `json:"orgs"`
+	Ports     []FlowCount `json:"ports"`
+	// Bytes per hour with traffic, oldest first.
+	Series []FlowPoint `json:"series"`
+	// Outside addresses first contacted in the last 7 days.
+	NewDestinations []FlowDestination `json:"new_destinations"`
+	// Hours in which a host contacted an address whose view was malicious or suspicious or carried an
+	// alert tag.
+	Contacts []FlowContact `json:"contacts"`
+}
+
+// GetNetwork returns the value of Network.
+func (s *FlowProfile) GetNetwork() string {
+	return s.Network
+}
+
+// GetSince returns the value of Since.
+func (s *FlowProfile) GetSince() time.Time {
+	return s.Since
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowProfile) GetBytes() int64 {
+	return s.Bytes
+}
+
+// GetPackets returns the value of Packets.
+func (s *FlowProfile) GetPackets() int64 {
+	return s.Packets
+}
+
+// GetFlows returns the value of Flows.
+func (s *FlowProfile) GetFlows() int64 {
+	return s.Flows
+}
+
+// GetCountries returns the value of Countries.
+func (s *FlowProfile) GetCountries() []FlowCount {
+	return s.Countries
+}
+
+// GetOrgs returns the value of Orgs.
+func (s *FlowProfile) GetOrgs() []FlowCount {
+	return s.Orgs
+}
+
+// GetPorts returns the value of Ports.
+func (s *FlowProfile) GetPorts() []FlowCount {
+	return s.Ports
+}
+
+// GetSeries returns the value of Series.
+func (s *FlowProfile) GetSeries() []FlowPoint {
+	return s.Series
+}
+
+// GetNewDestinations returns the value of NewDestinations.
+func (s *FlowProfile) GetNewDestinations() []FlowDestination {
+	return s.NewDestinations
+}
+
+// GetContacts returns the value of Contacts.
+func (s *FlowProfile) GetContacts() []FlowContact {
+	return s.Contacts
+}
+
+// SetNetwork sets the value of Network.
+func (s *FlowProfile) SetNetwork(val string) {
+	s.Network = val
+}
+
+// SetSince sets the value of Since.
+func (s *FlowProfile) SetSince(val time.Time) {
+	s.Since = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowProfile) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// SetPackets sets the value of Packets.
+func (s *FlowProfile) SetPackets(val int64) {
+	s.Packets = val
+}
+
+// SetFlows sets the value of Flows.
+func (s *FlowProfile) SetFlows(val int64) {
+	s.Flows = val
+}
+
+// SetCountries sets the value of Countries.
+func (s *FlowProfile) SetCountries(val []FlowCount) {
+	s.Countries = val
+}
+
+// SetOrgs sets the value of Orgs.
+func (s *FlowProfile) SetOrgs(val []FlowCount) {
+	s.Orgs = val
+}
+
+// SetPorts sets the value of Ports.
+func (s *FlowProfile) SetPorts(val []FlowCount) {
+	s.Ports = val
+}
+
+// SetSeries sets the value of Series.
+func (s *FlowProfile) SetSeries(val []FlowPoint) {
+	s.Series = val
+}
+
+// SetNewDestinations sets the value of NewDestinations.
+func (s *FlowProfile) SetNewDestinations(val []FlowDestination) {
+	s.NewDestinations = val
+}
+
+// SetContacts sets the value of Contacts.
+func (s *FlowProfile) SetContacts(val []FlowContact) {
+	s.Contacts = val
+}
+
+func (*FlowProfile) getFlowNetworkProfileRes() {}
+
 // Ref: #/components/schemas/Geo
 type Geo struct {
 	Country   OptString `json:"country"`
@@ -4222,6 +4857,34 @@ func (*GetFeedNotFound) getFeedRes() {}
 type GetFeedUnauthorized Problem
 
 func (*GetFeedUnauthorized) getFeedRes() {}
+
+type GetFlowHostBadRequest Problem
+
+func (*GetFlowHostBadRequest) getFlowHostRes() {}
+
+type GetFlowHostInternalServerError Problem
+
+func (*GetFlowHostInternalServerError) getFlowHostRes() {}
+
+type GetFlowHostNotFound Problem
+
+func (*GetFlowHostNotFound) getFlowHostRes() {}
+
+type GetFlowHostUnauthorized Problem
+
+func (*GetFlowHostUnauthorized) getFlowHostRes() {}
+
+type GetFlowNetworkProfileBadRequest Problem
+
+func (*GetFlowNetworkProfileBadRequest) getFlowNetworkProfileRes() {}
+
+type GetFlowNetworkProfileInternalServerError Problem
+
+func (*GetFlowNetworkProfileInternalServerError) getFlowNetworkProfileRes() {}
+
+type GetFlowNetworkProfileUnauthorized Problem
+
+func (*GetFlowNetworkProfileUnauthorized) getFlowNetworkProfileRes() {}
 
 type GetGuardInternalServerError Problem
 
@@ -5424,6 +6087,34 @@ func (*ListFeedsInternalServerError) listFeedsRes() {}
 type ListFeedsUnauthorized Problem
 
 func (*ListFeedsUnauthorized) listFeedsRes() {}
+
+type ListFlowExportersInternalServerError Problem
+
+func (*ListFlowExportersInternalServerError) listFlowExportersRes() {}
+
+type ListFlowExportersOKApplicationJSON []FlowExporter
+
+func (*ListFlowExportersOKApplicationJSON) listFlowExportersRes() {}
+
+type ListFlowExportersUnauthorized Problem
+
+func (*ListFlowExportersUnauthorized) listFlowExportersRes() {}
+
+type ListFlowHostsBadRequest Problem
+
+func (*ListFlowHostsBadRequest) listFlowHostsRes() {}
+
+type ListFlowHostsInternalServerError Problem
+
+func (*ListFlowHostsInternalServerError) listFlowHostsRes() {}
+
+type ListFlowHostsOKApplicationJSON []FlowHost
+
+func (*ListFlowHostsOKApplicationJSON) listFlowHostsRes() {}
+
+type ListFlowHostsUnauthorized Problem
+
+func (*ListFlowHostsUnauthorized) listFlowHostsRes() {}
 
 // A `PrefixFormat`, or csv (header `prefix,family`).
 // Ref: #/components/schemas/ListFormat
@@ -8270,6 +8961,62 @@ type PutFeedUnsupportedMediaType Problem
 
 func (*PutFeedUnsupportedMediaType) putFeedRes() {}
 
+type PutFlowExporterBadRequest Problem
+
+func (*PutFlowExporterBadRequest) putFlowExporterRes() {}
+
+type PutFlowExporterConflict Problem
+
+func (*PutFlowExporterConflict) putFlowExporterRes() {}
+
+type PutFlowExporterForbidden Problem
+
+func (*PutFlowExporterForbidden) putFlowExporterRes() {}
+
+type PutFlowExporterInternalServerError Problem
+
+func (*PutFlowExporterInternalServerError) putFlowExporterRes() {}
+
+type PutFlowExporterRequestEntityTooLarge Problem
+
+func (*PutFlowExporterRequestEntityTooLarge) putFlowExporterRes() {}
+
+type PutFlowExporterUnauthorized Problem
+
+func (*PutFlowExporterUnauthorized) putFlowExporterRes() {}
+
+type PutFlowExporterUnsupportedMediaType Problem
+
+func (*PutFlowExporterUnsupportedMediaType) putFlowExporterRes() {}
+
+type PutFlowHostLabelBadRequest Problem
+
+func (*PutFlowHostLabelBadRequest) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelForbidden Problem
+
+func (*PutFlowHostLabelForbidden) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelInternalServerError Problem
+
+func (*PutFlowHostLabelInternalServerError) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelNotFound Problem
+
+func (*PutFlowHostLabelNotFound) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelRequestEntityTooLarge Problem
+
+func (*PutFlowHostLabelRequestEntityTooLarge) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelUnauthorized Problem
+
+func (*PutFlowHostLabelUnauthorized) putFlowHostLabelRes() {}
+
+type PutFlowHostLabelUnsupportedMediaType Problem
+
+func (*PutFlowHostLabelUnsupportedMediaType) putFlowHostLabelRes() {}
+
 type PutGuardBadRequest Problem
 
 func (*PutGuardBadRequest) putGuardRes() {}
@@ -10079,6 +10826,7 @@ func (*UnavailableHeaders) deleteAlertRuleRes()          {}
 func (*UnavailableHeaders) deleteBouncerRes()            {}
 func (*UnavailableHeaders) deleteDetectionRes()          {}
 func (*UnavailableHeaders) deleteFeedRes()               {}
+func (*UnavailableHeaders) deleteFlowExporterRes()       {}
 func (*UnavailableHeaders) deleteIPOverrideRes()         {}
 func (*UnavailableHeaders) deleteListRes()               {}
 func (*UnavailableHeaders) deleteNetworkOverrideRes()    {}
@@ -10097,6 +10845,8 @@ func (*UnavailableHeaders) exportSuricataReputationRes() {}
 func (*UnavailableHeaders) exportZeekIntelRes()          {}
 func (*UnavailableHeaders) getBouncerRenderRes()         {}
 func (*UnavailableHeaders) getFeedRes()                  {}
+func (*UnavailableHeaders) getFlowHostRes()              {}
+func (*UnavailableHeaders) getFlowNetworkProfileRes()    {}
 func (*UnavailableHeaders) getGuardRes()                 {}
 func (*UnavailableHeaders) getIPRes()                    {}
 func (*UnavailableHeaders) getJobsRes()                  {}
@@ -10117,6 +10867,8 @@ func (*UnavailableHeaders) listEventsRes()               {}
 func (*UnavailableHeaders) listFeedCatalogRes()          {}
 func (*UnavailableHeaders) listFeedRunsRes()             {}
 func (*UnavailableHeaders) listFeedsRes()                {}
+func (*UnavailableHeaders) listFlowExportersRes()        {}
+func (*UnavailableHeaders) listFlowHostsRes()            {}
 func (*UnavailableHeaders) listListsRes()                {}
 func (*UnavailableHeaders) listRulesetsRes()             {}
 func (*UnavailableHeaders) listTagsRes()                 {}
@@ -10128,6 +10880,8 @@ func (*UnavailableHeaders) putAlertRuleRes()             {}
 func (*UnavailableHeaders) putBouncerRes()               {}
 func (*UnavailableHeaders) putDetectionRes()             {}
 func (*UnavailableHeaders) putFeedRes()                  {}
+func (*UnavailableHeaders) putFlowExporterRes()          {}
+func (*UnavailableHeaders) putFlowHostLabelRes()         {}
 func (*UnavailableHeaders) putGuardRes()                 {}
 func (*UnavailableHeaders) putIPOverrideRes()            {}
 func (*UnavailableHeaders) putListRes()                  {}

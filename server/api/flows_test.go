@@ -1,0 +1,93 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/store"
+)
+
+func TestFlowExportersAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var e apigen.FlowExporter
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1", "inside": []string{"10.0.0.0/8", "fd00::1/8"}}, 200, &e)
+	require.Equal(t, "gw", e.Name)
+	require.Equal(t, "192.0.2.1", e.Address)
+	require.Equal(t, []string{"10.0.0.0/8", "fd00::/8"}, e.Inside)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/edge", map[string]any{"address": "192.0.2.2", "sampling_rate": 100}, 200, &e)
+	require.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, e.Inside, "RFC 1918 and ULA by default")
+	require.Equal(t, 100, e.SamplingRate)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/exporters/x", map[string]any{"address": "192.0.2.3"}, 403, nil)
+	raw := b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/other", map[string]any{"address": "192.0.2.1"}, 409, nil)
+	require.Contains(t, string(raw), `"field":"/address"`)
+	raw = b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/bad", map[string]any{"address": "192.0.2.300", "inside": []string{"10.0.0.0/33"}}, 400, nil)
+	require.Contains(t, string(raw), `"field":"/address"`)
+	require.Contains(t, string(raw), `"field":"/inside/0"`)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/Bad%20Name", map[string]any{"address": "192.0.2.4"}, 400, nil)
+	var all []apigen.FlowExporter
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters", nil, 200, &all)
+	require.Len(t, all, 2)
+	require.Equal(t, "edge", all[0].Name)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/edge", nil, 204, nil)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/edge", nil, 404, nil)
+}
+
+func TestFlowProfileAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Add(-2 * time.Hour).Truncate(5 * time.Minute)
+	host, bad := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("203.0.113.66")
+	_, err := b.store.FlowApply(ctx, store.FlowBatch{
+		Hosts: []store.FlowHostSeen{{Address: host, Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: 1500, Packets: 10, Flows: 2},
+			{Address: netip.MustParseAddr("10.0.1.9"), Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: 60, Packets: 1, Flows: 1}},
+		Aggregates: []store.FlowAggregate{
+			{Bucket: at, Host: host, Remote: bad, Port: 443, Proto: 6, Country: "NL", Org: "Example Hosting", ASN: 64500, Bytes: 1000, Packets: 6, Flows: 1},
+			{Bucket: at, Host: host, Remote: netip.MustParseAddr("198.51.100.7"), Port: 53, Proto: 17, Country: "DE", Org: "Example Telecom", ASN: 64501, Bytes: 500, Packets: 4, Flows: 1},
+			{Bucket: at, Host: netip.MustParseAddr("10.0.1.9"), Remote: netip.MustParseAddr("198.51.100.7"), Port: 53, Proto: 17, Country: "DE", Org: "Example Telecom", ASN: 64501, Bytes: 60, Packets: 1, Flows: 1}},
+		Contacts: []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 1000, Alert: true}},
+	})
+	require.NoError(t, err)
+
+	var hp apigen.FlowHostProfile
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.0.0.5", nil, 200, &hp)
+	require.Equal(t, "10.0.0.5", hp.Host.Address)
+	require.Equal(t, int64(1500), hp.Profile.Bytes)
+	require.Equal(t, []apigen.FlowCount{{Key: "NL", Bytes: 1000, Packets: 6, Flows: 1}, {Key: "DE", Bytes: 500, Packets: 4, Flows: 1}}, hp.Profile.Countries)
+	require.Equal(t, []apigen.FlowCount{{Key: "443/6", Bytes: 1000, Packets: 6, Flows: 1}, {Key: "53/17", Bytes: 500, Packets: 4, Flows: 1}}, hp.Profile.Ports)
+	require.Len(t, hp.Profile.Series, 1)
+	require.Len(t, hp.Profile.NewDestinations, 2)
+	require.Equal(t, []apigen.FlowContact{{Host: "10.0.0.5", Address: "203.0.113.66", Hour: at.Truncate(time.Hour), Classification: "malicious", Tags: []string{}, Bytes: 1000}}, hp.Profile.Contacts)
+
+	var pr apigen.FlowProfile
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/networks/10.0.0.0/16?since=24h", nil, 200, &pr)
+	require.Equal(t, "10.0.0.0/16", pr.Network)
+	require.Equal(t, int64(1560), pr.Bytes)
+	require.Equal(t, []apigen.FlowCount{{Key: "Example Hosting", Bytes: 1000, Packets: 6, Flows: 1}, {Key: "Example Telecom", Bytes: 560, Packets: 5, Flows: 2}}, pr.Orgs)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/networks/10.0.0.1/16", nil, 400, nil)
+	raw := b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.0.0.5?since=forever", nil, 400, nil)
+	require.Contains(t, string(raw), `"field":"since"`)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.9.9.9", nil, 404, nil)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/nope", nil, 400, nil)
+
+	var hosts []apigen.FlowHost
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts", nil, 200, &hosts)
+	require.Len(t, hosts, 2)
+	require.Equal(t, "10.0.0.5", hosts[0].Address)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts?within=10.0.1.0/24", nil, 200, &hosts)
+	require.Len(t, hosts, 1)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts?within=x", nil, 400, nil)
+
+	var h apigen.FlowHost
+	b.json(t, b.reader, http.MethodPut, "/api/v1/flows/hosts/10.0.0.5/label", map[string]any{"label": "printer"}, 403, nil)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/hosts/10.0.0.5/label", map[string]any{"label": "printer"}, 200, &h)
+	require.Equal(t, "printer", h.Label)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/hosts/10.9.9.9/label", map[string]any{"label": "x"}, 404, nil)
+}

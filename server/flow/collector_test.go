@@ -1,0 +1,163 @@
+package flow_test
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/flow"
+	"github.com/muninn/muninn/server/index"
+	"github.com/muninn/muninn/server/index/indextest"
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+)
+
+type testBundle struct {
+	st  *store.Store
+	ix  *index.Index
+	c   *flow.Collector
+	reg *prometheus.Registry
+	now time.Time
+}
+
+// setup returns a collector over a fresh database whose index knows the
+// geo networks of 203.0.113.0/24 (NL, AS64500 "Example Hosting") and
+// 198.51.100.0/24 (DE, AS64501 "Example Telecom"), with 203.0.113.66
+// classified malicious, 198.51.100.99 tagged c2, and the exporter "gw" at
+// 192.0.2.1 (default inside networks) registered.
+func setup(t *testing.T, cfg flow.Config) *testBundle { return setupTB(t, cfg) }
+
+func setupB(b *testing.B) *testBundle { return setupTB(b, flow.Config{}) }
+
+func setupTB(t testing.TB, cfg flow.Config) *testBundle {
+	t.Helper()
+	ctx := context.Background()
+	st := storetest.Store(t)
+	_, err := st.ReplaceGeoNetworks(ctx, "test-geo", func(yield func(store.GeoNetwork, error) bool) {
+		_ = yield(store.GeoNetwork{Network: netip.MustParsePrefix("198.51.100.0/24"), Country: "DE", Continent: "EU", ASN: 64501, ASOrg: "Example Telecom"}, nil) &&
+			yield(store.GeoNetwork{Network: netip.MustParsePrefix("203.0.113.0/24"), Country: "NL", Continent: "EU", ASN: 64500, ASOrg: "Example Hosting"}, nil)
+	})
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 30, 12, 1, 0, 0, time.UTC)
+	require.NoError(t, st.Ingest(ctx, []store.Observation{
+		{Prefix: netip.MustParsePrefix("203.0.113.66/32"), Source: "ingest:test", Classification: "malicious", SeenAt: now.Add(-time.Hour)},
+		{Prefix: netip.MustParsePrefix("198.51.100.99/32"), Source: "ingest:test", Tags: []string{"c2"}, SeenAt: now.Add(-time.Hour)},
+	}, "test"))
+	ix := indextest.Start(t, st, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now })
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"})
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now }, reg, cfg)
+	require.NoError(t, err)
+	require.NoError(t, c.LoadExporters(ctx))
+	return &testBundle{st: st, ix: ix, c: c, reg: reg, now: now}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func TestCollectorNetFlowV5(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flow.Config{AlertTags: []string{"c2"}})
+	ctx := context.Background()
+	gw := netip.MustParseAddrPort("192.0.2.1:40000")
+	pkt := netflowV5(1, 0,
+		v5Record{src: "10.0.0.5", dst: "203.0.113.66", srcPort: 51000, dstPort: 443, proto: 6, packets: 10, bytes: 1500},
+		v5Record{src: "203.0.113.66", dst: "10.0.0.5", srcPort: 443, dstPort: 51000, proto: 6, packets: 8, bytes: 9000},
+		v5Record{src: "10.0.0.5", dst: "198.51.100.7", srcPort: 40001, dstPort: 53, proto: 17, packets: 1, bytes: 60},
+		v5Record{src: "10.0.0.6", dst: "198.51.100.99", srcPort: 40002, dstPort: 8443, proto: 6, packets: 3, bytes: 300},
+		v5Record{src: "198.51.100.1", dst: "203.0.113.2", srcPort: 1, dstPort: 2, proto: 6, packets: 1, bytes: 40},
+		v5Record{src: "10.0.0.5", dst: "10.0.0.7", srcPort: 1, dstPort: 22, proto: 6, packets: 2, bytes: 100})
+	require.True(t, b.c.Handle(flow.NetFlow, gw, pkt))
+	// Sampled 1 in 10 (v5 header): bytes and packets are scaled.
+	require.True(t, b.c.Handle(flow.NetFlow, gw, netflowV5(2, 10,
+		v5Record{src: "10.0.0.5", dst: "198.51.100.7", srcPort: 40001, dstPort: 53, proto: 17, packets: 1, bytes: 60})))
+	require.False(t, b.c.Handle(flow.NetFlow, netip.MustParseAddrPort("192.0.2.99:40000"), pkt), "unregistered exporter")
+	require.False(t, b.c.Handle(flow.NetFlow, gw, pkt[:100]), "truncated")
+	require.False(t, b.c.Handle(flow.SFlow, gw, pkt), "not sFlow")
+	require.NoError(t, b.c.Flush(ctx))
+
+	require.Equal(t, 2.0, testutil.ToFloat64(b.c.Metric("datagrams", "netflow", "decoded")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("datagrams", "netflow", "error")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("datagrams", "sflow", "error")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("datagrams", "netflow", "unknown_exporter")))
+	require.Equal(t, 5.0, testutil.ToFloat64(b.c.Metric("records", "aggregated")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("records", "transit")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("records", "internal")))
+
+	pr, err := b.st.FlowProfileGet(ctx, netip.MustParsePrefix("10.0.0.5/32"), b.now.Add(-time.Hour), b.now.Add(-7*24*time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, int64(1500+9000+60+600), pr.Bytes)
+	require.Equal(t, int64(10+8+1+10), pr.Packets)
+	require.Equal(t, []store.FlowCount{{Key: "NL", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "DE", Bytes: 660, Packets: 11, Flows: 2}}, pr.Countries)
+	require.Equal(t, []store.FlowCount{{Key: "Example Hosting", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "Example Telecom", Bytes: 660, Packets: 11, Flows: 2}}, pr.Orgs)
+	require.Equal(t, []store.FlowCount{{Key: "443/6", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "53/17", Bytes: 660, Packets: 11, Flows: 2}}, pr.Ports)
+	require.Len(t, pr.Contacts, 1)
+	require.Equal(t, store.FlowContactRow{Host: netip.MustParseAddr("10.0.0.5"), Remote: netip.MustParseAddr("203.0.113.66"),
+		Hour: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC), Classification: "malicious", Tags: []string{}, Bytes: 10500}, pr.Contacts[0])
+
+	evs, err := b.st.ListEvents(ctx, store.EventFilter{})
+	require.NoError(t, err)
+	got := map[string][]string{}
+	for _, e := range evs {
+		got[e.Kind] = append(got[e.Kind], e.Subject)
+	}
+	require.ElementsMatch(t, []string{"10.0.0.5", "10.0.0.6", "10.0.0.7"}, got[store.EventFlowNewHost])
+	require.ElementsMatch(t, []string{"10.0.0.5", "10.0.0.6"}, got[store.EventFlowBadContact])
+	require.Empty(t, got[store.EventFlowNewDestination])
+
+	// Every outside address is a sighting in the one index.
+	require.NoError(t, b.ix.CatchUp(ctx))
+	// (setup's ingest was the first sighting of the two listed addresses).
+	for a, n := range map[string]int64{"203.0.113.66": 2, "198.51.100.7": 1, "198.51.100.99": 2} {
+		v, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr(a))
+		require.True(t, ok, a)
+		require.Equal(t, n, v.Sightings, a)
+	}
+	_, ok := b.ix.Snapshot().Lookup(netip.MustParseAddr("203.0.113.2"))
+	require.False(t, ok, "transit traffic is no sighting")
+	rs, err := b.st.FlowRemotes(ctx, netip.MustParseAddr("198.51.100.7"))
+	require.NoError(t, err)
+	require.Equal(t, []store.FlowRemote{{Address: netip.MustParseAddr("198.51.100.7"), Exporter: "gw", FirstSeen: b.now, LastSeen: b.now,
+		Bytes: 660, Packets: 11, Flows: 2, Peers: []netip.Addr{netip.MustParseAddr("10.0.0.5")}, Ports: []int{53}}}, rs)
+
+	// The same contact again within the hour is no second event; a second
+	// flush with a new country for a known host is.
+	require.True(t, b.c.Handle(flow.NetFlow, gw, netflowV5(3, 0,
+		v5Record{src: "10.0.0.5", dst: "203.0.113.66", srcPort: 51001, dstPort: 443, proto: 6, packets: 1, bytes: 40})))
+	require.NoError(t, b.c.Flush(ctx))
+	evs2, err := b.st.ListEvents(ctx, store.EventFilter{})
+	require.NoError(t, err)
+	require.Len(t, evs2, len(evs))
+}
+
+func TestParseLeases(t *testing.T) {
+	t.Parallel()
+	got := flow.ParseLeases([]byte("1796043600 02:00:00:00:00:05 10.0.0.5 printer 01:02:00:00:00:00:00:05\n" +
+		"1796043600 02:00:00:00:00:06 10.0.0.6 * *\n" +
+		"duid 00:01:00:01:2c:00:00:00:02:00:00:00:00:01\n" +
+		"1796043600 1234 fd00::5 laptop 00:01:00:01\n" +
+		"garbage\n"))
+	require.Equal(t, []store.FlowLease{
+		{Address: netip.MustParseAddr("10.0.0.5"), Name: "printer", MAC: "02:00:00:00:00:05"},
+		{Address: netip.MustParseAddr("fd00::5"), Name: "laptop"},
+	}, got)
+}
+
+func TestParseListeners(t *testing.T) {
+	t.Parallel()
+	ls, err := flow.ParseListeners("netflow://:2055, sflow://127.0.0.1:6343")
+	require.NoError(t, err)
+	require.Equal(t, []flow.Listener{{Protocol: flow.NetFlow, Addr: ":2055"}, {Protocol: flow.SFlow, Addr: "127.0.0.1:6343"}}, ls)
+	for _, bad := range []string{"ipfix://:2055", "netflow://2055", ":2055"} {
+		_, err := flow.ParseListeners(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -1,0 +1,646 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Flow event kinds (migration 0016's events table), produced by FlowApply.
+const (
+	// EventFlowNewHost: an inside host was seen for the first time
+	// (subject_type "host", subject its address).
+	EventFlowNewHost = "flow.new_host"
+	// EventFlowBadContact: an inside host contacted an address whose view was
+	// malicious or carried an alert tag; one per host, address and hour
+	// (subject_type "host"; details remote, classification, tags, bytes).
+	EventFlowBadContact = "flow.bad_contact"
+	// EventFlowNewDestination: an inside host that was already known sent
+	// traffic to a country or AS organisation it never used before
+	// (subject_type "host"; details kind "country" or "org", value).
+	EventFlowNewDestination = "flow.new_destination"
+)
+
+// DefaultInside are the networks an exporter's inside hosts live in unless
+// it says otherwise: RFC 1918 and IPv6 unique local addresses.
+var DefaultInside = []netip.Prefix{
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("fc00::/7"),
+}
+
+// FlowExporter is a registered flow exporter (migration 0024): datagrams
+// from Address are decoded; others are dropped and counted. SamplingRate 0
+// means the rate the exporter sends (1 when it sends none). Inside are the
+// networks of its inside hosts.
+type FlowExporter struct {
+	ID           int64
+	Address      netip.Addr
+	Name         string
+	SamplingRate int
+	Inside       []netip.Prefix
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+}
+
+const flowExporterCols = `id, address, name, sampling_rate, inside, created_at, updated_at`
+
+func scanFlowExporter(row pgx.Row) (FlowExporter, error) {
+	var e FlowExporter
+	var addr netip.Prefix
+	err := row.Scan(&e.ID, &addr, &e.Name, &e.SamplingRate, &e.Inside, &e.CreatedAt, &e.UpdatedAt)
+	e.Address, e.CreatedAt, e.UpdatedAt = addr.Addr(), e.CreatedAt.UTC(), e.UpdatedAt.UTC()
+	return e, err
+}
+
+// FlowExporters returns every registered exporter by name.
+func (s *Store) FlowExporters(ctx context.Context) ([]FlowExporter, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+flowExporterCols+` FROM flow_exporters ORDER BY name`)
+	if err != nil {
+		return nil, mapErr("flow exporters", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowExporter, error) { return scanFlowExporter(r) })
+	if err != nil {
+		return nil, mapErr("flow exporters", err)
+	}
+	return out, nil
+}
+
+// FlowExporterPut creates or replaces the exporter named e.Name (nil Inside
+// means DefaultInside). ErrConflict when another exporter has e.Address.
+func (s *Store) FlowExporterPut(ctx context.Context, e FlowExporter) (FlowExporter, error) {
+	inside := e.Inside
+	if inside == nil {
+		inside = DefaultInside
+	}
+	row := s.pool.QueryRow(ctx, `INSERT INTO flow_exporters (address, name, sampling_rate, inside)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (name) DO UPDATE SET address = excluded.address, sampling_rate = excluded.sampling_rate,
+		  inside = excluded.inside, updated_at = now()
+		RETURNING `+flowExporterCols, e.Address.Unmap(), e.Name, e.SamplingRate, inside)
+	out, err := scanFlowExporter(row)
+	if err != nil {
+		return FlowExporter{}, mapErr("put flow exporter", err)
+	}
+	return out, nil
+}
+
+// FlowExporterDelete removes the exporter named name; ErrNotFound when none.
+func (s *Store) FlowExporterDelete(ctx context.Context, name string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM flow_exporters WHERE name = $1`, name)
+	if err != nil {
+		return mapErr("delete flow exporter", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: delete flow exporter: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// FlowAggregate is the traffic between an inside host and an outside
+// address on one port and protocol in one 5-minute bucket. Bytes and Packets
+// are already multiplied by the sampling rate.
+type FlowAggregate struct {
+	Bucket  time.Time
+	Host    netip.Addr
+	Remote  netip.Addr
+	Port    int
+	Proto   uint8
+	Country string
+	Org     string
+	ASN     uint32
+	Bytes   uint64
+	Packets uint64
+	Flows   uint64
+}
+
+// FlowHostSeen is what one batch saw of an inside host.
+type FlowHostSeen struct {
+	Address   netip.Addr
+	Exporter  string
+	MAC       string // "" when the exporter sent none
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Bytes     uint64
+	Packets   uint64
+	Flows     uint64
+}
+
+// FlowRemoteSeen is what one batch saw of an outside address through one
+// exporter: totals, and up to 32 inside peers and ports.
+type FlowRemoteSeen struct {
+	Address   netip.Addr
+	Exporter  string
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Bytes     uint64
+	Packets   uint64
+	Flows     uint64
+	Peers     []netip.Addr
+	Ports     []int
+}
+
+// FlowContact is an inside host's traffic in one hour with an outside
+// address whose view was malicious, suspicious or carried an alert tag.
+// Alert says it becomes an EventFlowBadContact the first time it is stored.
+type FlowContact struct {
+	Host           netip.Addr
+	Remote         netip.Addr
+	Hour           time.Time
+	Classification string
+	Tags           []string
+	Bytes          uint64
+	Alert          bool
+}
+
+// FlowBatch is what the collector stores at once.
+type FlowBatch struct {
+	Aggregates []FlowAggregate
+	Hosts      []FlowHostSeen
+	Remotes    []FlowRemoteSeen
+	Contacts   []FlowContact
+}
+
+// FlowApplied says what a FlowApply caused: the events it appended.
+type FlowApplied struct {
+	Events []Event
+}
+
+const (
+	flowBatchTemp = `CREATE TEMP TABLE IF NOT EXISTS flow_batch (
+		bucket timestamptz NOT NULL, host inet NOT NULL, remote inet NOT NULL, port integer NOT NULL, proto smallint NOT NULL,
+		country text NOT NULL, org text NOT NULL, asn bigint NOT NULL, bytes bigint NOT NULL, packets bigint NOT NULL,
+		flows bigint NOT NULL) ON COMMIT DELETE ROWS`
+	flowEnsureParts = `SELECT flow_partition_ensure(d) FROM (
+		SELECT DISTINCT date_trunc('day', bucket, 'UTC') d FROM flow_batch) days`
+	// Rows are merged in key order so concurrent batches lock alike.
+	flowAgg5m = `INSERT INTO flow_agg_5m AS a SELECT bucket, host, remote, port, proto, max(country), max(org), max(asn),
+		  sum(bytes), sum(packets), sum(flows)
+		FROM flow_batch GROUP BY bucket, host, remote, port, proto ORDER BY bucket, host, remote, port, proto
+		ON CONFLICT (bucket, host, remote, port, proto) DO UPDATE SET
+		  bytes = a.bytes + excluded.bytes, packets = a.packets + excluded.packets, flows = a.flows + excluded.flows,
+		  country = excluded.country, org = excluded.org, asn = excluded.asn`
+	flowAgg1h = `INSERT INTO flow_agg_1h AS a SELECT date_trunc('hour', bucket, 'UTC'), host, remote, port, proto,
+		  max(country), max(org), max(asn), sum(bytes), sum(packets), sum(flows)
+		FROM flow_batch GROUP BY 1, host, remote, port, proto ORDER BY 1, host, remote, port, proto
+		ON CONFLICT (bucket, host, remote, port, proto) DO UPDATE SET
+		  bytes = a.bytes + excluded.bytes, packets = a.packets + excluded.packets, flows = a.flows + excluded.flows,
+		  country = excluded.country, org = excluded.org, asn = excluded.asn`
+	// xmax = 0 marks a row this statement inserted rather than updated.
+	flowHostsUpsert = `INSERT INTO flow_hosts AS h (address, first_seen, last_seen, exporter, mac, bytes, packets, flows)
+		SELECT * FROM unnest($1::inet[], $2::timestamptz[], $3::timestamptz[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])
+		ORDER BY 1
+		ON CONFLICT (address) DO UPDATE SET
+		  first_seen = least(h.first_seen, excluded.first_seen), last_seen = greatest(h.last_seen, excluded.last_seen),
+		  exporter = excluded.exporter, mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE h.mac END,
+		  bytes = h.bytes + excluded.bytes, packets = h.packets + excluded.packets, flows = h.flows + excluded.flows
+		RETURNING address, first_seen, exporter, mac, (xmax = 0) AS inserted`
+	flowRemotesUpsert = `INSERT INTO flow_remotes AS r (address, exporter, first_seen, last_seen, bytes, packets, flows, peers, ports)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (address, exporter) DO UPDATE SET
+		  first_seen = least(r.first_seen, excluded.first_seen), last_seen = greatest(r.last_seen, excluded.last_seen),
+		  bytes = r.bytes + excluded.bytes, packets = r.packets + excluded.packets, flows = r.flows + excluded.flows,
+		  peers = (SELECT coalesce(array_agg(p), '{}') FROM (SELECT DISTINCT p FROM unnest(excluded.peers || r.peers) p ORDER BY p LIMIT 32) x),
+		  ports = (SELECT coalesce(array_agg(p), '{}') FROM (SELECT DISTINCT p FROM unnest(excluded.ports || r.ports) p ORDER BY p LIMIT 32) x)`
+	flowContactInsert = `INSERT INTO flow_contacts AS c (host, remote, hour, classification, tags, bytes)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (host, remote, hour) DO UPDATE SET bytes = c.bytes + excluded.bytes
+		RETURNING (xmax = 0)`
+	flowDestinations = `INSERT INTO flow_host_destinations (host, kind, value, first_seen)
+		SELECT host, kind, value, min(bucket) FROM (
+		  SELECT host, 'country' kind, country value, bucket FROM flow_batch WHERE country <> ''
+		  UNION ALL
+		  SELECT host, 'org', org, bucket FROM flow_batch WHERE org <> '') d
+		GROUP BY host, kind, value ORDER BY host, kind, value
+		ON CONFLICT DO NOTHING
+		RETURNING host, kind, value, first_seen`
+)
+
+var flowBatchColumns = []string{"bucket", "host", "remote", "port", "proto", "country", "org", "asn", "bytes", "packets", "flows"}
+
+// FlowApply stores a batch in one transaction: the aggregates (5 min and
+// 1 h, creating day partitions as needed), inside hosts, outside addresses,
+// contacts, and the events they cause (EventFlowNewHost,
+// EventFlowBadContact, EventFlowNewDestination), which it also returns.
+func (s *Store) FlowApply(ctx context.Context, b FlowBatch) (FlowApplied, error) {
+	var out FlowApplied
+	err := s.inTx(ctx, "flow apply", func(tx pgx.Tx) error {
+		out = FlowApplied{}
+		newHosts := map[netip.Addr]bool{}
+		if len(b.Hosts) > 0 {
+			n := len(b.Hosts)
+			addrs, firsts, lasts := make([]netip.Addr, n), make([]time.Time, n), make([]time.Time, n)
+			exps, macs := make([]string, n), make([]string, n)
+			bytes, pkts, flows := make([]int64, n), make([]int64, n), make([]int64, n)
+			for i, h := range b.Hosts {
+				addrs[i], firsts[i], lasts[i], exps[i], macs[i] = h.Address, h.FirstSeen, h.LastSeen, h.Exporter, h.MAC
+				bytes[i], pkts[i], flows[i] = int64(h.Bytes), int64(h.Packets), int64(h.Flows)
+			}
+			rows, err := tx.Query(ctx, flowHostsUpsert, addrs, firsts, lasts, exps, macs, bytes, pkts, flows)
+			if err != nil {
+				return fmt.Errorf("upsert hosts: %w", err)
+			}
+			for rows.Next() {
+				var addr netip.Prefix
+				var first time.Time
+				var exp, mac string
+				var inserted bool
+				if err := rows.Scan(&addr, &first, &exp, &mac, &inserted); err != nil {
+					rows.Close()
+					return fmt.Errorf("upsert hosts: %w", err)
+				}
+				if inserted {
+					newHosts[addr.Addr()] = true
+					details := map[string]any{"exporter": exp}
+					if mac != "" {
+						details["mac"] = mac
+					}
+					out.Events = append(out.Events, Event{At: first, Kind: EventFlowNewHost, SubjectType: "host",
+						Subject: addr.Addr().String(), Details: details})
+				}
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("upsert hosts: %w", err)
+			}
+		}
+		if len(b.Aggregates) > 0 {
+			if _, err := tx.Exec(ctx, flowBatchTemp); err != nil {
+				return fmt.Errorf("create batch table: %w", err)
+			}
+			src := pgx.CopyFromSlice(len(b.Aggregates), func(i int) ([]any, error) {
+				a := b.Aggregates[i]
+				return []any{a.Bucket, a.Host, a.Remote, a.Port, int16(a.Proto), a.Country, a.Org, int64(a.ASN),
+					int64(a.Bytes), int64(a.Packets), int64(a.Flows)}, nil
+			})
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"flow_batch"}, flowBatchColumns, src); err != nil {
+				return fmt.Errorf("copy aggregates: %w", err)
+			}
+			for _, q := range []string{flowEnsureParts, flowAgg5m, flowAgg1h} {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return fmt.Errorf("merge aggregates: %w", err)
+				}
+			}
+			rows, err := tx.Query(ctx, flowDestinations)
+			if err != nil {
+				return fmt.Errorf("destinations: %w", err)
+			}
+			for rows.Next() {
+				var host netip.Prefix
+				var kind, value string
+				var first time.Time
+				if err := rows.Scan(&host, &kind, &value, &first); err != nil {
+					rows.Close()
+					return fmt.Errorf("destinations: %w", err)
+				}
+				// A host's first traffic is its baseline, not news.
+				if newHosts[host.Addr()] {
+					continue
+				}
+				out.Events = append(out.Events, Event{At: first, Kind: EventFlowNewDestination, SubjectType: "host",
+					Subject: host.Addr().String(), Details: map[string]any{"kind": kind, "value": value}})
+			}
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("destinations: %w", err)
+			}
+		}
+		if len(b.Remotes) > 0 {
+			bt := &pgx.Batch{}
+			for _, r := range b.Remotes {
+				peers, ports := r.Peers, r.Ports
+				if peers == nil {
+					peers = []netip.Addr{}
+				}
+				if ports == nil {
+					ports = []int{}
+				}
+				bt.Queue(flowRemotesUpsert, r.Address, r.Exporter, r.FirstSeen, r.LastSeen,
+					int64(r.Bytes), int64(r.Packets), int64(r.Flows), peers, ports)
+			}
+			if err := tx.SendBatch(ctx, bt).Close(); err != nil {
+				return fmt.Errorf("upsert remotes: %w", err)
+			}
+		}
+		for _, c := range b.Contacts {
+			tags := c.Tags
+			if tags == nil {
+				tags = []string{}
+			}
+			var inserted bool
+			if err := tx.QueryRow(ctx, flowContactInsert, c.Host, c.Remote, c.Hour, c.Classification, tags, int64(c.Bytes)).Scan(&inserted); err != nil {
+				return fmt.Errorf("contacts: %w", err)
+			}
+			if inserted && c.Alert {
+				out.Events = append(out.Events, Event{At: c.Hour, Kind: EventFlowBadContact, SubjectType: "host",
+					Subject: c.Host.String(), Details: map[string]any{"remote": c.Remote.String(),
+						"classification": c.Classification, "tags": tags, "bytes": c.Bytes}})
+			}
+		}
+		return appendEvents(ctx, tx, out.Events)
+	})
+	if err != nil {
+		return FlowApplied{}, err
+	}
+	return out, nil
+}
+
+// FlowPrune drops the 5-minute aggregate partitions that ended before
+// now-keep5m, the 1-hour ones before now-keep1h, and the contacts older than
+// keep1h. It returns how many partitions it dropped.
+func (s *Store) FlowPrune(ctx context.Context, now time.Time, keep5m, keep1h time.Duration) (int, error) {
+	var total int
+	err := s.inTx(ctx, "flow prune", func(tx pgx.Tx) error {
+		for _, p := range []struct {
+			table string
+			keep  time.Duration
+		}{{"flow_agg_5m", keep5m}, {"flow_agg_1h", keep1h}} {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT flow_partitions_prune($1, $2)`, p.table, now.Add(-p.keep)).Scan(&n); err != nil {
+				return err
+			}
+			total += n
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM flow_contacts WHERE hour < $1`, now.Add(-keep1h))
+		return err
+	})
+	return total, err
+}
+
+// FlowLease is one name a DHCP lease file gives an inside address.
+type FlowLease struct {
+	Address netip.Addr
+	Name    string
+	MAC     string
+}
+
+// FlowLeasesApply sets the lease name (and the MAC where the host has none)
+// of the known inside hosts listed in leases.
+func (s *Store) FlowLeasesApply(ctx context.Context, leases []FlowLease) error {
+	if len(leases) == 0 {
+		return nil
+	}
+	addrs, names, macs := make([]netip.Addr, len(leases)), make([]string, len(leases)), make([]string, len(leases))
+	for i, l := range leases {
+		addrs[i], names[i], macs[i] = l.Address, l.Name, l.MAC
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE flow_hosts h SET lease_name = l.name,
+		  mac = CASE WHEN h.mac = '' THEN l.mac ELSE h.mac END
+		FROM unnest($1::inet[], $2::text[], $3::text[]) l(address, name, mac)
+		WHERE h.address = l.address AND (h.lease_name <> l.name OR h.mac = '')`, addrs, names, macs)
+	return mapErr("flow leases", err)
+}
+
+// FlowHost is a tracked inside host.
+type FlowHost struct {
+	Address   netip.Addr
+	FirstSeen time.Time
+	LastSeen  time.Time
+	Exporter  string
+	MAC       string
+	LeaseName string
+	Label     string
+	Bytes     int64
+	Packets   int64
+	Flows     int64
+}
+
+const flowHostCols = `address, first_seen, last_seen, exporter, mac, lease_name, label, bytes, packets, flows`
+
+func scanFlowHost(row pgx.Row) (FlowHost, error) {
+	var h FlowHost
+	var addr netip.Prefix
+	err := row.Scan(&addr, &h.FirstSeen, &h.LastSeen, &h.Exporter, &h.MAC, &h.LeaseName, &h.Label, &h.Bytes, &h.Packets, &h.Flows)
+	h.Address, h.FirstSeen, h.LastSeen = addr.Addr(), h.FirstSeen.UTC(), h.LastSeen.UTC()
+	return h, err
+}
+
+// FlowHostGet returns the inside host addr; ErrNotFound when never seen.
+func (s *Store) FlowHostGet(ctx context.Context, addr netip.Addr) (FlowHost, error) {
+	h, err := scanFlowHost(s.pool.QueryRow(ctx, `SELECT `+flowHostCols+` FROM flow_hosts WHERE address = $1`, addr.Unmap()))
+	if err != nil {
+		return FlowHost{}, mapErr("flow host", err)
+	}
+	return h, nil
+}
+
+// FlowHostLabel sets the manual label of inside host addr ("" clears it);
+// ErrNotFound when never seen.
+func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label string) (FlowHost, error) {
+	h, err := scanFlowHost(s.pool.QueryRow(ctx, `UPDATE flow_hosts SET label = $2 WHERE address = $1 RETURNING `+flowHostCols, addr.Unmap(), label))
+	if err != nil {
+		return FlowHost{}, mapErr("flow host label", err)
+	}
+	return h, nil
+}
+
+// FlowHosts returns the inside hosts within p (every host when p is the
+// zero Prefix), most bytes first, at most limit.
+func (s *Store) FlowHosts(ctx context.Context, within netip.Prefix, limit int) ([]FlowHost, error) {
+	var w any
+	if within.IsValid() {
+		w = within
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+flowHostCols+` FROM flow_hosts WHERE ($1::cidr IS NULL OR address <<= $1)
+		ORDER BY bytes DESC, address LIMIT $2`, w, limit)
+	if err != nil {
+		return nil, mapErr("flow hosts", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowHost, error) { return scanFlowHost(r) })
+	if err != nil {
+		return nil, mapErr("flow hosts", err)
+	}
+	return out, nil
+}
+
+// FlowCount is one row of a top list: a key with its totals.
+type FlowCount struct {
+	Key     string
+	Bytes   int64
+	Packets int64
+	Flows   int64
+}
+
+// FlowPoint is the bytes of one hour.
+type FlowPoint struct {
+	At    time.Time
+	Bytes int64
+}
+
+// FlowContactRow is a stored contact with a bad address.
+type FlowContactRow struct {
+	Host           netip.Addr
+	Remote         netip.Addr
+	Hour           time.Time
+	Classification string
+	Tags           []string
+	Bytes          int64
+}
+
+// FlowNewDestination is an outside address the hosts first talked with
+// since the profile's week start.
+type FlowNewDestination struct {
+	Remote    netip.Addr
+	Country   string
+	Org       string
+	FirstSeen time.Time
+	Bytes     int64
+}
+
+// FlowProfile is where the inside hosts within a prefix talk, from the
+// 1-hour aggregates since Since.
+type FlowProfile struct {
+	Within          netip.Prefix
+	Since           time.Time
+	Bytes           int64
+	Packets         int64
+	Flows           int64
+	Countries       []FlowCount
+	Orgs            []FlowCount
+	Ports           []FlowCount // key "port/proto", e.g. "443/6"
+	Series          []FlowPoint // one point per hour with traffic, oldest first
+	NewDestinations []FlowNewDestination
+	Contacts        []FlowContactRow
+}
+
+const (
+	flowProfileTop = `SELECT k, sum(bytes), sum(packets), sum(flows) FROM (
+		  SELECT CASE $3::text WHEN 'country' THEN country WHEN 'org' THEN org ELSE port || '/' || proto END k, bytes, packets, flows
+		  FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2) t
+		WHERE k <> '' GROUP BY k ORDER BY 2 DESC, 1 LIMIT $4`
+	flowProfileSeries = `SELECT bucket, sum(bytes) FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2 GROUP BY bucket ORDER BY bucket`
+	flowProfileNew    = `SELECT remote, max(country), max(org), min(bucket), sum(bytes) FROM flow_agg_1h
+		WHERE host <<= $1 GROUP BY remote HAVING min(bucket) >= $2 ORDER BY min(bucket) DESC, remote LIMIT $3`
+	flowContactsQuery = `SELECT host, remote, hour, classification, tags, bytes FROM flow_contacts
+		WHERE host <<= $1 AND hour >= $2 ORDER BY hour DESC, host, remote LIMIT $3`
+)
+
+// FlowProfileGet builds the profile of the inside hosts within p (a single
+// host is a /32 or /128) since since, with top lists of at most limit rows;
+// new destinations are those first seen at or after weekStart.
+func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, weekStart time.Time, limit int) (FlowProfile, error) {
+	pr := FlowProfile{Within: within, Since: since}
+	top := func(kind string) ([]FlowCount, error) {
+		rows, err := s.pool.Query(ctx, flowProfileTop, within, since, kind, limit)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowCount, error) {
+			var c FlowCount
+			err := r.Scan(&c.Key, &c.Bytes, &c.Packets, &c.Flows)
+			return c, err
+		})
+	}
+	var err error
+	if pr.Countries, err = top("country"); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if pr.Orgs, err = top("org"); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if pr.Ports, err = top("port"); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(packets), 0), coalesce(sum(flows), 0)
+		FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2`, within, since).Scan(&pr.Bytes, &pr.Packets, &pr.Flows); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	rows, err := s.pool.Query(ctx, flowProfileSeries, within, since)
+	if err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if pr.Series, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowPoint, error) {
+		var p FlowPoint
+		err := r.Scan(&p.At, &p.Bytes)
+		p.At = p.At.UTC()
+		return p, err
+	}); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	rows, err = s.pool.Query(ctx, flowProfileNew, within, weekStart, limit)
+	if err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if pr.NewDestinations, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowNewDestination, error) {
+		var d FlowNewDestination
+		var remote netip.Prefix
+		err := r.Scan(&remote, &d.Country, &d.Org, &d.FirstSeen, &d.Bytes)
+		d.Remote, d.FirstSeen = remote.Addr(), d.FirstSeen.UTC()
+		return d, err
+	}); err != nil {
+		return pr, mapErr("flow profile", err)
+	}
+	if pr.Contacts, err = s.FlowContacts(ctx, within, since, limit); err != nil {
+		return pr, err
+	}
+	return pr, nil
+}
+
+// FlowContacts returns the contacts with bad addresses of the inside hosts
+// within p since since, newest first, at most limit.
+func (s *Store) FlowContacts(ctx context.Context, within netip.Prefix, since time.Time, limit int) ([]FlowContactRow, error) {
+	rows, err := s.pool.Query(ctx, flowContactsQuery, within, since, limit)
+	if err != nil {
+		return nil, mapErr("flow contacts", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowContactRow, error) {
+		var c FlowContactRow
+		var host, remote netip.Prefix
+		err := r.Scan(&host, &remote, &c.Hour, &c.Classification, &c.Tags, &c.Bytes)
+		c.Host, c.Remote, c.Hour = host.Addr(), remote.Addr(), c.Hour.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, mapErr("flow contacts", err)
+	}
+	return out, nil
+}
+
+// FlowTopTalkers returns the inside hosts with the most bytes in the 1-hour
+// aggregates since since, at most limit.
+func (s *Store) FlowTopTalkers(ctx context.Context, since time.Time, limit int) ([]FlowCount, error) {
+	rows, err := s.pool.Query(ctx, `SELECT host(host), sum(bytes), sum(packets), sum(flows) FROM flow_agg_1h
+		WHERE bucket >= $1 GROUP BY host ORDER BY 2 DESC, 1 LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, mapErr("flow top talkers", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowCount, error) {
+		var c FlowCount
+		err := r.Scan(&c.Key, &c.Bytes, &c.Packets, &c.Flows)
+		return c, err
+	})
+	if err != nil {
+		return nil, mapErr("flow top talkers", err)
+	}
+	return out, nil
+}
+
+// FlowRemote is the stored detail of an outside address seen in flows
+// through one exporter.
+type FlowRemote = FlowRemoteSeen
+
+// FlowRemotes returns what every exporter saw of the outside address addr.
+func (s *Store) FlowRemotes(ctx context.Context, addr netip.Addr) ([]FlowRemote, error) {
+	rows, err := s.pool.Query(ctx, `SELECT address, exporter, first_seen, last_seen, bytes, packets, flows, peers, ports
+		FROM flow_remotes WHERE address = $1 ORDER BY exporter`, addr.Unmap())
+	if err != nil {
+		return nil, mapErr("flow remotes", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowRemote, error) {
+		var f FlowRemote
+		var a netip.Prefix
+		var b, p, fl int64
+		var peers []netip.Prefix
+		err := r.Scan(&a, &f.Exporter, &f.FirstSeen, &f.LastSeen, &b, &p, &fl, &peers, &f.Ports)
+		f.Address, f.Bytes, f.Packets, f.Flows = a.Addr(), uint64(b), uint64(p), uint64(fl)
+		f.FirstSeen, f.LastSeen = f.FirstSeen.UTC(), f.LastSeen.UTC()
+		for _, q := range peers {
+			f.Peers = append(f.Peers, q.Addr())
+		}
+		return f, err
+	})
+	if err != nil {
+		return nil, mapErr("flow remotes", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,124 @@
+package store_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/store"
+	"github.com/muninn/muninn/server/store/storetest"
+)
+
+func TestFlowExporters(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	e, err := st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"})
+	require.NoError(t, err)
+	require.Equal(t, store.DefaultInside, e.Inside)
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "other"})
+	require.ErrorIs(t, err, store.ErrConflict)
+	e, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw", SamplingRate: 100,
+		Inside: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}})
+	require.NoError(t, err)
+	all, err := st.FlowExporters(ctx)
+	require.NoError(t, err)
+	require.Len(t, all, 1)
+	require.Equal(t, 100, all[0].SamplingRate)
+	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}, all[0].Inside)
+	require.Equal(t, e.ID, all[0].ID)
+	require.NoError(t, st.FlowExporterDelete(ctx, "gw"))
+	require.ErrorIs(t, st.FlowExporterDelete(ctx, "gw"), store.ErrNotFound)
+}
+
+func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 30, 12, 5, 0, 0, time.UTC)
+	host, bad, good := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("203.0.113.66"), netip.MustParseAddr("198.51.100.7")
+	batch := func(at time.Time, remote netip.Addr, country string, bytes uint64) store.FlowBatch {
+		return store.FlowBatch{
+			Hosts: []store.FlowHostSeen{{Address: host, Exporter: "gw", MAC: "02:00:00:00:00:05", FirstSeen: at, LastSeen: at, Bytes: bytes, Packets: 2, Flows: 1}},
+			Aggregates: []store.FlowAggregate{{Bucket: at.Truncate(5 * time.Minute), Host: host, Remote: remote, Port: 443, Proto: 6,
+				Country: country, Org: "Org " + country, ASN: 64500, Bytes: bytes, Packets: 2, Flows: 1}},
+			Remotes: []store.FlowRemoteSeen{{Address: remote, Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: bytes, Packets: 2, Flows: 1,
+				Peers: []netip.Addr{host}, Ports: []int{443}}},
+		}
+	}
+	b := batch(at, bad, "NL", 1000)
+	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 1000, Alert: true}}
+	ap, err := st.FlowApply(ctx, b)
+	require.NoError(t, err)
+	kinds := func(evs []store.Event) []string {
+		var k []string
+		for _, e := range evs {
+			k = append(k, e.Kind)
+		}
+		return k
+	}
+	// A new host's first countries are its baseline: no new-destination events.
+	require.Equal(t, []string{store.EventFlowNewHost, store.EventFlowBadContact}, kinds(ap.Events))
+
+	// The same contact in the same hour is one event; a new country is one.
+	b = batch(at.Add(time.Minute), bad, "NL", 500)
+	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 500, Alert: true}}
+	ap, err = st.FlowApply(ctx, b)
+	require.NoError(t, err)
+	require.Empty(t, ap.Events)
+	ap, err = st.FlowApply(ctx, batch(at.Add(2*time.Minute), good, "DE", 300))
+	require.NoError(t, err)
+	require.Equal(t, []string{store.EventFlowNewDestination, store.EventFlowNewDestination}, kinds(ap.Events))
+	require.Equal(t, map[string]any{"kind": "country", "value": "DE"}, ap.Events[0].Details)
+	evs, err := st.ListEvents(ctx, store.EventFilter{SubjectType: "host", Subject: "10.0.0.5"})
+	require.NoError(t, err)
+	require.Len(t, evs, 4)
+
+	h, err := st.FlowHostGet(ctx, host)
+	require.NoError(t, err)
+	require.Equal(t, int64(1800), h.Bytes)
+	require.Equal(t, "02:00:00:00:00:05", h.MAC)
+	require.NoError(t, st.FlowLeasesApply(ctx, []store.FlowLease{{Address: host, Name: "printer"}}))
+	h, err = st.FlowHostLabel(ctx, host, "office printer")
+	require.NoError(t, err)
+	require.Equal(t, "printer", h.LeaseName)
+	require.Equal(t, "office printer", h.Label)
+
+	pr, err := st.FlowProfileGet(ctx, netip.MustParsePrefix("10.0.0.0/24"), at.Add(-24*time.Hour), at.Add(-7*24*time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, int64(1800), pr.Bytes)
+	require.Equal(t, []store.FlowCount{{Key: "NL", Bytes: 1500, Packets: 4, Flows: 2}, {Key: "DE", Bytes: 300, Packets: 2, Flows: 1}}, pr.Countries)
+	require.Equal(t, []store.FlowCount{{Key: "443/6", Bytes: 1800, Packets: 6, Flows: 3}}, pr.Ports)
+	require.Len(t, pr.Series, 1)
+	require.Equal(t, int64(1800), pr.Series[0].Bytes)
+	require.Len(t, pr.NewDestinations, 2)
+	require.Len(t, pr.Contacts, 1)
+	require.Equal(t, int64(1500), pr.Contacts[0].Bytes)
+
+	rs, err := st.FlowRemotes(ctx, bad)
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	require.Equal(t, uint64(1500), rs[0].Bytes)
+	require.Equal(t, []netip.Addr{host}, rs[0].Peers)
+	require.Equal(t, []int{443}, rs[0].Ports)
+
+	top, err := st.FlowTopTalkers(ctx, at.Add(-time.Hour), 5)
+	require.NoError(t, err)
+	require.Equal(t, []store.FlowCount{{Key: "10.0.0.5", Bytes: 1800, Packets: 6, Flows: 3}}, top)
+
+	// Retention is a partition drop: the day's partition of each table goes
+	// once it ended before now - keep.
+	n, err := st.FlowPrune(ctx, at.Add(48*time.Hour), 24*time.Hour, 50*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	n, err = st.FlowPrune(ctx, at.Add(72*time.Hour), 24*time.Hour, 50*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	pr, err = st.FlowProfileGet(ctx, netip.MustParsePrefix("10.0.0.5/32"), at.Add(-24*time.Hour), at.Add(-7*24*time.Hour), 10)
+	require.NoError(t, err)
+	require.Zero(t, pr.Bytes)
+	require.Empty(t, pr.Contacts)
+}
