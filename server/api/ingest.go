@@ -283,10 +283,18 @@ func (in *ingester) finish() error {
 // stopped is the answer of an ingest that ended part-way: what was stored,
 // the lines rejected before it stopped, and the line to resend from.
 func (in *ingester) stopped(status int, detail string, fields ...apigen.FieldError) apigen.IngestProblem {
-	p := problem(status, fmt.Sprintf("%s; %d observations were stored and %d lines rejected before line %d, nothing from it on was stored",
-		detail, in.stored, in.rejected, in.storedThrough+1), fields...)
+	return stoppedProblem(status, detail, "observations were", in.stored, in.rejected, in.storedThrough, fields...)
+}
+
+// stoppedProblem is the answer of a streamed upload (ingest, events) that
+// ended part-way: stored items (named by what, e.g. "lines were") were
+// stored and rejected lines refused up to line storedThrough; the client
+// resends from the line after it.
+func stoppedProblem(status int, detail, what string, stored, rejected, storedThrough int64, fields ...apigen.FieldError) apigen.IngestProblem {
+	p := problem(status, fmt.Sprintf("%s; %d %s stored and %d lines rejected before line %d, nothing from it on was stored",
+		detail, stored, what, rejected, storedThrough+1), fields...)
 	return apigen.IngestProblem{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail, Errors: p.Errors,
-		Accepted: in.stored, Rejected: in.rejected, StoppedAtLine: in.storedThrough + 1}
+		Accepted: stored, Rejected: rejected, StoppedAtLine: storedThrough + 1}
 }
 
 // Ingest implements POST /ingest for NDJSON and JSON arrays (the HTTP layer hands

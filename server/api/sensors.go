@@ -213,10 +213,7 @@ func (er *eventsReader) finish() error {
 }
 
 func (er *eventsReader) stopped(status int, detail string, fields ...apigen.FieldError) apigen.IngestProblem {
-	p := problem(status, fmt.Sprintf("%s; %d lines were stored and %d rejected before line %d, nothing from it on was stored",
-		detail, er.stored, er.rejected, er.storedThrough+1), fields...)
-	return apigen.IngestProblem{Type: p.Type, Title: p.Title, Status: p.Status, Detail: p.Detail, Errors: p.Errors,
-		Accepted: er.stored, Rejected: er.rejected, StoppedAtLine: er.storedThrough + 1}
+	return stoppedProblem(status, detail, "lines were", er.stored, er.rejected, er.storedThrough, fields...)
 }
 
 // PostEvents implements POST /events: raw log lines (?format=) or EventLine

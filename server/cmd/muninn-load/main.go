@@ -47,7 +47,7 @@ func main() {
 	duration := flag.Duration("duration", 20*time.Second, "how long to look up")
 	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase to this file")
-	memprofile := flag.String("memprofile", "", "write an allocation profile (alloc_space) of the server after the lookup phase to this file")
+	memprofile := flag.String("memprofile", "", "write the server's allocation profile after the lookup phase to this file, and the one before it to this file + \".base\" (go tool pprof -diff_base)")
 	clients := flag.Int("clients", 2, "concurrent ingest requests (each a client connection sending NDJSON)")
 	perReq := flag.Int("per-request", 100_000, "observations per ingest request")
 	ingestOnly := flag.Bool("ingest-only", false, "stop after the ingest phase (no raw COPY comparison, no lookups)")
@@ -308,6 +308,18 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	if memProfile != "" {
+		// The allocations before the lookups, for pprof -diff_base.
+		f, err := os.Create(memProfile + ".base")
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+		if err != nil {
+			return err
+		}
 	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
