@@ -132,7 +132,7 @@ func (c *textCache) answer(key string, src any, version int64, format string, fa
 			comments = append(comments, slot.advice)
 		}
 		comments = append(comments, fmt.Sprintf("muninn %s: %d prefixes", key, b.count))
-		if err := export.WritePrefixes(&buf, export.Format(format), export.List{Name: name, Comments: comments, V4: v4, V6: v6}); err != nil {
+		if err := export.WritePrefixes(&buf, export.Format(format), export.List{Name: name, Comments: comments, V4: v4, V6: v6, Family: family}); err != nil {
 			return nil, err
 		}
 	}

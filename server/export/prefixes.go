@@ -45,11 +45,20 @@ var Formats = []Format{Txt, Plain, Nginx, HAProxy, IPSet, Nft, MikroTik}
 // contract's ObjectName: [A-Za-z0-9][A-Za-z0-9_-]*), comment lines (written
 // where the format has comments) and its prefixes, IPv4 and IPv6 in address
 // order.
+//
+// Family 4 or 6 says the list holds only that family (a ?family= answer):
+// the set formats (ipset, nft, MikroTik) then create, flush and fill only
+// that family's set, so loading the IPv6 answer never empties the IPv4 set
+// an earlier load filled. 0 means both.
 type List struct {
 	Name     string
 	Comments []string
 	V4, V6   []netip.Prefix
+	Family   int
 }
+
+// holds reports whether l's answer covers family f (4 or 6).
+func (l List) holds(f int) bool { return l.Family == 0 || l.Family == f }
 
 // ipsetNameMax is the longest ipset set name (IPSET_MAXNAMELEN 32, with the NUL).
 const ipsetNameMax = 31
@@ -108,7 +117,11 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		for _, s := range []struct {
 			name, family string
 			ps           []netip.Prefix
-		}{{n4, "inet", l.V4}, {n6, "inet6", l.V6}} {
+			fam          int
+		}{{n4, "inet", l.V4, 4}, {n6, "inet6", l.V6, 6}} {
+			if !l.holds(s.fam) {
+				continue
+			}
 			ew.printf("create %s hash:net family %s -exist\nflush %s\n", s.name, s.family, s.name)
 			for _, p := range s.ps {
 				ew.printf("add %s %s -exist\n", s.name, p)
@@ -121,7 +134,11 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		for _, s := range []struct {
 			name, typ string
 			ps        []netip.Prefix
-		}{{n4, "ipv4_addr", l.V4}, {n6, "ipv6_addr", l.V6}} {
+			fam       int
+		}{{n4, "ipv4_addr", l.V4, 4}, {n6, "ipv6_addr", l.V6, 6}} {
+			if !l.holds(s.fam) {
+				continue
+			}
 			ew.printf("add set inet muninn %s { type %s; flags interval; }\nflush set inet muninn %s\n", s.name, s.typ, s.name)
 			// One element statement per 1,000 keeps each netlink message small.
 			for i := 0; i < len(s.ps); i += 1000 {
@@ -139,7 +156,11 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		for _, s := range []struct {
 			menu string
 			ps   []netip.Prefix
-		}{{"/ip firewall address-list", l.V4}, {"/ipv6 firewall address-list", l.V6}} {
+			fam  int
+		}{{"/ip firewall address-list", l.V4, 4}, {"/ipv6 firewall address-list", l.V6, 6}} {
+			if !l.holds(s.fam) {
+				continue
+			}
 			ew.printf("%s\nremove [find list=%q]\n", s.menu, name)
 			for _, p := range s.ps {
 				ew.printf("add list=%q address=%s\n", name, p)

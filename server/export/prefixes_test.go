@@ -86,3 +86,27 @@ func TestNftLoadsFile(t *testing.T) {
 		require.NoError(t, err, "nft -c -f: %s\n%s", out, b.String()[:min(b.Len(), 2000)])
 	}
 }
+
+// TestFamilyAnswerTouchesOnlyItsSets: a ?family=6 answer loaded after the
+// ?family=4 one must not create, flush or fill the IPv4 set (a new user
+// found the IPv6 load emptied the IPv4 block set).
+func TestFamilyAnswerTouchesOnlyItsSets(t *testing.T) {
+	t.Parallel()
+	only6 := export.List{Name: "edge-1", V6: sample.V6, Family: 6}
+	want := map[export.Format]string{
+		export.IPSet: "create muninn-edge-1-6 hash:net family inet6 -exist\nflush muninn-edge-1-6\nadd muninn-edge-1-6 2001:db8::/48 -exist\n",
+		export.Nft: "table inet muninn {\n}\nadd set inet muninn muninn_edge_1_6 { type ipv6_addr; flags interval; }\nflush set inet muninn muninn_edge_1_6\n" +
+			"add element inet muninn muninn_edge_1_6 { 2001:db8::/48 }\n",
+		export.MikroTik: "/ipv6 firewall address-list\nremove [find list=\"muninn-edge-1\"]\nadd list=\"muninn-edge-1\" address=2001:db8::/48\n",
+	}
+	for f, w := range want {
+		var b bytes.Buffer
+		require.NoError(t, export.WritePrefixes(&b, f, only6))
+		require.Equal(t, w, b.String(), "format %s", f)
+	}
+	only4 := export.List{Name: "edge-1", V4: sample.V4, Family: 4}
+	var b bytes.Buffer
+	require.NoError(t, export.WritePrefixes(&b, export.IPSet, only4))
+	require.Equal(t, "create muninn-edge-1-4 hash:net family inet -exist\nflush muninn-edge-1-4\n"+
+		"add muninn-edge-1-4 192.0.2.0/24 -exist\nadd muninn-edge-1-4 198.51.100.7/32 -exist\n", b.String())
+}
