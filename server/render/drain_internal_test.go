@@ -85,8 +85,18 @@ func TestHubBackoffResetsAfterGoodConnection(t *testing.T) {
 			require.True(t, h.WaitReady(ctx))
 			re := regexp.MustCompile(`Lost the change listener; reconnecting\..* backoff=(\S+)`)
 			for i := range tc.want {
-				require.Eventually(t, func() bool { return storetest.KillListeners(t, st) == 1 }, time.Minute, 10*time.Millisecond)
-				require.Eventually(t, func() bool { return len(re.FindAllString(logs.String(), -1)) == i+1 }, time.Minute, 10*time.Millisecond)
+				// Kill until the hub reports the loss: a backend terminated a
+				// moment ago can still be listed as LISTENing while it exits,
+				// so one kill that "succeeded" may not have hit the live
+				// listener. No new listener exists during the backoff (≥ 1 s)
+				// after the report, so this never kills twice per session.
+				require.Eventually(t, func() bool {
+					if n := len(re.FindAllString(logs.String(), -1)); n > i {
+						return n == i+1
+					}
+					storetest.KillListeners(t, st)
+					return len(re.FindAllString(logs.String(), -1)) == i+1
+				}, time.Minute, 10*time.Millisecond)
 			}
 			var got []string
 			for _, m := range re.FindAllStringSubmatch(logs.String(), -1) {
