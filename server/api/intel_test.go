@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -28,6 +29,7 @@ const intelData = `{"ip":"198.51.100.0/24","source":"feed","tags":["scanner"],"c
 {"ip":"203.0.113.9","source":"feed","classification":"benign"}
 {"ip":"2001:db8::/48","source":"feed","tags":["scanner"],"classification":"malicious"}
 {"ip":"2001:db8::7","source":"cowrie","tags":["telnet"]}
+{"ip":"198.51.100.200","source":"sensor","note":"seen twice"}
 `
 
 type mmdbMuninn struct {
@@ -39,12 +41,16 @@ type mmdbMuninn struct {
 		FirstSeen      string   `maxminddb:"first_seen"`
 		LastSeen       string   `maxminddb:"last_seen"`
 		Note           string   `maxminddb:"note"`
+		Network        string   `maxminddb:"network"`
+		Sightings      uint64   `maxminddb:"sightings"`
 	} `maxminddb:"muninn"`
 }
 
 // TestMMDBMatchesLookups reads the MMDB export back for random addresses
 // in and around the stored prefixes and compares every record with GET
 // /ips/{address}: the same view, or no record where the API answers 404.
+// The record's network is the most specific stored prefix of the address,
+// and its sightings are that network's, as GET /networks/{network} says.
 func TestMMDBMatchesLookups(t *testing.T) {
 	t.Parallel()
 	b := setupRender(t)
@@ -76,6 +82,7 @@ func TestMMDBMatchesLookups(t *testing.T) {
 			FirstSeen      *time.Time `json:"first_seen"`
 			LastSeen       *time.Time `json:"last_seen"`
 			Note           *string
+			Prefixes       []struct{ Prefix string }
 		}
 		st, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/"+a.String(), "", nil)
 		res := db.Lookup(a)
@@ -105,6 +112,12 @@ func TestMMDBMatchesLookups(t *testing.T) {
 		require.Equal(t, view.FirstSeen.UTC().Format(time.RFC3339), rec.Muninn.FirstSeen, "%s", a)
 		require.Equal(t, view.LastSeen.UTC().Format(time.RFC3339), rec.Muninn.LastSeen, "%s", a)
 		require.Equal(t, map[string]uint16{"malicious": 100, "suspicious": 60, "unknown": 20, "benign": 0}[view.Classification], rec.Muninn.Score)
+		require.Equal(t, *cmp.Or(view.Note, new(string)), rec.Muninn.Note, "%s", a)
+		require.NotEmpty(t, view.Prefixes, "%s", a)
+		require.Equal(t, view.Prefixes[0].Prefix, rec.Muninn.Network, "%s", a)
+		var network struct{ Sightings uint64 }
+		b.json(t, b.reader, http.MethodGet, "/api/v1/networks/"+rec.Muninn.Network, nil, http.StatusOK, &network)
+		require.Equal(t, network.Sightings, rec.Muninn.Sightings, "%s in %s", a, rec.Muninn.Network)
 	}
 	require.Greater(t, found, 300)
 
