@@ -202,16 +202,26 @@ func run(args []string) error {
 	return nil
 }
 
-// startWatches starts a Watcher per watch entry, each adding to spool.
+// startWatches starts a Watcher (a path) or a JournalWatcher (journal
+// matches) per watch entry, each adding to spool.
 func startWatches(ctx context.Context, watches []bouncer.Watch, stateDir string, spool *bouncer.Spool, log *slog.Logger) error {
 	for _, w := range watches {
-		wt := &bouncer.Watcher{Watch: w, PosFile: bouncer.PosFileFor(stateDir, w.Path), Send: spool.Add}
+		if (w.Path == "") == (len(w.Journal) == 0) {
+			return fmt.Errorf("config: watch: each entry has either a path or journal matches (%q)", w.Source())
+		}
+		pos := bouncer.PosFileFor(stateDir, w.Source())
+		var run func(context.Context) error
+		if w.Path != "" {
+			run = (&bouncer.Watcher{Watch: w, PosFile: pos, Send: spool.Add}).Run
+		} else {
+			run = (&bouncer.JournalWatcher{Watch: w, CursorFile: pos, Send: spool.Add}).Run
+		}
 		go func() {
-			if err := wt.Run(ctx); err != nil && ctx.Err() == nil {
-				log.Error("Stopped watching a log file.", "path", w.Path, "error", err)
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("Stopped watching.", "source", w.Source(), "error", err)
 			}
 		}()
-		log.Info("Watching a log file.", "path", w.Path, "format", w.Format)
+		log.Info("Watching.", "source", w.Source(), "format", w.Format)
 	}
 	return nil
 }
