@@ -26,12 +26,12 @@ const sshRuleset = "ruleset ssh\n  hook input\n  scope tcp dport 22\n  block tag
 // only a bouncer and a listener on port 22; the client namespace is the
 // attacker. Both bouncers enforce sshRuleset.
 type sshLab struct {
-	srv        *server
-	net        *network
-	a, b       *host
-	ba, bb     *runningBouncer
-	sshdLog    string
-	spool      *bouncer.Spool
+	srv     *server
+	net     *network
+	a, b    *host
+	ba, bb  *runningBouncer
+	sshdLog string
+	spool   *bouncer.Spool
 }
 
 func requireSSHTools(tb testing.TB) {
