@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,4 +166,45 @@ func TestSSHBruteforceBlockedEverywhere(t *testing.T) {
 	batches, _ := l.spool.Pending()
 	require.Equal(t, 0, batches)
 	require.Equal(t, int64(0), l.spool.Dropped())
+}
+
+// sshAttackers is how many attackers one run of BenchmarkSSHBruteforceToKernel times.
+const sshAttackers = 20
+
+// BenchmarkSSHBruteforceToKernel times the sensor path of the proof (issue
+// 15: p50 ≤ 1 s, p99 ≤ 2 s): from the return of the fifth failed ssh login
+// (sshd has written the line) to the attacker's address in host B's kernel
+// set — A's bouncer polling sshd's log (250 ms), spooling, POST /events,
+// the detection's tag, the render and B's long poll. Each attacker is a new
+// address; each b.Loop iteration times sshAttackers of them, one at a time.
+//
+//	sudo go test -run '^$' -bench SSHBruteforceToKernel -benchtime 1x ./server/e2e/
+func BenchmarkSSHBruteforceToKernel(b *testing.B) {
+	l := setupSSHLab(b)
+	var took []time.Duration
+	next := 0
+	for b.Loop() {
+		for range sshAttackers {
+			addr := netip.AddrFrom4([4]byte{203, 0, 113, byte(2*next + 1)})
+			next++
+			l.net.addSources(b, addr.String())
+			for range 5 {
+				l.failLogin(b, addr.String())
+			}
+			start := time.Now()
+			eventually(b, settle, func() bool { return hashSetHas(b, l.b, "ssh", 1, addr) }, "%s never reached B's set", addr)
+			took = append(took, time.Since(start))
+		}
+	}
+	slices.Sort(took)
+	p := func(q float64) time.Duration {
+		i := int(q*float64(len(took))+0.999999) - 1
+		return took[max(i, 0)]
+	}
+	b.ReportMetric(0, "ns/op") // one op is many attackers; the percentiles are the result
+	b.ReportMetric(float64(p(0.50).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(p(0.99).Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
+	b.ReportMetric(float64(len(took)), "attackers")
+	b.Logf("fifth failure to B's kernel set over %d attackers: p50 %s, p99 %s, max %s", len(took), p(0.50), p(0.99), took[len(took)-1])
 }
