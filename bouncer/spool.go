@@ -93,6 +93,7 @@ type Spool struct {
 	total     int64
 	next      uint64
 	dropped   int64
+	refused   int64
 	wake      chan struct{}
 	unreached bool // the last send failed (logged once per outage)
 }
@@ -161,6 +162,29 @@ func (s *Spool) Dropped() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.dropped
+}
+
+// Refused is how many event lines the server refused for good (an answer
+// 400, 413, 415 or 422 to their batch: e.g. a format it does not know) and
+// the spool dropped, so they do not hold up the batches behind them.
+func (s *Spool) Refused() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refused
+}
+
+// refusedForGood reports whether err is an answer that sending the same
+// batch again cannot change.
+func refusedForGood(err error) bool {
+	var se *StatusError
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Status {
+	case 400, 413, 415, 422:
+		return true
+	}
+	return false
 }
 
 // Pending is how many batches and bytes wait in the spool.
@@ -257,7 +281,8 @@ func writeSync(path string, b []byte) error {
 }
 
 // Run sends the spooled batches with send, oldest first, until ctx is done;
-// a failed send is retried after backoff (<= 0: 1 s). A batch dropped for
+// a failed send is retried after backoff (<= 0: 1 s), except a batch the
+// server refused for good (see Refused), which is dropped and logged. A batch dropped for
 // room while it is being sent may still arrive (it is counted as dropped).
 func (s *Spool) Run(ctx context.Context, send func(ctx context.Context, w Watch, lines []string) error, backoff time.Duration) error {
 	if backoff <= 0 {
@@ -296,7 +321,15 @@ func (s *Spool) Run(ctx context.Context, send func(ctx context.Context, w Watch,
 			}
 			continue
 		}
-		if err := send(ctx, Watch{Format: format}, lines); err != nil {
+		err = send(ctx, Watch{Format: format}, lines)
+		if err != nil && refusedForGood(err) {
+			s.mu.Lock()
+			s.refused += int64(len(lines))
+			s.log.Error("The server refused a batch of events; dropped it.", "format", format, "lines", len(lines), "refused_total", s.refused, "error", err)
+			s.mu.Unlock()
+			err = nil // removed below like a sent batch
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}

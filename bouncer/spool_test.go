@@ -168,3 +168,41 @@ func TestSpoolBound(t *testing.T) {
 	}
 	f.waitFor(t, want)
 }
+
+// TestSpoolRefusedBatch: a batch the server answers 400 (a format it does not
+// know) is dropped and counted, and does not hold up the next; an answer
+// 503 is retried.
+func TestSpoolRefusedBatch(t *testing.T) {
+	t.Parallel()
+	s, err := bouncer.OpenSpool(filepath.Join(t.TempDir(), "spool"), 1<<20, nil)
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var got []string
+	unavailable := 2
+	send := func(_ context.Context, w bouncer.Watch, lines []string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if w.Format == "sshdd" {
+			return &bouncer.StatusError{Op: "events", Status: 400, Body: `{"title":"unknown format"}`}
+		}
+		if unavailable > 0 {
+			unavailable--
+			return &bouncer.StatusError{Op: "events", Status: 503}
+		}
+		got = append(got, lines...)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, send, time.Millisecond) }()
+	defer func() { cancel(); require.ErrorIs(t, <-done, context.Canceled) }()
+	require.NoError(t, s.Add(ctx, bouncer.Watch{Format: "sshdd"}, []string{spoolLine(1), spoolLine(2)}))
+	require.NoError(t, s.Add(ctx, bouncer.Watch{Format: "sshd"}, []string{spoolLine(3)}))
+	require.Eventually(t, func() bool { b, _ := s.Pending(); return b == 0 }, 10*time.Second, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{spoolLine(3)}, got)
+	require.Equal(t, 0, unavailable)
+	require.Equal(t, int64(2), s.Refused())
+	require.Equal(t, int64(0), s.Dropped())
+}
