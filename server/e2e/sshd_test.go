@@ -4,12 +4,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,6 +37,81 @@ type sshLab struct {
 	ba, bb  *runningBouncer
 	sshdLog string
 	spool   *bouncer.Spool
+	// posFile is the watcher's position in sshdLog.
+	posFile string
+	// gate is the way of A's events to the server, to cut.
+	gate *tcpGate
+}
+
+// tcpGate forwards TCP connections from its loopback port to target while up;
+// down closes the port and every forwarded connection, so a client sees the
+// server unreachable (connection refused) until up opens the same port again.
+type tcpGate struct {
+	addr, target string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[net.Conn]struct{}
+}
+
+func newTCPGate(tb testing.TB, target string) *tcpGate {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	g := &tcpGate{addr: ln.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
+	g.serve(ln)
+	tb.Cleanup(g.down)
+	return g
+}
+
+func (g *tcpGate) serve(ln net.Listener) {
+	g.mu.Lock()
+	g.ln = ln
+	g.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go g.forward(c)
+		}
+	}()
+}
+
+func (g *tcpGate) forward(c net.Conn) {
+	t, err := net.Dial("tcp", g.target)
+	if err != nil {
+		c.Close()
+		return
+	}
+	g.mu.Lock()
+	g.conns[c], g.conns[t] = struct{}{}, struct{}{}
+	g.mu.Unlock()
+	go func() { _, _ = io.Copy(t, c); t.Close() }()
+	_, _ = io.Copy(c, t)
+	c.Close()
+}
+
+// down closes the port and the connections through it.
+func (g *tcpGate) down() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln != nil {
+		g.ln.Close()
+		g.ln = nil
+	}
+	for c := range g.conns {
+		c.Close()
+	}
+	clear(g.conns)
+}
+
+// up opens the same port again.
+func (g *tcpGate) up(tb testing.TB) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", g.addr)
+	require.NoError(tb, err)
+	g.serve(ln)
 }
 
 func requireSSHTools(tb testing.TB) {
@@ -83,19 +162,21 @@ func setupSSHLab(tb testing.TB, attackers ...string) *sshLab {
 	// (a Watcher adding to the spool, the spool sending with the key), with
 	// the defaults of the daemon (250 ms poll, 1 s backoff).
 	stateA := tb.TempDir()
-	clientA := bouncer.NewClient(l.srv.url, keyA, nil)
-	l.ba = startBouncer(tb, l.a, clientA, stateA, log)
+	l.ba = startBouncer(tb, l.a, bouncer.NewClient(l.srv.url, keyA, nil), stateA, log)
+	l.gate = newTCPGate(tb, strings.TrimPrefix(l.srv.url, "http://"))
+	events := bouncer.NewClient("http://"+l.gate.addr, keyA, nil)
 	spool, err := bouncer.OpenSpool(filepath.Join(stateA, "spool"), 0, log)
 	require.NoError(tb, err)
 	l.spool = spool
 	w := bouncer.Watch{Path: l.sshdLog, Format: "sshd", Host: "host-a"}
 	wctx, wcancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
+	l.posFile = bouncer.PosFileFor(stateA, w.Source())
 	go func() {
-		_ = (&bouncer.Watcher{Watch: w, PosFile: bouncer.PosFileFor(stateA, w.Source()), Send: spool.Add}).Run(wctx)
+		_ = (&bouncer.Watcher{Watch: w, PosFile: l.posFile, Send: spool.Add}).Run(wctx)
 		done <- struct{}{}
 	}()
-	go func() { _ = spool.Run(wctx, clientA.SendEvents, 0); done <- struct{}{} }()
+	go func() { _ = spool.Run(wctx, events.SendEvents, 0); done <- struct{}{} }()
 	tb.Cleanup(func() { wcancel(); <-done; <-done })
 
 	l.bb = startBouncer(tb, l.b, bouncer.NewClient(l.srv.url, keyB, nil), tb.TempDir(), log)
@@ -165,6 +246,47 @@ func TestSSHBruteforceBlockedEverywhere(t *testing.T) {
 	require.True(t, l.net.connect(t, l.b, bystander, 22, settle), "another address still connects to B")
 	batches, _ := l.spool.Pending()
 	require.Equal(t, 0, batches)
+	require.Equal(t, int64(0), l.spool.Dropped())
+}
+
+// TestSSHSpoolServerDown: with the server unreachable from A, the five
+// failures are read from sshd's log into A's spool and nothing is tagged;
+// once the server is reachable again the spool delivers them, the detection
+// fires and B drops the attacker. Nothing is dropped.
+func TestSSHSpoolServerDown(t *testing.T) {
+	t.Parallel()
+	const attacker = "203.0.113.71"
+	l := setupSSHLab(t, attacker)
+	l.gate.down()
+	for range 5 {
+		l.failLogin(t, attacker)
+	}
+	// The watcher has read the whole log (ten lines: a failure and a
+	// pre-auth close per login) into the spool.
+	eventually(t, settle, func() bool {
+		fi, err := os.Stat(l.sshdLog)
+		require.NoError(t, err)
+		raw, err := os.ReadFile(l.posFile)
+		if err != nil {
+			return false
+		}
+		var pos struct {
+			Offset int64 `json:"offset"`
+		}
+		require.NoError(t, json.Unmarshal(raw, &pos))
+		return pos.Offset == fi.Size()
+	}, "the watcher never read sshd's log to its end")
+	batches, _ := l.spool.Pending()
+	require.Positive(t, batches, "the failures wait in the spool")
+	require.Equal(t, 0, l.failures(t, attacker))
+	require.True(t, l.net.connect(t, l.b, attacker, 22, settle), "B is open while the server cannot hear of the attack")
+
+	l.gate.up(t)
+	addr := netip.MustParseAddr(attacker)
+	eventually(t, settle, func() bool { return hashSetHas(t, l.b, "ssh", 1, addr) }, "%s never reached B's set", attacker)
+	require.Equal(t, 5, l.failures(t, attacker))
+	require.False(t, l.net.connect(t, l.b, attacker, 22, dropped), "the attacker's connect to B is dropped")
+	eventually(t, settle, func() bool { b, _ := l.spool.Pending(); return b == 0 }, "the spool never emptied")
 	require.Equal(t, int64(0), l.spool.Dropped())
 }
 
