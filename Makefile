@@ -15,7 +15,7 @@ help: ## List the targets
 include Makefile.geodata
 include Makefile.ui
 
-deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root: nft and ip for kernel tests, systemd-analyze for the unit check, nginx with geoip2 and haproxy for the export tests, OpenSSH and sshpass for the sensor tests, softflowd and pmacct for the flow tests)
+deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root: nft and ip for kernel tests, systemd-analyze for the unit check, nginx with geoip2 and haproxy for the export tests, OpenSSH, sshpass and systemd-journal-remote for the sensor tests, softflowd and pmacct for the flow tests)
 	@missing=""; \
 	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ "$$(id -u)" = 0 ]; then command -v nft >/dev/null || missing="$$missing nftables"; \
@@ -24,6 +24,7 @@ deps: ## Install what a clean machine lacks (PostgreSQL binaries; as root: nft a
 	  command -v sshd >/dev/null || missing="$$missing openssh-server"; \
 	  command -v ssh >/dev/null || missing="$$missing openssh-client"; \
 	  command -v sshpass >/dev/null || missing="$$missing sshpass"; \
+	  test -x /lib/systemd/systemd-journal-remote || missing="$$missing systemd-journal-remote"; \
 	  command -v softflowd >/dev/null || missing="$$missing softflowd"; \
 	  command -v pmacctd >/dev/null || missing="$$missing pmacct"; \
 	  command -v nginx >/dev/null || missing="$$missing nginx"; \

@@ -93,3 +93,19 @@ func FuzzLoadState(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSpoolBatch: any spool file decodes or is refused without a panic, and
+// what decodes encodes back to the same bytes.
+func FuzzSpoolBatch(f *testing.F) {
+	f.Add(bouncer.EncodeSpoolBatch("sshd", []string{"Nov 30 23:01:02 gw sshd[1]: Failed password for root from 203.0.113.9 port 2 ssh2"}))
+	f.Add(bouncer.EncodeSpoolBatch("nginx", nil))
+	f.Add([]byte("muninn-spool 1\nsshd\nline"))
+	f.Add([]byte("muninn-spool 1\n\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		format, lines, err := bouncer.DecodeSpoolBatch(raw)
+		if err != nil {
+			return
+		}
+		require.Equal(t, raw, bouncer.EncodeSpoolBatch(format, lines))
+	})
+}

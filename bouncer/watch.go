@@ -14,20 +14,41 @@ import (
 	"time"
 )
 
-// Watch is one `watch:` entry of the bouncer's config: a log file to tail,
-// the format of its lines (one of the server's POST /events formats) and
-// the host name it is sent as.
+// Watch is one `watch:` entry of the bouncer's config: a log file to tail
+// (Path) or systemd journal entries to follow (Journal), the format of its
+// lines (one of the server's POST /events formats; journal entries are sent
+// as `journalctl -o json` lines, which format sshd reads) and the host name
+// it is sent as.
 type Watch struct {
-	Path   string `json:"path" yaml:"path"`
-	Format string `json:"format" yaml:"format"`
+	Path string `json:"path,omitempty" yaml:"path"`
+	// Journal are journalctl matches (FIELD=value, or "+" between groups),
+	// e.g. _SYSTEMD_UNIT=ssh.service; set instead of Path.
+	Journal []string `json:"journal,omitempty" yaml:"journal"`
+	// JournalDir reads the journal files of this directory (journalctl
+	// --directory) instead of the system journal.
+	JournalDir string `json:"journal_dir,omitempty" yaml:"journal_dir"`
+	Format     string `json:"format" yaml:"format"`
 	// Host is informational: the server files a bouncer's lines under the
 	// bouncer's own name.
 	Host string `json:"host" yaml:"host"`
 }
 
+// Source names what w reads, for logs and its position file: the path, or
+// "journal:" with the directory (if any) and the matches.
+func (w Watch) Source() string {
+	if len(w.Journal) == 0 {
+		return w.Path
+	}
+	src := "journal:"
+	if w.JournalDir != "" {
+		src += w.JournalDir + ":"
+	}
+	return src + strings.Join(w.Journal, " ")
+}
+
 // PosFileFor is where a Watcher of path keeps its position in stateDir.
 func PosFileFor(stateDir, path string) string {
-	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_").Replace(strings.TrimPrefix(path, "/"))
+	name := strings.NewReplacer("/", "_", "\\", "_", ":", "_", " ", "_").Replace(strings.TrimPrefix(path, "/"))
 	return filepath.Join(stateDir, "watch", name+".pos")
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/muninn/muninn/bouncer/nft"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
+	"github.com/muninn/muninn/server/config"
 	"github.com/muninn/muninn/server/httpserver"
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/index/indextest"
@@ -107,7 +108,12 @@ func startNode(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus
 // allow-list opens.
 func startWorkers(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry) *river.Client[pgx.Tx] {
 	tb.Helper()
+	// The retentions are serve's defaults: left zero, the prune job (run at
+	// start) would delete every sighting and sensor event older than its run.
+	cfg, err := config.FromEnv(func(string) string { return "" })
+	require.NoError(tb, err)
 	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour,
+		SightingRetention: cfg.SightingRetention, ExpiredRetention: cfg.ExpiredRetention,
 		Metrics: worker.NewMetrics(reg, st),
 		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}, true)
 	require.NoError(tb, err)

@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -46,6 +47,9 @@ type config struct {
 	LogFormat string        `yaml:"log_format"`
 	// Watch lists the log files the bouncer tails and sends to POST /events.
 	Watch []bouncer.Watch `yaml:"watch"`
+	// SpoolBytes bounds the events kept on disk (state_dir/spool) while the
+	// server is unreachable; the oldest go first (default 16 MiB).
+	SpoolBytes int64 `yaml:"spool_bytes"`
 }
 
 func defaults() config {
@@ -180,20 +184,45 @@ func run(args []string) error {
 		return s.Once(ctx)
 	}
 	log.Info("Starting.", "server", cfg.Server, "table", cfg.Table, "state_dir", cfg.StateDir, "version", version)
-	for _, w := range cfg.Watch {
-		wt := &bouncer.Watcher{Watch: w, PosFile: bouncer.PosFileFor(cfg.StateDir, w.Path), Send: client.SendEvents}
-		go func() {
-			if err := wt.Run(ctx); err != nil && ctx.Err() == nil {
-				log.Error("Stopped watching a log file.", "path", w.Path, "error", err)
-			}
-		}()
-		log.Info("Watching a log file.", "path", w.Path, "format", w.Format)
+	if len(cfg.Watch) > 0 {
+		spool, err := bouncer.OpenSpool(filepath.Join(cfg.StateDir, "spool"), cfg.SpoolBytes, log)
+		if err != nil {
+			return err
+		}
+		go func() { _ = spool.Run(ctx, client.SendEvents, 0) }()
+		if err := startWatches(ctx, cfg.Watch, cfg.StateDir, spool, log); err != nil {
+			return err
+		}
 	}
 	if err := s.Run(ctx); err != nil {
 		return err
 	}
 	// A clean stop leaves the rules in place: the host stays protected.
 	log.Info("Stopped; the rules stay in place.")
+	return nil
+}
+
+// startWatches starts a Watcher (a path) or a JournalWatcher (journal
+// matches) per watch entry, each adding to spool.
+func startWatches(ctx context.Context, watches []bouncer.Watch, stateDir string, spool *bouncer.Spool, log *slog.Logger) error {
+	for _, w := range watches {
+		if (w.Path == "") == (len(w.Journal) == 0) {
+			return fmt.Errorf("config: watch: each entry has either a path or journal matches (%q)", w.Source())
+		}
+		pos := bouncer.PosFileFor(stateDir, w.Source())
+		var run func(context.Context) error
+		if w.Path != "" {
+			run = (&bouncer.Watcher{Watch: w, PosFile: pos, Send: spool.Add}).Run
+		} else {
+			run = (&bouncer.JournalWatcher{Watch: w, CursorFile: pos, Send: spool.Add}).Run
+		}
+		go func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				log.Error("Stopped watching.", "source", w.Source(), "error", err)
+			}
+		}()
+		log.Info("Watching.", "source", w.Source(), "format", w.Format)
+	}
 	return nil
 }
 
