@@ -71,3 +71,20 @@ func observedByKind(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 	}
 	return out
 }
+
+// A worker built without retentions (zero) prunes nothing: an unset
+// retention once read as "keep nothing" and deleted every sensor event.
+func TestRiverPruneZeroRetentionKeeps(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := time.Date(2026, 8, 22, 12, 0, 0, 0, time.UTC)
+	old := netip.MustParsePrefix("192.0.2.77/32")
+	long := at.Add(-2 * time.Hour)
+	require.NoError(t, b.st.PutOverride(b.ctx, old, store.Override{Classification: "malicious", ExpiresAt: &long}, "alice", at.Add(-3*time.Hour)))
+	_, events := startClient(t, b)
+	ev := waitFor(t, events, worker.PruneArgs{}.Kind())
+	require.Equal(t, river.EventKindJobCompleted, ev.Kind)
+	var n int
+	require.NoError(t, b.st.Pool().QueryRow(b.ctx, `SELECT count(*) FROM prefixes WHERE prefix = $1`, old).Scan(&n))
+	require.Equal(t, 1, n)
+}

@@ -33,7 +33,8 @@ type Deps struct {
 	Store  *store.Store
 	Logger *slog.Logger
 	Now    func() time.Time
-	// SightingRetention and ExpiredRetention drive the prune job.
+	// SightingRetention and ExpiredRetention drive the prune job; zero (a
+	// Deps built without them) keeps everything rather than pruning all.
 	SightingRetention time.Duration
 	ExpiredRetention  time.Duration
 	// MaxWorkers bounds the default queue's concurrency.
@@ -107,6 +108,16 @@ func (PruneArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: time.Hour}}
 }
 
+// keepAll is retention d, or a century when d is not positive: an unset
+// retention must never read as "keep nothing" (a test harness built without
+// one deleted every sensor event at start).
+func keepAll(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 100 * 365 * 24 * time.Hour
+	}
+	return d
+}
+
 // PruneWorker runs PruneArgs.
 type PruneWorker struct {
 	river.WorkerDefaults[PruneArgs]
@@ -115,11 +126,12 @@ type PruneWorker struct {
 
 // Work prunes.
 func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
-	s, a, p, err := w.deps.Store.Prune(ctx, w.deps.Now(), w.deps.SightingRetention, w.deps.ExpiredRetention)
+	sightings, expired := keepAll(w.deps.SightingRetention), keepAll(w.deps.ExpiredRetention)
+	s, a, p, err := w.deps.Store.Prune(ctx, w.deps.Now(), sightings, expired)
 	if err != nil {
 		return fmt.Errorf("worker: prune: %w", err)
 	}
-	lines, err := w.deps.Store.PruneSensorEvents(ctx, w.deps.Now().Add(-w.deps.SightingRetention))
+	lines, err := w.deps.Store.PruneSensorEvents(ctx, w.deps.Now().Add(-sightings))
 	if err != nil {
 		return fmt.Errorf("worker: prune: %w", err)
 	}
