@@ -121,7 +121,9 @@ func database(ctx context.Context, admin string) (string, func(), error) {
 		return cl.URL(), func() { _ = cl.Stop(context.Background()) }, nil
 	}
 	defer conn.Close(ctx)
-	for _, q := range []string{`DROP DATABASE IF EXISTS muninn_load WITH (FORCE)`, `CREATE DATABASE muninn_load`} {
+	// One database per run: several harnesses may share the server.
+	name := fmt.Sprintf("muninn_load_%d", os.Getpid())
+	for _, q := range []string{`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`, `CREATE DATABASE ` + name} {
 		if _, err := conn.Exec(ctx, q); err != nil {
 			return "", nil, err
 		}
@@ -130,11 +132,11 @@ func database(ctx context.Context, admin string) (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	u := fmt.Sprintf("postgres://%s@%s:%d/muninn_load?sslmode=disable", cfg.User, cfg.Host, cfg.Port)
+	u := fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
 	return u, func() {
 		c, err := pgx.Connect(context.Background(), admin)
 		if err == nil {
-			_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS muninn_load WITH (FORCE)`)
+			_, _ = c.Exec(context.Background(), `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`)
 			_ = c.Close(context.Background())
 		}
 	}, nil
