@@ -46,7 +46,7 @@ func main() {
 	rate := flag.Int("rate", 5000, "lookups per second (DESIGN §8: 5,000)")
 	duration := flag.Duration("duration", 20*time.Second, "how long to look up")
 	dbURL := flag.String("db", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "PostgreSQL server to create the load database on")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the lookup phase (with -ingest-only: of the ingest phase) to this file")
 	memprofile := flag.String("memprofile", "", "write the server's allocation profile after the lookup phase to this file, and the one before it to this file + \".base\" (go tool pprof -diff_base)")
 	clients := flag.Int("clients", 2, "concurrent ingest requests (each a client connection sending NDJSON)")
 	perReq := flag.Int("per-request", 100_000, "observations per ingest request")
@@ -250,6 +250,7 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		visLat  []time.Duration
 	)
 	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
 	watchDone := make(chan struct{})
 	nudge := make(chan struct{}, 1) // a probe was added: look again
 
@@ -286,6 +287,19 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	// Bodies are built ahead by one goroutine; the clock starts with the
 	// first request.
 	first := <-bodies
+	if onlyIngest && profile != "" {
+		// -ingest-only: the profile covers the ingest phase (the server's
+		// decoding, validation and COPY; merges run in PostgreSQL).
+		f, err := os.Create(profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	start := time.Now()
 	var (
 		wg      sync.WaitGroup
