@@ -32,6 +32,14 @@ type Options struct {
 	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database at once.
 	IngestBatch int
+	// IngestVisibleWithin, when positive, lets POST /ingest answer as soon as
+	// its observations are durable (appended to the observation log) while
+	// the merger's lag (store.MergeLag) is under it; a background merge then
+	// makes them visible. Once the lag reaches it, answers wait for the
+	// merge again (backpressure), so an acknowledged observation becomes
+	// visible within about this bound plus one merge. 0 (the default):
+	// every answer waits until its observations are visible.
+	IngestVisibleWithin time.Duration
 	// Render is the render hub behind the ruleset, bouncer and CrowdSec endpoints.
 	Render *render.Hub
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.

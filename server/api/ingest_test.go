@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -261,4 +263,27 @@ func TestHeavyOperationsTakeTurns(t *testing.T) {
 	release()
 	status, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/ips", "", nil)
 	require.Equal(t, http.StatusOK, status, "%s", raw)
+}
+
+// With IngestVisibleWithin the answer comes once the observations are durable
+// (the merger is idle, so its lag is under the bound) and lookups find them
+// within the bound: the same answer as a synchronous ingest, then the same view.
+func TestIngestVisibleWithinAnswersDurableThenVisible(t *testing.T) {
+	t.Parallel()
+	b := setupWith(t, apitest.ValidateResponses(t), func(d *httpserver.Deps) { d.IngestVisibleWithin = time.Minute })
+	res := b.ingest(t, strings.Join([]string{
+		`{"ip":"198.51.100.7","source":"cowrie","tags":["ssh-bruteforce"],"classification":"malicious"}`,
+		`{"ip":"198.51.100.300"}`,
+	}, "\n"))
+	require.EqualValues(t, 1, res.Accepted)
+	require.EqualValues(t, 1, res.Rejected)
+	require.Eventually(t, func() bool {
+		status, raw := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.7", "", nil)
+		if status != http.StatusOK {
+			return false
+		}
+		var v view
+		require.NoError(t, json.Unmarshal(raw, &v))
+		return v.Classification == "malicious" && slices.Equal(v.tagNames(), []string{"ssh-bruteforce"}) && v.Sightings == 1
+	}, 30*time.Second, 10*time.Millisecond)
 }

@@ -35,6 +35,10 @@ type Config struct {
 	LogFormat string
 	// MaxIngestBytes bounds one ingest body.
 	MaxIngestBytes int64
+	// IngestVisibleWithin (MUNINN_INGEST_VISIBLE_WITHIN, e.g. 1s) lets an
+	// ingest answer once durable while the merger lags less than it; unset:
+	// every answer waits until its observations are visible.
+	IngestVisibleWithin time.Duration
 	// SightingRetention is how long raw sighting events are kept.
 	SightingRetention time.Duration
 	// ExpiredRetention is how long expired assertions are kept before pruning.
@@ -224,6 +228,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_SIGHTING_RETENTION", &c.SightingRetention)
 	dur("MUNINN_EXPIRED_RETENTION", &c.ExpiredRetention)
 	dur("MUNINN_HONEYPOT_TTL", &c.HoneypotTTL)
+	dur("MUNINN_INGEST_VISIBLE_WITHIN", &c.IngestVisibleWithin)
 	str("MUNINN_GEO_DIR", &c.GeoDir)
 	str("MUNINN_RDAP_BASE_URL", &c.RDAPBaseURL)
 	str("MUNINN_RESOLVER", &c.Resolver)

@@ -40,6 +40,9 @@ type Deps struct {
 	// IngestBatch is how many observations go to the database in one
 	// transaction (0: the API's default).
 	IngestBatch int
+	// IngestVisibleWithin is api.Options.IngestVisibleWithin
+	// (MUNINN_INGEST_VISIBLE_WITHIN): 0 answers ingest once visible.
+	IngestVisibleWithin time.Duration
 	// Index is the in-memory index every answer reads from (required; its
 	// owner runs it).
 	Index *index.Index
@@ -101,7 +104,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer})
 	m := newMetrics(d.Registry)
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 

@@ -166,7 +166,37 @@ func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor
 		return mapErr("append observations", err)
 	}
 	s.merge.appended.Add(int64(len(obs)))
+	s.merge.pendingSince.CompareAndSwap(0, time.Now().UnixNano())
 	return nil
+}
+
+// MergeSoon starts a merge of the observation log in the background, unless
+// one is already due, and returns at once: what was appended before the call
+// is merged by it or by the merge running now. An acknowledgement that does
+// not wait for Flush calls it after AppendObservations.
+func (s *Store) MergeSoon() {
+	m := s.merge
+	m.once.Do(func() { go s.mergeLoop() })
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// MergeLag is how long the oldest observation this process appended and no
+// merge has folded in yet has waited (0 when there is none): the longest an
+// acknowledged observation has been invisible so far. It counts from the end
+// of the append; appends by other processes are not seen.
+func (s *Store) MergeLag() time.Duration {
+	m := s.merge
+	oldest := m.drainingSince.Load()
+	if p := m.pendingSince.Load(); p != 0 && (oldest == 0 || p < oldest) {
+		oldest = p
+	}
+	if oldest == 0 {
+		return 0
+	}
+	return time.Duration(max(time.Now().UnixNano()-oldest, 0))
 }
 
 // logRows is obs made through actor as rows of the observation log.
@@ -209,6 +239,10 @@ type merger struct {
 	done    chan struct{}
 
 	appended, merged, merges, nanos, maxNanos atomic.Int64
+	// pendingSince is when (Unix ns) the oldest append that no drain has
+	// started since was acknowledged, 0 when none; drainingSince the same
+	// for the drain in flight (its oldest append), 0 when none runs.
+	pendingSince, drainingSince atomic.Int64
 }
 
 func newMerger() *merger {
@@ -297,7 +331,21 @@ func (s *Store) mergeLoop() {
 		ws := m.waiting
 		m.waiting = nil
 		m.mu.Unlock()
+		// Every append acknowledged before this point is merged by this
+		// drain (it waits for the rows committed before it starts).
+		since := m.pendingSince.Swap(0)
+		m.drainingSince.Store(since)
 		err := s.drain(ctx)
+		m.drainingSince.Store(0)
+		if err != nil && since != 0 {
+			// Not merged: the lag keeps counting from the oldest append.
+			for {
+				p := m.pendingSince.Load()
+				if (p != 0 && p <= since) || m.pendingSince.CompareAndSwap(p, since) {
+					break
+				}
+			}
+		}
 		for _, w := range ws {
 			w <- err
 		}

@@ -220,3 +220,24 @@ func TestIngestLogLeftoversMergedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []store.Bucket{{Label: "01-01", Count: 0}, {Label: "01-02", Count: 1}}, days)
 }
+
+// MergeLag counts from an acknowledged append until a merge folds it in, and
+// MergeSoon merges in the background without a caller waiting: what an ingest
+// that answers once durable (IngestVisibleWithin) relies on.
+func TestMergeLagAndMergeSoon(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	require.Zero(t, st.MergeLag(), "nothing appended")
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	require.NoError(t, st.AppendObservations(ctx, []store.Observation{obs("198.51.100.9/32", "ingest:a", t0, "scanner")}, "test"))
+	require.Eventually(t, func() bool { return st.MergeLag() > 0 }, 10*time.Second, time.Millisecond, "appended, not merged: the lag counts")
+	st.MergeSoon()
+	require.Eventually(t, func() bool { return st.MergeLag() == 0 }, 30*time.Second, 10*time.Millisecond, "merged in the background")
+	var ps []resolve.Prefix
+	require.NoError(t, st.LoadPrefixes(ctx, t0, []netip.Prefix{netip.MustParsePrefix("198.51.100.9/32")},
+		func(p resolve.Prefix) error { ps = append(ps, p); return nil }))
+	require.Len(t, ps, 1)
+	require.EqualValues(t, 1, ps[0].Sightings)
+	require.Equal(t, store.MergeStats{Appended: 1, Merged: 1, Merges: 1, Total: st.MergeStats().Total, Max: st.MergeStats().Max}, st.MergeStats())
+}

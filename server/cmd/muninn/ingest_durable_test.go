@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -158,14 +159,15 @@ func freeAddr(t *testing.T) string {
 }
 
 // childServe starts `muninn serve` (this test binary, see TestMain) on
-// dbURL and returns once /readyz answers 200.
-func childServe(t *testing.T, dbURL, addr string) *exec.Cmd {
+// dbURL, with env (NAME=value) added, and returns once /readyz answers 200.
+func childServe(t *testing.T, dbURL, addr string, env ...string) *exec.Cmd {
 	t.Helper()
 	self, err := os.Executable()
 	require.NoError(t, err)
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), "MUNINN_TEST_MAIN_ARGS=serve", "MUNINN_DATABASE_URL="+dbURL, "MUNINN_LISTEN="+addr,
 		"MUNINN_ADMIN_TOKEN="+durableToken, "MUNINN_DATA_DIR="+t.TempDir(), "MUNINN_WORKERS=false")
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
@@ -194,9 +196,21 @@ func waitReady(t *testing.T, base string) {
 // acknowledged is stored, and the restarted server answers lookups for them.
 func TestIngestSurvivesKill9(t *testing.T) {
 	t.Parallel()
+	ingestSurvivesKill9(t)
+}
+
+// TestIngestSurvivesKill9AnsweredWhenDurable is TestIngestSurvivesKill9 with
+// answers that do not wait for the merge (MUNINN_INGEST_VISIBLE_WITHIN): the
+// server dies with acknowledged observations still in the log, unmerged.
+func TestIngestSurvivesKill9AnsweredWhenDurable(t *testing.T) {
+	t.Parallel()
+	ingestSurvivesKill9(t, "MUNINN_INGEST_VISIBLE_WITHIN=1h")
+}
+
+func ingestSurvivesKill9(t *testing.T, env ...string) {
 	url := storetest.URL(t)
 	addr := freeAddr(t)
-	cmd := childServe(t, url, addr)
+	cmd := childServe(t, url, addr, env...)
 	var s ingestStream
 	stop := make(chan struct{})
 	done := make(chan struct{})
@@ -212,7 +226,7 @@ func TestIngestSurvivesKill9(t *testing.T) {
 	close(stop)
 	require.GreaterOrEqual(t, len(s.acked), 3*2000)
 
-	childServe(t, url, addr)
+	childServe(t, url, addr, env...)
 	requireStored(t, url, s.acked)
 	// The restarted server's index sees them too.
 	last := s.acked[len(s.acked)-1].Addr().String()
@@ -243,13 +257,28 @@ func TestIngestSurvivesKill9(t *testing.T) {
 // 503's stopped_at_line) is stored once PostgreSQL is back.
 func TestIngestSurvivesPostgresRestart(t *testing.T) {
 	t.Parallel()
+	ingestSurvivesPostgresRestart(t, nil)
+}
+
+// TestIngestSurvivesPostgresRestartAnsweredWhenDurable is
+// TestIngestSurvivesPostgresRestart with answers that do not wait for the
+// merge (MUNINN_INGEST_VISIBLE_WITHIN): merges fail during the outage, the
+// lag grows past the bound and answers wait (and fail with 503) again.
+func TestIngestSurvivesPostgresRestartAnsweredWhenDurable(t *testing.T) {
+	t.Parallel()
+	ingestSurvivesPostgresRestart(t, map[string]string{"MUNINN_INGEST_VISIBLE_WITHIN": "1s"})
+}
+
+func ingestSurvivesPostgresRestart(t *testing.T, extra map[string]string) {
 	dir := embeddedDataDir(t)
 	ctx := context.Background()
 	cl, err := pgembed.Start(ctx, pgembed.Options{Dir: dir})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = cl.Stop(context.Background()) })
-	srv := startServe(t, map[string]string{"MUNINN_DATABASE_URL": cl.URL(), "MUNINN_LISTEN": "127.0.0.1:0",
-		"MUNINN_ADMIN_TOKEN": durableToken, "MUNINN_DATA_DIR": t.TempDir(), "MUNINN_WORKERS": "false"})
+	env := map[string]string{"MUNINN_DATABASE_URL": cl.URL(), "MUNINN_LISTEN": "127.0.0.1:0",
+		"MUNINN_ADMIN_TOKEN": durableToken, "MUNINN_DATA_DIR": t.TempDir(), "MUNINN_WORKERS": "false"}
+	maps.Copy(env, extra)
+	srv := startServe(t, env)
 	var s ingestStream
 	stop := make(chan struct{})
 	done := make(chan struct{})

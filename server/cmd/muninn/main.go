@@ -357,7 +357,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if err != nil {
 		return err
 	}
-	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes,
+	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes, IngestVisibleWithin: cfg.IngestVisibleWithin,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, TrustedProxies: cfg.TrustedProxies,
 		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"), AlertSealer: sealer,
