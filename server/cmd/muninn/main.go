@@ -72,6 +72,9 @@ Configuration is read from MUNINN_* variables; see README.md.
 `
 
 func main() {
+	// Library requests through http.DefaultClient (several alert services
+	// send with it) end after the alert send timeout instead of never.
+	alert.BoundDefaultClient(alert.DefaultSendTimeout)
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "muninn:", err)
 		os.Exit(1)
