@@ -5,6 +5,7 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -29,8 +30,9 @@ type Facts struct {
 	ASOrg   string
 }
 
-// FactsFunc looks up the facts of an address; nil means none are known.
-type FactsFunc func(netip.Addr) Facts
+// FactsFunc looks up the facts of an address (FromIndex, FromStore); a nil
+// FactsFunc knows none. The error is the store's.
+type FactsFunc func(context.Context, netip.Addr) (Facts, error)
 
 // Addr returns the address an event is about: its subject when that is an
 // address, else its details' "ip" or "address".

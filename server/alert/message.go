@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -47,10 +48,10 @@ func Summary(ev store.Event) string {
 // kind: one event gives "[muninn] <kind>: <summary>"; several give
 // "[muninn] <kind>: N events" with one section per event. An event about an
 // address adds its classification, tags, country/ASN, the reason lines and
-// a link to its page under baseURL.
-func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
+// a link to its page under baseURL. The error is facts' error.
+func Compose(ctx context.Context, events []store.Event, facts FactsFunc, baseURL string) (Message, error) {
 	if len(events) == 0 {
-		return Message{}
+		return Message{}, nil
 	}
 	var m Message
 	if len(events) == 1 {
@@ -71,7 +72,10 @@ func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
 		}
 		var f Facts
 		if facts != nil {
-			f = facts(a)
+			var err error
+			if f, err = facts(ctx, a); err != nil {
+				return Message{}, err
+			}
 		}
 		cls := f.Classification
 		if cls == "" {
@@ -99,5 +103,5 @@ func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
 		fmt.Fprintf(&b, "%s/ui/ips/%s\n", strings.TrimRight(baseURL, "/"), url.PathEscape(a.String()))
 	}
 	m.Body = strings.TrimRight(b.String(), "\n")
-	return m
+	return m, nil
 }

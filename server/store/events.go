@@ -44,6 +44,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []Event) error {
 
 // appendEvents stores evs in tx.
 func appendEvents(ctx context.Context, tx pgx.Tx, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	b := &pgx.Batch{}
 	for _, ev := range evs {
 		details := ev.Details

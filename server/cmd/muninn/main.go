@@ -291,10 +291,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	// Alert messages and filters read the facts from this process's index
-	// once it runs (a worker-only process has none: its messages carry the
-	// event without the address's facts).
+	// once it has loaded (caught up before each batch); a worker-only
+	// process reads them from the store through the same resolver.
 	var alertIndex atomic.Pointer[index.Index]
-	wd.Alerts = &worker.AlertDeps{Sealer: sealer, Facts: alert.FromIndex(&alertIndex), BaseURL: cfg.BaseURL,
+	alertSync := func(ctx context.Context) error {
+		if ix := alertIndex.Load(); ix != nil {
+			select {
+			case <-ix.Ready():
+				return ix.CatchUp(ctx)
+			default:
+			}
+		}
+		return nil
+	}
+	wd.Alerts = &worker.AlertDeps{Sealer: sealer, Facts: alert.FromIndex(&alertIndex, st, now), Sync: alertSync, BaseURL: cfg.BaseURL,
 		SilentAfter: cfg.BouncerSilentAfter, LagAfter: cfg.BouncerLagAfter, EventRetention: cfg.EventRetention}
 	rc, err := worker.NewClient(wd, cfg.Workers || !withHTTP)
 	if err != nil {
