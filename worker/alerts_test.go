@@ -36,15 +36,15 @@ type request struct {
 // service: it records every request, answers the service's JSON, and can
 // fail (500) or hang the first requests.
 type receiver struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  []request
-	ok   chan request // successful deliveries
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []request
+	ok  chan request // successful deliveries
 	// abandoned gets one value for each hung request its client gave up
 	// on (closed the connection).
 	abandoned chan struct{}
-	fail int          // answer 500 to this many more requests
-	hang int          // hang this many more requests (until the test ends)
+	fail      int // answer 500 to this many more requests
+	hang      int // hang this many more requests (until the test ends)
 }
 
 func newReceiver(t *testing.T, answer string) *receiver {
