@@ -125,8 +125,8 @@ func (w *AlertMatchWorker) step(ctx context.Context, rc *river.Client[pgxTx]) (b
 					continue
 				}
 				if !looked {
-					if addr, ok := alert.Addr(ev); ok && a.Facts != nil {
-						if f, err = a.Facts(ctx, addr); err != nil {
+					if p, ok := alert.Target(ev); ok && a.Facts != nil {
+						if f, err = a.Facts(ctx, p); err != nil {
 							return err
 						}
 					}

@@ -178,8 +178,8 @@ type alertBundle struct {
 }
 
 // testFacts are the facts the alert tests' index would give.
-func testFacts(_ context.Context, a netip.Addr) (alert.Facts, error) {
-	if a != netip.MustParseAddr("203.0.113.9") {
+func testFacts(_ context.Context, p netip.Prefix) (alert.Facts, error) {
+	if p != netip.MustParsePrefix("203.0.113.9/32") {
 		return alert.Facts{}, nil
 	}
 	return alert.Facts{Known: true, Classification: "malicious", Tags: []string{"honeypot", "scanner"}, Country: "NL", ASN: 64500, ASOrg: "Example Net",

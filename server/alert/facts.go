@@ -19,17 +19,17 @@ import (
 // are composed.
 func FromIndex(holder *atomic.Pointer[index.Index], st *store.Store, now func() time.Time) FactsFunc {
 	fallback := FromStore(st, now)
-	return func(ctx context.Context, a netip.Addr) (Facts, error) {
+	return func(ctx context.Context, p netip.Prefix) (Facts, error) {
 		if holder != nil {
 			if ix := holder.Load(); ix != nil {
 				select {
 				case <-ix.Ready():
-					return SnapFacts(ix.Snapshot(), a), nil
+					return SnapFacts(ix.Snapshot(), p), nil
 				default:
 				}
 			}
 		}
-		return fallback(ctx, a)
+		return fallback(ctx, p)
 	}
 }
 
@@ -37,14 +37,16 @@ func FromIndex(holder *atomic.Pointer[index.Index], st *store.Store, now func() 
 // prefixes containing the address and its geo network (store.AddressChain),
 // resolved by resolve.Effective, the rules the index answers with.
 func FromStore(st *store.Store, now func() time.Time) FactsFunc {
-	return func(ctx context.Context, a netip.Addr) (Facts, error) {
-		a = a.Unmap()
+	return func(ctx context.Context, p netip.Prefix) (Facts, error) {
 		at := now()
-		chain, geo, err := st.AddressChain(ctx, at, a)
+		chain, geo, err := st.PrefixChain(ctx, at, p)
 		if err != nil {
-			return Facts{}, fmt.Errorf("alert: facts of %s: %w", a, err)
+			return Facts{}, fmt.Errorf("alert: facts of %s: %w", p, err)
 		}
-		v := resolve.Effective(netip.PrefixFrom(a, a.BitLen()), chain, at)
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), max(p.Bits()-96, 0))
+		}
+		v := resolve.Effective(p.Masked(), chain, at)
 		f := viewFacts(v, v.Exists())
 		if geo != nil {
 			f.Known = true
@@ -54,11 +56,12 @@ func FromStore(st *store.Store, now func() time.Time) FactsFunc {
 	}
 }
 
-// SnapFacts returns the facts of a in one index snapshot.
-func SnapFacts(snap *index.Snap, a netip.Addr) Facts {
-	v, ok := snap.Lookup(a)
+// SnapFacts returns the facts of p (an address as a host prefix, or a
+// prefix) in one index snapshot.
+func SnapFacts(snap *index.Snap, p netip.Prefix) Facts {
+	v, ok := snap.Network(p)
 	f := viewFacts(v, ok)
-	if g, ok := snap.Geo(a); ok {
+	if g, ok := snap.GeoNetwork(p); ok {
 		f.Known = true
 		f.Country, f.ASN, f.ASOrg = g.Country, int64(g.ASN), g.Org
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // AlertChannel is a notification target (migration 0021): one shoutrrr URL,
@@ -384,4 +387,77 @@ func (s *Store) EnrichFailing(ctx context.Context, n int) (map[string]int, error
 		out[k] = c
 	}
 	return out, mapErr("enrich failing", rows.Err())
+}
+
+// Mark is one report of whether Subject (an address or prefix) carries a
+// tag ("tag:<name>") or classification ("classification:<value>") in its
+// effective view, seen in the index snapshot that includes change Seq at
+// instant At. Event is what to store when the report turns the mark on.
+type Mark struct {
+	Subject string
+	Mark    string
+	Present bool
+	Seq     int64
+	At      time.Time
+	Event   Event
+}
+
+// ReportMarks applies reports, in one transaction, and returns how many
+// events it stored. The database decides: a report older (by Seq, then At)
+// than the stored one for its subject and mark is ignored; a newer one is
+// stored, and when it turns the mark from absent (or never seen) to
+// present, its Event is stored too. So processes reporting the same
+// transitions in any order and any grouping store one event per
+// transition. (A process far behind whose snapshot is older by Seq but
+// newer by At could still report a present mark another process has seen
+// expire: its later Seq wins.)
+func (s *Store) ReportMarks(ctx context.Context, reports []Mark) (int, error) {
+	if len(reports) == 0 {
+		return 0, nil
+	}
+	ms := slices.Clone(reports)
+	// One lock order for every process: no deadlocks between them.
+	slices.SortStableFunc(ms, func(a, b Mark) int {
+		if c := strings.Compare(a.Subject, b.Subject); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Mark, b.Mark)
+	})
+	stored := 0
+	err := s.inTx(ctx, "report alert marks", func(tx pgx.Tx) error {
+		stored = 0
+		var evs []Event
+		for _, m := range ms {
+			// The row exists before it is locked, so the lock is real even
+			// for a mark no process has reported yet.
+			if _, err := tx.Exec(ctx, `INSERT INTO alert_marks (subject, mark, present, seq, at) VALUES ($1, $2, false, -1, '-infinity')
+				ON CONFLICT (subject, mark) DO NOTHING`, m.Subject, m.Mark); err != nil {
+				return fmt.Errorf("mark %s %s: %w", m.Subject, m.Mark, err)
+			}
+			var (
+				present bool
+				seq     int64
+				at      pgtype.Timestamptz
+			)
+			if err := tx.QueryRow(ctx, `SELECT present, seq, at FROM alert_marks WHERE subject = $1 AND mark = $2 FOR UPDATE`,
+				m.Subject, m.Mark).Scan(&present, &seq, &at); err != nil {
+				return fmt.Errorf("mark %s %s: %w", m.Subject, m.Mark, err)
+			}
+			mAt := m.At.Truncate(time.Microsecond)
+			newer := m.Seq > seq || (m.Seq == seq && (at.InfinityModifier == pgtype.NegativeInfinity || mAt.After(at.Time)))
+			if !newer {
+				continue
+			}
+			if _, err := tx.Exec(ctx, `UPDATE alert_marks SET present = $3, seq = $4, at = $5 WHERE subject = $1 AND mark = $2`,
+				m.Subject, m.Mark, m.Present, m.Seq, mAt); err != nil {
+				return fmt.Errorf("mark %s %s: %w", m.Subject, m.Mark, err)
+			}
+			if !present && m.Present {
+				evs = append(evs, m.Event)
+			}
+		}
+		stored = len(evs)
+		return appendEvents(ctx, tx, evs)
+	})
+	return stored, err
 }

@@ -312,16 +312,20 @@ func geoNetworks(ctx context.Context, tx pgx.Tx, fn func(GeoNetwork) error) erro
 	return nil
 }
 
-// AddressChain reads, without the index, what the resolver needs to answer
-// about one address: the stored prefixes containing addr (IPv4-mapped
-// addresses as IPv4) with their assertions live at now, in no particular
-// order, and the most specific geo network containing it (nil when none).
-// A process without an index (muninn worker) hands them to the resolver
-// (resolve.Effective), which applies the one set of rules.
-func (s *Store) AddressChain(ctx context.Context, now time.Time, addr netip.Addr) ([]resolve.Prefix, *GeoNetwork, error) {
-	addr = addr.Unmap()
-	ps := make([]netip.Prefix, 0, addr.BitLen()+1)
-	for b := 0; b <= addr.BitLen(); b++ {
+// PrefixChain reads, without the index, what the resolver needs to answer
+// about one prefix (an address as a host prefix): the stored prefixes
+// containing target (IPv4-mapped as IPv4) with their assertions live at
+// now, in no particular order, and the most specific geo network containing
+// it (nil when none). A process without an index (muninn worker) hands them
+// to the resolver (resolve.Effective), which applies the one set of rules.
+func (s *Store) PrefixChain(ctx context.Context, now time.Time, target netip.Prefix) ([]resolve.Prefix, *GeoNetwork, error) {
+	addr, bits := target.Addr(), target.Bits()
+	if addr.Is4In6() {
+		addr, bits = addr.Unmap(), max(bits-96, 0)
+	}
+	target = netip.PrefixFrom(addr, bits).Masked()
+	ps := make([]netip.Prefix, 0, bits+1)
+	for b := 0; b <= bits; b++ {
 		ps = append(ps, netip.PrefixFrom(addr, b).Masked())
 	}
 	var (
@@ -339,7 +343,7 @@ func (s *Store) AddressChain(ctx context.Context, now time.Time, addr netip.Addr
 		}
 		var g GeoNetwork
 		err := tx.QueryRow(ctx, `SELECT network, country, continent, city, asn, as_org, source FROM geo_networks
-			WHERE network >>= $1 ORDER BY masklen(network) DESC LIMIT 1`, addr).
+			WHERE network >>= $1 ORDER BY masklen(network) DESC LIMIT 1`, target).
 			Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):

@@ -44,7 +44,7 @@ func TestEventsAppendAndList(t *testing.T) {
 }
 
 // TestIngestWithEventsIsOneTransaction: a sighting and its event are stored
-// together or not at all; AddressChain reads them back for the resolver.
+// together or not at all; PrefixChain reads them back for the resolver.
 func TestIngestWithEventsIsOneTransaction(t *testing.T) {
 	t.Parallel()
 	st := storetest.Store(t)
@@ -54,14 +54,14 @@ func TestIngestWithEventsIsOneTransaction(t *testing.T) {
 	obs := []store.Observation{{Prefix: netip.MustParsePrefix("203.0.113.9/32"), Source: "bouncer:fw1", Tags: []string{"honeypot"}, SeenAt: now, ExpiresAt: &exp}}
 	bad := []store.Event{{At: now, Kind: "Bad Kind", SubjectType: "address", Subject: "203.0.113.9"}}
 	require.Error(t, st.IngestWithEvents(ctx, obs, "bouncer:fw1", bad))
-	chain, geo, err := st.AddressChain(ctx, now, netip.MustParseAddr("203.0.113.9"))
+	chain, geo, err := st.PrefixChain(ctx, now, netip.MustParsePrefix("203.0.113.9/32"))
 	require.NoError(t, err)
 	require.Empty(t, chain, "the refused event took its sighting with it")
 	require.Nil(t, geo)
 
 	good := []store.Event{{At: now, Kind: store.EventHoneypot, SubjectType: "address", Subject: "203.0.113.9", Details: map[string]any{"port": 23}}}
 	require.NoError(t, st.IngestWithEvents(ctx, obs, "bouncer:fw1", good))
-	chain, _, err = st.AddressChain(ctx, now, netip.MustParseAddr("::ffff:203.0.113.9"))
+	chain, _, err = st.PrefixChain(ctx, now, netip.MustParsePrefix("::ffff:203.0.113.9/128"))
 	require.NoError(t, err)
 	require.Len(t, chain, 1)
 	require.Equal(t, netip.MustParsePrefix("203.0.113.9/32"), chain[0].Prefix)

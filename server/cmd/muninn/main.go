@@ -357,6 +357,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	case <-ctx.Done():
 		return nil
 	}
+	// Tags and classifications the alert rules ask for, as this index sees
+	// them appear (one event per transition across processes).
+	marksCtx, stopMarks := context.WithCancel(ctx)
+	marksDone := make(chan struct{})
+	go func() { defer close(marksDone); alert.WatchMarks(marksCtx, ix, st, log) }()
+	defer func() { stopMarks(); <-marksDone }()
 	if cfg.FlowListen != "" {
 		stopFlows, err := startFlows(ctx, cfg, cfg.FlowListen, st, ix, log, reg)
 		if err != nil {
