@@ -61,3 +61,30 @@ func BenchmarkDiff(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReportMarks: reporting 1,000 transitions (present, then absent,
+// alternately, so every report stores and half store events) in one call.
+func BenchmarkReportMarks(b *testing.B) {
+	st := storetest.Store(b)
+	ctx := context.Background()
+	at := time.Now()
+	ms := make([]store.Mark, 1000)
+	a := netip.MustParseAddr("2001:db8::")
+	for i := range ms {
+		a = a.Next()
+		ms[i] = store.Mark{Subject: a.String(), Mark: "tag:scanner", Event: store.Event{Kind: store.EventAddressTag, SubjectType: "address", Subject: a.String(),
+			Details: map[string]any{"tag": "scanner"}}}
+	}
+	b.ReportAllocs()
+	seq := int64(0)
+	for b.Loop() {
+		seq++
+		for i := range ms {
+			ms[i].Seq, ms[i].At, ms[i].Present = seq, at, seq%2 == 1
+		}
+		if _, err := st.ReportMarks(ctx, ms); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/mark")
+}
