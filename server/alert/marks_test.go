@@ -161,3 +161,41 @@ func mustFacts(t *testing.T, fn alert.FactsFunc, p netip.Prefix) alert.Facts {
 	require.NoError(t, err)
 	return f
 }
+
+// TestWatchMarksStoresTheEvent: WatchMarks, as serve runs it, stores one
+// address.tag event when a wanted tag appears, and the message reads it.
+func TestWatchMarksStoresTheEvent(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ix := indextest.Start(t, st, quiet(), nil)
+	_, _, err := st.PutAlertRule(ctx, store.AlertRule{Name: "scanners", Kind: store.EventAddressTag, Filters: store.AlertFilters{Tag: "scanner"}, Enabled: true}, "test")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { defer close(done); alert.WatchMarks(ctx, ix, st, quiet()) }()
+	t.Cleanup(func() { cancel(); <-done })
+	now := time.Now()
+	require.NoError(t, st.Ingest(ctx, []store.Observation{
+		{Prefix: pfx("203.0.113.9/32"), Source: "bouncer:fw1", Tags: []string{"scanner", "honeypot"}, SeenAt: now, ExpiresAt: expAt(now.Add(time.Hour))},
+	}, "test"))
+	var evs []store.Event
+	require.Eventually(t, func() bool {
+		evs, err = st.ListEvents(ctx, kindOf(store.EventAddressTag))
+		require.NoError(t, err)
+		return len(evs) > 0
+	}, 20*time.Second, 10*time.Millisecond)
+	require.Len(t, evs, 1)
+	require.Equal(t, "address", evs[0].SubjectType)
+	require.Equal(t, "203.0.113.9", evs[0].Subject)
+	require.Equal(t, map[string]any{"tag": "scanner", "source": "bouncer:fw1", "prefix": "203.0.113.9/32"}, evs[0].Details)
+	m, err := alert.Compose(ctx, evs, alert.FromStore(st, time.Now), "https://muninn.example")
+	require.NoError(t, err)
+	require.Equal(t, "[muninn] address.tag: 203.0.113.9 got tag scanner from bouncer:fw1", m.Title)
+	require.Equal(t, "address.tag: 203.0.113.9 got tag scanner from bouncer:fw1\n"+
+		"at: "+evs[0].At.UTC().Format("2006-01-02 15:04:05Z")+"\n"+
+		"classification: unknown\n"+
+		"tags: honeypot, scanner\n"+
+		"reason: tag honeypot from bouncer:fw1 on 203.0.113.9/32\n"+
+		"reason: tag scanner from bouncer:fw1 on 203.0.113.9/32\n"+
+		"https://muninn.example/ui/ips/203.0.113.9", m.Body)
+}
