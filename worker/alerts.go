@@ -17,9 +17,16 @@ import (
 type AlertDeps struct {
 	// Sealer opens the sealed channel URLs.
 	Sealer *alert.Sealer
-	// Facts looks up an event address's facts in the index and resolver;
-	// nil: messages and filters know no facts.
+	// Facts looks up an event address's facts through the resolver (the
+	// index, or the store in a process without one: alert.FromIndex); nil:
+	// messages and filters know no facts.
 	Facts alert.FactsFunc
+	// Sync, when set, brings Facts up to date with everything committed
+	// (muninn serve: the index catches up). The matcher calls it after
+	// merging the observation log, before it reads the facts of a batch of
+	// events, so an event stored with its sighting (a honeypot hit) reads the
+	// sighting's own tag.
+	Sync func(context.Context) error
 	// BaseURL starts the address links in messages (MUNINN_BASE_URL).
 	BaseURL string
 	// Period is how often pending events are matched and due groups sent
@@ -91,6 +98,16 @@ func (w *AlertMatchWorker) step(ctx context.Context, rc *river.Client[pgxTx]) (b
 			return err
 		}
 		more = len(evs) == alertBatch
+		if len(evs) > 0 {
+			if err := w.deps.Store.Flush(ctx); err != nil {
+				return err
+			}
+			if a.Sync != nil {
+				if err := a.Sync(ctx); err != nil {
+					return err
+				}
+			}
+		}
 		rules, err := tx.EnabledRules(ctx)
 		if err != nil {
 			return err
@@ -108,8 +125,10 @@ func (w *AlertMatchWorker) step(ctx context.Context, rc *river.Client[pgxTx]) (b
 					continue
 				}
 				if !looked {
-					if addr, ok := alert.Addr(ev); ok && a.Facts != nil {
-						f = a.Facts(addr)
+					if p, ok := alert.Target(ev); ok && a.Facts != nil {
+						if f, err = a.Facts(ctx, p); err != nil {
+							return err
+						}
 					}
 					looked = true
 				}
@@ -187,7 +206,10 @@ func (w *AlertMatchWorker) send(ctx context.Context, tx *store.AlertTx, r store.
 	if err := tx.RecordSent(ctx, r.ID, now); err != nil {
 		return nil, err
 	}
-	m := alert.Compose(evs, a.Facts, a.BaseURL)
+	m, err := alert.Compose(ctx, evs, a.Facts, a.BaseURL)
+	if err != nil {
+		return nil, err
+	}
 	channels := r.Channels
 	if len(channels) == 0 {
 		all, err := w.deps.Store.AlertChannels(ctx)

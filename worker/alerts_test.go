@@ -36,17 +36,20 @@ type request struct {
 // service: it records every request, answers the service's JSON, and can
 // fail (500) or hang the first requests.
 type receiver struct {
-	srv  *httptest.Server
-	mu   sync.Mutex
-	got  []request
-	ok   chan request // successful deliveries
-	fail int          // answer 500 to this many more requests
-	hang int          // hang this many more requests (until the test ends)
+	srv *httptest.Server
+	mu  sync.Mutex
+	got []request
+	ok  chan request // successful deliveries
+	// abandoned gets one value for each hung request its client gave up
+	// on (closed the connection).
+	abandoned chan struct{}
+	fail      int // answer 500 to this many more requests
+	hang      int // hang this many more requests (until the test ends)
 }
 
 func newReceiver(t *testing.T, answer string) *receiver {
 	t.Helper()
-	rc := &receiver{ok: make(chan request, 100)}
+	rc := &receiver{ok: make(chan request, 100), abandoned: make(chan struct{}, 100)}
 	release := make(chan struct{})
 	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -64,7 +67,11 @@ func newReceiver(t *testing.T, answer string) *receiver {
 		case fail:
 			http.Error(w, "try later", http.StatusInternalServerError)
 		case hang:
-			<-release
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				rc.abandoned <- struct{}{}
+			}
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = io.WriteString(w, answer)
@@ -171,12 +178,12 @@ type alertBundle struct {
 }
 
 // testFacts are the facts the alert tests' index would give.
-func testFacts(a netip.Addr) alert.Facts {
-	if a != netip.MustParseAddr("203.0.113.9") {
-		return alert.Facts{}
+func testFacts(_ context.Context, p netip.Prefix) (alert.Facts, error) {
+	if p != netip.MustParsePrefix("203.0.113.9/32") {
+		return alert.Facts{}, nil
 	}
 	return alert.Facts{Known: true, Classification: "malicious", Tags: []string{"honeypot", "scanner"}, Country: "NL", ASN: 64500, ASOrg: "Example Net",
-		Reasons: []string{"tag honeypot from bouncer:fw1 on 203.0.113.9/32"}}
+		Reasons: []string{"tag honeypot from bouncer:fw1 on 203.0.113.9/32"}}, nil
 }
 
 func setupAlerts(t *testing.T, tune func(*worker.AlertDeps)) alertBundle {
@@ -409,6 +416,13 @@ func TestAlertDeliveryRetriesAfterTimeout(t *testing.T) {
 	r := hook.next(t)
 	require.Equal(t, wantTitle, titleOf(t, r))
 	require.Len(t, hook.requests(), 2, "one hung past the timeout, then the delivery")
+	// The hung request itself ends at http.DefaultClient's bound (TestMain:
+	// as muninn's main sets it): no goroutine waits on the receiver forever.
+	select {
+	case <-hook.abandoned:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the hung request was never abandoned")
+	}
 }
 
 func TestAlertDeliveryFailureIsAnEventThatAlertsNothing(t *testing.T) {
@@ -445,5 +459,46 @@ func TestAlertChecksReportABouncerSilentOnce(t *testing.T) {
 	}
 	evs := b.waitEvents(t, store.EventBouncerSilent, 1)
 	require.Equal(t, "fw1", evs[0].Subject)
-	require.Equal(t, "[muninn] bouncer.silent: fw1 not seen for 2 minutes", alert.Compose(evs, nil, "").Title)
+	m, err := alert.Compose(b.ctx, evs, nil, "")
+	require.NoError(t, err)
+	require.Equal(t, "[muninn] bouncer.silent: fw1 not seen for 2 minutes", m.Title)
+}
+
+// TestAlertFromAWorkerOnlyProcessCarriesTheFacts: a process without an
+// index (muninn worker) reads an address's facts from the store through
+// the resolver: the rule's tag, classification, country and ASN filters
+// match, and the message carries the facts and reason lines.
+func TestAlertFromAWorkerOnlyProcessCarriesTheFacts(t *testing.T) {
+	t.Parallel()
+	b := setupAlerts(t, nil)
+	b.deps.Alerts.Facts = alert.FromIndex(nil, b.st, time.Now)
+	now := time.Now()
+	exp := now.Add(time.Hour)
+	require.NoError(t, b.st.Ingest(b.ctx, []store.Observation{
+		{Prefix: netip.MustParsePrefix("203.0.113.0/24"), Source: "ingest:feedx", Classification: "malicious", SeenAt: now},
+		{Prefix: netip.MustParsePrefix("203.0.113.9/32"), Source: "bouncer:fw1", Tags: []string{"honeypot"}, SeenAt: now, ExpiresAt: &exp},
+	}, "test"))
+	_, err := b.st.ReplaceGeoNetworks(b.ctx, "test", func(yield func(store.GeoNetwork, error) bool) {
+		yield(store.GeoNetwork{Network: netip.MustParsePrefix("203.0.113.0/24"), Country: "NL", Continent: "EU", ASN: 64500, ASOrg: "Example Net"}, nil)
+	})
+	require.NoError(t, err)
+	hook := newReceiver(t, `{}`)
+	b.channel(t, "hook", hookURL(hook))
+	b.rule(t, store.AlertRule{Name: "hits", Kind: store.EventHoneypot,
+		Filters: store.AlertFilters{Tag: "honeypot", Classification: "malicious", Country: "NL", ASN: 64500}})
+	b.rule(t, store.AlertRule{Name: "elsewhere", Kind: store.EventHoneypot, Filters: store.AlertFilters{Country: "DE"}})
+	b.start(t)
+	require.NoError(t, b.st.AppendEvents(b.ctx, []store.Event{honeypotHit("203.0.113.9")}))
+	r := hook.next(t)
+	var got map[string]string
+	require.NoError(t, json.Unmarshal([]byte(r.Body), &got))
+	require.Equal(t, map[string]string{"title": wantTitle, "message": `honeypot: 203.0.113.9 touched tcp/23 on fw1
+at: 2026-11-30 10:00:00Z
+classification: malicious
+tags: honeypot
+country/ASN: NL AS64500 Example Net
+reason: classification malicious from ingest:feedx on 203.0.113.0/24
+reason: tag honeypot from bouncer:fw1 on 203.0.113.9/32
+https://muninn.example/ui/ips/203.0.113.9`}, got)
+	require.Len(t, hook.requests(), 1, "the DE rule matched nothing")
 }

@@ -5,6 +5,7 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -29,8 +30,10 @@ type Facts struct {
 	ASOrg   string
 }
 
-// FactsFunc looks up the facts of an address; nil means none are known.
-type FactsFunc func(netip.Addr) Facts
+// FactsFunc looks up the facts of an address (a host prefix) or a prefix
+// (FromIndex, FromStore); a nil FactsFunc knows none. The error is the
+// store's.
+type FactsFunc func(context.Context, netip.Prefix) (Facts, error)
 
 // Addr returns the address an event is about: its subject when that is an
 // address, else its details' "ip" or "address".
@@ -48,6 +51,20 @@ func Addr(ev store.Event) (netip.Addr, bool) {
 		}
 	}
 	return netip.Addr{}, false
+}
+
+// Target returns what an event's facts are about: its address as a host
+// prefix (Addr), or its subject when that is a prefix.
+func Target(ev store.Event) (netip.Prefix, bool) {
+	if a, ok := Addr(ev); ok {
+		return netip.PrefixFrom(a, a.BitLen()), true
+	}
+	if ev.SubjectType == "prefix" {
+		if p, err := netip.ParsePrefix(ev.Subject); err == nil {
+			return p.Masked(), true
+		}
+	}
+	return netip.Prefix{}, false
 }
 
 // detail returns details[k] as text ("" when absent).

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,8 +101,30 @@ func Service(raw string) (string, error) {
 	return strings.SplitN(strings.ToLower(u.Scheme), "+", 2)[0], nil
 }
 
+// DefaultSendTimeout is how long one delivery attempt may take unless
+// configured otherwise (the worker's AlertDeps.SendTimeout, the API's test
+// message).
+const DefaultSendTimeout = 10 * time.Second
+
+// BoundDefaultClient bounds every request made through http.DefaultClient
+// to d (when it has no bound yet). Several shoutrrr services, the generic
+// webhook among them (shoutrrr v0.13.2 generic.go), send with
+// http.DefaultClient and a background context: Send stops waiting after its
+// timeout, but without this bound the abandoned request (and its goroutine
+// and connection) would wait for a hanging receiver forever. It changes
+// process-wide state: call it once at start, before any request is made
+// (muninn serve and worker do, with DefaultSendTimeout).
+func BoundDefaultClient(d time.Duration) {
+	if http.DefaultClient.Timeout == 0 || http.DefaultClient.Timeout > d {
+		http.DefaultClient.Timeout = d
+	}
+}
+
 // Send delivers m to the channel URL raw through shoutrrr, giving up after
-// timeout. The error never contains the URL.
+// timeout (a retry is then the caller's: the worker's delivery job retries
+// with backoff). The request itself ends at http.DefaultClient's bound for
+// services that use it (BoundDefaultClient). The error never contains the
+// URL.
 func Send(raw string, m Message, timeout time.Duration) error {
 	r, err := router.New(nil, raw)
 	if err != nil {

@@ -1,6 +1,7 @@
 package alert
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -34,6 +35,10 @@ func Summary(ev store.Event) string {
 		return fmt.Sprintf("%s kept out of ruleset %s rule %s (%s)", ev.Subject, detail(ev, "ruleset"), detail(ev, "rule"), detail(ev, "reason"))
 	case store.EventRenderSize:
 		return fmt.Sprintf("ruleset %s serves %s elements (limit %s)", ev.Subject, detail(ev, "elements"), detail(ev, "limit"))
+	case store.EventAddressTag:
+		return fmt.Sprintf("%s got tag %s from %s", ev.Subject, detail(ev, "tag"), detail(ev, "source"))
+	case store.EventAddressClassification:
+		return fmt.Sprintf("%s classified %s by %s", ev.Subject, detail(ev, "classification"), detail(ev, "source"))
 	case store.EventEnrichFailing:
 		return fmt.Sprintf("%s failed %s of its last %s lookups", ev.Subject, detail(ev, "failed"), detail(ev, "of"))
 	}
@@ -47,10 +52,10 @@ func Summary(ev store.Event) string {
 // kind: one event gives "[muninn] <kind>: <summary>"; several give
 // "[muninn] <kind>: N events" with one section per event. An event about an
 // address adds its classification, tags, country/ASN, the reason lines and
-// a link to its page under baseURL.
-func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
+// a link to its page under baseURL. The error is facts' error.
+func Compose(ctx context.Context, events []store.Event, facts FactsFunc, baseURL string) (Message, error) {
 	if len(events) == 0 {
-		return Message{}
+		return Message{}, nil
 	}
 	var m Message
 	if len(events) == 1 {
@@ -65,13 +70,16 @@ func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
 		}
 		fmt.Fprintf(&b, "%s: %s\n", ev.Kind, Summary(ev))
 		fmt.Fprintf(&b, "at: %s\n", ev.At.UTC().Format("2006-01-02 15:04:05Z"))
-		a, ok := Addr(ev)
+		p, ok := Target(ev)
 		if !ok {
 			continue
 		}
 		var f Facts
 		if facts != nil {
-			f = facts(a)
+			var err error
+			if f, err = facts(ctx, p); err != nil {
+				return Message{}, err
+			}
 		}
 		cls := f.Classification
 		if cls == "" {
@@ -96,8 +104,12 @@ func Compose(events []store.Event, facts FactsFunc, baseURL string) Message {
 		for _, r := range f.Reasons {
 			fmt.Fprintf(&b, "reason: %s\n", r)
 		}
-		fmt.Fprintf(&b, "%s/ui/ips/%s\n", strings.TrimRight(baseURL, "/"), url.PathEscape(a.String()))
+		if p.IsSingleIP() {
+			fmt.Fprintf(&b, "%s/ui/ips/%s\n", strings.TrimRight(baseURL, "/"), url.PathEscape(p.Addr().String()))
+		} else {
+			fmt.Fprintf(&b, "%s/ui/networks/%s\n", strings.TrimRight(baseURL, "/"), p.String())
+		}
 	}
 	m.Body = strings.TrimRight(b.String(), "\n")
-	return m
+	return m, nil
 }

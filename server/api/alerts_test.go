@@ -221,7 +221,10 @@ func startAlertWorkers(t testing.TB, b *renderBundle, st *store.Store, defaults 
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	d := worker.Deps{Store: st, Logger: log, Now: time.Now, FetchPollInterval: 50 * time.Millisecond,
 		Alerts: &worker.AlertDeps{Sealer: testSealer(t), BaseURL: "https://muninn.example", Period: 100 * time.Millisecond, CheckPeriod: time.Hour,
-			Facts: func(a netip.Addr) alert.Facts { return alert.SnapFacts(b.ix.Snapshot(), a) }}}
+			Facts: func(_ context.Context, p netip.Prefix) (alert.Facts, error) {
+				return alert.SnapFacts(b.ix.Snapshot(), p), nil
+			},
+			Sync: b.ix.CatchUp}}
 	if defaults {
 		d.FetchPollInterval, d.Alerts.Period = 0, 0
 	}

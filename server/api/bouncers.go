@@ -395,7 +395,10 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 		return apigen.PostBouncerReports422ApplicationProblemPlusJSONResponse{UnprocessableApplicationProblemPlusJSONResponse: apigen.UnprocessableApplicationProblemPlusJSONResponse(
 			problem(http.StatusUnprocessableEntity, "the report names ports outside its rulesets' honeypot lists; nothing was stored", unwatched...))}, nil
 	}
-	if err := s.store.Ingest(ctx, obs, "bouncer:"+b.Name); err != nil {
+	// The sightings and their events in one transaction: a hit exists with
+	// its event or not at all. An alert about it reads the hit's own tag
+	// (the matcher merges the log and catches the index up first).
+	if err := s.store.IngestWithEvents(ctx, obs, "bouncer:"+b.Name, evs); err != nil {
 		return nil, fmt.Errorf("api: store honeypot report of %s: %w", b.Name, err)
 	}
 	if s.opts.Observed != nil {
@@ -403,12 +406,6 @@ func (s *Server) PostBouncerReports(ctx context.Context, req apigen.PostBouncerR
 	}
 	if err := s.catchUp(ctx); err != nil {
 		return nil, err
-	}
-	// The events follow the index catching up, so an alert about a hit
-	// reads the hit's own tag. (store.Ingest has no room for them in its
-	// transaction; a failure here answers 500 and the bouncer reports again.)
-	if err := s.store.AppendEvents(ctx, evs); err != nil {
-		return nil, fmt.Errorf("api: honeypot events of %s: %w", b.Name, err)
 	}
 	return apigen.PostBouncerReports202JSONResponse{Accepted: len(obs)}, nil
 }

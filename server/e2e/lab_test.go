@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 
 	"github.com/muninn/muninn/bouncer"
 	"github.com/muninn/muninn/bouncer/nft"
+	"github.com/muninn/muninn/server/alert"
 	"github.com/muninn/muninn/server/api"
 	"github.com/muninn/muninn/server/api/apitest"
 	"github.com/muninn/muninn/server/config"
@@ -66,13 +68,31 @@ func startServer(tb testing.TB, log *slog.Logger) *server {
 // made when tokens is nil; else the node uses those of the node that made them.
 func startNode(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry, tokens *server) *server {
 	tb.Helper()
+	return startNodeWith(tb, st, log, reg, tokens, nil)
+}
+
+// startNodeWith is startNode whose workers also run alerting with alerts
+// (nil: none); their facts come from the node's index, as in serve.
+func startNodeWith(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry, tokens *server, alerts *worker.AlertDeps) *server {
+	tb.Helper()
+	var holder atomic.Pointer[index.Index]
+	if alerts != nil {
+		alerts.Facts = alert.FromIndex(&holder, st, time.Now)
+		alerts.Sync = func(ctx context.Context) error {
+			if ix := holder.Load(); ix != nil {
+				return ix.CatchUp(ctx)
+			}
+			return nil
+		}
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	// The workers and the hub are owned here: stopped and waited for at cleanup.
 	ctx, cancel := context.WithCancel(context.Background())
-	rc := startWorkers(tb, st, log, reg)
+	rc := startWorkersWith(tb, st, log, reg, alerts)
 	ix := indextest.Start(tb, st, log, nil)
+	holder.Store(ix)
 	hub := render.NewHub(st, log, time.Now, render.Options{Source: ix.RenderSource()})
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
@@ -108,13 +128,24 @@ func startNode(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus
 // allow-list opens.
 func startWorkers(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry) *river.Client[pgx.Tx] {
 	tb.Helper()
+	return startWorkersWith(tb, st, log, reg, nil)
+}
+
+// startWorkersWith is startWorkers that also runs alerting with alerts (nil:
+// none).
+func startWorkersWith(tb testing.TB, st *store.Store, log *slog.Logger, reg *prometheus.Registry, alerts *worker.AlertDeps) *river.Client[pgx.Tx] {
+	tb.Helper()
+	poll := time.Duration(0)
+	if alerts != nil {
+		poll = 50 * time.Millisecond
+	}
 	// The retentions are serve's defaults: left zero, the prune job (run at
-	// start) would delete every sighting and sensor event older than its run.
+	// start) would once have deleted every sighting and sensor event.
 	cfg, err := config.FromEnv(func(string) string { return "" })
 	require.NoError(tb, err)
 	rc, err := worker.NewClient(worker.Deps{Store: st, Logger: log, Now: time.Now, FeedSchedulePeriod: 24 * time.Hour,
 		SightingRetention: cfg.SightingRetention, ExpiredRetention: cfg.ExpiredRetention,
-		Metrics: worker.NewMetrics(reg, st),
+		Metrics: worker.NewMetrics(reg, st), Alerts: alerts, FetchPollInterval: poll,
 		Fetcher: feed.NewFetcher(feed.FetchPolicy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})}, true)
 	require.NoError(tb, err)
 	require.NoError(tb, rc.Start(context.Background()))

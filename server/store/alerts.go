@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // AlertChannel is a notification target (migration 0021): one shoutrrr URL,
@@ -384,4 +387,115 @@ func (s *Store) EnrichFailing(ctx context.Context, n int) (map[string]int, error
 		out[k] = c
 	}
 	return out, mapErr("enrich failing", rows.Err())
+}
+
+// Mark is one report of whether Subject (an address or prefix) carries a
+// tag ("tag:<name>") or classification ("classification:<value>") in its
+// effective view, seen in the index snapshot that includes change Seq at
+// instant At. Event is what to store when the report turns the mark on.
+type Mark struct {
+	Subject string
+	Mark    string
+	Present bool
+	Seq     int64
+	At      time.Time
+	Event   Event
+}
+
+// ReportMarks applies reports, in one transaction, and returns how many
+// events it stored. The database decides: a report older (by Seq, then At)
+// than the stored one for its subject and mark is ignored; a newer one is
+// stored, and when it turns the mark from absent (or never seen) to
+// present, its Event is stored too. So processes reporting the same
+// transitions in any order and any grouping store one event per
+// transition. (A process far behind whose snapshot is older by Seq but
+// newer by At could still report a present mark another process has seen
+// expire: its later Seq wins.)
+func (s *Store) ReportMarks(ctx context.Context, reports []Mark) (int, error) {
+	if len(reports) == 0 {
+		return 0, nil
+	}
+	type key struct{ subject, mark string }
+	newer := func(a Mark, seq int64, at time.Time) bool {
+		return a.Seq > seq || (a.Seq == seq && a.At.After(at))
+	}
+	// The newest report of each subject and mark.
+	byKey := map[key]Mark{}
+	for _, m := range reports {
+		m.At = m.At.Truncate(time.Microsecond) // what timestamptz keeps
+		k := key{m.Subject, m.Mark}
+		if o, ok := byKey[k]; !ok || newer(m, o.Seq, o.At) {
+			byKey[k] = m
+		}
+	}
+	subjects, marks := make([]string, 0, len(byKey)), make([]string, 0, len(byKey))
+	for k := range byKey {
+		subjects, marks = append(subjects, k.subject), append(marks, k.mark)
+	}
+	stored := 0
+	err := s.inTx(ctx, "report alert marks", func(tx pgx.Tx) error {
+		stored = 0
+		// The rows exist before they are locked, so the locks are real even
+		// for marks no process has reported yet; both statements take them
+		// in one order (COLLATE "C"), so processes never deadlock.
+		if _, err := tx.Exec(ctx, `INSERT INTO alert_marks (subject, mark, present, seq, at)
+			SELECT s, m, false, -1, '-infinity' FROM unnest($1::text[], $2::text[]) AS u(s, m) ORDER BY s COLLATE "C", m COLLATE "C"
+			ON CONFLICT (subject, mark) DO NOTHING`, subjects, marks); err != nil {
+			return fmt.Errorf("insert marks: %w", err)
+		}
+		rows, err := tx.Query(ctx, `SELECT subject, mark, present, seq, at FROM alert_marks
+			WHERE (subject, mark) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+			ORDER BY subject COLLATE "C", mark COLLATE "C" FOR UPDATE`, subjects, marks)
+		if err != nil {
+			return fmt.Errorf("lock marks: %w", err)
+		}
+		var (
+			upS, upM []string
+			upP      []bool
+			upQ      []int64
+			upA      []time.Time
+			evs      []Event
+		)
+		for rows.Next() {
+			var (
+				k       key
+				present bool
+				seq     int64
+				at      pgtype.Timestamptz
+			)
+			if err := rows.Scan(&k.subject, &k.mark, &present, &seq, &at); err != nil {
+				rows.Close()
+				return fmt.Errorf("read marks: %w", err)
+			}
+			m := byKey[k]
+			if at.InfinityModifier == pgtype.Finite && !newer(m, seq, at.Time) {
+				continue
+			}
+			upS, upM, upP, upQ, upA = append(upS, k.subject), append(upM, k.mark), append(upP, m.Present), append(upQ, m.Seq), append(upA, m.At)
+			if !present && m.Present {
+				evs = append(evs, m.Event)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read marks: %w", err)
+		}
+		if len(upS) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE alert_marks am SET present = u.p, seq = u.q, at = u.a
+				FROM unnest($1::text[], $2::text[], $3::bool[], $4::bigint[], $5::timestamptz[]) AS u(s, m, p, q, a)
+				WHERE am.subject = u.s AND am.mark = u.m`, upS, upM, upP, upQ, upA); err != nil {
+				return fmt.Errorf("update marks: %w", err)
+			}
+		}
+		// Events by subject and kind, for a stable listing.
+		slices.SortStableFunc(evs, func(a, b Event) int {
+			if c := strings.Compare(a.Subject, b.Subject); c != 0 {
+				return c
+			}
+			return strings.Compare(a.Kind, b.Kind)
+		})
+		stored = len(evs)
+		return appendEvents(ctx, tx, evs)
+	})
+	return stored, err
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -309,4 +310,53 @@ func geoNetworks(ctx context.Context, tx pgx.Tx, fn func(GeoNetwork) error) erro
 		return fmt.Errorf("read geo networks: %w", err)
 	}
 	return nil
+}
+
+// PrefixChain reads, without the index, what the resolver needs to answer
+// about one prefix (an address as a host prefix): the stored prefixes
+// containing target (IPv4-mapped as IPv4) with their assertions live at
+// now, in no particular order, and the most specific geo network containing
+// it (nil when none). A process without an index (muninn worker) hands them
+// to the resolver (resolve.Effective), which applies the one set of rules.
+func (s *Store) PrefixChain(ctx context.Context, now time.Time, target netip.Prefix) ([]resolve.Prefix, *GeoNetwork, error) {
+	addr, bits := target.Addr(), target.Bits()
+	if addr.Is4In6() {
+		addr, bits = addr.Unmap(), max(bits-96, 0)
+	}
+	target = netip.PrefixFrom(addr, bits).Masked()
+	ps := make([]netip.Prefix, 0, bits+1)
+	for b := 0; b <= bits; b++ {
+		ps = append(ps, netip.PrefixFrom(addr, b).Masked())
+	}
+	var (
+		chain []resolve.Prefix
+		geo   *GeoNetwork
+	)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		chain = chain[:0]
+		if err := loadPrefixes(ctx, tx, now, ps, func(p resolve.Prefix) error {
+			p.Assertions = slices.Clone(p.Assertions) // loadPrefixes reuses the slice
+			chain = append(chain, p)
+			return nil
+		}); err != nil {
+			return err
+		}
+		var g GeoNetwork
+		err := tx.QueryRow(ctx, `SELECT network, country, continent, city, asn, as_org, source FROM geo_networks
+			WHERE network >>= $1 ORDER BY masklen(network) DESC LIMIT 1`, target).
+			Scan(&g.Network, &g.Country, &g.Continent, &g.City, &g.ASN, &g.ASOrg, &g.Source)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			geo = nil
+		case err != nil:
+			return fmt.Errorf("geo network: %w", err)
+		default:
+			geo = &g
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, mapErr("address chain", err)
+	}
+	return chain, geo, nil
 }

@@ -44,6 +44,9 @@ func (s *Store) AppendEvents(ctx context.Context, evs []Event) error {
 
 // appendEvents stores evs in tx.
 func appendEvents(ctx context.Context, tx pgx.Tx, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
+	}
 	b := &pgx.Batch{}
 	for _, ev := range evs {
 		details := ev.Details
@@ -141,6 +144,17 @@ const (
 	// EventEnrichFailing: an enrichment source (rdap, ptr) failed its recent
 	// attempts; subject the source, details failed, of.
 	EventEnrichFailing = "enrich.failing"
+	// EventAddressTag: an address (subject_type "address") or stored
+	// prefix ("prefix") newly carries a tag in its effective view, as an
+	// index saw it change; details tag, source, prefix (of the deciding
+	// assertion). Reported only for tags an enabled rule of this kind asks
+	// for (any tag when a rule has no tag filter); one event per transition
+	// across processes (ReportMarks).
+	EventAddressTag = "address.tag"
+	// EventAddressClassification: an address or stored prefix newly has a
+	// classification in its effective view; details classification,
+	// source, prefix. Reported like EventAddressTag.
+	EventAddressClassification = "address.classification"
 	// EventAlertDeliveryFailed: a message could not be delivered to a
 	// channel after its last attempt; subject the channel, details rule,
 	// title, error, attempts.

@@ -141,7 +141,27 @@ func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) err
 // survives a crash of this process or of PostgreSQL; it becomes visible after
 // the next merge (Flush, or a merger within a second).
 func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor string) error {
-	if len(obs) == 0 {
+	return s.appendObservations(ctx, obs, actor, nil)
+}
+
+// IngestWithEvents is Ingest whose observations and events are stored in
+// one transaction: the events exist exactly when the sightings do (a
+// honeypot hit and its event). The events are announced on EventsChannel;
+// the call returns once the observations are merged, like Ingest.
+func (s *Store) IngestWithEvents(ctx context.Context, obs []Observation, actor string, evs []Event) error {
+	if len(obs) == 0 && len(evs) == 0 {
+		return nil
+	}
+	if err := s.appendObservations(ctx, obs, actor, evs); err != nil {
+		return err
+	}
+	return s.Flush(ctx)
+}
+
+// appendObservations is AppendObservations that also stores evs in the
+// transaction of the observations.
+func (s *Store) appendObservations(ctx context.Context, obs []Observation, actor string, evs []Event) error {
+	if len(obs) == 0 && len(evs) == 0 {
 		return nil
 	}
 	src := logRows(obs, actor)
@@ -152,14 +172,21 @@ func (s *Store) AppendObservations(ctx context.Context, obs []Observation, actor
 		}
 	}
 	var err error
-	if len(lifted) == 0 {
+	if len(lifted) == 0 && len(evs) == 0 {
 		_, err = s.pool.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, src)
 	} else {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, src); err != nil {
-				return err
+			if len(obs) > 0 {
+				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ingest_log"}, logColumns, src); err != nil {
+					return err
+				}
 			}
-			return auditLift(ctx, tx, actor, "ingest", lifted)
+			if len(lifted) > 0 {
+				if err := auditLift(ctx, tx, actor, "ingest", lifted); err != nil {
+					return err
+				}
+			}
+			return appendEvents(ctx, tx, evs)
 		})
 	}
 	if err != nil {

@@ -72,6 +72,9 @@ Configuration is read from MUNINN_* variables; see README.md.
 `
 
 func main() {
+	// Library requests through http.DefaultClient (several alert services
+	// send with it) end after the alert send timeout instead of never.
+	alert.BoundDefaultClient(alert.DefaultSendTimeout)
 	if err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "muninn:", err)
 		os.Exit(1)
@@ -288,10 +291,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 		return err
 	}
 	// Alert messages and filters read the facts from this process's index
-	// once it runs (a worker-only process has none: its messages carry the
-	// event without the address's facts).
+	// once it has loaded (caught up before each batch); a worker-only
+	// process reads them from the store through the same resolver.
 	var alertIndex atomic.Pointer[index.Index]
-	wd.Alerts = &worker.AlertDeps{Sealer: sealer, Facts: alert.FromIndex(&alertIndex), BaseURL: cfg.BaseURL,
+	alertSync := func(ctx context.Context) error {
+		if ix := alertIndex.Load(); ix != nil {
+			select {
+			case <-ix.Ready():
+				return ix.CatchUp(ctx)
+			default:
+			}
+		}
+		return nil
+	}
+	wd.Alerts = &worker.AlertDeps{Sealer: sealer, Facts: alert.FromIndex(&alertIndex, st, now), Sync: alertSync, BaseURL: cfg.BaseURL,
 		SilentAfter: cfg.BouncerSilentAfter, LagAfter: cfg.BouncerLagAfter, EventRetention: cfg.EventRetention}
 	rc, err := worker.NewClient(wd, cfg.Workers || !withHTTP)
 	if err != nil {
@@ -344,6 +357,12 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	case <-ctx.Done():
 		return nil
 	}
+	// Tags and classifications the alert rules ask for, as this index sees
+	// them appear (one event per transition across processes).
+	marksCtx, stopMarks := context.WithCancel(ctx)
+	marksDone := make(chan struct{})
+	go func() { defer close(marksDone); alert.WatchMarks(marksCtx, ix, st, log) }()
+	defer func() { stopMarks(); <-marksDone }()
 	if cfg.FlowListen != "" {
 		stopFlows, err := startFlows(ctx, cfg, cfg.FlowListen, st, ix, log, reg)
 		if err != nil {

@@ -2374,7 +2374,8 @@ type Event struct {
 	ID int64     `json:"id"`
 	At time.Time `json:"at"`
 	// E.g. honeypot, bouncer.silent, bouncer.lagging, bouncer.error, feed.failed, feed.held,
-	// guard.removed, render.size, enrich.failing, alert.delivery_failed, alert.suppressed, detection.
+	// guard.removed, render.size, enrich.failing, address.tag, address.classification,
+	// alert.delivery_failed, alert.suppressed, detection.
 	Kind        string       `json:"kind"`
 	SubjectType string       `json:"subject_type"`
 	Subject     string       `json:"subject"`
