@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type eventsReader struct {
 	forced  bool
 	parsers map[string]*sensor.Parser
 	fixed   *sensor.Parser
+	// client is the address the request came from: the reporting host's
+	// own (or its pipeline's), never tagged.
+	client netip.Addr
 
 	batch   []store.SensorEvent
 	work    chan eventsBatch
@@ -181,7 +185,7 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		if at.IsZero() {
 			at = er.now
 		}
-		se := store.SensorEvent{Addr: ev.Addr, Kind: ev.Kind, Host: h, Format: p.Format(), At: at, Line: text, Private: sensor.Private(ev.Addr)}
+		se := store.SensorEvent{Addr: ev.Addr, Kind: ev.Kind, Host: h, Format: p.Format(), At: at, Line: text, Private: er.own(ev.Addr)}
 		if ev.DNS != nil {
 			se.DNS = &store.PassiveDNS{Name: ev.DNS.Name, Client: ev.DNS.Client}
 		}
@@ -192,6 +196,14 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		er.flush()
 	}
 	return nil
+}
+
+// own reports whether a is counted but not tagged by default: private,
+// loopback and the like (sensor.Private), the address the request came
+// from (the reporting host, or the pipeline sending for it) and the
+// configured own addresses of the sensor hosts.
+func (er *eventsReader) own(a netip.Addr) bool {
+	return sensor.Private(a) || a == er.client || inPrefixes(a, er.s.opts.SensorOwnAddresses)
 }
 
 func (er *eventsReader) flush() {
@@ -229,6 +241,7 @@ func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObj
 		actor = "bouncer:" + b.Name
 	}
 	er := s.newEventsReader(ctx, actor, s.now())
+	er.client = clientAddr(ctx)
 	if isBouncer {
 		er.host, er.forced = b.Name, true
 	} else if req.Params.Host != nil {
