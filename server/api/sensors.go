@@ -346,15 +346,16 @@ func (s *Server) ListDetections(ctx context.Context, _ apigen.ListDetectionsRequ
 	return out, nil
 }
 
-// PutDetection implements PUT /detections/{name}.
-func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionRequestObject) (apigen.PutDetectionResponseObject, error) {
-	b := req.Body
-	bad := func(field, reason string) (apigen.PutDetectionResponseObject, error) {
-		return apigen.PutDetection400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
-			problem(http.StatusBadRequest, "the detection is not valid", fieldErr(field, reason)))}, nil
-	}
-	d := store.Detection{Name: req.Name, Kinds: b.Kinds, Threshold: b.Threshold, Tag: b.Tag, IncludePrivate: deref(b.IncludePrivate), Enabled: true,
+// DetectionFromInput checks the body of PUT /detections/{name} and returns
+// the rule it describes, or the field (a JSON pointer) and why it is not
+// valid. The API and the UI both use it.
+func DetectionFromInput(name string, b apigen.DetectionInput) (store.Detection, *apigen.FieldError) {
+	d := store.Detection{Name: name, Kinds: b.Kinds, Threshold: b.Threshold, Tag: b.Tag, IncludePrivate: deref(b.IncludePrivate), Enabled: true,
 		MaxTTL: 30 * 24 * time.Hour, Quiet: 7 * 24 * time.Hour}
+	bad := func(field, reason string) (store.Detection, *apigen.FieldError) {
+		fe := fieldErr(field, reason)
+		return store.Detection{}, &fe
+	}
 	if b.InstantKinds != nil {
 		d.InstantKinds = *b.InstantKinds
 	}
@@ -363,6 +364,9 @@ func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionReques
 	}
 	if len(d.Kinds)+len(d.InstantKinds) == 0 {
 		return bad("/kinds", "kinds or instant_kinds must name at least one kind")
+	}
+	if d.Threshold < 1 || d.Threshold > 100_000 {
+		return bad("/threshold", "must be between 1 and 100000")
 	}
 	if reason := tagNameProblem(d.Tag); reason != "" {
 		return bad("/tag", reason)
@@ -383,6 +387,16 @@ func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionReques
 	}
 	if d.MaxTTL < d.TTL {
 		return bad("/max_ttl", "must be at least ttl")
+	}
+	return d, nil
+}
+
+// PutDetection implements PUT /detections/{name}.
+func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionRequestObject) (apigen.PutDetectionResponseObject, error) {
+	d, fe := DetectionFromInput(req.Name, *req.Body)
+	if fe != nil {
+		return apigen.PutDetection400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
+			problem(http.StatusBadRequest, "the detection is not valid", *fe))}, nil
 	}
 	if err := s.store.PutDetection(ctx, d); err != nil {
 		return nil, err

@@ -104,6 +104,16 @@ func (s *Store) Detections(ctx context.Context) ([]Detection, error) {
 	return ds, mapErr("list detections", err)
 }
 
+// Detection returns the rule name (ErrNotFound when there is none).
+func (s *Store) Detection(ctx context.Context, name string) (Detection, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+detectionCols+` FROM detections WHERE name = $1`, name)
+	if err != nil {
+		return Detection{}, mapErr("detection", err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDetection)
+	return d, mapErr("detection", err)
+}
+
 // PutDetection creates or replaces the rule d.Name.
 func (s *Store) PutDetection(ctx context.Context, d Detection) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO detections (name, kinds, instant_kinds, threshold, win, tag, ttl, max_ttl, quiet, include_private, enabled)
