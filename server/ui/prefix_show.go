@@ -24,11 +24,11 @@ type prefixPage struct {
 	View   resolve.View
 	// Stored are the existing stored prefixes containing Prefix, most
 	// specific first, with their live assertions.
-	Stored      []resolve.Prefix
-	Inside      []index.Row
-	InsideMore  bool
-	Enrichment  enrichment
-	History     []store.AuditEntry
+	Stored     []resolve.Prefix
+	Inside     []index.Row
+	InsideMore bool
+	Enrichment enrichment
+	History    []store.AuditEntry
 	// Sensor is an address's newest raw log events (at most sensorLimit)
 	// and Offenders its repeat-offender records, from the store.
 	Sensor      []store.SensorLine
