@@ -135,7 +135,11 @@ func (w *PruneWorker) Work(ctx context.Context, _ *river.Job[PruneArgs]) error {
 	if err != nil {
 		return fmt.Errorf("worker: prune: %w", err)
 	}
-	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a, "prefixes", p, "sensor_events", lines)
+	names, err := w.deps.Store.PrunePassiveDNS(ctx, w.deps.Now().Add(-w.deps.SightingRetention))
+	if err != nil {
+		return fmt.Errorf("worker: prune: %w", err)
+	}
+	w.deps.Logger.InfoContext(ctx, "Pruned old data.", "sightings", s, "assertions", a, "prefixes", p, "sensor_events", lines, "passive_dns", names)
 	return nil
 }
 

@@ -68,6 +68,11 @@ type Options struct {
 	// (default 10 s).
 	AlertSealer      *alert.Sealer
 	AlertSendTimeout time.Duration
+	// SensorOwnAddresses are the sensor hosts' own addresses
+	// (MUNINN_SENSOR_OWN_ADDRESSES): POST /events counts events from them
+	// but marks them private (store.SensorEvent.Private), like the
+	// address the request came from and sensor.Private addresses.
+	SensorOwnAddresses []netip.Prefix
 }
 
 // Server implements apigen.StrictServerInterface but for the feeds and jobs

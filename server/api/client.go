@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,21 @@ type Client struct {
 	// TLS says the request reached the server over TLS, directly or through
 	// a trusted proxy that says so (X-Forwarded-Proto: https).
 	TLS bool
+}
+
+type clientAddrKey struct{}
+
+// WithClientAddr returns ctx carrying the address of the request's client
+// (ClientOf's Addr); the HTTP layer sets it for every request.
+func WithClientAddr(ctx context.Context, a netip.Addr) context.Context {
+	return context.WithValue(ctx, clientAddrKey{}, a)
+}
+
+// clientAddr is the client address WithClientAddr put in ctx (invalid when
+// none was).
+func clientAddr(ctx context.Context) netip.Addr {
+	a, _ := ctx.Value(clientAddrKey{}).(netip.Addr)
+	return a
 }
 
 // ClientOf tells who sent r. X-Forwarded-For and X-Forwarded-Proto are read

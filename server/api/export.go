@@ -67,14 +67,14 @@ func (s *Server) ExportCSV(ctx context.Context, req apigen.ExportCSVRequestObjec
 	}
 	return stream{contentType: "text/csv; charset=utf-8", write: func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		if err := cw.Write([]string{"prefix", "classification", "tags", "sources", "note", "country", "asn", "as_org", "first_seen", "last_seen", "sightings"}); err != nil {
+		if err := cw.Write([]string{"prefix", "classification", "tags", "sources", "note", "country", "asn", "as_org", "first_seen", "last_seen", "sightings", "passive_dns"}); err != nil {
 			return err
 		}
 		err := s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error {
 			v, e := r.View, enrichOf(snap, r.Prefix)
 			return cw.Write([]string{r.Prefix.String(), v.Classification, strings.Join(v.TagNames(), ","), strings.Join(v.Sources, ","), v.Note,
 				e.country, strconv.FormatInt(e.asn, 10), e.asOrg, v.FirstSeen.UTC().Format(time.RFC3339), v.LastSeen.UTC().Format(time.RFC3339),
-				strconv.FormatInt(v.Sightings, 10)})
+				strconv.FormatInt(v.Sightings, 10), strings.Join(passiveNames(snap, r.Prefix), ",")})
 		})
 		if err != nil {
 			return err
@@ -96,8 +96,8 @@ func (s *Server) ExportJSON(ctx context.Context, req apigen.ExportJSONRequestObj
 			return err
 		}
 		first := true
-		err := s.eachRow(ctx, f, func(_ *index.Snap, r index.Row) error {
-			b, err := json.Marshal(toItem(r.Prefix, r.View))
+		err := s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error {
+			b, err := json.Marshal(toItem(snap, r.Prefix, r.View))
 			if err != nil {
 				return err
 			}
@@ -127,8 +127,8 @@ func (s *Server) ExportNDJSON(ctx context.Context, req apigen.ExportNDJSONReques
 	}
 	return stream{contentType: "application/x-ndjson", write: func(w io.Writer) error {
 		enc := json.NewEncoder(w)
-		return s.eachRow(ctx, f, func(_ *index.Snap, r index.Row) error {
-			return enc.Encode(toItem(r.Prefix, r.View))
+		return s.eachRow(ctx, f, func(snap *index.Snap, r index.Row) error {
+			return enc.Encode(toItem(snap, r.Prefix, r.View))
 		})
 	}}, nil
 }

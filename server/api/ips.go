@@ -34,6 +34,7 @@ func toView(snap *index.Snap, p netip.Prefix, r resolve.View, prefixes []resolve
 		Sightings:      r.Sightings,
 		Prefixes:       make([]apigen.StoredPrefix, 0, len(prefixes)),
 		Hostnames:      []apigen.Hostname{},
+		PassiveDns:     []apigen.PassiveDNSName{},
 	}
 	if v.Sources == nil {
 		v.Sources = []string{}
@@ -76,6 +77,13 @@ func toView(snap *index.Snap, p netip.Prefix, r resolve.View, prefixes []resolve
 	if p.IsSingleIP() {
 		for _, h := range snap.Hostnames(p.Addr()) {
 			v.Hostnames = append(v.Hostnames, apigen.Hostname{Name: h.Name, Source: h.Source, LastSeen: h.LastSeen})
+		}
+		for _, pd := range snap.PassiveDNS(p.Addr()) {
+			n := apigen.PassiveDNSName{Name: pd.Name, FirstSeen: pd.FirstSeen, LastSeen: pd.LastSeen, Seen: pd.Seen}
+			if pd.Client.IsValid() {
+				n.Client = ptr(pd.Client.String())
+			}
+			v.PassiveDns = append(v.PassiveDns, n)
 		}
 		if attempts := snap.EnrichAttempts(p.Addr()); len(attempts) > 0 {
 			v.Enrichment = ptr(EnrichStatuses(attempts))

@@ -20,6 +20,7 @@ type searchItem struct {
 	Tags           []string `json:"tags"`
 	Sources        []string `json:"sources"`
 	Note           string   `json:"note"`
+	PassiveDNS     []string `json:"passive_dns"`
 }
 
 type searchPage struct {

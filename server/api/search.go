@@ -61,7 +61,7 @@ func parseCursor(c *string) (netip.Prefix, *apigen.FieldError) {
 }
 
 // toItem is the search row of stored prefix p with effective view v.
-func toItem(p netip.Prefix, v resolve.View) apigen.SearchItem {
+func toItem(snap *index.Snap, p netip.Prefix, v resolve.View) apigen.SearchItem {
 	out := apigen.SearchItem{Prefix: p.String(), Classification: apigen.Classification(v.Classification),
 		Tags: v.TagNames(), Sources: v.Sources, FirstSeen: v.FirstSeen, LastSeen: v.LastSeen, Sightings: v.Sightings}
 	if out.Tags == nil {
@@ -73,7 +73,20 @@ func toItem(p netip.Prefix, v resolve.View) apigen.SearchItem {
 	if v.Note != "" {
 		out.Note = ptr(v.Note)
 	}
+	if names := passiveNames(snap, p); names != nil {
+		out.PassiveDns = &names
+	}
 	return out
+}
+
+// passiveNames is the passive DNS value of the search items and exports:
+// for a single address, its names (index.Snap.PassiveDNSNames); nil for a
+// network or an address without any.
+func passiveNames(snap *index.Snap, p netip.Prefix) []string {
+	if !p.IsSingleIP() {
+		return nil
+	}
+	return snap.PassiveDNSNames(p.Addr())
 }
 
 // SearchIPs implements GET /ips.
@@ -94,13 +107,14 @@ func (s *Server) SearchIPs(ctx context.Context, req apigen.SearchIPsRequestObjec
 	if len(errs) > 0 {
 		return apigen.SearchIPs400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the search is invalid", errs...))}, nil
 	}
-	rows, next := s.opts.Index.Snapshot().Search(f, after, limit)
+	snap := s.opts.Index.Snapshot()
+	rows, next := snap.Search(f, after, limit)
 	page := apigen.SearchPage{Items: make([]apigen.SearchItem, 0, len(rows))}
 	if next.IsValid() {
 		page.NextCursor = ptr(next.String())
 	}
 	for _, r := range rows {
-		page.Items = append(page.Items, toItem(r.Prefix, r.View))
+		page.Items = append(page.Items, toItem(snap, r.Prefix, r.View))
 	}
 	return apigen.SearchIPs200JSONResponse(page), nil
 }

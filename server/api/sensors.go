@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -42,6 +43,9 @@ type eventsReader struct {
 	forced  bool
 	parsers map[string]*sensor.Parser
 	fixed   *sensor.Parser
+	// client is the address the request came from: the reporting host's
+	// own (or its pipeline's), never tagged.
+	client netip.Addr
 
 	batch   []store.SensorEvent
 	work    chan eventsBatch
@@ -181,7 +185,7 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		if at.IsZero() {
 			at = er.now
 		}
-		se := store.SensorEvent{Addr: ev.Addr, Kind: ev.Kind, Host: h, Format: p.Format(), At: at, Line: text, Private: sensor.Private(ev.Addr)}
+		se := store.SensorEvent{Addr: ev.Addr, Kind: ev.Kind, Host: h, Format: p.Format(), At: at, Line: text, Private: er.own(ev.Addr)}
 		if ev.DNS != nil {
 			se.DNS = &store.PassiveDNS{Name: ev.DNS.Name, Client: ev.DNS.Client}
 		}
@@ -192,6 +196,14 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		er.flush()
 	}
 	return nil
+}
+
+// own reports whether a is counted but not tagged by default: private,
+// loopback and the like (sensor.Private), the address the request came
+// from (the reporting host, or the pipeline sending for it) and the
+// configured own addresses of the sensor hosts.
+func (er *eventsReader) own(a netip.Addr) bool {
+	return sensor.Private(a) || a == er.client || inPrefixes(a, er.s.opts.SensorOwnAddresses)
 }
 
 func (er *eventsReader) flush() {
@@ -229,6 +241,7 @@ func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObj
 		actor = "bouncer:" + b.Name
 	}
 	er := s.newEventsReader(ctx, actor, s.now())
+	er.client = clientAddr(ctx)
 	if isBouncer {
 		er.host, er.forced = b.Name, true
 	} else if req.Params.Host != nil {
@@ -333,15 +346,16 @@ func (s *Server) ListDetections(ctx context.Context, _ apigen.ListDetectionsRequ
 	return out, nil
 }
 
-// PutDetection implements PUT /detections/{name}.
-func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionRequestObject) (apigen.PutDetectionResponseObject, error) {
-	b := req.Body
-	bad := func(field, reason string) (apigen.PutDetectionResponseObject, error) {
-		return apigen.PutDetection400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
-			problem(http.StatusBadRequest, "the detection is not valid", fieldErr(field, reason)))}, nil
-	}
-	d := store.Detection{Name: req.Name, Kinds: b.Kinds, Threshold: b.Threshold, Tag: b.Tag, IncludePrivate: deref(b.IncludePrivate), Enabled: true,
+// DetectionFromInput checks the body of PUT /detections/{name} and returns
+// the rule it describes, or the field (a JSON pointer) and why it is not
+// valid. The API and the UI both use it.
+func DetectionFromInput(name string, b apigen.DetectionInput) (store.Detection, *apigen.FieldError) {
+	d := store.Detection{Name: name, Kinds: b.Kinds, Threshold: b.Threshold, Tag: b.Tag, IncludePrivate: deref(b.IncludePrivate), Enabled: true,
 		MaxTTL: 30 * 24 * time.Hour, Quiet: 7 * 24 * time.Hour}
+	bad := func(field, reason string) (store.Detection, *apigen.FieldError) {
+		fe := fieldErr(field, reason)
+		return store.Detection{}, &fe
+	}
 	if b.InstantKinds != nil {
 		d.InstantKinds = *b.InstantKinds
 	}
@@ -350,6 +364,9 @@ func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionReques
 	}
 	if len(d.Kinds)+len(d.InstantKinds) == 0 {
 		return bad("/kinds", "kinds or instant_kinds must name at least one kind")
+	}
+	if d.Threshold < 1 || d.Threshold > 100_000 {
+		return bad("/threshold", "must be between 1 and 100000")
 	}
 	if reason := tagNameProblem(d.Tag); reason != "" {
 		return bad("/tag", reason)
@@ -370,6 +387,16 @@ func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionReques
 	}
 	if d.MaxTTL < d.TTL {
 		return bad("/max_ttl", "must be at least ttl")
+	}
+	return d, nil
+}
+
+// PutDetection implements PUT /detections/{name}.
+func (s *Server) PutDetection(ctx context.Context, req apigen.PutDetectionRequestObject) (apigen.PutDetectionResponseObject, error) {
+	d, fe := DetectionFromInput(req.Name, *req.Body)
+	if fe != nil {
+		return apigen.PutDetection400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(
+			problem(http.StatusBadRequest, "the detection is not valid", *fe))}, nil
 	}
 	if err := s.store.PutDetection(ctx, d); err != nil {
 		return nil, err

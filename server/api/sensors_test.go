@@ -151,8 +151,7 @@ func TestEventsNDJSONPerLineErrors(t *testing.T) {
 	require.Equal(t, "honeypot", v.Tags[0].Name)
 	require.Equal(t, "sensor:honeypot", v.Tags[0].Source)
 
-	pd, err := b.store.PassiveDNSOf(context.Background(), netip.MustParseAddr("198.51.100.20"))
-	require.NoError(t, err)
+	pd := b.ix.Snapshot().PassiveDNS(netip.MustParseAddr("198.51.100.20"))
 	require.Len(t, pd, 1)
 	require.Equal(t, "updates.example.net", pd[0].Name)
 	require.Equal(t, netip.MustParseAddr("192.168.1.10"), pd[0].Client)

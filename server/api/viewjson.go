@@ -153,6 +153,33 @@ func appendView(b []byte, v *apigen.View) ([]byte, bool) {
 		e.raw(`,"note":`)
 		e.str(*v.Note)
 	}
+	e.raw(`,"passive_dns":`)
+	if v.PassiveDns == nil {
+		e.raw(`null`)
+	} else {
+		e.raw(`[`)
+		for i, pd := range v.PassiveDns {
+			if i > 0 {
+				e.raw(`,`)
+			}
+			e.raw(`{`)
+			if pd.Client != nil {
+				e.raw(`"client":`)
+				e.str(*pd.Client)
+				e.raw(`,`)
+			}
+			e.raw(`"first_seen":`)
+			e.time(pd.FirstSeen)
+			e.raw(`,"last_seen":`)
+			e.time(pd.LastSeen)
+			e.raw(`,"name":`)
+			e.str(pd.Name)
+			e.raw(`,"seen":`)
+			e.b = strconv.AppendInt(e.b, pd.Seen, 10)
+			e.raw(`}`)
+		}
+		e.raw(`]`)
+	}
 	e.raw(`,"prefixes":`)
 	if v.Prefixes == nil {
 		e.raw(`null`)

@@ -78,6 +78,12 @@ type Config struct {
 	// X-Forwarded-Proto are believed (MUNINN_TRUSTED_PROXIES, CIDRs or
 	// addresses, comma-separated; default none: the peer is the client).
 	TrustedProxies []netip.Prefix
+	// SensorOwnAddresses are the sensor hosts' own addresses
+	// (MUNINN_SENSOR_OWN_ADDRESSES, CIDRs or addresses, comma-separated):
+	// events from them are counted but, like private and loopback
+	// addresses, never tagged by a detection that does not include private
+	// addresses. The address an events request comes from is always one.
+	SensorOwnAddresses []netip.Prefix
 	// LoginHashConcurrency bounds the password hashes computed at once
 	// (argon2id, 19 MiB each).
 	LoginHashConcurrency int
@@ -285,7 +291,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 			c.FlowAlertTags = append(c.FlowAlertTags, t)
 		}
 	}
-	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks} {
+	for name, dst := range map[string]*[]netip.Prefix{"MUNINN_TRUSTED_PROXIES": &c.TrustedProxies, "MUNINN_FEED_ALLOW_NETWORKS": &c.FeedAllowNetworks,
+		"MUNINN_SENSOR_OWN_ADDRESSES": &c.SensorOwnAddresses} {
 		if v := getenv(name); v != "" {
 			ps, err := prefixList(v)
 			if err != nil {

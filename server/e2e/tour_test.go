@@ -242,7 +242,7 @@ func TestTour(t *testing.T) {
 		rows, err := csv.NewReader(csvOut.Data).ReadAll()
 		require.NoError(t, err)
 		require.Equal(t, []string{"prefix", "classification", "tags", "sources", "note", "country", "asn", "as_org",
-			"first_seen", "last_seen", "sightings"}, rows[0], "the columns of ExportRow, in order")
+			"first_seen", "last_seen", "sightings", "passive_dns"}, rows[0], "the columns of ExportRow, in order")
 		var csvRows []string
 		for _, r := range rows[1:] {
 			csvRows = append(csvRows, strings.Join(append(r[:4:4], r[10]), " "))

@@ -27,8 +27,9 @@ const RequestIDHeader = "X-Request-Id"
 // maxRequestID bounds an id taken from a proxy; longer ones are replaced.
 const maxRequestID = 128
 
-// requestID gives every request an id and an access note (api.AccessNote), in its context (chi's
-// middleware.GetReqID reads it) and in the X-Request-Id answer header. An
+// requestID gives every request an id, an access note (api.AccessNote) and
+// its client's address (api.WithClientAddr), in its context (chi's
+// middleware.GetReqID reads the id) and in the X-Request-Id answer header. An
 // incoming X-Request-Id is kept only from a peer inside trusted, and only when
 // it is short printable ASCII without spaces: anyone else could forge one to
 // pin their requests on someone else's, or put a line break in the log.
@@ -41,6 +42,7 @@ func requestID(trusted []netip.Prefix) func(http.Handler) http.Handler {
 			}
 			w.Header().Set(RequestIDHeader, id)
 			ctx, _ := api.WithAccessNote(context.WithValue(r.Context(), middleware.RequestIDKey, id))
+			ctx = api.WithClientAddr(ctx, api.ClientOf(r, trusted).Addr)
 			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}

@@ -70,6 +70,9 @@ type Deps struct {
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For,
 	// X-Forwarded-Proto and X-Request-Id are believed (MUNINN_TRUSTED_PROXIES).
 	TrustedProxies []netip.Prefix
+	// SensorOwnAddresses are the sensor hosts' own addresses
+	// (MUNINN_SENSOR_OWN_ADDRESSES, api.Options.SensorOwnAddresses).
+	SensorOwnAddresses []netip.Prefix
 	// Observed, when set, counts the observations the API stores, by kind
 	// (worker.Metrics.Observed: one counter per process, whoever stores).
 	Observed func(kind string, n int)
@@ -104,7 +107,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer, SensorOwnAddresses: d.SensorOwnAddresses})
 	m := newMetrics(d.Registry)
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 

@@ -83,7 +83,8 @@ func New(st *store.Store, log *slog.Logger, now func() time.Time) *Index {
 		exps: newExpiries(), recs: &arena{}}
 	at := now()
 	ix.cur.Store(&Snap{at: at, atUS: micros(at), pfx: new(bart.Table[recID]), geo: new(bart.Table[geoRec]),
-		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname]), attempts: new(bart.Table[attempts])})
+		rdap: new(bart.Table[*store.RDAPFacts]), hosts: new(bart.Table[[]store.Hostname]), attempts: new(bart.Table[attempts]),
+		pdns: new(bart.Table[[]store.PassiveDNS])})
 	return ix
 }
 
@@ -238,6 +239,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	rdap := new(bart.Table[*store.RDAPFacts])
 	hosts := new(bart.Table[[]store.Hostname])
 	tried := new(bart.Table[attempts])
+	pdns := new(bart.Table[[]store.PassiveDNS])
 	if err := ix.st.Enrichments(ctx, store.EnrichmentReader{
 		RDAP: func(r store.RDAPFacts) error {
 			rdap.Insert(r.Network.Masked(), &r)
@@ -251,6 +253,10 @@ func (ix *Index) reload(ctx context.Context) error {
 			tried.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), compactAttempts(strs, as))
 			return nil
 		},
+		PassiveDNS: func(a netip.Addr, ps []store.PassiveDNS) error {
+			pdns.Insert(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), ps)
+			return nil
+		},
 	}); err != nil {
 		return fmt.Errorf("index: load enrichment: %w", err)
 	}
@@ -261,7 +267,7 @@ func (ix *Index) reload(ctx context.Context) error {
 	heap.Init(sched)
 	ix.strs, ix.exps, ix.loadedStrs = strs, sched, len(strs.strs)
 	ix.recs, ix.liveFacts = recs, recs.total
-	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts, tried}, nil, false, true)
+	ix.commit(ix.Snapshot(), seq, at, tables{pfx, geo, rdap, hosts, tried, pdns}, nil, false, true)
 	ix.readyOnce.Do(func() { close(ix.ready) })
 	return nil
 }
@@ -411,11 +417,11 @@ func capHostnames(hs []store.Hostname) []store.Hostname {
 	return hs
 }
 
-// applyEnrich re-reads the RDAP networks, hostnames and lookup attempts of
-// enrichment changes (sorted prefixes) into persistent copies of prev's
-// tables; it returns prev's tables with those replaced.
+// applyEnrich re-reads the RDAP networks, hostnames, lookup attempts and
+// passive DNS names of enrichment changes (sorted prefixes) into persistent
+// copies of prev's tables; it returns prev's tables with those replaced.
 func (ix *Index) applyEnrich(ctx context.Context, prev *Snap, ps []netip.Prefix) (tables, error) {
-	t := tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts}
+	t := tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts, prev.pdns}
 	if len(ps) == 0 {
 		return t, nil
 	}
@@ -444,6 +450,14 @@ func (ix *Index) applyEnrich(ctx context.Context, prev *Snap, ps []netip.Prefix)
 			}
 			return nil
 		},
+		PassiveDNS: func(a netip.Addr, ps []store.PassiveDNS) error {
+			if len(ps) == 0 {
+				t.pdns = t.pdns.DeletePersist(host(a))
+			} else {
+				t.pdns = t.pdns.InsertPersist(host(a), ps)
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return tables{}, fmt.Errorf("index: apply enrichment change: %w", err)
@@ -467,7 +481,7 @@ func (ix *Index) Expire() {
 		return
 	}
 	prev := ix.Snapshot()
-	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts}, nil, false, false)
+	ix.commit(prev, prev.seq, at, tables{prev.pfx, prev.geo, prev.rdap, prev.hosts, prev.attempts, prev.pdns}, nil, false, false)
 }
 
 // stale reports whether a full load would free much memory: changes have
@@ -499,6 +513,7 @@ type tables struct {
 	rdap     *bart.Table[*store.RDAPFacts]
 	hosts    *bart.Table[[]store.Hostname]
 	attempts *bart.Table[attempts]
+	pdns     *bart.Table[[]store.PassiveDNS]
 }
 
 func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []netip.Prefix, geoChanged, full bool) {
@@ -514,7 +529,7 @@ func (ix *Index) commit(prev *Snap, seq int64, at time.Time, t tables, spans []n
 			ix.exps.set(p, recAt(ix.recs.chunks, id).nextExpiry(atUS))
 		}
 	}
-	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, attempts: t.attempts, recs: ix.recs.chunks, strs: ix.strs.strs, histFloor: prev.histFloor}
+	s := &Snap{gen: prev.gen + 1, seq: seq, at: at, atUS: atUS, pfx: pfx, geo: t.geo, rdap: t.rdap, hosts: t.hosts, attempts: t.attempts, pdns: t.pdns, recs: ix.recs.chunks, strs: ix.strs.strs, histFloor: prev.histFloor}
 	h := histEntry{gen: s.gen, spans: sortPrefixes(spans), geo: geoChanged, full: full}
 	s.hist = append(prev.hist, h)
 	if len(s.hist) > 2*historyLen {

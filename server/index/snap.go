@@ -33,6 +33,9 @@ type Snap struct {
 	hosts *bart.Table[[]store.Hostname]
 	// attempts holds each address's last enrichment lookups.
 	attempts *bart.Table[attempts]
+	// pdns holds each address's passive DNS names (store.MaxPassiveDNS
+	// newest).
+	pdns *bart.Table[[]store.PassiveDNS]
 	// recs are the arena chunks the prefix table's ids point into.
 	recs [][]fact
 	strs []string
@@ -164,6 +167,29 @@ func (s *Snap) Hostnames(addr netip.Addr) []store.Hostname {
 	addr = addr.Unmap()
 	hs, _ := s.hosts.Get(netip.PrefixFrom(addr, addr.BitLen()))
 	return hs
+}
+
+// PassiveDNS returns the names addr was seen answering for in DNS answers
+// (dnsmasq, Zeek dns.log), newest first then by name, at most
+// store.MaxPassiveDNS. The slice is shared: callers must not modify it.
+func (s *Snap) PassiveDNS(addr netip.Addr) []store.PassiveDNS {
+	addr = addr.Unmap()
+	ps, _ := s.pdns.Get(netip.PrefixFrom(addr, addr.BitLen()))
+	return ps
+}
+
+// PassiveDNSNames returns the names of PassiveDNS(addr) in its order: the
+// value the exports write (nil when it has none).
+func (s *Snap) PassiveDNSNames(addr netip.Addr) []string {
+	ps := s.PassiveDNS(addr)
+	if len(ps) == 0 {
+		return nil
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out
 }
 
 // EnrichAttempts returns the last lookup attempt of each kind for addr

@@ -262,9 +262,10 @@ func (i searchItem) summary(t *testing.T) summary {
 }
 
 // csvItem reads a row of the CSV export: prefix, classification, tags,
-// sources, note, country, asn, as_org, first_seen, last_seen, sightings.
+// sources, note, country, asn, as_org, first_seen, last_seen, sightings,
+// passive_dns (enrichment, not the resolver's: api's TestPassiveDNSOneTruth).
 func csvItem(t *testing.T, r []string) searchItem {
-	require.Len(t, r, 11, "csv row %q", r)
+	require.Len(t, r, 12, "csv row %q", r)
 	n, err := strconv.ParseInt(r[10], 10, 64)
 	require.NoError(t, err, "csv sightings %q", r[10])
 	return searchItem{Prefix: r[0], Classification: r[1], Tags: splitList(r[2]), Sources: splitList(r[3]), Note: r[4],

@@ -269,12 +269,14 @@ func (s *Store) JobSummary(ctx context.Context, failures int) (JobSummary, error
 }
 
 // EnrichmentReader receives what Enrichments and EnrichmentOf read: RDAP
-// networks, each address's hostnames (newest first, then by name) and each
-// address's last lookup attempts (EnrichAttempts' order).
+// networks, each address's hostnames (newest first, then by name), each
+// address's last lookup attempts (EnrichAttempts' order) and each address's
+// passive DNS names (newest first, then by name; at most MaxPassiveDNS).
 type EnrichmentReader struct {
-	RDAP     func(RDAPFacts) error
-	Host     func(netip.Addr, []Hostname) error
-	Attempts func(netip.Addr, []EnrichAttempt) error
+	RDAP       func(RDAPFacts) error
+	Host       func(netip.Addr, []Hostname) error
+	Attempts   func(netip.Addr, []EnrichAttempt) error
+	PassiveDNS func(netip.Addr, []PassiveDNS) error
 }
 
 // Enrichments calls er with every stored RDAP network, every address's
@@ -369,7 +371,10 @@ func (s *Store) enrichments(ctx context.Context, ps []netip.Prefix, er Enrichmen
 				}
 			}
 		}
-		return readAttempts(ctx, tx, addrs, er.Attempts)
+		if err := readAttempts(ctx, tx, addrs, er.Attempts); err != nil {
+			return err
+		}
+		return readPassiveDNS(ctx, tx, addrs, er.PassiveDNS)
 	})
 	return mapErr("enrichments", err)
 }

@@ -104,6 +104,16 @@ func (s *Store) Detections(ctx context.Context) ([]Detection, error) {
 	return ds, mapErr("list detections", err)
 }
 
+// Detection returns the rule name (ErrNotFound when there is none).
+func (s *Store) Detection(ctx context.Context, name string) (Detection, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+detectionCols+` FROM detections WHERE name = $1`, name)
+	if err != nil {
+		return Detection{}, mapErr("detection", err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanDetection)
+	return d, mapErr("detection", err)
+}
+
 // PutDetection creates or replaces the rule d.Name.
 func (s *Store) PutDetection(ctx context.Context, d Detection) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO detections (name, kinds, instant_kinds, threshold, win, tag, ttl, max_ttl, quiet, include_private, enabled)
@@ -229,17 +239,117 @@ func upsertPassiveDNS(ctx context.Context, tx pgx.Tx, dns []SensorEvent) error {
 		}
 		clients = append(clients, c)
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO passive_dns (addr, name, client, first_seen, last_seen, seen)
+	if _, err := tx.Exec(ctx, `INSERT INTO passive_dns (addr, name, client, first_seen, last_seen, seen)
 		SELECT * FROM unnest($1::inet[], $2::text[], $3::inet[], $4::timestamptz[], $5::timestamptz[], $6::bigint[])
 		ON CONFLICT (addr, name) DO UPDATE SET
 		  first_seen = least(passive_dns.first_seen, excluded.first_seen),
 		  client = CASE WHEN excluded.last_seen >= passive_dns.last_seen THEN coalesce(excluded.client, passive_dns.client) ELSE passive_dns.client END,
 		  last_seen = greatest(passive_dns.last_seen, excluded.last_seen),
-		  seen = passive_dns.seen + excluded.seen`, addrs, names, clients, firsts, lasts, seens)
-	if err != nil {
+		  seen = passive_dns.seen + excluded.seen`, addrs, names, clients, firsts, lasts, seens); err != nil {
 		return fmt.Errorf("upsert passive dns: %w", err)
 	}
+	// Keep the MaxPassiveDNS newest names of each address of the batch
+	// (the order the index reads them in), so a name server's churn cannot
+	// grow one address without bound.
+	hosts := make([]netip.Prefix, 0, len(keys))
+	for i, k := range keys {
+		if i == 0 || keys[i-1].a != k.a {
+			hosts = append(hosts, netip.PrefixFrom(k.a, k.a.BitLen()))
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM passive_dns d USING (
+		  SELECT addr, name, row_number() OVER (PARTITION BY addr ORDER BY last_seen DESC, name) AS n
+		  FROM passive_dns WHERE addr = ANY ($1::inet[])) r
+		WHERE r.n > $2 AND d.addr = r.addr AND d.name = r.name`, hosts, MaxPassiveDNS); err != nil {
+		return fmt.Errorf("trim passive dns: %w", err)
+	}
+	return recordChange(ctx, tx, ChangeEnrich, hosts)
+}
+
+// MaxPassiveDNS is how many passive DNS names of one address are kept: the
+// most recently seen (then by name).
+const MaxPassiveDNS = 20
+
+// readPassiveDNS calls fn with the passive DNS names of each address of
+// addrs (every address when nil), newest first then by name; an address of
+// addrs without any with none.
+func readPassiveDNS(ctx context.Context, tx pgx.Tx, addrs any, fn func(netip.Addr, []PassiveDNS) error) error {
+	rows, err := tx.Query(ctx, `SELECT addr, name, client, first_seen, last_seen, seen FROM passive_dns
+		WHERE $1::inet[] IS NULL OR addr = ANY ($1) ORDER BY addr, last_seen DESC, name`, addrs)
+	if err != nil {
+		return fmt.Errorf("query passive dns: %w", err)
+	}
+	var (
+		a, cur netip.Addr
+		p      PassiveDNS
+		client *netip.Addr
+		list   []PassiveDNS
+	)
+	seen := map[netip.Addr]bool{}
+	if _, err := pgx.ForEachRow(rows, []any{&a, &p.Name, &client, &p.FirstSeen, &p.LastSeen, &p.Seen}, func() error {
+		if a != cur && cur.IsValid() {
+			if err := fn(cur, list); err != nil {
+				return err
+			}
+			list = nil
+		}
+		cur = a
+		seen[a] = true
+		q := p
+		q.FirstSeen, q.LastSeen, q.Client = q.FirstSeen.UTC(), q.LastSeen.UTC(), netip.Addr{}
+		if client != nil {
+			q.Client = *client
+		}
+		list = append(list, q)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read passive dns: %w", err)
+	}
+	if cur.IsValid() {
+		if err := fn(cur, list); err != nil {
+			return err
+		}
+	}
+	if addrs != nil {
+		for _, a := range addrs.([]netip.Addr) {
+			if !seen[a] {
+				if err := fn(a, nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	return nil
+}
+
+// PrunePassiveDNS deletes the passive DNS names last seen before before (the
+// retention of raw sightings) and records their addresses in the change feed;
+// it returns how many went.
+func (s *Store) PrunePassiveDNS(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	for {
+		var gone int64
+		err := s.inTx(ctx, "prune passive dns", func(tx pgx.Tx) error {
+			var hosts []netip.Prefix
+			if err := tx.QueryRow(ctx, `WITH d AS (DELETE FROM passive_dns WHERE ctid = ANY (ARRAY(
+				  SELECT ctid FROM passive_dns WHERE last_seen < $1 LIMIT $2)) RETURNING addr)
+				SELECT count(*), coalesce(array_agg(DISTINCT set_masklen(addr::cidr, CASE WHEN family(addr) = 4 THEN 32 ELSE 128 END)), '{}') FROM d`,
+				before, pruneSensorEventBatch).Scan(&gone, &hosts); err != nil {
+				return err
+			}
+			if len(hosts) == 0 {
+				return nil
+			}
+			return recordChange(ctx, tx, ChangeEnrich, hosts)
+		})
+		if err != nil {
+			return n, err
+		}
+		n += gone
+		if gone < pruneSensorEventBatch {
+			return n, nil
+		}
+	}
 }
 
 func minTime(a, b time.Time) time.Time {
@@ -464,24 +574,6 @@ func (s *Store) SensorLinesOf(ctx context.Context, addr netip.Addr, limit int) (
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[SensorLine])
 	return out, mapErr("sensor lines", err)
-}
-
-// PassiveDNSOf returns the names addr answered for, newest first.
-func (s *Store) PassiveDNSOf(ctx context.Context, addr netip.Addr) ([]PassiveDNS, error) {
-	rows, err := s.pool.Query(ctx, `SELECT name, client, first_seen, last_seen, seen FROM passive_dns WHERE addr = $1 ORDER BY last_seen DESC, name LIMIT 100`, addr)
-	if err != nil {
-		return nil, mapErr("passive dns", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PassiveDNS, error) {
-		var p PassiveDNS
-		var c *netip.Addr
-		err := r.Scan(&p.Name, &c, &p.FirstSeen, &p.LastSeen, &p.Seen)
-		if c != nil {
-			p.Client = *c
-		}
-		return p, err
-	})
-	return out, mapErr("passive dns", err)
 }
 
 // pruneSensorEventBatch is how many raw events one prune statement deletes.

@@ -2,7 +2,9 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -95,4 +97,89 @@ func TestDetectionCountsAcrossWriters(t *testing.T) {
 	evs, err := st.ListEvents(ctx, store.EventFilter{Kind: "detection", Subject: "203.0.113.22"})
 	require.NoError(t, err)
 	require.Len(t, evs, 1)
+}
+
+func dnsAnswers(addr string, at time.Time, names ...string) []store.SensorEvent {
+	var evs []store.SensorEvent
+	for i, n := range names {
+		evs = append(evs, store.SensorEvent{Addr: netip.MustParseAddr(addr), Kind: "dns-answer", Host: "gw", Format: "dnsmasq",
+			At: at.Add(time.Duration(i) * time.Second), Line: "reply " + n + " is " + addr,
+			DNS: &store.PassiveDNS{Name: n, Client: netip.MustParseAddr("192.168.1.10")}})
+	}
+	return evs
+}
+
+func passiveOf(t *testing.T, st *store.Store, addr string) []store.PassiveDNS {
+	t.Helper()
+	var got []store.PassiveDNS
+	a := netip.MustParseAddr(addr)
+	require.NoError(t, st.EnrichmentOf(context.Background(), []netip.Prefix{netip.PrefixFrom(a, 32)}, store.EnrichmentReader{
+		RDAP:     func(store.RDAPFacts) error { return nil },
+		Host:     func(netip.Addr, []store.Hostname) error { return nil },
+		Attempts: func(netip.Addr, []store.EnrichAttempt) error { return nil },
+		PassiveDNS: func(b netip.Addr, ps []store.PassiveDNS) error {
+			require.Equal(t, a, b)
+			got = ps
+			return nil
+		},
+	}))
+	return got
+}
+
+// TestPassiveDNSBounded: an address keeps its store.MaxPassiveDNS newest
+// names (a later batch pushes the oldest out), every write records the
+// address in the change feed for the index, and the prune removes names
+// last seen before the retention, with a change for their address.
+func TestPassiveDNSBounded(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	t0 := time.Date(2001, 3, 3, 10, 0, 0, 0, time.UTC)
+	var names []string
+	for i := range 25 {
+		names = append(names, fmt.Sprintf("n%02d.example.net", i))
+	}
+	before, err := st.ChangesSince(ctx, 0, 1_000_000)
+	require.NoError(t, err)
+	_, err = st.StoreSensorEvents(ctx, dnsAnswers("198.51.100.40", t0, names[:15]...), "test", t0)
+	require.NoError(t, err)
+	_, err = st.StoreSensorEvents(ctx, dnsAnswers("198.51.100.40", t0.Add(time.Hour), names[15:]...), "test", t0)
+	require.NoError(t, err)
+	got := passiveOf(t, st, "198.51.100.40")
+	require.Len(t, got, store.MaxPassiveDNS)
+	require.Equal(t, store.PassiveDNS{Name: "n24.example.net", Client: netip.MustParseAddr("192.168.1.10"),
+		FirstSeen: t0.Add(time.Hour + 9*time.Second), LastSeen: t0.Add(time.Hour + 9*time.Second), Seen: 1}, got[0])
+	require.Equal(t, "n05.example.net", got[19].Name, "n00–n04 are the oldest and went")
+
+	// Seen again: the count and last seen grow, first seen stays.
+	_, err = st.StoreSensorEvents(ctx, dnsAnswers("198.51.100.40", t0.Add(2*time.Hour), "N05.example.net"), "test", t0)
+	require.NoError(t, err)
+	got = passiveOf(t, st, "198.51.100.40")
+	require.Equal(t, store.PassiveDNS{Name: "n05.example.net", Client: netip.MustParseAddr("192.168.1.10"),
+		FirstSeen: t0.Add(5 * time.Second), LastSeen: t0.Add(2 * time.Hour), Seen: 2}, got[0])
+
+	after, err := st.ChangesSince(ctx, 0, 1_000_000)
+	require.NoError(t, err)
+	var enrich int
+	for _, c := range after[len(before):] {
+		if c.Scope == store.ChangeEnrich && slices.Contains(c.Prefixes, netip.MustParsePrefix("198.51.100.40/32")) {
+			enrich++
+		}
+	}
+	require.Equal(t, 3, enrich, "one enrichment change per write")
+
+	n, err := st.PrunePassiveDNS(ctx, t0.Add(time.Hour+5*time.Second))
+	require.NoError(t, err)
+	require.EqualValues(t, 14, n, "n06–n14 and n15–n19 were last seen before")
+	got = passiveOf(t, st, "198.51.100.40")
+	var left []string
+	for _, p := range got {
+		left = append(left, p.Name)
+	}
+	require.Equal(t, []string{"n05.example.net", "n24.example.net", "n23.example.net", "n22.example.net", "n21.example.net", "n20.example.net"}, left)
+	last, err := st.ChangesSince(ctx, after[len(after)-1].Seq, 1000)
+	require.NoError(t, err)
+	require.NotEmpty(t, last)
+	require.Equal(t, store.ChangeEnrich, last[0].Scope)
+	require.Contains(t, last[0].Prefixes, netip.MustParsePrefix("198.51.100.40/32"))
 }

@@ -24,11 +24,15 @@ type prefixPage struct {
 	View   resolve.View
 	// Stored are the existing stored prefixes containing Prefix, most
 	// specific first, with their live assertions.
-	Stored      []resolve.Prefix
-	Inside      []index.Row
-	InsideMore  bool
-	Enrichment  enrichment
-	History     []store.AuditEntry
+	Stored     []resolve.Prefix
+	Inside     []index.Row
+	InsideMore bool
+	Enrichment enrichment
+	History    []store.AuditEntry
+	// Sensor is an address's newest raw log events (at most sensorLimit)
+	// and Offenders its repeat-offender records, from the store.
+	Sensor      []store.SensorLine
+	Offenders   []store.Offender
 	HasOverride bool
 	Form        overrideForm
 }
@@ -39,6 +43,8 @@ type enrichment struct {
 	Geo       *index.GeoNet
 	RDAP      *store.RDAPFacts
 	Hostnames []store.Hostname
+	// PassiveDNS are the names an address answered for, from the index.
+	PassiveDNS []store.PassiveDNS
 	// Attempts are the last RDAP and PTR lookups of an address (when,
 	// outcome, error), from the store.
 	Attempts []store.EnrichAttempt
@@ -48,6 +54,9 @@ type enrichment struct {
 func (p prefixPage) IsNetwork() bool { return !p.Prefix.IsSingleIP() }
 
 const insideLimit = 50
+
+// sensorLimit is how many raw log events of an address its page shows.
+const sensorLimit = 50
 
 // showIP serves GET /ui/ips/{address}.
 func (h *Handler) showIP(w http.ResponseWriter, r *http.Request) {
@@ -92,8 +101,9 @@ func prefixTitle(p netip.Prefix) string {
 
 // loadPrefix reads everything prefix.html shows: the view with its
 // explanation from the index, the stored prefixes behind it, the geo network
-// from the index, the RDAP network and host names, the audit history of the
-// exact prefix and, for a network, the stored prefixes in it.
+// from the index, the RDAP network, host names and passive DNS names, the
+// audit history of the exact prefix, for an address its raw log events and
+// repeat-offender records and, for a network, the stored prefixes in it.
 func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, error) {
 	snap := h.ix.Snapshot()
 	pp := prefixPage{Prefix: p}
@@ -109,6 +119,13 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 	if p.IsSingleIP() {
 		pp.Enrichment.Hostnames = snap.Hostnames(p.Addr())
 		pp.Enrichment.Attempts = snap.EnrichAttempts(p.Addr())
+		pp.Enrichment.PassiveDNS = snap.PassiveDNS(p.Addr())
+		if pp.Sensor, err = h.store.SensorLinesOf(ctx, p.Addr(), sensorLimit); err != nil {
+			return pp, err
+		}
+		if pp.Offenders, err = h.store.OffendersOf(ctx, p.Addr(), h.now()); err != nil {
+			return pp, err
+		}
 	}
 	if pp.History, err = h.store.Audit(ctx, store.AuditFilter{Object: "prefix/" + p.String()}, 0, 20); err != nil {
 		return pp, err

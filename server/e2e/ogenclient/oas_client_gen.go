@@ -116,7 +116,8 @@ type Invoker interface {
 	//
 	// RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix (its effective view, as in
 	// `GET /ips`): prefix, classification, tags (comma-joined), sources (comma-joined), note, country,
-	// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings. Streamed in constant memory.
+	// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings, passive_dns (the names a single
+	// address answered for, comma-joined, newest first). Streamed in constant memory.
 	//
 	// GET /export/ips.csv
 	ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error)
@@ -2035,7 +2036,8 @@ func (c *Client) sendExplainRuleset(ctx context.Context, params ExplainRulesetPa
 //
 // RFC 4180 CSV with a header row, then one `ExportRow` per stored prefix (its effective view, as in
 // `GET /ips`): prefix, classification, tags (comma-joined), sources (comma-joined), note, country,
-// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings. Streamed in constant memory.
+// asn, as_org, first_seen, last_seen (RFC 3339, UTC), sightings, passive_dns (the names a single
+// address answered for, comma-joined, newest first). Streamed in constant memory.
 //
 // GET /export/ips.csv
 func (c *Client) ExportCSV(ctx context.Context, params ExportCSVParams) (ExportCSVRes, error) {

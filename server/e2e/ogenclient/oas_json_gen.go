@@ -21735,6 +21735,170 @@ func (s *Override) UnmarshalJSON(data []byte) error {
 }
 
 // Encode implements json.Marshaler.
+func (s *PassiveDNSName) Encode(e *jx.Encoder) {
+	e.ObjStart()
+	s.encodeFields(e)
+	e.ObjEnd()
+}
+
+// encodeFields encodes fields.
+func (s *PassiveDNSName) encodeFields(e *jx.Encoder) {
+	{
+		e.FieldStart("name")
+		e.Str(s.Name)
+	}
+	{
+		if s.Client.Set {
+			e.FieldStart("client")
+			s.Client.Encode(e)
+		}
+	}
+	{
+		e.FieldStart("first_seen")
+		json.EncodeDateTime(e, s.FirstSeen)
+	}
+	{
+		e.FieldStart("last_seen")
+		json.EncodeDateTime(e, s.LastSeen)
+	}
+	{
+		e.FieldStart("seen")
+		e.Int64(s.Seen)
+	}
+}
+
+var jsonFieldsNameOfPassiveDNSName = [5]string{
+	0: "name",
+	1: "client",
+	2: "first_seen",
+	3: "last_seen",
+	4: "seen",
+}
+
+// Decode decodes PassiveDNSName from json.
+func (s *PassiveDNSName) Decode(d *jx.Decoder) error {
+	if s == nil {
+		return errors.New("invalid: unable to decode PassiveDNSName to nil")
+	}
+	var requiredBitSet [1]uint8
+
+	if err := d.ObjBytes(func(d *jx.Decoder, k []byte) error {
+		switch string(k) {
+		case "name":
+			requiredBitSet[0] |= 1 << 0
+			if err := func() error {
+				v, err := d.Str()
+				s.Name = string(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"name\"")
+			}
+		case "client":
+			if err := func() error {
+				s.Client.Reset()
+				if err := s.Client.Decode(d); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"client\"")
+			}
+		case "first_seen":
+			requiredBitSet[0] |= 1 << 2
+			if err := func() error {
+				v, err := json.DecodeDateTime(d)
+				s.FirstSeen = v
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"first_seen\"")
+			}
+		case "last_seen":
+			requiredBitSet[0] |= 1 << 3
+			if err := func() error {
+				v, err := json.DecodeDateTime(d)
+				s.LastSeen = v
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"last_seen\"")
+			}
+		case "seen":
+			requiredBitSet[0] |= 1 << 4
+			if err := func() error {
+				v, err := d.Int64()
+				s.Seen = int64(v)
+				if err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"seen\"")
+			}
+		default:
+			return d.Skip()
+		}
+		return nil
+	}); err != nil {
+		return errors.Wrap(err, "decode PassiveDNSName")
+	}
+	// Validate required fields.
+	var failures []validate.FieldError
+	for i, mask := range [1]uint8{
+		0b00011101,
+	} {
+		if result := (requiredBitSet[i] & mask) ^ mask; result != 0 {
+			// Mask only required fields and check equality to mask using XOR.
+			//
+			// If XOR result is not zero, result is not equal to expected, so some fields are missed.
+			// Bits of fields which would be set are actually bits of missed fields.
+			missed := bits.OnesCount8(result)
+			for bitN := 0; bitN < missed; bitN++ {
+				bitIdx := bits.TrailingZeros8(result)
+				fieldIdx := i*8 + bitIdx
+				var name string
+				if fieldIdx < len(jsonFieldsNameOfPassiveDNSName) {
+					name = jsonFieldsNameOfPassiveDNSName[fieldIdx]
+				} else {
+					name = strconv.Itoa(fieldIdx)
+				}
+				failures = append(failures, validate.FieldError{
+					Name:  name,
+					Error: validate.ErrFieldRequired,
+				})
+				// Reset bit.
+				result &^= 1 << bitIdx
+			}
+		}
+	}
+	if len(failures) > 0 {
+		return &validate.Error{Fields: failures}
+	}
+
+	return nil
+}
+
+// MarshalJSON implements stdjson.Marshaler.
+func (s *PassiveDNSName) MarshalJSON() ([]byte, error) {
+	e := jx.Encoder{}
+	s.Encode(&e)
+	return e.Bytes(), nil
+}
+
+// UnmarshalJSON implements stdjson.Unmarshaler.
+func (s *PassiveDNSName) UnmarshalJSON(data []byte) error {
+	d := jx.DecodeBytes(data)
+	return s.Decode(d)
+}
+
+// Encode implements json.Marshaler.
 func (s *Policy) Encode(e *jx.Encoder) {
 	e.ObjStart()
 	s.encodeFields(e)
@@ -29294,9 +29458,19 @@ func (s *SearchItem) encodeFields(e *jx.Encoder) {
 		e.FieldStart("sightings")
 		e.Int64(s.Sightings)
 	}
+	{
+		if s.PassiveDNS != nil {
+			e.FieldStart("passive_dns")
+			e.ArrStart()
+			for _, elem := range s.PassiveDNS {
+				e.Str(elem)
+			}
+			e.ArrEnd()
+		}
+	}
 }
 
-var jsonFieldsNameOfSearchItem = [8]string{
+var jsonFieldsNameOfSearchItem = [9]string{
 	0: "prefix",
 	1: "classification",
 	2: "tags",
@@ -29305,6 +29479,7 @@ var jsonFieldsNameOfSearchItem = [8]string{
 	5: "first_seen",
 	6: "last_seen",
 	7: "sightings",
+	8: "passive_dns",
 }
 
 // Decode decodes SearchItem from json.
@@ -29312,7 +29487,7 @@ func (s *SearchItem) Decode(d *jx.Decoder) error {
 	if s == nil {
 		return errors.New("invalid: unable to decode SearchItem to nil")
 	}
-	var requiredBitSet [1]uint8
+	var requiredBitSet [2]uint8
 
 	if err := d.ObjBytes(func(d *jx.Decoder, k []byte) error {
 		switch string(k) {
@@ -29424,6 +29599,25 @@ func (s *SearchItem) Decode(d *jx.Decoder) error {
 			}(); err != nil {
 				return errors.Wrap(err, "decode field \"sightings\"")
 			}
+		case "passive_dns":
+			if err := func() error {
+				s.PassiveDNS = make([]string, 0)
+				if err := d.Arr(func(d *jx.Decoder) error {
+					var elem string
+					v, err := d.Str()
+					elem = string(v)
+					if err != nil {
+						return err
+					}
+					s.PassiveDNS = append(s.PassiveDNS, elem)
+					return nil
+				}); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"passive_dns\"")
+			}
 		default:
 			return d.Skip()
 		}
@@ -29433,8 +29627,9 @@ func (s *SearchItem) Decode(d *jx.Decoder) error {
 	}
 	// Validate required fields.
 	var failures []validate.FieldError
-	for i, mask := range [1]uint8{
+	for i, mask := range [2]uint8{
 		0b11101111,
+		0b00000000,
 	} {
 		if result := (requiredBitSet[i] & mask) ^ mask; result != 0 {
 			// Mask only required fields and check equality to mask using XOR.
@@ -31222,6 +31417,14 @@ func (s *View) encodeFields(e *jx.Encoder) {
 		e.ArrEnd()
 	}
 	{
+		e.FieldStart("passive_dns")
+		e.ArrStart()
+		for _, elem := range s.PassiveDNS {
+			elem.Encode(e)
+		}
+		e.ArrEnd()
+	}
+	{
 		if s.Enrichment != nil {
 			e.FieldStart("enrichment")
 			e.ArrStart()
@@ -31233,7 +31436,7 @@ func (s *View) encodeFields(e *jx.Encoder) {
 	}
 }
 
-var jsonFieldsNameOfView = [18]string{
+var jsonFieldsNameOfView = [19]string{
 	0:  "address",
 	1:  "network",
 	2:  "classification",
@@ -31251,7 +31454,8 @@ var jsonFieldsNameOfView = [18]string{
 	14: "asn",
 	15: "rdap",
 	16: "hostnames",
-	17: "enrichment",
+	17: "passive_dns",
+	18: "enrichment",
 }
 
 // Decode decodes View from json.
@@ -31477,6 +31681,24 @@ func (s *View) Decode(d *jx.Decoder) error {
 			}(); err != nil {
 				return errors.Wrap(err, "decode field \"hostnames\"")
 			}
+		case "passive_dns":
+			requiredBitSet[2] |= 1 << 1
+			if err := func() error {
+				s.PassiveDNS = make([]PassiveDNSName, 0)
+				if err := d.Arr(func(d *jx.Decoder) error {
+					var elem PassiveDNSName
+					if err := elem.Decode(d); err != nil {
+						return err
+					}
+					s.PassiveDNS = append(s.PassiveDNS, elem)
+					return nil
+				}); err != nil {
+					return err
+				}
+				return nil
+			}(); err != nil {
+				return errors.Wrap(err, "decode field \"passive_dns\"")
+			}
 		case "enrichment":
 			if err := func() error {
 				s.Enrichment = make([]EnrichStatus, 0)
@@ -31506,7 +31728,7 @@ func (s *View) Decode(d *jx.Decoder) error {
 	for i, mask := range [3]uint8{
 		0b11100100,
 		0b11111000,
-		0b00000001,
+		0b00000011,
 	} {
 		if result := (requiredBitSet[i] & mask) ^ mask; result != 0 {
 			// Mask only required fields and check equality to mask using XOR.

@@ -7869,6 +7869,70 @@ func (s *Override) SetExpiresAt(val OptDateTime) {
 	s.ExpiresAt = val
 }
 
+// One name an address was seen answering for in DNS answers (dnsmasq log-queries, Zeek dns.log sent to
+// POST /events): when first and last, how often, and the client that asked last (absent when the line
+// did not say). An address keeps its 20 most recently seen names, for the retention of raw sightings.
+// Ref: #/components/schemas/PassiveDNSName
+type PassiveDNSName struct {
+	Name string `json:"name"`
+	// The address of the client that asked.
+	Client    OptString `json:"client"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// How many answers named it.
+	Seen int64 `json:"seen"`
+}
+
+// GetName returns the value of Name.
+func (s *PassiveDNSName) GetName() string {
+	return s.Name
+}
+
+// GetClient returns the value of Client.
+func (s *PassiveDNSName) GetClient() OptString {
+	return s.Client
+}
+
+// GetFirstSeen returns the value of FirstSeen.
+func (s *PassiveDNSName) GetFirstSeen() time.Time {
+	return s.FirstSeen
+}
+
+// GetLastSeen returns the value of LastSeen.
+func (s *PassiveDNSName) GetLastSeen() time.Time {
+	return s.LastSeen
+}
+
+// GetSeen returns the value of Seen.
+func (s *PassiveDNSName) GetSeen() int64 {
+	return s.Seen
+}
+
+// SetName sets the value of Name.
+func (s *PassiveDNSName) SetName(val string) {
+	s.Name = val
+}
+
+// SetClient sets the value of Client.
+func (s *PassiveDNSName) SetClient(val OptString) {
+	s.Client = val
+}
+
+// SetFirstSeen sets the value of FirstSeen.
+func (s *PassiveDNSName) SetFirstSeen(val time.Time) {
+	s.FirstSeen = val
+}
+
+// SetLastSeen sets the value of LastSeen.
+func (s *PassiveDNSName) SetLastSeen(val time.Time) {
+	s.LastSeen = val
+}
+
+// SetSeen sets the value of Seen.
+func (s *PassiveDNSName) SetSeen(val int64) {
+	s.Seen = val
+}
+
 // The JSON form of a ruleset; it round-trips exactly with the text form.
 // Ref: #/components/schemas/Policy
 type Policy struct {
@@ -10190,6 +10254,9 @@ type SearchItem struct {
 	FirstSeen      time.Time      `json:"first_seen"`
 	LastSeen       time.Time      `json:"last_seen"`
 	Sightings      int64          `json:"sightings"`
+	// For a single address, the names it answered for (passive DNS), newest first, as in the View's
+	// passive_dns; absent when it has none.
+	PassiveDNS []string `json:"passive_dns"`
 }
 
 // GetPrefix returns the value of Prefix.
@@ -10232,6 +10299,11 @@ func (s *SearchItem) GetSightings() int64 {
 	return s.Sightings
 }
 
+// GetPassiveDNS returns the value of PassiveDNS.
+func (s *SearchItem) GetPassiveDNS() []string {
+	return s.PassiveDNS
+}
+
 // SetPrefix sets the value of Prefix.
 func (s *SearchItem) SetPrefix(val string) {
 	s.Prefix = val
@@ -10270,6 +10342,11 @@ func (s *SearchItem) SetLastSeen(val time.Time) {
 // SetSightings sets the value of Sightings.
 func (s *SearchItem) SetSightings(val int64) {
 	s.Sightings = val
+}
+
+// SetPassiveDNS sets the value of PassiveDNS.
+func (s *SearchItem) SetPassiveDNS(val []string) {
+	s.PassiveDNS = val
 }
 
 // Ref: #/components/schemas/SearchPage
@@ -10978,6 +11055,9 @@ type View struct {
 	Asn       ASN            `json:"asn"`
 	Rdap      RDAP           `json:"rdap"`
 	Hostnames []Hostname     `json:"hostnames"`
+	// For /ips lookups, the names the address answered for (passive DNS), newest first; empty for
+	// networks.
+	PassiveDNS []PassiveDNSName `json:"passive_dns"`
 	// Set for /ips lookups: the last RDAP and PTR lookup of the address, one entry per kind that has run
 	// or been skipped.
 	Enrichment []EnrichStatus `json:"enrichment"`
@@ -11068,6 +11148,11 @@ func (s *View) GetHostnames() []Hostname {
 	return s.Hostnames
 }
 
+// GetPassiveDNS returns the value of PassiveDNS.
+func (s *View) GetPassiveDNS() []PassiveDNSName {
+	return s.PassiveDNS
+}
+
 // GetEnrichment returns the value of Enrichment.
 func (s *View) GetEnrichment() []EnrichStatus {
 	return s.Enrichment
@@ -11156,6 +11241,11 @@ func (s *View) SetRdap(val RDAP) {
 // SetHostnames sets the value of Hostnames.
 func (s *View) SetHostnames(val []Hostname) {
 	s.Hostnames = val
+}
+
+// SetPassiveDNS sets the value of PassiveDNS.
+func (s *View) SetPassiveDNS(val []PassiveDNSName) {
+	s.PassiveDNS = val
 }
 
 // SetEnrichment sets the value of Enrichment.

@@ -5089,6 +5089,17 @@ func (s *View) Validate() error {
 		})
 	}
 	if err := func() error {
+		if s.PassiveDNS == nil {
+			return errors.New("nil is invalid value")
+		}
+		return nil
+	}(); err != nil {
+		failures = append(failures, validate.FieldError{
+			Name:  "passive_dns",
+			Error: err,
+		})
+	}
+	if err := func() error {
 		var failures []validate.FieldError
 		for i, elem := range s.Enrichment {
 			if err := func() error {

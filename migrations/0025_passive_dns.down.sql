@@ -1,0 +1,1 @@
+DROP INDEX passive_dns_last_seen;
