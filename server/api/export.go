@@ -309,14 +309,16 @@ func (s *Server) ExportSuricataDataset(ctx context.Context, req apigen.ExportSur
 type mmdbCache struct {
 	mu   sync.Mutex
 	dir  string // the export directory, made on first use
-	gen  uint64
-	path string
+	gen   uint64
+	built time.Time // when the last build started (the server's clock)
+	path  string
 	etag string
 	size int64
 }
 
 // mmdbFile returns the MMDB of the index's current snapshot, building it
-// when the snapshot is newer than the last build: written to a temp file in
+// when the snapshot is newer than the last build and the last build is at
+// least opts.MMDBRebuild old (else the last build answers): written to a temp file in
 // the export directory, then renamed over muninn.mmdb (a reader holding the
 // old file keeps reading it).
 func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) {
@@ -324,7 +326,8 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	snap := s.opts.Index.Snapshot()
-	if c.path == "" || c.gen != snap.Gen() {
+	now := s.now()
+	if c.path == "" || c.gen != snap.Gen() && (now.Sub(c.built) >= s.opts.MMDBRebuild || now.Before(c.built)) {
 		if c.dir == "" {
 			dir := s.opts.ExportDir
 			var err error
@@ -346,7 +349,7 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 		if err != nil {
 			return nil, "", 0, err
 		}
-		tree, err := export.MMDB(records, s.now())
+		tree, err := export.MMDB(records, now)
 		if err != nil {
 			return nil, "", 0, err
 		}
@@ -370,7 +373,7 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 			_ = os.Remove(tmp.Name())
 			return nil, "", 0, fmt.Errorf("api: mmdb: %w", err)
 		}
-		c.gen, c.path, c.size = snap.Gen(), path, n
+		c.gen, c.built, c.path, c.size = snap.Gen(), now, path, n
 		c.etag = `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
 	}
 	f, err := os.Open(c.path)

@@ -3,10 +3,17 @@ package api_test
 import (
 	"io"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/oschwald/maxminddb-golang/v2"
 	"github.com/stretchr/testify/require"
+
+	"github.com/muninn/muninn/server/httpserver"
+	"github.com/muninn/muninn/server/store/storetest"
 )
 
 // send makes a request as the reader with optional If-None-Match and
@@ -114,4 +121,45 @@ func TestExportsHeadAndConditional(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestMMDBRebuildInterval: under MUNINN_MMDB_REBUILD a change of the data
+// within the interval gets the last build (same file, same ETag, 304 for
+// it); once the interval has passed the next request builds anew.
+func TestMMDBRebuildInterval(t *testing.T) {
+	t.Parallel()
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	b := setupRenderWith(t, storetest.Store(t), func(d *httpserver.Deps) {
+		d.Now = now
+		d.MMDBRebuild = time.Minute
+	})
+	found := func(body, addr string) bool {
+		db, err := maxminddb.OpenBytes([]byte(body))
+		require.NoError(t, err)
+		return db.Lookup(netip.MustParseAddr(addr)).Found()
+	}
+	b.ingest(t, `{"ip":"198.51.100.7","source":"feed","classification":"malicious"}`+"\n")
+	status, body1, hdr := b.send(t, http.MethodGet, "/api/v1/export/muninn.mmdb", "")
+	require.Equal(t, http.StatusOK, status)
+	etag := hdr.Get("ETag")
+	require.True(t, found(body1, "198.51.100.7"))
+	require.True(t, found(body1, "::ffff:198.51.100.7"))
+
+	b.ingest(t, `{"ip":"203.0.113.9","source":"feed","classification":"malicious"}`+"\n")
+	clock.Add(int64(59 * time.Second))
+	status, body2, hdr := b.send(t, http.MethodGet, "/api/v1/export/muninn.mmdb", "")
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, etag, hdr.Get("ETag"), "within the interval: the last build")
+	require.Equal(t, body1, body2)
+	status, _, _ = b.send(t, http.MethodGet, "/api/v1/export/muninn.mmdb", etag)
+	require.Equal(t, http.StatusNotModified, status)
+
+	clock.Add(int64(time.Second))
+	status, body3, hdr := b.send(t, http.MethodGet, "/api/v1/export/muninn.mmdb", etag)
+	require.Equal(t, http.StatusOK, status, "a minute after the last build: built anew")
+	require.NotEqual(t, etag, hdr.Get("ETag"))
+	require.True(t, found(body3, "203.0.113.9"))
+	require.True(t, found(body3, "198.51.100.7"))
 }

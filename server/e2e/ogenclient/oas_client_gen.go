@@ -144,8 +144,11 @@ type Invoker interface {
 	// the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
 	// `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
 	// muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
-	// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
-	// file, rename) and served from it; `ETag` names the build.
+	// `autonomous_system_organization`). An IPv4 record answers for its IPv4-mapped form
+	// (`::ffff:a.b.c.d`) too; IPv6 prefixes leave out `::/96` (where the tree keeps IPv4) and
+	// `::ffff:0:0/96`. Built when the index has changed and the last build is at least MUNINN_MMDB_REBUILD
+	// (default 1m) old, written to a file atomically (temp file, rename) and served from it; `ETag` names
+	// the build.
 	//
 	// GET /export/muninn.mmdb
 	ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error)
@@ -2537,8 +2540,11 @@ func (c *Client) sendExportJSON(ctx context.Context, params ExportJSONParams) (r
 // the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
 // `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
 // muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
-// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
-// file, rename) and served from it; `ETag` names the build.
+// `autonomous_system_organization`). An IPv4 record answers for its IPv4-mapped form
+// (`::ffff:a.b.c.d`) too; IPv6 prefixes leave out `::/96` (where the tree keeps IPv4) and
+// `::ffff:0:0/96`. Built when the index has changed and the last build is at least MUNINN_MMDB_REBUILD
+// (default 1m) old, written to a file atomically (temp file, rename) and served from it; `ETag` names
+// the build.
 //
 // GET /export/muninn.mmdb
 func (c *Client) ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error) {
