@@ -307,13 +307,13 @@ func (s *Server) ExportSuricataDataset(ctx context.Context, req apigen.ExportSur
 
 // mmdbCache is the last MMDB export: the file built from one index snapshot.
 type mmdbCache struct {
-	mu   sync.Mutex
-	dir  string // the export directory, made on first use
+	mu    sync.Mutex
+	dir   string // the export directory, made on first use
 	gen   uint64
 	built time.Time // when the last build started (the server's clock)
 	path  string
-	etag string
-	size int64
+	etag  string
+	size  int64
 }
 
 // mmdbFile returns the MMDB of the index's current snapshot, building it

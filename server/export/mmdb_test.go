@@ -38,21 +38,21 @@ func TestMMDBIPv4Forms(t *testing.T) {
 	db, err := maxminddb.OpenBytes(buf.Bytes())
 	require.NoError(t, err)
 	for addr, want := range map[string]string{
-		"192.0.2.1":          "A",
-		"::ffff:192.0.2.1":   "A",
-		"192.0.2.200":        "B",
-		"::ffff:192.0.2.200": "B",
-		"198.51.100.1":       "",
+		"192.0.2.1":           "A",
+		"::ffff:192.0.2.1":    "A",
+		"192.0.2.200":         "B",
+		"::ffff:192.0.2.200":  "B",
+		"198.51.100.1":        "",
 		"::ffff:198.51.100.1": "",
-		"0.0.0.1":            "F", // not D, not C
-		"::ffff:0.0.0.2":     "F",
-		"0.0.0.9":            "",  // ::/8 does not reach into IPv4
-		"::1:0:0:1":          "C", // in ::/8, outside ::/96
-		"ff::1":              "C",
-		"::fffe:0:0":         "C", // just below ::ffff:0:0/96
-		"::1:0:0:0:0":        "C", // just above it
-		"2002:c000:201::1":   "E", // 6to4: the stored IPv6 prefix, not 192.0.2.1
-		"2001:db8::1":        "",
+		"0.0.0.1":             "F", // not D, not C
+		"::ffff:0.0.0.2":      "F",
+		"0.0.0.9":             "",  // ::/8 does not reach into IPv4
+		"::1:0:0:1":           "C", // in ::/8, outside ::/96
+		"ff::1":               "C",
+		"::fffe:0:0":          "C", // just below ::ffff:0:0/96
+		"::1:0:0:0:0":         "C", // just above it
+		"2002:c000:201::1":    "E", // 6to4: the stored IPv6 prefix, not 192.0.2.1
+		"2001:db8::1":         "",
 	} {
 		var got struct {
 			Muninn struct {

@@ -34,12 +34,12 @@ type Deps struct {
 	BaseURL, ExportDir string
 	// MMDBRebuild is the least time between two MMDB export builds (0: one
 	// per index snapshot).
-	MMDBRebuild time.Duration
-	Store              *store.Store
-	Logger             *slog.Logger
-	Now                func() time.Time
-	Registry           *prometheus.Registry
-	MaxIngestBytes     int64
+	MMDBRebuild    time.Duration
+	Store          *store.Store
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Registry       *prometheus.Registry
+	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database in one
 	// transaction (0: the API's default).
 	IngestBatch int
