@@ -250,9 +250,9 @@ func (s *Server) ExportZeekIntel(ctx context.Context, req apigen.ExportZeekIntel
 	}}, nil
 }
 
-// suricataTags returns the tag names (by name, as categories number them)
-// and their descriptions.
-func (s *Server) suricataTags(ctx context.Context) ([]string, map[string]string, error) {
+// suricataCategories returns the Suricata category id of each tag (stable:
+// the store keeps them) and the tags' descriptions.
+func (s *Server) suricataCategories(ctx context.Context) (map[string]int, map[string]string, error) {
 	tags, err := s.store.Tags(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -262,17 +262,21 @@ func (s *Server) suricataTags(ctx context.Context) ([]string, map[string]string,
 	for i, t := range tags {
 		names[i], desc[t.Name] = t.Name, t.Description
 	}
-	return names, desc, nil
+	cats, err := s.store.SuricataCategories(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cats, desc, nil
 }
 
 // ExportSuricataCategories implements GET /export/suricata/iprep/categories.txt.
 func (s *Server) ExportSuricataCategories(ctx context.Context, _ apigen.ExportSuricataCategoriesRequestObject) (apigen.ExportSuricataCategoriesResponseObject, error) {
-	names, desc, err := s.suricataTags(ctx)
+	cats, desc, err := s.suricataCategories(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
-		return export.WriteSuricataCategories(w, names, desc)
+		return export.WriteSuricataCategories(w, cats, desc)
 	}}, nil
 }
 
@@ -283,11 +287,10 @@ func (s *Server) ExportSuricataReputation(ctx context.Context, req apigen.Export
 	if len(errs) > 0 {
 		return apigen.ExportSuricataReputation400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: exportProblem(errs)}, nil
 	}
-	names, _, err := s.suricataTags(ctx)
+	cats, _, err := s.suricataCategories(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cats := export.SuricataCategories(names)
 	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
 		return run(ctx, func(r export.Record) error { return export.WriteSuricataRep(w, r, cats) })
 	}}, nil

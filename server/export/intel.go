@@ -223,37 +223,23 @@ func WriteZeekRow(w io.Writer, r Record, baseURL string) error {
 	return err
 }
 
-// SuricataMaxCategory is the highest category id Suricata's iprep takes.
-const SuricataMaxCategory = 60
-
-// SuricataCategories numbers tags as iprep categories: the first 60 tags in
-// the order given, from 1. Tags past the 60th get no category.
-func SuricataCategories(tags []string) map[string]int {
-	out := map[string]int{}
-	for i, t := range tags {
-		if i == SuricataMaxCategory {
-			break
-		}
-		out[t] = i + 1
-	}
-	return out
-}
-
 // WriteSuricataCategories writes categories.txt: `id,short_name,description`
-// lines (Suricata ip-reputation-format). A short name is the tag itself; a
-// comma or newline in a description becomes a space.
-func WriteSuricataCategories(w io.Writer, tags []string, descriptions map[string]string) error {
-	cats := SuricataCategories(tags)
+// lines (Suricata ip-reputation-format), in id order, for the tags of cats
+// (tag name → category id, 1 to 60: store.SuricataCategories keeps them
+// stable). A short name is the tag itself; a comma or newline in a
+// description becomes a space.
+func WriteSuricataCategories(w io.Writer, cats map[string]int, descriptions map[string]string) error {
+	tags := make([]string, 0, len(cats))
+	for t := range cats {
+		tags = append(tags, t)
+	}
+	slices.SortFunc(tags, func(a, b string) int { return cats[a] - cats[b] })
 	for _, t := range tags {
-		id, ok := cats[t]
-		if !ok {
-			break
-		}
 		desc := strings.NewReplacer(",", " ", "\n", " ", "\r", " ").Replace(descriptions[t])
 		if desc == "" {
 			desc = t
 		}
-		if _, err := fmt.Fprintf(w, "%d,%s,%s\n", id, t, desc); err != nil {
+		if _, err := fmt.Fprintf(w, "%d,%s,%s\n", cats[t], t, desc); err != nil {
 			return err
 		}
 	}

@@ -160,8 +160,11 @@ type Invoker interface {
 	ExportNDJSON(ctx context.Context, params ExportNDJSONParams) (ExportNDJSONRes, error)
 	// ExportSuricataCategories invokes exportSuricataCategories operation.
 	//
-	// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
-	// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+	// `id,short_name,description` lines in id order, one per tag. Ids are stable (stored): the tags there
+	// were at the first export are numbered by name from 1, a new tag takes the lowest id never given, and
+	// no tag's id ever changes while it exists; a deleted tag's id is given again only when all 60
+	// (Suricata's limit) are taken, and a tag past that gets no category. Suricata reads this file only at
+	// start: restart it when tags are added.
 	//
 	// GET /export/suricata/iprep/categories.txt
 	ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error)
@@ -2800,8 +2803,11 @@ func (c *Client) sendExportNDJSON(ctx context.Context, params ExportNDJSONParams
 
 // ExportSuricataCategories invokes exportSuricataCategories operation.
 //
-// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
-// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+// `id,short_name,description` lines in id order, one per tag. Ids are stable (stored): the tags there
+// were at the first export are numbered by name from 1, a new tag takes the lowest id never given, and
+// no tag's id ever changes while it exists; a deleted tag's id is given again only when all 60
+// (Suricata's limit) are taken, and a tag past that gets no category. Suricata reads this file only at
+// start: restart it when tags are added.
 //
 // GET /export/suricata/iprep/categories.txt
 func (c *Client) ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error) {
