@@ -135,7 +135,11 @@ func (c *textCache) answer(key string, src any, version int64, format string, fa
 		if slot.advice != "" {
 			comments = append(comments, slot.advice)
 		}
-		comments = append(comments, fmt.Sprintf("muninn %s: %d prefixes", key, b.count))
+		noun := "prefixes"
+		if b.count == 1 {
+			noun = "prefix"
+		}
+		comments = append(comments, fmt.Sprintf("muninn %s: %d %s", key, b.count, noun))
 		if err := export.WritePrefixes(&buf, export.Format(format), export.List{Kind: export.Kind(kind), Name: name, Comments: comments, V4: v4, V6: v6, Family: family}); err != nil {
 			return nil, err
 		}
