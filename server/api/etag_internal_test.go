@@ -1,6 +1,7 @@
 package api
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -45,4 +46,26 @@ func TestETagMatches(t *testing.T) {
 	require.False(t, etagMatches(nil, etag))
 	weak := `"x", "abc"`
 	require.True(t, etagMatches(&weak, `W/"abc"`), "a weak current ETag compares weakly too")
+}
+
+// FuzzETagMatches: any If-None-Match header is read without a panic; a
+// well-formed ETag matches itself and its weak form; a header that matches
+// keeps matching with an unrelated tag added to its list.
+func FuzzETagMatches(f *testing.F) {
+	for _, s := range []string{`"abc"`, `*`, `W/"abc", "x"`, `"a,b"`, `"`, `W/`, `, ,`, `"x" "abc"`, `W/"abc`} {
+		f.Add(s, `"abc"`)
+	}
+	f.Fuzz(func(t *testing.T, inm, etag string) {
+		m := etagMatches(&inm, etag)
+		if m && strings.TrimSpace(inm) != "*" {
+			more := inm + `, "unrelated-tag"`
+			require.True(t, etagMatches(&more, etag), "%q", more)
+		}
+		if len(etag) < 2 || etag[0] != '"' || strings.IndexByte(etag[1:], '"') != len(etag)-2 {
+			return // not an entity tag
+		}
+		for _, self := range []string{etag, "W/" + etag, `"x", ` + etag} {
+			require.True(t, etagMatches(&self, etag), "%q", self)
+		}
+	})
 }

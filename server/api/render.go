@@ -201,8 +201,11 @@ func etagMatches(inm *string, etag string) bool {
 			break
 		}
 		h = strings.TrimPrefix(h, "W/")
-		end := strings.IndexByte(h[min(1, len(h)):], '"')
-		if h[0] != '"' || end < 0 {
+		if h == "" || h[0] != '"' {
+			return false
+		}
+		end := strings.IndexByte(h[1:], '"')
+		if end < 0 {
 			return false
 		}
 		found = found || h[:end+2] == want
