@@ -63,6 +63,10 @@ type Options struct {
 	// ExportDir is where built export files (the MMDB) are written; "" means
 	// a directory under the system's temp dir.
 	ExportDir string
+	// MMDBRebuild is the least time between two builds of the MMDB export:
+	// a request for a newer index snapshot within it gets the last build
+	// (its file and ETag). 0 builds once per snapshot.
+	MMDBRebuild time.Duration
 	// AlertSealer seals and opens alert channel URLs; nil: channels cannot
 	// be stored or tested (503). AlertSendTimeout bounds a test message
 	// (default 10 s).

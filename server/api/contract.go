@@ -294,15 +294,21 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 		match := routeContexts.Get().(*chi.Context)
 		match.Reset()
 		defer routeContexts.Put(match)
-		pattern := c.routes.Find(match, r.Method, path)
-		op, ok := c.ops[r.Method+" "+pattern]
+		method := r.Method
+		if method == http.MethodHead && c.routes.Find(chi.NewRouteContext(), http.MethodHead, path) == "" {
+			// HEAD answers like GET without the body (RFC 9110 §9.3.2), for
+			// every GET operation: routed, checked and answered as the GET.
+			method = http.MethodGet
+		}
+		pattern := c.routes.Find(match, method, path)
+		op, ok := c.ops[method+" "+pattern]
 		if n := accessNote(r.Context()); n != nil {
 			n.Route = pattern
 		}
 		if pattern == "" || !ok {
 			var allowed []string
 			for _, m := range allMethods {
-				if c.routes.Find(chi.NewRouteContext(), m, path) != "" {
+				if c.routes.Find(chi.NewRouteContext(), m, path) != "" || m == http.MethodHead && slices.Contains(allowed, http.MethodGet) {
 					allowed = append(allowed, m)
 				}
 			}
@@ -500,9 +506,25 @@ func (c *Contract) Middleware(next http.Handler) http.Handler {
 			}
 			defer release()
 		}
+		if method != r.Method {
+			if rctx := chi.RouteContext(r.Context()); rctx != nil {
+				rctx.RouteMethod = method
+			}
+			w = headWriter{w}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
+
+// headWriter answers a HEAD request routed to a GET operation: the status
+// and headers go out, the body is dropped (net/http would drop it too, but
+// with an error for every write the handler would report).
+type headWriter struct{ http.ResponseWriter }
+
+func (h headWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (h headWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // jsonBody decodes b, which must be one JSON document in UTF-8, or says why
 // it is not (a second document after the first, say) with the line and

@@ -250,9 +250,9 @@ func (s *Server) ExportZeekIntel(ctx context.Context, req apigen.ExportZeekIntel
 	}}, nil
 }
 
-// suricataTags returns the tag names (by name, as categories number them)
-// and their descriptions.
-func (s *Server) suricataTags(ctx context.Context) ([]string, map[string]string, error) {
+// suricataCategories returns the Suricata category id of each tag (stable:
+// the store keeps them) and the tags' descriptions.
+func (s *Server) suricataCategories(ctx context.Context) (map[string]int, map[string]string, error) {
 	tags, err := s.store.Tags(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -262,17 +262,21 @@ func (s *Server) suricataTags(ctx context.Context) ([]string, map[string]string,
 	for i, t := range tags {
 		names[i], desc[t.Name] = t.Name, t.Description
 	}
-	return names, desc, nil
+	cats, err := s.store.SuricataCategories(ctx, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cats, desc, nil
 }
 
 // ExportSuricataCategories implements GET /export/suricata/iprep/categories.txt.
 func (s *Server) ExportSuricataCategories(ctx context.Context, _ apigen.ExportSuricataCategoriesRequestObject) (apigen.ExportSuricataCategoriesResponseObject, error) {
-	names, desc, err := s.suricataTags(ctx)
+	cats, desc, err := s.suricataCategories(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
-		return export.WriteSuricataCategories(w, names, desc)
+		return export.WriteSuricataCategories(w, cats, desc)
 	}}, nil
 }
 
@@ -283,11 +287,10 @@ func (s *Server) ExportSuricataReputation(ctx context.Context, req apigen.Export
 	if len(errs) > 0 {
 		return apigen.ExportSuricataReputation400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: exportProblem(errs)}, nil
 	}
-	names, _, err := s.suricataTags(ctx)
+	cats, _, err := s.suricataCategories(ctx)
 	if err != nil {
 		return nil, err
 	}
-	cats := export.SuricataCategories(names)
 	return stream{contentType: "text/plain; charset=utf-8", write: func(w io.Writer) error {
 		return run(ctx, func(r export.Record) error { return export.WriteSuricataRep(w, r, cats) })
 	}}, nil
@@ -307,16 +310,18 @@ func (s *Server) ExportSuricataDataset(ctx context.Context, req apigen.ExportSur
 
 // mmdbCache is the last MMDB export: the file built from one index snapshot.
 type mmdbCache struct {
-	mu   sync.Mutex
-	dir  string // the export directory, made on first use
-	gen  uint64
-	path string
-	etag string
-	size int64
+	mu    sync.Mutex
+	dir   string // the export directory, made on first use
+	gen   uint64
+	built time.Time // when the last build started (the server's clock)
+	path  string
+	etag  string
+	size  int64
 }
 
 // mmdbFile returns the MMDB of the index's current snapshot, building it
-// when the snapshot is newer than the last build: written to a temp file in
+// when the snapshot is newer than the last build and the last build is at
+// least opts.MMDBRebuild old (else the last build answers): written to a temp file in
 // the export directory, then renamed over muninn.mmdb (a reader holding the
 // old file keeps reading it).
 func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) {
@@ -324,7 +329,8 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	snap := s.opts.Index.Snapshot()
-	if c.path == "" || c.gen != snap.Gen() {
+	now := s.now()
+	if c.path == "" || c.gen != snap.Gen() && (now.Sub(c.built) >= s.opts.MMDBRebuild || now.Before(c.built)) {
 		if c.dir == "" {
 			dir := s.opts.ExportDir
 			var err error
@@ -346,7 +352,7 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 		if err != nil {
 			return nil, "", 0, err
 		}
-		tree, err := export.MMDB(records, s.now())
+		tree, err := export.MMDB(records, now)
 		if err != nil {
 			return nil, "", 0, err
 		}
@@ -370,7 +376,7 @@ func (s *Server) mmdbFile(ctx context.Context) (*os.File, string, int64, error) 
 			_ = os.Remove(tmp.Name())
 			return nil, "", 0, fmt.Errorf("api: mmdb: %w", err)
 		}
-		c.gen, c.path, c.size = snap.Gen(), path, n
+		c.gen, c.built, c.path, c.size = snap.Gen(), now, path, n
 		c.etag = `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
 	}
 	f, err := os.Open(c.path)

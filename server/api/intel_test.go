@@ -242,6 +242,18 @@ func TestZeekAndSuricataFiles(t *testing.T) {
 	require.Equal(t, "2001:db8::7\n", get("/api/v1/export/suricata/dataset.lst?within=2001:db8::/32"))
 	status, _, _ := b.getText(t, "/api/v1/export/zeek-intel.txt?classification=evil", "")
 	require.Equal(t, http.StatusBadRequest, status)
+
+	// A new tag that sorts first takes the next id: the others keep theirs
+	// (a running Suricata's categories stay right).
+	b.ingest(t, `{"ip":"203.0.113.7","source":"feed","tags":["abuse"],"classification":"malicious"}`+"\n")
+	require.Equal(t, "1,scanner,scanner\n2,ssh-bruteforce,ssh-bruteforce\n3,telnet,telnet\n4,abuse,abuse\n",
+		get("/api/v1/export/suricata/iprep/categories.txt"))
+	require.Equal(t, "198.51.100.0/24,1,76\n"+
+		"198.51.100.128/25,1,127\n198.51.100.128/25,2,127\n"+
+		"198.51.100.200/32,1,127\n198.51.100.200/32,2,127\n"+
+		"203.0.113.7/32,4,127\n"+
+		"2001:db8::/48,1,127\n"+
+		"2001:db8::7/128,1,127\n2001:db8::7/128,3,127\n", get("/api/v1/export/suricata/iprep/reputation.list"))
 }
 
 // TestZeekIntelLinks: with MUNINN_BASE_URL set, meta.url is the address or

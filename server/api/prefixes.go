@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,7 +109,10 @@ func (c *textCache) answer(key string, src any, version int64, format string, fa
 	case 6:
 		v4 = nil
 	}
-	name := key[bytes.IndexByte([]byte(key), '/')+1:]
+	kind, name, _ := strings.Cut(key, "/")
+	if kind == "list-unguarded" {
+		kind = string(export.KindList)
+	}
 	b := &prefixBody{contentType: "text/plain; charset=utf-8", count: len(v4) + len(v6), advice: slot.advice, version: version}
 	var buf bytes.Buffer
 	switch format {
@@ -131,8 +135,12 @@ func (c *textCache) answer(key string, src any, version int64, format string, fa
 		if slot.advice != "" {
 			comments = append(comments, slot.advice)
 		}
-		comments = append(comments, fmt.Sprintf("muninn %s: %d prefixes", key, b.count))
-		if err := export.WritePrefixes(&buf, export.Format(format), export.List{Name: name, Comments: comments, V4: v4, V6: v6, Family: family}); err != nil {
+		noun := "prefixes"
+		if b.count == 1 {
+			noun = "prefix"
+		}
+		comments = append(comments, fmt.Sprintf("muninn %s: %d %s", key, b.count, noun))
+		if err := export.WritePrefixes(&buf, export.Format(format), export.List{Kind: export.Kind(kind), Name: name, Comments: comments, V4: v4, V6: v6, Family: family}); err != nil {
 			return nil, err
 		}
 	}

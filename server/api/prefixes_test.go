@@ -53,7 +53,7 @@ func TestPrefixListParams(t *testing.T) {
 			"":                       "198.51.100.0/25\n2001:db8::/48\n",
 			"?family=4":              "198.51.100.0/25\n",
 			"?family=6":              "2001:db8::/48\n",
-			"?family=4&format=nginx": "# muninn " + map[bool]string{true: "list", false: "deny"}[strings.HasPrefix(base, "/api/v1/lists")] + "/" + map[bool]string{true: "bad", false: "edge"}[strings.HasPrefix(base, "/api/v1/lists")] + ": 1 prefixes\n198.51.100.0/25 1;\n",
+			"?family=4&format=nginx": "# muninn " + map[bool]string{true: "list", false: "deny"}[strings.HasPrefix(base, "/api/v1/lists")] + "/" + map[bool]string{true: "bad", false: "edge"}[strings.HasPrefix(base, "/api/v1/lists")] + ": 1 prefix\n198.51.100.0/25 1;\n",
 			"?format=json&family=6":  `{"name":"` + map[bool]string{true: "bad", false: "edge"}[strings.HasPrefix(base, "/api/v1/lists")] + `","v4":[],"v6":["2001:db8::/48"]}` + "\n",
 		} {
 			status, body, hdr := b.getText(t, base+query, "")
@@ -145,7 +145,7 @@ func TestDefaultBlockAdvice(t *testing.T) {
 	status, body, hdr := b.getText(t, "/api/v1/rulesets/plainrs/deny?format=plain", "")
 	require.Equal(t, http.StatusOK, status)
 	require.Empty(t, hdr.Get("X-Muninn-Advice"))
-	require.Equal(t, "# muninn deny/plainrs: 1 prefixes\n198.51.100.0/24\n", body)
+	require.Equal(t, "# muninn deny/plainrs: 1 prefix\n198.51.100.0/24\n", body)
 }
 
 // needBinary returns the path of a daemon the test runs; missing, it skips,

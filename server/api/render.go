@@ -180,9 +180,41 @@ func snapJSON(snap *render.Snapshot, etag string, gz bool) cachedJSON {
 	return c
 }
 
-// etagMatches reports whether an If-None-Match header names etag.
+// etagMatches reports whether the If-None-Match header inm matches etag,
+// the current ETag of a resource that exists (RFC 9110 §13.1.2): "*", or a
+// comma-separated list of entity tags one of which equals etag by weak
+// comparison (W/"x" matches "x"). A malformed header matches nothing (the
+// client gets the whole answer).
 func etagMatches(inm *string, etag string) bool {
-	return inm != nil && *inm != "" && strings.Contains(*inm, etag)
+	if inm == nil {
+		return false
+	}
+	want := strings.TrimPrefix(etag, "W/")
+	h := strings.TrimSpace(*inm)
+	if h == "*" {
+		return true
+	}
+	found := false
+	for h != "" {
+		h = strings.TrimLeft(h, " \t,")
+		if h == "" {
+			break
+		}
+		h = strings.TrimPrefix(h, "W/")
+		if h == "" || h[0] != '"' {
+			return false
+		}
+		end := strings.IndexByte(h[1:], '"')
+		if end < 0 {
+			return false
+		}
+		found = found || h[:end+2] == want
+		h = strings.TrimLeft(h[end+2:], " \t")
+		if h != "" && h[0] != ',' {
+			return false
+		}
+	}
+	return found
 }
 
 func acceptsGzip(header string) bool {

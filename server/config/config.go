@@ -49,6 +49,10 @@ type Config struct {
 	Workers bool
 	// HoneypotTTL is how long a honeypot tag reported by a bouncer lives.
 	HoneypotTTL time.Duration
+	// MMDBRebuild is the least time between two builds of the MMDB export
+	// (MUNINN_MMDB_REBUILD, default 1m): while data keeps changing, requests
+	// in between get the last build.
+	MMDBRebuild time.Duration
 	// HoneypotRate is how many honeypot hits per second one bouncer may
 	// report (MUNINN_HONEYPOT_RATE).
 	HoneypotRate float64
@@ -175,6 +179,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 		DBMaxConns:        20,
 		Workers:           true,
 		HoneypotTTL:       24 * time.Hour,
+		MMDBRebuild:       time.Minute,
 		HoneypotRate:      100,
 		RDAP:              true,
 		RDAPRate:          1,
@@ -235,6 +240,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_EXPIRED_RETENTION", &c.ExpiredRetention)
 	dur("MUNINN_HONEYPOT_TTL", &c.HoneypotTTL)
 	dur("MUNINN_INGEST_VISIBLE_WITHIN", &c.IngestVisibleWithin)
+	dur("MUNINN_MMDB_REBUILD", &c.MMDBRebuild)
 	str("MUNINN_GEO_DIR", &c.GeoDir)
 	str("MUNINN_RDAP_BASE_URL", &c.RDAPBaseURL)
 	str("MUNINN_RESOLVER", &c.Resolver)

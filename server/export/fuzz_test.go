@@ -46,7 +46,7 @@ func FuzzSuricataCategories(f *testing.F) {
 			return // tag names never hold these (the API refuses them)
 		}
 		var b bytes.Buffer
-		require.NoError(t, export.WriteSuricataCategories(&b, []string{tag}, map[string]string{tag: desc}))
+		require.NoError(t, export.WriteSuricataCategories(&b, map[string]int{tag: 1}, map[string]string{tag: desc}))
 		line, ok := strings.CutSuffix(b.String(), "\n")
 		require.True(t, ok)
 		require.NotContains(t, line, "\n")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
+	"go4.org/netipx"
 
 	"github.com/muninn/muninn/server/index"
 	"github.com/muninn/muninn/server/resolve"
@@ -36,11 +37,22 @@ const MMDBType = "muninn"
 
 // MMDB builds the MaxMind DB of records (integrations.md §2): an IPv6 tree
 // (IPv4 answered under ::/96), record size 28, reserved networks allowed
-// (documentation and RFC 1918 networks are data too), IPv4 aliasing off
-// (so a stored 6to4 or Teredo prefix is inserted rather than refused); one
-// map per stored prefix with GeoIP2-named geo/ASN keys and muninn's view
-// under "muninn". Prefixes are inserted broad first, so the most specific
-// stored prefix answers for an address, as GET /ips/{address} does.
+// (documentation and RFC 1918 networks are data too); one map per stored
+// prefix with GeoIP2-named geo/ASN keys and muninn's view under "muninn".
+// Prefixes are inserted broad first, so the most specific stored prefix
+// answers for an address, as GET /ips/{address} does.
+//
+// IPv4 lives at ::/96 in the tree, and the API reads an IPv4-mapped address
+// (::ffff:a.b.c.d) as the IPv4 address, so:
+//   - every IPv4 record is also written at ::ffff:0:0/96 (what mmdbwriter's
+//     IPv4 aliasing does for that network), so an IPv4 address looked up in
+//     its IPv6 form finds its record;
+//   - an IPv6 prefix is written without ::/96 and ::ffff:0:0/96 (one inside
+//     them is left out), so IPv6 data never overwrites IPv4 data.
+//
+// mmdbwriter's own aliasing stays off: it would also alias 6to4 (2002::/16)
+// and Teredo (2001::/32) onto IPv4 and refuse stored prefixes there, where
+// GET /ips answers the stored IPv6 prefix.
 func MMDB(records []Record, built time.Time) (*mmdbwriter.Tree, error) {
 	tree, err := mmdbwriter.New(mmdbwriter.Options{
 		DatabaseType:            MMDBType,
@@ -62,14 +74,53 @@ func MMDB(records []Record, built time.Time) (*mmdbwriter.Tree, error) {
 	slices.SortStableFunc(order, func(a, b int) int {
 		return records[a].Prefix.Bits() - records[b].Prefix.Bits() + 128*(boolInt(records[a].Prefix.Addr().Is6())-boolInt(records[b].Prefix.Addr().Is6()))
 	})
+	insert := func(p netip.Prefix, v mmdbtype.DataType) error {
+		n := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+		if err := tree.Insert(n, v); err != nil {
+			return fmt.Errorf("export: mmdb: insert %s: %w", p, err)
+		}
+		return nil
+	}
 	for _, i := range order {
 		r := records[i]
-		n := &net.IPNet{IP: r.Prefix.Addr().AsSlice(), Mask: net.CIDRMask(r.Prefix.Bits(), r.Prefix.Addr().BitLen())}
-		if err := tree.Insert(n, mmdbRecord(r)); err != nil {
-			return nil, fmt.Errorf("export: mmdb: insert %s: %w", r.Prefix, err)
+		v := mmdbRecord(r)
+		for _, p := range mmdbNetworks(r.Prefix) {
+			if err := insert(p, v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return tree, nil
+}
+
+// The IPv6 networks an MMDB gives to IPv4: where the tree keeps it, and the
+// IPv4-mapped addresses.
+var (
+	ipv4Root   = netip.MustParsePrefix("::/96")
+	ipv4Mapped = netip.MustParsePrefix("::ffff:0:0/96")
+)
+
+// mmdbNetworks returns where in the tree p's record goes: an IPv4 prefix
+// as itself and as its IPv4-mapped form; an IPv6 prefix without the two
+// IPv4 networks (nothing for one inside them).
+func mmdbNetworks(p netip.Prefix) []netip.Prefix {
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		mapped := netip.AddrFrom16([16]byte{10: 0xff, 11: 0xff, 12: a[0], 13: a[1], 14: a[2], 15: a[3]})
+		return []netip.Prefix{p, netip.PrefixFrom(mapped, 96+p.Bits())}
+	}
+	if !p.Overlaps(ipv4Root) && !p.Overlaps(ipv4Mapped) {
+		return []netip.Prefix{p}
+	}
+	var b netipx.IPSetBuilder
+	b.AddPrefix(p)
+	b.RemovePrefix(ipv4Root)
+	b.RemovePrefix(ipv4Mapped)
+	set, err := b.IPSet()
+	if err != nil {
+		return nil // cannot happen: p is valid
+	}
+	return set.Prefixes()
 }
 
 func boolInt(b bool) int {
@@ -172,37 +223,23 @@ func WriteZeekRow(w io.Writer, r Record, baseURL string) error {
 	return err
 }
 
-// SuricataMaxCategory is the highest category id Suricata's iprep takes.
-const SuricataMaxCategory = 60
-
-// SuricataCategories numbers tags as iprep categories: the first 60 tags in
-// the order given, from 1. Tags past the 60th get no category.
-func SuricataCategories(tags []string) map[string]int {
-	out := map[string]int{}
-	for i, t := range tags {
-		if i == SuricataMaxCategory {
-			break
-		}
-		out[t] = i + 1
-	}
-	return out
-}
-
 // WriteSuricataCategories writes categories.txt: `id,short_name,description`
-// lines (Suricata ip-reputation-format). A short name is the tag itself; a
-// comma or newline in a description becomes a space.
-func WriteSuricataCategories(w io.Writer, tags []string, descriptions map[string]string) error {
-	cats := SuricataCategories(tags)
+// lines (Suricata ip-reputation-format), in id order, for the tags of cats
+// (tag name → category id, 1 to 60: store.SuricataCategories keeps them
+// stable). A short name is the tag itself; a comma or newline in a
+// description becomes a space.
+func WriteSuricataCategories(w io.Writer, cats map[string]int, descriptions map[string]string) error {
+	tags := make([]string, 0, len(cats))
+	for t := range cats {
+		tags = append(tags, t)
+	}
+	slices.SortFunc(tags, func(a, b string) int { return cats[a] - cats[b] })
 	for _, t := range tags {
-		id, ok := cats[t]
-		if !ok {
-			break
-		}
 		desc := strings.NewReplacer(",", " ", "\n", " ", "\r", " ").Replace(descriptions[t])
 		if desc == "" {
 			desc = t
 		}
-		if _, err := fmt.Fprintf(w, "%d,%s,%s\n", id, t, desc); err != nil {
+		if _, err := fmt.Fprintf(w, "%d,%s,%s\n", cats[t], t, desc); err != nil {
 			return err
 		}
 	}

@@ -7,6 +7,8 @@
 package export
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
@@ -29,19 +31,23 @@ const (
 	Nginx Format = "nginx"
 	// HAProxy is a map file: lines `CIDR NAME`, for map_ip() or `-M -f`.
 	HAProxy Format = "haproxy"
-	// IPSet is an `ipset restore` file filling sets muninn-NAME-4 and -6.
+	// IPSet is an `ipset restore` file filling sets muninn-KIND-NAME-4 and
+	// -6 (SetNames).
 	IPSet Format = "ipset"
-	// Nft is an `nft -f` file filling interval sets muninn_NAME_4 and _6 in
-	// table inet muninn.
+	// Nft is an `nft -f` file filling interval sets muninn_KIND_NAME_4 and
+	// _6 in table inet muninn_export (SetNames; not the bouncer's table
+	// inet muninn, which the bouncer replaces whole).
 	Nft Format = "nft"
-	// MikroTik is a RouterOS script filling address list muninn-NAME.
+	// MikroTik is a RouterOS script filling address list muninn-KIND-NAME
+	// (SetNames).
 	MikroTik Format = "mikrotik"
 )
 
 // Formats lists the text formats WritePrefixes writes.
 var Formats = []Format{Txt, Plain, Nginx, HAProxy, IPSet, Nft, MikroTik}
 
-// List is a prefix list to write: its name (a ruleset or list name, as the
+// List is a prefix list to write: its kind (deny, allow or a named list:
+// part of the set names, so the three never fill each other's sets), its name (a ruleset or list name, as the
 // contract's ObjectName: [A-Za-z0-9][A-Za-z0-9_-]*), comment lines (written
 // where the format has comments) and its prefixes, IPv4 and IPv6 in address
 // order.
@@ -51,6 +57,7 @@ var Formats = []Format{Txt, Plain, Nginx, HAProxy, IPSet, Nft, MikroTik}
 // that family's set, so loading the IPv6 answer never empties the IPv4 set
 // an earlier load filled. 0 means both.
 type List struct {
+	Kind     Kind
 	Name     string
 	Comments []string
 	V4, V6   []netip.Prefix
@@ -60,28 +67,85 @@ type List struct {
 // holds reports whether l's answer covers family f (4 or 6).
 func (l List) holds(f int) bool { return l.Family == 0 || l.Family == f }
 
-// ipsetNameMax is the longest ipset set name (IPSET_MAXNAMELEN 32, with the NUL).
-const ipsetNameMax = 31
+// Kind is what a prefix list is: a ruleset's deny list, its allow list
+// (the complement), or a named list. Set names carry it, so a ruleset and a
+// list of one name, or a deny and an allow list, never share a set.
+type Kind string
 
-// SetNames returns the set or list names format f uses for list name: one
-// for IPv4 and one for IPv6 (the same for HAProxy and MikroTik, whose lists
-// hold both families).
-func SetNames(f Format, name string) (v4, v6 string) {
+// The kinds of prefix list.
+const (
+	KindDeny  Kind = "deny"
+	KindAllow Kind = "allow"
+	KindList  Kind = "list"
+)
+
+// Name length limits of the set formats, in bytes without the NUL.
+const (
+	// IPSetNameMax: IPSET_MAXNAMELEN is 32 with the NUL (linux/netfilter/ipset/ip_set.h).
+	IPSetNameMax = 31
+	// NftNameMax: NFT_NAME_MAXLEN is 256 with the NUL (linux/netfilter/nf_tables.h, Linux >= 4.16).
+	NftNameMax = 255
+	// MikroTikNameMax is muninn's own cap for RouterOS address-list names.
+	MikroTikNameMax = 63
+)
+
+// NftTable is the nftables table (family inet) the nft format fills: its
+// own, because the bouncer deletes and recreates its table inet muninn.
+const NftTable = "muninn_export"
+
+// SetNames returns the set or list names format f uses for the list of kind
+// k named name: one for IPv4 and one for IPv6 (the same for MikroTik, whose
+// lists hold both families; name itself for the other formats).
+//
+//   - ipset: muninn-KIND-NAME-4 and -6, at most IPSetNameMax bytes;
+//   - nft: muninn_KIND_NAME_4 and _6 (nft identifiers take '-'), at most NftNameMax;
+//   - MikroTik: muninn-KIND-NAME, at most MikroTikNameMax.
+//
+// The mapping is one-to-one: a name of [A-Za-z0-9_-] that fits is used as
+// it is; one that does not fit (or has other characters, which the API
+// never sends) is cut, other characters become '_', and '.' and the first 8
+// hex digits of SHA-256("KIND/NAME") are appended. Names used as they are
+// hold no '.', so they never equal a cut one, and two cut names are equal
+// only if their hashes are.
+func SetNames(f Format, k Kind, name string) (v4, v6 string) {
 	switch f {
 	case IPSet:
-		base := "muninn-" + name
-		if len(base) > ipsetNameMax-2 {
-			base = base[:ipsetNameMax-2]
-		}
-		return base + "-4", base + "-6"
+		return setName("muninn-", "-", k, name, "-4", IPSetNameMax), setName("muninn-", "-", k, name, "-6", IPSetNameMax)
 	case Nft:
-		// nft identifiers are letters, digits, '_', '/', '\' and '.'.
-		base := "muninn_" + strings.ReplaceAll(name, "-", "_")
-		return base + "_4", base + "_6"
+		return setName("muninn_", "_", k, name, "_4", NftNameMax), setName("muninn_", "_", k, name, "_6", NftNameMax)
 	case MikroTik:
-		return "muninn-" + name, "muninn-" + name
+		n := setName("muninn-", "-", k, name, "", MikroTikNameMax)
+		return n, n
 	}
 	return name, name
+}
+
+// setName is prefix KIND sep NAME suffix, cut and hashed as SetNames says.
+func setName(prefix, sep string, k Kind, name, suffix string, limit int) string {
+	head := prefix + string(k) + sep
+	plain := name != ""
+	for i := 0; i < len(name) && plain; i++ {
+		plain = nameByte(name[i])
+	}
+	if plain && len(head)+len(name)+len(suffix) <= limit {
+		return head + name + suffix
+	}
+	sum := sha256.Sum256([]byte(string(k) + "/" + name))
+	tag := "." + hex.EncodeToString(sum[:4])
+	keep := max(0, min(len(name), limit-len(head)-len(tag)-len(suffix)))
+	b := []byte(name[:keep])
+	for i, c := range b {
+		if !nameByte(c) {
+			b[i] = '_'
+		}
+	}
+	return head + string(b) + tag + suffix
+}
+
+// nameByte reports whether c may appear in a set name as it is (the
+// contract's ObjectName characters).
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
 // WritePrefixes writes l to w in format f. An unknown format is an error.
@@ -100,6 +164,12 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		}
 	}
 	switch f {
+	case IPSet, Nft, MikroTik:
+		if l.Kind != KindDeny && l.Kind != KindAllow && l.Kind != KindList {
+			return fmt.Errorf("export: list %s: kind %q is not deny, allow or list", l.Name, l.Kind)
+		}
+	}
+	switch f {
 	case Txt:
 		both(func(p netip.Prefix) { ew.printf("%s\n", p) })
 	case Plain:
@@ -113,7 +183,7 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		both(func(p netip.Prefix) { ew.printf("%s %s\n", p, l.Name) })
 	case IPSet:
 		comments()
-		n4, n6 := SetNames(f, l.Name)
+		n4, n6 := SetNames(f, l.Kind, l.Name)
 		for _, s := range []struct {
 			name, family string
 			ps           []netip.Prefix
@@ -129,8 +199,8 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 		}
 	case Nft:
 		comments()
-		n4, n6 := SetNames(f, l.Name)
-		ew.printf("table inet muninn {\n}\n")
+		n4, n6 := SetNames(f, l.Kind, l.Name)
+		ew.printf("table inet %s {\n}\n", NftTable)
 		for _, s := range []struct {
 			name, typ string
 			ps        []netip.Prefix
@@ -139,7 +209,7 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 			if !l.holds(s.fam) {
 				continue
 			}
-			ew.printf("add set inet muninn %s { type %s; flags interval; }\nflush set inet muninn %s\n", s.name, s.typ, s.name)
+			ew.printf("add set inet %s %s { type %s; flags interval; }\nflush set inet %s %s\n", NftTable, s.name, s.typ, NftTable, s.name)
 			// One element statement per 1,000 keeps each netlink message small.
 			for i := 0; i < len(s.ps); i += 1000 {
 				chunk := s.ps[i:min(i+1000, len(s.ps))]
@@ -147,12 +217,12 @@ func WritePrefixes(w io.Writer, f Format, l List) error {
 				for j, p := range chunk {
 					elems[j] = p.String()
 				}
-				ew.printf("add element inet muninn %s { %s }\n", s.name, strings.Join(elems, ", "))
+				ew.printf("add element inet %s %s { %s }\n", NftTable, s.name, strings.Join(elems, ", "))
 			}
 		}
 	case MikroTik:
 		comments()
-		name, _ := SetNames(f, l.Name)
+		name, _ := SetNames(f, l.Kind, l.Name)
 		for _, s := range []struct {
 			menu string
 			ps   []netip.Prefix

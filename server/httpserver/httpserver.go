@@ -32,11 +32,14 @@ type Deps struct {
 	// BaseURL is MUNINN_BASE_URL (exports link to address pages under it);
 	// ExportDir is where built export files go ("": under the temp dir).
 	BaseURL, ExportDir string
-	Store              *store.Store
-	Logger             *slog.Logger
-	Now                func() time.Time
-	Registry           *prometheus.Registry
-	MaxIngestBytes     int64
+	// MMDBRebuild is the least time between two MMDB export builds (0: one
+	// per index snapshot).
+	MMDBRebuild    time.Duration
+	Store          *store.Store
+	Logger         *slog.Logger
+	Now            func() time.Time
+	Registry       *prometheus.Registry
+	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database in one
 	// transaction (0: the API's default).
 	IngestBatch int
@@ -107,7 +110,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, AlertSealer: d.AlertSealer, SensorOwnAddresses: d.SensorOwnAddresses})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, MMDBRebuild: d.MMDBRebuild, AlertSealer: d.AlertSealer, SensorOwnAddresses: d.SensorOwnAddresses})
 	m := newMetrics(d.Registry)
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 

@@ -379,7 +379,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes, IngestVisibleWithin: cfg.IngestVisibleWithin,
 		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, TrustedProxies: cfg.TrustedProxies, SensorOwnAddresses: cfg.SensorOwnAddresses,
-		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"), AlertSealer: sealer,
+		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"), MMDBRebuild: cfg.MMDBRebuild, AlertSealer: sealer,
 		Mount: []func(chi.Router){webUI.Mount}})
 	if err != nil {
 		return err

@@ -145,8 +145,11 @@ type Invoker interface {
 	// the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
 	// `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
 	// muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
-	// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
-	// file, rename) and served from it; `ETag` names the build.
+	// `autonomous_system_organization`). An IPv4 record answers for its IPv4-mapped form
+	// (`::ffff:a.b.c.d`) too; IPv6 prefixes leave out `::/96` (where the tree keeps IPv4) and
+	// `::ffff:0:0/96`. Built when the index has changed and the last build is at least MUNINN_MMDB_REBUILD
+	// (default 1m) old, written to a file atomically (temp file, rename) and served from it; `ETag` names
+	// the build.
 	//
 	// GET /export/muninn.mmdb
 	ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error)
@@ -158,8 +161,11 @@ type Invoker interface {
 	ExportNDJSON(ctx context.Context, params ExportNDJSONParams) (ExportNDJSONRes, error)
 	// ExportSuricataCategories invokes exportSuricataCategories operation.
 	//
-	// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
-	// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+	// `id,short_name,description` lines in id order, one per tag. Ids are stable (stored): the tags there
+	// were at the first export are numbered by name from 1, a new tag takes the lowest id never given, and
+	// no tag's id ever changes while it exists; a deleted tag's id is given again only when all 60
+	// (Suricata's limit) are taken, and a tag past that gets no category. Suricata reads this file only at
+	// start: restart it when tags are added.
 	//
 	// GET /export/suricata/iprep/categories.txt
 	ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error)
@@ -2539,8 +2545,11 @@ func (c *Client) sendExportJSON(ctx context.Context, params ExportJSONParams) (r
 // the effective view (`classification`, `score`, `tags`, `sources`, `network`, `sightings`,
 // `first_seen`, `last_seen` RFC 3339, `note`, `rdns`), and GeoIP2-named keys hold geo and ASN where
 // muninn has them (`country.iso_code`, `continent.code`, `city.names.en`, `autonomous_system_number`,
-// `autonomous_system_organization`). Built once per index snapshot, written to a file atomically (temp
-// file, rename) and served from it; `ETag` names the build.
+// `autonomous_system_organization`). An IPv4 record answers for its IPv4-mapped form
+// (`::ffff:a.b.c.d`) too; IPv6 prefixes leave out `::/96` (where the tree keeps IPv4) and
+// `::ffff:0:0/96`. Built when the index has changed and the last build is at least MUNINN_MMDB_REBUILD
+// (default 1m) old, written to a file atomically (temp file, rename) and served from it; `ETag` names
+// the build.
 //
 // GET /export/muninn.mmdb
 func (c *Client) ExportMMDB(ctx context.Context, params ExportMMDBParams) (ExportMMDBRes, error) {
@@ -2796,8 +2805,11 @@ func (c *Client) sendExportNDJSON(ctx context.Context, params ExportNDJSONParams
 
 // ExportSuricataCategories invokes exportSuricataCategories operation.
 //
-// `id,short_name,description` lines: the tags by name, numbered from 1, at most 60 (Suricata's limit;
-// later tags get no category). Suricata reads this file only at start: restart it when tags are added.
+// `id,short_name,description` lines in id order, one per tag. Ids are stable (stored): the tags there
+// were at the first export are numbered by name from 1, a new tag takes the lowest id never given, and
+// no tag's id ever changes while it exists; a deleted tag's id is given again only when all 60
+// (Suricata's limit) are taken, and a tag past that gets no category. Suricata reads this file only at
+// start: restart it when tags are added.
 //
 // GET /export/suricata/iprep/categories.txt
 func (c *Client) ExportSuricataCategories(ctx context.Context) (ExportSuricataCategoriesRes, error) {

@@ -125,7 +125,8 @@ type ExportJSONParams struct {
 
 // ExportMMDBParams is parameters of exportMMDB operation.
 type ExportMMDBParams struct {
-	// The ETag of an answer the client has (a render, a prefix list, an export).
+	// The ETag of an answer the client has (a render, a prefix list, an export): one, a comma-separated
+	// list, weak (W/"…") or *; 304 when one matches the current answer (RFC 9110 §13.1.2).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 }
 
@@ -244,7 +245,8 @@ type GetListPrefixesParams struct {
 	Family OptQFamily `json:",omitempty,omitzero"`
 	// False: keep the addresses of the never-block guard in the list.
 	Guard OptBool `json:",omitempty,omitzero"`
-	// The ETag of an answer the client has (a render, a prefix list, an export).
+	// The ETag of an answer the client has (a render, a prefix list, an export): one, a comma-separated
+	// list, weak (W/"…") or *; 304 when one matches the current answer (RFC 9110 §13.1.2).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
@@ -268,7 +270,8 @@ type GetRulesetAllowParams struct {
 	Format OptPrefixFormat `json:",omitempty,omitzero"`
 	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
 	Family OptQFamily `json:",omitempty,omitzero"`
-	// The ETag of an answer the client has (a render, a prefix list, an export).
+	// The ETag of an answer the client has (a render, a prefix list, an export): one, a comma-separated
+	// list, weak (W/"…") or *; 304 when one matches the current answer (RFC 9110 §13.1.2).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
@@ -279,7 +282,8 @@ type GetRulesetDenyParams struct {
 	Format OptPrefixFormat `json:",omitempty,omitzero"`
 	// Only IPv4 (4) or only IPv6 (6) prefixes; both when absent.
 	Family OptQFamily `json:",omitempty,omitzero"`
-	// The ETag of an answer the client has (a render, a prefix list, an export).
+	// The ETag of an answer the client has (a render, a prefix list, an export): one, a comma-separated
+	// list, weak (W/"…") or *; 304 when one matches the current answer (RFC 9110 §13.1.2).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string
@@ -291,7 +295,8 @@ type GetRulesetRenderParams struct {
 	Since OptInt64 `json:",omitempty,omitzero"`
 	// How long to wait for a change, a Go duration such as "30s", at most 5m.
 	Wait OptString `json:",omitempty,omitzero"`
-	// The ETag of an answer the client has (a render, a prefix list, an export).
+	// The ETag of an answer the client has (a render, a prefix list, an export): one, a comma-separated
+	// list, weak (W/"…") or *; 304 when one matches the current answer (RFC 9110 §13.1.2).
 	IfNoneMatch OptString `json:",omitempty,omitzero"`
 	// A ruleset, list or bouncer name.
 	Name string

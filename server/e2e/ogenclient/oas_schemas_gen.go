@@ -3232,6 +3232,10 @@ type ExportNDJSONUnauthorized Problem
 
 func (*ExportNDJSONUnauthorized) exportNDJSONRes() {}
 
+type ExportSuricataCategoriesBadRequest Problem
+
+func (*ExportSuricataCategoriesBadRequest) exportSuricataCategoriesRes() {}
+
 type ExportSuricataCategoriesInternalServerError Problem
 
 func (*ExportSuricataCategoriesInternalServerError) exportSuricataCategoriesRes() {}
