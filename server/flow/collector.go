@@ -142,6 +142,7 @@ type Collector struct {
 	bound   chan []net.Addr
 	lease   leaseState
 	pruned  time.Time
+	seq     *SeqTracker
 	flushMu sync.Mutex
 }
 
@@ -167,7 +168,7 @@ func New(st *store.Store, views Views, log *slog.Logger, now func() time.Time, r
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1)}
+	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1), seq: NewSeqTracker()}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -198,8 +199,31 @@ func (c *Collector) LoadExporters(ctx context.Context) error {
 // Handle decodes one datagram of protocol p from src and aggregates its
 // flows; it reports whether the datagram was decoded. Datagrams of
 // unregistered exporters and undecodable ones are counted and dropped.
+//
+// Handle also follows the datagram's sequence number (see SeqTracker):
+// datagrams must be handed to it in the order they arrived.
 func (c *Collector) Handle(p Protocol, src netip.AddrPort, payload []byte) bool {
+	c.track(p, src, payload)
 	return c.handle(p, src, payload, c.now())
+}
+
+// track counts what the sequence number of a registered exporter's
+// datagram says (loss, late, restart) in muninn_flow_sequence_*.
+func (c *Collector) track(p Protocol, src netip.AddrPort, payload []byte) {
+	e, ok := (*c.exp.Load())[src.Addr().Unmap()]
+	if !ok {
+		return
+	}
+	r, ok := c.seq.Track(p, src, payload)
+	switch {
+	case !ok:
+	case r.Lost > 0:
+		c.m.seqLost.WithLabelValues(e.Name, string(r.Version)).Add(float64(r.Lost))
+	case r.Late:
+		c.m.seqLate.WithLabelValues(e.Name, string(r.Version)).Inc()
+	case r.Reset:
+		c.m.seqResets.WithLabelValues(e.Name, string(r.Version)).Inc()
+	}
 }
 
 func (c *Collector) handle(p Protocol, src netip.AddrPort, payload []byte, received time.Time) bool {
@@ -595,6 +619,7 @@ func (c *Collector) read(conn *net.UDPConn, p Protocol, queue chan<- datagram) {
 			}
 			continue
 		}
+		c.track(p, src, buf[:n])
 		d := datagram{p: p, src: src, payload: slices.Clone(buf[:n]), received: c.now()}
 		select {
 		case queue <- d:
