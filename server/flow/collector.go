@@ -69,6 +69,9 @@ type Config struct {
 	QueueSize int
 	// Workers decode datagrams in parallel (default 2).
 	Workers int
+	// ClickHouse, when set, receives every decoded flow of a registered
+	// exporter (raw, before aggregation); Run runs and last flushes it.
+	ClickHouse *ClickHouseSink
 	// ListenUDP opens a listener's socket (nil: net.ListenUDP); tests open
 	// it inside a network namespace.
 	ListenUDP func(addr *net.UDPAddr) (*net.UDPConn, error)
@@ -268,8 +271,12 @@ func (c *Collector) add(f Flow) {
 	}
 	rate := uint64(e.SamplingRate)
 	if rate == 0 {
-		rate = max(f.SamplingRate, 1)
+		rate = f.SamplingRate
 	}
+	if c.cfg.ClickHouse != nil {
+		c.cfg.ClickHouse.Add(f, e.Name, rate)
+	}
+	rate = max(rate, 1)
 	bytes, packets := f.Bytes*rate, f.Packets*rate
 	srcIn, dstIn := contains(e.Inside, f.Src), contains(e.Inside, f.Dst)
 	var host, remote netip.Addr
@@ -581,6 +588,13 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 		})
 	}
+	sinkDone := make(chan struct{})
+	sctx, stopSink := context.WithCancel(context.Background())
+	if c.cfg.ClickHouse != nil {
+		go func() { c.cfg.ClickHouse.Run(sctx); close(sinkDone) }()
+	} else {
+		close(sinkDone)
+	}
 	c.log.Info("Receiving flows.", "listeners", addrs)
 	tick := time.NewTicker(c.cfg.FlushEvery)
 	defer tick.Stop()
@@ -604,6 +618,8 @@ loop:
 	readers.Wait()
 	close(queue)
 	workers.Wait()
+	stopSink() // the sink flushes what the workers gave it
+	<-sinkDone
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return c.Flush(fctx)
