@@ -123,8 +123,8 @@ func TestFlowPages(t *testing.T) {
 	// Bytes over time: 169 hours (7 days back to the hour, and this one).
 	require.Contains(t, body, `aria-label="Bytes per hour: 11160 in total"`)
 	require.Len(t, regexp.MustCompile(`<rect class="bar" [^>]*><title>[0-9-]+ [0-9]+h: `).FindAllString(body, -1), 169)
-	require.Contains(t, body, "<title>" + flowH(2).Format("01-02 15h") + ": 10500</title>")
-	require.Contains(t, body, "<title>" + flowH(1).Format("01-02 15h") + ": 660</title>")
+	require.Contains(t, body, "<title>"+flowH(2).Format("01-02 15h")+": 10500</title>")
+	require.Contains(t, body, "<title>"+flowH(1).Format("01-02 15h")+": 660</title>")
 	require.Contains(t, body, `<title>NL: 10500</title>`)
 	require.Contains(t, body, `<title>Example Telecom: 660</title>`)
 	require.Contains(t, body, `<title>443/6: 10500</title>`)
