@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"sync"
 	"testing"
 
@@ -126,4 +127,13 @@ func TestClickHouseConfigErrors(t *testing.T) {
 		_, err := flow.NewClickHouseSink(cfg, slog.Default(), prometheus.NewRegistry())
 		require.EqualError(t, err, want)
 	}
+}
+
+// TestClickHouseSchemaInREADME: the table the README tells operators to
+// create is the one the sink inserts into.
+func TestClickHouseSchemaInREADME(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	require.Contains(t, string(b), "```sql\n"+flow.ClickHouseSchema+"\n```")
 }
