@@ -139,6 +139,14 @@ type Config struct {
 	FlowAlertTags []string
 	// FlowLeaseFile is a dnsmasq lease file naming inside hosts.
 	FlowLeaseFile string
+	// FlowClickHouseURL, when set, sends every raw flow to ClickHouse's HTTP
+	// interface (MUNINN_FLOW_CLICKHOUSE_URL, http(s)://user:pass@host:8123/)
+	// into FlowClickHouseTable (MUNINN_FLOW_CLICKHOUSE_TABLE, default
+	// muninn.flows_raw) in inserts of FlowClickHouseBatch rows
+	// (MUNINN_FLOW_CLICKHOUSE_BATCH, default 10000).
+	FlowClickHouseURL   string
+	FlowClickHouseTable string
+	FlowClickHouseBatch int
 }
 
 // prefixList parses a comma-separated list of CIDRs or addresses.
@@ -292,6 +300,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	dur("MUNINN_FLOW_RETENTION_5M", &c.FlowRetention5m)
 	dur("MUNINN_FLOW_RETENTION_1H", &c.FlowRetention1h)
 	str("MUNINN_FLOW_LEASE_FILE", &c.FlowLeaseFile)
+	str("MUNINN_FLOW_CLICKHOUSE_URL", &c.FlowClickHouseURL)
+	str("MUNINN_FLOW_CLICKHOUSE_TABLE", &c.FlowClickHouseTable)
+	positive("MUNINN_FLOW_CLICKHOUSE_BATCH", &c.FlowClickHouseBatch)
 	for _, t := range strings.Split(getenv("MUNINN_FLOW_ALERT_TAGS"), ",") {
 		if t = strings.TrimSpace(t); t != "" {
 			c.FlowAlertTags = append(c.FlowAlertTags, t)

@@ -69,6 +69,9 @@ type Config struct {
 	QueueSize int
 	// Workers decode datagrams in parallel (default 2).
 	Workers int
+	// ClickHouse, when set, receives every decoded flow of a registered
+	// exporter (raw, before aggregation); Run runs and last flushes it.
+	ClickHouse *ClickHouseSink
 	// ListenUDP opens a listener's socket (nil: net.ListenUDP); tests open
 	// it inside a network namespace.
 	ListenUDP func(addr *net.UDPAddr) (*net.UDPConn, error)
@@ -142,6 +145,7 @@ type Collector struct {
 	bound   chan []net.Addr
 	lease   leaseState
 	pruned  time.Time
+	seq     *SeqTracker
 	flushMu sync.Mutex
 }
 
@@ -167,7 +171,7 @@ func New(st *store.Store, views Views, log *slog.Logger, now func() time.Time, r
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1)}
+	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1), seq: NewSeqTracker()}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -198,8 +202,31 @@ func (c *Collector) LoadExporters(ctx context.Context) error {
 // Handle decodes one datagram of protocol p from src and aggregates its
 // flows; it reports whether the datagram was decoded. Datagrams of
 // unregistered exporters and undecodable ones are counted and dropped.
+//
+// Handle also follows the datagram's sequence number (see SeqTracker):
+// datagrams must be handed to it in the order they arrived.
 func (c *Collector) Handle(p Protocol, src netip.AddrPort, payload []byte) bool {
+	c.track(p, src, payload)
 	return c.handle(p, src, payload, c.now())
+}
+
+// track counts what the sequence number of a registered exporter's
+// datagram says (loss, late, restart) in muninn_flow_sequence_*.
+func (c *Collector) track(p Protocol, src netip.AddrPort, payload []byte) {
+	e, ok := (*c.exp.Load())[src.Addr().Unmap()]
+	if !ok {
+		return
+	}
+	r, ok := c.seq.Track(p, src, payload)
+	switch {
+	case !ok:
+	case r.Lost > 0:
+		c.m.seqLost.WithLabelValues(e.Name, string(r.Version)).Add(float64(r.Lost))
+	case r.Late:
+		c.m.seqLate.WithLabelValues(e.Name, string(r.Version)).Inc()
+	case r.Reset:
+		c.m.seqResets.WithLabelValues(e.Name, string(r.Version)).Inc()
+	}
 }
 
 func (c *Collector) handle(p Protocol, src netip.AddrPort, payload []byte, received time.Time) bool {
@@ -244,8 +271,12 @@ func (c *Collector) add(f Flow) {
 	}
 	rate := uint64(e.SamplingRate)
 	if rate == 0 {
-		rate = max(f.SamplingRate, 1)
+		rate = f.SamplingRate
 	}
+	if c.cfg.ClickHouse != nil {
+		c.cfg.ClickHouse.Add(f, e.Name, rate)
+	}
+	rate = max(rate, 1)
 	bytes, packets := f.Bytes*rate, f.Packets*rate
 	srcIn, dstIn := contains(e.Inside, f.Src), contains(e.Inside, f.Dst)
 	var host, remote netip.Addr
@@ -557,6 +588,13 @@ func (c *Collector) Run(ctx context.Context) error {
 			}
 		})
 	}
+	sinkDone := make(chan struct{})
+	sctx, stopSink := context.WithCancel(context.Background())
+	if c.cfg.ClickHouse != nil {
+		go func() { c.cfg.ClickHouse.Run(sctx); close(sinkDone) }()
+	} else {
+		close(sinkDone)
+	}
 	c.log.Info("Receiving flows.", "listeners", addrs)
 	tick := time.NewTicker(c.cfg.FlushEvery)
 	defer tick.Stop()
@@ -580,6 +618,8 @@ loop:
 	readers.Wait()
 	close(queue)
 	workers.Wait()
+	stopSink() // the sink flushes what the workers gave it
+	<-sinkDone
 	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return c.Flush(fctx)
@@ -595,6 +635,7 @@ func (c *Collector) read(conn *net.UDPConn, p Protocol, queue chan<- datagram) {
 			}
 			continue
 		}
+		c.track(p, src, buf[:n])
 		d := datagram{p: p, src: src, payload: slices.Clone(buf[:n]), received: c.now()}
 		select {
 		case queue <- d:

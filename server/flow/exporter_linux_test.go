@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +113,26 @@ func startProcess(t *testing.T, ns *netnstest.NS, args ...string) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		t.Logf("%s: %s", args[0], out)
+	})
+}
+
+// startGroup starts args inside ns in a process group of its own, its
+// output in logf; at cleanup that group (the daemon and the children it
+// forked, which hold no pipe of ours) is killed by its id and the log shown.
+func startGroup(t *testing.T, ns *netnstest.NS, logf string, args ...string) {
+	t.Helper()
+	f, err := os.Create(logf)
+	require.NoError(t, err)
+	defer f.Close()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name}, args...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		b, _ := os.ReadFile(logf)
+		t.Logf("%s: %s", args[0], b)
 	})
 }
 
@@ -297,4 +318,84 @@ func TestSoftflowd(t *testing.T) {
 			require.Equal(t, "203.0.113.66", evs[0].Details["remote"])
 		})
 	}
+}
+
+// TestPmacctSFlow runs the Debian pmacctd with its sfprobe plugin exporting
+// sFlow v5 (every packet sampled: sampling_rate 1) from the veth while the
+// same real traffic crosses it, and checks the totals against the link's
+// counters. Bounded: it waits on the collector's counters for exactly the
+// packets the link carried, then stops pmacctd.
+func TestPmacctSFlow(t *testing.T) {
+	t.Parallel()
+	requireCommands(t, "pmacctd")
+	l := newLab(t, flow.SFlow)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "pmacctd.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(fmt.Sprintf(`daemonize: false
+pcap_interface: vo
+plugins: sfprobe
+sfprobe_receiver: 127.0.0.1:%d
+sfprobe_agentip: 127.0.0.1
+sfprobe_agentsubid: 7
+sampling_rate: 1
+`, l.port)), 0o600))
+	logf := filepath.Join(dir, "pmacctd.log")
+	startGroup(t, l.out, logf, "pmacctd", "-f", conf)
+	// pmacctd captures once it logged the link type of the interface.
+	waitFor(t, "pmacctd's capture", func() bool {
+		b, _ := os.ReadFile(logf)
+		return strings.Contains(string(b), "link type is")
+	})
+	t.Cleanup(func() {
+		t.Logf("sflow datagrams: decoded %v error %v unknown exporter %v; records aggregated %v transit %v",
+			testutil.ToFloat64(l.c.Metric("datagrams", "sflow", "decoded")), testutil.ToFloat64(l.c.Metric("datagrams", "sflow", "error")),
+			testutil.ToFloat64(l.c.Metric("datagrams", "sflow", "unknown_exporter")),
+			testutil.ToFloat64(l.c.Metric("records", "aggregated")), testutil.ToFloat64(l.c.Metric("records", "transit")))
+	})
+	l.traffic(t)
+	txP, txB, rxP, rxB := linkCounts(t, l.out, "vo")
+	// sfprobe sends a datagram as it fills: transit traffic (from the
+	// outside address to 198.51.100.1, neither inside, so counted apart)
+	// pushes the test's last samples out, a few datagrams each poll.
+	l.out.Exec(t, "ip", "route", "add", "198.51.100.1/32", "dev", "vo")
+	l.out.Exec(t, "ip", "neigh", "replace", "198.51.100.1", "lladdr", "02:00:00:00:00:0a", "dev", "vo", "nud", "permanent")
+	var push *net.UDPConn
+	l.out.Do(t, func() {
+		var err error
+		push, err = net.DialUDP("udp", &net.UDPAddr{IP: net.ParseIP("203.0.113.66")}, &net.UDPAddr{IP: net.ParseIP("198.51.100.1"), Port: 9})
+		require.NoError(t, err)
+	})
+	defer push.Close()
+	waitFor(t, fmt.Sprintf("%d sampled packets", txP+rxP), func() bool {
+		if testutil.ToFloat64(l.c.Metric("records", "aggregated")) >= float64(txP+rxP) {
+			return true
+		}
+		for range 5 {
+			_, err := push.Write([]byte("push"))
+			require.NoError(t, err)
+		}
+		return false
+	})
+	require.NoError(t, l.c.Flush(context.Background()))
+	ctx := context.Background()
+	pr, err := l.st.FlowProfileGet(ctx, netip.MustParsePrefix("192.0.2.10/32"), l.now.Add(-time.Hour), l.now.Add(-7*24*time.Hour), 10)
+	require.NoError(t, err)
+	t.Logf("link: %d packets %d bytes; profile: %d packets %d bytes", txP+rxP, txB+rxB, pr.Packets, pr.Bytes)
+	require.Equal(t, txP+rxP, pr.Packets, "packets: one sample each")
+	// sFlow's frame_length is the whole Ethernet frame with its FCS: 14 + 4
+	// bytes a packet over the IP bytes NetFlow counts.
+	require.Equal(t, txB+rxB+18*(txP+rxP), pr.Bytes, "bytes")
+	var udpBytes, udpPkts int64
+	for _, p := range pr.Ports {
+		if p.Key == "5353/17" {
+			udpBytes, udpPkts = p.Bytes, p.Packets
+		}
+	}
+	require.Equal(t, int64(5*(128+18)+3*(228+18)), udpBytes)
+	require.Equal(t, int64(8), udpPkts)
+	require.Equal(t, []store.FlowCount{{Key: "NL", Bytes: pr.Bytes, Packets: txP + rxP, Flows: txP + rxP}}, pr.Countries)
+	require.Len(t, pr.Contacts, 1)
+	require.Equal(t, netip.MustParseAddr("203.0.113.66"), pr.Contacts[0].Remote)
+	// pmacctd's sequence numbers (agent 127.0.0.1, sub-agent 7) had no gap.
+	require.Equal(t, 0.0, testutil.ToFloat64(l.c.Metric("sequence_lost", "softflowd", "sflow_v5")))
 }

@@ -40,3 +40,24 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSeqTracker feeds arbitrary datagrams (split at "|||") to one
+// sequence tracker as NetFlow and sFlow: no panic, and a datagram is never
+// both lost-after and late.
+func FuzzSeqTracker(f *testing.F) {
+	f.Add(ipfixMessage(100, 1, ipfixTemplates, ipfixData256(3)))
+	f.Add(netflowV5(1, 0, v5Record{src: "10.0.0.5", dst: "203.0.113.9", proto: 6, packets: 1, bytes: 40}))
+	f.Add(append(v9Header(1, 2, 3), append([]byte("|||"), sflowHeader("192.0.2.1", 0, 1, 1)...)...))
+	src := netip.MustParseAddrPort("192.0.2.1:2055")
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tr := flow.NewSeqTracker()
+		for _, dg := range bytes.Split(b, []byte("|||")) {
+			for _, p := range []flow.Protocol{flow.NetFlow, flow.SFlow} {
+				r, _ := tr.Track(p, src, dg)
+				if r.Lost > 0 && (r.Late || r.Reset) {
+					t.Fatalf("%s: %+v", p, r)
+				}
+			}
+		}
+	})
+}

@@ -13,6 +13,9 @@ type metrics struct {
 	flushes      *prometheus.CounterVec
 	events       *prometheus.CounterVec
 	lost         prometheus.Counter
+	seqLost      *prometheus.CounterVec
+	seqLate      *prometheus.CounterVec
+	seqResets    *prometheus.CounterVec
 	flushSeconds prometheus.Histogram
 }
 
@@ -32,10 +35,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Events the flows caused, by kind."}, []string{"kind"}),
 		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "muninn_flow_records_lost_total",
 			Help: "Aggregated flow records lost because their write to the database failed."}),
+		seqLost: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "muninn_flow_sequence_lost_total",
+			Help: "Loss upstream of the collector seen as gaps in the exporters' sequence numbers, by exporter and version: flow records for netflow_v5 and ipfix, datagrams for netflow_v9 and sflow_v5."},
+			[]string{"exporter", "version"}),
+		seqLate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "muninn_flow_sequence_late_total",
+			Help: "Datagrams whose sequence number was behind the stream's (reordered or duplicated), by exporter and version."},
+			[]string{"exporter", "version"}),
+		seqResets: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "muninn_flow_sequence_resets_total",
+			Help: "Sequence streams that restarted (exporter restart, or a jump too far to be loss), by exporter and version; no loss is counted for them."},
+			[]string{"exporter", "version"}),
 		flushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "muninn_flow_flush_seconds",
 			Help: "Duration of one write of aggregated flows.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 	}
-	for _, c := range []prometheus.Collector{m.datagrams, m.dropped, m.records, m.flushes, m.events, m.lost, m.flushSeconds} {
+	for _, c := range []prometheus.Collector{m.datagrams, m.dropped, m.records, m.flushes, m.events, m.lost, m.seqLost, m.seqLate, m.seqResets, m.flushSeconds} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("flow: metrics: %w", err)
 		}
@@ -45,7 +57,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // Metric returns one of the collector's counters for tests and the
 // benchmark: name is datagrams (labels protocol, result), dropped
-// (protocol), records (result), flushes (result) or events (kind).
+// (protocol), records (result), flushes (result), events (kind),
+// sequence_lost, sequence_late or sequence_resets (exporter, version); any
+// other name is muninn_flow_records_lost_total.
 func (c *Collector) Metric(name string, labels ...string) prometheus.Collector {
 	switch name {
 	case "datagrams":
@@ -58,6 +72,12 @@ func (c *Collector) Metric(name string, labels ...string) prometheus.Collector {
 		return c.m.flushes.WithLabelValues(labels...)
 	case "events":
 		return c.m.events.WithLabelValues(labels...)
+	case "sequence_lost":
+		return c.m.seqLost.WithLabelValues(labels...)
+	case "sequence_late":
+		return c.m.seqLate.WithLabelValues(labels...)
+	case "sequence_resets":
+		return c.m.seqResets.WithLabelValues(labels...)
 	}
 	return c.m.lost
 }

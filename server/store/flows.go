@@ -644,3 +644,41 @@ func (s *Store) FlowRemotes(ctx context.Context, addr netip.Addr) ([]FlowRemote,
 	}
 	return out, nil
 }
+
+// FlowPeer is an outside address an inside host exchanged traffic with: the
+// bytes since the query's start and the last hour bucket with traffic.
+type FlowPeer struct {
+	Host     netip.Addr
+	Remote   netip.Addr
+	Bytes    int64
+	LastHour time.Time
+}
+
+// FlowPeers returns the (host, outside address) pairs of the inside hosts
+// within p (every host when p is the zero Prefix) with traffic in the 1-hour
+// aggregates since since, most recent first, at most limit. It carries no
+// rule: what an address is comes from the index (the UI asks it for every
+// peer).
+func (s *Store) FlowPeers(ctx context.Context, within netip.Prefix, since time.Time, limit int) ([]FlowPeer, error) {
+	var w any
+	if within.IsValid() {
+		w = within
+	}
+	rows, err := s.pool.Query(ctx, `SELECT host, remote, sum(bytes), max(bucket) FROM flow_agg_1h
+		WHERE ($1::cidr IS NULL OR host <<= $1) AND bucket >= $2
+		GROUP BY host, remote ORDER BY max(bucket) DESC, host, remote LIMIT $3`, w, since, limit)
+	if err != nil {
+		return nil, mapErr("flow peers", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowPeer, error) {
+		var p FlowPeer
+		var host, remote netip.Prefix
+		err := r.Scan(&host, &remote, &p.Bytes, &p.LastHour)
+		p.Host, p.Remote, p.LastHour = host.Addr(), remote.Addr(), p.LastHour.UTC()
+		return p, err
+	})
+	if err != nil {
+		return nil, mapErr("flow peers", err)
+	}
+	return out, nil
+}

@@ -13,8 +13,14 @@ import (
 // Charts are hand-written inline SVG: no script, no library, readable by
 // screen readers through role="img", a title and a data table fallback.
 
-// columnChart draws one vertical bar per bucket (a time series).
+// columnChart draws one vertical bar per day (a time series).
 func columnChart(title string, bs []store.Bucket) template.HTML {
+	return columnChartOf(title, "day", bs)
+}
+
+// columnChartOf draws one vertical bar per bucket of a time series whose
+// buckets are a unit ("day", "hour").
+func columnChartOf(title, unit string, bs []store.Bucket) template.HTML {
 	const w, h, top, bottom = 720.0, 180.0, 6.0, 26.0
 	var max int64
 	var total int64
@@ -45,7 +51,7 @@ func columnChart(title string, bs []store.Bucket) template.HTML {
 		}
 	}
 	fmt.Fprintf(&sb, `<line class="gridline" x1="0" x2="%g" y1="%g" y2="%g"/>`, w, top, top)
-	fmt.Fprintf(&sb, `</svg><p class="muted small">%d in total; the dashed line is the busiest day, %s.</p>`, total, strconv.FormatInt(max, 10))
+	fmt.Fprintf(&sb, `</svg><p class="muted small">%d in total; the dashed line is the busiest %s, %s.</p>`, total, unit, strconv.FormatInt(max, 10))
 	return template.HTML(sb.String())
 }
 

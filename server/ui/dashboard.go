@@ -26,6 +26,7 @@ type dashboardPage struct {
 	ASNs      template.HTML
 	Feeds     []store.Feed
 	Bouncers  []store.Bouncer
+	Flows     flowDashboard
 }
 
 // dashboardCounts are the dashboard's headline numbers.
@@ -148,6 +149,10 @@ func (h *Handler) showDashboard(w http.ResponseWriter, r *http.Request) {
 	}
 	if d.Bouncers, err = h.store.Bouncers(ctx); err != nil {
 		h.fault(w, r, "list bouncers", err)
+		return
+	}
+	if d.Flows, err = h.flowPanels(ctx); err != nil {
+		h.fault(w, r, "compute the flow panels", err)
 		return
 	}
 	d.Sightings = columnChart("Sightings per day, last 30 days", s.Sightings)

@@ -43,9 +43,10 @@ var funcs = template.FuncMap{
 		}
 		return p.String()
 	},
-	"join":   strings.Join,
-	"inc":    func(i int) int { return i + 1 },
-	"manual": resolve.IsManual,
+	"join":     strings.Join,
+	"hostName": hostName,
+	"inc":      func(i int) int { return i + 1 },
+	"manual":   resolve.IsManual,
 	"severityClass": func(c string) string {
 		switch c {
 		case resolve.Malicious, resolve.Suspicious, resolve.Benign:

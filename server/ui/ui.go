@@ -107,7 +107,7 @@ func loginDelay(failures int) time.Duration {
 }
 
 // pageNames are the templates in web/templates, each rendered inside layout.html.
-var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers", "users", "events", "alerts", "detections"}
+var pageNames = []string{"login", "dashboard", "prefix", "confirm", "search", "tokens", "tags", "audit", "feeds", "feed", "error", "rulesets", "ruleset", "ruleset_edit", "bouncers", "users", "events", "alerts", "detections", "flows", "flow"}
 
 // New parses the templates and returns the UI handler. It fails when d has no
 // Index.
@@ -167,6 +167,9 @@ func (h *Handler) Mount(r chi.Router) {
 			r.Get("/events", h.listEvents)
 			r.Get("/alerts", h.listAlerts)
 			r.Get("/detections", h.listDetections)
+			r.Get("/flows", h.listFlowHosts)
+			r.Get("/flows/hosts/{address}", h.showFlowHost)
+			r.Get("/flows/networks/{address}/{bits}", h.showFlowNetwork)
 			r.Group(func(r chi.Router) {
 				r.Use(h.requireRole(api.RoleWriter))
 				r.Post("/override", h.submitOverride)

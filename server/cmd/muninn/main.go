@@ -470,8 +470,16 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 	if err != nil {
 		return nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
 	}
+	var sink *flow.ClickHouseSink
+	if cfg.FlowClickHouseURL != "" {
+		if sink, err = flow.NewClickHouseSink(flow.ClickHouseConfig{URL: cfg.FlowClickHouseURL, Table: cfg.FlowClickHouseTable,
+			BatchRows: cfg.FlowClickHouseBatch}, log, reg); err != nil {
+			return nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
+		}
+	}
 	c, err := flow.New(st, ix, log, time.Now, reg, flow.Config{Listen: ls, FlushEvery: cfg.FlowFlush,
-		Retention5m: cfg.FlowRetention5m, Retention1h: cfg.FlowRetention1h, AlertTags: cfg.FlowAlertTags, LeaseFile: cfg.FlowLeaseFile})
+		Retention5m: cfg.FlowRetention5m, Retention1h: cfg.FlowRetention1h, AlertTags: cfg.FlowAlertTags, LeaseFile: cfg.FlowLeaseFile,
+		ClickHouse: sink})
 	if err != nil {
 		return nil, err
 	}
