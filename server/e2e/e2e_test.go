@@ -203,8 +203,10 @@ func TestFlushRestored(t *testing.T) {
 	addr := netip.MustParseAddr(bad)
 	require.True(t, hashSetHas(t, w.h, "web", 1, addr))
 
+	// The flush succeeds (Exec fails the test otherwise); the bouncer's
+	// drift check may restore the table before any look here, so the test
+	// does not look for the empty set in between (it raced: 1 run in many).
 	w.h.Exec(t, "nft", "flush", "ruleset")
-	require.False(t, hashSetHas(t, w.h, "web", 1, addr), "flushed")
 	eventually(t, settle, func() bool { return hashSetHas(t, w.h, "web", 1, addr) }, "the table was not restored")
 	w.requireEnforced(t, bad, good)
 }
