@@ -141,8 +141,11 @@ func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide b
 		return store.Observation{}, &apigen.IngestError{Reason: "is not valid UTF-8"}
 	}
 	var o observation
-	if err := decodeStrict(raw, &o); err != nil {
-		return store.Observation{}, &apigen.IngestError{Reason: "malformed JSON: " + err.Error()}
+	if !decodeFast(raw, &o) {
+		o = observation{}
+		if err := decodeStrict(raw, &o); err != nil {
+			return store.Observation{}, &apigen.IngestError{Reason: "malformed JSON: " + err.Error()}
+		}
 	}
 	return s.validate(o, actor, now, allowWide)
 }
@@ -182,6 +185,8 @@ type ingester struct {
 	// acked: finish answered once the rows were durable, before the merge
 	// (IngestVisibleWithin); the index is not waited for either.
 	acked bool
+	// logged: the batches went to the observation log (IngestVisibleWithin).
+	logged bool
 	// Written by the writer goroutine; read after done is closed.
 	err                     error
 	stored                  int64
@@ -196,27 +201,68 @@ type ingestBatch struct {
 	through, rejected int64
 }
 
+// ingestWindow is how many batches of one upload may wait for the ingest
+// aggregator at once: the next batch is queued while the last one merges.
+const ingestWindow = 4
+
 func (s *Server) newIngester(ctx context.Context, actor string) *ingester {
 	in := &ingester{s: s, ctx: ctx, actor: actor, work: make(chan ingestBatch, 1), done: make(chan struct{})}
 	in.result.Errors = []apigen.IngestError{}
 	go func() {
 		defer close(in.done)
+		type submitted struct {
+			p *store.PendingIngest
+			b ingestBatch
+		}
+		var (
+			queue []submitted
+			prev  *store.PendingIngest
+		)
+		// settle waits for the oldest batch in flight and counts it.
+		settle := func() {
+			q := queue[0]
+			queue = queue[1:]
+			if err := q.p.Wait(ctx); err != nil {
+				if in.err == nil {
+					in.err = err
+					in.failed.Store(true)
+				}
+				return
+			}
+			if in.err != nil {
+				return // cannot happen: a batch after a failed one fails too
+			}
+			in.stored += int64(len(q.b.rows))
+			if s.opts.Observed != nil {
+				s.opts.Observed("ingest", len(q.b.rows))
+			}
+			in.storedThrough, in.rejected = q.b.through, q.b.rejected
+		}
 		for b := range in.work {
 			if in.err != nil {
 				continue // drain: nothing after a failed batch is stored
 			}
-			// Each batch is durable once appended to the observation log;
-			// finish waits for the merge that makes them visible.
-			if err := s.store.AppendObservations(ctx, b.rows, actor); err != nil {
-				in.err = err
-				in.failed.Store(true)
+			if in.s.opts.IngestVisibleWithin > 0 {
+				// Durable once appended to the observation log; finish
+				// waits for the merge or acknowledges before it.
+				if err := s.store.AppendObservations(ctx, b.rows, actor); err != nil {
+					in.err = err
+					in.failed.Store(true)
+					continue
+				}
+				in.stored += int64(len(b.rows))
+				in.logged = true
+				in.storedThrough, in.rejected = b.through, b.rejected
 				continue
 			}
-			in.stored += int64(len(b.rows))
-			if s.opts.Observed != nil {
-				s.opts.Observed("ingest", len(b.rows))
+			prev = s.store.SubmitObservations(b.rows, actor, prev)
+			queue = append(queue, submitted{prev, b})
+			for len(queue) >= ingestWindow {
+				settle()
 			}
-			in.storedThrough, in.rejected = b.through, b.rejected
+		}
+		for len(queue) > 0 {
+			settle()
 		}
 	}()
 	return in
@@ -263,15 +309,15 @@ func (in *ingester) finish() error {
 	close(in.work)
 	<-in.done
 	if in.err != nil {
-		if in.stored > 0 {
+		if in.logged && in.stored > 0 {
 			// What was appended before the failure is stored; make it
 			// visible now if the database lets us (else a merger will).
 			_ = in.s.store.Flush(in.ctx)
 		}
 		return in.err
 	}
-	if in.stored > 0 {
-		if bound := in.s.opts.IngestVisibleWithin; bound > 0 && in.s.store.MergeLag() < bound {
+	if in.logged && in.stored > 0 {
+		if bound := in.s.opts.IngestVisibleWithin; in.s.store.MergeLag() < bound {
 			// Durable now; the merge that makes it visible runs in the
 			// background and the merger keeps up within the bound.
 			in.s.store.MergeSoon()

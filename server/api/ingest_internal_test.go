@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"strings"
 	"testing"
@@ -100,4 +101,48 @@ func FuzzDecodeLine(f *testing.F) {
 			require.True(t, o.ExpiresAt.After(o.SeenAt))
 		}
 	})
+}
+
+// FuzzDecodeFastAgrees: whatever the fast ingest line decoder accepts,
+// encoding/json (decodeStrict) accepts too and decodes to the same value.
+func FuzzDecodeFastAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"ip":"198.51.100.7","source":"cowrie","tags":["ssh-bruteforce"],"classification":"malicious","note":"from the honeypot"}`,
+		`{"ip":"203.0.113.77/24","source":"netflow","tags":["scanner"],"ttl":"24h"}`,
+		`{"ip":"::ffff:198.51.100.9","tags":[],"ttl":-5}`,
+		`{"ip":"2001:db8::1","seen_at":"2026-01-02T03:04:05Z","ttl":3600} `,
+		`{"ip":"2001:db8::1","seen_at":"2026-01-02T03:04:05.5+01:00","ttl": 1e3}`,
+		`{"ip":"198.51.100.1","IP":"198.51.100.2"}`,
+		`{"ip":"198.51.100.1","ip":"198.51.100.2"}`,
+		`{"ip":"198.51.100.1","seen_at":null,"tags":null,"ttl":null}`,
+		`{"ip":"198.51.100.1","note":"a\u00e9b"}`,
+		`{"ip":"198.51.100.8","colour":"red"}`,
+		`{"ip":"198.51.100.1"} {}`,
+		`{"ip":"198.51.100.1"}x`,
+		`{"ip":5}`,
+		`[]`,
+		`not json`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var fast observation
+		if !decodeFast(raw, &fast) {
+			return
+		}
+		var slow observation
+		require.NoError(t, decodeStrict(raw, &slow), "%q", raw)
+		require.Equal(t, slow, fast, "%q", raw)
+	})
+}
+
+func TestDecodeFastTakesTheCommonShape(t *testing.T) {
+	t.Parallel()
+	var o observation
+	require.True(t, decodeFast([]byte(`{"ip":"198.51.100.7","source":"load","tags":["scanner"],"classification":"suspicious","seen_at":"2026-01-02T03:04:05Z","ttl":"24h","note":"n"}`+"\r\n"), &o))
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	require.Equal(t, observation{IP: "198.51.100.7", Source: "load", Tags: []string{"scanner"}, Classification: "suspicious", SeenAt: &at, TTL: json.RawMessage(`"24h"`), Note: "n"}, o)
+	for _, s := range []string{`{"ip":"198.51.100.1"} {}`, `{"IP":"198.51.100.1"}`, `{"ip":"198.51.100.1","ip":"198.51.100.2"}`, `{"note":"\u00e9"}`, `{"ttl":null}`, `{"ip":5}`} {
+		require.False(t, decodeFast([]byte(s), new(observation)), s)
+	}
 }

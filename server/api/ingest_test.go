@@ -107,7 +107,7 @@ func TestIngestDatabaseFailureSaysWhereItStopped(t *testing.T) {
 	_, err := b.store.Pool().Exec(context.Background(), `
 		CREATE FUNCTION fail_boom() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN IF NEW.source = 'ingest:boom' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END $$;
-		CREATE TRIGGER fail_boom BEFORE INSERT ON ingest_log FOR EACH ROW EXECUTE FUNCTION fail_boom();`)
+		CREATE TRIGGER fail_boom BEFORE INSERT ON assertions FOR EACH ROW EXECUTE FUNCTION fail_boom();`)
 	require.NoError(t, err)
 	lines := make([]string, 0, 25000)
 	for i := 1; i <= 25000; i++ {
@@ -115,7 +115,7 @@ func TestIngestDatabaseFailureSaysWhereItStopped(t *testing.T) {
 		case 5:
 			lines = append(lines, `{"ip":"nope"}`)
 		case 15000:
-			lines = append(lines, `{"ip":"198.51.100.1","source":"boom"}`)
+			lines = append(lines, `{"ip":"198.51.100.1","source":"boom","tags":["boom"]}`)
 		default:
 			lines = append(lines, hostLine(i))
 		}

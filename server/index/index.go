@@ -373,9 +373,10 @@ func (ix *Index) apply(ctx context.Context, changes []store.Change) error {
 		return err
 	}
 	// Persistent updates share every untouched node with the previous
-	// table; a big batch is cheaper on one private copy.
+	// table; a big batch, or one touching a good part of a small table (a
+	// sensor fleet's repeated addresses), is cheaper on one private copy.
 	pfx := prev.pfx
-	inPlace := len(spans) > 20_000
+	inPlace := len(spans) > 20_000 || len(spans) > pfx.Size()/8
 	if inPlace {
 		pfx = pfx.Clone()
 	}

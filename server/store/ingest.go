@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,30 +47,50 @@ const mergeParallel = 2
 // for the merges in flight in every process (they may hold rows it skipped).
 const mergeLock = 1836412521
 
-// A merge claims up to MergeBatch log rows into a temporary table (deleting
-// them from the log in the same transaction) and folds them in with
-// set-based statements; every statement orders by prefix so it takes row
-// locks in the same order as the other writers (feeds, overrides) and does
-// not deadlock with them.
+// assertionGrain is how far a repeat must move an assertion's last_seen
+// (or its expiry, at most a tenth of its time to live) before the merge
+// rewrites the row: a source seeing an address again and again costs a
+// row lookup, not an update, until a minute has passed. A change of
+// value, an earlier first_seen or a lifted expiry is written at once; the
+// prefix's own last_seen and sightings are always exact.
+const assertionGrain = `interval '1 minute'`
+
+// assertionStale is the SQL condition under which the assertion row old
+// must be rewritten with the merged row new (assertionGrain).
+func assertionStale(old, new string) string {
+	return strings.NewReplacer("old.", old+".", "new.", new+".").Replace(`new.first_seen < old.first_seen
+		   OR (new.last_seen >= old.last_seen AND new.value IS DISTINCT FROM old.value)
+		   OR new.last_seen >= old.last_seen + ` + assertionGrain + `
+		   OR (old.expires_at IS NOT NULL AND (new.expires_at IS NULL
+		       OR new.expires_at > old.expires_at + least(` + assertionGrain + `, (new.expires_at - new.last_seen) / 10)))`)
+}
+
+// A merge folds a batch of observations (claimed from the log, or handed to
+// the ingest aggregator) into rows in Go (foldObservations: one per prefix,
+// per assertion and per day and source), copies them into temporary tables
+// and upserts them with set-based statements; every statement orders by
+// prefix so it takes row locks in the same order as the other writers
+// (feeds, overrides) and does not deadlock with them.
 const (
-	mergeTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_batch (
-		prefix cidr NOT NULL, source text NOT NULL, tags text[] NOT NULL, classification text NOT NULL,
-		seen_at timestamptz NOT NULL, expires_at timestamptz, note text NOT NULL, actor text NOT NULL) ON COMMIT DELETE ROWS`
-	// The ids of the batch's prefixes go to a second temporary table, so the
-	// later statements hash-join the batch instead of probing prefixes' index.
-	mergeIDsTemp = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
 	// Concurrent merges claim disjoint rows (SKIP LOCKED).
-	mergeClaim = `WITH d AS (DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1 FOR UPDATE SKIP LOCKED))
-		  RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor)
-		INSERT INTO ingest_batch SELECT * FROM d`
-	// Temp tables are never analysed by autovacuum; without statistics the
-	// planner picks nested loops over 100k rows.
-	mergeAnalyze  = `ANALYZE ingest_batch`
-	mergeTagNames = `INSERT INTO tags (name)
-		SELECT DISTINCT t FROM ingest_batch, unnest(tags) t ORDER BY t ON CONFLICT DO NOTHING`
+	mergeClaim = `DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1 FOR UPDATE SKIP LOCKED))
+		RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor`
+	mergePrefixesTemp = `CREATE TEMP TABLE IF NOT EXISTS merge_prefixes (
+		prefix cidr NOT NULL, first_seen timestamptz NOT NULL, last_seen timestamptz NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS`
+	// expires_at is the expiry the observations named (NULL: none did);
+	// default_from, for a tag, the newest observation that named none: it
+	// expires after the tag's default TTL, or never without one.
+	mergeAssertionsTemp = `CREATE TEMP TABLE IF NOT EXISTS merge_assertions (
+		prefix cidr NOT NULL, kind text NOT NULL, source text NOT NULL, value text NOT NULL,
+		first_seen timestamptz NOT NULL, last_seen timestamptz NOT NULL, expires_at timestamptz, default_from timestamptz,
+		actor text NOT NULL) ON COMMIT DELETE ROWS`
+	// The ids of the batch's prefixes go to a temporary table, so the later
+	// statements hash-join the batch instead of probing prefixes' index.
+	mergeIDsTemp  = `CREATE TEMP TABLE IF NOT EXISTS ingest_ids (prefix cidr NOT NULL, id bigint NOT NULL) ON COMMIT DELETE ROWS`
+	mergeTagNames = `INSERT INTO tags (name) SELECT t FROM unnest($1::text[]) t ORDER BY t ON CONFLICT DO NOTHING`
 	mergePrefixes = `WITH up AS (
 		INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
-		SELECT prefix, min(seen_at), max(seen_at), count(*) FROM ingest_batch GROUP BY prefix ORDER BY prefix
+		SELECT prefix, first_seen, last_seen, n FROM merge_prefixes ORDER BY prefix
 		ON CONFLICT (prefix) DO UPDATE SET
 		  first_seen = least(prefixes.first_seen, excluded.first_seen),
 		  last_seen = greatest(prefixes.last_seen, excluded.last_seen),
@@ -77,63 +98,37 @@ const (
 		  updated_at = now()
 		RETURNING prefix, id)
 		INSERT INTO ingest_ids SELECT prefix, id FROM up`
-	// Every kind of assertion merges in one statement against the one key
-	// (prefix_id, kind, source, value_key). Tags aggregate per value; for a
-	// classification or a note the newest observation of a source decides. A
-	// NULL expiry means never; re-asserting keeps the later of the two
-	// expiries. created_by is the actor of the first observation that made the
-	// assertion (of the batch: the least actor name).
-	mergeAssertions = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+	mergeSightings = `INSERT INTO sighting_counts (day, source, sightings)
+		SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[]) ORDER BY 1, 2
+		ON CONFLICT (day, source) DO UPDATE SET sightings = sighting_counts.sightings + excluded.sightings`
+)
+
+// Every kind of assertion merges in one statement against the one key
+// (prefix_id, kind, source, value_key). For a classification or a note
+// the newer observation decides the value. A NULL expiry means never;
+// re-asserting keeps the later of the two expiries. Repeats that would
+// only move last_seen or the expiry a little are skipped (assertionGrain).
+var mergeAssertions = `INSERT INTO assertions (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
 		SELECT * FROM (
-		  SELECT p.id, b.source, 'tag'::text, t.tag, min(b.seen_at), max(b.seen_at),
-		         CASE WHEN bool_or(b.expires_at IS NULL AND tg.default_ttl IS NULL) THEN NULL
-		              ELSE max(coalesce(b.expires_at, b.seen_at + tg.default_ttl)) END,
-		         min(b.actor)
-		  FROM ingest_batch b
-		  CROSS JOIN LATERAL unnest(b.tags) t(tag)
-		  JOIN ingest_ids p ON p.prefix = b.prefix
-		  LEFT JOIN tags tg ON tg.name = t.tag
-		  GROUP BY p.id, b.source, t.tag
-		  UNION ALL
-		  SELECT * FROM (
-		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'classification'::text, b.classification, b.seen_at, b.seen_at, b.expires_at, b.actor
-		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
-		    WHERE b.classification <> ''
-		    ORDER BY p.id, b.source, b.seen_at DESC) c
-		  UNION ALL
-		  SELECT * FROM (
-		    SELECT DISTINCT ON (p.id, b.source) p.id, b.source, 'note'::text, b.note, b.seen_at, b.seen_at, b.expires_at, b.actor
-		    FROM ingest_batch b JOIN ingest_ids p ON p.prefix = b.prefix
-		    WHERE b.note <> ''
-		    ORDER BY p.id, b.source, b.seen_at DESC) n
-		) s
+		  SELECT i.id, a.source, a.kind, a.value, a.first_seen, a.last_seen,
+		         CASE WHEN a.default_from IS NULL THEN a.expires_at
+		              WHEN tg.default_ttl IS NULL THEN NULL
+		              ELSE greatest(a.expires_at, a.default_from + tg.default_ttl) END AS expires_at,
+		         a.actor
+		  FROM merge_assertions a JOIN ingest_ids i ON i.prefix = a.prefix
+		  LEFT JOIN tags tg ON a.kind = 'tag' AND tg.name = a.value) c (prefix_id, source, kind, value, first_seen, last_seen, expires_at, created_by)
+		WHERE NOT EXISTS (SELECT 1 FROM assertions x
+		  WHERE x.prefix_id = c.prefix_id AND x.kind = c.kind AND x.source = c.source
+		    AND x.value_key = CASE WHEN c.kind IN ('classification', 'note') THEN '' ELSE c.value END
+		    AND NOT (` + assertionStale("x", "c") + `))
 		ORDER BY 1, 3, 2, 4
 		ON CONFLICT (prefix_id, kind, source, value_key) DO UPDATE SET
 		  value = CASE WHEN excluded.last_seen >= assertions.last_seen THEN excluded.value ELSE assertions.value END,
 		  first_seen = least(assertions.first_seen, excluded.first_seen),
 		  last_seen = greatest(assertions.last_seen, excluded.last_seen),
 		  expires_at = CASE WHEN assertions.expires_at IS NULL OR excluded.expires_at IS NULL THEN NULL
-		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END`
-	mergeSightings = `INSERT INTO sighting_counts (day, source, sightings)
-		SELECT (seen_at AT TIME ZONE 'UTC')::date, source, count(*) FROM ingest_batch GROUP BY 1, 2 ORDER BY 1, 2
-		ON CONFLICT (day, source) DO UPDATE SET sightings = sighting_counts.sightings + excluded.sightings`
-)
-
-// Ingest stores a batch of observations made through actor: it appends them
-// to the observation log (AppendObservations) and waits until a merge has
-// folded them into prefixes and assertions and recorded the change (Flush).
-// When it returns nil the observations are visible to every reader of the
-// database and of the change feed. After an error the observations may still
-// have been stored: those that reached the log are merged later.
-func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) error {
-	if len(obs) == 0 {
-		return nil
-	}
-	if err := s.AppendObservations(ctx, obs, actor); err != nil {
-		return err
-	}
-	return s.Flush(ctx)
-}
+		                    ELSE greatest(assertions.expires_at, excluded.expires_at) END
+		WHERE ` + assertionStale("assertions", "excluded")
 
 // AppendObservations durably appends a batch of observations made through
 // actor to the observation log, with one COPY (in one transaction with the
@@ -451,52 +446,64 @@ func (s *Store) mergeOnce(ctx context.Context) (int64, error) {
 func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 	var n int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := unbounded(ctx, tx); err != nil {
+		n = 0
+		if err := beginMerge(ctx, tx); err != nil {
 			return err
-		}
-		// The sorts and hashes over 100k rows spill to disk at the default
-		// 4MB; one merge runs at a time.
-		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
-			return fmt.Errorf("work_mem: %w", err)
 		}
 		// Held shared to commit: a drain's barrier waits for it.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, mergeLock); err != nil {
 			return fmt.Errorf("merge lock: %w", err)
 		}
-		for _, q := range []string{mergeTemp, mergeIDsTemp} {
-			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("create batch table: %w", err)
-			}
-		}
 		t0 := time.Now()
-		tag, err := tx.Exec(ctx, mergeClaim, MergeBatch)
+		rows, err := tx.Query(ctx, mergeClaim, MergeBatch)
 		if err != nil {
 			return fmt.Errorf("claim log rows: %w", err)
 		}
-		if n = tag.RowsAffected(); n == 0 {
+		var groups []obsGroup
+		for rows.Next() {
+			var (
+				o     Observation
+				actor string
+			)
+			if err := rows.Scan(&o.Prefix, &o.Source, &o.Tags, &o.Classification, &o.SeenAt, &o.ExpiresAt, &o.Note, &actor); err != nil {
+				rows.Close()
+				return fmt.Errorf("claim log rows: %w", err)
+			}
+			if k := len(groups) - 1; k >= 0 && groups[k].actor == actor {
+				groups[k].obs = append(groups[k].obs, o)
+			} else {
+				groups = append(groups, obsGroup{actor, []Observation{o}})
+			}
+			n++
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("claim log rows: %w", err)
+		}
+		if n == 0 {
 			return nil
 		}
-		steps := []struct{ name, sql string }{
-			{"analyze", mergeAnalyze},
-			{"tag names", mergeTagNames},
-			{"prefixes", mergePrefixes},
-			{"assertions", mergeAssertions},
-			{"sightings", mergeSightings},
-		}
-		took := []any{"rows", n, "claim_ms", time.Since(t0).Milliseconds()}
-		for _, st := range steps {
-			t0 = time.Now()
-			if _, err := tx.Exec(ctx, st.sql); err != nil {
-				return fmt.Errorf("merge %s: %w", st.name, err)
-			}
-			took = append(took, st.name+"_ms", time.Since(t0).Milliseconds())
-		}
-		t0 = time.Now()
-		err = recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
-		s.log.DebugContext(ctx, "Merged observations.", append(took, "change_ms", time.Since(t0).Milliseconds())...)
-		return err
+		return s.foldBatch(ctx, tx, foldObservations(groups), "rows", n, "claim_ms", time.Since(t0).Milliseconds())
 	})
 	return n, err
+}
+
+// beginMerge prepares tx for a merge: no statement timeout, room for the
+// sorts, and the temporary tables.
+func beginMerge(ctx context.Context, tx pgx.Tx) error {
+	if err := unbounded(ctx, tx); err != nil {
+		return err
+	}
+	// The sorts and hashes over 100k rows spill to disk at the default
+	// 4MB; one merge runs at a time.
+	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+		return fmt.Errorf("work_mem: %w", err)
+	}
+	for _, q := range []string{mergePrefixesTemp, mergeAssertionsTemp, mergeIDsTemp} {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			return fmt.Errorf("create batch table: %w", err)
+		}
+	}
+	return nil
 }
 
 // close stops the merge goroutine, if it started, and waits for it.

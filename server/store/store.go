@@ -28,6 +28,7 @@ type Store struct {
 	pool  *pgxpool.Pool
 	log   *slog.Logger
 	merge *merger
+	agg   *aggregator
 }
 
 // Open connects to url and checks the connection.
@@ -56,7 +57,7 @@ func Open(ctx context.Context, url string, maxConns int32, log *slog.Logger, opt
 		pool.Close()
 		return nil, fmt.Errorf("store: ping: %w", err)
 	}
-	return &Store{pool: pool, log: log, merge: newMerger()}, nil
+	return &Store{pool: pool, log: log, merge: newMerger(), agg: newAggregator()}, nil
 }
 
 // Option tunes the pool Open makes.
@@ -85,7 +86,7 @@ func unbounded(ctx context.Context, tx pgx.Tx) error {
 
 // New wraps an existing pool.
 func New(pool *pgxpool.Pool, log *slog.Logger) *Store {
-	return &Store{pool: pool, log: log, merge: newMerger()}
+	return &Store{pool: pool, log: log, merge: newMerger(), agg: newAggregator()}
 }
 
 // Pool returns the underlying pool (for River, which shares it).
@@ -94,6 +95,7 @@ func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 // Close stops the merger (a merge under way is rolled back: its rows stay
 // in the log) and closes the pool.
 func (s *Store) Close() {
+	s.agg.close()
 	s.merge.close()
 	s.pool.Close()
 }

@@ -1,0 +1,2 @@
+ALTER TABLE prefixes RESET (fillfactor);
+ALTER TABLE assertions RESET (fillfactor);

@@ -1,0 +1,537 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// aggregateTake is the most observations of one PendingIngest: a longer
+// batch is split (a merge lists the prefixes it touched in one change, at
+// most maxListedChange).
+const aggregateTake = maxListedChange
+
+// PendingIngest is a batch of observations handed to SubmitObservations:
+// it is merged by this process's ingest aggregator together with whatever
+// other writers submitted meanwhile (group commit), and Wait answers once
+// that merge has committed or failed.
+type PendingIngest struct {
+	obs   []Observation
+	actor string
+	after *PendingIngest
+	done  chan struct{}
+	err   error
+}
+
+// Wait returns once the batch is merged (nil: durable, visible to every
+// reader of the database and recorded in the change feed) or failed; it
+// returns ctx's error when ctx ends first, and the merge may still commit.
+func (p *PendingIngest) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return fmt.Errorf("store: ingest: %w", ctx.Err())
+	}
+}
+
+func (p *PendingIngest) finish(err error) {
+	p.err = err
+	close(p.done)
+}
+
+// failed reports whether p has finished with an error (false while it waits).
+func (p *PendingIngest) failed() error {
+	select {
+	case <-p.done:
+		return p.err
+	default:
+		return nil
+	}
+}
+
+// Ingest stores a batch of observations made through actor and returns once
+// they are merged into prefixes and assertions and the change is recorded:
+// when it returns nil they are durable and visible to every reader of the
+// database and of the change feed. After an error the observations may still
+// have been stored (ctx ended while the merge committed).
+func (s *Store) Ingest(ctx context.Context, obs []Observation, actor string) error {
+	if len(obs) == 0 {
+		return nil
+	}
+	return s.SubmitObservations(obs, actor, nil).Wait(ctx)
+}
+
+// SubmitObservations hands a batch of observations made through actor to
+// this process's ingest aggregator and returns at once; Wait on the result
+// answers when the batch is merged. The aggregator folds repeats (the same
+// prefix, source, tags, classification, note and actor on one UTC day) into
+// one row with a count, first and last time, and merges everything waiting
+// in one transaction, so many writers and many repeats cost few row writes.
+// after, when not nil, is the batch this one follows (the previous batch of
+// one upload): if it failed, this one fails too and is not stored, so "stored
+// through line N" answers stay true. obs must not change until Wait returns.
+func (s *Store) SubmitObservations(obs []Observation, actor string, after *PendingIngest) *PendingIngest {
+	a := s.agg
+	a.once.Do(func() { go s.aggregateLoop() })
+	var p *PendingIngest
+	for len(obs) > 0 || p == nil {
+		n := min(len(obs), aggregateTake)
+		p = &PendingIngest{obs: obs[:n], actor: actor, after: after, done: make(chan struct{})}
+		obs, after = obs[n:], p
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			p.finish(errors.New("store: ingest: the store is closed"))
+			return p
+		}
+		a.queue = append(a.queue, p)
+		a.mu.Unlock()
+	}
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+	return p
+}
+
+// aggregator is the state of the ingest aggregator (SubmitObservations):
+// the batches waiting and the goroutine that merges them, one merge at a
+// time (two merges of the same repeated prefixes would only wait for each
+// other's row locks).
+type aggregator struct {
+	once   sync.Once
+	mu     sync.Mutex
+	queue  []*PendingIngest
+	closed bool
+	kick   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+func newAggregator() *aggregator {
+	return &aggregator{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// next removes the oldest waiting batch when it fits into f (the merge's
+// change lists at most maxListedChange prefixes; an empty f takes any),
+// or returns nil.
+func (a *aggregator) next(f *folder) *PendingIngest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) == 0 || (f.fb.obs > 0 && len(f.fb.prefixes)+len(a.queue[0].obs) > maxListedChange) {
+		return nil
+	}
+	p := a.queue[0]
+	a.queue[0] = nil
+	a.queue = a.queue[1:]
+	return p
+}
+
+func (a *aggregator) close() {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return
+	}
+	a.closed = true
+	a.mu.Unlock()
+	started := true
+	a.once.Do(func() { started = false })
+	close(a.stop)
+	if started {
+		<-a.done
+	}
+}
+
+func (s *Store) aggregateLoop() {
+	a := s.agg
+	defer close(a.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-a.stop:
+			a.mu.Lock()
+			q := a.queue
+			a.queue = nil
+			a.mu.Unlock()
+			for _, p := range q {
+				p.finish(errors.New("store: ingest: the store is closed"))
+			}
+			return
+		case <-a.kick:
+		}
+		for s.mergeWaiting(ctx) {
+		}
+	}
+}
+
+// mergeWaiting folds the waiting batches (as many as one change may list)
+// and merges them in one transaction, retrying one that lost a deadlock,
+// and answers each. It reports whether it took any.
+func (s *Store) mergeWaiting(ctx context.Context) bool {
+	a := s.agg
+	f := newFolder()
+	var live []*PendingIngest
+	took := false
+	for p := a.next(f); p != nil; p = a.next(f) {
+		took = true
+		if p.after != nil {
+			if err := p.after.failed(); err != nil {
+				p.finish(fmt.Errorf("store: ingest: not stored, an earlier batch failed: %w", err))
+				continue
+			}
+		}
+		f.add(obsGroup{p.actor, p.obs})
+		live = append(live, p)
+	}
+	if len(live) == 0 {
+		return took
+	}
+	err := s.mergeFolded(ctx, f.batch())
+	var pgErr *pgconn.PgError
+	if err != nil && len(live) > 1 && errors.As(err, &pgErr) {
+		// The database refused the rows (not lost the connection): merge
+		// each batch alone, so one writer's bad batch fails only its own
+		// (and the batches that follow it).
+		for _, p := range live {
+			if p.after != nil {
+				if perr := p.after.failed(); perr != nil {
+					p.finish(fmt.Errorf("store: ingest: not stored, an earlier batch failed: %w", perr))
+					continue
+				}
+			}
+			p.finish(mapErr("ingest", s.mergeFolded(ctx, foldObservations([]obsGroup{{p.actor, p.obs}}))))
+		}
+		return true
+	}
+	err = mapErr("ingest", err)
+	for _, p := range live {
+		p.finish(err)
+	}
+	return true
+}
+
+// mergeFolded merges fb in one transaction, retrying one that lost a
+// deadlock or a serialization conflict (up to three attempts).
+func (s *Store) mergeFolded(ctx context.Context, fb *foldedBatch) error {
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		start := time.Now()
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := beginMerge(ctx, tx); err != nil {
+				return err
+			}
+			return s.foldBatch(ctx, tx, fb, "observations", fb.obs, "prefixes", len(fb.prefixes), "assertions", len(fb.assertions))
+		})
+		if err == nil {
+			m := s.merge
+			d := time.Since(start).Nanoseconds()
+			m.merged.Add(int64(fb.obs))
+			m.merges.Add(1)
+			m.nanos.Add(d)
+			for old := m.maxNanos.Load(); d > old && !m.maxNanos.CompareAndSwap(old, d); old = m.maxNanos.Load() {
+			}
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {
+			break
+		}
+	}
+	return err
+}
+
+// obsGroup is observations made through one actor.
+type obsGroup struct {
+	actor string
+	obs   []Observation
+}
+
+// foldedBatch is a batch of observations folded into the rows a merge
+// writes: one per prefix, one per assertion (prefix, kind, source and, for
+// a tag, its name) and one count per UTC day and source.
+type foldedBatch struct {
+	prefixes   []prefixRow
+	assertions []assertionRow
+	sightings  map[sightingKey]*int64
+	tags       []string
+	lifted     map[string][]netip.Prefix
+	obs        int
+}
+
+type prefixRow struct {
+	prefix      netip.Prefix
+	first, last time.Time
+	n           int64
+	asserts     []int32 // its rows in assertions
+}
+
+type assertionKey struct {
+	prefix             netip.Prefix
+	kind, source, name string // name: the tag's; "" for a classification or note
+}
+
+// assertionRow is a row of merge_assertions: it spans its observations
+// (first to last seen; the actor of the first to arrive). A tag keeps the
+// latest explicit expiry and the newest observation without one in
+// defaultFrom; a classification or a note the newest observation's value
+// and the latest expiry, none when one of them named none.
+type assertionRow struct {
+	key                   assertionKey
+	value, actor          string
+	first, last           time.Time
+	expires, defaultFrom  time.Time
+	hasExpiry, hasDefault bool
+}
+
+type sightingKey struct {
+	day    int64 // UTC days since 1970
+	source string
+}
+
+// folder folds observations into the rows of one merge (foldedBatch).
+type folder struct {
+	fb       *foldedBatch
+	prefixAt map[netip.Prefix]int
+	tagSeen  map[string]bool
+}
+
+func newFolder() *folder {
+	return &folder{fb: &foldedBatch{sightings: map[sightingKey]*int64{}, lifted: map[string][]netip.Prefix{}},
+		prefixAt: map[netip.Prefix]int{}, tagSeen: map[string]bool{}}
+}
+
+// foldObservations folds groups of observations into the rows of one merge.
+func foldObservations(groups []obsGroup) *foldedBatch {
+	f := newFolder()
+	for _, g := range groups {
+		f.add(g)
+	}
+	return f.batch()
+}
+
+// batch is what was folded so far.
+func (f *folder) batch() *foldedBatch {
+	slices.Sort(f.fb.tags)
+	return f.fb
+}
+
+// add folds in the observations of g.
+func (f *folder) add(g obsGroup) {
+	fb, prefixAt, tagSeen := f.fb, f.prefixAt, f.tagSeen
+	fb.obs += len(g.obs)
+	// assertion finds or adds the row of (kind, source, name) of the
+	// prefix row pj: a prefix has few, so a scan beats a map.
+	assertion := func(pj int, kind, source, name string, seen time.Time) (*assertionRow, bool) {
+		pr := &fb.prefixes[pj]
+		for _, j := range pr.asserts {
+			r := &fb.assertions[j]
+			if r.key.kind == kind && r.key.name == name && r.key.source == source {
+				return r, false
+			}
+		}
+		pr.asserts = append(pr.asserts, int32(len(fb.assertions)))
+		fb.assertions = append(fb.assertions, assertionRow{key: assertionKey{pr.prefix, kind, source, name}, first: seen, last: seen})
+		return &fb.assertions[len(fb.assertions)-1], true
+	}
+	// newest folds an observation of a classification or a note: the
+	// newest decides the value (a tie goes to the later one), the row spans
+	// first to last seen, and its expiry is the latest unless one of them
+	// named none (never) — what merging them one at a time gives.
+	newest := func(pj int, kind, value, actor string, o *Observation) {
+		r, fresh := assertion(pj, kind, o.Source, "", o.SeenAt)
+		if fresh {
+			r.value, r.actor, r.hasExpiry = value, actor, o.ExpiresAt != nil
+			if r.hasExpiry {
+				r.expires = *o.ExpiresAt
+			}
+			return
+		}
+		if o.SeenAt.Before(r.first) {
+			r.first = o.SeenAt
+		}
+		if !o.SeenAt.Before(r.last) {
+			r.last, r.value = o.SeenAt, value
+		}
+		if o.ExpiresAt == nil {
+			r.hasExpiry = false
+		} else if r.hasExpiry && o.ExpiresAt.After(r.expires) {
+			r.expires = *o.ExpiresAt
+		}
+	}
+	var (
+		lastSighting sightingKey
+		lastCount    *int64
+	)
+	for i := range g.obs {
+		o := &g.obs[i]
+		pj, ok := prefixAt[o.Prefix]
+		if ok {
+			r := &fb.prefixes[pj]
+			r.n++
+			if o.SeenAt.Before(r.first) {
+				r.first = o.SeenAt
+			}
+			if o.SeenAt.After(r.last) {
+				r.last = o.SeenAt
+			}
+		} else {
+			pj = len(fb.prefixes)
+			prefixAt[o.Prefix] = pj
+			fb.prefixes = append(fb.prefixes, prefixRow{prefix: o.Prefix, first: o.SeenAt, last: o.SeenAt, n: 1})
+		}
+		if sk := (sightingKey{utcDay(o.SeenAt), o.Source}); lastCount != nil && sk == lastSighting {
+			*lastCount++
+		} else {
+			c := fb.sightings[sk]
+			if c == nil {
+				c = new(int64)
+				fb.sightings[sk] = c
+			}
+			*c++
+			lastSighting, lastCount = sk, c
+		}
+		if o.WidthLifted && !slices.Contains(fb.lifted[g.actor], o.Prefix) {
+			fb.lifted[g.actor] = append(fb.lifted[g.actor], o.Prefix)
+		}
+		for _, t := range o.Tags {
+			if !tagSeen[t] {
+				tagSeen[t] = true
+				fb.tags = append(fb.tags, t)
+			}
+			r, fresh := assertion(pj, "tag", o.Source, t, o.SeenAt)
+			if fresh {
+				r.value, r.actor = t, g.actor
+			} else {
+				if o.SeenAt.Before(r.first) {
+					r.first = o.SeenAt
+				}
+				if o.SeenAt.After(r.last) {
+					r.last = o.SeenAt
+				}
+			}
+			switch {
+			case o.ExpiresAt != nil:
+				if !r.hasExpiry || o.ExpiresAt.After(r.expires) {
+					r.expires, r.hasExpiry = *o.ExpiresAt, true
+				}
+			case !r.hasDefault || o.SeenAt.After(r.defaultFrom):
+				r.defaultFrom, r.hasDefault = o.SeenAt, true
+			}
+		}
+		if o.Classification != "" {
+			newest(pj, "classification", o.Classification, g.actor, o)
+		}
+		if o.Note != "" {
+			newest(pj, "note", o.Note, g.actor, o)
+		}
+	}
+}
+
+var (
+	mergePrefixColumns    = []string{"prefix", "first_seen", "last_seen", "n"}
+	mergeAssertionColumns = []string{"prefix", "kind", "source", "value", "first_seen", "last_seen", "expires_at", "default_from", "actor"}
+)
+
+// foldBatch writes fb in tx: tag names, prefixes, assertions, the daily
+// sighting counts and the audit of lifted widths, and records the prefixes
+// it touched as one change. took are key/value pairs for the debug log line.
+func (s *Store) foldBatch(ctx context.Context, tx pgx.Tx, fb *foldedBatch, took ...any) error {
+	step := func(name string, fn func() error) error {
+		t0 := time.Now()
+		if err := fn(); err != nil {
+			return fmt.Errorf("merge %s: %w", name, err)
+		}
+		took = append(took, name+"_ms", time.Since(t0).Milliseconds())
+		return nil
+	}
+	exec := func(q string, args ...any) func() error {
+		return func() error { _, err := tx.Exec(ctx, q, args...); return err }
+	}
+	days := make([]time.Time, 0, len(fb.sightings))
+	sources := make([]string, 0, len(fb.sightings))
+	counts := make([]int64, 0, len(fb.sightings))
+	for k, n := range fb.sightings {
+		days = append(days, time.Unix(k.day*86400, 0).UTC())
+		sources = append(sources, k.source)
+		counts = append(counts, *n)
+	}
+	err := errors.Join(
+		step("copy", func() error {
+			_, err := tx.CopyFrom(ctx, pgx.Identifier{"merge_prefixes"}, mergePrefixColumns, pgx.CopyFromSlice(len(fb.prefixes), func(i int) ([]any, error) {
+				r := &fb.prefixes[i]
+				return []any{r.prefix, r.first, r.last, r.n}, nil
+			}))
+			if err != nil {
+				return err
+			}
+			_, err = tx.CopyFrom(ctx, pgx.Identifier{"merge_assertions"}, mergeAssertionColumns, pgx.CopyFromSlice(len(fb.assertions), func(i int) ([]any, error) {
+				r := &fb.assertions[i]
+				var expires, defaultFrom any
+				if r.hasExpiry {
+					expires = r.expires
+				}
+				if r.hasDefault {
+					defaultFrom = r.defaultFrom
+				}
+				return []any{r.key.prefix, r.key.kind, r.key.source, r.value, r.first, r.last, expires, defaultFrom, r.actor}, nil
+			}))
+			return err
+		}),
+	)
+	if err != nil {
+		return err
+	}
+	if len(fb.tags) > 0 {
+		if err := step("tag names", exec(mergeTagNames, fb.tags)); err != nil {
+			return err
+		}
+	}
+	for _, st := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"prefixes", exec(mergePrefixes)},
+		{"assertions", exec(mergeAssertions)},
+		{"sightings", exec(mergeSightings, days, sources, counts)},
+	} {
+		if err := step(st.name, st.fn); err != nil {
+			return err
+		}
+	}
+	for actor, ps := range fb.lifted {
+		if err := auditLift(ctx, tx, actor, "ingest", ps); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	err = recordChangeOf(ctx, tx, `SELECT array_agg(prefix) FROM ingest_ids`)
+	s.log.DebugContext(ctx, "Merged observations.", append(took, "change_ms", time.Since(t0).Milliseconds())...)
+	return err
+}
+
+// utcDay is the UTC calendar day of t as days since 1970-01-01.
+func utcDay(t time.Time) int64 {
+	u := t.Unix()
+	d := u / 86400
+	if u%86400 < 0 {
+		d--
+	}
+	return d
+}
