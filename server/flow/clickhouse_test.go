@@ -107,12 +107,7 @@ func (f *fakeClickHouse) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f.refuse(w, "decode the insert: %v", err)
 		return
 	}
-	f.mu.Lock()
-	f.inserts = append(f.inserts, in)
-	fail := f.fail
-	f.mu.Unlock()
-	f.inserted <- in
-	if fail {
+	if f.record(in) {
 		w.Header().Set("X-ClickHouse-Exception-Code", "60")
 		w.WriteHeader(http.StatusNotFound)
 		_, _ = io.WriteString(w, "Code: 60. DB::Exception: Unknown table expression identifier 'muninn.flows_raw'. (UNKNOWN_TABLE)\n")
@@ -154,6 +149,171 @@ func (f *fakeClickHouse) hello(w http.ResponseWriter, version string) {
 	_, _ = w.Write(buf.Buf)
 }
 
+// record keeps an insert and says whether to refuse it.
+func (f *fakeClickHouse) record(in chInsert) (fail bool) {
+	f.mu.Lock()
+	f.inserts = append(f.inserts, in)
+	fail = f.fail
+	f.mu.Unlock()
+	f.inserted <- in
+	return fail
+}
+
+// serveNative starts the fake on a loopback TCP port speaking the native
+// protocol as clickhouse-go uses it for an INSERT: hello (answered at the
+// client's revision), addendum, then per query the Query packet, the empty
+// block that ends external tables, our header block (the columns of
+// ClickHouseSchema), the client's data blocks up to an empty one, and
+// EndOfStream or an exception. It returns the address.
+func (f *fakeClickHouse) serveNative() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(f.t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	f.t.Cleanup(func() {
+		_ = l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Go(func() {
+				defer conn.Close()
+				if err := f.native(conn); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+					f.t.Errorf("fake ClickHouse (native): %v", err)
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+func (f *fakeClickHouse) native(conn net.Conn) error {
+	r := proto.NewReader(conn)
+	var buf proto.Buffer
+	send := func() error {
+		_, err := conn.Write(buf.Buf)
+		buf.Reset()
+		return err
+	}
+	if code, err := r.UVarInt(); err != nil || proto.ClientCode(code) != proto.ClientCodeHello {
+		return fmt.Errorf("hello: packet %d (%w)", code, err)
+	}
+	var hello proto.ClientHello
+	if err := hello.Decode(r); err != nil {
+		return fmt.Errorf("hello: %w", err)
+	}
+	v := hello.ProtocolVersion
+	sh := proto.ServerHello{Name: "fake", Major: 25, Minor: 8, Revision: v, Timezone: "UTC", DisplayName: "fake", Patch: 1}
+	sh.EncodeAware(&buf, v)
+	if err := send(); err != nil {
+		return err
+	}
+	if proto.FeatureAddendum.In(v) {
+		if _, err := r.Str(); err != nil { // quota key
+			return fmt.Errorf("addendum: %w", err)
+		}
+	}
+	f.mu.Lock()
+	f.hellos++
+	f.mu.Unlock()
+	// readData reads a Data packet's block, decoded into res.
+	readData := func(res proto.Result) (proto.Block, error) {
+		var b proto.Block
+		if code, err := r.UVarInt(); err != nil || proto.ClientCode(code) != proto.ClientCodeData {
+			return b, fmt.Errorf("data: packet %d (%w)", code, err)
+		}
+		var d proto.ClientData
+		if err := d.DecodeAware(r, v); err != nil {
+			return b, err
+		}
+		return b, b.DecodeBlock(r, v, res)
+	}
+	for {
+		code, err := r.UVarInt()
+		if err != nil {
+			return err
+		}
+		switch proto.ClientCode(code) {
+		case proto.ClientCodePing:
+			proto.ServerCodePong.Encode(&buf)
+			if err := send(); err != nil {
+				return err
+			}
+			continue
+		case proto.ClientCodeQuery:
+		default:
+			return fmt.Errorf("unexpected packet %d", code)
+		}
+		var q proto.Query
+		if err := q.DecodeAware(r, v); err != nil {
+			return fmt.Errorf("query: %w", err)
+		}
+		if b, err := readData(nil); err != nil || !b.End() {
+			return fmt.Errorf("external tables: %v %w", b, err)
+		}
+		in := chInsert{Query: q.Body, Database: hello.Database, User: hello.User, Password: hello.Password}
+		for _, st := range q.Settings {
+			if st.Key == "async_insert" {
+				in.AsyncInsert = st.Value
+			}
+		}
+		// The header: the table's columns, no rows.
+		header := make([]proto.InputColumn, 0, 13)
+		for _, nt := range schemaColumns(f.t) {
+			name, typ, _ := strings.Cut(nt, " ")
+			col := &proto.ColAuto{}
+			if err := col.Infer(proto.ColumnType(typ)); err != nil {
+				return err
+			}
+			header = append(header, proto.InputColumn{Name: name, Data: col})
+		}
+		proto.ServerCodeData.Encode(&buf)
+		buf.PutString("")
+		if err := (proto.Block{Columns: len(header)}).EncodeBlock(&buf, v, header); err != nil {
+			return err
+		}
+		if err := send(); err != nil {
+			return err
+		}
+		for {
+			var res proto.Results
+			b, err := readData(res.Auto())
+			if err != nil {
+				return fmt.Errorf("insert: %w", err)
+			}
+			if b.End() {
+				break
+			}
+			if err := in.add(res, b.Rows); err != nil {
+				return err
+			}
+		}
+		if f.record(in) {
+			proto.ServerCodeException.Encode(&buf)
+			(&proto.Exception{Code: proto.ErrUnknownTable, Name: "DB::Exception",
+				Message: "Unknown table expression identifier 'muninn.flows_raw'. (UNKNOWN_TABLE)"}).EncodeAware(&buf, v)
+		} else {
+			proto.ServerCodeEndOfStream.Encode(&buf)
+		}
+		if err := send(); err != nil {
+			return err
+		}
+	}
+}
+
 // decode reads the one Native block of an insert into in.
 func (in *chInsert) decode(body io.Reader) error {
 	r := proto.NewReader(body)
@@ -165,11 +325,22 @@ func (in *chInsert) decode(body io.Reader) error {
 	if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("more than one block (%v)", err)
 	}
-	in.Rows = make([]chRow, b.Rows)
+	return in.add(res, b.Rows)
+}
+
+// add appends the rows of a decoded block to in; the first block names
+// the columns.
+func (in *chInsert) add(res proto.Results, rows int) error {
+	if in.Columns == nil {
+		for _, c := range res {
+			in.Columns = append(in.Columns, c.Name+" "+string(c.Data.Type()))
+		}
+	}
+	first := len(in.Rows)
+	in.Rows = append(in.Rows, make([]chRow, rows)...)
 	for _, c := range res {
-		in.Columns = append(in.Columns, c.Name+" "+string(c.Data.Type()))
-		for i := range in.Rows {
-			row := &in.Rows[i]
+		for i := range rows {
+			row := &in.Rows[first+i]
 			var err error
 			switch c.Name {
 			case "time_received":
@@ -438,6 +609,40 @@ func TestClickHouseSinkDropsBeyondPending(t *testing.T) {
 		{Query: insertQuery("flows.raw"), User: "default", Columns: schemaColumns(t), Rows: []chRow{v4Row(1, now, 0)}},
 		{Query: insertQuery("flows.raw"), User: "default", Columns: schemaColumns(t), Rows: []chRow{v4Row(2, now, 0)}},
 	}, got)
+}
+
+// TestClickHouseSinkNative: the same inserts over the native protocol
+// (clickhouse://), credentials and database in the hello, settings with
+// the query, a refused insert counted with ClickHouse's exception.
+func TestClickHouseSinkNative(t *testing.T) {
+	t.Parallel()
+	fake := newFakeClickHouse(t)
+	addr := fake.serveNative()
+	sink := newSink(t, flow.ClickHouseConfig{URL: "clickhouse://ingest:s3cret@" + addr + "/flows?async_insert=1", BatchRows: 2})
+	now := time.Date(2026, 11, 30, 12, 1, 2, 345_000_000, time.UTC)
+	for n := 1; n <= 3; n++ {
+		sink.Add(v4Flow(n, now), "gw", 10)
+	}
+	require.NoError(t, sink.Flush(context.Background()))
+	in := func(rows ...chRow) chInsert {
+		return chInsert{Query: insertQuery("muninn.flows_raw"), Database: "flows", User: "ingest", Password: "s3cret", AsyncInsert: "1",
+			Columns: schemaColumns(t), Rows: rows}
+	}
+	got, hellos := fake.got()
+	require.Equal(t, []chInsert{in(v4Row(1, now, 10), v4Row(2, now, 10)), in(v4Row(3, now, 10))}, got)
+	require.Equal(t, 1, hellos, "one connection, reused")
+	require.Equal(t, 3.0, testutil.ToFloat64(sink.Rows("inserted")))
+
+	fake.setFail(true)
+	sink.Add(flow.Flow{Exporter: netip.MustParseAddr("2001:db8::1"), Src: netip.MustParseAddr("2001:db8::5"), Dst: netip.MustParseAddr("2001:db8:1::9"),
+		Proto: 58, Bytes: 64, Packets: 1, SrcMAC: 0x02000000000a, Received: now}, "v6-gw", 0)
+	err := sink.Flush(context.Background())
+	require.EqualError(t, err, "flow: ClickHouse insert of 1 rows: code: 60, message: Unknown table expression identifier 'muninn.flows_raw'. (UNKNOWN_TABLE)")
+	got, _ = fake.got()
+	require.Len(t, got, 3)
+	require.Equal(t, in(chRow{Time: now, Exporter: "v6-gw", ExporterAddr: netip.MustParseAddr("2001:db8::1"), Src: netip.MustParseAddr("2001:db8::5"),
+		Dst: netip.MustParseAddr("2001:db8:1::9"), Proto: 58, Bytes: 64, Packets: 1, SrcMAC: 0x02000000000a}), got[2])
+	require.Equal(t, 1.0, testutil.ToFloat64(sink.Rows("error")))
 }
 
 // TestClickHouseSinkHTTPS: an https:// URL speaks TLS (no secure=true
