@@ -107,8 +107,8 @@ type ClickHouseSink struct {
 	mu      sync.Mutex
 	cur     *flowColumns
 	batches chan *flowColumns
-	// sendMu keeps one insert at a time, so batches arrive in the order
-	// they were filled whether Run or Flush sends them.
+	// sendMu keeps one insert at a time: Run and a caller's Flush may both
+	// be sending.
 	sendMu sync.Mutex
 }
 
