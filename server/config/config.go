@@ -139,11 +139,14 @@ type Config struct {
 	FlowAlertTags []string
 	// FlowLeaseFile is a dnsmasq lease file naming inside hosts.
 	FlowLeaseFile string
-	// FlowClickHouseURL, when set, sends every raw flow to ClickHouse's HTTP
-	// interface (MUNINN_FLOW_CLICKHOUSE_URL, http(s)://user:pass@host:8123/)
-	// into FlowClickHouseTable (MUNINN_FLOW_CLICKHOUSE_TABLE, default
+	// FlowClickHouseURL, when set, sends every raw flow to ClickHouse
+	// (MUNINN_FLOW_CLICKHOUSE_URL, a clickhouse-go DSN:
+	// clickhouse://user:pass@host:9000/db for the native protocol,
+	// http(s)://user:pass@host:8123/db for the HTTP interface) into
+	// FlowClickHouseTable (MUNINN_FLOW_CLICKHOUSE_TABLE, default
 	// muninn.flows_raw) in inserts of FlowClickHouseBatch rows
-	// (MUNINN_FLOW_CLICKHOUSE_BATCH, default 10000).
+	// (MUNINN_FLOW_CLICKHOUSE_BATCH, default 10000). flow.NewClickHouseSink
+	// checks the URL and table.
 	FlowClickHouseURL   string
 	FlowClickHouseTable string
 	FlowClickHouseBatch int

@@ -1,20 +1,19 @@
 package flow
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"regexp"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -44,11 +43,37 @@ PARTITION BY toDate(time_received)
 ORDER BY (exporter, time_received)
 TTL toDateTime(time_received) + INTERVAL 30 DAY`
 
+// clickHouseColumns are ClickHouseSchema's columns in its order. The
+// INSERT names them; over HTTP they also stand in for the DESCRIBE TABLE
+// clickhouse-go would otherwise send before every batch (over the native
+// protocol the server answers the INSERT with the table's own types).
+var clickHouseColumns = []clickhouse.ColumnNameAndType{
+	{Name: "time_received", Type: "DateTime64(3, 'UTC')"},
+	{Name: "exporter", Type: "LowCardinality(String)"},
+	{Name: "exporter_address", Type: "IPv6"},
+	{Name: "src_addr", Type: "IPv6"},
+	{Name: "dst_addr", Type: "IPv6"},
+	{Name: "src_port", Type: "UInt16"},
+	{Name: "dst_port", Type: "UInt16"},
+	{Name: "proto", Type: "UInt8"},
+	{Name: "bytes", Type: "UInt64"},
+	{Name: "packets", Type: "UInt64"},
+	{Name: "sampling_rate", Type: "UInt64"},
+	{Name: "src_mac", Type: "UInt64"},
+	{Name: "dst_mac", Type: "UInt64"},
+}
+
+// clickHouseURLForms is what the URL errors ask for.
+const clickHouseURLForms = "clickhouse://user:pass@host:9000/db or http(s)://user:pass@host:8123/db"
+
 // ClickHouseConfig configures the optional raw-flow sink.
 type ClickHouseConfig struct {
-	// URL is ClickHouse's HTTP interface, e.g. http://user:pass@host:8123/
-	// (user and password go as HTTP Basic auth; query parameters such as
-	// async_insert=1 are kept on every insert).
+	// URL is a clickhouse-go DSN: clickhouse://user:pass@host:9000/db (or
+	// tcp://) for the native protocol, http://user:pass@host:8123/db or
+	// https://... for the HTTP interface. The path is the database of an
+	// unqualified Table; query parameters are clickhouse-go options
+	// (secure, skip_verify, compress, dial_timeout, ...) or ClickHouse
+	// settings sent with every insert (async_insert=1).
 	URL string
 	// Table is [database.]table (default muninn.flows_raw).
 	Table string
@@ -59,43 +84,90 @@ type ClickHouseConfig struct {
 	// MaxPending is how many full batches may wait for ClickHouse (default
 	// 8); rows arriving beyond that are dropped and counted.
 	MaxPending int
-	// Client sends the inserts (default: a client with a 30 s timeout).
-	Client *http.Client
+	// Timeout bounds one insert, connecting included (default 30 s).
+	Timeout time.Duration
 }
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
+var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 
-// ClickHouseSink batches raw flows and inserts them over ClickHouse's HTTP
-// interface: POST <URL>?query=INSERT INTO <table> FORMAT JSONEachRow with
-// one JSON object a line, the columns of ClickHouseSchema in its order.
-// Every row ends counted in muninn_flow_clickhouse_rows_total by result
-// (inserted, error: the insert failed and is not retried, dropped: too many
-// batches waiting).
+// ClickHouseSink batches raw flows and inserts them with clickhouse-go:
+// one batch (PrepareBatch, one column Append each, Send) an INSERT INTO
+// <table> (<the columns of ClickHouseSchema>), in Native format over
+// either protocol. Every row ends counted in
+// muninn_flow_clickhouse_rows_total by result (inserted, error: the insert
+// failed and is not retried, dropped: too many batches waiting).
 type ClickHouseSink struct {
-	cfg      ClickHouseConfig
-	endpoint string
-	user     *url.Userinfo
-	log      *slog.Logger
-	rows     *prometheus.CounterVec
+	cfg    ClickHouseConfig
+	conn   driver.Conn
+	insert string
+	log    *slog.Logger
+	rows   *prometheus.CounterVec
 
 	mu      sync.Mutex
-	cur     []byte
-	curRows int
-	batches chan batch
-	postMu  sync.Mutex
+	cur     *flowColumns
+	batches chan *flowColumns
+	// sendMu keeps one insert at a time: Run and a caller's Flush may both
+	// be sending.
+	sendMu sync.Mutex
 }
 
-type batch struct {
-	body []byte
-	rows int
+// flowColumns is one batch, column by column in clickHouseColumns' order:
+// the slices batch.Column(i).Append takes.
+type flowColumns struct {
+	time                   []time.Time
+	exporter               []string
+	exporterAddr, src, dst []netip.Addr
+	srcPort, dstPort       []uint16
+	proto                  []uint8
+	bytes, packets, rate   []uint64
+	srcMAC, dstMAC         []uint64
+}
+
+func (c *flowColumns) columns() []any {
+	return []any{c.time, c.exporter, c.exporterAddr, c.src, c.dst, c.srcPort, c.dstPort, c.proto,
+		c.bytes, c.packets, c.rate, c.srcMAC, c.dstMAC}
+}
+
+// clickHouseOptions parses raw into clickhouse-go options. Errors never
+// repeat raw: it may hold a password.
+func clickHouseOptions(raw string) (*clickhouse.Options, error) {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || !urlScheme.MatchString(scheme) {
+		return nil, fmt.Errorf("flow: ClickHouse URL has no scheme (want %s)", clickHouseURLForms)
+	}
+	switch strings.ToLower(scheme) {
+	case "clickhouse", "tcp", "http":
+	case "https":
+		// clickhouse-go refuses https:// without secure=true; the scheme
+		// already says it.
+		_, query, hasQuery := strings.Cut(rest, "?")
+		if v, err := url.ParseQuery(query); err != nil || !v.Has("secure") {
+			sep := "?"
+			if hasQuery {
+				sep = "&"
+			}
+			raw += sep + "secure=true"
+		}
+	default:
+		return nil, fmt.Errorf("flow: ClickHouse URL scheme %q is not clickhouse, tcp, http or https (want %s)", scheme, clickHouseURLForms)
+	}
+	opts, err := clickhouse.ParseDSN(raw)
+	if err != nil {
+		// ParseDSN redacts the password from its errors.
+		return nil, fmt.Errorf("flow: ClickHouse URL: %w (want %s)", err, clickHouseURLForms)
+	}
+	return opts, nil
 }
 
 // NewClickHouseSink checks cfg and returns a sink; reg receives
-// muninn_flow_clickhouse_rows_total.
+// muninn_flow_clickhouse_rows_total. It does not connect: the first insert
+// does, so a ClickHouse that is down costs rows (counted as errors), not
+// the start of muninn. Close releases the connections.
 func NewClickHouseSink(cfg ClickHouseConfig, log *slog.Logger, reg prometheus.Registerer) (*ClickHouseSink, error) {
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("flow: ClickHouse URL %q is not http(s)://host:port/", cfg.URL)
+	opts, err := clickHouseOptions(cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Table == "" {
 		cfg.Table = "muninn.flows_raw"
@@ -112,23 +184,25 @@ func NewClickHouseSink(cfg ClickHouseConfig, log *slog.Logger, reg prometheus.Re
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 8
 	}
-	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 30 * time.Second}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
 	}
-	s := &ClickHouseSink{cfg: cfg, user: u.User, log: log, batches: make(chan batch, cfg.MaxPending)}
-	u.User = nil
-	q := u.Query()
-	q.Set("query", "INSERT INTO "+cfg.Table+" FORMAT JSONEachRow")
-	u.RawQuery = q.Encode()
-	if u.Path == "" {
-		u.Path = "/"
+	names := make([]string, len(clickHouseColumns))
+	for i, c := range clickHouseColumns {
+		names[i] = c.Name
 	}
-	s.endpoint = u.String()
+	s := &ClickHouseSink{cfg: cfg, log: log, cur: &flowColumns{}, batches: make(chan *flowColumns, cfg.MaxPending),
+		insert: "INSERT INTO " + cfg.Table + " (" + strings.Join(names, ", ") + ")"}
 	s.rows = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "muninn_flow_clickhouse_rows_total",
 		Help: "Raw flow rows for ClickHouse, by result: inserted, error (the insert failed; not retried), dropped (too many batches waiting)."},
 		[]string{"result"})
 	if err := reg.Register(s.rows); err != nil {
 		return nil, fmt.Errorf("flow: metrics: %w", err)
+	}
+	opts.DialTimeout = cfg.Timeout
+	opts.Logger = log
+	if s.conn, err = clickhouse.Open(opts); err != nil {
+		return nil, fmt.Errorf("flow: ClickHouse: %w", err)
 	}
 	return s, nil
 }
@@ -138,63 +212,49 @@ func (s *ClickHouseSink) Rows(result string) prometheus.Counter {
 	return s.rows.WithLabelValues(result)
 }
 
-func appendAddr(b []byte, a netip.Addr) []byte {
-	b = append(b, '"')
-	b = netip.AddrFrom16(a.As16()).AppendTo(b)
-	return append(b, '"')
-}
-
 // Add queues one flow of the exporter named exporter with the sampling
 // rate in effect (rate 0: unsampled). Safe for concurrent use.
 func (s *ClickHouseSink) Add(f Flow, exporter string, rate uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := s.cur
-	b = append(b, `{"time_received":"`...)
-	b = f.Received.UTC().AppendFormat(b, "2006-01-02 15:04:05.000")
-	b = append(b, `","exporter":`...)
-	b = strconv.AppendQuote(b, exporter)
-	b = append(b, `,"exporter_address":`...)
-	b = appendAddr(b, f.Exporter)
-	b = append(b, `,"src_addr":`...)
-	b = appendAddr(b, f.Src)
-	b = append(b, `,"dst_addr":`...)
-	b = appendAddr(b, f.Dst)
-	for _, kv := range [...]struct {
-		k string
-		v uint64
-	}{{"src_port", uint64(f.SrcPort)}, {"dst_port", uint64(f.DstPort)}, {"proto", uint64(f.Proto)}, {"bytes", f.Bytes},
-		{"packets", f.Packets}, {"sampling_rate", rate}, {"src_mac", f.SrcMAC}, {"dst_mac", f.DstMAC}} {
-		b = append(b, `,"`...)
-		b = append(b, kv.k...)
-		b = append(b, `":`...)
-		b = strconv.AppendUint(b, kv.v, 10)
-	}
-	b = append(b, "}\n"...)
-	s.cur = b
-	s.curRows++
-	if s.curRows >= s.cfg.BatchRows {
+	c := s.cur
+	c.time = append(c.time, f.Received)
+	c.exporter = append(c.exporter, exporter)
+	// clickhouse-go writes an IPv4 address to an IPv6 column mapped
+	// (::ffff:a.b.c.d, its As16); the tests hold it to that.
+	c.exporterAddr = append(c.exporterAddr, f.Exporter)
+	c.src = append(c.src, f.Src)
+	c.dst = append(c.dst, f.Dst)
+	c.srcPort = append(c.srcPort, f.SrcPort)
+	c.dstPort = append(c.dstPort, f.DstPort)
+	c.proto = append(c.proto, f.Proto)
+	c.bytes = append(c.bytes, f.Bytes)
+	c.packets = append(c.packets, f.Packets)
+	c.rate = append(c.rate, rate)
+	c.srcMAC = append(c.srcMAC, f.SrcMAC)
+	c.dstMAC = append(c.dstMAC, f.DstMAC)
+	if len(c.time) >= s.cfg.BatchRows {
 		s.queueLocked()
 	}
 }
 
 // queueLocked hands the current batch to the writer; s.mu is held.
 func (s *ClickHouseSink) queueLocked() {
-	if s.curRows == 0 {
+	n := len(s.cur.time)
+	if n == 0 {
 		return
 	}
-	bt := batch{body: s.cur, rows: s.curRows}
-	s.cur, s.curRows = nil, 0
 	select {
-	case s.batches <- bt:
+	case s.batches <- s.cur:
 	default:
-		s.rows.WithLabelValues("dropped").Add(float64(bt.rows))
+		s.rows.WithLabelValues("dropped").Add(float64(n))
 	}
+	s.cur = &flowColumns{}
 }
 
 // Flush sends every waiting batch and the partial one, in the order they
-// were filled; the first failed insert's error is returned (every batch is
-// tried once).
+// were filled; the failed inserts' errors are returned joined (every batch
+// is tried once).
 func (s *ClickHouseSink) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	s.queueLocked()
@@ -202,8 +262,8 @@ func (s *ClickHouseSink) Flush(ctx context.Context) error {
 	var errs []error
 	for {
 		select {
-		case bt := <-s.batches:
-			if err := s.post(ctx, bt); err != nil {
+		case c := <-s.batches:
+			if err := s.send(ctx, c); err != nil {
 				errs = append(errs, err)
 			}
 		default:
@@ -214,9 +274,12 @@ func (s *ClickHouseSink) Flush(ctx context.Context) error {
 
 // Run inserts full batches as they fill and the partial one every
 // FlushEvery until ctx ends, then flushes what is left (10 s at most).
+// An insert under way when ctx ends is finished, not cut (Timeout bounds
+// it): its rows are as good as the ones the last flush sends.
 func (s *ClickHouseSink) Run(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.FlushEvery)
 	defer tick.Stop()
+	sctx := context.WithoutCancel(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -226,46 +289,54 @@ func (s *ClickHouseSink) Run(ctx context.Context) {
 				s.log.Warn("Could not insert raw flows into ClickHouse.", "error", err)
 			}
 			return
-		case bt := <-s.batches:
-			if err := s.post(ctx, bt); err != nil {
+		case c := <-s.batches:
+			if err := s.send(sctx, c); err != nil {
 				s.log.Warn("Could not insert raw flows into ClickHouse.", "error", err)
 			}
 		case <-tick.C:
-			if err := s.Flush(ctx); err != nil {
+			if err := s.Flush(sctx); err != nil {
 				s.log.Warn("Could not insert raw flows into ClickHouse.", "error", err)
 			}
 		}
 	}
 }
 
-func (s *ClickHouseSink) post(ctx context.Context, bt batch) (err error) {
-	s.postMu.Lock()
-	defer s.postMu.Unlock()
+// Close closes the connections to ClickHouse. Call it once Run has
+// returned; inserts after it fail.
+func (s *ClickHouseSink) Close() error {
+	if err := s.conn.Close(); err != nil {
+		return fmt.Errorf("flow: ClickHouse close: %w", err)
+	}
+	return nil
+}
+
+// send inserts one batch and counts its rows.
+func (s *ClickHouseSink) send(ctx context.Context, c *flowColumns) (err error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	n := len(c.time)
 	defer func() {
 		if err != nil {
-			s.rows.WithLabelValues("error").Add(float64(bt.rows))
+			s.rows.WithLabelValues("error").Add(float64(n))
 		} else {
-			s.rows.WithLabelValues("inserted").Add(float64(bt.rows))
+			s.rows.WithLabelValues("inserted").Add(float64(n))
 		}
 	}()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.endpoint, bytes.NewReader(bt.body))
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ctx = clickhouse.Context(ctx, clickhouse.WithColumnNamesAndTypes(clickHouseColumns))
+	b, err := s.conn.PrepareBatch(ctx, s.insert)
 	if err != nil {
-		return fmt.Errorf("flow: ClickHouse insert: %w", err)
+		return fmt.Errorf("flow: ClickHouse insert of %d rows: %w", n, err)
 	}
-	req.Header.Set("Content-Type", "application/x-ndjson")
-	if s.user != nil {
-		pw, _ := s.user.Password()
-		req.SetBasicAuth(s.user.Username(), pw)
+	for i, col := range c.columns() {
+		if err := b.Column(i).Append(col); err != nil {
+			_ = b.Abort() // releases the connection; the error is the append's
+			return fmt.Errorf("flow: ClickHouse insert of %d rows: column %s: %w", n, clickHouseColumns[i].Name, err)
+		}
 	}
-	resp, err := s.cfg.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("flow: ClickHouse insert of %d rows: %w", bt.rows, err)
-	}
-	defer resp.Body.Close()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	if resp.StatusCode != http.StatusOK {
-		// ClickHouse answers an error with its text ("Code: 60. DB::Exception: ...").
-		return fmt.Errorf("flow: ClickHouse insert of %d rows: %s: %s", bt.rows, resp.Status, bytes.TrimSpace(msg))
+	if err := b.Send(); err != nil {
+		return fmt.Errorf("flow: ClickHouse insert of %d rows: %w", n, err)
 	}
 	return nil
 }

@@ -477,10 +477,20 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 			return nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
 		}
 	}
+	// The sink's connections outlive the collector, which sends its last
+	// rows when it stops.
+	closeSink := func() {
+		if sink != nil {
+			if err := sink.Close(); err != nil {
+				log.Warn("Could not close the ClickHouse connections.", "error", err)
+			}
+		}
+	}
 	c, err := flow.New(st, ix, log, time.Now, reg, flow.Config{Listen: ls, FlushEvery: cfg.FlowFlush,
 		Retention5m: cfg.FlowRetention5m, Retention1h: cfg.FlowRetention1h, AlertTags: cfg.FlowAlertTags, LeaseFile: cfg.FlowLeaseFile,
 		ClickHouse: sink})
 	if err != nil {
+		closeSink()
 		return nil, err
 	}
 	fctx, cancel := context.WithCancel(ctx)
@@ -490,6 +500,7 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 	case <-c.Bound():
 	case err := <-done:
 		cancel()
+		closeSink()
 		return nil, err
 	}
 	return func() {
@@ -497,6 +508,7 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 		if err := <-done; err != nil {
 			log.Warn("The flow collector's last write failed.", "error", err)
 		}
+		closeSink()
 	}, nil
 }
 
