@@ -47,24 +47,31 @@ func appendEvents(ctx context.Context, tx pgx.Tx, evs []Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	b := &pgx.Batch{}
-	for _, ev := range evs {
-		details := ev.Details
-		if details == nil {
-			details = map[string]any{}
+	ats := make([]*time.Time, len(evs))
+	kinds := make([]string, len(evs))
+	types := make([]string, len(evs))
+	subjects := make([]string, len(evs))
+	details := make([]string, len(evs))
+	for i, ev := range evs {
+		d := ev.Details
+		if d == nil {
+			d = map[string]any{}
 		}
-		raw, err := json.Marshal(details)
+		raw, err := json.Marshal(d)
 		if err != nil {
 			return fmt.Errorf("event details: %w", err)
 		}
-		var at any
 		if !ev.At.IsZero() {
-			at = ev.At
+			ats[i] = &evs[i].At
 		}
-		b.Queue(`INSERT INTO events (at, kind, subject_type, subject, details)
-		         VALUES (coalesce($1, now()), $2, $3, $4, $5)`, at, ev.Kind, ev.SubjectType, ev.Subject, raw)
+		kinds[i], types[i], subjects[i], details[i] = ev.Kind, ev.SubjectType, ev.Subject, string(raw)
 	}
-	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+	// One statement (its triggers run once over the new rows), ids in the
+	// order of evs.
+	if _, err := tx.Exec(ctx, `INSERT INTO events (at, kind, subject_type, subject, details)
+		SELECT coalesce(at, now()), kind, subject_type, subject, details::jsonb
+		FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[]) WITH ORDINALITY
+		  AS e(at, kind, subject_type, subject, details, n) ORDER BY n`, ats, kinds, types, subjects, details); err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
 	return nil

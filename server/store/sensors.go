@@ -511,13 +511,23 @@ func detectOne(ctx context.Context, tx pgx.Tx, d Detection, cands []candidate, n
 			n = *st.fires + 1
 		}
 		ttl := EscalatedTTL(d.TTL, d.MaxTTL, n)
-		f := Firing{Detection: d.Name, Addr: st.addr, Tag: d.Tag, Fires: n, TTL: ttl, ExpiresAt: now.Add(ttl)}
-		if _, err := tx.Exec(ctx, `INSERT INTO detection_offenders (detection, addr, fires, last_fired, expires_at) VALUES ($1, $2, $3, $4, $5)
-			ON CONFLICT (addr, detection) DO UPDATE SET fires = excluded.fires, last_fired = excluded.last_fired, expires_at = excluded.expires_at`,
-			d.Name, st.addr, n, now, f.ExpiresAt); err != nil {
-			return nil, fmt.Errorf("record offender: %w", err)
-		}
-		out = append(out, f)
+		out = append(out, Firing{Detection: d.Name, Addr: st.addr, Tag: d.Tag, Fires: n, TTL: ttl, ExpiresAt: now.Add(ttl)})
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	// One statement records every offender (in address order, like the locks).
+	fAddrs := make([]netip.Addr, len(out))
+	fires := make([]int32, len(out))
+	expires := make([]time.Time, len(out))
+	for i, f := range out {
+		fAddrs[i], fires[i], expires[i] = f.Addr, int32(f.Fires), f.ExpiresAt
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO detection_offenders (detection, addr, fires, last_fired, expires_at)
+		SELECT $1, a, n, $2, e FROM unnest($3::inet[], $4::int[], $5::timestamptz[]) u(a, n, e) ORDER BY a
+		ON CONFLICT (addr, detection) DO UPDATE SET fires = excluded.fires, last_fired = excluded.last_fired, expires_at = excluded.expires_at`,
+		d.Name, now, fAddrs, fires, expires); err != nil {
+		return nil, fmt.Errorf("record offenders: %w", err)
 	}
 	return out, nil
 }
