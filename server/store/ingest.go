@@ -261,6 +261,9 @@ type merger struct {
 	done    chan struct{}
 
 	appended, merged, merges, nanos, maxNanos atomic.Int64
+	// waits counts batches the ingest aggregator committed; waitNanos and
+	// maxWait their summed and longest time from submission to commit.
+	waits, waitNanos, maxWait atomic.Int64
 	// pendingSince is when (Unix ns) the oldest append that no drain has
 	// started since was acknowledged, 0 when none; drainingSince the same
 	// for the drain in flight (its oldest append), 0 when none runs.
@@ -280,13 +283,19 @@ type MergeStats struct {
 	// and Max are their summed and longest durations.
 	Merges     int64
 	Total, Max time.Duration
+	// Batches counts the batches the ingest aggregator committed
+	// (SubmitObservations, Ingest); BatchWait and MaxBatchWait are their mean
+	// and longest time from submission to the commit that made them visible.
+	Batches                 int64
+	BatchWait, MaxBatchWait time.Duration
 }
 
 // MergeStats reports this process's observation-log counters.
 func (s *Store) MergeStats() MergeStats {
 	m := s.merge
 	return MergeStats{Appended: m.appended.Load(), Merged: m.merged.Load(), Merges: m.merges.Load(),
-		Total: time.Duration(m.nanos.Load()), Max: time.Duration(m.maxNanos.Load())}
+		Total: time.Duration(m.nanos.Load()), Max: time.Duration(m.maxNanos.Load()),
+		Batches: m.waits.Load(), BatchWait: time.Duration(m.waitNanos.Load() / max(m.waits.Load(), 1)), MaxBatchWait: time.Duration(m.maxWait.Load())}
 }
 
 // Flush merges every observation appended to the log before the call (by

@@ -28,6 +28,7 @@ type PendingIngest struct {
 	after *PendingIngest
 	done  chan struct{}
 	err   error
+	since time.Time // when it was submitted
 }
 
 // Wait returns once the batch is merged (nil: durable, visible to every
@@ -84,7 +85,7 @@ func (s *Store) SubmitObservations(obs []Observation, actor string, after *Pendi
 	var p *PendingIngest
 	for len(obs) > 0 || p == nil {
 		n := min(len(obs), aggregateTake)
-		p = &PendingIngest{obs: obs[:n], actor: actor, after: after, done: make(chan struct{})}
+		p = &PendingIngest{obs: obs[:n], actor: actor, after: after, done: make(chan struct{}), since: time.Now()}
 		obs, after = obs[n:], p
 		a.mu.Lock()
 		if a.closed {
@@ -221,7 +222,15 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 		return true
 	}
 	err = mapErr("ingest", err)
+	m := s.merge
 	for _, p := range live {
+		if err == nil {
+			d := time.Since(p.since).Nanoseconds()
+			m.waits.Add(1)
+			m.waitNanos.Add(d)
+			for old := m.maxWait.Load(); d > old && !m.maxWait.CompareAndSwap(old, d); old = m.maxWait.Load() {
+			}
+		}
 		p.finish(err)
 	}
 	return true

@@ -372,6 +372,10 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	fmt.Printf("ingest: request latency (%s) p50 %s max %s; %d merges of %.0f rows on average, mean %s, longest %s\n",
 		answer, reqLat[len(reqLat)/2].Round(time.Millisecond), reqLat[len(reqLat)-1].Round(time.Millisecond),
 		ms.Merges, float64(ms.Merged)/float64(max(ms.Merges, 1)), (ms.Total / time.Duration(max(ms.Merges, 1))).Round(time.Millisecond), ms.Max.Round(time.Millisecond))
+	if ms.Batches > 0 {
+		fmt.Printf("ingest: %d parsed batches from hand-off to merged (visible in the database): mean %s, longest %s\n", ms.Batches,
+			ms.BatchWait.Round(time.Millisecond), ms.MaxBatchWait.Round(time.Millisecond))
+	}
 	if len(visLat) > 0 {
 		slices.Sort(visLat)
 		fmt.Printf("ingest: visibility delay (answer to the index finding the request's last address) p50 %s p99 %s max %s over %d requests; all visible %s after the last answer\n",
