@@ -274,6 +274,20 @@ func newMerger() *merger {
 	return &merger{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
+// counted records a merge of n observations that took d.
+func (m *merger) counted(n int64, d time.Duration) {
+	m.merged.Add(n)
+	m.merges.Add(1)
+	m.nanos.Add(d.Nanoseconds())
+	storeMax(&m.maxNanos, d.Nanoseconds())
+}
+
+// storeMax raises v to x when x is larger.
+func storeMax(v *atomic.Int64, x int64) {
+	for old := v.Load(); x > old && !v.CompareAndSwap(old, x); old = v.Load() {
+	}
+}
+
 // MergeStats are this process's observation-log counters since Open.
 type MergeStats struct {
 	// Appended and Merged count observations appended by this process and
@@ -433,13 +447,7 @@ func (s *Store) mergeOnce(ctx context.Context) (int64, error) {
 		start := time.Now()
 		n, err = s.mergeTx(ctx)
 		if err == nil && n > 0 {
-			m := s.merge
-			d := time.Since(start).Nanoseconds()
-			m.merged.Add(n)
-			m.merges.Add(1)
-			m.nanos.Add(d)
-			for old := m.maxNanos.Load(); d > old && !m.maxNanos.CompareAndSwap(old, d); old = m.maxNanos.Load() {
-			}
+			s.merge.counted(n, time.Since(start))
 		}
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || (pgErr.Code != "40P01" && pgErr.Code != "40001") {

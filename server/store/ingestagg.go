@@ -228,8 +228,7 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 			d := time.Since(p.since).Nanoseconds()
 			m.waits.Add(1)
 			m.waitNanos.Add(d)
-			for old := m.maxWait.Load(); d > old && !m.maxWait.CompareAndSwap(old, d); old = m.maxWait.Load() {
-			}
+			storeMax(&m.maxWait, d)
 		}
 		p.finish(err)
 	}
@@ -249,13 +248,7 @@ func (s *Store) mergeFolded(ctx context.Context, fb *foldedBatch) error {
 			return s.foldBatch(ctx, tx, fb, "observations", fb.obs, "prefixes", len(fb.prefixes), "assertions", len(fb.assertions))
 		})
 		if err == nil {
-			m := s.merge
-			d := time.Since(start).Nanoseconds()
-			m.merged.Add(int64(fb.obs))
-			m.merges.Add(1)
-			m.nanos.Add(d)
-			for old := m.maxNanos.Load(); d > old && !m.maxNanos.CompareAndSwap(old, d); old = m.maxNanos.Load() {
-			}
+			s.merge.counted(int64(fb.obs), time.Since(start))
 			return nil
 		}
 		var pgErr *pgconn.PgError
@@ -481,29 +474,27 @@ func (s *Store) foldBatch(ctx context.Context, tx pgx.Tx, fb *foldedBatch, took 
 		sources = append(sources, k.source)
 		counts = append(counts, *n)
 	}
-	err := errors.Join(
-		step("copy", func() error {
-			_, err := tx.CopyFrom(ctx, pgx.Identifier{"merge_prefixes"}, mergePrefixColumns, pgx.CopyFromSlice(len(fb.prefixes), func(i int) ([]any, error) {
-				r := &fb.prefixes[i]
-				return []any{r.prefix, r.first, r.last, r.n}, nil
-			}))
-			if err != nil {
-				return err
-			}
-			_, err = tx.CopyFrom(ctx, pgx.Identifier{"merge_assertions"}, mergeAssertionColumns, pgx.CopyFromSlice(len(fb.assertions), func(i int) ([]any, error) {
-				r := &fb.assertions[i]
-				var expires, defaultFrom any
-				if r.hasExpiry {
-					expires = r.expires
-				}
-				if r.hasDefault {
-					defaultFrom = r.defaultFrom
-				}
-				return []any{r.key.prefix, r.key.kind, r.key.source, r.value, r.first, r.last, expires, defaultFrom, r.actor}, nil
-			}))
+	err := step("copy", func() error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"merge_prefixes"}, mergePrefixColumns, pgx.CopyFromSlice(len(fb.prefixes), func(i int) ([]any, error) {
+			r := &fb.prefixes[i]
+			return []any{r.prefix, r.first, r.last, r.n}, nil
+		}))
+		if err != nil {
 			return err
-		}),
-	)
+		}
+		_, err = tx.CopyFrom(ctx, pgx.Identifier{"merge_assertions"}, mergeAssertionColumns, pgx.CopyFromSlice(len(fb.assertions), func(i int) ([]any, error) {
+			r := &fb.assertions[i]
+			var expires, defaultFrom any
+			if r.hasExpiry {
+				expires = r.expires
+			}
+			if r.hasDefault {
+				defaultFrom = r.defaultFrom
+			}
+			return []any{r.key.prefix, r.key.kind, r.key.source, r.value, r.first, r.last, expires, defaultFrom, r.actor}, nil
+		}))
+		return err
+	})
 	if err != nil {
 		return err
 	}
