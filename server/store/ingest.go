@@ -47,12 +47,14 @@ const mergeParallel = 2
 // for the merges in flight in every process (they may hold rows it skipped).
 const mergeLock = 1836412521
 
-// assertionGrain is how far a repeat must move an assertion's last_seen
-// (or its expiry, at most a tenth of its time to live) before the merge
+// assertionGrain is how far a repeat must move a tag's last_seen (or any
+// assertion's expiry, at most a tenth of its time to live) before the merge
 // rewrites the row: a source seeing an address again and again costs a
-// row lookup, not an update, until a minute has passed. A change of
-// value, an earlier first_seen or a lifted expiry is written at once; the
-// prefix's own last_seen and sightings are always exact.
+// row lookup, not an update, until a minute has passed. A classification's
+// or note's last_seen is always exact: it decides which value is newest,
+// and a lagging one would let an older, out-of-order observation win. A
+// change of value, an earlier first_seen or a lifted expiry is written at
+// once; the prefix's own last_seen and sightings are always exact.
 const assertionGrain = `interval '1 minute'`
 
 // assertionStale is the SQL condition under which the assertion row old
@@ -60,7 +62,7 @@ const assertionGrain = `interval '1 minute'`
 func assertionStale(old, new string) string {
 	return strings.NewReplacer("old.", old+".", "new.", new+".").Replace(`new.first_seen < old.first_seen
 		   OR (new.last_seen >= old.last_seen AND new.value IS DISTINCT FROM old.value)
-		   OR new.last_seen >= old.last_seen + ` + assertionGrain + `
+		   OR (new.last_seen > old.last_seen AND (new.kind <> 'tag' OR new.last_seen >= old.last_seen + ` + assertionGrain + `))
 		   OR (old.expires_at IS NOT NULL AND (new.expires_at IS NULL
 		       OR new.expires_at > old.expires_at + least(` + assertionGrain + `, (new.expires_at - new.last_seen) / 10)))`)
 }

@@ -135,9 +135,12 @@ func TestIngestBatchEqualsOneByOne(t *testing.T) {
 	require.Equal(t, want, gotMap)
 }
 
-// A repeat within a minute costs no assertion write: the assertion keeps
-// its last_seen, while the prefix's last_seen and sightings stay exact. A
-// change of value is written at once.
+// A repeat within a minute costs no tag write: the tag keeps its
+// last_seen, while the prefix's last_seen and sightings and a
+// classification's last_seen stay exact. A change of value is written at
+// once, and an older observation arriving late never overrides a newer
+// value (the new-user trial's case: benign 03:00:00, benign 03:00:30, then
+// malicious 03:00:10 in three bodies left "malicious").
 func TestIngestRepeatsWithinTheGrain(t *testing.T) {
 	t.Parallel()
 	st := storetest.Store(t)
@@ -150,7 +153,7 @@ func TestIngestRepeatsWithinTheGrain(t *testing.T) {
 	require.NoError(t, st.Ingest(ctx, []store.Observation{o}, "test"))
 	rows := storedRows(t, st, netip.MustParsePrefix("198.51.100.0/24"))
 	require.Equal(t, []string{
-		".9 2026-03-01T12:00:00Z 2026-03-01T12:00:30Z 2 | ingest:a classification suspicious 2026-03-01T12:00:00Z 2026-03-01T12:00:00Z - test",
+		".9 2026-03-01T12:00:00Z 2026-03-01T12:00:30Z 2 | ingest:a classification suspicious 2026-03-01T12:00:00Z 2026-03-01T12:00:30Z - test",
 		".9 2026-03-01T12:00:00Z 2026-03-01T12:00:30Z 2 | ingest:a tag scanner 2026-03-01T12:00:00Z 2026-03-01T12:00:00Z - test",
 	}, rows)
 
@@ -159,9 +162,32 @@ func TestIngestRepeatsWithinTheGrain(t *testing.T) {
 	o.SeenAt, o.Classification = t0.Add(70*time.Second), "malicious"
 	require.NoError(t, st.Ingest(ctx, []store.Observation{o}, "test"))
 	require.Equal(t, []string{
-		".9 2026-03-01T12:00:00Z 2026-03-01T12:01:10Z 4 | ingest:a classification malicious 2026-03-01T12:00:00Z 2026-03-01T12:00:40Z - test",
+		".9 2026-03-01T12:00:00Z 2026-03-01T12:01:10Z 4 | ingest:a classification malicious 2026-03-01T12:00:00Z 2026-03-01T12:01:10Z - test",
 		".9 2026-03-01T12:00:00Z 2026-03-01T12:01:10Z 4 | ingest:a tag scanner 2026-03-01T12:00:00Z 2026-03-01T12:01:10Z - test",
 	}, storedRows(t, st, netip.MustParsePrefix("198.51.100.0/24")))
+
+	at := time.Date(2026, 12, 1, 3, 0, 0, 0, time.UTC)
+	for _, kind := range []string{"classification", "note"} {
+		p := "198.51.100.50/32"
+		if kind == "note" {
+			p = "198.51.100.51/32"
+		}
+		for _, step := range []struct {
+			after time.Duration
+			value string
+		}{{0, "benign"}, {30 * time.Second, "benign"}, {10 * time.Second, "malicious"}} {
+			o := obs(p, "ingest:e", at.Add(step.after))
+			if kind == "note" {
+				o.Note = step.value
+			} else {
+				o.Classification = step.value
+			}
+			require.NoError(t, st.Ingest(ctx, []store.Observation{o}, "test"))
+		}
+	}
+	rows = storedRows(t, st, netip.MustParsePrefix("198.51.100.0/24"))
+	require.Contains(t, rows, ".50 2026-12-01T03:00:00Z 2026-12-01T03:00:30Z 3 | ingest:e classification benign 2026-12-01T03:00:00Z 2026-12-01T03:00:30Z - test")
+	require.Contains(t, rows, ".51 2026-12-01T03:00:00Z 2026-12-01T03:00:30Z 3 | ingest:e note benign 2026-12-01T03:00:00Z 2026-12-01T03:00:30Z - test")
 }
 
 // A batch submitted after one that the database refused is not stored
