@@ -48,6 +48,19 @@ func (p *PendingIngest) finish(err error) {
 	close(p.done)
 }
 
+// refuseAfterFailure fails p, and reports true, when the batch it follows
+// has failed.
+func (p *PendingIngest) refuseAfterFailure() bool {
+	if p.after == nil {
+		return false
+	}
+	if err := p.after.failed(); err != nil {
+		p.finish(fmt.Errorf("store: ingest: not stored, an earlier batch failed: %w", err))
+		return true
+	}
+	return false
+}
+
 // failed reports whether p has finished with an error (false while it waits).
 func (p *PendingIngest) failed() error {
 	select {
@@ -192,11 +205,8 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 	took := false
 	for p := a.next(f); p != nil; p = a.next(f) {
 		took = true
-		if p.after != nil {
-			if err := p.after.failed(); err != nil {
-				p.finish(fmt.Errorf("store: ingest: not stored, an earlier batch failed: %w", err))
-				continue
-			}
+		if p.refuseAfterFailure() {
+			continue
 		}
 		f.add(obsGroup{p.actor, p.obs})
 		live = append(live, p)
@@ -211,11 +221,8 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 		// each batch alone, so one writer's bad batch fails only its own
 		// (and the batches that follow it).
 		for _, p := range live {
-			if p.after != nil {
-				if perr := p.after.failed(); perr != nil {
-					p.finish(fmt.Errorf("store: ingest: not stored, an earlier batch failed: %w", perr))
-					continue
-				}
+			if p.refuseAfterFailure() {
+				continue
 			}
 			p.finish(mapErr("ingest", s.mergeFolded(ctx, foldObservations([]obsGroup{{p.actor, p.obs}}))))
 		}
