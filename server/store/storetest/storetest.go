@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -141,8 +142,40 @@ func ensureTemplate(ctx context.Context, admin *pgx.Conn, base, name string) err
 	return err
 }
 
-// URL creates a database for t, migrated to the current schema, drops it when t
-// ends, and returns its URL.
+// testDBPrefix starts the name of every database URL creates; the rest is
+// <creation time in Unix seconds, hex>_<run>_<random hex>, where run is
+// MUNINN_TEST_RUN (up to 16 letters and digits; "0" when unset), so the
+// databases of one run can be dropped when it ends without touching another
+// run's.
+const testDBPrefix = "muninn_test_"
+
+// runID is this process's MUNINN_TEST_RUN, cleaned to fit a database name.
+func runID() string {
+	r := []rune{}
+	for _, c := range strings.ToLower(os.Getenv("MUNINN_TEST_RUN")) {
+		if len(r) < 16 && (c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			r = append(r, c)
+		}
+	}
+	if len(r) == 0 {
+		return "0"
+	}
+	return string(r)
+}
+
+// StaleAfter is how old a test database must be before a later test process
+// drops it: longer than any test run lasts.
+const StaleAfter = 3 * time.Hour
+
+// URL creates a database for t, migrated to the current schema, and returns
+// its URL.
+//
+// The database outlives t: PostgreSQL forces an immediate checkpoint on every
+// DROP DATABASE, and dropping one per test while others run made the whole
+// server stall for seconds (River's queries timed out in unrelated tests).
+// `make test` drops its run's when it ends (cmd/muninn-testdb), and the first
+// test database a process creates drops those older than StaleAfter, left by
+// runs that were killed or started with plain `go test`.
 func URL(t testing.TB) string {
 	t.Helper()
 	base, err := serverURL()
@@ -152,29 +185,82 @@ func URL(t testing.TB) string {
 	admin, err := pgx.Connect(ctx, base)
 	require.NoError(t, err)
 	defer admin.Close(context.WithoutCancel(ctx))
+	staleOnce.Do(func() {
+		if _, err := dropDatabases(ctx, admin, time.Now().Add(-StaleAfter), ""); err != nil {
+			t.Logf("storetest: drop stale test databases: %v", err)
+		}
+	})
 	tmpl := "muninn_tmpl_" + schemaHash()
 	require.NoError(t, ensureTemplate(ctx, admin, base, tmpl), "storetest: build template")
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	name := "muninn_test_" + hex.EncodeToString(b)
+	name := fmt.Sprintf("%s%x_%s_%s", testDBPrefix, time.Now().Unix(), runID(), hex.EncodeToString(b))
 	_, err = admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tmpl)
 	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Logf("storetest: drop %s: %v", name, err)
-			return
-		}
-		defer c.Close(ctx)
-		if _, err := c.Exec(ctx, `DROP DATABASE IF EXISTS `+name+` WITH (FORCE)`); err != nil {
-			t.Logf("storetest: drop %s: %v", name, err)
-		}
-	})
 	u, err := urlFor(base, name)
 	require.NoError(t, err)
 	return u
+}
+
+var staleOnce sync.Once
+
+// DropDatabases drops the test databases nobody is connected to that URL
+// created before cutoff or, when run is not empty, in the run with that
+// MUNINN_TEST_RUN, on the server tests use, and returns how many it dropped.
+// Databases whose name carries no creation time (older builds named them
+// muninn_test_<random>) count as created before any cutoff.
+func DropDatabases(ctx context.Context, cutoff time.Time, run string) (int, error) {
+	base, err := serverURL()
+	if err != nil {
+		return 0, err
+	}
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		return 0, err
+	}
+	defer admin.Close(context.WithoutCancel(ctx))
+	return dropDatabases(ctx, admin, cutoff, run)
+}
+
+func dropDatabases(ctx context.Context, admin *pgx.Conn, cutoff time.Time, run string) (int, error) {
+	rows, err := admin.Query(ctx, `SELECT datname FROM pg_database d
+		WHERE datname LIKE 'muninn\_test\_%'
+		  AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)`)
+	if err != nil {
+		return 0, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, name := range names {
+		created, inRun, ok := parseName(name)
+		if ok && !created.Before(cutoff) && (run == "" || inRun != run) {
+			continue
+		}
+		// Without FORCE: a database someone connected to since the query
+		// above is in use, and stays.
+		if _, err := admin.Exec(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{name}.Sanitize()); err != nil {
+			continue
+		}
+		n++
+	}
+	return n, nil
+}
+
+// parseName reads the creation time and run from a name URL gave a
+// database; ok is false for any other name.
+func parseName(name string) (created time.Time, run string, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(name, testDBPrefix), "_")
+	if !strings.HasPrefix(name, testDBPrefix) || len(parts) != 3 {
+		return time.Time{}, "", false
+	}
+	v, err := strconv.ParseInt(parts[0], 16, 64)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	return time.Unix(v, 0), parts[1], true
 }
 
 // Store opens a store on a fresh database for t.
