@@ -145,11 +145,53 @@ func nonNil(s []string) []string {
 	return s
 }
 
-var sensorEventCols = []string{"addr", "kind", "host", "format", "at", "line"}
+var sensorEventCols = []string{"addr", "kind", "host", "format", "at", "line", "n"}
+
+// SensorEventGrain is the time grain of stored events: the events of one
+// address, kind, host and format whose times fall in one grain (whole
+// seconds since the epoch) in one stored batch are one sensor_events row
+// holding their count and the newest event's time and line. So a detection's
+// window is exact to within one grain.
+const SensorEventGrain = time.Second
+
+// foldedEvent is one sensor_events row: the newest of n events.
+type foldedEvent struct {
+	SensorEvent
+	n int
+}
+
+// foldSensorEvents folds lines by address, kind, host, format and grain, in
+// the order each row's first event came; of events at the same time the
+// later one's line is kept.
+func foldSensorEvents(lines []SensorEvent) []foldedEvent {
+	type key struct {
+		addr               netip.Addr
+		kind, host, format string
+		grain              int64
+	}
+	at := make(map[key]int, len(lines))
+	out := make([]foldedEvent, 0, len(lines))
+	for _, e := range lines {
+		k := key{e.Addr, e.Kind, e.Host, e.Format, e.At.Truncate(SensorEventGrain).UnixNano()}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out)
+			out = append(out, foldedEvent{SensorEvent: e, n: 1})
+			continue
+		}
+		f := &out[i]
+		f.n++
+		if !e.At.Before(f.At) {
+			f.At, f.Line = e.At, e.Line
+		}
+	}
+	return out
+}
 
 // StoreSensorEvents stores a batch of parsed events made through actor: each
 // event that is not a DNS answer is a sighting of its address with source
-// "log:<host>" (through Ingest) and a sensor_events row; DNS answers update
+// "log:<host>" (through Ingest) and counts in a sensor_events row (one per
+// address, kind, host, format and SensorEventGrain); DNS answers update
 // passive DNS. Then the enabled detections count, in the database, the
 // events of the batch's addresses (so several serve processes count
 // together) and fire: a firing tags the address, stores the repeat-offender
@@ -171,9 +213,10 @@ func (s *Store) StoreSensorEvents(ctx context.Context, evs []SensorEvent, actor 
 	if len(lines) > 0 || len(dns) > 0 {
 		err := s.inTx(ctx, "store sensor events", func(tx pgx.Tx) error {
 			if len(lines) > 0 {
-				src := pgx.CopyFromSlice(len(lines), func(i int) ([]any, error) {
-					e := lines[i]
-					return []any{e.Addr, e.Kind, e.Host, e.Format, e.At, e.Line}, nil
+				rows := foldSensorEvents(lines)
+				src := pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+					e := rows[i]
+					return []any{e.Addr, e.Kind, e.Host, e.Format, e.At, e.Line, int32(e.n)}, nil
 				})
 				if _, err := tx.CopyFrom(ctx, pgx.Identifier{"sensor_events"}, sensorEventCols, src); err != nil {
 					return fmt.Errorf("copy events: %w", err)
@@ -470,7 +513,7 @@ func detectOne(ctx context.Context, tx pgx.Tx, d Detection, cands []candidate, n
 		return nil, fmt.Errorf("lock offenders: %w", err)
 	}
 	rows, err := tx.Query(ctx, `SELECT c.addr,
-		  (SELECT count(*) FROM sensor_events e WHERE e.addr = c.addr AND e.kind = ANY($3) AND e.at > c.at - make_interval(secs => $4)),
+		  (SELECT coalesce(sum(e.n), 0) FROM sensor_events e WHERE e.addr = c.addr AND e.kind = ANY($3) AND e.at > c.at - make_interval(secs => $4)),
 		  o.fires, o.last_fired, o.expires_at
 		FROM unnest($1::inet[], $2::timestamptz[]) c(addr, at)
 		LEFT JOIN detection_offenders o ON o.detection = $5 AND o.addr = c.addr
@@ -567,18 +610,21 @@ func (s *Store) OffendersOf(ctx context.Context, addr netip.Addr, now time.Time)
 	return out, mapErr("offenders", err)
 }
 
-// SensorLine is one stored raw event of an address, for its page.
+// SensorLine is one stored row of raw events of an address, for its page:
+// Count events of one kind from one host within one SensorEventGrain, the
+// newest at At with its Line.
 type SensorLine struct {
 	At     time.Time
 	Kind   string
 	Host   string
 	Format string
 	Line   string
+	Count  int
 }
 
-// SensorLinesOf returns addr's newest stored events, at most limit.
+// SensorLinesOf returns addr's newest stored event rows, at most limit.
 func (s *Store) SensorLinesOf(ctx context.Context, addr netip.Addr, limit int) ([]SensorLine, error) {
-	rows, err := s.pool.Query(ctx, `SELECT at, kind, host, format, line FROM sensor_events WHERE addr = $1 ORDER BY at DESC LIMIT $2`, addr, limit)
+	rows, err := s.pool.Query(ctx, `SELECT at, kind, host, format, line, n FROM sensor_events WHERE addr = $1 ORDER BY at DESC LIMIT $2`, addr, limit)
 	if err != nil {
 		return nil, mapErr("sensor lines", err)
 	}

@@ -183,3 +183,54 @@ func TestPassiveDNSBounded(t *testing.T) {
 	require.Equal(t, store.ChangeEnrich, last[0].Scope)
 	require.Contains(t, last[0].Prefixes, netip.MustParsePrefix("198.51.100.40/32"))
 }
+
+// TestSensorEventsFoldBySecond: the events of one address, kind, host and
+// format within one second of a batch are one row holding their count and
+// the newest line; detections add the counts, across batches too.
+func TestSensorEventsFoldBySecond(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Second)
+	t0 := now.Add(-time.Minute)
+	addr := netip.MustParseAddr("203.0.113.30")
+	ev := func(at time.Duration, kind, host, line string) store.SensorEvent {
+		return store.SensorEvent{Addr: addr, Kind: kind, Host: host, Format: "sshd", At: t0.Add(at), Line: line}
+	}
+	fs, err := st.StoreSensorEvents(ctx, []store.SensorEvent{
+		ev(100*time.Millisecond, "ssh-auth-failure", "gw", "a"),
+		ev(900*time.Millisecond, "ssh-auth-failure", "gw", "c"),
+		ev(500*time.Millisecond, "ssh-auth-failure", "gw", "b"),
+		ev(600*time.Millisecond, "ssh-invalid-user", "gw", "d"),
+		ev(700*time.Millisecond, "ssh-auth-failure", "db", "e"),
+	}, "test", now)
+	require.NoError(t, err)
+	require.Empty(t, fs, "4 failures (3 from gw, 1 from db): ssh-bruteforce needs 5; an invalid user is not one of its kinds")
+	rows := func() []store.SensorLine {
+		lines, err := st.SensorLinesOf(ctx, addr, 10)
+		require.NoError(t, err)
+		for i := range lines {
+			lines[i].At = lines[i].At.UTC()
+		}
+		return lines
+	}
+	utc := t0.UTC()
+	require.Equal(t, []store.SensorLine{
+		{At: utc.Add(900 * time.Millisecond), Kind: "ssh-auth-failure", Host: "gw", Format: "sshd", Line: "c", Count: 3},
+		{At: utc.Add(700 * time.Millisecond), Kind: "ssh-auth-failure", Host: "db", Format: "sshd", Line: "e", Count: 1},
+		{At: utc.Add(600 * time.Millisecond), Kind: "ssh-invalid-user", Host: "gw", Format: "sshd", Line: "d", Count: 1},
+	}, rows())
+
+	// A fifth failure in a later batch, in a second already stored: its
+	// own row, and the counts add up to the threshold.
+	fs, err = st.StoreSensorEvents(ctx, []store.SensorEvent{ev(950*time.Millisecond, "ssh-auth-failure", "gw", "g")}, "test", now)
+	require.NoError(t, err)
+	require.Len(t, fs, 1)
+	require.Equal(t, "ssh-bruteforce", fs[0].Detection)
+	require.Equal(t, []store.SensorLine{
+		{At: utc.Add(950 * time.Millisecond), Kind: "ssh-auth-failure", Host: "gw", Format: "sshd", Line: "g", Count: 1},
+		{At: utc.Add(900 * time.Millisecond), Kind: "ssh-auth-failure", Host: "gw", Format: "sshd", Line: "c", Count: 3},
+		{At: utc.Add(700 * time.Millisecond), Kind: "ssh-auth-failure", Host: "db", Format: "sshd", Line: "e", Count: 1},
+		{At: utc.Add(600 * time.Millisecond), Kind: "ssh-invalid-user", Host: "gw", Format: "sshd", Line: "d", Count: 1},
+	}, rows())
+}

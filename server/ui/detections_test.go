@@ -2,10 +2,12 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"html"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,6 +79,11 @@ func TestAddressPageShowsSensorEventsAndPassiveDNS(t *testing.T) {
 		evs = append(evs, store.SensorEvent{Addr: addr, Kind: "ssh-auth-failure", Host: "gw", Format: "sshd", At: at.Add(time.Duration(i) * time.Second),
 			Line: "Mar  3 10:00:02 gw sshd[812]: Failed password for invalid user admin from 198.51.100.20 port 4242 ssh2"})
 	}
+	// Three more within the fifth's second fold into its row: 4 events, the newest line.
+	for i := range 3 {
+		evs = append(evs, store.SensorEvent{Addr: addr, Kind: "ssh-auth-failure", Host: "gw", Format: "sshd", At: at.Add(4*time.Second + time.Duration(i+1)*100*time.Millisecond),
+			Line: fmt.Sprintf("Mar  3 10:00:06 gw sshd[81%d]: Failed password for root from 198.51.100.20 port 4242 ssh2", i)})
+	}
 	evs = append(evs, store.SensorEvent{Addr: addr, Kind: "dns-answer", Host: "gw", Format: "dnsmasq", At: at,
 		Line: "Mar  3 10:00:02 gw dnsmasq[501]: reply updates.example.net is 198.51.100.20",
 		DNS:  &store.PassiveDNS{Name: "updates.example.net", Client: netip.MustParseAddr("192.168.1.10")}})
@@ -90,8 +97,11 @@ func TestAddressPageShowsSensorEventsAndPassiveDNS(t *testing.T) {
 	resp, page := c.get("/ui/ips/198.51.100.20")
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	require.Contains(t, page, "<td>updates.example.net</td><td>"+at.Format("2006-01-02 15:04 UTC")+"</td><td>"+at.Format("2006-01-02 15:04 UTC")+"</td><td>1</td><td>192.168.1.10</td>")
-	require.Contains(t, page, `<td><time datetime="`+at.Add(4*time.Second).Format(time.RFC3339)+`">`+at.Add(4*time.Second).Format("2006-01-02 15:04 UTC")+
-		`</time></td><td>ssh-auth-failure</td><td>gw</td><td class="mono small">Mar  3 10:00:02 gw sshd[812]: Failed password for invalid user admin from 198.51.100.20 port 4242 ssh2</td>`)
+	require.Contains(t, page, `<td><time datetime="`+at.Add(4300*time.Millisecond).Format(time.RFC3339)+`">`+at.Add(4*time.Second).Format("2006-01-02 15:04 UTC")+
+		`</time></td><td>ssh-auth-failure</td><td>gw</td><td>4</td><td class="mono small">Mar  3 10:00:06 gw sshd[812]: Failed password for root from 198.51.100.20 port 4242 ssh2</td>`)
+	require.Contains(t, page, `<td><time datetime="`+at.Add(3*time.Second).Format(time.RFC3339)+`">`+at.Add(3*time.Second).Format("2006-01-02 15:04 UTC")+
+		`</time></td><td>ssh-auth-failure</td><td>gw</td><td>1</td><td class="mono small">Mar  3 10:00:02 gw sshd[812]: Failed password for invalid user admin from 198.51.100.20 port 4242 ssh2</td>`)
+	require.Equal(t, 5, strings.Count(page, "<td>ssh-auth-failure</td>"), "8 events in 5 seconds are 5 rows")
 	require.Contains(t, page, `<td><a href="/ui/detections#detection-ssh-bruteforce">ssh-bruteforce</a></td><td>1</td>`)
 	require.Contains(t, page, "<td>20m0s</td>", "the next firing's TTL: 5m × 2²")
 }

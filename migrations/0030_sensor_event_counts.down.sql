@@ -1,0 +1,1 @@
+ALTER TABLE sensor_events DROP COLUMN IF EXISTS n;
