@@ -52,6 +52,7 @@ func main() {
 	perReq := flag.Int("per-request", 100_000, "observations per ingest request")
 	ingestOnly := flag.Bool("ingest-only", false, "stop after the ingest phase (no raw COPY comparison, no lookups)")
 	visibleWithin := flag.Duration("visible-within", 0, "the server's MUNINN_INGEST_VISIBLE_WITHIN: answer ingest once durable while the merger lags less than this (0: once visible)")
+	ingestRate := flag.Int("ingest-rate", 0, "offer observations at this rate (requests start on a schedule; 0: as fast as the server takes them)")
 	distinct := flag.Int("distinct", 0, "with -ingest-only: observe only this many distinct addresses, again and again (a sensor fleet seeing the same scanners); 0: every observation a new address")
 	client := flag.String("client", "", "internal: look up at -rate for -duration against this base URL (token in MUNINN_LOAD_TOKEN) and print the percentiles")
 	flag.Parse()
@@ -63,7 +64,7 @@ func main() {
 		}
 		return
 	}
-	ingestClients, ingestPerReq, onlyIngest, ingestDistinct, ingestVisibleWithin = *clients, *perReq, *ingestOnly, *distinct, *visibleWithin
+	ingestClients, ingestPerReq, onlyIngest, ingestDistinct, ingestVisibleWithin, ingestOffered = *clients, *perReq, *ingestOnly, *distinct, *visibleWithin, *ingestRate
 	if ingestDistinct > 0 && !onlyIngest {
 		fmt.Fprintln(os.Stderr, "muninn-load: -distinct needs -ingest-only (the lookups expect every address stored)")
 		os.Exit(2)
@@ -79,6 +80,9 @@ var (
 	memProfile    string
 	ingestClients int
 	ingestPerReq  int
+	// ingestOffered paces the requests: request i starts no earlier than
+	// i × perReq / ingestOffered seconds after the first (0: no pacing).
+	ingestOffered int
 	onlyIngest    bool
 	// ingestDistinct > 0 cycles the ingested addresses over that many.
 	ingestDistinct int
@@ -222,10 +226,16 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		for off := 0; off < n; off += perReq {
 			var b bytes.Buffer
 			var last netip.Addr
-			for k := off; k < min(off+perReq, n); k++ {
+			end := min(off+perReq, n)
+			for k := off; k < end; k++ {
 				i := k
 				if ingestDistinct > 0 {
 					i = k % ingestDistinct
+					if k == end-1 {
+						// The request's last line is an address no
+						// other line has: the probe of its visibility.
+						i = ingestDistinct + off/perReq
+					}
 				}
 				ip := addr(i)
 				last = netip.MustParseAddr(ip)
@@ -238,8 +248,8 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		}
 	}()
 	// The visibility delay: from a request's answer until the index
-	// (what lookups and renders read) finds its last address. Measured
-	// only when every observation is a new address.
+	// (what lookups and renders read) finds its last address (with
+	// -distinct, an address only that request holds).
 	type probe struct {
 		acked time.Time
 		addr  netip.Addr
@@ -321,7 +331,7 @@ func run(n, rate int, duration time.Duration, admin string) error {
 				err = fmt.Errorf("ingest: HTTP %d", resp.StatusCode)
 			}
 		}
-		if err == nil && ingestDistinct == 0 {
+		if err == nil {
 			probeMu.Lock()
 			probes = append(probes, probe{time.Now(), bd.last})
 			probeMu.Unlock()
@@ -348,8 +358,14 @@ func run(n, rate int, duration time.Duration, admin string) error {
 		}()
 	}
 	work <- first
+	sent := 1
 	for b := range bodies {
+		if ingestOffered > 0 {
+			due := start.Add(time.Duration(float64(sent*perReq) / float64(ingestOffered) * float64(time.Second)))
+			time.Sleep(time.Until(due))
+		}
 		work <- b
+		sent++
 	}
 	close(work)
 	wg.Wait()
@@ -363,8 +379,12 @@ func run(n, rate int, duration time.Duration, admin string) error {
 	visTail := time.Since(visStart)
 	slices.Sort(reqLat)
 	ms := st.MergeStats()
-	fmt.Printf("ingest: %d observations over HTTP (%d clients, %d per request) in %s = %.0f obs/s (target >= 100000)\n",
-		n, ingestClients, perReq, el.Round(time.Millisecond), float64(n)/el.Seconds())
+	offered := "as fast as taken"
+	if ingestOffered > 0 {
+		offered = fmt.Sprintf("offered at %d/s", ingestOffered)
+	}
+	fmt.Printf("ingest: %d observations over HTTP (%d clients, %d per request, %s) in %s = %.0f obs/s (target >= 100000)\n",
+		n, ingestClients, perReq, offered, el.Round(time.Millisecond), float64(n)/el.Seconds())
 	answer := "durable and visible at the answer"
 	if ingestVisibleWithin > 0 {
 		answer = fmt.Sprintf("durable at the answer; visible at it while the merge lags < %s", ingestVisibleWithin)
