@@ -104,6 +104,77 @@ func TestIngestConcurrentOverlappingBatches(t *testing.T) {
 	require.Equal(t, 2000, n)
 }
 
+// TestIngestNewPrefixesFromTwoProcesses: two stores on one database (two
+// serve processes) ingest the same new addresses at once, in opposite
+// orders. Whichever creates a prefix inserts its assertions plainly; the
+// other finds it existing and merges: every address ends with one tag and
+// one classification row, both processes' sightings, the earlier first
+// seen, and the classification of the newer observation.
+func TestIngestNewPrefixesFromTwoProcesses(t *testing.T) {
+	t.Parallel()
+	u := storetest.URL(t)
+	ctx := context.Background()
+	open := func() *store.Store {
+		st, err := store.Open(ctx, u, 4, slog.New(slog.DiscardHandler))
+		require.NoError(t, err)
+		t.Cleanup(st.Close)
+		return st
+	}
+	a, b := open(), open()
+	now := time.Now().UTC().Truncate(time.Second)
+	batch := func(rev bool, class string, seen time.Time) []store.Observation {
+		out := make([]store.Observation, 0, 3000)
+		for i := range 3000 {
+			j := i
+			if rev {
+				j = 2999 - i
+			}
+			o := obs(fmt.Sprintf("198.51.%d.%d/32", 100+j/250, j%250), "ingest:x", seen, "scanner")
+			o.Classification = class
+			out = append(out, o)
+		}
+		return out
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, w := range []struct {
+		st    *store.Store
+		rev   bool
+		class string
+		seen  time.Time
+	}{{a, false, "suspicious", now.Add(-time.Second)}, {b, true, "malicious", now}} {
+		wg.Go(func() { errs <- w.st.Ingest(ctx, batch(w.rev, w.class, w.seen), "test") })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	var ps []netip.Prefix
+	for _, o := range batch(false, "", now) {
+		ps = append(ps, o.Prefix)
+	}
+	n := 0
+	require.NoError(t, a.LoadPrefixes(ctx, now, ps, func(p resolve.Prefix) error {
+		n++
+		require.EqualValues(t, 2, p.Sightings, "%s", p.Prefix)
+		require.Len(t, p.Assertions, 2, "%s", p.Prefix)
+		for _, as := range p.Assertions {
+			require.Equal(t, now.Add(-time.Second), as.FirstSeen.UTC(), "%s %s", p.Prefix, as.Kind)
+			if as.Kind == "classification" {
+				require.Equal(t, now, as.LastSeen.UTC(), "%s", p.Prefix)
+				require.Equal(t, "malicious", as.Value, "%s", p.Prefix)
+			} else {
+				// A tag's last_seen moves only by the grain (a minute):
+				// the first process's time stays.
+				require.Contains(t, []time.Time{now.Add(-time.Second), now}, as.LastSeen.UTC(), "%s", p.Prefix)
+			}
+		}
+		return nil
+	}))
+	require.Equal(t, 3000, n)
+}
+
 // BenchmarkIngest measures store.Ingest (append to the observation log, then
 // merge) of 100k distinct /32s per iteration in calls of 20k, and the parts:
 // the durable append alone (what acknowledges an observation), and the merge

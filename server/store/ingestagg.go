@@ -515,6 +515,7 @@ func (s *Store) foldBatch(ctx context.Context, tx pgx.Tx, fb *foldedBatch, took 
 		fn   func() error
 	}{
 		{"prefixes", exec(mergePrefixes)},
+		{"new assertions", exec(mergeNewAssertions)},
 		{"assertions", exec(mergeAssertions)},
 		{"sightings", exec(mergeSightings, days, sources, counts)},
 	} {
