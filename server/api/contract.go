@@ -651,7 +651,7 @@ func (g *gunzipBody) Read(p []byte) (int, error) {
 	g.once.Do(func() {
 		g.zr, g.err = gzip.NewReader(g.src)
 		if g.err != nil {
-			g.err = fmt.Errorf("gzip: %w", g.err)
+			g.err = gzipError(g.err)
 		}
 	})
 	if g.err != nil {
@@ -659,9 +659,18 @@ func (g *gunzipBody) Read(p []byte) (int, error) {
 	}
 	n, err := g.zr.Read(p)
 	if err != nil && err != io.EOF {
-		err = fmt.Errorf("gzip: %w", err)
+		err = gzipError(err)
 	}
 	return n, err
+}
+
+// gzipError says an error came from decompressing the body, once:
+// compress/gzip's own errors already start with "gzip: ".
+func gzipError(err error) error {
+	if strings.HasPrefix(err.Error(), "gzip: ") {
+		return err
+	}
+	return fmt.Errorf("gzip: %w", err)
 }
 
 func (g *gunzipBody) Close() error { return g.src.Close() }

@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -32,6 +34,10 @@ type observation struct {
 	TTL            json.RawMessage `json:"ttl"`
 	Note           string          `json:"note"`
 }
+
+// oldestSeenAt is the earliest seen_at taken: an older one is a mistake
+// (a zero or epoch time from the sender), not a sighting.
+var oldestSeenAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$`)
 
@@ -119,6 +125,9 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 		if seen.After(now.Add(5 * time.Minute)) {
 			return store.Observation{}, bad("/seen_at", "is in the future")
 		}
+		if seen.Before(oldestSeenAt) {
+			return store.Observation{}, bad("/seen_at", "is before 2000-01-01T00:00:00Z")
+		}
 	}
 	ttl, err := parseTTL(o.TTL)
 	if err != nil {
@@ -144,10 +153,52 @@ func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide b
 	if !decodeFast(raw, &o) {
 		o = observation{}
 		if err := decodeStrict(raw, &o); err != nil {
-			return store.Observation{}, &apigen.IngestError{Reason: "malformed JSON: " + err.Error()}
+			return store.Observation{}, jsonLineError(err)
 		}
 	}
 	return s.validate(o, actor, now, allowWide)
+}
+
+// observationFields are the fields of an ingest line, for the error about
+// one that is not.
+const observationFields = "ip, source, tags, classification, seen_at, ttl, note"
+
+// jsonLineError says why a line is not an observation: the field (a JSON
+// pointer) and what it must be, or where the JSON breaks, in words that do
+// not leak Go's types or time layouts.
+func jsonLineError(err error) *apigen.IngestError {
+	var (
+		typ    *json.UnmarshalTypeError
+		syntax *json.SyntaxError
+		parse  *time.ParseError
+	)
+	switch {
+	case errors.As(err, &typ) && typ.Field != "":
+		field := "/" + strings.ReplaceAll(typ.Field, ".", "/")
+		want := "a string"
+		switch {
+		case typ.Type.Kind() == reflect.Slice:
+			want = "an array of tag names"
+		case strings.HasPrefix(field, "/tags"):
+			want = "a tag name (a string)"
+		}
+		return &apigen.IngestError{Field: ptr(field), Reason: "must be " + want + ", not a JSON " + typ.Value}
+	case errors.As(err, &parse), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		// time.Time is the only time in an observation.
+		return &apigen.IngestError{Field: ptr("/seen_at"), Reason: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"}
+	case errors.As(err, &syntax):
+		return &apigen.IngestError{Reason: fmt.Sprintf("malformed JSON at column %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))}
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		if n, err := strconv.Unquote(name); err == nil {
+			return &apigen.IngestError{Field: ptr("/" + n), Reason: "is not a field of an observation (" + observationFields + ")"}
+		}
+	}
+	if strings.HasPrefix(msg, "json: cannot unmarshal") {
+		return &apigen.IngestError{Reason: "must be a JSON object (an observation)"}
+	}
+	return &apigen.IngestError{Reason: "malformed JSON: " + strings.TrimPrefix(msg, "json: ")}
 }
 
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.

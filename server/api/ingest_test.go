@@ -207,6 +207,9 @@ func TestIngestGzipBody(t *testing.T) {
 	require.NoError(t, json.Unmarshal(raw, &p))
 	require.Equal(t, ingestProblem{Status: 400, Accepted: 0, StoppedAtLine: 1}, p.counts())
 	require.Equal(t, "unreadable", p.Errors[0].Reason)
+	var detail struct{ Detail string }
+	require.NoError(t, json.Unmarshal(raw, &detail))
+	require.Equal(t, "the body could not be read: gzip: invalid header; 0 observations were stored and 0 lines rejected before line 1, nothing from it on was stored", detail.Detail, "the error names gzip once")
 
 	status, raw = b.postEncoded(t, "br", "application/x-ndjson", strings.NewReader(`{"ip":"198.51.100.4"}`))
 	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", raw)

@@ -151,7 +151,7 @@ func (l *nginxLab) kinds(tb testing.TB, src string) map[string]int {
 	for _, line := range lines {
 		require.Equal(tb, "host-a", line.Host)
 		require.Equal(tb, "nginx", line.Format)
-		out[line.Kind]++
+		out[line.Kind] += line.Count
 	}
 	return out
 }

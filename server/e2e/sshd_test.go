@@ -207,7 +207,7 @@ func (l *sshLab) failures(tb testing.TB, src string) int {
 	for _, line := range lines {
 		require.Equal(tb, "host-a", line.Host)
 		if line.Kind == "ssh-auth-failure" {
-			n++
+			n += line.Count
 		}
 	}
 	return n

@@ -6385,7 +6385,7 @@ type Observation struct {
 	Source         OptString         `json:"source"`
 	Tags           []string          `json:"tags"`
 	Classification OptClassification `json:"classification"`
-	// Default now; at most 5 minutes in the future.
+	// Default now; at most 5 minutes in the future and not before 2000-01-01T00:00:00Z.
 	SeenAt OptDateTime `json:"seen_at"`
 	// Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the
 	// tag's default TTL, else none.
