@@ -121,9 +121,12 @@ type HoneypotHit struct {
 
 // IngestError defines model for IngestError.
 type IngestError struct {
-	Field  *string `json:"field,omitempty"`
-	Line   int64   `json:"line"`
-	Reason string  `json:"reason"`
+	// Field The field the reason is about, as a JSON pointer (/seen_at, /tags/2); absent when the line as a whole is (not JSON, not an object).
+	Field *string `json:"field,omitempty"`
+
+	// Line The line of an NDJSON body, or the element of a JSON array body, counted from 1.
+	Line   int64  `json:"line"`
+	Reason string `json:"reason"`
 }
 
 // IngestProblem A problem of an ingest that stopped part-way, with what it had done by then.

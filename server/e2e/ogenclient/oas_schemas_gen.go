@@ -5583,7 +5583,10 @@ func (*IngestBadRequest) ingestRes() {}
 
 // Ref: #/components/schemas/IngestError
 type IngestError struct {
-	Line   int64     `json:"line"`
+	// The line of an NDJSON body, or the element of a JSON array body, counted from 1.
+	Line int64 `json:"line"`
+	// The field the reason is about, as a JSON pointer (/seen_at, /tags/2); absent when the line as a
+	// whole is (not JSON, not an object).
 	Field  OptString `json:"field"`
 	Reason string    `json:"reason"`
 }
