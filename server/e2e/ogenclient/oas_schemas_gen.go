@@ -11047,15 +11047,20 @@ type View struct {
 	Network        OptString      `json:"network"`
 	Classification Classification `json:"classification"`
 	// The source whose assertion decided the classification.
-	ClassificationSource OptString   `json:"classification_source"`
-	ClassificationPrefix OptString   `json:"classification_prefix"`
-	Tags                 []TagFact   `json:"tags"`
-	SuppressedTags       []TagFact   `json:"suppressed_tags"`
-	Sources              []string    `json:"sources"`
-	Note                 OptString   `json:"note"`
-	FirstSeen            OptDateTime `json:"first_seen"`
-	LastSeen             OptDateTime `json:"last_seen"`
-	Sightings            int64       `json:"sightings"`
+	ClassificationSource OptString `json:"classification_source"`
+	ClassificationPrefix OptString `json:"classification_prefix"`
+	Tags                 []TagFact `json:"tags"`
+	SuppressedTags       []TagFact `json:"suppressed_tags"`
+	Sources              []string  `json:"sources"`
+	Note                 OptString `json:"note"`
+	// The earliest first_seen of the stored prefixes that contain it (itself and the networks around it):
+	// when muninn first heard of anything that covers it.
+	FirstSeen OptDateTime `json:"first_seen"`
+	// The latest last_seen of the stored prefixes that contain it.
+	LastSeen OptDateTime `json:"last_seen"`
+	// Sightings of exactly this address or network (0 when only a network around it is stored); each
+	// prefix's own count is in prefixes.
+	Sightings int64 `json:"sightings"`
 	// Stored prefixes that contain it, most specific first.
 	Prefixes  []StoredPrefix `json:"prefixes"`
 	Geo       Geo            `json:"geo"`
