@@ -135,6 +135,100 @@ func TestIngestBatchEqualsOneByOne(t *testing.T) {
 	require.Equal(t, want, gotMap)
 }
 
+// Writers that submit at once, each a chain of batches, store exactly what
+// one batch of all their observations does, with merges of the same
+// prefixes running side by side (mergeWorkers) in whatever order: random
+// observations as in TestIngestBatchEqualsOneByOne, on the same 2-minute
+// grid. A lock on sighting_counts holds the first merge until a second one
+// has started.
+func TestIngestConcurrentWritersEqualOneBatch(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	two := store.ConcurrentMerges(st)
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 11))
+	t0 := time.Date(2026, 3, 1, 23, 0, 0, 0, time.UTC)
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	type obsAt struct {
+		last byte
+		o    store.Observation
+	}
+	var base []obsAt
+	// Two classifications of one address from one source at one time tie,
+	// and arrival decides a tie: each (address, source, time) comes once.
+	type slot struct {
+		last   byte
+		source string
+		at     time.Time
+	}
+	used := map[slot]bool{}
+	for len(base) < 2000 {
+		o := store.Observation{Source: pick("ingest:a", "ingest:b", "log:fw1"), SeenAt: t0.Add(time.Duration(rng.IntN(90)) * 2 * time.Minute)}
+		last := byte(1 + rng.IntN(200))
+		if k := (slot{last, o.Source, o.SeenAt}); used[k] {
+			continue
+		} else {
+			used[k] = true
+		}
+		for _, tag := range []string{"scanner", "bruteforce"} {
+			if rng.IntN(3) == 0 {
+				o.Tags = append(o.Tags, tag)
+			}
+		}
+		if rng.IntN(2) == 0 {
+			o.Classification = pick("malicious", "suspicious", "benign")
+		}
+		if rng.IntN(3) == 0 {
+			exp := o.SeenAt.Add(time.Duration(10+rng.IntN(20)) * 2 * time.Minute)
+			o.ExpiresAt = &exp
+		}
+		base = append(base, obsAt{last, o})
+	}
+	in := func(network string, part []obsAt) []store.Observation {
+		n := netip.MustParsePrefix(network).Addr().As4()
+		out := make([]store.Observation, len(part))
+		for i, b := range part {
+			b.o.Prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{n[0], n[1], n[2], b.last}), 32)
+			out[i] = b.o
+		}
+		return out
+	}
+	require.NoError(t, st.Ingest(ctx, in("198.51.100.0/24", base), "test"))
+
+	hold, err := st.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer hold.Rollback(ctx) //nolint:errcheck // released below
+	_, err = hold.Exec(ctx, `LOCK TABLE sighting_counts IN SHARE MODE`)
+	require.NoError(t, err)
+
+	const writers, batch = 6, 37
+	errs := make(chan error, writers)
+	for w := range writers {
+		var part []obsAt
+		for i := w; i < len(base); i += writers {
+			part = append(part, base[i])
+		}
+		obs := in("203.0.113.0/24", part)
+		go func() {
+			var last *store.PendingIngest
+			for off := 0; off < len(obs); off += batch {
+				last = st.SubmitObservations(obs[off:min(off+batch, len(obs))], "test", last)
+			}
+			errs <- last.Wait(ctx)
+		}()
+	}
+	<-two
+	require.NoError(t, hold.Rollback(ctx))
+	for range writers {
+		require.NoError(t, <-errs)
+	}
+	one := storedRows(t, st, netip.MustParsePrefix("198.51.100.0/24"))
+	require.NotEmpty(t, one)
+	require.Equal(t, one, storedRows(t, st, netip.MustParsePrefix("203.0.113.0/24")))
+}
+
 // A repeat within a minute costs no tag write: the tag keeps its
 // last_seen, while the prefix's last_seen and sightings and a
 // classification's last_seen stay exact. A change of value is written at
