@@ -74,6 +74,8 @@ bench: deps build ## Benchmarks: Go benchmarks (aggregation side by side with ip
 	$(GO) run ./server/cmd/muninn-load -duration 20s | tee -a $(BIN)/bench.txt
 	$(GO) run ./server/cmd/muninn-load -ingest-only -prefixes 1000000 -distinct 20000 | tee -a $(BIN)/bench.txt
 	$(GO) run ./server/cmd/muninn-load -ingest-only -prefixes 1000000 -distinct 20000 -clients 4 | tee -a $(BIN)/bench.txt
+	$(GO) run ./server/cmd/muninn-load -ingest-only -prefixes 3000000 -distinct 20000 -clients 4 -ingest-rate 100000 | tee -a $(BIN)/bench.txt
+	$(GO) run ./server/cmd/muninn-load -ingest-only -prefixes 1000000 -clients 4 | tee -a $(BIN)/bench.txt
 	$(GO) run ./server/cmd/muninn-fanout -n 1000 -wait 20s -idle 20s -timeout 3m -muninn $(BIN)/muninn | tee -a $(BIN)/bench.txt
 
 build: ## Build bin/muninn and bin/muninn-bouncer (static)
