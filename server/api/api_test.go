@@ -178,11 +178,22 @@ func TestIngestLineErrorsNameTheField(t *testing.T) {
 		{`{"ip":"198.51.100.1","foo":1}`, "/foo", "is not a field of an observation (ip, source, tags, classification, seen_at, ttl, note)"},
 		{`{"ip":5}`, "/ip", "must be a string, not a JSON number"},
 		{`{"ip":"198.51.100.1","tags":"scanner"}`, "/tags", "must be an array of tag names, not a JSON string"},
-		{`{"ip":"198.51.100.1","tags":[1]}`, "/tags", "must be a tag name (a string), not a JSON number"},
+		{`{"ip":"198.51.100.1","tags":[1]}`, "/tags/0", "must be a tag name (a string), not a JSON number"},
+		{`{"ip":"198.51.100.1","tags":["ok",null]}`, "/tags/1", "must be a tag name (a string), not a JSON null"},
+		// encoding/json matches keys ignoring case and keeps the last of
+		// two: a new-user trial stored {"IP":...} and the second "ip".
+		{`{"IP":"198.51.100.1"}`, "/IP", "is not a field of an observation (ip, source, tags, classification, seen_at, ttl, note)"},
+		{`{"ip":"198.51.100.1","ip":"198.51.100.2"}`, "/ip", "is given more than once"},
+		{`{"ip":"198.51.100.1","a/b~c":1}`, "/a~1b~0c", "is not a field of an observation (ip, source, tags, classification, seen_at, ttl, note)"},
+		{`{"ip":"198.51.100.1","` + strings.Repeat("k", 200) + `":1}`, "/" + strings.Repeat("k", 63) + "…", "is not a field of an observation (ip, source, tags, classification, seen_at, ttl, note)"},
+		{`null`, "", "must be a JSON object (an observation)"},
+		{`{"ip":"198.51.100.1","ttl":"1ns"}`, "/ttl", "must be at least 1 second and at most 10 years"},
+		{`{"ip":"198.51.100.1","seen_at":"2099-01-01T00:00:00Z"}`, "/seen_at", "is more than 5 minutes in the future"},
 		{`{"ip":"198.51.100.1","source":{}}`, "/source", "must be a string, not a JSON object"},
 		{`[{"ip":"198.51.100.1"}]`, "", "must be a JSON object (an observation)"},
 		{`{"ip":"198.51.100.1",}`, "", "malformed JSON at column 22: invalid character '}' looking for beginning of object key string"},
 		{`{"ip":"198.51.100.1"} {}`, "", "malformed JSON: unexpected data after the object"},
+		{`{"ip":"198.51.100.1"}}`, "", "malformed JSON: unexpected data after the object"},
 	}
 	var body []string
 	for _, c := range cases {
@@ -200,6 +211,45 @@ func TestIngestLineErrorsNameTheField(t *testing.T) {
 	}
 	status, _ := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.1", "", nil)
 	require.Equal(t, http.StatusNotFound, status, "nothing of a rejected line is stored")
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.2", "", nil)
+	require.Equal(t, http.StatusNotFound, status, "nothing of a rejected line is stored")
+
+	// A reason that quotes the line's value is bounded: a megabyte ip
+	// is not echoed back a thousand times.
+	res = b.ingest(t, `{"ip":"`+strings.Repeat("1", 100_000)+`"}`)
+	require.EqualValues(t, 1, res.Rejected)
+	require.Equal(t, "/ip", res.Errors[0].Field)
+	require.LessOrEqual(t, len(res.Errors[0].Reason), 512+len("…"))
+}
+
+// A JSON array body is the whole body: what follows its closing bracket is
+// reported, not dropped (a trial's second array and NDJSON lines after an
+// array were answered 200 and never stored).
+func TestIngestDataAfterTheArrayIsReported(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []struct{ body, next string }{
+		{`[{"ip":"198.51.100.3"}]` + "\n" + `[{"ip":"198.51.100.4"}]`, "'['"},
+		{`[{"ip":"198.51.100.3"}] {"ip":"198.51.100.4"}`, "'{'"},
+		{`[{"ip":"198.51.100.3"},{"ip":"198.51.100.5"}]xyz`, "'x'"},
+	} {
+		status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/ingest", "application/json", strings.NewReader(c.body))
+		require.Equal(t, http.StatusOK, status, "%s", raw)
+		var res ingestResult
+		require.NoError(t, json.Unmarshal(raw, &res))
+		n := int64(strings.Count(c.body, "},{") + 1)
+		require.Equal(t, n, res.Accepted, c.body)
+		require.EqualValues(t, 1, res.Rejected, c.body)
+		require.Equal(t, n+1, res.Errors[0].Line, c.body)
+		require.Equal(t, "unexpected data after the array: a body is one JSON array or NDJSON lines, and nothing after the array was read ("+c.next+")",
+			res.Errors[0].Reason, c.body)
+		status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/ips/198.51.100.4", "", nil)
+		require.Equal(t, http.StatusNotFound, status, c.body)
+	}
+	// White space after the array is fine.
+	res := b.ingest(t, "[{\"ip\":\"198.51.100.6\"}]\n\n  \n")
+	require.EqualValues(t, 1, res.Accepted)
+	require.Empty(t, res.Errors)
 }
 
 func TestIngestNDJSONReportsBadLinesAndStoresGoodOnes(t *testing.T) {

@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -72,8 +70,8 @@ func parseTTL(raw json.RawMessage) (time.Duration, error) {
 		}
 		d = time.Duration(secs * float64(time.Second))
 	}
-	if d <= 0 || d > maxTTL {
-		return 0, errors.New("must be positive and at most 10 years")
+	if d < time.Second || d > maxTTL {
+		return 0, errors.New("must be at least 1 second and at most 10 years")
 	}
 	return d, nil
 }
@@ -123,7 +121,7 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 	if o.SeenAt != nil {
 		seen = *o.SeenAt
 		if seen.After(now.Add(5 * time.Minute)) {
-			return store.Observation{}, bad("/seen_at", "is in the future")
+			return store.Observation{}, bad("/seen_at", "is more than 5 minutes in the future")
 		}
 		if seen.Before(oldestSeenAt) {
 			return store.Observation{}, bad("/seen_at", "is before 2000-01-01T00:00:00Z")
@@ -153,62 +151,28 @@ func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide b
 	if !decodeFast(raw, &o) {
 		o = observation{}
 		if err := decodeStrict(raw, &o); err != nil {
-			return store.Observation{}, jsonLineError(err)
+			return store.Observation{}, observationLine.explain(err)
 		}
 	}
 	return s.validate(o, actor, now, allowWide)
 }
 
-// observationFields are the fields of an ingest line, for the error about
-// one that is not.
-const observationFields = "ip, source, tags, classification, seen_at, ttl, note"
-
-// jsonLineError says why a line is not an observation: the field (a JSON
-// pointer) and what it must be, or where the JSON breaks, in words that do
-// not leak Go's types or time layouts.
-func jsonLineError(err error) *apigen.IngestError {
-	var (
-		typ    *json.UnmarshalTypeError
-		syntax *json.SyntaxError
-		parse  *time.ParseError
-	)
-	switch {
-	case errors.As(err, &typ) && typ.Field != "":
-		field := "/" + strings.ReplaceAll(typ.Field, ".", "/")
-		want := "a string"
-		switch {
-		case typ.Type.Kind() == reflect.Slice:
-			want = "an array of tag names"
-		case strings.HasPrefix(field, "/tags"):
-			want = "a tag name (a string)"
-		}
-		return &apigen.IngestError{Field: ptr(field), Reason: "must be " + want + ", not a JSON " + typ.Value}
-	case errors.As(err, &parse), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
-		// time.Time is the only time in an observation.
-		return &apigen.IngestError{Field: ptr("/seen_at"), Reason: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"}
-	case errors.As(err, &syntax):
-		return &apigen.IngestError{Reason: fmt.Sprintf("malformed JSON at column %d: %s", syntax.Offset, strings.TrimPrefix(syntax.Error(), "json: "))}
-	}
-	msg := err.Error()
-	if name, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		if n, err := strconv.Unquote(name); err == nil {
-			return &apigen.IngestError{Field: ptr("/" + n), Reason: "is not a field of an observation (" + observationFields + ")"}
-		}
-	}
-	if strings.HasPrefix(msg, "json: cannot unmarshal") {
-		return &apigen.IngestError{Reason: "must be a JSON object (an observation)"}
-	}
-	return &apigen.IngestError{Reason: "malformed JSON: " + strings.TrimPrefix(msg, "json: ")}
-}
+// observationLine names an ingest line's object and fields in errors.
+var observationLine = jsonObject{what: "an observation", fields: []string{"ip", "source", "tags", "classification", "seen_at", "ttl", "note"},
+	stringArrays: map[string]string{"tags": "a tag name (a string)"}}
 
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
 func decodeStrict(b []byte, o *observation) error {
+	if e := observationLine.check(b); e != nil {
+		return e
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(o); err != nil {
 		return err
 	}
-	if dec.More() {
+	// Only white space may follow (dec.More says false for a stray '}').
+	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("unexpected data after the object")
 	}
 	return nil
@@ -327,7 +291,7 @@ func (in *ingester) reject(line int64, e apigen.IngestError) {
 	in.result.Rejected++
 	if len(in.result.Errors) < maxIngestErrors {
 		e.Line = line
-		in.result.Errors = append(in.result.Errors, e)
+		in.result.Errors = append(in.result.Errors, bounded(e))
 	}
 }
 
@@ -451,7 +415,11 @@ func (s *Server) Ingest(ctx context.Context, req apigen.IngestRequestObject) (ap
 	case readErr != nil:
 		var se *syntaxAt
 		if errors.As(readErr, &se) {
-			in.reject(se.element, apigen.IngestError{Reason: se.Error() + "; the rest of the array was not read"})
+			reason := se.Error()
+			if !errors.Is(se.err, errAfterArray) {
+				reason += "; the rest of the array was not read"
+			}
+			in.reject(se.element, apigen.IngestError{Reason: reason})
 			break
 		}
 		if ctx.Err() != nil {
@@ -474,7 +442,7 @@ type syntaxAt struct {
 }
 
 func (e *syntaxAt) Error() string {
-	if errors.Is(e.err, errElementTooLong) {
+	if errors.Is(e.err, errElementTooLong) || errors.Is(e.err, errAfterArray) {
 		return e.err.Error()
 	}
 	return "malformed JSON: " + e.err.Error()
@@ -612,5 +580,15 @@ func (s *Server) ingestArray(br *bufio.Reader, in *ingester, actor string, now t
 	if _, err := dec.Token(); err != nil { // the closing ']'
 		return arrayErr(n+1, err)
 	}
+	// Only white space may follow the array: anything else (a second
+	// array, NDJSON lines) would otherwise be dropped unread.
+	if b, err := peekNonSpace(bufio.NewReader(io.MultiReader(dec.Buffered(), br))); err == nil {
+		return &syntaxAt{element: n + 1, err: fmt.Errorf("%w (%q)", errAfterArray, b)}
+	} else if err != io.EOF {
+		return err
+	}
 	return nil
 }
+
+// errAfterArray is data after a JSON array body's closing bracket.
+var errAfterArray = errors.New("unexpected data after the array: a body is one JSON array or NDJSON lines, and nothing after the array was read")

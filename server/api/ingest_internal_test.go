@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/go-faster/jx"
 	"github.com/stretchr/testify/require"
 
 	"github.com/muninn/muninn/server/api/apigen"
@@ -145,4 +146,45 @@ func TestDecodeFastTakesTheCommonShape(t *testing.T) {
 	for _, s := range []string{`{"ip":"198.51.100.1"} {}`, `{"IP":"198.51.100.1"}`, `{"ip":"198.51.100.1","ip":"198.51.100.2"}`, `{"note":"\u00e9"}`, `{"ttl":null}`, `{"ip":5}`} {
 		require.False(t, decodeFast([]byte(s), new(observation)), s)
 	}
+}
+
+// FuzzDecodeStrictKeys: a line decodeStrict accepts is one JSON object
+// whose keys are an observation's fields spelled exactly, each once
+// (encoding/json alone matched keys ignoring case and kept the last of
+// two), and the EventLine decoder likewise.
+func FuzzDecodeStrictKeys(f *testing.F) {
+	for _, s := range []string{
+		`{"ip":"198.51.100.1","IP":"198.51.100.2"}`,
+		`{"Ip":"198.51.100.1"}`,
+		`{"ip":"198.51.100.1","ip":"198.51.100.2"}`,
+		`{"ip":"198.51.100.1","tags":["a",1]}`,
+		`{"format":"sshd","LINE":"x"}`,
+		`{"format":"sshd","line":"x","host":"gw"}`,
+		`{"\u0069p":"198.51.100.1"}`,
+		`null`,
+	} {
+		f.Add([]byte(s))
+	}
+	exact := func(t *testing.T, raw []byte, fields []string) {
+		var m map[string]json.RawMessage
+		require.NoError(t, json.Unmarshal(raw, &m), "%q", raw)
+		d := jx.DecodeBytes(raw)
+		n := 0
+		require.NoError(t, d.ObjBytes(func(d *jx.Decoder, key []byte) error {
+			n++
+			require.Contains(t, fields, string(key), "%q", raw)
+			return d.Skip()
+		}), "%q", raw)
+		require.Equal(t, len(m), n, "a key given twice: %q", raw)
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		var o observation
+		if decodeStrict(raw, &o) == nil {
+			exact(t, raw, observationLine.fields)
+		}
+		var el eventLine
+		if decodeEventLine(raw, &el) == nil {
+			exact(t, raw, eventLineObject.fields)
+		}
+	})
 }

@@ -94,11 +94,38 @@ func (s *Server) newEventsReader(ctx context.Context, actor string, now time.Tim
 }
 
 func (er *eventsReader) reject(line int64, reason string) {
+	er.rejectField(line, nil, reason)
+}
+
+// rejectField rejects line for reason about field (a JSON pointer; nil:
+// the line as a whole).
+func (er *eventsReader) rejectField(line int64, field *string, reason string) {
 	er.line = line
 	er.result.Rejected++
 	if len(er.result.Errors) < maxIngestErrors {
-		er.result.Errors = append(er.result.Errors, apigen.IngestError{Line: line, Reason: reason})
+		er.result.Errors = append(er.result.Errors, bounded(apigen.IngestError{Line: line, Field: field, Reason: reason}))
 	}
+}
+
+// eventLineObject names an EventLine's object and fields in errors.
+var eventLineObject = jsonObject{what: "an EventLine", fields: []string{"format", "line", "host"}}
+
+// decodeEventLine decodes one NDJSON line of POST /events into el: one
+// object of EventLine's fields spelled exactly, nothing after it.
+func decodeEventLine(raw []byte, el *eventLine) error {
+	if e := eventLineObject.check(raw); e != nil {
+		return e
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(el); err != nil {
+		return err
+	}
+	// Only white space may follow (dec.More says false for a stray '}').
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the object")
+	}
+	return nil
 }
 
 // parser returns the stream's parser of format (one per format per body:
@@ -127,10 +154,9 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 	p, text, host := er.fixed, string(raw), ""
 	if p == nil {
 		var el eventLine
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&el); err != nil {
-			er.reject(line, "malformed JSON: "+err.Error())
+		if err := decodeEventLine(raw, &el); err != nil {
+			e := eventLineObject.explain(err)
+			er.rejectField(line, e.Field, e.Reason)
 			return nil
 		}
 		if el.Format == "" || el.Line == "" {
@@ -143,7 +169,7 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		}
 		var err error
 		if p, err = er.parser(el.Format); err != nil {
-			er.reject(line, err.Error())
+			er.rejectField(line, ptr("/format"), strings.TrimPrefix(err.Error(), "sensor: "))
 			return nil
 		}
 		text, host = el.Line, el.Host
@@ -159,7 +185,11 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 	}
 	for _, ev := range evs {
 		if ev.At.After(er.now.Add(5 * time.Minute)) {
-			er.reject(line, fmt.Sprintf("its time %s is in the future", ev.At.Format(time.RFC3339)))
+			er.reject(line, fmt.Sprintf("its time %s is more than 5 minutes in the future", ev.At.Format(time.RFC3339)))
+			return nil
+		}
+		if !ev.At.IsZero() && ev.At.Before(oldestSeenAt) {
+			er.reject(line, fmt.Sprintf("its time %s is before 2000-01-01T00:00:00Z", ev.At.Format(time.RFC3339)))
 			return nil
 		}
 	}
@@ -232,8 +262,10 @@ func (er *eventsReader) stopped(status int, detail string, fields ...apigen.Fiel
 // NDJSON, streamed, parsed by server/sensor, stored with StoreSensorEvents.
 func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObject) (apigen.PostEventsResponseObject, error) {
 	if req.Body == nil {
-		return apigen.PostEvents415ApplicationProblemPlusJSONResponse{UnsupportedMediaTypeApplicationProblemPlusJSONResponse: apigen.UnsupportedMediaTypeApplicationProblemPlusJSONResponse(
-			problem(http.StatusUnsupportedMediaType, "send text/plain or application/x-ndjson", fieldErr("Content-Type", "unsupported media type")))}, nil
+		// The contract layer refused any non-empty body of another media
+		// type (415); what reaches here without one was empty.
+		return apigen.PostEvents400ApplicationProblemPlusJSONResponse(stoppedProblem(http.StatusBadRequest, "the body is empty", "lines were", 0, 0, 0,
+			fieldErr("", "send at least one line"))), nil
 	}
 	actor := actorOf(ctx)
 	b, isBouncer := BouncerFrom(ctx)
@@ -263,7 +295,7 @@ func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObj
 	}
 	br := bufio.NewReaderSize(req.Body, 256<<10)
 	readErr := feed.SkipBOM(br)
-	var line int64
+	var line, nonBlank int64
 	for readErr == nil {
 		raw, err := readLine(br)
 		if len(raw) == 0 && err == io.EOF {
@@ -279,6 +311,7 @@ func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObj
 			continue
 		}
 		if len(bytes.TrimSpace(raw)) > 0 {
+			nonBlank++
 			if herr := er.handle(line, raw); herr != nil {
 				readErr = herr
 				break
@@ -288,7 +321,7 @@ func (s *Server) PostEvents(ctx context.Context, req apigen.PostEventsRequestObj
 			break
 		}
 	}
-	if readErr == nil && line == 0 {
+	if readErr == nil && nonBlank == 0 {
 		readErr = errEmptyBody
 	}
 	if err := er.finish(); err != nil {

@@ -24,6 +24,7 @@ type eventsResult struct {
 	Events   int64 `json:"events"`
 	Errors   []struct {
 		Line   int64  `json:"line"`
+		Field  string `json:"field"`
 		Reason string `json:"reason"`
 	} `json:"errors"`
 }
@@ -143,7 +144,8 @@ func TestEventsNDJSONPerLineErrors(t *testing.T) {
 	require.Equal(t, int64(2), res.Errors[0].Line)
 	require.Equal(t, `journald JSON: __REALTIME_TIMESTAMP must be microseconds since the epoch`, res.Errors[0].Reason)
 	require.Equal(t, int64(3), res.Errors[1].Line)
-	require.Equal(t, `sensor: unknown format "nope" (one of cowrie, sshd, nginx, traefik, caddy, fail2ban, dnsmasq, zeek-dns, zeek-conn, regex)`, res.Errors[1].Reason)
+	require.Equal(t, "/format", res.Errors[1].Field)
+	require.Equal(t, `unknown format "nope" (one of cowrie, sshd, nginx, traefik, caddy, fail2ban, dnsmasq, zeek-dns, zeek-conn, regex)`, res.Errors[1].Reason)
 	require.Equal(t, int64(4), res.Errors[2].Line)
 
 	v := b.viewOf(t, "198.51.100.77")
@@ -250,4 +252,51 @@ func TestBouncerWatchShipsToDetection(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, lines, 5)
 	require.Equal(t, "web1", lines[0].Host)
+}
+
+// TestEventLineErrorsNameTheField: an EventLine that is not one is answered
+// like an ingest line, with the field and what it must be (a trial saw Go
+// type names and a "sensor:" prefix); a second object on a line, or a
+// line's time before 2000, is refused, not dropped or stored; an empty
+// body is a 400, whatever its media type.
+func TestEventLineErrorsNameTheField(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	good := `{"format":"sshd","line":"2026-01-12T11:15:58+00:00 gw sshd[1]: Failed password for root from 203.0.113.81 port 1 ssh2"}`
+	cases := []struct{ line, field, reason string }{
+		{`{"format":"sshd","line":5}`, "/line", "must be a string, not a JSON number"},
+		{`[1,2]`, "", "must be a JSON object (an EventLine)"},
+		{`"x"`, "", "must be a JSON object (an EventLine)"},
+		{`{"format":"sshd","line":"x","foo":1}`, "/foo", "is not a field of an EventLine (format, line, host)"},
+		{`{"Format":"sshd","LINE":"x"}`, "/Format", "is not a field of an EventLine (format, line, host)"},
+		{`{"format":"bogus","line":"x"}`, "/format", `unknown format "bogus" (one of cowrie, sshd, nginx, traefik, caddy, fail2ban, dnsmasq, zeek-dns, zeek-conn, regex)`},
+		{good + good, "", "malformed JSON: unexpected data after the object"},
+	}
+	var body []string
+	for _, c := range cases {
+		body = append(body, c.line)
+	}
+	res := b.postEvents(t, "Authorization", "Bearer "+b.writer, "", "application/x-ndjson", strings.Join(body, "\n"))
+	require.EqualValues(t, 0, res.Accepted)
+	require.Len(t, res.Errors, len(cases))
+	for i, c := range cases {
+		require.EqualValues(t, i+1, res.Errors[i].Line, c.line)
+		require.Equal(t, c.field, res.Errors[i].Field, c.line)
+		require.Equal(t, c.reason, res.Errors[i].Reason, c.line)
+	}
+	status, _ := b.do(t, b.reader, http.MethodGet, "/api/v1/ips/203.0.113.81", "", nil)
+	require.Equal(t, http.StatusNotFound, status, "nothing of a rejected line is stored")
+
+	res = b.postEvents(t, "Authorization", "Bearer "+b.writer, "?format=sshd", "text/plain",
+		"1999-12-31T23:59:59+00:00 gw sshd[1]: Failed password for root from 203.0.113.51 port 1 ssh2\n")
+	require.EqualValues(t, 1, res.Rejected)
+	require.Equal(t, "its time 1999-12-31T23:59:59Z is before 2000-01-01T00:00:00Z", res.Errors[0].Reason)
+	status, _ = b.do(t, b.reader, http.MethodGet, "/api/v1/ips/203.0.113.51", "", nil)
+	require.Equal(t, http.StatusNotFound, status)
+
+	for _, body := range []string{"", "\n", " \n\n"} {
+		status, raw := b.do(t, b.writer, http.MethodPost, "/api/v1/events?format=sshd", "text/plain", strings.NewReader(body))
+		require.Equal(t, http.StatusBadRequest, status, "%q: %s", body, raw)
+		require.Contains(t, string(raw), `"detail":"the body is empty;`, "%q", body)
+	}
 }
