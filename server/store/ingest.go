@@ -100,8 +100,9 @@ const (
 		  last_seen = greatest(prefixes.last_seen, excluded.last_seen),
 		  sightings = prefixes.sightings + excluded.sightings,
 		  updated_at = now()
-		RETURNING prefix, id, xmax = 0)
-		INSERT INTO ingest_ids SELECT * FROM up`
+		RETURNING prefix, id, xmax = 0),
+		ids AS (INSERT INTO ingest_ids SELECT * FROM up RETURNING inserted)
+		SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM ids`
 	mergeSightings = `INSERT INTO sighting_counts (day, source, sightings)
 		SELECT * FROM unnest($1::date[], $2::text[], $3::bigint[]) ORDER BY 1, 2
 		ON CONFLICT (day, source) DO UPDATE SET sightings = sighting_counts.sightings + excluded.sightings`

@@ -595,17 +595,32 @@ func (s *Store) foldBatch(ctx context.Context, tx pgx.Tx, fb *foldedBatch, took 
 			return err
 		}
 	}
+	// How many of the batch's prefixes the merge created and how many
+	// existed: each kind of assertion statement runs only when it has rows.
+	var created, existed int64
 	for _, st := range []struct {
 		name string
 		fn   func() error
 	}{
-		{"prefixes", exec(mergePrefixes)},
+		{"prefixes", func() error {
+			return tx.QueryRow(ctx, mergePrefixes).Scan(&created, &existed)
+		}},
 		{"new assertions", func() error {
+			if created == 0 {
+				fb.newAssertions = 0
+				return nil
+			}
 			tag, err := tx.Exec(ctx, mergeNewAssertions)
 			fb.newAssertions = tag.RowsAffected()
 			return err
 		}},
-		{"assertions", exec(mergeAssertions)},
+		{"assertions", func() error {
+			if existed == 0 {
+				return nil
+			}
+			_, err := tx.Exec(ctx, mergeAssertions)
+			return err
+		}},
 		{"sightings", exec(mergeSightings, days, sources, counts)},
 	} {
 		if err := step(st.name, st.fn); err != nil {
