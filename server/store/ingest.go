@@ -28,9 +28,13 @@ type Observation struct {
 	// WidthLifted says an admin accepted the prefix though it is wider than
 	// the default limit (allow_wide); the batch audits it as width.lift.
 	WidthLifted bool
+	// Derived says muninn concluded it from sightings already counted (a
+	// detection's firing): it asserts like any observation but counts in
+	// no sightings, first or last seen of the prefix, nor the daily counts.
+	Derived bool
 }
 
-var logColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note", "actor"}
+var logColumns = []string{"prefix", "source", "tags", "classification", "seen_at", "expires_at", "note", "actor", "derived"}
 
 // MergeBatch is the most log rows one merge transaction folds in. It stays
 // under the change feed's listing limit (maxListedChange), so a merge is
@@ -76,7 +80,7 @@ func assertionStale(old, new string) string {
 const (
 	// Concurrent merges claim disjoint rows (SKIP LOCKED).
 	mergeClaim = `DELETE FROM ingest_log WHERE ctid = ANY (ARRAY(SELECT ctid FROM ingest_log LIMIT $1 FOR UPDATE SKIP LOCKED))
-		RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor`
+		RETURNING prefix, source, tags, classification, seen_at, expires_at, note, actor, derived`
 	mergePrefixesTemp = `CREATE TEMP TABLE IF NOT EXISTS merge_prefixes (
 		prefix cidr NOT NULL, first_seen timestamptz NOT NULL, last_seen timestamptz NOT NULL, n bigint NOT NULL) ON COMMIT DELETE ROWS`
 	// expires_at is the expiry the observations named (NULL: none did);
@@ -96,8 +100,8 @@ const (
 		INSERT INTO prefixes (prefix, first_seen, last_seen, sightings)
 		SELECT prefix, first_seen, last_seen, n FROM merge_prefixes ORDER BY prefix
 		ON CONFLICT (prefix) DO UPDATE SET
-		  first_seen = least(prefixes.first_seen, excluded.first_seen),
-		  last_seen = greatest(prefixes.last_seen, excluded.last_seen),
+		  first_seen = CASE WHEN excluded.sightings > 0 THEN least(prefixes.first_seen, excluded.first_seen) ELSE prefixes.first_seen END,
+		  last_seen = CASE WHEN excluded.sightings > 0 THEN greatest(prefixes.last_seen, excluded.last_seen) ELSE prefixes.last_seen END,
 		  sightings = prefixes.sightings + excluded.sightings,
 		  updated_at = now()
 		RETURNING prefix, id, xmax = 0),
@@ -252,7 +256,7 @@ func logRows(obs []Observation, actor string) pgx.CopyFromSource {
 		if tags == nil {
 			tags = []string{}
 		}
-		return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note, actor}, nil
+		return []any{o.Prefix, o.Source, tags, o.Classification, o.SeenAt, o.ExpiresAt, o.Note, actor, o.Derived}, nil
 	})
 }
 
@@ -505,7 +509,7 @@ func (s *Store) mergeTx(ctx context.Context) (int64, error) {
 				o     Observation
 				actor string
 			)
-			if err := rows.Scan(&o.Prefix, &o.Source, &o.Tags, &o.Classification, &o.SeenAt, &o.ExpiresAt, &o.Note, &actor); err != nil {
+			if err := rows.Scan(&o.Prefix, &o.Source, &o.Tags, &o.Classification, &o.SeenAt, &o.ExpiresAt, &o.Note, &actor, &o.Derived); err != nil {
 				rows.Close()
 				return fmt.Errorf("claim log rows: %w", err)
 			}

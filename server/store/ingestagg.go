@@ -476,8 +476,21 @@ func (f *folder) add(g obsGroup) {
 	for i := range g.obs {
 		o := &g.obs[i]
 		pj, ok := prefixAt[o.Prefix]
-		if ok {
+		switch {
+		case !ok:
+			pj = len(fb.prefixes)
+			prefixAt[o.Prefix] = pj
+			n := int64(1)
+			if o.Derived {
+				n = 0 // the prefix exists for the assertion; its times count only if it is new
+			}
+			fb.prefixes = append(fb.prefixes, prefixRow{prefix: o.Prefix, first: o.SeenAt, last: o.SeenAt, n: n})
+		case o.Derived:
+		default:
 			r := &fb.prefixes[pj]
+			if r.n == 0 { // only derived observations so far
+				r.first, r.last = o.SeenAt, o.SeenAt
+			}
 			r.n++
 			if o.SeenAt.Before(r.first) {
 				r.first = o.SeenAt
@@ -485,12 +498,10 @@ func (f *folder) add(g obsGroup) {
 			if o.SeenAt.After(r.last) {
 				r.last = o.SeenAt
 			}
-		} else {
-			pj = len(fb.prefixes)
-			prefixAt[o.Prefix] = pj
-			fb.prefixes = append(fb.prefixes, prefixRow{prefix: o.Prefix, first: o.SeenAt, last: o.SeenAt, n: 1})
 		}
-		if sk := (sightingKey{utcDay(o.SeenAt), o.Source}); lastCount != nil && sk == lastSighting {
+		if o.Derived {
+			// No sighting: nothing for the daily counts.
+		} else if sk := (sightingKey{utcDay(o.SeenAt), o.Source}); lastCount != nil && sk == lastSighting {
 			*lastCount++
 		} else {
 			c := fb.sightings[sk]

@@ -467,7 +467,7 @@ func (s *Store) detect(ctx context.Context, lines []SensorEvent, actor string, n
 			for _, f := range fs {
 				exp := f.ExpiresAt
 				obs = append(obs, Observation{Prefix: netip.PrefixFrom(f.Addr, f.Addr.BitLen()), Source: "sensor:" + f.Detection,
-					Tags: []string{f.Tag}, SeenAt: now, ExpiresAt: &exp})
+					Tags: []string{f.Tag}, SeenAt: now, ExpiresAt: &exp, Derived: true})
 				evs = append(evs, Event{At: now, Kind: "detection", SubjectType: "address", Subject: f.Addr.String(),
 					Details: map[string]any{"detection": f.Detection, "tag": f.Tag, "fires": f.Fires, "ttl_seconds": int64(f.TTL.Seconds()),
 						"expires_at": f.ExpiresAt}})

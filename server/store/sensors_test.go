@@ -234,3 +234,34 @@ func TestSensorEventsFoldBySecond(t *testing.T) {
 		{At: utc.Add(600 * time.Millisecond), Kind: "ssh-invalid-user", Host: "gw", Format: "sshd", Line: "d", Count: 1},
 	}, rows())
 }
+
+// TestDetectionIsNotASighting: five failures are five sightings; the
+// firing they cause asserts its tag but adds no sighting, moves no
+// last_seen and counts nothing in the daily counts (a trial saw 6
+// sightings for 5 events).
+func TestDetectionIsNotASighting(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Second)
+	t0 := now.Add(-time.Hour)
+	fs, err := st.StoreSensorEvents(ctx, failures("203.0.113.40", t0, 5), "test", now)
+	require.NoError(t, err)
+	require.Len(t, fs, 1)
+	var (
+		sightings           int64
+		firstSeen, lastSeen time.Time
+	)
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT sightings, first_seen, last_seen FROM prefixes WHERE prefix = '203.0.113.40/32'`).
+		Scan(&sightings, &firstSeen, &lastSeen))
+	require.EqualValues(t, 5, sightings)
+	require.Equal(t, t0, firstSeen.UTC())
+	require.Equal(t, t0.Add(4*time.Second), lastSeen.UTC(), "the last failure, not the firing")
+	var tagged int
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT count(*) FROM assertions a JOIN prefixes p ON p.id = a.prefix_id
+		WHERE p.prefix = '203.0.113.40/32' AND a.source = 'sensor:ssh-bruteforce' AND a.value = 'ssh-bruteforce'`).Scan(&tagged))
+	require.Equal(t, 1, tagged)
+	var sensorDaily int64
+	require.NoError(t, st.Pool().QueryRow(ctx, `SELECT coalesce(sum(sightings), 0) FROM sighting_counts WHERE source LIKE 'sensor:%'`).Scan(&sensorDaily))
+	require.Zero(t, sensorDaily)
+}

@@ -1,0 +1,1 @@
+ALTER TABLE ingest_log DROP COLUMN IF EXISTS derived;
