@@ -6390,8 +6390,8 @@ type Observation struct {
 	Classification OptClassification `json:"classification"`
 	// Default now; at most 5 minutes in the future and not before 2000-01-01T00:00:00Z.
 	SeenAt OptDateTime `json:"seen_at"`
-	// Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the
-	// tag's default TTL, else none.
+	// Life of the assertions, a Go duration ("24h") or a number of seconds; at least 1 second and at most
+	// 10 years. Default the tag's default TTL, else none.
 	TTL  OptObservationTTL `json:"ttl"`
 	Note OptString         `json:"note"`
 }
@@ -6466,8 +6466,8 @@ func (s *Observation) SetNote(val OptString) {
 	s.Note = val
 }
 
-// Life of the assertions, a Go duration ("24h") or a number of seconds; at most 10 years. Default the
-// tag's default TTL, else none.
+// Life of the assertions, a Go duration ("24h") or a number of seconds; at least 1 second and at most
+// 10 years. Default the tag's default TTL, else none.
 // ObservationTTL represents sum type.
 type ObservationTTL struct {
 	// Type selects the active sum variant, switch on this field.
@@ -11051,8 +11051,12 @@ type View struct {
 	ClassificationPrefix OptString `json:"classification_prefix"`
 	Tags                 []TagFact `json:"tags"`
 	SuppressedTags       []TagFact `json:"suppressed_tags"`
-	Sources              []string  `json:"sources"`
-	Note                 OptString `json:"note"`
+	// The sources of its live assertions (tags, classifications, notes, suppressions) on every stored
+	// prefix that contains it. An observation without tags, classification or note is a sighting only: it
+	// counts in sightings and last_seen (and by source in the web UI dashboard's daily sightings), and its
+	// source is not listed here.
+	Sources []string  `json:"sources"`
+	Note    OptString `json:"note"`
 	// The earliest first_seen of the stored prefixes that contain it (itself and the networks around it):
 	// when muninn first heard of anything that covers it.
 	FirstSeen OptDateTime `json:"first_seen"`
