@@ -159,7 +159,7 @@ func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide b
 
 // observationLine names an ingest line's object and fields in errors.
 var observationLine = jsonObject{what: "an observation", fields: []string{"ip", "source", "tags", "classification", "seen_at", "ttl", "note"},
-	stringArrays: map[string]string{"tags": "a tag name (a string)"}}
+	stringArrays: map[string]arrayOf{"tags": {array: "an array of tag names", element: "a tag name (a string)"}}}
 
 // decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
 func decodeStrict(b []byte, o *observation) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,10 +19,13 @@ import (
 type jsonObject struct {
 	what   string   // "an observation"
 	fields []string // every field, spelled exactly
-	// stringArrays maps a field that is an array of strings to what each
-	// element must be.
-	stringArrays map[string]string
+	// stringArrays maps a field that is an array of strings to what it
+	// and each element must be.
+	stringArrays map[string]arrayOf
 }
+
+// arrayOf names an array of strings and its elements in errors.
+type arrayOf struct{ array, element string }
 
 // lineError is a line's problem: the field (a JSON pointer, "" for the
 // line as a whole) and the reason.
@@ -104,7 +108,7 @@ func (o jsonObject) check(b []byte) *lineError {
 	err := d.ObjBytes(func(d *jx.Decoder, key []byte) error {
 		k := string(key)
 		switch {
-		case !containsString(o.fields, k):
+		case !slices.Contains(o.fields, k):
 			found = &lineError{field: clip(pointer(k, -1)), reason: "is not a field of " + o.what + " (" + strings.Join(o.fields, ", ") + ")"}
 		case seen[k]:
 			found = &lineError{field: pointer(k, -1), reason: "is given more than once"}
@@ -113,39 +117,27 @@ func (o jsonObject) check(b []byte) *lineError {
 			return errFound
 		}
 		seen[k] = true
-		elem, isArray := o.stringArrays[k]
+		arr, isArray := o.stringArrays[k]
 		if !isArray || d.Next() != jx.Array {
 			return d.Skip()
 		}
 		i := 0
 		return d.Arr(func(d *jx.Decoder) error {
 			if t := d.Next(); t != jx.String {
-				found = &lineError{field: pointer(k, i), reason: "must be " + elem + ", not a JSON " + jsonTypeName(t)}
+				found = &lineError{field: pointer(k, i), reason: "must be " + arr.element + ", not a JSON " + jsonTypeName(t)}
 				return errFound
 			}
 			i++
 			return d.Skip()
 		})
 	})
-	if found != nil {
-		return found
+	if err != nil && found == nil {
+		return nil // not JSON: encoding/json says where it breaks
 	}
-	if err != nil {
-		return nil
-	}
-	return nil
+	return found
 }
 
 var errFound = errors.New("found")
-
-func containsString(xs []string, s string) bool {
-	for _, x := range xs {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
 
 func jsonTypeName(t jx.Type) string {
 	switch t {
@@ -180,8 +172,8 @@ func (o jsonObject) explain(err error) *apigen.IngestError {
 		want := "a string"
 		if typ.Type.Kind() == reflect.Slice {
 			want = "an array of strings"
-			if _, ok := o.stringArrays[typ.Field]; ok && typ.Field == "tags" {
-				want = "an array of tag names"
+			if arr, ok := o.stringArrays[typ.Field]; ok {
+				want = arr.array
 			}
 		}
 		return &apigen.IngestError{Field: ptr(pointer(typ.Field, -1)), Reason: "must be " + want + ", not a JSON " + typ.Value}
