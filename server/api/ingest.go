@@ -33,10 +33,6 @@ type observation struct {
 	Note           string          `json:"note"`
 }
 
-// oldestSeenAt is the earliest seen_at taken: an older one is a mistake
-// (a zero or epoch time from the sender), not a sighting.
-var oldestSeenAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
-
 var sourceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,99}$`)
 
 const (
@@ -120,11 +116,8 @@ func (s *Server) validate(o observation, defaultSource string, now time.Time, al
 	seen := now
 	if o.SeenAt != nil {
 		seen = *o.SeenAt
-		if seen.After(now.Add(5 * time.Minute)) {
-			return store.Observation{}, bad("/seen_at", "is more than 5 minutes in the future")
-		}
-		if seen.Before(oldestSeenAt) {
-			return store.Observation{}, bad("/seen_at", "is before 2000-01-01T00:00:00Z")
+		if reason := timeProblem(seen, now); reason != "" {
+			return store.Observation{}, bad("/seen_at", reason)
 		}
 	}
 	ttl, err := parseTTL(o.TTL)
@@ -161,22 +154,9 @@ func (s *Server) decodeLine(raw []byte, actor string, now time.Time, allowWide b
 var observationLine = jsonObject{what: "an observation", fields: []string{"ip", "source", "tags", "classification", "seen_at", "ttl", "note"},
 	stringArrays: map[string]arrayOf{"tags": {array: "an array of tag names", element: "a tag name (a string)"}}}
 
-// decodeStrict decodes one JSON object, refusing unknown fields and trailing data.
-func decodeStrict(b []byte, o *observation) error {
-	if e := observationLine.check(b); e != nil {
-		return e
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(o); err != nil {
-		return err
-	}
-	// Only white space may follow (dec.More says false for a stray '}').
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the object")
-	}
-	return nil
-}
+// decodeStrict decodes one ingest line the way encoding/json does, with
+// observationLine's rules.
+func decodeStrict(b []byte, o *observation) error { return observationLine.decode(b, o) }
 
 // ingester batches validated rows and writes them on its own goroutine, so
 // parsing the next batch overlaps the database merging the last one. Each

@@ -183,7 +183,7 @@ func FuzzDecodeStrictKeys(f *testing.F) {
 			exact(t, raw, observationLine.fields)
 		}
 		var el eventLine
-		if decodeEventLine(raw, &el) == nil {
+		if eventLineObject.decode(raw, &el) == nil {
 			exact(t, raw, eventLineObject.fields)
 		}
 	})

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -138,6 +140,43 @@ func (o jsonObject) check(b []byte) *lineError {
 }
 
 var errFound = errors.New("found")
+
+// decode decodes b, one line of a body, into v (a pointer to the struct o
+// describes): one JSON object of o's fields spelled exactly and once, of
+// the right types, with only white space after it. explain turns its error
+// into the line's problem.
+func (o jsonObject) decode(b []byte, v any) error {
+	if e := o.check(b); e != nil {
+		return e
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	// Only white space may follow (dec.More says false for a stray '}').
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("unexpected data after the object")
+	}
+	return nil
+}
+
+// timeProblem says what is wrong with t, a time a line gives for when
+// something was seen, received at now: more than 5 minutes ahead (a clock
+// gone wrong) or before 2000 (a zero or epoch time from the sender);
+// "" when nothing is.
+func timeProblem(t, now time.Time) string {
+	switch {
+	case t.After(now.Add(5 * time.Minute)):
+		return "is more than 5 minutes in the future"
+	case t.Before(oldestSeenAt):
+		return "is before 2000-01-01T00:00:00Z"
+	}
+	return ""
+}
+
+// oldestSeenAt is the earliest time timeProblem takes.
+var oldestSeenAt = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
 
 func jsonTypeName(t jx.Type) string {
 	switch t {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -110,24 +109,6 @@ func (er *eventsReader) rejectField(line int64, field *string, reason string) {
 // eventLineObject names an EventLine's object and fields in errors.
 var eventLineObject = jsonObject{what: "an EventLine", fields: []string{"format", "line", "host"}}
 
-// decodeEventLine decodes one NDJSON line of POST /events into el: one
-// object of EventLine's fields spelled exactly, nothing after it.
-func decodeEventLine(raw []byte, el *eventLine) error {
-	if e := eventLineObject.check(raw); e != nil {
-		return e
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(el); err != nil {
-		return err
-	}
-	// Only white space may follow (dec.More says false for a stray '}').
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the object")
-	}
-	return nil
-}
-
 // parser returns the stream's parser of format (one per format per body:
 // Zeek TSV headers and dnsmasq serials span lines).
 func (er *eventsReader) parser(format string) (*sensor.Parser, error) {
@@ -154,7 +135,7 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 	p, text, host := er.fixed, string(raw), ""
 	if p == nil {
 		var el eventLine
-		if err := decodeEventLine(raw, &el); err != nil {
+		if err := eventLineObject.decode(raw, &el); err != nil {
 			e := eventLineObject.explain(err)
 			er.rejectField(line, e.Field, e.Reason)
 			return nil
@@ -184,12 +165,11 @@ func (er *eventsReader) handle(line int64, raw []byte) error {
 		return nil
 	}
 	for _, ev := range evs {
-		if ev.At.After(er.now.Add(5 * time.Minute)) {
-			er.reject(line, fmt.Sprintf("its time %s is more than 5 minutes in the future", ev.At.Format(time.RFC3339)))
-			return nil
+		if ev.At.IsZero() {
+			continue // no time in the line: it is now
 		}
-		if !ev.At.IsZero() && ev.At.Before(oldestSeenAt) {
-			er.reject(line, fmt.Sprintf("its time %s is before 2000-01-01T00:00:00Z", ev.At.Format(time.RFC3339)))
+		if reason := timeProblem(ev.At, er.now); reason != "" {
+			er.reject(line, fmt.Sprintf("its time %s %s", ev.At.Format(time.RFC3339), reason))
 			return nil
 		}
 	}

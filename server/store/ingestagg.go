@@ -499,9 +499,9 @@ func (f *folder) add(g obsGroup) {
 				r.last = o.SeenAt
 			}
 		}
-		if o.Derived {
-			// No sighting: nothing for the daily counts.
-		} else if sk := (sightingKey{utcDay(o.SeenAt), o.Source}); lastCount != nil && sk == lastSighting {
+		if sk := (sightingKey{utcDay(o.SeenAt), o.Source}); o.Derived {
+			// Not a sighting: nothing for the daily counts.
+		} else if lastCount != nil && sk == lastSighting {
 			*lastCount++
 		} else {
 			c := fb.sightings[sk]
