@@ -28,6 +28,9 @@ type Options struct {
 	// Index is the in-memory index lookups, search, exports and explain read
 	// from.
 	Index *index.Index
+	// FlowAlertTags are the tags that make an outside address a bad contact
+	// in the flow profiles (MUNINN_FLOW_ALERT_TAGS; see flow.Contact).
+	FlowAlertTags []string
 	// MaxIngestBytes bounds one ingest body.
 	MaxIngestBytes int64
 	// IngestBatch is how many observations go to the database at once.

@@ -8,15 +8,9 @@ import (
 	"time"
 
 	"github.com/muninn/muninn/server/api/apigen"
+	"github.com/muninn/muninn/server/flow"
 	"github.com/muninn/muninn/server/store"
 )
-
-// flowProfileLimit bounds each top list of a device profile.
-const flowProfileLimit = 20
-
-// maxFlowSince is the furthest back a profile reaches (the 1-hour
-// aggregates' default retention).
-const maxFlowSince = 90 * 24 * time.Hour
 
 func toFlowExporter(e store.FlowExporter) apigen.FlowExporter {
 	inside := make([]string, 0, len(e.Inside))
@@ -57,29 +51,58 @@ func toFlowProfile(p store.FlowProfile) apigen.FlowProfile {
 		if tags == nil {
 			tags = []string{}
 		}
-		out.Contacts = append(out.Contacts, apigen.FlowContact{Host: c.Host.String(), Address: c.Remote.String(), Hour: c.Hour,
+		out.Contacts = append(out.Contacts, apigen.FlowContact{Host: c.Host.String(), Address: c.Remote.String(), LastHour: c.LastHour,
 			Classification: c.Classification, Tags: tags, Bytes: c.Bytes})
 	}
 	return out
 }
 
-// flowSince parses the since parameter (default 168h).
+// flowSince parses the since parameter (flow.ParseSince: default 168h).
 func flowSince(v *apigen.FlowSince) (time.Duration, *apigen.FieldError) {
-	if v == nil || *v == "" {
-		return 7 * 24 * time.Hour, nil
+	var text string
+	if v != nil {
+		text = *v
 	}
-	d, err := time.ParseDuration(*v)
-	if err != nil || d <= 0 || d > maxFlowSince {
-		fe := fieldErr("since", fmt.Sprintf("%q is not a positive duration of at most 2160h, such as 24h", *v))
+	d, err := flow.ParseSince(text)
+	if err != nil {
+		fe := fieldErr("since", err.Error())
 		return 0, &fe
 	}
 	return d, nil
 }
 
-// flowProfile builds the profile of the hosts within p over the last since.
+// flowProfile builds the profile of the hosts within p over the last since
+// (flow.Profile, the one every profile answer reads).
 func (s *Server) flowProfile(ctx context.Context, p netip.Prefix, since time.Duration) (store.FlowProfile, error) {
-	now := s.now().UTC()
-	return s.store.FlowProfileGet(ctx, p, now.Add(-since).Truncate(time.Hour), now.Add(-7*24*time.Hour), flowProfileLimit)
+	return flow.Profile(ctx, s.store, s.opts.Index.Snapshot(), p, since, s.now(), s.opts.FlowAlertTags)
+}
+
+// GetFlowAddress implements GET /flows/addresses/{address}.
+func (s *Server) GetFlowAddress(ctx context.Context, req apigen.GetFlowAddressRequestObject) (apigen.GetFlowAddressResponseObject, error) {
+	a, err := ParseAddr(req.Address)
+	if err != nil {
+		return apigen.GetFlowAddress400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the address is malformed", fieldErr("address", err.Error())))}, nil
+	}
+	rs, err := s.store.FlowRemotes(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	if len(rs) == 0 {
+		return apigen.GetFlowAddress404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no exporter saw "+a.String()+" as an outside address"))}, nil
+	}
+	out := make(apigen.GetFlowAddress200JSONResponse, 0, len(rs))
+	for _, r := range rs {
+		fa := apigen.FlowAddress{Address: r.Address.String(), Exporter: r.Exporter, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen,
+			Bytes: int64(r.Bytes), Packets: int64(r.Packets), Flows: int64(r.Flows), Peers: make([]string, 0, len(r.Peers)), Ports: r.Ports}
+		for _, p := range r.Peers {
+			fa.Peers = append(fa.Peers, p.String())
+		}
+		if fa.Ports == nil {
+			fa.Ports = []int{}
+		}
+		out = append(out, fa)
+	}
+	return out, nil
 }
 
 // ListFlowExporters implements GET /flows/exporters.

@@ -52,9 +52,22 @@ func TestFlowProfileAPI(t *testing.T) {
 			{Bucket: at, Host: host, Remote: bad, Port: 443, Proto: 6, Country: "NL", Org: "Example Hosting", ASN: 64500, Bytes: 1000, Packets: 6, Flows: 1},
 			{Bucket: at, Host: host, Remote: netip.MustParseAddr("198.51.100.7"), Port: 53, Proto: 17, Country: "DE", Org: "Example Telecom", ASN: 64501, Bytes: 500, Packets: 4, Flows: 1},
 			{Bucket: at, Host: netip.MustParseAddr("10.0.1.9"), Remote: netip.MustParseAddr("198.51.100.7"), Port: 53, Proto: 17, Country: "DE", Org: "Example Telecom", ASN: 64501, Bytes: 60, Packets: 1, Flows: 1}},
-		Contacts: []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 1000, Alert: true}},
+		Remotes: []store.FlowRemoteSeen{{Address: bad, Exporter: "gw", FirstSeen: at, LastSeen: at.Add(time.Minute), Bytes: 1000, Packets: 6, Flows: 1,
+			Peers: []netip.Addr{host}, Ports: []int{443}}},
 	})
 	require.NoError(t, err)
+	var fa []apigen.FlowAddress
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/addresses/203.0.113.66", nil, 200, &fa)
+	require.Equal(t, []apigen.FlowAddress{{Address: "203.0.113.66", Exporter: "gw", FirstSeen: at, LastSeen: at.Add(time.Minute),
+		Bytes: 1000, Packets: 6, Flows: 1, Peers: []string{"10.0.0.5"}, Ports: []int{443}}}, fa)
+	raw := b.json(t, b.reader, http.MethodGet, "/api/v1/flows/addresses/198.51.100.200", nil, 404, nil)
+	require.Contains(t, string(raw), "no exporter saw 198.51.100.200")
+	raw = b.json(t, b.reader, http.MethodGet, "/api/v1/flows/addresses/nope", nil, 400, nil)
+	require.Contains(t, string(raw), `"field":"address"`)
+	// Contacts come from the index: the address's view now.
+	require.NoError(t, b.store.Ingest(ctx, []store.Observation{{Prefix: netip.PrefixFrom(bad, 32), Source: "ingest:test",
+		Classification: "malicious", Tags: []string{"c2"}, SeenAt: at}}, "test"))
+	require.NoError(t, b.ix.CatchUp(ctx))
 
 	var hp apigen.FlowHostProfile
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.0.0.5", nil, 200, &hp)
@@ -64,7 +77,7 @@ func TestFlowProfileAPI(t *testing.T) {
 	require.Equal(t, []apigen.FlowCount{{Key: "443/6", Bytes: 1000, Packets: 6, Flows: 1}, {Key: "53/17", Bytes: 500, Packets: 4, Flows: 1}}, hp.Profile.Ports)
 	require.Len(t, hp.Profile.Series, 1)
 	require.Len(t, hp.Profile.NewDestinations, 2)
-	require.Equal(t, []apigen.FlowContact{{Host: "10.0.0.5", Address: "203.0.113.66", Hour: at.Truncate(time.Hour), Classification: "malicious", Tags: []string{}, Bytes: 1000}}, hp.Profile.Contacts)
+	require.Equal(t, []apigen.FlowContact{{Host: "10.0.0.5", Address: "203.0.113.66", LastHour: at.Truncate(time.Hour), Classification: "malicious", Tags: []string{"c2"}, Bytes: 1000}}, hp.Profile.Contacts)
 
 	var pr apigen.FlowProfile
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/networks/10.0.0.0/16?since=24h", nil, 200, &pr)
@@ -72,7 +85,7 @@ func TestFlowProfileAPI(t *testing.T) {
 	require.Equal(t, int64(1560), pr.Bytes)
 	require.Equal(t, []apigen.FlowCount{{Key: "Example Hosting", Bytes: 1000, Packets: 6, Flows: 1}, {Key: "Example Telecom", Bytes: 560, Packets: 5, Flows: 2}}, pr.Orgs)
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/networks/10.0.0.1/16", nil, 400, nil)
-	raw := b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.0.0.5?since=forever", nil, 400, nil)
+	raw = b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.0.0.5?since=forever", nil, 400, nil)
 	require.Contains(t, string(raw), `"field":"since"`)
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/10.9.9.9", nil, 404, nil)
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts/nope", nil, 400, nil)

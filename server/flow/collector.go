@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/muninn/muninn/server/index"
-	"github.com/muninn/muninn/server/resolve"
 	"github.com/muninn/muninn/server/store"
 )
 
@@ -379,8 +378,8 @@ func (c *Collector) Flush(ctx context.Context) error {
 type remoteInfo struct {
 	geo            index.GeoNet
 	classification string
-	tags           []string // alert-worthy or not, every live tag
-	alertTag       bool
+	tags           []string // every live tag
+	alert          bool     // Contact's alert: malicious, or an alert tag
 }
 
 func (c *Collector) write(ctx context.Context, s *state) error {
@@ -395,7 +394,7 @@ func (c *Collector) write(ctx context.Context, s *state) error {
 			ri.geo, _ = snap.Geo(a)
 			if v, ok := snap.Lookup(a); ok {
 				ri.classification, ri.tags = v.Classification, v.TagNames()
-				ri.alertTag = slices.ContainsFunc(ri.tags, func(t string) bool { return slices.Contains(c.cfg.AlertTags, t) })
+				_, ri.alert = Contact(v, c.cfg.AlertTags)
 			}
 		}
 		infos[a] = ri
@@ -412,15 +411,14 @@ func (c *Collector) write(ctx context.Context, s *state) error {
 		b.Aggregates = append(b.Aggregates, store.FlowAggregate{Bucket: time.Unix(k.bucket, 0).UTC(), Host: k.host, Remote: k.remote,
 			Port: int(k.port), Proto: k.proto, Country: ri.geo.Country, Org: ri.geo.Org, ASN: ri.geo.ASN,
 			Bytes: a.bytes, Packets: a.packets, Flows: a.flows})
-		if ri.classification == resolve.Malicious || ri.classification == resolve.Suspicious || ri.alertTag {
+		if ri.alert {
 			contacts[contactKey{k.host, k.remote, k.bucket - k.bucket%3600}] += a.bytes
 		}
 	}
 	for k, n := range contacts {
 		ri := infos[k.remote]
 		b.Contacts = append(b.Contacts, store.FlowContact{Host: k.host, Remote: k.remote, Hour: time.Unix(k.hour, 0).UTC(),
-			Classification: ri.classification, Tags: ri.tags, Bytes: n,
-			Alert: ri.classification == resolve.Malicious || ri.alertTag})
+			Classification: ri.classification, Tags: ri.tags, Bytes: n})
 	}
 	slices.SortFunc(b.Contacts, func(x, y store.FlowContact) int {
 		if c := x.Host.Compare(y.Host); c != 0 {

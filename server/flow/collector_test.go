@@ -99,9 +99,7 @@ func TestCollectorNetFlowV5(t *testing.T) {
 	require.Equal(t, []store.FlowCount{{Key: "NL", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "DE", Bytes: 660, Packets: 11, Flows: 2}}, pr.Countries)
 	require.Equal(t, []store.FlowCount{{Key: "Example Hosting", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "Example Telecom", Bytes: 660, Packets: 11, Flows: 2}}, pr.Orgs)
 	require.Equal(t, []store.FlowCount{{Key: "443/6", Bytes: 10500, Packets: 18, Flows: 2}, {Key: "53/17", Bytes: 660, Packets: 11, Flows: 2}}, pr.Ports)
-	require.Len(t, pr.Contacts, 1)
-	require.Equal(t, store.FlowContactRow{Host: netip.MustParseAddr("10.0.0.5"), Remote: netip.MustParseAddr("203.0.113.66"),
-		Hour: time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC), Classification: "malicious", Tags: []string{}, Bytes: 10500}, pr.Contacts[0])
+	require.Empty(t, pr.Contacts, "the store gives no contacts: flow.Profile asks the index")
 
 	evs, err := b.st.ListEvents(ctx, store.EventFilter{})
 	require.NoError(t, err)
@@ -127,6 +125,34 @@ func TestCollectorNetFlowV5(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []store.FlowRemote{{Address: netip.MustParseAddr("198.51.100.7"), Exporter: "gw", FirstSeen: b.now, LastSeen: b.now,
 		Bytes: 660, Packets: 11, Flows: 2, Peers: []netip.Addr{netip.MustParseAddr("10.0.0.5")}, Ports: []int{53}}}, rs)
+
+	// The profile's contacts are the pairs whose view is bad now: the
+	// malicious address, and the c2-tagged one only for the alert tag.
+	require.NoError(t, b.ix.CatchUp(ctx))
+	hour := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	malicious := store.FlowContactRow{Host: netip.MustParseAddr("10.0.0.5"), Remote: netip.MustParseAddr("203.0.113.66"),
+		LastHour: hour, Classification: "malicious", Tags: []string{}, Bytes: 10500}
+	tagged := store.FlowContactRow{Host: netip.MustParseAddr("10.0.0.6"), Remote: netip.MustParseAddr("198.51.100.99"),
+		LastHour: hour, Classification: "unknown", Tags: []string{"c2"}, Bytes: 300}
+	lan := netip.MustParsePrefix("10.0.0.0/24")
+	pr, err = flow.Profile(ctx, b.st, b.ix.Snapshot(), lan, time.Hour, b.now, []string{"c2"})
+	require.NoError(t, err)
+	require.Equal(t, []store.FlowContactRow{malicious, tagged}, pr.Contacts)
+	pr, err = flow.Profile(ctx, b.st, b.ix.Snapshot(), lan, time.Hour, b.now, nil)
+	require.NoError(t, err)
+	require.Equal(t, []store.FlowContactRow{malicious}, pr.Contacts)
+	// An address classified after the traffic shows on it (no event: the
+	// event is raised when traffic is written).
+	require.NoError(t, b.st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("198.51.100.7/32"), Source: "ingest:test",
+		Classification: "suspicious", SeenAt: b.now}}, "test"))
+	require.NoError(t, b.ix.CatchUp(ctx))
+	pr, err = flow.Profile(ctx, b.st, b.ix.Snapshot(), netip.MustParsePrefix("10.0.0.5/32"), time.Hour, b.now, nil)
+	require.NoError(t, err)
+	require.Equal(t, []store.FlowContactRow{{Host: netip.MustParseAddr("10.0.0.5"), Remote: netip.MustParseAddr("198.51.100.7"),
+		LastHour: hour, Classification: "suspicious", Tags: []string{}, Bytes: 660}, malicious}, pr.Contacts, "same hour: by address")
+	cs, err := flow.Contacts(ctx, b.st, b.ix.Snapshot(), netip.Prefix{}, hour, []string{"c2"}, 2)
+	require.NoError(t, err)
+	require.Len(t, cs, 2, "the limit stops the scan")
 
 	// The same contact again within the hour is no second event; a second
 	// flush with a new country for a known host is.

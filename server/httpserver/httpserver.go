@@ -46,6 +46,8 @@ type Deps struct {
 	// IngestVisibleWithin is api.Options.IngestVisibleWithin
 	// (MUNINN_INGEST_VISIBLE_WITHIN): 0 answers ingest once visible.
 	IngestVisibleWithin time.Duration
+	// FlowAlertTags is api.Options.FlowAlertTags (MUNINN_FLOW_ALERT_TAGS).
+	FlowAlertTags []string
 	// Index is the in-memory index every answer reads from (required; its
 	// owner runs it).
 	Index *index.Index
@@ -110,7 +112,7 @@ func New(d Deps) (http.Handler, error) {
 	if d.Render == nil {
 		d.Render = render.NewHub(d.Store, d.Logger, d.Now, render.Options{Source: d.Index.RenderSource()})
 	}
-	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, MMDBRebuild: d.MMDBRebuild, AlertSealer: d.AlertSealer, SensorOwnAddresses: d.SensorOwnAddresses})
+	srv := api.New(d.Store, auth, d.Logger, d.Now, api.Options{Index: d.Index, MaxIngestBytes: d.MaxIngestBytes, IngestBatch: d.IngestBatch, IngestVisibleWithin: d.IngestVisibleWithin, Heavy: d.Heavy, Render: d.Render, HoneypotTTL: d.HoneypotTTL, HoneypotRate: d.HoneypotRate, Observed: d.Observed, Version: d.Version, BaseURL: d.BaseURL, ExportDir: d.ExportDir, MMDBRebuild: d.MMDBRebuild, AlertSealer: d.AlertSealer, SensorOwnAddresses: d.SensorOwnAddresses, FlowAlertTags: d.FlowAlertTags})
 	m := newMetrics(d.Registry)
 	d.Registry.MustRegister(newUsageCollector(d.Store, d.Logger), newStateCollector(d.Store, d.Render, d.Logger, d.Now, d.Version))
 

@@ -100,10 +100,10 @@ func serve(t *testing.T, st *store.Store, clk *clock) *server {
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); _ = hub.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-hubDone })
-	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: clk.now})
+	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: clk.now, FlowAlertTags: []string{flowAlertTag}})
 	require.NoError(t, err)
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: clk.now, Registry: prometheus.NewRegistry(),
-		MaxIngestBytes: 1 << 20, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t),
+		MaxIngestBytes: 1 << 20, FlowAlertTags: []string{flowAlertTag}, Render: hub, HoneypotTTL: time.Hour, Wrap: apitest.ValidateResponses(t),
 		Mount: []func(chi.Router){webUI.Mount}})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)

@@ -65,6 +65,7 @@ func TestOneTruth(t *testing.T) {
 	// same answers and the same render versions.
 	peer := s.peer(t)
 	peerHeld := map[string]seenRender{}
+	flowsSeen := map[flowPair]flowTraffic{} // the flow aggregates written
 	for round := range 7 {
 		// Every third round is quiet: only the clock moves, so what changes
 		// is what expires, and only the index's expiry publishes it.
@@ -78,6 +79,7 @@ func TestOneTruth(t *testing.T) {
 		if !quiet {
 			s.ingest(t, u.observations(40+u.r.IntN(60), now))
 			u.overrides(t, s, 3+u.r.IntN(6), now)
+			u.flows(t, s, u.addresses(12), flowsSeen)
 		}
 		if !quiet && round > 0 && u.r.IntN(2) == 0 {
 			// A changed ruleset: its next render is compiled in full.
@@ -105,6 +107,7 @@ func TestOneTruth(t *testing.T) {
 		t.Run(fmt.Sprintf("round%d/crowdsec", round), func(t *testing.T) { c.with(t).crowdsec(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/bouncer-render", round), func(t *testing.T) { c.with(t).bouncerRender(bouncer.Key) })
 		t.Run(fmt.Sprintf("round%d/ui-pages", round), func(t *testing.T) { c.with(t).uiPages(b, addrs[:20]) })
+		t.Run(fmt.Sprintf("round%d/flows", round), func(t *testing.T) { c.with(t).flows(b, flowsSeen) })
 		pc := &checker{t: t, s: peer, m: m, round: round, rulesets: c.rulesets}
 		t.Run(fmt.Sprintf("round%d/peer-ips", round), func(t *testing.T) { pc.with(t).ips(addrs) })
 		t.Run(fmt.Sprintf("round%d/peer-render", round), func(t *testing.T) {

@@ -143,8 +143,10 @@ type FlowRemoteSeen struct {
 }
 
 // FlowContact is an inside host's traffic in one hour with an outside
-// address whose view was malicious, suspicious or carried an alert tag.
-// Alert says it becomes an EventFlowBadContact the first time it is stored.
+// address whose view, when the collector wrote it, called for an alert
+// (flow.Contact: malicious, or an alert tag). The first one stored of each
+// host, address and hour becomes an EventFlowBadContact; the rest only add
+// bytes. Profiles do not read these: they ask the index (flow.Contacts).
 type FlowContact struct {
 	Host           netip.Addr
 	Remote         netip.Addr
@@ -152,7 +154,6 @@ type FlowContact struct {
 	Classification string
 	Tags           []string
 	Bytes          uint64
-	Alert          bool
 }
 
 // FlowBatch is what the collector stores at once.
@@ -331,7 +332,7 @@ func (s *Store) FlowApply(ctx context.Context, b FlowBatch) (FlowApplied, error)
 			if err := tx.QueryRow(ctx, flowContactInsert, c.Host, c.Remote, c.Hour, c.Classification, tags, int64(c.Bytes)).Scan(&inserted); err != nil {
 				return fmt.Errorf("contacts: %w", err)
 			}
-			if inserted && c.Alert {
+			if inserted {
 				out.Events = append(out.Events, Event{At: c.Hour, Kind: EventFlowBadContact, SubjectType: "host",
 					Subject: c.Host.String(), Details: map[string]any{"remote": c.Remote.String(),
 						"classification": c.Classification, "tags": tags, "bytes": c.Bytes}})
@@ -467,11 +468,14 @@ type FlowPoint struct {
 	Bytes int64
 }
 
-// FlowContactRow is a stored contact with a bad address.
+// FlowContactRow is an inside host's traffic with an outside address whose
+// effective view is bad (see flow.Contact): the bytes since the profile's
+// start and the last hour with traffic. The store only gives the pairs
+// (FlowPeersEach); what an address is comes from the index.
 type FlowContactRow struct {
 	Host           netip.Addr
 	Remote         netip.Addr
-	Hour           time.Time
+	LastHour       time.Time
 	Classification string
 	Tags           []string
 	Bytes          int64
@@ -500,7 +504,8 @@ type FlowProfile struct {
 	Ports           []FlowCount // key "port/proto", e.g. "443/6"
 	Series          []FlowPoint // one point per hour with traffic, oldest first
 	NewDestinations []FlowNewDestination
-	Contacts        []FlowContactRow
+	// Contacts is filled by flow.Profile from the index, never by the store.
+	Contacts []FlowContactRow
 }
 
 const (
@@ -511,8 +516,6 @@ const (
 	flowProfileSeries = `SELECT bucket, sum(bytes) FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2 GROUP BY bucket ORDER BY bucket`
 	flowProfileNew    = `SELECT remote, max(country), max(org), min(bucket), sum(bytes) FROM flow_agg_1h
 		WHERE host <<= $1 GROUP BY remote HAVING min(bucket) >= $2 ORDER BY min(bucket) DESC, remote LIMIT $3`
-	flowContactsQuery = `SELECT host, remote, hour, classification, tags, bytes FROM flow_contacts
-		WHERE host <<= $1 AND hour >= $2 ORDER BY hour DESC, host, remote LIMIT $3`
 )
 
 // FlowProfileGet builds the profile of the inside hosts within p (a single
@@ -570,30 +573,7 @@ func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, 
 	}); err != nil {
 		return pr, mapErr("flow profile", err)
 	}
-	if pr.Contacts, err = s.FlowContacts(ctx, within, since, limit); err != nil {
-		return pr, err
-	}
 	return pr, nil
-}
-
-// FlowContacts returns the contacts with bad addresses of the inside hosts
-// within p since since, newest first, at most limit.
-func (s *Store) FlowContacts(ctx context.Context, within netip.Prefix, since time.Time, limit int) ([]FlowContactRow, error) {
-	rows, err := s.pool.Query(ctx, flowContactsQuery, within, since, limit)
-	if err != nil {
-		return nil, mapErr("flow contacts", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowContactRow, error) {
-		var c FlowContactRow
-		var host, remote netip.Prefix
-		err := r.Scan(&host, &remote, &c.Hour, &c.Classification, &c.Tags, &c.Bytes)
-		c.Host, c.Remote, c.Hour = host.Addr(), remote.Addr(), c.Hour.UTC()
-		return c, err
-	})
-	if err != nil {
-		return nil, mapErr("flow contacts", err)
-	}
-	return out, nil
 }
 
 // FlowTopTalkers returns the inside hosts with the most bytes in the 1-hour
@@ -654,31 +634,34 @@ type FlowPeer struct {
 	LastHour time.Time
 }
 
-// FlowPeers returns the (host, outside address) pairs of the inside hosts
-// within p (every host when p is the zero Prefix) with traffic in the 1-hour
-// aggregates since since, most recent first, at most limit. It carries no
-// rule: what an address is comes from the index (the UI asks it for every
-// peer).
-func (s *Store) FlowPeers(ctx context.Context, within netip.Prefix, since time.Time, limit int) ([]FlowPeer, error) {
+// FlowPeersEach calls fn with the (host, outside address) pairs of the
+// inside hosts within p (every host when p is the zero Prefix) with traffic
+// in the 1-hour aggregates since since, most recent first (then by host and
+// address), until fn returns false or an error. It carries no rule: what an
+// address is comes from the index (flow.Profile asks it for every pair).
+func (s *Store) FlowPeersEach(ctx context.Context, within netip.Prefix, since time.Time, fn func(FlowPeer) (bool, error)) error {
 	var w any
 	if within.IsValid() {
 		w = within
 	}
 	rows, err := s.pool.Query(ctx, `SELECT host, remote, sum(bytes), max(bucket) FROM flow_agg_1h
 		WHERE ($1::cidr IS NULL OR host <<= $1) AND bucket >= $2
-		GROUP BY host, remote ORDER BY max(bucket) DESC, host, remote LIMIT $3`, w, since, limit)
+		GROUP BY host, remote ORDER BY max(bucket) DESC, host, remote`, w, since)
 	if err != nil {
-		return nil, mapErr("flow peers", err)
+		return mapErr("flow peers", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (FlowPeer, error) {
+	defer rows.Close()
+	for rows.Next() {
 		var p FlowPeer
 		var host, remote netip.Prefix
-		err := r.Scan(&host, &remote, &p.Bytes, &p.LastHour)
+		if err := rows.Scan(&host, &remote, &p.Bytes, &p.LastHour); err != nil {
+			return mapErr("flow peers", err)
+		}
 		p.Host, p.Remote, p.LastHour = host.Addr(), remote.Addr(), p.LastHour.UTC()
-		return p, err
-	})
-	if err != nil {
-		return nil, mapErr("flow peers", err)
+		more, err := fn(p)
+		if err != nil || !more {
+			return err
+		}
 	}
-	return out, nil
+	return mapErr("flow peers", rows.Err())
 }

@@ -50,7 +50,7 @@ func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
 		}
 	}
 	b := batch(at, bad, "NL", 1000)
-	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 1000, Alert: true}}
+	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 1000}}
 	ap, err := st.FlowApply(ctx, b)
 	require.NoError(t, err)
 	kinds := func(evs []store.Event) []string {
@@ -65,7 +65,7 @@ func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
 
 	// The same contact in the same hour is one event; a new country is one.
 	b = batch(at.Add(time.Minute), bad, "NL", 500)
-	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 500, Alert: true}}
+	b.Contacts = []store.FlowContact{{Host: host, Remote: bad, Hour: at.Truncate(time.Hour), Classification: "malicious", Bytes: 500}}
 	ap, err = st.FlowApply(ctx, b)
 	require.NoError(t, err)
 	require.Empty(t, ap.Events)
@@ -95,8 +95,14 @@ func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
 	require.Len(t, pr.Series, 1)
 	require.Equal(t, int64(1800), pr.Series[0].Bytes)
 	require.Len(t, pr.NewDestinations, 2)
-	require.Len(t, pr.Contacts, 1)
-	require.Equal(t, int64(1500), pr.Contacts[0].Bytes)
+	require.Empty(t, pr.Contacts, "contacts come from the index, not the store")
+	var peers []store.FlowPeer
+	require.NoError(t, st.FlowPeersEach(ctx, netip.MustParsePrefix("10.0.0.0/24"), at.Add(-24*time.Hour), func(p store.FlowPeer) (bool, error) {
+		peers = append(peers, p)
+		return true, nil
+	}))
+	require.Equal(t, []store.FlowPeer{{Host: host, Remote: good, Bytes: 300, LastHour: at.Truncate(time.Hour)},
+		{Host: host, Remote: bad, Bytes: 1500, LastHour: at.Truncate(time.Hour)}}, peers)
 
 	rs, err := st.FlowRemotes(ctx, bad)
 	require.NoError(t, err)

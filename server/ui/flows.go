@@ -14,57 +14,12 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/muninn/muninn/server/api"
-	"github.com/muninn/muninn/server/resolve"
+	"github.com/muninn/muninn/server/flow"
 	"github.com/muninn/muninn/server/store"
 )
 
-const (
-	// flowTop bounds the top lists of a profile.
-	flowTop = 10
-	// flowPeerScan bounds the (host, outside address) pairs whose views a
-	// page asks the index for.
-	flowPeerScan = 5000
-	// flowContactsShown bounds the contacts with bad addresses a page lists.
-	flowContactsShown = 200
-	// flowMaxSince is the longest ?since= (the 1-hour aggregates' default
-	// retention).
-	flowMaxSince = 2160 * time.Hour
-)
-
-// flowContact is a contact of an inside host with an outside address whose
-// effective view, read from the index now, is malicious or suspicious.
-type flowContact struct {
-	Host           netip.Addr
-	Remote         netip.Addr
-	Classification string
-	Tags           []string
-	Bytes          int64
-	LastHour       time.Time
-}
-
-// badContacts lists the contacts of the hosts within p (all hosts for the
-// zero Prefix) since since with an address the index calls malicious or
-// suspicious: the store gives the pairs, the one index gives every view.
-func (h *Handler) badContacts(ctx context.Context, within netip.Prefix, since time.Time, limit int) ([]flowContact, error) {
-	peers, err := h.store.FlowPeers(ctx, within, since, flowPeerScan)
-	if err != nil {
-		return nil, err
-	}
-	snap := h.ix.Snapshot()
-	var out []flowContact
-	for _, p := range peers {
-		v, ok := snap.Lookup(p.Remote)
-		if !ok || (v.Classification != resolve.Malicious && v.Classification != resolve.Suspicious) {
-			continue
-		}
-		out = append(out, flowContact{Host: p.Host, Remote: p.Remote, Classification: v.Classification, Tags: v.TagNames(),
-			Bytes: p.Bytes, LastHour: p.LastHour})
-		if len(out) == limit {
-			break
-		}
-	}
-	return out, nil
-}
+// flowTop bounds the dashboard's top talkers and contacts.
+const flowTop = 10
 
 // flowHostsPage is the data of flows.html.
 type flowHostsPage struct {
@@ -92,7 +47,7 @@ type flowProfilePage struct {
 	Countries template.HTML
 	Orgs      template.HTML
 	Ports     template.HTML
-	Contacts  []flowContact
+	Contacts  []store.FlowContactRow
 }
 
 // showFlowHost serves GET /ui/flows/hosts/{address}.
@@ -121,17 +76,13 @@ func (h *Handler) showFlowNetwork(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) showFlowProfile(w http.ResponseWriter, r *http.Request, p netip.Prefix) {
 	ctx := r.Context()
-	since, sinceText := 7*24*time.Hour, "168h"
-	if v := r.URL.Query().Get("since"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 || d > flowMaxSince {
-			h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("%q is not a positive duration of at most 2160h, such as 24h.", v))
-			return
-		}
-		since, sinceText = d, v
+	sinceText := cmp.Or(r.URL.Query().Get("since"), "168h")
+	since, err := flow.ParseSince(sinceText)
+	if err != nil {
+		h.fail(w, r, http.StatusBadRequest, err.Error()+".")
+		return
 	}
 	now := h.now().UTC()
-	start := now.Add(-since).Truncate(time.Hour)
 	d := flowProfilePage{Within: p, Since: sinceText}
 	if p.IsSingleIP() {
 		host, err := h.store.FlowHostGet(ctx, p.Addr())
@@ -152,16 +103,13 @@ func (h *Handler) showFlowProfile(w http.ResponseWriter, r *http.Request, p neti
 			return
 		}
 	}
-	pr, err := h.store.FlowProfileGet(ctx, p, start, now.Add(-7*24*time.Hour), flowTop)
+	pr, err := flow.Profile(ctx, h.store, h.ix.Snapshot(), p, since, now, h.alertTags)
 	if err != nil {
 		h.fault(w, r, "build the profile", err)
 		return
 	}
-	d.Profile = pr
-	if d.Contacts, err = h.badContacts(ctx, p, start, flowContactsShown); err != nil {
-		h.fault(w, r, "list contacts", err)
-		return
-	}
+	d.Profile, d.Contacts = pr, pr.Contacts
+	start := now.Add(-since).Truncate(time.Hour)
 	d.Series = columnChartOf("Bytes per hour", "hour", hourlyBuckets(pr.Series, start, now))
 	d.Countries = barChart("Top countries by bytes", flowBuckets(pr.Countries))
 	d.Orgs = barChart("Top AS organisations by bytes", flowBuckets(pr.Orgs))
@@ -200,7 +148,7 @@ func flowBuckets(cs []store.FlowCount) []store.Bucket {
 type flowDashboard struct {
 	TopTalkers template.HTML
 	Talkers    []store.FlowCount
-	Contacts   []flowContact
+	Contacts   []store.FlowContactRow
 }
 
 func (h *Handler) flowPanels(ctx context.Context) (flowDashboard, error) {
@@ -211,7 +159,7 @@ func (h *Handler) flowPanels(ctx context.Context) (flowDashboard, error) {
 		return d, err
 	}
 	d.TopTalkers = barChart("Inside hosts with the most bytes, last 24 hours", flowBuckets(d.Talkers))
-	if d.Contacts, err = h.badContacts(ctx, netip.Prefix{}, since, flowTop); err != nil {
+	if d.Contacts, err = flow.Contacts(ctx, h.store, h.ix.Snapshot(), netip.Prefix{}, since, h.alertTags, flowTop); err != nil {
 		return d, err
 	}
 	return d, nil

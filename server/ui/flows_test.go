@@ -47,6 +47,10 @@ func seedFlows(t *testing.T, st *store.Store) {
 			{Address: h5, Exporter: "gw", MAC: "02:00:00:00:00:05", FirstSeen: ten, LastSeen: eleven, Bytes: 11160, Packets: 29, Flows: 4},
 			{Address: h6, Exporter: "gw", FirstSeen: eleven, LastSeen: eleven, Bytes: 300, Packets: 3, Flows: 1},
 		},
+		Remotes: []store.FlowRemoteSeen{
+			{Address: bad, Exporter: "gw", FirstSeen: ten, LastSeen: ten, Bytes: 10500, Packets: 18, Flows: 2, Peers: []netip.Addr{h5}, Ports: []int{443}},
+			{Address: bad, Exporter: "lab", FirstSeen: eleven, LastSeen: eleven, Bytes: 40, Packets: 1, Flows: 1, Peers: []netip.Addr{h5, h6}, Ports: []int{22, 443}},
+		},
 	})
 	require.NoError(t, err)
 }
@@ -153,6 +157,17 @@ func TestFlowPages(t *testing.T) {
 	}, rowsOf(t, body, "contacts"))
 	require.Equal(t, []string{"10.0.0.5 |  | " + flowT(flowH(1).Add(55*time.Minute)) + " | 11160", "10.0.0.6 |  | " + flowT(flowH(1).Add(55*time.Minute)) + " | 300"}, rowsOf(t, body, "subnet-hosts"))
 	require.Contains(t, body, `<title>DE: 960</title>`)
+
+	// The address page of an outside address shows what each exporter saw.
+	resp, body = c.get("/ui/ips/203.0.113.66")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	require.Equal(t, []string{
+		"gw | " + flowT(flowH(2).Add(5*time.Minute)) + " | " + flowT(flowH(2).Add(5*time.Minute)) + " | 10500 | 18 | 2 | 10.0.0.5 | 443",
+		"lab | " + flowT(flowH(1).Add(55*time.Minute)) + " | " + flowT(flowH(1).Add(55*time.Minute)) + " | 40 | 1 | 1 | 10.0.0.5, 10.0.0.6 | 22, 443",
+	}, rowsOf(t, body, "flows"))
+	require.Contains(t, body, `<a href="/ui/flows/hosts/10.0.0.6">10.0.0.6</a>`)
+	_, body = c.get("/ui/ips/198.51.100.99")
+	require.NotContains(t, body, `id="flows"`, "no exporter listed it")
 
 	resp, _ = c.get("/ui/flows/networks/10.0.0.5/32")
 	require.Equal(t, http.StatusSeeOther, resp.StatusCode)

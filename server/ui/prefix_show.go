@@ -31,8 +31,11 @@ type prefixPage struct {
 	History    []store.AuditEntry
 	// Sensor is an address's newest raw log events (at most sensorLimit)
 	// and Offenders its repeat-offender records, from the store.
-	Sensor      []store.SensorLine
-	Offenders   []store.Offender
+	Sensor    []store.SensorLine
+	Offenders []store.Offender
+	// Flows is what each flow exporter saw of an address as an outside
+	// address (GET /flows/addresses/{address} answers the same rows).
+	Flows       []store.FlowRemote
 	HasOverride bool
 	Form        overrideForm
 }
@@ -124,6 +127,9 @@ func (h *Handler) loadPrefix(ctx context.Context, p netip.Prefix) (prefixPage, e
 			return pp, err
 		}
 		if pp.Offenders, err = h.store.OffendersOf(ctx, p.Addr(), h.now()); err != nil {
+			return pp, err
+		}
+		if pp.Flows, err = h.store.FlowRemotes(ctx, p.Addr()); err != nil {
 			return pp, err
 		}
 	}

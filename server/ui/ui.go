@@ -52,6 +52,9 @@ type Deps struct {
 	// AlertSealer seals alert channel URLs (nil: channels cannot be stored
 	// or tested from the UI).
 	AlertSealer *alert.Sealer
+	// FlowAlertTags make an outside address a bad contact on the flow pages
+	// (MUNINN_FLOW_ALERT_TAGS; flow.Contact).
+	FlowAlertTags []string
 }
 
 // Handler serves /ui.
@@ -65,6 +68,7 @@ type Handler struct {
 	sessionTTL time.Duration
 	trusted    []netip.Prefix
 	version    string
+	alertTags  []string
 	// hashSlots bounds concurrent password checks; check is CheckPassword
 	// (tests count the checks running at once).
 	hashSlots chan struct{}
@@ -121,7 +125,7 @@ func New(d Deps) (*Handler, error) {
 	if d.LoginHashConcurrency <= 0 {
 		d.LoginHashConcurrency = 2
 	}
-	h := &Handler{store: d.Store, sealer: d.AlertSealer, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL, version: d.Version,
+	h := &Handler{store: d.Store, sealer: d.AlertSealer, ix: d.Index, log: d.Logger, now: d.Now, sessionTTL: d.SessionTTL, version: d.Version, alertTags: d.FlowAlertTags,
 		secureBase: strings.HasPrefix(strings.ToLower(d.BaseURL), "https://"), pages: map[string]*template.Template{},
 		trusted: d.TrustedProxies, hashSlots: make(chan struct{}, d.LoginHashConcurrency), check: CheckPassword}
 	for _, name := range pageNames {

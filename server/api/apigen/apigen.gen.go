@@ -1162,14 +1162,47 @@ type FieldError struct {
 	Reason string `json:"reason"`
 }
 
-// FlowContact defines model for FlowContact.
+// FlowAddress What one exporter saw of an outside address.
+type FlowAddress struct {
+	Address string `json:"address"`
+
+	// Bytes Both directions
+	Bytes int64 `json:"bytes"`
+
+	// Exporter The exporter's name (the sighting's source is flow:<exporter>).
+	Exporter  string    `json:"exporter"`
+	FirstSeen time.Time `json:"first_seen"`
+	Flows     int64     `json:"flows"`
+	LastSeen  time.Time `json:"last_seen"`
+	Packets   int64     `json:"packets"`
+
+	// Peers Inside hosts it exchanged traffic with (the lowest 32 addresses).
+	Peers []string `json:"peers"`
+
+	// Ports Service ports of that traffic (the lower port of each flow; the lowest 32).
+	Ports []int `json:"ports"`
+}
+
+// FlowContact An inside host's traffic in the profile's period with an outside
+// address whose effective view is bad *now*: malicious or suspicious,
+// or carrying one of the alert tags (MUNINN_FLOW_ALERT_TAGS). It is read
+// from the same index as GET /ips, so an address classified today shows
+// on last week's traffic, and one cleared today no longer shows.
 type FlowContact struct {
-	Address        string    `json:"address"`
-	Bytes          int64     `json:"bytes"`
-	Classification string    `json:"classification"`
-	Host           string    `json:"host"`
-	Hour           time.Time `json:"hour"`
-	Tags           []string  `json:"tags"`
+	Address string `json:"address"`
+
+	// Bytes Bytes between them in the period (both directions
+	Bytes int64 `json:"bytes"`
+
+	// Classification The address's classification now ("" when only an alert tag makes it bad).
+	Classification string `json:"classification"`
+	Host           string `json:"host"`
+
+	// LastHour The start of the last hour with traffic between them.
+	LastHour time.Time `json:"last_hour"`
+
+	// Tags The address's live tags now.
+	Tags []string `json:"tags"`
 }
 
 // FlowCount defines model for FlowCount.
@@ -1256,7 +1289,7 @@ type FlowPoint struct {
 type FlowProfile struct {
 	Bytes int64 `json:"bytes"`
 
-	// Contacts Hours in which a host contacted an address whose view was malicious or suspicious or carried an alert tag.
+	// Contacts The hosts' contacts with addresses whose view is bad now, most recent first, at most 200.
 	Contacts  []FlowContact `json:"contacts"`
 	Countries []FlowCount   `json:"countries"`
 	Flows     int64         `json:"flows"`
@@ -2607,6 +2640,9 @@ type ServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams)
+	// GetFlowAddress What the exporters saw of an outside address
+	// (GET /flows/addresses/{address})
+	GetFlowAddress(w http.ResponseWriter, r *http.Request, address Address)
 	// ListFlowExporters The registered flow exporters
 	// (GET /flows/exporters)
 	ListFlowExporters(w http.ResponseWriter, r *http.Request)
@@ -2943,6 +2979,12 @@ func (_ Unimplemented) RefreshFeed(w http.ResponseWriter, r *http.Request, name 
 // ListFeedRuns The feed's refresh history, newest first
 // (GET /feeds/{name}/runs)
 func (_ Unimplemented) ListFeedRuns(w http.ResponseWriter, r *http.Request, name FeedName, params ListFeedRunsParams) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowAddress What the exporters saw of an outside address
+// (GET /flows/addresses/{address})
+func (_ Unimplemented) GetFlowAddress(w http.ResponseWriter, r *http.Request, address Address) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -4653,6 +4695,32 @@ func (siw *ServerInterfaceWrapper) ListFeedRuns(w http.ResponseWriter, r *http.R
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListFeedRuns(w, r, name, params)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// GetFlowAddress operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowAddress(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "address" -------------
+	var address Address
+
+	err = runtime.BindStyledParameterWithOptions("simple", "address", chi.URLParam(r, "address"), &address, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "address", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowAddress(w, r, address)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -6385,6 +6453,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/flows/hosts/{address}/label", wrapper.PutFlowHostLabel)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/addresses/{address}", wrapper.GetFlowAddress)
 	})
 	r.Group(func(r chi.Router) {
 		r.Get(options.BaseURL+"/flows/networks/{address}/{bits}", wrapper.GetFlowNetworkProfile)
@@ -10394,6 +10465,111 @@ type ListFeedRuns503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response ListFeedRuns503ApplicationProblemPlusJSONResponse) VisitListFeedRunsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddressRequestObject struct {
+	Address Address `json:"address"`
+}
+
+type GetFlowAddressResponseObject interface {
+	VisitGetFlowAddressResponse(w http.ResponseWriter) error
+}
+
+type GetFlowAddress200JSONResponse []FlowAddress
+
+func (response GetFlowAddress200JSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddress400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowAddress400ApplicationProblemPlusJSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddress401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowAddress401ApplicationProblemPlusJSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddress404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowAddress404ApplicationProblemPlusJSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddress500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowAddress500ApplicationProblemPlusJSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowAddress503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowAddress503ApplicationProblemPlusJSONResponse) VisitGetFlowAddressResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -14970,6 +15146,9 @@ type StrictServerInterface interface {
 	// ListFeedRuns The feed's refresh history, newest first
 	// (GET /feeds/{name}/runs)
 	ListFeedRuns(ctx context.Context, request ListFeedRunsRequestObject) (ListFeedRunsResponseObject, error)
+	// GetFlowAddress What the exporters saw of an outside address
+	// (GET /flows/addresses/{address})
+	GetFlowAddress(ctx context.Context, request GetFlowAddressRequestObject) (GetFlowAddressResponseObject, error)
 	// ListFlowExporters The registered flow exporters
 	// (GET /flows/exporters)
 	ListFlowExporters(ctx context.Context, request ListFlowExportersRequestObject) (ListFlowExportersResponseObject, error)
@@ -16114,6 +16293,32 @@ func (sh *strictHandler) ListFeedRuns(w http.ResponseWriter, r *http.Request, na
 	}
 }
 
+// GetFlowAddress operation middleware
+func (sh *strictHandler) GetFlowAddress(w http.ResponseWriter, r *http.Request, address Address) {
+	var request GetFlowAddressRequestObject
+
+	request.Address = address
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowAddress(ctx, request.(GetFlowAddressRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowAddress")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowAddressResponseObject); ok {
+		if err := validResponse.VisitGetFlowAddressResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // ListFlowExporters operation middleware
 func (sh *strictHandler) ListFlowExporters(w http.ResponseWriter, r *http.Request) {
 	var request ListFlowExportersRequestObject
@@ -17219,421 +17424,430 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L3/cttIkj/4KhWcjTA5C1KkJKttKjruK8t227O2rJHk6Z1t+oQiUCSrBVZhUAXR7D5H7DvcH/cG3/3/",
-	"HmHvTfZJLiqzCj9IgARl2e6eVsxEWySB+pmVmZU/PvlrK5DzWAomtGoNf23FNKFzplkCn07CMGEK/gyZ",
-	"ChIeay5Fa9g6EeT1+e0hkYn594hQfJC0zbfdOY1jFuIvXJFU4BedXstrsY90HkesNWwNnj7pPR70Bv1+",
-	"77uW1+Km3ZjqWctrCTo3T9hWW14rYf9IecLC1lAnKfNaKpixOTXjmtOPb5iY6llreHTotfQyNm8qnXAx",
-	"bX365LVOIpboM2hwdRZv5IIl3YAqRiKmzaQ9EvIp1+ZfqT0SUjXzSCpClqhAJuyYUE3mUmlydNCrHjP8",
-	"s2nAMTU9mRf/z59o95d+9+kH+2/vuvvh1753tP/pX1rVM4nk4kceVszkJAhYrEmcsAn/yBRZ8JAlRM+o",
-	"IHtPcFc6ZrP2Dvbh01GHTKR5gCtihsqUPh4Jirvq9g9bI+3hcDKZTIb9YX/v6RGhIiSRFFOWdEggU6GV",
-	"WRSuFbw7Egse6lmPPFuSkE1oGmmi0mBGqGsOepykioVkwfWM6BkjEZ9zTczShaRNRyJO5DhiczLhLAo9",
-	"M3AqCBdTpjSJuGCEJYlMOj3yTkRLaIGGcy5IIiNG5nRJFBPhSMD0Moom7cP+AZF6xpIFV8wjixnV7JYl",
-	"MPhbGqWs48H0GA1mdrgjQWFp3Wi5xgkEMglZSLjA3tOQaxLJKWnTwGwJ8XEZIj7Rfqc3Eo5Y/pGyZFmg",
-	"cLOl12a3WkUasSvXGk5opFhGC2MpI0ZF65PX+tidp4IL0TVThqMy5/DDM44HuYI0x+anLWeJz9N5azjY",
-	"f+K15lzgp342AC40m7IEqPElY6E7Vvd7Dq57eA4Oas7By0guXnyMZaJZUn2wT8gkkgvC7EOPFNAWaXNN",
-	"xiyQc6Zg2xSfzjQXU6JkmgQMXhqO0n7/IDDPw1+sc9eDXuRMB7Cc7uPA28IF/lw/8UsugooZv5ILMqEJ",
-	"GdPgBuYWJ3LCI0YSQ8xMkTYlYZpQ87iXnczB0ZOZl/G0/cFRf5ZPd4VUFXRcSaUt007LK854cFQ1gdeT",
-	"MynYW6qD2foUrmaMvLiiUyIn5rhToRbAwxgJIs6EJjMK00iY4cdezlEirrQ5uHa/O0MiBTO/B3I+p13F",
-	"DAswJxgfXDB6Q9o/7o1a//Of/3vUAr7452Ny0D8kixkT5mUyN0O0VBKkSWK6twNqX7w8JU8Hgz757/8a",
-	"HPQGvf18yWaMhizJ1+z1pGsm3MUZ1xDHfr9ftVbvxj+zQNfRd5JGTDHtwZzMDMYyFQFLgNDvg2IPN1Hs",
-	"Sfc/HNFmf9aT7V9PI6oUn/CA4virdp5NJizQ/NbsdvFpQw1mF245W9SRZvmN0jr/S8ImrWHrT3u5mrOH",
-	"v6q9lWHhUNNEyaR6iL5gH/V1AE/4blxxwm65TI2cmTLSBmlGlc6knYYdsspP5eCxx510mr++pHMeLdeH",
-	"CfIQNLM2Cnxpvzgi7aNOph8ck7HUMyR3OlZM6LrRTbCj4uiYMELhp0Pv6EOlYPjrGyPNM7Gw0iCI+mo2",
-	"MjAHIZdBffjohNCguq9LxkQNS4S1MGSjcEcUM7OFw0InmlntR/PCeVlleYyJ63W+N5HJnBq2F1LNuqaB",
-	"arK/BKlSdXqtvCmQNmkbrkcicwCoUixB2heOxgwtmYG7vwMpNOXCCC+uOx5hvWmP+KgiDQO5SDjzjwkl",
-	"OqE8Mk/5f/Yzrpa10vYnjIXDP/v1XB/nsBvr+usVnVZNWyNz16XjjrPHHVFpHBuNn0tROyJNp3XDGdQM",
-	"50eK9LguMo0iS7QkC8o1aMSUBDMqpiA+fpCZyLQ6rCKj1kFfjVq50Hw8L99qDvqqZuCmj7qRH+xXD5zr",
-	"GRc1pJ0p+1woHjIk59PXzy9qr1n9vf3DusFhTztxoSs6/RwFcHXjyuJmtbtPpikVS6EY6LfPaHiBFxfz",
-	"yRwHJuBPGseRZel79h7xrz8rFDvN5MI5voWdrosBe18y94A5jQwzYOEx8eFKonwQwAqvEHB9gRuFhveo",
-	"kqJnlPRTKSYRD77q0F9rwj5yZa5rUcJouISRvJTJmIchE197FYOEhUxoTqNHCu9toWSKCKkJXIqAnGGI",
-	"r4XRO2j0wizw1xzmCUEt2XJhxZJbuEuY03YMl0Zz4zNaqfk5ZJryCId8JvVLmYrwa472TJoTPDVkeSPk",
-	"wgh2mZqLOYzoHJjFmdRvZcgnnIXrTKWkrFoyXtd/DXNBNReO4YtKVn+19tojBbp9r8Rh1s54NtAr9nHT",
-	"4dh10UyTb7jSwLY0+6j34ogiY61llCOx3+8PhuH4yXC4d/hkJDYPvYrGCxwazQTqhoUE1QfS9nFcL+Gj",
-	"3/FQb5vwxFxSuMhsajIJGy77iSHGmROxYxkuPfKPVGoWDo0iipJNodqni+ML5eaN8Vr/3n2L9oaT8JbX",
-	"alsoQe3dBA0m7qo5jmRwMyQzuSBzKorSSysSMrHEm8xMRqGyLJNqsoe8gNv7+kwmqE83Hu657aZa/JdH",
-	"AluElzwcRtvpiYygHkwmPNIs6VR2X9RLs/4v4LLa/RtLVO3V5xZ/dPuG91trF1OaLKhZoITfGtpJ5LxX",
-	"rYxyoY8OWxVaMohqKd/QZMq+Npc3NGh2T95mM5pbjnQl5VsqllaIq685snduNAGNIuBNCdV2bMdGBAEj",
-	"NeuutExY2CNXyZLQKTWnEkjigulk2T1BpZUFUoRq5YQWnljf9Ut8JdM8x2wiE0Z0sjQdQ0dbSMxM6r2g",
-	"qZ7JhP/CvrKkIbc04mFBhsOOvhf0lvKIjqOvTmcom0lABSgQeIiFXOCFPKSajqli6IwAi5gZpGePmiI0",
-	"YURpHkUkkjTkYto5NpuR78TX3tg4kQFT6lssZUG9XbAo6qKCS8apJgmbmNXSkig5Z3hK8mMEhnez/Kli",
-	"O+rD74W5+clEs/AtCzm9glX5uvOWMbN3vUwR1fSG2aHCmjxS5BRH1DUj7AGrt82Du+zyDCzbiWlLc5Q6",
-	"gumFTG4q5JTXEul8jGS0lY17LZlMqeC/ZDa0tdZUZm9YF4j2GwlGRfPwSeDasfacFkjoloc+iZbXiqS5",
-	"aOtZIrWOWOuDt94j+NZOZ1QIFq3PPEgY1Sy8prqp1cRdHqsmxxKnePR6vU6vNRRpFFXygplMdZIkxL5C",
-	"2kJPzFV3ygRLeODenErNJ0v3Sc117P5e6zyNw51nkiZRtbh/f/EGVSN2y5KlER8JM2crjmhgDtqSXLx4",
-	"fnJ69eJ5r9KulN+of3KXbLc42OuHqu0u7NRrEad4psKQm4HR6LywcdbnVN7Lytmc5Gv9/uLNkJh1Hu7t",
-	"eQSXFv7ULGLThM7hg4pocAN/hVwFMgnh7znVCf+ID8x1jC3gXsHfvV6v7Fw47D892mYvKK/TxmV5CUqd",
-	"2roi5cm/sLunrVJI5qnSaGLrEU2n3ooh20NvqZEqIiRUCZA6ExpolRnFbpkwTMZq/seZJm3ecAb+QM4Z",
-	"6IH5K8dkzsU1NO9U5QlbGCYOPytCyTSRaUwEYyicxkZkotW3vM9UiUp2lJllD/efHj49+m7/6ePNxlmv",
-	"ZQe83ZTkrRrwm7yBa7nqSERvxIdfK13oMGBcprK3s98v25r7VdOxe9FkcBovZ1sNaNXkeJGi0F9hpnh2",
-	"0ber2VxVckn7BU0SuoRlugMLZsKoHWGh/YLfeZKflU2ytnSuPnktIL9rPUuYMlerKs3HPbSwxtq1cd1w",
-	"EVZL0TqZ8Y+UM33Nal7DX5Wmid7wu/6l8kdzYbiOWXI9k2lSPZ3dhUY1c4d55yvv5aRQWrL1RV4dZb61",
-	"HzbR3l3EQ5E6y2zSyhxUA48Jm8d6CZ4McDuROaNCWUloGwHDv6PwO0bLAMN6jY087q+fiwKNl4f73Jor",
-	"dJKygvj9IidgVZgij+YKWDMxt08phfmXO7sImPjBaGEZe7tPukRIkrXb6bW8XTlb+dytjqroBWmDm8n6",
-	"QDrDTK64McP4wKeC12SuFRq0cLyk7axB/SF44kTAOiuyvcITkh/9CrcxtGt+R0U9jRio7XAdXyGeVco5",
-	"qKacEtcoNNH+qT/48JOhwP9r/6d+9+BDZ/hTv/sYv9rQUsZhVq6K5msn+eFJYk6pIu1Xr4Zv33aOcW1V",
-	"7pvSM8YTwkS4Mre7DgxZ24oR+OTsBHyi5BcpWOXw3B6+vzpd3bxKabjGKlcozDrSctqem5vvlGVqEWwq",
-	"F8T8Zto4JnNzqTbqU5hICFVrU0GoOXE950JkoaUNRZfmJHV6xJ4Vo5eEOx+TFd4MFFnLRq+Y0hdMgVd7",
-	"VZCHLOK3LKkTsMx5OTbLhryVykE4D/J69+xjzBOmdtII4AhfK8ZE83fckXW3S3TbrkVqCKnhAmN3rfKW",
-	"GdGde6+9CnstCPTbvsBW6uLTXu4HL6xFcWSVu5CGXL/I1NSynh3UXuNpoCspwGvRaqMTWC+gV5IbrDM3",
-	"tjNimjOyJH+5fHeGsY7HTgSj0T5kEdPodzc97UAdaOPaOCxnBrvDuECDzcbFw6bGEtyFrdvMzSZToz3h",
-	"sntuZ7Imanf2nE4r9PRMc8n+2Kgl5CRSob0X4o0azAT6qxrts/witqK1yXlMNR/ziOuKYKIfZ0zPMIxY",
-	"Z06KhUxulIvcBbmPXtEhkTfoWYLQIsOcExYxqpgaifbbk7+8u+i9fX327qJ3fnJ1+qrjmLuic0bm9Gez",
-	"2VYSQAAeF+abmCbaI4zDOBZ0eTwSaW4rxP4maQI/w8OkncbThIZIbDIKWQL+2s4xSQX6RYGuRiJktyyS",
-	"8dyQ2jjlUYjxNe6aDZOeUTQEJsx2uGQag3kdW5M3La9VGBJ8gn4qWRlcPq32WF7scxrcuJv+UjMXWh2z",
-	"BOVfduOHWKYZo4keM6pJ2/x6zUPSd1d/J5+RkDsldXoTLRrd/xTHd19XySCRi1CxYGsknnnukgWXTGsu",
-	"pqAwz6TStTe7xnwAOHSdTL2TaKkdkzUQND/89lxeWMNCxZqnyvKYMq28N1+TOdMJDxShxC1fRrxxqmaG",
-	"s56/u7wie24X9m4He9Bi177a8YhK53MWNqYR6HkDkdxu8nPaiHU3yBW3Z5mue1VLv+Ahu07Aib3ew4X5",
-	"noQs4KZVVWo2W6A4jSI82krTJQsJtkZopGcync5GAj3nOMLMX09ex4WW24XsCrDBfYypgKkopN/O8Uis",
-	"cJIbxmKF0ZgUO33krkbOz5+5HZiYyCQADjZHbrPdyVsh1VwAliPL0hHeICdO8akK0db00N2wZTUF3DCM",
-	"Efj37knMu//GlsdEzQxPhoURctH7/BO3xSbWbKXMDDYs0V1MJG4WXyLIumYpNna1wWJSjKOsXrbVFduw",
-	"Vhe53XRFBY7jyAYiNaApG07UmO1Pr61fvt5JC5G9pHjggVkEUkx4MmchRuHkPMnDaF3LtuBYL6jKAp20",
-	"UUba643CM3imUGHhmgjIOwp52BmSNCZagtKTS/WYJVyGVgWeMcOelq5Bj0wTueBimmnuFHQXpdPgxrRj",
-	"brqLGY9YdntWzOky1uVdOGfWB1m2cG9WNd2DXraH+f5soIT3YBDd1bL4GSrEVz4UG0/DKdU0ktOXrIqz",
-	"0jBklSbBCWMhSjJuc5gwhrPaNLnuRlmbT6mDit/d2dq82GYWGLe22WcbzFhovRl1TpI6v2kj07h5Nhuz",
-	"V2djyIZRnv6GXYJYwbVdMpvRXLsrbvg2KYQtVw5obUvdzWNOIx5wmSown6g4+zBmgk/FlovIqRR4BHf0",
-	"er61KQSYOiKWhjjh2q5cdsExEWwKzG4M4SDrPsaGpiHn4vMgDISb1TUcR8HdPIFXeGhu7JHZrcxEUzVb",
-	"IXWztEqcSplfbGEQXDgGsWWTixalms1e5WG77c0ruSgp+3g3t14DKzweKaOE9YgPSmvoE50mQhFQns2d",
-	"2Om4QhZziP3bw+sx18rf82+P8C/ChZVaBd3YyK2RsArtkPgqkDFTfh5xWtCsFYgv+8j3PPbBqCBTPRI+",
-	"KMi+R3waLehS+ZAC7MvJxO+RH2FYVm83WjxZ1fzBv56wkcDbNmTp+oW7g98jb9hEE5lqm2uIrjrPhnnj",
-	"4kPbqH6vWVBpmYDlZAJsxswEAmjMoCsJ0a5jtXZshqg0hgHbBB3sy1zl3K1+/7Ds4jnYL/rhj6qUIbtl",
-	"2zo9qu90sN9fcSyVEoQHg/2tVxK7avkS5OOqOgrPmWZBjQV7k3+aiyBKQ3YdJ/zWKhtVDylNhb42J3JH",
-	"h/odXpnTj9daR3dwXe8kN7c41+tGsOAilIvGEhfnv7qExd6zJp08Nj3nq+Cmtr5Vm93TGUHc5e71Ge7e",
-	"CoJaUdIiJSGzzT7hkUjKGPKwASqBi5tuJAMauYs+K/jQYLRDYhmVZ+8Fmk6nNmO0AfGWh/Nv5mvD1hYz",
-	"HsyAQaMfjCvChEynM9KeScGWsdREy9SIbM8c+UhyTWKqZ6qzyQPvnKgbXaibne/rZ+j++ygcuorUFBpn",
-	"IVcqoJF1brtNOeiTkC5VI890dk5XiCJPMAV3uBVthJIJT1zYbKFv8BHbMPlsHN81H4ZlCvXREkPr9H76",
-	"tHo1NwQmvMBQA1wwxcDZrtAebajLma8wg5Dg4cfb8YQnDBKQNvlaK2PHarcOTWa4iI8UnLurqzekXcrW",
-	"7BzD+oqunrlh5V5se7WeMq2I1hH5//4fIv77/80TOi3lNFn1nHduCprIU0cH/fmotb3hCr2xAYutYpov",
-	"RMKD2aWmOq0R/2DxkKmGDNJIypsUjobZWAiqmEAOebbLFQGDWrN5vHOMmbPIV0R0wE9GxSeLGYK72HFB",
-	"QsYNj2MW9mpDdVcvF0lIYzNonVQqZDLVgayCWJA3pI15BCw8hmUwLZFYKsXH0dJcbqjzYNoQbyT6wBxi",
-	"m0yEi9bxzD3oeiJTEZI22GCmXGlLHjIxyvb51YVFlel4uASknTCdcBaSiGqWQDa/nb0hdxWzgNOomyrm",
-	"OdFjHgllkM6Z0Ni4HQEMAJaRhSSNSSoic2Tfvj97fXZ2/eLs4vXpq+vL8xenr0/efG99RiUPVzb+lts7",
-	"r2UHU7Gs1RefEqXkK19Jt7fW1LdKa80pzKZj1isKmI681nVzI3dlTBIESDn56rn7Tk/xiInC54hOp1xM",
-	"8y9gUT2w9/QmlEdGGYAPM0BAmqY0CXsJm8tb84s14in+C/MIg0MOb0GT7qhCDLL7sBqLjMEyNopkee26",
-	"XI2h8UiYKeJVYRZpnZs9++1a21yOpn54Sy2l1/Oe8o2tpZv78MsjAX45lzzK1LoQIQc5VYFYxgUDSCuF",
-	"TrsGdIp5OJukqRHJJGFmbACSIzB6rtFCvQbECUzNrlguDFOs1SmASTp8LeiYGHpvODM35GZpkOWtyZa4",
-	"0Ew23GzRKrfuI+QOn0pRYchFG1jN3RQTnqovbzbfeTM9wVNe1knW4oZh1oQfNbAUz6lIaXTd4Ek0G2xI",
-	"Sdrxwpyzn93e03T6Oa5AO40Ni/mSBhYlcctirhA7xDyDDUxIwSp9nOU2ro12XX1krY0GYbFKQEmIa2be",
-	"dGHWm7tkwqgXVf4x1GqyvOgC1kxBq2nKIUqE+MlrRQzAeIz6MuEBsqBMnTP/xaTHknjOtnjKJDDIKHo3",
-	"aQ1/atTzD0y2Pn1YbTuj8Oqz2ohwt422hpAbjPmKNupgjeLvq+lV450lFdtjaWZVlvsKYs6WO1/bDSft",
-	"B9znZrlJFc7izGFQtW2F3KH1+0Ay3Y3H7cxEatJ7pAh33kqQQQ3IhIuQfVw/5/3umCpz0KUC/djBVFg/",
-	"Zq9yaTdKuGZiDIfjrYszXIQNa2dRL8pLl29NRciRLPIaVWRsJKAJpmXz6mijakPrqkiG+/e2XRe02pSd",
-	"RwGvD935M0rMvMKhn4X7iRD8+2mE74IBH1A+MLIwpkoxVbratby7JP0a/l95RqCtKq3VBZLmMVEY4uQk",
-	"ikW8gPdLN+dqC6idXT1BA4E5Cx88bXoyK3NMuoN8JbOlgygGVU3wEyf0GxxIVBCMnDL3teqlQJMGGHq7",
-	"MGO83NkIscLknX8KH1JMq2NiTnoWROICxsy4a1hAIdJRTqeVqD8i5AHmWsBBNCsVSVwtVQzcdvRYuhqs",
-	"L9c2XpRY9lcexcDtXFi5bZAEJRxcwzHpu3wYt4XVWwdz2JWpAn/eVUDCmXC04jrOKbUQVW73wS5ETin5",
-	"8aniItVhIw10843OsoIG2ECo3iU0pEn4bZLuEH2LAbtpEFhY8mZvzenH6zCR8bWaUUxVyN+T6ThiVeFQ",
-	"5iVk7NcRE9e3h9UEv/rYUc25qPP0STgDqsm6vrOP7nr3vWMkTp3LcDuyAcAqUaUWMglJwkJqhtoYzWAl",
-	"qsctUG18D7oVC1E+juir9rBqw9YIxCtovAXzQIGa6w7py+yQOCEbqFvDCdSMMzDd81ilRh0G8JI8eCWm",
-	"8xlNq6MGTMN3ysqtDR6CKX9O/FDJo7otquYunGP9yK5YwmgCcPDwsxEadsfAW5GwScLUDBBp0GiaeeAw",
-	"tLrdJ4jzbd/HD9+TwTEZ2JAYI11QMsvJpHOcKQv93mME2AyiVPFb9tY5slBMrDOW3PVVmWG4heGsqA/r",
-	"ISKZ/azdJ9+TvSeeUXG+N0dwQ6BId+A1ZWV1AziqGcDBft0IykEj1UO4GzcssrfyeIuOuDHTC8aEow6m",
-	"wOmH9ojBPN/hwWzTfWCF7dEpYhsxgPaYgpaGCvsEPDtofClinZpVqOO19YPH1OvDJ7POMCN1zOVcy7pG",
-	"lRpPALikwMmHMNSQVFAaoVFEe40BbGZaxx4x/1VEJgQg5t9fvFmZ437/8MnuAC3Z4aljrvcRlvmZ8ZhF",
-	"wtstOu+cJoolxBL4MVKNvXm4AHALDSlFtFz3tAYySucVl8VA3Q7JLyyRVofG55weXbhJbUYBwNeuRSXg",
-	"PPRhGx4vCcKhuaIKc5wDtV93qg2ccu7gvtcaRlwwi9Mvk1W0n61B2hZ2v7pxdcNjhMQBZwc6WasvliV4",
-	"mHJTILWHkG9ekDQAs5PA0dq6wp9qqOkiFRsCwhvodmGKyGiNFfnd1P4aV725yFKSpIKg79BwgwXNarv0",
-	"yAmCPwID4oq8v3rZHRzZUi6vrt6+QcB88zJEtqMhhrRHLYcZiW8ck0CKW5Zoc0bMV09GLY/kTxVbQzc3",
-	"BcfpqNU5BoNDuESdtOzgcuaSTHjB8YPBwNOjlpBYasY9YboFqzvALDkQO0dUVEmhsHqMg1m1OJK96ox6",
-	"wdVsx6AJUF3q4h4bJ0Sa2Td8dsdLhnv8Outjg8dxZT8g14YbHRfxbkk7+91mwhrBRWgU7ZDQalt4wwXb",
-	"msthhg/e9aY3Kk2TXaNeVBaIsxZcMXewzF4LzxPcPOAobQ+wAOd5YUBl+sr6zSjIUUHxmoMcJ1+F0sWn",
-	"wGLy+I+V7f5Qz9+q5XaSit3EtuGUn7bm4IiaoRgZk0GIN5OsgzWJSoUNzuHCeuGJZh9rzE8g1qqiwwDs",
-	"4FyaRxOMoy+ATCLLavt7YETa6++BVXxvsIeJA743Ev6e3be9/T1Uwv1j4vuZUWwxkxFi73Ygch4MjkZW",
-	"Q42JmOqZNxJQAMD8aoV5oU6WD0i4vkf8Itylq2O1bpMx56t28YCJ1i8dJrArpol1BwDmsWIRC7RMOquB",
-	"XiV2U+NOX1Xm7MV7g7P8ZSQXZqo00JWy2BXBWzd5L5uL3QbWuplUuuaHNGnOZz7TEQ6j8ArV9yx62Lrh",
-	"BZ2BuAj165pWxXLtsnKTSC7U5+Qen2TYi4EMGdSKOrkkCKiqbESUTMioFctE78WJ1DKQ0aiVAV4dHh7s",
-	"HY1a1aotOljUXcJQzGjdAuYNuRnXLelzpjSv9SndF7lu8JLeBRCo2rNaYUdHmsuzvzDXq4S7s5niXG24",
-	"3dbmLvgWWHlltyiV+mxJai5SYnqdlBNXvgCkYL7M5U6zGZWWo9TvtkW/i52S1pUZvSp4wyzSgivoF1JN",
-	"pwmdqxwQtQkYWb5j6z3ZMF7whdmaOoYVFtI1Ll6eksHTwRPQ8ydBvz8c7n1XVki3DSBXQvcfH1WEjKwS",
-	"wUr6ZRppHkP4sbaXGMs0zLVczzg4x9x4OyRVtq4BANwXlxBKZCrSHuRRQlXYgbuhormNrCOSV1J9QQHL",
-	"Cue+Iq7cTRzhP+gCarNRpXv3BXm2i5iK6JjVeFEwTobAE73W/eChARBTjW3nymmHNvzj+avTc7CKMjTv",
-	"tUetUWuFSirIOqhu+e3JaV6aEclOrzYJQAj3LVpzHlcD2VYgGBx/aZncFu0unQ2RvzHv3oUVZnRRtKY+",
-	"PtrG1/G1TSM6x3qg66fP6Zwbb1/u7EIkVNbQtldcnzUKpmupbthwQ/q8LIDm7GOVevRWNaN2RXfTsuDW",
-	"UVmfJk0g6gET+SjIImKfZyGUSHWpVzOpbCG9BYWqZOjMg5SRzLVnPgU0gZQSB5dJNNZkanYHL9ySqgDC",
-	"QGPjO0Rc5NeDiuZ24aYbayywxXWYK8wVK/3Opj/l+ZlopcrX2nJG8KNgVt5Oi1bU1ytmKpPpPa3ZLuzS",
-	"g8vOPXWsWHUo8TNQU2KoqJQmFjYwoZMJDzxA58NkPhTCjYeBjKFqGK4S6F1UY0tDXlbpuI7xF0nd7p5b",
-	"zGwlKuiucNirWEplyGtggRkr3Cl3jXDddFZ2qiDyQ0qTiqCkccojXVW08gwc3RDRZh7pclGKgrMmrd42",
-	"l0UjKoGx1eBq1sY2u5F/qJtslkyxg0DPo1O34iRn9qztFVYbhhzDqO+WMP85610ytG+FTXJ91U7gIjfM",
-	"163thsWshEq7i0pge8si9zbYE185IK9dL8I5JFr1W80cgmVcRGteBRXfmpodhpntr3Dm8jkUoUrvAz+0",
-	"iOdZUm4f111xMs9jqfRLxYEo4U5urwe8qopafd+1UUI1c4uwNfjrlc35XKdSHcSlNcx2MOVCD44qt7C0",
-	"eF7rY3cqu7au7tXpOZiCwntt9f3z8/XY9iBuYUebJvyK70rlPN7KDsuDe33u1JWmM3Um3BLMVMV0yt3V",
-	"oSrWFKRi4u6GOB7n8IlWe2gVhp03X7308qY4M/CbontvYWRyVcDeq8LxW71y3h8G7iYFoqpulUNV3wyk",
-	"XkwyXQ//qfayobOZRcVacxAvMJapBvhxin642Prh2nt2yT2yp+lU7e13MijyLGMAIwLMu+hj44q0hdTQ",
-	"ko0+EBb0vNqgUe0ru3JNo5/s7DmMDAu4Wv8dixhAVYMLD36GY2wfckhXgMoxaJw/28yBBmPeKO9wg1yB",
-	"vcYJellFPq95BvS7sWLJLarUrjzn7unCVVnVWcCBTXpQGmpLXFMNHu6Gvay8tSkKAna8LRO7k3aHO0BG",
-	"MyrCiIXHJGGKCbuxmKh0P6nOq+Nc39YP6/WwbeFFS6Ycdt3BKWMhjpgmurugSw/veguI/jHTCUkoBUMr",
-	"NRO9nGqaJMH/1tPcv0Amen0C+l/kuManmsWu7QBfURmk0rw+Bj5tFaW64b6kPEqTCtFDk+nuCB272P8s",
-	"5ki1N60+L2VnEJC7riJE7qwspRtzHmlDa1f2Mp3PaWWCPwRNNdbdM5qqMsTh7u3UmNvxbZdvO8xCJ1UT",
-	"fcOVzhMrsnyDlv6oW+tMqlxXHQRooG5J28a5+HiP87Cit19KiMQGbWYGJm5goXivJaZcmMvfjMaJ/LjE",
-	"RA7Q3cQEslj5TSI1v6lUvs7ovC56eUPBUwyBqU7BuUtBUvvOeNlcP3NjqNqVbFJ3MTAUZ1e8DR7tDw4P",
-	"dwsd3zjIgrqwY7z2OwGR9WJKKEE9FUtJgQJZtL5DED3Y1CpittdifjZCBpefNoworghmKXV9+vr5BWmD",
-	"b2DMNZay/oUl0uIHso90HkdmTQZPn/QeD3qDfr/3XQNHORRmanT3LlyEqsEVhVwcZ/Bqj8mci1Qz5Yzq",
-	"k1SnCbPxuFmpoP1+v9/tD7r9wVW/P4T//0dJ+WlY/mnFHM0QJAM1lyFm/eDD8DfLk0DM0LS8YQIMJ6vV",
-	"5Kqw+XvXw73/tRlkbzUua9VW0RiMvArysDKF5A2fZFXcqKsKpjxCy3X9Rq39w9mo1cEaOCKz1FoM/eNC",
-	"ooz9DlF27aYO+mTJaKJ65Hlx+ej0kcoW9OrqjUdYpFiWFCMFs5eELUB7v67mSn2ouE5Xnv5bliQ23mO3",
-	"eJTr+9urymDjz2UMdynjtsORtvAeX3YVqpwK52ait+z52eVZZbCC4cpgySy6P6kihgnZuv+uMgIX5PnZ",
-	"pf1SkXYo1Jyqf5BITrv/SMFN45H/YOyGhEL1Ijm1NSwlwbI5CAbVGdoqU1irRYTgBfTITC6InGgmvCwX",
-	"IIg41oGg2paOAYdhu9KIEHLkd4ouOz1S4OmIA2BY+X4fT1fCAiZ0tMRJQiFVL4v1TZhmQts6OgldEMWn",
-	"MwCwrpJGnFUltxTDrCyvWJsLnNfcC+p6qQdivEsEzb2aomwz6xjpUGTSkYV5P7zjzdpqSbXxJbUGrXMZ",
-	"8WC5o0JidgkMP2aYaAeyBsRjc8VOZCrCrk54rAj7SANDMLZMG8NIa/PeOlFk6vSanlEg21RYlJYs3Cym",
-	"mFTmVOcykEiVEjwrWMg3WoVgcTJ7OryJ9s5Nb4FNtEAPX7DMTuOLEM7EAUqUvWIN0KMCGbNmXVzCozXk",
-	"Cavnhl5PjUUHxg6yctW7kcUPHj1+fLC1Rvy2NVj1ctxn659ql8JBNO2iMgRN5PhJ4OR3TWmiv0gusHIG",
-	"Fc2rsuXFPDYXpMBavDURgBNtlkoRyP1A9uJggIDPeMTGwg/6e6gCjlqZgVzqGUsWXLHtIA8ZEko92lOR",
-	"qHfbhnC3mJZzmWioHtEIRYtPQPbW6kNVjsxtjRYdVVWogVDiSSxXUJs2uLJqyNrNsyI1ohCkQszykba7",
-	"AXRsuiZg4Bu1DMtumOuCYWFdc0mzSRElXb75ES1Dlhsm/OvAe/ypm/9ZwYY/mBkVbDzbjUJG6lOHVwAJ",
-	"RlyRRcK1ZgXcd/1Rd3rkVM7B0YJpopBVB3J0JPw/+UapxGL1mUSlmoxTeLk3El3z7xCSSeFiTqEZz+WC",
-	"wv0HHvtZSTEk1Bmr3nClffgB7E1DEk8umVBs7935mTJ/ALYKnFDSphGniphFIaOW+f4Kv399rjpQln2l",
-	"ewsLYIYf4OQUdAUmraGdqA8vDI59S3LEt5UPfBcLTwW+Qfwpkz7CUo0EIW3zmfwLVne8DplYkl9ztIxj",
-	"Ytux5R97gRSTY/IJssm6xJrTzFLMaQwBx15pRGcnb1/4Q+LPaXzN47Z5oONbujw5tXgzfvct6U7gbVxF",
-	"sM0NcRrmT5Iw8BX58MwQ0LSIbwtSmi66hz5pz6iaDQXTBG2DhAumO4YTm2mWnj7ySdv8etTx8tpuZiRd",
-	"qM+F+QERVOH0sDDchEcRC0kbWAgJUrhoHAwwkB/XQkzskMVEk+7EjRV33Tfd2TX0PQI+y1salWZybcZ2",
-	"bWbC49vDa6PSd8zQzWhKjxzhI0fwyDF51H1kCNv8RMbWRPLo+lHHq5wDjNWZO83GXchUs+TdJcEjN8zu",
-	"EnDSiuvmk1SELIHl3OMxFAhY0CgrjdE1b/g43j0zwJonPACw4OsDq7Pl3osVNz+qO5hxEcWleXoQgq7c",
-	"MXPPRbIcQnWdatmaO2nXzIoXL0/J08PH3zk/37HldZi36crQnZy/NuzTGnFWLxOa8qgKLYBqsoDrRCIh",
-	"4AJKKxrdgYmA1d8ic7des+jQPMu3Kjx0QyGEV1dX5wQfqA5B1FxHNboTvraaCby6Z6tvgiF5OI6ouNmq",
-	"NGHn2QyqNvbi+cl5hYdtnCp2zeZ2V3aKFJ0wuPLtZGNCv/VutY42RaTW4bHaEgrLhrGqFwiHc1LwKa8Q",
-	"rstwr9KQHJiOOwFQlXFBFaFRwmi4JP9IWYoQGEkqBBfTYyIkEWxBfpbjaqwRSMWvxnL4WY6v+Z18yfbN",
-	"QsK+S/qvJpkiQEKlqQ1mCjoEWILiRIZpwAA5AwCP1jlAg2TwNmKwgKIRqNuO1TY/N2olh5+tDq7xnNTd",
-	"7/dt/lybCcCY5IKMWv/zn//bJSUFaWX4TnVcjM1b3xAecwG4lZX1PdMocvCnMrFBEyGLNIWSVBZxxAKK",
-	"YGlZs5DXNlZxffmLvzahoELkW1fd8LiL+EQ06tq4qAwtu9ZO9GITPK3Z7mrj0WYk2sYherBYFeeo+cSm",
-	"TLBkZ28qQMNdFzBDmsdJu3jmmojMBkM2iiqWInTePTWj+4+Phr1epQBqanqrMro1DjLcGETZPIoYDoOz",
-	"mVWhx9YGZDaxl1lLWSlieFcum4dt5iHDsCMrtJSZ3nBk+REqbMgmu5xdCqZiKVS1YLJnzVphIEjMVSE2",
-	"OloqkHdAHBkQHWJV5Q8JCchxLAFo5nCdoVRR+GaltDkZV9Zn3k4cDUBgNhRiLhDYFoZsbhWK3B7u3R4d",
-	"Q51tw5bxSxqG13/eC1l0/WdzPdaMVixdbhOsNpJvR9uuO1Km+50uFs33BJo++iJNm+X6QqOGpr/MqHlY",
-	"r85sQM5vKHhdhPvzzdbZ3BJLNXPwjZuMrrVY/DveSJuv0xdZ/soqUc6AbCErYKLVJ92lDOxgQS6KykY8",
-	"qZgHsXPuU9Zb/fjr7yz1QdKvuC4GRzeNQK0chERGmdXTQ6xFr7VIOKbO03DOq0GCixlBDbKkU3dUNgNV",
-	"ViW5NnzVnM/rqgPdN9KycIILcStIbrsfaTN5e6xrlZZaxcINtJh8Wp+NfpF3sOLwvwOmTe01Pc6c1tsd",
-	"knhRM1K0eBkpr/nfbBKajTiIqGYQ7GDeyhxLhQIEWZ5wg0ti9U3wlAopeECjsj/8y0dXltTNlZC0dB4D",
-	"/KS1taHC5hbFKXhcKxZNPiNGwV5S7R4WNdct2D6ZF26ro+0zM9Cen0OLdY62RvLESdPXL8+ggQYONrya",
-	"qt2cbNV62Vq+aJbMFbrs8GxqlUvNaBLMjPSoNsaUy9eAqcDweTaZsEDzW0SAGBJNp8q6fFwcFwCcQRZR",
-	"9uxK8TAbfulq4GOFJoBVB6qMzCtZ/KBTd0x/Hp7LPYwKYkxgEWNESs3qhqlySbE8ZiqLVnIUb2eXE/z9",
-	"BtR+ragkqWuYKMa3XYdVQBQvIfpScTGNWF661aE3KsI1cSVpwXjWtq2R52eXHY8ItsjwFDxbMsW8/DfO",
-	"Fo/Q6GK7Lie28dxYU1Xcpd5Xsanwn9vXpnCqdykUeD8F/+qBDd2gNoV4ZfOsP9H3UZC0wBu+XFVSLPx3",
-	"XlNP62S1fla5LKCmyZRpL+dLciFW+EZV+ejst8ZLceJeqUxW+Trn+94ov44kGxCcV1y8qu2srJYWyKgm",
-	"p+QuyqJVkq/rSsWUKGgXn5CTFA2qU+Zl3Eh7hd46DdXF+8JVLI7Us0tdmEvNJr2shJ29S4T3t4653VSK",
-	"r8w8sFQ6oFGpugJ8d00m33aIarbhThV23GkqhDH96ad+9yntTk66Lz/8elSdCbJyblYZbTE3Q6XBzAhz",
-	"m6KBOLWDoyezUWsF8LIqdWL1BJbj9/uNoseu5A0T93O5vAtRN4e2Nzucqvu67yZyO8odWEcqrVSWKKGR",
-	"Em/9ULfCp/hM8/R53Jf15Hnt9qviELIgYfqYqJmRzlJESyLkYrurE5usyBF3g78TyNBdcljWw7sr8lC2",
-	"p2rVBnjfddOL+121xe8VndYbw+qROedMJzywwbdhAln2vWp8ZT7lNYhHbM5CXg87ngpeYS2BHm3xUJmA",
-	"x7yyY8ClrzFbS02j/BYZp2pGlCQTWnb219XgqykPZ0abzbc8Ozeaqh0w16CN4LMregYDCxHZ47EikZQ3",
-	"aawq52/LEm9UWS/P7iPpa6Wu8gYldOXJunzIq+yubzEk8yu+KyG7Xmi8pph4woPZvDK9qGolh3kq0cXz",
-	"k3OwB5xfXdifV4oXeRDRihW2YpaQGw7WA4r31iQVQJ+MCSj2Yw9Is5qfMOxLjKraep2oABWmScSzS/c1",
-	"2j9w7CsmD6vx4J0JdFU0cWSWkAx9mkImD+HapZ5hAKXNQJsxLElHqFhiTLFt+JYlajWPaXMEAwIObgxX",
-	"YLII3aV2cIpYtKGKNS0pnBWhOmgHzp5quJ7N510IN6uh02wrNh37u5t4iuegaN4p1v5taucpl3LDYTem",
-	"/pVky1oLT5Nr2Mp2eCult3cD+SwZIqrCQEIab5XSz0/O1+7jK3MoGh9dzhxE+K3n9pN2H08jKE00+zo7",
-	"rYQ7l1vHFnfDtXmElhAsG8XBKOcWrSmkUG4bq2PfiFmv1arBhbQ1nSpvhYMrSEhgyisaiFUnd0JU3dVw",
-	"a4HFkBNBZA6skNXWrOoLllBqgMqimbkXVnFoVs1Wd+KiYAp2WbZ4/tvm43jpBJU1ai7YmLx/TUKqZmNJ",
-	"kxBKAvBomTfTQSszuELtq1CUy1VCnLFkR3unWy1WkR6+UVG3d/wmJsw7tbOKqlJnz1wZf9HCmZ30sonJ",
-	"CAlUceypK0qDMq9b17kgCzdIE66Xl2YK1vHLaMKSk1RDCBvMDQL34Ov8AMy0jgHCG0vG/1t1XRdXUP6G",
-	"LTEL1pw8qM0XYaF194DR+SxqmKGKvSCRi1CxYO8W4NI4FLd0vm3rR/r37knMu/8GNVrcgsfcfP70CWpJ",
-	"TOT6mKy0Nlqp0WKVPVKvzwu8PczYhzWUsgRUGZR3VpfRMgpHwuLVRYwmQmV4WgEVFojEzNf8rM3xilmi",
-	"pOE1ScICDWwY1Atb0JbqEZT0jVg4ZVh4KgsEg0NuF0vZ+vxw2FxiYG8kRuIKwp85It/lpaYMc0hoAGmD",
-	"ezTme7eDoZ13tu4ezNXcjzCjBn9GOdcjhpWdmi25ZEHXkD7VfBwxSDaAnJHSjpne3dOP1Ehk/cOBx1OO",
-	"uzJ2B92M3lzc1BCZczauzArlf+zaVBUzSH9I/DgdRzzwSVtIEiQsZEJzGnW8kfAxDML3iI9xEOYvCITw",
-	"SRspGdFDXKFPmLfNhMKVk4KpkbD+ba4h1863G+CTNi2SttmHjBiPSakDBFEeCaB807Jiq8ReaEnhCSkl",
-	"pHV65KQwv5FwNRvnXClg1sDCyS2NeJglzh/2Bx6hOLExi+QCZ+V6fmSeODgeibHUM6zRUvDlZ8XGVKb/",
-	"QtkzmjDQjFhIqIY9e8Xo7bI4oXa+TzPz2xAipf0hUeAigfawsIPqwN2AkglbjATVhBKjE5L22/dnr8/O",
-	"ri9fnFycvro+fXd2+v7i4sXZ6d87x2RuhrigHFVBCmeHpDHRciTK7/31/Yv3L65/PHl9ZbOQcGXI4/6B",
-	"zUq7YDpZdk8mhj7MGruSayMRUz0rVFxzC56vMlS6hOpsMgrN0T57/wZF6GG/jwLYLclIzGliVixfmCCS",
-	"ioWAcuHWh7QL3lUbBAp5W0YVpWHxTOLqdQo73SdaEmrHnw+baxJK5o5bENGEeeZ+T0fCkE7MIqOlRuZR",
-	"aJoYlYFZjojFMcmrFyfPsY5nQeHFcfzw4mok8nNK8dz88OKKtG3GjdlrZNqg0mDJux55PemeScG6b6k2",
-	"R4LemJPm/xkTy3DuWDCc66VVWhaM3kC5BJ1IMSVtSIUaDPrkv/9rcNAb9PY7QI2QWqSGpbwoLEKa5U75",
-	"gB6MonfPJlL9689KCh+GNxJt3+Zg+Z0eeScYFjhFDA9od2EY1hCWHWnQVQbMziWNjNrIwpEAnBMkmbZa",
-	"Ck0/wiQVm1OheaAIjfgN63jkcHBgW4ODljnpId3b/Px4JPD3AGv+YYJp6Uznu23W1COH/UOXLWprxSNN",
-	"AYmjEtAjPqZw/fShB3CsPlJxdQlEt0B1tQ87NdUMyUoxQ3PAVqsZGq0cRrKxAKFHSvUHVWckaKQkepmI",
-	"H3HBbH4iFoX0Mekw4gGzMdpWdziJjSLS3e/1C8ljVjkoxN8MW4NeH5+RMRM05q1h66DX7x0g4tQMVKY9",
-	"KNah9oIZFYJF8N0UA76yzXkdAtyT0ifm2VP3pNEMMYAc3trv99FvAXucYY5bcv3ZZtagwtncI1vosUI5",
-	"/VSFZOKmYjR7RNj65LUO+4O6vrJZ7L0XNNUzmfBfMIfiMU5p80uvDaEJGmW5gY/7B426uqUcE/hBm3Vw",
-	"i60XqL1ADRU7FY+8v3hj5GtILYgnKvc/tXD3jIJcUjFaQxdNadpe3eO9X82yfEIFM2JobCjv9nP4vrT6",
-	"a9t9WIXLZl4L7Yo3WLxnNLxAFnTnTTpsstwvZTLmYQhOjdYhDn3zG2dSvzT3729GB7iWeT0du3uWqRQK",
-	"W0MZcq47jcgCQ2rBluT0pFpvUP4InkM05XzwWtYhUyaZ81Sv0Qvs7DMZLhtwhizj6Fco2T9sCT1ZDvf2",
-	"hvrmGp1L/8t807PP9WQy3bNMD1J0HF9pyk7Qr/SpfMN16SOfw9ia87ON/MvWPI8jGtgTtY/H45sMxLoZ",
-	"f+sne9DgjSsp39AEkVkOB4+bjEulMdRzC9+ykNOrJSZ6He7vN3k5TmTAlMIj/o2YCXqAIY0YKaqCr5hL",
-	"9PsLuAtYnRpcuXRKudiJudSLnD3NLMTB53AfW1auzH6umNKb5dU9n+KrHGG85vzIVMPt1LmcEH352Fwb",
-	"EZMYYV8XM4tpDobOGQCyPFLWoa4eZOk9kP8lE6G5cZurztycxSnDe6cjfiEXpC1FtklYcQGT7+9K+1l2",
-	"6mZ9GlIsvp4yXZ3/Wk3AqGn8/tVoW1bpTkoz3hd30pgvXBWnB3X526nLZt8yL82CcvANTROZxr8RPTmj",
-	"kjsqyfmN/adWPJNYaANtYphe7VK3WixEZQdmf61nCVMzGYWt4aDvvjQL1Bq2DvrKVQ0YFjPJ/5Fypq8Z",
-	"fN3/btjvZ98Billr2No/KH6rfzEnME1kzPaesSTiLqnyOmbJNRT9H+73d1PbIevtm+nsyDbr2eRX0NYb",
-	"DeFBT/9n1dMbC7GiJpKGGH9Xr4LAE2tsDpyWYPrMfZYUSiEUz+zWapLrJZZ+ZgHaf7H81DJmezwkbYgI",
-	"tPUz9or1BPYO9n2P+OCQwooaVUOzbuGasR3UjK2qJVehNW+oWcz+Vsnw11NMomny6Bs+51gm6csxNbPv",
-	"kD5UwVHeCUZiirmiQEJ5CdWvyFa+yQEEwHKYciSn5YCo4uGDU7NFgbS+0b1ZsWRn9eX1XBoNAB7PC3x+",
-	"hm5QqPYJwn94uF+qu/lTliQ/eNIv5L0fFBLZB96aCvGhWGuztWDjQbl65bBV7X9oRpL5zBsJ+MO6yLGv",
-	"K/u+qiT7mkfChtcgsRQiZX76YOggPzGIJYEWDiQ7VwRWeaiXOLrLHPIQnOtKULkzZfuoOlXup9KxSjLo",
-	"MyvcVkEn0cVMNZEiYOg3R+cq4BFlCfDmiIOfXBAfuD+ESCAkz2LGxEhAjChLwCSmeRRZzzm4FanKat7a",
-	"GiS0iPTTcXMeiRw9Ke+oGEakZjKNwgJsko2UOcahu7AKLUdC0SXhGm41CiMIiG8+oP/QOdcP+oc9DBmY",
-	"8Qj9rXYWEE/Io2gkIkkRpk4rO2KX4E0RoBidkGVu9QNzzMqiJq2pD6uxVOCTRSENxSS2Fw7GtISR+HUE",
-	"vGcELCyDp0lcljFVNwocxYU1VxatNUMwK7Qx+FSjQazL/SLM/+PHB0d3Evo/0i8tyFegvOruB3ZvMeAS",
-	"kbuy45hRpkXkAgZ6UMVgzywRuhYMZXIBhPhPqxo05YNvpJh2YxlFtngKLngZbUNZ3pMFJSBf+xwmmKFl",
-	"OM1iBYoCON6MazJPlT1xWXWP8miwLbO9jiW1gaEd9g86IwGchTjkCaAd4PsQNEt1Ad7G2Q0w3sG2sb/f",
-	"OSZSsJEY0xDGk7BJqlgx1g8H4DnECKC0LPS5R17ZImQjkRhNHGIvWAhpG9mAbRzVq3dnL/5+/u7q+uLk",
-	"6oXpTcFjWFzAI+M0UVqNBLJOKZhjHxCddLwSwlJYHDMcHLcF5T7cf4pLUwjIqmKZBQXvgjnIjjurdzmS",
-	"1E9Y87o1eLrf6/f2e4/7ruTzcP+gCFFiMUdWNLpCibXWfn//aLUuGqbhNWVE0G8j3W3/HtlfCcmqgv25",
-	"3x5MIp9tEjncf9pojG+pWNoVVL9xtTVjVoZJ2IjaPKZf06kRc9lDbfuTbdiW+TNMFYv8eWSVAV1dvenc",
-	"nb9vdh89cw99DefRMze87a6jF5mWHbDkd+Y2cmvqYUC8nrFldq2BmFC5IBOakDGbYaogg9Di9S3e6F+q",
-	"c2Kj+e9ZphbcWUKUr+g5GupPyPebc3U7lh0M7/dn9bZ9u+z1GtXWyX7n67lhy9+8Q60BGz2VYhJxTMn5",
-	"5zUyFNjxlCu8d9oNPXa7CTpgjioACmcW1t3w4BVs4u6xxj7d4nF88Oh+TZIwt9EqglBaxoosZHKDkHk7",
-	"UMCuDl30WGz16N4Dy/58Jv0esIa+tns0Uww2sud/thPxB2DJp4gXWjJf5Llj1jqpiqeSLtXu/DhkmgUZ",
-	"Tlutsvs8f+xrqLtZd80V3mwitqjhZ8dN7U7G3yjypjjvIgUoJpRMtkZa5RTQWCbn2/Mglb9NnNUKuTfb",
-	"9TohDBb5mOpZbpB3qEclOVYUiEUkJtr95cNPCMAEZfKPDqrA0TYJ8DJB7SLCm0nJrP1vEsJU4GbVUtrC",
-	"Mpid/M3byX53cnQ9pudzDo/hmFhAfqO8fIGPbHHNvRMOlwSQj2wcjrN3+R7xJ4yFvQnlEQvr428gYrDO",
-	"eXbYJDDIjEOloGyrrBoa5Im2M6gmDA/yoHSY5xQRzyknHun1erUjtG1fw0jq4oT2m4cJpRsjjgb9/cOH",
-	"kKNVRCxDkU1CjpC6//ljjSzQEU63NtbInvVG1sTyml7QBYnk1Ba9hZxmQ3KhLS7suVzl8bIQHDAkfiAX",
-	"CWf+SLRP4S9w33c84is1C33SNkvXMw1zQZ5dPjec7eLlKTk4OHhK1FKZX5ReRhDiNxL+zzI1qxboiHQl",
-	"wXx1GJJpEsqm+qQdyPkYCpTLJOtOJ5RN+A0M5M3L4i8BDcOlT9rus+FP+2MqfMxiAnxoOX2kyDMq9t6L",
-	"MRUjkXUZCjWn6h8+aUdyCkgGnBnuElGOaPU++6gT6ptnf2HsphsK5SOKAX4OpBC2czOoq8u/5dDU/p98",
-	"hxtgUYL8hE3ZR0RJGAnfqi1+DnbgEUp+kCRh0zSiCWEfHW4Stuo2DQK1R8Lnsd/pkR8BBuL/wJ383s9x",
-	"Lly1EbP3sO9tX7OPeg+m5+OOFM/wx64IYU86x1kSEkfwF6ypiCAEPpzeN1wYunAJ+Jc6YTC2iN8wssfF",
-	"lCmN+HuKzhlR/BfrQx0J55p9e/Lv16/PfnhxeXX97O9XLy49Mv2Fx8RViul4JGZJF3rGpHpcRSkIHQmX",
-	"NxXTRHcXdAkjew3dOuQDC5ChNOBZXlN9DZn1iLFgJgXnKStGXASOQpwrh6UD7aC/ZyT8SE6tt2cmlUZv",
-	"j5/DQGEVSJCh6CVQGhBHblisSZsqiOkhVGFlpZEw25PDSUEESxGjzXDCY/L87DIL5sHxkgJcW28k8jsx",
-	"afuFa5TfQdgQRAZDBuLQrUKqKUQtQfQHnY4EFVVzJj6qInbWWeN26j3iuy3zHdIW0BsAJBiu0rYlwud0",
-	"aTEOhMSxmIOFg0K6tQMEX8qMRSHs1bMVJBoLGImYOIANc0zKSDbtDMemYzodCcUguEFmNSGEUW2URqCI",
-	"aEGXqhiGYeHU4M5e48JvplQZhdrWby+UuRCs6QGr02GsWlDUFFxREWTZ5ic1CwvVqC0LbXktYJktr+VY",
-	"ZctrWUbY8lqOzbk/DYeDi9CUfayov7Suv5kpA9FrWxJVITDPJJFzD9HtLDlkQB8ItCEYorDZ7XA4Itmu",
-	"mpd5MCNmLxVUntD5NtVqe2YorbrLYh1s76997+nTyntj5XRhcew+P1IFtu1V8G1i2DbO1NUji5aWGj3i",
-	"p4ol9dq1G3ytstko9r5qzMAKUfN3RalQXHWheM0OCv/dbuPNbtpORJXrkv46sgdi1BqOgO5HLW8EpXPh",
-	"m7c0IeSADDCWZUCmC2Ie+unJYP/DkLyEGw3w04WrGJxIaStd7vcPev3eYHDQe4pRTo/7g/198/7+qPVp",
-	"VN6KTUrXoiymbYioofrCeYfYJPN8CbVxzAVNlpX42blALy/J7lN2CD+GAAlcMLcvQPPZt1em3zkmRmc1",
-	"x5gSBcoDqg6Ga5w9B4XKKDFVqOFf1V6CfL4+uxuLzkPGFwJcYbQAfoOVr4vXl5oxFSGcmo+tpO7Ue11Q",
-	"FcziZQMbXGw0Hxg15N/QIuSWwgr6xziXgOa4amZeWH497H39kKhvt3rlOMCKhcljBNeW6JuZqb7+cmUq",
-	"JZqJjm1kPFY/syu1ppCTBUuc3dHDct4QeG7Ovr1AmcEV4iqrYJUBxYtoibh6blewagsAV/RKzGqtRs6n",
-	"9ZixAoboTx+MGN0URQbAAkmZ6VkTXqfCqudVBoDZ77o3pgc0c69e9bOSmNkPyt69umMQnq6m6R5C7O0F",
-	"EQ9uZjJVrKfVbW2WxDvBSCIXGB3bpAgcXGa4IP4PL64Abtpck5XEJImQwxWBJstHeONhSndte6BQZNcZ",
-	"OElZG3u/2gvIJ99cR+CRHjkFGDTlZREfMglZMszMgGUsWo+owGx+e04jHnCZKjLo972RUKmK7RdHfS+D",
-	"k9vve2TMBJ8K0u94FquPKmH+cy2TqYe3mmTpkSQUyhuJHIjdyzGEPQeT3CPoBQQ8OcM8jDpo1Kt233Ba",
-	"lpWyHwk7hM4xgEZCTDPx//73v/+9+/Zt9/lzMpsN5/OhUj55f3V6TDQdo3UI6QsMEWMa3KiIKnPCuMBO",
-	"sSGmAhozkLFXdHzJDIPXLASeD9ededXl5gVQzakhmleGaFq7xkn89YpOGxka12oPbH/lEmsMNMq3gISE",
-	"Zq0yJi7B9NrA6gkal6bjrnIL2sU1LytgSJojXSbNkQbSHGlDZCNNlTD/MUQ20pbIRtoQ2UjnNDbSGY2N",
-	"tKWxkVhJjR3pjNpHetDvj7RSs+44STUD7/xIHx0+Nl+/wCGSV1JpLqYj/fzFSI90HvNNXMx34cv9wpfW",
-	"toP3zBUVcLvKui42Lv9mtgpqaf7zG3rzc0V4fK0TXmSVzt7SLq5JUXggRy9JjCIK65rIAOzaOkFS9Ltb",
-	"UcFj1Qs2yIiLl6fkcPCkT06doZNaE6cRHRahFq800OCFXPgVAqXNtRqJsjRxtSQL0mQ4EnUMHsqPtgM5",
-	"n9Puz5ILsBY6lPqV70cCa45mTLzE2itZOUKzHhwcPPUM4zVtZCY6r1jjEgFvsbLCalHNEtqsNxLFUZVN",
-	"/J2C/ZQLEkihNBWazNlcJssNTPrybw/cuYI7WxJeZcbeChWBoLdE4wGNOBIxFGIJpEAfuaTPiaFAC2ss",
-	"2cs4slfmxV6JhXre8xceMGdvhTd7VYk4+Zf7hS8PPCwvqDJQRMH05zPnV1WH22mJuKp/GOdcVoWEKuB/",
-	"bYsFboF2IDdg+bW5tbvDVTr/kUv85fLd2QObuPewwE3FcitSzzDxGX4ncuJw5KEnj7gb3B/yLBmWUlic",
-	"38Sxyq3MGw4WmikfjtYdzPX2dtQajlqr95iWN1qpLQOP5bcb8wBcn1rDn8DaX7zltD54I1dwBh8oX1fg",
-	"98LVyjRdJWXRgUArH9tfeSzTBkat4cGnzxe674wCnbMXv4SZ4BwEf3CmYV0E35xZ4AO9+Twc1+OPkLf0",
-	"41suQvL8GWmbR9GGd0xen98eEZ0wZu8KXEzNd4foqk5YIJMQQidGYv+Jl1lXIXSN+Ni338GbGGhm+Mba",
-	"jQsLwM2l0iORVUtbcAF11VfuXQUL3DDrI8c5Wb23kbZfPq2+R3wwcgBYF50q+AJPpO+NhG+rEsHX7uRA",
-	"eGF2Ks2n7Oz5JL+L+UZLh0aSUIC9kYqQ/MDk6/P9LvpYofyMGS2ZMgk/n1yeEah24WoczrDIx3wk2r7V",
-	"+HtcyetAhjBow8y4oc5e9g3Xyx7c8npmdCPh01RLIecyVddqqTSbX2M9USjRs/abTKZU8F9wfTo9ciJG",
-	"AvbZbpizhYIfTiugge6cxrGN0CJtfzicTCaTIe2Ne0Ev9DuGRI6hlaP8YESM3gLYMPGHw72nRz5p48yh",
-	"dr6hsxvGYmy/Y+OYbMP9Yd+80CPPUh5p9NObt7gI2UdYslWsEIDuGac8CglXUPomYuYrF93z9vmz64sX",
-	"z96/fvM89ykP5h0io9CD6A0NBagIhWJPpgU55wG4w9uazWP42hwDcPDbkiPJrVmTRM4J18fEf3FFp35e",
-	"2nAkYED1V2Yzqp0l9uvJmRQMCr3sKgFloJm2FvqyknkXU1nBw7LiHHlh6/CvgLRkJR9xn9rU7OTMQZGY",
-	"9e145B+p1FjOdM09ko+lDgemXAYnrzEZpEkC0VWwH00Ge7X61iNFzJPbB/ZPLfxerBdLfLTmigE3ei5l",
-	"vqIAVGliaJ3uGcJUTPcipTf6mDLrGAYBtYEPmrNtWFnHAx7o28aGXCmmvbOTty88DAHnsYdQVeTl6zcv",
-	"/B55jk8q61WyBTaHmCBsV61sl2MWOsZWyC2UxM3qPiYsTjVWI4Izcuz8Q1JY30rEJtow2npOc2kXxg7w",
-	"4ZpQYairCFwpXgdGYr/fHwzD8ZPh8LsVvboxs1RMW0Hyx1GYT4ijPuLbY+OXFgNMEKun4psr0xkv4XHC",
-	"4r2AajaVADaqP9YzFZ+HnprJRF8b6eMVfrTB5eZU8xB9xljl2yjImk575HVomYGC+pOkbYvrYuQyeBk0",
-	"KFAQooAoILZGNo4ZmAGqfiwcCZvoiQoKlC4UbGHawQJxqDdJsPzz0NbWmPJbJhzUlXn2kRoJDskAiVW6",
-	"lAXu46ZbrrQ6hsQhSGXEN0xzXGFbGO4wEsACMeAyishRn7QdVTxSGKvSgeGbodkBUBhrTG0duJGYGtYq",
-	"JLF7sezllOXcyK5YJ9Ys1ggWOCQJgz8I1yOB2qRZTdMfDUMWbmecp9n2t+7OTTwVUCFY4uERY5rYL9RI",
-	"7K+a5VdsCXdgODnJwpr8Aa7mjhpenxelZr4OpQP3GbykMdfIR9GLuNrENuJrmVwHPEw8R90eXlyRbQyz",
-	"kZe9lzZaHm7dI0Gzo2H4Z5ECDNPq4M0b41HGDCvpsxV3pjnv/f/5z/970O/bJ1VAIwZofAPz/f53pViW",
-	"/e88Ughl+e4oC2UZif3HnR55hspKbi8pKCyk3SdzRoUio5aQIBRGLdOT28lObyQuGKhYGLN5w6OIdN9f",
-	"Xuz72w/tRbb6DwrPzgpPf2//0Bt4g/07KTsrSusfVN8p8yEQTN9cr4FECi40izYqMv/B2I2R5OZBwkWc",
-	"ahufj9qI/yeobap8a/8Ff+zVybM8EGkkErlQxOciNIshwRqVfQCroU/avln9aDg8ef78wnelVV1m7Ui4",
-	"ny/fPzt7cWUfcKXEOx7x50zTHhr0TGvOCul+MXPyR6JdGZOHkRvZs2kS2ZrBxXQnrMWdVUJ+dnL54vr9",
-	"xZtj4nd91GdSoZjewuh6I/EmZ2IJC9mE2KmZLbo2pKHIv35PfiUjWzK1B0s/apFPx4ifbLO0MaQRaKlo",
-	"ozL7RRLWRUWIW6MZd6i6qlPPLs2rMJgHLtmMS1raH+mMnAt/AmWPdIEw7QdDi/bPNInKARojXTgHI40U",
-	"UIiiQ4L93ghlQ7Pfr4bTzbSO1XDPeQDsUPdSDkb08jV2d2aOTOCPx8fhTMHGRHzKRMDIS0NJhvdsYOaZ",
-	"fcYd/q/C3SeMhZuRF17CE18wO8V0YDqqIyMYove7rttmppCHoGNN9sLu4iZ8aLBTe0Y/iOR0646d2ue+",
-	"4L7ZLjZtnR1t+nvbtR9ZFHUxsD5OxxEPkAgt3jwVZGwtACD4l0TNeExCDsjCpQKLO+xsU6wos7sPMFHf",
-	"CiYKwVrMKZ5xc6Vego6FSdFUKZaAys41mdOQNSGEDEOq8jj/wHT1ft8v+93Eer8y/fweqOGdYJ/N0nfV",
-	"mc02bcXtzGjlrkUYy/r2MI9YanktJoC9Oa0i8/2ChQqVwzBFc8AMV6I1bE14wmYyuo7YLYsGLc8WQ3eK",
-	"Z0IXvSnXs3ScKpbYgfYCOd+zL+6NIxncmC66PFZMq705VZole+WGe4JpxXTz6kxmpb4Jdlndcbv4UsUW",
-	"6zo8fSit+NsFVDPs45EiIZtwwc2GHRfYDOEKkFh2EC+rasZewiYJU7Pdi5eX+VAl7PsFtm2Z0eZaSubm",
-	"A5YhDP0HDIfMBrGALO8wkTGZY34yFWROP16br67VjCZZNfKsol8t1sgKKJkN5mkNJzRSLAtcGUsZMSoc",
-	"nsMXK/MBK7SpzscLgeW6MbE9MmJjaSt4k3aYYs+MGHbVeVDx7uOmhgtOKLFnI6+iHrME5T3VhEKWa+ez",
-	"zl4qtl+5L1KhmhUyBS9oNW0/7nutOf3I5+ncAavMubAfvfX88Q9fWPBdpKLuumjm+6BqVhbwtMLAkaW9",
-	"eNQi7H1J1RNoOZILZd0C22q6vIzk4kX25NdIaSn22Bzs2s3m92pmsmhIUHOChcRsEWGFdc9ow+zdVntE",
-	"eYObWyaKS/9gofi6FPBSJlNmxFNp70kboCm4JgDeAJj2nSb0cMf6EkUSWL2truw91XSa0LnCOCPQ4eyL",
-	"j3LUQqPhhSyQIQuPEWzQfpcA/AoWq8OCrCFp4xSuzaSuQ9f+tZaaRr8mgH70/ahlwwyuXW+j1qdObyRO",
-	"SJJiLkEgo4gFWiYk5sGNjQTG4gFpTGA1FRHsoyaTKFWzSnC9VK8dhrvWPsaVKBTFG4COq3jIzA4O+j34",
-	"396TlteahP3+cLj3xOyoMk1wMb1OqDmy/eZX48LIv80VucTCNyJ8u018KJH0+y2RJF2E4Crz2oFP5WJr",
-	"JpXerpO8gqeaoIlDewTPGwYK2jAC0i4gjcqEnL5+fnFMXI4IWoTNy7Wgg1htdkec8R0vAIP+V74BNNbR",
-	"zA400c8cFOcfAFflNRIZzNaDTDcCZe3XNfzmWhw0lqfD1R6MH1h2Llp3Efr3lLXehGrOEznhEdtELBmQ",
-	"cYzPPlws18MUhGNqsGCZJyNktzxgbuF2IbpdyebEajbFW+UKue5FdMyi3Y2UedMbfCWWnN5AF5+hodkx",
-	"tuRkgitnuGnS2knfygbyzRQu5Mf1R+qh4tnvTsM6g+ro5XM+XgKuJ2mPWqMWCSJGE5vRYaiv0dXQgjcW",
-	"hIxLPysc3F/HXG8XN2f44nnGbH6zgmeL0PkWcuabGZrKIiIHhS/SGRd5wK1HEnOlDkkafxV5sj2e8xnX",
-	"Tu5MU5qEm+j0B3jgC5IXdlBDWDgcmTxSzsWV5a5jxpZZ/nHKI93lmNr5O7RcQg5ZFzz9ZGqX25EJft5M",
-	"JjUS3u3cjmQURXLxIw8dU7mjVmB3C3rE2O6CCae/t38IJEXhxZZMzT4a9QGpcgfC+SYKw0aShR0jQi4e",
-	"Qgu+vY0FAwp0mZMUz5uj0wYnrmBrQUAiUMwrazWtQoXJsWLJLZCaQo+2cPA3Fjgf/fhzcLiOhP8uf8Ff",
-	"hQ3qeCSNiZakpgYPaQ/6ffL2GRkvR8KaQrzMSgyw3GBUnrsSF0Pin+Kx6L4QgQy5mA6hjo+PqCB5MZ9V",
-	"vP8eOSHvr152n8BNvQvpuWROkxuo8n3D45iFPfKCBrORGNPQwgXgzDsApByxOcAqw1J5WRquzb7tmHYS",
-	"hvRks/XA/Iy8H/M7DBPJisKQqZRhnuOPdtIeucoqYo2wRgLVTGHVlsLemBsgiyZ5pi7OUmXVb/IRjwRX",
-	"hGo0UwzIW/7MI1h8AdbDVg0Rkpy9f0OCGU1oALD8glCxJGjS6hxjVgqyFTJmkVwAcL/1WQQzFtyoHvnB",
-	"TMnCRWdzMk1ZVHZvJGAmrpiKTqhQFBBphzkKDMDgjxNGb5RhtqSd4eEjOhGY0TySCrPJ5jDBBulVRHhl",
-	"KUjJeQ4Lv2CYgI3w75AMBHA4UA2HWLB6DB+mkZJQQcjI8rzqEAAC2WILmLizhjE/LBTfqQWiH4kCdr/L",
-	"BcfgImy8Y+HpLf4MkQLQ/t3YlSR0JIKIG6oEzO8wc9FQjXU9KjweiKz/bYTtT1sCF3m8gsnQ8iy8WmuY",
-	"lxrKwO1LOTItwMyHFvIiIlZ8C6nBPLtgscayIvv7xaYF00bJLbaNedtQg0hHps1DROPZ0YBa4I4VNlSv",
-	"GX4dj9ew6xAKDrOPzG8OcG4rWt1msLtPI5H3V17G1R7tmq12ieuGfWkdYUOHM3jMbAMWzSluxLbCNgBQ",
-	"V5IywNarYOqa1bG5JwWs6Ppz4WHDfa+F1eOA2CGNrDVs7XFznzIjbA0PCtpkaU8P+v1Ry7AhIbWRuq/P",
-	"ndPCHjnkCq3hoLHeiWe9QTkZy3x+lwVljMgLZJKkscaSfigKOw/1ZB7qyfzB6smUMSxLujwoYWl0U5Bx",
-	"9mrw4XOqvvBYNarxAkAyZjIr2PxmuSy0f8RvWSEzBxLBHWRjZ4ja9DoQGSJJ1to1fauTQ8Z0G0FhzB6M",
-	"gGKzwnkQ1JK1XZaRFitHM4uuYXH/CxUWb9lIFAaOcc5F/I7sI5QnFJpyiF8xSix4DPcA3RBqAUhQ/M0F",
-	"q4MqXnU9m+xEQw7+LtVtXhZTWQ3FgbZolrNHzumUZdBkucfcXJXyatgaasnY0UTgBPcQRxTLCxw7RD4l",
-	"E1cVFuZnX8nX5xYyn2M6Zd5IKInXGLpUwM6NXLe3G5g/SVKhqhRai117rv5Y2e2/uzLcuE9N6nBjBNgf",
-	"oRA3ZperMuJwkUXHZcN742zx0vHfZDR/fd7yPsNn+8Wo5W+cLWpVVguteyOA+Y1lqotVjB9iCNZTJspy",
-	"U04AbcpdL+rpbRtl7Rk5lECA47aY49fn79yz90hwFbHKF2wubx9ile/JLG3WEvG8qUhpRNyG70xDzhld",
-	"E2VsDeDKKlW2t4JWJYpH/JEiewf7RkfcG+w/QQ3SWQ4fQW7Zmo/p3ujv7uHB13WWK29LPu/HmCdMXYNZ",
-	"Y79/0F+tH1AwcYEOKciYKguL5vRc13lzr1W2Xl/ZZ1XH+tEBuVi5BDz4rr617+qS6XvlEEbK/CzHapPa",
-	"8hfze6OkO3OXTxPQqirCbveLUbf7paDb/ldOu/uLHF/aNa0Lpcef//n14mc0uJkmRvIRQwhkvMRi8QDK",
-	"r6m5imexFTa1Lt9lR2VAQluUmYhvi0F/wzH+/MvHWp/RuYNXapoMh0UozCR+Z7EkZpqF0Re3DT832bfG",
-	"6W5vEPfiD5vmtnNSy7dF7snpoglZbIXlqd79++PbhXNbzbbN0B8pohgmqz1cTythenbb9buGHr4Dh+FW",
-	"eB5LM98kHs3RSWtoloHwWKVzZ4N2ZWXJ+8vmYesZgX6TCLStx8NavwpS7EGX/01B3NyJH69K6b3Mulnn",
-	"LqpglcSMnkcszP0d5cufct4EJCLnlkAg+ADxQLCmlBI0VjOJCUemmwJkj/LInIvU1nRai3G1NcsSJkKW",
-	"KNL24dvvAY7GtzWutAunhFRnV+RiCHjGsAw2pChhcIxThYDr0EunR15C0ALUmpvIZCT8vSSNGKBo2eUL",
-	"mVj6HomjVBE/ULc+adta2L6tujahcx4tXcEvmzxN4DZEMi6VuYoO+/0qZ4qVl+e5KbrJFQtDLpryI0jt",
-	"xFc+NfFNvISJgRujTDGwA0PYgaJxiGVUsb6VtuQOMpvqbE8X11xxW0S7+xoAkfcla3rtxm1x4yy79TYX",
-	"qEaCKeEUAyY8j28Pi8Vw9g6fmO+Odq416TWFob8LZnHmULVbStWNrV9HNRZH8HExkNT8YxKo22FeQn7l",
-	"2KxUnKa2/U6jYmInpUJnYxkuXZ2zYQGhOw9wzMYeys31xrzWv3ffIns9L/DPlbLZckHmVCzzZgthjVhK",
-	"sY2RkAAsDvO1iMadrWEFWSG2zRIFR3cm9VsZ8gl3EvZByV0FGHZhAQWpWhR4cxsnmwukjTkX61J4l7Im",
-	"n6U8GwF/p3Qym0rW+vJZQ78x96RdrYf7X0P3pMgIZQf3ZC1J7uCqtBT6+f6iu1Pqg1/zG/s1GxPfml9z",
-	"zZjw2eSU2xW8L0R79+DTTJg5uyxsPTgYH4wSX9XBuPNRNXJCxkzQmPeWdB5t0lbexUycnL/ezYDsGv3s",
-	"+su2dxLKIIXsM51lh0Gk9pQJBsWYIPGnh+vGgjThetka/vShnL/LMfo0oUHRkjNnmlatFtZTwNVy1oiN",
-	"rrIL99DX8JbZzpr7yuwUfo+OsiRf2Izbuq+2qEMrZqTtuo9b1wdUyG/k/UqyDWiy11u9X7X7eX/iNDuK",
-	"NZUC8Wew07CPaICF5C3DEx8uQ5XOsI1rtiMbuB8XWX1ykS7sMQy27edmPx9Sc7lW+fBHou2vEpvvEf9c",
-	"RjxY+jZ/QC8kgQiQrk547CqtY3o0FD3mAlOSYRjzVGnC/mG0A7CvUT17pHrkcik0/UgwI88ZCmGM0ARa",
-	"ggVz4KRROhc1IKH5MfomPsHMAt0CO1DLa82kYMtYYhm7IEZhn4axjfCbSXkDljyzfZlpWyeUTbh5HTYM",
-	"JoDZ14WWIRUJfrrhwkx/JTbRa93SKGWoO2RRih8+Qf5t1hqNMKF2vTX0YJaaeX/Z8lqnJ2uN1A4Jq/vm",
-	"DYCTFDOA17oRMrPcl3o0nUFCr4xxjSFPqDX86UnfOzw8+OC1OJ+YhVO4uHEitQxkZLoPYjy0zWzyQNgb",
-	"7eHZ+cENGglCzA5iXU7zCUZJdBATGCbBMZpf0DC4krKUp/Rutax/vWvXFjlh/cBFPe0+q6ts6T3AIisr",
-	"auLDpe835Ym+k25UoQbvIXfa5Ik2o7WIH3JCfPS/kraSdY5FLPyvO+jzpSPhzjSWhHVws/COj/e4mTnJ",
-	"4IumRtahh4ZqYndBjcQI+ah5XDEPC6yAvGVKj1pEMBYaMWcuhCGJ+A1zIx1mYN0jgY7rgkccvyC3LMHs",
-	"R5iB53xnRhaik6jGQWxP0onl8PfvIC767XZ2Ed+DJ7aJq+uKfYQD/+Adu0/vmMs5LeqUoWSIiYDHDQo4",
-	"l08nkHxnG1f4qp6xqvCNWn7znCX81iEJFab+SJEgTRLEd9l4hs2hHQnkRG1gTnnoDD4NNNSxXm48j0bc",
-	"Ze3lh38krIu4XXagd3rkhGxkavCPjaJZzGS0uk8OLQh4mhrCtcC6qRVdKqIkaPV+5vM+CW851P0GlGBB",
-	"qGkQWgNkncWMWewCO/oZVSNhH1EdC7qEn0NFfGT76Oon8zSYIQtmGKJTGOFIlIkOeKNl0YXaopu5c28k",
-	"TgS5exyOZbPPDeU8cNkHLnvvMQhFJotHt2nYwW+Pv7KP2a2q0hL2An+vvcbnV7Ec9ei7mgAxAPMpX5t2",
-	"KA3wJaMSYJbCghRsMoQTZq7C6Diw0GlFfAcyoYFWZMxmHODZC5h1hhIejHbrdahnPJjh0oYs4CGgv+Zr",
-	"isBKy69puas6Jag01Ooh9h4BasiczaF02fQXHncdAiML8xg2q1I8UgSLI2aAjCOB8h0QV15dXZ0TS9sE",
-	"f/fIxctT8nQw6JP//q8nvcOhEeuAYvdIISCgufyMhGBTqTmgH6L4n0TwwZAjgoXkWFkn569z2drxRgL1",
-	"kxdXdOqT7+14zdwfKQjV65EfuZ7JVBNfcREwqxM4bWuSRpG7N5H2Qf8Qp/160jVirQtyDUyIZjTH5HH/",
-	"oLAulqPOKIxuJMaMueBhiwzJBRn0CdQi8ReUg2r1IwzYDcZpB9QoRUa9U2jsdOoeh7iiW0a4NssXskhT",
-	"HIJtAlAtNY8iozbhXqJuJ0W0JGZ8dlOUjU4MPcIiBZVd0iiy4z0m2dyFNOOeQr5dMhI0MSqrctPBaWxW",
-	"ZC6Q+LaUcrkqzBK2BPENZ7S2YihMuDoylQt9dNjaktPZBKGFct36LYX52rWs4PEnxf1DECWgjkZxrFer",
-	"54S0C60pYoinszlitRAxWm77rEhAjm4M2QDKbNXRKp5IHEHjSZRfc5OpOcRGwm2f1IO8WwUDD2gwY2FG",
-	"apPcQHdsYatILKMI74pwSlEOUq6/tiDEzjbELlyZB75G3AJCTjWMWdB06hl9IqIWGlYxJn6PEQwal9ft",
-	"Ofy7JXLBPNM4auEK/EEPEQvfJGJB02mpAjppZ7At1liSKjTTgNdVaVoy1tURQx5YWRfbULnr9ydk4ahW",
-	"e4s0nT5cgiojF9Az2/Sg78rYr+h0a+6uo4o7utoDGUHu7Z+C/sHT/XHLc873awSCHhw9mbW8tRScLMVv",
-	"xjFK7/LyFcmc9I19xVd0+k2ydDfQuvXLfn2Sf3CKbnCKpnFIHffdgZmCZJU3bEtd+yt85KsoRKarRvUl",
-	"YUxYrsCm1HCjEQUJ0+prwjl/OzXq5Pw10W5rsi3HLzaWhralP8objcSE6/8ZDNNewxGBvhvzmAHQudda",
-	"k+MNWZEZ0A5M8P5CRKBnXJXamjmw2nkRRiS/h6LGv1dOam2HsKvHNrre7CjYz2ZyIcBDustpyzns3q88",
-	"bHJ3sQewysMXUz0rOB7CjY6HerNXs/rBlTlnt/Lm4b50TzlnZi1LFLcTXZVTO35tjRlNWPL/03U1u23D",
-	"MPhVeEwBNWkx7LDu1G0pUGxIizYbekixKjadGFEkVz8ucui7DyKlRN68W2ubNkXRjCyS33cd/JZqPp/j",
-	"adtn9wk2LlZnsmtn/SWtl9OTxouduCsksQpNTy5HzSH/Ii8MGzadOPbk8F69Y1xj0xSQDIRgk5ozp2Uy",
-	"zY3c/0tQuwF8fSnBsPVRKJe1xpGV/7MtiyMy1O1AhJnLR56cm1hEWl8cUT94t0vAfCk3nBYRpz0urjWo",
-	"UR8Y7aNQ97i/VTyd27aLA5xgHbGDCbpCC+QDrfMcPGDCc5/WAmfF09YsMGZTrtnm++VaVgHx3UPt4w8m",
-	"1rA+gDxetMMDtBqezq+79vw7puJrJ/e40vEc8SNZlESPEEPnV2ve6kesKF8kfbtWSL4eaINwVsXTDqtZ",
-	"f8mZgqHOY5OBe8PLXWUqqRKSisXGottS9QpI4qSqg8LPTJKFhI+0xsrsyetKaH7eiSRkdnhpEOurVbi4",
-	"+FBFRegvfBloFi/5rykHGIXwGjBgMRGEPjgm2epN/lKUXYcaa5jk78T48ehEngAHrlVUOmMJ35ByZ6TS",
-	"SjNDRTyzRVWnEj6wuDe9VOl9dDGiZgcW+RaA2rbVdo/ai5Wu0WOVMHCm0+mZgB12npLCibNt/mu+WP5+",
-	"mC/ni+Xt3WJgH+xj9BsZ5rVCm/qWYEJXnQAcm0RA4A2lnjSqtKiHaM6ORinBSp+ZvkjqNbToYWuCTYU9",
-	"WZY5JFz8JLDWws+HH+QH4ggJ5FCqxG2Tf9HVASzWkki2BgOSUe+xAT3IN1Bmk7jNjoVa3hiVZtMhgvRe",
-	"VjsHk/u7xyXM2DxcdFWamgV8sJqZ9FrtDW2RCrDYofRgmibFnah2J52Lsfbb4nGgrUPtzOi7fqPMG3CM",
-	"o+C1YBZf6D/O+k8Cbu9vbp8EuHSMNSxZYR1Hv5Um7leym0ghrmSUdVepBusv7mJKO6VgD6ZhPgvwUu2i",
-	"H2bjXZ7H6QS52VjcSI9u+O4R6+z78/ufAAAA//8=",
+	"7L37cttIljf4KhmcL8Jkf+BNktU2FR37ybJcdo8vaknump6CV0gCSTJbYCYbmRDNqnXEvMP+sW/wzf/7",
+	"CLNvMk+ykedk4kICJCjLdlWXYya6LBJM5OXkuZ/f+aUVyvlCCia0ao1+aS1oQudMswT+Oo2ihCn4Z8RU",
+	"mPCF5lK0Rq1TQV5d3B0RmZj/HhOKD5K2+bQ7p4sFi/Abrkgq8INOr+W12Ec6X8SsNWoNnz7pPR72hoNB",
+	"748tr8XNuAuqZy2vJejcPGFHbXmthP0j5QmLWiOdpMxrqXDG5tTMa04/vmZiqmet0fGR19Krhfml0gkX",
+	"09anT17rNGaJfgsDrq/itVyypBtSxUjMtFm0RyI+5dr8V2qPRFTNPJKKiCUqlAk7IVSTuVSaHB/2qucM",
+	"/9k24QU1bzI//D9/ot2fB92nH+x/ezfdD78MvOODT/+jVb2SWC5/5FHFSk7DkC00WSRswj8yRZY8YgnR",
+	"MypI/wmeSsccVv/wAP467pCJNA9wRcxUmdInvqB4qu78cDTSHo0mk8lkNBgN+k+PCRURiaWYsqRDQpkK",
+	"rcymcK3gt75Y8kjPeuTZikRsQtNYE5WGM0LdcPDGSapYRJZcz4ieMRLzOdfEbF1E2tQXi0SOYzYnE87i",
+	"yDMTp4JwMWVKk5gLRliSyKTTI+9EvIIRaDTngiQyZmROV0QxEfkClpdRNGkfDQ6J1DOWLLliHlnOqGZ3",
+	"LIHJ39E4ZR0PlsdoOLPT9QWFrXWz5RoXEMokYhHhAt+eRlyTWE5Jm4bmSEiA2xDziQ46PV84YvlHypJV",
+	"gcLNkd6Y02oVacTuXGs0obFiGS2MpYwZFa1PXutjd54KLkTXLBmuypzDF884XuQK0hybr3bcJT5P563R",
+	"8OCJ15pzgX8NsglwodmUJUCNLxiL3LV62Htw08N7cFhzD17Ecnn+cSETzZLqi31KJrFcEmYfeqSAtkib",
+	"azJmoZwzBcem+HSmuZgSJdMkZPCjkZ8OBoeheR7+xTr3vehFznQI2+n+HHo7uMAf6hd+xUVYseKXckkm",
+	"NCFjGt7C2haJnPCYkcQQM1OkTUmUJtQ87mU3c3j8ZOZlPO1geDyY5ctdI1UFL66k0pYZp+UVVzw8rlrA",
+	"q8lbKdgbqsPZ5hKuZ4ycX9MpkRNz3alQS+BhjIQxZ0KTGYVlJMzwYy/nKDFX2lxce96dEZGCme9DOZ/T",
+	"rmKGBZgbjA8uGb0l7R/7fuu//+N/+y3gi384IYeDI7KcMWF+TOZmipZKwjRJzOvthNqXL87I0+FwQP7r",
+	"P4eHvWHvIN+yGaMRS/I9ezXpmgV3ccU1xHEwGFTt1bvx31mo6+g7SWOmmPZgTWYFY5mKkCVA6A9BsUfb",
+	"KPa0+++OaLN/1pPtX85iqhSf8JDi/KtOnk0mLNT8zpx28WlDDeYU7jhb1pFm+Relff4fCZu0Rq1/6edq",
+	"Th+/Vf21aeFU00TJpHqKgWAf9U0ITwRuXouE3XGZGjkzZaQN0owqnUk7DSdklZ/KyeMb99Jp/vKCznm8",
+	"2pwmyEPQzNoo8KX94Ji0jzuZfnBCxlLPkNzpWDGh62Y3wRcVZ8eEEQo/HXnHHyoFw19eG2meiYW1AUHU",
+	"V7ORobkIuQwawJ9OCA2r33XFmKhhibAXhmwUnohiZrVwWehEM6v9aF64L+ssjzFxs8n3JjKZU8P2IqpZ",
+	"1wxQTfZXIFWqbq+VNwXSJm3D9UhsLgBViiVI+8LRmKElM3H371AKTbkwwovrjkdYb9ojAapIo1AuE86C",
+	"E0KJTiiPzVPBH4KMq2WjtIMJY9HoD0E918c17Me6/nJNp1XL1sjcdem64+rxRFS6WBiNn0tROyNNp3XT",
+	"GdZM50eK9LgpMo0iS7QkS8o1aMSUhDMqpiA+fpCZyLQ6rCJ+63Cg/FYuNB/Py1bN4UDVTNy8o27mhwfV",
+	"E+d6xkUNaWfKPheKRwzJ+ezV88taM2vQPziqmxy+aS8udE2nn6MArh9cWdysv+6TGUotpFAM9NtnNLpE",
+	"w8X8Za4DE/BPuljElqX3rR3xP/+uUOw0kwsX+Ct86aYYsPaSsQPmNDbMgEUnJACTRAUggBWaEGC+gEWh",
+	"4XdUSdEzSvqZFJOYh1916q80YR+5MuZanDAarWAmL2Qy5lHExNfexTBhEROa0/iRQrstkkwRITUBowjI",
+	"Gab4Shi9g8bnZoO/5jRPCWrJlgsrltyBLWFu2wkYjcbiM1qp+TpimvIYp/xW6hcyFdHXnO1baW7w1JDl",
+	"rZBLI9hlagxzmNEFMIu3Ur+REZ9wFm0ylZKyasl4U/81zAXVXLiG55Ws/nrjZ48U6Pa9EofZuOPZRK/Z",
+	"x22XY99NM0O+5koD29Lso+4vYoqMtZZR+uJgMBiOovGT0ah/9MQX26deReMFDo1uAnXLIoLqA2kHOK8X",
+	"8GfQ8VBvm/DEGClcZD41mUQNt/3UEOPMidixjFYe+UcqNYtGRhFFyaZQ7dPF+UVy+8F4rX/rvkF/w2l0",
+	"x2u1LZSg1jZBh4kzNcexDG9HZCaXZE5FUXppRSImVmjJzGQcKcsyqSZ95AXc2uszmaA+3Xi6F/Y11eK/",
+	"PBM4IjTycBptpycygnowmfBYs6RT+fqiXpq9/xKM1e5fWaJqTZ87/NKdG9q31i+mNFlSs0EJvzO0k8h5",
+	"r1oZ5UIfH7UqtGQQ1VK+psmUfW0ub2jQnJ68y1Y0txzpWso3VKysEFdfc2bv3GxCGsfAmxKq7dxOjAgC",
+	"Rmr2XWmZsKhHrpMVoVNqbiWQxCXTyap7ikorC6WI1NoNLTyxeepX+JNM8xyziUwY0cnKvBhetIPEzKLe",
+	"C5rqmUz4z+wrSxpyR2MeFWQ4nOh7Qe8oj+k4/up0hrKZhFSAAoGXWMglGuQR1XRMFcNgBHjEzCQ9e9UU",
+	"oQkjSvM4JrGkERfTzok5jPwkvvbBLhIZMqW+xVYW1Nsli+MuKrhknGqSsInZLS2JknOGtyS/RuB4N9uf",
+	"KranPvxeGMtPJppFb1jE6TXsytddt1wwa+tliqimt8xOFfbkkSJnOKOumWEPWL0dHsJlV2/Bs52YsTRH",
+	"qSOYXsrktkJOeS2RzsdIRjvZuNeSyZQK/nPmQ9sYTWX+hk2BaD+R4FQ0D5+Gbhzrz2mBhG55GJNoea1Y",
+	"GkNbzxKpdcxaH7zNN0Js7WxGhWDx5srDhFHNohuqm3pNnPFYtTiWOMWj1+t1eq2RSOO4khfMZKqTJCH2",
+	"J6Qt9MSYulMmWMJD98up1Hyycn+puV64f2+8PF1Ee68kTeJqcf/+8jWqRuyOJSsjPhJm7tYipqG5aCty",
+	"ef789Oz6/Hmv0q+UW9Q/OSPbbQ6+9UPVcRdO6pVYpHinooibidH4onBwNuZUPsvK1Zzme/3+8vWImH0e",
+	"9fsewa2Ff2oWs2lC5/CHiml4C/+KuAplEsG/51Qn/CM+MNcLHAHPCv7d6/XKwYWjwdPjXf6C8j5t3ZYX",
+	"oNSpnTtSXvy5PT1tlUIyT5VGF1uPaDr11hzZHkZLjVQREaFKgNSZ0FCrzCl2x4RhMlbzP8k0afML5+AP",
+	"5ZyBHpj/5ITMubiB4Z2qPGFLw8Tha0UomSYyXRDBGAqnsRGZ6PUtnzNVopIdZW7Zo4OnR0+P/3jw9PF2",
+	"56zXshPe7Ury1h34TX6Be7keSMRoxIdfKkPoMGHcpnK0czAo+5oHVcuxZ9FkchqNs50OtGpyvExR6K8x",
+	"U7y7GNvVbK4quaT9gCYJXcE23YMFM2HUjqgwfiHuPMnvyjZZW7pXn7wWkN+NniVMGdOqSvNxDy2ts3Zj",
+	"XrdcRNVStE5m/CPlTN+wmp/ht0rTRG/5Xv9c+aUxGG4WLLmZyTSpXs7+QqOaucO68533clIobdnmJq/P",
+	"Mj/aD9to7z7ioUidZTZpZQ6qgSeEzRd6BZEMCDuROaNCWUloBwHHv6Pwe2bLAMN6hYM8HmzeiwKNl6f7",
+	"3LordJKygvj9IjdgXZgij+YKWDMx1qeUwvyXO78IuPjBaWEZe3tAukRIko3b6bW8fTlb+d6tz6oYBWlD",
+	"mMnGQDqjTK64OcP8IKaCZjLXCh1aOF/Sdt6gwQgicSJknTXZXhEJya9+RdgYxjXfo6KexgzUdjDH14hn",
+	"nXIOqymnxDUKQ7R/Ggw//GQo8P86+GnQPfzQGf006D7Gj7aMlHGYNVPRfOwkPzxJzC1VpP3y5ejNm84J",
+	"7q3KY1N6xnhCmIjW1nbfiSFrW3MCn749hZgo+VkKVjk9d4bvr8/WD69SGm6wyjUKs4G0nLbnxvKdskwt",
+	"gkPlgpjvzBgnZG6MaqM+RYmEVLU2FYSaG9dzIUQWWdpQdGVuUqdH7F0xekm09zVZ481AkbVs9JopfckU",
+	"RLXXBXnEYn7HkjoBy1yUY7tsyEepnISLIG++nn1c8ISpvTQCuMI3ijHR/DfuyjrrEsO2G5kaQmowYOyp",
+	"VVqZMd377bWmsNeCRL/dG2ylLj7t5XHwwl4UZ1Z5CmnE9Xmmppb17LDWjKehrqQAr0WrnU7gvYC3ktxh",
+	"nYWxnRPT3JEV+fPVu7eY63jiRDA67SMWM41xd/OmPagDfVxbp+XcYPeYF2iw2bx41NRZgqew85i5OWRq",
+	"tCfcds+dTDZE7cle0GmFnp5pLtk/tmoJOYlUaO+FfKMGK4H3Vc32WW6IrWltcr6gmo95zHVFMtGPM6Zn",
+	"mEassyDFUia3ymXugtzHqOiIyFuMLEFqkWHOCYsZVUz5ov3m9M/vLntvXr19d9m7OL0+e9lxzF3ROSNz",
+	"+ndz2FYSQAIeF+aTBU20RxiHeSzp6sQXae4rxPdN0gS+hodJO11MExohsck4YgnEazsnJBUYFwW68kXE",
+	"7lgsF3NDauOUxxHm1zgzGxY9o+gITJh94YppTOZ1bE3etrxWYUrwF7ynkpWB8Wm1x/JmX9Dw1ln6K81c",
+	"avWCJSj/MosfcplmjCZ6zKgmbfPtDY/IwJn+Tj4jIXdK6vQ2WjS6/xnO76FMyTCRy0ixcGcmnnnuioVX",
+	"TGsupqAwz6TStZZdYz4AHLpOpt5LtNTOyToIml9+ey8vrWOhYs9TZXlMmVbem4/JnOmEh4pQ4rYvI95F",
+	"qmaGs168u7omfXcK/bthH0bs2p92PKLS+ZxFjWkE3ryFSO62xTltxrqb5FrYs0zXvaqtX/KI3SQQxN58",
+	"w6X5nEQs5GZUVRo226BFGsd4tZWmKxYRHI3QWM9kOp35AiPnOMMsXk9eLQojtwvVFeCD+7igApaikH47",
+	"J75Y4yS3jC0UZmNSfOkjZxq5OH8WdmBiIpMQONgcuc3uIG+FVHMJWI4sS1d4i5w4w6cqRFvTS3fLVtUU",
+	"cMswR+DfuqcL3v1XtjohamZ4MmyMkMve59+4HT6xZjtlVrBli+7jInGr+BJJ1jVbsfVVWzwmxTzK6m1b",
+	"37Ete3WZ+03XVODFIraJSA1oyqYTNWb70xsbl68P0kJmLyleeGAWoRQTnsxZhFk4OU/yMFvXsi241kuq",
+	"skQnbZSR9uag8AzeKVRYuCYC6o4iHnVGJF0QLUHpyaX6giVcRlYFnjHDnlZuQI9ME7nkYppp7hR0F6XT",
+	"8NaMYyzd5YzHLLOeFXO6jA15F+6ZjUGWPdzbVU33oJedYX4+WyjhPThE9/UsfoYK8ZUvxdbbcEY1jeX0",
+	"BavirDSKWKVLcMJYhJKM2xomzOGsdk1uhlE21lN6QcX37m5t32yzCsxb2x6zDWcsstGMuiBJXdy0kWvc",
+	"PJvN2avzMWTTKC9/yylBruDGKZnDaK7dFQ98lxTCkSsntHGkzvKY05iHXKYK3Cdqkf0xZoJPxQ5D5EwK",
+	"vIJ7Rj3f2BICLB0RK0OcYLYrV11wQgSbArMbQzrIZoyxoWvIhfg8SAPhZncNx1FgmyfwEx4Ziz02p5W5",
+	"aKpWK6RuVlaJSynzix0MggvHIHYcctGjVHPY6zxsv7N5KZclZR9tcxs1sMLjkTJKWI8EoLRGAdFpIhQB",
+	"5dnYxE7HFbJYQxzcHd2MuVZBP7g7xn8RLqzUKujGRm75wiq0IxKoUC6YCvKM04JmrUB82Uf+xBcBOBVk",
+	"qn0RgIIceCSg8ZKuVAAlwIGcTIIe+RGmZfV2o8WTdc0f4usJ8wVa21ClGxRsh6BHXrOJJjLVttYQQ3We",
+	"TfPGzYexUf3e8KDSMgHLyQTYjFkJJNCYSVcSot3Hau3YTFFpTAO2BTr4LmPKOav+4Kgc4jk8KMbhj6uU",
+	"IXtku156XP/S4cFgLbBUKhAeDg92miR21/ItyOdVdRWeM83CGg/2tvg0F2GcRuxmkfA7q2xUPaQ0FfrG",
+	"3Mg9A+r3+MmcfrzROr5H6HovubkjuF43gyUXkVw2lri4/vUtLL49G9LJY/PmfBfc0jaPant4OiOI+9he",
+	"nxHurSCoNSUtVhIq2+wTHomlXEAdNkAlcHHbjWVIY2fos0IMDWY7IpZRedYu0HQ6tRWjDYi3PJ1/NR8b",
+	"trac8XAGDBrjYFwRJmQ6nZH2TAq2WkhNtEyNyPbMlY8l12RB9Ux1tkXgXRB1awh1e/B98w49/DsKl66i",
+	"NIUuspQrFdLYBrfdoRwOSERXqlFkOruna0SRF5hCONyKNkLJhCcubbbwbogR2zT5bB5/bD4NyxTqsyVG",
+	"Nuj99Gn1bm5JTDjHVAPcMMUg2K7QH22oy7mvsIKQ4OVH63jCEwYFSNtirZW5Y7VHhy4z3MRHCu7d9fVr",
+	"0i5Va3ZOYH9FV8/ctPIotjWtp0wronVM/r//h4j/+n/zgk5LOU12Peed25Im8tLR4WDut3YPXKE3NmCx",
+	"VUzzXCQ8nF1pqtMa8Q8eD5lqqCCNpbxN4WqYg4WkignUkGenXJEwqDWbL/bOMXMe+YqMDvjKqPhkOUNw",
+	"FzsvKMi45YsFi3q1qbrrxkUS0YWZtE4qFTKZ6lBWQSzIW9LGOgIWncA2mJHIQirFx/HKGDfURTBtijcS",
+	"fWgusS0mwk3reMYOupnIVESkDT6YKVfakodMjLJ9cX1pUWU6Hm4BaSdMJ5xFJKaaJVDNb1dvyF0tWMhp",
+	"3E0V85zoMY9EMkznTGgc3M4AJgDbyCKSLkgqYnNl37x/++rt25vzt5evzl7eXF2cn706ff0nGzMqRbiy",
+	"+bfc2XktO5mKba02fEqUku98Jd3eWVffOq01pzBbjlmvKGA58sarmzu5K3OSIEHKyVfP2Ts9xWMmCn/H",
+	"dDrlYpp/AJvqgb+nN6E8NsoA/DEDBKRpSpOol7C5vDPfWCee4j8zjzC45PArGNJdVchBdn+s5yJjsozN",
+	"IlnduFeu59B4JMoU8ao0i7QuzJ59d6NtLUfTOLylltLP8zflB1tLNw8Rl0cC/HIheZSpdSlCDnKqArGM",
+	"CwaQVgqDdg3oFOtwtklTI5JJwszcACRHYPZco416BYgTWJpdsV2YplirUwCTdPha8GJi6L3hytyUm5VB",
+	"lo8m2+LCMNl0s02rPLqPUDt8JkWFIxd9YDW2KRY8VRtvtt55Oz3BU172kmzELdOsST9q4CmeU5HS+KbB",
+	"k+g22FKStKfBnLOf/X6n6fRzQoF2GVs28wUNLUrijs1cI3bIeQYfmJCCVcY4y2PcGO26+spaHw3CYpWA",
+	"khDXzPzSpVlvfyUTRr2oio+hVpPVRRewZgpaTVMOUSLET14rZgDGY9SXCQ+RBWXqnPlfLHosiefsiKdM",
+	"AoOM43eT1uinRm/+gcnWpw/rY2cUXn1XGxHurtnWEHKDOV/TRi/YoPiHGnrdeWdJxb6xtLIqz30FMWfb",
+	"ne/tlpv2A55zs9qkimBxFjCoOrZC7dCmPZBM9+NxezORmvIeKaK9jxJkUAMy4SJiHzfv+aA7pspcdKlA",
+	"P3YwFTaO2avc2q0SrpkYw+l4m+IMN2HL3lnUi/LW5UdTkXIki7xGFRkbCWmCZdm8Otuo2tG6LpLB/t51",
+	"6oJWu7LzLODNqbt4RomZVwT0s3Q/EUF8P43xt+DAB5QPzCxcUKWYKpl2Le8+Rb+G/1feERirSmt1iaR5",
+	"ThSmODmJYhEv4Pcly7naA2pXV0/QQGDOwwdPmzeZnTkh3WG+k9nWQRaDqib4iRP6DS4kKghGThl7rXor",
+	"0KUBjt4urBiNO5shVli8i0/hQ4ppdULMTc+SSFzCmJl3DQsoZDrK6bQS9UdEPMRaC7iIZqdiibulionb",
+	"jh5LpsHmdu3iRYllf+VZDN3JRZXHBkVQwsE1nJCBq4dxR1h9dLCGfZkq8Od9BSTcCUcr7sU5pRayyu05",
+	"2I3IKSW/PlVcpDptpIFuvjVYVtAAGwjV+6SGNEm/TdI9sm8xYTcNQwtL3uxXc/rxJkrk4kbNKJYq5L+T",
+	"6ThmVelQ5kfI2G9iJm7ujqoJfv2x45p7URfpk3AHVJN9fWcf3df2vWcmTl3IcDeyAcAqUaWWMolIwiJq",
+	"ptoYzWAtq8dtUG1+D4YVC1k+juirzrDqwDYIxCtovAX3QIGa6y7pi+ySOCEbqjvDCdSMM3Dd84VKjToM",
+	"4CV58sqCzmc0rc4aMAPfqyq3NnkIlvw5+UOliOqurJr7cI7NK7vmCaMJwMHD10Zo2BODaEXCJglTM0Ck",
+	"QadpFoHD1Or2gCDOt/09/vEnMjwhQ5sSY6QLSmY5mXROMmVh0HuMAJthnCp+x964QBaKiU3Gkoe+KisM",
+	"dzCcNfVhM0Uk85+1B+RPpP/EMyrOn8wV3JIo0h16TVlZ3QSOayZweFA3g3LSSPUU7scNi+ytPN9iIG7M",
+	"9JIx4aiDKQj6oT9iOM9PeDjbZg+ssT06RWwjBtAeU9DSUGGfQGQHnS9FrFOzC3W8tn7yWHp99GTWGWWk",
+	"jrWcG1XXqFLjDYCQFAT5EIYaigpKMzSKaK8xgM1M64VHzP8qIhMCEPPvL1+vrfFgcPRkf4CW7PLUMdeH",
+	"SMv8zHzMIuHtl513QRPFEmIJ/ASpxloeLgHcQkNKEa82I62hjNN5hbEYqrsR+Zkl0urQ+JzTowuW1HYU",
+	"APzZjagEnId32IHHK4JwaK6pwhzXQO3HnWoHp5w7uO+NgREXzOL0y2Qd7WdnkraF3a8eXN3yBULiQLAD",
+	"g6zVhmUJHqY8FEjtEdSbFyQNwOwkcLV27vCnGmq6TMWWhPAGul2UIjJaY0V+P7W/JlRvDFlKklQQjB0a",
+	"brCkWW+XHjlF8EdgQFyR99cvusNj28rl5fWb1wiYb34Mme3oiCFtv+UwI/EXJySU4o4l2twR89ETv+WR",
+	"/KniaBjmphA49VudE3A4RCvUScsBLucuyYQXXD+YDDztt4TEVjPuCfNa8LoDzJIDsXNERZUUCrvHOJhV",
+	"iyPZq66oF1zN9kyaANWlLu+xcUGkWX3DZ/c0MtzjN9k7tkQc184Dam240XER75a0s+9tJawRXITG8R4F",
+	"rXaE11ywnbUcZvoQXW9qUWma7Jv1orJEnI3kirmDZfZaeJ/A8oCrtDvBAoLnhQmV6St7b0ZBjgqKZg5y",
+	"nHwXSoZPgcXk+R9rx/2hnr9Vy+0kFfuJbcMpP+2swRE1UzEyJoMQbyZZhxsSlQqbnMOFjcITzT7WuJ9A",
+	"rFVlhwHYwYU0jyaYR18AmUSW1Q764ETqD/rgFe8P+1g4EHi+CPr23PoHfVTCgxMSBJlTbDmTMWLvdiBz",
+	"HhyORlZDj4kF1TPPF9AAwHxrhXmhT1YASLiBR4Ii3KXrY7XpkzH3q3bzgInWbx0WsCumiQ0HAOaxYjEL",
+	"tUw664leJXZTE05fV+as4b0lWP4ilsvaXnc/zihiErh2UkTRpV2Ry5yrT4/LR930l690FZt8JvWMRDzB",
+	"tBtVlQuhqNG5jMKP9XdbdslNuibZbr1DVrEt1iPlGpVwVeyN5X5U6I/1IJAx5hVqn7r+/YbHOEjTFyxY",
+	"JUzDK+y1MZNKAy4X+4jiPiI6oZMJD1F9wD5AEjAYDw/yzO9Olfe8PqPB7HNlASsCm8LXqOhTnU0ge3cC",
+	"D4BvBNB3Y7k8IaWJdXY483f6vDEPIKOxWngcR+z5KbjjdjvtFlt3PQ0noqGubEXJ80N5pLJ94KLYCO2R",
+	"cpm/1kPp7m5Wr2TYptroTMMVGdOI/EHI5R9GJHOaQTZm5jXzfCGTPKBYQM6ChDqi6VSRtk23fPH63Y83",
+	"p6/PL69vrk9/uOr0yCvbVJBGvshwPgAYBSNZVJEfzq9Jny+UR5SE7mh2zs7FZwhQRnQF9fTKF1Kg1b9k",
+	"7DbfE1RQzfTCmNEk+5HRdaGlI/68qurpPozMfJx5XUB/c2eCJ9Ee78/qtkmEsEGfMbuOR2o9fQbQwv2W",
+	"33Jd4OIVcahikGc+p7fQrsDQQzXTMwRYH+eohj8DxOIiFBziYMg0sSA7lpqL21jKj9vK81yCyLZ9gJ5T",
+	"QKEWgOGe+VOweq/AFvJVVzntMZEESaf+0qdVecAZvTWJWu0hVCpxK04z3N5QRgz6DJ5eEQTjVjabVibE",
+	"B/7VXyRSy1DGfisDSzw6Ouwf+61qktlHKK2nVbPVFr5at6XPmdK8Nh+hySVvlH9Tn2FzH82gOiunVh7l",
+	"lcNYJ1wSStsp7rygLjXfm/tgI6HQ2i/Dsb7S3nLJm6Rc9PgF4GjzbS6/NFtRaTtK79216feJcdE6tb3A",
+	"5BxKj1N1I6rpNKFzlYNpNwGyzE9s8022BAS0MV7UEbNqrssXZ2T4dPgERPAkHAxGo/4fywrYrgnkDoyD",
+	"x8cV6YbrRLBWup/Gmi+gdEVbB5hlGmS8giDCCRlk8+2QVNmeONAcpbiF0F5ZkfYwzzCtwp3dD1HTHWQd",
+	"kbyUVU6Eh+JYzcwkCx1Fl9DXkyr9jWyfMauJwGOOJYEneq2HwdIEEL+auMC18yxYxe75y7MLiKgxDA0V",
+	"FKqMSirIOqwe+c3pWd7WF8lOrw8JIDoPLVpzHldrzxRsHjP/0ja5I9pfOhsif21+ex9WmNFFMRL3+HgX",
+	"X8efbZvRBZpQm7fPKbxbPXfu7kIWbTbQrp+4d9ZomW6kummDd+3zKsias4916tE71YzaHd1PywKTuEb2",
+	"gfh5RNxD1uzNStDR2C2auEIuPUyYTVgIAKzYii5rDz4YNHa9Fy32KixJUND4Hsl5uTVQMdw+zHNrOx62",
+	"vIly/bhiY9+V/X3MYfjZXUaskcyKwwLuvTatqJ5XrFQm0wfasz29Yc4R9fkvVqy66gS9BQtovrdm/HoA",
+	"5Kq0KxbZYz+RD1RNwzWNvo8mbGnIy5ri13u3clK3p+c2M9uJCror3O0qDlJZHRFaDN+KyPt9iyG23ZW9",
+	"mk39kNKkIn91nPJYV/U3fgs5UZD8bB7pclFKmLbRj96u6HYjKoG51UAw15bBuJl/qFtsVne3h/zOCxl2",
+	"QupnoY/dzbgbVqfArO+HrfI5+12Kye5E2HPvql3AZR7DrdvbLZtZiap5Hw3Avi1L8t4SenrpMB/3tXtz",
+	"9MzqXzXLHSlD6NpIHGj0Nirp4C6zSFPFGoqo1g8BNV2Efi7pso/rLJosSaXUJaziQpQgine3jl/XPK16",
+	"78YoAWC6TdiZJ/zSwgNsUqkOF6U9zE4w5UIPjyuPsLR5Xutjdyq7tgX79dkFeH6iBx31/fOLzTKocNHC",
+	"F21b8Eu+L5XzxU52WJ7cqwunrjRdqfPYlhAJK5ZTfl0dAG9N70Im7u9344scaddqD63CtPPhq7de3hZX",
+	"Bik2GD5YGplcldv9snD91i3Mh4NL36ZAVLU4dA04tvfcKOIRbGaKVidkYF4Si4ttSSG1bCxTDZ0qKKZs",
+	"LGzKRrtvt9wjfU2nqn/QybpWZMVlmDxmfovpGFyRtpAaRrKJasL2x6j2X1SnVVy7oTEB4e1zmBn2+rap",
+	"Hixm0NUAsj3ga7jG9iEHigiBxmFjqIVmuRYw563yDg/I9WJtXMudNW/1moNlvBsrltyhSu06Oe+PLFEF",
+	"wJHlptn6OKWhDdEN1ZAM1fAta7/aljAHJ96WiT1Je8IdIKMZFVHMohOSMMWEPVisaX0YVIz1eW4e6wdv",
+	"I2hme/RaMuVw6g55H3s2LWiiu0u68tDWW0KiqFlORCIpGDqlGTYIRqppgpfya0dE+QKgJfVYJX+W45oQ",
+	"apbmvAfSUWU+Y/NWSvi0VZTqpvuC8jhNKkQPTab7gznt4+6z8FTVwbP6Esa98aLuu4uQ5Lm2lW7OeVIm",
+	"rd3Zq3Q+p5VYMJBf21h3z2iqyhGHp7fXYO7EdxnfdpqFl1Qt9DVXOq/By0rTWvqjbm0yqeACDDX8AaIM",
+	"h+qOtG1KZIB2nDehcx6vglLtPA5oi/iwxg/Kh1teS0y5MMbfjC4S+XGFNX+gu4kJAB7w20RqflupfL2l",
+	"87pCly29sTFbsrpa8z69q+1vxqvm+pmbQ9WpZIu6j4OhuLqiNXh8MDw62q/KaOskC+rCnqU97wQUYYkp",
+	"oS5jEroOggJZzNaCeivwqVWU92wkL21Fly8/bRjRojI3rvDqs1fPL0nbmLFkzLWCHl0/s0RaqFn2kc4X",
+	"sdmT4dMnvcfD3nAw6P2xQVwcevg1sr0LhlA1Dq+Qy5Ms4PCYzLlINVPOqT5JdZowW7qRdZU7GAwG3cGw",
+	"OxheDwYj+P9/b54hlZsha+5ohnhKqLnYzFd8GPNe83pBMzUtb5kAx8l649GqNi69m1H/f23HY11H9ln3",
+	"VTTuW1GFjltZbfiaT/K0RddAUnmEllvA+q2Do5nf6mC7NJF5am27lZNCTaX9DAHZ7aEOB2TFaKJ65Hlx",
+	"++j0kco29Pr6tUdYrFhWPykFs0bCDkzWX9bLaj9UmNOVt/+OJYlN79gv/eTm4c6qsi7lcxnDfTp+7nGl",
+	"LRLUl92FqqDChVnoHXv+9uptZW6C4crgySwwYICQZdC6Qi1Z4procEGev72yHyrSjoSaU/UPEstp9x8p",
+	"hGk88u+M3ZJIqF4sp7bdsSTYYQ1xAzsj25AQ23qJCKKAHpnJJZETzYSXlY2FMceWQVTbLmMQMGxXOhEi",
+	"jvxO0VWnRwo8HSFjDCs/GBQjt/EKFwk9t72sLCRhmgltW64ldJkl+qsqacRZVR1kMavK8oqNtcB9zaOg",
+	"7i31mL33SZh5UFeUHWaznQb0I3ZkYX4f3dOytlpSbTpJrUPrQsY8XO2pkJhTAsePmSb6gawD8cSY2IlM",
+	"RdTVCV8owj7S0BCM7ejJsCjH/G6TKDJ1ekPPKJBtKiygV5ZdtqBYGeNU5zLm1IfKROrcQ77VKwSbk/nT",
+	"4Zfo79z2K/CJFujhC3Zka2wI4Uoc9lA5KtYAaDCUC9bsFVfwaA15wu65qddTYzGAsYesXI9uZOmCx48f",
+	"Hz7eBQm/aw/WoxwPOfqn2q1waH77qAxhEzl+Gjr5XdPF7s+SC2yyREXzBp5536ftvYuwbXtNwt9Em61S",
+	"BMoEkb04xDjgMx6xqe/DQR9VQL+VOcilnrFkyRXbjQeUgWbVAwMWiXq/Y4j2y2m5kImGRkONABf5BGRv",
+	"rT5UFcjcNWgxUFUFMAvdAMVqDeBvSyirhqzdOisqIQpJKlhb1nYWQMdW9kO7FKOWYYcmYy4YFtY1Rpqt",
+	"gSjp8s2vaLm7hWHCvwy9x5+6+T8r2PAHs6KCj2e3U8hIfeqgbaAWlSuyTLjWrNAiRH/UnR45k3MItCCi",
+	"AFbxGDnqi+BfAqNUsjuWrHKJSjUZp/Djni+65r8jKMYCw5zCMJ6DDQD7Bx77u5JiRKhzVr3mSgfwBfib",
+	"RmQxuWJCsf67i7fK/ANguOCGkjaNOVXEbArxW+bza/z81YXq+K3OxustgoyZfoiLU/AqcGmN7EID+MHw",
+	"JLAkRwLbJCdwqe9U4C9IMGUyQARDXxDSNn+T/4GNgG8iJlbklxxY6YTYcWyn4F4oxeSEfILC4y6x7jSz",
+	"FXO6gPxirzSjt6dvzoMRCeZ0ccMXbfNAJ7B0eXpmocmC7hvSncCvcRfBNzfCZZh/koRBrCiAZ0YAvEgC",
+	"27vYvKJ7FJD2jKrZSDBN0DdIuGC6YzixWWbp6eOAtM23xx0vbwNqZtKFVo5YDhBDw2YPe4hOeByziLSB",
+	"hZAwBUPjcIh5+7gXYmKnLCaadCdurnjqgXmd3cPAIxCzvKNxaSU3Zm43ZiV8cXd0Y1T6jpm6mU3pkWN8",
+	"5BgeOSGPuo8MYZuvyNi6SB7dPOp4lWuAuTp3pzm4S5lqlry7InjlRpktATetuG8BSUXEEtjOPl9AL5kl",
+	"jbMuSl3ziwDn2zcTrHnCA6wjvjmxOl/ug3hx86u6hxsXAb+aVwMhPtc9q/VcJssRNGKrlq15kHbDrXj5",
+	"4ow8PXr8RxfnO7G8Dkv8XcfS04tXhn1aJ866MaEpj2vK7ZdgTiQSEi6gC6/RHZgIWb0VmYf1mmWH5oAQ",
+	"VemhW3rmvLy+viD4QHUKouY6ZrWlnjpV66AR62e2/ktwJI/GMRW3O5UmfHm2gqqDvXx+elERYRunit2w",
+	"uT2VvTJFJwxMvr18TBi33q8t3raM1DrobtttZ9UwV/USkdNOCzHlNcJ1YChVGpLDXXM3ABr4LqkiNE4Y",
+	"jVbkHylLES0pSYXgYnpChCSCLcnf5bgalgpQW6phf/4uxzf8XrFk+8sCtovDh6kmmSKWTqWrDVYKOgR4",
+	"ghaJjNKQAcgSYONtcoAGuCFthOsCRSNUdx2rbX5u1kqOVF6dXOM5qXswGNhyuTYTAEfMBfFb//0f/9vV",
+	"IIVpZfpOdV6MhTjZkh5zCRDHla2g0zh2SNkysUkTEYs1he6FFpzKYk9hF3KzkTc2V3Fz+4vfNqGgQuZb",
+	"V93yRReh7GjctXlRWWOFWj/R+TYkc3Pc1c6j7aDljVP0YLMq7lHzhU2ZYMne0VRAEb0pwEs1z5N2+cw1",
+	"GZkNpmwUVexa66J7akYPHh+Per0aDINmrrcqp1vjJMOtSZTNs4jhMjifWRXQeG1CZhN/mfWUlTKG9+Wy",
+	"edpmnjIMJ7JGS5nrDWeWX6HCgWzzy9mtYGohhaoWTPauWS8MJIm5hvVGR0uFBbI5sYi5EcIa5g/lICFj",
+	"maLLaQ3Qq4LCtyulzcm4spX/buJogBe2pWd/gcB2MGRjVShyd9S/Oz4h1LJl/JBG0c0f+hGLb/5gzGPN",
+	"aMXW5T7Baif57sYMdVfKvH4vw6L5mcDQx19kaLNdX2jWMPSXmTWP6tWZLU1WGgpel+H+fLt3NvfEUs0c",
+	"0u82p2tt25Y9LdLm+/RFtr+yoaBzIFuEClho9U13JQN7eJCLorIRTyrWQexd+5S9rX7+9TZLfZL0S66L",
+	"ydFNM1ArJyGRUWatVxGW12stE46V8jSa82o8+WJFUIOi6NRdle2YxlVFrg1/au7nTdWFHhhpWbjBhbwV",
+	"JLf9r7RZvL3WtUpLrWLhJlosPq0vPr/MX7AW8L8HhE2tmb7Igta7A5JoqBkpWjRGynv+V1uElkFkaQbJ",
+	"DuZXWWCp0KsmqxNuYCRWW4JnVEjBQxqX4+FfPruypG6upaSl8wUgFVtfGypsblOcgse1YvHkM3IUrJFq",
+	"z7Coue6A8smicDsDbZ9Zgfb8AkasC7Q1kidOmr568RYGaBBgQ9NU7Rdkq9bLNupFs2KuyFWHZ0ur3GpG",
+	"k3BmpEe1M6bc6QxcBYbPl7ENR4j6hiEfl8cFeGZQRZQ9uwaUZ9MvrcfBNvMDlEmgSoCTy/IHnbpj3ufh",
+	"vexjVhBjAvvdI6h21mJSlbtP5jlTWbaSo3i7upzgHzah9mtlJUldw0Qxv+0mqgKieAHZl4qLaczyLt8O",
+	"6BdgCl33cnCete1o5Pnbq45HBFtmeAqe7a5lfvxXzpaP0OliX10ubOO5s2ZPJNMtPWLduTZF3r5PT9mH",
+	"6Q1bj2PoJrUtxStbZ/2Nfoje1QXe8OUaWGOP2Iua1oun660Wyx1kNU2mTHs5X5JLscY3qqCUs+8ab8Wp",
+	"+0llscrXud8PRvl1JNmA4Lzi5lUdZ2VjzVDGNTUl91EWrZJ8U9dVrERB+8SEnKRo0Mg47/hJ2mv01mmo",
+	"Lj4UjGJxpp7d6sJaag7phYVAXoPguEeG97fOud3WtbXMPCCcZI6Og1zrba/i2K+YfNclqjmGezVjc7ep",
+	"kMb0Lz8Nuk9pd3LaffHhl+PqSpC1e7POaIu1GSoNZ0aY2xINhKUdHj+Z+a01fMuq0on1G1jO3x80yh67",
+	"lrdMPIxxeR+ibt4FxZxwqh7K3k3kblA78I5UeqksUcIgJd76oW6Hz/CZ5uXzeC6bxfPanVfFJWRhwvQJ",
+	"IIJbOGyLD70j/wCGrKgRd5O/F8jQfWpYNtO7K+pQdpdq1SZ43/fQi+dddcTvFZ3WO8PqgTjnTCc8tMm3",
+	"UQJV9r1qOGU+5TWIR2zOIl7fTzYVvMJbAm+0faZlAhHzyhdDC5Mat7XUNM6tyEWqZkRJMqHlYH9du9aa",
+	"TqJmttl6y6tzs6k6AWMGbcWaXe/HAB4iAOgnsZS36UJVrt92sN+qsl69fYiir7UW/FuU0LUn6+ohrzNb",
+	"30JH5ia+6zaOxUDF0So3gYmEh7N5ZXlR1U6O8lKiy+enF+APuLi+tF+v9bnzsFML4LUvWEJuOXgPKNqt",
+	"SSqAPhkT0BfOXpBm7aFh2leYVbXTnKjAEKZJzDOj+wb9Hzj3NZeH1XjQZgJdFV0cmSckA5umUMlDuHal",
+	"Z5hAaSvQZgy7lxIqVphTbAe+Y4lar2PansGAgINb0xWYLEJ3qT2CIhZtqGJPSwpnRaoO+oGzpxruZ/N1",
+	"F9LNaug0O4pt1/7+Lp7iPSi6d4pt4pv6ecpdP3Hajal/rdiy1sPTxAxbOw4LOqsWLDSMY0+Qz5IjoioN",
+	"JKKLnVL6+enFhj2+toai89HVzEGG32ZtP2kPij1Eso+z20q4C7l1bB9Q3JtH6AnBDoMcnHJu05pCCuW+",
+	"sTr2jRD1Wq07XEhb06ny1ji4goIEpryig1h18iBEla2GRwsshpwKInNghawNc9W7YAulBqgsmrl7YRdH",
+	"ZtdsI0AuCq5gV2WL979t/hyvsrZV6NRcsjF5/4pEVM3GkiYRdADg8SofpoNeZgiFZh2vhMya5s5Ysqe/",
+	"0+0WqygP36qoWxu/iQvzXuOso6rU+TPX5l/0cGY3vexiMkICVRx764rSoMzrNnUuqMIN04Tr1ZVZgg38",
+	"Mpqw5DTVkMIGa4PEPfg4vwAzrReA2C1TEbLkX6vbuNhvyS1bYRWsuXnQxhWuMsseMDqfRQ0zVNEPE7mM",
+	"FAv7dwCXxqEPsott2zjSv3VPF7z7r9CSxW34gpu/P32C1hETuTknK62NVmq0WGWv1KuLAm+PMvZhHaUs",
+	"AVUG5Z3VZbSMI19YvLqY0USoDE8rpMICkZj1mq+1uV4LlihpeE2SsFADGwb1wvY+p9qH7u8xi6YMexRm",
+	"iWBwye1mKcIEtlTnIisM7PnCF9eQ/swR+S7vSmiYQ0JDKBvs0wXv3w1Hdt3ZvnuwVmMfYUUNfo1yrkcM",
+	"KzszR3LFwq4hfar5OGZQbAA1I6UTM293Tz9SvsjeDxcebzmeythddDN7Y7ipETLnbF6ZFyr42LWlKmaS",
+	"wYgEi3Qc8zAgbSFJmLCICc1p3PF8EWAaROCRAPMgzL8gESIgbaRkRA9xPaFh3bYSCndOCqZ8YePbXEOt",
+	"XWAPICBtWiRtcw4ZMZ6Q0gsQRNkXQPlmZMXWib0wksIbUipI6/TIaWF9vnDtfedcKWDWwMLJHY15lBXO",
+	"Hw2GHqG4sDGL5RJX5d78yDxxeOILaAcGLVkKsfysL6XK9F/okEkTBpoRiwjVcGYvGb1bFRfUzs9pZr4b",
+	"QaZ0MCIKQiQwHvZxUB2wDSiZsKUvqCaUGJ0w69l2dX56efby5uzd27P3l5fnb8/+1jkhczPFJeWoClK4",
+	"OyRdEC19Uf7dX96fvz+/+fH01bWtQsKdIY8Hh7Yq7ZLpZNU9nRj6MHvsunP6YkH1rNCc0214vsvQFBka",
+	"eco4Mlf77fvXKEKPBgMUwG5LfDGnidmxfGPCWCoWAcqF2x/sIFgogTR3MYUTiCWNincSd69TOOkB0ZJQ",
+	"O/982lyTSDJ33cKYJgxb2fnCkM6CxUZLjc2jMDQxKgOzHBH7KJOX56fPseVzQeHFefxwfu2L/J5SvDc/",
+	"nF+Ttq24MWeNTBtUGuyO2iOvJt23UrDuG6rNlaC35qYFf8DCMly7UfiE5npllZYlo7fQ/k8nUkxJG0qh",
+	"hsMB+a//HB72hr2DDlAjlBapUakuCvtVZ7VTAaAHo+jt20Kq//l3JUUA0/NFO7A1WEGnR94Jhr2wEcMD",
+	"xl0ahjWCbUcadE1ks3tJY6M2sgg6FHKBJNNWK6HpR1ikYnMqNA8VoTG/ZR2PHA0P7Whw0bIgPZR7m68f",
+	"+wK/D7E9LBaYlu50ftpmTz1yNDhy1aIpCBaBNAUkjkpAjwRYwvXThx7AsQZIxdXdct0G1bXJ7dQ0viVr",
+	"fW/NBVtvfGu0cpjJ1l61Him1qlUdX9BYSYwykSDmgtn6ROwfHGDRYcxDZnO0re5wujCKSPegNygUj1nl",
+	"oJB/M2oNewN8Ri6YoAveGrUOe4PeISJOzUBl6kPDQtUPZ1QIFsNnU0z4yg7nVQRwT0qfmmfP3JNGM8QE",
+	"cvjVwWCAcQs44wxz3JLr321lDSqczSOyhTdWKKefqpBM3FKMZo8IW5+81tFgWPeubBX994KmeiYT/jPW",
+	"UDzGJW3/0StDaILGWW3g48Fho1fdUY4F/KDNOrjF1jlqL9BH0i7FI+8vXxv5GlEL4onK/U8tPD2jIJdU",
+	"jNbIZVOasdfPuP+L2ZZPqGDGDJ0N5dN+Dp+Xdn/juI+qcNnMzyK74w027xmNLpEF3fuQjpps9wuZjHkU",
+	"QVCjdYRT3/6Lt1K/MPb3N6MD3Mu8p6g9PctUDGXb0LS65Quj5jUiC0ypBV+S05Nqo0H5I3gP0ZXzwWvZ",
+	"gEyZZC5SvUEvcLLPZLRqwBmyiqNfWmkSt0YtoSerUb8/0rc3GFz6X+aTnn2uJ5Np3zI9KNFxfKUpO8G4",
+	"0qeyhevKRz6HsTXnZ1v5F5SBJmwR09DeqAO8Ht9kIjbM+Gu/2cMGv7iW8jVNEJnlaPi4ybxUuoD2bdEb",
+	"FnF6vcJCr6ODgyY/XiQyZErhFf9GzAQjwFBGjBRVwVeMEf3+EmwBq1NDKJdOKRd7MZd6kdPXzEIcfA73",
+	"sV3kyuznmim9XV498C2+zhHGa+6PTDVYpy7khOjLJ8ZsRExihH1dziymOTg6ZwDI8kjZgLr6LksfgPyv",
+	"mIiMxW1Mnbm5i1OGdqcjfujmLUV2SNhxAYvv70v7WXXqdn0aSiy+njJdXf9aTcCoafz21WjbVuleSjPa",
+	"i3tpzJeui9N3dfnbqcvm3LIozZJyiA1NE5kufiV6ckYl91SSc4v9p9ZiJrHRBvrEsLzalW61WITKDqz+",
+	"Rs8SpmYyjlqj4cB9aDaoNWodDpTrGjAqVpL/I+VM3zD4ePDH0WCQfQYoZq1R6+Cw+Kn+2dzANJEL1n/G",
+	"kpi7osqbBUuwx//oYLCf2g5Vb99MZ0e2Wc8mv4K23mgK3/X0f1Y9vbEQK2oiaYT5d/UqCDyxweYgaAmu",
+	"zzxmSaEVQvHO7uwmudli6e8sRP8vtp9aLVifR6QNGYG2f0a/2E+gf3gQeCSAgBR21Kiamg0L18ztsGZu",
+	"VSO5Dq35QM1y9ndKhr+cYRFNk0df8znHNklfjqmZc4fyoQqO8k4wsqBYKwoklLdQ/Yps5ZtcQAAshyXH",
+	"clpOiCpePrg1OxRIGxvtz4otO6uN1wtpNAB4PG/w+Rm6QaHbJwj/0dFBqe/mT1mR/PDJoFD3flgoZB96",
+	"GyrEh2KvzdaSjYfl7pWjVnX8oRlJ5itvJOCP6jLHvq7s+6qS7GteCZteg8RSyJT56YOhg/zGIJYEejiQ",
+	"7FwTWOWhXuLoLgvIQ3Kua0Hl7pR9R9Wtcl+VrlWSQZ9Z4bYOOokhZqqJFCHDuDkGVwGPKCuAN1cc4uSC",
+	"BMD9IUUCIXmWMyZ8ATmiLAGXmOZxbCPnEFakKut5a3uQ0CLST8et2Rc5elL+omIakZrJNI4KsEk2U+YE",
+	"p+7SKrT0haIrwjVYNQozCEhg/sD4oQuuHw6OepgyMOMxxlvtKiCfkMexL2JJEaZOKztjV+BNEaAYg5Bl",
+	"bvUDc8zKoiZtqA/ruVQQk0UhDc0kdjcOxrIEX/ziA+/xgYVl8DSJqzKm6lZBoLiw58qitWYIZoUxhp9q",
+	"NIhNuV+E+X/8+PD4XkL/R/qlBfkalFedfWDPFhMuEbkru44ZZVpELmCgh1UM9q0lQjeCoUwugBD/aVWD",
+	"pnzwtRTT7kLGsW2eghteRttQlvdkSQnI1z6HCWZoGU6zWIOiAI4345rMU2VvXNbdozwbHMscr2NJbWBo",
+	"R4PDji+AsxCHPAG0A3wfkmapLsDbOL8B5jvYMQ4OOidECuaLMY1gPgmbpIoVc/1wAp5DjABKy1Kfe+Sl",
+	"bULmi8Ro4pB7wSIo28gmbPOoXr57e/63i3fXN5en1+fmbQoew+YCHhmnidLKF8g6pWCOfUB20slaCkth",
+	"c8x0cN4WlPvo4CluTSEhq4plFhS8S+YgO+6t3uVIUj9hz+vW8OlBb9A76D0euJbPo4PDIkSJxRxZ0+gK",
+	"LdZaB4OD4/W+aFiG15QRwXsb6W4HD8j+SkhWFezPfffdJfLZLpGjg6eN5viGipXdQfUrV1szZmWYhM2o",
+	"zXP6NZ0aMZc91LZf2YFtmz/DVLHJn0fWGdD19evO/fn79vDRM/fQ1wgePXPT2x06Os+07JAlv7GwkdtT",
+	"DxPi9YytMrMGckLlkkxoQsZshqWCDFKLN494a3ypLoiN7r9nmVpwbwlRNtFzNNSfkO835+p2Lns43h/O",
+	"623f7arXa1RbJ/tdrOeWrX71AbUGbPRMiknMsSTnn9fJUGDHU67Q7rQHeuJOE3TAHFUAFM4srbvhxSv4",
+	"xN1jjWO6xev4PaL7NUnCWKNVBKG0XCiylMktQubtQQH7BnQxYrEzovsALPvzmfR7wBr62uHRTDHYyp7/",
+	"2W7E74AlnyFeaMl9kdeOWe+kKt5KulL78+OIaRZmOG21yu7z/LGvoe5mr2uu8GYLsU0NPztvan8y/kaZ",
+	"N8V1FylAMaFksjPTKqeAxjI5P57vUvnb5FmtkXuzU68TwuCRX1A9yx3yDvWoJMeKArGIxES7P3/4CQGY",
+	"oE3+8WEVONo2AV4mqH1EeDMpmY3/TVKYCtysWkpbWAZzkr96P9lvTo5u5vR8zuUxHBMbyG+Vl+f4yI7Q",
+	"3DvhcEkA+cjm4Th/V+CRYMJY1JtQHrOoPv8GMgbrgmdHTRKDzDxUCsq2yrqhQZ1oO4NqwvQgD1qHeU4R",
+	"8Zxy4pFer1c7Qzv2DcykLk/ooHmaULo142g4ODj6nnK0johlKLJJyhFS9z9/rpEFOsLl1uYa2bveyJtY",
+	"3tNLuiSxnNqmt1DTbEguss2FPVerPF4VkgNGJAjlMuEs8EX7DP4F4fuORwKlZlFA2mbremZgLsizq+eG",
+	"s12+OCOHh4dPiVop843SqxhS/HwR/F2mZtdCHZOuJFivDlMyQ0Lb1IC0QzkfQ4NymWSv0wllE34LE3n9",
+	"ovhNSKNoFZC2+9vwp4MxFQFWMQE+tJw+UuQZFf33YkyFL7JXRkLNqfpHQNqxnAKSAWeGu8SUI1p9wD7q",
+	"hAbm2Z8Zu+1GQgWIYoB/h1II+3Izqeurv+bQ1MG/BA43wKIEBQmbso+IkuCLwKotQQ524BFKfpAkYdM0",
+	"pglhHx1uEo7qDg0StX0R8EXQ6ZEfAQbi/8CT/FOQ41y4biPm7OHc24FmH3UflhfgiRTv8MeuiOBMOidZ",
+	"ERJH8BfsqYggBAHc3tdcGLpwBfhXOmEwt5jfMtLnYsqURvw9ReeMKP6zjaH6woVm35z+282rtz+cX13f",
+	"PPvb9fmVR6Y/8wVxnWI6HlmwpAtvxqJ63EUpCPWFq5ta0ER3l3QFM3sFr3XIBxYgQ2nAs7yh+gYq6xFj",
+	"wSwK7lPWjLgIHIU4Vw5LB8bBeI8vglhObbRnJpXGaE+Qw0BhF0iQoRglUBoQR27ZQpM2VZDTQ6jCzkq+",
+	"MMeTw0lBBksRo81wwhPy/O1VlsyD8yUFuLaeL3KbmLSDghkVdBA2BJHBkIE4dKuIagpZS5D9Qae+oKJq",
+	"zSRAVcSuOhvcLr1HAndkgUPaAnoDgATDVdq2RficrizGgZA4F3OxcFJIt3aCEEuZsTiCs3q2hkRjASMR",
+	"EwewYU5IGcmmneHYdMxLfaEYJDfIrCeEMKqN0ggUES/pShXTMCycGtjsNSH8ZkqVUaht//ZCmwvBml6w",
+	"Oh3GqgVFTcE1FUGWbb5Ss6jQjdqy0JbXApbZ8lqOVba8lmWELa/l2Jz7p+FwYAhN2ceK/kub+ptZMhC9",
+	"ti1RFQLzTBI59xDdzpJDBvSBQBuCIQqbPQ6HI5KdqvkxD2fEnKWCzhM6P6Zabc9MpVVnLNbB9v4y8J4+",
+	"rbQbK5cLm2PP+ZEqsG2vgm8Tw7Zxpa4fWbyy1OiRIFUsqdeu3eRrlc1GufdVcwZWiJq/a0qF4qoLzWv2",
+	"UPjvZ403s7SdiCr3Jf3FtxfCb418oHu/5fnQOhc+eUMTQg7JEHNZhmS6JOahn54MDz6MyAuwaICfLl3H",
+	"4ERK2+nyYHDYG/SGw8PeU8xyejwYHhyY3x/4rU9++Si2KV3Lspi2KaKG6gv3HXKTzPMl1MYxFzRZVeJn",
+	"5wK9vCX7L9kh/BgCJGBg7t6A5qtvry2/c0KMzmquMSUKlAdUHQzXePscFCqjxFShhn9Vfwny+frqbmw6",
+	"DxVfCHCF2QL4CXa+LpovNXMqQjg1n1tJ3amPuqAqmOXLhja52Gg+MGuov6FFyC2FHfRPcC0hzXHVzLqw",
+	"/XrU+/opUd9u98p5gBUbk+cIbmzRN3NTff3tylRKdBOd2Mx47H5md2pDISdLlji/o4ftvCHx3Nx9a0CZ",
+	"yRXyKqtglQHFi2iJuHruVLBrCwBX9ErMaqNHzqfNnLEChuhPH4wY3ZZFBsACSZnpWRdep8Kr51UmgNnP",
+	"urfmDejmXjf1s5aY2RfK2l7dMQhP19O0jxB7/TDm4e1Mpor1tLqrrZJ4JxhJ5BKzY5s0gQNjhgsS/HB+",
+	"DXDTxkxWEoskIg4mAk1Wj9DiYUp37XigUGTmDNykbIz+L9YA+RQYcwQe6ZEzgEFTXpbxIZOIJaPMDVjG",
+	"ovWICs3ht+c05iGXqSLDwcDzhUrVwn5wPPAyOLmDgUfGTPCpIIOOZ7H6qBLmf25kMvXQqklWHkkioTxf",
+	"5EDsXo4h7DmY5B7BKCDgyRnmYdRBo161B4bTsqyVvS/sFDonABoJOc0k+Nvf/va37ps33efPyWw2ms9H",
+	"SgXk/fXZCdF0jN4hpC9wRIxpeKtiqswN4wJfigMxFdIFAxl7TcdXzDB4zSLg+WDuzKuMm3OgmjNDNC8N",
+	"0bT2zZP4yzWdNnI0bvQe2P2TK+wx0KjeAgoSmo3KmLgC12sDrydoXJqOu8ptaBf3vKyAIWn6ukyavgbS",
+	"9LUhMl9TJcz/GCLztSUyXxsi83VOY77OaMzXlsZ8sVYa6+uM2n09HAx8rdSsO05SzSA67+vjo8fm43Oc",
+	"InkpleZi6uvn5772dZ7zTVzOd+HDg8KH1reDduaaCrhbZd0UG1d/NUcFvTT/+R29+b0ifHGjE15klc7f",
+	"0i7uSVF4IEcvSYwiCuuGyADs2jpBUoy7W1HBF6oXbpERly/OyNHwyYCcOUcntS5OIzosQi2aNDDgpVwG",
+	"FQKlzbXyRVmauF6SBWky8kUdg4f2o+1Qzue0+3fJBXgLHUr92ue+wJ6jGRMvsfZKVo7QrIeHh089w3jN",
+	"GJmLziv2uETAW+yssN5Us4Q26/miOKuyi79T8J9yQUIplKZCkzmby2S1hUlf/fU7d67gzpaE15mxt0ZF",
+	"IOgt0XhAI45EDIVYAinQRy7pc2Io0MIGS/YyjuyVebFXYqGe9/zcA+bsrfFmr6oQJ//woPDhoYftBVUG",
+	"iiiY/nzm/LLqcjstEXf1dxOcy7qQUAX8r22xwC3QDtQGrL42t3Y2XGXwH7nEn6/evf3OJh48LXBbs9yK",
+	"0jMsfIbviZw4HHl4k0ecBfe7vEuGpRQ251dxrXIv85aLhW7K71frHu56ax21Rn5r3Y5pef5abxl4LLdu",
+	"zANgPrVGP4G3v2jltD54vms4gw+UzRX4vmBamaGrpCwGEGjlYwdrj2XagN8aHX76fKH7zijQOXsJSpgJ",
+	"LkDwO2caNkTwzZkFPtCbz6NxPf4IeUM/vuEiIs+fkbZ5FH14J+TVxd0x0Qlj1lbgYmo+O8JQdcJCmUSQ",
+	"OuGLgyde5l2F1DUS4LuDDlpioJnhLzYsLmwAN5dK+yLrlrbkAvqqr9ldBQ/cKHtHjnOybreRdlC+rYFH",
+	"AnByAFgXnSr4AG9k4PkisF2J4GN3cyC9MLuV5q/s7gUkt8UCo6XDIEkkwN9IRUR+YPLVxUEXY6zQfsbM",
+	"lkyZhK9Pr94S6HbhehzOsMnH3BftwGr8Pa7kTSgjmLRhZtxQZy/7hOtVD6y8npmdLwKaainkXKbqRq2U",
+	"ZvMb7CcKLXo2vpPJlAr+M+5Pp0dOhS/gnO2BOV8oxOG0AhrozuliYTO0SDsYjSaTyWREe+Ne2IuCjiGR",
+	"ExjlOL8YMaN3ADZMgtGo//Q4IG1cOfTON3R2y9gCx+/YPCY78GA0MD/okWcpjzXG6c2vuIjYR9iydawQ",
+	"gO4ZpzyOCFfQ+iZm5iOX3fPm+bOby/Nn71+9fp7HlIfzDpFx5EH2hoYGVIRCsyczgpzzEMLhbc3mC/jY",
+	"XAMI8NuWI8md2ZNEzgnXJyQ4v6bTIG9t6AuYUL3JbGa1t8R+NXkrBYNGL/tKQBlqpq2Hvqxk3sdVVoiw",
+	"rAVHzm0f/jWQlqzlI55Tm5qTnDkoErO/HY/8I5Ua25luhEfyudThwJTb4OQ9JsM0SSC7Cs6jyWSv13/1",
+	"SBHz5O6J/VMLv/PNZomPNkIxEEbPpcxXFIAqTQyt074hTMV0L1Z6a4wp845hElAb+KC524aVdTzggYEd",
+	"bMSVYtp7e/rm3MMUcL7wEKqKvHj1+jzokef4pLJRJdtgc4QFwnbXyn45ZqFjbIfcQkvcrO9jwhapxm5E",
+	"cEdOXHxIChtbidlEG0Zbz2mu7MbYCX43EyocdRWJK0VzwBcHg8FwFI2fjEZ/XNOrGzNLxbQVJL8fhfmU",
+	"OOojgb02QWkzwAWxfiu+uTKd8RK+SNiiH1LNphLARvXHeqYS8MhTM5noGyN9vMKXNrnc3GoeYcwYu3wb",
+	"BVnTaY+8iiwzUNB/krRtc13MXIYogwYFClIUEAXE9sjGOQMzQNWPRb6whZ6ooEDrQsGWZhxsEId6kwTP",
+	"P49sb40pv2PCQV2ZZx8pX3AoBkis0qUscB83r+VKqxMoHIJSRvyFGY4rHAvTHXwBLBATLuOYHA9I21HF",
+	"I4W5Kh2YvpmanQCFuS6o7QPni6lhrUISexarXk5ZLozsmnViz2KNYIEjkjD4B+HaF6hNmt0076NRxKLd",
+	"jPMsO/7W/bmJp0IqBEs8vGJME/uB8sXBult+zZdwD4aTkyzsye/ANHfU8OqiKDXzfShduM/gJY25Rj6L",
+	"XszVNraxuJHJTcijxHPU7aHhimxjlM28HL202fJgdfuCZlfD8M8iBRim1UHLG/NRxgw76bO1cKa574P/",
+	"/o//ezgY2CdVSGMGaHxD8/nBH0u5LAd/9EghleWPx1kqiy8OHnd65BkqK7m/pKCwkPaAzBkVivgtIUEo",
+	"+C3zJneSnZ4vLhmoWJizecvjmHTfX10eBLsv7WW2+98Vnr0VnkH/4MgbesODeyk7a0rr71TfKfMhEEzf",
+	"XK+BQgouNIu3KjL/ztitkeTmQcLFItU2Px+1keBfoLepCqz/F+Kx16fP8kQkXyRyqUjARWQ2Q4I3KvsD",
+	"vIYBaQdm9+PR6PT588vAtVZ1lbW+cF9fvX/29vzaPuBaiXc8EsyZpj106JnRnBfSfWPWFPiiXZmTh5kb",
+	"2bNpEtuewcVyJ+zFnXVCfnZ6dX7z/vL1CQm6AeozqVBM72B0PV+8zplYwiI2IXZp5ohuDGko8j//RH4h",
+	"vm2Z2oOt91vk0wniJ9sqbUxpBFoq+qjMeZGEdVER4tZpxh2qrurUs0vzU5jMdy7ZjEta2vd1Rs6FfwJl",
+	"+7pAmPYPQ4v2n2kSlxM0fF24B75GCihk0SHB/skIZUOzf1pPp5tpvVCjvosA2Kn2Uw5O9LIZuz8zRybw",
+	"++PjcKfgYGI+ZSJk5IWhJMN7tjDzzD/jLv9X4e4TxqLtyAsv4IkvWJ1iXmBeVEdGMEXvN923zSwhT0HH",
+	"nuyF08VD+NDgpPpGP4jldOeJndnnvuC52VdsOzo72/S3dmo/sjjuYmL9Ih3HPEQitHjzVJCx9QCA4F8R",
+	"NeMLEnFAFi41WNzjZJtiRZnT/Q4T9a1gohCsxdziGTcm9Qp0LCyKpkqxBFR2rsmcRqwJIWQYUpXX+Qem",
+	"q8/7YdnvNtb7lennt0AN7wT7bJa+r85sjmknbmdGK/dtwljWt0d5xlLLazEB7M1pFVnsFzxUqBxGKboD",
+	"ZrgTrVFrwhM2k/FNzO5YPGx5thm6UzwTuuxNuZ6l41SxxE60F8p53/6wP45leGte0eULxbTqz6nSLOmX",
+	"B+4JphXTzbszmZ36Jthlddft8ks1W6x74dn31oq/XkA1wz4eKRKxCRfcHNhJgc0QrgCJZQ/xsq5m9BM2",
+	"SZia7d+8vMyHKmHfL3Fsy4y291Iylg94hjD1HzAcMh/EEqq8o0QuyBzrk6kgc/rxxnx0o2Y0ybqRZx39",
+	"arFG1kDJbDJPazShsWJZ4spYyphR4fAcvlibD9ihbX0+zgW268bC9tiIjZXt4E3aUYpvZsSwq853Fe8h",
+	"LDXccEKJvRt5F/UFS1DeU00oVLl2PuvupWK3yX2ZCtWskSlEQatp+/HAa83pRz5P5w5YZc6F/dPbrB//",
+	"8IUF32Uq6sxFs97vqmZlA08rDBxZWsOjFmHvS6qeQMuxXKp+lnKR59puTZkyDHoFNwl9WdikUBNFlyWs",
+	"sPZ4lT8BSZMjAqWWWmoaK1vsCFYXJG9i1aPL5+RC8Qixm1TW1Av82prGtyzyhVHZe+SVEaZ5NSTmnxlD",
+	"TiQ8nM2hFx8mS2ymFNf0EHwRy+UpPvJVIL2L72tQvHOd7/EjRXRCJxMeYmB782i+X8RNl5Dtn5PtkQLS",
+	"lRNCBZGpBrqj2flnl9Fcloe8jNmRF+5iNqXtUiWWy/Psya9Fou6NzYHn3Wp+qy5fi0wG/V9YRMwR5USz",
+	"D2lUHHBzL2Fx6797C78uBbyQyZQZVbF09qQNMDHcyCyhsb9Epwk93LPXS5EE1j1Ha2dPNZ0mdK4w56/I",
+	"5R7lCKJGIEYslBGLThD4036WABQSNo7E5sgRaeMSbsyibiI3/g0I8V8SQCL7k9+yKT837m1+61On54tT",
+	"kqRY1xPKOGahlglZ8PDWZuVjI490QWA3FRHsoyaTOFWzSqDLVG9chvv2Ibe8N29QOQR70/B+c4LDQQ/+",
+	"r/+k5bUm0WAwGvWfmBNVZggupjcJNVd20NxNVZj5t3FXlVj4VrT9b6Q8fG9X9oDtyqTL1l1nXnvwqVxs",
+	"gRq+Uyd5CU81QfZHtd7q+JC0a1N6SLuA+isTcvbq+eUJcfVaGJ0xP64FAMXOz3ti/u9pjA8HX9kab6yj",
+	"mRNoakPAGfzzZ3G8KhiSHlSdkvFKQ0r0mrXdXIuDwSrN5Upj8iWi/u4v9B8IQaIJ1VwkcsJjto1YMlDx",
+	"BT773bbcTBkSRcdFHlWM2B0Pmdu4r21VrpFrP6ZjFu8fMMiH3hK3tOT0Gl7xGRqanWNLTia4c4abJq29",
+	"9K1sIt9M4UJ+XH+lvncf/M1pWMYAI7R8z8crwNglbb/lt0gYM5rY6ipDfY1MQwukWhAyrhS0cHF/GXO9",
+	"W9y8xR9eZMzmVyt4dgidbyFnvpmjqSwi8gYNRTrjIk9+90hiTOqIpIuvIk9251Y/49rJnWlKk2gbnf4A",
+	"D3xB8sIX1BAWTkcmj5QLN2dxB6yeNNs/TnmsuxzLrH+Dnkuo5+xC1g2Z2u12ZIJ/byeTGgnvTm5PMopj",
+	"ufyRR46p3FMrsKcFb8Q6i4ILZ9A/OAKSovDDlkzNORr1AalyD8L5JgrDVpKFEyNCLr+n+Xx7Hwsm9+gy",
+	"JyneN0enDW5cwdeC4GCgmFf2TVuH7ZNjxZI7IDWF2SXCQVHZJhaYUzOH5AdfBO/yHwTrEF4dj6QLoiWp",
+	"6YdF2sPBgLx5RsYrX1hXiJd5iQEiH5zKc9duZkSCM7wW3XMRyoiL6Qh6agWI0JM31lrvvdEjp+T99Yvu",
+	"E7DUu1AqT+Y0uYWO+7d8sWBRj5zTcOaLMY0sdAeuvAOg5jGDyG8btsrLSuJtJXzHjJMwpCdbOQvuZ+T9",
+	"WGtlmEgejp5KGeV4G+gn7ZHrrDudj/1KqGYKOygVzsZYgCye5FXzuEqVdaLKZ+wLrgjV6KYYkjf8mUew",
+	"EQrsh+3gIyR5+/41CWc0oSG0yBCEihVBl1bnBCvEkK2QMYvlEppo2JhFOGPhreqRH8ySLHR7tiYzlO2Q",
+	"4PkCVuIaG+mECkUBHXqUIzJBS4pxwuitMsyWtLPeFIgUBm40j6TCHLK5THBAer07g7IUpOQ8b9GwZAiG",
+	"gK0YILcAoKmgMxWxjSMw+YDGSkI3LyPL8w5gAM5lG59gEd1Gv4dRoRFWbVMIXxT6aDhcBkz0w8E7tlWE",
+	"xYIiUkDnDTd3JQn1RRhzQ5WAvx9lIRqqscdORcQDu1x8G2H7044kYr5Yw0dpeRbqsDXK235ljSZK9Wot",
+	"6F8BI+QNfaz4FlKDe3bJFhpb/BwcFIcWTBsltzg2YihAPzAdmzGPEBlrTwdqgTtW+FC9ZliSfLGBI4mw",
+	"jFgJaL5z4I87kSO3A09+8kX+vvI2rr/R7tn6K3Hf8F1axzjQ0QweM8eADayKB7GryRSARZakDLD1KsjI",
+	"Zj2lHkgBK4b+XKrm6MBrYSdHIHYo6WyNWn1u7Ckzw9bosKBNls70cDDwW4YNCamN1H11kWWM4JVDrtAa",
+	"DRvrnXjXG7R2ssznN9ncyYi8UCZJutDYXhNFYed7b6fvvZ1+Z72dyniyJV0elLA0vi3IOGsafPicDkx8",
+	"oRr1WwJQJ7OYtT4ZZrtsm42Y37FClRyAMrgszM4ItelNUEBEda31awZWJ4cszzYCNJkz8IFisyaWkNSS",
+	"jV2WkRa3SjOLdGN7cBS6nd4xXxQmjjUHRSyd7E9oFSo05ZC/YpRYiBj2s2RVuKqga887qOJV95bKbjTg",
+	"YezTaepFsazcUBxoi2Y7e+SCTlkGE5hHzI2plHem19DXyc4mhiC4h5i+2OrjxKFjKpm4Ds2wPvuTfH/u",
+	"AIVgQafM84WSaMbQlQJ2buS6tW5g/SRJhapSaC2O9IX6fSFN/OZa4uM5NemJjxlgv4em+Ij0oMro30UW",
+	"vSg73hsjN5Su/zan+auLlvcZMdsvRi1/5WxZq7JamOtbAcxvLFNdrBL4nkOwWb5UlptyAqn9mwnp6/S2",
+	"i7L6Rg4lkOC4K+f41cU79+wDElxFrvIlm8u777nKD+SWNnuJ2PpUpDQm7sD3piEXjK7JMrYOcGWVKvu2",
+	"glYlilf8kSL9wwOjI/aHB09Qg3Sew0dQ57kRY3ow+rt/evBNnefK21Fb/3HBE6ZuwK1xMDgcrPfyKLi4",
+	"QIcUZEyVhSh0eq57efOoVbZfXzlmVcf6MQC5XDMCvseuvnXs6orpB+UQRsr8XY7VNrXlz+b7RgWwxpZP",
+	"E9CqKtJuD4pZtwelpNvBVy6B/bMcX9k9rUulx6//+fXiZzS8nSZG8hFDCGS8IrdcoH9SaWpM8Sy3wpa5",
+	"5qfsqAxIaIcyE/NdOeivOeaff/lc67d07qDOmhbDYUMYs4jfWC6JWWZh9sVjw7+bnFvjcrfXiEHzuy1z",
+	"27uo5duiaOV00YQsdkJkVZ/+w/Htwr2tZttm6o8UUQyL1b6bp5WQWfud+n1TD99BwHAnVJalmW+Sj+bo",
+	"pDUy20D4QqVz54N2LZ7J+6vmaesZgX6TDLSd18N6vwpS7Lsu/6uCm7oXP16X0v3Mu1kXLqpglcTMnscs",
+	"yuMdZeNPuWgCEpELS2BThhCxebC/mxJ0oWbSYoMY9SOHz1IemXOR2v5qGzmutn9gwkTEEkXaAXz6J4CG",
+	"Cmy/Oe3SKaHU2aGfjABbHLbBphQlDK5xqrD5Abyl0yMvIGkB+j5OZOKLoJ+kMQNEO7t9EROrwCOLOFUk",
+	"CNVdQNq2L31gOyBO6JzHK9d8zxZPE7CGSMalslDR0WBQA1Vi7upF7opuYmJhykVTfgSlnfiTT01iEy9g",
+	"YRDGKFMMnMAITqDoHGIZVWwepW1/hcymutrT5TVXWIvod98AA/O+ZH+9/bgtHpxlt972ZvFIMCXMcOjP",
+	"wBd3R8XGVP2jJ+az4737vnpNW0LcBz88C6jaI6Xq1vaSpBoblQS4GUhqwQkJ1d2IUFJ9bda6v1M7fqdR",
+	"Y7/TUtPBsYxWrufgqICWnyc4ZnOP5Pbef17r37pvkL1eFPjnWgt7uSRzKlb5sIW0Rmxr2sZMSAD5h/Va",
+	"dPHOzrSCrCnidomCs3sr9RsZ8Ql3Eva7krsO9u3SAgpStSjw5jZPNhdIW2suNqXwPi2GPkt5NgL+XuVk",
+	"tpSs9eWrhn5l4Um7W9/tv4bhSZERyh7hyVqS3CNUaSn08+NF96fU73HNbxzXbEx8G3HNDWfCZ5NT7lfw",
+	"vhDtPUBMM2Hm7rKo9T3A+N0p8VUDjHtfVSMn5IIJuuC9FZ3H27SVdwsmTi9e7edAdoN+di90+3YSyTCF",
+	"6jOdVYdBpvaUCQaN0aDwp4f7xsI04XrVGv30oVy/yzH7NKFh0ZMzZ5pW7Rb2NsHdct6IraGyS/fQ14iW",
+	"2Zc1j5XZJfwWA2VJvrEZt3Uf7VCH1txIu3Uft6/fUSG/UfQryQ6gyVnvjH7VnufDidPsKtZ07cSvwU/D",
+	"PqIDFoq3DE/8bgxVBsO27tmebOBhQmT1xUW6cMYw2XaQu/0CKM3lWuXT90U7WCe2wCPBhYx5uAps/YBe",
+	"SgIZIF2d8AVhH2mo4xWWR0MDci6wJBmmMU+VJuwfRjsA/xrVs0eqR65WQtOPBCvynKMQ5ghDoCdYMAdO",
+	"GqdzUQMSml+jbxITzDzQLfADtbzWTAq2WkhsKRkuUNin0cJm+M2kvAVPnjm+zLWtE8om3PwcDgwWgNXX",
+	"hZGhFAm+uuXCLH8tN9Fr3dE4Zag7ZFmKHz5B/W02Go2xoHZzNIxgloZ5f9XyWmenG4PUTgk7becDQJAU",
+	"K4A3XiNk5rkvvdG8DAp65QL3GOqEWqOfngy8o6PDD16L84nZOIWbu0iklqGMzevDBV7aZj55IOyt/vDs",
+	"/uAB+YIQc4LYI9f8BbMkOlwQmCbBOZpv0DG4VrKUl/Tu9Kx/PbNrh5ywceCinvaQnY52vD3EhkdrauJ3",
+	"o+9XFYm+l25UoQb3kTtti0Sb2VrEDzkhAcZfSVvJusAiyBeuOxjzpb5wdxrbMzu4WfhNgHbczNxkiEVT",
+	"I+vyrhd4CsoXPvJR87hiHjY7AnnLlPZbRDAWGTFnDMKIxPyWuZmOMrBuX2DguhARxw/IHUuw+hFW4LnY",
+	"mZGFGCSqCRDbm3RqOfzDB4iLcbu9Q8QPEIltEuq6Zh/hwn+Pjj1kdMzVnBZ1ykgyxETA6wbN1Mu3E0i+",
+	"s4srfNXIWFX6Ri2/ec4SfueQhApLf6RImCYJ4rtsvcPm0voCOVEbmFOeOoNPAw11bJQb76MRd9l4+eX3",
+	"hQ0Rt8sB9E6PnJKtTA3+Y7NoljMZr5+TQwsCnqagc48LUyu6UkRJ0OqDLOZ9Gt1x6MEPKMGCUDMgjAbI",
+	"OssZs9gFdvYzqnxhH1EdC7qEf0eKBMj2MdRP5mk4QxbMMEWnMENflIkOeKNl0YU+v9u5c88Xp4LcPw/H",
+	"stnnhnK+c9nvXPbBcxCKTBavbtO0g18ff2UfM6uq0hN2jt/XmvG5KZajHv2xJkEMwHzKZtMerQG+ZFYC",
+	"rFJYkIJtjnDCjCmMgQMLnVbEdyATGmpFxmzGAZ69gFlnKOG7066iARgPZ7i1EQt5BOiv+Z4isNLqa3ru",
+	"qm4JKg21eoi1I0ANmbM5tBGc/swXXYfAyKI8h82qFI8UwUalGSCjL1C+A+LKy+vrC2Jpm+D3Hrl8cUae",
+	"DocD8l//+aR3NDJiHVDssPWcUMb48YVgU6k5oB+i+J/E8IchRwQLybGyTi9e5bK142EjPxKcX9NpQP5k",
+	"52vW/khBql6P/Mj1TKaaBIqLkFmdwGlbkzSOnd1E2oeDI1z2q0nXiLUuyDVwIZrZnJDHg8PCvliOOqMw",
+	"O1+MGXPJwxYZkgsyHBDoRRIsKQfV6keYsJuM0w6oUYqMeqfQ2enUPQ55RXeMcG22L2KxpjgFOwSgWmoe",
+	"x0ZtwrNE3U6KeEXM/OyhKJudGHmExQo6u6Rx/P+zd329bdtA/KscvIe5gBIn61aszVO2pViwwQ0SbeiD",
+	"i5aWzpJghVRJykFQ9LsPvKNkKpFtZQuSFfBTG0sUyePx+Od+dz/f3hNo+y6Va3dG8XZ6JoV2W1bTdIe7",
+	"sX0jc8nKt4PKJQ56SUPC+Q1zsZG9lzrcj0wtpH3142hHTOeQDC2isKP/E8zXy7LHxp+G48dJlEg7BuFY",
+	"47vzBMbB1ww45XmxHbEaIEa7356GCtTojVMbyjLbN7XCGcktGNyJbrGmMxsmsVvhdndqv97dTQaeiCTH",
+	"tFW1xfqC7sSnrYJKlSWfFWmW8jooCvvUCyFXtgW7ELsXngK3wCmnBmIWrMgit58ohU8NaxDlt4hgsCze",
+	"Zszp3x3IBffOYNRCTP6gPWLhWRALVmTfmyCcCsZt2hZ/WVIbvqYhr6uxonNZt0kZ1sDKTdiG3lF/vEWW",
+	"pmq/t8iKbH8I6kUusGd26ER/qGGPRbYzdrfRin/pak9USbG33yVHL1//MB9FjfP9IyeCPn71cz6K7oXg",
+	"tCF+ecEovaur36F10g/2Fccie5Yo3S267v2yT6/ye6foFqdoXaWisb4PMKa0sqolyh3bIX7lSTZErqpB",
+	"/JLUJqYr8CE1hdsRJRqtecp0zs+3jTq9OAfbDE075PzDVmpoT/3RHWhWJpb/fzCY/hjOGegPqqJCSnQe",
+	"je6t4wNNkWvQA4zg40FEqGaWykbOHJL2moSR1W9PavytWlJ/d0ijeuLR9W5E6f4sVzeSPKQPmW1rCzv5",
+	"UqRDzi5+AvZ5+Cph88DxkG51PGy+9hrGH9wbc7ZSy/156ZFizpwsOxr3IL3qhnZ8Gc1RaNSntc0J8/nB",
+	"PdarRn1q7TarE1EVk9Ux7Zd9Tf1gJ44K8axCh2uVo+CQ+5kXugGbJmpjcviu3nBeY7UIUjJQBhsfnHkY",
+	"OtNMz/d/qctlJ319WILT1rtCDazV9Sz8m2UZ/CLqtOgUYebynpqbIJbI7y/arB982xXBWSwydotE6zsu",
+	"xhqkKG8520fQ3PZ+K6idw7aDH9jB2iMHVcsENZAOFMay8YAxj73fC7wIaptzgT6ZMmabv9dgWSNwcw+l",
+	"dQsmpjC/BdG+tMRbKCS8PzitioM/0IOvjbjGmXTPiB9JoyB6BGc6f9XqJr3ChPxFwhbzEknXa7ognCTu",
+	"scFksjpmT0G3zX2DgdeKt7ulSkTpM6loXGg0OaFXQBAnVVqXeMIkWUj5keaYqGvSujA1P99EUmZ2+LRA",
+	"TN/M6qOjl4lrCP0PP3Va5l7ZKMpOjkL4XGONwUBQ9sG+koXMmpOiqCqUmMK4OSe6w6OJmgEwYIqSoDOa",
+	"8huS74yaNJPMUOGe5FimHsIHGq/VSpR+PhpnURsFjppPAEpdJPk1ShvNZIoWE58D5/Dw8EUES6wsOYU9",
+	"Z9vZ32fT+OPlWXw2jc/fTTvywZWzfj3dPC1R+7glGNNb6wSOC09AYBW5niSWflMPTpwV9VKAFrZh+qJS",
+	"n+sCLeSq1h7Y05RlDgnjjgRaa/jr8k/Sg6hNCWRQlJ7bplnRy1vQmAoi2ep0SLh293XoUtxAqTLPbdYC",
+	"taxSpR9NgwjCWpEsDYwv3l3FMGHxMOgqFDUXsLWWzKRXSKvoijQCjRUKC2qx8HbHNbsSxjhb+9v0qtNa",
+	"g9Ko3rn+tlQ3wDaOjNeUWXxh9dNk9TqC84u35+8jMP43bmHICmvY+s0kcb+S3CJv4kJGWfPGY7DucBeT",
+	"28kbe1AL5rMAK8ql08NGeMcHbjhBZJnGTFg03blHrLNfP3z9JwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

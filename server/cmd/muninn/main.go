@@ -372,12 +372,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	}
 	hub := render.NewHub(st, log, now, render.Options{Source: ix.RenderSource(), MaxElements: cfg.RenderAlertElements})
 	webUI, err := ui.New(ui.Deps{Store: st, Index: ix, Logger: log, Now: now, BaseURL: cfg.BaseURL, Version: version,
-		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency, AlertSealer: sealer})
+		TrustedProxies: cfg.TrustedProxies, LoginHashConcurrency: cfg.LoginHashConcurrency, AlertSealer: sealer,
+		FlowAlertTags: cfg.FlowAlertTags})
 	if err != nil {
 		return err
 	}
 	h, err := httpserver.New(httpserver.Deps{Store: st, Index: ix, Logger: log, Now: now, Registry: reg, MaxIngestBytes: cfg.MaxIngestBytes, IngestVisibleWithin: cfg.IngestVisibleWithin,
-		Heavy:  api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
+		FlowAlertTags: cfg.FlowAlertTags, Heavy: api.NewLimiter(cfg.SearchConcurrency, cfg.SearchQueueWait),
 		Render: hub, HoneypotTTL: cfg.HoneypotTTL, HoneypotRate: cfg.HoneypotRate, Jobs: rc, TrustedProxies: cfg.TrustedProxies, SensorOwnAddresses: cfg.SensorOwnAddresses,
 		Observed: wd.Metrics.Observed, Version: version, BaseURL: cfg.BaseURL, ExportDir: filepath.Join(cfg.DataDir, "exports"), MMDBRebuild: cfg.MMDBRebuild, AlertSealer: sealer,
 		Mount: []func(chi.Router){webUI.Mount}})

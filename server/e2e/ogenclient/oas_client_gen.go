@@ -211,6 +211,14 @@ type Invoker interface {
 	//
 	// GET /feeds/{name}
 	GetFeed(ctx context.Context, params GetFeedParams) (GetFeedRes, error)
+	// GetFlowAddress invokes getFlowAddress operation.
+	//
+	// One entry per exporter that saw the address (by exporter name): its totals, first and last seen, and
+	// the inside hosts and ports it talked with. Its sightings, view and enrichment are at GET
+	// /ips/{address}.
+	//
+	// GET /flows/addresses/{address}
+	GetFlowAddress(ctx context.Context, params GetFlowAddressParams) (GetFlowAddressRes, error)
 	// GetFlowHost invokes getFlowHost operation.
 	//
 	// An inside host with its device profile.
@@ -3587,6 +3595,102 @@ func (c *Client) sendGetFeed(ctx context.Context, params GetFeedParams) (res Get
 	}()
 
 	result, err := decodeGetFeedResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// GetFlowAddress invokes getFlowAddress operation.
+//
+// One entry per exporter that saw the address (by exporter name): its totals, first and last seen, and
+// the inside hosts and ports it talked with. Its sightings, view and enrichment are at GET
+// /ips/{address}.
+//
+// GET /flows/addresses/{address}
+func (c *Client) GetFlowAddress(ctx context.Context, params GetFlowAddressParams) (GetFlowAddressRes, error) {
+	res, err := c.sendGetFlowAddress(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetFlowAddress(ctx context.Context, params GetFlowAddressParams) (res GetFlowAddressRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/flows/addresses/"
+	{
+		// Encode "address" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "address",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Address))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetFlowAddressOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetFlowAddressResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}

@@ -105,6 +105,10 @@ type GetFeedRes interface {
 	getFeedRes()
 }
 
+type GetFlowAddressRes interface {
+	getFlowAddressRes()
+}
+
 type GetFlowHostRes interface {
 	getFlowHostRes()
 }

@@ -32,6 +32,7 @@ const (
 	ExportZeekIntelOperation          OperationName = "ExportZeekIntel"
 	GetBouncerRenderOperation         OperationName = "GetBouncerRender"
 	GetFeedOperation                  OperationName = "GetFeed"
+	GetFlowAddressOperation           OperationName = "GetFlowAddress"
 	GetFlowHostOperation              OperationName = "GetFlowHost"
 	GetFlowNetworkProfileOperation    OperationName = "GetFlowNetworkProfile"
 	GetGuardOperation                 OperationName = "GetGuard"

@@ -204,6 +204,12 @@ type GetFeedParams struct {
 	Name string
 }
 
+// GetFlowAddressParams is parameters of getFlowAddress operation.
+type GetFlowAddressParams struct {
+	// An IPv4 or IPv6 address (IPv4-mapped IPv6 is unmapped).
+	Address string
+}
+
 // GetFlowHostParams is parameters of getFlowHost operation.
 type GetFlowHostParams struct {
 	// How far back the profile reaches (a duration, default 168h, at most 2160h).

@@ -4161,14 +4161,130 @@ func (s *FieldError) SetColumn(val OptInt) {
 	s.Column = val
 }
 
+// What one exporter saw of an outside address.
+// Ref: #/components/schemas/FlowAddress
+type FlowAddress struct {
+	Address string `json:"address"`
+	// The exporter's name (the sighting's source is flow:).
+	Exporter  string    `json:"exporter"`
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	// Both directions.
+	Bytes   int64 `json:"bytes"`
+	Packets int64 `json:"packets"`
+	Flows   int64 `json:"flows"`
+	// Inside hosts it exchanged traffic with (the lowest 32 addresses).
+	Peers []string `json:"peers"`
+	// Service ports of that traffic (the lower port of each flow; the lowest 32).
+	Ports []int `json:"ports"`
+}
+
+// GetAddress returns the value of Address.
+func (s *FlowAddress) GetAddress() string {
+	return s.Address
+}
+
+// GetExporter returns the value of Exporter.
+func (s *FlowAddress) GetExporter() string {
+	return s.Exporter
+}
+
+// GetFirstSeen returns the value of FirstSeen.
+func (s *FlowAddress) GetFirstSeen() time.Time {
+	return s.FirstSeen
+}
+
+// GetLastSeen returns the value of LastSeen.
+func (s *FlowAddress) GetLastSeen() time.Time {
+	return s.LastSeen
+}
+
+// GetBytes returns the value of Bytes.
+func (s *FlowAddress) GetBytes() int64 {
+	return s.Bytes
+}
+
+// GetPackets returns the value of Packets.
+func (s *FlowAddress) GetPackets() int64 {
+	return s.Packets
+}
+
+// GetFlows returns the value of Flows.
+func (s *FlowAddress) GetFlows() int64 {
+	return s.Flows
+}
+
+// GetPeers returns the value of Peers.
+func (s *FlowAddress) GetPeers() []string {
+	return s.Peers
+}
+
+// GetPorts returns the value of Ports.
+func (s *FlowAddress) GetPorts() []int {
+	return s.Ports
+}
+
+// SetAddress sets the value of Address.
+func (s *FlowAddress) SetAddress(val string) {
+	s.Address = val
+}
+
+// SetExporter sets the value of Exporter.
+func (s *FlowAddress) SetExporter(val string) {
+	s.Exporter = val
+}
+
+// SetFirstSeen sets the value of FirstSeen.
+func (s *FlowAddress) SetFirstSeen(val time.Time) {
+	s.FirstSeen = val
+}
+
+// SetLastSeen sets the value of LastSeen.
+func (s *FlowAddress) SetLastSeen(val time.Time) {
+	s.LastSeen = val
+}
+
+// SetBytes sets the value of Bytes.
+func (s *FlowAddress) SetBytes(val int64) {
+	s.Bytes = val
+}
+
+// SetPackets sets the value of Packets.
+func (s *FlowAddress) SetPackets(val int64) {
+	s.Packets = val
+}
+
+// SetFlows sets the value of Flows.
+func (s *FlowAddress) SetFlows(val int64) {
+	s.Flows = val
+}
+
+// SetPeers sets the value of Peers.
+func (s *FlowAddress) SetPeers(val []string) {
+	s.Peers = val
+}
+
+// SetPorts sets the value of Ports.
+func (s *FlowAddress) SetPorts(val []int) {
+	s.Ports = val
+}
+
+// An inside host's traffic in the profile's period with an outside address whose effective view is bad
+// now: malicious or suspicious, or carrying one of the alert tags (MUNINN_FLOW_ALERT_TAGS). It is read
+// from the same index as GET /ips, so an address classified today shows on last week's traffic, and
+// one cleared today no longer shows.
 // Ref: #/components/schemas/FlowContact
 type FlowContact struct {
-	Host           string    `json:"host"`
-	Address        string    `json:"address"`
-	Hour           time.Time `json:"hour"`
-	Classification string    `json:"classification"`
-	Tags           []string  `json:"tags"`
-	Bytes          int64     `json:"bytes"`
+	Host    string `json:"host"`
+	Address string `json:"address"`
+	// The start of the last hour with traffic between them.
+	LastHour time.Time `json:"last_hour"`
+	// The address's classification now ("" when only an alert tag makes it bad).
+	Classification string `json:"classification"`
+	// The address's live tags now.
+	Tags []string `json:"tags"`
+	// Bytes between them in the period (both directions.
+	Bytes int64 `json:"bytes"`
 }
 
 // GetHost returns the value of Host.
@@ -4181,9 +4297,9 @@ func (s *FlowContact) GetAddress() string {
 	return s.Address
 }
 
-// GetHour returns the value of Hour.
-func (s *FlowContact) GetHour() time.Time {
-	return s.Hour
+// GetLastHour returns the value of LastHour.
+func (s *FlowContact) GetLastHour() time.Time {
+	return s.LastHour
 }
 
 // GetClassification returns the value of Classification.
@@ -4211,9 +4327,9 @@ func (s *FlowContact) SetAddress(val string) {
 	s.Address = val
 }
 
-// SetHour sets the value of Hour.
-func (s *FlowContact) SetHour(val time.Time) {
-	s.Hour = val
+// SetLastHour sets the value of LastHour.
+func (s *FlowContact) SetLastHour(val time.Time) {
+	s.LastHour = val
 }
 
 // SetClassification sets the value of Classification.
@@ -4654,8 +4770,7 @@ type FlowProfile struct {
 	Series []FlowPoint `json:"series"`
 	// Outside addresses first contacted in the last 7 days.
 	NewDestinations []FlowDestination `json:"new_destinations"`
-	// Hours in which a host contacted an address whose view was malicious or suspicious or carried an
-	// alert tag.
+	// The hosts' contacts with addresses whose view is bad now, most recent first, at most 200.
 	Contacts []FlowContact `json:"contacts"`
 }
 
@@ -4862,6 +4977,26 @@ func (*GetFeedNotFound) getFeedRes() {}
 type GetFeedUnauthorized Problem
 
 func (*GetFeedUnauthorized) getFeedRes() {}
+
+type GetFlowAddressBadRequest Problem
+
+func (*GetFlowAddressBadRequest) getFlowAddressRes() {}
+
+type GetFlowAddressInternalServerError Problem
+
+func (*GetFlowAddressInternalServerError) getFlowAddressRes() {}
+
+type GetFlowAddressNotFound Problem
+
+func (*GetFlowAddressNotFound) getFlowAddressRes() {}
+
+type GetFlowAddressOKApplicationJSON []FlowAddress
+
+func (*GetFlowAddressOKApplicationJSON) getFlowAddressRes() {}
+
+type GetFlowAddressUnauthorized Problem
+
+func (*GetFlowAddressUnauthorized) getFlowAddressRes() {}
 
 type GetFlowHostBadRequest Problem
 
@@ -10930,6 +11065,7 @@ func (*UnavailableHeaders) exportSuricataReputationRes() {}
 func (*UnavailableHeaders) exportZeekIntelRes()          {}
 func (*UnavailableHeaders) getBouncerRenderRes()         {}
 func (*UnavailableHeaders) getFeedRes()                  {}
+func (*UnavailableHeaders) getFlowAddressRes()           {}
 func (*UnavailableHeaders) getFlowHostRes()              {}
 func (*UnavailableHeaders) getFlowNetworkProfileRes()    {}
 func (*UnavailableHeaders) getGuardRes()                 {}

@@ -45,6 +45,7 @@ var operationRolesBearerAuth = map[string][]string{
 	ExportSuricataReputationOperation: []string{},
 	ExportZeekIntelOperation:          []string{},
 	GetFeedOperation:                  []string{},
+	GetFlowAddressOperation:           []string{},
 	GetFlowHostOperation:              []string{},
 	GetFlowNetworkProfileOperation:    []string{},
 	GetGuardOperation:                 []string{},
