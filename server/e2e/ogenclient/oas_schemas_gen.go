@@ -2375,7 +2375,8 @@ type Event struct {
 	At time.Time `json:"at"`
 	// E.g. honeypot, bouncer.silent, bouncer.lagging, bouncer.error, feed.failed, feed.held,
 	// guard.removed, render.size, enrich.failing, address.tag, address.classification,
-	// alert.delivery_failed, alert.suppressed, detection.
+	// alert.delivery_failed, alert.suppressed, detection, flow.new_host, flow.bad_contact,
+	// flow.new_destination.
 	Kind        string       `json:"kind"`
 	SubjectType string       `json:"subject_type"`
 	Subject     string       `json:"subject"`
