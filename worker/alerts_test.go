@@ -502,3 +502,34 @@ reason: tag honeypot from bouncer:fw1 on 203.0.113.9/32
 https://muninn.example/ui/ips/203.0.113.9`}, got)
 	require.Len(t, hook.requests(), 1, "the DE rule matched nothing")
 }
+
+// A flow.bad_contact is about its outside address: the rule's filters and
+// the message's facts are that address's, and the message names both ends.
+func TestAlertFlowBadContactIsAboutTheOutsideAddress(t *testing.T) {
+	t.Parallel()
+	b := setupAlerts(t, nil)
+	hook := newReceiver(t, `{}`)
+	b.channel(t, "hook", hookURL(hook))
+	b.rule(t, store.AlertRule{Name: "contacts", Kind: store.EventFlowBadContact, Filters: store.AlertFilters{Tag: "scanner"}})
+	b.start(t)
+	host := netip.MustParseAddr("10.0.0.5")
+	// 203.0.113.10 has no facts: the tag filter keeps its contact out.
+	_, err := b.st.FlowApply(b.ctx, store.FlowBatch{Contacts: []store.FlowContact{
+		{Host: host, Remote: netip.MustParseAddr("203.0.113.10"), Hour: hitAt, Classification: "malicious", Tags: []string{}, Bytes: 60},
+		{Host: host, Remote: netip.MustParseAddr("203.0.113.9"), Hour: hitAt, Classification: "malicious", Tags: []string{"c2", "scanner"}, Bytes: 1000},
+	}})
+	require.NoError(t, err)
+	r := hook.next(t)
+	var m map[string]string
+	require.NoError(t, json.Unmarshal([]byte(r.Body), &m))
+	require.Equal(t, "[muninn] flow.bad_contact: inside host 10.0.0.5 talked with 203.0.113.9 (malicious; tags c2, scanner), 1000 bytes in the hour", m["title"])
+	require.Equal(t, `flow.bad_contact: inside host 10.0.0.5 talked with 203.0.113.9 (malicious; tags c2, scanner), 1000 bytes in the hour
+at: 2026-11-30 10:00:00Z
+classification: malicious
+tags: honeypot, scanner
+country/ASN: NL AS64500 Example Net
+reason: tag honeypot from bouncer:fw1 on 203.0.113.9/32
+https://muninn.example/ui/ips/203.0.113.9`, m["message"])
+	b.waitEvents(t, store.EventFlowBadContact, 2)
+	require.Len(t, hook.requests(), 1)
+}

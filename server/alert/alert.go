@@ -36,14 +36,15 @@ type Facts struct {
 type FactsFunc func(context.Context, netip.Prefix) (Facts, error)
 
 // Addr returns the address an event is about: its subject when that is an
-// address, else its details' "ip" or "address".
+// address, else its details' "ip", "address" or "remote" (the outside
+// address of a flow.bad_contact, whose subject is the inside host).
 func Addr(ev store.Event) (netip.Addr, bool) {
 	if ev.SubjectType == "address" {
 		if a, err := netip.ParseAddr(ev.Subject); err == nil {
 			return a.Unmap(), true
 		}
 	}
-	for _, k := range []string{"ip", "address"} {
+	for _, k := range []string{"ip", "address", "remote"} {
 		if s, ok := ev.Details[k].(string); ok {
 			if a, err := netip.ParseAddr(s); err == nil {
 				return a.Unmap(), true

@@ -3,6 +3,7 @@ package alert_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -136,4 +137,34 @@ func TestMatchesFilters(t *testing.T) {
 	require.False(t, alert.Matches(store.AlertRule{Kind: store.EventHoneypot}, ev, f), "disabled")
 	loop := store.Event{Kind: store.EventAlertDeliveryFailed, SubjectType: "channel", Subject: "hook"}
 	require.False(t, alert.Matches(store.AlertRule{Kind: store.EventAlertDeliveryFailed, Enabled: true}, loop, alert.Facts{}))
+}
+
+func TestSummaryOfFlowEvents(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		ev   store.Event
+		want string
+	}{
+		{store.Event{Kind: store.EventFlowBadContact, SubjectType: "host", Subject: "10.0.0.5",
+			Details: map[string]any{"remote": "203.0.113.9", "classification": "malicious", "tags": []any{"c2"}, "bytes": float64(1000)}},
+			"inside host 10.0.0.5 talked with 203.0.113.9 (malicious; tags c2), 1000 bytes in the hour"},
+		{store.Event{Kind: store.EventFlowBadContact, SubjectType: "host", Subject: "10.0.0.5",
+			Details: map[string]any{"remote": "203.0.113.9", "classification": "", "tags": []string{"c2", "tor"}, "bytes": uint64(5)}},
+			"inside host 10.0.0.5 talked with 203.0.113.9 (tags c2, tor), 5 bytes in the hour"},
+		{store.Event{Kind: store.EventFlowNewHost, SubjectType: "host", Subject: "10.0.0.9", Details: map[string]any{"exporter": "gw", "mac": "02:00:00:00:00:09"}},
+			"new inside host 10.0.0.9 seen by exporter gw (MAC 02:00:00:00:00:09)"},
+		{store.Event{Kind: store.EventFlowNewHost, SubjectType: "host", Subject: "fd00::9", Details: map[string]any{"exporter": "gw"}},
+			"new inside host fd00::9 seen by exporter gw"},
+		{store.Event{Kind: store.EventFlowNewDestination, SubjectType: "host", Subject: "10.0.0.5", Details: map[string]any{"kind": "country", "value": "NL"}},
+			"inside host 10.0.0.5 talked with country NL for the first time"},
+		{store.Event{Kind: store.EventFlowNewDestination, SubjectType: "host", Subject: "10.0.0.5", Details: map[string]any{"kind": "org", "value": "Example Hosting"}},
+			"inside host 10.0.0.5 talked with AS organisation Example Hosting for the first time"},
+	} {
+		require.Equal(t, c.want, alert.Summary(c.ev))
+	}
+	a, ok := alert.Addr(store.Event{Kind: store.EventFlowBadContact, SubjectType: "host", Subject: "10.0.0.5", Details: map[string]any{"remote": "203.0.113.9"}})
+	require.True(t, ok)
+	require.Equal(t, netip.MustParseAddr("203.0.113.9"), a, "a bad contact is about its outside address")
+	_, ok = alert.Addr(store.Event{Kind: store.EventFlowNewHost, SubjectType: "host", Subject: "10.0.0.9"})
+	require.False(t, ok, "an inside host is no address with facts")
 }

@@ -41,11 +41,44 @@ func Summary(ev store.Event) string {
 		return fmt.Sprintf("%s classified %s by %s", ev.Subject, detail(ev, "classification"), detail(ev, "source"))
 	case store.EventEnrichFailing:
 		return fmt.Sprintf("%s failed %s of its last %s lookups", ev.Subject, detail(ev, "failed"), detail(ev, "of"))
+	case store.EventFlowBadContact:
+		what := detail(ev, "classification")
+		if tags := detailList(ev, "tags"); tags != "" {
+			what = strings.TrimPrefix(what+"; tags "+tags, "; ")
+		}
+		return fmt.Sprintf("inside host %s talked with %s (%s), %s bytes in the hour", ev.Subject, detail(ev, "remote"), what, detail(ev, "bytes"))
+	case store.EventFlowNewHost:
+		s := fmt.Sprintf("new inside host %s seen by exporter %s", ev.Subject, detail(ev, "exporter"))
+		if mac := detail(ev, "mac"); mac != "" {
+			s += " (MAC " + mac + ")"
+		}
+		return s
+	case store.EventFlowNewDestination:
+		kind := detail(ev, "kind")
+		if kind == "org" {
+			kind = "AS organisation"
+		}
+		return fmt.Sprintf("inside host %s talked with %s %s for the first time", ev.Subject, kind, detail(ev, "value"))
 	}
 	if d := detail(ev, "message"); d != "" {
 		return fmt.Sprintf("%s: %s", ev.Subject, d)
 	}
 	return ev.Subject
+}
+
+// detailList returns details[k] as a comma-joined list ("" when absent):
+// a []string as stored, or the []any it reads back as from JSON.
+func detailList(ev store.Event, k string) string {
+	var out []string
+	switch v := ev.Details[k].(type) {
+	case []string:
+		out = v
+	case []any:
+		for _, x := range v {
+			out = append(out, fmt.Sprint(x))
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // Compose builds the message of a group of events (oldest first) of one
