@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -63,6 +65,10 @@ var clickHouseColumns = []clickhouse.ColumnNameAndType{
 	{Name: "dst_mac", Type: "UInt64"},
 }
 
+// clickHouseCompressions are the compress= methods clickhouse-go knows
+// (besides true and false).
+var clickHouseCompressions = []string{"none", "lz4", "lz4hc", "zstd", "gzip", "deflate", "br"}
+
 // clickHouseURLForms is what the URL errors ask for.
 const clickHouseURLForms = "clickhouse://user:pass@host:9000/db or http(s)://user:pass@host:8123/db"
 
@@ -90,6 +96,20 @@ type ClickHouseConfig struct {
 
 var tableName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
 var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
+
+// Check reports what NewClickHouseSink would refuse in cfg (the URL's
+// scheme, host and options, the table name) without connecting or
+// registering anything: commands check their configuration before they
+// open the database.
+func (cfg ClickHouseConfig) Check() error {
+	if _, err := clickHouseOptions(cfg.URL); err != nil {
+		return err
+	}
+	if cfg.Table != "" && !tableName.MatchString(cfg.Table) {
+		return fmt.Errorf("flow: ClickHouse table %q is not [database.]table of letters, digits and _", cfg.Table)
+	}
+	return nil
+}
 
 // ClickHouseSink batches raw flows and inserts them with clickhouse-go:
 // one batch (PrepareBatch, one column Append each, Send) an INSERT INTO
@@ -152,6 +172,16 @@ func clickHouseOptions(raw string) (*clickhouse.Options, error) {
 	default:
 		return nil, fmt.Errorf("flow: ClickHouse URL scheme %q is not clickhouse, tcp, http or https (want %s)", scheme, clickHouseURLForms)
 	}
+	// clickhouse-go ignores a compress value it does not know (sending
+	// uncompressed): say so instead.
+	if _, query, _ := strings.Cut(rest, "?"); query != "" {
+		if v, err := url.ParseQuery(query); err == nil && v.Has("compress") {
+			c := strings.ToLower(v.Get("compress"))
+			if _, err := strconv.ParseBool(c); err != nil && !slices.Contains(clickHouseCompressions, c) {
+				return nil, fmt.Errorf("flow: ClickHouse URL: compress=%q is not true, false or one of %s", v.Get("compress"), strings.Join(clickHouseCompressions, ", "))
+			}
+		}
+	}
 	opts, err := clickhouse.ParseDSN(raw)
 	if err != nil {
 		// ParseDSN redacts the password from its errors.
@@ -165,15 +195,15 @@ func clickHouseOptions(raw string) (*clickhouse.Options, error) {
 // does, so a ClickHouse that is down costs rows (counted as errors), not
 // the start of muninn. Close releases the connections.
 func NewClickHouseSink(cfg ClickHouseConfig, log *slog.Logger, reg prometheus.Registerer) (*ClickHouseSink, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
 	opts, err := clickHouseOptions(cfg.URL)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Table == "" {
 		cfg.Table = "muninn.flows_raw"
-	}
-	if !tableName.MatchString(cfg.Table) {
-		return nil, fmt.Errorf("flow: ClickHouse table %q is not [database.]table of letters, digits and _", cfg.Table)
 	}
 	if cfg.BatchRows <= 0 {
 		cfg.BatchRows = 10000

@@ -687,17 +687,20 @@ func TestClickHouseConfigErrors(t *testing.T) {
 		{URL: "ingest:hunter2@h:9000"}:     `flow: ClickHouse URL has no scheme` + forms,
 		{URL: ""}:                          `flow: ClickHouse URL has no scheme` + forms,
 		{URL: "http:///"}:                  `flow: ClickHouse URL: parse dsn address failed` + forms,
-		{URL: "http://ingest:hunter2@h:8123/?secure=true"}: `flow: ClickHouse URL: clickhouse [dsn parse]: http with TLS specify` + forms,
-		{URL: "clickhouse://h:9000/?dial_timeout=soon"}:    `flow: ClickHouse URL: clickhouse [dsn parse]: dial timeout: time: invalid duration "soon"` + forms,
-		{URL: "http://h:8123", Table: "x; DROP TABLE y"}:   `flow: ClickHouse table "x; DROP TABLE y" is not [database.]table of letters, digits and _`,
-		{URL: "http://h:8123", Table: "a.b.c"}:             `flow: ClickHouse table "a.b.c" is not [database.]table of letters, digits and _`,
+		{URL: "http://ingest:hunter2@h:8123/?secure=true"}:          `flow: ClickHouse URL: clickhouse [dsn parse]: http with TLS specify` + forms,
+		{URL: "clickhouse://h:9000/?dial_timeout=soon"}:             `flow: ClickHouse URL: clickhouse [dsn parse]: dial timeout: time: invalid duration "soon"` + forms,
+		{URL: "http://h:8123", Table: "x; DROP TABLE y"}:            `flow: ClickHouse table "x; DROP TABLE y" is not [database.]table of letters, digits and _`,
+		{URL: "http://h:8123", Table: "a.b.c"}:                      `flow: ClickHouse table "a.b.c" is not [database.]table of letters, digits and _`,
+		{URL: "clickhouse://ingest:hunter2@h:9000/?compress=bogus"}: `flow: ClickHouse URL: compress="bogus" is not true, false or one of none, lz4, lz4hc, zstd, gzip, deflate, br`,
 	} {
+		require.EqualError(t, cfg.Check(), want, "Check refuses what NewClickHouseSink refuses")
 		_, err := flow.NewClickHouseSink(cfg, slog.Default(), prometheus.NewRegistry())
 		require.EqualError(t, err, want)
 		require.NotContains(t, err.Error(), "hunter2")
 	}
 	for _, u := range []string{"clickhouse://ingest:s3cret@192.0.2.10:9000/flows", "tcp://192.0.2.10:9000", "http://192.0.2.10:8123/",
-		"https://192.0.2.10:8443/flows", "https://192.0.2.10:8443/?secure=true&async_insert=1", "clickhouse://192.0.2.10:9440,192.0.2.11:9440/?secure=true"} {
+		"https://192.0.2.10:8443/flows", "https://192.0.2.10:8443/?secure=true&async_insert=1", "clickhouse://192.0.2.10:9440,192.0.2.11:9440/?secure=true",
+		"clickhouse://192.0.2.10:9000/?compress=zstd", "http://192.0.2.10:8123/?compress=true"} {
 		sink, err := flow.NewClickHouseSink(flow.ClickHouseConfig{URL: u}, slog.Default(), prometheus.NewRegistry())
 		require.NoError(t, err, u)
 		require.NoError(t, sink.Close())

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/bits"
 	"net"
 	"net/netip"
 	"os"
@@ -84,9 +86,40 @@ type Views interface {
 
 type exporterSet map[netip.Addr]store.FlowExporter
 
+// maxCount is where the collector's byte, packet and flow counts stop: the
+// store's bigint columns (which stop there too: flow_sat). Exporters send
+// 32- and 64-bit counters that are multiplied by sampling rates; a count at
+// maxCount means "at least".
+const maxCount = math.MaxInt64
+
+// satAdd is a + b, at most maxCount.
+func satAdd(a, b uint64) uint64 {
+	if s := a + b; s >= a && s <= maxCount {
+		return s
+	}
+	return maxCount
+}
+
+// satMul is a × b, at most maxCount.
+func satMul(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	if hi != 0 || lo > maxCount {
+		return maxCount
+	}
+	return lo
+}
+
 type counts struct{ bytes, packets, flows uint64 }
 
-func (c *counts) add(b, p uint64) { c.bytes += b; c.packets += p; c.flows++ }
+func (c *counts) add(b, p uint64) {
+	c.bytes, c.packets, c.flows = satAdd(c.bytes, b), satAdd(c.packets, p), satAdd(c.flows, 1)
+}
+
+// aggAcc is one aggregate's counts and its earliest flow of the batch.
+type aggAcc struct {
+	counts
+	first time.Time
+}
 
 type aggKey struct {
 	bucket       int64 // unix seconds of the 5-minute bucket
@@ -118,14 +151,14 @@ type remoteAcc struct {
 const maxListed = 32
 
 type state struct {
-	aggs    map[aggKey]*counts
+	aggs    map[aggKey]*aggAcc
 	hosts   map[netip.Addr]*hostAcc
 	remotes map[remoteKey]*remoteAcc
 	records uint64
 }
 
 func newState() *state {
-	return &state{aggs: map[aggKey]*counts{}, hosts: map[netip.Addr]*hostAcc{}, remotes: map[remoteKey]*remoteAcc{}}
+	return &state{aggs: map[aggKey]*aggAcc{}, hosts: map[netip.Addr]*hostAcc{}, remotes: map[remoteKey]*remoteAcc{}}
 }
 
 // Collector receives, decodes and aggregates flows and writes them to the
@@ -146,7 +179,17 @@ type Collector struct {
 	pruned  time.Time
 	seq     *SeqTracker
 	flushMu sync.Mutex
+	// reload asks Run to read the exporters again: a datagram came from an
+	// address no exporter has (perhaps one registered a moment ago).
+	// reloadAsked (unix ns) keeps that to once per reloadEvery.
+	reload      chan struct{}
+	reloadAsked atomic.Int64
 }
+
+// reloadEvery is how often datagrams of unknown senders may have Run
+// reread the exporters: a newly registered exporter counts within about
+// that long (its earlier datagrams are counted as unknown_exporter).
+const reloadEvery = time.Second
 
 type leaseState struct {
 	mod  time.Time
@@ -170,7 +213,8 @@ func New(st *store.Store, views Views, log *slog.Logger, now func() time.Time, r
 	if cfg.Workers <= 0 {
 		cfg.Workers = 2
 	}
-	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1), seq: NewSeqTracker()}
+	c := &Collector{st: st, views: views, log: log, now: now, cfg: cfg, cur: newState(), bound: make(chan []net.Addr, 1), seq: NewSeqTracker(),
+		reload: make(chan struct{}, 1)}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -232,6 +276,7 @@ func (c *Collector) handle(p Protocol, src netip.AddrPort, payload []byte, recei
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	if _, ok := (*c.exp.Load())[src.Addr()]; !ok {
 		c.m.datagrams.WithLabelValues(string(p), "unknown_exporter").Inc()
+		c.askReload()
 		return false
 	}
 	if err := c.dec.Decode(p, src, payload, received); err != nil {
@@ -241,6 +286,18 @@ func (c *Collector) handle(p Protocol, src netip.AddrPort, payload []byte, recei
 	}
 	c.m.datagrams.WithLabelValues(string(p), "decoded").Inc()
 	return true
+}
+
+// askReload has Run reread the exporters, at most once per reloadEvery.
+func (c *Collector) askReload() {
+	now, last := time.Now().UnixNano(), c.reloadAsked.Load()
+	if now-last < int64(reloadEvery) || !c.reloadAsked.CompareAndSwap(last, now) {
+		return
+	}
+	select {
+	case c.reload <- struct{}{}:
+	default:
+	}
 }
 
 func contains(ps []netip.Prefix, a netip.Addr) bool {
@@ -276,7 +333,7 @@ func (c *Collector) add(f Flow) {
 		c.cfg.ClickHouse.Add(f, e.Name, rate)
 	}
 	rate = max(rate, 1)
-	bytes, packets := f.Bytes*rate, f.Packets*rate
+	bytes, packets := satMul(f.Bytes, rate), satMul(f.Packets, rate)
 	srcIn, dstIn := contains(e.Inside, f.Src), contains(e.Inside, f.Dst)
 	var host, remote netip.Addr
 	var mac uint64
@@ -305,10 +362,13 @@ func (c *Collector) add(f Flow) {
 	s.records++
 	a := s.aggs[k]
 	if a == nil {
-		a = &counts{}
+		a = &aggAcc{first: f.Received}
 		s.aggs[k] = a
 	}
 	a.add(bytes, packets)
+	if f.Received.Before(a.first) {
+		a.first = f.Received
+	}
 	c.seeHost(host, e.Name, mac, f.Received, bytes, packets)
 	rk := remoteKey{addr: remote, exporter: e.Name}
 	r := s.remotes[rk]
@@ -405,20 +465,33 @@ func (c *Collector) write(ctx context.Context, s *state) error {
 		host, remote netip.Addr
 		hour         int64
 	}
-	contacts := map[contactKey]uint64{}
+	type contactAcc struct {
+		bytes uint64
+		first time.Time
+	}
+	contacts := map[contactKey]*contactAcc{}
 	for k, a := range s.aggs {
 		ri := info(k.remote)
-		b.Aggregates = append(b.Aggregates, store.FlowAggregate{Bucket: time.Unix(k.bucket, 0).UTC(), Host: k.host, Remote: k.remote,
+		b.Aggregates = append(b.Aggregates, store.FlowAggregate{Bucket: time.Unix(k.bucket, 0).UTC(), First: a.first, Host: k.host, Remote: k.remote,
 			Port: int(k.port), Proto: k.proto, Country: ri.geo.Country, Org: ri.geo.Org, ASN: ri.geo.ASN,
 			Bytes: a.bytes, Packets: a.packets, Flows: a.flows})
 		if ri.alert {
-			contacts[contactKey{k.host, k.remote, k.bucket - k.bucket%3600}] += a.bytes
+			ck := contactKey{k.host, k.remote, k.bucket - k.bucket%3600}
+			ca := contacts[ck]
+			if ca == nil {
+				ca = &contactAcc{first: a.first}
+				contacts[ck] = ca
+			}
+			ca.bytes = satAdd(ca.bytes, a.bytes)
+			if a.first.Before(ca.first) {
+				ca.first = a.first
+			}
 		}
 	}
-	for k, n := range contacts {
+	for k, ca := range contacts {
 		ri := infos[k.remote]
-		b.Contacts = append(b.Contacts, store.FlowContact{Host: k.host, Remote: k.remote, Hour: time.Unix(k.hour, 0).UTC(),
-			Classification: ri.classification, Tags: ri.tags, Bytes: n})
+		b.Contacts = append(b.Contacts, store.FlowContact{Host: k.host, Remote: k.remote, Hour: time.Unix(k.hour, 0).UTC(), First: ca.first,
+			Classification: ri.classification, Tags: ri.tags, Bytes: ca.bytes})
 	}
 	slices.SortFunc(b.Contacts, func(x, y store.FlowContact) int {
 		if c := x.Host.Compare(y.Host); c != 0 {
@@ -601,6 +674,10 @@ loop:
 		select {
 		case <-ctx.Done():
 			break loop
+		case <-c.reload:
+			if err := c.LoadExporters(ctx); err != nil {
+				c.log.Warn("Could not reload the flow exporters.", "error", err)
+			}
 		case <-tick.C:
 			if err := c.LoadExporters(ctx); err != nil {
 				c.log.Warn("Could not reload the flow exporters.", "error", err)

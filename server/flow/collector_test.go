@@ -3,6 +3,8 @@ package flow_test
 import (
 	"context"
 	"log/slog"
+	"math"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -186,4 +188,130 @@ func TestParseListeners(t *testing.T) {
 		_, err := flow.ParseListeners(bad)
 		require.Error(t, err, bad)
 	}
+}
+
+// An sFlow datagram's flows belong to the exporter that sent it, whatever
+// agent address it names: a switch whose agent address is not its sending
+// address keeps its flows, and no datagram speaks for another exporter.
+func TestSFlowBelongsToTheSender(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flow.Config{})
+	ctx := context.Background()
+	_, err := b.st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.2"), Name: "core", SamplingRate: 1000})
+	require.NoError(t, err)
+	require.NoError(t, b.c.LoadExporters(ctx))
+	gw, stranger := netip.MustParseAddrPort("192.0.2.1:6343"), netip.MustParseAddrPort("192.0.2.99:6343")
+	require.True(t, b.c.Handle(flow.SFlow, gw, sflowDatagram("10.99.0.1", 1,
+		sflowSample{src: "10.0.0.5", dst: "203.0.113.66", srcPort: 51000, dstPort: 443, frameLen: 118, rate: 10})))
+	// A stranger naming core's agent address is no one's.
+	require.False(t, b.c.Handle(flow.SFlow, stranger, sflowDatagram("192.0.2.2", 1,
+		sflowSample{src: "10.0.0.6", dst: "203.0.113.66", srcPort: 51000, dstPort: 443, frameLen: 118, rate: 10})))
+	require.NoError(t, b.c.Flush(ctx))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("records", "aggregated")))
+	require.Equal(t, 1.0, testutil.ToFloat64(b.c.Metric("datagrams", "sflow", "unknown_exporter")))
+	h, err := b.st.FlowHostGet(ctx, netip.MustParseAddr("10.0.0.5"))
+	require.NoError(t, err)
+	require.Equal(t, "gw", h.Exporter)
+	require.Equal(t, int64(1180), h.Bytes, "118-byte frames sampled 1 in 10, gw's own rate")
+	require.Equal(t, int64(10), h.Packets)
+	_, err = b.st.FlowHostGet(ctx, netip.MustParseAddr("10.0.0.6"))
+	require.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// Counts stop at the largest bigint instead of wrapping negative or
+// failing the write: one absurd sample (4 GiB frames sampled 1 in 2^32)
+// neither corrupts its host's totals nor loses the rest of the flush.
+func TestFlowCountsSaturate(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flow.Config{})
+	ctx := context.Background()
+	gw := netip.MustParseAddrPort("192.0.2.1:6343")
+	huge := sflowSample{src: "10.0.0.7", dst: "198.51.100.15", srcPort: 1, dstPort: 2, frameLen: math.MaxUint32, rate: math.MaxUint32}
+	for seq := range uint32(2) {
+		require.True(t, b.c.Handle(flow.SFlow, gw, sflowDatagram("192.0.2.1", seq+1, huge,
+			sflowSample{src: "10.0.0.8", dst: "198.51.100.15", srcPort: 51000, dstPort: 443, frameLen: 100, rate: 1})))
+		require.NoError(t, b.c.Flush(ctx))
+	}
+	require.Equal(t, 2.0, testutil.ToFloat64(b.c.Metric("flushes", "ok")))
+	require.Equal(t, 0.0, testutil.ToFloat64(b.c.Metric("lost")))
+	h, err := b.st.FlowHostGet(ctx, netip.MustParseAddr("10.0.0.7"))
+	require.NoError(t, err)
+	require.Equal(t, int64(math.MaxInt64), h.Bytes, "at the limit, not negative")
+	require.Equal(t, int64(2*math.MaxUint32), h.Packets, "one packet sampled 1 in 2^32-1, twice")
+	h, err = b.st.FlowHostGet(ctx, netip.MustParseAddr("10.0.0.8"))
+	require.NoError(t, err)
+	require.Equal(t, int64(200), h.Bytes, "the other host of the same flushes")
+	pr, err := flow.Profile(ctx, b.st, b.ix.Snapshot(), netip.MustParsePrefix("10.0.0.0/24"), time.Hour, b.now, nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(math.MaxInt64), pr.Bytes)
+	rs, err := b.st.FlowRemotes(ctx, netip.MustParseAddr("198.51.100.15"))
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	require.Equal(t, uint64(math.MaxInt64), rs[0].Bytes)
+}
+
+// A contact whose address turns malicious within the hour raises its
+// event then; the event carries the time of the first flow, not the hour.
+func TestBadContactEventWhenTheAddressTurnsBad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, flow.Config{})
+	ctx := context.Background()
+	gw := netip.MustParseAddrPort("192.0.2.1:40000")
+	require.NoError(t, b.st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("198.51.100.77/32"), Source: "ingest:test",
+		Classification: "suspicious", SeenAt: b.now}}, "test"))
+	require.NoError(t, b.ix.CatchUp(ctx))
+	rec := v5Record{src: "10.0.0.5", dst: "198.51.100.77", srcPort: 51000, dstPort: 443, proto: 6, packets: 2, bytes: 300}
+	require.True(t, b.c.Handle(flow.NetFlow, gw, netflowV5(1, 0, rec)))
+	require.NoError(t, b.c.Flush(ctx))
+	contacts := func() []store.Event {
+		evs, err := b.st.ListEvents(ctx, store.EventFilter{Kind: store.EventFlowBadContact})
+		require.NoError(t, err)
+		return evs
+	}
+	require.Empty(t, contacts(), "suspicious is listed, not alerted")
+	require.NoError(t, b.st.Ingest(ctx, []store.Observation{{Prefix: netip.MustParsePrefix("198.51.100.77/32"), Source: "ingest:test",
+		Classification: "malicious", SeenAt: b.now}}, "test"))
+	require.NoError(t, b.ix.CatchUp(ctx))
+	require.True(t, b.c.Handle(flow.NetFlow, gw, netflowV5(2, 0, rec)))
+	require.NoError(t, b.c.Flush(ctx))
+	evs := contacts()
+	require.Len(t, evs, 1)
+	require.Equal(t, b.now, evs[0].At.UTC(), "the first flow's time (12:01), not the hour")
+	require.Equal(t, "198.51.100.77", evs[0].Details["remote"])
+	require.Equal(t, "malicious", evs[0].Details["classification"])
+}
+
+// A registered exporter counts within about a second of its registration,
+// without waiting for the next flush: a datagram from an unknown sender
+// has the collector reread the exporters.
+func TestNewExporterCountsWithoutAFlush(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := storetest.Store(t)
+	ix := indextest.Start(t, st, slog.New(slog.NewTextHandler(testWriter{t}, nil)), nil)
+	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), time.Now, prometheus.NewRegistry(),
+		flow.Config{Listen: []flow.Listener{{Protocol: flow.NetFlow, Addr: "127.0.0.1:0"}}, FlushEvery: time.Hour})
+	require.NoError(t, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.Run(rctx) }()
+	t.Cleanup(func() { cancel(); require.NoError(t, <-done) })
+	addrs := <-c.Bound()
+	conn, err := net.Dial("udp", addrs[0].String())
+	require.NoError(t, err)
+	t.Cleanup(func() { conn.Close() })
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("127.0.0.1"), Name: "lo"})
+	require.NoError(t, err)
+	rec := v5Record{src: "10.0.0.5", dst: "203.0.113.9", srcPort: 1, dstPort: 2, proto: 6, packets: 1, bytes: 40}
+	decoded := c.Metric("datagrams", "netflow", "decoded")
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for seq := uint32(1); testutil.ToFloat64(decoded) == 0; seq++ {
+		require.True(t, time.Now().Before(deadline), "the new exporter's datagrams were not decoded within 20 s (the flush is an hour away)")
+		_, err := conn.Write(netflowV5(seq, 0, rec))
+		require.NoError(t, err)
+		<-tick.C // a datagram every 20 ms, as an exporter sends them
+	}
+	require.GreaterOrEqual(t, testutil.ToFloat64(c.Metric("datagrams", "netflow", "unknown_exporter")), 1.0)
 }

@@ -32,7 +32,8 @@ const (
 )
 
 // Flow is one flow record copied out of goflow2's pooled message: the
-// exporter it came from, the addresses (unmapped), ports, IP protocol
+// exporter it came from (the datagram's sender, unmapped; never an sFlow
+// agent address written inside the datagram), the addresses (unmapped), ports, IP protocol
 // number, the bytes and packets as sent (not yet multiplied by the sampling
 // rate), the sampling rate the exporter sent (0: none), the MACs (0: not
 // sent) and when the datagram was received.
@@ -92,6 +93,26 @@ func (f formatter) Format(data any) ([]byte, []byte, error) {
 	return nil, nil, nil
 }
 
+// senderProducer credits every flow record to the address its datagram came
+// from. goflow2 sets a record's SamplerAddress to the sender for NetFlow and
+// IPFIX, but to the agent address written inside an sFlow datagram: a
+// switch whose agent address is not its sending address would lose its
+// flows (no exporter has that address), and a datagram could claim another
+// exporter's name and sampling rate. The sender is what the registration
+// check reads, so it is what the records carry.
+type senderProducer struct{ producer.ProducerInterface }
+
+func (p senderProducer) Produce(msg any, args *producer.ProduceArgs) ([]producer.ProducerMessage, error) {
+	ms, err := p.ProducerInterface.Produce(msg, args)
+	sender, _ := args.Src.Addr().Unmap().MarshalBinary()
+	for _, m := range ms {
+		if pm, ok := m.(*protoproducer.ProtoProducerMessage); ok {
+			pm.SamplerAddress = sender
+		}
+	}
+	return ms, err
+}
+
 // NewDecoder returns a decoder that hands every flow record to emit
 // (called synchronously from Decode; emit must not keep goflow2's memory).
 func NewDecoder(emit func(Flow)) (*Decoder, error) {
@@ -104,7 +125,7 @@ func NewDecoder(emit func(Flow)) (*Decoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("flow: producer: %w", err)
 	}
-	pc := &goflow.PipeConfig{Format: formatter{emit: emit}, Producer: prod}
+	pc := &goflow.PipeConfig{Format: formatter{emit: emit}, Producer: senderProducer{prod}}
 	return &Decoder{netflow: goflow.NewNetFlowPipe(pc), sflow: goflow.NewSFlowPipe(pc)}, nil
 }
 

@@ -112,6 +112,9 @@ func NewSeqTracker() *SeqTracker {
 // compares its sequence number with what its stream expected. ok is false
 // for a datagram whose header does not parse (the decoder counts it).
 func (t *SeqTracker) Track(p Protocol, src netip.AddrPort, payload []byte) (r SeqResult, ok bool) {
+	if !wellFormed(p, payload) {
+		return r, false
+	}
 	exp := src.Addr().Unmap()
 	var k seqKey
 	var seq, n, uptime uint32
@@ -178,6 +181,73 @@ func (t *SeqTracker) Track(p Protocol, src netip.AddrPort, payload []byte) (r Se
 	}
 	*s = seqState{next: seq + n, uptime: uptime, known: known}
 	return r, true
+}
+
+// wellFormed reports whether a datagram's framing holds together: the
+// lengths and counts its header and sets announce add up to the datagram
+// (trailing padding of less than a set header is allowed for v9). Only such
+// a datagram's sequence number is believed: garbage that merely starts like
+// a header would count loss, late datagrams or restarts that never
+// happened (a malformed v5 header announcing a jump of 500,000 counted
+// 500,000 lost records, and the next good datagram a restart).
+func wellFormed(p Protocol, b []byte) bool {
+	be16 := func(o int) int { return int(binary.BigEndian.Uint16(b[o:])) }
+	switch {
+	case p == NetFlow && len(b) >= 24 && be16(0) == 5:
+		return len(b) == 24+48*be16(2)
+	case p == NetFlow && len(b) >= 20 && be16(0) == 9:
+		rest := b[20:]
+		for len(rest) >= 4 {
+			l := int(binary.BigEndian.Uint16(rest[2:]))
+			if l < 4 || l > len(rest) {
+				return false
+			}
+			rest = rest[l:]
+		}
+		return true
+	case p == NetFlow && len(b) >= 16 && be16(0) == 10:
+		if be16(2) != len(b) {
+			return false
+		}
+		rest := b[16:]
+		for len(rest) > 0 {
+			if len(rest) < 4 {
+				return false
+			}
+			l := int(binary.BigEndian.Uint16(rest[2:]))
+			if l < 4 || l > len(rest) {
+				return false
+			}
+			rest = rest[l:]
+		}
+		return true
+	case p == SFlow && len(b) >= 28 && binary.BigEndian.Uint32(b) == 5:
+		o := 28 // the first sample, after an IPv4 agent address
+		switch binary.BigEndian.Uint32(b[4:]) {
+		case 1:
+		case 2:
+			o = 40
+		default:
+			return false
+		}
+		if len(b) < o {
+			return false
+		}
+		n := binary.BigEndian.Uint32(b[o-4:])
+		rest := b[o:]
+		for ; n > 0; n-- {
+			if len(rest) < 8 {
+				return false
+			}
+			l := binary.BigEndian.Uint32(rest[4:])
+			if l > uint32(len(rest)-8) {
+				return false
+			}
+			rest = rest[8+l:]
+		}
+		return len(rest) == 0
+	}
+	return false
 }
 
 // ipfixRecords counts the data records of an IPFIX message, learning the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -202,4 +203,57 @@ func TestCollectorSequenceMetrics(t *testing.T) {
 	n, err := testutil.GatherAndCount(b.reg, "muninn_flow_sequence_lost_total")
 	require.NoError(t, err)
 	require.Equal(t, 2, n, "only gw's two streams")
+}
+
+// A datagram whose framing does not hold together is not believed: its
+// sequence number moves nothing. (A v5 header announcing a record it did
+// not carry, 500,001 ahead, counted 500,000 lost and made the next good
+// datagram a restart.)
+func TestSeqTrackerIgnoresMalformedDatagrams(t *testing.T) {
+	t.Parallel()
+	tr := flow.NewSeqTracker()
+	src := netip.MustParseAddrPort("192.0.2.1:40000")
+	rec := v5Record{src: "10.0.0.5", dst: "203.0.113.9", proto: 6, packets: 1, bytes: 40}
+	r, ok := tr.Track(flow.NetFlow, src, netflowV5(100, 0, rec))
+	require.True(t, ok)
+	require.Equal(t, flow.SeqResult{Version: flow.VersionNetFlowV5}, r)
+	for name, b := range map[string][]byte{
+		"v5 record announced, not carried":    netflowV5(500101, 0, rec)[:24],
+		"v5 with a byte too many":             append(netflowV5(500101, 0, rec), 0),
+		"v9 flowset longer than the datagram": append(v9Header(500101, 1, 0), 1, 0, 0, 200, 0, 0),
+		"v9 flowset shorter than its header":  append(v9Header(500101, 1, 0), 1, 0, 0, 2),
+		"IPFIX length not the datagram's": func() []byte {
+			b := ipfixMessage(500101, 1, ipfixData256(1))
+			return append(b, 0, 0, 0, 0)
+		}(),
+		"IPFIX set beyond the message": func() []byte {
+			b := ipfixMessage(500101, 1, ipfixData256(1))
+			binary.BigEndian.PutUint16(b[18:], 400)
+			return b
+		}(),
+		"sFlow sample count without samples": func() []byte {
+			b := sflowHeader("192.0.2.1", 0, 500101, 70000)
+			binary.BigEndian.PutUint32(b[24:], 2)
+			return b
+		}(),
+		"sFlow sample longer than the datagram": func() []byte {
+			b := sflowDatagram("192.0.2.1", 500101, sflowSample{src: "10.0.0.5", dst: "203.0.113.9", frameLen: 60, rate: 1})
+			binary.BigEndian.PutUint32(b[32:], 4000)
+			return b
+		}(),
+		"sFlow trailing bytes": append(sflowHeader("192.0.2.1", 0, 500101, 70000), 0, 0, 0, 0),
+	} {
+		p := flow.NetFlow
+		if strings.HasPrefix(name, "sFlow") {
+			p = flow.SFlow
+		}
+		_, ok := tr.Track(p, src, b)
+		require.False(t, ok, name)
+	}
+	r, ok = tr.Track(flow.NetFlow, src, netflowV5(101, 0, rec))
+	require.True(t, ok)
+	require.Equal(t, flow.SeqResult{Version: flow.VersionNetFlowV5}, r, "the stream goes on as if the garbage never came")
+	r, ok = tr.Track(flow.SFlow, src, sflowDatagram("192.0.2.1", 7, sflowSample{src: "10.0.0.5", dst: "203.0.113.9", frameLen: 60, rate: 1}))
+	require.True(t, ok, "a well-formed sFlow datagram with a sample")
+	require.Equal(t, flow.SeqResult{Version: flow.VersionSFlowV5}, r)
 }

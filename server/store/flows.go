@@ -103,7 +103,10 @@ func (s *Store) FlowExporterDelete(ctx context.Context, name string) error {
 // address on one port and protocol in one 5-minute bucket. Bytes and Packets
 // are already multiplied by the sampling rate.
 type FlowAggregate struct {
-	Bucket  time.Time
+	Bucket time.Time
+	// First is the earliest flow of the batch in the bucket (a new
+	// destination's event time); the zero time means Bucket.
+	First   time.Time
 	Host    netip.Addr
 	Remote  netip.Addr
 	Port    int
@@ -148,9 +151,12 @@ type FlowRemoteSeen struct {
 // host, address and hour becomes an EventFlowBadContact; the rest only add
 // bytes. Profiles do not read these: they ask the index (flow.Contacts).
 type FlowContact struct {
-	Host           netip.Addr
-	Remote         netip.Addr
-	Hour           time.Time
+	Host   netip.Addr
+	Remote netip.Addr
+	Hour   time.Time
+	// First is the batch's earliest flow of the contact in Hour: the
+	// event's time. The zero time means Hour.
+	First          time.Time
 	Classification string
 	Tags           []string
 	Bytes          uint64
@@ -171,23 +177,23 @@ type FlowApplied struct {
 
 const (
 	flowBatchTemp = `CREATE TEMP TABLE IF NOT EXISTS flow_batch (
-		bucket timestamptz NOT NULL, host inet NOT NULL, remote inet NOT NULL, port integer NOT NULL, proto smallint NOT NULL,
+		bucket timestamptz NOT NULL, first timestamptz NOT NULL, host inet NOT NULL, remote inet NOT NULL, port integer NOT NULL, proto smallint NOT NULL,
 		country text NOT NULL, org text NOT NULL, asn bigint NOT NULL, bytes bigint NOT NULL, packets bigint NOT NULL,
 		flows bigint NOT NULL) ON COMMIT DELETE ROWS`
 	flowEnsureParts = `SELECT flow_partition_ensure(d) FROM (
 		SELECT DISTINCT date_trunc('day', bucket, 'UTC') d FROM flow_batch) days`
 	// Rows are merged in key order so concurrent batches lock alike.
 	flowAgg5m = `INSERT INTO flow_agg_5m AS a SELECT bucket, host, remote, port, proto, max(country), max(org), max(asn),
-		  sum(bytes), sum(packets), sum(flows)
+		  flow_sat(sum(bytes)), flow_sat(sum(packets)), flow_sat(sum(flows))
 		FROM flow_batch GROUP BY bucket, host, remote, port, proto ORDER BY bucket, host, remote, port, proto
 		ON CONFLICT (bucket, host, remote, port, proto) DO UPDATE SET
-		  bytes = a.bytes + excluded.bytes, packets = a.packets + excluded.packets, flows = a.flows + excluded.flows,
+		  bytes = flow_sat(a.bytes::numeric + excluded.bytes), packets = flow_sat(a.packets::numeric + excluded.packets), flows = flow_sat(a.flows::numeric + excluded.flows),
 		  country = excluded.country, org = excluded.org, asn = excluded.asn`
 	flowAgg1h = `INSERT INTO flow_agg_1h AS a SELECT date_trunc('hour', bucket, 'UTC'), host, remote, port, proto,
-		  max(country), max(org), max(asn), sum(bytes), sum(packets), sum(flows)
+		  max(country), max(org), max(asn), flow_sat(sum(bytes)), flow_sat(sum(packets)), flow_sat(sum(flows))
 		FROM flow_batch GROUP BY 1, host, remote, port, proto ORDER BY 1, host, remote, port, proto
 		ON CONFLICT (bucket, host, remote, port, proto) DO UPDATE SET
-		  bytes = a.bytes + excluded.bytes, packets = a.packets + excluded.packets, flows = a.flows + excluded.flows,
+		  bytes = flow_sat(a.bytes::numeric + excluded.bytes), packets = flow_sat(a.packets::numeric + excluded.packets), flows = flow_sat(a.flows::numeric + excluded.flows),
 		  country = excluded.country, org = excluded.org, asn = excluded.asn`
 	// xmax = 0 marks a row this statement inserted rather than updated.
 	flowHostsUpsert = `INSERT INTO flow_hosts AS h (address, first_seen, last_seen, exporter, mac, bytes, packets, flows)
@@ -196,30 +202,30 @@ const (
 		ON CONFLICT (address) DO UPDATE SET
 		  first_seen = least(h.first_seen, excluded.first_seen), last_seen = greatest(h.last_seen, excluded.last_seen),
 		  exporter = excluded.exporter, mac = CASE WHEN excluded.mac <> '' THEN excluded.mac ELSE h.mac END,
-		  bytes = h.bytes + excluded.bytes, packets = h.packets + excluded.packets, flows = h.flows + excluded.flows
+		  bytes = flow_sat(h.bytes::numeric + excluded.bytes), packets = flow_sat(h.packets::numeric + excluded.packets), flows = flow_sat(h.flows::numeric + excluded.flows)
 		RETURNING address, first_seen, exporter, mac, (xmax = 0) AS inserted`
 	flowRemotesUpsert = `INSERT INTO flow_remotes AS r (address, exporter, first_seen, last_seen, bytes, packets, flows, peers, ports)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (address, exporter) DO UPDATE SET
 		  first_seen = least(r.first_seen, excluded.first_seen), last_seen = greatest(r.last_seen, excluded.last_seen),
-		  bytes = r.bytes + excluded.bytes, packets = r.packets + excluded.packets, flows = r.flows + excluded.flows,
+		  bytes = flow_sat(r.bytes::numeric + excluded.bytes), packets = flow_sat(r.packets::numeric + excluded.packets), flows = flow_sat(r.flows::numeric + excluded.flows),
 		  peers = (SELECT coalesce(array_agg(p), '{}') FROM (SELECT DISTINCT p FROM unnest(excluded.peers || r.peers) p ORDER BY p LIMIT 32) x),
 		  ports = (SELECT coalesce(array_agg(p), '{}') FROM (SELECT DISTINCT p FROM unnest(excluded.ports || r.ports) p ORDER BY p LIMIT 32) x)`
 	flowContactInsert = `INSERT INTO flow_contacts AS c (host, remote, hour, classification, tags, bytes)
 		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (host, remote, hour) DO UPDATE SET bytes = c.bytes + excluded.bytes
+		ON CONFLICT (host, remote, hour) DO UPDATE SET bytes = flow_sat(c.bytes::numeric + excluded.bytes)
 		RETURNING (xmax = 0)`
 	flowDestinations = `INSERT INTO flow_host_destinations (host, kind, value, first_seen)
-		SELECT host, kind, value, min(bucket) FROM (
-		  SELECT host, 'country' kind, country value, bucket FROM flow_batch WHERE country <> ''
+		SELECT host, kind, value, min(first) FROM (
+		  SELECT host, 'country' kind, country value, first FROM flow_batch WHERE country <> ''
 		  UNION ALL
-		  SELECT host, 'org', org, bucket FROM flow_batch WHERE org <> '') d
+		  SELECT host, 'org', org, first FROM flow_batch WHERE org <> '') d
 		GROUP BY host, kind, value ORDER BY host, kind, value
 		ON CONFLICT DO NOTHING
 		RETURNING host, kind, value, first_seen`
 )
 
-var flowBatchColumns = []string{"bucket", "host", "remote", "port", "proto", "country", "org", "asn", "bytes", "packets", "flows"}
+var flowBatchColumns = []string{"bucket", "first", "host", "remote", "port", "proto", "country", "org", "asn", "bytes", "packets", "flows"}
 
 // FlowApply stores a batch in one transaction: the aggregates (5 min and
 // 1 h, creating day partitions as needed), inside hosts, outside addresses,
@@ -272,7 +278,11 @@ func (s *Store) FlowApply(ctx context.Context, b FlowBatch) (FlowApplied, error)
 			}
 			src := pgx.CopyFromSlice(len(b.Aggregates), func(i int) ([]any, error) {
 				a := b.Aggregates[i]
-				return []any{a.Bucket, a.Host, a.Remote, a.Port, int16(a.Proto), a.Country, a.Org, int64(a.ASN),
+				first := a.First
+				if first.IsZero() {
+					first = a.Bucket
+				}
+				return []any{a.Bucket, first, a.Host, a.Remote, a.Port, int16(a.Proto), a.Country, a.Org, int64(a.ASN),
 					int64(a.Bytes), int64(a.Packets), int64(a.Flows)}, nil
 			})
 			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"flow_batch"}, flowBatchColumns, src); err != nil {
@@ -333,7 +343,11 @@ func (s *Store) FlowApply(ctx context.Context, b FlowBatch) (FlowApplied, error)
 				return fmt.Errorf("contacts: %w", err)
 			}
 			if inserted {
-				out.Events = append(out.Events, Event{At: c.Hour, Kind: EventFlowBadContact, SubjectType: "host",
+				at := c.First
+				if at.IsZero() {
+					at = c.Hour
+				}
+				out.Events = append(out.Events, Event{At: at, Kind: EventFlowBadContact, SubjectType: "host",
 					Subject: c.Host.String(), Details: map[string]any{"remote": c.Remote.String(),
 						"classification": c.Classification, "tags": tags, "bytes": c.Bytes}})
 			}
@@ -509,12 +523,12 @@ type FlowProfile struct {
 }
 
 const (
-	flowProfileTop = `SELECT k, sum(bytes), sum(packets), sum(flows) FROM (
+	flowProfileTop = `SELECT k, flow_sat(sum(bytes)), flow_sat(sum(packets)), flow_sat(sum(flows)) FROM (
 		  SELECT CASE $3::text WHEN 'country' THEN country WHEN 'org' THEN org ELSE port || '/' || proto END k, bytes, packets, flows
 		  FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2) t
 		WHERE k <> '' GROUP BY k ORDER BY 2 DESC, 1 LIMIT $4`
-	flowProfileSeries = `SELECT bucket, sum(bytes) FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2 GROUP BY bucket ORDER BY bucket`
-	flowProfileNew    = `SELECT remote, max(country), max(org), min(bucket), sum(bytes) FROM flow_agg_1h
+	flowProfileSeries = `SELECT bucket, flow_sat(sum(bytes)) FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2 GROUP BY bucket ORDER BY bucket`
+	flowProfileNew    = `SELECT remote, max(country), max(org), min(bucket), flow_sat(sum(bytes)) FROM flow_agg_1h
 		WHERE host <<= $1 GROUP BY remote HAVING min(bucket) >= $2 ORDER BY min(bucket) DESC, remote LIMIT $3`
 )
 
@@ -544,7 +558,7 @@ func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, 
 	if pr.Ports, err = top("port"); err != nil {
 		return pr, mapErr("flow profile", err)
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(bytes), 0), coalesce(sum(packets), 0), coalesce(sum(flows), 0)
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(flow_sat(sum(bytes)), 0), coalesce(flow_sat(sum(packets)), 0), coalesce(flow_sat(sum(flows)), 0)
 		FROM flow_agg_1h WHERE host <<= $1 AND bucket >= $2`, within, since).Scan(&pr.Bytes, &pr.Packets, &pr.Flows); err != nil {
 		return pr, mapErr("flow profile", err)
 	}
@@ -579,7 +593,7 @@ func (s *Store) FlowProfileGet(ctx context.Context, within netip.Prefix, since, 
 // FlowTopTalkers returns the inside hosts with the most bytes in the 1-hour
 // aggregates since since, at most limit.
 func (s *Store) FlowTopTalkers(ctx context.Context, since time.Time, limit int) ([]FlowCount, error) {
-	rows, err := s.pool.Query(ctx, `SELECT host(host), sum(bytes), sum(packets), sum(flows) FROM flow_agg_1h
+	rows, err := s.pool.Query(ctx, `SELECT host(host), flow_sat(sum(bytes)), flow_sat(sum(packets)), flow_sat(sum(flows)) FROM flow_agg_1h
 		WHERE bucket >= $1 GROUP BY host ORDER BY 2 DESC, 1 LIMIT $2`, since, limit)
 	if err != nil {
 		return nil, mapErr("flow top talkers", err)
@@ -644,7 +658,7 @@ func (s *Store) FlowPeersEach(ctx context.Context, within netip.Prefix, since ti
 	if within.IsValid() {
 		w = within
 	}
-	rows, err := s.pool.Query(ctx, `SELECT host, remote, sum(bytes), max(bucket) FROM flow_agg_1h
+	rows, err := s.pool.Query(ctx, `SELECT host, remote, flow_sat(sum(bytes)), max(bucket) FROM flow_agg_1h
 		WHERE ($1::cidr IS NULL OR host <<= $1) AND bucket >= $2
 		GROUP BY host, remote ORDER BY max(bucket) DESC, host, remote`, w, since)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -261,6 +262,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if withHTTP {
 		command = "serve"
 	}
+	if withHTTP && cfg.FlowListen != "" {
+		if _, _, err := flowConfig(cfg, cfg.FlowListen); err != nil {
+			return err
+		}
+	}
 	st, closeDB, err := database(ctx, cfg, log, true, command)
 	if err != nil {
 		return err
@@ -464,17 +470,34 @@ func alertSealer(cfg config.Config) (*alert.Sealer, error) {
 	return alert.NewSealer(key)
 }
 
+// flowConfig reads the flow collector's listeners and sink settings from
+// cfg (listen is MUNINN_FLOW_LISTEN or its default), so that a mistake is
+// reported before the database is opened.
+func flowConfig(cfg config.Config, listen string) ([]flow.Listener, *flow.ClickHouseConfig, error) {
+	ls, err := flow.ParseListeners(listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
+	}
+	if cfg.FlowClickHouseURL == "" {
+		return ls, nil, nil
+	}
+	ch := &flow.ClickHouseConfig{URL: cfg.FlowClickHouseURL, Table: cfg.FlowClickHouseTable, BatchRows: cfg.FlowClickHouseBatch}
+	if err := ch.Check(); err != nil {
+		return nil, nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
+	}
+	return ls, ch, nil
+}
+
 // startFlows starts the flow collector on listen; its goroutine is owned
 // by the returned stop, which cancels it and waits for its last flush.
 func startFlows(ctx context.Context, cfg config.Config, listen string, st *store.Store, ix *index.Index, log *slog.Logger, reg prometheus.Registerer) (func(), error) {
-	ls, err := flow.ParseListeners(listen)
+	ls, ch, err := flowConfig(cfg, listen)
 	if err != nil {
-		return nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
+		return nil, err
 	}
 	var sink *flow.ClickHouseSink
-	if cfg.FlowClickHouseURL != "" {
-		if sink, err = flow.NewClickHouseSink(flow.ClickHouseConfig{URL: cfg.FlowClickHouseURL, Table: cfg.FlowClickHouseTable,
-			BatchRows: cfg.FlowClickHouseBatch}, log, reg); err != nil {
+	if ch != nil {
+		if sink, err = flow.NewClickHouseSink(*ch, log, reg); err != nil {
 			return nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
 		}
 	}
@@ -517,6 +540,10 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 // routers): the index it reads countries and classifications from, the
 // collector, and /metrics and /healthz on MUNINN_LISTEN.
 func flowsCmd(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	listen := cmp.Or(cfg.FlowListen, "netflow://:2055,sflow://:6343")
+	if _, _, err := flowConfig(cfg, listen); err != nil {
+		return err
+	}
 	st, closeDB, err := database(ctx, cfg, log, true, "flows")
 	if err != nil {
 		return err
@@ -541,10 +568,6 @@ func flowsCmd(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	case <-ix.Ready():
 	case <-ctx.Done():
 		return nil
-	}
-	listen := cfg.FlowListen
-	if listen == "" {
-		listen = "netflow://:2055,sflow://:6343"
 	}
 	stopFlows, err := startFlows(ctx, cfg, listen, st, ix, log, reg)
 	if err != nil {

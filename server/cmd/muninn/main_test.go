@@ -577,3 +577,26 @@ func TestTLSConfig(t *testing.T) {
 	_, err = httpserver.NewCertReloader("/nonexistent/cert.pem", "/nonexistent/key.pem", slog.New(slog.DiscardHandler))
 	require.EqualError(t, err, "httpserver: tls: certificate: stat /nonexistent/cert.pem: no such file or directory")
 }
+
+// A flow setting's mistake is reported before any database is opened (the
+// URL below leads nowhere: reaching it would be a different error).
+func TestFlowConfigCheckedFirst(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"flows"}, map[string]string{"MUNINN_FLOW_LISTEN": "ipfix://:2055"}, "config: MUNINN_FLOW_LISTEN"},
+		{[]string{"flows"}, map[string]string{"MUNINN_FLOW_CLICKHOUSE_URL": "ftp://clickhouse:9000/db"}, "config: MUNINN_FLOW_CLICKHOUSE_*"},
+		{[]string{"flows"}, map[string]string{"MUNINN_FLOW_CLICKHOUSE_URL": "clickhouse://clickhouse:9000/db", "MUNINN_FLOW_CLICKHOUSE_TABLE": "a;b"}, "config: MUNINN_FLOW_CLICKHOUSE_*"},
+		{[]string{"serve"}, map[string]string{"MUNINN_FLOW_LISTEN": "netflow://2055"}, "config: MUNINN_FLOW_LISTEN"},
+	} {
+		env := map[string]string{"MUNINN_DATABASE_URL": "postgres://nobody@127.0.0.1:1/none?connect_timeout=1", "MUNINN_DATA_DIR": t.TempDir()}
+		for k, v := range c.env {
+			env[k] = v
+		}
+		err := run(context.Background(), c.args, envOf(env), &bytes.Buffer{}, &bytes.Buffer{})
+		require.ErrorContains(t, err, c.want, "%v %v", c.args, c.env)
+	}
+}

@@ -1,0 +1,1 @@
+DROP FUNCTION IF EXISTS flow_sat(numeric);
