@@ -147,7 +147,7 @@ func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporter
 	if len(errs) > 0 {
 		return bad(errs...), nil
 	}
-	stored, err := s.store.FlowExporterPut(ctx, e)
+	stored, err := s.store.FlowExporterPut(ctx, e, actorOf(ctx))
 	if errors.Is(err, store.ErrConflict) {
 		return apigen.PutFlowExporter409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: apigen.ConflictApplicationProblemPlusJSONResponse(problem(409, "another exporter has the address "+a.String(), fieldErr("/address", "is another exporter's")))}, nil
 	}
@@ -159,7 +159,7 @@ func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporter
 
 // DeleteFlowExporter implements DELETE /flows/exporters/{name}.
 func (s *Server) DeleteFlowExporter(ctx context.Context, req apigen.DeleteFlowExporterRequestObject) (apigen.DeleteFlowExporterResponseObject, error) {
-	err := s.store.FlowExporterDelete(ctx, req.Name)
+	err := s.store.FlowExporterDelete(ctx, req.Name, actorOf(ctx))
 	if isNotFound(err) {
 		return apigen.DeleteFlowExporter404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no exporter named "+req.Name))}, nil
 	}
@@ -228,7 +228,7 @@ func (s *Server) PutFlowHostLabel(ctx context.Context, req apigen.PutFlowHostLab
 		}
 		return apigen.PutFlowHostLabel400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the label is invalid", fe))}, nil
 	}
-	h, err := s.store.FlowHostLabel(ctx, a, req.Body.Label)
+	h, err := s.store.FlowHostLabel(ctx, a, req.Body.Label, actorOf(ctx))
 	if isNotFound(err) {
 		return apigen.PutFlowHostLabel404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no inside host "+a.String()+" was seen"))}, nil
 	}

@@ -104,3 +104,51 @@ func TestFlowProfileAPI(t *testing.T) {
 	require.Equal(t, "printer", h.Label)
 	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/hosts/10.9.9.9/label", map[string]any{"label": "x"}, 404, nil)
 }
+
+// flowAudit is the audit log under object as (actor, action, object)
+// triples, newest first.
+func flowAudit(t *testing.T, b *testBundle, object string) [][3]string {
+	t.Helper()
+	var page apigen.AuditPage
+	b.json(t, b.admin, http.MethodGet, "/api/v1/audit?object="+object, nil, 200, &page)
+	var out [][3]string
+	for _, e := range page.Items {
+		out = append(out, [3]string{e.Actor, e.Action, e.Object})
+	}
+	return out
+}
+
+func TestFlowChangesAudited(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1"}, 200, nil)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1", "sampling_rate": 10}, 200, nil)
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw2", map[string]any{"address": "192.0.2.1"}, 409, nil)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/gw", nil, 204, nil)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/gw", nil, 404, nil)
+	at := time.Now().UTC().Truncate(time.Minute)
+	_, err := b.store.FlowApply(context.Background(), store.FlowBatch{Hosts: []store.FlowHostSeen{
+		{Address: netip.MustParseAddr("10.0.0.5"), Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: 1, Packets: 1, Flows: 1}}})
+	require.NoError(t, err)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/hosts/10.0.0.5/label", map[string]any{"label": "printer"}, 200, nil)
+	b.json(t, b.writer, http.MethodPut, "/api/v1/flows/hosts/10.9.9.9/label", map[string]any{"label": "x"}, 404, nil)
+
+	require.Equal(t, [][3]string{
+		{"t-admin", "flow_exporter.delete", "flow_exporter/gw"},
+		{"t-admin", "flow_exporter.put", "flow_exporter/gw"},
+		{"t-admin", "flow_exporter.put", "flow_exporter/gw"},
+	}, flowAudit(t, b, "flow_exporter"))
+	require.Equal(t, [][3]string{{"t-writer", "flow_host.label", "flow_host/10.0.0.5"}}, flowAudit(t, b, "flow_host"))
+	var page apigen.AuditPage
+	b.json(t, b.admin, http.MethodGet, "/api/v1/audit?object=flow_host", nil, 200, &page)
+	require.Equal(t, map[string]any{"label": ""}, page.Items[0].Before)
+	require.Equal(t, map[string]any{"label": "printer"}, page.Items[0].After)
+	var exporters apigen.AuditPage
+	b.json(t, b.admin, http.MethodGet, "/api/v1/audit?object=flow_exporter", nil, 200, &exporters)
+	require.Nil(t, exporters.Items[0].After, "a deletion has no after")
+	require.Equal(t, float64(10), exporters.Items[0].Before.(map[string]any)["sampling_rate"])
+	require.Equal(t, float64(0), exporters.Items[1].Before.(map[string]any)["sampling_rate"])
+	require.Equal(t, float64(10), exporters.Items[1].After.(map[string]any)["sampling_rate"])
+	require.Nil(t, exporters.Items[2].Before, "a creation has no before")
+	require.Equal(t, "192.0.2.1", exporters.Items[2].After.(map[string]any)["address"])
+}

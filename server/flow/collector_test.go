@@ -50,7 +50,7 @@ func setupTB(t testing.TB, cfg flow.Config) *testBundle {
 		{Prefix: netip.MustParsePrefix("198.51.100.99/32"), Source: "ingest:test", Tags: []string{"c2"}, SeenAt: now.Add(-time.Hour)},
 	}, "test"))
 	ix := indextest.Start(t, st, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now })
-	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"})
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"}, "test")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now }, reg, cfg)

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -35,14 +36,15 @@ var DefaultInside = []netip.Prefix{
 // from Address are decoded; others are dropped and counted. SamplingRate 0
 // means the rate the exporter sends (1 when it sends none). Inside are the
 // networks of its inside hosts.
+// The JSON form is the exporter as the audit log keeps it.
 type FlowExporter struct {
-	ID           int64
-	Address      netip.Addr
-	Name         string
-	SamplingRate int
-	Inside       []netip.Prefix
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	ID           int64          `json:"id"`
+	Address      netip.Addr     `json:"address"`
+	Name         string         `json:"name"`
+	SamplingRate int            `json:"sampling_rate"`
+	Inside       []netip.Prefix `json:"inside"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
 }
 
 const flowExporterCols = `id, address, name, sampling_rate, inside, created_at, updated_at`
@@ -69,34 +71,51 @@ func (s *Store) FlowExporters(ctx context.Context) ([]FlowExporter, error) {
 }
 
 // FlowExporterPut creates or replaces the exporter named e.Name (nil Inside
-// means DefaultInside). ErrConflict when another exporter has e.Address.
-func (s *Store) FlowExporterPut(ctx context.Context, e FlowExporter) (FlowExporter, error) {
+// means DefaultInside), audited as actor ("flow_exporter.put", object
+// "flow_exporter/<name>", the exporter before (none when created) and
+// after). ErrConflict when another exporter has e.Address.
+func (s *Store) FlowExporterPut(ctx context.Context, e FlowExporter, actor string) (FlowExporter, error) {
 	inside := e.Inside
 	if inside == nil {
 		inside = DefaultInside
 	}
-	row := s.pool.QueryRow(ctx, `INSERT INTO flow_exporters (address, name, sampling_rate, inside)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (name) DO UPDATE SET address = excluded.address, sampling_rate = excluded.sampling_rate,
-		  inside = excluded.inside, updated_at = now()
-		RETURNING `+flowExporterCols, e.Address.Unmap(), e.Name, e.SamplingRate, inside)
-	out, err := scanFlowExporter(row)
+	var out FlowExporter
+	err := s.inTx(ctx, "put flow exporter", func(tx pgx.Tx) error {
+		old, err := scanFlowExporter(tx.QueryRow(ctx, `SELECT `+flowExporterCols+` FROM flow_exporters WHERE name = $1 FOR UPDATE`, e.Name))
+		var before any
+		switch {
+		case err == nil:
+			before = old
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		row := tx.QueryRow(ctx, `INSERT INTO flow_exporters (address, name, sampling_rate, inside)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET address = excluded.address, sampling_rate = excluded.sampling_rate,
+			  inside = excluded.inside, updated_at = now()
+			RETURNING `+flowExporterCols, e.Address.Unmap(), e.Name, e.SamplingRate, inside)
+		if out, err = scanFlowExporter(row); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "flow_exporter.put", "flow_exporter/"+e.Name, before, out)
+	})
 	if err != nil {
-		return FlowExporter{}, mapErr("put flow exporter", err)
+		return FlowExporter{}, err
 	}
 	return out, nil
 }
 
-// FlowExporterDelete removes the exporter named name; ErrNotFound when none.
-func (s *Store) FlowExporterDelete(ctx context.Context, name string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM flow_exporters WHERE name = $1`, name)
-	if err != nil {
-		return mapErr("delete flow exporter", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: delete flow exporter: %w", ErrNotFound)
-	}
-	return nil
+// FlowExporterDelete removes the exporter named name, audited as actor
+// ("flow_exporter.delete", object "flow_exporter/<name>", the exporter
+// before); ErrNotFound when none.
+func (s *Store) FlowExporterDelete(ctx context.Context, name, actor string) error {
+	return s.inTx(ctx, "delete flow exporter", func(tx pgx.Tx) error {
+		old, err := scanFlowExporter(tx.QueryRow(ctx, `DELETE FROM flow_exporters WHERE name = $1 RETURNING `+flowExporterCols, name))
+		if err != nil {
+			return mapErr("delete flow exporter", err)
+		}
+		return audit(ctx, tx, actor, "flow_exporter.delete", "flow_exporter/"+name, old, nil)
+	})
 }
 
 // FlowAggregate is the traffic between an inside host and an outside
@@ -425,12 +444,30 @@ func (s *Store) FlowHostGet(ctx context.Context, addr netip.Addr) (FlowHost, err
 	return h, nil
 }
 
-// FlowHostLabel sets the manual label of inside host addr ("" clears it);
-// ErrNotFound when never seen.
-func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label string) (FlowHost, error) {
-	h, err := scanFlowHost(s.pool.QueryRow(ctx, `UPDATE flow_hosts SET label = $2 WHERE address = $1 RETURNING `+flowHostCols, addr.Unmap(), label))
+// flowHostLabelAudit is a host's label as the audit log keeps it.
+type flowHostLabelAudit struct {
+	Label string `json:"label"`
+}
+
+// FlowHostLabel sets the manual label of inside host addr ("" clears it),
+// audited as actor ("flow_host.label", object "flow_host/<address>",
+// {"label": ...} before and after); ErrNotFound when never seen.
+func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label, actor string) (FlowHost, error) {
+	addr = addr.Unmap()
+	var h FlowHost
+	err := s.inTx(ctx, "flow host label", func(tx pgx.Tx) error {
+		var old string
+		if err := tx.QueryRow(ctx, `SELECT label FROM flow_hosts WHERE address = $1 FOR UPDATE`, addr).Scan(&old); err != nil {
+			return mapErr("flow host label", err)
+		}
+		var err error
+		if h, err = scanFlowHost(tx.QueryRow(ctx, `UPDATE flow_hosts SET label = $2 WHERE address = $1 RETURNING `+flowHostCols, addr, label)); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "flow_host.label", "flow_host/"+addr.String(), flowHostLabelAudit{old}, flowHostLabelAudit{label})
+	})
 	if err != nil {
-		return FlowHost{}, mapErr("flow host label", err)
+		return FlowHost{}, err
 	}
 	return h, nil
 }
