@@ -118,6 +118,18 @@ func (s *Server) ListFlowExporters(ctx context.Context, _ apigen.ListFlowExporte
 	return apigen.ListFlowExporters200JSONResponse(out), nil
 }
 
+// GetFlowExporter implements GET /flows/exporters/{name}.
+func (s *Server) GetFlowExporter(ctx context.Context, req apigen.GetFlowExporterRequestObject) (apigen.GetFlowExporterResponseObject, error) {
+	e, err := s.store.FlowExporterGet(ctx, req.Name)
+	if isNotFound(err) {
+		return apigen.GetFlowExporter404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no exporter named "+req.Name))}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return apigen.GetFlowExporter200JSONResponse(toFlowExporter(e)), nil
+}
+
 // PutFlowExporter implements PUT /flows/exporters/{name}.
 func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporterRequestObject) (apigen.PutFlowExporterResponseObject, error) {
 	bad := func(errs ...apigen.FieldError) apigen.PutFlowExporterResponseObject {

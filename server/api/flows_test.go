@@ -152,3 +152,24 @@ func TestFlowChangesAudited(t *testing.T) {
 	require.Nil(t, exporters.Items[2].Before, "a creation has no before")
 	require.Equal(t, "192.0.2.1", exporters.Items[2].After.(map[string]any)["address"])
 }
+
+func TestGetFlowExporter(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var put, got apigen.FlowExporter
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/edge", map[string]any{"address": "2001:db8::1", "sampling_rate": 100,
+		"inside": []string{"192.168.0.0/16"}}, 200, &put)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/edge", nil, 200, &got)
+	require.Equal(t, put, got)
+	require.Equal(t, "edge", got.Name)
+	require.Equal(t, "2001:db8::1", got.Address)
+	require.Equal(t, 100, got.SamplingRate)
+	require.Equal(t, []string{"192.168.0.0/16"}, got.Inside)
+	var p apigen.Problem
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/gw", nil, 404, &p)
+	require.Equal(t, "no exporter named gw", *p.Detail)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/Bad%20Name", nil, 400, nil)
+	b.json(t, "", http.MethodGet, "/api/v1/flows/exporters/edge", nil, 401, nil)
+	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/edge", nil, 204, nil)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/edge", nil, 404, nil)
+}

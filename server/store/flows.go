@@ -70,6 +70,15 @@ func (s *Store) FlowExporters(ctx context.Context) ([]FlowExporter, error) {
 	return out, nil
 }
 
+// FlowExporterGet returns the exporter named name; ErrNotFound when none.
+func (s *Store) FlowExporterGet(ctx context.Context, name string) (FlowExporter, error) {
+	e, err := scanFlowExporter(s.pool.QueryRow(ctx, `SELECT `+flowExporterCols+` FROM flow_exporters WHERE name = $1`, name))
+	if err != nil {
+		return FlowExporter{}, mapErr("flow exporter", err)
+	}
+	return e, nil
+}
+
 // FlowExporterPut creates or replaces the exporter named e.Name (nil Inside
 // means DefaultInside), audited as actor ("flow_exporter.put", object
 // "flow_exporter/<name>", the exporter before (none when created) and

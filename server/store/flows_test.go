@@ -22,6 +22,9 @@ func TestFlowExporters(t *testing.T) {
 	require.Equal(t, store.DefaultInside, e.Inside)
 	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "other"}, "alice")
 	require.ErrorIs(t, err, store.ErrConflict)
+	got, err := st.FlowExporterGet(ctx, "gw")
+	require.NoError(t, err)
+	require.Equal(t, e, got)
 	e2, err := st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw", SamplingRate: 100,
 		Inside: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}}, "bob")
 	require.NoError(t, err)
@@ -33,6 +36,8 @@ func TestFlowExporters(t *testing.T) {
 	require.Equal(t, e.ID, all[0].ID)
 	require.NoError(t, st.FlowExporterDelete(ctx, "gw", "carol"))
 	require.ErrorIs(t, st.FlowExporterDelete(ctx, "gw", "carol"), store.ErrNotFound)
+	_, err = st.FlowExporterGet(ctx, "gw")
+	require.ErrorIs(t, err, store.ErrNotFound)
 
 	// Every change is one audit entry, written with it; the refused ones
 	// (conflict, nothing to delete) none.

@@ -2649,6 +2649,9 @@ type ServerInterface interface {
 	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
 	// (DELETE /flows/exporters/{name})
 	DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// GetFlowExporter A registered flow exporter
+	// (GET /flows/exporters/{name})
+	GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
 	// PutFlowExporter Register or change a flow exporter
 	// (PUT /flows/exporters/{name})
 	PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
@@ -2997,6 +3000,12 @@ func (_ Unimplemented) ListFlowExporters(w http.ResponseWriter, r *http.Request)
 // DeleteFlowExporter Forget a flow exporter (what it sent stays)
 // (DELETE /flows/exporters/{name})
 func (_ Unimplemented) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowExporter A registered flow exporter
+// (GET /flows/exporters/{name})
+func (_ Unimplemented) GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -4770,6 +4779,32 @@ func (siw *ServerInterfaceWrapper) DeleteFlowExporter(w http.ResponseWriter, r *
 	handler.ServeHTTP(w, r)
 }
 
+// GetFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // PutFlowExporter operation middleware
 func (siw *ServerInterfaceWrapper) PutFlowExporter(w http.ResponseWriter, r *http.Request) {
 
@@ -6441,6 +6476,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Delete(options.BaseURL+"/flows/exporters/{name}", wrapper.DeleteFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/exporters/{name}", wrapper.GetFlowExporter)
 	})
 	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/flows/exporters/{name}", wrapper.PutFlowExporter)
@@ -10757,6 +10795,111 @@ type DeleteFlowExporter503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response DeleteFlowExporter503ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+}
+
+type GetFlowExporterResponseObject interface {
+	VisitGetFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type GetFlowExporter200JSONResponse FlowExporter
+
+func (response GetFlowExporter200JSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter400ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter401ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter404ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter500ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter503ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -15155,6 +15298,9 @@ type StrictServerInterface interface {
 	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
 	// (DELETE /flows/exporters/{name})
 	DeleteFlowExporter(ctx context.Context, request DeleteFlowExporterRequestObject) (DeleteFlowExporterResponseObject, error)
+	// GetFlowExporter A registered flow exporter
+	// (GET /flows/exporters/{name})
+	GetFlowExporter(ctx context.Context, request GetFlowExporterRequestObject) (GetFlowExporterResponseObject, error)
 	// PutFlowExporter Register or change a flow exporter
 	// (PUT /flows/exporters/{name})
 	PutFlowExporter(ctx context.Context, request PutFlowExporterRequestObject) (PutFlowExporterResponseObject, error)
@@ -16362,6 +16508,32 @@ func (sh *strictHandler) DeleteFlowExporter(w http.ResponseWriter, r *http.Reque
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(DeleteFlowExporterResponseObject); ok {
 		if err := validResponse.VisitDeleteFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetFlowExporter operation middleware
+func (sh *strictHandler) GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request GetFlowExporterRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowExporter(ctx, request.(GetFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowExporterResponseObject); ok {
+		if err := validResponse.VisitGetFlowExporterResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -17762,93 +17934,93 @@ var swaggerSpec = []string{
 	"9QK/tqbxLYt8YVT2HnllhGleDYn5Z8aQEwkPZ3PoxYfJEpspxTU9BF/EcnmKj3wVSO/i+xoU71zne/xI",
 	"EZ3QyYSHGNjePJrvF3HTJWT752R7pIB05YRQQWSqge5odv7ZZTSX5SEvY3bkhbuYTWm7VInl8jx78muR",
 	"qHtjc+B5t5rfqsvXIpNB/xcWEXNEOdHsQxoVB9zcS1jc+u/ewq9LAS9kMmVGVSydPWkDTAw3Mkto7C/R",
-	"aUIP9+z1UiSBdc/R2tlTTacJnSvM+StyuUc5gqgRiBELZcSiEwT+tJ8lAIWEjSOxOXJE2riEG7Oom8iN",
-	"fwNC/JcEkMj+5Ldsys+Ne5vf+tTp+eKUJCnW9YQyjlmoZUIWPLy1WfnYyCNdENhNRQT7qMkkTtWsEugy",
-	"1RuX4b59yC3vzRtUDsHeNLzfnOBw0IP/6z9pea1JNBiMRv0n5kSVGYKL6U1CzZUdNHdTFWb+bdxVJRa+",
-	"FW3/GykP39uVPWC7MumyddeZ1x58KhdboIbv1ElewlNNkP1Rrbc6PiTt2pQe0i6g/sqEnL16fnlCXL0W",
-	"RmfMj2sBQLHz856Y/3sa48PBV7bGG+to5gSa2hBwBv/8WRyvCoakB1WnZLzSkBK9Zm031+JgsEpzudKY",
-	"fImov/sL/QdCkGhCNReJnPCYbSOWDFR8gc9+ty03U4ZE0XGRRxUjdsdD5jbua1uVa+Taj+mYxfsHDPKh",
-	"t8QtLTm9hld8hoZm59iSkwnunOGmSWsvfSubyDdTuJAf11+p790Hf3MaljHACC3f8/EKMHZJ22/5LRLG",
-	"jCa2uspQXyPT0AKpFoSMKwUtXNxfxlzvFjdv8YcXGbP51QqeHULnW8iZb+ZoKouIvEFDkc64yJPfPZIY",
-	"kzoi6eKryJPdudXPuHZyZ5rSJNpGpz/AA1+QvPAFNYSF05HJI+XCzVncAasnzfaPUx7rLscy69+g5xLq",
-	"ObuQdUOmdrsdmeDf28mkRsK7k9uTjOJYLn/kkWMq99QK7GnBG7HOouDCGfQPjoCkKPywJVNzjkZ9QKrc",
-	"g3C+icKwlWThxIiQy+9pPt/ex4LJPbrMSYr3zdFpgxtX8LUgOBgo5pV909Zh++RYseQOSE1hdolwUFS2",
-	"iQXm1Mwh+cEXwbv8B8E6hFfHI+mCaElq+mGR9nAwIG+ekfHKF9YV4mVeYoDIB6fy3LWbGZHgDK9F91yE",
-	"MuJiOoKeWgEi9OSNtdZ7b/TIKXl//aL7BCz1LpTKkzlNbqHj/i1fLFjUI+c0nPliTCML3YEr7wCoecwg",
-	"8tuGrfKyknhbCd8x4yQM6clWzoL7GXk/1loZJpKHo6dSRjneBvpJe+Q6607nY78SqpnCDkqFszEWIIsn",
-	"edU8rlJlnajyGfuCK0I1uimG5A1/5hFshAL7YTv4CEnevn9NwhlNaAgtMgShYkXQpdU5wQoxZCtkzGK5",
-	"hCYaNmYRzlh4q3rkB7MkC92erckMZTskeL6AlbjGRjqhQlFAhx7liEzQkmKcMHqrDLMl7aw3BSKFgRvN",
-	"I6kwh2wuExyQXu/OoCwFKTnPWzQsGYIhYCsGyC0AaCroTEVs4whMPqCxktDNy8jyvAMYgHPZxidYRLfR",
-	"72FUaIRV2xTCF4U+Gg6XARP9cPCObRVhsaCIFNB5w81dSUJ9EcbcUCXg70dZiIZq7LFTEfHALhffRtj+",
-	"tCOJmC/W8FFanoU6bI3ytl9Zo4lSvVoL+lfACHlDHyu+hdTgnl2yhcYWPwcHxaEF00bJLY6NGArQD0zH",
-	"ZswjRMba04Fa4I4VPlSvGZYkX2zgSCIsI1YCmu8c+ONO5MjtwJOffJG/r7yN62+0e7b+Stw3fJfWMQ50",
-	"NIPHzDFgA6viQexqMgVgkSUpA2y9CjKyWU+pB1LAiqE/l6o5OvBa2MkRiB1KOlujVp8be8rMsDU6LGiT",
-	"pTM9HAz8lmFDQmojdV9dZBkjeOWQK7RGw8Z6J971Bq2dLPP5TTZ3MiIvlEmSLjS210RR2Pne2+l7b6ff",
-	"WW+nMp5sSZcHJSyNbwsyzpoGHz6nAxNfqEb9lgDUySxmrU+G2S7bZiPmd6xQJQegDC4LszNCbXoTFBBR",
-	"XWv9moHVySHLs40ATeYMfKDYrIklJLVkY5dlpMWt0swi3dgeHIVup3fMF4WJY81BEUsn+xNahQpNOeSv",
-	"GCUWIob9LFkVriro2vMOqnjVvaWyGw14GPt0mnpRLCs3FAfaotnOHrmgU5bBBOYRc2Mq5Z3pNfR1srOJ",
-	"IQjuIaYvtvo4ceiYSiauQzOsz/4k3587QCFY0CnzfKEkmjF0pYCdG7lurRtYP0lSoaoUWosjfaF+X0gT",
-	"v7mW+HhOTXriYwbY76EpPiI9qDL6d5FFL8qO98bIDaXrv81p/uqi5X1GzPaLUctfOVvWqqwW5vpWAPMb",
-	"y1QXqwS+5xBsli+V5aacQGr/ZkL6Or3toqy+kUMJJDjuyjl+dfHOPfuABFeRq3zJ5vLue67yA7mlzV4i",
-	"tj4VKY2JO/C9acgFo2uyjK0DXFmlyr6toFWJ4hV/pEj/8MDoiP3hwRPUIJ3n8BHUeW7EmB6M/u6fHnxT",
-	"57nydtTWf1zwhKkbcGscDA4H6708Ci4u0CEFGVNlIQqdnute3jxqle3XV45Z1bF+DEAu14yA77Grbx27",
-	"umL6QTmEkTJ/l2O1TW35s/m+UQGsseXTBLSqirTbg2LW7UEp6XbwlUtg/yzHV3ZP61Lp8et/fr34GQ1v",
-	"p4mRfMQQAhmvyC0X6J9UmhpTPMutsGWu+Sk7KgMS2qHMxHxXDvprjvnnXz7X+i2dO6izpsVw2BDGLOI3",
-	"lktillmYffHY8O8m59a43O01YtD8bsvc9i5q+bYoWjldNCGLnRBZ1af/cHy7cG+r2baZ+iNFFMNite/m",
-	"aSVk1n6nft/Uw3cQMNwJlWVp5pvkozk6aY3MNhC+UOnc+aBdi2fy/qp52npGoN8kA23n9bDer4IU+67L",
-	"/6rgpu7Fj9eldD/zbtaFiypYJTGz5zGL8nhH2fhTLpqAROTCEtiUIURsHuzvpgRdqJm02CBG/cjhs5RH",
-	"5lyktr/aRo6r7R+YMBGxRJF2AJ/+CaChAttvTrt0Sih1dugnI8AWh22wKUUJg2ucKmx+AG/p9MgLSFqA",
-	"vo8Tmfgi6CdpzADRzm5fxMQq8MgiThUJQnUXkLbtSx/YDogTOufxyjXfs8XTBKwhknGpLFR0NBjUQJWY",
-	"u3qRu6KbmFiYctGUH0FpJ/7kU5PYxAtYGIQxyhQDJzCCEyg6h1hGFZtHadtfIbOprvZ0ec0V1iL63TfA",
-	"wLwv2V9vP26LB2fZrbe9WTwSTAkzHPoz8MXdUbExVf/oifnseO++r17TlhD3wQ/PAqr2SKm6tb0kqcZG",
-	"JQFuBpJacEJCdTcilFRfm7Xu79SO32nU2O+01HRwLKOV6zk4KqDl5wmO2dwjub33n9f6t+4bZK8XBf65",
-	"1sJeLsmcilU+bCGtEduatjETEkD+Yb0WXbyzM60ga4q4XaLg7N5K/UZGfMKdhP2u5K6Dfbu0gIJULQq8",
-	"uc2TzQXS1pqLTSm8T4uhz1KejYC/VzmZLSVrffmqoV9ZeNLu1nf7r2F4UmSEskd4spYk9whVWgr9/HjR",
-	"/Sn1e1zzG8c1GxPfRlxzw5nw2eSU+xW8L0R7DxDTTJi5uyxqfQ8wfndKfNUA495X1cgJuWCCLnhvRefx",
-	"Nm3l3YKJ04tX+zmQ3aCf3Qvdvp1EMkyh+kxn1WGQqT1lgkFjNCj86eG+sTBNuF61Rj99KNfvcsw+TWhY",
-	"9OTMmaZVu4W9TXC3nDdia6js0j30NaJl9mXNY2V2Cb/FQFmSb2zGbd1HO9ShNTfSbt3H7et3VMhvFP1K",
-	"sgNoctY7o1+15/lw4jS7ijVdO/Fr8NOwj+iAheItwxO/G0OVwbCte7YnG3iYEFl9cZEunDFMth3kbr8A",
-	"SnO5Vvn0fdEO1okt8EhwIWMergJbP6CXkkAGSFcnfEHYRxrqeIXl0dCAnAssSYZpzFOlCfuH0Q7Av0b1",
-	"7JHqkauV0PQjwYo85yiEOcIQ6AkWzIGTxulc1ICE5tfom8QEMw90C/xALa81k4KtFhJbSoYLFPZptLAZ",
-	"fjMpb8GTZ44vc23rhLIJNz+HA4MFYPV1YWQoRYKvbrkwy1/LTfRadzROGeoOWZbih09Qf5uNRmMsqN0c",
-	"DSOYpWHeX7W81tnpxiC1U8JO2/kAECTFCuCN1wiZee5LbzQvg4JeucA9hjqh1uinJwPv6Ojwg9fifGI2",
-	"TuHmLhKpZShj8/pwgZe2mU8eCHurPzy7P3hAviDEnCD2yDV/wSyJDhcEpklwjuYbdAyulSzlJb07Petf",
-	"z+zaISdsHLiopz1kp6Mdbw+x4dGamvjd6PtVRaLvpRtVqMF95E7bItFmthbxQ05IgPFX0layLrAI8oXr",
-	"DsZ8qS/cncb2zA5uFn4ToB03MzcZYtHUyLq86wWegvKFj3zUPK6Yh82OQN4ypf0WEYxFRswZgzAiMb9l",
-	"bqajDKzbFxi4LkTE8QNyxxKsfoQVeC52ZmQhBolqAsT2Jp1aDv/wAeJi3G7vEPEDRGKbhLqu2Ue48N+j",
-	"Yw8ZHXM1p0WdMpIMMRHwukEz9fLtBJLv7OIKXzUyVpW+UctvnrOE3zkkocLSHykSpkmC+C5b77C5tL5A",
-	"TtQG5pSnzuDTQEMdG+XG+2jEXTZefvl9YUPE7XIAvdMjp2QrU4P/2Cya5UzG6+fk0IKApyno3OPC1Iqu",
-	"FFEStPogi3mfRnccevADSrAg1AwIowGyznLGLHaBnf2MKl/YR1THgi7h35EiAbJ9DPWTeRrOkAUzTNEp",
-	"zNAXZaID3mhZdKHP73bu3PPFqSD3z8OxbPa5oZzvXPY7l33wHIQik8Wr2zTt4NfHX9nHzKqq9ISd4/e1",
-	"ZnxuiuWoR3+sSRADMJ+y2bRHa4AvmZUAqxQWpGCbI5wwYwpj4MBCpxXxHciEhlqRMZtxgGcvYNYZSvju",
-	"tKtoAMbDGW5txEIeAfprvqcIrLT6mp67qluCSkOtHmLtCFBD5mwObQSnP/NF1yEwsijPYbMqxSNFsFFp",
-	"BsjoC5TvgLjy8vr6gljaJvi9Ry5fnJGnw+GA/Nd/PukdjYxYBxQ7bD0nlDF+fCHYVGoO6Ico/icx/GHI",
-	"EcFCcqys04tXuWzteNjIjwTn13QakD/Z+Zq1P1KQqtcjP3I9k6kmgeIiZFYncNrWJI1jZzeR9uHgCJf9",
-	"atI1Yq0Lcg1ciGY2J+Tx4LCwL5ajzijMzhdjxlzysEWG5IIMBwR6kQRLykG1+hEm7CbjtANqlCKj3il0",
-	"djp1j0Ne0R0jXJvti1isKU7BDgGolprHsVGb8CxRt5MiXv3/7F1fb9s2EP8qB+9hLqDEyboVa/OUbSkW",
-	"bHCDxBv64KKlpbMsmCFVknIQFP3uA+8omUpkW9mCZAX81MYWLfLuePxzv7sf+P4FpdiATswSQGmJ2aWS",
-	"MvT3BJqxK+37nVO+nZkqYfyW1dbD4WFs38hcsvHtoHKZRKMklXB9w4XYyN5LA+5GphbKvfpxsCOns0+F",
-	"FlG4wf8J5htk2eHjT2P9cRElso5eONbJ3XkCw+jXLHjjebEdsRohRtu/PY4NqLYbbzZUZbZrasUzknvQ",
-	"exDtZvVgNkxiv8LtHtR+vbtbDDwV6QKzxtTm6wu6k1C2CkotJZ8VaZbyOigK99QLIb9sC3Zh4h94CtwC",
-	"l5zqiVlwIk/8fkKKUBrWIqpvEcHgWLy1zunfHcgF/0xv1MKE4kF7xMKzIBacyL+3UToVDJuyLeGypLJ8",
-	"TUNRV+tE67JukzGsgZWbsA2dWn+8RZamane0yIl8fwjqRC5wZLbvRH+oY5+IfGfubm0V/zLUnmpJubff",
-	"pUcvX/8wGyR18P0jF4I+fvXzYpDcS8FpUvwWBaP0rq5+hyZI3ztWPBH5s2TpbrH1EJd9epPfB0W3BEWr",
-	"MhO1932AM6WVVS9R7dgO8SNPsiHyr+rFL0l9YrqCkFJT+B1RatDZpyzn/HzbqNOLc3C1ahqV8wdbqaED",
-	"9Udb0WxMLP//4DDDMZwr0B+URYlU6DwZ3FvHe7oi36EHOMHHg4jQm1kqGzlzSNprEkY2vz2p8bfqScPd",
-	"IWn1JKDrvUbp/myhbxRFSB8y29YedvSlyPqcXcIE7IrwlcItosBDtjXwsPnaqx9/cGfO2Uov9+elR8o5",
-	"87JsWdyD7Kqd2vFlMENh0JxWbkGYzw/+a7OqzacyfrM6EmUxWh3Tfjm8qRvsxFkhgVXocG1ylBxyv/JC",
-	"O2HTJk1ODt/VW65rrOdRSQaqYBOSMw/jYJrt+P1fKrlsla+PW3DZet+ohrX6kcV/syyjT0SVFa0mzFze",
-	"8eY6iSUJ+4um6gffdiVwNhE5h0WS9R0XYw0yVLdc7SPqbnO/Fb2d07ajDzjA2iEHXakUDZANFNax84Ah",
-	"6z7sBV5Eb5txgy6ZMmabf6/Gsibg5x4q5xdMzGB2C6J5aIm3UCh4f3BaFgd/YABfW3GNU+W/I34kg4Lo",
-	"Ebzr/NXom+wKU4oXCVfMJJKtV3RBOEr91xbT0eqYIwXtPncpA681b3elToUMlVQMzg3aBaFXQBAnVVZJ",
-	"PGGSLKT6SDNM9TVZXVyan28iqTI7fJojZm+m1dHRy9R3hP6Hn1o9849sFGWrRiF8rrDCSBFUfbCrZaHy",
-	"+qQoyhIVZjCsz4n+8GiTWgEWbCEJOmOoviHFzqhLU8UMFf6bBcosQPjA4LVeCRnmo/UetTbgpP4JQGWK",
-	"dHGNyiVTlaHDNNTAOTw8fJHAEktHQeHA2Xb299l48vHybHI2npy/G7fkgyvv/TqGeSrRhLwlGNJT6wKO",
-	"80BA4DSFnhTKsKkHL86SRinACFczfVGrz1WBDha6MgHYU7dlDgnrjwTGGPjr8k+yg6QpCWRRyMBtU6/o",
-	"8hYMZoJItloDEr7fXQO6FDcgdR64zRqgltNaBm1aRBDOiXRpYXjx7moCIxYPg65iUXMDVxnFTHqFcpqu",
-	"SBMwWKJwoOfz4Hd8t0thrfe1v42vWr21qKzunOtvpb4B9nHkvMbM4gurn0ar1wmcX7w9f5+ADZ9xD2NW",
-	"WMveb6qI+5XklgQXFzPK2jcBg3WHu5jCTsHZg54znwU4IZfeDmvhHR94dYLIc4O5cGjbc49YZ79++PpP",
-	"AAAA//8=",
+	"aUIPu12EWw/7AVW40n2uljHfRciWyGAdW/iSAqN4aOsOxDUWQDWdJnSuMPWzKOwe5UCyRi+KWCgjFp0g",
+	"/qv9LAFELOwfij2yI9LGNdyYVd1Ebvwb0OV+SQCQ7k9+y2Z+3bi3+a1PnZ4vTkmSYnlXKOOYhVomZMHD",
+	"W1ucgf1c0gWBS6WIYB81mcSpmlXinaab1+S+7eitCM77lA7B7WBUAHOEw0EP/q//pOW1JtFgMBr1n5gj",
+	"VWYILqY3CTWce9DcW1mY+bfxWja4+TbD8BsxgO9d6x6wa510SdvrMmwPcZVrL2CN7VRNX8JTTRo8oHVn",
+	"TT3I3baZXaRdAH+WCTl79fzyhLiyPQzSmR/X4sBiA/A9Wz/s6ZMZDr6yU6axqm5OoKkpCWfwz5/M86rg",
+	"T/Cg+JiMVxoy49ecLs2VeRis0mtSqdi9RPDn/YX+AwGJNKGai0ROeMy2EUuGLb/AZ7/rh5v6oSj6r/Lg",
+	"csTueMjcxn1t58IaufZjOmbx/nGjfOgt4WtLTq/hFZ+hodk5tuRkgjtnuGnS2kvfyibyzRQu5Mf1V+p7",
+	"E8rfnIZlDDBCy/d8vAKoZdL2W36LhDGjiS2yM9TXyENg8XQLQsZVBBcu7i9jrneLm7f4w4uM2fxqBc8O",
+	"ofMt5Mw38zeWRUTep6NIZ1zkNRAeSYxJHZF08VXkye4U+2dcO7kzTWkSbaPTH+CBL0he+IIawsLpyOSR",
+	"clkHWfgJi2jN9o9THusux2r736ADG8p6u5B8RaZ2ux2Z4N/byaRGwruT25OM4lguf+SRYyr31ArsacEb",
+	"sdym4MIZ9A+OgKQo/LAlU3OORn1AqtyDcL6JwrCVZOHEiJDL79le397HgjleusxJivfN0WmDG1fwtSBG",
+	"HCjmle3z1tEb5Vix5A5ITWGSkXCIZLaXCaZWzSEHxhfBu/wHwTqSW8cj6YJoSWraopH2cDAgb56R8coX",
+	"1hXiZV5i6JQATuW56zo0IsEZXovuuQhlxMV0BK3VAgRqyvurrbdg6ZFT8v76RfcJWOpdQEwgc5rcEq6I",
+	"uuWLBYt65JyGM1+MaWQRXHDlHcC2jxkkALRhq7wMGcECInTMOAlDerIF1OB+Rt6PJXeGieRZCVMpoxx2",
+	"Bf2kPXKdNSn0sW0N1UxhI63C2RgLkMWTHDwBV6myhmT5jH3BFaEa3RRD8oY/8wj2w4H9sI2chCRv378m",
+	"4YwmNIROKYJQsSLo0uqcYKEgshUyZrFcQi8VG7oKZyy8VT3yg1mSRfDP1mSGso0yPF/ASlx/K51QoSiA",
+	"hI9yYC7oTDJOGL1VhtmSdtaiBAHjwI3mkVSYQzaXCQ5IrzfpUJaClJznnTqWDDExsCMHpJgAQhk0KCO2",
+	"fwjmoNBYSWjqZmR53ggOMNps/xuspdxo+zEq9EOr7Q3ii0I7FQfPgfmeOHjHdgyxkGBECmjA4uauJKG+",
+	"CGNuqBLaMERZiIZqbLVUEfHAZiffRtj+tCOXnC/WYHJankW8bI3y7m9Zv5FS2WIL2pjACHlfJyu+hdTg",
+	"nl2yhcZOTwcHxaEF00bJLY6NUBrQFk7HZswjBEjb04Fa4I4VPlSvGaQoX2zAiSI6JxaEmu8cBuhOANHt",
+	"+KOffJG/r7yN62+0e7b+Stw3fJfWMQ50NIPHzDFgH7PiQezqNQaYoSUpA2y9Cjm0WWuxB1LAiqE/l7E7",
+	"OvBa2NATiB0qe1ujVp8be8rMsDU6LGiTpTM9HAz8lmFDQmojdV9dZIlDeOWQK7RGw8Z6J971Bh2+LPP5",
+	"Tfb4MiIvlEmSLjR2WUVR2Pne4ut7i6/fWYuvMqxwSZcHJSyNbwsyzpoGHz6nERdfqEZttwDbyyxmrV2K",
+	"2S7bbSXmd6xQLAnYHC4ZtzNCbXoTGxLBfWv9moHVySHZt404XeYMfKDYrJcpJLVkY5dlpIUv08wCHtlW",
+	"LIWmt3fMF4WJY+lJEVIp+xM6xgpNOeSvGCUWIob9LGcZriro2vMOqnjVLcayGw2wKPs0HHtRRBcwFAfa",
+	"otnOHrmgU5ahReYRc2MqtR2MCoCzuPY1JIYguIfQztjx5cSBpCqZuEbdsD77k3x/7gCMYkGnzPOFkmjG",
+	"0JUCdm7kurVuYP0kSYWqUmgtnPiF+n0BjjSZNpxBo0dfQ2bCF3XO4zkZEqtDhgeEHDkhmAH2O8gjwC0p",
+	"88SSh8ew1w/3AfAoXf9tTvNXFy3vM2K2X4xa/srZslZltWjntwKY31imulgs8j2HYLOKrSw35QQqPDbr",
+	"EtbpbRdl9Y0cSiDBcVfq+auLd+7ZByS4ipT1SzaXd99T1h/ILW32ElssUJHSmLgD35uGXDC6JsvYOsCV",
+	"Vars2wpalShe8UeK9A8PjI7YHx48QQ3SeQ4fQbnvRozpwejv/unBN3WeK28HxMLHBU+YugG3xsHgcLDe",
+	"0qXg4gIdUpAxVRap0um57uXNo1bZfn3lmFUd68cA5HLNCPgeu/rWsasrph+UQxgp83c5VtvUlj+b7xvV",
+	"QRtbPk1Aq6pIuz0oZt0elJJuB1+5EvrPcnxl97QulR6//ufXi5/R8HaaGMlHDCGQ8YrccoH+SaWpMcWz",
+	"3Apb7ZyfsqMyIKEdykzMd+Wgv+aYf/7lc63f0rlDvGtaE4l9gcwifmO5JGaZhdkXjw3/bnJujaseXyMU",
+	"0e+22nHvopZvC6aW00UTsthZBll9+g/Htwv3tpptm6k/UkQxLFb7bp5WIqftd+r3TT18BwHDnYhplma+",
+	"ST6ao5PWyGwD4QuVzp0P2nX6Ju+vmqetZwT6TTLQdl4P6/0qSLHvuvyvCnXsXvx4XUr3M+9mXbioglUS",
+	"M3sesyiPd5SNP+WiCUhELiyBvTlChGjCNn9K0IWaSQsRY9SPHEVNeWTORWrb7G3kuNo2kgkTEUsUaQfw",
+	"6Z8AISywbQe1S6eEUmcHgjMCiHnYBptSlDC4xqnCHhjwlk6PvICkBWj/OZGJL4J+ksYMgA3t9kVMrAKP",
+	"LOJUkSBUdwFpY3SRBLYR5oTOebxyPRht8TQBa4hkXCoLFR0NBjWINeauXuSu6CYmFqZcNOVHUNqJP/nU",
+	"JDbxAhYGYYwyxcAJjOAEis4hllHF5lHaLmjIbKqrPV1ec4W1iH73DUw470u2WdyP2+LBWXbrIeZ8qO7K",
+	"KUUlgilBx0ObDr64Oyr2J+sfPTGfHe/d/tdr2hnkPjDyWUDVHilVt7alKNXYrybAzUBSC05IqO5GhJLq",
+	"a2ObTkgbs6Z2/E6j/o6npd6TYxmtXOvJUaFpQp7gmM09kttbQHqtf+u+QfZ6UeCf5be/lEsyp2KVD1tI",
+	"a8Tutm3MhIReD7BeCzLf2ZlWkPXG3C5RcHZvpX4jIz7hTsJ+V3LXMd9dWkBBqhYF3tzmyeYCaWvNxaYU",
+	"3qfT1Gcpz0bA36uczJaStb581dCvLDxpd+u7/dcwPCkyQtkjPFlLknuEKi2Ffn686P6U+j2u+Y3jmo2J",
+	"byOuueFM+Gxyyv0K3heivQeIaSbM3F0Wtb4HGL87Jb5qgHHvq2rkhFwwQRe8t6LzeJu28m7BxOnFq/0c",
+	"yG7Qz26Jb99OIhmmUH2ms+owyNSeMsGgPx4U/vRw31iYJlyvWqOfPpTrdzlmnyY0LHpy5kzTqt3CFje4",
+	"W84bsTVUduke+hrRMvuy5rEyu4TfYqAsyTc247buox3q0Jobabfu4/b1OzjoN4p+JdkBNDnrndGv2vN8",
+	"OHGaXcWa5q34Nfhp2Ed0wELxluGJ342hymDY1j3bkw08TIisvrhIF84YJtsOcrdfAKW5XKt8+r5oB+vE",
+	"FngkuJAxD1eBrR/QS0kgA6SrE74g7CMNdbzC8mjoQ88FliTDNOap0oT9w2gH4F+jevZI9cjVSmj6kWBF",
+	"nnMUwhxhCPQEC+bASeN0LmpAQvNr9E1igpkHugV+oJbXmknBVguJnUXDBQr7NFrYDL+ZlLfgyTPHl7m2",
+	"dULZhJufw4HBArD6ujAylCLBV7dcmOWv5SZ6rTsapwx1hyxL8cMnqL/NRqMxFtRujoYRzNIw769aXuvs",
+	"dGOQ2ilhw/V8AAiSYgXwxmuEzDz3pTeal0FBr1zgHkOdUGv005OBd3R0+MFrcT4xG6dwcxeJ1DKUsXl9",
+	"uMBL28wnD4S91R+e3R88IF8QYk4QWyWbv2CWRIcLAtMkOEfzDToG10qW8pLenZ71r2d27ZATNg5c1NMe",
+	"suHVjreH2PdqTU38bvT9qiLR99KNKtTgPnKnbZFoM1uL+CEnJMD4K2krWRdYBPnCdQdjvtQX7k5jl24H",
+	"Nwu/CdCOm5mbDLFoamRd3vwET0H5wkc+ah5XzMOeVyBvmdJ+iwjGIiPmjEEYkZjfMjfTUQbW7QsMXBci",
+	"4vgBuWMJVj/CCjwXOzOyEINENQFie5NOLYd/+ABxMW63d4j4ASKxTUJd1+wjXPjv0bGHjI65mtOiThlJ",
+	"hpgIeN2gp375dgLJd3Zxha8aGatK36jlN89Zwu8cklBh6Y8UCdMkQXyXrXfYXFpfICdqA3PKU2fwaaCh",
+	"jo1y43004i4bL7/8vrAh4nY5gN7pkVOylanBf2wWzXIm4/VzcmhBwNMUNHByYWpFV4ooCVp9kMW8T6M7",
+	"HrKAtAElWBBqBoTRAFlnOWMWu8DOfkaVL+wjqmNBl/DvSJEA2T6G+sk8DWfIghmm6BRm6Isy0QFvtCy6",
+	"0O55O3fu+eJUkPvn4Vg2+9xQzncu+53LPngOQpHJ4tVtmnbw6+Ov7GNmVVV6ws7x+1ozPjfFctSjP9Yk",
+	"iAGYT9ls2qM1wJfMSoBVCgtSsM0RTpgxhTFwYKHTivgOZEJDrciYzTjAsxcw6wwlfHfaVfSB4+EMtzZi",
+	"IY8A/TXfUwRWWn1Nz13VLUGloVYPsXYEqCFzNoduktOf+aLrEBhZlOewWZXikSLYrzYDZPQFyndAXHl5",
+	"fX1BLG0T/N4jly/OyNPhcED+6z+f9I5GRqwDih12IBTKGD++EGwqNQf0QxT/kxj+MOSIYCE5Vtbpxatc",
+	"tnY87OdIgvNrOg3In+x8zdofKUjV65EfuZ7JVJNAcREyqxM4bWuSxrGzm0j7cHCEy3416Rqx1gW5Bi5E",
+	"M5sT8nhwWNgXy1FnFGbnizFjLnnYIkNyQYYDAr1IgiXloFr9CBN2k3Hawf/P3vX1tnHD8K9CeA9zgUuc",
+	"rFuxNk/ZlmLBBjdIvKEPLlr5jj4frEhXSecgKPrdB5HS+S4525ctSFbAT218/yiSoijxR1J4p8i7d5YP",
+	"O6O7VxCuaIVQOM++DKUTTEJ4BVW1dIWU3m1iWbJvp5W8BU9fEIoN6MQsAZSWOrtUUgZ6T6Aeu9Ke7pzy",
+	"7cxUCeNdVhuHw8PY7shcsvLtaOUyaYySRML1DRdiYxNnGnA3MrVQ7tWPgx05nX0qtIjCDf5PMN/Ayw4b",
+	"f9qUHxdRIu3ohWOd3J0nMGy8zYJXnhfbEasNxGj73eOmAkW98WpDVWa7plZzRjIFvQfRfiwOZsMk9ivc",
+	"7kHt17u7xcBTkS4wq1Vtvj6gOwllq6DUUvJekWYpr4OicE+9EPLHtmAXJv6Gp8AtcMmpnpgFJ/LE+xNS",
+	"hNKwFlF9iwgGx+yNMqd/dyAX/D29UQsTigftEQvPglhwIv/eNtKpYFiXbQmHJZXlYxqKulonWod1m5Rh",
+	"DazchG3olPrjLbI0VbujRU7k+01QJ3KBI7N9J/pDDftE5Dtzd6NW/MtQe6ol5d5+lx69fP3DbJDE4PtH",
+	"LgR9/OrnxSC5l4JTp/gtCkbpXV39DnWQvneseCLyZ8nS3aLrIS779Cq/D4puCYpWZSai9X2AMaWVVS9R",
+	"7XCH+JYncYj8p3r1lySauF1BSKkpvEeUGnT2Kcs5P58bdXpxDi6KphY5/7ANHBhbf7QFzcrE/P8PBjNs",
+	"w7kC/UFZlEiFzpPBvXW8pynyBD3ACD4eRIS+zFzZ2DOHuL1uwsjqt29q/K1a0nB2SFI9Ceh6L1E6P1vo",
+	"G0UR0ofMtrWFHX0psj57lzABuyJ8pXCLRuAh2xp42Hzs1a9/cGfO2Uov9/ulR8o587xsadyD9Kqd2vFl",
+	"MENh0JxWbkGYzw/+sllF9amMd1ZHoixGq2Pyl8OXusFOnBUSugodrlWOkkPuV15oJ2zapM7J4bN6y3WN",
+	"9bxRkoEq2ITkzMNmMM12vP+XSi5b5eubT3DZev9QhLX6kTX/Zl42fhFVVrQe4c7lHV+OSSxJ8C/qqh98",
+	"2pXA2UTkHBZJ1mdcjDXIUN1ytY8GufX5VuPrnLbd+IEDrB180JVK0QDpQGEdGw8YsuyDL/Ci8bUZP9DF",
+	"U8Zs8/siljUBP/dQOb9gYgazWxD1TUu8hULB+4PTsjj4AwP42oprnCp/jfojGRTUHsGbzl+NvsmuMKV4",
+	"kXDFTCLpekUHhKPUX7aYjlbHHClo09wlDLzW7O5KnQoZKqkYnBu0C0KvgKCeVFkl8YSbZCHVR5phqq9J",
+	"65ql+fkkkiqzw6c5YvZmWh0dvUw9IfQ//NSizN+ykZWtGoXwucIKG4Kg6oNdTxYqjztFUZaoMINh3Cf6",
+	"zaNNogAs2EISdMZQfUOKnRFJU8UdKvyVBcosQPjA4LVeCRnmo/UWNSpwEl8BqEyRLq5RuWSqMnSYhho4",
+	"h4eHLxJYYukoKBx6tp39fTaefLw8m5yNJ+fvxi3+4Mpbv45hnko0IW8JhnTXuoDjPDQgcJpCTwplcOrB",
+	"s7OkUQowwsVOX/TU56pABwtdmQDsic9yDwnrtwTGGPjr8k/Sg6QuCWRRyNDbJq7o8hYMZoKabLUGJDzd",
+	"XQO6FDcgdR56m9VALae1DNK0iCCcE+nSwvDi3dUERsweBl01Wc0PuMoo7qRXKKfpiDQBgyUKB3o+D3bH",
+	"k10Ka72t/W181aLWorK6c66/lfoG2MaR8RpzF19Y/TRavU7g/OLt+fsEbPiNKWx2hbVs/aaKer8S35Jg",
+	"4podZe2bgMG607uYwk7B2IOecz8LcEIuvR5G5h0feHGCyHODuXBo23OPus5+/fD1nwAAAP//",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

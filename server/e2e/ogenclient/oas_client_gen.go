@@ -219,6 +219,12 @@ type Invoker interface {
 	//
 	// GET /flows/addresses/{address}
 	GetFlowAddress(ctx context.Context, params GetFlowAddressParams) (GetFlowAddressRes, error)
+	// GetFlowExporter invokes getFlowExporter operation.
+	//
+	// A registered flow exporter.
+	//
+	// GET /flows/exporters/{name}
+	GetFlowExporter(ctx context.Context, params GetFlowExporterParams) (GetFlowExporterRes, error)
 	// GetFlowHost invokes getFlowHost operation.
 	//
 	// An inside host with its device profile.
@@ -3691,6 +3697,100 @@ func (c *Client) sendGetFlowAddress(ctx context.Context, params GetFlowAddressPa
 	}()
 
 	result, err := decodeGetFlowAddressResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// GetFlowExporter invokes getFlowExporter operation.
+//
+// A registered flow exporter.
+//
+// GET /flows/exporters/{name}
+func (c *Client) GetFlowExporter(ctx context.Context, params GetFlowExporterParams) (GetFlowExporterRes, error) {
+	res, err := c.sendGetFlowExporter(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetFlowExporter(ctx context.Context, params GetFlowExporterParams) (res GetFlowExporterRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/flows/exporters/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetFlowExporterOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetFlowExporterResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}

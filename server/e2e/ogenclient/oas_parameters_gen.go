@@ -210,6 +210,12 @@ type GetFlowAddressParams struct {
 	Address string
 }
 
+// GetFlowExporterParams is parameters of getFlowExporter operation.
+type GetFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
 // GetFlowHostParams is parameters of getFlowHost operation.
 type GetFlowHostParams struct {
 	// How far back the profile reaches (a duration, default 168h, at most 2160h).

@@ -4526,6 +4526,7 @@ func (s *FlowExporter) SetUpdatedAt(val time.Time) {
 	s.UpdatedAt = val
 }
 
+func (*FlowExporter) getFlowExporterRes() {}
 func (*FlowExporter) putFlowExporterRes() {}
 
 // Ref: #/components/schemas/FlowExporterInput
@@ -4998,6 +4999,22 @@ func (*GetFlowAddressOKApplicationJSON) getFlowAddressRes() {}
 type GetFlowAddressUnauthorized Problem
 
 func (*GetFlowAddressUnauthorized) getFlowAddressRes() {}
+
+type GetFlowExporterBadRequest Problem
+
+func (*GetFlowExporterBadRequest) getFlowExporterRes() {}
+
+type GetFlowExporterInternalServerError Problem
+
+func (*GetFlowExporterInternalServerError) getFlowExporterRes() {}
+
+type GetFlowExporterNotFound Problem
+
+func (*GetFlowExporterNotFound) getFlowExporterRes() {}
+
+type GetFlowExporterUnauthorized Problem
+
+func (*GetFlowExporterUnauthorized) getFlowExporterRes() {}
 
 type GetFlowHostBadRequest Problem
 
@@ -11067,6 +11084,7 @@ func (*UnavailableHeaders) exportZeekIntelRes()          {}
 func (*UnavailableHeaders) getBouncerRenderRes()         {}
 func (*UnavailableHeaders) getFeedRes()                  {}
 func (*UnavailableHeaders) getFlowAddressRes()           {}
+func (*UnavailableHeaders) getFlowExporterRes()          {}
 func (*UnavailableHeaders) getFlowHostRes()              {}
 func (*UnavailableHeaders) getFlowNetworkProfileRes()    {}
 func (*UnavailableHeaders) getGuardRes()                 {}
