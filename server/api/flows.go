@@ -130,7 +130,25 @@ func (s *Server) GetFlowExporter(ctx context.Context, req apigen.GetFlowExporter
 	return apigen.GetFlowExporter200JSONResponse(toFlowExporter(e)), nil
 }
 
-// PutFlowExporter implements PUT /flows/exporters/{name}.
+// exporterAddrProblem is why a is not an address an exporter's datagrams
+// can come from ("" when it can be): nothing sends from the unspecified
+// address, and a multicast or broadcast source is spoofed or a mistake.
+func exporterAddrProblem(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return a.String() + " is the unspecified address; no exporter sends from it"
+	case a.IsMulticast():
+		return a.String() + " is a multicast address; no exporter sends from it"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return a.String() + " is the broadcast address; no exporter sends from it"
+	}
+	return ""
+}
+
+// PutFlowExporter implements PUT /flows/exporters/{name}. An explicit inside
+// list must name at least one network, none of them /0 (either would make
+// the exporter's flows all transit or all inside); duplicates after masking
+// are dropped, the first kept in place.
 func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporterRequestObject) (apigen.PutFlowExporterResponseObject, error) {
 	bad := func(errs ...apigen.FieldError) apigen.PutFlowExporterResponseObject {
 		return apigen.PutFlowExporter400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the exporter is invalid", errs...))}
@@ -143,17 +161,27 @@ func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporter
 	a, err := ParseAddr(req.Body.Address)
 	if err != nil {
 		errs = append(errs, fieldErr("/address", err.Error()))
+	} else if reason := exporterAddrProblem(a); reason != "" {
+		errs = append(errs, fieldErr("/address", reason))
 	}
 	e.Address = a
 	if req.Body.Inside != nil {
+		if len(*req.Body.Inside) == 0 {
+			errs = append(errs, fieldErr("/inside", "no inside network: every flow would be transit"))
+		}
 		e.Inside = []netip.Prefix{}
+		seen := map[netip.Prefix]bool{}
 		for i, v := range *req.Body.Inside {
 			p, err := ParsePrefix(v)
-			if err != nil {
+			switch {
+			case err != nil:
 				errs = append(errs, fieldErr(fmt.Sprintf("/inside/%d", i), err.Error()))
-				continue
+			case p.Bits() == 0:
+				errs = append(errs, fieldErr(fmt.Sprintf("/inside/%d", i), "every address would be inside; no outside address would ever be seen"))
+			case !seen[p]:
+				seen[p] = true
+				e.Inside = append(e.Inside, p)
 			}
-			e.Inside = append(e.Inside, p)
 		}
 	}
 	if len(errs) > 0 {

@@ -173,3 +173,46 @@ func TestGetFlowExporter(t *testing.T) {
 	b.json(t, b.admin, http.MethodDelete, "/api/v1/flows/exporters/edge", nil, 204, nil)
 	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/edge", nil, 404, nil)
 }
+
+func TestFlowExporterRefusesDangerousSettings(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, c := range []struct {
+		body  map[string]any
+		field string
+		want  string
+	}{
+		{map[string]any{"address": "0.0.0.0"}, "/address", "0.0.0.0 is the unspecified address; no exporter sends from it"},
+		{map[string]any{"address": "::"}, "/address", ":: is the unspecified address; no exporter sends from it"},
+		{map[string]any{"address": "::ffff:0.0.0.0"}, "/address", "0.0.0.0 is the unspecified address; no exporter sends from it"},
+		{map[string]any{"address": "224.0.0.1"}, "/address", "224.0.0.1 is a multicast address; no exporter sends from it"},
+		{map[string]any{"address": "ff02::1"}, "/address", "ff02::1 is a multicast address; no exporter sends from it"},
+		{map[string]any{"address": "255.255.255.255"}, "/address", "255.255.255.255 is the broadcast address; no exporter sends from it"},
+		{map[string]any{"address": "192.0.2.1", "inside": []string{}}, "/inside", "no inside network: every flow would be transit"},
+		{map[string]any{"address": "192.0.2.1", "inside": []string{"10.0.0.0/8", "0.0.0.0/0"}}, "/inside/1",
+			"every address would be inside; no outside address would ever be seen"},
+		{map[string]any{"address": "192.0.2.1", "inside": []string{"::/0"}}, "/inside/0",
+			"every address would be inside; no outside address would ever be seen"},
+		{map[string]any{"address": "192.0.2.1", "inside": []string{"10.1.2.3/0"}}, "/inside/0",
+			"every address would be inside; no outside address would ever be seen"},
+	} {
+		var p apigen.Problem
+		b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", c.body, 400, &p)
+		require.NotNil(t, p.Errors, "%v", c.body)
+		require.Equal(t, []apigen.FieldError{{Field: c.field, Reason: c.want}}, *p.Errors, "%v", c.body)
+	}
+	var all []apigen.FlowExporter
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters", nil, 200, &all)
+	require.Empty(t, all, "nothing refused was stored")
+
+	// Duplicates after masking go, the first of each kept in place.
+	var e apigen.FlowExporter
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1",
+		"inside": []string{"192.168.1.0/24", "10.0.0.0/8", "192.168.1.77/24", "10.1.2.3/8", "::ffff:10.0.0.0/104", "fd00::/8"}}, 200, &e)
+	require.Equal(t, []string{"192.168.1.0/24", "10.0.0.0/8", "fd00::/8"}, e.Inside)
+	b.json(t, b.reader, http.MethodGet, "/api/v1/flows/exporters/gw", nil, 200, &e)
+	require.Equal(t, []string{"192.168.1.0/24", "10.0.0.0/8", "fd00::/8"}, e.Inside)
+	// Omitted inside is the RFC 1918 and ULA default.
+	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1"}, 200, &e)
+	require.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, e.Inside)
+}
