@@ -211,13 +211,9 @@ func (s *Server) DeleteFlowExporter(ctx context.Context, req apigen.DeleteFlowEx
 
 // ListFlowHosts implements GET /flows/hosts.
 func (s *Server) ListFlowHosts(ctx context.Context, req apigen.ListFlowHostsRequestObject) (apigen.ListFlowHostsResponseObject, error) {
-	var within netip.Prefix
-	if req.Params.Within != nil {
-		p, err := ParsePrefix(*req.Params.Within)
-		if err != nil {
-			return apigen.ListFlowHosts400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the network is malformed", fieldErr("within", err.Error())))}, nil
-		}
-		within = p
+	within, fe := parseWithin(req.Params.Within)
+	if fe != nil {
+		return apigen.ListFlowHosts400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the network is malformed", *fe))}, nil
 	}
 	limit := 100
 	if req.Params.Limit != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"testing"
 	"time"
 
@@ -215,4 +216,51 @@ func TestFlowExporterRefusesDangerousSettings(t *testing.T) {
 	// Omitted inside is the RFC 1918 and ULA default.
 	b.json(t, b.admin, http.MethodPut, "/api/v1/flows/exporters/gw", map[string]any{"address": "192.0.2.1"}, 200, &e)
 	require.Equal(t, []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}, e.Inside)
+}
+
+// TestFlowHostsWithinIsSearchsRule: GET /flows/hosts reads within as GET
+// /ips does (parseWithin): host bits are zeroed, an empty or malformed
+// value is a 400 on the field within; both endpoints answer alike.
+func TestFlowHostsWithinIsSearchsRule(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	at := time.Now().UTC().Truncate(time.Minute)
+	_, err := b.store.FlowApply(context.Background(), store.FlowBatch{Hosts: []store.FlowHostSeen{
+		{Address: netip.MustParseAddr("192.168.1.5"), Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: 2, Packets: 1, Flows: 1},
+		{Address: netip.MustParseAddr("192.168.2.5"), Exporter: "gw", FirstSeen: at, LastSeen: at, Bytes: 1, Packets: 1, Flows: 1}}})
+	require.NoError(t, err)
+	for _, c := range []struct {
+		within string
+		status int
+		hosts  []string
+		reason string
+	}{
+		{"192.168.1.5/24", 200, []string{"192.168.1.5"}, ""},
+		{"192.168.1.0/24", 200, []string{"192.168.1.5"}, ""},
+		{"192.168.0.0/16", 200, []string{"192.168.1.5", "192.168.2.5"}, ""},
+		{"192.168.2.5", 200, []string{"192.168.2.5"}, ""},
+		{"::ffff:192.168.2.0/120", 200, []string{"192.168.2.5"}, ""},
+		{"", 400, nil, `"" is not an IP address`},
+		{"x", 400, nil, `"x" is not an IP address`},
+		{"10.0.0.0/33", 400, nil, `"10.0.0.0/33" is not an IP address or CIDR`},
+	} {
+		q := "?within=" + url.QueryEscape(c.within)
+		if c.status == 200 {
+			var hosts []apigen.FlowHost
+			b.json(t, b.reader, http.MethodGet, "/api/v1/flows/hosts"+q, nil, 200, &hosts)
+			var addrs []string
+			for _, h := range hosts {
+				addrs = append(addrs, h.Address)
+			}
+			require.Equal(t, c.hosts, addrs, c.within)
+			b.json(t, b.reader, http.MethodGet, "/api/v1/ips"+q, nil, 200, nil)
+			continue
+		}
+		for _, path := range []string{"/api/v1/flows/hosts", "/api/v1/ips"} {
+			var p apigen.Problem
+			b.json(t, b.reader, http.MethodGet, path+q, nil, 400, &p)
+			require.NotNil(t, p.Errors, path+q)
+			require.Equal(t, []apigen.FieldError{{Field: "within", Reason: c.reason}}, *p.Errors, path+q)
+		}
+	}
 }
