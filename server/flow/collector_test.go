@@ -164,19 +164,6 @@ func TestCollectorNetFlowV5(t *testing.T) {
 	require.Len(t, evs2, len(evs))
 }
 
-func TestParseLeases(t *testing.T) {
-	t.Parallel()
-	got := flow.ParseLeases([]byte("1796043600 02:00:00:00:00:05 10.0.0.5 printer 01:02:00:00:00:00:00:05\n" +
-		"1796043600 02:00:00:00:00:06 10.0.0.6 * *\n" +
-		"duid 00:01:00:01:2c:00:00:00:02:00:00:00:00:01\n" +
-		"1796043600 1234 fd00::5 laptop 00:01:00:01\n" +
-		"garbage\n"))
-	require.Equal(t, []store.FlowLease{
-		{Address: netip.MustParseAddr("10.0.0.5"), Name: "printer", MAC: "02:00:00:00:00:05"},
-		{Address: netip.MustParseAddr("fd00::5"), Name: "laptop"},
-	}, got)
-}
-
 func TestParseListeners(t *testing.T) {
 	t.Parallel()
 	ls, err := flow.ParseListeners("netflow://:2055, sflow://127.0.0.1:6343")

@@ -396,28 +396,47 @@ func (s *Store) FlowPrune(ctx context.Context, now time.Time, keep5m, keep1h tim
 	return total, err
 }
 
-// FlowLease is one name a DHCP lease file gives an inside address.
+// FlowLease is what a DHCP lease file says of an inside address: its name
+// ("" when the client sent none) and its MAC ("" when the file has none).
 type FlowLease struct {
 	Address netip.Addr
 	Name    string
 	MAC     string
 }
 
-// FlowLeasesApply sets the lease name (and the MAC where the host has none)
-// of the known inside hosts listed in leases.
+// FlowLeasesApply applies a whole lease file to the known inside hosts:
+// a host it lists gets the lease's name as lease_name (and its MAC when the
+// host has none); every other host's lease_name is cleared, so a removed or
+// expired lease stops naming its host. An address listed twice takes its
+// last lease. Labels, and MACs once set, are left alone.
 func (s *Store) FlowLeasesApply(ctx context.Context, leases []FlowLease) error {
-	if len(leases) == 0 {
-		return nil
-	}
-	addrs, names, macs := make([]netip.Addr, len(leases)), make([]string, len(leases)), make([]string, len(leases))
+	last := make(map[netip.Addr]int, len(leases))
 	for i, l := range leases {
-		addrs[i], names[i], macs[i] = l.Address, l.Name, l.MAC
+		last[l.Address.Unmap()] = i
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE flow_hosts h SET lease_name = l.name,
-		  mac = CASE WHEN h.mac = '' THEN l.mac ELSE h.mac END
-		FROM unnest($1::inet[], $2::text[], $3::text[]) l(address, name, mac)
-		WHERE h.address = l.address AND (h.lease_name <> l.name OR h.mac = '')`, addrs, names, macs)
-	return mapErr("flow leases", err)
+	var addrs []netip.Addr
+	var names, macs []string
+	for i, l := range leases {
+		if a := l.Address.Unmap(); last[a] == i {
+			addrs, names, macs = append(addrs, a), append(names, l.Name), append(macs, l.MAC)
+		}
+	}
+	if addrs == nil {
+		addrs, names, macs = []netip.Addr{}, []string{}, []string{}
+	}
+	return s.inTx(ctx, "flow leases", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE flow_hosts h SET lease_name = l.name,
+			  mac = CASE WHEN h.mac = '' THEN l.mac ELSE h.mac END
+			FROM unnest($1::inet[], $2::text[], $3::text[]) l(address, name, mac)
+			WHERE h.address = l.address AND (h.lease_name <> l.name OR (h.mac = '' AND l.mac <> ''))`, addrs, names, macs); err != nil {
+			return err
+		}
+		// NOT EXISTS rather than <> ALL: an anti-join, not a scan of the
+		// array for every host.
+		_, err := tx.Exec(ctx, `UPDATE flow_hosts h SET lease_name = ''
+			WHERE h.lease_name <> '' AND NOT EXISTS (SELECT 1 FROM unnest($1::inet[]) l(address) WHERE l.address = h.address)`, addrs)
+		return err
+	})
 }
 
 // FlowHost is a tracked inside host.

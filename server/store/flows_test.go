@@ -181,3 +181,74 @@ func TestFlowApplyEventsAggregatesAndPrune(t *testing.T) {
 	require.Zero(t, pr.Bytes)
 	require.Empty(t, pr.Contacts)
 }
+
+// TestFlowLeasesApplyIsTheWholeFile: every application of a lease file sets
+// the names it lists and clears those it no longer lists; a lease without a
+// name still gives its MAC to a host without one; labels stay.
+func TestFlowLeasesApplyIsTheWholeFile(t *testing.T) {
+	t.Parallel()
+	st := storetest.Store(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 30, 12, 5, 0, 0, time.UTC)
+	a5, a6, a7, a8 := netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("10.0.0.6"), netip.MustParseAddr("10.0.0.7"), netip.MustParseAddr("10.0.0.8")
+	var seen []store.FlowHostSeen
+	for _, a := range []netip.Addr{a5, a6, a7, a8} {
+		mac := ""
+		if a == a5 {
+			mac = "02:00:00:00:00:55"
+		}
+		seen = append(seen, store.FlowHostSeen{Address: a, Exporter: "gw", MAC: mac, FirstSeen: at, LastSeen: at, Bytes: 1, Packets: 1, Flows: 1})
+	}
+	_, err := st.FlowApply(ctx, store.FlowBatch{Hosts: seen})
+	require.NoError(t, err)
+	_, err = st.FlowHostLabel(ctx, a8, "kettle", "test")
+	require.NoError(t, err)
+	type row struct{ LeaseName, MAC, Label string }
+	hosts := func() map[string]row {
+		t.Helper()
+		hs, err := st.FlowHosts(ctx, netip.Prefix{}, 100)
+		require.NoError(t, err)
+		out := map[string]row{}
+		for _, h := range hs {
+			out[h.Address.String()] = row{h.LeaseName, h.MAC, h.Label}
+		}
+		return out
+	}
+
+	require.NoError(t, st.FlowLeasesApply(ctx, []store.FlowLease{
+		{Address: a5, Name: "printer", MAC: "02:00:00:00:00:05"},
+		{Address: a6, Name: "laptop", MAC: "02:00:00:00:00:06"},
+		{Address: a8, Name: "kettle-dhcp"},
+		{Address: netip.MustParseAddr("10.0.0.99"), Name: "never seen"},
+	}))
+	require.Equal(t, map[string]row{
+		"10.0.0.5": {"printer", "02:00:00:00:00:55", ""}, // the exporter's MAC stays
+		"10.0.0.6": {"laptop", "02:00:00:00:00:06", ""},
+		"10.0.0.7": {"", "", ""},
+		"10.0.0.8": {"kettle-dhcp", "", "kettle"},
+	}, hosts())
+
+	// laptop's line is gone and kettle's expired (left out by the parser):
+	// their names go; a lease without a name gives 10.0.0.7 its MAC; the
+	// last of two leases of one address counts.
+	require.NoError(t, st.FlowLeasesApply(ctx, []store.FlowLease{
+		{Address: a5, Name: "old-printer"},
+		{Address: netip.MustParseAddr("::ffff:10.0.0.7"), MAC: "02:00:00:00:00:07"},
+		{Address: a5, Name: "printer2"},
+	}))
+	require.Equal(t, map[string]row{
+		"10.0.0.5": {"printer2", "02:00:00:00:00:55", ""},
+		"10.0.0.6": {"", "02:00:00:00:00:06", ""},
+		"10.0.0.7": {"", "02:00:00:00:00:07", ""},
+		"10.0.0.8": {"", "", "kettle"},
+	}, hosts())
+
+	// An empty file names nobody.
+	require.NoError(t, st.FlowLeasesApply(ctx, nil))
+	require.Equal(t, map[string]row{
+		"10.0.0.5": {"", "02:00:00:00:00:55", ""},
+		"10.0.0.6": {"", "02:00:00:00:00:06", ""},
+		"10.0.0.7": {"", "02:00:00:00:00:07", ""},
+		"10.0.0.8": {"", "", "kettle"},
+	}, hosts())
+}
