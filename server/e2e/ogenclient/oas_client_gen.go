@@ -66,7 +66,7 @@ type Invoker interface {
 	DeleteFeed(ctx context.Context, params DeleteFeedParams) (DeleteFeedRes, error)
 	// DeleteFlowExporter invokes deleteFlowExporter operation.
 	//
-	// Forget a flow exporter (what it sent stays).
+	// Audited as flow_exporter.delete.
 	//
 	// DELETE /flows/exporters/{name}
 	DeleteFlowExporter(ctx context.Context, params DeleteFlowExporterParams) (DeleteFlowExporterRes, error)
@@ -499,14 +499,18 @@ type Invoker interface {
 	// PutFlowExporter invokes putFlowExporter operation.
 	//
 	// Datagrams from the exporter's address are decoded; others are dropped and counted
-	// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up at
-	// its next flush.
+	// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up
+	// within a second. The address cannot be unspecified (0.0.0.0, ::), multicast or broadcast; an
+	// explicit `inside` must name at least one network (none: every flow would be transit) and no /0
+	// (nothing would be outside); omitted, it is RFC 1918 and fc00::/7. Duplicate networks (after zeroing
+	// host bits) are dropped, the first kept in place. Audited as flow_exporter.put.
 	//
 	// PUT /flows/exporters/{name}
 	PutFlowExporter(ctx context.Context, request *FlowExporterInput, params PutFlowExporterParams) (PutFlowExporterRes, error)
 	// PutFlowHostLabel invokes putFlowHostLabel operation.
 	//
-	// Name an inside host by hand ("" clears the label).
+	// Only a host the collector has seen has a label: before its first flow the answer is 404 (set the
+	// label once it shows up in GET /flows/hosts). Audited as flow_host.label.
 	//
 	// PUT /flows/hosts/{address}/label
 	PutFlowHostLabel(ctx context.Context, request *FlowHostLabelInput, params PutFlowHostLabelParams) (PutFlowHostLabelRes, error)
@@ -1263,7 +1267,7 @@ func (c *Client) sendDeleteFeed(ctx context.Context, params DeleteFeedParams) (r
 
 // DeleteFlowExporter invokes deleteFlowExporter operation.
 //
-// Forget a flow exporter (what it sent stays).
+// Audited as flow_exporter.delete.
 //
 // DELETE /flows/exporters/{name}
 func (c *Client) DeleteFlowExporter(ctx context.Context, params DeleteFlowExporterParams) (DeleteFlowExporterRes, error) {
@@ -7805,8 +7809,11 @@ func (c *Client) sendPutFeed(ctx context.Context, request *FeedInput, params Put
 // PutFlowExporter invokes putFlowExporter operation.
 //
 // Datagrams from the exporter's address are decoded; others are dropped and counted
-// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up at
-// its next flush.
+// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up
+// within a second. The address cannot be unspecified (0.0.0.0, ::), multicast or broadcast; an
+// explicit `inside` must name at least one network (none: every flow would be transit) and no /0
+// (nothing would be outside); omitted, it is RFC 1918 and fc00::/7. Duplicate networks (after zeroing
+// host bits) are dropped, the first kept in place. Audited as flow_exporter.put.
 //
 // PUT /flows/exporters/{name}
 func (c *Client) PutFlowExporter(ctx context.Context, request *FlowExporterInput, params PutFlowExporterParams) (PutFlowExporterRes, error) {
@@ -7912,7 +7919,8 @@ func (c *Client) sendPutFlowExporter(ctx context.Context, request *FlowExporterI
 
 // PutFlowHostLabel invokes putFlowHostLabel operation.
 //
-// Name an inside host by hand ("" clears the label).
+// Only a host the collector has seen has a label: before its first flow the answer is 404 (set the
+// label once it shows up in GET /flows/hosts). Audited as flow_host.label.
 //
 // PUT /flows/hosts/{address}/label
 func (c *Client) PutFlowHostLabel(ctx context.Context, request *FlowHostLabelInput, params PutFlowHostLabelParams) (PutFlowHostLabelRes, error) {
