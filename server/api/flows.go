@@ -118,7 +118,37 @@ func (s *Server) ListFlowExporters(ctx context.Context, _ apigen.ListFlowExporte
 	return apigen.ListFlowExporters200JSONResponse(out), nil
 }
 
-// PutFlowExporter implements PUT /flows/exporters/{name}.
+// GetFlowExporter implements GET /flows/exporters/{name}.
+func (s *Server) GetFlowExporter(ctx context.Context, req apigen.GetFlowExporterRequestObject) (apigen.GetFlowExporterResponseObject, error) {
+	e, err := s.store.FlowExporterGet(ctx, req.Name)
+	if isNotFound(err) {
+		return apigen.GetFlowExporter404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no exporter named "+req.Name))}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return apigen.GetFlowExporter200JSONResponse(toFlowExporter(e)), nil
+}
+
+// exporterAddrProblem is why a is not an address an exporter's datagrams
+// can come from ("" when it can be): nothing sends from the unspecified
+// address, and a multicast or broadcast source is spoofed or a mistake.
+func exporterAddrProblem(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return a.String() + " is the unspecified address; no exporter sends from it"
+	case a.IsMulticast():
+		return a.String() + " is a multicast address; no exporter sends from it"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return a.String() + " is the broadcast address; no exporter sends from it"
+	}
+	return ""
+}
+
+// PutFlowExporter implements PUT /flows/exporters/{name}. An explicit inside
+// list must name at least one network, none of them /0 (either would make
+// the exporter's flows all transit or all inside); duplicates after masking
+// are dropped, the first kept in place.
 func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporterRequestObject) (apigen.PutFlowExporterResponseObject, error) {
 	bad := func(errs ...apigen.FieldError) apigen.PutFlowExporterResponseObject {
 		return apigen.PutFlowExporter400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the exporter is invalid", errs...))}
@@ -131,23 +161,33 @@ func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporter
 	a, err := ParseAddr(req.Body.Address)
 	if err != nil {
 		errs = append(errs, fieldErr("/address", err.Error()))
+	} else if reason := exporterAddrProblem(a); reason != "" {
+		errs = append(errs, fieldErr("/address", reason))
 	}
 	e.Address = a
 	if req.Body.Inside != nil {
+		if len(*req.Body.Inside) == 0 {
+			errs = append(errs, fieldErr("/inside", "no inside network: every flow would be transit"))
+		}
 		e.Inside = []netip.Prefix{}
+		seen := map[netip.Prefix]bool{}
 		for i, v := range *req.Body.Inside {
 			p, err := ParsePrefix(v)
-			if err != nil {
+			switch {
+			case err != nil:
 				errs = append(errs, fieldErr(fmt.Sprintf("/inside/%d", i), err.Error()))
-				continue
+			case p.Bits() == 0:
+				errs = append(errs, fieldErr(fmt.Sprintf("/inside/%d", i), "every address would be inside; no outside address would ever be seen"))
+			case !seen[p]:
+				seen[p] = true
+				e.Inside = append(e.Inside, p)
 			}
-			e.Inside = append(e.Inside, p)
 		}
 	}
 	if len(errs) > 0 {
 		return bad(errs...), nil
 	}
-	stored, err := s.store.FlowExporterPut(ctx, e)
+	stored, err := s.store.FlowExporterPut(ctx, e, actorOf(ctx))
 	if errors.Is(err, store.ErrConflict) {
 		return apigen.PutFlowExporter409ApplicationProblemPlusJSONResponse{ConflictApplicationProblemPlusJSONResponse: apigen.ConflictApplicationProblemPlusJSONResponse(problem(409, "another exporter has the address "+a.String(), fieldErr("/address", "is another exporter's")))}, nil
 	}
@@ -159,7 +199,7 @@ func (s *Server) PutFlowExporter(ctx context.Context, req apigen.PutFlowExporter
 
 // DeleteFlowExporter implements DELETE /flows/exporters/{name}.
 func (s *Server) DeleteFlowExporter(ctx context.Context, req apigen.DeleteFlowExporterRequestObject) (apigen.DeleteFlowExporterResponseObject, error) {
-	err := s.store.FlowExporterDelete(ctx, req.Name)
+	err := s.store.FlowExporterDelete(ctx, req.Name, actorOf(ctx))
 	if isNotFound(err) {
 		return apigen.DeleteFlowExporter404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no exporter named "+req.Name))}, nil
 	}
@@ -171,13 +211,9 @@ func (s *Server) DeleteFlowExporter(ctx context.Context, req apigen.DeleteFlowEx
 
 // ListFlowHosts implements GET /flows/hosts.
 func (s *Server) ListFlowHosts(ctx context.Context, req apigen.ListFlowHostsRequestObject) (apigen.ListFlowHostsResponseObject, error) {
-	var within netip.Prefix
-	if req.Params.Within != nil {
-		p, err := ParsePrefix(*req.Params.Within)
-		if err != nil {
-			return apigen.ListFlowHosts400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the network is malformed", fieldErr("within", err.Error())))}, nil
-		}
-		within = p
+	within, fe := parseWithin(req.Params.Within)
+	if fe != nil {
+		return apigen.ListFlowHosts400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the network is malformed", *fe))}, nil
 	}
 	limit := 100
 	if req.Params.Limit != nil {
@@ -228,7 +264,7 @@ func (s *Server) PutFlowHostLabel(ctx context.Context, req apigen.PutFlowHostLab
 		}
 		return apigen.PutFlowHostLabel400ApplicationProblemPlusJSONResponse{BadRequestApplicationProblemPlusJSONResponse: apigen.BadRequestApplicationProblemPlusJSONResponse(problem(400, "the label is invalid", fe))}, nil
 	}
-	h, err := s.store.FlowHostLabel(ctx, a, req.Body.Label)
+	h, err := s.store.FlowHostLabel(ctx, a, req.Body.Label, actorOf(ctx))
 	if isNotFound(err) {
 		return apigen.PutFlowHostLabel404ApplicationProblemPlusJSONResponse{NotFoundApplicationProblemPlusJSONResponse: apigen.NotFoundApplicationProblemPlusJSONResponse(problem(404, "no inside host "+a.String()+" was seen"))}, nil
 	}

@@ -30,20 +30,33 @@ func parseFilter(fp filterParams) (index.Filter, []apigen.FieldError) {
 			errs = append(errs, fieldErr("classification", "must be one of malicious, suspicious, benign, unknown"))
 		}
 	}
-	if fp.Within != nil {
-		p, err := ParsePrefix(*fp.Within)
-		if err != nil {
-			errs = append(errs, fieldErr("within", err.Error()))
-		} else {
-			f.Within = p
-		}
+	within, fe := parseWithin(fp.Within)
+	if fe != nil {
+		errs = append(errs, *fe)
 	}
+	f.Within = within
 	if f.Tag != "" {
 		if reason := tagNameProblem(f.Tag); reason != "" {
 			errs = append(errs, fieldErr("tag", reason))
 		}
 	}
 	return f, errs
+}
+
+// parseWithin reads a within parameter, the one rule of every endpoint
+// that takes one: absent is the zero Prefix (no filter); otherwise
+// ParsePrefix (an address or CIDR, host bits zeroed), so an empty value is
+// a field error on "within".
+func parseWithin(v *string) (netip.Prefix, *apigen.FieldError) {
+	if v == nil {
+		return netip.Prefix{}, nil
+	}
+	p, err := ParsePrefix(*v)
+	if err != nil {
+		fe := fieldErr("within", err.Error())
+		return netip.Prefix{}, &fe
+	}
+	return p, nil
 }
 
 // parseCursor reads a search cursor: the prefix of the last row of the

@@ -555,7 +555,7 @@ func (c *Collector) maintain(ctx context.Context, wrote bool) error {
 		case wrote || !fi.ModTime().Equal(c.lease.mod) || fi.Size() != c.lease.size:
 			b, err := os.ReadFile(c.cfg.LeaseFile)
 			if err == nil {
-				err = c.st.FlowLeasesApply(ctx, ParseLeases(b))
+				err = c.st.FlowLeasesApply(ctx, ParseLeases(b, c.now()))
 			}
 			if err != nil {
 				errs = append(errs, fmt.Errorf("flow: lease file: %w", err))
@@ -576,33 +576,6 @@ func (c *Collector) maintain(ctx context.Context, wrote bool) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// ParseLeases reads a dnsmasq lease file: one lease a line, "EXPIRY MAC
-// ADDRESS NAME CLIENT-ID" ("*" for no name; DHCPv6 lines have an IAID where
-// the MAC is, and a "duid ..." line precedes them). Lines that do not parse
-// are skipped.
-func ParseLeases(b []byte) []store.FlowLease {
-	var out []store.FlowLease
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 || f[3] == "*" {
-			continue
-		}
-		a, err := netip.ParseAddr(f[2])
-		if err != nil {
-			continue
-		}
-		l := store.FlowLease{Address: a.Unmap(), Name: f[3]}
-		if len(l.Name) > 253 {
-			continue
-		}
-		if hw, err := net.ParseMAC(f[1]); err == nil && len(hw) == 6 {
-			l.MAC = hw.String()
-		}
-		out = append(out, l)
-	}
-	return out
 }
 
 // Bound returns the addresses the listeners are bound to, once Run has

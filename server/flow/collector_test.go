@@ -52,7 +52,7 @@ func setupTB(t testing.TB, cfg flow.Config) *testBundle {
 		{Prefix: netip.MustParsePrefix("198.51.100.99/32"), Source: "ingest:test", Tags: []string{"c2"}, SeenAt: now.Add(-time.Hour)},
 	}, "test"))
 	ix := indextest.Start(t, st, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now })
-	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"})
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"}, "test")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now }, reg, cfg)
@@ -164,19 +164,6 @@ func TestCollectorNetFlowV5(t *testing.T) {
 	evs2, err := b.st.ListEvents(ctx, store.EventFilter{})
 	require.NoError(t, err)
 	require.Len(t, evs2, len(evs))
-}
-
-func TestParseLeases(t *testing.T) {
-	t.Parallel()
-	got := flow.ParseLeases([]byte("1796043600 02:00:00:00:00:05 10.0.0.5 printer 01:02:00:00:00:00:00:05\n" +
-		"1796043600 02:00:00:00:00:06 10.0.0.6 * *\n" +
-		"duid 00:01:00:01:2c:00:00:00:02:00:00:00:00:01\n" +
-		"1796043600 1234 fd00::5 laptop 00:01:00:01\n" +
-		"garbage\n"))
-	require.Equal(t, []store.FlowLease{
-		{Address: netip.MustParseAddr("10.0.0.5"), Name: "printer", MAC: "02:00:00:00:00:05"},
-		{Address: netip.MustParseAddr("fd00::5"), Name: "laptop"},
-	}, got)
 }
 
 func TestParseListeners(t *testing.T) {

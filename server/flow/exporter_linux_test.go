@@ -79,7 +79,7 @@ func newLab(t *testing.T, p flow.Protocol) *lab {
 	}
 	ctx := context.Background()
 	_, err := b.st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("127.0.0.1"), Name: "softflowd",
-		Inside: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+		Inside: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, "test")
 	require.NoError(t, err)
 	c, err := flow.New(b.st, b.ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return b.now }, prometheus.NewRegistry(), flow.Config{
 		Listen: []flow.Listener{{Protocol: p, Addr: "127.0.0.1:0"}}, FlushEvery: time.Hour,

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -35,14 +36,15 @@ var DefaultInside = []netip.Prefix{
 // from Address are decoded; others are dropped and counted. SamplingRate 0
 // means the rate the exporter sends (1 when it sends none). Inside are the
 // networks of its inside hosts.
+// The JSON form is the exporter as the audit log keeps it.
 type FlowExporter struct {
-	ID           int64
-	Address      netip.Addr
-	Name         string
-	SamplingRate int
-	Inside       []netip.Prefix
-	CreatedAt    time.Time
-	UpdatedAt    time.Time
+	ID           int64          `json:"id"`
+	Address      netip.Addr     `json:"address"`
+	Name         string         `json:"name"`
+	SamplingRate int            `json:"sampling_rate"`
+	Inside       []netip.Prefix `json:"inside"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
 }
 
 const flowExporterCols = `id, address, name, sampling_rate, inside, created_at, updated_at`
@@ -68,35 +70,61 @@ func (s *Store) FlowExporters(ctx context.Context) ([]FlowExporter, error) {
 	return out, nil
 }
 
+// FlowExporterGet returns the exporter named name; ErrNotFound when none.
+func (s *Store) FlowExporterGet(ctx context.Context, name string) (FlowExporter, error) {
+	e, err := scanFlowExporter(s.pool.QueryRow(ctx, `SELECT `+flowExporterCols+` FROM flow_exporters WHERE name = $1`, name))
+	if err != nil {
+		return FlowExporter{}, mapErr("flow exporter", err)
+	}
+	return e, nil
+}
+
 // FlowExporterPut creates or replaces the exporter named e.Name (nil Inside
-// means DefaultInside). ErrConflict when another exporter has e.Address.
-func (s *Store) FlowExporterPut(ctx context.Context, e FlowExporter) (FlowExporter, error) {
+// means DefaultInside), audited as actor ("flow_exporter.put", object
+// "flow_exporter/<name>", the exporter before (none when created) and
+// after). ErrConflict when another exporter has e.Address.
+func (s *Store) FlowExporterPut(ctx context.Context, e FlowExporter, actor string) (FlowExporter, error) {
 	inside := e.Inside
 	if inside == nil {
 		inside = DefaultInside
 	}
-	row := s.pool.QueryRow(ctx, `INSERT INTO flow_exporters (address, name, sampling_rate, inside)
-		VALUES ($1, $2, $3, $4)
-		ON CONFLICT (name) DO UPDATE SET address = excluded.address, sampling_rate = excluded.sampling_rate,
-		  inside = excluded.inside, updated_at = now()
-		RETURNING `+flowExporterCols, e.Address.Unmap(), e.Name, e.SamplingRate, inside)
-	out, err := scanFlowExporter(row)
+	var out FlowExporter
+	err := s.inTx(ctx, "put flow exporter", func(tx pgx.Tx) error {
+		old, err := scanFlowExporter(tx.QueryRow(ctx, `SELECT `+flowExporterCols+` FROM flow_exporters WHERE name = $1 FOR UPDATE`, e.Name))
+		var before any
+		switch {
+		case err == nil:
+			before = old
+		case !errors.Is(err, pgx.ErrNoRows):
+			return err
+		}
+		row := tx.QueryRow(ctx, `INSERT INTO flow_exporters (address, name, sampling_rate, inside)
+			VALUES ($1, $2, $3, $4)
+			ON CONFLICT (name) DO UPDATE SET address = excluded.address, sampling_rate = excluded.sampling_rate,
+			  inside = excluded.inside, updated_at = now()
+			RETURNING `+flowExporterCols, e.Address.Unmap(), e.Name, e.SamplingRate, inside)
+		if out, err = scanFlowExporter(row); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "flow_exporter.put", "flow_exporter/"+e.Name, before, out)
+	})
 	if err != nil {
-		return FlowExporter{}, mapErr("put flow exporter", err)
+		return FlowExporter{}, err
 	}
 	return out, nil
 }
 
-// FlowExporterDelete removes the exporter named name; ErrNotFound when none.
-func (s *Store) FlowExporterDelete(ctx context.Context, name string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM flow_exporters WHERE name = $1`, name)
-	if err != nil {
-		return mapErr("delete flow exporter", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("store: delete flow exporter: %w", ErrNotFound)
-	}
-	return nil
+// FlowExporterDelete removes the exporter named name, audited as actor
+// ("flow_exporter.delete", object "flow_exporter/<name>", the exporter
+// before); ErrNotFound when none.
+func (s *Store) FlowExporterDelete(ctx context.Context, name, actor string) error {
+	return s.inTx(ctx, "delete flow exporter", func(tx pgx.Tx) error {
+		old, err := scanFlowExporter(tx.QueryRow(ctx, `DELETE FROM flow_exporters WHERE name = $1 RETURNING `+flowExporterCols, name))
+		if err != nil {
+			return mapErr("delete flow exporter", err)
+		}
+		return audit(ctx, tx, actor, "flow_exporter.delete", "flow_exporter/"+name, old, nil)
+	})
 }
 
 // FlowAggregate is the traffic between an inside host and an outside
@@ -382,28 +410,47 @@ func (s *Store) FlowPrune(ctx context.Context, now time.Time, keep5m, keep1h tim
 	return total, err
 }
 
-// FlowLease is one name a DHCP lease file gives an inside address.
+// FlowLease is what a DHCP lease file says of an inside address: its name
+// ("" when the client sent none) and its MAC ("" when the file has none).
 type FlowLease struct {
 	Address netip.Addr
 	Name    string
 	MAC     string
 }
 
-// FlowLeasesApply sets the lease name (and the MAC where the host has none)
-// of the known inside hosts listed in leases.
+// FlowLeasesApply applies a whole lease file to the known inside hosts:
+// a host it lists gets the lease's name as lease_name (and its MAC when the
+// host has none); every other host's lease_name is cleared, so a removed or
+// expired lease stops naming its host. An address listed twice takes its
+// last lease. Labels, and MACs once set, are left alone.
 func (s *Store) FlowLeasesApply(ctx context.Context, leases []FlowLease) error {
-	if len(leases) == 0 {
-		return nil
-	}
-	addrs, names, macs := make([]netip.Addr, len(leases)), make([]string, len(leases)), make([]string, len(leases))
+	last := make(map[netip.Addr]int, len(leases))
 	for i, l := range leases {
-		addrs[i], names[i], macs[i] = l.Address, l.Name, l.MAC
+		last[l.Address.Unmap()] = i
 	}
-	_, err := s.pool.Exec(ctx, `UPDATE flow_hosts h SET lease_name = l.name,
-		  mac = CASE WHEN h.mac = '' THEN l.mac ELSE h.mac END
-		FROM unnest($1::inet[], $2::text[], $3::text[]) l(address, name, mac)
-		WHERE h.address = l.address AND (h.lease_name <> l.name OR h.mac = '')`, addrs, names, macs)
-	return mapErr("flow leases", err)
+	var addrs []netip.Addr
+	var names, macs []string
+	for i, l := range leases {
+		if a := l.Address.Unmap(); last[a] == i {
+			addrs, names, macs = append(addrs, a), append(names, l.Name), append(macs, l.MAC)
+		}
+	}
+	if addrs == nil {
+		addrs, names, macs = []netip.Addr{}, []string{}, []string{}
+	}
+	return s.inTx(ctx, "flow leases", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE flow_hosts h SET lease_name = l.name,
+			  mac = CASE WHEN h.mac = '' THEN l.mac ELSE h.mac END
+			FROM unnest($1::inet[], $2::text[], $3::text[]) l(address, name, mac)
+			WHERE h.address = l.address AND (h.lease_name <> l.name OR (h.mac = '' AND l.mac <> ''))`, addrs, names, macs); err != nil {
+			return err
+		}
+		// NOT EXISTS rather than <> ALL: an anti-join, not a scan of the
+		// array for every host.
+		_, err := tx.Exec(ctx, `UPDATE flow_hosts h SET lease_name = ''
+			WHERE h.lease_name <> '' AND NOT EXISTS (SELECT 1 FROM unnest($1::inet[]) l(address) WHERE l.address = h.address)`, addrs)
+		return err
+	})
 }
 
 // FlowHost is a tracked inside host.
@@ -439,12 +486,30 @@ func (s *Store) FlowHostGet(ctx context.Context, addr netip.Addr) (FlowHost, err
 	return h, nil
 }
 
-// FlowHostLabel sets the manual label of inside host addr ("" clears it);
-// ErrNotFound when never seen.
-func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label string) (FlowHost, error) {
-	h, err := scanFlowHost(s.pool.QueryRow(ctx, `UPDATE flow_hosts SET label = $2 WHERE address = $1 RETURNING `+flowHostCols, addr.Unmap(), label))
+// flowHostLabelAudit is a host's label as the audit log keeps it.
+type flowHostLabelAudit struct {
+	Label string `json:"label"`
+}
+
+// FlowHostLabel sets the manual label of inside host addr ("" clears it),
+// audited as actor ("flow_host.label", object "flow_host/<address>",
+// {"label": ...} before and after); ErrNotFound when never seen.
+func (s *Store) FlowHostLabel(ctx context.Context, addr netip.Addr, label, actor string) (FlowHost, error) {
+	addr = addr.Unmap()
+	var h FlowHost
+	err := s.inTx(ctx, "flow host label", func(tx pgx.Tx) error {
+		var old string
+		if err := tx.QueryRow(ctx, `SELECT label FROM flow_hosts WHERE address = $1 FOR UPDATE`, addr).Scan(&old); err != nil {
+			return mapErr("flow host label", err)
+		}
+		var err error
+		if h, err = scanFlowHost(tx.QueryRow(ctx, `UPDATE flow_hosts SET label = $2 WHERE address = $1 RETURNING `+flowHostCols, addr, label)); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "flow_host.label", "flow_host/"+addr.String(), flowHostLabelAudit{old}, flowHostLabelAudit{label})
+	})
 	if err != nil {
-		return FlowHost{}, mapErr("flow host label", err)
+		return FlowHost{}, err
 	}
 	return h, nil
 }

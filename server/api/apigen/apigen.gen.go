@@ -1249,12 +1249,16 @@ type FlowExporterInput struct {
 // FlowHost defines model for FlowHost.
 type FlowHost struct {
 	Address string `json:"address"`
-	Bytes   int64  `json:"bytes"`
+
+	// Bytes Every flow of the host since it was first seen, inside-to-inside included (sampling applied). A profile, and the dashboard's top talkers, count only its traffic with outside addresses, so they can be less.
+	Bytes int64 `json:"bytes"`
 
 	// Exporter The exporter that saw it last.
 	Exporter  string    `json:"exporter"`
 	FirstSeen time.Time `json:"first_seen"`
-	Flows     int64     `json:"flows"`
+
+	// Flows Every flow
+	Flows int64 `json:"flows"`
 
 	// Label The manual label.
 	Label    string    `json:"label"`
@@ -1264,8 +1268,10 @@ type FlowHost struct {
 	LeaseName string `json:"lease_name"`
 
 	// Mac The MAC an exporter sent ("" when none did).
-	Mac     string `json:"mac"`
-	Packets int64  `json:"packets"`
+	Mac string `json:"mac"`
+
+	// Packets Every flow's packets
+	Packets int64 `json:"packets"`
 }
 
 // FlowHostLabelInput defines model for FlowHostLabelInput.
@@ -1287,19 +1293,24 @@ type FlowPoint struct {
 
 // FlowProfile defines model for FlowProfile.
 type FlowProfile struct {
+	// Bytes Traffic with outside addresses only, since since (a host's FlowHost.bytes also counts its inside-to-inside flows).
 	Bytes int64 `json:"bytes"`
 
 	// Contacts The hosts' contacts with addresses whose view is bad now, most recent first, at most 200.
 	Contacts  []FlowContact `json:"contacts"`
 	Countries []FlowCount   `json:"countries"`
-	Flows     int64         `json:"flows"`
-	Network   string        `json:"network"`
+
+	// Flows Traffic with outside addresses only (as bytes).
+	Flows   int64  `json:"flows"`
+	Network string `json:"network"`
 
 	// NewDestinations Outside addresses first contacted in the last 7 days.
 	NewDestinations []FlowDestination `json:"new_destinations"`
 	Orgs            []FlowCount       `json:"orgs"`
-	Packets         int64             `json:"packets"`
-	Ports           []FlowCount       `json:"ports"`
+
+	// Packets Traffic with outside addresses only (as bytes).
+	Packets int64       `json:"packets"`
+	Ports   []FlowCount `json:"ports"`
 
 	// Series Bytes per hour with traffic, oldest first.
 	Series []FlowPoint `json:"series"`
@@ -2179,7 +2190,7 @@ type ListFeedRunsParams struct {
 
 // ListFlowHostsParams defines parameters for ListFlowHosts.
 type ListFlowHostsParams struct {
-	// Within Only hosts inside this network (an address or CIDR; default every host).
+	// Within Only hosts inside this network (default every host), read as GET /ips reads its within — an address or CIDR, host bits zeroed (192.168.1.5/24 is 192.168.1.0/24); an empty value is a 400.
 	Within *string `form:"within,omitempty" json:"within,omitempty"`
 	Limit  *int    `form:"limit,omitempty" json:"limit,omitempty"`
 }
@@ -2649,6 +2660,9 @@ type ServerInterface interface {
 	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
 	// (DELETE /flows/exporters/{name})
 	DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
+	// GetFlowExporter A registered flow exporter
+	// (GET /flows/exporters/{name})
+	GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
 	// PutFlowExporter Register or change a flow exporter
 	// (PUT /flows/exporters/{name})
 	PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName)
@@ -2997,6 +3011,12 @@ func (_ Unimplemented) ListFlowExporters(w http.ResponseWriter, r *http.Request)
 // DeleteFlowExporter Forget a flow exporter (what it sent stays)
 // (DELETE /flows/exporters/{name})
 func (_ Unimplemented) DeleteFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	w.WriteHeader(http.StatusNotImplemented)
+}
+
+// GetFlowExporter A registered flow exporter
+// (GET /flows/exporters/{name})
+func (_ Unimplemented) GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
 	w.WriteHeader(http.StatusNotImplemented)
 }
 
@@ -4770,6 +4790,32 @@ func (siw *ServerInterfaceWrapper) DeleteFlowExporter(w http.ResponseWriter, r *
 	handler.ServeHTTP(w, r)
 }
 
+// GetFlowExporter operation middleware
+func (siw *ServerInterfaceWrapper) GetFlowExporter(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "name" -------------
+	var name FlowExporterName
+
+	err = runtime.BindStyledParameterWithOptions("simple", "name", chi.URLParam(r, "name"), &name, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: r.URL.RawPath == ""})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "name", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetFlowExporter(w, r, name)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // PutFlowExporter operation middleware
 func (siw *ServerInterfaceWrapper) PutFlowExporter(w http.ResponseWriter, r *http.Request) {
 
@@ -6441,6 +6487,9 @@ func HandlerWithOptions(si ServerInterface, options ChiServerOptions) http.Handl
 	})
 	r.Group(func(r chi.Router) {
 		r.Delete(options.BaseURL+"/flows/exporters/{name}", wrapper.DeleteFlowExporter)
+	})
+	r.Group(func(r chi.Router) {
+		r.Get(options.BaseURL+"/flows/exporters/{name}", wrapper.GetFlowExporter)
 	})
 	r.Group(func(r chi.Router) {
 		r.Put(options.BaseURL+"/flows/exporters/{name}", wrapper.PutFlowExporter)
@@ -10757,6 +10806,111 @@ type DeleteFlowExporter503ApplicationProblemPlusJSONResponse struct {
 }
 
 func (response DeleteFlowExporter503ApplicationProblemPlusJSONResponse) VisitDeleteFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.RetryAfter != nil {
+		w.Header().Set("Retry-After", fmt.Sprint(*response.Headers.RetryAfter))
+	}
+	w.WriteHeader(503)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporterRequestObject struct {
+	Name FlowExporterName `json:"name"`
+}
+
+type GetFlowExporterResponseObject interface {
+	VisitGetFlowExporterResponse(w http.ResponseWriter) error
+}
+
+type GetFlowExporter200JSONResponse FlowExporter
+
+func (response GetFlowExporter200JSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter400ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter401ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter404ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter500ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetFlowExporter503ApplicationProblemPlusJSONResponse struct {
+	UnavailableApplicationProblemPlusJSONResponse
+}
+
+func (response GetFlowExporter503ApplicationProblemPlusJSONResponse) VisitGetFlowExporterResponse(w http.ResponseWriter) error {
 
 	var buf bytes.Buffer
 	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
@@ -15155,6 +15309,9 @@ type StrictServerInterface interface {
 	// DeleteFlowExporter Forget a flow exporter (what it sent stays)
 	// (DELETE /flows/exporters/{name})
 	DeleteFlowExporter(ctx context.Context, request DeleteFlowExporterRequestObject) (DeleteFlowExporterResponseObject, error)
+	// GetFlowExporter A registered flow exporter
+	// (GET /flows/exporters/{name})
+	GetFlowExporter(ctx context.Context, request GetFlowExporterRequestObject) (GetFlowExporterResponseObject, error)
 	// PutFlowExporter Register or change a flow exporter
 	// (PUT /flows/exporters/{name})
 	PutFlowExporter(ctx context.Context, request PutFlowExporterRequestObject) (PutFlowExporterResponseObject, error)
@@ -16369,6 +16526,32 @@ func (sh *strictHandler) DeleteFlowExporter(w http.ResponseWriter, r *http.Reque
 	}
 }
 
+// GetFlowExporter operation middleware
+func (sh *strictHandler) GetFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
+	var request GetFlowExporterRequestObject
+
+	request.Name = name
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetFlowExporter(ctx, request.(GetFlowExporterRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetFlowExporter")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetFlowExporterResponseObject); ok {
+		if err := validResponse.VisitGetFlowExporterResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
 // PutFlowExporter operation middleware
 func (sh *strictHandler) PutFlowExporter(w http.ResponseWriter, r *http.Request, name FlowExporterName) {
 	var request PutFlowExporterRequestObject
@@ -17424,431 +17607,439 @@ func (sh *strictHandler) DeleteToken(w http.ResponseWriter, r *http.Request, id 
 // const string: with thousands of chunks the chained `+` fold is several
 // times slower for the Go compiler than parsing a slice literal.
 var swaggerSpec = []string{
-	"7L37cttIljf4KhmcL8Jkf+BNktU2FR37ybJcdo8vaknump6CV0gCSTJbYCYbmRDNqnXEvMP+sW/wzf/7",
-	"CLNvMk+ykedk4kICJCjLdlWXYya6LBJM5OXkuZ/f+aUVyvlCCia0ao1+aS1oQudMswT+Oo2ihCn4Z8RU",
-	"mPCF5lK0Rq1TQV5d3B0RmZj/HhOKD5K2+bQ7p4sFi/Abrkgq8INOr+W12Ec6X8SsNWoNnz7pPR72hoNB",
-	"748tr8XNuAuqZy2vJejcPGFHbXmthP0j5QmLWiOdpMxrqXDG5tTMa04/vmZiqmet0fGR19Krhfml0gkX",
-	"09anT17rNGaJfgsDrq/itVyypBtSxUjMtFm0RyI+5dr8V2qPRFTNPJKKiCUqlAk7IVSTuVSaHB/2qucM",
-	"/9k24QU1bzI//D9/ot2fB92nH+x/ezfdD78MvOODT/+jVb2SWC5/5FHFSk7DkC00WSRswj8yRZY8YgnR",
-	"MypI/wmeSsccVv/wAP467pCJNA9wRcxUmdInvqB4qu78cDTSHo0mk8lkNBgN+k+PCRURiaWYsqRDQpkK",
-	"rcymcK3gt75Y8kjPeuTZikRsQtNYE5WGM0LdcPDGSapYRJZcz4ieMRLzOdfEbF1E2tQXi0SOYzYnE87i",
-	"yDMTp4JwMWVKk5gLRliSyKTTI+9EvIIRaDTngiQyZmROV0QxEfkClpdRNGkfDQ6J1DOWLLliHlnOqGZ3",
-	"LIHJ39E4ZR0PlsdoOLPT9QWFrXWz5RoXEMokYhHhAt+eRlyTWE5Jm4bmSEiA2xDziQ46PV84YvlHypJV",
-	"gcLNkd6Y02oVacTuXGs0obFiGS2MpYwZFa1PXutjd54KLkTXLBmuypzDF884XuQK0hybr3bcJT5P563R",
-	"8OCJ15pzgX8NsglwodmUJUCNLxiL3LV62Htw08N7cFhzD17Ecnn+cSETzZLqi31KJrFcEmYfeqSAtkib",
-	"azJmoZwzBcem+HSmuZgSJdMkZPCjkZ8OBoeheR7+xTr3vehFznQI2+n+HHo7uMAf6hd+xUVYseKXckkm",
-	"NCFjGt7C2haJnPCYkcQQM1OkTUmUJtQ87mU3c3j8ZOZlPO1geDyY5ctdI1UFL66k0pYZp+UVVzw8rlrA",
-	"q8lbKdgbqsPZ5hKuZ4ycX9MpkRNz3alQS+BhjIQxZ0KTGYVlJMzwYy/nKDFX2lxce96dEZGCme9DOZ/T",
-	"rmKGBZgbjA8uGb0l7R/7fuu//+N/+y3gi384IYeDI7KcMWF+TOZmipZKwjRJzOvthNqXL87I0+FwQP7r",
-	"P4eHvWHvIN+yGaMRS/I9ezXpmgV3ccU1xHEwGFTt1bvx31mo6+g7SWOmmPZgTWYFY5mKkCVA6A9BsUfb",
-	"KPa0+++OaLN/1pPtX85iqhSf8JDi/KtOnk0mLNT8zpx28WlDDeYU7jhb1pFm+Relff4fCZu0Rq1/6edq",
-	"Th+/Vf21aeFU00TJpHqKgWAf9U0ITwRuXouE3XGZGjkzZaQN0owqnUk7DSdklZ/KyeMb99Jp/vKCznm8",
-	"2pwmyEPQzNoo8KX94Ji0jzuZfnBCxlLPkNzpWDGh62Y3wRcVZ8eEEQo/HXnHHyoFw19eG2meiYW1AUHU",
-	"V7ORobkIuQwawJ9OCA2r33XFmKhhibAXhmwUnohiZrVwWehEM6v9aF64L+ssjzFxs8n3JjKZU8P2IqpZ",
-	"1wxQTfZXIFWqbq+VNwXSJm3D9UhsLgBViiVI+8LRmKElM3H371AKTbkwwovrjkdYb9ojAapIo1AuE86C",
-	"E0KJTiiPzVPBH4KMq2WjtIMJY9HoD0E918c17Me6/nJNp1XL1sjcdem64+rxRFS6WBiNn0tROyNNp3XT",
-	"GdZM50eK9LgpMo0iS7QkS8o1aMSUhDMqpiA+fpCZyLQ6rCJ+63Cg/FYuNB/Py1bN4UDVTNy8o27mhwfV",
-	"E+d6xkUNaWfKPheKRwzJ+ezV88taM2vQPziqmxy+aS8udE2nn6MArh9cWdysv+6TGUotpFAM9NtnNLpE",
-	"w8X8Za4DE/BPuljElqX3rR3xP/+uUOw0kwsX+Ct86aYYsPaSsQPmNDbMgEUnJACTRAUggBWaEGC+gEWh",
-	"4XdUSdEzSvqZFJOYh1916q80YR+5MuZanDAarWAmL2Qy5lHExNfexTBhEROa0/iRQrstkkwRITUBowjI",
-	"Gab4Shi9g8bnZoO/5jRPCWrJlgsrltyBLWFu2wkYjcbiM1qp+TpimvIYp/xW6hcyFdHXnO1baW7w1JDl",
-	"rZBLI9hlagxzmNEFMIu3Ur+REZ9wFm0ylZKyasl4U/81zAXVXLiG55Ws/nrjZ48U6Pa9EofZuOPZRK/Z",
-	"x22XY99NM0O+5koD29Lso+4vYoqMtZZR+uJgMBiOovGT0ah/9MQX26deReMFDo1uAnXLIoLqA2kHOK8X",
-	"8GfQ8VBvm/DEGClcZD41mUQNt/3UEOPMidixjFYe+UcqNYtGRhFFyaZQ7dPF+UVy+8F4rX/rvkF/w2l0",
-	"x2u1LZSg1jZBh4kzNcexDG9HZCaXZE5FUXppRSImVmjJzGQcKcsyqSZ95AXc2uszmaA+3Xi6F/Y11eK/",
-	"PBM4IjTycBptpycygnowmfBYs6RT+fqiXpq9/xKM1e5fWaJqTZ87/NKdG9q31i+mNFlSs0EJvzO0k8h5",
-	"r1oZ5UIfH7UqtGQQ1VK+psmUfW0ub2jQnJ68y1Y0txzpWso3VKysEFdfc2bv3GxCGsfAmxKq7dxOjAgC",
-	"Rmr2XWmZsKhHrpMVoVNqbiWQxCXTyap7ikorC6WI1NoNLTyxeepX+JNM8xyziUwY0cnKvBhetIPEzKLe",
-	"C5rqmUz4z+wrSxpyR2MeFWQ4nOh7Qe8oj+k4/up0hrKZhFSAAoGXWMglGuQR1XRMFcNgBHjEzCQ9e9UU",
-	"oQkjSvM4JrGkERfTzok5jPwkvvbBLhIZMqW+xVYW1Nsli+MuKrhknGqSsInZLS2JknOGtyS/RuB4N9uf",
-	"KranPvxeGMtPJppFb1jE6TXsytddt1wwa+tliqimt8xOFfbkkSJnOKOumWEPWL0dHsJlV2/Bs52YsTRH",
-	"qSOYXsrktkJOeS2RzsdIRjvZuNeSyZQK/nPmQ9sYTWX+hk2BaD+R4FQ0D5+Gbhzrz2mBhG55GJNoea1Y",
-	"GkNbzxKpdcxaH7zNN0Js7WxGhWDx5srDhFHNohuqm3pNnPFYtTiWOMWj1+t1eq2RSOO4khfMZKqTJCH2",
-	"J6Qt9MSYulMmWMJD98up1Hyycn+puV64f2+8PF1Ee68kTeJqcf/+8jWqRuyOJSsjPhJm7tYipqG5aCty",
-	"ef789Oz6/Hmv0q+UW9Q/OSPbbQ6+9UPVcRdO6pVYpHinooibidH4onBwNuZUPsvK1Zzme/3+8vWImH0e",
-	"9fsewa2Ff2oWs2lC5/CHiml4C/+KuAplEsG/51Qn/CM+MNcLHAHPCv7d6/XKwYWjwdPjXf6C8j5t3ZYX",
-	"oNSpnTtSXvy5PT1tlUIyT5VGF1uPaDr11hzZHkZLjVQREaFKgNSZ0FCrzCl2x4RhMlbzP8k0afML5+AP",
-	"5ZyBHpj/5ITMubiB4Z2qPGFLw8Tha0UomSYyXRDBGAqnsRGZ6PUtnzNVopIdZW7Zo4OnR0+P/3jw9PF2",
-	"56zXshPe7Ury1h34TX6Be7keSMRoxIdfKkPoMGHcpnK0czAo+5oHVcuxZ9FkchqNs50OtGpyvExR6K8x",
-	"U7y7GNvVbK4quaT9gCYJXcE23YMFM2HUjqgwfiHuPMnvyjZZW7pXn7wWkN+NniVMGdOqSvNxDy2ts3Zj",
-	"XrdcRNVStE5m/CPlTN+wmp/ht0rTRG/5Xv9c+aUxGG4WLLmZyTSpXs7+QqOaucO68533clIobdnmJq/P",
-	"Mj/aD9to7z7ioUidZTZpZQ6qgSeEzRd6BZEMCDuROaNCWUloBwHHv6Pwe2bLAMN6hYM8HmzeiwKNl6f7",
-	"3LordJKygvj9IjdgXZgij+YKWDMx1qeUwvyXO78IuPjBaWEZe3tAukRIko3b6bW8fTlb+d6tz6oYBWlD",
-	"mMnGQDqjTK64OcP8IKaCZjLXCh1aOF/Sdt6gwQgicSJknTXZXhEJya9+RdgYxjXfo6KexgzUdjDH14hn",
-	"nXIOqymnxDUKQ7R/Ggw//GQo8P86+GnQPfzQGf006D7Gj7aMlHGYNVPRfOwkPzxJzC1VpP3y5ejNm84J",
-	"7q3KY1N6xnhCmIjW1nbfiSFrW3MCn749hZgo+VkKVjk9d4bvr8/WD69SGm6wyjUKs4G0nLbnxvKdskwt",
-	"gkPlgpjvzBgnZG6MaqM+RYmEVLU2FYSaG9dzIUQWWdpQdGVuUqdH7F0xekm09zVZ481AkbVs9JopfckU",
-	"RLXXBXnEYn7HkjoBy1yUY7tsyEepnISLIG++nn1c8ISpvTQCuMI3ijHR/DfuyjrrEsO2G5kaQmowYOyp",
-	"VVqZMd377bWmsNeCRL/dG2ylLj7t5XHwwl4UZ1Z5CmnE9Xmmppb17LDWjKehrqQAr0WrnU7gvYC3ktxh",
-	"nYWxnRPT3JEV+fPVu7eY63jiRDA67SMWM41xd/OmPagDfVxbp+XcYPeYF2iw2bx41NRZgqew85i5OWRq",
-	"tCfcds+dTDZE7cle0GmFnp5pLtk/tmoJOYlUaO+FfKMGK4H3Vc32WW6IrWltcr6gmo95zHVFMtGPM6Zn",
-	"mEassyDFUia3ymXugtzHqOiIyFuMLEFqkWHOCYsZVUz5ov3m9M/vLntvXr19d9m7OL0+e9lxzF3ROSNz",
-	"+ndz2FYSQAIeF+aTBU20RxiHeSzp6sQXae4rxPdN0gS+hodJO11MExohsck4YgnEazsnJBUYFwW68kXE",
-	"7lgsF3NDauOUxxHm1zgzGxY9o+gITJh94YppTOZ1bE3etrxWYUrwF7ynkpWB8Wm1x/JmX9Dw1ln6K81c",
-	"avWCJSj/MosfcplmjCZ6zKgmbfPtDY/IwJn+Tj4jIXdK6vQ2WjS6/xnO76FMyTCRy0ixcGcmnnnuioVX",
-	"TGsupqAwz6TStZZdYz4AHLpOpt5LtNTOyToIml9+ey8vrWOhYs9TZXlMmVbem4/JnOmEh4pQ4rYvI95F",
-	"qmaGs168u7omfXcK/bthH0bs2p92PKLS+ZxFjWkE3ryFSO62xTltxrqb5FrYs0zXvaqtX/KI3SQQxN58",
-	"w6X5nEQs5GZUVRo226BFGsd4tZWmKxYRHI3QWM9kOp35AiPnOMMsXk9eLQojtwvVFeCD+7igApaikH47",
-	"J75Y4yS3jC0UZmNSfOkjZxq5OH8WdmBiIpMQONgcuc3uIG+FVHMJWI4sS1d4i5w4w6cqRFvTS3fLVtUU",
-	"cMswR+DfuqcL3v1XtjohamZ4MmyMkMve59+4HT6xZjtlVrBli+7jInGr+BJJ1jVbsfVVWzwmxTzK6m1b",
-	"37Ete3WZ+03XVODFIraJSA1oyqYTNWb70xsbl68P0kJmLyleeGAWoRQTnsxZhFk4OU/yMFvXsi241kuq",
-	"skQnbZSR9uag8AzeKVRYuCYC6o4iHnVGJF0QLUHpyaX6giVcRlYFnjHDnlZuQI9ME7nkYppp7hR0F6XT",
-	"8NaMYyzd5YzHLLOeFXO6jA15F+6ZjUGWPdzbVU33oJedYX4+WyjhPThE9/UsfoYK8ZUvxdbbcEY1jeX0",
-	"BavirDSKWKVLcMJYhJKM2xomzOGsdk1uhlE21lN6QcX37m5t32yzCsxb2x6zDWcsstGMuiBJXdy0kWvc",
-	"PJvN2avzMWTTKC9/yylBruDGKZnDaK7dFQ98lxTCkSsntHGkzvKY05iHXKYK3Cdqkf0xZoJPxQ5D5EwK",
-	"vIJ7Rj3f2BICLB0RK0OcYLYrV11wQgSbArMbQzrIZoyxoWvIhfg8SAPhZncNx1FgmyfwEx4Ziz02p5W5",
-	"aKpWK6RuVlaJSynzix0MggvHIHYcctGjVHPY6zxsv7N5KZclZR9tcxs1sMLjkTJKWI8EoLRGAdFpIhQB",
-	"5dnYxE7HFbJYQxzcHd2MuVZBP7g7xn8RLqzUKujGRm75wiq0IxKoUC6YCvKM04JmrUB82Uf+xBcBOBVk",
-	"qn0RgIIceCSg8ZKuVAAlwIGcTIIe+RGmZfV2o8WTdc0f4usJ8wVa21ClGxRsh6BHXrOJJjLVttYQQ3We",
-	"TfPGzYexUf3e8KDSMgHLyQTYjFkJJNCYSVcSot3Hau3YTFFpTAO2BTr4LmPKOav+4Kgc4jk8KMbhj6uU",
-	"IXtku156XP/S4cFgLbBUKhAeDg92miR21/ItyOdVdRWeM83CGg/2tvg0F2GcRuxmkfA7q2xUPaQ0FfrG",
-	"3Mg9A+r3+MmcfrzROr5H6HovubkjuF43gyUXkVw2lri4/vUtLL49G9LJY/PmfBfc0jaPant4OiOI+9he",
-	"nxHurSCoNSUtVhIq2+wTHomlXEAdNkAlcHHbjWVIY2fos0IMDWY7IpZRedYu0HQ6tRWjDYi3PJ1/NR8b",
-	"trac8XAGDBrjYFwRJmQ6nZH2TAq2WkhNtEyNyPbMlY8l12RB9Ux1tkXgXRB1awh1e/B98w49/DsKl66i",
-	"NIUuspQrFdLYBrfdoRwOSERXqlFkOruna0SRF5hCONyKNkLJhCcubbbwbogR2zT5bB5/bD4NyxTqsyVG",
-	"Nuj99Gn1bm5JTDjHVAPcMMUg2K7QH22oy7mvsIKQ4OVH63jCEwYFSNtirZW5Y7VHhy4z3MRHCu7d9fVr",
-	"0i5Va3ZOYH9FV8/ctPIotjWtp0wronVM/r//h4j/+n/zgk5LOU12Peed25Im8tLR4WDut3YPXKE3NmCx",
-	"VUzzXCQ8nF1pqtMa8Q8eD5lqqCCNpbxN4WqYg4WkignUkGenXJEwqDWbL/bOMXMe+YqMDvjKqPhkOUNw",
-	"FzsvKMi45YsFi3q1qbrrxkUS0YWZtE4qFTKZ6lBWQSzIW9LGOgIWncA2mJHIQirFx/HKGDfURTBtijcS",
-	"fWgusS0mwk3reMYOupnIVESkDT6YKVfakodMjLJ9cX1pUWU6Hm4BaSdMJ5xFJKaaJVDNb1dvyF0tWMhp",
-	"3E0V85zoMY9EMkznTGgc3M4AJgDbyCKSLkgqYnNl37x/++rt25vzt5evzl7eXF2cn706ff0nGzMqRbiy",
-	"+bfc2XktO5mKba02fEqUku98Jd3eWVffOq01pzBbjlmvKGA58sarmzu5K3OSIEHKyVfP2Ts9xWMmCn/H",
-	"dDrlYpp/AJvqgb+nN6E8NsoA/DEDBKRpSpOol7C5vDPfWCee4j8zjzC45PArGNJdVchBdn+s5yJjsozN",
-	"IlnduFeu59B4JHJ6lwfwOD3BljczqbT9c0yjG8AiCHXhAWNScOEM+U2/UFoXnc++u9G2BKRp+N4SWenn",
-	"+Ztyeqglt4cI5yPdfrlIPoriuswih1RVAXTGBQMkLIWxvgbkjeU724SwkeQkYWZugK0jMOmu0Ua9AqAK",
-	"rOiu2C7MbqxVRYC3OlgueDEx16ThytyUm1VPlo8m2+LCMNl0s02rPLqPUHJ8JkWF/xddZzUmLdZJVdt8",
-	"tkx6Oz3BU172kmzELdOsyVpq4GCeU5HS+KbBk+ht2FLJtKednXOt/X6n6fRzIoh2GVs28wUNLbjijs1c",
-	"I3ZIlQbXmZCCVYZGy2PcGKW8+spa1w6iaZXwlRAOzfzSZWdvfyUTRiupCquhMpSVUxcgagrKUFMOUSLE",
-	"T14rZoDhY7SeCQ+RBWVaoPlfrJUsSfXsiKdMAoOM43eT1uinRm/+gcnWpw/rY2cUXn1XGxHurtnWEHKD",
-	"OV/TRi/YoPiHGnrd52dJxb6xtLIqh38FMWfbne/tlpv2A55zs5KmihhzFmeoOrZCydGmGZFM9+NxezOR",
-	"mqogKaK9jxJkUAMy4SJiHzfv+aA7pspcdKlArXboFjb82avc2q0SrpkYw+l4m+IMN2HL3lmwjPLW5UdT",
-	"kakki7xGFRkbCWmC1dy8Okmp2j+7LpLBbN916oJWe8Dz5OHNqbswSImZV+QBZFmCIoK0gDTG34LfH8BB",
-	"MCFxQZViqmQRtrz71Aob/l95R2CsKq3V5Z/mqVSYGeUkigXKgN+XDO5qx6ldXT1BA4E5xyA8bd5kduaE",
-	"dIf5TmZbB8kPqprgJ07oN7iQqCAYOWXMvOqtQE8I+Ie7sGK0CW1iWWHxLqyFDymm1QkxNz3LPXF5Zmbe",
-	"NSygkCApp9NKsCAR8RBLNOAimp2KJe6WKuZ7O3osmQab27WLFyWW/ZVnMXQnF1UeG9ROCYfycEIGrozG",
-	"HWH10cEa9mWqwJ/3FZBwJxytuBfnlFpIRrfnYDcip5T8+lRxkepskwa6+dYYW0EDbCBU75NR0iRrN0n3",
-	"SNrFPN80DC2aebNfzenHmyiRixs1o1jhkP9OpuOYVWVRmR8hY7+Jmbi5O6om+PXHjmvuRV2AUMIdUE32",
-	"9Z19dF/b954JPHWRxt2ACIDGRJVayiQiCYuomWpjEIS1ZCC3QbVpQRiNLCQHOaKvOsOqA9sgEK+g8Rbc",
-	"AwVqrrukL7JL4oRsqO4MJ1AzzsDjzxcqNeowYJ7kOS8LOp/RtDrZwAx8r2Le2pwjWPLnpB2VArG7knHu",
-	"wzk2r+yaJ4wmgCIPXxuhYU8MghwJmyRMzQDIBn2tWeAOM7LbA4Lw4Pb3+MefyPCEDG0mjZEuKJnlZNI5",
-	"yZSFQe8x4nKGcar4HXvj4l8oJjYZSx4xqyxM3MFw1tSHzcySzH/WHpA/kf4Tz6g4fzJXcEt+SXfoNWVl",
-	"dRM4rpnA4UHdDMq5JtVTuB83LLK38nyL8bsx00vGhKMOpiBWiP6I4Tw/4eFsmz2wxvboFCGRGCCCTEFL",
-	"Q4V9AgEhdL4UIVLNLtTx2vrJY8X20ZNZZ5SROpaAbhRro0qNNwAiWRAbRPRqqEUozdAoor3GuDczrRce",
-	"Mf+riEwIINO/v3y9tsaDwdGT/XFdsstTx1wfIpvzM9M4i4S3X1LfBU0US4gl8BOkGmt5uLxxiygpRbza",
-	"DNCGMk7nFcZiqO5G5GeWSKtD43NOjy5YUtvBA/BnN6ISpx7eYQcerwiiqLleDHNcA7Ufd6odnHLuUMI3",
-	"BkY4MQvvL5N1kKCdud0Wrb96cHXLF4ikA8EOjM1WG5YlVJnyUCC1R1CmXpA0gM6TwNXaucOfaqjpMhVb",
-	"8sgb6HZRioBqjRX5/dT+mgi/MWQpSVJBMORouMGSZi1heuQUMSOBAXFF3l+/6A6PbQeYl9dvXiPOvvkx",
-	"JMSjI4a0/ZaDmsRfnJBQijuWaHNHzEdP/JZH8qeKo2F0nEK81W91TsDhEK1QJy0HuJy7JBNecP1gMvC0",
-	"3xISO9S4J8xrwesO6EwO+84RFVVSKGw649BZLfxkr7oQX3A12zPXAlSXunTJxnWUZvUNn93TyHCP32Tv",
-	"2BJxXDsPKNHhRsdFmFzSzr63BbRGcBEax3vUwdoRXnPBdpaAmOlDUL6pRaVpsm+yjMrydzZyMuYOzdlr",
-	"4X0CywOu0u68DAieFyZUpq/svRkFOSoomjnIcfJdKBk+BRaTp42sHfeHev5WLbeTVOwntg2n/LSzdEfU",
-	"TMXImAx5vJlkHW5IVCpsTg8XNgpPNPtY434CsVaVVAYYCRfSPJpg+n0BmxJZVjvogxOpP+iDV7w/7GO9",
-	"QeD5Iujbc+sf9FEJD05IEGROseVMxgjZ24GEe3A4GlkNrSkWVM88X0DfAPOtFeaF9loBAOgGHgmKKJmu",
-	"/dWmT8bcr9rNAyZav3VY966YJjYcAFDJisUs1DLprOeHldhNTTh9XZmzhveWYPmLWC5rW+T9OKMIZeC6",
-	"UBFFl3ZFLuGuPqsuH3XTX77SVWzymdQzEvEEs3VUVS6EokbnMgo/lu1t2SU36ZocvfXGWsVuWo+U62/C",
-	"VbGllvtRoa3WgyDNmFeofeAA9hse4yBNX7BglegOr7BFx0wqDXBe7COK+4johE4mPET1AdsHSYBuPDzI",
-	"E8Y7Vd7z+owGs8+Vda+Ihwpfo6JPdTaB7N0JPAC+EQDtjeXyhJQm1tnhzN/p88Y8gIzGalF1HLHnp+CO",
-	"2+20W2zd9TzD3LTKDpY8P5RHKtsHLor90x4plzBsPZTu7mZlToZtqo2GNlyRMY3IH4Rc/mFEMqcZJHFm",
-	"XjPPFzLJA4oFwC3IwyOaThVp2yzNF6/f/Xhz+vr88vrm+vSHq06PvLK9CGnkiwweBPBUMJJFFfnh/Jr0",
-	"+UJ5REloqmbn7Fx8hgBlRFdQhq98IQVa/UvGbvM9QQXVTC+MGU2yHxldFzpB4s+riqXuw8jMx5nXBfQ3",
-	"dyZ4Eu3x/qxum0QIG7Qns+t4pNbTZwBk3G/5Ldc8Ll4RB0YG6elzegtdDgw9VDM9Q4D1cY5q1DQAOi4i",
-	"yCF8hkwTi81jqbm4jaX8uK08zyWIbNsHaFUFFGpxG+6ZPwWr9wpsIV91ldMeE0mQdOovfVqVPpzRW5Oo",
-	"1R5CpRLu4jSD+w1lxKA94ekVQQxvZZNwZUJ84F/9RSK1DGXstzKMxaOjw/6x36ommX2E0no2Nltt4at1",
-	"W/q8kNFb5XbYfckb5d/UZ9jcRzOozsqplUd5wTGWF5eE0naKOy+oS8335j6QSii09stwrC/Qt1zyJinX",
-	"Sn4BFNt8m8svzVZU2o7Se3dt+n1iXLRObS8wOQfu41TdiGo6Tehc5RjcTfAv8xPbfJOtHAFtjBd1xKwI",
-	"7PLFGRk+HT4BETwJB4PRqP/HsgK2awK5A+Pg8XFFuuE6EaxV/Kex5guoeNHWAWaZBhmvIIhwQgbZfDsk",
-	"VbaVDvRUKW4hdGVWpD3MM0yr4Gr3A+J0B1lHJC9llRPhoThWMzPJIk7RJbQDpUp/I9tnzGoi8JhjSeCJ",
-	"XuthIDgB+68mLnDtPAtWsXv+8uwCImoMQ0MFhSqjkgqyDqtHfnN6lncDRrLT60MC9s5Di9acx9XaMwWb",
-	"x8y/tE3uiPaXzobIX5vf3ocVZnRRjMQ9Pt7F1/Fn22Z0gSbU5u1zCu9Wz527u5BFmw206yfunTVaphup",
-	"btrgXfu8wrPm7GOdevRONaN2R/fTssAkrpF9IH4eEfeQNXuzynU0dosmrpBLDxNmExYCbit2sMu6ig8G",
-	"jV3vRYu9CoISFDS+R3Jebg1UDLcP89zaxadc8Vaxse/K/j7moP/sLiNESWbFYd33XptWVM8rViqT6QPt",
-	"2Z7eMOeI+vwXK1ZddYLeggX07Fszfj3Af1XaFYvssZ/IB6qm4XpN30cTtjTkZb30671bOanb03Obme1E",
-	"Bd0V7nYVB6msjggt9G9F5P2+xRDb7spePap+SGlSkb86Tnmsq9oiv4WcKEh+No90uSglTNvoR29XdLsR",
-	"lcDcapCba8tg3Mw/1C02q7vbQ37nhQw7kfiz0MfuHt4Nq1Ng1veDZPmc/S7FZHcC87l31S7gMo/h1u3t",
-	"ls2sBOO8jwZg35YleW8JPb10UJH72r056Gb1r5rljpSRd20kDjR6G5V0KJlZpKliDUUw7IdAqC4iRpd0",
-	"2cd1Fk2WpFJqLlZxIUrIxrs7zq9rnla9d2OUcDPdJuzME35pUQU2qVSHi9IeZieYcqGHx5VHWNo8r/Wx",
-	"O5Vd27n9+uwCPD/Rg476/vnFZhlUuGjhi7Yt+CXfl8r5Yic7LE/u1YVTV5qu1HlsS0CGFcspv64Ot7em",
-	"5SET9/e78UUO0Gu1h1Zh2vnw1Vsvb4srgxQbDB8sjUyuyu1+Wbh+6xbmw6Gsb1Mgqjojur4d21t1FPEI",
-	"NjNFqxMyMC+JxcVuppBaNpaphgYXFFM2FjZlo923W+6RvqZT1T/oZM0usuIyTB4zv8V0DK5IW0gNI9lE",
-	"NWHbalT7L6rTKq7d0JiA8PY5zAxbhNtUDxYzaIYA2R7wNVxj+5DDUoRA47Ax1EKzXAuY81Z5hwfkWrg2",
-	"ruXOer56zcEy3o0VS+5QpXYNoPdHlqgC4Mhy02x9nNLQveiGakiGaviWtV9tS5iDE2/LxJ6kPeEOkNGM",
-	"iihm0QlJmGLCHizWtD4MKsb6PDeP9YO3ETSzrX0tmXI4dQfYj62eFjTR3SVdeWjrLSFR1CwnIpEUDJ3S",
-	"DPsKI9U0wUv5tSOifAHQknqskj/LcU0INUtz3gMgqTKfsXkHJnzaKkp1031BeZwmFaKHJtP9MaD2cfdZ",
-	"VKvq4Fl9CePeMFP33UVI8lzbSjfnPCmT1u7sVTqf00osGMivbay7ZzRV5YjD09trMHfiu4xvO83CS6oW",
-	"+porndfgZaVpLf1RtzaZVHABhhr+AMGJQ3VH2jYlMkA7zpvQOY9XQal2Hge0RXxY4wflwy2vJaZcGONv",
-	"RheJ/LjCmj/Q3cQEAA/4bSI1v61Uvt7SeV2hy5aW2pgtWV2teZ+W1/Y341Vz/czNoepUskXdx8FQXF3R",
-	"Gjw+GB4d7VdltHWSBXVhz9KedwKKsMSUUJcxCc0KQYEsZmtBvRX41CrKezaSl7aC0pefNoxoUZkbV3j1",
-	"2avnl6RtzFgy5lpBa6+fWSItQi37SOeL2OzJ8OmT3uNhbzgY9P7YIC4Orf8a2d4FQ6gavlfI5UkWcHhM",
-	"5lykminnVJ+kOk2YLd3ImtEdDAaD7mDYHQyvB4MR/P+/N8+Qys2QNXc0Qzwl1Fxs5is+jHmveb2gmZqW",
-	"t0yA42S9X2lV95fezaj/v7bDuK4j+6z7Khq3u6gC1a2sNnzNJ3naous7qTxCy51j/dbB0cxvdbDLmsg8",
-	"tbZLy0mhptJ+hjju9lCHA7JiNFE98ry4fXT6SGUben392iMsViyrn5SCWSNhB5TrL+tltR8qzOnK23/H",
-	"ksSmd+yXfnLzcGdVWZfyuYzhPo1C97jSFgnqy+5CVVDhwiz0jj1/e/W2MjfBcGXwZBYYMCDPMuh4oZYs",
-	"cb13uCDP317ZDxVpR0LNqfoHieW0+48UwjQe+XfGbkkkVC+WU9slWRJszIa4gZ2R7WOI3cBEBFFAj8zk",
-	"ksiJZsLLysbCmGOnIaptczIIGLYrnQgRR36n6KrTIwWejpAxhpUfDIqR23iFi4RW3V5WFpIwzYS2ndoS",
-	"uswS/VWVNOKsqg6ymFVlecXGWuC+5lFQ95Z6qN/7JMw8qCvKDrPZhQPaGDuyML+P7mlZWy2pNp2k1qF1",
-	"IWMervZUSMwpgePHTBP9QNaBeGJM7ESmIurqhC8UYR9paAjGNgJlWJRjfrdJFJk6vaFnFMg2FRbQK8su",
-	"W1CsjHGqcxlz6kNlInXuId/qFYLNyfzp8Ev0d277FfhEC/TwBRu5NTaEcCUOe6gcFWsANBjKBWv2iit4",
-	"tIY8Yffc1OupsRjA2ENWrkc3snTB48ePDx/vQpLftQfrUY6HHP1T7VY4NL99VIawiRw/DZ38rml+92fJ",
-	"BfZmoqJ538+8XdT2lkfY7b0m4W+izVYpAmWCyF4cYhzwGY/Y1PfhoI8qoN/KHORSz1iy5IrtxgPKQLPq",
-	"gQGLRL3fMUT75bRcyERDf6JGgIt8ArK3Vh+qCmTuGrQYqKoCmIUmgmK1BvC3JZRVQ9ZunRWVEIUkFawt",
-	"azsLoGMr+6HLilHLsLGTMRcMC+saI83WQJR0+eZXtNwUwzDhX4be40/d/J8VbPiDWVHBx7PbKWSkPnXQ",
-	"NlCLyhVZJlxrVugsoj/qTo+cyTkEWhBRAKt4jBz1RfAvgVEq2R1LVrlEpZqMU/hxzxdd898RFGOBYU5h",
-	"GM/BBoD9A4/9XUkxItQ5q15zpQP4AvxNI7KYXDGhWP/dxVtl/gEwXHBDSZvGnCpiNoX4LfP5NX7+6kJ1",
-	"/FZn4/UWQcZMP8TFKXgVuLRGdqEB/GB4EliSI4HtrRO41Hcq8BckmDIZIIKhLwhpm7/J/8D+wTcREyvy",
-	"Sw6sdELsOLbBcC+UYnJCPkHhcZdYd5rZijldQH6xV5rR29M358GIBHO6uOGLtnmgE1i6PD2z0GRB9w3p",
-	"TuDXuIvgmxvhMsw/ScIgVhTAMyMAXiSBbXlsXtE9Ckh7RtVsJJgm6BskXDDdMZzYLLP09HFA2ubb446X",
-	"dw81M+lCB0gsB4ihz7OHrUcnPI5ZRNrAQkiYgqFxOMS8fdwLMbFTFhNNuhM3Vzz1wLzO7mHgEYhZ3tG4",
-	"tJIbM7cbsxK+uDu6MSp9x0zdzKb0yDE+cgyPnJBH3UeGsM1XZGxdJI9uHnW8yjXAXJ270xzcpUw1S95d",
-	"Ebxyo8yWgJtW3LeApCJiCWxnny+gBc2Sxlnzpa75RYDz7ZsJ1jzhAdYR35xYnS/3Qby4+VXdw42LgF/N",
-	"q4EQn+ue1Xouk+UI+rdVy9Y8SLvhVrx8cUaeHj3+o4vznVhehyX+rtHp6cUrwz6tE2fdmNCUxzXl9ksw",
-	"JxIJCRfQvNfoDkyErN6KzMN6zbJDc0CIqvTQLa12Xl5fXxB8oDoFUXMds9pST52qddCI9TNb/yU4kkfj",
-	"mIrbnUoTvjxbQdXBXj4/vaiIsI1TxW7Y3J7KXpmiEwYm314+Joxb79dNb1tGah10t23Ss2qYq3qJyGmn",
-	"hZjyGuE6MJQqDcnhrrkbAH1/l1QRGieMRivyj5SliJaUpEJwMT0hQhLBluTvclwNSwWoLdWwP3+X4xt+",
-	"r1iy/WUB28Xhw1STTBFLp9LVBisFHQI8QYtERmnIAGQJsPE2OUAD3JA2wnWBohGqu47VNj83ayVHKq9O",
-	"rvGc1D0YDGy5XJsJgCPmgvit//6P/+1qkMK0Mn2nOi/GQpxsSY+5BIjjyg7SaRw7pGyZ2KSJiMWaQtND",
-	"C05lsaewebnZyBubq7i5/cVvm1BQIfOtq275ootQdjTu2ryorLFCrZ/ofBuSuTnuaufRdtDyxil6sFkV",
-	"96j5wqZMsGTvaCqgiN4U4KWa50m7fOaajMwGUzaKKja7ddE9NaMHj49HvV4NhkEz11uV061xkuHWJMrm",
-	"WcRwGZzPrApovDYhs4m/zHrKShnD+3LZPG0zTxmGE1mjpcz1hjPLr1DhQLb55exWMLWQQlULJnvXrBcG",
-	"ksRcn3ujo6XCAtmcWMTcCGEN84dykJCxTNHltAboVUHh25XS5mScteTfjzga4IVtafVfILAdDNlYFYrc",
-	"HfXvjk8ItWwZP6RRdPOHfsTimz8Y81gzWrF1uU+w2km+uzFD3ZUyr9/LsGh+JjD08RcZ2mzXF5o1DP1l",
-	"Zs2jenVmS5OVhoLXZbg/3+6dzT2xVDOH9LvN6VrbtmVPi7T5Pn2R7a9sKOgcyBahAhZafdNdycAeHuSi",
-	"qGzEk4p1EHvXPmVvq59/vc1SnyT9kuticnTTDNTKSUhklFnHVoTl9VrLhGOlPI3mvBpPvlgR1KAoOnVX",
-	"ZTumcVWRa8Ofmvt5U3WhB0ZaFm5wIW8FyW3/K20Wb691rdJSq1i4iRaLT+uLzy/zF6wF/O8BYVNrpi+y",
-	"oPXugCQaakaKFo2R8p7/1RahZRBZmkGyg/lVFlgq9KrJ6oQbGInVluAZFVLwkMblePiXz64sqZtrKWnp",
-	"fAFIxdbXhgqb2xSn4HGtWDz5jBwFa6TaMyxqrjugfLIo3M5A22dWoD2/gBHrAm2N5ImTpq9evIUBGgTY",
-	"0DRV+wXZqvWyjXrRrJgrctXh2dIqt5rRJJwZ6VHtjCl3OgNXgeHzZWzDEaK+YcjH5XEBnhlUEWXPrgHl",
-	"2fRL63GwzfwAZRKoEuDksvxBp+6Y93l4L/uYFcSYwDb5CKqdtZhU5e6Tec5Ulq3kKN6uLif4h02o/VpZ",
-	"SVLXMFHMb7uJqoAoXkD2peJiGrO8ObgD+gWYQtf0HJxnbTsaef72quMRwZYZnoJnu2uZH/+Vs+UjdLrY",
-	"V5cL23jurNkTyXRLj1h3rk2Rt+/TU/ZhesPW4xi6SW1L8crWWX+jH6J3dYE3fLkG1tgj9qKm9eLpeqvF",
-	"cgdZTZMp017Ol+RSrPGNKijl7LvGW3HqflJZrPJ17veDUX4dSTYgOK+4eVXHWdlYM5RxTU3JfZRFqyTf",
-	"1HUVK1HQPjEhJykaNDLOO36S9hq9dRqqiw8Fo1icqWe3urCWmkN6YSGQ1yA47pHh/a1zbrd1bS0zDwgn",
-	"maPjINd626s49ism33WJao7hXs3Y3G0qpDH9y0+D7lPanZx2X3z45bi6EmTt3qwz2mJthkrDmRHmtkQD",
-	"YWmHx09mfmsN37KqdGL9Bpbz9weNsseu5S0TD2Nc3oeom3dBMSecqoeydxO5G9QOvCOVXipLlDBIibd+",
-	"qNvhM3ymefk8nstm8bx251VxCVmYMH0CiOAWDtviQ+/IP4AhK2rE3eTvBTJ0nxqWzfTuijqU3aVatQne",
-	"9z304nlXHfF7Raf1zrB6IM450wkPbfJtlECVfa8aTplPeQ3iEZuziNf3k00Fr/CWwBttn2mZQMS88sXQ",
-	"wqTGbS01jXMrcpGqGVGSTGg52F/XrrWmk6iZbbbe8urcbKpOwJhBW7Fm1/sxgIcIAPpJLOVtulCV67cd",
-	"7LeqrFdvH6Loa60F/xYldO3JunrI68zWt9CRuYnvuo1jMVBxtMpNYCLh4WxeWV5UtZOjvJTo8vnpBfgD",
-	"Lq4v7ddrfe487NQCeO0LlpBbDt4DinZrkgqgT8YE9IWzF6RZe2iY9hVmVe00JyowhGkS88zovkH/B859",
-	"zeVhNR60mUBXRRdH5gnJwKYpVPIQrl3pGSZQ2gq0GcPupYSKFeYU24HvWKLW65i2ZzAg4ODWdAUmi9Bd",
-	"ao+giEUbqtjTksJZkaqDfuDsqYb72XzdhXSzGjrNjmLbtb+/i6d4D4runWKb+KZ+nnLXT5x2Y+pfK7as",
-	"9fA0McPWjsOCzqoFCw3j2BPks+SIqEoDiehip5R+fnqxYY+vraHofHQ1c5Dht1nbT9qDYg+R7OPsthLu",
-	"Qm4d2wcU9+YRekKwwyAHp5zbtKaQQrlvrI59I0S9VusOF9LWdKq8NQ6uoCCBKa/oIFadPAhRZavh0QKL",
-	"IaeCyBxYIWvDXPUu2EKpASqLZu5e2MWR2TXbCJCLgivYVdni/W+bP8errG0VOjWXbEzevyIRVbOxpEkE",
-	"HQB4vMqH6aCXGUKhWccrIbOmuTOW7OnvdLvFKsrDtyrq1sZv4sK81zjrqCp1/sy1+Rc9nNlNL7uYjJBA",
-	"FcfeuqI0KPO6TZ0LqnDDNOF6dWWWYAO/jCYsOU01pLDB2iBxDz7OL8BM6wUgdstUhCz51+o2LvZbcstW",
-	"WAVrbh60cYWrzLIHjM5nUcMMVfTDRC4jxcL+HcClceiD7GLbNo70b93TBe/+K7RkcRu+4ObvT5+gdcRE",
-	"bs7JSmujlRotVtkr9eqiwNujjH1YRylLQJVBeWd1GS3jyBcWry5mNBEqw9MKqbBAJGa95mttrteCJUoa",
-	"XpMkLNTAhkG9sL3Pqfah+3vMoinDHoVZIhhccrtZijCBLdW5yAoDe77wxTWkP3NEvsu7EhrmkNAQygb7",
-	"dMH7d8ORXXe27x6s1dhHWFGDX6Oc6xHDys7MkVyxsGtIn2o+jhkUG0DNSOnEzNvd04+UL7L3w4XHW46n",
-	"MnYX3czeGG5qhMw5m1fmhQo+dm2piplkMCLBIh3HPAxIW0gSJixiQnMadzxfBJgGEXgkwDwI8y9IhAhI",
-	"GykZ0UNcT2hYt62Ewp2Tgilf2Pg211BrF9gDCEibFknbnENGjCek9AIEUfYFUL4ZWbF1Yi+MpPCGlArS",
-	"Oj1yWlifL1x73zlXCpg1sHByR2MeZYXzR4OhRygubMxiucRVuTc/Mk8cnvgC2oFBS5ZCLD/rS6ky/Rc6",
-	"ZNKEgWbEIkI1nNlLRu9WxQW183Oame9GkCkdjIiCEAmMh30cVAdsA0ombOkLqgklRifMerZdnZ9enr28",
-	"OXv39uz95eX527O/dU7I3ExxSTmqghTuDkkXREtflH/3l/fn789vfjx9dW2rkHBnyOPBoa1Ku2Q6WXVP",
-	"J4Y+zB677py+WFA9KzTndBue7zI0RYZGnjKOzNV++/41itCjwQAFsNsSX8xpYnYs35gwlopFgHLh9gc7",
-	"CBZKIM1dTOEEYkmj4p3E3esUTnpAtCTUzj+fNtckksxdtzCmCcNWdr4wpLNgsdFSY/MoDE2MysAsR8Q+",
-	"yuTl+elzbPlcUHhxHj+cX/siv6cU780P59ekbStuzFkj0waVBruj9sirSfetFKz7hmpzJeituWnBH7Cw",
-	"DNduFD6huV5ZpWXJ6C20/9OJFFPShlKo4XBA/us/h4e9Ye+gA9QIpUVqVKqLwn7VWe1UAOjBKHr7tpDq",
-	"f/5dSRHA9HzRDmwNVtDpkXeCYS9sxPCAcZeGYY1g25EGXRPZ7F7S2KiNLIIOhVwgybTVSmj6ERap2JwK",
-	"zUNFaMxvWccjR8NDOxpctCxID+Xe5uvHvsDvQ2wPiwWmpTudn7bZU48cDY5ctWgKgkUgTQGJoxLQIwGW",
-	"cP30oQdwrAFScXW3XLdBdW1yOzWNb8la31tzwdYb3xqtHGaytVetR0qtalXHFzRWEqNMJIi5YLY+EfsH",
-	"B1h0GPOQ2RxtqzucLowi0j3oDQrFY1Y5KOTfjFrD3gCfkQsm6IK3Rq3D3qB3iIhTM1CZ+tCwUPXDGRWC",
-	"xfDZFBO+ssN5FQHck9Kn5tkz96TRDDGBHH51MBhg3ALOOMMct+T6d1tZgwpn84hs4Y0VyumnKiQTtxSj",
-	"2SPC1ievdTQY1r0rW0X/vaCpnsmE/4w1FI9xSdt/9MoQmqBxVhv4eHDY6FV3lGMBP2izDm6xdY7aC/SR",
-	"tEvxyPvL10a+RtSCeKJy/1MLT88oyCUVozVy2ZRm7PUz7v9ituUTKpgxQ2dD+bSfw+el3d847qMqXDbz",
-	"s8jueIPNe0ajS2RB9z6koybb/UImYx5FENRoHeHUt//irdQvjP39zegA9zLvKWpPzzIVQ9k2NK1u+cKo",
-	"eY3IAlNqwZfk9KTaaFD+CN5DdOV88Fo2IFMmmYtUb9ALnOwzGa0acIas4uiXVprErVFL6Mlq1O+P9O0N",
-	"Bpf+l/mkZ5/ryWTat0wPSnQcX2nKTjCu9Kls4brykc9hbM352Vb+BWWgCVvENLQ36gCvxzeZiA0z/tpv",
-	"9rDBL66lfE0TRGY5Gj5uMi+VLqB9W/SGRZxer7DQ6+jgoMmPF4kMmVJ4xb8RM8EIMJQRI0VV8BVjRL+/",
-	"BFvA6tQQyqVTysVezKVe5PQ1sxAHn8N9bBe5Mvu5Zkpvl1cPfIuvc4TxmvsjUw3WqQs5IfryiTEbEZMY",
-	"YV+XM4tpDo7OGQCyPFI2oK6+y9IHIP8rJiJjcRtTZ27u4pSh3emIH7p5S5EdEnZcwOL7+9J+Vp26XZ+G",
-	"Eouvp0xX179WEzBqGr99Ndq2VbqX0oz24l4a86Xr4vRdXf526rI5tyxKs6QcYkPTRKaLX4menFHJPZXk",
-	"3GL/qbWYSWy0gT4xLK92pVstFqGyA6u/0bOEqZmMo9ZoOHAfmg1qjVqHA+W6BoyKleT/SDnTNww+Hvxx",
-	"NBhknwGKWWvUOjgsfqp/NjcwTeSC9Z+xJOauqPJmwRLs8T86GOyntkPV2zfT2ZFt1rPJr6CtN5rCdz39",
-	"n1VPbyzEippIGmH+Xb0KAk9ssDkIWoLrM49ZUmiFULyzO7tJbrZY+jsL0f+L7adWC9bnEWlDRqDtn9Ev",
-	"9hPoHx4EHgkgIIUdNaqmZsPCNXM7rJlb1UiuQ2s+ULOc/Z2S4S9nWETT5NHXfM6xTdKXY2rm3KF8qIKj",
-	"vBOMLCjWigIJ5S1UvyJb+SYXEADLYcmxnJYTooqXD27NDgXSxkb7s2LLzmrj9UIaDQAezxt8foZuUOj2",
-	"CcJ/dHRQ6rv5U1YkP3wyKNS9HxYK2Yfehgrxodhrs7Vk42G5e+WoVR1/aEaS+cobCfijusyxryv7vqok",
-	"+5pXwqbXILEUMmV++mDoIL8xiCWBHg4kO9cEVnmolzi6ywLykJzrWlC5O2XfUXWr3Fela5Vk0GdWuK2D",
-	"TmKImWoiRcgwbo7BVcAjygrgzRWHOLkgAXB/SJFASJ7ljAlfQI4oS8Alpnkc28g5hBWpynre2h4ktIj0",
-	"03Fr9kWOnpS/qJhGpGYyjaMCbJLNlDnBqbu0Ci19oeiKcA1WjcIMAhKYPzB+6ILrh4OjHqYMzHiM8Va7",
-	"Csgn5HHsi1hShKnTys7YFXhTBCjGIGSZW/3AHLOyqEkb6sN6LhXEZFFIQzOJ3Y2DsSzBF7/4wHt8YGEZ",
-	"PE3iqoypulUQKC7subJorRmCWWGM4acaDWJT7hdh/h8/Pjy+l9D/kX5pQb4G5VVnH9izxYRLRO7KrmNG",
-	"mRaRCxjoYRWDfWuJ0I1gKJMLIMR/WtWgKR98LcW0u5BxbJun4IaX0TaU5T1ZUgLytc9hghlahtMs1qAo",
-	"gOPNuCbzVNkbl3X3KM8GxzLH61hSGxja0eCw4wvgLMQhTwDtAN+HpFmqC/A2zm+A+Q52jIODzgmRgvli",
-	"TCOYT8ImqWLFXD+cgOcQI4DSstTnHnlpm5D5IjGaOOResAjKNrIJ2zyql+/env/t4t31zeXp9bl5m4LH",
-	"sLmAR8ZporTyBbJOKZhjH5CddLKWwlLYHDMdnLcF5T46eIpbU0jIqmKZBQXvkjnIjnurdzmS1E/Y87o1",
-	"fHrQG/QOeo8HruXz6OCwCFFiMUfWNLpCi7XWweDgeL0vGpbhNWVE8N5GutvBA7K/EpJVBftz3313iXy2",
-	"S+To4GmjOb6hYmV3UP3K1daMWRkmYTNq85x+TadGzGUPte1XdmDb5s8wVWzy55F1BnR9/bpzf/6+PXz0",
-	"zD30NYJHz9z0doeOzjMtO2TJbyxs5PbUw4R4PWOrzKyBnFC5JBOakDGbYakgg9TizSPeGl+qC2Kj++9Z",
-	"phbcW0KUTfQcDfUn5PvNubqdyx6O94fzett3u+r1GtXWyX4X67llq199QK0BGz2TYhJzLMn553UyFNjx",
-	"lCu0O+2BnrjTBB0wRxUAhTNL62548Qo+cfdY45hu8Tp+j+h+TZIw1mgVQSgtF4osZXKLkHl7UMC+AV2M",
-	"WOyM6D4Ay/58Jv0esIa+dng0Uwy2sud/thvxO2DJZ4gXWnJf5LVj1jupireSrtT+/DhimoUZTlutsvs8",
-	"f+xrqLvZ65orvNlCbFPDz86b2p+Mv1HmTXHdRQpQTCiZ7My0yimgsUzOj+e7VP42eVZr5N7s1OuEMHjk",
-	"F1TPcoe8Qz0qybGiQCwiMdHuzx9+QgAmaJN/fFgFjrZNgJcJah8R3kxKZuN/kxSmAjerltIWlsGc5K/e",
-	"T/abk6ObOT2fc3kMx8QG8lvl5Tk+siM09044XBJAPrJ5OM7fFXgkmDAW9SaUxyyqz7+BjMG64NlRk8Qg",
-	"Mw+VgrKtsm5oUCfazqCaMD3Ig9ZhnlNEPKeceKTX69XO0I59AzOpyxM6aJ4mlG7NOBoODo6+pxytI2IZ",
-	"imyScoTU/c+fa2SBjnC5tblG9q438iaW9/SSLkksp7bpLdQ0G5KLbHNhz9Uqj1eF5IARCUK5TDgLfNE+",
-	"g39B+L7jkUCpWRSQttm6nhmYC/Ls6rnhbJcvzsjh4eFTolbKfKP0KoYUP18Ef5ep2bVQx6QrCdarw5TM",
-	"kNA2NSDtUM7H0KBcJtnrdELZhN/CRF6/KH4T0ihaBaTt/jb86WBMRYBVTIAPLaePFHlGRf+9GFPhi+yV",
-	"kVBzqv4RkHYsp4BkwJnhLjHliFYfsI86oYF59mfGbruRUAGiGODfoRTCvtxM6vrqrzk0dfAvgcMNsChB",
-	"QcKm7COiJPgisGpLkIMdeISSHyRJ2DSNaULYR4ebhKO6Q4NEbV8EfBF0euRHgIH4P/Ak/xTkOBeu24g5",
-	"ezj3dqDZR92H5QV4IsU7/LErIjiTzklWhMQR/AV7KiIIQQC39zUXhi5cAf6VThjMLea3jPS5mDKlEX9P",
-	"0Tkjiv9sY6i+cKHZN6f/dvPq7Q/nV9c3z/52fX7lkenPfEFcp5iORxYs6cKbsaged1EKQn3h6qYWNNHd",
-	"JV3BzF7Bax3ygQXIUBrwLG+ovoHKesRYMIuC+5Q1Iy4CRyHOlcPSgXEw3uOLIJZTG+2ZSaUx2hPkMFDY",
-	"BRJkKEYJlAbEkVu20KRNFeT0EKqws5IvzPHkcFKQwVLEaDOc8IQ8f3uVJfPgfEkBrq3ni9wmJu2gYEYF",
-	"HYQNQWQwZCAO3SqimkLWEmR/0KkvqKhaMwlQFbGrzga3S++RwB1Z4JC2gN4AIMFwlbZtET6nK4txICTO",
-	"xVwsnBTSrZ0gxFJmLI7grJ6tIdFYwEjExAFsmBNSRrJpZzg2HfNSXygGyQ0y6wkhjGqjNAJFxEu6UsU0",
-	"DAunBjZ7TQi/mVJlFGrbv73Q5kKwphesToexakFRU3BNRZBlm6/ULCp0o7YstOW1gGW2vJZjlS2vZRlh",
-	"y2s5Nuf+aTgcGEJT9rGi/9Km/maWDESvbUtUhcA8k0TOPUS3s+SQAX0g0IZgiMJmj8PhiGSnan7Mwxkx",
-	"Z6mg84TOj6lW2zNTadUZi3Wwvb8MvKdPK+3GyuXC5thzfqQKbNur4NvEsG1cqetHFq8sNXokSBVL6rVr",
-	"N/laZbNR7n3VnIEVoubvmlKhuOpC85o9FP77WePNLG0nosp9SX/x7YXwWyMf6N5veT60zoVP3tCEkEMy",
-	"xFyWIZkuiXnopyfDgw8j8gIsGuCnS9cxOJHSdro8GBz2Br3h8LD3FLOcHg+GBwfm9wd+65NfPoptStey",
-	"LKZtiqih+sJ9h9wk83wJtXHMBU1WlfjZuUAvb8n+S3YIP4YACRiYuzeg+erba8vvnBCjs5prTIkC5QFV",
-	"B8M13j4HhcooMVWo4V/VX4J8vr66G5vOQ8UXAlxhtgB+gp2vi+ZLzZyKEE7N51ZSd+qjLqgKZvmyoU0u",
-	"NpoPzBrqb2gRckthB/0TXEtIc1w1sy5svx71vn5K1LfbvXIeYMXG5DmCG1v0zdxUX3+7MpUS3UQnNjMe",
-	"u5/ZndpQyMmSJc7v6GE7b0g8N3ffGlBmcoW8yipYZUDxIloirp47FezaAsAVvRKz2uiR82kzZ6yAIfrT",
-	"ByNGt2WRAbBAUmZ61oXXqfDqeZUJYPaz7q15A7q51039rCVm9oWytld3DMLT9TTtI8ReP4x5eDuTqWI9",
-	"re5qqyTeCUYSucTs2CZN4MCY4YIEP5xfA9y0MZOVxCKJiIOJQJPVI7R4mNJdOx4oFJk5AzcpG6P/izVA",
-	"PgXGHIFHeuQMYNCUl2V8yCRiyShzA5axaD2iQnP47TmNechlqshwMPB8oVK1sB8cD7wMTu5g4JExE3wq",
-	"yKDjWaw+qoT5nxuZTD20apKVR5JIKM8XORC7l2MIew4muUcwCgh4coZ5GHXQqFftgeG0LGtl7ws7hc4J",
-	"gEZCTjMJ/va3v/2t++ZN9/lzMpuN5vORUgF5f312QjQdo3cI6QscEWMa3qqYKnPDuMCX4kBMhXTBQMZe",
-	"0/EVMwxeswh4Ppg78yrj5hyo5swQzUtDNK198yT+ck2njRyNG70Hdv/kCnsMNKq3gIKEZqMyJq7A9drA",
-	"6wkal6bjrnIb2sU9LytgSJq+LpOmr4E0fW2IzNdUCfM/hsh8bYnM14bIfJ3TmK8zGvO1pTFfrJXG+jqj",
-	"dl8PBwNfKzXrjpNUM4jO+/r46LH5+BynSF5KpbmY+vr5ua99ned8E5fzXfjwoPCh9e2gnbmmAu5WWTfF",
-	"xtVfzVFBL81/fkdvfq8IX9zohBdZpfO3tIt7UhQeyNFLEqOIwrohMgC7tk6QFOPuVlTwheqFW2TE5Ysz",
-	"cjR8MiBnztFJrYvTiA6LUIsmDQx4KZdBhUBpc618UZYmrpdkQZqMfFHH4KH9aDuU8znt/l1yAd5Ch1K/",
-	"9rkvsOdoxsRLrL2SlSM06+Hh4VPPMF4zRuai84o9LhHwFjsrrDfVLKHNer4ozqrs4u8U/KdckFAKpanQ",
-	"ZM7mMlltYdJXf/3OnSu4syXhdWbsrVERCHpLNB7QiCMRQyGWQAr0kUv6nBgKtLDBkr2MI3tlXuyVWKjn",
-	"PT/3gDl7a7zZqyrEyT88KHx46GF7QZWBIgqmP585v6y63E5LxF393QTnsi4kVAH/a1sscAu0A7UBq6/N",
-	"rZ0NVxn8Ry7x56t3b7+ziQdPC9zWLLei9AwLn+F7IicORx7e5BFnwf0u75JhKYXN+VVcq9zLvOVioZvy",
-	"+9W6h7veWketkd9at2Nanr/WWwYey60b8wCYT63RT+DtL1o5rQ+e7xrO4ANlcwW+L5hWZugqKYsBBFr5",
-	"2MHaY5k24LdGh58+X+i+Mwp0zl6CEmaCCxD8zpmGDRF8c2aBD/Tm82hcjz9C3tCPb7iIyPNnpG0eRR/e",
-	"CXl1cXdMdMKYtRW4mJrPjjBUnbBQJhGkTvji4ImXeVchdY0E+O6gg5YYaGb4iw2LCxvAzaXSvsi6pS25",
-	"gL7qa3ZXwQM3yt6R45ys222kHZRva+CRAJwcANZFpwo+wBsZeL4IbFci+NjdHEgvzG6l+Su7ewHJbbHA",
-	"aOkwSBIJ8DdSEZEfmHx1cdDFGCu0nzGzJVMm4evTq7cEul24HoczbPIx90U7sBp/jyt5E8oIJm2YGTfU",
-	"2cs+4XrVAyuvZ2bni4CmWgo5l6m6USul2fwG+4lCi56N72QypYL/jPvT6ZFT4Qs4Z3tgzhcKcTitgAa6",
-	"c7pY2Awt0g5Go8lkMhnR3rgX9qKgY0jkBEY5zi9GzOgdgA2TYDTqPz0OSBtXDr3zDZ3dMrbA8Ts2j8kO",
-	"PBgNzA965FnKY41xevMrLiL2EbZsHSsEoHvGKY8jwhW0vomZ+chl97x5/uzm8vzZ+1evn+cx5eG8Q2Qc",
-	"eZC9oaEBFaHQ7MmMIOc8hHB4W7P5Aj421wAC/LblSHJn9iSRc8L1CQnOr+k0yFsb+gImVG8ym1ntLbFf",
-	"Td5KwaDRy74SUIaaaeuhLyuZ93GVFSIsa8GRc9uHfw2kJWv5iOfUpuYkZw6KxOxvxyP/SKXGdqYb4ZF8",
-	"LnU4MOU2OHmPyTBNEsiugvNoMtnr9V89UsQ8uXti/9TC73yzWeKjjVAMhNFzKfMVBaBKE0PrtG8IUzHd",
-	"i5XeGmPKvGOYBNQGPmjutmFlHQ94YGAHG3GlmPbenr459zAFnC88hKoiL169Pg965Dk+qWxUyTbYHGGB",
-	"sN21sl+OWegY2yG30BI36/uYsEWqsRsR3JETFx+SwsZWYjbRhtHWc5oruzF2gt/NhApHXUXiStEc8MXB",
-	"YDAcReMno9Ef1/TqxsxSMW0Fye9HYT4ljvpIYK9NUNoMcEGs34pvrkxnvIQvErboh1SzqQSwUf2xnqkE",
-	"PPLUTCb6xkgfr/ClTS43t5pHGDPGLt9GQdZ02iOvIssMFPSfJG3bXBczlyHKoEGBghQFRAGxPbJxzsAM",
-	"UPVjkS9soScqKNC6ULClGQcbxKHeJMHzzyPbW2PK75hwUFfm2UfKFxyKARKrdCkL3MfNa7nS6gQKh6CU",
-	"EX9hhuMKx8J0B18AC8SEyzgmxwPSdlTxSGGuSgemb6ZmJ0Bhrgtq+8D5YmpYq5DEnsWql1OWCyO7Zp3Y",
-	"s1gjWOCIJAz+Qbj2BWqTZjfN+2gUsWg34zzLjr91f27iqZAKwRIPrxjTxH6gfHGw7pZf8yXcg+HkJAt7",
-	"8jswzR01vLooSs18H0oX7jN4SWOukc+iF3O1jW0sbmRyE/Io8Rx1e2i4ItsYZTMvRy9ttjxY3b6g2dUw",
-	"/LNIAYZpddDyxnyUMcNO+mwtnGnu++C//+P/Hg4G9kkV0pgBGt/QfH7wx1Iuy8EfPVJIZfnjcZbK4ouD",
-	"x50eeYbKSu4vKSgspD0gc0aFIn5LSBAKfsu8yZ1kp+eLSwYqFuZs3vI4Jt33V5cHwe5Le5nt/neFZ2+F",
-	"Z9A/OPKG3vDgXsrOmtL6O9V3ynwIBNM312ugkIILzeKtisy/M3ZrJLl5kHCxSLXNz0dtJPgX6G2qAuv/",
-	"hXjs9emzPBHJF4lcKhJwEZnNkOCNyv4Ar2FA2oHZ/Xg0On3+/DJwrVVdZa0v3NdX75+9Pb+2D7hW4h2P",
-	"BHOmaQ8demY054V035g1Bb5oV+bkYeZG9myaxLZncLHcCXtxZ52Qn51end+8v3x9QoJugPpMKhTTOxhd",
-	"zxevcyaWsIhNiF2aOaIbQxqK/M8/kV+Ib1um9mDr/Rb5dIL4ybZKG1MagZaKPipzXiRhXVSEuHWacYeq",
-	"qzr17NL8FCbznUs245KW9n2dkXPhn0DZvi4Qpv3D0KL9Z5rE5QQNXxfuga+RAgpZdEiwfzJC2dDsn9bT",
-	"6WZaL9So7yIAdqr9lIMTvWzG7s/MkQn8/vg43Ck4mJhPmQgZeWEoyfCeLcw888+4y/9VuPuEsWg78sIL",
-	"eOILVqeYF5gX1ZERTNH7TfdtM0vIU9CxJ3vhdPEQPjQ4qb7RD2I53XliZ/a5L3hu9hXbjs7ONv2tndqP",
-	"LI67mFi/SMcxD5EILd48FWRsPQAg+FdEzfiCRByQhUsNFvc42aZYUeZ0v8NEfSuYKARrMbd4xo1JvQId",
-	"C4uiqVIsAZWdazKnEWtCCBmGVOV1/oHp6vN+WPa7jfV+Zfr5LVDDO8E+m6XvqzObY9qJ25nRyn2bMJb1",
-	"7VGesdTyWkwAe3NaRRb7BQ8VKodRiu6AGe5Ea9Sa8ITNZHwTszsWD1uebYbuFM+ELntTrmfpOFUssRPt",
-	"hXLetz/sj2MZ3ppXdPlCMa36c6o0S/rlgXuCacV08+5MZqe+CXZZ3XW7/FLNFuteePa9teKvF1DNsI9H",
-	"ikRswgU3B3ZSYDOEK0Bi2UO8rKsZ/YRNEqZm+zcvL/OhStj3SxzbMqPtvZSM5QOeIUz9BwyHzAexhCrv",
-	"KJELMsf6ZCrInH68MR/dqBlNsm7kWUe/WqyRNVAym8zTGk1orFiWuDKWMmZUODyHL9bmA3ZoW5+Pc4Ht",
-	"urGwPTZiY2U7eJN2lOKbGTHsqvNdxXsISw03nFBi70beRX3BEpT3VBMKVa6dz7p7qdhtcl+mQjVrZApR",
-	"0GrafjzwWnP6kc/TuQNWmXNh//Q268c/fGHBd5mKOnPRrPe7qlnZwNMKA0eW1vCoRdj7kqon0HIsl6qf",
-	"pVzkubZbU6YMg17BTUJfFjYp1ETRZQkrrD1e5U9A0uSIQKmllprGyhY7gtUFyZtY9ejyOblQPELsJpU1",
-	"9QK/tqbxLYt8YVT2HnllhGleDYn5Z8aQEwkPZ3PoxYfJEpspxTU9BF/EcnmKj3wVSO/i+xoU71zne/xI",
-	"EZ3QyYSHGNjePJrvF3HTJWT752R7pIB05YRQQWSqge5odv7ZZTSX5SEvY3bkhbuYTWm7VInl8jx78muR",
-	"qHtjc+B5t5rfqsvXIpNB/xcWEXNEOdHsQxoVB9zcS1jc+u/ewq9LAS9kMmVGVSydPWkDTAw3Mkto7C/R",
-	"aUIP9+z1UiSBdc/R2tlTTacJnSvM+StyuUc5gqgRiBELZcSiEwT+tJ8lAIWEjSOxOXJE2riEG7Oom8iN",
-	"fwNC/JcEkMj+5Ldsys+Ne5vf+tTp+eKUJCnW9YQyjlmoZUIWPLy1WfnYyCNdENhNRQT7qMkkTtWsEugy",
-	"1RuX4b59yC3vzRtUDsHeNLzfnOBw0IP/6z9pea1JNBiMRv0n5kSVGYKL6U1CzZUdNHdTFWb+bdxVJRa+",
-	"FW3/GykP39uVPWC7MumyddeZ1x58KhdboIbv1ElewlNNkP1Rrbc6PiTt2pQe0i6g/sqEnL16fnlCXL0W",
-	"RmfMj2sBQLHz856Y/3sa48PBV7bGG+to5gSa2hBwBv/8WRyvCoakB1WnZLzSkBK9Zm031+JgsEpzudKY",
-	"fImov/sL/QdCkGhCNReJnPCYbSOWDFR8gc9+ty03U4ZE0XGRRxUjdsdD5jbua1uVa+Taj+mYxfsHDPKh",
-	"t8QtLTm9hld8hoZm59iSkwnunOGmSWsvfSubyDdTuJAf11+p790Hf3MaljHACC3f8/EKMHZJ22/5LRLG",
-	"jCa2uspQXyPT0AKpFoSMKwUtXNxfxlzvFjdv8YcXGbP51QqeHULnW8iZb+ZoKouIvEFDkc64yJPfPZIY",
-	"kzoi6eKryJPdudXPuHZyZ5rSJNpGpz/AA1+QvPAFNYSF05HJI+XCzVncAasnzfaPUx7rLscy69+g5xLq",
-	"ObuQdUOmdrsdmeDf28mkRsK7k9uTjOJYLn/kkWMq99QK7GnBG7HOouDCGfQPjoCkKPywJVNzjkZ9QKrc",
-	"g3C+icKwlWThxIiQy+9pPt/ex4LJPbrMSYr3zdFpgxtX8LUgOBgo5pV909Zh++RYseQOSE1hdolwUFS2",
-	"iQXm1Mwh+cEXwbv8B8E6hFfHI+mCaElq+mGR9nAwIG+ekfHKF9YV4mVeYoDIB6fy3LWbGZHgDK9F91yE",
-	"MuJiOoKeWgEi9OSNtdZ7b/TIKXl//aL7BCz1LpTKkzlNbqHj/i1fLFjUI+c0nPliTCML3YEr7wCoecwg",
-	"8tuGrfKyknhbCd8x4yQM6clWzoL7GXk/1loZJpKHo6dSRjneBvpJe+Q6607nY78SqpnCDkqFszEWIIsn",
-	"edU8rlJlnajyGfuCK0I1uimG5A1/5hFshAL7YTv4CEnevn9NwhlNaAgtMgShYkXQpdU5wQoxZCtkzGK5",
-	"hCYaNmYRzlh4q3rkB7MkC92erckMZTskeL6AlbjGRjqhQlFAhx7liEzQkmKcMHqrDLMl7aw3BSKFgRvN",
-	"I6kwh2wuExyQXu/OoCwFKTnPWzQsGYIhYCsGyC0AaCroTEVs4whMPqCxktDNy8jyvAMYgHPZxidYRLfR",
-	"72FUaIRV2xTCF4U+Gg6XARP9cPCObRVhsaCIFNB5w81dSUJ9EcbcUCXg70dZiIZq7LFTEfHALhffRtj+",
-	"tCOJmC/W8FFanoU6bI3ytl9Zo4lSvVoL+lfACHlDHyu+hdTgnl2yhcYWPwcHxaEF00bJLY6NGArQD0zH",
-	"ZswjRMba04Fa4I4VPlSvGZYkX2zgSCIsI1YCmu8c+ONO5MjtwJOffJG/r7yN62+0e7b+Stw3fJfWMQ50",
-	"NIPHzDFgA6viQexqMgVgkSUpA2y9CjKyWU+pB1LAiqE/l6o5OvBa2MkRiB1KOlujVp8be8rMsDU6LGiT",
-	"pTM9HAz8lmFDQmojdV9dZBkjeOWQK7RGw8Z6J971Bq2dLPP5TTZ3MiIvlEmSLjS210RR2Pne2+l7b6ff",
-	"WW+nMp5sSZcHJSyNbwsyzpoGHz6nAxNfqEb9lgDUySxmrU+G2S7bZiPmd6xQJQegDC4LszNCbXoTFBBR",
-	"XWv9moHVySHLs40ATeYMfKDYrIklJLVkY5dlpMWt0swi3dgeHIVup3fMF4WJY81BEUsn+xNahQpNOeSv",
-	"GCUWIob9LFkVriro2vMOqnjVvaWyGw14GPt0mnpRLCs3FAfaotnOHrmgU5bBBOYRc2Mq5Z3pNfR1srOJ",
-	"IQjuIaYvtvo4ceiYSiauQzOsz/4k3587QCFY0CnzfKEkmjF0pYCdG7lurRtYP0lSoaoUWosjfaF+X0gT",
-	"v7mW+HhOTXriYwbY76EpPiI9qDL6d5FFL8qO98bIDaXrv81p/uqi5X1GzPaLUctfOVvWqqwW5vpWAPMb",
-	"y1QXqwS+5xBsli+V5aacQGr/ZkL6Or3toqy+kUMJJDjuyjl+dfHOPfuABFeRq3zJ5vLue67yA7mlzV4i",
-	"tj4VKY2JO/C9acgFo2uyjK0DXFmlyr6toFWJ4hV/pEj/8MDoiP3hwRPUIJ3n8BHUeW7EmB6M/u6fHnxT",
-	"57nydtTWf1zwhKkbcGscDA4H6708Ci4u0CEFGVNlIQqdnute3jxqle3XV45Z1bF+DEAu14yA77Grbx27",
-	"umL6QTmEkTJ/l2O1TW35s/m+UQGsseXTBLSqirTbg2LW7UEp6XbwlUtg/yzHV3ZP61Lp8et/fr34GQ1v",
-	"p4mRfMQQAhmvyC0X6J9UmhpTPMutsGWu+Sk7KgMS2qHMxHxXDvprjvnnXz7X+i2dO6izpsVw2BDGLOI3",
-	"lktillmYffHY8O8m59a43O01YtD8bsvc9i5q+bYoWjldNCGLnRBZ1af/cHy7cG+r2baZ+iNFFMNite/m",
-	"aSVk1n6nft/Uw3cQMNwJlWVp5pvkozk6aY3MNhC+UOnc+aBdi2fy/qp52npGoN8kA23n9bDer4IU+67L",
-	"/6rgpu7Fj9eldD/zbtaFiypYJTGz5zGL8nhH2fhTLpqAROTCEtiUIURsHuzvpgRdqJm02CBG/cjhs5RH",
-	"5lyktr/aRo6r7R+YMBGxRJF2AJ/+CaChAttvTrt0Sih1dugnI8AWh22wKUUJg2ucKmx+AG/p9MgLSFqA",
-	"vo8Tmfgi6CdpzADRzm5fxMQq8MgiThUJQnUXkLbtSx/YDogTOufxyjXfs8XTBKwhknGpLFR0NBjUQJWY",
-	"u3qRu6KbmFiYctGUH0FpJ/7kU5PYxAtYGIQxyhQDJzCCEyg6h1hGFZtHadtfIbOprvZ0ec0V1iL63TfA",
-	"wLwv2V9vP26LB2fZrbe9WTwSTAkzHPoz8MXdUbExVf/oifnseO++r17TlhD3wQ/PAqr2SKm6tb0kqcZG",
-	"JQFuBpJacEJCdTcilFRfm7Xu79SO32nU2O+01HRwLKOV6zk4KqDl5wmO2dwjub33n9f6t+4bZK8XBf65",
-	"1sJeLsmcilU+bCGtEduatjETEkD+Yb0WXbyzM60ga4q4XaLg7N5K/UZGfMKdhP2u5K6Dfbu0gIJULQq8",
-	"uc2TzQXS1pqLTSm8T4uhz1KejYC/VzmZLSVrffmqoV9ZeNLu1nf7r2F4UmSEskd4spYk9whVWgr9/HjR",
-	"/Sn1e1zzG8c1GxPfRlxzw5nw2eSU+xW8L0R7DxDTTJi5uyxqfQ8wfndKfNUA495X1cgJuWCCLnhvRefx",
-	"Nm3l3YKJ04tX+zmQ3aCf3Qvdvp1EMkyh+kxn1WGQqT1lgkFjNCj86eG+sTBNuF61Rj99KNfvcsw+TWhY",
-	"9OTMmaZVu4W9TXC3nDdia6js0j30NaJl9mXNY2V2Cb/FQFmSb2zGbd1HO9ShNTfSbt3H7et3VMhvFP1K",
-	"sgNoctY7o1+15/lw4jS7ijVdO/Fr8NOwj+iAheItwxO/G0OVwbCte7YnG3iYEFl9cZEunDFMth3kbr8A",
-	"SnO5Vvn0fdEO1okt8EhwIWMergJbP6CXkkAGSFcnfEHYRxrqeIXl0dCAnAssSYZpzFOlCfuH0Q7Av0b1",
-	"7JHqkauV0PQjwYo85yiEOcIQ6AkWzIGTxulc1ICE5tfom8QEMw90C/xALa81k4KtFhJbSoYLFPZptLAZ",
-	"fjMpb8GTZ44vc23rhLIJNz+HA4MFYPV1YWQoRYKvbrkwy1/LTfRadzROGeoOWZbih09Qf5uNRmMsqN0c",
-	"DSOYpWHeX7W81tnpxiC1U8JO2/kAECTFCuCN1wiZee5LbzQvg4JeucA9hjqh1uinJwPv6Ojwg9fifGI2",
-	"TuHmLhKpZShj8/pwgZe2mU8eCHurPzy7P3hAviDEnCD2yDV/wSyJDhcEpklwjuYbdAyulSzlJb07Petf",
-	"z+zaISdsHLiopz1kp6Mdbw+x4dGamvjd6PtVRaLvpRtVqMF95E7bItFmthbxQ05IgPFX0layLrAI8oXr",
-	"DsZ8qS/cncb2zA5uFn4ToB03MzcZYtHUyLq86wWegvKFj3zUPK6Yh82OQN4ypf0WEYxFRswZgzAiMb9l",
-	"bqajDKzbFxi4LkTE8QNyxxKsfoQVeC52ZmQhBolqAsT2Jp1aDv/wAeJi3G7vEPEDRGKbhLqu2Ue48N+j",
-	"Yw8ZHXM1p0WdMpIMMRHwukEz9fLtBJLv7OIKXzUyVpW+UctvnrOE3zkkocLSHykSpkmC+C5b77C5tL5A",
-	"TtQG5pSnzuDTQEMdG+XG+2jEXTZefvl9YUPE7XIAvdMjp2QrU4P/2Cya5UzG6+fk0IKApyno3OPC1Iqu",
-	"FFEStPogi3mfRnccevADSrAg1AwIowGyznLGLHaBnf2MKl/YR1THgi7h35EiAbJ9DPWTeRrOkAUzTNEp",
-	"zNAXZaID3mhZdKHP73bu3PPFqSD3z8OxbPa5oZzvXPY7l33wHIQik8Wr2zTt4NfHX9nHzKqq9ISd4/e1",
-	"ZnxuiuWoR3+sSRADMJ+y2bRHa4AvmZUAqxQWpGCbI5wwYwpj4MBCpxXxHciEhlqRMZtxgGcvYNYZSvju",
-	"tKtoAMbDGW5txEIeAfprvqcIrLT6mp67qluCSkOtHmLtCFBD5mwObQSnP/NF1yEwsijPYbMqxSNFsFFp",
-	"BsjoC5TvgLjy8vr6gljaJvi9Ry5fnJGnw+GA/Nd/PukdjYxYBxQ7bD0nlDF+fCHYVGoO6Ico/icx/GHI",
-	"EcFCcqys04tXuWzteNjIjwTn13QakD/Z+Zq1P1KQqtcjP3I9k6kmgeIiZFYncNrWJI1jZzeR9uHgCJf9",
-	"atI1Yq0Lcg1ciGY2J+Tx4LCwL5ajzijMzhdjxlzysEWG5IIMBwR6kQRLykG1+hEm7CbjtANqlCKj3il0",
-	"djp1j0Ne0R0jXJvti1isKU7BDgGolprHsVGb8CxRt5MiXv3/7F1fb9s2EP8qB+9hLqDEyboVa/OUbSkW",
-	"bHCDxBv64KKlpbMsmCFVknIQFP3uA+8omUpkW9mCZAX81MYWLfLuePxzv7sf+P4FpdiATswSQGmJ2aWS",
-	"MvT3BJqxK+37nVO+nZkqYfyW1dbD4WFs38hcsvHtoHKZRKMklXB9w4XYyN5LA+5GphbKvfpxsCOns0+F",
-	"FlG4wf8J5htk2eHjT2P9cRElso5eONbJ3XkCw+jXLHjjebEdsRohRtu/PY4NqLYbbzZUZbZrasUzknvQ",
-	"exDtZvVgNkxiv8LtHtR+vbtbDDwV6QKzxtTm6wu6k1C2CkotJZ8VaZbyOigK99QLIb9sC3Zh4h94CtwC",
-	"l5zqiVlwIk/8fkKKUBrWIqpvEcHgWLy1zunfHcgF/0xv1MKE4kF7xMKzIBacyL+3UToVDJuyLeGypLJ8",
-	"TUNRV+tE67JukzGsgZWbsA2dWn+8RZamane0yIl8fwjqRC5wZLbvRH+oY5+IfGfubm0V/zLUnmpJubff",
-	"pUcvX/8wGyR18P0jF4I+fvXzYpDcS8FpUvwWBaP0rq5+hyZI3ztWPBH5s2TpbrH1EJd9epPfB0W3BEWr",
-	"MhO1932AM6WVVS9R7dgO8SNPsiHyr+rFL0l9YrqCkFJT+B1RatDZpyzn/HzbqNOLc3C1ahqV8wdbqaED",
-	"9Udb0WxMLP//4DDDMZwr0B+URYlU6DwZ3FvHe7oi36EHOMHHg4jQm1kqGzlzSNprEkY2vz2p8bfqScPd",
-	"IWn1JKDrvUbp/myhbxRFSB8y29YedvSlyPqcXcIE7IrwlcItosBDtjXwsPnaqx9/cGfO2Uov9+elR8o5",
-	"87JsWdyD7Kqd2vFlMENh0JxWbkGYzw/+a7OqzacyfrM6EmUxWh3Tfjm8qRvsxFkhgVXocG1ylBxyv/JC",
-	"O2HTJk1ODt/VW65rrOdRSQaqYBOSMw/jYJrt+P1fKrlsla+PW3DZet+ohrX6kcV/syyjT0SVFa0mzFze",
-	"8eY6iSUJ+4um6gffdiVwNhE5h0WS9R0XYw0yVLdc7SPqbnO/Fb2d07ajDzjA2iEHXakUDZANFNax84Ah",
-	"6z7sBV5Eb5txgy6ZMmabf6/Gsibg5x4q5xdMzGB2C6J5aIm3UCh4f3BaFgd/YABfW3GNU+W/I34kg4Lo",
-	"Ebzr/NXom+wKU4oXCVfMJJKtV3RBOEr91xbT0eqYIwXtPncpA681b3elToUMlVQMzg3aBaFXQBAnVVZJ",
-	"PGGSLKT6SDNM9TVZXVyan28iqTI7fJojZm+m1dHRy9R3hP6Hn1o9849sFGWrRiF8rrDCSBFUfbCrZaHy",
-	"+qQoyhIVZjCsz4n+8GiTWgEWbCEJOmOoviHFzqhLU8UMFf6bBcosQPjA4LVeCRnmo/UetTbgpP4JQGWK",
-	"dHGNyiVTlaHDNNTAOTw8fJHAEktHQeHA2Xb299l48vHybHI2npy/G7fkgyvv/TqGeSrRhLwlGNJT6wKO",
-	"80BA4DSFnhTKsKkHL86SRinACFczfVGrz1WBDha6MgHYU7dlDgnrjwTGGPjr8k+yg6QpCWRRyMBtU6/o",
-	"8hYMZoJItloDEr7fXQO6FDcgdR64zRqgltNaBm1aRBDOiXRpYXjx7moCIxYPg65iUXMDVxnFTHqFcpqu",
-	"SBMwWKJwoOfz4Hd8t0thrfe1v42vWr21qKzunOtvpb4B9nHkvMbM4gurn0ar1wmcX7w9f5+ADZ9xD2NW",
-	"WMveb6qI+5XklgQXFzPK2jcBg3WHu5jCTsHZg54znwU4IZfeDmvhHR94dYLIc4O5cGjbc49YZ79++PpP",
-	"AAAA//8=",
+	"7P37cttIli8Kv0oGZ0eY7AFvkqy2qej4tizLZff4opbk7ukp+BOSQJLMEpjJRiZEs+o4Yt7hnIjzBnv/",
+	"fx5hzpvMk5zItTJxIQESlGW7qssxE10WCSbysnLd12/90grlfCEFE1q1Rr+0FjShc6ZZAn+dRlHCFPwz",
+	"YipM+EJzKVqj1qkgry7ujohMzH+PCcUHSdt82p3TxYJF+A1XJBX4QafX8lrsI50vYtYatYZPn/QeD3vD",
+	"waD3x5bX4mbcBdWzltcSdG6esKO2vFbC/pHyhEWtkU5S5rVUOGNzauY1px9fMzHVs9bo+Mhr6dXC/FLp",
+	"hItp69Mnr3Uas0S/hQHXV/FaLlnSDaliJGbaLNojEZ9ybf4rtUciqmYeSUXEEhXKhJ0QqslcKk2OD3vV",
+	"c4b/bJvwgpo3mR/+/3+k3Z8H3acf7H97N90Pvwy844NP/6NVvZJYLv/Go4qVnIYhW2iySNiEf2SKLHnE",
+	"EqJnVJD+EzyVjjms/uEB/HXcIRNpHuCKmKkypU98QfFU3fnhaKQ9Gk0mk8loMBr0nx4TKiISSzFlSYeE",
+	"MhVamU3hWsFvfbHkkZ71yLMVidiEprEmKg1nhLrh4I2TVLGILLmeET1jJOZzronZuoi0qS8WiRzHbE4m",
+	"nMWRZyZOBeFiypQmMReMsCSRSadH3ol4BSPQaM4FSWTMyJyuiGIi8gUsL6No0j4aHBKpZyxZcsU8spxR",
+	"ze5YApO/o3HKOh4sj9FwZqfrCwpb62bLNS4glEnEIsIFvj2NuCaxnJI2Dc2RkAC3IeYTHXR6vnDE8o+U",
+	"JasChZsjvTGn1SrSiN251mhCY8UyWhhLGTMqWp+81sfuPBVciK5ZMlyVOYcvnnG8yBWkOTZf7bhLfJ7O",
+	"W6PhwROvNecC/xpkE+BCsylLgBpfMBa5a/Ww9+Cmh/fgsOYevIjl8vzjQiaaJdUX+5RMYrkkzD70SAFt",
+	"kTbXZMxCOWcKjk3x6UxzMSVKpknI4EcjPx0MDkPzPPyLde570Yuc6RC20/059HZwgT/UL/yKi7BixS/l",
+	"kkxoQsY0vIW1LRI54TEjiSFmpkibkihNqHncy27m8PjJzMt42sHweDDLl7tGqgpeXEmlLTNOyyuueHhc",
+	"tYBXk7dSsDdUh7PNJVzPGDm/plMiJ+a6U6GWwMMYCWPOhCYzCstImOHHXs5RYq60ubj2vDsjIgUz34dy",
+	"PqddxQwLMDcYH1wyekvaf+v7rf/+z//lt4Av/uGEHA6OyHLGhPkxmZspWioJ0yQxr7cTal++OCNPh8MB",
+	"+a//PTzsDXsH+ZbNGI1Yku/Zq0nXLLiLK64hjoPBoGqv3o1/YqGuo+8kjZli2oM1mRWMZSpClgChPwTF",
+	"Hm2j2NPufziizf5ZT7Z/OYupUnzCQ4rzrzp5NpmwUPM7c9rFpw01mFO442xZR5rlX5T2+X8kbNIatf6l",
+	"n6s5ffxW9demhVNNEyWT6ikGgn3UNyE8Ebh5LRJ2x2Vq5MyUkTZIM6p0Ju00nJBVfionj2/cS6f5yws6",
+	"5/Fqc5ogD0Eza6PAl/aDY9I+7mT6wQkZSz1DcqdjxYSum90EX1ScHRNGKPx45B1/qBQMf3ltpHkmFtYG",
+	"BFFfzUaG5iLkMmgAfzohNKx+1xVjooYlwl4YslF4IoqZ1cJloRPNrPajeeG+rLM8xsTNJt+byGRODduL",
+	"qGZdM0A12V+BVKm6vVbeFEibtA3XI7G5AFQpliDtC0djhpbMxN2/Qyk05cIIL647HmG9aY8EqCKNQrlM",
+	"OAtOCCU6oTw2TwV/CDKulo3SDiaMRaM/BPVcH9ewH+v6yzWdVi1bI3PXpeuOq8cTUeliYTR+LkXtjDSd",
+	"1k1nWDOdv1Gkx02RaRRZoiVZUq5BI6YknFExBfHxg8xEptVhFfFbhwPlt3Kh+XhetmoOB6pm4uYddTM/",
+	"PKieONczLmpIO1P2uVA8YkjOZ6+eX9aaWYP+wVHd5PBNe3Ghazr9HAVw/eDK4mb9dZ/MUGohhWKg3z6j",
+	"0SUaLuYvcx2YgH/SxSK2LL1v7Yh//Umh2GkmFy7wV/jSTTFg7SVjB8xpbJgBi05IACaJCkAAKzQhwHwB",
+	"i0LD76iSomeU9DMpJjEPv+rUX2nCPnJlzLU4YTRawUxeyGTMo4iJr72LYcIiJjSn8SOFdlskmSJCagJG",
+	"EZAzTPGVMHoHjc/NBn/NaZ4S1JItF1YsuQNbwty2EzAajcVntFLzdcQ05TFO+a3UL2Qqoq8527fS3OCp",
+	"IctbIZdGsMvUGOYwowtgFm+lfiMjPuEs2mQqJWXVkvGm/muYC6q5cA3PK1n99cbPHinQ7XslDrNxx7OJ",
+	"XrOP2y7HvptmhnzNlQa2pdlH3V/EFBlrLaP0xcFgMBxF4yejUf/oiS+2T72KxgscGt0E6pZFBNUH0g5w",
+	"Xi/gz6Djod424YkxUrjIfGoyiRpu+6khxpkTsWMZrTzyj1RqFo2MIoqSTaHap4vzi+T2g/Fa/959g/6G",
+	"0+iO12pbKEGtbYIOE2dqjmMZ3o7ITC7JnIqi9NKKREys0JKZyThSlmVSTfrIC7i112cyQX268XQv7Guq",
+	"xX95JnBEaOThNNpOT2QE9WAy4bFmSafy9UW9NHv/JRir3b+yRNWaPnf4pTs3tG+tX0xpsqRmgxJ+Z2gn",
+	"kfNetTLKhT4+alVoySCqpXxNkyn72lze0KA5PXmXrWhuOdK1lG+oWFkhrr7mzN652YQ0joE3JVTbuZ0Y",
+	"EQSM1Oy70jJhUY9cJytCp9TcSiCJS6aTVfcUlVYWShGptRtaeGLz1K/wJ5nmOWYTmTCik5V5MbxoB4mZ",
+	"Rb0XNNUzmfCf2VeWNOSOxjwqyHA40feC3lEe03H81ekMZTMJqQAFAi+xkEs0yCOq6ZgqhsEI8IiZSXr2",
+	"qilCE0aU5nFMYkkjLqadE3MY+Ul87YNdJDJkSn2LrSyot0sWx11UcMk41SRhE7NbWhIl5wxvSX6NwPFu",
+	"tj9VbE99+L0wlp9MNIvesIjTa9iVr7tuuWDW1ssUUU1vmZ0q7MkjRc5wRl0zwx6wejs8hMuu3oJnOzFj",
+	"aY5SRzC9lMlthZzyWiKdj5GMdrJxryWTKRX858yHtjGayvwNmwLRfiLBqWgePg3dONaf0wIJ3fIwJtHy",
+	"WrE0hraeJVLrmLU+eJtvhNja2YwKweLNlYcJo5pFN1Q39Zo447FqcSxxikev1+v0WiORxnElL5jJVCdJ",
+	"QuxPSFvoiTF1p0ywhIful1Op+WTl/lJzvXD/3nh5uoj2XkmaxNXi/v3la1SN2B1LVkZ8JMzcrUVMQ3PR",
+	"VuTy/Pnp2fX5816lXym3qH90RrbbHHzrh6rjLpzUK7FI8U5FETcTo/FF4eBszKl8lpWrOc33+v3l6xEx",
+	"+zzq9z2CWwv/1Cxm04TO4Q8V0/AW/hVxFcokgn/PqU74R3xgrhc4Ap4V/LvX65WDC0eDp8e7/AXlfdq6",
+	"LS9AqVM7d6S8+HN7etoqhWSeKo0uth7RdOqtObI9jJYaqSIiQpUAqTOhoVaZU+yOCcNkrOZ/kmnS5hfO",
+	"wR/KOQM9MP/JCZlzcQPDO1V5wpaGicPXilAyTWS6IIIxFE5jIzLR61s+Z6pEJTvK3LJHB0+Pnh7/8eDp",
+	"4+3OWa9lJ7zbleStO/Cb/AL3cj2QiNGID79UhtBhwrhN5WjnYFD2NQ+qlmPPosnkNBpnOx1o1eR4maLQ",
+	"X2OmeHcxtqvZXFVySfsBTRK6gm26BwtmwqgdUWH8Qtx5kt+VbbK2dK8+eS0gvxs9S5gyplWV5uMeWlpn",
+	"7ca8brmIqqVoncz4R8qZvmE1P8NvlaaJ3vK9/rnyS2Mw3CxYcjOTaVK9nP2FRjVzh3XnO+/lpFDass1N",
+	"Xp9lfrQfttHefcRDkTrLbNLKHFQDTwibL/QKIhkQdiJzRoWyktAOAo5/R+H3zJYBhvUKB3k82LwXBRov",
+	"T/e5dVfoJGUF8ftFbsC6MEUezRWwZmKsTymF+S93fhFw8YPTwjL29oB0iZAkG7fTa3n7crbyvVufVTEK",
+	"0oYwk42BdEaZXHFzhvlBTAXNZK4VOrRwvqTtvEGDEUTiRMg6a7K9IhKSX/2KsDGMa75HRT2NGajtYI6v",
+	"Ec865RxWU06JaxSGaP84GH740VDg/3Hw46B7+KEz+nHQfYwfbRkp4zBrpqL52El+eJKYW6pI++XL0Zs3",
+	"nRPcW5XHpvSM8YQwEa2t7b4TQ9a25gQ+fXsKMVHysxSscnruDN9fn60fXqU03GCVaxRmA2k5bc+N5Ttl",
+	"mVoEh8oFMd+ZMU7I3BjVRn2KEgmpam0qCDU3rudCiCyytKHoytykTo/Yu2L0kmjva7LGm4Eia9noNVP6",
+	"kimIaq8L8ojF/I4ldQKWuSjHdtmQj1I5CRdB3nw9+7jgCVN7aQRwhW8UY6L5b9yVddYlhm03MjWE1GDA",
+	"2FOrtDJjuvfba01hrwWJfrs32EpdfNrL4+CFvSjOrPIU0ojr80xNLevZYa0ZT0NdSQFei1Y7ncB7AW8l",
+	"ucM6C2M7J6a5Iyvy56t3bzHX8cSJYHTaRyxmGuPu5k17UAf6uLZOy7nB7jEv0GCzefGoqbMET2HnMXNz",
+	"yNRoT7jtnjuZbIjak72g0wo9PdNcsn9s1RJyEqnQ3gv5Rg1WAu+rmu2z3BBb09rkfEE1H/OY64pkor/N",
+	"mJ5hGrHOghRLmdwql7kLch+joiMibzGyBKlFhjknLGZUMeWL9pvTP7+77L159fbdZe/i9PrsZccxd0Xn",
+	"jMzpT+awrSSABDwuzCcLmmiPMA7zWNLViS/S3FeI75ukCXwND5N2upgmNEJik3HEEojXdk5IKjAuCnTl",
+	"i4jdsVgu5obUximPI8yvcWY2LHpG0RGYMPvCFdOYzOvYmrxtea3ClOAveE8lKwPj02qP5c2+oOGts/RX",
+	"mrnU6gVLUP5lFj/kMs0YTfSYUU3a5tsbHpGBM/2dfEZC7pTU6W20aHT/M5zfQ5mSYSKXkWLhzkw889wV",
+	"C6+Y1lxMQWGeSaVrLbvGfAA4dJ1MvZdoqZ2TdRA0v/z2Xl5ax0LFnqfK8pgyrbw3H5M50wkPFaHEbV9G",
+	"vItUzQxnvXh3dU367hT6d8M+jNi1P+14RKXzOYsa0wi8eQuR3G2Lc9qMdTfJtbBnma57VVu/5BG7SSCI",
+	"vfmGS/M5iVjIzaiqNGy2QYs0jvFqK01XLCI4GqGxnsl0OvMFRs5xhlm8nrxaFEZuF6orwAf3cUEFLEUh",
+	"/XZOfLHGSW4ZWyjMxqT40kfONHJx/izswMREJiFwsDlym91B3gqp5hKwHFmWrvAWOXGGT1WItqaX7pat",
+	"qinglmGOwL93Txe8+29sdULUzPBk2Bghl73Pv3E7fGLNdsqsYMsW3cdF4lbxJZKsa7Zi66u2eEyKeZTV",
+	"27a+Y1v26jL3m66pwItFbBORGtCUTSdqzPanNzYuXx+khcxeUrzwwCxCKSY8mbMIs3BynuRhtq5lW3Ct",
+	"l1RliU7aKCPtzUHhGbxTqLBwTQTUHUU86oxIuiBagtKTS/UFS7iMrAo8Y4Y9rdyAHpkmcsnFNNPcKegu",
+	"SqfhrRnHWLrLGY9ZZj0r5nQZG/Iu3DMbgyx7uLermu5BLzvD/Hy2UMJ7cIju61n8DBXiK1+KrbfhjGoa",
+	"y+kLVsVZaRSxSpfghLEIJRm3NUyYw1ntmtwMo2ysp/SCiu/d3dq+2WYVmLe2PWYbzlhkoxl1QZK6uGkj",
+	"17h5NpuzV+djyKZRXv6WU4JcwY1TMofRXLsrHvguKYQjV05o40id5TGnMQ+5TBW4T9Qi+2PMBJ+KHYbI",
+	"mRR4BfeMer6xJQRYOiJWhjjBbFeuuuCECDYFZjeGdJDNGGND15AL8XmQBsLN7hqOo8A2T+AnPDIWe2xO",
+	"K3PRVK1WSN2srBKXUuYXOxgEF45B7Djkokep5rDXedh+Z/NSLkvKPtrmNmpghccjZZSwHglAaY0CotNE",
+	"KALKs7GJnY4rZLGGOLg7uhlzrYJ+cHeM/yJcWKlV0I2N3PKFVWhHJFChXDAV5BmnBc1agfiyj/yJLwJw",
+	"KshU+yIABTnwSEDjJV2pAEqAAzmZBD3yN5iW1duNFk/WNX+IryfMF2htQ5VuULAdgh55zSaayFTbWkMM",
+	"1Xk2zRs3H8ZG9XvDg0rLBCwnE2AzZiWQQGMmXUmIdh+rtWMzRaUxDdgW6OC7jCnnrPqDo3KI5/CgGIc/",
+	"rlKG7JHteulx/UuHB4O1wFKpQHg4PNhpkthdy7cgn1fVVXjONAtrPNjb4tNchHEasZtFwu+sslH1kNJU",
+	"6BtzI/cMqN/jJ3P68Ubr+B6h673k5o7get0MllxEctlY4uL617ew+PZsSCePzZvzXXBL2zyq7eHpjCDu",
+	"Y3t9Rri3gqDWlLRYSahss094JJZyAXXYAJXAxW03liGNnaHPCjE0mO2IWEblWbtA0+nUVow2IN7ydP7N",
+	"fGzY2nLGwxkwaIyDcUWYkOl0RtozKdhqITXRMjUi2zNXPpZckwXVM9XZFoF3QdStIdTtwffNO/Tw7yhc",
+	"uorSFLrIUq5USGMb3HaHcjggEV2pRpHp7J6uEUVeYArhcCvaCCUTnri02cK7IUZs0+Szefyx+TQsU6jP",
+	"lhjZoPfTp9W7uSUx4RxTDXDDFINgu0J/tKEu577CCkKClx+t4wlPGBQgbYu1VuaO1R4dusxwEx8puHfX",
+	"169Ju1St2TmB/RVdPXPTyqPY1rSeMq2I1jH5f/9vIv7r/8kLOi3lNNn1nHduS5rIS0eHg7nf2j1whd7Y",
+	"gMVWMc1zkfBwdqWpTmvEP3g8ZKqhgjSW8jaFq2EOFpIqJlBDnp1yRcKg1my+2DvHzHnkKzI64Cuj4pPl",
+	"DMFd7LygIOOWLxYs6tWm6q4bF0lEF2bSOqlUyGSqQ1kFsSBvSRvrCFh0AttgRiILqRQfxytj3FAXwbQp",
+	"3kj0obnEtpgIN63jGTvoZiJTEZE2+GCmXGlLHjIxyvbF9aVFlel4uAWknTCdcBaRmGqWQDW/Xb0hd7Vg",
+	"IadxN1XMc6LHPBLJMJ0zoXFwOwOYAGwji0i6IKmIzZV98/7tq7dvb87fXr46e3lzdXF+9ur09Z9szKgU",
+	"4crm33Jn57XsZCq2tdrwKVFKvvOVdHtnXX3rtNacwmw5Zr2igOXIG69u7uSuzEmCBCknXz1n7/QUj5ko",
+	"/B3T6ZSLaf4BbKoH/p7ehPLYKAPwxwwQkKYpTaJewubyznxjnXiK/8w8wuCSw69gSHdVIQfZ/bGei4zJ",
+	"MjaLZHXjXrmeQ+ORyOldHsDj9ARb3syk0vbPMY1uAIsg1IUHjEnBhTPkN/1CaV10PvvuRtsSkKbhe0tk",
+	"pZ/nb8rpoZbcHiKcj3T75SL5KIrrMoscUlUF0BkXDJCwFMb6GpA3lu9sE8JGkpOEmbkBto7ApLtGG/UK",
+	"gCqwortiuzC7sVYVAd7qYLngxcRck4Yrc1NuVj1ZPppsiwvDZNPNNq3y6D5CyfGZFBX+X3Sd1Zi0WCdV",
+	"bfPZMunt9ARPedlLshG3TLMma6mBg3lORUrjmwZPordhSyXTnnZ2zrX2+52m08+JINplbNnMFzS04Io7",
+	"NnON2CFVGlxnQgpWGRotj3FjlPLqK2tdO4imVcJXQjg080uXnb39lUwYraQqrIbKUFZOXYCoKShDTTlE",
+	"iRA/ea2YAYaP0XomPEQWlGmB5n+xVrIk1bMjnjIJDDKO301aox8bvfkHJlufPqyPnVF49V1tRLi7ZltD",
+	"yA3mfE0bvWCD4h9q6HWfnyUV+8bSyqoc/hXEnG13vrdbbtoPeM7NSpoqYsxZnKHq2AolR5tmRDLdj8ft",
+	"zURqqoKkiPY+SpBBDciEi4h93Lzng+6YKnPRpQK12qFb2PBnr3Jrt0q4ZmIMp+NtijPchC17Z8EyyluX",
+	"H01FppIs8hpVZGwkpAlWc/PqJKVq/+y6SAazfdepC1rtAc+Thzen7sIgJWZekQeQZQmKCNIC0hh/C35/",
+	"AAfBhMQFVYqpkkXY8u5TK2z4f+UdgbGqtFaXf5qnUmFmlJMoFigDfl8yuKsdp3Z19QQNBOYcg/C0eZPZ",
+	"mRPSHeY7mW0dJD+oaoKfOKHf4EKigmDklDHzqrcCPSHgH+7CitEmtIllhcW7sBY+pJhWJ8Tc9Cz3xOWZ",
+	"mXnXsIBCgqScTivBgkTEQyzRgItodiqWuFuqmO/t6LFkGmxu1y5elFj2V57F0J1cVHlsUDslHMrDCRm4",
+	"Mhp3hNVHB2vYl6kCf95XQMKdcLTiXpxTaiEZ3Z6D3YicUvLrU8VFqrNNGujmW2NsBQ2wgVC9T0ZJk6zd",
+	"JN0jaRfzfNMwtGjmzX41px9vokQubtSMYoVD/juZjmNWlUVlfoSM/SZm4ubuqJrg1x87rrkXdQFCCXdA",
+	"NdnXd/bRfW3feybw1EUadwMiABoTVWopk4gkLKJmqo1BENaSgdwG1aYFYTSykBzkiL7qDKsObINAvILG",
+	"W3APFKi57pK+yC6JE7KhujOcQM04A48/X6jUqMOAeZLnvCzofEbT6mQDM/C9inlrc45gyZ+TdlQKxO5K",
+	"xrkP59i8smueMJoAijx8bYSGPTEIciRskjA1AyAb9LVmgTvMyG4PCMKD29/jH38iwxMytJk0RrqgZJaT",
+	"SeckUxYGvceIyxnGqeJ37I2Lf6GY2GQsecSssjBxB8NZUx82M0sy/1l7QP5E+k88o+L8yVzBLfkl3aHX",
+	"lJXVTeC4ZgKHB3UzKOeaVE/hftywyN7K8y3G78ZMLxkTjjqYglgh+iOG8/yEh7Nt9sAa26NThERigAgy",
+	"BS0NFfYJBITQ+VKESDW7UMdr6yePFdtHT2adUUbqWAK6UayNKjXeAIhkQWwQ0auhFqE0Q6OI9hrj3sy0",
+	"XnjE/K8iMiGATP/+8vXaGg8GR0/2x3XJLk8dc32IbM7PTOMsEt5+SX0XNFEsIZbAT5BqrOXh8sYtoqQU",
+	"8WozQBvKOJ1XGIuhuhuRn1kirQ6Nzzk9umBJbQcPwJ/diEqceniHHXi8Ioii5noxzHEN1H7cqXZwyrlD",
+	"Cd8YGOHELLy/TNZBgnbmdlu0/urB1S1fIJIOBDswNlttWJZQZcpDgdQeQZl6QdIAOk8CV2vnDn+qoabL",
+	"VGzJI2+g20UpAqo1VuT3U/trIvzGkKUkSQXBkKPhBkuatYTpkVPEjAQGxBV5f/2iOzy2HWBeXr95jTj7",
+	"5seQEI+OGNL2Ww5qEn9xQkIp7liizR0xHz3xWx7JnyqOhtFxCvFWv9U5AYdDtEKdtBzgcu6STHjB9YPJ",
+	"wNN+S0jsUOOeMK8FrzugMznsO0dUVEmhsOmMQ2e18JO96kJ8wdVsz1wLUF3q0iUb11Ga1Td8dk8jwz1+",
+	"k71jS8Rx7TygRIcbHRdhckk7+94W0BrBRWgc71EHa0d4zQXbWQJipg9B+aYWlabJvskyKsvf2cjJmDs0",
+	"Z6+F9wksD7hKu/MyIHhemFCZvrL3ZhTkqKBo5iDHyXehZPgUWEyeNrJ23B/q+Vu13E5SsZ/YNpzy087S",
+	"HVEzFSNjMuTxZpJ1uCFRqbA5PVzYKDzR7GON+wnEWlVSGWAkXEjzaILp9wVsSmRZ7aAPTqT+oA9e8f6w",
+	"j/UGgeeLoG/PrX/QRyU8OCFBkDnFljMZI2RvBxLuweFoZDW0plhQPfN8AX0DzLdWmBfaawUAoBt4JCii",
+	"ZLr2V5s+GXO/ajcPmGj91mHdu2Ka2HAAQCUrFrNQy6Sznh9WYjc14fR1Zc4a3luC5S9iuaxtkfe3GUUo",
+	"A9eFiii6tCtyCXf1WXX5qJv+8pWuYpPPpJ6RiCeYraOqciEUNTqXUfixbG/LLrlJ1+TorTfWKnbTeqRc",
+	"fxOuii213I8KbbUeBGnGvELtAwew3/AYB2n6ggWrRHd4hS06ZlJpgPNiH1HcR0QndDLhIaoP2D5IAnTj",
+	"4UGeMN6p8p7XZzSYfa6se0U8VPgaFX2qswlk707gAfCNAGhvLJcnpDSxzg5n/k6fN+YBZDRWi6rjiD0/",
+	"BXfcbqfdYuuu5xnmplV2sOT5oTxS2T5wUeyf9ki5hGHroXR3NytzMmxTbTS04YqMaUT+IOTyDyOSOc0g",
+	"iTPzmnm+kEkeUCwAbkEeHtF0qkjbZmm+eP3ubzenr88vr2+uT3+46vTIK9uLkEa+yOBBAE8FI1lUkR/O",
+	"r0mfL5RHlISmanbOzsVnCFBGdAVl+MoXUqDVv2TsNt8TVFDN9MKY0ST7kdF1oRMk/ryqWOo+jMx8nHld",
+	"QH9zZ4In0R7vz+q2SYSwQXsyu45Haj19BkDG/Zbfcs3j4hVxYGSQnj6nt9DlwNBDNdMzBFgf56hGTQOg",
+	"4yKCHMJnyDSx2DyWmovbWMqP28rzXILItn2AVlVAoRa34Z75U7B6r8AW8lVXOe0xkQRJp/7Sp1Xpwxm9",
+	"NYla7SFUKuEuTjO431BGDNoTnl4RxPBWNglXJsQH/tVfJFLLUMZ+K8NYPDo67B/7rWqS2UcorWdjs9UW",
+	"vlq3pc8LGb1Vbofdl7xR/k19hs19NIPqrJxaeZQXHGN5cUkobae484K61Hxv7gOphEJrvwzH+gJ9yyVv",
+	"knKt5BdAsc23ufzSbEWl7Si9d9em3yfGRevU9gKTc+A+TtWNqKbThM5VjsHdBP8yP7HNN9nKEdDGeFFH",
+	"zIrALl+ckeHT4RMQwZNwMBiN+n8sK2C7JpA7MA4eH1ekG64TwVrFfxprvoCKF20dYJZpkPEKgggnZJDN",
+	"t0NSZVvpQE+V4hZCV2ZF2sM8w7QKrnY/IE53kHVE8lJWORHuoZYg3jv0FbYidwZZYoD3whEKBt1UhmN4",
+	"9ji7WnbtwdpK0oi0N5UTcuoUTi/zEUZUzcaSJpFRxOSCaBrfQotydCWCpsG1KlsQa5YlQ81Pz9iKhFSQ",
+	"MSOxNTib+HAbGYEWT4suodkpVfrhLbu6k6haxpZ9pwqJeJsyGNMxq8lTwExUAk/0Wg8DVAoIiTXRk2vn",
+	"f7Hq7/OXZxcQd2QYQCuondldqrj8YfXIb07P8p7JeDn1+pCAULRLAak7HGM65drFgx5TrQivtSMLtqbZ",
+	"kdLGu0PfXysyzOW1+e19RFBGacUI6OPjXfIUf7ZtRhfISTa5njM0tnpMHc+E7OVsoF0/ce+s0e7dSHXT",
+	"Bq/m5xX8NVc016lH71Tvane0RlZcb2XJwLo9Kznwf9vUuSHc/vesuI2VdKEMw+w3rg0QaKchQ7eVejVq",
+	"D2gej4h7yHo8slmjn6Po3RBy6WGudMJCgOzF5oVZQ/nBoHHUpeisqUIfBd2c75GXmRuCFcPVSJYG51Zi",
+	"T402fWsDqHKxZMWU3m3MApUMe0qIbpM5ABAyYK9NL1p2FTslk+kD7XmtyPgiu575QD9/4opVFzyho2oB",
+	"7SLX/C4eQA8r7eqU9jgPZIVV03Btzu9jhFkadKNsc6zmV82evtvMbCcq6LbAW6qYaGVhTmhRpyuSPu5b",
+	"h7Ptru3VHu2HlCYVqdPjlMe6qiP3W0jHg7x780iXi1Kuvg289XYlVjSiEphbDWh4bQWWm/mHusVmJZ97",
+	"qDB5Dc3OJhBZ1G13+/iGhVEw6/uhAX3OfpfSAXZiQrp31S7gMk8fqNvbLZtZiQN7HyXIvi2rL9gS9Xzp",
+	"UEr3dbnkeK/Vv2qWtlQGfbZBYDCTbEDcAbRmQc6KNRRx2B8CHL0IVl5S5x/XmYlZflSpr13FhSiBaq/3",
+	"zN9+ebJZ5WOUIFvdJuxMUX9pAS02qVSHi9IeZieYcqGHx5VHWNo8r/WxO5Vd3LzW9dkFOB2jBx31/fOL",
+	"zQq8cNHCF21b8Eu+L5XzxU52WJ7cqwunrjRdqQsWlDA0K5ZTfl0dZHRNt00m7u/y5YscG9pqD63CtPPh",
+	"q7de3hZXBtldqPMtjUyuKit4Wbh+60b2wwH8b1MgqppyupYx27vEFKEwNpOUq3OBMCWOxcVGupDVOJap",
+	"ht4qFLOFFjZbqN23W+6RvqZT1T/oZH1WsrpGzFs0v8VMIK5IW0gNI9kcSWE7ulQ7haozeq7d0Jj78vY5",
+	"zAy709ssIxYz6MMBiUbwNVxj+5CD8YQY97AxykezNB+Y81Z5hwfkugc3hhHI2g17zXFa3o0VS+5QpXa9",
+	"x/cHNanCfsnSIm1pptLQOOuGasjDa/iWtV9ty9WEE2/LxJ6kPeEOkNGMiihm0QlJmGLCHiyWUz8MIMv6",
+	"PDeP9YO3Ea+1XaUtmXI4ddcrAruMLWiiu0u68tDWW0KOsllORCIpGMZDGLa0RqppAtXzawfj+QJ4OfUw",
+	"OX+W45rofZZhvwc2V2UqbfPmX/i0VZTqpvuC8jhNKkQPTab7w4/t4/G0gGrVcdv66tm9Ec7uu4uQX7y2",
+	"lW7OeT4wrd3Zq3Q+p5UwROAPbay7ZzRV5QjE09trMHfiu4xvO83CS6oW+pornZd/ZlWRLf1RtzaZVHAB",
+	"hhr+AHGxQ3VH2jYbN0A7zpvQOY9XQQm2AQe09aNYXgqV6y2vJaZcGONvRheJ/LjCclPQ3cQEsDb4bSI1",
+	"v61Uvt7SeV2N1ZZu7pioW10ofJ9u6/Y341Vz/czNoepUskXdx8FQXF3RGjw+GB4d7VfgtnWSBXVhz6qy",
+	"dwLq/8SUUJesC30yQYEsJgpCqR/41Coqyzby5rb2Qyg/bRjRojIts/Dqs1fPL0kb4uxjrhV0lfuZJdKC",
+	"I7OPdL6IzZ4Mnz7pPR72hoNB748NUjKg62Qj27tgCFUjRwu5PMkCHo/JnItUM+Wc8pNUpwmzVUNZH8SD",
+	"wWDQHQy7g+H1YDCC//+P5sl5uRmy5o5mCOWFmotNusaHMeU6L1U1U9PylglwnKy3yq1qPNS7GfX/53YE",
+	"4XVQqXVfReNOK1V4zpWFrq/5JM+YdS1PlUdouWmx3zo4mvmtDjb4E5mn1jYIOimU89rPsIWAPdThgKwY",
+	"TVSPPC9uH50+UtmGXl+/9giLFctKd6Vg1kjYgSL8y3pF94cKc7ry9t+xJLGZRftlPt083FlVlkR9LmO4",
+	"T4/aPa60BSH7srtQFVS4MAu9Y8/fXr2tTPgwXBk8mQUGDKDHDJqtqCVLXNsnLsjzt1f2Q0XakVBzqv5B",
+	"Yjnt/iOFMI1H/oOxWxIJ1Yvl1DbolgR7AiJkZWdkW2hiIzoRQRTRIzNIctJM5NlIYcyxyRXVti8eBBzb",
+	"lU6EiCO/U3TV6ZECT0e0IsPKDwbFyHG8wkVCl3gvq0hKmGZC2yaBCV1mNSaqShpxVlWCW0zos7xiYy1w",
+	"X/MoqntLPcr0fbKZHtQVZYfZbAADHbQdWZjfR/e0rK2WVJtRU+vQupAxD1d7KiTmlMDxY6aJfiDrQDwx",
+	"JnYiUxF1dcIXirCPNDQEY3vQMqwHM7/bJIpMnd7QMwpkmwqLJZclNi4o5sg51bkMd/ahMoc/95Bv9QrB",
+	"5mT+dPgl+ju3/Qp8ogV6+II9BBsbQrgSB3tVjoo1wLgM5YI1e8UVPFpDnrB7bur11FgMYOwhK9ejG1mm",
+	"6vHjx4ePdzUx2LUH61GOhxz9U+1WOCDJfVSGsIkcPw2d/K7pu/hnyQW2BaOiecvZvFPZ9m5bXqs6fxmy",
+	"KCfabJUiUKGK7MWBFQKf8YituhgO+qgC+q3MQS71jCVLrthuKKoMr60ek7JI1PsdQ7RfTsuFTDS0xmqE",
+	"9cknIHtr9aGqQOauQYuBqipsY+hfKVZr2JJbQlk1ZO3WWVGEU0hSwbLGtrMAOhZUAvJOjVqGPcWMuWBY",
+	"WNcYabb8pqTLN7+i5X4shgn/MvQef+rm/6xgwx/Migo+nt1OISP1qUNVgjJorsgy4VqzQlMb/VF3euRM",
+	"ziHQgmAWWEBm5Kgvgn8JjFLJIH03k6hUk3EKP+75omv+O4I6QDDMKQzjOcQKsH/gsZ+UFCNCnbPqNVc6",
+	"gC/A3zQii8kVE4r13128VeYfgAAHN5S0acypImZTiN8yn1/j568uVMdvdTZeb8GLzPRDXJyCV4FLa2QX",
+	"GsAPhieBJTkS2GzjwFVdUIG/IMGUyQDBM31BSNv8Tf4Htq6+iZhYkV9yTK8Tl7Vse1v3QikmJ+QT1Lx3",
+	"iXWnma2Y0wXB9P7ijN6evjkPRiSY08UNX7TNA53A0uXpmUXFC7pvSHcCv8ZdBN/cCJdh/kkSBrGiAJ4Z",
+	"AeYnCWy3bfOK7lFA2jOqZiPBNEHfIOGC6Y7hxGaZpaePA9I23x53vLxxrZlJF5qPYiVKDC3GPex6O+Fx",
+	"zCLSBhZCwhQMjcOhy9iD85jYKYuJJt2JmyueemBeZ/cw8AjELO9oXFrJjZnbjVkJX9wd3RiVvmOmbmZT",
+	"euQYHzmGR07Io+4jQ9jmKzK2LpJHN486XuUaYK7O3WkO7lKmmiXvrgheuVFmS8BNK+5bQFIRsQS2s88X",
+	"0P1oSeOs71fX/CLA+fbNBGue8ABmi29OrM6X+yBe3Pyq7uHGRay55oVoCA13z0JRl8lyBK0Dq2VrHqTd",
+	"cCtevjgjT48e/9HF+U4sr0N0Cddj9/TilWGf1omzbkxoyuMapIclmBOJhIQL6BttdAcmQlZvReZhvWbZ",
+	"oTkWSVV66JYuTy+vry8IPlCdgqi5jlltlbFO1TpeyfqZrf8SHMmjcUzF7U6lCV+eraDqYC+fn15URNjG",
+	"qWI3bG5PZa9M0QkDk28vHxPGrfdr5LgtI7UONd72h1o1zFW9RNC+00JMeY1wHQ5PlYbkIP/cDYCW00uq",
+	"CI0TRqMV+UfKUgTqSlIhuJieECGJYEvykxxXI6IBYFA14tRPcnzD7xVLtr8swAo5aKJqkinCOFW62mCl",
+	"oEOAJ2iRyCgNGeB7ASzjJgdoAFnTRqQ4UDRCddex2ubnZq3kIPnVyTWek7oHg4Gt1GwzAUjYXBC/9d//",
+	"+b9cYVeYVqbvVOfFWHSdLekxl4CuXdm8PI1jB9IuE5s0EbFYU+i3aXHRLOwZ1sGYjbyxuYqb21/8tgkF",
+	"FTLfuuqWL7qIokjjrs2Lynp61PqJzreB6JvjrnYebcfLb5yiB5tVcY+aL2zKBEv2jqYCgO1NAdmseZ60",
+	"y2euychsMGWjqGKfZRfdUzN68Ph41OvVwGc0c71VOd0aJxluTaJsnkUMl8H5zKow7msTMpv4y6ynrJQx",
+	"vC+XzdM285RhOJE1Wspcbziz/AoVDmSbX85uBVMLKVS1YLJ3zXphIEnMfqaMjpYKi6F0YsGaI0TUzB/K",
+	"8WnGMkWX0xqWXAWFb1dKm5Oxm8WexNEAqs6Ou2VXKzGNywzZWBWK3B31745PCLVsGT+kUXTzh37E4ps/",
+	"GPNYM1qxdblPsNpJvrsnSN2VMq/fy7BofiYw9PEXGdps1xeaNQz9ZWbNo3p1Zkt/n4aC12W4P9/unc09",
+	"sVQzBzK9zela2zFoT4u0+T59ke2v7GXpHMgWHAUWWn3TXcnAHh7koqhsxJOKdRB71z5lb6uff73NUp8k",
+	"/ZLrYnJ00wzUyklIZJRZs2BEhPZay4QjWACN5ry6lUGxIqgB1FTqrsp2OO0qYKeGPzX386bqQg+MtCzc",
+	"4ELeCpLb/lfaLN5e61qlpVaxcBMtFp/W199f5i9YC/jfAz2p1kxfZEHr3QFJNNSMFC0aI+U9/6stQsvQ",
+	"2TSDZAfzqyywVGiTlNUJNzASqy3BMyqk4CGNy/HwL59dWVI311LS0vkCQLKtrw0VNrcpTsHjWrF48hk5",
+	"CtZItWdY1Fx3oEhlUbidgbbPrEB7fgEj1gXaGskTJ01fvXgLAzQIsKFpqvYLslXrZRv1olkxV+Sqw7Ol",
+	"VW41o0k4M9Kj2hlTbrIHrgLD58uwmiMEHMSQj8vjAig9qCLKnl3DaLTpl9bjYPtIAsApUCUgGWb5g07d",
+	"Me/z8F72MSuIMUHkne2UUehuqsqNT/OcqSxbyVG8XV1O8A+bUPu1spKkrmGimN92E1UBWbyA7EvFxTRm",
+	"eV96hzENCJmu3z44z9p2NPL87VXHI4ItMzwFzzZ2Mz/+K2eINJS9ulzYxnNnzZ4gulvaE7tzbQr6fp92",
+	"xg/TlrgeQtNNaluKV7bO+hv9EG3TC7zhy/VOx/bEFzVdP0/Xu3yWmxdrmkyZ9nK+JJdijW9UoXhn3zXe",
+	"ilP3k8pila9zvx+M8utIsgHBecXNqzrOyp6uoYxrakruoyxaJfmmrqFdiYL2iQk5SdGgh3bebJa01+it",
+	"KRLOQyF4Fmfq2a0urKXmkF5Y9O01CI57ZHh/65zbbQ2Dy8wDwknm6DjItd72Ko79isl3XaKaY7hXH0B3",
+	"mwppTP/y46D7lHYnp90XH345rq4EWbs364y2WJuh0nBmhLkt0UBE5OHxk5nfWoNWrSqdWL+B5fz9QaPs",
+	"sWt5y8TDGJf3IermDXjMCafqoezdRO7G9QPvSKWXyhIlDFLirR/qdvgMn2lePo/nslk8r915VVxCFiZM",
+	"nwAYvUVit9DkO/IPYMiKGnE3+XuBDN2nhmUzvbuiDmV3qVZtgvd9D7143lVH/F7Rab0zrB7ddM50wkOb",
+	"fBslUGXfq0by5lNeg3jE5izi9a2MU8ErvCXwRtviXCYQMa98MXTPqXFbS03j3IpcpGpGlCQTWg7213UK",
+	"rmlia2abrbe8OjebqhMwZtBWmOP1ViDgIYLeECSW8jZdqMr1U7U77/vq7UMUfZV/f7NFCV17sq4e8jqz",
+	"9S10ZW7iu0b3WAxUHK1yE5hIeDibV5YXVe3kKC8lunx+egH+gIvrS/v1WotFD5sEQauABUvILQfvAUW7",
+	"NUkF0CdjAloS2gvSrDM5TPsKs6p2mhMVAM80iXlmdN+g/wPnvubysBoP2kygq6KLI/OEZDjnFCp5CNeu",
+	"9AwTKG0F2oxh41xCxQpziu3AdyxR63VM2zMYEHBwa7oCk0XoLrVHUMSiDVXsaUnhrEjVQT9w9lTD/Wy+",
+	"7kK6WQ2dZkex7drf38VTvAdF906B4hv7ecoNZ3Hajal/rdiy1sPTxAxbOw4LeqsWLDSMY0+Qz5IjoioN",
+	"JKKLnVL6+enFhj2+toai89HVzEGG32ZtP2kPiu1rso+z20q4C7l1bAta3JtH6AlBRHoOTjm3aU0hhXLf",
+	"WB37xu4IWq07XEhb06ny1ji4goIEAL7PHcSqkwchqmw1PFpgMeRUEJkDK2QdwKveBVsoNUBl0czdC7s4",
+	"MrvmgJtFwRXsqmzx/rfNn+NV1jENnZpLNibvX5U6AESUx6t8mA56mSEUmjVbEzLr1zxjyZ7+TrdbrKI8",
+	"fKuibm38Ji7Me42zjqpS589cm3/Rw5nd9LKLyQgJVHHsrStKgzKv29S5oAo3TBOuV1dmCTbwy2jCktNU",
+	"QwobrA0S9+Dj/ALMtF4AaLlMRciSf6vuIGS/JbdshVWw5uY5RGRDJ+4Bo/NZ1DBDFf0wkctIsbB/B3Bp",
+	"HFpwu9i2jSP9e/d0wbv/Bt2A3IYvuPn70yfoWjKRm3Oy0tpopUaLVfZKvboo8PYoYx/WUcoSUGVQ3lld",
+	"Rss48oXFq4sZTYTK8LRCKiwQiVmv+Vqb67VgiZKG1yQJCzWwYVAvbNt9qn1xK+QyZtGUYXvMLBEMLrnd",
+	"LEWYwG7+XGSFgT1f+OIa0p85It/lDTENc0hoCGWDfbrg/bvhyK4723cP1mrsI6yowa9RzvWIYWVn5kiu",
+	"WNg1pE81H8cMig2gZqR0Yubt7ulHyhfZ++HC4y3HUxm7i25mbww3NULmnM0r80IFH7u2VMVMMhiRYJGO",
+	"Yx4GpC0kCRMWMaE5jTueLwJMgwg8EmAehPkXJEIEpI2UjOghrh05rNtWQuHOScGUL2x8m2uotQvsAQSk",
+	"TYukbc4hI8YTUnoBgij7AijfjKzYOrEXRlJ4Q0oFadBbJV+fL1xn6TlXCpg1sHByR2MeZYXzR4OhRygu",
+	"bMxiucRVuTc/Mk8cnvgCOtFBN6BCLD9riaoy/Reas9KEgWbEIkI1nNlLRu9WxQW183Oame9GkCkdjIiC",
+	"EAmMh60sVAdsA0ombOkLqgklRifM2gVenZ9enr28OXv39uz95eX527O/d07I3ExxSTmqghTuDkkXREtf",
+	"lH/3l/fn789v/nb66tpWIeHOkMeDQ1uVdsl0suqeTgx9mD12jWF9saB6VugL6zY832Xoxw09ZGUcmav9",
+	"9v1rFKFHgwEKYLclvpjTxOxYvjFhLBWLAOXC7Q82ryyUQJq7mMIJxJJGxTuJu9cpnPSAaEmonX8+ba5J",
+	"JJm7bmFME4ZdFH1hSGfBYqOlxuZRGJoYlYFZjogtvMnL89Pn2G28oPDiPH44v/ZFfk8p3psfzq9J21bc",
+	"mLNGpg0qDTbm7ZFXk+5bKVj3DdXmStBbc9OCP2BhGa7dKHxCc72ySsuS0VvoPKkTKaakDaVQw+GA/Nf/",
+	"Hh72hr2DDlAjlBapUakuClulZ7VTAaAHo+jt20Kqf/1JSRHA9HzRDmwNVtDpkXeCYRt2xPCAcZeGYY1g",
+	"25EGXf/i7F7S2KiNLILmmFwgybTVSmj6ERap2JwKzUNFaMxvWccjR8NDOxpctCxID+Xe5uvHvsDvQ+xM",
+	"jAWmpTudn7bZU48cDY5ctWgKgkUgTQGJoxLQIwGWcP34oQdwrAFScXWjZrdBdR2aOzU9l8lay2VzwdZ7",
+	"LhutHGaytU2yR0pdklXHF9hfhCbJigQxF8zWJ2Lr6gCLDmMeMpujbXWH04VRRLoHvUGheMwqB4X8m1Fr",
+	"2BvgM3LBBF3w1qh12Bv0DhFxagYqUx96Zap+OKNCsBg+m2LCV3Y4ryKAe1L61Dx75p40miEmkMOvDgYD",
+	"jFvAGWeY45Zcf7KVNahwNo/IFt5YoZx+qkIycUsxmj0ibH3yWkeDYd27slX03wua6plM+M9YQ/EYl7T9",
+	"R68MoQkaZ7WBjweHjV51RzkW8IM26+AWbQ8nbGFql+KR95evjXyNqAXxROX+xxaenlGQSypGa+SyKc3Y",
+	"62fc/8VsyydUMGOGzobyaT+Hz0u7v3HcR1W4bOZnkd3xBpv3jEaXyILufUhHTbb7hUzGPIogqNE6wqlv",
+	"/8VbqV8Y+/ub0QHuZd7O1p6eZSqGsm1oWt3yhVHzGpEFptSCL8npSbXRoPwRvIfoyvngtWxApkwyF6ne",
+	"oBc42WcyWjXgDFnF0S+tNIlbo5bQk9Wo3x/p2xsMLv1P80nPPteTybRvmR6U6Di+0pSdYFzpU9nCdeUj",
+	"n8PYmvOzrfwLykATtohpaG/UAV6PbzIRG2b8td/sYYNfXEv5miaIzHI0fNxkXipdQAe76A2LOL1eYaHX",
+	"0cFBkx8vEhkypfCKfyNmghFgKCNGiqrgK8aIfn8JtoDVqSGUS6eUi72YS73I6WtmIQ4+h/vYRnpl9nPN",
+	"lN4urx74Fl/nCOM190emGqxTF3JC9OUTYzYiJjHCvi5nFtMcHJ0zAGR5pGxAXX2XpQ9A/ldMRMbiNqbO",
+	"3NzFKUO70xE/NJKXIjsk7LiAxff3pf2sOnW7Pg0lFl9Pma6uf60mYNQ0fvtqtG2rdC+lGe3FvTTmS9fF",
+	"6bu6/O3UZXNuWZRmSTnEhqaJTBe/Ej05o5J7Ksm5xf5jazGT2GgDfWJYXu1Kt1osQmUHVn+jZwlTMxlH",
+	"rdFw4D40G9QatQ4HynUNGBUryf+RcqZvGHw8+ONoMMg+AxSz1qh1cFj8VP9sbmCayAXrP2NJzF1R5c2C",
+	"JTczmSat0cFgP7Udqt6+mc6ObLOeTX4Fbb3RFL7r6f+senpjIVbURNII8+/qVRB4YoPNQdASXJ95zJJC",
+	"K4Tind3ZTXKzxdJPLET/L7afWi1Yn0ekDRmBtn9Gv9hPoH94EHgkgIAUdtSompoNC9fM7bBmblUjuQ6t",
+	"+UDNcvZ3Soa/nGERTZNHX/M5xzZJX46pmXOH8qEKjvJOMLKgWCsKJJS3UP2KbOWbXEAALIclx3JaTogq",
+	"Xj64NTsUSBsb7c+KLTurjdcLaTQAeDxv8PkZukGh2ycI/9HRQanv5o9ZkfzwyaBQ935YKGQfehsqxIdi",
+	"r83Wko2H5e6Vo1Z1/KEZSeYrbyTgj+oyx76u7PuqkuxrXgmbXoPEUsiU+fGDoYP8xiCWBHo4kOxcE1jl",
+	"oV7i6C4LyENyrmtB5e6UfUfVrXJfla5VkkGfWeG2DjqJIWaqiRQhw7g5BlcBjygrgDdXHOLkggTA/SFF",
+	"AiF5ljMmfAE5oiwBl5jmcWwj5xBWpCrreWt7kNAi0k/HrdkXOXpS/qJiGpGayTSOCrBJNlPmBKfu0iq0",
+	"9IWiK8I1WDUKMwhIYP7A+KELrh8OjnqYMjDjMcZb7Sogn5DHsS9iSRGmTis7Y1fgTRGgGIOQZW71A3PM",
+	"yqImbagP67lUEJNFIQ3NJHY3DsayBF/84gPv8YGFZfA0iasypupWQaC4sOfKorVmCGaFMYafajSITblf",
+	"hPl//Pjw+F5C/2/0SwvyNSivOvvAni0mXCJyV3YdM8q0iFzAQA+rGOxbS4RuBEOZXAAh/tOqBk354Gsp",
+	"pt2FjGPbPAU3vIy2oSzvyZISkK99DhPM0DKcZrEGRQEcb8Y1mafK3risu0d5NjiWOV7HktrA0I4Ghx1f",
+	"AGchDnkCaAf4PiTNUl2At3F+A8x3sGMcHHROiBTMF2MawXwSNkkVK+b64QQ8hxgBlJalPvfIS9uEzBeJ",
+	"0cQh94JFULaRTdjmUb189/b87xfvrm8uT6/PzdsUPIbNBTwyThOllS+QdUrBHPuA7KSTtRSWwuaY6eC8",
+	"LSj30cFT3JpCQlYVyywoeJfMQXbcW73LkaR+xJ7XreHTg96gd9B7PHAtn0cHh0WIEos5sqbRFVqstQ4G",
+	"B8frfdGwDK8pI4L3NtLdDh6Q/ZWQrCrYn/vuu0vks10iRwdPG83xDRUru4PqV662ZszKMAmbUZvn9Gs6",
+	"NWIue6htv7ID2zZ/hqlikz+PrDOg6+vXnfvz9+3ho2fuoa8RPHrmprc7dHSeadkhS35jYSO3px4mxOsZ",
+	"W2VmDeSEyiWZ0ISM2QxLBRmkFm8e8db4Ul0QG91/zzK14N4Somyi52ioPyLfb87V7Vz2cLw/nNfbvttV",
+	"r9eotk72u1jPLVv96gNqDdjomRSTmGNJzj+vk6HAjqdcod1pD/TEnSbogDmqACicWVp3w4tX8Im7xxrH",
+	"dIvX8XtE92uShLFGqwhCablQZCmTW4TM24MC9g3oYsRiZ0T3AVj25zPp94A19LXDo5lisJU9/7PdiN8B",
+	"Sz5DvNCS+yKvHbPeSVW8lXSl9ufHEdMszHDaapXd5/ljX0PdzV7XXOHNFmKbGn523tT+ZPyNMm+K6y5S",
+	"gGJCyWRnplVOAY1lcn4836Xyt8mzWiP3ZqdeJ4TBI7+gepY75B3qUUmOFQViEYmJdn/+8CMCMEGb/OPD",
+	"KnC0bQK8TFD7iPBmUjIb/5ukMBW4WbWUtrAM5iR/9X6y35wc3czp+ZzLYzgmNpDfKi/P8ZEdobl3wuGS",
+	"APKRzcNx/q7AI8GEsag3oTxmUX3+DWQM1gXPjpokBpl5qBSUbZV1Q4M60XYG1YTpQR60DvOcIuI55cQj",
+	"vV6vdoZ27BuYSV2e0EHzNKF0a8bRcHBw9D3laB0Ry1Bkk5QjpO5//lwjC3SEy63NNbJ3vZE3sbynl3RJ",
+	"Yjm1TW+hptmQXGSbC3uuVnm8KiQHjEgQymXCWeCL9hn8C8L3HY8ESs2igLTN1vXMwFyQZ1fPDWe7fHFG",
+	"Dg8PnxK1UuYbpVcxpPj5IvhJpmbXQh2TriRYrw5TMkNC29SAtEM5H0ODcplkr9MJZRN+CxN5/aL4TUij",
+	"aBWQtvvb8KeDMRUBVjEBPrScPlLkGRX992JMhS+yV0ZCzan6R0DasZwCkgFnhrvElCNafcA+6oQG5tmf",
+	"GbvtRkIFiGKAf4dSCPtyM6nrq7/m0NTBvwQON8CiBAUJm7KPiJLgi8CqLUEOduARSn6QJGHTNKYJYR8d",
+	"bhKO6g4NErV9EfBF0OmRvwEMxP8PT/JPQY5z4bqNmLOHc28Hmn3UfVhegCdSvMMfuyKCM+mcZEVIHMFf",
+	"sKcighAEcHtfc2HowhXgX+mEwdxifstIn4spUxrx9xSdM6L4zzaG6gsXmn1z+u83r97+cH51ffPs79fn",
+	"Vx6Z/swXxHWK6XhkwZIuvBmL6nEXpSDUF65uakET3V3SFczsFbzWIR9YgAylAc/yhuobqKxHjAWzKLhP",
+	"WTPiInAU4lw5LB0YB+M9vghiObXRnplUGqM9QQ4DhV0gQYZilEBpQBy5ZQtN2lRBTg+hCjsr+cIcTw4n",
+	"BRksRYw2wwlPyPO3V1kyD86XFODaer7IbWLSDgpmVNBB2BBEBkMG4tCtIqopZC1B9ged+oKKqjWTAFUR",
+	"u+pscLv0HgnckQUOaQvoDQASDFdp2xbhc7qyGAdC4lzMxcJJId3aCUIsZcbiCM7q2RoSjQWMREwcwIY5",
+	"IWUkm3aGY9MxL/WFYpDcILOeEMKoNkojUES8pCtVTMOwcGpgs9eE8JspVUahtv3bC20uBGt6wep0GKsW",
+	"FDUF11QEWbb5Ss2iQjdqy0JbXgtYZstrOVbZ8lqWEba8lmNz7p+Gw4EhNGUfK/ovbepvZslA9Nq2RFUI",
+	"zDNJ5NxDdDtLDhnQBwJtCIYobPY4HI5IdqrmxzycEXOWCjpP6PyYarU9M5VWnbFYB9v7y8B7+rTSbqxc",
+	"LmyOPedHqsC2vQq+TQzbxpW6fmTxylKjR4JUsaReu3aTr1U2G+XeV80ZWCFq/q4pFYqrLjSv2UPhv581",
+	"3szSdiKq3Jf0F99eCL818oHu/ZbnQ+tc+OQNTQg5JEPMZRmS6ZKYh358Mjz4MCIvwKIBfrp0HYMTKW2n",
+	"y4PBYW/QGw4Pe08xy+nxYHhwYH5/4Lc++eWj2KZ0Lcti2qaIGqov3HfITTLPl1Abx1zQZFWJn50L9PKW",
+	"7L9kh/BjCJCAgbl7A5qvvr22/M4JMTqrucaUKFAeUHUwXOPtc1CojBJThRr+Vf0lyOfrq7ux6TxUfCHA",
+	"FWYL4CfY+bpovtTMqQjh1HxuJXWnPuqCqmCWLxva5GKj+cCsof6GFiG3FHbQP8G1hDTHVTPrwvbrUe/r",
+	"p0R9u90r5wFWbEyeI7ixRd/MTfX1tytTKdFNdGIz47H7md2pDYWcLFni/I4etvOGxHNz960BZSZXyKus",
+	"glUGFC+iJeLquVPBri0AXNErMauNHjmfNnPGChiiP34wYnRbFhkACyRlpmddeJ0Kr55XmQBmP+vemjeg",
+	"m3vd1M9aYmZfKGt7dccgPF1P0z5C7PXDmIe3M5kq1tPqrrZK4p1gJJFLzI5t0gQOjBkuSPDD+TXATRsz",
+	"WUkskog4mAg0WT1Ci4cp3bXjgUKRmTNwk7Ix+r9YA+RTYMwReKRHzgAGTXlZxodMIpaMMjdgGYvWIyo0",
+	"h9+e05iHXKaKDAcDzxcqVQv7wfHAy+DkDgYeGTPBp4IMOp7F6qNKmP+5kcnUQ6smWXkkiYTyfJEDsXs5",
+	"hrDnYJJ7BKOAgCdnmIdRB4161R4YTsuyVva+sFPonABoJOQ0k+Dvf//737tv3nSfPyez2Wg+HykVkPfX",
+	"ZydE0zF6h5C+wBExpuGtiqkyN4wLfCkOxFRIFwxk7DUdXzHD4DWLgOeDuTOvMm7OgWrODNG8NETT2jdP",
+	"4i/XdNrI0bjRe2D3T66wx0CjegsoSGg2KmPiClyvDbyeoHFpOu4qt6Fd3POyAoak6esyafoaSNPXhsh8",
+	"TZUw/2OIzNeWyHxtiMzXOY35OqMxX1sa88VaaayvM2r39XAw8LVSs+44STWD6Lyvj48em4/PcYrkpVSa",
+	"i6mvn5/72td5zjdxOd+FDw8KH1rfDtqZayrgbpV1U2xc/dUcFfTS/Od39Ob3ivDFjU54kVU6f0u7uCdF",
+	"4YEcvSQxiiisGyIDsGvrBEkx7m5FBV+oXrhFRly+OCNHwycDcuYcndS6OI3osAi1aNLAgJdyGVQIlDbX",
+	"yhdlaeJ6SRakycgXdQwe2o+2Qzmf0+5PkgvwFjqU+rXPfYE9RzMmXmLtlawcoVkPDw+feobxmjEyF51X",
+	"7HGJgLfYWWG9qWYJbdbzRXFWZRd/p+A/5YKEUihNhSZzNpfJaguTvvrrd+5cwZ0tCa8zY2+NikDQW6Lx",
+	"gEYciRgKsQRSoI9c0ufEUKCFDZbsZRzZK/Nir8RCPe/5uQfM2VvjzV5VIU7+4UHhw0MP2wuqDBRRMP35",
+	"zPll1eV2WiLu6u8mOJd1IaEK+F/bYoFboB2oDVh9bW7tbLjK4D9yiT9fvXv7nU08eFrgtma5FaVnWPgM",
+	"3xM5cTjy8CaPOAvud3mXDEspbM6v4lrlXuYtFwvdlN+v1j3c9dY6ao381rod0/L8td4y8Fhu3ZgHwHxq",
+	"jX4Eb3/Ryml98HzXcAYfKJsr8H3BtDJDV0lZDCDQyscO1h7LtAG/NTr89PlC951RoHP2EpQwE1yA4HfO",
+	"NGyI4JszC3ygN59H43r8EfKGfnzDRUSePyNt8yj68E7Iq4u7Y6ITxqytwMXUfHaEoeqEhTKJIHXCFwdP",
+	"vMy7CqlrJMB3Bx20xEAzw19sWFzYAG4ulfZF1i1tyQX0VV+zuwoeuFH2jhznZN1uI+2gfFsDjwTg5ACw",
+	"LjpV8AHeyMDzRWC7EsHH7uZAemF2K81f2d0LSG6LBUZLh0GSSIC/kYqI/MDkq4uDLsZYof2MmS2ZMglf",
+	"n169JdDtwvU4nGGTj7kv2oHV+HtcyZtQRjBpw8y4oc5e9gnXqx5YeT0zO18ENNVSyLlM1Y1aKc3mN9hP",
+	"FFr0bHwnkykV/Gfcn06PnApfwDnbA3O+UIjDaQU00J3TxcJmaJF2MBpNJpPJiPbGvbAXBR1DIicwynF+",
+	"MWJG7wBsmASjUf/pcUDauHLonW/o7JaxBY7fsXlMduDBaGB+0CPPUh5rjNObX3ERsY+wZetYIQDdM055",
+	"HBGuoPVNzMxHLrvnzfNnN5fnz96/ev08jykP5x0i48iD7A0NDagIhWZPZgQ55yGEw9uazRfwsbkGEOC3",
+	"LUeSO7MniZwTrk9IcH5Np0He2tAXMKF6k9nMam+J/WryVgoGjV72lYAy1ExbD31ZybyPq6wQYVkLjpzb",
+	"PvxrIC1Zy0c8pzY1JzlzUCRmfzse+UcqNbYz3QiP5HOpw4Ept8HJe0yGaZJAdhWcR5PJXq//6pEi5snd",
+	"E/unFn7nm80SH22EYiCMnkuZrygAVZoYWqd9Q5iK6V6s9NYYU+YdwySgNvBBc7cNK+t4wAMDO9iIK8W0",
+	"9/b0zbmHKeB84SFUFXnx6vV50CPP8Ullo0q2weYIC4TtrpX9csxCx9gOuYWWuFnfx4QtUo3diOCOnLj4",
+	"kBQ2thKziTaMtp7TXNmNsRP8biZUOOoqEleK5oAvDgaD4SgaPxmN/rimVzdmloppK0h+PwrzKXHURwJ7",
+	"bYLSZoALYv1WfHNlOuMlfJGwRT+kmk0lgI3qj/VMJeCRp2Yy0TdG+niFL21yubnVPMKYMXb5NgqyptMe",
+	"eRVZZqCg/yRp2+a6mLkMUQYNChSkKCAKiO2RjXMGZoCqH4t8YQs9UUGB1oWCLc042CAO9SYJnn8e2d4a",
+	"U37HhIO6Ms8+Ur7gUAyQWKVLWeA+bl7LlVYnUDgEpYz4CzMcVzgWpjv4AlggJlzGMTkekLajikcKc1U6",
+	"MH0zNTsBCnNdUNsHzhdTw1qFJPYsVr2cslwY2TXrxJ7FGsECRyRh8A/CtS9QmzS7ad5Ho4hFuxnnWXb8",
+	"rftzE0+FVAiWeHjFmCb2A+WLg3W3/Jov4R4MJydZ2JPfgWnuqOHVRVFq5vtQunCfwUsac418Fr2Yq21s",
+	"Y3Ejk5uQR4nnqNtDwxXZxiibeTl6abPlwer2Bc2uhuGfRQowTKuDljfmo4wZdtJna+FMc98H//2f/+dw",
+	"MLBPqpDGDND4hubzgz+WclkO/uiRQirLH4+zVBZfHDzu9MgzVFZyf0lBYSHtAZkzKhTxW0KCUPBb5k3u",
+	"JDs9X1wyULEwZ/OWxzHpvr+6PAh2X9rLbPe/Kzx7KzyD/sGRN/SGB/dSdtaU1t+pvlPmQyCYvrleA4UU",
+	"XGgWb1Vk/oOxWyPJzYOEi0WqbX4+aiPBv0BvUxVY/y/EY69Pn+WJSL5I5FKRgIvIbIYEb1T2B3gNA9IO",
+	"zO7Ho9Hp8+eXgWut6iprfeG+vnr/7O35tX3AtRLveCSYM0176NAzozkvpPvGrCnwRbsyJw8zN7Jn0yS2",
+	"PYOL5U7YizvrhPzs9Or85v3l6xMSdAPUZ1KhmN7B6Hq+eJ0zsYRFbELs0swR3RjSUORf/0R+Ib5tmdqD",
+	"rfdb5NMJ4ifbKm1MaQRaKvqozHmRhHVREeLWacYdqq7q1LNL81OYzHcu2YxLWtr3dUbOhX8CZfu6QJj2",
+	"D0OL9p9pEpcTNHxduAe+RgooZNEhwf7JCGVDs39aT6ebab1Qo76LANip9lMOTvSyGbs/M0cm8Pvj43Cn",
+	"4GBiPmUiZOSFoSTDe7Yw88w/4y7/V+HuE8ai7cgLL+CJL1idYl5gXlRHRjBF7zfdt80sIU9Bx57shdPF",
+	"Q/jQ4KT6Rj+I5XTniZ3Z577gudlXbDs6O9v0t3Zqf2Nx3MXE+kU6jnmIRGjx5qkgY+sBAMG/ImrGFyTi",
+	"gCxcarC4x8k2xYoyp/sdJupbwUQhWIu5xTNuTOoV6FhYFE2VYgmo7FyTOY1YE0LIMKQqr/MPTFef98Oy",
+	"322s9yvTz2+BGt4J9tksfV+d2RzTTtzOjFbu24SxrG+P8oylltdiAtib0yqy2C94qFA5jFJ0B8xwJ1qj",
+	"1oQnbCbjm5jdsXjY8mwzdKd4JnTZm3I9S8epYomdaC+U8779YX8cy/DWvKLLF4pp1Z9TpVnSLw/cE0wr",
+	"ppt3ZzI79U2wy+qu2+WXarZY98Kz760Vf72AaoZ9PFIkYhMuuDmwkwKbIVwBEsse4mVdzegnbJIwNdu/",
+	"eXmZD1XCvl/i2JYZbe+lZCwf8Axh6j9gOGQ+iCVUeUeJXJA51idTQeb044356EbNaJJ1I886+tVijayB",
+	"ktlkntZoQmPFssSVsZQxo8LhOXyxNh+wQ9v6fJwLbNeNhe2xERsr28GbtKMU38yIYVed7yreQ1hquOGE",
+	"Ens38i7qC5agvKeaUKhy7XzW3UvFbpP7MhWqWSNTiIJW0/bjgdea0498ns4dsMqcC/unt1k//uELC77L",
+	"VNSZi2a931XNygaeVhg4srSGRy3C3pdUPYGWY7lU/SzlIs+13ZoyZRj0Cm4S+rKwSaEmii5LWGHt8Sp/",
+	"ApImRwRKLbXUNFa22BGsLkjexKpHl8/JheIRYjeprKkX+LU1jW9Z5AujsvfIKyNM82pIzD8zhpxIeDib",
+	"Qy8+TJbYTCmu6SH4IpbLU3zkq0B6F9/XoHjnOt/jR4rohE4mPMTA9ubRfL+Imy4h2z8n2yMFpCsnhAoi",
+	"Uw10R7Pzzy6juSwPeRmzIy/cxWxK26VKLJfn2ZNfi0TdG5sDz7vV/FZdvhaZDPq/sIiYI8qJZh/SqDjg",
+	"Si/hmkqdRtBIkCp49U12p/EHvQ3eZd2KxbP67l78uiTzQiZTZnTLErGQNuDKcCPkhMaGFJ0mBLTbp7j1",
+	"sB9Q5ysxgGqh9F3mbAkl1vGRLylhioe27nFcYwFU02lC5wpzRYvS8VGOPGsUqYiFMmLRCQLG2s8SgNDC",
+	"hqPYVDsibVzDDbCuyI1/A8rfLwkg2P3Jb9lUsYy3+a1PnZ4vTkmSYj1YKOOYhVomZMHDW1vNgQ1g0oXr",
+	"80ttB9UeKShHvgipsMByqSs0MxMb9OD/PDIadTwyT2PNQ6OAyoSME0kj88cJocIX7KO5L1yTANXRoNis",
+	"1lUYGcXLJqSQtpCCjWwUwazcF+j6GBsDnwoFWa6YW9sfmMexm2z2kNU/OidEzrnWGKKAiqbLF2dk+HT4",
+	"BH4+CQeD0aj/xx55njkQstKBNjbK/pkl0owN8KdjrlXHF4XT8grZw4AGzAUBp1WP1AqeRXWJwUW6yYfu",
+	"6bd2elfeOXYIjiCzKeaODO3h9Z+0vNYkgl14Yu6MMkNwMb1JqJGlg+b+48LMv40fuQFrtTmf34jDfu8j",
+	"+IB9BKVLo19XEvbQB3J9EuzjncbCS3iqScsNtLet8Q3Z9Blrc0WTyNzMgx0vg011xjVx6WfK8eb//s//",
+	"q5DSZ5Z/9ur5pZezJWBUhi+bGz88ftIb9h73D44IVyT/ZNA/OOoYpmwB6zI0O0qOBoM6ZzFOYc8GIHt6",
+	"5oaDr+yaa2ywmVNv6lCAc//nT+l6VfAqeVCCTsYrDfURa6635iYdDFbpO6vU1l8iBPj+mtwDwck0oZqL",
+	"RE54zLYRS9ZhYIHPflf6N5V+UfRi5ikGEbvjIXMb97VdTGvk2o/pmMX7Rw/zoWtMChAnNAffzxX5GVXg",
+	"7IV/UAITGDmMXLNBcBl9AdIRPMoASGC4/dHgiLQVs3D+5odEihBK0dRMLpWxCbgw0sgXxfV2NpVa83kP",
+	"htii0prL8Bo26DN0WrvDLTmZ4LkbWZC09tJQs4l8MxUVpUk9Q/jeSPU3p5O+BTu2zKXGK4ALJ22/5bdI",
+	"GDOaqPy2NXJaWUzogoh0pmmB7fxiVL+dwvIt/vAiY5W/WrG5Q2R+Cyn5zXzmZQGX95op0hl4bSxdeCQx",
+	"wiEi6eKrSMPdZSLPuHZSc5rSJNpGpz/AA1+QvPAFNYSF05HJI+UyZ7IQKhaCm+0fpzzWXY6IEb/BIAyU",
+	"pnchgZBM7XY7MsG/t5NJTZKlO7k9ySiO5fJvPHJM5Z5agT0teCOWjBWcXsbcBZKi8MOWTM05GvUBqXIP",
+	"wvkmCsNWkoUTI0Iuv2csfnuvFOYp6jInKd43R6cNblzBO4U4h2BWVLaAXEcglWPFkjsgNYWJcsKh6tl+",
+	"PJgeOIc8Ll8E7/IfBOtohB3P2AFakprWfqQ9HAzIm2dkvPKFdeR4WeACvecRM1tpO2eNSHCG16J7LkIZ",
+	"cTEdQXvAAMHG8h6B622EeuSUvL9+0X0CfoYuoH6QOU1ujTWjbvliwaIeOafhzBdjGlkUIlx5B/ozxAyS",
+	"WNqwVV6G7mFBPTpmnIQhPVkQAGNCWd6PZaOGieSZNVMpoxw6CD3LGDjBRps+tl6imilsBlc4G2OesXiS",
+	"A4DgKlXWVC+fsS+4IlSjk2VI3vBnHsGeTrAfthmZkOTt+9cknNGEhtDtRxAqVgQdcp0TLHZFtkLGzFiE",
+	"3HbpgNJWFt6qHvnBLMl2ocjWZIayzV48X8BKXI82CMVQALof5eBy0F1nnDB6qwyzJe2szQ6CHoIT0COp",
+	"MIdsLhMckF5vNKMsBSk5z7vNLBniumBXmbJRS4ntgYN5VDRWEhoTGlmeNzMEnEHbwwnrgTda14wKPf1q",
+	"+9v4otASyEHMYM4yDt6xXW8srB2RApoIubkrSagvwpgbqoRWIlEWNaQa24VVGNTYsOfbCNsfd9RD8MUa",
+	"1FPLs6itrVHewTDrmVMqvW1BKx4YIe9NZsW3kBqcy0u20Nit7OCgOLRg2ii5xbERDgZaG+rYjHmEIH97",
+	"un8L3LHCA+w1g8Xliw1IXESYxaJm853Dsd0JgrsdQ/eTL/L3lbdx/Y12z9ZfifuG79I6xoGOZvCYOQbs",
+	"xVc8iF398gD3tiRlgK1Xod82a4/3QApYMVjqss5HB14Lm9ICsUN1emvU6nNjT5kZtkaHBW2ydKaHg4Hf",
+	"MmxISG2k7quLLPkNrxxyhdZo2FjvxLveoEudZT6/yT51RuSFMknShcZOwSgKO9/b1H1vU/c7a1NXhsYu",
+	"6fKghKXxbUHGWdPgw+c0k+ML1ah1HODTmcWstfwx22U7BsX8jhUKfgFfxiWUd0aoTW/imyJAda1fM7A6",
+	"OSSstxFrzpyBDxSb9eOFPKts7LKMtGlCmlnQLttOqNC4+Y75ojBxLJ8qwoJlf0LXY6Eph5Qqo8RCiKWf",
+	"5d3DVQVde95BFa+6TV52owHaZ5+meS+KCBmG4kBbNNvZIxd0yjLE0zxRwJhKbQcFBABDrgUTiSGE7yE8",
+	"OXYtOnFAv0omrtk8rM/+JN+fOwBUWdAp83yhJJoxdKWAnRu5bq0bWD9JUqGqFFoLiX+hfl+gOU2mDWfQ",
+	"6NHXkFfxRZ3zeE6GxOq6GwDKk5wQTEr8HWRB4JaUeWLJw2PY64f7gNCUrv82p/mri5b3GRHnL0Ytf+Vs",
+	"WauyWsT+WwHMbyxTXSx4+p4BsVmJWZabcgLJspu1Nev0touy+kYOJZASugtk5dXFO/fsAxJcRRXFJZvL",
+	"u+9VFA/kljZ7iW1CqEhpTNyB701DLhhdk6ViHeDKKlX2bQWtShSv+CNF+ocHRkfsDw+eoAbpPIePVK8q",
+	"i+TB6O/+CdU3dZ4rbwdMyMcFT5i6AbfGweBwsN6WqODiAh1SkDFVFm3V6bnu5c2jVtl+feWYVR3rxwDk",
+	"cs0I+B67+taxqyubBvZQHMJImZ/kWG1TW/5svm9Uy29s+TQBraoiafigmDN8UEoZHnzlav4/y/GV3dO6",
+	"4gP8+p9fL35Gw9tpYiQfMYRAxityywX6J5WmxhTPcitsxX5+yo7KgIR2KDMx35W1/5pjxv6XzxR/S+cO",
+	"tbFpXS/2tjKL+I3lkphlFmZfPDb8u8m5Ncb3e41wWr/bAty9y4C+LSBgThdNyGJnZW716T8c3y7c22q2",
+	"bab+SBHFMO36u3laif6336nfN/XwHQQMd6L+WZr5Jvlojk5aI7MNhC9UOnc+aNetnry/ap62nhHoN8lA",
+	"23k9rPerIMW+6/K/KuS8e/HjdSndz7ybdeGiClZJzOx5zKI83lE2/pSLJiARubAE9pcJEWYMW1UqQRdq",
+	"Ji3MkVE/ciRA5ZE5F6ltFbmR42pboSZMRCxRpB3Ap38ClLvAts7ULp0Squ8dkNMI2iTANtiUooTBNU4V",
+	"9nGBt3R65AUkLUAL24lMfBH0kzRmAM5pty9iYhV4ZBGnigShugtIG6OLJLDNXCd0zuOV6yNq6/kJWEMk",
+	"41JZqOhoMKhBXTJ39SJ3RTcxsTDloik/gmJY/MmnJrGJF7AwCGOUKQZOYAQnUHQOsYwqNo/SdvJDZlNd",
+	"q+rymiusRfS7b+Aael+yVeh+3BYPzrJbD/smhOqunFJUIphS+wNoNcMXd0fFHnv9oyfms+O9W1h7Tbvb",
+	"3KcVQhZQtUdK1a1ti0s19lwKcDOQ1IITEqq7EaGk+trYxinSxqypHb/TqEfpaal/6lhGK9c+dVRo/JEn",
+	"OGZzj+T2NqZe69+7b5C9XhT4Z/ntL+WSzKlY5cMW0hqxQ7NFogCgCVivbZTQ2ZlWkPV33S5RcHZvpX4j",
+	"I0D3+K7kVvctcGkBBalaFHhzmyebC6StNRebUnifbmmfpTwbAX+vcjJbStb68lVDv7LwpN2t7/Zfw/Ck",
+	"yAhlj/BkLUnuEaq0FPr58aL7U+r3uOY3jms2Jr6NuOaGM+GzySn3K3hfiPYeIKaZMHN3WdT6HmD87pT4",
+	"qgHGva+qkRNywQRd8N6KzuNt2sq7BROnF6/2cyC7Qfcxliqp0b6dRDJMofpMZ9VhkKk9ZYJBj0co/Onh",
+	"vrEwTbhetUY/fijX73LMPk1oWPTkzJmmVbuFbZpwt5w3Ymuo7NI99DWiZfZlzWNldgm/xUBZkm9sxm3d",
+	"RzvUoTU30m7dx+3rd7zabxT9SrIDaHLWO6Nftef5cOI0u4o1DYjxa/DTsI/ogIXiLcMTvxtDlcGwrXu2",
+	"Jxt4mBBZfXGRLpwxTLYd5G6/AEpzuVb59H3RDtaJLfBIcCFjHq4CWz+gl5JABkhXJ3xB2Eca6niF5dEA",
+	"+8oFliTDNAANlv3DaAfgX6N69kj1yNVKaPqRYEWecxTCHGEI9AQL5vBy43QuajCo8mv0TWKCmQe6BX6g",
+	"lteaScFWC4ndccMFCvs0WtgMv5mUt+DJM8eXubZ1QtmEm5/DgcECsPq6MDKUIsFXt1yY5a/lJnotwHxE",
+	"3SHLUvzwCepvs9FojAW1m6NhBLM0zPurltc6O90YpHZKmk5LA0CQFCuAN14jZOa5L73RvAwKeuUC9xjq",
+	"hFqjH58MvKOjww9ei/OJ2TiFm7tIpJahjM3rwwVe2mY+eSDsrf7w7P7gAfmCEHOC2O7b/AWzJDpcEJgm",
+	"wTmab9AxuFaylJf07vSsfz2za4ecsHHgop72kE3bdrw9xN5ta2rid6PvVxWJvpduVKEG95E7bYtEm9la",
+	"xA85IQHGX0lbybrAIsgXrjsY86W+cHcaO8070F74TYB23MzcZIhFUyPr8gY+eArKFz7yUfO4Yh72bQN5",
+	"y5T2W0QwFhkxZwzCiMT8lrmZjjL8eF9g4LoQEccPyB1LsPoRVuC52BnAmkOQqCZAbG/SqeXwDx8gLsbt",
+	"9g4RP0Aktkmo65p9hAv/PTr2kNExV3Na1CkjyRATAa9bW2/cTiD5zi6u8FUjY1XpG7X85jlL+J1DEios",
+	"/ZEiYZokiO+y9Q6bS+sL5ERtYE556gw+DTTUsVFuvI9G3GXj5ZffFzZE3C4H0Ds9ckq2MjX4j82iWc5k",
+	"vH5ODi0IeJqCJmQuTK3oShElQasPspj36f/H3tUtN5Er4VfpyrnAqZo4yQlwgNS5yEIoUrsVUol34cIU",
+	"lmfaHlVkzTDSOJuleJ59j32yLXVLYw2MHYfNBqjyFcTzp59Wq6X+9H3ZXKY4gh5xHGsQ7oX0NmLWucrR",
+	"cxf40ufCDLW/xWx70iX+OzMwYrfPqX6Y1WnOLhgZohOVcKjbRke+0bvoSLJ8tXfuD/WRhq/H4Xg3+8JZ",
+	"zsbLbrzsnWMQYifLQ3dd2MH351/x92ZV1bkTdszXly7jF0uxBevR/5YAxIjMp71suoWwwb+JSqBaak9S",
+	"sGojHNAthTlx4KnTYn4HmIjUGhhjLolcPuKsc5aw2bTr0DKUac5Nm2EqM2J/XbQpEytd3+fOXdco4aBh",
+	"aRzi1xEUhsxwRoqo0z9kuRMYGDFbYNh8SPHAAGsuN4SMQ83zOzGuvBoMzsDbNvD1BM5fPoen+/t78Nef",
+	"T/oPn7lpnVjsWEVTG7f4GWqN08JKYj/k6X+i6A9njkwWsuDKOjo7Wcyt2wlrksLoeCCmI/i/L6+r+wND",
+	"UL0+vJE2L2oLIyN1ij4mCNHWpFYqrJugd7D3kKt9Mtlx09oOzWu0hehKcwiP9g6idvEeNRdUuqEeIwbw",
+	"sGeGlBr294AkWEZXQlJo9YYKHAoTogPhgiIX3hne7AzhniRc0RxBWtd8GSoruAj+FcRqaaVSLmzivuTY",
+	"rtDqGlz5fKcYj07MEkBlSAunVsqX9xCaugeBLI1XWA21qFzI2mjLcDVWBzLnbHw3iN8MolpSlzC/YS6W",
+	"CpFThbuRqVLbxw+3bjjTuQ5Di5B263uC+fq27PDxR3H/MYkSWcdaONbB5+MEetHbDDjj2V6NWI0Qo+13",
+	"n8YGFOzGmQ2xzHYNrXhEcgnWrkT7sVCZJYPYzXA3V2oz331OBp6KNMesMbXJYoPu0NNWQVkoxWtFGqU8",
+	"Dwpp73si5I+twC4M3A33gVtgyqk1MQtWTBMXTyjhqWENov4REQyWmzf0Of17A3LB3bM2amFA+aANYuGb",
+	"IBasmD4w0XEq6DW0LX6zpDa8TUNZV2NFa7NumTEsgJXLsA2dvX53kywN1e5skRXTzSKoE7nAmdl1B/pt",
+	"HftATG88uxus4itT7Wmh6Oztf9K9g6f/HW8lIfn+nomg9x8/ybeSL47gNEf8cskovYuLV9Ak6dfOFQ/E",
+	"9Juc0l1h6z4ve/8mv0mKrkiK1mUmgve9hTOlmbW4RH1DOMS33EtA5D61ljomlYnlCvyRGukiorRCa+6T",
+	"zvnbhVFHZydgQ9c0Xc4/rAIHBumPdkezMXH7/wOH6ZfhzEC/U8oSieg82fpiHl/TFbkC3cIJ3h1EhL7M",
+	"rbJUM4daeyEhyea3kYH+UT2p3zukXj306HrXo7R/lhdXmjKktxltCw+7+1Fm66xd/ADsyvCVwuZR4iFb",
+	"mXhYvu21nvpx55mzeXG5WS/d0Zkz15Yti7uVXbWPdnzcGqOosDqqbU6Yz3fucjUP5lNXLljdFaXcne9T",
+	"vOy/1A124lMhXlWovzA5OhzyJfNC+8CmSZozObxXb5jXuJhElAzEYOMPZ/bjZJrpeP9Ptbps0dfHTzBt",
+	"vXsowFpdzeK/uS2jX0SdydYjrPXe8eVwiCXx8UXD+sG7XQkcD8SU0yLJYo+LsQYZ6mtm+4iK2+xvRV/n",
+	"Y9vRD5xg7WiHotYpVkA2II1l5wE97nsfC2xHXxvzA11typhtfl/Asibgxh5q6yZMzGB8DaK56RKvQWp4",
+	"u3NUyp2f0YOvjZjhULtrpI9UoSB5BOc6n1fFVXaBKeWLhJVjhWTrNW0Q7qbussF0d77PmYJ2mbs6A2cF",
+	"h7uqSIXyTCoVTio0OaFXQJAmVVYrPGSRLCR+pDGmxYysLqbm551IYmaH0QQxezas9/YOUlcQ+h+OWiVz",
+	"tyxtyhZHIXyoscaoI4h9sOtJqadhpSjKEjVm0AvrRLd4NEnoAANGKoLOVMRvSLkzKtJQs0KFu5KjyjyE",
+	"DyqcFXOh/Hg0zqMGA07CKwB1JdN8htomQ52hxdRz4PT7/e0ELrG0lBT2mm3Hvx2fDt6fHw+OTwcnr09b",
+	"7YNz5/06qnmksPLnlqBHdy0IHCdegMAWlHrSqHxQD645S6qlgErYoPRFT32oJVrIi7rywJ7wLGtIGLck",
+	"qKoKfj3/hewgaSiBDArltW3CjK6uocJMkMhWq0LClburQufiClQx9dpmDVDLFoXyvWkQQVgr0ksDvbPX",
+	"FwPY5eZh0FXc1PyArSvNSnpS24K2SBOosERhoZhMvN9xxS6FMc7Xvji9aJXWoDZF51h/qYorYB9HzuuU",
+	"VXxh/mh3/jSBk7OXJ28TMP43LmGsCmvY+7H0N0dCiXdxsaKseeYxWJ9pF1PayTt7KCasZwFWqEtnh6Hx",
+	"9ndcd4KYTiucCoumPfZIdfbTu09/BwAA//8=",
 }
 
 // decodeSpec returns the embedded OpenAPI spec as raw JSON bytes,

@@ -66,7 +66,7 @@ type Invoker interface {
 	DeleteFeed(ctx context.Context, params DeleteFeedParams) (DeleteFeedRes, error)
 	// DeleteFlowExporter invokes deleteFlowExporter operation.
 	//
-	// Forget a flow exporter (what it sent stays).
+	// Audited as flow_exporter.delete.
 	//
 	// DELETE /flows/exporters/{name}
 	DeleteFlowExporter(ctx context.Context, params DeleteFlowExporterParams) (DeleteFlowExporterRes, error)
@@ -219,6 +219,12 @@ type Invoker interface {
 	//
 	// GET /flows/addresses/{address}
 	GetFlowAddress(ctx context.Context, params GetFlowAddressParams) (GetFlowAddressRes, error)
+	// GetFlowExporter invokes getFlowExporter operation.
+	//
+	// A registered flow exporter.
+	//
+	// GET /flows/exporters/{name}
+	GetFlowExporter(ctx context.Context, params GetFlowExporterParams) (GetFlowExporterRes, error)
 	// GetFlowHost invokes getFlowHost operation.
 	//
 	// An inside host with its device profile.
@@ -493,14 +499,18 @@ type Invoker interface {
 	// PutFlowExporter invokes putFlowExporter operation.
 	//
 	// Datagrams from the exporter's address are decoded; others are dropped and counted
-	// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up at
-	// its next flush.
+	// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up
+	// within a second. The address cannot be unspecified (0.0.0.0, ::), multicast or broadcast; an
+	// explicit `inside` must name at least one network (none: every flow would be transit) and no /0
+	// (nothing would be outside); omitted, it is RFC 1918 and fc00::/7. Duplicate networks (after zeroing
+	// host bits) are dropped, the first kept in place. Audited as flow_exporter.put.
 	//
 	// PUT /flows/exporters/{name}
 	PutFlowExporter(ctx context.Context, request *FlowExporterInput, params PutFlowExporterParams) (PutFlowExporterRes, error)
 	// PutFlowHostLabel invokes putFlowHostLabel operation.
 	//
-	// Name an inside host by hand ("" clears the label).
+	// Only a host the collector has seen has a label: before its first flow the answer is 404 (set the
+	// label once it shows up in GET /flows/hosts). Audited as flow_host.label.
 	//
 	// PUT /flows/hosts/{address}/label
 	PutFlowHostLabel(ctx context.Context, request *FlowHostLabelInput, params PutFlowHostLabelParams) (PutFlowHostLabelRes, error)
@@ -1257,7 +1267,7 @@ func (c *Client) sendDeleteFeed(ctx context.Context, params DeleteFeedParams) (r
 
 // DeleteFlowExporter invokes deleteFlowExporter operation.
 //
-// Forget a flow exporter (what it sent stays).
+// Audited as flow_exporter.delete.
 //
 // DELETE /flows/exporters/{name}
 func (c *Client) DeleteFlowExporter(ctx context.Context, params DeleteFlowExporterParams) (DeleteFlowExporterRes, error) {
@@ -3691,6 +3701,100 @@ func (c *Client) sendGetFlowAddress(ctx context.Context, params GetFlowAddressPa
 	}()
 
 	result, err := decodeGetFlowAddressResponse(resp)
+	if err != nil {
+		return res, errors.Wrap(err, "decode response")
+	}
+
+	return result, nil
+}
+
+// GetFlowExporter invokes getFlowExporter operation.
+//
+// A registered flow exporter.
+//
+// GET /flows/exporters/{name}
+func (c *Client) GetFlowExporter(ctx context.Context, params GetFlowExporterParams) (GetFlowExporterRes, error) {
+	res, err := c.sendGetFlowExporter(ctx, params)
+	return res, err
+}
+
+func (c *Client) sendGetFlowExporter(ctx context.Context, params GetFlowExporterParams) (res GetFlowExporterRes, err error) {
+
+	u := uri.Clone(c.requestURL(ctx))
+	var pathParts [2]string
+	pathParts[0] = "/flows/exporters/"
+	{
+		// Encode "name" parameter.
+		e := uri.NewPathEncoder(uri.PathEncoderConfig{
+			Param:   "name",
+			Style:   uri.PathStyleSimple,
+			Explode: false,
+		})
+		if err := func() error {
+			return e.EncodeValue(conv.StringToString(params.Name))
+		}(); err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		encoded, err := e.Result()
+		if err != nil {
+			return res, errors.Wrap(err, "encode path")
+		}
+		pathParts[1] = encoded
+	}
+	uri.AddPathParts(u, pathParts[:]...)
+
+	r, err := ht.NewRequest(ctx, "GET", u)
+	if err != nil {
+		return res, errors.Wrap(err, "create request")
+	}
+
+	{
+		type bitset = [1]uint8
+		var satisfied bitset
+		{
+
+			switch err := c.securityBearerAuth(ctx, GetFlowExporterOperation, r); {
+			case err == nil: // if NO error
+				satisfied[0] |= 1 << 0
+			case errors.Is(err, ogenerrors.ErrSkipClientSecurity):
+				// Skip this security.
+			default:
+				return res, errors.Wrap(err, "security \"BearerAuth\"")
+			}
+		}
+
+		if ok := func() bool {
+		nextRequirement:
+			for _, requirement := range []bitset{
+				{0b00000001},
+			} {
+				for i, mask := range requirement {
+					if satisfied[i]&mask != mask {
+						continue nextRequirement
+					}
+				}
+				return true
+			}
+			return false
+		}(); !ok {
+			return res, ogenerrors.ErrSecurityRequirementIsNotSatisfied
+		}
+	}
+
+	resp, err := c.cfg.Client.Do(r)
+	if err != nil {
+		return res, errors.Wrap(err, "do request")
+	}
+	body := resp.Body
+	defer func() {
+		// Drain the body to EOF before closing, so the underlying
+		// connection can be reused by the Transport regardless of the
+		// response status code. See https://github.com/ogen-go/ogen/issues/1670.
+		_, _ = io.Copy(io.Discard, body)
+		_ = body.Close()
+	}()
+
+	result, err := decodeGetFlowExporterResponse(resp)
 	if err != nil {
 		return res, errors.Wrap(err, "decode response")
 	}
@@ -7705,8 +7809,11 @@ func (c *Client) sendPutFeed(ctx context.Context, request *FeedInput, params Put
 // PutFlowExporter invokes putFlowExporter operation.
 //
 // Datagrams from the exporter's address are decoded; others are dropped and counted
-// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up at
-// its next flush.
+// (muninn_flow_datagrams_total{result="unknown_exporter"}). A running collector picks the change up
+// within a second. The address cannot be unspecified (0.0.0.0, ::), multicast or broadcast; an
+// explicit `inside` must name at least one network (none: every flow would be transit) and no /0
+// (nothing would be outside); omitted, it is RFC 1918 and fc00::/7. Duplicate networks (after zeroing
+// host bits) are dropped, the first kept in place. Audited as flow_exporter.put.
 //
 // PUT /flows/exporters/{name}
 func (c *Client) PutFlowExporter(ctx context.Context, request *FlowExporterInput, params PutFlowExporterParams) (PutFlowExporterRes, error) {
@@ -7812,7 +7919,8 @@ func (c *Client) sendPutFlowExporter(ctx context.Context, request *FlowExporterI
 
 // PutFlowHostLabel invokes putFlowHostLabel operation.
 //
-// Name an inside host by hand ("" clears the label).
+// Only a host the collector has seen has a label: before its first flow the answer is 404 (set the
+// label once it shows up in GET /flows/hosts). Audited as flow_host.label.
 //
 // PUT /flows/hosts/{address}/label
 func (c *Client) PutFlowHostLabel(ctx context.Context, request *FlowHostLabelInput, params PutFlowHostLabelParams) (PutFlowHostLabelRes, error) {

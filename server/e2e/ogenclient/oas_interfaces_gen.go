@@ -109,6 +109,10 @@ type GetFlowAddressRes interface {
 	getFlowAddressRes()
 }
 
+type GetFlowExporterRes interface {
+	getFlowExporterRes()
+}
+
 type GetFlowHostRes interface {
 	getFlowHostRes()
 }

@@ -33,6 +33,7 @@ const (
 	GetBouncerRenderOperation         OperationName = "GetBouncerRender"
 	GetFeedOperation                  OperationName = "GetFeed"
 	GetFlowAddressOperation           OperationName = "GetFlowAddress"
+	GetFlowExporterOperation          OperationName = "GetFlowExporter"
 	GetFlowHostOperation              OperationName = "GetFlowHost"
 	GetFlowNetworkProfileOperation    OperationName = "GetFlowNetworkProfile"
 	GetGuardOperation                 OperationName = "GetGuard"

@@ -210,6 +210,12 @@ type GetFlowAddressParams struct {
 	Address string
 }
 
+// GetFlowExporterParams is parameters of getFlowExporter operation.
+type GetFlowExporterParams struct {
+	// A flow exporter's name (it becomes the sighting source flow:).
+	Name string
+}
+
 // GetFlowHostParams is parameters of getFlowHost operation.
 type GetFlowHostParams struct {
 	// How far back the profile reaches (a duration, default 168h, at most 2160h).
@@ -355,7 +361,8 @@ type ListFeedRunsParams struct {
 
 // ListFlowHostsParams is parameters of listFlowHosts operation.
 type ListFlowHostsParams struct {
-	// Only hosts inside this network (an address or CIDR; default every host).
+	// Only hosts inside this network (default every host), read as GET /ips reads its within — an
+	// address or CIDR, host bits zeroed (192.168.1.5/24 is 192.168.1.0/24); an empty value is a 400.
 	Within OptString `json:",omitempty,omitzero"`
 	Limit  OptInt    `json:",omitempty,omitzero"`
 }

@@ -4526,6 +4526,7 @@ func (s *FlowExporter) SetUpdatedAt(val time.Time) {
 	s.UpdatedAt = val
 }
 
+func (*FlowExporter) getFlowExporterRes() {}
 func (*FlowExporter) putFlowExporterRes() {}
 
 // Ref: #/components/schemas/FlowExporterInput
@@ -4580,10 +4581,15 @@ type FlowHost struct {
 	// The name in the DHCP lease file ("" when none).
 	LeaseName string `json:"lease_name"`
 	// The manual label.
-	Label   string `json:"label"`
-	Bytes   int64  `json:"bytes"`
-	Packets int64  `json:"packets"`
-	Flows   int64  `json:"flows"`
+	Label string `json:"label"`
+	// Every flow of the host since it was first seen, inside-to-inside included (sampling applied). A
+	// profile, and the dashboard's top talkers, count only its traffic with outside addresses, so they can
+	// be less.
+	Bytes int64 `json:"bytes"`
+	// Every flow's packets.
+	Packets int64 `json:"packets"`
+	// Every flow.
+	Flows int64 `json:"flows"`
 }
 
 // GetAddress returns the value of Address.
@@ -4759,10 +4765,14 @@ func (s *FlowPoint) SetBytes(val int64) {
 
 // Ref: #/components/schemas/FlowProfile
 type FlowProfile struct {
-	Network   string      `json:"network"`
-	Since     time.Time   `json:"since"`
-	Bytes     int64       `json:"bytes"`
-	Packets   int64       `json:"packets"`
+	Network string    `json:"network"`
+	Since   time.Time `json:"since"`
+	// Traffic with outside addresses only, since since (a host's FlowHost.bytes also counts its
+	// inside-to-inside flows).
+	Bytes int64 `json:"bytes"`
+	// Traffic with outside addresses only (as bytes).
+	Packets int64 `json:"packets"`
+	// Traffic with outside addresses only (as bytes).
 	Flows     int64       `json:"flows"`
 	Countries []FlowCount `json:"countries"`
 	Orgs      []FlowCount `json:"orgs"`
@@ -4998,6 +5008,22 @@ func (*GetFlowAddressOKApplicationJSON) getFlowAddressRes() {}
 type GetFlowAddressUnauthorized Problem
 
 func (*GetFlowAddressUnauthorized) getFlowAddressRes() {}
+
+type GetFlowExporterBadRequest Problem
+
+func (*GetFlowExporterBadRequest) getFlowExporterRes() {}
+
+type GetFlowExporterInternalServerError Problem
+
+func (*GetFlowExporterInternalServerError) getFlowExporterRes() {}
+
+type GetFlowExporterNotFound Problem
+
+func (*GetFlowExporterNotFound) getFlowExporterRes() {}
+
+type GetFlowExporterUnauthorized Problem
+
+func (*GetFlowExporterUnauthorized) getFlowExporterRes() {}
 
 type GetFlowHostBadRequest Problem
 
@@ -11067,6 +11093,7 @@ func (*UnavailableHeaders) exportZeekIntelRes()          {}
 func (*UnavailableHeaders) getBouncerRenderRes()         {}
 func (*UnavailableHeaders) getFeedRes()                  {}
 func (*UnavailableHeaders) getFlowAddressRes()           {}
+func (*UnavailableHeaders) getFlowExporterRes()          {}
 func (*UnavailableHeaders) getFlowHostRes()              {}
 func (*UnavailableHeaders) getFlowNetworkProfileRes()    {}
 func (*UnavailableHeaders) getGuardRes()                 {}

@@ -46,6 +46,7 @@ var operationRolesBearerAuth = map[string][]string{
 	ExportZeekIntelOperation:          []string{},
 	GetFeedOperation:                  []string{},
 	GetFlowAddressOperation:           []string{},
+	GetFlowExporterOperation:          []string{},
 	GetFlowHostOperation:              []string{},
 	GetFlowNetworkProfileOperation:    []string{},
 	GetGuardOperation:                 []string{},
