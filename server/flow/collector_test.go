@@ -184,7 +184,7 @@ func TestSFlowBelongsToTheSender(t *testing.T) {
 	t.Parallel()
 	b := setup(t, flow.Config{})
 	ctx := context.Background()
-	_, err := b.st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.2"), Name: "core", SamplingRate: 1000})
+	_, err := b.st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.2"), Name: "core", SamplingRate: 1000}, "test")
 	require.NoError(t, err)
 	require.NoError(t, b.c.LoadExporters(ctx))
 	gw, stranger := netip.MustParseAddrPort("192.0.2.1:6343"), netip.MustParseAddrPort("192.0.2.99:6343")
@@ -287,7 +287,7 @@ func TestNewExporterCountsWithoutAFlush(t *testing.T) {
 	conn, err := net.Dial("udp", addrs[0].String())
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
-	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("127.0.0.1"), Name: "lo"})
+	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("127.0.0.1"), Name: "lo"}, "test")
 	require.NoError(t, err)
 	rec := v5Record{src: "10.0.0.5", dst: "203.0.113.9", srcPort: 1, dstPort: 2, proto: 6, packets: 1, bytes: 40}
 	decoded := c.Metric("datagrams", "netflow", "decoded")
