@@ -150,9 +150,14 @@ type aggregator struct {
 	// two run at once.
 	alwaysConcurrent bool
 	concurrent       chan struct{}
-	kick             chan struct{}
-	stop             chan struct{}
-	done             chan struct{}
+	// Tests: idlePass runs when a worker found nothing to merge (before it
+	// leaves), backedOff gets a value when a worker leaves a batch to the
+	// running merge.
+	idlePass  func()
+	backedOff chan struct{}
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
 }
 
 func newAggregator() *aggregator {
@@ -256,15 +261,24 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 	// repeating 20,000 addresses, two at once took 206k obs/s, one 308k).
 	a.mu.Lock()
 	if a.running > 0 && !a.insertHeavy && !a.alwaysConcurrent {
+		backedOff := a.backedOff
 		a.mu.Unlock()
+		if backedOff != nil {
+			backedOff <- struct{}{}
+		}
 		return false // the running merge's worker takes what waits next
 	}
 	a.running++
 	a.mu.Unlock()
+	// Leaving, say so to a worker when batches wait: a worker that backed
+	// off above while this merge ran (a batch queued as this merge found
+	// the queue empty) relies on it, or the batch would wait for the next
+	// submission, which one-at-a-time writers never send.
 	defer func() {
 		a.mu.Lock()
 		a.running--
 		a.mu.Unlock()
+		a.kickOthers()
 	}()
 	f := newFolder()
 	var live, group []*PendingIngest
@@ -277,6 +291,9 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 		live = append(live, p)
 	}
 	if len(live) == 0 {
+		if len(group) == 0 && a.idlePass != nil {
+			a.idlePass()
+		}
 		return len(group) > 0
 	}
 	a.mu.Lock()
@@ -289,7 +306,6 @@ func (s *Store) mergeWaiting(ctx context.Context) bool {
 	// another merge) may go to an idle worker now; and when this merge
 	// finishes, the batches that follow its own may go.
 	a.kickOthers()
-	defer a.kickOthers()
 	fb := f.batch()
 	err := s.mergeFolded(ctx, fb)
 	if err == nil {
