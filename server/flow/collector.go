@@ -192,9 +192,14 @@ type Collector struct {
 const reloadEvery = time.Second
 
 type leaseState struct {
-	mod  time.Time
-	size int64
+	mod     time.Time
+	size    int64
+	applied time.Time // by the collector's clock
 }
+
+// leaseReapply is how often the lease file is applied even when it did not
+// change and no new host came: leases expire by the clock alone.
+const leaseReapply = 5 * time.Minute
 
 // New returns a collector; reg receives its muninn_flow_* metrics.
 func New(st *store.Store, views Views, log *slog.Logger, now func() time.Time, reg prometheus.Registerer, cfg Config) (*Collector, error) {
@@ -552,7 +557,7 @@ func (c *Collector) maintain(ctx context.Context, wrote bool) error {
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("flow: lease file: %w", err))
-		case wrote || !fi.ModTime().Equal(c.lease.mod) || fi.Size() != c.lease.size:
+		case wrote || !fi.ModTime().Equal(c.lease.mod) || fi.Size() != c.lease.size || c.now().Sub(c.lease.applied) >= leaseReapply:
 			b, err := os.ReadFile(c.cfg.LeaseFile)
 			if err == nil {
 				err = c.st.FlowLeasesApply(ctx, ParseLeases(b, c.now()))
@@ -560,7 +565,7 @@ func (c *Collector) maintain(ctx context.Context, wrote bool) error {
 			if err != nil {
 				errs = append(errs, fmt.Errorf("flow: lease file: %w", err))
 			} else {
-				c.lease = leaseState{mod: fi.ModTime(), size: fi.Size()}
+				c.lease = leaseState{mod: fi.ModTime(), size: fi.Size(), applied: c.now()}
 			}
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ type testBundle struct {
 	c   *flow.Collector
 	reg *prometheus.Registry
 	now time.Time
+	// later moves the collector's clock on from now (nanoseconds).
+	later *atomic.Int64
 }
 
 // setup returns a collector over a fresh database whose index knows the
@@ -55,10 +58,11 @@ func setupTB(t testing.TB, cfg flow.Config) *testBundle {
 	_, err = st.FlowExporterPut(ctx, store.FlowExporter{Address: netip.MustParseAddr("192.0.2.1"), Name: "gw"}, "test")
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
-	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now }, reg, cfg)
+	later := new(atomic.Int64)
+	c, err := flow.New(st, ix, slog.New(slog.NewTextHandler(testWriter{t}, nil)), func() time.Time { return now.Add(time.Duration(later.Load())) }, reg, cfg)
 	require.NoError(t, err)
 	require.NoError(t, c.LoadExporters(ctx))
-	return &testBundle{st: st, ix: ix, c: c, reg: reg, now: now}
+	return &testBundle{st: st, ix: ix, c: c, reg: reg, now: now, later: later}
 }
 
 type testWriter struct{ t testing.TB }

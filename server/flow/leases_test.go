@@ -121,4 +121,10 @@ func TestCollectorLeaseFile(t *testing.T) {
 		"10.0.0.6": {"", "02:00:00:00:00:06"},
 		"10.0.0.7": {"camera", "02:00:00:00:00:07"},
 	}, hosts())
+
+	// The camera's lease runs out while the network is silent and the file
+	// stays as it is: the name goes within leaseReapply (5 minutes).
+	b.later.Store(int64(time.Hour + 5*time.Minute))
+	require.NoError(t, b.c.Flush(ctx))
+	require.Equal(t, row{"", "02:00:00:00:00:07"}, hosts()["10.0.0.7"])
 }
