@@ -197,6 +197,14 @@ func URL(t testing.TB) string {
 	name := fmt.Sprintf("%s%x_%s_%s", testDBPrefix, time.Now().Unix(), runID(), hex.EncodeToString(b))
 	_, err = admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+tmpl)
 	require.NoError(t, err)
+	// Commits do not wait for the WAL to reach the disk (a database
+	// setting: CREATE DATABASE does not copy the template's). Hundreds of
+	// test databases created while tests write fill the WAL faster than a
+	// small disk syncs it; commits waiting for those syncs stalled for over
+	// 10 s, and River's queries in unrelated tests timed out. A test
+	// database needs no durability across a crash of the server.
+	_, err = admin.Exec(ctx, `ALTER DATABASE `+name+` SET synchronous_commit = off`)
+	require.NoError(t, err)
 	u, err := urlFor(base, name)
 	require.NoError(t, err)
 	return u
