@@ -25,6 +25,13 @@ import (
 	"github.com/muninn/muninn/worker"
 )
 
+// deliveryWait bounds the waits for a delivery or an event. A delivery
+// takes well under a second; the bound is a minute because the alert jobs
+// run on River, whose queries give up after 10 s and retry, and a shared
+// PostgreSQL under the whole suite's load (hundreds of test databases, their
+// checkpoints, embedded servers' initdb) has stalled for 20 s.
+const deliveryWait = time.Minute
+
 // request is one request a loopback receiver got.
 type request struct {
 	Method, Path, Query string
@@ -97,8 +104,8 @@ func (rc *receiver) next(t *testing.T) request {
 	select {
 	case r := <-rc.ok:
 		return r
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no message arrived at %s within 20 s", rc.srv.URL)
+	case <-time.After(deliveryWait):
+		t.Fatalf("no message arrived at %s within %s", rc.srv.URL, deliveryWait)
 		return request{}
 	}
 }
@@ -253,7 +260,7 @@ https://muninn.example/ui/ips/203.0.113.9`
 // waitEvents polls until kind has n events and returns them.
 func (b alertBundle) waitEvents(t *testing.T, kind string, n int) []store.Event {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(deliveryWait)
 	for {
 		evs, err := b.st.ListEvents(b.ctx, store.EventFilter{Kind: kind})
 		require.NoError(t, err)
@@ -262,7 +269,7 @@ func (b alertBundle) waitEvents(t *testing.T, kind string, n int) []store.Event 
 			return evs
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d %s events after 20 s, want %d", len(evs), kind, n)
+			t.Fatalf("%d %s events after %s, want %d", len(evs), kind, deliveryWait, n)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a condition, not synchronising
 	}
@@ -323,8 +330,8 @@ func TestAlertMessageReachesEachServiceExactly(t *testing.T) {
 		body, err := io.ReadAll(m.Body)
 		require.NoError(t, err)
 		require.Equal(t, wantBody, strings.TrimRight(strings.ReplaceAll(string(body), "\r\n", "\n"), "\n"))
-	case <-time.After(20 * time.Second):
-		t.Fatal("no mail within 20 s")
+	case <-time.After(deliveryWait):
+		t.Fatalf("no mail within %s", deliveryWait)
 	}
 	for _, rc := range []*receiver{hook, ntfy, gotify} {
 		require.Len(t, rc.requests(), 1)
