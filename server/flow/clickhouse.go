@@ -102,13 +102,17 @@ var urlScheme = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9+.-]*$`)
 // registering anything: commands check their configuration before they
 // open the database.
 func (cfg ClickHouseConfig) Check() error {
-	if _, err := clickHouseOptions(cfg.URL); err != nil {
-		return err
-	}
+	_, err := cfg.options()
+	return err
+}
+
+// options checks cfg's table name and returns its URL's clickhouse-go
+// options (clickHouseOptions).
+func (cfg ClickHouseConfig) options() (*clickhouse.Options, error) {
 	if cfg.Table != "" && !tableName.MatchString(cfg.Table) {
-		return fmt.Errorf("flow: ClickHouse table %q is not [database.]table of letters, digits and _", cfg.Table)
+		return nil, fmt.Errorf("flow: ClickHouse table %q is not [database.]table of letters, digits and _", cfg.Table)
 	}
-	return nil
+	return clickHouseOptions(cfg.URL)
 }
 
 // ClickHouseSink batches raw flows and inserts them with clickhouse-go:
@@ -195,10 +199,7 @@ func clickHouseOptions(raw string) (*clickhouse.Options, error) {
 // does, so a ClickHouse that is down costs rows (counted as errors), not
 // the start of muninn. Close releases the connections.
 func NewClickHouseSink(cfg ClickHouseConfig, log *slog.Logger, reg prometheus.Registerer) (*ClickHouseSink, error) {
-	if err := cfg.Check(); err != nil {
-		return nil, err
-	}
-	opts, err := clickHouseOptions(cfg.URL)
+	opts, err := cfg.options()
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,6 @@ type flowProfilePage struct {
 	Countries template.HTML
 	Orgs      template.HTML
 	Ports     template.HTML
-	Contacts  []store.FlowContactRow
 }
 
 // showFlowHost serves GET /ui/flows/hosts/{address}.
@@ -108,9 +107,8 @@ func (h *Handler) showFlowProfile(w http.ResponseWriter, r *http.Request, p neti
 		h.fault(w, r, "build the profile", err)
 		return
 	}
-	d.Profile, d.Contacts = pr, pr.Contacts
-	start := now.Add(-since).Truncate(time.Hour)
-	d.Series = columnChartOf("Bytes per hour", "hour", hourlyBuckets(pr.Series, start, now))
+	d.Profile = pr
+	d.Series = columnChartOf("Bytes per hour", "hour", hourlyBuckets(pr.Series, pr.Since, now))
 	d.Countries = barChart("Top countries by bytes", flowBuckets(pr.Countries))
 	d.Orgs = barChart("Top AS organisations by bytes", flowBuckets(pr.Orgs))
 	d.Ports = barChart("Top ports by bytes", flowBuckets(pr.Ports))

@@ -262,8 +262,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	if withHTTP {
 		command = "serve"
 	}
+	var flows *flowSetup
 	if withHTTP && cfg.FlowListen != "" {
-		if _, _, err := flowConfig(cfg, cfg.FlowListen); err != nil {
+		var err error
+		if flows, err = flowConfig(cfg, cfg.FlowListen); err != nil {
 			return err
 		}
 	}
@@ -369,8 +371,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, stdout io.W
 	marksDone := make(chan struct{})
 	go func() { defer close(marksDone); alert.WatchMarks(marksCtx, ix, st, log) }()
 	defer func() { stopMarks(); <-marksDone }()
-	if cfg.FlowListen != "" {
-		stopFlows, err := startFlows(ctx, cfg, cfg.FlowListen, st, ix, log, reg)
+	if flows != nil {
+		stopFlows, err := startFlows(ctx, cfg, *flows, st, ix, log, reg)
 		if err != nil {
 			return err
 		}
@@ -470,34 +472,40 @@ func alertSealer(cfg config.Config) (*alert.Sealer, error) {
 	return alert.NewSealer(key)
 }
 
-// flowConfig reads the flow collector's listeners and sink settings from
-// cfg (listen is MUNINN_FLOW_LISTEN or its default), so that a mistake is
-// reported before the database is opened.
-func flowConfig(cfg config.Config, listen string) ([]flow.Listener, *flow.ClickHouseConfig, error) {
-	ls, err := flow.ParseListeners(listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
-	}
-	if cfg.FlowClickHouseURL == "" {
-		return ls, nil, nil
-	}
-	ch := &flow.ClickHouseConfig{URL: cfg.FlowClickHouseURL, Table: cfg.FlowClickHouseTable, BatchRows: cfg.FlowClickHouseBatch}
-	if err := ch.Check(); err != nil {
-		return nil, nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
-	}
-	return ls, ch, nil
+// flowSetup is the flow collector's checked settings: its listeners and,
+// when MUNINN_FLOW_CLICKHOUSE_URL is set, its ClickHouse sink's.
+type flowSetup struct {
+	listeners  []flow.Listener
+	clickHouse *flow.ClickHouseConfig
 }
 
-// startFlows starts the flow collector on listen; its goroutine is owned
-// by the returned stop, which cancels it and waits for its last flush.
-func startFlows(ctx context.Context, cfg config.Config, listen string, st *store.Store, ix *index.Index, log *slog.Logger, reg prometheus.Registerer) (func(), error) {
-	ls, ch, err := flowConfig(cfg, listen)
+// flowConfig reads the flow collector's settings from cfg (listen is
+// MUNINN_FLOW_LISTEN or its default); commands call it before they open
+// the database, so a mistake is reported first.
+func flowConfig(cfg config.Config, listen string) (*flowSetup, error) {
+	ls, err := flow.ParseListeners(listen)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("config: MUNINN_FLOW_LISTEN: %w", err)
 	}
+	fs := &flowSetup{listeners: ls}
+	if cfg.FlowClickHouseURL == "" {
+		return fs, nil
+	}
+	fs.clickHouse = &flow.ClickHouseConfig{URL: cfg.FlowClickHouseURL, Table: cfg.FlowClickHouseTable, BatchRows: cfg.FlowClickHouseBatch}
+	if err := fs.clickHouse.Check(); err != nil {
+		return nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
+	}
+	return fs, nil
+}
+
+// startFlows starts the flow collector with fs (flowConfig); its goroutine
+// is owned by the returned stop, which cancels it and waits for its last
+// flush.
+func startFlows(ctx context.Context, cfg config.Config, fs flowSetup, st *store.Store, ix *index.Index, log *slog.Logger, reg prometheus.Registerer) (func(), error) {
 	var sink *flow.ClickHouseSink
-	if ch != nil {
-		if sink, err = flow.NewClickHouseSink(*ch, log, reg); err != nil {
+	if fs.clickHouse != nil {
+		var err error
+		if sink, err = flow.NewClickHouseSink(*fs.clickHouse, log, reg); err != nil {
 			return nil, fmt.Errorf("config: MUNINN_FLOW_CLICKHOUSE_*: %w", err)
 		}
 	}
@@ -510,7 +518,7 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 			}
 		}
 	}
-	c, err := flow.New(st, ix, log, time.Now, reg, flow.Config{Listen: ls, FlushEvery: cfg.FlowFlush,
+	c, err := flow.New(st, ix, log, time.Now, reg, flow.Config{Listen: fs.listeners, FlushEvery: cfg.FlowFlush,
 		Retention5m: cfg.FlowRetention5m, Retention1h: cfg.FlowRetention1h, AlertTags: cfg.FlowAlertTags, LeaseFile: cfg.FlowLeaseFile,
 		ClickHouse: sink})
 	if err != nil {
@@ -541,7 +549,8 @@ func startFlows(ctx context.Context, cfg config.Config, listen string, st *store
 // collector, and /metrics and /healthz on MUNINN_LISTEN.
 func flowsCmd(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	listen := cmp.Or(cfg.FlowListen, "netflow://:2055,sflow://:6343")
-	if _, _, err := flowConfig(cfg, listen); err != nil {
+	flows, err := flowConfig(cfg, listen)
+	if err != nil {
 		return err
 	}
 	st, closeDB, err := database(ctx, cfg, log, true, "flows")
@@ -569,7 +578,7 @@ func flowsCmd(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	case <-ctx.Done():
 		return nil
 	}
-	stopFlows, err := startFlows(ctx, cfg, listen, st, ix, log, reg)
+	stopFlows, err := startFlows(ctx, cfg, *flows, st, ix, log, reg)
 	if err != nil {
 		return err
 	}
